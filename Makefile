@@ -1,0 +1,65 @@
+# edgecache — plain Makefile. The two commands a newcomer needs:
+#   make run    install missing Debian packages, build, start a demo origin + edgecache
+#   make test   install, build, run every test (normal build, then ASan+UBSan build)
+
+BUILD    ?= build
+CC       ?= cc
+OPT      ?= -O2
+SANITIZE ?=
+WARN      = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2
+CFLAGS   += -std=c11 -D_GNU_SOURCE -DH2O_USE_LIBUV=0 $(OPT) -g $(WARN) -I. -pthread $(SANITIZE)
+LDFLAGS  += -pthread $(SANITIZE)
+LIBS      = -lh2o-evloop -lssl -lcrypto -lz -llmdb -ljansson -lsodium -lm
+CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt)
+
+# every .c in the modules is part of the program; main.c only of the binary
+LIB_SRC  = $(filter-out server/main.c,$(wildcard server/*.c storage/*.c migrations/*.c admin-api/*.c))
+LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+MAIN_OBJ = $(BUILD)/obj/server/main.o
+UNIT_SRC = $(wildcard tests/unit/test_*.c)
+UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+HDRS     = $(wildcard server/*.h storage/*.h migrations/*.h admin-api/*.h tests/unit/*.h)
+
+.PHONY: all deps run test test-unit test-integration test-sanitize unit-bins clean bench fuzz format
+
+all: $(BUILD)/edgecache
+
+deps:
+	@scripts/install-deps
+
+$(BUILD)/obj/%.o: %.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/edgecache: $(LIB_OBJ) $(MAIN_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJ) $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Wno-missing-prototypes -o $@ $< $(LIB_OBJ) $(LDFLAGS) $(LIBS) $(CHECK_LIBS)
+
+unit-bins: $(UNIT_BIN)
+
+run: deps $(BUILD)/edgecache
+	@scripts/demo
+
+# make test: both builds, every suite; tests/run-all prints "N passed, N failed" last
+test: deps
+	@scripts/test-all
+
+test-unit: $(UNIT_BIN)
+	@tests/run-unit $(BUILD)
+
+test-integration: $(BUILD)/edgecache
+	@python3 tests/integration/run.py --binary $(BUILD)/edgecache
+
+test-sanitize:
+	@$(MAKE) --no-print-directory BUILD=build/asan OPT=-O1 \
+	  SANITIZE="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
+	  test-unit test-integration
+
+bench: deps $(BUILD)/edgecache
+	@bench/run
+
+clean:
+	rm -rf build

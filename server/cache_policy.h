@@ -1,0 +1,89 @@
+/*
+ * server/cache_policy.h — HTTP caching decisions (RFC 9111 and Fastly's
+ * surrogate headers): header parsers and the store/freshness decision for a
+ * response. Pure functions, no I/O, no allocation beyond the caller's buffers:
+ * every parser takes untrusted bytes and never asserts on them.
+ */
+#ifndef EDGECACHE_CACHE_POLICY_H
+#define EDGECACHE_CACHE_POLICY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define POLICY_UNSET UINT32_MAX /* a delta-seconds directive that was absent or invalid */
+
+/* parsed Cache-Control (or CDN-Cache-Control / Surrogate-Control) directives */
+typedef struct policy_cc {
+    uint32_t max_age;                /* POLICY_UNSET if absent */
+    uint32_t s_maxage;               /* POLICY_UNSET if absent */
+    uint32_t stale_while_revalidate; /* POLICY_UNSET if absent */
+    uint32_t stale_if_error;         /* POLICY_UNSET if absent */
+    unsigned no_store : 1, no_cache : 1, private_ : 1, public_ : 1, must_revalidate : 1, proxy_revalidate : 1,
+        no_transform : 1, immutable : 1, only_if_cached : 1;
+    unsigned max_age_invalid : 1;    /* max-age present but malformed or duplicated with different values */
+} policy_cc_t;
+
+/**
+ * Parse a Cache-Control-style field value (comma separated directives, quoted strings,
+ * case-insensitive names). Call repeatedly to merge several header lines into one
+ * struct (initialise it with policy_cc_init first). Malformed directives are skipped;
+ * a malformed delta-seconds value makes the directive count as present-but-invalid,
+ * which for max-age means "stale" (RFC 9111 4.2.1, 5.2.2.1).
+ */
+void policy_cc_init(policy_cc_t *cc);
+void policy_cc_parse(policy_cc_t *cc, const char *value, size_t len);
+
+/** Parse an IMF-fixdate / RFC 850 / asctime HTTP date. Returns 0 and unix seconds, or -1. */
+int policy_parse_http_date(const char *s, size_t len, int64_t *out);
+
+/** Format unix seconds as IMF-fixdate into buf (at least 30 bytes). Returns the length (29). */
+size_t policy_format_http_date(int64_t t, char *buf);
+
+/** A response header as the policy sees it (name lower-case). */
+typedef struct policy_header {
+    const char *name;
+    size_t name_len;
+    const char *value;
+    size_t value_len;
+} policy_header_t;
+
+typedef struct policy_settings {
+    uint32_t default_ttl;       /* used when nothing else gives a lifetime */
+    uint32_t max_heuristic_ttl; /* cap of the Last-Modified heuristic */
+    uint32_t default_grace;     /* stale-if-error when the response gives none */
+} policy_settings_t;
+
+typedef struct policy_request_info {
+    int method_is_get_or_head;
+    int has_authorization;
+    int64_t request_time;  /* unix seconds when the request to the origin was sent */
+    int64_t response_time; /* unix seconds when the response head arrived */
+} policy_request_info_t;
+
+typedef struct policy_decision {
+    int storable;              /* 1: store it; 0: pass it on without storing */
+    const char *not_stored_reason; /* static string when !storable, e.g. "no-store" */
+    uint32_t ttl;              /* freshness lifetime, seconds */
+    uint32_t initial_age;      /* corrected_initial_age, seconds (RFC 9111 4.2.3) */
+    uint32_t stale_while_revalidate;
+    uint32_t stale_if_error;
+    int no_cache;              /* store, but revalidate before each use */
+    int must_revalidate;       /* never serve stale */
+} policy_decision_t;
+
+/**
+ * Decide whether and for how long to store a response (status + headers, names lower-case).
+ * Freshness precedence: Surrogate-Control max-age > CDN-Cache-Control > Cache-Control
+ * s-maxage > max-age > Expires - Date > heuristic (10% of Date - Last-Modified, capped,
+ * heuristically cacheable statuses only) > settings->default_ttl.
+ */
+void policy_decide(int status, const policy_header_t *headers, size_t num_headers, const policy_request_info_t *req,
+                   const policy_settings_t *settings, policy_decision_t *out);
+
+/**
+ * Current age in seconds of a stored response (RFC 9111 4.2.3):
+ * corrected_initial_age + (now - response_time).
+ */
+uint32_t policy_current_age(uint32_t initial_age, int64_t response_time_ms, int64_t now_ms);
+
+#endif

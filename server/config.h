@@ -1,0 +1,65 @@
+/*
+ * server/config.h — settings from the command line and the JSON config file.
+ *
+ * Precedence: built-in defaults < config file (--config FILE) < flags.
+ * Every bad value is reported as one line naming the setting; the caller exits 2.
+ */
+#ifndef EDGECACHE_CONFIG_H
+#define EDGECACHE_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONFIG_MAX_BACKENDS 64
+
+typedef struct config_addr {
+    char host[256];  /* numeric address or name, e.g. "127.0.0.1" */
+    uint16_t port;
+} config_addr_t;
+
+typedef struct config {
+    config_addr_t listen;       /* --listen, default 127.0.0.1:8080 */
+    config_addr_t admin_listen; /* --admin-listen, default 127.0.0.1:8081 */
+    config_addr_t backends[CONFIG_MAX_BACKENDS]; /* --backend HOST:PORT, repeatable */
+    size_t num_backends;
+    char data_dir[4096];        /* --data-dir, default "./edgecache-data" */
+    uint64_t memory_size;       /* --memory-size BYTES (K/M/G suffixes), default 256M */
+    uint64_t disk_size;         /* --disk-size BYTES, default 1G */
+    uint32_t default_ttl;       /* --default-ttl SECONDS, default 120 */
+    unsigned threads;           /* --threads N, default: number of online cores */
+    char config_file[4096];     /* --config FILE, "" when none */
+    char service_id[128];       /* --service-id, default "edgecache" */
+    uint32_t max_heuristic_ttl; /* config "max_heuristic_ttl", default 86400 */
+    uint32_t default_grace;     /* --default-grace / "default_grace", seconds, default 0 */
+    uint32_t origin_timeout_ms; /* --origin-timeout MS / "origin_timeout", default 15000 */
+    uint32_t shutdown_timeout_ms; /* --shutdown-timeout MS, default 5000 */
+} config_t;
+
+/** Fill cfg with the built-in defaults. */
+void config_defaults(config_t *cfg);
+
+/**
+ * Parse flags (argv[first..argc)), loading --config FILE first if given so that flags
+ * win. Returns 0 on success, 1 when --help was printed to stdout (exit 0), or -1 with a
+ * one-line message in err (e.g. "--memory-size: invalid size 'abc' (use e.g. 256M)").
+ */
+int config_parse_args(config_t *cfg, int argc, char **argv, int first, char *err, size_t errlen);
+
+/**
+ * Load a JSON config file into cfg (keys: listen, admin_listen, backends [array of
+ * "HOST:PORT"], data_dir, memory_size [number or "256M"], disk_size, default_ttl, threads,
+ * service_id, max_heuristic_ttl, default_grace, origin_timeout). Unknown keys and wrong
+ * types are errors. Returns 0 or -1 with a message naming the key in err.
+ */
+int config_load_file(config_t *cfg, const char *path, char *err, size_t errlen);
+
+/** Parse "256M", "1G", "4096", "64k" into bytes. Returns 0 or -1. */
+int config_parse_size(const char *s, uint64_t *out);
+
+/** Parse "HOST:PORT" (IPv6 as "[::1]:80"). Returns 0 or -1. */
+int config_parse_addr(const char *s, config_addr_t *out);
+
+/** Print the --help text to the stream (FILE *). */
+void config_print_help(void *stream);
+
+#endif

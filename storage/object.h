@@ -1,0 +1,134 @@
+/*
+ * storage/object.h — a cached response, the unit shared by the memory tier
+ * (storage/mem.h), the LMDB store (storage/store.h) and the proxy.
+ *
+ * An object is one immutable, encoded record (the exact bytes stored in LMDB)
+ * plus a small decoded view whose pointers point into that record. It is
+ * refcounted; every field except `flags` is immutable once built, so any
+ * thread may read it without a lock while it holds a reference.
+ *
+ * Record layout (little endian), version 1:
+ *
+ *   u32 magic "ECR1" | u16 version | u16 status | u32 flags
+ *   u64 generation | i64 request_time_ms | i64 response_time_ms
+ *   u32 initial_age | u32 ttl | u32 stale_while_revalidate | u32 stale_if_error
+ *   u32 key_len | u32 skeys_len | u32 vary_len | u32 num_headers | u64 body_len
+ *   u64 checksum (SipHash-2-4 of the whole record with this field zeroed)
+ *   key | skeys | vary | num_headers x (u32 name_len, u32 value_len, name, value) | body
+ *
+ * Records read back from disk are untrusted: obj_decode validates every length
+ * and the checksum and returns an error, never asserts.
+ */
+#ifndef EDGECACHE_OBJECT_H
+#define EDGECACHE_OBJECT_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CACHE_HASH_LEN 16
+#define OBJ_MAGIC 0x0bec0b1eu          /* in-memory magic, checked at entry */
+#define OBJ_RECORD_MAGIC 0x31524345u   /* "ECR1" on disk */
+#define OBJ_RECORD_VERSION 1
+#define OBJ_RECORD_FIXED_LEN 80        /* bytes before the key */
+
+/* errors (negative, outside errno's range) */
+#define OBJ_ECORRUPT (-30900)
+
+/* object flags */
+#define OBJ_F_NO_CACHE 0x1        /* stored, but must be revalidated before every use */
+#define OBJ_F_MUST_REVALIDATE 0x2 /* never served stale */
+#define OBJ_F_SOFT_PURGED 0x4     /* soft purge: treat as stale; may be revalidated / served in grace */
+
+typedef struct obj_header {
+    const char *name; /* lower-case */
+    uint32_t name_len;
+    const char *value;
+    uint32_t value_len;
+} obj_header_t;
+
+/* the decoded freshness metadata; also what obj_builder_begin takes */
+typedef struct obj_meta {
+    uint16_t status;
+    uint32_t flags;
+    uint64_t generation;       /* purge-all generation the object belongs to */
+    int64_t request_time_ms;   /* unix ms when the request to the origin was sent */
+    int64_t response_time_ms;  /* unix ms when the response head arrived */
+    uint32_t initial_age;      /* corrected_initial_age, seconds (RFC 9111 4.2.3) */
+    uint32_t ttl;              /* freshness lifetime, seconds */
+    uint32_t stale_while_revalidate; /* seconds */
+    uint32_t stale_if_error;   /* seconds */
+} obj_meta_t;
+
+typedef struct cache_obj {
+    uint32_t magic;
+    atomic_uint refcnt;
+    atomic_uint flags; /* OBJ_F_*; starts as meta.flags, may gain OBJ_F_SOFT_PURGED later */
+    uint8_t hash[CACHE_HASH_LEN];
+    obj_meta_t meta;   /* meta.flags is the value as stored; read `flags` for the live value */
+    const char *key;   /* full cache key (not NUL terminated) */
+    uint32_t key_len;
+    const char *skeys; /* surrogate keys, space separated, as received */
+    uint32_t skeys_len;
+    const char *vary;  /* secondary key (normalized Vary values); empty when none */
+    uint32_t vary_len;
+    uint32_t num_headers;
+    obj_header_t *headers; /* points into `rec` (array owned by the object) */
+    const uint8_t *body;   /* points into `rec` */
+    uint64_t body_len;
+    uint8_t *rec;          /* the encoded record, owned */
+    size_t rec_len;
+    size_t mem_size;       /* bytes charged to the memory tier for this object */
+} cache_obj_t;
+
+/** BLAKE2b-128 of the cache key (libsodium crypto_generichash). */
+void obj_key_hash(const char *key, size_t key_len, uint8_t out[CACHE_HASH_LEN]);
+
+/** Milliseconds since the Unix epoch (CLOCK_REALTIME). */
+int64_t obj_now_ms(void);
+
+/**
+ * Decode a record (e.g. read from LMDB). The bytes are copied: `rec` need only be
+ * valid during the call. Returns a new object with refcount 1, or NULL and sets
+ * *err to OBJ_ECORRUPT when the record is malformed or its checksum is wrong.
+ */
+cache_obj_t *obj_decode(const uint8_t hash[CACHE_HASH_LEN], const void *rec, size_t rec_len, int *err);
+
+/** Validate a record without building an object (0 or OBJ_ECORRUPT). */
+int obj_record_validate(const void *rec, size_t rec_len);
+
+/* Builder: a response streamed from the origin becomes an object without a second copy of its body. */
+typedef struct obj_builder obj_builder_t;
+
+/**
+ * Start an object. Copies key, surrogate keys, vary key and headers; the builder owns
+ * its buffer until obj_builder_finish or obj_builder_discard. Never returns NULL.
+ * `expected_body_len` is a capacity hint (0 if unknown).
+ */
+obj_builder_t *obj_builder_begin(const obj_meta_t *meta, const char *key, size_t key_len, const char *skeys, size_t skeys_len,
+                                 const char *vary, size_t vary_len, const obj_header_t *headers, size_t num_headers,
+                                 size_t expected_body_len);
+/** Append body bytes (copied). */
+void obj_builder_append(obj_builder_t *b, const void *data, size_t len);
+/** Bytes of body appended so far. */
+uint64_t obj_builder_body_len(const obj_builder_t *b);
+/** Finish: frees the builder, returns a new object (refcount 1). */
+cache_obj_t *obj_builder_finish(obj_builder_t *b);
+/** Abandon: frees the builder. */
+void obj_builder_discard(obj_builder_t *b);
+
+/**
+ * A copy of `src` with new metadata and headers and the same body (used when a 304
+ * refreshes an object). Returns a new object, refcount 1.
+ */
+cache_obj_t *obj_rebuild(const cache_obj_t *src, const obj_meta_t *meta, const obj_header_t *headers, size_t num_headers);
+
+/** Take a reference. Returns obj. */
+cache_obj_t *obj_ref(cache_obj_t *obj);
+/** Drop a reference and set *obj to NULL; frees (and zeroes the magic) on the last one. NULL is fine. */
+void obj_unref(cache_obj_t **obj);
+
+/** Find a header by lower-case name (first match) in an object; NULL if absent. Borrowed from obj. */
+const obj_header_t *obj_find_header(const cache_obj_t *obj, const char *name, size_t name_len);
+
+#endif

@@ -1,0 +1,133 @@
+/*
+ * storage/store.h — the LMDB store: objects, the surrogate-key reverse index,
+ * the purge-all generation, config and tokens, in one LMDB environment.
+ *
+ * Threads: any thread may read (store_get, store_generation, store_config_get);
+ * every write goes through the single writer thread the store owns, which
+ * group-commits whatever is queued. Callers never block on a write, except
+ * store_flush and the *_sync helpers, which exist for the CLI and tests.
+ *
+ * Durability: object puts are committed without fsync (they survive kill -9
+ * because committed pages are in the OS page cache; a power loss may lose the
+ * newest ones, which only costs a miss). Purges, config and token writes are
+ * acknowledged (their callback runs) only after their commit is synced to disk.
+ */
+#ifndef EDGECACHE_STORE_H
+#define EDGECACHE_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "storage/object.h"
+#include "storage/mem.h"
+
+typedef struct store store_t;
+
+/* errors: negative, outside errno's range */
+#define STORE_ENOTFOUND (-30950) /* no such object (or it belongs to an old generation) */
+#define STORE_ECORRUPT (-30951)  /* a record failed validation; it is deleted in the background */
+#define STORE_ESCHEMA (-30952)   /* the store was written by a newer schema */
+#define STORE_EIO (-30953)       /* LMDB error; see the message */
+#define STORE_EFULL (-30954)     /* the map is full even after eviction */
+
+typedef struct store_options {
+    const char *dir;       /* data directory; created if missing */
+    size_t map_size;       /* LMDB map size in bytes (the disk budget) */
+    mem_tier_t *mem;       /* memory tier to keep coherent on purges (may be NULL) */
+    int read_only;         /* open without a writer thread (CLI status commands) */
+    double evict_high_water; /* start evicting at this fraction of the map (default 0.85 when 0) */
+    double evict_low_water;  /* evict down to this fraction (default 0.75 when 0) */
+} store_options_t;
+
+typedef struct store_stats {
+    uint64_t objects;       /* entries in `objects` */
+    uint64_t bytes_used;    /* pages in use * page size */
+    uint64_t map_size;
+    uint64_t puts, deletes, evictions, commits, syncs, map_full_errors, corrupt_records;
+    uint64_t generation;
+} store_stats_t;
+
+/* what a purge did */
+typedef struct store_purge_result {
+    int err;              /* 0 or STORE_E* */
+    uint64_t objects;     /* objects removed or marked stale */
+    uint64_t generation;  /* generation after the purge (purge_all) */
+} store_purge_result_t;
+
+/**
+ * Callback run on the writer thread once a purge is committed, synced and the memory
+ * tier no longer serves the purged objects. It must not block; to reach an event
+ * loop, post an h2o_multithread message. `res` is borrowed for the call.
+ */
+typedef void (*store_purge_cb)(void *arg, const store_purge_result_t *res);
+
+/**
+ * Open (creating if needed) the environment in opt->dir, run pending schema migrations
+ * (migrations/mig.h) and start the writer thread. No scan of the data at start-up.
+ * On error returns a negative code and writes a one-line message into errbuf.
+ */
+int store_open(store_t **out, const store_options_t *opt, char *errbuf, size_t errlen);
+
+/** Flush queued writes, stop the writer, close the environment; sets *store to NULL. */
+void store_close(store_t **store);
+
+/**
+ * Read an object by hash, comparing the full key. Any thread; uses a read-only
+ * transaction private to the calling thread, reset before returning.
+ * On success *out is a new reference (refcount 1, not yet in the memory tier).
+ * Returns 0, STORE_ENOTFOUND (also for an object of an older generation) or STORE_ECORRUPT.
+ */
+int store_get(store_t *store, const uint8_t hash[CACHE_HASH_LEN], const char *key, size_t key_len, cache_obj_t **out);
+
+/** The current purge-all generation (atomic read, no LMDB access). */
+uint64_t store_generation(store_t *store);
+
+/**
+ * Queue an object for writing (object record, surrogate-key index entries and eviction
+ * index in one transaction). Takes its own reference. Objects whose generation is older
+ * than the current one when the writer gets to them are dropped.
+ */
+void store_put(store_t *store, cache_obj_t *obj);
+
+/** Queue the deletion of an object by hash (and its index entries). */
+void store_delete(store_t *store, const uint8_t hash[CACHE_HASH_LEN]);
+
+/**
+ * Purge one URL: every object whose full key is `key` (every Vary variant).
+ * soft: mark stale (OBJ_F_SOFT_PURGED) instead of deleting. Asynchronous; `cb` as above.
+ */
+void store_purge_key_url(store_t *store, const char *key, size_t key_len, int soft, store_purge_cb cb, void *arg);
+
+/** Purge every object tagged with surrogate key `skey`. Asynchronous; `cb` as above. */
+void store_purge_surrogate_key(store_t *store, const char *skey, size_t skey_len, int soft, store_purge_cb cb, void *arg);
+
+/** Purge everything: bump the generation (O(1)); old objects are reclaimed in the background. */
+void store_purge_all(store_t *store, store_purge_cb cb, void *arg);
+
+/** Block until everything queued before the call is committed and synced. Returns 0 or STORE_EIO. */
+int store_flush(store_t *store);
+
+/** Counters (approximate, any thread). */
+void store_get_stats(store_t *store, store_stats_t *out);
+
+/* ---- small key/value records in the `config` and `tokens` databases ---- */
+
+/**
+ * Read a value from database `db` ("config" or "tokens"). On success *val is a malloc'd
+ * copy the caller frees, NUL-terminated for convenience. Returns 0 or STORE_ENOTFOUND.
+ */
+int store_kv_get(store_t *store, const char *db, const char *key, char **val, size_t *val_len);
+
+/**
+ * Write (val != NULL) or delete (val == NULL) a value synchronously: returns once
+ * committed and synced. Returns 0, STORE_ENOTFOUND (delete of a missing key) or STORE_EIO.
+ * Works on a store opened read_only=0 by another process too (LMDB is multi-process).
+ */
+int store_kv_put_sync(store_t *store, const char *db, const char *key, const void *val, size_t val_len);
+
+/**
+ * Call fn for every key/value in `db` in key order (read transaction held during the walk;
+ * the pointers are valid only during the call). Stop when fn returns non-zero.
+ */
+int store_kv_foreach(store_t *store, const char *db, int (*fn)(void *arg, const char *key, size_t key_len, const void *val, size_t val_len), void *arg);
+
+#endif
