@@ -84,6 +84,13 @@ typedef struct cache_obj {
 /** BLAKE2b-128 of the cache key (libsodium crypto_generichash). */
 void obj_key_hash(const char *key, size_t key_len, uint8_t out[CACHE_HASH_LEN]);
 
+/**
+ * Hash of one Vary variant: BLAKE2b-128 of key + "\n" + vary. An object whose `vary`
+ * is non-empty is stored under this hash; the store indexes it under obj_key_hash(key)
+ * (the `variants` database) so that purging the URL removes every variant.
+ */
+void obj_variant_hash(const char *key, size_t key_len, const char *vary, size_t vary_len, uint8_t out[CACHE_HASH_LEN]);
+
 /** Milliseconds since the Unix epoch (CLOCK_REALTIME). */
 int64_t obj_now_ms(void);
 

@@ -82,6 +82,14 @@ int store_get(store_t *store, const uint8_t hash[CACHE_HASH_LEN], const char *ke
 uint64_t store_generation(store_t *store);
 
 /**
+ * The purge epoch: a counter the writer increments (atomically, release order) after
+ * each purge commit and before it removes the purged objects from the memory tier.
+ * A reader that took an epoch before store_get or before an origin fetch and sees a
+ * different one afterwards must not insert/store what it got (it may be purged content).
+ */
+uint64_t store_purge_epoch(store_t *store);
+
+/**
  * Queue an object for writing (object record, surrogate-key index entries and eviction
  * index in one transaction). Takes its own reference. Objects whose generation is older
  * than the current one when the writer gets to them are dropped.
