@@ -1,11 +1,18 @@
 /*
- * server/proxy.h — the proxy handler: cache lookup, hit, miss, pass, and the
- * h2o front end (one event loop per worker thread).
+ * server/proxy.h — the proxy handler: cache lookup, hit, miss, pass, PURGE, and the
+ * origin fetch (h2o's HTTP/1 client over per-worker socket pools).
  */
 #ifndef EDGECACHE_PROXY_H
 #define EDGECACHE_PROXY_H
 
 #include <stddef.h>
+#include <h2o.h>
+#include "server/config.h"
+#include "storage/store.h"
+#include "storage/mem.h"
+
+struct worker;
+struct admin;
 
 /**
  * Build the cache key for a request: lower-cased host (":80" stripped) followed by the
@@ -13,5 +20,20 @@
  * returns the full length (if > cap the key was truncated and must not be used).
  */
 size_t proxy_cache_key(char *buf, size_t cap, const char *host, size_t host_len, const char *path, size_t path_len);
+
+/**
+ * Set up the process-wide proxy state. Borrows cfg, store, mem and admin (admin may be
+ * NULL), which must outlive the proxy. Resolves the backends. Returns 0 or -1 with err.
+ */
+int proxy_init(const config_t *cfg, store_t *store, mem_tier_t *mem, struct admin *admin, char *err, size_t errlen);
+
+/** Register the proxy handler on a path configuration ("/" of the default host). */
+void proxy_register(h2o_pathconf_t *pathconf);
+
+/** Per-thread set-up, on the worker's thread after h2o_context_init. */
+void proxy_worker_init(struct worker *w);
+
+/** Per-thread tear-down, on the worker's thread after its loop stopped. */
+void proxy_worker_dispose(struct worker *w);
 
 #endif

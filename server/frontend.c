@@ -1,0 +1,185 @@
+/*
+ * server/frontend.c — the worker threads and their listeners.
+ *
+ * Each worker owns one h2o evloop, one h2o_context_t and one listening socket bound
+ * to the proxy address with SO_REUSEPORT, so the kernel spreads connections over the
+ * threads and no accept lock is shared. Nothing here is touched by two threads at
+ * once except `g_stopping` (set by the main thread, polled by each loop every 100 ms)
+ * and the workers' counters (read racily by stats).
+ *
+ * Shutdown: the main thread sets g_stopping; each worker closes its listener, keeps
+ * its loop running until its in-flight requests are done or the deadline passes, and
+ * returns. Idle keep-alive connections are simply closed with the process.
+ */
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <h2o.h>
+#include <h2o/socket/evloop.h>
+#include "server/frontend.h"
+#include "server/proxy.h"
+#include "server/worker.h"
+#include "storage/object.h"
+
+static h2o_globalconf_t g_globalconf;
+static worker_t *g_workers;
+static unsigned g_num_workers;
+static uint16_t g_bound_port;
+static atomic_int g_stopping;
+static _Atomic int64_t g_deadline_ms;
+
+worker_t *frontend_workers(unsigned *count);
+
+/** All workers (for stats); borrowed, valid while the front end runs. */
+worker_t *frontend_workers(unsigned *count)
+{
+    *count = g_num_workers;
+    return g_workers;
+}
+
+static void on_accept(h2o_socket_t *listener, const char *err)
+{
+    worker_t *w = listener->data;
+    if (err != NULL)
+        return;
+    /* accept a bounded batch per wake-up so one busy listener cannot starve the loop */
+    for (int i = 0; i < 32; ++i) {
+        h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
+        if (sock == NULL)
+            break;
+        int one = 1;
+        int fd = h2o_socket_get_fd(sock);
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        h2o_accept(&w->accept_ctx, sock);
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    worker_t *w = arg;
+    assert(w->magic == WORKER_MAGIC);
+
+    w->loop = h2o_evloop_create();
+    h2o_context_init(&w->ctx, w->loop, &g_globalconf);
+    w->accept_ctx.ctx = &w->ctx;
+    w->accept_ctx.hosts = g_globalconf.hosts;
+    proxy_worker_init(w);
+
+    w->listener = h2o_evloop_socket_create(w->loop, w->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
+    w->listener->data = w;
+    h2o_socket_read_start(w->listener, on_accept);
+
+    while (!atomic_load(&g_stopping))
+        h2o_evloop_run(w->loop, 100);
+
+    /* drain: no new connections; let in-flight requests finish, bounded by the deadline */
+    h2o_socket_read_stop(w->listener);
+    h2o_socket_close(w->listener);
+    w->listener = NULL;
+    while (w->inflight != 0 && obj_now_ms() < atomic_load(&g_deadline_ms))
+        h2o_evloop_run(w->loop, 50);
+
+    proxy_worker_dispose(w);
+    return NULL;
+}
+
+static int bind_listener(const config_t *cfg, uint16_t port, int *out_fd, char *err, size_t errlen)
+{
+    struct addrinfo hints = {0}, *res = NULL;
+    char portstr[8];
+    int fd = -1, one = 1, rc;
+
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV | AI_PASSIVE;
+    snprintf(portstr, sizeof(portstr), "%u", (unsigned)port);
+    if ((rc = getaddrinfo(cfg->listen.host, portstr, &hints, &res)) != 0) {
+        snprintf(err, errlen, "--listen: cannot resolve '%s': %s", cfg->listen.host, gai_strerror(rc));
+        return -1;
+    }
+    if ((fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 || bind(fd, res->ai_addr, res->ai_addrlen) != 0 ||
+        listen(fd, SOMAXCONN) != 0) {
+        snprintf(err, errlen, "--listen: cannot listen on %s:%u: %s", cfg->listen.host, (unsigned)port, strerror(errno));
+        if (fd != -1)
+            close(fd);
+        freeaddrinfo(res);
+        return -1;
+    }
+    freeaddrinfo(res);
+    *out_fd = fd;
+    return 0;
+}
+
+int frontend_start(const config_t *cfg, char *err, size_t errlen)
+{
+    h2o_config_init(&g_globalconf);
+    g_globalconf.server_name = h2o_iovec_init(H2O_STRLIT("")); /* the origin's Server header passes through */
+    g_globalconf.max_request_entity_size = 64 * 1024 * 1024;
+    h2o_hostconf_t *hostconf = h2o_config_register_host(&g_globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    proxy_register(h2o_config_register_path(hostconf, "/", 0));
+
+    g_num_workers = cfg->threads;
+    g_workers = calloc(g_num_workers, sizeof(*g_workers));
+    if (g_workers == NULL)
+        abort();
+
+    uint16_t port = cfg->listen.port;
+    for (unsigned i = 0; i != g_num_workers; ++i) {
+        worker_t *w = &g_workers[i];
+        w->magic = WORKER_MAGIC;
+        w->index = i;
+        if (bind_listener(cfg, port, &w->listen_fd, err, errlen) != 0)
+            goto fail;
+        if (port == 0) {
+            /* the first socket picked an ephemeral port; every other thread joins it */
+            struct sockaddr_storage ss;
+            socklen_t sl = sizeof(ss);
+            getsockname(w->listen_fd, (struct sockaddr *)&ss, &sl);
+            port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                  : ((struct sockaddr_in *)&ss)->sin_port);
+        }
+    }
+    g_bound_port = port;
+
+    for (unsigned i = 0; i != g_num_workers; ++i) {
+        if (pthread_create(&g_workers[i].thread, NULL, worker_main, &g_workers[i]) != 0) {
+            snprintf(err, errlen, "cannot start worker thread: %s", strerror(errno));
+            /* threads already running are stopped by the caller's frontend_stop */
+            g_num_workers = i;
+            return -1;
+        }
+    }
+    return 0;
+
+fail:
+    for (unsigned i = 0; i != g_num_workers; ++i)
+        if (g_workers[i].listen_fd > 0)
+            close(g_workers[i].listen_fd);
+    free(g_workers);
+    g_workers = NULL;
+    g_num_workers = 0;
+    return -1;
+}
+
+uint16_t frontend_bound_port(void)
+{
+    return g_bound_port;
+}
+
+void frontend_stop(uint32_t timeout_ms)
+{
+    atomic_store(&g_deadline_ms, obj_now_ms() + (int64_t)timeout_ms);
+    atomic_store(&g_stopping, 1);
+    for (unsigned i = 0; i != g_num_workers; ++i)
+        pthread_join(g_workers[i].thread, NULL);
+}

@@ -1,0 +1,27 @@
+/*
+ * server/frontend.h — the h2o front end: N worker threads, each with its own event
+ * loop and its own SO_REUSEPORT listening socket on the proxy address.
+ */
+#ifndef EDGECACHE_FRONTEND_H
+#define EDGECACHE_FRONTEND_H
+
+#include <stdint.h>
+#include "server/config.h"
+
+/**
+ * Bind the proxy listeners (cfg->listen; port 0 picks one ephemeral port shared by all
+ * threads) and start cfg->threads workers. The proxy must be initialised (proxy_init).
+ * Returns 0 or -1 with a message in err.
+ */
+int frontend_start(const config_t *cfg, char *err, size_t errlen);
+
+/** The proxy port actually bound. */
+uint16_t frontend_bound_port(void);
+
+/**
+ * Stop accepting, let in-flight requests finish for at most timeout_ms, then stop the
+ * loops and join the threads. Call once, from the main thread.
+ */
+void frontend_stop(uint32_t timeout_ms);
+
+#endif

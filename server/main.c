@@ -1,0 +1,172 @@
+/*
+ * server/main.c — the edgecache process.
+ *
+ * Start-up order: settings (flags over config file) → memory tier → LMDB store
+ * (migrations, writer thread; no scan) → proxy state → admin listener → worker
+ * threads. The main thread then only waits for SIGTERM/SIGINT (blocked in every
+ * other thread) and shuts down in the reverse order: stop accepting, let in-flight
+ * responses finish (bounded), stop the admin, flush and close the store.
+ *
+ * Subcommands: `edgecache migrate --status --data-dir DIR`, `edgecache token ...`.
+ */
+#include <errno.h>
+#include <lmdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <pthread.h>
+#include "admin-api/admin.h"
+#include "migrations/mig.h"
+#include "server/config.h"
+#include "server/frontend.h"
+#include "server/proxy.h"
+#include "storage/mem.h"
+#include "storage/store.h"
+
+static int migrate_main(int argc, char **argv)
+{
+    const char *dir = NULL;
+    int status = 0;
+    for (int i = 1; i < argc; ++i) {
+        if (strcmp(argv[i], "--status") == 0) {
+            status = 1;
+        } else if (strcmp(argv[i], "--data-dir") == 0 && i + 1 < argc) {
+            dir = argv[++i];
+        } else if (strncmp(argv[i], "--data-dir=", 11) == 0) {
+            dir = argv[i] + 11;
+        } else {
+            fprintf(stderr, "edgecache: migrate: unknown option '%s' (usage: edgecache migrate [--status] --data-dir DIR)\n",
+                    argv[i]);
+            return 2;
+        }
+    }
+    if (dir == NULL) {
+        fprintf(stderr, "edgecache: migrate: --data-dir: missing value\n");
+        return 2;
+    }
+
+    if (status) {
+        /* read-only look at the version: never migrates */
+        MDB_env *env = NULL;
+        unsigned current = 0;
+        struct stat st;
+        int rc;
+        if (stat(dir, &st) != 0) {
+            printf("schema version: none (no store at %s)\nlatest version: %u\n", dir, mig_latest());
+            return 0;
+        }
+        if ((rc = mdb_env_create(&env)) != 0 || (rc = mdb_env_set_maxdbs(env, 16)) != 0 ||
+            (rc = mdb_env_open(env, dir, MDB_RDONLY | MDB_NOTLS, 0644)) != 0) {
+            fprintf(stderr, "edgecache: migrate: cannot open store in %s: %s\n", dir, mdb_strerror(rc));
+            if (env != NULL)
+                mdb_env_close(env);
+            return 1;
+        }
+        rc = mig_current_version(env, &current);
+        mdb_env_close(env);
+        if (rc != 0) {
+            fprintf(stderr, "edgecache: migrate: cannot read the schema version: %s\n", mdb_strerror(rc));
+            return 1;
+        }
+        printf("schema version: %u\nlatest version: %u\n%s\n", current, mig_latest(),
+               current == mig_latest() ? "up to date"
+               : current > mig_latest() ? "store is NEWER than this binary: refusing to use it"
+                                        : "pending migrations run at the next start (or `edgecache migrate --data-dir DIR`)");
+        return current > mig_latest() ? 1 : 0;
+    }
+
+    /* apply pending migrations now */
+    store_t *store = NULL;
+    char err[512];
+    store_options_t opt = {.dir = dir, .map_size = 0};
+    config_t defaults;
+    config_defaults(&defaults);
+    opt.map_size = defaults.disk_size;
+    if (store_open(&store, &opt, err, sizeof(err)) != 0) {
+        fprintf(stderr, "edgecache: migrate: %s\n", err);
+        return 1;
+    }
+    store_close(&store);
+    printf("schema version: %u (latest)\n", mig_latest());
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static config_t cfg;
+    char err[1024];
+    mem_tier_t *mem = NULL;
+    store_t *store = NULL;
+    admin_t *admin = NULL;
+    sigset_t sigs;
+    int sig, rc;
+
+    if (argc > 1 && strcmp(argv[1], "migrate") == 0)
+        return migrate_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "token") == 0)
+        return admin_token_cli(argc - 1, argv + 1);
+
+    config_defaults(&cfg);
+    if ((rc = config_parse_args(&cfg, argc, argv, 1, err, sizeof(err))) != 0) {
+        if (rc == 1)
+            return 0;
+        fprintf(stderr, "edgecache: %s\n", err);
+        return 2;
+    }
+    if (cfg.num_backends == 0)
+        fprintf(stderr, "edgecache: warning: no --backend given; misses will get 503\n");
+
+    /* block the signals everywhere; the main thread waits for them */
+    signal(SIGPIPE, SIG_IGN);
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+
+    mem = mem_create(cfg.memory_size, 0);
+    store_options_t sopt = {.dir = cfg.data_dir, .map_size = cfg.disk_size, .mem = mem};
+    if (store_open(&store, &sopt, err, sizeof(err)) != 0) {
+        fprintf(stderr, "edgecache: --data-dir: %s\n", err);
+        mem_destroy(&mem);
+        return 1;
+    }
+    if (admin_start(&admin, &cfg, store, mem, err, sizeof(err)) != 0) {
+        fprintf(stderr, "edgecache: --admin-listen: %s\n", err);
+        goto fail;
+    }
+    if (proxy_init(&cfg, store, mem, admin, err, sizeof(err)) != 0) {
+        fprintf(stderr, "edgecache: %s\n", err);
+        goto fail;
+    }
+    if (frontend_start(&cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "edgecache: %s\n", err);
+        goto fail;
+    }
+
+    fprintf(stderr, "edgecache: ready proxy=%s:%u admin=%s:%u threads=%u data-dir=%s\n", cfg.listen.host,
+            (unsigned)frontend_bound_port(), cfg.admin_listen.host, (unsigned)admin_bound_port(admin), cfg.threads,
+            cfg.data_dir);
+
+    do {
+        if (sigwait(&sigs, &sig) != 0)
+            sig = SIGTERM;
+    } while (sig == SIGHUP); /* reopening logs comes with the access log */
+
+    fprintf(stderr, "edgecache: %s received, shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    frontend_stop(cfg.shutdown_timeout_ms);
+    admin_stop(&admin);
+    store_close(&store);
+    mem_destroy(&mem);
+    fprintf(stderr, "edgecache: stopped\n");
+    return 0;
+
+fail:
+    if (admin != NULL)
+        admin_stop(&admin);
+    store_close(&store);
+    mem_destroy(&mem);
+    return 1;
+}

@@ -1,0 +1,48 @@
+/*
+ * server/worker.h — one worker thread: its h2o event loop, context, listener,
+ * origin client context and per-backend socket pools, and its counters.
+ * Internal to server/ (frontend.c owns the threads, proxy.c serves on them).
+ */
+#ifndef EDGECACHE_WORKER_H
+#define EDGECACHE_WORKER_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <h2o.h>
+#include <h2o/http1client.h>
+#include "server/config.h"
+
+#define WORKER_MAGIC 0x3ea7e12u
+
+/* per-thread counters: written only by the owning thread, read (racily, as relaxed atomics) by stats */
+typedef struct worker_counters {
+    _Atomic uint64_t requests, hits, misses, passes, errors, purges, origin_fetches, stale_served;
+} worker_counters_t;
+
+typedef struct worker {
+    uint32_t magic;
+    unsigned index;
+    pthread_t thread;
+    h2o_evloop_t *loop;
+    h2o_context_t ctx;
+    h2o_accept_ctx_t accept_ctx;
+    int listen_fd;
+    h2o_socket_t *listener;
+    h2o_http1client_ctx_t client_ctx;
+    h2o_timeout_t io_timeout;
+    h2o_socketpool_t *sockpools; /* one per backend */
+    size_t num_backends;
+    size_t rr_next;              /* round-robin cursor */
+    uint64_t inflight;           /* requests being handled (handler entered, pool not yet disposed) */
+    h2o_multithread_receiver_t purge_receiver; /* purge completions from the store's writer */
+    worker_counters_t counters;
+} worker_t;
+
+/** The worker whose event loop serves this request. */
+static inline worker_t *worker_of_req(h2o_req_t *req)
+{
+    worker_t *w = H2O_STRUCT_FROM_MEMBER(worker_t, ctx, req->conn->ctx);
+    return w;
+}
+
+#endif
