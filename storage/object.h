@@ -30,7 +30,7 @@
 #define OBJ_MAGIC 0x0bec0b1eu          /* in-memory magic, checked at entry */
 #define OBJ_RECORD_MAGIC 0x31524345u   /* "ECR1" on disk */
 #define OBJ_RECORD_VERSION 1
-#define OBJ_RECORD_FIXED_LEN 80        /* bytes before the key */
+#define OBJ_RECORD_FIXED_LEN 84        /* bytes before the key */
 
 /* errors (negative, outside errno's range) */
 #define OBJ_ECORRUPT (-30900)

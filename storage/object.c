@@ -1,0 +1,559 @@
+/*
+ * storage/object.c — cached objects: the on-disk record format, its builder and
+ * its defensive decoder, key hashing, and the object refcount.
+ *
+ * What it owns: each cache_obj_t owns its encoded record (`rec`, one malloc) and
+ * its header array, which lives in the same allocation as the object itself
+ * (cache_obj_t followed by num_headers obj_header_t), so an object is exactly two
+ * heap blocks. Every pointer of the decoded view (key, skeys, vary, header names
+ * and values, body) points into `rec`.
+ *
+ * Invariants: an object with magic OBJ_MAGIC and refcnt > 0 is immutable except
+ * for the atomic `flags`; its `rec` always holds a record that passes
+ * obj_record_validate (the builder seals it, obj_decode checks it), so the store
+ * may write `rec` back to disk as is. Header names in a record are lower case
+ * (the builder lower-cases them). The magic is zeroed before the memory is freed,
+ * so a use after the last obj_unref trips the assert in obj_ref/obj_unref.
+ *
+ * Record bytes read back from disk are untrusted: obj_decode and
+ * obj_record_validate check the magic, the version, every length against the
+ * bytes that remain (subtracting from a remaining count, so no sum can overflow)
+ * and the checksum, and return OBJ_ECORRUPT; nothing in there asserts on input.
+ *
+ * Threads: everything here is reentrant. Objects are shared across threads by
+ * reference; the refcount is atomic. A builder belongs to one thread at a time.
+ * libsodium is initialised once, lazily, through pthread_once.
+ */
+#include "storage/object.h"
+#include "storage/object_int.h"
+
+#include <assert.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/*
+ * The fixed SipHash key of the record checksum. It is part of the on-disk format
+ * (changing it invalidates every stored record): the checksum detects torn or
+ * corrupted records, it is not a MAC.
+ */
+static const uint8_t obj_checksum_key[crypto_shorthash_KEYBYTES] = {'e', 'd', 'g', 'e', 'c', 'a', 'c', 'h',
+                                                                    'e', '-', 'r', 'e', 'c', '-', 'v', '1'};
+
+_Static_assert(crypto_shorthash_BYTES == 8, "the record checksum is a u64");
+_Static_assert(OBJ_REC_OFF_CHECKSUM + 8 == OBJ_RECORD_FIXED_LEN, "the checksum is the last field of the fixed prefix");
+
+/* the most body capacity obj_builder_begin reserves up front from its hint */
+#define OBJ_BODY_HINT_MAX ((size_t)16 << 20)
+
+/* ---- small helpers ---- */
+
+/* HTTP header names are ASCII; lower-case without consulting the locale */
+static char ascii_lower(char c)
+{
+    return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+}
+
+static void obj_oom(size_t n)
+{
+    fprintf(stderr, "edgecache: out of memory allocating %zu bytes\n", n);
+    abort();
+}
+
+static void *obj_xmalloc(size_t n)
+{
+    void *p = malloc(n == 0 ? 1 : n);
+    if (p == NULL)
+        obj_oom(n);
+    return p;
+}
+
+static void *obj_xrealloc(void *p, size_t n)
+{
+    void *q = realloc(p, n == 0 ? 1 : n);
+    if (q == NULL)
+        obj_oom(n);
+    return q;
+}
+
+static pthread_once_t obj_sodium_once = PTHREAD_ONCE_INIT;
+
+static void obj_sodium_init_once(void)
+{
+    if (sodium_init() < 0) {
+        fprintf(stderr, "edgecache: sodium_init failed\n");
+        abort();
+    }
+}
+
+static void obj_sodium_init(void)
+{
+    int rc = pthread_once(&obj_sodium_once, obj_sodium_init_once);
+    assert(rc == 0);
+    (void)rc;
+}
+
+static void put_u16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+
+static void put_u32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put_u64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint16_t get_u16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] | (p[1] << 8));
+}
+
+static uint32_t get_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t get_u64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* Our own lengths must fit the record's u32 fields; a caller handing us more is a bug. */
+static uint32_t obj_len32(size_t len, const char *what)
+{
+    if (len > UINT32_MAX) {
+        fprintf(stderr, "edgecache: object %s too long (%zu bytes)\n", what, len);
+        abort();
+    }
+    return (uint32_t)len;
+}
+
+/* SipHash-2-4 of a record whose checksum field is already zero. */
+static void obj_checksum(const uint8_t *rec, size_t rec_len, uint8_t out[8])
+{
+    obj_sodium_init();
+    crypto_shorthash(out, rec, rec_len, obj_checksum_key);
+}
+
+void obj_record_seal(void *rec, size_t rec_len)
+{
+    assert(rec_len >= OBJ_RECORD_FIXED_LEN);
+    uint8_t *p = rec;
+    uint8_t sum[8];
+    memset(p + OBJ_REC_OFF_CHECKSUM, 0, 8);
+    obj_checksum(p, rec_len, sum);
+    memcpy(p + OBJ_REC_OFF_CHECKSUM, sum, 8);
+}
+
+/* ---- hashing and time ---- */
+
+void obj_key_hash(const char *key, size_t key_len, uint8_t out[CACHE_HASH_LEN])
+{
+    obj_sodium_init();
+    crypto_generichash(out, CACHE_HASH_LEN, (const unsigned char *)key, key_len, NULL, 0);
+}
+
+void obj_variant_hash(const char *key, size_t key_len, const char *vary, size_t vary_len, uint8_t out[CACHE_HASH_LEN])
+{
+    crypto_generichash_state st;
+    obj_sodium_init();
+    crypto_generichash_init(&st, NULL, 0, CACHE_HASH_LEN);
+    crypto_generichash_update(&st, (const unsigned char *)key, key_len);
+    crypto_generichash_update(&st, (const unsigned char *)"\n", 1);
+    crypto_generichash_update(&st, (const unsigned char *)vary, vary_len);
+    crypto_generichash_final(&st, out, CACHE_HASH_LEN);
+}
+
+/* The hash an object is stored under: the variant hash when it has a Vary key. */
+static void obj_storage_hash(const char *key, size_t key_len, const char *vary, size_t vary_len, uint8_t out[CACHE_HASH_LEN])
+{
+    if (vary_len > 0)
+        obj_variant_hash(key, key_len, vary, vary_len, out);
+    else
+        obj_key_hash(key, key_len, out);
+}
+
+int64_t obj_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- parsing ---- */
+
+/* Where the variable parts of a structurally valid record are. */
+typedef struct obj_layout {
+    obj_meta_t meta;
+    uint32_t key_len, skeys_len, vary_len, num_headers;
+    uint64_t body_len;
+    size_t key_off, skeys_off, vary_off, headers_off, body_off;
+} obj_layout_t;
+
+/*
+ * Check the structure of a record (not its checksum) and fill *lo. When `headers`
+ * is not NULL (lo->num_headers entries, i.e. on a second call), also point each
+ * header into `rec`. Every length is compared with the bytes that remain before it
+ * is subtracted, so no arithmetic here can overflow.
+ */
+static int obj_parse(const uint8_t *rec, size_t rec_len, obj_layout_t *lo, obj_header_t *headers)
+{
+    if (rec == NULL || rec_len < OBJ_RECORD_FIXED_LEN)
+        return OBJ_ECORRUPT;
+    if (get_u32(rec + OBJ_REC_OFF_MAGIC) != OBJ_RECORD_MAGIC || get_u16(rec + OBJ_REC_OFF_VERSION) != OBJ_RECORD_VERSION)
+        return OBJ_ECORRUPT;
+
+    lo->meta.status = get_u16(rec + OBJ_REC_OFF_STATUS);
+    lo->meta.flags = get_u32(rec + OBJ_REC_OFF_FLAGS);
+    lo->meta.generation = get_u64(rec + OBJ_REC_OFF_GENERATION);
+    lo->meta.request_time_ms = (int64_t)get_u64(rec + OBJ_REC_OFF_REQUEST_TIME);
+    lo->meta.response_time_ms = (int64_t)get_u64(rec + OBJ_REC_OFF_RESPONSE_TIME);
+    lo->meta.initial_age = get_u32(rec + OBJ_REC_OFF_INITIAL_AGE);
+    lo->meta.ttl = get_u32(rec + OBJ_REC_OFF_TTL);
+    lo->meta.stale_while_revalidate = get_u32(rec + OBJ_REC_OFF_SWR);
+    lo->meta.stale_if_error = get_u32(rec + OBJ_REC_OFF_SIE);
+    lo->key_len = get_u32(rec + OBJ_REC_OFF_KEY_LEN);
+    lo->skeys_len = get_u32(rec + OBJ_REC_OFF_SKEYS_LEN);
+    lo->vary_len = get_u32(rec + OBJ_REC_OFF_VARY_LEN);
+    lo->num_headers = get_u32(rec + OBJ_REC_OFF_NUM_HEADERS);
+    lo->body_len = get_u64(rec + OBJ_REC_OFF_BODY_LEN);
+
+    size_t off = OBJ_RECORD_FIXED_LEN, remaining = rec_len - OBJ_RECORD_FIXED_LEN;
+
+#define TAKE(len)                                                                                                              \
+    do {                                                                                                                       \
+        if ((uint64_t)(len) > remaining)                                                                                       \
+            return OBJ_ECORRUPT;                                                                                               \
+        off += (size_t)(len);                                                                                                  \
+        remaining -= (size_t)(len);                                                                                            \
+    } while (0)
+
+    lo->key_off = off;
+    TAKE(lo->key_len);
+    lo->skeys_off = off;
+    TAKE(lo->skeys_len);
+    lo->vary_off = off;
+    TAKE(lo->vary_len);
+    lo->headers_off = off;
+    /* each header needs at least its two lengths: bounds the loop and the header array */
+    if (lo->num_headers > remaining / 8)
+        return OBJ_ECORRUPT;
+    for (uint32_t i = 0; i < lo->num_headers; i++) {
+        const uint8_t *h = rec + off;
+        TAKE(8);
+        uint32_t name_len = get_u32(h), value_len = get_u32(h + 4);
+        size_t name_off = off;
+        TAKE(name_len);
+        size_t value_off = off;
+        TAKE(value_len);
+        if (headers != NULL) {
+            headers[i].name = (const char *)rec + name_off;
+            headers[i].name_len = name_len;
+            headers[i].value = (const char *)rec + value_off;
+            headers[i].value_len = value_len;
+        }
+    }
+    lo->body_off = off;
+    /* the body is the rest of the record, exactly */
+    if (lo->body_len != (uint64_t)remaining)
+        return OBJ_ECORRUPT;
+#undef TAKE
+    return 0;
+}
+
+/* Verify the checksum of a record we may scribble on; the record is left unchanged. */
+static int obj_verify_checksum_inplace(uint8_t *rec, size_t rec_len)
+{
+    uint8_t stored[8], sum[8];
+    memcpy(stored, rec + OBJ_REC_OFF_CHECKSUM, 8);
+    memset(rec + OBJ_REC_OFF_CHECKSUM, 0, 8);
+    obj_checksum(rec, rec_len, sum);
+    memcpy(rec + OBJ_REC_OFF_CHECKSUM, stored, 8);
+    return memcmp(stored, sum, 8) == 0 ? 0 : OBJ_ECORRUPT;
+}
+
+/*
+ * Make an object around `rec` (taking ownership of it), which must be a
+ * structurally valid record described by *lo. Refcount 1.
+ */
+static cache_obj_t *obj_from_record(uint8_t *rec, size_t rec_len, const obj_layout_t *lo, const uint8_t hash[CACHE_HASH_LEN])
+{
+    size_t headers_size = (size_t)lo->num_headers * sizeof(obj_header_t);
+    cache_obj_t *obj = obj_xmalloc(sizeof(*obj) + headers_size);
+    memset(obj, 0, sizeof(*obj));
+    obj->headers = (obj_header_t *)(obj + 1);
+
+    obj_layout_t again;
+    int rc = obj_parse(rec, rec_len, &again, lo->num_headers > 0 ? obj->headers : NULL);
+    assert(rc == 0 && again.num_headers == lo->num_headers);
+    (void)rc;
+
+    obj->magic = OBJ_MAGIC;
+    atomic_init(&obj->refcnt, 1);
+    atomic_init(&obj->flags, lo->meta.flags);
+    if (hash != NULL)
+        memcpy(obj->hash, hash, CACHE_HASH_LEN);
+    else
+        obj_storage_hash((const char *)rec + lo->key_off, lo->key_len, (const char *)rec + lo->vary_off, lo->vary_len, obj->hash);
+    obj->meta = lo->meta;
+    obj->key = (const char *)rec + lo->key_off;
+    obj->key_len = lo->key_len;
+    obj->skeys = (const char *)rec + lo->skeys_off;
+    obj->skeys_len = lo->skeys_len;
+    obj->vary = (const char *)rec + lo->vary_off;
+    obj->vary_len = lo->vary_len;
+    obj->num_headers = lo->num_headers;
+    obj->body = rec + lo->body_off;
+    obj->body_len = lo->body_len;
+    obj->rec = rec;
+    obj->rec_len = rec_len;
+    obj->mem_size = rec_len + sizeof(cache_obj_t) + headers_size;
+    return obj;
+}
+
+int obj_record_validate(const void *rec, size_t rec_len)
+{
+    obj_layout_t lo;
+    if (obj_parse(rec, rec_len, &lo, NULL) != 0)
+        return OBJ_ECORRUPT;
+    /*
+     * libsodium's SipHash has no streaming interface, so the checksum (computed with
+     * its own field zeroed) needs a writable copy. Validation is off the hit path.
+     */
+    uint8_t *copy = obj_xmalloc(rec_len);
+    memcpy(copy, rec, rec_len);
+    int rc = obj_verify_checksum_inplace(copy, rec_len);
+    free(copy);
+    return rc;
+}
+
+cache_obj_t *obj_decode(const uint8_t hash[CACHE_HASH_LEN], const void *rec, size_t rec_len, int *err)
+{
+    obj_layout_t lo;
+    uint8_t *copy = NULL;
+
+    if (rec == NULL || rec_len < OBJ_RECORD_FIXED_LEN)
+        goto fail;
+    /* copy first and check the copy, so the bytes validated are the bytes kept */
+    copy = obj_xmalloc(rec_len);
+    memcpy(copy, rec, rec_len);
+    if (obj_parse(copy, rec_len, &lo, NULL) != 0)
+        goto fail;
+    if (obj_verify_checksum_inplace(copy, rec_len) != 0)
+        goto fail;
+    if (err != NULL)
+        *err = 0;
+    return obj_from_record(copy, rec_len, &lo, hash);
+
+fail:
+    free(copy);
+    if (err != NULL)
+        *err = OBJ_ECORRUPT;
+    return NULL;
+}
+
+/* ---- builder ---- */
+
+struct obj_builder {
+    uint8_t *buf;
+    size_t len, cap;
+    size_t body_off;
+    uint8_t hash[CACHE_HASH_LEN];
+};
+
+static void builder_reserve(obj_builder_t *b, size_t more)
+{
+    if (more > SIZE_MAX - b->len)
+        obj_oom(SIZE_MAX);
+    size_t need = b->len + more;
+    if (need <= b->cap)
+        return;
+    size_t cap = b->cap < 256 ? 256 : b->cap;
+    while (cap < need)
+        cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+    b->buf = obj_xrealloc(b->buf, cap);
+    b->cap = cap;
+}
+
+static void builder_put(obj_builder_t *b, const void *data, size_t len)
+{
+    if (len == 0)
+        return;
+    builder_reserve(b, len);
+    memcpy(b->buf + b->len, data, len);
+    b->len += len;
+}
+
+obj_builder_t *obj_builder_begin(const obj_meta_t *meta, const char *key, size_t key_len, const char *skeys, size_t skeys_len,
+                                 const char *vary, size_t vary_len, const obj_header_t *headers, size_t num_headers,
+                                 size_t expected_body_len)
+{
+    assert(meta != NULL);
+    assert(key != NULL || key_len == 0);
+    assert(skeys != NULL || skeys_len == 0);
+    assert(vary != NULL || vary_len == 0);
+    assert(headers != NULL || num_headers == 0);
+
+    obj_builder_t *b = obj_xmalloc(sizeof(*b));
+    memset(b, 0, sizeof(*b));
+
+    size_t head_len = OBJ_RECORD_FIXED_LEN + key_len + skeys_len + vary_len;
+    for (size_t i = 0; i < num_headers; i++)
+        head_len += 8 + headers[i].name_len + headers[i].value_len;
+    /* the hint may come from an origin's Content-Length: believe it only so far */
+    size_t hint = expected_body_len < OBJ_BODY_HINT_MAX ? expected_body_len : OBJ_BODY_HINT_MAX;
+    builder_reserve(b, head_len + hint);
+
+    uint8_t *p = b->buf;
+    memset(p, 0, OBJ_RECORD_FIXED_LEN);
+    put_u32(p + OBJ_REC_OFF_MAGIC, OBJ_RECORD_MAGIC);
+    put_u16(p + OBJ_REC_OFF_VERSION, OBJ_RECORD_VERSION);
+    put_u16(p + OBJ_REC_OFF_STATUS, meta->status);
+    put_u32(p + OBJ_REC_OFF_FLAGS, meta->flags);
+    put_u64(p + OBJ_REC_OFF_GENERATION, meta->generation);
+    put_u64(p + OBJ_REC_OFF_REQUEST_TIME, (uint64_t)meta->request_time_ms);
+    put_u64(p + OBJ_REC_OFF_RESPONSE_TIME, (uint64_t)meta->response_time_ms);
+    put_u32(p + OBJ_REC_OFF_INITIAL_AGE, meta->initial_age);
+    put_u32(p + OBJ_REC_OFF_TTL, meta->ttl);
+    put_u32(p + OBJ_REC_OFF_SWR, meta->stale_while_revalidate);
+    put_u32(p + OBJ_REC_OFF_SIE, meta->stale_if_error);
+    put_u32(p + OBJ_REC_OFF_KEY_LEN, obj_len32(key_len, "key"));
+    put_u32(p + OBJ_REC_OFF_SKEYS_LEN, obj_len32(skeys_len, "surrogate keys"));
+    put_u32(p + OBJ_REC_OFF_VARY_LEN, obj_len32(vary_len, "vary key"));
+    put_u32(p + OBJ_REC_OFF_NUM_HEADERS, obj_len32(num_headers, "header count"));
+    /* body_len and checksum are filled in by obj_builder_finish */
+    b->len = OBJ_RECORD_FIXED_LEN;
+
+    builder_put(b, key, key_len);
+    builder_put(b, skeys, skeys_len);
+    builder_put(b, vary, vary_len);
+    for (size_t i = 0; i < num_headers; i++) {
+        const obj_header_t *h = &headers[i];
+        assert(h->name != NULL || h->name_len == 0);
+        assert(h->value != NULL || h->value_len == 0);
+        uint8_t lens[8];
+        put_u32(lens, h->name_len);
+        put_u32(lens + 4, h->value_len);
+        builder_put(b, lens, 8);
+        uint8_t *name = b->buf + b->len;
+        builder_put(b, h->name, h->name_len);
+        for (uint32_t j = 0; j < h->name_len; j++)
+            name[j] = (uint8_t)ascii_lower((char)name[j]);
+        builder_put(b, h->value, h->value_len);
+    }
+    assert(b->len == head_len);
+    b->body_off = b->len;
+    obj_storage_hash(key, key_len, vary, vary_len, b->hash);
+    return b;
+}
+
+void obj_builder_append(obj_builder_t *b, const void *data, size_t len)
+{
+    assert(b != NULL);
+    assert(data != NULL || len == 0);
+    builder_put(b, data, len);
+}
+
+uint64_t obj_builder_body_len(const obj_builder_t *b)
+{
+    assert(b != NULL);
+    return b->len - b->body_off;
+}
+
+cache_obj_t *obj_builder_finish(obj_builder_t *b)
+{
+    assert(b != NULL);
+    put_u64(b->buf + OBJ_REC_OFF_BODY_LEN, (uint64_t)(b->len - b->body_off));
+    /* give back a capacity hint that was too generous; mem_size charges rec_len only */
+    if (b->cap - b->len > 4096) {
+        b->buf = obj_xrealloc(b->buf, b->len);
+        b->cap = b->len;
+    }
+    obj_record_seal(b->buf, b->len);
+
+    obj_layout_t lo;
+    int rc = obj_parse(b->buf, b->len, &lo, NULL);
+    assert(rc == 0);
+    (void)rc;
+    cache_obj_t *obj = obj_from_record(b->buf, b->len, &lo, b->hash);
+    free(b);
+    return obj;
+}
+
+void obj_builder_discard(obj_builder_t *b)
+{
+    if (b == NULL)
+        return;
+    free(b->buf);
+    free(b);
+}
+
+cache_obj_t *obj_rebuild(const cache_obj_t *src, const obj_meta_t *meta, const obj_header_t *headers, size_t num_headers)
+{
+    assert(src != NULL && src->magic == OBJ_MAGIC);
+    obj_builder_t *b = obj_builder_begin(meta, src->key, src->key_len, src->skeys, src->skeys_len, src->vary, src->vary_len,
+                                         headers, num_headers, (size_t)src->body_len);
+    obj_builder_append(b, src->body, (size_t)src->body_len);
+    memcpy(b->hash, src->hash, CACHE_HASH_LEN);
+    return obj_builder_finish(b);
+}
+
+/* ---- references ---- */
+
+cache_obj_t *obj_ref(cache_obj_t *obj)
+{
+    assert(obj != NULL);
+    assert(obj->magic == OBJ_MAGIC);
+    unsigned prev = atomic_fetch_add_explicit(&obj->refcnt, 1, memory_order_relaxed);
+    assert(prev > 0);
+    (void)prev;
+    return obj;
+}
+
+void obj_unref(cache_obj_t **objp)
+{
+    assert(objp != NULL);
+    cache_obj_t *obj = *objp;
+    *objp = NULL;
+    if (obj == NULL)
+        return;
+    assert(obj->magic == OBJ_MAGIC);
+    unsigned prev = atomic_fetch_sub_explicit(&obj->refcnt, 1, memory_order_acq_rel);
+    assert(prev > 0);
+    if (prev != 1)
+        return;
+    obj->magic = 0;
+    free(obj->rec);
+    free(obj);
+}
+
+const obj_header_t *obj_find_header(const cache_obj_t *obj, const char *name, size_t name_len)
+{
+    assert(obj != NULL && obj->magic == OBJ_MAGIC);
+    for (uint32_t i = 0; i < obj->num_headers; i++) {
+        const obj_header_t *h = &obj->headers[i];
+        if (h->name_len != name_len)
+            continue;
+        /* stored names are lower case; tolerate a caller's capitals */
+        size_t j = 0;
+        while (j < name_len && h->name[j] == ascii_lower(name[j]))
+            j++;
+        if (j == name_len)
+            return h;
+    }
+    return NULL;
+}
