@@ -1,0 +1,32 @@
+/*
+ * migrations/mig_int.h — internals of the migration runner: the numbered steps
+ * (one file each, NNNN_name.c) that mig_builtin() lists, and the names and
+ * encodings of the databases they create, shared with storage/store.c.
+ * Not a public interface: only migrations/ and storage/store.c include it.
+ */
+#ifndef EDGECACHE_MIG_INT_H
+#define EDGECACHE_MIG_INT_H
+
+#include <lmdb.h>
+
+/* named databases created by migration 0001 (flags as passed to mdb_dbi_open) */
+#define MIG_DB_META "meta"
+#define MIG_DB_OBJECTS "objects"   /* 16-byte hash -> record (storage/object.h) */
+#define MIG_DB_SKEYS "skeys"       /* surrogate key -> 16-byte hash, sorted duplicates */
+#define MIG_DB_VARIANTS "variants" /* obj_key_hash(key) -> variant hash, sorted duplicates */
+#define MIG_DB_EVICT "evict"       /* u64 BE insert time ms | 16-byte hash -> empty */
+#define MIG_DB_CONFIG "config"
+#define MIG_DB_TOKENS "tokens"
+#define MIG_DB_STATS "stats"
+#define MIG_INDEX_DB_FLAGS (MDB_DUPSORT | MDB_DUPFIXED) /* skeys, variants */
+
+/* keys in `meta` */
+#define MIG_META_SCHEMA_VERSION "schema_version" /* u32 LE */
+#define MIG_META_GENERATION "generation"         /* u64 LE, purge-all generation (>= 1) */
+#define MIG_META_RECLAIMED "reclaimed_generation" /* u64 LE: no object older than this is left */
+#define MIG_META_WRITER_TICK "writer_tick"       /* u64 LE scratch the writer rewrites to advance the txn id */
+
+/** Migration 1, "initial": create every database above and set generation = 1. */
+int mig_0001_initial_up(MDB_txn *txn);
+
+#endif

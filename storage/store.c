@@ -1,0 +1,1703 @@
+/*
+ * storage/store.c — the LMDB store: objects, their indexes, the purge-all
+ * generation, config/tokens/stats key-value records, and the writer thread.
+ *
+ * Layout (created by migrations/0001_initial.c; names in migrations/mig_int.h):
+ *   meta      "schema_version" u32 LE, "generation" u64 LE,
+ *             "reclaimed_generation" u64 LE (no object older than it is left),
+ *             "writer_tick" u64 LE (scratch; see store_advance_txnid)
+ *   objects   16-byte hash -> record (storage/object.h encoding)
+ *   skeys     surrogate key -> 16-byte hash (sorted duplicates, fixed size)
+ *   variants  obj_key_hash(key) -> variant hash, for records with a non-empty vary
+ *   evict     u64 BE time ms | 16-byte hash -> empty. The time is the record's
+ *             response_time_ms (clamped at 0): the record alone tells where its
+ *             eviction entry is, so replacing or deleting an object finds it.
+ *   config, tokens, stats   opaque key -> value
+ *
+ * Invariants:
+ *   - Every index entry of a record is written and removed in the same write
+ *     transaction as the record. An entry whose record is gone (after a corrupt
+ *     record was deleted) is harmless: readers check, writers clean it up.
+ *   - The memory tier never holds an object that the disk no longer indexes:
+ *     after a commit that removes objects (purges, deletes, evictions) the
+ *     writer bumps the purge epoch and then removes them from the memory tier,
+ *     and a put the writer drops is removed from the memory tier too. Otherwise
+ *     a surrogate-key purge, which finds objects through the disk index, could
+ *     miss a resident copy.
+ *   - An object whose generation is below the current generation is a miss.
+ *
+ * Threads: any thread reads (store_get, kv reads) through read-only transactions
+ * (MDB_NOTLS, so a transaction is not tied to its thread; store_get keeps one per
+ * (thread, store), reset between reads). The one writer thread owns every write
+ * transaction: it takes all queued operations, applies them in one transaction
+ * (group commit), commits, syncs when one of them needs durability, then bumps
+ * the purge epoch, updates the memory tier, and finally runs callbacks and wakes
+ * waiters. When its queue is idle it reclaims objects of old generations. A store
+ * opened read-only has no writer; store_kv_put_sync then writes directly.
+ */
+#include "storage/store.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <lmdb.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "migrations/mig.h"
+#include "migrations/mig_int.h"
+
+#define STORE_MAGIC 0x5170e7c1u
+#define STORE_DEFAULT_MAP_SIZE ((size_t)1 << 30)
+#define STORE_BATCH_MAX_OPS 4096
+#define STORE_BATCH_MAX_BYTES ((size_t)64 << 20)
+#define STORE_EVICT_CHUNK 1000          /* objects per eviction transaction */
+#define STORE_EVICT_MAX_ROUNDS 64
+#define STORE_RECLAIM_DELETE_MAX 1000   /* old objects deleted per reclaim transaction */
+#define STORE_RECLAIM_SCAN_MAX 20000    /* records looked at per reclaim transaction */
+#define STORE_RECLAIM_SCAN_BYTES ((size_t)32 << 20)
+#define STORE_EVICT_KEY_LEN (8 + CACHE_HASH_LEN)
+/* kv writes (not deletes) stop at this fill: eviction cannot free kv records, and a
+ * completely full LMDB map cannot even delete (a delete copies pages too) */
+#define STORE_KV_FILL_MAX 0.95
+/* puts stop at this fill (or at the high water mark when that is set higher), whatever
+ * eviction managed: the rest of the map stays for purges, deletes and kv records */
+#define STORE_PUT_FILL_MAX 0.92
+
+/* ---- small helpers ---- */
+
+static void store_oom(size_t n)
+{
+    fprintf(stderr, "edgecache: out of memory (store, %zu bytes)\n", n);
+    abort();
+}
+
+static void *store_xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (p == NULL)
+        store_oom(n * size);
+    return p;
+}
+
+static void *store_xrealloc(void *p, size_t n)
+{
+    void *q = realloc(p, n ? n : 1);
+    if (q == NULL)
+        store_oom(n);
+    return q;
+}
+
+static void *store_xmemdup(const void *src, size_t len, int nul)
+{
+    char *p = store_xrealloc(NULL, len + (nul ? 1 : 0));
+    if (len)
+        memcpy(p, src, len);
+    if (nul)
+        p[len] = '\0';
+    return p;
+}
+
+static void store_msg(char *errbuf, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void store_msg(char *errbuf, size_t errlen, const char *fmt, ...)
+{
+    if (errbuf == NULL || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(errbuf, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static void store_put_u64le(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t store_get_u64le(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+typedef struct store_hashvec {
+    uint8_t (*v)[CACHE_HASH_LEN];
+    size_t n, cap;
+} store_hashvec_t;
+
+static void store_hashvec_push(store_hashvec_t *hv, const uint8_t hash[CACHE_HASH_LEN])
+{
+    if (hv->n == hv->cap) {
+        hv->cap = hv->cap ? hv->cap * 2 : 16;
+        hv->v = store_xrealloc(hv->v, hv->cap * CACHE_HASH_LEN);
+    }
+    memcpy(hv->v[hv->n++], hash, CACHE_HASH_LEN);
+}
+
+static void store_hashvec_free(store_hashvec_t *hv)
+{
+    free(hv->v);
+    memset(hv, 0, sizeof(*hv));
+}
+
+/* ---- the store ---- */
+
+typedef enum store_op_kind {
+    STORE_OP_PUT,
+    STORE_OP_DELETE,
+    STORE_OP_DELETE_CORRUPT, /* delete only if the record still fails validation */
+    STORE_OP_PURGE_URL,
+    STORE_OP_PURGE_SKEY,
+    STORE_OP_PURGE_ALL,
+    STORE_OP_KV,
+    STORE_OP_FLUSH,
+} store_op_kind_t;
+
+enum { STORE_PUT_KEPT = 0, STORE_PUT_OLD_GENERATION, STORE_PUT_TOO_LARGE, STORE_PUT_MAP_FULL };
+
+typedef struct store_op {
+    store_op_kind_t kind;
+    struct store_op *next;
+    cache_obj_t *obj;             /* PUT: our reference */
+    uint8_t hash[CACHE_HASH_LEN]; /* DELETE, DELETE_CORRUPT */
+    char *key;                    /* PURGE_URL, PURGE_SKEY, KV (owned, NUL-terminated) */
+    size_t key_len;
+    void *val; /* KV: value (owned); NULL deletes */
+    size_t val_len;
+    MDB_dbi dbi; /* KV */
+    int soft;
+    store_purge_cb cb;
+    void *cb_arg;
+    /* completion of a waited op (store_flush, store_kv_put_sync): the caller owns the op */
+    int waited, done;
+    pthread_cond_t done_cond;
+    int rc;      /* KV, FLUSH */
+    int dropped; /* PUT: STORE_PUT_* */
+    store_purge_result_t res;
+} store_op_t;
+
+struct store {
+    uint32_t magic;
+    uint64_t serial; /* unique per open: keys the per-thread read transactions */
+    MDB_env *env;
+    MDB_dbi dbi_meta, dbi_objects, dbi_skeys, dbi_variants, dbi_evict, dbi_config, dbi_tokens, dbi_stats;
+    mem_tier_t *mem;
+    int read_only;
+    size_t map_size; /* the map actually in use */
+    size_t psize, max_keysize;
+    double high_water, low_water;
+    _Atomic uint64_t generation;
+    _Atomic uint64_t purge_epoch;
+
+    /* queue: guarded by lock */
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    store_op_t *head, *tail;
+    int stopping;
+    pthread_t writer;
+    int writer_started;
+
+    /* writer-private */
+    uint64_t reclaim_gen; /* generation of the running reclaim pass; 0 = none */
+    uint8_t reclaim_pos[CACHE_HASH_LEN];
+    int reclaim_has_pos;
+
+    /* counters */
+    _Atomic uint64_t st_objects, st_bytes_used;
+    _Atomic uint64_t st_puts, st_deletes, st_evictions, st_commits, st_syncs, st_map_full, st_corrupt;
+};
+
+/* one group commit */
+typedef struct store_batch {
+    store_op_t *ops;
+    size_t put_cost; /* estimated bytes the puts take in the map */
+    int has_puts;
+    /* per attempt */
+    uint64_t gen;
+    int need_sync, any_purge, purge_all, any_removal;
+    store_hashvec_t mem_remove, mem_soft;
+    uint64_t puts, deletes;
+    size_t kv_cost;
+    uint64_t put_room; /* bytes puts may still add in this batch */
+} store_batch_t;
+
+static void store_purge_epoch_bump(store_t *s)
+{
+    atomic_fetch_add_explicit(&s->purge_epoch, 1, memory_order_release);
+}
+
+static int store_lmdb_err(int rc)
+{
+    if (rc == MDB_MAP_FULL)
+        return STORE_EFULL;
+    return STORE_EIO;
+}
+
+/* Bytes a record of `len` bytes takes in the map: big records go to overflow pages. */
+static size_t store_rec_cost(const store_t *s, size_t len)
+{
+    if (len + 64 >= s->psize / 2)
+        return (len + 16 + s->psize - 1) / s->psize * s->psize + 128;
+    return len + 128;
+}
+
+/* Is there room for `extra` more bytes of kv records (see STORE_KV_FILL_MAX)? */
+static int store_kv_fits(const store_t *s, size_t extra)
+{
+    uint64_t used = atomic_load_explicit(&s->st_bytes_used, memory_order_relaxed);
+    return (double)(used + extra) <= (double)s->map_size * STORE_KV_FILL_MAX;
+}
+
+static void store_evict_key(uint8_t out[STORE_EVICT_KEY_LEN], int64_t time_ms, const uint8_t hash[CACHE_HASH_LEN])
+{
+    uint64_t t = time_ms > 0 ? (uint64_t)time_ms : 0;
+    for (int i = 0; i < 8; i++)
+        out[i] = (uint8_t)(t >> (56 - 8 * i));
+    memcpy(out + 8, hash, CACHE_HASH_LEN);
+}
+
+/* ---- per-thread read transactions ----
+ *
+ * One process-wide pthread key holds the calling thread's list of slots, one per
+ * store it has read from. A slot is owned by its thread (only that thread links,
+ * unlinks or frees it); every slot is also on a global list so that store_close
+ * can abort the transactions of a closing store (then marks the slot orphaned)
+ * and so that leak checkers see the slots of threads that never exit. The
+ * destructor aborts the thread's live transactions at thread exit. */
+
+typedef struct store_rtxn_slot {
+    uint64_t serial; /* store serial, immutable */
+    store_t *store;  /* NULL once that store closed (guarded by store_slots_lock) */
+    MDB_txn *txn;    /* reset between reads; NULL until first use */
+    struct store_rtxn_slot *thread_next;
+    struct store_rtxn_slot *all_prev, *all_next;
+} store_rtxn_slot_t;
+
+static pthread_once_t store_slots_once = PTHREAD_ONCE_INIT;
+static pthread_key_t store_slots_key;
+static pthread_mutex_t store_slots_lock = PTHREAD_MUTEX_INITIALIZER;
+static store_rtxn_slot_t *store_slots_all;
+static _Atomic uint64_t store_next_serial = 1;
+
+static void store_slot_unlink_all(store_rtxn_slot_t *slot)
+{
+    if (slot->all_prev != NULL)
+        slot->all_prev->all_next = slot->all_next;
+    else
+        store_slots_all = slot->all_next;
+    if (slot->all_next != NULL)
+        slot->all_next->all_prev = slot->all_prev;
+}
+
+static void store_slots_destroy(void *head)
+{
+    pthread_mutex_lock(&store_slots_lock);
+    for (store_rtxn_slot_t *slot = head, *next; slot != NULL; slot = next) {
+        next = slot->thread_next;
+        if (slot->store != NULL && slot->txn != NULL)
+            mdb_txn_abort(slot->txn);
+        store_slot_unlink_all(slot);
+        free(slot);
+    }
+    pthread_mutex_unlock(&store_slots_lock);
+}
+
+static void store_slots_init(void)
+{
+    if (pthread_key_create(&store_slots_key, store_slots_destroy) != 0) {
+        fprintf(stderr, "edgecache: pthread_key_create failed\n");
+        abort();
+    }
+}
+
+static store_rtxn_slot_t *store_slot_get(store_t *s)
+{
+    pthread_once(&store_slots_once, store_slots_init);
+    store_rtxn_slot_t *head = pthread_getspecific(store_slots_key);
+    for (store_rtxn_slot_t *slot = head; slot != NULL; slot = slot->thread_next)
+        if (slot->serial == s->serial)
+            return slot;
+
+    /* first read of this store by this thread: drop slots of closed stores, add one */
+    pthread_mutex_lock(&store_slots_lock);
+    store_rtxn_slot_t **pp = &head;
+    while (*pp != NULL) {
+        store_rtxn_slot_t *slot = *pp;
+        if (slot->store == NULL) {
+            *pp = slot->thread_next;
+            store_slot_unlink_all(slot);
+            free(slot);
+        } else {
+            pp = &slot->thread_next;
+        }
+    }
+    store_rtxn_slot_t *slot = store_xcalloc(1, sizeof(*slot));
+    slot->serial = s->serial;
+    slot->store = s;
+    slot->thread_next = head;
+    slot->all_next = store_slots_all;
+    if (store_slots_all != NULL)
+        store_slots_all->all_prev = slot;
+    store_slots_all = slot;
+    pthread_mutex_unlock(&store_slots_lock);
+    pthread_setspecific(store_slots_key, slot);
+    return slot;
+}
+
+/* store_close: abort every thread's transaction on this store; the slots stay with their threads. */
+static void store_slots_orphan(store_t *s)
+{
+    pthread_mutex_lock(&store_slots_lock);
+    for (store_rtxn_slot_t *slot = store_slots_all; slot != NULL; slot = slot->all_next) {
+        if (slot->store == s && slot->serial == s->serial) {
+            if (slot->txn != NULL)
+                mdb_txn_abort(slot->txn);
+            slot->txn = NULL;
+            slot->store = NULL;
+        }
+    }
+    pthread_mutex_unlock(&store_slots_lock);
+}
+
+/* ---- LMDB plumbing ---- */
+
+static int store_dbi_for_kv(store_t *s, const char *db, MDB_dbi *dbi)
+{
+    if (db == NULL)
+        return STORE_EIO;
+    if (strcmp(db, MIG_DB_CONFIG) == 0)
+        *dbi = s->dbi_config;
+    else if (strcmp(db, MIG_DB_TOKENS) == 0)
+        *dbi = s->dbi_tokens;
+    else if (strcmp(db, MIG_DB_STATS) == 0)
+        *dbi = s->dbi_stats;
+    else
+        return STORE_EIO;
+    return 0;
+}
+
+/* Bytes in use: pages of every tree (free list, main, named) times the page size. Also refreshes the object count. */
+static int store_measure(store_t *s, uint64_t *used_out)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    if (rc != 0)
+        return rc;
+    MDB_dbi dbis[] = {0, 1, s->dbi_meta, s->dbi_objects, s->dbi_skeys, s->dbi_variants,
+                      s->dbi_evict, s->dbi_config, s->dbi_tokens, s->dbi_stats};
+    uint64_t pages = 0;
+    for (size_t i = 0; i < sizeof(dbis) / sizeof(dbis[0]); i++) {
+        MDB_stat st;
+        if ((rc = mdb_stat(txn, dbis[i], &st)) != 0)
+            break;
+        pages += st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages;
+        if (dbis[i] == s->dbi_objects)
+            atomic_store_explicit(&s->st_objects, st.ms_entries, memory_order_relaxed);
+    }
+    mdb_txn_abort(txn);
+    if (rc != 0)
+        return rc;
+    uint64_t used = pages * s->psize;
+    atomic_store_explicit(&s->st_bytes_used, used, memory_order_relaxed);
+    if (used_out != NULL)
+        *used_out = used;
+    return 0;
+}
+
+static int store_meta_get_u64(store_t *s, MDB_txn *txn, const char *name, uint64_t *out, int *present)
+{
+    MDB_val k = {strlen(name), (void *)name}, v;
+    *present = 0;
+    int rc = mdb_get(txn, s->dbi_meta, &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc != 0)
+        return rc;
+    if (v.mv_size != 8)
+        return MDB_CORRUPTED;
+    *out = store_get_u64le(v.mv_data);
+    *present = 1;
+    return 0;
+}
+
+static int store_meta_put_u64(store_t *s, MDB_txn *txn, const char *name, uint64_t val)
+{
+    uint8_t buf[8];
+    store_put_u64le(buf, val);
+    MDB_val k = {strlen(name), (void *)name}, v = {sizeof(buf), buf};
+    return mdb_put(txn, s->dbi_meta, &k, &v, 0);
+}
+
+/* Delete one exact (key, value) pair of a dupsort index; a missing pair is fine. */
+static int store_index_del(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t key_len, const uint8_t hash[CACHE_HASH_LEN])
+{
+    MDB_val k = {key_len, (void *)key}, v = {CACHE_HASH_LEN, (void *)hash};
+    int rc = mdb_del(txn, dbi, &k, &v);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+typedef int (*store_skey_fn)(store_t *s, MDB_txn *txn, const char *tok, size_t len, const uint8_t hash[CACHE_HASH_LEN]);
+
+/* Call fn for each surrogate key (space or tab separated) that fits an LMDB key. */
+static int store_skeys_each(store_t *s, MDB_txn *txn, const char *skeys, size_t len, const uint8_t hash[CACHE_HASH_LEN],
+                            store_skey_fn fn)
+{
+    size_t i = 0;
+    while (i < len) {
+        while (i < len && (skeys[i] == ' ' || skeys[i] == '\t'))
+            i++;
+        size_t start = i;
+        while (i < len && skeys[i] != ' ' && skeys[i] != '\t')
+            i++;
+        if (i > start && i - start <= s->max_keysize) {
+            int rc = fn(s, txn, skeys + start, i - start, hash);
+            if (rc != 0)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+static int store_skey_add(store_t *s, MDB_txn *txn, const char *tok, size_t len, const uint8_t hash[CACHE_HASH_LEN])
+{
+    MDB_val k = {len, (void *)tok}, v = {CACHE_HASH_LEN, (void *)hash};
+    int rc = mdb_put(txn, s->dbi_skeys, &k, &v, MDB_NODUPDATA);
+    return rc == MDB_KEYEXIST ? 0 : rc; /* the same key twice in one header */
+}
+
+static int store_skey_del(store_t *s, MDB_txn *txn, const char *tok, size_t len, const uint8_t hash[CACHE_HASH_LEN])
+{
+    return store_index_del(txn, s->dbi_skeys, tok, len, hash);
+}
+
+/* Remove the index entries of a decoded record stored under `hash`. */
+static int store_txn_unindex(store_t *s, MDB_txn *txn, const uint8_t hash[CACHE_HASH_LEN], const cache_obj_t *obj,
+                             int keep_evict)
+{
+    int rc = store_skeys_each(s, txn, obj->skeys, obj->skeys_len, hash, store_skey_del);
+    if (rc == 0 && obj->vary_len > 0) {
+        uint8_t url[CACHE_HASH_LEN];
+        obj_key_hash(obj->key, obj->key_len, url);
+        rc = store_index_del(txn, s->dbi_variants, url, sizeof(url), hash);
+    }
+    if (rc == 0 && !keep_evict) {
+        uint8_t ek[STORE_EVICT_KEY_LEN];
+        store_evict_key(ek, obj->meta.response_time_ms, hash);
+        MDB_val k = {sizeof(ek), ek};
+        rc = mdb_del(txn, s->dbi_evict, &k, NULL);
+        if (rc == MDB_NOTFOUND)
+            rc = 0;
+    }
+    return rc;
+}
+
+/*
+ * Load and decode the record under hash. *obj is a new reference or NULL; *present
+ * says whether a record (valid or not) exists. A corrupt record gives present=1, obj=NULL.
+ */
+static int store_txn_load(store_t *s, MDB_txn *txn, const uint8_t hash[CACHE_HASH_LEN], cache_obj_t **obj, int *present)
+{
+    MDB_val k = {CACHE_HASH_LEN, (void *)hash}, v;
+    *obj = NULL;
+    *present = 0;
+    int rc = mdb_get(txn, s->dbi_objects, &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc != 0)
+        return rc;
+    *present = 1;
+    int err = 0;
+    *obj = obj_decode(hash, v.mv_data, v.mv_size, &err);
+    if (*obj == NULL)
+        atomic_fetch_add_explicit(&s->st_corrupt, 1, memory_order_relaxed);
+    return 0;
+}
+
+/* Delete the object under hash with its index entries; *found = 1 if there was one. */
+static int store_txn_delete_object(store_t *s, MDB_txn *txn, const uint8_t hash[CACHE_HASH_LEN], int *found)
+{
+    cache_obj_t *old;
+    int present, rc = store_txn_load(s, txn, hash, &old, &present);
+    *found = 0;
+    if (rc != 0 || !present)
+        return rc;
+    if (old != NULL) {
+        rc = store_txn_unindex(s, txn, hash, old, 0);
+        obj_unref(&old);
+        if (rc != 0)
+            return rc;
+    }
+    MDB_val k = {CACHE_HASH_LEN, (void *)hash};
+    rc = mdb_del(txn, s->dbi_objects, &k, NULL);
+    if (rc == 0)
+        *found = 1;
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+static int store_txn_put(store_t *s, MDB_txn *txn, store_batch_t *b, store_op_t *op)
+{
+    cache_obj_t *obj = op->obj;
+    int found, rc;
+    if (obj->meta.generation < b->gen) {
+        op->dropped = STORE_PUT_OLD_GENERATION;
+        return 0;
+    }
+    if (obj->rec_len > s->map_size / 8) {
+        op->dropped = STORE_PUT_TOO_LARGE;
+        return 0;
+    }
+    size_t cost = store_rec_cost(s, obj->rec_len);
+    if (cost > b->put_room) { /* eviction could not make room (the map holds other data) */
+        op->dropped = STORE_PUT_MAP_FULL;
+        return 0;
+    }
+    b->put_room -= cost;
+    if ((rc = store_txn_delete_object(s, txn, obj->hash, &found)) != 0)
+        return rc;
+    MDB_val k = {CACHE_HASH_LEN, obj->hash}, v = {obj->rec_len, obj->rec};
+    if ((rc = mdb_put(txn, s->dbi_objects, &k, &v, 0)) != 0)
+        return rc;
+    if ((rc = store_skeys_each(s, txn, obj->skeys, obj->skeys_len, obj->hash, store_skey_add)) != 0)
+        return rc;
+    if (obj->vary_len > 0) {
+        uint8_t url[CACHE_HASH_LEN];
+        obj_key_hash(obj->key, obj->key_len, url);
+        MDB_val uk = {sizeof(url), url}, hv = {CACHE_HASH_LEN, obj->hash};
+        rc = mdb_put(txn, s->dbi_variants, &uk, &hv, MDB_NODUPDATA);
+        if (rc != 0 && rc != MDB_KEYEXIST)
+            return rc;
+    }
+    uint8_t ek[STORE_EVICT_KEY_LEN];
+    store_evict_key(ek, obj->meta.response_time_ms, obj->hash);
+    MDB_val ekv = {sizeof(ek), ek}, empty = {0, (void *)""};
+    if ((rc = mdb_put(txn, s->dbi_evict, &ekv, &empty, 0)) != 0)
+        return rc;
+    b->puts++;
+    return 0;
+}
+
+/* Mark one object soft-purged: rewrite its record with OBJ_F_SOFT_PURGED (same times, same index entries). */
+static int store_txn_soft_purge(store_t *s, MDB_txn *txn, const uint8_t hash[CACHE_HASH_LEN], int *found)
+{
+    cache_obj_t *old;
+    int present, rc = store_txn_load(s, txn, hash, &old, &present);
+    *found = 0;
+    if (rc != 0 || !present)
+        return rc;
+    if (old == NULL) { /* corrupt: nothing to keep serving */
+        MDB_val k = {CACHE_HASH_LEN, (void *)hash};
+        rc = mdb_del(txn, s->dbi_objects, &k, NULL);
+        return rc == MDB_NOTFOUND ? 0 : rc;
+    }
+    *found = 1;
+    if ((old->meta.flags & OBJ_F_SOFT_PURGED) == 0) {
+        obj_meta_t meta = old->meta;
+        meta.flags |= OBJ_F_SOFT_PURGED;
+        cache_obj_t *marked = obj_rebuild(old, &meta, old->headers, old->num_headers);
+        MDB_val k = {CACHE_HASH_LEN, (void *)hash}, v = {marked->rec_len, marked->rec};
+        rc = mdb_put(txn, s->dbi_objects, &k, &v, 0);
+        obj_unref(&marked);
+    }
+    obj_unref(&old);
+    return rc;
+}
+
+/* Purge one object (hard or soft); records it for the memory tier. */
+static int store_txn_purge_one(store_t *s, MDB_txn *txn, store_batch_t *b, const uint8_t hash[CACHE_HASH_LEN], int soft,
+                               int *found)
+{
+    int rc;
+    if (soft) {
+        rc = store_txn_soft_purge(s, txn, hash, found);
+        if (rc == 0 && *found)
+            store_hashvec_push(&b->mem_soft, hash);
+    } else {
+        rc = store_txn_delete_object(s, txn, hash, found);
+        if (rc == 0 && *found) {
+            store_hashvec_push(&b->mem_remove, hash);
+            b->deletes++;
+        }
+    }
+    return rc;
+}
+
+/* Collect the hashes stored under `key` in a dupsort index. */
+static int store_txn_collect_dups(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t key_len, store_hashvec_t *out)
+{
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(txn, dbi, &c);
+    if (rc != 0)
+        return rc;
+    MDB_val k = {key_len, (void *)key}, v;
+    rc = mdb_cursor_get(c, &k, &v, MDB_SET_KEY);
+    while (rc == 0) {
+        if (v.mv_size == CACHE_HASH_LEN)
+            store_hashvec_push(out, v.mv_data);
+        rc = mdb_cursor_get(c, &k, &v, MDB_NEXT_DUP);
+    }
+    mdb_cursor_close(c);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+static int store_txn_purge_url(store_t *s, MDB_txn *txn, store_batch_t *b, store_op_t *op)
+{
+    uint8_t url[CACHE_HASH_LEN];
+    store_hashvec_t targets = {0};
+    obj_key_hash(op->key, op->key_len, url);
+    store_hashvec_push(&targets, url);
+    int rc = store_txn_collect_dups(txn, s->dbi_variants, url, sizeof(url), &targets);
+    for (size_t i = 0; rc == 0 && i < targets.n; i++) {
+        int found;
+        rc = store_txn_purge_one(s, txn, b, targets.v[i], op->soft, &found);
+        if (rc == 0 && found)
+            op->res.objects++;
+        if (rc == 0 && !found && i > 0) /* variant entry without its record */
+            rc = store_index_del(txn, s->dbi_variants, url, sizeof(url), targets.v[i]);
+    }
+    /* the plain URL may sit in memory without a disk copy; never let it survive a purge */
+    if (rc == 0)
+        store_hashvec_push(op->soft ? &b->mem_soft : &b->mem_remove, url);
+    store_hashvec_free(&targets);
+    return rc;
+}
+
+static int store_txn_purge_skey(store_t *s, MDB_txn *txn, store_batch_t *b, store_op_t *op)
+{
+    store_hashvec_t targets = {0};
+    int rc = 0;
+    if (op->key_len == 0 || op->key_len > s->max_keysize)
+        return 0; /* could never have been indexed */
+    rc = store_txn_collect_dups(txn, s->dbi_skeys, op->key, op->key_len, &targets);
+    for (size_t i = 0; rc == 0 && i < targets.n; i++) {
+        int found;
+        rc = store_txn_purge_one(s, txn, b, targets.v[i], op->soft, &found);
+        if (rc == 0 && found)
+            op->res.objects++;
+        if (rc == 0 && !found)
+            rc = store_index_del(txn, s->dbi_skeys, op->key, op->key_len, targets.v[i]);
+    }
+    store_hashvec_free(&targets);
+    return rc;
+}
+
+static int store_txn_apply(store_t *s, MDB_txn *txn, store_batch_t *b, store_op_t *op, int with_puts)
+{
+    int rc = 0, found;
+    switch (op->kind) {
+    case STORE_OP_PUT:
+        if (!with_puts) {
+            op->dropped = STORE_PUT_MAP_FULL;
+            return 0;
+        }
+        return store_txn_put(s, txn, b, op);
+    case STORE_OP_DELETE:
+        rc = store_txn_delete_object(s, txn, op->hash, &found);
+        if (rc == 0) {
+            store_hashvec_push(&b->mem_remove, op->hash);
+            b->any_removal = 1;
+            b->deletes += found;
+        }
+        return rc;
+    case STORE_OP_DELETE_CORRUPT: {
+        MDB_val k = {CACHE_HASH_LEN, op->hash}, v;
+        rc = mdb_get(txn, s->dbi_objects, &k, &v);
+        if (rc == MDB_NOTFOUND)
+            return 0;
+        if (rc == 0 && obj_record_validate(v.mv_data, v.mv_size) != 0) {
+            rc = mdb_del(txn, s->dbi_objects, &k, NULL);
+            b->deletes++;
+        }
+        return rc;
+    }
+    case STORE_OP_PURGE_URL:
+    case STORE_OP_PURGE_SKEY:
+        b->any_purge = 1;
+        b->need_sync = 1;
+        return op->kind == STORE_OP_PURGE_URL ? store_txn_purge_url(s, txn, b, op) : store_txn_purge_skey(s, txn, b, op);
+    case STORE_OP_PURGE_ALL:
+        b->any_purge = 1;
+        b->need_sync = 1;
+        b->purge_all = 1;
+        b->gen++;
+        op->res.generation = b->gen;
+        return store_meta_put_u64(s, txn, MIG_META_GENERATION, b->gen);
+    case STORE_OP_KV: {
+        MDB_val k = {op->key_len, op->key};
+        b->need_sync = 1;
+        if (op->val != NULL) {
+            MDB_val v = {op->val_len, op->val};
+            b->kv_cost += store_rec_cost(s, op->key_len + op->val_len);
+            if (!store_kv_fits(s, b->kv_cost)) {
+                op->rc = STORE_EIO;
+                return 0;
+            }
+            return mdb_put(txn, op->dbi, &k, &v, 0);
+        }
+        rc = mdb_del(txn, op->dbi, &k, NULL);
+        if (rc == MDB_NOTFOUND) {
+            op->rc = STORE_ENOTFOUND;
+            rc = 0;
+        }
+        return rc;
+    }
+    case STORE_OP_FLUSH:
+        b->need_sync = 1;
+        return 0;
+    }
+    assert(!"unknown store op");
+    return 0;
+}
+
+/* One attempt at the whole batch in one write transaction. Returns 0 once committed. */
+static int store_batch_attempt(store_t *s, store_batch_t *b, int with_puts)
+{
+    MDB_txn *txn;
+    b->gen = atomic_load_explicit(&s->generation, memory_order_acquire);
+    b->need_sync = b->any_purge = b->purge_all = b->any_removal = 0;
+    b->mem_remove.n = b->mem_soft.n = 0;
+    b->puts = b->deletes = 0;
+    b->kv_cost = 0;
+    uint64_t used = atomic_load_explicit(&s->st_bytes_used, memory_order_relaxed);
+    double fill = s->high_water > STORE_PUT_FILL_MAX ? s->high_water : STORE_PUT_FILL_MAX;
+    uint64_t cap = (uint64_t)((double)s->map_size * fill);
+    b->put_room = cap > used ? cap - used : 0;
+    for (store_op_t *op = b->ops; op != NULL; op = op->next) {
+        op->rc = 0;
+        op->dropped = STORE_PUT_KEPT;
+        memset(&op->res, 0, sizeof(op->res));
+    }
+    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    if (rc != 0)
+        return rc;
+    for (store_op_t *op = b->ops; op != NULL; op = op->next) {
+        if ((rc = store_txn_apply(s, txn, b, op, with_puts)) != 0) {
+            mdb_txn_abort(txn);
+            return rc;
+        }
+    }
+    rc = mdb_txn_commit(txn);
+    if (rc == 0)
+        atomic_fetch_add_explicit(&s->st_commits, 1, memory_order_relaxed);
+    return rc;
+}
+
+/* ---- eviction ---- */
+
+/*
+ * Delete the oldest objects (by the `evict` index) until the bytes in use are at most
+ * `target`. Runs on the writer thread between batches. Each round is one transaction
+ * of at most STORE_EVICT_CHUNK objects; a round that hits MDB_MAP_FULL is retried with
+ * fewer objects (a delete needs a few fresh pages too).
+ */
+static void store_evict_to(store_t *s, uint64_t target)
+{
+    size_t chunk = STORE_EVICT_CHUNK;
+    store_hashvec_t evicted = {0};
+    for (int round = 0; round < STORE_EVICT_MAX_ROUNDS; round++) {
+        uint64_t used;
+        if (store_measure(s, &used) != 0 || used <= target)
+            break;
+        uint64_t need = used - target, freed = 0;
+        MDB_txn *txn = NULL;
+        MDB_cursor *c = NULL;
+        size_t visited = 0;
+        int rc = mdb_txn_begin(s->env, NULL, 0, &txn), empty = 0;
+        evicted.n = 0;
+        if (rc == 0)
+            rc = mdb_cursor_open(txn, s->dbi_evict, &c);
+        while (rc == 0 && evicted.n < chunk && freed < need && visited < chunk * 4) {
+            MDB_val k, v;
+            rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+            if (rc == MDB_NOTFOUND) {
+                empty = 1;
+                rc = 0;
+                break;
+            }
+            if (rc != 0)
+                break;
+            visited++;
+            uint8_t ek[STORE_EVICT_KEY_LEN];
+            int well_formed = k.mv_size == sizeof(ek);
+            if (well_formed)
+                memcpy(ek, k.mv_data, sizeof(ek));
+            if ((rc = mdb_cursor_del(c, 0)) != 0 || !well_formed)
+                continue;
+            const uint8_t *hash = ek + 8;
+            cache_obj_t *obj;
+            int present;
+            if ((rc = store_txn_load(s, txn, hash, &obj, &present)) != 0 || !present)
+                continue;
+            if (obj != NULL) {
+                uint8_t cur[STORE_EVICT_KEY_LEN];
+                store_evict_key(cur, obj->meta.response_time_ms, hash);
+                size_t rec_len = obj->rec_len;
+                if (memcmp(cur, ek, sizeof(ek)) != 0) { /* stale entry: the record was replaced */
+                    obj_unref(&obj);
+                    continue;
+                }
+                rc = store_txn_unindex(s, txn, hash, obj, 1);
+                obj_unref(&obj);
+                freed += store_rec_cost(s, rec_len);
+            }
+            if (rc == 0) {
+                MDB_val hk = {CACHE_HASH_LEN, (void *)hash};
+                rc = mdb_del(txn, s->dbi_objects, &hk, NULL);
+                store_hashvec_push(&evicted, hash);
+            }
+        }
+        if (c != NULL)
+            mdb_cursor_close(c);
+        if (rc == 0)
+            rc = mdb_txn_commit(txn);
+        else if (txn != NULL)
+            mdb_txn_abort(txn);
+        if (rc != 0) {
+            if (chunk == 1)
+                break;
+            chunk = chunk > 8 ? chunk / 8 : 1;
+            continue;
+        }
+        atomic_fetch_add_explicit(&s->st_commits, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&s->st_evictions, evicted.n, memory_order_relaxed);
+        if (evicted.n > 0 && s->mem != NULL) {
+            /* a reader that fetched one of these from disk must not promote it now */
+            store_purge_epoch_bump(s);
+            for (size_t i = 0; i < evicted.n; i++)
+                mem_remove(s->mem, evicted.v[i]);
+        }
+        if (empty && evicted.n == 0)
+            break;
+    }
+    store_hashvec_free(&evicted);
+}
+
+/*
+ * LMDB reuses the pages a transaction freed only from the transaction after next
+ * (the last committed snapshot stays intact). After evicting to make room for a
+ * batch that failed with MDB_MAP_FULL, commit one tiny transaction so that the
+ * retry can use the pages the eviction freed.
+ */
+static void store_advance_txnid(store_t *s)
+{
+    MDB_txn *txn;
+    if (mdb_txn_begin(s->env, NULL, 0, &txn) != 0)
+        return;
+    if (store_meta_put_u64(s, txn, MIG_META_WRITER_TICK, atomic_load(&s->st_commits)) != 0) {
+        mdb_txn_abort(txn);
+        return;
+    }
+    if (mdb_txn_commit(txn) == 0)
+        atomic_fetch_add_explicit(&s->st_commits, 1, memory_order_relaxed);
+}
+
+static uint64_t store_high_bytes(const store_t *s)
+{
+    return (uint64_t)((double)s->map_size * s->high_water);
+}
+
+static uint64_t store_low_bytes(const store_t *s)
+{
+    return (uint64_t)((double)s->map_size * s->low_water);
+}
+
+/* ---- the writer ---- */
+
+static void store_op_free(store_op_t *op)
+{
+    obj_unref(&op->obj);
+    free(op->key);
+    free(op->val);
+    free(op);
+}
+
+static void store_op_finish(store_t *s, store_op_t *op)
+{
+    if (op->cb != NULL)
+        op->cb(op->cb_arg, &op->res);
+    if (op->waited) {
+        pthread_mutex_lock(&s->lock);
+        op->done = 1;
+        pthread_cond_signal(&op->done_cond);
+        pthread_mutex_unlock(&s->lock);
+    } else {
+        store_op_free(op);
+    }
+}
+
+static void store_batch_process(store_t *s, store_batch_t *b)
+{
+    uint64_t high = store_high_bytes(s), low = store_low_bytes(s);
+    uint64_t used = atomic_load_explicit(&s->st_bytes_used, memory_order_relaxed);
+
+    /* make room before the puts land, so that the map never fills */
+    if (b->has_puts && used + b->put_cost > high)
+        store_evict_to(s, high > b->put_cost && high - b->put_cost < low ? high - b->put_cost : low);
+
+    int rc = store_batch_attempt(s, b, 1);
+    if ((rc == MDB_MAP_FULL || rc == MDB_TXN_FULL) && b->has_puts) {
+        uint64_t extra = b->put_cost + s->map_size / 10;
+        store_evict_to(s, low > extra ? low - extra : 0);
+        store_advance_txnid(s);
+        rc = store_batch_attempt(s, b, 1);
+    }
+    if (rc != 0 && b->has_puts) { /* keep the purges and kv writes; drop the puts */
+        store_advance_txnid(s);
+        rc = store_batch_attempt(s, b, 0);
+    }
+
+    int sync_rc = 0;
+    if (rc == 0 && b->need_sync) {
+        sync_rc = mdb_env_sync(s->env, 1);
+        atomic_fetch_add_explicit(&s->st_syncs, 1, memory_order_relaxed);
+        if (sync_rc != 0)
+            fprintf(stderr, "edgecache: store: sync failed: %s\n", mdb_strerror(sync_rc));
+    }
+    if (rc != 0)
+        fprintf(stderr, "edgecache: store: write transaction failed: %s\n", mdb_strerror(rc));
+
+    if (rc == 0) {
+        atomic_fetch_add_explicit(&s->st_puts, b->puts, memory_order_relaxed);
+        atomic_fetch_add_explicit(&s->st_deletes, b->deletes, memory_order_relaxed);
+        if (b->purge_all) {
+            atomic_store_explicit(&s->generation, b->gen, memory_order_release);
+            s->reclaim_gen = b->gen; /* start (or restart) the background pass */
+            s->reclaim_has_pos = 0;
+        }
+        if (b->any_purge || b->any_removal)
+            store_purge_epoch_bump(s);
+        if (s->mem != NULL) {
+            if (b->purge_all)
+                mem_clear(s->mem);
+            for (size_t i = 0; i < b->mem_remove.n; i++)
+                mem_remove(s->mem, b->mem_remove.v[i]);
+            for (size_t i = 0; i < b->mem_soft.n; i++) {
+                cache_obj_t *obj = mem_lookup(s->mem, b->mem_soft.v[i]);
+                if (obj != NULL) {
+                    atomic_fetch_or_explicit(&obj->flags, OBJ_F_SOFT_PURGED, memory_order_release);
+                    obj_unref(&obj);
+                }
+            }
+        }
+    }
+
+    /* acknowledge everything but flushes now; a flush also waits for the eviction below,
+     * so that whoever flushed sees the store settled (and its counters current) */
+    store_op_t *flushes = NULL;
+    for (store_op_t *op = b->ops, *next; op != NULL; op = next) {
+        next = op->next;
+        if (op->kind == STORE_OP_PUT) {
+            if (rc != 0 && op->dropped == STORE_PUT_KEPT)
+                op->dropped = STORE_PUT_MAP_FULL;
+            if (op->dropped == STORE_PUT_MAP_FULL || op->dropped == STORE_PUT_TOO_LARGE)
+                atomic_fetch_add_explicit(&s->st_map_full, 1, memory_order_relaxed);
+            if (op->dropped != STORE_PUT_KEPT && s->mem != NULL)
+                mem_remove_if_same(s->mem, op->obj->hash, op->obj);
+        }
+        if (rc != 0) {
+            op->res.err = store_lmdb_err(rc);
+            op->rc = STORE_EIO;
+        } else if (sync_rc != 0 && op->kind != STORE_OP_PUT && op->kind != STORE_OP_DELETE) {
+            op->res.err = STORE_EIO;
+            op->rc = STORE_EIO;
+        }
+        if (op->kind == STORE_OP_FLUSH) {
+            op->next = flushes;
+            flushes = op;
+        } else {
+            store_op_finish(s, op);
+        }
+    }
+    b->ops = NULL;
+
+    if (store_measure(s, &used) == 0 && used > high)
+        store_evict_to(s, low);
+    for (store_op_t *op = flushes, *next; op != NULL; op = next) {
+        next = op->next;
+        store_op_finish(s, op);
+    }
+}
+
+/*
+ * One step of the background reclaim of old-generation objects: look at up to
+ * STORE_RECLAIM_SCAN_MAX records from where the last step stopped and delete up to
+ * STORE_RECLAIM_DELETE_MAX of them in one transaction. At the end of the objects,
+ * record the pass as done in meta.
+ */
+static void store_reclaim_step(store_t *s)
+{
+    uint64_t gen = atomic_load_explicit(&s->generation, memory_order_acquire);
+    store_hashvec_t old = {0};
+    MDB_txn *txn = NULL;
+    MDB_cursor *c = NULL;
+    size_t scanned = 0, bytes = 0;
+    int at_end = 0, rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    uint8_t pos[CACHE_HASH_LEN];
+    int has_pos = s->reclaim_has_pos;
+    memcpy(pos, s->reclaim_pos, sizeof(pos));
+
+    if (rc != 0)
+        goto fail;
+    if ((rc = mdb_cursor_open(txn, s->dbi_objects, &c)) != 0)
+        goto fail;
+    MDB_val k = {sizeof(pos), pos}, v;
+    if (has_pos) {
+        rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+        if (rc == 0 && k.mv_size == sizeof(pos) && memcmp(k.mv_data, pos, sizeof(pos)) == 0)
+            rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+    } else {
+        rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+    }
+    while (rc == 0 && scanned < STORE_RECLAIM_SCAN_MAX && old.n < STORE_RECLAIM_DELETE_MAX &&
+           bytes < STORE_RECLAIM_SCAN_BYTES) {
+        if (k.mv_size == CACHE_HASH_LEN) {
+            memcpy(pos, k.mv_data, sizeof(pos));
+            has_pos = 1;
+            int err;
+            cache_obj_t *obj = obj_decode(pos, v.mv_data, v.mv_size, &err);
+            if (obj == NULL || obj->meta.generation < gen)
+                store_hashvec_push(&old, pos);
+            obj_unref(&obj);
+        }
+        scanned++;
+        bytes += v.mv_size;
+        rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+    }
+    if (rc == MDB_NOTFOUND) {
+        at_end = 1;
+        rc = 0;
+    }
+    mdb_cursor_close(c);
+    c = NULL;
+    if (rc != 0)
+        goto fail;
+    for (size_t i = 0; i < old.n; i++) {
+        int found;
+        if ((rc = store_txn_delete_object(s, txn, old.v[i], &found)) != 0)
+            goto fail;
+    }
+    if (at_end && (rc = store_meta_put_u64(s, txn, MIG_META_RECLAIMED, s->reclaim_gen)) != 0)
+        goto fail;
+    rc = mdb_txn_commit(txn);
+    txn = NULL;
+    if (rc != 0)
+        goto fail;
+    atomic_fetch_add_explicit(&s->st_commits, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->st_deletes, old.n, memory_order_relaxed);
+    if (at_end) {
+        s->reclaim_gen = 0;
+    } else {
+        memcpy(s->reclaim_pos, pos, sizeof(pos));
+        s->reclaim_has_pos = has_pos;
+    }
+    store_hashvec_free(&old);
+    store_measure(s, NULL);
+    return;
+
+fail:
+    if (c != NULL)
+        mdb_cursor_close(c);
+    if (txn != NULL)
+        mdb_txn_abort(txn);
+    store_hashvec_free(&old);
+    /* try again after the next purge-all or restart rather than spin */
+    fprintf(stderr, "edgecache: store: reclaim of old generations stopped: %s\n", mdb_strerror(rc));
+    s->reclaim_gen = 0;
+}
+
+static void *store_writer_main(void *arg)
+{
+    store_t *s = arg;
+    uint64_t used;
+    if (store_measure(s, &used) == 0 && used > store_high_bytes(s))
+        store_evict_to(s, store_low_bytes(s)); /* e.g. reopened with a smaller map */
+
+    size_t max_put_cost = s->map_size / 8 < STORE_BATCH_MAX_BYTES ? s->map_size / 8 : STORE_BATCH_MAX_BYTES;
+    pthread_mutex_lock(&s->lock);
+    for (;;) {
+        if (s->head == NULL) {
+            if (s->stopping)
+                break;
+            if (s->reclaim_gen != 0) {
+                pthread_mutex_unlock(&s->lock);
+                store_reclaim_step(s);
+                pthread_mutex_lock(&s->lock);
+            } else {
+                pthread_cond_wait(&s->wake, &s->lock);
+            }
+            continue;
+        }
+        /* take what is queued, bounded so that one transaction stays small next to the map */
+        store_batch_t b = {0};
+        store_op_t **tailp = &b.ops;
+        size_t n = 0;
+        while (s->head != NULL && n < STORE_BATCH_MAX_OPS) {
+            store_op_t *op = s->head;
+            size_t cost = op->kind == STORE_OP_PUT ? store_rec_cost(s, op->obj->rec_len) : 0;
+            if (n > 0 && cost > 0 && b.put_cost + cost > max_put_cost)
+                break;
+            s->head = op->next;
+            op->next = NULL;
+            *tailp = op;
+            tailp = &op->next;
+            b.put_cost += cost;
+            b.has_puts |= op->kind == STORE_OP_PUT;
+            n++;
+        }
+        if (s->head == NULL)
+            s->tail = NULL;
+        pthread_mutex_unlock(&s->lock);
+        store_batch_process(s, &b);
+        store_hashvec_free(&b.mem_remove);
+        store_hashvec_free(&b.mem_soft);
+        pthread_mutex_lock(&s->lock);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return NULL;
+}
+
+static store_op_t *store_op_new(store_op_kind_t kind)
+{
+    store_op_t *op = store_xcalloc(1, sizeof(*op));
+    op->kind = kind;
+    return op;
+}
+
+/* Queue an op the caller does not wait for. Returns 0, or -1 when the store takes no writes (op not queued). */
+static int store_enqueue(store_t *s, store_op_t *op)
+{
+    pthread_mutex_lock(&s->lock);
+    if (s->stopping || !s->writer_started) {
+        pthread_mutex_unlock(&s->lock);
+        return -1;
+    }
+    if (s->tail != NULL)
+        s->tail->next = op;
+    else
+        s->head = op;
+    s->tail = op;
+    pthread_cond_signal(&s->wake);
+    pthread_mutex_unlock(&s->lock);
+    return 0;
+}
+
+/* Queue an op on the caller's stack and wait until the writer finished it. Returns op->rc. */
+static int store_submit_wait(store_t *s, store_op_t *op)
+{
+    op->waited = 1;
+    pthread_cond_init(&op->done_cond, NULL);
+    pthread_mutex_lock(&s->lock);
+    if (s->stopping || !s->writer_started) {
+        pthread_mutex_unlock(&s->lock);
+        pthread_cond_destroy(&op->done_cond);
+        return STORE_EIO;
+    }
+    if (s->tail != NULL)
+        s->tail->next = op;
+    else
+        s->head = op;
+    s->tail = op;
+    pthread_cond_signal(&s->wake);
+    while (!op->done)
+        pthread_cond_wait(&op->done_cond, &s->lock);
+    pthread_mutex_unlock(&s->lock);
+    pthread_cond_destroy(&op->done_cond);
+    return op->rc;
+}
+
+static void store_purge_refused(store_op_t *op)
+{
+    if (op->cb != NULL) {
+        store_purge_result_t res = {.err = STORE_EIO};
+        op->cb(op->cb_arg, &res);
+    }
+    store_op_free(op);
+}
+
+/* ---- open / close ---- */
+
+static int store_mkdir_p(const char *dir)
+{
+    char *path = store_xmemdup(dir, strlen(dir), 1);
+    int rc = 0;
+    for (char *p = path + 1;; p++) {
+        if (*p == '/' || *p == '\0') {
+            char c = *p;
+            *p = '\0';
+            if (mkdir(path, 0755) != 0 && errno != EEXIST) {
+                rc = -errno;
+                break;
+            }
+            *p = c;
+            if (c == '\0')
+                break;
+        }
+    }
+    free(path);
+    if (rc == 0) {
+        struct stat st;
+        if (stat(dir, &st) != 0)
+            return -errno;
+        if (!S_ISDIR(st.st_mode))
+            return -ENOTDIR;
+    }
+    return rc;
+}
+
+static int store_open_dbis(store_t *s, char *errbuf, size_t errlen)
+{
+    static const struct {
+        const char *name;
+        size_t off;
+        unsigned flags;
+    } dbs[] = {
+        {MIG_DB_META, offsetof(store_t, dbi_meta), 0},
+        {MIG_DB_OBJECTS, offsetof(store_t, dbi_objects), 0},
+        {MIG_DB_SKEYS, offsetof(store_t, dbi_skeys), MIG_INDEX_DB_FLAGS},
+        {MIG_DB_VARIANTS, offsetof(store_t, dbi_variants), MIG_INDEX_DB_FLAGS},
+        {MIG_DB_EVICT, offsetof(store_t, dbi_evict), 0},
+        {MIG_DB_CONFIG, offsetof(store_t, dbi_config), 0},
+        {MIG_DB_TOKENS, offsetof(store_t, dbi_tokens), 0},
+        {MIG_DB_STATS, offsetof(store_t, dbi_stats), 0},
+    };
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    if (rc != 0) {
+        store_msg(errbuf, errlen, "store: cannot begin a read transaction: %s", mdb_strerror(rc));
+        return STORE_EIO;
+    }
+    for (size_t i = 0; i < sizeof(dbs) / sizeof(dbs[0]); i++) {
+        MDB_dbi *dbi = (MDB_dbi *)((char *)s + dbs[i].off);
+        if ((rc = mdb_dbi_open(txn, dbs[i].name, dbs[i].flags, dbi)) != 0) {
+            store_msg(errbuf, errlen, "store: cannot open database '%s': %s", dbs[i].name, mdb_strerror(rc));
+            mdb_txn_abort(txn);
+            return STORE_EIO;
+        }
+    }
+    uint64_t gen = 0, reclaimed = 0;
+    int present, present_r;
+    rc = store_meta_get_u64(s, txn, MIG_META_GENERATION, &gen, &present);
+    if (rc == 0)
+        rc = store_meta_get_u64(s, txn, MIG_META_RECLAIMED, &reclaimed, &present_r);
+    if (rc != 0 || !present || gen == 0) {
+        store_msg(errbuf, errlen, "store: meta 'generation' is %s", rc != 0 ? mdb_strerror(rc) : "missing or zero");
+        mdb_txn_abort(txn);
+        return STORE_EIO;
+    }
+    if ((rc = mdb_txn_commit(txn)) != 0) { /* commit keeps the handles open for the environment */
+        store_msg(errbuf, errlen, "store: cannot open databases: %s", mdb_strerror(rc));
+        return STORE_EIO;
+    }
+    atomic_store(&s->generation, gen);
+    if (gen > 1 && reclaimed < gen)
+        s->reclaim_gen = gen; /* a pass was interrupted: finish it in the background */
+    return 0;
+}
+
+int store_open(store_t **out, const store_options_t *opt, char *errbuf, size_t errlen)
+{
+    store_t *s = NULL;
+    int rc, ret = STORE_EIO;
+    *out = NULL;
+    if (errbuf != NULL && errlen > 0)
+        errbuf[0] = '\0';
+    if (opt == NULL || opt->dir == NULL || opt->dir[0] == '\0') {
+        store_msg(errbuf, errlen, "store: no data directory given");
+        return STORE_EIO;
+    }
+    if ((rc = store_mkdir_p(opt->dir)) != 0) {
+        store_msg(errbuf, errlen, "store: cannot create data directory %s: %s", opt->dir, strerror(-rc));
+        return STORE_EIO;
+    }
+
+    s = store_xcalloc(1, sizeof(*s));
+    s->magic = STORE_MAGIC;
+    s->serial = atomic_fetch_add(&store_next_serial, 1);
+    s->mem = opt->mem;
+    s->read_only = opt->read_only;
+    s->high_water = opt->evict_high_water > 0 && opt->evict_high_water < 1 ? opt->evict_high_water : 0.85;
+    s->low_water = opt->evict_low_water > 0 && opt->evict_low_water < s->high_water ? opt->evict_low_water : 0.75;
+    if (s->low_water >= s->high_water)
+        s->low_water = s->high_water * 0.88;
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->wake, NULL);
+
+    size_t want = opt->map_size;
+    if (want == 0) {
+        size_t dlen = strlen(opt->dir);
+        char *path = store_xcalloc(1, dlen + sizeof("/data.mdb"));
+        memcpy(path, opt->dir, dlen);
+        memcpy(path + dlen, "/data.mdb", sizeof("/data.mdb"));
+        struct stat st;
+        if (stat(path, &st) != 0)
+            want = STORE_DEFAULT_MAP_SIZE; /* a new store; an existing one keeps its size */
+        free(path);
+    }
+    unsigned flags = MDB_NOSYNC | MDB_NOTLS;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if ((rc = mdb_env_create(&s->env)) != 0) {
+            store_msg(errbuf, errlen, "store: mdb_env_create: %s", mdb_strerror(rc));
+            goto fail;
+        }
+        mdb_env_set_maxdbs(s->env, 16);
+        mdb_env_set_maxreaders(s->env, 256);
+        if (want != 0 && (rc = mdb_env_set_mapsize(s->env, want)) != 0) {
+            store_msg(errbuf, errlen, "store: map size %zu: %s", want, mdb_strerror(rc));
+            goto fail;
+        }
+        rc = mdb_env_open(s->env, opt->dir, flags, 0644);
+        if (rc == 0)
+            break;
+        mdb_env_close(s->env);
+        s->env = NULL;
+        if (rc == EACCES && opt->read_only && !(flags & MDB_RDONLY)) {
+            flags |= MDB_RDONLY; /* a CLI status command on a directory it may only read */
+            continue;
+        }
+        store_msg(errbuf, errlen, "store: cannot open LMDB environment in %s: %s", opt->dir, mdb_strerror(rc));
+        goto fail;
+    }
+    if (s->env == NULL) {
+        store_msg(errbuf, errlen, "store: cannot open LMDB environment in %s", opt->dir);
+        goto fail;
+    }
+
+    MDB_envinfo info;
+    MDB_stat st;
+    mdb_env_info(s->env, &info);
+    mdb_env_stat(s->env, &st);
+    s->map_size = info.me_mapsize;
+    s->psize = st.ms_psize;
+    s->max_keysize = (size_t)mdb_env_get_maxkeysize(s->env);
+    if (want != 0 && s->map_size > want)
+        fprintf(stderr,
+                "edgecache: store: the data file in %s already extends past the requested map size %zu; "
+                "LMDB keeps a map of %zu bytes (eviction keeps the data within it)\n",
+                opt->dir, want, s->map_size);
+
+    unsigned from = 0, to = 0;
+    if (!opt->read_only) {
+        char merr[256];
+        size_t nsteps;
+        const mig_step_t *steps = mig_builtin(&nsteps);
+        rc = mig_run(s->env, steps, nsteps, &from, &to, merr, sizeof(merr));
+        if (rc == MIG_ENEWER) {
+            store_msg(errbuf, errlen, "store %s: %s; refusing to open it (upgrade edgecache)", opt->dir, merr);
+            ret = STORE_ESCHEMA;
+            goto fail;
+        }
+        if (rc != 0) {
+            store_msg(errbuf, errlen, "store %s: %s", opt->dir, merr);
+            goto fail;
+        }
+    } else {
+        if ((rc = mig_current_version(s->env, &from)) != 0) {
+            store_msg(errbuf, errlen, "store %s: cannot read schema version: %s", opt->dir, mdb_strerror(rc));
+            goto fail;
+        }
+        if (from != mig_latest()) {
+            store_msg(errbuf, errlen,
+                      "store %s: schema version %u, this binary needs %u (%s); read-only open does not migrate", opt->dir,
+                      from, mig_latest(),
+                      from > mig_latest() ? "the store is newer" : "open it read-write once to migrate");
+            ret = STORE_ESCHEMA;
+            goto fail;
+        }
+    }
+    if ((ret = store_open_dbis(s, errbuf, errlen)) != 0)
+        goto fail;
+    ret = STORE_EIO;
+    if ((rc = store_measure(s, NULL)) != 0) {
+        store_msg(errbuf, errlen, "store %s: cannot read database statistics: %s", opt->dir, mdb_strerror(rc));
+        goto fail;
+    }
+
+    if (!opt->read_only) {
+        if ((rc = pthread_create(&s->writer, NULL, store_writer_main, s)) != 0) {
+            store_msg(errbuf, errlen, "store: cannot start the writer thread: %s", strerror(rc));
+            goto fail;
+        }
+        s->writer_started = 1;
+    } else {
+        s->reclaim_gen = 0;
+    }
+    *out = s;
+    return 0;
+
+fail:
+    if (s->env != NULL)
+        mdb_env_close(s->env);
+    pthread_cond_destroy(&s->wake);
+    pthread_mutex_destroy(&s->lock);
+    s->magic = 0;
+    free(s);
+    return ret;
+}
+
+void store_close(store_t **storep)
+{
+    store_t *s = *storep;
+    if (s == NULL)
+        return;
+    assert(s->magic == STORE_MAGIC);
+    *storep = NULL;
+    if (s->writer_started) {
+        pthread_mutex_lock(&s->lock);
+        s->stopping = 1; /* refuse new ops; the writer drains what is queued, then exits */
+        pthread_cond_signal(&s->wake);
+        pthread_mutex_unlock(&s->lock);
+        pthread_join(s->writer, NULL);
+        mdb_env_sync(s->env, 1);
+    }
+    assert(s->head == NULL);
+    store_slots_orphan(s);
+    mdb_env_close(s->env);
+    pthread_cond_destroy(&s->wake);
+    pthread_mutex_destroy(&s->lock);
+    s->magic = 0;
+    free(s);
+}
+
+/* ---- reads ---- */
+
+int store_get(store_t *s, const uint8_t hash[CACHE_HASH_LEN], const char *key, size_t key_len, cache_obj_t **out)
+{
+    assert(s != NULL && s->magic == STORE_MAGIC);
+    *out = NULL;
+    store_rtxn_slot_t *slot = store_slot_get(s);
+    int rc;
+    if (slot->txn == NULL) {
+        rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &slot->txn);
+        if (rc != 0)
+            slot->txn = NULL;
+    } else if ((rc = mdb_txn_renew(slot->txn)) != 0) {
+        mdb_txn_abort(slot->txn);
+        slot->txn = NULL;
+    }
+    if (rc != 0)
+        return STORE_EIO;
+
+    int ret;
+    MDB_val k = {CACHE_HASH_LEN, (void *)hash}, v;
+    rc = mdb_get(slot->txn, s->dbi_objects, &k, &v);
+    if (rc == MDB_NOTFOUND) {
+        ret = STORE_ENOTFOUND;
+    } else if (rc != 0) {
+        ret = STORE_EIO;
+    } else {
+        int err = 0;
+        cache_obj_t *obj = obj_decode(hash, v.mv_data, v.mv_size, &err);
+        if (obj == NULL) {
+            atomic_fetch_add_explicit(&s->st_corrupt, 1, memory_order_relaxed);
+            store_op_t *op = store_op_new(STORE_OP_DELETE_CORRUPT);
+            memcpy(op->hash, hash, CACHE_HASH_LEN);
+            if (store_enqueue(s, op) != 0)
+                store_op_free(op);
+            ret = STORE_ECORRUPT;
+        } else if (obj->key_len != key_len || memcmp(obj->key, key, key_len) != 0 ||
+                   obj->meta.generation < atomic_load_explicit(&s->generation, memory_order_acquire)) {
+            obj_unref(&obj);
+            ret = STORE_ENOTFOUND;
+        } else {
+            *out = obj;
+            ret = 0;
+        }
+    }
+    mdb_txn_reset(slot->txn);
+    return ret;
+}
+
+uint64_t store_generation(store_t *s)
+{
+    return atomic_load_explicit(&s->generation, memory_order_acquire);
+}
+
+uint64_t store_purge_epoch(store_t *s)
+{
+    return atomic_load_explicit(&s->purge_epoch, memory_order_acquire);
+}
+
+/* ---- writes ---- */
+
+void store_put(store_t *s, cache_obj_t *obj)
+{
+    assert(s != NULL && s->magic == STORE_MAGIC && obj != NULL && obj->magic == OBJ_MAGIC);
+    store_op_t *op = store_op_new(STORE_OP_PUT);
+    op->obj = obj_ref(obj);
+    if (store_enqueue(s, op) != 0)
+        store_op_free(op);
+}
+
+void store_delete(store_t *s, const uint8_t hash[CACHE_HASH_LEN])
+{
+    assert(s != NULL && s->magic == STORE_MAGIC);
+    store_op_t *op = store_op_new(STORE_OP_DELETE);
+    memcpy(op->hash, hash, CACHE_HASH_LEN);
+    if (store_enqueue(s, op) != 0)
+        store_op_free(op);
+}
+
+static void store_purge_submit(store_t *s, store_op_kind_t kind, const char *key, size_t key_len, int soft,
+                               store_purge_cb cb, void *arg)
+{
+    assert(s != NULL && s->magic == STORE_MAGIC);
+    store_op_t *op = store_op_new(kind);
+    if (key != NULL) {
+        op->key = store_xmemdup(key, key_len, 1);
+        op->key_len = key_len;
+    }
+    op->soft = soft;
+    op->cb = cb;
+    op->cb_arg = arg;
+    if (store_enqueue(s, op) != 0)
+        store_purge_refused(op);
+}
+
+void store_purge_key_url(store_t *s, const char *key, size_t key_len, int soft, store_purge_cb cb, void *arg)
+{
+    store_purge_submit(s, STORE_OP_PURGE_URL, key, key_len, soft, cb, arg);
+}
+
+void store_purge_surrogate_key(store_t *s, const char *skey, size_t skey_len, int soft, store_purge_cb cb, void *arg)
+{
+    store_purge_submit(s, STORE_OP_PURGE_SKEY, skey, skey_len, soft, cb, arg);
+}
+
+void store_purge_all(store_t *s, store_purge_cb cb, void *arg)
+{
+    store_purge_submit(s, STORE_OP_PURGE_ALL, NULL, 0, 0, cb, arg);
+}
+
+int store_flush(store_t *s)
+{
+    assert(s != NULL && s->magic == STORE_MAGIC);
+    if (s->read_only)
+        return 0;
+    store_op_t op = {.kind = STORE_OP_FLUSH};
+    return store_submit_wait(s, &op);
+}
+
+void store_get_stats(store_t *s, store_stats_t *out)
+{
+    assert(s != NULL && s->magic == STORE_MAGIC);
+    memset(out, 0, sizeof(*out));
+    out->objects = atomic_load_explicit(&s->st_objects, memory_order_relaxed);
+    out->bytes_used = atomic_load_explicit(&s->st_bytes_used, memory_order_relaxed);
+    out->map_size = s->map_size;
+    out->puts = atomic_load_explicit(&s->st_puts, memory_order_relaxed);
+    out->deletes = atomic_load_explicit(&s->st_deletes, memory_order_relaxed);
+    out->evictions = atomic_load_explicit(&s->st_evictions, memory_order_relaxed);
+    out->commits = atomic_load_explicit(&s->st_commits, memory_order_relaxed);
+    out->syncs = atomic_load_explicit(&s->st_syncs, memory_order_relaxed);
+    out->map_full_errors = atomic_load_explicit(&s->st_map_full, memory_order_relaxed);
+    out->corrupt_records = atomic_load_explicit(&s->st_corrupt, memory_order_relaxed);
+    out->generation = store_generation(s);
+}
+
+/* ---- key/value records ---- */
+
+int store_kv_get(store_t *s, const char *db, const char *key, char **val, size_t *val_len)
+{
+    assert(s != NULL && s->magic == STORE_MAGIC);
+    MDB_dbi dbi;
+    MDB_txn *txn;
+    *val = NULL;
+    if (val_len != NULL)
+        *val_len = 0;
+    size_t klen = key != NULL ? strlen(key) : 0;
+    if (store_dbi_for_kv(s, db, &dbi) != 0 || klen == 0 || klen > s->max_keysize)
+        return STORE_EIO;
+    if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) != 0)
+        return STORE_EIO;
+    MDB_val k = {klen, (void *)key}, v;
+    int rc = mdb_get(txn, dbi, &k, &v), ret;
+    if (rc == 0) {
+        *val = store_xmemdup(v.mv_data, v.mv_size, 1);
+        if (val_len != NULL)
+            *val_len = v.mv_size;
+        ret = 0;
+    } else {
+        ret = rc == MDB_NOTFOUND ? STORE_ENOTFOUND : STORE_EIO;
+    }
+    mdb_txn_abort(txn);
+    return ret;
+}
+
+/* read_only store: write in the calling thread (LMDB serializes writers across processes) */
+static int store_kv_write_direct(store_t *s, MDB_dbi dbi, const char *key, size_t klen, const void *val, size_t val_len)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(s->env, NULL, 0, &txn), ret = 0;
+    if (rc != 0)
+        return STORE_EIO;
+    MDB_val k = {klen, (void *)key};
+    if (val != NULL) {
+        MDB_val v = {val_len, (void *)val};
+        if (store_measure(s, NULL) != 0 || !store_kv_fits(s, store_rec_cost(s, klen + val_len))) {
+            mdb_txn_abort(txn);
+            return STORE_EIO;
+        }
+        rc = mdb_put(txn, dbi, &k, &v, 0);
+    } else {
+        rc = mdb_del(txn, dbi, &k, NULL);
+        if (rc == MDB_NOTFOUND) {
+            ret = STORE_ENOTFOUND;
+            rc = 0;
+        }
+    }
+    if (rc != 0) {
+        mdb_txn_abort(txn);
+        return STORE_EIO;
+    }
+    if (mdb_txn_commit(txn) != 0 || mdb_env_sync(s->env, 1) != 0)
+        return STORE_EIO;
+    return ret;
+}
+
+int store_kv_put_sync(store_t *s, const char *db, const char *key, const void *val, size_t val_len)
+{
+    assert(s != NULL && s->magic == STORE_MAGIC);
+    MDB_dbi dbi;
+    size_t klen = key != NULL ? strlen(key) : 0;
+    if (store_dbi_for_kv(s, db, &dbi) != 0 || klen == 0 || klen > s->max_keysize)
+        return STORE_EIO;
+    if (s->read_only)
+        return store_kv_write_direct(s, dbi, key, klen, val, val_len);
+    store_op_t op = {.kind = STORE_OP_KV, .dbi = dbi, .key = (char *)key, .key_len = klen,
+                     .val = val != NULL ? (void *)val : NULL, .val_len = val_len};
+    if (val != NULL && val_len == 0)
+        op.val = (void *)""; /* an empty value is a value, not a delete */
+    return store_submit_wait(s, &op);
+}
+
+int store_kv_foreach(store_t *s, const char *db,
+                     int (*fn)(void *arg, const char *key, size_t key_len, const void *val, size_t val_len), void *arg)
+{
+    assert(s != NULL && s->magic == STORE_MAGIC);
+    MDB_dbi dbi;
+    MDB_txn *txn;
+    MDB_cursor *c;
+    if (store_dbi_for_kv(s, db, &dbi) != 0)
+        return STORE_EIO;
+    if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) != 0)
+        return STORE_EIO;
+    int rc = mdb_cursor_open(txn, dbi, &c);
+    if (rc == 0) {
+        MDB_val k, v;
+        rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+        while (rc == 0) {
+            if (fn(arg, k.mv_data, k.mv_size, v.mv_data, v.mv_size) != 0)
+                break;
+            rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+        }
+        mdb_cursor_close(c);
+    }
+    mdb_txn_abort(txn);
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : STORE_EIO;
+}

@@ -1,0 +1,385 @@
+/*
+ * tests/unit/test_migrations.c — the schema migration runner: a fresh environment
+ * gets version 1 and every database; a test-only step 2 runs exactly once and is
+ * recorded; a failing step changes nothing; a newer store (version 99) is refused
+ * by mig_run and by store_open and left untouched.
+ * Every test works in its own mkdtemp directory under /tmp and removes it.
+ */
+#include <check.h>
+#include <ftw.h>
+#include <lmdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "migrations/mig.h"
+#include "storage/store.h"
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+/* Every test's directory lives under one base that main() removes, even after a failed test. */
+static char tmp_base[] = "/tmp/ec-mig-XXXXXX";
+
+static char *tmpdir_new(void)
+{
+    char *dir = malloc(sizeof(tmp_base) + 16);
+    snprintf(dir, sizeof(tmp_base) + 16, "%s/t-XXXXXX", tmp_base);
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    return dir;
+}
+
+static void tmpdir_free(char *dir)
+{
+    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free(dir);
+}
+
+static MDB_env *env_open(const char *dir)
+{
+    MDB_env *env;
+    ck_assert_int_eq(mdb_env_create(&env), 0);
+    ck_assert_int_eq(mdb_env_set_maxdbs(env, 16), 0);
+    ck_assert_int_eq(mdb_env_set_mapsize(env, 8 << 20), 0);
+    ck_assert_int_eq(mdb_env_open(env, dir, MDB_NOSYNC, 0644), 0);
+    return env;
+}
+
+static size_t last_txnid(MDB_env *env)
+{
+    MDB_envinfo info;
+    ck_assert_int_eq(mdb_env_info(env, &info), 0);
+    return info.me_last_txnid;
+}
+
+/* Does database `name` exist? (and its flags) */
+static int db_exists(MDB_env *env, const char *name, unsigned *flags)
+{
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    ck_assert_int_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+    int rc = mdb_dbi_open(txn, name, 0, &dbi);
+    if (rc == 0 && flags != NULL)
+        mdb_dbi_flags(txn, dbi, flags);
+    mdb_txn_abort(txn);
+    return rc == 0;
+}
+
+/* Read meta[key] into buf; returns its size or -1. */
+static int meta_get(MDB_env *env, const char *key, void *buf, size_t cap)
+{
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    int ret = -1;
+    ck_assert_int_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+    if (mdb_dbi_open(txn, "meta", 0, &dbi) == 0) {
+        MDB_val k = {strlen(key), (void *)key}, v;
+        if (mdb_get(txn, dbi, &k, &v) == 0 && v.mv_size <= cap) {
+            memcpy(buf, v.mv_data, v.mv_size);
+            ret = (int)v.mv_size;
+        }
+    }
+    mdb_txn_abort(txn);
+    return ret;
+}
+
+static void meta_put_version(MDB_env *env, unsigned version)
+{
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    uint8_t b[4] = {(uint8_t)version, (uint8_t)(version >> 8), (uint8_t)(version >> 16), (uint8_t)(version >> 24)};
+    ck_assert_int_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    ck_assert_int_eq(mdb_dbi_open(txn, "meta", MDB_CREATE, &dbi), 0);
+    MDB_val k = {14, "schema_version"}, v = {4, b};
+    ck_assert_int_eq(mdb_put(txn, dbi, &k, &v, 0), 0);
+    ck_assert_int_eq(mdb_txn_commit(txn), 0);
+}
+
+/* ---- a test-only second step ---- */
+
+static int v2_runs;
+
+static int v2_up(MDB_txn *txn)
+{
+    MDB_dbi dbi;
+    v2_runs++;
+    int rc = mdb_dbi_open(txn, "v2extra", MDB_CREATE, &dbi);
+    if (rc != 0)
+        return rc;
+    MDB_val k = {6, "marker"}, v = {2, "v2"};
+    return mdb_put(txn, dbi, &k, &v, 0);
+}
+
+static int v2_fail_up(MDB_txn *txn)
+{
+    int rc = v2_up(txn); /* writes, then fails: the write must not survive */
+    return rc != 0 ? rc : -12345;
+}
+
+static mig_step_t *steps_with(int (*up)(MDB_txn *), size_t *count)
+{
+    size_t n;
+    const mig_step_t *builtin = mig_builtin(&n);
+    mig_step_t *steps = calloc(n + 1, sizeof(*steps));
+    memcpy(steps, builtin, n * sizeof(*steps));
+    steps[n] = (mig_step_t){(unsigned)n + 1, "test-step", up};
+    *count = n + 1;
+    return steps;
+}
+
+/* ---- tests ---- */
+
+START_TEST(test_fresh_gets_v1)
+{
+    char *dir = tmpdir_new();
+    MDB_env *env = env_open(dir);
+    unsigned v = 77, from = 77, to = 77;
+    char err[256] = "";
+    size_t n;
+    const mig_step_t *steps = mig_builtin(&n);
+
+    ck_assert_uint_eq(n, 1);
+    ck_assert_uint_eq(mig_latest(), 1);
+    ck_assert_str_eq(steps[0].name, "initial");
+    ck_assert_int_eq(mig_current_version(env, &v), 0);
+    ck_assert_uint_eq(v, 0);
+
+    ck_assert_int_eq(mig_run(env, steps, n, &from, &to, err, sizeof(err)), 0);
+    ck_assert_uint_eq(from, 0);
+    ck_assert_uint_eq(to, 1);
+    ck_assert_int_eq(mig_current_version(env, &v), 0);
+    ck_assert_uint_eq(v, 1);
+
+    static const char *names[] = {"meta", "objects", "skeys", "variants", "evict", "config", "tokens", "stats"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        unsigned flags = 0;
+        ck_assert_msg(db_exists(env, names[i], &flags), "database %s missing", names[i]);
+        if (strcmp(names[i], "skeys") == 0 || strcmp(names[i], "variants") == 0)
+            ck_assert_uint_ne(flags & MDB_DUPSORT, 0);
+        else
+            ck_assert_uint_eq(flags & MDB_DUPSORT, 0);
+    }
+    ck_assert(!db_exists(env, "nonesuch", NULL));
+    uint8_t gen[8];
+    ck_assert_int_eq(meta_get(env, "generation", gen, sizeof(gen)), 8);
+    ck_assert_uint_eq(gen[0], 1);
+    for (int i = 1; i < 8; i++)
+        ck_assert_uint_eq(gen[i], 0);
+    uint8_t ver[4];
+    ck_assert_int_eq(meta_get(env, "schema_version", ver, sizeof(ver)), 4);
+    ck_assert(ver[0] == 1 && ver[1] == 0 && ver[2] == 0 && ver[3] == 0);
+
+    /* up to date: nothing is written */
+    size_t txnid = last_txnid(env);
+    ck_assert_int_eq(mig_run(env, steps, n, &from, &to, err, sizeof(err)), 0);
+    ck_assert_uint_eq(from, 1);
+    ck_assert_uint_eq(to, 1);
+    ck_assert_uint_eq(last_txnid(env), txnid);
+
+    mdb_env_close(env);
+    tmpdir_free(dir);
+}
+END_TEST
+
+START_TEST(test_upgrade_v1_to_v2_once)
+{
+    char *dir = tmpdir_new();
+    MDB_env *env = env_open(dir);
+    size_t n, count;
+    unsigned from, to, v;
+    char err[256] = "";
+    const mig_step_t *builtin = mig_builtin(&n);
+    mig_step_t *steps = steps_with(v2_up, &count);
+
+    ck_assert_int_eq(mig_run(env, builtin, n, &from, &to, err, sizeof(err)), 0);
+    ck_assert_uint_eq(to, 1);
+    v2_runs = 0;
+    ck_assert_int_eq(mig_run(env, steps, count, &from, &to, err, sizeof(err)), 0);
+    ck_assert_uint_eq(from, 1);
+    ck_assert_uint_eq(to, 2);
+    ck_assert_int_eq(v2_runs, 1);
+    ck_assert_int_eq(mig_current_version(env, &v), 0);
+    ck_assert_uint_eq(v, 2);
+    ck_assert(db_exists(env, "v2extra", NULL));
+
+    /* again: already at 2, the step does not run */
+    ck_assert_int_eq(mig_run(env, steps, count, &from, &to, err, sizeof(err)), 0);
+    ck_assert_uint_eq(from, 2);
+    ck_assert_uint_eq(to, 2);
+    ck_assert_int_eq(v2_runs, 1);
+
+    /* a binary that only knows v1 now refuses it */
+    ck_assert_int_eq(mig_run(env, builtin, n, &from, &to, err, sizeof(err)), MIG_ENEWER);
+    mdb_env_close(env);
+
+    /* so does store_open */
+    store_options_t opt = {.dir = dir, .map_size = 8 << 20};
+    store_t *s = NULL;
+    ck_assert_int_eq(store_open(&s, &opt, err, sizeof(err)), STORE_ESCHEMA);
+    ck_assert_ptr_null(s);
+
+    /* a fresh environment runs both steps in one go */
+    char *dir2 = tmpdir_new();
+    env = env_open(dir2);
+    v2_runs = 0;
+    ck_assert_int_eq(mig_run(env, steps, count, &from, &to, err, sizeof(err)), 0);
+    ck_assert_uint_eq(from, 0);
+    ck_assert_uint_eq(to, 2);
+    ck_assert_int_eq(v2_runs, 1);
+    ck_assert(db_exists(env, "objects", NULL));
+    mdb_env_close(env);
+
+    free(steps);
+    tmpdir_free(dir2);
+    tmpdir_free(dir);
+}
+END_TEST
+
+START_TEST(test_failing_step_changes_nothing)
+{
+    char *dir = tmpdir_new();
+    MDB_env *env = env_open(dir);
+    size_t n, count;
+    unsigned from, to, v;
+    char err[256] = "";
+    const mig_step_t *builtin = mig_builtin(&n);
+    mig_step_t *steps = steps_with(v2_fail_up, &count);
+
+    ck_assert_int_eq(mig_run(env, builtin, n, NULL, NULL, err, sizeof(err)), 0);
+    size_t txnid = last_txnid(env);
+    v2_runs = 0;
+    ck_assert_int_eq(mig_run(env, steps, count, &from, &to, err, sizeof(err)), MIG_EFAIL);
+    ck_assert_int_eq(v2_runs, 1);
+    ck_assert_uint_eq(from, 1);
+    ck_assert_uint_eq(to, 1);
+    ck_assert_ptr_nonnull(strstr(err, "migration 2 (test-step) failed"));
+    ck_assert_int_eq(mig_current_version(env, &v), 0);
+    ck_assert_uint_eq(v, 1);
+    ck_assert(!db_exists(env, "v2extra", NULL));
+    ck_assert_uint_eq(last_txnid(env), txnid);
+    mdb_env_close(env);
+
+    /* on a fresh environment, step 1's work is rolled back too */
+    char *dir2 = tmpdir_new();
+    env = env_open(dir2);
+    ck_assert_int_eq(mig_run(env, steps, count, &from, &to, err, sizeof(err)), MIG_EFAIL);
+    ck_assert_int_eq(mig_current_version(env, &v), 0);
+    ck_assert_uint_eq(v, 0);
+    ck_assert(!db_exists(env, "meta", NULL));
+    ck_assert(!db_exists(env, "objects", NULL));
+    mdb_env_close(env);
+
+    free(steps);
+    tmpdir_free(dir2);
+    tmpdir_free(dir);
+}
+END_TEST
+
+START_TEST(test_bad_table)
+{
+    char *dir = tmpdir_new();
+    MDB_env *env = env_open(dir);
+    char err[256] = "";
+    mig_step_t steps[] = {{1, "initial", v2_up}, {3, "gap", v2_up}};
+    v2_runs = 0;
+    ck_assert_int_eq(mig_run(env, steps, 2, NULL, NULL, err, sizeof(err)), MIG_EFAIL);
+    ck_assert_int_eq(v2_runs, 0);
+    ck_assert_ptr_nonnull(strstr(err, "invalid"));
+    mdb_env_close(env);
+    tmpdir_free(dir);
+}
+END_TEST
+
+START_TEST(test_newer_refused_untouched)
+{
+    char *dir = tmpdir_new();
+    MDB_env *env = env_open(dir);
+    size_t n;
+    unsigned from = 0, to = 0, v;
+    char err[256] = "";
+    const mig_step_t *builtin = mig_builtin(&n);
+
+    ck_assert_int_eq(mig_run(env, builtin, n, NULL, NULL, err, sizeof(err)), 0);
+    meta_put_version(env, 99);
+    size_t txnid = last_txnid(env);
+
+    ck_assert_int_eq(mig_run(env, builtin, n, &from, &to, err, sizeof(err)), MIG_ENEWER);
+    ck_assert_uint_eq(from, 99);
+    ck_assert_ptr_nonnull(strstr(err, "99"));
+    ck_assert_ptr_nonnull(strstr(err, "version 1"));
+    ck_assert_uint_eq(last_txnid(env), txnid);
+    ck_assert_int_eq(mig_current_version(env, &v), 0);
+    ck_assert_uint_eq(v, 99);
+    mdb_env_close(env);
+
+    /* store_open refuses it with a clear message, read-write or read-only */
+    store_options_t opt = {.dir = dir, .map_size = 8 << 20};
+    store_t *s = NULL;
+    ck_assert_int_eq(store_open(&s, &opt, err, sizeof(err)), STORE_ESCHEMA);
+    ck_assert_ptr_null(s);
+    ck_assert_ptr_nonnull(strstr(err, "99"));
+    ck_assert_ptr_nonnull(strstr(err, "newer"));
+    opt.read_only = 1;
+    ck_assert_int_eq(store_open(&s, &opt, err, sizeof(err)), STORE_ESCHEMA);
+    ck_assert_ptr_nonnull(strstr(err, "99"));
+
+    env = env_open(dir);
+    ck_assert_uint_eq(last_txnid(env), txnid);
+    ck_assert_int_eq(mig_current_version(env, &v), 0);
+    ck_assert_uint_eq(v, 99);
+    mdb_env_close(env);
+    tmpdir_free(dir);
+}
+END_TEST
+
+START_TEST(test_store_open_migrates)
+{
+    char *dir = tmpdir_new();
+    store_options_t opt = {.dir = dir, .map_size = 8 << 20};
+    store_t *s = NULL;
+    char err[256] = "";
+    ck_assert_int_eq(store_open(&s, &opt, err, sizeof(err)), 0);
+    ck_assert_uint_eq(store_generation(s), 1);
+    store_close(&s);
+
+    MDB_env *env = env_open(dir);
+    unsigned v;
+    ck_assert_int_eq(mig_current_version(env, &v), 0);
+    ck_assert_uint_eq(v, mig_latest());
+    mdb_env_close(env);
+    tmpdir_free(dir);
+}
+END_TEST
+
+static Suite *mig_suite(void)
+{
+    Suite *s = suite_create("migrations");
+    TCase *tc = tcase_create("core");
+    tcase_add_test(tc, test_fresh_gets_v1);
+    tcase_add_test(tc, test_upgrade_v1_to_v2_once);
+    tcase_add_test(tc, test_failing_step_changes_nothing);
+    tcase_add_test(tc, test_bad_table);
+    tcase_add_test(tc, test_newer_refused_untouched);
+    tcase_add_test(tc, test_store_open_migrates);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    if (mkdtemp(tmp_base) == NULL) {
+        perror("mkdtemp");
+        return 1;
+    }
+    SRunner *sr = srunner_create(mig_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    nftw(tmp_base, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    return failed == 0 ? 0 : 1;
+}

@@ -1,0 +1,1072 @@
+/*
+ * tests/unit/test_store.c — the LMDB store: round trips, the surrogate-key and
+ * variant indexes, hard and soft purges (and the memory tier they keep coherent),
+ * generations and their background reclaim, eviction in a tiny map, reopening,
+ * key/value records, corrupt records, read-only opens and concurrent readers.
+ * Every test works in its own mkdtemp directory under /tmp and removes it.
+ */
+#include <check.h>
+#include <ftw.h>
+#include <lmdb.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include "storage/mem.h"
+#include "storage/object.h"
+#include "storage/store.h"
+
+/* ---- helpers ---- */
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+/* Every test's directory lives under one base that main() removes, even after a failed test. */
+static char tmp_base[] = "/tmp/ec-store-XXXXXX";
+
+static char *tmpdir_new(void)
+{
+    char *dir = malloc(sizeof(tmp_base) + 16);
+    snprintf(dir, sizeof(tmp_base) + 16, "%s/t-XXXXXX", tmp_base);
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    return dir;
+}
+
+static void tmpdir_free(char *dir)
+{
+    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free(dir);
+}
+
+static store_t *open_store(const char *dir, size_t map_size, mem_tier_t *mem)
+{
+    store_options_t opt = {.dir = dir, .map_size = map_size, .mem = mem};
+    char err[256];
+    store_t *s = NULL;
+    int rc = store_open(&s, &opt, err, sizeof(err));
+    ck_assert_msg(rc == 0, "store_open: %d %s", rc, err);
+    return s;
+}
+
+/* An object for `key` with surrogate keys, vary and a body of `body_len` bytes of `fill`. */
+static cache_obj_t *make_obj(const char *key, const char *skeys, const char *vary, size_t body_len, char fill,
+                             uint64_t generation)
+{
+    /* eviction is FIFO by response time in ms; keep it strictly increasing however fast we go */
+    static int64_t last_ms;
+    obj_meta_t meta = {.status = 200, .generation = generation, .ttl = 300};
+    meta.request_time_ms = obj_now_ms();
+    if (meta.request_time_ms <= last_ms)
+        meta.request_time_ms = last_ms + 1;
+    last_ms = meta.request_time_ms;
+    meta.response_time_ms = meta.request_time_ms;
+    obj_header_t hdr = {"content-type", 12, "text/plain", 10};
+    obj_builder_t *b = obj_builder_begin(&meta, key, strlen(key), skeys, strlen(skeys), vary, strlen(vary), &hdr, 1, body_len);
+    char buf[1024];
+    memset(buf, fill, sizeof(buf));
+    for (size_t off = 0; off < body_len; off += sizeof(buf))
+        obj_builder_append(b, buf, body_len - off < sizeof(buf) ? body_len - off : sizeof(buf));
+    return obj_builder_finish(b);
+}
+
+/* store_get by the object's own hash and key */
+static int get_obj(store_t *s, const cache_obj_t *like, cache_obj_t **out)
+{
+    return store_get(s, like->hash, like->key, like->key_len, out);
+}
+
+static int present(store_t *s, const cache_obj_t *like)
+{
+    cache_obj_t *got = NULL;
+    int rc = get_obj(s, like, &got);
+    ck_assert_msg(rc == 0 || rc == STORE_ENOTFOUND, "store_get returned %d", rc);
+    obj_unref(&got);
+    return rc == 0;
+}
+
+/* the live (atomic) flags of an object */
+static unsigned live_flags(cache_obj_t *obj)
+{
+    return atomic_load(&obj->flags);
+}
+
+typedef struct purge_record {
+    int calls;
+    store_purge_result_t last;
+    uint64_t epoch_at_cb;
+    store_t *store;
+} purge_record_t;
+
+static void on_purge(void *arg, const store_purge_result_t *res)
+{
+    purge_record_t *r = arg;
+    r->calls++;
+    r->last = *res;
+    if (r->store != NULL)
+        r->epoch_at_cb = store_purge_epoch(r->store);
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* ---- tests ---- */
+
+START_TEST(test_put_get_delete)
+{
+    char *dir = tmpdir_new();
+    store_t *s = open_store(dir, 64 << 20, NULL);
+    cache_obj_t *o = make_obj("example.com/a", "", "", 5000, 'x', store_generation(s));
+    cache_obj_t *got = NULL;
+
+    ck_assert_int_eq(store_generation(s), 1);
+    ck_assert_int_eq(get_obj(s, o, &got), STORE_ENOTFOUND);
+    store_put(s, o);
+    ck_assert_int_eq(store_flush(s), 0);
+    ck_assert_int_eq(get_obj(s, o, &got), 0);
+    ck_assert_ptr_nonnull(got);
+    ck_assert_uint_eq(got->key_len, o->key_len);
+    ck_assert_mem_eq(got->key, o->key, o->key_len);
+    ck_assert_uint_eq(got->body_len, 5000);
+    ck_assert_mem_eq(got->body, o->body, 5000);
+    ck_assert_uint_eq(got->meta.ttl, 300);
+    ck_assert_int_eq(got->meta.response_time_ms, o->meta.response_time_ms);
+    ck_assert_mem_eq(got->hash, o->hash, CACHE_HASH_LEN);
+    obj_unref(&got);
+
+    store_stats_t st;
+    store_get_stats(s, &st);
+    ck_assert_uint_eq(st.puts, 1);
+    ck_assert_uint_eq(st.objects, 1);
+    ck_assert_uint_gt(st.bytes_used, 0);
+    ck_assert_uint_eq(st.generation, 1);
+
+    store_delete(s, o->hash);
+    ck_assert_int_eq(store_flush(s), 0);
+    ck_assert_int_eq(get_obj(s, o, &got), STORE_ENOTFOUND);
+    ck_assert_ptr_null(got);
+    store_get_stats(s, &st);
+    ck_assert_uint_eq(st.deletes, 1);
+    ck_assert_uint_eq(st.objects, 0);
+
+    obj_unref(&o);
+    store_close(&s);
+    ck_assert_ptr_null(s);
+    tmpdir_free(dir);
+}
+END_TEST
+
+START_TEST(test_replace_updates_indexes)
+{
+    char *dir = tmpdir_new();
+    store_t *s = open_store(dir, 64 << 20, NULL);
+    cache_obj_t *v1 = make_obj("example.com/r", "old", "", 10, '1', 1);
+    cache_obj_t *v2 = make_obj("example.com/r", "new", "", 20, '2', 1);
+    purge_record_t pr = {0};
+
+    store_put(s, v1);
+    store_put(s, v2);
+    ck_assert_int_eq(store_flush(s), 0);
+    cache_obj_t *got = NULL;
+    ck_assert_int_eq(get_obj(s, v2, &got), 0);
+    ck_assert_uint_eq(got->body_len, 20);
+    obj_unref(&got);
+
+    store_purge_surrogate_key(s, "old", 3, 0, on_purge, &pr);
+    ck_assert_int_eq(store_flush(s), 0);
+    ck_assert_int_eq(pr.calls, 1);
+    ck_assert_uint_eq(pr.last.objects, 0); /* the replaced record's index entry went with it */
+    ck_assert(present(s, v2));
+    store_purge_surrogate_key(s, "new", 3, 0, on_purge, &pr);
+    ck_assert_int_eq(store_flush(s), 0);
+    ck_assert_uint_eq(pr.last.objects, 1);
+    ck_assert(!present(s, v2));
+
+    store_stats_t st;
+    store_get_stats(s, &st);
+    ck_assert_uint_eq(st.objects, 0);
+    obj_unref(&v1);
+    obj_unref(&v2);
+    store_close(&s);
+    tmpdir_free(dir);
+}
+END_TEST
+
+START_TEST(test_full_key_mismatch)
+{
+    char *dir = tmpdir_new();
+    store_t *s = open_store(dir, 64 << 20, NULL);
+    cache_obj_t *o = make_obj("example.com/real", "", "", 10, 'x', 1);
+    store_put(s, o);
+    ck_assert_int_eq(store_flush(s), 0);
+
+    /* a different key whose hash (pretend) collides: same hash, other full key */
+    cache_obj_t *got = NULL;
+    ck_assert_int_eq(store_get(s, o->hash, "example.com/fake", 16, &got), STORE_ENOTFOUND);
+    ck_assert_ptr_null(got);
+    ck_assert_int_eq(store_get(s, o->hash, "example.com/rea", 15, &got), STORE_ENOTFOUND);
+    ck_assert_int_eq(store_get(s, o->hash, o->key, o->key_len, &got), 0);
+    obj_unref(&got);
+
+    obj_unref(&o);
+    store_close(&s);
+    tmpdir_free(dir);
+}
+END_TEST
+
+START_TEST(test_surrogate_key_purge)
+{
+    char *dir = tmpdir_new();
+    mem_tier_t *mem = mem_create(16 << 20, 4);
+    store_t *s = open_store(dir, 64 << 20, mem);
+    cache_obj_t *o1 = make_obj("example.com/1", "a b", "", 100, '1', 1);
+    cache_obj_t *o2 = make_obj("example.com/2", "b c", "", 100, '2', 1);
+    cache_obj_t *o3 = make_obj("example.com/3", "c", "", 100, '3', 1);
+    cache_obj_t *o4 = make_obj("example.com/4", " a\ta  d ", "", 100, '4', 1); /* repeated key, odd spacing */
+    cache_obj_t *o5 = make_obj("example.com/5", "", "", 100, '5', 1);
+    cache_obj_t *all[] = {o1, o2, o3, o4, o5};
+    purge_record_t pr = {0};
+
+    for (int i = 0; i < 5; i++) {
+        ck_assert_int_eq(mem_insert(mem, all[i]), 0);
+        store_put(s, all[i]);
+    }
+    ck_assert_int_eq(store_flush(s), 0);
+
+    store_purge_surrogate_key(s, "a", 1, 0, on_purge, &pr);
+    ck_assert_int_eq(store_flush(s), 0);
+    ck_assert_int_eq(pr.calls, 1);
+    ck_assert_int_eq(pr.last.err, 0);
+    ck_assert_uint_eq(pr.last.objects, 2);
+    ck_assert(!present(s, o1));
+    ck_assert(present(s, o2));
+    ck_assert(present(s, o3));
+    ck_assert(!present(s, o4));
+    ck_assert(present(s, o5));
+    /* the memory tier no longer serves them either */
+    cache_obj_t *m = mem_lookup(mem, o1->hash);
+    ck_assert_ptr_null(m);
+    m = mem_lookup(mem, o4->hash);
+    ck_assert_ptr_null(m);
+    m = mem_lookup(mem, o2->hash);
+    ck_assert_ptr_eq(m, o2);
+    obj_unref(&m);
+
+    /* o1's other key "b" was removed with it: only o2 is left under "b" */
+    store_purge_surrogate_key(s, "b", 1, 0, on_purge, &pr);
+    ck_assert_int_eq(store_flush(s), 0);
+    ck_assert_uint_eq(pr.last.objects, 1);
+    ck_assert(!present(s, o2));
+    ck_assert(present(s, o3));
+    /* o4's "d" went with o4 */
+    store_purge_surrogate_key(s, "d", 1, 0, on_purge, &pr);
+    ck_assert_int_eq(store_flush(s), 0);
+    ck_assert_uint_eq(pr.last.objects, 0);
+    /* unknown key */
+    store_purge_surrogate_key(s, "zzz", 3, 0, on_purge, &pr);
+    ck_assert_int_eq(store_flush(s), 0);
+    ck_assert_int_eq(pr.calls, 4);
+    ck_assert_uint_eq(pr.last.objects, 0);
+    ck_assert(present(s, o3));
+    ck_assert(present(s, o5));
+
+    for (int i = 0; i < 5; i++)
+        obj_unref(&all[i]);
+    store_close(&s);
+    mem_destroy(&mem);
+    tmpdir_free(dir);
+}
+END_TEST
+
+START_TEST(test_url_purge_every_variant)
+{
+    char *dir = tmpdir_new();
+    mem_tier_t *mem = mem_create(16 << 20, 4);
+    store_t *s = open_store(dir, 64 << 20, mem);
+    cache_obj_t *plain = make_obj("example.com/v", "", "", 10, 'p', 1);
+    cache_obj_t *gz = make_obj("example.com/v", "", "accept-encoding=gzip", 10, 'g', 1);
+    cache_obj_t *br = make_obj("example.com/v", "k", "accept-encoding=br", 10, 'b', 1);
+    cache_obj_t *other = make_obj("example.com/w", "k", "accept-encoding=br", 10, 'o', 1);
+    cache_obj_t *all[] = {plain, gz, br, other};
+    purge_record_t pr = {0};
+
+    /* variants are stored under distinct hashes */
+    ck_assert(memcmp(gz->hash, br->hash, CACHE_HASH_LEN) != 0);
+    ck_assert(memcmp(gz->hash, plain->hash, CACHE_HASH_LEN) != 0);
+    for (int i = 0; i < 4; i++) {
+        mem_insert(mem, all[i]);
+        store_put(s, all[i]);
+    }
+    ck_assert_int_eq(store_flush(s), 0);
+    for (int i = 0; i < 4; i++)
+        ck_assert(present(s, all[i]));
+
+    store_purge_key_url(s, "example.com/v", 13, 0, on_purge, &pr);
+    ck_assert_int_eq(store_flush(s), 0);
+    ck_assert_int_eq(pr.calls, 1);
+    ck_assert_uint_eq(pr.last.objects, 3);
+    ck_assert(!present(s, plain));
+    ck_assert(!present(s, gz));
+    ck_assert(!present(s, br));
+    ck_assert(present(s, other));
+    for (int i = 0; i < 3; i++) {
+        cache_obj_t *m = mem_lookup(mem, all[i]->hash);
+        ck_assert_ptr_null(m);
+    }
+    cache_obj_t *m = mem_lookup(mem, other->hash);
+    ck_assert_ptr_eq(m, other);
+    obj_unref(&m);
+
+    /* br's surrogate key entry went with it: "k" now tags only `other` */
+    store_purge_surrogate_key(s, "k", 1, 0, on_purge, &pr);
+    ck_assert_int_eq(store_flush(s), 0);
+    ck_assert_uint_eq(pr.last.objects, 1);
+
+    /* purging again finds nothing */
+    store_purge_key_url(s, "example.com/v", 13, 0, on_purge, &pr);
+    ck_assert_int_eq(store_flush(s), 0);
+    ck_assert_uint_eq(pr.last.objects, 0);
+
+    for (int i = 0; i < 4; i++)
+        obj_unref(&all[i]);
+    store_close(&s);
+    mem_destroy(&mem);
+    tmpdir_free(dir);
+}
+END_TEST
+
+START_TEST(test_soft_purge)
+{
+    char *dir = tmpdir_new();
+    mem_tier_t *mem = mem_create(16 << 20, 4);
+    store_t *s = open_store(dir, 64 << 20, mem);
+    cache_obj_t *a = make_obj("example.com/s1", "tag", "", 3000, 'a', 1);
+    cache_obj_t *b = make_obj("example.com/s2", "tag", "lang=en", 10, 'b', 1);
+    cache_obj_t *c = make_obj("example.com/s3", "other", "", 10, 'c', 1);
+    cache_obj_t *all[] = {a, b, c};
+    purge_record_t pr = {0};
+
+    for (int i = 0; i < 3; i++) {
+        mem_insert(mem, all[i]);
+        store_put(s, all[i]);
+    }
+    ck_assert_int_eq(store_flush(s), 0);
+
+    store_purge_surrogate_key(s, "tag", 3, 1, on_purge, &pr);
+    ck_assert_int_eq(store_flush(s), 0);
+    ck_assert_int_eq(pr.last.err, 0);
+    ck_assert_uint_eq(pr.last.objects, 2);
+
+    /* still there, marked, with the same freshness data and body */
+    for (int i = 0; i < 2; i++) {
+        cache_obj_t *got = NULL;
+        ck_assert_int_eq(get_obj(s, all[i], &got), 0);
+        ck_assert_uint_ne(got->meta.flags & OBJ_F_SOFT_PURGED, 0);
+        ck_assert_uint_ne(live_flags(got) & OBJ_F_SOFT_PURGED, 0);
+        ck_assert_int_eq(got->meta.response_time_ms, all[i]->meta.response_time_ms);
+        ck_assert_int_eq(got->meta.request_time_ms, all[i]->meta.request_time_ms);
+        ck_assert_uint_eq(got->meta.ttl, all[i]->meta.ttl);
+        ck_assert_uint_eq(got->meta.initial_age, all[i]->meta.initial_age);
+        ck_assert_uint_eq(got->body_len, all[i]->body_len);
+        ck_assert_mem_eq(got->body, all[i]->body, all[i]->body_len);
+        obj_unref(&got);
+        /* the resident object itself carries the flag */
+        cache_obj_t *m = mem_lookup(mem, all[i]->hash);
+        ck_assert_ptr_eq(m, all[i]);
+        ck_assert_uint_ne(live_flags(m) & OBJ_F_SOFT_PURGED, 0);
+        obj_unref(&m);
+    }
+    cache_obj_t *got = NULL;
+    ck_assert_int_eq(get_obj(s, c, &got), 0);
+    ck_assert_uint_eq(live_flags(got) & OBJ_F_SOFT_PURGED, 0);
+    obj_unref(&got);
+    ck_assert_uint_eq(live_flags(c) & OBJ_F_SOFT_PURGED, 0);
+
+    /* the index survives a soft purge: a hard purge of the same key still finds both */
+    store_purge_surrogate_key(s, "tag", 3, 0, on_purge, &pr);
+    ck_assert_int_eq(store_flush(s), 0);
+    ck_assert_uint_eq(pr.last.objects, 2);
+    ck_assert(!present(s, a));
+    ck_assert(!present(s, b));
+
+    /* soft URL purge */
+    store_purge_key_url(s, "example.com/s3", 14, 1, on_purge, &pr);
+    ck_assert_int_eq(store_flush(s), 0);
+    ck_assert_uint_eq(pr.last.objects, 1);
+    ck_assert_int_eq(get_obj(s, c, &got), 0);
+    ck_assert_uint_ne(got->meta.flags & OBJ_F_SOFT_PURGED, 0);
+    obj_unref(&got);
+    ck_assert_uint_ne(live_flags(c) & OBJ_F_SOFT_PURGED, 0);
+
+    for (int i = 0; i < 3; i++)
+        obj_unref(&all[i]);
+    store_close(&s);
+    mem_destroy(&mem);
+    tmpdir_free(dir);
+}
+END_TEST
+
+START_TEST(test_purge_epoch)
+{
+    char *dir = tmpdir_new();
+    store_t *s = open_store(dir, 64 << 20, NULL);
+    purge_record_t pr = {.store = s};
+    cache_obj_t *o = make_obj("example.com/e", "k", "", 10, 'e', 1);
+    store_put(s, o);
+    ck_assert_int_eq(store_flush(s), 0);
+
+    uint64_t e0 = store_purge_epoch(s);
+    store_purge_key_url(s, "example.com/e", 13, 0, on_purge, &pr);
+    ck_assert_int_eq(store_flush(s), 0);
+    uint64_t e1 = store_purge_epoch(s);
+    ck_assert_uint_gt(e1, e0);
+    ck_assert_uint_eq(pr.epoch_at_cb, e1); /* bumped before the callback ran */
+    store_purge_surrogate_key(s, "nothing-tagged", 14, 1, on_purge, &pr);
+    ck_assert_int_eq(store_flush(s), 0);
+    uint64_t e2 = store_purge_epoch(s);
+    ck_assert_uint_gt(e2, e1);
+    store_purge_all(s, on_purge, &pr);
+    ck_assert_int_eq(store_flush(s), 0);
+    ck_assert_uint_gt(store_purge_epoch(s), e2);
+    ck_assert_int_eq(pr.calls, 3);
+
+    /* plain puts do not move it */
+    uint64_t e3 = store_purge_epoch(s);
+    cache_obj_t *p = make_obj("example.com/f", "", "", 10, 'f', store_generation(s));
+    store_put(s, p);
+    ck_assert_int_eq(store_flush(s), 0);
+    ck_assert_uint_eq(store_purge_epoch(s), e3);
+
+    obj_unref(&o);
+    obj_unref(&p);
+    store_close(&s);
+    tmpdir_free(dir);
+}
+END_TEST
+
+START_TEST(test_generation_purge_all)
+{
+    char *dir = tmpdir_new();
+    mem_tier_t *mem = mem_create(16 << 20, 4);
+    store_t *s = open_store(dir, 64 << 20, mem);
+    enum { N = 2500 }; /* more than one reclaim step deletes */
+    cache_obj_t *first = NULL;
+    for (int i = 0; i < N; i++) {
+        char key[64];
+        snprintf(key, sizeof(key), "example.com/old/%d", i);
+        cache_obj_t *o = make_obj(key, "all", "", 50, 'o', 1);
+        if (i == 0) {
+            first = obj_ref(o);
+            mem_insert(mem, o);
+        }
+        store_put(s, o);
+        obj_unref(&o);
+    }
+    ck_assert_int_eq(store_flush(s), 0);
+    ck_assert(present(s, first));
+
+    purge_record_t pr = {0};
+    store_purge_all(s, on_purge, &pr);
+    ck_assert_int_eq(store_flush(s), 0);
+    ck_assert_int_eq(pr.calls, 1);
+    ck_assert_int_eq(pr.last.err, 0);
+    ck_assert_uint_eq(pr.last.generation, 2);
+    ck_assert_uint_eq(store_generation(s), 2);
+    ck_assert(!present(s, first));
+    cache_obj_t *m = mem_lookup(mem, first->hash);
+    ck_assert_ptr_null(m);
+
+    /* new puts are visible; a put made for the old generation is dropped */
+    cache_obj_t *fresh = make_obj("example.com/new", "all", "", 50, 'n', store_generation(s));
+    cache_obj_t *stale = make_obj("example.com/late", "", "", 50, 'l', 1);
+    store_put(s, fresh);
+    store_put(s, stale);
+    ck_assert_int_eq(store_flush(s), 0);
+    ck_assert(present(s, fresh));
+    ck_assert(!present(s, stale));
+
+    /* reclaim deletes the old objects in the background: only `fresh` is left */
+    store_stats_t st;
+    for (int i = 0; i < 500; i++) {
+        store_get_stats(s, &st);
+        if (st.objects == 1)
+            break;
+        sleep_ms(10);
+    }
+    ck_assert_uint_eq(st.objects, 1);
+    ck_assert(present(s, fresh));
+    /* and their surrogate-key entries went with them */
+    store_purge_surrogate_key(s, "all", 3, 0, on_purge, &pr);
+    ck_assert_int_eq(store_flush(s), 0);
+    ck_assert_uint_eq(pr.last.objects, 1);
+
+    obj_unref(&first);
+    obj_unref(&fresh);
+    obj_unref(&stale);
+    store_close(&s);
+    mem_destroy(&mem);
+    tmpdir_free(dir);
+}
+END_TEST
+
+START_TEST(test_eviction_tiny_map)
+{
+    char *dir = tmpdir_new();
+    mem_tier_t *mem = mem_create(64 << 20, 4);
+    size_t map = 1 << 20;
+    store_t *s = open_store(dir, map, mem);
+    enum { N = 3000, KEEP = 8 };
+    cache_obj_t *keep[KEEP] = {0}, *oldest = NULL;
+
+    for (int i = 0; i < N; i++) {
+        char key[64], tag[32];
+        snprintf(key, sizeof(key), "example.com/big/%d", i);
+        snprintf(tag, sizeof(tag), "t%d all", i % 7);
+        cache_obj_t *o = make_obj(key, tag, i % 5 == 0 ? "v=1" : "", 4096, (char)('a' + i % 26), 1);
+        if (i == 0)
+            oldest = obj_ref(o);
+        if (i >= N - KEEP)
+            keep[i - (N - KEEP)] = obj_ref(o);
+        if (i % 3 == 0)
+            mem_insert(mem, o);
+        store_put(s, o);
+        obj_unref(&o);
+        if (i % 500 == 499)
+            ck_assert_int_eq(store_flush(s), 0);
+    }
+    ck_assert_int_eq(store_flush(s), 0);
+
+    store_stats_t st;
+    store_get_stats(s, &st);
+    ck_assert_uint_eq(st.map_size, map);
+    ck_assert_uint_gt(st.evictions, N / 2);
+    ck_assert_uint_eq(st.map_full_errors, 0);
+    ck_assert_uint_le(st.bytes_used, map * 0.86);
+    ck_assert_uint_gt(st.objects, 10);
+    ck_assert(!present(s, oldest));
+    ck_assert_ptr_null(mem_lookup(mem, oldest->hash)); /* evicted from disk: gone from memory too */
+    for (int i = 0; i < KEEP; i++) {
+        cache_obj_t *got = NULL;
+        ck_assert_int_eq(get_obj(s, keep[i], &got), 0);
+        ck_assert_mem_eq(got->body, keep[i]->body, 4096);
+        obj_unref(&got);
+    }
+
+    /* the store still takes purges and kv writes */
+    purge_record_t pr = {0};
+    store_purge_surrogate_key(s, "all", 3, 0, on_purge, &pr);
+    ck_assert_int_eq(store_flush(s), 0);
+    ck_assert_int_eq(pr.last.err, 0);
+    ck_assert_uint_eq(pr.last.objects, st.objects);
+    ck_assert_int_eq(store_kv_put_sync(s, "config", "after", "full", 4), 0);
+    store_get_stats(s, &st);
+    ck_assert_uint_eq(st.objects, 0);
+
+    /* an object bigger than map/8 is refused, and dropped from memory for coherence */
+    cache_obj_t *huge = make_obj("example.com/huge", "", "", map / 4, 'h', 1);
+    mem_insert(mem, huge);
+    store_put(s, huge);
+    ck_assert_int_eq(store_flush(s), 0);
+    ck_assert(!present(s, huge));
+    store_get_stats(s, &st);
+    ck_assert_uint_eq(st.map_full_errors, 1);
+    ck_assert_ptr_null(mem_lookup(mem, huge->hash));
+
+    obj_unref(&huge);
+    obj_unref(&oldest);
+    for (int i = 0; i < KEEP; i++)
+        obj_unref(&keep[i]);
+    store_close(&s);
+    mem_destroy(&mem);
+    tmpdir_free(dir);
+}
+END_TEST
+
+/* Eviction set to start only at 99%: commits run into MDB_MAP_FULL; the store recovers by itself. */
+START_TEST(test_map_full_recovers)
+{
+    char *dir = tmpdir_new();
+    store_options_t opt = {.dir = dir, .map_size = 1 << 20, .evict_high_water = 0.99, .evict_low_water = 0.98};
+    char err[256];
+    store_t *s = NULL;
+    ck_assert_int_eq(store_open(&s, &opt, err, sizeof(err)), 0);
+    enum { N = 2000 };
+    cache_obj_t *last = NULL;
+    for (int i = 0; i < N; i++) {
+        char key[64];
+        snprintf(key, sizeof(key), "example.com/full/%d", i);
+        cache_obj_t *o = make_obj(key, "all", "", 4096 + (size_t)(i % 3) * 1000, 'f', 1);
+        store_put(s, o);
+        if (i == N - 1)
+            last = obj_ref(o);
+        obj_unref(&o);
+    }
+    ck_assert_int_eq(store_flush(s), 0);
+    store_stats_t st;
+    store_get_stats(s, &st);
+    ck_assert_uint_gt(st.evictions, 0);
+    ck_assert_uint_gt(st.objects, 0);
+    ck_assert_uint_le(st.bytes_used, st.map_size);
+    /* most puts made it (the ones that did not are counted) */
+    ck_assert_uint_eq(st.puts + st.map_full_errors, N);
+    ck_assert_uint_gt(st.puts, N / 2);
+
+    /* purges and kv writes still work, and the data reads back */
+    purge_record_t pr = {0};
+    ck_assert_int_eq(store_kv_put_sync(s, "config", "k", "v", 1), 0);
+    store_purge_surrogate_key(s, "all", 3, 0, on_purge, &pr);
+    ck_assert_int_eq(store_flush(s), 0);
+    ck_assert_int_eq(pr.last.err, 0);
+    ck_assert_uint_eq(pr.last.objects, st.objects);
+    store_put(s, last);
+    ck_assert_int_eq(store_flush(s), 0);
+    ck_assert(present(s, last));
+    obj_unref(&last);
+    store_close(&s);
+
+    /* and the environment is consistent after a reopen */
+    s = open_store(dir, 1 << 20, NULL);
+    char *val = NULL;
+    size_t len;
+    ck_assert_int_eq(store_kv_get(s, "config", "k", &val, &len), 0);
+    free(val);
+    store_close(&s);
+    tmpdir_free(dir);
+}
+END_TEST
+
+/* A map filled with records eviction cannot touch (kv): puts are dropped and counted, nothing breaks. */
+START_TEST(test_map_full_of_kv)
+{
+    char *dir = tmpdir_new();
+    store_t *s = open_store(dir, 1 << 20, NULL);
+    char val[2000];
+    memset(val, 'v', sizeof(val));
+    int stored = 0, rc = 0;
+    for (int i = 0; i < 2000 && rc == 0; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "sample/%05d", i);
+        rc = store_kv_put_sync(s, "stats", key, val, sizeof(val));
+        if (rc == 0)
+            stored++;
+    }
+    ck_assert_int_eq(rc, STORE_EIO); /* the map is full */
+    ck_assert_int_gt(stored, 100);
+
+    cache_obj_t *o = make_obj("example.com/nofit", "k", "", 4096, 'n', 1);
+    for (int i = 0; i < 50; i++) {
+        char key[64];
+        snprintf(key, sizeof(key), "example.com/nofit/%d", i);
+        cache_obj_t *p = make_obj(key, "k", "", 4096, 'n', 1);
+        store_put(s, p);
+        obj_unref(&p);
+    }
+    ck_assert_int_eq(store_flush(s), 0);
+    store_stats_t st;
+    store_get_stats(s, &st);
+    ck_assert_uint_ge(st.map_full_errors, 1);
+    ck_assert_uint_eq(st.puts + st.map_full_errors, 50);
+    purge_record_t pr = {0};
+    store_purge_surrogate_key(s, "k", 1, 0, on_purge, &pr);
+    ck_assert_int_eq(store_flush(s), 0);
+    ck_assert_int_eq(pr.calls, 1);
+
+    /* room comes back by deleting kv records; then puts work again */
+    for (int i = 0; i < stored / 2; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "sample/%05d", i);
+        ck_assert_int_eq(store_kv_put_sync(s, "stats", key, NULL, 0), 0); /* deletes always have room */
+    }
+    store_put(s, o);
+    ck_assert_int_eq(store_flush(s), 0);
+    ck_assert(present(s, o));
+    store_close(&s);
+
+    s = open_store(dir, 1 << 20, NULL);
+    char *got = NULL;
+    size_t len;
+    char key[32];
+    snprintf(key, sizeof(key), "sample/%05d", stored - 1);
+    ck_assert_int_eq(store_kv_get(s, "stats", key, &got, &len), 0);
+    ck_assert_uint_eq(len, sizeof(val));
+    free(got);
+    ck_assert(present(s, o));
+    obj_unref(&o);
+    store_close(&s);
+    tmpdir_free(dir);
+}
+END_TEST
+
+static int collect_kv(void *arg, const char *key, size_t key_len, const void *val, size_t val_len)
+{
+    char *buf = arg;
+    size_t n = strlen(buf);
+    snprintf(buf + n, 256 - n, "%.*s=%.*s;", (int)key_len, key, (int)val_len, (const char *)val);
+    return 0;
+}
+
+static int stop_first(void *arg, const char *key, size_t key_len, const void *val, size_t val_len)
+{
+    (void)key;
+    (void)key_len;
+    (void)val;
+    (void)val_len;
+    (*(int *)arg)++;
+    return 1;
+}
+
+START_TEST(test_kv)
+{
+    char *dir = tmpdir_new();
+    store_t *s = open_store(dir, 64 << 20, NULL);
+    char *val = NULL;
+    size_t len = 0;
+
+    ck_assert_int_eq(store_kv_get(s, "config", "settings", &val, &len), STORE_ENOTFOUND);
+    ck_assert_ptr_null(val);
+    ck_assert_int_eq(store_kv_put_sync(s, "config", "settings", "{\"ttl\":5}", 9), 0);
+    ck_assert_int_eq(store_kv_put_sync(s, "config", "backend/b", "2", 1), 0);
+    ck_assert_int_eq(store_kv_put_sync(s, "config", "backend/a", "1", 1), 0);
+    ck_assert_int_eq(store_kv_put_sync(s, "tokens", "abc", "global", 6), 0);
+    ck_assert_int_eq(store_kv_put_sync(s, "stats", "bw/1", "", 0), 0);
+
+    ck_assert_int_eq(store_kv_get(s, "config", "settings", &val, &len), 0);
+    ck_assert_uint_eq(len, 9);
+    ck_assert_str_eq(val, "{\"ttl\":5}");
+    free(val);
+    ck_assert_int_eq(store_kv_get(s, "stats", "bw/1", &val, &len), 0);
+    ck_assert_uint_eq(len, 0);
+    ck_assert_str_eq(val, "");
+    free(val);
+    /* databases are separate */
+    ck_assert_int_eq(store_kv_get(s, "tokens", "settings", &val, &len), STORE_ENOTFOUND);
+
+    char buf[256] = "";
+    ck_assert_int_eq(store_kv_foreach(s, "config", collect_kv, buf), 0);
+    ck_assert_str_eq(buf, "backend/a=1;backend/b=2;settings={\"ttl\":5};");
+    int calls = 0;
+    ck_assert_int_eq(store_kv_foreach(s, "config", stop_first, &calls), 0);
+    ck_assert_int_eq(calls, 1);
+
+    /* delete */
+    ck_assert_int_eq(store_kv_put_sync(s, "config", "backend/a", NULL, 0), 0);
+    ck_assert_int_eq(store_kv_put_sync(s, "config", "backend/a", NULL, 0), STORE_ENOTFOUND);
+    ck_assert_int_eq(store_kv_get(s, "config", "backend/a", &val, &len), STORE_ENOTFOUND);
+
+    /* only config, tokens and stats */
+    ck_assert_int_lt(store_kv_put_sync(s, "objects", "x", "y", 1), 0);
+    ck_assert_int_lt(store_kv_put_sync(s, "meta", "generation", "y", 1), 0);
+    ck_assert_int_lt(store_kv_get(s, "meta", "schema_version", &val, &len), 0);
+    ck_assert_int_lt(store_kv_foreach(s, "skeys", collect_kv, buf), 0);
+    ck_assert_int_lt(store_kv_put_sync(s, "config", "", "y", 1), 0);
+    ck_assert_uint_eq(store_generation(s), 1);
+
+    store_stats_t st;
+    store_get_stats(s, &st);
+    ck_assert_uint_ge(st.syncs, 5);
+    store_close(&s);
+    tmpdir_free(dir);
+}
+END_TEST
+
+START_TEST(test_reopen)
+{
+    char *dir = tmpdir_new();
+    store_t *s = open_store(dir, 64 << 20, NULL);
+    cache_obj_t *old = make_obj("example.com/before", "k", "", 100, 'b', 1);
+    store_put(s, old);
+    ck_assert_int_eq(store_flush(s), 0);
+    store_purge_all(s, NULL, NULL);
+    cache_obj_t *o = make_obj("example.com/keep", "k", "x=1", 2000, 'k', 2);
+    store_put(s, o);
+    ck_assert_int_eq(store_kv_put_sync(s, "tokens", "t1", "purge_all", 9), 0);
+    store_close(&s);
+
+    s = open_store(dir, 64 << 20, NULL);
+    ck_assert_uint_eq(store_generation(s), 2);
+    cache_obj_t *got = NULL;
+    ck_assert_int_eq(get_obj(s, o, &got), 0);
+    ck_assert_mem_eq(got->body, o->body, 2000);
+    obj_unref(&got);
+    ck_assert(!present(s, old));
+    char *val = NULL;
+    size_t len;
+    ck_assert_int_eq(store_kv_get(s, "tokens", "t1", &val, &len), 0);
+    ck_assert_str_eq(val, "purge_all");
+    free(val);
+    /* indexes survive too */
+    purge_record_t pr = {0};
+    store_purge_key_url(s, "example.com/keep", 16, 0, on_purge, &pr);
+    ck_assert_int_eq(store_flush(s), 0);
+    ck_assert_uint_eq(pr.last.objects, 1);
+    store_close(&s);
+
+    /* reopening with a different map size works */
+    s = open_store(dir, 32 << 20, NULL);
+    store_stats_t st;
+    store_get_stats(s, &st);
+    ck_assert_uint_eq(st.map_size, 32 << 20);
+    ck_assert_uint_eq(st.generation, 2);
+    store_close(&s);
+
+    obj_unref(&old);
+    obj_unref(&o);
+    tmpdir_free(dir);
+}
+END_TEST
+
+/* Reopening with a map smaller than the data already there keeps a map big enough for it. */
+START_TEST(test_reopen_smaller_map)
+{
+    char *dir = tmpdir_new();
+    store_t *s = open_store(dir, 8 << 20, NULL);
+    cache_obj_t *last = NULL;
+    for (int i = 0; i < 1000; i++) {
+        char key[64];
+        snprintf(key, sizeof(key), "example.com/m/%d", i);
+        cache_obj_t *o = make_obj(key, "", "", 4096, 'm', 1);
+        store_put(s, o);
+        if (i == 999)
+            last = obj_ref(o);
+        obj_unref(&o);
+    }
+    ck_assert_int_eq(store_flush(s), 0);
+    store_stats_t st;
+    store_get_stats(s, &st);
+    ck_assert_uint_gt(st.bytes_used, 2 << 20);
+    store_close(&s);
+
+    s = open_store(dir, 1 << 20, NULL);
+    store_get_stats(s, &st);
+    ck_assert_uint_gt(st.map_size, 1 << 20); /* LMDB keeps what the file needs */
+    ck_assert(present(s, last));
+    ck_assert_int_eq(store_flush(s), 0);
+    store_get_stats(s, &st);
+    ck_assert_uint_le(st.bytes_used, st.map_size * 0.86); /* the writer evicted at start */
+    ck_assert(present(s, last));
+    store_close(&s);
+    obj_unref(&last);
+    tmpdir_free(dir);
+}
+END_TEST
+
+START_TEST(test_read_only)
+{
+    char *dir = tmpdir_new();
+    store_t *s = open_store(dir, 64 << 20, NULL);
+    cache_obj_t *o = make_obj("example.com/ro", "", "", 10, 'r', 1);
+    store_put(s, o);
+    store_close(&s);
+
+    store_options_t opt = {.dir = dir, .read_only = 1};
+    char err[256];
+    ck_assert_int_eq(store_open(&s, &opt, err, sizeof(err)), 0);
+    ck_assert(present(s, o));
+    /* writes other than kv are not taken; kv writes go straight to LMDB */
+    cache_obj_t *p = make_obj("example.com/ro2", "", "", 10, 'r', 1);
+    store_put(s, p);
+    ck_assert_int_eq(store_flush(s), 0);
+    ck_assert(!present(s, p));
+    purge_record_t pr = {0};
+    store_purge_all(s, on_purge, &pr);
+    ck_assert_int_eq(pr.calls, 1);
+    ck_assert_int_ne(pr.last.err, 0);
+    ck_assert_int_eq(store_kv_put_sync(s, "tokens", "cli", "global", 6), 0);
+    ck_assert_int_eq(store_kv_put_sync(s, "tokens", "nope", NULL, 0), STORE_ENOTFOUND);
+
+    /* a read-write open (another process, in real life) sees it */
+    store_t *rw = open_store(dir, 64 << 20, NULL);
+    char *val = NULL;
+    size_t len;
+    ck_assert_int_eq(store_kv_get(rw, "tokens", "cli", &val, &len), 0);
+    ck_assert_str_eq(val, "global");
+    free(val);
+    store_close(&rw);
+    store_close(&s);
+
+    /* a read-only open of a directory that never held a store is refused */
+    char *empty = tmpdir_new();
+    opt.dir = empty;
+    ck_assert_int_eq(store_open(&s, &opt, err, sizeof(err)), STORE_ESCHEMA);
+    ck_assert_ptr_null(s);
+    ck_assert_ptr_nonnull(strstr(err, "schema version 0"));
+
+    obj_unref(&o);
+    obj_unref(&p);
+    tmpdir_free(empty);
+    tmpdir_free(dir);
+}
+END_TEST
+
+START_TEST(test_corrupt_record)
+{
+    char *dir = tmpdir_new();
+    store_t *s = open_store(dir, 64 << 20, NULL);
+    cache_obj_t *o = make_obj("example.com/c", "", "", 100, 'c', 1);
+    cache_obj_t *ok = make_obj("example.com/ok", "", "", 100, 'o', 1);
+    store_put(s, o);
+    store_put(s, ok);
+    store_close(&s);
+
+    /* flip a body byte on disk behind the store's back */
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    ck_assert_int_eq(mdb_env_create(&env), 0);
+    mdb_env_set_maxdbs(env, 16);
+    ck_assert_int_eq(mdb_env_open(env, dir, 0, 0644), 0);
+    ck_assert_int_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    ck_assert_int_eq(mdb_dbi_open(txn, "objects", 0, &dbi), 0);
+    MDB_val k = {CACHE_HASH_LEN, o->hash}, v;
+    ck_assert_int_eq(mdb_get(txn, dbi, &k, &v), 0);
+    uint8_t *copy = malloc(v.mv_size);
+    memcpy(copy, v.mv_data, v.mv_size);
+    copy[v.mv_size - 1] ^= 0x55;
+    MDB_val nv = {v.mv_size, copy};
+    ck_assert_int_eq(mdb_put(txn, dbi, &k, &nv, 0), 0);
+    ck_assert_int_eq(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+    free(copy);
+
+    s = open_store(dir, 64 << 20, NULL);
+    cache_obj_t *got = NULL;
+    ck_assert_int_eq(get_obj(s, o, &got), STORE_ECORRUPT);
+    ck_assert_ptr_null(got);
+    ck_assert(present(s, ok));
+    ck_assert_int_eq(store_flush(s), 0); /* the queued deletion is done */
+    ck_assert_int_eq(get_obj(s, o, &got), STORE_ENOTFOUND);
+    store_stats_t st;
+    store_get_stats(s, &st);
+    ck_assert_uint_ge(st.corrupt_records, 1);
+    ck_assert_uint_eq(st.objects, 1);
+
+    /* the same hash can be stored again */
+    store_put(s, o);
+    ck_assert_int_eq(store_flush(s), 0);
+    ck_assert(present(s, o));
+
+    obj_unref(&o);
+    obj_unref(&ok);
+    store_close(&s);
+    tmpdir_free(dir);
+}
+END_TEST
+
+/* readers on several threads while the writer writes; each reader thread exits before the close */
+typedef struct reader_arg {
+    store_t *store;
+    cache_obj_t **objs;
+    int n;
+    int hits;
+} reader_arg_t;
+
+static void *reader_main(void *p)
+{
+    reader_arg_t *a = p;
+    for (int round = 0; round < 20; round++) {
+        for (int i = 0; i < a->n; i++) {
+            cache_obj_t *got = NULL;
+            int rc = get_obj(a->store, a->objs[i], &got);
+            if (rc == 0) {
+                a->hits++;
+                if (got->body_len != a->objs[i]->body_len || memcmp(got->body, a->objs[i]->body, got->body_len) != 0)
+                    a->hits = -1000000;
+            }
+            obj_unref(&got);
+        }
+    }
+    return NULL;
+}
+
+START_TEST(test_concurrent_readers)
+{
+    char *dir = tmpdir_new();
+    store_t *s = open_store(dir, 64 << 20, NULL);
+    enum { N = 200, T = 4 };
+    cache_obj_t *objs[N];
+    for (int i = 0; i < N; i++) {
+        char key[64];
+        snprintf(key, sizeof(key), "example.com/c/%d", i);
+        objs[i] = make_obj(key, "x", "", 100 + (size_t)i, (char)i, 1);
+    }
+    for (int i = 0; i < N / 2; i++)
+        store_put(s, objs[i]);
+    ck_assert_int_eq(store_flush(s), 0);
+
+    pthread_t th[T];
+    reader_arg_t args[T];
+    for (int t = 0; t < T; t++) {
+        args[t] = (reader_arg_t){.store = s, .objs = objs, .n = N};
+        pthread_create(&th[t], NULL, reader_main, &args[t]);
+    }
+    for (int i = N / 2; i < N; i++)
+        store_put(s, objs[i]);
+    for (int t = 0; t < T; t++) {
+        pthread_join(th[t], NULL);
+        ck_assert_int_ge(args[t].hits, 20 * N / 2);
+    }
+    ck_assert_int_eq(store_flush(s), 0);
+    /* the main thread reads too; its transaction is aborted by store_close */
+    for (int i = 0; i < N; i++)
+        ck_assert(present(s, objs[i]));
+    store_close(&s);
+
+    /* a second store in the same thread gets a fresh slot */
+    s = open_store(dir, 64 << 20, NULL);
+    ck_assert(present(s, objs[0]));
+    store_close(&s);
+
+    for (int i = 0; i < N; i++)
+        obj_unref(&objs[i]);
+    tmpdir_free(dir);
+}
+END_TEST
+
+static Suite *store_suite(void)
+{
+    Suite *s = suite_create("store");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_put_get_delete);
+    tcase_add_test(tc, test_replace_updates_indexes);
+    tcase_add_test(tc, test_full_key_mismatch);
+    tcase_add_test(tc, test_surrogate_key_purge);
+    tcase_add_test(tc, test_url_purge_every_variant);
+    tcase_add_test(tc, test_soft_purge);
+    tcase_add_test(tc, test_purge_epoch);
+    tcase_add_test(tc, test_generation_purge_all);
+    tcase_add_test(tc, test_eviction_tiny_map);
+    tcase_add_test(tc, test_map_full_recovers);
+    tcase_add_test(tc, test_map_full_of_kv);
+    tcase_add_test(tc, test_kv);
+    tcase_add_test(tc, test_reopen);
+    tcase_add_test(tc, test_reopen_smaller_map);
+    tcase_add_test(tc, test_read_only);
+    tcase_add_test(tc, test_corrupt_record);
+    tcase_add_test(tc, test_concurrent_readers);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    if (mkdtemp(tmp_base) == NULL) {
+        perror("mkdtemp");
+        return 1;
+    }
+    SRunner *sr = srunner_create(store_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    nftw(tmp_base, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    return failed == 0 ? 0 : 1;
+}
