@@ -21,6 +21,8 @@ typedef struct policy_cc {
     unsigned no_store : 1, no_cache : 1, private_ : 1, public_ : 1, must_revalidate : 1, proxy_revalidate : 1,
         no_transform : 1, immutable : 1, only_if_cached : 1;
     unsigned max_age_invalid : 1;    /* max-age present but malformed or duplicated with different values */
+    unsigned s_maxage_invalid : 1;   /* the same for s-maxage (s_maxage is then POLICY_UNSET) */
+    unsigned must_understand : 1;    /* RFC 9111 5.2.2.3: no-store may be ignored for understood statuses */
 } policy_cc_t;
 
 /**
@@ -35,6 +37,13 @@ void policy_cc_parse(policy_cc_t *cc, const char *value, size_t len);
 
 /** Parse an IMF-fixdate / RFC 850 / asctime HTTP date. Returns 0 and unix seconds, or -1. */
 int policy_parse_http_date(const char *s, size_t len, int64_t *out);
+
+/**
+ * policy_parse_http_date with an explicit "now" (unix seconds) for the RFC 850 two-digit
+ * year rule (RFC 9110 5.6.7: a year more than 50 years after now's year means the previous
+ * century). policy_parse_http_date uses time(NULL); policy_decide passes response_time.
+ */
+int policy_parse_http_date_at(const char *s, size_t len, int64_t now, int64_t *out);
 
 /** Format unix seconds as IMF-fixdate into buf (at least 30 bytes). Returns the length (29). */
 size_t policy_format_http_date(int64_t t, char *buf);
@@ -70,6 +79,17 @@ typedef struct policy_decision {
     int no_cache;              /* store, but revalidate before each use */
     int must_revalidate;       /* never serve stale */
 } policy_decision_t;
+
+/*
+ * How to read a decision (details and the RFC latitude taken: the essay atop cache_policy.c):
+ * - storable == 0: pass the response through; not_stored_reason is one of "method", "status",
+ *   "partial", "no-store", "private", "set-cookie", "vary", "authorization".
+ * - ttl may be 0 (max-age=0, invalid max-age/Expires, ...): store, but the object is stale at once.
+ * - stale_while_revalidate / stale_if_error are the windows the proxy may serve stale in; they
+ *   are already 0 when a directive forbids stale (no-cache, must-revalidate, proxy-revalidate),
+ *   and stale_if_error falls back to settings->default_grace only when nothing forbids it.
+ *   must_revalidate == 1 means: beyond those windows, never serve stale (no extra grace).
+ */
 
 /**
  * Decide whether and for how long to store a response (status + headers, names lower-case).

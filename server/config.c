@@ -1,0 +1,593 @@
+/*
+ * server/config.c — settings from the command line and the JSON config file.
+ *
+ * What it owns: nothing beyond the caller's config_t. It runs once, on the main thread,
+ * before any worker exists; nothing here is thread-safe and nothing needs to be.
+ *
+ * Precedence is defaults < file < flags: config_parse_args first walks argv only to find
+ * --config (and --help), loads that file into cfg, then applies every flag in order, so a
+ * flag wins wherever it stands. The first --backend flag replaces the file's backend list,
+ * later ones append.
+ *
+ * Every value, from a flag or from the file, goes through the same validators, and every
+ * error is a single line that names the flag or key and quotes the bad value. On error cfg
+ * may be partly updated; the caller exits (status 2) without using it.
+ */
+#include "server/config.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CONFIG_THREADS_MAX 256
+#define CONFIG_TTL_MAX 2147483647u /* 2^31 - 1 */
+#define CONFIG_SIZE_MIN ((uint64_t)1 << 20)
+#define CONFIG_DISK_MAX ((uint64_t)1 << 40)
+
+/* the flags; `file_key` is the JSON name (NULL: flag only) */
+typedef enum opt_id {
+    OPT_LISTEN,
+    OPT_ADMIN_LISTEN,
+    OPT_BACKEND,
+    OPT_DATA_DIR,
+    OPT_MEMORY_SIZE,
+    OPT_DISK_SIZE,
+    OPT_DEFAULT_TTL,
+    OPT_THREADS,
+    OPT_CONFIG,
+    OPT_SERVICE_ID,
+    OPT_DEFAULT_GRACE,
+    OPT_MAX_HEURISTIC_TTL,
+    OPT_ORIGIN_TIMEOUT,
+    OPT_SHUTDOWN_TIMEOUT,
+    OPT_HELP,
+} opt_id_t;
+
+typedef struct opt_def {
+    opt_id_t id;
+    const char *flag;     /* "--listen" */
+    const char *file_key; /* "listen", or NULL */
+    const char *arg;      /* placeholder in --help, NULL: takes no value */
+    const char *help;
+} opt_def_t;
+
+static const opt_def_t opt_defs[] = {
+    {OPT_LISTEN, "--listen", "listen", "HOST:PORT", "address of the proxy listener"},
+    {OPT_ADMIN_LISTEN, "--admin-listen", "admin_listen", "HOST:PORT", "address of the admin API listener"},
+    {OPT_BACKEND, "--backend", "backends", "HOST:PORT",
+     "origin server; repeatable, at most 64; replaces the file's list"},
+    {OPT_DATA_DIR, "--data-dir", "data_dir", "DIR", "directory of the LMDB store"},
+    {OPT_MEMORY_SIZE, "--memory-size", "memory_size", "SIZE", "memory tier budget, e.g. 256M (K/M/G/T, min 1M)"},
+    {OPT_DISK_SIZE, "--disk-size", "disk_size", "SIZE", "disk store budget (LMDB map size), 1M to 1T"},
+    {OPT_DEFAULT_TTL, "--default-ttl", "default_ttl", "SECONDS", "TTL when a response gives no freshness"},
+    {OPT_THREADS, "--threads", "threads", "N", "worker threads, 1-256"},
+    {OPT_CONFIG, "--config", NULL, "FILE", "JSON config file; flags override its values"},
+    {OPT_SERVICE_ID, "--service-id", "service_id", "ID", "service id of the Fastly-compatible purge API"},
+    {OPT_DEFAULT_GRACE, "--default-grace", "default_grace", "SECONDS",
+     "serve stale this long on origin errors, absent stale-if-error"},
+    {OPT_MAX_HEURISTIC_TTL, "--max-heuristic-ttl", "max_heuristic_ttl", "SECONDS",
+     "cap of the Last-Modified heuristic TTL"},
+    {OPT_ORIGIN_TIMEOUT, "--origin-timeout", "origin_timeout", "MS", "origin connect/response timeout"},
+    {OPT_SHUTDOWN_TIMEOUT, "--shutdown-timeout", "shutdown_timeout", "MS",
+     "how long to drain connections on SIGTERM"},
+    {OPT_HELP, "--help", NULL, NULL, "print this help and exit"},
+};
+#define NUM_OPTS (sizeof(opt_defs) / sizeof(opt_defs[0]))
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    if (err == NULL || errlen == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* bounded copy; 0 or -1 if it does not fit */
+static int copy_str(char *dst, size_t cap, const char *src)
+{
+    size_t n = strlen(src);
+    if (n >= cap)
+        return -1;
+    memcpy(dst, src, n + 1);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- value parsers */
+
+/* decimal digits only (no sign, no spaces), at most max */
+static int parse_uint(const char *s, uint64_t max, uint64_t *out)
+{
+    uint64_t v = 0;
+    if (s == NULL || *s == '\0')
+        return -1;
+    for (; *s != '\0'; s++) {
+        if (*s < '0' || *s > '9')
+            return -1;
+        unsigned d = (unsigned)(*s - '0');
+        if (v > (max - d) / 10)
+            return -1;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}
+
+int config_parse_size(const char *s, uint64_t *out)
+{
+    uint64_t v = 0, mult = 1;
+    const char *p = s;
+
+    if (s == NULL || *s < '0' || *s > '9')
+        return -1;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        unsigned d = (unsigned)(*p - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return -1;
+        v = v * 10 + d;
+    }
+    switch (*p) {
+    case 'k': case 'K': mult = (uint64_t)1 << 10; p++; break;
+    case 'm': case 'M': mult = (uint64_t)1 << 20; p++; break;
+    case 'g': case 'G': mult = (uint64_t)1 << 30; p++; break;
+    case 't': case 'T': mult = (uint64_t)1 << 40; p++; break;
+    default: break;
+    }
+    if (*p == 'b' || *p == 'B') /* "256MB", "4096B" */
+        p++;
+    if (*p != '\0')
+        return -1;
+    if (v > UINT64_MAX / mult)
+        return -1;
+    *out = v * mult;
+    return 0;
+}
+
+static int host_char_ok(unsigned char c)
+{
+    return c > 0x20 && c < 0x7f && c != '/' && c != '[' && c != ']' && c != '@' && c != ',';
+}
+
+int config_parse_addr(const char *s, config_addr_t *out)
+{
+    const char *host, *host_end, *colon;
+    uint64_t port;
+
+    if (s == NULL)
+        return -1;
+    if (s[0] == '[') {
+        host = s + 1;
+        host_end = strchr(host, ']');
+        if (host_end == NULL || host_end[1] != ':')
+            return -1;
+        colon = host_end + 1;
+        for (const char *p = host; p < host_end; p++)
+            if (!(host_char_ok((unsigned char)*p) || *p == ':'))
+                return -1;
+    } else {
+        host = s;
+        colon = strrchr(s, ':');
+        if (colon == NULL)
+            return -1;
+        host_end = colon;
+        for (const char *p = host; p < host_end; p++)
+            if (!host_char_ok((unsigned char)*p) || *p == ':') /* bare IPv6 needs brackets */
+                return -1;
+    }
+    size_t host_len = (size_t)(host_end - host);
+    if (host_len == 0 || host_len >= sizeof(out->host))
+        return -1;
+    if (strlen(colon + 1) > 5 || parse_uint(colon + 1, 65535, &port) != 0)
+        return -1;
+    memcpy(out->host, host, host_len);
+    out->host[host_len] = '\0';
+    out->port = (uint16_t)port;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- defaults, help */
+
+void config_defaults(config_t *cfg)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+
+    memset(cfg, 0, sizeof(*cfg));
+    strcpy(cfg->listen.host, "127.0.0.1");
+    cfg->listen.port = 8080;
+    strcpy(cfg->admin_listen.host, "127.0.0.1");
+    cfg->admin_listen.port = 8081;
+    cfg->num_backends = 0;
+    strcpy(cfg->data_dir, "./edgecache-data");
+    cfg->memory_size = (uint64_t)256 << 20;
+    cfg->disk_size = (uint64_t)1 << 30;
+    cfg->default_ttl = 120;
+    cfg->threads = cores < 1 ? 1 : cores > CONFIG_THREADS_MAX ? CONFIG_THREADS_MAX : (unsigned)cores;
+    cfg->config_file[0] = '\0';
+    strcpy(cfg->service_id, "edgecache");
+    cfg->max_heuristic_ttl = 86400;
+    cfg->default_grace = 0;
+    cfg->origin_timeout_ms = 15000;
+    cfg->shutdown_timeout_ms = 5000;
+}
+
+/* the default of one option as --help shows it */
+static void format_default(const config_t *d, opt_id_t id, char *buf, size_t cap)
+{
+    buf[0] = '\0';
+    switch (id) {
+    case OPT_LISTEN: snprintf(buf, cap, "%.100s:%u", d->listen.host, d->listen.port); break;
+    case OPT_ADMIN_LISTEN: snprintf(buf, cap, "%.100s:%u", d->admin_listen.host, d->admin_listen.port); break;
+    case OPT_BACKEND: snprintf(buf, cap, "none"); break;
+    case OPT_DATA_DIR: snprintf(buf, cap, "%.100s", d->data_dir); break;
+    case OPT_MEMORY_SIZE: snprintf(buf, cap, "256M"); break;
+    case OPT_DISK_SIZE: snprintf(buf, cap, "1G"); break;
+    case OPT_DEFAULT_TTL: snprintf(buf, cap, "%u", d->default_ttl); break;
+    case OPT_THREADS: snprintf(buf, cap, "number of online cores, %u here", d->threads); break;
+    case OPT_CONFIG: snprintf(buf, cap, "none"); break;
+    case OPT_SERVICE_ID: snprintf(buf, cap, "%.100s", d->service_id); break;
+    case OPT_DEFAULT_GRACE: snprintf(buf, cap, "%u", d->default_grace); break;
+    case OPT_MAX_HEURISTIC_TTL: snprintf(buf, cap, "%u", d->max_heuristic_ttl); break;
+    case OPT_ORIGIN_TIMEOUT: snprintf(buf, cap, "%u", d->origin_timeout_ms); break;
+    case OPT_SHUTDOWN_TIMEOUT: snprintf(buf, cap, "%u", d->shutdown_timeout_ms); break;
+    case OPT_HELP: break;
+    }
+}
+
+void config_print_help(void *stream)
+{
+    FILE *f = stream != NULL ? (FILE *)stream : stdout;
+    config_t d;
+    char def[128], left[64];
+
+    config_defaults(&d);
+    fputs("Usage:\n"
+          "  edgecache [OPTIONS]\n"
+          "  edgecache migrate --status --data-dir DIR\n"
+          "  edgecache token create|list|revoke ...   (manage admin API tokens)\n"
+          "\n"
+          "A persistent, disk-backed HTTP caching reverse proxy. Options take `--name VALUE` or\n"
+          "`--name=VALUE`; they override the values of --config FILE, which override the defaults.\n"
+          "\n"
+          "Options:\n",
+          f);
+    for (size_t k = 0; k < NUM_OPTS; k++) {
+        const opt_def_t *o = &opt_defs[k];
+        snprintf(left, sizeof(left), "%s%s%s%s", o->id == OPT_HELP ? "-h, " : "", o->flag, o->arg != NULL ? " " : "",
+                 o->arg != NULL ? o->arg : "");
+        format_default(&d, o->id, def, sizeof(def));
+        if (def[0] != '\0')
+            fprintf(f, "  %-32s %s (default: %s)\n", left, o->help, def);
+        else
+            fprintf(f, "  %-32s %s\n", left, o->help);
+    }
+    fputs("\nConfig file keys (JSON object): listen, admin_listen, backends (array of \"HOST:PORT\"),\n"
+          "data_dir, memory_size (bytes or \"256M\"), disk_size, default_ttl, threads, service_id,\n"
+          "max_heuristic_ttl, default_grace, origin_timeout, shutdown_timeout.\n",
+          f);
+}
+
+/* ---------------------------------------------------------------- applying one value */
+
+/*
+ * Apply one textual value for option `o`. `who` names it in messages ("--threads" or
+ * "edgecache.json: key 'threads'"). For --backend, the caller has decided whether the
+ * list was reset.
+ */
+static int apply_value(config_t *cfg, const opt_def_t *o, const char *who, const char *val, char *err, size_t errlen)
+{
+    uint64_t n;
+    config_addr_t addr;
+
+    switch (o->id) {
+    case OPT_LISTEN:
+    case OPT_ADMIN_LISTEN:
+        if (config_parse_addr(val, &addr) != 0) {
+            set_err(err, errlen, "%s: invalid address '%s' (expected HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080)",
+                    who, val);
+            return -1;
+        }
+        *(o->id == OPT_LISTEN ? &cfg->listen : &cfg->admin_listen) = addr;
+        return 0;
+    case OPT_BACKEND:
+        if (config_parse_addr(val, &addr) != 0 || addr.port == 0) {
+            set_err(err, errlen, "%s: invalid address '%s' (expected HOST:PORT with a port 1-65535)", who, val);
+            return -1;
+        }
+        if (cfg->num_backends >= CONFIG_MAX_BACKENDS) {
+            set_err(err, errlen, "%s: too many backends (at most %d)", who, CONFIG_MAX_BACKENDS);
+            return -1;
+        }
+        cfg->backends[cfg->num_backends++] = addr;
+        return 0;
+    case OPT_DATA_DIR:
+        if (val[0] == '\0' || copy_str(cfg->data_dir, sizeof(cfg->data_dir), val) != 0) {
+            set_err(err, errlen, "%s: invalid directory '%.64s%s' (expected a path of 1-%zu bytes)", who, val,
+                    strlen(val) > 64 ? "..." : "", sizeof(cfg->data_dir) - 1);
+            return -1;
+        }
+        return 0;
+    case OPT_MEMORY_SIZE:
+    case OPT_DISK_SIZE:
+        if (config_parse_size(val, &n) != 0) {
+            set_err(err, errlen, "%s: invalid size '%s' (use e.g. %s)", who, val,
+                    o->id == OPT_MEMORY_SIZE ? "256M" : "1G");
+            return -1;
+        }
+        if (n < CONFIG_SIZE_MIN) {
+            set_err(err, errlen, "%s: invalid size '%s' (must be at least 1M)", who, val);
+            return -1;
+        }
+        if (o->id == OPT_DISK_SIZE && n > CONFIG_DISK_MAX) {
+            set_err(err, errlen, "%s: invalid size '%s' (must be between 1M and 1T)", who, val);
+            return -1;
+        }
+        *(o->id == OPT_MEMORY_SIZE ? &cfg->memory_size : &cfg->disk_size) = n;
+        return 0;
+    case OPT_THREADS:
+        if (parse_uint(val, CONFIG_THREADS_MAX, &n) != 0 || n < 1) {
+            set_err(err, errlen, "%s: invalid value '%s' (expected an integer 1-%d)", who, val, CONFIG_THREADS_MAX);
+            return -1;
+        }
+        cfg->threads = (unsigned)n;
+        return 0;
+    case OPT_DEFAULT_TTL:
+    case OPT_DEFAULT_GRACE:
+    case OPT_MAX_HEURISTIC_TTL:
+        if (parse_uint(val, CONFIG_TTL_MAX, &n) != 0) {
+            set_err(err, errlen, "%s: invalid value '%s' (expected seconds 0-%u)", who, val, CONFIG_TTL_MAX);
+            return -1;
+        }
+        *(o->id == OPT_DEFAULT_TTL     ? &cfg->default_ttl
+          : o->id == OPT_DEFAULT_GRACE ? &cfg->default_grace
+                                       : &cfg->max_heuristic_ttl) = (uint32_t)n;
+        return 0;
+    case OPT_ORIGIN_TIMEOUT:
+        if (parse_uint(val, CONFIG_TTL_MAX, &n) != 0 || n < 1) {
+            set_err(err, errlen, "%s: invalid value '%s' (expected milliseconds 1-%u)", who, val, CONFIG_TTL_MAX);
+            return -1;
+        }
+        cfg->origin_timeout_ms = (uint32_t)n;
+        return 0;
+    case OPT_SHUTDOWN_TIMEOUT:
+        if (parse_uint(val, CONFIG_TTL_MAX, &n) != 0) {
+            set_err(err, errlen, "%s: invalid value '%s' (expected milliseconds 0-%u)", who, val, CONFIG_TTL_MAX);
+            return -1;
+        }
+        cfg->shutdown_timeout_ms = (uint32_t)n;
+        return 0;
+    case OPT_SERVICE_ID: {
+        size_t len = strlen(val);
+        int ok = len > 0 && len < sizeof(cfg->service_id);
+        for (size_t i = 0; ok && i < len; i++)
+            ok = val[i] > 0x20 && val[i] < 0x7f && val[i] != '/' && val[i] != '?' && val[i] != '#';
+        if (!ok) {
+            set_err(err, errlen, "%s: invalid service id '%.64s' (expected 1-%zu printable characters, no '/')", who,
+                    val, sizeof(cfg->service_id) - 1);
+            return -1;
+        }
+        memcpy(cfg->service_id, val, len + 1);
+        return 0;
+    }
+    case OPT_CONFIG:
+    case OPT_HELP:
+        break;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- the JSON file */
+
+static const char *json_type_name(const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: return "an object";
+    case JSON_ARRAY: return "an array";
+    case JSON_STRING: return "a string";
+    case JSON_INTEGER: return "an integer";
+    case JSON_REAL: return "a number with a fraction";
+    case JSON_TRUE:
+    case JSON_FALSE: return "a boolean";
+    case JSON_NULL: return "null";
+    }
+    return "something else";
+}
+
+/* what each key wants, for the wrong-type message */
+static const char *json_expected(opt_id_t id)
+{
+    switch (id) {
+    case OPT_BACKEND: return "an array of \"HOST:PORT\" strings";
+    case OPT_MEMORY_SIZE:
+    case OPT_DISK_SIZE: return "a number of bytes or a size string like \"256M\"";
+    case OPT_THREADS:
+    case OPT_DEFAULT_TTL:
+    case OPT_DEFAULT_GRACE:
+    case OPT_MAX_HEURISTIC_TTL:
+    case OPT_ORIGIN_TIMEOUT:
+    case OPT_SHUTDOWN_TIMEOUT: return "an integer";
+    default: return "a string";
+    }
+}
+
+int config_load_file(config_t *cfg, const char *path, char *err, size_t errlen)
+{
+    json_error_t jerr;
+    json_t *root = NULL;
+    const char *key;
+    json_t *val;
+    char who[512], num[32];
+
+    root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    if (root == NULL) {
+        if (jerr.line > 0)
+            set_err(err, errlen, "%s:%d:%d: %s", path, jerr.line, jerr.column, jerr.text);
+        else
+            set_err(err, errlen, "%s: %s", path, jerr.text);
+        goto fail;
+    }
+    if (!json_is_object(root)) {
+        set_err(err, errlen, "%s: expected a JSON object at the top level, got %s", path, json_type_name(root));
+        goto fail;
+    }
+
+    json_object_foreach(root, key, val) {
+        const opt_def_t *o = NULL;
+        for (size_t k = 0; k < NUM_OPTS; k++)
+            if (opt_defs[k].file_key != NULL && strcmp(opt_defs[k].file_key, key) == 0)
+                o = &opt_defs[k];
+        if (o == NULL) {
+            set_err(err, errlen, "%s: unknown key '%.64s'", path, key);
+            goto fail;
+        }
+        snprintf(who, sizeof(who), "%s: key '%s'", path, key);
+
+        if (o->id == OPT_BACKEND) {
+            size_t i;
+            json_t *item;
+            if (!json_is_array(val)) {
+                set_err(err, errlen, "%s: expected %s, got %s", who, json_expected(o->id), json_type_name(val));
+                goto fail;
+            }
+            cfg->num_backends = 0;
+            json_array_foreach(val, i, item) {
+                if (!json_is_string(item)) {
+                    set_err(err, errlen, "%s: element %zu: expected a \"HOST:PORT\" string, got %s", who, i,
+                            json_type_name(item));
+                    goto fail;
+                }
+                if (apply_value(cfg, o, who, json_string_value(item), err, errlen) != 0)
+                    goto fail;
+            }
+            continue;
+        }
+
+        const char *text;
+        int is_number_key = o->id == OPT_THREADS || o->id == OPT_DEFAULT_TTL || o->id == OPT_DEFAULT_GRACE ||
+                            o->id == OPT_MAX_HEURISTIC_TTL || o->id == OPT_ORIGIN_TIMEOUT ||
+                            o->id == OPT_SHUTDOWN_TIMEOUT;
+        int is_size_key = o->id == OPT_MEMORY_SIZE || o->id == OPT_DISK_SIZE;
+        if (json_is_integer(val) && (is_number_key || is_size_key)) {
+            snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(val));
+            text = num;
+        } else if (json_is_string(val) && !is_number_key) {
+            text = json_string_value(val);
+            if (strlen(text) != json_string_length(val)) {
+                set_err(err, errlen, "%s: the string contains a NUL byte", who);
+                goto fail;
+            }
+        } else {
+            set_err(err, errlen, "%s: expected %s, got %s", who, json_expected(o->id), json_type_name(val));
+            goto fail;
+        }
+        if (apply_value(cfg, o, who, text, err, errlen) != 0)
+            goto fail;
+    }
+    json_decref(root);
+    return 0;
+
+fail:
+    if (root != NULL)
+        json_decref(root);
+    return -1;
+}
+
+/* ---------------------------------------------------------------- the command line */
+
+/*
+ * Split argv[*i] into an option and its value. Returns the option (NULL with err set when
+ * unknown or malformed); *val is NULL for options without a value. Advances *i past a
+ * separate value argument.
+ */
+static const opt_def_t *next_option(int argc, char **argv, int *i, const char **val, char *err, size_t errlen)
+{
+    const char *a = argv[*i];
+    const char *eq;
+    size_t name_len;
+
+    *val = NULL;
+    if (strcmp(a, "-h") == 0)
+        a = "--help";
+    if (strncmp(a, "--", 2) != 0 || a[2] == '\0') {
+        if (a[0] == '-' && a[1] != '\0')
+            set_err(err, errlen, "unknown option '%s' (see --help)", a);
+        else
+            set_err(err, errlen, "unexpected argument '%s' (see --help)", a);
+        return NULL;
+    }
+    eq = strchr(a, '=');
+    name_len = eq != NULL ? (size_t)(eq - a) : strlen(a);
+    for (size_t k = 0; k < NUM_OPTS; k++) {
+        const opt_def_t *o = &opt_defs[k];
+        if (strlen(o->flag) != name_len || strncmp(o->flag, a, name_len) != 0)
+            continue;
+        if (o->arg == NULL) {
+            if (eq != NULL) {
+                set_err(err, errlen, "%s: does not take a value", o->flag);
+                return NULL;
+            }
+            return o;
+        }
+        if (eq != NULL) {
+            *val = eq + 1;
+        } else if (*i + 1 < argc && strncmp(argv[*i + 1], "--", 2) != 0) {
+            *val = argv[++*i];
+        }
+        if (*val == NULL || (*val)[0] == '\0') {
+            set_err(err, errlen, "%s: missing value", o->flag);
+            return NULL;
+        }
+        return o;
+    }
+    set_err(err, errlen, "unknown option '%.*s' (see --help)", (int)name_len, a);
+    return NULL;
+}
+
+int config_parse_args(config_t *cfg, int argc, char **argv, int first, char *err, size_t errlen)
+{
+    const char *config_path = NULL;
+    const char *val;
+    const opt_def_t *o;
+    int backends_reset = 0;
+    char scratch[8];
+
+    /* pass 1: find --help and --config; errors are reported in order by pass 2 */
+    for (int i = first; i < argc; i++) {
+        if ((o = next_option(argc, argv, &i, &val, scratch, sizeof(scratch))) == NULL)
+            continue;
+        if (o->id == OPT_HELP) {
+            config_print_help(stdout);
+            return 1;
+        }
+        if (o->id == OPT_CONFIG)
+            config_path = val;
+    }
+    if (config_path != NULL) {
+        if (copy_str(cfg->config_file, sizeof(cfg->config_file), config_path) != 0) {
+            set_err(err, errlen, "--config: path too long");
+            return -1;
+        }
+        if (config_load_file(cfg, config_path, err, errlen) != 0)
+            return -1;
+    }
+
+    /* pass 2: every flag, in order */
+    for (int i = first; i < argc; i++) {
+        if ((o = next_option(argc, argv, &i, &val, err, errlen)) == NULL)
+            return -1;
+        if (o->id == OPT_CONFIG || o->id == OPT_HELP)
+            continue;
+        if (o->id == OPT_BACKEND && !backends_reset) {
+            cfg->num_backends = 0; /* flags replace the file's list */
+            backends_reset = 1;
+        }
+        if (apply_value(cfg, o, o->flag, val, err, errlen) != 0)
+            return -1;
+    }
+    return 0;
+}
