@@ -53,7 +53,9 @@ static int migrate_main(int argc, char **argv)
         unsigned current = 0;
         struct stat st;
         int rc;
-        if (stat(dir, &st) != 0) {
+        char mdb_path[4200];
+        snprintf(mdb_path, sizeof(mdb_path), "%s/data.mdb", dir);
+        if (stat(mdb_path, &st) != 0) {
             printf("schema version: none (no store at %s)\nlatest version: %u\n", dir, mig_latest());
             return 0;
         }

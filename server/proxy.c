@@ -101,6 +101,27 @@ struct fetch {
 
 /* ---------------------------------------------------------------- helpers */
 
+/* the live policy settings: the admin API may change them at any time (seqlock snapshot) */
+static void current_policy(policy_settings_t *out)
+{
+    *out = g.policy;
+    if (g.admin != NULL) {
+        admin_settings_t s;
+        admin_settings_snapshot(g.admin, &s);
+        out->default_ttl = s.default_ttl;
+        out->default_grace = s.default_grace;
+        out->max_heuristic_ttl = s.max_heuristic_ttl;
+    }
+}
+
+/* how long past its TTL a stale copy may stand in for an origin error */
+static uint32_t stale_if_error_window(const cache_obj_t *obj)
+{
+    policy_settings_t p;
+    current_policy(&p);
+    return obj->meta.stale_if_error > p.default_grace ? obj->meta.stale_if_error : p.default_grace;
+}
+
 static const char *reason_phrase(int status)
 {
     switch (status) {
@@ -459,8 +480,7 @@ static void fetch_fail_before_head(fetch_t *f, const char *errstr)
         int64_t now = obj_now_ms();
         if (stale != NULL && !(atomic_load(&stale->flags) & OBJ_F_MUST_REVALIDATE)) {
             uint32_t age = policy_current_age(stale->meta.initial_age, stale->meta.response_time_ms, now);
-            uint32_t grace = stale->meta.stale_if_error > g.policy.default_grace ? stale->meta.stale_if_error
-                                                                                 : g.policy.default_grace;
+            uint32_t grace = stale_if_error_window(stale);
             if ((uint64_t)age < (uint64_t)stale->meta.ttl + grace) {
                 /* stale-if-error: the copy we have beats an error */
                 atomic_fetch_add_explicit(&w->counters.stale_served, 1, memory_order_relaxed);
@@ -663,7 +683,9 @@ static h2o_http1client_body_cb on_head(h2o_http1client_t *client, const char *er
                                     .response_time = response_time_ms / 1000};
         if (f->link != NULL)
             ri.has_authorization = h2o_find_header(&f->link->req->headers, H2O_TOKEN_AUTHORIZATION, -1) != -1;
-        policy_decide(status, pheaders, npheaders, &ri, &g.policy, &dec);
+        policy_settings_t settings;
+        current_policy(&settings);
+        policy_decide(status, pheaders, npheaders, &ri, &settings, &dec);
 
         if (status == 304 && f->stale != NULL && f->revalidating) {
             f->client = NULL; /* we return NULL: the client closes itself */
@@ -675,8 +697,7 @@ static h2o_http1client_body_cb on_head(h2o_http1client_t *client, const char *er
             /* stale-if-error also covers an origin that answers with a server error */
             cache_obj_t *stale = f->stale;
             uint32_t age = policy_current_age(stale->meta.initial_age, stale->meta.response_time_ms, response_time_ms);
-            uint32_t grace = stale->meta.stale_if_error > g.policy.default_grace ? stale->meta.stale_if_error
-                                                                                 : g.policy.default_grace;
+            uint32_t grace = stale_if_error_window(stale);
             if (!(atomic_load(&stale->flags) & OBJ_F_MUST_REVALIDATE) && (uint64_t)age < (uint64_t)stale->meta.ttl + grace &&
                 f->link != NULL) {
                 f->client = NULL;
