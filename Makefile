@@ -59,7 +59,7 @@ test-sanitize:
 	  test-unit test-integration
 
 bench: deps $(BUILD)/edgecache
-	@bench/run
+	@EDGECACHE_BINARY=$(BUILD)/edgecache bench/run
 
 clean:
 	rm -rf build
