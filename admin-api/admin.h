@@ -30,14 +30,19 @@ int admin_start(admin_t **out, const config_t *cfg, store_t *store, mem_tier_t *
 /** The port the admin listener is bound to. */
 uint16_t admin_bound_port(admin_t *admin);
 
-/** Stop the listener, finish in-flight admin requests (bounded), join the thread; sets *admin to NULL. */
+/**
+ * Stop the listener, finish in-flight admin requests (bounded), join the thread; sets *admin
+ * to NULL. Call it before store_close: purges in flight still call back into the admin.
+ */
 void admin_stop(admin_t **admin);
 
 /**
  * Authorize a PURGE received on the proxy listener (any worker thread). Returns 0 when
  * allowed (a valid token with purge_select or global scope, or no token needed because no
- * token exists and the setting allows it); otherwise sends the 401/403 JSON response on req
- * and returns -1.
+ * token exists, or the purge_requires_auth setting is off); otherwise sends the 401/403 JSON
+ * response on req and returns -1. Repeated bad tokens from one address get their 401 only
+ * after a delay (an h2o timer on req's loop; the loop never blocks), so after -1 the caller
+ * must not touch the response; the request stays alive until then.
  */
 int admin_authorize_proxy_purge_or_respond(admin_t *admin, h2o_req_t *req);
 
@@ -49,5 +54,39 @@ void admin_send_json_error(h2o_req_t *req, int status, const char *msg, const ch
 
 /** `edgecache token create|list|revoke ...`: argv[0] is "token". Returns the exit status. */
 int admin_token_cli(int argc, char **argv);
+
+/* ---- live settings (GET|PUT /config/settings) ---- */
+
+/* the settings the admin API can change at run time; stored as JSON in the store's `config`
+ * database under "settings". The config file / flags seed them only on a fresh store. */
+typedef struct admin_settings {
+    uint32_t default_ttl;       /* seconds, 0..ADMIN_SETTINGS_MAX_SECONDS */
+    uint32_t default_grace;     /* seconds, 0..ADMIN_SETTINGS_MAX_SECONDS */
+    uint32_t max_heuristic_ttl; /* seconds, 0..ADMIN_SETTINGS_MAX_SECONDS */
+    int purge_requires_auth;    /* 1 (default): PURGE on the proxy needs a token once any token exists */
+} admin_settings_t;
+
+#define ADMIN_SETTINGS_MAX_SECONDS 31536000u /* one year */
+
+/**
+ * Copy the live settings into *out. Any thread, lock-free (seqlock read): never blocks on the
+ * admin thread, never sees half of an update. A PUT /config/settings is visible to every
+ * caller as soon as its 200 has been sent.
+ */
+void admin_settings_snapshot(admin_t *admin, admin_settings_t *out);
+
+/* ---- helpers for the proxy's PURGE method ---- */
+
+/**
+ * 1 when the request asks for a soft purge (a `Fastly-Soft-Purge` header whose value is not
+ * "0"), else 0. Header bytes are untrusted; never fails.
+ */
+int admin_request_wants_soft_purge(h2o_req_t *req);
+
+/**
+ * Send `json` (len bytes, copied into req's pool) with status and Content-Type:
+ * application/json. The proxy uses it for the purge answer {"status":"ok","id":"..."}.
+ */
+void admin_send_json(h2o_req_t *req, int status, const char *json, size_t len);
 
 #endif

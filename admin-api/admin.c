@@ -1,0 +1,893 @@
+/*
+ * admin-api/admin.c — the admin listener: its thread, its h2o event loop, the router,
+ * and the small endpoints (health, OpenID discovery, settings, tokens).
+ *
+ * What it owns: one listening socket, one thread running one h2o evloop and context
+ * (its own h2o_globalconf_t with a single handler on "/" that routes by method and path
+ * itself), the accepted connections (tracked so that admin_stop can close them), and the
+ * live settings cell. The store, memory tier and config are borrowed.
+ *
+ * Order of checks for a request: body size (413) -> route (404) -> method (405) ->
+ * credentials (401) -> service id (404) -> scope (403) -> handler. Every response has
+ * Content-Type: application/json; errors are {"msg":...,"detail":...}.
+ *
+ * Threads: admin_start/admin_stop run on the caller's thread; the rest on the admin
+ * thread, except admin_settings_snapshot, admin_next_purge_id and the auth helpers,
+ * which any thread may call (see settings.c, purge.c, auth.c).
+ *
+ * Shutdown (admin_stop): the loop stops accepting, lets purges in flight come back from
+ * the store (each still answers its client), then shuts the sockets down so h2o closes
+ * every connection through its own paths, and only then disposes the context. If the
+ * store never calls back within the bound, the admin's memory is deliberately left
+ * allocated (the writer thread would still post into it) and a line says so.
+ */
+#include <arpa/inet.h>
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include <sodium.h>
+#include "admin-api/admin_int.h"
+
+/* h2o buffers request bodies up to this; between ADMIN_MAX_BODY and it we answer 413 JSON,
+ * beyond it h2o answers its own (plain-text) 413 */
+#define ADMIN_H2O_MAX_ENTITY (1024 * 1024)
+
+typedef struct admin_handler {
+    h2o_handler_t super;
+    admin_t *admin;
+} admin_handler_t;
+
+typedef struct admin_conn {
+    h2o_linklist_t link;
+    admin_t *admin;
+    int fd;
+} admin_conn_t;
+
+/* ---- JSON responses ---- */
+
+static const char *reason_of(int status)
+{
+    switch (status) {
+    case 200:
+        return "OK";
+    case 204:
+        return "No Content";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 413:
+        return "Payload Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "Unknown";
+    }
+}
+
+void admin_send_json(h2o_req_t *req, int status, const char *json, size_t len)
+{
+    req->res.status = status;
+    req->res.reason = reason_of(status);
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
+    if (status != 204 && status != 304)
+        req->res.content_length = len; /* h2o_send_inline leaves it unset: no chunking */
+    h2o_send_inline(req, json, len);   /* copies into req's pool */
+}
+
+void admin_send_json_value(h2o_req_t *req, int status, json_t *value)
+{
+    char *s = json_dumps(value, JSON_COMPACT);
+    if (s == NULL)
+        abort();
+    admin_send_json(req, status, s, strlen(s));
+    free(s);
+    json_decref(value);
+}
+
+void admin_send_json_error(h2o_req_t *req, int status, const char *msg, const char *detail)
+{
+    json_t *o = detail != NULL ? json_pack("{s:s, s:s}", "msg", msg, "detail", detail) : json_pack("{s:s}", "msg", msg);
+    if (o == NULL)
+        abort();
+    admin_send_json_value(req, status, o);
+}
+
+/* ---- routing ---- */
+
+enum {
+    M_GET = 1,
+    M_POST = 2,
+    M_PUT = 4,
+    M_DELETE = 8,
+};
+
+typedef enum {
+    R_HEALTH,
+    R_OPENID,
+    R_PURGE_KEY,
+    R_PURGE_BATCH,
+    R_PURGE_ALL,
+    R_PURGE_URL,
+    R_TOKENS,
+    R_TOKEN_SELF,
+    R_TOKEN_ONE,
+    R_SETTINGS,
+} route_id_t;
+
+typedef struct route {
+    route_id_t id;
+    unsigned methods;
+    h2o_iovec_t sid;  /* raw (percent-encoded) service id segment, R_PURGE_* */
+    h2o_iovec_t rest; /* raw key (R_PURGE_KEY), url target (R_PURGE_URL), token id (R_TOKEN_ONE) */
+} route_t;
+
+static int seg_is(const char *s, size_t len, const char *lit)
+{
+    return strlen(lit) == len && memcmp(s, lit, len) == 0;
+}
+
+/* Match the path (no query; raw). Returns 0 with *r filled, or -1 for an unknown route. */
+static int route_match(const char *path, size_t len, const char *full, size_t full_len, route_t *r)
+{
+    memset(r, 0, sizeof(*r));
+    if (len >= 7 && memcmp(path, "/purge/", 7) == 0) {
+        r->id = R_PURGE_URL;
+        r->methods = M_POST;
+        r->rest = h2o_iovec_init(full + 7, full_len - 7); /* the target keeps its query */
+        return 0;
+    }
+    if (seg_is(path, len, "/health")) {
+        r->id = R_HEALTH;
+        r->methods = M_GET;
+        return 0;
+    }
+    if (seg_is(path, len, "/realms/fastly/.well-known/openid-configuration")) {
+        r->id = R_OPENID;
+        r->methods = M_GET;
+        return 0;
+    }
+    if (seg_is(path, len, "/tokens")) {
+        r->id = R_TOKENS;
+        r->methods = M_GET | M_POST;
+        return 0;
+    }
+    if (seg_is(path, len, "/tokens/self")) {
+        r->id = R_TOKEN_SELF;
+        r->methods = M_GET;
+        return 0;
+    }
+    if (len > 8 && memcmp(path, "/tokens/", 8) == 0 && memchr(path + 8, '/', len - 8) == NULL) {
+        r->id = R_TOKEN_ONE;
+        r->methods = M_DELETE;
+        r->rest = h2o_iovec_init(path + 8, len - 8);
+        return 0;
+    }
+    if (seg_is(path, len, "/config/settings")) {
+        r->id = R_SETTINGS;
+        r->methods = M_GET | M_PUT;
+        return 0;
+    }
+    if (len > 9 && memcmp(path, "/service/", 9) == 0) {
+        const char *sid = path + 9, *end = path + len;
+        const char *slash = memchr(sid, '/', (size_t)(end - sid));
+        if (slash == NULL || slash == sid)
+            return -1;
+        r->sid = h2o_iovec_init(sid, (size_t)(slash - sid));
+        const char *tail = slash;
+        size_t tail_len = (size_t)(end - tail);
+        if (seg_is(tail, tail_len, "/purge_all")) {
+            r->id = R_PURGE_ALL;
+            r->methods = M_POST;
+            return 0;
+        }
+        if (seg_is(tail, tail_len, "/purge")) {
+            r->id = R_PURGE_BATCH;
+            r->methods = M_POST;
+            return 0;
+        }
+        if (tail_len > 7 && memcmp(tail, "/purge/", 7) == 0) {
+            r->id = R_PURGE_KEY;
+            r->methods = M_POST;
+            r->rest = h2o_iovec_init(tail + 7, tail_len - 7); /* keys may contain '/' */
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* the scopes that may use a route with a method; 0 = no token needed, ~0u = any valid token */
+static unsigned route_scopes(route_id_t id, unsigned method)
+{
+    switch (id) {
+    case R_HEALTH:
+    case R_OPENID:
+        return 0;
+    case R_PURGE_KEY:
+    case R_PURGE_BATCH:
+    case R_PURGE_URL:
+        return ADMIN_SCOPE_PURGE_SELECT | ADMIN_SCOPE_GLOBAL;
+    case R_PURGE_ALL:
+        return ADMIN_SCOPE_PURGE_ALL | ADMIN_SCOPE_GLOBAL;
+    case R_TOKEN_SELF:
+        return ~0u;
+    case R_TOKENS:
+    case R_TOKEN_ONE:
+        return ADMIN_SCOPE_GLOBAL;
+    case R_SETTINGS:
+        return method == M_GET ? (ADMIN_SCOPE_GLOBAL | ADMIN_SCOPE_GLOBAL_READ) : ADMIN_SCOPE_GLOBAL;
+    }
+    return ADMIN_SCOPE_GLOBAL;
+}
+
+static unsigned method_of(h2o_req_t *req)
+{
+    const h2o_iovec_t m = req->method;
+    if (h2o_memis(m.base, m.len, H2O_STRLIT("GET")) || h2o_memis(m.base, m.len, H2O_STRLIT("HEAD")))
+        return M_GET;
+    if (h2o_memis(m.base, m.len, H2O_STRLIT("POST")))
+        return M_POST;
+    if (h2o_memis(m.base, m.len, H2O_STRLIT("PUT")))
+        return M_PUT;
+    if (h2o_memis(m.base, m.len, H2O_STRLIT("DELETE")))
+        return M_DELETE;
+    return 0;
+}
+
+static void send_405(h2o_req_t *req, unsigned allowed)
+{
+    char allow[40] = "";
+    static const struct {
+        unsigned bit;
+        const char *name;
+    } names[] = {{M_GET, "GET, HEAD"}, {M_POST, "POST"}, {M_PUT, "PUT"}, {M_DELETE, "DELETE"}};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (allowed & names[i].bit) {
+            if (allow[0] != '\0')
+                strcat(allow, ", ");
+            strcat(allow, names[i].name);
+        }
+    }
+    h2o_iovec_t v = h2o_strdup(&req->pool, allow, SIZE_MAX);
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, v.base, v.len);
+    admin_send_json_error(req, 405, "Method not allowed", NULL);
+}
+
+/* ---- small endpoints ---- */
+
+static void send_openid(h2o_req_t *req)
+{
+    char base[300];
+    const h2o_iovec_t a = req->authority;
+    int ok = a.len > 0 && a.len < 256;
+    for (size_t i = 0; ok && i < a.len; i++)
+        ok = a.base[i] > 0x20 && a.base[i] < 0x7f && a.base[i] != '"' && a.base[i] != '\\';
+    if (ok)
+        snprintf(base, sizeof(base), "http://%.*s/realms/fastly", (int)a.len, a.base);
+    else
+        snprintf(base, sizeof(base), "http://localhost/realms/fastly");
+    json_t *o = json_object();
+    char buf[400];
+    json_object_set_new(o, "issuer", json_string(base));
+    snprintf(buf, sizeof(buf), "%s/protocol/openid-connect/auth", base);
+    json_object_set_new(o, "authorization_endpoint", json_string(buf));
+    snprintf(buf, sizeof(buf), "%s/protocol/openid-connect/token", base);
+    json_object_set_new(o, "token_endpoint", json_string(buf));
+    snprintf(buf, sizeof(buf), "%s/protocol/openid-connect/userinfo", base);
+    json_object_set_new(o, "userinfo_endpoint", json_string(buf));
+    snprintf(buf, sizeof(buf), "%s/protocol/openid-connect/certs", base);
+    json_object_set_new(o, "jwks_uri", json_string(buf));
+    snprintf(buf, sizeof(buf), "%s/protocol/openid-connect/logout", base);
+    json_object_set_new(o, "end_session_endpoint", json_string(buf));
+    json_object_set_new(o, "response_types_supported", json_pack("[s]", "code"));
+    json_object_set_new(o, "subject_types_supported", json_pack("[s]", "public"));
+    json_object_set_new(o, "id_token_signing_alg_values_supported", json_pack("[s]", "RS256"));
+    admin_send_json_value(req, 200, o);
+}
+
+static json_t *parse_body_or_respond(h2o_req_t *req)
+{
+    json_error_t jerr;
+    char detail[200];
+    json_t *doc;
+
+    if (req->entity.base == NULL || req->entity.len == 0) {
+        admin_send_json_error(req, 400, "Bad request", "body: a JSON object is required");
+        return NULL;
+    }
+    if ((doc = json_loadb(req->entity.base, req->entity.len, JSON_REJECT_DUPLICATES, &jerr)) == NULL) {
+        snprintf(detail, sizeof(detail), "body: invalid JSON at line %d column %d: %s", jerr.line, jerr.column, jerr.text);
+        admin_send_json_error(req, 400, "Bad request", detail);
+        return NULL;
+    }
+    if (!json_is_object(doc)) {
+        json_decref(doc);
+        admin_send_json_error(req, 400, "Bad request", "body: must be a JSON object");
+        return NULL;
+    }
+    return doc;
+}
+
+static void handle_settings(admin_t *admin, h2o_req_t *req, unsigned method)
+{
+    admin_settings_t cur, next;
+    char detail[200];
+
+    admin_settings_cell_get(&admin->settings, &cur);
+    if (method == M_GET) {
+        admin_send_json_value(req, 200, admin_settings_to_json(&cur));
+        return;
+    }
+    json_t *doc = parse_body_or_respond(req);
+    if (doc == NULL)
+        return;
+    next = cur;
+    if (admin_settings_apply_json(&next, doc, detail, sizeof(detail)) != 0) {
+        json_decref(doc);
+        admin_send_json_error(req, 400, "Bad request", detail);
+        return;
+    }
+    json_decref(doc);
+    /* durable first, then visible: a crash after the 200 can never bring back the old values */
+    json_t *out = admin_settings_to_json(&next);
+    char *s = json_dumps(out, JSON_COMPACT);
+    if (s == NULL)
+        abort();
+    int ret = store_kv_put_sync(admin->store, "config", "settings", s, strlen(s));
+    free(s);
+    if (ret != 0) {
+        json_decref(out);
+        admin_send_json_error(req, 500, "Could not save the settings", "store: write failed; nothing was changed");
+        return;
+    }
+    admin_settings_cell_set(&admin->settings, &next);
+    admin_send_json_value(req, 200, out);
+}
+
+static void handle_token_create(admin_t *admin, h2o_req_t *req)
+{
+    admin_token_rec_t rec;
+    char token[ADMIN_TOKEN_STR_CAP], hash[ADMIN_TOKEN_HASH_HEX], detail[200];
+    const char *key;
+    json_t *v, *doc = parse_body_or_respond(req);
+    unsigned scopes = 0;
+    int have_scope = 0;
+
+    if (doc == NULL)
+        return;
+    memset(&rec, 0, sizeof(rec));
+    snprintf(rec.name, sizeof(rec.name), "api");
+    json_object_foreach (doc, key, v) {
+        if (strcmp(key, "name") == 0) {
+            if (!json_is_string(v) || admin_token_name_validate(json_string_value(v), json_string_length(v)) != 0) {
+                snprintf(detail, sizeof(detail), "name: must be a string of 1..%d printable characters", ADMIN_MAX_NAME_LEN);
+                goto bad;
+            }
+            memcpy(rec.name, json_string_value(v), json_string_length(v) + 1);
+        } else if (strcmp(key, "scope") == 0 || strcmp(key, "scopes") == 0) {
+            char err[160];
+            if (json_is_string(v)) {
+                if (admin_scopes_parse(json_string_value(v), json_string_length(v), &scopes, err, sizeof(err)) != 0) {
+                    snprintf(detail, sizeof(detail), "%s: %s", key, err);
+                    goto bad;
+                }
+            } else if (json_is_array(v) && json_array_size(v) > 0) {
+                size_t i;
+                json_t *e;
+                json_array_foreach (v, i, e) {
+                    if (!json_is_string(e) ||
+                        admin_scopes_parse(json_string_value(e), json_string_length(e), &scopes, err, sizeof(err)) != 0) {
+                        snprintf(detail, sizeof(detail), "%s: %s", key,
+                                 json_is_string(e) ? err : "must be a string or an array of strings");
+                        goto bad;
+                    }
+                }
+            } else {
+                snprintf(detail, sizeof(detail), "%s: must be a string or a non-empty array of strings", key);
+                goto bad;
+            }
+            have_scope = 1;
+        } else {
+            snprintf(detail, sizeof(detail), "%.64s: unknown field (known: name, scope)", key);
+            goto bad;
+        }
+    }
+    if (!have_scope) {
+        snprintf(detail, sizeof(detail), "scope: required (purge_select, purge_all, global, global:read)");
+        goto bad;
+    }
+    json_decref(doc);
+    rec.scopes = scopes;
+    rec.created = (int64_t)time(NULL);
+    admin_token_generate(token, rec.id);
+    admin_token_hash_hex(token, strlen(token), hash);
+    char *s = admin_token_rec_dump(&rec);
+    int ret = store_kv_put_sync(admin->store, "tokens", hash, s, strlen(s));
+    free(s);
+    if (ret != 0) {
+        sodium_memzero(token, sizeof(token));
+        admin_send_json_error(req, 500, "Could not save the token", "store: write failed");
+        return;
+    }
+    json_t *out = admin_token_rec_to_json(&rec);
+    json_object_set_new(out, "access_token", json_string(token));
+    sodium_memzero(token, sizeof(token));
+    admin_send_json_value(req, 200, out);
+    return;
+bad:
+    json_decref(doc);
+    admin_send_json_error(req, 400, "Bad request", detail);
+}
+
+static int list_one(void *arg, const char *key, size_t key_len, const void *val, size_t val_len)
+{
+    admin_token_rec_t rec;
+    (void)key, (void)key_len;
+    if (admin_token_rec_parse(val, val_len, &rec) == 0)
+        json_array_append_new((json_t *)arg, admin_token_rec_to_json(&rec));
+    return 0;
+}
+
+static void handle_token_list(admin_t *admin, h2o_req_t *req)
+{
+    json_t *arr = json_array();
+    if (arr == NULL)
+        abort();
+    store_kv_foreach(admin->store, "tokens", list_one, arr);
+    admin_send_json_value(req, 200, arr);
+}
+
+static void handle_token_delete(admin_t *admin, h2o_req_t *req, h2o_iovec_t raw_id)
+{
+    char id[ADMIN_TOKEN_ID_HEX + 8], hash[ADMIN_TOKEN_HASH_HEX];
+    admin_token_rec_t rec;
+    ssize_t n = admin_percent_decode(raw_id.base, raw_id.len, id, sizeof(id) - 1);
+
+    if (n < 0 || (size_t)n != ADMIN_TOKEN_ID_HEX - 1) {
+        admin_send_json_error(req, 404, "Record not found", "no token with that id");
+        return;
+    }
+    id[n] = '\0';
+    if (admin_token_find(admin->store, id, hash, &rec, 1) != 0) {
+        admin_send_json_error(req, 404, "Record not found", "no token with that id");
+        return;
+    }
+    int ret = store_kv_put_sync(admin->store, "tokens", hash, NULL, 0);
+    if (ret != 0 && ret != STORE_ENOTFOUND) {
+        admin_send_json_error(req, 500, "Could not revoke the token", "store: write failed");
+        return;
+    }
+    admin_send_json(req, 204, "", 0);
+}
+
+/* ---- the handler ---- */
+
+static int sid_matches(admin_t *admin, h2o_iovec_t raw)
+{
+    char sid[sizeof(admin->cfg->service_id)];
+    ssize_t n = admin_percent_decode(raw.base, raw.len, sid, sizeof(sid) - 1);
+    if (n < 0)
+        return 0;
+    return (size_t)n == strlen(admin->cfg->service_id) && memcmp(sid, admin->cfg->service_id, (size_t)n) == 0;
+}
+
+static int on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    admin_t *admin = ((admin_handler_t *)self)->admin;
+    const char *path = req->path.base, *q;
+    size_t path_len = req->path.len;
+    route_t r;
+    unsigned method, need;
+    admin_token_rec_t rec;
+    char detail[200];
+
+    assert(admin->magic == ADMIN_MAGIC);
+    if (req->entity.base != NULL && req->entity.len > ADMIN_MAX_BODY) {
+        snprintf(detail, sizeof(detail), "body: larger than %d bytes", ADMIN_MAX_BODY);
+        req->http1_is_persistent = 0;
+        admin_send_json_error(req, 413, "Payload too large", detail);
+        return 0;
+    }
+    if ((q = memchr(path, '?', path_len)) != NULL)
+        path_len = (size_t)(q - path);
+    if (route_match(path, path_len, req->path.base, req->path.len, &r) != 0) {
+        admin_send_json_error(req, 404, "Not found", "no such endpoint");
+        return 0;
+    }
+    method = method_of(req);
+    if ((method & r.methods) == 0) {
+        send_405(req, r.methods);
+        return 0;
+    }
+
+    need = route_scopes(r.id, method);
+    if (need != 0) {
+        const char *tok;
+        size_t tok_len;
+        if (!admin_request_token(req, &tok, &tok_len)) {
+            admin_auth_send_401(admin, req, 0);
+            return 0;
+        }
+        if (admin_token_lookup(admin->store, tok, tok_len, &rec) != 0) {
+            admin_auth_send_401(admin, req, 1);
+            return 0;
+        }
+        if (r.sid.base != NULL && !sid_matches(admin, r.sid)) {
+            char shown[80];
+            size_t n = 0;
+            for (size_t i = 0; i < r.sid.len && n < 64; i++)
+                shown[n++] = (r.sid.base[i] > 0x20 && r.sid.base[i] < 0x7f) ? r.sid.base[i] : '?';
+            shown[n] = '\0';
+            snprintf(detail, sizeof(detail), "Cannot find service '%s'", shown);
+            admin_send_json_error(req, 404, "Record not found", detail);
+            return 0;
+        }
+        if ((rec.scopes & need) == 0) {
+            admin_auth_send_403(req);
+            return 0;
+        }
+    }
+
+    switch (r.id) {
+    case R_HEALTH:
+        admin_send_json(req, 200, H2O_STRLIT("{\"status\":\"ok\"}"));
+        return 0;
+    case R_OPENID:
+        send_openid(req);
+        return 0;
+    case R_PURGE_KEY:
+        return admin_purge_key(admin, req, r.rest.base, r.rest.len);
+    case R_PURGE_BATCH:
+        return admin_purge_batch(admin, req);
+    case R_PURGE_ALL:
+        return admin_purge_everything(admin, req);
+    case R_PURGE_URL:
+        return admin_purge_url(admin, req, r.rest.base, r.rest.len);
+    case R_TOKENS:
+        if (method == M_GET)
+            handle_token_list(admin, req);
+        else
+            handle_token_create(admin, req);
+        return 0;
+    case R_TOKEN_SELF:
+        admin_send_json_value(req, 200, admin_token_rec_to_json(&rec));
+        return 0;
+    case R_TOKEN_ONE:
+        handle_token_delete(admin, req, r.rest);
+        return 0;
+    case R_SETTINGS:
+        handle_settings(admin, req, method);
+        return 0;
+    }
+    admin_send_json_error(req, 404, "Not found", NULL);
+    return 0;
+}
+
+/* ---- connections ---- */
+
+static void on_conn_close(void *data)
+{
+    admin_conn_t *c = data;
+    h2o_linklist_unlink(&c->link);
+    c->admin->num_conns--;
+    free(c);
+}
+
+static void on_accept(h2o_socket_t *listener, const char *err)
+{
+    admin_t *admin = listener->data;
+    h2o_socket_t *sock;
+
+    if (err != NULL || atomic_load(&admin->stopping))
+        return;
+    if ((sock = h2o_evloop_socket_accept(listener)) == NULL)
+        return;
+    admin_conn_t *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        fprintf(stderr, "fatal: out of memory\n");
+        abort();
+    }
+    c->admin = admin;
+    c->fd = h2o_socket_get_fd(sock);
+    h2o_linklist_insert(&admin->conns, &c->link);
+    admin->num_conns++;
+    sock->on_close.cb = on_conn_close;
+    sock->on_close.data = c;
+    h2o_accept(&admin->accept_ctx, sock);
+}
+
+static void shutdown_conns(admin_t *admin, int how)
+{
+    for (h2o_linklist_t *n = admin->conns.next; n != &admin->conns; n = n->next) {
+        admin_conn_t *c = H2O_STRUCT_FROM_MEMBER(admin_conn_t, link, n);
+        shutdown(c->fd, how);
+    }
+}
+
+/* nobody posts real messages here: admin_stop sends a NULL message, which only wakes the
+ * loop so that the thread sees `stopping` */
+static void on_control(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+{
+    (void)receiver;
+    while (!h2o_linklist_is_empty(messages))
+        h2o_linklist_unlink(messages->next);
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* run the loop until cond() or the deadline */
+static void run_until(admin_t *admin, int (*cond)(admin_t *), uint64_t deadline)
+{
+    while (!cond(admin)) {
+        uint64_t now = now_ms();
+        if (now >= deadline)
+            return;
+        uint64_t wait = deadline - now;
+        h2o_evloop_run(admin->ctx.loop, (int32_t)(wait > 50 ? 50 : wait));
+    }
+}
+
+static int no_purges(admin_t *admin)
+{
+    return admin->purges_in_flight == 0;
+}
+
+static int no_conns_no_purges(admin_t *admin)
+{
+    return admin->num_conns == 0 && admin->purges_in_flight == 0;
+}
+
+/*
+ * h2o 2.2 keeps per-thread free lists (request-pool chunks, socket buffers) that nothing
+ * releases when a thread ends, so every admin start/stop would leak them (LeakSanitizer
+ * says so). Empty them before the admin thread returns. The socket buffers' list is a
+ * public thread-local; the pool chunks' list is reachable only through
+ * h2o_mem_alloc_pool: the first allocation in a fresh pool pops a chunk off the list (or
+ * mallocs one), and in h2o 2.2 a chunk is a single malloc'd block, so free() releases it.
+ * Sixteen rounds empty the list (h2o caps it at 16).
+ */
+static void drain_thread_caches(void)
+{
+#if H2O_VERSION_MAJOR == 2 && H2O_VERSION_MINOR == 2
+    h2o_mem_recycle_t *bufs = &h2o_socket_buffer_prototype.allocator;
+    while (bufs->cnt != 0)
+        free(h2o_mem_alloc_recycle(bufs, 1));
+    for (int i = 0; i < 16; i++) {
+        h2o_mem_pool_t pool;
+        h2o_mem_init_pool(&pool);
+        (void)h2o_mem_alloc_pool(&pool, 1);
+        assert(pool.chunks != NULL && pool.shared_refs == NULL && pool.directs == NULL);
+        free(pool.chunks);
+    }
+#endif
+}
+
+static void *admin_thread_main(void *arg)
+{
+    admin_t *admin = arg;
+    uint32_t grace = admin->cfg->shutdown_timeout_ms != 0 ? admin->cfg->shutdown_timeout_ms : 5000;
+
+    while (!atomic_load(&admin->stopping))
+        h2o_evloop_run(admin->ctx.loop, INT32_MAX);
+
+    /* stop accepting; answer what is in flight; then close every connection */
+    h2o_socket_read_stop(admin->listener);
+    h2o_socket_close(admin->listener);
+    admin->listener = NULL;
+    h2o_context_request_shutdown(&admin->ctx);
+    run_until(admin, no_purges, now_ms() + grace);
+    shutdown_conns(admin, SHUT_RD);
+    run_until(admin, no_conns_no_purges, now_ms() + 1000);
+    if (!no_conns_no_purges(admin)) {
+        shutdown_conns(admin, SHUT_RDWR);
+        run_until(admin, no_conns_no_purges, now_ms() + 1000);
+    }
+    if (!no_conns_no_purges(admin)) {
+        fprintf(stderr, "edgecache: admin: %zu purge(s) and %zu connection(s) still open at shutdown; leaving them\n",
+                admin->purges_in_flight, admin->num_conns);
+        admin->leaked = 1;
+        return NULL;
+    }
+    h2o_multithread_unregister_receiver(admin->ctx.queue, &admin->purge_receiver);
+    h2o_multithread_unregister_receiver(admin->ctx.queue, &admin->control_receiver);
+    /* h2o_context_request_shutdown armed HTTP/2's GOAWAY timer; h2o_context_dispose asserts
+     * that no timer is armed, and no HTTP/2 connection is left for it to act on */
+    if (h2o_timeout_is_linked(&admin->ctx.http2._graceful_shutdown_timeout))
+        h2o_timeout_unlink(&admin->ctx.http2._graceful_shutdown_timeout);
+    h2o_evloop_t *loop = admin->ctx.loop;
+    h2o_multithread_queue_t *queue = admin->ctx.queue;
+    h2o_context_dispose(&admin->ctx);
+#if H2O_VERSION_MAJOR == 2 && H2O_VERSION_MINOR == 2
+    free(queue); /* h2o 2.2's h2o_multithread_destroy_queue (evloop) closes it but never frees it */
+#else
+    (void)queue;
+#endif
+    h2o_evloop_destroy(loop);
+    drain_thread_caches();
+    return NULL;
+}
+
+/* ---- start / stop ---- */
+
+static int bind_listener(const config_addr_t *a, int *fd_out, uint16_t *port_out, char *err, size_t errlen)
+{
+    struct addrinfo hints, *res = NULL;
+    char port[8];
+    int fd = -1, on = 1, gai;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    snprintf(port, sizeof(port), "%u", (unsigned)a->port);
+    if ((gai = getaddrinfo(a->host[0] != '\0' ? a->host : NULL, port, &hints, &res)) != 0) {
+        snprintf(err, errlen, "--admin-listen %s:%u: %s", a->host, (unsigned)a->port, gai_strerror(gai));
+        return -1;
+    }
+    if ((fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 || bind(fd, res->ai_addr, res->ai_addrlen) != 0 ||
+        listen(fd, SOMAXCONN) != 0 || getsockname(fd, (struct sockaddr *)&ss, &sl) != 0) {
+        snprintf(err, errlen, "--admin-listen %s:%u: %s", a->host, (unsigned)a->port, strerror(errno));
+        goto fail;
+    }
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    freeaddrinfo(res);
+    *fd_out = fd;
+    *port_out = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+                                         : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    return 0;
+fail:
+    if (fd != -1)
+        close(fd);
+    freeaddrinfo(res);
+    return -1;
+}
+
+/* settings: stored ones win; the config seeds (and stores) them on a fresh store */
+static void settings_load(admin_t *admin)
+{
+    admin_settings_t s;
+    char *val = NULL, detail[200];
+    size_t len = 0;
+
+    admin_settings_from_config(&s, admin->cfg);
+    int ret = store_kv_get(admin->store, "config", "settings", &val, &len);
+    if (ret == 0) {
+        json_error_t jerr;
+        json_t *doc = json_loadb(val, len, 0, &jerr);
+        admin_settings_t stored = s;
+        if (doc == NULL || admin_settings_apply_json(&stored, doc, detail, sizeof(detail)) != 0)
+            fprintf(stderr, "edgecache: admin: stored settings are invalid (%s); using the configured ones\n",
+                    doc == NULL ? "not JSON" : detail);
+        else
+            s = stored;
+        json_decref(doc);
+        free(val);
+    } else if (ret == STORE_ENOTFOUND) {
+        /* a fresh store: the configuration seeds the settings, once */
+        json_t *o = admin_settings_to_json(&s);
+        char *str = json_dumps(o, JSON_COMPACT);
+        json_decref(o);
+        if (str == NULL)
+            abort();
+        if (store_kv_put_sync(admin->store, "config", "settings", str, strlen(str)) != 0)
+            fprintf(stderr, "edgecache: admin: could not store the initial settings; they apply to this run only\n");
+        free(str);
+    } else {
+        fprintf(stderr, "edgecache: admin: could not read the stored settings (error %d); using the configured ones\n", ret);
+    }
+    admin_settings_cell_init(&admin->settings, &s);
+}
+
+int admin_start(admin_t **out, const config_t *cfg, store_t *store, mem_tier_t *mem, char *err, size_t errlen)
+{
+    admin_t *admin;
+    h2o_hostconf_t *hostconf;
+    h2o_pathconf_t *pathconf;
+    admin_handler_t *handler;
+
+    *out = NULL;
+    if (sodium_init() < 0) {
+        snprintf(err, errlen, "libsodium failed to initialise");
+        return -1;
+    }
+    if ((admin = calloc(1, sizeof(*admin))) == NULL) {
+        fprintf(stderr, "fatal: out of memory\n");
+        abort();
+    }
+    admin->magic = ADMIN_MAGIC;
+    admin->cfg = cfg;
+    admin->store = store;
+    admin->mem = mem;
+    admin->listen_fd = -1;
+    admin_node_name(admin->node, sizeof(admin->node));
+    atomic_init(&admin->purge_seq, 0);
+    atomic_init(&admin->stopping, 0);
+    admin_budget_init(&admin->budget);
+    h2o_linklist_init_anchor(&admin->conns);
+    settings_load(admin);
+
+    if (bind_listener(&cfg->admin_listen, &admin->listen_fd, &admin->port, err, errlen) != 0)
+        goto fail;
+
+    h2o_config_init(&admin->globalconf);
+    admin->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("edgecache"));
+    admin->globalconf.max_request_entity_size = ADMIN_H2O_MAX_ENTITY;
+    hostconf = h2o_config_register_host(&admin->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    pathconf = h2o_config_register_path(hostconf, "/", 0);
+    handler = (admin_handler_t *)h2o_create_handler(pathconf, sizeof(*handler));
+    handler->super.on_req = on_req;
+    handler->admin = admin;
+
+    h2o_context_init(&admin->ctx, h2o_evloop_create(), &admin->globalconf);
+    h2o_multithread_register_receiver(admin->ctx.queue, &admin->purge_receiver, admin_purge_on_messages);
+    h2o_multithread_register_receiver(admin->ctx.queue, &admin->control_receiver, on_control);
+    admin->accept_ctx.ctx = &admin->ctx;
+    admin->accept_ctx.hosts = admin->globalconf.hosts;
+    admin->listener = h2o_evloop_socket_create(admin->ctx.loop, admin->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
+    admin->listen_fd = -1; /* the socket owns it now */
+    admin->listener->data = admin;
+    h2o_socket_read_start(admin->listener, on_accept);
+
+    h2o_multithread_create_thread(&admin->thread, NULL, admin_thread_main, admin);
+    admin->thread_started = 1;
+    *out = admin;
+    return 0;
+fail:
+    if (admin->listen_fd != -1)
+        close(admin->listen_fd);
+    admin_settings_cell_dispose(&admin->settings);
+    admin_budget_dispose(&admin->budget);
+    admin->magic = 0;
+    free(admin);
+    return -1;
+}
+
+uint16_t admin_bound_port(admin_t *admin)
+{
+    assert(admin != NULL && admin->magic == ADMIN_MAGIC);
+    return admin->port;
+}
+
+void admin_stop(admin_t **padmin)
+{
+    admin_t *admin = *padmin;
+    if (admin == NULL)
+        return;
+    assert(admin->magic == ADMIN_MAGIC);
+    *padmin = NULL;
+    atomic_store(&admin->stopping, 1);
+    h2o_multithread_send_message(&admin->control_receiver, NULL); /* only wakes the loop */
+    pthread_join(admin->thread, NULL);
+    if (admin->leaked)
+        return; /* the store may still call back into it: keep it allocated */
+    h2o_config_dispose(&admin->globalconf);
+    admin_settings_cell_dispose(&admin->settings);
+    admin_budget_dispose(&admin->budget);
+    admin->magic = 0;
+    free(admin);
+}

@@ -1,0 +1,253 @@
+/*
+ * admin-api/admin_int.h — internals shared by the admin-api files and its unit tests:
+ * tokens (hashing, scopes, records), the per-address failure budget, the settings
+ * seqlock and validator, purge ids and the admin request-path parsers. Not a public
+ * interface: nothing outside admin-api/ and tests/unit/test_admin.c includes it.
+ */
+#ifndef EDGECACHE_ADMIN_INT_H
+#define EDGECACHE_ADMIN_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <jansson.h>
+#include "admin-api/admin.h"
+
+#define ADMIN_MAGIC 0xad31a5e1u
+#define ADMIN_MAX_BODY (64 * 1024)        /* request bodies above this get 413 */
+#define ADMIN_MAX_BATCH_KEYS 256          /* Fastly's limit for one batch purge */
+#define ADMIN_MAX_SKEY_LEN 1024           /* one surrogate key */
+#define ADMIN_MAX_TOKEN_LEN 512           /* a presented token longer than this is refused outright */
+#define ADMIN_TOKEN_RAW_LEN 32            /* random bytes in a new token */
+#define ADMIN_TOKEN_HASH_LEN 32           /* BLAKE2b-256 of the token */
+#define ADMIN_TOKEN_HASH_HEX (2 * ADMIN_TOKEN_HASH_LEN + 1)
+#define ADMIN_TOKEN_ID_HEX 17             /* 8 random bytes, hex, NUL */
+#define ADMIN_TOKEN_STR_CAP 64            /* base64url of 32 bytes is 43 chars + NUL */
+#define ADMIN_MAX_NAME_LEN 128
+#define ADMIN_PURGE_ID_CAP 128
+
+/* errors (negative, outside errno's range) */
+#define ADMIN_EINVAL (-30990) /* untrusted input failed validation; the message says why */
+#define ADMIN_ENOTFOUND (-30991)
+#define ADMIN_EAMBIGUOUS (-30992)
+
+/* ---- tokens ---- */
+
+/** Parse scopes ("purge_select,global" or "purge_select global"; repeated calls OR into *mask).
+ * Returns 0, or ADMIN_EINVAL with the bad scope named in err. An empty string is an error. */
+int admin_scopes_parse(const char *s, size_t len, unsigned *mask, char *err, size_t errlen);
+
+/** A new JSON array of scope names for mask (new reference). */
+json_t *admin_scopes_to_json(unsigned mask);
+
+/** The scopes of a JSON array of names (unknown names are ignored: records are untrusted).
+ * Returns 0 or ADMIN_EINVAL when `arr` is not an array of strings. */
+int admin_scopes_from_json(const json_t *arr, unsigned *mask);
+
+/** Hex BLAKE2b-256 of the token bytes into hex (ADMIN_TOKEN_HASH_HEX bytes, NUL-terminated). */
+void admin_token_hash_hex(const char *token, size_t len, char hex[ADMIN_TOKEN_HASH_HEX]);
+
+/** A new random token (base64url, no padding, NUL-terminated) and its id (hex). */
+void admin_token_generate(char token[ADMIN_TOKEN_STR_CAP], char id[ADMIN_TOKEN_ID_HEX]);
+
+/* a token record as stored in `tokens` (key = hash hex) */
+typedef struct admin_token_rec {
+    char id[ADMIN_TOKEN_ID_HEX];
+    char name[ADMIN_MAX_NAME_LEN + 1];
+    unsigned scopes;
+    int64_t created; /* unix seconds */
+} admin_token_rec_t;
+
+/** Serialize a record (new JSON string, caller frees). */
+char *admin_token_rec_dump(const admin_token_rec_t *rec);
+
+/** Parse a stored record (untrusted bytes). Returns 0 or ADMIN_EINVAL. */
+int admin_token_rec_parse(const char *json, size_t len, admin_token_rec_t *rec);
+
+/** A new JSON object describing rec for output: id, name, scopes, created_at (never the hash). */
+json_t *admin_token_rec_to_json(const admin_token_rec_t *rec);
+
+/** Validate a token name: 1..ADMIN_MAX_NAME_LEN printable ASCII bytes without spaces at the ends.
+ * Returns 0 or ADMIN_EINVAL. */
+int admin_token_name_validate(const char *name, size_t len);
+
+/**
+ * Look up a presented token: hash it, read `tokens` (a fresh LMDB read per call, so tokens
+ * created or revoked by another process count at once). Returns 0 with *rec filled,
+ * ADMIN_ENOTFOUND, or ADMIN_EINVAL for a token that is empty, too long or whose record is corrupt.
+ */
+int admin_token_lookup(store_t *store, const char *token, size_t len, admin_token_rec_t *rec);
+
+/** 1 when `tokens` holds at least one record. */
+int admin_tokens_exist(store_t *store);
+
+/**
+ * Find a token by id or, failing that, by name. On success writes its hash hex and record.
+ * Returns 0, ADMIN_ENOTFOUND, or ADMIN_EAMBIGUOUS when several tokens share that name.
+ */
+int admin_token_find(store_t *store, const char *id_or_name, char hash_hex[ADMIN_TOKEN_HASH_HEX], admin_token_rec_t *rec,
+                     int by_id_only);
+
+/** The value of the first request header with this (lower-case) name, matched
+ * case-insensitively; borrowed from req. NULL when absent. */
+const h2o_iovec_t *admin_find_header(h2o_req_t *req, const char *name, size_t name_len);
+
+/**
+ * The credential a request presents: `Fastly-Key: T` or `Authorization: Bearer T` (Fastly-Key
+ * wins). Returns 1 and the (borrowed, valid while req lives) token, or 0 when none is given.
+ */
+int admin_request_token(h2o_req_t *req, const char **token, size_t *len);
+
+/**
+ * Send 401 {"msg":"Provided credentials are missing or invalid"}. bad_token: a token was
+ * presented and is unknown; it is counted against the peer's failure budget, and past the
+ * budget the 401 goes out only after ADMIN_BUDGET_DELAY_MS (timer on req's loop).
+ */
+void admin_auth_send_401(admin_t *admin, h2o_req_t *req, int bad_token);
+
+/** Send 403 {"msg":"You are not authorized to perform this action"}. */
+void admin_auth_send_403(h2o_req_t *req);
+
+/* ---- per-address failure budget ---- */
+
+#define ADMIN_BUDGET_SLOTS 256
+#define ADMIN_BUDGET_FAILURES 10   /* failures allowed per address and window ... */
+#define ADMIN_BUDGET_WINDOW_S 60   /* ... of this many seconds; beyond them bad tokens wait */
+#define ADMIN_BUDGET_DELAY_MS 1000 /* (h2o's one-second timeout) */
+
+typedef struct admin_budget_slot {
+    uint8_t addr[16]; /* IPv6, or IPv4-mapped */
+    int used;
+    int64_t window_start;
+    uint32_t failures;
+} admin_budget_slot_t;
+
+typedef struct admin_budget {
+    pthread_mutex_t lock;
+    admin_budget_slot_t slots[ADMIN_BUDGET_SLOTS];
+} admin_budget_t;
+
+void admin_budget_init(admin_budget_t *b);
+void admin_budget_dispose(admin_budget_t *b);
+
+/** Count a failed authentication from addr at time now; returns 1 when the address is over
+ * its budget (its answer should be delayed), else 0. Any thread. */
+int admin_budget_fail(admin_budget_t *b, const uint8_t addr[16], int64_t now);
+
+/** The request's peer address as 16 bytes (IPv4 mapped into IPv6; zeros when unknown). */
+void admin_request_addr(h2o_req_t *req, uint8_t addr[16]);
+
+/* ---- settings ---- */
+
+/* seqlock around the live settings: one writer (under `wlock`), lock-free readers */
+typedef struct admin_settings_cell {
+    pthread_mutex_t wlock;
+    atomic_uint seq;
+    atomic_uint default_ttl, default_grace, max_heuristic_ttl, purge_requires_auth;
+} admin_settings_cell_t;
+
+void admin_settings_cell_init(admin_settings_cell_t *c, const admin_settings_t *s);
+void admin_settings_cell_dispose(admin_settings_cell_t *c);
+void admin_settings_cell_set(admin_settings_cell_t *c, const admin_settings_t *s);
+void admin_settings_cell_get(admin_settings_cell_t *c, admin_settings_t *out);
+
+/**
+ * Apply a JSON object of changes (any subset of default_ttl, default_grace, max_heuristic_ttl,
+ * purge_requires_auth) to *s. All or nothing: on error *s is untouched and `detail` says
+ * "<field>: why". Returns 0 or ADMIN_EINVAL.
+ */
+int admin_settings_apply_json(admin_settings_t *s, const json_t *obj, char *detail, size_t detail_len);
+
+/** A new JSON object with every setting. */
+json_t *admin_settings_to_json(const admin_settings_t *s);
+
+/** Seed settings from the config (used on a fresh store). */
+void admin_settings_from_config(admin_settings_t *s, const config_t *cfg);
+
+/* ---- purge ids ---- */
+
+/** Node name for purge ids: the host name with bytes outside [A-Za-z0-9._] replaced by '_'
+ * (so '-' only separates the id's fields), at most 63 bytes; "edgecache" if unknown. */
+void admin_node_name(char *buf, size_t cap);
+
+/** Format "<node>-<unix time>-<sequence>" into buf. Returns the length, or -1 if it does not fit. */
+int admin_format_purge_id(char *buf, size_t cap, const char *node, int64_t unix_time, uint64_t seq);
+
+/* ---- request paths ---- */
+
+/**
+ * Split the target of a URL purge (what follows "/purge/": "host/path?q",
+ * "http://host/path" or "https://host:443/p") into host and path. host points into
+ * `target`; the path is copied into pathbuf (pathcap bytes, no NUL): it starts with '/'
+ * ("host" and "host?q" get the "/" they imply) and keeps its query. An https target's
+ * ":443" is dropped (":80" is dropped by proxy_cache_key). Returns 0 or ADMIN_EINVAL with
+ * "url: why" in detail.
+ */
+int admin_parse_url_target(const char *target, size_t len, const char **host, size_t *host_len, char *pathbuf, size_t pathcap,
+                           size_t *path_len, char *detail, size_t detail_len);
+
+/** Percent-decode src into dst (cap bytes). Returns the length, or -1 for a malformed escape,
+ * a decoded NUL or an overflow. */
+ssize_t admin_percent_decode(const char *src, size_t len, char *dst, size_t cap);
+
+/** 1 when a surrogate key is acceptable: 1..ADMIN_MAX_SKEY_LEN bytes, no whitespace or control bytes. */
+int admin_skey_valid(const char *k, size_t len);
+
+/** 1 when the header value asks for a soft purge (present and not "0"). */
+int admin_soft_purge_value(const char *v, size_t len);
+
+/* ---- the admin itself ---- */
+
+struct admin_conn;
+
+struct admin {
+    uint32_t magic;
+    const config_t *cfg; /* borrowed */
+    store_t *store;      /* borrowed */
+    mem_tier_t *mem;     /* borrowed */
+    char node[64];       /* purge-id node name */
+    atomic_uint_fast64_t purge_seq;
+    admin_settings_cell_t settings;
+    admin_budget_t budget;
+
+    /* the admin thread and its loop; everything below is touched only by that thread,
+     * except `stopping` and the receivers' queue (h2o_multithread is thread-safe) */
+    int listen_fd;
+    uint16_t port;
+    pthread_t thread;
+    int thread_started;
+    h2o_globalconf_t globalconf;
+    h2o_context_t ctx;
+    h2o_accept_ctx_t accept_ctx;
+    h2o_socket_t *listener;
+    h2o_multithread_receiver_t purge_receiver;   /* purge completions from the writer thread */
+    h2o_multithread_receiver_t control_receiver; /* woken by admin_stop */
+    atomic_int stopping;
+    size_t purges_in_flight; /* store purges whose completion has not reached the loop yet */
+    h2o_linklist_t conns;    /* struct admin_conn: accepted sockets still open */
+    size_t num_conns;
+    int leaked;              /* admin_stop gave up waiting; the memory stays allocated */
+};
+
+/* ---- purge handlers (purge.c; admin thread). Each sends its response, now or when the
+ * store has acknowledged every purge, and returns 0. ---- */
+
+/** POST /service/<sid>/purge/<key>: raw_key is the percent-encoded rest of the path. */
+int admin_purge_key(admin_t *admin, h2o_req_t *req, const char *raw_key, size_t raw_len);
+/** POST /service/<sid>/purge: keys from Surrogate-Key or {"surrogate_keys":[...]}. */
+int admin_purge_batch(admin_t *admin, h2o_req_t *req);
+/** POST /service/<sid>/purge_all. */
+int admin_purge_everything(admin_t *admin, h2o_req_t *req);
+/** POST /purge/<target>: target is what follows "/purge/", query included. */
+int admin_purge_url(admin_t *admin, h2o_req_t *req, const char *target, size_t len);
+/** The purge receiver's callback (admin thread): completions posted by the writer thread. */
+void admin_purge_on_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages);
+
+/* ---- JSON responses ---- */
+
+/** Send a jansson value (steals the reference) as the response body with status. */
+void admin_send_json_value(h2o_req_t *req, int status, json_t *value);
+
+#endif

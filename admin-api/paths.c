@@ -1,0 +1,165 @@
+/*
+ * admin-api/paths.c — small pure helpers: purge ids, the node name, and the parsers of
+ * what admin request paths carry (percent-escapes, surrogate keys, URL-purge targets).
+ *
+ * Everything here reads untrusted bytes (request paths and headers) and validates them;
+ * nothing asserts on input. No I/O except gethostname, no shared state: any thread.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include "admin-api/admin_int.h"
+
+void admin_node_name(char *buf, size_t cap)
+{
+    char host[256];
+    size_t n = 0;
+
+    if (cap == 0)
+        return;
+    if (gethostname(host, sizeof(host)) != 0)
+        host[0] = '\0';
+    host[sizeof(host) - 1] = '\0';
+    for (const char *p = host; *p != '\0' && n + 1 < cap && n < 63; p++) {
+        char c = *p;
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_';
+        buf[n++] = ok ? c : '_';
+    }
+    buf[n] = '\0';
+    if (n == 0)
+        snprintf(buf, cap, "edgecache");
+}
+
+int admin_format_purge_id(char *buf, size_t cap, const char *node, int64_t unix_time, uint64_t seq)
+{
+    int n = snprintf(buf, cap, "%s-%lld-%llu", node, (long long)unix_time, (unsigned long long)seq);
+    if (n < 0 || (size_t)n >= cap)
+        return -1;
+    return n;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+ssize_t admin_percent_decode(const char *src, size_t len, char *dst, size_t cap)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = src[i];
+        if (c == '%') {
+            int hi, lo;
+            if (i + 2 >= len)
+                return -1;
+            hi = hexval(src[i + 1]);
+            lo = hexval(src[i + 2]);
+            if (hi < 0 || lo < 0)
+                return -1;
+            c = (char)(hi * 16 + lo);
+            if (c == '\0')
+                return -1;
+            i += 2;
+        }
+        if (o >= cap)
+            return -1;
+        dst[o++] = c;
+    }
+    return (ssize_t)o;
+}
+
+int admin_skey_valid(const char *k, size_t len)
+{
+    if (len == 0 || len > ADMIN_MAX_SKEY_LEN)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)k[i];
+        if (c <= 0x20 || c == 0x7f)
+            return 0;
+    }
+    return 1;
+}
+
+static int prefix_ci(const char *s, size_t len, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    return len >= n && h2o_lcstris(s, n, prefix, n);
+}
+
+static int host_byte_ok(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' ||
+           c == ':' || c == '[' || c == ']';
+}
+
+int admin_parse_url_target(const char *target, size_t len, const char **host, size_t *host_len, char *pathbuf, size_t pathcap,
+                           size_t *path_len, char *detail, size_t detail_len)
+{
+    static const struct {
+        const char *prefix;
+        int https;
+    } schemes[] = {
+        {"http://", 0}, {"https://", 1}, {"http%3a%2f%2f", 0}, {"https%3a%2f%2f", 1}, {"http:/", 0}, {"https:/", 1},
+    };
+    int https = 0;
+    size_t i = 0, h;
+
+    /* "http:/host" appears when something on the way merged the double slash */
+    for (size_t s = 0; s < sizeof(schemes) / sizeof(schemes[0]); s++) {
+        if (prefix_ci(target, len, schemes[s].prefix)) {
+            i = strlen(schemes[s].prefix);
+            https = schemes[s].https;
+            break;
+        }
+    }
+    h = i;
+    while (i < len && target[i] != '/' && target[i] != '?')
+        i++;
+    *host = target + h;
+    *host_len = i - h;
+    if (*host_len == 0) {
+        snprintf(detail, detail_len, "url: no host (use /purge/<host>/<path>)");
+        return ADMIN_EINVAL;
+    }
+    if (*host_len > 255) {
+        snprintf(detail, detail_len, "url: host too long");
+        return ADMIN_EINVAL;
+    }
+    for (size_t k = 0; k < *host_len; k++) {
+        if (!host_byte_ok((*host)[k])) {
+            snprintf(detail, detail_len, "url: invalid byte in host");
+            return ADMIN_EINVAL;
+        }
+    }
+    if (https && *host_len > 4 && memcmp(*host + *host_len - 4, ":443", 4) == 0)
+        *host_len -= 4;
+
+    /* the path keeps its query; "host" and "host?q" get the "/" they imply */
+    size_t rest = len - i, o = 0;
+    if (rest == 0 || target[i] == '?') {
+        if (pathcap < 1)
+            goto too_long;
+        pathbuf[o++] = '/';
+    }
+    if (rest > pathcap - o)
+        goto too_long;
+    for (size_t k = 0; k < rest; k++) {
+        unsigned char c = (unsigned char)target[i + k];
+        if (c <= 0x20 || c == 0x7f) {
+            snprintf(detail, detail_len, "url: invalid byte in path");
+            return ADMIN_EINVAL;
+        }
+    }
+    memcpy(pathbuf + o, target + i, rest);
+    *path_len = o + rest;
+    return 0;
+too_long:
+    snprintf(detail, detail_len, "url: too long");
+    return ADMIN_EINVAL;
+}

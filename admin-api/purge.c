@@ -1,0 +1,386 @@
+/*
+ * admin-api/purge.c — the purge endpoints of the admin API (Fastly's shapes) and the
+ * asynchronous path from a purge request to its acknowledgement.
+ *
+ * A purge request becomes a job: one op per store purge (one for a single key, a URL or
+ * purge_all, one per distinct key of a batch). Each op is handed to the store with
+ * store_purge_*; the store runs our callback on its writer thread once the purge is
+ * committed, synced and gone from the memory tier. The callback only posts the op (an
+ * h2o_multithread message embedded in it) to the admin loop's purge receiver; the loop
+ * counts the op down and, when the job's last op is in, sends the response. So the 200
+ * is never sent before the purge is durable, and the loop never blocks: thousands of
+ * purges can be in flight at once and the store's group commit makes them share syncs.
+ *
+ * Lifetime: the job is malloc'd and owned by the admin loop; it lives until its last op
+ * has come back, whatever happens to the request. The request may die first (an HTTP/2
+ * stream reset, a connection closed at shutdown): a small guard allocated with
+ * h2o_mem_alloc_shared in the request's pool clears job->req from its dispose callback,
+ * so the job then finishes silently. Keys the store reads stay in the job until then.
+ *
+ * Threads: everything except purge_op_done runs on the admin thread; purge_op_done runs
+ * on the store's writer thread and touches only its own op and the receiver's queue.
+ */
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "admin-api/admin_int.h"
+#include "server/proxy.h"
+
+typedef enum { JOB_ONE, JOB_BATCH, JOB_URL, JOB_ALL } job_kind_t;
+
+struct purge_job;
+
+typedef struct purge_op {
+    h2o_multithread_message_t msg;
+    struct purge_job *job;
+    store_purge_result_t res;
+    char id[ADMIN_PURGE_ID_CAP];
+    char *key; /* into job->arena; NUL-terminated */
+    size_t key_len;
+} purge_op_t;
+
+typedef struct job_guard {
+    struct purge_job *job;
+} job_guard_t;
+
+typedef struct purge_job {
+    admin_t *admin;
+    h2o_req_t *req;     /* NULL once the request is gone */
+    job_guard_t *guard; /* NULL once the request is gone */
+    job_kind_t kind;
+    size_t nops, remaining;
+    purge_op_t *ops;
+    char *arena;
+} purge_job_t;
+
+static void guard_dispose(void *p)
+{
+    job_guard_t *g = p;
+    if (g->job != NULL) {
+        g->job->req = NULL;
+        g->job->guard = NULL;
+        g->job = NULL;
+    }
+}
+
+static purge_job_t *job_new(admin_t *admin, h2o_req_t *req, job_kind_t kind, size_t nops, size_t arena_len)
+{
+    purge_job_t *job = calloc(1, sizeof(*job));
+    if (job == NULL)
+        goto oom;
+    job->ops = calloc(nops, sizeof(*job->ops));
+    job->arena = malloc(arena_len + 1);
+    if (job->ops == NULL || job->arena == NULL)
+        goto oom;
+    job->admin = admin;
+    job->req = req;
+    job->kind = kind;
+    job->nops = nops;
+    job->guard = h2o_mem_alloc_shared(&req->pool, sizeof(*job->guard), guard_dispose);
+    job->guard->job = job;
+    for (size_t i = 0; i < nops; i++)
+        job->ops[i].job = job;
+    return job;
+oom:
+    fprintf(stderr, "fatal: out of memory\n");
+    abort();
+}
+
+static void job_free(purge_job_t *job)
+{
+    if (job->guard != NULL)
+        job->guard->job = NULL;
+    free(job->ops);
+    free(job->arena);
+    free(job);
+}
+
+static const char *store_err_text(int err)
+{
+    switch (err) {
+    case STORE_EIO:
+        return "store: I/O error (the purge was not acknowledged)";
+    case STORE_EFULL:
+        return "store: full (the purge was not acknowledged)";
+    case STORE_ECORRUPT:
+        return "store: corrupt record";
+    default:
+        return "store: purge failed";
+    }
+}
+
+static void job_respond(purge_job_t *job)
+{
+    h2o_req_t *req = job->req;
+    json_t *body;
+
+    for (size_t i = 0; i < job->nops; i++) {
+        if (job->ops[i].res.err != 0) {
+            admin_send_json_error(req, 500, "Purge failed", store_err_text(job->ops[i].res.err));
+            return;
+        }
+    }
+    switch (job->kind) {
+    case JOB_ONE:
+    case JOB_URL:
+        body = json_pack("{s:s, s:s}", "status", "ok", "id", job->ops[0].id);
+        break;
+    case JOB_ALL:
+        body = json_pack("{s:s}", "status", "ok");
+        break;
+    case JOB_BATCH:
+        body = json_object();
+        for (size_t i = 0; i < job->nops; i++)
+            json_object_set_new(body, job->ops[i].key, json_string(job->ops[i].id));
+        break;
+    default:
+        abort();
+    }
+    if (body == NULL)
+        abort();
+    admin_send_json_value(req, 200, body);
+}
+
+/* writer thread: hand the op back to the admin loop; nothing else */
+static void purge_op_done(void *arg, const store_purge_result_t *res)
+{
+    purge_op_t *op = arg;
+    op->res = *res;
+    h2o_multithread_send_message(&op->job->admin->purge_receiver, &op->msg);
+}
+
+void admin_purge_on_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+{
+    admin_t *admin = H2O_STRUCT_FROM_MEMBER(admin_t, purge_receiver, receiver);
+
+    while (!h2o_linklist_is_empty(messages)) {
+        h2o_multithread_message_t *m = H2O_STRUCT_FROM_MEMBER(h2o_multithread_message_t, link, messages->next);
+        h2o_linklist_unlink(&m->link);
+        purge_op_t *op = H2O_STRUCT_FROM_MEMBER(purge_op_t, msg, m);
+        purge_job_t *job = op->job;
+        assert(admin->purges_in_flight > 0 && job->remaining > 0);
+        admin->purges_in_flight--;
+        if (--job->remaining == 0) {
+            if (job->req != NULL)
+                job_respond(job);
+            job_free(job);
+        }
+    }
+}
+
+typedef enum { SUBMIT_SKEY, SUBMIT_URL, SUBMIT_ALL } submit_t;
+
+static void job_submit(purge_job_t *job, submit_t what, int soft)
+{
+    admin_t *admin = job->admin;
+    job->remaining = job->nops;
+    for (size_t i = 0; i < job->nops; i++) {
+        purge_op_t *op = &job->ops[i];
+        admin_next_purge_id(admin, op->id, sizeof(op->id));
+        admin->purges_in_flight++;
+        switch (what) {
+        case SUBMIT_SKEY:
+            store_purge_surrogate_key(admin->store, op->key, op->key_len, soft, purge_op_done, op);
+            break;
+        case SUBMIT_URL:
+            store_purge_key_url(admin->store, op->key, op->key_len, soft, purge_op_done, op);
+            break;
+        case SUBMIT_ALL:
+            store_purge_all(admin->store, purge_op_done, op);
+            break;
+        }
+    }
+}
+
+void admin_next_purge_id(admin_t *admin, char *buf, size_t cap)
+{
+    assert(admin != NULL && admin->magic == ADMIN_MAGIC);
+    uint64_t seq = atomic_fetch_add_explicit(&admin->purge_seq, 1, memory_order_relaxed) + 1;
+    if (admin_format_purge_id(buf, cap, admin->node, (int64_t)time(NULL), seq) < 0 && cap > 0)
+        buf[0] = '\0';
+}
+
+static void bad_request(h2o_req_t *req, const char *detail)
+{
+    admin_send_json_error(req, 400, "Bad request", detail);
+}
+
+int admin_purge_key(admin_t *admin, h2o_req_t *req, const char *raw_key, size_t raw_len)
+{
+    char detail[160];
+    purge_job_t *job;
+    ssize_t n;
+    char *buf = h2o_mem_alloc_pool(&req->pool, raw_len + 1);
+
+    if ((n = admin_percent_decode(raw_key, raw_len, buf, raw_len)) < 0 || !admin_skey_valid(buf, (size_t)n)) {
+        snprintf(detail, sizeof(detail), "key: must be 1..%d bytes, no whitespace or control characters", ADMIN_MAX_SKEY_LEN);
+        bad_request(req, detail);
+        return 0;
+    }
+    job = job_new(admin, req, JOB_ONE, 1, (size_t)n);
+    memcpy(job->arena, buf, (size_t)n);
+    job->arena[n] = '\0';
+    job->ops[0].key = job->arena;
+    job->ops[0].key_len = (size_t)n;
+    job_submit(job, SUBMIT_SKEY, admin_request_wants_soft_purge(req));
+    return 0;
+}
+
+/* Collect batch keys into keys[] (borrowed slices of header or JSON strings). */
+typedef struct key_list {
+    const char *k[ADMIN_MAX_BATCH_KEYS];
+    size_t len[ADMIN_MAX_BATCH_KEYS];
+    size_t n, total;
+} key_list_t;
+
+/* returns 0, or -1 after writing detail */
+static int key_list_add(key_list_t *l, const char *k, size_t len, char *detail, size_t dlen)
+{
+    if (!admin_skey_valid(k, len)) {
+        snprintf(detail, dlen, "surrogate_keys: each key must be 1..%d bytes, no whitespace or control characters",
+                 ADMIN_MAX_SKEY_LEN);
+        return -1;
+    }
+    for (size_t i = 0; i < l->n; i++)
+        if (l->len[i] == len && memcmp(l->k[i], k, len) == 0)
+            return 0; /* a repeated key is purged once */
+    if (l->n == ADMIN_MAX_BATCH_KEYS) {
+        snprintf(detail, dlen, "surrogate_keys: at most %d keys per request", ADMIN_MAX_BATCH_KEYS);
+        return -1;
+    }
+    l->k[l->n] = k;
+    l->len[l->n] = len;
+    l->total += len + 1;
+    l->n++;
+    return 0;
+}
+
+int admin_purge_batch(admin_t *admin, h2o_req_t *req)
+{
+    char detail[200];
+    key_list_t *keys = h2o_mem_alloc_pool(&req->pool, sizeof(*keys));
+    json_t *doc = NULL;
+    const h2o_iovec_t *hdr = admin_find_header(req, H2O_STRLIT("surrogate-key"));
+    size_t given = 0;
+
+    keys->n = keys->total = 0;
+    if (hdr != NULL) {
+        size_t i = 0;
+        while (i < hdr->len) {
+            while (i < hdr->len && (hdr->base[i] == ' ' || hdr->base[i] == '\t'))
+                i++;
+            size_t s = i;
+            while (i < hdr->len && hdr->base[i] != ' ' && hdr->base[i] != '\t')
+                i++;
+            if (i == s)
+                break;
+            if (++given > ADMIN_MAX_BATCH_KEYS) {
+                snprintf(detail, sizeof(detail), "surrogate_keys: at most %d keys per request", ADMIN_MAX_BATCH_KEYS);
+                goto bad;
+            }
+            if (key_list_add(keys, hdr->base + s, i - s, detail, sizeof(detail)) != 0)
+                goto bad;
+        }
+    } else {
+        json_error_t jerr;
+        json_t *arr, *v;
+        const char *name;
+        size_t idx;
+
+        if (req->entity.base == NULL || req->entity.len == 0) {
+            snprintf(detail, sizeof(detail), "surrogate_keys: give a Surrogate-Key header or a JSON body {\"surrogate_keys\":[...]}");
+            goto bad;
+        }
+        if ((doc = json_loadb(req->entity.base, req->entity.len, JSON_REJECT_DUPLICATES, &jerr)) == NULL) {
+            snprintf(detail, sizeof(detail), "body: invalid JSON at line %d column %d: %s", jerr.line, jerr.column, jerr.text);
+            goto bad;
+        }
+        if (!json_is_object(doc)) {
+            snprintf(detail, sizeof(detail), "body: must be a JSON object {\"surrogate_keys\":[...]}");
+            goto bad;
+        }
+        json_object_foreach (doc, name, v) {
+            if (strcmp(name, "surrogate_keys") != 0) {
+                snprintf(detail, sizeof(detail), "%.64s: unknown field (expected surrogate_keys)", name);
+                goto bad;
+            }
+        }
+        arr = json_object_get(doc, "surrogate_keys");
+        if (!json_is_array(arr)) {
+            snprintf(detail, sizeof(detail), "surrogate_keys: must be an array of strings");
+            goto bad;
+        }
+        if (json_array_size(arr) > ADMIN_MAX_BATCH_KEYS) {
+            snprintf(detail, sizeof(detail), "surrogate_keys: at most %d keys per request", ADMIN_MAX_BATCH_KEYS);
+            goto bad;
+        }
+        json_array_foreach (arr, idx, v) {
+            if (!json_is_string(v)) {
+                snprintf(detail, sizeof(detail), "surrogate_keys: must be an array of strings");
+                goto bad;
+            }
+            if (key_list_add(keys, json_string_value(v), json_string_length(v), detail, sizeof(detail)) != 0)
+                goto bad;
+        }
+    }
+    if (keys->n == 0) {
+        snprintf(detail, sizeof(detail), "surrogate_keys: no key given");
+        goto bad;
+    }
+
+    purge_job_t *job = job_new(admin, req, JOB_BATCH, keys->n, keys->total);
+    char *p = job->arena;
+    for (size_t i = 0; i < keys->n; i++) {
+        memcpy(p, keys->k[i], keys->len[i]);
+        p[keys->len[i]] = '\0';
+        job->ops[i].key = p;
+        job->ops[i].key_len = keys->len[i];
+        p += keys->len[i] + 1;
+    }
+    json_decref(doc); /* the keys were copied into the job */
+    job_submit(job, SUBMIT_SKEY, admin_request_wants_soft_purge(req));
+    return 0;
+bad:
+    json_decref(doc);
+    bad_request(req, detail);
+    return 0;
+}
+
+int admin_purge_everything(admin_t *admin, h2o_req_t *req)
+{
+    purge_job_t *job = job_new(admin, req, JOB_ALL, 1, 0);
+    job->arena[0] = '\0';
+    job->ops[0].key = job->arena;
+    job_submit(job, SUBMIT_ALL, 0); /* purge_all is never soft */
+    return 0;
+}
+
+int admin_purge_url(admin_t *admin, h2o_req_t *req, const char *target, size_t len)
+{
+    char detail[160];
+    const char *host;
+    size_t host_len, path_len, pathcap = len + 2, key_len;
+    char *path = h2o_mem_alloc_pool(&req->pool, pathcap);
+
+    if (admin_parse_url_target(target, len, &host, &host_len, path, pathcap, &path_len, detail, sizeof(detail)) != 0) {
+        bad_request(req, detail);
+        return 0;
+    }
+    /* the key is the host (lower-cased, maybe without its port) and the path: never longer
+     * than both together, plus slack in case the key rules ever add a separator */
+    size_t cap = host_len + path_len + 16;
+    purge_job_t *job = job_new(admin, req, JOB_URL, 1, cap);
+    key_len = proxy_cache_key(job->arena, cap, host, host_len, path, path_len);
+    if (key_len > cap) {
+        job_free(job);
+        bad_request(req, "url: too long");
+        return 0;
+    }
+    job->arena[key_len] = '\0';
+    job->ops[0].key = job->arena;
+    job->ops[0].key_len = key_len;
+    job_submit(job, SUBMIT_URL, admin_request_wants_soft_purge(req));
+    return 0;
+}

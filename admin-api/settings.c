@@ -1,0 +1,146 @@
+/*
+ * admin-api/settings.c — the live settings (default TTL, grace, heuristic cap, whether a
+ * PURGE on the proxy needs a token): their validation, their JSON form and the seqlock
+ * that publishes them to every thread.
+ *
+ * Invariants: the cell always holds a complete, validated settings value. There is one
+ * writer at a time (wlock; in practice the admin thread, or admin_start before the thread
+ * exists); readers (proxy workers, many times per second) never lock: they retry while
+ * the sequence number is odd or changed under them. Every field is an atomic so that
+ * the racing reads are defined behaviour; the sequence number makes the set consistent.
+ *
+ * Validation is all or nothing: admin_settings_apply_json works on a copy and only
+ * copies it back when every field passed, so a PUT is never half-applied.
+ */
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "admin-api/admin_int.h"
+
+void admin_settings_cell_init(admin_settings_cell_t *c, const admin_settings_t *s)
+{
+    pthread_mutex_init(&c->wlock, NULL);
+    atomic_init(&c->seq, 0);
+    atomic_init(&c->default_ttl, s->default_ttl);
+    atomic_init(&c->default_grace, s->default_grace);
+    atomic_init(&c->max_heuristic_ttl, s->max_heuristic_ttl);
+    atomic_init(&c->purge_requires_auth, s->purge_requires_auth ? 1u : 0u);
+}
+
+void admin_settings_cell_dispose(admin_settings_cell_t *c)
+{
+    pthread_mutex_destroy(&c->wlock);
+}
+
+void admin_settings_cell_set(admin_settings_cell_t *c, const admin_settings_t *s)
+{
+    pthread_mutex_lock(&c->wlock);
+    unsigned seq = atomic_load_explicit(&c->seq, memory_order_relaxed);
+    assert((seq & 1) == 0);
+    atomic_store_explicit(&c->seq, seq + 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+    atomic_store_explicit(&c->default_ttl, s->default_ttl, memory_order_relaxed);
+    atomic_store_explicit(&c->default_grace, s->default_grace, memory_order_relaxed);
+    atomic_store_explicit(&c->max_heuristic_ttl, s->max_heuristic_ttl, memory_order_relaxed);
+    atomic_store_explicit(&c->purge_requires_auth, s->purge_requires_auth ? 1u : 0u, memory_order_relaxed);
+    atomic_store_explicit(&c->seq, seq + 2, memory_order_release);
+    pthread_mutex_unlock(&c->wlock);
+}
+
+void admin_settings_cell_get(admin_settings_cell_t *c, admin_settings_t *out)
+{
+    unsigned s1, s2;
+    do {
+        s1 = atomic_load_explicit(&c->seq, memory_order_acquire);
+        out->default_ttl = atomic_load_explicit(&c->default_ttl, memory_order_relaxed);
+        out->default_grace = atomic_load_explicit(&c->default_grace, memory_order_relaxed);
+        out->max_heuristic_ttl = atomic_load_explicit(&c->max_heuristic_ttl, memory_order_relaxed);
+        out->purge_requires_auth = (int)atomic_load_explicit(&c->purge_requires_auth, memory_order_relaxed);
+        atomic_thread_fence(memory_order_acquire);
+        s2 = atomic_load_explicit(&c->seq, memory_order_relaxed);
+    } while ((s1 & 1) != 0 || s1 != s2);
+}
+
+void admin_settings_snapshot(admin_t *admin, admin_settings_t *out)
+{
+    assert(admin != NULL && admin->magic == ADMIN_MAGIC);
+    admin_settings_cell_get(&admin->settings, out);
+}
+
+void admin_settings_from_config(admin_settings_t *s, const config_t *cfg)
+{
+    memset(s, 0, sizeof(*s));
+    s->default_ttl = cfg->default_ttl > ADMIN_SETTINGS_MAX_SECONDS ? ADMIN_SETTINGS_MAX_SECONDS : cfg->default_ttl;
+    s->default_grace = cfg->default_grace > ADMIN_SETTINGS_MAX_SECONDS ? ADMIN_SETTINGS_MAX_SECONDS : cfg->default_grace;
+    s->max_heuristic_ttl =
+        cfg->max_heuristic_ttl > ADMIN_SETTINGS_MAX_SECONDS ? ADMIN_SETTINGS_MAX_SECONDS : cfg->max_heuristic_ttl;
+    s->purge_requires_auth = 1;
+}
+
+static int seconds_field(const char *name, const json_t *v, uint32_t *out, char *detail, size_t detail_len)
+{
+    if (!json_is_integer(v)) {
+        snprintf(detail, detail_len, "%s: must be an integer number of seconds", name);
+        return ADMIN_EINVAL;
+    }
+    json_int_t i = json_integer_value(v);
+    if (i < 0 || i > (json_int_t)ADMIN_SETTINGS_MAX_SECONDS) {
+        snprintf(detail, detail_len, "%s: must be between 0 and %u", name, ADMIN_SETTINGS_MAX_SECONDS);
+        return ADMIN_EINVAL;
+    }
+    *out = (uint32_t)i;
+    return 0;
+}
+
+int admin_settings_apply_json(admin_settings_t *s, const json_t *obj, char *detail, size_t detail_len)
+{
+    admin_settings_t next = *s;
+    const char *key;
+    json_t *v;
+
+    if (!json_is_object(obj)) {
+        snprintf(detail, detail_len, "body: must be a JSON object");
+        return ADMIN_EINVAL;
+    }
+    json_object_foreach ((json_t *)obj, key, v) {
+        if (strcmp(key, "default_ttl") == 0) {
+            if (seconds_field(key, v, &next.default_ttl, detail, detail_len) != 0)
+                return ADMIN_EINVAL;
+        } else if (strcmp(key, "default_grace") == 0) {
+            if (seconds_field(key, v, &next.default_grace, detail, detail_len) != 0)
+                return ADMIN_EINVAL;
+        } else if (strcmp(key, "max_heuristic_ttl") == 0) {
+            if (seconds_field(key, v, &next.max_heuristic_ttl, detail, detail_len) != 0)
+                return ADMIN_EINVAL;
+        } else if (strcmp(key, "purge_requires_auth") == 0) {
+            if (!json_is_boolean(v)) {
+                snprintf(detail, detail_len, "%s: must be true or false", key);
+                return ADMIN_EINVAL;
+            }
+            next.purge_requires_auth = json_is_true(v);
+        } else {
+            /* the name is untrusted: print only a bounded, printable prefix */
+            char shown[65];
+            size_t n = 0;
+            for (const char *p = key; *p != '\0' && n < sizeof(shown) - 1; p++)
+                shown[n++] = (*p >= 0x20 && *p < 0x7f) ? *p : '?';
+            shown[n] = '\0';
+            snprintf(detail, detail_len,
+                     "%s: unknown field (known: default_ttl, default_grace, max_heuristic_ttl, purge_requires_auth)", shown);
+            return ADMIN_EINVAL;
+        }
+    }
+    *s = next;
+    return 0;
+}
+
+json_t *admin_settings_to_json(const admin_settings_t *s)
+{
+    json_t *o = json_pack("{s:I, s:I, s:I, s:b}", "default_ttl", (json_int_t)s->default_ttl, "default_grace",
+                          (json_int_t)s->default_grace, "max_heuristic_ttl", (json_int_t)s->max_heuristic_ttl,
+                          "purge_requires_auth", s->purge_requires_auth ? 1 : 0);
+    if (o == NULL)
+        abort();
+    return o;
+}

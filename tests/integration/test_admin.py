@@ -1,0 +1,535 @@
+"""
+tests/integration/test_admin.py — issue 4: the admin API (Fastly-compatible purges, tokens,
+settings) and PURGE on the proxy listener, end to end against the real binary.
+
+Tokens are created with the real CLI (`edgecache token create --data-dir DIR`) while the
+server runs on the same data dir, which is itself part of the contract: a new token works
+at once, a revoked one fails at once.
+"""
+
+import json
+import re
+import socket
+import threading
+import time
+
+import harness
+from harness import request, run_binary, scaled
+
+SID = "edgecache"
+PURGE_ID_RE = re.compile(r"^[A-Za-z0-9._]+-\d{9,}-\d+$")
+MSG_401 = {"msg": "Provided credentials are missing or invalid"}
+MSG_403 = {"msg": "You are not authorized to perform this action"}
+HOST = {"Host": "www.example.test"}
+
+
+def cached(tag=None, etag='"v1"', max_age=300, **extra):
+    h = {"Cache-Control": "max-age=%d" % max_age, "Content-Type": "text/plain", "ETag": etag}
+    if tag:
+        h["Surrogate-Key"] = tag
+    h.update(extra)
+    return h
+
+
+class AdminCase(harness.TestCase):
+    def setUp(self):
+        self.o = self.origin()
+        self.e = self.edgecache([self.o])
+
+    # --- helpers
+    def token(self, scope, name=None, edge=None):
+        edge = edge or self.e
+        args = ["token", "create", "--data-dir", edge.data_dir, "--scope", scope]
+        if name:
+            args += ["--name", name]
+        p = run_binary(args)
+        self.assertEqual(p.returncode, 0, "token create failed: %s" % p.stderr)
+        tok = p.stdout.strip()
+        self.assertRegex(tok, r"^[A-Za-z0-9_-]{43}$", "the token alone on stdout")
+        return tok
+
+    def admin(self, method, path, token=None, headers=None, body=None, edge=None, bearer=False):
+        h = dict(headers or {})
+        if token is not None:
+            if bearer:
+                h["Authorization"] = "Bearer " + token
+            else:
+                h["Fastly-Key"] = token
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body)
+        r = request((edge or self.e).admin_port, method, path, headers=h, body=body)
+        self.assertEqual(r.header("content-type"), "application/json", "every admin answer is JSON\n" + r.describe())
+        return r
+
+    def js(self, r):
+        try:
+            return json.loads(r.body)
+        except ValueError:
+            self.fail("not JSON: %r\n%s" % (r.body, r.describe()))
+
+    def get(self, path, headers=None, edge=None):
+        h = dict(HOST)
+        h.update(headers or {})
+        return request((edge or self.e).proxy_port, "GET", path, headers=h)
+
+    def warm(self, path, headers=None, edge=None):
+        """GET until the object is a HIT (MISS first), so purges have something to remove."""
+        r1 = self.get(path, headers, edge)
+        self.assertEqual(r1.status, 200, r1.describe())
+        r2 = self.get(path, headers, edge)
+        self.assertXCache(r2, "HIT", "warming %s" % path)
+        return r2
+
+    def assertPurgeOk(self, r):
+        self.assertEqual(r.status, 200, r.describe())
+        body = self.js(r)
+        self.assertEqual(set(body), {"status", "id"}, r.body)
+        self.assertEqual(body["status"], "ok")
+        self.assertRegex(body["id"], PURGE_ID_RE)
+        return body["id"]
+
+
+class PublicEndpoints(AdminCase):
+    def test_health_needs_no_token(self):
+        self.token("global")
+        r = self.admin("GET", "/health")
+        self.assertEqual(r.status, 200)
+        self.assertEqual(self.js(r), {"status": "ok"})
+
+    def test_openid_configuration_is_a_json_object(self):
+        r = self.admin("GET", "/realms/fastly/.well-known/openid-configuration")
+        self.assertEqual(r.status, 200)
+        body = self.js(r)
+        self.assertIsInstance(body, dict)
+        self.assertIn("issuer", body)
+        self.assertIn("token_endpoint", body)
+
+    def test_unknown_route_and_wrong_method(self):
+        r = self.admin("GET", "/no/such/thing")
+        self.assertEqual(r.status, 404)
+        self.assertIn("msg", self.js(r))
+        r = self.admin("GET", "/service/%s/purge_all" % SID)
+        self.assertEqual(r.status, 405)
+        self.assertIn("msg", self.js(r))
+        self.assertIn("POST", r.header("allow"))
+        r = self.admin("DELETE", "/config/settings")
+        self.assertEqual(r.status, 405)
+
+
+class Auth(AdminCase):
+    def test_missing_and_bad_credentials_get_401(self):
+        good = self.token("global")
+        path = "/service/%s/purge/k" % SID
+        r = self.admin("POST", path)
+        self.assertEqual((r.status, self.js(r)), (401, MSG_401))
+        r = self.admin("POST", path, token="not-a-token")
+        self.assertEqual((r.status, self.js(r)), (401, MSG_401))
+        r = self.admin("POST", path, token=good[:-1])
+        self.assertEqual(r.status, 401)
+        r = self.admin("POST", path, headers={"Authorization": "Basic " + good})
+        self.assertEqual(r.status, 401)
+        self.assertPurgeOk(self.admin("POST", path, token=good))
+        self.assertPurgeOk(self.admin("POST", path, token=good, bearer=True))
+        self.assertPurgeOk(self.admin("POST", path, headers={"fastly-key": good}))
+
+    def test_scopes_allowed_and_refused(self):
+        toks = {s: self.token(s, name=s) for s in ("purge_select", "purge_all", "global", "global:read")}
+        endpoints = {
+            "key": ("POST", "/service/%s/purge/k" % SID, None),
+            "batch": ("POST", "/service/%s/purge" % SID, {"Surrogate-Key": "a b"}),
+            "url": ("POST", "/purge/www.example.test/x", None),
+            "all": ("POST", "/service/%s/purge_all" % SID, None),
+            "read": ("GET", "/config/settings", None),
+            "write": ("PUT", "/config/settings", None),
+            "tokens": ("GET", "/tokens", None),
+        }
+        allowed = {
+            "purge_select": {"key", "batch", "url"},
+            "purge_all": {"all"},
+            "global:read": {"read"},
+            "global": set(endpoints),
+        }
+        for scope, tok in toks.items():
+            for name, (method, path, headers) in endpoints.items():
+                body = "{}" if method == "PUT" else None
+                r = self.admin(method, path, token=tok, headers=headers, body=body)
+                if name in allowed[scope]:
+                    self.assertEqual(r.status, 200, "%s should be allowed %s %s\n%s" % (scope, method, path, r.describe()))
+                else:
+                    self.assertEqual((r.status, self.js(r)), (403, MSG_403), "%s must be refused %s %s" % (scope, method, path))
+
+    def test_repeated_bad_tokens_are_slowed_not_valid_ones(self):
+        good = self.token("global")
+        path = "/service/%s/purge/k" % SID
+        for _ in range(10):
+            self.assertEqual(self.admin("POST", path, token="bad").status, 401)
+        t0 = time.monotonic()
+        r = self.admin("POST", path, token="bad")
+        slow = time.monotonic() - t0
+        self.assertEqual((r.status, self.js(r)), (401, MSG_401))
+        self.assertGreaterEqual(slow, 0.5, "the 11th bad token in a minute waits")
+        # meanwhile the server keeps serving: a valid token from the same address is not slowed
+        t0 = time.monotonic()
+        self.assertPurgeOk(self.admin("POST", path, token=good))
+        self.assertLess(time.monotonic() - t0, 0.5)
+        self.assertEqual(self.admin("GET", "/health").status, 200)
+
+    def test_wrong_service_id_is_404(self):
+        tok = self.token("global")
+        for path in ("/service/other/purge/k", "/service/other/purge", "/service/other/purge_all"):
+            r = self.admin("POST", path, token=tok, headers={"Surrogate-Key": "a"})
+            self.assertEqual(r.status, 404, path)
+            body = self.js(r)
+            self.assertIn("msg", body)
+            self.assertIn("other", body.get("detail", ""))
+
+
+class KeyPurges(AdminCase):
+    def test_hard_key_purge_then_miss(self):
+        tok = self.token("purge_select")
+        self.o.route("/k1", headers=cached("k1 shared"), body=b"one")
+        self.o.route("/other", headers=cached("zzz"), body=b"other")
+        self.warm("/k1")
+        self.warm("/other")
+        pid = self.assertPurgeOk(self.admin("POST", "/service/%s/purge/k1" % SID, token=tok))
+        r = self.get("/k1")
+        self.assertXCache(r, "MISS", "after a hard purge")
+        self.assertEqual(self.o.hits("/k1"), 2)
+        self.assertXCache(self.get("/other"), "HIT", "untagged objects stay")
+        # ids are unique
+        pid2 = self.assertPurgeOk(self.admin("POST", "/service/%s/purge/shared" % SID, token=tok))
+        self.assertNotEqual(pid, pid2)
+
+    def test_soft_key_purge_keeps_the_object_but_stale(self):
+        tok = self.token("purge_select")
+        seen = []
+
+        def handler(req):
+            seen.append(req.headers.get("if-none-match"))
+            if req.headers.get("if-none-match") == '"v1"':
+                return 304, cached("soft"), b""
+            return 200, cached("soft"), b"soft body"
+
+        self.o.route("/soft", handler=handler)
+        self.warm("/soft")
+        self.assertEqual(seen, [None])
+        self.assertPurgeOk(self.admin("POST", "/service/%s/purge/soft" % SID, token=tok,
+                                      headers={"Fastly-Soft-Purge": "1"}))
+        r = self.get("/soft")
+        self.assertEqual(r.status, 200, r.describe())
+        self.assertEqual(r.body, b"soft body", "the stored body is still there")
+        self.assertEqual(len(seen), 2, "a soft-purged object is stale: it is revalidated")
+        self.assertEqual(seen[1], '"v1"', "revalidated with the stored validator, so it was kept")
+        # a hard purge removes it: the next fetch is unconditional
+        self.assertPurgeOk(self.admin("POST", "/service/%s/purge/soft" % SID, token=tok))
+        self.get("/soft")
+        self.assertIsNone(seen[-1], "after a hard purge nothing is left to revalidate")
+
+    def test_batch_purge_with_header_and_json(self):
+        tok = self.token("purge_select")
+        for name, tag in (("a", "ka"), ("b", "kb"), ("c", "kc"), ("d", "kd")):
+            self.o.route("/" + name, headers=cached(tag), body=name.encode())
+            self.warm("/" + name)
+        r = self.admin("POST", "/service/%s/purge" % SID, token=tok, headers={"Surrogate-Key": "ka kb"})
+        self.assertEqual(r.status, 200, r.describe())
+        body = self.js(r)
+        self.assertEqual(set(body), {"ka", "kb"})
+        for v in body.values():
+            self.assertRegex(v, PURGE_ID_RE)
+        self.assertNotEqual(body["ka"], body["kb"])
+        self.assertXCache(self.get("/a"), "MISS")
+        self.assertXCache(self.get("/b"), "MISS")
+        self.assertXCache(self.get("/c"), "HIT")
+        r = self.admin("POST", "/service/%s/purge" % SID, token=tok, body={"surrogate_keys": ["kc", "kd"]},
+                       headers={"Content-Type": "application/json"})
+        self.assertEqual(r.status, 200, r.describe())
+        self.assertEqual(set(self.js(r)), {"kc", "kd"})
+        self.assertXCache(self.get("/c"), "MISS")
+        self.assertXCache(self.get("/d"), "MISS")
+
+    def test_batch_limits_and_bad_bodies(self):
+        tok = self.token("global")
+        path = "/service/%s/purge" % SID
+        keys = ["k%d" % i for i in range(257)]
+        r = self.admin("POST", path, token=tok, headers={"Surrogate-Key": " ".join(keys)})
+        self.assertEqual(r.status, 400)
+        self.assertEqual(self.js(r)["msg"], "Bad request")
+        r = self.admin("POST", path, token=tok, body={"surrogate_keys": keys})
+        self.assertEqual(r.status, 400)
+        r = self.admin("POST", path, token=tok, body={"surrogate_keys": keys[:256]})
+        self.assertEqual(r.status, 200, r.describe())
+        self.assertEqual(len(self.js(r)), 256)
+        for bad in ('{"surrogate_keys": ["a"', '{"surrogate_keys": "a"}', '{"keys": ["a"]}', '[]',
+                    '{"surrogate_keys": [1]}', '{"surrogate_keys": []}', '{"surrogate_keys": ["a b"]}'):
+            r = self.admin("POST", path, token=tok, body=bad)
+            self.assertEqual(r.status, 400, bad)
+            body = self.js(r)
+            self.assertEqual(body["msg"], "Bad request", bad)
+            self.assertTrue(body.get("detail"), bad)
+        r = self.admin("POST", path, token=tok)
+        self.assertEqual(r.status, 400, "no keys at all")
+
+    def test_many_purges_in_flight_at_once(self):
+        tok = self.token("purge_select")
+        results, errors = [], []
+
+        def worker(n):
+            try:
+                for i in range(25):
+                    r = request(self.e.admin_port, "POST", "/service/%s/purge/key-%d-%d" % (SID, n, i),
+                                headers={"Fastly-Key": tok})
+                    results.append((r.status, json.loads(r.body).get("id")))
+            except Exception as exc:  # reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(scaled(30))
+        self.assertEqual(errors, [])
+        self.assertEqual(len(results), 200)
+        self.assertTrue(all(s == 200 for s, _ in results))
+        self.assertEqual(len({i for _, i in results}), 200, "every purge has its own id")
+
+    def test_clients_that_hang_up_mid_purge(self):
+        tok = self.token("purge_select")
+        for i in range(30):
+            with socket.create_connection(("127.0.0.1", self.e.admin_port), timeout=scaled(5)) as s:
+                s.sendall(("POST /service/%s/purge/gone-%d HTTP/1.1\r\nHost: x\r\nFastly-Key: %s\r\n"
+                           "Content-Length: 0\r\n\r\n" % (SID, i, tok)).encode())
+        self.assertPurgeOk(self.admin("POST", "/service/%s/purge/after" % SID, token=tok))
+        self.assertEqual(self.admin("GET", "/health").status, 200)
+
+
+class PurgeAll(AdminCase):
+    def test_purge_all(self):
+        tok = self.token("purge_all")
+        for p in ("/x", "/y"):
+            self.o.route(p, headers=cached(), body=p.encode())
+            self.warm(p)
+        r = self.admin("POST", "/service/%s/purge_all" % SID, token=tok, headers={"Fastly-Soft-Purge": "1"})
+        self.assertEqual(r.status, 200, r.describe())
+        self.assertEqual(self.js(r), {"status": "ok"})
+        self.assertXCache(self.get("/x"), "MISS", "purge_all is never soft")
+        self.assertXCache(self.get("/y"), "MISS")
+
+
+class UrlPurges(AdminCase):
+    def test_admin_url_purge_forms(self):
+        tok = self.token("purge_select")
+        self.o.route("/page?x=1", headers=cached(), body=b"p1")
+        self.o.route("/page2", headers=cached(), body=b"p2")
+        self.o.route("/page3", headers=cached(), body=b"p3")
+        self.warm("/page?x=1")
+        self.warm("/page2")
+        self.warm("/page3")
+        self.assertPurgeOk(self.admin("POST", "/purge/www.example.test/page?x=1", token=tok))
+        self.assertXCache(self.get("/page?x=1"), "MISS")
+        self.assertXCache(self.get("/page2"), "HIT")
+        self.assertPurgeOk(self.admin("POST", "/purge/http://WWW.Example.Test:80/page2", token=tok))
+        self.assertXCache(self.get("/page2"), "MISS", "scheme, case and :80 do not matter")
+        self.assertPurgeOk(self.admin("POST", "/purge/https://www.example.test/page3", token=tok))
+        self.assertXCache(self.get("/page3"), "MISS")
+        r = self.admin("POST", "/purge/", token=tok)
+        self.assertEqual(r.status, 400)
+
+    def test_url_purge_removes_every_vary_variant(self):
+        tok = self.token("purge_select")
+
+        def handler(req):
+            v = req.headers.get("x-variant", "none")
+            return 200, cached(Vary="X-Variant"), ("variant " + v).encode()
+
+        self.o.route("/v", handler=handler)
+        for v in ("a", "b"):
+            self.warm("/v", {"X-Variant": v})
+        self.assertPurgeOk(self.admin("POST", "/purge/www.example.test/v", token=tok))
+        for v in ("a", "b"):
+            r = self.get("/v", {"X-Variant": v})
+            self.assertXCache(r, "MISS", "variant %s" % v)
+            self.assertEqual(r.body, ("variant " + v).encode())
+
+    def test_soft_url_purge(self):
+        tok = self.token("purge_select")
+        seen = []
+
+        def handler(req):
+            seen.append(req.headers.get("if-none-match"))
+            if req.headers.get("if-none-match") == '"v1"':
+                return 304, cached(), b""
+            return 200, cached(), b"soft url"
+
+        self.o.route("/su", handler=handler)
+        self.warm("/su")
+        self.assertPurgeOk(self.admin("POST", "/purge/www.example.test/su", token=tok, headers={"Fastly-Soft-Purge": "1"}))
+        r = self.get("/su")
+        self.assertEqual(r.body, b"soft url")
+        self.assertEqual(seen, [None, '"v1"'])
+
+    def test_proxy_PURGE_method(self):
+        self.o.route("/pp", headers=cached(), body=b"pp")
+        # no token exists yet: PURGE is allowed without one
+        self.warm("/pp")
+        r = request(self.e.proxy_port, "PURGE", "/pp", headers=HOST)
+        self.assertPurgeOk(r)
+        self.assertXCache(self.get("/pp"), "MISS")
+        # once a token exists, PURGE needs one with purge_select or global
+        sel = self.token("purge_select")
+        only_all = self.token("purge_all")
+        self.warm("/pp")
+        r = request(self.e.proxy_port, "PURGE", "/pp", headers=HOST)
+        self.assertEqual((r.status, self.js(r)), (401, MSG_401))
+        r = request(self.e.proxy_port, "PURGE", "/pp", headers=dict(HOST, **{"Fastly-Key": "bad"}))
+        self.assertEqual(r.status, 401)
+        r = request(self.e.proxy_port, "PURGE", "/pp", headers=dict(HOST, **{"Fastly-Key": only_all}))
+        self.assertEqual((r.status, self.js(r)), (403, MSG_403))
+        self.assertXCache(self.get("/pp"), "HIT", "refused purges purge nothing")
+        r = request(self.e.proxy_port, "PURGE", "/pp", headers=dict(HOST, **{"Fastly-Key": sel}))
+        self.assertPurgeOk(r)
+        self.assertXCache(self.get("/pp"), "MISS")
+        # the setting turns the requirement off, at once
+        glob = self.token("global")
+        r = self.admin("PUT", "/config/settings", token=glob, body={"purge_requires_auth": False})
+        self.assertEqual(r.status, 200, r.describe())
+        self.warm("/pp")
+        self.assertPurgeOk(request(self.e.proxy_port, "PURGE", "/pp", headers=HOST))
+        self.assertXCache(self.get("/pp"), "MISS")
+
+    def test_purge_during_inflight_fetch_is_not_stored_fresh(self):
+        tok = self.token("purge_select")
+        self.o.route("/slow", headers=cached(), body=b"old", delay=1.0)
+        out = {}
+        t = threading.Thread(target=lambda: out.setdefault("r", self.get("/slow")))
+        t.start()
+        harness.wait_until(lambda: self.o.hits("/slow") == 1, timeout=5, what="the fetch to start")
+        self.assertPurgeOk(self.admin("POST", "/purge/www.example.test/slow", token=tok))
+        t.join(scaled(10))
+        self.assertEqual(out["r"].status, 200)
+        self.o.route("/slow", headers=cached(), body=b"new")
+        r = self.get("/slow")
+        self.assertEqual(r.body, b"new", "the response fetched across the purge was not stored as fresh")
+
+
+class Durability(AdminCase):
+    def test_purges_survive_kill9(self):
+        tok = self.token("global")
+        self.o.route("/d1", headers=cached("dk"), body=b"d1")
+        self.o.route("/d2", headers=cached(), body=b"d2")
+        self.o.route("/d3", headers=cached(), body=b"d3")
+        for p in ("/d1", "/d2", "/d3"):
+            self.warm(p)
+        self.assertPurgeOk(self.admin("POST", "/service/%s/purge/dk" % SID, token=tok))
+        self.assertPurgeOk(self.admin("POST", "/purge/www.example.test/d2", token=tok))
+        self.e.kill9()
+        self.e.start()
+        self.assertXCache(self.get("/d3"), "HIT", "the store is warm after the restart")
+        self.assertXCache(self.get("/d1"), "MISS", "key purge survived kill -9")
+        self.assertXCache(self.get("/d2"), "MISS", "URL purge survived kill -9")
+        self.warm("/d3")
+        r = self.admin("POST", "/service/%s/purge_all" % SID, token=tok)
+        self.assertEqual(r.status, 200)
+        self.e.kill9()
+        self.e.start()
+        self.assertXCache(self.get("/d3"), "MISS", "purge_all survived kill -9")
+
+
+class Tokens(AdminCase):
+    def test_cli_create_use_revoke_while_running(self):
+        tok = self.token("purge_select", name="deployer")
+        self.assertPurgeOk(self.admin("POST", "/service/%s/purge/k" % SID, token=tok))
+        p = run_binary(["token", "list", "--data-dir", self.e.data_dir])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("deployer", p.stdout)
+        self.assertIn("purge_select", p.stdout)
+        self.assertNotIn(tok, p.stdout + p.stderr, "list never shows the token")
+        p = run_binary(["token", "list", "--data-dir", self.e.data_dir, "--json"])
+        listed = json.loads(p.stdout)
+        self.assertEqual([t["name"] for t in listed], ["deployer"])
+        self.assertNotIn("hash", json.dumps(listed))
+        p = run_binary(["token", "revoke", "--data-dir", self.e.data_dir, "deployer"])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        r = self.admin("POST", "/service/%s/purge/k" % SID, token=tok)
+        self.assertEqual(r.status, 401, "revoked is refused at once")
+        p = run_binary(["token", "revoke", "--data-dir", self.e.data_dir, "deployer"])
+        self.assertNotEqual(p.returncode, 0, "nothing left to revoke")
+
+    def test_cli_usage_errors(self):
+        p = run_binary(["token", "create", "--data-dir", self.e.data_dir])
+        self.assertEqual(p.returncode, 2, "no scope")
+        p = run_binary(["token", "create", "--data-dir", self.e.data_dir, "--scope", "root"])
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("root", p.stderr)
+        tok = self.token("purge_select,purge_all", name="both")
+        self.assertPurgeOk(self.admin("POST", "/service/%s/purge/k" % SID, token=tok))
+        self.assertEqual(self.admin("POST", "/service/%s/purge_all" % SID, token=tok).status, 200)
+
+    def test_tokens_api(self):
+        glob = self.token("global")
+        r = self.admin("POST", "/tokens", token=glob, body={"name": "api-made", "scope": "purge_select"})
+        self.assertEqual(r.status, 200, r.describe())
+        made = self.js(r)
+        self.assertEqual(made["name"], "api-made")
+        self.assertEqual(made["scopes"], ["purge_select"])
+        new = made["access_token"]
+        self.assertPurgeOk(self.admin("POST", "/service/%s/purge/k" % SID, token=new))
+        self.assertEqual(self.admin("GET", "/tokens", token=new).status, 403, "purge_select cannot manage tokens")
+        r = self.admin("GET", "/tokens", token=glob)
+        listed = self.js(r)
+        self.assertEqual(sorted(t["name"] for t in listed), ["api-made", "cli"])
+        self.assertNotIn(new, r.body.decode())
+        self.assertNotIn("access_token", r.body.decode())
+        me = self.js(self.admin("GET", "/tokens/self", token=new))
+        self.assertEqual(me["id"], made["id"])
+        r = self.admin("DELETE", "/tokens/" + made["id"], token=glob)
+        self.assertEqual(r.status, 204, r.describe())
+        self.assertEqual(self.admin("POST", "/service/%s/purge/k" % SID, token=new).status, 401)
+        self.assertEqual(self.admin("DELETE", "/tokens/" + made["id"], token=glob).status, 404)
+        for bad in ({"name": "x"}, {"scope": "root"}, {"scope": "global", "extra": 1}, {"name": 5, "scope": "global"}):
+            r = self.admin("POST", "/tokens", token=glob, body=bad)
+            self.assertEqual(r.status, 400, json.dumps(bad))
+            self.assertIn("detail", self.js(r))
+
+
+class Settings(AdminCase):
+    def test_get_put_validate_and_persist(self):
+        tok = self.token("global")
+        r = self.admin("GET", "/config/settings", token=tok)
+        self.assertEqual(r.status, 200)
+        before = self.js(r)
+        self.assertEqual(before["default_ttl"], 120, "seeded from --default-ttl on a fresh store")
+        r = self.admin("PUT", "/config/settings", token=tok, body={"default_ttl": 33, "default_grace": 5})
+        self.assertEqual(r.status, 200, r.describe())
+        self.assertEqual(self.js(r)["default_ttl"], 33)
+        for bad, field in ((b"{", "body"), ({"default_ttl": "1"}, "default_ttl"), ({"default_ttl": -1}, "default_ttl"),
+                           ({"default_ttl": 1, "nope": 2}, "nope"), ({"max_heuristic_ttl": 99999999999}, "max_heuristic_ttl"),
+                           ({"default_ttl": 7, "default_grace": 1.5}, "default_grace"), ([1, 2], "body")):
+            r = self.admin("PUT", "/config/settings", token=tok, body=bad)
+            self.assertEqual(r.status, 400, bad)
+            body = self.js(r)
+            self.assertEqual(body["msg"], "Bad request")
+            self.assertTrue(body["detail"].startswith(field + ":"), body)
+        after = self.js(self.admin("GET", "/config/settings", token=tok))
+        self.assertEqual(after["default_ttl"], 33, "nothing half-applied")
+        self.assertEqual(after["default_grace"], 5)
+        self.e.kill9()
+        self.e.args = ["--default-ttl", "77"]  # the flag seeds only a fresh store
+        self.e.start()
+        again = self.js(self.admin("GET", "/config/settings", token=tok))
+        self.assertEqual(again, after)
+
+    def test_oversized_body_is_413(self):
+        tok = self.token("global")
+        r = self.admin("PUT", "/config/settings", token=tok, body=b"{" + b" " * (100 * 1024) + b"}")
+        self.assertEqual(r.status, 413)
+        self.assertIn("msg", self.js(r))
+        self.assertEqual(self.admin("GET", "/health").status, 200)
+
+    def test_default_ttl_change_takes_effect_at_once(self):
+        tok = self.token("global")
+        self.o.route("/nottl", headers={"Content-Type": "text/plain", "Date": None}, body=b"no ttl")
+        r = self.admin("PUT", "/config/settings", token=tok, body={"default_ttl": 1})
+        self.assertEqual(r.status, 200)
+        self.warm("/nottl")
+        time.sleep(2.2)
+        self.assertXCache(self.get("/nottl"), "MISS", "default_ttl 1 from the API applies to new objects")
