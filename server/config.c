@@ -14,10 +14,12 @@
  * may be partly updated; the caller exits (status 2) without using it.
  */
 #include "server/config.h"
+#include "server/header_rules.h"
 
 #include <errno.h>
 #include <jansson.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -214,6 +216,7 @@ void config_defaults(config_t *cfg)
     cfg->default_grace = 0;
     cfg->origin_timeout_ms = 15000;
     cfg->shutdown_timeout_ms = 5000;
+    cfg->cache_key_include_host = 1;
 }
 
 /* the default of one option as --help shows it */
@@ -415,6 +418,84 @@ static const char *json_expected(opt_id_t id)
     }
 }
 
+/* the caching-semantics keys: 1 handled, 0 not one of them, -1 error (message in err) */
+static int load_semantics_key(config_t *cfg, const char *path, const char *key, json_t *val, char *err, size_t errlen)
+{
+    if (strcmp(key, "cookie_policy") == 0) {
+        const char *v = json_is_string(val) ? json_string_value(val) : NULL;
+        if (v == NULL || (strcmp(v, "pass") != 0 && strcmp(v, "strip") != 0)) {
+            set_err(err, errlen, "%s: key 'cookie_policy': expected \"pass\" or \"strip\"", path);
+            return -1;
+        }
+        cfg->cookie_policy_strip = strcmp(v, "strip") == 0;
+        return 1;
+    }
+    if (strcmp(key, "obey_client_no_cache") == 0 || strcmp(key, "keep_surrogate_headers") == 0) {
+        if (!json_is_boolean(val)) {
+            set_err(err, errlen, "%s: key '%s': expected true or false, got %s", path, key, json_type_name(val));
+            return -1;
+        }
+        *(strcmp(key, "obey_client_no_cache") == 0 ? &cfg->obey_client_no_cache : &cfg->keep_surrogate_headers) =
+            json_is_true(val);
+        return 1;
+    }
+    if (strcmp(key, "cache_key") == 0) {
+        const char *k;
+        json_t *v;
+        if (!json_is_object(val)) {
+            set_err(err, errlen, "%s: key 'cache_key': expected an object, got %s", path, json_type_name(val));
+            return -1;
+        }
+        json_object_foreach(val, k, v) {
+            if (strcmp(k, "include_host") == 0 || strcmp(k, "sort_query") == 0) {
+                if (!json_is_boolean(v)) {
+                    set_err(err, errlen, "%s: key 'cache_key.%s': expected true or false, got %s", path, k, json_type_name(v));
+                    return -1;
+                }
+                *(strcmp(k, "include_host") == 0 ? &cfg->cache_key_include_host : &cfg->cache_key_sort_query) = json_is_true(v);
+            } else if (strcmp(k, "ignore_query_params") == 0) {
+                size_t i;
+                json_t *item;
+                if (!json_is_array(v) || json_array_size(v) > CONFIG_MAX_IGNORED_PARAMS) {
+                    set_err(err, errlen, "%s: key 'cache_key.ignore_query_params': expected an array of at most %d names", path,
+                            CONFIG_MAX_IGNORED_PARAMS);
+                    return -1;
+                }
+                cfg->num_cache_key_ignore_params = 0;
+                json_array_foreach(v, i, item) {
+                    const char *name = json_is_string(item) ? json_string_value(item) : NULL;
+                    if (name == NULL || name[0] == '\0' || strlen(name) >= sizeof(cfg->cache_key_ignore_params[0]) ||
+                        strpbrk(name, "&=") != NULL) {
+                        set_err(err, errlen, "%s: key 'cache_key.ignore_query_params': element %zu: expected a parameter name",
+                                path, i);
+                        return -1;
+                    }
+                    strcpy(cfg->cache_key_ignore_params[cfg->num_cache_key_ignore_params++], name);
+                }
+            } else {
+                set_err(err, errlen, "%s: key 'cache_key': unknown field '%.64s'", path, k);
+                return -1;
+            }
+        }
+        return 1;
+    }
+    if (strcmp(key, "header_rules") == 0) {
+        header_rules_t *rules = NULL;
+        char msg[256];
+        if (header_rules_parse(val, &rules, msg, sizeof(msg)) != 0) {
+            set_err(err, errlen, "%s: key %s", path, msg);
+            return -1;
+        }
+        header_rules_free(&rules);
+        free(cfg->header_rules_json);
+        cfg->header_rules_json = json_dumps(val, JSON_COMPACT);
+        if (cfg->header_rules_json == NULL)
+            abort();
+        return 1;
+    }
+    return 0;
+}
+
 int config_load_file(config_t *cfg, const char *path, char *err, size_t errlen)
 {
     json_error_t jerr;
@@ -438,6 +519,11 @@ int config_load_file(config_t *cfg, const char *path, char *err, size_t errlen)
 
     json_object_foreach(root, key, val) {
         const opt_def_t *o = NULL;
+        int handled = load_semantics_key(cfg, path, key, val, err, errlen);
+        if (handled < 0)
+            goto fail;
+        if (handled > 0)
+            continue;
         for (size_t k = 0; k < NUM_OPTS; k++)
             if (opt_defs[k].file_key != NULL && strcmp(opt_defs[k].file_key, key) == 0)
                 o = &opt_defs[k];

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #define CONFIG_MAX_BACKENDS 64
+#define CONFIG_MAX_IGNORED_PARAMS 32
 
 typedef struct config_addr {
     char host[256];  /* numeric address or name, e.g. "127.0.0.1" */
@@ -33,6 +34,15 @@ typedef struct config {
     uint32_t default_grace;     /* --default-grace / "default_grace", seconds, default 0 */
     uint32_t origin_timeout_ms; /* --origin-timeout MS / "origin_timeout", default 15000 */
     uint32_t shutdown_timeout_ms; /* --shutdown-timeout MS, default 5000 */
+    /* caching semantics: config file keys only (the admin API changes some at run time) */
+    int cookie_policy_strip;       /* "cookie_policy": "pass" (0, default: Set-Cookie responses pass) | "strip" (1) */
+    int obey_client_no_cache;      /* "obey_client_no_cache": false (ignore client no-cache/max-age=0, as Fastly) */
+    int keep_surrogate_headers;    /* "keep_surrogate_headers": false (strip Surrogate-Control/-Key downstream) */
+    int cache_key_include_host;    /* "cache_key": {"include_host": true} */
+    int cache_key_sort_query;      /* "cache_key": {"sort_query": false} */
+    char cache_key_ignore_params[CONFIG_MAX_IGNORED_PARAMS][64]; /* "cache_key": {"ignore_query_params": [...]} */
+    size_t num_cache_key_ignore_params;
+    char *header_rules_json;       /* "header_rules": the array as JSON text (malloc'd, validated); NULL when none */
 } config_t;
 
 /** Fill cfg with the built-in defaults. */

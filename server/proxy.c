@@ -3,25 +3,39 @@
  *
  * Runs on the worker threads (one h2o event loop each). For a request:
  *
- *   GET/HEAD  build the cache key, hash it, look it up in the memory tier, then in
- *             LMDB (promoting into memory). A fresh object is a HIT: its stored
- *             headers and body go out in one h2o_send (one writev). Otherwise the
- *             origin is asked — conditionally when a stale copy has validators — and
- *             the response is streamed to the client while an obj_builder collects it;
- *             when the body is complete and untruncated it goes into the memory tier
- *             and to the store's writer thread (MISS). A response the policy refuses
- *             to store is only streamed (PASS).
+ *   GET/HEAD  build the cache key (cache-key settings applied), hash it, look it up in
+ *             the memory tier, then in LMDB (promoting into memory). A URL whose
+ *             responses vary has a small "vary index" object under its hash that names
+ *             the varying request headers; the variant is then looked up under
+ *             obj_variant_hash(key, normalized values). A fresh object is a HIT: its
+ *             stored headers and body go out in one h2o_send (one writev), ranges and
+ *             client conditionals answered from it. A stale one within
+ *             stale-while-revalidate is served at once and refreshed in the background.
+ *             Otherwise the origin is asked — conditionally when a stale copy has
+ *             validators — and the response is streamed to the client while an
+ *             obj_builder collects it; when the body is complete and untruncated it goes
+ *             into the memory tier and to the store's writer thread (MISS). A response
+ *             the policy refuses to store is only streamed (PASS), and the URL is
+ *             remembered as hit-for-pass for a while.
  *   PURGE     authorised by the admin module, purged through the store's writer; the
  *             answer is sent when the purge is durable (a message from the writer).
  *   others    passed to the origin unchanged (PASS); a 2xx/3xx answer to an unsafe
- *             method invalidates the cached URL (RFC 9111 4.4).
+ *             method invalidates the URL and same-host Location/Content-Location.
+ *
+ * Collapsing. Concurrent fetches of one URL (by the URL's hash) are collapsed process
+ * wide: the first request registers an in-flight entry and fetches; later ones, on any
+ * worker thread, queue a waiter on the entry. When the fetch knows its fate it takes
+ * the entry out of the table and wakes every waiter with a message to the waiter's own
+ * loop: the object (served as it is), "pass" (fetch for yourself) or an error status.
+ * Waiters are therefore served once the object is complete, not byte by byte.
  *
  * Lifetimes. A `fetch_t` lives as long as the origin exchange (malloc'd, freed when
  * the HTTP client finishes or is cancelled). A `fetch_link_t` lives as long as the
  * client's request (allocated in the request pool with a dispose callback) and owns
  * the buffers being sent. The two point at each other while both exist; whichever
  * ends first clears the other's pointer. A fetch whose client went away keeps going
- * only while its response is being stored, so the work is not wasted.
+ * while its response is being stored or others wait on it, so the work is not wasted.
+ * A fetch copies what it needs of the request (path, headers) at its start.
  *
  * Purges race reads and fetches: the purge epoch is taken before an LMDB read or an
  * origin request and compared before inserting the result; if a purge committed in
@@ -30,6 +44,7 @@
 #include <ctype.h>
 #include <inttypes.h>
 #include <netdb.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,12 +53,17 @@
 #include <h2o/http1client.h>
 #include "admin-api/admin.h"
 #include "server/cache_policy.h"
+#include "server/header_rules.h"
 #include "server/proxy.h"
 #include "server/worker.h"
 #include "storage/object.h"
 
 #define FETCH_MAGIC 0xfe7c4a11u
+#define WAITER_MAGIC 0x3a17e4u
 #define MAX_ORIGIN_HEADERS 100
+#define VARY_KEY_MAX 2048
+#define HIT_FOR_PASS_MS 120000
+#define VARY_INDEX_TTL (365u * 86400u)
 
 enum fetch_mode { FETCH_CACHE, FETCH_PASS };
 
@@ -52,6 +72,14 @@ typedef struct backend_addr {
     socklen_t salen;
     char display[300];
 } backend_addr_t;
+
+/* the semantics settings a request sees: a consistent snapshot */
+typedef struct proxy_settings {
+    policy_settings_t policy;
+    int cookie_policy_strip;
+    int obey_client_no_cache;
+    int keep_surrogate_headers;
+} proxy_settings_t;
 
 static struct {
     const config_t *cfg;
@@ -62,6 +90,7 @@ static struct {
     size_t num_backends;
     uint64_t max_object_size;
     policy_settings_t policy;
+    header_rules_t *rules; /* immutable after proxy_init */
 } g;
 
 typedef struct fetch fetch_t;
@@ -78,6 +107,17 @@ typedef struct fetch_link {
     int final_sent;
 } fetch_link_t;
 
+/* what a fetch keeps of its request: it may outlive it */
+typedef struct req_copy {
+    char *path;
+    size_t path_len;
+    char *authority;
+    size_t authority_len;
+    obj_header_t *headers; /* names lower-case */
+    size_t num_headers;
+    char *buf;
+} req_copy_t;
+
 struct fetch {
     uint32_t magic;
     worker_t *w;
@@ -88,39 +128,401 @@ struct fetch {
     int in_callback;
     int cancel_requested;
     int invalidate_on_success; /* unsafe method: purge the URL on 2xx/3xx */
+    int owns_inflight;         /* registered in the collapsing table; must wake its waiters */
     char *key;
     size_t key_len;
-    uint8_t hash[CACHE_HASH_LEN];
+    uint8_t hash[CACHE_HASH_LEN]; /* of the URL (the collapsing and purge key) */
     cache_obj_t *stale;       /* stale copy for revalidation / stale-if-error (own ref) */
     uint64_t epoch, generation;
     int64_t request_time_ms;
     obj_builder_t *builder;   /* non-NULL while the response is being stored */
+    char *vary_names;         /* the Vary field of what is being stored (malloc'd), NULL when none */
     h2o_iovec_t reqbufs[2];   /* request head (malloc'd) and body (malloc'd copy) */
     int revalidating;         /* request carried our own validators */
+    req_copy_t rc;
+    proxy_settings_t settings;
 };
 
-/* ---------------------------------------------------------------- helpers */
+/* a request waiting for another request's fetch of the same URL */
+typedef enum { WAKE_OBJECT, WAKE_PASS, WAKE_ERROR } wake_kind_t;
 
-/* the live policy settings: the admin API may change them at any time (seqlock snapshot) */
-static void current_policy(policy_settings_t *out)
+typedef struct waiter {
+    h2o_multithread_message_t super;
+    uint32_t magic;
+    struct waiter *next;
+    worker_t *w;
+    h2o_req_t *req; /* NULL once the client went away */
+    int refs;       /* the request pool and the table/message; both released on w's thread */
+    wake_kind_t kind;
+    cache_obj_t *obj; /* WAKE_OBJECT: a reference */
+    int status;       /* WAKE_ERROR */
+} waiter_t;
+
+typedef struct inflight {
+    uint8_t hash[CACHE_HASH_LEN];
+    struct inflight *next;
+    waiter_t *waiters;
+} inflight_t;
+
+#define INFLIGHT_SHARDS 64
+static struct inflight_shard {
+    pthread_mutex_t lock;
+    inflight_t *head;
+} g_inflight[INFLIGHT_SHARDS];
+
+#define HFP_SLOTS 4096
+static struct hfp_slot {
+    uint8_t hash[CACHE_HASH_LEN];
+    _Atomic int64_t expires_ms;
+} g_hfp[HFP_SLOTS];
+static pthread_mutex_t g_hfp_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void serve_cacheable(h2o_req_t *req, const char *key, size_t key_len, const uint8_t hash[CACHE_HASH_LEN]);
+
+/*
+ * Invalidations by unsafe methods are not waited for: until the writer commits one (the
+ * purge epoch moves), a read of LMDB may still find the old object. A tombstone per hash,
+ * holding the epoch at invalidation time, keeps such a read from re-entering memory.
+ */
+#define TOMBSTONE_SLOTS 1024
+static struct tombstone {
+    uint8_t hash[CACHE_HASH_LEN];
+    uint64_t epoch;
+    int64_t expires_ms;
+} g_tombstones[TOMBSTONE_SLOTS];
+static pthread_mutex_t g_tombstone_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* ---------------------------------------------------------------- settings */
+
+/* the live settings: the admin API may change them at any time (seqlock snapshot) */
+static void current_settings(proxy_settings_t *out)
 {
-    *out = g.policy;
+    out->policy = g.policy;
+    out->cookie_policy_strip = g.cfg->cookie_policy_strip;
+    out->obey_client_no_cache = g.cfg->obey_client_no_cache;
+    out->keep_surrogate_headers = g.cfg->keep_surrogate_headers;
     if (g.admin != NULL) {
         admin_settings_t s;
         admin_settings_snapshot(g.admin, &s);
-        out->default_ttl = s.default_ttl;
-        out->default_grace = s.default_grace;
-        out->max_heuristic_ttl = s.max_heuristic_ttl;
+        out->policy.default_ttl = s.default_ttl;
+        out->policy.default_grace = s.default_grace;
+        out->policy.max_heuristic_ttl = s.max_heuristic_ttl;
     }
 }
 
 /* how long past its TTL a stale copy may stand in for an origin error */
 static uint32_t stale_if_error_window(const cache_obj_t *obj)
 {
-    policy_settings_t p;
-    current_policy(&p);
-    return obj->meta.stale_if_error > p.default_grace ? obj->meta.stale_if_error : p.default_grace;
+    proxy_settings_t s;
+    current_settings(&s);
+    return obj->meta.stale_if_error > s.policy.default_grace ? obj->meta.stale_if_error : s.policy.default_grace;
 }
+
+/* ---------------------------------------------------------------- hit-for-pass */
+
+static struct hfp_slot *hfp_slot_of(const uint8_t hash[CACHE_HASH_LEN])
+{
+    uint32_t i;
+    memcpy(&i, hash + 4, sizeof(i));
+    return &g_hfp[i % HFP_SLOTS];
+}
+
+/* remember that this URL's responses are not storable: later requests skip collapsing */
+static void hfp_mark(const uint8_t hash[CACHE_HASH_LEN])
+{
+    struct hfp_slot *s = hfp_slot_of(hash);
+    pthread_mutex_lock(&g_hfp_lock);
+    memcpy(s->hash, hash, CACHE_HASH_LEN);
+    atomic_store(&s->expires_ms, obj_now_ms() + HIT_FOR_PASS_MS);
+    pthread_mutex_unlock(&g_hfp_lock);
+}
+
+static void hfp_clear(const uint8_t hash[CACHE_HASH_LEN])
+{
+    struct hfp_slot *s = hfp_slot_of(hash);
+    pthread_mutex_lock(&g_hfp_lock);
+    if (memcmp(s->hash, hash, CACHE_HASH_LEN) == 0)
+        atomic_store(&s->expires_ms, 0);
+    pthread_mutex_unlock(&g_hfp_lock);
+}
+
+static int hfp_active(const uint8_t hash[CACHE_HASH_LEN])
+{
+    struct hfp_slot *s = hfp_slot_of(hash);
+    if (atomic_load_explicit(&s->expires_ms, memory_order_relaxed) < obj_now_ms())
+        return 0; /* the common case: no lock */
+    pthread_mutex_lock(&g_hfp_lock);
+    int active = memcmp(s->hash, hash, CACHE_HASH_LEN) == 0 && atomic_load(&s->expires_ms) >= obj_now_ms();
+    pthread_mutex_unlock(&g_hfp_lock);
+    return active;
+}
+
+static struct tombstone *tombstone_slot(const uint8_t hash[CACHE_HASH_LEN])
+{
+    uint32_t i;
+    memcpy(&i, hash + 8, sizeof(i));
+    return &g_tombstones[i % TOMBSTONE_SLOTS];
+}
+
+static void tombstone_mark(const uint8_t hash[CACHE_HASH_LEN], uint64_t epoch)
+{
+    struct tombstone *t = tombstone_slot(hash);
+    pthread_mutex_lock(&g_tombstone_lock);
+    memcpy(t->hash, hash, CACHE_HASH_LEN);
+    t->epoch = epoch;
+    t->expires_ms = obj_now_ms() + 10000; /* a bound in case the commit never comes */
+    pthread_mutex_unlock(&g_tombstone_lock);
+}
+
+/* writer thread, after the invalidation committed: LMDB no longer has the object */
+static void tombstone_on_committed(void *arg, const store_purge_result_t *res)
+{
+    uint8_t *hash = arg;
+    (void)res;
+    struct tombstone *t = tombstone_slot(hash);
+    pthread_mutex_lock(&g_tombstone_lock);
+    if (memcmp(t->hash, hash, CACHE_HASH_LEN) == 0)
+        t->expires_ms = 0;
+    pthread_mutex_unlock(&g_tombstone_lock);
+    free(hash);
+}
+
+/* 1 when an object read from LMDB may be one an uncommitted invalidation is about to delete */
+static int tombstone_blocks(const uint8_t hash[CACHE_HASH_LEN], uint64_t epoch)
+{
+    struct tombstone *t = tombstone_slot(hash);
+    (void)epoch;
+    pthread_mutex_lock(&g_tombstone_lock);
+    int blocks = memcmp(t->hash, hash, CACHE_HASH_LEN) == 0 && t->expires_ms > obj_now_ms();
+    pthread_mutex_unlock(&g_tombstone_lock);
+    return blocks;
+}
+
+/* ---------------------------------------------------------------- request copies and header lookups */
+
+static void req_copy_init(req_copy_t *rc, h2o_req_t *req)
+{
+    size_t size = req->path.len + req->authority.len + 2;
+    for (size_t i = 0; i != req->headers.size; ++i)
+        size += req->headers.entries[i].name->len + req->headers.entries[i].value.len;
+    rc->buf = malloc(size);
+    rc->headers = malloc(sizeof(*rc->headers) * (req->headers.size + 1));
+    if (rc->buf == NULL || rc->headers == NULL)
+        abort();
+    char *p = rc->buf;
+    memcpy(p, req->path.base, req->path.len);
+    rc->path = p;
+    rc->path_len = req->path.len;
+    p += req->path.len;
+    memcpy(p, req->authority.base, req->authority.len);
+    rc->authority = p;
+    rc->authority_len = req->authority.len;
+    p += req->authority.len;
+    rc->num_headers = 0;
+    for (size_t i = 0; i != req->headers.size; ++i) {
+        const h2o_header_t *h = &req->headers.entries[i];
+        obj_header_t *o = &rc->headers[rc->num_headers++];
+        memcpy(p, h->name->base, h->name->len);
+        o->name = p;
+        o->name_len = (uint32_t)h->name->len;
+        p += h->name->len;
+        memcpy(p, h->value.base, h->value.len);
+        o->value = p;
+        o->value_len = (uint32_t)h->value.len;
+        p += h->value.len;
+    }
+}
+
+static void req_copy_dispose(req_copy_t *rc)
+{
+    free(rc->buf);
+    free(rc->headers);
+    memset(rc, 0, sizeof(*rc));
+}
+
+/* hr_lookup_cb over a request copy */
+static const char *lookup_in_copy(void *ctx, const char *name, size_t name_len, size_t *value_len)
+{
+    const req_copy_t *rc = ctx;
+    for (size_t i = 0; i != rc->num_headers; ++i) {
+        if (rc->headers[i].name_len == name_len && memcmp(rc->headers[i].name, name, name_len) == 0) {
+            *value_len = rc->headers[i].value_len;
+            return rc->headers[i].value;
+        }
+    }
+    return NULL;
+}
+
+/* hr_lookup_cb over a live h2o request */
+static const char *lookup_in_req(void *ctx, const char *name, size_t name_len, size_t *value_len)
+{
+    h2o_req_t *req = ctx;
+    ssize_t i = h2o_find_header_by_str(&req->headers, name, name_len, -1);
+    if (i == -1)
+        return NULL;
+    *value_len = req->headers.entries[i].value.len;
+    return req->headers.entries[i].value.base;
+}
+
+/* ---------------------------------------------------------------- Vary */
+
+/*
+ * The secondary key of a request for a response that varies on `names` (the Vary
+ * field value): "name:value\n" per named header, in the order named. Accept-Encoding
+ * is normalized to br, gzip or nothing, so the thousand spellings browsers send fall
+ * into three variants. Returns the length, or SIZE_MAX when it does not fit (not cached).
+ */
+static size_t vary_key(const char *names, size_t names_len, hr_lookup_cb lookup, void *ctx, char *buf, size_t cap)
+{
+    size_t out = 0, i = 0;
+    while (i < names_len) {
+        while (i < names_len && (names[i] == ' ' || names[i] == '\t' || names[i] == ','))
+            ++i;
+        size_t start = i;
+        while (i < names_len && names[i] != ',' && names[i] != ' ' && names[i] != '\t')
+            ++i;
+        size_t len = i - start;
+        if (len == 0)
+            continue;
+        char lname[128];
+        if (len >= sizeof(lname))
+            return SIZE_MAX;
+        for (size_t k = 0; k != len; ++k)
+            lname[k] = (char)tolower((unsigned char)names[start + k]);
+        size_t vlen = 0;
+        const char *v = lookup(ctx, lname, len, &vlen);
+        const char *norm = v;
+        size_t norm_len = vlen;
+        if (v != NULL) {
+            while (norm_len > 0 && (norm[0] == ' ' || norm[0] == '\t'))
+                ++norm, --norm_len;
+            while (norm_len > 0 && (norm[norm_len - 1] == ' ' || norm[norm_len - 1] == '\t'))
+                --norm_len;
+        }
+        if (len == 15 && memcmp(lname, "accept-encoding", 15) == 0) {
+            if (v != NULL && h2o_contains_token(v, vlen, H2O_STRLIT("br"), ','))
+                norm = "br", norm_len = 2;
+            else if (v != NULL && (h2o_strstr(v, vlen, H2O_STRLIT("gzip")) != SIZE_MAX))
+                norm = "gzip", norm_len = 4;
+            else
+                norm = "", norm_len = 0;
+        }
+        if (out + len + norm_len + 3 > cap)
+            return SIZE_MAX;
+        memcpy(buf + out, lname, len);
+        out += len;
+        /* absent differs from empty, except for the normalized Accept-Encoding */
+        buf[out++] = v != NULL || len == 15 ? ':' : '!';
+        memcpy(buf + out, norm, norm_len);
+        out += norm_len;
+        buf[out++] = '\n';
+    }
+    return out;
+}
+
+/* ---------------------------------------------------------------- collapsing */
+
+static struct inflight_shard *inflight_shard_of(const uint8_t hash[CACHE_HASH_LEN])
+{
+    return &g_inflight[hash[0] % INFLIGHT_SHARDS];
+}
+
+static void waiter_unref(waiter_t *wt)
+{
+    assert(wt->magic == WAITER_MAGIC);
+    if (--wt->refs == 0) {
+        obj_unref(&wt->obj);
+        wt->magic = 0;
+        free(wt);
+    }
+}
+
+static void waiter_on_req_dispose(void *p)
+{
+    waiter_t **slot = p;
+    (*slot)->req = NULL;
+    waiter_unref(*slot);
+}
+
+/*
+ * Either register as the fetcher of this URL (returns 1: the caller must fetch and
+ * later call inflight_wake) or queue req as a waiter on the fetch in flight (returns 0).
+ * With req NULL (background refresh) only registers, returning 0 if a fetch is in flight.
+ */
+static int inflight_join_or_own(const uint8_t hash[CACHE_HASH_LEN], h2o_req_t *req)
+{
+    struct inflight_shard *shard = inflight_shard_of(hash);
+    pthread_mutex_lock(&shard->lock);
+    for (inflight_t *e = shard->head; e != NULL; e = e->next) {
+        if (memcmp(e->hash, hash, CACHE_HASH_LEN) != 0)
+            continue;
+        if (req != NULL) {
+            worker_t *w = worker_of_req(req);
+            waiter_t *wt = calloc(1, sizeof(*wt));
+            if (wt == NULL)
+                abort();
+            wt->magic = WAITER_MAGIC;
+            wt->w = w;
+            wt->req = req;
+            wt->refs = 2;
+            waiter_t **slot = h2o_mem_alloc_shared(&req->pool, sizeof(*slot), waiter_on_req_dispose);
+            *slot = wt;
+            wt->next = e->waiters;
+            e->waiters = wt;
+            atomic_fetch_add_explicit(&w->counters.collapsed, 1, memory_order_relaxed);
+        }
+        pthread_mutex_unlock(&shard->lock);
+        return 0;
+    }
+    inflight_t *e = calloc(1, sizeof(*e));
+    if (e == NULL)
+        abort();
+    memcpy(e->hash, hash, CACHE_HASH_LEN);
+    e->next = shard->head;
+    shard->head = e;
+    pthread_mutex_unlock(&shard->lock);
+    return 1;
+}
+
+/* take the URL out of the table and wake everyone who waited on it (obj borrowed) */
+static void inflight_wake(const uint8_t hash[CACHE_HASH_LEN], wake_kind_t kind, cache_obj_t *obj, int status)
+{
+    struct inflight_shard *shard = inflight_shard_of(hash);
+    inflight_t *found = NULL;
+    pthread_mutex_lock(&shard->lock);
+    for (inflight_t **p = &shard->head; *p != NULL; p = &(*p)->next) {
+        if (memcmp((*p)->hash, hash, CACHE_HASH_LEN) == 0) {
+            found = *p;
+            *p = found->next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&shard->lock);
+    if (found == NULL)
+        return;
+    waiter_t *wt = found->waiters;
+    free(found);
+    while (wt != NULL) {
+        waiter_t *next = wt->next;
+        wt->kind = kind;
+        wt->obj = kind == WAKE_OBJECT && obj != NULL ? obj_ref(obj) : NULL;
+        if (kind == WAKE_OBJECT && obj == NULL)
+            wt->kind = WAKE_PASS;
+        wt->status = status;
+        h2o_multithread_send_message(&wt->w->wake_receiver, &wt->super);
+        wt = next;
+    }
+}
+
+static void fetch_wake_waiters(fetch_t *f, wake_kind_t kind, cache_obj_t *obj, int status)
+{
+    if (!f->owns_inflight)
+        return;
+    f->owns_inflight = 0;
+    inflight_wake(f->hash, kind, obj, status);
+}
+
+/* ---------------------------------------------------------------- helpers */
 
 static const char *reason_phrase(int status)
 {
@@ -170,11 +572,11 @@ static int is_hop_by_hop(const char *name, size_t len)
            name_is(name, len, "proxy-authorization");
 }
 
-/* stored headers the client does not get from us as-is */
-static int is_not_delivered(const char *name, size_t len)
+/* stored headers the client does not get from us as-is (h2o writes Date; we compute Age) */
+static int is_not_delivered(const char *name, size_t len, int keep_surrogate)
 {
-    return name_is(name, len, "date") || name_is(name, len, "age") || name_is(name, len, "surrogate-control") ||
-           name_is(name, len, "surrogate-key");
+    return name_is(name, len, "date") || name_is(name, len, "age") ||
+           (!keep_surrogate && (name_is(name, len, "surrogate-control") || name_is(name, len, "surrogate-key")));
 }
 
 static int method_is(h2o_req_t *req, const char *m)
@@ -182,17 +584,79 @@ static int method_is(h2o_req_t *req, const char *m)
     return h2o_memis(req->method.base, req->method.len, m, strlen(m));
 }
 
+/* is query parameter `name` (up to '=' or the end) one the cache key ignores? */
+static int query_param_ignored(const char *param, size_t len)
+{
+    const char *eq = memchr(param, '=', len);
+    size_t name_len = eq != NULL ? (size_t)(eq - param) : len;
+    for (size_t i = 0; g.cfg != NULL && i != g.cfg->num_cache_key_ignore_params; ++i) {
+        const char *ign = g.cfg->cache_key_ignore_params[i];
+        if (strlen(ign) == name_len && memcmp(ign, param, name_len) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+typedef struct query_param {
+    const char *p;
+    size_t len;
+} query_param_t;
+
+static int query_param_cmp(const void *a, const void *b)
+{
+    const query_param_t *x = a, *y = b;
+    size_t n = x->len < y->len ? x->len : y->len;
+    int c = memcmp(x->p, y->p, n);
+    return c != 0 ? c : (x->len > y->len) - (x->len < y->len);
+}
+
 size_t proxy_cache_key(char *buf, size_t cap, const char *host, size_t host_len, const char *path, size_t path_len)
 {
+    int include_host = g.cfg == NULL || g.cfg->cache_key_include_host;
+    if (!include_host)
+        host_len = 0;
     if (host_len > 3 && memcmp(host + host_len - 3, ":80", 3) == 0)
         host_len -= 3;
-    size_t total = host_len + path_len;
-    if (total > cap)
-        return total;
+    if (host_len + path_len > cap)
+        return host_len + path_len;
     for (size_t i = 0; i != host_len; ++i)
         buf[i] = (char)tolower((unsigned char)host[i]);
-    memcpy(buf + host_len, path, path_len);
-    return total;
+    size_t out = host_len;
+
+    const char *q = memchr(path, '?', path_len);
+    int rewrite_query = q != NULL && g.cfg != NULL && (g.cfg->num_cache_key_ignore_params != 0 || g.cfg->cache_key_sort_query);
+    if (!rewrite_query) {
+        memcpy(buf + out, path, path_len);
+        return out + path_len;
+    }
+    /* the path, then the query's parameters: ignored ones dropped, optionally sorted */
+    size_t before = (size_t)(q - path);
+    memcpy(buf + out, path, before);
+    out += before;
+    query_param_t params[64];
+    size_t nparams = 0;
+    const char *p = q + 1, *end = path + path_len;
+    while (p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        size_t len = (amp != NULL ? amp : end) - p;
+        if (len != 0 && !query_param_ignored(p, len)) {
+            if (nparams == sizeof(params) / sizeof(params[0])) {
+                /* too many to rewrite: keep the query as it came */
+                memcpy(buf + host_len, path, path_len);
+                return host_len + path_len;
+            }
+            params[nparams++] = (query_param_t){p, len};
+        }
+        p += len + 1;
+    }
+    if (g.cfg->cache_key_sort_query)
+        qsort(params, nparams, sizeof(params[0]), query_param_cmp);
+    for (size_t i = 0; i != nparams; ++i) {
+        buf[out++] = i == 0 ? '?' : '&';
+        memcpy(buf + out, params[i].p, params[i].len);
+        out += params[i].len;
+    }
+    return out;
 }
 
 static void add_header_str(h2o_req_t *req, const char *name, const char *value, size_t value_len)
@@ -222,7 +686,6 @@ static void send_error(h2o_req_t *req, int status, const char *body)
 }
 
 /* ---------------------------------------------------------------- hits */
-
 static void dispose_obj_slot(void *p)
 {
     cache_obj_t **slot = p;
@@ -297,33 +760,153 @@ static int client_conditional_matches(h2o_req_t *req, const cache_obj_t *obj)
     return 0;
 }
 
+
+/* apply the deliver-phase header rules to the response about to be sent */
+static void apply_deliver_rules(h2o_req_t *req)
+{
+    if (g.rules == NULL || g.rules->count_by_phase[HR_PHASE_DELIVER] == 0)
+        return;
+    for (size_t i = 0; i != g.rules->count; ++i) {
+        const header_rule_t *r = &g.rules->rules[i];
+        if (r->phase != HR_PHASE_DELIVER || !header_rule_matches(r, req->path.base, req->path.len, lookup_in_req, req))
+            continue;
+        if (r->action == HR_SET || r->action == HR_UNSET) {
+            ssize_t c;
+            while ((c = h2o_find_header_by_str(&req->res.headers, r->name, r->name_len, -1)) != -1)
+                h2o_delete_header(&req->res.headers, c);
+        }
+        if (r->action == HR_SET || r->action == HR_APPEND)
+            h2o_add_header_by_str(&req->pool, &req->res.headers, r->name, r->name_len, 1, NULL, r->value, r->value_len);
+    }
+}
+
+/*
+ * A single byte range of a `len`-byte body (RFC 9110 14.1.2). Returns 1 with
+ * [*first, *last] for a satisfiable single range, 0 when the header is to be ignored
+ * (malformed, several ranges, not bytes), -1 when unsatisfiable (416).
+ */
+static int parse_single_range(const char *v, size_t vlen, uint64_t len, uint64_t *first, uint64_t *last)
+{
+    size_t i = 0;
+    while (i < vlen && v[i] == ' ')
+        ++i;
+    if (vlen - i < 6 || strncasecmp(v + i, "bytes=", 6) != 0)
+        return 0;
+    i += 6;
+    if (memchr(v + i, ',', vlen - i) != NULL)
+        return 0; /* several ranges: the full response is a valid answer */
+    while (i < vlen && v[i] == ' ')
+        ++i;
+    uint64_t a = 0, b = 0;
+    int have_a = 0, have_b = 0;
+    while (i < vlen && v[i] >= '0' && v[i] <= '9') {
+        if (a > (UINT64_MAX - 9) / 10)
+            return 0;
+        a = a * 10 + (uint64_t)(v[i++] - '0');
+        have_a = 1;
+    }
+    if (i >= vlen || v[i] != '-')
+        return 0;
+    ++i;
+    while (i < vlen && v[i] >= '0' && v[i] <= '9') {
+        if (b > (UINT64_MAX - 9) / 10)
+            return 0;
+        b = b * 10 + (uint64_t)(v[i++] - '0');
+        have_b = 1;
+    }
+    while (i < vlen && v[i] == ' ')
+        ++i;
+    if (i != vlen || (!have_a && !have_b))
+        return 0;
+    if (!have_a) {
+        /* suffix: the last b bytes */
+        if (b == 0)
+            return -1;
+        *first = b >= len ? 0 : len - b;
+        *last = len - 1;
+        return len == 0 ? -1 : 1;
+    }
+    if (have_b && b < a)
+        return 0;
+    if (a >= len)
+        return -1;
+    *first = a;
+    *last = !have_b || b >= len ? len - 1 : b;
+    return 1;
+}
+
+/* If-Range (RFC 9110 13.1.5): 1 when the range may be served from this object */
+static int if_range_allows(h2o_req_t *req, const cache_obj_t *obj)
+{
+    ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_IF_RANGE, -1);
+    if (i == -1)
+        return 1;
+    const h2o_iovec_t *v = &req->headers.entries[i].value;
+    if (v->len > 0 && (v->base[0] == '"' || (v->len > 1 && v->base[0] == 'W'))) {
+        const obj_header_t *etag = obj_find_header(obj, H2O_STRLIT("etag"));
+        /* strong comparison: weak validators never match */
+        return etag != NULL && v->base[0] == '"' && etag->value_len == v->len && etag->value[0] == '"' &&
+               memcmp(etag->value, v->base, v->len) == 0;
+    }
+    const obj_header_t *lm = obj_find_header(obj, H2O_STRLIT("last-modified"));
+    int64_t a, b;
+    return lm != NULL && policy_parse_http_date(v->base, v->len, &a) == 0 &&
+           policy_parse_http_date(lm->value, lm->value_len, &b) == 0 && a == b;
+}
+
 /* send a stored object; takes over the caller's reference to obj */
 static void send_object(h2o_req_t *req, cache_obj_t *obj, uint32_t age, const char *xcache)
 {
     static h2o_generator_t generator = {NULL, NULL};
     int not_modified = client_conditional_matches(req, obj);
+    int is_head = method_is(req, "HEAD");
+    int keep_surrogate = g.cfg->keep_surrogate_headers;
+    uint64_t first = 0, last = 0;
+    int range = 0;
 
-    req->res.status = not_modified ? 304 : obj->meta.status;
+    if (!not_modified && !is_head && obj->meta.status == 200) {
+        ssize_t ri = h2o_find_header(&req->headers, H2O_TOKEN_RANGE, -1);
+        if (ri != -1 && if_range_allows(req, obj))
+            range = parse_single_range(req->headers.entries[ri].value.base, req->headers.entries[ri].value.len,
+                                       obj->body_len, &first, &last);
+    }
+
+    req->res.status = not_modified ? 304 : range == 1 ? 206 : range == -1 ? 416 : obj->meta.status;
     req->res.reason = reason_phrase(req->res.status);
     for (uint32_t i = 0; i != obj->num_headers; ++i) {
         const obj_header_t *h = &obj->headers[i];
-        if (is_not_delivered(h->name, h->name_len))
+        if (is_not_delivered(h->name, h->name_len, keep_surrogate))
             continue;
-        if (not_modified && h->name_len > 8 && memcmp(h->name, "content-", 8) == 0)
+        if ((not_modified || range == -1) && h->name_len > 8 && memcmp(h->name, "content-", 8) == 0)
             continue;
         h2o_add_header_by_str(&req->pool, &req->res.headers, h->name, h->name_len, 1, NULL, h->value, h->value_len);
     }
+    if (obj->meta.status == 200 && !not_modified)
+        add_header_str(req, "accept-ranges", H2O_STRLIT("bytes"));
     add_age_and_xcache(req, age, xcache);
 
     h2o_iovec_t body = h2o_iovec_init(obj->body, (size_t)obj->body_len);
     if (not_modified) {
         req->res.content_length = SIZE_MAX;
         body.len = 0;
+    } else if (range == 1) {
+        char *cr = h2o_mem_alloc_pool(&req->pool, 80);
+        int n = snprintf(cr, 80, "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, first, last, obj->body_len);
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_RANGE, NULL, cr, (size_t)n);
+        body = h2o_iovec_init(obj->body + first, (size_t)(last - first + 1));
+        req->res.content_length = body.len;
+    } else if (range == -1) {
+        char *cr = h2o_mem_alloc_pool(&req->pool, 48);
+        int n = snprintf(cr, 48, "bytes */%" PRIu64, obj->body_len);
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_RANGE, NULL, cr, (size_t)n);
+        body.len = 0;
+        req->res.content_length = 0;
     } else {
         req->res.content_length = (size_t)obj->body_len;
-        if (method_is(req, "HEAD"))
+        if (is_head)
             body.len = 0;
     }
+    apply_deliver_rules(req);
     pin_obj_to_req(req, obj);
     h2o_start_response(req, &generator);
     h2o_send(req, &body, body.len != 0 ? 1 : 0, H2O_SEND_STATE_FINAL);
@@ -335,7 +918,7 @@ static int obj_key_equals(const cache_obj_t *obj, const char *key, size_t key_le
 }
 
 /* memory tier, then LMDB; returns a new reference or NULL */
-static cache_obj_t *lookup(const uint8_t hash[CACHE_HASH_LEN], const char *key, size_t key_len)
+static cache_obj_t *lookup_hash(const uint8_t hash[CACHE_HASH_LEN], const char *key, size_t key_len)
 {
     cache_obj_t *obj = mem_lookup(g.mem, hash);
     uint64_t generation = store_generation(g.store);
@@ -348,6 +931,10 @@ static cache_obj_t *lookup(const uint8_t hash[CACHE_HASH_LEN], const char *key, 
     if (obj == NULL) {
         uint64_t epoch = store_purge_epoch(g.store);
         if (store_get(g.store, hash, key, key_len, &obj) == 0) {
+            if (tombstone_blocks(hash, epoch)) {
+                obj_unref(&obj);
+                return NULL;
+            }
             mem_insert(g.mem, obj);
             if (store_purge_epoch(g.store) != epoch || store_generation(g.store) != generation) {
                 /* a purge committed while we read: what we read may be purged */
@@ -357,6 +944,37 @@ static cache_obj_t *lookup(const uint8_t hash[CACHE_HASH_LEN], const char *key, 
         }
     }
     return obj;
+}
+
+/* the object for this request: the URL's own, or through its vary index the request's variant */
+static cache_obj_t *lookup(h2o_req_t *req, const uint8_t hash[CACHE_HASH_LEN], const char *key, size_t key_len)
+{
+    cache_obj_t *obj = lookup_hash(hash, key, key_len);
+    if (obj == NULL || !(atomic_load(&obj->flags) & OBJ_F_VARY_INDEX))
+        return obj;
+    const obj_header_t *names = obj_find_header(obj, H2O_STRLIT("vary"));
+    char vbuf[VARY_KEY_MAX];
+    size_t vlen = names != NULL ? vary_key(names->value, names->value_len, lookup_in_req, req, vbuf, sizeof(vbuf)) : SIZE_MAX;
+    obj_unref(&obj);
+    if (vlen == SIZE_MAX)
+        return NULL;
+    uint8_t vhash[CACHE_HASH_LEN];
+    obj_variant_hash(key, key_len, vbuf, vlen, vhash);
+    obj = lookup_hash(vhash, key, key_len);
+    if (obj != NULL && (obj->vary_len != vlen || memcmp(obj->vary, vbuf, vlen) != 0))
+        obj_unref(&obj);
+    return obj;
+}
+
+/* does the object fit this request (same variant)? used for collapsed waiters */
+static int object_fits_request(h2o_req_t *req, const cache_obj_t *obj)
+{
+    if (obj->vary_len == 0)
+        return 1;
+    const obj_header_t *names = obj_find_header(obj, H2O_STRLIT("vary"));
+    char vbuf[VARY_KEY_MAX];
+    size_t vlen = names != NULL ? vary_key(names->value, names->value_len, lookup_in_req, req, vbuf, sizeof(vbuf)) : SIZE_MAX;
+    return vlen == obj->vary_len && memcmp(vbuf, obj->vary, vlen) == 0;
 }
 
 /* ---------------------------------------------------------------- fetch: client side */
@@ -434,10 +1052,13 @@ static fetch_link_t *link_create(h2o_req_t *req, fetch_t *f)
 }
 
 /* ---------------------------------------------------------------- fetch: lifecycle */
+/* ---------------------------------------------------------------- fetch: lifecycle */
 
 static void fetch_free(fetch_t *f)
 {
     assert(f->magic == FETCH_MAGIC);
+    /* anyone still waiting must not wait forever */
+    fetch_wake_waiters(f, WAKE_ERROR, NULL, 502);
     if (f->link != NULL) {
         f->link->fetch = NULL;
         f->link = NULL;
@@ -448,6 +1069,8 @@ static void fetch_free(fetch_t *f)
     free(f->key);
     free(f->reqbufs[0].base);
     free(f->reqbufs[1].base);
+    free(f->vary_names);
+    req_copy_dispose(&f->rc);
     f->magic = 0;
     free(f);
 }
@@ -456,8 +1079,8 @@ static void fetch_on_client_gone(fetch_t *f)
 {
     assert(f->magic == FETCH_MAGIC);
     f->link = NULL;
-    if (f->builder != NULL)
-        return; /* keep fetching: the response is being stored */
+    if (f->builder != NULL || f->owns_inflight)
+        return; /* keep fetching: the response is being stored, or others wait for it */
     if (f->in_callback) {
         f->cancel_requested = 1;
         return;
@@ -469,35 +1092,43 @@ static void fetch_on_client_gone(fetch_t *f)
     fetch_free(f);
 }
 
-/* the origin exchange failed before a response head; answer the client */
+/* may this stale copy stand in for an origin failure now? */
+static int stale_usable_on_error(const cache_obj_t *stale, int64_t now_ms, uint32_t *age_out)
+{
+    if (stale == NULL || (atomic_load(&stale->flags) & OBJ_F_MUST_REVALIDATE))
+        return 0;
+    uint32_t age = policy_current_age(stale->meta.initial_age, stale->meta.response_time_ms, now_ms);
+    *age_out = age;
+    return (uint64_t)age < (uint64_t)stale->meta.ttl + stale_if_error_window(stale);
+}
+
+/* the origin exchange failed before a usable response head: stale copy, or an error */
 static void fetch_fail_before_head(fetch_t *f, const char *errstr)
 {
     worker_t *w = f->w;
     fetch_link_t *link = f->link;
-    if (link != NULL && !link->final_sent) {
-        h2o_req_t *req = link->req;
-        cache_obj_t *stale = f->stale;
-        int64_t now = obj_now_ms();
-        if (stale != NULL && !(atomic_load(&stale->flags) & OBJ_F_MUST_REVALIDATE)) {
-            uint32_t age = policy_current_age(stale->meta.initial_age, stale->meta.response_time_ms, now);
-            uint32_t grace = stale_if_error_window(stale);
-            if ((uint64_t)age < (uint64_t)stale->meta.ttl + grace) {
-                /* stale-if-error: the copy we have beats an error */
-                atomic_fetch_add_explicit(&w->counters.stale_served, 1, memory_order_relaxed);
-                link->fetch = NULL;
-                f->link = NULL;
-                link->final_sent = 1;
-                send_object(req, obj_ref(stale), age, "HIT");
-                return;
-            }
-        }
-        link->fetch = NULL;
-        f->link = NULL;
-        link->final_sent = 1;
-        if (errstr != NULL && strstr(errstr, "timeout") != NULL)
-            send_error(req, 504, "origin timed out\n");
-        else
-            send_error(req, 502, "origin unreachable or invalid response\n");
+    uint32_t age = 0;
+    int status = errstr != NULL && strstr(errstr, "timeout") != NULL ? 504 : 502;
+    int use_stale = f->mode == FETCH_CACHE && stale_usable_on_error(f->stale, obj_now_ms(), &age);
+
+    if (use_stale)
+        fetch_wake_waiters(f, WAKE_OBJECT, f->stale, 0);
+    else
+        fetch_wake_waiters(f, WAKE_ERROR, NULL, status);
+    if (link == NULL || link->final_sent)
+        return;
+    h2o_req_t *req = link->req;
+    link->fetch = NULL;
+    f->link = NULL;
+    link->final_sent = 1;
+    if (use_stale) {
+        /* stale-if-error: the copy we have beats an error */
+        atomic_fetch_add_explicit(&w->counters.stale_served, 1, memory_order_relaxed);
+        send_object(req, obj_ref(f->stale), age, "HIT");
+    } else if (status == 504) {
+        send_error(req, 504, "origin timed out\n");
+    } else {
+        send_error(req, 502, "origin unreachable or invalid response\n");
     }
 }
 
@@ -506,25 +1137,105 @@ static int header_value_is(const h2o_header_t *h, const char *lit)
     return h2o_lcstris(h->value.base, h->value.len, lit, strlen(lit));
 }
 
+/* insert into memory and queue for disk, unless a purge committed since the fetch began */
+static int publish_object(fetch_t *f, cache_obj_t *obj)
+{
+    if (store_purge_epoch(g.store) != f->epoch || store_generation(g.store) != f->generation)
+        return 0;
+    mem_insert(g.mem, obj);
+    store_put(g.store, obj);
+    /* a purge that committed between the check and the insert must still win */
+    if (store_purge_epoch(g.store) != f->epoch) {
+        mem_remove_if_same(g.mem, obj->hash, obj);
+        return 0;
+    }
+    return 1;
+}
+
+/* the URL's responses vary: a small index object names the headers (see lookup) */
+static void publish_vary_index(fetch_t *f, int64_t now_ms)
+{
+    obj_meta_t meta = {.status = 200,
+                       .flags = OBJ_F_VARY_INDEX,
+                       .generation = f->generation,
+                       .request_time_ms = now_ms,
+                       .response_time_ms = now_ms,
+                       .ttl = VARY_INDEX_TTL};
+    obj_header_t h = {"vary", 4, f->vary_names, (uint32_t)strlen(f->vary_names)};
+    obj_builder_t *b = obj_builder_begin(&meta, f->key, f->key_len, NULL, 0, "", 0, &h, 1, 0);
+    cache_obj_t *index = obj_builder_finish(b);
+    publish_object(f, index);
+    obj_unref(&index);
+}
+
 static void fetch_finish_object(fetch_t *f)
 {
     cache_obj_t *obj = obj_builder_finish(f->builder);
     f->builder = NULL;
-    if (store_purge_epoch(g.store) == f->epoch && store_generation(g.store) == f->generation) {
-        mem_insert(g.mem, obj);
-        store_put(g.store, obj);
-        /* a purge that committed between the check and the insert must still win */
-        if (store_purge_epoch(g.store) != f->epoch)
-            mem_remove_if_same(g.mem, f->hash, obj);
-    }
+    if (f->vary_names != NULL)
+        publish_vary_index(f, obj->meta.response_time_ms);
+    publish_object(f, obj);
+    fetch_wake_waiters(f, WAKE_OBJECT, obj, 0);
     obj_unref(&obj);
 }
 
-static void fetch_invalidate_url(fetch_t *f)
+/* RFC 9111 4.4: the cached responses for this key are no longer trustworthy */
+static void invalidate_key(const char *key, size_t key_len)
 {
-    /* RFC 9111 4.4: the cached response for this URL is no longer trustworthy */
-    mem_remove(g.mem, f->hash);
-    store_purge_key_url(g.store, f->key, f->key_len, 0, NULL, NULL);
+    uint8_t hash[CACHE_HASH_LEN];
+    obj_key_hash(key, key_len, hash);
+    tombstone_mark(hash, store_purge_epoch(g.store));
+    mem_remove(g.mem, hash);
+    uint8_t *arg = malloc(CACHE_HASH_LEN);
+    if (arg == NULL)
+        abort();
+    memcpy(arg, hash, CACHE_HASH_LEN);
+    store_purge_key_url(g.store, key, key_len, 0, tombstone_on_committed, arg);
+}
+
+/* Location / Content-Location naming a URL of the same host (absolute path or absolute URL) */
+static void invalidate_location(fetch_t *f, const char *v, size_t vlen)
+{
+    const char *path = NULL;
+    size_t path_len = 0;
+    if (vlen > 0 && v[0] == '/' && !(vlen > 1 && v[1] == '/')) {
+        path = v;
+        path_len = vlen;
+    } else {
+        size_t skip = vlen > 7 && strncasecmp(v, "http://", 7) == 0 ? 7 : vlen > 8 && strncasecmp(v, "https://", 8) == 0 ? 8 : 0;
+        if (skip == 0)
+            return;
+        const char *host = v + skip;
+        const char *slash = memchr(host, '/', vlen - skip);
+        size_t host_len = slash != NULL ? (size_t)(slash - host) : vlen - skip;
+        if (host_len != f->rc.authority_len || strncasecmp(host, f->rc.authority, host_len) != 0)
+            return;
+        path = slash != NULL ? slash : "/";
+        path_len = slash != NULL ? vlen - skip - host_len : 1;
+    }
+    size_t cap = f->rc.authority_len + path_len;
+    char *key = malloc(cap + 1);
+    if (key == NULL)
+        abort();
+    size_t key_len = proxy_cache_key(key, cap, f->rc.authority, f->rc.authority_len, path, path_len);
+    if (key_len <= cap && (key_len != f->key_len || memcmp(key, f->key, key_len) != 0))
+        invalidate_key(key, key_len);
+    free(key);
+}
+
+/*
+ * Hand the end of the response to the client. The link is detached first: h2o may
+ * dispose of the request synchronously when it gets a final or error send.
+ */
+static void fetch_end_link(fetch_t *f, int upstream_state)
+{
+    fetch_link_t *link = f->link;
+    if (link == NULL)
+        return;
+    link->fetch = NULL;
+    f->link = NULL;
+    link->upstream_state = upstream_state;
+    link_do_send(link);
 }
 
 static int on_body(h2o_http1client_t *client, const char *errstr)
@@ -534,13 +1245,15 @@ static int on_body(h2o_http1client_t *client, const char *errstr)
     h2o_buffer_t **input = &client->sock->input;
     size_t len = (*input)->size;
 
+    /* while set, a client that goes away only marks the fetch (see fetch_on_client_gone) */
     f->in_callback = 1;
     if (len != 0) {
         if (f->builder != NULL) {
             if (obj_builder_body_len(f->builder) + len > g.max_object_size) {
-                /* too big to cache: keep streaming, stop collecting */
+                /* too big to cache: keep streaming, stop collecting; waiters fetch for themselves */
                 obj_builder_discard(f->builder);
                 f->builder = NULL;
+                fetch_wake_waiters(f, WAKE_PASS, NULL, 0);
             } else {
                 obj_builder_append(f->builder, (*input)->bytes, len);
             }
@@ -552,17 +1265,17 @@ static int on_body(h2o_http1client_t *client, const char *errstr)
         }
         h2o_buffer_consume(input, len);
     }
-    f->in_callback = 0;
 
     if (errstr == NULL) {
-        if (f->cancel_requested || (f->link == NULL && f->builder == NULL)) {
+        if (f->link != NULL)
+            link_do_send(f->link);
+        f->in_callback = 0;
+        if (f->cancel_requested || (f->link == NULL && f->builder == NULL && !f->owns_inflight)) {
             /* nobody wants the rest: returning non-zero closes the connection */
             f->client = NULL;
             fetch_free(f);
             return -1;
         }
-        if (f->link != NULL)
-            link_do_send(f->link);
         return 0;
     }
 
@@ -571,79 +1284,111 @@ static int on_body(h2o_http1client_t *client, const char *errstr)
     if (errstr == h2o_http1client_error_is_eos) {
         if (f->builder != NULL)
             fetch_finish_object(f);
-        if (f->link != NULL) {
-            f->link->upstream_state = 1;
-            link_do_send(f->link);
-        }
+        fetch_end_link(f, 1);
     } else {
         /* truncated, timed out or malformed: never store, abort the client's response */
         if (f->builder != NULL) {
             obj_builder_discard(f->builder);
             f->builder = NULL;
         }
-        if (f->link != NULL) {
-            f->link->upstream_state = 2;
-            link_do_send(f->link);
-        }
+        fetch_wake_waiters(f, WAKE_ERROR, NULL, 502);
+        if (f->link != NULL)
+            atomic_fetch_add_explicit(&f->w->counters.errors, 1, memory_order_relaxed);
+        fetch_end_link(f, 2);
     }
     fetch_free(f);
     return 0;
 }
 
-/* 304 to our conditional request: refresh the stored copy's metadata and serve it */
-static void fetch_on_revalidated(fetch_t *f, h2o_header_t *headers, size_t num_headers, const policy_decision_t *dec,
-                                 int64_t response_time_ms)
+/* the origin's headers as we keep them: no per-hop fields, no length, no Age; fetch rules applied */
+static void origin_headers_to_list(fetch_t *f, const h2o_header_t *headers, size_t num_headers, hr_list_t *list)
 {
-    cache_obj_t *stale = f->stale;
-    obj_header_t *merged = malloc(sizeof(*merged) * (stale->num_headers + num_headers));
-    size_t n = 0;
-    if (merged == NULL)
-        abort();
-
-    /* RFC 9111 4.3.4: stored headers, with those the 304 carries replacing them */
-    for (uint32_t i = 0; i != stale->num_headers; ++i) {
-        const obj_header_t *h = &stale->headers[i];
-        int replaced = 0;
-        for (size_t j = 0; j != num_headers; ++j) {
-            if (headers[j].name->len == h->name_len && memcmp(headers[j].name->base, h->name, h->name_len) == 0) {
-                replaced = 1;
-                break;
-            }
-        }
-        if (!replaced)
-            merged[n++] = *h;
-    }
-    for (size_t j = 0; j != num_headers; ++j) {
-        const h2o_iovec_t *name = headers[j].name;
+    for (size_t i = 0; i != num_headers; ++i) {
+        const h2o_iovec_t *name = headers[i].name;
         if (is_hop_by_hop(name->base, name->len) || name_is(name->base, name->len, "content-length") ||
             name_is(name->base, name->len, "age"))
             continue;
-        merged[n++] = (obj_header_t){name->base, (uint32_t)name->len, headers[j].value.base, (uint32_t)headers[j].value.len};
+        hr_list_push(list, name->base, name->len, headers[i].value.base, headers[i].value.len);
     }
+    header_rules_apply(g.rules, HR_PHASE_FETCH, list, f->rc.path, f->rc.path_len, lookup_in_copy, &f->rc);
+}
 
-    obj_meta_t meta = stale->meta;
-    meta.flags = (dec->no_cache ? OBJ_F_NO_CACHE : 0) | (dec->must_revalidate ? OBJ_F_MUST_REVALIDATE : 0);
-    meta.request_time_ms = f->request_time_ms;
-    meta.response_time_ms = response_time_ms;
-    meta.initial_age = dec->initial_age;
-    meta.ttl = dec->ttl;
-    meta.stale_while_revalidate = dec->stale_while_revalidate;
-    meta.stale_if_error = dec->stale_if_error;
-    meta.generation = f->generation;
-    cache_obj_t *fresh = obj_rebuild(stale, &meta, merged, n);
-    free(merged);
-
-    if (store_purge_epoch(g.store) == f->epoch && store_generation(g.store) == f->generation) {
-        mem_insert(g.mem, fresh);
-        store_put(g.store, fresh);
+/* run the policy over a header list (+ the origin's Age, which the list does not keep) */
+static void decide(fetch_t *f, int status, const hr_list_t *list, const h2o_header_t *origin, size_t num_origin,
+                   int64_t response_time_ms, policy_decision_t *dec)
+{
+    policy_header_t ph[MAX_ORIGIN_HEADERS + 4];
+    size_t n = 0;
+    for (size_t i = 0; i != list->size && n < MAX_ORIGIN_HEADERS; ++i) {
+        const obj_header_t *h = &list->entries[i];
+        if (f->settings.cookie_policy_strip && name_is(h->name, h->name_len, "set-cookie"))
+            continue; /* stripped before storing: it does not stop storing */
+        ph[n++] = (policy_header_t){h->name, h->name_len, h->value, h->value_len};
     }
+    for (size_t i = 0; i != num_origin && n < MAX_ORIGIN_HEADERS + 4; ++i)
+        if (name_is(origin[i].name->base, origin[i].name->len, "age"))
+            ph[n++] = (policy_header_t){"age", 3, origin[i].value.base, origin[i].value.len};
+    policy_request_info_t ri = {.method_is_get_or_head = 1,
+                                .has_authorization = lookup_in_copy(&f->rc, H2O_STRLIT("authorization"), &(size_t){0}) != NULL,
+                                .request_time = f->request_time_ms / 1000,
+                                .response_time = response_time_ms / 1000};
+    policy_decide(status, ph, n, &ri, &f->settings.policy, dec);
+}
+
+static obj_meta_t meta_from_decision(fetch_t *f, int status, const policy_decision_t *dec, int64_t response_time_ms)
+{
+    return (obj_meta_t){.status = (uint16_t)status,
+                        .flags = (dec->no_cache ? OBJ_F_NO_CACHE : 0) | (dec->must_revalidate ? OBJ_F_MUST_REVALIDATE : 0),
+                        .generation = f->generation,
+                        .request_time_ms = f->request_time_ms,
+                        .response_time_ms = response_time_ms,
+                        .initial_age = dec->initial_age,
+                        .ttl = dec->ttl,
+                        .stale_while_revalidate = dec->stale_while_revalidate,
+                        .stale_if_error = dec->stale_if_error};
+}
+
+/* 304 to our conditional request: refresh the stored copy's headers and TTL, keep its body */
+static void fetch_on_revalidated(fetch_t *f, const h2o_header_t *headers, size_t num_headers, int64_t response_time_ms)
+{
+    cache_obj_t *stale = f->stale;
+    hr_list_t updates = {0}, merged = {0};
+
+    /* RFC 9111 4.3.4: the stored headers, with those the 304 carries replacing them */
+    origin_headers_to_list(f, headers, num_headers, &updates);
+    for (uint32_t i = 0; i != stale->num_headers; ++i) {
+        const obj_header_t *h = &stale->headers[i];
+        int replaced = 0;
+        for (size_t j = 0; j != updates.size && !replaced; ++j)
+            replaced = updates.entries[j].name_len == h->name_len && memcmp(updates.entries[j].name, h->name, h->name_len) == 0;
+        if (!replaced)
+            hr_list_push(&merged, h->name, h->name_len, h->value, h->value_len);
+    }
+    for (size_t j = 0; j != updates.size; ++j)
+        hr_list_push(&merged, updates.entries[j].name, updates.entries[j].name_len, updates.entries[j].value,
+                     updates.entries[j].value_len);
+    if (f->settings.cookie_policy_strip)
+        hr_list_unset(&merged, H2O_STRLIT("set-cookie"));
+
+    /* freshness from the merged headers and the stored status, as if the full response had come again */
+    policy_decision_t dec;
+    decide(f, stale->meta.status, &merged, headers, num_headers, response_time_ms, &dec);
+    obj_meta_t meta = meta_from_decision(f, stale->meta.status, &dec, response_time_ms);
+    cache_obj_t *fresh = obj_rebuild(stale, &meta, merged.entries, merged.size);
+    hr_list_dispose(&updates);
+    hr_list_dispose(&merged);
+
+    atomic_fetch_add_explicit(&f->w->counters.revalidated_304, 1, memory_order_relaxed);
+    if (dec.storable)
+        publish_object(f, fresh);
+    fetch_wake_waiters(f, WAKE_OBJECT, fresh, 0);
     if (f->link != NULL && !f->link->final_sent) {
         fetch_link_t *link = f->link;
         link->fetch = NULL;
         f->link = NULL;
         link->final_sent = 1;
         atomic_fetch_add_explicit(&f->w->counters.hits, 1, memory_order_relaxed);
-        send_object(link->req, obj_ref(fresh), dec->initial_age, "HIT");
+        send_object(link->req, obj_ref(fresh), dec.initial_age, "HIT");
     }
     obj_unref(&fresh);
 }
@@ -656,103 +1401,109 @@ static h2o_http1client_body_cb on_head(h2o_http1client_t *client, const char *er
     (void)minor_version;
     (void)rlen;
     int64_t response_time_ms = obj_now_ms();
+    worker_t *w = f->w;
 
     if (errstr != NULL && errstr != h2o_http1client_error_is_eos) {
         f->client = NULL;
+        atomic_fetch_add_explicit(&w->counters.errors, 1, memory_order_relaxed);
         fetch_fail_before_head(f, errstr);
         fetch_free(f);
         return NULL;
     }
     int is_eos = errstr == h2o_http1client_error_is_eos;
 
-    if (f->invalidate_on_success && status >= 200 && status < 400)
-        fetch_invalidate_url(f);
+    if (f->invalidate_on_success && status >= 200 && status < 400) {
+        invalidate_key(f->key, f->key_len);
+        for (size_t i = 0; i != num_headers; ++i)
+            if (name_is(headers[i].name->base, headers[i].name->len, "location") ||
+                name_is(headers[i].name->base, headers[i].name->len, "content-location"))
+                invalidate_location(f, headers[i].value.base, headers[i].value.len);
+    }
 
-    /* what the policy sees: every origin header */
-    policy_header_t pheaders[MAX_ORIGIN_HEADERS];
-    size_t npheaders = 0;
-    for (size_t i = 0; i != num_headers && npheaders < MAX_ORIGIN_HEADERS; ++i)
-        pheaders[npheaders++] =
-            (policy_header_t){headers[i].name->base, headers[i].name->len, headers[i].value.base, headers[i].value.len};
-
-    policy_decision_t dec = {0};
-    if (f->mode == FETCH_CACHE) {
-        policy_request_info_t ri = {.method_is_get_or_head = 1,
-                                    .has_authorization = 0,
-                                    .request_time = f->request_time_ms / 1000,
-                                    .response_time = response_time_ms / 1000};
-        if (f->link != NULL)
-            ri.has_authorization = h2o_find_header(&f->link->req->headers, H2O_TOKEN_AUTHORIZATION, -1) != -1;
-        policy_settings_t settings;
-        current_policy(&settings);
-        policy_decide(status, pheaders, npheaders, &ri, &settings, &dec);
-
-        if (status == 304 && f->stale != NULL && f->revalidating) {
-            f->client = NULL; /* we return NULL: the client closes itself */
-            fetch_on_revalidated(f, headers, num_headers, &dec, response_time_ms);
+    if (f->mode == FETCH_CACHE && status == 304 && f->stale != NULL && f->revalidating) {
+        f->client = NULL; /* we return NULL: the client closes itself */
+        fetch_on_revalidated(f, headers, num_headers, response_time_ms);
+        fetch_free(f);
+        return NULL;
+    }
+    if (f->mode == FETCH_CACHE && status >= 500 && f->stale != NULL) {
+        /* stale-if-error also covers an origin that answers with a server error */
+        uint32_t age;
+        if (stale_usable_on_error(f->stale, response_time_ms, &age)) {
+            f->client = NULL;
+            fetch_fail_before_head(f, "origin 5xx");
             fetch_free(f);
             return NULL;
         }
-        if (status >= 500 && f->stale != NULL) {
-            /* stale-if-error also covers an origin that answers with a server error */
-            cache_obj_t *stale = f->stale;
-            uint32_t age = policy_current_age(stale->meta.initial_age, stale->meta.response_time_ms, response_time_ms);
-            uint32_t grace = stale_if_error_window(stale);
-            if (!(atomic_load(&stale->flags) & OBJ_F_MUST_REVALIDATE) && (uint64_t)age < (uint64_t)stale->meta.ttl + grace &&
-                f->link != NULL) {
-                f->client = NULL;
-                fetch_fail_before_head(f, "origin 5xx");
-                fetch_free(f);
-                return NULL;
-            }
-        }
     }
-    int storable = f->mode == FETCH_CACHE && dec.storable;
-    worker_t *w = f->w;
-    if (f->mode == FETCH_CACHE && storable)
-        atomic_fetch_add_explicit(&w->counters.misses, 1, memory_order_relaxed);
-    else
-        atomic_fetch_add_explicit(&w->counters.passes, 1, memory_order_relaxed);
 
-    /* the object: every origin header except the per-hop ones */
+    hr_list_t list = {0};
     size_t content_length = SIZE_MAX;
-    obj_header_t oheaders[MAX_ORIGIN_HEADERS];
-    size_t noheaders = 0;
-    const char *skeys = NULL;
-    size_t skeys_len = 0;
     int chunked = 0;
-    for (size_t i = 0; i != num_headers && noheaders < MAX_ORIGIN_HEADERS; ++i) {
+    for (size_t i = 0; i != num_headers; ++i) {
         const h2o_iovec_t *name = headers[i].name;
-        if (name_is(name->base, name->len, "content-length")) {
+        if (name_is(name->base, name->len, "content-length"))
             content_length = h2o_strtosize(headers[i].value.base, headers[i].value.len);
-            continue;
-        }
-        if (name_is(name->base, name->len, "transfer-encoding") && header_value_is(&headers[i], "chunked"))
+        else if (name_is(name->base, name->len, "transfer-encoding") && header_value_is(&headers[i], "chunked"))
             chunked = 1;
-        if (is_hop_by_hop(name->base, name->len) || name_is(name->base, name->len, "age"))
-            continue;
-        if (name_is(name->base, name->len, "surrogate-key") && skeys == NULL) {
-            skeys = headers[i].value.base;
-            skeys_len = headers[i].value.len;
-        }
-        oheaders[noheaders++] =
-            (obj_header_t){name->base, (uint32_t)name->len, headers[i].value.base, (uint32_t)headers[i].value.len};
     }
     if (chunked)
         content_length = SIZE_MAX;
+    origin_headers_to_list(f, headers, num_headers, &list);
 
-    if (storable && (content_length == SIZE_MAX || content_length <= g.max_object_size)) {
-        obj_meta_t meta = {.status = (uint16_t)status,
-                           .flags = (dec.no_cache ? OBJ_F_NO_CACHE : 0) | (dec.must_revalidate ? OBJ_F_MUST_REVALIDATE : 0),
-                           .generation = f->generation,
-                           .request_time_ms = f->request_time_ms,
-                           .response_time_ms = response_time_ms,
-                           .initial_age = dec.initial_age,
-                           .ttl = dec.ttl,
-                           .stale_while_revalidate = dec.stale_while_revalidate,
-                           .stale_if_error = dec.stale_if_error};
-        f->builder = obj_builder_begin(&meta, f->key, f->key_len, skeys, skeys_len, "", 0, oheaders, noheaders,
+    policy_decision_t dec = {0};
+    int storable = 0;
+    if (f->mode == FETCH_CACHE) {
+        decide(f, status, &list, headers, num_headers, response_time_ms, &dec);
+        storable = dec.storable;
+    }
+
+    /* what is stored: the list without Set-Cookie under the strip policy */
+    const char *skeys = NULL;
+    size_t skeys_len = 0;
+    const char *vary = NULL;
+    size_t vary_len = 0;
+    for (size_t i = 0; i != list.size; ++i) {
+        const obj_header_t *h = &list.entries[i];
+        if (skeys == NULL && name_is(h->name, h->name_len, "surrogate-key"))
+            skeys = h->value, skeys_len = h->value_len;
+        if (name_is(h->name, h->name_len, "vary") && h->value_len != 0)
+            vary = h->value, vary_len = h->value_len; /* the policy refused Vary: * already */
+    }
+    char vbuf[VARY_KEY_MAX];
+    size_t vlen = 0;
+    if (storable && vary != NULL) {
+        vlen = vary_key(vary, vary_len, lookup_in_copy, &f->rc, vbuf, sizeof(vbuf));
+        if (vlen == SIZE_MAX) {
+            storable = 0;
+        } else {
+            f->vary_names = malloc(vary_len + 1);
+            if (f->vary_names == NULL)
+                abort();
+            memcpy(f->vary_names, vary, vary_len);
+            f->vary_names[vary_len] = '\0';
+        }
+    }
+    if (storable && content_length != SIZE_MAX && content_length > g.max_object_size)
+        storable = 0;
+    if (storable) {
+        obj_meta_t meta = meta_from_decision(f, status, &dec, response_time_ms);
+        hr_list_t stored = {0};
+        for (size_t i = 0; i != list.size; ++i)
+            if (!(f->settings.cookie_policy_strip && name_is(list.entries[i].name, list.entries[i].name_len, "set-cookie")))
+                hr_list_push(&stored, list.entries[i].name, list.entries[i].name_len, list.entries[i].value,
+                             list.entries[i].value_len);
+        f->builder = obj_builder_begin(&meta, f->key, f->key_len, skeys, skeys_len, vary != NULL ? vbuf : "",
+                                       vary != NULL ? vlen : 0, stored.entries, stored.size,
                                        content_length == SIZE_MAX ? 0 : content_length);
+        hr_list_dispose(&stored);
+        hfp_clear(f->hash);
+        atomic_fetch_add_explicit(&w->counters.misses, 1, memory_order_relaxed);
+    } else {
+        if (f->mode == FETCH_CACHE)
+            hfp_mark(f->hash); /* later requests pass straight through, without queueing */
+        fetch_wake_waiters(f, WAKE_PASS, NULL, 0);
+        atomic_fetch_add_explicit(&w->counters.passes, 1, memory_order_relaxed);
     }
     obj_unref(&f->stale); /* a full response replaces it */
 
@@ -762,36 +1513,32 @@ static h2o_http1client_body_cb on_head(h2o_http1client_t *client, const char *er
         h2o_req_t *req = link->req;
         req->res.status = status;
         req->res.reason = h2o_strdup(&req->pool, msg.base, msg.len).base;
-        for (size_t i = 0; i != noheaders; ++i) {
-            const obj_header_t *h = &oheaders[i];
+        for (size_t i = 0; i != list.size; ++i) {
+            const obj_header_t *h = &list.entries[i];
             if (name_is(h->name, h->name_len, "date") ||
-                (f->mode == FETCH_CACHE && is_not_delivered(h->name, h->name_len)))
+                (f->mode == FETCH_CACHE && is_not_delivered(h->name, h->name_len, f->settings.keep_surrogate_headers)))
                 continue;
-            /* the origin's header bytes live in the client's buffer: copy them into the request pool */
+            /* the origin's bytes live in the client's buffer: copy them into the request pool */
             h2o_iovec_t value = h2o_strdup(&req->pool, h->value, h->value_len);
             h2o_iovec_t name = h2o_strdup(&req->pool, h->name, h->name_len);
             h2o_add_header_by_str(&req->pool, &req->res.headers, name.base, name.len, 1, NULL, value.base, value.len);
         }
         add_age_and_xcache(req, f->mode == FETCH_CACHE ? dec.initial_age : 0, storable ? "MISS" : "PASS");
+        apply_deliver_rules(req);
         req->res.content_length = content_length;
         h2o_start_response(req, &link->super);
         if (f->client_is_head && !is_eos) {
             /* the client asked HEAD, we fetched GET to fill the cache: answer now, keep reading to store */
-            link->upstream_state = 1;
-            link_do_send(link);
-            link->fetch = NULL;
-            f->link = NULL;
+            fetch_end_link(f, 1);
         }
     }
+    hr_list_dispose(&list);
 
     if (is_eos) {
         f->client = NULL;
         if (f->builder != NULL)
             fetch_finish_object(f);
-        if (f->link != NULL) {
-            f->link->upstream_state = 1;
-            link_do_send(f->link);
-        }
+        fetch_end_link(f, 1);
         fetch_free(f);
         return NULL;
     }
@@ -810,6 +1557,7 @@ static h2o_http1client_head_cb on_connect(h2o_http1client_t *client, const char 
     assert(f->magic == FETCH_MAGIC);
     if (errstr != NULL) {
         f->client = NULL;
+        atomic_fetch_add_explicit(&f->w->counters.errors, 1, memory_order_relaxed);
         fetch_fail_before_head(f, errstr);
         fetch_free(f);
         return NULL;
@@ -822,88 +1570,75 @@ static h2o_http1client_head_cb on_connect(h2o_http1client_t *client, const char 
 }
 
 /* request headers we do not forward as they are */
-static int skip_request_header(const h2o_header_t *h, enum fetch_mode mode)
+static int skip_request_header(const obj_header_t *h, enum fetch_mode mode)
 {
-    const h2o_iovec_t *n = h->name;
-    if (is_hop_by_hop(n->base, n->len) || name_is(n->base, n->len, "host") || name_is(n->base, n->len, "content-length") ||
-        name_is(n->base, n->len, "x-forwarded-for"))
+    if (is_hop_by_hop(h->name, h->name_len) || name_is(h->name, h->name_len, "host") ||
+        name_is(h->name, h->name_len, "content-length") || name_is(h->name, h->name_len, "x-forwarded-for"))
         return 1;
-    /* a cache fill fetches the whole object; client conditionals are answered from the cache */
+    /* a cache fill fetches the whole object; client conditionals and ranges are answered from the cache */
     if (mode == FETCH_CACHE &&
-        (name_is(n->base, n->len, "if-none-match") || name_is(n->base, n->len, "if-modified-since") ||
-         name_is(n->base, n->len, "if-match") || name_is(n->base, n->len, "if-unmodified-since") ||
-         name_is(n->base, n->len, "range") || name_is(n->base, n->len, "if-range")))
+        (name_is(h->name, h->name_len, "if-none-match") || name_is(h->name, h->name_len, "if-modified-since") ||
+         name_is(h->name, h->name_len, "if-match") || name_is(h->name, h->name_len, "if-unmodified-since") ||
+         name_is(h->name, h->name_len, "range") || name_is(h->name, h->name_len, "if-range")))
         return 1;
     return 0;
 }
 
 static void build_origin_request(fetch_t *f, h2o_req_t *req)
 {
-    const char *method = f->mode == FETCH_CACHE ? "GET" : NULL;
-    size_t cap = 256 + req->path.len + req->authority.len + req->method.len;
-    for (size_t i = 0; i != req->headers.size; ++i)
-        cap += req->headers.entries[i].name->len + req->headers.entries[i].value.len + 4;
-    const obj_header_t *etag = NULL, *lm = NULL;
-    if (f->stale != NULL) {
-        etag = obj_find_header(f->stale, H2O_STRLIT("etag"));
-        lm = obj_find_header(f->stale, H2O_STRLIT("last-modified"));
+    hr_list_t list = {0};
+    char xff[INET6_ADDRSTRLEN + 256];
+
+    for (size_t i = 0; i != f->rc.num_headers; ++i)
+        if (!skip_request_header(&f->rc.headers[i], f->mode))
+            hr_list_push(&list, f->rc.headers[i].name, f->rc.headers[i].name_len, f->rc.headers[i].value,
+                         f->rc.headers[i].value_len);
+    if (f->stale != NULL && f->mode == FETCH_CACHE) {
+        const obj_header_t *etag = obj_find_header(f->stale, H2O_STRLIT("etag"));
+        const obj_header_t *lm = obj_find_header(f->stale, H2O_STRLIT("last-modified"));
         if (etag != NULL)
-            cap += etag->value_len + 20;
+            hr_list_push(&list, H2O_STRLIT("if-none-match"), etag->value, etag->value_len);
         if (lm != NULL)
-            cap += lm->value_len + 24;
+            hr_list_push(&list, H2O_STRLIT("if-modified-since"), lm->value, lm->value_len);
+        if (etag != NULL || lm != NULL) {
+            f->revalidating = 1;
+            atomic_fetch_add_explicit(&f->w->counters.revalidations, 1, memory_order_relaxed);
+        }
     }
+    { /* X-Forwarded-For: the client's address appended to what came in */
+        struct sockaddr_storage ss;
+        socklen_t sl = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
+        char host[NI_MAXHOST];
+        size_t prev_len = 0;
+        const char *prev = lookup_in_copy(&f->rc, H2O_STRLIT("x-forwarded-for"), &prev_len);
+        if (sl != 0 && getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), NULL, 0, NI_NUMERICHOST) == 0) {
+            int n = prev != NULL && prev_len < 200 ? snprintf(xff, sizeof(xff), "%.*s, %s", (int)prev_len, prev, host)
+                                                   : snprintf(xff, sizeof(xff), "%s", host);
+            hr_list_push(&list, H2O_STRLIT("x-forwarded-for"), xff, (size_t)n);
+        }
+    }
+    header_rules_apply(g.rules, HR_PHASE_REQUEST, &list, f->rc.path, f->rc.path_len, lookup_in_copy, &f->rc);
+
+    const char *method = f->mode == FETCH_CACHE ? "GET" : NULL;
+    size_t method_len = method != NULL ? 3 : req->method.len;
+    size_t cap = 64 + method_len + f->rc.path_len + f->rc.authority_len;
+    for (size_t i = 0; i != list.size; ++i)
+        cap += list.entries[i].name_len + list.entries[i].value_len + 4;
     char *buf = malloc(cap), *p = buf;
     if (buf == NULL)
         abort();
 #define APPEND(s, l) (memcpy(p, (s), (l)), p += (l))
-    if (method != NULL)
-        APPEND(method, strlen(method));
-    else
-        APPEND(req->method.base, req->method.len);
+    APPEND(method != NULL ? method : req->method.base, method_len);
     APPEND(" ", 1);
-    APPEND(req->path.base, req->path.len);
+    APPEND(f->rc.path, f->rc.path_len);
     APPEND(" HTTP/1.1\r\nhost: ", 17);
-    APPEND(req->authority.base, req->authority.len);
+    APPEND(f->rc.authority, f->rc.authority_len);
     APPEND("\r\n", 2);
-    for (size_t i = 0; i != req->headers.size; ++i) {
-        const h2o_header_t *h = &req->headers.entries[i];
-        if (skip_request_header(h, f->mode))
-            continue;
-        APPEND(h->orig_name != NULL ? h->orig_name : h->name->base, h->name->len);
+    for (size_t i = 0; i != list.size; ++i) {
+        APPEND(list.entries[i].name, list.entries[i].name_len);
         APPEND(": ", 2);
-        APPEND(h->value.base, h->value.len);
+        APPEND(list.entries[i].value, list.entries[i].value_len);
         APPEND("\r\n", 2);
-    }
-    if (etag != NULL) {
-        APPEND("if-none-match: ", 15);
-        APPEND(etag->value, etag->value_len);
-        APPEND("\r\n", 2);
-        f->revalidating = 1;
-    }
-    if (lm != NULL) {
-        APPEND("if-modified-since: ", 19);
-        APPEND(lm->value, lm->value_len);
-        APPEND("\r\n", 2);
-        f->revalidating = 1;
-    }
-    /* X-Forwarded-For: the client's address appended to what came in */
-    {
-        struct sockaddr_storage ss;
-        socklen_t sl = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
-        char host[NI_MAXHOST];
-        ssize_t xff = h2o_find_header(&req->headers, H2O_TOKEN_X_FORWARDED_FOR, -1);
-        if (sl != 0 && getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), NULL, 0, NI_NUMERICHOST) == 0) {
-            size_t hl = strlen(host);
-            if (xff != -1 && req->headers.entries[xff].value.len < 200) {
-                APPEND("x-forwarded-for: ", 17);
-                APPEND(req->headers.entries[xff].value.base, req->headers.entries[xff].value.len);
-                APPEND(", ", 2);
-            } else {
-                APPEND("x-forwarded-for: ", 17);
-            }
-            APPEND(host, hl);
-            APPEND("\r\n", 2);
-        }
     }
     if (f->mode == FETCH_PASS && req->entity.base != NULL) {
         char cl[40];
@@ -921,17 +1656,25 @@ static void build_origin_request(fetch_t *f, h2o_req_t *req)
 #undef APPEND
     assert((size_t)(p - buf) <= cap);
     f->reqbufs[0] = h2o_iovec_init(buf, (size_t)(p - buf));
+    hr_list_dispose(&list);
 }
 
-/* start an origin exchange for req; takes over the reference to stale (may be NULL) */
+/*
+ * Start an origin exchange for req; takes over the reference to stale (may be NULL).
+ * attach: stream the response to req (else a background refresh). owns_inflight: the
+ * caller registered this URL in the collapsing table and the fetch must wake its waiters.
+ */
 static void fetch_start(h2o_req_t *req, enum fetch_mode mode, const char *key, size_t key_len,
-                        const uint8_t hash[CACHE_HASH_LEN], cache_obj_t *stale)
+                        const uint8_t hash[CACHE_HASH_LEN], cache_obj_t *stale, int attach, int owns_inflight)
 {
     worker_t *w = worker_of_req(req);
 
     if (g.num_backends == 0) {
         obj_unref(&stale);
-        send_error(req, 503, "no origin configured\n");
+        if (owns_inflight)
+            inflight_wake(hash, WAKE_ERROR, NULL, 503);
+        if (attach)
+            send_error(req, 503, "no origin configured\n");
         return;
     }
     fetch_t *f = calloc(1, sizeof(*f));
@@ -940,6 +1683,7 @@ static void fetch_start(h2o_req_t *req, enum fetch_mode mode, const char *key, s
     f->magic = FETCH_MAGIC;
     f->w = w;
     f->mode = mode;
+    f->owns_inflight = owns_inflight;
     f->client_is_head = method_is(req, "HEAD");
     f->invalidate_on_success = mode == FETCH_PASS && (method_is(req, "POST") || method_is(req, "PUT") ||
                                                       method_is(req, "DELETE") || method_is(req, "PATCH"));
@@ -954,12 +1698,54 @@ static void fetch_start(h2o_req_t *req, enum fetch_mode mode, const char *key, s
     f->epoch = store_purge_epoch(g.store);
     f->generation = store_generation(g.store);
     f->request_time_ms = obj_now_ms();
+    current_settings(&f->settings);
+    req_copy_init(&f->rc, req);
     build_origin_request(f, req);
-    f->link = link_create(req, f);
+    if (attach)
+        f->link = link_create(req, f);
 
     atomic_fetch_add_explicit(&w->counters.origin_fetches, 1, memory_order_relaxed);
     size_t backend = w->rr_next++ % w->num_backends;
     h2o_http1client_connect_with_pool(&f->client, f, &w->client_ctx, &w->sockpools[backend], on_connect);
+}
+
+/* ---------------------------------------------------------------- collapsed requests wake up */
+
+static void on_wake_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+{
+    (void)receiver;
+    while (!h2o_linklist_is_empty(messages)) {
+        waiter_t *wt = H2O_STRUCT_FROM_MEMBER(waiter_t, super.link, messages->next);
+        h2o_linklist_unlink(&wt->super.link);
+        assert(wt->magic == WAITER_MAGIC);
+        h2o_req_t *req = wt->req;
+        if (req != NULL) {
+            size_t cap = req->authority.len + req->path.len;
+            char *key = h2o_mem_alloc_pool(&req->pool, cap + 1);
+            size_t key_len = proxy_cache_key(key, cap, req->authority.base, req->authority.len, req->path.base, req->path.len);
+            uint8_t hash[CACHE_HASH_LEN];
+            obj_key_hash(key, key_len, hash);
+            switch (wt->kind) {
+            case WAKE_OBJECT:
+                if (wt->obj != NULL && object_fits_request(req, wt->obj)) {
+                    uint32_t age = policy_current_age(wt->obj->meta.initial_age, wt->obj->meta.response_time_ms, obj_now_ms());
+                    atomic_fetch_add_explicit(&wt->w->counters.hits, 1, memory_order_relaxed);
+                    send_object(req, obj_ref(wt->obj), age, "HIT");
+                } else {
+                    serve_cacheable(req, key, key_len, hash); /* another variant: look again */
+                }
+                break;
+            case WAKE_PASS:
+                fetch_start(req, FETCH_PASS, key, key_len, hash, NULL, 1, 0);
+                break;
+            case WAKE_ERROR:
+                send_error(req, wt->status, wt->status == 504 ? "origin timed out\n" : wt->status == 503 ? "no origin available\n"
+                                                                                                    : "origin unreachable or invalid response\n");
+                break;
+            }
+        }
+        waiter_unref(wt);
+    }
 }
 
 /* ---------------------------------------------------------------- PURGE on the proxy listener */
@@ -1004,14 +1790,10 @@ static void on_purge_messages(h2o_multithread_receiver_t *receiver, h2o_linklist
             if (pp->res.err != 0) {
                 admin_send_json_error(req, 500, "Purge failed", "the store could not commit the purge");
             } else {
-                char id[96];
+                char id[96], body[160];
                 admin_next_purge_id(g.admin, id, sizeof(id));
-                char *body = h2o_mem_alloc_pool(&req->pool, 160);
-                int n = snprintf(body, 160, "{\"status\":\"ok\",\"id\":\"%s\"}", id);
-                req->res.status = 200;
-                req->res.reason = "OK";
-                h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
-                h2o_send_inline(req, body, (size_t)n);
+                int n = snprintf(body, sizeof(body), "{\"status\":\"ok\",\"id\":\"%s\"}", id);
+                admin_send_json(req, 200, body, (size_t)n);
             }
         }
         proxy_purge_unref(pp);
@@ -1023,9 +1805,7 @@ static void handle_purge(h2o_req_t *req, const char *key, size_t key_len)
     worker_t *w = worker_of_req(req);
     if (g.admin != NULL && admin_authorize_proxy_purge_or_respond(g.admin, req) != 0)
         return;
-    ssize_t soft_idx = h2o_find_header_by_str(&req->headers, H2O_STRLIT("fastly-soft-purge"), -1);
-    int soft = soft_idx != -1 && h2o_memis(req->headers.entries[soft_idx].value.base,
-                                           req->headers.entries[soft_idx].value.len, H2O_STRLIT("1"));
+    int soft = admin_request_wants_soft_purge(req);
     proxy_purge_t *pp = calloc(1, sizeof(*pp));
     if (pp == NULL)
         abort();
@@ -1039,6 +1819,64 @@ static void handle_purge(h2o_req_t *req, const char *key, size_t key_len)
 }
 
 /* ---------------------------------------------------------------- the handler */
+
+/* does the client ask for an end-to-end reload (Cache-Control: no-cache / max-age=0, Pragma: no-cache)? */
+static int client_wants_reload(h2o_req_t *req)
+{
+    ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_CACHE_CONTROL, -1);
+    if (i != -1) {
+        policy_cc_t cc;
+        policy_cc_init(&cc);
+        policy_cc_parse(&cc, req->headers.entries[i].value.base, req->headers.entries[i].value.len);
+        if (cc.no_cache || cc.max_age == 0 || cc.max_age_invalid)
+            return 1;
+    }
+    i = h2o_find_header_by_str(&req->headers, H2O_STRLIT("pragma"), -1);
+    return i != -1 && h2o_contains_token(req->headers.entries[i].value.base, req->headers.entries[i].value.len,
+                                         H2O_STRLIT("no-cache"), ',');
+}
+
+/* GET or HEAD: hit, stale-while-revalidate, or a (collapsed) fetch */
+static void serve_cacheable(h2o_req_t *req, const char *key, size_t key_len, const uint8_t hash[CACHE_HASH_LEN])
+{
+    worker_t *w = worker_of_req(req);
+    cache_obj_t *obj = lookup(req, hash, key, key_len);
+    int reload = g.cfg->obey_client_no_cache && client_wants_reload(req);
+
+    if (obj != NULL) {
+        int64_t now = obj_now_ms();
+        uint32_t age = policy_current_age(obj->meta.initial_age, obj->meta.response_time_ms, now);
+        unsigned flags = atomic_load_explicit(&obj->flags, memory_order_acquire);
+        if (!reload && age < obj->meta.ttl && !(flags & (OBJ_F_NO_CACHE | OBJ_F_SOFT_PURGED))) {
+            atomic_fetch_add_explicit(&w->counters.hits, 1, memory_order_relaxed);
+            send_object(req, obj, age, "HIT");
+            return;
+        }
+        if (!reload && !(flags & (OBJ_F_NO_CACHE | OBJ_F_MUST_REVALIDATE)) && obj->meta.stale_while_revalidate != 0 &&
+            (uint64_t)age < (uint64_t)obj->meta.ttl + obj->meta.stale_while_revalidate) {
+            /* stale-while-revalidate: answer now, refresh once in the background */
+            atomic_fetch_add_explicit(&w->counters.stale_served, 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&w->counters.hits, 1, memory_order_relaxed);
+            send_object(req, obj_ref(obj), age, "HIT");
+            if (inflight_join_or_own(hash, NULL))
+                fetch_start(req, FETCH_CACHE, key, key_len, hash, obj, 0, 1);
+            else
+                obj_unref(&obj);
+            return;
+        }
+        /* stale: revalidate if it has validators, keep it for stale-if-error either way */
+    }
+    if (hfp_active(hash)) {
+        obj_unref(&obj);
+        fetch_start(req, FETCH_PASS, key, key_len, hash, NULL, 1, 0);
+        return;
+    }
+    if (!inflight_join_or_own(hash, req)) {
+        obj_unref(&obj); /* queued behind the fetch in flight */
+        return;
+    }
+    fetch_start(req, FETCH_CACHE, key, key_len, hash, obj, 1, 1);
+}
 
 static void on_req_disposed(void *p)
 {
@@ -1064,26 +1902,11 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 
     if (method_is(req, "PURGE")) {
         handle_purge(req, key, key_len);
-        return 0;
+    } else if (method_is(req, "GET") || method_is(req, "HEAD")) {
+        serve_cacheable(req, key, key_len, hash);
+    } else {
+        fetch_start(req, FETCH_PASS, key, key_len, hash, NULL, 1, 0);
     }
-    if (!method_is(req, "GET") && !method_is(req, "HEAD")) {
-        fetch_start(req, FETCH_PASS, key, key_len, hash, NULL);
-        return 0;
-    }
-
-    cache_obj_t *obj = lookup(hash, key, key_len);
-    if (obj != NULL) {
-        int64_t now = obj_now_ms();
-        uint32_t age = policy_current_age(obj->meta.initial_age, obj->meta.response_time_ms, now);
-        unsigned flags = atomic_load_explicit(&obj->flags, memory_order_acquire);
-        if (age < obj->meta.ttl && !(flags & (OBJ_F_NO_CACHE | OBJ_F_SOFT_PURGED))) {
-            atomic_fetch_add_explicit(&w->counters.hits, 1, memory_order_relaxed);
-            send_object(req, obj, age, "HIT");
-            return 0;
-        }
-        /* stale: revalidate if it has validators, keep it for stale-if-error either way */
-    }
-    fetch_start(req, FETCH_CACHE, key, key_len, hash, obj);
     return 0;
 }
 
@@ -1100,6 +1923,10 @@ int proxy_init(const config_t *cfg, store_t *store, mem_tier_t *mem, struct admi
     g.policy.default_grace = cfg->default_grace;
     /* an object must fit the memory tier's admission limit and a small share of the disk */
     g.max_object_size = cfg->memory_size / 4 < cfg->disk_size / 8 ? cfg->memory_size / 4 : cfg->disk_size / 8;
+    for (size_t i = 0; i != INFLIGHT_SHARDS; ++i)
+        pthread_mutex_init(&g_inflight[i].lock, NULL);
+    if (cfg->header_rules_json != NULL && header_rules_parse_text(cfg->header_rules_json, &g.rules, err, errlen) != 0)
+        return -1;
 
     g.num_backends = cfg->num_backends;
     g.backends = calloc(g.num_backends + 1, sizeof(*g.backends));
@@ -1147,12 +1974,12 @@ void proxy_worker_init(worker_t *w)
     if (w->sockpools == NULL)
         abort();
     for (size_t i = 0; i != g.num_backends; ++i) {
-        h2o_socketpool_init_by_address(&w->sockpools[i], (struct sockaddr *)&g.backends[i].sa, g.backends[i].salen, 0,
-                                       256);
+        h2o_socketpool_init_by_address(&w->sockpools[i], (struct sockaddr *)&g.backends[i].sa, g.backends[i].salen, 0, 256);
         h2o_socketpool_set_timeout(&w->sockpools[i], w->loop, 2000);
     }
     w->rr_next = w->index;
     h2o_multithread_register_receiver(w->ctx.queue, &w->purge_receiver, on_purge_messages);
+    h2o_multithread_register_receiver(w->ctx.queue, &w->wake_receiver, on_wake_messages);
 }
 
 void proxy_worker_dispose(worker_t *w)

@@ -16,7 +16,8 @@
 
 /* per-thread counters: written only by the owning thread, read (racily, as relaxed atomics) by stats */
 typedef struct worker_counters {
-    _Atomic uint64_t requests, hits, misses, passes, errors, purges, origin_fetches, stale_served;
+    _Atomic uint64_t requests, hits, misses, passes, errors, purges, origin_fetches, stale_served, collapsed, revalidations,
+        revalidated_304;
 } worker_counters_t;
 
 typedef struct worker {
@@ -35,6 +36,7 @@ typedef struct worker {
     size_t rr_next;              /* round-robin cursor */
     uint64_t inflight;           /* requests being handled (handler entered, pool not yet disposed) */
     h2o_multithread_receiver_t purge_receiver; /* purge completions from the store's writer */
+    h2o_multithread_receiver_t wake_receiver;  /* collapsed requests woken by a fetch on any thread */
     worker_counters_t counters;
 } worker_t;
 

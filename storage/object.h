@@ -39,6 +39,8 @@
 #define OBJ_F_NO_CACHE 0x1        /* stored, but must be revalidated before every use */
 #define OBJ_F_MUST_REVALIDATE 0x2 /* never served stale */
 #define OBJ_F_SOFT_PURGED 0x4     /* soft purge: treat as stale; may be revalidated / served in grace */
+#define OBJ_F_VARY_INDEX 0x8      /* not a response: marks a URL whose responses vary; its "vary" header
+                                     names the request headers, the variants live under obj_variant_hash */
 
 typedef struct obj_header {
     const char *name; /* lower-case */

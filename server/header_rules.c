@@ -1,0 +1,325 @@
+/*
+ * server/header_rules.c — parsing and applying header rules.
+ *
+ * Rules come from the config file (and later the admin API) as JSON; they are parsed
+ * once into an immutable list that any worker thread may read. Applying a rule never
+ * copies header bytes: list entries borrow from the request, the origin's response or
+ * the rule itself, all of which outlive the list they are put in.
+ *
+ * Conditions are evaluated against the client's request (its path and headers) in
+ * every phase, so one rule can say "for /api/ responses, unset Set-Cookie before
+ * storing" without depending on what the origin sent.
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "server/header_rules.h"
+
+static char *dup_lower(const char *s, size_t len, int lower)
+{
+    char *p = malloc(len + 1);
+    if (p == NULL)
+        abort();
+    for (size_t i = 0; i != len; ++i)
+        p[i] = lower ? (char)tolower((unsigned char)s[i]) : s[i];
+    p[len] = '\0';
+    return p;
+}
+
+/* RFC 9110 token characters for field names */
+static int is_token(const char *s, size_t len)
+{
+    if (len == 0)
+        return 0;
+    for (size_t i = 0; i != len; ++i) {
+        unsigned char c = (unsigned char)s[i];
+        if (!(isalnum(c) || strchr("!#$%&'*+-.^_`|~", c) != NULL) || c == 0)
+            return 0;
+    }
+    return 1;
+}
+
+/* field values: visible characters, spaces and tabs; no CR/LF/NUL (header injection) */
+static int is_field_value(const char *s, size_t len)
+{
+    for (size_t i = 0; i != len; ++i) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '\r' || c == '\n' || c == 0 || (c < 0x20 && c != '\t') || c == 0x7f)
+            return 0;
+    }
+    return 1;
+}
+
+static int get_string(const json_t *obj, const char *field, const char **out, size_t *len, size_t index, char *err,
+                      size_t errlen)
+{
+    const json_t *v = json_object_get(obj, field);
+    if (v == NULL) {
+        *out = NULL;
+        return 0;
+    }
+    if (!json_is_string(v)) {
+        snprintf(err, errlen, "header_rules[%zu].%s: expected a string", index, field);
+        return -1;
+    }
+    *out = json_string_value(v);
+    *len = json_string_length(v);
+    return 0;
+}
+
+int header_rules_parse(const json_t *array, header_rules_t **out, char *err, size_t errlen)
+{
+    header_rules_t *rules = NULL;
+    size_t index;
+    const json_t *item;
+
+    if (!json_is_array(array)) {
+        snprintf(err, errlen, "header_rules: expected an array of rules");
+        return -1;
+    }
+    if (json_array_size(array) > 256) {
+        snprintf(err, errlen, "header_rules: at most 256 rules");
+        return -1;
+    }
+    rules = calloc(1, sizeof(*rules));
+    if (rules == NULL)
+        abort();
+    rules->rules = calloc(json_array_size(array) + 1, sizeof(*rules->rules));
+    if (rules->rules == NULL)
+        abort();
+
+    json_array_foreach(array, index, item) {
+        header_rule_t *r = &rules->rules[rules->count];
+        const char *s, *key;
+        size_t len = 0;
+        json_t *v;
+        if (!json_is_object(item)) {
+            snprintf(err, errlen, "header_rules[%zu]: expected an object", index);
+            goto fail;
+        }
+        json_object_foreach((json_t *)item, key, v) {
+            if (strcmp(key, "phase") != 0 && strcmp(key, "action") != 0 && strcmp(key, "header") != 0 &&
+                strcmp(key, "value") != 0 && strcmp(key, "condition") != 0) {
+                snprintf(err, errlen, "header_rules[%zu]: unknown field '%.64s'", index, key);
+                goto fail;
+            }
+        }
+        if (get_string(item, "phase", &s, &len, index, err, errlen) != 0)
+            goto fail;
+        if (s == NULL || (strcmp(s, "request") != 0 && strcmp(s, "fetch") != 0 && strcmp(s, "deliver") != 0)) {
+            snprintf(err, errlen, "header_rules[%zu].phase: expected \"request\", \"fetch\" or \"deliver\"", index);
+            goto fail;
+        }
+        r->phase = strcmp(s, "request") == 0 ? HR_PHASE_REQUEST : strcmp(s, "fetch") == 0 ? HR_PHASE_FETCH : HR_PHASE_DELIVER;
+        if (get_string(item, "action", &s, &len, index, err, errlen) != 0)
+            goto fail;
+        if (s == NULL || (strcmp(s, "set") != 0 && strcmp(s, "append") != 0 && strcmp(s, "unset") != 0)) {
+            snprintf(err, errlen, "header_rules[%zu].action: expected \"set\", \"append\" or \"unset\"", index);
+            goto fail;
+        }
+        r->action = strcmp(s, "set") == 0 ? HR_SET : strcmp(s, "append") == 0 ? HR_APPEND : HR_UNSET;
+        if (get_string(item, "header", &s, &len, index, err, errlen) != 0)
+            goto fail;
+        if (s == NULL || !is_token(s, len) || len > 128) {
+            snprintf(err, errlen, "header_rules[%zu].header: expected a header name", index);
+            goto fail;
+        }
+        r->name = dup_lower(s, len, 1);
+        r->name_len = len;
+        if (get_string(item, "value", &s, &len, index, err, errlen) != 0)
+            goto fail;
+        if (r->action == HR_UNSET) {
+            if (s != NULL) {
+                snprintf(err, errlen, "header_rules[%zu].value: not allowed with \"unset\"", index);
+                goto fail;
+            }
+        } else {
+            if (s == NULL || !is_field_value(s, len) || len > 8192) {
+                snprintf(err, errlen, "header_rules[%zu].value: expected a header value (no CR, LF or NUL)", index);
+                goto fail;
+            }
+            r->value = dup_lower(s, len, 0);
+            r->value_len = len;
+        }
+        const json_t *cond = json_object_get(item, "condition");
+        if (cond != NULL && !json_is_null(cond)) {
+            if (!json_is_object(cond)) {
+                snprintf(err, errlen, "header_rules[%zu].condition: expected an object", index);
+                goto fail;
+            }
+            json_object_foreach((json_t *)cond, key, v) {
+                if (strcmp(key, "path_prefix") != 0 && strcmp(key, "header") != 0 && strcmp(key, "equals") != 0) {
+                    snprintf(err, errlen, "header_rules[%zu].condition: unknown field '%.64s'", index, key);
+                    goto fail;
+                }
+            }
+            if (get_string(cond, "path_prefix", &s, &len, index, err, errlen) != 0)
+                goto fail;
+            if (s != NULL) {
+                if (len == 0 || s[0] != '/') {
+                    snprintf(err, errlen, "header_rules[%zu].condition.path_prefix: expected a path starting with /", index);
+                    goto fail;
+                }
+                r->cond_path_prefix = dup_lower(s, len, 0);
+                r->cond_path_prefix_len = len;
+            }
+            if (get_string(cond, "header", &s, &len, index, err, errlen) != 0)
+                goto fail;
+            if (s != NULL) {
+                if (!is_token(s, len) || len > 128) {
+                    snprintf(err, errlen, "header_rules[%zu].condition.header: expected a header name", index);
+                    goto fail;
+                }
+                r->cond_header = dup_lower(s, len, 1);
+                r->cond_header_len = len;
+            }
+            if (get_string(cond, "equals", &s, &len, index, err, errlen) != 0)
+                goto fail;
+            if (s != NULL) {
+                if (r->cond_header == NULL) {
+                    snprintf(err, errlen, "header_rules[%zu].condition.equals: needs \"header\"", index);
+                    goto fail;
+                }
+                r->cond_equals = dup_lower(s, len, 0);
+                r->cond_equals_len = len;
+            }
+        }
+        rules->count_by_phase[r->phase]++;
+        rules->count++;
+    }
+    *out = rules;
+    return 0;
+
+fail:
+    rules->count++; /* free the partly filled rule too */
+    header_rules_free(&rules);
+    return -1;
+}
+
+int header_rules_parse_text(const char *text, header_rules_t **out, char *err, size_t errlen)
+{
+    json_error_t jerr;
+    json_t *root = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
+    if (root == NULL) {
+        snprintf(err, errlen, "header_rules: invalid JSON: %s", jerr.text);
+        return -1;
+    }
+    int rc = header_rules_parse(root, out, err, errlen);
+    json_decref(root);
+    return rc;
+}
+
+json_t *header_rules_to_json(const header_rules_t *rules)
+{
+    static const char *phases[] = {"request", "fetch", "deliver"};
+    static const char *actions[] = {"set", "append", "unset"};
+    json_t *arr = json_array();
+    for (size_t i = 0; rules != NULL && i != rules->count; ++i) {
+        const header_rule_t *r = &rules->rules[i];
+        json_t *o = json_object();
+        json_object_set_new(o, "phase", json_string(phases[r->phase]));
+        json_object_set_new(o, "action", json_string(actions[r->action]));
+        json_object_set_new(o, "header", json_stringn(r->name, r->name_len));
+        if (r->value != NULL)
+            json_object_set_new(o, "value", json_stringn(r->value, r->value_len));
+        if (r->cond_path_prefix != NULL || r->cond_header != NULL) {
+            json_t *c = json_object();
+            if (r->cond_path_prefix != NULL)
+                json_object_set_new(c, "path_prefix", json_stringn(r->cond_path_prefix, r->cond_path_prefix_len));
+            if (r->cond_header != NULL)
+                json_object_set_new(c, "header", json_stringn(r->cond_header, r->cond_header_len));
+            if (r->cond_equals != NULL)
+                json_object_set_new(c, "equals", json_stringn(r->cond_equals, r->cond_equals_len));
+            json_object_set_new(o, "condition", c);
+        }
+        json_array_append_new(arr, o);
+    }
+    return arr;
+}
+
+void header_rules_free(header_rules_t **rules)
+{
+    if (*rules == NULL)
+        return;
+    for (size_t i = 0; i != (*rules)->count; ++i) {
+        header_rule_t *r = &(*rules)->rules[i];
+        free(r->name);
+        free(r->value);
+        free(r->cond_path_prefix);
+        free(r->cond_header);
+        free(r->cond_equals);
+    }
+    free((*rules)->rules);
+    free(*rules);
+    *rules = NULL;
+}
+
+int header_rule_matches(const header_rule_t *rule, const char *path, size_t path_len, hr_lookup_cb lookup, void *ctx)
+{
+    if (rule->cond_path_prefix != NULL &&
+        (path_len < rule->cond_path_prefix_len || memcmp(path, rule->cond_path_prefix, rule->cond_path_prefix_len) != 0))
+        return 0;
+    if (rule->cond_header != NULL) {
+        size_t vlen = 0;
+        const char *v = lookup != NULL ? lookup(ctx, rule->cond_header, rule->cond_header_len, &vlen) : NULL;
+        if (v == NULL)
+            return 0;
+        if (rule->cond_equals != NULL && (vlen != rule->cond_equals_len || memcmp(v, rule->cond_equals, vlen) != 0))
+            return 0;
+    }
+    return 1;
+}
+
+void hr_list_push(hr_list_t *list, const char *name, size_t name_len, const char *value, size_t value_len)
+{
+    if (list->size == list->capacity) {
+        list->capacity = list->capacity < 16 ? 16 : list->capacity * 2;
+        list->entries = realloc(list->entries, list->capacity * sizeof(*list->entries));
+        if (list->entries == NULL)
+            abort();
+    }
+    list->entries[list->size++] = (obj_header_t){name, (uint32_t)name_len, value, (uint32_t)value_len};
+}
+
+void hr_list_unset(hr_list_t *list, const char *name, size_t name_len)
+{
+    size_t dst = 0;
+    for (size_t i = 0; i != list->size; ++i) {
+        const obj_header_t *h = &list->entries[i];
+        if (h->name_len == name_len && strncasecmp(h->name, name, name_len) == 0)
+            continue;
+        list->entries[dst++] = *h;
+    }
+    list->size = dst;
+}
+
+void hr_list_dispose(hr_list_t *list)
+{
+    free(list->entries);
+    *list = (hr_list_t){0};
+}
+
+void header_rules_apply(const header_rules_t *rules, hr_phase_t phase, hr_list_t *list, const char *path, size_t path_len,
+                        hr_lookup_cb lookup, void *ctx)
+{
+    if (rules == NULL || rules->count_by_phase[phase] == 0)
+        return;
+    for (size_t i = 0; i != rules->count; ++i) {
+        const header_rule_t *r = &rules->rules[i];
+        if (r->phase != phase || !header_rule_matches(r, path, path_len, lookup, ctx))
+            continue;
+        switch (r->action) {
+        case HR_SET:
+            hr_list_unset(list, r->name, r->name_len);
+            hr_list_push(list, r->name, r->name_len, r->value, r->value_len);
+            break;
+        case HR_APPEND:
+            hr_list_push(list, r->name, r->name_len, r->value, r->value_len);
+            break;
+        case HR_UNSET:
+            hr_list_unset(list, r->name, r->name_len);
+            break;
+        }
+    }
+}
