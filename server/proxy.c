@@ -48,7 +48,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <linux/sockios.h>
 #include <h2o.h>
 #include <h2o/http1client.h>
 #include "admin-api/admin.h"
@@ -64,6 +66,7 @@
 #define VARY_KEY_MAX 2048
 #define HIT_FOR_PASS_MS 120000
 #define VARY_INDEX_TTL (365u * 86400u)
+#define STALL_CHECK_MS 8000 /* a client whose socket send queue does not move for this long is dropped */
 
 enum fetch_mode { FETCH_CACHE, FETCH_PASS };
 
@@ -761,6 +764,56 @@ static int client_conditional_matches(h2o_req_t *req, const cache_obj_t *obj)
 }
 
 
+/*
+ * Stalled clients. h2o 2.2 has no send timeout: a client that stops reading keeps its
+ * connection, the response buffers and (for a miss) the origin fetch forever. A watchdog
+ * per response, in the request pool, looks at the kernel send queue every STALL_CHECK_MS:
+ * non-empty and unchanged since the last look means nobody reads, and the socket is shut
+ * down, which makes h2o fail the write and release everything through its normal path.
+ */
+typedef struct stall_watch {
+    h2o_timeout_entry_t entry;
+    h2o_req_t *req;
+    worker_t *w;
+    int last_outq;
+} stall_watch_t;
+
+static void stall_watch_on_timeout(h2o_timeout_entry_t *entry)
+{
+    stall_watch_t *sw = H2O_STRUCT_FROM_MEMBER(stall_watch_t, entry, entry);
+    h2o_socket_t *sock = sw->req->conn->callbacks->get_socket != NULL ? sw->req->conn->callbacks->get_socket(sw->req->conn) : NULL;
+    int outq = 0;
+    if (sock == NULL || ioctl(h2o_socket_get_fd(sock), SIOCOUTQ, &outq) != 0)
+        return;
+    if (outq > 0 && outq == sw->last_outq) {
+        atomic_fetch_add_explicit(&sw->w->counters.stalled_clients_closed, 1, memory_order_relaxed);
+        shutdown(h2o_socket_get_fd(sock), SHUT_RDWR);
+        return;
+    }
+    sw->last_outq = outq;
+    h2o_timeout_link(sw->w->loop, &sw->w->stall_timeout, &sw->entry);
+}
+
+static void stall_watch_dispose(void *p)
+{
+    stall_watch_t *sw = p;
+    if (h2o_timeout_is_linked(&sw->entry))
+        h2o_timeout_unlink(&sw->entry);
+}
+
+/* watch this response until its request is done */
+static void stall_watch_start(h2o_req_t *req)
+{
+    worker_t *w = worker_of_req(req);
+    stall_watch_t *sw = h2o_mem_alloc_shared(&req->pool, sizeof(*sw), stall_watch_dispose);
+    memset(sw, 0, sizeof(*sw));
+    sw->entry.cb = stall_watch_on_timeout;
+    sw->req = req;
+    sw->w = w;
+    sw->last_outq = -1;
+    h2o_timeout_link(w->loop, &w->stall_timeout, &sw->entry);
+}
+
 /* apply the deliver-phase header rules to the response about to be sent */
 static void apply_deliver_rules(h2o_req_t *req)
 {
@@ -908,6 +961,8 @@ static void send_object(h2o_req_t *req, cache_obj_t *obj, uint32_t age, const ch
     }
     apply_deliver_rules(req);
     pin_obj_to_req(req, obj);
+    if (body.len > 64 * 1024)
+        stall_watch_start(req); /* smaller bodies fit in the socket buffers */
     h2o_start_response(req, &generator);
     h2o_send(req, &body, body.len != 0 ? 1 : 0, H2O_SEND_STATE_FINAL);
 }
@@ -1095,7 +1150,8 @@ static void fetch_on_client_gone(fetch_t *f)
 /* may this stale copy stand in for an origin failure now? */
 static int stale_usable_on_error(const cache_obj_t *stale, int64_t now_ms, uint32_t *age_out)
 {
-    if (stale == NULL || (atomic_load(&stale->flags) & OBJ_F_MUST_REVALIDATE))
+    /* must-revalidate and no-cache (RFC 9111 5.2.2.2, 5.2.2.4): never without successful validation */
+    if (stale == NULL || (atomic_load(&stale->flags) & (OBJ_F_MUST_REVALIDATE | OBJ_F_NO_CACHE)))
         return 0;
     uint32_t age = policy_current_age(stale->meta.initial_age, stale->meta.response_time_ms, now_ms);
     *age_out = age;
@@ -1526,6 +1582,7 @@ static h2o_http1client_body_cb on_head(h2o_http1client_t *client, const char *er
         add_age_and_xcache(req, f->mode == FETCH_CACHE ? dec.initial_age : 0, storable ? "MISS" : "PASS");
         apply_deliver_rules(req);
         req->res.content_length = content_length;
+        stall_watch_start(req);
         h2o_start_response(req, &link->super);
         if (f->client_is_head && !is_eos) {
             /* the client asked HEAD, we fetched GET to fill the cache: answer now, keep reading to store */
@@ -1964,6 +2021,7 @@ void proxy_register(h2o_pathconf_t *pathconf)
 void proxy_worker_init(worker_t *w)
 {
     h2o_timeout_init(w->loop, &w->io_timeout, g.cfg->origin_timeout_ms);
+    h2o_timeout_init(w->loop, &w->stall_timeout, STALL_CHECK_MS);
     w->client_ctx.loop = w->loop;
     w->client_ctx.getaddr_receiver = NULL;
     w->client_ctx.io_timeout = &w->io_timeout;

@@ -17,7 +17,7 @@
 /* per-thread counters: written only by the owning thread, read (racily, as relaxed atomics) by stats */
 typedef struct worker_counters {
     _Atomic uint64_t requests, hits, misses, passes, errors, purges, origin_fetches, stale_served, collapsed, revalidations,
-        revalidated_304;
+        revalidated_304, stalled_clients_closed;
 } worker_counters_t;
 
 typedef struct worker {
@@ -31,6 +31,7 @@ typedef struct worker {
     h2o_socket_t *listener;
     h2o_http1client_ctx_t client_ctx;
     h2o_timeout_t io_timeout;
+    h2o_timeout_t stall_timeout; /* checks responses whose client stopped reading */
     h2o_socketpool_t *sockpools; /* one per backend */
     size_t num_backends;
     size_t rr_next;              /* round-robin cursor */
