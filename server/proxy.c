@@ -52,10 +52,10 @@
 #include <sys/socket.h>
 #include <linux/sockios.h>
 #include <h2o.h>
-#include <h2o/http1client.h>
 #include "admin-api/admin.h"
 #include "server/cache_policy.h"
 #include "server/header_rules.h"
+#include "server/origin_client.h"
 #include "server/proxy.h"
 #include "server/worker.h"
 #include "storage/object.h"
@@ -66,7 +66,8 @@
 #define VARY_KEY_MAX 2048
 #define HIT_FOR_PASS_MS 120000
 #define VARY_INDEX_TTL (365u * 86400u)
-#define STALL_CHECK_MS 8000 /* a client whose socket send queue does not move for this long is dropped */
+#define STALL_CHECK_MS 8000
+#define BACKPRESSURE_BYTES (1024 * 1024) /* unsent bytes for a client after which the origin is paused */ /* a client whose socket send queue does not move for this long is dropped */
 
 enum fetch_mode { FETCH_CACHE, FETCH_PASS };
 
@@ -125,7 +126,8 @@ struct fetch {
     uint32_t magic;
     worker_t *w;
     fetch_link_t *link;
-    h2o_http1client_t *client;
+    origin_client_t *client;
+    int paused;               /* origin reading stopped: the client is slower than the origin */
     enum fetch_mode mode;
     int client_is_head;
     int in_callback;
@@ -1067,6 +1069,12 @@ static void link_on_proceed(h2o_generator_t *gen, h2o_req_t *req)
     link->send_inflight = 0;
     h2o_buffer_consume(&link->sending, link->sending->size);
     link_do_send(link);
+    /* the client caught up: read the origin again */
+    fetch_t *f = link->fetch;
+    if (f != NULL && f->paused && f->client != NULL && link->pending->size < BACKPRESSURE_BYTES / 2) {
+        f->paused = 0;
+        origin_client_resume(f->client);
+    }
 }
 
 static void link_on_stop(h2o_generator_t *gen, h2o_req_t *req)
@@ -1141,7 +1149,7 @@ static void fetch_on_client_gone(fetch_t *f)
         return;
     }
     if (f->client != NULL) {
-        h2o_http1client_cancel(f->client);
+        origin_client_cancel(f->client);
         f->client = NULL;
     }
     fetch_free(f);
@@ -1186,11 +1194,6 @@ static void fetch_fail_before_head(fetch_t *f, const char *errstr)
     } else {
         send_error(req, 502, "origin unreachable or invalid response\n");
     }
-}
-
-static int header_value_is(const h2o_header_t *h, const char *lit)
-{
-    return h2o_lcstris(h->value.base, h->value.len, lit, strlen(lit));
 }
 
 /* insert into memory and queue for disk, unless a purge committed since the fetch began */
@@ -1294,11 +1297,11 @@ static void fetch_end_link(fetch_t *f, int upstream_state)
     link_do_send(link);
 }
 
-static int on_body(h2o_http1client_t *client, const char *errstr)
+static int on_body(origin_client_t *client, const char *errstr)
 {
-    fetch_t *f = client->data;
+    fetch_t *f = origin_client_data(client);
     assert(f->magic == FETCH_MAGIC);
-    h2o_buffer_t **input = &client->sock->input;
+    h2o_buffer_t **input = origin_client_body_buffer(client);
     size_t len = (*input)->size;
 
     /* while set, a client that goes away only marks the fetch (see fetch_on_client_gone) */
@@ -1323,8 +1326,14 @@ static int on_body(h2o_http1client_t *client, const char *errstr)
     }
 
     if (errstr == NULL) {
-        if (f->link != NULL)
+        if (f->link != NULL) {
             link_do_send(f->link);
+            /* back-pressure: not storing, and the client is behind: stop reading the origin */
+            if (f->link != NULL && f->builder == NULL && f->link->pending->size > BACKPRESSURE_BYTES) {
+                f->paused = 1;
+                origin_client_pause(client);
+            }
+        }
         f->in_callback = 0;
         if (f->cancel_requested || (f->link == NULL && f->builder == NULL && !f->owns_inflight)) {
             /* nobody wants the rest: returning non-zero closes the connection */
@@ -1337,7 +1346,7 @@ static int on_body(h2o_http1client_t *client, const char *errstr)
 
     /* the exchange is over; the client closes itself after we return */
     f->client = NULL;
-    if (errstr == h2o_http1client_error_is_eos) {
+    if (errstr == origin_client_error_is_eos) {
         if (f->builder != NULL)
             fetch_finish_object(f);
         fetch_end_link(f, 1);
@@ -1449,24 +1458,23 @@ static void fetch_on_revalidated(fetch_t *f, const h2o_header_t *headers, size_t
     obj_unref(&fresh);
 }
 
-static h2o_http1client_body_cb on_head(h2o_http1client_t *client, const char *errstr, int minor_version, int status,
-                                       h2o_iovec_t msg, h2o_header_t *headers, size_t num_headers, int rlen)
+static origin_client_body_cb on_head(origin_client_t *client, const char *errstr, int minor_version, int status,
+                                     h2o_iovec_t msg, h2o_header_t *headers, size_t num_headers)
 {
-    fetch_t *f = client->data;
+    fetch_t *f = origin_client_data(client);
     assert(f->magic == FETCH_MAGIC);
     (void)minor_version;
-    (void)rlen;
     int64_t response_time_ms = obj_now_ms();
     worker_t *w = f->w;
 
-    if (errstr != NULL && errstr != h2o_http1client_error_is_eos) {
+    if (errstr != NULL && errstr != origin_client_error_is_eos) {
         f->client = NULL;
         atomic_fetch_add_explicit(&w->counters.errors, 1, memory_order_relaxed);
         fetch_fail_before_head(f, errstr);
         fetch_free(f);
         return NULL;
     }
-    int is_eos = errstr == h2o_http1client_error_is_eos;
+    int is_eos = errstr == origin_client_error_is_eos;
 
     if (f->invalidate_on_success && status >= 200 && status < 400) {
         invalidate_key(f->key, f->key_len);
@@ -1494,17 +1502,15 @@ static h2o_http1client_body_cb on_head(h2o_http1client_t *client, const char *er
     }
 
     hr_list_t list = {0};
-    size_t content_length = SIZE_MAX;
-    int chunked = 0;
-    for (size_t i = 0; i != num_headers; ++i) {
-        const h2o_iovec_t *name = headers[i].name;
-        if (name_is(name->base, name->len, "content-length"))
-            content_length = h2o_strtosize(headers[i].value.base, headers[i].value.len);
-        else if (name_is(name->base, name->len, "transfer-encoding") && header_value_is(&headers[i], "chunked"))
-            chunked = 1;
-    }
-    if (chunked)
+    /* validated by the origin client: SIZE_MAX for chunked or close-delimited bodies */
+    size_t content_length = is_eos ? 0 : origin_client_content_length(client);
+    if (is_eos && (status == 204 || status == 304 || f->client_is_head)) {
         content_length = SIZE_MAX;
+        /* a HEAD answered by the origin: its Content-Length describes the GET, pass it on */
+        for (size_t i = 0; f->client_is_head && status != 304 && i != num_headers; ++i)
+            if (name_is(headers[i].name->base, headers[i].name->len, "content-length"))
+                content_length = h2o_strtosize(headers[i].value.base, headers[i].value.len);
+    }
     origin_headers_to_list(f, headers, num_headers, &list);
 
     policy_decision_t dec = {0};
@@ -1607,10 +1613,10 @@ static h2o_http1client_body_cb on_head(h2o_http1client_t *client, const char *er
     return on_body;
 }
 
-static h2o_http1client_head_cb on_connect(h2o_http1client_t *client, const char *errstr, h2o_iovec_t **reqbufs,
-                                          size_t *reqbufcnt, int *method_is_head)
+static origin_client_head_cb on_connect(origin_client_t *client, const char *errstr, h2o_iovec_t **reqbufs,
+                                        size_t *reqbufcnt, int *method_is_head)
 {
-    fetch_t *f = client->data;
+    fetch_t *f = origin_client_data(client);
     assert(f->magic == FETCH_MAGIC);
     if (errstr != NULL) {
         f->client = NULL;
@@ -1763,7 +1769,7 @@ static void fetch_start(h2o_req_t *req, enum fetch_mode mode, const char *key, s
 
     atomic_fetch_add_explicit(&w->counters.origin_fetches, 1, memory_order_relaxed);
     size_t backend = w->rr_next++ % w->num_backends;
-    h2o_http1client_connect_with_pool(&f->client, f, &w->client_ctx, &w->sockpools[backend], on_connect);
+    origin_client_connect(&f->client, f, w->loop, &w->sockpools[backend], &w->origin_timeouts, on_connect);
 }
 
 /* ---------------------------------------------------------------- collapsed requests wake up */
@@ -2021,12 +2027,11 @@ void proxy_register(h2o_pathconf_t *pathconf)
 void proxy_worker_init(worker_t *w)
 {
     h2o_timeout_init(w->loop, &w->io_timeout, g.cfg->origin_timeout_ms);
+    h2o_timeout_init(w->loop, &w->connect_timeout, g.cfg->origin_timeout_ms < 5000 ? g.cfg->origin_timeout_ms : 5000);
+    w->origin_timeouts.connect = &w->connect_timeout;
+    w->origin_timeouts.first_byte = &w->io_timeout;
+    w->origin_timeouts.between_bytes = &w->io_timeout;
     h2o_timeout_init(w->loop, &w->stall_timeout, STALL_CHECK_MS);
-    w->client_ctx.loop = w->loop;
-    w->client_ctx.getaddr_receiver = NULL;
-    w->client_ctx.io_timeout = &w->io_timeout;
-    w->client_ctx.websocket_timeout = NULL;
-    w->client_ctx.ssl_ctx = NULL;
     w->num_backends = g.num_backends;
     w->sockpools = calloc(g.num_backends + 1, sizeof(*w->sockpools));
     if (w->sockpools == NULL)

@@ -9,8 +9,8 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <h2o.h>
-#include <h2o/http1client.h>
 #include "server/config.h"
+#include "server/origin_client.h"
 
 #define WORKER_MAGIC 0x3ea7e12u
 
@@ -29,8 +29,9 @@ typedef struct worker {
     h2o_accept_ctx_t accept_ctx;
     int listen_fd;
     h2o_socket_t *listener;
-    h2o_http1client_ctx_t client_ctx;
-    h2o_timeout_t io_timeout;
+    origin_client_timeouts_t origin_timeouts; /* points at the timeouts below */
+    h2o_timeout_t io_timeout;      /* first byte and between bytes from the origin */
+    h2o_timeout_t connect_timeout; /* connecting to the origin */
     h2o_timeout_t stall_timeout; /* checks responses whose client stopped reading */
     h2o_socketpool_t *sockpools; /* one per backend */
     size_t num_backends;
