@@ -16,10 +16,23 @@
  * which any thread may call (see settings.c, purge.c, auth.c).
  *
  * Shutdown (admin_stop): the loop stops accepting, lets purges in flight come back from
- * the store (each still answers its client), then shuts the sockets down so h2o closes
- * every connection through its own paths, and only then disposes the context. If the
- * store never calls back within the bound, the admin's memory is deliberately left
- * allocated (the writer thread would still post into it) and a line says so.
+ * the store (each still answers its client), answers delayed 401s at once, then shuts the
+ * sockets down so h2o closes every connection through its own paths, and only then
+ * disposes the context. If the store never calls back within the bound, the admin's
+ * memory is deliberately left allocated (the writer thread would still post into it) and
+ * a line says so.
+ *
+ * h2o_context_dispose (h2o 2.2) asserts that no entry is linked on any of the context's
+ * timeouts and aborts the process otherwise. Entries of connections and requests go with
+ * them, but h2o_context_request_shutdown arms a context-level one: HTTP/2's graceful-shutdown
+ * timer, on the one-second timeout. It fires (and unlinks itself) one second later, so a
+ * shutdown that took less than a second found it still linked and SIGTERM ended in
+ * "h2o_timeout_dispose: Assertion ... failed", exit 134. Hence unlink_leftover_timers:
+ * once no connection is left, whatever is still linked is unlinked before the dispose
+ * (anything but that timer is reported on stderr, never an abort). And because any event
+ * can wake the loop, the thread may see `stopping` before admin_stop has finished writing
+ * its wake-up into the loop's queue: it waits for that write (wake_lock / wake_sent)
+ * before the queue is destroyed.
  */
 #include <arpa/inet.h>
 #include <assert.h>
@@ -328,7 +341,7 @@ static json_t *parse_body_or_respond(h2o_req_t *req)
 static void handle_settings(admin_t *admin, h2o_req_t *req, unsigned method)
 {
     admin_settings_t cur, next;
-    char detail[200];
+    char detail[320];
 
     admin_settings_cell_get(&admin->settings, &cur);
     if (method == M_GET) {
@@ -684,6 +697,47 @@ static void drain_thread_caches(void)
 #endif
 }
 
+/*
+ * Called with no connection left and no purge in flight, right before h2o_context_dispose,
+ * which aborts on any linked entry. The only expected one is HTTP/2's graceful-shutdown
+ * timer (armed by h2o_context_request_shutdown, owned by the context). Any other entry has
+ * lost its owner; its memory is whatever that owner left, and since the loop never runs
+ * again unlinking it is all that can be done: report it and carry on rather than abort the
+ * whole process on its way out.
+ */
+static void unlink_leftover_timers(admin_t *admin)
+{
+    h2o_context_t *ctx = &admin->ctx;
+    /* every timeout h2o_context_dispose disposes (h2o 2.2 lib/core/context.c) */
+    h2o_timeout_t *const timeouts[] = {&ctx->zero_timeout,      &ctx->one_sec_timeout,   &ctx->hundred_ms_timeout,
+                                       &ctx->handshake_timeout, &ctx->http1.req_timeout, &ctx->http2.idle_timeout,
+                                       &ctx->http2.graceful_shutdown_timeout, &ctx->proxy.io_timeout};
+    static const char *const names[] = {"zero_timeout",      "one_sec_timeout",   "hundred_ms_timeout",
+                                        "handshake_timeout", "http1.req_timeout", "http2.idle_timeout",
+                                        "http2.graceful_shutdown_timeout", "proxy.io_timeout"};
+    _Static_assert(sizeof(timeouts) / sizeof(timeouts[0]) == sizeof(names) / sizeof(names[0]), "one name per timeout");
+    const h2o_timeout_entry_t *graceful = &ctx->http2._graceful_shutdown_timeout;
+
+    for (size_t i = 0; i < sizeof(timeouts) / sizeof(timeouts[0]); i++) {
+        while (!h2o_linklist_is_empty(&timeouts[i]->_entries)) {
+            h2o_timeout_entry_t *e = H2O_STRUCT_FROM_MEMBER(h2o_timeout_entry_t, _link, timeouts[i]->_entries.next);
+            h2o_timeout_unlink(e);
+            if (e != graceful)
+                fprintf(stderr, "edgecache: admin: a timer was still armed on %s at shutdown; unlinked\n", names[i]);
+        }
+    }
+}
+
+/* admin_stop writes its wake-up into ctx.queue; wait until that write is done before the
+ * queue is destroyed (admin_stop sets `stopping` under wake_lock, so this is short) */
+static void wait_for_wake_up(admin_t *admin)
+{
+    pthread_mutex_lock(&admin->wake_lock);
+    while (!admin->wake_sent)
+        pthread_cond_wait(&admin->wake_cond, &admin->wake_lock);
+    pthread_mutex_unlock(&admin->wake_lock);
+}
+
 static void *admin_thread_main(void *arg)
 {
     admin_t *admin = arg;
@@ -691,12 +745,14 @@ static void *admin_thread_main(void *arg)
 
     while (!atomic_load(&admin->stopping))
         h2o_evloop_run(admin->ctx.loop, INT32_MAX);
+    wait_for_wake_up(admin);
 
     /* stop accepting; answer what is in flight; then close every connection */
     h2o_socket_read_stop(admin->listener);
     h2o_socket_close(admin->listener);
     admin->listener = NULL;
-    h2o_context_request_shutdown(&admin->ctx);
+    h2o_context_request_shutdown(&admin->ctx); /* no keep-alive for requests parsed from now on */
+    admin_auth_flush_delayed_401s(admin);
     run_until(admin, no_purges, now_ms() + grace);
     shutdown_conns(admin, SHUT_RD);
     run_until(admin, no_conns_no_purges, now_ms() + 1000);
@@ -710,12 +766,10 @@ static void *admin_thread_main(void *arg)
         admin->leaked = 1;
         return NULL;
     }
+    assert(h2o_linklist_is_empty(&admin->delayed_401s)); /* each belongs to a request, so to a connection */
     h2o_multithread_unregister_receiver(admin->ctx.queue, &admin->purge_receiver);
     h2o_multithread_unregister_receiver(admin->ctx.queue, &admin->control_receiver);
-    /* h2o_context_request_shutdown armed HTTP/2's GOAWAY timer; h2o_context_dispose asserts
-     * that no timer is armed, and no HTTP/2 connection is left for it to act on */
-    if (h2o_timeout_is_linked(&admin->ctx.http2._graceful_shutdown_timeout))
-        h2o_timeout_unlink(&admin->ctx.http2._graceful_shutdown_timeout);
+    unlink_leftover_timers(admin);
     h2o_evloop_t *loop = admin->ctx.loop;
     h2o_multithread_queue_t *queue = admin->ctx.queue;
     h2o_context_dispose(&admin->ctx);
@@ -767,11 +821,23 @@ fail:
     return -1;
 }
 
+static void settings_store_initial(admin_t *admin, const admin_settings_t *s)
+{
+    json_t *o = admin_settings_to_json(s);
+    char *str = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (str == NULL)
+        abort();
+    if (store_kv_put_sync(admin->store, "config", "settings", str, strlen(str)) != 0)
+        fprintf(stderr, "edgecache: admin: could not store the initial settings; they apply to this run only\n");
+    free(str);
+}
+
 /* settings: stored ones win; the config seeds (and stores) them on a fresh store */
 static void settings_load(admin_t *admin)
 {
     admin_settings_t s;
-    char *val = NULL, detail[200];
+    char *val = NULL, detail[320];
     size_t len = 0;
 
     admin_settings_from_config(&s, admin->cfg);
@@ -780,23 +846,21 @@ static void settings_load(admin_t *admin)
         json_error_t jerr;
         json_t *doc = json_loadb(val, len, 0, &jerr);
         admin_settings_t stored = s;
-        if (doc == NULL || admin_settings_apply_json(&stored, doc, detail, sizeof(detail)) != 0)
+        if (doc == NULL || admin_settings_apply_json(&stored, doc, detail, sizeof(detail)) != 0) {
             fprintf(stderr, "edgecache: admin: stored settings are invalid (%s); using the configured ones\n",
                     doc == NULL ? "not JSON" : detail);
-        else
+        } else {
             s = stored;
+            /* stored by an older version: the settings it did not know are seeded from the
+             * configuration now, once, like a fresh store's */
+            if (!admin_settings_json_is_complete(doc))
+                settings_store_initial(admin, &s);
+        }
         json_decref(doc);
         free(val);
     } else if (ret == STORE_ENOTFOUND) {
         /* a fresh store: the configuration seeds the settings, once */
-        json_t *o = admin_settings_to_json(&s);
-        char *str = json_dumps(o, JSON_COMPACT);
-        json_decref(o);
-        if (str == NULL)
-            abort();
-        if (store_kv_put_sync(admin->store, "config", "settings", str, strlen(str)) != 0)
-            fprintf(stderr, "edgecache: admin: could not store the initial settings; they apply to this run only\n");
-        free(str);
+        settings_store_initial(admin, &s);
     } else {
         fprintf(stderr, "edgecache: admin: could not read the stored settings (error %d); using the configured ones\n", ret);
     }
@@ -829,6 +893,9 @@ int admin_start(admin_t **out, const config_t *cfg, store_t *store, mem_tier_t *
     atomic_init(&admin->stopping, 0);
     admin_budget_init(&admin->budget);
     h2o_linklist_init_anchor(&admin->conns);
+    h2o_linklist_init_anchor(&admin->delayed_401s);
+    pthread_mutex_init(&admin->wake_lock, NULL);
+    pthread_cond_init(&admin->wake_cond, NULL);
     settings_load(admin);
 
     if (bind_listener(&cfg->admin_listen, &admin->listen_fd, &admin->port, err, errlen) != 0)
@@ -862,6 +929,8 @@ fail:
         close(admin->listen_fd);
     admin_settings_cell_dispose(&admin->settings);
     admin_budget_dispose(&admin->budget);
+    pthread_cond_destroy(&admin->wake_cond);
+    pthread_mutex_destroy(&admin->wake_lock);
     admin->magic = 0;
     free(admin);
     return -1;
@@ -880,14 +949,23 @@ void admin_stop(admin_t **padmin)
         return;
     assert(admin->magic == ADMIN_MAGIC);
     *padmin = NULL;
+    /* the thread may see `stopping` before this wake-up is written (any event wakes its loop);
+     * wake_sent tells it when the write into its queue is over, so it never destroys the queue
+     * under us */
+    pthread_mutex_lock(&admin->wake_lock);
     atomic_store(&admin->stopping, 1);
     h2o_multithread_send_message(&admin->control_receiver, NULL); /* only wakes the loop */
+    admin->wake_sent = 1;
+    pthread_cond_signal(&admin->wake_cond);
+    pthread_mutex_unlock(&admin->wake_lock);
     pthread_join(admin->thread, NULL);
     if (admin->leaked)
         return; /* the store may still call back into it: keep it allocated */
     h2o_config_dispose(&admin->globalconf);
     admin_settings_cell_dispose(&admin->settings);
     admin_budget_dispose(&admin->budget);
+    pthread_cond_destroy(&admin->wake_cond);
+    pthread_mutex_destroy(&admin->wake_lock);
     admin->magic = 0;
     free(admin);
 }

@@ -64,6 +64,12 @@ typedef struct admin_settings {
     uint32_t default_grace;     /* seconds, 0..ADMIN_SETTINGS_MAX_SECONDS */
     uint32_t max_heuristic_ttl; /* seconds, 0..ADMIN_SETTINGS_MAX_SECONDS */
     int purge_requires_auth;    /* 1 (default): PURGE on the proxy needs a token once any token exists */
+    /* caching semantics, same meaning as the config_t fields of the same names (server/config.h);
+     * JSON: "cookie_policy": "pass"|"strip", "obey_client_no_cache" and "keep_surrogate_headers":
+     * true|false. Each is 0 or 1. */
+    int cookie_policy_strip;    /* 1: "strip", 0: "pass" */
+    int obey_client_no_cache;   /* 1: a client's no-cache / max-age=0 forces revalidation */
+    int keep_surrogate_headers; /* 1: Surrogate-Control / Surrogate-Key also go downstream */
 } admin_settings_t;
 
 #define ADMIN_SETTINGS_MAX_SECONDS 31536000u /* one year */

@@ -110,6 +110,13 @@ void admin_auth_send_401(admin_t *admin, h2o_req_t *req, int bad_token);
 /** Send 403 {"msg":"You are not authorized to perform this action"}. */
 void admin_auth_send_403(h2o_req_t *req);
 
+/**
+ * Admin thread, at shutdown: send every delayed 401 of an admin-listener request now (and, since
+ * `stopping` is set, admin_auth_send_401 delays no new one there), so that no connection waits
+ * for a timer while the admin closes. Returns how many were sent.
+ */
+size_t admin_auth_flush_delayed_401s(admin_t *admin);
+
 /* ---- per-address failure budget ---- */
 
 #define ADMIN_BUDGET_SLOTS 256
@@ -146,6 +153,7 @@ typedef struct admin_settings_cell {
     pthread_mutex_t wlock;
     atomic_uint seq;
     atomic_uint default_ttl, default_grace, max_heuristic_ttl, purge_requires_auth;
+    atomic_uint cookie_policy_strip, obey_client_no_cache, keep_surrogate_headers;
 } admin_settings_cell_t;
 
 void admin_settings_cell_init(admin_settings_cell_t *c, const admin_settings_t *s);
@@ -155,10 +163,15 @@ void admin_settings_cell_get(admin_settings_cell_t *c, admin_settings_t *out);
 
 /**
  * Apply a JSON object of changes (any subset of default_ttl, default_grace, max_heuristic_ttl,
- * purge_requires_auth) to *s. All or nothing: on error *s is untouched and `detail` says
- * "<field>: why". Returns 0 or ADMIN_EINVAL.
+ * purge_requires_auth, cookie_policy, obey_client_no_cache, keep_surrogate_headers) to *s.
+ * All or nothing: on error *s is untouched and `detail` says "<field>: why" (a wrong type, a
+ * value out of range, an unknown cookie policy or an unknown field). Returns 0 or ADMIN_EINVAL.
  */
 int admin_settings_apply_json(admin_settings_t *s, const json_t *obj, char *detail, size_t detail_len);
+
+/** 1 when obj (a JSON object) names every setting admin_settings_to_json writes, else 0: a stored
+ * value from an older version lacks the newer fields. Borrows obj. */
+int admin_settings_json_is_complete(const json_t *obj);
 
 /** A new JSON object with every setting. */
 json_t *admin_settings_to_json(const admin_settings_t *s);
@@ -228,7 +241,14 @@ struct admin {
     size_t purges_in_flight; /* store purges whose completion has not reached the loop yet */
     h2o_linklist_t conns;    /* struct admin_conn: accepted sockets still open */
     size_t num_conns;
+    h2o_linklist_t delayed_401s; /* auth.c's delayed 401s of admin-listener requests (admin thread) */
     int leaked;              /* admin_stop gave up waiting; the memory stays allocated */
+
+    /* admin_stop's wake-up handshake: the thread destroys the queue that admin_stop writes its
+     * wake-up into, so it waits for `wake_sent` (set once the write is done) before doing so */
+    pthread_mutex_t wake_lock;
+    pthread_cond_t wake_cond;
+    int wake_sent;
 };
 
 /* ---- purge handlers (purge.c; admin thread). Each sends its response, now or when the

@@ -1,7 +1,8 @@
 /*
  * admin-api/settings.c — the live settings (default TTL, grace, heuristic cap, whether a
- * PURGE on the proxy needs a token): their validation, their JSON form and the seqlock
- * that publishes them to every thread.
+ * PURGE on the proxy needs a token, and the caching-semantics switches: cookie policy,
+ * obeying a client's no-cache, keeping surrogate headers downstream): their validation,
+ * their JSON form and the seqlock that publishes them to every thread.
  *
  * Invariants: the cell always holds a complete, validated settings value. There is one
  * writer at a time (wlock; in practice the admin thread, or admin_start before the thread
@@ -26,6 +27,9 @@ void admin_settings_cell_init(admin_settings_cell_t *c, const admin_settings_t *
     atomic_init(&c->default_grace, s->default_grace);
     atomic_init(&c->max_heuristic_ttl, s->max_heuristic_ttl);
     atomic_init(&c->purge_requires_auth, s->purge_requires_auth ? 1u : 0u);
+    atomic_init(&c->cookie_policy_strip, s->cookie_policy_strip ? 1u : 0u);
+    atomic_init(&c->obey_client_no_cache, s->obey_client_no_cache ? 1u : 0u);
+    atomic_init(&c->keep_surrogate_headers, s->keep_surrogate_headers ? 1u : 0u);
 }
 
 void admin_settings_cell_dispose(admin_settings_cell_t *c)
@@ -44,6 +48,9 @@ void admin_settings_cell_set(admin_settings_cell_t *c, const admin_settings_t *s
     atomic_store_explicit(&c->default_grace, s->default_grace, memory_order_relaxed);
     atomic_store_explicit(&c->max_heuristic_ttl, s->max_heuristic_ttl, memory_order_relaxed);
     atomic_store_explicit(&c->purge_requires_auth, s->purge_requires_auth ? 1u : 0u, memory_order_relaxed);
+    atomic_store_explicit(&c->cookie_policy_strip, s->cookie_policy_strip ? 1u : 0u, memory_order_relaxed);
+    atomic_store_explicit(&c->obey_client_no_cache, s->obey_client_no_cache ? 1u : 0u, memory_order_relaxed);
+    atomic_store_explicit(&c->keep_surrogate_headers, s->keep_surrogate_headers ? 1u : 0u, memory_order_relaxed);
     atomic_store_explicit(&c->seq, seq + 2, memory_order_release);
     pthread_mutex_unlock(&c->wlock);
 }
@@ -57,6 +64,9 @@ void admin_settings_cell_get(admin_settings_cell_t *c, admin_settings_t *out)
         out->default_grace = atomic_load_explicit(&c->default_grace, memory_order_relaxed);
         out->max_heuristic_ttl = atomic_load_explicit(&c->max_heuristic_ttl, memory_order_relaxed);
         out->purge_requires_auth = (int)atomic_load_explicit(&c->purge_requires_auth, memory_order_relaxed);
+        out->cookie_policy_strip = (int)atomic_load_explicit(&c->cookie_policy_strip, memory_order_relaxed);
+        out->obey_client_no_cache = (int)atomic_load_explicit(&c->obey_client_no_cache, memory_order_relaxed);
+        out->keep_surrogate_headers = (int)atomic_load_explicit(&c->keep_surrogate_headers, memory_order_relaxed);
         atomic_thread_fence(memory_order_acquire);
         s2 = atomic_load_explicit(&c->seq, memory_order_relaxed);
     } while ((s1 & 1) != 0 || s1 != s2);
@@ -76,6 +86,9 @@ void admin_settings_from_config(admin_settings_t *s, const config_t *cfg)
     s->max_heuristic_ttl =
         cfg->max_heuristic_ttl > ADMIN_SETTINGS_MAX_SECONDS ? ADMIN_SETTINGS_MAX_SECONDS : cfg->max_heuristic_ttl;
     s->purge_requires_auth = 1;
+    s->cookie_policy_strip = cfg->cookie_policy_strip ? 1 : 0;
+    s->obey_client_no_cache = cfg->obey_client_no_cache ? 1 : 0;
+    s->keep_surrogate_headers = cfg->keep_surrogate_headers ? 1 : 0;
 }
 
 static int seconds_field(const char *name, const json_t *v, uint32_t *out, char *detail, size_t detail_len)
@@ -91,6 +104,50 @@ static int seconds_field(const char *name, const json_t *v, uint32_t *out, char 
     }
     *out = (uint32_t)i;
     return 0;
+}
+
+static int bool_field(const char *name, const json_t *v, int *out, char *detail, size_t detail_len)
+{
+    if (!json_is_boolean(v)) {
+        snprintf(detail, detail_len, "%s: must be true or false", name);
+        return ADMIN_EINVAL;
+    }
+    *out = json_is_true(v) ? 1 : 0;
+    return 0;
+}
+
+static int cookie_policy_field(const char *name, const json_t *v, int *strip, char *detail, size_t detail_len)
+{
+    if (json_is_string(v)) {
+        const char *p = json_string_value(v);
+        size_t len = json_string_length(v);
+        if (len == 4 && memcmp(p, "pass", 4) == 0) {
+            *strip = 0;
+            return 0;
+        }
+        if (len == 5 && memcmp(p, "strip", 5) == 0) {
+            *strip = 1;
+            return 0;
+        }
+    }
+    snprintf(detail, detail_len, "%s: must be \"pass\" or \"strip\"", name);
+    return ADMIN_EINVAL;
+}
+
+/* every field admin_settings_to_json writes, in its order */
+static const char *const setting_names[] = {"default_ttl",         "default_grace", "max_heuristic_ttl",
+                                            "purge_requires_auth", "cookie_policy", "obey_client_no_cache",
+                                            "keep_surrogate_headers"};
+#define NUM_SETTINGS (sizeof(setting_names) / sizeof(setting_names[0]))
+
+int admin_settings_json_is_complete(const json_t *obj)
+{
+    if (!json_is_object(obj))
+        return 0;
+    for (size_t i = 0; i < NUM_SETTINGS; i++)
+        if (json_object_get(obj, setting_names[i]) == NULL)
+            return 0;
+    return 1;
 }
 
 int admin_settings_apply_json(admin_settings_t *s, const json_t *obj, char *detail, size_t detail_len)
@@ -114,11 +171,17 @@ int admin_settings_apply_json(admin_settings_t *s, const json_t *obj, char *deta
             if (seconds_field(key, v, &next.max_heuristic_ttl, detail, detail_len) != 0)
                 return ADMIN_EINVAL;
         } else if (strcmp(key, "purge_requires_auth") == 0) {
-            if (!json_is_boolean(v)) {
-                snprintf(detail, detail_len, "%s: must be true or false", key);
+            if (bool_field(key, v, &next.purge_requires_auth, detail, detail_len) != 0)
                 return ADMIN_EINVAL;
-            }
-            next.purge_requires_auth = json_is_true(v);
+        } else if (strcmp(key, "cookie_policy") == 0) {
+            if (cookie_policy_field(key, v, &next.cookie_policy_strip, detail, detail_len) != 0)
+                return ADMIN_EINVAL;
+        } else if (strcmp(key, "obey_client_no_cache") == 0) {
+            if (bool_field(key, v, &next.obey_client_no_cache, detail, detail_len) != 0)
+                return ADMIN_EINVAL;
+        } else if (strcmp(key, "keep_surrogate_headers") == 0) {
+            if (bool_field(key, v, &next.keep_surrogate_headers, detail, detail_len) != 0)
+                return ADMIN_EINVAL;
         } else {
             /* the name is untrusted: print only a bounded, printable prefix */
             char shown[65];
@@ -127,7 +190,9 @@ int admin_settings_apply_json(admin_settings_t *s, const json_t *obj, char *deta
                 shown[n++] = (*p >= 0x20 && *p < 0x7f) ? *p : '?';
             shown[n] = '\0';
             snprintf(detail, detail_len,
-                     "%s: unknown field (known: default_ttl, default_grace, max_heuristic_ttl, purge_requires_auth)", shown);
+                     "%s: unknown field (known: default_ttl, default_grace, max_heuristic_ttl, purge_requires_auth, "
+                     "cookie_policy, obey_client_no_cache, keep_surrogate_headers)",
+                     shown);
             return ADMIN_EINVAL;
         }
     }
@@ -137,9 +202,11 @@ int admin_settings_apply_json(admin_settings_t *s, const json_t *obj, char *deta
 
 json_t *admin_settings_to_json(const admin_settings_t *s)
 {
-    json_t *o = json_pack("{s:I, s:I, s:I, s:b}", "default_ttl", (json_int_t)s->default_ttl, "default_grace",
+    json_t *o = json_pack("{s:I, s:I, s:I, s:b, s:s, s:b, s:b}", "default_ttl", (json_int_t)s->default_ttl, "default_grace",
                           (json_int_t)s->default_grace, "max_heuristic_ttl", (json_int_t)s->max_heuristic_ttl,
-                          "purge_requires_auth", s->purge_requires_auth ? 1 : 0);
+                          "purge_requires_auth", s->purge_requires_auth ? 1 : 0, "cookie_policy",
+                          s->cookie_policy_strip ? "strip" : "pass", "obey_client_no_cache", s->obey_client_no_cache ? 1 : 0,
+                          "keep_surrogate_headers", s->keep_surrogate_headers ? 1 : 0);
     if (o == NULL)
         abort();
     return o;

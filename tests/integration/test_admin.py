@@ -8,8 +8,10 @@ at once, a revoked one fails at once.
 """
 
 import json
+import os
 import re
 import socket
+import tempfile
 import threading
 import time
 
@@ -533,3 +535,123 @@ class Settings(AdminCase):
         self.warm("/nottl")
         time.sleep(2.2)
         self.assertXCache(self.get("/nottl"), "MISS", "default_ttl 1 from the API applies to new objects")
+
+
+    def test_caching_semantics_settings(self):
+        """cookie_policy, obey_client_no_cache, keep_surrogate_headers: read, changed, validated
+        (400 naming the field, nothing half-applied) and kept across a restart; the config file
+        seeds them only on a fresh store."""
+        tok = self.token("global")
+        got = self.js(self.admin("GET", "/config/settings", token=tok))
+        self.assertEqual((got["cookie_policy"], got["obey_client_no_cache"], got["keep_surrogate_headers"]),
+                         ("pass", False, False), "the built-in defaults: %r" % got)
+        change = {"cookie_policy": "strip", "obey_client_no_cache": True, "keep_surrogate_headers": True}
+        r = self.admin("PUT", "/config/settings", token=tok, body=change)
+        self.assertEqual(r.status, 200, r.describe())
+        for k, v in change.items():
+            self.assertEqual(self.js(r)[k], v, k)
+        for bad, field in (({"cookie_policy": "STRIP"}, "cookie_policy"), ({"cookie_policy": "none"}, "cookie_policy"),
+                           ({"cookie_policy": 1}, "cookie_policy"), ({"cookie_policy": None}, "cookie_policy"),
+                           ({"cookie_policy": "pass", "obey_client_no_cache": "false"}, "obey_client_no_cache"),
+                           ({"obey_client_no_cache": 0}, "obey_client_no_cache"),
+                           ({"keep_surrogate_headers": 1}, "keep_surrogate_headers"),
+                           ({"keep_surrogate_headers": False, "keep_surrogate": False}, "keep_surrogate")):
+            r = self.admin("PUT", "/config/settings", token=tok, body=bad)
+            self.assertEqual(r.status, 400, "%r\n%s" % (bad, r.describe()))
+            body = self.js(r)
+            self.assertEqual(body["msg"], "Bad request")
+            self.assertTrue(body["detail"].startswith(field + ":"), "%r -> %r" % (bad, body))
+        after = self.js(self.admin("GET", "/config/settings", token=tok))
+        for k, v in change.items():
+            self.assertEqual(after[k], v, "%s: nothing half-applied" % k)
+
+        # a config file saying otherwise does not override what the API stored
+        fd, conf = tempfile.mkstemp(prefix="edgecache-config-", suffix=".json")
+        self.addCleanup(os.unlink, conf)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"cookie_policy": "pass", "obey_client_no_cache": False, "keep_surrogate_headers": False}, f)
+        self.assertEqual(self.e.stop(), 0)
+        self.e.args = ["--config", conf]
+        self.e.start()
+        self.assertEqual(self.js(self.admin("GET", "/config/settings", token=tok)), after)
+
+        # ... but it seeds a fresh store
+        fd, conf2 = tempfile.mkstemp(prefix="edgecache-config-", suffix=".json")
+        self.addCleanup(os.unlink, conf2)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"cookie_policy": "strip", "keep_surrogate_headers": True}, f)
+        fresh = self.edgecache([self.o], args=["--config", conf2])
+        tok2 = self.token("global:read", edge=fresh)
+        got = self.js(self.admin("GET", "/config/settings", token=tok2, edge=fresh))
+        self.assertEqual((got["cookie_policy"], got["obey_client_no_cache"], got["keep_surrogate_headers"]),
+                         ("strip", False, True), got)
+
+
+class Shutdown(AdminCase):
+    """SIGTERM with admin connections open must exit 0. h2o_context_dispose aborts (exit 134,
+    "h2o_timeout_dispose: Assertion ... failed") when a timer of the admin's context is still
+    armed; h2o_context_request_shutdown arms one for a second, so a shutdown faster than that
+    used to abort. Several rounds, since it depended on timing."""
+
+    BAD = b"GET /tokens/self HTTP/1.1\r\nHost: x\r\nFastly-Key: not-a-token\r\n\r\n"
+
+    def _raw(self, data=b""):
+        s = socket.create_connection(("127.0.0.1", self.e.admin_port), timeout=scaled(5))
+        if data:
+            s.sendall(data)
+        return s
+
+    def test_sigterm_with_open_admin_connections_exits_0(self):
+        tok = self.token("global")
+        for rnd in range(5):
+            opened, delayed = [], None
+            try:
+                for _ in range(2):  # idle keep-alive connections, one answered request each
+                    sess = harness.Session(self.e.admin_port)
+                    opened.append(sess)
+                    self.assertEqual(sess.request("GET", "/health").status, 200)
+                sess = harness.Session(self.e.admin_port)
+                opened.append(sess)
+                self.assertEqual(sess.request("GET", "/config/settings", headers={"Fastly-Key": tok}).status, 200)
+                opened.append(self._raw())  # connected, not a byte sent
+                opened.append(self._raw(b"PUT /config/settings HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n{"))
+                if rnd % 2 == 1:
+                    # spend the failure budget; the next bad token's 401 is held back by a timer
+                    bad = harness.Session(self.e.admin_port)
+                    opened.append(bad)
+                    for _ in range(10):
+                        self.assertEqual(bad.request("GET", "/tokens/self", headers={"Fastly-Key": "nope"}).status, 401)
+                    delayed = self._raw(self.BAD)
+                    opened.append(delayed)
+                time.sleep(0.1 * rnd)
+                code = self.e.stop()
+                err = self.e.stderr_text()
+                self.assertEqual(code, 0, "round %d: SIGTERM with admin connections open\n%s" % (rnd, self.e.stderr_tail()))
+                self.assertNotIn("still open at shutdown", err, "round %d: the admin gave up on its connections" % rnd)
+                self.assertNotIn("still armed", err, "round %d" % rnd)
+                if delayed is not None:
+                    resp = harness.read_raw_response(harness._Reader(delayed))
+                    self.assertEqual(resp.status, 401, "the held-back 401 is answered at shutdown")
+            finally:
+                for c in opened:
+                    c.close()
+            self.e.start()
+
+    def test_sigterm_with_purges_in_flight_and_keepalive(self):
+        tok = self.token("purge_select")
+        for rnd in range(3):
+            sessions = [harness.Session(self.e.admin_port) for _ in range(3)]
+            try:
+                for i, sess in enumerate(sessions):
+                    r = sess.request("POST", "/service/%s/purge/k%d-%d" % (SID, rnd, i), headers={"Fastly-Key": tok})
+                    self.assertPurgeOk(r)
+                # and purges still being written when the signal arrives
+                for i in range(20):
+                    raw = self._raw(("POST /service/%s/purge/x%d HTTP/1.1\r\nHost: x\r\nFastly-Key: %s\r\n"
+                                     "Content-Length: 0\r\n\r\n" % (SID, i, tok)).encode())
+                    sessions.append(raw)
+                self.assertEqual(self.e.stop(), 0, self.e.stderr_tail())
+            finally:
+                for c in sessions:
+                    c.close()
+            self.e.start()
