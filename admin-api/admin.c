@@ -47,6 +47,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <sodium.h>
+#include "admin-api/admin_ext.h"
 #include "admin-api/admin_int.h"
 
 /* h2o buffers request bodies up to this; between ADMIN_MAX_BODY and it we answer 413 JSON,
@@ -501,6 +502,46 @@ static int sid_matches(admin_t *admin, h2o_iovec_t raw)
     return (size_t)n == strlen(admin->cfg->service_id) && memcmp(sid, admin->cfg->service_id, (size_t)n) == 0;
 }
 
+/* routes served by other files (admin_ext.h), tried after the table above */
+static const admin_ext_route_t *const ext_routes[] = {&admin_header_rules_route, NULL};
+
+/* an extension route: the same 405 / auth / scope checks as the built-in routes */
+static int handle_ext_route(admin_t *admin, h2o_req_t *req, const char *path, size_t path_len)
+{
+    for (size_t i = 0; ext_routes[i] != NULL; ++i) {
+        const admin_ext_route_t *x = ext_routes[i];
+        unsigned methods = 0;
+        if (!x->match(path, path_len, &methods))
+            continue;
+        unsigned method = method_of(req);
+        if ((method & methods) == 0) {
+            send_405(req, methods);
+            return 1;
+        }
+        unsigned need = x->scopes(path, path_len, method);
+        if (need != 0) {
+            const char *tok;
+            size_t tok_len;
+            admin_token_rec_t rec;
+            if (!admin_request_token(req, &tok, &tok_len)) {
+                admin_auth_send_401(admin, req, 0);
+                return 1;
+            }
+            if (admin_token_lookup(admin->store, tok, tok_len, &rec) != 0) {
+                admin_auth_send_401(admin, req, 1);
+                return 1;
+            }
+            if ((rec.scopes & need) == 0) {
+                admin_auth_send_403(req);
+                return 1;
+            }
+        }
+        x->handle(admin, req, method, path, path_len);
+        return 1;
+    }
+    return 0;
+}
+
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     admin_t *admin = ((admin_handler_t *)self)->admin;
@@ -521,6 +562,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     if ((q = memchr(path, '?', path_len)) != NULL)
         path_len = (size_t)(q - path);
     if (route_match(path, path_len, req->path.base, req->path.len, &r) != 0) {
+        if (handle_ext_route(admin, req, path, path_len))
+            return 0;
         admin_send_json_error(req, 404, "Not found", "no such endpoint");
         return 0;
     }

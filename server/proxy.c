@@ -94,8 +94,18 @@ static struct {
     size_t num_backends;
     uint64_t max_object_size;
     policy_settings_t policy;
-    header_rules_t *rules; /* immutable after proxy_init */
 } g;
+
+/* the live header rules: swapped whole by the admin API; replaced sets are retired, not freed */
+static _Atomic(header_rules_t *) g_rules;
+static header_rules_t **g_retired_rules;
+static size_t g_num_retired_rules;
+static pthread_mutex_t g_rules_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static inline const header_rules_t *live_rules(void)
+{
+    return atomic_load_explicit(&g_rules, memory_order_acquire);
+}
 
 typedef struct fetch fetch_t;
 
@@ -212,6 +222,9 @@ static void current_settings(proxy_settings_t *out)
         out->policy.default_ttl = s.default_ttl;
         out->policy.default_grace = s.default_grace;
         out->policy.max_heuristic_ttl = s.max_heuristic_ttl;
+        out->cookie_policy_strip = s.cookie_policy_strip;
+        out->obey_client_no_cache = s.obey_client_no_cache;
+        out->keep_surrogate_headers = s.keep_surrogate_headers;
     }
 }
 
@@ -819,10 +832,11 @@ static void stall_watch_start(h2o_req_t *req)
 /* apply the deliver-phase header rules to the response about to be sent */
 static void apply_deliver_rules(h2o_req_t *req)
 {
-    if (g.rules == NULL || g.rules->count_by_phase[HR_PHASE_DELIVER] == 0)
+    const header_rules_t *rules = live_rules();
+    if (rules == NULL || rules->count_by_phase[HR_PHASE_DELIVER] == 0)
         return;
-    for (size_t i = 0; i != g.rules->count; ++i) {
-        const header_rule_t *r = &g.rules->rules[i];
+    for (size_t i = 0; i != rules->count; ++i) {
+        const header_rule_t *r = &rules->rules[i];
         if (r->phase != HR_PHASE_DELIVER || !header_rule_matches(r, req->path.base, req->path.len, lookup_in_req, req))
             continue;
         if (r->action == HR_SET || r->action == HR_UNSET) {
@@ -915,7 +929,9 @@ static void send_object(h2o_req_t *req, cache_obj_t *obj, uint32_t age, const ch
     static h2o_generator_t generator = {NULL, NULL};
     int not_modified = client_conditional_matches(req, obj);
     int is_head = method_is(req, "HEAD");
-    int keep_surrogate = g.cfg->keep_surrogate_headers;
+    proxy_settings_t settings;
+    current_settings(&settings); /* a seqlock read: no lock, no shared write */
+    int keep_surrogate = settings.keep_surrogate_headers;
     uint64_t first = 0, last = 0;
     int range = 0;
 
@@ -1375,7 +1391,7 @@ static void origin_headers_to_list(fetch_t *f, const h2o_header_t *headers, size
             continue;
         hr_list_push(list, name->base, name->len, headers[i].value.base, headers[i].value.len);
     }
-    header_rules_apply(g.rules, HR_PHASE_FETCH, list, f->rc.path, f->rc.path_len, lookup_in_copy, &f->rc);
+    header_rules_apply(live_rules(), HR_PHASE_FETCH, list, f->rc.path, f->rc.path_len, lookup_in_copy, &f->rc);
 }
 
 /* run the policy over a header list (+ the origin's Age, which the list does not keep) */
@@ -1680,7 +1696,7 @@ static void build_origin_request(fetch_t *f, h2o_req_t *req)
             hr_list_push(&list, H2O_STRLIT("x-forwarded-for"), xff, (size_t)n);
         }
     }
-    header_rules_apply(g.rules, HR_PHASE_REQUEST, &list, f->rc.path, f->rc.path_len, lookup_in_copy, &f->rc);
+    header_rules_apply(live_rules(), HR_PHASE_REQUEST, &list, f->rc.path, f->rc.path_len, lookup_in_copy, &f->rc);
 
     const char *method = f->mode == FETCH_CACHE ? "GET" : NULL;
     size_t method_len = method != NULL ? 3 : req->method.len;
@@ -1904,7 +1920,9 @@ static void serve_cacheable(h2o_req_t *req, const char *key, size_t key_len, con
 {
     worker_t *w = worker_of_req(req);
     cache_obj_t *obj = lookup(req, hash, key, key_len);
-    int reload = g.cfg->obey_client_no_cache && client_wants_reload(req);
+    proxy_settings_t settings;
+    current_settings(&settings);
+    int reload = settings.obey_client_no_cache && client_wants_reload(req);
 
     if (obj != NULL) {
         int64_t now = obj_now_ms();
@@ -1988,8 +2006,28 @@ int proxy_init(const config_t *cfg, store_t *store, mem_tier_t *mem, struct admi
     g.max_object_size = cfg->memory_size / 4 < cfg->disk_size / 8 ? cfg->memory_size / 4 : cfg->disk_size / 8;
     for (size_t i = 0; i != INFLIGHT_SHARDS; ++i)
         pthread_mutex_init(&g_inflight[i].lock, NULL);
-    if (cfg->header_rules_json != NULL && header_rules_parse_text(cfg->header_rules_json, &g.rules, err, errlen) != 0)
-        return -1;
+    /* header rules: the store's copy (changed over the admin API) wins; the config file seeds a fresh store */
+    {
+        char *text = NULL;
+        size_t text_len = 0;
+        header_rules_t *rules = NULL;
+        if (store_kv_get(store, "config", "header_rules", &text, &text_len) == 0) {
+            if (header_rules_parse_text(text, &rules, err, errlen) != 0) {
+                free(text);
+                return -1;
+            }
+            free(text);
+        } else if (cfg->header_rules_json != NULL) {
+            if (header_rules_parse_text(cfg->header_rules_json, &rules, err, errlen) != 0)
+                return -1;
+            if (store_kv_put_sync(store, "config", "header_rules", cfg->header_rules_json, strlen(cfg->header_rules_json)) != 0) {
+                snprintf(err, errlen, "cannot store the header rules");
+                header_rules_free(&rules);
+                return -1;
+            }
+        }
+        atomic_store(&g_rules, rules);
+    }
 
     g.num_backends = cfg->num_backends;
     g.backends = calloc(g.num_backends + 1, sizeof(*g.backends));
@@ -2016,6 +2054,25 @@ int proxy_init(const config_t *cfg, store_t *store, mem_tier_t *mem, struct admi
         freeaddrinfo(res);
     }
     return 0;
+}
+
+const struct header_rules *proxy_header_rules(void)
+{
+    return live_rules();
+}
+
+void proxy_header_rules_replace(struct header_rules *rules)
+{
+    pthread_mutex_lock(&g_rules_lock);
+    header_rules_t *old = atomic_exchange_explicit(&g_rules, rules, memory_order_acq_rel);
+    if (old != NULL) {
+        header_rules_t **grown = realloc(g_retired_rules, (g_num_retired_rules + 1) * sizeof(*grown));
+        if (grown == NULL)
+            abort();
+        g_retired_rules = grown;
+        g_retired_rules[g_num_retired_rules++] = old;
+    }
+    pthread_mutex_unlock(&g_rules_lock);
 }
 
 void proxy_register(h2o_pathconf_t *pathconf)

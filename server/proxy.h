@@ -27,6 +27,20 @@ size_t proxy_cache_key(char *buf, size_t cap, const char *host, size_t host_len,
  */
 int proxy_init(const config_t *cfg, store_t *store, mem_tier_t *mem, struct admin *admin, char *err, size_t errlen);
 
+struct header_rules;
+
+/**
+ * The live header rules (borrowed; NULL when none). A replaced set is kept allocated until
+ * exit, so a pointer read once stays valid for the request that read it.
+ */
+const struct header_rules *proxy_header_rules(void);
+
+/**
+ * Replace the live header rules; takes ownership of `rules` (NULL: no rules). Any thread;
+ * every worker uses the new set from its next request. Persisting them is the caller's job.
+ */
+void proxy_header_rules_replace(struct header_rules *rules);
+
 /** Register the proxy handler on a path configuration ("/" of the default host). */
 void proxy_register(h2o_pathconf_t *pathconf);
 
