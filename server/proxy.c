@@ -385,6 +385,52 @@ static const char *lookup_in_req(void *ctx, const char *name, size_t name_len, s
 /* ---------------------------------------------------------------- Vary */
 
 /*
+ * Fold an Accept-Encoding value to what the cache keys on: "br" when br is acceptable,
+ * else "gzip" when gzip (or x-gzip) is, else "" (identity). Codings are compared without
+ * their parameters; a q of 0 makes a coding unacceptable (RFC 9110 12.5.3).
+ */
+static const char *normalize_accept_encoding(const char *v, size_t len)
+{
+    int br = 0, gzip = 0;
+    size_t i = 0;
+    while (i < len) {
+        size_t start = i;
+        while (i < len && v[i] != ',')
+            ++i;
+        size_t end = i++;
+        /* one element: coding [; params] */
+        while (start < end && (v[start] == ' ' || v[start] == '\t'))
+            ++start;
+        size_t cend = start;
+        while (cend < end && v[cend] != ';' && v[cend] != ' ' && v[cend] != '\t')
+            ++cend;
+        int acceptable = 1;
+        const char *q = memchr(v + cend, ';', end - cend);
+        while (q != NULL && q < v + end) {
+            const char *p = q + 1;
+            while (p < v + end && (*p == ' ' || *p == '\t'))
+                ++p;
+            if (v + end - p >= 2 && (p[0] == 'q' || p[0] == 'Q') && p[1] == '=') {
+                p += 2;
+                acceptable = 0; /* q=0, q=0.0, q=0.000 */
+                for (; p < v + end && *p != ';' && *p != ' '; ++p)
+                    if (*p >= '1' && *p <= '9')
+                        acceptable = 1;
+            }
+            q = memchr(p, ';', (size_t)(v + end - p));
+        }
+        size_t clen = cend - start;
+        if (!acceptable)
+            continue;
+        if (clen == 2 && strncasecmp(v + start, "br", 2) == 0)
+            br = 1;
+        else if ((clen == 4 && strncasecmp(v + start, "gzip", 4) == 0) || (clen == 6 && strncasecmp(v + start, "x-gzip", 6) == 0))
+            gzip = 1;
+    }
+    return br ? "br" : gzip ? "gzip" : "";
+}
+
+/*
  * The secondary key of a request for a response that varies on `names` (the Vary
  * field value): "name:value\n" per named header, in the order named. Accept-Encoding
  * is normalized to br, gzip or nothing, so the thousand spellings browsers send fall
@@ -418,12 +464,8 @@ static size_t vary_key(const char *names, size_t names_len, hr_lookup_cb lookup,
                 --norm_len;
         }
         if (len == 15 && memcmp(lname, "accept-encoding", 15) == 0) {
-            if (v != NULL && h2o_contains_token(v, vlen, H2O_STRLIT("br"), ','))
-                norm = "br", norm_len = 2;
-            else if (v != NULL && (h2o_strstr(v, vlen, H2O_STRLIT("gzip")) != SIZE_MAX))
-                norm = "gzip", norm_len = 4;
-            else
-                norm = "", norm_len = 0;
+            norm = v != NULL ? normalize_accept_encoding(v, vlen) : "";
+            norm_len = strlen(norm);
         }
         if (out + len + norm_len + 3 > cap)
             return SIZE_MAX;
@@ -431,7 +473,8 @@ static size_t vary_key(const char *names, size_t names_len, hr_lookup_cb lookup,
         out += len;
         /* absent differs from empty, except for the normalized Accept-Encoding */
         buf[out++] = v != NULL || len == 15 ? ':' : '!';
-        memcpy(buf + out, norm, norm_len);
+        if (norm_len != 0)
+            memcpy(buf + out, norm, norm_len);
         out += norm_len;
         buf[out++] = '\n';
     }
@@ -1668,10 +1711,19 @@ static void build_origin_request(fetch_t *f, h2o_req_t *req)
     hr_list_t list = {0};
     char xff[INET6_ADDRSTRLEN + 256];
 
-    for (size_t i = 0; i != f->rc.num_headers; ++i)
-        if (!skip_request_header(&f->rc.headers[i], f->mode))
-            hr_list_push(&list, f->rc.headers[i].name, f->rc.headers[i].name_len, f->rc.headers[i].value,
-                         f->rc.headers[i].value_len);
+    for (size_t i = 0; i != f->rc.num_headers; ++i) {
+        const obj_header_t *h = &f->rc.headers[i];
+        if (skip_request_header(h, f->mode))
+            continue;
+        if (f->mode == FETCH_CACHE && name_is(h->name, h->name_len, "accept-encoding")) {
+            /* the origin chooses from what the cache keys on, so a stored variant always matches its key */
+            const char *norm = normalize_accept_encoding(h->value, h->value_len);
+            if (norm[0] != '\0')
+                hr_list_push(&list, h->name, h->name_len, norm, strlen(norm));
+            continue;
+        }
+        hr_list_push(&list, h->name, h->name_len, h->value, h->value_len);
+    }
     if (f->stale != NULL && f->mode == FETCH_CACHE) {
         const obj_header_t *etag = obj_find_header(f->stale, H2O_STRLIT("etag"));
         const obj_header_t *lm = obj_find_header(f->stale, H2O_STRLIT("last-modified"));
