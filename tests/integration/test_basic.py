@@ -18,7 +18,7 @@ import time
 from email.utils import formatdate
 
 import harness
-from harness import Session, closed_port, pipeline, request, run_binary, scaled, sleep_until
+from harness import Session, closed_port, pipeline, request, run_binary, sleep_until
 
 NO_DATE = {"Date": None}
 WARM_HOST = {"Host": "warm.example.test"}  # fixed: the listening port changes on restart
