@@ -66,3 +66,4 @@ bench: deps $(BUILD)/edgecache
 
 clean:
 	rm -rf build
+include fuzz.mk

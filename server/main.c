@@ -135,14 +135,16 @@ int main(int argc, char **argv)
         mem_destroy(&mem);
         return 1;
     }
+    /* the proxy's state first: the admin thread uses it (cache keys for URL purges) */
+    if (proxy_init(&cfg, store, mem, NULL, err, sizeof(err)) != 0) {
+        fprintf(stderr, "edgecache: %s\n", err);
+        goto fail;
+    }
     if (admin_start(&admin, &cfg, store, mem, err, sizeof(err)) != 0) {
         fprintf(stderr, "edgecache: --admin-listen: %s\n", err);
         goto fail;
     }
-    if (proxy_init(&cfg, store, mem, admin, err, sizeof(err)) != 0) {
-        fprintf(stderr, "edgecache: %s\n", err);
-        goto fail;
-    }
+    proxy_set_admin(admin); /* before the workers start: they read it unlocked */
     if (frontend_start(&cfg, err, sizeof(err)) != 0) {
         fprintf(stderr, "edgecache: %s\n", err);
         goto fail;

@@ -671,40 +671,22 @@ static int query_param_cmp(const void *a, const void *b)
     return c != 0 ? c : (x->len > y->len) - (x->len < y->len);
 }
 
-size_t proxy_cache_key(char *buf, size_t cap, const char *host, size_t host_len, const char *path, size_t path_len)
+/* the query of `path` rewritten by the cache-key rules into out (room for path_len bytes); returns its length */
+static size_t rewrite_query(const char *path, size_t path_len, const char *q, char *out)
 {
-    int include_host = g.cfg == NULL || g.cfg->cache_key_include_host;
-    if (!include_host)
-        host_len = 0;
-    if (host_len > 3 && memcmp(host + host_len - 3, ":80", 3) == 0)
-        host_len -= 3;
-    if (host_len + path_len > cap)
-        return host_len + path_len;
-    for (size_t i = 0; i != host_len; ++i)
-        buf[i] = (char)tolower((unsigned char)host[i]);
-    size_t out = host_len;
-
-    const char *q = memchr(path, '?', path_len);
-    int rewrite_query = q != NULL && g.cfg != NULL && (g.cfg->num_cache_key_ignore_params != 0 || g.cfg->cache_key_sort_query);
-    if (!rewrite_query) {
-        memcpy(buf + out, path, path_len);
-        return out + path_len;
-    }
-    /* the path, then the query's parameters: ignored ones dropped, optionally sorted */
-    size_t before = (size_t)(q - path);
-    memcpy(buf + out, path, before);
-    out += before;
+    size_t n = (size_t)(q - path);
+    memcpy(out, path, n);
     query_param_t params[64];
     size_t nparams = 0;
     const char *p = q + 1, *end = path + path_len;
     while (p < end) {
         const char *amp = memchr(p, '&', (size_t)(end - p));
-        size_t len = (amp != NULL ? amp : end) - p;
+        size_t len = (size_t)((amp != NULL ? amp : end) - p);
         if (len != 0 && !query_param_ignored(p, len)) {
             if (nparams == sizeof(params) / sizeof(params[0])) {
                 /* too many to rewrite: keep the query as it came */
-                memcpy(buf + host_len, path, path_len);
-                return host_len + path_len;
+                memcpy(out, path, path_len);
+                return path_len;
             }
             params[nparams++] = (query_param_t){p, len};
         }
@@ -713,11 +695,44 @@ size_t proxy_cache_key(char *buf, size_t cap, const char *host, size_t host_len,
     if (g.cfg->cache_key_sort_query)
         qsort(params, nparams, sizeof(params[0]), query_param_cmp);
     for (size_t i = 0; i != nparams; ++i) {
-        buf[out++] = i == 0 ? '?' : '&';
-        memcpy(buf + out, params[i].p, params[i].len);
-        out += params[i].len;
+        out[n++] = i == 0 ? '?' : '&';
+        memcpy(out + n, params[i].p, params[i].len);
+        n += params[i].len;
     }
-    return out;
+    return n;
+}
+
+size_t proxy_cache_key(char *buf, size_t cap, const char *host, size_t host_len, const char *path, size_t path_len)
+{
+    int include_host = g.cfg == NULL || g.cfg->cache_key_include_host;
+    if (!include_host)
+        host_len = 0;
+    if (host_len > 3 && memcmp(host + host_len - 3, ":80", 3) == 0)
+        host_len -= 3;
+
+    const char *q = memchr(path, '?', path_len);
+    if (q != NULL && g.cfg != NULL && (g.cfg->num_cache_key_ignore_params != 0 || g.cfg->cache_key_sort_query)) {
+        /* rewrite first, so that the length checked against cap is the key's real length */
+        char stackbuf[2048];
+        char *tmp = path_len <= sizeof(stackbuf) ? stackbuf : malloc(path_len);
+        if (tmp == NULL)
+            abort();
+        size_t n = rewrite_query(path, path_len, q, tmp);
+        if (host_len + n <= cap) {
+            for (size_t i = 0; i != host_len; ++i)
+                buf[i] = (char)tolower((unsigned char)host[i]);
+            memcpy(buf + host_len, tmp, n);
+        }
+        if (tmp != stackbuf)
+            free(tmp);
+        return host_len + n;
+    }
+    if (host_len + path_len > cap)
+        return host_len + path_len;
+    for (size_t i = 0; i != host_len; ++i)
+        buf[i] = (char)tolower((unsigned char)host[i]);
+    memcpy(buf + host_len, path, path_len);
+    return host_len + path_len;
 }
 
 static void add_header_str(h2o_req_t *req, const char *name, const char *value, size_t value_len)
@@ -2106,6 +2121,11 @@ int proxy_init(const config_t *cfg, store_t *store, mem_tier_t *mem, struct admi
         freeaddrinfo(res);
     }
     return 0;
+}
+
+void proxy_set_admin(struct admin *admin)
+{
+    g.admin = admin;
 }
 
 const struct header_rules *proxy_header_rules(void)

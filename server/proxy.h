@@ -41,6 +41,9 @@ const struct header_rules *proxy_header_rules(void);
  */
 void proxy_header_rules_replace(struct header_rules *rules);
 
+/** Tell the proxy about the admin module (auth for PURGE, live settings). Before frontend_start. */
+void proxy_set_admin(struct admin *admin);
+
 /** Register the proxy handler on a path configuration ("/" of the default host). */
 void proxy_register(h2o_pathconf_t *pathconf);
 

@@ -377,6 +377,8 @@ class _OriginHandler(BaseHTTPRequestHandler):
 
     def setup(self):
         super().setup()
+        # head and body go out in separate writes: without NODELAY each miss waits ~40 ms on a delayed ACK
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.origin = self.server.origin
         self.origin._conn_opened(self.connection)
 
