@@ -49,6 +49,7 @@
 #include <sodium.h>
 #include "admin-api/admin_ext.h"
 #include "admin-api/admin_int.h"
+#include "admin-api/backends_api.h"
 
 /* h2o buffers request bodies up to this; between ADMIN_MAX_BODY and it we answer 413 JSON,
  * beyond it h2o answers its own (plain-text) 413 */
@@ -503,7 +504,7 @@ static int sid_matches(admin_t *admin, h2o_iovec_t raw)
 }
 
 /* routes served by other files (admin_ext.h), tried after the table above */
-static const admin_ext_route_t *const ext_routes[] = {&admin_header_rules_route, NULL};
+static const admin_ext_route_t *const ext_routes[] = {&admin_header_rules_route, &admin_backends_route, NULL};
 
 /* an extension route: the same 405 / auth / scope checks as the built-in routes */
 static int handle_ext_route(admin_t *admin, h2o_req_t *req, const char *path, size_t path_len)

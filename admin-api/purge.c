@@ -26,6 +26,7 @@
 #include <string.h>
 #include <time.h>
 #include "admin-api/admin_int.h"
+#include "server/backend.h"
 #include "server/proxy.h"
 
 typedef enum { JOB_ONE, JOB_BATCH, JOB_URL, JOB_ALL } job_kind_t;
@@ -53,6 +54,8 @@ typedef struct purge_job {
     size_t nops, remaining;
     purge_op_t *ops;
     char *arena;
+    purge_op_t forward; /* the same purge forwarded to the shield (--shield-admin), when forward_used */
+    int forward_used;
 } purge_job_t;
 
 static void guard_dispose(void *p)
@@ -122,6 +125,10 @@ static void job_respond(purge_job_t *job)
             return;
         }
     }
+    if (job->forward_used && job->forward.res.err != 0) {
+        admin_send_json_error(req, 502, "Purge failed", "shield: the purge could not be applied on the shield node");
+        return;
+    }
     switch (job->kind) {
     case JOB_ONE:
     case JOB_URL:
@@ -176,6 +183,24 @@ static void job_submit(purge_job_t *job, submit_t what, int soft)
 {
     admin_t *admin = job->admin;
     job->remaining = job->nops;
+    /* origin shielding: the shield must forget it too before we acknowledge (its answer comes
+     * back through the same receiver as the store's) */
+    if (job->req != NULL) {
+        h2o_req_t *req = job->req;
+        const h2o_iovec_t *sk = admin_find_header(req, H2O_STRLIT("surrogate-key"));
+        job->forward.job = job;
+        int rc = backend_forward_purge(req->path.base, req->path.len, sk != NULL ? sk->base : NULL, sk != NULL ? sk->len : 0,
+                                       req->entity.base, req->entity.base != NULL ? req->entity.len : 0, soft,
+                                       purge_op_done, &job->forward);
+        if (rc == 0) {
+            job->forward_used = 1;
+            job->remaining++;
+            admin->purges_in_flight++;
+        } else if (rc < 0) {
+            job->forward_used = 1;
+            job->forward.res.err = rc; /* answered with an error once the local purge is done */
+        }
+    }
     for (size_t i = 0; i < job->nops; i++) {
         purge_op_t *op = &job->ops[i];
         admin_next_purge_id(admin, op->id, sizeof(op->id));

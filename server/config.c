@@ -45,6 +45,16 @@ typedef enum opt_id {
     OPT_MAX_HEURISTIC_TTL,
     OPT_ORIGIN_TIMEOUT,
     OPT_SHUTDOWN_TIMEOUT,
+    OPT_LOAD_BALANCING,
+    OPT_SHIELD,
+    OPT_SHIELD_ADMIN,
+    OPT_SHIELD_TOKEN,
+    OPT_ACCESS_LOG,
+    OPT_STATS_SAMPLE_INTERVAL,
+    OPT_STATS_RETENTION_DAYS,
+    OPT_STATS_MINUTE_SECONDS,
+    OPT_SLA_DEGRADED_PERCENT,
+    OPT_METRICS_LISTEN,
     OPT_HELP,
 } opt_id_t;
 
@@ -72,9 +82,25 @@ static const opt_def_t opt_defs[] = {
      "serve stale this long on origin errors, absent stale-if-error"},
     {OPT_MAX_HEURISTIC_TTL, "--max-heuristic-ttl", "max_heuristic_ttl", "SECONDS",
      "cap of the Last-Modified heuristic TTL"},
-    {OPT_ORIGIN_TIMEOUT, "--origin-timeout", "origin_timeout", "MS", "origin connect/response timeout"},
+    {OPT_ORIGIN_TIMEOUT, "--origin-timeout", "origin_timeout", "MS", "timeouts of the backends --backend seeds (fresh store)"},
     {OPT_SHUTDOWN_TIMEOUT, "--shutdown-timeout", "shutdown_timeout", "MS",
      "how long to drain connections on SIGTERM"},
+    {OPT_LOAD_BALANCING, "--load-balancing", "load_balancing", "MODE",
+     "round_robin (weighted), hash (of the cache key) or first (first healthy backend)"},
+    {OPT_SHIELD, "--shield", "shield", "HOST:PORT", "fetch misses through this edgecache node (origin shield)"},
+    {OPT_SHIELD_ADMIN, "--shield-admin", "shield_admin", "HOST:PORT", "the shield's admin API: purges are forwarded there"},
+    {OPT_SHIELD_TOKEN, "--shield-token", "shield_token", "TOKEN", "token for the shield's admin API (purge scope)"},
+    {OPT_ACCESS_LOG, "--access-log", "access_log", "FILE", "access log file (\"-\" = standard output); SIGHUP reopens it"},
+    {OPT_STATS_SAMPLE_INTERVAL, "--stats-sample-interval", "stats_sample_interval", "SECONDS",
+     "period of the SLA bandwidth samples, 1-86400"},
+    {OPT_STATS_RETENTION_DAYS, "--stats-retention-days", "stats_retention_days", "DAYS",
+     "how long the stats history is kept, 1-3660"},
+    {OPT_STATS_MINUTE_SECONDS, "--stats-minute-seconds", "stats_minute_seconds", "SECONDS",
+     "length of one history \"minute\", 1-60 (for tests)"},
+    {OPT_SLA_DEGRADED_PERCENT, "--sla-degraded-percent", "sla_degraded_percent", "PERCENT",
+     "a minute with more than this share of our own 5xx is degraded, 0-100"},
+    {OPT_METRICS_LISTEN, "--metrics-listen", "metrics_public_listen", "HOST:PORT",
+     "also serve GET /metrics here, without a token"},
     {OPT_HELP, "--help", NULL, NULL, "print this help and exit"},
 };
 #define NUM_OPTS (sizeof(opt_defs) / sizeof(opt_defs[0]))
@@ -217,6 +243,10 @@ void config_defaults(config_t *cfg)
     cfg->origin_timeout_ms = 15000;
     cfg->shutdown_timeout_ms = 5000;
     cfg->cache_key_include_host = 1;
+    cfg->stats_sample_interval = 300;
+    cfg->stats_retention_days = 31;
+    cfg->stats_minute_seconds = 60;
+    cfg->sla_degraded_ppm = 50000;
 }
 
 /* the default of one option as --help shows it */
@@ -238,6 +268,16 @@ static void format_default(const config_t *d, opt_id_t id, char *buf, size_t cap
     case OPT_MAX_HEURISTIC_TTL: snprintf(buf, cap, "%u", d->max_heuristic_ttl); break;
     case OPT_ORIGIN_TIMEOUT: snprintf(buf, cap, "%u", d->origin_timeout_ms); break;
     case OPT_SHUTDOWN_TIMEOUT: snprintf(buf, cap, "%u", d->shutdown_timeout_ms); break;
+    case OPT_LOAD_BALANCING: snprintf(buf, cap, "round_robin"); break;
+    case OPT_SHIELD:
+    case OPT_SHIELD_ADMIN:
+    case OPT_SHIELD_TOKEN: snprintf(buf, cap, "none"); break;
+    case OPT_ACCESS_LOG: snprintf(buf, cap, "off"); break;
+    case OPT_STATS_SAMPLE_INTERVAL: snprintf(buf, cap, "%u", d->stats_sample_interval); break;
+    case OPT_STATS_RETENTION_DAYS: snprintf(buf, cap, "%u", d->stats_retention_days); break;
+    case OPT_STATS_MINUTE_SECONDS: snprintf(buf, cap, "%u", d->stats_minute_seconds); break;
+    case OPT_SLA_DEGRADED_PERCENT: snprintf(buf, cap, "%u", d->sla_degraded_ppm / 10000); break;
+    case OPT_METRICS_LISTEN: snprintf(buf, cap, "off"); break;
     case OPT_HELP: break;
     }
 }
@@ -271,7 +311,9 @@ void config_print_help(void *stream)
     }
     fputs("\nConfig file keys (JSON object): listen, admin_listen, backends (array of \"HOST:PORT\"),\n"
           "data_dir, memory_size (bytes or \"256M\"), disk_size, default_ttl, threads, service_id,\n"
-          "max_heuristic_ttl, default_grace, origin_timeout, shutdown_timeout.\n",
+          "max_heuristic_ttl, default_grace, origin_timeout, shutdown_timeout, load_balancing, shield,\n"
+          "shield_admin, shield_token, access_log, stats_sample_interval, stats_retention_days,\n"
+          "stats_minute_seconds, sla_degraded_percent, metrics_public_listen.\n",
           f);
 }
 
@@ -377,6 +419,91 @@ static int apply_value(config_t *cfg, const opt_def_t *o, const char *who, const
         memcpy(cfg->service_id, val, len + 1);
         return 0;
     }
+    case OPT_LOAD_BALANCING:
+        if (strcmp(val, "round_robin") == 0) {
+            cfg->load_balancing = CONFIG_LB_ROUND_ROBIN;
+        } else if (strcmp(val, "hash") == 0) {
+            cfg->load_balancing = CONFIG_LB_HASH;
+        } else if (strcmp(val, "first") == 0) {
+            cfg->load_balancing = CONFIG_LB_FIRST;
+        } else {
+            set_err(err, errlen, "%s: invalid mode '%.64s' (expected round_robin, hash or first)", who, val);
+            return -1;
+        }
+        return 0;
+    case OPT_SHIELD:
+    case OPT_SHIELD_ADMIN:
+        if (config_parse_addr(val, &addr) != 0 || addr.port == 0) {
+            set_err(err, errlen, "%s: invalid address '%s' (expected HOST:PORT with a port 1-65535)", who, val);
+            return -1;
+        }
+        *(o->id == OPT_SHIELD ? &cfg->shield : &cfg->shield_admin) = addr;
+        return 0;
+    case OPT_SHIELD_TOKEN: {
+        size_t len = strlen(val);
+        int ok = len > 0 && len < sizeof(cfg->shield_token);
+        for (size_t i = 0; ok && i < len; i++)
+            ok = val[i] > 0x20 && val[i] < 0x7f;
+        if (!ok) {
+            set_err(err, errlen, "%s: invalid token (expected 1-%zu printable characters without spaces)", who,
+                    sizeof(cfg->shield_token) - 1);
+            return -1;
+        }
+        memcpy(cfg->shield_token, val, len + 1);
+        return 0;
+    }
+    case OPT_ACCESS_LOG:
+        if (val[0] == '\0' || copy_str(cfg->access_log, sizeof(cfg->access_log), val) != 0) {
+            set_err(err, errlen, "%s: invalid path '%.64s%s' (expected a path of 1-%zu bytes, or \"-\")", who, val,
+                    strlen(val) > 64 ? "..." : "", sizeof(cfg->access_log) - 1);
+            return -1;
+        }
+        return 0;
+    case OPT_STATS_SAMPLE_INTERVAL:
+    case OPT_STATS_RETENTION_DAYS:
+    case OPT_STATS_MINUTE_SECONDS: {
+        uint64_t max = o->id == OPT_STATS_SAMPLE_INTERVAL ? 86400 : o->id == OPT_STATS_RETENTION_DAYS ? 3660 : 60;
+        if (parse_uint(val, max, &n) != 0 || n < 1) {
+            set_err(err, errlen, "%s: invalid value '%s' (expected an integer 1-%u)", who, val, (unsigned)max);
+            return -1;
+        }
+        *(o->id == OPT_STATS_SAMPLE_INTERVAL   ? &cfg->stats_sample_interval
+          : o->id == OPT_STATS_RETENTION_DAYS ? &cfg->stats_retention_days
+                                              : &cfg->stats_minute_seconds) = (uint32_t)n;
+        return 0;
+    }
+    case OPT_SLA_DEGRADED_PERCENT: {
+        /* "5", "0.5", "12.25": a percentage with at most four decimals, 0-100, kept in ppm */
+        uint64_t whole = 0, frac = 0, scale = 10000;
+        const char *p = val;
+        int digits = 0, ok = 1;
+        for (; *p >= '0' && *p <= '9' && whole <= 100; p++, digits++)
+            whole = whole * 10 + (uint64_t)(*p - '0');
+        if (*p == '.') {
+            for (p++; *p >= '0' && *p <= '9'; p++, digits++) {
+                if (scale == 1)
+                    ok = *p == '0'; /* more decimals than ppm can hold must be zeros */
+                else
+                    frac += (uint64_t)(*p - '0') * (scale /= 10);
+                if (!ok)
+                    break;
+            }
+        }
+        uint64_t ppm = whole * 10000 + frac;
+        if (!ok || digits == 0 || *p != '\0' || ppm > 1000000) {
+            set_err(err, errlen, "%s: invalid percentage '%.64s' (expected a number 0-100, e.g. 5 or 0.5)", who, val);
+            return -1;
+        }
+        cfg->sla_degraded_ppm = (uint32_t)ppm;
+        return 0;
+    }
+    case OPT_METRICS_LISTEN:
+        if (config_parse_addr(val, &addr) != 0) {
+            set_err(err, errlen, "%s: invalid address '%s' (expected HOST:PORT, e.g. 127.0.0.1:9100)", who, val);
+            return -1;
+        }
+        cfg->metrics_listen = addr; /* on when the host is set; port 0 picks one (printed at start) */
+        return 0;
     case OPT_CONFIG:
     case OPT_HELP:
         break;
@@ -413,7 +540,11 @@ static const char *json_expected(opt_id_t id)
     case OPT_DEFAULT_GRACE:
     case OPT_MAX_HEURISTIC_TTL:
     case OPT_ORIGIN_TIMEOUT:
-    case OPT_SHUTDOWN_TIMEOUT: return "an integer";
+    case OPT_SHUTDOWN_TIMEOUT:
+    case OPT_STATS_SAMPLE_INTERVAL:
+    case OPT_STATS_RETENTION_DAYS:
+    case OPT_STATS_MINUTE_SECONDS: return "an integer";
+    case OPT_SLA_DEGRADED_PERCENT: return "a number";
     default: return "a string";
     }
 }
@@ -556,10 +687,15 @@ int config_load_file(config_t *cfg, const char *path, char *err, size_t errlen)
         const char *text;
         int is_number_key = o->id == OPT_THREADS || o->id == OPT_DEFAULT_TTL || o->id == OPT_DEFAULT_GRACE ||
                             o->id == OPT_MAX_HEURISTIC_TTL || o->id == OPT_ORIGIN_TIMEOUT ||
-                            o->id == OPT_SHUTDOWN_TIMEOUT;
+                            o->id == OPT_SHUTDOWN_TIMEOUT || o->id == OPT_STATS_SAMPLE_INTERVAL ||
+                            o->id == OPT_STATS_RETENTION_DAYS || o->id == OPT_STATS_MINUTE_SECONDS ||
+                            o->id == OPT_SLA_DEGRADED_PERCENT;
         int is_size_key = o->id == OPT_MEMORY_SIZE || o->id == OPT_DISK_SIZE;
         if (json_is_integer(val) && (is_number_key || is_size_key)) {
             snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(val));
+            text = num;
+        } else if (json_is_real(val) && o->id == OPT_SLA_DEGRADED_PERCENT) {
+            snprintf(num, sizeof(num), "%.4f", json_real_value(val));
             text = num;
         } else if (json_is_string(val) && !is_number_key) {
             text = json_string_value(val);

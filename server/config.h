@@ -43,7 +43,28 @@ typedef struct config {
     char cache_key_ignore_params[CONFIG_MAX_IGNORED_PARAMS][64]; /* "cache_key": {"ignore_query_params": [...]} */
     size_t num_cache_key_ignore_params;
     char *header_rules_json;       /* "header_rules": the array as JSON text (malloc'd, validated); NULL when none */
+    /* origins (server/backend.h) */
+    int load_balancing;            /* --load-balancing / "load_balancing": CONFIG_LB_* (default round_robin); applies at
+                                      every start unless the admin API stored another value */
+    config_addr_t shield;          /* --shield / "shield": another edgecache node to fetch misses through; port 0 = none */
+    config_addr_t shield_admin;    /* --shield-admin / "shield_admin": that node's admin listener, for forwarding purges */
+    char shield_token[512];        /* --shield-token / "shield_token": a purge (or global) token of the shield's admin API */
+    /* stats and observability (server/stats.h, server/accesslog.h) */
+    char access_log[4096];          /* --access-log FILE / "access_log": "-" = stdout; "" = off (default) */
+    uint32_t stats_sample_interval; /* --stats-sample-interval SECONDS: SLA bandwidth sample period, default 300 */
+    uint32_t stats_retention_days;  /* --stats-retention-days DAYS: history kept in the store, default 31 */
+    uint32_t stats_minute_seconds;  /* --stats-minute-seconds SECONDS: length of a history "minute", default 60
+                                       (a test knob: tests use 1 so history appears at once) */
+    uint32_t sla_degraded_ppm;      /* --sla-degraded-percent P / "sla_degraded_percent": a minute in which more than P%
+                                       of requests got a 5xx we caused (not the origin's) is degraded; kept in parts
+                                       per million, default 5% (50000) */
+    config_addr_t metrics_listen;   /* --metrics-listen / "metrics_public_listen": serve GET /metrics without a token on
+                                       this address; off (default) when host is ""; port 0 picks one */
 } config_t;
+
+#define CONFIG_LB_ROUND_ROBIN 0 /* weighted round robin over healthy backends */
+#define CONFIG_LB_HASH 1        /* consistent (rendezvous) hash of the cache key */
+#define CONFIG_LB_FIRST 2       /* the first healthy backend wins */
 
 /** Fill cfg with the built-in defaults. */
 void config_defaults(config_t *cfg);
@@ -58,8 +79,8 @@ int config_parse_args(config_t *cfg, int argc, char **argv, int first, char *err
 /**
  * Load a JSON config file into cfg (keys: listen, admin_listen, backends [array of
  * "HOST:PORT"], data_dir, memory_size [number or "256M"], disk_size, default_ttl, threads,
- * service_id, max_heuristic_ttl, default_grace, origin_timeout). Unknown keys and wrong
- * types are errors. Returns 0 or -1 with a message naming the key in err.
+ * service_id, max_heuristic_ttl, default_grace, origin_timeout, load_balancing, shield, shield_admin,
+ * shield_token). Unknown keys and wrong types are errors. Returns 0 or -1 with a message naming the key in err.
  */
 int config_load_file(config_t *cfg, const char *path, char *err, size_t errlen);
 

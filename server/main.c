@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <pthread.h>
 #include "admin-api/admin.h"
+#include "server/backend.h"
 #include "migrations/mig.h"
 #include "server/config.h"
 #include "server/frontend.h"
@@ -117,8 +118,6 @@ int main(int argc, char **argv)
         fprintf(stderr, "edgecache: %s\n", err);
         return 2;
     }
-    if (cfg.num_backends == 0)
-        fprintf(stderr, "edgecache: warning: no --backend given; misses will get 503\n");
 
     /* block the signals everywhere; the main thread waits for them */
     signal(SIGPIPE, SIG_IGN);
@@ -140,11 +139,19 @@ int main(int argc, char **argv)
         fprintf(stderr, "edgecache: %s\n", err);
         goto fail;
     }
+    if (backend_module_init(&cfg, store, err, sizeof(err)) != 0) {
+        fprintf(stderr, "edgecache: %s\n", err);
+        goto fail;
+    }
     if (admin_start(&admin, &cfg, store, mem, err, sizeof(err)) != 0) {
         fprintf(stderr, "edgecache: --admin-listen: %s\n", err);
         goto fail;
     }
     proxy_set_admin(admin); /* before the workers start: they read it unlocked */
+    if (backend_module_start(err, sizeof(err)) != 0) {
+        fprintf(stderr, "edgecache: %s\n", err);
+        goto fail;
+    }
     if (frontend_start(&cfg, err, sizeof(err)) != 0) {
         fprintf(stderr, "edgecache: %s\n", err);
         goto fail;
@@ -162,6 +169,7 @@ int main(int argc, char **argv)
     fprintf(stderr, "edgecache: %s received, shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
     frontend_stop(cfg.shutdown_timeout_ms);
     admin_stop(&admin);
+    backend_module_stop();
     store_close(&store);
     mem_destroy(&mem);
     fprintf(stderr, "edgecache: stopped\n");
@@ -170,6 +178,7 @@ int main(int argc, char **argv)
 fail:
     if (admin != NULL)
         admin_stop(&admin);
+    backend_module_stop();
     store_close(&store);
     mem_destroy(&mem);
     return 1;

@@ -53,6 +53,7 @@
 #include <linux/sockios.h>
 #include <h2o.h>
 #include "admin-api/admin.h"
+#include "server/backend.h"
 #include "server/cache_policy.h"
 #include "server/header_rules.h"
 #include "server/origin_client.h"
@@ -71,12 +72,6 @@
 
 enum fetch_mode { FETCH_CACHE, FETCH_PASS };
 
-typedef struct backend_addr {
-    struct sockaddr_storage sa;
-    socklen_t salen;
-    char display[300];
-} backend_addr_t;
-
 /* the semantics settings a request sees: a consistent snapshot */
 typedef struct proxy_settings {
     policy_settings_t policy;
@@ -90,8 +85,6 @@ static struct {
     store_t *store;
     mem_tier_t *mem;
     admin_t *admin;
-    backend_addr_t *backends;
-    size_t num_backends;
     uint64_t max_object_size;
     policy_settings_t policy;
 } g;
@@ -152,7 +145,12 @@ struct fetch {
     int64_t request_time_ms;
     obj_builder_t *builder;   /* non-NULL while the response is being stored */
     char *vary_names;         /* the Vary field of what is being stored (malloc'd), NULL when none */
-    h2o_iovec_t reqbufs[2];   /* request head (malloc'd) and body (malloc'd copy) */
+    h2o_iovec_t reqbufs[4];   /* request line, Host line, other headers (into head / hostline), body (malloc'd copy) */
+    char *head;               /* the request head without its Host line (malloc'd) */
+    char *hostline;           /* "host: ...\r\n" for the backend in use (malloc'd) */
+    backend_t *backend;       /* the backend of this exchange (a reference; backend_release at the end) */
+    int retried;              /* a failed connect was retried on another backend once */
+    int idempotent_read;      /* the client asked GET or HEAD: a failed connect may be retried */
     int revalidating;         /* request carried our own validators */
     req_copy_t rc;
     proxy_settings_t settings;
@@ -1204,8 +1202,10 @@ static void fetch_free(fetch_t *f)
         obj_builder_discard(f->builder);
     obj_unref(&f->stale);
     free(f->key);
-    free(f->reqbufs[0].base);
-    free(f->reqbufs[1].base);
+    free(f->head);
+    free(f->hostline);
+    free(f->reqbufs[3].base);
+    backend_release(&f->backend);
     free(f->vary_names);
     req_copy_dispose(&f->rc);
     f->magic = 0;
@@ -1240,13 +1240,18 @@ static int stale_usable_on_error(const cache_obj_t *stale, int64_t now_ms, uint3
     return (uint64_t)age < (uint64_t)stale->meta.ttl + stale_if_error_window(stale);
 }
 
-/* the origin exchange failed before a usable response head: stale copy, or an error */
+static const char no_backend_error[] = "no healthy backend";
+
+/* the origin exchange failed before a usable response head (or no backend could take it):
+ * stale copy, or an error */
 static void fetch_fail_before_head(fetch_t *f, const char *errstr)
 {
     worker_t *w = f->w;
     fetch_link_t *link = f->link;
     uint32_t age = 0;
-    int status = errstr != NULL && strstr(errstr, "timeout") != NULL ? 504 : 502;
+    int status = errstr == no_backend_error                            ? 503
+                 : errstr != NULL && strstr(errstr, "timeout") != NULL ? 504
+                                                                       : 502;
     int use_stale = f->mode == FETCH_CACHE && stale_usable_on_error(f->stale, obj_now_ms(), &age);
 
     if (use_stale)
@@ -1265,6 +1270,8 @@ static void fetch_fail_before_head(fetch_t *f, const char *errstr)
         send_object(req, obj_ref(f->stale), age, "HIT");
     } else if (status == 504) {
         send_error(req, 504, "origin timed out\n");
+    } else if (status == 503) {
+        send_error(req, 503, "no origin available\n");
     } else {
         send_error(req, 502, "origin unreachable or invalid response\n");
     }
@@ -1431,6 +1438,7 @@ static int on_body(origin_client_t *client, const char *errstr)
             f->builder = NULL;
         }
         fetch_wake_waiters(f, WAKE_ERROR, NULL, 502);
+        backend_report(f->backend, 0);
         if (f->link != NULL)
             atomic_fetch_add_explicit(&f->w->counters.errors, 1, memory_order_relaxed);
         fetch_end_link(f, 2);
@@ -1543,6 +1551,7 @@ static origin_client_body_cb on_head(origin_client_t *client, const char *errstr
 
     if (errstr != NULL && errstr != origin_client_error_is_eos) {
         f->client = NULL;
+        backend_report(f->backend, 0);
         atomic_fetch_add_explicit(&w->counters.errors, 1, memory_order_relaxed);
         fetch_fail_before_head(f, errstr);
         fetch_free(f);
@@ -1688,12 +1697,44 @@ static origin_client_body_cb on_head(origin_client_t *client, const char *errstr
 }
 
 static origin_client_head_cb on_connect(origin_client_t *client, const char *errstr, h2o_iovec_t **reqbufs,
+                                        size_t *reqbufcnt, int *method_is_head);
+
+/* start the exchange with the backend picked (takes over its reference) */
+static void fetch_connect(fetch_t *f, backend_pick_t *pick)
+{
+    const char *host = pick->host_header != NULL ? pick->host_header : f->rc.authority;
+    size_t host_len = pick->host_header != NULL ? pick->host_header_len : f->rc.authority_len;
+    f->backend = pick->backend;
+    pick->backend = NULL;
+    free(f->hostline);
+    f->hostline = malloc(host_len + 9);
+    if (f->hostline == NULL)
+        abort();
+    memcpy(f->hostline, "host: ", 6);
+    memcpy(f->hostline + 6, host, host_len);
+    memcpy(f->hostline + 6 + host_len, "\r\n", 2);
+    f->reqbufs[1] = h2o_iovec_init(f->hostline, host_len + 8);
+    origin_client_connect(&f->client, f, f->w->loop, pick->pool, pick->timeouts, on_connect);
+}
+
+static origin_client_head_cb on_connect(origin_client_t *client, const char *errstr, h2o_iovec_t **reqbufs,
                                         size_t *reqbufcnt, int *method_is_head)
 {
     fetch_t *f = origin_client_data(client);
     assert(f->magic == FETCH_MAGIC);
     if (errstr != NULL) {
         f->client = NULL;
+        backend_report(f->backend, 0);
+        if (!f->retried && f->idempotent_read) {
+            /* GET/HEAD: once more, on another healthy backend (this client frees itself on return) */
+            backend_pick_t pick;
+            if (backend_pick(f->w, f->hash, f->backend, &pick) == 0) {
+                f->retried = 1;
+                backend_release(&f->backend);
+                fetch_connect(f, &pick);
+                return NULL;
+            }
+        }
         atomic_fetch_add_explicit(&f->w->counters.errors, 1, memory_order_relaxed);
         fetch_fail_before_head(f, errstr);
         fetch_free(f);
@@ -1701,7 +1742,7 @@ static origin_client_head_cb on_connect(origin_client_t *client, const char *err
     }
     f->request_time_ms = obj_now_ms();
     *reqbufs = f->reqbufs;
-    *reqbufcnt = f->reqbufs[1].len != 0 ? 2 : 1;
+    *reqbufcnt = f->reqbufs[3].len != 0 ? 4 : 3;
     *method_is_head = f->mode == FETCH_PASS && f->client_is_head;
     return on_head;
 }
@@ -1767,7 +1808,7 @@ static void build_origin_request(fetch_t *f, h2o_req_t *req)
 
     const char *method = f->mode == FETCH_CACHE ? "GET" : NULL;
     size_t method_len = method != NULL ? 3 : req->method.len;
-    size_t cap = 64 + method_len + f->rc.path_len + f->rc.authority_len;
+    size_t cap = 64 + method_len + f->rc.path_len;
     for (size_t i = 0; i != list.size; ++i)
         cap += list.entries[i].name_len + list.entries[i].value_len + 4;
     char *buf = malloc(cap), *p = buf;
@@ -1777,9 +1818,8 @@ static void build_origin_request(fetch_t *f, h2o_req_t *req)
     APPEND(method != NULL ? method : req->method.base, method_len);
     APPEND(" ", 1);
     APPEND(f->rc.path, f->rc.path_len);
-    APPEND(" HTTP/1.1\r\nhost: ", 17);
-    APPEND(f->rc.authority, f->rc.authority_len);
-    APPEND("\r\n", 2);
+    APPEND(" HTTP/1.1\r\n", 11);
+    size_t request_line_len = (size_t)(p - buf); /* the Host line goes here: see fetch_connect */
     for (size_t i = 0; i != list.size; ++i) {
         APPEND(list.entries[i].name, list.entries[i].name_len);
         APPEND(": ", 2);
@@ -1791,17 +1831,19 @@ static void build_origin_request(fetch_t *f, h2o_req_t *req)
         int n = snprintf(cl, sizeof(cl), "content-length: %zu\r\n", req->entity.len);
         APPEND(cl, (size_t)n);
         if (req->entity.len != 0) {
-            f->reqbufs[1].base = malloc(req->entity.len);
-            if (f->reqbufs[1].base == NULL)
+            f->reqbufs[3].base = malloc(req->entity.len);
+            if (f->reqbufs[3].base == NULL)
                 abort();
-            memcpy(f->reqbufs[1].base, req->entity.base, req->entity.len);
-            f->reqbufs[1].len = req->entity.len;
+            memcpy(f->reqbufs[3].base, req->entity.base, req->entity.len);
+            f->reqbufs[3].len = req->entity.len;
         }
     }
     APPEND("\r\n", 2);
 #undef APPEND
     assert((size_t)(p - buf) <= cap);
-    f->reqbufs[0] = h2o_iovec_init(buf, (size_t)(p - buf));
+    f->head = buf;
+    f->reqbufs[0] = h2o_iovec_init(buf, request_line_len);
+    f->reqbufs[2] = h2o_iovec_init(buf + request_line_len, (size_t)(p - buf) - request_line_len);
     hr_list_dispose(&list);
 }
 
@@ -1815,14 +1857,6 @@ static void fetch_start(h2o_req_t *req, enum fetch_mode mode, const char *key, s
 {
     worker_t *w = worker_of_req(req);
 
-    if (g.num_backends == 0) {
-        obj_unref(&stale);
-        if (owns_inflight)
-            inflight_wake(hash, WAKE_ERROR, NULL, 503);
-        if (attach)
-            send_error(req, 503, "no origin configured\n");
-        return;
-    }
     fetch_t *f = calloc(1, sizeof(*f));
     if (f == NULL)
         abort();
@@ -1846,13 +1880,20 @@ static void fetch_start(h2o_req_t *req, enum fetch_mode mode, const char *key, s
     f->request_time_ms = obj_now_ms();
     current_settings(&f->settings);
     req_copy_init(&f->rc, req);
+    f->idempotent_read = method_is(req, "GET") || method_is(req, "HEAD");
     build_origin_request(f, req);
     if (attach)
         f->link = link_create(req, f);
 
+    backend_pick_t pick;
+    if (backend_pick(w, f->hash, NULL, &pick) != 0) {
+        /* none healthy: a stale copy within grace, else 503 */
+        fetch_fail_before_head(f, no_backend_error);
+        fetch_free(f);
+        return;
+    }
     atomic_fetch_add_explicit(&w->counters.origin_fetches, 1, memory_order_relaxed);
-    size_t backend = w->rr_next++ % w->num_backends;
-    origin_client_connect(&f->client, f, w->loop, &w->sockpools[backend], &w->origin_timeouts, on_connect);
+    fetch_connect(f, &pick);
 }
 
 /* ---------------------------------------------------------------- collapsed requests wake up */
@@ -1902,12 +1943,18 @@ typedef struct proxy_purge {
     h2o_req_t *req; /* NULL once the client went away */
     int refs;       /* 2: the request's pool and the pending message; both on the worker thread */
     store_purge_result_t res;
+    int soft;
+    int forwarding;     /* the local purge is done; the message comes back once the shield answered */
+    char *forward_path; /* "/purge/<host><path>" for the shield's admin API (malloc'd) */
+    size_t forward_path_len;
 } proxy_purge_t;
 
 static void proxy_purge_unref(proxy_purge_t *pp)
 {
-    if (--pp->refs == 0)
+    if (--pp->refs == 0) {
+        free(pp->forward_path);
         free(pp);
+    }
 }
 
 static void proxy_purge_dispose(void *p)
@@ -1917,7 +1964,7 @@ static void proxy_purge_dispose(void *p)
     proxy_purge_unref(*slot);
 }
 
-/* writer thread: hand the result to the worker's loop */
+/* writer thread (or the backend prober, for the shield's answer): hand the result to the worker's loop */
 static void proxy_purge_done(void *arg, const store_purge_result_t *res)
 {
     proxy_purge_t *pp = arg;
@@ -1931,9 +1978,21 @@ static void on_purge_messages(h2o_multithread_receiver_t *receiver, h2o_linklist
     while (!h2o_linklist_is_empty(messages)) {
         proxy_purge_t *pp = H2O_STRUCT_FROM_MEMBER(proxy_purge_t, super.link, messages->next);
         h2o_linklist_unlink(&pp->super.link);
+        if (!pp->forwarding && pp->res.err == 0) {
+            /* applied here: now on the shield (when there is one) before we acknowledge */
+            pp->forwarding = 1;
+            int rc = backend_forward_purge(pp->forward_path, pp->forward_path_len, NULL, 0, NULL, 0, pp->soft,
+                                           proxy_purge_done, pp);
+            if (rc == 0)
+                continue; /* the message (and its reference) comes back with the shield's answer */
+            if (rc < 0)
+                pp->res.err = rc;
+        }
         if (pp->req != NULL) {
             h2o_req_t *req = pp->req;
-            if (pp->res.err != 0) {
+            if (pp->res.err == BACKEND_EFORWARD || pp->res.err == BACKEND_EINVAL) {
+                admin_send_json_error(req, 502, "Purge failed", "shield: the purge could not be applied on the shield node");
+            } else if (pp->res.err != 0) {
                 admin_send_json_error(req, 500, "Purge failed", "the store could not commit the purge");
             } else {
                 char id[96], body[160];
@@ -1958,6 +2017,15 @@ static void handle_purge(h2o_req_t *req, const char *key, size_t key_len)
     pp->w = w;
     pp->req = req;
     pp->refs = 2;
+    pp->soft = soft;
+    pp->forward_path_len = 7 + req->authority.len + req->path.len;
+    pp->forward_path = malloc(pp->forward_path_len + 1);
+    if (pp->forward_path == NULL)
+        abort();
+    memcpy(pp->forward_path, "/purge/", 7);
+    memcpy(pp->forward_path + 7, req->authority.base, req->authority.len);
+    memcpy(pp->forward_path + 7 + req->authority.len, req->path.base, req->path.len);
+    pp->forward_path[pp->forward_path_len] = '\0';
     proxy_purge_t **slot = h2o_mem_alloc_shared(&req->pool, sizeof(*slot), proxy_purge_dispose);
     *slot = pp;
     atomic_fetch_add_explicit(&w->counters.purges, 1, memory_order_relaxed);
@@ -2096,30 +2164,6 @@ int proxy_init(const config_t *cfg, store_t *store, mem_tier_t *mem, struct admi
         atomic_store(&g_rules, rules);
     }
 
-    g.num_backends = cfg->num_backends;
-    g.backends = calloc(g.num_backends + 1, sizeof(*g.backends));
-    if (g.backends == NULL)
-        abort();
-    for (size_t i = 0; i != cfg->num_backends; ++i) {
-        struct addrinfo hints = {0}, *res = NULL;
-        char port[8];
-        hints.ai_family = AF_UNSPEC;
-        hints.ai_socktype = SOCK_STREAM;
-        hints.ai_flags = AI_NUMERICSERV;
-        snprintf(port, sizeof(port), "%u", (unsigned)cfg->backends[i].port);
-        int rc = getaddrinfo(cfg->backends[i].host, port, &hints, &res);
-        if (rc != 0) {
-            snprintf(err, errlen, "--backend: cannot resolve '%s': %s", cfg->backends[i].host, gai_strerror(rc));
-            free(g.backends);
-            g.backends = NULL;
-            return -1;
-        }
-        memcpy(&g.backends[i].sa, res->ai_addr, res->ai_addrlen);
-        g.backends[i].salen = res->ai_addrlen;
-        snprintf(g.backends[i].display, sizeof(g.backends[i].display), "%s:%u", cfg->backends[i].host,
-                 (unsigned)cfg->backends[i].port);
-        freeaddrinfo(res);
-    }
     return 0;
 }
 
@@ -2155,30 +2199,14 @@ void proxy_register(h2o_pathconf_t *pathconf)
 
 void proxy_worker_init(worker_t *w)
 {
-    h2o_timeout_init(w->loop, &w->io_timeout, g.cfg->origin_timeout_ms);
-    h2o_timeout_init(w->loop, &w->connect_timeout, g.cfg->origin_timeout_ms < 5000 ? g.cfg->origin_timeout_ms : 5000);
-    w->origin_timeouts.connect = &w->connect_timeout;
-    w->origin_timeouts.first_byte = &w->io_timeout;
-    w->origin_timeouts.between_bytes = &w->io_timeout;
     h2o_timeout_init(w->loop, &w->stall_timeout, STALL_CHECK_MS);
-    w->num_backends = g.num_backends;
-    w->sockpools = calloc(g.num_backends + 1, sizeof(*w->sockpools));
-    if (w->sockpools == NULL)
-        abort();
-    for (size_t i = 0; i != g.num_backends; ++i) {
-        h2o_socketpool_init_by_address(&w->sockpools[i], (struct sockaddr *)&g.backends[i].sa, g.backends[i].salen, 0, 256);
-        h2o_socketpool_set_timeout(&w->sockpools[i], w->loop, 2000);
-    }
-    w->rr_next = w->index;
+    backend_worker_init(w);
     h2o_multithread_register_receiver(w->ctx.queue, &w->purge_receiver, on_purge_messages);
     h2o_multithread_register_receiver(w->ctx.queue, &w->wake_receiver, on_wake_messages);
 }
 
 void proxy_worker_dispose(worker_t *w)
 {
-    /* socket pools hold idle keep-alive connections to the origin; sockets in use belong to fetches still running */
-    for (size_t i = 0; i != w->num_backends; ++i)
-        h2o_socketpool_dispose(&w->sockpools[i]);
-    free(w->sockpools);
-    w->sockpools = NULL;
+    /* socket pools hold idle keep-alive connections to the origins; pools with fetches still running stay */
+    backend_worker_dispose(w);
 }

@@ -29,13 +29,7 @@ typedef struct worker {
     h2o_accept_ctx_t accept_ctx;
     int listen_fd;
     h2o_socket_t *listener;
-    origin_client_timeouts_t origin_timeouts; /* points at the timeouts below */
-    h2o_timeout_t io_timeout;      /* first byte and between bytes from the origin */
-    h2o_timeout_t connect_timeout; /* connecting to the origin */
     h2o_timeout_t stall_timeout; /* checks responses whose client stopped reading */
-    h2o_socketpool_t *sockpools; /* one per backend */
-    size_t num_backends;
-    size_t rr_next;              /* round-robin cursor */
     uint64_t inflight;           /* requests being handled (handler entered, pool not yet disposed) */
     h2o_multithread_receiver_t purge_receiver; /* purge completions from the store's writer */
     h2o_multithread_receiver_t wake_receiver;  /* collapsed requests woken by a fetch on any thread */

@@ -1,0 +1,40 @@
+/*
+ * admin-api/backends_api.h — the admin API's origin endpoints (Fastly's shapes):
+ *
+ *   GET|POST          /service/<sid>/version/<v>/backend
+ *   GET|PUT|DELETE    /service/<sid>/version/<v>/backend/<name>
+ *   GET|POST          /service/<sid>/version/<v>/healthcheck
+ *   GET|PUT|DELETE    /service/<sid>/version/<v>/healthcheck/<name>
+ *   GET|PUT           /config/load-balancing        {"load_balancing": "round_robin"|"hash"|"first"}
+ *
+ * Any <v> names the one live configuration. Bodies are JSON objects or Fastly's
+ * application/x-www-form-urlencoded fields (same names). Responses echo the object with the
+ * defaults filled in (plus "service_id" and "version"); DELETE answers {"status":"ok"}.
+ * Auth: GET needs a global or global:read token, writes a global one.
+ */
+#ifndef EDGECACHE_BACKENDS_API_H
+#define EDGECACHE_BACKENDS_API_H
+
+#include <stddef.h>
+#include <h2o.h>
+#include "admin-api/admin.h"
+#include "admin-api/admin_ext.h"
+
+/**
+ * Serve req when `path` (the raw request path without its query) is one of the endpoints
+ * above. Returns 1 when it took the request (a response has been sent, or will be: a 401 for
+ * a repeatedly bad token is delayed), 0 when the path is not one of them (nothing was done;
+ * route on). Runs the router's checks itself, in its order: body size (413), method (405),
+ * credentials (401), service id (404), scope (403). Admin thread only; blocks while a change
+ * is resolved and synced to the store, as PUT /config/settings does.
+ */
+int admin_backends_handle(admin_t *admin, h2o_req_t *req, const char *path, size_t path_len);
+
+/**
+ * The same endpoints as an admin_ext.h route, for the router's ext_routes[] table (then the
+ * router does the 405 / 401 / 403 checks; the handler checks the service id, 404). Use this
+ * or admin_backends_handle, not both.
+ */
+extern const admin_ext_route_t admin_backends_route;
+
+#endif
