@@ -49,6 +49,7 @@
 #include <sodium.h>
 #include "admin-api/admin_ext.h"
 #include "admin-api/admin_int.h"
+#include "admin-api/stats_api.h"
 #include "admin-api/backends_api.h"
 
 /* h2o buffers request bodies up to this; between ADMIN_MAX_BODY and it we answer 413 JSON,
@@ -560,6 +561,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         admin_send_json_error(req, 413, "Payload too large", detail);
         return 0;
     }
+    if (admin_stats_handle(admin, req))
+        return 0;
     if ((q = memchr(path, '?', path_len)) != NULL)
         path_len = (size_t)(q - path);
     if (route_match(path, path_len, req->path.base, req->path.len, &r) != 0) {

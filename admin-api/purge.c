@@ -28,6 +28,7 @@
 #include "admin-api/admin_int.h"
 #include "server/backend.h"
 #include "server/proxy.h"
+#include "server/stats.h"
 
 typedef enum { JOB_ONE, JOB_BATCH, JOB_URL, JOB_ALL } job_kind_t;
 
@@ -129,6 +130,11 @@ static void job_respond(purge_job_t *job)
         admin_send_json_error(req, 502, "Purge failed", "shield: the purge could not be applied on the shield node");
         return;
     }
+    stats_note_purge_req(job->kind == JOB_ALL                    ? STATS_PURGE_ALL
+                         : admin_request_wants_soft_purge(req) ? STATS_PURGE_SOFT
+                         : job->kind == JOB_URL                ? STATS_PURGE_URL
+                                                               : STATS_PURGE_KEY,
+                         req, job->kind == JOB_ALL ? 1 : (unsigned)job->nops);
     switch (job->kind) {
     case JOB_ONE:
     case JOB_URL:

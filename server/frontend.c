@@ -26,6 +26,7 @@
 #include <h2o/socket/evloop.h>
 #include "server/frontend.h"
 #include "server/proxy.h"
+#include "server/stats.h"
 #include "server/worker.h"
 #include "storage/object.h"
 
@@ -146,7 +147,9 @@ int frontend_start(const config_t *cfg, char *err, size_t errlen)
     g_globalconf.server_name = h2o_iovec_init(H2O_STRLIT("")); /* the origin's Server header passes through */
     g_globalconf.max_request_entity_size = 64 * 1024 * 1024;
     h2o_hostconf_t *hostconf = h2o_config_register_host(&g_globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
-    proxy_register(h2o_config_register_path(hostconf, "/", 0));
+    h2o_pathconf_t *pathconf = h2o_config_register_path(hostconf, "/", 0);
+    proxy_register(pathconf);
+    stats_register_logger(pathconf);
 
     g_num_workers = cfg->threads;
     g_workers = calloc(g_num_workers, sizeof(*g_workers));

@@ -18,6 +18,9 @@
 #include <sys/stat.h>
 #include <pthread.h>
 #include "admin-api/admin.h"
+#include "admin-api/stats_api.h"
+#include "server/accesslog.h"
+#include "server/stats.h"
 #include "server/backend.h"
 #include "migrations/mig.h"
 #include "server/config.h"
@@ -143,12 +146,21 @@ int main(int argc, char **argv)
         fprintf(stderr, "edgecache: %s\n", err);
         goto fail;
     }
+    /* before any thread that reads the stats (admin, sampler, metrics listener, workers) starts */
+    if (stats_init(&cfg, store, mem, err, sizeof(err)) != 0 || accesslog_open(cfg.access_log, cfg.threads, err, sizeof(err)) != 0) {
+        fprintf(stderr, "edgecache: %s\n", err);
+        goto fail;
+    }
     if (admin_start(&admin, &cfg, store, mem, err, sizeof(err)) != 0) {
         fprintf(stderr, "edgecache: --admin-listen: %s\n", err);
         goto fail;
     }
     proxy_set_admin(admin); /* before the workers start: they read it unlocked */
     if (backend_module_start(err, sizeof(err)) != 0) {
+        fprintf(stderr, "edgecache: %s\n", err);
+        goto fail;
+    }
+    if (stats_start(err, sizeof(err)) != 0 || admin_metrics_listener_start(&cfg, err, sizeof(err)) != 0) {
         fprintf(stderr, "edgecache: %s\n", err);
         goto fail;
     }
@@ -161,24 +173,33 @@ int main(int argc, char **argv)
             (unsigned)frontend_bound_port(), cfg.admin_listen.host, (unsigned)admin_bound_port(admin), cfg.threads,
             cfg.data_dir);
 
-    do {
+    for (;;) {
         if (sigwait(&sigs, &sig) != 0)
             sig = SIGTERM;
-    } while (sig == SIGHUP); /* reopening logs comes with the access log */
+        if (sig != SIGHUP)
+            break;
+        accesslog_reopen();
+    }
 
     fprintf(stderr, "edgecache: %s received, shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
     frontend_stop(cfg.shutdown_timeout_ms);
+    accesslog_close();
+    admin_metrics_listener_stop();
     admin_stop(&admin);
     backend_module_stop();
+    stats_stop(); /* after the admin: nothing reads the stats any more; before the store: it writes the last minute */
     store_close(&store);
     mem_destroy(&mem);
     fprintf(stderr, "edgecache: stopped\n");
     return 0;
 
 fail:
+    accesslog_close();
+    admin_metrics_listener_stop();
     if (admin != NULL)
         admin_stop(&admin);
     backend_module_stop();
+    stats_stop();
     store_close(&store);
     mem_destroy(&mem);
     return 1;

@@ -58,6 +58,7 @@
 #include "server/header_rules.h"
 #include "server/origin_client.h"
 #include "server/proxy.h"
+#include "server/stats.h"
 #include "server/worker.h"
 #include "storage/object.h"
 
@@ -751,6 +752,7 @@ static void send_error(h2o_req_t *req, int status, const char *body)
 {
     worker_t *w = worker_of_req(req);
     atomic_fetch_add_explicit(&w->counters.errors, 1, memory_order_relaxed);
+    stats_note_synthetic(req);
     req->res.status = status;
     req->res.reason = reason_phrase(status);
     add_age_and_xcache(req, 0, "MISS");
@@ -1388,6 +1390,7 @@ static int on_body(origin_client_t *client, const char *errstr)
     /* while set, a client that goes away only marks the fetch (see fetch_on_client_gone) */
     f->in_callback = 1;
     if (len != 0) {
+        stats_note_origin_bytes(f->w->index, len);
         if (f->builder != NULL) {
             if (obj_builder_body_len(f->builder) + len > g.max_object_size) {
                 /* too big to cache: keep streaming, stop collecting; waiters fetch for themselves */
@@ -1552,7 +1555,6 @@ static origin_client_body_cb on_head(origin_client_t *client, const char *errstr
     if (errstr != NULL && errstr != origin_client_error_is_eos) {
         f->client = NULL;
         backend_report(f->backend, 0);
-        atomic_fetch_add_explicit(&w->counters.errors, 1, memory_order_relaxed);
         fetch_fail_before_head(f, errstr);
         fetch_free(f);
         return NULL;
@@ -1706,6 +1708,8 @@ static void fetch_connect(fetch_t *f, backend_pick_t *pick)
     size_t host_len = pick->host_header != NULL ? pick->host_header_len : f->rc.authority_len;
     f->backend = pick->backend;
     pick->backend = NULL;
+    if (f->link != NULL)
+        stats_note_backend(f->link->req, backend_name(f->backend));
     free(f->hostline);
     f->hostline = malloc(host_len + 9);
     if (f->hostline == NULL)
@@ -1735,7 +1739,6 @@ static origin_client_head_cb on_connect(origin_client_t *client, const char *err
                 return NULL;
             }
         }
-        atomic_fetch_add_explicit(&f->w->counters.errors, 1, memory_order_relaxed);
         fetch_fail_before_head(f, errstr);
         fetch_free(f);
         return NULL;
@@ -1997,6 +2000,7 @@ static void on_purge_messages(h2o_multithread_receiver_t *receiver, h2o_linklist
             } else {
                 char id[96], body[160];
                 admin_next_purge_id(g.admin, id, sizeof(id));
+                stats_note_purge_req(admin_request_wants_soft_purge(req) ? STATS_PURGE_SOFT : STATS_PURGE_URL, req, 1);
                 int n = snprintf(body, sizeof(body), "{\"status\":\"ok\",\"id\":\"%s\"}", id);
                 admin_send_json(req, 200, body, (size_t)n);
             }

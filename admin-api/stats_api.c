@@ -1,0 +1,1046 @@
+/*
+ * admin-api/stats_api.c — GET /stats, /stats?from=&to=&by=, /stats/sla and /metrics on the
+ * admin listener, and the optional token-free /metrics listener.
+ *
+ * What it owns: nothing on the admin path (every document is built from
+ * server/stats.h's snapshot and history, the memory tier's and the store's counters and
+ * server/backend.h's per-backend snapshot, then sent and freed). The /metrics listener owns
+ * its socket, a wake-up pipe and its thread.
+ *
+ * Threads: admin_stats_handle runs on the admin thread; the documents can be built on any
+ * thread (the listener thread renders /metrics). Nothing here blocks the admin loop beyond
+ * one LMDB read transaction over the stats database (history, SLA).
+ *
+ * Query values are untrusted: they are percent-decoded into bounded buffers and parsed
+ * strictly; anything unexpected is a 400 naming the parameter.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <netdb.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include "admin-api/admin_int.h"
+#include "admin-api/stats_api.h"
+#include "server/backend.h"
+#include "server/stats.h"
+
+#define MAX_HISTORY_BUCKETS 100000
+#define MAX_BACKENDS_SHOWN 256
+#define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
+
+/* ---------------------------------------------------------------- small helpers */
+
+static json_t *jint(uint64_t v)
+{
+    return json_integer((json_int_t)(v > (uint64_t)INT64_MAX ? (uint64_t)INT64_MAX : v));
+}
+
+static void set_u64(json_t *o, const char *key, uint64_t v)
+{
+    json_object_set_new(o, key, jint(v));
+}
+
+static void set_real(json_t *o, const char *key, double v)
+{
+    json_object_set_new(o, key, isfinite(v) ? json_real(v) : json_null());
+}
+
+/* send a document with reals printed to 12 significant digits (1.5, not 1.5000000000000002); steals doc */
+static void send_doc(h2o_req_t *req, json_t *doc)
+{
+    char *s = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(12));
+    if (s == NULL)
+        abort();
+    admin_send_json(req, 200, s, strlen(s));
+    free(s);
+    json_decref(doc);
+}
+
+static double round3(double v)
+{
+    return round(v * 1000.0) / 1000.0;
+}
+
+static json_t *ratio(uint64_t hits, uint64_t miss)
+{
+    if (hits + miss == 0)
+        return json_null();
+    return json_real((double)hits / (double)(hits + miss));
+}
+
+static void format_http_date(int64_t t, char *buf, size_t cap)
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    gmtime_r(&tt, &tm);
+    strftime(buf, cap, "%a %b %d %H:%M:%S UTC %Y", &tm); /* the shape of Fastly's meta.from/to */
+}
+
+/* ---------------------------------------------------------------- time parsing */
+
+static int parse_digits(const char **p, int n, int *out)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        char c = (*p)[i];
+        if (c < '0' || c > '9')
+            return -1;
+        v = v * 10 + (c - '0');
+    }
+    *p += n;
+    *out = v;
+    return 0;
+}
+
+int admin_stats_parse_time(const char *s, int64_t now, int64_t *out)
+{
+    size_t len = strlen(s);
+    if (len == 0 || len > 64)
+        return -1;
+    if (strcmp(s, "now") == 0) {
+        *out = now;
+        return 0;
+    }
+    /* unix seconds */
+    size_t digits = strspn(s, "0123456789");
+    if (digits == len) {
+        if (len > 12)
+            return -1;
+        *out = (int64_t)strtoll(s, NULL, 10);
+        return 0;
+    }
+    /* "N unit(s) ago" */
+    if (digits > 0 && digits <= 6 && s[digits] == ' ') {
+        long n = strtol(s, NULL, 10);
+        const char *unit = s + digits + 1;
+        static const struct {
+            const char *name;
+            int64_t secs;
+        } units[] = {{"second", 1}, {"minute", 60}, {"hour", 3600}, {"day", 86400}, {"week", 7 * 86400}, {"month", 30 * 86400}};
+        for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+            size_t ul = strlen(units[i].name);
+            if (strncmp(unit, units[i].name, ul) != 0)
+                continue;
+            const char *rest = unit + ul;
+            if (*rest == 's')
+                rest++;
+            if (strcmp(rest, " ago") != 0)
+                return -1;
+            *out = now - (int64_t)n * units[i].secs;
+            return 0;
+        }
+        return -1;
+    }
+    /* YYYY-MM-DD[( |T)HH:MM[:SS]][Z] */
+    const char *p = s;
+    int y, mo, d, h = 0, mi = 0, se = 0;
+    if (parse_digits(&p, 4, &y) != 0 || *p++ != '-' || parse_digits(&p, 2, &mo) != 0 || *p++ != '-' ||
+        parse_digits(&p, 2, &d) != 0)
+        return -1;
+    if (*p == ' ' || *p == 'T') {
+        p++;
+        if (parse_digits(&p, 2, &h) != 0 || *p++ != ':' || parse_digits(&p, 2, &mi) != 0)
+            return -1;
+        if (*p == ':') {
+            p++;
+            if (parse_digits(&p, 2, &se) != 0)
+                return -1;
+        }
+    }
+    if (*p == 'Z')
+        p++;
+    if (*p != '\0' || y < 1970 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60)
+        return -1;
+    struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d, .tm_hour = h, .tm_min = mi, .tm_sec = se};
+    time_t t = timegm(&tm);
+    if (t == (time_t)-1)
+        return -1;
+    *out = (int64_t)t;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- the current totals */
+
+static json_t *latency_json(const uint64_t counts[STATS_LAT_BUCKETS], uint64_t sum_us)
+{
+    uint64_t n = 0;
+    for (unsigned i = 0; i < STATS_LAT_BUCKETS; i++)
+        n += counts[i];
+    json_t *o = json_object();
+    set_u64(o, "count", n);
+    set_real(o, "avg", n != 0 ? round3((double)sum_us / (double)n / 1000.0) : 0);
+    set_real(o, "p50", round3(stats_hist_percentile(counts, 0.50) / 1000.0));
+    set_real(o, "p90", round3(stats_hist_percentile(counts, 0.90) / 1000.0));
+    set_real(o, "p99", round3(stats_hist_percentile(counts, 0.99) / 1000.0));
+    set_real(o, "p999", round3(stats_hist_percentile(counts, 0.999) / 1000.0));
+    return o;
+}
+
+static json_t *backends_json(void)
+{
+    backend_stat_t *bs = calloc(MAX_BACKENDS_SHOWN, sizeof(*bs));
+    if (bs == NULL)
+        abort();
+    size_t n = backend_stats_snapshot(bs, MAX_BACKENDS_SHOWN);
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n && i < MAX_BACKENDS_SHOWN; i++) {
+        json_t *o = json_object();
+        json_object_set_new(o, "name", json_string(bs[i].name));
+        json_object_set_new(o, "address", json_string(bs[i].address));
+        set_u64(o, "requests", bs[i].requests);
+        set_u64(o, "errors", bs[i].errors);
+        json_object_set_new(o, "healthy", json_boolean(bs[i].healthy));
+        json_object_set_new(o, "healthcheck", json_boolean(bs[i].has_healthcheck));
+        json_object_set_new(o, "shield", json_boolean(bs[i].shield));
+        if (bs[i].last_probe_ms != 0) {
+            set_real(o, "last_probe_latency_ms", round3((double)bs[i].probe_latency_us / 1000.0));
+            set_u64(o, "last_probe_time", (uint64_t)(bs[i].last_probe_ms / 1000));
+        } else {
+            json_object_set_new(o, "last_probe_latency_ms", json_null());
+            json_object_set_new(o, "last_probe_time", json_null());
+        }
+        set_u64(o, "probes", bs[i].probes);
+        set_u64(o, "probe_failures", bs[i].probe_failures);
+        json_array_append_new(arr, o);
+    }
+    free(bs);
+    return arr;
+}
+
+static void month_of(int64_t t, int *year, int *month)
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    gmtime_r(&tt, &tm);
+    *year = tm.tm_year + 1900;
+    *month = tm.tm_mon + 1;
+}
+
+json_t *admin_stats_current_json(int64_t now)
+{
+    stats_totals_t t;
+    mem_stats_t ms = {0};
+    store_stats_t ss = {0};
+    stats_snapshot(&t);
+    if (stats_mem() != NULL)
+        mem_get_stats(stats_mem(), &ms);
+    if (stats_store() != NULL)
+        store_get_stats(stats_store(), &ss);
+
+    json_t *o = json_object();
+    set_u64(o, "requests", t.requests);
+    set_u64(o, "hits", t.hits);
+    set_u64(o, "miss", t.miss);
+    set_u64(o, "pass", t.pass);
+    set_u64(o, "errors", t.errors);
+    json_object_set_new(o, "hit_ratio", ratio(t.hits, t.miss));
+    set_u64(o, "synth", t.synth);
+    set_u64(o, "uncacheable", t.uncacheable);
+    set_u64(o, "stale_served", t.stale_served);
+    set_u64(o, "revalidations", t.revalidations);
+    set_u64(o, "revalidated_304", t.revalidated_304);
+    set_u64(o, "collapsed", t.collapsed);
+    set_u64(o, "bandwidth", t.bandwidth);
+    set_u64(o, "body_size", t.body_size);
+    set_u64(o, "header_size", t.header_size);
+    set_u64(o, "origin_fetches", t.origin_fetches);
+    set_u64(o, "origin_bytes", t.origin_bytes);
+    set_u64(o, "purge_requests", t.purge_requests);
+    set_u64(o, "stalled_clients_closed", t.stalled_clients_closed);
+    set_u64(o, "errors_not_origin", t.synth_5xx);
+    char key[32];
+    for (int k = 1; k <= 5; k++) {
+        snprintf(key, sizeof(key), "status_%dxx", k);
+        set_u64(o, key, t.status_class[k]);
+    }
+    for (int k = 0; k < STATS_NUM_CODES; k++) {
+        snprintf(key, sizeof(key), "status_%d", stats_codes[k]);
+        set_u64(o, key, t.status_code[k]);
+    }
+
+    json_t *lat = json_object();
+    json_object_set_new(lat, "hits", latency_json(t.lat_count[STATS_LAT_HIT], t.lat_sum_us[STATS_LAT_HIT]));
+    json_object_set_new(lat, "miss", latency_json(t.lat_count[STATS_LAT_MISS], t.lat_sum_us[STATS_LAT_MISS]));
+    json_object_set_new(lat, "pass", latency_json(t.lat_count[STATS_LAT_PASS], t.lat_sum_us[STATS_LAT_PASS]));
+    json_object_set_new(o, "latency_ms", lat);
+
+    json_t *purges = json_object();
+    for (int k = 0; k < STATS_PURGE_KINDS; k++) {
+        json_t *p = json_object();
+        set_u64(p, "count", t.purges[k]);
+        set_real(p, "avg_latency_ms",
+                 t.purges[k] != 0 ? round3((double)t.purge_latency_sum_us[k] / (double)t.purges[k] / 1000.0) : 0);
+        set_real(p, "max_latency_ms", round3((double)t.purge_latency_max_us[k] / 1000.0));
+        json_object_set_new(purges, stats_purge_kind_name((stats_purge_kind_t)k), p);
+    }
+    json_object_set_new(o, "purges", purges);
+
+    json_t *mem = json_object();
+    set_u64(mem, "objects", ms.objects);
+    set_u64(mem, "bytes", ms.bytes);
+    set_u64(mem, "budget", ms.budget);
+    set_u64(mem, "evictions", ms.evictions);
+    json_object_set_new(o, "memory", mem);
+    json_t *disk = json_object();
+    set_u64(disk, "objects", ss.objects);
+    set_u64(disk, "bytes", ss.bytes_used);
+    set_u64(disk, "map_size", ss.map_size);
+    set_u64(disk, "evictions", ss.evictions);
+    json_object_set_new(o, "disk", disk);
+    set_u64(o, "objects_in_memory", ms.objects);
+    set_u64(o, "bytes_in_memory", ms.bytes);
+    set_u64(o, "objects_on_disk", ss.objects);
+    set_u64(o, "bytes_on_disk", ss.bytes_used);
+    set_u64(o, "evictions", ms.evictions + ss.evictions);
+
+    json_object_set_new(o, "backends", backends_json());
+
+    int y, m;
+    char detail[64];
+    month_of(now, &y, &m);
+    json_t *sla = admin_stats_sla_json(y, m, now, detail, sizeof(detail));
+    json_object_set_new(o, "sla", sla != NULL ? sla : json_null());
+
+    int64_t start = stats_start_time();
+    set_u64(o, "uptime", now > start ? (uint64_t)(now - start) : 0);
+    json_object_set_new(o, "version", json_string(EDGECACHE_VERSION));
+    set_u64(o, "start_time", (uint64_t)start);
+    return o;
+}
+
+/* ---------------------------------------------------------------- history */
+
+static json_t *bucket_json(const stats_sample_t *b, uint64_t degraded)
+{
+    json_t *o = json_object();
+    set_u64(o, "start_time", (uint64_t)b->start);
+    for (size_t i = 0; i < stats_num_sample_fields; i++) {
+        const char *name = stats_sample_fields[i].name;
+        uint64_t v = *(const uint64_t *)((const char *)b + stats_sample_fields[i].offset);
+        size_t nl = strlen(name);
+        if (nl > 3 && strcmp(name + nl - 3, "_us") == 0) {
+            /* hits_time_us -> hits_time, in seconds (Fastly's field) */
+            char key[64];
+            snprintf(key, sizeof(key), "%.*s", (int)(nl - 3), name);
+            set_real(o, key, (double)v / 1e6);
+        } else {
+            set_u64(o, name, v);
+        }
+    }
+    json_object_set_new(o, "hit_ratio", ratio(b->hits, b->miss));
+    set_u64(o, "degraded_minutes", degraded);
+    set_u64(o, "duration", b->duration);
+    return o;
+}
+
+json_t *admin_stats_history_json(int64_t from, int64_t to, const char *by, char *detail, size_t detail_len)
+{
+    int64_t size;
+    if (strcmp(by, "minute") == 0)
+        size = stats_minute_seconds();
+    else if (strcmp(by, "hour") == 0)
+        size = 3600;
+    else if (strcmp(by, "day") == 0)
+        size = 86400;
+    else {
+        snprintf(detail, detail_len, "by: expected minute, hour or day");
+        return NULL;
+    }
+    if (from >= to) {
+        snprintf(detail, detail_len, "from: must be before to");
+        return NULL;
+    }
+    if ((to - from) / size > MAX_HISTORY_BUCKETS) {
+        snprintf(detail, detail_len, "from: the window holds more than %d %s buckets; narrow it or group by a longer period",
+                 MAX_HISTORY_BUCKETS, by);
+        return NULL;
+    }
+    stats_sample_t *mins = NULL;
+    size_t n = 0;
+    if (stats_history_load(from, to, &mins, &n, NULL, NULL) != 0) {
+        snprintf(detail, detail_len, "store: could not read the history");
+        return NULL;
+    }
+    uint32_t ppm = stats_degraded_share_ppm();
+    json_t *data = json_array();
+    stats_sample_t acc;
+    uint64_t degraded = 0;
+    int open = 0;
+    for (size_t i = 0; i < n; i++) {
+        int64_t bstart = mins[i].start - mins[i].start % size;
+        if (open && bstart != acc.start) {
+            json_array_append_new(data, bucket_json(&acc, degraded));
+            open = 0;
+        }
+        if (!open) {
+            memset(&acc, 0, sizeof(acc));
+            acc.start = bstart;
+            degraded = 0;
+            open = 1;
+        }
+        stats_sample_add(&acc, &mins[i]);
+        degraded += (uint64_t)stats_minute_degraded(mins[i].requests, mins[i].synth_5xx, ppm);
+    }
+    if (open)
+        json_array_append_new(data, bucket_json(&acc, degraded));
+    free(mins);
+
+    char f[64], t[64];
+    format_http_date(from, f, sizeof(f));
+    format_http_date(to, t, sizeof(t));
+    json_t *meta = json_object();
+    json_object_set_new(meta, "from", json_string(f));
+    json_object_set_new(meta, "to", json_string(t));
+    json_object_set_new(meta, "by", json_string(by));
+    json_object_set_new(meta, "region", json_string("all"));
+    json_t *doc = json_object();
+    json_object_set_new(doc, "data", data);
+    json_object_set_new(doc, "meta", meta);
+    json_object_set_new(doc, "status", json_string("success"));
+    json_object_set_new(doc, "msg", json_null());
+    return doc;
+}
+
+/* ---------------------------------------------------------------- SLA */
+
+json_t *admin_stats_sla_json(int year, int month, int64_t now, char *detail, size_t detail_len)
+{
+    struct tm a = {.tm_year = year - 1900, .tm_mon = month - 1, .tm_mday = 1};
+    struct tm b = {.tm_year = (month == 12 ? year + 1 : year) - 1900, .tm_mon = month == 12 ? 0 : month, .tm_mday = 1};
+    int64_t from = (int64_t)timegm(&a), to = (int64_t)timegm(&b);
+    if (from > now) {
+        snprintf(detail, detail_len, "month: %04d-%02d has not begun", year, month);
+        return NULL;
+    }
+    int64_t end = to < now ? to : now;
+    stats_sample_t *mins = NULL;
+    stats_bw_sample_t *bws = NULL;
+    size_t nm = 0, nb = 0;
+    if (stats_history_load(from, to, &mins, &nm, &bws, &nb) != 0) {
+        snprintf(detail, detail_len, "store: could not read the history");
+        return NULL;
+    }
+
+    /* utilization, bits per second per sample */
+    uint64_t *bps = malloc((nb != 0 ? nb : 1) * sizeof(*bps));
+    if (bps == NULL)
+        abort();
+    double sum = 0;
+    uint64_t max = 0;
+    for (size_t i = 0; i < nb; i++) {
+        bps[i] = bws[i].bytes * 8 / bws[i].interval;
+        sum += (double)bps[i];
+        if (bps[i] > max)
+            max = bps[i];
+    }
+    double avg = nb != 0 ? sum / (double)nb : 0;
+    uint64_t p95 = stats_p95_standard(bps, nb);
+    double permitted = 5 * avg;
+
+    /* availability */
+    uint32_t ppm = stats_degraded_share_ppm();
+    uint64_t minute = stats_minute_seconds(), degraded = 0;
+    for (size_t i = 0; i < nm; i++)
+        degraded += (uint64_t)stats_minute_degraded(mins[i].requests, mins[i].synth_5xx, ppm);
+    uint64_t total = end > from ? (uint64_t)(end - from + (int64_t)minute - 1) / minute : 0;
+    if (degraded > total)
+        total = degraded;
+    double avail = total != 0 ? 100.0 * (double)(total - degraded) / (double)total : 100.0;
+
+    char mbuf[16];
+    snprintf(mbuf, sizeof(mbuf), "%04d-%02d", year, month);
+    json_t *o = json_object();
+    json_object_set_new(o, "month", json_string(mbuf));
+    set_u64(o, "from", (uint64_t)from);
+    set_u64(o, "to", (uint64_t)end);
+    set_u64(o, "sample_interval", stats_sample_interval());
+    set_u64(o, "bandwidth_samples", nb);
+    set_real(o, "average_utilization_bps", round3(avg));
+    set_u64(o, "p95_utilization_bps", p95);
+    set_real(o, "permitted_utilization_bps", round3(permitted));
+    set_u64(o, "max_utilization_bps", max);
+    json_object_set_new(o, "utilization_spike", json_boolean(nb != 0 && (double)p95 > permitted));
+    set_u64(o, "minutes", total);
+    set_u64(o, "minutes_with_data", nm);
+    set_u64(o, "degraded_minutes", degraded);
+    set_real(o, "degraded_threshold_percent", (double)ppm / 10000.0);
+    set_real(o, "availability_percent", round(avail * 10000.0) / 10000.0);
+    json_object_set_new(o, "sla_band", json_string(stats_sla_band_name(stats_sla_band(total, degraded))));
+    free(bps);
+    free(mins);
+    free(bws);
+    return o;
+}
+
+/* ---------------------------------------------------------------- Prometheus */
+
+size_t admin_prom_escape_label(const char *in, size_t len, char *out, size_t cap)
+{
+    size_t o = 0;
+    if (cap == 0)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        const char *rep = NULL;
+        char c = in[i];
+        if (c == '\\')
+            rep = "\\\\";
+        else if (c == '"')
+            rep = "\\\"";
+        else if (c == '\n')
+            rep = "\\n";
+        size_t need = rep != NULL ? 2 : 1;
+        if (o + need >= cap)
+            break;
+        if (rep != NULL) {
+            out[o++] = rep[0];
+            out[o++] = rep[1];
+        } else {
+            out[o++] = c;
+        }
+    }
+    out[o] = '\0';
+    return o;
+}
+
+void admin_prom_format_value(double v, char *buf, size_t cap)
+{
+    if (isnan(v))
+        snprintf(buf, cap, "NaN");
+    else if (isinf(v))
+        snprintf(buf, cap, v > 0 ? "+Inf" : "-Inf");
+    else if (v == floor(v) && fabs(v) < 9007199254740992.0) /* 2^53: exact as an integer */
+        snprintf(buf, cap, "%.0f", v);
+    else
+        snprintf(buf, cap, "%.17g", v);
+}
+
+typedef struct text {
+    char *p;
+    size_t len, cap;
+} text_t;
+
+static void text_printf(text_t *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void text_printf(text_t *t, const char *fmt, ...)
+{
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(t->p + t->len, t->cap - t->len, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+            abort();
+        if ((size_t)n < t->cap - t->len) {
+            t->len += (size_t)n;
+            return;
+        }
+        t->cap = 2 * t->cap + (size_t)n + 1;
+        t->p = realloc(t->p, t->cap);
+        if (t->p == NULL)
+            abort();
+    }
+}
+
+static void prom_head(text_t *t, const char *name, const char *type, const char *help)
+{
+    text_printf(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void prom_u64(text_t *t, const char *name, const char *type, const char *help, uint64_t v)
+{
+    prom_head(t, name, type, help);
+    text_printf(t, "%s %llu\n", name, (unsigned long long)v);
+}
+
+static void prom_histogram(text_t *t, const char *label, const uint64_t counts[STATS_LAT_BUCKETS], uint64_t sum_us)
+{
+    uint64_t cum = 0;
+    char le[32];
+    for (unsigned i = 0; i < STATS_LAT_BUCKETS - 1; i++) {
+        cum += counts[i];
+        snprintf(le, sizeof(le), "%.9g", (double)stats_lat_bounds_us[i] / 1e6);
+        text_printf(t, "edgecache_request_duration_seconds_bucket{cache=\"%s\",le=\"%s\"} %llu\n", label, le,
+                    (unsigned long long)cum);
+    }
+    cum += counts[STATS_LAT_BUCKETS - 1];
+    text_printf(t, "edgecache_request_duration_seconds_bucket{cache=\"%s\",le=\"+Inf\"} %llu\n", label,
+                (unsigned long long)cum);
+    char v[64];
+    admin_prom_format_value((double)sum_us / 1e6, v, sizeof(v));
+    text_printf(t, "edgecache_request_duration_seconds_sum{cache=\"%s\"} %s\n", label, v);
+    text_printf(t, "edgecache_request_duration_seconds_count{cache=\"%s\"} %llu\n", label, (unsigned long long)cum);
+}
+
+char *admin_metrics_render(size_t *len)
+{
+    stats_totals_t s;
+    mem_stats_t ms = {0};
+    store_stats_t ss = {0};
+    text_t t = {.p = malloc(16384), .len = 0, .cap = 16384};
+    char v[64];
+    if (t.p == NULL)
+        abort();
+    stats_snapshot(&s);
+    if (stats_mem() != NULL)
+        mem_get_stats(stats_mem(), &ms);
+    if (stats_store() != NULL)
+        store_get_stats(stats_store(), &ss);
+
+    static const struct {
+        const char *name, *help;
+        size_t off;
+    } counters[] = {
+#define C(field, name, help) {name, help, offsetof(stats_totals_t, field)}
+        C(requests, "edgecache_requests_total", "Requests received on the proxy listener."),
+        C(hits, "edgecache_hits_total", "Requests answered from the cache."),
+        C(miss, "edgecache_misses_total", "Requests fetched from an origin and stored."),
+        C(pass, "edgecache_passes_total", "Requests passed to an origin without storing the response."),
+        C(errors, "edgecache_errors_total", "Requests that ended in an error (origin unreachable, timed out, invalid)."),
+        C(synth, "edgecache_synthetic_responses_total", "Responses generated by edgecache itself."),
+        C(synth_5xx, "edgecache_errors_not_origin_total", "5xx responses generated by edgecache, not by an origin."),
+        C(uncacheable, "edgecache_uncacheable_total", "GET/HEAD requests whose response could not be cached."),
+        C(stale_served, "edgecache_stale_served_total", "Stale objects served (stale-while-revalidate, stale-if-error)."),
+        C(revalidations, "edgecache_revalidations_total", "Conditional requests sent to an origin."),
+        C(revalidated_304, "edgecache_revalidated_304_total", "Revalidations answered 304 Not Modified."),
+        C(collapsed, "edgecache_collapsed_total", "Requests that waited on a fetch already in flight."),
+        C(origin_fetches, "edgecache_origin_fetches_total", "Fetches started towards an origin."),
+        C(origin_bytes, "edgecache_origin_bytes_total", "Body bytes received from origins."),
+        C(bandwidth, "edgecache_bandwidth_bytes_total", "Header and body bytes sent to clients."),
+        C(body_size, "edgecache_body_bytes_total", "Body bytes sent to clients."),
+        C(header_size, "edgecache_header_bytes_total", "Header bytes sent to clients."),
+        C(purge_requests, "edgecache_purge_requests_total", "PURGE requests received on the proxy listener."),
+        C(stalled_clients_closed, "edgecache_stalled_clients_closed_total", "Connections closed because the client stopped reading."),
+#undef C
+    };
+    for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++)
+        prom_u64(&t, counters[i].name, "counter", counters[i].help, *(const uint64_t *)((const char *)&s + counters[i].off));
+
+    prom_head(&t, "edgecache_responses_total", "counter", "Responses sent to clients, by status class.");
+    for (int k = 1; k <= 5; k++)
+        text_printf(&t, "edgecache_responses_total{class=\"%dxx\"} %llu\n", k, (unsigned long long)s.status_class[k]);
+    prom_head(&t, "edgecache_responses_by_code_total", "counter", "Responses sent to clients, by status code (common codes).");
+    for (int k = 0; k < STATS_NUM_CODES; k++)
+        text_printf(&t, "edgecache_responses_by_code_total{code=\"%d\"} %llu\n", stats_codes[k],
+                    (unsigned long long)s.status_code[k]);
+
+    prom_head(&t, "edgecache_request_duration_seconds", "histogram",
+              "Time from the start of a request to the end of its response, by cache status.");
+    prom_histogram(&t, "hit", s.lat_count[STATS_LAT_HIT], s.lat_sum_us[STATS_LAT_HIT]);
+    prom_histogram(&t, "miss", s.lat_count[STATS_LAT_MISS], s.lat_sum_us[STATS_LAT_MISS]);
+    prom_histogram(&t, "pass", s.lat_count[STATS_LAT_PASS], s.lat_sum_us[STATS_LAT_PASS]);
+
+    prom_head(&t, "edgecache_purges_total", "counter", "Purges acknowledged, by kind.");
+    for (int k = 0; k < STATS_PURGE_KINDS; k++)
+        text_printf(&t, "edgecache_purges_total{kind=\"%s\"} %llu\n", stats_purge_kind_name((stats_purge_kind_t)k),
+                    (unsigned long long)s.purges[k]);
+    prom_head(&t, "edgecache_purge_duration_seconds", "summary", "Time from a purge request to its acknowledgement.");
+    for (int k = 0; k < STATS_PURGE_KINDS; k++) {
+        admin_prom_format_value((double)s.purge_latency_sum_us[k] / 1e6, v, sizeof(v));
+        text_printf(&t, "edgecache_purge_duration_seconds_sum{kind=\"%s\"} %s\n", stats_purge_kind_name((stats_purge_kind_t)k),
+                    v);
+        text_printf(&t, "edgecache_purge_duration_seconds_count{kind=\"%s\"} %llu\n",
+                    stats_purge_kind_name((stats_purge_kind_t)k), (unsigned long long)s.purges[k]);
+    }
+
+    prom_u64(&t, "edgecache_memory_objects", "gauge", "Objects in the memory tier.", ms.objects);
+    prom_u64(&t, "edgecache_memory_bytes", "gauge", "Bytes of the objects in the memory tier.", ms.bytes);
+    prom_u64(&t, "edgecache_memory_budget_bytes", "gauge", "Byte budget of the memory tier.", ms.budget);
+    prom_u64(&t, "edgecache_disk_objects", "gauge", "Objects in the disk store.", ss.objects);
+    prom_u64(&t, "edgecache_disk_bytes", "gauge", "Bytes in use in the disk store.", ss.bytes_used);
+    prom_u64(&t, "edgecache_disk_map_bytes", "gauge", "Size of the disk store's map (its budget).", ss.map_size);
+    prom_head(&t, "edgecache_evictions_total", "counter", "Objects evicted to stay within budget, by tier.");
+    text_printf(&t, "edgecache_evictions_total{tier=\"memory\"} %llu\n", (unsigned long long)ms.evictions);
+    text_printf(&t, "edgecache_evictions_total{tier=\"disk\"} %llu\n", (unsigned long long)ss.evictions);
+
+    backend_stat_t *bs = calloc(MAX_BACKENDS_SHOWN, sizeof(*bs));
+    if (bs == NULL)
+        abort();
+    size_t nb = backend_stats_snapshot(bs, MAX_BACKENDS_SHOWN);
+    if (nb > MAX_BACKENDS_SHOWN)
+        nb = MAX_BACKENDS_SHOWN;
+    static const char *const bnames[] = {"edgecache_backend_requests_total", "edgecache_backend_errors_total",
+                                         "edgecache_backend_healthy", "edgecache_backend_probe_latency_seconds"};
+    static const char *const btypes[] = {"counter", "counter", "gauge", "gauge"};
+    static const char *const bhelp[] = {"Fetches started towards the backend.", "Failed fetches from the backend.",
+                                        "1 when the backend takes traffic.",
+                                        "Response time of the backend's last health probe."};
+    for (int m = 0; m < 4; m++) {
+        prom_head(&t, bnames[m], btypes[m], bhelp[m]);
+        for (size_t i = 0; i < nb; i++) {
+            char name[3 * sizeof(bs[i].name)], addr[3 * sizeof(bs[i].address)];
+            admin_prom_escape_label(bs[i].name, strlen(bs[i].name), name, sizeof(name));
+            admin_prom_escape_label(bs[i].address, strlen(bs[i].address), addr, sizeof(addr));
+            double val = m == 0 ? (double)bs[i].requests
+                         : m == 1 ? (double)bs[i].errors
+                         : m == 2 ? (double)(bs[i].healthy != 0)
+                                  : (double)bs[i].probe_latency_us / 1e6;
+            if (m == 3 && bs[i].last_probe_ms == 0)
+                continue; /* no probe yet: no sample */
+            admin_prom_format_value(val, v, sizeof(v));
+            text_printf(&t, "%s{backend=\"%s\",address=\"%s\"} %s\n", bnames[m], name, addr, v);
+        }
+    }
+    free(bs);
+
+    int64_t now = (int64_t)time(NULL), start = stats_start_time();
+    prom_u64(&t, "edgecache_start_time_seconds", "gauge", "Unix time the process started.", (uint64_t)start);
+    prom_u64(&t, "edgecache_uptime_seconds", "gauge", "Seconds since the process started.",
+             now > start ? (uint64_t)(now - start) : 0);
+    prom_head(&t, "edgecache_build_info", "gauge", "The running version (always 1).");
+    text_printf(&t, "edgecache_build_info{version=\"%s\"} 1\n", EDGECACHE_VERSION);
+
+    *len = t.len;
+    return t.p;
+}
+
+/* ---------------------------------------------------------------- the admin route */
+
+/* the decoded value of query parameter `name` into buf; 1 found, 0 absent, -1 malformed */
+static int query_param(h2o_req_t *req, const char *name, char *buf, size_t cap)
+{
+    const char *q = memchr(req->path.base, '?', req->path.len);
+    if (q == NULL)
+        return 0;
+    const char *p = q + 1, *end = req->path.base + req->path.len;
+    size_t nl = strlen(name);
+    while (p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *e = amp != NULL ? amp : end;
+        const char *eq = memchr(p, '=', (size_t)(e - p));
+        const char *kend = eq != NULL ? eq : e;
+        if ((size_t)(kend - p) == nl && memcmp(p, name, nl) == 0) {
+            const char *v = eq != NULL ? eq + 1 : e;
+            size_t vl = (size_t)(e - v);
+            char raw[256];
+            if (vl >= sizeof(raw))
+                return -1;
+            for (size_t i = 0; i < vl; i++)
+                raw[i] = v[i] == '+' ? ' ' : v[i];
+            ssize_t n = admin_percent_decode(raw, vl, buf, cap - 1);
+            if (n < 0)
+                return -1;
+            buf[n] = '\0';
+            return 1;
+        }
+        p = e + 1;
+    }
+    return 0;
+}
+
+static int authorize_or_respond(admin_t *admin, h2o_req_t *req)
+{
+    const char *tok;
+    size_t tok_len;
+    admin_token_rec_t rec;
+    if (!admin_request_token(req, &tok, &tok_len)) {
+        admin_auth_send_401(admin, req, 0);
+        return -1;
+    }
+    if (admin_token_lookup(admin->store, tok, tok_len, &rec) != 0) {
+        admin_auth_send_401(admin, req, 1);
+        return -1;
+    }
+    if ((rec.scopes & (ADMIN_SCOPE_GLOBAL | ADMIN_SCOPE_GLOBAL_READ)) == 0) {
+        admin_auth_send_403(req);
+        return -1;
+    }
+    return 0;
+}
+
+static void send_metrics(h2o_req_t *req)
+{
+    size_t len;
+    char *text = admin_metrics_render(&len);
+    req->res.status = 200;
+    req->res.reason = "OK";
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT(METRICS_CONTENT_TYPE));
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
+    req->res.content_length = len;
+    h2o_send_inline(req, text, len); /* copies into the request's pool */
+    free(text);
+}
+
+static void handle_stats(h2o_req_t *req)
+{
+    char from_s[128], to_s[128], by[16], detail[200];
+    int64_t now = (int64_t)time(NULL), from, to;
+    int hf = query_param(req, "from", from_s, sizeof(from_s));
+    int ht = query_param(req, "to", to_s, sizeof(to_s));
+    int hb = query_param(req, "by", by, sizeof(by));
+    if (hf < 0 || ht < 0 || hb < 0) {
+        admin_send_json_error(req, 400, "Bad request", hf < 0 ? "from: malformed" : ht < 0 ? "to: malformed" : "by: malformed");
+        return;
+    }
+    if (!hf && !ht && !hb) {
+        send_doc(req, admin_stats_current_json(now));
+        return;
+    }
+    if (!hb)
+        snprintf(by, sizeof(by), "day");
+    if (strcmp(by, "minute") != 0 && strcmp(by, "hour") != 0 && strcmp(by, "day") != 0) {
+        admin_send_json_error(req, 400, "Bad request", "by: expected minute, hour or day");
+        return;
+    }
+    to = now;
+    if (ht && admin_stats_parse_time(to_s, now, &to) != 0) {
+        admin_send_json_error(req, 400, "Bad request", "to: expected unix seconds, YYYY-MM-DD[ HH:MM[:SS]], now or 'N units ago'");
+        return;
+    }
+    /* Fastly's defaults: a month of days, a day of hours, 30 minutes of minutes */
+    from = to - (strcmp(by, "day") == 0 ? 30 * 86400 : strcmp(by, "hour") == 0 ? 86400 : 30 * 60);
+    if (hf && admin_stats_parse_time(from_s, now, &from) != 0) {
+        admin_send_json_error(req, 400, "Bad request",
+                              "from: expected unix seconds, YYYY-MM-DD[ HH:MM[:SS]], now or 'N units ago'");
+        return;
+    }
+    json_t *doc = admin_stats_history_json(from, to, by, detail, sizeof(detail));
+    if (doc == NULL) {
+        admin_send_json_error(req, 400, "Bad request", detail);
+        return;
+    }
+    send_doc(req, doc);
+}
+
+static void handle_sla(h2o_req_t *req)
+{
+    char month[32], detail[200];
+    int64_t now = (int64_t)time(NULL);
+    int y, m;
+    int hm = query_param(req, "month", month, sizeof(month));
+    if (hm < 0) {
+        admin_send_json_error(req, 400, "Bad request", "month: malformed");
+        return;
+    }
+    if (hm == 0) {
+        time_t tt = (time_t)now;
+        struct tm tm;
+        gmtime_r(&tt, &tm);
+        y = tm.tm_year + 1900;
+        m = tm.tm_mon + 1;
+    } else {
+        const char *p = month;
+        if (parse_digits(&p, 4, &y) != 0 || *p++ != '-' || parse_digits(&p, 2, &m) != 0 || *p != '\0' || y < 1970 ||
+            m < 1 || m > 12) {
+            admin_send_json_error(req, 400, "Bad request", "month: expected YYYY-MM");
+            return;
+        }
+    }
+    json_t *doc = admin_stats_sla_json(y, m, now, detail, sizeof(detail));
+    if (doc == NULL) {
+        admin_send_json_error(req, 400, "Bad request", detail);
+        return;
+    }
+    send_doc(req, doc);
+}
+
+int admin_stats_handle(admin_t *admin, h2o_req_t *req)
+{
+    enum { STATS, SLA, METRICS } which;
+    const char *path = req->path.base, *q = memchr(req->path.base, '?', req->path.len);
+    size_t len = q != NULL ? (size_t)(q - path) : req->path.len;
+
+    if (h2o_memis(path, len, H2O_STRLIT("/stats")) || h2o_memis(path, len, H2O_STRLIT("/stats/")))
+        which = STATS;
+    else if (h2o_memis(path, len, H2O_STRLIT("/stats/sla")))
+        which = SLA;
+    else if (h2o_memis(path, len, H2O_STRLIT("/metrics")))
+        which = METRICS;
+    else
+        return 0;
+
+    if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) &&
+        !h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"))) {
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("GET, HEAD"));
+        admin_send_json_error(req, 405, "Method not allowed", NULL);
+        return 1;
+    }
+    if (authorize_or_respond(admin, req) != 0)
+        return 1;
+    switch (which) {
+    case STATS:
+        handle_stats(req);
+        break;
+    case SLA:
+        handle_sla(req);
+        break;
+    case METRICS:
+        send_metrics(req);
+        break;
+    }
+    return 1;
+}
+
+/* ---------------------------------------------------------------- the token-free /metrics listener */
+
+static struct {
+    int fd;
+    int wake[2];
+    pthread_t thread;
+    int running;
+    uint16_t port;
+} ml = {.fd = -1, .wake = {-1, -1}};
+
+static void ml_send(int fd, const char *p, size_t n)
+{
+    while (n != 0) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        if (w <= 0) {
+            if (w < 0 && errno == EINTR)
+                continue;
+            return;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
+static void ml_serve(int fd)
+{
+    char req[8192];
+    size_t got = 0;
+    struct timeval tv = {.tv_sec = 2, .tv_usec = 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    while (got < sizeof(req) - 1) {
+        ssize_t r = recv(fd, req + got, sizeof(req) - 1 - got, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return;
+        got += (size_t)r;
+        req[got] = '\0';
+        if (strstr(req, "\r\n\r\n") != NULL || strstr(req, "\n\n") != NULL)
+            break;
+    }
+    req[got] = '\0';
+    int head = strncmp(req, "HEAD ", 5) == 0;
+    const char *target = strncmp(req, "GET ", 4) == 0 ? req + 4 : head ? req + 5 : NULL;
+    size_t tl = target != NULL ? strcspn(target, " ?\r\n") : 0;
+    char hdr[256];
+    if (target != NULL && tl == 8 && memcmp(target, "/metrics", 8) == 0) {
+        size_t len;
+        char *text = admin_metrics_render(&len);
+        int n = snprintf(hdr, sizeof(hdr),
+                         "HTTP/1.1 200 OK\r\nContent-Type: " METRICS_CONTENT_TYPE "\r\nContent-Length: %zu\r\n"
+                         "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
+                         len);
+        ml_send(fd, hdr, (size_t)n);
+        if (!head)
+            ml_send(fd, text, len);
+        free(text);
+    } else {
+        static const char body[] = "not found: this listener serves GET /metrics only\n";
+        int n = snprintf(hdr, sizeof(hdr),
+                         "HTTP/1.1 %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
+                         target != NULL ? "404 Not Found" : "405 Method Not Allowed", sizeof(body) - 1);
+        ml_send(fd, hdr, (size_t)n);
+        ml_send(fd, body, sizeof(body) - 1);
+    }
+    shutdown(fd, SHUT_WR);
+}
+
+static void *ml_main(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        struct pollfd pfd[2] = {{.fd = ml.fd, .events = POLLIN}, {.fd = ml.wake[0], .events = POLLIN}};
+        int r = poll(pfd, 2, -1);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        if (pfd[1].revents != 0)
+            break;
+        if (pfd[0].revents & POLLIN) {
+            int c = accept4(ml.fd, NULL, NULL, SOCK_CLOEXEC);
+            if (c >= 0) {
+                ml_serve(c);
+                close(c);
+            }
+        }
+    }
+    return NULL;
+}
+
+int admin_metrics_listener_start(const config_t *cfg, char *err, size_t errlen)
+{
+    const config_addr_t *a = &cfg->metrics_listen;
+    struct addrinfo hints = {0}, *res = NULL;
+    char port[8];
+    int one = 1, gai, rc;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+
+    if (a->host[0] == '\0')
+        return 0;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    snprintf(port, sizeof(port), "%u", (unsigned)a->port);
+    if ((gai = getaddrinfo(a->host, port, &hints, &res)) != 0) {
+        snprintf(err, errlen, "--metrics-listen %s:%u: %s", a->host, (unsigned)a->port, gai_strerror(gai));
+        return -1;
+    }
+    ml.fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (ml.fd < 0 || setsockopt(ml.fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        bind(ml.fd, res->ai_addr, res->ai_addrlen) != 0 || listen(ml.fd, 64) != 0 ||
+        getsockname(ml.fd, (struct sockaddr *)&ss, &sl) != 0 || pipe2(ml.wake, O_CLOEXEC) != 0) {
+        snprintf(err, errlen, "--metrics-listen %s:%u: %s", a->host, (unsigned)a->port, strerror(errno));
+        goto fail;
+    }
+    freeaddrinfo(res);
+    res = NULL;
+    ml.port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+                                       : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    rc = pthread_create(&ml.thread, NULL, ml_main, NULL);
+    if (rc != 0) {
+        snprintf(err, errlen, "--metrics-listen: cannot start its thread: %s", strerror(rc));
+        goto fail;
+    }
+    ml.running = 1;
+    fprintf(stderr, "edgecache: metrics listener on %s:%u (GET /metrics, no token)\n", a->host, (unsigned)ml.port);
+    return 0;
+fail:
+    if (res != NULL)
+        freeaddrinfo(res);
+    if (ml.fd >= 0)
+        close(ml.fd);
+    for (int i = 0; i < 2; i++)
+        if (ml.wake[i] >= 0)
+            close(ml.wake[i]);
+    ml.fd = ml.wake[0] = ml.wake[1] = -1;
+    ml.port = 0;
+    return -1;
+}
+
+uint16_t admin_metrics_listener_port(void)
+{
+    return ml.running ? ml.port : 0;
+}
+
+void admin_metrics_listener_stop(void)
+{
+    if (!ml.running)
+        return;
+    ssize_t w;
+    do
+        w = write(ml.wake[1], "x", 1);
+    while (w < 0 && errno == EINTR);
+    pthread_join(ml.thread, NULL);
+    close(ml.fd);
+    close(ml.wake[0]);
+    close(ml.wake[1]);
+    ml.fd = ml.wake[0] = ml.wake[1] = -1;
+    ml.running = 0;
+    ml.port = 0;
+}

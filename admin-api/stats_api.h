@@ -1,0 +1,79 @@
+/*
+ * admin-api/stats_api.h — the stats endpoints of the admin listener:
+ *
+ *   GET /stats                          current totals (JSON)
+ *   GET /stats?from=&to=&by=            history, Fastly's historical-stats shape
+ *   GET /stats/sla?month=YYYY-MM        SLA figures for a month (default: this month)
+ *   GET /metrics                        Prometheus text exposition format 0.0.4
+ *
+ * All need a `global` or `global:read` token (401 without a valid one, 403 for other
+ * scopes). Optionally GET /metrics is also served without a token on its own address
+ * (--metrics-listen), by a small blocking listener thread of its own.
+ */
+#ifndef EDGECACHE_STATS_API_H
+#define EDGECACHE_STATS_API_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <h2o.h>
+#include <jansson.h>
+#include "admin-api/admin.h"
+#include "server/config.h"
+
+/**
+ * Route a request of the admin listener. Returns 0 when its path is not one of the stats
+ * endpoints (the caller routes it), 1 when it is: the response (200, 400, 401, 403, 405) has
+ * then been sent or, for a delayed 401, will be. Admin thread; req borrowed.
+ */
+int admin_stats_handle(admin_t *admin, h2o_req_t *req);
+
+/* ---- the documents (any thread; new references / malloc'd text) ---- */
+
+/** The current totals as GET /stats returns them (new reference). */
+json_t *admin_stats_current_json(int64_t now);
+
+/**
+ * The history document for [from, to) grouped by `by` ("minute", "hour" or "day"): a new
+ * reference, or NULL with a message in detail when the window is invalid or too large.
+ */
+json_t *admin_stats_history_json(int64_t from, int64_t to, const char *by, char *detail, size_t detail_len);
+
+/** The SLA figures for a UTC month (month 1..12) as of `now` (new reference), or NULL with a
+ * message in detail (a month that has not begun). */
+json_t *admin_stats_sla_json(int year, int month, int64_t now, char *detail, size_t detail_len);
+
+/** The Prometheus exposition (malloc'd, *len bytes, NUL-terminated). */
+char *admin_metrics_render(size_t *len);
+
+/* ---- parsing and formatting helpers (pure; exposed for the unit tests) ---- */
+
+/**
+ * Parse a from/to value as Fastly accepts them: "now", unix seconds, "YYYY-MM-DD" (00:00 UTC),
+ * "YYYY-MM-DD HH:MM[:SS]" or with a 'T' (UTC), and "N minute(s)|hour(s)|day(s)|week(s) ago".
+ * Returns 0 or -1.
+ */
+int admin_stats_parse_time(const char *s, int64_t now, int64_t *out);
+
+/** Escape a Prometheus label value (\ " and newline) into out (cap bytes, NUL-terminated,
+ * truncated when it does not fit). Returns the length written. */
+size_t admin_prom_escape_label(const char *in, size_t len, char *out, size_t cap);
+
+/** Format a sample value: integers exactly, others with %.17g, "+Inf", "-Inf", "NaN". */
+void admin_prom_format_value(double v, char *buf, size_t cap);
+
+/* ---- the token-free /metrics listener ---- */
+
+/**
+ * When cfg->metrics_listen.host is set, bind it (port 0 picks one) and start the listener
+ * thread; prints "edgecache: metrics listener on HOST:PORT" on stderr. Returns 0 (also when
+ * not configured) or -1 with a message.
+ */
+int admin_metrics_listener_start(const config_t *cfg, char *err, size_t errlen);
+
+/** The bound port, 0 when not running. */
+uint16_t admin_metrics_listener_port(void);
+
+/** Stop and join the listener thread (no-op when not running). Main thread. */
+void admin_metrics_listener_stop(void);
+
+#endif

@@ -1,0 +1,1069 @@
+/*
+ * server/stats.c — request statistics: per-thread counters, the h2o logger that feeds
+ * them (and the access log), the sampler thread that keeps the per-minute history and the
+ * SLA bandwidth samples in the store, and the SLA arithmetic.
+ *
+ * What it owns: one stats_worker_t per worker thread (an array allocated by stats_init,
+ * 64-byte aligned entries), the table of the workers it has seen (filled by the logger's
+ * on_context_init on each worker's own thread, published with a release store), the purge
+ * counters (shared atomics: purges are rare), the sampler thread and its state (the totals
+ * at the last closed minute and at the last closed bandwidth interval). cfg, store and mem
+ * are borrowed.
+ *
+ * Invariants. A stats_worker_t is written only by its own worker thread, with a relaxed
+ * load and a relaxed store (no read-modify-write, so no lock prefix on the hit path); any
+ * thread reads it with relaxed loads. Each counter is therefore exact and monotonic, while a
+ * snapshot of many counters is not one instant: readers must not assume that, e.g., the
+ * status classes add up to `responses` at every moment (they do once traffic stops).
+ *
+ * Threads: stats_record_request and the note_* helpers run on worker threads; the sampler
+ * thread runs stats_tick once per closed period; readers (the admin thread) call
+ * stats_snapshot and stats_history_load; stats_init/start/stop run on the main thread.
+ * stats_tick's state is guarded by tick_lock (the sampler and, in unit tests, the caller).
+ *
+ * Records in the store are validated on every read (the store is untrusted input): a
+ * record with a wrong magic, version or length is skipped, never asserted on.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include "server/accesslog.h"
+#include "server/stats.h"
+#include "server/worker.h"
+
+#define STATS_SAMPLE_MAGIC 0x4543534du /* "ECSM" */
+#define STATS_BW_MAGIC 0x45435342u     /* "ECSB" */
+#define STATS_RECORD_VERSION 1
+#define STATS_RECORD_HEAD 24 /* magic u32, version u16, nfields u16, start i64, duration/interval u64 */
+#define STATS_RETENTION_BATCH 256
+#define STATS_KEY_LEN 18 /* prefix, 16 hex digits, NUL */
+
+static const char ENV_BACKEND[] = "edgecache.backend";
+static const char ENV_SYNTH[] = "edgecache.synth";
+
+const uint64_t stats_lat_bounds_us[STATS_LAT_BUCKETS - 1] = {
+    1,        2,        3,        5,        7,                                 /* µs */
+    10,       15,       20,       30,       50,       70,                      /* */
+    100,      150,      200,      300,      500,      700,                     /* */
+    1000,     1500,     2000,     3000,     5000,     7000,                    /* ms */
+    10000,    15000,    20000,    30000,    50000,    70000,                   /* */
+    100000,   150000,   200000,   300000,   500000,   700000,                  /* */
+    1000000,  1500000,  2000000,  3000000,  5000000,  7000000,                 /* s */
+    10000000, 15000000, 20000000, 30000000, 50000000, 60000000,                /* */
+};
+
+const int stats_codes[STATS_NUM_CODES] = {200, 204, 206, 301, 302, 304, 307, 308, 400, 401, 403, 404,
+                                          405, 410, 412, 413, 416, 429, 500, 501, 502, 503, 504, 505};
+
+#define SF(name) {#name, offsetof(stats_sample_t, name)}
+const stats_sample_field_t stats_sample_fields[] = {
+    SF(requests),   SF(hits),       SF(miss),       SF(pass),           SF(errors),         SF(synth),
+    SF(synth_5xx),  SF(uncacheable), SF(bandwidth), SF(body_size),      SF(header_size),    SF(status_1xx),
+    SF(status_2xx), SF(status_3xx), SF(status_4xx), SF(status_5xx),     SF(origin_fetches), SF(origin_bytes),
+    SF(stale_served), SF(purges),   SF(hits_time_us), SF(miss_time_us), SF(pass_time_us),
+};
+#undef SF
+const size_t stats_num_sample_fields = sizeof(stats_sample_fields) / sizeof(stats_sample_fields[0]);
+
+/* per-worker state the logger keeps besides the counters */
+typedef struct stats_thread {
+    h2o_timeout_entry_t flush_timer; /* access-log flush, on the worker's one-second timeout */
+    h2o_context_t *ctx;
+} stats_thread_t;
+
+typedef struct stats_logger {
+    h2o_logger_t super;
+} stats_logger_t;
+
+static struct {
+    const config_t *cfg;
+    store_t *store;
+    mem_tier_t *mem;
+    unsigned nthreads;
+    stats_worker_t *workers;
+    worker_t *_Atomic *seen; /* worker_t of each index, once its loop has started */
+    stats_thread_t *threads;
+    int64_t start_time;
+    uint32_t minute_seconds, sample_interval, retention_days, degraded_ppm;
+
+    _Atomic uint64_t purges[STATS_PURGE_KINDS], purge_sum_us[STATS_PURGE_KINDS], purge_max_us[STATS_PURGE_KINDS];
+
+    /* the sampler */
+    pthread_t thread;
+    int thread_started;
+    pthread_mutex_t lock; /* guards `stopping` for the condition variable */
+    pthread_cond_t cond;
+    int stopping;
+    pthread_mutex_t tick_lock; /* guards everything below */
+    stats_totals_t min_prev;
+    int64_t min_open, min_covered_from;
+    uint64_t bw_prev;
+    int64_t bw_open;
+    int write_error_reported;
+} g = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER, .tick_lock = PTHREAD_MUTEX_INITIALIZER};
+
+/* set (release) once stats_init has filled `g`, cleared by stats_stop before it frees: readers on
+ * threads started before stats_init (the admin thread) check it with acquire before touching `g` */
+static atomic_int g_ready;
+
+static int ready(void)
+{
+    return atomic_load_explicit(&g_ready, memory_order_acquire);
+}
+
+/* ---------------------------------------------------------------- small helpers */
+
+static inline void bump(_Atomic uint64_t *c, uint64_t n)
+{
+    /* single writer: a plain load and store, no locked read-modify-write */
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n, memory_order_relaxed);
+}
+
+static inline uint64_t rd(_Atomic uint64_t *c)
+{
+    return atomic_load_explicit(c, memory_order_relaxed);
+}
+
+static void put_u16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+
+static void put_u32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put_u64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint16_t get_u16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] | (p[1] << 8));
+}
+
+static uint32_t get_u32(const uint8_t *p)
+{
+    uint32_t v = 0;
+    for (int i = 3; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+static uint64_t get_u64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+static void *xmalloc(size_t n)
+{
+    void *p = malloc(n != 0 ? n : 1);
+    if (p == NULL) {
+        fprintf(stderr, "fatal: out of memory\n");
+        abort();
+    }
+    return p;
+}
+
+static uint64_t *sample_field(stats_sample_t *s, size_t i)
+{
+    return (uint64_t *)((char *)s + stats_sample_fields[i].offset);
+}
+
+/* ---------------------------------------------------------------- histograms, codes */
+
+unsigned stats_lat_bucket(uint64_t us)
+{
+    unsigned lo = 0, hi = STATS_LAT_BUCKETS - 1; /* answer in [lo, hi]; hi = overflow */
+    while (lo < hi) {
+        unsigned mid = (lo + hi) / 2;
+        if (us <= stats_lat_bounds_us[mid])
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return lo;
+}
+
+double stats_hist_percentile(const uint64_t counts[STATS_LAT_BUCKETS], double q)
+{
+    uint64_t total = 0;
+    for (unsigned i = 0; i < STATS_LAT_BUCKETS; i++)
+        total += counts[i];
+    if (total == 0)
+        return 0;
+    if (q < 0)
+        q = 0;
+    if (q > 1)
+        q = 1;
+    double rank = q * (double)total;
+    uint64_t cum = 0;
+    for (unsigned i = 0; i < STATS_LAT_BUCKETS; i++) {
+        if (counts[i] == 0 || (double)(cum + counts[i]) < rank) {
+            cum += counts[i];
+            continue;
+        }
+        if (i == STATS_LAT_BUCKETS - 1)
+            return (double)stats_lat_bounds_us[STATS_LAT_BUCKETS - 2];
+        double lower = i == 0 ? 0 : (double)stats_lat_bounds_us[i - 1], upper = (double)stats_lat_bounds_us[i];
+        return lower + (upper - lower) * ((rank - (double)cum) / (double)counts[i]);
+    }
+    return (double)stats_lat_bounds_us[STATS_LAT_BUCKETS - 2]; /* not reached: cum reaches total */
+}
+
+int stats_code_index(int status)
+{
+    switch (status) {
+    case 200: return 0;
+    case 204: return 1;
+    case 206: return 2;
+    case 301: return 3;
+    case 302: return 4;
+    case 304: return 5;
+    case 307: return 6;
+    case 308: return 7;
+    case 400: return 8;
+    case 401: return 9;
+    case 403: return 10;
+    case 404: return 11;
+    case 405: return 12;
+    case 410: return 13;
+    case 412: return 14;
+    case 413: return 15;
+    case 416: return 16;
+    case 429: return 17;
+    case 500: return 18;
+    case 501: return 19;
+    case 502: return 20;
+    case 503: return 21;
+    case 504: return 22;
+    case 505: return 23;
+    default: return -1;
+    }
+}
+
+const char *stats_purge_kind_name(stats_purge_kind_t kind)
+{
+    switch (kind) {
+    case STATS_PURGE_URL: return "url";
+    case STATS_PURGE_KEY: return "key";
+    case STATS_PURGE_ALL: return "all";
+    case STATS_PURGE_SOFT: return "soft";
+    case STATS_PURGE_KINDS: break;
+    }
+    return "unknown";
+}
+
+/* ---------------------------------------------------------------- SLA arithmetic */
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+uint64_t stats_p95_standard(uint64_t *vals, size_t n)
+{
+    if (n == 0)
+        return 0;
+    qsort(vals, n, sizeof(*vals), cmp_u64);
+    size_t drop = n / 20; /* the top 5%, rounded down */
+    return vals[n - 1 - drop];
+}
+
+int stats_minute_degraded(uint64_t requests, uint64_t synth_5xx, uint32_t share_ppm)
+{
+    if (requests == 0)
+        return 0;
+    /* synth_5xx / requests > share_ppm / 1e6, without division; 128-bit against overflow */
+    return (unsigned __int128)synth_5xx * 1000000u > (unsigned __int128)share_ppm * requests;
+}
+
+stats_sla_band_t stats_sla_band(uint64_t total, uint64_t degraded)
+{
+    if (total == 0 || degraded == 0)
+        return STATS_SLA_100_9999;
+    if (degraded > total)
+        degraded = total;
+    unsigned __int128 up = (unsigned __int128)(total - degraded), t = total;
+    /* availability >= X% <=> up * 10000 >= X*100 * total */
+    if (up * 10000 >= t * 9999)
+        return STATS_SLA_100_9999;
+    if (up * 1000 >= t * 999)
+        return STATS_SLA_9999_999;
+    if (up * 100 >= t * 99)
+        return STATS_SLA_999_990;
+    if (up * 100 >= t * 98)
+        return STATS_SLA_990_980;
+    return STATS_SLA_BELOW_980;
+}
+
+const char *stats_sla_band_name(stats_sla_band_t band)
+{
+    switch (band) {
+    case STATS_SLA_100_9999: return "100%-99.99%";
+    case STATS_SLA_9999_999: return "99.99%-99.9%";
+    case STATS_SLA_999_990: return "99.9%-99.0%";
+    case STATS_SLA_990_980: return "99.0%-98.0%";
+    case STATS_SLA_BELOW_980: return "below 98.0%";
+    }
+    return "unknown";
+}
+
+/* ---------------------------------------------------------------- records */
+
+void *stats_sample_encode(const stats_sample_t *s, size_t *len)
+{
+    size_t n = stats_num_sample_fields;
+    uint8_t *rec = xmalloc(STATS_RECORD_HEAD + 8 * n);
+    put_u32(rec, STATS_SAMPLE_MAGIC);
+    put_u16(rec + 4, STATS_RECORD_VERSION);
+    put_u16(rec + 6, (uint16_t)n);
+    put_u64(rec + 8, (uint64_t)s->start);
+    put_u64(rec + 16, s->duration);
+    for (size_t i = 0; i < n; i++)
+        put_u64(rec + STATS_RECORD_HEAD + 8 * i, *sample_field((stats_sample_t *)s, i));
+    *len = STATS_RECORD_HEAD + 8 * n;
+    return rec;
+}
+
+int stats_sample_decode(const void *rec_, size_t len, stats_sample_t *out)
+{
+    const uint8_t *rec = rec_;
+    memset(out, 0, sizeof(*out));
+    if (rec == NULL || len < STATS_RECORD_HEAD || get_u32(rec) != STATS_SAMPLE_MAGIC || get_u16(rec + 4) != STATS_RECORD_VERSION)
+        return -1;
+    size_t n = get_u16(rec + 6);
+    if (len != STATS_RECORD_HEAD + 8 * n)
+        return -1;
+    out->start = (int64_t)get_u64(rec + 8);
+    out->duration = get_u64(rec + 16);
+    for (size_t i = 0; i < n && i < stats_num_sample_fields; i++)
+        *sample_field(out, i) = get_u64(rec + STATS_RECORD_HEAD + 8 * i);
+    return 0;
+}
+
+void stats_sample_add(stats_sample_t *a, const stats_sample_t *b)
+{
+    a->duration += b->duration;
+    for (size_t i = 0; i < stats_num_sample_fields; i++)
+        *sample_field(a, i) += *sample_field((stats_sample_t *)b, i);
+}
+
+void *stats_bw_encode(const stats_bw_sample_t *s, size_t *len)
+{
+    uint8_t *rec = xmalloc(STATS_RECORD_HEAD + 8);
+    put_u32(rec, STATS_BW_MAGIC);
+    put_u16(rec + 4, STATS_RECORD_VERSION);
+    put_u16(rec + 6, 1);
+    put_u64(rec + 8, (uint64_t)s->start);
+    put_u64(rec + 16, s->interval);
+    put_u64(rec + 24, s->bytes);
+    *len = STATS_RECORD_HEAD + 8;
+    return rec;
+}
+
+int stats_bw_decode(const void *rec_, size_t len, stats_bw_sample_t *out)
+{
+    const uint8_t *rec = rec_;
+    memset(out, 0, sizeof(*out));
+    if (rec == NULL || len < STATS_RECORD_HEAD + 8 || get_u32(rec) != STATS_BW_MAGIC || get_u16(rec + 4) != STATS_RECORD_VERSION)
+        return -1;
+    size_t n = get_u16(rec + 6);
+    if (n < 1 || len != STATS_RECORD_HEAD + 8 * n)
+        return -1;
+    out->start = (int64_t)get_u64(rec + 8);
+    out->interval = get_u64(rec + 16);
+    out->bytes = get_u64(rec + 24);
+    if (out->interval == 0)
+        return -1;
+    return 0;
+}
+
+/* "m" or "b" + 16 lower-case hex digits of the start */
+static void record_key(char key[STATS_KEY_LEN], char prefix, int64_t start)
+{
+    snprintf(key, STATS_KEY_LEN, "%c%016" PRIx64, prefix, (uint64_t)start);
+}
+
+/* parse a key written by record_key; 0 or -1 */
+static int parse_key(const char *key, size_t len, char *prefix, int64_t *start)
+{
+    uint64_t v = 0;
+    if (len != STATS_KEY_LEN - 1)
+        return -1;
+    for (size_t i = 1; i < len; i++) {
+        char c = key[i];
+        unsigned d;
+        if (c >= '0' && c <= '9')
+            d = (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            d = (unsigned)(c - 'a' + 10);
+        else
+            return -1;
+        v = (v << 4) | d;
+    }
+    *prefix = key[0];
+    *start = (int64_t)v;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- life cycle */
+
+int stats_init(const config_t *cfg, store_t *store, mem_tier_t *mem, char *err, size_t errlen)
+{
+    assert(g.workers == NULL);
+    if (cfg->threads == 0) {
+        snprintf(err, errlen, "stats: no worker threads");
+        return -1;
+    }
+    g.cfg = cfg;
+    g.store = store;
+    g.mem = mem;
+    g.nthreads = cfg->threads;
+    g.workers = aligned_alloc(64, sizeof(stats_worker_t) * g.nthreads);
+    if (g.workers == NULL) {
+        fprintf(stderr, "fatal: out of memory\n");
+        abort();
+    }
+    memset(g.workers, 0, sizeof(stats_worker_t) * g.nthreads);
+    g.seen = xmalloc(sizeof(*g.seen) * g.nthreads);
+    for (unsigned i = 0; i < g.nthreads; i++)
+        atomic_init(&g.seen[i], NULL);
+    g.threads = xmalloc(sizeof(*g.threads) * g.nthreads);
+    memset(g.threads, 0, sizeof(*g.threads) * g.nthreads);
+    for (int k = 0; k < STATS_PURGE_KINDS; k++) {
+        atomic_store(&g.purges[k], 0);
+        atomic_store(&g.purge_sum_us[k], 0);
+        atomic_store(&g.purge_max_us[k], 0);
+    }
+    g.minute_seconds = cfg->stats_minute_seconds != 0 ? cfg->stats_minute_seconds : 60;
+    g.sample_interval = cfg->stats_sample_interval != 0 ? cfg->stats_sample_interval : 300;
+    g.retention_days = cfg->stats_retention_days != 0 ? cfg->stats_retention_days : 31;
+    g.degraded_ppm = cfg->sla_degraded_ppm;
+    g.start_time = (int64_t)time(NULL);
+
+    pthread_mutex_lock(&g.tick_lock);
+    memset(&g.min_prev, 0, sizeof(g.min_prev));
+    g.min_open = g.start_time - g.start_time % g.minute_seconds;
+    g.min_covered_from = g.start_time;
+    g.bw_prev = 0;
+    g.bw_open = g.start_time - g.start_time % g.sample_interval;
+    g.write_error_reported = 0;
+    pthread_mutex_unlock(&g.tick_lock);
+    g.stopping = 0;
+    atomic_store_explicit(&g_ready, 1, memory_order_release);
+    return 0;
+}
+
+/* the sampler: sleep until the next period boundary (wall clock), close what ended */
+static void *sampler_main(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&g.lock);
+    while (!g.stopping) {
+        int64_t now = (int64_t)time(NULL);
+        int64_t next_min = now - now % g.minute_seconds + g.minute_seconds;
+        int64_t next_bw = now - now % g.sample_interval + g.sample_interval;
+        struct timespec until = {.tv_sec = (time_t)(next_min < next_bw ? next_min : next_bw), .tv_nsec = 0};
+        int rc = 0;
+        while (!g.stopping && rc != ETIMEDOUT)
+            rc = pthread_cond_timedwait(&g.cond, &g.lock, &until);
+        if (g.stopping)
+            break;
+        pthread_mutex_unlock(&g.lock);
+        stats_tick((int64_t)time(NULL), 0);
+        pthread_mutex_lock(&g.lock);
+    }
+    pthread_mutex_unlock(&g.lock);
+    return NULL;
+}
+
+int stats_start(char *err, size_t errlen)
+{
+    assert(g.workers != NULL && !g.thread_started);
+    int rc = pthread_create(&g.thread, NULL, sampler_main, NULL);
+    if (rc != 0) {
+        snprintf(err, errlen, "stats: cannot start the sampler thread: %s", strerror(rc));
+        return -1;
+    }
+    g.thread_started = 1;
+    return 0;
+}
+
+void stats_stop(void)
+{
+    if (g.workers == NULL)
+        return;
+    if (g.thread_started) {
+        pthread_mutex_lock(&g.lock);
+        g.stopping = 1;
+        pthread_cond_signal(&g.cond);
+        pthread_mutex_unlock(&g.lock);
+        pthread_join(g.thread, NULL);
+        g.thread_started = 0;
+    }
+    if (g.store != NULL)
+        stats_tick((int64_t)time(NULL), 1);
+    atomic_store_explicit(&g_ready, 0, memory_order_release);
+    free(g.workers);
+    g.workers = NULL;
+    free((void *)g.seen);
+    g.seen = NULL;
+    free(g.threads);
+    g.threads = NULL;
+    g.nthreads = 0;
+}
+
+/* ---------------------------------------------------------------- the logger */
+
+static void on_flush_timer(h2o_timeout_entry_t *entry)
+{
+    stats_thread_t *t = H2O_STRUCT_FROM_MEMBER(stats_thread_t, flush_timer, entry);
+    unsigned index = (unsigned)(t - g.threads);
+    assert(index < g.nthreads);
+    accesslog_flush(index);
+    h2o_timeout_link(t->ctx->loop, &t->ctx->one_sec_timeout, &t->flush_timer);
+}
+
+static worker_t *worker_of_ctx(h2o_context_t *ctx)
+{
+    worker_t *w = H2O_STRUCT_FROM_MEMBER(worker_t, ctx, ctx);
+    assert(w->magic == WORKER_MAGIC);
+    return w;
+}
+
+static void note_worker(worker_t *w)
+{
+    assert(w->index < g.nthreads);
+    if (atomic_load_explicit(&g.seen[w->index], memory_order_relaxed) != w)
+        atomic_store_explicit(&g.seen[w->index], w, memory_order_release);
+}
+
+static void logger_on_context_init(h2o_logger_t *self, h2o_context_t *ctx)
+{
+    (void)self;
+    if (g.workers == NULL)
+        return;
+    worker_t *w = worker_of_ctx(ctx);
+    note_worker(w);
+    if (accesslog_enabled()) {
+        stats_thread_t *t = &g.threads[w->index];
+        t->ctx = ctx;
+        t->flush_timer.cb = on_flush_timer;
+        h2o_timeout_link(ctx->loop, &ctx->one_sec_timeout, &t->flush_timer);
+    }
+}
+
+static void logger_on_context_dispose(h2o_logger_t *self, h2o_context_t *ctx)
+{
+    (void)self;
+    if (g.workers == NULL)
+        return;
+    worker_t *w = worker_of_ctx(ctx);
+    stats_thread_t *t = &g.threads[w->index];
+    if (t->ctx == ctx && h2o_timeout_is_linked(&t->flush_timer))
+        h2o_timeout_unlink(&t->flush_timer);
+    accesslog_flush(w->index);
+}
+
+static void logger_log_access(h2o_logger_t *self, h2o_req_t *req)
+{
+    (void)self;
+    stats_record_request(req);
+}
+
+void stats_register_logger(h2o_pathconf_t *pathconf)
+{
+    stats_logger_t *l = (stats_logger_t *)h2o_create_logger(pathconf, sizeof(*l));
+    l->super.on_context_init = logger_on_context_init;
+    l->super.on_context_dispose = logger_on_context_dispose;
+    l->super.log_access = logger_log_access;
+}
+
+/* ---------------------------------------------------------------- per request */
+
+/* the value of the last header named `name` (lower case), case-insensitively; NULL if none */
+static const h2o_iovec_t *last_header(const h2o_headers_t *headers, const char *name, size_t len)
+{
+    const h2o_iovec_t *found = NULL;
+    for (size_t i = 0; i != headers->size; ++i) {
+        const h2o_header_t *h = &headers->entries[i];
+        if (h->name->len == len && h2o_lcstris(h->name->base, len, name, len))
+            found = &h->value;
+    }
+    return found;
+}
+
+/* HIT / MISS / PASS from the X-Cache value ("HIT", "MISS, HIT" ... the first token); -1 if none */
+static int cache_kind(const h2o_iovec_t *v)
+{
+    if (v == NULL)
+        return -1;
+    size_t n = 0;
+    while (n < v->len && v->base[n] != ',' && v->base[n] != ' ')
+        ++n;
+    if (h2o_lcstris(v->base, n, H2O_STRLIT("hit")))
+        return STATS_LAT_HIT;
+    if (h2o_lcstris(v->base, n, H2O_STRLIT("miss")))
+        return STATS_LAT_MISS;
+    if (h2o_lcstris(v->base, n, H2O_STRLIT("pass")))
+        return STATS_LAT_PASS;
+    return -1;
+}
+
+/*
+ * The size of the response header block exactly as h2o 2.2's HTTP/1.1 writer (flatten_headers)
+ * lays it out: "HTTP/1.1 <status> <reason>", "Date: <29 bytes>", "Connection: keep-alive|close",
+ * "Content-Length: N" when the length is known, "Server: ..." when a server name is set, every
+ * response header (Transfer-Encoding included: the chunked filter adds it there), the blank
+ * line. h2o 2.2 does not count header bytes itself; over HTTP/2 this is an estimate.
+ */
+static uint64_t header_bytes(h2o_req_t *req)
+{
+    char digits[24];
+    uint64_t n = sizeof("HTTP/1.1 200 \r\n") - 1 + (req->res.reason != NULL ? strlen(req->res.reason) : 0);
+    n += sizeof("Date: Sun, 22 Nov 2026 06:35:53 GMT\r\n") - 1;
+    n += req->http1_is_persistent ? sizeof("Connection: keep-alive\r\n") - 1 : sizeof("Connection: close\r\n") - 1;
+    if (req->res.content_length != SIZE_MAX)
+        n += sizeof("Content-Length: \r\n") - 1 + (uint64_t)snprintf(digits, sizeof(digits), "%zu", req->res.content_length);
+    if (req->conn->ctx->globalconf->server_name.len != 0)
+        n += sizeof("Server: \r\n") - 1 + req->conn->ctx->globalconf->server_name.len;
+    for (size_t i = 0; i != req->res.headers.size; ++i)
+        n += req->res.headers.entries[i].name->len + 2 + req->res.headers.entries[i].value.len + 2;
+    return n + 2;
+}
+
+static int64_t elapsed_us(struct timeval *from, struct timeval *until)
+{
+    if (h2o_timeval_is_null(from) || h2o_timeval_is_null(until))
+        return -1;
+    int64_t d = h2o_timeval_subtract(from, until);
+    return d < 0 ? 0 : d;
+}
+
+void stats_record_request(h2o_req_t *req)
+{
+    if (g.workers == NULL)
+        return;
+    worker_t *w = worker_of_ctx(req->conn->ctx);
+    note_worker(w);
+    stats_worker_t *s = &g.workers[w->index];
+    int status = req->res.status;
+    const h2o_iovec_t *xc = last_header(&req->res.headers, H2O_STRLIT("x-cache"));
+    int kind = cache_kind(xc);
+
+    int64_t total = elapsed_us(&req->timestamps.request_begin_at, &req->timestamps.response_end_at);
+    if (total < 0) {
+        /* no end (the client went away): up to now */
+        struct timeval now;
+        gettimeofday(&now, NULL);
+        total = elapsed_us(&req->timestamps.request_begin_at, &now);
+        if (total < 0)
+            total = 0;
+    }
+    int64_t ttfb = elapsed_us(&req->timestamps.request_begin_at, &req->timestamps.response_start_at);
+
+    uint64_t body = req->bytes_sent, head = 0;
+    if (status >= 100 && status <= 599) {
+        bump(&s->responses, 1);
+        bump(&s->status_class[status / 100], 1);
+        int ci = stats_code_index(status);
+        if (ci >= 0)
+            bump(&s->status_code[ci], 1);
+        if (!h2o_timeval_is_null(&req->timestamps.response_start_at))
+            head = header_bytes(req);
+    }
+    bump(&s->body_size, body);
+    bump(&s->header_size, head);
+    bump(&s->bandwidth, body + head);
+    if (kind >= 0) {
+        bump(&s->lat_count[kind][stats_lat_bucket((uint64_t)total)], 1);
+        bump(&s->lat_sum_us[kind], (uint64_t)total);
+        if (kind == STATS_LAT_PASS && (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) ||
+                                       h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"))))
+            bump(&s->uncacheable, 1);
+    }
+    if (req->env.size != 0 && h2o_req_getenv(req, ENV_SYNTH, sizeof(ENV_SYNTH) - 1, 0) != NULL) {
+        bump(&s->synth, 1);
+        if (status >= 500 && status <= 599)
+            bump(&s->synth_5xx, 1);
+    }
+
+    if (accesslog_enabled()) {
+        accesslog_entry_t e = {.cache_status = kind == STATS_LAT_HIT ? "HIT" : kind == STATS_LAT_MISS ? "MISS"
+                                                                     : kind == STATS_LAT_PASS      ? "PASS"
+                                                                                                   : NULL,
+                               .ttfb_us = ttfb,
+                               .total_us = total};
+        const h2o_iovec_t *b = req->env.size != 0 ? h2o_req_getenv(req, ENV_BACKEND, sizeof(ENV_BACKEND) - 1, 0) : NULL;
+        if (b != NULL && b->len != 0) {
+            e.backend = b->base;
+            e.backend_len = b->len;
+        }
+        accesslog_write_request(w->index, req, &e);
+    }
+}
+
+void stats_note_synthetic(h2o_req_t *req)
+{
+    h2o_iovec_t *v = h2o_req_getenv(req, ENV_SYNTH, sizeof(ENV_SYNTH) - 1, 1);
+    *v = h2o_iovec_init(H2O_STRLIT("1"));
+}
+
+void stats_note_backend(h2o_req_t *req, const char *name)
+{
+    if (name == NULL)
+        return;
+    h2o_iovec_t *v = h2o_req_getenv(req, ENV_BACKEND, sizeof(ENV_BACKEND) - 1, 1);
+    *v = h2o_strdup(&req->pool, name, SIZE_MAX);
+}
+
+void stats_note_origin_bytes(unsigned worker_index, size_t bytes)
+{
+    if (g.workers == NULL)
+        return;
+    assert(worker_index < g.nthreads);
+    bump(&g.workers[worker_index].origin_bytes, bytes);
+}
+
+void stats_note_purge(stats_purge_kind_t kind, uint64_t latency_us)
+{
+    if ((unsigned)kind >= STATS_PURGE_KINDS)
+        return;
+    atomic_fetch_add_explicit(&g.purges[kind], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&g.purge_sum_us[kind], latency_us, memory_order_relaxed);
+    uint64_t cur = atomic_load_explicit(&g.purge_max_us[kind], memory_order_relaxed);
+    while (latency_us > cur &&
+           !atomic_compare_exchange_weak_explicit(&g.purge_max_us[kind], &cur, latency_us, memory_order_relaxed,
+                                                  memory_order_relaxed))
+        ;
+}
+
+void stats_note_purge_req(stats_purge_kind_t kind, h2o_req_t *req, unsigned count)
+{
+    struct timeval now;
+    gettimeofday(&now, NULL);
+    int64_t us = elapsed_us(&req->timestamps.request_begin_at, &now);
+    for (unsigned i = 0; i < count; i++)
+        stats_note_purge(kind, us < 0 ? 0 : (uint64_t)us);
+}
+
+/* ---------------------------------------------------------------- readers */
+
+void stats_snapshot(stats_totals_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    for (int k = 0; k < STATS_PURGE_KINDS; k++) {
+        out->purges[k] = rd(&g.purges[k]);
+        out->purge_latency_sum_us[k] = rd(&g.purge_sum_us[k]);
+        out->purge_latency_max_us[k] = rd(&g.purge_max_us[k]);
+    }
+    if (!ready())
+        return;
+    for (unsigned i = 0; i < g.nthreads; i++) {
+        worker_t *w = atomic_load_explicit(&g.seen[i], memory_order_acquire);
+        if (w != NULL) {
+            worker_counters_t *c = &w->counters;
+            out->requests += rd(&c->requests);
+            out->hits += rd(&c->hits);
+            out->miss += rd(&c->misses);
+            out->pass += rd(&c->passes);
+            out->errors += rd(&c->errors);
+            out->purge_requests += rd(&c->purges);
+            out->origin_fetches += rd(&c->origin_fetches);
+            out->stale_served += rd(&c->stale_served);
+            out->collapsed += rd(&c->collapsed);
+            out->revalidations += rd(&c->revalidations);
+            out->revalidated_304 += rd(&c->revalidated_304);
+            out->stalled_clients_closed += rd(&c->stalled_clients_closed);
+        }
+        stats_worker_t *s = &g.workers[i];
+        out->responses += rd(&s->responses);
+        for (int k = 1; k <= 5; k++)
+            out->status_class[k] += rd(&s->status_class[k]);
+        for (int k = 0; k < STATS_NUM_CODES; k++)
+            out->status_code[k] += rd(&s->status_code[k]);
+        out->bandwidth += rd(&s->bandwidth);
+        out->body_size += rd(&s->body_size);
+        out->header_size += rd(&s->header_size);
+        out->synth += rd(&s->synth);
+        out->synth_5xx += rd(&s->synth_5xx);
+        out->uncacheable += rd(&s->uncacheable);
+        out->origin_bytes += rd(&s->origin_bytes);
+        for (int k = 0; k < STATS_LAT_KINDS; k++) {
+            for (int b = 0; b < STATS_LAT_BUCKETS; b++)
+                out->lat_count[k][b] += rd(&s->lat_count[k][b]);
+            out->lat_sum_us[k] += rd(&s->lat_sum_us[k]);
+        }
+    }
+}
+
+int64_t stats_start_time(void)
+{
+    return ready() ? g.start_time : 0;
+}
+
+uint32_t stats_minute_seconds(void)
+{
+    return ready() && g.minute_seconds != 0 ? g.minute_seconds : 60;
+}
+
+uint32_t stats_sample_interval(void)
+{
+    return ready() && g.sample_interval != 0 ? g.sample_interval : 300;
+}
+
+uint32_t stats_degraded_share_ppm(void)
+{
+    return ready() ? g.degraded_ppm : 50000;
+}
+
+mem_tier_t *stats_mem(void)
+{
+    return ready() ? g.mem : NULL;
+}
+
+store_t *stats_store(void)
+{
+    return ready() ? g.store : NULL;
+}
+
+/* ---------------------------------------------------------------- history: reading */
+
+typedef struct load_ctx {
+    int64_t from, to;
+    stats_sample_t *mins;
+    size_t nmins, capmins;
+    stats_bw_sample_t *bws;
+    size_t nbws, capbws;
+    int want_mins, want_bws;
+} load_ctx_t;
+
+static int load_one(void *arg, const char *key, size_t key_len, const void *val, size_t val_len)
+{
+    load_ctx_t *c = arg;
+    char prefix;
+    int64_t start;
+    if (parse_key(key, key_len, &prefix, &start) != 0)
+        return 0; /* not ours */
+    if (prefix == 'm' && start >= c->to)
+        return 1; /* keys are in time order and 'm' sorts after 'b': nothing later is wanted */
+    if (start < c->from || start >= c->to)
+        return 0;
+    if (prefix == 'm' && c->want_mins) {
+        stats_sample_t s;
+        if (stats_sample_decode(val, val_len, &s) != 0 || s.start != start)
+            return 0;
+        if (c->nmins == c->capmins) {
+            c->capmins = c->capmins != 0 ? 2 * c->capmins : 64;
+            c->mins = realloc(c->mins, c->capmins * sizeof(*c->mins));
+            if (c->mins == NULL)
+                abort();
+        }
+        c->mins[c->nmins++] = s;
+    } else if (prefix == 'b' && c->want_bws) {
+        stats_bw_sample_t b;
+        if (stats_bw_decode(val, val_len, &b) != 0 || b.start != start)
+            return 0;
+        if (c->nbws == c->capbws) {
+            c->capbws = c->capbws != 0 ? 2 * c->capbws : 64;
+            c->bws = realloc(c->bws, c->capbws * sizeof(*c->bws));
+            if (c->bws == NULL)
+                abort();
+        }
+        c->bws[c->nbws++] = b;
+    }
+    return 0;
+}
+
+int stats_history_load(int64_t from, int64_t to, stats_sample_t **mins, size_t *nmins, stats_bw_sample_t **bws,
+                       size_t *nbws)
+{
+    load_ctx_t c = {.from = from, .to = to, .want_mins = mins != NULL, .want_bws = bws != NULL};
+    if (mins != NULL)
+        *mins = NULL, *nmins = 0;
+    if (bws != NULL)
+        *bws = NULL, *nbws = 0;
+    if (!ready() || g.store == NULL)
+        return STORE_EIO;
+    int ret = store_kv_foreach(g.store, "stats", load_one, &c);
+    if (ret != 0) {
+        free(c.mins);
+        free(c.bws);
+        return ret;
+    }
+    if (mins != NULL)
+        *mins = c.mins, *nmins = c.nmins;
+    if (bws != NULL)
+        *bws = c.bws, *nbws = c.nbws;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- history: writing */
+
+static void report_write_error(int ret)
+{
+    if (!g.write_error_reported) {
+        fprintf(stderr, "edgecache: stats: could not write the history (store error %d); will keep trying\n", ret);
+        g.write_error_reported = 1;
+    }
+}
+
+/* write a minute sample, adding to a record already there for the same start */
+static void write_minute(const stats_sample_t *s)
+{
+    char key[STATS_KEY_LEN], *old = NULL;
+    size_t old_len = 0, len;
+    stats_sample_t merged = *s;
+    record_key(key, 'm', s->start);
+    if (store_kv_get(g.store, "stats", key, &old, &old_len) == 0) {
+        stats_sample_t prev;
+        if (stats_sample_decode(old, old_len, &prev) == 0 && prev.start == s->start)
+            stats_sample_add(&merged, &prev);
+        free(old);
+    }
+    void *rec = stats_sample_encode(&merged, &len);
+    int ret = store_kv_put_sync(g.store, "stats", key, rec, len);
+    free(rec);
+    if (ret != 0)
+        report_write_error(ret);
+}
+
+static void write_bw(const stats_bw_sample_t *b)
+{
+    char key[STATS_KEY_LEN], *old = NULL;
+    size_t old_len = 0, len;
+    stats_bw_sample_t merged = *b;
+    record_key(key, 'b', b->start);
+    if (store_kv_get(g.store, "stats", key, &old, &old_len) == 0) {
+        stats_bw_sample_t prev;
+        if (stats_bw_decode(old, old_len, &prev) == 0 && prev.start == b->start)
+            merged.bytes += prev.bytes;
+        free(old);
+    }
+    void *rec = stats_bw_encode(&merged, &len);
+    int ret = store_kv_put_sync(g.store, "stats", key, rec, len);
+    free(rec);
+    if (ret != 0)
+        report_write_error(ret);
+}
+
+static void sample_from_delta(stats_sample_t *s, const stats_totals_t *now, const stats_totals_t *prev)
+{
+#define D(field) (now->field - prev->field)
+    s->requests = D(requests);
+    s->hits = D(hits);
+    s->miss = D(miss);
+    s->pass = D(pass);
+    s->errors = D(errors);
+    s->synth = D(synth);
+    s->synth_5xx = D(synth_5xx);
+    s->uncacheable = D(uncacheable);
+    s->bandwidth = D(bandwidth);
+    s->body_size = D(body_size);
+    s->header_size = D(header_size);
+    s->status_1xx = D(status_class[1]);
+    s->status_2xx = D(status_class[2]);
+    s->status_3xx = D(status_class[3]);
+    s->status_4xx = D(status_class[4]);
+    s->status_5xx = D(status_class[5]);
+    s->origin_fetches = D(origin_fetches);
+    s->origin_bytes = D(origin_bytes);
+    s->stale_served = D(stale_served);
+    s->purges = 0;
+    for (int k = 0; k < STATS_PURGE_KINDS; k++)
+        s->purges += D(purges[k]);
+    s->hits_time_us = D(lat_sum_us[STATS_LAT_HIT]);
+    s->miss_time_us = D(lat_sum_us[STATS_LAT_MISS]);
+    s->pass_time_us = D(lat_sum_us[STATS_LAT_PASS]);
+#undef D
+}
+
+typedef struct retention_ctx {
+    int64_t cutoff;
+    char keys[STATS_RETENTION_BATCH][STATS_KEY_LEN];
+    size_t n;
+} retention_ctx_t;
+
+static int collect_old(void *arg, const char *key, size_t key_len, const void *val, size_t val_len)
+{
+    retention_ctx_t *c = arg;
+    char prefix;
+    int64_t start;
+    (void)val, (void)val_len;
+    if (parse_key(key, key_len, &prefix, &start) != 0 || (prefix != 'm' && prefix != 'b'))
+        return 0;
+    if (start >= c->cutoff)
+        return prefix == 'm'; /* the rest of 'm' is newer; 'b' keys are followed by the 'm' ones */
+    memcpy(c->keys[c->n], key, key_len);
+    c->keys[c->n][key_len] = '\0';
+    return ++c->n == STATS_RETENTION_BATCH;
+}
+
+static void apply_retention(int64_t now)
+{
+    retention_ctx_t *c = xmalloc(sizeof(*c));
+    c->cutoff = now - (int64_t)g.retention_days * 86400;
+    c->n = 0;
+    if (store_kv_foreach(g.store, "stats", collect_old, c) == 0)
+        for (size_t i = 0; i < c->n; i++)
+            (void)store_kv_put_sync(g.store, "stats", c->keys[i], NULL, 0);
+    free(c);
+}
+
+void stats_tick(int64_t now, int final)
+{
+    if (g.store == NULL)
+        return;
+    pthread_mutex_lock(&g.tick_lock);
+    int64_t ms = g.minute_seconds, bi = g.sample_interval;
+    int64_t cur_min = now - now % ms, cur_bw = now - now % bi;
+    int closed_minute = 0;
+
+    if (cur_min > g.min_open || final) {
+        stats_totals_t snap;
+        stats_sample_t s = {0};
+        stats_snapshot(&snap);
+        sample_from_delta(&s, &snap, &g.min_prev);
+        s.start = g.min_open;
+        int64_t end = cur_min > g.min_open ? g.min_open + ms : now;
+        s.duration = end > g.min_covered_from ? (uint64_t)(end - g.min_covered_from) : 0;
+        write_minute(&s);
+        g.min_prev = snap;
+        if (cur_min > g.min_open) {
+            g.min_open = cur_min;
+            g.min_covered_from = cur_min;
+        } else {
+            g.min_covered_from = now;
+        }
+        closed_minute = 1;
+    }
+    if (cur_bw > g.bw_open || final) {
+        stats_totals_t snap;
+        stats_snapshot(&snap);
+        stats_bw_sample_t b = {.start = g.bw_open, .interval = (uint64_t)bi, .bytes = snap.bandwidth - g.bw_prev};
+        if (cur_bw > g.bw_open || b.bytes != 0)
+            write_bw(&b);
+        g.bw_prev = snap.bandwidth;
+        if (cur_bw > g.bw_open)
+            g.bw_open = cur_bw;
+    }
+    if (closed_minute && !final)
+        apply_retention(now);
+    pthread_mutex_unlock(&g.tick_lock);
+}

@@ -1,0 +1,722 @@
+/*
+ * tests/unit/test_stats.c — server/stats.c, server/accesslog.c, admin-api/stats_api.c:
+ * the 95th percentile by the standard method on hand-made sample sets, histogram buckets and
+ * percentile interpolation, SLA band edges, the degraded-minute rule, history records
+ * (encoding, forward/backward compatibility, corrupt records), the sampler's minute records,
+ * merging and retention in a real store, history aggregation and the SLA document, from/to
+ * parsing, Prometheus formatting (every line of a render checked against the text exposition
+ * format) and the access-log line.
+ */
+#include <check.h>
+#include <ftw.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <regex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "admin-api/stats_api.h"
+#include "server/accesslog.h"
+#include "server/stats.h"
+
+/* ---------------------------------------------------------------- helpers */
+
+static char tmpdir[64];
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+static store_t *open_store(void)
+{
+    store_t *s = NULL;
+    char err[256];
+    snprintf(tmpdir, sizeof(tmpdir), "/tmp/edgecache-stats-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+    store_options_t opt = {.dir = tmpdir, .map_size = 64u << 20};
+    int rc = store_open(&s, &opt, err, sizeof(err));
+    ck_assert_msg(rc == 0, "store_open: %d %s", rc, err);
+    return s;
+}
+
+static void close_store(store_t **s)
+{
+    store_close(s);
+    nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void init_stats(config_t *cfg, store_t *store)
+{
+    char err[256];
+    config_defaults(cfg);
+    cfg->threads = 2;
+    ck_assert_int_eq(stats_init(cfg, store, NULL, err, sizeof(err)), 0);
+}
+
+static void put_minute(store_t *s, const stats_sample_t *m)
+{
+    char key[32];
+    size_t len;
+    snprintf(key, sizeof(key), "m%016llx", (unsigned long long)m->start);
+    void *rec = stats_sample_encode(m, &len);
+    ck_assert_int_eq(store_kv_put_sync(s, "stats", key, rec, len), 0);
+    free(rec);
+}
+
+static void put_bw(store_t *s, int64_t start, uint64_t interval, uint64_t bytes)
+{
+    char key[32];
+    size_t len;
+    stats_bw_sample_t b = {.start = start, .interval = interval, .bytes = bytes};
+    snprintf(key, sizeof(key), "b%016llx", (unsigned long long)start);
+    void *rec = stats_bw_encode(&b, &len);
+    ck_assert_int_eq(store_kv_put_sync(s, "stats", key, rec, len), 0);
+    free(rec);
+}
+
+static int64_t utc(int y, int mo, int d, int h, int mi)
+{
+    struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d, .tm_hour = h, .tm_min = mi};
+    return (int64_t)timegm(&tm);
+}
+
+/* ---------------------------------------------------------------- 95th percentile */
+
+START_TEST(test_p95_hand_made)
+{
+    /* 20 samples 1..20 (shuffled): the top one (20) is dropped, 19 is the answer */
+    uint64_t a[20] = {7, 3, 20, 1, 15, 9, 11, 2, 19, 4, 6, 18, 5, 8, 10, 12, 13, 14, 16, 17};
+    ck_assert_uint_eq(stats_p95_standard(a, 20), 19);
+
+    /* 100 samples 1..100 in reverse: drop 5, highest remaining is 95 */
+    uint64_t b[100];
+    for (int i = 0; i < 100; i++)
+        b[i] = (uint64_t)(100 - i);
+    ck_assert_uint_eq(stats_p95_standard(b, 100), 95);
+
+    /* a month of 5-minute samples at 100 Mbps with two bursts at 900 Mbps: bursts of 5% or less cost nothing */
+    size_t n = 8640; /* 30 days */
+    uint64_t *c = malloc(n * sizeof(*c));
+    for (size_t i = 0; i < n; i++)
+        c[i] = 100000000;
+    for (size_t i = 0; i < n / 20; i++) /* 432 samples = exactly 5% */
+        c[(i * 7919) % n] = 900000000;
+    ck_assert_uint_eq(stats_p95_standard(c, n), 100000000);
+    /* one more burst sample and the 95th percentile is a burst */
+    for (size_t i = 0; i < n; i++)
+        if (c[i] == 100000000) {
+            c[i] = 900000000;
+            break;
+        }
+    ck_assert_uint_eq(stats_p95_standard(c, n), 900000000);
+    free(c);
+
+    /* fewer than 20 samples: nothing is dropped */
+    uint64_t d[10] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 1000};
+    ck_assert_uint_eq(stats_p95_standard(d, 10), 1000);
+    /* 21..39 samples drop exactly one */
+    uint64_t e[39];
+    for (int i = 0; i < 39; i++)
+        e[i] = (uint64_t)i;
+    ck_assert_uint_eq(stats_p95_standard(e, 39), 37);
+    ck_assert_uint_eq(stats_p95_standard(e, 0), 0);
+    uint64_t one = 42;
+    ck_assert_uint_eq(stats_p95_standard(&one, 1), 42);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- histograms */
+
+START_TEST(test_histogram_buckets)
+{
+    ck_assert_uint_eq(stats_lat_bucket(0), 0);
+    ck_assert_uint_eq(stats_lat_bucket(1), 0);
+    ck_assert_uint_eq(stats_lat_bucket(2), 1);
+    ck_assert_uint_eq(stats_lat_bucket(3), 2);
+    ck_assert_uint_eq(stats_lat_bucket(4), 3);
+    ck_assert_uint_eq(stats_lat_bucket(60000000), STATS_LAT_BUCKETS - 2);
+    ck_assert_uint_eq(stats_lat_bucket(60000001), STATS_LAT_BUCKETS - 1);
+    ck_assert_uint_eq(stats_lat_bucket(UINT64_MAX), STATS_LAT_BUCKETS - 1);
+    /* bounds strictly increasing, every value lands in the bucket whose bound is the first >= it */
+    for (unsigned i = 0; i + 1 < STATS_LAT_BUCKETS - 1; i++)
+        ck_assert_uint_lt(stats_lat_bounds_us[i], stats_lat_bounds_us[i + 1]);
+    for (unsigned i = 0; i < STATS_LAT_BUCKETS - 1; i++) {
+        ck_assert_uint_eq(stats_lat_bucket(stats_lat_bounds_us[i]), i);
+        ck_assert_uint_eq(stats_lat_bucket(stats_lat_bounds_us[i] + 1), i + 1);
+    }
+}
+END_TEST
+
+START_TEST(test_histogram_percentiles)
+{
+    uint64_t h[STATS_LAT_BUCKETS] = {0};
+    ck_assert(stats_hist_percentile(h, 0.5) == 0);
+
+    /* 100 samples in (100, 150] µs: linear inside the bucket */
+    unsigned b = stats_lat_bucket(120);
+    ck_assert_uint_eq(stats_lat_bounds_us[b], 150);
+    h[b] = 100;
+    ck_assert_double_eq_tol(stats_hist_percentile(h, 0.5), 125.0, 1e-9);
+    ck_assert_double_eq_tol(stats_hist_percentile(h, 0.9), 145.0, 1e-9);
+    ck_assert_double_eq_tol(stats_hist_percentile(h, 1.0), 150.0, 1e-9);
+
+    /* 90 fast (<= 1 µs) and 10 slow in (5 s, 7 s]: p50 in the first bucket (from 0), p99 in the slow one */
+    memset(h, 0, sizeof(h));
+    h[0] = 90;
+    h[stats_lat_bucket(6000000)] = 10;
+    ck_assert_double_eq_tol(stats_hist_percentile(h, 0.5), 50.0 / 90.0, 1e-9);
+    ck_assert_double_eq_tol(stats_hist_percentile(h, 0.9), 1.0, 1e-9);
+    ck_assert_double_eq_tol(stats_hist_percentile(h, 0.99), 5000000.0 + 2000000.0 * 0.9, 1e-3);
+    /* the overflow bucket reports the last bound */
+    memset(h, 0, sizeof(h));
+    h[STATS_LAT_BUCKETS - 1] = 3;
+    ck_assert_double_eq_tol(stats_hist_percentile(h, 0.5), 60000000.0, 1e-9);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- SLA rules */
+
+START_TEST(test_sla_band_edges)
+{
+    /* a 10000-minute period makes each band edge a whole number of minutes */
+    ck_assert_int_eq(stats_sla_band(10000, 0), STATS_SLA_100_9999);
+    ck_assert_int_eq(stats_sla_band(10000, 1), STATS_SLA_100_9999); /* exactly 99.99% */
+    ck_assert_int_eq(stats_sla_band(10000, 2), STATS_SLA_9999_999);
+    ck_assert_int_eq(stats_sla_band(10000, 10), STATS_SLA_9999_999); /* exactly 99.9% */
+    ck_assert_int_eq(stats_sla_band(10000, 11), STATS_SLA_999_990);
+    ck_assert_int_eq(stats_sla_band(10000, 100), STATS_SLA_999_990); /* exactly 99.0% */
+    ck_assert_int_eq(stats_sla_band(10000, 101), STATS_SLA_990_980);
+    ck_assert_int_eq(stats_sla_band(10000, 200), STATS_SLA_990_980); /* exactly 98.0% */
+    ck_assert_int_eq(stats_sla_band(10000, 201), STATS_SLA_BELOW_980);
+    ck_assert_int_eq(stats_sla_band(10000, 10000), STATS_SLA_BELOW_980);
+    ck_assert_int_eq(stats_sla_band(0, 0), STATS_SLA_100_9999);
+    /* a 30-day month: 43200 minutes; 4 degraded minutes = 99.9907% */
+    ck_assert_int_eq(stats_sla_band(43200, 4), STATS_SLA_100_9999);
+    ck_assert_int_eq(stats_sla_band(43200, 5), STATS_SLA_9999_999); /* 99.98843% */
+    ck_assert_str_eq(stats_sla_band_name(STATS_SLA_100_9999), "100%-99.99%");
+    ck_assert_str_eq(stats_sla_band_name(STATS_SLA_9999_999), "99.99%-99.9%");
+    ck_assert_str_eq(stats_sla_band_name(STATS_SLA_999_990), "99.9%-99.0%");
+    ck_assert_str_eq(stats_sla_band_name(STATS_SLA_990_980), "99.0%-98.0%");
+    ck_assert_str_eq(stats_sla_band_name(STATS_SLA_BELOW_980), "below 98.0%");
+}
+END_TEST
+
+START_TEST(test_degraded_minute_rule)
+{
+    ck_assert_int_eq(stats_minute_degraded(0, 0, 50000), 0);
+    ck_assert_int_eq(stats_minute_degraded(100, 5, 50000), 0); /* exactly 5%: not more */
+    ck_assert_int_eq(stats_minute_degraded(100, 6, 50000), 1);
+    ck_assert_int_eq(stats_minute_degraded(1, 1, 50000), 1);
+    ck_assert_int_eq(stats_minute_degraded(1000000, 50001, 50000), 1);
+    ck_assert_int_eq(stats_minute_degraded(1000000, 50000, 50000), 0);
+    ck_assert_int_eq(stats_minute_degraded(10, 1, 0), 1);        /* share 0: any error we cause */
+    ck_assert_int_eq(stats_minute_degraded(10, 10, 1000000), 0); /* share 100%: never */
+    ck_assert_int_eq(stats_minute_degraded(UINT64_MAX, UINT64_MAX / 2, 500000), 0);
+    ck_assert_int_eq(stats_minute_degraded(UINT64_MAX, UINT64_MAX / 2 + 1, 500000), 1);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- records */
+
+START_TEST(test_sample_records)
+{
+    stats_sample_t s = {.start = 1700000040, .duration = 60}, d;
+    for (size_t i = 0; i < stats_num_sample_fields; i++)
+        *(uint64_t *)((char *)&s + stats_sample_fields[i].offset) = 1000 + i;
+    size_t len;
+    uint8_t *rec = stats_sample_encode(&s, &len);
+    ck_assert_int_eq(stats_sample_decode(rec, len, &d), 0);
+    ck_assert_mem_eq(&s, &d, sizeof(s));
+
+    /* untrusted: wrong magic, truncated, length not matching the field count */
+    ck_assert_int_eq(stats_sample_decode(rec, len - 1, &d), -1);
+    ck_assert_int_eq(stats_sample_decode(rec, 10, &d), -1);
+    rec[0] ^= 1;
+    ck_assert_int_eq(stats_sample_decode(rec, len, &d), -1);
+    rec[0] ^= 1;
+
+    /* a newer record with two more fields: they are ignored */
+    uint8_t *bigger = calloc(1, len + 16);
+    memcpy(bigger, rec, len);
+    bigger[6] = (uint8_t)(stats_num_sample_fields + 2);
+    ck_assert_int_eq(stats_sample_decode(bigger, len + 16, &d), 0);
+    ck_assert_mem_eq(&s, &d, sizeof(s));
+    /* an older record with only three fields: the rest are 0 */
+    rec[6] = 3;
+    ck_assert_int_eq(stats_sample_decode(rec, 24 + 3 * 8, &d), 0);
+    ck_assert_uint_eq(d.requests, 1000);
+    ck_assert_uint_eq(d.miss, 1002);
+    ck_assert_uint_eq(d.pass, 0);
+    ck_assert_uint_eq(d.pass_time_us, 0);
+    free(bigger);
+    free(rec);
+
+    /* merging adds counters and durations, keeps the start */
+    stats_sample_t a = {.start = 60, .duration = 20, .requests = 5, .hits = 1}, b = {.start = 60, .duration = 40, .requests = 7};
+    stats_sample_add(&a, &b);
+    ck_assert_uint_eq(a.duration, 60);
+    ck_assert_uint_eq(a.requests, 12);
+    ck_assert_uint_eq(a.hits, 1);
+    ck_assert_int_eq(a.start, 60);
+
+    stats_bw_sample_t bw = {.start = 300, .interval = 300, .bytes = 123456789}, bw2;
+    rec = stats_bw_encode(&bw, &len);
+    ck_assert_int_eq(stats_bw_decode(rec, len, &bw2), 0);
+    ck_assert_mem_eq(&bw, &bw2, sizeof(bw));
+    rec[16] = rec[17] = rec[18] = rec[19] = rec[20] = rec[21] = rec[22] = rec[23] = 0; /* interval 0 */
+    ck_assert_int_eq(stats_bw_decode(rec, len, &bw2), -1);
+    free(rec);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- the sampler in a real store */
+
+START_TEST(test_sampler_history_and_retention)
+{
+    config_t cfg;
+    store_t *s = open_store();
+    init_stats(&cfg, s);
+    int64_t st = stats_start_time(), open = st - st % 60;
+
+    stats_tick(open + 60, 0); /* closes the first minute */
+    stats_tick(open + 65, 1); /* final: the partial second minute */
+    stats_tick(open + 70, 1); /* another final for the same minute merges into it */
+
+    stats_sample_t *m = NULL;
+    stats_bw_sample_t *b = NULL;
+    size_t nm = 0, nb = 0;
+    ck_assert_int_eq(stats_history_load(open, open + 120, &m, &nm, &b, &nb), 0);
+    ck_assert_uint_eq(nm, 2);
+    ck_assert_int_eq(m[0].start, open);
+    ck_assert_uint_eq(m[0].duration, (uint64_t)(open + 60 - st));
+    ck_assert_int_eq(m[1].start, open + 60);
+    ck_assert_uint_eq(m[1].duration, 10); /* 5 s, then 5 more merged */
+    free(m);
+    free(b);
+
+    /* a garbage record under a stats key is skipped, not fatal */
+    ck_assert_int_eq(store_kv_put_sync(s, "stats", "m00000000000000f0", "junk", 4), 0);
+    ck_assert_int_eq(stats_history_load(0, open + 120, &m, &nm, NULL, NULL), 0);
+    ck_assert_uint_eq(nm, 2);
+    free(m);
+
+    /* 32 days later everything older than 31 days goes (garbage included) */
+    stats_tick(open + 32 * 86400, 0);
+    ck_assert_int_eq(stats_history_load(0, INT64_MAX, &m, &nm, &b, &nb), 0);
+    ck_assert_uint_eq(nm, 0);
+    ck_assert_uint_eq(nb, 0);
+    free(m);
+    free(b);
+    char *val = NULL;
+    ck_assert_int_eq(store_kv_get(s, "stats", "m00000000000000f0", &val, NULL), STORE_ENOTFOUND);
+
+    stats_tick(open + 32 * 86400 + 60, 0);
+    ck_assert_int_eq(stats_history_load(0, INT64_MAX, &m, &nm, &b, &nb), 0);
+    ck_assert_uint_eq(nm, 1);
+    ck_assert_int_eq(m[0].start, open + 32 * 86400);
+    ck_assert_uint_eq(m[0].duration, 60);
+    free(m);
+    free(b);
+
+    stats_stop();
+    close_store(&s);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- history and SLA documents */
+
+START_TEST(test_history_by_hour)
+{
+    config_t cfg;
+    store_t *s = open_store();
+    init_stats(&cfg, s);
+    int64_t h0 = utc(2024, 3, 10, 14, 0);
+    /* 3 minutes in hour 14, 2 in hour 15 */
+    int64_t starts[5] = {h0, h0 + 60, h0 + 59 * 60, h0 + 3600, h0 + 3660};
+    for (int i = 0; i < 5; i++) {
+        stats_sample_t m = {.start = starts[i], .duration = 60, .requests = 10u * (unsigned)(i + 1), .hits = 6,
+                            .miss = 2, .bandwidth = 1000, .status_2xx = 9, .synth_5xx = i == 4 ? 5 : 0};
+        put_minute(s, &m);
+    }
+    char detail[200];
+    json_t *doc = admin_stats_history_json(h0, h0 + 7200, "hour", detail, sizeof(detail));
+    ck_assert_msg(doc != NULL, "%s", detail);
+    ck_assert_str_eq(json_string_value(json_object_get(doc, "status")), "success");
+    ck_assert(json_is_null(json_object_get(doc, "msg")));
+    json_t *meta = json_object_get(doc, "meta");
+    ck_assert_str_eq(json_string_value(json_object_get(meta, "by")), "hour");
+    ck_assert_str_eq(json_string_value(json_object_get(meta, "from")), "Sun Mar 10 14:00:00 UTC 2024");
+    json_t *data = json_object_get(doc, "data");
+    ck_assert_uint_eq(json_array_size(data), 2);
+    json_t *a = json_array_get(data, 0), *b = json_array_get(data, 1);
+    ck_assert_int_eq(json_integer_value(json_object_get(a, "start_time")), h0);
+    ck_assert_int_eq(json_integer_value(json_object_get(a, "requests")), 10 + 20 + 30);
+    ck_assert_int_eq(json_integer_value(json_object_get(a, "hits")), 18);
+    ck_assert_int_eq(json_integer_value(json_object_get(a, "bandwidth")), 3000);
+    ck_assert_double_eq_tol(json_real_value(json_object_get(a, "hit_ratio")), 0.75, 1e-12);
+    ck_assert_int_eq(json_integer_value(json_object_get(a, "degraded_minutes")), 0);
+    ck_assert_int_eq(json_integer_value(json_object_get(b, "start_time")), h0 + 3600);
+    ck_assert_int_eq(json_integer_value(json_object_get(b, "requests")), 40 + 50);
+    ck_assert_int_eq(json_integer_value(json_object_get(b, "degraded_minutes")), 1); /* 5 of 50 > 5% */
+    json_decref(doc);
+
+    /* by minute, a window that cuts the first hour */
+    doc = admin_stats_history_json(h0 + 60, h0 + 3600, "minute", detail, sizeof(detail));
+    ck_assert_ptr_nonnull(doc);
+    ck_assert_uint_eq(json_array_size(json_object_get(doc, "data")), 2);
+    json_decref(doc);
+
+    ck_assert_ptr_null(admin_stats_history_json(h0, h0, "hour", detail, sizeof(detail)));
+    ck_assert_ptr_null(admin_stats_history_json(h0, h0 + 60, "week", detail, sizeof(detail)));
+    ck_assert_ptr_null(admin_stats_history_json(0, INT64_C(1) << 40, "minute", detail, sizeof(detail)));
+    stats_stop();
+    close_store(&s);
+}
+END_TEST
+
+START_TEST(test_sla_document)
+{
+    config_t cfg;
+    store_t *s = open_store();
+    init_stats(&cfg, s);
+    int64_t feb = utc(2024, 2, 1, 0, 0), mar = utc(2024, 3, 1, 0, 0);
+    /* 40 five-minute samples: 38 at 1 MB, 2 spikes at 100 MB: p95 drops both spikes */
+    for (int i = 0; i < 40; i++)
+        put_bw(s, feb + 300 * i, 300, i == 7 || i == 30 ? 100000000 : 1000000);
+    put_bw(s, mar, 300, 999999999); /* next month: not counted */
+    /* 5 degraded minutes out of 29 * 1440 = 41760 */
+    for (int i = 0; i < 8; i++) {
+        stats_sample_t m = {.start = feb + 3600 + 60 * i, .duration = 60, .requests = 100, .synth_5xx = i < 5 ? 50 : 1};
+        put_minute(s, &m);
+    }
+    char detail[200];
+    json_t *o = admin_stats_sla_json(2024, 2, utc(2024, 6, 1, 0, 0), detail, sizeof(detail));
+    ck_assert_msg(o != NULL, "%s", detail);
+    ck_assert_str_eq(json_string_value(json_object_get(o, "month")), "2024-02");
+    ck_assert_int_eq(json_integer_value(json_object_get(o, "bandwidth_samples")), 40);
+    uint64_t low = 1000000ull * 8 / 300, high = 100000000ull * 8 / 300;
+    ck_assert_int_eq(json_integer_value(json_object_get(o, "p95_utilization_bps")), (json_int_t)low);
+    ck_assert_int_eq(json_integer_value(json_object_get(o, "max_utilization_bps")), (json_int_t)high);
+    double avg = (38.0 * (double)low + 2.0 * (double)high) / 40.0;
+    ck_assert_double_eq_tol(json_real_value(json_object_get(o, "average_utilization_bps")), avg, 0.001);
+    ck_assert_double_eq_tol(json_real_value(json_object_get(o, "permitted_utilization_bps")), 5 * avg, 0.005);
+    ck_assert(json_is_false(json_object_get(o, "utilization_spike")));
+    ck_assert_int_eq(json_integer_value(json_object_get(o, "minutes")), 41760);
+    ck_assert_int_eq(json_integer_value(json_object_get(o, "degraded_minutes")), 5);
+    ck_assert_double_eq_tol(json_real_value(json_object_get(o, "availability_percent")), 100.0 * 41755 / 41760, 0.0001);
+    ck_assert_str_eq(json_string_value(json_object_get(o, "sla_band")), "99.99%-99.9%");
+    json_decref(o);
+
+    /* a month not begun */
+    ck_assert_ptr_null(admin_stats_sla_json(2030, 1, utc(2024, 6, 1, 0, 0), detail, sizeof(detail)));
+    /* the current month counts only the minutes so far */
+    o = admin_stats_sla_json(2024, 2, feb + 86400, detail, sizeof(detail));
+    ck_assert_int_eq(json_integer_value(json_object_get(o, "minutes")), 1440);
+    json_decref(o);
+    stats_stop();
+    close_store(&s);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- time parsing */
+
+START_TEST(test_parse_time)
+{
+    int64_t now = 1700000000, t;
+    ck_assert_int_eq(admin_stats_parse_time("now", now, &t), 0);
+    ck_assert_int_eq(t, now);
+    ck_assert_int_eq(admin_stats_parse_time("1600000000", now, &t), 0);
+    ck_assert_int_eq(t, 1600000000);
+    ck_assert_int_eq(admin_stats_parse_time("2024-01-02", now, &t), 0);
+    ck_assert_int_eq(t, utc(2024, 1, 2, 0, 0));
+    ck_assert_int_eq(admin_stats_parse_time("2024-01-02 03:04", now, &t), 0);
+    ck_assert_int_eq(t, utc(2024, 1, 2, 3, 4));
+    ck_assert_int_eq(admin_stats_parse_time("2024-01-02T03:04:05Z", now, &t), 0);
+    ck_assert_int_eq(t, utc(2024, 1, 2, 3, 4) + 5);
+    ck_assert_int_eq(admin_stats_parse_time("2 hours ago", now, &t), 0);
+    ck_assert_int_eq(t, now - 7200);
+    ck_assert_int_eq(admin_stats_parse_time("1 day ago", now, &t), 0);
+    ck_assert_int_eq(t, now - 86400);
+    ck_assert_int_eq(admin_stats_parse_time("30 minutes ago", now, &t), 0);
+    ck_assert_int_eq(t, now - 1800);
+    const char *bad[] = {"", "yesterday", "2024-13-01", "2024-01-02 25:00", "2 fortnights ago", "2 hours", "-5",
+                         "2024-01-02x", "99999999999999999999", "1 hour ago!"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        ck_assert_msg(admin_stats_parse_time(bad[i], now, &t) == -1, "accepted '%s'", bad[i]);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- Prometheus */
+
+START_TEST(test_prom_formatting)
+{
+    char buf[64];
+    ck_assert_uint_eq(admin_prom_escape_label("a\"b\\c\nd", 7, buf, sizeof(buf)), 10);
+    ck_assert_str_eq(buf, "a\\\"b\\\\c\\nd");
+    ck_assert_uint_eq(admin_prom_escape_label("abcdef", 6, buf, 4), 3); /* truncated, NUL-terminated */
+    ck_assert_str_eq(buf, "abc");
+    admin_prom_format_value(42, buf, sizeof(buf));
+    ck_assert_str_eq(buf, "42");
+    admin_prom_format_value(0, buf, sizeof(buf));
+    ck_assert_str_eq(buf, "0");
+    admin_prom_format_value(0.25, buf, sizeof(buf));
+    ck_assert_str_eq(buf, "0.25");
+    admin_prom_format_value(1e-6, buf, sizeof(buf));
+    ck_assert_double_eq(strtod(buf, NULL), 1e-6);
+    admin_prom_format_value(INFINITY, buf, sizeof(buf));
+    ck_assert_str_eq(buf, "+Inf");
+    admin_prom_format_value(-INFINITY, buf, sizeof(buf));
+    ck_assert_str_eq(buf, "-Inf");
+    admin_prom_format_value(NAN, buf, sizeof(buf));
+    ck_assert_str_eq(buf, "NaN");
+}
+END_TEST
+
+/* every line of the exposition against the text format (0.0.4): HELP/TYPE comments, then
+ * samples `name{label="value",...} number` of a declared family; histogram buckets
+ * cumulative with le ascending and +Inf equal to _count */
+START_TEST(test_metrics_render_format)
+{
+    config_t cfg;
+    store_t *s = open_store();
+    init_stats(&cfg, s);
+    stats_note_purge(STATS_PURGE_KEY, 1500);
+    stats_note_purge(STATS_PURGE_KEY, 500);
+    size_t len;
+    char *text = admin_metrics_render(&len);
+    ck_assert_uint_eq(strlen(text), len);
+    ck_assert(len > 0 && text[len - 1] == '\n');
+
+    regex_t help, type, sample;
+    ck_assert_int_eq(regcomp(&help, "^# HELP [a-zA-Z_:][a-zA-Z0-9_:]* [^\n]+$", REG_EXTENDED), 0);
+    ck_assert_int_eq(regcomp(&type, "^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram|summary|untyped)$", REG_EXTENDED), 0);
+    ck_assert_int_eq(regcomp(&sample,
+                             "^([a-zA-Z_:][a-zA-Z0-9_:]*)(\\{([a-zA-Z_][a-zA-Z0-9_]*=\"([^\"\\\\]|\\\\.)*\",?)*\\})? "
+                             "(-?[0-9]+(\\.[0-9]+)?([eE][-+]?[0-9]+)?|\\+Inf|-Inf|NaN)$",
+                             REG_EXTENDED),
+                     0);
+    char family[128] = "", ftype[32] = "";
+    int samples = 0, histos = 0;
+    double last_le = -1, last_bucket = -1;
+    char *save = NULL;
+    for (char *line = strtok_r(text, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
+        regmatch_t m[8];
+        if (strncmp(line, "# HELP ", 7) == 0) {
+            ck_assert_msg(regexec(&help, line, 0, NULL, 0) == 0, "bad HELP line: %s", line);
+        } else if (strncmp(line, "# TYPE ", 7) == 0) {
+            ck_assert_msg(regexec(&type, line, 8, m, 0) == 0, "bad TYPE line: %s", line);
+            snprintf(family, sizeof(family), "%.*s", (int)(m[1].rm_eo - m[1].rm_so), line + m[1].rm_so);
+            snprintf(ftype, sizeof(ftype), "%.*s", (int)(m[2].rm_eo - m[2].rm_so), line + m[2].rm_so);
+            if (strcmp(ftype, "counter") == 0)
+                ck_assert_msg(strlen(family) > 6 && strcmp(family + strlen(family) - 6, "_total") == 0,
+                              "counter %s without _total", family);
+        } else {
+            ck_assert_msg(regexec(&sample, line, 8, m, 0) == 0, "bad sample line: %s", line);
+            char name[128];
+            snprintf(name, sizeof(name), "%.*s", (int)(m[1].rm_eo - m[1].rm_so), line + m[1].rm_so);
+            ck_assert_msg(family[0] != '\0' && strncmp(name, family, strlen(family)) == 0, "sample %s outside its family %s",
+                          name, family);
+            const char *suffix = name + strlen(family);
+            if (strcmp(ftype, "histogram") == 0) {
+                ck_assert_msg(strcmp(suffix, "_bucket") == 0 || strcmp(suffix, "_sum") == 0 || strcmp(suffix, "_count") == 0,
+                              "histogram sample %s", name);
+                double v = strtod(strrchr(line, ' ') + 1, NULL);
+                if (strcmp(suffix, "_bucket") == 0) {
+                    const char *le = strstr(line, "le=\"");
+                    ck_assert_ptr_nonnull(le);
+                    double lev = strncmp(le + 4, "+Inf", 4) == 0 ? INFINITY : strtod(le + 4, NULL);
+                    if (last_le >= 0 && lev > last_le)
+                        ck_assert(v >= last_bucket);
+                    last_le = lev;
+                    last_bucket = v;
+                } else if (strcmp(suffix, "_count") == 0) {
+                    ck_assert(isinf(last_le));
+                    ck_assert_double_eq(v, last_bucket);
+                    last_le = -1;
+                    histos++;
+                }
+            } else if (strcmp(ftype, "summary") == 0) {
+                ck_assert(strcmp(suffix, "_sum") == 0 || strcmp(suffix, "_count") == 0);
+            } else {
+                ck_assert_msg(*suffix == '\0', "sample %s of family %s", name, family);
+            }
+            samples++;
+        }
+    }
+    ck_assert_int_eq(histos, 3); /* hit, miss, pass */
+    ck_assert_int_gt(samples, 100);
+    free(text);
+
+    text = admin_metrics_render(&len);
+    ck_assert_ptr_nonnull(strstr(text, "\nedgecache_purges_total{kind=\"key\"} 2\n"));
+    ck_assert_ptr_nonnull(strstr(text, "\nedgecache_purge_duration_seconds_sum{kind=\"key\"} 0.002\n"));
+    ck_assert_ptr_nonnull(strstr(text, "\nedgecache_request_duration_seconds_bucket{cache=\"hit\",le=\"1e-06\"} 0\n"));
+    ck_assert_ptr_nonnull(strstr(text, "\nedgecache_request_duration_seconds_bucket{cache=\"miss\",le=\"60\"} 0\n"));
+    free(text);
+    regfree(&help);
+    regfree(&type);
+    regfree(&sample);
+    stats_stop();
+    close_store(&s);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- access log line */
+
+static socklen_t fake_peername(h2o_conn_t *conn, struct sockaddr *sa)
+{
+    (void)conn;
+    struct sockaddr_in *in = (struct sockaddr_in *)sa;
+    memset(in, 0, sizeof(*in));
+    in->sin_family = AF_INET;
+    in->sin_addr.s_addr = htonl(0x7f000001);
+    return sizeof(*in);
+}
+
+START_TEST(test_accesslog_line)
+{
+    static const h2o_conn_callbacks_t cbs = {.get_peername = fake_peername};
+    h2o_conn_t conn = {.callbacks = &cbs};
+    h2o_req_t req;
+    memset(&req, 0, sizeof(req));
+    h2o_mem_init_pool(&req.pool);
+    req.conn = &conn;
+    req.input.method = h2o_iovec_init(H2O_STRLIT("GET"));
+    req.input.path = h2o_iovec_init(H2O_STRLIT("/a b?\"q\"=\x01\xc3\xa9"));
+    req.version = 0x101;
+    req.res.status = 200;
+    req.bytes_sent = 1234;
+    req.timestamps.request_begin_at.tv_sec = 1700000000; /* Tue, 14 Nov 2023 22:13:20 GMT */
+    h2o_add_header(&req.pool, &req.headers, H2O_TOKEN_USER_AGENT, NULL, H2O_STRLIT("curl/8 \"x\""));
+    accesslog_entry_t e = {.cache_status = "HIT", .backend = "origin-1", .backend_len = 8, .ttfb_us = 1500, .total_us = 2000250};
+    char buf[ACCESSLOG_MAX_LINE];
+    size_t n = accesslog_format(buf, sizeof(buf), &req, &e);
+    buf[n] = '\0';
+    ck_assert_str_eq(buf, "127.0.0.1 - - [14/Nov/2023:22:13:20 +0000] \"GET /a b?\\x22q\\x22=\\x01\\xc3\\xa9 HTTP/1.1\" 200 1234 "
+                          "\"-\" \"curl/8 \\x22x\\x22\" HIT origin-1 0.001500 2.000250\n");
+
+    /* nothing sent, no cache status, no backend, no first byte */
+    req.bytes_sent = 0;
+    req.res.status = 0;
+    req.version = 0x100;
+    accesslog_entry_t none = {.ttfb_us = -1, .total_us = 7};
+    n = accesslog_format(buf, sizeof(buf), &req, &none);
+    buf[n] = '\0';
+    ck_assert_ptr_nonnull(strstr(buf, " HTTP/1.0\" 0 - \"-\" \"curl/8 \\x22x\\x22\" - - - 0.000007\n"));
+
+    /* a huge target is cut, the line stays one line within the cap */
+    size_t big = 20000;
+    char *path = malloc(big);
+    memset(path, 'a', big);
+    req.input.path = h2o_iovec_init(path, big);
+    n = accesslog_format(buf, 512, &req, &e);
+    ck_assert_uint_le(n, 512);
+    ck_assert_int_eq(buf[n - 1], '\n');
+    ck_assert_ptr_null(memchr(buf, '\n', n - 1));
+    free(path);
+    h2o_mem_clear_pool(&req.pool);
+}
+END_TEST
+
+/* the writer thread: lines reach the file after a flush, and after a reopen they go to the new file */
+START_TEST(test_accesslog_file_and_reopen)
+{
+    char dir[] = "/tmp/edgecache-alog-XXXXXX", path[128], rotated[128], err[256];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/access.log", dir);
+    snprintf(rotated, sizeof(rotated), "%s/access.log.1", dir);
+    ck_assert_int_eq(accesslog_open(path, 2, err, sizeof(err)), 0);
+    ck_assert_int_eq(accesslog_enabled(), 1);
+
+    static const h2o_conn_callbacks_t cbs = {.get_peername = fake_peername};
+    h2o_conn_t conn = {.callbacks = &cbs};
+    h2o_req_t req;
+    memset(&req, 0, sizeof(req));
+    h2o_mem_init_pool(&req.pool);
+    req.conn = &conn;
+    req.input.method = h2o_iovec_init(H2O_STRLIT("GET"));
+    req.input.path = h2o_iovec_init(H2O_STRLIT("/one"));
+    req.version = 0x101;
+    req.res.status = 200;
+    accesslog_entry_t e = {.cache_status = "MISS", .ttfb_us = 1, .total_us = 2};
+    accesslog_write_request(0, &req, &e);
+    accesslog_write_request(1, &req, &e);
+    accesslog_flush(0);
+    accesslog_flush(1);
+
+    /* wait (bounded) for two lines */
+    char content[4096];
+    size_t got = 0;
+    for (int i = 0; i < 300; i++) {
+        FILE *f = fopen(path, "r");
+        got = f != NULL ? fread(content, 1, sizeof(content) - 1, f) : 0;
+        if (f != NULL)
+            fclose(f);
+        content[got] = '\0';
+        char *nl = strchr(content, '\n');
+        if (nl != NULL && strchr(nl + 1, '\n') != NULL)
+            break;
+        usleep(10000);
+    }
+    ck_assert_ptr_nonnull(strstr(content, "\"GET /one HTTP/1.1\" 200 - \"-\" \"-\" MISS - 0.000001 0.000002\n"));
+    ck_assert_ptr_nonnull(strstr(strstr(content, "\n") + 1, "GET /one"));
+
+    ck_assert_int_eq(rename(path, rotated), 0);
+    accesslog_reopen();
+    /* the reopen is asynchronous: lines written after it land in the new file once it exists */
+    req.input.path = h2o_iovec_init(H2O_STRLIT("/two"));
+    for (int i = 0; i < 200 && access(path, F_OK) != 0; i++)
+        usleep(10000);
+    ck_assert_int_eq(access(path, F_OK), 0);
+    accesslog_write_request(0, &req, &e);
+    accesslog_close(); /* flushes and writes everything */
+    ck_assert_int_eq(accesslog_enabled(), 0);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    got = fread(content, 1, sizeof(content) - 1, f);
+    fclose(f);
+    content[got] = '\0';
+    ck_assert_ptr_nonnull(strstr(content, "GET /two"));
+    ck_assert_ptr_null(strstr(content, "GET /one"));
+    ck_assert_uint_eq(accesslog_dropped_lines(), 0);
+    h2o_mem_clear_pool(&req.pool);
+    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+END_TEST
+
+static Suite *stats_suite(void)
+{
+    Suite *s = suite_create("stats");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_p95_hand_made);
+    tcase_add_test(tc, test_histogram_buckets);
+    tcase_add_test(tc, test_histogram_percentiles);
+    tcase_add_test(tc, test_sla_band_edges);
+    tcase_add_test(tc, test_degraded_minute_rule);
+    tcase_add_test(tc, test_sample_records);
+    tcase_add_test(tc, test_sampler_history_and_retention);
+    tcase_add_test(tc, test_history_by_hour);
+    tcase_add_test(tc, test_sla_document);
+    tcase_add_test(tc, test_parse_time);
+    tcase_add_test(tc, test_prom_formatting);
+    tcase_add_test(tc, test_metrics_render_format);
+    tcase_add_test(tc, test_accesslog_line);
+    tcase_add_test(tc, test_accesslog_file_and_reopen);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(stats_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
