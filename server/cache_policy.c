@@ -59,6 +59,7 @@
 #include <assert.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #define DELTA_SECONDS_CAP 2147483648u /* RFC 9111 1.2.2 */
@@ -824,3 +825,105 @@ uint32_t policy_current_age(uint32_t initial_age, int64_t response_time_ms, int6
         return UINT32_MAX - 1;
     return (uint32_t)age;
 }
+
+/*
+ * Fold an Accept-Encoding value to what the cache keys on: "br" when br is acceptable,
+ * else "gzip" when gzip (or x-gzip) is, else "" (identity). Codings are compared without
+ * their parameters; a q of 0 makes a coding unacceptable (RFC 9110 12.5.3).
+ */
+const char *policy_normalize_accept_encoding(const char *v, size_t len)
+{
+    int br = 0, gzip = 0;
+    size_t i = 0;
+    while (i < len) {
+        size_t start = i;
+        while (i < len && v[i] != ',')
+            ++i;
+        size_t end = i++;
+        /* one element: coding [; params] */
+        while (start < end && (v[start] == ' ' || v[start] == '\t'))
+            ++start;
+        size_t cend = start;
+        while (cend < end && v[cend] != ';' && v[cend] != ' ' && v[cend] != '\t')
+            ++cend;
+        int acceptable = 1;
+        const char *q = memchr(v + cend, ';', end - cend);
+        while (q != NULL && q < v + end) {
+            const char *p = q + 1;
+            while (p < v + end && (*p == ' ' || *p == '\t'))
+                ++p;
+            if (v + end - p >= 2 && (p[0] == 'q' || p[0] == 'Q') && p[1] == '=') {
+                p += 2;
+                acceptable = 0; /* q=0, q=0.0, q=0.000 */
+                for (; p < v + end && *p != ';' && *p != ' '; ++p)
+                    if (*p >= '1' && *p <= '9')
+                        acceptable = 1;
+            }
+            q = memchr(p, ';', (size_t)(v + end - p));
+        }
+        size_t clen = cend - start;
+        if (!acceptable)
+            continue;
+        if (clen == 2 && strncasecmp(v + start, "br", 2) == 0)
+            br = 1;
+        else if ((clen == 4 && strncasecmp(v + start, "gzip", 4) == 0) || (clen == 6 && strncasecmp(v + start, "x-gzip", 6) == 0))
+            gzip = 1;
+    }
+    return br ? "br" : gzip ? "gzip" : "";
+}
+
+/*
+ * A single byte range of a `len`-byte body (RFC 9110 14.1.2). Returns 1 with
+ * [*first, *last] for a satisfiable single range, 0 when the header is to be ignored
+ * (malformed, several ranges, not bytes), -1 when unsatisfiable (416).
+ */
+int policy_parse_range(const char *v, size_t vlen, uint64_t len, uint64_t *first, uint64_t *last)
+{
+    size_t i = 0;
+    while (i < vlen && v[i] == ' ')
+        ++i;
+    if (vlen - i < 6 || strncasecmp(v + i, "bytes=", 6) != 0)
+        return 0;
+    i += 6;
+    if (memchr(v + i, ',', vlen - i) != NULL)
+        return 0; /* several ranges: the full response is a valid answer */
+    while (i < vlen && v[i] == ' ')
+        ++i;
+    uint64_t a = 0, b = 0;
+    int have_a = 0, have_b = 0;
+    while (i < vlen && v[i] >= '0' && v[i] <= '9') {
+        if (a > (UINT64_MAX - 9) / 10)
+            return 0;
+        a = a * 10 + (uint64_t)(v[i++] - '0');
+        have_a = 1;
+    }
+    if (i >= vlen || v[i] != '-')
+        return 0;
+    ++i;
+    while (i < vlen && v[i] >= '0' && v[i] <= '9') {
+        if (b > (UINT64_MAX - 9) / 10)
+            return 0;
+        b = b * 10 + (uint64_t)(v[i++] - '0');
+        have_b = 1;
+    }
+    while (i < vlen && v[i] == ' ')
+        ++i;
+    if (i != vlen || (!have_a && !have_b))
+        return 0;
+    if (!have_a) {
+        /* suffix: the last b bytes */
+        if (b == 0)
+            return -1;
+        *first = b >= len ? 0 : len - b;
+        *last = len - 1;
+        return len == 0 ? -1 : 1;
+    }
+    if (have_b && b < a)
+        return 0;
+    if (a >= len)
+        return -1;
+    *first = a;
+    *last = !have_b || b >= len ? len - 1 : b;
+    return 1;
+}
+

@@ -106,4 +106,19 @@ void policy_decide(int status, const policy_header_t *headers, size_t num_header
  */
 uint32_t policy_current_age(uint32_t initial_age, int64_t response_time_ms, int64_t now_ms);
 
+/**
+ * Fold an Accept-Encoding field value to what the cache keys variants on: "br" when br is
+ * acceptable, else "gzip" when gzip (or x-gzip) is, else "" (identity). Codings compare
+ * without their parameters; q=0 makes a coding unacceptable. Returns a static string.
+ */
+const char *policy_normalize_accept_encoding(const char *value, size_t len);
+
+/**
+ * A Range field value against a body of `len` bytes (RFC 9110 14.1.2, single byte range).
+ * Returns 1 with [*first, *last] for a satisfiable range, 0 when the header is to be
+ * ignored (malformed, several ranges, not bytes: serve the full response), -1 when
+ * unsatisfiable (416).
+ */
+int policy_parse_range(const char *value, size_t vlen, uint64_t len, uint64_t *first, uint64_t *last);
+
 #endif
