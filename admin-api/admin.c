@@ -48,6 +48,7 @@
 #include <unistd.h>
 #include <sodium.h>
 #include "admin-api/admin_ext.h"
+#include "server/frontend.h"
 #include "admin-api/admin_int.h"
 #include "admin-api/stats_api.h"
 #include "admin-api/backends_api.h"
@@ -720,31 +721,6 @@ static int no_conns_no_purges(admin_t *admin)
 }
 
 /*
- * h2o 2.2 keeps per-thread free lists (request-pool chunks, socket buffers) that nothing
- * releases when a thread ends, so every admin start/stop would leak them (LeakSanitizer
- * says so). Empty them before the admin thread returns. The socket buffers' list is a
- * public thread-local; the pool chunks' list is reachable only through
- * h2o_mem_alloc_pool: the first allocation in a fresh pool pops a chunk off the list (or
- * mallocs one), and in h2o 2.2 a chunk is a single malloc'd block, so free() releases it.
- * Sixteen rounds empty the list (h2o caps it at 16).
- */
-static void drain_thread_caches(void)
-{
-#if H2O_VERSION_MAJOR == 2 && H2O_VERSION_MINOR == 2
-    h2o_mem_recycle_t *bufs = &h2o_socket_buffer_prototype.allocator;
-    while (bufs->cnt != 0)
-        free(h2o_mem_alloc_recycle(bufs, 1));
-    for (int i = 0; i < 16; i++) {
-        h2o_mem_pool_t pool;
-        h2o_mem_init_pool(&pool);
-        (void)h2o_mem_alloc_pool(&pool, 1);
-        assert(pool.chunks != NULL && pool.shared_refs == NULL && pool.directs == NULL);
-        free(pool.chunks);
-    }
-#endif
-}
-
-/*
  * Called with no connection left and no purge in flight, right before h2o_context_dispose,
  * which aborts on any linked entry. The only expected one is HTTP/2's graceful-shutdown
  * timer (armed by h2o_context_request_shutdown, owned by the context). Any other entry has
@@ -826,7 +802,7 @@ static void *admin_thread_main(void *arg)
     (void)queue;
 #endif
     h2o_evloop_destroy(loop);
-    drain_thread_caches();
+    frontend_drain_thread_caches();
     return NULL;
 }
 

@@ -56,6 +56,7 @@
 #include <h2o.h>
 #include <h2o/socketpool.h>
 #include "server/backend.h"
+#include "server/frontend.h"
 #include "server/backend_int.h"
 #include "server/worker.h"
 
@@ -1843,23 +1844,6 @@ static probe_t *take_pending(void)
     return list;
 }
 
-/* h2o 2.2 keeps freed socket buffers and memory-pool chunks in per-thread caches; a thread that
- * ends hands them back, or they show up as leaks */
-static void prober_drain_thread_caches(void)
-{
-#if H2O_VERSION_MAJOR == 2 && H2O_VERSION_MINOR == 2
-    h2o_mem_recycle_t *cache = &h2o_socket_buffer_prototype.allocator;
-    while (cache->cnt != 0)
-        free(h2o_mem_alloc_recycle(cache, 1));
-    for (int i = 0; i < 16; i++) {
-        h2o_mem_pool_t pool;
-        h2o_mem_init_pool(&pool);
-        (void)h2o_mem_alloc_pool(&pool, 1);
-        free(pool.chunks);
-    }
-#endif
-}
-
 static void *prober_main(void *arg)
 {
     (void)arg;
@@ -1902,7 +1886,7 @@ static void *prober_main(void *arg)
     }
     set_unref(P.set);
     P.set = NULL;
-    prober_drain_thread_caches();
+    frontend_drain_thread_caches();
     return NULL;
 }
 

@@ -67,7 +67,7 @@ static void on_accept(h2o_socket_t *listener, const char *err)
  * h2o 2.2 keeps per-thread caches of recycled socket buffers and pool chunks that are
  * never released when a thread exits; give them back so LeakSanitizer sees a clean exit.
  */
-static void drain_thread_caches(void)
+void frontend_drain_thread_caches(void)
 {
 #if H2O_VERSION_MAJOR == 2 && H2O_VERSION_MINOR == 2
     h2o_mem_recycle_t *bufs = &h2o_socket_buffer_prototype.allocator;
@@ -108,7 +108,7 @@ static void *worker_main(void *arg)
         h2o_evloop_run(w->loop, 50);
 
     proxy_worker_dispose(w);
-    drain_thread_caches();
+    frontend_drain_thread_caches();
     return NULL;
 }
 

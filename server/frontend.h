@@ -24,4 +24,10 @@ uint16_t frontend_bound_port(void);
  */
 void frontend_stop(uint32_t timeout_ms);
 
+/**
+ * Give h2o 2.2's per-thread caches of recycled buffers and pool chunks back to malloc;
+ * every thread that ran an h2o loop calls it just before it exits (LeakSanitizer).
+ */
+void frontend_drain_thread_caches(void);
+
 #endif

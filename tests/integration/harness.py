@@ -805,7 +805,6 @@ class Edgecache:
         if self._cleaned:
             return
         self._cleaned = True
-        _registry.discard(self)
         problems = []
         try:
             if self.proc is not None:
@@ -824,6 +823,7 @@ class Edgecache:
         if self._own_data_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
         shutil.rmtree(self._logdir, ignore_errors=True)
+        _registry.discard(self)  # last: an interrupted cleanup is finished by the atexit sweep
         if problems and check:
             raise EdgecacheError("; ".join(problems) + "\n" + text)
 
