@@ -205,6 +205,7 @@ static struct tombstone {
     int64_t expires_ms;
 } g_tombstones[TOMBSTONE_SLOTS];
 static pthread_mutex_t g_tombstone_lock = PTHREAD_MUTEX_INITIALIZER;
+static atomic_int g_tombstones_pending; /* invalidations not yet committed: 0 keeps lookups lock-free */
 
 /* ---------------------------------------------------------------- settings */
 
@@ -289,6 +290,7 @@ static void tombstone_mark(const uint8_t hash[CACHE_HASH_LEN], uint64_t epoch)
     t->epoch = epoch;
     t->expires_ms = obj_now_ms() + 10000; /* a bound in case the commit never comes */
     pthread_mutex_unlock(&g_tombstone_lock);
+    atomic_fetch_add(&g_tombstones_pending, 1);
 }
 
 /* writer thread, after the invalidation committed: LMDB no longer has the object */
@@ -301,6 +303,7 @@ static void tombstone_on_committed(void *arg, const store_purge_result_t *res)
     if (memcmp(t->hash, hash, CACHE_HASH_LEN) == 0)
         t->expires_ms = 0;
     pthread_mutex_unlock(&g_tombstone_lock);
+    atomic_fetch_sub(&g_tombstones_pending, 1);
     free(hash);
 }
 
@@ -979,6 +982,13 @@ static cache_obj_t *lookup_hash(const uint8_t hash[CACHE_HASH_LEN], const char *
 /* the object for this request: the URL's own, or through its vary index the request's variant */
 static cache_obj_t *lookup(h2o_req_t *req, const uint8_t hash[CACHE_HASH_LEN], const char *key, size_t key_len)
 {
+    /*
+     * An unsafe method invalidated this URL and the writer has not committed it yet: its
+     * variants may still be in memory (only the writer knows their hashes). Until then the
+     * URL is a miss, whatever memory holds.
+     */
+    if (atomic_load_explicit(&g_tombstones_pending, memory_order_acquire) != 0 && tombstone_blocks(hash, 0))
+        return NULL;
     cache_obj_t *obj = lookup_hash(hash, key, key_len);
     if (obj == NULL || !(atomic_load(&obj->flags) & OBJ_F_VARY_INDEX))
         return obj;
@@ -1178,15 +1188,21 @@ static void fetch_fail_before_head(fetch_t *f, const char *errstr)
     }
 }
 
-/* insert into memory and queue for disk, unless a purge committed since the fetch began */
+/*
+ * Insert into memory and queue for disk, unless a purge that names this URL or one of its
+ * surrogate keys was applied since the fetch began (unrelated purges do not matter). A
+ * purge still queued ahead of the put is caught by the writer (store_put_since), which then
+ * drops the put and the memory copy.
+ */
 static int publish_object(fetch_t *f, cache_obj_t *obj)
 {
-    if (store_purge_epoch(g.store) != f->epoch || store_generation(g.store) != f->generation)
+    if (store_generation(g.store) != f->generation ||
+        store_purged_since(g.store, f->epoch, f->key, f->key_len, obj->skeys, obj->skeys_len))
         return 0;
     mem_insert(g.mem, obj);
-    store_put(g.store, obj);
+    store_put_since(g.store, obj, f->epoch);
     /* a purge that committed between the check and the insert must still win */
-    if (store_purge_epoch(g.store) != f->epoch) {
+    if (store_purged_since(g.store, f->epoch, f->key, f->key_len, obj->skeys, obj->skeys_len)) {
         mem_remove_if_same(g.mem, obj->hash, obj);
         return 0;
     }

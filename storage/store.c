@@ -160,7 +160,18 @@ typedef enum store_op_kind {
     STORE_OP_FLUSH,
 } store_op_kind_t;
 
-enum { STORE_PUT_KEPT = 0, STORE_PUT_OLD_GENERATION, STORE_PUT_TOO_LARGE, STORE_PUT_MAP_FULL };
+enum { STORE_PUT_KEPT = 0, STORE_PUT_OLD_GENERATION, STORE_PUT_TOO_LARGE, STORE_PUT_MAP_FULL, STORE_PUT_PURGED };
+
+/*
+ * The purge log: what each purge named (the URL's hash, or the hash of a surrogate key),
+ * tagged with the purge epoch its commit produces. Appended by the writer when it applies
+ * a purge, before the commit; read by the writer for puts and by fetches (any thread).
+ */
+#define PURGE_LOG_SIZE 8192
+typedef struct purge_log_entry {
+    uint64_t epoch;
+    uint8_t tag[CACHE_HASH_LEN];
+} purge_log_entry_t;
 
 typedef struct store_op {
     store_op_kind_t kind;
@@ -180,6 +191,8 @@ typedef struct store_op {
     pthread_cond_t done_cond;
     int rc;      /* KV, FLUSH */
     int dropped; /* PUT: STORE_PUT_* */
+    int has_since;        /* PUT: since_epoch is set (store_put_since) */
+    uint64_t since_epoch; /* PUT: the purge epoch when the object's fetch began */
     store_purge_result_t res;
 } store_op_t;
 
@@ -195,6 +208,9 @@ struct store {
     double high_water, low_water;
     _Atomic uint64_t generation;
     _Atomic uint64_t purge_epoch;
+    pthread_mutex_t plog_lock;
+    purge_log_entry_t *plog; /* ring of PURGE_LOG_SIZE */
+    uint64_t plog_count;     /* entries ever appended */
 
     /* queue: guarded by lock */
     pthread_mutex_t lock;
@@ -231,6 +247,75 @@ typedef struct store_batch {
 static void store_purge_epoch_bump(store_t *s)
 {
     atomic_fetch_add_explicit(&s->purge_epoch, 1, memory_order_release);
+}
+
+/* the tag of a surrogate key in the purge log: its hash, in a namespace apart from URL hashes */
+static void store_skey_tag(const char *skey, size_t len, uint8_t tag[CACHE_HASH_LEN])
+{
+    char buf[512];
+    if (len > sizeof(buf) - 1)
+        len = sizeof(buf) - 1;
+    buf[0] = '\x01';
+    memcpy(buf + 1, skey, len);
+    obj_key_hash(buf, len + 1, tag);
+}
+
+static void store_plog_append(store_t *s, const uint8_t tag[CACHE_HASH_LEN])
+{
+    /* the epoch the running batch's commit will produce */
+    uint64_t epoch = atomic_load_explicit(&s->purge_epoch, memory_order_acquire) + 1;
+    pthread_mutex_lock(&s->plog_lock);
+    purge_log_entry_t *e = &s->plog[s->plog_count++ % PURGE_LOG_SIZE];
+    e->epoch = epoch;
+    memcpy(e->tag, tag, CACHE_HASH_LEN);
+    pthread_mutex_unlock(&s->plog_lock);
+}
+
+typedef struct store_plog_query {
+    uint64_t since;
+    uint8_t url[CACHE_HASH_LEN];
+    const char *skeys;
+    size_t skeys_len;
+} store_plog_query_t;
+
+/* does a skey of q's object have this tag? */
+static int store_plog_skey_match(const store_plog_query_t *q, const uint8_t tag[CACHE_HASH_LEN])
+{
+    size_t i = 0;
+    while (i < q->skeys_len) {
+        while (i < q->skeys_len && (q->skeys[i] == ' ' || q->skeys[i] == '\t'))
+            i++;
+        size_t start = i;
+        while (i < q->skeys_len && q->skeys[i] != ' ' && q->skeys[i] != '\t')
+            i++;
+        if (i > start) {
+            uint8_t t[CACHE_HASH_LEN];
+            store_skey_tag(q->skeys + start, i - start, t);
+            if (memcmp(t, tag, CACHE_HASH_LEN) == 0)
+                return 1;
+        }
+    }
+    return 0;
+}
+
+/* 1 when a purge applied after epoch q->since named the object's URL or one of its keys */
+static int store_plog_purged(store_t *s, const store_plog_query_t *q)
+{
+    int purged = 0;
+    pthread_mutex_lock(&s->plog_lock);
+    uint64_t n = s->plog_count < PURGE_LOG_SIZE ? s->plog_count : PURGE_LOG_SIZE;
+    if (s->plog_count > PURGE_LOG_SIZE && s->plog[s->plog_count % PURGE_LOG_SIZE].epoch > q->since) {
+        purged = 1; /* the log no longer reaches back to q->since: assume the worst */
+    } else {
+        for (uint64_t k = 0; k != n && !purged; ++k) {
+            const purge_log_entry_t *e = &s->plog[(s->plog_count - 1 - k) % PURGE_LOG_SIZE];
+            if (e->epoch <= q->since)
+                continue;
+            purged = memcmp(e->tag, q->url, CACHE_HASH_LEN) == 0 || store_plog_skey_match(q, e->tag);
+        }
+    }
+    pthread_mutex_unlock(&s->plog_lock);
+    return purged;
 }
 
 static int store_lmdb_err(int rc)
@@ -553,6 +638,15 @@ static int store_txn_put(store_t *s, MDB_txn *txn, store_batch_t *b, store_op_t 
         op->dropped = STORE_PUT_TOO_LARGE;
         return 0;
     }
+    if (op->has_since) {
+        /* fetched before a purge that names it was applied (earlier in the queue): it is purged content */
+        store_plog_query_t q = {.since = op->since_epoch, .skeys = obj->skeys, .skeys_len = obj->skeys_len};
+        obj_key_hash(obj->key, obj->key_len, q.url);
+        if (store_plog_purged(s, &q)) {
+            op->dropped = STORE_PUT_PURGED;
+            return 0;
+        }
+    }
     size_t cost = store_rec_cost(s, obj->rec_len);
     if (cost > b->put_room) { /* eviction could not make room (the map holds other data) */
         op->dropped = STORE_PUT_MAP_FULL;
@@ -651,6 +745,7 @@ static int store_txn_purge_url(store_t *s, MDB_txn *txn, store_batch_t *b, store
     uint8_t url[CACHE_HASH_LEN];
     store_hashvec_t targets = {0};
     obj_key_hash(op->key, op->key_len, url);
+    store_plog_append(s, url);
     store_hashvec_push(&targets, url);
     int rc = store_txn_collect_dups(txn, s->dbi_variants, url, sizeof(url), &targets);
     for (size_t i = 0; rc == 0 && i < targets.n; i++) {
@@ -674,6 +769,9 @@ static int store_txn_purge_skey(store_t *s, MDB_txn *txn, store_batch_t *b, stor
     int rc = 0;
     if (op->key_len == 0 || op->key_len > s->max_keysize)
         return 0; /* could never have been indexed */
+    uint8_t tag[CACHE_HASH_LEN];
+    store_skey_tag(op->key, op->key_len, tag);
+    store_plog_append(s, tag);
     rc = store_txn_collect_dups(txn, s->dbi_skeys, op->key, op->key_len, &targets);
     for (size_t i = 0; rc == 0 && i < targets.n; i++) {
         int found;
@@ -1326,6 +1424,10 @@ int store_open(store_t **out, const store_options_t *opt, char *errbuf, size_t e
     if (s->low_water >= s->high_water)
         s->low_water = s->high_water * 0.88;
     pthread_mutex_init(&s->lock, NULL);
+    pthread_mutex_init(&s->plog_lock, NULL);
+    s->plog = calloc(PURGE_LOG_SIZE, sizeof(*s->plog));
+    if (s->plog == NULL)
+        abort();
     pthread_cond_init(&s->wake, NULL);
 
     size_t want = opt->map_size;
@@ -1435,6 +1537,8 @@ fail:
         mdb_env_close(s->env);
     pthread_cond_destroy(&s->wake);
     pthread_mutex_destroy(&s->lock);
+    free(s->plog);
+    s->plog = NULL;
     s->magic = 0;
     free(s);
     return ret;
@@ -1460,6 +1564,8 @@ void store_close(store_t **storep)
     mdb_env_close(s->env);
     pthread_cond_destroy(&s->wake);
     pthread_mutex_destroy(&s->lock);
+    free(s->plog);
+    s->plog = NULL;
     s->magic = 0;
     free(s);
 }
@@ -1532,6 +1638,28 @@ void store_put(store_t *s, cache_obj_t *obj)
     op->obj = obj_ref(obj);
     if (store_enqueue(s, op) != 0)
         store_op_free(op);
+}
+
+void store_put_since(store_t *s, cache_obj_t *obj, uint64_t since_epoch)
+{
+    assert(s != NULL && s->magic == STORE_MAGIC && obj != NULL && obj->magic == OBJ_MAGIC);
+    store_op_t *op = store_op_new(STORE_OP_PUT);
+    op->obj = obj_ref(obj);
+    op->has_since = 1;
+    op->since_epoch = since_epoch;
+    if (store_enqueue(s, op) != 0)
+        store_op_free(op);
+}
+
+int store_purged_since(store_t *s, uint64_t since_epoch, const char *key, size_t key_len, const char *skeys, size_t skeys_len)
+{
+    assert(s != NULL && s->magic == STORE_MAGIC);
+    /* nothing committed since: a purge still in the queue is caught by the writer (store_put_since) */
+    if (atomic_load_explicit(&s->purge_epoch, memory_order_acquire) == since_epoch)
+        return 0;
+    store_plog_query_t q = {.since = since_epoch, .skeys = skeys, .skeys_len = skeys_len};
+    obj_key_hash(key, key_len, q.url);
+    return store_plog_purged(s, &q);
 }
 
 void store_delete(store_t *s, const uint8_t hash[CACHE_HASH_LEN])

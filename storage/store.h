@@ -96,6 +96,22 @@ uint64_t store_purge_epoch(store_t *store);
  */
 void store_put(store_t *store, cache_obj_t *obj);
 
+/**
+ * store_put for an object fetched from the origin: `since_epoch` is store_purge_epoch()
+ * taken when its fetch began. The writer drops the put (and the object's memory-tier copy)
+ * if a purge naming the object's URL or one of its surrogate keys was applied after that
+ * epoch, including a purge queued before this put but not yet committed.
+ */
+void store_put_since(store_t *store, cache_obj_t *obj, uint64_t since_epoch);
+
+/**
+ * 1 when a purge naming this URL (the full cache key) or one of `skeys` (space separated,
+ * may be NULL) has been applied since `since_epoch`, or when the purge log no longer reaches
+ * back that far; else 0. Any thread.
+ */
+int store_purged_since(store_t *store, uint64_t since_epoch, const char *key, size_t key_len, const char *skeys,
+                       size_t skeys_len);
+
 /** Queue the deletion of an object by hash (and its index entries). */
 void store_delete(store_t *store, const uint8_t hash[CACHE_HASH_LEN]);
 

@@ -1031,6 +1031,60 @@ START_TEST(test_concurrent_readers)
 }
 END_TEST
 
+/* a fetch that began before a purge naming its URL or one of its keys must not be stored; others must */
+START_TEST(test_purge_log_put_since)
+{
+    char *dir = tmpdir_new();
+    mem_tier_t *mem = mem_create(16 << 20, 4);
+    store_t *s = open_store(dir, 64 << 20, mem);
+    purge_record_t pr = {.store = s};
+
+    uint64_t e0 = store_purge_epoch(s); /* "fetches" begin here */
+    ck_assert_int_eq(store_purged_since(s, e0, "example.com/a", 13, "ka", 2), 0);
+
+    /* queued before the puts, not yet committed: the writer applies it first */
+    store_purge_key_url(s, "example.com/a", 13, 0, on_purge, &pr);
+    store_purge_surrogate_key(s, "kb", 2, 0, on_purge, &pr);
+    cache_obj_t *a = make_obj("example.com/a", "x", "", 10, 'a', 1);  /* its URL was purged */
+    cache_obj_t *b = make_obj("example.com/b", "y kb", "", 10, 'b', 1); /* one of its keys was purged */
+    cache_obj_t *c = make_obj("example.com/c", "kc", "", 10, 'c', 1);  /* unrelated: must be stored */
+    mem_insert(mem, a);
+    mem_insert(mem, b);
+    store_put_since(s, a, e0);
+    store_put_since(s, b, e0);
+    store_put_since(s, c, e0);
+    ck_assert_int_eq(store_flush(s), 0);
+    ck_assert_int_eq(pr.calls, 2);
+    ck_assert(!present(s, a));
+    ck_assert(!present(s, b));
+    ck_assert(present(s, c));
+    /* the dropped puts took their memory copies with them */
+    cache_obj_t *m = mem_lookup(mem, a->hash);
+    ck_assert_ptr_null(m);
+    m = mem_lookup(mem, b->hash);
+    ck_assert_ptr_null(m);
+
+    /* what fetches ask once the purges committed */
+    ck_assert_int_eq(store_purged_since(s, e0, "example.com/a", 13, NULL, 0), 1);
+    ck_assert_int_eq(store_purged_since(s, e0, "example.com/z", 13, "q kb r", 6), 1);
+    ck_assert_int_eq(store_purged_since(s, e0, "example.com/z", 13, "kbb k", 5), 0);
+    ck_assert_int_eq(store_purged_since(s, e0, "example.com/c", 13, "kc", 2), 0);
+    /* a fetch that began after the purges is not concerned */
+    uint64_t e1 = store_purge_epoch(s);
+    ck_assert_int_eq(store_purged_since(s, e1, "example.com/a", 13, "kb", 2), 0);
+    store_put_since(s, a, e1);
+    ck_assert_int_eq(store_flush(s), 0);
+    ck_assert(present(s, a));
+
+    obj_unref(&a);
+    obj_unref(&b);
+    obj_unref(&c);
+    store_close(&s);
+    mem_destroy(&mem);
+    tmpdir_free(dir);
+}
+END_TEST
+
 static Suite *store_suite(void)
 {
     Suite *s = suite_create("store");
@@ -1043,6 +1097,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_url_purge_every_variant);
     tcase_add_test(tc, test_soft_purge);
     tcase_add_test(tc, test_purge_epoch);
+    tcase_add_test(tc, test_purge_log_put_since);
     tcase_add_test(tc, test_generation_purge_all);
     tcase_add_test(tc, test_eviction_tiny_map);
     tcase_add_test(tc, test_map_full_recovers);
