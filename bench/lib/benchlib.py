@@ -16,13 +16,39 @@ Subcommands (each prints plain text for bench/run to read):
   wrk ...                 one timed wrk run with CPU accounting, one TSV line on stdout
   table RESULTS MEM       format the collected TSV rows as the final report
 
+Subcommands for bench/purge (objects /o/0 .. /o/N-1; object i has surrogate key k<i>;
+objects 0..1999 also carry g0..g9, 200 each, and 2000..3999 carry b0, b1, 1,000 each):
+
+  purge-map FILE N        write the origin's nginx map from URI to the shared keys
+  purge-step M            a step coprime to M for purge-key.lua's walk
+  purge-fill URL N MARK BOUND SCRIPT RAW
+                          run wrk with purge-fill.lua until all N answers are in (SIGINT
+                          when the MARK file appears, BOUND seconds at most); prints
+                          "<answered> <ok> <seconds>", exit 1 unless all N were 200
+  purge-probe PORT KIND EXPECT I...
+                          GET /o/I for each I, expect each to be a hit or a miss
+                          (EXPECT hit|miss, KIND as for warm); prints the counts, exit 1
+                          on any surprise
+  purge-sample N FIRST STEP DONE COUNT
+                          COUNT object numbers whose keys were among the first DONE of
+                          purge-key.lua's walk
+  purge-wrk SERVER URL DURATION CONNS RAW PID SCRIPT
+                          one timed wrk purge run with CPU accounting (and, when perf
+                          works, a count of the server's fsync/fdatasync/msync calls) and
+                          the machine's disk writes (during it, and in the second before
+                          it: other jobs); one TSV line on stdout
+  purge-table RESULTS GROUPS
+                          format the purge report
+
 Everything talks to 127.0.0.1 only and every network call has a timeout.
 """
 
 import http.client
+import math
 import os
 import re
 import resource
+import signal
 import socket
 import subprocess
 import sys
@@ -348,12 +374,338 @@ def cmd_table(argv):
     return 0
 
 
+# ---------------------------------------------------------------- bench/purge
+
+PURGE_GROUPS = (("g", 0, 200, 10), ("b", 2000, 1000, 2))  # prefix, first object, size, count
+PURGE_SINGLE_FIRST = 4000  # single-key purges use k4000 .. k<N-1>: no shared key on them
+
+
+def purge_groups():
+    """[(key, first object, objects)] for every shared key."""
+    out = []
+    for prefix, first, size, count in PURGE_GROUPS:
+        for j in range(count):
+            out.append(("%s%d" % (prefix, j), first + j * size, size))
+    return out
+
+
+def cmd_purge_map(argv):
+    path, n = argv[0], int(argv[1])
+    with open(path, "w") as f:
+        for key, first, size in purge_groups():
+            for i in range(first, min(first + size, n)):
+                f.write('/o/%d " %s";\n' % (i, key))
+    return 0
+
+
+def cmd_purge_step(argv):
+    m = int(argv[0])
+    step = max(1, int(m * 0.6180339887))
+    while math.gcd(step, m) != 1:
+        step += 1
+    print(step)
+    return 0
+
+
+def cmd_purge_fill(argv):
+    url, n, mark, bound, script, rawfile = argv[0], int(argv[1]), argv[2], int(argv[3]), argv[4], argv[5]
+    env = dict(os.environ, BENCH_PURGE_OBJECTS=str(n), BENCH_PURGE_MARK=mark)
+    cmd = ["wrk", "-t1", "-c50", "-d%ds" % bound, "-s", script, url]
+    if os.path.exists(mark):
+        os.unlink(mark)
+    t0 = time.monotonic()
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    took = None
+    try:
+        while p.poll() is None:
+            if took is None and os.path.exists(mark):
+                took = time.monotonic() - t0
+                p.send_signal(signal.SIGINT)  # wrk stops at once and prints its summary
+            if time.monotonic() - t0 > bound + 30:
+                p.kill()
+                break
+            time.sleep(0.02)
+        out = p.communicate(timeout=30)[0]
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    with open(rawfile, "w") as f:
+        f.write("$ %s\n%s" % (" ".join(cmd), out))
+    m = re.search(r"^fill: sent (\d+) answered (\d+) ok (\d+) bad (\d+)", out, re.M)
+    if not m:
+        print("purge-fill: no summary from wrk (see %s)" % rawfile, file=sys.stderr)
+        return 1
+    answered, ok = int(m.group(2)), int(m.group(3))
+    print("%d %d %.1f" % (answered, ok, took if took is not None else time.monotonic() - t0))
+    return 0 if ok == n else 1
+
+
+def cmd_purge_probe(argv):
+    port, kind, expect = int(argv[0]), argv[1], argv[2]
+    idx = [int(x) for x in argv[3:]]
+    hits = misses = bad = 0
+    surprises = []
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        for i in idx:
+            path = "/o/%d" % i
+            try:
+                conn.request("GET", path)
+                resp = conn.getresponse()
+                body = resp.read()
+            except (OSError, http.client.HTTPException) as e:
+                conn.close()
+                bad += 1
+                surprises.append("%s: %s" % (path, e))
+                continue
+            if resp.status != 200 or body != ("object %d\n" % i).encode():
+                bad += 1
+                surprises.append("%s: status %d, %d bytes" % (path, resp.status, len(body)))
+                continue
+            hit = _is_hit(kind, resp)
+            if hit:
+                hits += 1
+            else:
+                misses += 1
+            if hit != (expect == "hit"):
+                surprises.append("%s: %s, expected a %s" % (path, "hit" if hit else "miss", expect))
+    finally:
+        conn.close()
+    print("%d hits, %d misses, %d bad" % (hits, misses, bad))
+    for s in surprises[:5]:
+        print("probe: " + s, file=sys.stderr)
+    return 1 if surprises else 0
+
+
+def cmd_purge_sample(argv):
+    n, first, step, done, count = (int(x) for x in argv[:5])
+    m = n - first
+    done = max(0, min(done, m))
+    if done == 0 or count <= 0:
+        return 0
+    positions = sorted({(k * done) // count for k in range(count)})
+    print(" ".join(str(first + (p * step) % m) for p in positions))
+    return 0
+
+
+def _disk_write_bytes():
+    """Bytes written to every whole block device since boot (/proc/diskstats)."""
+    total = 0
+    try:
+        with open("/proc/diskstats") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) < 10:
+                    continue
+                name = parts[2]
+                if os.path.exists("/sys/block/%s" % name) and not name.startswith(("loop", "ram", "dm-")):
+                    total += int(parts[9]) * 512
+    except OSError:
+        pass
+    return total
+
+
+def _perf_syncs_start(pids, outfile):
+    """perf stat counting the sync calls of pids, or None when perf cannot do it."""
+    if subprocess.run(["sh", "-c", "command -v perf"], capture_output=True).returncode != 0:
+        return None
+    events = "syscalls:sys_enter_fdatasync,syscalls:sys_enter_fsync,syscalls:sys_enter_msync"
+    try:
+        p = subprocess.Popen(["perf", "stat", "-x,", "-o", outfile, "-e", events, "-p", ",".join(str(p) for p in pids)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except OSError:
+        return None
+    time.sleep(0.3)  # let it attach before the run starts
+    if p.poll() is not None:
+        return None
+    return p
+
+
+def _perf_syncs_stop(p, outfile):
+    if p is None:
+        return -1
+    p.send_signal(signal.SIGINT)
+    try:
+        p.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+        return -1
+    total, seen = 0, False
+    try:
+        with open(outfile) as f:
+            for line in f:
+                parts = line.split(",")
+                if len(parts) > 2 and parts[2].startswith("syscalls:") and parts[0].strip().isdigit():
+                    total += int(parts[0])
+                    seen = True
+    except OSError:
+        return -1
+    return total if seen else -1
+
+
+def cmd_purge_wrk(argv):
+    """purge-wrk SERVER URL DURATION CONNS RAW PID SCRIPT"""
+    server, url, duration, conns, rawfile, root, script = argv[:7]
+    cmd = ["wrk", "-t1", "-c%s" % conns, "-d%ss" % duration, "--latency", "-s", script, url]
+    pids = server_pids("tree", int(root))
+    hz = os.sysconf("SC_CLK_TCK")
+    perf = _perf_syncs_start(pids, rawfile + ".perf")
+    # the disk's writes in the second before the run: what other jobs are doing to it
+    qw0, qt0 = _disk_write_bytes(), time.monotonic()
+    time.sleep(1.0)
+    quiet_rate = (_disk_write_bytes() - qw0) / 1e6 / (time.monotonic() - qt0)
+    su0, ss0 = _cpu_ticks(pids)
+    mu0, _mb0 = _machine_ticks()
+    dw0 = _disk_write_bytes()
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.monotonic()
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=float(duration) + 60)
+        out, rc = p.stdout + p.stderr, p.returncode
+    except subprocess.TimeoutExpired as e:
+        out, rc = (e.stdout or b"").decode(errors="replace") + "\nwrk timed out\n", 124
+    elapsed = time.monotonic() - t0
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    mu1, _mb1 = _machine_ticks()
+    su1, ss1 = _cpu_ticks(pids)
+    dw1 = _disk_write_bytes()
+    syncs = _perf_syncs_stop(perf, rawfile + ".perf")
+    try:
+        os.unlink(rawfile + ".perf")
+    except OSError:
+        pass
+    with open(rawfile, "w") as f:
+        f.write("$ %s\n%s" % (" ".join(cmd), out))
+    rps, p99, errors = parse_wrk(out)
+    if rc != 0:
+        errors = max(errors, 1)
+    p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M)
+    reqs = re.search(r"^\s+(\d+) requests in", out, re.M)
+    live = re.search(r"^purge: keys (\d+) live_seconds (\S+)", out, re.M)
+    live_rate = float("nan")
+    if live:
+        try:
+            secs = float(live.group(2))
+            if secs > 0:
+                live_rate = int(live.group(1)) / secs
+        except ValueError:
+            pass
+        if live_rate != live_rate and reqs and int(reqs.group(1)) < int(live.group(1)):
+            live_rate = rps  # the whole run was inside the first pass
+    srv_cores = ((su1 - su0) + (ss1 - ss0)) / hz / elapsed
+    wrk_user = ru1.ru_utime - ru0.ru_utime
+    other_cores = max(0.0, ((mu1 - mu0) - (su1 - su0)) / hz - wrk_user) / elapsed
+    print("\t".join([server, "%.1f" % rps, "%.3f" % (_ms(p50.group(1)) if p50 else float("nan")),
+                     "%.3f" % p99, str(errors), "%.2f" % srv_cores, "%.2f" % other_cores,
+                     reqs.group(1) if reqs else "0", "%.1f" % live_rate, str(syncs),
+                     "%.1f" % quiet_rate, "%.1f" % ((dw1 - dw0) / 1e6 / elapsed)]))
+    return 0
+
+
+def _median(xs):
+    xs = sorted(xs)
+    if not xs:
+        return float("nan")
+    mid = len(xs) // 2
+    return xs[mid] if len(xs) % 2 else (xs[mid - 1] + xs[mid]) / 2.0
+
+
+def cmd_purge_table(argv):
+    """purge-table RESULTS GROUPS: RESULTS rows from purge-wrk (SERVER is "<system>" for
+    the run over cached keys, "<system>:absent" for the run over keys nothing carries);
+    GROUPS rows 'server key objects ms status gone' from bench/purge's curl purges."""
+    rows = {}
+    order = []
+    with open(argv[0]) as f:
+        for line in f:
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) == 12:
+                rows[parts[0]] = parts
+                name = parts[0].split(":")[0]
+                if name not in order:
+                    order.append(name)
+    groups = {}
+    with open(argv[1]) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) == 6:
+                groups.setdefault(parts[0], []).append(parts)
+                if parts[0] not in order:
+                    order.append(parts[0])
+
+    def ratio(label, system):
+        base = rows.get(label.replace(system, "varnish", 1))
+        if system == "varnish":
+            return "1.00x"
+        if not base or float(base[1]) <= 0:
+            return "-"
+        return "%.2fx" % (float(rows[label][1]) / float(base[1]))
+
+    def first_pass(r):
+        v = float(r[8])
+        return "%.0f" % v if v == v else "-"
+
+    head = "%-10s %10s %8s %8s %10s %11s %11s %12s %6s %8s %6s" % (
+        "system", "purges/s", "p50 ms", "p99 ms", "vs varnish", "200-key ms", "1000-key ms",
+        "1st pass/s", "errors", "srv cpu", "other")
+    lines = [head, "-" * len(head)]
+    for system in order:
+        g = groups.get(system, [])
+        ms200 = _median([float(x[3]) for x in g if x[2] == "200" and x[4] == "200"])
+        ms1000 = _median([float(x[3]) for x in g if x[2] == "1000" and x[4] == "200"])
+        r = rows.get(system)
+        if r:
+            lines.append("%-10s %10.0f %8.2f %8.2f %10s %11.2f %11.2f %12s %6s %8s %6s" % (
+                system, float(r[1]), float(r[2]), float(r[3]), ratio(system, system), ms200,
+                ms1000, first_pass(r), r[4], r[5], r[6]))
+        else:
+            lines.append("%-10s %10s %8s %8s %10s %11.2f %11.2f %12s %6s %8s %6s" % (
+                system, "-", "-", "-", "-", ms200, ms1000, "-", "-", "-", "-"))
+    absent = [s for s in order if s + ":absent" in rows]
+    if absent:
+        lines.append("")
+        lines.append("purges of keys that tag nothing (same client, same duration):")
+        head = "%-10s %10s %8s %8s %10s %6s %8s %6s" % (
+            "system", "purges/s", "p50 ms", "p99 ms", "vs varnish", "errors", "srv cpu", "other")
+        lines += [head, "-" * len(head)]
+        for system in absent:
+            label = system + ":absent"
+            r = rows[label]
+            lines.append("%-10s %10.0f %8.2f %8.2f %10s %6s %8s %6s" % (
+                system, float(r[1]), float(r[2]), float(r[3]), ratio(label, system), r[4], r[5], r[6]))
+    lines.append("")
+    for label in [s for s in order if s in rows] + [s + ":absent" for s in absent]:
+        r = rows[label]
+        syncs = int(r[9])
+        extra = ["%s purges" % r[7]]
+        if syncs >= 0:
+            extra.append("%d sync calls (%s)" % (
+                syncs, "%.1f purges per sync" % (int(r[7]) / syncs) if syncs else "none: not durable"))
+        extra.append("disk writes %s MB/s during the run (%s MB/s in the second before it)" % (r[11], r[10]))
+        lines.append("%-17s %s" % (label.replace(":", ", ") + ":", "; ".join(extra)))
+    for system in order:
+        g = groups.get(system, [])
+        if not g:
+            continue
+        lines.append("%-17s %s" % (system + " keys, ms:", ", ".join(
+            "%s %s%s" % (x[1], "%.2f" % float(x[3]) if x[4] == "200" else "status " + x[4],
+                         "" if x[5] == x[2] else " (%s gone)" % x[5])
+            for x in g)))
+    print("\n".join(lines))
+    return 0
+
 def main():
     if len(sys.argv) < 2:
         print(__doc__, file=sys.stderr)
         return 2
     cmds = {"ports": cmd_ports, "mkdocroot": cmd_mkdocroot, "warm": cmd_warm,
-            "mem": cmd_mem, "pids": cmd_pids, "wrk": cmd_wrk, "table": cmd_table}
+            "mem": cmd_mem, "pids": cmd_pids, "wrk": cmd_wrk, "table": cmd_table,
+            "purge-map": cmd_purge_map, "purge-step": cmd_purge_step,
+            "purge-fill": cmd_purge_fill, "purge-probe": cmd_purge_probe,
+            "purge-sample": cmd_purge_sample, "purge-wrk": cmd_purge_wrk,
+            "purge-table": cmd_purge_table}
     fn = cmds.get(sys.argv[1])
     if fn is None:
         print(__doc__, file=sys.stderr)
