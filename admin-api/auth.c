@@ -130,9 +130,12 @@ void admin_token_generate(char token[ADMIN_TOKEN_STR_CAP], char id[ADMIN_TOKEN_I
         fprintf(stderr, "fatal: libsodium failed to initialise\n");
         abort();
     }
-    randombytes_buf(raw, sizeof(raw));
+    /* never begin with '-': command-line tools would read `--token -x...` as a missing value */
+    do {
+        randombytes_buf(raw, sizeof(raw));
+        sodium_bin2base64(token, ADMIN_TOKEN_STR_CAP, raw, sizeof(raw), sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    } while (token[0] == '-');
     randombytes_buf(rid, sizeof(rid));
-    sodium_bin2base64(token, ADMIN_TOKEN_STR_CAP, raw, sizeof(raw), sodium_base64_VARIANT_URLSAFE_NO_PADDING);
     sodium_bin2hex(id, ADMIN_TOKEN_ID_HEX, rid, sizeof(rid));
     sodium_memzero(raw, sizeof(raw));
 }

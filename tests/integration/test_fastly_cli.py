@@ -217,7 +217,7 @@ class FastlyCLI(harness.TestCase):
             "NO_PROXY": "", "no_proxy": "",
             "TERM": "dumb", "NO_COLOR": "1",
         }
-        cmd = [self.cli] + list(args) + ["--token", self.token, "--non-interactive"]
+        cmd = [self.cli] + list(args) + ["--token=" + self.token, "--non-interactive"]
         try:
             p = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace",
                                env=env, cwd=self.home, timeout=scaled(30))
