@@ -102,6 +102,7 @@ static inline const header_rules_t *live_rules(void)
 }
 
 typedef struct fetch fetch_t;
+typedef struct fetch_stream fetch_stream_t;
 
 /* the client side of a fetch: lives in the request pool */
 typedef struct fetch_link {
@@ -155,10 +156,55 @@ struct fetch {
     int revalidating;         /* request carried our own validators */
     req_copy_t rc;
     proxy_settings_t settings;
+    fetch_stream_t *stream;   /* shared with collapsed requests while the body arrives (a reference) */
+};
+
+/*
+ * A response being fetched, shared with the requests collapsed onto it: its head, and its
+ * body as an append-only list of chunks. The fetch (on its worker) appends; each reader
+ * (on its own worker) sends the chunks it has not sent yet, at its client's pace. Chunks
+ * are freed with the stream, when the fetch and every reader have let go.
+ */
+typedef struct stream_chunk {
+    struct stream_chunk *next;
+    size_t len;
+    char data[];
+} stream_chunk_t;
+
+typedef struct stream_reader stream_reader_t;
+
+struct fetch_stream {
+    pthread_mutex_t lock;
+    atomic_int refs;
+    stream_chunk_t *head, *tail; /* under lock */
+    int state;                   /* under lock: 0 body in progress, 1 complete, 2 failed */
+    stream_reader_t *readers;    /* under lock: readers to notify */
+    /* the response head: immutable once the stream is shared */
+    int status;
+    char *reason;
+    obj_header_t *headers; /* what a client receives (before deliver rules, Age, X-Cache) */
+    size_t num_headers;
+    size_t content_length;
+    uint32_t initial_age;
+    char *buf;
+};
+
+struct stream_reader {
+    h2o_generator_t super; /* first: h2o calls proceed/stop with this pointer */
+    h2o_multithread_message_t msg;
+    fetch_stream_t *stream; /* a reference */
+    worker_t *w;
+    h2o_req_t *req;          /* NULL once the client went away */
+    stream_reader_t *next;   /* in stream->readers */
+    stream_chunk_t *cursor;  /* the last chunk handed to h2o */
+    int notify_pending;      /* under stream->lock: msg is posted */
+    stream_reader_t *notify_next; /* scratch list while the writer posts notifications */
+    int orphaned;            /* under stream->lock: the request went while msg was posted */
+    int send_inflight, final_sent;
 };
 
 /* a request waiting for another request's fetch of the same URL */
-typedef enum { WAKE_OBJECT, WAKE_PASS, WAKE_ERROR } wake_kind_t;
+typedef enum { WAKE_OBJECT, WAKE_PASS, WAKE_ERROR, WAKE_STREAM } wake_kind_t;
 
 typedef struct waiter {
     h2o_multithread_message_t super;
@@ -170,12 +216,14 @@ typedef struct waiter {
     wake_kind_t kind;
     cache_obj_t *obj; /* WAKE_OBJECT: a reference */
     int status;       /* WAKE_ERROR */
+    fetch_stream_t *stream; /* WAKE_STREAM: a reference */
 } waiter_t;
 
 typedef struct inflight {
     uint8_t hash[CACHE_HASH_LEN];
     struct inflight *next;
     waiter_t *waiters;
+    fetch_stream_t *stream; /* set once the response streams: later requests read it (a reference) */
 } inflight_t;
 
 #define INFLIGHT_SHARDS 64
@@ -192,6 +240,8 @@ static struct hfp_slot {
 static pthread_mutex_t g_hfp_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void serve_cacheable(h2o_req_t *req, const char *key, size_t key_len, const uint8_t hash[CACHE_HASH_LEN]);
+static void stream_unref(fetch_stream_t *st);
+static void stream_reader_start(h2o_req_t *req, fetch_stream_t *st);
 
 /*
  * Invalidations by unsafe methods are not waited for: until the writer commits one (the
@@ -449,6 +499,8 @@ static void waiter_unref(waiter_t *wt)
     assert(wt->magic == WAITER_MAGIC);
     if (--wt->refs == 0) {
         obj_unref(&wt->obj);
+        if (wt->stream != NULL)
+            stream_unref(wt->stream);
         wt->magic = 0;
         free(wt);
     }
@@ -473,6 +525,15 @@ static int inflight_join_or_own(const uint8_t hash[CACHE_HASH_LEN], h2o_req_t *r
     for (inflight_t *e = shard->head; e != NULL; e = e->next) {
         if (memcmp(e->hash, hash, CACHE_HASH_LEN) != 0)
             continue;
+        if (req != NULL && e->stream != NULL) {
+            /* the response is already arriving: read along */
+            fetch_stream_t *st = e->stream;
+            atomic_fetch_add(&st->refs, 1);
+            pthread_mutex_unlock(&shard->lock);
+            atomic_fetch_add_explicit(&worker_of_req(req)->counters.collapsed, 1, memory_order_relaxed);
+            stream_reader_start(req, st);
+            return 0;
+        }
         if (req != NULL) {
             worker_t *w = worker_of_req(req);
             waiter_t *wt = calloc(1, sizeof(*wt));
@@ -518,6 +579,8 @@ static void inflight_wake(const uint8_t hash[CACHE_HASH_LEN], wake_kind_t kind, 
     if (found == NULL)
         return;
     waiter_t *wt = found->waiters;
+    if (found->stream != NULL)
+        stream_unref(found->stream);
     free(found);
     while (wt != NULL) {
         waiter_t *next = wt->next;
@@ -537,6 +600,32 @@ static void fetch_wake_waiters(fetch_t *f, wake_kind_t kind, cache_obj_t *obj, i
         return;
     f->owns_inflight = 0;
     inflight_wake(f->hash, kind, obj, status);
+}
+
+/* the response streams: the waiters so far, and everyone who comes before it ends, read `st` */
+static void inflight_stream_start(const uint8_t hash[CACHE_HASH_LEN], fetch_stream_t *st)
+{
+    struct inflight_shard *shard = inflight_shard_of(hash);
+    waiter_t *wt = NULL;
+    pthread_mutex_lock(&shard->lock);
+    for (inflight_t *e = shard->head; e != NULL; e = e->next) {
+        if (memcmp(e->hash, hash, CACHE_HASH_LEN) == 0 && e->stream == NULL) {
+            atomic_fetch_add(&st->refs, 1);
+            e->stream = st;
+            wt = e->waiters;
+            e->waiters = NULL;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&shard->lock);
+    while (wt != NULL) {
+        waiter_t *next = wt->next;
+        wt->kind = WAKE_STREAM;
+        atomic_fetch_add(&st->refs, 1);
+        wt->stream = st;
+        h2o_multithread_send_message(&wt->w->wake_receiver, &wt->super);
+        wt = next;
+    }
 }
 
 /* ---------------------------------------------------------------- helpers */
@@ -1017,6 +1106,229 @@ static int object_fits_request(h2o_req_t *req, const cache_obj_t *obj)
     return vlen == obj->vary_len && memcmp(vbuf, obj->vary, vlen) == 0;
 }
 
+/* ---------------------------------------------------------------- streaming to collapsed requests */
+
+/* the shared head: what the fetch's own client receives (before deliver rules, Age, X-Cache) */
+static fetch_stream_t *stream_create(int status, h2o_iovec_t reason, const hr_list_t *list, int keep_surrogate,
+                                     size_t content_length, uint32_t initial_age)
+{
+    size_t size = reason.len + 1;
+    for (size_t i = 0; i != list->size; ++i)
+        size += list->entries[i].name_len + list->entries[i].value_len;
+    fetch_stream_t *st = calloc(1, sizeof(*st));
+    if (st == NULL || (st->buf = malloc(size)) == NULL || (st->headers = malloc(sizeof(*st->headers) * (list->size + 1))) == NULL)
+        abort();
+    pthread_mutex_init(&st->lock, NULL);
+    atomic_init(&st->refs, 1);
+    st->status = status;
+    st->content_length = content_length;
+    st->initial_age = initial_age;
+    char *p = st->buf;
+    memcpy(p, reason.base, reason.len);
+    p[reason.len] = '\0';
+    st->reason = p;
+    p += reason.len + 1;
+    for (size_t i = 0; i != list->size; ++i) {
+        const obj_header_t *h = &list->entries[i];
+        if (name_is(h->name, h->name_len, "date") || is_not_delivered(h->name, h->name_len, keep_surrogate))
+            continue;
+        obj_header_t *o = &st->headers[st->num_headers++];
+        memcpy(p, h->name, h->name_len);
+        o->name = p;
+        o->name_len = h->name_len;
+        p += h->name_len;
+        memcpy(p, h->value, h->value_len);
+        o->value = p;
+        o->value_len = h->value_len;
+        p += h->value_len;
+    }
+    return st;
+}
+
+static void stream_unref(fetch_stream_t *st)
+{
+    if (atomic_fetch_sub(&st->refs, 1) != 1)
+        return;
+    for (stream_chunk_t *c = st->head, *next; c != NULL; c = next) {
+        next = c->next;
+        free(c);
+    }
+    pthread_mutex_destroy(&st->lock);
+    free(st->buf);
+    free(st->headers);
+    free(st);
+}
+
+/* the fetch's side: append body bytes and/or end the body (1 complete, 2 failed); wakes the readers */
+static void stream_publish(fetch_stream_t *st, const void *data, size_t len, int end_state)
+{
+    stream_chunk_t *c = NULL;
+    if (len != 0) {
+        if ((c = malloc(sizeof(*c) + len)) == NULL)
+            abort();
+        c->next = NULL;
+        c->len = len;
+        memcpy(c->data, data, len);
+    }
+    stream_reader_t *notify = NULL;
+    pthread_mutex_lock(&st->lock);
+    if (st->state != 0) { /* already ended */
+        pthread_mutex_unlock(&st->lock);
+        free(c);
+        return;
+    }
+    if (c != NULL) {
+        if (st->tail != NULL)
+            st->tail->next = c;
+        else
+            st->head = c;
+        st->tail = c;
+    }
+    if (end_state != 0)
+        st->state = end_state;
+    for (stream_reader_t *r = st->readers; r != NULL; r = r->next) {
+        if (!r->notify_pending) {
+            r->notify_pending = 1; /* from here the reader is not freed before it sees the message */
+            r->notify_next = notify;
+            notify = r;
+        }
+    }
+    pthread_mutex_unlock(&st->lock);
+    while (notify != NULL) {
+        stream_reader_t *next = notify->notify_next;
+        h2o_multithread_send_message(&notify->w->stream_receiver, &notify->msg);
+        notify = next;
+    }
+}
+
+static void stream_reader_free(stream_reader_t *r)
+{
+    fetch_stream_t *st = r->stream;
+    free(r);
+    stream_unref(st);
+}
+
+/* hand the next chunk (or the end) to h2o; r may be gone when this returns after a final send */
+static void stream_reader_pump(stream_reader_t *r)
+{
+    if (r->req == NULL || r->send_inflight || r->final_sent)
+        return;
+    fetch_stream_t *st = r->stream;
+    pthread_mutex_lock(&st->lock);
+    stream_chunk_t *next = r->cursor != NULL ? r->cursor->next : st->head;
+    int state = st->state;
+    int last = next != NULL && next->next == NULL && state == 1;
+    pthread_mutex_unlock(&st->lock);
+    h2o_req_t *req = r->req;
+    if (next != NULL) {
+        h2o_iovec_t buf = h2o_iovec_init(next->data, next->len);
+        r->cursor = next;
+        if (last) {
+            r->final_sent = 1;
+            h2o_send(req, &buf, 1, H2O_SEND_STATE_FINAL);
+        } else {
+            r->send_inflight = 1;
+            h2o_send(req, &buf, 1, H2O_SEND_STATE_IN_PROGRESS);
+        }
+    } else if (state != 0) {
+        r->final_sent = 1;
+        h2o_send(req, NULL, 0, state == 1 ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_ERROR);
+    }
+}
+
+static void stream_reader_on_proceed(h2o_generator_t *gen, h2o_req_t *req)
+{
+    stream_reader_t *r = (void *)gen;
+    (void)req;
+    r->send_inflight = 0;
+    stream_reader_pump(r);
+}
+
+static void stream_reader_on_stop(h2o_generator_t *gen, h2o_req_t *req)
+{
+    stream_reader_t *r = (void *)gen;
+    (void)req;
+    r->final_sent = 1;
+}
+
+static void stream_reader_on_dispose(void *p)
+{
+    stream_reader_t *r = *(stream_reader_t **)p;
+    fetch_stream_t *st = r->stream;
+    pthread_mutex_lock(&st->lock);
+    for (stream_reader_t **q = &st->readers; *q != NULL; q = &(*q)->next) {
+        if (*q == r) {
+            *q = r->next;
+            break;
+        }
+    }
+    r->req = NULL;
+    int pending = r->notify_pending;
+    if (pending)
+        r->orphaned = 1; /* the posted message frees it */
+    pthread_mutex_unlock(&st->lock);
+    if (!pending)
+        stream_reader_free(r);
+}
+
+static void on_stream_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+{
+    (void)receiver;
+    while (!h2o_linklist_is_empty(messages)) {
+        stream_reader_t *r = H2O_STRUCT_FROM_MEMBER(stream_reader_t, msg.link, messages->next);
+        h2o_linklist_unlink(&r->msg.link);
+        fetch_stream_t *st = r->stream;
+        pthread_mutex_lock(&st->lock);
+        r->notify_pending = 0;
+        int orphaned = r->orphaned;
+        pthread_mutex_unlock(&st->lock);
+        if (orphaned)
+            stream_reader_free(r);
+        else
+            stream_reader_pump(r);
+    }
+}
+
+/* serve req from a response still arriving for another request; takes over the reference to st */
+static void stream_reader_start(h2o_req_t *req, fetch_stream_t *st)
+{
+    worker_t *w = worker_of_req(req);
+    req->res.status = st->status;
+    req->res.reason = st->reason;
+    for (size_t i = 0; i != st->num_headers; ++i)
+        h2o_add_header_by_str(&req->pool, &req->res.headers, st->headers[i].name, st->headers[i].name_len, 1, NULL,
+                              st->headers[i].value, st->headers[i].value_len);
+    add_age_and_xcache(req, st->initial_age, "HIT");
+    apply_deliver_rules(req);
+    req->res.content_length = st->content_length;
+    atomic_fetch_add_explicit(&w->counters.hits, 1, memory_order_relaxed);
+    if (method_is(req, "HEAD")) {
+        /* h2o flattens the headers on this send: the stream's bytes need not outlive it */
+        static h2o_generator_t generator = {NULL, NULL};
+        h2o_start_response(req, &generator);
+        h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
+        stream_unref(st);
+        return;
+    }
+    stream_reader_t *r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        abort();
+    r->super.proceed = stream_reader_on_proceed;
+    r->super.stop = stream_reader_on_stop;
+    r->stream = st;
+    r->w = w;
+    r->req = req;
+    stream_reader_t **slot = h2o_mem_alloc_shared(&req->pool, sizeof(*slot), stream_reader_on_dispose);
+    *slot = r;
+    pthread_mutex_lock(&st->lock);
+    r->next = st->readers;
+    st->readers = r;
+    pthread_mutex_unlock(&st->lock);
+    stall_watch_start(req);
+    h2o_start_response(req, &r->super);
+    stream_reader_pump(r);
+}
+
 /* ---------------------------------------------------------------- fetch: client side */
 
 static void link_do_send(fetch_link_t *link)
@@ -1105,6 +1417,11 @@ static void fetch_free(fetch_t *f)
     assert(f->magic == FETCH_MAGIC);
     /* anyone still waiting must not wait forever */
     fetch_wake_waiters(f, WAKE_ERROR, NULL, 502);
+    if (f->stream != NULL) {
+        stream_publish(f->stream, NULL, 0, 2); /* no-op when it already ended */
+        stream_unref(f->stream);
+        f->stream = NULL;
+    }
     if (f->link != NULL) {
         f->link->fetch = NULL;
         f->link = NULL;
@@ -1321,6 +1638,8 @@ static int on_body(origin_client_t *client, const char *errstr)
             memcpy(dst.base, (*input)->bytes, len);
             f->link->pending->size += len;
         }
+        if (f->stream != NULL)
+            stream_publish(f->stream, (*input)->bytes, len, 0);
         h2o_buffer_consume(input, len);
     }
 
@@ -1348,6 +1667,8 @@ static int on_body(origin_client_t *client, const char *errstr)
     if (errstr == origin_client_error_is_eos) {
         if (f->builder != NULL)
             fetch_finish_object(f);
+        if (f->stream != NULL)
+            stream_publish(f->stream, NULL, 0, 1);
         fetch_end_link(f, 1);
     } else {
         /* truncated, timed out or malformed: never store, abort the client's response */
@@ -1561,6 +1882,11 @@ static origin_client_body_cb on_head(origin_client_t *client, const char *errstr
         hr_list_dispose(&stored);
         hfp_clear(f->hash);
         atomic_fetch_add_explicit(&w->counters.misses, 1, memory_order_relaxed);
+        if (f->owns_inflight && vary == NULL && !is_eos) {
+            /* requests collapsed onto this fetch read the body as it arrives */
+            f->stream = stream_create(status, msg, &list, f->settings.keep_surrogate_headers, content_length, dec.initial_age);
+            inflight_stream_start(f->hash, f->stream);
+        }
     } else {
         if (f->mode == FETCH_CACHE)
             hfp_mark(f->hash); /* later requests pass straight through, without queueing */
@@ -1843,6 +2169,10 @@ static void on_wake_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_
             case WAKE_PASS:
                 fetch_start(req, FETCH_PASS, key, key_len, hash, NULL, 1, 0);
                 break;
+            case WAKE_STREAM:
+                stream_reader_start(req, wt->stream);
+                wt->stream = NULL; /* handed over */
+                break;
             case WAKE_ERROR:
                 send_error(req, wt->status, wt->status == 504 ? "origin timed out\n" : wt->status == 503 ? "no origin available\n"
                                                                                                     : "origin unreachable or invalid response\n");
@@ -2122,6 +2452,7 @@ void proxy_worker_init(worker_t *w)
     backend_worker_init(w);
     h2o_multithread_register_receiver(w->ctx.queue, &w->purge_receiver, on_purge_messages);
     h2o_multithread_register_receiver(w->ctx.queue, &w->wake_receiver, on_wake_messages);
+    h2o_multithread_register_receiver(w->ctx.queue, &w->stream_receiver, on_stream_messages);
 }
 
 void proxy_worker_dispose(worker_t *w)

@@ -33,6 +33,7 @@ typedef struct worker {
     uint64_t inflight;           /* requests being handled (handler entered, pool not yet disposed) */
     h2o_multithread_receiver_t purge_receiver; /* purge completions from the store's writer */
     h2o_multithread_receiver_t wake_receiver;  /* collapsed requests woken by a fetch on any thread */
+    h2o_multithread_receiver_t stream_receiver; /* new body bytes for requests reading another's fetch */
     worker_counters_t counters;
 } worker_t;
 
