@@ -1629,6 +1629,13 @@ static int on_body(origin_client_t *client, const char *errstr)
                 obj_builder_discard(f->builder);
                 f->builder = NULL;
                 fetch_wake_waiters(f, WAKE_PASS, NULL, 0);
+                if (f->stream != NULL) {
+                    /* the shared stream holds the whole body: it must not grow past the cache's limit
+                     * either, so its readers are cut here (the only bounded choice) */
+                    stream_publish(f->stream, NULL, 0, 2);
+                    stream_unref(f->stream);
+                    f->stream = NULL;
+                }
             } else {
                 obj_builder_append(f->builder, (*input)->bytes, len);
             }
