@@ -506,7 +506,8 @@ static int sid_matches(admin_t *admin, h2o_iovec_t raw)
 }
 
 /* routes served by other files (admin_ext.h), tried after the table above */
-static const admin_ext_route_t *const ext_routes[] = {&admin_header_rules_route, &admin_backends_route, NULL};
+static const admin_ext_route_t *const ext_routes[] = {&admin_header_rules_route, &admin_backends_route, &admin_stats_route,
+                                                      NULL};
 
 /* an extension route: the same 405 / auth / scope checks as the built-in routes */
 static int handle_ext_route(admin_t *admin, h2o_req_t *req, const char *path, size_t path_len)
@@ -562,8 +563,6 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         admin_send_json_error(req, 413, "Payload too large", detail);
         return 0;
     }
-    if (admin_stats_handle(admin, req))
-        return 0;
     if ((q = memchr(path, '?', path_len)) != NULL)
         path_len = (size_t)(q - path);
     if (route_match(path, path_len, req->path.base, req->path.len, &r) != 0) {

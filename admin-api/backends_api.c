@@ -82,36 +82,6 @@ static int api_route_match(const char *path, size_t len, api_route_t *r)
     return 0;
 }
 
-static unsigned api_method(h2o_req_t *req)
-{
-    const h2o_iovec_t m = req->method;
-    if (h2o_memis(m.base, m.len, H2O_STRLIT("GET")) || h2o_memis(m.base, m.len, H2O_STRLIT("HEAD")))
-        return M_GET;
-    if (h2o_memis(m.base, m.len, H2O_STRLIT("POST")))
-        return M_POST;
-    if (h2o_memis(m.base, m.len, H2O_STRLIT("PUT")))
-        return M_PUT;
-    if (h2o_memis(m.base, m.len, H2O_STRLIT("DELETE")))
-        return M_DELETE;
-    return 0;
-}
-
-static void send_405(h2o_req_t *req, unsigned allowed)
-{
-    char allow[40] = "";
-    if (allowed & M_GET)
-        strcat(allow, "GET, HEAD");
-    if (allowed & M_POST)
-        strcat(allow, allow[0] != '\0' ? ", POST" : "POST");
-    if (allowed & M_PUT)
-        strcat(allow, allow[0] != '\0' ? ", PUT" : "PUT");
-    if (allowed & M_DELETE)
-        strcat(allow, allow[0] != '\0' ? ", DELETE" : "DELETE");
-    h2o_iovec_t v = h2o_strdup(&req->pool, allow, SIZE_MAX);
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, v.base, v.len);
-    admin_send_json_error(req, 405, "Method not allowed", NULL);
-}
-
 static void send_bad(h2o_req_t *req, const char *detail)
 {
     admin_send_json_error(req, 400, "Bad request", detail);
@@ -468,45 +438,7 @@ static void serve(admin_t *admin, h2o_req_t *req, unsigned method, const api_rou
     free(c);
 }
 
-int admin_backends_handle(admin_t *admin, h2o_req_t *req, const char *path, size_t path_len)
-{
-    api_route_t r;
-    admin_token_rec_t rec;
-    char detail[200];
-    const char *tok;
-    size_t tok_len;
-
-    if (api_route_match(path, path_len, &r) != 0)
-        return 0;
-    if (req->entity.base != NULL && req->entity.len > ADMIN_MAX_BODY) {
-        snprintf(detail, sizeof(detail), "body: larger than %d bytes", ADMIN_MAX_BODY);
-        req->http1_is_persistent = 0;
-        admin_send_json_error(req, 413, "Payload too large", detail);
-        return 1;
-    }
-    unsigned allowed = allowed_methods(&r);
-    unsigned method = api_method(req);
-    if ((method & allowed) == 0) {
-        send_405(req, allowed);
-        return 1;
-    }
-    if (!admin_request_token(req, &tok, &tok_len)) {
-        admin_auth_send_401(admin, req, 0);
-        return 1;
-    }
-    if (admin_token_lookup(admin->store, tok, tok_len, &rec) != 0) {
-        admin_auth_send_401(admin, req, 1);
-        return 1;
-    }
-    if ((rec.scopes & needed_scopes(method)) == 0) {
-        admin_auth_send_403(req);
-        return 1;
-    }
-    serve(admin, req, method, &r);
-    return 1;
-}
-
-/* ---- the same, as an admin_ext.h route (the router does 405, auth and scopes) ---- */
+/* ---- the admin_ext.h route (the router does 405, auth and scopes) ---- */
 
 static int ext_match(const char *path, size_t len, unsigned *methods)
 {

@@ -21,19 +21,10 @@
 #include "admin-api/admin_ext.h"
 
 /**
- * Serve req when `path` (the raw request path without its query) is one of the endpoints
- * above. Returns 1 when it took the request (a response has been sent, or will be: a 401 for
- * a repeatedly bad token is delayed), 0 when the path is not one of them (nothing was done;
- * route on). Runs the router's checks itself, in its order: body size (413), method (405),
- * credentials (401), service id (404), scope (403). Admin thread only; blocks while a change
- * is resolved and synced to the store, as PUT /config/settings does.
- */
-int admin_backends_handle(admin_t *admin, h2o_req_t *req, const char *path, size_t path_len);
-
-/**
- * The same endpoints as an admin_ext.h route, for the router's ext_routes[] table (then the
- * router does the 405 / 401 / 403 checks; the handler checks the service id, 404). Use this
- * or admin_backends_handle, not both.
+ * The endpoints above as an admin_ext.h route, for the router's ext_routes[] table (the
+ * router does the 405 / 401 / 403 checks; the handler checks the service id, 404). Admin
+ * thread only; blocks while a change is resolved and synced to the store, as PUT
+ * /config/settings does.
  */
 extern const admin_ext_route_t admin_backends_route;
 

@@ -7,7 +7,7 @@
  * server/backend.h's per-backend snapshot, then sent and freed). The /metrics listener owns
  * its socket, a wake-up pipe and its thread.
  *
- * Threads: admin_stats_handle runs on the admin thread; the documents can be built on any
+ * Threads: the route (admin_stats_route) runs on the admin thread; the documents can be built on any
  * thread (the listener thread renders /metrics). Nothing here blocks the admin loop beyond
  * one LMDB read transaction over the stats database (history, SLA).
  *
@@ -30,6 +30,7 @@
 #include <unistd.h>
 #include "admin-api/admin_int.h"
 #include "admin-api/stats_api.h"
+#include "admin-api/admin_ext.h"
 #include "server/backend.h"
 #include "server/stats.h"
 
@@ -736,26 +737,6 @@ static int query_param(h2o_req_t *req, const char *name, char *buf, size_t cap)
     return 0;
 }
 
-static int authorize_or_respond(admin_t *admin, h2o_req_t *req)
-{
-    const char *tok;
-    size_t tok_len;
-    admin_token_rec_t rec;
-    if (!admin_request_token(req, &tok, &tok_len)) {
-        admin_auth_send_401(admin, req, 0);
-        return -1;
-    }
-    if (admin_token_lookup(admin->store, tok, tok_len, &rec) != 0) {
-        admin_auth_send_401(admin, req, 1);
-        return -1;
-    }
-    if ((rec.scopes & (ADMIN_SCOPE_GLOBAL | ADMIN_SCOPE_GLOBAL_READ)) == 0) {
-        admin_auth_send_403(req);
-        return -1;
-    }
-    return 0;
-}
-
 static void send_metrics(h2o_req_t *req)
 {
     size_t len;
@@ -842,42 +823,53 @@ static void handle_sla(h2o_req_t *req)
     send_doc(req, doc);
 }
 
-int admin_stats_handle(admin_t *admin, h2o_req_t *req)
+/* ---- the admin_ext.h route (the router does 405, auth and scopes) ---- */
+
+enum stats_endpoint { EP_NONE, EP_STATS, EP_SLA, EP_METRICS };
+
+static enum stats_endpoint stats_endpoint_of(const char *path, size_t len)
 {
-    enum { STATS, SLA, METRICS } which;
-    const char *path = req->path.base, *q = memchr(req->path.base, '?', req->path.len);
-    size_t len = q != NULL ? (size_t)(q - path) : req->path.len;
-
     if (h2o_memis(path, len, H2O_STRLIT("/stats")) || h2o_memis(path, len, H2O_STRLIT("/stats/")))
-        which = STATS;
-    else if (h2o_memis(path, len, H2O_STRLIT("/stats/sla")))
-        which = SLA;
-    else if (h2o_memis(path, len, H2O_STRLIT("/metrics")))
-        which = METRICS;
-    else
-        return 0;
+        return EP_STATS;
+    if (h2o_memis(path, len, H2O_STRLIT("/stats/sla")))
+        return EP_SLA;
+    if (h2o_memis(path, len, H2O_STRLIT("/metrics")))
+        return EP_METRICS;
+    return EP_NONE;
+}
 
-    if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) &&
-        !h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"))) {
-        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("GET, HEAD"));
-        admin_send_json_error(req, 405, "Method not allowed", NULL);
-        return 1;
-    }
-    if (authorize_or_respond(admin, req) != 0)
-        return 1;
-    switch (which) {
-    case STATS:
+static int stats_match(const char *path, size_t len, unsigned *methods)
+{
+    *methods = ADMIN_M_GET; /* and HEAD */
+    return stats_endpoint_of(path, len) != EP_NONE;
+}
+
+static unsigned stats_scopes(const char *path, size_t len, unsigned method)
+{
+    (void)path, (void)len, (void)method;
+    return ADMIN_SCOPE_GLOBAL | ADMIN_SCOPE_GLOBAL_READ;
+}
+
+static void stats_handle(admin_t *admin, h2o_req_t *req, unsigned method, const char *path, size_t len)
+{
+    (void)admin, (void)method;
+    switch (stats_endpoint_of(path, len)) {
+    case EP_STATS:
         handle_stats(req);
         break;
-    case SLA:
+    case EP_SLA:
         handle_sla(req);
         break;
-    case METRICS:
+    case EP_METRICS:
         send_metrics(req);
         break;
+    case EP_NONE:
+        admin_send_json_error(req, 404, "Not found", "no such endpoint");
+        break;
     }
-    return 1;
 }
+
+const admin_ext_route_t admin_stats_route = {"stats", stats_match, stats_scopes, stats_handle};
 
 /* ---------------------------------------------------------------- the token-free /metrics listener */
 

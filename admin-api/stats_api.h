@@ -18,14 +18,14 @@
 #include <h2o.h>
 #include <jansson.h>
 #include "admin-api/admin.h"
+#include "admin-api/admin_ext.h"
 #include "server/config.h"
 
 /**
- * Route a request of the admin listener. Returns 0 when its path is not one of the stats
- * endpoints (the caller routes it), 1 when it is: the response (200, 400, 401, 403, 405) has
- * then been sent or, for a delayed 401, will be. Admin thread; req borrowed.
+ * GET /stats, /stats/sla and /metrics as an admin_ext.h route for the router's table (the
+ * router answers 405, 401 and 403; global or global:read). Admin thread.
  */
-int admin_stats_handle(admin_t *admin, h2o_req_t *req);
+extern const admin_ext_route_t admin_stats_route;
 
 /* ---- the documents (any thread; new references / malloc'd text) ---- */
 
