@@ -764,6 +764,7 @@ static void *admin_thread_main(void *arg)
 {
     admin_t *admin = arg;
     uint32_t grace = admin->cfg->shutdown_timeout_ms != 0 ? admin->cfg->shutdown_timeout_ms : 5000;
+    pthread_setname_np(pthread_self(), "ec-admin"); /* shown by top -H, ps -L, perf */
 
     while (!atomic_load(&admin->stopping))
         h2o_evloop_run(admin->ctx.loop, INT32_MAX);

@@ -277,6 +277,7 @@ static void *writer_main(void *arg)
 {
     (void)arg;
     int reported = 0;
+    pthread_setname_np(pthread_self(), "ec-accesslog"); /* shown by top -H, ps -L, perf */
     pthread_mutex_lock(&g.lock);
     for (;;) {
         while (g.queue_head == NULL && !g.stopping && !g.reopen)

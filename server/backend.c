@@ -1847,6 +1847,7 @@ static probe_t *take_pending(void)
 static void *prober_main(void *arg)
 {
     (void)arg;
+    pthread_setname_np(pthread_self(), "ec-health"); /* shown by top -H, ps -L, perf */
     while (!atomic_load(&P.stop)) {
         prober_free_finished();
         for (probe_t *p = take_pending(), *next; p != NULL; p = next) {

@@ -85,6 +85,7 @@ void frontend_drain_thread_caches(void)
 static void *worker_main(void *arg)
 {
     worker_t *w = arg;
+    pthread_setname_np(pthread_self(), "ec-worker"); /* shown by top -H, ps -L, perf */
     assert(w->magic == WORKER_MAGIC);
 
     w->loop = h2o_evloop_create();

@@ -474,6 +474,7 @@ int stats_init(const config_t *cfg, store_t *store, mem_tier_t *mem, char *err, 
 static void *sampler_main(void *arg)
 {
     (void)arg;
+    pthread_setname_np(pthread_self(), "ec-stats"); /* shown by top -H, ps -L, perf */
     pthread_mutex_lock(&g.lock);
     while (!g.stopping) {
         int64_t now = (int64_t)time(NULL);
