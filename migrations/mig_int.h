@@ -25,8 +25,12 @@
 #define MIG_META_GENERATION "generation"         /* u64 LE, purge-all generation (>= 1) */
 #define MIG_META_RECLAIMED "reclaimed_generation" /* u64 LE: no object older than this is left */
 #define MIG_META_WRITER_TICK "writer_tick"       /* u64 LE scratch the writer rewrites to advance the txn id */
+#define MIG_META_JOURNAL_SEQ "journal_seq"       /* u64 LE: highest purge journal record applied (v2) */
 
 /** Migration 1, "initial": create every database above and set generation = 1. */
 int mig_0001_initial_up(MDB_txn *txn);
+
+/** Migration 2, "purge_journal": meta journal_seq = 0 (purges are journaled from now on). */
+int mig_0002_purge_journal_up(MDB_txn *txn);
 
 #endif

@@ -9,8 +9,11 @@
  *
  * Durability: object puts are committed without fsync (they survive kill -9
  * because committed pages are in the OS page cache; a power loss may lose the
- * newest ones, which only costs a miss). Purges, config and token writes are
- * acknowledged (their callback runs) only after their commit is synced to disk.
+ * newest ones, which only costs a miss); a checkpoint thread syncs the environment
+ * about once a second. A purge is acknowledged (its callback runs) only after its
+ * record in the purge journal (<dir>/journal.log) is synced and its deletes are
+ * committed; store_open applies again any journaled purge the environment lost.
+ * Config and token writes are acknowledged after their commit is synced.
  */
 #ifndef EDGECACHE_STORE_H
 #define EDGECACHE_STORE_H
@@ -44,6 +47,9 @@ typedef struct store_stats {
     uint64_t map_size;
     uint64_t puts, deletes, evictions, commits, syncs, map_full_errors, corrupt_records;
     uint64_t generation;
+    uint64_t journal_commits;  /* purge journal segments written (each synced: one per purge batch) */
+    uint64_t checkpoints;      /* background syncs of the main store */
+    uint64_t journal_unsynced; /* journaled purges the main store has committed but not yet synced */
 } store_stats_t;
 
 /* what a purge did */

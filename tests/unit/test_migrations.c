@@ -1,6 +1,7 @@
 /*
  * tests/unit/test_migrations.c — the schema migration runner: a fresh environment
- * gets version 1 and every database; a test-only step 2 runs exactly once and is
+ * gets the latest version (2) and every database; a version 1 store is upgraded to 2
+ * (the purge journal's position in meta); a test-only step 3 runs exactly once and is
  * recorded; a failing step changes nothing; a newer store (version 99) is refused
  * by mig_run and by store_open and left untouched.
  * Every test works in its own mkdtemp directory under /tmp and removes it.
@@ -134,7 +135,7 @@ static mig_step_t *steps_with(int (*up)(MDB_txn *), size_t *count)
 
 /* ---- tests ---- */
 
-START_TEST(test_fresh_gets_v1)
+START_TEST(test_fresh_gets_latest)
 {
     char *dir = tmpdir_new();
     MDB_env *env = env_open(dir);
@@ -143,17 +144,18 @@ START_TEST(test_fresh_gets_v1)
     size_t n;
     const mig_step_t *steps = mig_builtin(&n);
 
-    ck_assert_uint_eq(n, 1);
-    ck_assert_uint_eq(mig_latest(), 1);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_uint_eq(mig_latest(), 2);
     ck_assert_str_eq(steps[0].name, "initial");
+    ck_assert_str_eq(steps[1].name, "purge_journal");
     ck_assert_int_eq(mig_current_version(env, &v), 0);
     ck_assert_uint_eq(v, 0);
 
     ck_assert_int_eq(mig_run(env, steps, n, &from, &to, err, sizeof(err)), 0);
     ck_assert_uint_eq(from, 0);
-    ck_assert_uint_eq(to, 1);
+    ck_assert_uint_eq(to, 2);
     ck_assert_int_eq(mig_current_version(env, &v), 0);
-    ck_assert_uint_eq(v, 1);
+    ck_assert_uint_eq(v, 2);
 
     static const char *names[] = {"meta", "objects", "skeys", "variants", "evict", "config", "tokens", "stats"};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
@@ -172,13 +174,17 @@ START_TEST(test_fresh_gets_v1)
         ck_assert_uint_eq(gen[i], 0);
     uint8_t ver[4];
     ck_assert_int_eq(meta_get(env, "schema_version", ver, sizeof(ver)), 4);
-    ck_assert(ver[0] == 1 && ver[1] == 0 && ver[2] == 0 && ver[3] == 0);
+    ck_assert(ver[0] == 2 && ver[1] == 0 && ver[2] == 0 && ver[3] == 0);
+    uint8_t jseq[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+    ck_assert_int_eq(meta_get(env, "journal_seq", jseq, sizeof(jseq)), 8);
+    for (int i = 0; i < 8; i++)
+        ck_assert_uint_eq(jseq[i], 0);
 
     /* up to date: nothing is written */
     size_t txnid = last_txnid(env);
     ck_assert_int_eq(mig_run(env, steps, n, &from, &to, err, sizeof(err)), 0);
-    ck_assert_uint_eq(from, 1);
-    ck_assert_uint_eq(to, 1);
+    ck_assert_uint_eq(from, 2);
+    ck_assert_uint_eq(to, 2);
     ck_assert_uint_eq(last_txnid(env), txnid);
 
     mdb_env_close(env);
@@ -186,7 +192,38 @@ START_TEST(test_fresh_gets_v1)
 }
 END_TEST
 
-START_TEST(test_upgrade_v1_to_v2_once)
+/* A store written by a version 1 binary: store_open upgrades it to 2 and then works. */
+START_TEST(test_real_upgrade_v1_to_v2)
+{
+    char *dir = tmpdir_new();
+    MDB_env *env = env_open(dir);
+    size_t n;
+    unsigned from, to, v;
+    char err[256] = "";
+    const mig_step_t *builtin = mig_builtin(&n);
+    uint8_t jseq[8];
+
+    ck_assert_int_eq(mig_run(env, builtin, 1, &from, &to, err, sizeof(err)), 0); /* step 1 only */
+    ck_assert_uint_eq(to, 1);
+    ck_assert_int_eq(meta_get(env, "journal_seq", jseq, sizeof(jseq)), -1);
+    mdb_env_close(env);
+
+    store_options_t opt = {.dir = dir, .map_size = 8 << 20};
+    store_t *s = NULL;
+    ck_assert_int_eq(store_open(&s, &opt, err, sizeof(err)), 0);
+    ck_assert_uint_eq(store_generation(s), 1);
+    store_close(&s);
+
+    env = env_open(dir);
+    ck_assert_int_eq(mig_current_version(env, &v), 0);
+    ck_assert_uint_eq(v, 2);
+    ck_assert_int_eq(meta_get(env, "journal_seq", jseq, sizeof(jseq)), 8);
+    mdb_env_close(env);
+    tmpdir_free(dir);
+}
+END_TEST
+
+START_TEST(test_upgrade_to_test_step_once)
 {
     char *dir = tmpdir_new();
     MDB_env *env = env_open(dir);
@@ -197,23 +234,23 @@ START_TEST(test_upgrade_v1_to_v2_once)
     mig_step_t *steps = steps_with(v2_up, &count);
 
     ck_assert_int_eq(mig_run(env, builtin, n, &from, &to, err, sizeof(err)), 0);
-    ck_assert_uint_eq(to, 1);
+    ck_assert_uint_eq(to, 2);
     v2_runs = 0;
     ck_assert_int_eq(mig_run(env, steps, count, &from, &to, err, sizeof(err)), 0);
-    ck_assert_uint_eq(from, 1);
-    ck_assert_uint_eq(to, 2);
+    ck_assert_uint_eq(from, 2);
+    ck_assert_uint_eq(to, 3);
     ck_assert_int_eq(v2_runs, 1);
     ck_assert_int_eq(mig_current_version(env, &v), 0);
-    ck_assert_uint_eq(v, 2);
+    ck_assert_uint_eq(v, 3);
     ck_assert(db_exists(env, "v2extra", NULL));
 
-    /* again: already at 2, the step does not run */
+    /* again: already at 3, the step does not run */
     ck_assert_int_eq(mig_run(env, steps, count, &from, &to, err, sizeof(err)), 0);
-    ck_assert_uint_eq(from, 2);
-    ck_assert_uint_eq(to, 2);
+    ck_assert_uint_eq(from, 3);
+    ck_assert_uint_eq(to, 3);
     ck_assert_int_eq(v2_runs, 1);
 
-    /* a binary that only knows v1 now refuses it */
+    /* a binary that only knows v2 now refuses it */
     ck_assert_int_eq(mig_run(env, builtin, n, &from, &to, err, sizeof(err)), MIG_ENEWER);
     mdb_env_close(env);
 
@@ -229,7 +266,7 @@ START_TEST(test_upgrade_v1_to_v2_once)
     v2_runs = 0;
     ck_assert_int_eq(mig_run(env, steps, count, &from, &to, err, sizeof(err)), 0);
     ck_assert_uint_eq(from, 0);
-    ck_assert_uint_eq(to, 2);
+    ck_assert_uint_eq(to, 3);
     ck_assert_int_eq(v2_runs, 1);
     ck_assert(db_exists(env, "objects", NULL));
     mdb_env_close(env);
@@ -255,11 +292,11 @@ START_TEST(test_failing_step_changes_nothing)
     v2_runs = 0;
     ck_assert_int_eq(mig_run(env, steps, count, &from, &to, err, sizeof(err)), MIG_EFAIL);
     ck_assert_int_eq(v2_runs, 1);
-    ck_assert_uint_eq(from, 1);
-    ck_assert_uint_eq(to, 1);
-    ck_assert_ptr_nonnull(strstr(err, "migration 2 (test-step) failed"));
+    ck_assert_uint_eq(from, 2);
+    ck_assert_uint_eq(to, 2);
+    ck_assert_ptr_nonnull(strstr(err, "migration 3 (test-step) failed"));
     ck_assert_int_eq(mig_current_version(env, &v), 0);
-    ck_assert_uint_eq(v, 1);
+    ck_assert_uint_eq(v, 2);
     ck_assert(!db_exists(env, "v2extra", NULL));
     ck_assert_uint_eq(last_txnid(env), txnid);
     mdb_env_close(env);
@@ -311,7 +348,7 @@ START_TEST(test_newer_refused_untouched)
     ck_assert_int_eq(mig_run(env, builtin, n, &from, &to, err, sizeof(err)), MIG_ENEWER);
     ck_assert_uint_eq(from, 99);
     ck_assert_ptr_nonnull(strstr(err, "99"));
-    ck_assert_ptr_nonnull(strstr(err, "version 1"));
+    ck_assert_ptr_nonnull(strstr(err, "version 2"));
     ck_assert_uint_eq(last_txnid(env), txnid);
     ck_assert_int_eq(mig_current_version(env, &v), 0);
     ck_assert_uint_eq(v, 99);
@@ -360,8 +397,9 @@ static Suite *mig_suite(void)
 {
     Suite *s = suite_create("migrations");
     TCase *tc = tcase_create("core");
-    tcase_add_test(tc, test_fresh_gets_v1);
-    tcase_add_test(tc, test_upgrade_v1_to_v2_once);
+    tcase_add_test(tc, test_fresh_gets_latest);
+    tcase_add_test(tc, test_real_upgrade_v1_to_v2);
+    tcase_add_test(tc, test_upgrade_to_test_step_once);
     tcase_add_test(tc, test_failing_step_changes_nothing);
     tcase_add_test(tc, test_bad_table);
     tcase_add_test(tc, test_newer_refused_untouched);

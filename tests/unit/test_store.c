@@ -1085,6 +1085,142 @@ START_TEST(test_purge_log_put_since)
 }
 END_TEST
 
+/* copy a file byte for byte (the simulated disk image of the main store) */
+static void copy_file(const char *from, const char *to)
+{
+    FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+    ck_assert_ptr_nonnull(in);
+    ck_assert_ptr_nonnull(out);
+    char buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
+        ck_assert_uint_eq(fwrite(buf, 1, n, out), n);
+    fclose(in);
+    ck_assert_int_eq(fclose(out), 0);
+}
+
+static char *path_in(const char *dir, const char *name)
+{
+    char *p = malloc(strlen(dir) + strlen(name) + 2);
+    sprintf(p, "%s/%s", dir, name);
+    return p;
+}
+
+/*
+ * A crash of the machine that loses every main-store write since its last sync: purges
+ * are acknowledged once their journal record is synced, without a sync of the main
+ * store, so the main store's file is put back to its synced image (as the disk would
+ * hold it) while journal.log keeps what it had. Reopening must apply those purges
+ * again, once, and must not undo anything stored after them.
+ */
+START_TEST(test_journal_replays_lost_purges)
+{
+    char *dir = tmpdir_new();
+    char *data = path_in(dir, "data.mdb"), *image = path_in(dir, "image.mdb"), *lock = path_in(dir, "lock.mdb");
+    store_t *s = open_store(dir, 64 << 20, NULL);
+    cache_obj_t *a = make_obj("example.com/a", "ka", "", 100, 'a', 1);
+    cache_obj_t *b = make_obj("example.com/b", "kb", "", 100, 'b', 1);
+    cache_obj_t *u = make_obj("example.com/u", "ku", "", 100, 'u', 1);
+    cache_obj_t *soft = make_obj("example.com/soft", "ks", "", 100, 's', 1);
+    cache_obj_t *all[] = {a, b, u, soft};
+    for (int i = 0; i < 4; i++)
+        store_put(s, all[i]);
+    store_close(&s); /* synced: this is the image a crash would go back to */
+    copy_file(data, image);
+
+    s = open_store(dir, 64 << 20, NULL);
+    purge_record_t pr = {0};
+    store_purge_surrogate_key(s, "ka", 2, 0, on_purge, &pr);
+    store_purge_key_url(s, "example.com/u", 13, 0, on_purge, &pr);
+    store_purge_surrogate_key(s, "ks", 2, 1, on_purge, &pr);
+    store_purge_surrogate_key(s, "nothing-tagged", 14, 0, on_purge, &pr);
+    ck_assert_int_eq(store_flush(s), 0);
+    ck_assert_int_eq(pr.calls, 4);
+    ck_assert_int_eq(pr.last.err, 0);
+    ck_assert(!present(s, a));
+    ck_assert(!present(s, u));
+    store_close(&s);
+
+    /* the crash: the main store's writes since the image are lost, the journal's are not */
+    copy_file(image, data);
+    unlink(lock);
+    s = open_store(dir, 64 << 20, NULL);
+    ck_assert(!present(s, a));
+    ck_assert(!present(s, u));
+    ck_assert(present(s, b));
+    cache_obj_t *got = NULL;
+    ck_assert_int_eq(get_obj(s, soft, &got), 0);
+    ck_assert(live_flags(got) & OBJ_F_SOFT_PURGED);
+    obj_unref(&got);
+
+    /* fetched and stored after the purges were applied again: kept, and a later open must not purge it */
+    cache_obj_t *a2 = make_obj("example.com/a2", "ka", "", 100, 'A', 1);
+    store_put_since(s, a2, store_purge_epoch(s));
+    ck_assert_int_eq(store_flush(s), 0);
+    ck_assert(present(s, a2));
+    store_close(&s);
+    s = open_store(dir, 64 << 20, NULL);
+    ck_assert(present(s, a2));
+    ck_assert(present(s, b));
+    store_close(&s);
+
+    /* a purge-all is journaled too */
+    copy_file(data, image);
+    s = open_store(dir, 64 << 20, NULL);
+    store_purge_all(s, on_purge, &pr);
+    ck_assert_int_eq(store_flush(s), 0);
+    ck_assert_uint_eq(store_generation(s), 2);
+    store_close(&s);
+    copy_file(image, data);
+    unlink(lock);
+    s = open_store(dir, 64 << 20, NULL);
+    ck_assert_uint_eq(store_generation(s), 2);
+    ck_assert(!present(s, b));
+    ck_assert(!present(s, a2));
+    store_close(&s);
+
+    for (int i = 0; i < 4; i++)
+        obj_unref(&all[i]);
+    obj_unref(&a2);
+    free(data);
+    free(image);
+    free(lock);
+    tmpdir_free(dir);
+}
+END_TEST
+
+/* Many purges (found or not) go round the journal ring several times; a full ring falls back to a sync. */
+START_TEST(test_journal_absent_and_full)
+{
+    char *dir = tmpdir_new();
+    store_t *s = open_store(dir, 64 << 20, NULL);
+    cache_obj_t *o = make_obj("example.com/o", "ko", "", 100, 'o', 1);
+    store_put(s, o);
+    ck_assert_int_eq(store_flush(s), 0);
+    /* enough single-key purges (one at a time: one segment each) to go round the ring several times */
+    char key[600];
+    memset(key, 'x', sizeof(key));
+    purge_record_t pr = {0};
+    for (int i = 0; i < 40000; i++) {
+        snprintf(key, 8, "%07d", i);
+        key[7] = 'x';
+        store_purge_surrogate_key(s, key, 500, 0, on_purge, &pr);
+        if (i % 64 == 63)
+            ck_assert_int_eq(store_flush(s), 0);
+    }
+    ck_assert_int_eq(store_flush(s), 0);
+    ck_assert_int_eq(pr.calls, 40000);
+    ck_assert_int_eq(pr.last.err, 0);
+    ck_assert(present(s, o));
+    store_purge_surrogate_key(s, "ko", 2, 0, on_purge, &pr);
+    ck_assert_int_eq(store_flush(s), 0);
+    ck_assert_uint_eq(pr.last.objects, 1);
+    store_close(&s);
+    obj_unref(&o);
+    tmpdir_free(dir);
+}
+END_TEST
+
 static Suite *store_suite(void)
 {
     Suite *s = suite_create("store");
@@ -1108,6 +1244,8 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_read_only);
     tcase_add_test(tc, test_corrupt_record);
     tcase_add_test(tc, test_concurrent_readers);
+    tcase_add_test(tc, test_journal_replays_lost_purges);
+    tcase_add_test(tc, test_journal_absent_and_full);
     suite_add_tcase(s, tc);
     return s;
 }

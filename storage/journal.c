@@ -1,0 +1,405 @@
+/*
+ * storage/journal.c — the purge journal (see journal_int.h for why, and for the
+ * layout of the file).
+ *
+ * What it owns: one file descriptor, opened O_DSYNC, on a file of exactly JOURNAL_SIZE
+ * bytes that was zero-filled and synced when created (under a temporary name, renamed
+ * into place: a half-created journal never has the real name); a table with, for each
+ * 512-byte sector, the last seq of the segment written there; the next sector to write.
+ *
+ * Invariants: a segment is written only over sectors whose records have a seq at or
+ * below what the caller says the main store has synced, so the records a crash could
+ * still need are never overwritten. Segments are written whole, at sector boundaries;
+ * a write that fails or is torn leaves sectors whose checksum fails, which readers skip.
+ *
+ * Threads: one thread at a time (the store's writer, or store_open before it starts).
+ */
+#include "storage/journal_int.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define JOURNAL_MAGIC 0x6a6f7572u
+#define JOURNAL_SEG_MAGIC 0x314a4345u /* "ECJ1" little-endian */
+#define JOURNAL_HEADER 32
+#define JOURNAL_OFF_CHECKSUM 24
+#define JOURNAL_SECTORS (JOURNAL_SIZE / JOURNAL_SECTOR)
+
+static const uint8_t journal_checksum_key[crypto_shorthash_KEYBYTES] = {'e', 'd', 'g', 'e', 'c', 'a', 'c', 'h',
+                                                                         'e', '-', 'j', 'o', 'u', 'r', 'n', 'l'};
+
+struct journal {
+    uint32_t magic;
+    int fd;
+    uint64_t *sector_seq; /* JOURNAL_SECTORS entries: last seq of the segment there, 0 = none */
+    size_t pos;           /* next sector to write */
+    uint64_t last_seq;    /* highest seq in the ring */
+    uint8_t *buf;         /* segment being written */
+    size_t buf_cap;
+};
+
+typedef struct journal_seg {
+    size_t sector;
+    uint64_t first_seq;
+    uint32_t records, bytes;
+} journal_seg_t;
+
+static void *journal_xalloc(size_t n)
+{
+    void *p = calloc(1, n);
+    if (p == NULL) {
+        fprintf(stderr, "fatal: out of memory\n");
+        abort();
+    }
+    return p;
+}
+
+static void journal_put_u16(uint8_t *p, unsigned v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+
+static void journal_put_u32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void journal_put_u64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t journal_get(const uint8_t *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = n - 1; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* The checksum of a segment of `len` bytes at p, its checksum field taken as zero. */
+static uint64_t journal_checksum(uint8_t *p, size_t len)
+{
+    uint8_t saved[8], out[crypto_shorthash_BYTES];
+    memcpy(saved, p + JOURNAL_OFF_CHECKSUM, 8);
+    memset(p + JOURNAL_OFF_CHECKSUM, 0, 8);
+    crypto_shorthash(out, p, len, journal_checksum_key);
+    memcpy(p + JOURNAL_OFF_CHECKSUM, saved, 8);
+    return journal_get(out, 8);
+}
+
+/*
+ * Is there an intact segment at sector `sector` of ring (a copy of the whole file)?
+ * Fills *seg. Untrusted bytes: every field is checked before it is used.
+ */
+static int journal_seg_at(uint8_t *ring, size_t sector, journal_seg_t *seg)
+{
+    uint8_t *p = ring + sector * JOURNAL_SECTOR;
+    if (journal_get(p, 4) != JOURNAL_SEG_MAGIC || journal_get(p + 4, 2) != JOURNAL_VERSION)
+        return 0;
+    size_t sectors = journal_get(p + 6, 2);
+    uint64_t first = journal_get(p + 8, 8);
+    uint32_t records = (uint32_t)journal_get(p + 16, 4), bytes = (uint32_t)journal_get(p + 20, 4);
+    if (sectors == 0 || sector + sectors > JOURNAL_SECTORS || first == 0 || records == 0 ||
+        (size_t)JOURNAL_HEADER + bytes > sectors * JOURNAL_SECTOR)
+        return 0;
+    if (journal_checksum(p, JOURNAL_HEADER + bytes) != journal_get(p + JOURNAL_OFF_CHECKSUM, 8))
+        return 0;
+    /* the records must fill the payload exactly */
+    size_t off = 0;
+    for (uint32_t i = 0; i < records; i++) {
+        if (off + 4 > bytes)
+            return 0;
+        size_t len = journal_get(p + JOURNAL_HEADER + off + 2, 2);
+        off += 4 + len;
+    }
+    if (off != bytes)
+        return 0;
+    seg->sector = sector;
+    seg->first_seq = first;
+    seg->records = records;
+    seg->bytes = bytes;
+    return 1;
+}
+
+static int journal_read_all(int fd, uint8_t *ring)
+{
+    size_t done = 0;
+    while (done < JOURNAL_SIZE) {
+        ssize_t r = pread(fd, ring + done, JOURNAL_SIZE - done, (off_t)done);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        done += (size_t)r;
+    }
+    return 0;
+}
+
+/* Read the ring and list its intact segments (*segs malloc'd, caller frees). */
+static int journal_scan(journal_t *j, uint8_t **ring_out, journal_seg_t **segs_out, size_t *nsegs_out)
+{
+    uint8_t *ring = journal_xalloc(JOURNAL_SIZE);
+    size_t n = 0, cap = 64;
+    journal_seg_t *segs = journal_xalloc(cap * sizeof(*segs));
+    if (journal_read_all(j->fd, ring) != 0) {
+        free(ring);
+        free(segs);
+        return JOURNAL_EIO;
+    }
+    for (size_t sector = 0; sector < JOURNAL_SECTORS;) {
+        journal_seg_t seg;
+        if (!journal_seg_at(ring, sector, &seg)) {
+            sector++;
+            continue;
+        }
+        if (n == cap) {
+            cap *= 2;
+            journal_seg_t *grown = realloc(segs, cap * sizeof(*segs));
+            if (grown == NULL) {
+                fprintf(stderr, "fatal: out of memory\n");
+                abort();
+            }
+            segs = grown;
+        }
+        segs[n++] = seg;
+        sector += (JOURNAL_HEADER + seg.bytes + JOURNAL_SECTOR - 1) / JOURNAL_SECTOR;
+    }
+    *ring_out = ring;
+    *segs_out = segs;
+    *nsegs_out = n;
+    return 0;
+}
+
+/* Create the zero-filled journal under a temporary name, sync it, rename it into place. */
+static int journal_create(const char *dir, const char *path, char *errbuf, size_t errlen)
+{
+    size_t dlen = strlen(dir);
+    char *tmp = journal_xalloc(dlen + sizeof("/" JOURNAL_FILE ".tmp"));
+    memcpy(tmp, dir, dlen);
+    memcpy(tmp + dlen, "/" JOURNAL_FILE ".tmp", sizeof("/" JOURNAL_FILE ".tmp"));
+    uint8_t *zeros = journal_xalloc(1 << 20);
+    int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644), ok = fd >= 0;
+    for (size_t done = 0; ok && done < JOURNAL_SIZE; done += (size_t)1 << 20)
+        ok = pwrite(fd, zeros, (size_t)1 << 20, (off_t)done) == (ssize_t)1 << 20;
+    ok = ok && fsync(fd) == 0;
+    int err = errno;
+    if (fd >= 0)
+        close(fd);
+    ok = ok && rename(tmp, path) == 0;
+    if (ok) {
+        int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        ok = dfd >= 0 && fsync(dfd) == 0;
+        if (dfd >= 0)
+            close(dfd);
+    }
+    if (!ok) {
+        if (errno != 0)
+            err = errno;
+        snprintf(errbuf, errlen, "purge journal: cannot create %s: %s", path, strerror(err));
+        unlink(tmp);
+    }
+    free(zeros);
+    free(tmp);
+    return ok ? 0 : JOURNAL_EIO;
+}
+
+int journal_open(journal_t **out, const char *dir, char *errbuf, size_t errlen)
+{
+    size_t dlen = strlen(dir);
+    char *path = journal_xalloc(dlen + sizeof("/" JOURNAL_FILE));
+    memcpy(path, dir, dlen);
+    memcpy(path + dlen, "/" JOURNAL_FILE, sizeof("/" JOURNAL_FILE));
+    journal_t *j = journal_xalloc(sizeof(*j));
+    j->fd = -1;
+    *out = NULL;
+    if (sodium_init() < 0) {
+        snprintf(errbuf, errlen, "purge journal: libsodium failed to initialise");
+        goto fail;
+    }
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        if (errno != ENOENT) {
+            snprintf(errbuf, errlen, "purge journal: %s: %s", path, strerror(errno));
+            goto fail;
+        }
+        if (journal_create(dir, path, errbuf, errlen) != 0)
+            goto fail;
+    } else if (!S_ISREG(st.st_mode) || (size_t)st.st_size != JOURNAL_SIZE) {
+        /* never zero it: it may hold the only record of acknowledged purges */
+        snprintf(errbuf, errlen, "purge journal: %s is not a %zu-byte file; move it away only if the store is known to be synced",
+                 path, JOURNAL_SIZE);
+        goto fail;
+    }
+    if ((j->fd = open(path, O_RDWR | O_DSYNC | O_CLOEXEC)) < 0) {
+        snprintf(errbuf, errlen, "purge journal: %s: %s", path, strerror(errno));
+        goto fail;
+    }
+
+    uint8_t *ring;
+    journal_seg_t *segs;
+    size_t nsegs;
+    if (journal_scan(j, &ring, &segs, &nsegs) != 0) {
+        snprintf(errbuf, errlen, "purge journal: cannot read %s: %s", path, strerror(errno));
+        goto fail;
+    }
+    j->sector_seq = journal_xalloc(JOURNAL_SECTORS * sizeof(*j->sector_seq));
+    for (size_t i = 0; i < nsegs; i++) {
+        uint64_t last = segs[i].first_seq + segs[i].records - 1;
+        size_t sectors = (JOURNAL_HEADER + segs[i].bytes + JOURNAL_SECTOR - 1) / JOURNAL_SECTOR;
+        for (size_t k = 0; k < sectors; k++)
+            j->sector_seq[segs[i].sector + k] = last;
+        if (last > j->last_seq) {
+            j->last_seq = last;
+            j->pos = segs[i].sector + sectors; /* go on after the newest segment */
+        }
+    }
+    free(ring);
+    free(segs);
+    if (j->pos >= JOURNAL_SECTORS)
+        j->pos = 0;
+    free(path);
+    j->magic = JOURNAL_MAGIC;
+    *out = j;
+    return 0;
+
+fail:
+    if (j->fd >= 0)
+        close(j->fd);
+    free(j->sector_seq);
+    free(j);
+    free(path);
+    return JOURNAL_EIO;
+}
+
+void journal_close(journal_t **jp)
+{
+    journal_t *j = *jp;
+    if (j == NULL)
+        return;
+    assert(j->magic == JOURNAL_MAGIC);
+    *jp = NULL;
+    close(j->fd);
+    free(j->sector_seq);
+    free(j->buf);
+    j->magic = 0;
+    free(j);
+}
+
+int journal_append(journal_t *j, const journal_rec_t *recs, size_t n, uint64_t synced_upto)
+{
+    assert(j->magic == JOURNAL_MAGIC);
+    assert(n > 0 && recs[0].seq > j->last_seq);
+    size_t bytes = 0;
+    for (size_t i = 0; i < n; i++) {
+        assert(recs[i].payload_len <= JOURNAL_MAX_PAYLOAD && recs[i].seq == recs[0].seq + i);
+        bytes += 4 + recs[i].payload_len;
+    }
+    size_t sectors = (JOURNAL_HEADER + bytes + JOURNAL_SECTOR - 1) / JOURNAL_SECTOR;
+    if (sectors > 0xffff || sectors > JOURNAL_SECTORS / 4)
+        return JOURNAL_EFULL; /* a caller's batch is bounded far below this */
+    size_t pos = j->pos + sectors > JOURNAL_SECTORS ? 0 : j->pos;
+    for (size_t k = 0; k < sectors; k++)
+        if (j->sector_seq[pos + k] > synced_upto)
+            return JOURNAL_EFULL;
+
+    size_t len = sectors * JOURNAL_SECTOR;
+    if (len > j->buf_cap) {
+        free(j->buf);
+        j->buf = journal_xalloc(len);
+        j->buf_cap = len;
+    }
+    uint8_t *p = j->buf;
+    memset(p, 0, len);
+    journal_put_u32(p, JOURNAL_SEG_MAGIC);
+    journal_put_u16(p + 4, JOURNAL_VERSION);
+    journal_put_u16(p + 6, (unsigned)sectors);
+    journal_put_u64(p + 8, recs[0].seq);
+    journal_put_u32(p + 16, (uint32_t)n);
+    journal_put_u32(p + 20, (uint32_t)bytes);
+    uint8_t *q = p + JOURNAL_HEADER;
+    for (size_t i = 0; i < n; i++) {
+        q[0] = (uint8_t)recs[i].kind;
+        q[1] = (uint8_t)recs[i].flags;
+        journal_put_u16(q + 2, (unsigned)recs[i].payload_len);
+        if (recs[i].payload_len > 0)
+            memcpy(q + 4, recs[i].payload, recs[i].payload_len);
+        q += 4 + recs[i].payload_len;
+    }
+    journal_put_u64(p + JOURNAL_OFF_CHECKSUM, journal_checksum(p, JOURNAL_HEADER + bytes));
+
+    /* O_DSYNC: the write returns once the sectors are on stable storage */
+    size_t done = 0;
+    while (done < len) {
+        ssize_t w = pwrite(j->fd, p + done, len - done, (off_t)(pos * JOURNAL_SECTOR + done));
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            fprintf(stderr, "edgecache: purge journal: write failed: %s\n", w < 0 ? strerror(errno) : "short write");
+            for (size_t k = 0; k < sectors; k++)
+                j->sector_seq[pos + k] = 0; /* whatever is there now fails its checksum */
+            return JOURNAL_EIO;
+        }
+        done += (size_t)w;
+    }
+    uint64_t last = recs[n - 1].seq;
+    for (size_t k = 0; k < sectors; k++)
+        j->sector_seq[pos + k] = last;
+    j->pos = pos + sectors;
+    j->last_seq = last;
+    return 0;
+}
+
+static int journal_seg_cmp(const void *a, const void *b)
+{
+    const journal_seg_t *x = a, *y = b;
+    return x->first_seq < y->first_seq ? -1 : x->first_seq > y->first_seq;
+}
+
+int journal_foreach(journal_t *j, uint64_t after, int (*fn)(void *arg, const journal_rec_t *rec), void *arg)
+{
+    uint8_t *ring;
+    journal_seg_t *segs;
+    size_t nsegs;
+    int ret = 0;
+    if (journal_scan(j, &ring, &segs, &nsegs) != 0)
+        return JOURNAL_EIO;
+    qsort(segs, nsegs, sizeof(*segs), journal_seg_cmp);
+    for (size_t i = 0; i < nsegs && ret == 0; i++) {
+        const uint8_t *q = ring + segs[i].sector * JOURNAL_SECTOR + JOURNAL_HEADER;
+        for (uint32_t r = 0; r < segs[i].records && ret == 0; r++) {
+            journal_rec_t rec = {.seq = segs[i].first_seq + r, .kind = q[0], .flags = q[1]};
+            rec.payload_len = journal_get(q + 2, 2);
+            rec.payload = q + 4;
+            q += 4 + rec.payload_len;
+            int valid = (rec.kind == JOURNAL_URL && rec.payload_len == 16) ||
+                        (rec.kind == JOURNAL_SKEY && rec.payload_len >= 1 && rec.payload_len <= JOURNAL_MAX_PAYLOAD) ||
+                        (rec.kind == JOURNAL_ALL && rec.payload_len == 0);
+            if (!valid) { /* intact but unknown to this version: never half-apply a journal */
+                fprintf(stderr, "edgecache: purge journal: record %llu has an unknown kind or length\n",
+                        (unsigned long long)rec.seq);
+                ret = JOURNAL_EIO;
+            } else if (rec.seq > after) {
+                ret = fn(arg, &rec);
+            }
+        }
+    }
+    free(ring);
+    free(segs);
+    return ret;
+}
+
+uint64_t journal_last_seq(journal_t *j)
+{
+    return j->last_seq;
+}

@@ -1,0 +1,97 @@
+/*
+ * storage/journal_int.h — the purge journal: a small preallocated ring file
+ * (<data dir>/journal.log) in which every purge is recorded, and synced, before it is
+ * acknowledged. Internal to storage/: store.c owns the only journal of a store; its
+ * unit test uses it directly to simulate a main store that lost writes.
+ *
+ * Why it exists: syncing the main LMDB environment makes every page dirtied since the
+ * last sync reach the disk; a purge of one object dirties about five random pages there
+ * (objects, skeys, evict, free list), so a sync per purge batch held durable purges to
+ * a fraction of an in-memory cache's rate. A journal commit is one sequential write of
+ * a few hundred bytes, made durable by one O_DSYNC write.
+ *
+ * On disk: JOURNAL_SIZE bytes, written with zeros when created (so later writes never
+ * change the file's size or block map, and a sync carries no metadata). A commit is one
+ * segment at a 512-byte boundary:
+ *   header (32 bytes, little-endian): u32 magic "ECJ1", u16 version (1), u16 sectors,
+ *     u64 first_seq, u32 records, u32 payload bytes, u64 checksum (SipHash-2-4 of the
+ *     header's first 24 bytes and the payload)
+ *   payload: per record u8 kind, u8 flags, u16 length, that many bytes
+ * Records of a segment have seqs first_seq, first_seq + 1, ... Segments go round the
+ * ring; one is never written over a record the main store has not synced. A torn or
+ * stale segment fails its checksum and is ignored: it was never acknowledged.
+ *
+ * Record kinds:
+ *   JOURNAL_URL   payload = the 16-byte hash of the URL's cache key (obj_key_hash)
+ *   JOURNAL_SKEY  payload = the surrogate key's bytes (1 .. 511)
+ *   JOURNAL_ALL   payload = empty (one purge-all: one generation bump)
+ * flags: JOURNAL_F_SOFT for a soft purge.
+ *
+ * The rule that makes it correct: the main store's `meta` records, in each transaction
+ * that changes objects, the highest seq journaled so far (MIG_META_JOURNAL_SEQ); all of
+ * those purges are applied by then. After a crash that loses unsynced main-store
+ * writes, the records above the value the main store kept are the acknowledged purges
+ * it may have lost, and store_open applies them again. Applying one twice is harmless:
+ * no object stored after it is in the main store, or the value would be higher.
+ *
+ * Threads: one writer (the store's writer thread, or store_open before it starts).
+ */
+#ifndef EDGECACHE_JOURNAL_INT_H
+#define EDGECACHE_JOURNAL_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define JOURNAL_FILE "journal.log"
+#define JOURNAL_VERSION 1
+#define JOURNAL_SIZE ((size_t)8 << 20)
+#define JOURNAL_SECTOR 512
+#define JOURNAL_MAX_PAYLOAD 511
+
+enum { JOURNAL_URL = 'U', JOURNAL_SKEY = 'K', JOURNAL_ALL = 'A' };
+#define JOURNAL_F_SOFT 0x01
+
+typedef struct journal journal_t;
+
+typedef struct journal_rec {
+    uint64_t seq;
+    int kind; /* JOURNAL_URL, JOURNAL_SKEY, JOURNAL_ALL */
+    unsigned flags;
+    const void *payload; /* borrowed: valid for the call it is passed to (or returned by) */
+    size_t payload_len;
+} journal_rec_t;
+
+/* errors: negative, outside errno's range (store.h's codes are -30950..) */
+#define JOURNAL_EIO (-30960)   /* I/O error (message on stderr) */
+#define JOURNAL_EFULL (-30961) /* the ring holds only records the main store has not synced */
+
+/**
+ * Open <dir>/journal.log, creating and zero-filling it (synced) if it is missing or
+ * not JOURNAL_SIZE bytes. On error returns JOURNAL_EIO and writes a one-line message
+ * into errbuf.
+ */
+int journal_open(journal_t **out, const char *dir, char *errbuf, size_t errlen);
+
+/** Close; sets *j to NULL. Nothing is lost: every append is already durable. */
+void journal_close(journal_t **j);
+
+/**
+ * Append recs[0..n) as one segment and return once it is durable. Their seqs must be
+ * consecutive and above every seq appended before. `synced_upto`: records with a seq at
+ * or below it may be overwritten (the main store has synced them). Returns 0,
+ * JOURNAL_EFULL (nothing written: sync the main store and try again with a higher
+ * synced_upto) or JOURNAL_EIO. Payloads (at most JOURNAL_MAX_PAYLOAD bytes) are copied.
+ */
+int journal_append(journal_t *j, const journal_rec_t *recs, size_t n, uint64_t synced_upto);
+
+/**
+ * Call fn for each record with seq > after in the ring, in seq order (rec is valid only
+ * during the call). Reads the whole ring once. fn returning non-zero stops the walk and
+ * is returned; a read error, or an intact record of an unknown kind, gives JOURNAL_EIO.
+ */
+int journal_foreach(journal_t *j, uint64_t after, int (*fn)(void *arg, const journal_rec_t *rec), void *arg);
+
+/** The highest seq in the ring (found by journal_open, then kept), 0 when there is none. */
+uint64_t journal_last_seq(journal_t *j);
+
+#endif
