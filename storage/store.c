@@ -1091,6 +1091,9 @@ static void store_batch_journal(store_t *s, store_batch_t *b)
     journal_rec_t *recs = store_xcalloc(cap, sizeof(*recs));
     uint8_t(*urls)[CACHE_HASH_LEN] = store_xcalloc(cap, CACHE_HASH_LEN);
     for (store_op_t *op = b->ops; op != NULL; op = op->next) {
+        if (op->kind != STORE_OP_PURGE_URL && op->kind != STORE_OP_PURGE_SKEY && op->kind != STORE_OP_PURGE_ALL)
+            continue;
+        assert(n < cap);
         journal_rec_t *r = &recs[n];
         r->seq = s->journal_next + n;
         r->flags = op->soft ? JOURNAL_F_SOFT : 0;
@@ -1108,12 +1111,10 @@ static void store_batch_journal(store_t *s, store_batch_t *b)
             r->payload = op->key;
             r->payload_len = op->key_len;
             break;
-        case STORE_OP_PURGE_ALL:
+        default: /* STORE_OP_PURGE_ALL */
             r->kind = JOURNAL_ALL;
             r->flags = 0;
             break;
-        default:
-            continue;
         }
         op->journal_seq = r->seq;
         n++;

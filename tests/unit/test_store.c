@@ -1202,8 +1202,9 @@ START_TEST(test_journal_absent_and_full)
     memset(key, 'x', sizeof(key));
     purge_record_t pr = {0};
     for (int i = 0; i < 40000; i++) {
-        snprintf(key, 8, "%07d", i);
-        key[7] = 'x';
+        char num[16];
+        snprintf(num, sizeof(num), "%07d", i % 10000000);
+        memcpy(key, num, 7);
         store_purge_surrogate_key(s, key, 500, 0, on_purge, &pr);
         if (i % 64 == 63)
             ck_assert_int_eq(store_flush(s), 0);
