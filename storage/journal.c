@@ -302,12 +302,15 @@ int journal_append(journal_t *j, const journal_rec_t *recs, size_t n, uint64_t s
     assert(n > 0 && recs[0].seq > j->last_seq);
     size_t bytes = 0;
     for (size_t i = 0; i < n; i++) {
-        assert(recs[i].payload_len <= JOURNAL_MAX_PAYLOAD && recs[i].seq == recs[0].seq + i);
+        /* what journal_foreach accepts: an intact record it refused would block every later open */
+        assert(recs[i].seq == recs[0].seq + i);
+        assert((recs[i].kind == JOURNAL_URL && recs[i].payload_len == 16) ||
+               (recs[i].kind == JOURNAL_SKEY && recs[i].payload_len >= 1 && recs[i].payload_len <= JOURNAL_MAX_PAYLOAD) ||
+               (recs[i].kind == JOURNAL_ALL && recs[i].payload_len == 0));
         bytes += 4 + recs[i].payload_len;
     }
+    assert(bytes <= JOURNAL_MAX_SEGMENT_BYTES); /* callers bound their batches (store.c) */
     size_t sectors = (JOURNAL_HEADER + bytes + JOURNAL_SECTOR - 1) / JOURNAL_SECTOR;
-    if (sectors > 0xffff || sectors > JOURNAL_SECTORS / 4)
-        return JOURNAL_EFULL; /* a caller's batch is bounded far below this */
     size_t pos = j->pos + sectors > JOURNAL_SECTORS ? 0 : j->pos;
     for (size_t k = 0; k < sectors; k++)
         if (j->sector_seq[pos + k] > synced_upto)
@@ -368,6 +371,7 @@ static int journal_seg_cmp(const void *a, const void *b)
 
 int journal_foreach(journal_t *j, uint64_t after, int (*fn)(void *arg, const journal_rec_t *rec), void *arg)
 {
+    assert(j->magic == JOURNAL_MAGIC);
     uint8_t *ring;
     journal_seg_t *segs;
     size_t nsegs;
@@ -401,5 +405,6 @@ int journal_foreach(journal_t *j, uint64_t after, int (*fn)(void *arg, const jou
 
 uint64_t journal_last_seq(journal_t *j)
 {
+    assert(j->magic == JOURNAL_MAGIC);
     return j->last_seq;
 }

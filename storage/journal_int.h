@@ -14,8 +14,8 @@
  * change the file's size or block map, and a sync carries no metadata). A commit is one
  * segment at a 512-byte boundary:
  *   header (32 bytes, little-endian): u32 magic "ECJ1", u16 version (1), u16 sectors,
- *     u64 first_seq, u32 records, u32 payload bytes, u64 checksum (SipHash-2-4 of the
- *     header's first 24 bytes and the payload)
+ *     u64 first_seq, u32 records, u32 payload bytes, u64 checksum (SipHash-2-4, key
+ *     "edgecache-journl", of the 32-byte header with this field zeroed, then the payload)
  *   payload: per record u8 kind, u8 flags, u16 length, that many bytes
  * Records of a segment have seqs first_seq, first_seq + 1, ... Segments go round the
  * ring; one is never written over a record the main store has not synced. A torn or
@@ -47,6 +47,8 @@
 #define JOURNAL_SIZE ((size_t)8 << 20)
 #define JOURNAL_SECTOR 512
 #define JOURNAL_MAX_PAYLOAD 511
+/* the most record bytes one segment may carry; callers bound their batches by it */
+#define JOURNAL_MAX_SEGMENT_BYTES (JOURNAL_SIZE / 4 - 512)
 
 enum { JOURNAL_URL = 'U', JOURNAL_SKEY = 'K', JOURNAL_ALL = 'A' };
 #define JOURNAL_F_SOFT 0x01
@@ -66,9 +68,9 @@ typedef struct journal_rec {
 #define JOURNAL_EFULL (-30961) /* the ring holds only records the main store has not synced */
 
 /**
- * Open <dir>/journal.log, creating and zero-filling it (synced) if it is missing or
- * not JOURNAL_SIZE bytes. On error returns JOURNAL_EIO and writes a one-line message
- * into errbuf.
+ * Open <dir>/journal.log, creating and zero-filling it (synced) if it is missing. A file
+ * of another size or type gives JOURNAL_EIO and is left alone (it may hold the only
+ * record of acknowledged purges). On error writes a one-line message into errbuf.
  */
 int journal_open(journal_t **out, const char *dir, char *errbuf, size_t errlen);
 
@@ -78,9 +80,11 @@ void journal_close(journal_t **j);
 /**
  * Append recs[0..n) as one segment and return once it is durable. Their seqs must be
  * consecutive and above every seq appended before. `synced_upto`: records with a seq at
- * or below it may be overwritten (the main store has synced them). Returns 0,
+ * or below it may be overwritten (the main store has synced them). Each record takes 4
+ * bytes plus its payload; together at most JOURNAL_MAX_SEGMENT_BYTES. Returns 0,
  * JOURNAL_EFULL (nothing written: sync the main store and try again with a higher
- * synced_upto) or JOURNAL_EIO. Payloads (at most JOURNAL_MAX_PAYLOAD bytes) are copied.
+ * synced_upto) or JOURNAL_EIO (a write failed; the caller must not use these seqs
+ * again). Payloads are copied.
  */
 int journal_append(journal_t *j, const journal_rec_t *recs, size_t n, uint64_t synced_upto);
 

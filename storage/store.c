@@ -1122,8 +1122,9 @@ static void store_batch_journal(store_t *s, store_batch_t *b)
     int rc = n == 0 ? 0 : journal_append(s->journal, recs, n, atomic_load(&s->durable_seq));
     if (rc == JOURNAL_EFULL && store_sync_main(s) == 0) /* the checkpointer is far behind: sync here */
         rc = journal_append(s->journal, recs, n, atomic_load(&s->durable_seq));
+    if (rc != JOURNAL_EFULL)
+        s->journal_next += n; /* after a failed write too: what it wrote may be intact, never reuse its seqs */
     if (rc == 0 && n > 0) {
-        s->journal_next += n;
         atomic_fetch_add_explicit(&s->st_journal_commits, 1, memory_order_relaxed);
     } else if (rc != 0) {
         fprintf(stderr, "edgecache: store: purge journal write failed; %zu purge(s) not applied\n", n);
@@ -1535,12 +1536,20 @@ static void *store_writer_main(void *arg)
         /* take what is queued, bounded so that one transaction stays small next to the map */
         store_batch_t b = {0};
         store_op_t **tailp = &b.ops;
-        size_t n = 0;
+        size_t n = 0, journal_bytes = 0;
         while (s->head != NULL && n < STORE_BATCH_MAX_OPS) {
             store_op_t *op = s->head;
             size_t cost = op->kind == STORE_OP_PUT ? store_rec_cost(s, op->obj->rec_len) : 0;
             if (n > 0 && cost > 0 && b.put_cost + cost > max_put_cost)
                 break;
+            /* the batch's purges go to the journal as one segment, which has a size limit */
+            size_t jcost = op->kind == STORE_OP_PURGE_URL    ? 4 + CACHE_HASH_LEN
+                           : op->kind == STORE_OP_PURGE_SKEY ? 4 + op->key_len
+                           : op->kind == STORE_OP_PURGE_ALL  ? 4
+                                                             : 0;
+            if (n > 0 && journal_bytes + jcost > JOURNAL_MAX_SEGMENT_BYTES)
+                break; /* (a key too long for the journal is never journaled: see store_batch_journal) */
+            journal_bytes += jcost;
             s->head = op->next;
             op->next = NULL;
             *tailp = op;
