@@ -61,6 +61,25 @@ static void *journal_xalloc(size_t n)
     return p;
 }
 
+/* the kinds and payload lengths a record may have (journal_int.h) */
+static int journal_rec_valid(int kind, size_t payload_len)
+{
+    return (kind == JOURNAL_URL && payload_len == 16) ||
+           (kind == JOURNAL_SKEY && payload_len >= 1 && payload_len <= JOURNAL_MAX_PAYLOAD) ||
+           (kind == JOURNAL_ALL && payload_len == 0);
+}
+
+/* malloc'd "<dir>/<name>" */
+static char *journal_path(const char *dir, const char *name)
+{
+    size_t dlen = strlen(dir), nlen = strlen(name);
+    char *path = journal_xalloc(dlen + 1 + nlen + 1);
+    memcpy(path, dir, dlen);
+    path[dlen] = '/';
+    memcpy(path + dlen + 1, name, nlen + 1);
+    return path;
+}
+
 static void journal_put_u16(uint8_t *p, unsigned v)
 {
     p[0] = (uint8_t)v;
@@ -184,10 +203,7 @@ static int journal_scan(journal_t *j, uint8_t **ring_out, journal_seg_t **segs_o
 /* Create the zero-filled journal under a temporary name, sync it, rename it into place. */
 static int journal_create(const char *dir, const char *path, char *errbuf, size_t errlen)
 {
-    size_t dlen = strlen(dir);
-    char *tmp = journal_xalloc(dlen + sizeof("/" JOURNAL_FILE ".tmp"));
-    memcpy(tmp, dir, dlen);
-    memcpy(tmp + dlen, "/" JOURNAL_FILE ".tmp", sizeof("/" JOURNAL_FILE ".tmp"));
+    char *tmp = journal_path(dir, JOURNAL_FILE ".tmp");
     uint8_t *zeros = journal_xalloc(1 << 20);
     int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644), ok = fd >= 0;
     for (size_t done = 0; ok && done < JOURNAL_SIZE; done += (size_t)1 << 20)
@@ -216,10 +232,7 @@ static int journal_create(const char *dir, const char *path, char *errbuf, size_
 
 int journal_open(journal_t **out, const char *dir, char *errbuf, size_t errlen)
 {
-    size_t dlen = strlen(dir);
-    char *path = journal_xalloc(dlen + sizeof("/" JOURNAL_FILE));
-    memcpy(path, dir, dlen);
-    memcpy(path + dlen, "/" JOURNAL_FILE, sizeof("/" JOURNAL_FILE));
+    char *path = journal_path(dir, JOURNAL_FILE);
     journal_t *j = journal_xalloc(sizeof(*j));
     j->fd = -1;
     *out = NULL;
@@ -304,9 +317,7 @@ int journal_append(journal_t *j, const journal_rec_t *recs, size_t n, uint64_t s
     for (size_t i = 0; i < n; i++) {
         /* what journal_foreach accepts: an intact record it refused would block every later open */
         assert(recs[i].seq == recs[0].seq + i);
-        assert((recs[i].kind == JOURNAL_URL && recs[i].payload_len == 16) ||
-               (recs[i].kind == JOURNAL_SKEY && recs[i].payload_len >= 1 && recs[i].payload_len <= JOURNAL_MAX_PAYLOAD) ||
-               (recs[i].kind == JOURNAL_ALL && recs[i].payload_len == 0));
+        assert(journal_rec_valid(recs[i].kind, recs[i].payload_len));
         bytes += 4 + recs[i].payload_len;
     }
     assert(bytes <= JOURNAL_MAX_SEGMENT_BYTES); /* callers bound their batches (store.c) */
@@ -386,10 +397,7 @@ int journal_foreach(journal_t *j, uint64_t after, int (*fn)(void *arg, const jou
             rec.payload_len = journal_get(q + 2, 2);
             rec.payload = q + 4;
             q += 4 + rec.payload_len;
-            int valid = (rec.kind == JOURNAL_URL && rec.payload_len == 16) ||
-                        (rec.kind == JOURNAL_SKEY && rec.payload_len >= 1 && rec.payload_len <= JOURNAL_MAX_PAYLOAD) ||
-                        (rec.kind == JOURNAL_ALL && rec.payload_len == 0);
-            if (!valid) { /* intact but unknown to this version: never half-apply a journal */
+            if (!journal_rec_valid(rec.kind, rec.payload_len)) { /* intact but unknown to this version: never half-apply a journal */
                 fprintf(stderr, "edgecache: purge journal: record %llu has an unknown kind or length\n",
                         (unsigned long long)rec.seq);
                 ret = JOURNAL_EIO;

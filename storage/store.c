@@ -183,8 +183,8 @@ typedef struct store_op {
     store_op_kind_t kind;
     struct store_op *next;
     cache_obj_t *obj;             /* PUT: our reference */
-    uint8_t hash[CACHE_HASH_LEN]; /* DELETE, DELETE_CORRUPT */
-    char *key;                    /* PURGE_URL, PURGE_SKEY, KV (owned, NUL-terminated) */
+    uint8_t hash[CACHE_HASH_LEN]; /* DELETE, DELETE_CORRUPT; PURGE_URL: obj_key_hash of the URL */
+    char *key;                    /* PURGE_SKEY, KV (owned, NUL-terminated) */
     size_t key_len;
     void *val; /* KV: value (owned); NULL deletes */
     size_t val_len;
@@ -846,11 +846,8 @@ static int store_txn_apply(store_t *s, MDB_txn *txn, store_batch_t *b, store_op_
         b->any_purge = 1;
         if (op->journal_seq > b->journal_seq)
             b->journal_seq = op->journal_seq;
-        if (op->kind == STORE_OP_PURGE_URL) {
-            uint8_t url[CACHE_HASH_LEN];
-            obj_key_hash(op->key, op->key_len, url);
-            return store_txn_purge_url_hash(s, txn, b, url, op->soft, &op->res.objects);
-        }
+        if (op->kind == STORE_OP_PURGE_URL)
+            return store_txn_purge_url_hash(s, txn, b, op->hash, op->soft, &op->res.objects);
         return store_txn_purge_skey_bytes(s, txn, b, op->key, op->key_len, op->soft, &op->res.objects);
     case STORE_OP_PURGE_ALL:
         if (op->journal_failed)
@@ -1056,6 +1053,11 @@ static uint64_t store_low_bytes(const store_t *s)
 
 /* ---- the purge journal and the checkpointer ---- */
 
+static int store_op_is_purge(const store_op_t *op)
+{
+    return op->kind == STORE_OP_PURGE_URL || op->kind == STORE_OP_PURGE_SKEY || op->kind == STORE_OP_PURGE_ALL;
+}
+
 /* raise *a to at least v (two threads advance durable_seq) */
 static void store_atomic_max(_Atomic uint64_t *a, uint64_t v)
 {
@@ -1078,20 +1080,19 @@ static int store_sync_main(store_t *s)
 /*
  * Write the batch's purges to the journal, synced, before the transaction that applies
  * them: a purge is applied only once its record is durable, and the main store is not
- * synced for it. The same journal commit trims records the main store has synced. A
- * purge whose record could not be written is not applied and is answered STORE_EIO.
+ * synced for it. The segment may go over records the main store has synced. A purge
+ * whose record could not be written is not applied and is answered STORE_EIO.
  */
 static void store_batch_journal(store_t *s, store_batch_t *b)
 {
     size_t n = 0, cap = 0;
     for (store_op_t *op = b->ops; op != NULL; op = op->next)
-        cap += op->kind == STORE_OP_PURGE_URL || op->kind == STORE_OP_PURGE_SKEY || op->kind == STORE_OP_PURGE_ALL;
+        cap += store_op_is_purge(op);
     if (cap == 0)
         return;
     journal_rec_t *recs = store_xcalloc(cap, sizeof(*recs));
-    uint8_t(*urls)[CACHE_HASH_LEN] = store_xcalloc(cap, CACHE_HASH_LEN);
     for (store_op_t *op = b->ops; op != NULL; op = op->next) {
-        if (op->kind != STORE_OP_PURGE_URL && op->kind != STORE_OP_PURGE_SKEY && op->kind != STORE_OP_PURGE_ALL)
+        if (!store_op_is_purge(op))
             continue;
         assert(n < cap);
         journal_rec_t *r = &recs[n];
@@ -1099,9 +1100,8 @@ static void store_batch_journal(store_t *s, store_batch_t *b)
         r->flags = op->soft ? JOURNAL_F_SOFT : 0;
         switch (op->kind) {
         case STORE_OP_PURGE_URL:
-            obj_key_hash(op->key, op->key_len, urls[n]);
             r->kind = JOURNAL_URL;
-            r->payload = urls[n];
+            r->payload = op->hash;
             r->payload_len = CACHE_HASH_LEN;
             break;
         case STORE_OP_PURGE_SKEY:
@@ -1135,7 +1135,6 @@ static void store_batch_journal(store_t *s, store_batch_t *b)
             }
         }
     }
-    free(urls);
     free(recs);
 }
 
@@ -2018,7 +2017,9 @@ static void store_purge_submit(store_t *s, store_op_kind_t kind, const char *key
 {
     assert(s != NULL && s->magic == STORE_MAGIC);
     store_op_t *op = store_op_new(kind);
-    if (key != NULL) {
+    if (kind == STORE_OP_PURGE_URL) {
+        obj_key_hash(key, key_len, op->hash); /* all the writer needs; hashed here, off its thread */
+    } else if (key != NULL) {
         op->key = store_xmemdup(key, key_len, 1);
         op->key_len = key_len;
     }
