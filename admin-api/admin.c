@@ -1,21 +1,29 @@
 /*
- * admin-api/admin.c — the admin listener: its thread, its h2o event loop, the router,
- * and the small endpoints (health, OpenID discovery, settings, tokens).
+ * admin-api/admin.c — the admin listener: its threads, their h2o event loops, the
+ * router, and the small endpoints (health, OpenID discovery, settings, tokens).
  *
- * What it owns: one listening socket, one thread running one h2o evloop and context
- * (its own h2o_globalconf_t with a single handler on "/" that routes by method and path
- * itself), the accepted connections (tracked so that admin_stop can close them), and the
- * live settings cell. The store, memory tier and config are borrowed.
+ * What it owns: --admin-threads loops (admin_loop_t), each a thread running one h2o
+ * evloop and context on its own listening socket. With more than one, the sockets share
+ * the address with SO_REUSEPORT and the kernel spreads connections over them, as for the
+ * proxy workers: one thread could not keep up with thousands of purges a second (the
+ * loopback sends and h2o's epoll changes alone took a whole core). The contexts share
+ * one h2o_globalconf_t with a single handler on "/" that routes by method and path
+ * itself. Each loop tracks its accepted connections (so that admin_stop can close them)
+ * and its purges in flight. The live settings cell, failure budget and purge ids are
+ * shared. The store, memory tier and config are borrowed.
  *
  * Order of checks for a request: body size (413) -> route (404) -> method (405) ->
  * credentials (401) -> service id (404) -> scope (403) -> handler. Every response has
  * Content-Type: application/json; errors are {"msg":...,"detail":...}.
  *
- * Threads: admin_start/admin_stop run on the caller's thread; the rest on the admin
- * thread, except admin_settings_snapshot, admin_next_purge_id and the auth helpers,
- * which any thread may call (see settings.c, purge.c, auth.c).
+ * Threads: admin_start/admin_stop run on the caller's thread; a request is served
+ * wholly on the thread of the loop that accepted its connection. Handlers that read,
+ * change and store configuration (settings, tokens, the extension routes) hold
+ * config_lock, so that two threads never interleave a read-modify-write. Any thread may
+ * call admin_settings_snapshot, admin_next_purge_id and the auth helpers (see
+ * settings.c, purge.c, auth.c).
  *
- * Shutdown (admin_stop): the loop stops accepting, lets purges in flight come back from
+ * Shutdown (admin_stop): each loop stops accepting, lets purges in flight come back from
  * the store (each still answers its client), answers delayed 401s at once, then shuts the
  * sockets down so h2o closes every connection through its own paths, and only then
  * disposes the context. If the store never calls back within the bound, the admin's
@@ -64,7 +72,7 @@ typedef struct admin_handler {
 
 typedef struct admin_conn {
     h2o_linklist_t link;
-    admin_t *admin;
+    admin_loop_t *loop;
     int fd;
 } admin_conn_t;
 
@@ -540,7 +548,9 @@ static int handle_ext_route(admin_t *admin, h2o_req_t *req, const char *path, si
                 return 1;
             }
         }
+        pthread_mutex_lock(&admin->config_lock);
         x->handle(admin, req, method, path, path_len);
+        pthread_mutex_unlock(&admin->config_lock);
         return 1;
     }
     return 0;
@@ -621,19 +631,25 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     case R_PURGE_URL:
         return admin_purge_url(admin, req, r.rest.base, r.rest.len);
     case R_TOKENS:
+        pthread_mutex_lock(&admin->config_lock);
         if (method == M_GET)
             handle_token_list(admin, req);
         else
             handle_token_create(admin, req);
+        pthread_mutex_unlock(&admin->config_lock);
         return 0;
     case R_TOKEN_SELF:
         admin_send_json_value(req, 200, admin_token_rec_to_json(&rec));
         return 0;
     case R_TOKEN_ONE:
+        pthread_mutex_lock(&admin->config_lock);
         handle_token_delete(admin, req, r.rest);
+        pthread_mutex_unlock(&admin->config_lock);
         return 0;
     case R_SETTINGS:
+        pthread_mutex_lock(&admin->config_lock);
         handle_settings(admin, req, method);
+        pthread_mutex_unlock(&admin->config_lock);
         return 0;
     }
     admin_send_json_error(req, 404, "Not found", NULL);
@@ -646,16 +662,16 @@ static void on_conn_close(void *data)
 {
     admin_conn_t *c = data;
     h2o_linklist_unlink(&c->link);
-    c->admin->num_conns--;
+    c->loop->num_conns--;
     free(c);
 }
 
 static void on_accept(h2o_socket_t *listener, const char *err)
 {
-    admin_t *admin = listener->data;
+    admin_loop_t *loop = listener->data;
     h2o_socket_t *sock;
 
-    if (err != NULL || atomic_load(&admin->stopping))
+    if (err != NULL || atomic_load(&loop->admin->stopping))
         return;
     if ((sock = h2o_evloop_socket_accept(listener)) == NULL)
         return;
@@ -664,21 +680,29 @@ static void on_accept(h2o_socket_t *listener, const char *err)
         fprintf(stderr, "fatal: out of memory\n");
         abort();
     }
-    c->admin = admin;
+    c->loop = loop;
     c->fd = h2o_socket_get_fd(sock);
-    h2o_linklist_insert(&admin->conns, &c->link);
-    admin->num_conns++;
+    h2o_linklist_insert(&loop->conns, &c->link);
+    loop->num_conns++;
     sock->on_close.cb = on_conn_close;
     sock->on_close.data = c;
-    h2o_accept(&admin->accept_ctx, sock);
+    h2o_accept(&loop->accept_ctx, sock);
 }
 
-static void shutdown_conns(admin_t *admin, int how)
+static void shutdown_conns(admin_loop_t *loop, int how)
 {
-    for (h2o_linklist_t *n = admin->conns.next; n != &admin->conns; n = n->next) {
+    for (h2o_linklist_t *n = loop->conns.next; n != &loop->conns; n = n->next) {
         admin_conn_t *c = H2O_STRUCT_FROM_MEMBER(admin_conn_t, link, n);
         shutdown(c->fd, how);
     }
+}
+
+admin_loop_t *admin_loop_of(admin_t *admin, h2o_context_t *ctx)
+{
+    for (unsigned i = 0; i < admin->num_loops; i++)
+        if (&admin->loops[i].ctx == ctx)
+            return &admin->loops[i];
+    return NULL;
 }
 
 /* nobody posts real messages here: admin_stop sends a NULL message, which only wakes the
@@ -698,25 +722,25 @@ static uint64_t now_ms(void)
 }
 
 /* run the loop until cond() or the deadline */
-static void run_until(admin_t *admin, int (*cond)(admin_t *), uint64_t deadline)
+static void run_until(admin_loop_t *loop, int (*cond)(admin_loop_t *), uint64_t deadline)
 {
-    while (!cond(admin)) {
+    while (!cond(loop)) {
         uint64_t now = now_ms();
         if (now >= deadline)
             return;
         uint64_t wait = deadline - now;
-        h2o_evloop_run(admin->ctx.loop, (int32_t)(wait > 50 ? 50 : wait));
+        h2o_evloop_run(loop->ctx.loop, (int32_t)(wait > 50 ? 50 : wait));
     }
 }
 
-static int no_purges(admin_t *admin)
+static int no_purges(admin_loop_t *loop)
 {
-    return admin->purges_in_flight == 0;
+    return loop->purges_in_flight == 0;
 }
 
-static int no_conns_no_purges(admin_t *admin)
+static int no_conns_no_purges(admin_loop_t *loop)
 {
-    return admin->num_conns == 0 && admin->purges_in_flight == 0;
+    return loop->num_conns == 0 && loop->purges_in_flight == 0;
 }
 
 /*
@@ -727,9 +751,9 @@ static int no_conns_no_purges(admin_t *admin)
  * again unlinking it is all that can be done: report it and carry on rather than abort the
  * whole process on its way out.
  */
-static void unlink_leftover_timers(admin_t *admin)
+static void unlink_leftover_timers(admin_loop_t *loop)
 {
-    h2o_context_t *ctx = &admin->ctx;
+    h2o_context_t *ctx = &loop->ctx;
     /* every timeout h2o_context_dispose disposes (h2o 2.2 lib/core/context.c) */
     h2o_timeout_t *const timeouts[] = {&ctx->zero_timeout,      &ctx->one_sec_timeout,   &ctx->hundred_ms_timeout,
                                        &ctx->handshake_timeout, &ctx->http1.req_timeout, &ctx->http2.idle_timeout,
@@ -752,66 +776,96 @@ static void unlink_leftover_timers(admin_t *admin)
 
 /* admin_stop writes its wake-up into ctx.queue; wait until that write is done before the
  * queue is destroyed (admin_stop sets `stopping` under wake_lock, so this is short) */
-static void wait_for_wake_up(admin_t *admin)
+static void wait_for_wake_up(admin_loop_t *loop)
 {
-    pthread_mutex_lock(&admin->wake_lock);
-    while (!admin->wake_sent)
-        pthread_cond_wait(&admin->wake_cond, &admin->wake_lock);
-    pthread_mutex_unlock(&admin->wake_lock);
+    pthread_mutex_lock(&loop->wake_lock);
+    while (!loop->wake_sent)
+        pthread_cond_wait(&loop->wake_cond, &loop->wake_lock);
+    pthread_mutex_unlock(&loop->wake_lock);
+}
+
+/*
+ * The loop's event loop, context, receivers and listener, created on the loop's own thread:
+ * h2o 2.2 gives each socket's input buffer the creating thread's recycling allocator (a
+ * thread-local), so sockets made on the starting thread (the context's queue pipe, the
+ * listener) would have every admin thread allocate from and free into that one thread's
+ * unlocked free list.
+ */
+static void loop_init(admin_t *admin, admin_loop_t *loop)
+{
+    h2o_context_init(&loop->ctx, h2o_evloop_create(), &admin->globalconf);
+    h2o_multithread_register_receiver(loop->ctx.queue, &loop->purge_receiver, admin_purge_on_messages);
+    h2o_multithread_register_receiver(loop->ctx.queue, &loop->control_receiver, on_control);
+    loop->accept_ctx.ctx = &loop->ctx;
+    loop->accept_ctx.hosts = admin->globalconf.hosts;
+    loop->listener = h2o_evloop_socket_create(loop->ctx.loop, loop->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
+    loop->listen_fd = -1; /* the listener owns it now */
+    loop->listener->data = loop;
+    h2o_socket_read_start(loop->listener, on_accept);
 }
 
 static void *admin_thread_main(void *arg)
 {
-    admin_t *admin = arg;
+    admin_loop_t *loop = arg;
+    admin_t *admin = loop->admin;
     uint32_t grace = admin->cfg->shutdown_timeout_ms != 0 ? admin->cfg->shutdown_timeout_ms : 5000;
     pthread_setname_np(pthread_self(), "ec-admin"); /* shown by top -H, ps -L, perf */
 
+    loop_init(admin, loop);
+    pthread_mutex_lock(&loop->wake_lock);
+    loop->ready = 1;
+    pthread_cond_signal(&loop->wake_cond);
+    pthread_mutex_unlock(&loop->wake_lock);
+
     while (!atomic_load(&admin->stopping))
-        h2o_evloop_run(admin->ctx.loop, INT32_MAX);
-    wait_for_wake_up(admin);
+        h2o_evloop_run(loop->ctx.loop, INT32_MAX);
+    wait_for_wake_up(loop);
 
     /* stop accepting; answer what is in flight; then close every connection */
-    h2o_socket_read_stop(admin->listener);
-    h2o_socket_close(admin->listener);
-    admin->listener = NULL;
-    h2o_context_request_shutdown(&admin->ctx); /* no keep-alive for requests parsed from now on */
-    admin_auth_flush_delayed_401s(admin);
-    run_until(admin, no_purges, now_ms() + grace);
-    shutdown_conns(admin, SHUT_RD);
-    run_until(admin, no_conns_no_purges, now_ms() + 1000);
-    if (!no_conns_no_purges(admin)) {
-        shutdown_conns(admin, SHUT_RDWR);
-        run_until(admin, no_conns_no_purges, now_ms() + 1000);
+    h2o_socket_read_stop(loop->listener);
+    h2o_socket_close(loop->listener);
+    loop->listener = NULL;
+    h2o_context_request_shutdown(&loop->ctx); /* no keep-alive for requests parsed from now on */
+    admin_auth_flush_delayed_401s(loop);
+    run_until(loop, no_purges, now_ms() + grace);
+    shutdown_conns(loop, SHUT_RD);
+    run_until(loop, no_conns_no_purges, now_ms() + 1000);
+    if (!no_conns_no_purges(loop)) {
+        shutdown_conns(loop, SHUT_RDWR);
+        run_until(loop, no_conns_no_purges, now_ms() + 1000);
     }
-    if (!no_conns_no_purges(admin)) {
+    if (!no_conns_no_purges(loop)) {
         fprintf(stderr, "edgecache: admin: %zu purge(s) and %zu connection(s) still open at shutdown; leaving them\n",
-                admin->purges_in_flight, admin->num_conns);
-        admin->leaked = 1;
+                loop->purges_in_flight, loop->num_conns);
+        loop->leaked = 1;
         return NULL;
     }
-    assert(h2o_linklist_is_empty(&admin->delayed_401s)); /* each belongs to a request, so to a connection */
-    h2o_multithread_unregister_receiver(admin->ctx.queue, &admin->purge_receiver);
-    h2o_multithread_unregister_receiver(admin->ctx.queue, &admin->control_receiver);
-    unlink_leftover_timers(admin);
-    h2o_evloop_t *loop = admin->ctx.loop;
-    h2o_multithread_queue_t *queue = admin->ctx.queue;
-    h2o_context_dispose(&admin->ctx);
+    assert(h2o_linklist_is_empty(&loop->delayed_401s)); /* each belongs to a request, so to a connection */
+    h2o_multithread_unregister_receiver(loop->ctx.queue, &loop->purge_receiver);
+    h2o_multithread_unregister_receiver(loop->ctx.queue, &loop->control_receiver);
+    unlink_leftover_timers(loop);
+    h2o_evloop_t *evloop = loop->ctx.loop;
+    h2o_multithread_queue_t *queue = loop->ctx.queue;
+    h2o_context_dispose(&loop->ctx);
 #if H2O_VERSION_MAJOR == 2 && H2O_VERSION_MINOR == 2
     free(queue); /* h2o 2.2's h2o_multithread_destroy_queue (evloop) closes it but never frees it */
 #else
     (void)queue;
 #endif
-    h2o_evloop_destroy(loop);
+    h2o_evloop_destroy(evloop);
     frontend_drain_thread_caches();
     return NULL;
 }
 
 /* ---- start / stop ---- */
 
-static int bind_listener(const config_addr_t *a, int *fd_out, uint16_t *port_out, char *err, size_t errlen)
+/* Bind one listening socket of the admin address; `port` overrides a->port (the second and
+ * later threads join the port the first one got). reuseport: SO_REUSEPORT, for several. */
+static int bind_listener(const config_addr_t *a, uint16_t port, int reuseport, int *fd_out, uint16_t *port_out, char *err,
+                         size_t errlen)
 {
     struct addrinfo hints, *res = NULL;
-    char port[8];
+    char portstr[8];
     int fd = -1, on = 1, gai;
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
@@ -820,14 +874,16 @@ static int bind_listener(const config_addr_t *a, int *fd_out, uint16_t *port_out
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-    snprintf(port, sizeof(port), "%u", (unsigned)a->port);
-    if ((gai = getaddrinfo(a->host[0] != '\0' ? a->host : NULL, port, &hints, &res)) != 0) {
+    snprintf(portstr, sizeof(portstr), "%u", (unsigned)port);
+    if ((gai = getaddrinfo(a->host[0] != '\0' ? a->host : NULL, portstr, &hints, &res)) != 0) {
         snprintf(err, errlen, "--admin-listen %s:%u: %s", a->host, (unsigned)a->port, gai_strerror(gai));
         return -1;
     }
     if ((fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 || bind(fd, res->ai_addr, res->ai_addrlen) != 0 ||
-        listen(fd, SOMAXCONN) != 0 || getsockname(fd, (struct sockaddr *)&ss, &sl) != 0) {
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
+        (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0) ||
+        bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0 ||
+        getsockname(fd, (struct sockaddr *)&ss, &sl) != 0) {
         snprintf(err, errlen, "--admin-listen %s:%u: %s", a->host, (unsigned)a->port, strerror(errno));
         goto fail;
     }
@@ -890,19 +946,38 @@ static void settings_load(admin_t *admin)
     admin_settings_cell_init(&admin->settings, &s);
 }
 
+/* after admin_stop joined the loop's thread (which disposed of the context) */
+static void loop_dispose(admin_loop_t *loop)
+{
+    pthread_cond_destroy(&loop->wake_cond);
+    pthread_mutex_destroy(&loop->wake_lock);
+}
+
+static void admin_free(admin_t *admin)
+{
+    admin_settings_cell_dispose(&admin->settings);
+    admin_budget_dispose(&admin->budget);
+    pthread_mutex_destroy(&admin->config_lock);
+    free(admin->loops);
+    admin->magic = 0;
+    free(admin);
+}
+
 int admin_start(admin_t **out, const config_t *cfg, store_t *store, mem_tier_t *mem, char *err, size_t errlen)
 {
     admin_t *admin;
     h2o_hostconf_t *hostconf;
     h2o_pathconf_t *pathconf;
     admin_handler_t *handler;
+    int fds[ADMIN_MAX_THREADS];
+    unsigned n = cfg->admin_threads < 1 ? 1 : cfg->admin_threads > ADMIN_MAX_THREADS ? ADMIN_MAX_THREADS : cfg->admin_threads;
 
     *out = NULL;
     if (sodium_init() < 0) {
         snprintf(err, errlen, "libsodium failed to initialise");
         return -1;
     }
-    if ((admin = calloc(1, sizeof(*admin))) == NULL) {
+    if ((admin = calloc(1, sizeof(*admin))) == NULL || (admin->loops = calloc(n, sizeof(*admin->loops))) == NULL) {
         fprintf(stderr, "fatal: out of memory\n");
         abort();
     }
@@ -910,19 +985,24 @@ int admin_start(admin_t **out, const config_t *cfg, store_t *store, mem_tier_t *
     admin->cfg = cfg;
     admin->store = store;
     admin->mem = mem;
-    admin->listen_fd = -1;
     admin_node_name(admin->node, sizeof(admin->node));
     atomic_init(&admin->purge_seq, 0);
     atomic_init(&admin->stopping, 0);
     admin_budget_init(&admin->budget);
-    h2o_linklist_init_anchor(&admin->conns);
-    h2o_linklist_init_anchor(&admin->delayed_401s);
-    pthread_mutex_init(&admin->wake_lock, NULL);
-    pthread_cond_init(&admin->wake_cond, NULL);
+    pthread_mutex_init(&admin->config_lock, NULL);
     settings_load(admin);
 
-    if (bind_listener(&cfg->admin_listen, &admin->listen_fd, &admin->port, err, errlen) != 0)
-        goto fail;
+    /* every socket first, so that a bind error leaves no thread behind */
+    uint16_t port = cfg->admin_listen.port;
+    for (unsigned i = 0; i < n; i++) {
+        if (bind_listener(&cfg->admin_listen, port, n > 1, &fds[i], &port, err, errlen) != 0) {
+            while (i > 0)
+                close(fds[--i]);
+            admin_free(admin);
+            return -1;
+        }
+    }
+    admin->port = port;
 
     h2o_config_init(&admin->globalconf);
     admin->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("edgecache"));
@@ -933,30 +1013,28 @@ int admin_start(admin_t **out, const config_t *cfg, store_t *store, mem_tier_t *
     handler->super.on_req = on_req;
     handler->admin = admin;
 
-    h2o_context_init(&admin->ctx, h2o_evloop_create(), &admin->globalconf);
-    h2o_multithread_register_receiver(admin->ctx.queue, &admin->purge_receiver, admin_purge_on_messages);
-    h2o_multithread_register_receiver(admin->ctx.queue, &admin->control_receiver, on_control);
-    admin->accept_ctx.ctx = &admin->ctx;
-    admin->accept_ctx.hosts = admin->globalconf.hosts;
-    admin->listener = h2o_evloop_socket_create(admin->ctx.loop, admin->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
-    admin->listen_fd = -1; /* the socket owns it now */
-    admin->listener->data = admin;
-    h2o_socket_read_start(admin->listener, on_accept);
-
-    h2o_multithread_create_thread(&admin->thread, NULL, admin_thread_main, admin);
-    admin->thread_started = 1;
+    admin->num_loops = n;
+    for (unsigned i = 0; i < n; i++) {
+        admin_loop_t *loop = &admin->loops[i];
+        loop->admin = admin;
+        loop->index = i;
+        loop->listen_fd = fds[i];
+        h2o_linklist_init_anchor(&loop->conns);
+        h2o_linklist_init_anchor(&loop->delayed_401s);
+        pthread_mutex_init(&loop->wake_lock, NULL);
+        pthread_cond_init(&loop->wake_cond, NULL);
+        h2o_multithread_create_thread(&loop->thread, NULL, admin_thread_main, loop);
+    }
+    /* admin_stop posts into the loops' queues: they must exist before we return */
+    for (unsigned i = 0; i < n; i++) {
+        admin_loop_t *loop = &admin->loops[i];
+        pthread_mutex_lock(&loop->wake_lock);
+        while (!loop->ready)
+            pthread_cond_wait(&loop->wake_cond, &loop->wake_lock);
+        pthread_mutex_unlock(&loop->wake_lock);
+    }
     *out = admin;
     return 0;
-fail:
-    if (admin->listen_fd != -1)
-        close(admin->listen_fd);
-    admin_settings_cell_dispose(&admin->settings);
-    admin_budget_dispose(&admin->budget);
-    pthread_cond_destroy(&admin->wake_cond);
-    pthread_mutex_destroy(&admin->wake_lock);
-    admin->magic = 0;
-    free(admin);
-    return -1;
 }
 
 uint16_t admin_bound_port(admin_t *admin)
@@ -968,27 +1046,31 @@ uint16_t admin_bound_port(admin_t *admin)
 void admin_stop(admin_t **padmin)
 {
     admin_t *admin = *padmin;
+    int leaked = 0;
     if (admin == NULL)
         return;
     assert(admin->magic == ADMIN_MAGIC);
     *padmin = NULL;
-    /* the thread may see `stopping` before this wake-up is written (any event wakes its loop);
-     * wake_sent tells it when the write into its queue is over, so it never destroys the queue
-     * under us */
-    pthread_mutex_lock(&admin->wake_lock);
     atomic_store(&admin->stopping, 1);
-    h2o_multithread_send_message(&admin->control_receiver, NULL); /* only wakes the loop */
-    admin->wake_sent = 1;
-    pthread_cond_signal(&admin->wake_cond);
-    pthread_mutex_unlock(&admin->wake_lock);
-    pthread_join(admin->thread, NULL);
-    if (admin->leaked)
+    /* a thread may see `stopping` before its wake-up is written (any event wakes its loop);
+     * wake_sent tells it when the write into its queue is over, so it never destroys the
+     * queue under us */
+    for (unsigned i = 0; i < admin->num_loops; i++) {
+        admin_loop_t *loop = &admin->loops[i];
+        pthread_mutex_lock(&loop->wake_lock);
+        h2o_multithread_send_message(&loop->control_receiver, NULL); /* only wakes the loop */
+        loop->wake_sent = 1;
+        pthread_cond_signal(&loop->wake_cond);
+        pthread_mutex_unlock(&loop->wake_lock);
+    }
+    for (unsigned i = 0; i < admin->num_loops; i++) {
+        pthread_join(admin->loops[i].thread, NULL);
+        leaked |= admin->loops[i].leaked;
+    }
+    if (leaked)
         return; /* the store may still call back into it: keep it allocated */
+    for (unsigned i = 0; i < admin->num_loops; i++)
+        loop_dispose(&admin->loops[i]);
     h2o_config_dispose(&admin->globalconf);
-    admin_settings_cell_dispose(&admin->settings);
-    admin_budget_dispose(&admin->budget);
-    pthread_cond_destroy(&admin->wake_cond);
-    pthread_mutex_destroy(&admin->wake_lock);
-    admin->magic = 0;
-    free(admin);
+    admin_free(admin);
 }

@@ -33,6 +33,8 @@
 #define ADMIN_ENOTFOUND (-30991)
 #define ADMIN_EAMBIGUOUS (-30992)
 
+typedef struct admin_loop admin_loop_t; /* one admin thread's loop (below) */
+
 /* ---- tokens ---- */
 
 /** Parse scopes ("purge_select,global" or "purge_select global"; repeated calls OR into *mask).
@@ -111,11 +113,11 @@ void admin_auth_send_401(admin_t *admin, h2o_req_t *req, int bad_token);
 void admin_auth_send_403(h2o_req_t *req);
 
 /**
- * Admin thread, at shutdown: send every delayed 401 of an admin-listener request now (and, since
- * `stopping` is set, admin_auth_send_401 delays no new one there), so that no connection waits
- * for a timer while the admin closes. Returns how many were sent.
+ * An admin loop's thread, at shutdown: send every delayed 401 of that loop's requests now (and,
+ * since `stopping` is set, admin_auth_send_401 delays no new one there), so that no connection
+ * waits for a timer while the admin closes. Returns how many were sent.
  */
-size_t admin_auth_flush_delayed_401s(admin_t *admin);
+size_t admin_auth_flush_delayed_401s(admin_loop_t *loop);
 
 /* ---- per-address failure budget ---- */
 
@@ -215,6 +217,39 @@ int admin_soft_purge_value(const char *v, size_t len);
 
 struct admin_conn;
 
+/*
+ * One admin thread: its own listening socket (SO_REUSEPORT when there are several, so the
+ * kernel spreads connections over them, as for the proxy workers), event loop, h2o context
+ * and receivers. Everything in it is touched only by its thread, except the receivers'
+ * queue (h2o_multithread is thread-safe) and the start and stop handshakes.
+ */
+struct admin_loop {
+    struct admin *admin;
+    unsigned index;
+    int listen_fd;
+    pthread_t thread;
+    h2o_context_t ctx;
+    h2o_accept_ctx_t accept_ctx;
+    h2o_socket_t *listener;
+    h2o_multithread_receiver_t purge_receiver;   /* purge completions from the writer thread */
+    h2o_multithread_receiver_t control_receiver; /* woken by admin_stop */
+    size_t purges_in_flight; /* store purges whose completion has not reached the loop yet */
+    h2o_linklist_t conns;    /* struct admin_conn: accepted sockets still open */
+    size_t num_conns;
+    h2o_linklist_t delayed_401s; /* auth.c's delayed 401s of this loop's requests */
+    int leaked;                  /* the thread gave up waiting at shutdown; the admin stays allocated */
+
+    /* start and stop handshakes. `ready`: the thread has made its loop, context and queue
+     * (admin_start waits for it). `wake_sent`: the thread destroys the queue that admin_stop
+     * writes its wake-up into, so it waits for this (set once the write is done) first */
+    pthread_mutex_t wake_lock;
+    pthread_cond_t wake_cond;
+    int ready;
+    int wake_sent;
+};
+
+#define ADMIN_MAX_THREADS 64
+
 struct admin {
     uint32_t magic;
     const config_t *cfg; /* borrowed */
@@ -224,32 +259,20 @@ struct admin {
     atomic_uint_fast64_t purge_seq;
     admin_settings_cell_t settings;
     admin_budget_t budget;
+    /* held by the handlers that read, change and store configuration (settings, header rules,
+     * backends, tokens) and by the stats routes, so that two admin threads never interleave
+     * a read-modify-write; never held across a wait for the event loop */
+    pthread_mutex_t config_lock;
 
-    /* the admin thread and its loop; everything below is touched only by that thread,
-     * except `stopping` and the receivers' queue (h2o_multithread is thread-safe) */
-    int listen_fd;
     uint16_t port;
-    pthread_t thread;
-    int thread_started;
-    h2o_globalconf_t globalconf;
-    h2o_context_t ctx;
-    h2o_accept_ctx_t accept_ctx;
-    h2o_socket_t *listener;
-    h2o_multithread_receiver_t purge_receiver;   /* purge completions from the writer thread */
-    h2o_multithread_receiver_t control_receiver; /* woken by admin_stop */
+    h2o_globalconf_t globalconf; /* shared by the loops' contexts; read-only once they run */
     atomic_int stopping;
-    size_t purges_in_flight; /* store purges whose completion has not reached the loop yet */
-    h2o_linklist_t conns;    /* struct admin_conn: accepted sockets still open */
-    size_t num_conns;
-    h2o_linklist_t delayed_401s; /* auth.c's delayed 401s of admin-listener requests (admin thread) */
-    int leaked;              /* admin_stop gave up waiting; the memory stays allocated */
-
-    /* admin_stop's wake-up handshake: the thread destroys the queue that admin_stop writes its
-     * wake-up into, so it waits for `wake_sent` (set once the write is done) before doing so */
-    pthread_mutex_t wake_lock;
-    pthread_cond_t wake_cond;
-    int wake_sent;
+    unsigned num_loops;
+    admin_loop_t *loops;
 };
+
+/** The admin loop whose context is ctx, or NULL (a proxy worker's context, say). */
+admin_loop_t *admin_loop_of(admin_t *admin, h2o_context_t *ctx);
 
 /* ---- purge handlers (purge.c; admin thread). Each sends its response, now or when the
  * store has acknowledged every purge, and returns 0. ---- */
@@ -262,7 +285,7 @@ int admin_purge_batch(admin_t *admin, h2o_req_t *req);
 int admin_purge_everything(admin_t *admin, h2o_req_t *req);
 /** POST /purge/<target>: target is what follows "/purge/", query included. */
 int admin_purge_url(admin_t *admin, h2o_req_t *req, const char *target, size_t len);
-/** The purge receiver's callback (admin thread): completions posted by the writer thread. */
+/** The purge receiver's callback (its admin loop's thread): completions posted by the writer thread. */
 void admin_purge_on_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages);
 
 /* ---- JSON responses ---- */

@@ -448,13 +448,14 @@ void admin_request_addr(h2o_req_t *req, uint8_t addr[16])
  * The timer entry lives in memory shared with the request's pool: when the pool goes
  * (the client went away, the connection was closed at shutdown) the dispose callback
  * unlinks the timer, so it can never fire on a dead request. Delayed 401s of the admin
- * listener are also on admin->delayed_401s (admin thread only), so that admin shutdown can
- * answer them at once instead of holding their connections open for the delay; those of
- * the proxy listener (worker threads) are not: they die with their worker's loop.
+ * listener are also on their admin loop's delayed_401s (that loop's thread only), so that
+ * admin shutdown can answer them at once instead of holding their connections open for the
+ * delay; those of the proxy listener (worker threads) are not: they die with their worker's
+ * loop.
  */
 typedef struct delayed_401 {
     h2o_timeout_entry_t entry;
-    h2o_linklist_t link; /* on admin->delayed_401s, or unlinked */
+    h2o_linklist_t link; /* on its admin loop's delayed_401s, or unlinked */
     h2o_req_t *req;
 } delayed_401_t;
 
@@ -489,16 +490,16 @@ void admin_auth_send_401(admin_t *admin, h2o_req_t *req, int bad_token)
 {
     uint8_t addr[16];
     if (bad_token) {
-        int on_admin_loop = req->conn->ctx == &admin->ctx;
+        admin_loop_t *loop = admin_loop_of(admin, req->conn->ctx);
         admin_request_addr(req, addr);
         /* the failure counts even when shutdown answers at once */
-        if (admin_budget_fail(&admin->budget, addr, (int64_t)time(NULL)) && !(on_admin_loop && atomic_load(&admin->stopping))) {
+        if (admin_budget_fail(&admin->budget, addr, (int64_t)time(NULL)) && !(loop != NULL && atomic_load(&admin->stopping))) {
             delayed_401_t *d = h2o_mem_alloc_shared(&req->pool, sizeof(*d), delayed_401_dispose);
             memset(d, 0, sizeof(*d));
             d->entry.cb = delayed_401_fire;
             d->req = req;
-            if (on_admin_loop)
-                h2o_linklist_insert(&admin->delayed_401s, &d->link);
+            if (loop != NULL)
+                h2o_linklist_insert(&loop->delayed_401s, &d->link);
             h2o_timeout_link(req->conn->ctx->loop, &req->conn->ctx->one_sec_timeout, &d->entry);
             return;
         }
@@ -506,12 +507,12 @@ void admin_auth_send_401(admin_t *admin, h2o_req_t *req, int bad_token)
     admin_send_json_error(req, 401, MSG_401, NULL);
 }
 
-size_t admin_auth_flush_delayed_401s(admin_t *admin)
+size_t admin_auth_flush_delayed_401s(admin_loop_t *loop)
 {
     size_t n = 0;
-    assert(admin->magic == ADMIN_MAGIC && atomic_load(&admin->stopping));
-    while (!h2o_linklist_is_empty(&admin->delayed_401s)) {
-        delayed_401_t *d = H2O_STRUCT_FROM_MEMBER(delayed_401_t, link, admin->delayed_401s.next);
+    assert(loop->admin->magic == ADMIN_MAGIC && atomic_load(&loop->admin->stopping));
+    while (!h2o_linklist_is_empty(&loop->delayed_401s)) {
+        delayed_401_t *d = H2O_STRUCT_FROM_MEMBER(delayed_401_t, link, loop->delayed_401s.next);
         h2o_timeout_unlink(&d->entry);
         delayed_401_send(d); /* unlinks d first; the response completes later, on the loop */
         n++;

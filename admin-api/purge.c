@@ -5,20 +5,22 @@
  * A purge request becomes a job: one op per store purge (one for a single key, a URL or
  * purge_all, one per distinct key of a batch). Each op is handed to the store with
  * store_purge_*; the store runs our callback on its writer thread once the purge is
- * committed, synced and gone from the memory tier. The callback only posts the op (an
- * h2o_multithread message embedded in it) to the admin loop's purge receiver; the loop
- * counts the op down and, when the job's last op is in, sends the response. So the 200
- * is never sent before the purge is durable, and the loop never blocks: thousands of
+ * durable (its journal record synced), committed and gone from the memory tier. The
+ * callback only posts the op (an h2o_multithread message embedded in it) to the purge
+ * receiver of the admin loop that took the request (one loop per admin thread); that
+ * loop counts the op down and, when the job's last op is in, sends the response. So the
+ * 200 is never sent before the purge is durable, and no loop ever blocks: thousands of
  * purges can be in flight at once and the store's group commit makes them share syncs.
  *
- * Lifetime: the job is malloc'd and owned by the admin loop; it lives until its last op
+ * Lifetime: the job is malloc'd and owned by its admin loop; it lives until its last op
  * has come back, whatever happens to the request. The request may die first (an HTTP/2
  * stream reset, a connection closed at shutdown): a small guard allocated with
  * h2o_mem_alloc_shared in the request's pool clears job->req from its dispose callback,
  * so the job then finishes silently. Keys the store reads stay in the job until then.
  *
- * Threads: everything except purge_op_done runs on the admin thread; purge_op_done runs
- * on the store's writer thread and touches only its own op and the receiver's queue.
+ * Threads: everything except purge_op_done runs on the thread of the request's admin loop;
+ * purge_op_done runs on the store's writer thread (or the shield-forwarding thread) and
+ * touches only its own op and the receiver's queue. admin_next_purge_id: any thread.
  */
 #include <assert.h>
 #include <stdio.h>
@@ -49,6 +51,7 @@ typedef struct job_guard {
 
 typedef struct purge_job {
     admin_t *admin;
+    admin_loop_t *loop; /* the loop that took the request: completions go back to it */
     h2o_req_t *req;     /* NULL once the request is gone */
     job_guard_t *guard; /* NULL once the request is gone */
     job_kind_t kind;
@@ -79,6 +82,8 @@ static purge_job_t *job_new(admin_t *admin, h2o_req_t *req, job_kind_t kind, siz
     if (job->ops == NULL || job->arena == NULL)
         goto oom;
     job->admin = admin;
+    job->loop = admin_loop_of(admin, req->conn->ctx);
+    assert(job->loop != NULL); /* the purge routes are served on the admin loops only */
     job->req = req;
     job->kind = kind;
     job->nops = nops;
@@ -161,20 +166,20 @@ static void purge_op_done(void *arg, const store_purge_result_t *res)
 {
     purge_op_t *op = arg;
     op->res = *res;
-    h2o_multithread_send_message(&op->job->admin->purge_receiver, &op->msg);
+    h2o_multithread_send_message(&op->job->loop->purge_receiver, &op->msg);
 }
 
 void admin_purge_on_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
 {
-    admin_t *admin = H2O_STRUCT_FROM_MEMBER(admin_t, purge_receiver, receiver);
+    admin_loop_t *loop = H2O_STRUCT_FROM_MEMBER(admin_loop_t, purge_receiver, receiver);
 
     while (!h2o_linklist_is_empty(messages)) {
         h2o_multithread_message_t *m = H2O_STRUCT_FROM_MEMBER(h2o_multithread_message_t, link, messages->next);
         h2o_linklist_unlink(&m->link);
         purge_op_t *op = H2O_STRUCT_FROM_MEMBER(purge_op_t, msg, m);
         purge_job_t *job = op->job;
-        assert(admin->purges_in_flight > 0 && job->remaining > 0);
-        admin->purges_in_flight--;
+        assert(loop->purges_in_flight > 0 && job->remaining > 0 && job->loop == loop);
+        loop->purges_in_flight--;
         if (--job->remaining == 0) {
             if (job->req != NULL)
                 job_respond(job);
@@ -201,7 +206,7 @@ static void job_submit(purge_job_t *job, submit_t what, int soft)
         if (rc == 0) {
             job->forward_used = 1;
             job->remaining++;
-            admin->purges_in_flight++;
+            job->loop->purges_in_flight++;
         } else if (rc < 0) {
             job->forward_used = 1;
             job->forward.res.err = rc; /* answered with an error once the local purge is done */
@@ -210,7 +215,7 @@ static void job_submit(purge_job_t *job, submit_t what, int soft)
     for (size_t i = 0; i < job->nops; i++) {
         purge_op_t *op = &job->ops[i];
         admin_next_purge_id(admin, op->id, sizeof(op->id));
-        admin->purges_in_flight++;
+        job->loop->purges_in_flight++;
         switch (what) {
         case SUBMIT_SKEY:
             store_purge_surrogate_key(admin->store, op->key, op->key_len, soft, purge_op_done, op);

@@ -25,6 +25,8 @@
 #include <unistd.h>
 
 #define CONFIG_THREADS_MAX 256
+#define CONFIG_ADMIN_THREADS_MAX 64    /* = ADMIN_MAX_THREADS */
+#define CONFIG_ADMIN_THREADS_DEFAULT 4 /* at most this many by default: purges need few */
 #define CONFIG_TTL_MAX 2147483647u /* 2^31 - 1 */
 #define CONFIG_SIZE_MIN ((uint64_t)1 << 20)
 #define CONFIG_DISK_MAX ((uint64_t)1 << 40)
@@ -39,6 +41,7 @@ typedef enum opt_id {
     OPT_DISK_SIZE,
     OPT_DEFAULT_TTL,
     OPT_THREADS,
+    OPT_ADMIN_THREADS,
     OPT_CONFIG,
     OPT_SERVICE_ID,
     OPT_DEFAULT_GRACE,
@@ -76,6 +79,7 @@ static const opt_def_t opt_defs[] = {
     {OPT_DISK_SIZE, "--disk-size", "disk_size", "SIZE", "disk store budget (LMDB map size), 1M to 1T"},
     {OPT_DEFAULT_TTL, "--default-ttl", "default_ttl", "SECONDS", "TTL when a response gives no freshness"},
     {OPT_THREADS, "--threads", "threads", "N", "worker threads, 1-256"},
+    {OPT_ADMIN_THREADS, "--admin-threads", "admin_threads", "N", "admin API threads, 1-64"},
     {OPT_CONFIG, "--config", NULL, "FILE", "JSON config file; flags override its values"},
     {OPT_SERVICE_ID, "--service-id", "service_id", "ID", "service id of the Fastly-compatible purge API"},
     {OPT_DEFAULT_GRACE, "--default-grace", "default_grace", "SECONDS",
@@ -236,6 +240,7 @@ void config_defaults(config_t *cfg)
     cfg->disk_size = (uint64_t)1 << 30;
     cfg->default_ttl = 120;
     cfg->threads = cores < 1 ? 1 : cores > CONFIG_THREADS_MAX ? CONFIG_THREADS_MAX : (unsigned)cores;
+    cfg->admin_threads = cores < 1 ? 1 : cores > CONFIG_ADMIN_THREADS_DEFAULT ? CONFIG_ADMIN_THREADS_DEFAULT : (unsigned)cores;
     cfg->config_file[0] = '\0';
     strcpy(cfg->service_id, "edgecache");
     cfg->max_heuristic_ttl = 86400;
@@ -262,6 +267,9 @@ static void format_default(const config_t *d, opt_id_t id, char *buf, size_t cap
     case OPT_DISK_SIZE: snprintf(buf, cap, "1G"); break;
     case OPT_DEFAULT_TTL: snprintf(buf, cap, "%u", d->default_ttl); break;
     case OPT_THREADS: snprintf(buf, cap, "number of online cores, %u here", d->threads); break;
+    case OPT_ADMIN_THREADS:
+        snprintf(buf, cap, "online cores up to %d, %u here", CONFIG_ADMIN_THREADS_DEFAULT, d->admin_threads);
+        break;
     case OPT_CONFIG: snprintf(buf, cap, "none"); break;
     case OPT_SERVICE_ID: snprintf(buf, cap, "%.100s", d->service_id); break;
     case OPT_DEFAULT_GRACE: snprintf(buf, cap, "%u", d->default_grace); break;
@@ -380,6 +388,13 @@ static int apply_value(config_t *cfg, const opt_def_t *o, const char *who, const
             return -1;
         }
         cfg->threads = (unsigned)n;
+        return 0;
+    case OPT_ADMIN_THREADS:
+        if (parse_uint(val, CONFIG_ADMIN_THREADS_MAX, &n) != 0 || n < 1) {
+            set_err(err, errlen, "%s: invalid value '%s' (expected an integer 1-%d)", who, val, CONFIG_ADMIN_THREADS_MAX);
+            return -1;
+        }
+        cfg->admin_threads = (unsigned)n;
         return 0;
     case OPT_DEFAULT_TTL:
     case OPT_DEFAULT_GRACE:
@@ -536,6 +551,7 @@ static const char *json_expected(opt_id_t id)
     case OPT_MEMORY_SIZE:
     case OPT_DISK_SIZE: return "a number of bytes or a size string like \"256M\"";
     case OPT_THREADS:
+    case OPT_ADMIN_THREADS:
     case OPT_DEFAULT_TTL:
     case OPT_DEFAULT_GRACE:
     case OPT_MAX_HEURISTIC_TTL:
@@ -685,7 +701,8 @@ int config_load_file(config_t *cfg, const char *path, char *err, size_t errlen)
         }
 
         const char *text;
-        int is_number_key = o->id == OPT_THREADS || o->id == OPT_DEFAULT_TTL || o->id == OPT_DEFAULT_GRACE ||
+        int is_number_key = o->id == OPT_THREADS || o->id == OPT_ADMIN_THREADS || o->id == OPT_DEFAULT_TTL ||
+                            o->id == OPT_DEFAULT_GRACE ||
                             o->id == OPT_MAX_HEURISTIC_TTL || o->id == OPT_ORIGIN_TIMEOUT ||
                             o->id == OPT_SHUTDOWN_TIMEOUT || o->id == OPT_STATS_SAMPLE_INTERVAL ||
                             o->id == OPT_STATS_RETENTION_DAYS || o->id == OPT_STATS_MINUTE_SECONDS ||

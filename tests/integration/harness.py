@@ -616,13 +616,14 @@ class Edgecache:
 
     backends: Origins, ports (int) or "HOST:PORT" strings.  data_dir: None = a fresh temp
     dir removed at cleanup (kept across restart()).  args: extra flags; a flag given in args
-    replaces the harness default of the same name (--threads 2 --memory-size 64M
-    --disk-size 256M --default-ttl 120, listen/admin on 127.0.0.1:0).  defaults=False
+    replaces the harness default of the same name (--threads 2 --admin-threads 2
+    --memory-size 64M --disk-size 256M --default-ttl 120, listen/admin on 127.0.0.1:0).  defaults=False
     passes only args (plus nothing else) — for --config tests.
     """
 
     DEFAULTS = [("--listen", "127.0.0.1:0"), ("--admin-listen", "127.0.0.1:0"), ("--threads", "2"),
-                ("--memory-size", "64M"), ("--disk-size", "256M"), ("--default-ttl", "120")]
+                ("--admin-threads", "2"), ("--memory-size", "64M"), ("--disk-size", "256M"),
+                ("--default-ttl", "120")]
 
     def __init__(self, backends=(), data_dir=None, args=(), binary=None, defaults=True, env=None):
         self.backends = list(backends)

@@ -618,6 +618,85 @@ class Settings(AdminCase):
                          ("strip", False, True), got)
 
 
+class AdminThreads(AdminCase):
+    """--admin-threads N: N loops share the admin address (SO_REUSEPORT). Requests that read,
+    change and store configuration take a lock, so that two threads never interleave a
+    read-modify-write of the settings."""
+
+    THREADS = 4
+
+    def setUp(self):
+        self.o = self.origin()
+        self.e = self.edgecache([self.o], args=["--admin-threads", str(self.THREADS)])
+
+    def thread_names(self):
+        names = []
+        task_dir = "/proc/%d/task" % self.e.proc.pid
+        for tid in os.listdir(task_dir):
+            try:
+                with open(os.path.join(task_dir, tid, "comm")) as f:
+                    names.append(f.read().strip())
+            except OSError:  # a thread that just ended
+                pass
+        return names
+
+    def test_that_many_admin_threads_serve_purges_and_stop_cleanly(self):
+        self.assertEqual(self.thread_names().count("ec-admin"), self.THREADS)
+        tok = self.token("purge_select")
+        ids, errors = [], []
+
+        def worker(n):
+            try:
+                for i in range(20):  # a new connection each time: the kernel spreads them over the loops
+                    r = request(self.e.admin_port, "POST", "/service/%s/purge/t%d-%d" % (SID, n, i),
+                                headers={"Fastly-Key": tok})
+                    ids.append(self.assertPurgeOk(r))
+            except Exception as exc:  # reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(scaled(60))
+        self.assertEqual(errors, [])
+        self.assertEqual(len(set(ids)), 160, "every purge answered, each with its own id")
+        self.assertEqual(self.e.stop(), 0, self.e.stderr_tail())
+        self.assertNotIn("still open at shutdown", self.e.stderr_text())
+
+    def test_concurrent_settings_updates_lose_nothing(self):
+        tok = self.token("global")
+        rounds = 100
+        fields = {"default_ttl": 1000, "default_grace": 2000, "max_heuristic_ttl": 90000}  # each above its default
+        seen = {(f, o): [] for f in fields for o in fields if o != f}  # what f's writer saw of o
+        errors = []
+
+        def writer(field):
+            try:
+                for i in range(1, rounds + 1):
+                    r = self.admin("PUT", "/config/settings", token=tok, body={field: fields[field] + i})
+                    self.assertEqual(r.status, 200, r.describe())
+                    body = self.js(r)
+                    self.assertEqual(body[field], fields[field] + i)
+                    for other in fields:
+                        if other != field:
+                            seen[(field, other)].append(body[other])
+            except Exception as exc:  # reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=writer, args=(f,)) for f in fields]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(scaled(60))
+        self.assertEqual(errors, [])
+        # each field only ever grows; an update computed from a stale copy would set one back
+        for (field, other), values in seen.items():
+            self.assertEqual(values, sorted(values), "%s's writer saw %s go backwards: %s" % (field, other, values))
+        final = self.js(self.admin("GET", "/config/settings", token=tok))
+        self.assertEqual({f: final[f] for f in fields}, {f: base + rounds for f, base in fields.items()})
+
+
 class Shutdown(AdminCase):
     """SIGTERM with admin connections open must exit 0. h2o_context_dispose aborts (exit 134,
     "h2o_timeout_dispose: Assertion ... failed") when a timer of the admin's context is still

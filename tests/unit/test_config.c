@@ -90,6 +90,7 @@ START_TEST(defaults)
     ck_assert_uint_eq(c.default_ttl, 120);
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     ck_assert_uint_eq(c.threads, cores < 1 ? 1 : cores > 256 ? 256 : (unsigned)cores);
+    ck_assert_uint_eq(c.admin_threads, cores < 1 ? 1 : cores > 4 ? 4 : (unsigned)cores);
     ck_assert_str_eq(c.config_file, "");
     ck_assert_str_eq(c.service_id, "edgecache");
     ck_assert_uint_eq(c.max_heuristic_ttl, 86400);
@@ -214,12 +215,15 @@ START_TEST(flags_both_syntaxes)
     ck_assert_uint_eq(c.listen.port, 8080);
     /* range edges */
     ck_assert_int_eq(parse(&c, err, sizeof(err), "--threads", "256", "--default-ttl", "2147483647",
-                           "--memory-size", "1M", "--disk-size", "1T", NULL),
+                           "--memory-size", "1M", "--disk-size", "1T", "--admin-threads", "64", NULL),
                      0);
     ck_assert_uint_eq(c.threads, 256);
+    ck_assert_uint_eq(c.admin_threads, 64);
     ck_assert_uint_eq(c.default_ttl, 2147483647u);
     ck_assert_uint_eq(c.memory_size, 1ull << 20);
     ck_assert_uint_eq(c.disk_size, 1ull << 40);
+    ck_assert_int_eq(parse(&c, err, sizeof(err), "--admin-threads=1", NULL), 0);
+    ck_assert_uint_eq(c.admin_threads, 1);
     /* "first" skips leading arguments (a subcommand) */
     char *argv[] = {"edgecache", "sub", "--threads", "7", NULL};
     config_defaults(&c);
@@ -287,6 +291,7 @@ START_TEST(file_load)
                                   "  \"disk_size\": 2147483648,\n"
                                   "  \"default_ttl\": 300,\n"
                                   "  \"threads\": 4,\n"
+                                  "  \"admin_threads\": 3,\n"
                                   "  \"service_id\": \"site\",\n"
                                   "  \"max_heuristic_ttl\": 600,\n"
                                   "  \"default_grace\": 60,\n"
@@ -308,6 +313,7 @@ START_TEST(file_load)
     ck_assert_uint_eq(c.disk_size, 2ull << 30);
     ck_assert_uint_eq(c.default_ttl, 300);
     ck_assert_uint_eq(c.threads, 4);
+    ck_assert_uint_eq(c.admin_threads, 3);
     ck_assert_str_eq(c.service_id, "site");
     ck_assert_uint_eq(c.max_heuristic_ttl, 600);
     ck_assert_uint_eq(c.default_grace, 60);
@@ -359,6 +365,8 @@ START_TEST(flag_errors)
     EXPECT_ERR("--threads: invalid value '0' (expected an integer 1-256)", "--threads", "0");
     EXPECT_ERR("--threads: invalid value '257' (expected an integer 1-256)", "--threads=257");
     EXPECT_ERR("--threads: invalid value '-1' (expected an integer 1-256)", "--threads=-1");
+    EXPECT_ERR("--admin-threads: invalid value '0' (expected an integer 1-64)", "--admin-threads", "0");
+    EXPECT_ERR("--admin-threads: invalid value '65' (expected an integer 1-64)", "--admin-threads=65");
     EXPECT_ERR("unknown option '--foo' (see --help)", "--foo");
     EXPECT_ERR("unknown option '--foo' (see --help)", "--foo=bar");
     EXPECT_ERR("unknown option '-x' (see --help)", "-x");
@@ -443,6 +451,7 @@ START_TEST(file_errors)
     FILE_ERR("{\"threads\": \"4\"}", "%s: key 'threads': expected an integer, got a string");
     FILE_ERR("{\"threads\": 4.5}", "%s: key 'threads': expected an integer, got a number with a fraction");
     FILE_ERR("{\"threads\": 0}", "%s: key 'threads': invalid value '0' (expected an integer 1-256)");
+    FILE_ERR("{\"admin_threads\": \"2\"}", "%s: key 'admin_threads': expected an integer, got a string");
     FILE_ERR("{\"default_ttl\": -1}", "%s: key 'default_ttl': invalid value '-1' (expected seconds 0-2147483647)");
     FILE_ERR("{\"default_ttl\": true}", "%s: key 'default_ttl': expected an integer, got a boolean");
     FILE_ERR("{\"listen\": 8080}", "%s: key 'listen': expected a string, got an integer");
