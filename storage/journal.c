@@ -2,10 +2,11 @@
  * storage/journal.c — the purge journal (see journal_int.h for why, and for the
  * layout of the file).
  *
- * What it owns: one file descriptor, opened O_DSYNC, on a file of exactly JOURNAL_SIZE
- * bytes that was zero-filled and synced when created (under a temporary name, renamed
- * into place: a half-created journal never has the real name); a table with, for each
- * 512-byte sector, the last seq of the segment written there; the next sector to write.
+ * What it owns: one file descriptor, opened O_DSYNC, on a file of a fixed size (chosen by
+ * whoever created it) that was zero-filled and synced when created (under a
+ * temporary name, renamed into place: a half-created journal never has the real name);
+ * a table with, for each 512-byte sector, the last seq of the segment written there; the
+ * next sector to write.
  *
  * Invariants: a segment is written only over sectors whose records have a seq at or
  * below what the caller says the main store has synced, so the records a crash could
@@ -30,7 +31,6 @@
 #define JOURNAL_SEG_MAGIC 0x314a4345u /* "ECJ1" little-endian */
 #define JOURNAL_HEADER 32
 #define JOURNAL_OFF_CHECKSUM 24
-#define JOURNAL_SECTORS (JOURNAL_SIZE / JOURNAL_SECTOR)
 
 static const uint8_t journal_checksum_key[crypto_shorthash_KEYBYTES] = {'e', 'd', 'g', 'e', 'c', 'a', 'c', 'h',
                                                                          'e', '-', 'j', 'o', 'u', 'r', 'n', 'l'};
@@ -38,7 +38,8 @@ static const uint8_t journal_checksum_key[crypto_shorthash_KEYBYTES] = {'e', 'd'
 struct journal {
     uint32_t magic;
     int fd;
-    uint64_t *sector_seq; /* JOURNAL_SECTORS entries: last seq of the segment there, 0 = none */
+    size_t sectors;       /* the ring's size in sectors (the file's size / JOURNAL_SECTOR) */
+    uint64_t *sector_seq; /* `sectors` entries: last seq of the segment there, 0 = none */
     size_t pos;           /* next sector to write */
     uint64_t last_seq;    /* highest seq in the ring */
     uint8_t *buf;         /* segment being written */
@@ -121,7 +122,7 @@ static uint64_t journal_checksum(uint8_t *p, size_t len)
  * Is there an intact segment at sector `sector` of ring (a copy of the whole file)?
  * Fills *seg. Untrusted bytes: every field is checked before it is used.
  */
-static int journal_seg_at(uint8_t *ring, size_t sector, journal_seg_t *seg)
+static int journal_seg_at(uint8_t *ring, size_t ring_sectors, size_t sector, journal_seg_t *seg)
 {
     uint8_t *p = ring + sector * JOURNAL_SECTOR;
     if (journal_get(p, 4) != JOURNAL_SEG_MAGIC || journal_get(p + 4, 2) != JOURNAL_VERSION)
@@ -129,7 +130,7 @@ static int journal_seg_at(uint8_t *ring, size_t sector, journal_seg_t *seg)
     size_t sectors = journal_get(p + 6, 2);
     uint64_t first = journal_get(p + 8, 8);
     uint32_t records = (uint32_t)journal_get(p + 16, 4), bytes = (uint32_t)journal_get(p + 20, 4);
-    if (sectors == 0 || sector + sectors > JOURNAL_SECTORS || first == 0 || records == 0 ||
+    if (sectors == 0 || sector + sectors > ring_sectors || first == 0 || records == 0 ||
         (size_t)JOURNAL_HEADER + bytes > sectors * JOURNAL_SECTOR)
         return 0;
     if (journal_checksum(p, JOURNAL_HEADER + bytes) != journal_get(p + JOURNAL_OFF_CHECKSUM, 8))
@@ -151,11 +152,11 @@ static int journal_seg_at(uint8_t *ring, size_t sector, journal_seg_t *seg)
     return 1;
 }
 
-static int journal_read_all(int fd, uint8_t *ring)
+static int journal_read_all(int fd, uint8_t *ring, size_t size)
 {
     size_t done = 0;
-    while (done < JOURNAL_SIZE) {
-        ssize_t r = pread(fd, ring + done, JOURNAL_SIZE - done, (off_t)done);
+    while (done < size) {
+        ssize_t r = pread(fd, ring + done, size - done, (off_t)done);
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0)
@@ -168,17 +169,17 @@ static int journal_read_all(int fd, uint8_t *ring)
 /* Read the ring and list its intact segments (*segs malloc'd, caller frees). */
 static int journal_scan(journal_t *j, uint8_t **ring_out, journal_seg_t **segs_out, size_t *nsegs_out)
 {
-    uint8_t *ring = journal_xalloc(JOURNAL_SIZE);
+    uint8_t *ring = journal_xalloc(j->sectors * JOURNAL_SECTOR);
     size_t n = 0, cap = 64;
     journal_seg_t *segs = journal_xalloc(cap * sizeof(*segs));
-    if (journal_read_all(j->fd, ring) != 0) {
+    if (journal_read_all(j->fd, ring, j->sectors * JOURNAL_SECTOR) != 0) {
         free(ring);
         free(segs);
         return JOURNAL_EIO;
     }
-    for (size_t sector = 0; sector < JOURNAL_SECTORS;) {
+    for (size_t sector = 0; sector < j->sectors;) {
         journal_seg_t seg;
-        if (!journal_seg_at(ring, sector, &seg)) {
+        if (!journal_seg_at(ring, j->sectors, sector, &seg)) {
             sector++;
             continue;
         }
@@ -201,13 +202,15 @@ static int journal_scan(journal_t *j, uint8_t **ring_out, journal_seg_t **segs_o
 }
 
 /* Create the zero-filled journal under a temporary name, sync it, rename it into place. */
-static int journal_create(const char *dir, const char *path, char *errbuf, size_t errlen)
+static int journal_create(const char *dir, const char *path, size_t size, char *errbuf, size_t errlen)
 {
     char *tmp = journal_path(dir, JOURNAL_FILE ".tmp");
     uint8_t *zeros = journal_xalloc(1 << 20);
     int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644), ok = fd >= 0;
-    for (size_t done = 0; ok && done < JOURNAL_SIZE; done += (size_t)1 << 20)
-        ok = pwrite(fd, zeros, (size_t)1 << 20, (off_t)done) == (ssize_t)1 << 20;
+    for (size_t done = 0; ok && done < size; done += (size_t)1 << 20) {
+        size_t n = size - done < ((size_t)1 << 20) ? size - done : (size_t)1 << 20;
+        ok = pwrite(fd, zeros, n, (off_t)done) == (ssize_t)n;
+    }
     ok = ok && fsync(fd) == 0;
     int err = errno;
     if (fd >= 0)
@@ -230,7 +233,12 @@ static int journal_create(const char *dir, const char *path, char *errbuf, size_
     return ok ? 0 : JOURNAL_EIO;
 }
 
-int journal_open(journal_t **out, const char *dir, char *errbuf, size_t errlen)
+static int journal_size_ok(uintmax_t size)
+{
+    return size >= JOURNAL_MIN_SIZE && size <= JOURNAL_MAX_SIZE && size % JOURNAL_SECTOR == 0;
+}
+
+int journal_open(journal_t **out, const char *dir, size_t size_if_new, char *errbuf, size_t errlen)
 {
     char *path = journal_path(dir, JOURNAL_FILE);
     journal_t *j = journal_xalloc(sizeof(*j));
@@ -246,18 +254,22 @@ int journal_open(journal_t **out, const char *dir, char *errbuf, size_t errlen)
             snprintf(errbuf, errlen, "purge journal: %s: %s", path, strerror(errno));
             goto fail;
         }
-        if (journal_create(dir, path, errbuf, errlen) != 0)
+        assert(journal_size_ok(size_if_new));
+        if (journal_create(dir, path, size_if_new, errbuf, errlen) != 0)
             goto fail;
-    } else if (!S_ISREG(st.st_mode) || (size_t)st.st_size != JOURNAL_SIZE) {
+    } else if (!S_ISREG(st.st_mode) || !journal_size_ok((uintmax_t)st.st_size)) {
         /* never zero it: it may hold the only record of acknowledged purges */
-        snprintf(errbuf, errlen, "purge journal: %s is not a %zu-byte file; move it away only if the store is known to be synced",
-                 path, JOURNAL_SIZE);
+        snprintf(errbuf, errlen,
+                 "purge journal: %s is not a file of %zu MiB to %zu MiB in %d-byte sectors; move it away only if the "
+                 "store is known to be synced",
+                 path, JOURNAL_MIN_SIZE >> 20, JOURNAL_MAX_SIZE >> 20, JOURNAL_SECTOR);
         goto fail;
     }
-    if ((j->fd = open(path, O_RDWR | O_DSYNC | O_CLOEXEC)) < 0) {
+    if ((j->fd = open(path, O_RDWR | O_DSYNC | O_CLOEXEC)) < 0 || fstat(j->fd, &st) != 0) {
         snprintf(errbuf, errlen, "purge journal: %s: %s", path, strerror(errno));
         goto fail;
     }
+    j->sectors = (size_t)st.st_size / JOURNAL_SECTOR; /* checked above, or just created */
 
     uint8_t *ring;
     journal_seg_t *segs;
@@ -266,7 +278,7 @@ int journal_open(journal_t **out, const char *dir, char *errbuf, size_t errlen)
         snprintf(errbuf, errlen, "purge journal: cannot read %s: %s", path, strerror(errno));
         goto fail;
     }
-    j->sector_seq = journal_xalloc(JOURNAL_SECTORS * sizeof(*j->sector_seq));
+    j->sector_seq = journal_xalloc(j->sectors * sizeof(*j->sector_seq));
     for (size_t i = 0; i < nsegs; i++) {
         uint64_t last = segs[i].first_seq + segs[i].records - 1;
         size_t sectors = (JOURNAL_HEADER + segs[i].bytes + JOURNAL_SECTOR - 1) / JOURNAL_SECTOR;
@@ -279,7 +291,7 @@ int journal_open(journal_t **out, const char *dir, char *errbuf, size_t errlen)
     }
     free(ring);
     free(segs);
-    if (j->pos >= JOURNAL_SECTORS)
+    if (j->pos >= j->sectors)
         j->pos = 0;
     free(path);
     j->magic = JOURNAL_MAGIC;
@@ -322,7 +334,7 @@ int journal_append(journal_t *j, const journal_rec_t *recs, size_t n, uint64_t s
     }
     assert(bytes <= JOURNAL_MAX_SEGMENT_BYTES); /* callers bound their batches (store.c) */
     size_t sectors = (JOURNAL_HEADER + bytes + JOURNAL_SECTOR - 1) / JOURNAL_SECTOR;
-    size_t pos = j->pos + sectors > JOURNAL_SECTORS ? 0 : j->pos;
+    size_t pos = j->pos + sectors > j->sectors ? 0 : j->pos;
     for (size_t k = 0; k < sectors; k++)
         if (j->sector_seq[pos + k] > synced_upto)
             return JOURNAL_EFULL;

@@ -10,9 +10,10 @@
  * a fraction of an in-memory cache's rate. A journal commit is one sequential write of
  * a few hundred bytes, made durable by one O_DSYNC write.
  *
- * On disk: JOURNAL_SIZE bytes, written with zeros when created (so later writes never
- * change the file's size or block map, and a sync carries no metadata). A commit is one
- * segment at a 512-byte boundary:
+ * On disk: a file of JOURNAL_MIN_SIZE to JOURNAL_MAX_SIZE bytes (a multiple of 512),
+ * written with zeros when created (so later writes never change the file's size or
+ * block map, and a sync carries no metadata); it keeps the size it was created with. A
+ * commit is one segment at a 512-byte boundary:
  *   header (32 bytes, little-endian): u32 magic "ECJ1", u16 version (1), u16 sectors,
  *     u64 first_seq, u32 records, u32 payload bytes, u64 checksum (SipHash-2-4, key
  *     "edgecache-journl", of the 32-byte header with this field zeroed, then the payload)
@@ -44,11 +45,12 @@
 
 #define JOURNAL_FILE "journal.log"
 #define JOURNAL_VERSION 1
-#define JOURNAL_SIZE ((size_t)8 << 20)
+#define JOURNAL_MIN_SIZE ((size_t)8 << 20) /* also the size of the first version's journals */
+#define JOURNAL_MAX_SIZE ((size_t)1 << 30)
 #define JOURNAL_SECTOR 512
 #define JOURNAL_MAX_PAYLOAD 511
 /* the most record bytes one segment may carry; callers bound their batches by it */
-#define JOURNAL_MAX_SEGMENT_BYTES (JOURNAL_SIZE / 4 - 512)
+#define JOURNAL_MAX_SEGMENT_BYTES (JOURNAL_MIN_SIZE / 4 - 512)
 
 enum { JOURNAL_URL = 'U', JOURNAL_SKEY = 'K', JOURNAL_ALL = 'A' };
 #define JOURNAL_F_SOFT 0x01
@@ -68,11 +70,13 @@ typedef struct journal_rec {
 #define JOURNAL_EFULL (-30961) /* the ring holds only records the main store has not synced */
 
 /**
- * Open <dir>/journal.log, creating and zero-filling it (synced) if it is missing. A file
- * of another size or type gives JOURNAL_EIO and is left alone (it may hold the only
- * record of acknowledged purges). On error writes a one-line message into errbuf.
+ * Open <dir>/journal.log, creating and zero-filling it (size_if_new bytes, synced: a
+ * multiple of JOURNAL_SECTOR from JOURNAL_MIN_SIZE to JOURNAL_MAX_SIZE) if it is missing.
+ * An existing one keeps its size; one whose size is not such a size, or that is not a
+ * regular file, gives JOURNAL_EIO and is left alone (it may hold the only record of
+ * acknowledged purges). On error writes a one-line message into errbuf.
  */
-int journal_open(journal_t **out, const char *dir, char *errbuf, size_t errlen);
+int journal_open(journal_t **out, const char *dir, size_t size_if_new, char *errbuf, size_t errlen);
 
 /** Close; sets *j to NULL. Nothing is lost: every append is already durable. */
 void journal_close(journal_t **j);

@@ -23,7 +23,8 @@
 /* the layout as journal_int.h documents it (the test's own copy, on purpose) */
 #define SEG_HEADER 32
 #define SEG_OFF_CHECKSUM 24
-#define RING_SECTORS (JOURNAL_SIZE / JOURNAL_SECTOR)
+#define RING_SIZE JOURNAL_MIN_SIZE /* what the tests create, unless they say otherwise */
+#define RING_SECTORS (RING_SIZE / JOURNAL_SECTOR)
 static const uint8_t seg_key[crypto_shorthash_KEYBYTES] = {'e', 'd', 'g', 'e', 'c', 'a', 'c', 'h',
                                                            'e', '-', 'j', 'o', 'u', 'r', 'n', 'l'};
 
@@ -65,7 +66,7 @@ static journal_t *open_journal(const char *dir)
 {
     char err[512] = "";
     journal_t *j = NULL;
-    int rc = journal_open(&j, dir, err, sizeof(err));
+    int rc = journal_open(&j, dir, RING_SIZE, err, sizeof(err));
     ck_assert_msg(rc == 0, "journal_open: %d %s", rc, err);
     ck_assert_ptr_nonnull(j);
     return j;
@@ -275,7 +276,7 @@ static void expect_foreach(journal_t *j, uint64_t after, const rec_list_t *want)
 }
 
 /* One journal_append's worth of records, with their payload storage. */
-#define BATCH_MAX 256
+#define BATCH_MAX 4096
 typedef struct batch {
     journal_rec_t recs[BATCH_MAX];
     uint8_t payload[BATCH_MAX][JOURNAL_MAX_PAYLOAD];
@@ -354,11 +355,11 @@ START_TEST(test_open_creates_empty)
     struct stat st;
     ck_assert_int_eq(stat(path, &st), 0);
     ck_assert(S_ISREG(st.st_mode));
-    ck_assert_uint_eq((uintmax_t)st.st_size, JOURNAL_SIZE);
+    ck_assert_uint_eq((uintmax_t)st.st_size, RING_SIZE);
     ck_assert(!file_exists(tmp));
     size_t len;
     uint8_t *all = read_whole(path, &len);
-    ck_assert_uint_eq(len, JOURNAL_SIZE);
+    ck_assert_uint_eq(len, RING_SIZE);
     for (size_t i = 0; i < len; i++)
         ck_assert_msg(all[i] == 0, "byte %zu of a new journal is %u", i, all[i]);
     free(all);
@@ -371,7 +372,7 @@ START_TEST(test_open_creates_empty)
     ck_assert_uint_eq(journal_last_seq(j), 0);
     expect_foreach(j, 0, &none);
     ck_assert_int_eq(stat(path, &st), 0);
-    ck_assert_uint_eq((uintmax_t)st.st_size, JOURNAL_SIZE);
+    ck_assert_uint_eq((uintmax_t)st.st_size, RING_SIZE);
     ck_assert(!file_exists(tmp));
 
     journal_close(&j);
@@ -535,7 +536,7 @@ START_TEST(test_ring_full_then_wraps)
         seq += b->n;
     }
     ck_assert_int_eq(rc, JOURNAL_EFULL);
-    ck_assert_uint_lt(payload_total, JOURNAL_SIZE);
+    ck_assert_uint_lt(payload_total, RING_SIZE);
     ck_assert_uint_ge(nseg, 3);
     ck_assert_uint_eq(journal_last_seq(j), seq - 1);
     /* a full ring stays full while nothing is synced */
@@ -733,7 +734,8 @@ END_TEST
 
 START_TEST(test_wrong_size_refused)
 {
-    static const size_t sizes[] = {0, 1000, JOURNAL_SIZE - JOURNAL_SECTOR, JOURNAL_SIZE + 1};
+    static const size_t sizes[] = {0, 1000, JOURNAL_MIN_SIZE - JOURNAL_SECTOR, JOURNAL_MIN_SIZE + 1,
+                                   2 * JOURNAL_MIN_SIZE - 1};
     for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
         char *dir = tmpdir_new();
         char *path = path_in(dir, JOURNAL_FILE), *tmp = path_in(dir, JOURNAL_FILE ".tmp");
@@ -744,7 +746,7 @@ START_TEST(test_wrong_size_refused)
 
         char err[512] = "";
         journal_t *dummy = (journal_t *)err, *j = dummy;
-        ck_assert_int_eq(journal_open(&j, dir, err, sizeof(err)), JOURNAL_EIO);
+        ck_assert_int_eq(journal_open(&j, dir, RING_SIZE, err, sizeof(err)), JOURNAL_EIO);
         ck_assert_ptr_null(j);
         ck_assert_msg(strstr(err, path) != NULL, "size %zu: message does not name %s: %s", sizes[s], path, err);
         size_t len;
@@ -759,6 +761,25 @@ START_TEST(test_wrong_size_refused)
         tmpdir_free(dir);
     }
 
+    /* larger than any journal (sparse: made with ftruncate) */
+    {
+        char *dir = tmpdir_new();
+        char *path = path_in(dir, JOURNAL_FILE);
+        int fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0644);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(ftruncate(fd, (off_t)(JOURNAL_MAX_SIZE + JOURNAL_SECTOR)), 0);
+        close(fd);
+        char err[512] = "";
+        journal_t *j = NULL;
+        ck_assert_int_eq(journal_open(&j, dir, RING_SIZE, err, sizeof(err)), JOURNAL_EIO);
+        ck_assert_ptr_null(j);
+        struct stat st;
+        ck_assert_int_eq(stat(path, &st), 0);
+        ck_assert_uint_eq((uintmax_t)st.st_size, JOURNAL_MAX_SIZE + JOURNAL_SECTOR);
+        free(path);
+        tmpdir_free(dir);
+    }
+
     /* a directory of that name */
     char *dir = tmpdir_new();
     char *path = path_in(dir, JOURNAL_FILE), *inside = path_in(path, "keep");
@@ -766,7 +787,7 @@ START_TEST(test_wrong_size_refused)
     write_whole(inside, "x", 1);
     char err[512] = "";
     journal_t *j = NULL;
-    ck_assert_int_eq(journal_open(&j, dir, err, sizeof(err)), JOURNAL_EIO);
+    ck_assert_int_eq(journal_open(&j, dir, RING_SIZE, err, sizeof(err)), JOURNAL_EIO);
     ck_assert_ptr_null(j);
     ck_assert_msg(strstr(err, path) != NULL, "message does not name %s: %s", path, err);
     struct stat st;
@@ -824,7 +845,7 @@ static char *zero_journal(const char *dir)
     char *path = path_in(dir, JOURNAL_FILE);
     int fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0644);
     ck_assert_int_ge(fd, 0);
-    ck_assert_int_eq(ftruncate(fd, (off_t)JOURNAL_SIZE), 0);
+    ck_assert_int_eq(ftruncate(fd, (off_t)RING_SIZE), 0);
     close(fd);
     return path;
 }
@@ -944,6 +965,70 @@ static uint64_t rng_next(void)
 }
 
 /* With nothing synced, fill every sector; every record ever appended is still there. */
+/* Fill a ring with the biggest segments (4071 records of 511 bytes: 4095 sectors each)
+ * until one does not fit; returns how many did. */
+static size_t fill_with_big_segments(journal_t *j, batch_t *b, uint64_t *seq)
+{
+    for (size_t n = 0;; n++) {
+        batch_big(b, *seq, 4071);
+        ck_assert_uint_le(batch_bytes(b), JOURNAL_MAX_SEGMENT_BYTES);
+        ck_assert_uint_eq(batch_sectors(b), 4095);
+        int rc = journal_append(j, b->recs, b->n, 0);
+        if (rc == JOURNAL_EFULL)
+            return n;
+        ck_assert_int_eq(rc, 0);
+        *seq += b->n;
+    }
+}
+
+START_TEST(test_size_chosen_at_creation_and_kept)
+{
+    char *dir = tmpdir_new();
+    char *path = path_in(dir, JOURNAL_FILE);
+    char err[512] = "";
+    journal_t *j = NULL;
+    batch_t *b = batch_new();
+    struct stat st;
+    uint64_t seq = 1;
+
+    /* a new journal gets the size asked for, and its ring is that long: 16 MiB hold 8
+     * segments of 4095 sectors (32760 of 32768 sectors), where 8 MiB hold 4 */
+    ck_assert_int_eq(journal_open(&j, dir, 2 * JOURNAL_MIN_SIZE, err, sizeof(err)), 0);
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert_uint_eq((uintmax_t)st.st_size, 2 * JOURNAL_MIN_SIZE);
+    ck_assert_uint_eq(fill_with_big_segments(j, b, &seq), 8);
+    uint64_t last = seq - 1;
+    journal_close(&j);
+
+    /* reopened asking for another size: it keeps its own, and everything in it */
+    ck_assert_int_eq(journal_open(&j, dir, JOURNAL_MIN_SIZE, err, sizeof(err)), 0);
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert_uint_eq((uintmax_t)st.st_size, 2 * JOURNAL_MIN_SIZE);
+    ck_assert_uint_eq(journal_last_seq(j), last);
+    ck_assert_int_eq(journal_append(j, b->recs, b->n, 0), JOURNAL_EFULL);
+    /* once synced, the next big segment wraps at its own end (8 of its 32768 sectors
+     * are left there), back to sector 0 */
+    batch_big(b, seq, 4071);
+    ck_assert_int_eq(journal_append(j, b->recs, b->n, last), 0);
+    ck_assert_uint_eq(hdr_at(dir, 0).first_seq, seq);
+    journal_close(&j);
+
+    /* a journal of the first version's size (8 MiB) keeps working as one */
+    char *dir2 = tmpdir_new();
+    free(zero_journal(dir2));
+    seq = 1;
+    ck_assert_int_eq(journal_open(&j, dir2, 4 * JOURNAL_MIN_SIZE, err, sizeof(err)), 0);
+    ck_assert_uint_eq(fill_with_big_segments(j, b, &seq), 4);
+    journal_close(&j);
+    ck_assert_int_eq(stat(path, &st), 0);
+
+    free(b);
+    free(path);
+    tmpdir_free(dir2);
+    tmpdir_free(dir);
+}
+END_TEST
+
 START_TEST(test_full_ring_keeps_everything)
 {
     char *dir = tmpdir_new();
@@ -1032,6 +1117,7 @@ static Suite *journal_suite(void)
     tcase_add_test(tc, test_wrong_size_refused);
     tcase_add_test(tc, test_hand_written_segments);
     tcase_add_test(tc, test_full_ring_keeps_everything);
+    tcase_add_test(tc, test_size_chosen_at_creation_and_kept);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1190,6 +1190,33 @@ START_TEST(test_journal_replays_lost_purges)
 END_TEST
 
 /* Many purges (found or not) go round the journal ring several times; a full ring falls back to a sync. */
+/* A new store's purge journal is a sixteenth of its map, from 8 MiB to 32 MiB; an
+ * existing journal keeps its size when the store is reopened with another map. */
+START_TEST(test_journal_size_follows_the_map)
+{
+    static const struct {
+        size_t map, journal;
+    } cases[] = {{1 << 20, 8 << 20}, {256 << 20, 16 << 20}, {(size_t)1 << 30, 32 << 20}, {(size_t)2 << 30, 32 << 20}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *dir = tmpdir_new(), path[4200];
+        store_t *s = open_store(dir, cases[i].map, NULL);
+        store_close(&s);
+        struct stat st;
+        snprintf(path, sizeof(path), "%s/journal.log", dir);
+        ck_assert_int_eq(stat(path, &st), 0);
+        ck_assert_msg((size_t)st.st_size == cases[i].journal, "map %zu: journal of %jd bytes, expected %zu", cases[i].map,
+                      (intmax_t)st.st_size, cases[i].journal);
+        if (i == 1) { /* reopened with a bigger map: the journal stays as it is */
+            s = open_store(dir, (size_t)1 << 30, NULL);
+            store_close(&s);
+            ck_assert_int_eq(stat(path, &st), 0);
+            ck_assert_uint_eq((uintmax_t)st.st_size, cases[i].journal);
+        }
+        tmpdir_free(dir);
+    }
+}
+END_TEST
+
 START_TEST(test_journal_absent_and_full)
 {
     char *dir = tmpdir_new();
@@ -1247,6 +1274,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_concurrent_readers);
     tcase_add_test(tc, test_journal_replays_lost_purges);
     tcase_add_test(tc, test_journal_absent_and_full);
+    tcase_add_test(tc, test_journal_size_follows_the_map);
     suite_add_tcase(s, tc);
     return s;
 }
