@@ -383,19 +383,15 @@ static int apply_value(config_t *cfg, const opt_def_t *o, const char *who, const
         *(o->id == OPT_MEMORY_SIZE ? &cfg->memory_size : &cfg->disk_size) = n;
         return 0;
     case OPT_THREADS:
-        if (parse_uint(val, CONFIG_THREADS_MAX, &n) != 0 || n < 1) {
-            set_err(err, errlen, "%s: invalid value '%s' (expected an integer 1-%d)", who, val, CONFIG_THREADS_MAX);
+    case OPT_ADMIN_THREADS: {
+        unsigned max = o->id == OPT_THREADS ? CONFIG_THREADS_MAX : CONFIG_ADMIN_THREADS_MAX;
+        if (parse_uint(val, max, &n) != 0 || n < 1) {
+            set_err(err, errlen, "%s: invalid value '%s' (expected an integer 1-%u)", who, val, max);
             return -1;
         }
-        cfg->threads = (unsigned)n;
+        *(o->id == OPT_THREADS ? &cfg->threads : &cfg->admin_threads) = (unsigned)n;
         return 0;
-    case OPT_ADMIN_THREADS:
-        if (parse_uint(val, CONFIG_ADMIN_THREADS_MAX, &n) != 0 || n < 1) {
-            set_err(err, errlen, "%s: invalid value '%s' (expected an integer 1-%d)", who, val, CONFIG_ADMIN_THREADS_MAX);
-            return -1;
-        }
-        cfg->admin_threads = (unsigned)n;
-        return 0;
+    }
     case OPT_DEFAULT_TTL:
     case OPT_DEFAULT_GRACE:
     case OPT_MAX_HEURISTIC_TTL:

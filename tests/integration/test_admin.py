@@ -90,6 +90,28 @@ class AdminCase(harness.TestCase):
         self.assertRegex(body["id"], PURGE_ID_RE)
         return body["id"]
 
+    def purge_keys_from_threads(self, tok, prefix, threads=8, each=25):
+        """`threads` client threads each purge `each` keys <prefix><n>-<i>, one request per
+        connection; returns every answer as (status, id)."""
+        results, errors = [], []
+
+        def worker(n):
+            try:
+                for i in range(each):
+                    r = request(self.e.admin_port, "POST", "/service/%s/purge/%s%d-%d" % (SID, prefix, n, i),
+                                headers={"Fastly-Key": tok})
+                    results.append((r.status, json.loads(r.body).get("id")))
+            except Exception as exc:  # reported below
+                errors.append(exc)
+
+        workers = [threading.Thread(target=worker, args=(n,)) for n in range(threads)]
+        for t in workers:
+            t.start()
+        for t in workers:
+            t.join(scaled(60))
+        self.assertEqual(errors, [])
+        return results
+
 
 class PublicEndpoints(AdminCase):
     def test_health_needs_no_token(self):
@@ -272,24 +294,7 @@ class KeyPurges(AdminCase):
         self.assertEqual(r.status, 400, "no keys at all")
 
     def test_many_purges_in_flight_at_once(self):
-        tok = self.token("purge_select")
-        results, errors = [], []
-
-        def worker(n):
-            try:
-                for i in range(25):
-                    r = request(self.e.admin_port, "POST", "/service/%s/purge/key-%d-%d" % (SID, n, i),
-                                headers={"Fastly-Key": tok})
-                    results.append((r.status, json.loads(r.body).get("id")))
-            except Exception as exc:  # reported below
-                errors.append(exc)
-
-        threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(scaled(30))
-        self.assertEqual(errors, [])
+        results = self.purge_keys_from_threads(self.token("purge_select"), "key-")
         self.assertEqual(len(results), 200)
         self.assertTrue(all(s == 200 for s, _ in results))
         self.assertEqual(len({i for _, i in results}), 200, "every purge has its own id")
@@ -642,25 +647,10 @@ class AdminThreads(AdminCase):
 
     def test_that_many_admin_threads_serve_purges_and_stop_cleanly(self):
         self.assertEqual(self.thread_names().count("ec-admin"), self.THREADS)
-        tok = self.token("purge_select")
-        ids, errors = [], []
-
-        def worker(n):
-            try:
-                for i in range(20):  # a new connection each time: the kernel spreads them over the loops
-                    r = request(self.e.admin_port, "POST", "/service/%s/purge/t%d-%d" % (SID, n, i),
-                                headers={"Fastly-Key": tok})
-                    ids.append(self.assertPurgeOk(r))
-            except Exception as exc:  # reported below
-                errors.append(exc)
-
-        threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(scaled(60))
-        self.assertEqual(errors, [])
-        self.assertEqual(len(set(ids)), 160, "every purge answered, each with its own id")
+        # a new connection per request: the kernel spreads them over the loops
+        results = self.purge_keys_from_threads(self.token("purge_select"), "t", each=20)
+        self.assertEqual([s for s, _ in results], [200] * 160)
+        self.assertEqual(len({i for _, i in results}), 160, "every purge answered, each with its own id")
         self.assertEqual(self.e.stop(), 0, self.e.stderr_tail())
         self.assertNotIn("still open at shutdown", self.e.stderr_text())
 
