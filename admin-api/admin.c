@@ -502,6 +502,29 @@ static void handle_token_delete(admin_t *admin, h2o_req_t *req, h2o_iovec_t raw_
     admin_send_json(req, 204, "", 0);
 }
 
+/* the routes that read, change and store configuration: one thread at a time (config_lock) */
+static void handle_config_route(admin_t *admin, h2o_req_t *req, const route_t *r, unsigned method)
+{
+    pthread_mutex_lock(&admin->config_lock);
+    switch (r->id) {
+    case R_TOKENS:
+        if (method == M_GET)
+            handle_token_list(admin, req);
+        else
+            handle_token_create(admin, req);
+        break;
+    case R_TOKEN_ONE:
+        handle_token_delete(admin, req, r->rest);
+        break;
+    case R_SETTINGS:
+        handle_settings(admin, req, method);
+        break;
+    default:
+        abort(); /* on_req sends only these here */
+    }
+    pthread_mutex_unlock(&admin->config_lock);
+}
+
 /* ---- the handler ---- */
 
 static int sid_matches(admin_t *admin, h2o_iovec_t raw)
@@ -631,25 +654,12 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     case R_PURGE_URL:
         return admin_purge_url(admin, req, r.rest.base, r.rest.len);
     case R_TOKENS:
-        pthread_mutex_lock(&admin->config_lock);
-        if (method == M_GET)
-            handle_token_list(admin, req);
-        else
-            handle_token_create(admin, req);
-        pthread_mutex_unlock(&admin->config_lock);
+    case R_TOKEN_ONE:
+    case R_SETTINGS:
+        handle_config_route(admin, req, &r, method);
         return 0;
     case R_TOKEN_SELF:
         admin_send_json_value(req, 200, admin_token_rec_to_json(&rec));
-        return 0;
-    case R_TOKEN_ONE:
-        pthread_mutex_lock(&admin->config_lock);
-        handle_token_delete(admin, req, r.rest);
-        pthread_mutex_unlock(&admin->config_lock);
-        return 0;
-    case R_SETTINGS:
-        pthread_mutex_lock(&admin->config_lock);
-        handle_settings(admin, req, method);
-        pthread_mutex_unlock(&admin->config_lock);
         return 0;
     }
     admin_send_json_error(req, 404, "Not found", NULL);
