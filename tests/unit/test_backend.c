@@ -9,7 +9,6 @@
 #include <arpa/inet.h>
 #include <check.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -27,6 +26,7 @@
 #include "server/backend_int.h"
 #include "server/worker.h"
 #include "storage/store.h"
+#include "tests/unit/unit_tmp.h"
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -50,12 +50,6 @@ static json_t *js(const char *text)
     json_t *v = json_loads(text, 0, &err);
     ck_assert_msg(v != NULL, "bad test JSON %s: %s", text, err.text);
     return v;
-}
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb, (void)flag, (void)ftw;
-    return remove(path);
 }
 
 /* ---------------------------------------------------------------- health window */
@@ -579,8 +573,6 @@ END_TEST
 
 /* ---------------------------------------------------------------- the module with a store */
 
-static char tmp_base[] = "/tmp/ec-backend-XXXXXX";
-
 typedef struct env {
     char dir[128];
     store_t *store;
@@ -593,7 +585,7 @@ static void env_open(env_t *e, int num_backends)
 {
     char err[300];
     memset(e, 0, sizeof(*e));
-    snprintf(e->dir, sizeof(e->dir), "%s/t-XXXXXX", tmp_base);
+    snprintf(e->dir, sizeof(e->dir), "%s/t-XXXXXX", unit_tmp_base);
     ck_assert_ptr_nonnull(mkdtemp(e->dir));
     store_options_t opt = {.dir = e->dir, .map_size = 16 << 20};
     ck_assert_int_eq(store_open(&e->store, &opt, err, sizeof(err)), 0);
@@ -640,7 +632,7 @@ static void env_close(env_t *e)
 {
     env_stop_module(e);
     store_close(&e->store);
-    nftw(e->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    unit_rm_tree(e->dir);
 }
 
 /* pick n times (releasing each), counting by backend name */
@@ -1148,14 +1140,12 @@ static Suite *backend_suite(void)
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
-    if (mkdtemp(tmp_base) == NULL) {
-        perror("mkdtemp");
+    if (unit_tmp_base_make("backend") != 0)
         return 1;
-    }
     SRunner *sr = srunner_create(backend_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
-    nftw(tmp_base, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    unit_rm_tree(unit_tmp_base);
     return failed == 0 ? 0 : 1;
 }

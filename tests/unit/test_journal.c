@@ -10,7 +10,6 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <sodium.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -19,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "storage/journal_int.h"
+#include "tests/unit/unit_tmp.h"
 
 /* the layout as journal_int.h documents it (the test's own copy, on purpose) */
 #define SEG_HEADER 32
@@ -29,31 +29,6 @@ static const uint8_t seg_key[crypto_shorthash_KEYBYTES] = {'e', 'd', 'g', 'e', '
                                                            'e', '-', 'j', 'o', 'u', 'r', 'n', 'l'};
 
 /* ---- helpers: directories and files ---- */
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-/* Every test's directory lives under one base that main() removes, even after a failed test. */
-static char tmp_base[] = "/tmp/ec-journal-XXXXXX";
-
-static char *tmpdir_new(void)
-{
-    char *dir = malloc(sizeof(tmp_base) + 16);
-    snprintf(dir, sizeof(tmp_base) + 16, "%s/t-XXXXXX", tmp_base);
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    return dir;
-}
-
-static void tmpdir_free(char *dir)
-{
-    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-    free(dir);
-}
 
 static char *path_in(const char *dir, const char *name)
 {
@@ -1124,14 +1099,12 @@ static Suite *journal_suite(void)
 
 int main(void)
 {
-    if (mkdtemp(tmp_base) == NULL) {
-        perror("mkdtemp");
+    if (unit_tmp_base_make("journal") != 0)
         return 1;
-    }
     SRunner *sr = srunner_create(journal_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
-    nftw(tmp_base, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    unit_rm_tree(unit_tmp_base);
     return failed == 0 ? 0 : 1;
 }

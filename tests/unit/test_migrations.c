@@ -7,7 +7,6 @@
  * Every test works in its own mkdtemp directory under /tmp and removes it.
  */
 #include <check.h>
-#include <ftw.h>
 #include <lmdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,31 +14,7 @@
 #include <unistd.h>
 #include "migrations/mig.h"
 #include "storage/store.h"
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-/* Every test's directory lives under one base that main() removes, even after a failed test. */
-static char tmp_base[] = "/tmp/ec-mig-XXXXXX";
-
-static char *tmpdir_new(void)
-{
-    char *dir = malloc(sizeof(tmp_base) + 16);
-    snprintf(dir, sizeof(tmp_base) + 16, "%s/t-XXXXXX", tmp_base);
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    return dir;
-}
-
-static void tmpdir_free(char *dir)
-{
-    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-    free(dir);
-}
+#include "tests/unit/unit_tmp.h"
 
 static MDB_env *env_open(const char *dir)
 {
@@ -410,14 +385,12 @@ static Suite *mig_suite(void)
 
 int main(void)
 {
-    if (mkdtemp(tmp_base) == NULL) {
-        perror("mkdtemp");
+    if (unit_tmp_base_make("mig") != 0)
         return 1;
-    }
     SRunner *sr = srunner_create(mig_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
-    nftw(tmp_base, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    unit_rm_tree(unit_tmp_base);
     return failed == 0 ? 0 : 1;
 }
