@@ -731,6 +731,18 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/*
+ * One turn of the loop. The purges its requests queue reach the store's writer
+ * together when the turn ends: one lock and one wake-up for the dozen or so requests
+ * a turn takes under load, not one per purge.
+ */
+static void run_once(admin_loop_t *loop, int32_t max_wait)
+{
+    store_hold_begin(loop->admin->store);
+    h2o_evloop_run(loop->ctx.loop, max_wait);
+    store_hold_end(loop->admin->store);
+}
+
 /* run the loop until cond() or the deadline */
 static void run_until(admin_loop_t *loop, int (*cond)(admin_loop_t *), uint64_t deadline)
 {
@@ -739,7 +751,7 @@ static void run_until(admin_loop_t *loop, int (*cond)(admin_loop_t *), uint64_t 
         if (now >= deadline)
             return;
         uint64_t wait = deadline - now;
-        h2o_evloop_run(loop->ctx.loop, (int32_t)(wait > 50 ? 50 : wait));
+        run_once(loop, (int32_t)(wait > 50 ? 50 : wait));
     }
 }
 
@@ -828,7 +840,7 @@ static void *admin_thread_main(void *arg)
     pthread_mutex_unlock(&loop->wake_lock);
 
     while (!atomic_load(&admin->stopping))
-        h2o_evloop_run(loop->ctx.loop, INT32_MAX);
+        run_once(loop, INT32_MAX);
     wait_for_wake_up(loop);
 
     /* stop accepting; answer what is in flight; then close every connection */

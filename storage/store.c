@@ -1591,9 +1591,26 @@ static store_op_t *store_op_new(store_op_kind_t kind)
     return op;
 }
 
+/* what this thread holds back between store_hold_begin and store_hold_end */
+typedef struct store_held {
+    store_t *s; /* NULL: not holding */
+    store_op_t *head, *tail;
+} store_held_t;
+static __thread store_held_t store_held;
+
+static void store_refuse(store_op_t *op);
+
 /* Queue an op the caller does not wait for. Returns 0, or -1 when the store takes no writes (op not queued). */
 static int store_enqueue(store_t *s, store_op_t *op)
 {
+    if (store_held.s == s) {
+        if (store_held.tail != NULL)
+            store_held.tail->next = op;
+        else
+            store_held.head = op;
+        store_held.tail = op;
+        return 0;
+    }
     pthread_mutex_lock(&s->lock);
     if (s->stopping || !s->writer_started) {
         pthread_mutex_unlock(&s->lock);
@@ -1609,9 +1626,46 @@ static int store_enqueue(store_t *s, store_op_t *op)
     return 0;
 }
 
+void store_hold_begin(store_t *s)
+{
+    assert(s != NULL && s->magic == STORE_MAGIC && store_held.s == NULL);
+    store_held.s = s;
+}
+
+void store_hold_end(store_t *s)
+{
+    assert(store_held.s == s);
+    store_op_t *head = store_held.head, *tail = store_held.tail;
+    store_held.s = NULL;
+    store_held.head = store_held.tail = NULL;
+    if (head == NULL)
+        return;
+    pthread_mutex_lock(&s->lock);
+    if (s->stopping || !s->writer_started) {
+        pthread_mutex_unlock(&s->lock);
+        for (store_op_t *op = head, *next; op != NULL; op = next) {
+            next = op->next;
+            op->next = NULL;
+            store_refuse(op);
+        }
+        return;
+    }
+    if (s->tail != NULL)
+        s->tail->next = head;
+    else
+        s->head = head;
+    s->tail = tail;
+    pthread_cond_signal(&s->wake);
+    pthread_mutex_unlock(&s->lock);
+}
+
 /* Queue an op on the caller's stack and wait until the writer finished it. Returns op->rc. */
 static int store_submit_wait(store_t *s, store_op_t *op)
 {
+    if (store_held.s == s) { /* what this thread queued before goes first */
+        store_hold_end(s);
+        store_hold_begin(s);
+    }
     op->waited = 1;
     pthread_cond_init(&op->done_cond, NULL);
     pthread_mutex_lock(&s->lock);
@@ -1633,7 +1687,8 @@ static int store_submit_wait(store_t *s, store_op_t *op)
     return op->rc;
 }
 
-static void store_purge_refused(store_op_t *op)
+/* an op the store did not take: a purge's callback hears STORE_EIO */
+static void store_refuse(store_op_t *op)
 {
     if (op->cb != NULL) {
         store_purge_result_t res = {.err = STORE_EIO};
@@ -2042,7 +2097,7 @@ static void store_purge_submit(store_t *s, store_op_kind_t kind, const char *key
     op->cb = cb;
     op->cb_arg = arg;
     if (store_enqueue(s, op) != 0)
-        store_purge_refused(op);
+        store_refuse(op);
 }
 
 void store_purge_key_url(store_t *s, const char *key, size_t key_len, int soft, store_purge_cb cb, void *arg)

@@ -136,6 +136,18 @@ void store_purge_all(store_t *store, store_purge_cb cb, void *arg);
 /** Block until everything queued before the call is committed and synced. Returns 0 or STORE_EIO. */
 int store_flush(store_t *store);
 
+/**
+ * Hold back what the calling thread queues until store_hold_end: then it all goes to
+ * the writer under one lock with one wake-up. For an event loop that answers many
+ * requests per wake-up (the admin API: about a dozen purges per epoll_wait at load),
+ * where a lock and a wake-up per purge cost more than the purge's own share of the
+ * writer. Order is kept: a waited call (store_flush, store_kv_put_sync) on a holding
+ * thread first releases what it holds. Ops held when the store stops are refused as
+ * if queued then (a purge's callback gets STORE_EIO on this thread).
+ */
+void store_hold_begin(store_t *store);
+void store_hold_end(store_t *store);
+
 /** Counters (approximate, any thread). */
 void store_get_stats(store_t *store, store_stats_t *out);
 

@@ -1167,6 +1167,75 @@ END_TEST
 /* Many purges (found or not) go round the journal ring several times; a full ring falls back to a sync. */
 /* A new store's purge journal is a sixteenth of its map, from 8 MiB to 32 MiB; an
  * existing journal keeps its size when the store is reopened with another map. */
+static void *flush_thread(void *arg)
+{
+    return (void *)(intptr_t)store_flush(arg);
+}
+
+START_TEST(test_hold_batches_a_threads_ops)
+{
+    char *dir = tmpdir_new();
+    mem_tier_t *mem = mem_create(16 << 20, 4);
+    store_t *s = open_store(dir, 64 << 20, mem);
+    cache_obj_t *o1 = make_obj("example.com/h1", "h1", "", 100, '1', 1);
+    cache_obj_t *o2 = make_obj("example.com/h2", "h2", "", 100, '2', 1);
+    cache_obj_t *o3 = make_obj("example.com/h3", "h3", "", 100, '3', 1);
+    purge_record_t pr1 = {0}, pr2 = {0}, pr3 = {0}, pr4 = {0};
+    store_put(s, o1);
+    store_put(s, o2);
+    store_put(s, o3);
+    ck_assert_int_eq(store_flush(s), 0);
+
+    /* held purges wait for store_hold_end: a flush by another thread does not see them */
+    store_hold_begin(s);
+    store_purge_surrogate_key(s, "h1", 2, 0, on_purge, &pr1);
+    store_purge_surrogate_key(s, "h2", 2, 0, on_purge, &pr2);
+    pthread_t t;
+    void *rc;
+    ck_assert_int_eq(pthread_create(&t, NULL, flush_thread, s), 0);
+    ck_assert_int_eq(pthread_join(t, &rc), 0);
+    ck_assert_int_eq((int)(intptr_t)rc, 0);
+    ck_assert_int_eq(pr1.calls + pr2.calls, 0);
+    ck_assert(present(s, o1) && present(s, o2));
+    store_hold_end(s);
+    ck_assert_int_eq(store_flush(s), 0);
+    ck_assert_int_eq(pr1.calls, 1);
+    ck_assert_int_eq(pr2.calls, 1);
+    ck_assert_int_eq(pr1.last.err, 0);
+    ck_assert_uint_eq(pr1.last.objects + pr2.last.objects, 2);
+    ck_assert(!present(s, o1) && !present(s, o2));
+
+    /* a waited call on the holding thread releases what it holds first: order is kept */
+    store_hold_begin(s);
+    store_purge_surrogate_key(s, "h3", 2, 0, on_purge, &pr3);
+    ck_assert_int_eq(store_flush(s), 0);
+    ck_assert_int_eq(pr3.calls, 1);
+    ck_assert_uint_eq(pr3.last.objects, 1);
+    ck_assert(!present(s, o3));
+    store_hold_end(s); /* nothing left to release */
+    ck_assert_int_eq(pr3.calls, 1);
+    store_close(&s);
+
+    /* a store that takes no writes refuses held ops at store_hold_end, on this thread */
+    store_options_t opt = {.dir = dir, .read_only = 1};
+    char err[256];
+    ck_assert_int_eq(store_open(&s, &opt, err, sizeof(err)), 0);
+    store_hold_begin(s);
+    store_purge_surrogate_key(s, "h1", 2, 0, on_purge, &pr4);
+    ck_assert_int_eq(pr4.calls, 0);
+    store_hold_end(s);
+    ck_assert_int_eq(pr4.calls, 1);
+    ck_assert_int_eq(pr4.last.err, STORE_EIO);
+    store_close(&s);
+
+    obj_unref(&o1);
+    obj_unref(&o2);
+    obj_unref(&o3);
+    mem_destroy(&mem);
+    tmpdir_free(dir);
+}
+END_TEST
+
 START_TEST(test_journal_size_follows_the_map)
 {
     static const struct {
@@ -1250,6 +1319,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_journal_replays_lost_purges);
     tcase_add_test(tc, test_journal_absent_and_full);
     tcase_add_test(tc, test_journal_size_follows_the_map);
+    tcase_add_test(tc, test_hold_batches_a_threads_ops);
     suite_add_tcase(s, tc);
     return s;
 }
