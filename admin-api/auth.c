@@ -211,6 +211,42 @@ json_t *admin_token_rec_to_json(const admin_token_rec_t *rec)
     return o;
 }
 
+/*
+ * Records this thread parsed lately, keyed by their stored bytes. Every lookup still
+ * reads the record from the store (a token created or revoked by another process counts
+ * at once); only the JSON parse, which was most of a purge's jansson time, is skipped
+ * when the bytes are the ones parsed before. A record is a function of its bytes, so a
+ * hit can never give another token's scopes.
+ */
+#define TOKEN_CACHE_SLOTS 8
+#define TOKEN_CACHE_REC_MAX 512
+typedef struct token_cache_slot {
+    size_t len; /* 0: empty */
+    char raw[TOKEN_CACHE_REC_MAX];
+    admin_token_rec_t rec;
+} token_cache_slot_t;
+static __thread token_cache_slot_t token_cache[TOKEN_CACHE_SLOTS];
+static __thread unsigned token_cache_next;
+
+static int token_rec_parse_cached(const char *val, size_t len, admin_token_rec_t *rec)
+{
+    for (size_t i = 0; i < TOKEN_CACHE_SLOTS; i++) {
+        token_cache_slot_t *slot = &token_cache[i];
+        if (slot->len == len && memcmp(slot->raw, val, len) == 0) {
+            *rec = slot->rec;
+            return 0;
+        }
+    }
+    int ret = admin_token_rec_parse(val, len, rec);
+    if (ret == 0 && len > 0 && len <= TOKEN_CACHE_REC_MAX) {
+        token_cache_slot_t *slot = &token_cache[token_cache_next++ % TOKEN_CACHE_SLOTS];
+        memcpy(slot->raw, val, len);
+        slot->len = len;
+        slot->rec = *rec;
+    }
+    return ret;
+}
+
 int admin_token_lookup(store_t *store, const char *token, size_t len, admin_token_rec_t *rec)
 {
     char hex[ADMIN_TOKEN_HASH_HEX];
@@ -223,7 +259,7 @@ int admin_token_lookup(store_t *store, const char *token, size_t len, admin_toke
     admin_token_hash_hex(token, len, hex);
     if ((ret = store_kv_get(store, "tokens", hex, &val, &val_len)) != 0)
         return ADMIN_ENOTFOUND;
-    ret = admin_token_rec_parse(val, val_len, rec);
+    ret = token_rec_parse_cached(val, val_len, rec);
     if (ret != 0)
         fprintf(stderr, "edgecache: admin: token record %.12s... is corrupt; refusing it\n", hex);
     free(val);

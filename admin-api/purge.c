@@ -142,12 +142,19 @@ static void job_respond(purge_job_t *job)
                          req, job->kind == JOB_ALL ? 1 : (unsigned)job->nops);
     switch (job->kind) {
     case JOB_ONE:
-    case JOB_URL:
-        body = json_pack("{s:s, s:s}", "status", "ok", "id", job->ops[0].id);
-        break;
+    case JOB_URL: {
+        /* the answer to nearly every purge, written directly: an id is <node>-<time>-<seq>
+         * with the node name reduced to [A-Za-z0-9._] (admin_node_name): nothing to escape;
+         * building it with jansson was a tenth of the admin thread's time at load */
+        char json[ADMIN_PURGE_ID_CAP + 32];
+        int n = snprintf(json, sizeof(json), "{\"status\":\"ok\",\"id\":\"%s\"}", job->ops[0].id);
+        assert(n > 0 && (size_t)n < sizeof(json));
+        admin_send_json(req, 200, json, (size_t)n);
+        return;
+    }
     case JOB_ALL:
-        body = json_pack("{s:s}", "status", "ok");
-        break;
+        admin_send_json(req, 200, H2O_STRLIT("{\"status\":\"ok\"}"));
+        return;
     case JOB_BATCH:
         body = json_object();
         for (size_t i = 0; i < job->nops; i++)
