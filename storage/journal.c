@@ -42,6 +42,7 @@ struct journal {
     uint64_t *sector_seq; /* `sectors` entries: last seq of the segment there, 0 = none */
     size_t pos;           /* next sector to write */
     uint64_t last_seq;    /* highest seq in the ring */
+    uint64_t written;     /* sectors used by appends since open (a wrap's skipped end included) */
     uint8_t *buf;         /* segment being written */
     size_t buf_cap;
 };
@@ -339,6 +340,7 @@ int journal_append(journal_t *j, const journal_rec_t *recs, size_t n, uint64_t s
         if (j->sector_seq[pos + k] > synced_upto)
             return JOURNAL_EFULL;
 
+    size_t used = sectors + (pos == j->pos ? 0 : j->sectors - j->pos);
     size_t len = sectors * JOURNAL_SECTOR;
     if (len > j->buf_cap) {
         free(j->buf);
@@ -383,6 +385,7 @@ int journal_append(journal_t *j, const journal_rec_t *recs, size_t n, uint64_t s
         j->sector_seq[pos + k] = last;
     j->pos = pos + sectors;
     j->last_seq = last;
+    j->written += used;
     return 0;
 }
 
@@ -427,4 +430,16 @@ uint64_t journal_last_seq(journal_t *j)
 {
     assert(j->magic == JOURNAL_MAGIC);
     return j->last_seq;
+}
+
+uint64_t journal_sectors_written(journal_t *j)
+{
+    assert(j->magic == JOURNAL_MAGIC);
+    return j->written;
+}
+
+size_t journal_ring_sectors(journal_t *j)
+{
+    assert(j->magic == JOURNAL_MAGIC);
+    return j->sectors;
 }

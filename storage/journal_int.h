@@ -102,4 +102,12 @@ int journal_foreach(journal_t *j, uint64_t after, int (*fn)(void *arg, const jou
 /** The highest seq in the ring (found by journal_open, then kept), 0 when there is none. */
 uint64_t journal_last_seq(journal_t *j);
 
+/**
+ * Sectors appends have used since the journal was opened, the end a wrap skipped
+ * included; with journal_ring_sectors, how much of the ring has gone round since some
+ * earlier reading (the store checkpoints before a quarter of it holds unsynced records).
+ */
+uint64_t journal_sectors_written(journal_t *j);
+size_t journal_ring_sectors(journal_t *j);
+
 #endif

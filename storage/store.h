@@ -10,7 +10,7 @@
  * Durability: object puts are committed without fsync (they survive kill -9
  * because committed pages are in the OS page cache; a power loss may lose the
  * newest ones, which only costs a miss); a checkpoint thread syncs the environment
- * about once a second. A purge is acknowledged (its callback runs) only after its
+ * every 5 s, or sooner when unsynced purges fill a quarter of the journal. A purge is acknowledged (its callback runs) only after its
  * record in the purge journal (<dir>/journal.log) is synced and its deletes are
  * committed; store_open applies again any journaled purge the environment lost.
  * Config and token writes are acknowledged after their commit is synced.
@@ -39,6 +39,7 @@ typedef struct store_options {
     int read_only;         /* open without a writer thread (CLI status commands) */
     double evict_high_water; /* start evicting at this fraction of the map (default 0.85 when 0) */
     double evict_low_water;  /* evict down to this fraction (default 0.75 when 0) */
+    unsigned checkpoint_ms;  /* background sync interval (default 5000 when 0; tests set it) */
 } store_options_t;
 
 typedef struct store_stats {

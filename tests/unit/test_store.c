@@ -1261,6 +1261,51 @@ START_TEST(test_journal_size_follows_the_map)
 }
 END_TEST
 
+/* purges of `count` distinct 500-byte keys starting at `from`, flushed every 1,000 (one journal segment each) */
+static void purge_long_keys(store_t *s, int from, int count, purge_record_t *pr)
+{
+    char key[500];
+    memset(key, 'q', sizeof(key));
+    for (int i = from; i < from + count; i++) {
+        char num[16];
+        snprintf(num, sizeof(num), "%07d", i);
+        memcpy(key, num, 7);
+        store_purge_surrogate_key(s, key, sizeof(key), 0, on_purge, pr);
+        if ((i - from) % 1000 == 999)
+            ck_assert_int_eq(store_flush(s), 0);
+    }
+    ck_assert_int_eq(store_flush(s), 0);
+}
+
+START_TEST(test_checkpoint_when_a_quarter_of_the_journal_waits)
+{
+    char *dir = tmpdir_new();
+    /* an 8 MiB journal (16,384 sectors), and a timer that never fires during the test */
+    store_options_t opt = {.dir = dir, .map_size = 64 << 20, .checkpoint_ms = 600000};
+    char err[256];
+    store_t *s = NULL;
+    ck_assert_int_eq(store_open(&s, &opt, err, sizeof(err)), 0);
+    purge_record_t pr = {0};
+    store_stats_t st;
+
+    /* 3,000 purges: three segments of ~985 sectors, under a quarter of the ring */
+    purge_long_keys(s, 0, 3000, &pr);
+    ck_assert_int_eq(pr.calls, 3000);
+    store_get_stats(s, &st);
+    ck_assert_uint_eq(st.checkpoints, 0);
+
+    /* two more segments cross the quarter: the writer asks for a checkpoint at once */
+    purge_long_keys(s, 3000, 2000, &pr);
+    for (int i = 0; i < 1000 && (store_get_stats(s, &st), st.checkpoints == 0); i++)
+        sleep_ms(10);
+    ck_assert_msg(st.checkpoints >= 1, "no checkpoint after 5,000 journaled purges (a 10-minute timer)");
+    ck_assert_int_eq(pr.calls, 5000);
+    ck_assert_int_eq(pr.last.err, 0);
+    store_close(&s);
+    tmpdir_free(dir);
+}
+END_TEST
+
 START_TEST(test_journal_absent_and_full)
 {
     char *dir = tmpdir_new();
@@ -1320,6 +1365,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_journal_absent_and_full);
     tcase_add_test(tc, test_journal_size_follows_the_map);
     tcase_add_test(tc, test_hold_batches_a_threads_ops);
+    tcase_add_test(tc, test_checkpoint_when_a_quarter_of_the_journal_waits);
     suite_add_tcase(s, tc);
     return s;
 }
