@@ -39,6 +39,8 @@ objects 0..1999 also carry g0..g9, 200 each, and 2000..3999 carry b0, b1, 1,000 
                           it: other jobs); one TSV line on stdout
   purge-table RESULTS GROUPS
                           format the purge report
+  disk-probe DIR SECONDS  synced 512-byte writes in DIR for SECONDS: how many took over
+                          5 ms, the longest, and the time spent in those
 
 Everything talks to 127.0.0.1 only and every network call has a timeout.
 """
@@ -506,6 +508,43 @@ def _disk_write_bytes():
     return total
 
 
+def cmd_disk_probe(argv):
+    """disk-probe DIR SECONDS: time synced 512-byte writes (O_DSYNC, one at a time, into a
+    1 MiB file in DIR, removed after) for SECONDS; print 'writes N over_5ms K longest_ms X
+    stalled_ms S', S being the time spent in the writes that took over 5 ms. It measures
+    the disk a durable purge waits for, with nothing of edgecache's running."""
+    path = os.path.join(argv[0], "disk-probe.bin")
+    secs = float(argv[1])
+    size, block = 1 << 20, b"\0" * 512
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, b"\0" * size)
+        os.fsync(fd)
+        os.close(fd)
+        fd = os.open(path, os.O_RDWR | os.O_DSYNC)
+        n = over = 0
+        longest = stalled = 0.0
+        off = 0
+        end = time.monotonic() + secs
+        while True:
+            t0 = time.monotonic()
+            if t0 >= end:
+                break
+            os.pwrite(fd, block, off)
+            ms = (time.monotonic() - t0) * 1000
+            off = (off + 512) % size
+            n += 1
+            longest = max(longest, ms)
+            if ms > 5:
+                over += 1
+                stalled += ms
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    print("writes %d over_5ms %d longest_ms %.1f stalled_ms %.0f" % (n, over, longest, stalled))
+    return 0
+
+
 def _perf_syncs_start(pids, outfile):
     """perf stat counting the sync calls of pids, or None when perf cannot do it."""
     if subprocess.run(["sh", "-c", "command -v perf"], capture_output=True).returncode != 0:
@@ -705,7 +744,7 @@ def main():
             "purge-map": cmd_purge_map, "purge-step": cmd_purge_step,
             "purge-fill": cmd_purge_fill, "purge-probe": cmd_purge_probe,
             "purge-sample": cmd_purge_sample, "purge-wrk": cmd_purge_wrk,
-            "purge-table": cmd_purge_table}
+            "purge-table": cmd_purge_table, "disk-probe": cmd_disk_probe}
     fn = cmds.get(sys.argv[1])
     if fn is None:
         print(__doc__, file=sys.stderr)
