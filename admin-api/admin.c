@@ -882,7 +882,9 @@ static void *admin_thread_main(void *arg)
 /* ---- start / stop ---- */
 
 /* Bind one listening socket of the admin address; `port` overrides a->port (the second and
- * later threads join the port the first one got). reuseport: SO_REUSEPORT, for several. */
+ * later threads join the port the first one got). reuseport: SO_REUSEPORT, for several;
+ * REUSEPORT_FIRST for the first of them, which first checks that nobody else listens there. */
+enum { REUSEPORT_NONE, REUSEPORT_FIRST, REUSEPORT_JOIN };
 static int bind_listener(const config_addr_t *a, uint16_t port, int reuseport, int *fd_out, uint16_t *port_out, char *err,
                          size_t errlen)
 {
@@ -901,12 +903,14 @@ static int bind_listener(const config_addr_t *a, uint16_t port, int reuseport, i
         snprintf(err, errlen, "--admin-listen %s:%u: %s", a->host, (unsigned)a->port, gai_strerror(gai));
         return -1;
     }
-    if ((fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1 ||
+    if ((reuseport == REUSEPORT_FIRST && frontend_claim_port(res->ai_addr, res->ai_addrlen) != 0) ||
+        (fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1 ||
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
         (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0) ||
         bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0 ||
         getsockname(fd, (struct sockaddr *)&ss, &sl) != 0) {
-        snprintf(err, errlen, "--admin-listen %s:%u: %s", a->host, (unsigned)a->port, strerror(errno));
+        snprintf(err, errlen, "--admin-listen %s:%u: %s%s", a->host, (unsigned)a->port, strerror(errno),
+                 errno == EADDRINUSE ? " (another edgecache on it?)" : "");
         goto fail;
     }
     fcntl(fd, F_SETFL, O_NONBLOCK);
@@ -1017,7 +1021,8 @@ int admin_start(admin_t **out, const config_t *cfg, store_t *store, mem_tier_t *
     /* every socket first, so that a bind error leaves no thread behind */
     uint16_t port = cfg->admin_listen.port;
     for (unsigned i = 0; i < n; i++) {
-        if (bind_listener(&cfg->admin_listen, port, n > 1, &fds[i], &port, err, errlen) != 0) {
+        int reuse = n == 1 ? REUSEPORT_NONE : i == 0 ? REUSEPORT_FIRST : REUSEPORT_JOIN;
+        if (bind_listener(&cfg->admin_listen, port, reuse, &fds[i], &port, err, errlen) != 0) {
             while (i > 0)
                 close(fds[--i]);
             admin_free(admin);

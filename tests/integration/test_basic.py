@@ -399,6 +399,29 @@ class CommandLine(harness.TestCase):
                 self.assertEqual(len(lines), 1, "one line on stderr for %s, got:\n%s" % (args, p.stderr))
                 self.assertIn(name, lines[0], "the message names the setting")
 
+    def test_second_instance_on_the_same_address_is_refused(self):
+        """SO_REUSEPORT shares the proxy (and a several-thread admin) address between one
+        process's threads; a second edgecache on that address must fail to start, not join
+        the group and take a share of the first one's connections."""
+        o = self.origin()
+        o.route("/who", headers={"Content-Type": "text/plain"}, body=b"first")
+        first = self.edgecache([o])
+        for flag, port in (("--listen", first.proxy_port), ("--admin-listen", first.admin_port)):
+            with self.subTest(flag=flag):
+                listen = {"--listen": "127.0.0.1:0", "--admin-listen": "127.0.0.1:0", flag: "127.0.0.1:%d" % port}
+                # (were it to start, it would run until run_binary's timeout, and fail the test)
+                p = run_binary(["--listen", listen["--listen"], "--admin-listen", listen["--admin-listen"],
+                                "--threads", "2", "--admin-threads", "2", "--backend", o.address,
+                                "--data-dir", "data", "--memory-size", "64M", "--disk-size", "256M"])
+                self.assertEqual(p.returncode, 1, p.stderr)
+                self.assertIn("%s" % flag, p.stderr)
+                self.assertIn("Address already in use (another edgecache on it?)", p.stderr)
+        # the first one still answers, on both addresses
+        r = request(first.proxy_port, "GET", "/who", timeout=10)
+        self.assertEqual((r.status, r.body), (200, b"first"), r.describe())
+        r = request(first.admin_port, "GET", "/health", timeout=10)
+        self.assertEqual(r.status, 200, r.describe())
+
     def _write_config(self, values):
         fd, path = tempfile.mkstemp(prefix="edgecache-config-", suffix=".json")
         with os.fdopen(fd, "w") as f:
