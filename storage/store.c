@@ -1624,6 +1624,17 @@ static __thread store_held_t store_held;
 
 static void store_refuse(store_op_t *op);
 
+/* Append the chain head..tail to the queue and wake the writer (s->lock held). */
+static void store_queue_locked(store_t *s, store_op_t *head, store_op_t *tail)
+{
+    if (s->tail != NULL)
+        s->tail->next = head;
+    else
+        s->head = head;
+    s->tail = tail;
+    pthread_cond_signal(&s->wake);
+}
+
 /* Queue an op the caller does not wait for. Returns 0, or -1 when the store takes no writes (op not queued). */
 static int store_enqueue(store_t *s, store_op_t *op)
 {
@@ -1640,12 +1651,7 @@ static int store_enqueue(store_t *s, store_op_t *op)
         pthread_mutex_unlock(&s->lock);
         return -1;
     }
-    if (s->tail != NULL)
-        s->tail->next = op;
-    else
-        s->head = op;
-    s->tail = op;
-    pthread_cond_signal(&s->wake);
+    store_queue_locked(s, op, op);
     pthread_mutex_unlock(&s->lock);
     return 0;
 }
@@ -1674,12 +1680,7 @@ void store_hold_end(store_t *s)
         }
         return;
     }
-    if (s->tail != NULL)
-        s->tail->next = head;
-    else
-        s->head = head;
-    s->tail = tail;
-    pthread_cond_signal(&s->wake);
+    store_queue_locked(s, head, tail);
     pthread_mutex_unlock(&s->lock);
 }
 
@@ -1698,12 +1699,7 @@ static int store_submit_wait(store_t *s, store_op_t *op)
         pthread_cond_destroy(&op->done_cond);
         return STORE_EIO;
     }
-    if (s->tail != NULL)
-        s->tail->next = op;
-    else
-        s->head = op;
-    s->tail = op;
-    pthread_cond_signal(&s->wake);
+    store_queue_locked(s, op, op);
     while (!op->done)
         pthread_cond_wait(&op->done_cond, &s->lock);
     pthread_mutex_unlock(&s->lock);
