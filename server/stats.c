@@ -36,6 +36,7 @@
 #include "server/accesslog.h"
 #include "server/stats.h"
 #include "server/worker.h"
+#include "storage/le.h"
 
 #define STATS_SAMPLE_MAGIC 0x4543534du /* "ECSM" */
 #define STATS_BW_MAGIC 0x45435342u     /* "ECSB" */
@@ -128,45 +129,6 @@ static inline void bump(_Atomic uint64_t *c, uint64_t n)
 static inline uint64_t rd(_Atomic uint64_t *c)
 {
     return atomic_load_explicit(c, memory_order_relaxed);
-}
-
-static void put_u16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint16_t get_u16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] | (p[1] << 8));
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
 }
 
 static void *xmalloc(size_t n)
@@ -330,13 +292,13 @@ void *stats_sample_encode(const stats_sample_t *s, size_t *len)
 {
     size_t n = stats_num_sample_fields;
     uint8_t *rec = xmalloc(STATS_RECORD_HEAD + 8 * n);
-    put_u32(rec, STATS_SAMPLE_MAGIC);
-    put_u16(rec + 4, STATS_RECORD_VERSION);
-    put_u16(rec + 6, (uint16_t)n);
-    put_u64(rec + 8, (uint64_t)s->start);
-    put_u64(rec + 16, s->duration);
+    le_put_u32(rec, STATS_SAMPLE_MAGIC);
+    le_put_u16(rec + 4, STATS_RECORD_VERSION);
+    le_put_u16(rec + 6, (uint16_t)n);
+    le_put_u64(rec + 8, (uint64_t)s->start);
+    le_put_u64(rec + 16, s->duration);
     for (size_t i = 0; i < n; i++)
-        put_u64(rec + STATS_RECORD_HEAD + 8 * i, *sample_field((stats_sample_t *)s, i));
+        le_put_u64(rec + STATS_RECORD_HEAD + 8 * i, *sample_field((stats_sample_t *)s, i));
     *len = STATS_RECORD_HEAD + 8 * n;
     return rec;
 }
@@ -345,15 +307,15 @@ int stats_sample_decode(const void *rec_, size_t len, stats_sample_t *out)
 {
     const uint8_t *rec = rec_;
     memset(out, 0, sizeof(*out));
-    if (rec == NULL || len < STATS_RECORD_HEAD || get_u32(rec) != STATS_SAMPLE_MAGIC || get_u16(rec + 4) != STATS_RECORD_VERSION)
+    if (rec == NULL || len < STATS_RECORD_HEAD || le_get_u32(rec) != STATS_SAMPLE_MAGIC || le_get_u16(rec + 4) != STATS_RECORD_VERSION)
         return -1;
-    size_t n = get_u16(rec + 6);
+    size_t n = le_get_u16(rec + 6);
     if (len != STATS_RECORD_HEAD + 8 * n)
         return -1;
-    out->start = (int64_t)get_u64(rec + 8);
-    out->duration = get_u64(rec + 16);
+    out->start = (int64_t)le_get_u64(rec + 8);
+    out->duration = le_get_u64(rec + 16);
     for (size_t i = 0; i < n && i < stats_num_sample_fields; i++)
-        *sample_field(out, i) = get_u64(rec + STATS_RECORD_HEAD + 8 * i);
+        *sample_field(out, i) = le_get_u64(rec + STATS_RECORD_HEAD + 8 * i);
     return 0;
 }
 
@@ -367,12 +329,12 @@ void stats_sample_add(stats_sample_t *a, const stats_sample_t *b)
 void *stats_bw_encode(const stats_bw_sample_t *s, size_t *len)
 {
     uint8_t *rec = xmalloc(STATS_RECORD_HEAD + 8);
-    put_u32(rec, STATS_BW_MAGIC);
-    put_u16(rec + 4, STATS_RECORD_VERSION);
-    put_u16(rec + 6, 1);
-    put_u64(rec + 8, (uint64_t)s->start);
-    put_u64(rec + 16, s->interval);
-    put_u64(rec + 24, s->bytes);
+    le_put_u32(rec, STATS_BW_MAGIC);
+    le_put_u16(rec + 4, STATS_RECORD_VERSION);
+    le_put_u16(rec + 6, 1);
+    le_put_u64(rec + 8, (uint64_t)s->start);
+    le_put_u64(rec + 16, s->interval);
+    le_put_u64(rec + 24, s->bytes);
     *len = STATS_RECORD_HEAD + 8;
     return rec;
 }
@@ -381,14 +343,14 @@ int stats_bw_decode(const void *rec_, size_t len, stats_bw_sample_t *out)
 {
     const uint8_t *rec = rec_;
     memset(out, 0, sizeof(*out));
-    if (rec == NULL || len < STATS_RECORD_HEAD + 8 || get_u32(rec) != STATS_BW_MAGIC || get_u16(rec + 4) != STATS_RECORD_VERSION)
+    if (rec == NULL || len < STATS_RECORD_HEAD + 8 || le_get_u32(rec) != STATS_BW_MAGIC || le_get_u16(rec + 4) != STATS_RECORD_VERSION)
         return -1;
-    size_t n = get_u16(rec + 6);
+    size_t n = le_get_u16(rec + 6);
     if (n < 1 || len != STATS_RECORD_HEAD + 8 * n)
         return -1;
-    out->start = (int64_t)get_u64(rec + 8);
-    out->interval = get_u64(rec + 16);
-    out->bytes = get_u64(rec + 24);
+    out->start = (int64_t)le_get_u64(rec + 8);
+    out->interval = le_get_u64(rec + 16);
+    out->bytes = le_get_u64(rec + 24);
     if (out->interval == 0)
         return -1;
     return 0;

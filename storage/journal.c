@@ -26,6 +26,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "storage/le.h"
 
 #define JOURNAL_MAGIC 0x6a6f7572u
 #define JOURNAL_SEG_MAGIC 0x314a4345u /* "ECJ1" little-endian */
@@ -82,32 +83,6 @@ static char *journal_path(const char *dir, const char *name)
     return path;
 }
 
-static void journal_put_u16(uint8_t *p, unsigned v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-
-static void journal_put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void journal_put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t journal_get(const uint8_t *p, int n)
-{
-    uint64_t v = 0;
-    for (int i = n - 1; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
-
 /* The checksum of a segment of `len` bytes at p, its checksum field taken as zero. */
 static uint64_t journal_checksum(uint8_t *p, size_t len)
 {
@@ -116,7 +91,7 @@ static uint64_t journal_checksum(uint8_t *p, size_t len)
     memset(p + JOURNAL_OFF_CHECKSUM, 0, 8);
     crypto_shorthash(out, p, len, journal_checksum_key);
     memcpy(p + JOURNAL_OFF_CHECKSUM, saved, 8);
-    return journal_get(out, 8);
+    return le_get_u64(out);
 }
 
 /*
@@ -126,22 +101,22 @@ static uint64_t journal_checksum(uint8_t *p, size_t len)
 static int journal_seg_at(uint8_t *ring, size_t ring_sectors, size_t sector, journal_seg_t *seg)
 {
     uint8_t *p = ring + sector * JOURNAL_SECTOR;
-    if (journal_get(p, 4) != JOURNAL_SEG_MAGIC || journal_get(p + 4, 2) != JOURNAL_VERSION)
+    if (le_get_u32(p) != JOURNAL_SEG_MAGIC || le_get_u16(p + 4) != JOURNAL_VERSION)
         return 0;
-    size_t sectors = journal_get(p + 6, 2);
-    uint64_t first = journal_get(p + 8, 8);
-    uint32_t records = (uint32_t)journal_get(p + 16, 4), bytes = (uint32_t)journal_get(p + 20, 4);
+    size_t sectors = le_get_u16(p + 6);
+    uint64_t first = le_get_u64(p + 8);
+    uint32_t records = le_get_u32(p + 16), bytes = le_get_u32(p + 20);
     if (sectors == 0 || sector + sectors > ring_sectors || first == 0 || records == 0 ||
         (size_t)JOURNAL_HEADER + bytes > sectors * JOURNAL_SECTOR)
         return 0;
-    if (journal_checksum(p, JOURNAL_HEADER + bytes) != journal_get(p + JOURNAL_OFF_CHECKSUM, 8))
+    if (journal_checksum(p, JOURNAL_HEADER + bytes) != le_get_u64(p + JOURNAL_OFF_CHECKSUM))
         return 0;
     /* the records must fill the payload exactly */
     size_t off = 0;
     for (uint32_t i = 0; i < records; i++) {
         if (off + 4 > bytes)
             return 0;
-        size_t len = journal_get(p + JOURNAL_HEADER + off + 2, 2);
+        size_t len = le_get_u16(p + JOURNAL_HEADER + off + 2);
         off += 4 + len;
     }
     if (off != bytes)
@@ -349,22 +324,22 @@ int journal_append(journal_t *j, const journal_rec_t *recs, size_t n, uint64_t s
     }
     uint8_t *p = j->buf;
     memset(p, 0, len);
-    journal_put_u32(p, JOURNAL_SEG_MAGIC);
-    journal_put_u16(p + 4, JOURNAL_VERSION);
-    journal_put_u16(p + 6, (unsigned)sectors);
-    journal_put_u64(p + 8, recs[0].seq);
-    journal_put_u32(p + 16, (uint32_t)n);
-    journal_put_u32(p + 20, (uint32_t)bytes);
+    le_put_u32(p, JOURNAL_SEG_MAGIC);
+    le_put_u16(p + 4, JOURNAL_VERSION);
+    le_put_u16(p + 6, (uint16_t)sectors);
+    le_put_u64(p + 8, recs[0].seq);
+    le_put_u32(p + 16, (uint32_t)n);
+    le_put_u32(p + 20, (uint32_t)bytes);
     uint8_t *q = p + JOURNAL_HEADER;
     for (size_t i = 0; i < n; i++) {
         q[0] = (uint8_t)recs[i].kind;
         q[1] = (uint8_t)recs[i].flags;
-        journal_put_u16(q + 2, (unsigned)recs[i].payload_len);
+        le_put_u16(q + 2, (uint16_t)recs[i].payload_len);
         if (recs[i].payload_len > 0)
             memcpy(q + 4, recs[i].payload, recs[i].payload_len);
         q += 4 + recs[i].payload_len;
     }
-    journal_put_u64(p + JOURNAL_OFF_CHECKSUM, journal_checksum(p, JOURNAL_HEADER + bytes));
+    le_put_u64(p + JOURNAL_OFF_CHECKSUM, journal_checksum(p, JOURNAL_HEADER + bytes));
 
     /* O_DSYNC: the write returns once the sectors are on stable storage */
     size_t done = 0;
@@ -409,7 +384,7 @@ int journal_foreach(journal_t *j, uint64_t after, int (*fn)(void *arg, const jou
         const uint8_t *q = ring + segs[i].sector * JOURNAL_SECTOR + JOURNAL_HEADER;
         for (uint32_t r = 0; r < segs[i].records && ret == 0; r++) {
             journal_rec_t rec = {.seq = segs[i].first_seq + r, .kind = q[0], .flags = q[1]};
-            rec.payload_len = journal_get(q + 2, 2);
+            rec.payload_len = le_get_u16(q + 2);
             rec.payload = q + 4;
             q += 4 + rec.payload_len;
             if (!journal_rec_valid(rec.kind, rec.payload_len)) { /* intact but unknown to this version: never half-apply a journal */

@@ -26,6 +26,7 @@
  */
 #include "storage/object.h"
 #include "storage/object_int.h"
+#include "storage/le.h"
 
 #include <assert.h>
 #include <pthread.h>
@@ -94,42 +95,6 @@ static void obj_sodium_init(void)
     int rc = pthread_once(&obj_sodium_once, obj_sodium_init_once);
     assert(rc == 0);
     (void)rc;
-}
-
-static void put_u16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint16_t get_u16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] | (p[1] << 8));
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
 }
 
 /* Our own lengths must fit the record's u32 fields; a caller handing us more is a bug. */
@@ -214,23 +179,23 @@ static int obj_parse(const uint8_t *rec, size_t rec_len, obj_layout_t *lo, obj_h
 {
     if (rec == NULL || rec_len < OBJ_RECORD_FIXED_LEN)
         return OBJ_ECORRUPT;
-    if (get_u32(rec + OBJ_REC_OFF_MAGIC) != OBJ_RECORD_MAGIC || get_u16(rec + OBJ_REC_OFF_VERSION) != OBJ_RECORD_VERSION)
+    if (le_get_u32(rec + OBJ_REC_OFF_MAGIC) != OBJ_RECORD_MAGIC || le_get_u16(rec + OBJ_REC_OFF_VERSION) != OBJ_RECORD_VERSION)
         return OBJ_ECORRUPT;
 
-    lo->meta.status = get_u16(rec + OBJ_REC_OFF_STATUS);
-    lo->meta.flags = get_u32(rec + OBJ_REC_OFF_FLAGS);
-    lo->meta.generation = get_u64(rec + OBJ_REC_OFF_GENERATION);
-    lo->meta.request_time_ms = (int64_t)get_u64(rec + OBJ_REC_OFF_REQUEST_TIME);
-    lo->meta.response_time_ms = (int64_t)get_u64(rec + OBJ_REC_OFF_RESPONSE_TIME);
-    lo->meta.initial_age = get_u32(rec + OBJ_REC_OFF_INITIAL_AGE);
-    lo->meta.ttl = get_u32(rec + OBJ_REC_OFF_TTL);
-    lo->meta.stale_while_revalidate = get_u32(rec + OBJ_REC_OFF_SWR);
-    lo->meta.stale_if_error = get_u32(rec + OBJ_REC_OFF_SIE);
-    lo->key_len = get_u32(rec + OBJ_REC_OFF_KEY_LEN);
-    lo->skeys_len = get_u32(rec + OBJ_REC_OFF_SKEYS_LEN);
-    lo->vary_len = get_u32(rec + OBJ_REC_OFF_VARY_LEN);
-    lo->num_headers = get_u32(rec + OBJ_REC_OFF_NUM_HEADERS);
-    lo->body_len = get_u64(rec + OBJ_REC_OFF_BODY_LEN);
+    lo->meta.status = le_get_u16(rec + OBJ_REC_OFF_STATUS);
+    lo->meta.flags = le_get_u32(rec + OBJ_REC_OFF_FLAGS);
+    lo->meta.generation = le_get_u64(rec + OBJ_REC_OFF_GENERATION);
+    lo->meta.request_time_ms = (int64_t)le_get_u64(rec + OBJ_REC_OFF_REQUEST_TIME);
+    lo->meta.response_time_ms = (int64_t)le_get_u64(rec + OBJ_REC_OFF_RESPONSE_TIME);
+    lo->meta.initial_age = le_get_u32(rec + OBJ_REC_OFF_INITIAL_AGE);
+    lo->meta.ttl = le_get_u32(rec + OBJ_REC_OFF_TTL);
+    lo->meta.stale_while_revalidate = le_get_u32(rec + OBJ_REC_OFF_SWR);
+    lo->meta.stale_if_error = le_get_u32(rec + OBJ_REC_OFF_SIE);
+    lo->key_len = le_get_u32(rec + OBJ_REC_OFF_KEY_LEN);
+    lo->skeys_len = le_get_u32(rec + OBJ_REC_OFF_SKEYS_LEN);
+    lo->vary_len = le_get_u32(rec + OBJ_REC_OFF_VARY_LEN);
+    lo->num_headers = le_get_u32(rec + OBJ_REC_OFF_NUM_HEADERS);
+    lo->body_len = le_get_u64(rec + OBJ_REC_OFF_BODY_LEN);
 
     size_t off = OBJ_RECORD_FIXED_LEN, remaining = rec_len - OBJ_RECORD_FIXED_LEN;
 
@@ -255,7 +220,7 @@ static int obj_parse(const uint8_t *rec, size_t rec_len, obj_layout_t *lo, obj_h
     for (uint32_t i = 0; i < lo->num_headers; i++) {
         const uint8_t *h = rec + off;
         TAKE(8);
-        uint32_t name_len = get_u32(h), value_len = get_u32(h + 4);
+        uint32_t name_len = le_get_u32(h), value_len = le_get_u32(h + 4);
         size_t name_off = off;
         TAKE(name_len);
         size_t value_off = off;
@@ -420,21 +385,21 @@ obj_builder_t *obj_builder_begin(const obj_meta_t *meta, const char *key, size_t
 
     uint8_t *p = b->buf;
     memset(p, 0, OBJ_RECORD_FIXED_LEN);
-    put_u32(p + OBJ_REC_OFF_MAGIC, OBJ_RECORD_MAGIC);
-    put_u16(p + OBJ_REC_OFF_VERSION, OBJ_RECORD_VERSION);
-    put_u16(p + OBJ_REC_OFF_STATUS, meta->status);
-    put_u32(p + OBJ_REC_OFF_FLAGS, meta->flags);
-    put_u64(p + OBJ_REC_OFF_GENERATION, meta->generation);
-    put_u64(p + OBJ_REC_OFF_REQUEST_TIME, (uint64_t)meta->request_time_ms);
-    put_u64(p + OBJ_REC_OFF_RESPONSE_TIME, (uint64_t)meta->response_time_ms);
-    put_u32(p + OBJ_REC_OFF_INITIAL_AGE, meta->initial_age);
-    put_u32(p + OBJ_REC_OFF_TTL, meta->ttl);
-    put_u32(p + OBJ_REC_OFF_SWR, meta->stale_while_revalidate);
-    put_u32(p + OBJ_REC_OFF_SIE, meta->stale_if_error);
-    put_u32(p + OBJ_REC_OFF_KEY_LEN, obj_len32(key_len, "key"));
-    put_u32(p + OBJ_REC_OFF_SKEYS_LEN, obj_len32(skeys_len, "surrogate keys"));
-    put_u32(p + OBJ_REC_OFF_VARY_LEN, obj_len32(vary_len, "vary key"));
-    put_u32(p + OBJ_REC_OFF_NUM_HEADERS, obj_len32(num_headers, "header count"));
+    le_put_u32(p + OBJ_REC_OFF_MAGIC, OBJ_RECORD_MAGIC);
+    le_put_u16(p + OBJ_REC_OFF_VERSION, OBJ_RECORD_VERSION);
+    le_put_u16(p + OBJ_REC_OFF_STATUS, meta->status);
+    le_put_u32(p + OBJ_REC_OFF_FLAGS, meta->flags);
+    le_put_u64(p + OBJ_REC_OFF_GENERATION, meta->generation);
+    le_put_u64(p + OBJ_REC_OFF_REQUEST_TIME, (uint64_t)meta->request_time_ms);
+    le_put_u64(p + OBJ_REC_OFF_RESPONSE_TIME, (uint64_t)meta->response_time_ms);
+    le_put_u32(p + OBJ_REC_OFF_INITIAL_AGE, meta->initial_age);
+    le_put_u32(p + OBJ_REC_OFF_TTL, meta->ttl);
+    le_put_u32(p + OBJ_REC_OFF_SWR, meta->stale_while_revalidate);
+    le_put_u32(p + OBJ_REC_OFF_SIE, meta->stale_if_error);
+    le_put_u32(p + OBJ_REC_OFF_KEY_LEN, obj_len32(key_len, "key"));
+    le_put_u32(p + OBJ_REC_OFF_SKEYS_LEN, obj_len32(skeys_len, "surrogate keys"));
+    le_put_u32(p + OBJ_REC_OFF_VARY_LEN, obj_len32(vary_len, "vary key"));
+    le_put_u32(p + OBJ_REC_OFF_NUM_HEADERS, obj_len32(num_headers, "header count"));
     /* body_len and checksum are filled in by obj_builder_finish */
     b->len = OBJ_RECORD_FIXED_LEN;
 
@@ -446,8 +411,8 @@ obj_builder_t *obj_builder_begin(const obj_meta_t *meta, const char *key, size_t
         assert(h->name != NULL || h->name_len == 0);
         assert(h->value != NULL || h->value_len == 0);
         uint8_t lens[8];
-        put_u32(lens, h->name_len);
-        put_u32(lens + 4, h->value_len);
+        le_put_u32(lens, h->name_len);
+        le_put_u32(lens + 4, h->value_len);
         builder_put(b, lens, 8);
         uint8_t *name = b->buf + b->len;
         builder_put(b, h->name, h->name_len);
@@ -477,7 +442,7 @@ uint64_t obj_builder_body_len(const obj_builder_t *b)
 cache_obj_t *obj_builder_finish(obj_builder_t *b)
 {
     assert(b != NULL);
-    put_u64(b->buf + OBJ_REC_OFF_BODY_LEN, (uint64_t)(b->len - b->body_off));
+    le_put_u64(b->buf + OBJ_REC_OFF_BODY_LEN, (uint64_t)(b->len - b->body_off));
     /* give back a capacity hint that was too generous; mem_size charges rec_len only */
     if (b->cap - b->len > 4096) {
         b->buf = obj_xrealloc(b->buf, b->len);

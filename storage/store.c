@@ -53,6 +53,7 @@
 #include "migrations/mig.h"
 #include "migrations/mig_int.h"
 #include "storage/journal_int.h"
+#include "storage/le.h"
 
 #define STORE_MAGIC 0x5170e7c1u
 #define STORE_DEFAULT_MAP_SIZE ((size_t)1 << 30)
@@ -125,20 +126,6 @@ static void store_msg(char *errbuf, size_t errlen, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(errbuf, errlen, fmt, ap);
     va_end(ap);
-}
-
-static void store_put_u64le(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t store_get_u64le(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
 }
 
 typedef struct store_hashvec {
@@ -540,7 +527,7 @@ static int store_meta_get_u64(store_t *s, MDB_txn *txn, const char *name, uint64
         return rc;
     if (v.mv_size != 8)
         return MDB_CORRUPTED;
-    *out = store_get_u64le(v.mv_data);
+    *out = le_get_u64(v.mv_data);
     *present = 1;
     return 0;
 }
@@ -548,7 +535,7 @@ static int store_meta_get_u64(store_t *s, MDB_txn *txn, const char *name, uint64
 static int store_meta_put_u64(store_t *s, MDB_txn *txn, const char *name, uint64_t val)
 {
     uint8_t buf[8];
-    store_put_u64le(buf, val);
+    le_put_u64(buf, val);
     MDB_val k = {strlen(name), (void *)name}, v = {sizeof(buf), buf};
     return mdb_put(txn, s->dbi_meta, &k, &v, 0);
 }
