@@ -42,12 +42,9 @@
  * its wake-up into the loop's queue: it waits for that write (wake_lock / wake_sent)
  * before the queue is destroyed.
  */
-#include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <netdb.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +54,7 @@
 #include <sodium.h>
 #include "admin-api/admin_ext.h"
 #include "server/frontend.h"
+#include "server/listen.h"
 #include "admin-api/admin_int.h"
 #include "admin-api/stats_api.h"
 #include "admin-api/backends_api.h"
@@ -881,51 +879,6 @@ static void *admin_thread_main(void *arg)
 
 /* ---- start / stop ---- */
 
-/* Bind one listening socket of the admin address; `port` overrides a->port (the second and
- * later threads join the port the first one got). reuseport: SO_REUSEPORT, for several;
- * REUSEPORT_FIRST for the first of them, which first checks that nobody else listens there. */
-enum { REUSEPORT_NONE, REUSEPORT_FIRST, REUSEPORT_JOIN };
-static int bind_listener(const config_addr_t *a, uint16_t port, int reuseport, int *fd_out, uint16_t *port_out, char *err,
-                         size_t errlen)
-{
-    struct addrinfo hints, *res = NULL;
-    char portstr[8];
-    int fd = -1, on = 1, gai;
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof(ss);
-
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-    snprintf(portstr, sizeof(portstr), "%u", (unsigned)port);
-    if ((gai = getaddrinfo(a->host[0] != '\0' ? a->host : NULL, portstr, &hints, &res)) != 0) {
-        snprintf(err, errlen, "--admin-listen %s:%u: %s", a->host, (unsigned)a->port, gai_strerror(gai));
-        return -1;
-    }
-    if ((reuseport == REUSEPORT_FIRST && frontend_claim_port(res->ai_addr, res->ai_addrlen) != 0) ||
-        (fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
-        (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0) ||
-        bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0 ||
-        getsockname(fd, (struct sockaddr *)&ss, &sl) != 0) {
-        snprintf(err, errlen, "--admin-listen %s:%u: %s%s", a->host, (unsigned)a->port, strerror(errno),
-                 errno == EADDRINUSE ? " (another edgecache on it?)" : "");
-        goto fail;
-    }
-    fcntl(fd, F_SETFL, O_NONBLOCK);
-    freeaddrinfo(res);
-    *fd_out = fd;
-    *port_out = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
-                                         : ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    return 0;
-fail:
-    if (fd != -1)
-        close(fd);
-    freeaddrinfo(res);
-    return -1;
-}
-
 static void settings_store_initial(admin_t *admin, const admin_settings_t *s)
 {
     json_t *o = admin_settings_to_json(s);
@@ -1021,13 +974,14 @@ int admin_start(admin_t **out, const config_t *cfg, store_t *store, mem_tier_t *
     /* every socket first, so that a bind error leaves no thread behind */
     uint16_t port = cfg->admin_listen.port;
     for (unsigned i = 0; i < n; i++) {
-        int reuse = n == 1 ? REUSEPORT_NONE : i == 0 ? REUSEPORT_FIRST : REUSEPORT_JOIN;
-        if (bind_listener(&cfg->admin_listen, port, reuse, &fds[i], &port, err, errlen) != 0) {
+        listen_mode_t mode = n == 1 ? LISTEN_ALONE : i == 0 ? LISTEN_GROUP_FIRST : LISTEN_GROUP_JOIN;
+        if (listen_open(&cfg->admin_listen, "--admin-listen", port, mode, &fds[i], &port, err, errlen) != 0) {
             while (i > 0)
                 close(fds[--i]);
             admin_free(admin);
             return -1;
         }
+        fcntl(fds[i], F_SETFL, O_NONBLOCK);
     }
     admin->port = port;
 

@@ -18,7 +18,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
-#include <netdb.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -32,6 +31,7 @@
 #include "admin-api/stats_api.h"
 #include "admin-api/admin_ext.h"
 #include "server/backend.h"
+#include "server/listen.h"
 #include "server/stats.h"
 
 #define MAX_HISTORY_BUCKETS 100000
@@ -979,33 +979,16 @@ static void *ml_main(void *arg)
 int admin_metrics_listener_start(const config_t *cfg, char *err, size_t errlen)
 {
     const config_addr_t *a = &cfg->metrics_listen;
-    struct addrinfo hints = {0}, *res = NULL;
-    char port[8];
-    int one = 1, gai, rc;
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof(ss);
+    int rc;
 
     if (a->host[0] == '\0')
         return 0;
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-    snprintf(port, sizeof(port), "%u", (unsigned)a->port);
-    if ((gai = getaddrinfo(a->host, port, &hints, &res)) != 0) {
-        snprintf(err, errlen, "--metrics-listen %s:%u: %s", a->host, (unsigned)a->port, gai_strerror(gai));
+    if (listen_open(a, "--metrics-listen", a->port, LISTEN_ALONE, &ml.fd, &ml.port, err, errlen) != 0)
         return -1;
-    }
-    ml.fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (ml.fd < 0 || setsockopt(ml.fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-        bind(ml.fd, res->ai_addr, res->ai_addrlen) != 0 || listen(ml.fd, 64) != 0 ||
-        getsockname(ml.fd, (struct sockaddr *)&ss, &sl) != 0 || pipe2(ml.wake, O_CLOEXEC) != 0) {
+    if (pipe2(ml.wake, O_CLOEXEC) != 0) {
         snprintf(err, errlen, "--metrics-listen %s:%u: %s", a->host, (unsigned)a->port, strerror(errno));
         goto fail;
     }
-    freeaddrinfo(res);
-    res = NULL;
-    ml.port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
-                                       : ntohs(((struct sockaddr_in *)&ss)->sin_port);
     rc = pthread_create(&ml.thread, NULL, ml_main, NULL);
     if (rc != 0) {
         snprintf(err, errlen, "--metrics-listen: cannot start its thread: %s", strerror(rc));
@@ -1015,8 +998,6 @@ int admin_metrics_listener_start(const config_t *cfg, char *err, size_t errlen)
     fprintf(stderr, "edgecache: metrics listener on %s:%u (GET /metrics, no token)\n", a->host, (unsigned)ml.port);
     return 0;
 fail:
-    if (res != NULL)
-        freeaddrinfo(res);
     if (ml.fd >= 0)
         close(ml.fd);
     for (int i = 0; i < 2; i++)

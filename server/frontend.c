@@ -12,7 +12,6 @@
  * returns. Idle keep-alive connections are simply closed with the process.
  */
 #include <errno.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -25,6 +24,7 @@
 #include <h2o.h>
 #include <h2o/socket/evloop.h>
 #include "server/frontend.h"
+#include "server/listen.h"
 #include "server/proxy.h"
 #include "server/stats.h"
 #include "server/worker.h"
@@ -113,60 +113,6 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-int frontend_claim_port(struct sockaddr *addr, unsigned addr_len)
-{
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof(ss);
-    int one = 1, fd = socket(addr->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd == -1)
-        return -1;
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 || bind(fd, addr, addr_len) != 0 ||
-        getsockname(fd, (struct sockaddr *)&ss, &sl) != 0) {
-        int saved = errno;
-        close(fd);
-        errno = saved;
-        return -1;
-    }
-    close(fd);
-    if (addr->sa_family == AF_INET6)
-        ((struct sockaddr_in6 *)addr)->sin6_port = ((struct sockaddr_in6 *)&ss)->sin6_port;
-    else
-        ((struct sockaddr_in *)addr)->sin_port = ((struct sockaddr_in *)&ss)->sin_port;
-    return 0;
-}
-
-/* one proxy listening socket; `first` of the group checks that nobody else listens there */
-static int bind_listener(const config_t *cfg, uint16_t port, int first, int *out_fd, char *err, size_t errlen)
-{
-    struct addrinfo hints = {0}, *res = NULL;
-    char portstr[8];
-    int fd = -1, one = 1, rc;
-
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICSERV | AI_PASSIVE;
-    snprintf(portstr, sizeof(portstr), "%u", (unsigned)port);
-    if ((rc = getaddrinfo(cfg->listen.host, portstr, &hints, &res)) != 0) {
-        snprintf(err, errlen, "--listen: cannot resolve '%s': %s", cfg->listen.host, gai_strerror(rc));
-        return -1;
-    }
-    if ((first && frontend_claim_port(res->ai_addr, res->ai_addrlen) != 0) ||
-        (fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 || bind(fd, res->ai_addr, res->ai_addrlen) != 0 ||
-        listen(fd, SOMAXCONN) != 0) {
-        snprintf(err, errlen, "--listen: cannot listen on %s:%u: %s%s", cfg->listen.host, (unsigned)port, strerror(errno),
-                 errno == EADDRINUSE ? " (another edgecache on it?)" : "");
-        if (fd != -1)
-            close(fd);
-        freeaddrinfo(res);
-        return -1;
-    }
-    freeaddrinfo(res);
-    *out_fd = fd;
-    return 0;
-}
-
 int frontend_start(const config_t *cfg, char *err, size_t errlen)
 {
     h2o_config_init(&g_globalconf);
@@ -187,16 +133,10 @@ int frontend_start(const config_t *cfg, char *err, size_t errlen)
         worker_t *w = &g_workers[i];
         w->magic = WORKER_MAGIC;
         w->index = i;
-        if (bind_listener(cfg, port, i == 0, &w->listen_fd, err, errlen) != 0)
+        /* the first socket may pick an ephemeral port; every other thread joins it */
+        if (listen_open(&cfg->listen, "--listen", port, i == 0 ? LISTEN_GROUP_FIRST : LISTEN_GROUP_JOIN, &w->listen_fd,
+                        &port, err, errlen) != 0)
             goto fail;
-        if (port == 0) {
-            /* the first socket picked an ephemeral port; every other thread joins it */
-            struct sockaddr_storage ss;
-            socklen_t sl = sizeof(ss);
-            getsockname(w->listen_fd, (struct sockaddr *)&ss, &sl);
-            port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                                  : ((struct sockaddr_in *)&ss)->sin_port);
-        }
     }
     g_bound_port = port;
 

@@ -15,18 +15,6 @@
  */
 int frontend_start(const config_t *cfg, char *err, size_t errlen);
 
-/**
- * Before the first socket of a SO_REUSEPORT group binds `addr`: fail with errno
- * EADDRINUSE when some other socket listens there already. SO_REUSEPORT lets the
- * threads of one process share a listening address, and it would just as well let a
- * second edgecache started on the same address join the group and silently take a share
- * of the connections. A plain socket (SO_REUSEADDR only) is bound to `addr` and closed.
- * Sets the port in `addr` to the one it got: the same, or for port 0 a free ephemeral
- * port for the group to bind. Returns 0, or -1 with errno set.
- */
-struct sockaddr;
-int frontend_claim_port(struct sockaddr *addr, unsigned addr_len);
-
 /** The proxy port actually bound. */
 uint16_t frontend_bound_port(void);
 
