@@ -130,6 +130,7 @@ typedef struct req_copy {
 struct fetch {
     uint32_t magic;
     worker_t *w;
+    h2o_linklist_t node; /* in w->fetches */
     fetch_link_t *link;
     origin_client_t *client;
     int paused;               /* origin reading stopped: the client is slower than the origin */
@@ -1436,6 +1437,7 @@ static void fetch_free(fetch_t *f)
     backend_release(&f->backend);
     free(f->vary_names);
     req_copy_dispose(&f->rc);
+    h2o_linklist_unlink(&f->node);
     f->magic = 0;
     free(f);
 }
@@ -2113,6 +2115,7 @@ static void fetch_start(h2o_req_t *req, enum fetch_mode mode, const char *key, s
         abort();
     f->magic = FETCH_MAGIC;
     f->w = w;
+    h2o_linklist_insert(&w->fetches, &f->node);
     f->mode = mode;
     f->owns_inflight = owns_inflight;
     f->client_is_head = method_is(req, "HEAD");
@@ -2456,6 +2459,7 @@ void proxy_register(h2o_pathconf_t *pathconf)
 void proxy_worker_init(worker_t *w)
 {
     h2o_timeout_init(w->loop, &w->stall_timeout, STALL_CHECK_MS);
+    h2o_linklist_init_anchor(&w->fetches);
     backend_worker_init(w);
     h2o_multithread_register_receiver(w->ctx.queue, &w->purge_receiver, on_purge_messages);
     h2o_multithread_register_receiver(w->ctx.queue, &w->wake_receiver, on_wake_messages);
@@ -2464,6 +2468,19 @@ void proxy_worker_init(worker_t *w)
 
 void proxy_worker_dispose(worker_t *w)
 {
-    /* socket pools hold idle keep-alive connections to the origins; pools with fetches still running stay */
+    /*
+     * The drain waited for requests, not for the fetches no request waits on any more (a
+     * background refresh, a response being stored for nobody, an endless body): the
+     * process is going away, so they stop here, and let go of their backends first.
+     */
+    while (!h2o_linklist_is_empty(&w->fetches)) {
+        fetch_t *f = H2O_STRUCT_FROM_MEMBER(fetch_t, node, w->fetches.next);
+        if (f->client != NULL) {
+            origin_client_cancel(f->client);
+            f->client = NULL;
+        }
+        fetch_free(f);
+    }
+    /* socket pools hold idle keep-alive connections to the origins */
     backend_worker_dispose(w);
 }

@@ -34,6 +34,7 @@ typedef struct worker {
     h2o_multithread_receiver_t purge_receiver; /* purge completions from the store's writer */
     h2o_multithread_receiver_t wake_receiver;  /* collapsed requests woken by a fetch on any thread */
     h2o_multithread_receiver_t stream_receiver; /* new body bytes for requests reading another's fetch */
+    h2o_linklist_t fetches;      /* origin exchanges running on this worker (proxy.c's fetch_t) */
     worker_counters_t counters;
 } worker_t;
 
