@@ -25,14 +25,20 @@
  *     a surrogate-key purge, which finds objects through the disk index, could
  *     miss a resident copy.
  *   - An object whose generation is below the current generation is a miss.
+ *   - An object in the pending set (a purge of it was answered, the transaction
+ *     deleting it has not committed) is a miss; the set is emptied only by a
+ *     commit that applied every answered purge.
  *
  * Threads: any thread reads (store_get, kv reads) through read-only transactions
  * (MDB_NOTLS, so a transaction is not tied to its thread; store_get keeps one per
  * (thread, store), reset between reads). The one writer thread owns every write
- * transaction: it takes all queued operations, applies them in one transaction
- * (group commit), commits, syncs when one of them needs durability, then bumps
- * the purge epoch, updates the memory tier, and finally runs callbacks and wakes
- * waiters. When its queue is idle it reclaims objects of old generations. A store
+ * transaction: it takes all queued operations, writes their purges to the journal
+ * (one synced write), answers the hard URL and key purges among them at once
+ * (store_batch_ack_early: their objects join the pending set that store_get
+ * checks), applies everything in one transaction (group commit), commits, syncs
+ * when one of them needs durability, then bumps the purge epoch, updates the
+ * memory tier, and finally runs the other callbacks and wakes waiters. When its
+ * queue is idle it reclaims objects of old generations. A store
  * opened read-only has no writer; store_kv_put_sync then writes directly.
  */
 #include "storage/store.h"
@@ -58,6 +64,8 @@
 #define STORE_MAGIC 0x5170e7c1u
 #define STORE_DEFAULT_MAP_SIZE ((size_t)1 << 30)
 #define STORE_BATCH_MAX_OPS 4096
+#define STORE_ACK_EARLY_MAX 4096 /* objects a purge may name and be answered before its commit */
+#define STORE_PEND_MAX 65536     /* objects the pending set holds at most (2 MiB) */
 #define STORE_BATCH_MAX_BYTES ((size_t)64 << 20)
 #define STORE_EVICT_CHUNK 1000          /* objects per eviction transaction */
 #define STORE_EVICT_MAX_ROUNDS 64
@@ -196,6 +204,7 @@ typedef struct store_op {
     uint64_t since_epoch; /* PUT: the purge epoch when the object's fetch began */
     uint64_t journal_seq; /* PURGE_*: its purge journal record; 0 = not journaled (nothing to do) */
     int journal_failed;   /* PURGE_*: the journal write failed: not applied, answered STORE_EIO */
+    int acked;            /* PURGE_*: answered before its transaction committed (store_batch_ack_early) */
     store_purge_result_t res;
 } store_op_t;
 
@@ -214,6 +223,22 @@ struct store {
     pthread_mutex_t plog_lock;
     purge_log_entry_t *plog; /* ring of PURGE_LOG_SIZE */
     uint64_t plog_count;     /* entries ever appended */
+
+    /*
+     * The objects of purges answered before the transaction that deletes them commits
+     * (store_batch_ack_early): store_get treats them as gone. The writer adds to it and
+     * empties it once such a transaction commits, under pend_lock; readers skip the lock
+     * while pend_n is 0. pend_gen counts the emptyings: a read that overlapped one
+     * retries, since its snapshot may predate the commit.
+     */
+    pthread_mutex_t pend_lock;
+    /* open addressing, linear probing; all-zero = free slot (so an all-zero hash, 2^-128
+     * likely, reads as pending while the set is not empty: a miss, never a wrong hit) */
+    uint8_t (*pend)[CACHE_HASH_LEN];
+    size_t pend_cap;
+    _Atomic size_t pend_n;
+    _Atomic uint64_t pend_gen;
+    store_op_t *unapplied; /* writer-private: answered purges whose transaction failed, retried first */
 
     /* the purge journal (NULL for a read-only store); see journal_int.h */
     journal_t *journal;
@@ -256,6 +281,7 @@ typedef struct store_batch {
     /* per attempt */
     uint64_t gen;
     int need_sync, any_purge, purge_all, any_removal;
+    int applying_acked; /* the purge being applied was answered already: purge log and memory tier done */
     uint64_t journal_seq; /* highest journal seq applied by this attempt (0: none) */
     uint64_t soft_marked; /* objects this attempt marked soft-purged */
     store_hashvec_t mem_remove, mem_soft;
@@ -336,6 +362,76 @@ static int store_plog_purged(store_t *s, const store_plog_query_t *q)
     }
     pthread_mutex_unlock(&s->plog_lock);
     return purged;
+}
+
+/* ---- purges answered before their commit: the pending set ---- */
+
+static int store_pend_find_locked(const store_t *s, const uint8_t hash[CACHE_HASH_LEN], size_t *slot)
+{
+    static const uint8_t free_slot[CACHE_HASH_LEN];
+    size_t mask = s->pend_cap - 1, i = (size_t)le_get_u64(hash) & mask; /* hashes are uniform already */
+    for (;; i = (i + 1) & mask) {
+        if (memcmp(s->pend[i], hash, CACHE_HASH_LEN) == 0) {
+            *slot = i;
+            return 1;
+        }
+        if (memcmp(s->pend[i], free_slot, CACHE_HASH_LEN) == 0) {
+            *slot = i;
+            return 0;
+        }
+    }
+}
+
+/* Add hash (writer only, under pend_lock); 1 if it was not there yet. */
+static int store_pend_add_locked(store_t *s, const uint8_t hash[CACHE_HASH_LEN])
+{
+    size_t n = atomic_load_explicit(&s->pend_n, memory_order_relaxed), slot;
+    if ((n + 1) * 2 > s->pend_cap) { /* keep it at most half full */
+        size_t old_cap = s->pend_cap, cap = old_cap < 256 ? 256 : old_cap * 2;
+        uint8_t(*old)[CACHE_HASH_LEN] = s->pend;
+        s->pend = store_xcalloc(cap, CACHE_HASH_LEN);
+        s->pend_cap = cap;
+        for (size_t i = 0; i < old_cap; i++) {
+            static const uint8_t free_slot[CACHE_HASH_LEN];
+            if (memcmp(old[i], free_slot, CACHE_HASH_LEN) != 0 && !store_pend_find_locked(s, old[i], &slot))
+                memcpy(s->pend[slot], old[i], CACHE_HASH_LEN);
+        }
+        free(old);
+    }
+    if (store_pend_find_locked(s, hash, &slot))
+        return 0;
+    memcpy(s->pend[slot], hash, CACHE_HASH_LEN);
+    atomic_store_explicit(&s->pend_n, n + 1, memory_order_release);
+    return 1;
+}
+
+static int store_pend_has(store_t *s, const uint8_t hash[CACHE_HASH_LEN])
+{
+    if (atomic_load_explicit(&s->pend_n, memory_order_acquire) == 0)
+        return 0;
+    size_t slot;
+    pthread_mutex_lock(&s->pend_lock);
+    int has = s->pend_cap > 0 && store_pend_find_locked(s, hash, &slot);
+    pthread_mutex_unlock(&s->pend_lock);
+    return has;
+}
+
+/* After a commit that applied every answered purge: nothing is pending any more. */
+static void store_pend_clear(store_t *s)
+{
+    if (atomic_load_explicit(&s->pend_n, memory_order_relaxed) == 0)
+        return;
+    atomic_fetch_add_explicit(&s->pend_gen, 1, memory_order_acq_rel); /* before: see store_get */
+    pthread_mutex_lock(&s->pend_lock);
+    if (s->pend_cap > 4096) { /* a big key purge grew it: give the memory back */
+        free(s->pend);
+        s->pend = NULL;
+        s->pend_cap = 0;
+    } else {
+        memset(s->pend, 0, s->pend_cap * CACHE_HASH_LEN);
+    }
+    atomic_store_explicit(&s->pend_n, 0, memory_order_release);
+    pthread_mutex_unlock(&s->pend_lock);
 }
 
 static int store_lmdb_err(int rc)
@@ -469,6 +565,22 @@ static void store_slots_orphan(store_t *s)
         }
     }
     pthread_mutex_unlock(&store_slots_lock);
+}
+
+/* This thread's read-only transaction on s, renewed: a fresh snapshot. NULL on error. */
+static MDB_txn *store_rtxn_begin(store_t *s)
+{
+    store_rtxn_slot_t *slot = store_slot_get(s);
+    int rc;
+    if (slot->txn == NULL) {
+        rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &slot->txn);
+        if (rc != 0)
+            slot->txn = NULL;
+    } else if ((rc = mdb_txn_renew(slot->txn)) != 0) {
+        mdb_txn_abort(slot->txn);
+        slot->txn = NULL;
+    }
+    return slot->txn;
 }
 
 /* ---- LMDB plumbing ---- */
@@ -737,7 +849,8 @@ static int store_txn_purge_one(store_t *s, MDB_txn *txn, store_batch_t *b, const
     } else {
         rc = store_txn_delete_object(s, txn, hash, found);
         if (rc == 0 && *found) {
-            store_hashvec_push(&b->mem_remove, hash);
+            if (!b->applying_acked)
+                store_hashvec_push(&b->mem_remove, hash);
             b->deletes++;
         }
     }
@@ -767,7 +880,8 @@ static int store_txn_purge_url_hash(store_t *s, MDB_txn *txn, store_batch_t *b, 
                                     uint64_t *objects)
 {
     store_hashvec_t targets = {0};
-    store_plog_append(s, url);
+    if (!b->applying_acked)
+        store_plog_append(s, url);
     store_hashvec_push(&targets, url);
     int rc = store_txn_collect_dups(txn, s->dbi_variants, url, CACHE_HASH_LEN, &targets);
     for (size_t i = 0; rc == 0 && i < targets.n; i++) {
@@ -779,7 +893,7 @@ static int store_txn_purge_url_hash(store_t *s, MDB_txn *txn, store_batch_t *b, 
             rc = store_index_del(txn, s->dbi_variants, url, CACHE_HASH_LEN, targets.v[i]);
     }
     /* the plain URL may sit in memory without a disk copy; never let it survive a purge */
-    if (rc == 0)
+    if (rc == 0 && !b->applying_acked)
         store_hashvec_push(soft ? &b->mem_soft : &b->mem_remove, url);
     store_hashvec_free(&targets);
     return rc;
@@ -794,7 +908,8 @@ static int store_txn_purge_skey_bytes(store_t *s, MDB_txn *txn, store_batch_t *b
         return 0; /* could never have been indexed */
     uint8_t tag[CACHE_HASH_LEN];
     store_skey_tag(skey, len, tag);
-    store_plog_append(s, tag);
+    if (!b->applying_acked)
+        store_plog_append(s, tag);
     int rc = store_txn_collect_dups(txn, s->dbi_skeys, skey, len, &targets);
     for (size_t i = 0; rc == 0 && i < targets.n; i++) {
         int found;
@@ -842,12 +957,16 @@ static int store_txn_apply(store_t *s, MDB_txn *txn, store_batch_t *b, store_op_
         /* durable through its journal record (synced before this transaction began) */
         if (op->journal_failed)
             return 0;
-        b->any_purge = 1;
+        b->any_purge |= !op->acked; /* an answered one bumped the epoch then */
         if (op->journal_seq > b->journal_seq)
             b->journal_seq = op->journal_seq;
+        b->applying_acked = op->acked;
         if (op->kind == STORE_OP_PURGE_URL)
-            return store_txn_purge_url_hash(s, txn, b, op->hash, op->soft, &op->res.objects);
-        return store_txn_purge_skey_bytes(s, txn, b, op->key, op->key_len, op->soft, &op->res.objects);
+            rc = store_txn_purge_url_hash(s, txn, b, op->hash, op->soft, &op->res.objects);
+        else
+            rc = store_txn_purge_skey_bytes(s, txn, b, op->key, op->key_len, op->soft, &op->res.objects);
+        b->applying_acked = 0;
+        return rc;
     case STORE_OP_PURGE_ALL:
         if (op->journal_failed)
             return 0;
@@ -1350,12 +1469,95 @@ static void store_op_finish(store_t *s, store_op_t *op)
     }
 }
 
+/*
+ * Answer the batch's hard URL and key purges as soon as their journal records are
+ * durable, before the transaction that deletes their objects: what each one names is
+ * looked up in a read-only snapshot, those objects join the pending set (store_get
+ * treats them as gone), leave the memory tier, and the callbacks run. The transaction
+ * then applies them as usual and empties the pending set once it commits; if it fails
+ * they stay hidden and go first into every later transaction (s->unapplied), and
+ * committed_seq and meta's journal_seq stay below them, so that a crash meanwhile has
+ * them replayed from the journal. Soft purges (which rewrite records that stay
+ * readable) and purges naming more than STORE_ACK_EARLY_MAX objects (or too many for
+ * the pending set) are answered after the commit.
+ *
+ * Why: a batch's deletes dirty a few random LMDB pages per object; with the answer
+ * after them, each purge waited for the previous batch's deletes, its own journal write
+ * and its own deletes. Now it waits for the first two only.
+ */
+static void store_batch_ack_early(store_t *s, store_batch_t *b)
+{
+    store_hashvec_t targets = {0}, mem = {0};
+    int acked = 0;
+    if (s->journal == NULL)
+        return;
+    MDB_txn *txn = store_rtxn_begin(s);
+    if (txn == NULL)
+        return; /* answered after the commit, as before */
+    for (store_op_t *op = b->ops; op != NULL; op = op->next) {
+        if ((op->kind != STORE_OP_PURGE_URL && op->kind != STORE_OP_PURGE_SKEY) || op->soft || op->journal_failed)
+            continue;
+        uint8_t tag[CACHE_HASH_LEN];
+        int rc = 0;
+        targets.n = 0;
+        if (op->kind == STORE_OP_PURGE_URL) {
+            memcpy(tag, op->hash, CACHE_HASH_LEN);
+            store_hashvec_push(&targets, op->hash);
+            store_hashvec_push(&mem, op->hash); /* may sit in memory without a disk copy */
+            rc = store_txn_collect_dups(txn, s->dbi_variants, op->hash, CACHE_HASH_LEN, &targets);
+        } else {
+            store_skey_tag(op->key, op->key_len, tag);
+            if (op->key_len > 0 && op->key_len <= s->max_keysize)
+                rc = store_txn_collect_dups(txn, s->dbi_skeys, op->key, op->key_len, &targets);
+        }
+        if (rc != 0)
+            break; /* this one and the rest are answered after the commit */
+        if (targets.n > STORE_ACK_EARLY_MAX ||
+            atomic_load_explicit(&s->pend_n, memory_order_relaxed) + targets.n > STORE_PEND_MAX)
+            continue;
+        pthread_mutex_lock(&s->pend_lock);
+        for (size_t i = 0; i < targets.n; i++) {
+            MDB_val k = {CACHE_HASH_LEN, targets.v[i]}, v;
+            if (mdb_get(txn, s->dbi_objects, &k, &v) == 0 && store_pend_add_locked(s, targets.v[i]))
+                op->res.objects++;
+            store_hashvec_push(&mem, targets.v[i]);
+        }
+        pthread_mutex_unlock(&s->pend_lock);
+        store_plog_append(s, tag);
+        op->acked = 1;
+        acked = 1;
+    }
+    mdb_txn_reset(txn);
+    if (acked) {
+        store_purge_epoch_bump(s); /* as after a commit: the memory tier next */
+        for (size_t i = 0; s->mem != NULL && i < mem.n; i++)
+            mem_remove(s->mem, mem.v[i]);
+        for (store_op_t *op = b->ops; op != NULL; op = op->next) {
+            if (op->acked && op->cb != NULL) {
+                op->cb(op->cb_arg, &op->res);
+                op->cb = NULL;
+            }
+        }
+    }
+    store_hashvec_free(&targets);
+    store_hashvec_free(&mem);
+}
+
 static void store_batch_process(store_t *s, store_batch_t *b)
 {
     uint64_t high = store_high_bytes(s), low = store_low_bytes(s);
     uint64_t used = atomic_load_explicit(&s->st_bytes_used, memory_order_relaxed);
 
     store_batch_journal(s, b);
+    store_batch_ack_early(s, b);
+    if (s->unapplied != NULL) { /* answered earlier, their transaction failed: they go first */
+        store_op_t *last = s->unapplied;
+        while (last->next != NULL)
+            last = last->next;
+        last->next = b->ops;
+        b->ops = s->unapplied;
+        s->unapplied = NULL;
+    }
 
     /* make room before the puts land, so that the map never fills */
     if (b->has_puts && used + b->put_cost > high)
@@ -1375,6 +1577,8 @@ static void store_batch_process(store_t *s, store_batch_t *b)
 
     if (rc == 0 && b->journal_seq != 0)
         atomic_store_explicit(&s->committed_seq, b->journal_seq, memory_order_release);
+    if (rc == 0)
+        store_pend_clear(s); /* every answered purge is in this commit */
     int sync_rc = 0;
     if (rc == 0 && b->need_sync) { /* kv writes and flushes; purges are durable through the journal */
         sync_rc = store_sync_main(s);
@@ -1411,9 +1615,15 @@ static void store_batch_process(store_t *s, store_batch_t *b)
 
     /* acknowledge everything but flushes now; a flush also waits for the eviction below,
      * so that whoever flushed sees the store settled (and its counters current) */
-    store_op_t *flushes = NULL;
+    store_op_t *flushes = NULL, **unapplied_tail = &s->unapplied;
     for (store_op_t *op = b->ops, *next; op != NULL; op = next) {
         next = op->next;
+        if (op->acked && rc != 0) { /* answered already: keep it for the next transaction */
+            op->next = NULL;
+            *unapplied_tail = op;
+            unapplied_tail = &op->next;
+            continue;
+        }
         if (op->kind == STORE_OP_PUT) {
             if (rc != 0 && op->dropped == STORE_PUT_KEPT)
                 op->dropped = STORE_PUT_MAP_FULL;
@@ -1549,7 +1759,20 @@ static void *store_writer_main(void *arg)
         if (s->head == NULL) {
             if (s->stopping)
                 break;
-            if (s->reclaim_gen != 0) {
+            if (s->unapplied != NULL) {
+                /* answered purges whose transaction failed: try again each second */
+                struct timespec ts;
+                clock_gettime(CLOCK_MONOTONIC, &ts);
+                ts.tv_sec += 1;
+                if (pthread_cond_timedwait(&s->wake, &s->lock, &ts) == ETIMEDOUT && s->head == NULL) {
+                    store_batch_t b = {0}; /* empty: store_batch_process puts them in */
+                    pthread_mutex_unlock(&s->lock);
+                    store_batch_process(s, &b);
+                    store_hashvec_free(&b.mem_remove);
+                    store_hashvec_free(&b.mem_soft);
+                    pthread_mutex_lock(&s->lock);
+                }
+            } else if (s->reclaim_gen != 0) {
                 pthread_mutex_unlock(&s->lock);
                 store_reclaim_step(s);
                 pthread_mutex_lock(&s->lock);
@@ -1812,13 +2035,14 @@ int store_open(store_t **out, const store_options_t *opt, char *errbuf, size_t e
         s->low_water = s->high_water * 0.88;
     pthread_mutex_init(&s->lock, NULL);
     pthread_mutex_init(&s->plog_lock, NULL);
+    pthread_mutex_init(&s->pend_lock, NULL);
     s->plog = calloc(PURGE_LOG_SIZE, sizeof(*s->plog));
     if (s->plog == NULL)
         abort();
-    pthread_cond_init(&s->wake, NULL);
     pthread_condattr_t cattr;
     pthread_condattr_init(&cattr);
     pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->wake, &cattr);
     pthread_cond_init(&s->checkpoint_wake, &cattr);
     pthread_condattr_destroy(&cattr);
 
@@ -1948,6 +2172,8 @@ fail:
     pthread_mutex_destroy(&s->lock);
     free(s->plog);
     s->plog = NULL;
+    free(s->pend);
+    s->pend = NULL;
     s->magic = 0;
     free(s);
     return ret;
@@ -1967,6 +2193,11 @@ void store_close(store_t **storep)
         pthread_mutex_unlock(&s->lock);
         pthread_join(s->writer, NULL);
     }
+    while (s->unapplied != NULL) { /* their transaction kept failing: the next open replays them */
+        store_op_t *op = s->unapplied;
+        s->unapplied = op->next;
+        store_op_free(op);
+    }
     if (s->checkpointer_started) {
         pthread_mutex_lock(&s->lock);
         s->checkpointer_stopping = 1;
@@ -1985,6 +2216,8 @@ void store_close(store_t **storep)
     pthread_mutex_destroy(&s->lock);
     free(s->plog);
     s->plog = NULL;
+    free(s->pend);
+    s->pend = NULL;
     s->magic = 0;
     free(s);
 }
@@ -1995,47 +2228,47 @@ int store_get(store_t *s, const uint8_t hash[CACHE_HASH_LEN], const char *key, s
 {
     assert(s != NULL && s->magic == STORE_MAGIC);
     *out = NULL;
-    store_rtxn_slot_t *slot = store_slot_get(s);
-    int rc;
-    if (slot->txn == NULL) {
-        rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &slot->txn);
-        if (rc != 0)
-            slot->txn = NULL;
-    } else if ((rc = mdb_txn_renew(slot->txn)) != 0) {
-        mdb_txn_abort(slot->txn);
-        slot->txn = NULL;
-    }
-    if (rc != 0)
-        return STORE_EIO;
-
-    int ret;
-    MDB_val k = {CACHE_HASH_LEN, (void *)hash}, v;
-    rc = mdb_get(slot->txn, s->dbi_objects, &k, &v);
-    if (rc == MDB_NOTFOUND) {
-        ret = STORE_ENOTFOUND;
-    } else if (rc != 0) {
-        ret = STORE_EIO;
-    } else {
-        int err = 0;
-        cache_obj_t *obj = obj_decode(hash, v.mv_data, v.mv_size, &err);
-        if (obj == NULL) {
-            atomic_fetch_add_explicit(&s->st_corrupt, 1, memory_order_relaxed);
-            store_op_t *op = store_op_new(STORE_OP_DELETE_CORRUPT);
-            memcpy(op->hash, hash, CACHE_HASH_LEN);
-            if (store_enqueue(s, op) != 0)
-                store_op_free(op);
-            ret = STORE_ECORRUPT;
-        } else if (obj->key_len != key_len || memcmp(obj->key, key, key_len) != 0 ||
-                   obj->meta.generation < atomic_load_explicit(&s->generation, memory_order_acquire)) {
-            obj_unref(&obj);
+    for (int attempt = 0;; attempt++) {
+        /* read before the snapshot is taken: a commit that emptied the pending set since shows */
+        uint64_t pend_gen = atomic_load_explicit(&s->pend_gen, memory_order_acquire);
+        MDB_txn *txn = store_rtxn_begin(s);
+        if (txn == NULL)
+            return STORE_EIO;
+        int ret;
+        MDB_val k = {CACHE_HASH_LEN, (void *)hash}, v;
+        int rc = mdb_get(txn, s->dbi_objects, &k, &v);
+        if (rc == MDB_NOTFOUND) {
             ret = STORE_ENOTFOUND;
+        } else if (rc != 0) {
+            ret = STORE_EIO;
         } else {
-            *out = obj;
-            ret = 0;
+            int err = 0;
+            cache_obj_t *obj = obj_decode(hash, v.mv_data, v.mv_size, &err);
+            if (obj == NULL) {
+                atomic_fetch_add_explicit(&s->st_corrupt, 1, memory_order_relaxed);
+                store_op_t *op = store_op_new(STORE_OP_DELETE_CORRUPT);
+                memcpy(op->hash, hash, CACHE_HASH_LEN);
+                if (store_enqueue(s, op) != 0)
+                    store_op_free(op);
+                ret = STORE_ECORRUPT;
+            } else if (obj->key_len != key_len || memcmp(obj->key, key, key_len) != 0 ||
+                       obj->meta.generation < atomic_load_explicit(&s->generation, memory_order_acquire) ||
+                       store_pend_has(s, hash)) {
+                obj_unref(&obj);
+                ret = STORE_ENOTFOUND;
+            } else {
+                *out = obj;
+                ret = 0;
+            }
         }
+        mdb_txn_reset(txn);
+        if (ret != 0 || atomic_load_explicit(&s->pend_gen, memory_order_acquire) == pend_gen)
+            return ret;
+        /* the set was emptied while we read: our snapshot may predate the commit that deleted it */
+        obj_unref(out);
+        if (attempt == 2)
+            return STORE_ENOTFOUND; /* a miss is always safe */
     }
-    mdb_txn_reset(slot->txn);
-    return ret;
 }
 
 uint64_t store_generation(store_t *s)

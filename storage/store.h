@@ -10,9 +10,13 @@
  * Durability: object puts are committed without fsync (they survive kill -9
  * because committed pages are in the OS page cache; a power loss may lose the
  * newest ones, which only costs a miss); a checkpoint thread syncs the environment
- * every 5 s, or sooner when unsynced purges fill a quarter of the journal. A purge is acknowledged (its callback runs) only after its
- * record in the purge journal (<dir>/journal.log) is synced and its deletes are
- * committed; store_open applies again any journaled purge the environment lost.
+ * every 5 s, or sooner when unsynced purges fill a quarter of the journal. A purge
+ * is acknowledged (its callback runs) only after its record in the purge journal
+ * (<dir>/journal.log) is synced and neither store_get nor the memory tier returns
+ * what it purged. A hard URL or key purge is acknowledged before the transaction
+ * that deletes its objects commits (store_get hides them meanwhile); soft purges
+ * and purge-all after it. store_open applies again any journaled purge the
+ * environment lost.
  * Config and token writes are acknowledged after their commit is synced.
  */
 #ifndef EDGECACHE_STORE_H
@@ -61,9 +65,10 @@ typedef struct store_purge_result {
 } store_purge_result_t;
 
 /**
- * Callback run on the writer thread once a purge is committed, synced and the memory
- * tier no longer serves the purged objects. It must not block; to reach an event
- * loop, post an h2o_multithread message. `res` is borrowed for the call.
+ * Callback run on the writer thread once a purge is durable (see Durability above)
+ * and neither store_get nor the memory tier returns the purged objects. It must not
+ * block; to reach an event loop, post an h2o_multithread message. `res` is borrowed
+ * for the call.
  */
 typedef void (*store_purge_cb)(void *arg, const store_purge_result_t *res);
 

@@ -8,9 +8,12 @@
 #include <check.h>
 #include <lmdb.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 #include "storage/mem.h"
@@ -1006,6 +1009,185 @@ START_TEST(test_concurrent_readers)
 }
 END_TEST
 
+/*
+ * A hard purge is answered once its journal record is durable, before the transaction
+ * that deletes its objects commits. From the answer on, no read may return them: not
+ * in the callback itself (which runs before that commit), and not on another thread
+ * that checks each object right after its purge was answered, while the writer keeps
+ * committing and emptying the set of answered purges.
+ */
+typedef struct answered {
+    store_t *store;
+    cache_obj_t *obj;
+    _Atomic int done;
+    int seen_in_cb; /* store_get found the object inside the callback */
+    uint64_t objects;
+} answered_t;
+
+static void on_answered(void *arg, const store_purge_result_t *res)
+{
+    answered_t *a = arg;
+    a->seen_in_cb = present(a->store, a->obj);
+    a->objects = res->objects;
+    atomic_store_explicit(&a->done, 1, memory_order_release);
+}
+
+typedef struct checker_arg {
+    answered_t *ans;
+    int n;
+    _Atomic int *stop;
+    int served_after_answer, checked;
+} checker_arg_t;
+
+static void *checker_main(void *arg)
+{
+    checker_arg_t *c = arg;
+    while (!atomic_load(c->stop)) {
+        for (int i = 0; i < c->n; i++) {
+            if (!atomic_load_explicit(&c->ans[i].done, memory_order_acquire))
+                continue;
+            cache_obj_t *got = NULL;
+            if (get_obj(c->ans[i].store, c->ans[i].obj, &got) == 0)
+                c->served_after_answer++;
+            obj_unref(&got);
+            c->checked++;
+        }
+    }
+    return NULL;
+}
+
+START_TEST(test_answered_purge_is_never_served)
+{
+    char *dir = tmpdir_new();
+    store_t *s = open_store(dir, 64 << 20, NULL);
+    enum { N = 3000, T = 2 };
+    static answered_t ans[N];
+    for (int i = 0; i < N; i++) {
+        char key[64], skey[32];
+        snprintf(key, sizeof(key), "example.com/answered/%d", i);
+        snprintf(skey, sizeof(skey), "k%d", i);
+        ans[i] = (answered_t){.store = s, .obj = make_obj(key, skey, "", 200, 'a', 1)};
+        store_put(s, ans[i].obj);
+    }
+    ck_assert_int_eq(store_flush(s), 0);
+
+    _Atomic int stop = 0;
+    pthread_t th[T];
+    checker_arg_t args[T];
+    for (int t = 0; t < T; t++) {
+        args[t] = (checker_arg_t){.ans = ans, .n = N, .stop = &stop};
+        pthread_create(&th[t], NULL, checker_main, &args[t]);
+    }
+    for (int i = 0; i < N; i++) {
+        char skey[32];
+        int len = snprintf(skey, sizeof(skey), "k%d", i);
+        if (i % 2 == 0)
+            store_purge_surrogate_key(s, skey, (size_t)len, 0, on_answered, &ans[i]);
+        else
+            store_purge_key_url(s, ans[i].obj->key, ans[i].obj->key_len, 0, on_answered, &ans[i]);
+        if (i % 100 == 99)
+            sleep_ms(1); /* let batches form and commit in between */
+    }
+    ck_assert_int_eq(store_flush(s), 0);
+    atomic_store(&stop, 1);
+    for (int t = 0; t < T; t++) {
+        pthread_join(th[t], NULL);
+        ck_assert_int_eq(args[t].served_after_answer, 0);
+        ck_assert_int_gt(args[t].checked, 0);
+    }
+    for (int i = 0; i < N; i++) {
+        ck_assert_msg(!ans[i].seen_in_cb, "object %d read back inside its purge's callback", i);
+        ck_assert_uint_eq(ans[i].objects, 1);
+        ck_assert(!present(s, ans[i].obj));
+    }
+    store_stats_t st;
+    store_get_stats(s, &st);
+    ck_assert_uint_eq(st.objects, 0);
+    ck_assert_uint_eq(st.deletes, N);
+    store_close(&s);
+    for (int i = 0; i < N; i++)
+        obj_unref(&ans[i].obj);
+    tmpdir_free(dir);
+}
+END_TEST
+
+/*
+ * The transaction after an answered purge fails (here: the file size limit stops the
+ * main store's page writes; the journal record was written before it). The object stays
+ * hidden, every later transaction fails with it rather than pass it by, and once writes
+ * work again the next one applies it. Closed while it still fails, the next open
+ * applies it from the journal.
+ */
+static void on_answered_limit_writes(void *arg, const store_purge_result_t *res)
+{
+    answered_t *a = arg;
+    struct rlimit rl;
+    getrlimit(RLIMIT_FSIZE, &rl);
+    rl.rlim_cur = 8192; /* below every LMDB page but the two meta pages */
+    ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
+    on_answered(arg, res);
+    (void)a;
+}
+
+static void unlimit_writes(void)
+{
+    struct rlimit rl;
+    getrlimit(RLIMIT_FSIZE, &rl);
+    rl.rlim_cur = rl.rlim_max;
+    ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
+}
+
+START_TEST(test_answered_purge_outlives_a_failed_commit)
+{
+    signal(SIGXFSZ, SIG_IGN); /* writes past the limit fail with EFBIG instead */
+    char *dir = tmpdir_new();
+    store_t *s = open_store(dir, 64 << 20, NULL);
+    cache_obj_t *a = make_obj("example.com/fails/a", "ka", "", 3000, 'a', 1);
+    cache_obj_t *b = make_obj("example.com/fails/b", "kb", "", 3000, 'b', 1);
+    cache_obj_t *c = make_obj("example.com/fails/c", "kc", "", 3000, 'c', 1);
+    store_put(s, a);
+    store_put(s, b);
+    store_put(s, c);
+    ck_assert_int_eq(store_flush(s), 0);
+
+    /* round 1: the commit fails, then writes work again */
+    answered_t ans = {.store = s, .obj = a};
+    store_purge_surrogate_key(s, "ka", 2, 0, on_answered_limit_writes, &ans);
+    ck_assert_int_eq(store_flush(s), STORE_EIO); /* the purge's transaction, retried with the flush, fails */
+    ck_assert(atomic_load(&ans.done));
+    ck_assert(!ans.seen_in_cb);
+    ck_assert(!present(s, a));
+    ck_assert(present(s, b));
+    ck_assert_int_eq(store_flush(s), STORE_EIO);
+    ck_assert(!present(s, a));
+    unlimit_writes();
+    ck_assert_int_eq(store_flush(s), 0);
+    ck_assert(!present(s, a));
+    store_close(&s);
+    s = open_store(dir, 64 << 20, NULL);
+    ck_assert(!present(s, a));
+    ck_assert(present(s, b));
+
+    /* round 2: closed while it still fails; the journal has it */
+    answered_t ans2 = {.store = s, .obj = b};
+    store_purge_key_url(s, b->key, b->key_len, 0, on_answered_limit_writes, &ans2);
+    ck_assert_int_eq(store_flush(s), STORE_EIO);
+    ck_assert(!present(s, b));
+    store_close(&s);
+    unlimit_writes();
+    s = open_store(dir, 64 << 20, NULL);
+    ck_assert(!present(s, b));
+    ck_assert(present(s, c));
+    store_close(&s);
+
+    signal(SIGXFSZ, SIG_DFL);
+    obj_unref(&a);
+    obj_unref(&b);
+    obj_unref(&c);
+    tmpdir_free(dir);
+}
+END_TEST
+
 /* a fetch that began before a purge naming its URL or one of its keys must not be stored; others must */
 START_TEST(test_purge_log_put_since)
 {
@@ -1361,6 +1543,8 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_read_only);
     tcase_add_test(tc, test_corrupt_record);
     tcase_add_test(tc, test_concurrent_readers);
+    tcase_add_test(tc, test_answered_purge_is_never_served);
+    tcase_add_test(tc, test_answered_purge_outlives_a_failed_commit);
     tcase_add_test(tc, test_journal_replays_lost_purges);
     tcase_add_test(tc, test_journal_absent_and_full);
     tcase_add_test(tc, test_journal_size_follows_the_map);
