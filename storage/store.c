@@ -1432,7 +1432,7 @@ static int store_journal_recover(store_t *s, char *errbuf, size_t errlen)
         s->plog_count = 0; /* they precede every fetch of this process: none must be dropped for them */
         fprintf(stderr,
                 "edgecache: store: applied %llu purge(s) again from the purge journal (%llu object(s)): "
-                "the store had lost them in a crash\n",
+                "the store had not kept them (a crash, or a write that failed)\n",
                 (unsigned long long)r.records, (unsigned long long)r.objects);
     } else {
         mdb_txn_abort(txn);
@@ -1485,17 +1485,25 @@ static void store_op_finish(store_t *s, store_op_t *op)
  * after them, each purge waited for the previous batch's deletes, its own journal write
  * and its own deletes. Now it waits for the first two only.
  */
+static int store_op_may_ack_early(const store_op_t *op)
+{
+    return (op->kind == STORE_OP_PURGE_URL || op->kind == STORE_OP_PURGE_SKEY) && !op->soft && !op->journal_failed;
+}
+
 static void store_batch_ack_early(store_t *s, store_batch_t *b)
 {
     store_hashvec_t targets = {0}, mem = {0};
     int acked = 0;
-    if (s->journal == NULL)
+    store_op_t *first = b->ops;
+    while (first != NULL && !store_op_may_ack_early(first))
+        first = first->next;
+    if (s->journal == NULL || first == NULL)
         return;
     MDB_txn *txn = store_rtxn_begin(s);
     if (txn == NULL)
         return; /* answered after the commit, as before */
-    for (store_op_t *op = b->ops; op != NULL; op = op->next) {
-        if ((op->kind != STORE_OP_PURGE_URL && op->kind != STORE_OP_PURGE_SKEY) || op->soft || op->journal_failed)
+    for (store_op_t *op = first; op != NULL; op = op->next) {
+        if (!store_op_may_ack_early(op))
             continue;
         uint8_t tag[CACHE_HASH_LEN];
         int rc = 0;
