@@ -26,11 +26,17 @@
 #define MIG_META_RECLAIMED "reclaimed_generation" /* u64 LE: no object older than this is left */
 #define MIG_META_WRITER_TICK "writer_tick"       /* u64 LE scratch the writer rewrites to advance the txn id */
 #define MIG_META_JOURNAL_SEQ "journal_seq"       /* u64 LE: highest purge journal record applied (v2) */
+#define MIG_META_JOURNAL_KEY "journal_key"       /* 16 random bytes: the purge journal's checksum key (v3) */
+#define MIG_META_JOURNAL_KEYED "journal_keyed"   /* u64 LE 1: the journal is written under journal_key */
+#define MIG_JOURNAL_KEY_BYTES 16
 
 /** Migration 1, "initial": create every database above and set generation = 1. */
 int mig_0001_initial_up(MDB_txn *txn);
 
 /** Migration 2, "purge_journal": meta journal_seq = 0 (purges are journaled from now on). */
 int mig_0002_purge_journal_up(MDB_txn *txn);
+
+/** Migration 3, "journal_key": meta journal_key = 16 random bytes (the journal's checksum key). */
+int mig_0003_journal_key_up(MDB_txn *txn);
 
 #endif

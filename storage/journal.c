@@ -33,12 +33,15 @@
 #define JOURNAL_HEADER 32
 #define JOURNAL_OFF_CHECKSUM 24
 
-static const uint8_t journal_checksum_key[crypto_shorthash_KEYBYTES] = {'e', 'd', 'g', 'e', 'c', 'a', 'c', 'h',
-                                                                         'e', '-', 'j', 'o', 'u', 'r', 'n', 'l'};
+/* the key of journals written before schema version 3: public, so a segment could be forged */
+static const uint8_t journal_legacy_key[JOURNAL_KEY_BYTES] = {'e', 'd', 'g', 'e', 'c', 'a', 'c', 'h',
+                                                              'e', '-', 'j', 'o', 'u', 'r', 'n', 'l'};
+_Static_assert(JOURNAL_KEY_BYTES == crypto_shorthash_KEYBYTES, "the journal's key is a SipHash-2-4 key");
 
 struct journal {
     uint32_t magic;
     int fd;
+    uint8_t key[JOURNAL_KEY_BYTES]; /* of the segments' checksums */
     size_t sectors;       /* the ring's size in sectors (the file's size / JOURNAL_SECTOR) */
     uint64_t *sector_seq; /* `sectors` entries: last seq of the segment there, 0 = none */
     size_t pos;           /* next sector to write */
@@ -84,12 +87,12 @@ static char *journal_path(const char *dir, const char *name)
 }
 
 /* The checksum of a segment of `len` bytes at p, its checksum field taken as zero. */
-static uint64_t journal_checksum(uint8_t *p, size_t len)
+static uint64_t journal_checksum(const journal_t *j, uint8_t *p, size_t len)
 {
     uint8_t saved[8], out[crypto_shorthash_BYTES];
     memcpy(saved, p + JOURNAL_OFF_CHECKSUM, 8);
     memset(p + JOURNAL_OFF_CHECKSUM, 0, 8);
-    crypto_shorthash(out, p, len, journal_checksum_key);
+    crypto_shorthash(out, p, len, j->key);
     memcpy(p + JOURNAL_OFF_CHECKSUM, saved, 8);
     return le_get_u64(out);
 }
@@ -98,7 +101,7 @@ static uint64_t journal_checksum(uint8_t *p, size_t len)
  * Is there an intact segment at sector `sector` of ring (a copy of the whole file)?
  * Fills *seg. Untrusted bytes: every field is checked before it is used.
  */
-static int journal_seg_at(uint8_t *ring, size_t ring_sectors, size_t sector, journal_seg_t *seg)
+static int journal_seg_at(const journal_t *j, uint8_t *ring, size_t ring_sectors, size_t sector, journal_seg_t *seg)
 {
     uint8_t *p = ring + sector * JOURNAL_SECTOR;
     if (le_get_u32(p) != JOURNAL_SEG_MAGIC || le_get_u16(p + 4) != JOURNAL_VERSION)
@@ -109,7 +112,7 @@ static int journal_seg_at(uint8_t *ring, size_t ring_sectors, size_t sector, jou
     if (sectors == 0 || sector + sectors > ring_sectors || first == 0 || records == 0 ||
         (size_t)JOURNAL_HEADER + bytes > sectors * JOURNAL_SECTOR)
         return 0;
-    if (journal_checksum(p, JOURNAL_HEADER + bytes) != le_get_u64(p + JOURNAL_OFF_CHECKSUM))
+    if (journal_checksum(j, p, JOURNAL_HEADER + bytes) != le_get_u64(p + JOURNAL_OFF_CHECKSUM))
         return 0;
     /* the records must fill the payload exactly */
     size_t off = 0;
@@ -155,7 +158,7 @@ static int journal_scan(journal_t *j, uint8_t **ring_out, journal_seg_t **segs_o
     }
     for (size_t sector = 0; sector < j->sectors;) {
         journal_seg_t seg;
-        if (!journal_seg_at(ring, j->sectors, sector, &seg)) {
+        if (!journal_seg_at(j, ring, j->sectors, sector, &seg)) {
             sector++;
             continue;
         }
@@ -214,11 +217,13 @@ static int journal_size_ok(uintmax_t size)
     return size >= JOURNAL_MIN_SIZE && size <= JOURNAL_MAX_SIZE && size % JOURNAL_SECTOR == 0;
 }
 
-int journal_open(journal_t **out, const char *dir, size_t size_if_new, char *errbuf, size_t errlen)
+int journal_open(journal_t **out, const char *dir, size_t size_if_new, const uint8_t key[JOURNAL_KEY_BYTES],
+                 char *errbuf, size_t errlen)
 {
     char *path = journal_path(dir, JOURNAL_FILE);
     journal_t *j = journal_xalloc(sizeof(*j));
     j->fd = -1;
+    memcpy(j->key, key != NULL ? key : journal_legacy_key, JOURNAL_KEY_BYTES);
     *out = NULL;
     if (sodium_init() < 0) {
         snprintf(errbuf, errlen, "purge journal: libsodium failed to initialise");
@@ -283,6 +288,14 @@ fail:
     return JOURNAL_EIO;
 }
 
+void journal_rekey(journal_t *j, const uint8_t key[JOURNAL_KEY_BYTES])
+{
+    assert(j->magic == JOURNAL_MAGIC);
+    memcpy(j->key, key, JOURNAL_KEY_BYTES);
+    /* under the new key every segment there fails its checksum: the whole ring is free */
+    memset(j->sector_seq, 0, j->sectors * sizeof(*j->sector_seq));
+}
+
 void journal_close(journal_t **jp)
 {
     journal_t *j = *jp;
@@ -339,7 +352,7 @@ int journal_append(journal_t *j, const journal_rec_t *recs, size_t n, uint64_t s
             memcpy(q + 4, recs[i].payload, recs[i].payload_len);
         q += 4 + recs[i].payload_len;
     }
-    le_put_u64(p + JOURNAL_OFF_CHECKSUM, journal_checksum(p, JOURNAL_HEADER + bytes));
+    le_put_u64(p + JOURNAL_OFF_CHECKSUM, journal_checksum(j, p, JOURNAL_HEADER + bytes));
 
     /* O_DSYNC: the write returns once the sectors are on stable storage */
     size_t done = 0;

@@ -15,8 +15,12 @@
  * block map, and a sync carries no metadata); it keeps the size it was created with. A
  * commit is one segment at a 512-byte boundary:
  *   header (32 bytes, little-endian): u32 magic "ECJ1", u16 version (1), u16 sectors,
- *     u64 first_seq, u32 records, u32 payload bytes, u64 checksum (SipHash-2-4, key
- *     "edgecache-journl", of the 32-byte header with this field zeroed, then the payload)
+ *     u64 first_seq, u32 records, u32 payload bytes, u64 checksum (SipHash-2-4 of the
+ *     32-byte header with this field zeroed, then the payload; keyed by the store's
+ *     secret meta "journal_key" from schema version 3, by the public "edgecache-journl"
+ *     before: surrogate keys are client bytes, and with a public key a purge whose key
+ *     held a well-formed segment could, once the ring wrapped over its real header, be
+ *     read back as a purge-all or purges of other keys)
  *   payload: per record u8 kind, u8 flags, u16 length, that many bytes
  * Records of a segment have seqs first_seq, first_seq + 1, ... Segments go round the
  * ring; one is never written over a record the main store has not synced. A torn or
@@ -69,14 +73,26 @@ typedef struct journal_rec {
 #define JOURNAL_EIO (-30960)   /* I/O error (message on stderr) */
 #define JOURNAL_EFULL (-30961) /* the ring holds only records the main store has not synced */
 
+#define JOURNAL_KEY_BYTES 16
+
 /**
  * Open <dir>/journal.log, creating and zero-filling it (size_if_new bytes, synced: a
  * multiple of JOURNAL_SECTOR from JOURNAL_MIN_SIZE to JOURNAL_MAX_SIZE) if it is missing.
  * An existing one keeps its size; one whose size is not such a size, or that is not a
  * regular file, gives JOURNAL_EIO and is left alone (it may hold the only record of
- * acknowledged purges). On error writes a one-line message into errbuf.
+ * acknowledged purges). `key`: the secret its segments' checksums are keyed with (the
+ * store's, from meta); NULL for the public key of journals written before schema
+ * version 3. On error writes a one-line message into errbuf.
  */
-int journal_open(journal_t **out, const char *dir, size_t size_if_new, char *errbuf, size_t errlen);
+int journal_open(journal_t **out, const char *dir, size_t size_if_new, const uint8_t key[JOURNAL_KEY_BYTES],
+                 char *errbuf, size_t errlen);
+
+/**
+ * Write every later segment under `key`. Every segment already in the ring fails its
+ * checksum from then on, so the caller must have the main store synced with all of
+ * them applied, and the key recorded durably, before the next append.
+ */
+void journal_rekey(journal_t *j, const uint8_t key[JOURNAL_KEY_BYTES]);
 
 /** Close; sets *j to NULL. Nothing is lost: every append is already durable. */
 void journal_close(journal_t **j);

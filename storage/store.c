@@ -5,7 +5,10 @@
  * Layout (created by migrations/0001_initial.c; names in migrations/mig_int.h):
  *   meta      "schema_version" u32 LE, "generation" u64 LE,
  *             "reclaimed_generation" u64 LE (no object older than it is left),
- *             "writer_tick" u64 LE (scratch; see store_advance_txnid)
+ *             "writer_tick" u64 LE (scratch; see store_advance_txnid),
+ *             "journal_seq" u64 LE (the purge journal applied so far, v2),
+ *             "journal_key" 16 bytes (the journal's checksum key, v3),
+ *             "journal_keyed" u64 LE 1 (the journal is written under it)
  *   objects   16-byte hash -> record (storage/object.h encoding)
  *   skeys     surrogate key -> 16-byte hash (sorted duplicates, fixed size)
  *   variants  obj_key_hash(key) -> variant hash, for records with a non-empty vary
@@ -48,6 +51,7 @@
 #include <fcntl.h>
 #include <lmdb.h>
 #include <pthread.h>
+#include <sodium.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -1445,6 +1449,50 @@ static int store_journal_recover(store_t *s, char *errbuf, size_t errlen)
     return 0;
 }
 
+/* The journal's checksum key (meta, from schema version 3) and whether the journal is written under it yet. */
+static int store_journal_key(store_t *s, uint8_t key[JOURNAL_KEY_BYTES], int *keyed)
+{
+    MDB_txn *txn;
+    uint64_t flag = 0;
+    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    if (rc != 0)
+        return rc;
+    MDB_val k = {sizeof(MIG_META_JOURNAL_KEY) - 1, (void *)MIG_META_JOURNAL_KEY}, v;
+    rc = mdb_get(txn, s->dbi_meta, &k, &v);
+    if (rc == 0 && v.mv_size != JOURNAL_KEY_BYTES)
+        rc = MDB_CORRUPTED;
+    if (rc == 0)
+        memcpy(key, v.mv_data, JOURNAL_KEY_BYTES);
+    if (rc == 0)
+        rc = store_meta_get_u64(s, txn, MIG_META_JOURNAL_KEYED, &flag, keyed);
+    *keyed = rc == 0 && *keyed && flag == 1;
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+/*
+ * A store migrated to version 3 still has a journal written under the old public key:
+ * once store_journal_recover has applied it, record that the journal is keyed and sync
+ * (what the old segments protect is then all in the synced main store), and only then
+ * write under the store's key. A crash in between finds either the old journal, not yet
+ * marked, or the mark with everything the old one held already synced.
+ */
+static int store_journal_rekey(store_t *s, const uint8_t key[JOURNAL_KEY_BYTES])
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    if (rc != 0)
+        return rc;
+    if ((rc = store_meta_put_u64(s, txn, MIG_META_JOURNAL_KEYED, 1)) != 0) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    if ((rc = mdb_txn_commit(txn)) != 0 || (rc = mdb_env_sync(s->env, 1)) != 0)
+        return rc;
+    journal_rekey(s->journal, key);
+    return 0;
+}
+
 /* ---- the writer ---- */
 
 static void store_op_free(store_op_t *op)
@@ -2146,13 +2194,26 @@ int store_open(store_t **out, const store_options_t *opt, char *errbuf, size_t e
 
     if (!opt->read_only) {
         char jerr[256];
-        if (journal_open(&s->journal, opt->dir, store_journal_size(s->map_size), jerr, sizeof(jerr)) != 0) {
+        uint8_t jkey[JOURNAL_KEY_BYTES];
+        int keyed;
+        if ((rc = store_journal_key(s, jkey, &keyed)) != 0) {
+            store_msg(errbuf, errlen, "store %s: cannot read the purge journal's key: %s", opt->dir,
+                      rc == MDB_NOTFOUND ? "missing" : mdb_strerror(rc));
+            goto fail;
+        }
+        if (journal_open(&s->journal, opt->dir, store_journal_size(s->map_size), keyed ? jkey : NULL, jerr,
+                         sizeof(jerr)) != 0) {
             store_msg(errbuf, errlen, "store %s: %s", opt->dir, jerr);
             goto fail;
         }
         if ((ret = store_journal_recover(s, errbuf, errlen)) != 0)
             goto fail;
         ret = STORE_EIO;
+        if (!keyed && (rc = store_journal_rekey(s, jkey)) != 0) {
+            store_msg(errbuf, errlen, "store %s: cannot key the purge journal: %s", opt->dir, mdb_strerror(rc));
+            goto fail;
+        }
+        sodium_memzero(jkey, sizeof(jkey));
         if ((rc = pthread_create(&s->writer, NULL, store_writer_main, s)) != 0) {
             store_msg(errbuf, errlen, "store: cannot start the writer thread: %s", strerror(rc));
             goto fail;

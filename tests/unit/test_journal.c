@@ -41,7 +41,7 @@ static journal_t *open_journal(const char *dir)
 {
     char err[512] = "";
     journal_t *j = NULL;
-    int rc = journal_open(&j, dir, RING_SIZE, err, sizeof(err));
+    int rc = journal_open(&j, dir, RING_SIZE, NULL, err, sizeof(err));
     ck_assert_msg(rc == 0, "journal_open: %d %s", rc, err);
     ck_assert_ptr_nonnull(j);
     return j;
@@ -721,7 +721,7 @@ START_TEST(test_wrong_size_refused)
 
         char err[512] = "";
         journal_t *dummy = (journal_t *)err, *j = dummy;
-        ck_assert_int_eq(journal_open(&j, dir, RING_SIZE, err, sizeof(err)), JOURNAL_EIO);
+        ck_assert_int_eq(journal_open(&j, dir, RING_SIZE, NULL, err, sizeof(err)), JOURNAL_EIO);
         ck_assert_ptr_null(j);
         ck_assert_msg(strstr(err, path) != NULL, "size %zu: message does not name %s: %s", sizes[s], path, err);
         size_t len;
@@ -746,7 +746,7 @@ START_TEST(test_wrong_size_refused)
         close(fd);
         char err[512] = "";
         journal_t *j = NULL;
-        ck_assert_int_eq(journal_open(&j, dir, RING_SIZE, err, sizeof(err)), JOURNAL_EIO);
+        ck_assert_int_eq(journal_open(&j, dir, RING_SIZE, NULL, err, sizeof(err)), JOURNAL_EIO);
         ck_assert_ptr_null(j);
         struct stat st;
         ck_assert_int_eq(stat(path, &st), 0);
@@ -762,7 +762,7 @@ START_TEST(test_wrong_size_refused)
     write_whole(inside, "x", 1);
     char err[512] = "";
     journal_t *j = NULL;
-    ck_assert_int_eq(journal_open(&j, dir, RING_SIZE, err, sizeof(err)), JOURNAL_EIO);
+    ck_assert_int_eq(journal_open(&j, dir, RING_SIZE, NULL, err, sizeof(err)), JOURNAL_EIO);
     ck_assert_ptr_null(j);
     ck_assert_msg(strstr(err, path) != NULL, "message does not name %s: %s", path, err);
     struct stat st;
@@ -968,7 +968,7 @@ START_TEST(test_size_chosen_at_creation_and_kept)
 
     /* a new journal gets the size asked for, and its ring is that long: 16 MiB hold 8
      * segments of 4095 sectors (32760 of 32768 sectors), where 8 MiB hold 4 */
-    ck_assert_int_eq(journal_open(&j, dir, 2 * JOURNAL_MIN_SIZE, err, sizeof(err)), 0);
+    ck_assert_int_eq(journal_open(&j, dir, 2 * JOURNAL_MIN_SIZE, NULL, err, sizeof(err)), 0);
     ck_assert_int_eq(stat(path, &st), 0);
     ck_assert_uint_eq((uintmax_t)st.st_size, 2 * JOURNAL_MIN_SIZE);
     ck_assert_uint_eq(fill_with_big_segments(j, b, &seq), 8);
@@ -976,7 +976,7 @@ START_TEST(test_size_chosen_at_creation_and_kept)
     journal_close(&j);
 
     /* reopened asking for another size: it keeps its own, and everything in it */
-    ck_assert_int_eq(journal_open(&j, dir, JOURNAL_MIN_SIZE, err, sizeof(err)), 0);
+    ck_assert_int_eq(journal_open(&j, dir, JOURNAL_MIN_SIZE, NULL, err, sizeof(err)), 0);
     ck_assert_int_eq(stat(path, &st), 0);
     ck_assert_uint_eq((uintmax_t)st.st_size, 2 * JOURNAL_MIN_SIZE);
     ck_assert_uint_eq(journal_last_seq(j), last);
@@ -992,7 +992,7 @@ START_TEST(test_size_chosen_at_creation_and_kept)
     char *dir2 = tmpdir_new();
     free(zero_journal(dir2));
     seq = 1;
-    ck_assert_int_eq(journal_open(&j, dir2, 4 * JOURNAL_MIN_SIZE, err, sizeof(err)), 0);
+    ck_assert_int_eq(journal_open(&j, dir2, 4 * JOURNAL_MIN_SIZE, NULL, err, sizeof(err)), 0);
     ck_assert_uint_eq(fill_with_big_segments(j, b, &seq), 4);
     journal_close(&j);
     ck_assert_int_eq(stat(path, &st), 0);
@@ -1078,6 +1078,128 @@ START_TEST(test_full_ring_keeps_everything)
 }
 END_TEST
 
+/* Open dir's journal under `key` (NULL: the public key of version 2 journals). */
+static journal_t *open_journal_keyed(const char *dir, const uint8_t *key)
+{
+    char err[512] = "";
+    journal_t *j = NULL;
+    int rc = journal_open(&j, dir, RING_SIZE, key, err, sizeof(err));
+    ck_assert_msg(rc == 0, "journal_open: %d %s", rc, err);
+    return j;
+}
+
+static size_t count_records(journal_t *j, uint64_t *max_seq, int *saw_all)
+{
+    collector_t c = {0};
+    ck_assert_int_eq(journal_foreach(j, 0, collect, &c), 0);
+    rec_list_t got = c.got;
+    size_t n = got.n;
+    *max_seq = 0;
+    *saw_all = 0;
+    for (size_t i = 0; i < got.n; i++) {
+        if (got.v[i].seq > *max_seq)
+            *max_seq = got.v[i].seq;
+        *saw_all |= got.v[i].kind == JOURNAL_ALL;
+    }
+    rec_list_free(&got);
+    return n;
+}
+
+/*
+ * A surrogate key is client bytes, copied into the journal. One that holds a
+ * well-formed segment (a purge-all, seq 1000) at a sector boundary is read back as a
+ * segment of its own once the real header before it is gone (the ring wrapping over
+ * it, here zeroed by hand) — if the checksum's key is known. Under the store's secret
+ * key it is not.
+ */
+START_TEST(test_forged_segment_needs_the_key)
+{
+    ck_assert_int_ge(sodium_init(), 0);
+    char *dir = tmpdir_new(), *scratch = tmpdir_new();
+    uint8_t key[JOURNAL_KEY_BYTES];
+    randombytes_buf(key, sizeof(key));
+
+    /* the forged segment, by the documented layout with the public key */
+    char *spath = zero_journal(scratch);
+    hand_rec_t all = {JOURNAL_ALL, 0, "", 0};
+    ck_assert_uint_eq(write_segment(spath, 0, 1000, &all, 1), 1);
+    uint8_t forged[SEG_HEADER + 4];
+    read_at(spath, 0, forged, sizeof(forged));
+
+    /* one real segment: a 472-byte key, then a key made of the forged bytes, which land at sector 1 */
+    journal_t *j = open_journal_keyed(dir, key);
+    uint8_t pad[472];
+    memset(pad, 'p', sizeof(pad));
+    journal_rec_t recs[2] = {{.seq = 1, .kind = JOURNAL_SKEY, .payload = pad, .payload_len = sizeof(pad)},
+                             {.seq = 2, .kind = JOURNAL_SKEY, .payload = forged, .payload_len = sizeof(forged)}};
+    ck_assert_int_eq(journal_append(j, recs, 2, 0), 0);
+    journal_close(&j);
+    char *path = path_in(dir, JOURNAL_FILE);
+    uint8_t at1[4];
+    read_at(path, JOURNAL_SECTOR, at1, sizeof(at1));
+    ck_assert(memcmp(at1, "ECJ1", 4) == 0); /* the forged header sits at a sector boundary */
+
+    uint64_t max_seq;
+    int saw_all;
+    j = open_journal_keyed(dir, key);
+    ck_assert_uint_eq(count_records(j, &max_seq, &saw_all), 2);
+    journal_close(&j);
+
+    uint8_t zero[JOURNAL_SECTOR] = {0};
+    write_at(path, 0, zero, sizeof(zero)); /* the real header is gone */
+    j = open_journal_keyed(dir, key);
+    ck_assert_uint_eq(count_records(j, &max_seq, &saw_all), 0);
+    ck_assert_uint_eq(journal_last_seq(j), 0);
+    journal_close(&j);
+
+    /* with the public key (version 2's journals) the forgery was read back */
+    j = open_journal_keyed(dir, NULL);
+    ck_assert_uint_eq(count_records(j, &max_seq, &saw_all), 1);
+    ck_assert_uint_eq(max_seq, 1000);
+    ck_assert(saw_all);
+    journal_close(&j);
+
+    free(path);
+    free(spath);
+    tmpdir_free(dir);
+    tmpdir_free(scratch);
+}
+END_TEST
+
+/* journal_rekey: segments before it are read only with the old key, segments after it only with the new one. */
+START_TEST(test_rekey)
+{
+    ck_assert_int_ge(sodium_init(), 0);
+    char *dir = tmpdir_new();
+    uint8_t key[JOURNAL_KEY_BYTES];
+    randombytes_buf(key, sizeof(key));
+    journal_t *j = open_journal_keyed(dir, NULL);
+    batch_t *b = batch_new();
+    batch_add(b, 1, JOURNAL_URL, 0, 16);
+    batch_add(b, 1, JOURNAL_SKEY, 0, 20); /* seqs 1 and 2 */
+    ck_assert_int_eq(journal_append(j, b->recs, b->n, 0), 0);
+    journal_rekey(j, key);
+    batch_t *b2 = batch_new();
+    batch_add(b2, 3, JOURNAL_SKEY, 0, 30);
+    ck_assert_int_eq(journal_append(j, b2->recs, b2->n, 0), 0);
+    journal_close(&j);
+
+    uint64_t max_seq;
+    int saw_all;
+    j = open_journal_keyed(dir, key);
+    ck_assert_uint_eq(count_records(j, &max_seq, &saw_all), 1);
+    ck_assert_uint_eq(max_seq, 3);
+    journal_close(&j);
+    j = open_journal_keyed(dir, NULL);
+    ck_assert_uint_eq(count_records(j, &max_seq, &saw_all), 2);
+    ck_assert_uint_eq(max_seq, 2);
+    journal_close(&j);
+    free(b);
+    free(b2);
+    tmpdir_free(dir);
+}
+END_TEST
+
 static Suite *journal_suite(void)
 {
     Suite *s = suite_create("journal");
@@ -1093,6 +1215,8 @@ static Suite *journal_suite(void)
     tcase_add_test(tc, test_hand_written_segments);
     tcase_add_test(tc, test_full_ring_keeps_everything);
     tcase_add_test(tc, test_size_chosen_at_creation_and_kept);
+    tcase_add_test(tc, test_forged_segment_needs_the_key);
+    tcase_add_test(tc, test_rekey);
     suite_add_tcase(s, tc);
     return s;
 }

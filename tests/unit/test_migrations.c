@@ -1,7 +1,8 @@
 /*
  * tests/unit/test_migrations.c — the schema migration runner: a fresh environment
- * gets the latest version (2) and every database; a version 1 store is upgraded to 2
- * (the purge journal's position in meta); a test-only step 3 runs exactly once and is
+ * gets the latest version (3) and every database; a version 1 store is upgraded to 3
+ * (the purge journal's position and its checksum key in meta); a version 2 store's
+ * journal is kept through the upgrade; a test-only step 4 runs exactly once and is
  * recorded; a failing step changes nothing; a newer store (version 99) is refused
  * by mig_run and by store_open and left untouched.
  * Every test works in its own mkdtemp directory under /tmp and removes it.
@@ -13,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "migrations/mig.h"
+#include "storage/journal_int.h"
 #include "storage/store.h"
 #include "tests/unit/unit_tmp.h"
 
@@ -119,18 +121,19 @@ START_TEST(test_fresh_gets_latest)
     size_t n;
     const mig_step_t *steps = mig_builtin(&n);
 
-    ck_assert_uint_eq(n, 2);
-    ck_assert_uint_eq(mig_latest(), 2);
+    ck_assert_uint_eq(n, 3);
+    ck_assert_uint_eq(mig_latest(), 3);
     ck_assert_str_eq(steps[0].name, "initial");
     ck_assert_str_eq(steps[1].name, "purge_journal");
+    ck_assert_str_eq(steps[2].name, "journal_key");
     ck_assert_int_eq(mig_current_version(env, &v), 0);
     ck_assert_uint_eq(v, 0);
 
     ck_assert_int_eq(mig_run(env, steps, n, &from, &to, err, sizeof(err)), 0);
     ck_assert_uint_eq(from, 0);
-    ck_assert_uint_eq(to, 2);
+    ck_assert_uint_eq(to, 3);
     ck_assert_int_eq(mig_current_version(env, &v), 0);
-    ck_assert_uint_eq(v, 2);
+    ck_assert_uint_eq(v, 3);
 
     static const char *names[] = {"meta", "objects", "skeys", "variants", "evict", "config", "tokens", "stats"};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
@@ -149,17 +152,20 @@ START_TEST(test_fresh_gets_latest)
         ck_assert_uint_eq(gen[i], 0);
     uint8_t ver[4];
     ck_assert_int_eq(meta_get(env, "schema_version", ver, sizeof(ver)), 4);
-    ck_assert(ver[0] == 2 && ver[1] == 0 && ver[2] == 0 && ver[3] == 0);
+    ck_assert(ver[0] == 3 && ver[1] == 0 && ver[2] == 0 && ver[3] == 0);
     uint8_t jseq[8] = {1, 1, 1, 1, 1, 1, 1, 1};
     ck_assert_int_eq(meta_get(env, "journal_seq", jseq, sizeof(jseq)), 8);
     for (int i = 0; i < 8; i++)
         ck_assert_uint_eq(jseq[i], 0);
+    uint8_t jkey[16] = {0}, zero[16] = {0};
+    ck_assert_int_eq(meta_get(env, "journal_key", jkey, sizeof(jkey)), 16);
+    ck_assert(memcmp(jkey, zero, sizeof(zero)) != 0); /* random */
 
     /* up to date: nothing is written */
     size_t txnid = last_txnid(env);
     ck_assert_int_eq(mig_run(env, steps, n, &from, &to, err, sizeof(err)), 0);
-    ck_assert_uint_eq(from, 2);
-    ck_assert_uint_eq(to, 2);
+    ck_assert_uint_eq(from, 3);
+    ck_assert_uint_eq(to, 3);
     ck_assert_uint_eq(last_txnid(env), txnid);
 
     mdb_env_close(env);
@@ -167,7 +173,7 @@ START_TEST(test_fresh_gets_latest)
 }
 END_TEST
 
-/* A store written by a version 1 binary: store_open upgrades it to 2 and then works. */
+/* A store written by a version 1 binary: store_open upgrades it to 3 and then works. */
 START_TEST(test_real_upgrade_v1_to_v2)
 {
     char *dir = tmpdir_new();
@@ -191,9 +197,64 @@ START_TEST(test_real_upgrade_v1_to_v2)
 
     env = env_open(dir);
     ck_assert_int_eq(mig_current_version(env, &v), 0);
-    ck_assert_uint_eq(v, 2);
+    ck_assert_uint_eq(v, 3);
     ck_assert_int_eq(meta_get(env, "journal_seq", jseq, sizeof(jseq)), 8);
+    uint8_t keyed[8] = {0};
+    ck_assert_int_eq(meta_get(env, "journal_keyed", keyed, sizeof(keyed)), 8);
+    ck_assert_uint_eq(keyed[0], 1);
     mdb_env_close(env);
+    tmpdir_free(dir);
+}
+END_TEST
+
+/*
+ * A version 2 store whose journal (under the old public key) holds a purge the store
+ * had not applied: store_open migrates it to 3, applies the purge from the old journal,
+ * and from then on reads the journal under the store's key only, so a segment written
+ * with the public key is no longer believed.
+ */
+static void append_legacy_purge_all(const char *dir, uint64_t seq)
+{
+    journal_t *j = NULL;
+    char err[256] = "";
+    ck_assert_msg(journal_open(&j, dir, JOURNAL_MIN_SIZE, NULL, err, sizeof(err)) == 0, "%s", err);
+    journal_rec_t rec = {.seq = seq, .kind = JOURNAL_ALL};
+    ck_assert_int_eq(journal_append(j, &rec, 1, 0), 0);
+    journal_close(&j);
+}
+
+START_TEST(test_upgrade_v2_keeps_its_journal)
+{
+    char *dir = tmpdir_new();
+    MDB_env *env = env_open(dir);
+    size_t n;
+    unsigned from, to, v;
+    char err[256] = "";
+    const mig_step_t *builtin = mig_builtin(&n);
+    ck_assert_int_eq(mig_run(env, builtin, 2, &from, &to, err, sizeof(err)), 0); /* a version 2 store */
+    ck_assert_uint_eq(to, 2);
+    mdb_env_close(env);
+    append_legacy_purge_all(dir, 1); /* journaled, acknowledged, then the machine crashed */
+
+    store_options_t opt = {.dir = dir, .map_size = 8 << 20};
+    store_t *s = NULL;
+    ck_assert_msg(store_open(&s, &opt, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_uint_eq(store_generation(s), 2); /* the purge-all was applied */
+    store_close(&s);
+
+    env = env_open(dir);
+    ck_assert_int_eq(mig_current_version(env, &v), 0);
+    ck_assert_uint_eq(v, 3);
+    uint8_t keyed[8] = {0};
+    ck_assert_int_eq(meta_get(env, "journal_keyed", keyed, sizeof(keyed)), 8);
+    ck_assert_uint_eq(keyed[0], 1);
+    mdb_env_close(env);
+
+    /* a segment made with the public key now: not replayed */
+    append_legacy_purge_all(dir, 50);
+    ck_assert_msg(store_open(&s, &opt, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_uint_eq(store_generation(s), 2);
+    store_close(&s);
     tmpdir_free(dir);
 }
 END_TEST
@@ -209,23 +270,23 @@ START_TEST(test_upgrade_to_test_step_once)
     mig_step_t *steps = steps_with(v2_up, &count);
 
     ck_assert_int_eq(mig_run(env, builtin, n, &from, &to, err, sizeof(err)), 0);
-    ck_assert_uint_eq(to, 2);
+    ck_assert_uint_eq(to, 3);
     v2_runs = 0;
     ck_assert_int_eq(mig_run(env, steps, count, &from, &to, err, sizeof(err)), 0);
-    ck_assert_uint_eq(from, 2);
-    ck_assert_uint_eq(to, 3);
+    ck_assert_uint_eq(from, 3);
+    ck_assert_uint_eq(to, 4);
     ck_assert_int_eq(v2_runs, 1);
     ck_assert_int_eq(mig_current_version(env, &v), 0);
-    ck_assert_uint_eq(v, 3);
+    ck_assert_uint_eq(v, 4);
     ck_assert(db_exists(env, "v2extra", NULL));
 
-    /* again: already at 3, the step does not run */
+    /* again: already at 4, the step does not run */
     ck_assert_int_eq(mig_run(env, steps, count, &from, &to, err, sizeof(err)), 0);
-    ck_assert_uint_eq(from, 3);
-    ck_assert_uint_eq(to, 3);
+    ck_assert_uint_eq(from, 4);
+    ck_assert_uint_eq(to, 4);
     ck_assert_int_eq(v2_runs, 1);
 
-    /* a binary that only knows v2 now refuses it */
+    /* a binary that only knows v3 now refuses it */
     ck_assert_int_eq(mig_run(env, builtin, n, &from, &to, err, sizeof(err)), MIG_ENEWER);
     mdb_env_close(env);
 
@@ -241,7 +302,7 @@ START_TEST(test_upgrade_to_test_step_once)
     v2_runs = 0;
     ck_assert_int_eq(mig_run(env, steps, count, &from, &to, err, sizeof(err)), 0);
     ck_assert_uint_eq(from, 0);
-    ck_assert_uint_eq(to, 3);
+    ck_assert_uint_eq(to, 4);
     ck_assert_int_eq(v2_runs, 1);
     ck_assert(db_exists(env, "objects", NULL));
     mdb_env_close(env);
@@ -267,11 +328,11 @@ START_TEST(test_failing_step_changes_nothing)
     v2_runs = 0;
     ck_assert_int_eq(mig_run(env, steps, count, &from, &to, err, sizeof(err)), MIG_EFAIL);
     ck_assert_int_eq(v2_runs, 1);
-    ck_assert_uint_eq(from, 2);
-    ck_assert_uint_eq(to, 2);
-    ck_assert_ptr_nonnull(strstr(err, "migration 3 (test-step) failed"));
+    ck_assert_uint_eq(from, 3);
+    ck_assert_uint_eq(to, 3);
+    ck_assert_ptr_nonnull(strstr(err, "migration 4 (test-step) failed"));
     ck_assert_int_eq(mig_current_version(env, &v), 0);
-    ck_assert_uint_eq(v, 2);
+    ck_assert_uint_eq(v, 3);
     ck_assert(!db_exists(env, "v2extra", NULL));
     ck_assert_uint_eq(last_txnid(env), txnid);
     mdb_env_close(env);
@@ -297,7 +358,7 @@ START_TEST(test_bad_table)
     char *dir = tmpdir_new();
     MDB_env *env = env_open(dir);
     char err[256] = "";
-    mig_step_t steps[] = {{1, "initial", v2_up}, {3, "gap", v2_up}};
+    mig_step_t steps[] = {{1, "initial", v2_up}, {3, "gap", v2_up}}; /* no step 2 */
     v2_runs = 0;
     ck_assert_int_eq(mig_run(env, steps, 2, NULL, NULL, err, sizeof(err)), MIG_EFAIL);
     ck_assert_int_eq(v2_runs, 0);
@@ -323,7 +384,7 @@ START_TEST(test_newer_refused_untouched)
     ck_assert_int_eq(mig_run(env, builtin, n, &from, &to, err, sizeof(err)), MIG_ENEWER);
     ck_assert_uint_eq(from, 99);
     ck_assert_ptr_nonnull(strstr(err, "99"));
-    ck_assert_ptr_nonnull(strstr(err, "version 2"));
+    ck_assert_ptr_nonnull(strstr(err, "version 3"));
     ck_assert_uint_eq(last_txnid(env), txnid);
     ck_assert_int_eq(mig_current_version(env, &v), 0);
     ck_assert_uint_eq(v, 99);
@@ -374,6 +435,7 @@ static Suite *mig_suite(void)
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_fresh_gets_latest);
     tcase_add_test(tc, test_real_upgrade_v1_to_v2);
+    tcase_add_test(tc, test_upgrade_v2_keeps_its_journal);
     tcase_add_test(tc, test_upgrade_to_test_step_once);
     tcase_add_test(tc, test_failing_step_changes_nothing);
     tcase_add_test(tc, test_bad_table);
