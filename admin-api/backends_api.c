@@ -11,6 +11,7 @@
  * Threads: the admin thread only (one request at a time), so the copy-change-commit sequence
  * cannot interleave with another write.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -165,21 +166,121 @@ static int commit_or_respond(h2o_req_t *req, const backend_config_t *next)
     return -1;
 }
 
-static size_t find_backend(const backend_config_t *c, const char *name)
+/*
+ * The two lists these endpoints edit, backends and health checks, differ only in what
+ * is below; creating, reading, updating and deleting is one function (handle_list).
+ */
+typedef struct api_list {
+    const char *record; /* in a 404: "Couldn't find <record> '<name>'" */
+    const char *noun;   /* in a 400: "a <noun> named ... already exists", "too many <noun>s" */
+    size_t max, count_off, items_off, item_size, name_off; /* where in backend_config_t */
+    json_t *(*to_json)(const void *item);
+    /* defaults (item_or_null NULL) or a copy of the item, with doc applied, into scratch; 0 or a 400 detail */
+    int (*apply)(const void *item_or_null, const json_t *doc, void *scratch, char *detail, size_t len);
+    /* before the item at i is renamed to new_name (NULL: nothing follows a rename) */
+    void (*renaming)(backend_config_t *c, size_t i, const char *new_name);
+    /* 0, or a 400 detail: the item at i may not go (NULL: always may) */
+    int (*deletable)(const backend_config_t *c, size_t i, char *detail, size_t len);
+} api_list_t;
+
+static size_t *list_count(const api_list_t *l, backend_config_t *c)
 {
-    for (size_t i = 0; i != c->num_backends; ++i)
-        if (strcmp(c->backends[i].name, name) == 0)
+    return (size_t *)((char *)c + l->count_off);
+}
+
+static char *list_item(const api_list_t *l, backend_config_t *c, size_t i)
+{
+    return (char *)c + l->items_off + i * l->item_size;
+}
+
+static size_t list_find(const api_list_t *l, backend_config_t *c, const char *name)
+{
+    for (size_t i = 0; i != *list_count(l, c); ++i)
+        if (strcmp(list_item(l, c, i) + l->name_off, name) == 0)
             return i;
     return SIZE_MAX;
 }
 
-static size_t find_healthcheck(const backend_config_t *c, const char *name)
+static json_t *backend_item_to_json(const void *item)
 {
-    for (size_t i = 0; i != c->num_healthchecks; ++i)
-        if (strcmp(c->healthchecks[i].name, name) == 0)
-            return i;
-    return SIZE_MAX;
+    return backend_conf_to_json(item);
 }
+
+static int backend_item_apply(const void *item_or_null, const json_t *doc, void *scratch, char *detail, size_t len)
+{
+    backend_conf_t *conf = scratch;
+    if (item_or_null == NULL)
+        backend_conf_defaults(conf);
+    else
+        *conf = *(const backend_conf_t *)item_or_null;
+    if (backend_conf_apply_json(conf, doc, detail, len) != 0)
+        return -1;
+    if (conf->name[0] != '\0' && conf->address[0] == '\0') { /* (a missing name is reported first) */
+        snprintf(detail, len, "address: required");
+        return -1;
+    }
+    return 0;
+}
+
+static json_t *healthcheck_item_to_json(const void *item)
+{
+    return backend_healthcheck_to_json(item);
+}
+
+static int healthcheck_item_apply(const void *item_or_null, const json_t *doc, void *scratch, char *detail, size_t len)
+{
+    backend_healthcheck_conf_t *hc = scratch;
+    if (item_or_null == NULL)
+        backend_healthcheck_defaults(hc);
+    else
+        *hc = *(const backend_healthcheck_conf_t *)item_or_null;
+    return backend_healthcheck_apply_json(hc, doc, detail, len) != 0 ? -1 : 0;
+}
+
+/* the backends using a renamed health check follow it */
+static void healthcheck_renaming(backend_config_t *c, size_t i, const char *new_name)
+{
+    for (size_t k = 0; k != c->num_backends; ++k)
+        if (strcmp(c->backends[k].healthcheck, c->healthchecks[i].name) == 0)
+            snprintf(c->backends[k].healthcheck, sizeof(c->backends[k].healthcheck), "%s", new_name);
+}
+
+static int healthcheck_deletable(const backend_config_t *c, size_t i, char *detail, size_t len)
+{
+    for (size_t k = 0; k != c->num_backends; ++k)
+        if (strcmp(c->backends[k].healthcheck, c->healthchecks[i].name) == 0) {
+            snprintf(detail, len, "name: health check '%s' is used by backend '%s'", c->healthchecks[i].name,
+                     c->backends[k].name);
+            return -1;
+        }
+    return 0;
+}
+
+static const api_list_t backends_list = {
+    .record = "Backend",
+    .noun = "backend",
+    .max = BACKEND_MAX,
+    .count_off = offsetof(backend_config_t, num_backends),
+    .items_off = offsetof(backend_config_t, backends),
+    .item_size = sizeof(backend_conf_t),
+    .name_off = offsetof(backend_conf_t, name),
+    .to_json = backend_item_to_json,
+    .apply = backend_item_apply,
+};
+
+static const api_list_t healthchecks_list = {
+    .record = "Healthcheck",
+    .noun = "health check",
+    .max = BACKEND_MAX_HEALTHCHECKS,
+    .count_off = offsetof(backend_config_t, num_healthchecks),
+    .items_off = offsetof(backend_config_t, healthchecks),
+    .item_size = sizeof(backend_healthcheck_conf_t),
+    .name_off = offsetof(backend_healthcheck_conf_t, name),
+    .to_json = healthcheck_item_to_json,
+    .apply = healthcheck_item_apply,
+    .renaming = healthcheck_renaming,
+    .deletable = healthcheck_deletable,
+};
 
 static void send_not_found(h2o_req_t *req, const char *what, const char *name)
 {
@@ -188,26 +289,29 @@ static void send_not_found(h2o_req_t *req, const char *what, const char *name)
     admin_send_json_error(req, 404, "Record not found", detail);
 }
 
-static void handle_backends(admin_t *admin, h2o_req_t *req, unsigned method, const api_route_t *r, const char *name,
-                            backend_config_t *c)
+static void handle_list(admin_t *admin, h2o_req_t *req, unsigned method, const api_route_t *r, const char *name,
+                        backend_config_t *c, const api_list_t *l)
 {
     char detail[400];
-    size_t i = r->item ? find_backend(c, name) : SIZE_MAX;
-    backend_conf_t conf;
+    size_t i = r->item ? list_find(l, c, name) : SIZE_MAX, *count = list_count(l, c);
+    union {
+        backend_conf_t backend;
+        backend_healthcheck_conf_t healthcheck;
+    } scratch;
     json_t *doc;
 
     if (r->item && i == SIZE_MAX) {
-        send_not_found(req, "Backend", name);
+        send_not_found(req, l->record, name);
         return;
     }
     switch (method) {
     case M_GET:
         if (r->item) {
-            admin_send_json_value(req, 200, decorate(backend_conf_to_json(&c->backends[i]), admin, r));
+            admin_send_json_value(req, 200, decorate(l->to_json(list_item(l, c, i)), admin, r));
         } else {
             json_t *arr = json_array();
-            for (size_t k = 0; k != c->num_backends; ++k)
-                json_array_append_new(arr, decorate(backend_conf_to_json(&c->backends[k]), admin, r));
+            for (size_t k = 0; k != *count; ++k)
+                json_array_append_new(arr, decorate(l->to_json(list_item(l, c, k)), admin, r));
             admin_send_json_value(req, 200, arr);
         }
         return;
@@ -215,124 +319,44 @@ static void handle_backends(admin_t *admin, h2o_req_t *req, unsigned method, con
     case M_PUT:
         if ((doc = body_or_respond(req)) == NULL)
             return;
-        if (method == M_POST)
-            backend_conf_defaults(&conf);
-        else
-            conf = c->backends[i];
-        if (backend_conf_apply_json(&conf, doc, detail, sizeof(detail)) != 0) {
+        if (l->apply(method == M_POST ? NULL : list_item(l, c, i), doc, &scratch, detail, sizeof(detail)) != 0) {
             json_decref(doc);
             send_bad(req, detail);
             return;
         }
         json_decref(doc);
-        if (conf.name[0] == '\0') {
+        const char *new_name = (const char *)&scratch + l->name_off;
+        if (new_name[0] == '\0') {
             send_bad(req, "name: required");
             return;
         }
-        if (conf.address[0] == '\0') {
-            send_bad(req, "address: required");
-            return;
-        }
-        size_t other = find_backend(c, conf.name);
+        size_t other = list_find(l, c, new_name);
         if (other != SIZE_MAX && other != i) {
-            snprintf(detail, sizeof(detail), "name: a backend named '%s' already exists", conf.name);
+            snprintf(detail, sizeof(detail), "name: a %s named '%s' already exists", l->noun, new_name);
             send_bad(req, detail);
             return;
         }
         if (method == M_POST) {
-            if (c->num_backends == BACKEND_MAX) {
-                snprintf(detail, sizeof(detail), "name: too many backends (at most %d)", BACKEND_MAX);
+            if (*count == l->max) {
+                snprintf(detail, sizeof(detail), "name: too many %ss (at most %zu)", l->noun, l->max);
                 send_bad(req, detail);
                 return;
             }
-            i = c->num_backends++;
+            i = (*count)++;
+        } else if (l->renaming != NULL && strcmp(list_item(l, c, i) + l->name_off, new_name) != 0) {
+            l->renaming(c, i, new_name);
         }
-        c->backends[i] = conf;
+        memcpy(list_item(l, c, i), &scratch, l->item_size);
         if (commit_or_respond(req, c) == 0)
-            admin_send_json_value(req, 200, decorate(backend_conf_to_json(&conf), admin, r));
+            admin_send_json_value(req, 200, decorate(l->to_json(list_item(l, c, i)), admin, r));
         return;
     case M_DELETE:
-        memmove(&c->backends[i], &c->backends[i + 1], (c->num_backends - i - 1) * sizeof(c->backends[0]));
-        c->num_backends--;
-        if (commit_or_respond(req, c) == 0)
-            admin_send_json(req, 200, H2O_STRLIT("{\"status\":\"ok\"}"));
-        return;
-    }
-}
-
-static void handle_healthchecks(admin_t *admin, h2o_req_t *req, unsigned method, const api_route_t *r, const char *name,
-                                backend_config_t *c)
-{
-    char detail[400];
-    size_t i = r->item ? find_healthcheck(c, name) : SIZE_MAX;
-    backend_healthcheck_conf_t hc;
-    json_t *doc;
-
-    if (r->item && i == SIZE_MAX) {
-        send_not_found(req, "Healthcheck", name);
-        return;
-    }
-    switch (method) {
-    case M_GET:
-        if (r->item) {
-            admin_send_json_value(req, 200, decorate(backend_healthcheck_to_json(&c->healthchecks[i]), admin, r));
-        } else {
-            json_t *arr = json_array();
-            for (size_t k = 0; k != c->num_healthchecks; ++k)
-                json_array_append_new(arr, decorate(backend_healthcheck_to_json(&c->healthchecks[k]), admin, r));
-            admin_send_json_value(req, 200, arr);
-        }
-        return;
-    case M_POST:
-    case M_PUT:
-        if ((doc = body_or_respond(req)) == NULL)
-            return;
-        if (method == M_POST)
-            backend_healthcheck_defaults(&hc);
-        else
-            hc = c->healthchecks[i];
-        if (backend_healthcheck_apply_json(&hc, doc, detail, sizeof(detail)) != 0) {
-            json_decref(doc);
+        if (l->deletable != NULL && l->deletable(c, i, detail, sizeof(detail)) != 0) {
             send_bad(req, detail);
             return;
         }
-        json_decref(doc);
-        if (hc.name[0] == '\0') {
-            send_bad(req, "name: required");
-            return;
-        }
-        size_t other = find_healthcheck(c, hc.name);
-        if (other != SIZE_MAX && other != i) {
-            snprintf(detail, sizeof(detail), "name: a health check named '%s' already exists", hc.name);
-            send_bad(req, detail);
-            return;
-        }
-        if (method == M_POST) {
-            if (c->num_healthchecks == BACKEND_MAX_HEALTHCHECKS) {
-                snprintf(detail, sizeof(detail), "name: too many health checks (at most %d)", BACKEND_MAX_HEALTHCHECKS);
-                send_bad(req, detail);
-                return;
-            }
-            i = c->num_healthchecks++;
-        } else if (strcmp(c->healthchecks[i].name, hc.name) != 0) {
-            /* a rename: the backends using it follow */
-            for (size_t k = 0; k != c->num_backends; ++k)
-                if (strcmp(c->backends[k].healthcheck, c->healthchecks[i].name) == 0)
-                    memcpy(c->backends[k].healthcheck, hc.name, sizeof(hc.name));
-        }
-        c->healthchecks[i] = hc;
-        if (commit_or_respond(req, c) == 0)
-            admin_send_json_value(req, 200, decorate(backend_healthcheck_to_json(&hc), admin, r));
-        return;
-    case M_DELETE:
-        for (size_t k = 0; k != c->num_backends; ++k)
-            if (strcmp(c->backends[k].healthcheck, name) == 0) {
-                snprintf(detail, sizeof(detail), "name: health check '%s' is used by backend '%s'", name, c->backends[k].name);
-                send_bad(req, detail);
-                return;
-            }
-        memmove(&c->healthchecks[i], &c->healthchecks[i + 1], (c->num_healthchecks - i - 1) * sizeof(c->healthchecks[0]));
-        c->num_healthchecks--;
+        memmove(list_item(l, c, i), list_item(l, c, i + 1), (*count - i - 1) * l->item_size);
+        (*count)--;
         if (commit_or_respond(req, c) == 0)
             admin_send_json(req, 200, H2O_STRLIT("{\"status\":\"ok\"}"));
         return;
@@ -426,10 +450,10 @@ static void serve(admin_t *admin, h2o_req_t *req, unsigned method, const api_rou
     }
     switch (r->kind) {
     case KIND_BACKEND:
-        handle_backends(admin, req, method, r, name, c);
+        handle_list(admin, req, method, r, name, c, &backends_list);
         break;
     case KIND_HEALTHCHECK:
-        handle_healthchecks(admin, req, method, r, name, c);
+        handle_list(admin, req, method, r, name, c, &healthchecks_list);
         break;
     case KIND_LB:
         handle_lb(req, method, c);

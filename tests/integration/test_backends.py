@@ -309,6 +309,25 @@ class Api(BackendCase):
         self.assertEqual(self.js(self.api(e, "GET", BASE + "/backend", token=tok, expect=200)), before)
         self.assertEqual([h["name"] for h in self.js(self.api(e, "GET", BASE + "/healthcheck", token=tok))], ["used"])
 
+    def test_list_limits(self):
+        """Each list stops at its limit with a 400 naming it; nothing past it is stored."""
+        o = self.origin()
+        e = self.edgecache([o])
+        tok = self.token(e)
+        for kind, noun, have, body in (("backend", "backends", 1, lambda i: {"name": "b%d" % i, "address": "127.0.0.1",
+                                                                                "port": o.port}),
+                                       ("healthcheck", "health checks", 0, lambda i: {"name": "h%d" % i, "path": "/"})):
+            with self.subTest(kind=kind):
+                for i in range(have, 64):
+                    self.api(e, "POST", BASE + "/" + kind, body(i), tok, expect=200)
+                r = self.api(e, "POST", BASE + "/" + kind, body(64), tok)
+                self.assertEqual(r.status, 400, r.describe())
+                self.assertEqual(self.js(r)["detail"], "name: too many %s (at most 64)" % noun)
+                self.assertEqual(len(self.js(self.api(e, "GET", BASE + "/" + kind, token=tok, expect=200))), 64)
+                # an update of one that is there still works at the limit
+                self.api(e, "PUT", BASE + "/%s/%s" % (kind, body(63)["name"]), {"name": body(63)["name"]}, tok,
+                         expect=200)
+
     def test_auth_scopes_and_routes(self):
         e = self.edgecache([self.origin()])
         glob, read, purge = self.token(e), self.token(e, "global:read"), self.token(e, "purge_select")
