@@ -1526,8 +1526,9 @@ static void store_op_finish(store_t *s, store_op_t *op)
  * they stay hidden and go first into every later transaction (s->unapplied), and
  * committed_seq and meta's journal_seq stay below them, so that a crash meanwhile has
  * them replayed from the journal. Soft purges (which rewrite records that stay
- * readable) and purges naming more than STORE_ACK_EARLY_MAX objects (or too many for
- * the pending set) are answered after the commit.
+ * readable), purges naming more than STORE_ACK_EARLY_MAX objects (or too many for the
+ * pending set), and every purge while such a failed transaction is being retried, are
+ * answered after the commit.
  *
  * Why: a batch's deletes dirty a few random LMDB pages per object; with the answer
  * after them, each purge waited for the previous batch's deletes, its own journal write
@@ -1545,7 +1546,9 @@ static void store_batch_ack_early(store_t *s, store_batch_t *b)
     store_op_t *first = b->ops;
     while (first != NULL && !store_op_may_ack_early(first))
         first = first->next;
-    if (s->journal == NULL || first == NULL)
+    /* after a failed transaction, answers wait for a commit again (with its error): the
+     * answered-but-unapplied purges stay as few as the pending set allows */
+    if (s->journal == NULL || first == NULL || s->unapplied != NULL)
         return;
     MDB_txn *txn = store_rtxn_begin(s);
     if (txn == NULL)

@@ -1160,6 +1160,13 @@ START_TEST(test_answered_purge_outlives_a_failed_commit)
     ck_assert(present(s, b));
     ck_assert_int_eq(store_flush(s), STORE_EIO);
     ck_assert(!present(s, a));
+    /* meanwhile another purge is answered after its own transaction: with its error */
+    purge_record_t pr = {0};
+    store_purge_surrogate_key(s, "kb", 2, 0, on_purge, &pr);
+    ck_assert_int_eq(store_flush(s), STORE_EIO);
+    ck_assert_int_eq(pr.calls, 1);
+    ck_assert_int_eq(pr.last.err, STORE_EIO);
+    ck_assert(present(s, b));
     unlimit_writes();
     ck_assert_int_eq(store_flush(s), 0);
     ck_assert(!present(s, a));
