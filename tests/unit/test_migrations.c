@@ -174,7 +174,7 @@ START_TEST(test_fresh_gets_latest)
 END_TEST
 
 /* A store written by a version 1 binary: store_open upgrades it to 3 and then works. */
-START_TEST(test_real_upgrade_v1_to_v2)
+START_TEST(test_real_upgrade_from_v1)
 {
     char *dir = tmpdir_new();
     MDB_env *env = env_open(dir);
@@ -434,7 +434,7 @@ static Suite *mig_suite(void)
     Suite *s = suite_create("migrations");
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_fresh_gets_latest);
-    tcase_add_test(tc, test_real_upgrade_v1_to_v2);
+    tcase_add_test(tc, test_real_upgrade_from_v1);
     tcase_add_test(tc, test_upgrade_v2_keeps_its_journal);
     tcase_add_test(tc, test_upgrade_to_test_step_once);
     tcase_add_test(tc, test_failing_step_changes_nothing);
