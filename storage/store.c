@@ -370,16 +370,17 @@ static int store_plog_purged(store_t *s, const store_plog_query_t *q)
 
 /* ---- purges answered before their commit: the pending set ---- */
 
+static const uint8_t store_pend_free[CACHE_HASH_LEN]; /* a free slot */
+
 static int store_pend_find_locked(const store_t *s, const uint8_t hash[CACHE_HASH_LEN], size_t *slot)
 {
-    static const uint8_t free_slot[CACHE_HASH_LEN];
     size_t mask = s->pend_cap - 1, i = (size_t)le_get_u64(hash) & mask; /* hashes are uniform already */
     for (;; i = (i + 1) & mask) {
         if (memcmp(s->pend[i], hash, CACHE_HASH_LEN) == 0) {
             *slot = i;
             return 1;
         }
-        if (memcmp(s->pend[i], free_slot, CACHE_HASH_LEN) == 0) {
+        if (memcmp(s->pend[i], store_pend_free, CACHE_HASH_LEN) == 0) {
             *slot = i;
             return 0;
         }
@@ -395,11 +396,9 @@ static int store_pend_add_locked(store_t *s, const uint8_t hash[CACHE_HASH_LEN])
         uint8_t(*old)[CACHE_HASH_LEN] = s->pend;
         s->pend = store_xcalloc(cap, CACHE_HASH_LEN);
         s->pend_cap = cap;
-        for (size_t i = 0; i < old_cap; i++) {
-            static const uint8_t free_slot[CACHE_HASH_LEN];
-            if (memcmp(old[i], free_slot, CACHE_HASH_LEN) != 0 && !store_pend_find_locked(s, old[i], &slot))
+        for (size_t i = 0; i < old_cap; i++)
+            if (memcmp(old[i], store_pend_free, CACHE_HASH_LEN) != 0 && !store_pend_find_locked(s, old[i], &slot))
                 memcpy(s->pend[slot], old[i], CACHE_HASH_LEN);
-        }
         free(old);
     }
     if (store_pend_find_locked(s, hash, &slot))
@@ -1459,6 +1458,7 @@ static int store_journal_key(store_t *s, uint8_t key[JOURNAL_KEY_BYTES], int *ke
         return rc;
     MDB_val k = {sizeof(MIG_META_JOURNAL_KEY) - 1, (void *)MIG_META_JOURNAL_KEY}, v;
     rc = mdb_get(txn, s->dbi_meta, &k, &v);
+    _Static_assert(MIG_JOURNAL_KEY_BYTES == JOURNAL_KEY_BYTES, "meta journal_key is the journal's key");
     if (rc == 0 && v.mv_size != JOURNAL_KEY_BYTES)
         rc = MDB_CORRUPTED;
     if (rc == 0)
@@ -1561,8 +1561,7 @@ static void store_batch_ack_early(store_t *s, store_batch_t *b)
         targets.n = 0;
         if (op->kind == STORE_OP_PURGE_URL) {
             memcpy(tag, op->hash, CACHE_HASH_LEN);
-            store_hashvec_push(&targets, op->hash);
-            store_hashvec_push(&mem, op->hash); /* may sit in memory without a disk copy */
+            store_hashvec_push(&targets, op->hash); /* may sit in memory without a disk copy: always a target */
             rc = store_txn_collect_dups(txn, s->dbi_variants, op->hash, CACHE_HASH_LEN, &targets);
         } else {
             store_skey_tag(op->key, op->key_len, tag);

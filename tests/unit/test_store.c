@@ -1353,9 +1353,6 @@ START_TEST(test_journal_replays_lost_purges)
 }
 END_TEST
 
-/* Many purges (found or not) go round the journal ring several times; a full ring falls back to a sync. */
-/* A new store's purge journal is a sixteenth of its map, from 8 MiB to 32 MiB; an
- * existing journal keeps its size when the store is reopened with another map. */
 static void *flush_thread(void *arg)
 {
     return (void *)(intptr_t)store_flush(arg);
@@ -1425,6 +1422,8 @@ START_TEST(test_hold_batches_a_threads_ops)
 }
 END_TEST
 
+/* A new store's purge journal is a sixteenth of its map, from 8 MiB to 32 MiB; an
+ * existing journal keeps its size when the store is reopened with another map. */
 START_TEST(test_journal_size_follows_the_map)
 {
     static const struct {
@@ -1495,6 +1494,7 @@ START_TEST(test_checkpoint_when_a_quarter_of_the_journal_waits)
 }
 END_TEST
 
+/* Many purges (found or not) go round the journal ring several times; a full ring falls back to a sync. */
 START_TEST(test_journal_absent_and_full)
 {
     char *dir = tmpdir_new();
