@@ -64,6 +64,11 @@ test-sanitize:
 bench: deps $(BUILD)/edgecache
 	@EDGECACHE_BINARY=$(BUILD)/edgecache bench/run
 
+# what a deleted object costs LMDB by transaction size (bench/README.md)
+$(BUILD)/lmdb-deletes: bench/lmdb-deletes.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -o $@ $< -llmdb
+
 clean:
 	rm -rf build
 include fuzz.mk
