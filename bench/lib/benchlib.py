@@ -38,7 +38,10 @@ objects 0..1999 also carry g0..g9, 200 each, and 2000..3999 carry b0, b1, 1,000 
                           the machine's disk writes (during it, and in the second before
                           it: other jobs); one TSV line on stdout
   purge-table RESULTS GROUPS
-                          format the purge report
+                          format the purge report of one round
+  purge-targets ROUNDS RESULTS GROUPS
+                          check issue 4's targets over rounds 1..ROUNDS, whose files are
+                          RESULTS and GROUPS with %d for the round number
   disk-probe DIR SECONDS  synced 512-byte writes in DIR for SECONDS: how many took over
                           5 ms, the longest, and the time spent in those
 
@@ -651,28 +654,87 @@ def _median(xs):
     return xs[mid] if len(xs) % 2 else (xs[mid - 1] + xs[mid]) / 2.0
 
 
+def _purge_load(results, groups_file):
+    """RESULTS rows from purge-wrk (SERVER is "<system>" for the run over cached keys,
+    "<system>:absent" for the run over keys nothing carries), by label; GROUPS rows
+    'server key objects ms status gone' from bench/purge's curl purges, by server; and
+    the systems in the order they appear. A missing file reads as empty."""
+    rows, groups, order = {}, {}, []
+    try:
+        with open(results) as f:
+            for line in f:
+                parts = line.rstrip("\n").split("\t")
+                if len(parts) == 12:
+                    rows[parts[0]] = parts
+                    name = parts[0].split(":")[0]
+                    if name not in order:
+                        order.append(name)
+    except FileNotFoundError:
+        pass
+    try:
+        with open(groups_file) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) == 6:
+                    groups.setdefault(parts[0], []).append(parts)
+                    if parts[0] not in order:
+                        order.append(parts[0])
+    except FileNotFoundError:
+        pass
+    return rows, groups, order
+
+
+def cmd_purge_targets(argv):
+    """purge-targets ROUNDS RESULTS GROUPS: issue 4's targets. With several rounds, the
+    rate is checked on the median of each round's edgecache/Varnish ratio, the p99 on
+    the median of edgecache's p99s, the 1,000-object key on the slowest of all its
+    purges; each line also gives every round's figure and how many met the target.
+    Prints nothing when no round has edgecache rows."""
+    n = int(argv[0])
+    rounds = [_purge_load(argv[1] % i, argv[2] % i)[:2] for i in range(1, n + 1)]
+    if not any("edgecache" in rows for rows, _ in rounds):
+        return 0
+
+    def verdict(ok):
+        return "met" if ok else "MISSED"
+
+    def each_round(vals, fmt, ok):
+        if n == 1:
+            return ""
+        return "; each round: %s; met in %d of %d" % (
+            " ".join(fmt % v for v in vals), sum(1 for v in vals if ok(v)), len(vals))
+
+    out = []
+    pairs = [(float(r["edgecache"][1]), float(r["varnish"][1])) for r, _ in rounds
+             if "edgecache" in r and "varnish" in r and float(r["varnish"][1]) > 0]
+    if pairs:
+        ratios = [e / v for e, v in pairs]
+        m = _median(ratios)
+        if n == 1:
+            e, v = pairs[0]
+            what = "%.0f/s vs %.0f/s, %.2fx%s" % (e, v, m, "" if m >= 1 else "; short by %.0f/s" % (v - e))
+        else:
+            what = "median of %d rounds %.2fx" % (len(ratios), m)
+        out.append("purge rate >= Varnish's: %s (%s%s)" % (
+            verdict(m >= 1), what, each_round(ratios, "%.2fx", lambda x: x >= 1)))
+    p99s = [float(r["edgecache"][3]) for r, _ in rounds if "edgecache" in r]
+    m = _median(p99s)
+    what = "%.2f ms" % m if n == 1 else "median of %d rounds %.2f ms" % (len(p99s), m)
+    out.append("single-key p99 < 5 ms: %s (%s%s%s)" % (
+        verdict(m < 5), what, "" if m < 5 else ", %.1fx the target" % (m / 5),
+        each_round(p99s, "%.2f", lambda x: x < 5)))
+    big = sorted(float(g[3]) for _, groups in rounds for g in groups.get("edgecache", [])
+                 if g[2] == "1000" and g[4] == "200")
+    if big:
+        out.append("1,000-object key < 20 ms: %s (slowest of %d: %.2f ms)" % (
+            verdict(big[-1] < 20), len(big), big[-1]))
+    print("targets (issue 4): " + "\n                   ".join(out))
+    return 0
+
+
 def cmd_purge_table(argv):
-    """purge-table RESULTS GROUPS: RESULTS rows from purge-wrk (SERVER is "<system>" for
-    the run over cached keys, "<system>:absent" for the run over keys nothing carries);
-    GROUPS rows 'server key objects ms status gone' from bench/purge's curl purges."""
-    rows = {}
-    order = []
-    with open(argv[0]) as f:
-        for line in f:
-            parts = line.rstrip("\n").split("\t")
-            if len(parts) == 12:
-                rows[parts[0]] = parts
-                name = parts[0].split(":")[0]
-                if name not in order:
-                    order.append(name)
-    groups = {}
-    with open(argv[1]) as f:
-        for line in f:
-            parts = line.split()
-            if len(parts) == 6:
-                groups.setdefault(parts[0], []).append(parts)
-                if parts[0] not in order:
-                    order.append(parts[0])
+    """purge-table RESULTS GROUPS: one round's report (see _purge_load)."""
+    rows, groups, order = _purge_load(argv[0], argv[1])
 
     def ratio(label, system):
         base = rows.get(label.replace(system, "varnish", 1))
@@ -744,7 +806,8 @@ def main():
             "purge-map": cmd_purge_map, "purge-step": cmd_purge_step,
             "purge-fill": cmd_purge_fill, "purge-probe": cmd_purge_probe,
             "purge-sample": cmd_purge_sample, "purge-wrk": cmd_purge_wrk,
-            "purge-table": cmd_purge_table, "disk-probe": cmd_disk_probe}
+            "purge-table": cmd_purge_table, "purge-targets": cmd_purge_targets,
+            "disk-probe": cmd_disk_probe}
     fn = cmds.get(sys.argv[1])
     if fn is None:
         print(__doc__, file=sys.stderr)
