@@ -69,7 +69,11 @@
 #define STORE_DEFAULT_MAP_SIZE ((size_t)1 << 30)
 #define STORE_BATCH_MAX_OPS 4096
 #define STORE_ACK_EARLY_MAX 4096 /* objects a purge may name and be answered before its commit */
-#define STORE_PEND_MAX 65536     /* objects the pending set holds at most (2 MiB) */
+#define STORE_PEND_MAX 65536     /* objects the pending set holds at most (2.5 MiB) */
+#define STORE_APPLY_AHEAD_MAX 16384 /* ops the journal thread may hand the writer before it waits */
+#define STORE_INFLIGHT_MAX 1024     /* queued puts an early answer looks through; more: answered after the commit */
+#define STORE_APPLY_GROUP 4096      /* ops no one waits for that the writer gathers into one transaction */
+#define STORE_APPLY_DELAY_MS 50     /* how long it may wait for them */
 #define STORE_BATCH_MAX_BYTES ((size_t)64 << 20)
 #define STORE_EVICT_CHUNK 1000          /* objects per eviction transaction */
 #define STORE_EVICT_MAX_ROUNDS 64
@@ -209,8 +213,24 @@ typedef struct store_op {
     uint64_t journal_seq; /* PURGE_*: its purge journal record; 0 = not journaled (nothing to do) */
     int journal_failed;   /* PURGE_*: the journal write failed: not applied, answered STORE_EIO */
     int acked;            /* PURGE_*: answered before its transaction committed (store_batch_ack_early) */
+    store_hashvec_t pended; /* acked: what it holds in the pending set until its transaction commits */
+    uint64_t order;         /* position in the stream the journal thread hands the writer (from 1) */
     store_purge_result_t res;
 } store_op_t;
+
+/* a put the journal thread handed the writer, not yet committed (see store_batch_ack_early) */
+typedef struct store_inflight {
+    uint64_t order;
+    cache_obj_t *obj; /* a reference */
+    uint8_t url[CACHE_HASH_LEN];
+    store_hashvec_t tags; /* of its surrogate keys */
+} store_inflight_t;
+
+/* a slot of the pending set: refs = 0 is free */
+typedef struct store_pend_ent {
+    uint8_t hash[CACHE_HASH_LEN];
+    uint32_t refs; /* answered purges holding it */
+} store_pend_ent_t;
 
 struct store {
     uint32_t magic;
@@ -230,23 +250,45 @@ struct store {
 
     /*
      * The objects of purges answered before the transaction that deletes them commits
-     * (store_batch_ack_early): store_get treats them as gone. The writer adds to it and
-     * empties it once such a transaction commits, under pend_lock; readers skip the lock
-     * while pend_n is 0. pend_gen counts the emptyings: a read that overlapped one
+     * (store_batch_ack_early): store_get treats them as gone. The journal thread adds
+     * to it when it answers; the writer takes each purge's objects out once the
+     * transaction that applied it commits; both under pend_lock, and readers skip the
+     * lock while pend_n is 0. pend_gen counts the removals: a read that overlapped one
      * retries, since its snapshot may predate the commit.
      */
     pthread_mutex_t pend_lock;
-    /* open addressing, linear probing; all-zero = free slot (so an all-zero hash, 2^-128
-     * likely, reads as pending while the set is not empty: a miss, never a wrong hit) */
-    uint8_t (*pend)[CACHE_HASH_LEN];
+    store_pend_ent_t *pend; /* open addressing, linear probing */
     size_t pend_cap;
     _Atomic size_t pend_n;
     _Atomic uint64_t pend_gen;
-    store_op_t *unapplied; /* writer-private: answered purges whose transaction failed, retried first */
+    store_op_t *unapplied;     /* writer-private: answered purges whose transaction failed, retried first */
+    _Atomic int apply_failing; /* unapplied is not empty: the journal thread answers after commits again */
+
+    /*
+     * Two threads write. The journal thread (store_front_main) takes the queue (head),
+     * writes the purges' journal records, answers the purges it can at once, and hands
+     * everything on, in order, to the writer (ahead), which applies it to LMDB in
+     * transactions as large as what waits allows. applied_order is the order of the last
+     * op the writer has finished: the journal thread's view of which puts are committed.
+     */
+    store_op_t *ahead, *atail; /* guarded by lock */
+    size_t an;                 /* ops in ahead */
+    size_t a_urgent;           /* of them, ops someone waits for (see store_op_urgent) */
+    int64_t ahead_since_ms;    /* when the oldest op in ahead was handed on */
+    int applying, front_done;  /* the writer is in a batch; the journal thread has exited */
+    pthread_cond_t apply_wake, apply_room;
+    pthread_t front;
+    int front_started, applier_started;
+    _Atomic uint64_t applied_order;
+    /* journal-thread-private */
+    uint64_t front_order;
+    store_inflight_t *infl; /* FIFO: [infl_head, infl_n) */
+    size_t infl_head, infl_n, infl_cap;
 
     /* the purge journal (NULL for a read-only store); see journal_int.h */
     journal_t *journal;
-    uint64_t journal_next;          /* writer-private: seq of the next record */
+    uint64_t journal_next;          /* journal-thread-private: seq of the next record */
+    uint64_t writer_seq;            /* writer-private: highest journaled purge it answered after a failure */
     _Atomic uint64_t committed_seq; /* highest journaled purge committed to the main store */
     _Atomic uint64_t durable_seq;   /* highest journaled purge the main store has synced */
     /* the checkpointer: syncs the main store in the background (guarded by lock) */
@@ -286,6 +328,7 @@ typedef struct store_batch {
     uint64_t gen;
     int need_sync, any_purge, purge_all, any_removal;
     int applying_acked; /* the purge being applied was answered already: purge log and memory tier done */
+    store_hashvec_t plog_tags; /* what this attempt's unanswered purges named: published at its commit */
     uint64_t journal_seq; /* highest journal seq applied by this attempt (0: none) */
     uint64_t soft_marked; /* objects this attempt marked soft-purged */
     store_hashvec_t mem_remove, mem_soft;
@@ -299,6 +342,20 @@ static void store_purge_epoch_bump(store_t *s)
     atomic_fetch_add_explicit(&s->purge_epoch, 1, memory_order_release);
 }
 
+/* The next surrogate key of the space-separated list skeys[0..len) from *pos on, or NULL at its end. */
+static const char *store_skey_next(const char *skeys, size_t len, size_t *pos, size_t *tok_len)
+{
+    size_t i = *pos;
+    while (i < len && (skeys[i] == ' ' || skeys[i] == '\t'))
+        i++;
+    size_t start = i;
+    while (i < len && skeys[i] != ' ' && skeys[i] != '\t')
+        i++;
+    *pos = i;
+    *tok_len = i - start;
+    return i > start ? skeys + start : NULL;
+}
+
 /* the tag of a surrogate key in the purge log: its hash, in a namespace apart from URL hashes */
 static void store_skey_tag(const char *skey, size_t len, uint8_t tag[CACHE_HASH_LEN])
 {
@@ -310,14 +367,20 @@ static void store_skey_tag(const char *skey, size_t len, uint8_t tag[CACHE_HASH_
     obj_key_hash(buf, len + 1, tag);
 }
 
-static void store_plog_append(store_t *s, const uint8_t tag[CACHE_HASH_LEN])
+/*
+ * Publish purges: bump the purge epoch and log what they named under the new epoch, as
+ * one step (both writing threads publish). A fetch that began at an earlier epoch then
+ * sees them (store_purged_since).
+ */
+static void store_plog_publish(store_t *s, const store_hashvec_t *tags)
 {
-    /* the epoch the running batch's commit will produce */
-    uint64_t epoch = atomic_load_explicit(&s->purge_epoch, memory_order_acquire) + 1;
     pthread_mutex_lock(&s->plog_lock);
-    purge_log_entry_t *e = &s->plog[s->plog_count++ % PURGE_LOG_SIZE];
-    e->epoch = epoch;
-    memcpy(e->tag, tag, CACHE_HASH_LEN);
+    uint64_t epoch = atomic_fetch_add_explicit(&s->purge_epoch, 1, memory_order_acq_rel) + 1;
+    for (size_t i = 0; i < tags->n; i++) {
+        purge_log_entry_t *e = &s->plog[s->plog_count++ % PURGE_LOG_SIZE];
+        e->epoch = epoch;
+        memcpy(e->tag, tags->v[i], CACHE_HASH_LEN);
+    }
     pthread_mutex_unlock(&s->plog_lock);
 }
 
@@ -331,20 +394,22 @@ typedef struct store_plog_query {
 /* does a skey of q's object have this tag? */
 static int store_plog_skey_match(const store_plog_query_t *q, const uint8_t tag[CACHE_HASH_LEN])
 {
-    size_t i = 0;
-    while (i < q->skeys_len) {
-        while (i < q->skeys_len && (q->skeys[i] == ' ' || q->skeys[i] == '\t'))
-            i++;
-        size_t start = i;
-        while (i < q->skeys_len && q->skeys[i] != ' ' && q->skeys[i] != '\t')
-            i++;
-        if (i > start) {
-            uint8_t t[CACHE_HASH_LEN];
-            store_skey_tag(q->skeys + start, i - start, t);
-            if (memcmp(t, tag, CACHE_HASH_LEN) == 0)
-                return 1;
-        }
+    size_t pos = 0, len;
+    for (const char *tok; (tok = store_skey_next(q->skeys, q->skeys_len, &pos, &len)) != NULL;) {
+        uint8_t t[CACHE_HASH_LEN];
+        store_skey_tag(tok, len, t);
+        if (memcmp(t, tag, CACHE_HASH_LEN) == 0)
+            return 1;
     }
+    return 0;
+}
+
+/* 1 when one of `tags` (purges not published yet: later than any epoch) names q's object */
+static int store_plog_names(const store_plog_query_t *q, const store_hashvec_t *tags)
+{
+    for (size_t i = 0; i < tags->n; i++)
+        if (memcmp(tags->v[i], q->url, CACHE_HASH_LEN) == 0 || store_plog_skey_match(q, tags->v[i]))
+            return 1;
     return 0;
 }
 
@@ -370,42 +435,69 @@ static int store_plog_purged(store_t *s, const store_plog_query_t *q)
 
 /* ---- purges answered before their commit: the pending set ---- */
 
-static const uint8_t store_pend_free[CACHE_HASH_LEN]; /* a free slot */
+static size_t store_pend_home(const store_t *s, const uint8_t hash[CACHE_HASH_LEN])
+{
+    return (size_t)le_get_u64(hash) & (s->pend_cap - 1); /* hashes are uniform already */
+}
 
+/* 1 and its slot if hash is in the set; else 0 and the free slot where it would go */
 static int store_pend_find_locked(const store_t *s, const uint8_t hash[CACHE_HASH_LEN], size_t *slot)
 {
-    size_t mask = s->pend_cap - 1, i = (size_t)le_get_u64(hash) & mask; /* hashes are uniform already */
-    for (;; i = (i + 1) & mask) {
-        if (memcmp(s->pend[i], hash, CACHE_HASH_LEN) == 0) {
-            *slot = i;
-            return 1;
-        }
-        if (memcmp(s->pend[i], store_pend_free, CACHE_HASH_LEN) == 0) {
+    size_t mask = s->pend_cap - 1;
+    for (size_t i = store_pend_home(s, hash);; i = (i + 1) & mask) {
+        if (s->pend[i].refs == 0) {
             *slot = i;
             return 0;
+        }
+        if (memcmp(s->pend[i].hash, hash, CACHE_HASH_LEN) == 0) {
+            *slot = i;
+            return 1;
         }
     }
 }
 
-/* Add hash (writer only, under pend_lock); 1 if it was not there yet. */
+/* Take a reference on hash (under pend_lock); 1 if it was not pending yet. */
 static int store_pend_add_locked(store_t *s, const uint8_t hash[CACHE_HASH_LEN])
 {
     size_t n = atomic_load_explicit(&s->pend_n, memory_order_relaxed), slot;
     if ((n + 1) * 2 > s->pend_cap) { /* keep it at most half full */
         size_t old_cap = s->pend_cap, cap = old_cap < 256 ? 256 : old_cap * 2;
-        uint8_t(*old)[CACHE_HASH_LEN] = s->pend;
-        s->pend = store_xcalloc(cap, CACHE_HASH_LEN);
+        store_pend_ent_t *old = s->pend;
+        s->pend = store_xcalloc(cap, sizeof(*s->pend));
         s->pend_cap = cap;
         for (size_t i = 0; i < old_cap; i++)
-            if (memcmp(old[i], store_pend_free, CACHE_HASH_LEN) != 0 && !store_pend_find_locked(s, old[i], &slot))
-                memcpy(s->pend[slot], old[i], CACHE_HASH_LEN);
+            if (old[i].refs != 0 && !store_pend_find_locked(s, old[i].hash, &slot))
+                s->pend[slot] = old[i];
         free(old);
     }
-    if (store_pend_find_locked(s, hash, &slot))
+    if (store_pend_find_locked(s, hash, &slot)) {
+        s->pend[slot].refs++;
         return 0;
-    memcpy(s->pend[slot], hash, CACHE_HASH_LEN);
+    }
+    memcpy(s->pend[slot].hash, hash, CACHE_HASH_LEN);
+    s->pend[slot].refs = 1;
     atomic_store_explicit(&s->pend_n, n + 1, memory_order_release);
     return 1;
+}
+
+/* Drop a reference on hash (under pend_lock); the last one frees its slot. */
+static void store_pend_release_locked(store_t *s, const uint8_t hash[CACHE_HASH_LEN])
+{
+    size_t i, mask = s->pend_cap - 1;
+    if (s->pend_cap == 0 || !store_pend_find_locked(s, hash, &i) || --s->pend[i].refs > 0)
+        return;
+    /* backward-shift deletion: move up each later entry of the run that may fill the hole */
+    for (size_t j = (i + 1) & mask; s->pend[j].refs != 0; j = (j + 1) & mask) {
+        size_t home = store_pend_home(s, s->pend[j].hash);
+        /* j stays if its home lies cyclically in (i, j] */
+        if (i <= j ? (home > i && home <= j) : (home > i || home <= j))
+            continue;
+        s->pend[i] = s->pend[j];
+        s->pend[j].refs = 0;
+        i = j;
+    }
+    s->pend[i].refs = 0;
+    atomic_fetch_sub_explicit(&s->pend_n, 1, memory_order_release);
 }
 
 static int store_pend_has(store_t *s, const uint8_t hash[CACHE_HASH_LEN])
@@ -419,21 +511,26 @@ static int store_pend_has(store_t *s, const uint8_t hash[CACHE_HASH_LEN])
     return has;
 }
 
-/* After a commit that applied every answered purge: nothing is pending any more. */
-static void store_pend_clear(store_t *s)
+/* After the commit that applied them: the answered purges among ops are pending no more. */
+static void store_pend_release(store_t *s, store_op_t *ops)
 {
-    if (atomic_load_explicit(&s->pend_n, memory_order_relaxed) == 0)
+    int any = 0;
+    for (store_op_t *op = ops; op != NULL && !any; op = op->next)
+        any = op->pended.n > 0;
+    if (!any)
         return;
     atomic_fetch_add_explicit(&s->pend_gen, 1, memory_order_acq_rel); /* before: see store_get */
     pthread_mutex_lock(&s->pend_lock);
-    if (s->pend_cap > 4096) { /* a big key purge grew it: give the memory back */
-        free(s->pend);
+    for (store_op_t *op = ops; op != NULL; op = op->next) {
+        for (size_t i = 0; i < op->pended.n; i++)
+            store_pend_release_locked(s, op->pended.v[i]);
+        store_hashvec_free(&op->pended);
+    }
+    if (atomic_load_explicit(&s->pend_n, memory_order_relaxed) == 0 && s->pend_cap > 4096) {
+        free(s->pend); /* a big key purge grew it: give the memory back */
         s->pend = NULL;
         s->pend_cap = 0;
-    } else {
-        memset(s->pend, 0, s->pend_cap * CACHE_HASH_LEN);
     }
-    atomic_store_explicit(&s->pend_n, 0, memory_order_release);
     pthread_mutex_unlock(&s->pend_lock);
 }
 
@@ -669,15 +766,10 @@ typedef int (*store_skey_fn)(store_t *s, MDB_txn *txn, const char *tok, size_t l
 static int store_skeys_each(store_t *s, MDB_txn *txn, const char *skeys, size_t len, const uint8_t hash[CACHE_HASH_LEN],
                             store_skey_fn fn)
 {
-    size_t i = 0;
-    while (i < len) {
-        while (i < len && (skeys[i] == ' ' || skeys[i] == '\t'))
-            i++;
-        size_t start = i;
-        while (i < len && skeys[i] != ' ' && skeys[i] != '\t')
-            i++;
-        if (i > start && i - start <= s->max_keysize) {
-            int rc = fn(s, txn, skeys + start, i - start, hash);
+    size_t pos = 0, tok_len;
+    for (const char *tok; (tok = store_skey_next(skeys, len, &pos, &tok_len)) != NULL;) {
+        if (tok_len <= s->max_keysize) {
+            int rc = fn(s, txn, tok, tok_len, hash);
             if (rc != 0)
                 return rc;
         }
@@ -777,7 +869,7 @@ static int store_txn_put(store_t *s, MDB_txn *txn, store_batch_t *b, store_op_t 
         /* fetched before a purge that names it was applied (earlier in the queue): it is purged content */
         store_plog_query_t q = {.since = op->since_epoch, .skeys = obj->skeys, .skeys_len = obj->skeys_len};
         obj_key_hash(obj->key, obj->key_len, q.url);
-        if (store_plog_purged(s, &q)) {
+        if (store_plog_purged(s, &q) || store_plog_names(&q, &b->plog_tags)) {
             op->dropped = STORE_PUT_PURGED;
             return 0;
         }
@@ -884,7 +976,7 @@ static int store_txn_purge_url_hash(store_t *s, MDB_txn *txn, store_batch_t *b, 
 {
     store_hashvec_t targets = {0};
     if (!b->applying_acked)
-        store_plog_append(s, url);
+        store_hashvec_push(&b->plog_tags, url);
     store_hashvec_push(&targets, url);
     int rc = store_txn_collect_dups(txn, s->dbi_variants, url, CACHE_HASH_LEN, &targets);
     for (size_t i = 0; rc == 0 && i < targets.n; i++) {
@@ -912,7 +1004,7 @@ static int store_txn_purge_skey_bytes(store_t *s, MDB_txn *txn, store_batch_t *b
     uint8_t tag[CACHE_HASH_LEN];
     store_skey_tag(skey, len, tag);
     if (!b->applying_acked)
-        store_plog_append(s, tag);
+        store_hashvec_push(&b->plog_tags, tag);
     int rc = store_txn_collect_dups(txn, s->dbi_skeys, skey, len, &targets);
     for (size_t i = 0; rc == 0 && i < targets.n; i++) {
         int found;
@@ -1015,7 +1107,7 @@ static int store_batch_attempt(store_t *s, store_batch_t *b, int with_puts)
     b->need_sync = b->any_purge = b->purge_all = b->any_removal = 0;
     b->journal_seq = 0;
     b->soft_marked = 0;
-    b->mem_remove.n = b->mem_soft.n = 0;
+    b->mem_remove.n = b->mem_soft.n = b->plog_tags.n = 0;
     b->puts = b->deletes = 0;
     b->kv_cost = 0;
     uint64_t used = atomic_load_explicit(&s->st_bytes_used, memory_order_relaxed);
@@ -1037,13 +1129,18 @@ static int store_batch_attempt(store_t *s, store_batch_t *b, int with_puts)
         }
     }
     /*
-     * A transaction that changes objects records how far the journal is applied (every
-     * record so far is, by now). Required for puts: a purge applied again after a crash
+     * A transaction that changes objects records how far the journal is applied: up to
+     * this batch's last record, or the last committed one, or the last one answered with
+     * an error (not applied, never to be). Records the journal thread wrote since wait in
+     * the queue behind this batch. Required for puts: a purge applied again after a crash
      * must not remove an object stored after it. Not written by a batch of purges that
      * found nothing, so that those dirty no page here.
      */
-    if (s->journal != NULL && s->journal_next > 1 && (b->puts || b->deletes || b->soft_marked || b->purge_all) &&
-        (rc = store_meta_put_u64(s, txn, MIG_META_JOURNAL_SEQ, s->journal_next - 1)) != 0) {
+    uint64_t seq = atomic_load_explicit(&s->committed_seq, memory_order_acquire);
+    seq = b->journal_seq > seq ? b->journal_seq : seq;
+    seq = s->writer_seq > seq ? s->writer_seq : seq;
+    if (s->journal != NULL && seq > 0 && (b->puts || b->deletes || b->soft_marked || b->purge_all) &&
+        (rc = store_meta_put_u64(s, txn, MIG_META_JOURNAL_SEQ, seq)) != 0) {
         mdb_txn_abort(txn);
         return rc;
     }
@@ -1212,6 +1309,8 @@ static size_t store_journal_size(size_t map_size)
     return size < JOURNAL_MIN_SIZE ? JOURNAL_MIN_SIZE : size > STORE_JOURNAL_MAX_BYTES ? STORE_JOURNAL_MAX_BYTES : size;
 }
 
+static void store_front_drain(store_t *s);
+
 /*
  * Write the batch's purges to the journal, synced, before the transaction that applies
  * them: a purge is applied only once its record is durable, and the main store is not
@@ -1257,6 +1356,11 @@ static void store_batch_journal(store_t *s, store_batch_t *b)
     int rc = n == 0 ? 0 : journal_append(s->journal, recs, n, atomic_load(&s->durable_seq));
     if (rc == JOURNAL_EFULL && store_sync_main(s) == 0) /* the checkpointer is far behind: sync here */
         rc = journal_append(s->journal, recs, n, atomic_load(&s->durable_seq));
+    if (rc == JOURNAL_EFULL) { /* the ring holds records the writer has yet to apply */
+        store_front_drain(s);
+        if (store_sync_main(s) == 0)
+            rc = journal_append(s->journal, recs, n, atomic_load(&s->durable_seq));
+    }
     if (rc != JOURNAL_EFULL)
         s->journal_next += n; /* after a failed write too: what it wrote may be intact, never reuse its seqs */
     if (rc == 0 && n > 0) {
@@ -1419,6 +1523,7 @@ static int store_journal_recover(store_t *s, char *errbuf, size_t errlen)
                       (unsigned long long)(last - applied), rc < 0 ? "a journal record is invalid" : mdb_strerror(rc));
             store_hashvec_free(&r.b.mem_remove);
             store_hashvec_free(&r.b.mem_soft);
+            store_hashvec_free(&r.b.plog_tags);
             return STORE_EIO;
         }
         if (r.b.purge_all) {
@@ -1432,6 +1537,7 @@ static int store_journal_recover(store_t *s, char *errbuf, size_t errlen)
             mem_remove(s->mem, r.b.mem_soft.v[i]); /* reread from disk, where it is marked */
         store_hashvec_free(&r.b.mem_remove);
         store_hashvec_free(&r.b.mem_soft);
+        store_hashvec_free(&r.b.plog_tags);
         s->plog_count = 0; /* they precede every fetch of this process: none must be dropped for them */
         fprintf(stderr,
                 "edgecache: store: applied %llu purge(s) again from the purge journal (%llu object(s)): "
@@ -1493,10 +1599,11 @@ static int store_journal_rekey(store_t *s, const uint8_t key[JOURNAL_KEY_BYTES])
     return 0;
 }
 
-/* ---- the writer ---- */
+/* ---- ops ---- */
 
 static void store_op_free(store_op_t *op)
 {
+    store_hashvec_free(&op->pended);
     obj_unref(&op->obj);
     free(op->key);
     free(op->val);
@@ -1517,45 +1624,129 @@ static void store_op_finish(store_t *s, store_op_t *op)
     }
 }
 
+/* ---- the journal thread ---- */
+
+/* Forget the queued puts the writer has finished (committed, or dropped). */
+static void store_inflight_prune(store_t *s)
+{
+    uint64_t done = atomic_load_explicit(&s->applied_order, memory_order_acquire);
+    while (s->infl_head < s->infl_n && s->infl[s->infl_head].order <= done) {
+        store_inflight_t *f = &s->infl[s->infl_head++];
+        obj_unref(&f->obj);
+        store_hashvec_free(&f->tags);
+    }
+    if (s->infl_head == s->infl_n)
+        s->infl_head = s->infl_n = 0;
+}
+
+static void store_inflight_add(store_t *s, const store_op_t *op)
+{
+    if (s->infl_n == s->infl_cap) {
+        if (s->infl_head > 0) { /* slide the live part down first */
+            memmove(s->infl, s->infl + s->infl_head, (s->infl_n - s->infl_head) * sizeof(*s->infl));
+            s->infl_n -= s->infl_head;
+            s->infl_head = 0;
+        }
+        if (s->infl_n == s->infl_cap) {
+            s->infl_cap = s->infl_cap ? s->infl_cap * 2 : 64;
+            s->infl = store_xrealloc(s->infl, s->infl_cap * sizeof(*s->infl));
+        }
+    }
+    store_inflight_t *f = &s->infl[s->infl_n++];
+    const cache_obj_t *obj = op->obj;
+    memset(f, 0, sizeof(*f));
+    f->order = op->order;
+    f->obj = obj_ref(op->obj);
+    obj_key_hash(obj->key, obj->key_len, f->url);
+    size_t pos = 0, len;
+    for (const char *tok; (tok = store_skey_next(obj->skeys, obj->skeys_len, &pos, &len)) != NULL;) {
+        uint8_t tag[CACHE_HASH_LEN];
+        store_skey_tag(tok, len, tag);
+        store_hashvec_push(&f->tags, tag);
+    }
+}
+
+static void store_inflight_free(store_t *s)
+{
+    atomic_store(&s->applied_order, UINT64_MAX);
+    store_inflight_prune(s);
+    free(s->infl);
+    s->infl = NULL;
+    s->infl_cap = 0;
+}
+
+/* Does the queued put f belong to what op purges? */
+static int store_inflight_named(const store_inflight_t *f, const store_op_t *op, const uint8_t tag[CACHE_HASH_LEN])
+{
+    if (op->kind == STORE_OP_PURGE_URL)
+        return memcmp(f->url, op->hash, CACHE_HASH_LEN) == 0;
+    for (size_t i = 0; i < f->tags.n; i++)
+        if (memcmp(f->tags.v[i], tag, CACHE_HASH_LEN) == 0)
+            return 1;
+    return 0;
+}
+
 /*
  * Answer the batch's hard URL and key purges as soon as their journal records are
- * durable, before the transaction that deletes their objects: what each one names is
- * looked up in a read-only snapshot, those objects join the pending set (store_get
- * treats them as gone), leave the memory tier, and the callbacks run. The transaction
- * then applies them as usual and empties the pending set once it commits; if it fails
- * they stay hidden and go first into every later transaction (s->unapplied), and
+ * durable, before the writer's transaction deletes their objects: what each one names
+ * is looked up in a read-only snapshot and among the puts queued ahead of it (not in
+ * the snapshot yet), those objects join the pending set (store_get treats them as
+ * gone), leave the memory tier, and the callbacks run. The writer applies them later,
+ * in order, and takes them out of the pending set once that commits; if it fails they
+ * stay hidden and go first into every later transaction (s->unapplied), and
  * committed_seq and meta's journal_seq stay below them, so that a crash meanwhile has
  * them replayed from the journal. Soft purges (which rewrite records that stay
  * readable), purges naming more than STORE_ACK_EARLY_MAX objects (or too many for the
- * pending set), and every purge while such a failed transaction is being retried, are
- * answered after the commit.
+ * pending set), purges behind more than STORE_INFLIGHT_MAX queued puts, and every purge
+ * while such a failed transaction is being retried, are answered after the commit.
  *
- * Why: a batch's deletes dirty a few random LMDB pages per object; with the answer
- * after them, each purge waited for the previous batch's deletes, its own journal write
- * and its own deletes. Now it waits for the first two only.
+ * Why: a purge's deletes dirty a few random LMDB pages per object, and far fewer per
+ * object when many share one transaction. Answered here, a purge waits for its journal
+ * write only, and the writer may gather thousands of them into one transaction.
+ *
+ * Also numbers the batch's ops for the writer and records its puts as queued.
  */
 static int store_op_may_ack_early(const store_op_t *op)
 {
     return (op->kind == STORE_OP_PURGE_URL || op->kind == STORE_OP_PURGE_SKEY) && !op->soft && !op->journal_failed;
 }
 
+/*
+ * Does someone wait for this op's commit? Not for an answered purge, nor for a put (its
+ * object is served from memory meanwhile): those the writer may hold back a little, to
+ * apply many in one transaction.
+ */
+static int store_op_urgent(const store_op_t *op)
+{
+    return op->kind != STORE_OP_PUT && !op->acked;
+}
+
+static int64_t store_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static void store_batch_ack_early(store_t *s, store_batch_t *b)
 {
-    store_hashvec_t targets = {0}, mem = {0};
-    int acked = 0;
-    store_op_t *first = b->ops;
-    while (first != NULL && !store_op_may_ack_early(first))
-        first = first->next;
-    /* after a failed transaction, answers wait for a commit again (with its error): the
-     * answered-but-unapplied purges stay as few as the pending set allows */
-    if (s->journal == NULL || first == NULL || s->unapplied != NULL)
-        return;
-    MDB_txn *txn = store_rtxn_begin(s);
-    if (txn == NULL)
-        return; /* answered after the commit, as before */
-    for (store_op_t *op = first; op != NULL; op = op->next) {
-        if (!store_op_may_ack_early(op))
+    store_hashvec_t targets = {0}, mem = {0}, tags = {0};
+    MDB_txn *txn = NULL;
+    int acked = 0, may = s->journal != NULL && !atomic_load_explicit(&s->apply_failing, memory_order_acquire);
+    /* before the snapshot: a put forgotten here is committed, so in the snapshot */
+    store_inflight_prune(s);
+    for (store_op_t *op = b->ops; op != NULL; op = op->next) {
+        op->order = ++s->front_order;
+        if (op->kind == STORE_OP_PUT) {
+            store_inflight_add(s, op);
             continue;
+        }
+        if (!may || !store_op_may_ack_early(op) || s->infl_n - s->infl_head > STORE_INFLIGHT_MAX)
+            continue;
+        if (txn == NULL && (txn = store_rtxn_begin(s)) == NULL) {
+            may = 0; /* answered after the commit, as before */
+            continue;
+        }
         uint8_t tag[CACHE_HASH_LEN];
         int rc = 0;
         targets.n = 0;
@@ -1568,26 +1759,36 @@ static void store_batch_ack_early(store_t *s, store_batch_t *b)
             if (op->key_len > 0 && op->key_len <= s->max_keysize)
                 rc = store_txn_collect_dups(txn, s->dbi_skeys, op->key, op->key_len, &targets);
         }
-        if (rc != 0)
-            break; /* this one and the rest are answered after the commit */
+        if (rc != 0) {
+            may = 0; /* this one and the rest are answered after the commit */
+            continue;
+        }
+        size_t in_snapshot = targets.n;
+        for (size_t i = s->infl_head; i < s->infl_n; i++)
+            if (store_inflight_named(&s->infl[i], op, tag))
+                store_hashvec_push(&targets, s->infl[i].obj->hash);
         if (targets.n > STORE_ACK_EARLY_MAX ||
             atomic_load_explicit(&s->pend_n, memory_order_relaxed) + targets.n > STORE_PEND_MAX)
             continue;
         pthread_mutex_lock(&s->pend_lock);
         for (size_t i = 0; i < targets.n; i++) {
             MDB_val k = {CACHE_HASH_LEN, targets.v[i]}, v;
-            if (mdb_get(txn, s->dbi_objects, &k, &v) == 0 && store_pend_add_locked(s, targets.v[i]))
-                op->res.objects++;
+            if (i >= in_snapshot || mdb_get(txn, s->dbi_objects, &k, &v) == 0) {
+                if (store_pend_add_locked(s, targets.v[i]))
+                    op->res.objects++;
+                store_hashvec_push(&op->pended, targets.v[i]);
+            }
             store_hashvec_push(&mem, targets.v[i]);
         }
         pthread_mutex_unlock(&s->pend_lock);
-        store_plog_append(s, tag);
+        store_hashvec_push(&tags, tag);
         op->acked = 1;
         acked = 1;
     }
-    mdb_txn_reset(txn);
+    if (txn != NULL)
+        mdb_txn_reset(txn);
     if (acked) {
-        store_purge_epoch_bump(s); /* as after a commit: the memory tier next */
+        store_plog_publish(s, &tags); /* as after a commit: the memory tier next */
         for (size_t i = 0; s->mem != NULL && i < mem.n; i++)
             mem_remove(s->mem, mem.v[i]);
         for (store_op_t *op = b->ops; op != NULL; op = op->next) {
@@ -1599,15 +1800,83 @@ static void store_batch_ack_early(store_t *s, store_batch_t *b)
     }
     store_hashvec_free(&targets);
     store_hashvec_free(&mem);
+    store_hashvec_free(&tags);
 }
+
+/* Wait until the writer has applied everything handed to it. */
+static void store_front_drain(store_t *s)
+{
+    pthread_mutex_lock(&s->lock);
+    while (s->ahead != NULL || s->applying)
+        pthread_cond_wait(&s->apply_room, &s->lock);
+    pthread_mutex_unlock(&s->lock);
+}
+
+static void *store_front_main(void *arg)
+{
+    store_t *s = arg;
+    pthread_setname_np(pthread_self(), "ec-journal"); /* shown by top -H, ps -L, perf */
+    pthread_mutex_lock(&s->lock);
+    for (;;) {
+        while (s->head == NULL && !s->stopping)
+            pthread_cond_wait(&s->wake, &s->lock);
+        if (s->head == NULL)
+            break; /* stopping, and all of it handed on */
+        /* take what is queued: the batch's purges go to the journal as one segment, which has a size limit */
+        store_batch_t b = {0};
+        store_op_t **tailp = &b.ops, *last = NULL;
+        size_t n = 0, journal_bytes = 0;
+        while (s->head != NULL && n < STORE_BATCH_MAX_OPS) {
+            store_op_t *op = s->head;
+            size_t jcost = op->kind == STORE_OP_PURGE_URL    ? 4 + CACHE_HASH_LEN
+                           : op->kind == STORE_OP_PURGE_SKEY ? 4 + op->key_len
+                           : op->kind == STORE_OP_PURGE_ALL  ? 4
+                                                             : 0;
+            if (n > 0 && journal_bytes + jcost > JOURNAL_MAX_SEGMENT_BYTES)
+                break; /* (a key too long for the journal is never journaled: see store_batch_journal) */
+            journal_bytes += jcost;
+            s->head = op->next;
+            op->next = NULL;
+            *tailp = last = op;
+            tailp = &op->next;
+            n++;
+        }
+        if (s->head == NULL)
+            s->tail = NULL;
+        pthread_mutex_unlock(&s->lock);
+        store_batch_journal(s, &b);
+        store_batch_ack_early(s, &b);
+        size_t urgent = 0;
+        for (store_op_t *op = b.ops; op != NULL; op = op->next)
+            urgent += store_op_urgent(op);
+        pthread_mutex_lock(&s->lock);
+        if (s->atail != NULL) {
+            s->atail->next = b.ops;
+        } else {
+            s->ahead = b.ops;
+            s->ahead_since_ms = store_now_ms();
+        }
+        s->atail = last;
+        s->an += n;
+        s->a_urgent += urgent;
+        pthread_cond_signal(&s->apply_wake);
+        while (s->an > STORE_APPLY_AHEAD_MAX) /* the writer is far behind: let it catch up */
+            pthread_cond_wait(&s->apply_room, &s->lock);
+    }
+    s->front_done = 1;
+    pthread_cond_signal(&s->apply_wake);
+    pthread_mutex_unlock(&s->lock);
+    store_inflight_free(s);
+    return NULL;
+}
+
+/* ---- the writer ---- */
 
 static void store_batch_process(store_t *s, store_batch_t *b)
 {
     uint64_t high = store_high_bytes(s), low = store_low_bytes(s);
     uint64_t used = atomic_load_explicit(&s->st_bytes_used, memory_order_relaxed);
 
-    store_batch_journal(s, b);
-    store_batch_ack_early(s, b);
     if (s->unapplied != NULL) { /* answered earlier, their transaction failed: they go first */
         store_op_t *last = s->unapplied;
         while (last->next != NULL)
@@ -1636,7 +1905,7 @@ static void store_batch_process(store_t *s, store_batch_t *b)
     if (rc == 0 && b->journal_seq != 0)
         atomic_store_explicit(&s->committed_seq, b->journal_seq, memory_order_release);
     if (rc == 0)
-        store_pend_clear(s); /* every answered purge is in this commit */
+        store_pend_release(s, b->ops); /* the answered purges this committed */
     int sync_rc = 0;
     if (rc == 0 && b->need_sync) { /* kv writes and flushes; purges are durable through the journal */
         sync_rc = store_sync_main(s);
@@ -1655,7 +1924,7 @@ static void store_batch_process(store_t *s, store_batch_t *b)
             s->reclaim_has_pos = 0;
         }
         if (b->any_purge || b->any_removal)
-            store_purge_epoch_bump(s);
+            store_plog_publish(s, &b->plog_tags);
         if (s->mem != NULL) {
             if (b->purge_all)
                 mem_clear(s->mem);
@@ -1674,6 +1943,13 @@ static void store_batch_process(store_t *s, store_batch_t *b)
     /* acknowledge everything but flushes now; a flush also waits for the eviction below,
      * so that whoever flushed sees the store settled (and its counters current) */
     store_op_t *flushes = NULL, **unapplied_tail = &s->unapplied;
+    uint64_t order = 0;
+    int keep = 0;
+    for (store_op_t *op = b->ops; op != NULL; op = op->next) {
+        order = op->order > order ? op->order : order;
+        keep |= op->acked && rc != 0;
+    }
+    atomic_store_explicit(&s->apply_failing, keep, memory_order_release); /* before any answer below */
     for (store_op_t *op = b->ops, *next; op != NULL; op = next) {
         next = op->next;
         if (op->acked && rc != 0) { /* answered already: keep it for the next transaction */
@@ -1693,6 +1969,7 @@ static void store_batch_process(store_t *s, store_batch_t *b)
         if (op->journal_failed) {
             op->res.err = STORE_EIO;
         } else if (rc != 0) {
+            s->writer_seq = op->journal_seq > s->writer_seq ? op->journal_seq : s->writer_seq;
             op->res.err = store_lmdb_err(rc);
             op->rc = STORE_EIO;
         } else if (sync_rc != 0 && (op->kind == STORE_OP_KV || op->kind == STORE_OP_FLUSH)) {
@@ -1707,6 +1984,8 @@ static void store_batch_process(store_t *s, store_batch_t *b)
         }
     }
     b->ops = NULL;
+    if (order > atomic_load_explicit(&s->applied_order, memory_order_relaxed))
+        atomic_store_explicit(&s->applied_order, order, memory_order_release);
 
     if (store_measure(s, &used) == 0 && used > high)
         store_evict_to(s, low);
@@ -1803,6 +2082,20 @@ fail:
     s->reclaim_gen = 0;
 }
 
+/* Run one batch with s->lock held on entry and exit; the journal thread may wait for applying to drop. */
+static void store_writer_run(store_t *s, store_batch_t *b)
+{
+    s->applying = 1;
+    pthread_mutex_unlock(&s->lock);
+    store_batch_process(s, b);
+    store_hashvec_free(&b->mem_remove);
+    store_hashvec_free(&b->mem_soft);
+    store_hashvec_free(&b->plog_tags);
+    pthread_mutex_lock(&s->lock);
+    s->applying = 0;
+    pthread_cond_broadcast(&s->apply_room);
+}
+
 static void *store_writer_main(void *arg)
 {
     store_t *s = arg;
@@ -1814,63 +2107,67 @@ static void *store_writer_main(void *arg)
     size_t max_put_cost = s->map_size / 8 < STORE_BATCH_MAX_BYTES ? s->map_size / 8 : STORE_BATCH_MAX_BYTES;
     pthread_mutex_lock(&s->lock);
     for (;;) {
-        if (s->head == NULL) {
-            if (s->stopping)
+        if (s->ahead == NULL) {
+            if (s->front_done)
                 break;
             if (s->unapplied != NULL) {
                 /* answered purges whose transaction failed: try again each second */
                 struct timespec ts;
                 clock_gettime(CLOCK_MONOTONIC, &ts);
                 ts.tv_sec += 1;
-                if (pthread_cond_timedwait(&s->wake, &s->lock, &ts) == ETIMEDOUT && s->head == NULL) {
+                if (pthread_cond_timedwait(&s->apply_wake, &s->lock, &ts) == ETIMEDOUT && s->ahead == NULL) {
                     store_batch_t b = {0}; /* empty: store_batch_process puts them in */
-                    pthread_mutex_unlock(&s->lock);
-                    store_batch_process(s, &b);
-                    store_hashvec_free(&b.mem_remove);
-                    store_hashvec_free(&b.mem_soft);
-                    pthread_mutex_lock(&s->lock);
+                    store_writer_run(s, &b);
                 }
             } else if (s->reclaim_gen != 0) {
                 pthread_mutex_unlock(&s->lock);
                 store_reclaim_step(s);
                 pthread_mutex_lock(&s->lock);
             } else {
-                pthread_cond_wait(&s->wake, &s->lock);
+                pthread_cond_wait(&s->apply_wake, &s->lock);
             }
             continue;
         }
-        /* take what is queued, bounded so that one transaction stays small next to the map */
+        /* only answered purges and puts: wait a little for more, so that they share a transaction */
+        int64_t due = s->ahead_since_ms + STORE_APPLY_DELAY_MS, now;
+        if (s->a_urgent == 0 && s->an < STORE_APPLY_GROUP && !s->front_done && s->unapplied == NULL &&
+            (now = store_now_ms()) < due) {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            ts.tv_sec += (due - now) / 1000;
+            ts.tv_nsec += (long)((due - now) % 1000) * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&s->apply_wake, &s->lock, &ts);
+            continue;
+        }
+        /* take what waits, bounded so that one transaction stays small next to the map */
         store_batch_t b = {0};
         store_op_t **tailp = &b.ops;
-        size_t n = 0, journal_bytes = 0;
-        while (s->head != NULL && n < STORE_BATCH_MAX_OPS) {
-            store_op_t *op = s->head;
+        size_t n = 0;
+        while (s->ahead != NULL && n < STORE_BATCH_MAX_OPS) {
+            store_op_t *op = s->ahead;
             size_t cost = op->kind == STORE_OP_PUT ? store_rec_cost(s, op->obj->rec_len) : 0;
             if (n > 0 && cost > 0 && b.put_cost + cost > max_put_cost)
                 break;
-            /* the batch's purges go to the journal as one segment, which has a size limit */
-            size_t jcost = op->kind == STORE_OP_PURGE_URL    ? 4 + CACHE_HASH_LEN
-                           : op->kind == STORE_OP_PURGE_SKEY ? 4 + op->key_len
-                           : op->kind == STORE_OP_PURGE_ALL  ? 4
-                                                             : 0;
-            if (n > 0 && journal_bytes + jcost > JOURNAL_MAX_SEGMENT_BYTES)
-                break; /* (a key too long for the journal is never journaled: see store_batch_journal) */
-            journal_bytes += jcost;
-            s->head = op->next;
+            s->ahead = op->next;
             op->next = NULL;
             *tailp = op;
             tailp = &op->next;
+            s->a_urgent -= store_op_urgent(op);
             b.put_cost += cost;
             b.has_puts |= op->kind == STORE_OP_PUT;
             n++;
         }
-        if (s->head == NULL)
-            s->tail = NULL;
-        pthread_mutex_unlock(&s->lock);
-        store_batch_process(s, &b);
-        store_hashvec_free(&b.mem_remove);
-        store_hashvec_free(&b.mem_soft);
-        pthread_mutex_lock(&s->lock);
+        if (s->ahead == NULL)
+            s->atail = NULL;
+        else
+            s->ahead_since_ms = store_now_ms(); /* roughly: what is left waits no longer than that */
+        s->an -= n;
+        pthread_cond_broadcast(&s->apply_room);
+        store_writer_run(s, &b);
     }
     pthread_mutex_unlock(&s->lock);
     return NULL;
@@ -2101,6 +2398,8 @@ int store_open(store_t **out, const store_options_t *opt, char *errbuf, size_t e
     pthread_condattr_init(&cattr);
     pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC);
     pthread_cond_init(&s->wake, &cattr);
+    pthread_cond_init(&s->apply_wake, &cattr);
+    pthread_cond_init(&s->apply_room, &cattr);
     pthread_cond_init(&s->checkpoint_wake, &cattr);
     pthread_condattr_destroy(&cattr);
 
@@ -2220,6 +2519,13 @@ int store_open(store_t **out, const store_options_t *opt, char *errbuf, size_t e
             store_msg(errbuf, errlen, "store: cannot start the writer thread: %s", strerror(rc));
             goto fail;
         }
+        s->applier_started = 1;
+        if ((rc = pthread_create(&s->front, NULL, store_front_main, s)) != 0) {
+            store_close(&s); /* the writer is running: stop it the normal way */
+            store_msg(errbuf, errlen, "store: cannot start the journal thread: %s", strerror(rc));
+            return STORE_EIO;
+        }
+        s->front_started = 1;
         s->writer_started = 1;
         if ((rc = pthread_create(&s->checkpointer, NULL, store_checkpoint_main, s)) != 0) {
             /* the writer is running: stop it the normal way */
@@ -2239,6 +2545,8 @@ fail:
     if (s->env != NULL)
         mdb_env_close(s->env);
     pthread_cond_destroy(&s->checkpoint_wake);
+    pthread_cond_destroy(&s->apply_room);
+    pthread_cond_destroy(&s->apply_wake);
     pthread_cond_destroy(&s->wake);
     pthread_mutex_destroy(&s->lock);
     free(s->plog);
@@ -2257,11 +2565,17 @@ void store_close(store_t **storep)
         return;
     assert(s->magic == STORE_MAGIC);
     *storep = NULL;
-    if (s->writer_started) {
+    if (s->applier_started) {
         pthread_mutex_lock(&s->lock);
-        s->stopping = 1; /* refuse new ops; the writer drains what is queued, then exits */
+        s->stopping = 1; /* refuse new ops; the two threads drain what is queued, then exit */
         pthread_cond_signal(&s->wake);
+        if (!s->front_started) {
+            s->front_done = 1;
+            pthread_cond_signal(&s->apply_wake);
+        }
         pthread_mutex_unlock(&s->lock);
+        if (s->front_started)
+            pthread_join(s->front, NULL);
         pthread_join(s->writer, NULL);
     }
     while (s->unapplied != NULL) { /* their transaction kept failing: the next open replays them */
@@ -2276,13 +2590,15 @@ void store_close(store_t **storep)
         pthread_mutex_unlock(&s->lock);
         pthread_join(s->checkpointer, NULL);
     }
-    if (s->writer_started)
+    if (s->applier_started)
         store_sync_main(s); /* the journal's records are then all in the main store */
     journal_close(&s->journal);
-    assert(s->head == NULL);
+    assert(s->head == NULL && s->ahead == NULL);
     store_slots_orphan(s);
     mdb_env_close(s->env);
     pthread_cond_destroy(&s->checkpoint_wake);
+    pthread_cond_destroy(&s->apply_room);
+    pthread_cond_destroy(&s->apply_wake);
     pthread_cond_destroy(&s->wake);
     pthread_mutex_destroy(&s->lock);
     free(s->plog);

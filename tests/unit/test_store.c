@@ -1422,6 +1422,93 @@ START_TEST(test_hold_batches_a_threads_ops)
 }
 END_TEST
 
+/* what a purge's callback saw of one object, and whether anything had committed since `commits` */
+typedef struct queued_seen {
+    store_t *s;
+    mem_tier_t *mem;
+    cache_obj_t *obj;
+    uint64_t commits;
+    int calls, in_mem, on_disk, committed_before_answer;
+    store_purge_result_t res;
+} queued_seen_t;
+
+static void on_queued_purge(void *arg, const store_purge_result_t *res)
+{
+    queued_seen_t *q = arg;
+    cache_obj_t *m = mem_lookup(q->mem, q->obj->hash);
+    store_stats_t st;
+    q->in_mem = m != NULL;
+    obj_unref(&m);
+    q->on_disk = present(q->s, q->obj);
+    store_get_stats(q->s, &st);
+    q->committed_before_answer = st.commits != q->commits;
+    q->res = *res;
+    q->calls++;
+}
+
+/*
+ * A purge answered before its transaction commits also hides the puts queued ahead of
+ * it: they are in the memory tier already, and not yet in the snapshot the answer
+ * looks at. Puts queued after it are new content and stay.
+ */
+START_TEST(test_answer_covers_queued_puts)
+{
+    char *dir = tmpdir_new();
+    mem_tier_t *mem = mem_create(16 << 20, 4);
+    store_t *s = open_store(dir, 64 << 20, mem);
+    cache_obj_t *old = make_obj("example.com/q/old", "qa", "", 100, 'o', 1);
+    cache_obj_t *a = make_obj("example.com/q/a", "qz qa", "", 100, 'a', 1);
+    cache_obj_t *u = make_obj("example.com/q/u", "qu", "", 100, 'u', 1);
+    cache_obj_t *later = make_obj("example.com/q/later", "qa", "", 100, 'l', 1);
+    store_put(s, old);
+    ck_assert_int_eq(store_flush(s), 0);
+    store_stats_t st;
+    store_get_stats(s, &st);
+    queued_seen_t qa = {.s = s, .mem = mem, .obj = a, .commits = st.commits};
+    queued_seen_t qu = {.s = s, .mem = mem, .obj = u, .commits = st.commits};
+
+    store_hold_begin(s); /* one batch: the puts are queued, not committed, when the purges are answered */
+    ck_assert_int_eq(mem_insert(mem, a), 0);
+    store_put(s, a);
+    ck_assert_int_eq(mem_insert(mem, u), 0);
+    store_put(s, u);
+    store_purge_surrogate_key(s, "qa", 2, 0, on_queued_purge, &qa);
+    store_purge_key_url(s, u->key, u->key_len, 0, on_queued_purge, &qu);
+    ck_assert_int_eq(mem_insert(mem, later), 0);
+    store_put(s, later);
+    store_hold_end(s);
+    ck_assert_int_eq(store_flush(s), 0);
+
+    ck_assert_int_eq(qa.calls, 1);
+    ck_assert_int_eq(qu.calls, 1);
+    ck_assert_msg(!qa.committed_before_answer && !qu.committed_before_answer, "not answered before the commit");
+    ck_assert_int_eq(qa.res.err, 0);
+    ck_assert_msg(!qa.in_mem && !qa.on_disk, "queued put served after its key purge was answered (mem %d, disk %d)",
+                  qa.in_mem, qa.on_disk);
+    ck_assert_msg(!qu.in_mem && !qu.on_disk, "queued put served after its URL purge was answered (mem %d, disk %d)",
+                  qu.in_mem, qu.on_disk);
+    ck_assert_uint_eq(qa.res.objects, 2); /* old, from the snapshot, and the queued a */
+    ck_assert_uint_eq(qu.res.objects, 1);
+    ck_assert(!present(s, old) && !present(s, a) && !present(s, u));
+    ck_assert(present(s, later));
+    cache_obj_t *m = mem_lookup(mem, later->hash);
+    ck_assert_ptr_nonnull(m);
+    obj_unref(&m);
+
+    store_close(&s);
+    s = open_store(dir, 64 << 20, mem);
+    ck_assert(!present(s, old) && !present(s, a) && !present(s, u));
+    ck_assert(present(s, later));
+    store_close(&s);
+    obj_unref(&old);
+    obj_unref(&a);
+    obj_unref(&u);
+    obj_unref(&later);
+    mem_destroy(&mem);
+    tmpdir_free(dir);
+}
+END_TEST
+
 /* A new store's purge journal is a sixteenth of its map, from 8 MiB to 32 MiB; an
  * existing journal keeps its size when the store is reopened with another map. */
 START_TEST(test_journal_size_follows_the_map)
@@ -1556,6 +1643,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_journal_absent_and_full);
     tcase_add_test(tc, test_journal_size_follows_the_map);
     tcase_add_test(tc, test_hold_batches_a_threads_ops);
+    tcase_add_test(tc, test_answer_covers_queued_puts);
     tcase_add_test(tc, test_checkpoint_when_a_quarter_of_the_journal_waits);
     suite_add_tcase(s, tc);
     return s;
