@@ -221,6 +221,7 @@ typedef struct store_op {
 /* a put the journal thread handed the writer, not yet committed (see store_batch_ack_early) */
 typedef struct store_inflight {
     uint64_t order;
+    int has_since;    /* its fetch's start is known (store_put_since) */
     cache_obj_t *obj; /* a reference */
     uint8_t url[CACHE_HASH_LEN];
     store_hashvec_t tags; /* of its surrogate keys */
@@ -372,7 +373,7 @@ static void store_skey_tag(const char *skey, size_t len, uint8_t tag[CACHE_HASH_
  * one step (both writing threads publish). A fetch that began at an earlier epoch then
  * sees them (store_purged_since).
  */
-static void store_plog_publish(store_t *s, const store_hashvec_t *tags)
+static uint64_t store_plog_publish(store_t *s, const store_hashvec_t *tags)
 {
     pthread_mutex_lock(&s->plog_lock);
     uint64_t epoch = atomic_fetch_add_explicit(&s->purge_epoch, 1, memory_order_acq_rel) + 1;
@@ -382,6 +383,39 @@ static void store_plog_publish(store_t *s, const store_hashvec_t *tags)
         memcpy(e->tag, tags->v[i], CACHE_HASH_LEN);
     }
     pthread_mutex_unlock(&s->plog_lock);
+    return epoch;
+}
+
+/*
+ * Take out of the memory tier the queued puts among ops that `tags` name (purges just
+ * published under `epoch`) and whose fetch began before it: a fetch that finished after
+ * the purge arrived, and queued its put behind it, before the purge was published (so
+ * its own store_purged_since checks found nothing). The writer drops such puts
+ * (store_txn_put), but only after the purge is answered.
+ */
+static void store_hide_queued_puts(store_t *s, const store_op_t *ops, const store_hashvec_t *tags, uint64_t epoch)
+{
+    if (s->mem == NULL || tags->n == 0)
+        return;
+    for (const store_op_t *op = ops; op != NULL; op = op->next) {
+        if (op->kind != STORE_OP_PUT || !op->has_since || op->since_epoch >= epoch)
+            continue;
+        const cache_obj_t *obj = op->obj;
+        uint8_t url[CACHE_HASH_LEN];
+        obj_key_hash(obj->key, obj->key_len, url);
+        int named = 0;
+        for (size_t i = 0; i < tags->n && !named; i++)
+            named = memcmp(tags->v[i], url, CACHE_HASH_LEN) == 0;
+        size_t pos = 0, len;
+        for (const char *tok; !named && (tok = store_skey_next(obj->skeys, obj->skeys_len, &pos, &len)) != NULL;) {
+            uint8_t tag[CACHE_HASH_LEN];
+            store_skey_tag(tok, len, tag);
+            for (size_t i = 0; i < tags->n && !named; i++)
+                named = memcmp(tags->v[i], tag, CACHE_HASH_LEN) == 0;
+        }
+        if (named)
+            mem_remove_if_same(s->mem, obj->hash, obj);
+    }
 }
 
 typedef struct store_plog_query {
@@ -1656,6 +1690,7 @@ static void store_inflight_add(store_t *s, const store_op_t *op)
     const cache_obj_t *obj = op->obj;
     memset(f, 0, sizeof(*f));
     f->order = op->order;
+    f->has_since = op->has_since;
     f->obj = obj_ref(op->obj);
     obj_key_hash(obj->key, obj->key_len, f->url);
     size_t pos = 0, len;
@@ -1675,9 +1710,15 @@ static void store_inflight_free(store_t *s)
     s->infl_cap = 0;
 }
 
-/* Does the queued put f belong to what op purges? */
+/*
+ * Does the queued put f belong to what op purges? Those queued ahead of it do; so do
+ * those queued behind it whose fetch began before it is answered (all but a plain
+ * store_put, which stores new content).
+ */
 static int store_inflight_named(const store_inflight_t *f, const store_op_t *op, const uint8_t tag[CACHE_HASH_LEN])
 {
+    if (f->order > op->order && !f->has_since)
+        return 0;
     if (op->kind == STORE_OP_PURGE_URL)
         return memcmp(f->url, op->hash, CACHE_HASH_LEN) == 0;
     for (size_t i = 0; i < f->tags.n; i++)
@@ -1689,9 +1730,11 @@ static int store_inflight_named(const store_inflight_t *f, const store_op_t *op,
 /*
  * Answer the batch's hard URL and key purges as soon as their journal records are
  * durable, before the writer's transaction deletes their objects: what each one names
- * is looked up in a read-only snapshot and among the puts queued ahead of it (not in
- * the snapshot yet), those objects join the pending set (store_get treats them as
- * gone), leave the memory tier, and the callbacks run. The writer applies them later,
+ * is looked up in a read-only snapshot and among the puts not committed yet (queued
+ * ahead of it, or behind it for a fetch that began before it; see
+ * store_inflight_named), those objects join the pending set (store_get treats them as
+ * gone), leave the memory tier (with the puts queued since the batch was taken), and
+ * the callbacks run. The writer applies them later,
  * in order, and takes them out of the pending set once that commits; if it fails they
  * stay hidden and go first into every later transaction (s->unapplied), and
  * committed_seq and meta's journal_seq stay below them, so that a crash meanwhile has
@@ -1735,12 +1778,13 @@ static void store_batch_ack_early(store_t *s, store_batch_t *b)
     int acked = 0, may = s->journal != NULL && !atomic_load_explicit(&s->apply_failing, memory_order_acquire);
     /* before the snapshot: a put forgotten here is committed, so in the snapshot */
     store_inflight_prune(s);
+    /* the batch's puts, after a purge too: their fetches began before it is answered */
     for (store_op_t *op = b->ops; op != NULL; op = op->next) {
         op->order = ++s->front_order;
-        if (op->kind == STORE_OP_PUT) {
+        if (op->kind == STORE_OP_PUT)
             store_inflight_add(s, op);
-            continue;
-        }
+    }
+    for (store_op_t *op = b->ops; op != NULL; op = op->next) {
         if (!may || !store_op_may_ack_early(op) || s->infl_n - s->infl_head > STORE_INFLIGHT_MAX)
             continue;
         if (txn == NULL && (txn = store_rtxn_begin(s)) == NULL) {
@@ -1788,9 +1832,12 @@ static void store_batch_ack_early(store_t *s, store_batch_t *b)
     if (txn != NULL)
         mdb_txn_reset(txn);
     if (acked) {
-        store_plog_publish(s, &tags); /* as after a commit: the memory tier next */
+        uint64_t epoch = store_plog_publish(s, &tags); /* as after a commit: the memory tier next */
         for (size_t i = 0; s->mem != NULL && i < mem.n; i++)
             mem_remove(s->mem, mem.v[i]);
+        pthread_mutex_lock(&s->lock); /* puts queued since this batch was taken */
+        store_hide_queued_puts(s, s->head, &tags, epoch);
+        pthread_mutex_unlock(&s->lock);
         for (store_op_t *op = b->ops; op != NULL; op = op->next) {
             if (op->acked && op->cb != NULL) {
                 op->cb(op->cb_arg, &op->res);
@@ -1923,8 +1970,13 @@ static void store_batch_process(store_t *s, store_batch_t *b)
             s->reclaim_gen = b->gen; /* start (or restart) the background pass */
             s->reclaim_has_pos = 0;
         }
-        if (b->any_purge || b->any_removal)
-            store_plog_publish(s, &b->plog_tags);
+        if (b->any_purge || b->any_removal) {
+            uint64_t epoch = store_plog_publish(s, &b->plog_tags);
+            pthread_mutex_lock(&s->lock); /* puts queued behind this batch */
+            store_hide_queued_puts(s, s->ahead, &b->plog_tags, epoch);
+            store_hide_queued_puts(s, s->head, &b->plog_tags, epoch);
+            pthread_mutex_unlock(&s->lock);
+        }
         if (s->mem != NULL) {
             if (b->purge_all)
                 mem_clear(s->mem);
