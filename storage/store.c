@@ -72,7 +72,7 @@
 #define STORE_PEND_MAX 65536     /* objects the pending set holds at most (2.5 MiB) */
 #define STORE_APPLY_AHEAD_MAX 16384 /* ops the journal thread may hand the writer before it waits */
 #define STORE_INFLIGHT_MAX 1024     /* queued puts an early answer looks through; more: answered after the commit */
-#define STORE_APPLY_GROUP 4096      /* ops no one waits for that the writer gathers into one transaction */
+#define STORE_APPLY_GROUP 4096      /* answered purges the writer gathers into one transaction */
 #define STORE_APPLY_DELAY_MS 50     /* how long it may wait for them */
 #define STORE_BATCH_MAX_BYTES ((size_t)64 << 20)
 #define STORE_EVICT_CHUNK 1000          /* objects per eviction transaction */
@@ -1755,13 +1755,14 @@ static int store_op_may_ack_early(const store_op_t *op)
 }
 
 /*
- * Does someone wait for this op's commit? Not for an answered purge, nor for a put (its
- * object is served from memory meanwhile): those the writer may hold back a little, to
- * apply many in one transaction.
+ * Should the writer apply this op without waiting for more? All but an answered purge,
+ * which the writer may hold back a little to apply many in one transaction. (A put
+ * waits for no one either, but while it is queued every early answer looks through it,
+ * and a fill keeps the queue full of them.)
  */
 static int store_op_urgent(const store_op_t *op)
 {
-    return op->kind != STORE_OP_PUT && !op->acked;
+    return !op->acked;
 }
 
 static int64_t store_now_ms(void)
@@ -2180,7 +2181,7 @@ static void *store_writer_main(void *arg)
             }
             continue;
         }
-        /* only answered purges and puts: wait a little for more, so that they share a transaction */
+        /* only answered purges: wait a little for more, so that they share a transaction */
         int64_t due = s->ahead_since_ms + STORE_APPLY_DELAY_MS, now;
         if (s->a_urgent == 0 && s->an < STORE_APPLY_GROUP && !s->front_done && s->unapplied == NULL &&
             (now = store_now_ms()) < due) {
