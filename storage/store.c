@@ -1898,6 +1898,7 @@ static void *store_front_main(void *arg)
         for (store_op_t *op = b.ops; op != NULL; op = op->next)
             urgent += store_op_urgent(op);
         pthread_mutex_lock(&s->lock);
+        int was_empty = s->ahead == NULL;
         if (s->atail != NULL) {
             s->atail->next = b.ops;
         } else {
@@ -1907,7 +1908,9 @@ static void *store_front_main(void *arg)
         s->atail = last;
         s->an += n;
         s->a_urgent += urgent;
-        pthread_cond_signal(&s->apply_wake);
+        /* a writer gathering answered purges wakes at its deadline anyway: wake it only to change that */
+        if (was_empty || urgent > 0 || s->an >= STORE_APPLY_GROUP)
+            pthread_cond_signal(&s->apply_wake);
         while (s->an > STORE_APPLY_AHEAD_MAX) /* the writer is far behind: let it catch up */
             pthread_cond_wait(&s->apply_room, &s->lock);
     }
