@@ -29,20 +29,22 @@
  *     miss a resident copy.
  *   - An object whose generation is below the current generation is a miss.
  *   - An object in the pending set (a purge of it was answered, the transaction
- *     deleting it has not committed) is a miss; the set is emptied only by a
- *     commit that applied every answered purge.
+ *     deleting it has not committed) is a miss; a purge's references in the set
+ *     are dropped only by the commit that applied it.
  *
  * Threads: any thread reads (store_get, kv reads) through read-only transactions
  * (MDB_NOTLS, so a transaction is not tied to its thread; store_get keeps one per
- * (thread, store), reset between reads). The one writer thread owns every write
- * transaction: it takes all queued operations, writes their purges to the journal
+ * (thread, store), reset between reads). Writes pass two threads in turn. The
+ * journal thread takes all queued operations, writes their purges to the journal
  * (one synced write), answers the hard URL and key purges among them at once
  * (store_batch_ack_early: their objects join the pending set that store_get
- * checks), applies everything in one transaction (group commit), commits, syncs
- * when one of them needs durability, then bumps the purge epoch, updates the
- * memory tier, and finally runs the other callbacks and wakes waiters. When its
+ * checks) and hands everything on in order. The one writer thread owns every write
+ * transaction: it applies what it was handed in one transaction (group commit;
+ * answered purges may wait up to STORE_APPLY_DELAY_MS for more), commits, syncs
+ * when one of the operations needs durability, then bumps the purge epoch, updates
+ * the memory tier, and finally runs the other callbacks and wakes waiters. When its
  * queue is idle it reclaims objects of old generations. A store
- * opened read-only has no writer; store_kv_put_sync then writes directly.
+ * opened read-only has neither; store_kv_put_sync then writes directly.
  */
 #include "storage/store.h"
 
@@ -272,6 +274,7 @@ struct store {
      * transactions as large as what waits allows. applied_order is the order of the last
      * op the writer has finished: the journal thread's view of which puts are committed.
      */
+    store_op_t *transit;       /* the batch the journal thread has taken from head (guarded by lock) */
     store_op_t *ahead, *atail; /* guarded by lock */
     size_t an;                 /* ops in ahead */
     size_t a_urgent;           /* of them, ops someone waits for (see store_op_urgent) */
@@ -386,36 +389,66 @@ static uint64_t store_plog_publish(store_t *s, const store_hashvec_t *tags)
     return epoch;
 }
 
-/*
- * Take out of the memory tier the queued puts among ops that `tags` name (purges just
- * published under `epoch`) and whose fetch began before it: a fetch that finished after
- * the purge arrived, and queued its put behind it, before the purge was published (so
- * its own store_purged_since checks found nothing). The writer drops such puts
- * (store_txn_put), but only after the purge is answered.
- */
-static void store_hide_queued_puts(store_t *s, const store_op_t *ops, const store_hashvec_t *tags, uint64_t epoch)
+static int store_tag_cmp(const void *a, const void *b)
 {
-    if (s->mem == NULL || tags->n == 0)
-        return;
+    return memcmp(a, b, CACHE_HASH_LEN);
+}
+
+/* push the puts among ops whose fetch began before epoch, with a reference each */
+static void store_puts_before(const store_op_t *ops, uint64_t epoch, cache_obj_t ***v, size_t *n, size_t *cap)
+{
     for (const store_op_t *op = ops; op != NULL; op = op->next) {
         if (op->kind != STORE_OP_PUT || !op->has_since || op->since_epoch >= epoch)
             continue;
-        const cache_obj_t *obj = op->obj;
-        uint8_t url[CACHE_HASH_LEN];
-        obj_key_hash(obj->key, obj->key_len, url);
-        int named = 0;
-        for (size_t i = 0; i < tags->n && !named; i++)
-            named = memcmp(tags->v[i], url, CACHE_HASH_LEN) == 0;
+        if (*n == *cap) {
+            *cap = *cap ? *cap * 2 : 64;
+            *v = store_xrealloc(*v, *cap * sizeof(**v));
+        }
+        (*v)[(*n)++] = obj_ref(op->obj);
+    }
+}
+
+/*
+ * Take out of the memory tier every queued put (in the queue, with the journal thread,
+ * or waiting for the writer) that `tags` name, purges just published under `epoch`,
+ * and whose fetch began before it: a fetch that finished after the purge arrived, and
+ * queued its put behind it, before the purge was published (so its own
+ * store_purged_since checks found nothing). The writer drops such puts
+ * (store_txn_put), but only after the purge is answered. A put queued after this looks
+ * is seen by its fetch's second check. The queues are copied under the lock and
+ * matched outside it.
+ */
+static void store_hide_queued_puts(store_t *s, const store_hashvec_t *tags, uint64_t epoch)
+{
+    if (s->mem == NULL || tags->n == 0)
+        return;
+    cache_obj_t **v = NULL;
+    size_t n = 0, cap = 0;
+    pthread_mutex_lock(&s->lock);
+    store_puts_before(s->head, epoch, &v, &n, &cap);
+    store_puts_before(s->transit, epoch, &v, &n, &cap);
+    store_puts_before(s->ahead, epoch, &v, &n, &cap);
+    pthread_mutex_unlock(&s->lock);
+    if (n == 0)
+        return;
+    uint8_t(*sorted)[CACHE_HASH_LEN] = store_xmemdup(tags->v, tags->n * CACHE_HASH_LEN, 0);
+    qsort(sorted, tags->n, CACHE_HASH_LEN, store_tag_cmp);
+    for (size_t i = 0; i < n; i++) {
+        cache_obj_t *obj = v[i];
+        uint8_t tag[CACHE_HASH_LEN];
+        obj_key_hash(obj->key, obj->key_len, tag);
+        int named = bsearch(tag, sorted, tags->n, CACHE_HASH_LEN, store_tag_cmp) != NULL;
         size_t pos = 0, len;
         for (const char *tok; !named && (tok = store_skey_next(obj->skeys, obj->skeys_len, &pos, &len)) != NULL;) {
-            uint8_t tag[CACHE_HASH_LEN];
             store_skey_tag(tok, len, tag);
-            for (size_t i = 0; i < tags->n && !named; i++)
-                named = memcmp(tags->v[i], tag, CACHE_HASH_LEN) == 0;
+            named = bsearch(tag, sorted, tags->n, CACHE_HASH_LEN, store_tag_cmp) != NULL;
         }
         if (named)
             mem_remove_if_same(s->mem, obj->hash, obj);
+        obj_unref(&v[i]);
     }
+    free(sorted);
+    free(v);
 }
 
 typedef struct store_plog_query {
@@ -1413,7 +1446,10 @@ static void store_batch_journal(store_t *s, store_batch_t *b)
         for (store_op_t *op = b->ops; op != NULL; op = op->next) {
             if (op->journal_seq != 0) {
                 op->journal_failed = 1;
-                op->journal_seq = 0;
+                if (rc == JOURNAL_EFULL)
+                    op->journal_seq = 0; /* nothing written: the seq is used again */
+                /* else its seq stays: the record may be intact, and meta's journal_seq must pass it (a crash must
+                 * not apply a purge answered STORE_EIO over puts stored after it) */
             }
         }
     }
@@ -1788,6 +1824,8 @@ static void store_batch_ack_early(store_t *s, store_batch_t *b)
     for (store_op_t *op = b->ops; op != NULL; op = op->next) {
         if (!may || !store_op_may_ack_early(op) || s->infl_n - s->infl_head > STORE_INFLIGHT_MAX)
             continue;
+        if (op->kind == STORE_OP_PURGE_SKEY && (op->key_len == 0 || op->key_len > s->max_keysize))
+            continue; /* never indexed, so the writer purges nothing for it: nor may the answer */
         if (txn == NULL && (txn = store_rtxn_begin(s)) == NULL) {
             may = 0; /* answered after the commit, as before */
             continue;
@@ -1801,8 +1839,7 @@ static void store_batch_ack_early(store_t *s, store_batch_t *b)
             rc = store_txn_collect_dups(txn, s->dbi_variants, op->hash, CACHE_HASH_LEN, &targets);
         } else {
             store_skey_tag(op->key, op->key_len, tag);
-            if (op->key_len > 0 && op->key_len <= s->max_keysize)
-                rc = store_txn_collect_dups(txn, s->dbi_skeys, op->key, op->key_len, &targets);
+            rc = store_txn_collect_dups(txn, s->dbi_skeys, op->key, op->key_len, &targets);
         }
         if (rc != 0) {
             may = 0; /* this one and the rest are answered after the commit */
@@ -1836,9 +1873,7 @@ static void store_batch_ack_early(store_t *s, store_batch_t *b)
         uint64_t epoch = store_plog_publish(s, &tags); /* as after a commit: the memory tier next */
         for (size_t i = 0; s->mem != NULL && i < mem.n; i++)
             mem_remove(s->mem, mem.v[i]);
-        pthread_mutex_lock(&s->lock); /* puts queued since this batch was taken */
-        store_hide_queued_puts(s, s->head, &tags, epoch);
-        pthread_mutex_unlock(&s->lock);
+        store_hide_queued_puts(s, &tags, epoch); /* puts queued since this batch was taken */
         for (store_op_t *op = b->ops; op != NULL; op = op->next) {
             if (op->acked && op->cb != NULL) {
                 op->cb(op->cb_arg, &op->res);
@@ -1891,6 +1926,7 @@ static void *store_front_main(void *arg)
         }
         if (s->head == NULL)
             s->tail = NULL;
+        s->transit = b.ops; /* its puts stay visible to store_hide_queued_puts */
         pthread_mutex_unlock(&s->lock);
         store_batch_journal(s, &b);
         store_batch_ack_early(s, &b);
@@ -1898,6 +1934,7 @@ static void *store_front_main(void *arg)
         for (store_op_t *op = b.ops; op != NULL; op = op->next)
             urgent += store_op_urgent(op);
         pthread_mutex_lock(&s->lock);
+        s->transit = NULL;
         int was_empty = s->ahead == NULL;
         if (s->atail != NULL) {
             s->atail->next = b.ops;
@@ -1976,10 +2013,7 @@ static void store_batch_process(store_t *s, store_batch_t *b)
         }
         if (b->any_purge || b->any_removal) {
             uint64_t epoch = store_plog_publish(s, &b->plog_tags);
-            pthread_mutex_lock(&s->lock); /* puts queued behind this batch */
-            store_hide_queued_puts(s, s->ahead, &b->plog_tags, epoch);
-            store_hide_queued_puts(s, s->head, &b->plog_tags, epoch);
-            pthread_mutex_unlock(&s->lock);
+            store_hide_queued_puts(s, &b->plog_tags, epoch); /* puts queued behind this batch */
         }
         if (s->mem != NULL) {
             if (b->purge_all)
@@ -2004,6 +2038,15 @@ static void store_batch_process(store_t *s, store_batch_t *b)
     for (store_op_t *op = b->ops; op != NULL; op = op->next) {
         order = op->order > order ? op->order : order;
         keep |= op->acked && rc != 0;
+        if (op->kind != STORE_OP_PUT)
+            continue;
+        /* before any answer: a put dropped for a purge earlier in this batch must be out of memory by then */
+        if (rc != 0 && op->dropped == STORE_PUT_KEPT)
+            op->dropped = STORE_PUT_MAP_FULL;
+        if (op->dropped == STORE_PUT_MAP_FULL || op->dropped == STORE_PUT_TOO_LARGE)
+            atomic_fetch_add_explicit(&s->st_map_full, 1, memory_order_relaxed);
+        if (op->dropped != STORE_PUT_KEPT && s->mem != NULL)
+            mem_remove_if_same(s->mem, op->obj->hash, op->obj);
     }
     atomic_store_explicit(&s->apply_failing, keep, memory_order_release); /* before any answer below */
     for (store_op_t *op = b->ops, *next; op != NULL; op = next) {
@@ -2014,18 +2057,11 @@ static void store_batch_process(store_t *s, store_batch_t *b)
             unapplied_tail = &op->next;
             continue;
         }
-        if (op->kind == STORE_OP_PUT) {
-            if (rc != 0 && op->dropped == STORE_PUT_KEPT)
-                op->dropped = STORE_PUT_MAP_FULL;
-            if (op->dropped == STORE_PUT_MAP_FULL || op->dropped == STORE_PUT_TOO_LARGE)
-                atomic_fetch_add_explicit(&s->st_map_full, 1, memory_order_relaxed);
-            if (op->dropped != STORE_PUT_KEPT && s->mem != NULL)
-                mem_remove_if_same(s->mem, op->obj->hash, op->obj);
-        }
+        if (op->journal_failed || rc != 0)
+            s->writer_seq = op->journal_seq > s->writer_seq ? op->journal_seq : s->writer_seq;
         if (op->journal_failed) {
             op->res.err = STORE_EIO;
         } else if (rc != 0) {
-            s->writer_seq = op->journal_seq > s->writer_seq ? op->journal_seq : s->writer_seq;
             op->res.err = store_lmdb_err(rc);
             op->rc = STORE_EIO;
         } else if (sync_rc != 0 && (op->kind == STORE_OP_KV || op->kind == STORE_OP_FLUSH)) {

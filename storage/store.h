@@ -3,7 +3,8 @@
  * the purge-all generation, config and tokens, in one LMDB environment.
  *
  * Threads: any thread may read (store_get, store_generation, store_config_get);
- * every write goes through the single writer thread the store owns, which
+ * every write goes through the store's journal thread (which writes purges to the
+ * purge journal and answers them) and then its single writer thread, which
  * group-commits whatever is queued. Callers never block on a write, except
  * store_flush and the *_sync helpers, which exist for the CLI and tests.
  *
@@ -65,16 +66,17 @@ typedef struct store_purge_result {
 } store_purge_result_t;
 
 /**
- * Callback run on the writer thread once a purge is durable (see Durability above)
- * and neither store_get nor the memory tier returns the purged objects. It must not
- * block; to reach an event loop, post an h2o_multithread message. `res` is borrowed
- * for the call.
+ * Callback run once a purge is durable (see Durability above) and neither store_get
+ * nor the memory tier returns the purged objects: on the store's journal thread for a
+ * purge answered before its commit, on its writer thread otherwise (so answers may
+ * come in another order than the purges were queued). It must not block; to reach an
+ * event loop, post an h2o_multithread message. `res` is borrowed for the call.
  */
 typedef void (*store_purge_cb)(void *arg, const store_purge_result_t *res);
 
 /**
  * Open (creating if needed) the environment in opt->dir, run pending schema migrations
- * (migrations/mig.h) and start the writer thread. No scan of the data at start-up.
+ * (migrations/mig.h) and start the journal and writer threads. No scan of the data at start-up.
  * On error returns a negative code and writes a one-line message into errbuf.
  */
 int store_open(store_t **out, const store_options_t *opt, char *errbuf, size_t errlen);

@@ -1524,6 +1524,82 @@ START_TEST(test_answer_covers_queued_puts)
 END_TEST
 
 /*
+ * The same for purges answered after their commit (soft ones; hard ones behind more
+ * queued puts than an early answer looks through): a put queued behind the purge from
+ * a fetch that began before it is out of memory when the callback runs. And a purge
+ * of a key too long to have been indexed purges nothing, and says so.
+ */
+START_TEST(test_writer_answers_cover_queued_puts)
+{
+    char *dir = tmpdir_new();
+    mem_tier_t *mem = mem_create(64 << 20, 4);
+    store_t *s = open_store(dir, 128 << 20, mem);
+    cache_obj_t *soft = make_obj("example.com/w/soft", "ws", "", 100, 's', 1);
+    cache_obj_t *hard = make_obj("example.com/w/hard", "wh", "", 100, 'h', 1);
+    enum { FILL = 1100 };
+    static cache_obj_t *fill[FILL];
+
+    /* soft: answered after its commit */
+    uint64_t since = store_purge_epoch(s);
+    queued_seen_t qs = {.s = s, .mem = mem, .obj = soft};
+    store_hold_begin(s);
+    store_purge_surrogate_key(s, "ws", 2, 1, on_queued_purge, &qs);
+    ck_assert_int_eq(mem_insert(mem, soft), 0);
+    store_put_since(s, soft, since);
+    store_hold_end(s);
+    ck_assert_int_eq(store_flush(s), 0);
+    ck_assert_int_eq(qs.calls, 1);
+    ck_assert_msg(!qs.in_mem, "a put behind a soft purge is in memory when it is answered");
+    ck_assert(!present(s, soft));
+
+    /* hard, behind more queued puts than an early answer looks through */
+    since = store_purge_epoch(s);
+    queued_seen_t qh = {.s = s, .mem = mem, .obj = hard};
+    store_hold_begin(s);
+    for (int i = 0; i < FILL; i++) {
+        char key[64];
+        snprintf(key, sizeof(key), "example.com/w/fill/%d", i);
+        fill[i] = make_obj(key, "", "", 16, 'f', 1);
+        store_put(s, fill[i]);
+    }
+    store_purge_surrogate_key(s, "wh", 2, 0, on_queued_purge, &qh);
+    ck_assert_int_eq(mem_insert(mem, hard), 0);
+    store_put_since(s, hard, since);
+    store_hold_end(s);
+    ck_assert_int_eq(store_flush(s), 0);
+    ck_assert_int_eq(qh.calls, 1);
+    ck_assert_msg(qh.committed_before_answer || qh.res.objects == 0, "expected an answer after the commit");
+    ck_assert_msg(!qh.in_mem, "a put behind a hard purge is in memory when it is answered");
+    ck_assert(!present(s, hard));
+
+    /* a key longer than any indexed one */
+    char longkey[600];
+    memset(longkey, 'l', sizeof(longkey) - 1);
+    longkey[sizeof(longkey) - 1] = '\0';
+    cache_obj_t *tagged = make_obj("example.com/w/long", longkey, "", 16, 'l', 1);
+    purge_record_t pr = {0};
+    store_hold_begin(s);
+    store_put(s, tagged);
+    store_purge_surrogate_key(s, longkey, strlen(longkey), 0, on_purge, &pr);
+    store_hold_end(s);
+    ck_assert_int_eq(store_flush(s), 0);
+    ck_assert_int_eq(pr.calls, 1);
+    ck_assert_int_eq(pr.last.err, 0);
+    ck_assert_uint_eq(pr.last.objects, 0);
+    ck_assert(present(s, tagged));
+    obj_unref(&tagged);
+
+    store_close(&s);
+    obj_unref(&soft);
+    obj_unref(&hard);
+    for (int i = 0; i < FILL; i++)
+        obj_unref(&fill[i]);
+    mem_destroy(&mem);
+    tmpdir_free(dir);
+}
+END_TEST
+
+/*
  * The store under the server's protocol, with real threads: fetchers publish objects as
  * proxy.c's publish_object does (check the purge log since the fetch began, insert into
  * memory, queue the put, check again), a promoter copies disk hits into memory as
@@ -1817,6 +1893,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_journal_size_follows_the_map);
     tcase_add_test(tc, test_hold_batches_a_threads_ops);
     tcase_add_test(tc, test_answer_covers_queued_puts);
+    tcase_add_test(tc, test_writer_answers_cover_queued_puts);
     tcase_add_test(tc, test_purge_races_fetches_and_promotions);
     tcase_add_test(tc, test_checkpoint_when_a_quarter_of_the_journal_waits);
     suite_add_tcase(s, tc);
