@@ -1974,6 +1974,11 @@ static void store_batch_process(store_t *s, store_batch_t *b)
         s->unapplied = NULL;
     }
 
+    /* a purge whose journal write failed is never applied: this commit's journal_seq passes it already */
+    for (store_op_t *op = b->ops; op != NULL; op = op->next)
+        if (op->journal_failed && op->journal_seq > s->writer_seq)
+            s->writer_seq = op->journal_seq;
+
     /* make room before the puts land, so that the map never fills */
     if (b->has_puts && used + b->put_cost > high)
         store_evict_to(s, high > b->put_cost && high - b->put_cost < low ? high - b->put_cost : low);
