@@ -416,9 +416,10 @@ static void store_puts_before(const store_op_t *ops, uint64_t epoch, cache_obj_t
  * store_purged_since checks found nothing). The writer drops such puts
  * (store_txn_put), but only after the purge is answered. A put queued after this looks
  * is seen by its fetch's second check. The queues are copied under the lock and
- * matched outside it.
+ * matched outside it. With head_only (for the journal thread's early answers, whose
+ * in-flight list covers the other two), the queue alone.
  */
-static void store_hide_queued_puts(store_t *s, const store_hashvec_t *tags, uint64_t epoch)
+static void store_hide_queued_puts(store_t *s, const store_hashvec_t *tags, uint64_t epoch, int head_only)
 {
     if (s->mem == NULL || tags->n == 0)
         return;
@@ -426,8 +427,10 @@ static void store_hide_queued_puts(store_t *s, const store_hashvec_t *tags, uint
     size_t n = 0, cap = 0;
     pthread_mutex_lock(&s->lock);
     store_puts_before(s->head, epoch, &v, &n, &cap);
-    store_puts_before(s->transit, epoch, &v, &n, &cap);
-    store_puts_before(s->ahead, epoch, &v, &n, &cap);
+    if (!head_only) {
+        store_puts_before(s->transit, epoch, &v, &n, &cap);
+        store_puts_before(s->ahead, epoch, &v, &n, &cap); /* up to STORE_APPLY_GROUP ops: not on every answer */
+    }
     pthread_mutex_unlock(&s->lock);
     if (n == 0)
         return;
@@ -1873,7 +1876,7 @@ static void store_batch_ack_early(store_t *s, store_batch_t *b)
         uint64_t epoch = store_plog_publish(s, &tags); /* as after a commit: the memory tier next */
         for (size_t i = 0; s->mem != NULL && i < mem.n; i++)
             mem_remove(s->mem, mem.v[i]);
-        store_hide_queued_puts(s, &tags, epoch); /* puts queued since this batch was taken */
+        store_hide_queued_puts(s, &tags, epoch, 1); /* puts queued since this batch was taken */
         for (store_op_t *op = b->ops; op != NULL; op = op->next) {
             if (op->acked && op->cb != NULL) {
                 op->cb(op->cb_arg, &op->res);
@@ -2018,7 +2021,7 @@ static void store_batch_process(store_t *s, store_batch_t *b)
         }
         if (b->any_purge || b->any_removal) {
             uint64_t epoch = store_plog_publish(s, &b->plog_tags);
-            store_hide_queued_puts(s, &b->plog_tags, epoch); /* puts queued behind this batch */
+            store_hide_queued_puts(s, &b->plog_tags, epoch, 0); /* puts queued behind this batch */
         }
         if (s->mem != NULL) {
             if (b->purge_all)
