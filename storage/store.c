@@ -224,9 +224,8 @@ typedef struct store_op {
 typedef struct store_inflight {
     uint64_t order;
     int has_since;    /* its fetch's start is known (store_put_since) */
-    cache_obj_t *obj; /* a reference */
-    uint8_t url[CACHE_HASH_LEN];
-    store_hashvec_t tags; /* of its surrogate keys */
+    cache_obj_t *obj;     /* a reference */
+    store_hashvec_t tags; /* store_obj_tags */
 } store_inflight_t;
 
 /* a slot of the pending set: refs = 0 is free */
@@ -372,6 +371,32 @@ static void store_skey_tag(const char *skey, size_t len, uint8_t tag[CACHE_HASH_
 }
 
 /*
+ * What names an object (cache key key, surrogate keys skeys) in the purge log: its
+ * URL's hash, then the tag of each surrogate key (the two are apart: see
+ * store_skey_tag). Replaces out's contents.
+ */
+static void store_obj_tags(const char *key, size_t key_len, const char *skeys, size_t skeys_len, store_hashvec_t *out)
+{
+    uint8_t tag[CACHE_HASH_LEN];
+    size_t pos = 0, len;
+    out->n = 0;
+    obj_key_hash(key, key_len, tag);
+    store_hashvec_push(out, tag);
+    for (const char *tok; (tok = store_skey_next(skeys, skeys_len, &pos, &len)) != NULL;) {
+        store_skey_tag(tok, len, tag);
+        store_hashvec_push(out, tag);
+    }
+}
+
+static int store_hashvec_has(const store_hashvec_t *hv, const uint8_t hash[CACHE_HASH_LEN])
+{
+    for (size_t i = 0; i < hv->n; i++)
+        if (memcmp(hv->v[i], hash, CACHE_HASH_LEN) == 0)
+            return 1;
+    return 0;
+}
+
+/*
  * Publish purges: bump the purge epoch and log what they named under the new epoch, as
  * one step (both writing threads publish). A fetch that began at an earlier epoch then
  * sees them (store_purged_since).
@@ -436,67 +461,34 @@ static void store_hide_queued_puts(store_t *s, const store_hashvec_t *tags, uint
         return;
     uint8_t(*sorted)[CACHE_HASH_LEN] = store_xmemdup(tags->v, tags->n * CACHE_HASH_LEN, 0);
     qsort(sorted, tags->n, CACHE_HASH_LEN, store_tag_cmp);
+    store_hashvec_t obj_tags = {0};
     for (size_t i = 0; i < n; i++) {
-        cache_obj_t *obj = v[i];
-        uint8_t tag[CACHE_HASH_LEN];
-        obj_key_hash(obj->key, obj->key_len, tag);
-        int named = bsearch(tag, sorted, tags->n, CACHE_HASH_LEN, store_tag_cmp) != NULL;
-        size_t pos = 0, len;
-        for (const char *tok; !named && (tok = store_skey_next(obj->skeys, obj->skeys_len, &pos, &len)) != NULL;) {
-            store_skey_tag(tok, len, tag);
-            named = bsearch(tag, sorted, tags->n, CACHE_HASH_LEN, store_tag_cmp) != NULL;
+        store_obj_tags(v[i]->key, v[i]->key_len, v[i]->skeys, v[i]->skeys_len, &obj_tags);
+        for (size_t t = 0; t < obj_tags.n; t++) {
+            if (bsearch(obj_tags.v[t], sorted, tags->n, CACHE_HASH_LEN, store_tag_cmp) != NULL) {
+                mem_remove_if_same(s->mem, v[i]->hash, v[i]);
+                break;
+            }
         }
-        if (named)
-            mem_remove_if_same(s->mem, obj->hash, obj);
         obj_unref(&v[i]);
     }
+    store_hashvec_free(&obj_tags);
     free(sorted);
     free(v);
 }
 
-typedef struct store_plog_query {
-    uint64_t since;
-    uint8_t url[CACHE_HASH_LEN];
-    const char *skeys;
-    size_t skeys_len;
-} store_plog_query_t;
-
-/* does a skey of q's object have this tag? */
-static int store_plog_skey_match(const store_plog_query_t *q, const uint8_t tag[CACHE_HASH_LEN])
-{
-    size_t pos = 0, len;
-    for (const char *tok; (tok = store_skey_next(q->skeys, q->skeys_len, &pos, &len)) != NULL;) {
-        uint8_t t[CACHE_HASH_LEN];
-        store_skey_tag(tok, len, t);
-        if (memcmp(t, tag, CACHE_HASH_LEN) == 0)
-            return 1;
-    }
-    return 0;
-}
-
-/* 1 when one of `tags` (purges not published yet: later than any epoch) names q's object */
-static int store_plog_names(const store_plog_query_t *q, const store_hashvec_t *tags)
-{
-    for (size_t i = 0; i < tags->n; i++)
-        if (memcmp(tags->v[i], q->url, CACHE_HASH_LEN) == 0 || store_plog_skey_match(q, tags->v[i]))
-            return 1;
-    return 0;
-}
-
-/* 1 when a purge applied after epoch q->since named the object's URL or one of its keys */
-static int store_plog_purged(store_t *s, const store_plog_query_t *q)
+/* 1 when a purge published after epoch `since` named one of an object's tags (store_obj_tags) */
+static int store_plog_purged(store_t *s, uint64_t since, const store_hashvec_t *obj_tags)
 {
     int purged = 0;
     pthread_mutex_lock(&s->plog_lock);
     uint64_t n = s->plog_count < PURGE_LOG_SIZE ? s->plog_count : PURGE_LOG_SIZE;
-    if (s->plog_count > PURGE_LOG_SIZE && s->plog[s->plog_count % PURGE_LOG_SIZE].epoch > q->since) {
-        purged = 1; /* the log no longer reaches back to q->since: assume the worst */
+    if (s->plog_count > PURGE_LOG_SIZE && s->plog[s->plog_count % PURGE_LOG_SIZE].epoch > since) {
+        purged = 1; /* the log no longer reaches back to since: assume the worst */
     } else {
         for (uint64_t k = 0; k != n && !purged; ++k) {
             const purge_log_entry_t *e = &s->plog[(s->plog_count - 1 - k) % PURGE_LOG_SIZE];
-            if (e->epoch <= q->since)
-                continue;
-            purged = memcmp(e->tag, q->url, CACHE_HASH_LEN) == 0 || store_plog_skey_match(q, e->tag);
+            purged = e->epoch > since && store_hashvec_has(obj_tags, e->tag);
         }
     }
     pthread_mutex_unlock(&s->plog_lock);
@@ -937,9 +929,13 @@ static int store_txn_put(store_t *s, MDB_txn *txn, store_batch_t *b, store_op_t 
     }
     if (op->has_since) {
         /* fetched before a purge that names it was applied (earlier in the queue): it is purged content */
-        store_plog_query_t q = {.since = op->since_epoch, .skeys = obj->skeys, .skeys_len = obj->skeys_len};
-        obj_key_hash(obj->key, obj->key_len, q.url);
-        if (store_plog_purged(s, &q) || store_plog_names(&q, &b->plog_tags)) {
+        store_hashvec_t tags = {0};
+        store_obj_tags(obj->key, obj->key_len, obj->skeys, obj->skeys_len, &tags);
+        int purged = store_plog_purged(s, op->since_epoch, &tags);
+        for (size_t i = 0; !purged && i < b->plog_tags.n; i++) /* not published yet: later than any epoch */
+            purged = store_hashvec_has(&tags, b->plog_tags.v[i]);
+        store_hashvec_free(&tags);
+        if (purged) {
             op->dropped = STORE_PUT_PURGED;
             return 0;
         }
@@ -1339,6 +1335,18 @@ static uint64_t store_low_bytes(const store_t *s)
     return (uint64_t)((double)s->map_size * s->low_water);
 }
 
+/* *ts = now + ms on CLOCK_MONOTONIC, the clock of the store's condition variables */
+static void store_deadline(struct timespec *ts, int64_t ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    ts->tv_sec += ms / 1000;
+    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
 /* ---- the purge journal and the checkpointer ---- */
 
 static int store_op_is_purge(const store_op_t *op)
@@ -1496,13 +1504,7 @@ static void *store_checkpoint_main(void *arg)
     pthread_mutex_lock(&s->lock);
     while (!s->checkpointer_stopping) {
         struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += s->checkpoint_ms / 1000;
-        ts.tv_nsec += (long)(s->checkpoint_ms % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        store_deadline(&ts, s->checkpoint_ms);
         while (!s->checkpointer_stopping && !atomic_load(&s->checkpoint_asked) &&
                pthread_cond_timedwait(&s->checkpoint_wake, &s->lock, &ts) != ETIMEDOUT)
             ;
@@ -1726,18 +1728,11 @@ static void store_inflight_add(store_t *s, const store_op_t *op)
         }
     }
     store_inflight_t *f = &s->infl[s->infl_n++];
-    const cache_obj_t *obj = op->obj;
     memset(f, 0, sizeof(*f));
     f->order = op->order;
     f->has_since = op->has_since;
     f->obj = obj_ref(op->obj);
-    obj_key_hash(obj->key, obj->key_len, f->url);
-    size_t pos = 0, len;
-    for (const char *tok; (tok = store_skey_next(obj->skeys, obj->skeys_len, &pos, &len)) != NULL;) {
-        uint8_t tag[CACHE_HASH_LEN];
-        store_skey_tag(tok, len, tag);
-        store_hashvec_push(&f->tags, tag);
-    }
+    store_obj_tags(f->obj->key, f->obj->key_len, f->obj->skeys, f->obj->skeys_len, &f->tags);
 }
 
 static void store_inflight_free(store_t *s)
@@ -1750,20 +1745,13 @@ static void store_inflight_free(store_t *s)
 }
 
 /*
- * Does the queued put f belong to what op purges? Those queued ahead of it do; so do
- * those queued behind it whose fetch began before it is answered (all but a plain
- * store_put, which stores new content).
+ * Does the queued put f belong to what op, which names `tag`, purges? Those queued
+ * ahead of it do; so do those queued behind it whose fetch began before it is answered
+ * (all but a plain store_put, which stores new content).
  */
 static int store_inflight_named(const store_inflight_t *f, const store_op_t *op, const uint8_t tag[CACHE_HASH_LEN])
 {
-    if (f->order > op->order && !f->has_since)
-        return 0;
-    if (op->kind == STORE_OP_PURGE_URL)
-        return memcmp(f->url, op->hash, CACHE_HASH_LEN) == 0;
-    for (size_t i = 0; i < f->tags.n; i++)
-        if (memcmp(f->tags.v[i], tag, CACHE_HASH_LEN) == 0)
-            return 1;
-    return 0;
+    return (f->order < op->order || f->has_since) && store_hashvec_has(&f->tags, tag);
 }
 
 /*
@@ -2065,7 +2053,7 @@ static void store_batch_process(store_t *s, store_batch_t *b)
             unapplied_tail = &op->next;
             continue;
         }
-        if (op->journal_failed || rc != 0)
+        if (rc != 0) /* answered with the error, never applied (journal_failed ones: see above) */
             s->writer_seq = op->journal_seq > s->writer_seq ? op->journal_seq : s->writer_seq;
         if (op->journal_failed) {
             op->res.err = STORE_EIO;
@@ -2213,8 +2201,7 @@ static void *store_writer_main(void *arg)
             if (s->unapplied != NULL) {
                 /* answered purges whose transaction failed: try again each second */
                 struct timespec ts;
-                clock_gettime(CLOCK_MONOTONIC, &ts);
-                ts.tv_sec += 1;
+                store_deadline(&ts, 1000);
                 if (pthread_cond_timedwait(&s->apply_wake, &s->lock, &ts) == ETIMEDOUT && s->ahead == NULL) {
                     store_batch_t b = {0}; /* empty: store_batch_process puts them in */
                     store_writer_run(s, &b);
@@ -2233,13 +2220,7 @@ static void *store_writer_main(void *arg)
         if (s->a_urgent == 0 && s->an < STORE_APPLY_GROUP && !s->front_done && s->unapplied == NULL &&
             (now = store_now_ms()) < due) {
             struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            ts.tv_sec += (due - now) / 1000;
-            ts.tv_nsec += (long)((due - now) % 1000) * 1000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
+            store_deadline(&ts, due - now);
             pthread_cond_timedwait(&s->apply_wake, &s->lock, &ts);
             continue;
         }
@@ -2796,9 +2777,11 @@ int store_purged_since(store_t *s, uint64_t since_epoch, const char *key, size_t
     /* nothing committed since: a purge still in the queue is caught by the writer (store_put_since) */
     if (atomic_load_explicit(&s->purge_epoch, memory_order_acquire) == since_epoch)
         return 0;
-    store_plog_query_t q = {.since = since_epoch, .skeys = skeys, .skeys_len = skeys_len};
-    obj_key_hash(key, key_len, q.url);
-    return store_plog_purged(s, &q);
+    store_hashvec_t tags = {0};
+    store_obj_tags(key, key_len, skeys, skeys_len, &tags);
+    int purged = store_plog_purged(s, since_epoch, &tags);
+    store_hashvec_free(&tags);
+    return purged;
 }
 
 void store_delete(store_t *s, const uint8_t hash[CACHE_HASH_LEN])
