@@ -110,6 +110,32 @@ static mig_step_t *steps_with(int (*up)(MDB_txn *), size_t *count)
     return steps;
 }
 
+/* A store in dir as a binary of schema version `version` left it. */
+static void make_store_at(const char *dir, unsigned version)
+{
+    MDB_env *env = env_open(dir);
+    size_t n;
+    unsigned from, to;
+    char err[256] = "";
+    const mig_step_t *builtin = mig_builtin(&n);
+    ck_assert_int_eq(mig_run(env, builtin, version, &from, &to, err, sizeof(err)), 0); /* its steps only */
+    ck_assert_uint_eq(to, version);
+    mdb_env_close(env);
+}
+
+/* The store in dir is at version 3 and its journal is written under the store's key. */
+static void assert_v3_keyed(const char *dir)
+{
+    MDB_env *env = env_open(dir);
+    unsigned v;
+    uint8_t keyed[8] = {0};
+    ck_assert_int_eq(mig_current_version(env, &v), 0);
+    ck_assert_uint_eq(v, 3);
+    ck_assert_int_eq(meta_get(env, "journal_keyed", keyed, sizeof(keyed)), 8);
+    ck_assert_uint_eq(keyed[0], 1);
+    mdb_env_close(env);
+}
+
 /* ---- tests ---- */
 
 START_TEST(test_fresh_gets_latest)
@@ -177,15 +203,11 @@ END_TEST
 START_TEST(test_real_upgrade_from_v1)
 {
     char *dir = tmpdir_new();
-    MDB_env *env = env_open(dir);
-    size_t n;
-    unsigned from, to, v;
     char err[256] = "";
-    const mig_step_t *builtin = mig_builtin(&n);
     uint8_t jseq[8];
 
-    ck_assert_int_eq(mig_run(env, builtin, 1, &from, &to, err, sizeof(err)), 0); /* step 1 only */
-    ck_assert_uint_eq(to, 1);
+    make_store_at(dir, 1);
+    MDB_env *env = env_open(dir);
     ck_assert_int_eq(meta_get(env, "journal_seq", jseq, sizeof(jseq)), -1);
     mdb_env_close(env);
 
@@ -195,13 +217,9 @@ START_TEST(test_real_upgrade_from_v1)
     ck_assert_uint_eq(store_generation(s), 1);
     store_close(&s);
 
+    assert_v3_keyed(dir);
     env = env_open(dir);
-    ck_assert_int_eq(mig_current_version(env, &v), 0);
-    ck_assert_uint_eq(v, 3);
     ck_assert_int_eq(meta_get(env, "journal_seq", jseq, sizeof(jseq)), 8);
-    uint8_t keyed[8] = {0};
-    ck_assert_int_eq(meta_get(env, "journal_keyed", keyed, sizeof(keyed)), 8);
-    ck_assert_uint_eq(keyed[0], 1);
     mdb_env_close(env);
     tmpdir_free(dir);
 }
@@ -226,14 +244,8 @@ static void append_legacy_purge_all(const char *dir, uint64_t seq)
 START_TEST(test_upgrade_v2_keeps_its_journal)
 {
     char *dir = tmpdir_new();
-    MDB_env *env = env_open(dir);
-    size_t n;
-    unsigned from, to, v;
     char err[256] = "";
-    const mig_step_t *builtin = mig_builtin(&n);
-    ck_assert_int_eq(mig_run(env, builtin, 2, &from, &to, err, sizeof(err)), 0); /* a version 2 store */
-    ck_assert_uint_eq(to, 2);
-    mdb_env_close(env);
+    make_store_at(dir, 2);
     append_legacy_purge_all(dir, 1); /* journaled, acknowledged, then the machine crashed */
 
     store_options_t opt = {.dir = dir, .map_size = 8 << 20};
@@ -242,13 +254,7 @@ START_TEST(test_upgrade_v2_keeps_its_journal)
     ck_assert_uint_eq(store_generation(s), 2); /* the purge-all was applied */
     store_close(&s);
 
-    env = env_open(dir);
-    ck_assert_int_eq(mig_current_version(env, &v), 0);
-    ck_assert_uint_eq(v, 3);
-    uint8_t keyed[8] = {0};
-    ck_assert_int_eq(meta_get(env, "journal_keyed", keyed, sizeof(keyed)), 8);
-    ck_assert_uint_eq(keyed[0], 1);
-    mdb_env_close(env);
+    assert_v3_keyed(dir);
 
     /* a segment made with the public key now: not replayed */
     append_legacy_purge_all(dir, 50);
