@@ -728,6 +728,12 @@ def cmd_purge_targets(argv):
     if big:
         out.append("1,000-object key < 20 ms: %s (slowest of %d: %.2f ms)" % (
             verdict(big[-1] < 20), len(big), big[-1]))
+    ref = [float(r["edgecache-tmpfs"][1]) / float(r["varnish"][1]) for r, _ in rounds
+           if "edgecache-tmpfs" in r and "varnish" in r and float(r["varnish"][1]) > 0]
+    if ref:
+        out.append("(reference, not a target: edgecache-tmpfs, not durable, %s Varnish's rate%s)" % (
+            "%.2fx" % ref[0] if n == 1 else "median of %d rounds %.2fx" % (len(ref), _median(ref)),
+            "" if n == 1 else "; each round: " + " ".join("%.2fx" % x for x in ref)))
     print("targets (issue 4): " + "\n                   ".join(out))
     return 0
 
@@ -748,7 +754,7 @@ def cmd_purge_table(argv):
         v = float(r[8])
         return "%.0f" % v if v == v else "-"
 
-    head = "%-10s %10s %8s %8s %10s %11s %11s %12s %6s %8s %6s" % (
+    head = "%-15s %10s %8s %8s %10s %11s %11s %12s %6s %8s %6s" % (
         "system", "purges/s", "p50 ms", "p99 ms", "vs varnish", "200-key ms", "1000-key ms",
         "1st pass/s", "errors", "srv cpu", "other")
     lines = [head, "-" * len(head)]
@@ -758,23 +764,23 @@ def cmd_purge_table(argv):
         ms1000 = _median([float(x[3]) for x in g if x[2] == "1000" and x[4] == "200"])
         r = rows.get(system)
         if r:
-            lines.append("%-10s %10.0f %8.2f %8.2f %10s %11.2f %11.2f %12s %6s %8s %6s" % (
+            lines.append("%-15s %10.0f %8.2f %8.2f %10s %11.2f %11.2f %12s %6s %8s %6s" % (
                 system, float(r[1]), float(r[2]), float(r[3]), ratio(system, system), ms200,
                 ms1000, first_pass(r), r[4], r[5], r[6]))
         else:
-            lines.append("%-10s %10s %8s %8s %10s %11.2f %11.2f %12s %6s %8s %6s" % (
+            lines.append("%-15s %10s %8s %8s %10s %11.2f %11.2f %12s %6s %8s %6s" % (
                 system, "-", "-", "-", "-", ms200, ms1000, "-", "-", "-", "-"))
     absent = [s for s in order if s + ":absent" in rows]
     if absent:
         lines.append("")
         lines.append("purges of keys that tag nothing (same client, same duration):")
-        head = "%-10s %10s %8s %8s %10s %6s %8s %6s" % (
+        head = "%-15s %10s %8s %8s %10s %6s %8s %6s" % (
             "system", "purges/s", "p50 ms", "p99 ms", "vs varnish", "errors", "srv cpu", "other")
         lines += [head, "-" * len(head)]
         for system in absent:
             label = system + ":absent"
             r = rows[label]
-            lines.append("%-10s %10.0f %8.2f %8.2f %10s %6s %8s %6s" % (
+            lines.append("%-15s %10.0f %8.2f %8.2f %10s %6s %8s %6s" % (
                 system, float(r[1]), float(r[2]), float(r[3]), ratio(label, system), r[4], r[5], r[6]))
     lines.append("")
     for label in [s for s in order if s in rows] + [s + ":absent" for s in absent]:
@@ -785,12 +791,12 @@ def cmd_purge_table(argv):
             extra.append("%d sync calls (%s)" % (
                 syncs, "%.1f purges per sync" % (int(r[7]) / syncs) if syncs else "none: not durable"))
         extra.append("disk writes %s MB/s during the run (%s MB/s in the second before it)" % (r[11], r[10]))
-        lines.append("%-17s %s" % (label.replace(":", ", ") + ":", "; ".join(extra)))
+        lines.append("%-24s %s" % (label.replace(":", ", ") + ":", "; ".join(extra)))
     for system in order:
         g = groups.get(system, [])
         if not g:
             continue
-        lines.append("%-17s %s" % (system + " keys, ms:", ", ".join(
+        lines.append("%-24s %s" % (system + " keys, ms:", ", ".join(
             "%s %s%s" % (x[1], "%.2f" % float(x[3]) if x[4] == "200" else "status " + x[4],
                          "" if x[5] == x[2] else " (%s gone)" % x[5])
             for x in g)))
