@@ -38,6 +38,9 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJ) $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Wno-missing-prototypes -o $@ $< $(LIB_OBJ) $(LDFLAGS) $(LIBS) $(CHECK_LIBS)
 
+# test_store makes the purge journal's writes fail on demand (__wrap_pwrite there)
+$(BUILD)/tests/test_store: LDFLAGS += -Wl,--wrap=pwrite
+
 unit-bins: $(UNIT_BIN)
 
 run: deps $(BUILD)/edgecache

@@ -2,10 +2,12 @@
  * tests/unit/test_store.c — the LMDB store: round trips, the surrogate-key and
  * variant indexes, hard and soft purges (and the memory tier they keep coherent),
  * generations and their background reclaim, eviction in a tiny map, reopening,
- * key/value records, corrupt records, read-only opens and concurrent readers.
+ * key/value records, corrupt records, read-only opens and concurrent readers, the
+ * purge journal (crashes, failed writes) and purges answered before their commit.
  * Every test works in its own mkdtemp directory under /tmp and removes it.
  */
 #include <check.h>
+#include <errno.h>
 #include <lmdb.h>
 #include <pthread.h>
 #include <sched.h>
@@ -90,6 +92,26 @@ static void on_purge(void *arg, const store_purge_result_t *res)
     r->last = *res;
     if (r->store != NULL)
         r->epoch_at_cb = store_purge_epoch(r->store);
+}
+
+/*
+ * A write that lands and still reports failure (a disk that errors after writing, a
+ * lost completion). The binary is linked with -Wl,--wrap=pwrite (Makefile), which sends
+ * the pwrite calls of the objects linked in, the purge journal's among them, here;
+ * LMDB's own writes come from its shared library and are not affected.
+ */
+static _Atomic int pwrite_fail_after; /* the next pwrite this many bytes or longer lands, then fails */
+ssize_t __real_pwrite(int fd, const void *buf, size_t n, off_t off);
+ssize_t __wrap_pwrite(int fd, const void *buf, size_t n, off_t off);
+ssize_t __wrap_pwrite(int fd, const void *buf, size_t n, off_t off)
+{
+    ssize_t w = __real_pwrite(fd, buf, n, off);
+    int min = atomic_load(&pwrite_fail_after);
+    if (w > 0 && min > 0 && n >= (size_t)min && atomic_compare_exchange_strong(&pwrite_fail_after, &min, 0)) {
+        errno = EIO;
+        return -1;
+    }
+    return w;
 }
 
 static void sleep_ms(long ms)
@@ -1830,6 +1852,75 @@ START_TEST(test_checkpoint_when_a_quarter_of_the_journal_waits)
 }
 END_TEST
 
+/*
+ * A purge whose journal write landed but reported failure is answered STORE_EIO and not
+ * applied. Its record may be intact in the journal: the store must never replay it over
+ * what was stored after it, neither at a clean reopen nor after a crash that loses the
+ * main store's unsynced writes. Twice: with the later put in a batch of its own, and
+ * queued right behind the purge, so that the commit that applies the put is the one
+ * that must record the failed purge's seq as passed.
+ */
+START_TEST(test_failed_journal_write_is_not_replayed)
+{
+    for (int same_batch = 0; same_batch < 2; same_batch++) {
+        char *dir = tmpdir_new();
+        char *data = path_in(dir, "data.mdb"), *image = path_in(dir, "image.mdb"), *lock = path_in(dir, "lock.mdb");
+        store_t *s = open_store(dir, 64 << 20, NULL);
+        cache_obj_t *a = make_obj("example.com/a", "kf", "", 100, 'a', 1);
+        cache_obj_t *b = make_obj("example.com/b", "kf", "", 100, 'b', 1);
+        store_put(s, a);
+        ck_assert_int_eq(store_flush(s), 0);
+
+        atomic_store(&pwrite_fail_after, 512); /* the purge's segment: a sector or more */
+        purge_record_t pr = {0};
+        if (same_batch)
+            store_hold_begin(s);
+        store_purge_surrogate_key(s, "kf", 2, 0, on_purge, &pr);
+        if (same_batch) {
+            store_put(s, b);
+            store_hold_end(s);
+        }
+        ck_assert_int_eq(store_flush(s), 0);
+        ck_assert_int_eq(atomic_load(&pwrite_fail_after), 0); /* the write was made, and failed */
+        ck_assert_int_eq(pr.calls, 1);
+        ck_assert_int_eq(pr.last.err, STORE_EIO);
+        ck_assert(present(s, a)); /* not applied */
+        if (!same_batch) { /* stored after the failed purge was answered, under the same key */
+            store_put_since(s, b, store_purge_epoch(s));
+            ck_assert_int_eq(store_flush(s), 0);
+        }
+        ck_assert(present(s, b));
+        store_close(&s);
+        copy_file(data, image); /* as the close synced it */
+
+        s = open_store(dir, 64 << 20, NULL);
+        ck_assert_msg(present(s, a) && present(s, b), "same batch %d: a purge answered STORE_EIO was replayed", same_batch);
+        store_close(&s);
+
+        /* the same from a crash: the main store as last synced, the journal as it is */
+        copy_file(image, data);
+        unlink(lock);
+        s = open_store(dir, 64 << 20, NULL);
+        ck_assert(present(s, a) && present(s, b));
+
+        /* the next purge's write works, and it is applied */
+        store_purge_surrogate_key(s, "kf", 2, 0, on_purge, &pr);
+        ck_assert_int_eq(store_flush(s), 0);
+        ck_assert_int_eq(pr.calls, 2);
+        ck_assert_int_eq(pr.last.err, 0);
+        ck_assert(!present(s, a) && !present(s, b));
+        store_close(&s);
+
+        obj_unref(&a);
+        obj_unref(&b);
+        free(data);
+        free(image);
+        free(lock);
+        tmpdir_free(dir);
+    }
+}
+END_TEST
+
 /* Many purges (found or not) go round the journal ring several times; a full ring falls back to a sync. */
 START_TEST(test_journal_absent_and_full)
 {
@@ -1889,6 +1980,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_answered_purge_is_never_served);
     tcase_add_test(tc, test_answered_purge_outlives_a_failed_commit);
     tcase_add_test(tc, test_journal_replays_lost_purges);
+    tcase_add_test(tc, test_failed_journal_write_is_not_replayed);
     tcase_add_test(tc, test_journal_absent_and_full);
     tcase_add_test(tc, test_journal_size_follows_the_map);
     tcase_add_test(tc, test_hold_batches_a_threads_ops);
