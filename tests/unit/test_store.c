@@ -95,16 +95,28 @@ static void on_purge(void *arg, const store_purge_result_t *res)
 }
 
 /*
- * A write that lands and still reports failure (a disk that errors after writing, a
- * lost completion). The binary is linked with -Wl,--wrap=pwrite (Makefile), which sends
- * the pwrite calls of the objects linked in, the purge journal's among them, here;
- * LMDB's own writes come from its shared library and are not affected.
+ * The purge journal's writes, under the tests' control. The binary is linked with
+ * -Wl,--wrap=pwrite (Makefile), which sends the pwrite calls of the objects linked in
+ * (the journal's are the only ones) here; LMDB's own writes come from its shared
+ * library and are not affected.
+ *
+ * pwrite_fail_after: a write that lands and still reports failure (a disk that errors
+ * after writing, a lost completion). The gate: while it is on, each write waits until
+ * the test lets that many through (pwrite_gate_pass), which holds the journal thread
+ * inside a chosen write, with the batch it took, for as long as a test needs.
  */
 static _Atomic int pwrite_fail_after; /* the next pwrite this many bytes or longer lands, then fails */
+static _Atomic int pwrite_gate_on, pwrite_gate_arrived, pwrite_gate_passes;
 ssize_t __real_pwrite(int fd, const void *buf, size_t n, off_t off);
 ssize_t __wrap_pwrite(int fd, const void *buf, size_t n, off_t off);
 ssize_t __wrap_pwrite(int fd, const void *buf, size_t n, off_t off)
 {
+    if (atomic_load(&pwrite_gate_on)) {
+        int me = atomic_fetch_add(&pwrite_gate_arrived, 1) + 1;
+        struct timespec ms = {0, 1000000L};
+        for (int i = 0; i < 20000 && atomic_load(&pwrite_gate_on) && atomic_load(&pwrite_gate_passes) < me; i++)
+            nanosleep(&ms, NULL); /* at most 20 s: a test that forgets to open it fails, it does not hang */
+    }
     ssize_t w = __real_pwrite(fd, buf, n, off);
     int min = atomic_load(&pwrite_fail_after);
     if (w > 0 && min > 0 && n >= (size_t)min && atomic_compare_exchange_strong(&pwrite_fail_after, &min, 0)) {
@@ -118,6 +130,14 @@ static void sleep_ms(long ms)
 {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
+}
+
+/* wait (at most 10 s) until *v reaches want */
+static int wait_atomic_at_least(_Atomic int *v, int want)
+{
+    for (int i = 0; i < 10000 && atomic_load(v) < want; i++)
+        sleep_ms(1);
+    return atomic_load(v) >= want;
 }
 
 /* ---- tests ---- */
@@ -1622,6 +1642,76 @@ START_TEST(test_writer_answers_cover_queued_puts)
 END_TEST
 
 /*
+ * The same for a put in the batch the journal thread has taken and is writing to the
+ * journal, when the writer answers a purge meanwhile: the put is behind the purge, from
+ * a fetch that began before it, in no queue the writer holds. Forced with the gate: the
+ * soft purge's journal write is held until the put and another purge are queued; then
+ * the journal thread takes those two and is held in their write while the writer
+ * applies and answers the soft purge.
+ */
+typedef struct transit_seen {
+    queued_seen_t q;
+    _Atomic int answered; /* polled by the test while the writer answers */
+} transit_seen_t;
+
+static void on_transit_purge(void *arg, const store_purge_result_t *res)
+{
+    transit_seen_t *t = arg;
+    on_queued_purge(&t->q, res);
+    atomic_store(&t->answered, 1);
+}
+
+static void count_answer(void *arg, const store_purge_result_t *res)
+{
+    (void)res;
+    atomic_fetch_add((_Atomic int *)arg, 1);
+}
+
+START_TEST(test_writer_answer_covers_the_batch_in_transit)
+{
+    char *dir = tmpdir_new();
+    mem_tier_t *mem = mem_create(64 << 20, 4);
+    store_t *s = open_store(dir, 128 << 20, mem);
+    cache_obj_t *x = make_obj("example.com/t/x", "tx", "", 100, 'x', 1);
+    cache_obj_t *p = make_obj("example.com/t/p", "tx", "", 100, 'p', 1);
+    store_put(s, x);
+    ck_assert_int_eq(store_flush(s), 0);
+
+    uint64_t since = store_purge_epoch(s); /* the racing fetch begins */
+    transit_seen_t t = {.q = {.s = s, .mem = mem, .obj = p}};
+    _Atomic int other = 0;
+    atomic_store(&pwrite_gate_arrived, 0);
+    atomic_store(&pwrite_gate_passes, 0);
+    atomic_store(&pwrite_gate_on, 1);
+    store_purge_surrogate_key(s, "tx", 2, 1, on_transit_purge, &t);
+    ck_assert(wait_atomic_at_least(&pwrite_gate_arrived, 1)); /* its batch is taken, its write held */
+    store_hold_begin(s);
+    ck_assert_int_eq(mem_insert(mem, p), 0); /* the fetch ends: published, then queued */
+    store_put_since(s, p, since);
+    store_purge_surrogate_key(s, "t-other", 7, 0, count_answer, &other); /* so that their batch writes too */
+    store_hold_end(s);
+    atomic_store(&pwrite_gate_passes, 1);
+    ck_assert(wait_atomic_at_least(&pwrite_gate_arrived, 2)); /* the put's batch is taken, its write held */
+    ck_assert(wait_atomic_at_least(&t.answered, 1));
+    int answered_meanwhile = atomic_load(&other) == 0; /* the other's write was still held */
+    atomic_store(&pwrite_gate_on, 0);
+    ck_assert_int_eq(store_flush(s), 0);
+    ck_assert_msg(answered_meanwhile, "the soft purge was not answered while the put was in transit");
+    ck_assert_int_eq(t.q.calls, 1);
+    ck_assert_int_eq(t.q.res.err, 0);
+    ck_assert_msg(!t.q.in_mem, "a put in the batch in transit is in memory when the writer answers the purge");
+    ck_assert(!present(s, p)); /* and the writer dropped it */
+    ck_assert_int_eq(atomic_load(&other), 1);
+
+    obj_unref(&x);
+    obj_unref(&p);
+    store_close(&s);
+    mem_destroy(&mem);
+    tmpdir_free(dir);
+}
+END_TEST
+
+/*
  * The store under the server's protocol, with real threads: fetchers publish objects as
  * proxy.c's publish_object does (check the purge log since the fetch began, insert into
  * memory, queue the put, check again), a promoter copies disk hits into memory as
@@ -1986,6 +2076,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_hold_batches_a_threads_ops);
     tcase_add_test(tc, test_answer_covers_queued_puts);
     tcase_add_test(tc, test_writer_answers_cover_queued_puts);
+    tcase_add_test(tc, test_writer_answer_covers_the_batch_in_transit);
     tcase_add_test(tc, test_purge_races_fetches_and_promotions);
     tcase_add_test(tc, test_checkpoint_when_a_quarter_of_the_journal_waits);
     suite_add_tcase(s, tc);
