@@ -1723,10 +1723,15 @@ static void decide(fetch_t *f, int status, const hr_list_t *list, const h2o_head
     for (size_t i = 0; i != num_origin && n < MAX_ORIGIN_HEADERS + 4; ++i)
         if (name_is(origin[i].name->base, origin[i].name->len, "age"))
             ph[n++] = (policy_header_t){"age", 3, origin[i].value.base, origin[i].value.len};
+    /* the policy works in whole seconds; its response_delay (the fetch's duration) is taken from the
+     * milliseconds, not from two truncated clocks: a fetch of a few ms across a second boundary would
+     * otherwise start its object's life a second old, and stale at once with s-maxage=1 */
+    int64_t response_time = response_time_ms / 1000;
+    int64_t took_ms = response_time_ms > f->request_time_ms ? response_time_ms - f->request_time_ms : 0;
     policy_request_info_t ri = {.method_is_get_or_head = 1,
                                 .has_authorization = lookup_in_copy(&f->rc, H2O_STRLIT("authorization"), &(size_t){0}) != NULL,
-                                .request_time = f->request_time_ms / 1000,
-                                .response_time = response_time_ms / 1000};
+                                .request_time = response_time - took_ms / 1000,
+                                .response_time = response_time};
     policy_decide(status, ph, n, &ri, &f->settings.policy, dec);
 }
 

@@ -137,6 +137,22 @@ class BasicCaching(harness.TestCase):
         self.assertEqual(self.o.hits("/s-long"), 1)
         self.assertEqual(self.o.hits("/s-short"), 2)
 
+    def test_fetch_across_a_second_boundary_is_not_a_second_old(self):
+        """The time a fetch took counts toward the object's age (RFC 9111 4.2.3) in whole
+        seconds of that time: a 0.2 s fetch that crosses a second boundary of the clock
+        leaves a new object, not one a second old (which s-maxage=1 makes stale at once)."""
+        self.o.route("/boundary", headers=cc("max-age=60, s-maxage=1", **NO_DATE), body=b"b", delay=0.2)
+        for _ in range(3):  # the fetch must start late in a second: 0.85-0.9 s into it, then 0.2 s
+            frac = time.time() % 1.0
+            time.sleep((0.85 - frac) % 1.0)
+            if 0.85 <= time.time() % 1.0 < 0.9:
+                break
+        r = self.get("/boundary")
+        self.assertXCache(r, "MISS")
+        self.assertEqual(r.header("age"), "0", r.describe())
+        self.assertXCache(self.get("/boundary"), "HIT", "a 0.2 s fetch left an object fresh for about a second")
+        self.assertEqual(self.o.hits("/boundary"), 1)
+
     def test_post_passes_with_body(self):
         def echo(req):
             return 200, cc("max-age=60"), b"got " + req.method.encode() + b": " + req.body
