@@ -426,6 +426,10 @@ class Durability(AdminCase):
         self.o.route("/d3", headers=cached(), body=b"d3")
         for p in ("/d1", "/d2", "/d3"):
             self.warm(p)
+        # a hit can come from the memory tier before the object's put commits: what the
+        # restart must bring back is what was committed before the kill
+        harness.wait_until(lambda: self.js(self.admin("GET", "/stats", token=tok))["disk"]["objects"] >= 3,
+                           timeout=10, what="the three objects to be committed")
         self.assertPurgeOk(self.admin("POST", "/service/%s/purge/dk" % SID, token=tok))
         self.assertPurgeOk(self.admin("POST", "/purge/www.example.test/d2", token=tok))
         self.e.kill9()
