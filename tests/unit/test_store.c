@@ -94,6 +94,12 @@ static void on_purge(void *arg, const store_purge_result_t *res)
         r->epoch_at_cb = store_purge_epoch(r->store);
 }
 
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
 /*
  * The purge journal's writes, under the tests' control. The binary is linked with
  * -Wl,--wrap=pwrite (Makefile), which sends the pwrite calls of the objects linked in
@@ -102,7 +108,7 @@ static void on_purge(void *arg, const store_purge_result_t *res)
  *
  * pwrite_fail_after: a write that lands and still reports failure (a disk that errors
  * after writing, a lost completion). The gate: while it is on, each write waits until
- * the test lets that many through (pwrite_gate_pass), which holds the journal thread
+ * the test lets that many through (pwrite_gate_passes), which holds the journal thread
  * inside a chosen write, with the batch it took, for as long as a test needs.
  */
 static _Atomic int pwrite_fail_after; /* the next pwrite this many bytes or longer lands, then fails */
@@ -113,9 +119,8 @@ ssize_t __wrap_pwrite(int fd, const void *buf, size_t n, off_t off)
 {
     if (atomic_load(&pwrite_gate_on)) {
         int me = atomic_fetch_add(&pwrite_gate_arrived, 1) + 1;
-        struct timespec ms = {0, 1000000L};
         for (int i = 0; i < 20000 && atomic_load(&pwrite_gate_on) && atomic_load(&pwrite_gate_passes) < me; i++)
-            nanosleep(&ms, NULL); /* at most 20 s: a test that forgets to open it fails, it does not hang */
+            sleep_ms(1); /* at most 20 s: a test that forgets to open it fails, it does not hang */
     }
     ssize_t w = __real_pwrite(fd, buf, n, off);
     int min = atomic_load(&pwrite_fail_after);
@@ -124,12 +129,6 @@ ssize_t __wrap_pwrite(int fd, const void *buf, size_t n, off_t off)
         return -1;
     }
     return w;
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
 }
 
 /* wait (at most 10 s) until *v reaches want */
