@@ -704,9 +704,13 @@ def cmd_purge_targets(argv):
         return "; each round: %s; met in %d of %d" % (
             " ".join(fmt % v for v in vals), sum(1 for v in vals if ok(v)), len(vals))
 
+    def rates(system):
+        """(system's purges/s, Varnish's) for each round that ran both"""
+        return [(float(r[system][1]), float(r["varnish"][1])) for r, _ in rounds
+                if system in r and "varnish" in r and float(r["varnish"][1]) > 0]
+
     out = []
-    pairs = [(float(r["edgecache"][1]), float(r["varnish"][1])) for r, _ in rounds
-             if "edgecache" in r and "varnish" in r and float(r["varnish"][1]) > 0]
+    pairs = rates("edgecache")
     if pairs:
         ratios = [e / v for e, v in pairs]
         m = _median(ratios)
@@ -728,8 +732,7 @@ def cmd_purge_targets(argv):
     if big:
         out.append("1,000-object key < 20 ms: %s (slowest of %d: %.2f ms)" % (
             verdict(big[-1] < 20), len(big), big[-1]))
-    ref = [float(r["edgecache-tmpfs"][1]) / float(r["varnish"][1]) for r, _ in rounds
-           if "edgecache-tmpfs" in r and "varnish" in r and float(r["varnish"][1]) > 0]
+    ref = [e / v for e, v in rates("edgecache-tmpfs")]
     if ref:
         out.append("(reference, not a target: edgecache-tmpfs, not durable, %s Varnish's rate%s)" % (
             "%.2fx" % ref[0] if n == 1 else "median of %d rounds %.2fx" % (len(ref), _median(ref)),
