@@ -297,6 +297,10 @@ json_t *admin_stats_current_json(int64_t now)
     set_u64(disk, "map_size", ss.map_size);
     set_u64(disk, "evictions", ss.evictions);
     set_u64(disk, "journal_commits", ss.journal_commits);
+    set_real(disk, "journal_write_ms", round3((double)ss.journal_write_us / 1000.0));
+    set_real(disk, "journal_write_avg_ms",
+             ss.journal_commits != 0 ? round3((double)ss.journal_write_us / (double)ss.journal_commits / 1000.0) : 0);
+    set_real(disk, "journal_write_max_ms", round3((double)ss.journal_write_max_us / 1000.0));
     set_u64(disk, "checkpoints", ss.checkpoints);
     set_u64(disk, "syncs", ss.syncs);
     set_u64(disk, "purges_awaiting_checkpoint", ss.journal_unsynced);
@@ -667,6 +671,14 @@ char *admin_metrics_render(size_t *len)
     text_printf(&t, "edgecache_evictions_total{tier=\"disk\"} %llu\n", (unsigned long long)ss.evictions);
     prom_u64(&t, "edgecache_purge_journal_commits_total", "counter",
              "Purge journal segments written and synced (one per batch of purges).", ss.journal_commits);
+    prom_head(&t, "edgecache_purge_journal_write_seconds", "summary",
+              "Time the synced purge journal writes took: what the disk adds to a durable purge.");
+    admin_prom_format_value((double)ss.journal_write_us / 1e6, v, sizeof(v));
+    text_printf(&t, "edgecache_purge_journal_write_seconds_sum %s\n", v);
+    text_printf(&t, "edgecache_purge_journal_write_seconds_count %llu\n", (unsigned long long)ss.journal_commits);
+    admin_prom_format_value((double)ss.journal_write_max_us / 1e6, v, sizeof(v));
+    prom_head(&t, "edgecache_purge_journal_write_max_seconds", "gauge", "The longest synced purge journal write.");
+    text_printf(&t, "edgecache_purge_journal_write_max_seconds %s\n", v);
     prom_u64(&t, "edgecache_disk_checkpoints_total", "counter", "Background syncs of the disk store.", ss.checkpoints);
     prom_u64(&t, "edgecache_disk_syncs_total", "counter", "Syncs of the disk store made on the write path (config, tokens).",
              ss.syncs);

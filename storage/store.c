@@ -322,6 +322,7 @@ struct store {
     _Atomic uint64_t st_objects, st_bytes_used;
     _Atomic uint64_t st_puts, st_deletes, st_evictions, st_commits, st_syncs, st_map_full, st_corrupt;
     _Atomic uint64_t st_journal_commits, st_checkpoints;
+    _Atomic uint64_t st_journal_write_us, st_journal_write_max_us; /* the synced journal writes that worked */
 };
 
 /* one group commit */
@@ -1404,6 +1405,24 @@ static size_t store_journal_size(size_t map_size)
 static void store_front_drain(store_t *s);
 
 /*
+ * One synced write of the purge journal, timed: a durable purge waits for it, so its
+ * time is what the disk adds to every purge (/stats shows the total and the longest).
+ */
+static int store_journal_append(store_t *s, const journal_rec_t *recs, size_t n)
+{
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int rc = journal_append(s->journal, recs, n, atomic_load(&s->durable_seq));
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (rc == 0) {
+        int64_t us = ((int64_t)t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000;
+        atomic_fetch_add_explicit(&s->st_journal_write_us, (uint64_t)us, memory_order_relaxed);
+        store_atomic_max(&s->st_journal_write_max_us, (uint64_t)us);
+    }
+    return rc;
+}
+
+/*
  * Write the batch's purges to the journal, synced, before the transaction that applies
  * them: a purge is applied only once its record is durable, and the main store is not
  * synced for it. The segment may go over records the main store has synced. A purge
@@ -1445,13 +1464,13 @@ static void store_batch_journal(store_t *s, store_batch_t *b)
         op->journal_seq = r->seq;
         n++;
     }
-    int rc = n == 0 ? 0 : journal_append(s->journal, recs, n, atomic_load(&s->durable_seq));
+    int rc = n == 0 ? 0 : store_journal_append(s, recs, n);
     if (rc == JOURNAL_EFULL && store_sync_main(s) == 0) /* the checkpointer is far behind: sync here */
-        rc = journal_append(s->journal, recs, n, atomic_load(&s->durable_seq));
+        rc = store_journal_append(s, recs, n);
     if (rc == JOURNAL_EFULL) { /* the ring holds records the writer has yet to apply */
         store_front_drain(s);
         if (store_sync_main(s) == 0)
-            rc = journal_append(s->journal, recs, n, atomic_load(&s->durable_seq));
+            rc = store_journal_append(s, recs, n);
     }
     if (rc != JOURNAL_EFULL)
         s->journal_next += n; /* after a failed write too: what it wrote may be intact, never reuse its seqs */
@@ -2863,6 +2882,8 @@ void store_get_stats(store_t *s, store_stats_t *out)
     out->syncs = atomic_load_explicit(&s->st_syncs, memory_order_relaxed);
     out->journal_commits = atomic_load_explicit(&s->st_journal_commits, memory_order_relaxed);
     out->checkpoints = atomic_load_explicit(&s->st_checkpoints, memory_order_relaxed);
+    out->journal_write_us = atomic_load_explicit(&s->st_journal_write_us, memory_order_relaxed);
+    out->journal_write_max_us = atomic_load_explicit(&s->st_journal_write_max_us, memory_order_relaxed);
     uint64_t committed = atomic_load(&s->committed_seq), durable = atomic_load(&s->durable_seq);
     out->journal_unsynced = committed > durable ? committed - durable : 0;
     out->map_full_errors = atomic_load_explicit(&s->st_map_full, memory_order_relaxed);

@@ -56,6 +56,8 @@ typedef struct store_stats {
     uint64_t journal_commits;  /* purge journal segments written (each synced: one per purge batch) */
     uint64_t checkpoints;      /* background syncs of the main store */
     uint64_t journal_unsynced; /* journaled purges the main store has committed but not yet synced */
+    uint64_t journal_write_us;     /* time spent in those synced segment writes (the ones that worked), in all */
+    uint64_t journal_write_max_us; /* the longest of them */
 } store_stats_t;
 
 /* what a purge did */

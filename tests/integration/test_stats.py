@@ -254,6 +254,13 @@ class Counters(StatsCase):
         self.assertEqual(s["purges"]["url"]["count"], 1)
         self.assertEqual(s["purges"]["key"]["count"] + s["purges"]["all"]["count"] + s["purges"]["soft"]["count"], 0)
         self.assertGreaterEqual(s["purges"]["url"]["max_latency_ms"], s["purges"]["url"]["avg_latency_ms"])
+        # its synced journal write: one, and its time (the unit test times a held write)
+        d = s["disk"]
+        self.assertEqual(d["journal_commits"], 1)
+        self.assertGreaterEqual(d["journal_write_ms"], 0)
+        self.assertEqual(d["journal_write_max_ms"], d["journal_write_ms"])
+        self.assertEqual(d["journal_write_avg_ms"], d["journal_write_ms"])
+        self.assertLessEqual(d["journal_write_ms"], s["purges"]["url"]["max_latency_ms"], "the write is part of the purge")
         # objects, the rest of the document
         self.assertGreaterEqual(s["memory"]["objects"], n_miss - 1)
         self.assertEqual(s["objects_in_memory"], s["memory"]["objects"])
@@ -294,6 +301,9 @@ class Counters(StatsCase):
         self.o.route("/m", headers={"Cache-Control": "max-age=300"}, body=b"m" * 10)
         for _ in range(4):
             raw_get(self.e.proxy_port, "/m")
+        r = request(self.e.admin_port, "POST", "/service/edgecache/purge/nothing-tagged",
+                    headers={"Fastly-Key": self.token("purge_select")})
+        self.assertEqual(r.status, 200, r.describe())
         s = self.wait_responses(4)
         r = self.admin("/metrics", self.token("global:read"))
         self.assertEqual(r.status, 200, r.describe())
@@ -334,6 +344,14 @@ class Counters(StatsCase):
         backend_series = [l for n, l, v in samples if n == "edgecache_backend_requests_total"]
         for labels in backend_series:
             self.assertIn("backend", labels)
+        # the purge's synced journal write, timed
+        self.assertEqual(families["edgecache_purge_journal_write_seconds"], "summary")
+        self.assertEqual(value("edgecache_purge_journal_write_seconds_count"), s["disk"]["journal_commits"])
+        self.assertEqual(value("edgecache_purge_journal_write_seconds_count"), 1)
+        self.assertAlmostEqual(value("edgecache_purge_journal_write_seconds_sum"), s["disk"]["journal_write_ms"] / 1000,
+                               delta=1e-6)
+        self.assertEqual(value("edgecache_purge_journal_write_max_seconds"),
+                         value("edgecache_purge_journal_write_seconds_sum"))
         self.assertEqual(value("edgecache_build_info", version=s["version"]), 1)
 
 

@@ -2010,6 +2010,60 @@ START_TEST(test_failed_journal_write_is_not_replayed)
 }
 END_TEST
 
+/* The time of each synced journal write is counted (what the disk adds to a purge); a failed one is not. */
+START_TEST(test_journal_write_time_is_counted)
+{
+    char *dir = tmpdir_new();
+    store_t *s = open_store(dir, 64 << 20, NULL);
+    store_stats_t st;
+    store_get_stats(s, &st);
+    ck_assert_uint_eq(st.journal_commits, 0);
+    ck_assert_uint_eq(st.journal_write_us, 0);
+    ck_assert_uint_eq(st.journal_write_max_us, 0);
+
+    /* a write the gate holds for 60 ms */
+    purge_record_t pr = {0};
+    atomic_store(&pwrite_gate_arrived, 0);
+    atomic_store(&pwrite_gate_passes, 0);
+    atomic_store(&pwrite_gate_on, 1);
+    store_purge_surrogate_key(s, "slow", 4, 0, on_purge, &pr);
+    ck_assert(wait_atomic_at_least(&pwrite_gate_arrived, 1));
+    sleep_ms(60);
+    atomic_store(&pwrite_gate_on, 0);
+    ck_assert_int_eq(store_flush(s), 0);
+    ck_assert_int_eq(pr.calls, 1);
+    store_get_stats(s, &st);
+    ck_assert_uint_eq(st.journal_commits, 1);
+    ck_assert_uint_ge(st.journal_write_max_us, 60000);
+    ck_assert_uint_lt(st.journal_write_max_us, 20000000);
+    ck_assert_uint_eq(st.journal_write_us, st.journal_write_max_us);
+
+    /* a quick one adds its own time and leaves the longest alone */
+    uint64_t slow = st.journal_write_us;
+    store_purge_surrogate_key(s, "quick", 5, 0, on_purge, &pr);
+    ck_assert_int_eq(store_flush(s), 0);
+    store_get_stats(s, &st);
+    ck_assert_uint_eq(st.journal_commits, 2);
+    ck_assert_uint_eq(st.journal_write_max_us, slow);
+    ck_assert_uint_ge(st.journal_write_us, slow);
+    ck_assert_uint_lt(st.journal_write_us - slow, slow);
+
+    /* a write that fails: answered STORE_EIO, neither a commit nor time */
+    uint64_t before = st.journal_write_us;
+    atomic_store(&pwrite_fail_after, 512);
+    store_purge_surrogate_key(s, "fails", 5, 0, on_purge, &pr);
+    ck_assert_int_eq(store_flush(s), 0);
+    ck_assert_int_eq(pr.calls, 3);
+    ck_assert_int_eq(pr.last.err, STORE_EIO);
+    store_get_stats(s, &st);
+    ck_assert_uint_eq(st.journal_commits, 2);
+    ck_assert_uint_eq(st.journal_write_us, before);
+
+    store_close(&s);
+    tmpdir_free(dir);
+}
+END_TEST
+
 /* Many purges (found or not) go round the journal ring several times; a full ring falls back to a sync. */
 START_TEST(test_journal_absent_and_full)
 {
@@ -2071,6 +2125,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_journal_replays_lost_purges);
     tcase_add_test(tc, test_failed_journal_write_is_not_replayed);
     tcase_add_test(tc, test_journal_absent_and_full);
+    tcase_add_test(tc, test_journal_write_time_is_counted);
     tcase_add_test(tc, test_journal_size_follows_the_map);
     tcase_add_test(tc, test_hold_batches_a_threads_ops);
     tcase_add_test(tc, test_answer_covers_queued_puts);
