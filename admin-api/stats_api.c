@@ -676,8 +676,8 @@ char *admin_metrics_render(size_t *len)
     admin_prom_format_value((double)ss.journal_write_us / 1e6, v, sizeof(v));
     text_printf(&t, "edgecache_purge_journal_write_seconds_sum %s\n", v);
     text_printf(&t, "edgecache_purge_journal_write_seconds_count %llu\n", (unsigned long long)ss.journal_commits);
-    admin_prom_format_value((double)ss.journal_write_max_us / 1e6, v, sizeof(v));
     prom_head(&t, "edgecache_purge_journal_write_max_seconds", "gauge", "The longest synced purge journal write.");
+    admin_prom_format_value((double)ss.journal_write_max_us / 1e6, v, sizeof(v));
     text_printf(&t, "edgecache_purge_journal_write_max_seconds %s\n", v);
     prom_u64(&t, "edgecache_disk_checkpoints_total", "counter", "Background syncs of the disk store.", ss.checkpoints);
     prom_u64(&t, "edgecache_disk_syncs_total", "counter", "Syncs of the disk store made on the write path (config, tokens).",

@@ -1350,6 +1350,18 @@ static uint64_t store_low_bytes(const store_t *s)
     return (uint64_t)((double)s->map_size * s->low_water);
 }
 
+static int64_t store_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int64_t store_now_ms(void)
+{
+    return store_now_us() / 1000;
+}
+
 /* *ts = now + ms on CLOCK_MONOTONIC, the clock of the store's condition variables */
 static void store_deadline(struct timespec *ts, int64_t ms)
 {
@@ -1410,14 +1422,12 @@ static void store_front_drain(store_t *s);
  */
 static int store_journal_append(store_t *s, const journal_rec_t *recs, size_t n)
 {
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int64_t start = store_now_us();
     int rc = journal_append(s->journal, recs, n, atomic_load(&s->durable_seq));
-    clock_gettime(CLOCK_MONOTONIC, &t1);
     if (rc == 0) {
-        int64_t us = ((int64_t)t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000;
-        atomic_fetch_add_explicit(&s->st_journal_write_us, (uint64_t)us, memory_order_relaxed);
-        store_atomic_max(&s->st_journal_write_max_us, (uint64_t)us);
+        uint64_t us = (uint64_t)(store_now_us() - start);
+        atomic_fetch_add_explicit(&s->st_journal_write_us, us, memory_order_relaxed);
+        store_atomic_max(&s->st_journal_write_max_us, us);
     }
     return rc;
 }
@@ -1823,13 +1833,6 @@ static int store_op_may_ack_early(const store_op_t *op)
 static int store_op_urgent(const store_op_t *op)
 {
     return !op->acked;
-}
-
-static int64_t store_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void store_batch_ack_early(store_t *s, store_batch_t *b)
