@@ -147,6 +147,9 @@ int admin_budget_fail(admin_budget_t *b, const uint8_t addr[16], int64_t now);
 
 /** The request's peer address as 16 bytes (IPv4 mapped into IPv6; zeros when unknown). */
 void admin_request_addr(h2o_req_t *req, uint8_t addr[16]);
+/** Is addr (as admin_request_addr fills it: IPv4 as v4-mapped IPv6) a loopback address,
+ * 127.0.0.0/8 or ::1? The all-zero address of a connection with no peer is not. */
+int admin_addr_is_loopback(const uint8_t addr[16]);
 
 /* ---- settings ---- */
 

@@ -478,6 +478,16 @@ void admin_request_addr(h2o_req_t *req, uint8_t addr[16])
     }
 }
 
+int admin_addr_is_loopback(const uint8_t addr[16])
+{
+    static const uint8_t v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    static const uint8_t v6_loopback[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+
+    if (memcmp(addr, v4_mapped, 12) == 0)
+        return addr[12] == 127; /* 127.0.0.0/8 */
+    return memcmp(addr, v6_loopback, 16) == 0;
+}
+
 /* ---- delayed 401 ---- */
 
 /*
@@ -573,8 +583,17 @@ int admin_authorize_proxy_purge_or_respond(admin_t *admin, h2o_req_t *req)
     admin_settings_snapshot(admin, &s);
     if (!s.purge_requires_auth)
         return 0;
-    if (!admin_tokens_exist(admin->store))
-        return 0;
+    if (!admin_tokens_exist(admin->store)) {
+        /* No token exists yet (a fresh node, `make run`): a purge without one is allowed, but
+         * only from this machine. The proxy listener faces the internet; letting anyone there
+         * purge would let anyone empty the cache onto the origin. */
+        uint8_t addr[16];
+        admin_request_addr(req, addr);
+        if (admin_addr_is_loopback(addr))
+            return 0;
+        admin_auth_send_401(admin, req, 0);
+        return -1;
+    }
     if (!admin_request_token(req, &tok, &tok_len)) {
         admin_auth_send_401(admin, req, 0);
         return -1;

@@ -73,6 +73,31 @@ END_TEST
 
 /* ---- tokens ---- */
 
+/* a purge without a token, while none exists, is for this machine only: which peers count */
+START_TEST(loopback_peers_only)
+{
+    uint8_t a[16] = {0};
+    ck_assert_int_eq(admin_addr_is_loopback(a), 0); /* unknown peer */
+    a[10] = a[11] = 0xff;
+    a[12] = 127, a[13] = 0, a[14] = 0, a[15] = 1;
+    ck_assert_int_eq(admin_addr_is_loopback(a), 1);
+    a[12] = 127, a[13] = 45, a[14] = 6, a[15] = 200;
+    ck_assert_int_eq(admin_addr_is_loopback(a), 1);
+    a[12] = 10, a[13] = 0, a[14] = 0, a[15] = 1;
+    ck_assert_int_eq(admin_addr_is_loopback(a), 0);
+    a[12] = 128, a[13] = 0, a[14] = 0, a[15] = 1;
+    ck_assert_int_eq(admin_addr_is_loopback(a), 0);
+    memset(a, 0, sizeof(a));
+    a[15] = 1; /* ::1 */
+    ck_assert_int_eq(admin_addr_is_loopback(a), 1);
+    a[0] = 0x20, a[1] = 0x01; /* 2001::1 */
+    ck_assert_int_eq(admin_addr_is_loopback(a), 0);
+    memset(a, 0, sizeof(a));
+    a[11] = 0xff, a[12] = 127; /* not a v4-mapped prefix: 0:...:ff7f:... */
+    ck_assert_int_eq(admin_addr_is_loopback(a), 0);
+}
+END_TEST
+
 START_TEST(token_hash_is_blake2b_256_hex)
 {
     char hex[ADMIN_TOKEN_HASH_HEX];
@@ -1024,6 +1049,7 @@ static Suite *admin_suite(void)
     Suite *s = suite_create("admin");
     TCase *t = tcase_create("tokens");
     tcase_add_test(t, scopes_parse_comma_and_space);
+    tcase_add_test(t, loopback_peers_only);
     tcase_add_test(t, scopes_parse_rejects);
     tcase_add_test(t, scopes_json_round_trip);
     tcase_add_test(t, token_hash_is_blake2b_256_hex);
