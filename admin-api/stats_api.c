@@ -918,16 +918,37 @@ static void ml_send(int fd, const char *p, size_t n)
     }
 }
 
+/* This listener serves one connection at a time, so the whole request head must arrive
+ * within ML_HEAD_DEADLINE_MS of the accept: a timeout per recv() alone let a client that
+ * sends one byte a second hold the listener, and every scrape behind it, for ever. */
+#define ML_HEAD_DEADLINE_MS 2000
+
+static int64_t ml_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static void ml_serve(int fd)
 {
     char req[8192];
     size_t got = 0;
+    int64_t deadline = ml_now_ms() + ML_HEAD_DEADLINE_MS;
     struct timeval tv = {.tv_sec = 2, .tv_usec = 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
     while (got < sizeof(req) - 1) {
-        ssize_t r = recv(fd, req + got, sizeof(req) - 1 - got, 0);
-        if (r < 0 && errno == EINTR)
+        int64_t left = deadline - ml_now_ms();
+        if (left <= 0)
+            return;
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        int pr = poll(&pfd, 1, (int)left);
+        if (pr < 0 && errno == EINTR)
+            continue;
+        if (pr <= 0)
+            return;
+        ssize_t r = recv(fd, req + got, sizeof(req) - 1 - got, MSG_DONTWAIT);
+        if (r < 0 && (errno == EINTR || errno == EAGAIN))
             continue;
         if (r <= 0)
             return;

@@ -15,6 +15,7 @@ import shutil
 import signal
 import socket
 import tempfile
+import threading
 import time
 
 import harness
@@ -553,3 +554,32 @@ class PublicMetrics(StatsCase):
         self.assertEqual(request(port, "GET", "/stats").status, 404)
         # the admin listener still wants a token
         self.assertEqual(self.admin("/metrics").status, 401)
+
+    def test_a_trickling_client_cannot_hold_the_metrics_listener(self):
+        # The listener serves one connection at a time. A client that sends its request one
+        # byte at a time used to hold it for as long as it kept trickling (a timeout per
+        # read only), so every scrape queued behind it. Now the head has one deadline.
+        m = re.search(r"metrics listener on 127\.0\.0\.1:(\d+)", self.e.stderr_text())
+        port = int(m.group(1))
+        slow = socket.create_connection(("127.0.0.1", port))
+        self.addCleanup(slow.close)
+        stop = threading.Event()
+
+        def trickle():
+            for ch in b"GET /metrics HTTP/1.1\r\nX-Slow: " + b"a" * 200:
+                if stop.wait(0.3):
+                    return
+                try:
+                    slow.send(bytes([ch]))
+                except OSError:
+                    return
+
+        t = threading.Thread(target=trickle, daemon=True)
+        t.start()
+        self.addCleanup(t.join)
+        self.addCleanup(stop.set)
+        slow.send(b"G")  # accepted before the scrape below connects
+        # the scrape waits behind the trickler at most its head deadline (2 s); 30 s would
+        # mean the trickler still held the listener after 100 bytes
+        r = request(port, "GET", "/metrics", timeout=30)
+        self.assertEqual(r.status, 200)
