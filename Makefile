@@ -8,6 +8,8 @@ OPT      ?= -O2
 SANITIZE ?=
 WARN      = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2
 CFLAGS   += -std=c11 -D_GNU_SOURCE -DH2O_USE_LIBUV=0 $(OPT) -g $(WARN) -I. -pthread $(SANITIZE)
+# each object records the headers it includes (BUILD/obj/x.d), so a header change rebuilds only those
+DEPFLAGS  = -MMD -MP
 LDFLAGS  += -pthread $(SANITIZE)
 LIBS      = -lh2o-evloop -lssl -lcrypto -lz -llmdb -ljansson -lsodium -lm
 CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt)
@@ -27,16 +29,16 @@ all: $(BUILD)/edgecache
 deps:
 	@scripts/install-deps
 
-$(BUILD)/obj/%.o: %.c $(HDRS)
+$(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	$(CC) $(CFLAGS) $(DEPFLAGS) -c $< -o $@
 
 $(BUILD)/edgecache: $(LIB_OBJ) $(MAIN_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJ) $(HDRS)
+$(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Wno-missing-prototypes -o $@ $< $(LIB_OBJ) $(LDFLAGS) $(LIBS) $(CHECK_LIBS)
+	$(CC) $(CFLAGS) $(DEPFLAGS) -Wno-missing-prototypes -o $@ $< $(LIB_OBJ) $(LDFLAGS) $(LIBS) $(CHECK_LIBS)
 
 # test_store makes the purge journal's writes fail on demand (__wrap_pwrite there)
 $(BUILD)/tests/test_store: LDFLAGS += -Wl,--wrap=pwrite
@@ -75,3 +77,4 @@ $(BUILD)/lmdb-deletes: bench/lmdb-deletes.c
 clean:
 	rm -rf build
 include fuzz.mk
+-include $(LIB_OBJ:.o=.d) $(MAIN_OBJ:.o=.d) $(UNIT_BIN:=.d)
