@@ -960,6 +960,50 @@ class Precedence(SemanticsCase):
                 self.assertEqual(o.hits(path), 2, name + ": refetched at once")
 
 
+class CdnCacheControl(SemanticsCase):
+    """RFC 9213 2.1: CDN-Cache-Control is an RFC 8941 Dictionary. One that does not parse, or
+    whose directive has the wrong type, is ignored as a whole and Cache-Control decides; a
+    valid one (parameters and repeated lines included) replaces Cache-Control. Every row is
+    told apart by the second request alone: HIT (stored with a long lifetime) or not."""
+
+    def test_invalid_field_falls_back_to_cache_control(self):
+        o = self.origin()
+        rows = [  # (name, header list, HIT on the second request?)
+            ("trailing empty member: cc no-store applies",
+             [("CDN-Cache-Control", "max-age=60, ,"), ("Cache-Control", "no-store")], False),
+            ("upper-case key: cc no-store applies",
+             [("CDN-Cache-Control", "Max-Age=60"), ("Cache-Control", "no-store")], False),
+            ("decimal max-age: cc max-age=60 applies",
+             [("CDN-Cache-Control", "max-age=1.5"), ("Cache-Control", "max-age=60")], True),
+            ("negative max-age: cc max-age=60 applies",
+             [("CDN-Cache-Control", "max-age=-1"), ("Cache-Control", "max-age=60")], True),
+            ("string max-age: cc no-store applies",
+             [("CDN-Cache-Control", 'max-age="60"'), ("Cache-Control", "no-store")], False),
+            ("parameters are fine: cdn max-age=60 wins over cc no-store",
+             [("CDN-Cache-Control", "max-age=60;a=1"), ("Cache-Control", "no-store")], True),
+            ("lines combined, the last max-age wins over cc no-store",
+             [("CDN-Cache-Control", "max-age=0"), ("CDN-Cache-Control", "max-age=600"),
+              ("Cache-Control", "no-store")], True),
+            ("a bad second line spoils the field: cc no-store applies",
+             [("CDN-Cache-Control", "max-age=60"), ("CDN-Cache-Control", "s-maxage=?1"),
+              ("Cache-Control", "no-store")], False),
+        ]
+        e = self.edge(o)
+        for i, (name, headers, hit) in enumerate(rows):
+            path = "/cdn%d" % i
+            o.route(path, headers=headers + [("Content-Type", "text/plain")], body=b"row %d" % i)
+            with self.subTest(row=name):
+                self.assertOk(self.get(e, path), b"row %d" % i)
+                r = self.get(e, path)
+                self.assertOk(r, b"row %d" % i)
+                if hit:
+                    self.assertXCache(r, "HIT", name)
+                    self.assertEqual(o.hits(path), 1, name)
+                else:
+                    self.assertNotHit(r, name)
+                    self.assertEqual(o.hits(path), 2, name)
+
+
 # ======================================================================================
 # settings
 
