@@ -406,7 +406,8 @@ static int sf_parse_key(sf_cur_t *c)
     if (!sf_is_lcalpha(ch) && ch != '*')
         return -1;
     c->i++;
-    for (ch = sf_peek(c); sf_is_lcalpha(ch) || sf_is_digit(ch) || (ch != -1 && strchr("_-.*", ch) != NULL);
+    /* no strchr here: it would find a NUL byte of the field in its literal's terminator */
+    for (ch = sf_peek(c); sf_is_lcalpha(ch) || sf_is_digit(ch) || ch == '_' || ch == '-' || ch == '.' || ch == '*';
          ch = sf_peek(c))
         c->i++;
     return 0;

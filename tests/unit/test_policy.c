@@ -356,6 +356,10 @@ START_TEST(sf_dict_invalid)
     /* an embedded NUL is a byte like any other: not ASCII text, so not a dictionary */
     ck_assert_int_eq(policy_sf_dict_parse("a=1\0", 4, NULL, NULL), -1);
     ck_assert_int_eq(policy_sf_dict_parse("a=\"\0\"", 5, NULL, NULL), -1);
+    /* ... in a key too (found by fuzz_sf_dict: a NUL matched strchr's terminator) */
+    ck_assert_int_eq(policy_sf_dict_parse("a\0b=1", 5, NULL, NULL), -1);
+    ck_assert_int_eq(policy_sf_dict_parse("max-age\0=1", 10, NULL, NULL), -1);
+    ck_assert_int_eq(policy_sf_dict_parse("a;p\0=1", 7, NULL, NULL), -1);
 }
 END_TEST
 
