@@ -22,7 +22,10 @@
  *    whole response is revalidated / not stored (RFC 9111 5.2.2.4 and 5.2.2.7 allow a cache
  *    to do so). Restrictive directives (no-store, no-cache, private, must-revalidate,
  *    proxy-revalidate) are honoured even when malformed ("no-store junk"); permissive ones
- *    (public, immutable, must-understand) only when well formed.
+ *    (public, immutable, must-understand) only when well formed. A quoted-string that is
+ *    never closed (or holds a control byte) leaves the rest of the field ambiguous: it is
+ *    read again with "," as the only separator and each element taken as malformed, so a
+ *    no-store or private there still counts and a max-age there makes max-age invalid.
  *  - must-understand (5.2.2.3): the no-store in the same field is ignored when we
  *    understand the status (a registered final status other than 206 and 304); with any
  *    other status the response is not stored.
@@ -232,10 +235,12 @@ static void cc_apply(policy_cc_t *cc, const char *name, size_t name_len, const c
     /* anything else: an extension we do not implement, ignored (RFC 9111 5.2.3) */
 }
 
-/* index of the next top-level ',' at or after i (quoted-strings skipped), or len */
-static size_t skip_to_comma(const char *v, size_t len, size_t i)
+/* index of the next top-level ',' at or after i (quoted-strings skipped), or len; when the
+ * field ends inside a quoted-string, *open_quote is set to the index of its opening quote */
+static size_t skip_to_comma(const char *v, size_t len, size_t i, size_t *open_quote)
 {
     int in_quotes = 0;
+    size_t quote = 0;
     for (; i < len; i++) {
         char c = v[i];
         if (in_quotes) {
@@ -245,18 +250,44 @@ static size_t skip_to_comma(const char *v, size_t len, size_t i)
                 in_quotes = 0;
         } else if (c == '"') {
             in_quotes = 1;
+            quote = i;
         } else if (c == ',') {
             return i;
         }
     }
+    if (in_quotes)
+        *open_quote = quote;
     return len;
+}
+
+/* What follows an unterminated quoted-string (from v[0], just after its opening quote): nobody
+ * can tell where the origin meant the string to end, so "," is taken as the only separator and
+ * every element counts as a malformed directive. cc_apply then honours the restrictive ones
+ * (no-store, private, no-cache, must-revalidate, ...) and makes a max-age / s-maxage there
+ * invalid (stale), while permissive ones are not applied: whichever way the field was meant,
+ * that is the safe reading. One pass, no quote handling, so it is linear whatever the bytes. */
+static void cc_apply_rest_malformed(policy_cc_t *cc, const char *v, size_t len, int surrogate)
+{
+    static const cc_arg_t no_arg = {NULL, 0, 0, 0};
+    size_t i = 0;
+    while (i < len) {
+        while (i < len && (is_ows((unsigned char)v[i]) || v[i] == ','))
+            i++;
+        size_t name_start = i;
+        while (i < len && is_tchar((unsigned char)v[i]))
+            i++;
+        if (i > name_start)
+            cc_apply(cc, v + name_start, i - name_start, &no_arg, 0, surrogate);
+        while (i < len && v[i] != ',')
+            i++;
+    }
 }
 
 /* Parse one field line into cc. surrogate: Surrogate-Control rules (targeted directives
  * skipped, no-store-remote, max-age=N+M). Returns the number of well-formed directives. */
 static int cc_parse_field(policy_cc_t *cc, const char *v, size_t len, int surrogate)
 {
-    size_t i = 0;
+    size_t i = 0, open_quote = SIZE_MAX; /* set when the field ends inside a quoted-string */
     int seen = 0;
 
     if (v == NULL)
@@ -272,7 +303,9 @@ static int cc_parse_field(policy_cc_t *cc, const char *v, size_t len, int surrog
             i++;
         size_t name_len = i - name_start;
         if (name_len == 0) { /* not a directive at all */
-            i = skip_to_comma(v, len, i);
+            i = skip_to_comma(v, len, i, &open_quote);
+            if (open_quote != SIZE_MAX)
+                break;
             continue;
         }
 
@@ -305,9 +338,9 @@ static int cc_parse_field(policy_cc_t *cc, const char *v, size_t len, int surrog
                     j++;
                 }
                 if (!closed) {
-                    /* an unterminated quoted-string swallows the rest of the field */
                     cc_apply(cc, v + name_start, name_len, &arg, 0, surrogate);
-                    return seen;
+                    open_quote = (size_t)(arg.p - v) - 1;
+                    break;
                 }
                 arg.len = (size_t)(v + j - arg.p);
                 j++; /* closing quote */
@@ -325,19 +358,25 @@ static int cc_parse_field(policy_cc_t *cc, const char *v, size_t len, int surrog
             j++;
         if (surrogate && j < len && v[j] == ';') {
             /* "max-age=60;edge1": targeted at a named surrogate, which we are not */
-            i = skip_to_comma(v, len, j);
+            i = skip_to_comma(v, len, j, &open_quote);
+            if (open_quote != SIZE_MAX)
+                break;
             continue;
         }
         if (j < len && v[j] != ',') {
             well_formed = 0;
-            i = skip_to_comma(v, len, j);
+            i = skip_to_comma(v, len, j, &open_quote);
         } else {
             i = j;
         }
         if (well_formed)
             seen++;
         cc_apply(cc, v + name_start, name_len, &arg, well_formed, surrogate);
+        if (open_quote != SIZE_MAX)
+            break;
     }
+    if (open_quote != SIZE_MAX)
+        cc_apply_rest_malformed(cc, v + open_quote + 1, len - open_quote - 1, surrogate);
     return seen;
 }
 

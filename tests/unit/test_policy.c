@@ -128,10 +128,30 @@ START_TEST(cc_quoted_strings)
     cc = cc_of("ext=\"x, no-store\", s-maxage=9");
     ck_assert(!cc.no_store);
     ck_assert_uint_eq(cc.s_maxage, 9);
-    /* an unterminated quoted-string swallows the rest of the field */
+    /* after an unterminated quoted-string nobody knows where it was meant to end: restrictive
+     * directives in the rest are honoured, a max-age there makes max-age invalid (stale), and
+     * permissive ones are not applied */
     cc = cc_of("max-age=5, foo=\"abc, no-store");
     ck_assert_uint_eq(cc.max_age, 5);
+    ck_assert(cc.no_store);
+    cc = cc_of("community=\"UCI, private, must-revalidate, public, immutable");
+    ck_assert(cc.private_ && cc.must_revalidate);
+    ck_assert(!cc.public_ && !cc.immutable);
+    cc = cc_of("no-cache=\"set-cookie, max-age=60");
+    ck_assert(cc.no_cache && cc.max_age_invalid);
+    ck_assert_uint_eq(cc.max_age, POLICY_UNSET);
+    /* the same when the quote opens in garbage, or in junk after a directive */
+    cc = cc_of("=\", no-store");
+    ck_assert(cc.no_store);
+    cc = cc_of("max-age=5 \"x, no-cache, proxy-revalidate");
+    ck_assert(cc.no_cache && cc.proxy_revalidate && cc.max_age_invalid);
+    /* a control byte ends a quoted-string as unterminated too */
+    cc = cc_of("ext=\"a\x01b\", no-store");
+    ck_assert(cc.no_store);
+    /* a quote that is closed still hides what is inside it */
+    cc = cc_of("ext=\"a, no-store\", max-age=5");
     ck_assert(!cc.no_store);
+    ck_assert_uint_eq(cc.max_age, 5);
 }
 END_TEST
 
@@ -636,6 +656,8 @@ static const ttl_case_t ttl_cases[] = {
     /* Surrogate-Control specifics */
     {"targeted surrogate directive skipped", {"surrogate-control: max-age=60;edge1", "cache-control: max-age=40", D0}, 40},
     {"surrogate max-age=N+M", {"surrogate-control: max-age=60+30", D0}, 60},
+    {"surrogate max-age after an unterminated quote is stale",
+     {"surrogate-control: max-age=60;edge1=\"x, max-age=5", "cache-control: max-age=40", D0}, 0},
     {"surrogate without max-age falls through", {"surrogate-control: content=\"ESI/1.0\"", "cache-control: max-age=40", D0}, 40},
     {"capped lifetime", {"cache-control: max-age=99999999999", D0}, CAP},
     {"expires far future capped", {"expires: Fri, 31 Dec 9999 23:59:59 GMT", D0}, CAP},
@@ -694,6 +716,9 @@ static const store_case_t store_cases[] = {
     {"600", 600, {"cache-control: max-age=60"}, 0, 0, "status"},
     {"0", 0, {NULL}, 0, 0, "status"},
     {"surrogate no-store", 200, {"surrogate-control: no-store", "cache-control: max-age=60"}, 0, 0, "no-store"},
+    {"surrogate no-store after an unterminated quote", 200,
+     {"surrogate-control: max-age=60;edge1=\"x, no-store", "cache-control: max-age=40"}, 0, 0, "no-store"},
+    {"cc private after an unterminated quote", 200, {"cache-control: max-age=60, community=\"UCI, private"}, 0, 0, "private"},
     {"surrogate no-store-remote", 200, {"surrogate-control: no-store-remote"}, 0, 0, "no-store"},
     {"cdn-cc no-store", 200, {"cdn-cache-control: no-store", "cache-control: max-age=60"}, 0, 0, "no-store"},
     {"cdn-cc private string", 200, {"cdn-cache-control: private=\"x-a\"", "cache-control: max-age=60"}, 0, 0, "private"},
