@@ -71,8 +71,8 @@ typedef void (*policy_sf_member_cb)(const policy_sf_member_t *member, void *ctx)
  * member (on_member may be NULL) and returns the number of members (0: an empty
  * dictionary); when it does not, calls nothing and returns -1, so a caller never acts on
  * part of a malformed field. A key repeated overwrites the earlier value (RFC 8941 4.2.2):
- * the caller keeps the last one. Pure and bounded: no allocation, no recursion beyond one
- * inner list, O(len). Members borrow value and are valid while it is.
+ * the caller keeps the last one. Pure and bounded: no allocation, no recursion (inner lists
+ * do not nest), two passes of O(len). Members borrow value and are valid while it is.
  */
 int policy_sf_dict_parse(const char *value, size_t len, policy_sf_member_cb on_member, void *ctx);
 
