@@ -22,14 +22,26 @@
  *    whole response is revalidated / not stored (RFC 9111 5.2.2.4 and 5.2.2.7 allow a cache
  *    to do so). Restrictive directives (no-store, no-cache, private, must-revalidate,
  *    proxy-revalidate) are honoured even when malformed ("no-store junk"); permissive ones
- *    (public, immutable, must-understand) only when well formed.
+ *    (public, immutable, must-understand) only when well formed. A quoted-string that is
+ *    never closed (or holds a control byte) leaves the rest of the field ambiguous: it is
+ *    read again with "," as the only separator and each element taken as malformed, so a
+ *    no-store or private there still counts and a max-age there makes max-age invalid.
  *  - must-understand (5.2.2.3): the no-store in the same field is ignored when we
  *    understand the status (a registered final status other than 206 and 304); with any
  *    other status the response is not stored.
- *  - CDN-Cache-Control (RFC 9213 2.2): when it has at least one well-formed directive,
- *    Cache-Control and Expires are ignored entirely for this cache and its directives are
- *    used instead (including private, no-cache, public); it is parsed with the
- *    Cache-Control grammar rather than as a Structured Field (more lenient).
+ *  - CDN-Cache-Control (RFC 9213): its lines are joined with ", " (empty lines skipped) and
+ *    parsed as an RFC 8941 Dictionary by policy_sf_dict_parse, a strict transcription of
+ *    RFC 8941 4.2 (so "Max-Age=60", "max-age=60, ," or an unterminated string make the
+ *    whole field unparseable). A repeated key keeps its last value (8941 4.2.2), parameters
+ *    are ignored (9213 2.1). The directives we read must have the type 9213 2.1 infers:
+ *    a non-negative Integer for max-age, s-maxage, stale-while-revalidate and stale-if-error;
+ *    the Boolean true for no-store, must-revalidate, proxy-revalidate, public, immutable,
+ *    no-transform, must-understand; true or a String for no-cache and private. A field that
+ *    is empty, longer than CDN_FIELD_MAX, does not parse, or holds one of those directives
+ *    with another type (max-age="60", max-age=-1, max-age=1.5, no-store=?0) is ignored as a
+ *    whole: Cache-Control, Expires and the heuristic apply as if it were absent. A valid,
+ *    non-empty one (even "none", 9213 3.1) replaces Cache-Control and Expires for this cache
+ *    (9213 2.2), its private, no-cache and public included.
  *  - Surrogate-Control: its max-age overrides every other source; no-store,
  *    no-store-remote, private, no-cache and must-revalidate in it are honoured. When it
  *    gives a max-age, the revalidation directives of plain Cache-Control (no-cache,
@@ -57,6 +69,7 @@
 #include "server/cache_policy.h"
 
 #include <assert.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -222,10 +235,12 @@ static void cc_apply(policy_cc_t *cc, const char *name, size_t name_len, const c
     /* anything else: an extension we do not implement, ignored (RFC 9111 5.2.3) */
 }
 
-/* index of the next top-level ',' at or after i (quoted-strings skipped), or len */
-static size_t skip_to_comma(const char *v, size_t len, size_t i)
+/* index of the next top-level ',' at or after i (quoted-strings skipped), or len; when the
+ * field ends inside a quoted-string, *open_quote is set to the index of its opening quote */
+static size_t skip_to_comma(const char *v, size_t len, size_t i, size_t *open_quote)
 {
     int in_quotes = 0;
+    size_t quote = 0;
     for (; i < len; i++) {
         char c = v[i];
         if (in_quotes) {
@@ -235,18 +250,44 @@ static size_t skip_to_comma(const char *v, size_t len, size_t i)
                 in_quotes = 0;
         } else if (c == '"') {
             in_quotes = 1;
+            quote = i;
         } else if (c == ',') {
             return i;
         }
     }
+    if (in_quotes)
+        *open_quote = quote;
     return len;
+}
+
+/* What follows an unterminated quoted-string (from v[0], just after its opening quote): nobody
+ * can tell where the origin meant the string to end, so "," is taken as the only separator and
+ * every element counts as a malformed directive. cc_apply then honours the restrictive ones
+ * (no-store, private, no-cache, must-revalidate, ...) and makes a max-age / s-maxage there
+ * invalid (stale), while permissive ones are not applied: whichever way the field was meant,
+ * that is the safe reading. One pass, no quote handling, so it is linear whatever the bytes. */
+static void cc_apply_rest_malformed(policy_cc_t *cc, const char *v, size_t len, int surrogate)
+{
+    static const cc_arg_t no_arg = {NULL, 0, 0, 0};
+    size_t i = 0;
+    while (i < len) {
+        while (i < len && (is_ows((unsigned char)v[i]) || v[i] == ','))
+            i++;
+        size_t name_start = i;
+        while (i < len && is_tchar((unsigned char)v[i]))
+            i++;
+        if (i > name_start)
+            cc_apply(cc, v + name_start, i - name_start, &no_arg, 0, surrogate);
+        while (i < len && v[i] != ',')
+            i++;
+    }
 }
 
 /* Parse one field line into cc. surrogate: Surrogate-Control rules (targeted directives
  * skipped, no-store-remote, max-age=N+M). Returns the number of well-formed directives. */
 static int cc_parse_field(policy_cc_t *cc, const char *v, size_t len, int surrogate)
 {
-    size_t i = 0;
+    size_t i = 0, open_quote = SIZE_MAX; /* set when the field ends inside a quoted-string */
     int seen = 0;
 
     if (v == NULL)
@@ -262,7 +303,9 @@ static int cc_parse_field(policy_cc_t *cc, const char *v, size_t len, int surrog
             i++;
         size_t name_len = i - name_start;
         if (name_len == 0) { /* not a directive at all */
-            i = skip_to_comma(v, len, i);
+            i = skip_to_comma(v, len, i, &open_quote);
+            if (open_quote != SIZE_MAX)
+                break;
             continue;
         }
 
@@ -295,9 +338,9 @@ static int cc_parse_field(policy_cc_t *cc, const char *v, size_t len, int surrog
                     j++;
                 }
                 if (!closed) {
-                    /* an unterminated quoted-string swallows the rest of the field */
                     cc_apply(cc, v + name_start, name_len, &arg, 0, surrogate);
-                    return seen;
+                    open_quote = (size_t)(arg.p - v) - 1;
+                    break;
                 }
                 arg.len = (size_t)(v + j - arg.p);
                 j++; /* closing quote */
@@ -315,19 +358,25 @@ static int cc_parse_field(policy_cc_t *cc, const char *v, size_t len, int surrog
             j++;
         if (surrogate && j < len && v[j] == ';') {
             /* "max-age=60;edge1": targeted at a named surrogate, which we are not */
-            i = skip_to_comma(v, len, j);
+            i = skip_to_comma(v, len, j, &open_quote);
+            if (open_quote != SIZE_MAX)
+                break;
             continue;
         }
         if (j < len && v[j] != ',') {
             well_formed = 0;
-            i = skip_to_comma(v, len, j);
+            i = skip_to_comma(v, len, j, &open_quote);
         } else {
             i = j;
         }
         if (well_formed)
             seen++;
         cc_apply(cc, v + name_start, name_len, &arg, well_formed, surrogate);
+        if (open_quote != SIZE_MAX)
+            break;
     }
+    if (open_quote != SIZE_MAX)
+        cc_apply_rest_malformed(cc, v + open_quote + 1, len - open_quote - 1, surrogate);
     return seen;
 }
 
@@ -343,6 +392,424 @@ void policy_cc_init(policy_cc_t *cc)
 void policy_cc_parse(policy_cc_t *cc, const char *value, size_t len)
 {
     (void)cc_parse_field(cc, value, len, 0);
+}
+
+/* ---------------------------------------------------------------- RFC 8941 Dictionary */
+
+/*
+ * A straight transcription of RFC 8941 section 4.2's algorithms over a cursor. Every
+ * function either consumes a well-formed construct and returns 0, or returns -1; the
+ * cursor never moves past len. Only the SP / OWS that the algorithm discards is skipped.
+ */
+typedef struct sf_cur {
+    const char *s;
+    size_t len, i;
+} sf_cur_t;
+
+static int sf_peek(const sf_cur_t *c)
+{
+    return c->i < c->len ? (unsigned char)c->s[c->i] : -1;
+}
+
+static int sf_is_digit(int ch)
+{
+    return ch >= '0' && ch <= '9';
+}
+
+static int sf_is_alpha(int ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z');
+}
+
+static int sf_is_lcalpha(int ch)
+{
+    return ch >= 'a' && ch <= 'z';
+}
+
+static void sf_skip_sp(sf_cur_t *c)
+{
+    while (sf_peek(c) == ' ')
+        c->i++;
+}
+
+static void sf_skip_ows(sf_cur_t *c)
+{
+    while (sf_peek(c) == ' ' || sf_peek(c) == '\t')
+        c->i++;
+}
+
+/* 4.2.3.3 key = ( lcalpha / "*" ) *( lcalpha / DIGIT / "_" / "-" / "." / "*" ) */
+static int sf_parse_key(sf_cur_t *c)
+{
+    int ch = sf_peek(c);
+    if (!sf_is_lcalpha(ch) && ch != '*')
+        return -1;
+    c->i++;
+    /* no strchr here: it would find a NUL byte of the field in its literal's terminator */
+    for (ch = sf_peek(c); sf_is_lcalpha(ch) || sf_is_digit(ch) || ch == '_' || ch == '-' || ch == '.' || ch == '*';
+         ch = sf_peek(c))
+        c->i++;
+    return 0;
+}
+
+/* 4.2.4 Integer or Decimal; *number is the integer, or the decimal in thousandths */
+static int sf_parse_number(sf_cur_t *c, policy_sf_type_t *type, int64_t *number)
+{
+    int64_t sign = 1, integer = 0, fraction = 0;
+    size_t chars = 0, fraction_digits = 0; /* chars: input_number's length, "." included */
+    int decimal = 0;
+
+    if (sf_peek(c) == '-') {
+        c->i++;
+        sign = -1;
+    }
+    if (!sf_is_digit(sf_peek(c)))
+        return -1;
+    for (int ch = sf_peek(c); ch != -1; ch = sf_peek(c)) {
+        if (sf_is_digit(ch)) {
+            if (decimal) {
+                fraction = fraction * 10 + (ch - '0');
+                fraction_digits++;
+            } else {
+                integer = integer * 10 + (ch - '0');
+            }
+        } else if (!decimal && ch == '.') {
+            if (chars > 12)
+                return -1;
+            decimal = 1;
+        } else {
+            break;
+        }
+        c->i++;
+        chars++;
+        /* checked after every character, so integer stays below 10^16 and fraction below 10^4 */
+        if ((!decimal && chars > 15) || (decimal && chars > 16) || fraction_digits > 3)
+            return -1;
+    }
+    if (decimal) {
+        if (fraction_digits == 0)
+            return -1; /* "1." */
+        for (size_t k = fraction_digits; k < 3; k++)
+            fraction *= 10;
+        *type = POLICY_SF_DECIMAL;
+        *number = sign * (integer * 1000 + fraction);
+    } else {
+        *type = POLICY_SF_INTEGER;
+        *number = sign * integer;
+    }
+    return 0;
+}
+
+/* 4.2.5 String: printable ASCII, with \" and \\ the only escapes */
+static int sf_parse_string(sf_cur_t *c)
+{
+    c->i++; /* DQUOTE */
+    while (c->i < c->len) {
+        unsigned char ch = (unsigned char)c->s[c->i++];
+        if (ch == '\\') {
+            int next = sf_peek(c);
+            if (next != '"' && next != '\\')
+                return -1;
+            c->i++;
+        } else if (ch == '"') {
+            return 0;
+        } else if (ch < 0x20 || ch > 0x7e) {
+            return -1;
+        }
+    }
+    return -1; /* unterminated */
+}
+
+/* 4.2.6 Token: ( ALPHA / "*" ) *( tchar / ":" / "/" ) */
+static int sf_parse_token(sf_cur_t *c)
+{
+    int ch = sf_peek(c);
+    if (!sf_is_alpha(ch) && ch != '*')
+        return -1;
+    c->i++;
+    for (ch = sf_peek(c); ch != -1 && (is_tchar((unsigned char)ch) || ch == ':' || ch == '/'); ch = sf_peek(c))
+        c->i++;
+    return 0;
+}
+
+/* 4.2.7 Byte Sequence: ":" base64 ":". Padding may be absent (SHOULD NOT fail), but what is
+ * there must be base64 that decodes: "=" only at the end, at most two, and no length that
+ * leaves a lone sextet. */
+static int sf_parse_bytes(sf_cur_t *c)
+{
+    size_t start = ++c->i, end, pad = 0;
+    const char *colon = memchr(c->s + start, ':', c->len - start);
+    if (colon == NULL)
+        return -1;
+    end = (size_t)(colon - c->s);
+    for (size_t k = start; k < end; k++) {
+        int ch = (unsigned char)c->s[k];
+        if (ch == '=') {
+            pad++;
+        } else if (sf_is_alpha(ch) || sf_is_digit(ch) || ch == '+' || ch == '/') {
+            if (pad > 0)
+                return -1; /* data after padding */
+        } else {
+            return -1;
+        }
+    }
+    size_t data = end - start - pad;
+    if (pad > 2 || data % 4 == 1 || (pad > 0 && (end - start) % 4 != 0))
+        return -1;
+    c->i = end + 1;
+    return 0;
+}
+
+/* 4.2.8 Boolean: "?0" / "?1" */
+static int sf_parse_boolean(sf_cur_t *c, int64_t *number)
+{
+    c->i++;
+    int ch = sf_peek(c);
+    if (ch != '0' && ch != '1')
+        return -1;
+    c->i++;
+    *number = ch == '1';
+    return 0;
+}
+
+/* 4.2.3.1 Bare Item */
+static int sf_parse_bare_item(sf_cur_t *c, policy_sf_type_t *type, int64_t *number)
+{
+    int ch = sf_peek(c);
+    *number = 0;
+    if (ch == '-' || sf_is_digit(ch))
+        return sf_parse_number(c, type, number);
+    if (ch == '"') {
+        *type = POLICY_SF_STRING;
+        return sf_parse_string(c);
+    }
+    if (sf_is_alpha(ch) || ch == '*') {
+        *type = POLICY_SF_TOKEN;
+        return sf_parse_token(c);
+    }
+    if (ch == ':') {
+        *type = POLICY_SF_BYTES;
+        return sf_parse_bytes(c);
+    }
+    if (ch == '?') {
+        *type = POLICY_SF_BOOLEAN;
+        return sf_parse_boolean(c, number);
+    }
+    return -1;
+}
+
+/* 4.2.3.2 Parameters: *( ";" *SP key [ "=" bare-item ] ); values are validated, not kept */
+static int sf_parse_parameters(sf_cur_t *c)
+{
+    while (sf_peek(c) == ';') {
+        c->i++;
+        sf_skip_sp(c);
+        if (sf_parse_key(c) != 0)
+            return -1;
+        if (sf_peek(c) == '=') {
+            policy_sf_type_t type;
+            int64_t number;
+            c->i++;
+            if (sf_parse_bare_item(c, &type, &number) != 0)
+                return -1;
+        }
+    }
+    return 0;
+}
+
+/* 4.2.1.2 Inner List: "(" *SP [ item *( 1*SP item ) *SP ] ")" parameters (the parameters are
+ * left to the caller); *items counts the items */
+static int sf_parse_inner_list(sf_cur_t *c, int64_t *items)
+{
+    c->i++; /* "(" */
+    *items = 0;
+    while (c->i < c->len) {
+        sf_skip_sp(c);
+        if (sf_peek(c) == ')') {
+            c->i++;
+            return 0;
+        }
+        policy_sf_type_t type;
+        int64_t number;
+        if (sf_parse_bare_item(c, &type, &number) != 0 || sf_parse_parameters(c) != 0)
+            return -1;
+        (*items)++;
+        if (sf_peek(c) != ' ' && sf_peek(c) != ')')
+            return -1;
+    }
+    return -1; /* no ")" */
+}
+
+/* 4.2 + 4.2.2: the whole field value as a Dictionary; on_member NULL only validates */
+static int sf_dict_walk(const char *value, size_t len, policy_sf_member_cb on_member, void *ctx)
+{
+    sf_cur_t c = {value, len, 0};
+    int members = 0;
+
+    sf_skip_sp(&c);
+    if (c.i == c.len)
+        return 0; /* an empty dictionary (RFC 8941 4.2: empty field value) */
+    for (;;) {
+        policy_sf_member_t m = {0};
+        size_t key_start = c.i;
+        if (sf_parse_key(&c) != 0)
+            return -1;
+        m.key = value + key_start;
+        m.key_len = c.i - key_start;
+        if (sf_peek(&c) == '=') {
+            c.i++;
+            size_t item_start = c.i;
+            if (sf_peek(&c) == '(') {
+                m.type = POLICY_SF_INNER_LIST;
+                if (sf_parse_inner_list(&c, &m.number) != 0)
+                    return -1;
+            } else if (sf_parse_bare_item(&c, &m.type, &m.number) != 0) {
+                return -1;
+            }
+            m.item = value + item_start;
+            m.item_len = c.i - item_start;
+        } else {
+            m.type = POLICY_SF_BOOLEAN;
+            m.number = 1;
+            m.item = value + c.i;
+        }
+        size_t params_start = c.i;
+        if (sf_parse_parameters(&c) != 0)
+            return -1;
+        m.params = value + params_start;
+        m.params_len = c.i - params_start;
+        if (members == INT_MAX)
+            return -1; /* the count is the return value; no real field gets near this */
+        members++;
+        if (on_member != NULL)
+            on_member(&m, ctx);
+
+        sf_skip_ows(&c);
+        if (c.i == c.len)
+            return members;
+        if (value[c.i] != ',')
+            return -1;
+        c.i++;
+        sf_skip_ows(&c);
+        if (c.i == c.len)
+            return -1; /* trailing comma */
+    }
+}
+
+int policy_sf_dict_parse(const char *value, size_t len, policy_sf_member_cb on_member, void *ctx)
+{
+    if (value == NULL)
+        return len == 0 ? 0 : -1;
+    /* validate first, so that the caller only ever sees members of a field that parses */
+    int n = sf_dict_walk(value, len, NULL, NULL);
+    if (n <= 0 || on_member == NULL)
+        return n;
+    return sf_dict_walk(value, len, on_member, ctx);
+}
+
+/* ---------------------------------------------------------------- CDN-Cache-Control */
+
+/* the directives RFC 9213 2.1 lets us read from a Dictionary (in cdn_directives[] order) */
+enum {
+    CDN_MAX_AGE, CDN_S_MAXAGE, CDN_SWR, CDN_SIE, CDN_NO_STORE, CDN_MUST_REVALIDATE, CDN_PROXY_REVALIDATE,
+    CDN_PUBLIC, CDN_IMMUTABLE, CDN_NO_TRANSFORM, CDN_MUST_UNDERSTAND, CDN_NO_CACHE, CDN_PRIVATE,
+    CDN_NUM_DIRECTIVES
+};
+
+/* the type each must have: a non-negative Integer (delta-seconds), the Boolean true (a bare
+ * key), or true / a String of field names (the qualified form) */
+enum { CDN_INTEGER, CDN_TRUE, CDN_TRUE_OR_STRING };
+
+static const struct cdn_directive {
+    const char *name;
+    int kind;
+} cdn_directives[CDN_NUM_DIRECTIVES] = {
+    {"max-age", CDN_INTEGER},        {"s-maxage", CDN_INTEGER},     {"stale-while-revalidate", CDN_INTEGER},
+    {"stale-if-error", CDN_INTEGER}, {"no-store", CDN_TRUE},        {"must-revalidate", CDN_TRUE},
+    {"proxy-revalidate", CDN_TRUE},  {"public", CDN_TRUE},          {"immutable", CDN_TRUE},
+    {"no-transform", CDN_TRUE},      {"must-understand", CDN_TRUE}, {"no-cache", CDN_TRUE_OR_STRING},
+    {"private", CDN_TRUE_OR_STRING},
+};
+
+/* the last value of every known directive (a Dictionary keeps the last of a repeated key) */
+typedef struct cdn_fold {
+    int present[CDN_NUM_DIRECTIVES];
+    policy_sf_type_t type[CDN_NUM_DIRECTIVES];
+    int64_t number[CDN_NUM_DIRECTIVES];
+} cdn_fold_t;
+
+static void cdn_fold_member(const policy_sf_member_t *m, void *ctx)
+{
+    cdn_fold_t *fold = ctx;
+    /* keys compare character for character: SF keys are lower-case already */
+    for (size_t k = 0; k < CDN_NUM_DIRECTIVES; k++) {
+        if (strlen(cdn_directives[k].name) == m->key_len && memcmp(cdn_directives[k].name, m->key, m->key_len) == 0) {
+            fold->present[k] = 1;
+            fold->type[k] = m->type;
+            fold->number[k] = m->number;
+            return;
+        }
+    }
+}
+
+int policy_cdn_cc_parse(const char *value, size_t len, policy_cc_t *cc)
+{
+    cdn_fold_t fold;
+    memset(&fold, 0, sizeof(fold));
+    policy_cc_init(cc);
+    /* RFC 9213 2.2: only a valid, non-empty field replaces Cache-Control */
+    if (policy_sf_dict_parse(value, len, cdn_fold_member, &fold) <= 0)
+        return -1;
+
+    /* RFC 9213 2.1: values that break a directive's inferred type are not consumed, and the
+     * issue's rule (and the safe reading) is that the field is then ignored as a whole */
+    for (size_t k = 0; k < CDN_NUM_DIRECTIVES; k++) {
+        if (!fold.present[k])
+            continue;
+        policy_sf_type_t t = fold.type[k];
+        int64_t n = fold.number[k];
+        switch (cdn_directives[k].kind) {
+        case CDN_INTEGER:
+            if (t != POLICY_SF_INTEGER || n < 0) /* delta-seconds: 1*DIGIT */
+                goto ignored;
+            break;
+        case CDN_TRUE:
+            if (t != POLICY_SF_BOOLEAN || n != 1)
+                goto ignored;
+            break;
+        default:
+            if (!(t == POLICY_SF_BOOLEAN && n == 1) && t != POLICY_SF_STRING)
+                goto ignored;
+            break;
+        }
+    }
+
+    for (size_t k = 0; k < CDN_NUM_DIRECTIVES; k++) {
+        if (!fold.present[k])
+            continue;
+        uint32_t delta = fold.number[k] > (int64_t)DELTA_SECONDS_CAP ? DELTA_SECONDS_CAP : (uint32_t)fold.number[k];
+        switch (k) {
+        case CDN_MAX_AGE: cc->max_age = delta; break;
+        case CDN_S_MAXAGE: cc->s_maxage = delta; break;
+        case CDN_SWR: cc->stale_while_revalidate = delta; break;
+        case CDN_SIE: cc->stale_if_error = delta; break;
+        case CDN_NO_STORE: cc->no_store = 1; break;
+        case CDN_MUST_REVALIDATE: cc->must_revalidate = 1; break;
+        case CDN_PROXY_REVALIDATE: cc->proxy_revalidate = 1; break;
+        case CDN_PUBLIC: cc->public_ = 1; break;
+        case CDN_IMMUTABLE: cc->immutable = 1; break;
+        case CDN_NO_TRANSFORM: cc->no_transform = 1; break;
+        case CDN_MUST_UNDERSTAND: cc->must_understand = 1; break;
+        case CDN_NO_CACHE: cc->no_cache = 1; break; /* a String of field names too: the whole response */
+        case CDN_PRIVATE: cc->private_ = 1; break;
+        default: assert(0);
+        }
+    }
+    return 0;
+
+ignored:
+    policy_cc_init(cc);
+    return -1;
 }
 
 /* ---------------------------------------------------------------- HTTP dates */
@@ -632,11 +1099,47 @@ static int parse_age(const char *v, size_t len, uint32_t *out)
     return parse_digits(v + i, end - i, out);
 }
 
+/* CDN-Cache-Control lines are joined before parsing (RFC 8941 4.2); a field longer than this
+ * is ignored like any other one that cannot be read (a real one is a few dozen bytes) */
+#define CDN_FIELD_MAX 4096
+
+typedef struct cdn_field {
+    char buf[CDN_FIELD_MAX];
+    size_t len;
+    int lines, too_long;
+} cdn_field_t;
+
+/* append one field line, ", "-separated; an empty line adds no member, so it adds nothing
+ * (rather than a trailing comma that would make the whole field unparseable) */
+static void cdn_field_append(cdn_field_t *f, const char *v, size_t len)
+{
+    while (len > 0 && is_ows((unsigned char)v[0])) {
+        v++;
+        len--;
+    }
+    while (len > 0 && is_ows((unsigned char)v[len - 1]))
+        len--;
+    if (len == 0)
+        return;
+    size_t need = len + (f->lines > 0 ? 2 : 0);
+    if (f->too_long || need > sizeof(f->buf) - f->len) {
+        f->too_long = 1;
+        return;
+    }
+    if (f->lines++ > 0) {
+        memcpy(f->buf + f->len, ", ", 2);
+        f->len += 2;
+    }
+    memcpy(f->buf + f->len, v, len);
+    f->len += len;
+}
+
 void policy_decide(int status, const policy_header_t *headers, size_t num_headers, const policy_request_info_t *req,
                    const policy_settings_t *settings, policy_decision_t *out)
 {
     policy_cc_t cc, cdn, sc;
-    int cdn_directives = 0, has_set_cookie = 0, vary_star = 0;
+    cdn_field_t cdn_field;
+    int has_set_cookie = 0, vary_star = 0;
     int date_seen = 0, date_ok = 0, age_seen = 0, age_ok = 0, lm_seen = 0, lm_ok = 0;
     int expires_count = 0, expires_ok = 0, expires_conflict = 0;
     int64_t date_value = 0, lm_value = 0, expires_value = 0;
@@ -647,6 +1150,9 @@ void policy_decide(int status, const policy_header_t *headers, size_t num_header
     policy_cc_init(&cc);
     policy_cc_init(&cdn);
     policy_cc_init(&sc);
+    cdn_field.len = 0;
+    cdn_field.lines = 0;
+    cdn_field.too_long = 0;
 
     for (size_t k = 0; k < num_headers; k++) {
         const policy_header_t *h = &headers[k];
@@ -658,7 +1164,7 @@ void policy_decide(int status, const policy_header_t *headers, size_t num_header
         if (eq_ci(h->name, h->name_len, "cache-control")) {
             cc_parse_field(&cc, v, vlen, 0);
         } else if (eq_ci(h->name, h->name_len, "cdn-cache-control")) {
-            cdn_directives += cc_parse_field(&cdn, v, vlen, 0);
+            cdn_field_append(&cdn_field, v, vlen);
         } else if (eq_ci(h->name, h->name_len, "surrogate-control")) {
             cc_parse_field(&sc, v, vlen, 1);
         } else if (eq_ci(h->name, h->name_len, "expires")) {
@@ -702,8 +1208,10 @@ void policy_decide(int status, const policy_header_t *headers, size_t num_header
         out->initial_age = (uint32_t)clamp_delta(corrected_initial_age);
     }
 
-    /* RFC 9213: a usable CDN-Cache-Control replaces Cache-Control (and Expires) for us */
-    const policy_cc_t *eff = cdn_directives > 0 ? &cdn : &cc;
+    /* RFC 9213 2.2: a valid, non-empty CDN-Cache-Control replaces Cache-Control (and Expires)
+     * for us; one that is empty, too long or does not parse is ignored as a whole */
+    int cdn_valid = !cdn_field.too_long && policy_cdn_cc_parse(cdn_field.buf, cdn_field.len, &cdn) == 0;
+    const policy_cc_t *eff = cdn_valid ? &cdn : &cc;
     int sc_fresh = sc.max_age != POLICY_UNSET || sc.max_age_invalid;
 
     /* --- storable? (RFC 9111 3) */
@@ -784,7 +1292,7 @@ void policy_decide(int status, const policy_header_t *headers, size_t num_header
 
     /* --- revalidation and stale windows. When Surrogate-Control sets the lifetime, plain
      * Cache-Control's revalidation directives are for downstream caches. */
-    const policy_cc_t *rv = cdn_directives > 0 ? &cdn : (sc_fresh ? NULL : &cc);
+    const policy_cc_t *rv = cdn_valid ? &cdn : (sc_fresh ? NULL : &cc);
     int explicit_revalidate =
         sc.must_revalidate || sc.proxy_revalidate || (rv != NULL && (rv->must_revalidate || rv->proxy_revalidate));
     int smaxage_revalidate = rv != NULL && (rv->s_maxage != POLICY_UNSET || rv->s_maxage_invalid);

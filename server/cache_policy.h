@@ -35,6 +35,60 @@ typedef struct policy_cc {
 void policy_cc_init(policy_cc_t *cc);
 void policy_cc_parse(policy_cc_t *cc, const char *value, size_t len);
 
+/* RFC 8941 value types, as policy_sf_dict_parse reports a member's value */
+typedef enum policy_sf_type {
+    POLICY_SF_INTEGER = 1, /* -999,999,999,999,999 .. 999,999,999,999,999 */
+    POLICY_SF_DECIMAL,     /* up to 12 integer and 3 fractional digits */
+    POLICY_SF_STRING,
+    POLICY_SF_TOKEN,
+    POLICY_SF_BYTES,       /* :base64: */
+    POLICY_SF_BOOLEAN,     /* ?0 / ?1, and a key without "=" (true) */
+    POLICY_SF_INNER_LIST,  /* ( item item ... ) */
+} policy_sf_type_t;
+
+/* One member of a Dictionary. Every pointer points into the parsed value (borrowed). */
+typedef struct policy_sf_member {
+    const char *key; /* lcalpha / "*" then lcalpha, DIGIT, "_", "-", ".", "*" */
+    size_t key_len;
+    policy_sf_type_t type;
+    int64_t number;   /* INTEGER: the value; DECIMAL: the value in thousandths; BOOLEAN: 0 or 1;
+                         INNER_LIST: the number of items; otherwise 0 */
+    const char *item; /* the value as written: a bare item (a string with its quotes and escapes)
+                         or "( ... )"; empty for a key without "=" */
+    size_t item_len;
+    const char *params; /* the member's parameters as written (";a=1;b"), possibly empty;
+                           parameters carry no meaning for the policy and are only validated */
+    size_t params_len;
+} policy_sf_member_t;
+
+/** Called once per member, in field order (a repeated key once per occurrence). */
+typedef void (*policy_sf_member_cb)(const policy_sf_member_t *member, void *ctx);
+
+/**
+ * Parse value[0..len) as an RFC 8941 Dictionary (3.2; the algorithm of 4.2 and 4.2.2, with
+ * every item type, parameters and inner lists). Several field lines must be joined with ","
+ * first (RFC 8941 4.2). When the whole value parses, calls on_member(member, ctx) for each
+ * member (on_member may be NULL) and returns the number of members (0: an empty
+ * dictionary); when it does not, calls nothing and returns -1, so a caller never acts on
+ * part of a malformed field. A key repeated overwrites the earlier value (RFC 8941 4.2.2):
+ * the caller keeps the last one. Pure and bounded: no allocation, no recursion (inner lists
+ * do not nest), two passes of O(len). Members borrow value and are valid while it is.
+ */
+int policy_sf_dict_parse(const char *value, size_t len, policy_sf_member_cb on_member, void *ctx);
+
+/**
+ * CDN-Cache-Control (RFC 9213) from its field value (several lines joined with ","). Returns
+ * 0 and fills *cc (initialised here) when the value is a non-empty Dictionary whose known
+ * directives have the types RFC 9213 2.1 infers for them: max-age, s-maxage,
+ * stale-while-revalidate, stale-if-error a non-negative Integer; no-store, must-revalidate,
+ * proxy-revalidate, public, immutable, no-transform, must-understand the Boolean true;
+ * no-cache, private true or a String. Returns -1 when the field is to be ignored as a whole
+ * (RFC 9213 2.1: empty, does not parse, or a known directive of the wrong type, e.g.
+ * max-age=1.5, max-age="60", max-age=-1) and the caller falls back to Cache-Control.
+ * Unknown directives (any type) and parameters are ignored.
+ */
+int policy_cdn_cc_parse(const char *value, size_t len, policy_cc_t *cc);
+
 /** Parse an IMF-fixdate / RFC 850 / asctime HTTP date. Returns 0 and unix seconds, or -1. */
 int policy_parse_http_date(const char *s, size_t len, int64_t *out);
 

@@ -9,7 +9,11 @@
  *
  * Invariants checked: delta-seconds are POLICY_UNSET or at most 2^31; an invalid max-age /
  * s-maxage leaves the value unset; the decision honours its own contract (see
- * check_decision).
+ * check_decision). Restrictive directives cannot be hidden: whatever the input, the input
+ * followed by ", no-store" (or ", private") has no-store (private) set, as Cache-Control and
+ * as Surrogate-Control — an unterminated quoted-string or junk must not swallow them.
+ * (CDN-Cache-Control is an RFC 8941 Dictionary, where a broken field is ignored as a whole:
+ * fuzz_sf_dict covers it.)
  */
 #include <string.h>
 #include "server/cache_policy.h"
@@ -64,6 +68,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(cc.max_age == POLICY_UNSET);
     if (cc.s_maxage_invalid)
         FUZZ_CHECK(cc.s_maxage == POLICY_UNSET);
+
+    /* appended restrictive directives always count */
+    static const char *const tails[] = {", no-store", ", private"};
+    for (size_t t = 0; t < 2; t++) {
+        size_t tlen = strlen(tails[t]);
+        char *buf = malloc(size + tlen);
+        if (buf == NULL)
+            abort();
+        memcpy(buf, s, size);
+        memcpy(buf + size, tails[t], tlen);
+        policy_cc_t with;
+        policy_cc_init(&with);
+        policy_cc_parse(&with, buf, size + tlen);
+        FUZZ_CHECK(t == 0 ? with.no_store : with.private_);
+        policy_header_t sh = {"surrogate-control", 17, buf, size + tlen};
+        policy_request_info_t r = {.method_is_get_or_head = 1, .request_time = 1700000000, .response_time = 1700000001};
+        policy_settings_t st = {.default_ttl = 120, .max_heuristic_ttl = 86400, .default_grace = 30};
+        policy_decision_t sd;
+        policy_decide(200, &sh, 1, &r, &st, &sd);
+        FUZZ_CHECK(!sd.storable);
+        free(buf);
+    }
 
     static const char *const names[] = {"cache-control", "cdn-cache-control", "surrogate-control"};
     policy_request_info_t req = {.method_is_get_or_head = 1, .request_time = 1700000000, .response_time = 1700000001};

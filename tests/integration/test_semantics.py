@@ -960,6 +960,73 @@ class Precedence(SemanticsCase):
                 self.assertEqual(o.hits(path), 2, name + ": refetched at once")
 
 
+class MalformedFreshness(SemanticsCase):
+    """Freshness headers an origin got wrong. RFC 9213 2.1: CDN-Cache-Control is an RFC 8941
+    Dictionary; one that does not parse, or whose directive has the wrong type, is ignored as
+    a whole and Cache-Control decides; a valid one (parameters and repeated lines included)
+    replaces Cache-Control. In Cache-Control / Surrogate-Control, broken quoting never hides
+    a restrictive directive. Every row is told apart by the second request alone: HIT (stored
+    with a long lifetime) or not."""
+
+    def test_invalid_field_falls_back_to_cache_control(self):
+        o = self.origin()
+        rows = [  # (name, header list, HIT on the second request?)
+            ("trailing empty member: cc no-store applies",
+             [("CDN-Cache-Control", "max-age=60, ,"), ("Cache-Control", "no-store")], False),
+            ("upper-case key: cc no-store applies",
+             [("CDN-Cache-Control", "Max-Age=60"), ("Cache-Control", "no-store")], False),
+            ("decimal max-age: cc max-age=60 applies",
+             [("CDN-Cache-Control", "max-age=1.5"), ("Cache-Control", "max-age=60")], True),
+            ("negative max-age: cc max-age=60 applies",
+             [("CDN-Cache-Control", "max-age=-1"), ("Cache-Control", "max-age=60")], True),
+            ("string max-age: cc no-store applies",
+             [("CDN-Cache-Control", 'max-age="60"'), ("Cache-Control", "no-store")], False),
+            ("parameters are fine: cdn max-age=60 wins over cc no-store",
+             [("CDN-Cache-Control", "max-age=60;a=1"), ("Cache-Control", "no-store")], True),
+            ("lines combined, the last max-age wins over cc no-store",
+             [("CDN-Cache-Control", "max-age=0"), ("CDN-Cache-Control", "max-age=600"),
+              ("Cache-Control", "no-store")], True),
+            ("a bad second line spoils the field: cc no-store applies",
+             [("CDN-Cache-Control", "max-age=60"), ("CDN-Cache-Control", "s-maxage=?1"),
+              ("Cache-Control", "no-store")], False),
+        ]
+        e = self.edge(o)
+        for i, (name, headers, hit) in enumerate(rows):
+            path = "/cdn%d" % i
+            o.route(path, headers=headers + [("Content-Type", "text/plain")], body=b"row %d" % i)
+            with self.subTest(row=name):
+                self.assertOk(self.get(e, path), b"row %d" % i)
+                r = self.get(e, path)
+                self.assertOk(r, b"row %d" % i)
+                if hit:
+                    self.assertXCache(r, "HIT", name)
+                    self.assertEqual(o.hits(path), 1, name)
+                else:
+                    self.assertNotHit(r, name)
+                    self.assertEqual(o.hits(path), 2, name)
+
+    def test_unterminated_quote_in_cache_control_hides_nothing_restrictive(self):
+        # where an unclosed quoted-string was meant to end is unknown: a no-store or private
+        # after it still counts (Cache-Control and Surrogate-Control alike)
+        o = self.origin()
+        rows = [
+            ("cache-control private", [("Cache-Control", 'max-age=60, community="UCI, private')]),
+            ("cache-control no-store", [("Cache-Control", 'max-age=60, ext="a\\", no-store')]),
+            ("surrogate-control no-store",
+             [("Surrogate-Control", 'max-age=60;edge1="x, no-store'), ("Cache-Control", "max-age=60")]),
+        ]
+        e = self.edge(o)
+        for i, (name, headers) in enumerate(rows):
+            path = "/uq%d" % i
+            o.route(path, headers=headers + [("Content-Type", "text/plain")], body=b"uq %d" % i)
+            with self.subTest(row=name):
+                self.assertOk(self.get(e, path), b"uq %d" % i)
+                r = self.get(e, path)
+                self.assertOk(r, b"uq %d" % i)
+                self.assertNotHit(r, name + ": not stored")
+                self.assertEqual(o.hits(path), 2, name)
+
+
 # ======================================================================================
 # settings
 
