@@ -204,8 +204,13 @@ struct stream_reader {
     int send_inflight, final_sent;
 };
 
-/* a request waiting for another request's fetch of the same URL */
-typedef enum { WAKE_OBJECT, WAKE_PASS, WAKE_ERROR, WAKE_STREAM } wake_kind_t;
+/*
+ * A request waiting for another request's fetch of the same URL. It wakes with the object,
+ * with the stream being received, with an error, or told to fetch for itself: WAKE_PASS when
+ * the URL is not storable (hit-for-pass), WAKE_MISS when that fetch's response was not stored
+ * for a reason of its own (its request, its error status), so this request's answer may be.
+ */
+typedef enum { WAKE_OBJECT, WAKE_PASS, WAKE_MISS, WAKE_ERROR, WAKE_STREAM } wake_kind_t;
 
 typedef struct waiter {
     h2o_multithread_message_t super;
@@ -421,6 +426,13 @@ static const char *lookup_in_copy(void *ctx, const char *name, size_t name_len, 
             return rc->headers[i].value;
         }
     }
+    return NULL;
+}
+
+/* hr_lookup_cb that finds nothing: the Vary key of the names alone */
+static const char *lookup_none(void *ctx, const char *name, size_t name_len, size_t *value_len)
+{
+    (void)ctx, (void)name, (void)name_len, (void)value_len;
     return NULL;
 }
 
@@ -1867,12 +1879,16 @@ static origin_client_body_cb on_head(origin_client_t *client, const char *errstr
         if (name_is(h->name, h->name_len, "vary") && h->value_len != 0)
             vary = h->value, vary_len = h->value_len; /* the policy refused Vary: * already */
     }
+    /* not storable because of this request (not of the response): nothing is remembered about the URL */
+    int not_stored_by_request = f->mode == FETCH_CACHE && !storable && dec.not_stored_by_request;
     char vbuf[VARY_KEY_MAX];
     size_t vlen = 0;
     if (storable && vary != NULL) {
         vlen = vary_key(vary, vary_len, lookup_in_copy, &f->rc, vbuf, sizeof(vbuf));
         if (vlen == SIZE_MAX) {
             storable = 0;
+            /* too long with this request's values, or with the response's Vary names alone? */
+            not_stored_by_request = vary_key(vary, vary_len, lookup_none, NULL, vbuf, sizeof(vbuf)) != SIZE_MAX;
         } else {
             f->vary_names = malloc(vary_len + 1);
             if (f->vary_names == NULL)
@@ -1902,9 +1918,17 @@ static origin_client_body_cb on_head(origin_client_t *client, const char *errstr
             inflight_stream_start(f->hash, f->stream);
         }
     } else {
-        if (f->mode == FETCH_CACHE)
-            hfp_mark(f->hash); /* later requests pass straight through, without queueing */
-        fetch_wake_waiters(f, WAKE_PASS, NULL, 0);
+        /*
+         * Hit-for-pass: later requests pass straight through, without queueing. Only when the
+         * response says so about the URL: a reason of this request (Authorization, an over-long
+         * varied value) or an error status (a 4xx answers this request; a client provokes a 400
+         * with a header the origin dislikes) would let any client keep the URL out of the cache.
+         * Then the waiters each fetch for themselves, and may store what they get.
+         */
+        int url_uncacheable = f->mode == FETCH_CACHE && !not_stored_by_request && status < 400;
+        if (url_uncacheable)
+            hfp_mark(f->hash);
+        fetch_wake_waiters(f, url_uncacheable ? WAKE_PASS : WAKE_MISS, NULL, 0);
         atomic_fetch_add_explicit(&w->counters.passes, 1, memory_order_relaxed);
     }
     obj_unref(&f->stale); /* a full response replaces it */
@@ -2183,6 +2207,10 @@ static void on_wake_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_
                 break;
             case WAKE_PASS:
                 fetch_start(req, FETCH_PASS, key, key_len, hash, NULL, 1, 0);
+                break;
+            case WAKE_MISS:
+                /* not collapsed again: a crowd of such requests must not queue one behind another */
+                fetch_start(req, FETCH_CACHE, key, key_len, hash, NULL, 1, 0);
                 break;
             case WAKE_STREAM:
                 stream_reader_start(req, wt->stream);

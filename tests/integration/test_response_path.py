@@ -1,0 +1,136 @@
+"""
+tests/integration/test_response_path.py — issue 19, the response side: what a client can
+make the cache remember about a URL for everybody (hit-for-pass, collapsing), request bodies
+(413 limit, no second copy, the budget of bodies held at once), the origin's Date on what
+the cache serves (RFC 9110 6.6.1), interim 1xx responses, invalidation by unsafe and
+unknown methods (RFC 9111 4.4), and the REVALIDATED label.
+
+Every wait is an event (origin request counts, a threading.Event the origin handler blocks
+on, /stats counters) or a bounded poll; the few sleeps only let a lifetime of 1 s run out or
+the clock's second change, and no assertion is on elapsed time.
+"""
+
+import json
+import socket
+import threading
+import time
+from email.utils import formatdate, parsedate_to_datetime
+
+import harness
+from harness import request, scaled, wait_until
+from test_bad_origin import RawOrigin, send
+
+# the scripted origin answers any method (BaseHTTPRequestHandler looks up do_<METHOD>)
+for _m in ("FOO", "PROPPATCH", "TRACE"):
+    setattr(harness._OriginHandler, "do_" + _m, harness._OriginHandler._handle)
+
+
+def cc(value, **extra):
+    headers = {"Cache-Control": value, "Content-Type": "text/plain"}
+    headers.update({k.replace("_", "-"): v for k, v in extra.items()})
+    return headers
+
+
+def epoch(date_value):
+    return parsedate_to_datetime(date_value).timestamp()
+
+
+class Case(harness.TestCase):
+
+    def get(self, edge, path, headers=None, **kw):
+        return request(edge.proxy_port, "GET", path, headers=headers, **kw)
+
+    def stats(self, edge):
+        if not hasattr(edge, "test_token"):
+            p = harness.run_binary(["token", "create", "--data-dir", edge.data_dir, "--scope", "global"])
+            self.assertEqual(p.returncode, 0, p.stderr)
+            edge.test_token = p.stdout.strip()
+        r = request(edge.admin_port, "GET", "/stats", headers={"Fastly-Key": edge.test_token})
+        self.assertEqual(r.status, 200, r.describe())
+        return json.loads(r.body)
+
+
+# ======================================================================================
+# item 4: hit-for-pass only for reasons that come from the response
+
+
+class HitForPass(Case):
+
+    def test_authorization_request_does_not_keep_the_url_out(self):
+        o = self.origin()
+        o.route("/auth", headers=cc("max-age=60"), body=b"page")
+        e = self.edgecache([o])
+        r = self.get(e, "/auth", {"Authorization": "Basic dXNlcjpwYXNz"})
+        self.assertEqual(r.status, 200, r.describe())
+        self.assertXCache(r, "PASS", "RFC 9111 3.5: not stored for a request with Authorization")
+        r = self.get(e, "/auth")
+        self.assertXCache(r, "MISS", "a plain request after an authorized one is fetched to be stored, "
+                                     "not passed (hit-for-pass is not for the request's reasons)")
+        r = self.get(e, "/auth")
+        self.assertXCache(r, "HIT")
+        self.assertEqual(r.body, b"page")
+        self.assertEqual(o.hits("/auth"), 2)
+
+    def test_overlong_varied_value_does_not_keep_the_url_out(self):
+        o = self.origin()
+        o.route("/vary", headers=cc("max-age=60", Vary="X-Token"), body=b"varied")
+        e = self.edgecache([o])
+        r = self.get(e, "/vary", {"X-Token": "t" * 3000})
+        self.assertEqual(r.status, 200, r.describe())
+        self.assertXCache(r, "PASS", "a variant key that does not fit is not stored")
+        r = self.get(e, "/vary")
+        self.assertXCache(r, "MISS", "the next plain request may store its variant")
+        self.assertXCache(self.get(e, "/vary"), "HIT")
+        self.assertEqual(o.hits("/vary"), 2)
+
+    def test_error_status_provoked_by_the_request_does_not_keep_the_url_out(self):
+        # a header the origin dislikes (nginx: "Request Header Or Cookie Too Large") gives a 400
+        o = self.origin()
+        o.route("/app.js", handler=lambda req: (400, {"Content-Type": "text/plain"}, b"bad request")
+                if "x-huge" in req.headers else (200, cc("max-age=60"), b"app"))
+        e = self.edgecache([o])
+        r = self.get(e, "/app.js", {"X-Huge": "h" * 100})
+        self.assertEqual(r.status, 400, r.describe())
+        self.assertXCache(r, "PASS")
+        r = self.get(e, "/app.js")
+        self.assertEqual(r.status, 200, r.describe())
+        self.assertXCache(r, "MISS", "a 4xx answers one request: the URL is not remembered as hit-for-pass")
+        self.assertXCache(self.get(e, "/app.js"), "HIT")
+
+    def test_waiters_on_an_authorized_fetch_fetch_to_store(self):
+        # plain requests collapsed onto a fetch made for a request with Authorization: its answer
+        # is not storable for them, but theirs is; they must not be sent to pass
+        o = self.origin()
+        release = threading.Event()
+        self.addCleanup(release.set)
+
+        def handler(req):
+            if "authorization" in req.headers:
+                release.wait(scaled(10))
+            return 200, cc("max-age=60"), b"shared page"
+
+        o.route("/collapse", handler=handler)
+        e = self.edgecache([o])
+        results = {}
+
+        def fetch(name, headers):
+            results[name] = self.get(e, "/collapse", headers, timeout=15)
+
+        first = threading.Thread(target=fetch, args=("auth", {"Authorization": "Bearer x"}), daemon=True)
+        first.start()
+        wait_until(lambda: o.hits("/collapse") == 1, what="the authorized request at the origin")
+        base = self.stats(e)["collapsed"]
+        plain = [threading.Thread(target=fetch, args=("plain%d" % i, None), daemon=True) for i in range(3)]
+        for t in plain:
+            t.start()
+        wait_until(lambda: self.stats(e)["collapsed"] >= base + 3, what="three requests collapsed on the fetch")
+        release.set()
+        for t in [first] + plain:
+            t.join(scaled(15))
+        self.assertXCache(results["auth"], "PASS")
+        for i in range(3):
+            r = results["plain%d" % i]
+            self.assertEqual(r.body, b"shared page", r.describe())
+            self.assertXCache(r, "MISS", "a waiter released by a response not storable for the fetch's own "
+                                         "request fetches to store")
+        self.assertXCache(self.get(e, "/collapse"), "HIT")
