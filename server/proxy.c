@@ -19,8 +19,9 @@
  *             remembered as hit-for-pass for a while.
  *   PURGE     authorised by the admin module, purged through the store's writer; the
  *             answer is sent when the purge is durable (a message from the writer).
- *   others    passed to the origin unchanged (PASS); a 2xx/3xx answer to an unsafe
- *             method invalidates the URL and same-host Location/Content-Location.
+ *   others    passed to the origin unchanged (PASS); a 2xx/3xx answer to a method not
+ *             known to be safe (anything but GET, HEAD, OPTIONS, TRACE) invalidates the URL
+ *             and same-host Location/Content-Location.
  *
  * Collapsing. Concurrent fetches of one URL (by the URL's hash) are collapsed process
  * wide: the first request registers an in-flight entry and fetches; later ones, on any
@@ -2148,8 +2149,9 @@ static void fetch_start(h2o_req_t *req, enum fetch_mode mode, const char *key, s
     f->mode = mode;
     f->owns_inflight = owns_inflight;
     f->client_is_head = method_is(req, "HEAD");
-    f->invalidate_on_success = mode == FETCH_PASS && (method_is(req, "POST") || method_is(req, "PUT") ||
-                                                      method_is(req, "DELETE") || method_is(req, "PATCH"));
+    /* RFC 9111 4.4: every method not known to be safe, unknown ones included (RFC 9110 9.2.1) */
+    f->invalidate_on_success = mode == FETCH_PASS && !(method_is(req, "GET") || method_is(req, "HEAD") ||
+                                                       method_is(req, "OPTIONS") || method_is(req, "TRACE"));
     f->key = malloc(key_len + 1);
     if (f->key == NULL)
         abort();

@@ -134,3 +134,27 @@ class HitForPass(Case):
             self.assertXCache(r, "MISS", "a waiter released by a response not storable for the fetch's own "
                                          "request fetches to store")
         self.assertXCache(self.get(e, "/collapse"), "HIT")
+
+
+# ======================================================================================
+# RFC 9111 4.4: any method not known to be safe invalidates
+
+
+class UnknownMethodsInvalidate(Case):
+
+    def test_unknown_and_extension_methods(self):
+        o = self.origin()
+        o.route_prefix("/", handler=lambda req: (200, cc("max-age=60"), b"get")
+                       if req.method in ("GET", "HEAD") else (200, cc("no-store"), b"done " + req.method.encode()))
+        e = self.edgecache([o])
+        for method, invalidates in (("FOO", True), ("PROPPATCH", True), ("OPTIONS", False), ("TRACE", False)):
+            with self.subTest(method=method):
+                path = "/res-" + method.lower()
+                self.get(e, path)
+                self.assertXCache(self.get(e, path), "HIT", "primed")
+                r = request(e.proxy_port, method, path, body=b"" if method != "TRACE" else None)
+                self.assertEqual(r.status, 200, r.describe())
+                self.assertEqual(o.requests_for(path)[-1].method, method, "passed to the origin")
+                r = self.get(e, path)
+                self.assertXCache(r, "MISS" if invalidates else "HIT",
+                                  "%s is %s" % (method, "not known to be safe" if invalidates else "safe"))
