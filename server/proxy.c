@@ -1801,7 +1801,8 @@ static void fetch_on_revalidated(fetch_t *f, const h2o_header_t *headers, size_t
         f->link = NULL;
         link->final_sent = 1;
         atomic_fetch_add_explicit(&f->w->counters.hits, 1, memory_order_relaxed);
-        send_object(link->req, obj_ref(fresh), dec.initial_age, "HIT");
+        /* the stored body, but only after the origin confirmed it: not a plain HIT (nginx's label) */
+        send_object(link->req, obj_ref(fresh), dec.initial_age, "REVALIDATED");
     }
     obj_unref(&fresh);
 }
