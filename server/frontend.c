@@ -23,6 +23,7 @@
 #include <unistd.h>
 #include <h2o.h>
 #include <h2o/socket/evloop.h>
+#include "server/date_header.h"
 #include "server/frontend.h"
 #include "server/listen.h"
 #include "server/proxy.h"
@@ -121,6 +122,7 @@ int frontend_start(const config_t *cfg, char *err, size_t errlen)
     h2o_hostconf_t *hostconf = h2o_config_register_host(&g_globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *pathconf = h2o_config_register_path(hostconf, "/", 0);
     proxy_register(pathconf);
+    date_header_register(pathconf); /* the origin's Date, not h2o's clock, on what the proxy serves */
     stats_register_logger(pathconf);
 
     g_num_workers = cfg->threads;

@@ -188,6 +188,7 @@ struct fetch_stream {
     size_t num_headers;
     size_t content_length;
     uint32_t initial_age;
+    int64_t date_ms; /* the response's Date (or when it came, without a valid one), unix ms */
     char *buf;
 };
 
@@ -692,7 +693,7 @@ static int is_hop_by_hop(const char *name, size_t len)
            name_is(name, len, "proxy-authorization");
 }
 
-/* stored headers the client does not get from us as-is (h2o writes Date; we compute Age) */
+/* stored headers the client does not get from us as-is (Date goes through add_date; we compute Age) */
 static int is_not_delivered(const char *name, size_t len, int keep_surrogate)
 {
     return name_is(name, len, "date") || name_is(name, len, "age") ||
@@ -797,6 +798,22 @@ size_t proxy_cache_key(char *buf, size_t cap, const char *host, size_t host_len,
 static void add_header_str(h2o_req_t *req, const char *name, const char *value, size_t value_len)
 {
     h2o_add_header_by_str(&req->pool, &req->res.headers, name, strlen(name), 1, NULL, value, value_len);
+}
+
+/*
+ * The response's Date (RFC 9110 6.6.1): a cache keeps the origin's, on hits too. `value` is the
+ * origin's field (NULL when it sent none); when it is absent or not an HTTP-date, the time the
+ * response was received stands in (`received_ms`, unix ms). server/date_header.c makes h2o
+ * send this header instead of its own clock.
+ */
+static void add_date(h2o_req_t *req, const char *value, size_t value_len, int64_t received_ms)
+{
+    int64_t t;
+    if (value == NULL || policy_parse_http_date(value, value_len, &t) != 0)
+        t = received_ms / 1000;
+    char *buf = h2o_mem_alloc_pool(&req->pool, 30);
+    size_t n = policy_format_http_date(t, buf);
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_DATE, NULL, buf, n);
 }
 
 static void add_age_and_xcache(h2o_req_t *req, uint32_t age, const char *xcache)
@@ -1017,6 +1034,8 @@ static void send_object(h2o_req_t *req, cache_obj_t *obj, uint32_t age, const ch
     }
     if (obj->meta.status == 200 && !not_modified)
         add_header_str(req, "accept-ranges", H2O_STRLIT("bytes"));
+    const obj_header_t *date = obj_find_header(obj, H2O_STRLIT("date"));
+    add_date(req, date != NULL ? date->value : NULL, date != NULL ? date->value_len : 0, obj->meta.response_time_ms);
     add_age_and_xcache(req, age, xcache);
 
     h2o_iovec_t body = h2o_iovec_init(obj->body, (size_t)obj->body_len);
@@ -1124,7 +1143,7 @@ static int object_fits_request(h2o_req_t *req, const cache_obj_t *obj)
 
 /* the shared head: what the fetch's own client receives (before deliver rules, Age, X-Cache) */
 static fetch_stream_t *stream_create(int status, h2o_iovec_t reason, const hr_list_t *list, int keep_surrogate,
-                                     size_t content_length, uint32_t initial_age)
+                                     size_t content_length, uint32_t initial_age, int64_t response_time_ms)
 {
     size_t size = reason.len + 1;
     for (size_t i = 0; i != list->size; ++i)
@@ -1137,6 +1156,8 @@ static fetch_stream_t *stream_create(int status, h2o_iovec_t reason, const hr_li
     st->status = status;
     st->content_length = content_length;
     st->initial_age = initial_age;
+    st->date_ms = response_time_ms;
+    int date_seen = 0;
     char *p = st->buf;
     memcpy(p, reason.base, reason.len);
     p[reason.len] = '\0';
@@ -1144,7 +1165,13 @@ static fetch_stream_t *stream_create(int status, h2o_iovec_t reason, const hr_li
     p += reason.len + 1;
     for (size_t i = 0; i != list->size; ++i) {
         const obj_header_t *h = &list->entries[i];
-        if (name_is(h->name, h->name_len, "date") || is_not_delivered(h->name, h->name_len, keep_surrogate))
+        if (name_is(h->name, h->name_len, "date")) {
+            int64_t date;
+            if (!date_seen++ && policy_parse_http_date(h->value, h->value_len, &date) == 0)
+                st->date_ms = date * 1000; /* the first one, as add_date takes it */
+            continue;
+        }
+        if (is_not_delivered(h->name, h->name_len, keep_surrogate))
             continue;
         obj_header_t *o = &st->headers[st->num_headers++];
         memcpy(p, h->name, h->name_len);
@@ -1312,6 +1339,7 @@ static void stream_reader_start(h2o_req_t *req, fetch_stream_t *st)
     for (size_t i = 0; i != st->num_headers; ++i)
         h2o_add_header_by_str(&req->pool, &req->res.headers, st->headers[i].name, st->headers[i].name_len, 1, NULL,
                               st->headers[i].value, st->headers[i].value_len);
+    add_date(req, NULL, 0, st->date_ms);
     add_age_and_xcache(req, st->initial_age, "HIT");
     apply_deliver_rules(req);
     req->res.content_length = st->content_length;
@@ -1916,7 +1944,8 @@ static origin_client_body_cb on_head(origin_client_t *client, const char *errstr
         atomic_fetch_add_explicit(&w->counters.misses, 1, memory_order_relaxed);
         if (f->owns_inflight && vary == NULL && !is_eos) {
             /* requests collapsed onto this fetch read the body as it arrives */
-            f->stream = stream_create(status, msg, &list, f->settings.keep_surrogate_headers, content_length, dec.initial_age);
+            f->stream = stream_create(status, msg, &list, f->settings.keep_surrogate_headers, content_length, dec.initial_age,
+                                      response_time_ms);
             inflight_stream_start(f->hash, f->stream);
         }
     } else {
@@ -1951,7 +1980,12 @@ static origin_client_body_cb on_head(origin_client_t *client, const char *errstr
             h2o_iovec_t name = h2o_strdup(&req->pool, h->name, h->name_len);
             h2o_add_header_by_str(&req->pool, &req->res.headers, name.base, name.len, 1, NULL, value.base, value.len);
         }
-        add_age_and_xcache(req, f->mode == FETCH_CACHE ? dec.initial_age : 0, storable ? "MISS" : "PASS");
+        const obj_header_t *date = NULL;
+        for (size_t i = 0; i != list.size && date == NULL; ++i)
+            if (name_is(list.entries[i].name, list.entries[i].name_len, "date"))
+                date = &list.entries[i];
+        add_date(req, date != NULL ? date->value : NULL, date != NULL ? date->value_len : 0, response_time_ms);
+        add_age_and_xcache(req, dec.initial_age, storable ? "MISS" : "PASS");
         apply_deliver_rules(req);
         req->res.content_length = content_length;
         stall_watch_start(req);

@@ -137,6 +137,75 @@ class HitForPass(Case):
 
 
 # ======================================================================================
+# RFC 9110 6.6.1: the origin's Date, not the cache's clock
+
+
+class OriginDate(Case):
+
+    def test_hit_miss_pass_and_304_keep_the_origin_date(self):
+        o = self.origin()
+        date = formatdate(time.time() - 30, usegmt=True)
+        o.route("/dated", headers=cc("max-age=600", Date=date, ETag='"d"'), body=b"dated body")
+        e = self.edgecache([o])
+        for label in ("MISS", "HIT"):
+            r = self.get(e, "/dated")
+            self.assertXCache(r, label)
+            self.assertEqual(r.header_all("date"), [date], "one Date, the origin's, on a %s\n%s" % (label, r.describe()))
+            self.assertGreaterEqual(r.age, 30, r.describe())
+        r = self.get(e, "/dated", {"If-None-Match": '"d"'})
+        self.assertEqual(r.status, 304, r.describe())
+        self.assertEqual(r.header_all("date"), [date], "a 304 from the cache carries the stored Date")
+        r = request(e.proxy_port, "POST", "/dated", body=b"x")
+        self.assertXCache(r, "PASS")
+        self.assertEqual(r.header_all("date"), [date], "a passed response keeps its Date")
+
+    def test_without_date_the_receipt_time_is_kept(self):
+        o = self.origin()
+        o.route("/undated", headers=cc("max-age=600", Date=None), body=b"undated")
+        e = self.edgecache([o])
+        r = self.get(e, "/undated")
+        self.assertXCache(r, "MISS")
+        first = r.header_all("date")
+        self.assertEqual(len(first), 1, r.describe())
+        self.assertLessEqual(abs(epoch(first[0]) - time.time()), 5, "a Date is added: when it came")
+        # let the clock pass the second the response came in
+        wait_until(lambda: time.time() >= epoch(first[0]) + 1.5, what="the next second", interval=0.05)
+        r = self.get(e, "/undated")
+        self.assertXCache(r, "HIT")
+        self.assertEqual(r.header_all("date"), first, "a hit carries the time the response was received, "
+                                                      "not the time it is served")
+
+    def test_revalidated_and_stale_copies(self):
+        o = self.origin()
+        d304 = formatdate(time.time() - 5, usegmt=True)
+
+        def handler(req):
+            if req.headers.get("if-none-match") == '"r"':
+                # five seconds old: stale again at once (max-age=1), so the next request revalidates
+                return 304, {"Cache-Control": "max-age=1, stale-if-error=60", "ETag": '"r"', "Date": d304}, b""
+            return 200, cc("max-age=1, stale-if-error=60", ETag='"r"', Date=None), b"rbody"
+
+        o.route("/reval", handler=handler)
+        e = self.edgecache([o])
+        r = self.get(e, "/reval")
+        self.assertXCache(r, "MISS")
+        time.sleep(2.2)  # max-age=1 runs out
+        r = self.get(e, "/reval")
+        self.assertEqual(o.hits("/reval"), 2)
+        self.assertEqual(r.status, 200, r.describe())
+        self.assertXCache(r, "REVALIDATED", "a stale copy the origin confirmed with a 304")
+        self.assertEqual(r.body, b"rbody")
+        self.assertEqual(r.header_all("date"), [d304], "the 304's Date replaces the stored one (RFC 9111 4.3.4)")
+        self.assertGreaterEqual(r.age, 5, r.describe())
+        o.stop()
+        r = self.get(e, "/reval")
+        self.assertEqual(r.status, 200, r.describe())
+        self.assertXCache(r, "HIT", "stale-if-error: the stored copy stands in for the dead origin")
+        self.assertEqual(r.body, b"rbody")
+        self.assertEqual(r.header_all("date"), [d304], "a stale copy keeps its Date")
+
+
+# ======================================================================================
 # RFC 9111 4.4: any method not known to be safe invalidates
 
 
