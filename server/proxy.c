@@ -149,7 +149,8 @@ struct fetch {
     int64_t request_time_ms;
     obj_builder_t *builder;   /* non-NULL while the response is being stored */
     char *vary_names;         /* the Vary field of what is being stored (malloc'd), NULL when none */
-    h2o_iovec_t reqbufs[4];   /* request line, Host line, other headers (into head / hostline), body (malloc'd copy) */
+    h2o_iovec_t reqbufs[4];   /* request line, Host line, other headers (into head / hostline), body (the request's
+                                 req->entity, borrowed: only a passed fetch sends one, see build_origin_request) */
     char *head;               /* the request head without its Host line (malloc'd) */
     char *hostline;           /* "host: ...\r\n" for the backend in use (malloc'd) */
     backend_t *backend;       /* the backend of this exchange (a reference; backend_release at the end) */
@@ -1474,7 +1475,6 @@ static void fetch_free(fetch_t *f)
     free(f->key);
     free(f->head);
     free(f->hostline);
-    free(f->reqbufs[3].base);
     backend_release(&f->backend);
     free(f->vary_names);
     req_copy_dispose(&f->rc);
@@ -2148,13 +2148,10 @@ static void build_origin_request(fetch_t *f, h2o_req_t *req)
         char cl[40];
         int n = snprintf(cl, sizeof(cl), "content-length: %zu\r\n", req->entity.len);
         APPEND(cl, (size_t)n);
-        if (req->entity.len != 0) {
-            f->reqbufs[3].base = malloc(req->entity.len);
-            if (f->reqbufs[3].base == NULL)
-                abort();
-            memcpy(f->reqbufs[3].base, req->entity.base, req->entity.len);
-            f->reqbufs[3].len = req->entity.len;
-        }
+        /* borrowed, not copied: h2o holds the body until the request is disposed, and a passed
+         * fetch never outlives its request before the origin's head (after which the origin
+         * client never sends it again); see fetch_on_client_gone */
+        f->reqbufs[3] = h2o_iovec_init(req->entity.base, req->entity.len);
     }
     APPEND("\r\n", 2);
 #undef APPEND
@@ -2201,6 +2198,7 @@ static void fetch_start(h2o_req_t *req, enum fetch_mode mode, const char *key, s
     current_settings(&f->settings);
     req_copy_init(&f->rc, req);
     f->idempotent_read = method_is(req, "GET") || method_is(req, "HEAD");
+    assert(mode != FETCH_PASS || attach); /* a passed fetch borrows its request's body */
     build_origin_request(f, req);
     if (attach)
         f->link = link_create(req, f);
@@ -2429,6 +2427,35 @@ static void on_req_disposed(void *p)
     --(*slot)->inflight;
 }
 
+/*
+ * Request bodies held at once. h2o has read the whole body into memory before on_req runs and
+ * frees it with the request; this budget bounds what the proxy keeps while origins answer (a
+ * slow origin and many uploads would otherwise hold max_request_body each, without limit).
+ * Bodies still being received are h2o's, and bounded only by max_request_body each.
+ */
+static atomic_uint_fast64_t g_request_body_bytes;
+
+static void request_body_release(void *p)
+{
+    atomic_fetch_sub(&g_request_body_bytes, *(uint64_t *)p);
+}
+
+/* 0: the body is counted until the request is disposed; -1: over the budget, 503 sent */
+static int request_body_take_or_respond(h2o_req_t *req)
+{
+    uint64_t len = req->entity.len;
+    uint64_t held = atomic_fetch_add(&g_request_body_bytes, len) + len;
+    if (held > g.cfg->request_body_memory) {
+        atomic_fetch_sub(&g_request_body_bytes, len);
+        add_header_str(req, "retry-after", H2O_STRLIT("1"));
+        send_error(req, 503, "too many request bodies in progress, retry later\n");
+        return -1;
+    }
+    uint64_t *slot = h2o_mem_alloc_shared(&req->pool, sizeof(*slot), request_body_release);
+    *slot = len;
+    return 0;
+}
+
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     (void)self;
@@ -2445,6 +2472,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     uint8_t hash[CACHE_HASH_LEN];
     obj_key_hash(key, key_len, hash);
 
+    if (req->entity.len != 0 && request_body_take_or_respond(req) != 0)
+        return 0;
     if (method_is(req, "PURGE")) {
         handle_purge(req, key, key_len);
     } else if (method_is(req, "GET") || method_is(req, "HEAD")) {

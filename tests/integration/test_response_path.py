@@ -137,6 +137,105 @@ class HitForPass(Case):
 
 
 # ======================================================================================
+# item 8: request bodies
+
+
+def raw_exchange(port, data, timeout=5):
+    """Send raw bytes, return the raw response bytes until the server closes or goes quiet."""
+    with socket.create_connection(("127.0.0.1", port), timeout=scaled(timeout)) as s:
+        try:
+            s.sendall(data)
+        except OSError:
+            pass  # the server may answer and close before it read everything
+        out = b""
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except (socket.timeout, ConnectionResetError):
+                break
+            if not chunk:
+                break
+            out += chunk
+            if b"\r\n\r\n" in out and b"HTTP/1.1 413" in out:
+                break
+        return out
+
+
+class RequestBodies(Case):
+
+    def test_limit_413_and_intact_below(self):
+        o = self.origin()
+        o.route("/upload", handler=lambda req: (200, {"Content-Type": "text/plain"},
+                                                b"got %d %s" % (len(req.body), req.body[:1] + req.body[-1:])))
+        e = self.edgecache([o], args=["--max-request-body", "1M"])
+        limit = 1 << 20
+        body = b"a" + b"m" * (limit - 2) + b"z"
+        r = request(e.proxy_port, "POST", "/upload", body=body, timeout=15)
+        self.assertEqual(r.status, 200, r.describe())
+        self.assertEqual(r.body, b"got %d az" % limit)
+        got = o.requests_for("/upload")[-1]
+        self.assertEqual(got.body, body, "the body reaches the origin intact")
+        self.assertEqual(got.headers.get("content-length"), str(limit))
+
+        # one byte over, announced by Content-Length: refused before the body is read
+        out = raw_exchange(e.proxy_port, b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (limit + 1)
+                           + b"b" * 4096)
+        self.assertTrue(out.startswith(b"HTTP/1.1 413"), out[:200])
+        # chunked, growing past the limit
+        chunk = b"c" * 65536
+        data = b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        data += b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(limit // len(chunk) + 2))
+        data += b"0\r\n\r\n"
+        out = raw_exchange(e.proxy_port, data)
+        self.assertTrue(out.startswith(b"HTTP/1.1 413"), out[:200])
+        self.assertEqual(o.hits("/upload"), 1, "a body over the limit never reaches the origin")
+        # the server goes on
+        r = request(e.proxy_port, "PUT", "/upload", body=b"small")
+        self.assertEqual(r.body, b"got 5 sl")
+
+    def test_default_limit_is_8M(self):
+        o = self.origin()
+        o.route("/upload", handler=lambda req: (200, {}, b"%d" % len(req.body)))
+        e = self.edgecache([o])
+        out = raw_exchange(e.proxy_port, b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" %
+                           ((8 << 20) + 1))
+        self.assertTrue(out.startswith(b"HTTP/1.1 413"), out[:200])
+        self.assertEqual(o.hits("/upload"), 0)
+
+    def test_bodies_held_at_once_are_bounded(self):
+        o = self.origin()
+        release = threading.Event()
+        self.addCleanup(release.set)
+
+        def slow(req):
+            release.wait(scaled(10))
+            return 200, {}, b"slow %d" % len(req.body)
+
+        o.route("/slow", handler=slow)
+        o.route("/fast", handler=lambda req: (200, {}, b"fast %d" % len(req.body)))
+        e = self.edgecache([o], args=["--max-request-body", "1M", "--request-body-memory", "1M"])
+        held = {}
+        t = threading.Thread(target=lambda: held.update(r=request(e.proxy_port, "POST", "/slow", body=b"s" * 700000,
+                                                                  timeout=15)), daemon=True)
+        t.start()
+        wait_until(lambda: o.hits("/slow") == 1, what="the first body at the origin")
+        r = request(e.proxy_port, "POST", "/fast", body=b"f" * 400000)
+        self.assertEqual(r.status, 503, "700000 + 400000 bytes held at once is over the 1M budget\n" + r.describe())
+        self.assertEqual(r.header("retry-after"), "1")
+        self.assertEqual(o.hits("/fast"), 0)
+        r = request(e.proxy_port, "POST", "/fast", body=b"f" * 300000)
+        self.assertEqual(r.body, b"fast 300000", "within the budget: " + r.describe())
+        r = request(e.proxy_port, "GET", "/fast")
+        self.assertEqual(r.status, 200, "requests without a body are not counted")
+        release.set()
+        t.join(scaled(15))
+        self.assertEqual(held["r"].body, b"slow 700000")
+        # the first body's share comes back when its request is done
+        wait_until(lambda: request(e.proxy_port, "POST", "/fast", body=b"f" * 400000).status == 200,
+                   what="the budget to be given back")
+
+
+# ======================================================================================
 # RFC 9110 6.6.1: the origin's Date, not the cache's clock
 
 
