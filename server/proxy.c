@@ -1031,6 +1031,8 @@ static void send_object(h2o_req_t *req, cache_obj_t *obj, uint32_t age, const ch
             continue;
         if ((not_modified || range == -1) && h->name_len > 8 && memcmp(h->name, "content-", 8) == 0)
             continue;
+        if (obj->meta.status == 200 && !not_modified && name_is(h->name, h->name_len, "accept-ranges"))
+            continue; /* ours below: the cache answers ranges whatever the origin does */
         h2o_add_header_by_str(&req->pool, &req->res.headers, h->name, h->name_len, 1, NULL, h->value, h->value_len);
     }
     if (obj->meta.status == 200 && !not_modified)
@@ -1890,12 +1892,10 @@ static origin_client_body_cb on_head(origin_client_t *client, const char *errstr
     }
     origin_headers_to_list(f, headers, num_headers, &list);
 
-    policy_decision_t dec = {0};
-    int storable = 0;
-    if (f->mode == FETCH_CACHE) {
-        decide(f, status, &list, headers, num_headers, response_time_ms, &dec);
-        storable = dec.storable;
-    }
+    /* a passed response too: its Age is the origin's corrected initial age, not 0 (RFC 9111 4.2.3) */
+    policy_decision_t dec;
+    decide(f, status, &list, headers, num_headers, response_time_ms, &dec);
+    int storable = f->mode == FETCH_CACHE && dec.storable;
 
     /* what is stored: the list without Set-Cookie under the strip policy */
     const char *skeys = NULL;

@@ -326,3 +326,27 @@ class UnknownMethodsInvalidate(Case):
                 r = self.get(e, path)
                 self.assertXCache(r, "MISS" if invalidates else "HIT",
                                   "%s is %s" % (method, "not known to be safe" if invalidates else "safe"))
+
+
+# ======================================================================================
+# siblings: headers the cache must not overwrite or double
+
+
+class ForwardedHeaders(Case):
+
+    def test_passed_response_keeps_the_origin_age(self):
+        o = self.origin()
+        o.route("/aged", headers=cc("max-age=600", Age="50"), body=b"aged")
+        e = self.edgecache([o])
+        r = request(e.proxy_port, "POST", "/aged", body=b"x")
+        self.assertXCache(r, "PASS")
+        self.assertGreaterEqual(r.age, 50, "a passed response says how old it is, not 0\n" + r.describe())
+
+    def test_one_accept_ranges_on_a_hit(self):
+        o = self.origin()
+        o.route("/ranged", headers=cc("max-age=60", Accept_Ranges="bytes"), body=b"0123456789")
+        e = self.edgecache([o])
+        self.get(e, "/ranged")
+        r = self.get(e, "/ranged")
+        self.assertXCache(r, "HIT")
+        self.assertEqual(r.header_all("accept-ranges"), ["bytes"], r.describe())
