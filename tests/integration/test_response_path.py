@@ -305,6 +305,46 @@ class OriginDate(Case):
 
 
 # ======================================================================================
+# RFC 9110 15.2: interim responses
+
+
+class InterimResponses(Case):
+
+    def test_103_then_200(self):
+        o = RawOrigin()
+        self.addCleanup(o.close)
+        o.on("/hints", send(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\nCache-Control: max-age=999\r\n\r\n"
+                            b"HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Type: text/plain\r\n"
+                            b"Content-Length: 5\r\nConnection: close\r\n\r\nfinal"))
+        e = self.edgecache([o.address])
+        r = self.get(e, "/hints")
+        self.assertEqual(r.status, 200, r.describe())
+        self.assertEqual(r.body, b"final")
+        self.assertXCache(r, "MISS")
+        self.assertIsNone(r.header("link"), "the 103's fields are not part of the final response\n" + r.describe())
+        r = self.get(e, "/hints")
+        self.assertEqual((r.status, r.body), (200, b"final"), "the final response is what was stored")
+        self.assertXCache(r, "HIT")
+        self.assertEqual(r.header("cache-control"), "max-age=60")
+        self.assertEqual(o.hits("/hints"), 1)
+
+    def test_100_continue_from_the_origin_and_the_client(self):
+        o = self.origin()  # http.server answers Expect: 100-continue with an interim 100
+        o.route("/form", handler=lambda req: (201, {"Content-Type": "text/plain"}, b"stored " + req.body))
+        e = self.edgecache([o])
+        with socket.create_connection(("127.0.0.1", e.proxy_port), timeout=scaled(5)) as s:
+            s.sendall(b"POST /form HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n")
+            s.sendall(b"data")
+            reader = harness._Reader(s)
+            r = harness.read_raw_response(reader, "POST")
+            while 100 <= r.status < 200:
+                r = harness.read_raw_response(reader, "POST")
+        self.assertEqual(r.status, 201, r.describe())
+        self.assertEqual(r.body, b"stored data")
+        self.assertEqual(o.requests_for("/form")[0].body, b"data")
+
+
+# ======================================================================================
 # RFC 9111 4.4: any method not known to be safe invalidates
 
 
