@@ -1939,15 +1939,16 @@ static origin_client_body_cb on_head(origin_client_t *client, const char *errstr
         f->builder = obj_builder_begin(&meta, f->key, f->key_len, skeys, skeys_len, vary != NULL ? vbuf : "",
                                        vary != NULL ? vlen : 0, stored.entries, stored.size,
                                        content_length == SIZE_MAX ? 0 : content_length);
-        hr_list_dispose(&stored);
         hfp_clear(f->hash);
         atomic_fetch_add_explicit(&w->counters.misses, 1, memory_order_relaxed);
         if (f->owns_inflight && vary == NULL && !is_eos) {
-            /* requests collapsed onto this fetch read the body as it arrives */
-            f->stream = stream_create(status, msg, &list, f->settings.keep_surrogate_headers, content_length, dec.initial_age,
-                                      response_time_ms);
+            /* requests collapsed onto this fetch read the body as it arrives: other clients, so
+             * they get what is stored (no Set-Cookie under the strip policy), not this one's head */
+            f->stream = stream_create(status, msg, &stored, f->settings.keep_surrogate_headers, content_length,
+                                      dec.initial_age, response_time_ms);
             inflight_stream_start(f->hash, f->stream);
         }
+        hr_list_dispose(&stored);
     } else {
         /*
          * Hit-for-pass: later requests pass straight through, without queueing. Only when the

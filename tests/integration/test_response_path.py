@@ -11,6 +11,8 @@ the clock's second change, and no assertion is on elapsed time.
 """
 
 import json
+import os
+import tempfile
 import socket
 import threading
 import time
@@ -390,3 +392,46 @@ class ForwardedHeaders(Case):
         r = self.get(e, "/ranged")
         self.assertXCache(r, "HIT")
         self.assertEqual(r.header_all("accept-ranges"), ["bytes"], r.describe())
+
+    def test_collapsed_readers_never_get_another_clients_set_cookie(self):
+        # cookie_policy strip: the fetching client gets its Set-Cookie, the stored object has none;
+        # the requests collapsed onto the fetch read the response as it streams and are other
+        # clients: they must not get the first client's cookie either
+        o = self.origin()
+        release = threading.Event()
+        self.addCleanup(release.set)
+
+        def handler(req):
+            release.wait(scaled(10))
+            return 200, cc("max-age=60", Set_Cookie="session=first-client"), b"page " * 1000
+
+        o.route("/cookie", handler=handler)
+        fd, path = tempfile.mkstemp(suffix=".json")
+        with os.fdopen(fd, "w") as f:
+            json.dump({"cookie_policy": "strip"}, f)
+        self.addCleanup(os.unlink, path)
+        e = self.edgecache([o], args=["--config", path])
+        results = {}
+
+        def fetch(i):
+            results[i] = self.get(e, "/cookie", timeout=15)
+
+        threads = [threading.Thread(target=fetch, args=(0,), daemon=True)]
+        threads[0].start()
+        wait_until(lambda: o.hits("/cookie") == 1, what="the first request at the origin")
+        base = self.stats(e)["collapsed"]
+        threads += [threading.Thread(target=fetch, args=(i,), daemon=True) for i in (1, 2, 3)]
+        for t in threads[1:]:
+            t.start()
+        wait_until(lambda: self.stats(e)["collapsed"] >= base + 3, what="three requests collapsed on the fetch")
+        release.set()
+        for t in threads:
+            t.join(scaled(15))
+        self.assertEqual(results[0].header("set-cookie"), "session=first-client", results[0].describe())
+        for i in (1, 2, 3):
+            self.assertEqual(results[i].body, b"page " * 1000)
+            self.assertIsNone(results[i].header("set-cookie"), "client %d got the first client's cookie\n%s" % (
+                i, results[i].describe()))
+        r = self.get(e, "/cookie")
+        self.assertXCache(r, "HIT")
+        self.assertIsNone(r.header("set-cookie"))
