@@ -1822,9 +1822,11 @@ static void fetch_on_revalidated(fetch_t *f, const h2o_header_t *headers, size_t
     hr_list_dispose(&merged);
 
     atomic_fetch_add_explicit(&f->w->counters.revalidated_304, 1, memory_order_relaxed);
+    /* not storable (the 304 sets a cookie, says no-store, or answers this request's Authorization):
+     * it is this request's answer, not the waiters', who fetch for themselves */
     if (dec.storable)
         publish_object(f, fresh);
-    fetch_wake_waiters(f, WAKE_OBJECT, fresh, 0);
+    fetch_wake_waiters(f, dec.storable ? WAKE_OBJECT : WAKE_MISS, dec.storable ? fresh : NULL, 0);
     if (f->link != NULL && !f->link->final_sent) {
         fetch_link_t *link = f->link;
         link->fetch = NULL;

@@ -435,3 +435,44 @@ class ForwardedHeaders(Case):
         r = self.get(e, "/cookie")
         self.assertXCache(r, "HIT")
         self.assertIsNone(r.header("set-cookie"))
+
+    def test_waiters_on_a_revalidation_never_get_its_set_cookie(self):
+        # the origin answers the fetching client's revalidation with a 304 that sets a cookie: that
+        # answer is not storable, and it is that client's, not the waiters'
+        o = self.origin()
+        release = threading.Event()
+        self.addCleanup(release.set)
+
+        def handler(req):
+            if req.headers.get("if-none-match") == '"c"':
+                release.wait(scaled(10))
+                return 304, {"Cache-Control": "max-age=60", "ETag": '"c"', "Set-Cookie": "session=first-client",
+                             "Date": None}, b""
+            return 200, cc("max-age=1", ETag='"c"', Date=None), b"cookie page"
+
+        o.route("/reval-cookie", handler=handler)
+        e = self.edgecache([o])
+        self.assertXCache(self.get(e, "/reval-cookie"), "MISS")
+        time.sleep(2.2)  # max-age=1 runs out
+        results = {}
+
+        def fetch(i):
+            results[i] = self.get(e, "/reval-cookie", timeout=15)
+
+        threads = [threading.Thread(target=fetch, args=(0,), daemon=True)]
+        threads[0].start()
+        wait_until(lambda: o.hits("/reval-cookie") == 2, what="the revalidation at the origin")
+        base = self.stats(e)["collapsed"]
+        threads += [threading.Thread(target=fetch, args=(i,), daemon=True) for i in (1, 2)]
+        for t in threads[1:]:
+            t.start()
+        wait_until(lambda: self.stats(e)["collapsed"] >= base + 2, what="two requests collapsed on the revalidation")
+        release.set()
+        for t in threads:
+            t.join(scaled(15))
+        self.assertXCache(results[0], "REVALIDATED")
+        self.assertEqual(results[0].header("set-cookie"), "session=first-client", results[0].describe())
+        for i in (1, 2):
+            self.assertEqual(results[i].body, b"cookie page", results[i].describe())
+            self.assertIsNone(results[i].header("set-cookie"), "client %d got the first client's cookie\n%s" % (
+                i, results[i].describe()))
