@@ -714,10 +714,12 @@ void policy_decide(int status, const policy_header_t *headers, size_t num_header
     }
     if (status < 200 || status > 599 || status == 304) {
         out->not_stored_reason = "status";
+        out->not_stored_by_request = status == 304; /* the answer to a conditional request */
         goto not_stored;
     }
     if (status == 206) {
         out->not_stored_reason = "partial"; /* we fetch and store whole objects only */
+        out->not_stored_by_request = 1;     /* the answer to a range request */
         goto not_stored;
     }
     if (eff->must_understand && !status_understood(status)) {

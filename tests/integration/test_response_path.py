@@ -99,6 +99,31 @@ class HitForPass(Case):
         self.assertXCache(r, "MISS", "a 4xx answers one request: the URL is not remembered as hit-for-pass")
         self.assertXCache(self.get(e, "/app.js"), "HIT")
 
+    def test_partial_or_not_modified_answer_provoked_by_the_request_does_not_keep_the_url_out(self):
+        # the cache asks for whole objects without validators of the client's; an origin that still
+        # answers 206 or 304 was made to by some other request header (e.g. the old Request-Range)
+        o = self.origin()
+
+        def handler(req):
+            if "request-range" in req.headers:
+                return 206, cc("max-age=60", Content_Range="bytes 0-1/4"), b"wh"
+            if "x-if-none" in req.headers:
+                return 304, {"Cache-Control": "max-age=60"}, b""
+            return 200, cc("max-age=60"), b"whole"
+
+        o.route("/whole", handler=handler)
+        e = self.edgecache([o])
+        for name, status in (("Request-Range", 206), ("X-If-None", 304)):
+            with self.subTest(status=status):
+                r = self.get(e, "/whole", {name: "bytes=0-1"})
+                self.assertEqual(r.status, status, r.describe())
+                self.assertXCache(r, "PASS")
+                r = self.get(e, "/whole")
+                self.assertEqual(r.body, b"whole", r.describe())
+                self.assertXCache(r, "MISS", "the next plain request may store the whole object")
+                self.assertXCache(self.get(e, "/whole"), "HIT")
+                request(e.proxy_port, "PURGE", "/whole")
+
     def test_waiters_on_an_authorized_fetch_fetch_to_store(self):
         # plain requests collapsed onto a fetch made for a request with Authorization: its answer
         # is not storable for them, but theirs is; they must not be sent to pass
