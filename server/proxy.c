@@ -15,8 +15,11 @@
  *             validators — and the response is streamed to the client while an
  *             obj_builder collects it; when the body is complete and untruncated it goes
  *             into the memory tier and to the store's writer thread (MISS). A response
- *             the policy refuses to store is only streamed (PASS), and the URL is
- *             remembered as hit-for-pass for a while.
+ *             the policy refuses to store is only streamed (PASS); the URL is remembered
+ *             as hit-for-pass for a while only when the refusal is the response's own
+ *             (never the request's: Authorization, a 206 or 304, an over-long varied
+ *             value; nor an error status), so no client can keep a URL out of the cache.
+ *             Every response carries the origin's Date (server/date_header.c).
  *   PURGE     authorised by the admin module, purged through the store's writer; the
  *             answer is sent when the purge is durable (a message from the writer).
  *   others    passed to the origin unchanged (PASS); a 2xx/3xx answer to a method not
@@ -27,8 +30,11 @@
  * wide: the first request registers an in-flight entry and fetches; later ones, on any
  * worker thread, queue a waiter on the entry. When the fetch knows its fate it takes
  * the entry out of the table and wakes every waiter with a message to the waiter's own
- * loop: the object (served as it is), "pass" (fetch for yourself) or an error status.
- * Waiters are therefore served once the object is complete, not byte by byte.
+ * loop: the object (served as it is), "pass" (fetch for yourself, the URL is not storable),
+ * "miss" (fetch for yourself: that answer was not storable for its own request's sake) or
+ * an error status. Waiters are therefore served once the object is complete, not byte by
+ * byte. No waiter is ever given a head that was not stored (a Set-Cookie meant for the
+ * fetching client).
  *
  * Lifetimes. A `fetch_t` lives as long as the origin exchange (malloc'd, freed when
  * the HTTP client finishes or is cancelled). A `fetch_link_t` lives as long as the
@@ -36,7 +42,8 @@
  * the buffers being sent. The two point at each other while both exist; whichever
  * ends first clears the other's pointer. A fetch whose client went away keeps going
  * while its response is being stored or others wait on it, so the work is not wasted.
- * A fetch copies what it needs of the request (path, headers) at its start.
+ * A fetch copies what it needs of the request (path, headers) at its start; only the body
+ * of a passed request is borrowed, as a passed fetch ends with its request.
  *
  * Purges race reads and fetches: the purge epoch is taken before an LMDB read or an
  * origin request and compared before inserting the result; if a purge committed in
