@@ -13,7 +13,7 @@
  *            are written as \xHH (also in referer and user agent)
  *   200      the status (0 when no response was started)
  *   1234     body bytes sent ("-" for none)
- *   CACHE    HIT, MISS or PASS (the X-Cache header), or "-" (e.g. PURGE)
+ *   CACHE    HIT, REVALIDATED, MISS or PASS (the X-Cache header), or "-" (e.g. PURGE)
  *   BACKEND  the backend that served the request, or "-"
  *   TTFB     seconds from the start of the request to the start of the response ("-" if none)
  *   TOTAL    seconds from the start of the request to its end
@@ -48,7 +48,7 @@ int accesslog_enabled(void);
 
 /** The fields of one line that are not in the request itself. */
 typedef struct accesslog_entry {
-    const char *cache_status; /* "HIT", "MISS", "PASS" or NULL */
+    const char *cache_status; /* "HIT", "REVALIDATED", "MISS", "PASS" or NULL */
     const char *backend;      /* NULL for none */
     size_t backend_len;
     int64_t ttfb_us;          /* -1 when no response was started */

@@ -1217,14 +1217,17 @@ void policy_decide(int status, const policy_header_t *headers, size_t num_header
     /* --- storable? (RFC 9111 3) */
     if (!req->method_is_get_or_head) {
         out->not_stored_reason = "method";
+        out->not_stored_by_request = 1;
         goto not_stored;
     }
     if (status < 200 || status > 599 || status == 304) {
         out->not_stored_reason = "status";
+        out->not_stored_by_request = status == 304; /* the answer to a conditional request */
         goto not_stored;
     }
     if (status == 206) {
         out->not_stored_reason = "partial"; /* we fetch and store whole objects only */
+        out->not_stored_by_request = 1;     /* the answer to a range request */
         goto not_stored;
     }
     if (eff->must_understand && !status_understood(status)) {
@@ -1250,6 +1253,7 @@ void policy_decide(int status, const policy_header_t *headers, size_t num_header
     if (req->has_authorization &&
         !(eff->public_ || eff->s_maxage != POLICY_UNSET || eff->must_revalidate)) {
         out->not_stored_reason = "authorization"; /* RFC 9111 3.5 */
+        out->not_stored_by_request = 1;
         goto not_stored;
     }
 

@@ -126,6 +126,9 @@ typedef struct policy_request_info {
 typedef struct policy_decision {
     int storable;              /* 1: store it; 0: pass it on without storing */
     const char *not_stored_reason; /* static string when !storable, e.g. "no-store" */
+    int not_stored_by_request; /* !storable because of this request ("method", "authorization", a 206 or
+                                  304, which answer a range or conditional request), not of the response:
+                                  says nothing about other requests for the URL */
     uint32_t ttl;              /* freshness lifetime, seconds */
     uint32_t initial_age;      /* corrected_initial_age, seconds (RFC 9111 4.2.3) */
     uint32_t stale_while_revalidate;
@@ -137,7 +140,11 @@ typedef struct policy_decision {
 /*
  * How to read a decision (details and the RFC latitude taken: the essay atop cache_policy.c):
  * - storable == 0: pass the response through; not_stored_reason is one of "method", "status",
- *   "partial", "no-store", "private", "set-cookie", "vary", "authorization".
+ *   "partial", "no-store", "private", "set-cookie", "vary", "authorization". "method",
+ *   "authorization", "partial" (a 206) and "status" for a 304 come from the request and set
+ *   not_stored_by_request: the same URL asked another way may be storable, so nothing may be
+ *   remembered about the URL (hit-for-pass) because of them; every other reason comes from the
+ *   response.
  * - ttl may be 0 (max-age=0, invalid max-age/Expires, ...): store, but the object is stale at once.
  * - stale_while_revalidate / stale_if_error are the windows the proxy may serve stale in; they
  *   are already 0 when a directive forbids stale (no-cache, must-revalidate, proxy-revalidate),

@@ -17,6 +17,7 @@
 #include "server/header_rules.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -30,6 +31,7 @@
 #define CONFIG_TTL_MAX 2147483647u /* 2^31 - 1 */
 #define CONFIG_SIZE_MIN ((uint64_t)1 << 20)
 #define CONFIG_DISK_MAX ((uint64_t)1 << 40)
+#define CONFIG_BODY_MAX ((uint64_t)1 << 30) /* h2o's own default limit: a body is held in memory whole */
 
 /* the flags; `file_key` is the JSON name (NULL: flag only) */
 typedef enum opt_id {
@@ -48,6 +50,8 @@ typedef enum opt_id {
     OPT_MAX_HEURISTIC_TTL,
     OPT_ORIGIN_TIMEOUT,
     OPT_SHUTDOWN_TIMEOUT,
+    OPT_MAX_REQUEST_BODY,
+    OPT_REQUEST_BODY_MEMORY,
     OPT_LOAD_BALANCING,
     OPT_SHIELD,
     OPT_SHIELD_ADMIN,
@@ -89,6 +93,10 @@ static const opt_def_t opt_defs[] = {
     {OPT_ORIGIN_TIMEOUT, "--origin-timeout", "origin_timeout", "MS", "timeouts of the backends --backend seeds (fresh store)"},
     {OPT_SHUTDOWN_TIMEOUT, "--shutdown-timeout", "shutdown_timeout", "MS",
      "how long to drain connections on SIGTERM"},
+    {OPT_MAX_REQUEST_BODY, "--max-request-body", "max_request_body", "SIZE",
+     "largest request body accepted (413 above), 0 to 1G"},
+    {OPT_REQUEST_BODY_MEMORY, "--request-body-memory", "request_body_memory", "SIZE",
+     "request bodies held at once, all requests together (503 above)"},
     {OPT_LOAD_BALANCING, "--load-balancing", "load_balancing", "MODE",
      "round_robin (weighted), hash (of the cache key) or first (first healthy backend)"},
     {OPT_SHIELD, "--shield", "shield", "HOST:PORT", "fetch misses through this edgecache node (origin shield)"},
@@ -247,6 +255,8 @@ void config_defaults(config_t *cfg)
     cfg->default_grace = 0;
     cfg->origin_timeout_ms = 15000;
     cfg->shutdown_timeout_ms = 5000;
+    cfg->max_request_body = (uint64_t)8 << 20;
+    cfg->request_body_memory = (uint64_t)256 << 20;
     cfg->cache_key_include_host = 1;
     cfg->stats_sample_interval = 300;
     cfg->stats_retention_days = 31;
@@ -276,6 +286,8 @@ static void format_default(const config_t *d, opt_id_t id, char *buf, size_t cap
     case OPT_MAX_HEURISTIC_TTL: snprintf(buf, cap, "%u", d->max_heuristic_ttl); break;
     case OPT_ORIGIN_TIMEOUT: snprintf(buf, cap, "%u", d->origin_timeout_ms); break;
     case OPT_SHUTDOWN_TIMEOUT: snprintf(buf, cap, "%u", d->shutdown_timeout_ms); break;
+    case OPT_MAX_REQUEST_BODY: snprintf(buf, cap, "8M"); break;
+    case OPT_REQUEST_BODY_MEMORY: snprintf(buf, cap, "256M"); break;
     case OPT_LOAD_BALANCING: snprintf(buf, cap, "round_robin"); break;
     case OPT_SHIELD:
     case OPT_SHIELD_ADMIN:
@@ -319,7 +331,8 @@ void config_print_help(void *stream)
     }
     fputs("\nConfig file keys (JSON object): listen, admin_listen, backends (array of \"HOST:PORT\"),\n"
           "data_dir, memory_size (bytes or \"256M\"), disk_size, default_ttl, threads, service_id,\n"
-          "max_heuristic_ttl, default_grace, origin_timeout, shutdown_timeout, load_balancing, shield,\n"
+          "max_heuristic_ttl, default_grace, origin_timeout, shutdown_timeout, max_request_body,\n"
+          "request_body_memory, load_balancing, shield,\n"
           "shield_admin, shield_token, access_log, stats_sample_interval, stats_retention_days,\n"
           "stats_minute_seconds, sla_degraded_percent, metrics_public_listen.\n",
           f);
@@ -382,6 +395,17 @@ static int apply_value(config_t *cfg, const opt_def_t *o, const char *who, const
         }
         *(o->id == OPT_MEMORY_SIZE ? &cfg->memory_size : &cfg->disk_size) = n;
         return 0;
+    case OPT_MAX_REQUEST_BODY:
+    case OPT_REQUEST_BODY_MEMORY: {
+        uint64_t max = o->id == OPT_MAX_REQUEST_BODY ? CONFIG_BODY_MAX : CONFIG_DISK_MAX;
+        if (config_parse_size(val, &n) != 0 || n > max) {
+            set_err(err, errlen, "%s: invalid size '%s' (expected 0 to %s, e.g. %s)", who, val,
+                    o->id == OPT_MAX_REQUEST_BODY ? "1G" : "1T", o->id == OPT_MAX_REQUEST_BODY ? "8M" : "256M");
+            return -1;
+        }
+        *(o->id == OPT_MAX_REQUEST_BODY ? &cfg->max_request_body : &cfg->request_body_memory) = n;
+        return 0;
+    }
     case OPT_THREADS:
     case OPT_ADMIN_THREADS: {
         unsigned max = o->id == OPT_THREADS ? CONFIG_THREADS_MAX : CONFIG_ADMIN_THREADS_MAX;
@@ -545,7 +569,9 @@ static const char *json_expected(opt_id_t id)
     switch (id) {
     case OPT_BACKEND: return "an array of \"HOST:PORT\" strings";
     case OPT_MEMORY_SIZE:
-    case OPT_DISK_SIZE: return "a number of bytes or a size string like \"256M\"";
+    case OPT_DISK_SIZE:
+    case OPT_MAX_REQUEST_BODY:
+    case OPT_REQUEST_BODY_MEMORY: return "a number of bytes or a size string like \"256M\"";
     case OPT_THREADS:
     case OPT_ADMIN_THREADS:
     case OPT_DEFAULT_TTL:
@@ -703,7 +729,8 @@ int config_load_file(config_t *cfg, const char *path, char *err, size_t errlen)
                             o->id == OPT_SHUTDOWN_TIMEOUT || o->id == OPT_STATS_SAMPLE_INTERVAL ||
                             o->id == OPT_STATS_RETENTION_DAYS || o->id == OPT_STATS_MINUTE_SECONDS ||
                             o->id == OPT_SLA_DEGRADED_PERCENT;
-        int is_size_key = o->id == OPT_MEMORY_SIZE || o->id == OPT_DISK_SIZE;
+        int is_size_key = o->id == OPT_MEMORY_SIZE || o->id == OPT_DISK_SIZE || o->id == OPT_MAX_REQUEST_BODY ||
+                          o->id == OPT_REQUEST_BODY_MEMORY;
         if (json_is_integer(val) && (is_number_key || is_size_key)) {
             snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(val));
             text = num;
@@ -823,6 +850,12 @@ int config_parse_args(config_t *cfg, int argc, char **argv, int first, char *err
         }
         if (apply_value(cfg, o, o->flag, val, err, errlen) != 0)
             return -1;
+    }
+    if (cfg->request_body_memory < cfg->max_request_body) {
+        /* else a body within the limit could never be taken */
+        set_err(err, errlen, "--request-body-memory: %" PRIu64 " bytes is less than --max-request-body (%" PRIu64 ")",
+                cfg->request_body_memory, cfg->max_request_body);
+        return -1;
     }
     return 0;
 }

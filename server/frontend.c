@@ -23,6 +23,7 @@
 #include <unistd.h>
 #include <h2o.h>
 #include <h2o/socket/evloop.h>
+#include "server/date_header.h"
 #include "server/frontend.h"
 #include "server/listen.h"
 #include "server/proxy.h"
@@ -117,10 +118,15 @@ int frontend_start(const config_t *cfg, char *err, size_t errlen)
 {
     h2o_config_init(&g_globalconf);
     g_globalconf.server_name = h2o_iovec_init(H2O_STRLIT("")); /* the origin's Server header passes through */
-    g_globalconf.max_request_entity_size = 64 * 1024 * 1024;
+    /* h2o 2.2 reads a whole request body into memory before the handler runs (no streaming of
+     * request bodies before h2o 2.3), so this limit is what bounds one request's memory: a larger
+     * Content-Length is refused with 413 before a byte of the body is read, a chunked body when
+     * it grows past it */
+    g_globalconf.max_request_entity_size = (size_t)cfg->max_request_body;
     h2o_hostconf_t *hostconf = h2o_config_register_host(&g_globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *pathconf = h2o_config_register_path(hostconf, "/", 0);
     proxy_register(pathconf);
+    date_header_register(pathconf); /* the origin's Date, not h2o's clock, on what the proxy serves */
     stats_register_logger(pathconf);
 
     g_num_workers = cfg->threads;

@@ -8,7 +8,10 @@
  * the only place that frees a client.
  *
  * Flow. CONNECTING (socket pool) -> SENDING (the request) -> HEAD (until a final, non-1xx
- * response head) -> BODY (until the framing says the body ended). The one timer entry is
+ * response head) -> BODY (until the framing says the body ended). Interim responses (100
+ * Continue, 103 Early Hints) are consumed here and never reach the head callback, so they are
+ * neither taken for the final response nor stored; they are not forwarded either, because
+ * libh2o 2.2 cannot send a 1xx downstream (h2o_send_informational came with h2o 2.3). The one timer entry is
  * linked to the timeout of the current phase: connect, first_byte (while sending, then again
  * from the end of the write to the complete head), between_bytes (reset by every read that
  * brings bytes). The head is searched for its end over newly arrived bytes only and parsed

@@ -15,19 +15,26 @@
  *             validators — and the response is streamed to the client while an
  *             obj_builder collects it; when the body is complete and untruncated it goes
  *             into the memory tier and to the store's writer thread (MISS). A response
- *             the policy refuses to store is only streamed (PASS), and the URL is
- *             remembered as hit-for-pass for a while.
+ *             the policy refuses to store is only streamed (PASS); the URL is remembered
+ *             as hit-for-pass for a while only when the refusal is the response's own
+ *             (never the request's: Authorization, a 206 or 304, an over-long varied
+ *             value; nor an error status), so no client can keep a URL out of the cache.
+ *             Every response carries the origin's Date (server/date_header.c).
  *   PURGE     authorised by the admin module, purged through the store's writer; the
  *             answer is sent when the purge is durable (a message from the writer).
- *   others    passed to the origin unchanged (PASS); a 2xx/3xx answer to an unsafe
- *             method invalidates the URL and same-host Location/Content-Location.
+ *   others    passed to the origin unchanged (PASS); a 2xx/3xx answer to a method not
+ *             known to be safe (anything but GET, HEAD, OPTIONS, TRACE) invalidates the URL
+ *             and same-host Location/Content-Location.
  *
  * Collapsing. Concurrent fetches of one URL (by the URL's hash) are collapsed process
  * wide: the first request registers an in-flight entry and fetches; later ones, on any
  * worker thread, queue a waiter on the entry. When the fetch knows its fate it takes
  * the entry out of the table and wakes every waiter with a message to the waiter's own
- * loop: the object (served as it is), "pass" (fetch for yourself) or an error status.
- * Waiters are therefore served once the object is complete, not byte by byte.
+ * loop: the object (served as it is), "pass" (fetch for yourself, the URL is not storable),
+ * "miss" (fetch for yourself: that answer was not storable for its own request's sake) or
+ * an error status. Waiters are therefore served once the object is complete, not byte by
+ * byte. No waiter is ever given a head that was not stored (a Set-Cookie meant for the
+ * fetching client).
  *
  * Lifetimes. A `fetch_t` lives as long as the origin exchange (malloc'd, freed when
  * the HTTP client finishes or is cancelled). A `fetch_link_t` lives as long as the
@@ -35,7 +42,8 @@
  * the buffers being sent. The two point at each other while both exist; whichever
  * ends first clears the other's pointer. A fetch whose client went away keeps going
  * while its response is being stored or others wait on it, so the work is not wasted.
- * A fetch copies what it needs of the request (path, headers) at its start.
+ * A fetch copies what it needs of the request (path, headers) at its start; only the body
+ * of a passed request is borrowed, as a passed fetch ends with its request.
  *
  * Purges race reads and fetches: the purge epoch is taken before an LMDB read or an
  * origin request and compared before inserting the result; if a purge committed in
@@ -148,7 +156,8 @@ struct fetch {
     int64_t request_time_ms;
     obj_builder_t *builder;   /* non-NULL while the response is being stored */
     char *vary_names;         /* the Vary field of what is being stored (malloc'd), NULL when none */
-    h2o_iovec_t reqbufs[4];   /* request line, Host line, other headers (into head / hostline), body (malloc'd copy) */
+    h2o_iovec_t reqbufs[4];   /* request line, Host line, other headers (into head / hostline), body (the request's
+                                 req->entity, borrowed: only a passed fetch sends one, see build_origin_request) */
     char *head;               /* the request head without its Host line (malloc'd) */
     char *hostline;           /* "host: ...\r\n" for the backend in use (malloc'd) */
     backend_t *backend;       /* the backend of this exchange (a reference; backend_release at the end) */
@@ -187,6 +196,7 @@ struct fetch_stream {
     size_t num_headers;
     size_t content_length;
     uint32_t initial_age;
+    int64_t date_ms; /* the response's Date (or when it came, without a valid one), unix ms */
     char *buf;
 };
 
@@ -204,8 +214,13 @@ struct stream_reader {
     int send_inflight, final_sent;
 };
 
-/* a request waiting for another request's fetch of the same URL */
-typedef enum { WAKE_OBJECT, WAKE_PASS, WAKE_ERROR, WAKE_STREAM } wake_kind_t;
+/*
+ * A request waiting for another request's fetch of the same URL. It wakes with the object,
+ * with the stream being received, with an error, or told to fetch for itself: WAKE_PASS when
+ * the URL is not storable (hit-for-pass), WAKE_MISS when that fetch's response was not stored
+ * for a reason of its own (its request, its error status), so this request's answer may be.
+ */
+typedef enum { WAKE_OBJECT, WAKE_PASS, WAKE_MISS, WAKE_ERROR, WAKE_STREAM } wake_kind_t;
 
 typedef struct waiter {
     h2o_multithread_message_t super;
@@ -421,6 +436,13 @@ static const char *lookup_in_copy(void *ctx, const char *name, size_t name_len, 
             return rc->headers[i].value;
         }
     }
+    return NULL;
+}
+
+/* hr_lookup_cb that finds nothing: the Vary key of the names alone */
+static const char *lookup_none(void *ctx, const char *name, size_t name_len, size_t *value_len)
+{
+    (void)ctx, (void)name, (void)name_len, (void)value_len;
     return NULL;
 }
 
@@ -679,7 +701,7 @@ static int is_hop_by_hop(const char *name, size_t len)
            name_is(name, len, "proxy-authorization");
 }
 
-/* stored headers the client does not get from us as-is (h2o writes Date; we compute Age) */
+/* stored headers the client does not get from us as-is (Date goes through add_date; we compute Age) */
 static int is_not_delivered(const char *name, size_t len, int keep_surrogate)
 {
     return name_is(name, len, "date") || name_is(name, len, "age") ||
@@ -784,6 +806,22 @@ size_t proxy_cache_key(char *buf, size_t cap, const char *host, size_t host_len,
 static void add_header_str(h2o_req_t *req, const char *name, const char *value, size_t value_len)
 {
     h2o_add_header_by_str(&req->pool, &req->res.headers, name, strlen(name), 1, NULL, value, value_len);
+}
+
+/*
+ * The response's Date (RFC 9110 6.6.1): a cache keeps the origin's, on hits too. `value` is the
+ * origin's field (NULL when it sent none); when it is absent or not an HTTP-date, the time the
+ * response was received stands in (`received_ms`, unix ms). server/date_header.c makes h2o
+ * send this header instead of its own clock.
+ */
+static void add_date(h2o_req_t *req, const char *value, size_t value_len, int64_t received_ms)
+{
+    int64_t t;
+    if (value == NULL || policy_parse_http_date(value, value_len, &t) != 0)
+        t = received_ms / 1000;
+    char *buf = h2o_mem_alloc_pool(&req->pool, 30);
+    size_t n = policy_format_http_date(t, buf);
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_DATE, NULL, buf, n);
 }
 
 static void add_age_and_xcache(h2o_req_t *req, uint32_t age, const char *xcache)
@@ -1000,10 +1038,14 @@ static void send_object(h2o_req_t *req, cache_obj_t *obj, uint32_t age, const ch
             continue;
         if ((not_modified || range == -1) && h->name_len > 8 && memcmp(h->name, "content-", 8) == 0)
             continue;
+        if (obj->meta.status == 200 && !not_modified && name_is(h->name, h->name_len, "accept-ranges"))
+            continue; /* ours below: the cache answers ranges whatever the origin does */
         h2o_add_header_by_str(&req->pool, &req->res.headers, h->name, h->name_len, 1, NULL, h->value, h->value_len);
     }
     if (obj->meta.status == 200 && !not_modified)
         add_header_str(req, "accept-ranges", H2O_STRLIT("bytes"));
+    const obj_header_t *date = obj_find_header(obj, H2O_STRLIT("date"));
+    add_date(req, date != NULL ? date->value : NULL, date != NULL ? date->value_len : 0, obj->meta.response_time_ms);
     add_age_and_xcache(req, age, xcache);
 
     h2o_iovec_t body = h2o_iovec_init(obj->body, (size_t)obj->body_len);
@@ -1111,7 +1153,7 @@ static int object_fits_request(h2o_req_t *req, const cache_obj_t *obj)
 
 /* the shared head: what the fetch's own client receives (before deliver rules, Age, X-Cache) */
 static fetch_stream_t *stream_create(int status, h2o_iovec_t reason, const hr_list_t *list, int keep_surrogate,
-                                     size_t content_length, uint32_t initial_age)
+                                     size_t content_length, uint32_t initial_age, int64_t response_time_ms)
 {
     size_t size = reason.len + 1;
     for (size_t i = 0; i != list->size; ++i)
@@ -1124,6 +1166,8 @@ static fetch_stream_t *stream_create(int status, h2o_iovec_t reason, const hr_li
     st->status = status;
     st->content_length = content_length;
     st->initial_age = initial_age;
+    st->date_ms = response_time_ms;
+    int date_seen = 0;
     char *p = st->buf;
     memcpy(p, reason.base, reason.len);
     p[reason.len] = '\0';
@@ -1131,7 +1175,13 @@ static fetch_stream_t *stream_create(int status, h2o_iovec_t reason, const hr_li
     p += reason.len + 1;
     for (size_t i = 0; i != list->size; ++i) {
         const obj_header_t *h = &list->entries[i];
-        if (name_is(h->name, h->name_len, "date") || is_not_delivered(h->name, h->name_len, keep_surrogate))
+        if (name_is(h->name, h->name_len, "date")) {
+            int64_t date;
+            if (!date_seen++ && policy_parse_http_date(h->value, h->value_len, &date) == 0)
+                st->date_ms = date * 1000; /* the first one, as add_date takes it */
+            continue;
+        }
+        if (is_not_delivered(h->name, h->name_len, keep_surrogate))
             continue;
         obj_header_t *o = &st->headers[st->num_headers++];
         memcpy(p, h->name, h->name_len);
@@ -1299,6 +1349,7 @@ static void stream_reader_start(h2o_req_t *req, fetch_stream_t *st)
     for (size_t i = 0; i != st->num_headers; ++i)
         h2o_add_header_by_str(&req->pool, &req->res.headers, st->headers[i].name, st->headers[i].name_len, 1, NULL,
                               st->headers[i].value, st->headers[i].value_len);
+    add_date(req, NULL, 0, st->date_ms);
     add_age_and_xcache(req, st->initial_age, "HIT");
     apply_deliver_rules(req);
     req->res.content_length = st->content_length;
@@ -1433,7 +1484,6 @@ static void fetch_free(fetch_t *f)
     free(f->key);
     free(f->head);
     free(f->hostline);
-    free(f->reqbufs[3].base);
     backend_release(&f->backend);
     free(f->vary_names);
     req_copy_dispose(&f->rc);
@@ -1779,16 +1829,19 @@ static void fetch_on_revalidated(fetch_t *f, const h2o_header_t *headers, size_t
     hr_list_dispose(&merged);
 
     atomic_fetch_add_explicit(&f->w->counters.revalidated_304, 1, memory_order_relaxed);
+    /* not storable (the 304 sets a cookie, says no-store, or answers this request's Authorization):
+     * it is this request's answer, not the waiters', who fetch for themselves */
     if (dec.storable)
         publish_object(f, fresh);
-    fetch_wake_waiters(f, WAKE_OBJECT, fresh, 0);
+    fetch_wake_waiters(f, dec.storable ? WAKE_OBJECT : WAKE_MISS, dec.storable ? fresh : NULL, 0);
     if (f->link != NULL && !f->link->final_sent) {
         fetch_link_t *link = f->link;
         link->fetch = NULL;
         f->link = NULL;
         link->final_sent = 1;
         atomic_fetch_add_explicit(&f->w->counters.hits, 1, memory_order_relaxed);
-        send_object(link->req, obj_ref(fresh), dec.initial_age, "HIT");
+        /* the stored body, but only after the origin confirmed it: not a plain HIT (nginx's label) */
+        send_object(link->req, obj_ref(fresh), dec.initial_age, "REVALIDATED");
     }
     obj_unref(&fresh);
 }
@@ -1848,12 +1901,10 @@ static origin_client_body_cb on_head(origin_client_t *client, const char *errstr
     }
     origin_headers_to_list(f, headers, num_headers, &list);
 
-    policy_decision_t dec = {0};
-    int storable = 0;
-    if (f->mode == FETCH_CACHE) {
-        decide(f, status, &list, headers, num_headers, response_time_ms, &dec);
-        storable = dec.storable;
-    }
+    /* a passed response too: its Age is the origin's corrected initial age, not 0 (RFC 9111 4.2.3) */
+    policy_decision_t dec;
+    decide(f, status, &list, headers, num_headers, response_time_ms, &dec);
+    int storable = f->mode == FETCH_CACHE && dec.storable;
 
     /* what is stored: the list without Set-Cookie under the strip policy */
     const char *skeys = NULL;
@@ -1867,12 +1918,16 @@ static origin_client_body_cb on_head(origin_client_t *client, const char *errstr
         if (name_is(h->name, h->name_len, "vary") && h->value_len != 0)
             vary = h->value, vary_len = h->value_len; /* the policy refused Vary: * already */
     }
+    /* not storable because of this request (not of the response): nothing is remembered about the URL */
+    int not_stored_by_request = f->mode == FETCH_CACHE && !storable && dec.not_stored_by_request;
     char vbuf[VARY_KEY_MAX];
     size_t vlen = 0;
     if (storable && vary != NULL) {
         vlen = vary_key(vary, vary_len, lookup_in_copy, &f->rc, vbuf, sizeof(vbuf));
         if (vlen == SIZE_MAX) {
             storable = 0;
+            /* too long with this request's values, or with the response's Vary names alone? */
+            not_stored_by_request = vary_key(vary, vary_len, lookup_none, NULL, vbuf, sizeof(vbuf)) != SIZE_MAX;
         } else {
             f->vary_names = malloc(vary_len + 1);
             if (f->vary_names == NULL)
@@ -1893,18 +1948,28 @@ static origin_client_body_cb on_head(origin_client_t *client, const char *errstr
         f->builder = obj_builder_begin(&meta, f->key, f->key_len, skeys, skeys_len, vary != NULL ? vbuf : "",
                                        vary != NULL ? vlen : 0, stored.entries, stored.size,
                                        content_length == SIZE_MAX ? 0 : content_length);
-        hr_list_dispose(&stored);
         hfp_clear(f->hash);
         atomic_fetch_add_explicit(&w->counters.misses, 1, memory_order_relaxed);
         if (f->owns_inflight && vary == NULL && !is_eos) {
-            /* requests collapsed onto this fetch read the body as it arrives */
-            f->stream = stream_create(status, msg, &list, f->settings.keep_surrogate_headers, content_length, dec.initial_age);
+            /* requests collapsed onto this fetch read the body as it arrives: other clients, so
+             * they get what is stored (no Set-Cookie under the strip policy), not this one's head */
+            f->stream = stream_create(status, msg, &stored, f->settings.keep_surrogate_headers, content_length,
+                                      dec.initial_age, response_time_ms);
             inflight_stream_start(f->hash, f->stream);
         }
+        hr_list_dispose(&stored);
     } else {
-        if (f->mode == FETCH_CACHE)
-            hfp_mark(f->hash); /* later requests pass straight through, without queueing */
-        fetch_wake_waiters(f, WAKE_PASS, NULL, 0);
+        /*
+         * Hit-for-pass: later requests pass straight through, without queueing. Only when the
+         * response says so about the URL: a reason of this request (Authorization, an over-long
+         * varied value) or an error status (a 4xx answers this request; a client provokes a 400
+         * with a header the origin dislikes) would let any client keep the URL out of the cache.
+         * Then the waiters each fetch for themselves, and may store what they get.
+         */
+        int url_uncacheable = f->mode == FETCH_CACHE && !not_stored_by_request && status < 400;
+        if (url_uncacheable)
+            hfp_mark(f->hash);
+        fetch_wake_waiters(f, url_uncacheable ? WAKE_PASS : WAKE_MISS, NULL, 0);
         atomic_fetch_add_explicit(&w->counters.passes, 1, memory_order_relaxed);
     }
     obj_unref(&f->stale); /* a full response replaces it */
@@ -1925,7 +1990,12 @@ static origin_client_body_cb on_head(origin_client_t *client, const char *errstr
             h2o_iovec_t name = h2o_strdup(&req->pool, h->name, h->name_len);
             h2o_add_header_by_str(&req->pool, &req->res.headers, name.base, name.len, 1, NULL, value.base, value.len);
         }
-        add_age_and_xcache(req, f->mode == FETCH_CACHE ? dec.initial_age : 0, storable ? "MISS" : "PASS");
+        const obj_header_t *date = NULL;
+        for (size_t i = 0; i != list.size && date == NULL; ++i)
+            if (name_is(list.entries[i].name, list.entries[i].name_len, "date"))
+                date = &list.entries[i];
+        add_date(req, date != NULL ? date->value : NULL, date != NULL ? date->value_len : 0, response_time_ms);
+        add_age_and_xcache(req, dec.initial_age, storable ? "MISS" : "PASS");
         apply_deliver_rules(req);
         req->res.content_length = content_length;
         stall_watch_start(req);
@@ -2088,13 +2158,10 @@ static void build_origin_request(fetch_t *f, h2o_req_t *req)
         char cl[40];
         int n = snprintf(cl, sizeof(cl), "content-length: %zu\r\n", req->entity.len);
         APPEND(cl, (size_t)n);
-        if (req->entity.len != 0) {
-            f->reqbufs[3].base = malloc(req->entity.len);
-            if (f->reqbufs[3].base == NULL)
-                abort();
-            memcpy(f->reqbufs[3].base, req->entity.base, req->entity.len);
-            f->reqbufs[3].len = req->entity.len;
-        }
+        /* borrowed, not copied: h2o holds the body until the request is disposed, and a passed
+         * fetch never outlives its request before the origin's head (after which the origin
+         * client never sends it again); see fetch_on_client_gone */
+        f->reqbufs[3] = h2o_iovec_init(req->entity.base, req->entity.len);
     }
     APPEND("\r\n", 2);
 #undef APPEND
@@ -2124,8 +2191,9 @@ static void fetch_start(h2o_req_t *req, enum fetch_mode mode, const char *key, s
     f->mode = mode;
     f->owns_inflight = owns_inflight;
     f->client_is_head = method_is(req, "HEAD");
-    f->invalidate_on_success = mode == FETCH_PASS && (method_is(req, "POST") || method_is(req, "PUT") ||
-                                                      method_is(req, "DELETE") || method_is(req, "PATCH"));
+    /* RFC 9111 4.4: every method not known to be safe, unknown ones included (RFC 9110 9.2.1) */
+    f->invalidate_on_success = mode == FETCH_PASS && !(method_is(req, "GET") || method_is(req, "HEAD") ||
+                                                       method_is(req, "OPTIONS") || method_is(req, "TRACE"));
     f->key = malloc(key_len + 1);
     if (f->key == NULL)
         abort();
@@ -2140,6 +2208,7 @@ static void fetch_start(h2o_req_t *req, enum fetch_mode mode, const char *key, s
     current_settings(&f->settings);
     req_copy_init(&f->rc, req);
     f->idempotent_read = method_is(req, "GET") || method_is(req, "HEAD");
+    assert(mode != FETCH_PASS || attach); /* a passed fetch borrows its request's body */
     build_origin_request(f, req);
     if (attach)
         f->link = link_create(req, f);
@@ -2183,6 +2252,10 @@ static void on_wake_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_
                 break;
             case WAKE_PASS:
                 fetch_start(req, FETCH_PASS, key, key_len, hash, NULL, 1, 0);
+                break;
+            case WAKE_MISS:
+                /* not collapsed again: a crowd of such requests must not queue one behind another */
+                fetch_start(req, FETCH_CACHE, key, key_len, hash, NULL, 1, 0);
                 break;
             case WAKE_STREAM:
                 stream_reader_start(req, wt->stream);
@@ -2364,6 +2437,35 @@ static void on_req_disposed(void *p)
     --(*slot)->inflight;
 }
 
+/*
+ * Request bodies held at once. h2o has read the whole body into memory before on_req runs and
+ * frees it with the request; this budget bounds what the proxy keeps while origins answer (a
+ * slow origin and many uploads would otherwise hold max_request_body each, without limit).
+ * Bodies still being received are h2o's, and bounded only by max_request_body each.
+ */
+static atomic_uint_fast64_t g_request_body_bytes;
+
+static void request_body_release(void *p)
+{
+    atomic_fetch_sub(&g_request_body_bytes, *(uint64_t *)p);
+}
+
+/* 0: the body is counted until the request is disposed; -1: over the budget, 503 sent */
+static int request_body_take_or_respond(h2o_req_t *req)
+{
+    uint64_t len = req->entity.len;
+    uint64_t held = atomic_fetch_add(&g_request_body_bytes, len) + len;
+    if (held > g.cfg->request_body_memory) {
+        atomic_fetch_sub(&g_request_body_bytes, len);
+        add_header_str(req, "retry-after", H2O_STRLIT("1"));
+        send_error(req, 503, "too many request bodies in progress, retry later\n");
+        return -1;
+    }
+    uint64_t *slot = h2o_mem_alloc_shared(&req->pool, sizeof(*slot), request_body_release);
+    *slot = len;
+    return 0;
+}
+
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     (void)self;
@@ -2380,6 +2482,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     uint8_t hash[CACHE_HASH_LEN];
     obj_key_hash(key, key_len, hash);
 
+    if (req->entity.len != 0 && request_body_take_or_respond(req) != 0)
+        return 0;
     if (method_is(req, "PURGE")) {
         handle_purge(req, key, key_len);
     } else if (method_is(req, "GET") || method_is(req, "HEAD")) {

@@ -572,7 +572,8 @@ static const h2o_iovec_t *last_header(const h2o_headers_t *headers, const char *
     return found;
 }
 
-/* HIT / MISS / PASS from the X-Cache value ("HIT", "MISS, HIT" ... the first token); -1 if none */
+/* HIT / MISS / PASS from the X-Cache value ("HIT", "MISS, HIT" ... the first token); -1 if none.
+ * REVALIDATED (the stored body, after the origin's 304) counts as a hit, as the hit counter does. */
 static int cache_kind(const h2o_iovec_t *v)
 {
     if (v == NULL)
@@ -580,7 +581,7 @@ static int cache_kind(const h2o_iovec_t *v)
     size_t n = 0;
     while (n < v->len && v->base[n] != ',' && v->base[n] != ' ')
         ++n;
-    if (h2o_lcstris(v->base, n, H2O_STRLIT("hit")))
+    if (h2o_lcstris(v->base, n, H2O_STRLIT("hit")) || h2o_lcstris(v->base, n, H2O_STRLIT("revalidated")))
         return STATS_LAT_HIT;
     if (h2o_lcstris(v->base, n, H2O_STRLIT("miss")))
         return STATS_LAT_MISS;
@@ -668,9 +669,12 @@ void stats_record_request(h2o_req_t *req)
     }
 
     if (accesslog_enabled()) {
-        accesslog_entry_t e = {.cache_status = kind == STATS_LAT_HIT ? "HIT" : kind == STATS_LAT_MISS ? "MISS"
-                                                                     : kind == STATS_LAT_PASS      ? "PASS"
-                                                                                                   : NULL,
+        int revalidated = xc != NULL && xc->len >= 11 && h2o_lcstris(xc->base, 11, H2O_STRLIT("revalidated"));
+        accesslog_entry_t e = {.cache_status = revalidated              ? "REVALIDATED"
+                                               : kind == STATS_LAT_HIT  ? "HIT"
+                                               : kind == STATS_LAT_MISS ? "MISS"
+                                               : kind == STATS_LAT_PASS ? "PASS"
+                                                                        : NULL,
                                .ttfb_us = ttfb,
                                .total_us = total};
         const h2o_iovec_t *b = req->env.size != 0 ? h2o_req_getenv(req, ENV_BACKEND, sizeof(ENV_BACKEND) - 1, 0) : NULL;

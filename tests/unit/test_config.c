@@ -100,6 +100,30 @@ START_TEST(defaults)
 }
 END_TEST
 
+START_TEST(request_body_limits)
+{
+    config_t c;
+    char err[512];
+    ck_assert_int_eq(parse(&c, err, sizeof(err), NULL), 0);
+    ck_assert_uint_eq(c.max_request_body, 8ull << 20);
+    ck_assert_uint_eq(c.request_body_memory, 256ull << 20);
+    ck_assert_int_eq(parse(&c, err, sizeof(err), "--max-request-body", "64M", "--request-body-memory=1G", NULL), 0);
+    ck_assert_uint_eq(c.max_request_body, 64ull << 20);
+    ck_assert_uint_eq(c.request_body_memory, 1ull << 30);
+    ck_assert_int_eq(parse(&c, err, sizeof(err), "--max-request-body", "0", NULL), 0);
+    ck_assert_uint_eq(c.max_request_body, 0);
+    EXPECT_ERR("--max-request-body: invalid size '2G' (expected 0 to 1G, e.g. 8M)", "--max-request-body", "2G");
+    EXPECT_ERR("--request-body-memory: invalid size 'x' (expected 0 to 1T, e.g. 256M)", "--request-body-memory", "x");
+    /* a budget smaller than one allowed body could never take that body */
+    EXPECT_ERR("--request-body-memory: 1048576 bytes is less than --max-request-body (2097152)", "--max-request-body",
+               "2M", "--request-body-memory", "1M");
+    const char *path = write_file("{\"max_request_body\": \"1M\", \"request_body_memory\": 4194304}");
+    ck_assert_int_eq(parse(&c, err, sizeof(err), "--config", path, NULL), 0);
+    ck_assert_uint_eq(c.max_request_body, 1ull << 20);
+    ck_assert_uint_eq(c.request_body_memory, 4ull << 20);
+}
+END_TEST
+
 START_TEST(sizes)
 {
     static const struct {
@@ -494,6 +518,7 @@ static Suite *config_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, defaults);
     tcase_add_test(tc, sizes);
+    tcase_add_test(tc, request_body_limits);
     tcase_add_test(tc, addrs);
     tcase_add_test(tc, flags_both_syntaxes);
     tcase_add_test(tc, help);

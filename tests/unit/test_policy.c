@@ -745,10 +745,16 @@ START_TEST(storability)
     policy_decision_t d = decide_ex(c->status, c->lines, (req_opts_t){c->not_get, c->auth, 0});
     if (c->reason == NULL) {
         ck_assert_msg(d.storable, "%s: not stored (%s)", c->what, d.not_stored_reason);
+        ck_assert(!d.not_stored_by_request);
     } else {
         ck_assert_msg(!d.storable, "%s: stored, expected '%s'", c->what, c->reason);
         ck_assert_msg(strcmp(d.not_stored_reason, c->reason) == 0, "%s: reason '%s', expected '%s'", c->what,
                       d.not_stored_reason, c->reason);
+        /* only the request's own reasons may be told apart from the response's (hit-for-pass) */
+        int by_request = strcmp(c->reason, "method") == 0 || strcmp(c->reason, "authorization") == 0 ||
+                         strcmp(c->reason, "partial") == 0 || c->status == 304;
+        ck_assert_msg(d.not_stored_by_request == by_request, "%s: not_stored_by_request %d", c->what,
+                      d.not_stored_by_request);
         ck_assert_uint_eq(d.ttl, 0);
         ck_assert_uint_eq(d.stale_if_error, 0);
     }
