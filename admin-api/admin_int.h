@@ -290,7 +290,9 @@ void admin_purge_on_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_
 
 /* ---- JSON responses ---- */
 
-/** Send a jansson value (steals the reference) as the response body with status. */
+/** Send a jansson value (steals the reference) as the response body with status. value may be
+ * NULL (a build that failed) and may fail to encode: then a fixed JSON error body goes out
+ * (with status if it is an error status, else 500). Never ends the process. */
 void admin_send_json_value(h2o_req_t *req, int status, json_t *value);
 
 #endif

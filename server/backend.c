@@ -57,6 +57,7 @@
 #include <h2o/socketpool.h>
 #include "server/backend.h"
 #include "server/frontend.h"
+#include "server/text.h"
 #include "server/backend_int.h"
 #include "server/worker.h"
 
@@ -470,10 +471,11 @@ int backend_conf_apply_json(backend_conf_t *c, const json_t *obj, char *detail, 
         } else if (ignored_field(key)) {
             rc = 0;
         } else {
+            char shown[72]; /* a bounded prefix of the untrusted name, cut between characters */
             set_detail(detail, detail_len,
-                       "%.64s: unknown field (known: name, address, port, weight, connect_timeout, first_byte_timeout, "
+                       "%s: unknown field (known: name, address, port, weight, connect_timeout, first_byte_timeout, "
                        "between_bytes_timeout, max_conn, override_host, healthcheck, shield, comment)",
-                       key);
+                       text_escape(shown, sizeof(shown), key, strlen(key)));
             rc = BACKEND_EINVAL;
         }
         if (rc != 0)
@@ -530,10 +532,11 @@ int backend_healthcheck_apply_json(backend_healthcheck_conf_t *h, const json_t *
         } else if (ignored_field(key)) {
             rc = 0;
         } else {
+            char shown[72];
             set_detail(detail, detail_len,
-                       "%.64s: unknown field (known: name, path, host, method, expected_response, check_interval, timeout, "
+                       "%s: unknown field (known: name, path, host, method, expected_response, check_interval, timeout, "
                        "window, threshold, initial, comment)",
-                       key);
+                       text_escape(shown, sizeof(shown), key, strlen(key)));
             rc = BACKEND_EINVAL;
         }
         if (rc != 0)
@@ -647,29 +650,40 @@ int backend_form_to_json(const char *body, size_t len, json_t **out, char *detai
             p = field_end + 1;
             continue;
         }
+        /* every byte here is the client's: what a detail quotes goes through text_escape
+         * (jansson refuses text that is not UTF-8, and the detail becomes JSON) */
+        char shown[72];
         const char *eq = memchr(p, '=', (size_t)(field_end - p));
         if (eq == NULL || eq == p) {
-            set_detail(detail, detail_len, "body: malformed form field '%.*s'", (int)((field_end - p) > 64 ? 64 : (field_end - p)),
-                       p);
+            set_detail(detail, detail_len, "body: malformed form field '%s'",
+                       text_escape(shown, sizeof(shown), p, (size_t)(field_end - p)));
             goto done;
         }
         ssize_t kn = form_decode(p, (size_t)(eq - p), buf);
         ssize_t vn = kn < 0 ? -1 : form_decode(eq + 1, (size_t)(field_end - eq - 1), val);
         if (kn <= 0 || vn < 0) {
-            set_detail(detail, detail_len, "body: malformed escape in form field '%.*s'",
-                       (int)((eq - p) > 64 ? 64 : (eq - p)), p);
+            set_detail(detail, detail_len, "body: malformed escape in form field '%s'",
+                       text_escape(shown, sizeof(shown), p, (size_t)(eq - p)));
+            goto done;
+        }
+        text_escape(shown, sizeof(shown), buf, (size_t)kn);
+        if (!text_utf8_valid(buf, (size_t)kn)) { /* a JSON object cannot hold the name */
+            set_detail(detail, detail_len, "%s: field name not valid UTF-8", shown);
             goto done;
         }
         if (json_object_get(o, buf) != NULL) {
-            set_detail(detail, detail_len, "%.64s: given twice", buf);
+            set_detail(detail, detail_len, "%s: given twice", shown);
             goto done;
         }
         json_t *s = json_stringn(val, (size_t)vn);
         if (s == NULL) {
-            set_detail(detail, detail_len, "%.64s: not valid UTF-8", buf);
+            set_detail(detail, detail_len, "%s: not valid UTF-8", shown);
             goto done;
         }
-        json_object_set_new(o, buf, s);
+        if (json_object_set_new(o, buf, s) != 0) {
+            set_detail(detail, detail_len, "%s: could not be read", shown);
+            goto done;
+        }
         p = field_end + (amp != NULL ? 1 : 0);
     }
     rc = 0;
