@@ -18,7 +18,7 @@
 #define ADMIN_MAGIC 0xad31a5e1u
 #define ADMIN_MAX_BODY (64 * 1024)        /* request bodies above this get 413 */
 #define ADMIN_MAX_BATCH_KEYS 256          /* Fastly's limit for one batch purge */
-#define ADMIN_MAX_SKEY_LEN 1024           /* one surrogate key */
+#define ADMIN_MAX_SKEY_LEN OBJ_SKEY_MAX_LEN /* one surrogate key: the longest the store indexes */
 #define ADMIN_MAX_TOKEN_LEN 512           /* a presented token longer than this is refused outright */
 #define ADMIN_TOKEN_RAW_LEN 32            /* random bytes in a new token */
 #define ADMIN_TOKEN_HASH_LEN 32           /* BLAKE2b-256 of the token */

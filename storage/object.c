@@ -152,6 +152,38 @@ static void obj_storage_hash(const char *key, size_t key_len, const char *vary, 
         obj_key_hash(key, key_len, out);
 }
 
+const char *obj_skeys_next(const char *skeys, size_t len, size_t *pos, size_t *tok_len)
+{
+    size_t i = *pos;
+    while (i < len && (skeys[i] == ' ' || skeys[i] == '\t'))
+        i++;
+    size_t start = i;
+    while (i < len && skeys[i] != ' ' && skeys[i] != '\t')
+        i++;
+    *tok_len = 0;
+    if (i == start || i - start > OBJ_SKEY_MAX_LEN || i > OBJ_SKEYS_MAX_LEN) {
+        *pos = len; /* the list ends here, whatever follows */
+        return NULL;
+    }
+    *pos = i;
+    *tok_len = i - start;
+    return skeys + start;
+}
+
+size_t obj_skey_index_key(const char *skey, size_t len, uint8_t out[OBJ_SKEY_INDEX_KEY_MAX])
+{
+    if (len == 0)
+        return 0;
+    if (len <= OBJ_SKEY_VERBATIM_MAX && skey[0] != '\0') {
+        memcpy(out, skey, len);
+        return len;
+    }
+    obj_sodium_init();
+    out[0] = 0;
+    crypto_generichash(out + 1, OBJ_SKEY_HASHED_LEN - 1, (const unsigned char *)skey, len, NULL, 0);
+    return OBJ_SKEY_HASHED_LEN;
+}
+
 int64_t obj_now_ms(void)
 {
     struct timespec ts;

@@ -172,3 +172,93 @@ class AdminInputCase(harness.TestCase):
         doc = self.assert_clear_4xx(r, "GET healthcheck/%e9t%e9", 404)
         self.assertIn("\\xe9t\\xe9", doc["detail"])
         self.assert_alive("GET healthcheck/%e9t%e9")
+
+
+def cached(tag):
+    return {"Cache-Control": "max-age=300", "Content-Type": "text/plain", "Surrogate-Key": tag}
+
+
+class SurrogateKeyCase(harness.TestCase):
+    """Items 5 and 10 end to end: the origin tags, the admin API purges, the proxy shows it."""
+
+    def setUp(self):
+        self.o = self.origin()
+        self.e = self.edgecache([self.o])
+        p = run_binary(["token", "create", "--data-dir", self.e.data_dir, "--scope", "purge_select"])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.tok = p.stdout.strip()
+
+    def get(self, path):
+        return request(self.e.proxy_port, "GET", path, headers=HOST)
+
+    def warm(self, path):
+        self.assertEqual(self.get(path).status, 200)
+        self.assertXCache(self.get(path), "HIT", "warming %s" % path)
+
+    def purge(self, path, headers=None):
+        h = {"Fastly-Key": self.tok}
+        h.update(headers or {})
+        return request(self.e.admin_port, "POST", path, headers=h)
+
+    def test_long_keys_from_the_origin_are_purgeable(self):
+        k600 = "k" * 599 + "6"
+        k1024 = "m" * 1023 + "1"
+        # two keys sharing their first 700 bytes
+        p1, p2 = "p" * 700 + "1", "p" * 700 + "2"
+        self.o.route("/600", headers=cached("short " + k600), body=b"600")
+        self.o.route("/1024", headers=cached(k1024), body=b"1024")
+        self.o.route("/p1", headers=cached(p1), body=b"p1")
+        self.o.route("/p2", headers=cached(p2), body=b"p2")
+        for path in ("/600", "/1024", "/p1", "/p2"):
+            self.warm(path)
+        r = self.purge("/service/%s/purge/%s" % (SID, k600))
+        self.assertEqual(r.status, 200, r.describe())
+        self.assertXCache(self.get("/600"), "MISS", "the 600-byte key purged its object")
+        self.assertXCache(self.get("/1024"), "HIT")
+        r = self.purge("/service/%s/purge" % SID, {"Surrogate-Key": k1024 + " " + p1})
+        self.assertEqual(r.status, 200, r.describe())
+        self.assertEqual(set(json.loads(r.body)), {k1024, p1})
+        self.assertXCache(self.get("/1024"), "MISS", "the 1,024-byte key purged its object")
+        self.assertXCache(self.get("/p1"), "MISS")
+        self.assertXCache(self.get("/p2"), "HIT", "a key sharing 700 bytes with a purged one is another key")
+        self.assertEqual(self.o.hits("/600"), 2)
+        self.assertEqual(self.o.hits("/p2"), 1)
+
+    def test_a_key_over_1024_bytes_from_the_origin_is_ignored_with_the_keys_after_it(self):
+        k2000 = "z" * 2000
+        self.o.route("/2000", headers=cached("before %s after" % k2000), body=b"2000")
+        self.warm("/2000")
+        # the API refuses the key outright: no purge can be acknowledged for it
+        r = self.purge("/service/%s/purge/%s" % (SID, k2000))
+        self.assertEqual(r.status, 400, r.describe())
+        r = self.purge("/service/%s/purge" % SID, {"Surrogate-Key": k2000})
+        self.assertEqual(r.status, 400, r.describe())
+        # Fastly's rule: the keys after an over-long key are not applied either
+        r = self.purge("/service/%s/purge/after" % SID)
+        self.assertEqual(r.status, 200, r.describe())
+        self.assertXCache(self.get("/2000"), "HIT", "'after' follows an ignored key: it tags nothing")
+        r = self.purge("/service/%s/purge/before" % SID)
+        self.assertEqual(r.status, 200, r.describe())
+        self.assertXCache(self.get("/2000"), "MISS")
+        self.assertTrue(self.e.running)
+
+    def test_batch_keys_that_are_not_utf8_purge_nothing(self):
+        # the origin tags with a Latin-1 byte (\xe9) and a plain key
+        self.o.route("/latin", headers=cached("caf\u00e9 plain"), body=b"latin")
+        self.warm("/latin")
+        r = self.purge("/service/%s/purge" % SID, {"Surrogate-Key": b"caf\xe9 plain"})
+        self.assertEqual(r.status, 400, r.describe())
+        doc = json.loads(r.body.decode("utf-8"))
+        self.assertIn("not valid UTF-8", doc["detail"])
+        self.assertIn("caf\\xe9", doc["detail"])
+        self.assertXCache(self.get("/latin"), "HIT", "nothing was purged: neither key")
+        # the plain key alone is fine, and names itself in the answer
+        r = self.purge("/service/%s/purge" % SID, {"Surrogate-Key": b"plain"})
+        self.assertEqual(r.status, 200, r.describe())
+        self.assertEqual(set(json.loads(r.body)), {"plain"})
+        self.assertXCache(self.get("/latin"), "MISS")
+        # a single-key purge names no key in its answer: it takes the Latin-1 key
+        self.warm("/latin")
+        r = self.purge("/service/%s/purge/caf%%e9" % SID)
+        self.assertEqual(r.status, 200, r.describe())
+        self.assertXCache(self.get("/latin"), "MISS")
