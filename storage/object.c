@@ -322,6 +322,16 @@ static cache_obj_t *obj_from_record(uint8_t *rec, size_t rec_len, const obj_layo
     return obj;
 }
 
+int obj_record_skeys(const void *rec, size_t rec_len, const char **skeys, size_t *skeys_len)
+{
+    obj_layout_t lo;
+    if (obj_parse(rec, rec_len, &lo, NULL) != 0)
+        return OBJ_ECORRUPT;
+    *skeys = (const char *)rec + lo.skeys_off;
+    *skeys_len = lo.skeys_len;
+    return 0;
+}
+
 int obj_record_validate(const void *rec, size_t rec_len)
 {
     obj_layout_t lo;

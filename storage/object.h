@@ -136,6 +136,14 @@ cache_obj_t *obj_decode(const uint8_t hash[CACHE_HASH_LEN], const void *rec, siz
 /** Validate a record without building an object (0 or OBJ_ECORRUPT). */
 int obj_record_validate(const void *rec, size_t rec_len);
 
+/**
+ * The surrogate-key field of a record, from its structure only (the checksum is not
+ * read, so only the record's first bytes are touched): *skeys points into rec. Returns 0,
+ * or OBJ_ECORRUPT when the record is malformed. For scans of the whole store (migrations).
+ */
+int obj_record_skeys(const void *rec, size_t rec_len, const char **skeys, size_t *skeys_len);
+
+
 /* Builder: a response streamed from the origin becomes an object without a second copy of its body. */
 typedef struct obj_builder obj_builder_t;
 
