@@ -304,15 +304,19 @@ static int address_ok(const char *s, size_t len)
     return 1;
 }
 
-/* a value for a Host header: visible ASCII, no spaces */
-static int host_header_ok(const char *s, size_t len)
+/* visible ASCII, no spaces */
+static int visible_ascii(const char *s, size_t len)
 {
-    if (len > BACKEND_HOST_MAX)
-        return 0;
     for (size_t i = 0; i != len; ++i)
         if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f)
             return 0;
     return 1;
+}
+
+/* a value for a Host header: visible ASCII, no spaces */
+static int host_header_ok(const char *s, size_t len)
+{
+    return len <= BACKEND_HOST_MAX && visible_ascii(s, len);
 }
 
 /* printable text (spaces allowed) */
@@ -326,10 +330,11 @@ static int text_ok(const char *s, size_t len, size_t max)
     return 1;
 }
 
-/* a request path for a probe: starts with '/', visible ASCII */
+/* a request path for a probe: starts with '/', visible ASCII, up to BACKEND_PATH_MAX (it was
+ * also held to the 255 bytes of a host name, which contradicted the limit the API names) */
 static int probe_path_ok(const char *s, size_t len)
 {
-    return len >= 1 && s[0] == '/' && host_header_ok(s, len) && len <= BACKEND_PATH_MAX;
+    return len >= 1 && s[0] == '/' && len <= BACKEND_PATH_MAX && visible_ascii(s, len);
 }
 
 /* an HTTP method token */
@@ -1975,8 +1980,15 @@ int backend_forward_purge(const char *path, size_t path_len, const char *surroga
     const config_t *cfg = g.cfg;
     if (!g.initialised || !g.have_shield_admin)
         return 1;
-    if (path_len == 0 || path[0] != '/' || !host_header_ok(path, path_len) || path_len > 8192 ||
-        (surrogate_key != NULL && (!header_value_ok(surrogate_key, surrogate_key_len) || surrogate_key_len > 65536)))
+    /* the admin request's own target and Surrogate-Key, as h2o took them: no controls, and
+     * any length the admin took (h2o bounds them; the buffer is sized from them). A purge
+     * path held to a host name's 255 bytes, and a header to 64 KB, made every purge of a
+     * longer key or URL, or of a full batch of long keys, a 502 once the local purge was done */
+    int target_ok = 1;
+    for (size_t i = 0; i != path_len && target_ok; ++i)
+        target_ok = (unsigned char)path[i] > 0x20 && path[i] != 0x7f;
+    if (path_len == 0 || path[0] != '/' || !target_ok ||
+        (surrogate_key != NULL && !header_value_ok(surrogate_key, surrogate_key_len)))
         return BACKEND_EINVAL;
     if (surrogate_key == NULL)
         surrogate_key_len = 0;

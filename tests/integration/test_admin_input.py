@@ -262,3 +262,56 @@ class SurrogateKeyCase(harness.TestCase):
         r = self.purge("/service/%s/purge/caf%%e9" % SID)
         self.assertEqual(r.status, 200, r.describe())
         self.assertXCache(self.get("/latin"), "MISS")
+
+
+class LayerLimitsCase(harness.TestCase):
+    """Limits that differed between two layers: what the admin API takes, the next layer takes."""
+
+    def token(self, edge, scope):
+        p = run_binary(["token", "create", "--data-dir", edge.data_dir, "--scope", scope])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return p.stdout.strip()
+
+    def test_purges_of_long_keys_and_urls_are_forwarded_to_the_shield(self):
+        o = self.origin()
+        shield = self.edgecache([o])
+        edge = self.edgecache([], args=["--shield", "127.0.0.1:%d" % shield.proxy_port,
+                                        "--shield-admin", "127.0.0.1:%d" % shield.admin_port,
+                                        "--shield-token", self.token(shield, "purge_select")])
+        tok = self.token(edge, "purge_select")
+        k600 = "s" * 600
+        long_path = "/" + "u" * 400
+        o.route("/sk", headers=cached(k600), body=b"k")
+        o.route(long_path, headers={"Cache-Control": "max-age=300"}, body=b"u")
+        for path in ("/sk", long_path):
+            self.assertEqual(request(edge.proxy_port, "GET", path, headers=HOST).status, 200)
+            self.assertXCache(request(shield.proxy_port, "GET", path, headers=HOST), "HIT")
+        # the purge path is over 255 bytes: it used to fail the forward (502) after the local purge
+        r = request(edge.admin_port, "POST", "/service/%s/purge/%s" % (SID, k600), headers={"Fastly-Key": tok})
+        self.assertEqual(r.status, 200, r.describe())
+        self.assertXCache(request(shield.proxy_port, "GET", "/sk", headers=HOST), "MISS", "the shield purged it too")
+        r = request(edge.admin_port, "POST", "/purge/www.example.test" + long_path, headers={"Fastly-Key": tok})
+        self.assertEqual(r.status, 200, r.describe())
+        self.assertXCache(request(shield.proxy_port, "GET", long_path, headers=HOST), "MISS")
+        # a full batch of the longest keys (a Surrogate-Key header of 256 KB: over the 64 KB
+        # the forward took)
+        keys = ["%03d" % i + "b" * 1021 for i in range(256)]
+        r = request(edge.admin_port, "POST", "/service/%s/purge" % SID,
+                    headers={"Fastly-Key": tok, "Surrogate-Key": " ".join(keys)})
+        self.assertEqual(r.status, 200, r.describe())
+        self.assertEqual(len(json.loads(r.body)), 256)
+
+    def test_a_health_check_path_up_to_1024_bytes_is_taken(self):
+        o = self.origin()
+        e = self.edgecache([o])
+        tok = self.token(e, "global")
+        path = "/" + "h" * 299
+        r = request(e.admin_port, "POST", "/service/%s/version/1/healthcheck" % SID,
+                    headers={"Fastly-Key": tok, "Content-Type": "application/json"},
+                    body=json.dumps({"name": "long", "path": path}))
+        self.assertEqual(r.status, 200, r.describe())
+        self.assertEqual(json.loads(r.body)["path"], path)
+        r = request(e.admin_port, "POST", "/service/%s/version/1/healthcheck" % SID,
+                    headers={"Fastly-Key": tok, "Content-Type": "application/json"},
+                    body=json.dumps({"name": "too-long", "path": "/" + "h" * 1024}))
+        self.assertEqual(r.status, 400, r.describe())
