@@ -63,6 +63,7 @@
 /* h2o buffers request bodies up to this; between ADMIN_MAX_BODY and it we answer 413 JSON,
  * beyond it h2o answers its own (plain-text) 413 */
 #define ADMIN_H2O_MAX_ENTITY (1024 * 1024)
+_Static_assert(ADMIN_MAX_BATCH_BODY <= ADMIN_H2O_MAX_ENTITY, "h2o must buffer a whole batch purge body");
 
 typedef struct admin_handler {
     h2o_handler_t super;
@@ -615,15 +616,18 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     char detail[200];
 
     assert(admin->magic == ADMIN_MAGIC);
-    if (req->entity.base != NULL && req->entity.len > ADMIN_MAX_BODY) {
-        snprintf(detail, sizeof(detail), "body: larger than %d bytes", ADMIN_MAX_BODY);
+    if ((q = memchr(path, '?', path_len)) != NULL)
+        path_len = (size_t)(q - path);
+    int matched = route_match(path, path_len, req->path.base, req->path.len, &r) == 0;
+    /* a batch purge may carry as many keys in a JSON body as in its Surrogate-Key header */
+    size_t max_body = matched && r.id == R_PURGE_BATCH ? ADMIN_MAX_BATCH_BODY : ADMIN_MAX_BODY;
+    if (req->entity.base != NULL && req->entity.len > max_body) {
+        snprintf(detail, sizeof(detail), "body: larger than %zu bytes", max_body);
         req->http1_is_persistent = 0;
         admin_send_json_error(req, 413, "Payload too large", detail);
         return 0;
     }
-    if ((q = memchr(path, '?', path_len)) != NULL)
-        path_len = (size_t)(q - path);
-    if (route_match(path, path_len, req->path.base, req->path.len, &r) != 0) {
+    if (!matched) {
         if (handle_ext_route(admin, req, path, path_len))
             return 0;
         admin_send_json_error(req, 404, "Not found", "no such endpoint");

@@ -19,6 +19,10 @@
 #define ADMIN_MAX_BODY (64 * 1024)        /* request bodies above this get 413 */
 #define ADMIN_MAX_BATCH_KEYS 256          /* Fastly's limit for one batch purge */
 #define ADMIN_MAX_SKEY_LEN OBJ_SKEY_MAX_LEN /* one surrogate key: the longest the store indexes */
+/* a batch purge's body: room for ADMIN_MAX_BATCH_KEYS keys of ADMIN_MAX_SKEY_LEN bytes even
+ * when every byte is JSON-escaped to two ('"', '\\'), and for whitespace; with the general
+ * 64 KiB limit a JSON batch could hold only about 60 of the keys the header form takes */
+#define ADMIN_MAX_BATCH_BODY (ADMIN_MAX_BATCH_KEYS * (2 * ADMIN_MAX_SKEY_LEN + 8) + 64 * 1024)
 #define ADMIN_MAX_TOKEN_LEN 512           /* a presented token longer than this is refused outright */
 #define ADMIN_TOKEN_RAW_LEN 32            /* random bytes in a new token */
 #define ADMIN_TOKEN_HASH_LEN 32           /* BLAKE2b-256 of the token */

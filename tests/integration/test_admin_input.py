@@ -301,6 +301,24 @@ class LayerLimitsCase(harness.TestCase):
         self.assertEqual(r.status, 200, r.describe())
         self.assertEqual(len(json.loads(r.body)), 256)
 
+    def test_a_json_batch_takes_as_many_keys_as_the_header(self):
+        o = self.origin()
+        e = self.edgecache([o])
+        tok = self.token(e, "purge_select")
+        # 256 keys of 1,024 bytes, each byte one that JSON escapes to two: the largest batch
+        keys = ["%03d" % i + '"' * 1021 for i in range(256)]
+        body = json.dumps({"surrogate_keys": keys})
+        self.assertGreater(len(body), 64 * 1024)
+        r = request(e.admin_port, "POST", "/service/%s/purge" % SID,
+                    headers={"Fastly-Key": tok, "Content-Type": "application/json"}, body=body)
+        self.assertEqual(r.status, 200, r.describe())
+        self.assertEqual(sorted(json.loads(r.body)), sorted(keys))
+        # other routes keep the 64 KiB limit
+        r = request(e.admin_port, "POST", "/service/%s/purge/k" % SID,
+                    headers={"Fastly-Key": tok, "Content-Type": "application/json"}, body="x" * (64 * 1024 + 1))
+        self.assertEqual(r.status, 413, r.describe())
+        self.assertEqual(json.loads(r.body)["msg"], "Payload too large")
+
     def test_a_health_check_path_up_to_1024_bytes_is_taken(self):
         o = self.origin()
         e = self.edgecache([o])
