@@ -3,8 +3,8 @@
  * bytes (issue 19, item 2: one that was not UTF-8 made json_pack fail and the process
  * abort). The input is a request body: it goes through the form parser of the backend
  * endpoints and, when it is a JSON object, through every validator whose detail quotes a
- * field name (backends, health checks, settings, header rules, load balancing's
- * text_escape), and through text_escape at several capacities.
+ * field name (backends, health checks, settings, header rules), through the token-scope
+ * parser (its error names the scope), and through text_escape at several capacities.
  *
  * Invariants: every detail is well-formed UTF-8 (so json_pack takes it as it is); what
  * text_escape writes is UTF-8 without control bytes, fits its buffer, and json_pack takes it.
@@ -45,6 +45,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             FUZZ_CHECK((unsigned char)out[k] >= 0x20 && out[k] != 0x7f);
         check_detail(out, caps[i]);
     }
+
+    /* token scopes ("scope": "<input>") */
+    unsigned mask = 0;
+    char err[160];
+    if (admin_scopes_parse(s, size, &mask, err, sizeof(err)) != 0)
+        check_detail(err, sizeof(err));
 
     /* a form-encoded backend body */
     json_t *form = NULL;

@@ -143,6 +143,10 @@ class AdminInputCase(harness.TestCase):
         tok = self.token("global")
         cases = [
             ("token create: cut field", "POST", "/tokens", json.dumps({CUT_NAME: 1}, ensure_ascii=False).encode(), 400),
+            ("token create: scope cut mid character", "POST", "/tokens",
+             json.dumps({"scope": CUT_NAME}, ensure_ascii=False).encode(), 400),
+            ("token create: scopes array, one cut", "POST", "/tokens",
+             json.dumps({"scopes": ["purge_select", "x" * 62 + "\u20ac"]}, ensure_ascii=False).encode(), 400),
             ("settings: cut field", "PUT", "/config/settings", json.dumps({CUT_NAME: 1}, ensure_ascii=False).encode(), 400),
             ("load balancing: cut field", "PUT", "/config/load-balancing",
              json.dumps({CUT_NAME: 1}, ensure_ascii=False).encode(), 400),
