@@ -1,6 +1,8 @@
 /*
  * storage/object.c — cached objects: the on-disk record format, its builder and
- * its defensive decoder, key hashing, and the object refcount.
+ * its defensive decoder, key hashing, the object refcount, and the one rule for
+ * which surrogate keys of a record count and under which index key each is indexed
+ * (object.h; the store, its migrations and the admin API all go by it).
  *
  * What it owns: each cache_obj_t owns its encoded record (`rec`, one malloc) and
  * its header array, which lives in the same allocation as the object itself
