@@ -55,6 +55,7 @@
 #include "admin-api/admin_ext.h"
 #include "server/frontend.h"
 #include "server/listen.h"
+#include "server/text.h"
 #include "admin-api/admin_int.h"
 #include "admin-api/stats_api.h"
 #include "admin-api/backends_api.h"
@@ -62,6 +63,7 @@
 /* h2o buffers request bodies up to this; between ADMIN_MAX_BODY and it we answer 413 JSON,
  * beyond it h2o answers its own (plain-text) 413 */
 #define ADMIN_H2O_MAX_ENTITY (1024 * 1024)
+_Static_assert(ADMIN_MAX_BATCH_BODY <= ADMIN_H2O_MAX_ENTITY, "h2o must buffer a whole batch purge body");
 
 typedef struct admin_handler {
     h2o_handler_t super;
@@ -115,21 +117,45 @@ void admin_send_json(h2o_req_t *req, int status, const char *json, size_t len)
     h2o_send_inline(req, json, len);   /* copies into req's pool */
 }
 
+/* the answer when an answer could not be built: fixed bytes, nothing that can fail */
+static void send_fixed_error(h2o_req_t *req, int status)
+{
+    char body[160];
+    int n = snprintf(body, sizeof(body), "{\"msg\":\"%s\",\"detail\":\"the answer could not be encoded\"}",
+                     reason_of(status));
+    assert(n > 0 && (size_t)n < sizeof(body));
+    admin_send_json(req, status, body, (size_t)n);
+}
+
 void admin_send_json_value(h2o_req_t *req, int status, json_t *value)
 {
-    char *s = json_dumps(value, JSON_COMPACT);
-    if (s == NULL)
-        abort();
+    /* a value built from request text can still fail to encode (or memory run out):
+     * that is an error answer, never the end of the process */
+    char *s = value != NULL ? json_dumps(value, JSON_COMPACT) : NULL;
+    json_decref(value);
+    if (s == NULL) {
+        send_fixed_error(req, status >= 400 ? status : 500);
+        return;
+    }
     admin_send_json(req, status, s, strlen(s));
     free(s);
-    json_decref(value);
 }
 
 void admin_send_json_error(h2o_req_t *req, int status, const char *msg, const char *detail)
 {
-    json_t *o = detail != NULL ? json_pack("{s:s, s:s}", "msg", msg, "detail", detail) : json_pack("{s:s}", "msg", msg);
-    if (o == NULL)
-        abort();
+    /* msg and detail may quote request bytes (a field name, a form field, a path segment),
+     * perhaps cut in the middle of a character by a "%.64s": jansson refuses text that is
+     * not UTF-8, so both are made valid first */
+    char safe_msg[256], safe_detail[1024];
+    text_escape(safe_msg, sizeof(safe_msg), msg, strlen(msg));
+    if (detail != NULL)
+        text_escape(safe_detail, sizeof(safe_detail), detail, strlen(detail));
+    json_t *o = detail != NULL ? json_pack("{s:s, s:s}", "msg", safe_msg, "detail", safe_detail)
+                               : json_pack("{s:s}", "msg", safe_msg);
+    if (o == NULL) {
+        send_fixed_error(req, status);
+        return;
+    }
     admin_send_json_value(req, status, o);
 }
 
@@ -428,7 +454,9 @@ static void handle_token_create(admin_t *admin, h2o_req_t *req)
             }
             have_scope = 1;
         } else {
-            snprintf(detail, sizeof(detail), "%.64s: unknown field (known: name, scope)", key);
+            char shown[72]; /* a bounded prefix of the untrusted name, cut between characters */
+            snprintf(detail, sizeof(detail), "%s: unknown field (known: name, scope)",
+                     text_escape(shown, sizeof(shown), key, strlen(key)));
             goto bad;
         }
     }
@@ -588,15 +616,18 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     char detail[200];
 
     assert(admin->magic == ADMIN_MAGIC);
-    if (req->entity.base != NULL && req->entity.len > ADMIN_MAX_BODY) {
-        snprintf(detail, sizeof(detail), "body: larger than %d bytes", ADMIN_MAX_BODY);
+    if ((q = memchr(path, '?', path_len)) != NULL)
+        path_len = (size_t)(q - path);
+    int matched = route_match(path, path_len, req->path.base, req->path.len, &r) == 0;
+    /* a batch purge may carry as many keys in a JSON body as in its Surrogate-Key header */
+    size_t max_body = matched && r.id == R_PURGE_BATCH ? ADMIN_MAX_BATCH_BODY : ADMIN_MAX_BODY;
+    if (req->entity.base != NULL && req->entity.len > max_body) {
+        snprintf(detail, sizeof(detail), "body: larger than %zu bytes", max_body);
         req->http1_is_persistent = 0;
         admin_send_json_error(req, 413, "Payload too large", detail);
         return 0;
     }
-    if ((q = memchr(path, '?', path_len)) != NULL)
-        path_len = (size_t)(q - path);
-    if (route_match(path, path_len, req->path.base, req->path.len, &r) != 0) {
+    if (!matched) {
         if (handle_ext_route(admin, req, path, path_len))
             return 0;
         admin_send_json_error(req, 404, "Not found", "no such endpoint");

@@ -49,7 +49,12 @@ int admin_authorize_proxy_purge_or_respond(admin_t *admin, h2o_req_t *req);
 /** A new purge id "<node>-<unix time>-<sequence>" into buf (NUL-terminated). Thread-safe. */
 void admin_next_purge_id(admin_t *admin, char *buf, size_t cap);
 
-/** Send a JSON error body {"msg":...,"detail":...} (detail may be NULL) with status. */
+/**
+ * Send a JSON error body {"msg":...,"detail":...} (detail may be NULL) with status. msg and
+ * detail may hold any bytes (quoted request text): whatever is not well-formed UTF-8, and any
+ * control byte, is written as "\xHH" (server/text.h). Never fails: an answer that cannot be
+ * built goes out as a fixed body with the same status.
+ */
 void admin_send_json_error(h2o_req_t *req, int status, const char *msg, const char *detail);
 
 /** `edgecache token create|list|revoke ...`: argv[0] is "token". Returns the exit status. */

@@ -18,7 +18,11 @@
 #define ADMIN_MAGIC 0xad31a5e1u
 #define ADMIN_MAX_BODY (64 * 1024)        /* request bodies above this get 413 */
 #define ADMIN_MAX_BATCH_KEYS 256          /* Fastly's limit for one batch purge */
-#define ADMIN_MAX_SKEY_LEN 1024           /* one surrogate key */
+#define ADMIN_MAX_SKEY_LEN OBJ_SKEY_MAX_LEN /* one surrogate key: the longest the store indexes */
+/* a batch purge's body: room for ADMIN_MAX_BATCH_KEYS keys of ADMIN_MAX_SKEY_LEN bytes even
+ * when every byte is JSON-escaped to two ('"', '\\'), and for whitespace; with the general
+ * 64 KiB limit a JSON batch could hold only about 60 of the keys the header form takes */
+#define ADMIN_MAX_BATCH_BODY (ADMIN_MAX_BATCH_KEYS * (2 * ADMIN_MAX_SKEY_LEN + 8) + 64 * 1024)
 #define ADMIN_MAX_TOKEN_LEN 512           /* a presented token longer than this is refused outright */
 #define ADMIN_TOKEN_RAW_LEN 32            /* random bytes in a new token */
 #define ADMIN_TOKEN_HASH_LEN 32           /* BLAKE2b-256 of the token */
@@ -293,7 +297,9 @@ void admin_purge_on_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_
 
 /* ---- JSON responses ---- */
 
-/** Send a jansson value (steals the reference) as the response body with status. */
+/** Send a jansson value (steals the reference) as the response body with status. value may be
+ * NULL (a build that failed) and may fail to encode: then a fixed JSON error body goes out
+ * (with status if it is an error status, else 500). Never ends the process. */
 void admin_send_json_value(h2o_req_t *req, int status, json_t *value);
 
 #endif

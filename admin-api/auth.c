@@ -30,6 +30,7 @@
 #include <time.h>
 #include <sodium.h>
 #include "admin-api/admin_int.h"
+#include "server/text.h"
 
 static const struct {
     const char *name;
@@ -69,8 +70,9 @@ int admin_scopes_parse(const char *s, size_t len, unsigned *mask, char *err, siz
             break;
         unsigned bit;
         if (scope_lookup(s + start, i - start, &bit) != 0) {
-            int n = (int)(i - start > 64 ? 64 : i - start);
-            snprintf(err, errlen, "unknown scope '%.*s' (use purge_select, purge_all, global, global:read)", n, s + start);
+            char shown[72]; /* a bounded prefix of the untrusted name, cut between characters */
+            snprintf(err, errlen, "unknown scope '%s' (use purge_select, purge_all, global, global:read)",
+                     text_escape(shown, sizeof(shown), s + start, i - start));
             return ADMIN_EINVAL;
         }
         found |= bit;

@@ -19,6 +19,7 @@
 #include "admin-api/admin_int.h"
 #include "admin-api/backends_api.h"
 #include "server/backend.h"
+#include "server/text.h"
 
 typedef enum { KIND_BACKEND, KIND_HEALTHCHECK, KIND_LB } api_kind_t;
 
@@ -284,8 +285,9 @@ static const api_list_t healthchecks_list = {
 
 static void send_not_found(h2o_req_t *req, const char *what, const char *name)
 {
-    char detail[BACKEND_NAME_MAX + 64];
-    snprintf(detail, sizeof(detail), "Couldn't find %s '%s'", what, name);
+    /* the name comes percent-decoded from the path: any bytes */
+    char detail[4 * BACKEND_NAME_MAX + 64], shown[4 * BACKEND_NAME_MAX + 8];
+    snprintf(detail, sizeof(detail), "Couldn't find %s '%s'", what, text_escape(shown, sizeof(shown), name, strlen(name)));
     admin_send_json_error(req, 404, "Record not found", detail);
 }
 
@@ -375,8 +377,9 @@ static void handle_lb(h2o_req_t *req, unsigned method, backend_config_t *c)
         int seen = 0;
         json_object_foreach (doc, key, v) {
             if (strcmp(key, "load_balancing") != 0) {
-                char detail[160];
-                snprintf(detail, sizeof(detail), "%.64s: unknown field (known: load_balancing)", key);
+                char detail[160], shown[72];
+                snprintf(detail, sizeof(detail), "%s: unknown field (known: load_balancing)",
+                         text_escape(shown, sizeof(shown), key, strlen(key)));
                 json_decref(doc);
                 send_bad(req, detail);
                 return;

@@ -55,8 +55,11 @@ static void commit_rules(admin_t *admin, h2o_req_t *req, json_t *array)
     }
     char *text = json_dumps(array, JSON_COMPACT);
     json_decref(array);
-    if (text == NULL)
-        abort();
+    if (text == NULL) { /* the client's document: an error answer, never the end of the process */
+        header_rules_free(&rules);
+        admin_send_json_error(req, 500, "Internal error", "the header rules could not be encoded");
+        return;
+    }
     if (store_kv_put_sync(admin->store, "config", "header_rules", text, strlen(text)) != 0) {
         free(text);
         header_rules_free(&rules);

@@ -31,6 +31,7 @@
 #include "server/backend.h"
 #include "server/proxy.h"
 #include "server/stats.h"
+#include "server/text.h"
 
 typedef enum { JOB_ONE, JOB_BATCH, JOB_URL, JOB_ALL } job_kind_t;
 
@@ -156,16 +157,18 @@ static void job_respond(purge_job_t *job)
         admin_send_json(req, 200, H2O_STRLIT("{\"status\":\"ok\"}"));
         return;
     case JOB_BATCH:
+        /* every key was checked to be UTF-8 before anything was purged (key_list_add), so
+         * each one can name its id here; a failure is memory, answered as an error */
         body = json_object();
-        for (size_t i = 0; i < job->nops; i++)
-            json_object_set_new(body, job->ops[i].key, json_string(job->ops[i].id));
-        break;
-    default:
-        abort();
+        for (size_t i = 0; body != NULL && i < job->nops; i++) {
+            if (json_object_set_new(body, job->ops[i].key, json_string(job->ops[i].id)) != 0) {
+                json_decref(body);
+                body = NULL;
+            }
+        }
+        admin_send_json_value(req, 200, body);
+        return;
     }
-    if (body == NULL)
-        abort();
-    admin_send_json_value(req, 200, body);
 }
 
 /* writer thread: hand the op back to the admin loop; nothing else */
@@ -286,6 +289,15 @@ static int key_list_add(key_list_t *l, const char *k, size_t len, char *detail, 
                  ADMIN_MAX_SKEY_LEN);
         return -1;
     }
+    /* the answer maps each key to its purge id, and a JSON object's names are UTF-8: a key
+     * that is not could be purged but never reported, so the whole request is refused
+     * before anything is purged (a single-key purge, whose answer names no key, takes it) */
+    if (!text_utf8_valid(k, len)) {
+        char shown[72];
+        snprintf(detail, dlen, "surrogate_keys: '%s' is not valid UTF-8 (a batch answer names every key)",
+                 text_escape(shown, sizeof(shown), k, len));
+        return -1;
+    }
     for (size_t i = 0; i < l->n; i++)
         if (l->len[i] == len && memcmp(l->k[i], k, len) == 0)
             return 0; /* a repeated key is purged once */
@@ -346,7 +358,9 @@ int admin_purge_batch(admin_t *admin, h2o_req_t *req)
         }
         json_object_foreach (doc, name, v) {
             if (strcmp(name, "surrogate_keys") != 0) {
-                snprintf(detail, sizeof(detail), "%.64s: unknown field (expected surrogate_keys)", name);
+                char shown[72]; /* a bounded prefix of the untrusted name, cut between characters */
+                snprintf(detail, sizeof(detail), "%s: unknown field (expected surrogate_keys)",
+                         text_escape(shown, sizeof(shown), name, strlen(name)));
                 goto bad;
             }
         }

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "admin-api/admin_int.h"
+#include "server/text.h"
 
 void admin_settings_cell_init(admin_settings_cell_t *c, const admin_settings_t *s)
 {
@@ -184,11 +185,8 @@ int admin_settings_apply_json(admin_settings_t *s, const json_t *obj, char *deta
                 return ADMIN_EINVAL;
         } else {
             /* the name is untrusted: print only a bounded, printable prefix */
-            char shown[65];
-            size_t n = 0;
-            for (const char *p = key; *p != '\0' && n < sizeof(shown) - 1; p++)
-                shown[n++] = (*p >= 0x20 && *p < 0x7f) ? *p : '?';
-            shown[n] = '\0';
+            char shown[72];
+            text_escape(shown, sizeof(shown), key, strlen(key));
             snprintf(detail, detail_len,
                      "%s: unknown field (known: default_ttl, default_grace, max_heuristic_ttl, purge_requires_auth, "
                      "cookie_policy, obey_client_no_cache, keep_surrogate_headers)",

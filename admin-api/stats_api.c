@@ -59,11 +59,13 @@ static void set_real(json_t *o, const char *key, double v)
 static void send_doc(h2o_req_t *req, json_t *doc)
 {
     char *s = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(12));
-    if (s == NULL)
-        abort();
+    json_decref(doc);
+    if (s == NULL) { /* it holds history read back from the store: an error answer, never an abort */
+        admin_send_json_error(req, 500, "Internal error", "the statistics could not be encoded");
+        return;
+    }
     admin_send_json(req, 200, s, strlen(s));
     free(s);
-    json_decref(doc);
 }
 
 static double round3(double v)

@@ -12,7 +12,7 @@
 /* named databases created by migration 0001 (flags as passed to mdb_dbi_open) */
 #define MIG_DB_META "meta"
 #define MIG_DB_OBJECTS "objects"   /* 16-byte hash -> record (storage/object.h) */
-#define MIG_DB_SKEYS "skeys"       /* surrogate key -> 16-byte hash, sorted duplicates */
+#define MIG_DB_SKEYS "skeys"       /* index key of a surrogate key (storage/object.h) -> 16-byte hash, sorted duplicates */
 #define MIG_DB_VARIANTS "variants" /* obj_key_hash(key) -> variant hash, sorted duplicates */
 #define MIG_DB_EVICT "evict"       /* u64 BE insert time ms | 16-byte hash -> empty */
 #define MIG_DB_CONFIG "config"
@@ -38,5 +38,8 @@ int mig_0002_purge_journal_up(MDB_txn *txn);
 
 /** Migration 3, "journal_key": meta journal_key = 16 random bytes (the journal's checksum key). */
 int mig_0003_journal_key_up(MDB_txn *txn);
+
+/** Migration 4, "long_skeys": index the surrogate keys over 511 bytes of the stored objects by their hash. */
+int mig_0004_long_skeys_up(MDB_txn *txn);
 
 #endif

@@ -57,6 +57,7 @@
 #include <h2o/socketpool.h>
 #include "server/backend.h"
 #include "server/frontend.h"
+#include "server/text.h"
 #include "server/backend_int.h"
 #include "server/worker.h"
 
@@ -303,15 +304,19 @@ static int address_ok(const char *s, size_t len)
     return 1;
 }
 
-/* a value for a Host header: visible ASCII, no spaces */
-static int host_header_ok(const char *s, size_t len)
+/* visible ASCII, no spaces */
+static int visible_ascii(const char *s, size_t len)
 {
-    if (len > BACKEND_HOST_MAX)
-        return 0;
     for (size_t i = 0; i != len; ++i)
         if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f)
             return 0;
     return 1;
+}
+
+/* a value for a Host header: visible ASCII, no spaces */
+static int host_header_ok(const char *s, size_t len)
+{
+    return len <= BACKEND_HOST_MAX && visible_ascii(s, len);
 }
 
 /* printable text (spaces allowed) */
@@ -325,10 +330,11 @@ static int text_ok(const char *s, size_t len, size_t max)
     return 1;
 }
 
-/* a request path for a probe: starts with '/', visible ASCII */
+/* a request path for a probe: starts with '/', visible ASCII, up to BACKEND_PATH_MAX (it was
+ * also held to the 255 bytes of a host name, which contradicted the limit the API names) */
 static int probe_path_ok(const char *s, size_t len)
 {
-    return len >= 1 && s[0] == '/' && host_header_ok(s, len) && len <= BACKEND_PATH_MAX;
+    return len >= 1 && s[0] == '/' && len <= BACKEND_PATH_MAX && visible_ascii(s, len);
 }
 
 /* an HTTP method token */
@@ -470,10 +476,11 @@ int backend_conf_apply_json(backend_conf_t *c, const json_t *obj, char *detail, 
         } else if (ignored_field(key)) {
             rc = 0;
         } else {
+            char shown[72]; /* a bounded prefix of the untrusted name, cut between characters */
             set_detail(detail, detail_len,
-                       "%.64s: unknown field (known: name, address, port, weight, connect_timeout, first_byte_timeout, "
+                       "%s: unknown field (known: name, address, port, weight, connect_timeout, first_byte_timeout, "
                        "between_bytes_timeout, max_conn, override_host, healthcheck, shield, comment)",
-                       key);
+                       text_escape(shown, sizeof(shown), key, strlen(key)));
             rc = BACKEND_EINVAL;
         }
         if (rc != 0)
@@ -530,10 +537,11 @@ int backend_healthcheck_apply_json(backend_healthcheck_conf_t *h, const json_t *
         } else if (ignored_field(key)) {
             rc = 0;
         } else {
+            char shown[72];
             set_detail(detail, detail_len,
-                       "%.64s: unknown field (known: name, path, host, method, expected_response, check_interval, timeout, "
+                       "%s: unknown field (known: name, path, host, method, expected_response, check_interval, timeout, "
                        "window, threshold, initial, comment)",
-                       key);
+                       text_escape(shown, sizeof(shown), key, strlen(key)));
             rc = BACKEND_EINVAL;
         }
         if (rc != 0)
@@ -647,29 +655,40 @@ int backend_form_to_json(const char *body, size_t len, json_t **out, char *detai
             p = field_end + 1;
             continue;
         }
+        /* every byte here is the client's: what a detail quotes goes through text_escape
+         * (jansson refuses text that is not UTF-8, and the detail becomes JSON) */
+        char shown[72];
         const char *eq = memchr(p, '=', (size_t)(field_end - p));
         if (eq == NULL || eq == p) {
-            set_detail(detail, detail_len, "body: malformed form field '%.*s'", (int)((field_end - p) > 64 ? 64 : (field_end - p)),
-                       p);
+            set_detail(detail, detail_len, "body: malformed form field '%s'",
+                       text_escape(shown, sizeof(shown), p, (size_t)(field_end - p)));
             goto done;
         }
         ssize_t kn = form_decode(p, (size_t)(eq - p), buf);
         ssize_t vn = kn < 0 ? -1 : form_decode(eq + 1, (size_t)(field_end - eq - 1), val);
         if (kn <= 0 || vn < 0) {
-            set_detail(detail, detail_len, "body: malformed escape in form field '%.*s'",
-                       (int)((eq - p) > 64 ? 64 : (eq - p)), p);
+            set_detail(detail, detail_len, "body: malformed escape in form field '%s'",
+                       text_escape(shown, sizeof(shown), p, (size_t)(eq - p)));
+            goto done;
+        }
+        text_escape(shown, sizeof(shown), buf, (size_t)kn);
+        if (!text_utf8_valid(buf, (size_t)kn)) { /* a JSON object cannot hold the name */
+            set_detail(detail, detail_len, "%s: field name not valid UTF-8", shown);
             goto done;
         }
         if (json_object_get(o, buf) != NULL) {
-            set_detail(detail, detail_len, "%.64s: given twice", buf);
+            set_detail(detail, detail_len, "%s: given twice", shown);
             goto done;
         }
         json_t *s = json_stringn(val, (size_t)vn);
         if (s == NULL) {
-            set_detail(detail, detail_len, "%.64s: not valid UTF-8", buf);
+            set_detail(detail, detail_len, "%s: not valid UTF-8", shown);
             goto done;
         }
-        json_object_set_new(o, buf, s);
+        if (json_object_set_new(o, buf, s) != 0) {
+            set_detail(detail, detail_len, "%s: could not be read", shown);
+            goto done;
+        }
         p = field_end + (amp != NULL ? 1 : 0);
     }
     rc = 0;
@@ -1961,8 +1980,15 @@ int backend_forward_purge(const char *path, size_t path_len, const char *surroga
     const config_t *cfg = g.cfg;
     if (!g.initialised || !g.have_shield_admin)
         return 1;
-    if (path_len == 0 || path[0] != '/' || !host_header_ok(path, path_len) || path_len > 8192 ||
-        (surrogate_key != NULL && (!header_value_ok(surrogate_key, surrogate_key_len) || surrogate_key_len > 65536)))
+    /* the admin request's own target and Surrogate-Key, as h2o took them: no controls, and
+     * any length the admin took (h2o bounds them; the buffer is sized from them). A purge
+     * path held to a host name's 255 bytes, and a header to 64 KB, made every purge of a
+     * longer key or URL, or of a full batch of long keys, a 502 once the local purge was done */
+    int target_ok = 1;
+    for (size_t i = 0; i != path_len && target_ok; ++i)
+        target_ok = (unsigned char)path[i] > 0x20 && path[i] != 0x7f;
+    if (path_len == 0 || path[0] != '/' || !target_ok ||
+        (surrogate_key != NULL && !header_value_ok(surrogate_key, surrogate_key_len)))
         return BACKEND_EINVAL;
     if (surrogate_key == NULL)
         surrogate_key_len = 0;

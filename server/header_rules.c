@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "server/header_rules.h"
+#include "server/text.h"
 
 static char *dup_lower(const char *s, size_t len, int lower)
 {
@@ -101,7 +102,9 @@ int header_rules_parse(const json_t *array, header_rules_t **out, char *err, siz
         json_object_foreach((json_t *)item, key, v) {
             if (strcmp(key, "phase") != 0 && strcmp(key, "action") != 0 && strcmp(key, "header") != 0 &&
                 strcmp(key, "value") != 0 && strcmp(key, "condition") != 0) {
-                snprintf(err, errlen, "header_rules[%zu]: unknown field '%.64s'", index, key);
+                char shown[72]; /* a bounded prefix of the untrusted name, cut between characters */
+                snprintf(err, errlen, "header_rules[%zu]: unknown field '%s'", index,
+                         text_escape(shown, sizeof(shown), key, strlen(key)));
                 goto fail;
             }
         }
@@ -150,7 +153,9 @@ int header_rules_parse(const json_t *array, header_rules_t **out, char *err, siz
             }
             json_object_foreach((json_t *)cond, key, v) {
                 if (strcmp(key, "path_prefix") != 0 && strcmp(key, "header") != 0 && strcmp(key, "equals") != 0) {
-                    snprintf(err, errlen, "header_rules[%zu].condition: unknown field '%.64s'", index, key);
+                    char shown[72];
+                    snprintf(err, errlen, "header_rules[%zu].condition: unknown field '%s'", index,
+                             text_escape(shown, sizeof(shown), key, strlen(key)));
                     goto fail;
                 }
             }

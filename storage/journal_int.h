@@ -28,7 +28,8 @@
  *
  * Record kinds:
  *   JOURNAL_URL   payload = the 16-byte hash of the URL's cache key (obj_key_hash)
- *   JOURNAL_SKEY  payload = the surrogate key's bytes (1 .. 511)
+ *   JOURNAL_SKEY  payload = the surrogate key's index key (1 .. 511 bytes: the key
+ *                 itself, or NUL + BLAKE2b-256 of a longer one; obj_skey_index_key)
  *   JOURNAL_ALL   payload = empty (one purge-all: one generation bump)
  * flags: JOURNAL_F_SOFT for a soft purge.
  *

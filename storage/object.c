@@ -1,6 +1,8 @@
 /*
  * storage/object.c — cached objects: the on-disk record format, its builder and
- * its defensive decoder, key hashing, and the object refcount.
+ * its defensive decoder, key hashing, the object refcount, and the one rule for
+ * which surrogate keys of a record count and under which index key each is indexed
+ * (object.h; the store, its migrations and the admin API all go by it).
  *
  * What it owns: each cache_obj_t owns its encoded record (`rec`, one malloc) and
  * its header array, which lives in the same allocation as the object itself
@@ -152,6 +154,38 @@ static void obj_storage_hash(const char *key, size_t key_len, const char *vary, 
         obj_key_hash(key, key_len, out);
 }
 
+const char *obj_skeys_next(const char *skeys, size_t len, size_t *pos, size_t *tok_len)
+{
+    size_t i = *pos;
+    while (i < len && (skeys[i] == ' ' || skeys[i] == '\t'))
+        i++;
+    size_t start = i;
+    while (i < len && skeys[i] != ' ' && skeys[i] != '\t')
+        i++;
+    *tok_len = 0;
+    if (i == start || i - start > OBJ_SKEY_MAX_LEN || i > OBJ_SKEYS_MAX_LEN) {
+        *pos = len; /* the list ends here, whatever follows */
+        return NULL;
+    }
+    *pos = i;
+    *tok_len = i - start;
+    return skeys + start;
+}
+
+size_t obj_skey_index_key(const char *skey, size_t len, uint8_t out[OBJ_SKEY_INDEX_KEY_MAX])
+{
+    if (len == 0)
+        return 0;
+    if (len <= OBJ_SKEY_VERBATIM_MAX && skey[0] != '\0') {
+        memcpy(out, skey, len);
+        return len;
+    }
+    obj_sodium_init();
+    out[0] = 0;
+    crypto_generichash(out + 1, OBJ_SKEY_HASHED_LEN - 1, (const unsigned char *)skey, len, NULL, 0);
+    return OBJ_SKEY_HASHED_LEN;
+}
+
 int64_t obj_now_ms(void)
 {
     struct timespec ts;
@@ -288,6 +322,16 @@ static cache_obj_t *obj_from_record(uint8_t *rec, size_t rec_len, const obj_layo
     obj->rec_len = rec_len;
     obj->mem_size = rec_len + sizeof(cache_obj_t) + headers_size;
     return obj;
+}
+
+int obj_record_skeys(const void *rec, size_t rec_len, const char **skeys, size_t *skeys_len)
+{
+    obj_layout_t lo;
+    if (obj_parse(rec, rec_len, &lo, NULL) != 0)
+        return OBJ_ECORRUPT;
+    *skeys = (const char *)rec + lo.skeys_off;
+    *skeys_len = lo.skeys_len;
+    return 0;
 }
 
 int obj_record_validate(const void *rec, size_t rec_len)

@@ -93,6 +93,36 @@ void obj_key_hash(const char *key, size_t key_len, uint8_t out[CACHE_HASH_LEN]);
  */
 void obj_variant_hash(const char *key, size_t key_len, const char *vary, size_t vary_len, uint8_t out[CACHE_HASH_LEN]);
 
+/* ---- surrogate keys ----
+ *
+ * One rule for which keys of a Surrogate-Key value count (Fastly's): keys of at most
+ * OBJ_SKEY_MAX_LEN bytes that lie wholly within the value's first OBJ_SKEYS_MAX_LEN
+ * bytes; the first key that breaks either limit is ignored with every key after it.
+ * The admin API accepts keys up to the same OBJ_SKEY_MAX_LEN, so every key it accepts
+ * can name objects.
+ *
+ * LMDB keys are at most 511 bytes, so the skeys index holds each key under its index
+ * key: the key itself when it has at most OBJ_SKEY_VERBATIM_MAX bytes and does not
+ * begin with a NUL byte, else a NUL byte and the BLAKE2b-256 of the key
+ * (OBJ_SKEY_HASHED_LEN bytes). The forms cannot meet (one begins with NUL, the other
+ * never does); two keys share a hashed form only through a BLAKE2b-256 collision. */
+#define OBJ_SKEY_MAX_LEN 1024
+#define OBJ_SKEYS_MAX_LEN 16384
+#define OBJ_SKEY_VERBATIM_MAX 511
+#define OBJ_SKEY_HASHED_LEN 33
+#define OBJ_SKEY_INDEX_KEY_MAX OBJ_SKEY_VERBATIM_MAX /* the longer of the two forms */
+
+/**
+ * The next surrogate key of skeys[0..len) (space or tab separated) from *pos on, under
+ * the rule above: NULL at the end of the list, or when the next key is longer than
+ * OBJ_SKEY_MAX_LEN or ends past OBJ_SKEYS_MAX_LEN (then every later call returns NULL
+ * too). The key is borrowed from skeys; *tok_len is its length.
+ */
+const char *obj_skeys_next(const char *skeys, size_t len, size_t *pos, size_t *tok_len);
+
+/** Write the index key of skey[0..len) (see above) into out; returns its length (1..511), or 0 for an empty key. */
+size_t obj_skey_index_key(const char *skey, size_t len, uint8_t out[OBJ_SKEY_INDEX_KEY_MAX]);
+
 /** Milliseconds since the Unix epoch (CLOCK_REALTIME). */
 int64_t obj_now_ms(void);
 
@@ -105,6 +135,14 @@ cache_obj_t *obj_decode(const uint8_t hash[CACHE_HASH_LEN], const void *rec, siz
 
 /** Validate a record without building an object (0 or OBJ_ECORRUPT). */
 int obj_record_validate(const void *rec, size_t rec_len);
+
+/**
+ * The surrogate-key field of a record, from its structure only (the checksum is not
+ * read, so only the record's first bytes are touched): *skeys points into rec. Returns 0,
+ * or OBJ_ECORRUPT when the record is malformed. For scans of the whole store (migrations).
+ */
+int obj_record_skeys(const void *rec, size_t rec_len, const char **skeys, size_t *skeys_len);
+
 
 /* Builder: a response streamed from the origin becomes an object without a second copy of its body. */
 typedef struct obj_builder obj_builder_t;

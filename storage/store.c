@@ -10,7 +10,11 @@
  *             "journal_key" 16 bytes (the journal's checksum key, v3),
  *             "journal_keyed" u64 LE 1 (the journal is written under it)
  *   objects   16-byte hash -> record (storage/object.h encoding)
- *   skeys     surrogate key -> 16-byte hash (sorted duplicates, fixed size)
+ *   skeys     index key of a surrogate key -> 16-byte hash (sorted duplicates, fixed
+ *             size). The index key (obj_skey_index_key) is the key itself up to 511
+ *             bytes, else NUL + BLAKE2b-256 of it: every key the API accepts (up to
+ *             OBJ_SKEY_MAX_LEN) fits an LMDB key. A key purge names its index key from
+ *             submission on (the op, the purge journal's record, the purge-log tag).
  *   variants  obj_key_hash(key) -> variant hash, for records with a non-empty vary
  *   evict     u64 BE time ms | 16-byte hash -> empty. The time is the record's
  *             response_time_ms (clamped at 0): the record alone tells where its
@@ -348,7 +352,9 @@ static void store_purge_epoch_bump(store_t *s)
     atomic_fetch_add_explicit(&s->purge_epoch, 1, memory_order_release);
 }
 
-/* The next surrogate key of the space-separated list skeys[0..len) from *pos on, or NULL at its end. */
+/* The next surrogate key of the space-separated list skeys[0..len) from *pos on, or NULL at
+ * its end: every token, whatever its length or place (unlike obj_skeys_next), for removing
+ * the index entries of records that older versions indexed by other rules. */
 static const char *store_skey_next(const char *skeys, size_t len, size_t *pos, size_t *tok_len)
 {
     size_t i = *pos;
@@ -362,14 +368,14 @@ static const char *store_skey_next(const char *skeys, size_t len, size_t *pos, s
     return i > start ? skeys + start : NULL;
 }
 
-/* the tag of a surrogate key in the purge log: its hash, in a namespace apart from URL hashes */
-static void store_skey_tag(const char *skey, size_t len, uint8_t tag[CACHE_HASH_LEN])
+/* the tag of a surrogate key in the purge log: the hash of its index key (all of it: two
+ * long keys sharing a prefix have different tags), in a namespace apart from URL hashes */
+static void store_skey_tag(const char *ikey, size_t len, uint8_t tag[CACHE_HASH_LEN])
 {
-    char buf[512];
-    if (len > sizeof(buf) - 1)
-        len = sizeof(buf) - 1;
+    char buf[1 + OBJ_SKEY_INDEX_KEY_MAX];
+    assert(len <= OBJ_SKEY_INDEX_KEY_MAX);
     buf[0] = '\x01';
-    memcpy(buf + 1, skey, len);
+    memcpy(buf + 1, ikey, len);
     obj_key_hash(buf, len + 1, tag);
 }
 
@@ -385,8 +391,10 @@ static void store_obj_tags(const char *key, size_t key_len, const char *skeys, s
     out->n = 0;
     obj_key_hash(key, key_len, tag);
     store_hashvec_push(out, tag);
-    for (const char *tok; (tok = store_skey_next(skeys, skeys_len, &pos, &len)) != NULL;) {
-        store_skey_tag(tok, len, tag);
+    uint8_t ikey[OBJ_SKEY_INDEX_KEY_MAX];
+    for (const char *tok; (tok = obj_skeys_next(skeys, skeys_len, &pos, &len)) != NULL;) {
+        size_t ilen = obj_skey_index_key(tok, len, ikey);
+        store_skey_tag((const char *)ikey, ilen, tag);
         store_hashvec_push(out, tag);
     }
 }
@@ -825,19 +833,25 @@ static int store_index_del(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t ke
     return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
-typedef int (*store_skey_fn)(store_t *s, MDB_txn *txn, const char *tok, size_t len, const uint8_t hash[CACHE_HASH_LEN]);
+typedef int (*store_skey_fn)(store_t *s, MDB_txn *txn, const char *ikey, size_t len, const uint8_t hash[CACHE_HASH_LEN]);
 
-/* Call fn for each surrogate key (space or tab separated) that fits an LMDB key. */
+/*
+ * Call fn with the index key of each surrogate key of skeys[0..len): the keys that count
+ * (obj_skeys_next) to index a record, every token (all_tokens) to unindex one, so that the
+ * entries an older version wrote by other rules go too (deleting one that is not there is
+ * harmless).
+ */
 static int store_skeys_each(store_t *s, MDB_txn *txn, const char *skeys, size_t len, const uint8_t hash[CACHE_HASH_LEN],
-                            store_skey_fn fn)
+                            int all_tokens, store_skey_fn fn)
 {
     size_t pos = 0, tok_len;
-    for (const char *tok; (tok = store_skey_next(skeys, len, &pos, &tok_len)) != NULL;) {
-        if (tok_len <= s->max_keysize) {
-            int rc = fn(s, txn, tok, tok_len, hash);
-            if (rc != 0)
-                return rc;
-        }
+    uint8_t ikey[OBJ_SKEY_INDEX_KEY_MAX];
+    for (const char *tok; (tok = all_tokens ? store_skey_next(skeys, len, &pos, &tok_len)
+                                            : obj_skeys_next(skeys, len, &pos, &tok_len)) != NULL;) {
+        size_t ilen = obj_skey_index_key(tok, tok_len, ikey);
+        int rc = fn(s, txn, (const char *)ikey, ilen, hash);
+        if (rc != 0)
+            return rc;
     }
     return 0;
 }
@@ -858,7 +872,7 @@ static int store_skey_del(store_t *s, MDB_txn *txn, const char *tok, size_t len,
 static int store_txn_unindex(store_t *s, MDB_txn *txn, const uint8_t hash[CACHE_HASH_LEN], const cache_obj_t *obj,
                              int keep_evict)
 {
-    int rc = store_skeys_each(s, txn, obj->skeys, obj->skeys_len, hash, store_skey_del);
+    int rc = store_skeys_each(s, txn, obj->skeys, obj->skeys_len, hash, 1, store_skey_del);
     if (rc == 0 && obj->vary_len > 0) {
         uint8_t url[CACHE_HASH_LEN];
         obj_key_hash(obj->key, obj->key_len, url);
@@ -954,7 +968,7 @@ static int store_txn_put(store_t *s, MDB_txn *txn, store_batch_t *b, store_op_t 
     MDB_val k = {CACHE_HASH_LEN, obj->hash}, v = {obj->rec_len, obj->rec};
     if ((rc = mdb_put(txn, s->dbi_objects, &k, &v, 0)) != 0)
         return rc;
-    if ((rc = store_skeys_each(s, txn, obj->skeys, obj->skeys_len, obj->hash, store_skey_add)) != 0)
+    if ((rc = store_skeys_each(s, txn, obj->skeys, obj->skeys_len, obj->hash, 0, store_skey_add)) != 0)
         return rc;
     if (obj->vary_len > 0) {
         uint8_t url[CACHE_HASH_LEN];
@@ -1063,13 +1077,14 @@ static int store_txn_purge_url_hash(store_t *s, MDB_txn *txn, store_batch_t *b, 
     return rc;
 }
 
-/* Purge every object tagged with surrogate key skey[0..len); *objects counts what went. */
+/* Purge every object tagged with the surrogate key whose index key is skey[0..len) (an op's
+ * key, or a journal record's payload); *objects counts what went. */
 static int store_txn_purge_skey_bytes(store_t *s, MDB_txn *txn, store_batch_t *b, const char *skey, size_t len, int soft,
                                       uint64_t *objects)
 {
     store_hashvec_t targets = {0};
-    if (len == 0 || len > s->max_keysize)
-        return 0; /* could never have been indexed */
+    if (len == 0 || len > OBJ_SKEY_INDEX_KEY_MAX)
+        return 0; /* no index key has that length: nothing was ever indexed under it */
     uint8_t tag[CACHE_HASH_LEN];
     store_skey_tag(skey, len, tag);
     if (!b->applying_acked)
@@ -1460,8 +1475,8 @@ static void store_batch_journal(store_t *s, store_batch_t *b)
             r->payload_len = CACHE_HASH_LEN;
             break;
         case STORE_OP_PURGE_SKEY:
-            if (op->key_len == 0 || op->key_len > s->max_keysize)
-                continue; /* could never have been indexed: nothing to make durable */
+            if (op->key_len == 0)
+                continue; /* an empty key names nothing: nothing to make durable */
             r->kind = JOURNAL_SKEY;
             r->payload = op->key;
             r->payload_len = op->key_len;
@@ -1851,8 +1866,8 @@ static void store_batch_ack_early(store_t *s, store_batch_t *b)
     for (store_op_t *op = b->ops; op != NULL; op = op->next) {
         if (!may || !store_op_may_ack_early(op) || s->infl_n - s->infl_head > STORE_INFLIGHT_MAX)
             continue;
-        if (op->kind == STORE_OP_PURGE_SKEY && (op->key_len == 0 || op->key_len > s->max_keysize))
-            continue; /* never indexed, so the writer purges nothing for it: nor may the answer */
+        if (op->kind == STORE_OP_PURGE_SKEY && op->key_len == 0)
+            continue; /* names nothing, so the writer purges nothing for it: nor may the answer */
         if (txn == NULL && (txn = store_rtxn_begin(s)) == NULL) {
             may = 0; /* answered after the commit, as before */
             continue;
@@ -2836,6 +2851,13 @@ static void store_purge_submit(store_t *s, store_op_kind_t kind, const char *key
     store_op_t *op = store_op_new(kind);
     if (kind == STORE_OP_PURGE_URL) {
         obj_key_hash(key, key_len, op->hash); /* all the writer needs; hashed here, off its thread */
+    } else if (kind == STORE_OP_PURGE_SKEY) {
+        /* from here on the purge names the key's index key (at most 511 bytes, so it fits
+         * the skeys index and a journal record whatever the key's length) */
+        uint8_t ikey[OBJ_SKEY_INDEX_KEY_MAX];
+        size_t ilen = key != NULL ? obj_skey_index_key(key, key_len, ikey) : 0;
+        op->key = store_xmemdup(ikey, ilen, 1);
+        op->key_len = ilen;
     } else if (key != NULL) {
         op->key = store_xmemdup(key, key_len, 1);
         op->key_len = key_len;

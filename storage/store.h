@@ -137,7 +137,9 @@ void store_delete(store_t *store, const uint8_t hash[CACHE_HASH_LEN]);
  */
 void store_purge_key_url(store_t *store, const char *key, size_t key_len, int soft, store_purge_cb cb, void *arg);
 
-/** Purge every object tagged with surrogate key `skey`. Asynchronous; `cb` as above. */
+/** Purge every object tagged with surrogate key `skey` (any length; a key that
+ * obj_skeys_next would not count, e.g. one over OBJ_SKEY_MAX_LEN, tags nothing, so it purges
+ * nothing). Asynchronous; `cb` as above. Copies skey. */
 void store_purge_surrogate_key(store_t *store, const char *skey, size_t skey_len, int soft, store_purge_cb cb, void *arg);
 
 /** Purge everything: bump the generation (O(1)); old objects are reclaimed in the background. */

@@ -1,6 +1,7 @@
 /*
  * tests/unit/test_migrations.c — the schema migration runner: a fresh environment
- * gets the latest version (3) and every database; a version 1 store is upgraded to 3
+ * gets the latest version (4) and every database; a version 1 store is upgraded to 4;
+ * a version 3 store's objects get index entries for their surrogate keys over 511 bytes
  * (the purge journal's position and its checksum key in meta); a version 2 store's
  * journal is kept through the upgrade; a test-only step 4 runs exactly once and is
  * recorded; a failing step changes nothing; a newer store (version 99) is refused
@@ -123,14 +124,14 @@ static void make_store_at(const char *dir, unsigned version)
     mdb_env_close(env);
 }
 
-/* The store in dir is at version 3 and its journal is written under the store's key. */
+/* The store in dir is at the latest version and its journal is written under the store's key. */
 static void assert_v3_keyed(const char *dir)
 {
     MDB_env *env = env_open(dir);
     unsigned v;
     uint8_t keyed[8] = {0};
     ck_assert_int_eq(mig_current_version(env, &v), 0);
-    ck_assert_uint_eq(v, 3);
+    ck_assert_uint_eq(v, mig_latest());
     ck_assert_int_eq(meta_get(env, "journal_keyed", keyed, sizeof(keyed)), 8);
     ck_assert_uint_eq(keyed[0], 1);
     mdb_env_close(env);
@@ -147,19 +148,20 @@ START_TEST(test_fresh_gets_latest)
     size_t n;
     const mig_step_t *steps = mig_builtin(&n);
 
-    ck_assert_uint_eq(n, 3);
-    ck_assert_uint_eq(mig_latest(), 3);
+    ck_assert_uint_eq(n, 4);
+    ck_assert_uint_eq(mig_latest(), 4);
     ck_assert_str_eq(steps[0].name, "initial");
     ck_assert_str_eq(steps[1].name, "purge_journal");
     ck_assert_str_eq(steps[2].name, "journal_key");
+    ck_assert_str_eq(steps[3].name, "long_skeys");
     ck_assert_int_eq(mig_current_version(env, &v), 0);
     ck_assert_uint_eq(v, 0);
 
     ck_assert_int_eq(mig_run(env, steps, n, &from, &to, err, sizeof(err)), 0);
     ck_assert_uint_eq(from, 0);
-    ck_assert_uint_eq(to, 3);
+    ck_assert_uint_eq(to, 4);
     ck_assert_int_eq(mig_current_version(env, &v), 0);
-    ck_assert_uint_eq(v, 3);
+    ck_assert_uint_eq(v, 4);
 
     static const char *names[] = {"meta", "objects", "skeys", "variants", "evict", "config", "tokens", "stats"};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
@@ -178,7 +180,7 @@ START_TEST(test_fresh_gets_latest)
         ck_assert_uint_eq(gen[i], 0);
     uint8_t ver[4];
     ck_assert_int_eq(meta_get(env, "schema_version", ver, sizeof(ver)), 4);
-    ck_assert(ver[0] == 3 && ver[1] == 0 && ver[2] == 0 && ver[3] == 0);
+    ck_assert(ver[0] == 4 && ver[1] == 0 && ver[2] == 0 && ver[3] == 0);
     uint8_t jseq[8] = {1, 1, 1, 1, 1, 1, 1, 1};
     ck_assert_int_eq(meta_get(env, "journal_seq", jseq, sizeof(jseq)), 8);
     for (int i = 0; i < 8; i++)
@@ -190,8 +192,8 @@ START_TEST(test_fresh_gets_latest)
     /* up to date: nothing is written */
     size_t txnid = last_txnid(env);
     ck_assert_int_eq(mig_run(env, steps, n, &from, &to, err, sizeof(err)), 0);
-    ck_assert_uint_eq(from, 3);
-    ck_assert_uint_eq(to, 3);
+    ck_assert_uint_eq(from, 4);
+    ck_assert_uint_eq(to, 4);
     ck_assert_uint_eq(last_txnid(env), txnid);
 
     mdb_env_close(env);
@@ -199,7 +201,7 @@ START_TEST(test_fresh_gets_latest)
 }
 END_TEST
 
-/* A store written by a version 1 binary: store_open upgrades it to 3 and then works. */
+/* A store written by a version 1 binary: store_open upgrades it to the latest version and then works. */
 START_TEST(test_real_upgrade_from_v1)
 {
     char *dir = tmpdir_new();
@@ -227,7 +229,7 @@ END_TEST
 
 /*
  * A version 2 store whose journal (under the old public key) holds a purge the store
- * had not applied: store_open migrates it to 3, applies the purge from the old journal,
+ * had not applied: store_open migrates it to the latest version, applies the purge from the old journal,
  * and from then on reads the journal under the store's key only, so a segment written
  * with the public key is no longer believed.
  */
@@ -276,23 +278,23 @@ START_TEST(test_upgrade_to_test_step_once)
     mig_step_t *steps = steps_with(v2_up, &count);
 
     ck_assert_int_eq(mig_run(env, builtin, n, &from, &to, err, sizeof(err)), 0);
-    ck_assert_uint_eq(to, 3);
+    ck_assert_uint_eq(to, 4);
     v2_runs = 0;
     ck_assert_int_eq(mig_run(env, steps, count, &from, &to, err, sizeof(err)), 0);
-    ck_assert_uint_eq(from, 3);
-    ck_assert_uint_eq(to, 4);
+    ck_assert_uint_eq(from, 4);
+    ck_assert_uint_eq(to, 5);
     ck_assert_int_eq(v2_runs, 1);
     ck_assert_int_eq(mig_current_version(env, &v), 0);
-    ck_assert_uint_eq(v, 4);
+    ck_assert_uint_eq(v, 5);
     ck_assert(db_exists(env, "v2extra", NULL));
 
-    /* again: already at 4, the step does not run */
+    /* again: already at 5, the step does not run */
     ck_assert_int_eq(mig_run(env, steps, count, &from, &to, err, sizeof(err)), 0);
-    ck_assert_uint_eq(from, 4);
-    ck_assert_uint_eq(to, 4);
+    ck_assert_uint_eq(from, 5);
+    ck_assert_uint_eq(to, 5);
     ck_assert_int_eq(v2_runs, 1);
 
-    /* a binary that only knows v3 now refuses it */
+    /* a binary that only knows v4 now refuses it */
     ck_assert_int_eq(mig_run(env, builtin, n, &from, &to, err, sizeof(err)), MIG_ENEWER);
     mdb_env_close(env);
 
@@ -308,7 +310,7 @@ START_TEST(test_upgrade_to_test_step_once)
     v2_runs = 0;
     ck_assert_int_eq(mig_run(env, steps, count, &from, &to, err, sizeof(err)), 0);
     ck_assert_uint_eq(from, 0);
-    ck_assert_uint_eq(to, 4);
+    ck_assert_uint_eq(to, 5);
     ck_assert_int_eq(v2_runs, 1);
     ck_assert(db_exists(env, "objects", NULL));
     mdb_env_close(env);
@@ -334,11 +336,11 @@ START_TEST(test_failing_step_changes_nothing)
     v2_runs = 0;
     ck_assert_int_eq(mig_run(env, steps, count, &from, &to, err, sizeof(err)), MIG_EFAIL);
     ck_assert_int_eq(v2_runs, 1);
-    ck_assert_uint_eq(from, 3);
-    ck_assert_uint_eq(to, 3);
-    ck_assert_ptr_nonnull(strstr(err, "migration 4 (test-step) failed"));
+    ck_assert_uint_eq(from, 4);
+    ck_assert_uint_eq(to, 4);
+    ck_assert_ptr_nonnull(strstr(err, "migration 5 (test-step) failed"));
     ck_assert_int_eq(mig_current_version(env, &v), 0);
-    ck_assert_uint_eq(v, 3);
+    ck_assert_uint_eq(v, 4);
     ck_assert(!db_exists(env, "v2extra", NULL));
     ck_assert_uint_eq(last_txnid(env), txnid);
     mdb_env_close(env);
@@ -390,7 +392,7 @@ START_TEST(test_newer_refused_untouched)
     ck_assert_int_eq(mig_run(env, builtin, n, &from, &to, err, sizeof(err)), MIG_ENEWER);
     ck_assert_uint_eq(from, 99);
     ck_assert_ptr_nonnull(strstr(err, "99"));
-    ck_assert_ptr_nonnull(strstr(err, "version 3"));
+    ck_assert_ptr_nonnull(strstr(err, "version 4"));
     ck_assert_uint_eq(last_txnid(env), txnid);
     ck_assert_int_eq(mig_current_version(env, &v), 0);
     ck_assert_uint_eq(v, 99);
@@ -412,6 +414,96 @@ START_TEST(test_newer_refused_untouched)
     ck_assert_int_eq(mig_current_version(env, &v), 0);
     ck_assert_uint_eq(v, 99);
     mdb_env_close(env);
+    tmpdir_free(dir);
+}
+END_TEST
+
+/* the purge callback: records what the purge did */
+static void on_purge_done(void *arg, const store_purge_result_t *res)
+{
+    *(store_purge_result_t *)arg = *res;
+}
+
+/*
+ * A version 3 store holds an object tagged with keys over 511 bytes, indexed as version 3
+ * did (only the keys of at most 511 bytes). Migration 4 indexes the long ones, so a purge
+ * by such a key reaches what the old version cached (issue 19, item 5).
+ */
+START_TEST(test_upgrade_v3_indexes_long_keys)
+{
+    char *dir = tmpdir_new();
+    char err[256] = "";
+    char k600[601], k2000[2001], list[3000];
+    memset(k600, 'l', 600);
+    k600[600] = '\0';
+    memset(k2000, 'x', 2000);
+    k2000[2000] = '\0';
+    snprintf(list, sizeof(list), "short %s tail", k600);
+    make_store_at(dir, 3);
+
+    obj_meta_t meta = {.status = 200, .generation = 1, .ttl = 300};
+    meta.request_time_ms = meta.response_time_ms = obj_now_ms();
+    obj_builder_t *b = obj_builder_begin(&meta, "example.com/old", 15, list, strlen(list), "", 0, NULL, 0, 2);
+    obj_builder_append(b, "ok", 2);
+    cache_obj_t *old = obj_builder_finish(b);
+    /* a second object whose long key is over 1,024 bytes: not a key, not indexed */
+    snprintf(list, sizeof(list), "%s", k2000);
+    b = obj_builder_begin(&meta, "example.com/huge", 16, list, strlen(list), "", 0, NULL, 0, 2);
+    obj_builder_append(b, "ok", 2);
+    cache_obj_t *huge = obj_builder_finish(b);
+
+    MDB_env *env = env_open(dir);
+    MDB_txn *txn;
+    MDB_dbi objects, skeys;
+    ck_assert_int_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    ck_assert_int_eq(mdb_dbi_open(txn, "objects", 0, &objects), 0);
+    ck_assert_int_eq(mdb_dbi_open(txn, "skeys", MDB_DUPSORT | MDB_DUPFIXED, &skeys), 0);
+    cache_obj_t *objs[] = {old, huge};
+    for (int i = 0; i < 2; i++) {
+        MDB_val k = {CACHE_HASH_LEN, objs[i]->hash}, v = {objs[i]->rec_len, objs[i]->rec};
+        ck_assert_int_eq(mdb_put(txn, objects, &k, &v, 0), 0);
+    }
+    const char *short_keys[] = {"short", "tail"};
+    for (int i = 0; i < 2; i++) {
+        MDB_val k = {strlen(short_keys[i]), (void *)short_keys[i]}, v = {CACHE_HASH_LEN, old->hash};
+        ck_assert_int_eq(mdb_put(txn, skeys, &k, &v, 0), 0);
+    }
+    ck_assert_int_eq(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+
+    store_options_t opt = {.dir = dir, .map_size = 8 << 20};
+    store_t *s = NULL;
+    ck_assert_msg(store_open(&s, &opt, err, sizeof(err)) == 0, "%s", err);
+    cache_obj_t *got = NULL;
+    ck_assert_int_eq(store_get(s, old->hash, old->key, old->key_len, &got), 0);
+    obj_unref(&got);
+    store_purge_result_t res = {.err = -1};
+    store_purge_surrogate_key(s, k2000, strlen(k2000), 0, on_purge_done, &res);
+    ck_assert_int_eq(store_flush(s), 0);
+    ck_assert_int_eq(res.err, 0);
+    ck_assert_uint_eq(res.objects, 0);
+    res.err = -1;
+    store_purge_surrogate_key(s, k600, strlen(k600), 0, on_purge_done, &res);
+    ck_assert_int_eq(store_flush(s), 0);
+    ck_assert_int_eq(res.err, 0);
+    ck_assert_uint_eq(res.objects, 1);
+    ck_assert_int_eq(store_get(s, old->hash, old->key, old->key_len, &got), STORE_ENOTFOUND);
+    ck_assert_int_eq(store_get(s, huge->hash, huge->key, huge->key_len, &got), 0);
+    obj_unref(&got);
+    /* its short keys' entries went with it */
+    res.err = -1;
+    store_purge_surrogate_key(s, "tail", 4, 0, on_purge_done, &res);
+    ck_assert_int_eq(store_flush(s), 0);
+    ck_assert_uint_eq(res.objects, 0);
+    store_close(&s);
+
+    env = env_open(dir);
+    unsigned v;
+    ck_assert_int_eq(mig_current_version(env, &v), 0);
+    ck_assert_uint_eq(v, 4);
+    mdb_env_close(env);
+    obj_unref(&old);
+    obj_unref(&huge);
     tmpdir_free(dir);
 }
 END_TEST
@@ -447,6 +539,7 @@ static Suite *mig_suite(void)
     tcase_add_test(tc, test_bad_table);
     tcase_add_test(tc, test_newer_refused_untouched);
     tcase_add_test(tc, test_store_open_migrates);
+    tcase_add_test(tc, test_upgrade_v3_indexes_long_keys);
     suite_add_tcase(s, tc);
     return s;
 }

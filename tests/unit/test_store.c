@@ -307,6 +307,137 @@ START_TEST(test_surrogate_key_purge)
 }
 END_TEST
 
+/* a key of len bytes: `fill` repeated, ending in `last` */
+static char *long_key(size_t len, char fill, char last)
+{
+    char *k = malloc(len + 1);
+    ck_assert_ptr_nonnull(k);
+    memset(k, fill, len);
+    k[len - 1] = last;
+    k[len] = '\0';
+    return k;
+}
+
+/* purge key k and wait; returns how many objects it purged */
+static uint64_t purge_key_now(store_t *s, const char *k)
+{
+    purge_record_t pr = {0};
+    store_purge_surrogate_key(s, k, strlen(k), 0, on_purge, &pr);
+    ck_assert_int_eq(store_flush(s), 0);
+    ck_assert_int_eq(pr.calls, 1);
+    ck_assert_int_eq(pr.last.err, 0);
+    return pr.last.objects;
+}
+
+/* issue 19 item 5: keys over LMDB's 511-byte key limit were neither indexed nor purged */
+START_TEST(test_long_surrogate_keys_purge)
+{
+    char *dir = tmpdir_new();
+    mem_tier_t *mem = mem_create(16 << 20, 4);
+    store_t *s = open_store(dir, 64 << 20, mem);
+    char *k500 = long_key(500, 'a', '5'), *k600 = long_key(600, 'b', '6'), *k1024 = long_key(1024, 'c', '1');
+    /* two long keys sharing their first 511 (indeed 699) bytes */
+    char *p1 = long_key(700, 'p', '1'), *p2 = long_key(700, 'p', '2');
+    char skeys[4096];
+    snprintf(skeys, sizeof(skeys), "short %s %s %s", k500, k600, k1024);
+    cache_obj_t *o_all = make_obj("example.com/all", skeys, "", 100, 'x', 1);
+    cache_obj_t *o600 = make_obj("example.com/600", k600, "", 100, 'y', 1);
+    cache_obj_t *o1024 = make_obj("example.com/1024", k1024, "", 100, 'z', 1);
+    cache_obj_t *o500 = make_obj("example.com/500", k500, "", 100, 'w', 1);
+    cache_obj_t *op1 = make_obj("example.com/p1", p1, "", 100, '1', 1);
+    cache_obj_t *op2 = make_obj("example.com/p2", p2, "", 100, '2', 1);
+    cache_obj_t *all[] = {o_all, o600, o1024, o500, op1, op2};
+    for (size_t i = 0; i < 6; i++) {
+        ck_assert_int_eq(mem_insert(mem, all[i]), 0);
+        store_put(s, all[i]);
+    }
+    ck_assert_int_eq(store_flush(s), 0);
+
+    /* a 600-byte key: both objects tagged with it go, from disk and memory */
+    ck_assert_uint_eq(purge_key_now(s, k600), 2);
+    ck_assert(!present(s, o600));
+    ck_assert(!present(s, o_all));
+    cache_obj_t *m = mem_lookup(mem, o600->hash);
+    ck_assert_ptr_null(m);
+    ck_assert(present(s, o1024));
+
+    /* a 1,024-byte key (the longest the API takes) */
+    ck_assert_uint_eq(purge_key_now(s, k1024), 1);
+    ck_assert(!present(s, o1024));
+
+    /* a 500-byte key is still indexed as itself */
+    ck_assert_uint_eq(purge_key_now(s, k500), 1);
+    ck_assert(!present(s, o500));
+
+    /* the shared prefix does not make them one key */
+    ck_assert_uint_eq(purge_key_now(s, p1), 1);
+    ck_assert(!present(s, op1));
+    ck_assert(present(s, op2));
+    ck_assert_uint_eq(purge_key_now(s, p2), 1);
+    ck_assert(!present(s, op2));
+
+    /* o_all's other entries went with it: nothing is left under "short" */
+    ck_assert_uint_eq(purge_key_now(s, "short"), 0);
+
+    /* a put after a purge of a long key it does not carry is kept (the purge log's tag is the whole key's) */
+    cache_obj_t *op2b = make_obj("example.com/p2b", p2, "", 100, '3', 1);
+    uint64_t since = store_purge_epoch(s);
+    ck_assert_uint_eq(purge_key_now(s, p1), 0);
+    store_put_since(s, op2b, since);
+    ck_assert_int_eq(store_flush(s), 0);
+    ck_assert(present(s, op2b));
+    ck_assert_uint_eq(purge_key_now(s, p2), 1);
+
+    obj_unref(&op2b);
+    for (size_t i = 0; i < 6; i++)
+        obj_unref(&all[i]);
+    free(k500), free(k600), free(k1024), free(p1), free(p2);
+    store_close(&s);
+    mem_destroy(&mem);
+    tmpdir_free(dir);
+}
+END_TEST
+
+/* Fastly's rule for the Surrogate-Key value an origin sends: a key over 1,024 bytes, and
+ * every key after it, is ignored; so is a key that does not end within the first 16 KB */
+START_TEST(test_surrogate_key_limits_from_the_origin)
+{
+    char *dir = tmpdir_new();
+    store_t *s = open_store(dir, 64 << 20, NULL);
+    char *k2000 = long_key(2000, 'd', 'x'), *k1024 = long_key(1024, 'e', 'x');
+    char skeys[4096 + OBJ_SKEYS_MAX_LEN];
+    snprintf(skeys, sizeof(skeys), "before %s after", k2000);
+    cache_obj_t *o2000 = make_obj("example.com/2000", skeys, "", 100, 'a', 1);
+    /* 15 keys of 1,024 bytes and a small one end before 16 KB; the next one crosses it */
+    size_t n = 0;
+    for (int i = 0; i < 15; i++)
+        n += (size_t)snprintf(skeys + n, sizeof(skeys) - n, "%s ", k1024);
+    n += (size_t)snprintf(skeys + n, sizeof(skeys) - n, "within ");
+    ck_assert_uint_le(n, OBJ_SKEYS_MAX_LEN);
+    snprintf(skeys + n, sizeof(skeys) - n, "%.*s crossing", (int)(OBJ_SKEYS_MAX_LEN - n - 2), k1024);
+    cache_obj_t *o16k = make_obj("example.com/16k", skeys, "", 100, 'b', 1);
+    store_put(s, o2000);
+    store_put(s, o16k);
+    ck_assert_int_eq(store_flush(s), 0);
+
+    ck_assert_uint_eq(purge_key_now(s, k2000), 0); /* never indexed: not a key */
+    ck_assert_uint_eq(purge_key_now(s, "after"), 0);
+    ck_assert(present(s, o2000));
+    ck_assert_uint_eq(purge_key_now(s, "crossing"), 0);
+    ck_assert(present(s, o16k));
+    ck_assert_uint_eq(purge_key_now(s, "within"), 1);
+    ck_assert(!present(s, o16k));
+    ck_assert_uint_eq(purge_key_now(s, "before"), 1);
+    ck_assert(!present(s, o2000));
+
+    obj_unref(&o2000);
+    obj_unref(&o16k);
+    free(k2000), free(k1024);
+    store_close(&s);
+    tmpdir_free(dir);
+}
+END_TEST
+
 START_TEST(test_url_purge_every_variant)
 {
     char *dir = tmpdir_new();
@@ -1395,6 +1526,40 @@ START_TEST(test_journal_replays_lost_purges)
 }
 END_TEST
 
+/* a journaled purge of a long key is replayed after a crash too (its record holds the index key) */
+START_TEST(test_journal_replays_long_key_purges)
+{
+    char *dir = tmpdir_new();
+    char *data = path_in(dir, "data.mdb"), *image = path_in(dir, "image.mdb"), *lock = path_in(dir, "lock.mdb");
+    char *k900 = long_key(900, 'j', '9');
+    store_t *s = open_store(dir, 64 << 20, NULL);
+    cache_obj_t *a = make_obj("example.com/a", k900, "", 100, 'a', 1);
+    cache_obj_t *b = make_obj("example.com/b", "kb", "", 100, 'b', 1);
+    store_put(s, a);
+    store_put(s, b);
+    store_close(&s);
+    copy_file(data, image);
+
+    s = open_store(dir, 64 << 20, NULL);
+    ck_assert_uint_eq(purge_key_now(s, k900), 1);
+    store_close(&s);
+    copy_file(image, data); /* the crash: the main store lost the delete, the journal kept the purge */
+    unlink(lock);
+    s = open_store(dir, 64 << 20, NULL);
+    ck_assert(!present(s, a));
+    ck_assert(present(s, b));
+    store_close(&s);
+
+    obj_unref(&a);
+    obj_unref(&b);
+    free(k900);
+    free(data);
+    free(image);
+    free(lock);
+    tmpdir_free(dir);
+}
+END_TEST
+
 static void *flush_thread(void *arg)
 {
     return (void *)(intptr_t)store_flush(arg);
@@ -1613,7 +1778,8 @@ START_TEST(test_writer_answers_cover_queued_puts)
     ck_assert_msg(!qh.in_mem, "a put behind a hard purge is in memory when it is answered");
     ck_assert(!present(s, hard));
 
-    /* a key longer than any indexed one */
+    /* a key longer than an LMDB key (issue 19 item 5: it used to be neither indexed nor
+     * purged): indexed by its hash, and its purge takes the put queued ahead of it */
     char longkey[600];
     memset(longkey, 'l', sizeof(longkey) - 1);
     longkey[sizeof(longkey) - 1] = '\0';
@@ -1626,8 +1792,8 @@ START_TEST(test_writer_answers_cover_queued_puts)
     ck_assert_int_eq(store_flush(s), 0);
     ck_assert_int_eq(pr.calls, 1);
     ck_assert_int_eq(pr.last.err, 0);
-    ck_assert_uint_eq(pr.last.objects, 0);
-    ck_assert(present(s, tagged));
+    ck_assert_uint_eq(pr.last.objects, 1);
+    ck_assert(!present(s, tagged));
     obj_unref(&tagged);
 
     store_close(&s);
@@ -2106,6 +2272,9 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_replace_updates_indexes);
     tcase_add_test(tc, test_full_key_mismatch);
     tcase_add_test(tc, test_surrogate_key_purge);
+    tcase_add_test(tc, test_long_surrogate_keys_purge);
+    tcase_add_test(tc, test_surrogate_key_limits_from_the_origin);
+    tcase_add_test(tc, test_journal_replays_long_key_purges);
     tcase_add_test(tc, test_url_purge_every_variant);
     tcase_add_test(tc, test_soft_purge);
     tcase_add_test(tc, test_purge_epoch);
