@@ -178,6 +178,8 @@ int store_space_full(store_space_t *sp, int rc, uint64_t data_end, int64_t now_m
     if (!store_space_refused(rc, avail, store_space_slack(fs_size)))
         return 0;
     atomic_fetch_add_explicit(&sp->enospc, 1, memory_order_relaxed);
+    if (sp->mode == STORE_SPACE_MAP)
+        return 1; /* the map is the budget there, and nothing would give a cut back: evict within it */
     data_end -= data_end % sp->psize;
     if (data_end < store_space_budget_now(sp))
         store_space_set(sp, data_end);

@@ -77,8 +77,8 @@ void store_space_grow(store_space_t *sp, int64_t now_ms);
 
 /**
  * A write failed with rc. If it failed for room (store_space_refused), count it, cap
- * the budget at data_end (the end of the data LMDB holds: that room is allocated) and
- * return 1; else 0.
+ * the budget at data_end (the end of the data LMDB holds: that room is allocated; not
+ * in STORE_SPACE_MAP mode, which never grows back) and return 1; else 0.
  */
 int store_space_full(store_space_t *sp, int rc, uint64_t data_end, int64_t now_ms);
 
