@@ -17,6 +17,10 @@ file system itself (not LMDB's map) runs out.
                      and a key purge still takes it out, purges are answered 200, and once
                      the filler is deleted the budget grows back and the store fills past
                      where it was cut, with no restart.
+  JournalRoom        the purge journal's room: a journal with holes gets its blocks at open
+                     (purges then answer 200 on a full disk); with no room even then, a
+                     purge or purge_all is a 503 and is not applied, and works once room
+                     comes back.
 
 Every wait is on /stats counters (harness.wait_until), never on elapsed time.  The figures
 (objects stored before the store first evicted, the budgets) are printed.
