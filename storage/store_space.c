@@ -96,7 +96,8 @@ static void store_space_say_short(store_space_t *sp, const char *why)
 /*
  * Reserve [sp->reserved, to) of the data file. On ENOSPC try halfway, a few times: the
  * free space may have shrunk since it was measured. Where the file system cannot
- * preallocate, switch to STORE_SPACE_FREE.
+ * preallocate (or refuses for another reason), switch to STORE_SPACE_FREE rather than
+ * keep a budget of what the file happens to hold.
  */
 static void store_space_reserve(store_space_t *sp, uint64_t to)
 {
@@ -105,16 +106,14 @@ static void store_space_reserve(store_space_t *sp, uint64_t to)
             sp->reserved = to;
             return;
         }
-        if (errno == EOPNOTSUPP || errno == ENOSYS) {
+        if (errno == EINTR)
+            continue;
+        if (errno != ENOSPC && errno != EDQUOT) { /* not supported here (EOPNOTSUPP), or not allowed */
             sp->mode = STORE_SPACE_FREE;
             fprintf(stderr,
-                    "edgecache: store: the file system cannot preallocate the data file (%s); the disk budget "
-                    "follows its free space\n",
+                    "edgecache: store: cannot preallocate the data file (%s); the disk budget follows the file "
+                    "system's free space\n",
                     strerror(errno));
-            return;
-        }
-        if (errno != ENOSPC && errno != EDQUOT && errno != EINTR) {
-            fprintf(stderr, "edgecache: store: cannot preallocate the data file: %s\n", strerror(errno));
             return;
         }
         uint64_t half = sp->reserved + (to - sp->reserved) / 2;
