@@ -128,7 +128,8 @@ static void job_respond(purge_job_t *job)
 
     for (size_t i = 0; i < job->nops; i++) {
         if (job->ops[i].res.err != 0) {
-            admin_send_json_error(req, 500, "Purge failed", store_err_text(job->ops[i].res.err));
+            /* not durable, so not done: 503, for the client to retry (a full or failing disk passes) */
+            admin_send_json_error(req, 503, "Purge failed", store_err_text(job->ops[i].res.err));
             return;
         }
     }

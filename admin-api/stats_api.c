@@ -297,6 +297,10 @@ json_t *admin_stats_current_json(int64_t now)
     set_u64(disk, "objects", ss.objects);
     set_u64(disk, "bytes", ss.bytes_used);
     set_u64(disk, "map_size", ss.map_size);
+    set_u64(disk, "budget", ss.budget);
+    set_u64(disk, "enospc", ss.enospc);
+    set_u64(disk, "memory_only", ss.memory_only);
+    set_u64(disk, "puts", ss.puts);
     set_u64(disk, "evictions", ss.evictions);
     set_u64(disk, "journal_commits", ss.journal_commits);
     set_real(disk, "journal_write_ms", round3((double)ss.journal_write_us / 1000.0));
@@ -667,7 +671,14 @@ char *admin_metrics_render(size_t *len)
     prom_u64(&t, "edgecache_memory_budget_bytes", "gauge", "Byte budget of the memory tier.", ms.budget);
     prom_u64(&t, "edgecache_disk_objects", "gauge", "Objects in the disk store.", ss.objects);
     prom_u64(&t, "edgecache_disk_bytes", "gauge", "Bytes in use in the disk store.", ss.bytes_used);
-    prom_u64(&t, "edgecache_disk_map_bytes", "gauge", "Size of the disk store's map (its budget).", ss.map_size);
+    prom_u64(&t, "edgecache_disk_map_bytes", "gauge", "Size of the disk store's map (--disk-size).", ss.map_size);
+    prom_u64(&t, "edgecache_disk_budget_bytes", "gauge",
+             "Bytes the disk store may fill: the map, or less when the file system has less room.", ss.budget);
+    prom_u64(&t, "edgecache_disk_enospc_total", "counter",
+             "Times the file system had no room for the disk store (a budget short of the map, a write refused).",
+             ss.enospc);
+    prom_u64(&t, "edgecache_disk_memory_only_objects", "gauge",
+             "Objects kept in the memory tier that the disk had no room for.", ss.memory_only);
     prom_head(&t, "edgecache_evictions_total", "counter", "Objects evicted to stay within budget, by tier.");
     text_printf(&t, "edgecache_evictions_total{tier=\"memory\"} %llu\n", (unsigned long long)ms.evictions);
     text_printf(&t, "edgecache_evictions_total{tier=\"disk\"} %llu\n", (unsigned long long)ss.evictions);

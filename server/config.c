@@ -41,6 +41,7 @@ typedef enum opt_id {
     OPT_DATA_DIR,
     OPT_MEMORY_SIZE,
     OPT_DISK_SIZE,
+    OPT_DISK_RESERVE,
     OPT_DEFAULT_TTL,
     OPT_THREADS,
     OPT_ADMIN_THREADS,
@@ -81,6 +82,8 @@ static const opt_def_t opt_defs[] = {
     {OPT_DATA_DIR, "--data-dir", "data_dir", "DIR", "directory of the LMDB store"},
     {OPT_MEMORY_SIZE, "--memory-size", "memory_size", "SIZE", "memory tier budget, e.g. 256M (K/M/G/T, min 1M)"},
     {OPT_DISK_SIZE, "--disk-size", "disk_size", "SIZE", "disk store budget (LMDB map size), 1M to 1T"},
+    {OPT_DISK_RESERVE, "--disk-reserve", "disk_reserve", "MODE",
+     "preallocate (reserve the data file's room) or free-space (the budget follows the free space)"},
     {OPT_DEFAULT_TTL, "--default-ttl", "default_ttl", "SECONDS", "TTL when a response gives no freshness"},
     {OPT_THREADS, "--threads", "threads", "N", "worker threads, 1-256"},
     {OPT_ADMIN_THREADS, "--admin-threads", "admin_threads", "N", "admin API threads, 1-64"},
@@ -246,6 +249,7 @@ void config_defaults(config_t *cfg)
     strcpy(cfg->data_dir, "./edgecache-data");
     cfg->memory_size = (uint64_t)256 << 20;
     cfg->disk_size = (uint64_t)1 << 30;
+    cfg->disk_reserve = CONFIG_DISK_PREALLOCATE;
     cfg->default_ttl = 120;
     cfg->threads = cores < 1 ? 1 : cores > CONFIG_THREADS_MAX ? CONFIG_THREADS_MAX : (unsigned)cores;
     cfg->admin_threads = cores < 1 ? 1 : cores > CONFIG_ADMIN_THREADS_DEFAULT ? CONFIG_ADMIN_THREADS_DEFAULT : (unsigned)cores;
@@ -275,6 +279,7 @@ static void format_default(const config_t *d, opt_id_t id, char *buf, size_t cap
     case OPT_DATA_DIR: snprintf(buf, cap, "%.100s", d->data_dir); break;
     case OPT_MEMORY_SIZE: snprintf(buf, cap, "256M"); break;
     case OPT_DISK_SIZE: snprintf(buf, cap, "1G"); break;
+    case OPT_DISK_RESERVE: snprintf(buf, cap, "preallocate"); break;
     case OPT_DEFAULT_TTL: snprintf(buf, cap, "%u", d->default_ttl); break;
     case OPT_THREADS: snprintf(buf, cap, "number of online cores, %u here", d->threads); break;
     case OPT_ADMIN_THREADS:
@@ -330,8 +335,8 @@ void config_print_help(void *stream)
             fprintf(f, "  %-32s %s\n", left, o->help);
     }
     fputs("\nConfig file keys (JSON object): listen, admin_listen, backends (array of \"HOST:PORT\"),\n"
-          "data_dir, memory_size (bytes or \"256M\"), disk_size, default_ttl, threads, service_id,\n"
-          "max_heuristic_ttl, default_grace, origin_timeout, shutdown_timeout, max_request_body,\n"
+          "data_dir, memory_size (bytes or \"256M\"), disk_size, disk_reserve, default_ttl, threads,\n"
+          "service_id, max_heuristic_ttl, default_grace, origin_timeout, shutdown_timeout, max_request_body,\n"
           "request_body_memory, load_balancing, shield,\n"
           "shield_admin, shield_token, access_log, stats_sample_interval, stats_retention_days,\n"
           "stats_minute_seconds, sla_degraded_percent, metrics_public_listen.\n",
@@ -454,6 +459,16 @@ static int apply_value(config_t *cfg, const opt_def_t *o, const char *who, const
         memcpy(cfg->service_id, val, len + 1);
         return 0;
     }
+    case OPT_DISK_RESERVE:
+        if (strcmp(val, "preallocate") == 0) {
+            cfg->disk_reserve = CONFIG_DISK_PREALLOCATE;
+        } else if (strcmp(val, "free-space") == 0) {
+            cfg->disk_reserve = CONFIG_DISK_FREE_SPACE;
+        } else {
+            set_err(err, errlen, "%s: invalid mode '%.64s' (expected preallocate or free-space)", who, val);
+            return -1;
+        }
+        return 0;
     case OPT_LOAD_BALANCING:
         if (strcmp(val, "round_robin") == 0) {
             cfg->load_balancing = CONFIG_LB_ROUND_ROBIN;

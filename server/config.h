@@ -26,6 +26,7 @@ typedef struct config {
     char data_dir[4096];        /* --data-dir, default "./edgecache-data" */
     uint64_t memory_size;       /* --memory-size BYTES (K/M/G suffixes), default 256M */
     uint64_t disk_size;         /* --disk-size BYTES, default 1G */
+    int disk_reserve;           /* --disk-reserve preallocate|free-space: CONFIG_DISK_* (default preallocate) */
     uint32_t default_ttl;       /* --default-ttl SECONDS, default 120 */
     unsigned threads;           /* --threads N, default: number of online cores */
     unsigned admin_threads;     /* --admin-threads N, default: online cores, at most 4 */
@@ -71,6 +72,10 @@ typedef struct config {
 #define CONFIG_LB_ROUND_ROBIN 0 /* weighted round robin over healthy backends */
 #define CONFIG_LB_HASH 1        /* consistent (rendezvous) hash of the cache key */
 #define CONFIG_LB_FIRST 2       /* the first healthy backend wins */
+
+/* --disk-reserve: how the disk store makes sure of its room (storage/store.h STORE_SPACE_*) */
+#define CONFIG_DISK_PREALLOCATE 0 /* allocate the data file up to --disk-size (or what the file system has) */
+#define CONFIG_DISK_FREE_SPACE 1  /* no preallocation: the budget follows the file system's free space */
 
 /** Fill cfg with the built-in defaults. */
 void config_defaults(config_t *cfg);

@@ -131,7 +131,9 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
     mem = mem_create(cfg.memory_size, 0);
-    store_options_t sopt = {.dir = cfg.data_dir, .map_size = cfg.disk_size, .mem = mem};
+    store_options_t sopt = {.dir = cfg.data_dir, .map_size = cfg.disk_size, .mem = mem,
+                            .space_mode = cfg.disk_reserve == CONFIG_DISK_FREE_SPACE ? STORE_SPACE_FREE
+                                                                                     : STORE_SPACE_PREALLOCATE};
     if (store_open(&store, &sopt, err, sizeof(err)) != 0) {
         fprintf(stderr, "edgecache: --data-dir: %s\n", err);
         mem_destroy(&mem);

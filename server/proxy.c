@@ -2329,7 +2329,7 @@ static void on_purge_messages(h2o_multithread_receiver_t *receiver, h2o_linklist
             if (pp->res.err == BACKEND_EFORWARD || pp->res.err == BACKEND_EINVAL) {
                 admin_send_json_error(req, 502, "Purge failed", "shield: the purge could not be applied on the shield node");
             } else if (pp->res.err != 0) {
-                admin_send_json_error(req, 500, "Purge failed", "the store could not commit the purge");
+                admin_send_json_error(req, 503, "Purge failed", "the store could not commit the purge");
             } else {
                 char id[96], body[160];
                 admin_next_purge_id(g.admin, id, sizeof(id));

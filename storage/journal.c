@@ -6,7 +6,8 @@
  * whoever created it) that was zero-filled and synced when created (under a
  * temporary name, renamed into place: a half-created journal never has the real name);
  * a table with, for each 512-byte sector, the last seq of the segment written there; the
- * next sector to write.
+ * next sector to write. Every block of the file is allocated (journal_reserve at each
+ * open), so that a segment never needs room the file system may no longer have.
  *
  * Invariants: a segment is written only over sectors whose records have a seq at or
  * below what the caller says the main store has synced, so the records a crash could
@@ -217,6 +218,23 @@ static int journal_size_ok(uintmax_t size)
     return size >= JOURNAL_MIN_SIZE && size <= JOURNAL_MAX_SIZE && size % JOURNAL_SECTOR == 0;
 }
 
+/*
+ * Make sure every block of the ring is allocated. A journal created here is zero-filled,
+ * but one copied by a sparse-aware tool, or restored from a backup, may have holes, and a
+ * write into a hole needs a block the file system may not have: on a full disk, purges
+ * would fail (answered with an error, never acknowledged) although the journal exists.
+ * Filling the holes now, while there may be room, keeps purges working on a full disk.
+ * Only said when it fails: where it is not supported (or there is no room) the journal
+ * still works, as before.
+ */
+static void journal_reserve(int fd, off_t size, const char *path)
+{
+    if (fallocate(fd, 0, 0, size) != 0 && errno != EOPNOTSUPP && errno != ENOSYS)
+        fprintf(stderr,
+                "edgecache: purge journal: cannot reserve the room of %s (%s): a purge may fail on a full disk\n",
+                path, strerror(errno));
+}
+
 int journal_open(journal_t **out, const char *dir, size_t size_if_new, const uint8_t key[JOURNAL_KEY_BYTES],
                  char *errbuf, size_t errlen)
 {
@@ -251,6 +269,7 @@ int journal_open(journal_t **out, const char *dir, size_t size_if_new, const uin
         goto fail;
     }
     j->sectors = (size_t)st.st_size / JOURNAL_SECTOR; /* checked above, or just created */
+    journal_reserve(j->fd, (off_t)st.st_size, path);
 
     uint8_t *ring;
     journal_seg_t *segs;

@@ -12,7 +12,8 @@
  *
  * On disk: a file of JOURNAL_MIN_SIZE to JOURNAL_MAX_SIZE bytes (a multiple of 512),
  * written with zeros when created (so later writes never change the file's size or
- * block map, and a sync carries no metadata); it keeps the size it was created with. A
+ * block map, need no room on a full disk, and a sync carries no metadata; each open
+ * allocates any block a copy left as a hole); it keeps the size it was created with. A
  * commit is one segment at a 512-byte boundary:
  *   header (32 bytes, little-endian): u32 magic "ECJ1", u16 version (1), u16 sectors,
  *     u64 first_seq, u32 records, u32 payload bytes, u64 checksum (SipHash-2-4 of the

@@ -30,7 +30,12 @@
  *     writer bumps the purge epoch and then removes them from the memory tier,
  *     and a put the writer drops is removed from the memory tier too. Otherwise
  *     a surrogate-key purge, which finds objects through the disk index, could
- *     miss a resident copy.
+ *     miss a resident copy. The one exception: a put dropped for want of room
+ *     (map or file system full) stays in memory, listed in the memory-only set,
+ *     which every purge is matched against as well (store_memonly_purge).
+ *   - The fill figures are fractions of the budget (store_budget), which is the
+ *     map size unless the file system has less room (storage/store_space_int.h);
+ *     a write the file system refuses cuts it and is handled like MDB_MAP_FULL.
  *   - An object whose generation is below the current generation is a miss.
  *   - An object in the pending set (a purge of it was answered, the transaction
  *     deleting it has not committed) is a miss; a purge's references in the set
@@ -71,6 +76,7 @@
 #include "migrations/mig_int.h"
 #include "storage/journal_int.h"
 #include "storage/le.h"
+#include "storage/store_space_int.h"
 
 #define STORE_MAGIC 0x5170e7c1u
 #define STORE_DEFAULT_MAP_SIZE ((size_t)1 << 30)
@@ -321,6 +327,23 @@ struct store {
     uint64_t reclaim_gen; /* generation of the running reclaim pass; 0 = none */
     uint8_t reclaim_pos[CACHE_HASH_LEN];
     int reclaim_has_pos;
+    size_t reclaim_chunk;      /* old objects one reclaim transaction deletes; smaller after one failed for room */
+    int64_t reclaim_retry_ms;  /* a step that failed for room is tried again from then on */
+
+    /* the room on the file system (store_space_int.h): the budget replaces the map size in every fill figure */
+    store_space_t space;
+
+    /*
+     * Objects whose put the disk could not take (no room) stay in the memory tier, and are
+     * listed here with what names them (store_obj_tags): a purge finds objects through the
+     * disk's indexes, so both writing threads also match the purges they apply or answer
+     * against this list and take what matches out of the memory tier. A ring of
+     * STORE_MEMONLY_MAX; the oldest entry that falls off leaves the memory tier too.
+     */
+    pthread_mutex_t memonly_lock;
+    struct store_memonly *memonly; /* ring, allocated on first use */
+    size_t memonly_head, memonly_n;
+    _Atomic size_t memonly_count; /* = memonly_n, read without the lock */
 
     /* counters */
     _Atomic uint64_t st_objects, st_bytes_used;
@@ -607,11 +630,121 @@ static void store_pend_release(store_t *s, store_op_t *ops)
     pthread_mutex_unlock(&s->pend_lock);
 }
 
+/* ---- objects only the memory tier holds: the disk had no room for them ---- */
+
+#define STORE_MEMONLY_MAX 16384
+
+typedef struct store_memonly {
+    uint8_t hash[CACHE_HASH_LEN];
+    store_hashvec_t tags; /* store_obj_tags; n == 0: taken out already */
+} store_memonly_t;
+
+/*
+ * The writer dropped obj's put for want of room: keep it in the memory tier and list it.
+ * Called before applied_order passes the put, so that an early answer (which looks at
+ * the puts in flight first, then at this list) never misses it.
+ */
+static void store_memonly_add(store_t *s, const cache_obj_t *obj)
+{
+    store_hashvec_t tags = {0};
+    uint8_t fell_off[CACHE_HASH_LEN];
+    int falls = 0;
+    store_obj_tags(obj->key, obj->key_len, obj->skeys, obj->skeys_len, &tags);
+    pthread_mutex_lock(&s->memonly_lock);
+    if (s->memonly == NULL)
+        s->memonly = store_xcalloc(STORE_MEMONLY_MAX, sizeof(*s->memonly));
+    if (s->memonly_n == STORE_MEMONLY_MAX) {
+        store_memonly_t *old = &s->memonly[s->memonly_head];
+        if (old->tags.n > 0) {
+            memcpy(fell_off, old->hash, CACHE_HASH_LEN);
+            falls = 1;
+            atomic_fetch_sub_explicit(&s->memonly_count, 1, memory_order_relaxed);
+        }
+        store_hashvec_free(&old->tags);
+        s->memonly_head = (s->memonly_head + 1) % STORE_MEMONLY_MAX;
+        s->memonly_n--;
+    }
+    store_memonly_t *e = &s->memonly[(s->memonly_head + s->memonly_n) % STORE_MEMONLY_MAX];
+    memcpy(e->hash, obj->hash, CACHE_HASH_LEN);
+    e->tags = tags;
+    s->memonly_n++;
+    atomic_fetch_add_explicit(&s->memonly_count, 1, memory_order_release);
+    pthread_mutex_unlock(&s->memonly_lock);
+    if (falls) /* no purge could find it any more */
+        mem_remove(s->mem, fell_off);
+}
+
+/*
+ * Take out of the memory tier the listed objects that purges naming `tags` (URL hashes,
+ * store_skey_tag) cover; all of them with `all` (purge-all). Either writing thread, before
+ * it answers those purges. Taking out more than a purge named is harmless: a miss.
+ */
+static void store_memonly_purge(store_t *s, const store_hashvec_t *tags, int all)
+{
+    if (s->mem == NULL || (tags->n == 0 && !all) || atomic_load_explicit(&s->memonly_count, memory_order_acquire) == 0)
+        return;
+    uint8_t(*sorted)[CACHE_HASH_LEN] = NULL;
+    if (!all) {
+        sorted = store_xmemdup(tags->v, tags->n * CACHE_HASH_LEN, 0);
+        qsort(sorted, tags->n, CACHE_HASH_LEN, store_tag_cmp);
+    }
+    store_hashvec_t gone = {0};
+    pthread_mutex_lock(&s->memonly_lock);
+    for (size_t i = 0; i < s->memonly_n; i++) {
+        store_memonly_t *e = &s->memonly[(s->memonly_head + i) % STORE_MEMONLY_MAX];
+        int named = all && e->tags.n > 0;
+        for (size_t t = 0; !named && t < e->tags.n; t++)
+            named = bsearch(e->tags.v[t], sorted, tags->n, CACHE_HASH_LEN, store_tag_cmp) != NULL;
+        if (named) {
+            store_hashvec_push(&gone, e->hash);
+            store_hashvec_free(&e->tags);
+            atomic_fetch_sub_explicit(&s->memonly_count, 1, memory_order_relaxed);
+        }
+    }
+    pthread_mutex_unlock(&s->memonly_lock);
+    for (size_t i = 0; i < gone.n; i++)
+        mem_remove(s->mem, gone.v[i]);
+    store_hashvec_free(&gone);
+    free(sorted);
+}
+
+static void store_memonly_free(store_t *s)
+{
+    for (size_t i = 0; s->memonly != NULL && i < s->memonly_n; i++)
+        store_hashvec_free(&s->memonly[(s->memonly_head + i) % STORE_MEMONLY_MAX].tags);
+    free(s->memonly);
+    s->memonly = NULL;
+    s->memonly_n = 0;
+}
+
 static int store_lmdb_err(int rc)
 {
-    if (rc == MDB_MAP_FULL)
+    if (rc == MDB_MAP_FULL || rc == ENOSPC || rc == EDQUOT)
         return STORE_EFULL;
     return STORE_EIO;
+}
+
+static int64_t store_now_ms(void);
+
+/* The end of the data LMDB holds: what its file has written (allocated) so far. */
+static uint64_t store_data_end(store_t *s)
+{
+    MDB_envinfo info;
+    if (mdb_env_info(s->env, &info) != 0)
+        return 0;
+    return ((uint64_t)info.me_last_pgno + 1) * s->psize;
+}
+
+/*
+ * A write transaction failed with rc: if for want of room on the file system, the
+ * budget is cut to the data the file holds (store_space_full) and 1 is returned, so
+ * that the caller evicts inside the file, as for MDB_MAP_FULL.
+ */
+static int store_write_refused(store_t *s, int rc)
+{
+    if (rc == 0 || rc == MDB_MAP_FULL || rc < 0) /* LMDB's own codes are negative; the file system's are errno */
+        return 0;
+    return store_space_full(&s->space, rc, store_data_end(s), store_now_ms());
 }
 
 /* Bytes a record of `len` bytes takes in the map: big records go to overflow pages. */
@@ -622,11 +755,21 @@ static size_t store_rec_cost(const store_t *s, size_t len)
     return len + 128;
 }
 
+/*
+ * The bytes the store may fill: the map size, or less when the file system has less
+ * room than that (store_space_int.h). Every fill figure (eviction's water marks, the
+ * room of puts and kv records) is a fraction of it.
+ */
+static uint64_t store_budget(store_t *s)
+{
+    return store_space_budget_now(&s->space);
+}
+
 /* Is there room for `extra` more bytes of kv records (see STORE_KV_FILL_MAX)? */
-static int store_kv_fits(const store_t *s, size_t extra)
+static int store_kv_fits(store_t *s, size_t extra)
 {
     uint64_t used = atomic_load_explicit(&s->st_bytes_used, memory_order_relaxed);
-    return (double)(used + extra) <= (double)s->map_size * STORE_KV_FILL_MAX;
+    return (double)(used + extra) <= (double)store_budget(s) * STORE_KV_FILL_MAX;
 }
 
 static void store_evict_key(uint8_t out[STORE_EVICT_KEY_LEN], int64_t time_ms, const uint8_t hash[CACHE_HASH_LEN])
@@ -940,7 +1083,7 @@ static int store_txn_put(store_t *s, MDB_txn *txn, store_batch_t *b, store_op_t 
         op->dropped = STORE_PUT_OLD_GENERATION;
         return 0;
     }
-    if (obj->rec_len > s->map_size / 8) {
+    if (obj->rec_len > store_budget(s) / 8) {
         op->dropped = STORE_PUT_TOO_LARGE;
         return 0;
     }
@@ -1196,7 +1339,7 @@ static int store_batch_attempt(store_t *s, store_batch_t *b, int with_puts)
     b->kv_cost = 0;
     uint64_t used = atomic_load_explicit(&s->st_bytes_used, memory_order_relaxed);
     double fill = s->high_water > STORE_PUT_FILL_MAX ? s->high_water : STORE_PUT_FILL_MAX;
-    uint64_t cap = (uint64_t)((double)s->map_size * fill);
+    uint64_t cap = (uint64_t)((double)store_budget(s) * fill);
     b->put_room = cap > used ? cap - used : 0;
     for (store_op_t *op = b->ops; op != NULL; op = op->next) {
         op->rc = 0;
@@ -1317,6 +1460,7 @@ static void store_evict_to(store_t *s, uint64_t target)
         else if (txn != NULL)
             mdb_txn_abort(txn);
         if (rc != 0) {
+            store_write_refused(s, rc); /* a delete needs fresh pages too: smaller rounds need fewer */
             if (chunk == 1)
                 break;
             chunk = chunk > 8 ? chunk / 8 : 1;
@@ -1355,14 +1499,14 @@ static void store_advance_txnid(store_t *s)
         atomic_fetch_add_explicit(&s->st_commits, 1, memory_order_relaxed);
 }
 
-static uint64_t store_high_bytes(const store_t *s)
+static uint64_t store_high_bytes(store_t *s)
 {
-    return (uint64_t)((double)s->map_size * s->high_water);
+    return (uint64_t)((double)store_budget(s) * s->high_water);
 }
 
-static uint64_t store_low_bytes(const store_t *s)
+static uint64_t store_low_bytes(store_t *s)
 {
-    return (uint64_t)((double)s->map_size * s->low_water);
+    return (uint64_t)((double)store_budget(s) * s->low_water);
 }
 
 static int64_t store_now_us(void)
@@ -1915,6 +2059,7 @@ static void store_batch_ack_early(store_t *s, store_batch_t *b)
         uint64_t epoch = store_plog_publish(s, &tags); /* as after a commit: the memory tier next */
         for (size_t i = 0; s->mem != NULL && i < mem.n; i++)
             mem_remove(s->mem, mem.v[i]);
+        store_memonly_purge(s, &tags, 0); /* after the puts in flight: one the writer dropped since is listed */
         store_hide_queued_puts(s, &tags, epoch, 1); /* puts queued since this batch was taken */
         for (store_op_t *op = b->ops; op != NULL; op = op->next) {
             if (op->acked && op->cb != NULL) {
@@ -2004,6 +2149,7 @@ static void *store_front_main(void *arg)
 
 static void store_batch_process(store_t *s, store_batch_t *b)
 {
+    store_space_grow(&s->space, store_now_ms()); /* a budget the file system cut: has space come back? */
     uint64_t high = store_high_bytes(s), low = store_low_bytes(s);
     uint64_t used = atomic_load_explicit(&s->st_bytes_used, memory_order_relaxed);
 
@@ -2025,16 +2171,25 @@ static void store_batch_process(store_t *s, store_batch_t *b)
     if (b->has_puts && used + b->put_cost > high)
         store_evict_to(s, high > b->put_cost && high - b->put_cost < low ? high - b->put_cost : low);
 
+    /*
+     * The file system refusing a write is handled as the map filling up: the budget is cut
+     * to what the file holds, eviction frees pages inside it, and the retry reuses them.
+     * Without puts too: a purge-all or a delete must get through on a full disk.
+     */
     int rc = store_batch_attempt(s, b, 1);
-    if ((rc == MDB_MAP_FULL || rc == MDB_TXN_FULL) && b->has_puts) {
-        uint64_t extra = b->put_cost + s->map_size / 10;
+    int full = rc == MDB_MAP_FULL || store_write_refused(s, rc);
+    if ((full || rc == MDB_TXN_FULL) && (b->has_puts || full)) {
+        uint64_t extra = b->put_cost + store_budget(s) / 10;
+        low = store_low_bytes(s);
         store_evict_to(s, low > extra ? low - extra : 0);
         store_advance_txnid(s);
         rc = store_batch_attempt(s, b, 1);
+        store_write_refused(s, rc);
     }
     if (rc != 0 && b->has_puts) { /* keep the purges and kv writes; drop the puts */
         store_advance_txnid(s);
         rc = store_batch_attempt(s, b, 0);
+        store_write_refused(s, rc);
     }
 
     if (rc == 0 && b->journal_seq != 0)
@@ -2090,11 +2245,19 @@ static void store_batch_process(store_t *s, store_batch_t *b)
         /* before any answer: a put dropped for a purge earlier in this batch must be out of memory by then */
         if (rc != 0 && op->dropped == STORE_PUT_KEPT)
             op->dropped = STORE_PUT_MAP_FULL;
-        if (op->dropped == STORE_PUT_MAP_FULL || op->dropped == STORE_PUT_TOO_LARGE)
+        int no_room = op->dropped == STORE_PUT_MAP_FULL || op->dropped == STORE_PUT_TOO_LARGE;
+        if (no_room)
             atomic_fetch_add_explicit(&s->st_map_full, 1, memory_order_relaxed);
-        if (op->dropped != STORE_PUT_KEPT && s->mem != NULL)
-            mem_remove_if_same(s->mem, op->obj->hash, op->obj);
+        if (op->dropped == STORE_PUT_KEPT || s->mem == NULL)
+            continue;
+        if (no_room)
+            store_memonly_add(s, op->obj); /* the disk's trouble: it still serves from memory */
+        else
+            mem_remove_if_same(s->mem, op->obj->hash, op->obj); /* purged, or of an old generation */
     }
+    /* this batch's purges cover the memory-only objects too, those just listed included */
+    if (rc == 0 && (b->purge_all || b->plog_tags.n > 0))
+        store_memonly_purge(s, &b->plog_tags, b->purge_all);
     atomic_store_explicit(&s->apply_failing, keep, memory_order_release); /* before any answer below */
     for (store_op_t *op = b->ops, *next; op != NULL; op = next) {
         next = op->next;
@@ -2164,7 +2327,7 @@ static void store_reclaim_step(store_t *s)
     } else {
         rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
     }
-    while (rc == 0 && scanned < STORE_RECLAIM_SCAN_MAX && old.n < STORE_RECLAIM_DELETE_MAX &&
+    while (rc == 0 && scanned < STORE_RECLAIM_SCAN_MAX && old.n < s->reclaim_chunk &&
            bytes < STORE_RECLAIM_SCAN_BYTES) {
         if (k.mv_size == CACHE_HASH_LEN) {
             memcpy(pos, k.mv_data, sizeof(pos));
@@ -2200,6 +2363,8 @@ static void store_reclaim_step(store_t *s)
         goto fail;
     atomic_fetch_add_explicit(&s->st_commits, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&s->st_deletes, old.n, memory_order_relaxed);
+    if (s->reclaim_chunk < STORE_RECLAIM_DELETE_MAX) /* room again: back to full steps */
+        s->reclaim_chunk = s->reclaim_chunk * 2 < STORE_RECLAIM_DELETE_MAX ? s->reclaim_chunk * 2 : STORE_RECLAIM_DELETE_MAX;
     if (at_end) {
         s->reclaim_gen = 0;
     } else {
@@ -2216,6 +2381,22 @@ fail:
     if (txn != NULL)
         mdb_txn_abort(txn);
     store_hashvec_free(&old);
+    if (rc == MDB_MAP_FULL || store_write_refused(s, rc)) {
+        /*
+         * No room for the deletes' copies of pages: the very thing reclaim gives back. Go on
+         * later with fewer deletes a step (each needs fewer fresh pages), and let eviction,
+         * which frees the oldest objects, old generations first, make room meanwhile.
+         */
+        if (s->reclaim_chunk == STORE_RECLAIM_DELETE_MAX)
+            fprintf(stderr, "edgecache: store: reclaim of old generations paused, no room: %s; retrying\n",
+                    mdb_strerror(rc));
+        s->reclaim_chunk = s->reclaim_chunk > 8 ? s->reclaim_chunk / 8 : 1;
+        s->reclaim_retry_ms = store_now_ms() + STORE_SPACE_RETRY_MS;
+        uint64_t used;
+        if (store_measure(s, &used) == 0 && used > store_high_bytes(s))
+            store_evict_to(s, store_low_bytes(s));
+        return;
+    }
     /* try again after the next purge-all or restart rather than spin */
     fprintf(stderr, "edgecache: store: reclaim of old generations stopped: %s\n", mdb_strerror(rc));
     s->reclaim_gen = 0;
@@ -2243,9 +2424,10 @@ static void *store_writer_main(void *arg)
     if (store_measure(s, &used) == 0 && used > store_high_bytes(s))
         store_evict_to(s, store_low_bytes(s)); /* e.g. reopened with a smaller map */
 
-    size_t max_put_cost = s->map_size / 8 < STORE_BATCH_MAX_BYTES ? s->map_size / 8 : STORE_BATCH_MAX_BYTES;
     pthread_mutex_lock(&s->lock);
     for (;;) {
+        uint64_t budget = store_budget(s); /* the file system may cut it, and give it back */
+        size_t max_put_cost = budget / 8 < STORE_BATCH_MAX_BYTES ? (size_t)(budget / 8) : STORE_BATCH_MAX_BYTES;
         if (s->ahead == NULL) {
             if (s->front_done)
                 break;
@@ -2257,6 +2439,10 @@ static void *store_writer_main(void *arg)
                     store_batch_t b = {0}; /* empty: store_batch_process puts them in */
                     store_writer_run(s, &b);
                 }
+            } else if (s->reclaim_gen != 0 && store_now_ms() < s->reclaim_retry_ms) {
+                struct timespec ts; /* a step failed for room: wait a little, or for work */
+                store_deadline(&ts, s->reclaim_retry_ms - store_now_ms());
+                pthread_cond_timedwait(&s->apply_wake, &s->lock, &ts);
             } else if (s->reclaim_gen != 0) {
                 pthread_mutex_unlock(&s->lock);
                 store_reclaim_step(s);
@@ -2523,6 +2709,7 @@ int store_open(store_t **out, const store_options_t *opt, char *errbuf, size_t e
     pthread_mutex_init(&s->lock, NULL);
     pthread_mutex_init(&s->plog_lock, NULL);
     pthread_mutex_init(&s->pend_lock, NULL);
+    pthread_mutex_init(&s->memonly_lock, NULL);
     s->plog = calloc(PURGE_LOG_SIZE, sizeof(*s->plog));
     if (s->plog == NULL)
         abort();
@@ -2582,6 +2769,8 @@ int store_open(store_t **out, const store_options_t *opt, char *errbuf, size_t e
     s->map_size = info.me_mapsize;
     s->psize = st.ms_psize;
     s->max_keysize = (size_t)mdb_env_get_maxkeysize(s->env);
+    s->reclaim_chunk = STORE_RECLAIM_DELETE_MAX;
+    store_space_open(&s->space, STORE_SPACE_MAP, -1, s->map_size, s->psize); /* until the writer's is set up */
     if (want != 0 && s->map_size > want)
         fprintf(stderr,
                 "edgecache: store: the data file in %s already extends past the requested map size %zu; "
@@ -2647,6 +2836,10 @@ int store_open(store_t **out, const store_options_t *opt, char *errbuf, size_t e
             goto fail;
         }
         sodium_memzero(jkey, sizeof(jkey));
+        /* after the journal took its room: the data file's reservation, or its budget, from what is left */
+        int data_fd;
+        if (mdb_env_get_fd(s->env, &data_fd) == 0)
+            store_space_open(&s->space, opt->space_mode, data_fd, s->map_size, s->psize);
         if ((rc = pthread_create(&s->writer, NULL, store_writer_main, s)) != 0) {
             store_msg(errbuf, errlen, "store: cannot start the writer thread: %s", strerror(rc));
             goto fail;
@@ -2725,6 +2918,7 @@ void store_close(store_t **storep)
     if (s->applier_started)
         store_sync_main(s); /* the journal's records are then all in the main store */
     journal_close(&s->journal);
+    store_memonly_free(s);
     assert(s->head == NULL && s->ahead == NULL);
     store_slots_orphan(s);
     mdb_env_close(s->env);
@@ -2914,6 +3108,9 @@ void store_get_stats(store_t *s, store_stats_t *out)
     out->map_full_errors = atomic_load_explicit(&s->st_map_full, memory_order_relaxed);
     out->corrupt_records = atomic_load_explicit(&s->st_corrupt, memory_order_relaxed);
     out->generation = store_generation(s);
+    out->budget = store_budget(s);
+    out->enospc = atomic_load_explicit(&s->space.enospc, memory_order_relaxed);
+    out->memory_only = atomic_load_explicit(&s->memonly_count, memory_order_relaxed);
 }
 
 /* ---- key/value records ---- */

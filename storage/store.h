@@ -35,7 +35,14 @@ typedef struct store store_t;
 #define STORE_ECORRUPT (-30951)  /* a record failed validation; it is deleted in the background */
 #define STORE_ESCHEMA (-30952)   /* the store was written by a newer schema */
 #define STORE_EIO (-30953)       /* LMDB error; see the message */
-#define STORE_EFULL (-30954)     /* the map is full even after eviction */
+#define STORE_EFULL (-30954)     /* the map (or the file system) is full even after eviction */
+
+/* how the store makes sure of its room on the file system (storage/store_space_int.h) */
+enum {
+    STORE_SPACE_MAP = 0,     /* the map size is the budget; nothing is reserved (CLI commands, tests) */
+    STORE_SPACE_PREALLOCATE, /* allocate the data file up to the map size, or as far as the file system allows */
+    STORE_SPACE_FREE,        /* no preallocation: the budget follows the file system's free space */
+};
 
 typedef struct store_options {
     const char *dir;       /* data directory; created if missing */
@@ -45,6 +52,7 @@ typedef struct store_options {
     double evict_high_water; /* start evicting at this fraction of the map (default 0.85 when 0) */
     double evict_low_water;  /* evict down to this fraction (default 0.75 when 0) */
     unsigned checkpoint_ms;  /* background sync interval (default 5000 when 0; tests set it) */
+    int space_mode;          /* STORE_SPACE_*: 0 = STORE_SPACE_MAP */
 } store_options_t;
 
 typedef struct store_stats {
@@ -58,6 +66,9 @@ typedef struct store_stats {
     uint64_t journal_unsynced; /* journaled purges the main store has committed but not yet synced */
     uint64_t journal_write_us;     /* time spent in those synced segment writes (the ones that worked), in all */
     uint64_t journal_write_max_us; /* the longest of them */
+    uint64_t budget;          /* bytes the store may fill: the map size, or less when the file system has less room */
+    uint64_t enospc;          /* times the file system had no room: a budget short of the map, a write refused */
+    uint64_t memory_only;     /* objects kept in the memory tier although the disk could not take them */
 } store_stats_t;
 
 /* what a purge did */

@@ -722,14 +722,22 @@ START_TEST(test_eviction_tiny_map)
     store_get_stats(s, &st);
     ck_assert_uint_eq(st.objects, 0);
 
-    /* an object bigger than map/8 is refused, and dropped from memory for coherence */
-    cache_obj_t *huge = make_obj("example.com/huge", "", "", map / 4, 'h', 1);
+    /* an object bigger than map/8 is refused by the disk; it serves from memory, where purges find it too */
+    cache_obj_t *huge = make_obj("example.com/huge", "hugekey", "", map / 4, 'h', 1);
     mem_insert(mem, huge);
     store_put(s, huge);
     ck_assert_int_eq(store_flush(s), 0);
     ck_assert(!present(s, huge));
     store_get_stats(s, &st);
     ck_assert_uint_eq(st.map_full_errors, 1);
+    ck_assert_uint_eq(st.memory_only, 1);
+    cache_obj_t *resident = mem_lookup(mem, huge->hash);
+    ck_assert_ptr_eq(resident, huge);
+    obj_unref(&resident);
+    purge_record_t hpr = {0};
+    store_purge_surrogate_key(s, "hugekey", 7, 0, on_purge, &hpr);
+    ck_assert_int_eq(store_flush(s), 0);
+    ck_assert_int_eq(hpr.last.err, 0);
     ck_assert_ptr_null(mem_lookup(mem, huge->hash));
 
     obj_unref(&huge);
