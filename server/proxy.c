@@ -54,6 +54,7 @@
 #include <h2o.h>
 #include "admin-api/admin.h"
 #include "server/backend.h"
+#include "server/cache_key.h"
 #include "server/cache_policy.h"
 #include "server/header_rules.h"
 #include "server/origin_client.h"
@@ -88,6 +89,8 @@ static struct {
     admin_t *admin;
     uint64_t max_object_size;
     policy_settings_t policy;
+    cache_key_rules_t key_rules; /* from cfg: fixed for the process's life */
+    const char *key_ignore_params[CONFIG_MAX_IGNORED_PARAMS];
 } g;
 
 /* the live header rules: swapped whole by the admin API; replaced sets are retired, not freed */
@@ -670,6 +673,13 @@ static int name_is(const char *name, size_t len, const char *lit)
     return len == l && memcmp(name, lit, l) == 0;
 }
 
+/* stored headers the client does not get from us as-is (h2o writes Date; we compute Age) */
+static int is_not_delivered(const char *name, size_t len, int keep_surrogate)
+{
+    return name_is(name, len, "date") || name_is(name, len, "age") ||
+           (!keep_surrogate && (name_is(name, len, "surrogate-control") || name_is(name, len, "surrogate-key")));
+}
+
 /* headers that describe one hop, never forwarded nor stored */
 static int is_hop_by_hop(const char *name, size_t len)
 {
@@ -679,106 +689,27 @@ static int is_hop_by_hop(const char *name, size_t len)
            name_is(name, len, "proxy-authorization");
 }
 
-/* stored headers the client does not get from us as-is (h2o writes Date; we compute Age) */
-static int is_not_delivered(const char *name, size_t len, int keep_surrogate)
-{
-    return name_is(name, len, "date") || name_is(name, len, "age") ||
-           (!keep_surrogate && (name_is(name, len, "surrogate-control") || name_is(name, len, "surrogate-key")));
-}
-
 static int method_is(h2o_req_t *req, const char *m)
 {
     return h2o_memis(req->method.base, req->method.len, m, strlen(m));
 }
 
-/* is query parameter `name` (up to '=' or the end) one the cache key ignores? */
-static int query_param_ignored(const char *param, size_t len)
-{
-    const char *eq = memchr(param, '=', len);
-    size_t name_len = eq != NULL ? (size_t)(eq - param) : len;
-    for (size_t i = 0; g.cfg != NULL && i != g.cfg->num_cache_key_ignore_params; ++i) {
-        const char *ign = g.cfg->cache_key_ignore_params[i];
-        if (strlen(ign) == name_len && memcmp(ign, param, name_len) == 0)
-            return 1;
-    }
-    return 0;
-}
-
-typedef struct query_param {
-    const char *p;
-    size_t len;
-} query_param_t;
-
-static int query_param_cmp(const void *a, const void *b)
-{
-    const query_param_t *x = a, *y = b;
-    size_t n = x->len < y->len ? x->len : y->len;
-    int c = memcmp(x->p, y->p, n);
-    return c != 0 ? c : (x->len > y->len) - (x->len < y->len);
-}
-
-/* the query of `path` rewritten by the cache-key rules into out (room for path_len bytes); returns its length */
-static size_t rewrite_query(const char *path, size_t path_len, const char *q, char *out)
-{
-    size_t n = (size_t)(q - path);
-    memcpy(out, path, n);
-    query_param_t params[64];
-    size_t nparams = 0;
-    const char *p = q + 1, *end = path + path_len;
-    while (p < end) {
-        const char *amp = memchr(p, '&', (size_t)(end - p));
-        size_t len = (size_t)((amp != NULL ? amp : end) - p);
-        if (len != 0 && !query_param_ignored(p, len)) {
-            if (nparams == sizeof(params) / sizeof(params[0])) {
-                /* too many to rewrite: keep the query as it came */
-                memcpy(out, path, path_len);
-                return path_len;
-            }
-            params[nparams++] = (query_param_t){p, len};
-        }
-        p += len + 1;
-    }
-    if (g.cfg->cache_key_sort_query)
-        qsort(params, nparams, sizeof(params[0]), query_param_cmp);
-    for (size_t i = 0; i != nparams; ++i) {
-        out[n++] = i == 0 ? '?' : '&';
-        memcpy(out + n, params[i].p, params[i].len);
-        n += params[i].len;
-    }
-    return n;
-}
+/* the key rules before proxy_init (admin unit tests build URL-purge keys without a proxy) */
+static const cache_key_rules_t default_key_rules = {.include_host = 1};
 
 size_t proxy_cache_key(char *buf, size_t cap, const char *host, size_t host_len, const char *path, size_t path_len)
 {
-    int include_host = g.cfg == NULL || g.cfg->cache_key_include_host;
-    if (!include_host)
-        host_len = 0;
-    if (host_len > 3 && memcmp(host + host_len - 3, ":80", 3) == 0)
-        host_len -= 3;
+    return cache_key_build(g.cfg != NULL ? &g.key_rules : &default_key_rules, host, host_len, path, path_len, buf, cap);
+}
 
-    const char *q = memchr(path, '?', path_len);
-    if (q != NULL && g.cfg != NULL && (g.cfg->num_cache_key_ignore_params != 0 || g.cfg->cache_key_sort_query)) {
-        /* rewrite first, so that the length checked against cap is the key's real length */
-        char stackbuf[2048];
-        char *tmp = path_len <= sizeof(stackbuf) ? stackbuf : malloc(path_len);
-        if (tmp == NULL)
-            abort();
-        size_t n = rewrite_query(path, path_len, q, tmp);
-        if (host_len + n <= cap) {
-            for (size_t i = 0; i != host_len; ++i)
-                buf[i] = (char)tolower((unsigned char)host[i]);
-            memcpy(buf + host_len, tmp, n);
-        }
-        if (tmp != stackbuf)
-            free(tmp);
-        return host_len + n;
-    }
-    if (host_len + path_len > cap)
-        return host_len + path_len;
-    for (size_t i = 0; i != host_len; ++i)
-        buf[i] = (char)tolower((unsigned char)host[i]);
-    memcpy(buf + host_len, path, path_len);
-    return host_len + path_len;
+/* the cache key of a request whose authority and target request_target_or_respond settled (in its pool) */
+static char *request_cache_key(h2o_req_t *req, size_t *key_len)
+{
+    size_t cap = cache_key_max_len(req->authority.len, req->path.len);
+    char *key = h2o_mem_alloc_pool(&req->pool, cap + 1);
+    *key_len = proxy_cache_key(key, cap, req->authority.base, req->authority.len, req->path.base, req->path.len);
+    assert(*key_len <= cap);
+    return key;
 }
 
 static void add_header_str(h2o_req_t *req, const char *name, const char *value, size_t value_len)
@@ -1589,7 +1520,7 @@ static void invalidate_location(fetch_t *f, const char *v, size_t vlen)
         path = slash != NULL ? slash : "/";
         path_len = slash != NULL ? vlen - skip - host_len : 1;
     }
-    size_t cap = f->rc.authority_len + path_len;
+    size_t cap = cache_key_max_len(f->rc.authority_len, path_len);
     char *key = malloc(cap + 1);
     if (key == NULL)
         abort();
@@ -2166,9 +2097,8 @@ static void on_wake_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_
         assert(wt->magic == WAITER_MAGIC);
         h2o_req_t *req = wt->req;
         if (req != NULL) {
-            size_t cap = req->authority.len + req->path.len;
-            char *key = h2o_mem_alloc_pool(&req->pool, cap + 1);
-            size_t key_len = proxy_cache_key(key, cap, req->authority.base, req->authority.len, req->path.base, req->path.len);
+            size_t key_len;
+            char *key = request_cache_key(req, &key_len);
             uint8_t hash[CACHE_HASH_LEN];
             obj_key_hash(key, key_len, hash);
             switch (wt->kind) {
@@ -2358,6 +2288,73 @@ static void serve_cacheable(h2o_req_t *req, const char *key, size_t key_len, con
     fetch_start(req, FETCH_CACHE, key, key_len, hash, obj, 1, 1);
 }
 
+/* a 400 for a request we will not serve: not an error of ours, so not counted as one */
+static void send_bad_request(h2o_req_t *req, const char *body)
+{
+    stats_note_synthetic(req);
+    req->res.status = 400;
+    req->res.reason = reason_phrase(400);
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("text/plain; charset=utf-8"));
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
+    h2o_send_inline(req, body, strlen(body));
+}
+
+/*
+ * Settle the authority and the target the key and the origin request are made of, or
+ * answer 400 (RFC 9112 3.2, 3.2.2, 3.2.4). h2o 2.2.5 hands us the last Host line (HTTP/1;
+ * earlier ones are dropped unseen) or :authority (HTTP/2, where Host is ignored), and
+ * leaves an absolute-form target in req->path as it came. It puts the name of its
+ * default host in req->authority when the request had neither: the hostconf's own bytes,
+ * so a pointer comparison tells that apart from a client's "Host: default".
+ *   - a Host that is not RFC 3986 host[:port]: 400 (cache poisoning through the key);
+ *   - no Host in HTTP/1.1: 400; none in HTTP/1.0 or HTTP/2: the empty authority (the
+ *     origin gets an empty Host, RFC 9112 3.2, unless the backend overrides it);
+ *   - an absolute-form target (http or https): its authority, validated the same way,
+ *     replaces Host for the key and for the origin, which gets the origin-form path;
+ *   - any other target that does not start with '/' (but OPTIONS *): 400.
+ * Rewrites req->authority and req->path; returns 0, or -1 when the 400 was sent.
+ */
+static int request_target_or_respond(h2o_req_t *req)
+{
+    int has_host = !(req->hostconf != NULL && req->authority.base == req->hostconf->authority.hostport.base);
+    if (has_host && !cache_key_authority_valid(req->authority.base, req->authority.len)) {
+        send_bad_request(req, "invalid Host\n");
+        return -1;
+    }
+    if (!has_host) {
+        if (req->version >= 0x101 && req->version < 0x200) {
+            send_bad_request(req, "missing Host\n");
+            return -1;
+        }
+        req->authority = h2o_iovec_init("", 0);
+    }
+    const char *t = req->path.base;
+    size_t len = req->path.len, auth_off, auth_len, path_off;
+    if (len != 0 && t[0] == '/')
+        return 0;
+    if (cache_key_split_absolute(t, len, &auth_off, &auth_len, &path_off) == 0) {
+        if (!cache_key_authority_valid(t + auth_off, auth_len)) {
+            send_bad_request(req, "invalid authority in the request target\n");
+            return -1;
+        }
+        req->authority = h2o_iovec_init(t + auth_off, auth_len);
+        if (path_off != len && t[path_off] == '/') {
+            req->path = h2o_iovec_init(t + path_off, len - path_off);
+        } else {
+            /* "http://host" and "http://host?q" name the path "/" */
+            char *p = h2o_mem_alloc_pool(&req->pool, len - path_off + 1);
+            p[0] = '/';
+            memcpy(p + 1, t + path_off, len - path_off);
+            req->path = h2o_iovec_init(p, len - path_off + 1);
+        }
+        return 0;
+    }
+    if (len == 1 && t[0] == '*' && method_is(req, "OPTIONS"))
+        return 0;
+    send_bad_request(req, "invalid request target\n");
+    return -1;
+}
+
 static void on_req_disposed(void *p)
 {
     worker_t **slot = p;
@@ -2373,10 +2370,11 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     ++w->inflight;
     atomic_fetch_add_explicit(&w->counters.requests, 1, memory_order_relaxed);
 
-    size_t cap = req->authority.len + req->path.len;
-    char *key = h2o_mem_alloc_pool(&req->pool, cap + 1);
-    size_t key_len = proxy_cache_key(key, cap, req->authority.base, req->authority.len, req->path.base, req->path.len);
-    assert(key_len <= cap);
+    if (request_target_or_respond(req) != 0)
+        return 0;
+
+    size_t key_len;
+    char *key = request_cache_key(req, &key_len);
     uint8_t hash[CACHE_HASH_LEN];
     obj_key_hash(key, key_len, hash);
 
@@ -2401,6 +2399,12 @@ int proxy_init(const config_t *cfg, store_t *store, mem_tier_t *mem, struct admi
     g.policy.default_ttl = cfg->default_ttl;
     g.policy.max_heuristic_ttl = cfg->max_heuristic_ttl;
     g.policy.default_grace = cfg->default_grace;
+    for (size_t i = 0; i != cfg->num_cache_key_ignore_params; ++i)
+        g.key_ignore_params[i] = cfg->cache_key_ignore_params[i];
+    g.key_rules = (cache_key_rules_t){.include_host = cfg->cache_key_include_host,
+                                      .sort_query = cfg->cache_key_sort_query,
+                                      .ignore_params = g.key_ignore_params,
+                                      .num_ignore_params = cfg->num_cache_key_ignore_params};
     /* an object must fit the memory tier's admission limit and a small share of the disk */
     g.max_object_size = cfg->memory_size / 4 < cfg->disk_size / 8 ? cfg->memory_size / 4 : cfg->disk_size / 8;
     for (size_t i = 0; i != INFLIGHT_SHARDS; ++i)

@@ -1,0 +1,160 @@
+"""
+tests/integration/test_request_safety.py — issue 19, the request side: what a client may put
+in Host, the request target and its header lines, and what it must not achieve with them
+(replace another URL's object, poison a Vary variant, smuggle per-hop fields past the proxy).
+
+Every test runs the real binary against a scripted origin that records what it received.
+Raw requests (several Host lines, absolute-form targets, HTTP/1.0) go over a plain socket.
+"""
+
+import json
+import socket
+
+import harness
+from harness import _Reader, read_raw_response, request, run_binary, scaled
+
+LONG = {"Cache-Control": "max-age=300", "Content-Type": "text/plain"}
+HOST = {"Host": "www.example.test"}  # the default Host names the proxy's port, which a restart changes
+
+
+def raw(port, data, timeout=5):
+    """Send raw request bytes on a fresh connection; return the parsed response."""
+    with socket.create_connection(("127.0.0.1", port), timeout=scaled(timeout)) as s:
+        s.sendall(data)
+        return read_raw_response(_Reader(s))
+
+
+def echo(req):
+    """An origin handler that answers with what it got: path and Host."""
+    body = ("path=%s host=%s" % (req.path, req.headers.get("host", "<none>"))).encode()
+    return 200, LONG, body
+
+
+class RequestCase(harness.TestCase):
+    def token(self, edge, scope="global"):
+        p = run_binary(["token", "create", "--data-dir", edge.data_dir, "--scope", scope])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return p.stdout.strip()
+
+
+class HostPoisoning(RequestCase):
+    """Item 1: the key was host+path glued together, and Host could hold a '/'."""
+
+    def test_host_with_a_path_cannot_replace_another_object(self):
+        o = self.origin()
+        o.route("/assets/v2/app.js", headers=LONG, body=b"the real app.js")
+        o.route("/app.js", headers=LONG, body=b"attacker's app.js")
+        e = self.edgecache([o])
+        # the attack from the issue, before anyone asked for the real object
+        r = request(e.proxy_port, "GET", "/app.js", headers={"Host": "www.example.com/assets/v2"})
+        self.assertEqual(r.status, 400, r.describe())
+        self.assertEqual(o.hits("/app.js"), 0, "a refused request never reaches the origin")
+        r = request(e.proxy_port, "GET", "/assets/v2/app.js", headers={"Host": "www.example.com"})
+        self.assertEqual((r.status, r.body), (200, b"the real app.js"), r.describe())
+        self.assertXCache(r, "MISS")
+        # and once more after the real object is cached: it stays
+        r = request(e.proxy_port, "GET", "/app.js", headers={"Host": "www.example.com/assets/v2"})
+        self.assertEqual(r.status, 400, r.describe())
+        r = request(e.proxy_port, "GET", "/assets/v2/app.js", headers={"Host": "www.example.com"})
+        self.assertEqual((r.status, r.body), (200, b"the real app.js"), r.describe())
+        self.assertXCache(r, "HIT")
+        self.assertEqual(o.hits("/assets/v2/app.js"), 1)
+
+    def test_hosts_refused_and_accepted(self):
+        o = self.origin()
+        o.route_prefix("/", handler=echo)
+        e = self.edgecache([o])
+        bad = [b"a/b", b"a?b", b"a#b", b"user@a", b"a b", b"", b":80", b"a:8o", b"a:123456", b"a:65536", b"[::1",
+               b"[::1]x", b"[zz::1]", b"[::1%25eth0]", b"a\\b", b"a\"b", b"a%2", b"a%zz", b"\xc3\xa9.example",
+               b"a:b:c", b"a\x7f"]
+        for host in bad:
+            with self.subTest(host=host):
+                r = raw(e.proxy_port, b"GET /h HTTP/1.1\r\nHost: " + host + b"\r\nConnection: close\r\n\r\n")
+                self.assertEqual(r.status, 400, r.describe())
+        self.assertEqual(o.hits(), 0, "no refused request reached the origin")
+        good = [b"example.com", b"EXAMPLE.com:8080", b"127.0.0.1", b"[::1]:8080", b"[2001:db8::1]", b"a-b_c~d.example",
+                b"a!$&'()*+,;=b", b"xn--bcher-kva.example", b"a%41b", b"a:"]
+        for host in good:
+            with self.subTest(host=host):
+                r = raw(e.proxy_port, b"GET /h HTTP/1.1\r\nHost: " + host + b"\r\nConnection: close\r\n\r\n")
+                self.assertEqual(r.status, 200, r.describe())
+                self.assertEqual(r.body, b"path=/h host=" + host, "the origin gets the Host as the client sent it")
+
+    def test_host_case_and_default_port_share_an_object(self):
+        o = self.origin()
+        o.route_prefix("/", handler=echo)
+        e = self.edgecache([o])
+        self.assertXCache(request(e.proxy_port, "GET", "/c", headers={"Host": "Shop.Example"}), "MISS")
+        self.assertXCache(request(e.proxy_port, "GET", "/c", headers={"Host": "shop.example:80"}), "HIT")
+        self.assertXCache(request(e.proxy_port, "GET", "/c", headers={"Host": "shop.example:8080"}), "MISS")
+        self.assertXCache(request(e.proxy_port, "GET", "/c", headers={"Host": "other.example"}), "MISS")
+
+    def test_missing_host(self):
+        o = self.origin()
+        o.route_prefix("/", handler=echo)
+        e = self.edgecache([o])
+        r = raw(e.proxy_port, b"GET /m HTTP/1.1\r\nConnection: close\r\n\r\n")
+        self.assertEqual(r.status, 400, "HTTP/1.1 without Host (RFC 9112 3.2)\n" + r.describe())
+        self.assertEqual(o.hits(), 0)
+        # HTTP/1.0 may leave Host out: the origin gets an empty one, not h2o's "default"
+        r = raw(e.proxy_port, b"GET /m HTTP/1.0\r\n\r\n")
+        self.assertEqual((r.status, r.body), (200, b"path=/m host="), r.describe())
+        # ... and a client that says "Host: default" is not that request
+        r = raw(e.proxy_port, b"GET /m HTTP/1.1\r\nHost: default\r\nConnection: close\r\n\r\n")
+        self.assertEqual((r.status, r.body), (200, b"path=/m host=default"), r.describe())
+        self.assertEqual(r.header("x-cache"), "MISS")
+        self.assertEqual(o.hits("/m"), 2)
+
+    def test_absolute_form_authority_wins_for_key_and_origin(self):
+        o = self.origin()
+        o.route_prefix("/", handler=echo)
+        e = self.edgecache([o])
+        r = raw(e.proxy_port, b"GET http://A.example/p?q=1 HTTP/1.1\r\nHost: b.example\r\nConnection: close\r\n\r\n")
+        self.assertEqual((r.status, r.body), (200, b"path=/p?q=1 host=A.example"), r.describe())
+        self.assertXCache(r, "MISS")
+        self.assertXCache(request(e.proxy_port, "GET", "/p?q=1", headers={"Host": "a.example"}), "HIT")
+        r = request(e.proxy_port, "GET", "/p?q=1", headers={"Host": "b.example"})
+        self.assertXCache(r, "MISS")
+        self.assertEqual(r.body, b"path=/p?q=1 host=b.example")
+        # a target without a path names "/"
+        r = raw(e.proxy_port, b"GET https://c.example:8443 HTTP/1.1\r\nHost: c.example\r\nConnection: close\r\n\r\n")
+        self.assertEqual((r.status, r.body), (200, b"path=/ host=c.example:8443"), r.describe())
+        # the target's authority is checked like Host; Host is still checked (RFC 9112 3.2)
+        for target, host in [(b"http://a.example/x/../app.js@evil", b"a.example"),
+                             (b"http://user@a.example/x", b"a.example"), (b"http:///x", b"a.example"),
+                             (b"http://a.example/x", b"a/b"), (b"ftp://a.example/x", b"a.example"),
+                             (b"x/y", b"a.example"), (b"*", b"a.example")]:
+            with self.subTest(target=target, host=host):
+                r = raw(e.proxy_port, b"GET " + target + b" HTTP/1.1\r\nHost: " + host + b"\r\nConnection: close\r\n\r\n")
+                if target.startswith(b"http://a.example/x/"):
+                    self.assertEqual(r.status, 200, "an '@' in the path is the path's business\n" + r.describe())
+                else:
+                    self.assertEqual(r.status, 400, r.describe())
+
+    def test_purge_host_validated_and_same_key_as_admin(self):
+        o = self.origin()
+        o.route_prefix("/", handler=echo)
+        e = self.edgecache([o])
+        tok = self.token(e)
+        hdr = {"Host": "www.example.com", "Fastly-Key": tok}
+        self.assertXCache(request(e.proxy_port, "GET", "/assets/v2/app.js", headers=hdr), "MISS")
+        # a PURGE whose Host smuggles a path is refused: nothing is purged
+        r = request(e.proxy_port, "PURGE", "/app.js", headers={"Host": "www.example.com/assets/v2", "Fastly-Key": tok})
+        self.assertEqual(r.status, 400, r.describe())
+        self.assertXCache(request(e.proxy_port, "GET", "/assets/v2/app.js", headers=hdr), "HIT")
+        # PURGE on the proxy and the admin API's URL purge name the objects the proxy keyed
+        for path, host, admin_target in [("/k?b=1", "Shop.Example:80", "shop.example/k?b=1"),
+                                         ("/k2", "shop.example", "http://SHOP.example:80/k2"),
+                                         ("/k3", "[::1]:8080", "[::1]:8080/k3")]:
+            with self.subTest(path=path, host=host):
+                self.assertXCache(request(e.proxy_port, "GET", path, headers={"Host": host}), "MISS")
+                self.assertXCache(request(e.proxy_port, "GET", path, headers={"Host": host}), "HIT")
+                r = request(e.admin_port, "POST", "/purge/" + admin_target, headers={"Fastly-Key": tok})
+                self.assertEqual(r.status, 200, r.describe())
+                self.assertXCache(request(e.proxy_port, "GET", path, headers={"Host": host}), "MISS")
+                r = request(e.proxy_port, "PURGE", path, headers={"Host": host, "Fastly-Key": tok})
+                self.assertEqual(r.status, 200, r.describe())
+                self.assertXCache(request(e.proxy_port, "GET", path, headers={"Host": host}), "MISS")
+        # the admin API refuses a host the proxy would refuse
+        r = request(e.admin_port, "POST", "/purge/user@www.example.com/x", headers={"Fastly-Key": tok})
+        self.assertEqual(r.status, 400, r.describe())
