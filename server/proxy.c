@@ -57,6 +57,7 @@
 #include "server/cache_key.h"
 #include "server/cache_policy.h"
 #include "server/header_rules.h"
+#include "server/http_fields.h"
 #include "server/origin_client.h"
 #include "server/proxy.h"
 #include "server/stats.h"
@@ -678,15 +679,6 @@ static int is_not_delivered(const char *name, size_t len, int keep_surrogate)
 {
     return name_is(name, len, "date") || name_is(name, len, "age") ||
            (!keep_surrogate && (name_is(name, len, "surrogate-control") || name_is(name, len, "surrogate-key")));
-}
-
-/* headers that describe one hop, never forwarded nor stored */
-static int is_hop_by_hop(const char *name, size_t len)
-{
-    return name_is(name, len, "connection") || name_is(name, len, "keep-alive") || name_is(name, len, "proxy-connection") ||
-           name_is(name, len, "transfer-encoding") || name_is(name, len, "te") || name_is(name, len, "trailer") ||
-           name_is(name, len, "upgrade") || name_is(name, len, "proxy-authenticate") ||
-           name_is(name, len, "proxy-authorization");
 }
 
 static int method_is(h2o_req_t *req, const char *m)
@@ -1626,13 +1618,14 @@ static int on_body(origin_client_t *client, const char *errstr)
     return 0;
 }
 
-/* the origin's headers as we keep them: no per-hop fields, no length, no Age; fetch rules applied */
+/* the origin's headers as we keep them: no per-hop fields (the fixed ones and those its Connection
+ * names, RFC 9110 7.6.1), no length, no Age; fetch rules applied */
 static void origin_headers_to_list(fetch_t *f, const h2o_header_t *headers, size_t num_headers, hr_list_t *list)
 {
     for (size_t i = 0; i != num_headers; ++i) {
         const h2o_iovec_t *name = headers[i].name;
-        if (is_hop_by_hop(name->base, name->len) || name_is(name->base, name->len, "content-length") ||
-            name_is(name->base, name->len, "age"))
+        if (http_fields_is_hop_by_hop(name->base, name->len) || name_is(name->base, name->len, "content-length") ||
+            name_is(name->base, name->len, "age") || http_fields_listed_in_connection(headers, num_headers, name->base, name->len))
             continue;
         hr_list_push(list, name->base, name->len, headers[i].value.base, headers[i].value.len);
     }
@@ -1936,10 +1929,10 @@ static origin_client_head_cb on_connect(origin_client_t *client, const char *err
     return on_head;
 }
 
-/* request headers we do not forward as they are */
+/* request headers we do not forward as they are (those the client's Connection named are gone already: on_req) */
 static int skip_request_header(const obj_header_t *h, enum fetch_mode mode)
 {
-    if (is_hop_by_hop(h->name, h->name_len) || name_is(h->name, h->name_len, "host") ||
+    if (http_fields_is_hop_by_hop(h->name, h->name_len) || name_is(h->name, h->name_len, "host") ||
         name_is(h->name, h->name_len, "content-length") || name_is(h->name, h->name_len, "x-forwarded-for"))
         return 1;
     /* a cache fill fetches the whole object; client conditionals and ranges are answered from the cache */
@@ -2370,6 +2363,13 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     ++w->inflight;
     atomic_fetch_add_explicit(&w->counters.requests, 1, memory_order_relaxed);
 
+    /*
+     * Before anything reads a header: one line per field (RFC 9110 5.3), so that what is keyed
+     * (Vary, conditionals, Cache-Control...) is what the origin gets; and no field the client's
+     * Connection names (RFC 9110 7.6.1), so that it neither reaches the origin nor keys a variant.
+     */
+    http_fields_combine(&req->pool, &req->headers);
+    http_fields_remove_connection_listed(&req->headers);
     if (request_target_or_respond(req) != 0)
         return 0;
 

@@ -158,3 +158,119 @@ class HostPoisoning(RequestCase):
         # the admin API refuses a host the proxy would refuse
         r = request(e.admin_port, "POST", "/purge/user@www.example.com/x", headers={"Fastly-Key": tok})
         self.assertEqual(r.status, 400, r.describe())
+
+
+class RepeatedLines(RequestCase):
+    """Item 3: the variant key read the first line of a field, the origin got every line."""
+
+    def test_two_accept_encoding_lines_never_poison_the_gzip_variant(self):
+        o = self.origin()
+        seen = []
+
+        def handler(req):
+            seen.append([v for n, v in req.header_list if n.lower() == "accept-encoding"])
+            ae = req.headers.get("accept-encoding", "")
+            kind = b"br" if "br" in ae else b"gzip" if "gzip" in ae else b"identity"
+            h = dict(LONG, Vary="Accept-Encoding")
+            return 200, h, b"encoded as " + kind
+
+        o.route("/ae", handler=handler)
+        e = self.edgecache([o])
+        r = request(e.proxy_port, "GET", "/ae", headers=[("Accept-Encoding", "gzip"), ("Accept-Encoding", "br")])
+        self.assertEqual(r.body, b"encoded as br", r.describe())
+        self.assertEqual(seen[-1], ["br"], "the origin gets one line: the value the variant was keyed on")
+        r = request(e.proxy_port, "GET", "/ae", headers={"Accept-Encoding": "gzip"})
+        self.assertEqual(r.body, b"encoded as gzip", "the gzip variant never holds the br body\n" + r.describe())
+        self.assertXCache(r, "MISS")
+        r = request(e.proxy_port, "GET", "/ae", headers={"Accept-Encoding": "gzip, br"})
+        self.assertEqual(r.body, b"encoded as br")
+        self.assertXCache(r, "HIT")
+        r = request(e.proxy_port, "GET", "/ae", headers=[("Accept-Encoding", "gzip"), ("Accept-Encoding", "br")])
+        self.assertEqual(r.body, b"encoded as br")
+        self.assertXCache(r, "HIT")
+        self.assertEqual(o.hits("/ae"), 2)
+
+    def test_repeated_varied_field_keyed_and_forwarded_as_one_line(self):
+        o = self.origin()
+        seen = []
+
+        def handler(req):
+            lines = [v for n, v in req.header_list if n.lower() == "x-lang"]
+            seen.append(lines)
+            return 200, dict(LONG, Vary="X-Lang"), ("lang=" + "|".join(lines)).encode()
+
+        o.route("/lang", handler=handler)
+        e = self.edgecache([o])
+        r = request(e.proxy_port, "GET", "/lang", headers=[("X-Lang", "en"), ("X-Lang", "fr")])
+        self.assertEqual(r.body, b"lang=en, fr", r.describe())
+        self.assertEqual(seen[-1], ["en, fr"])
+        r = request(e.proxy_port, "GET", "/lang", headers={"X-Lang": "en"})
+        self.assertXCache(r, "MISS")
+        self.assertEqual(r.body, b"lang=en", "a client sending only 'en' never gets the 'en, fr' variant")
+        r = request(e.proxy_port, "GET", "/lang", headers={"X-Lang": "en, fr"})
+        self.assertXCache(r, "HIT")
+        self.assertEqual(r.body, b"lang=en, fr")
+
+    def test_repeated_cache_control_and_conditionals_read_whole(self):
+        o = self.origin()
+        o.route("/etag", headers=dict(LONG, ETag='"b"'), body=b"etag body")
+        e = self.edgecache([o])
+        self.assertXCache(request(e.proxy_port, "GET", "/etag"), "MISS")
+        # If-None-Match is a list: '"b"' on the second line matches as well as on the first
+        r = request(e.proxy_port, "GET", "/etag", headers=[("If-None-Match", '"a"'), ("If-None-Match", '"b"')])
+        self.assertEqual(r.status, 304, r.describe())
+
+
+class ConnectionListed(RequestCase):
+    """Item 7: fields named in Connection belong to one hop (RFC 9110 7.6.1)."""
+
+    def test_client_connection_listed_fields_never_reach_the_origin(self):
+        o = self.origin()
+        o.route_prefix("/", handler=lambda req: (200, LONG, json.dumps(sorted(req.headers)).encode()))
+        e = self.edgecache([o])
+        for method, path in [("GET", "/cached"), ("POST", "/passed")]:
+            with self.subTest(method=method):
+                r = request(e.proxy_port, method, path,
+                            headers=[("Connection", "keep-alive, X-Secret"), ("X-Secret", "s3cret"),
+                                     ("Connection", "x-other"), ("X-Other", "1"), ("X-Kept", "k")],
+                            body=b"" if method == "POST" else None)
+                self.assertEqual(r.status, 200, r.describe())
+                got = o.requests_for(path)[-1].headers
+                self.assertNotIn("x-secret", got)
+                self.assertNotIn("x-other", got, "a second Connection line counts too")
+                self.assertEqual(got.get("x-kept"), "k")
+
+    def test_connection_listed_field_does_not_key_a_variant(self):
+        # the origin never sees a field the client's Connection names, so the variant must not be
+        # keyed on it either: it would hold a response made without it
+        o = self.origin()
+        o.route("/v", handler=lambda req: (200, dict(LONG, Vary="X-Lang"),
+                                           ("lang=" + req.headers.get("x-lang", "-")).encode()))
+        e = self.edgecache([o])
+        r = request(e.proxy_port, "GET", "/v", headers=[("Connection", "X-Lang"), ("X-Lang", "fr")])
+        self.assertEqual(r.body, b"lang=-")
+        r = request(e.proxy_port, "GET", "/v", headers={"X-Lang": "fr"})
+        self.assertEqual(r.body, b"lang=fr", "the 'fr' variant never holds the response made without X-Lang")
+
+    def test_origin_connection_listed_fields_neither_stored_nor_delivered(self):
+        o = self.origin()
+        o.route("/r", headers=[("Cache-Control", "max-age=300"), ("Connection", "X-Hop"), ("X-Hop", "internal"),
+                               ("X-Keep", "yes")], body=b"r")
+        o.route("/p", headers=[("Cache-Control", "no-store"), ("Connection", "keep-alive, X-Hop"),
+                               ("X-Hop", "internal"), ("X-Keep", "yes")], body=b"p")
+        e = self.edgecache([o])
+        for path, outcomes in [("/r", ("MISS", "HIT")), ("/p", ("PASS", "PASS"))]:
+            for xcache in outcomes:
+                with self.subTest(path=path, xcache=xcache):
+                    r = request(e.proxy_port, "GET", path, headers=HOST)
+                    self.assertXCache(r, xcache)
+                    self.assertIsNone(r.header("x-hop"), r.describe())
+                    self.assertEqual(r.header("x-keep"), "yes")
+        # after a restart the object comes from disk: the field was never stored
+        tok = self.token(e)
+        harness.wait_until(lambda: json.loads(request(e.admin_port, "GET", "/stats", headers={"Fastly-Key": tok}).body)
+                           ["disk"]["objects"] >= 1, what="the object on disk")
+        e.restart()
+        r = request(e.proxy_port, "GET", "/r", headers=HOST)
+        self.assertXCache(r, "HIT")
+        self.assertIsNone(r.header("x-hop"), r.describe())
