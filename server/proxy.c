@@ -439,6 +439,36 @@ static const char *lookup_in_req(void *ctx, const char *name, size_t name_len, s
     return req->headers.entries[i].value.base;
 }
 
+/*
+ * The non-empty values of every `name` line among headers (lower-case names), joined by
+ * `sep` in order: one field however many lines it came on (RFC 9110 5.3). Returns a new
+ * NUL-terminated string (the caller frees it) and its length, or NULL when there is none.
+ */
+static char *join_field_lines(const obj_header_t *headers, size_t n, const char *name, char sep, size_t *len_out)
+{
+    size_t name_len = strlen(name), total = 0, count = 0;
+    for (size_t i = 0; i != n; ++i)
+        if (headers[i].name_len == name_len && memcmp(headers[i].name, name, name_len) == 0 && headers[i].value_len != 0)
+            total += headers[i].value_len + 1, ++count;
+    *len_out = 0;
+    if (count == 0)
+        return NULL;
+    char *out = malloc(total), *p = out;
+    if (out == NULL)
+        abort();
+    for (size_t i = 0; i != n; ++i) {
+        if (headers[i].name_len != name_len || memcmp(headers[i].name, name, name_len) != 0 || headers[i].value_len == 0)
+            continue;
+        if (p != out)
+            *p++ = sep;
+        memcpy(p, headers[i].value, headers[i].value_len);
+        p += headers[i].value_len;
+    }
+    *p = '\0';
+    *len_out = (size_t)(p - out);
+    return out;
+}
+
 /* ---------------------------------------------------------------- Vary */
 
 /*
@@ -1024,9 +1054,11 @@ static int object_fits_request(h2o_req_t *req, const cache_obj_t *obj)
 {
     if (obj->vary_len == 0)
         return 1;
-    const obj_header_t *names = obj_find_header(obj, H2O_STRLIT("vary"));
+    size_t names_len;
+    char *names = join_field_lines(obj->headers, obj->num_headers, "vary", ',', &names_len);
     char vbuf[VARY_KEY_MAX];
-    size_t vlen = names != NULL ? vary_key(names->value, names->value_len, lookup_in_req, req, vbuf, sizeof(vbuf)) : SIZE_MAX;
+    size_t vlen = names != NULL ? vary_key(names, names_len, lookup_in_req, req, vbuf, sizeof(vbuf)) : SIZE_MAX;
+    free(names);
     return vlen == obj->vary_len && memcmp(vbuf, obj->vary, vlen) == 0;
 }
 
@@ -1780,30 +1812,18 @@ static origin_client_body_cb on_head(origin_client_t *client, const char *errstr
     }
 
     /* what is stored: the list without Set-Cookie under the strip policy */
-    const char *skeys = NULL;
-    size_t skeys_len = 0;
-    const char *vary = NULL;
-    size_t vary_len = 0;
-    for (size_t i = 0; i != list.size; ++i) {
-        const obj_header_t *h = &list.entries[i];
-        if (skeys == NULL && name_is(h->name, h->name_len, "surrogate-key"))
-            skeys = h->value, skeys_len = h->value_len;
-        if (name_is(h->name, h->name_len, "vary") && h->value_len != 0)
-            vary = h->value, vary_len = h->value_len; /* the policy refused Vary: * already */
-    }
+    /* every line of Vary and Surrogate-Key counts (RFC 9110 5.3; the policy refused Vary: * already) */
+    size_t skeys_len = 0, vary_len = 0;
+    char *skeys = join_field_lines(list.entries, list.size, "surrogate-key", ' ', &skeys_len);
+    char *vary = join_field_lines(list.entries, list.size, "vary", ',', &vary_len);
     char vbuf[VARY_KEY_MAX];
     size_t vlen = 0;
     if (storable && vary != NULL) {
         vlen = vary_key(vary, vary_len, lookup_in_copy, &f->rc, vbuf, sizeof(vbuf));
-        if (vlen == SIZE_MAX) {
+        if (vlen == SIZE_MAX)
             storable = 0;
-        } else {
-            f->vary_names = malloc(vary_len + 1);
-            if (f->vary_names == NULL)
-                abort();
-            memcpy(f->vary_names, vary, vary_len);
-            f->vary_names[vary_len] = '\0';
-        }
+        else
+            f->vary_names = vary; /* the fetch's from here (fetch_free) */
     }
     if (storable && content_length != SIZE_MAX && content_length > g.max_object_size)
         storable = 0;
@@ -1831,6 +1851,9 @@ static origin_client_body_cb on_head(origin_client_t *client, const char *errstr
         fetch_wake_waiters(f, WAKE_PASS, NULL, 0);
         atomic_fetch_add_explicit(&w->counters.passes, 1, memory_order_relaxed);
     }
+    free(skeys);
+    if (vary != f->vary_names)
+        free(vary);
     obj_unref(&f->stale); /* a full response replaces it */
 
     /* the client's response */

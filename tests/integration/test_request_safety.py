@@ -274,3 +274,41 @@ class ConnectionListed(RequestCase):
         r = request(e.proxy_port, "GET", "/r", headers=HOST)
         self.assertXCache(r, "HIT")
         self.assertIsNone(r.header("x-hop"), r.describe())
+
+
+class ResponseLines(RequestCase):
+    """Siblings of item 3 on the response side: Vary and Surrogate-Key read on their first
+    (Vary: last) line only."""
+
+    def test_vary_on_two_lines_keys_on_every_field(self):
+        o = self.origin()
+        o.route("/two", handler=lambda req: (200, [("Cache-Control", "max-age=300"), ("Vary", "X-Lang"), ("Vary", "X-Dev")],
+                                             ("%s/%s" % (req.headers.get("x-lang", "-"),
+                                                         req.headers.get("x-dev", "-"))).encode()))
+        e = self.edgecache([o])
+        for headers, body, xcache in [({"X-Lang": "en", "X-Dev": "a"}, b"en/a", "MISS"),
+                                      ({"X-Lang": "fr", "X-Dev": "a"}, b"fr/a", "MISS"),
+                                      ({"X-Lang": "en", "X-Dev": "b"}, b"en/b", "MISS"),
+                                      ({"X-Lang": "en", "X-Dev": "a"}, b"en/a", "HIT"),
+                                      ({"X-Lang": "fr", "X-Dev": "a"}, b"fr/a", "HIT")]:
+            with self.subTest(headers=headers):
+                r = request(e.proxy_port, "GET", "/two", headers=dict(HOST, **headers))
+                self.assertEqual(r.body, body, r.describe())
+                self.assertXCache(r, xcache)
+
+    def test_surrogate_key_on_two_lines_purges_by_either(self):
+        o = self.origin()
+        o.route("/sk", headers=[("Cache-Control", "max-age=300"), ("Surrogate-Key", "one"), ("Surrogate-Key", "two three")],
+                body=b"sk")
+        e = self.edgecache([o])
+        tok = self.token(e)
+        for key in ("two", "one", "three"):
+            with self.subTest(key=key):
+                self.assertXCache(request(e.proxy_port, "GET", "/sk", headers=HOST), "MISS")
+                self.assertXCache(request(e.proxy_port, "GET", "/sk", headers=HOST), "HIT")
+                r = request(e.admin_port, "POST", "/service/edgecache/purge/" + key, headers={"Fastly-Key": tok})
+                self.assertEqual(r.status, 200, r.describe())
+                self.assertXCache(request(e.proxy_port, "GET", "/sk", headers=HOST), "MISS",
+                                  "a key on the second Surrogate-Key line names the object too")
+                r = request(e.admin_port, "POST", "/service/edgecache/purge_all", headers={"Fastly-Key": tok})
+                self.assertEqual(r.status, 200, r.describe())
