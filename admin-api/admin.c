@@ -588,6 +588,9 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     char detail[200];
 
     assert(admin->magic == ADMIN_MAGIC);
+    /* a Surrogate-Key on several lines is one space-separated list: the batch purge and the
+     * shield forward read one line, which must be all of it */
+    admin_join_header_lines(req, H2O_STRLIT("surrogate-key"), ' ');
     if (req->entity.base != NULL && req->entity.len > ADMIN_MAX_BODY) {
         snprintf(detail, sizeof(detail), "body: larger than %d bytes", ADMIN_MAX_BODY);
         req->http1_is_persistent = 0;

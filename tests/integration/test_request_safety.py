@@ -312,3 +312,21 @@ class ResponseLines(RequestCase):
                                   "a key on the second Surrogate-Key line names the object too")
                 r = request(e.admin_port, "POST", "/service/edgecache/purge_all", headers={"Fastly-Key": tok})
                 self.assertEqual(r.status, 200, r.describe())
+
+    def test_batch_purge_reads_every_surrogate_key_line(self):
+        # the admin API's batch purge took the first Surrogate-Key line only: "kb" on a second
+        # line was left cached, and the answer did not say so
+        o = self.origin()
+        o.route("/a", headers={"Cache-Control": "max-age=300", "Surrogate-Key": "ka"}, body=b"a")
+        o.route("/b", headers={"Cache-Control": "max-age=300", "Surrogate-Key": "kb"}, body=b"b")
+        e = self.edgecache([o])
+        tok = self.token(e)
+        for path in ("/a", "/b"):
+            self.assertXCache(request(e.proxy_port, "GET", path, headers=HOST), "MISS")
+            self.assertXCache(request(e.proxy_port, "GET", path, headers=HOST), "HIT")
+        r = request(e.admin_port, "POST", "/service/edgecache/purge",
+                    headers=[("Fastly-Key", tok), ("Surrogate-Key", "ka"), ("Surrogate-Key", "kb")])
+        self.assertEqual(r.status, 200, r.describe())
+        self.assertEqual(sorted(json.loads(r.body)), ["ka", "kb"], r.describe())
+        for path in ("/a", "/b"):
+            self.assertXCache(request(e.proxy_port, "GET", path, headers=HOST), "MISS")
