@@ -27,9 +27,15 @@ typedef struct line {
     size_t value_len;
 } line_t;
 
+/* byte by byte: strncasecmp would stop at a NUL the names may hold */
 static int same_name(const line_t *a, const char *name, size_t len)
 {
-    return a->name_len == len && strncasecmp(a->name, name, len) == 0;
+    if (a->name_len != len)
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if (tolower((unsigned char)a->name[i]) != tolower((unsigned char)name[i]))
+            return 0;
+    return 1;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
