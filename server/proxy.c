@@ -22,6 +22,12 @@
  *   others    passed to the origin unchanged (PASS); a 2xx/3xx answer to an unsafe
  *             method invalidates the URL and same-host Location/Content-Location.
  *
+ * Before any of that (on_req): repeated header lines become one line and the fields the
+ * client's Connection names are dropped (server/http_fields.c), so the key, the variant and
+ * the origin all see the same request; Host, or an absolute-form target's authority, must be
+ * RFC 3986 host[:port] (else 400) and is the authority of the key and of the origin request
+ * (server/cache_key.c, whose key keeps host and path apart).
+ *
  * Collapsing. Concurrent fetches of one URL (by the URL's hash) are collapsed process
  * wide: the first request registers an in-flight entry and fetches; later ones, on any
  * worker thread, queue a waiter on the entry. When the fetch knows its fate it takes

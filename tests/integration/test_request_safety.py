@@ -8,7 +8,10 @@ Raw requests (several Host lines, absolute-form targets, HTTP/1.0) go over a pla
 """
 
 import json
+import shutil
 import socket
+import subprocess
+import unittest
 
 import harness
 from harness import _Reader, read_raw_response, request, run_binary, scaled
@@ -158,6 +161,39 @@ class HostPoisoning(RequestCase):
         # the admin API refuses a host the proxy would refuse
         r = request(e.admin_port, "POST", "/purge/user@www.example.com/x", headers={"Fastly-Key": tok})
         self.assertEqual(r.status, 400, r.describe())
+
+
+def curl_has_http2():
+    if shutil.which("curl") is None:
+        return False
+    out = subprocess.run(["curl", "--version"], capture_output=True, text=True).stdout
+    return "HTTP2" in out
+
+
+@unittest.skipUnless(curl_has_http2(), "needs curl with HTTP/2 (h2c prior knowledge)")
+class Http2(RequestCase):
+    """The same rules over HTTP/2, where Host is :authority and cookies come in crumbs."""
+
+    def curl(self, edge, path, *headers):
+        args = ["curl", "-s", "-i", "--http2-prior-knowledge", "--max-time", str(scaled(5))]
+        for h in headers:
+            args += ["-H", h]
+        out = subprocess.run(args + ["http://127.0.0.1:%d%s" % (edge.proxy_port, path)], capture_output=True,
+                             timeout=scaled(10)).stdout.decode("latin-1")
+        head, _, body = out.partition("\r\n\r\n")
+        return head.split("\r\n")[0], body
+
+    def test_authority_checked_and_crumbs_joined(self):
+        o = self.origin()
+        o.route_prefix("/", handler=lambda req: (200, LONG, ("host=%s cookie=%s" % (
+            req.headers.get("host"), [v for n, v in req.header_list if n.lower() == "cookie"])).encode()))
+        e = self.edgecache([o])
+        status, body = self.curl(e, "/x", "Host: www.example.com/assets/v2")
+        self.assertEqual(status.split()[:2], ["HTTP/2", "400"], body)
+        status, body = self.curl(e, "/x", "Host: Good.Example", "Cookie: a=1", "Cookie: b=2")
+        self.assertEqual(status.split()[:2], ["HTTP/2", "200"], body)
+        self.assertEqual(body, "host=Good.Example cookie=['a=1; b=2']", "crumbs joined with '; ' (RFC 9113 8.2.3)")
+        self.assertEqual(o.hits(), 1)
 
 
 class RepeatedLines(RequestCase):
