@@ -2160,7 +2160,7 @@ typedef struct proxy_purge {
     store_purge_result_t res;
     int soft;
     int forwarding;     /* the local purge is done; the message comes back once the shield answered */
-    char *forward_path; /* "/purge/<host><path>" for the shield's admin API (malloc'd) */
+    char *forward_path; /* "/purge/http://<host><path>" for the shield's admin API (malloc'd) */
     size_t forward_path_len;
 } proxy_purge_t;
 
@@ -2234,13 +2234,17 @@ static void handle_purge(h2o_req_t *req, const char *key, size_t key_len)
     pp->req = req;
     pp->refs = 2;
     pp->soft = soft;
-    pp->forward_path_len = 7 + req->authority.len + req->path.len;
+    /* the scheme is spelled out: the shield reads a leading "http:/" or "http%3a%2f%2f" as one,
+     * so a Host of "http:" with a path of "/victim.example/x" would purge another URL there */
+    static const char prefix[] = "/purge/http://";
+    size_t plen = sizeof(prefix) - 1;
+    pp->forward_path_len = plen + req->authority.len + req->path.len;
     pp->forward_path = malloc(pp->forward_path_len + 1);
     if (pp->forward_path == NULL)
         abort();
-    memcpy(pp->forward_path, "/purge/", 7);
-    memcpy(pp->forward_path + 7, req->authority.base, req->authority.len);
-    memcpy(pp->forward_path + 7 + req->authority.len, req->path.base, req->path.len);
+    memcpy(pp->forward_path, prefix, plen);
+    memcpy(pp->forward_path + plen, req->authority.base, req->authority.len);
+    memcpy(pp->forward_path + plen + req->authority.len, req->path.base, req->path.len);
     pp->forward_path[pp->forward_path_len] = '\0';
     proxy_purge_t **slot = h2o_mem_alloc_shared(&req->pool, sizeof(*slot), proxy_purge_dispose);
     *slot = pp;

@@ -366,3 +366,32 @@ class ResponseLines(RequestCase):
         self.assertEqual(sorted(json.loads(r.body)), ["ka", "kb"], r.describe())
         for path in ("/a", "/b"):
             self.assertXCache(request(e.proxy_port, "GET", path, headers=HOST), "MISS")
+
+
+class ShieldForward(RequestCase):
+    """Sibling of item 1: the PURGE forwarded to the shield was "/purge/" + Host + path, which the
+    shield's admin API reads with a scheme when the concatenation starts like one."""
+
+    def test_purge_forwarded_to_the_shield_names_the_same_url(self):
+        o = self.origin()
+        o.route_prefix("/", handler=echo)
+        shield = self.edgecache([o])
+        shield_tok = self.token(shield, "purge_select")
+        edge = self.edgecache([], args=["--shield", "127.0.0.1:%d" % shield.proxy_port,
+                                        "--shield-admin", "127.0.0.1:%d" % shield.admin_port,
+                                        "--shield-token", shield_tok])
+        tok = self.token(edge)
+        victim = {"Host": "victim.example"}
+        self.assertXCache(request(shield.proxy_port, "GET", "/x", headers=victim), "MISS")
+        self.assertXCache(request(shield.proxy_port, "GET", "/x", headers=victim), "HIT")
+        # "http:" is a valid host with an empty port; "/purge/" + "http:" + "/victim.example/x" read
+        # as a URL is http://victim.example/x
+        r = request(edge.proxy_port, "PURGE", "/victim.example/x", headers={"Host": "http:", "Fastly-Key": tok})
+        self.assertEqual(r.status, 200, r.describe())
+        self.assertXCache(request(shield.proxy_port, "GET", "/x", headers=victim), "HIT",
+                          "a PURGE of http:/victim.example/x must not purge victim.example/x on the shield")
+        # and the forward still purges what it names on the shield
+        self.assertXCache(request(edge.proxy_port, "GET", "/y", headers=victim), "MISS")
+        r = request(edge.proxy_port, "PURGE", "/y", headers={"Host": "Victim.Example:80", "Fastly-Key": tok})
+        self.assertEqual(r.status, 200, r.describe())
+        self.assertXCache(request(shield.proxy_port, "GET", "/y", headers=victim), "MISS")
