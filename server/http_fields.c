@@ -104,6 +104,14 @@ void http_fields_combine(h2o_mem_pool_t *pool, h2o_headers_t *headers)
     headers->size = kept;
 }
 
+int http_fields_all_named(const h2o_headers_t *headers)
+{
+    for (size_t i = 0; i != headers->size; ++i)
+        if (headers->entries[i].name->len == 0)
+            return 0;
+    return 1;
+}
+
 int http_fields_is_hop_by_hop(const char *name, size_t len)
 {
     static const char *const hop[] = {"connection", "keep-alive",         "proxy-connection",   "transfer-encoding", "te",

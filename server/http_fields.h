@@ -20,6 +20,14 @@
  */
 void http_fields_combine(h2o_mem_pool_t *pool, h2o_headers_t *headers);
 
+/**
+ * 0 when a line of `headers` has an empty name, else 1. h2o 2.2.5 (picohttpparser) hands an
+ * obs-fold continuation line ("X-A: 1", "  more") over as a line without a name; forwarded, it
+ * becomes ": more", and which field it continued cannot be known (h2o keeps Host, Content-Length
+ * and a few others out of the list), so a proxy must refuse it (RFC 9112 5.2).
+ */
+int http_fields_all_named(const h2o_headers_t *headers);
+
 /** 1 when `name` (lower-case) is one of the fixed hop-by-hop fields (Connection, TE, Upgrade...). */
 int http_fields_is_hop_by_hop(const char *name, size_t name_len);
 

@@ -2401,6 +2401,10 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
      * (Vary, conditionals, Cache-Control...) is what the origin gets; and no field the client's
      * Connection names (RFC 9110 7.6.1), so that it neither reaches the origin nor keys a variant.
      */
+    if (!http_fields_all_named(&req->headers)) {
+        send_bad_request(req, "obsolete line folding\n");
+        return 0;
+    }
     http_fields_combine(&req->pool, &req->headers);
     http_fields_remove_connection_listed(&req->headers);
     if (request_target_or_respond(req) != 0)

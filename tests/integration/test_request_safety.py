@@ -257,6 +257,21 @@ class RepeatedLines(RequestCase):
         self.assertEqual(r.status, 304, r.describe())
 
 
+class LineFolding(RequestCase):
+    """Sibling of the header-line bugs: h2o 2.2.5 hands an obs-fold continuation over as a line
+    without a name, which went to the origin as ": folded" (RFC 9112 5.2: reject or unfold)."""
+
+    def test_obs_fold_refused(self):
+        o = self.origin()
+        o.route_prefix("/", handler=echo)
+        e = self.edgecache([o])
+        r = raw(e.proxy_port, b"GET /f HTTP/1.1\r\nHost: a.example\r\nX-A: 1\r\n  folded: evil\r\nConnection: close\r\n\r\n")
+        self.assertEqual(r.status, 400, r.describe())
+        self.assertEqual(o.hits(), 0, "nothing with a nameless line reaches the origin")
+        r = raw(e.proxy_port, b"GET /f HTTP/1.1\r\nHost: a.example\r\nX-A: 1\r\nConnection: close\r\n\r\n")
+        self.assertEqual(r.status, 200, r.describe())
+
+
 class ConnectionListed(RequestCase):
     """Item 7: fields named in Connection belong to one hop (RFC 9110 7.6.1)."""
 

@@ -100,6 +100,16 @@ START_TEST(test_connection_names)
 }
 END_TEST
 
+START_TEST(test_all_named)
+{
+    ck_assert(http_fields_all_named(&headers));
+    add("x-a", "1");
+    ck_assert(http_fields_all_named(&headers));
+    h2o_add_header_by_str(&pool, &headers, "", 0, 0, NULL, H2O_STRLIT("folded"));
+    ck_assert(!http_fields_all_named(&headers));
+}
+END_TEST
+
 START_TEST(test_remove_connection_listed)
 {
     add("connection", "close, X-Secret");
@@ -132,6 +142,7 @@ static Suite *http_fields_suite(void)
     tcase_add_test(tc, test_combine_many_lines);
     tcase_add_test(tc, test_connection_names);
     tcase_add_test(tc, test_remove_connection_listed);
+    tcase_add_test(tc, test_all_named);
     suite_add_tcase(s, tc);
     return s;
 }
