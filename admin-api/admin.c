@@ -616,6 +616,9 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     char detail[200];
 
     assert(admin->magic == ADMIN_MAGIC);
+    /* a Surrogate-Key on several lines is one space-separated list: the batch purge and the
+     * shield forward read one line, which must be all of it */
+    admin_join_header_lines(req, H2O_STRLIT("surrogate-key"), ' ');
     if ((q = memchr(path, '?', path_len)) != NULL)
         path_len = (size_t)(q - path);
     int matched = route_match(path, path_len, req->path.base, req->path.len, &r) == 0;

@@ -101,6 +101,14 @@ int admin_token_find(store_t *store, const char *id_or_name, char hash_hex[ADMIN
 const h2o_iovec_t *admin_find_header(h2o_req_t *req, const char *name, size_t name_len);
 
 /**
+ * Make the lines of the request header `name` (lower-case) one line, in place: the first
+ * line gets every line's value in order, joined by `sep`, and the others are removed
+ * (RFC 9110 5.3), so that admin_find_header sees the whole field. The joined value is
+ * allocated in the request's pool.
+ */
+void admin_join_header_lines(h2o_req_t *req, const char *name, size_t name_len, char sep);
+
+/**
  * The credential a request presents: `Fastly-Key: T` or `Authorization: Bearer T` (Fastly-Key
  * wins). Returns 1 and the (borrowed, valid while req lives) token, or 0 when none is given.
  */

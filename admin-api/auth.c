@@ -346,6 +346,46 @@ const h2o_iovec_t *admin_find_header(h2o_req_t *req, const char *name, size_t na
     return NULL;
 }
 
+void admin_join_header_lines(h2o_req_t *req, const char *name, size_t name_len, char sep)
+{
+    ssize_t first = -1;
+    size_t total = 0, count = 0;
+    for (size_t i = 0; i < req->headers.size; i++) {
+        const h2o_header_t *h = req->headers.entries + i;
+        if (h->name->len == name_len && h2o_lcstris(h->name->base, h->name->len, name, name_len)) {
+            if (first == -1)
+                first = (ssize_t)i;
+            total += h->value.len + 1;
+            count++;
+        }
+    }
+    if (count < 2)
+        return;
+    char *joined = h2o_mem_alloc_pool(&req->pool, total), *p = joined;
+    size_t kept = 0;
+    for (size_t i = 0; i < req->headers.size; i++) {
+        h2o_header_t *h = req->headers.entries + i;
+        if (h->name->len == name_len && h2o_lcstris(h->name->base, h->name->len, name, name_len)) {
+            if (p != joined)
+                *p++ = sep;
+            memcpy(p, h->value.base, h->value.len);
+            p += h->value.len;
+            if ((ssize_t)i != first)
+                continue;
+        }
+        req->headers.entries[kept++] = *h;
+    }
+    req->headers.size = kept;
+    /* the first line kept its place: it is the first entry with this name */
+    for (size_t i = 0; i < kept; i++) {
+        h2o_header_t *h = req->headers.entries + i;
+        if (h->name->len == name_len && h2o_lcstris(h->name->base, h->name->len, name, name_len)) {
+            h->value = h2o_iovec_init(joined, (size_t)(p - joined));
+            break;
+        }
+    }
+}
+
 static void trim(const char **s, size_t *len)
 {
     while (*len > 0 && ((*s)[0] == ' ' || (*s)[0] == '\t'))

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "admin-api/admin_int.h"
+#include "server/cache_key.h"
 
 void admin_node_name(char *buf, size_t cap)
 {
@@ -92,12 +93,6 @@ static int prefix_ci(const char *s, size_t len, const char *prefix)
     return len >= n && h2o_lcstris(s, n, prefix, n);
 }
 
-static int host_byte_ok(char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' ||
-           c == ':' || c == '[' || c == ']';
-}
-
 int admin_parse_url_target(const char *target, size_t len, const char **host, size_t *host_len, char *pathbuf, size_t pathcap,
                            size_t *path_len, char *detail, size_t detail_len)
 {
@@ -131,11 +126,10 @@ int admin_parse_url_target(const char *target, size_t len, const char **host, si
         snprintf(detail, detail_len, "url: host too long");
         return ADMIN_EINVAL;
     }
-    for (size_t k = 0; k < *host_len; k++) {
-        if (!host_byte_ok((*host)[k])) {
-            snprintf(detail, detail_len, "url: invalid byte in host");
-            return ADMIN_EINVAL;
-        }
+    /* the proxy's own check of Host: a host it would refuse names nothing it stored */
+    if (!cache_key_authority_valid(*host, *host_len)) {
+        snprintf(detail, detail_len, "url: invalid host (RFC 3986 host[:port])");
+        return ADMIN_EINVAL;
     }
     if (https && *host_len > 4 && memcmp(*host + *host_len - 4, ":443", 4) == 0)
         *host_len -= 4;

@@ -29,6 +29,7 @@
 #include <time.h>
 #include "admin-api/admin_int.h"
 #include "server/backend.h"
+#include "server/cache_key.h"
 #include "server/proxy.h"
 #include "server/stats.h"
 #include "server/text.h"
@@ -426,9 +427,8 @@ int admin_purge_url(admin_t *admin, h2o_req_t *req, const char *target, size_t l
         bad_request(req, detail);
         return 0;
     }
-    /* the key is the host (lower-cased, maybe without its port) and the path: never longer
-     * than both together, plus slack in case the key rules ever add a separator */
-    size_t cap = host_len + path_len + 16;
+    /* the proxy's own key function and rules, so that the purge names what a request stored */
+    size_t cap = cache_key_max_len(host_len, path_len);
     purge_job_t *job = job_new(admin, req, JOB_URL, 1, cap);
     key_len = proxy_cache_key(job->arena, cap, host, host_len, path, path_len);
     if (key_len > cap) {

@@ -26,6 +26,12 @@
  *             known to be safe (anything but GET, HEAD, OPTIONS, TRACE) invalidates the URL
  *             and same-host Location/Content-Location.
  *
+ * Before any of that (on_req): repeated header lines become one line and the fields the
+ * client's Connection names are dropped (server/http_fields.c), so the key, the variant and
+ * the origin all see the same request; Host, or an absolute-form target's authority, must be
+ * RFC 3986 host[:port] (else 400) and is the authority of the key and of the origin request
+ * (server/cache_key.c, whose key keeps host and path apart).
+ *
  * Collapsing. Concurrent fetches of one URL (by the URL's hash) are collapsed process
  * wide: the first request registers an in-flight entry and fetches; later ones, on any
  * worker thread, queue a waiter on the entry. When the fetch knows its fate it takes
@@ -62,8 +68,10 @@
 #include <h2o.h>
 #include "admin-api/admin.h"
 #include "server/backend.h"
+#include "server/cache_key.h"
 #include "server/cache_policy.h"
 #include "server/header_rules.h"
+#include "server/http_fields.h"
 #include "server/origin_client.h"
 #include "server/proxy.h"
 #include "server/stats.h"
@@ -96,6 +104,8 @@ static struct {
     admin_t *admin;
     uint64_t max_object_size;
     policy_settings_t policy;
+    cache_key_rules_t key_rules; /* from cfg: fixed for the process's life */
+    const char *key_ignore_params[CONFIG_MAX_IGNORED_PARAMS];
 } g;
 
 /* the live header rules: swapped whole by the admin API; replaced sets are retired, not freed */
@@ -457,6 +467,36 @@ static const char *lookup_in_req(void *ctx, const char *name, size_t name_len, s
     return req->headers.entries[i].value.base;
 }
 
+/*
+ * The non-empty values of every `name` line among headers (lower-case names), joined by
+ * `sep` in order: one field however many lines it came on (RFC 9110 5.3). Returns a new
+ * NUL-terminated string (the caller frees it) and its length, or NULL when there is none.
+ */
+static char *join_field_lines(const obj_header_t *headers, size_t n, const char *name, char sep, size_t *len_out)
+{
+    size_t name_len = strlen(name), total = 0, count = 0;
+    for (size_t i = 0; i != n; ++i)
+        if (headers[i].name_len == name_len && memcmp(headers[i].name, name, name_len) == 0 && headers[i].value_len != 0)
+            total += headers[i].value_len + 1, ++count;
+    *len_out = 0;
+    if (count == 0)
+        return NULL;
+    char *out = malloc(total), *p = out;
+    if (out == NULL)
+        abort();
+    for (size_t i = 0; i != n; ++i) {
+        if (headers[i].name_len != name_len || memcmp(headers[i].name, name, name_len) != 0 || headers[i].value_len == 0)
+            continue;
+        if (p != out)
+            *p++ = sep;
+        memcpy(p, headers[i].value, headers[i].value_len);
+        p += headers[i].value_len;
+    }
+    *p = '\0';
+    *len_out = (size_t)(p - out);
+    return out;
+}
+
 /* ---------------------------------------------------------------- Vary */
 
 /*
@@ -692,15 +732,6 @@ static int name_is(const char *name, size_t len, const char *lit)
     return len == l && memcmp(name, lit, l) == 0;
 }
 
-/* headers that describe one hop, never forwarded nor stored */
-static int is_hop_by_hop(const char *name, size_t len)
-{
-    return name_is(name, len, "connection") || name_is(name, len, "keep-alive") || name_is(name, len, "proxy-connection") ||
-           name_is(name, len, "transfer-encoding") || name_is(name, len, "te") || name_is(name, len, "trailer") ||
-           name_is(name, len, "upgrade") || name_is(name, len, "proxy-authenticate") ||
-           name_is(name, len, "proxy-authorization");
-}
-
 /* stored headers the client does not get from us as-is (Date goes through add_date; we compute Age) */
 static int is_not_delivered(const char *name, size_t len, int keep_surrogate)
 {
@@ -713,94 +744,22 @@ static int method_is(h2o_req_t *req, const char *m)
     return h2o_memis(req->method.base, req->method.len, m, strlen(m));
 }
 
-/* is query parameter `name` (up to '=' or the end) one the cache key ignores? */
-static int query_param_ignored(const char *param, size_t len)
-{
-    const char *eq = memchr(param, '=', len);
-    size_t name_len = eq != NULL ? (size_t)(eq - param) : len;
-    for (size_t i = 0; g.cfg != NULL && i != g.cfg->num_cache_key_ignore_params; ++i) {
-        const char *ign = g.cfg->cache_key_ignore_params[i];
-        if (strlen(ign) == name_len && memcmp(ign, param, name_len) == 0)
-            return 1;
-    }
-    return 0;
-}
-
-typedef struct query_param {
-    const char *p;
-    size_t len;
-} query_param_t;
-
-static int query_param_cmp(const void *a, const void *b)
-{
-    const query_param_t *x = a, *y = b;
-    size_t n = x->len < y->len ? x->len : y->len;
-    int c = memcmp(x->p, y->p, n);
-    return c != 0 ? c : (x->len > y->len) - (x->len < y->len);
-}
-
-/* the query of `path` rewritten by the cache-key rules into out (room for path_len bytes); returns its length */
-static size_t rewrite_query(const char *path, size_t path_len, const char *q, char *out)
-{
-    size_t n = (size_t)(q - path);
-    memcpy(out, path, n);
-    query_param_t params[64];
-    size_t nparams = 0;
-    const char *p = q + 1, *end = path + path_len;
-    while (p < end) {
-        const char *amp = memchr(p, '&', (size_t)(end - p));
-        size_t len = (size_t)((amp != NULL ? amp : end) - p);
-        if (len != 0 && !query_param_ignored(p, len)) {
-            if (nparams == sizeof(params) / sizeof(params[0])) {
-                /* too many to rewrite: keep the query as it came */
-                memcpy(out, path, path_len);
-                return path_len;
-            }
-            params[nparams++] = (query_param_t){p, len};
-        }
-        p += len + 1;
-    }
-    if (g.cfg->cache_key_sort_query)
-        qsort(params, nparams, sizeof(params[0]), query_param_cmp);
-    for (size_t i = 0; i != nparams; ++i) {
-        out[n++] = i == 0 ? '?' : '&';
-        memcpy(out + n, params[i].p, params[i].len);
-        n += params[i].len;
-    }
-    return n;
-}
+/* the key rules before proxy_init (admin unit tests build URL-purge keys without a proxy) */
+static const cache_key_rules_t default_key_rules = {.include_host = 1};
 
 size_t proxy_cache_key(char *buf, size_t cap, const char *host, size_t host_len, const char *path, size_t path_len)
 {
-    int include_host = g.cfg == NULL || g.cfg->cache_key_include_host;
-    if (!include_host)
-        host_len = 0;
-    if (host_len > 3 && memcmp(host + host_len - 3, ":80", 3) == 0)
-        host_len -= 3;
+    return cache_key_build(g.cfg != NULL ? &g.key_rules : &default_key_rules, host, host_len, path, path_len, buf, cap);
+}
 
-    const char *q = memchr(path, '?', path_len);
-    if (q != NULL && g.cfg != NULL && (g.cfg->num_cache_key_ignore_params != 0 || g.cfg->cache_key_sort_query)) {
-        /* rewrite first, so that the length checked against cap is the key's real length */
-        char stackbuf[2048];
-        char *tmp = path_len <= sizeof(stackbuf) ? stackbuf : malloc(path_len);
-        if (tmp == NULL)
-            abort();
-        size_t n = rewrite_query(path, path_len, q, tmp);
-        if (host_len + n <= cap) {
-            for (size_t i = 0; i != host_len; ++i)
-                buf[i] = (char)tolower((unsigned char)host[i]);
-            memcpy(buf + host_len, tmp, n);
-        }
-        if (tmp != stackbuf)
-            free(tmp);
-        return host_len + n;
-    }
-    if (host_len + path_len > cap)
-        return host_len + path_len;
-    for (size_t i = 0; i != host_len; ++i)
-        buf[i] = (char)tolower((unsigned char)host[i]);
-    memcpy(buf + host_len, path, path_len);
-    return host_len + path_len;
+/* the cache key of a request whose authority and target request_target_or_respond settled (in its pool) */
+static char *request_cache_key(h2o_req_t *req, size_t *key_len)
+{
+    size_t cap = cache_key_max_len(req->authority.len, req->path.len);
+    char *key = h2o_mem_alloc_pool(&req->pool, cap + 1);
+    *key_len = proxy_cache_key(key, cap, req->authority.base, req->authority.len, req->path.base, req->path.len);
+    assert(*key_len <= cap);
+    return key;
 }
 
 static void add_header_str(h2o_req_t *req, const char *name, const char *value, size_t value_len)
@@ -1143,9 +1102,11 @@ static int object_fits_request(h2o_req_t *req, const cache_obj_t *obj)
 {
     if (obj->vary_len == 0)
         return 1;
-    const obj_header_t *names = obj_find_header(obj, H2O_STRLIT("vary"));
+    size_t names_len;
+    char *names = join_field_lines(obj->headers, obj->num_headers, "vary", ',', &names_len);
     char vbuf[VARY_KEY_MAX];
-    size_t vlen = names != NULL ? vary_key(names->value, names->value_len, lookup_in_req, req, vbuf, sizeof(vbuf)) : SIZE_MAX;
+    size_t vlen = names != NULL ? vary_key(names, names_len, lookup_in_req, req, vbuf, sizeof(vbuf)) : SIZE_MAX;
+    free(names);
     return vlen == obj->vary_len && memcmp(vbuf, obj->vary, vlen) == 0;
 }
 
@@ -1639,7 +1600,7 @@ static void invalidate_location(fetch_t *f, const char *v, size_t vlen)
         path = slash != NULL ? slash : "/";
         path_len = slash != NULL ? vlen - skip - host_len : 1;
     }
-    size_t cap = f->rc.authority_len + path_len;
+    size_t cap = cache_key_max_len(f->rc.authority_len, path_len);
     char *key = malloc(cap + 1);
     if (key == NULL)
         abort();
@@ -1745,13 +1706,14 @@ static int on_body(origin_client_t *client, const char *errstr)
     return 0;
 }
 
-/* the origin's headers as we keep them: no per-hop fields, no length, no Age; fetch rules applied */
+/* the origin's headers as we keep them: no per-hop fields (the fixed ones and those its Connection
+ * names, RFC 9110 7.6.1), no length, no Age; fetch rules applied */
 static void origin_headers_to_list(fetch_t *f, const h2o_header_t *headers, size_t num_headers, hr_list_t *list)
 {
     for (size_t i = 0; i != num_headers; ++i) {
         const h2o_iovec_t *name = headers[i].name;
-        if (is_hop_by_hop(name->base, name->len) || name_is(name->base, name->len, "content-length") ||
-            name_is(name->base, name->len, "age"))
+        if (http_fields_is_hop_by_hop(name->base, name->len) || name_is(name->base, name->len, "content-length") ||
+            name_is(name->base, name->len, "age") || http_fields_listed_in_connection(headers, num_headers, name->base, name->len))
             continue;
         hr_list_push(list, name->base, name->len, headers[i].value.base, headers[i].value.len);
     }
@@ -1907,17 +1869,10 @@ static origin_client_body_cb on_head(origin_client_t *client, const char *errstr
     int storable = f->mode == FETCH_CACHE && dec.storable;
 
     /* what is stored: the list without Set-Cookie under the strip policy */
-    const char *skeys = NULL;
-    size_t skeys_len = 0;
-    const char *vary = NULL;
-    size_t vary_len = 0;
-    for (size_t i = 0; i != list.size; ++i) {
-        const obj_header_t *h = &list.entries[i];
-        if (skeys == NULL && name_is(h->name, h->name_len, "surrogate-key"))
-            skeys = h->value, skeys_len = h->value_len;
-        if (name_is(h->name, h->name_len, "vary") && h->value_len != 0)
-            vary = h->value, vary_len = h->value_len; /* the policy refused Vary: * already */
-    }
+    /* every line of Vary and Surrogate-Key counts (RFC 9110 5.3; the policy refused Vary: * already) */
+    size_t skeys_len = 0, vary_len = 0;
+    char *skeys = join_field_lines(list.entries, list.size, "surrogate-key", ' ', &skeys_len);
+    char *vary = join_field_lines(list.entries, list.size, "vary", ',', &vary_len);
     /* not storable because of this request (not of the response): nothing is remembered about the URL */
     int not_stored_by_request = f->mode == FETCH_CACHE && !storable && dec.not_stored_by_request;
     char vbuf[VARY_KEY_MAX];
@@ -1929,11 +1884,7 @@ static origin_client_body_cb on_head(origin_client_t *client, const char *errstr
             /* too long with this request's values, or with the response's Vary names alone? */
             not_stored_by_request = vary_key(vary, vary_len, lookup_none, NULL, vbuf, sizeof(vbuf)) != SIZE_MAX;
         } else {
-            f->vary_names = malloc(vary_len + 1);
-            if (f->vary_names == NULL)
-                abort();
-            memcpy(f->vary_names, vary, vary_len);
-            f->vary_names[vary_len] = '\0';
+            f->vary_names = vary; /* the fetch's from here (fetch_free) */
         }
     }
     if (storable && content_length != SIZE_MAX && content_length > g.max_object_size)
@@ -1972,6 +1923,9 @@ static origin_client_body_cb on_head(origin_client_t *client, const char *errstr
         fetch_wake_waiters(f, url_uncacheable ? WAKE_PASS : WAKE_MISS, NULL, 0);
         atomic_fetch_add_explicit(&w->counters.passes, 1, memory_order_relaxed);
     }
+    free(skeys);
+    if (vary != f->vary_names)
+        free(vary);
     obj_unref(&f->stale); /* a full response replaces it */
 
     /* the client's response */
@@ -2075,10 +2029,10 @@ static origin_client_head_cb on_connect(origin_client_t *client, const char *err
     return on_head;
 }
 
-/* request headers we do not forward as they are */
+/* request headers we do not forward as they are (those the client's Connection named are gone already: on_req) */
 static int skip_request_header(const obj_header_t *h, enum fetch_mode mode)
 {
-    if (is_hop_by_hop(h->name, h->name_len) || name_is(h->name, h->name_len, "host") ||
+    if (http_fields_is_hop_by_hop(h->name, h->name_len) || name_is(h->name, h->name_len, "host") ||
         name_is(h->name, h->name_len, "content-length") || name_is(h->name, h->name_len, "x-forwarded-for"))
         return 1;
     /* a cache fill fetches the whole object; client conditionals and ranges are answered from the cache */
@@ -2235,9 +2189,8 @@ static void on_wake_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_
         assert(wt->magic == WAITER_MAGIC);
         h2o_req_t *req = wt->req;
         if (req != NULL) {
-            size_t cap = req->authority.len + req->path.len;
-            char *key = h2o_mem_alloc_pool(&req->pool, cap + 1);
-            size_t key_len = proxy_cache_key(key, cap, req->authority.base, req->authority.len, req->path.base, req->path.len);
+            size_t key_len;
+            char *key = request_cache_key(req, &key_len);
             uint8_t hash[CACHE_HASH_LEN];
             obj_key_hash(key, key_len, hash);
             switch (wt->kind) {
@@ -2281,7 +2234,7 @@ typedef struct proxy_purge {
     store_purge_result_t res;
     int soft;
     int forwarding;     /* the local purge is done; the message comes back once the shield answered */
-    char *forward_path; /* "/purge/<host><path>" for the shield's admin API (malloc'd) */
+    char *forward_path; /* "/purge/http://<host><path>" for the shield's admin API (malloc'd) */
     size_t forward_path_len;
 } proxy_purge_t;
 
@@ -2355,13 +2308,17 @@ static void handle_purge(h2o_req_t *req, const char *key, size_t key_len)
     pp->req = req;
     pp->refs = 2;
     pp->soft = soft;
-    pp->forward_path_len = 7 + req->authority.len + req->path.len;
+    /* the scheme is spelled out: the shield reads a leading "http:/" or "http%3a%2f%2f" as one,
+     * so a Host of "http:" with a path of "/victim.example/x" would purge another URL there */
+    static const char prefix[] = "/purge/http://";
+    size_t plen = sizeof(prefix) - 1;
+    pp->forward_path_len = plen + req->authority.len + req->path.len;
     pp->forward_path = malloc(pp->forward_path_len + 1);
     if (pp->forward_path == NULL)
         abort();
-    memcpy(pp->forward_path, "/purge/", 7);
-    memcpy(pp->forward_path + 7, req->authority.base, req->authority.len);
-    memcpy(pp->forward_path + 7 + req->authority.len, req->path.base, req->path.len);
+    memcpy(pp->forward_path, prefix, plen);
+    memcpy(pp->forward_path + plen, req->authority.base, req->authority.len);
+    memcpy(pp->forward_path + plen + req->authority.len, req->path.base, req->path.len);
     pp->forward_path[pp->forward_path_len] = '\0';
     proxy_purge_t **slot = h2o_mem_alloc_shared(&req->pool, sizeof(*slot), proxy_purge_dispose);
     *slot = pp;
@@ -2431,6 +2388,73 @@ static void serve_cacheable(h2o_req_t *req, const char *key, size_t key_len, con
     fetch_start(req, FETCH_CACHE, key, key_len, hash, obj, 1, 1);
 }
 
+/* a 400 for a request we will not serve: not an error of ours, so not counted as one */
+static void send_bad_request(h2o_req_t *req, const char *body)
+{
+    stats_note_synthetic(req);
+    req->res.status = 400;
+    req->res.reason = reason_phrase(400);
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("text/plain; charset=utf-8"));
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
+    h2o_send_inline(req, body, strlen(body));
+}
+
+/*
+ * Settle the authority and the target the key and the origin request are made of, or
+ * answer 400 (RFC 9112 3.2, 3.2.2, 3.2.4). h2o 2.2.5 hands us the last Host line (HTTP/1;
+ * earlier ones are dropped unseen) or :authority (HTTP/2, where Host is ignored), and
+ * leaves an absolute-form target in req->path as it came. It puts the name of its
+ * default host in req->authority when the request had neither: the hostconf's own bytes,
+ * so a pointer comparison tells that apart from a client's "Host: default".
+ *   - a Host that is not RFC 3986 host[:port]: 400 (cache poisoning through the key);
+ *   - no Host in HTTP/1.1: 400; none in HTTP/1.0 or HTTP/2: the empty authority (the
+ *     origin gets an empty Host, RFC 9112 3.2, unless the backend overrides it);
+ *   - an absolute-form target (http or https): its authority, validated the same way,
+ *     replaces Host for the key and for the origin, which gets the origin-form path;
+ *   - any other target that does not start with '/' (but OPTIONS *): 400.
+ * Rewrites req->authority and req->path; returns 0, or -1 when the 400 was sent.
+ */
+static int request_target_or_respond(h2o_req_t *req)
+{
+    int has_host = !(req->hostconf != NULL && req->authority.base == req->hostconf->authority.hostport.base);
+    if (has_host && !cache_key_authority_valid(req->authority.base, req->authority.len)) {
+        send_bad_request(req, "invalid Host\n");
+        return -1;
+    }
+    if (!has_host) {
+        if (req->version >= 0x101 && req->version < 0x200) {
+            send_bad_request(req, "missing Host\n");
+            return -1;
+        }
+        req->authority = h2o_iovec_init("", 0);
+    }
+    const char *t = req->path.base;
+    size_t len = req->path.len, auth_off, auth_len, path_off;
+    if (len != 0 && t[0] == '/')
+        return 0;
+    if (cache_key_split_absolute(t, len, &auth_off, &auth_len, &path_off) == 0) {
+        if (!cache_key_authority_valid(t + auth_off, auth_len)) {
+            send_bad_request(req, "invalid authority in the request target\n");
+            return -1;
+        }
+        req->authority = h2o_iovec_init(t + auth_off, auth_len);
+        if (path_off != len && t[path_off] == '/') {
+            req->path = h2o_iovec_init(t + path_off, len - path_off);
+        } else {
+            /* "http://host" and "http://host?q" name the path "/" */
+            char *p = h2o_mem_alloc_pool(&req->pool, len - path_off + 1);
+            p[0] = '/';
+            memcpy(p + 1, t + path_off, len - path_off);
+            req->path = h2o_iovec_init(p, len - path_off + 1);
+        }
+        return 0;
+    }
+    if (len == 1 && t[0] == '*' && method_is(req, "OPTIONS"))
+        return 0;
+    send_bad_request(req, "invalid request target\n");
+    return -1;
+}
+
 static void on_req_disposed(void *p)
 {
     worker_t **slot = p;
@@ -2475,10 +2499,22 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     ++w->inflight;
     atomic_fetch_add_explicit(&w->counters.requests, 1, memory_order_relaxed);
 
-    size_t cap = req->authority.len + req->path.len;
-    char *key = h2o_mem_alloc_pool(&req->pool, cap + 1);
-    size_t key_len = proxy_cache_key(key, cap, req->authority.base, req->authority.len, req->path.base, req->path.len);
-    assert(key_len <= cap);
+    /*
+     * Before anything reads a header: one line per field (RFC 9110 5.3), so that what is keyed
+     * (Vary, conditionals, Cache-Control...) is what the origin gets; and no field the client's
+     * Connection names (RFC 9110 7.6.1), so that it neither reaches the origin nor keys a variant.
+     */
+    if (!http_fields_all_named(&req->headers)) {
+        send_bad_request(req, "obsolete line folding\n");
+        return 0;
+    }
+    http_fields_combine(&req->pool, &req->headers);
+    http_fields_remove_connection_listed(&req->headers);
+    if (request_target_or_respond(req) != 0)
+        return 0;
+
+    size_t key_len;
+    char *key = request_cache_key(req, &key_len);
     uint8_t hash[CACHE_HASH_LEN];
     obj_key_hash(key, key_len, hash);
 
@@ -2505,6 +2541,12 @@ int proxy_init(const config_t *cfg, store_t *store, mem_tier_t *mem, struct admi
     g.policy.default_ttl = cfg->default_ttl;
     g.policy.max_heuristic_ttl = cfg->max_heuristic_ttl;
     g.policy.default_grace = cfg->default_grace;
+    for (size_t i = 0; i != cfg->num_cache_key_ignore_params; ++i)
+        g.key_ignore_params[i] = cfg->cache_key_ignore_params[i];
+    g.key_rules = (cache_key_rules_t){.include_host = cfg->cache_key_include_host,
+                                      .sort_query = cfg->cache_key_sort_query,
+                                      .ignore_params = g.key_ignore_params,
+                                      .num_ignore_params = cfg->num_cache_key_ignore_params};
     /* an object must fit the memory tier's admission limit and a small share of the disk */
     g.max_object_size = cfg->memory_size / 4 < cfg->disk_size / 8 ? cfg->memory_size / 4 : cfg->disk_size / 8;
     for (size_t i = 0; i != INFLIGHT_SHARDS; ++i)

@@ -15,9 +15,12 @@ struct worker;
 struct admin;
 
 /**
- * Build the cache key for a request: lower-cased host (":80" stripped) followed by the
- * path with its query, e.g. "example.com/a/b?x=1". Writes at most cap bytes (no NUL);
- * returns the full length (if > cap the key was truncated and must not be used).
+ * The cache key of (host, path with query) under the process's cache-key rules (those of
+ * the config given to proxy_init; before it, the host is included and the query kept):
+ * cache_key_build's key, e.g. "example.com\n/a/b?x=1". Writes at most cap bytes (no NUL);
+ * returns the full length (if > cap the key was truncated and must not be used);
+ * cache_key_max_len(host_len, path_len) bytes are always enough. The proxy and the admin
+ * API's URL purge both call this, so a purge names exactly what a request stored.
  */
 size_t proxy_cache_key(char *buf, size_t cap, const char *host, size_t host_len, const char *path, size_t path_len);
 

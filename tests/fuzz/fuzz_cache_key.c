@@ -1,67 +1,25 @@
 /*
- * tests/fuzz/fuzz_cache_key.c — the cache-key normalizer (proxy_cache_key) under every
- * cache-key rule of the config: include_host, sort_query and ignore_query_params.
- *
- * The rules live in the proxy's process-wide state, so the first input sets it up once the
- * way main() does: a throw-away store in a temporary directory (removed at exit) and
- * proxy_init with a config_t of ours, whose cache-key fields each input then rewrites.
+ * tests/fuzz/fuzz_cache_key.c — the cache key (cache_key_build, server/cache_key.c) under
+ * every cache-key rule: include_host, sort_query and ignored query parameters. The key is a
+ * pure function of its rules and inputs, so no store or proxy is set up.
  *
  * Input: byte 0 picks the rules (bit 0: include the host, bit 1: sort the query, bits 2-3:
  * how many of "utm_source", "fbclid", "x" are ignored), byte 1 is the host length (capped by
  * what follows), then the host bytes (Host / :authority), then the path with its query.
  *
- * Invariants: the key never overruns the buffer it is given, whatever the cap (every buffer
- * is an exact-size heap block, so ASan sees one byte too many); proxy.h's contract — a cap of
- * the returned length is enough and gives the same bytes, a smaller cap is reported as
- * truncation (return > cap); determinism; the host's case never matters (RFC 9110 4.2.3) and
- * without include_host the host does not matter at all; no ignored parameter survives a
- * rewritten query (proxy.c keeps a query of more than 64 parameters as it came, by design,
- * so those are not checked).
+ * Invariants: the key never overruns the buffer it is given (exact-size heap blocks, so ASan
+ * sees one byte too many) and cache_key_max_len is always enough; the buffer contract (a cap
+ * of the returned length gives the same bytes, a smaller one is reported by a return > cap);
+ * determinism; the key reads back: its first '\n' ends the host part, which unescapes to the
+ * host lower-cased without ":80" (nothing without include_host), and the rest is the path
+ * (rewritten by the query rules, when they apply, with no ignored parameter left); so moving
+ * one byte between host and path changes the key; the host's case never matters.
  */
-#include <ftw.h>
 #include <string.h>
-#include <unistd.h>
-#include "server/proxy.h"
-#include "storage/store.h"
+#include "server/cache_key.h"
 #include "tests/fuzz/fuzz.h"
 
 static const char *const ignorable[3] = {"utm_source", "fbclid", "x"};
-static config_t g_cfg;
-static store_t *g_store;
-static char g_dir[64];
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static void teardown(void)
-{
-    store_close(&g_store);
-    nftw(g_dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
-}
-
-static void setup_once(void)
-{
-    char err[512];
-    if (g_store != NULL)
-        return;
-    snprintf(g_dir, sizeof(g_dir), "/tmp/edgecache-fuzz-key-XXXXXX");
-    FUZZ_CHECK(mkdtemp(g_dir) != NULL);
-    config_defaults(&g_cfg);
-    g_cfg.num_backends = 0;
-    store_options_t opt = {.dir = g_dir, .map_size = 16u << 20};
-    if (store_open(&g_store, &opt, err, sizeof(err)) != 0 || proxy_init(&g_cfg, g_store, NULL, NULL, err, sizeof(err)) != 0) {
-        fprintf(stderr, "fuzz_cache_key: set-up failed: %s\n", err);
-        abort();
-    }
-    for (size_t i = 0; i < 3; i++)
-        snprintf(g_cfg.cache_key_ignore_params[i], sizeof(g_cfg.cache_key_ignore_params[i]), "%s", ignorable[i]);
-    atexit(teardown);
-}
 
 static char *xmalloc(size_t n)
 {
@@ -71,64 +29,77 @@ static char *xmalloc(size_t n)
     return p;
 }
 
-/* the key with a generous buffer; *out is malloc'd (caller frees) */
-static size_t key_of(const char *host, size_t host_len, const char *path, size_t path_len, char **out)
+/* the key with the largest buffer it may need; *out is malloc'd (caller frees) */
+static size_t key_of(const cache_key_rules_t *r, const char *host, size_t host_len, const char *path, size_t path_len,
+                     char **out)
 {
-    size_t cap = 2 * (host_len + path_len) + 64;
+    size_t cap = cache_key_max_len(host_len, path_len);
     *out = xmalloc(cap);
-    size_t n = proxy_cache_key(*out, cap, host, host_len, path, path_len);
+    size_t n = cache_key_build(r, host, host_len, path, path_len, *out, cap);
     FUZZ_CHECK(n <= cap);
     return n;
 }
 
-static int ignored_name(const char *p, size_t len)
+static int ignored_name(const cache_key_rules_t *r, const char *p, size_t len)
 {
     const char *eq = memchr(p, '=', len);
     size_t name_len = eq != NULL ? (size_t)(eq - p) : len;
-    for (size_t i = 0; i < g_cfg.num_cache_key_ignore_params; i++)
+    for (size_t i = 0; i < r->num_ignore_params; i++)
         if (strlen(ignorable[i]) == name_len && memcmp(ignorable[i], p, name_len) == 0)
             return 1;
     return 0;
 }
 
-/* non-empty, not ignored parameters of the path's query: what a rewrite would keep */
-static size_t kept_params(const char *path, size_t path_len)
+/* non-empty, not ignored parameters of the query: what a rewrite keeps */
+static size_t kept_params(const cache_key_rules_t *r, const char *path, size_t path_len)
 {
     const char *q = memchr(path, '?', path_len), *end = path + path_len;
     size_t n = 0;
     for (const char *p = q != NULL ? q + 1 : end; p < end;) {
         const char *amp = memchr(p, '&', (size_t)(end - p));
         size_t len = (size_t)((amp != NULL ? amp : end) - p);
-        n += len != 0 && !ignored_name(p, len);
+        n += len != 0 && !ignored_name(r, p, len);
         p += len + 1;
     }
     return n;
 }
 
-/* no parameter of the query in the key's path part (after the host) is one the rules ignore */
-static void check_ignored_gone(const char *key, size_t n, size_t host_part)
+static int hexval(char c)
 {
-    FUZZ_CHECK(host_part <= n);
-    const char *q = memchr(key + host_part, '?', n - host_part), *end = key + n;
-    if (q == NULL || g_cfg.num_cache_key_ignore_params == 0)
-        return;
-    for (const char *p = q + 1; p < end;) {
-        const char *amp = memchr(p, '&', (size_t)(end - p));
-        size_t len = (size_t)((amp != NULL ? amp : end) - p);
-        FUZZ_CHECK(len == 0 || !ignored_name(p, len));
-        p += len + 1;
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* the host part of a key decodes to the normalised host */
+static void check_host_part(const char *key, size_t host_part, const char *host, size_t host_len)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < host_part; o++) {
+        unsigned char c;
+        if (key[i] == '%') {
+            FUZZ_CHECK(i + 2 < host_part && hexval(key[i + 1]) >= 0 && hexval(key[i + 2]) >= 0);
+            c = (unsigned char)(hexval(key[i + 1]) * 16 + hexval(key[i + 2]));
+            i += 3;
+        } else {
+            FUZZ_CHECK(key[i] != '\n');
+            c = (unsigned char)key[i++];
+        }
+        FUZZ_CHECK(o < host_len);
+        unsigned char want = (unsigned char)host[o];
+        if (want >= 'A' && want <= 'Z')
+            want = (unsigned char)(want + 32);
+        FUZZ_CHECK(c == want);
     }
+    FUZZ_CHECK(o == host_len);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 2)
         return 0;
-    setup_once();
-    g_cfg.cache_key_include_host = (data[0] & 1) != 0;
-    g_cfg.cache_key_sort_query = (data[0] & 2) != 0;
-    g_cfg.num_cache_key_ignore_params = (data[0] >> 2) & 3;
-
+    cache_key_rules_t r = {.include_host = (data[0] & 1) != 0,
+                           .sort_query = (data[0] & 2) != 0,
+                           .ignore_params = ignorable,
+                           .num_ignore_params = (data[0] >> 2) & 3};
     size_t host_len = data[1];
     if (host_len > size - 2)
         host_len = size - 2;
@@ -138,35 +109,62 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(path, data + 2 + host_len, path_len);
 
     char *big;
-    size_t n = key_of(host, host_len, path, path_len, &big);
+    size_t n = key_of(&r, host, host_len, path, path_len, &big);
 
-    /* proxy.h: "writes at most cap bytes; returns the full length (if > cap the key was truncated)" */
+    /* the contract: an exact buffer gives the same bytes; one byte less is reported */
     char *exact = xmalloc(n);
-    FUZZ_CHECK(proxy_cache_key(exact, n, host, host_len, path, path_len) == n);
+    FUZZ_CHECK(cache_key_build(&r, host, host_len, path, path_len, exact, n) == n);
     FUZZ_CHECK(n == 0 || memcmp(exact, big, n) == 0);
     free(exact);
     if (n > 0) {
         char *small = xmalloc(n - 1);
-        FUZZ_CHECK(proxy_cache_key(small, n - 1, host, host_len, path, path_len) > n - 1);
+        FUZZ_CHECK(cache_key_build(&r, host, host_len, path, path_len, small, n - 1) > n - 1);
         free(small);
     }
-    /* the host part of the key: the host, lower-cased, without ":80" (it may hold any byte) */
-    size_t host_part = 0;
-    if (g_cfg.cache_key_include_host)
-        host_part = host_len > 3 && memcmp(host + host_len - 3, ":80", 3) == 0 ? host_len - 3 : host_len;
-    if (kept_params(path, path_len) <= 64) /* beyond 64 the query is deliberately kept as it came */
-        check_ignored_gone(big, n, host_part);
+
+    /* it reads back: host part, '\n', path part */
+    const char *nl = memchr(big, '\n', n);
+    FUZZ_CHECK(nl != NULL);
+    size_t host_part = (size_t)(nl - big);
+    size_t norm_host_len = r.include_host ? host_len : 0;
+    if (norm_host_len > 3 && memcmp(host + norm_host_len - 3, ":80", 3) == 0)
+        norm_host_len -= 3;
+    check_host_part(big, host_part, host, norm_host_len);
+    const char *kpath = nl + 1;
+    size_t kpath_len = n - host_part - 1;
+    int rewrites = memchr(path, '?', path_len) != NULL && (r.sort_query || r.num_ignore_params != 0);
+    if (!rewrites) {
+        FUZZ_CHECK(kpath_len == path_len && (path_len == 0 || memcmp(kpath, path, path_len) == 0));
+    } else if (kept_params(&r, path, path_len) <= 64) { /* beyond 64 the query is kept as it came */
+        const char *q = memchr(kpath, '?', kpath_len), *end = kpath + kpath_len;
+        for (const char *p = q != NULL ? q + 1 : end; p < end;) {
+            const char *amp = memchr(p, '&', (size_t)(end - p));
+            size_t len = (size_t)((amp != NULL ? amp : end) - p);
+            FUZZ_CHECK(len != 0 && !ignored_name(&r, p, len));
+            p += len + 1;
+        }
+    }
+
+    /* the glued-key confusion: one byte moved from the path to the host gives another key */
+    if (r.include_host && !rewrites && path_len > 0) {
+        char *host2 = xmalloc(host_len + 1), *again;
+        memcpy(host2, host, host_len);
+        host2[host_len] = path[0];
+        size_t m = key_of(&r, host2, host_len + 1, path + 1, path_len - 1, &again);
+        FUZZ_CHECK(!(m == n && memcmp(again, big, n) == 0));
+        free(again);
+        free(host2);
+    }
 
     /* the host's case never matters; without include_host the host does not matter at all */
-    char *other = xmalloc(host_len);
+    char *other = xmalloc(host_len), *again;
     for (size_t i = 0; i < host_len; i++)
         other[i] = (host[i] >= 'a' && host[i] <= 'z') ? (char)(host[i] - 32) : host[i];
-    char *again;
-    size_t m = key_of(other, host_len, path, path_len, &again);
+    size_t m = key_of(&r, other, host_len, path, path_len, &again);
     FUZZ_CHECK(m == n && memcmp(again, big, n) == 0);
     free(again);
-    if (!g_cfg.cache_key_include_host) {
-        m = key_of("elsewhere.test", 14, path, path_len, &again);
+    if (!r.include_host) {
+        m = key_of(&r, "elsewhere.test", 14, path, path_len, &again);
         FUZZ_CHECK(m == n && memcmp(again, big, n) == 0);
         free(again);
     }
