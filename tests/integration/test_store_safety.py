@@ -8,7 +8,8 @@ store still starts warm, and the store's files are private whatever the umask.
                  and leaf pages after kill -9, overwritten object bodies (the quick walk at
                  start does not read them: the record checksum turns them into misses, and
                  the full `edgecache check` reports them), `edgecache check` on good and
-                 bad stores, a warm start after kill -9.
+                 bad stores, the other commands that open a store (migrate, token), a warm
+                 start after kill -9.
   PrivateFiles   0600 files in a 0700 directory under umask 000; an existing open
                  directory is warned about; files an older version left 0644 are tightened.
 
@@ -206,6 +207,20 @@ class DamagedStore(StoreCase):
         p = run_binary(["check", "--data-dir", e.data_dir])
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
         self.hit_all(e)
+
+    def test_cli_commands_refuse_a_damaged_store(self):
+        """migrate --status and the token commands open the store too: never a signal."""
+        good = self.built_store()
+        d = self.copy(good)
+        path = os.path.join(d, "data.mdb")
+        os.truncate(path, os.path.getsize(path) // 2 // 4096 * 4096)
+        for args in (["migrate", "--status"], ["migrate"], ["token", "list"],
+                     ["token", "create", "--scope", "global"]):
+            p = run_binary(args + ["--data-dir", d])
+            self.assertGreater(p.returncode, 0, "%s: exit status %s (negative: a signal)\n%s" % (
+                " ".join(args), p.returncode, p.stderr))
+            self.assertIn("truncated", p.stderr, " ".join(args))
+        self.assertEqual(run_binary(["migrate", "--status", "--data-dir", d]).returncode, 2)
 
     def test_sound_store_starts_warm_after_kill9(self):
         e = self.edgecache([self.o])
