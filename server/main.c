@@ -79,7 +79,7 @@ static int check_main(int argc, char **argv)
         return 1;
     }
     if (rc != 0) {
-        printf("%s: DAMAGED: %s\n", dir, err);
+        printf("%s: %s: %s\n", dir, rc == STORE_CHECK_EDAMAGED ? "DAMAGED" : "cannot check", err);
         return rc == STORE_CHECK_EDAMAGED ? 2 : 1;
     }
     printf("%s: meta pages ok: page size %u, last page %llu, transaction %llu\n", dir, m.psize,
@@ -88,7 +88,7 @@ static int check_main(int argc, char **argv)
     store_check_report_t rep;
     rc = store_check_tree(dir, !quick, stdout, &rep, err, sizeof(err));
     if (rc != 0) {
-        printf("%s: DAMAGED: %s\n", dir, err);
+        printf("%s: %s: %s\n", dir, rc == STORE_CHECK_EDAMAGED ? "DAMAGED" : "cannot check", err);
         return rc == STORE_CHECK_EDAMAGED ? 2 : 1;
     }
     printf("%s: sound: %llu databases, %llu records, %llu objects decoded, %llu value bytes read\n", dir,

@@ -581,7 +581,9 @@ static int chk_child_main(const char *dir, int full, FILE *out)
     if ((rc = mdb_env_create(&env)) != 0 || (rc = mdb_env_set_maxdbs(env, 64)) != 0 ||
         (rc = mdb_env_open(env, dir, MDB_RDONLY | MDB_NOTLS, 0600)) != 0 ||
         (rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &txn)) != 0) {
-        fprintf(out, "damaged: LMDB cannot open it: %s\n", mdb_strerror(rc));
+        /* LMDB's own codes are about the file; an errno is about us (permissions, memory) */
+        int about_file = rc >= MDB_KEYEXIST && rc <= MDB_LAST_ERRCODE;
+        fprintf(out, "%s: LMDB cannot open it: %s\n", about_file ? "damaged" : "error", mdb_strerror(rc));
         return 1;
     }
     /* where LMDB mapped the file (mdb_env_info's me_mapaddr is only the MDB_FIXEDMAP address):
