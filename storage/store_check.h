@@ -24,7 +24,8 @@
  * only when it is the last one.
  *
  * Files are created 0600 and the directory 0700 (data.mdb holds token hashes and the
- * purge journal's key): see store_check_secure_dir.
+ * purge journal's key): see store_check_secure_dir. The checks are in store_check.c,
+ * the state file and the modes in store_state.c.
  *
  * Threads: called by store_open/store_close (and the CLI) on the calling thread; it
  * forks, so call it before starting threads that hold locks a child would need (glibc's
