@@ -501,11 +501,18 @@ static int chk_walk_db(chk_child_t *c, MDB_txn *txn, MDB_dbi dbi, const char *na
     int is_objects = strcmp(name, MIG_DB_OBJECTS) == 0, is_meta = strcmp(name, MIG_DB_META) == 0;
     int is_index = strcmp(name, MIG_DB_SKEYS) == 0 || strcmp(name, MIG_DB_VARIANTS) == 0;
     int is_evict = strcmp(name, MIG_DB_EVICT) == 0;
+    unsigned dbflags = 0;
+    mdb_dbi_flags(txn, dbi, &dbflags);
+    int dupsort = (dbflags & MDB_DUPSORT) != 0;
     uint64_t n = 0;
     MDB_val k, v;
+    /* the previous record, copied: keys (and a key's duplicates) must come in strictly
+     * increasing order, which a page that points back into the tree breaks at once */
+    static uint8_t prev_key[CHK_MAX_PSIZE], prev_data[CHK_MAX_PSIZE];
+    MDB_val pk = {0, prev_key}, pd = {0, prev_data};
     const char *bad = NULL;
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        /* a cycle of pages would walk forever: no database holds more records than it says */
+        /* and however the tree is linked, no database holds more records than it says */
         if (++n > st.ms_entries) {
             bad = "more records than the database says it holds";
             break;
@@ -513,6 +520,23 @@ static int chk_walk_db(chk_child_t *c, MDB_txn *txn, MDB_dbi dbi, const char *na
         if (!chk_in_file(c, k.mv_data, k.mv_size) || !chk_in_file(c, v.mv_data, v.mv_size)) {
             bad = "a record lies past the end of the file";
             break;
+        }
+        if (n > 1) {
+            int kc = mdb_cmp(txn, dbi, &pk, &k);
+            if (kc > 0 || (kc == 0 && (!dupsort || mdb_dcmp(txn, dbi, &pd, &v) >= 0))) {
+                bad = "records out of order (a page points back into the tree)";
+                break;
+            }
+        }
+        if (k.mv_size > sizeof(prev_key) || (dupsort && v.mv_size > sizeof(prev_data))) {
+            bad = "a key or sorted value is longer than a page";
+            break;
+        }
+        memcpy(prev_key, k.mv_data, k.mv_size);
+        pk.mv_size = k.mv_size;
+        if (dupsort) {
+            memcpy(prev_data, v.mv_data, v.mv_size);
+            pd.mv_size = v.mv_size;
         }
         if (is_objects && k.mv_size != CACHE_HASH_LEN)
             bad = "an object's key is not a 16-byte hash";

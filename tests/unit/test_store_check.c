@@ -1,7 +1,8 @@
 /*
  * tests/unit/test_store_check.c — storage/store_check.h: the meta-page validator (a pure
  * function, fed real meta pages, every single-byte change of them and random bytes), the
- * file check against truncation, the tree check in a child against overwritten pages,
+ * file check against truncation, the tree check in a child against overwritten pages and
+ * a branch page pointing back into the tree,
  * store_open refusing a damaged store (STORE_EDAMAGED, never a signal), the state file
  * (clean / open) and the files' modes whatever the umask.
  */
@@ -378,6 +379,68 @@ START_TEST(test_garbage_bodies_found_by_the_full_check)
 }
 END_TEST
 
+/* little-endian fields of page `pg` of data.mdb */
+static uint64_t page_u64(int fd, uint32_t ps, uint64_t pg, size_t off)
+{
+    uint8_t b[8];
+    ck_assert_int_eq(pread(fd, b, 8, (off_t)(pg * ps + off)), 8);
+    return le_get_u64(b);
+}
+
+static uint16_t page_u16(int fd, uint32_t ps, uint64_t pg, size_t off)
+{
+    uint8_t b[2];
+    ck_assert_int_eq(pread(fd, b, 2, (off_t)(pg * ps + off)), 2);
+    return le_get_u16(b);
+}
+
+/* a branch page whose second child is its first again: LMDB would walk leaf pages twice
+ * (and a pointer back up the tree, forever); the walk sees keys out of order and stops */
+START_TEST(test_tree_pointing_back_is_refused)
+{
+    char *dir = tmpdir_new();
+    make_store(dir, 400, 3000); /* 16-byte keys of overflow records: a few leaves under a branch */
+    uint8_t *head = malloc(HEAD_LEN);
+    size_t n = read_head(dir, head);
+    store_check_meta_t m;
+    char err[1024];
+    ck_assert_int_eq(store_check_meta(head, n, (uint64_t)file_size(dir, "data.mdb"), &m, err, sizeof(err)), 0);
+    char *p = path_in(dir, "data.mdb");
+    int fd = open(p, O_RDWR);
+    ck_assert_int_ge(fd, 0);
+    /* the main database's root is a leaf naming each database; find "objects" and its root */
+    uint32_t ps = m.psize;
+    ck_assert_uint_eq(page_u16(fd, ps, m.main_root, 10), 0x02);
+    unsigned nkeys = (page_u16(fd, ps, m.main_root, 12) - 16) / 2;
+    uint64_t objects_root = UINT64_MAX;
+    for (unsigned i = 0; i < nkeys; i++) {
+        uint16_t off = page_u16(fd, ps, m.main_root, 16 + 2 * i);
+        uint16_t ksize = page_u16(fd, ps, m.main_root, off + 6);
+        char name[16] = "";
+        if (ksize == 7)
+            ck_assert_int_eq(pread(fd, name, 7, (off_t)(m.main_root * ps + off + 8)), 7);
+        if (memcmp(name, "objects", 7) == 0)
+            objects_root = page_u64(fd, ps, m.main_root, off + 8 + ksize + 40); /* MDB_db: root at +40 */
+    }
+    ck_assert_uint_ne(objects_root, UINT64_MAX);
+    ck_assert_uint_eq(page_u16(fd, ps, objects_root, 10), 0x01); /* a branch page */
+    ck_assert_uint_ge((page_u16(fd, ps, objects_root, 12) - 16) / 2, 2);
+    /* child 1 := child 0 (a branch node's child is lo | hi << 16 | flags << 32: its first 6 bytes) */
+    uint16_t off0 = page_u16(fd, ps, objects_root, 16), off1 = page_u16(fd, ps, objects_root, 18);
+    uint8_t child0[6];
+    ck_assert_int_eq(pread(fd, child0, 6, (off_t)(objects_root * ps + off0)), 6);
+    ck_assert_int_eq(pwrite(fd, child0, 6, (off_t)(objects_root * ps + off1)), 6);
+    close(fd);
+    ck_assert_int_eq(store_check_tree(dir, 0, NULL, NULL, err, sizeof(err)), STORE_CHECK_EDAMAGED);
+    ck_assert_msg(strstr(err, "out of order") != NULL, "%s", err);
+    set_state(dir, "open\n");
+    ck_assert_int_eq(open_rc(dir, err, sizeof(err)), STORE_EDAMAGED);
+    free(p);
+    free(head);
+    tmpdir_free(dir);
+}
+END_TEST
+
 START_TEST(test_state_file)
 {
     char *dir = tmpdir_new();
@@ -451,6 +514,7 @@ static Suite *store_check_suite(void)
     tcase_add_test(tc, test_truncated_file_refused);
     tcase_add_test(tc, test_garbage_pages_found_by_the_walk);
     tcase_add_test(tc, test_garbage_bodies_found_by_the_full_check);
+    tcase_add_test(tc, test_tree_pointing_back_is_refused);
     tcase_add_test(tc, test_state_file);
     tcase_add_test(tc, test_files_private_whatever_the_umask);
     suite_add_tcase(s, tc);
