@@ -2405,7 +2405,10 @@ static void store_refuse(store_op_t *op)
 
 static int store_mkdir_p(const char *dir)
 {
-    char *path = store_xmemdup(dir, strlen(dir), 1);
+    size_t len = strlen(dir);
+    while (len > 1 && dir[len - 1] == '/')
+        len--; /* "data/" names "data": the last component is the one made private */
+    char *path = store_xmemdup(dir, len, 1);
     int rc = 0;
     for (char *p = path + 1;; p++) {
         if (*p == '/' || *p == '\0') {

@@ -496,7 +496,13 @@ START_TEST(test_files_private_whatever_the_umask)
         ck_assert_msg((st.st_mode & 0777) == 0600, "%s was not tightened: %o", files[i], st.st_mode & 0777);
         free(p);
     }
+    /* "DIR/" names DIR: it is the one made private, not left 0755 like a parent */
+    char *dir2 = path_in(base, "second/data/");
+    make_store(dir2, 1, 10);
+    ck_assert_int_eq(stat(dir2, &st), 0);
+    ck_assert_uint_eq(st.st_mode & 0777, 0700);
     umask(old);
+    free(dir2);
     free(dir);
     tmpdir_free(base);
 }
