@@ -130,12 +130,12 @@ static int migrate_main(int argc, char **argv)
         /* LMDB maps what it opens: the checks store_open makes first (the tree walk too
          * after an unclean shutdown, since reading the version reads the tree) */
         char cerr[1024];
-        int state_fd = -1;
-        if ((rc = store_check_at_open(dir, 0, &state_fd, cerr, sizeof(cerr))) != 0) {
+        store_state_t state;
+        if ((rc = store_check_at_open(dir, 0, &state, cerr, sizeof(cerr))) != 0) {
             fprintf(stderr, "edgecache: migrate: store %s: %s\n", dir, cerr);
             return rc == STORE_CHECK_EDAMAGED ? 2 : 1;
         }
-        store_check_at_close(&state_fd, 0);
+        store_check_at_close(&state, 0);
         if ((rc = mdb_env_create(&env)) != 0 || (rc = mdb_env_set_maxdbs(env, 16)) != 0 ||
             (rc = mdb_env_open(env, dir, MDB_RDONLY | MDB_NOTLS, 0600)) != 0) {
             fprintf(stderr, "edgecache: migrate: cannot open store in %s: %s\n", dir, mdb_strerror(rc));

@@ -300,7 +300,7 @@ struct store {
     /* the checkpointer: syncs the main store in the background (guarded by lock) */
     pthread_t checkpointer;
     int checkpointer_started, checkpointer_stopping;
-    int state_fd; /* <dir>/store.state, held shared while open (storage/store_check.h) */
+    store_state_t state; /* <dir>/store.state, held shared while open (storage/store_check.h) */
     pthread_cond_t checkpoint_wake;
     unsigned checkpoint_ms;
     _Atomic uint64_t journal_sectors; /* journal_sectors_written after the writer's last append */
@@ -2501,10 +2501,10 @@ int store_open(store_t **out, const store_options_t *opt, char *errbuf, size_t e
         return STORE_EIO;
     }
     /* nothing maps data.mdb before it passes the checks (storage/store_check.h) */
-    int state_fd = -1;
+    store_state_t state;
     char cerr[900];
     if (store_check_secure_dir(opt->dir, cerr, sizeof(cerr)) != 0 ||
-        (rc = store_check_at_open(opt->dir, !opt->read_only, &state_fd, cerr, sizeof(cerr))) != 0) {
+        (rc = store_check_at_open(opt->dir, !opt->read_only, &state, cerr, sizeof(cerr))) != 0) {
         int damaged = rc == STORE_CHECK_EDAMAGED;
         store_msg(errbuf, errlen, "store %s: %s%s", opt->dir, cerr,
                   damaged ? "; refusing to open it (see `edgecache check --data-dir DIR`; restore a backup or move "
@@ -2515,7 +2515,7 @@ int store_open(store_t **out, const store_options_t *opt, char *errbuf, size_t e
 
     s = store_xcalloc(1, sizeof(*s));
     s->magic = STORE_MAGIC;
-    s->state_fd = state_fd;
+    s->state = state;
     s->serial = atomic_fetch_add(&store_next_serial, 1);
     s->mem = opt->mem;
     s->read_only = opt->read_only;
@@ -2579,7 +2579,7 @@ int store_open(store_t **out, const store_options_t *opt, char *errbuf, size_t e
         goto fail;
     }
 
-    store_check_opened(s->state_fd, !opt->read_only);
+    store_check_opened(&s->state);
 
     MDB_envinfo info;
     MDB_stat st;
@@ -2682,7 +2682,7 @@ fail:
     journal_close(&s->journal);
     if (s->env != NULL)
         mdb_env_close(s->env);
-    store_check_at_close(&s->state_fd, 0); /* not clean: it stays "open" and the next open checks it */
+    store_check_at_close(&s->state, 0); /* not clean: it stays "open" and the next open checks it */
     pthread_cond_destroy(&s->checkpoint_wake);
     pthread_cond_destroy(&s->apply_room);
     pthread_cond_destroy(&s->apply_wake);
@@ -2734,7 +2734,7 @@ void store_close(store_t **storep)
     assert(s->head == NULL && s->ahead == NULL);
     store_slots_orphan(s);
     mdb_env_close(s->env);
-    store_check_at_close(&s->state_fd, synced); /* a clean close spares the next open its tree check */
+    store_check_at_close(&s->state, synced); /* a clean close spares the next open its tree check */
     pthread_cond_destroy(&s->checkpoint_wake);
     pthread_cond_destroy(&s->apply_room);
     pthread_cond_destroy(&s->apply_wake);

@@ -108,26 +108,35 @@ int store_check_tree(const char *dir, int full, FILE *log, store_check_report_t 
  */
 int store_check_secure_dir(const char *dir, char *errbuf, size_t errlen);
 
+/* An opener's hold on the state file (storage/store_state.c). */
+typedef struct store_state {
+    int fd;         /* the state file, flock'd shared; -1: none (could not open it) */
+    int first;      /* nobody else had the store open when this opener came */
+    int read_write; /* this opener may write the store (and the state) */
+} store_state_t;
+
 /**
  * At open, before LMDB maps anything: take the state file's lock, run the meta check
  * and, when this process is the only one and the state is not "clean", the tree check;
- * a read-write opener then marks the state "open". *state_fd receives the state file
- * (-1 if it could not be opened read-only: then the tree check runs whenever a data
- * file exists). Returns 0, STORE_CHECK_EDAMAGED or STORE_CHECK_EIO with a one-line
- * message in errbuf. On error *state_fd is -1 and nothing is held.
+ * a read-write opener then marks the state "open". *st receives the hold (fd -1 if the
+ * file could not be opened: then the tree check runs whenever a data file exists).
+ * Returns 0, STORE_CHECK_EDAMAGED or STORE_CHECK_EIO with a one-line message in errbuf.
+ * On error st->fd is -1 and nothing is held.
  */
-int store_check_at_open(const char *dir, int read_write, int *state_fd, char *errbuf, size_t errlen);
+int store_check_at_open(const char *dir, int read_write, store_state_t *st, char *errbuf, size_t errlen);
 
 /**
  * After LMDB opened the environment: a store this process just created goes from "new"
  * (an empty data.mdb is an interrupted creation, not damage) to "open".
  */
-void store_check_opened(int state_fd, int read_write);
+void store_check_opened(store_state_t *st);
 
 /**
- * At close, after LMDB is closed and synced: a read-write opener that is the last
- * process holding the state marks it "clean"; the lock is released and *state_fd set to -1.
+ * At close, after LMDB is closed: with `clean` (everything synced), a read-write opener
+ * that was first in and is the last one out marks the state "clean" (one that came while
+ * another held it never does: that other may have died uncleanly meanwhile). The lock
+ * is released and st->fd set to -1.
  */
-void store_check_at_close(int *state_fd, int read_write);
+void store_check_at_close(store_state_t *st, int clean);
 
 #endif

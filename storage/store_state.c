@@ -100,12 +100,14 @@ static void chk_state_write(int fd, const char *state)
         fprintf(stderr, "edgecache: warning: cannot write the store's state file: %s\n", strerror(errno));
 }
 
-int store_check_at_open(const char *dir, int read_write, int *state_fd, char *errbuf, size_t errlen)
+int store_check_at_open(const char *dir, int read_write, store_state_t *st, char *errbuf, size_t errlen)
 {
     char *path = state_path(dir, STORE_CHECK_STATE_FILE);
     char state[32] = "";
     int first = 1, rc;
-    *state_fd = -1;
+    st->fd = -1;
+    st->first = 0;
+    st->read_write = read_write;
     int fd = open(path, (read_write ? O_RDWR | O_CREAT : O_RDONLY) | O_CLOEXEC | O_NOFOLLOW, 0600);
     free(path);
     if (fd >= 0) {
@@ -147,28 +149,30 @@ int store_check_at_open(const char *dir, int read_write, int *state_fd, char *er
         chk_state_write(fd, creating ? chk_state_new : chk_state_open); /* "new": LMDB creates it next */
     if (fd >= 0 && first)
         flock(fd, LOCK_SH); /* keep holding it while the store is open */
-    *state_fd = fd;
+    st->fd = fd;
+    st->first = first;
     return 0;
 }
 
-void store_check_opened(int state_fd, int read_write)
+void store_check_opened(store_state_t *st)
 {
     char state[32];
-    if (state_fd < 0 || !read_write)
+    if (st->fd < 0 || !st->read_write || !st->first)
         return;
-    chk_state_read(state_fd, state, sizeof(state));
+    chk_state_read(st->fd, state, sizeof(state));
     if (strcmp(state, chk_state_new) == 0)
-        chk_state_write(state_fd, chk_state_open);
+        chk_state_write(st->fd, chk_state_open);
 }
 
-void store_check_at_close(int *state_fd, int read_write)
+void store_check_at_close(store_state_t *st, int clean)
 {
-    int fd = *state_fd;
-    *state_fd = -1;
+    int fd = st->fd;
+    st->fd = -1;
     if (fd < 0)
         return;
-    /* the last process out says it was clean; while others hold it, it stays "open" */
-    if (read_write && flock(fd, LOCK_EX | LOCK_NB) == 0)
+    /* the last process out says it was clean, if it was also the first in; while others
+     * hold it, it stays "open" */
+    if (clean && st->read_write && st->first && flock(fd, LOCK_EX | LOCK_NB) == 0)
         chk_state_write(fd, chk_state_clean);
     close(fd);
 }

@@ -453,15 +453,26 @@ START_TEST(test_state_file)
     ck_assert_int_eq(store_open(&s, &opt, err, sizeof(err)), 0);
     read_state(dir, state, sizeof(state));
     ck_assert_str_eq(state, "open\n");
-    /* a second process-like opener (its own open file description) does not mark it clean while we hold it */
-    int fd2 = -1;
-    ck_assert_int_eq(store_check_at_open(dir, 1, &fd2, err, sizeof(err)), 0);
-    store_check_at_close(&fd2, 1);
+    /* a second opener (its own open file description, as another process has) does not
+     * mark it clean while we hold it */
+    store_state_t second;
+    ck_assert_int_eq(store_check_at_open(dir, 1, &second, err, sizeof(err)), 0);
+    ck_assert_int_eq(second.first, 0);
+    store_check_at_close(&second, 1);
     read_state(dir, state, sizeof(state));
     ck_assert_str_eq(state, "open\n");
     store_close(&s);
     read_state(dir, state, sizeof(state));
     ck_assert_str_eq(state, "clean\n");
+    /* nor when it outlives the first one, which may have died without closing */
+    ck_assert_int_eq(store_open(&s, &opt, err, sizeof(err)), 0);
+    ck_assert_int_eq(store_check_at_open(dir, 1, &second, err, sizeof(err)), 0);
+    store_close(&s);
+    read_state(dir, state, sizeof(state));
+    ck_assert_str_eq(state, "open\n");
+    store_check_at_close(&second, 1);
+    read_state(dir, state, sizeof(state));
+    ck_assert_str_eq(state, "open\n");
     /* an empty data.mdb is an interrupted creation only while the state says "new" */
     truncate_to(dir, 0);
     ck_assert_int_eq(open_rc(dir, err, sizeof(err)), STORE_EDAMAGED);
