@@ -745,10 +745,16 @@ int store_check_tree(const char *dir, int full, FILE *log, store_check_report_t 
     }
     if (verdict_ok)
         return 0;
-    if (WIFSIGNALED(status))
+    if (WIFSIGNALED(status)) {
+        int sig = WTERMSIG(status);
+        if (sig != SIGSEGV && sig != SIGBUS && sig != SIGABRT && sig != SIGILL && sig != SIGFPE) {
+            /* killed from outside (the OOM killer, an operator): no verdict on the file */
+            chk_msg(errbuf, errlen, "store check: the walking process was killed (%s)", strsignal(sig));
+            return STORE_CHECK_EIO;
+        }
         chk_msg(errbuf, errlen, "walking its B-tree hit %s (a page is damaged or past the end of the file)",
-                strsignal(WTERMSIG(status)));
-    else if (strncmp(last, "damaged: ", 9) == 0)
+                strsignal(sig));
+    } else if (strncmp(last, "damaged: ", 9) == 0)
         chk_msg(errbuf, errlen, "%s", last + 9);
     else if (strncmp(last, "error: ", 7) == 0) {
         chk_msg(errbuf, errlen, "store check: %s", last + 7);
