@@ -345,6 +345,8 @@ static int chk_free_page(chk_free_walk_t *w, uint64_t pgno, unsigned depth_left)
             if (run == NULL)
                 abort();
             rc = npages <= w->last_pg ? chk_read_pages(w, ov, npages, run) : STORE_CHECK_EDAMAGED;
+            if (rc == 0 && (le_get_u16(run + 10) != CHK_P_OVERFLOW || le_get_u32(run + 12) < npages))
+                rc = STORE_CHECK_EDAMAGED; /* not the overflow run the node says */
             if (rc == 0)
                 rc = chk_free_idl(w, run + CHK_PAGEHDR, dsize);
             free(run);
@@ -638,8 +640,19 @@ static int chk_child_main(const char *dir, int full, FILE *out)
         return 1;
     }
     MDB_val k, v;
+    MDB_stat main_st;
+    if ((rc = mdb_stat(txn, main_dbi, &main_st)) != 0) {
+        fprintf(out, "damaged: the main database: %s\n", mdb_strerror(rc));
+        return 1;
+    }
+    uint64_t names = 0;
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         char name[65];
+        /* a page pointing back would list the same databases forever */
+        if (++names > main_st.ms_entries || names > 64) {
+            fprintf(out, "damaged: the main database lists more databases than it holds\n");
+            return 1;
+        }
         if (!chk_in_file(&c, k.mv_data, k.mv_size) || k.mv_size == 0 || k.mv_size >= sizeof(name) ||
             memchr(k.mv_data, '\0', k.mv_size) != NULL) {
             fprintf(out, "damaged: the main database names a database that is not a name\n");

@@ -291,6 +291,40 @@ START_TEST(test_truncated_file_refused)
 }
 END_TEST
 
+/* whole pages cut off the end: the file check (pread only) either refuses, or the store
+ * really is whole: the full walk, which reads every record through the map, passes */
+START_TEST(test_truncated_by_pages_never_accepted_wrongly)
+{
+    char *dir = tmpdir_new();
+    make_store(dir, 150, 3000);
+    char *p = path_in(dir, "data.mdb");
+    off_t size = file_size(dir, "data.mdb");
+    long ps = sysconf(_SC_PAGESIZE);
+    char *saved = malloc((size_t)size);
+    int fd = open(p, O_RDONLY);
+    ck_assert_int_eq(pread(fd, saved, (size_t)size, 0), (ssize_t)size);
+    close(fd);
+    char err[1024];
+    unsigned refused = 0;
+    for (off_t cut = 1; cut <= 40 && cut * ps < size; cut++) {
+        fd = open(p, O_WRONLY | O_TRUNC);
+        ck_assert_int_eq(pwrite(fd, saved, (size_t)(size - cut * ps), 0), (ssize_t)(size - cut * ps));
+        close(fd);
+        int rc = store_check_file(dir, 0, NULL, err, sizeof(err));
+        ck_assert(rc == 0 || rc == STORE_CHECK_EDAMAGED);
+        if (rc == 0)
+            ck_assert_msg(store_check_tree(dir, 1, NULL, NULL, err, sizeof(err)) == 0,
+                          "%lld pages cut: accepted, but the walk says %s", (long long)cut, err);
+        else
+            refused++;
+    }
+    ck_assert_uint_gt(refused, 0);
+    free(saved);
+    free(p);
+    tmpdir_free(dir);
+}
+END_TEST
+
 /* the branch and leaf pages overwritten: the walk in the child finds it, the parent lives */
 START_TEST(test_garbage_pages_found_by_the_walk)
 {
@@ -529,6 +563,7 @@ static Suite *store_check_suite(void)
     tcase_add_test(tc, test_meta_short_head_and_sizes);
     tcase_add_test(tc, test_meta_random);
     tcase_add_test(tc, test_truncated_file_refused);
+    tcase_add_test(tc, test_truncated_by_pages_never_accepted_wrongly);
     tcase_add_test(tc, test_garbage_pages_found_by_the_walk);
     tcase_add_test(tc, test_garbage_bodies_found_by_the_full_check);
     tcase_add_test(tc, test_tree_pointing_back_is_refused);
