@@ -343,7 +343,14 @@ static int chk_free_page(chk_free_walk_t *w, uint64_t pgno, unsigned depth_left)
             }
             uint64_t ov = le_get_u64(data);
             uint64_t npages = ((uint64_t)CHK_PAGEHDR + dsize + ps - 1) / ps;
-            uint8_t *run = malloc((size_t)(npages > 0 ? npages : 1) * ps);
+            /* before allocating: a list cannot name more pages than there are, nor lie outside the file */
+            if (dsize > 8 * (w->last_pg + 2) || ov < 2 || ov >= w->file_pages || npages > w->file_pages - ov) {
+                chk_msg(w->errbuf, w->errlen, "a free-page list record of %zu bytes at page %llu does not fit the file",
+                        dsize, (unsigned long long)ov);
+                rc = STORE_CHECK_EDAMAGED;
+                break;
+            }
+            uint8_t *run = malloc((size_t)npages * ps);
             if (run == NULL)
                 abort();
             rc = npages <= w->last_pg ? chk_read_pages(w, ov, npages, run) : STORE_CHECK_EDAMAGED;
@@ -425,6 +432,13 @@ int store_check_file(const char *dir, int allow_empty, store_check_meta_t *out, 
     if (file_pages < m.last_pg + 1) {
         /* legal only when every page past the end is free: prove it from the free-page tree */
         uint64_t tail = m.last_pg + 1 - file_pages;
+        if (tail > (uint64_t)st.st_size / 8) {
+            /* the free-page lists that would have to name them (8 bytes each) do not fit in the file */
+            chk_msg(errbuf, errlen, "%s is damaged: the file is %llu bytes (%llu pages) but pages up to %llu are in use (truncated?)",
+                    path, (unsigned long long)st.st_size, (unsigned long long)file_pages, (unsigned long long)m.last_pg);
+            rc = STORE_CHECK_EDAMAGED;
+            goto out;
+        }
         chk_free_walk_t w = {.fd = fd, .psize = m.psize, .file_pages = file_pages, .last_pg = m.last_pg,
                              .errbuf = why, .errlen = sizeof(why)};
         why[0] = '\0';

@@ -291,6 +291,32 @@ START_TEST(test_truncated_file_refused)
 }
 END_TEST
 
+/* a last page far past the file's end: refused from the sizes alone, before anything is
+ * allocated for it (a bitmap of the missing pages would be terabytes) */
+START_TEST(test_absurd_last_page_refused)
+{
+    char *dir = tmpdir_new();
+    make_store(dir, 20, 3000);
+    uint8_t *head = malloc(HEAD_LEN);
+    size_t n = read_head(dir, head);
+    store_check_meta_t m;
+    char err[1024];
+    ck_assert_int_eq(store_check_meta(head, n, (uint64_t)file_size(dir, "data.mdb"), &m, err, sizeof(err)), 0);
+    char *p = path_in(dir, "data.mdb");
+    int fd = open(p, O_WRONLY);
+    uint8_t big[8];
+    le_put_u64(big, (uint64_t)1 << 44);
+    for (int page = 0; page < 2; page++)
+        ck_assert_int_eq(pwrite(fd, big, 8, (off_t)(page * m.psize + 136)), 8);
+    close(fd);
+    ck_assert_int_eq(store_check_file(dir, 0, NULL, err, sizeof(err)), STORE_CHECK_EDAMAGED);
+    ck_assert_ptr_nonnull(strstr(err, "in use"));
+    free(p);
+    free(head);
+    tmpdir_free(dir);
+}
+END_TEST
+
 /* whole pages cut off the end: the file check (pread only) either refuses, or the store
  * really is whole: the full walk, which reads every record through the map, passes */
 START_TEST(test_truncated_by_pages_never_accepted_wrongly)
@@ -564,6 +590,7 @@ static Suite *store_check_suite(void)
     tcase_add_test(tc, test_meta_random);
     tcase_add_test(tc, test_truncated_file_refused);
     tcase_add_test(tc, test_truncated_by_pages_never_accepted_wrongly);
+    tcase_add_test(tc, test_absurd_last_page_refused);
     tcase_add_test(tc, test_garbage_pages_found_by_the_walk);
     tcase_add_test(tc, test_garbage_bodies_found_by_the_full_check);
     tcase_add_test(tc, test_tree_pointing_back_is_refused);
