@@ -208,6 +208,19 @@ int store_check_meta(const uint8_t *head, size_t head_len, uint64_t file_size, s
     if (rc != 0)
         return rc;
     const store_check_meta_t *m = m1.txnid > m0.txnid ? &m1 : &m0; /* LMDB's choice */
+    const store_check_meta_t *older = m == &m1 ? &m0 : &m1;
+    /* each commit writes the meta page of its transaction's parity, one after the other:
+     * two transactions apart means a damaged id, and LMDB would trust the wrong snapshot */
+    if (m->txnid - older->txnid > 1) {
+        chk_msg(errbuf, errlen, "the meta pages name transactions %llu and %llu, which are not consecutive",
+                (unsigned long long)m0.txnid, (unsigned long long)m1.txnid);
+        return STORE_CHECK_EDAMAGED;
+    }
+    if (older->last_pg > m->last_pg) {
+        chk_msg(errbuf, errlen, "the older meta page uses pages up to %llu, the newer only up to %llu",
+                (unsigned long long)older->last_pg, (unsigned long long)m->last_pg);
+        return STORE_CHECK_EDAMAGED;
+    }
     uint64_t psize = m->psize;
     if (file_size % psize != 0) {
         chk_msg(errbuf, errlen, "the file is %llu bytes, not a whole number of %llu-byte pages (truncated?)",

@@ -126,7 +126,7 @@ class DamagedStore(StoreCase):
         cases = [(16, "magic"), (20, "version"), (41, "page size"), (ps + 16, "magic of page 1"),
                  (ps + 20, "version of page 1"), (ps + 41, "page size of page 1"), (136 + 5, "last page"),
                  (ps + 136 + 5, "last page of page 1"), (128 + 4, "main root"), (ps + 128 + 4, "main root of page 1"),
-                 (10, "page flags")]
+                 (10, "page flags"), (144 + 2, "transaction id"), (ps + 144 + 2, "transaction id of page 1")]
         for off, what in cases:
             d = self.copy(good)
             with open(os.path.join(d, "data.mdb"), "r+b") as f:
@@ -134,7 +134,8 @@ class DamagedStore(StoreCase):
                 b = f.read(1)
                 f.seek(off)
                 f.write(bytes([b[0] ^ 0x5a]))
-            self.assertRefused(d, "meta byte %d (%s) flipped" % (off, what), expect="meta page")
+            line = self.assertRefused(d, "meta byte %d (%s) flipped" % (off, what))
+            self.assertRegex(line, r"meta page|in use", line)
 
     def test_overwritten_tree_pages_refused_after_kill9(self):
         e = self.edgecache([self.o])

@@ -172,6 +172,20 @@ START_TEST(test_meta_every_byte_flipped)
         }
     }
     ck_assert_uint_gt(refused, 0);
+    /* transaction ids two apart, or an older snapshot using more pages than the newer: refused */
+    store_check_meta_t cur;
+    ck_assert_int_eq(store_check_meta(head, n, size, &cur, err, sizeof(err)), 0);
+    size_t older_off = (cur.newest == 0 ? ps : 0);
+    uint8_t saved_meta[16];
+    memcpy(saved_meta, head + older_off + 136, 16);
+    le_put_u64(head + older_off + 144, cur.txnid - 2);
+    ck_assert_int_eq(store_check_meta(head, n, size, &cur, err, sizeof(err)), STORE_CHECK_EDAMAGED);
+    ck_assert_ptr_nonnull(strstr(err, "not consecutive"));
+    memcpy(head + older_off + 136, saved_meta, 16);
+    le_put_u64(head + older_off + 136, m0.last_pg + 1);
+    ck_assert_int_eq(store_check_meta(head, n, size, &cur, err, sizeof(err)), STORE_CHECK_EDAMAGED);
+    ck_assert_ptr_nonnull(strstr(err, "older meta page"));
+    memcpy(head + older_off + 136, saved_meta, 16);
     /* the fields that name what the file is must refuse any change */
     static const size_t must[] = {0, 10, 16, 17, 20, 40, 41};
     for (int page = 0; page < 2; page++) {
@@ -248,6 +262,7 @@ START_TEST(test_meta_random)
                 for (int f = 0; f < 4; f++)
                     le_put_u64(pg + 48 + 48 + 8 * f, f == 1);
                 le_put_u64(pg + 136, 10);
+                le_put_u64(pg + 144, (uint64_t)(5 + p)); /* consecutive transactions */
             }
         }
         store_check_meta_t m;
