@@ -61,8 +61,9 @@ typedef struct store_check_meta {
  * `head_len` bytes of the data file (pass at least 2 * 32768 + 4096 when the file is that
  * long: the second meta page sits at the page size), `file_size` is the file's size.
  * Checks both pages (type, page number, magic, version, page size, last page, tree roots
- * and depths) and the file size against the newest: a multiple of the page size, and
- * holding both roots. Pages between the end of the file and last_pg are NOT checked here
+ * and depths), that they agree (transaction ids at most one apart, the older using no
+ * more pages than the newer), and the file size against the newest: a multiple of the
+ * page size, and holding both roots. Pages between the end of the file and last_pg are NOT checked here
  * (out->last_pg tells the caller to look; see store_check_file).
  * Returns 0 and fills *out, or STORE_CHECK_EDAMAGED with a one-line reason in errbuf.
  */
