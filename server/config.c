@@ -318,6 +318,7 @@ void config_print_help(void *stream)
           "  edgecache [OPTIONS]\n"
           "  edgecache migrate --status --data-dir DIR\n"
           "  edgecache token create|list|revoke ...   (manage admin API tokens)\n"
+          "  edgecache check [--quick] --data-dir DIR (verify the store: exit 0 sound, 2 damaged)\n"
           "\n"
           "A persistent, disk-backed HTTP caching reverse proxy. Options take `--name VALUE` or\n"
           "`--name=VALUE`; they override the values of --config FILE, which override the defaults.\n"

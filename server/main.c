@@ -7,7 +7,11 @@
  * other thread) and shuts down in the reverse order: stop accepting, let in-flight
  * responses finish (bounded), stop the admin, flush and close the store.
  *
- * Subcommands: `edgecache migrate --status --data-dir DIR`, `edgecache token ...`.
+ * Subcommands: `edgecache migrate --status --data-dir DIR`, `edgecache token ...`,
+ * `edgecache check [--quick] --data-dir DIR` (exit 0 sound, 2 damaged, 1 could not check).
+ *
+ * A store that is not sound (storage/store_check.h) ends start-up with exit status 2 and
+ * one line on stderr, before anything maps it.
  */
 #include <errno.h>
 #include <lmdb.h>
@@ -28,18 +32,79 @@
 #include "server/proxy.h"
 #include "storage/mem.h"
 #include "storage/store.h"
+#include "storage/store_check.h"
+
+/* one --data-dir DIR (or --data-dir=DIR) argument at argv[*i]; 1 when it was one */
+static int data_dir_arg(int argc, char **argv, int *i, const char **dir)
+{
+    if (strcmp(argv[*i], "--data-dir") == 0 && *i + 1 < argc) {
+        *dir = argv[++*i];
+        return 1;
+    }
+    if (strncmp(argv[*i], "--data-dir=", 11) == 0) {
+        *dir = argv[*i] + 11;
+        return 1;
+    }
+    return 0;
+}
+
+/*
+ * `edgecache check [--quick] --data-dir DIR`: the meta check, then the full tree check
+ * (every record read, every object decoded) in a child process; --quick walks the tree
+ * without reading values, as a start after an unclean shutdown does. Safe on a store a running
+ * server has open (a read transaction sees one consistent snapshot).
+ */
+static int check_main(int argc, char **argv)
+{
+    const char *dir = NULL;
+    int quick = 0;
+    for (int i = 1; i < argc; ++i) {
+        if (strcmp(argv[i], "--quick") == 0) {
+            quick = 1;
+        } else if (!data_dir_arg(argc, argv, &i, &dir)) {
+            fprintf(stderr, "edgecache: check: unknown option '%s' (usage: edgecache check [--quick] --data-dir DIR)\n",
+                    argv[i]);
+            return 1;
+        }
+    }
+    if (dir == NULL) {
+        fprintf(stderr, "edgecache: check: --data-dir: missing value\n");
+        return 1;
+    }
+    char err[1024];
+    store_check_meta_t m;
+    int rc = store_check_file(dir, 0, &m, err, sizeof(err));
+    if (rc == 1) {
+        fprintf(stderr, "edgecache: check: no store in %s (no data.mdb)\n", dir);
+        return 1;
+    }
+    if (rc != 0) {
+        printf("%s: %s: %s\n", dir, rc == STORE_CHECK_EDAMAGED ? "DAMAGED" : "cannot check", err);
+        return rc == STORE_CHECK_EDAMAGED ? 2 : 1;
+    }
+    printf("%s: meta pages ok: page size %u, last page %llu, transaction %llu\n", dir, m.psize,
+           (unsigned long long)m.last_pg, (unsigned long long)m.txnid);
+    fflush(stdout);
+    store_check_report_t rep;
+    rc = store_check_tree(dir, !quick, stdout, &rep, err, sizeof(err));
+    if (rc != 0) {
+        printf("%s: %s: %s\n", dir, rc == STORE_CHECK_EDAMAGED ? "DAMAGED" : "cannot check", err);
+        return rc == STORE_CHECK_EDAMAGED ? 2 : 1;
+    }
+    printf("%s: sound: %llu databases, %llu records, %llu objects decoded, %llu value bytes read\n", dir,
+           (unsigned long long)rep.databases, (unsigned long long)rep.records, (unsigned long long)rep.decoded,
+           (unsigned long long)rep.value_bytes);
+    return 0;
+}
 
 static int migrate_main(int argc, char **argv)
 {
     const char *dir = NULL;
-    int status = 0;
+    int status = 0, rc;
     for (int i = 1; i < argc; ++i) {
         if (strcmp(argv[i], "--status") == 0) {
             status = 1;
-        } else if (strcmp(argv[i], "--data-dir") == 0 && i + 1 < argc) {
-            dir = argv[++i];
-        } else if (strncmp(argv[i], "--data-dir=", 11) == 0) {
-            dir = argv[i] + 11;
+        } else if (data_dir_arg(argc, argv, &i, &dir)) {
         } else {
             fprintf(stderr, "edgecache: migrate: unknown option '%s' (usage: edgecache migrate [--status] --data-dir DIR)\n",
                     argv[i]);
@@ -56,15 +121,23 @@ static int migrate_main(int argc, char **argv)
         MDB_env *env = NULL;
         unsigned current = 0;
         struct stat st;
-        int rc;
         char mdb_path[4200];
         snprintf(mdb_path, sizeof(mdb_path), "%s/data.mdb", dir);
         if (stat(mdb_path, &st) != 0) {
             printf("schema version: none (no store at %s)\nlatest version: %u\n", dir, mig_latest());
             return 0;
         }
+        /* LMDB maps what it opens: the checks store_open makes first (the tree walk too
+         * after an unclean shutdown, since reading the version reads the tree) */
+        char cerr[1024];
+        store_state_t state;
+        if ((rc = store_check_at_open(dir, 0, &state, cerr, sizeof(cerr))) != 0) {
+            fprintf(stderr, "edgecache: migrate: store %s: %s\n", dir, cerr);
+            return rc == STORE_CHECK_EDAMAGED ? 2 : 1;
+        }
+        store_check_at_close(&state, 0);
         if ((rc = mdb_env_create(&env)) != 0 || (rc = mdb_env_set_maxdbs(env, 16)) != 0 ||
-            (rc = mdb_env_open(env, dir, MDB_RDONLY | MDB_NOTLS, 0644)) != 0) {
+            (rc = mdb_env_open(env, dir, MDB_RDONLY | MDB_NOTLS, 0600)) != 0) {
             fprintf(stderr, "edgecache: migrate: cannot open store in %s: %s\n", dir, mdb_strerror(rc));
             if (env != NULL)
                 mdb_env_close(env);
@@ -90,9 +163,9 @@ static int migrate_main(int argc, char **argv)
     config_t defaults;
     config_defaults(&defaults);
     opt.map_size = defaults.disk_size;
-    if (store_open(&store, &opt, err, sizeof(err)) != 0) {
+    if ((rc = store_open(&store, &opt, err, sizeof(err))) != 0) {
         fprintf(stderr, "edgecache: migrate: %s\n", err);
-        return 1;
+        return rc == STORE_EDAMAGED ? 2 : 1;
     }
     store_close(&store);
     printf("schema version: %u (latest)\n", mig_latest());
@@ -111,6 +184,8 @@ int main(int argc, char **argv)
 
     if (argc > 1 && strcmp(argv[1], "migrate") == 0)
         return migrate_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "check") == 0)
+        return check_main(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "token") == 0)
         return admin_token_cli(argc - 1, argv + 1);
 
@@ -134,10 +209,10 @@ int main(int argc, char **argv)
     store_options_t sopt = {.dir = cfg.data_dir, .map_size = cfg.disk_size, .mem = mem,
                             .space_mode = cfg.disk_reserve == CONFIG_DISK_FREE_SPACE ? STORE_SPACE_FREE
                                                                                      : STORE_SPACE_PREALLOCATE};
-    if (store_open(&store, &sopt, err, sizeof(err)) != 0) {
+    if ((rc = store_open(&store, &sopt, err, sizeof(err))) != 0) {
         fprintf(stderr, "edgecache: --data-dir: %s\n", err);
         mem_destroy(&mem);
-        return 1;
+        return rc == STORE_EDAMAGED ? 2 : 1;
     }
     /* the proxy's state first: the admin thread uses it (cache keys for URL purges) */
     if (proxy_init(&cfg, store, mem, NULL, err, sizeof(err)) != 0) {

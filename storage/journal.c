@@ -186,7 +186,8 @@ static int journal_create(const char *dir, const char *path, size_t size, char *
 {
     char *tmp = journal_path(dir, JOURNAL_FILE ".tmp");
     uint8_t *zeros = journal_xalloc(1 << 20);
-    int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644), ok = fd >= 0;
+    /* private like data.mdb (a leftover .tmp may predate that: fchmod it too) */
+    int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600), ok = fd >= 0 && fchmod(fd, 0600) == 0;
     for (size_t done = 0; ok && done < size; done += (size_t)1 << 20) {
         size_t n = size - done < ((size_t)1 << 20) ? size - done : (size_t)1 << 20;
         ok = pwrite(fd, zeros, n, (off_t)done) == (ssize_t)n;

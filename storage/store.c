@@ -76,6 +76,7 @@
 #include "migrations/mig_int.h"
 #include "storage/journal_int.h"
 #include "storage/le.h"
+#include "storage/store_check.h"
 #include "storage/store_space_int.h"
 
 #define STORE_MAGIC 0x5170e7c1u
@@ -309,6 +310,7 @@ struct store {
     /* the checkpointer: syncs the main store in the background (guarded by lock) */
     pthread_t checkpointer;
     int checkpointer_started, checkpointer_stopping;
+    store_state_t state; /* <dir>/store.state, held shared while open (storage/store_check.h) */
     pthread_cond_t checkpoint_wake;
     unsigned checkpoint_ms;
     _Atomic uint64_t journal_sectors; /* journal_sectors_written after the writer's last append */
@@ -2604,13 +2606,17 @@ static void store_refuse(store_op_t *op)
 
 static int store_mkdir_p(const char *dir)
 {
-    char *path = store_xmemdup(dir, strlen(dir), 1);
+    size_t len = strlen(dir);
+    while (len > 1 && dir[len - 1] == '/')
+        len--; /* "data/" names "data": the last component is the one made private */
+    char *path = store_xmemdup(dir, len, 1);
     int rc = 0;
     for (char *p = path + 1;; p++) {
         if (*p == '/' || *p == '\0') {
             char c = *p;
             *p = '\0';
-            if (mkdir(path, 0755) != 0 && errno != EEXIST) {
+            /* the data directory itself is private (data.mdb holds token hashes); parents as mkdir -p */
+            if (mkdir(path, c == '\0' ? 0700 : 0755) != 0 && errno != EEXIST) {
                 rc = -errno;
                 break;
             }
@@ -2695,9 +2701,22 @@ int store_open(store_t **out, const store_options_t *opt, char *errbuf, size_t e
         store_msg(errbuf, errlen, "store: cannot create data directory %s: %s", opt->dir, strerror(-rc));
         return STORE_EIO;
     }
+    /* nothing maps data.mdb before it passes the checks (storage/store_check.h) */
+    store_state_t state;
+    char cerr[900];
+    if (store_check_secure_dir(opt->dir, cerr, sizeof(cerr)) != 0 ||
+        (rc = store_check_at_open(opt->dir, !opt->read_only, &state, cerr, sizeof(cerr))) != 0) {
+        int damaged = rc == STORE_CHECK_EDAMAGED;
+        store_msg(errbuf, errlen, "store %s: %s%s", opt->dir, cerr,
+                  damaged ? "; refusing to open it (see `edgecache check --data-dir DIR`; restore a backup or move "
+                            "the directory away to start empty)"
+                          : "");
+        return damaged ? STORE_EDAMAGED : STORE_EIO;
+    }
 
     s = store_xcalloc(1, sizeof(*s));
     s->magic = STORE_MAGIC;
+    s->state = state;
     s->serial = atomic_fetch_add(&store_next_serial, 1);
     s->mem = opt->mem;
     s->read_only = opt->read_only;
@@ -2745,7 +2764,7 @@ int store_open(store_t **out, const store_options_t *opt, char *errbuf, size_t e
             store_msg(errbuf, errlen, "store: map size %zu: %s", want, mdb_strerror(rc));
             goto fail;
         }
-        rc = mdb_env_open(s->env, opt->dir, flags, 0644);
+        rc = mdb_env_open(s->env, opt->dir, flags, 0600);
         if (rc == 0)
             break;
         mdb_env_close(s->env);
@@ -2761,6 +2780,8 @@ int store_open(store_t **out, const store_options_t *opt, char *errbuf, size_t e
         store_msg(errbuf, errlen, "store: cannot open LMDB environment in %s", opt->dir);
         goto fail;
     }
+
+    store_check_opened(&s->state);
 
     MDB_envinfo info;
     MDB_stat st;
@@ -2869,6 +2890,7 @@ fail:
     journal_close(&s->journal);
     if (s->env != NULL)
         mdb_env_close(s->env);
+    store_check_at_close(&s->state, 0); /* not clean: it stays "open" and the next open checks it */
     pthread_cond_destroy(&s->checkpoint_wake);
     pthread_cond_destroy(&s->apply_room);
     pthread_cond_destroy(&s->apply_wake);
@@ -2915,13 +2937,13 @@ void store_close(store_t **storep)
         pthread_mutex_unlock(&s->lock);
         pthread_join(s->checkpointer, NULL);
     }
-    if (s->applier_started)
-        store_sync_main(s); /* the journal's records are then all in the main store */
+    int synced = s->applier_started && store_sync_main(s) == 0; /* the journal's records are then all in the main store */
     journal_close(&s->journal);
     store_memonly_free(s);
     assert(s->head == NULL && s->ahead == NULL);
     store_slots_orphan(s);
     mdb_env_close(s->env);
+    store_check_at_close(&s->state, synced); /* a clean close spares the next open its tree check */
     pthread_cond_destroy(&s->checkpoint_wake);
     pthread_cond_destroy(&s->apply_room);
     pthread_cond_destroy(&s->apply_wake);

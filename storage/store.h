@@ -36,6 +36,7 @@ typedef struct store store_t;
 #define STORE_ESCHEMA (-30952)   /* the store was written by a newer schema */
 #define STORE_EIO (-30953)       /* LMDB error; see the message */
 #define STORE_EFULL (-30954)     /* the map (or the file system) is full even after eviction */
+#define STORE_EDAMAGED (-30958)  /* store_open: the data file is not sound (truncated, damaged pages); refused */
 
 /* how the store makes sure of its room on the file system (storage/store_space_int.h) */
 enum {
@@ -89,8 +90,11 @@ typedef void (*store_purge_cb)(void *arg, const store_purge_result_t *res);
 
 /**
  * Open (creating if needed) the environment in opt->dir, run pending schema migrations
- * (migrations/mig.h) and start the journal and writer threads. No scan of the data at start-up.
- * On error returns a negative code and writes a one-line message into errbuf.
+ * (migrations/mig.h) and start the journal and writer threads. No scan of the data at start-up,
+ * except after an unclean shutdown: then the B-tree is walked in a child process first
+ * (storage/store_check.h). Files are created 0600, a missing directory 0700.
+ * On error returns a negative code (STORE_EDAMAGED: the data file is not sound and was
+ * never mapped by this process) and writes a one-line message into errbuf.
  */
 int store_open(store_t **out, const store_options_t *opt, char *errbuf, size_t errlen);
 
