@@ -288,6 +288,7 @@ static void current_settings(proxy_settings_t *out)
         out->policy.default_ttl = s.default_ttl;
         out->policy.default_grace = s.default_grace;
         out->policy.max_heuristic_ttl = s.max_heuristic_ttl;
+        out->policy.negative_ttl = s.negative_ttl;
         out->cookie_policy_strip = s.cookie_policy_strip;
         out->obey_client_no_cache = s.obey_client_no_cache;
         out->keep_surrogate_headers = s.keep_surrogate_headers;
@@ -2505,6 +2506,7 @@ int proxy_init(const config_t *cfg, store_t *store, mem_tier_t *mem, struct admi
     g.policy.default_ttl = cfg->default_ttl;
     g.policy.max_heuristic_ttl = cfg->max_heuristic_ttl;
     g.policy.default_grace = cfg->default_grace;
+    g.policy.negative_ttl = cfg->negative_ttl;
     /* an object must fit the memory tier's admission limit and a small share of the disk */
     g.max_object_size = cfg->memory_size / 4 < cfg->disk_size / 8 ? cfg->memory_size / 4 : cfg->disk_size / 8;
     for (size_t i = 0; i != INFLIGHT_SHARDS; ++i)

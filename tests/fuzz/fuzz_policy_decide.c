@@ -4,9 +4,8 @@
  * Input: byte 0-1 the status (mod 700), byte 2 flags (bit 0: the request had
  * Authorization, bit 1: not GET/HEAD, bit 2: default_grace 60, bit 3: negative_ttl 30),
  * then "name: value" lines separated by '\n' (a line without ':' is a name with an empty
- * value). Names are lower-cased as the proxy
- * does before it asks; values are passed as they are. At most 100 headers, the proxy's
- * own limit.
+ * value). Names are lower-cased as the proxy does before it asks; values are passed as
+ * they are. At most 100 headers, the proxy's own limit.
  *
  * Invariants: those of the decision's contract in server/cache_policy.h; and for a 4xx/5xx,
  * negative_ttl changes nothing about a response stored without it (explicit freshness or
