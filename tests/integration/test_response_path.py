@@ -223,6 +223,45 @@ class NegativeCaching(Case):
         self.assertEqual(r.body, b"the page")
         self.assertEqual(o.hits("/page"), 2)
 
+    def test_clients_collapsed_on_a_provoked_error_get_the_page(self):
+        # plain requests that collapsed onto the attacker's fetch: its 405 is not theirs
+        o = self.origin()
+        release = threading.Event()
+        self.addCleanup(release.set)
+
+        def handler(req):
+            if "x-http-method-override" in req.headers:
+                release.wait(scaled(10))
+                return 405, {"Content-Type": "text/plain"}, b"no DELETE here"
+            return 200, cc("max-age=60"), b"the page"
+
+        o.route("/hmo", handler=handler)
+        e = self.edgecache([o])
+        results = {}
+
+        def fetch(name, headers):
+            results[name] = self.get(e, "/hmo", headers, timeout=15)
+
+        first = threading.Thread(target=fetch, args=("attacker", {"X-HTTP-Method-Override": "DELETE"}), daemon=True)
+        first.start()
+        wait_until(lambda: o.hits("/hmo") == 1, what="the attacker's request at the origin")
+        base = self.stats(e)["collapsed"]
+        plain = [threading.Thread(target=fetch, args=("plain%d" % i, None), daemon=True) for i in range(3)]
+        for t in plain:
+            t.start()
+        wait_until(lambda: self.stats(e)["collapsed"] >= base + 3, what="three requests collapsed on the fetch")
+        release.set()
+        for t in [first] + plain:
+            t.join(scaled(15))
+        for i in range(3):
+            r = results["plain%d" % i]
+            self.assertEqual((r.status, r.body), (200, b"the page"), r.describe())
+        self.assertEqual(results["attacker"].status, 405, results["attacker"].describe())
+        self.assertXCache(results["attacker"], "PASS")
+        r = self.get(e, "/hmo")
+        self.assertXCache(r, "HIT")
+        self.assertEqual((r.status, r.body), (200, b"the page"))
+
     def test_errors_without_freshness_pass_and_with_freshness_are_stored(self):
         o = self.origin()
         o.route("/gone", status=404, headers={"Content-Type": "text/plain"}, body=b"not here")
