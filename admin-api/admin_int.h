@@ -173,8 +173,9 @@ void admin_settings_cell_get(admin_settings_cell_t *c, admin_settings_t *out);
 /**
  * Apply a JSON object of changes (any subset of default_ttl, default_grace, max_heuristic_ttl,
  * negative_ttl, purge_requires_auth, cookie_policy, obey_client_no_cache,
- * keep_surrogate_headers) to *s. All or nothing: on error *s is untouched and `detail` says "<field>: why" (a wrong type, a
- * value out of range, an unknown cookie policy or an unknown field). Returns 0 or ADMIN_EINVAL.
+ * keep_surrogate_headers) to *s. All or nothing: on error *s is untouched and `detail` says
+ * "<field>: why" (a wrong type, a value out of range, an unknown cookie policy or an unknown
+ * field). Returns 0 or ADMIN_EINVAL.
  */
 int admin_settings_apply_json(admin_settings_t *s, const json_t *obj, char *detail, size_t detail_len);
 

@@ -2,7 +2,8 @@
  * admin-api/settings.c — the live settings (default TTL, grace, heuristic cap, the TTL of an
  * error without freshness, whether a PURGE on the proxy needs a token, and the
  * caching-semantics switches: cookie policy, obeying a client's no-cache, keeping surrogate
- * headers downstream): their validation, their JSON form and the seqlock that publishes them to every thread.
+ * headers downstream): their validation, their JSON form and the seqlock that publishes
+ * them to every thread.
  *
  * Invariants: the cell always holds a complete, validated settings value. There is one
  * writer at a time (wlock; in practice the admin thread, or admin_start before the thread
