@@ -2504,9 +2504,9 @@ int proxy_init(const config_t *cfg, store_t *store, mem_tier_t *mem, struct admi
     g.mem = mem;
     g.admin = admin;
     g.policy.default_ttl = cfg->default_ttl;
+    g.policy.negative_ttl = cfg->negative_ttl;
     g.policy.max_heuristic_ttl = cfg->max_heuristic_ttl;
     g.policy.default_grace = cfg->default_grace;
-    g.policy.negative_ttl = cfg->negative_ttl;
     /* an object must fit the memory tier's admission limit and a small share of the disk */
     g.max_object_size = cfg->memory_size / 4 < cfg->disk_size / 8 ? cfg->memory_size / 4 : cfg->disk_size / 8;
     for (size_t i = 0; i != INFLIGHT_SHARDS; ++i)
