@@ -298,6 +298,7 @@ static void current_settings(proxy_settings_t *out)
         out->policy.default_ttl = s.default_ttl;
         out->policy.default_grace = s.default_grace;
         out->policy.max_heuristic_ttl = s.max_heuristic_ttl;
+        out->policy.negative_ttl = s.negative_ttl;
         out->cookie_policy_strip = s.cookie_policy_strip;
         out->obey_client_no_cache = s.obey_client_no_cache;
         out->keep_surrogate_headers = s.keep_surrogate_headers;
@@ -2539,6 +2540,7 @@ int proxy_init(const config_t *cfg, store_t *store, mem_tier_t *mem, struct admi
     g.mem = mem;
     g.admin = admin;
     g.policy.default_ttl = cfg->default_ttl;
+    g.policy.negative_ttl = cfg->negative_ttl;
     g.policy.max_heuristic_ttl = cfg->max_heuristic_ttl;
     g.policy.default_grace = cfg->default_grace;
     for (size_t i = 0; i != cfg->num_cache_key_ignore_params; ++i)
