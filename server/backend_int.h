@@ -1,7 +1,8 @@
 /*
- * server/backend_int.h — internals of server/backend.c shared with its unit tests:
- * the health window, the two balancing algorithms and the persisted document.
- * Not a public interface: nothing outside server/backend.c and tests/unit/test_backend.c
+ * server/backend_int.h — internals of the backend module shared by its pieces
+ * (server/backend.c, backend_config.c) and its unit tests: the health window, the two
+ * balancing algorithms, the persisted document, and the helpers the pieces share.
+ * Not a public interface: nothing outside server/backend*.c and tests/unit/test_backend.c
  * includes it.
  */
 #ifndef EDGECACHE_BACKEND_INT_H
@@ -55,6 +56,19 @@ uint64_t backend_name_hash(const char *name, size_t len);
  */
 size_t backend_rendezvous_pick(const uint8_t hash[CACHE_HASH_LEN], const uint64_t *name_hashes, const uint32_t *weights,
                                const unsigned char *eligible, size_t n);
+
+/* ---- helpers shared by the pieces (defined in server/backend.c) ---- */
+
+/** Report out of memory on stderr and abort: the module never continues without memory. */
+void backend_fatal_oom(void);
+
+/** vsnprintf into detail[0..cap) (a message for the caller); nothing when detail is NULL or cap 0. */
+void backend_set_detail(char *detail, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* ---- configuration (server/backend_config.c) ---- */
+
+/** The health check of c named `name`, or NULL. Borrowed from c. */
+const backend_healthcheck_conf_t *backend_config_find_healthcheck(const backend_config_t *c, const char *name);
 
 /* ---- the persisted document ---- */
 
