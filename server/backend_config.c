@@ -181,7 +181,7 @@ static int get_uint(const json_t *v, const char *field, uint64_t min, uint64_t m
     return 0;
 bad:
     backend_set_detail(detail, detail_len, "%s: must be an integer %llu-%llu", field, (unsigned long long)min,
-               (unsigned long long)max);
+                       (unsigned long long)max);
     return BACKEND_EINVAL;
 }
 
@@ -282,9 +282,9 @@ int backend_conf_apply_json(backend_conf_t *c, const json_t *obj, char *detail, 
         } else {
             char shown[72]; /* a bounded prefix of the untrusted name, cut between characters */
             backend_set_detail(detail, detail_len,
-                       "%s: unknown field (known: name, address, port, weight, connect_timeout, first_byte_timeout, "
-                       "between_bytes_timeout, max_conn, override_host, healthcheck, shield, comment)",
-                       text_escape(shown, sizeof(shown), key, strlen(key)));
+                               "%s: unknown field (known: name, address, port, weight, connect_timeout, first_byte_timeout, "
+                               "between_bytes_timeout, max_conn, override_host, healthcheck, shield, comment)",
+                               text_escape(shown, sizeof(shown), key, strlen(key)));
             rc = BACKEND_EINVAL;
         }
         if (rc != 0)
@@ -343,9 +343,9 @@ int backend_healthcheck_apply_json(backend_healthcheck_conf_t *h, const json_t *
         } else {
             char shown[72];
             backend_set_detail(detail, detail_len,
-                       "%s: unknown field (known: name, path, host, method, expected_response, check_interval, timeout, "
-                       "window, threshold, initial, comment)",
-                       text_escape(shown, sizeof(shown), key, strlen(key)));
+                               "%s: unknown field (known: name, path, host, method, expected_response, check_interval, timeout, "
+                               "window, threshold, initial, comment)",
+                               text_escape(shown, sizeof(shown), key, strlen(key)));
             rc = BACKEND_EINVAL;
         }
         if (rc != 0)
@@ -465,14 +465,14 @@ int backend_form_to_json(const char *body, size_t len, json_t **out, char *detai
         const char *eq = memchr(p, '=', (size_t)(field_end - p));
         if (eq == NULL || eq == p) {
             backend_set_detail(detail, detail_len, "body: malformed form field '%s'",
-                       text_escape(shown, sizeof(shown), p, (size_t)(field_end - p)));
+                               text_escape(shown, sizeof(shown), p, (size_t)(field_end - p)));
             goto done;
         }
         ssize_t kn = form_decode(p, (size_t)(eq - p), buf);
         ssize_t vn = kn < 0 ? -1 : form_decode(eq + 1, (size_t)(field_end - eq - 1), val);
         if (kn <= 0 || vn < 0) {
             backend_set_detail(detail, detail_len, "body: malformed escape in form field '%s'",
-                       text_escape(shown, sizeof(shown), p, (size_t)(eq - p)));
+                               text_escape(shown, sizeof(shown), p, (size_t)(eq - p)));
             goto done;
         }
         text_escape(shown, sizeof(shown), buf, (size_t)kn);
@@ -536,8 +536,8 @@ int backend_config_validate(const backend_config_t *c, char *detail, size_t deta
         if (h->window < 1 || h->window > BACKEND_WINDOW_MAX || h->threshold < 1 || h->threshold > h->window ||
             h->initial > h->window || h->check_interval < 10 || h->timeout < 1 || !method_ok(h->method, strlen(h->method)) ||
             !probe_path_ok(h->path, strlen(h->path))) {
-            backend_set_detail(detail, detail_len, "healthcheck '%s': inconsistent values (window, threshold, initial, path, method)",
-                       h->name);
+            backend_set_detail(detail, detail_len,
+                               "healthcheck '%s': inconsistent values (window, threshold, initial, path, method)", h->name);
             return BACKEND_EINVAL;
         }
     }
@@ -676,4 +676,3 @@ int backend_config_force_shield(backend_config_t *c, const config_addr_t *shield
         snprintf(b->shield, sizeof(b->shield), "%s", SHIELD_NAME);
     return 1;
 }
-
