@@ -22,7 +22,8 @@
  *   - A worker takes a new set only when backend_g.gen moved (worker_refresh).
  *
  * Threads. backend_pick / _report / _release / backend_worker_*: worker threads (each on its
- * own backend_worker_t). The balancing functions are pure and run anywhere.
+ * own backend_worker_t). backend_workers_alloc: the main thread, in backend_module_init,
+ * before any worker starts. The balancing functions are pure and run anywhere.
  */
 #include <assert.h>
 #include <math.h>

@@ -21,8 +21,9 @@
  *     every pending or running one fails with BACKEND_EFORWARD: a callback is never lost.
  *
  * Threads. The prober thread runs everything here but backend_module_start /
- * backend_prober_stop (the main thread) and backend_forward_purge (any thread: it only
- * queues the job under P.lock).
+ * backend_prober_stop (the main thread), backend_forward_purge (any thread: it only
+ * queues the job under P.lock) and the health window functions (pure; a commit in
+ * server/backend.c resets a window too, under state->lock).
  */
 #include <assert.h>
 #include <errno.h>
