@@ -1,49 +1,36 @@
 /*
- * server/backend.c — origin servers: the live set of backends, load balancing, health
- * checks (a prober thread), origin shielding and purge forwarding to the shield.
+ * server/backend.c — origin servers: the live set of backends, built from the configuration,
+ * persisted and published; the module's start and stop; the figures for /stats. Beside it:
+ * backend_config.c (the configuration as values: Fastly's fields from JSON and forms,
+ * validation, the persisted document), backend_pick.c (each worker's instances of the set
+ * and the choice of a backend for a fetch) and backend_prober.c (the prober thread: health
+ * checks and purge forwarding to the shield). backend_int.h holds what they share.
  *
  * What it owns.
  *   - The live configuration (backend_config_t, what the admin API edits and the store's
  *     `config` db holds under "backends") and, built from it, an immutable, refcounted
  *     backend_set_t: one backend_t per configured backend. A change builds a new set and
- *     swaps it in under g.lock, bumping g.gen; nobody ever modifies a published set.
+ *     swaps it in under backend_g.lock, bumping backend_g.gen; nobody ever modifies a
+ *     published set.
  *   - backend_t: one version of one backend (its settings, resolved address). A backend
  *     whose settings did not change is carried into the next set as the same object.
  *     Every version of a backend name shares one backend_state_t: counters, the health
  *     window and the prober's schedule, so an edit of the weight keeps the health state.
- *   - Per worker (g.workers[w->index], touched only by that worker's thread): its reference
- *     to the set it last saw, one instance per backend version (socket pool and timeouts for
- *     it), socket pools keyed by pool_key (shared by versions with the same address, port and
- *     max_conn, so edits keep pooled connections), and h2o_timeout_t objects per distinct
- *     duration, shared by value.
- *   - The prober thread: its own h2o evloop, running health probes and purge forwards
- *     through origin_client.
  *
  * Invariants.
- *   - A fetch holds a backend_t reference (backend_pick .. backend_release) and its worker
- *     instance counts it in `users`; an instance, and the pool and timeouts it uses, are
- *     freed only when it is out of the worker's current set AND has no users. The freeing
- *     happens only in the worker's tick timer, never inside backend_pick/backend_release:
- *     those can run inside an origin-client callback, after which the client may still hand
- *     its socket back to the pool (h2o_socketpool_dispose with a socket checked out crashes).
- *   - An h2o_timeout_t is disposed only when nothing refers to it and its entry list is
- *     empty; otherwise it is left for a later tick (or leaked at exit).
- *   - Readers take the set cheaply: a worker compares g.gen (one atomic load) with the
- *     generation it holds and only on a change takes g.lock to swap its reference.
+ *   - Readers take the set cheaply: a worker (or the prober) compares backend_g.gen (one
+ *     atomic load) with the generation it holds and only on a change takes backend_g.lock
+ *     (backend_set_acquire) to swap its reference.
  *   - Health: `healthy` is an atomic flag read by workers; the window behind it is changed
  *     under state->lock by the prober (a probe result) and by a commit (a reset when the
  *     address or health check changed; health_gen then moves so that a probe started
  *     before the reset is ignored).
  *
- * Threads. backend_module_init / _start / _stop: main thread. backend_config_commit and the
- * other config functions: the admin thread (serialised by g.commit_lock). backend_pick /
- * _report / _release / backend_worker_*: worker threads. Probes and forwards: the prober
- * thread. backend_stats_snapshot and backend_config_get: any thread.
+ * Threads. backend_module_init / _stop: main thread. backend_config_commit: the admin thread
+ * (serialised by backend_g.commit_lock). backend_stats_snapshot and backend_config_get: any
+ * thread.
  */
-#include <arpa/inet.h>
 #include <assert.h>
-#include <errno.h>
-#include <math.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -52,41 +39,26 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
-#include <h2o.h>
-#include <h2o/socketpool.h>
 #include "server/backend.h"
-#include "server/frontend.h"
-#include "server/text.h"
 #include "server/backend_int.h"
-#include "server/worker.h"
-
-#define BACKEND_MAGIC 0xbac4e9d1u
-#define POOL_IDLE_TIMEOUT_MS 2000      /* keep-alive connections to origins idle this long are closed */
-#define WORKER_TICK_MS 1000            /* how often a worker picks up a new set and frees old instances */
-#define PROBER_WAIT_MS 10              /* the prober loop's longest sleep (it polls its job list) */
-#define FORWARD_TIMEOUT_MS 10000       /* a purge forwarded to the shield must be answered within this */
-#define SHIELD_NAME "shield"
 
 /* ================================================================ small helpers */
 
-static void fatal_oom(void)
+void backend_fatal_oom(void)
 {
     fprintf(stderr, "edgecache: fatal: out of memory\n");
     abort();
 }
 
-static void *xcalloc(size_t n, size_t size)
+void *backend_xcalloc(size_t n, size_t size)
 {
     void *p = calloc(n, size);
     if (p == NULL)
-        fatal_oom();
+        backend_fatal_oom();
     return p;
 }
 
-static void set_detail(char *detail, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void set_detail(char *detail, size_t cap, const char *fmt, ...)
+void backend_set_detail(char *detail, size_t cap, const char *fmt, ...)
 {
     va_list ap;
     if (detail == NULL || cap == 0)
@@ -96,831 +68,7 @@ static void set_detail(char *detail, size_t cap, const char *fmt, ...)
     va_end(ap);
 }
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* ================================================================ health window */
-
-static uint64_t window_mask(uint32_t window)
-{
-    return window >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << window) - 1);
-}
-
-void backend_window_init(backend_window_t *w, uint32_t window, uint32_t threshold, uint32_t initial)
-{
-    assert(window >= 1 && window <= BACKEND_WINDOW_MAX);
-    w->window = window;
-    w->threshold = threshold;
-    w->bits = (initial >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << initial) - 1)) & window_mask(window);
-}
-
-int backend_window_record(backend_window_t *w, int ok)
-{
-    w->bits = ((w->bits << 1) | (ok ? 1u : 0u)) & window_mask(w->window);
-    return backend_window_healthy(w);
-}
-
-uint32_t backend_window_successes(const backend_window_t *w)
-{
-    return (uint32_t)__builtin_popcountll(w->bits & window_mask(w->window));
-}
-
-int backend_window_healthy(const backend_window_t *w)
-{
-    return backend_window_successes(w) >= w->threshold;
-}
-
-/* ================================================================ balancing */
-
-static int any_positive_weight(const uint32_t *weights, const unsigned char *eligible, size_t n)
-{
-    for (size_t i = 0; i != n; ++i)
-        if (eligible[i] && weights[i] > 0)
-            return 1;
-    return 0;
-}
-
-size_t backend_wrr_pick(int64_t *current, const uint32_t *weights, const unsigned char *eligible, size_t n)
-{
-    int weighted = any_positive_weight(weights, eligible, n);
-    int64_t total = 0;
-    size_t best = SIZE_MAX;
-
-    for (size_t i = 0; i != n; ++i) {
-        int64_t wt = weighted ? (int64_t)weights[i] : 1;
-        if (!eligible[i] || wt == 0) {
-            current[i] = 0;
-            continue;
-        }
-        current[i] += wt;
-        total += wt;
-        if (best == SIZE_MAX || current[i] > current[best])
-            best = i;
-    }
-    if (best != SIZE_MAX)
-        current[best] -= total;
-    return best;
-}
-
-static uint64_t mix64(uint64_t x)
-{
-    /* splitmix64's finaliser: every input bit affects every output bit */
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ull;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebull;
-    x ^= x >> 31;
-    return x;
-}
-
-uint64_t backend_name_hash(const char *name, size_t len)
-{
-    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
-    for (size_t i = 0; i != len; ++i) {
-        h ^= (unsigned char)name[i];
-        h *= 0x100000001b3ull;
-    }
-    return mix64(h);
-}
-
-size_t backend_rendezvous_pick(const uint8_t hash[CACHE_HASH_LEN], const uint64_t *name_hashes, const uint32_t *weights,
-                               const unsigned char *eligible, size_t n)
-{
-    uint64_t k0, k1;
-    memcpy(&k0, hash, 8);
-    memcpy(&k1, hash + 8, 8);
-    uint64_t key = mix64(k0 ^ mix64(k1));
-    int weighted = any_positive_weight(weights, eligible, n);
-    double best_score = -1.0;
-    size_t best = SIZE_MAX;
-
-    for (size_t i = 0; i != n; ++i) {
-        double wt = weighted ? (double)weights[i] : 1.0;
-        if (!eligible[i] || wt == 0)
-            continue;
-        uint64_t x = mix64(key ^ name_hashes[i]);
-        double u = ((double)(x >> 11) + 0.5) / 9007199254740992.0; /* uniform in (0, 1) */
-        double score = wt / -log(u);
-        if (score > best_score) {
-            best_score = score;
-            best = i;
-        }
-    }
-    return best;
-}
-
-/* ================================================================ configuration: values */
-
-void backend_conf_defaults(backend_conf_t *c)
-{
-    memset(c, 0, sizeof(*c));
-    c->port = 80;
-    c->weight = 100;
-    c->connect_timeout = 1000;
-    c->first_byte_timeout = 15000;
-    c->between_bytes_timeout = 10000;
-    c->max_conn = 200;
-}
-
-void backend_healthcheck_defaults(backend_healthcheck_conf_t *h)
-{
-    memset(h, 0, sizeof(*h));
-    strcpy(h->path, "/");
-    strcpy(h->method, "HEAD");
-    h->expected_response = 200;
-    h->check_interval = 5000;
-    h->timeout = 500;
-    h->window = 5;
-    h->threshold = 3;
-    h->initial = 2;
-}
-
-int backend_lb_parse(const char *s, backend_lb_t *out)
-{
-    if (strcmp(s, "round_robin") == 0)
-        *out = BACKEND_LB_ROUND_ROBIN;
-    else if (strcmp(s, "hash") == 0)
-        *out = BACKEND_LB_HASH;
-    else if (strcmp(s, "first") == 0)
-        *out = BACKEND_LB_FIRST;
-    else
-        return BACKEND_EINVAL;
-    return 0;
-}
-
-const char *backend_lb_name(backend_lb_t lb)
-{
-    switch (lb) {
-    case BACKEND_LB_ROUND_ROBIN:
-        return "round_robin";
-    case BACKEND_LB_HASH:
-        return "hash";
-    case BACKEND_LB_FIRST:
-        return "first";
-    }
-    return "round_robin";
-}
-
-/* a name: printable ASCII, no '/' (it is a path segment), no spaces at the ends */
-static int name_ok(const char *s, size_t len)
-{
-    if (len == 0 || len > BACKEND_NAME_MAX || s[0] == ' ' || s[len - 1] == ' ')
-        return 0;
-    for (size_t i = 0; i != len; ++i)
-        if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] >= 0x7f || s[i] == '/')
-            return 0;
-    return 1;
-}
-
-/* a host name or numeric address (IPv6 without brackets) */
-static int address_ok(const char *s, size_t len)
-{
-    if (len == 0 || len > BACKEND_HOST_MAX)
-        return 0;
-    for (size_t i = 0; i != len; ++i) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '-' ||
-              c == '_' || c == ':'))
-            return 0;
-    }
-    return 1;
-}
-
-/* visible ASCII, no spaces */
-static int visible_ascii(const char *s, size_t len)
-{
-    for (size_t i = 0; i != len; ++i)
-        if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f)
-            return 0;
-    return 1;
-}
-
-/* a value for a Host header: visible ASCII, no spaces */
-static int host_header_ok(const char *s, size_t len)
-{
-    return len <= BACKEND_HOST_MAX && visible_ascii(s, len);
-}
-
-/* printable text (spaces allowed) */
-static int text_ok(const char *s, size_t len, size_t max)
-{
-    if (len > max)
-        return 0;
-    for (size_t i = 0; i != len; ++i)
-        if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] >= 0x7f)
-            return 0;
-    return 1;
-}
-
-/* a request path for a probe: starts with '/', visible ASCII, up to BACKEND_PATH_MAX (it was
- * also held to the 255 bytes of a host name, which contradicted the limit the API names) */
-static int probe_path_ok(const char *s, size_t len)
-{
-    return len >= 1 && s[0] == '/' && len <= BACKEND_PATH_MAX && visible_ascii(s, len);
-}
-
-/* an HTTP method token */
-static int method_ok(const char *s, size_t len)
-{
-    if (len == 0 || len > 15)
-        return 0;
-    for (size_t i = 0; i != len; ++i)
-        if (!(s[i] >= 'A' && s[i] <= 'Z'))
-            return 0;
-    return 1;
-}
-
-/* an integer field: a JSON integer or a string of decimal digits (form bodies) */
-static int get_uint(const json_t *v, const char *field, uint64_t min, uint64_t max, uint64_t *out, char *detail,
-                    size_t detail_len)
-{
-    uint64_t n = 0;
-    if (json_is_integer(v)) {
-        json_int_t i = json_integer_value(v);
-        if (i < 0 || (uint64_t)i < min || (uint64_t)i > max)
-            goto bad;
-        n = (uint64_t)i;
-    } else if (json_is_string(v)) {
-        const char *s = json_string_value(v);
-        size_t len = json_string_length(v);
-        if (len == 0 || len > 12)
-            goto bad;
-        for (size_t i = 0; i != len; ++i) {
-            if (s[i] < '0' || s[i] > '9')
-                goto bad;
-            n = n * 10 + (uint64_t)(s[i] - '0');
-        }
-        if (n < min || n > max)
-            goto bad;
-    } else {
-        goto bad;
-    }
-    *out = n;
-    return 0;
-bad:
-    set_detail(detail, detail_len, "%s: must be an integer %llu-%llu", field, (unsigned long long)min,
-               (unsigned long long)max);
-    return BACKEND_EINVAL;
-}
-
-/* a string field; nullable: null (or "") means none. `ok` validates a non-empty value. */
-static int get_str(const json_t *v, const char *field, int nullable, int (*ok)(const char *, size_t), const char *what,
-                   char *out, size_t cap, char *detail, size_t detail_len)
-{
-    /* whole buffers are cleared: configurations are compared with memcmp */
-    if (json_is_null(v) && nullable) {
-        memset(out, 0, cap);
-        return 0;
-    }
-    if (!json_is_string(v)) {
-        set_detail(detail, detail_len, "%s: must be a string%s", field, nullable ? " or null" : "");
-        return BACKEND_EINVAL;
-    }
-    const char *s = json_string_value(v);
-    size_t len = json_string_length(v);
-    if (len == 0 && nullable) {
-        memset(out, 0, cap);
-        return 0;
-    }
-    if (strlen(s) != len || len >= cap || !ok(s, len)) {
-        set_detail(detail, detail_len, "%s: must be %s", field, what);
-        return BACKEND_EINVAL;
-    }
-    memset(out, 0, cap);
-    memcpy(out, s, len);
-    return 0;
-}
-
-static int comment_ok(const char *s, size_t len)
-{
-    return text_ok(s, len, BACKEND_COMMENT_MAX);
-}
-
-static int ignored_field(const char *key)
-{
-    /* read-only fields Fastly echoes; a client may send an object back as it got it */
-    return strcmp(key, "service_id") == 0 || strcmp(key, "version") == 0;
-}
-
-#define NAME_WHAT "1-128 printable characters without '/'"
-#define HOST_WHAT "a host name without spaces (at most 255 characters)"
-
-int backend_conf_apply_json(backend_conf_t *c, const json_t *obj, char *detail, size_t detail_len)
-{
-    backend_conf_t next = *c;
-    const char *key;
-    json_t *v;
-    uint64_t n;
-    int rc;
-
-    if (!json_is_object(obj)) {
-        set_detail(detail, detail_len, "body: must be an object");
-        return BACKEND_EINVAL;
-    }
-    json_object_foreach ((json_t *)obj, key, v) {
-        if (strcmp(key, "name") == 0) {
-            rc = get_str(v, key, 0, name_ok, NAME_WHAT, next.name, sizeof(next.name), detail, detail_len);
-        } else if (strcmp(key, "address") == 0 || strcmp(key, "hostname") == 0 || strcmp(key, "ipv4") == 0) {
-            rc = get_str(v, key, 0, address_ok, "a host name or IP address", next.address, sizeof(next.address), detail,
-                         detail_len);
-        } else if (strcmp(key, "port") == 0) {
-            if ((rc = get_uint(v, key, 1, 65535, &n, detail, detail_len)) == 0)
-                next.port = (uint16_t)n;
-        } else if (strcmp(key, "weight") == 0) {
-            if ((rc = get_uint(v, key, 0, 100000, &n, detail, detail_len)) == 0)
-                next.weight = (uint32_t)n;
-        } else if (strcmp(key, "connect_timeout") == 0 || strcmp(key, "first_byte_timeout") == 0 ||
-                   strcmp(key, "between_bytes_timeout") == 0) {
-            if ((rc = get_uint(v, key, 1, 3600000, &n, detail, detail_len)) == 0)
-                *(key[0] == 'c' ? &next.connect_timeout : key[0] == 'f' ? &next.first_byte_timeout
-                                                                         : &next.between_bytes_timeout) = (uint32_t)n;
-        } else if (strcmp(key, "max_conn") == 0) {
-            if ((rc = get_uint(v, key, 1, 100000, &n, detail, detail_len)) == 0)
-                next.max_conn = (uint32_t)n;
-        } else if (strcmp(key, "override_host") == 0) {
-            rc = get_str(v, key, 1, host_header_ok, HOST_WHAT, next.override_host, sizeof(next.override_host), detail,
-                         detail_len);
-        } else if (strcmp(key, "healthcheck") == 0) {
-            rc = get_str(v, key, 1, name_ok, NAME_WHAT, next.healthcheck, sizeof(next.healthcheck), detail, detail_len);
-        } else if (strcmp(key, "shield") == 0) {
-            if (json_is_boolean(v)) {
-                memset(next.shield, 0, sizeof(next.shield));
-                if (json_is_true(v))
-                    memcpy(next.shield, SHIELD_NAME, strlen(SHIELD_NAME));
-                rc = 0;
-            } else {
-                rc = get_str(v, key, 1, name_ok, NAME_WHAT " (or true/false/null)", next.shield, sizeof(next.shield),
-                             detail, detail_len);
-            }
-        } else if (strcmp(key, "comment") == 0) {
-            rc = get_str(v, key, 1, comment_ok, "printable text of at most 255 characters", next.comment,
-                         sizeof(next.comment), detail, detail_len);
-        } else if (ignored_field(key)) {
-            rc = 0;
-        } else {
-            char shown[72]; /* a bounded prefix of the untrusted name, cut between characters */
-            set_detail(detail, detail_len,
-                       "%s: unknown field (known: name, address, port, weight, connect_timeout, first_byte_timeout, "
-                       "between_bytes_timeout, max_conn, override_host, healthcheck, shield, comment)",
-                       text_escape(shown, sizeof(shown), key, strlen(key)));
-            rc = BACKEND_EINVAL;
-        }
-        if (rc != 0)
-            return rc;
-    }
-    *c = next;
-    return 0;
-}
-
-int backend_healthcheck_apply_json(backend_healthcheck_conf_t *h, const json_t *obj, char *detail, size_t detail_len)
-{
-    backend_healthcheck_conf_t next = *h;
-    const char *key;
-    json_t *v;
-    uint64_t n;
-    int rc;
-
-    if (!json_is_object(obj)) {
-        set_detail(detail, detail_len, "body: must be an object");
-        return BACKEND_EINVAL;
-    }
-    json_object_foreach ((json_t *)obj, key, v) {
-        if (strcmp(key, "name") == 0) {
-            rc = get_str(v, key, 0, name_ok, NAME_WHAT, next.name, sizeof(next.name), detail, detail_len);
-        } else if (strcmp(key, "path") == 0) {
-            rc = get_str(v, key, 0, probe_path_ok, "a path starting with '/' without spaces (at most 1024 characters)",
-                         next.path, sizeof(next.path), detail, detail_len);
-        } else if (strcmp(key, "host") == 0) {
-            rc = get_str(v, key, 1, host_header_ok, HOST_WHAT, next.host, sizeof(next.host), detail, detail_len);
-        } else if (strcmp(key, "method") == 0) {
-            rc = get_str(v, key, 0, method_ok, "an HTTP method in capitals, e.g. HEAD or GET", next.method,
-                         sizeof(next.method), detail, detail_len);
-        } else if (strcmp(key, "expected_response") == 0) {
-            if ((rc = get_uint(v, key, 100, 599, &n, detail, detail_len)) == 0)
-                next.expected_response = (uint32_t)n;
-        } else if (strcmp(key, "check_interval") == 0) {
-            if ((rc = get_uint(v, key, 10, 86400000, &n, detail, detail_len)) == 0)
-                next.check_interval = (uint32_t)n;
-        } else if (strcmp(key, "timeout") == 0) {
-            if ((rc = get_uint(v, key, 1, 3600000, &n, detail, detail_len)) == 0)
-                next.timeout = (uint32_t)n;
-        } else if (strcmp(key, "window") == 0) {
-            if ((rc = get_uint(v, key, 1, BACKEND_WINDOW_MAX, &n, detail, detail_len)) == 0)
-                next.window = (uint32_t)n;
-        } else if (strcmp(key, "threshold") == 0) {
-            if ((rc = get_uint(v, key, 1, BACKEND_WINDOW_MAX, &n, detail, detail_len)) == 0)
-                next.threshold = (uint32_t)n;
-        } else if (strcmp(key, "initial") == 0) {
-            if ((rc = get_uint(v, key, 0, BACKEND_WINDOW_MAX, &n, detail, detail_len)) == 0)
-                next.initial = (uint32_t)n;
-        } else if (strcmp(key, "comment") == 0) {
-            rc = get_str(v, key, 1, comment_ok, "printable text of at most 255 characters", next.comment,
-                         sizeof(next.comment), detail, detail_len);
-        } else if (ignored_field(key)) {
-            rc = 0;
-        } else {
-            char shown[72];
-            set_detail(detail, detail_len,
-                       "%s: unknown field (known: name, path, host, method, expected_response, check_interval, timeout, "
-                       "window, threshold, initial, comment)",
-                       text_escape(shown, sizeof(shown), key, strlen(key)));
-            rc = BACKEND_EINVAL;
-        }
-        if (rc != 0)
-            return rc;
-    }
-    if (next.threshold > next.window) {
-        set_detail(detail, detail_len, "threshold: must not exceed window (%u)", next.window);
-        return BACKEND_EINVAL;
-    }
-    if (next.initial > next.window) {
-        set_detail(detail, detail_len, "initial: must not exceed window (%u)", next.window);
-        return BACKEND_EINVAL;
-    }
-    *h = next;
-    return 0;
-}
-
-static json_t *str_or_null(const char *s)
-{
-    return s[0] != '\0' ? json_string(s) : json_null();
-}
-
-json_t *backend_conf_to_json(const backend_conf_t *c)
-{
-    json_t *o = json_object();
-    if (o == NULL)
-        fatal_oom();
-    json_object_set_new(o, "name", json_string(c->name));
-    json_object_set_new(o, "address", json_string(c->address));
-    json_object_set_new(o, "port", json_integer(c->port));
-    json_object_set_new(o, "weight", json_integer(c->weight));
-    json_object_set_new(o, "connect_timeout", json_integer(c->connect_timeout));
-    json_object_set_new(o, "first_byte_timeout", json_integer(c->first_byte_timeout));
-    json_object_set_new(o, "between_bytes_timeout", json_integer(c->between_bytes_timeout));
-    json_object_set_new(o, "max_conn", json_integer(c->max_conn));
-    json_object_set_new(o, "override_host", str_or_null(c->override_host));
-    json_object_set_new(o, "healthcheck", str_or_null(c->healthcheck));
-    json_object_set_new(o, "shield", str_or_null(c->shield));
-    json_object_set_new(o, "comment", json_string(c->comment));
-    return o;
-}
-
-json_t *backend_healthcheck_to_json(const backend_healthcheck_conf_t *h)
-{
-    json_t *o = json_object();
-    if (o == NULL)
-        fatal_oom();
-    json_object_set_new(o, "name", json_string(h->name));
-    json_object_set_new(o, "path", json_string(h->path));
-    json_object_set_new(o, "host", str_or_null(h->host));
-    json_object_set_new(o, "method", json_string(h->method));
-    json_object_set_new(o, "expected_response", json_integer(h->expected_response));
-    json_object_set_new(o, "check_interval", json_integer(h->check_interval));
-    json_object_set_new(o, "timeout", json_integer(h->timeout));
-    json_object_set_new(o, "window", json_integer(h->window));
-    json_object_set_new(o, "threshold", json_integer(h->threshold));
-    json_object_set_new(o, "initial", json_integer(h->initial));
-    json_object_set_new(o, "comment", json_string(h->comment));
-    return o;
-}
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* decode one form component ('+' is a space); returns the length or -1 */
-static ssize_t form_decode(const char *s, size_t len, char *out)
-{
-    size_t n = 0;
-    for (size_t i = 0; i != len; ++i) {
-        char c = s[i];
-        if (c == '+') {
-            c = ' ';
-        } else if (c == '%') {
-            int hi, lo;
-            if (i + 2 >= len)
-                return -1;
-            if ((hi = hexval(s[i + 1])) < 0 || (lo = hexval(s[i + 2])) < 0)
-                return -1;
-            c = (char)(hi * 16 + lo);
-            i += 2;
-        }
-        if (c == '\0')
-            return -1;
-        out[n++] = c;
-    }
-    out[n] = '\0';
-    return (ssize_t)n;
-}
-
-int backend_form_to_json(const char *body, size_t len, json_t **out, char *detail, size_t detail_len)
-{
-    json_t *o = json_object();
-    char *buf = malloc(len + 1), *val = malloc(len + 1);
-    const char *p = body, *end = body + len;
-    int rc = BACKEND_EINVAL;
-
-    if (o == NULL || buf == NULL || val == NULL)
-        fatal_oom();
-    while (p < end) {
-        const char *amp = memchr(p, '&', (size_t)(end - p));
-        const char *field_end = amp != NULL ? amp : end;
-        if (field_end == p) { /* "a=1&&b=2" */
-            p = field_end + 1;
-            continue;
-        }
-        /* every byte here is the client's: what a detail quotes goes through text_escape
-         * (jansson refuses text that is not UTF-8, and the detail becomes JSON) */
-        char shown[72];
-        const char *eq = memchr(p, '=', (size_t)(field_end - p));
-        if (eq == NULL || eq == p) {
-            set_detail(detail, detail_len, "body: malformed form field '%s'",
-                       text_escape(shown, sizeof(shown), p, (size_t)(field_end - p)));
-            goto done;
-        }
-        ssize_t kn = form_decode(p, (size_t)(eq - p), buf);
-        ssize_t vn = kn < 0 ? -1 : form_decode(eq + 1, (size_t)(field_end - eq - 1), val);
-        if (kn <= 0 || vn < 0) {
-            set_detail(detail, detail_len, "body: malformed escape in form field '%s'",
-                       text_escape(shown, sizeof(shown), p, (size_t)(eq - p)));
-            goto done;
-        }
-        text_escape(shown, sizeof(shown), buf, (size_t)kn);
-        if (!text_utf8_valid(buf, (size_t)kn)) { /* a JSON object cannot hold the name */
-            set_detail(detail, detail_len, "%s: field name not valid UTF-8", shown);
-            goto done;
-        }
-        if (json_object_get(o, buf) != NULL) {
-            set_detail(detail, detail_len, "%s: given twice", shown);
-            goto done;
-        }
-        json_t *s = json_stringn(val, (size_t)vn);
-        if (s == NULL) {
-            set_detail(detail, detail_len, "%s: not valid UTF-8", shown);
-            goto done;
-        }
-        if (json_object_set_new(o, buf, s) != 0) {
-            set_detail(detail, detail_len, "%s: could not be read", shown);
-            goto done;
-        }
-        p = field_end + (amp != NULL ? 1 : 0);
-    }
-    rc = 0;
-done:
-    free(buf);
-    free(val);
-    if (rc != 0)
-        json_decref(o);
-    else
-        *out = o;
-    return rc;
-}
-
-/* ================================================================ configuration: documents */
-
-static const backend_healthcheck_conf_t *find_hc(const backend_config_t *c, const char *name)
-{
-    for (size_t i = 0; i != c->num_healthchecks; ++i)
-        if (strcmp(c->healthchecks[i].name, name) == 0)
-            return &c->healthchecks[i];
-    return NULL;
-}
-
-int backend_config_validate(const backend_config_t *c, char *detail, size_t detail_len)
-{
-    if (c->num_backends > BACKEND_MAX || c->num_healthchecks > BACKEND_MAX_HEALTHCHECKS) {
-        set_detail(detail, detail_len, "name: too many objects");
-        return BACKEND_EINVAL;
-    }
-    for (size_t i = 0; i != c->num_healthchecks; ++i) {
-        const backend_healthcheck_conf_t *h = &c->healthchecks[i];
-        if (!name_ok(h->name, strlen(h->name))) {
-            set_detail(detail, detail_len, "name: required (" NAME_WHAT ")");
-            return BACKEND_EINVAL;
-        }
-        for (size_t j = 0; j != i; ++j)
-            if (strcmp(c->healthchecks[j].name, h->name) == 0) {
-                set_detail(detail, detail_len, "name: a health check named '%s' already exists", h->name);
-                return BACKEND_EINVAL;
-            }
-        if (h->window < 1 || h->window > BACKEND_WINDOW_MAX || h->threshold < 1 || h->threshold > h->window ||
-            h->initial > h->window || h->check_interval < 10 || h->timeout < 1 || !method_ok(h->method, strlen(h->method)) ||
-            !probe_path_ok(h->path, strlen(h->path))) {
-            set_detail(detail, detail_len, "healthcheck '%s': inconsistent values (window, threshold, initial, path, method)",
-                       h->name);
-            return BACKEND_EINVAL;
-        }
-    }
-    for (size_t i = 0; i != c->num_backends; ++i) {
-        const backend_conf_t *b = &c->backends[i];
-        if (!name_ok(b->name, strlen(b->name))) {
-            set_detail(detail, detail_len, "name: required (" NAME_WHAT ")");
-            return BACKEND_EINVAL;
-        }
-        if (!address_ok(b->address, strlen(b->address))) {
-            set_detail(detail, detail_len, "address: required (a host name or IP address)");
-            return BACKEND_EINVAL;
-        }
-        if (b->port == 0) {
-            set_detail(detail, detail_len, "port: must be an integer 1-65535");
-            return BACKEND_EINVAL;
-        }
-        if (b->connect_timeout == 0 || b->first_byte_timeout == 0 || b->between_bytes_timeout == 0 || b->max_conn == 0) {
-            set_detail(detail, detail_len, "backend '%s': timeouts and max_conn must be positive", b->name);
-            return BACKEND_EINVAL;
-        }
-        for (size_t j = 0; j != i; ++j)
-            if (strcmp(c->backends[j].name, b->name) == 0) {
-                set_detail(detail, detail_len, "name: a backend named '%s' already exists", b->name);
-                return BACKEND_EINVAL;
-            }
-        if (b->healthcheck[0] != '\0' && find_hc(c, b->healthcheck) == NULL) {
-            set_detail(detail, detail_len, "healthcheck: no health check named '%s'", b->healthcheck);
-            return BACKEND_EINVAL;
-        }
-    }
-    return 0;
-}
-
-json_t *backend_config_to_json(const backend_config_t *c)
-{
-    json_t *doc = json_object(), *bs = json_array(), *hs = json_array();
-    if (doc == NULL || bs == NULL || hs == NULL)
-        fatal_oom();
-    json_object_set_new(doc, "format", json_integer(1));
-    if (c->load_balancing_stored)
-        json_object_set_new(doc, "load_balancing", json_string(backend_lb_name(c->load_balancing)));
-    for (size_t i = 0; i != c->num_backends; ++i)
-        json_array_append_new(bs, backend_conf_to_json(&c->backends[i]));
-    for (size_t i = 0; i != c->num_healthchecks; ++i)
-        json_array_append_new(hs, backend_healthcheck_to_json(&c->healthchecks[i]));
-    json_object_set_new(doc, "backends", bs);
-    json_object_set_new(doc, "healthchecks", hs);
-    return doc;
-}
-
-int backend_config_from_json(backend_config_t *c, const json_t *doc, char *detail, size_t detail_len)
-{
-    json_t *bs, *hs, *lb, *fmt, *item;
-    size_t i;
-    char sub[256];
-
-    memset(c, 0, sizeof(*c));
-    if (!json_is_object(doc) || (fmt = json_object_get(doc, "format")) == NULL || !json_is_integer(fmt) ||
-        json_integer_value(fmt) != 1) {
-        set_detail(detail, detail_len, "not a format-1 backend document");
-        return BACKEND_EINVAL;
-    }
-    bs = json_object_get(doc, "backends");
-    hs = json_object_get(doc, "healthchecks");
-    if (!json_is_array(bs) || !json_is_array(hs) || json_array_size(bs) > BACKEND_MAX ||
-        json_array_size(hs) > BACKEND_MAX_HEALTHCHECKS) {
-        set_detail(detail, detail_len, "backends/healthchecks: must be arrays of at most %d", BACKEND_MAX);
-        return BACKEND_EINVAL;
-    }
-    if ((lb = json_object_get(doc, "load_balancing")) != NULL) {
-        if (!json_is_string(lb) || backend_lb_parse(json_string_value(lb), &c->load_balancing) != 0) {
-            set_detail(detail, detail_len, "load_balancing: unknown mode");
-            return BACKEND_EINVAL;
-        }
-        c->load_balancing_stored = 1;
-    }
-    json_array_foreach (hs, i, item) {
-        backend_healthcheck_conf_t *h = &c->healthchecks[c->num_healthchecks++];
-        backend_healthcheck_defaults(h);
-        if (backend_healthcheck_apply_json(h, item, sub, sizeof(sub)) != 0) {
-            set_detail(detail, detail_len, "healthchecks[%zu]: %s", i, sub);
-            return BACKEND_EINVAL;
-        }
-    }
-    json_array_foreach (bs, i, item) {
-        backend_conf_t *b = &c->backends[c->num_backends++];
-        backend_conf_defaults(b);
-        if (backend_conf_apply_json(b, item, sub, sizeof(sub)) != 0) {
-            set_detail(detail, detail_len, "backends[%zu]: %s", i, sub);
-            return BACKEND_EINVAL;
-        }
-    }
-    return backend_config_validate(c, detail, detail_len);
-}
-
-void backend_config_seed(backend_config_t *c, const config_t *cfg)
-{
-    memset(c, 0, sizeof(*c));
-    c->load_balancing = (backend_lb_t)cfg->load_balancing;
-    for (size_t i = 0; i != cfg->num_backends && i != BACKEND_MAX; ++i) {
-        backend_conf_t *b = &c->backends[c->num_backends++];
-        backend_conf_defaults(b);
-        snprintf(b->name, sizeof(b->name), "backend%zu", i + 1);
-        snprintf(b->address, sizeof(b->address), "%s", cfg->backends[i].host);
-        b->port = cfg->backends[i].port;
-        /* --origin-timeout (before per-backend timeouts existed) bounds the seeded ones */
-        b->first_byte_timeout = cfg->origin_timeout_ms;
-        if (cfg->origin_timeout_ms < b->between_bytes_timeout || cfg->origin_timeout_ms != 15000)
-            b->between_bytes_timeout = cfg->origin_timeout_ms;
-        if (cfg->origin_timeout_ms < b->connect_timeout)
-            b->connect_timeout = cfg->origin_timeout_ms;
-    }
-}
-
-/* one line when --backend flags name other backends than the store has: they only seed a fresh store */
-static void warn_ignored_flags(const backend_config_t *c, const config_t *cfg)
-{
-    int differ = cfg->num_backends != 0 && cfg->num_backends > c->num_backends;
-    for (size_t i = 0; !differ && i != cfg->num_backends; ++i)
-        differ = strcmp(c->backends[i].address, cfg->backends[i].host) != 0 || c->backends[i].port != cfg->backends[i].port;
-    if (differ)
-        fprintf(stderr, "edgecache: note: the store already has a backend configuration; --backend/\"backends\" only seed a "
-                        "fresh store (change backends with the admin API)\n");
-}
-
-int backend_config_force_shield(backend_config_t *c, const config_addr_t *shield)
-{
-    backend_conf_t *b = NULL;
-    for (size_t i = 0; i != c->num_backends; ++i)
-        if (strcmp(c->backends[i].name, SHIELD_NAME) == 0)
-            b = &c->backends[i];
-    if (b == NULL) {
-        if (c->num_backends == BACKEND_MAX)
-            return -1;
-        b = &c->backends[c->num_backends++];
-        backend_conf_defaults(b);
-        snprintf(b->name, sizeof(b->name), "%s", SHIELD_NAME);
-    } else if (strcmp(b->address, shield->host) == 0 && b->port == shield->port && b->shield[0] != '\0') {
-        return 0;
-    }
-    memset(b->address, 0, sizeof(b->address));
-    snprintf(b->address, sizeof(b->address), "%s", shield->host);
-    b->port = shield->port;
-    if (b->shield[0] == '\0')
-        snprintf(b->shield, sizeof(b->shield), "%s", SHIELD_NAME);
-    return 1;
-}
-
 /* ================================================================ runtime objects */
-
-typedef struct backend_state {
-    atomic_uint refs;
-    char name[BACKEND_NAME_MAX + 1];
-    _Atomic uint64_t requests, errors, probes, probe_failures, probe_latency_us;
-    atomic_uint inflight;       /* fetches holding a pick (all workers): max_conn bounds it */
-    _Atomic int64_t last_probe_ms;
-    atomic_int healthy;         /* the window's verdict; meaningless without a health check */
-    _Atomic int64_t next_probe_at; /* monotonic ms; 0 = probe at once */
-    pthread_mutex_t lock;       /* window and health_gen */
-    backend_window_t window;
-    uint64_t health_gen;
-    int probe_inflight;         /* prober thread only */
-} backend_state_t;
-
-struct backend {
-    uint32_t magic;
-    atomic_uint refs;
-    uint64_t id;       /* unique per version: worker instances are keyed by it */
-    uint64_t pool_key; /* shared by versions with the same address, port and max_conn */
-    backend_conf_t conf;
-    int has_hc;
-    backend_healthcheck_conf_t hc; /* copy of the named health check */
-    int resolved;                  /* 0: the address did not resolve; never used */
-    struct sockaddr_storage sa;
-    socklen_t salen;
-    uint64_t name_hash;
-    backend_state_t *state; /* own reference */
-};
-
-typedef struct backend_set {
-    atomic_uint refs;
-    uint64_t gen;
-    backend_lb_t lb;
-    size_t n;
-    backend_t *b[BACKEND_MAX]; /* own references */
-} backend_set_t;
 
 static void state_unref(backend_state_t *st)
 {
@@ -930,14 +78,14 @@ static void state_unref(backend_state_t *st)
     }
 }
 
-static backend_t *backend_ref(backend_t *b)
+backend_t *backend_ref(backend_t *b)
 {
     assert(b->magic == BACKEND_MAGIC);
     atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
     return b;
 }
 
-static void backend_unref(backend_t *b)
+void backend_unref(backend_t *b)
 {
     assert(b->magic == BACKEND_MAGIC);
     if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1) {
@@ -947,12 +95,12 @@ static void backend_unref(backend_t *b)
     }
 }
 
-static int backend_usable(const backend_t *b)
+int backend_usable(const backend_t *b)
 {
     return b->resolved && (!b->has_hc || atomic_load_explicit(&b->state->healthy, memory_order_relaxed));
 }
 
-static void set_unref(backend_set_t *s)
+void backend_set_unref(backend_set_t *s)
 {
     if (s != NULL && atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1) {
         for (size_t i = 0; i != s->n; ++i)
@@ -963,73 +111,17 @@ static void set_unref(backend_set_t *s)
 
 /* ================================================================ module state */
 
-typedef struct worker_timeout {
-    struct worker_timeout *next;
-    h2o_timeout_t t;
-    uint32_t ms;
-    unsigned refs;
-} worker_timeout_t;
-
-typedef struct worker_pool {
-    struct worker_pool *next;
-    uint64_t key;
-    h2o_socketpool_t pool;
-    unsigned refs;
-} worker_pool_t;
-
-typedef struct worker_inst {
-    struct worker_inst *next;
-    backend_t *b; /* own reference */
-    worker_pool_t *pool;
-    worker_timeout_t *t_connect, *t_first_byte, *t_between_bytes;
-    origin_client_timeouts_t timeouts;
-    size_t users;  /* picks not released yet */
-    int current;   /* in the worker's current set */
-} worker_inst_t;
-
-typedef struct backend_worker {
-    int ready;
-    worker_t *w;
-    h2o_loop_t *loop;
-    backend_set_t *set; /* own reference */
-    uint64_t gen;
-    worker_inst_t *by_pos[BACKEND_MAX];
-    int64_t wrr[BACKEND_MAX];
-    worker_inst_t *insts;
-    worker_pool_t *pools;
-    worker_timeout_t *timeouts;
-    h2o_timeout_t tick;
-    h2o_timeout_entry_t tick_entry;
-} backend_worker_t;
-
-static struct {
-    int initialised;
-    const config_t *cfg;
-    store_t *store;
-    pthread_mutex_t lock;        /* current, config (short sections only) */
-    pthread_mutex_t commit_lock; /* one commit at a time (held across resolution and the sync) */
-    backend_set_t *current;
-    _Atomic uint64_t gen;
-    backend_config_t *config;    /* the live configuration */
-    uint64_t next_id;            /* under commit_lock */
-    unsigned num_workers;
-    backend_worker_t *workers;
-    int have_shield_admin;
-    struct sockaddr_storage shield_admin_sa;
-    socklen_t shield_admin_salen;
-} g = {.lock = PTHREAD_MUTEX_INITIALIZER, .commit_lock = PTHREAD_MUTEX_INITIALIZER};
-
-static _Thread_local backend_worker_t *t_worker;
+backend_module_state_t backend_g = {.lock = PTHREAD_MUTEX_INITIALIZER, .commit_lock = PTHREAD_MUTEX_INITIALIZER};
 
 /* a new reference to the current set (NULL before init) */
-static backend_set_t *set_acquire(uint64_t *gen)
+backend_set_t *backend_set_acquire(uint64_t *gen)
 {
-    pthread_mutex_lock(&g.lock);
-    backend_set_t *s = g.current;
+    pthread_mutex_lock(&backend_g.lock);
+    backend_set_t *s = backend_g.current;
     if (s != NULL)
         atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
-    *gen = atomic_load(&g.gen);
-    pthread_mutex_unlock(&g.lock);
+    *gen = atomic_load(&backend_g.gen);
+    pthread_mutex_unlock(&backend_g.lock);
     return s;
 }
 
@@ -1044,7 +136,7 @@ static int resolve(const char *host, uint16_t port, struct sockaddr_storage *sa,
     hints.ai_flags = AI_NUMERICSERV;
     snprintf(portstr, sizeof(portstr), "%u", (unsigned)port);
     if ((rc = getaddrinfo(host, portstr, &hints, &res)) != 0) {
-        set_detail(why, why_len, "%s", gai_strerror(rc));
+        backend_set_detail(why, why_len, "%s", gai_strerror(rc));
         return -1;
     }
     memcpy(sa, res->ai_addr, res->ai_addrlen);
@@ -1055,7 +147,8 @@ static int resolve(const char *host, uint16_t port, struct sockaddr_storage *sa,
 
 static int hc_equal(const backend_t *old, const backend_config_t *c, const backend_conf_t *bc)
 {
-    const backend_healthcheck_conf_t *h = bc->healthcheck[0] != '\0' ? find_hc(c, bc->healthcheck) : NULL;
+    const backend_healthcheck_conf_t *h =
+        bc->healthcheck[0] != '\0' ? backend_config_find_healthcheck(c, bc->healthcheck) : NULL;
     if ((h != NULL) != (old->has_hc != 0))
         return 0;
     return h == NULL || memcmp(h, &old->hc, sizeof(*h)) == 0;
@@ -1091,7 +184,7 @@ static void state_reset_health(backend_state_t *st, const backend_t *b)
 static int set_build(const backend_config_t *c, backend_set_t *old, int strict, backend_set_t **out, backend_t **resets,
                      size_t *num_resets, char *detail, size_t detail_len)
 {
-    backend_set_t *s = xcalloc(1, sizeof(*s));
+    backend_set_t *s = backend_xcalloc(1, sizeof(*s));
     atomic_init(&s->refs, 1);
     s->lb = c->load_balancing;
     *num_resets = 0;
@@ -1103,13 +196,14 @@ static int set_build(const backend_config_t *c, backend_set_t *old, int strict, 
             s->b[s->n++] = backend_ref(prev); /* unchanged: the same object, pools and all */
             continue;
         }
-        backend_t *b = xcalloc(1, sizeof(*b));
+        backend_t *b = backend_xcalloc(1, sizeof(*b));
         b->magic = BACKEND_MAGIC;
         atomic_init(&b->refs, 1);
-        b->id = ++g.next_id;
+        b->id = ++backend_g.next_id;
         b->conf = *bc;
         b->name_hash = backend_name_hash(bc->name, strlen(bc->name));
-        const backend_healthcheck_conf_t *h = bc->healthcheck[0] != '\0' ? find_hc(c, bc->healthcheck) : NULL;
+        const backend_healthcheck_conf_t *h =
+            bc->healthcheck[0] != '\0' ? backend_config_find_healthcheck(c, bc->healthcheck) : NULL;
         if (h != NULL) {
             b->has_hc = 1;
             b->hc = *h;
@@ -1118,9 +212,9 @@ static int set_build(const backend_config_t *c, backend_set_t *old, int strict, 
         if (resolve(bc->address, bc->port, &b->sa, &b->salen, why, sizeof(why)) == 0) {
             b->resolved = 1;
         } else if (strict) {
-            set_detail(detail, detail_len, "address: cannot resolve '%s': %s", bc->address, why);
+            backend_set_detail(detail, detail_len, "address: cannot resolve '%s': %s", bc->address, why);
             free(b);
-            set_unref(s);
+            backend_set_unref(s);
             return BACKEND_EINVAL;
         } else {
             fprintf(stderr, "edgecache: backend '%s': cannot resolve '%s' (%s); it gets no traffic until updated\n", bc->name,
@@ -1134,7 +228,7 @@ static int set_build(const backend_config_t *c, backend_set_t *old, int strict, 
             if (!same_address || !hc_equal(prev, c, bc))
                 resets[(*num_resets)++] = b;
         } else {
-            backend_state_t *st = xcalloc(1, sizeof(*st));
+            backend_state_t *st = backend_xcalloc(1, sizeof(*st));
             atomic_init(&st->refs, 1);
             pthread_mutex_init(&st->lock, NULL);
             snprintf(st->name, sizeof(st->name), "%s", bc->name);
@@ -1155,14 +249,14 @@ static void publish(backend_set_t *s, const backend_config_t *c, backend_t **res
         state_reset_health(resets[i]->state, resets[i]);
         pthread_mutex_unlock(&resets[i]->state->lock);
     }
-    pthread_mutex_lock(&g.lock);
-    backend_set_t *old = g.current;
-    s->gen = atomic_load(&g.gen) + 1;
-    g.current = s;
-    *g.config = *c;
-    atomic_store(&g.gen, s->gen);
-    pthread_mutex_unlock(&g.lock);
-    set_unref(old);
+    pthread_mutex_lock(&backend_g.lock);
+    backend_set_t *old = backend_g.current;
+    s->gen = atomic_load(&backend_g.gen) + 1;
+    backend_g.current = s;
+    *backend_g.config = *c;
+    atomic_store(&backend_g.gen, s->gen);
+    pthread_mutex_unlock(&backend_g.lock);
+    backend_set_unref(old);
 }
 
 static int persist(const backend_config_t *c)
@@ -1171,8 +265,8 @@ static int persist(const backend_config_t *c)
     char *text = json_dumps(doc, JSON_COMPACT);
     json_decref(doc);
     if (text == NULL)
-        fatal_oom();
-    int rc = store_kv_put_sync(g.store, "config", BACKEND_STORE_KEY, text, strlen(text));
+        backend_fatal_oom();
+    int rc = store_kv_put_sync(backend_g.store, "config", BACKEND_STORE_KEY, text, strlen(text));
     free(text);
     return rc == 0 ? 0 : BACKEND_EIO;
 }
@@ -1181,12 +275,12 @@ backend_config_t *backend_config_get(void)
 {
     backend_config_t *c = malloc(sizeof(*c));
     if (c == NULL)
-        fatal_oom();
-    pthread_mutex_lock(&g.lock);
-    if (g.config != NULL)
-        *c = *g.config;
-    pthread_mutex_unlock(&g.lock);
-    if (!g.initialised) {
+        backend_fatal_oom();
+    pthread_mutex_lock(&backend_g.lock);
+    if (backend_g.config != NULL)
+        *c = *backend_g.config;
+    pthread_mutex_unlock(&backend_g.lock);
+    if (!backend_g.initialised) {
         free(c);
         return NULL;
     }
@@ -1200,50 +294,61 @@ int backend_config_commit(const backend_config_t *next, char *detail, size_t det
     size_t num_resets = 0;
     int rc;
 
-    if (!g.initialised) {
-        set_detail(detail, detail_len, "backends: not initialised");
+    if (!backend_g.initialised) {
+        backend_set_detail(detail, detail_len, "backends: not initialised");
         return BACKEND_EIO;
     }
     if ((rc = backend_config_validate(next, detail, detail_len)) != 0)
         return rc;
-    pthread_mutex_lock(&g.commit_lock);
+    pthread_mutex_lock(&backend_g.commit_lock);
     backend_set_t *old;
     uint64_t gen_unused;
-    old = set_acquire(&gen_unused);
+    old = backend_set_acquire(&gen_unused);
     rc = set_build(next, old, 1, &s, resets, &num_resets, detail, detail_len);
-    set_unref(old);
+    backend_set_unref(old);
     if (rc != 0)
         goto done;
     if ((rc = persist(next)) != 0) {
-        set_detail(detail, detail_len, "store: write failed; nothing was changed");
-        set_unref(s);
+        backend_set_detail(detail, detail_len, "store: write failed; nothing was changed");
+        backend_set_unref(s);
         goto done;
     }
     publish(s, next, resets, num_resets);
 done:
-    pthread_mutex_unlock(&g.commit_lock);
+    pthread_mutex_unlock(&backend_g.commit_lock);
     return rc;
 }
 
 /* ================================================================ module life */
+
+/* one line when --backend flags name other backends than the store has: they only seed a fresh store */
+static void warn_ignored_flags(const backend_config_t *c, const config_t *cfg)
+{
+    int differ = cfg->num_backends != 0 && cfg->num_backends > c->num_backends;
+    for (size_t i = 0; !differ && i != cfg->num_backends; ++i)
+        differ = strcmp(c->backends[i].address, cfg->backends[i].host) != 0 || c->backends[i].port != cfg->backends[i].port;
+    if (differ)
+        fprintf(stderr, "edgecache: note: the store already has a backend configuration; --backend/\"backends\" only seed a "
+                        "fresh store (change backends with the admin API)\n");
+}
 
 static int shield_admin_resolve(const config_t *cfg, char *err, size_t errlen)
 {
     char why[200];
     if (cfg->shield_admin.port == 0)
         return 0;
-    if (resolve(cfg->shield_admin.host, cfg->shield_admin.port, &g.shield_admin_sa, &g.shield_admin_salen, why, sizeof(why)) !=
-        0) {
-        set_detail(err, errlen, "--shield-admin: cannot resolve '%s': %s", cfg->shield_admin.host, why);
+    if (resolve(cfg->shield_admin.host, cfg->shield_admin.port, &backend_g.shield_admin_sa, &backend_g.shield_admin_salen, why,
+                sizeof(why)) != 0) {
+        backend_set_detail(err, errlen, "--shield-admin: cannot resolve '%s': %s", cfg->shield_admin.host, why);
         return -1;
     }
-    g.have_shield_admin = 1;
+    backend_g.have_shield_admin = 1;
     return 0;
 }
 
 int backend_module_init(const config_t *cfg, store_t *store, char *err, size_t errlen)
 {
-    backend_config_t *c = xcalloc(1, sizeof(*c));
+    backend_config_t *c = backend_xcalloc(1, sizeof(*c));
     backend_set_t *s = NULL;
     backend_t *resets[BACKEND_MAX];
     size_t num_resets;
@@ -1251,23 +356,23 @@ int backend_module_init(const config_t *cfg, store_t *store, char *err, size_t e
     size_t len = 0;
     int dirty = 0, rc;
 
-    assert(!g.initialised);
-    g.cfg = cfg;
-    g.store = store;
-    g.have_shield_admin = 0;
+    assert(!backend_g.initialised);
+    backend_g.cfg = cfg;
+    backend_g.store = store;
+    backend_g.have_shield_admin = 0;
     rc = store_kv_get(store, "config", BACKEND_STORE_KEY, &text, &len);
     if (rc == 0) {
         json_error_t jerr;
         json_t *doc = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
         free(text);
         if (doc == NULL) {
-            set_detail(err, errlen, "the stored backend configuration is not JSON: %s", jerr.text);
+            backend_set_detail(err, errlen, "the stored backend configuration is not JSON: %s", jerr.text);
             goto fail;
         }
         rc = backend_config_from_json(c, doc, detail, sizeof(detail));
         json_decref(doc);
         if (rc != 0) {
-            set_detail(err, errlen, "the stored backend configuration is invalid: %s", detail);
+            backend_set_detail(err, errlen, "the stored backend configuration is invalid: %s", detail);
             goto fail;
         }
         warn_ignored_flags(c, cfg);
@@ -1275,7 +380,7 @@ int backend_module_init(const config_t *cfg, store_t *store, char *err, size_t e
         backend_config_seed(c, cfg); /* a fresh store: --backend flags / the config file */
         dirty = 1;
     } else {
-        set_detail(err, errlen, "cannot read the backend configuration from the store");
+        backend_set_detail(err, errlen, "cannot read the backend configuration from the store");
         goto fail;
     }
     if (!c->load_balancing_stored)
@@ -1283,13 +388,13 @@ int backend_module_init(const config_t *cfg, store_t *store, char *err, size_t e
     if (cfg->shield.port != 0) {
         int forced = backend_config_force_shield(c, &cfg->shield);
         if (forced < 0) {
-            set_detail(err, errlen, "--shield: no room for one more backend (at most %d)", BACKEND_MAX);
+            backend_set_detail(err, errlen, "--shield: no room for one more backend (at most %d)", BACKEND_MAX);
             goto fail;
         }
         dirty |= forced;
     }
     if (backend_config_validate(c, detail, sizeof(detail)) != 0) {
-        set_detail(err, errlen, "--backend: %s", detail);
+        backend_set_detail(err, errlen, "--backend: %s", detail);
         goto fail;
     }
     if (shield_admin_resolve(cfg, err, errlen) != 0)
@@ -1298,18 +403,17 @@ int backend_module_init(const config_t *cfg, store_t *store, char *err, size_t e
         fprintf(stderr, "edgecache: warning: no backends configured; misses will get 503 (give --backend on a fresh store, "
                         "or add one with the admin API)\n");
     if (dirty && persist(c) != 0) {
-        set_detail(err, errlen, "cannot save the backend configuration in the store");
+        backend_set_detail(err, errlen, "cannot save the backend configuration in the store");
         goto fail;
     }
-    pthread_mutex_lock(&g.commit_lock);
+    pthread_mutex_lock(&backend_g.commit_lock);
     rc = set_build(c, NULL, 0, &s, resets, &num_resets, detail, sizeof(detail));
     assert(rc == 0); /* not strict: cannot fail */
-    g.config = xcalloc(1, sizeof(*g.config));
-    g.num_workers = cfg->threads;
-    g.workers = xcalloc(g.num_workers + 1, sizeof(*g.workers));
+    backend_g.config = backend_xcalloc(1, sizeof(*backend_g.config));
+    backend_workers_alloc(cfg->threads);
     publish(s, c, resets, num_resets);
-    g.initialised = 1;
-    pthread_mutex_unlock(&g.commit_lock);
+    backend_g.initialised = 1;
+    pthread_mutex_unlock(&backend_g.commit_lock);
     free(c);
     return 0;
 
@@ -1318,264 +422,25 @@ fail:
     return -1;
 }
 
-/* ================================================================ workers */
-
-static worker_timeout_t *worker_timeout_get(backend_worker_t *ws, uint32_t ms)
+void backend_module_stop(void)
 {
-    worker_timeout_t *t;
-    for (t = ws->timeouts; t != NULL; t = t->next)
-        if (t->ms == ms)
-            break;
-    if (t == NULL) {
-        t = xcalloc(1, sizeof(*t));
-        t->ms = ms;
-        h2o_timeout_init(ws->loop, &t->t, ms);
-        t->next = ws->timeouts;
-        ws->timeouts = t;
-    }
-    t->refs++;
-    return t;
-}
-
-static worker_pool_t *worker_pool_get(backend_worker_t *ws, const backend_t *b)
-{
-    worker_pool_t *p;
-    for (p = ws->pools; p != NULL; p = p->next)
-        if (p->key == b->pool_key)
-            break;
-    if (p == NULL) {
-        p = xcalloc(1, sizeof(*p));
-        p->key = b->pool_key;
-        h2o_socketpool_init_by_address(&p->pool, (struct sockaddr *)&b->sa, b->salen, 0, b->conf.max_conn);
-        h2o_socketpool_set_timeout(&p->pool, ws->loop, POOL_IDLE_TIMEOUT_MS);
-        p->next = ws->pools;
-        ws->pools = p;
-    }
-    p->refs++;
-    return p;
-}
-
-static worker_inst_t *worker_inst_find(backend_worker_t *ws, uint64_t id)
-{
-    for (worker_inst_t *in = ws->insts; in != NULL; in = in->next)
-        if (in->b->id == id)
-            return in;
-    return NULL;
-}
-
-static worker_inst_t *worker_inst_create(backend_worker_t *ws, backend_t *b)
-{
-    worker_inst_t *in = xcalloc(1, sizeof(*in));
-    in->b = backend_ref(b);
-    if (b->resolved)
-        in->pool = worker_pool_get(ws, b);
-    in->t_connect = worker_timeout_get(ws, b->conf.connect_timeout);
-    in->t_first_byte = worker_timeout_get(ws, b->conf.first_byte_timeout);
-    in->t_between_bytes = worker_timeout_get(ws, b->conf.between_bytes_timeout);
-    in->timeouts.connect = &in->t_connect->t;
-    in->timeouts.first_byte = &in->t_first_byte->t;
-    in->timeouts.between_bytes = &in->t_between_bytes->t;
-    in->next = ws->insts;
-    ws->insts = in;
-    return in;
-}
-
-/* take the newest set if it changed (cheap when it did not) */
-static void worker_refresh(backend_worker_t *ws)
-{
-    if (ws->set != NULL && atomic_load_explicit(&g.gen, memory_order_acquire) == ws->gen)
+    backend_prober_stop();
+    if (!backend_g.initialised)
         return;
-    uint64_t gen;
-    backend_set_t *s = set_acquire(&gen);
-    if (s == NULL)
-        return;
-    for (worker_inst_t *in = ws->insts; in != NULL; in = in->next)
-        in->current = 0;
-    for (size_t i = 0; i != s->n; ++i) {
-        worker_inst_t *in = worker_inst_find(ws, s->b[i]->id);
-        if (in == NULL)
-            in = worker_inst_create(ws, s->b[i]);
-        in->current = 1;
-        ws->by_pos[i] = in;
-        ws->wrr[i] = 0;
-    }
-    set_unref(ws->set);
-    ws->set = s;
-    ws->gen = gen;
-}
-
-/* free what the current set no longer needs and no fetch holds. Never from inside a pick or a
- * release: an origin client may still hand a socket back to the pool when its callback returns. */
-static void worker_gc(backend_worker_t *ws)
-{
-    for (worker_inst_t **pp = &ws->insts; *pp != NULL;) {
-        worker_inst_t *in = *pp;
-        if (in->current || in->users != 0) {
-            pp = &in->next;
-            continue;
-        }
-        *pp = in->next;
-        if (in->pool != NULL)
-            in->pool->refs--;
-        in->t_connect->refs--;
-        in->t_first_byte->refs--;
-        in->t_between_bytes->refs--;
-        backend_unref(in->b);
-        free(in);
-    }
-    for (worker_pool_t **pp = &ws->pools; *pp != NULL;) {
-        worker_pool_t *p = *pp;
-        if (p->refs != 0) {
-            pp = &p->next;
-            continue;
-        }
-        *pp = p->next;
-        h2o_socketpool_dispose(&p->pool);
-        free(p);
-    }
-    for (worker_timeout_t **pp = &ws->timeouts; *pp != NULL;) {
-        worker_timeout_t *t = *pp;
-        if (t->refs != 0 || !h2o_linklist_is_empty(&t->t._entries)) {
-            pp = &t->next;
-            continue;
-        }
-        *pp = t->next;
-        h2o_timeout_dispose(ws->loop, &t->t);
-        free(t);
-    }
-}
-
-static void on_worker_tick(h2o_timeout_entry_t *entry)
-{
-    backend_worker_t *ws = H2O_STRUCT_FROM_MEMBER(backend_worker_t, tick_entry, entry);
-    worker_refresh(ws);
-    worker_gc(ws);
-    h2o_timeout_link(ws->loop, &ws->tick, &ws->tick_entry);
-}
-
-void backend_worker_init(struct worker *w)
-{
-    assert(g.initialised && w->index < g.num_workers);
-    backend_worker_t *ws = &g.workers[w->index];
-    assert(!ws->ready);
-    memset(ws, 0, sizeof(*ws));
-    ws->w = w;
-    ws->loop = w->loop;
-    h2o_timeout_init(ws->loop, &ws->tick, WORKER_TICK_MS);
-    ws->tick_entry.cb = on_worker_tick;
-    h2o_timeout_link(ws->loop, &ws->tick, &ws->tick_entry);
-    ws->ready = 1;
-    t_worker = ws;
-    worker_refresh(ws);
-}
-
-void backend_worker_dispose(struct worker *w)
-{
-    assert(w->index < g.num_workers);
-    backend_worker_t *ws = &g.workers[w->index];
-    if (!ws->ready)
-        return;
-    h2o_timeout_unlink(&ws->tick_entry);
-    h2o_timeout_dispose(ws->loop, &ws->tick);
-    for (worker_inst_t *in = ws->insts; in != NULL; in = in->next)
-        in->current = 0;
-    worker_gc(ws);
-    /* what is left is held by fetches that outlived the drain: deliberately not freed */
-    set_unref(ws->set);
-    ws->set = NULL;
-    ws->ready = 0;
-    if (t_worker == ws)
-        t_worker = NULL;
-}
-
-int backend_pick(struct worker *w, const uint8_t hash[CACHE_HASH_LEN], const backend_t *exclude, backend_pick_t *out)
-{
-    assert(w->index < g.num_workers);
-    backend_worker_t *ws = &g.workers[w->index];
-    assert(ws->ready);
-    worker_refresh(ws);
-    backend_set_t *s = ws->set;
-    if (s == NULL || s->n == 0)
-        return -1;
-
-    unsigned char eligible[BACKEND_MAX];
-    uint32_t weights[BACKEND_MAX];
-    uint64_t name_hashes[BACKEND_MAX];
-    int any_shield = 0;
-    for (size_t i = 0; i != s->n; ++i) {
-        const backend_t *b = s->b[i];
-        eligible[i] = backend_usable(b) && (exclude == NULL || b->state != exclude->state) &&
-                      atomic_load_explicit(&b->state->inflight, memory_order_relaxed) < b->conf.max_conn;
-        weights[i] = b->conf.weight;
-        name_hashes[i] = b->name_hash;
-        if (eligible[i] && b->conf.shield[0] != '\0')
-            any_shield = 1;
-    }
-    /* tiers: healthy shields take every fetch; the origins directly only when no shield can */
-    for (size_t i = 0; i != s->n; ++i)
-        if (eligible[i] && (s->b[i]->conf.shield[0] != '\0') != any_shield)
-            eligible[i] = 0;
-
-    size_t idx = SIZE_MAX;
-    switch (s->lb) {
-    case BACKEND_LB_HASH:
-        /* without a key to hash, round robin */
-        idx = hash != NULL ? backend_rendezvous_pick(hash, name_hashes, weights, eligible, s->n)
-                           : backend_wrr_pick(ws->wrr, weights, eligible, s->n);
-        break;
-    case BACKEND_LB_ROUND_ROBIN:
-        idx = backend_wrr_pick(ws->wrr, weights, eligible, s->n);
-        break;
-    case BACKEND_LB_FIRST:
-        for (size_t i = 0; i != s->n && idx == SIZE_MAX; ++i)
-            if (eligible[i])
-                idx = i;
-        break;
-    }
-    if (idx == SIZE_MAX)
-        return -1;
-
-    worker_inst_t *in = ws->by_pos[idx];
-    assert(in != NULL && in->b == s->b[idx] && in->pool != NULL);
-    in->users++;
-    backend_t *b = backend_ref(s->b[idx]);
-    atomic_fetch_add_explicit(&b->state->requests, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&b->state->inflight, 1, memory_order_relaxed);
-    out->backend = b;
-    out->pool = &in->pool->pool;
-    out->timeouts = &in->timeouts;
-    out->host_header = b->conf.override_host[0] != '\0' ? b->conf.override_host : NULL;
-    out->host_header_len = out->host_header != NULL ? strlen(out->host_header) : 0;
-    return 0;
-}
-
-void backend_report(backend_t *b, int ok)
-{
-    assert(b->magic == BACKEND_MAGIC);
-    if (!ok)
-        atomic_fetch_add_explicit(&b->state->errors, 1, memory_order_relaxed);
-}
-
-void backend_release(backend_t **bp)
-{
-    backend_t *b = *bp;
-    if (b == NULL)
-        return;
-    *bp = NULL;
-    backend_worker_t *ws = t_worker;
-    if (ws != NULL && ws->ready) {
-        worker_inst_t *in = worker_inst_find(ws, b->id);
-        assert(in != NULL && in->users > 0);
-        in->users--; /* freed, if it must be, by the next tick */
-    }
-    atomic_fetch_sub_explicit(&b->state->inflight, 1, memory_order_relaxed);
-    backend_unref(b);
-}
-
-const char *backend_name(const backend_t *b)
-{
-    assert(b->magic == BACKEND_MAGIC);
-    return b->conf.name;
+    /* the workers are gone: drop the module's own references */
+    pthread_mutex_lock(&backend_g.commit_lock);
+    pthread_mutex_lock(&backend_g.lock);
+    backend_set_t *s = backend_g.current;
+    backend_g.current = NULL;
+    free(backend_g.config);
+    backend_g.config = NULL;
+    backend_g.initialised = 0;
+    pthread_mutex_unlock(&backend_g.lock);
+    pthread_mutex_unlock(&backend_g.commit_lock);
+    backend_set_unref(s);
+    free(backend_g.workers);
+    backend_g.workers = NULL;
+    backend_g.num_workers = 0;
 }
 
 /* ================================================================ stats */
@@ -1583,7 +448,7 @@ const char *backend_name(const backend_t *b)
 size_t backend_stats_snapshot(backend_stat_t *out, size_t max)
 {
     uint64_t gen;
-    backend_set_t *s = set_acquire(&gen);
+    backend_set_t *s = backend_set_acquire(&gen);
     if (s == NULL)
         return 0;
     for (size_t i = 0; i != s->n && i != max; ++i) {
@@ -1606,428 +471,6 @@ size_t backend_stats_snapshot(backend_stat_t *out, size_t max)
         o->probe_failures = atomic_load_explicit(&st->probe_failures, memory_order_relaxed);
     }
     size_t n = s->n;
-    set_unref(s);
+    backend_set_unref(s);
     return n;
-}
-
-/* ================================================================ the prober thread */
-
-typedef struct prober_timeout {
-    struct prober_timeout *next;
-    h2o_timeout_t t;
-    uint32_t ms;
-} prober_timeout_t;
-
-/* one health probe or one purge forward: an origin_client exchange on the prober's loop */
-typedef struct probe {
-    h2o_linklist_t link; /* P.active, then P.finished */
-    struct probe *next_pending;
-    int is_forward;
-    int finished;
-    origin_client_t *client; /* NULL once the client is gone */
-    h2o_socketpool_t pool;
-    int pool_ready;
-    h2o_timeout_entry_t watchdog;
-    origin_client_timeouts_t timeouts;
-    h2o_iovec_t reqbuf; /* malloc'd */
-    int is_head;
-    int64_t started_us;
-    /* a health probe */
-    backend_t *b; /* own reference */
-    uint64_t health_gen;
-    uint32_t expected;
-    /* a forward */
-    store_purge_cb cb;
-    void *arg;
-} probe_t;
-
-static struct {
-    pthread_mutex_t lock; /* accepting, pending */
-    int accepting;
-    probe_t *pending, **pending_tail; /* forwards not started yet */
-    pthread_t thread;
-    int started;
-    atomic_int stop;
-    h2o_evloop_t *loop;
-    /* prober thread only */
-    backend_set_t *set;
-    uint64_t gen;
-    prober_timeout_t *timeouts;
-    h2o_linklist_t active, finished;
-} P = {.lock = PTHREAD_MUTEX_INITIALIZER};
-
-static h2o_timeout_t *prober_timeout(uint32_t ms)
-{
-    prober_timeout_t *t;
-    for (t = P.timeouts; t != NULL; t = t->next)
-        if (t->ms == ms)
-            return &t->t;
-    t = xcalloc(1, sizeof(*t));
-    t->ms = ms;
-    h2o_timeout_init(P.loop, &t->t, ms);
-    t->next = P.timeouts;
-    P.timeouts = t;
-    return &t->t;
-}
-
-static void probe_record(probe_t *p, int ok, uint64_t latency_us)
-{
-    backend_state_t *st = p->b->state;
-    int was = -1, now = 0;
-    uint32_t successes = 0, window = 0;
-
-    pthread_mutex_lock(&st->lock);
-    if (st->health_gen == p->health_gen) { /* else the health check changed meanwhile: ignore */
-        was = atomic_load(&st->healthy);
-        now = backend_window_record(&st->window, ok);
-        atomic_store(&st->healthy, now);
-        successes = backend_window_successes(&st->window);
-        window = st->window.window;
-    }
-    pthread_mutex_unlock(&st->lock);
-    st->probe_inflight = 0;
-    if (was < 0)
-        return;
-    atomic_fetch_add_explicit(&st->probes, 1, memory_order_relaxed);
-    if (!ok)
-        atomic_fetch_add_explicit(&st->probe_failures, 1, memory_order_relaxed);
-    atomic_store_explicit(&st->probe_latency_us, latency_us, memory_order_relaxed);
-    atomic_store_explicit(&st->last_probe_ms, wall_ms(), memory_order_relaxed);
-    if (was != now)
-        fprintf(stderr, "edgecache: backend '%s' is now %s (%u of the last %u probes ok)\n", st->name,
-                now ? "healthy" : "unhealthy", successes, window);
-}
-
-/* the exchange is over (status 0: no response); the client is gone or about to free itself */
-static void job_finish(probe_t *p, int status, const char *errstr)
-{
-    if (p->finished)
-        return;
-    p->finished = 1;
-    p->client = NULL;
-    h2o_timeout_unlink(&p->watchdog);
-    h2o_linklist_unlink(&p->link);
-    h2o_linklist_insert(&P.finished, &p->link);
-    uint64_t latency = status != 0 ? (uint64_t)(mono_us() - p->started_us) : 0;
-    if (p->is_forward) {
-        store_purge_result_t res = {0};
-        if (status < 200 || status > 299) {
-            res.err = BACKEND_EFORWARD;
-            if (status != 0)
-                fprintf(stderr, "edgecache: purge forwarded to the shield: answered %d\n", status);
-            else
-                fprintf(stderr, "edgecache: purge forwarded to the shield: %s\n", errstr != NULL ? errstr : "failed");
-        }
-        p->cb(p->arg, &res);
-    } else {
-        probe_record(p, status != 0 && (uint32_t)status == p->expected, latency);
-    }
-}
-
-static origin_client_body_cb job_on_head(origin_client_t *client, const char *errstr, int minor_version, int status,
-                                         h2o_iovec_t msg, h2o_header_t *headers, size_t num_headers)
-{
-    probe_t *p = origin_client_data(client);
-    (void)minor_version, (void)msg, (void)headers, (void)num_headers;
-    p->client = NULL; /* it frees itself: after eos or an error, and because we return NULL */
-    if (errstr == NULL || errstr == origin_client_error_is_eos)
-        job_finish(p, status, NULL);
-    else
-        job_finish(p, 0, errstr);
-    return NULL; /* the body is not needed */
-}
-
-static origin_client_head_cb job_on_connect(origin_client_t *client, const char *errstr, h2o_iovec_t **reqbufs,
-                                            size_t *reqbufcnt, int *method_is_head)
-{
-    probe_t *p = origin_client_data(client);
-    if (errstr != NULL) {
-        p->client = NULL;
-        job_finish(p, 0, errstr);
-        return NULL;
-    }
-    *reqbufs = &p->reqbuf;
-    *reqbufcnt = 1;
-    *method_is_head = p->is_head;
-    return job_on_head;
-}
-
-static void job_on_watchdog(h2o_timeout_entry_t *entry)
-{
-    probe_t *p = H2O_STRUCT_FROM_MEMBER(probe_t, watchdog, entry);
-    origin_client_t *client = p->client;
-    p->client = NULL;
-    if (client != NULL)
-        origin_client_cancel(client);
-    job_finish(p, 0, "timeout");
-}
-
-static void job_start(probe_t *p, const struct sockaddr_storage *sa, socklen_t salen, uint32_t timeout_ms)
-{
-    h2o_socketpool_init_by_address(&p->pool, (struct sockaddr *)sa, salen, 0, 1);
-    h2o_socketpool_set_timeout(&p->pool, P.loop, 1000);
-    p->pool_ready = 1;
-    h2o_timeout_t *t = prober_timeout(timeout_ms);
-    p->timeouts.connect = t;
-    p->timeouts.first_byte = t;
-    p->timeouts.between_bytes = t;
-    p->watchdog.cb = job_on_watchdog;
-    h2o_timeout_link(P.loop, t, &p->watchdog);
-    h2o_linklist_insert(&P.active, &p->link);
-    p->started_us = mono_us();
-    origin_client_connect(&p->client, p, P.loop, &p->pool, &p->timeouts, job_on_connect);
-}
-
-static void job_free(probe_t *p)
-{
-    if (p->pool_ready)
-        h2o_socketpool_dispose(&p->pool);
-    if (p->b != NULL)
-        backend_unref(p->b);
-    free(p->reqbuf.base);
-    free(p);
-}
-
-static void probe_start(backend_t *b)
-{
-    backend_state_t *st = b->state;
-    probe_t *p = xcalloc(1, sizeof(*p));
-    char host[BACKEND_HOST_MAX + 16];
-
-    p->b = backend_ref(b);
-    pthread_mutex_lock(&st->lock);
-    p->health_gen = st->health_gen;
-    pthread_mutex_unlock(&st->lock);
-    st->probe_inflight = 1;
-    p->expected = b->hc.expected_response;
-    p->is_head = strcmp(b->hc.method, "HEAD") == 0;
-    if (b->hc.host[0] != '\0')
-        snprintf(host, sizeof(host), "%s", b->hc.host);
-    else if (b->conf.override_host[0] != '\0')
-        snprintf(host, sizeof(host), "%s", b->conf.override_host);
-    else if (strchr(b->conf.address, ':') != NULL)
-        snprintf(host, sizeof(host), "[%s]:%u", b->conf.address, (unsigned)b->conf.port);
-    else if (b->conf.port != 80)
-        snprintf(host, sizeof(host), "%s:%u", b->conf.address, (unsigned)b->conf.port);
-    else
-        snprintf(host, sizeof(host), "%s", b->conf.address);
-    size_t cap = strlen(b->hc.method) + strlen(b->hc.path) + strlen(host) + 128;
-    p->reqbuf.base = malloc(cap);
-    if (p->reqbuf.base == NULL)
-        fatal_oom();
-    int n = snprintf(p->reqbuf.base, cap, "%s %s HTTP/1.1\r\nhost: %s\r\nuser-agent: edgecache-healthcheck\r\nconnection: close\r\n\r\n",
-                     b->hc.method, b->hc.path, host);
-    assert(n > 0 && (size_t)n < cap);
-    p->reqbuf.len = (size_t)n;
-    job_start(p, &b->sa, b->salen, b->hc.timeout);
-}
-
-static void prober_schedule(void)
-{
-    if (P.set == NULL || atomic_load(&g.gen) != P.gen) {
-        set_unref(P.set);
-        P.set = set_acquire(&P.gen);
-    }
-    if (P.set == NULL)
-        return;
-    int64_t now = mono_ms();
-    for (size_t i = 0; i != P.set->n; ++i) {
-        backend_t *b = P.set->b[i];
-        backend_state_t *st = b->state;
-        if (!b->has_hc || !b->resolved || st->probe_inflight)
-            continue;
-        int64_t at = atomic_load(&st->next_probe_at);
-        if (at != 0 && now < at)
-            continue;
-        atomic_store(&st->next_probe_at, now + (int64_t)b->hc.check_interval);
-        probe_start(b);
-    }
-}
-
-static void prober_free_finished(void)
-{
-    while (!h2o_linklist_is_empty(&P.finished)) {
-        probe_t *p = H2O_STRUCT_FROM_MEMBER(probe_t, link, P.finished.next);
-        h2o_linklist_unlink(&p->link);
-        job_free(p);
-    }
-}
-
-static probe_t *take_pending(void)
-{
-    pthread_mutex_lock(&P.lock);
-    probe_t *list = P.pending;
-    P.pending = NULL;
-    P.pending_tail = &P.pending;
-    pthread_mutex_unlock(&P.lock);
-    return list;
-}
-
-static void *prober_main(void *arg)
-{
-    (void)arg;
-    pthread_setname_np(pthread_self(), "ec-health"); /* shown by top -H, ps -L, perf */
-    while (!atomic_load(&P.stop)) {
-        prober_free_finished();
-        for (probe_t *p = take_pending(), *next; p != NULL; p = next) {
-            next = p->next_pending;
-            job_start(p, &g.shield_admin_sa, g.shield_admin_salen, FORWARD_TIMEOUT_MS);
-        }
-        prober_schedule();
-        h2o_evloop_run(P.loop, PROBER_WAIT_MS);
-    }
-
-    /* shutting down: no new forwards; everything pending or running fails now */
-    pthread_mutex_lock(&P.lock);
-    P.accepting = 0;
-    pthread_mutex_unlock(&P.lock);
-    for (probe_t *p = take_pending(), *next; p != NULL; p = next) {
-        store_purge_result_t res = {.err = BACKEND_EFORWARD};
-        next = p->next_pending;
-        p->cb(p->arg, &res);
-        job_free(p);
-    }
-    while (!h2o_linklist_is_empty(&P.active)) {
-        probe_t *p = H2O_STRUCT_FROM_MEMBER(probe_t, link, P.active.next);
-        origin_client_t *client = p->client;
-        p->client = NULL;
-        if (client != NULL)
-            origin_client_cancel(client);
-        job_finish(p, 0, "shutting down");
-    }
-    prober_free_finished();
-    h2o_evloop_run(P.loop, 0); /* lets closed sockets be freed */
-    while (P.timeouts != NULL) {
-        prober_timeout_t *t = P.timeouts;
-        P.timeouts = t->next;
-        assert(h2o_linklist_is_empty(&t->t._entries));
-        h2o_timeout_dispose(P.loop, &t->t);
-        free(t);
-    }
-    set_unref(P.set);
-    P.set = NULL;
-    frontend_drain_thread_caches();
-    return NULL;
-}
-
-int backend_module_start(char *err, size_t errlen)
-{
-    assert(g.initialised && !P.started);
-    P.loop = h2o_evloop_create();
-    h2o_linklist_init_anchor(&P.active);
-    h2o_linklist_init_anchor(&P.finished);
-    atomic_store(&P.stop, 0);
-    P.set = NULL;
-    P.gen = 0;
-    pthread_mutex_lock(&P.lock);
-    P.pending = NULL;
-    P.pending_tail = &P.pending;
-    P.accepting = 1;
-    pthread_mutex_unlock(&P.lock);
-    if ((errno = pthread_create(&P.thread, NULL, prober_main, NULL)) != 0) {
-        set_detail(err, errlen, "cannot start the health-check thread: %s", strerror(errno));
-        pthread_mutex_lock(&P.lock);
-        P.accepting = 0;
-        pthread_mutex_unlock(&P.lock);
-        h2o_evloop_destroy(P.loop);
-        P.loop = NULL;
-        return -1;
-    }
-    P.started = 1;
-    return 0;
-}
-
-void backend_module_stop(void)
-{
-    if (P.started) {
-        atomic_store(&P.stop, 1);
-        pthread_join(P.thread, NULL);
-        h2o_evloop_destroy(P.loop);
-        P.loop = NULL;
-        P.started = 0;
-    }
-    if (!g.initialised)
-        return;
-    /* the workers are gone: drop the module's own references */
-    pthread_mutex_lock(&g.commit_lock);
-    pthread_mutex_lock(&g.lock);
-    backend_set_t *s = g.current;
-    g.current = NULL;
-    free(g.config);
-    g.config = NULL;
-    g.initialised = 0;
-    pthread_mutex_unlock(&g.lock);
-    pthread_mutex_unlock(&g.commit_lock);
-    set_unref(s);
-    free(g.workers);
-    g.workers = NULL;
-    g.num_workers = 0;
-}
-
-/* ================================================================ purge forwarding */
-
-static int header_value_ok(const char *s, size_t len)
-{
-    for (size_t i = 0; i != len; ++i)
-        if (((unsigned char)s[i] < 0x20 && s[i] != '\t') || s[i] == 0x7f)
-            return 0;
-    return 1;
-}
-
-int backend_forward_purge(const char *path, size_t path_len, const char *surrogate_key, size_t surrogate_key_len,
-                          const char *body, size_t body_len, int soft, store_purge_cb cb, void *arg)
-{
-    const config_t *cfg = g.cfg;
-    if (!g.initialised || !g.have_shield_admin)
-        return 1;
-    /* the admin request's own target and Surrogate-Key, as h2o took them: no controls, and
-     * any length the admin took (h2o bounds them; the buffer is sized from them). A purge
-     * path held to a host name's 255 bytes, and a header to 64 KB, made every purge of a
-     * longer key or URL, or of a full batch of long keys, a 502 once the local purge was done */
-    int target_ok = 1;
-    for (size_t i = 0; i != path_len && target_ok; ++i)
-        target_ok = (unsigned char)path[i] > 0x20 && path[i] != 0x7f;
-    if (path_len == 0 || path[0] != '/' || !target_ok ||
-        (surrogate_key != NULL && !header_value_ok(surrogate_key, surrogate_key_len)))
-        return BACKEND_EINVAL;
-    if (surrogate_key == NULL)
-        surrogate_key_len = 0;
-    if (body == NULL)
-        body_len = 0;
-
-    probe_t *p = xcalloc(1, sizeof(*p));
-    p->is_forward = 1;
-    p->cb = cb;
-    p->arg = arg;
-    size_t cap = path_len + surrogate_key_len + body_len + sizeof(cfg->shield_token) + sizeof(cfg->shield_admin.host) + 256;
-    char *buf = malloc(cap), *w = buf;
-    if (buf == NULL)
-        fatal_oom();
-    w += sprintf(w, "POST %.*s HTTP/1.1\r\nhost: %s%s%s:%u\r\n", (int)path_len, path,
-                 strchr(cfg->shield_admin.host, ':') != NULL ? "[" : "", cfg->shield_admin.host,
-                 strchr(cfg->shield_admin.host, ':') != NULL ? "]" : "", (unsigned)cfg->shield_admin.port);
-    if (cfg->shield_token[0] != '\0')
-        w += sprintf(w, "fastly-key: %s\r\n", cfg->shield_token);
-    if (surrogate_key_len != 0)
-        w += sprintf(w, "surrogate-key: %.*s\r\n", (int)surrogate_key_len, surrogate_key);
-    if (soft)
-        w += sprintf(w, "fastly-soft-purge: 1\r\n");
-    if (body_len != 0)
-        w += sprintf(w, "content-type: application/json\r\n");
-    w += sprintf(w, "content-length: %zu\r\nuser-agent: edgecache-purge-forward\r\nconnection: close\r\n\r\n", body_len);
-    memcpy(w, body != NULL ? body : "", body_len);
-    w += body_len;
-    assert((size_t)(w - buf) <= cap);
-    p->reqbuf = h2o_iovec_init(buf, (size_t)(w - buf));
-
-    pthread_mutex_lock(&P.lock);
-    if (!P.accepting) {
-        pthread_mutex_unlock(&P.lock);
-        job_free(p);
-        return BACKEND_EFORWARD;
-    }
-    *P.pending_tail = p;
-    P.pending_tail = &p->next_pending;
-    pthread_mutex_unlock(&P.lock);
-    return 0;
 }

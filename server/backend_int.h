@@ -1,14 +1,19 @@
 /*
- * server/backend_int.h — internals of server/backend.c shared with its unit tests:
- * the health window, the two balancing algorithms and the persisted document.
- * Not a public interface: nothing outside server/backend.c and tests/unit/test_backend.c
+ * server/backend_int.h — internals of the backend module shared by its pieces
+ * (server/backend.c, backend_config.c, backend_pick.c, backend_prober.c) and its unit
+ * tests: the health window, the runtime objects and the module state, the two balancing
+ * algorithms, the persisted document, and the helpers the pieces share.
+ * Not a public interface: nothing outside server/backend*.c and tests/unit/test_backend.c
  * includes it.
  */
 #ifndef EDGECACHE_BACKEND_INT_H
 #define EDGECACHE_BACKEND_INT_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <jansson.h>
 #include "server/backend.h"
 
@@ -35,6 +40,88 @@ uint32_t backend_window_successes(const backend_window_t *w);
 /** 1 while successes >= threshold. */
 int backend_window_healthy(const backend_window_t *w);
 
+/* ---- the runtime objects (server/backend.c builds them; the other pieces read them) ---- */
+
+#define BACKEND_MAGIC 0xbac4e9d1u
+
+typedef struct backend_state {
+    atomic_uint refs;
+    char name[BACKEND_NAME_MAX + 1];
+    _Atomic uint64_t requests, errors, probes, probe_failures, probe_latency_us;
+    atomic_uint inflight;       /* fetches holding a pick (all workers): max_conn bounds it */
+    _Atomic int64_t last_probe_ms;
+    atomic_int healthy;         /* the window's verdict; meaningless without a health check */
+    _Atomic int64_t next_probe_at; /* monotonic ms; 0 = probe at once */
+    pthread_mutex_t lock;       /* window and health_gen */
+    backend_window_t window;
+    uint64_t health_gen;
+    int probe_inflight;         /* prober thread only */
+} backend_state_t;
+
+struct backend {
+    uint32_t magic;
+    atomic_uint refs;
+    uint64_t id;       /* unique per version: worker instances are keyed by it */
+    uint64_t pool_key; /* shared by versions with the same address, port and max_conn */
+    backend_conf_t conf;
+    int has_hc;
+    backend_healthcheck_conf_t hc; /* copy of the named health check */
+    int resolved;                  /* 0: the address did not resolve; never used */
+    struct sockaddr_storage sa;
+    socklen_t salen;
+    uint64_t name_hash;
+    backend_state_t *state; /* own reference */
+};
+
+typedef struct backend_set {
+    atomic_uint refs;
+    uint64_t gen;
+    backend_lb_t lb;
+    size_t n;
+    backend_t *b[BACKEND_MAX]; /* own references */
+} backend_set_t;
+
+/* the module's state, one per process (defined in server/backend.c) */
+typedef struct backend_module_state {
+    int initialised;
+    const config_t *cfg;
+    store_t *store;
+    pthread_mutex_t lock;        /* current, config (short sections only) */
+    pthread_mutex_t commit_lock; /* one commit at a time (held across resolution and the sync) */
+    backend_set_t *current;
+    _Atomic uint64_t gen;
+    backend_config_t *config;    /* the live configuration */
+    uint64_t next_id;            /* under commit_lock */
+    unsigned num_workers;
+    struct backend_worker *workers; /* [num_workers + 1]: server/backend_pick.c's */
+    int have_shield_admin;
+    struct sockaddr_storage shield_admin_sa;
+    socklen_t shield_admin_salen;
+} backend_module_state_t;
+
+extern backend_module_state_t backend_g;
+
+/** Take one more reference to b (returned). Any thread. */
+backend_t *backend_ref(backend_t *b);
+
+/** Drop a reference; the last one frees b (and its share of the state). Any thread. */
+void backend_unref(backend_t *b);
+
+/** 1 when b takes traffic: its address resolved and it is healthy (or has no health check). */
+int backend_usable(const backend_t *b);
+
+/** A new reference to the current set (NULL before init) and its generation in *gen. Takes backend_g.lock. */
+backend_set_t *backend_set_acquire(uint64_t *gen);
+
+/** Drop a reference to a set (s may be NULL); the last one drops its backends. */
+void backend_set_unref(backend_set_t *s);
+
+/** Allocate the per-worker state of n worker threads (server/backend_pick.c); module init, before any worker starts. */
+void backend_workers_alloc(unsigned n);
+
+/** Stop and join the prober thread if it runs (server/backend_prober.c); main thread, after the workers stopped. */
+void backend_prober_stop(void);
+
 /* ---- balancing (pure functions; `eligible[i]` non-zero for the candidates) ---- */
 
 /**
@@ -55,6 +142,22 @@ uint64_t backend_name_hash(const char *name, size_t len);
  */
 size_t backend_rendezvous_pick(const uint8_t hash[CACHE_HASH_LEN], const uint64_t *name_hashes, const uint32_t *weights,
                                const unsigned char *eligible, size_t n);
+
+/* ---- helpers shared by the pieces (defined in server/backend.c) ---- */
+
+/** Report out of memory on stderr and abort: the module never continues without memory. */
+void backend_fatal_oom(void);
+
+/** calloc that calls backend_fatal_oom on failure: never returns NULL. */
+void *backend_xcalloc(size_t n, size_t size);
+
+/** vsnprintf into detail[0..cap) (a message for the caller); nothing when detail is NULL or cap 0. */
+void backend_set_detail(char *detail, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* ---- configuration (server/backend_config.c) ---- */
+
+/** The health check of c named `name`, or NULL. Borrowed from c. */
+const backend_healthcheck_conf_t *backend_config_find_healthcheck(const backend_config_t *c, const char *name);
 
 /* ---- the persisted document ---- */
 

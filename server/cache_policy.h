@@ -3,6 +3,10 @@
  * surrogate headers): header parsers and the store/freshness decision for a
  * response. Pure functions, no I/O, no allocation beyond the caller's buffers:
  * every parser takes untrusted bytes and never asserts on them.
+ *
+ * Implemented by server/cache_control.c (Cache-Control, Surrogate-Control and
+ * CDN-Cache-Control directives), sf_dict.c (RFC 8941 Dictionaries), http_date.c (HTTP
+ * dates) and cache_policy.c (the decision, the current age, Accept-Encoding and Range).
  */
 #ifndef EDGECACHE_CACHE_POLICY_H
 #define EDGECACHE_CACHE_POLICY_H
@@ -140,7 +144,8 @@ typedef struct policy_decision {
 } policy_decision_t;
 
 /*
- * How to read a decision (details and the RFC latitude taken: the essay atop cache_policy.c):
+ * How to read a decision (details and the RFC latitude taken: the essays atop cache_policy.c and
+ * cache_control.c):
  * - storable == 0: pass the response through; not_stored_reason is one of "method", "status",
  *   "partial", "no-store", "private", "set-cookie", "vary", "authorization". "method",
  *   "authorization", "partial" (a 206) and "status" for a 304 come from the request and set

@@ -1,9 +1,10 @@
 /*
- * tests/unit/test_backend.c — server/backend.c: the health window, weighted round robin,
- * rendezvous hashing, validation of backend and health-check objects (JSON and form bodies),
- * the persisted document, and the module itself against a real store: seeding, reloading,
- * commits that swap the set under a worker, picks with exclusion and shield tiers, the
- * prober against a scripted loopback server, and purge forwarding to a shield's admin API.
+ * tests/unit/test_backend.c — the backend module (server/backend*.c): the health window,
+ * weighted round robin, rendezvous hashing, validation of backend and health-check objects
+ * (JSON and form bodies), the persisted document, and the module itself against a real
+ * store: seeding, reloading, commits that swap the set under a worker, picks with exclusion
+ * and shield tiers, the prober against a scripted loopback server, and purge forwarding to a
+ * shield's admin API.
  * Network: 127.0.0.1 and ephemeral ports only; every wait is bounded.
  */
 #include <arpa/inet.h>
