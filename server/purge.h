@@ -11,7 +11,6 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include <sys/time.h>
 #include <h2o.h>
 #include "storage/store.h"
 
