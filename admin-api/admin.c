@@ -9,8 +9,8 @@
  * loopback sends and h2o's epoll changes alone took a whole core). The contexts share
  * one h2o_globalconf_t with a single handler on "/" that routes by method and path
  * itself. Each loop tracks its accepted connections (so that admin_stop can close them)
- * and its purges in flight. The live settings cell, failure budget and purge ids are
- * shared. The store, memory tier and config are borrowed.
+ * and its purges in flight (its purge_loop). The live settings cell and failure budget
+ * are shared. The store, memory tier and config are borrowed.
  *
  * Order of checks for a request: body size (413) -> route (404) -> method (405) ->
  * credentials (401) -> service id (404) -> scope (403) -> handler. Every response has
@@ -20,8 +20,7 @@
  * wholly on the thread of the loop that accepted its connection. Handlers that read,
  * change and store configuration (settings, tokens, the extension routes) hold
  * config_lock, so that two threads never interleave a read-modify-write. Any thread may
- * call admin_settings_snapshot, admin_next_purge_id and the auth helpers (see
- * settings.c, purge.c, auth.c).
+ * call admin_settings_snapshot and the auth helpers (see settings.c, auth.c).
  *
  * Shutdown (admin_stop): each loop stops accepting, lets purges in flight come back from
  * the store (each still answers its client), answers delayed 401s at once, then shuts the
@@ -789,12 +788,12 @@ static void run_until(admin_loop_t *loop, int (*cond)(admin_loop_t *), uint64_t 
 
 static int no_purges(admin_loop_t *loop)
 {
-    return loop->purges_in_flight == 0;
+    return loop->purges.in_flight == 0;
 }
 
 static int no_conns_no_purges(admin_loop_t *loop)
 {
-    return loop->num_conns == 0 && loop->purges_in_flight == 0;
+    return loop->num_conns == 0 && loop->purges.in_flight == 0;
 }
 
 /*
@@ -848,7 +847,7 @@ static void wait_for_wake_up(admin_loop_t *loop)
 static void loop_init(admin_t *admin, admin_loop_t *loop)
 {
     h2o_context_init(&loop->ctx, h2o_evloop_create(), &admin->globalconf);
-    h2o_multithread_register_receiver(loop->ctx.queue, &loop->purge_receiver, admin_purge_on_messages);
+    purge_loop_init(&loop->purges, loop->ctx.queue);
     h2o_multithread_register_receiver(loop->ctx.queue, &loop->control_receiver, on_control);
     loop->accept_ctx.ctx = &loop->ctx;
     loop->accept_ctx.hosts = admin->globalconf.hosts;
@@ -890,12 +889,12 @@ static void *admin_thread_main(void *arg)
     }
     if (!no_conns_no_purges(loop)) {
         fprintf(stderr, "edgecache: admin: %zu purge(s) and %zu connection(s) still open at shutdown; leaving them\n",
-                loop->purges_in_flight, loop->num_conns);
+                loop->purges.in_flight, loop->num_conns);
         loop->leaked = 1;
         return NULL;
     }
     assert(h2o_linklist_is_empty(&loop->delayed_401s)); /* each belongs to a request, so to a connection */
-    h2o_multithread_unregister_receiver(loop->ctx.queue, &loop->purge_receiver);
+    purge_loop_dispose(&loop->purges);
     h2o_multithread_unregister_receiver(loop->ctx.queue, &loop->control_receiver);
     unlink_leftover_timers(loop);
     h2o_evloop_t *evloop = loop->ctx.loop;
@@ -998,8 +997,6 @@ int admin_start(admin_t **out, const config_t *cfg, store_t *store, mem_tier_t *
     admin->cfg = cfg;
     admin->store = store;
     admin->mem = mem;
-    admin_node_name(admin->node, sizeof(admin->node));
-    atomic_init(&admin->purge_seq, 0);
     atomic_init(&admin->stopping, 0);
     admin_budget_init(&admin->budget);
     pthread_mutex_init(&admin->config_lock, NULL);

@@ -1,7 +1,8 @@
 /*
  * admin-api/admin.h — the admin listener: token-authenticated JSON API
  * (Fastly-compatible purges, tokens, settings), on its own thread and h2o event loop.
- * Also the auth and purge-id helpers the proxy listener's PURGE method uses.
+ * Also the authorization of the proxy listener's PURGE method (main wires it into the
+ * purge module, server/purge.h).
  */
 #ifndef EDGECACHE_ADMIN_H
 #define EDGECACHE_ADMIN_H
@@ -46,9 +47,6 @@ void admin_stop(admin_t **admin);
  */
 int admin_authorize_proxy_purge_or_respond(admin_t *admin, h2o_req_t *req);
 
-/** A new purge id "<node>-<unix time>-<sequence>" into buf (NUL-terminated). Thread-safe. */
-void admin_next_purge_id(admin_t *admin, char *buf, size_t cap);
-
 /**
  * Send a JSON error body {"msg":...,"detail":...} (detail may be NULL) with status. msg and
  * detail may hold any bytes (quoted request text): whatever is not well-formed UTF-8, and any
@@ -87,19 +85,5 @@ typedef struct admin_settings {
  * caller as soon as its 200 has been sent.
  */
 void admin_settings_snapshot(admin_t *admin, admin_settings_t *out);
-
-/* ---- helpers for the proxy's PURGE method ---- */
-
-/**
- * 1 when the request asks for a soft purge (a `Fastly-Soft-Purge` header whose value is not
- * "0"), else 0. Header bytes are untrusted; never fails.
- */
-int admin_request_wants_soft_purge(h2o_req_t *req);
-
-/**
- * Send `json` (len bytes, copied into req's pool) with status and Content-Type:
- * application/json. The proxy uses it for the purge answer {"status":"ok","id":"..."}.
- */
-void admin_send_json(h2o_req_t *req, int status, const char *json, size_t len);
 
 #endif

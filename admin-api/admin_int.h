@@ -1,7 +1,7 @@
 /*
  * admin-api/admin_int.h — internals shared by the admin-api files and its unit tests:
  * tokens (hashing, scopes, records), the per-address failure budget, the settings
- * seqlock and validator, purge ids and the admin request-path parsers. Not a public
+ * seqlock and validator and the admin request-path parsers. Not a public
  * interface: nothing outside admin-api/ and tests/unit/test_admin.c includes it.
  */
 #ifndef EDGECACHE_ADMIN_INT_H
@@ -14,6 +14,7 @@
 #include <sys/types.h>
 #include <jansson.h>
 #include "admin-api/admin.h"
+#include "server/purge.h"
 
 #define ADMIN_MAGIC 0xad31a5e1u
 #define ADMIN_MAX_BODY (64 * 1024)        /* request bodies above this get 413 */
@@ -30,7 +31,6 @@
 #define ADMIN_TOKEN_ID_HEX 17             /* 8 random bytes, hex, NUL */
 #define ADMIN_TOKEN_STR_CAP 64            /* base64url of 32 bytes is 43 chars + NUL */
 #define ADMIN_MAX_NAME_LEN 128
-#define ADMIN_PURGE_ID_CAP 128
 
 /* errors (negative, outside errno's range) */
 #define ADMIN_EINVAL (-30990) /* untrusted input failed validation; the message says why */
@@ -197,15 +197,6 @@ json_t *admin_settings_to_json(const admin_settings_t *s);
 /** Seed settings from the config (used on a fresh store). */
 void admin_settings_from_config(admin_settings_t *s, const config_t *cfg);
 
-/* ---- purge ids ---- */
-
-/** Node name for purge ids: the host name with bytes outside [A-Za-z0-9._] replaced by '_'
- * (so '-' only separates the id's fields), at most 63 bytes; "edgecache" if unknown. */
-void admin_node_name(char *buf, size_t cap);
-
-/** Format "<node>-<unix time>-<sequence>" into buf. Returns the length, or -1 if it does not fit. */
-int admin_format_purge_id(char *buf, size_t cap, const char *node, int64_t unix_time, uint64_t seq);
-
 /* ---- request paths ---- */
 
 /**
@@ -226,9 +217,6 @@ ssize_t admin_percent_decode(const char *src, size_t len, char *dst, size_t cap)
 /** 1 when a surrogate key is acceptable: 1..ADMIN_MAX_SKEY_LEN bytes, no whitespace or control bytes. */
 int admin_skey_valid(const char *k, size_t len);
 
-/** 1 when the header value asks for a soft purge (present and not "0"). */
-int admin_soft_purge_value(const char *v, size_t len);
-
 /* ---- the admin itself ---- */
 
 struct admin_conn;
@@ -247,9 +235,8 @@ struct admin_loop {
     h2o_context_t ctx;
     h2o_accept_ctx_t accept_ctx;
     h2o_socket_t *listener;
-    h2o_multithread_receiver_t purge_receiver;   /* purge completions from the writer thread */
     h2o_multithread_receiver_t control_receiver; /* woken by admin_stop */
-    size_t purges_in_flight; /* store purges whose completion has not reached the loop yet */
+    purge_loop_t purges;     /* completions of the purges this loop submitted (server/purge.h) */
     h2o_linklist_t conns;    /* struct admin_conn: accepted sockets still open */
     size_t num_conns;
     h2o_linklist_t delayed_401s; /* auth.c's delayed 401s of this loop's requests */
@@ -271,8 +258,6 @@ struct admin {
     const config_t *cfg; /* borrowed */
     store_t *store;      /* borrowed */
     mem_tier_t *mem;     /* borrowed */
-    char node[64];       /* purge-id node name */
-    atomic_uint_fast64_t purge_seq;
     admin_settings_cell_t settings;
     admin_budget_t budget;
     /* held by the handlers that read, change and store configuration (settings, header rules,
@@ -290,8 +275,8 @@ struct admin {
 /** The admin loop whose context is ctx, or NULL (a proxy worker's context, say). */
 admin_loop_t *admin_loop_of(admin_t *admin, h2o_context_t *ctx);
 
-/* ---- purge handlers (purge.c; admin thread). Each sends its response, now or when the
- * store has acknowledged every purge, and returns 0. ---- */
+/* ---- purge handlers (purge.c; admin thread). Each sends its response, now or (through the
+ * purge module) when the store has acknowledged every purge, and returns 0. ---- */
 
 /** POST /service/<sid>/purge/<key>: raw_key is the percent-encoded rest of the path. */
 int admin_purge_key(admin_t *admin, h2o_req_t *req, const char *raw_key, size_t raw_len);
@@ -301,10 +286,11 @@ int admin_purge_batch(admin_t *admin, h2o_req_t *req);
 int admin_purge_everything(admin_t *admin, h2o_req_t *req);
 /** POST /purge/<target>: target is what follows "/purge/", query included. */
 int admin_purge_url(admin_t *admin, h2o_req_t *req, const char *target, size_t len);
-/** The purge receiver's callback (its admin loop's thread): completions posted by the writer thread. */
-void admin_purge_on_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages);
 
 /* ---- JSON responses ---- */
+
+/** Send `json` (len bytes, copied into req's pool) with status and Content-Type: application/json. */
+void admin_send_json(h2o_req_t *req, int status, const char *json, size_t len);
 
 /** Send a jansson value (steals the reference) as the response body with status. value may be
  * NULL (a build that failed) and may fail to encode: then a fixed JSON error body goes out

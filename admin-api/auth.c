@@ -419,24 +419,6 @@ int admin_request_token(h2o_req_t *req, const char **token, size_t *len)
     return 0;
 }
 
-int admin_soft_purge_value(const char *v, size_t len)
-{
-    const char *s = v;
-    size_t n = len;
-    trim(&s, &n);
-    if (n == 1 && s[0] == '0')
-        return 0;
-    if (n == 5 && h2o_lcstris(s, n, H2O_STRLIT("false")))
-        return 0;
-    return 1;
-}
-
-int admin_request_wants_soft_purge(h2o_req_t *req)
-{
-    const h2o_iovec_t *v = admin_find_header(req, H2O_STRLIT("fastly-soft-purge"));
-    return v != NULL && admin_soft_purge_value(v->base, v->len);
-}
-
 /* ---- failure budget ---- */
 
 void admin_budget_init(admin_budget_t *b)

@@ -1,43 +1,14 @@
 /*
- * admin-api/paths.c — small pure helpers: purge ids, the node name, and the parsers of
- * what admin request paths carry (percent-escapes, surrogate keys, URL-purge targets).
+ * admin-api/paths.c — small pure helpers: the parsers of what admin request paths carry
+ * (percent-escapes, surrogate keys, URL-purge targets).
  *
  * Everything here reads untrusted bytes (request paths and headers) and validates them;
- * nothing asserts on input. No I/O except gethostname, no shared state: any thread.
+ * nothing asserts on input. No I/O, no shared state: any thread.
  */
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 #include "admin-api/admin_int.h"
 #include "server/cache_key.h"
-
-void admin_node_name(char *buf, size_t cap)
-{
-    char host[256];
-    size_t n = 0;
-
-    if (cap == 0)
-        return;
-    if (gethostname(host, sizeof(host)) != 0)
-        host[0] = '\0';
-    host[sizeof(host) - 1] = '\0';
-    for (const char *p = host; *p != '\0' && n + 1 < cap && n < 63; p++) {
-        char c = *p;
-        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_';
-        buf[n++] = ok ? c : '_';
-    }
-    buf[n] = '\0';
-    if (n == 0)
-        snprintf(buf, cap, "edgecache");
-}
-
-int admin_format_purge_id(char *buf, size_t cap, const char *node, int64_t unix_time, uint64_t seq)
-{
-    int n = snprintf(buf, cap, "%s-%lld-%llu", node, (long long)unix_time, (unsigned long long)seq);
-    if (n < 0 || (size_t)n >= cap)
-        return -1;
-    return n;
-}
 
 static int hexval(char c)
 {

@@ -10,6 +10,11 @@
  * Subcommands: `edgecache migrate --status --data-dir DIR`, `edgecache token ...`,
  * `edgecache check [--quick] --data-dir DIR` (exit 0 sound, 2 damaged, 1 could not check).
  *
+ * The composition root: the only file of server/ that knows the admin API. It hands the
+ * proxy and the purge module the admin's live settings and PURGE authorization as
+ * callbacks whose argument is `admin` (below), which admin_start sets before any worker
+ * thread starts and admin_stop clears after they have all stopped.
+ *
  * A store that is not sound (storage/store_check.h) ends start-up with exit status 2 and
  * one line on stderr, before anything maps it.
  */
@@ -30,6 +35,7 @@
 #include "server/config.h"
 #include "server/frontend.h"
 #include "server/proxy.h"
+#include "server/purge.h"
 #include "storage/mem.h"
 #include "storage/store.h"
 #include "storage/store_check.h"
@@ -172,6 +178,35 @@ static int migrate_main(int argc, char **argv)
     return 0;
 }
 
+/* the admin's live settings, for every proxied request (proxy_live_settings_fn) */
+static int live_settings(void *arg, proxy_live_settings_t *out)
+{
+    admin_t *admin = *(admin_t **)arg;
+    if (admin == NULL)
+        return -1;
+    admin_settings_t s;
+    admin_settings_snapshot(admin, &s);
+    out->default_ttl = s.default_ttl;
+    out->default_grace = s.default_grace;
+    out->max_heuristic_ttl = s.max_heuristic_ttl;
+    out->negative_ttl = s.negative_ttl;
+    out->cookie_policy_strip = s.cookie_policy_strip;
+    out->obey_client_no_cache = s.obey_client_no_cache;
+    out->keep_surrogate_headers = s.keep_surrogate_headers;
+    return 0;
+}
+
+/* who may purge (purge_authorize_or_respond_fn): the admin API's own purges were authorized
+ * by its router (token and scope) before they became jobs; a PURGE on the proxy listener
+ * needs a purge_select or global token once any token exists */
+static int authorize_purge(void *arg, purge_source_t source, h2o_req_t *req)
+{
+    admin_t *admin = *(admin_t **)arg;
+    if (source != PURGE_FROM_PROXY || admin == NULL)
+        return 0;
+    return admin_authorize_proxy_purge_or_respond(admin, req);
+}
+
 int main(int argc, char **argv)
 {
     static config_t cfg;
@@ -214,8 +249,10 @@ int main(int argc, char **argv)
         mem_destroy(&mem);
         return rc == STORE_EDAMAGED ? 2 : 1;
     }
-    /* the proxy's state first: the admin thread uses it (cache keys for URL purges) */
-    if (proxy_init(&cfg, store, mem, NULL, err, sizeof(err)) != 0) {
+    /* the proxy's state and the purge module first: the admin thread uses them (cache keys
+     * for URL purges, purge jobs) */
+    purge_module_init(store, authorize_purge, &admin);
+    if (proxy_init(&cfg, store, mem, live_settings, &admin, err, sizeof(err)) != 0) {
         fprintf(stderr, "edgecache: %s\n", err);
         goto fail;
     }
@@ -232,7 +269,6 @@ int main(int argc, char **argv)
         fprintf(stderr, "edgecache: --admin-listen: %s\n", err);
         goto fail;
     }
-    proxy_set_admin(admin); /* before the workers start: they read it unlocked */
     if (backend_module_start(err, sizeof(err)) != 0) {
         fprintf(stderr, "edgecache: %s\n", err);
         goto fail;

@@ -20,8 +20,9 @@
  *             (never the request's: Authorization, a 206 or 304, an over-long varied
  *             value; nor an error status), so no client can keep a URL out of the cache.
  *             Every response carries the origin's Date (server/date_header.c).
- *   PURGE     authorised by the admin module, purged through the store's writer; the
- *             answer is sent when the purge is durable (a message from the writer).
+ *   PURGE     a job of the purge module (server/purge.c), which authorises it (the
+ *             callback main wires), purges it through the store's writer, forwards it to
+ *             the shield and answers once it is durable.
  *   others    passed to the origin unchanged (PASS); a 2xx/3xx answer to a method not
  *             known to be safe (anything but GET, HEAD, OPTIONS, TRACE) invalidates the URL
  *             and same-host Location/Content-Location.
@@ -66,7 +67,6 @@
 #include <sys/socket.h>
 #include <linux/sockios.h>
 #include <h2o.h>
-#include "admin-api/admin.h"
 #include "server/backend.h"
 #include "server/cache_key.h"
 #include "server/cache_policy.h"
@@ -74,6 +74,7 @@
 #include "server/http_fields.h"
 #include "server/origin_client.h"
 #include "server/proxy.h"
+#include "server/purge.h"
 #include "server/stats.h"
 #include "server/worker.h"
 #include "storage/object.h"
@@ -101,7 +102,8 @@ static struct {
     const config_t *cfg;
     store_t *store;
     mem_tier_t *mem;
-    admin_t *admin;
+    proxy_live_settings_fn live_settings; /* NULL: the config's values only */
+    void *live_settings_arg;
     uint64_t max_object_size;
     policy_settings_t policy;
     cache_key_rules_t key_rules; /* from cfg: fixed for the process's life */
@@ -292,9 +294,8 @@ static void current_settings(proxy_settings_t *out)
     out->cookie_policy_strip = g.cfg->cookie_policy_strip;
     out->obey_client_no_cache = g.cfg->obey_client_no_cache;
     out->keep_surrogate_headers = g.cfg->keep_surrogate_headers;
-    if (g.admin != NULL) {
-        admin_settings_t s;
-        admin_settings_snapshot(g.admin, &s);
+    proxy_live_settings_t s;
+    if (g.live_settings != NULL && g.live_settings(g.live_settings_arg, &s) == 0) {
         out->policy.default_ttl = s.default_ttl;
         out->policy.default_grace = s.default_grace;
         out->policy.max_heuristic_ttl = s.max_heuristic_ttl;
@@ -2227,104 +2228,24 @@ static void on_wake_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_
 
 /* ---------------------------------------------------------------- PURGE on the proxy listener */
 
-typedef struct proxy_purge {
-    h2o_multithread_message_t super;
-    worker_t *w;
-    h2o_req_t *req; /* NULL once the client went away */
-    int refs;       /* 2: the request's pool and the pending message; both on the worker thread */
-    store_purge_result_t res;
-    int soft;
-    int forwarding;     /* the local purge is done; the message comes back once the shield answered */
-    char *forward_path; /* "/purge/http://<host><path>" for the shield's admin API (malloc'd) */
-    size_t forward_path_len;
-} proxy_purge_t;
-
-static void proxy_purge_unref(proxy_purge_t *pp)
-{
-    if (--pp->refs == 0) {
-        free(pp->forward_path);
-        free(pp);
-    }
-}
-
-static void proxy_purge_dispose(void *p)
-{
-    proxy_purge_t **slot = p;
-    (*slot)->req = NULL;
-    proxy_purge_unref(*slot);
-}
-
-/* writer thread (or the backend prober, for the shield's answer): hand the result to the worker's loop */
-static void proxy_purge_done(void *arg, const store_purge_result_t *res)
-{
-    proxy_purge_t *pp = arg;
-    pp->res = *res;
-    h2o_multithread_send_message(&pp->w->purge_receiver, &pp->super);
-}
-
-static void on_purge_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
-{
-    (void)receiver;
-    while (!h2o_linklist_is_empty(messages)) {
-        proxy_purge_t *pp = H2O_STRUCT_FROM_MEMBER(proxy_purge_t, super.link, messages->next);
-        h2o_linklist_unlink(&pp->super.link);
-        if (!pp->forwarding && pp->res.err == 0) {
-            /* applied here: now on the shield (when there is one) before we acknowledge */
-            pp->forwarding = 1;
-            int rc = backend_forward_purge(pp->forward_path, pp->forward_path_len, NULL, 0, NULL, 0, pp->soft,
-                                           proxy_purge_done, pp);
-            if (rc == 0)
-                continue; /* the message (and its reference) comes back with the shield's answer */
-            if (rc < 0)
-                pp->res.err = rc;
-        }
-        if (pp->req != NULL) {
-            h2o_req_t *req = pp->req;
-            if (pp->res.err == BACKEND_EFORWARD || pp->res.err == BACKEND_EINVAL) {
-                admin_send_json_error(req, 502, "Purge failed", "shield: the purge could not be applied on the shield node");
-            } else if (pp->res.err != 0) {
-                admin_send_json_error(req, 503, "Purge failed", "the store could not commit the purge");
-            } else {
-                char id[96], body[160];
-                admin_next_purge_id(g.admin, id, sizeof(id));
-                stats_note_purge_req(admin_request_wants_soft_purge(req) ? STATS_PURGE_SOFT : STATS_PURGE_URL, req, 1);
-                int n = snprintf(body, sizeof(body), "{\"status\":\"ok\",\"id\":\"%s\"}", id);
-                admin_send_json(req, 200, body, (size_t)n);
-            }
-        }
-        proxy_purge_unref(pp);
-    }
-}
-
+/* the purge module (server/purge.c) does the work and the answer; what is the proxy's is the
+ * cache key (computed before any method is looked at) and the shield's name for this URL */
 static void handle_purge(h2o_req_t *req, const char *key, size_t key_len)
 {
     worker_t *w = worker_of_req(req);
-    if (g.admin != NULL && admin_authorize_proxy_purge_or_respond(g.admin, req) != 0)
-        return;
-    int soft = admin_request_wants_soft_purge(req);
-    proxy_purge_t *pp = calloc(1, sizeof(*pp));
-    if (pp == NULL)
-        abort();
-    pp->w = w;
-    pp->req = req;
-    pp->refs = 2;
-    pp->soft = soft;
+    purge_job_t *job = purge_job_new(PURGE_URL, purge_request_wants_soft(req), PURGE_FROM_PROXY);
+    purge_job_add_key(job, key, key_len);
     /* the scheme is spelled out: the shield reads a leading "http:/" or "http%3a%2f%2f" as one,
      * so a Host of "http:" with a path of "/victim.example/x" would purge another URL there */
     static const char prefix[] = "/purge/http://";
-    size_t plen = sizeof(prefix) - 1;
-    pp->forward_path_len = plen + req->authority.len + req->path.len;
-    pp->forward_path = malloc(pp->forward_path_len + 1);
-    if (pp->forward_path == NULL)
-        abort();
-    memcpy(pp->forward_path, prefix, plen);
-    memcpy(pp->forward_path + plen, req->authority.base, req->authority.len);
-    memcpy(pp->forward_path + plen + req->authority.len, req->path.base, req->path.len);
-    pp->forward_path[pp->forward_path_len] = '\0';
-    proxy_purge_t **slot = h2o_mem_alloc_shared(&req->pool, sizeof(*slot), proxy_purge_dispose);
-    *slot = pp;
-    atomic_fetch_add_explicit(&w->counters.purges, 1, memory_order_relaxed);
-    store_purge_key_url(g.store, key, key_len, soft, proxy_purge_done, pp);
+    size_t plen = sizeof(prefix) - 1, forward_path_len = plen + req->authority.len + req->path.len;
+    char *forward_path = h2o_mem_alloc_pool(&req->pool, forward_path_len);
+    memcpy(forward_path, prefix, plen);
+    memcpy(forward_path + plen, req->authority.base, req->authority.len);
+    memcpy(forward_path + plen + req->authority.len, req->path.base, req->path.len);
+    purge_job_forward(job, PURGE_FORWARD_AFTER_LOCAL, forward_path, forward_path_len, NULL, 0, NULL, 0);
+    if (purge_request_submit(job, &w->purge_loop, req) == 0)
+        atomic_fetch_add_explicit(&w->counters.purges, 1, memory_order_relaxed);
 }
 
 /* ---------------------------------------------------------------- the handler */
@@ -2533,12 +2454,14 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 
 /* ---------------------------------------------------------------- set-up */
 
-int proxy_init(const config_t *cfg, store_t *store, mem_tier_t *mem, struct admin *admin, char *err, size_t errlen)
+int proxy_init(const config_t *cfg, store_t *store, mem_tier_t *mem, proxy_live_settings_fn live_settings,
+               void *live_settings_arg, char *err, size_t errlen)
 {
     g.cfg = cfg;
     g.store = store;
     g.mem = mem;
-    g.admin = admin;
+    g.live_settings = live_settings;
+    g.live_settings_arg = live_settings_arg;
     g.policy.default_ttl = cfg->default_ttl;
     g.policy.negative_ttl = cfg->negative_ttl;
     g.policy.max_heuristic_ttl = cfg->max_heuristic_ttl;
@@ -2579,11 +2502,6 @@ int proxy_init(const config_t *cfg, store_t *store, mem_tier_t *mem, struct admi
     return 0;
 }
 
-void proxy_set_admin(struct admin *admin)
-{
-    g.admin = admin;
-}
-
 const struct header_rules *proxy_header_rules(void)
 {
     return live_rules();
@@ -2614,7 +2532,7 @@ void proxy_worker_init(worker_t *w)
     h2o_timeout_init(w->loop, &w->stall_timeout, STALL_CHECK_MS);
     h2o_linklist_init_anchor(&w->fetches);
     backend_worker_init(w);
-    h2o_multithread_register_receiver(w->ctx.queue, &w->purge_receiver, on_purge_messages);
+    purge_loop_init(&w->purge_loop, w->ctx.queue);
     h2o_multithread_register_receiver(w->ctx.queue, &w->wake_receiver, on_wake_messages);
     h2o_multithread_register_receiver(w->ctx.queue, &w->stream_receiver, on_stream_messages);
 }

@@ -12,7 +12,6 @@
 #include "storage/mem.h"
 
 struct worker;
-struct admin;
 
 /**
  * The cache key of (host, path with query) under the process's cache-key rules (those of
@@ -24,11 +23,25 @@ struct admin;
  */
 size_t proxy_cache_key(char *buf, size_t cap, const char *host, size_t host_len, const char *path, size_t path_len);
 
+/** The settings that can change at run time (the admin API's live settings), as the proxy reads them. */
+typedef struct proxy_live_settings {
+    uint32_t default_ttl, default_grace, max_heuristic_ttl, negative_ttl; /* seconds */
+    int cookie_policy_strip, obey_client_no_cache, keep_surrogate_headers; /* 0 or 1, as in config_t */
+} proxy_live_settings_t;
+
 /**
- * Set up the process-wide proxy state. Borrows cfg, store, mem and admin (admin may be
- * NULL), which must outlive the proxy. Resolves the backends. Returns 0 or -1 with err.
+ * Fill *out with the live settings: 0, or -1 when there are none (the config's values apply).
+ * Called for every request, on the workers' threads: lock-free, never blocks.
  */
-int proxy_init(const config_t *cfg, store_t *store, mem_tier_t *mem, struct admin *admin, char *err, size_t errlen);
+typedef int (*proxy_live_settings_fn)(void *arg, proxy_live_settings_t *out);
+
+/**
+ * Set up the process-wide proxy state. Borrows cfg, store and mem, which must outlive the
+ * proxy; live_settings (may be NULL) is how each request reads the live settings, with its
+ * arg. Returns 0 or -1 with err.
+ */
+int proxy_init(const config_t *cfg, store_t *store, mem_tier_t *mem, proxy_live_settings_fn live_settings,
+               void *live_settings_arg, char *err, size_t errlen);
 
 struct header_rules;
 
@@ -43,9 +56,6 @@ const struct header_rules *proxy_header_rules(void);
  * every worker uses the new set from its next request. Persisting them is the caller's job.
  */
 void proxy_header_rules_replace(struct header_rules *rules);
-
-/** Tell the proxy about the admin module (auth for PURGE, live settings). Before frontend_start. */
-void proxy_set_admin(struct admin *admin);
 
 /** Register the proxy handler on a path configuration ("/" of the default host). */
 void proxy_register(h2o_pathconf_t *pathconf);

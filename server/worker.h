@@ -11,6 +11,7 @@
 #include <h2o.h>
 #include "server/config.h"
 #include "server/origin_client.h"
+#include "server/purge.h"
 
 #define WORKER_MAGIC 0x3ea7e12u
 
@@ -31,7 +32,7 @@ typedef struct worker {
     h2o_socket_t *listener;
     h2o_timeout_t stall_timeout; /* checks responses whose client stopped reading */
     uint64_t inflight;           /* requests being handled (handler entered, pool not yet disposed) */
-    h2o_multithread_receiver_t purge_receiver; /* purge completions from the store's writer */
+    purge_loop_t purge_loop;                   /* completions of the PURGEs it submitted (server/purge.h) */
     h2o_multithread_receiver_t wake_receiver;  /* collapsed requests woken by a fetch on any thread */
     h2o_multithread_receiver_t stream_receiver; /* new body bytes for requests reading another's fetch */
     h2o_linklist_t fetches;      /* origin exchanges running on this worker (proxy.c's fetch_t) */

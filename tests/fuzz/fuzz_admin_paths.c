@@ -2,7 +2,7 @@
  * tests/fuzz/fuzz_admin_paths.c — the admin API's request-path and header parsers:
  * the URL-purge target (admin_parse_url_target), percent-decoding of surrogate keys
  * (admin_percent_decode + admin_skey_valid), token scopes (admin_scopes_parse) and the
- * Fastly-Soft-Purge value. Byte 0 picks nothing: every parser sees the rest of the input.
+ * Fastly-Soft-Purge value (purge_soft_value). Byte 0 picks nothing: every parser sees the rest of the input.
  *
  * Invariants: the host returned points into the target and is 1..255 bytes; the path is
  * within the caller's buffer, starts with '/' and has no control bytes or spaces; a
@@ -11,6 +11,7 @@
  */
 #include <string.h>
 #include "admin-api/admin_int.h"
+#include "server/purge.h"
 #include "tests/fuzz/fuzz.h"
 
 #define KNOWN_SCOPES (ADMIN_SCOPE_PURGE_SELECT | ADMIN_SCOPE_PURGE_ALL | ADMIN_SCOPE_GLOBAL_READ | ADMIN_SCOPE_GLOBAL)
@@ -60,6 +61,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char err[128];
     if (admin_scopes_parse(s, size, &mask, err, sizeof(err)) == 0)
         FUZZ_CHECK(mask != 0 && (mask & ~(unsigned)KNOWN_SCOPES) == 0);
-    (void)admin_soft_purge_value(s, size);
+    (void)purge_soft_value(s, size);
     return 0;
 }

@@ -463,6 +463,24 @@ class Shield(BackendCase):
         r = self.api(edge4, "POST", "/purge/www.example.test/sh", token=tok4)
         self.assertEqual(r.status, 502, r.describe())
 
+    def test_shield_refusing_a_purge_is_502_bad_gateway_on_both_listeners(self):
+        """The one purge answer: a shield that refuses the forward (a wrong --shield-token) is a
+        502 "Bad Gateway" with the same JSON on the proxy listener's PURGE as on the admin API
+        (the PURGE answer used to go out as "502 Unknown", written apart from the admin's)."""
+        o = self.origin()
+        shield = self.edgecache([o])
+        edge = self.edgecache([], args=["--shield", "127.0.0.1:%d" % shield.proxy_port,
+                                        "--shield-admin", "127.0.0.1:%d" % shield.admin_port,
+                                        "--shield-token", "wrong"])
+        tok = self.token(edge)
+        want = {"msg": "Purge failed", "detail": "shield: the purge could not be applied on the shield node"}
+        answers = [request(edge.proxy_port, "PURGE", "/r", headers={"Host": "www.example.test", "Fastly-Key": tok}),
+                   self.api(edge, "POST", "/purge/www.example.test/r", token=tok)]
+        for r in answers:
+            self.assertEqual((r.status, r.reason), (502, "Bad Gateway"), r.describe())
+            self.assertEqual(r.headers.get("content-type"), "application/json", r.describe())
+            self.assertEqual(json.loads(r.body), want, r.describe())
+
     def test_shield_down_falls_back_to_origin(self):
         o = self.origin()
         o.route("/fb", headers={"Cache-Control": "max-age=300"}, body=b"direct")

@@ -1,7 +1,8 @@
 /*
  * tests/unit/test_admin.c — the admin API's pure parts: token hashing and generation,
  * scope parsing, token records, request credentials, the failure budget, the settings
- * validator and seqlock, purge ids and the parsers of admin request paths.
+ * validator and seqlock and the parsers of admin request paths (purge ids and soft purges
+ * are the purge module's: tests/unit/test_purge.c).
  */
 #include <arpa/inet.h>
 #include <check.h>
@@ -231,26 +232,6 @@ START_TEST(request_credentials)
     ck_assert_str_eq(tok, "wins");
     const char *f[] = {"x-other", "1", NULL};
     ck_assert_int_eq(token_of(f, tok, sizeof(tok)), 0);
-}
-END_TEST
-
-START_TEST(soft_purge_header)
-{
-    ck_assert_int_eq(admin_soft_purge_value(H2O_STRLIT("1")), 1);
-    ck_assert_int_eq(admin_soft_purge_value(H2O_STRLIT(" 1 ")), 1);
-    ck_assert_int_eq(admin_soft_purge_value(H2O_STRLIT("true")), 1);
-    ck_assert_int_eq(admin_soft_purge_value(H2O_STRLIT("0")), 0);
-    ck_assert_int_eq(admin_soft_purge_value(H2O_STRLIT("False")), 0);
-
-    h2o_req_t req;
-    const char *soft[] = {"fastly-soft-purge", "1", NULL};
-    fake_req(&req, soft);
-    ck_assert_int_eq(admin_request_wants_soft_purge(&req), 1);
-    h2o_mem_clear_pool(&req.pool);
-    const char *none[] = {"surrogate-key", "a", NULL};
-    fake_req(&req, none);
-    ck_assert_int_eq(admin_request_wants_soft_purge(&req), 0);
-    h2o_mem_clear_pool(&req.pool);
 }
 END_TEST
 
@@ -565,28 +546,6 @@ START_TEST(settings_seed_from_config)
 }
 END_TEST
 
-/* ---- purge ids ---- */
-
-START_TEST(purge_id_format)
-{
-    char buf[ADMIN_PURGE_ID_CAP], node[64];
-    ck_assert_int_eq(admin_format_purge_id(buf, sizeof(buf), "edge1", 1700000000, 42), 19);
-    ck_assert_str_eq(buf, "edge1-1700000000-42");
-    ck_assert_int_eq(admin_format_purge_id(buf, 10, "edge1", 1700000000, 42), -1);
-
-    admin_node_name(node, sizeof(node));
-    ck_assert_uint_gt(strlen(node), 0);
-    ck_assert_uint_le(strlen(node), 63);
-    ck_assert_ptr_null(strchr(node, '-')); /* '-' separates the id's fields */
-    /* an id splits back into exactly three fields: node, time, sequence */
-    ck_assert_int_gt(admin_format_purge_id(buf, sizeof(buf), node, 1700000000, 7), 0);
-    char *d1 = strchr(buf, '-'), *d2 = d1 ? strchr(d1 + 1, '-') : NULL;
-    ck_assert_ptr_nonnull(d2);
-    ck_assert_ptr_null(strchr(d2 + 1, '-'));
-    ck_assert_str_eq(d2 + 1, "7");
-}
-END_TEST
-
 /* ---- request paths ---- */
 
 START_TEST(percent_decoding)
@@ -703,6 +662,7 @@ static void live_start_with(live_t *l, const char *dir, uint32_t default_ttl, vo
     so.dir = l->dir;
     so.map_size = 64u << 20;
     ck_assert_msg(store_open(&l->store, &so, err, sizeof(err)) == 0, "store_open: %s", err);
+    purge_module_init(l->store, NULL, NULL); /* as main does: the admin's purges are its jobs */
     ck_assert_msg(admin_start(&l->admin, &l->cfg, l->store, NULL, err, sizeof(err)) == 0, "admin_start: %s", err);
     ck_assert_uint_ne(admin_bound_port(l->admin), 0);
 }
@@ -1138,7 +1098,6 @@ static Suite *admin_suite(void)
     tcase_add_test(t, token_record_rejects_corrupt);
     tcase_add_test(t, token_name_validation);
     tcase_add_test(t, request_credentials);
-    tcase_add_test(t, soft_purge_header);
     suite_add_tcase(s, t);
 
     t = tcase_create("budget");
@@ -1159,7 +1118,6 @@ static Suite *admin_suite(void)
     suite_add_tcase(s, t);
 
     t = tcase_create("paths");
-    tcase_add_test(t, purge_id_format);
     tcase_add_test(t, percent_decoding);
     tcase_add_test(t, surrogate_key_validation);
     tcase_add_test(t, url_targets);
