@@ -22,7 +22,7 @@ UNIT_SRC = $(wildcard tests/unit/test_*.c)
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 HDRS     = $(wildcard server/*.h storage/*.h migrations/*.h admin-api/*.h tests/unit/*.h)
 
-.PHONY: all deps run test test-unit test-integration test-sanitize unit-bins clean bench fuzz format
+.PHONY: all deps run test test-unit test-integration test-sanitize unit-bins clean bench fuzz format format-check lint
 
 all: $(BUILD)/edgecache
 
@@ -73,6 +73,28 @@ bench: deps $(BUILD)/edgecache
 $(BUILD)/lmdb-deletes: bench/lmdb-deletes.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -o $@ $< -llmdb
+
+# the layout is .clang-format's: `make format` rewrites every C file of the project in place,
+# `make format-check` changes nothing and fails naming the files `make format` would change
+CLANG_FORMAT ?= clang-format
+FORMAT_SRC = $(wildcard server/*.[ch] storage/*.[ch] migrations/*.[ch] admin-api/*.[ch] common/*.[ch] purge/*.[ch] \
+	  tests/unit/*.[ch] tests/fuzz/*.[ch] bench/*.[ch])
+format:
+	$(CLANG_FORMAT) -i $(FORMAT_SRC)
+format-check:
+	@$(CLANG_FORMAT) --dry-run --Werror $(FORMAT_SRC) 2>&1 | sed -n 's/:[0-9]*:[0-9]*: error: code should be clang-formatted.*//p' | \
+	  sort -u | awk '{ print "format-check: " $$0 " would change (make format)" } END { exit NR > 0 }'
+
+# static analysis of the program's modules: cppcheck's warnings, portability and performance
+# checks, every finding an error; scripts/cppcheck.supp holds the false positives, each
+# with its reason. Whole-program checks (a NULL passed across files) need the build dir.
+CPPCHECK ?= cppcheck
+LINT_SRC  = $(wildcard server/*.c storage/*.c migrations/*.c admin-api/*.c common/*.c purge/*.c)
+lint:
+	@mkdir -p $(BUILD)/cppcheck
+	$(CPPCHECK) --quiet --std=c11 -I. -D_GNU_SOURCE -DH2O_USE_LIBUV=0 --enable=warning,portability,performance \
+	  --inline-suppr --suppressions-list=scripts/cppcheck.supp --cppcheck-build-dir=$(BUILD)/cppcheck \
+	  --error-exitcode=1 -j2 --template='{file}:{line}: {severity}: {id}: {message}' $(LINT_SRC)
 
 clean:
 	rm -rf build

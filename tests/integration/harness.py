@@ -14,6 +14,9 @@ on loopback, and talk HTTP to both.  Python 3 standard library only.
 
 Rules the harness keeps so that a failing test never hangs or leaks:
   * every wait is a deadline loop or a socket timeout;
+  * tests wait on events, not on the clock: origin hits, a Hold in the origin (a response
+    held until the test releases it) and /stats counters say when something happened, and no
+    assertion is on elapsed time;
   * every Edgecache and Origin created is registered and killed / closed at exit
     (atexit), and TestCase (below) registers cleanups so teardown happens even when a
     test fails;
@@ -329,6 +332,49 @@ def pipeline(port, requests, timeout=5, host="127.0.0.1"):
 # Origin
 
 
+class Hold:
+    """A barrier in the scripted origin: a request that reaches it waits until the test calls
+    release() (or until `timeout` seconds, scaled, pass, so that nothing hangs; an Origin's
+    close() releases its routes' holds). Give it to a route (route(path, hold=h)) or call
+    h.wait() in a handler. While the origin holds a response, anything the client gets for
+    that request came from the proxy alone: a timeout, a stale copy, a collapsed wait.
+
+        h = Hold(); o.route("/slow", body=b"x", hold=h)
+        ... start the request(s) ...
+        wait_until(lambda: h.waiting == 1)     # the fetch is at the origin, held
+        h.release()                            # now it answers
+
+    .waiting: requests held right now; .arrived: requests that reached it, in all;
+    .released: whether release() was called (a request arriving after it is not held)."""
+
+    def __init__(self, timeout=30.0):
+        self.timeout = timeout
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self.waiting = 0
+        self.arrived = 0
+        self.timed_out = 0  # waits that ended at the deadline rather than on release()
+
+    @property
+    def released(self):
+        return self._event.is_set()
+
+    def release(self):
+        self._event.set()
+
+    def wait(self):
+        with self._lock:
+            self.waiting += 1
+            self.arrived += 1
+        try:
+            if not self._event.wait(scaled(self.timeout)):
+                with self._lock:
+                    self.timed_out += 1
+        finally:
+            with self._lock:
+                self.waiting -= 1
+
+
 class OriginRequest:
     """What the origin received: .method .path (with query) .headers (dict, lower-case
     names) .header_list .body (bytes) .time (monotonic seconds)."""
@@ -352,7 +398,8 @@ class OriginRequest:
 
 
 class _Route:
-    def __init__(self, status, headers, body, delay, handler, chunked):
+    def __init__(self, status, headers, body, delay, handler, chunked, hold=None):
+        self.hold = hold
         self.status = status
         self.headers = headers
         self.body = body
@@ -365,6 +412,12 @@ class _OriginServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128
+
+    def handle_error(self, request, client_address):
+        # a held or slow answer written after the proxy gave up on it is expected, not news
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 class _OriginHandler(BaseHTTPRequestHandler):
@@ -416,6 +469,8 @@ class _OriginHandler(BaseHTTPRequestHandler):
         origin = self.origin
         route = origin._lookup(self.path)
         origin._record(req)
+        if route is not None and route.hold is not None:
+            route.hold.wait()
         if route is None:
             status, headers, rbody, delay, chunked = 404, [("Content-Type", "text/plain")], b"no route\n", 0.0, False
         elif route.handler is not None:
@@ -488,6 +543,7 @@ class Origin:
         self._prefix_routes = {}
         self._lock = threading.Lock()
         self._conns = set()
+        self._holds = []
         self._server = None
         self._thread = None
         _registry.add(self)
@@ -495,18 +551,31 @@ class Origin:
             self.start()
 
     # --- routes
-    def route(self, path, status=200, headers=None, body=b"", delay=0.0, handler=None, chunked=False):
+    def route(self, path, status=200, headers=None, body=b"", delay=0.0, handler=None, chunked=False, hold=None):
         """Answer `path` (exact, query included) with status/headers/body, after `delay`
         seconds; or with handler(req) -> (status, headers, body). headers: dict or list of
         (name, value) (lists allow repeated fields; value None drops the default Date).
         chunked=True (or a Transfer-Encoding: chunked header) sends the body chunked with no
-        Content-Length."""
+        Content-Length. hold: a Hold that each request waits on (recorded first, so hits()
+        counts it) before anything is answered."""
         with self._lock:
-            self._routes[path] = _Route(status, headers, body, delay, handler, chunked)
+            self._routes[path] = _Route(status, headers, body, delay, handler, chunked, hold)
+            if hold is not None:
+                self._holds.append(hold)
 
-    def route_prefix(self, prefix, status=200, headers=None, body=b"", delay=0.0, handler=None, chunked=False):
+    def route_prefix(self, prefix, status=200, headers=None, body=b"", delay=0.0, handler=None, chunked=False,
+                     hold=None):
         with self._lock:
-            self._prefix_routes[prefix] = _Route(status, headers, body, delay, handler, chunked)
+            self._prefix_routes[prefix] = _Route(status, headers, body, delay, handler, chunked, hold)
+            if hold is not None:
+                self._holds.append(hold)
+
+    def hold(self, timeout=30.0):
+        """A new Hold released when this origin closes (for handlers that call h.wait())."""
+        h = Hold(timeout)
+        with self._lock:
+            self._holds.append(h)
+        return h
 
     def _lookup(self, path):
         with self._lock:
@@ -595,6 +664,10 @@ class Origin:
         self._thread = None
 
     def close(self):
+        with self._lock:
+            holds = list(self._holds)
+        for h in holds:  # held handler threads answer (to nobody) and end
+            h.release()
         self.stop()
         _registry.discard(self)
 

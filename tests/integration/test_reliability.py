@@ -23,6 +23,7 @@ what the server did. Seeds: EDGECACHE_RELIABILITY_SEED (printed) reproduces the 
 
 import hashlib
 import http.client
+import json
 import os
 import random
 import re
@@ -569,6 +570,14 @@ class HostileClients(ReliabilityCase):
         self.o.route("/big", headers={"Cache-Control": "max-age=300"}, body=self.big)
         self.e = self.edgecache([self.o])
 
+    def stalled_clients_closed(self):
+        """/stats: clients dropped because their socket's send queue did not move."""
+        if getattr(self, "stats_token", None) is None:
+            self.stats_token = create_token(self.e, "global:read")
+        r = request(self.e.admin_port, "GET", "/stats", headers={"Fastly-Key": self.stats_token})
+        self.assertEqual(r.status, 200, r.describe())
+        return json.loads(r.body)["stalled_clients_closed"]
+
     def assert_still_serving(self, what):
         try:
             r = request(self.e.proxy_port, "GET", "/small", timeout=5)
@@ -612,8 +621,10 @@ class HostileClients(ReliabilityCase):
 
     def test_slow_and_silent_clients_are_timed_out(self):
         """h2o's request timeout (10 s): a client trickling its headers, one that sends half a
-        request line and one that sends nothing must all be disconnected, bounded."""
-        limit = 15.0
+        request line and one that sends nothing must all be disconnected, bounded. The event
+        is the server closing each connection; the wait for it has a deadline of 15 s (scaled),
+        and no duration is asserted."""
+        limit = scaled(15.0)
         socks = {}
         for name in ("trickle", "partial", "silent"):
             socks[name] = socket.create_connection(("127.0.0.1", self.e.proxy_port), timeout=5)
@@ -623,7 +634,7 @@ class HostileClients(ReliabilityCase):
         t0 = time.monotonic()
         next_byte = t0
         try:
-            while len(closed) < len(socks) and time.monotonic() - t0 < limit + 10:
+            while len(closed) < len(socks) and time.monotonic() - t0 < limit:
                 now = time.monotonic()
                 if "trickle" not in closed and now >= next_byte:
                     try:
@@ -648,7 +659,7 @@ class HostileClients(ReliabilityCase):
             for s in socks.values():
                 s.close()
         print("\n      slow clients closed after: %s" % {k: round(v, 1) for k, v in sorted(closed.items())}, flush=True)
-        late = [n for n in socks if closed.get(n, 1e9) > limit]
+        late = [n for n in socks if n not in closed]
         if late:
             self.fail_server("slow clients %s were not disconnected within %.0fs (closed: %r): the request timeout "
                              "does not bound a client that trickles its request" % (late, limit, closed))
@@ -674,13 +685,14 @@ class HostileClients(ReliabilityCase):
             stuck.append(s)
         try:
             time.sleep(0.5)
-            worst = 0.0
+            # others are served while the stuck clients are held: each within its own deadline
+            # of 2 s (scaled), and before the server has dropped any stuck client
+            dropped_before = self.stalled_clients_closed()
             for i in range(30):
-                t = time.monotonic()
-                r = request(self.e.proxy_port, "GET", "/p/other-%d" % (i % 5), timeout=5)
-                worst = max(worst, time.monotonic() - t)
+                r = request(self.e.proxy_port, "GET", "/p/other-%d" % (i % 5), timeout=2)
                 self.assertEqual(r.status, 200, r.describe())
                 self.assertEqual(r.body, ("body of /p/other-%d\n" % (i % 5)).encode())
+            served_while_stuck = self.stalled_clients_closed() == dropped_before
             held = server_socket_fds(pid) - base
             rss = server_rss_kib(pid)
             # bounded: h2o's timeouts are 10 s; give it twice that
@@ -688,11 +700,11 @@ class HostileClients(ReliabilityCase):
             while server_socket_fds(pid) - base > 2 and time.monotonic() - t0 < 20:
                 time.sleep(0.25)
             left = max(0, server_socket_fds(pid) - base)
-            print("\n      never-reading clients: %d sockets held by the server, worst latency of others %.3fs, RSS %d -> "
-                  "%d MiB; %d still held after %.0fs" % (held, worst, rss_before // 1024, rss // 1024, left,
+            print("\n      never-reading clients: %d sockets held by the server, RSS %d -> "
+                  "%d MiB; %d still held after %.0fs" % (held, rss_before // 1024, rss // 1024, left,
                                                          time.monotonic() - t0), flush=True)
-            if worst > 2.0:
-                self.fail_server("with 10 clients that never read, another request took %.1fs" % worst)
+            if not served_while_stuck:
+                self.fail_server("with 10 clients that never read, the others were served only once some were dropped")
             if left > 2:
                 self.fail_server("%d connections of clients that never read an 8 MiB response were still open %.0fs "
                                  "later: a stalled writer is never timed out (its buffers are never released)"
@@ -784,12 +796,9 @@ class HostileClients(ReliabilityCase):
                             done += 1
             setup = time.monotonic() - t0
             answered = sum(1 for v in conns.values() if v and v.endswith(b"small\n"))
-            # others are served while all of them are held
-            worst = 0.0
+            # others are served while all of them are held, each within its deadline of 2 s (scaled)
             for i in range(20):
-                t = time.monotonic()
-                r = request(self.e.proxy_port, "GET", "/p/idle-%d" % (i % 4), timeout=5)
-                worst = max(worst, time.monotonic() - t)
+                r = request(self.e.proxy_port, "GET", "/p/idle-%d" % (i % 4), timeout=2)
                 self.assertEqual(r.status, 200, r.describe())
             # how many of the idle ones are still open (not closed by the server)
             held = 0
@@ -812,15 +821,12 @@ class HostileClients(ReliabilityCase):
                 s.close()
             sel.close()
         print("\n      idle keep-alive: %d opened, %d answered, %d held open (server holds %d sockets, RSS %d MiB) "
-              "after %.1fs of set-up; worst latency of other requests %.3fs"
-              % (n, answered, held, server_fds, rss // 1024, setup, worst), flush=True)
+              "after %.1fs of set-up" % (n, answered, held, server_fds, rss // 1024, setup), flush=True)
         if answered < n * 0.99:
             self.fail_server("only %d of %d keep-alive connections got their response within %.0fs"
                              % (answered, n, scaled(20)))
         if held < answered * 0.99:
             self.fail_server("only %d of %d idle keep-alive connections were still open" % (held, answered))
-        if worst > 2.0:
-            self.fail_server("with %d idle connections, another request took %.1fs" % (held, worst))
         self.assert_still_serving("%d idle connections" % n)
 
 
@@ -843,18 +849,15 @@ class HostileOrigins(ReliabilityCase):
             self.fail_server("%s: edgecache died\n%s" % (what, self.e.stderr_tail(15)))
 
     def assert_others_served(self, tag, n=5, limit=1.0):
-        worst = 0.0
+        """n healthy URLs are each answered before their deadline, `limit` seconds (scaled):
+        a request that does not get its answer by then fails, nothing is timed."""
         for i in range(n):
             path = "/ok/%s-%d" % (tag, i)
-            t = time.monotonic()
-            status, body, how = self.get(path, timeout=5)
-            took = time.monotonic() - t
-            worst = max(worst, took)
+            status, body, how = self.get(path, timeout=limit)
             if status != 200 or body != ("ok:%s\n" % path).encode():
-                self.fail_server("%s: a request for a healthy URL got %s %s %r" % (tag, how, status, body[:200]))
-        if worst > scaled(limit):
-            self.fail_server("%s: a healthy URL took %.2fs to be served" % (tag, worst))
-        return worst
+                self.fail_server("%s: a request for a healthy URL got %s %s %r (deadline %.1fs)"
+                                 % (tag, how, status, body[:200], scaled(limit)))
+        return True
 
     def head_only(self, path, timeout=5):
         """Send a GET, read only the response head, hang up. Returns the status (or None)."""
@@ -929,24 +932,23 @@ class HostileOrigins(ReliabilityCase):
             self.assertEqual((again, body2), (200, b"0123456789"), "a stored copy must be exactly Content-Length")
 
     def test_hang_gives_504_and_others_are_served(self):
+        # the /hang origin holds the socket until close(): the answer can only be the proxy's
+        # own, from --origin-timeout, and the others are served while the fetch hangs
         result = {}
 
         def hung():
-            t = time.monotonic()
             result["r"] = self.get("/hang/x", timeout=15)
-            result["t"] = time.monotonic() - t
 
-        th = threading.Thread(target=hung)
+        th = threading.Thread(target=hung, daemon=True)
         th.start()
-        time.sleep(0.1)
+        harness.wait_until(lambda: self.ho.hits("/hang/x") == 1, 5, what="the hanging fetch at the origin")
         self.assert_others_served("hang", n=8, limit=0.5)
         th.join(scaled(20))
+        self.assertIn("r", result, "the client of the hanging origin got no answer")
         status, body, how = result["r"]
-        print("\n      hanging origin: %s %s after %.2fs (--origin-timeout 1000)" % (how, status, result["t"]), flush=True)
-        if status not in (502, 504):
+        print("\n      hanging origin: %s %s (--origin-timeout 1000)" % (how, status), flush=True)
+        if status not in (502, 504) or how != "response":
             self.fail_server("origin never answers: client got %s %s %r" % (how, status, body[:100]))
-        if result["t"] > scaled(5):
-            self.fail_server("origin never answers: the %s took %.1fs with --origin-timeout 1000" % (status, result["t"]))
         self.assert_not_cached("/hang/x")
 
     def endless(self, mode):
