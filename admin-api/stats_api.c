@@ -1,37 +1,29 @@
 /*
  * admin-api/stats_api.c — GET /stats, /stats?from=&to=&by= and /stats/sla on the admin
  * listener, and the route that also hands GET /metrics to the Prometheus renderer
- * (metrics.c), and the optional token-free /metrics listener.
+ * (metrics.c). The token-free metrics listener is metrics_listener.c.
  *
  * What it owns: nothing on the admin path (every document is built from
  * server/stats.h's snapshot and history, the memory tier's and the store's counters and
- * server/backend.h's per-backend snapshot, then sent and freed). The /metrics listener owns
- * its socket, a wake-up pipe and its thread.
+ * server/backend.h's per-backend snapshot, then sent and freed).
  *
  * Threads: the route (admin_stats_route) runs on the admin thread; the documents can be
- * built on any thread (the listener thread renders /metrics). Nothing here blocks the admin loop beyond one LMDB read transaction
+ * built on any thread. Nothing here blocks the admin loop beyond one LMDB read transaction
  * over the stats database (history, SLA).
  *
  * Query values are untrusted: they are percent-decoded into bounded buffers and parsed
  * strictly; anything unexpected is a 400 naming the parameter.
  */
-#include <errno.h>
-#include <fcntl.h>
 #include <math.h>
-#include <poll.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
-#include <unistd.h>
 #include "admin-api/admin_int.h"
 #include "admin-api/stats_api.h"
 #include "admin-api/admin_ext.h"
 #include "admin-api/metrics_int.h"
 #include "server/backend.h"
-#include "server/listen.h"
 #include "server/stats.h"
 
 #define MAX_HISTORY_BUCKETS 100000
@@ -648,172 +640,3 @@ static void stats_handle(admin_t *admin, h2o_req_t *req, unsigned method, const 
 }
 
 const admin_ext_route_t admin_stats_route = {"stats", stats_match, stats_scopes, stats_handle};
-
-/* ---------------------------------------------------------------- the token-free /metrics listener */
-
-static struct {
-    int fd;
-    int wake[2];
-    pthread_t thread;
-    int running;
-    uint16_t port;
-} ml = {.fd = -1, .wake = {-1, -1}};
-
-static void ml_send(int fd, const char *p, size_t n)
-{
-    while (n != 0) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-        if (w <= 0) {
-            if (w < 0 && errno == EINTR)
-                continue;
-            return;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-}
-
-/* This listener serves one connection at a time, so the whole request head must arrive
- * within ML_HEAD_DEADLINE_MS of the accept: a timeout per recv() alone let a client that
- * sends one byte a second hold the listener, and every scrape behind it, for ever. */
-#define ML_HEAD_DEADLINE_MS 2000
-
-static int64_t ml_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void ml_serve(int fd)
-{
-    char req[8192];
-    size_t got = 0;
-    int64_t deadline = ml_now_ms() + ML_HEAD_DEADLINE_MS;
-    struct timeval tv = {.tv_sec = 2, .tv_usec = 0};
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    while (got < sizeof(req) - 1) {
-        int64_t left = deadline - ml_now_ms();
-        if (left <= 0)
-            return;
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        int pr = poll(&pfd, 1, (int)left);
-        if (pr < 0 && errno == EINTR)
-            continue;
-        if (pr <= 0)
-            return;
-        ssize_t r = recv(fd, req + got, sizeof(req) - 1 - got, MSG_DONTWAIT);
-        if (r < 0 && (errno == EINTR || errno == EAGAIN))
-            continue;
-        if (r <= 0)
-            return;
-        got += (size_t)r;
-        req[got] = '\0';
-        if (strstr(req, "\r\n\r\n") != NULL || strstr(req, "\n\n") != NULL)
-            break;
-    }
-    req[got] = '\0';
-    int head = strncmp(req, "HEAD ", 5) == 0;
-    const char *target = strncmp(req, "GET ", 4) == 0 ? req + 4 : head ? req + 5 : NULL;
-    size_t tl = target != NULL ? strcspn(target, " ?\r\n") : 0;
-    char hdr[256];
-    if (target != NULL && tl == 8 && memcmp(target, "/metrics", 8) == 0) {
-        size_t len;
-        char *text = admin_metrics_render(&len);
-        int n = snprintf(hdr, sizeof(hdr),
-                         "HTTP/1.1 200 OK\r\nContent-Type: " ADMIN_METRICS_CONTENT_TYPE "\r\nContent-Length: %zu\r\n"
-                         "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
-                         len);
-        ml_send(fd, hdr, (size_t)n);
-        if (!head)
-            ml_send(fd, text, len);
-        free(text);
-    } else {
-        static const char body[] = "not found: this listener serves GET /metrics only\n";
-        int n = snprintf(hdr, sizeof(hdr),
-                         "HTTP/1.1 %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
-                         target != NULL ? "404 Not Found" : "405 Method Not Allowed", sizeof(body) - 1);
-        ml_send(fd, hdr, (size_t)n);
-        ml_send(fd, body, sizeof(body) - 1);
-    }
-    shutdown(fd, SHUT_WR);
-}
-
-static void *ml_main(void *arg)
-{
-    (void)arg;
-    pthread_setname_np(pthread_self(), "ec-metrics"); /* shown by top -H, ps -L, perf */
-    for (;;) {
-        struct pollfd pfd[2] = {{.fd = ml.fd, .events = POLLIN}, {.fd = ml.wake[0], .events = POLLIN}};
-        int r = poll(pfd, 2, -1);
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            break;
-        }
-        if (pfd[1].revents != 0)
-            break;
-        if (pfd[0].revents & POLLIN) {
-            int c = accept4(ml.fd, NULL, NULL, SOCK_CLOEXEC);
-            if (c >= 0) {
-                ml_serve(c);
-                close(c);
-            }
-        }
-    }
-    return NULL;
-}
-
-int admin_metrics_listener_start(const config_t *cfg, char *err, size_t errlen)
-{
-    const config_addr_t *a = &cfg->metrics_listen;
-    int rc;
-
-    if (a->host[0] == '\0')
-        return 0;
-    if (listen_open(a, "--metrics-listen", a->port, LISTEN_ALONE, &ml.fd, &ml.port, err, errlen) != 0)
-        return -1;
-    if (pipe2(ml.wake, O_CLOEXEC) != 0) {
-        snprintf(err, errlen, "--metrics-listen %s:%u: %s", a->host, (unsigned)a->port, strerror(errno));
-        goto fail;
-    }
-    rc = pthread_create(&ml.thread, NULL, ml_main, NULL);
-    if (rc != 0) {
-        snprintf(err, errlen, "--metrics-listen: cannot start its thread: %s", strerror(rc));
-        goto fail;
-    }
-    ml.running = 1;
-    fprintf(stderr, "edgecache: metrics listener on %s:%u (GET /metrics, no token)\n", a->host, (unsigned)ml.port);
-    return 0;
-fail:
-    if (ml.fd >= 0)
-        close(ml.fd);
-    for (int i = 0; i < 2; i++)
-        if (ml.wake[i] >= 0)
-            close(ml.wake[i]);
-    ml.fd = ml.wake[0] = ml.wake[1] = -1;
-    ml.port = 0;
-    return -1;
-}
-
-uint16_t admin_metrics_listener_port(void)
-{
-    return ml.running ? ml.port : 0;
-}
-
-void admin_metrics_listener_stop(void)
-{
-    if (!ml.running)
-        return;
-    ssize_t w;
-    do
-        w = write(ml.wake[1], "x", 1);
-    while (w < 0 && errno == EINTR);
-    pthread_join(ml.thread, NULL);
-    close(ml.fd);
-    close(ml.wake[0]);
-    close(ml.wake[1]);
-    ml.fd = ml.wake[0] = ml.wake[1] = -1;
-    ml.running = 0;
-    ml.port = 0;
-}
