@@ -22,10 +22,11 @@
  * exposition is rendered on that thread; everything it reads is safe from any thread.
  *
  * Shutdown (admin_metrics_listener_stop): the thread stops accepting, shuts its
- * connections down so h2o closes them through its own paths (an answer is written within
- * the request's turn, so none is ever half-made), and only then disposes the context. A
- * connection that does not go within the bound leaves the listener's memory allocated (h2o
- * would still touch it) and a line says so. As in admin.c, the thread may see
+ * connections' read side so h2o closes them through its own paths (an answer is rendered
+ * and handed to h2o within its request's turn, so h2o only has to finish writing it), after
+ * a second their write side too, and only then disposes the context. A connection that
+ * does not go within the bound leaves the listener's memory allocated (h2o would still
+ * touch it) and a line says so. As in admin.c, the thread may see
  * `stopping` before the stop has finished writing its wake-up into the loop's queue: it
  * waits for that write (lock / wake_sent) before the queue is destroyed.
  */
