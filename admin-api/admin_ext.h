@@ -1,6 +1,6 @@
 /*
- * admin-api/admin_ext.h — routes that live outside admin.c (header rules, stats,
- * backends). The router in admin.c tries its own table first, then each extension:
+ * admin-api/admin_ext.h — routes that live outside admin_router.c (header rules, stats,
+ * backends). The router in admin_router.c tries its own table first, then each extension:
  * `match` claims a path and says which methods it allows; the router then does the
  * 405 / auth / scope checks exactly as for its own routes, and calls `handle`, which
  * must send a response.

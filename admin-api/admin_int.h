@@ -272,6 +272,10 @@ struct admin {
     admin_loop_t *loops;
 };
 
+/** The router (admin_router.c): create the admin's one handler on pathconf, serving every
+ * route for `admin` (borrowed; it must outlive the globalconf). admin_start calls it once. */
+void admin_router_register(admin_t *admin, h2o_pathconf_t *pathconf);
+
 /** The admin loop whose context is ctx, or NULL (a proxy worker's context, say). */
 admin_loop_t *admin_loop_of(admin_t *admin, h2o_context_t *ctx);
 

@@ -1,42 +1,32 @@
 /*
- * admin-api/stats_api.c — GET /stats, /stats?from=&to=&by=, /stats/sla and /metrics on the
- * admin listener, and the optional token-free /metrics listener.
+ * admin-api/stats_api.c — GET /stats, /stats?from=&to=&by= and /stats/sla on the admin
+ * listener, and the route that also hands GET /metrics to the Prometheus renderer
+ * (metrics.c). The token-free metrics listener is metrics_listener.c.
  *
  * What it owns: nothing on the admin path (every document is built from
  * server/stats.h's snapshot and history, the memory tier's and the store's counters and
- * server/backend.h's per-backend snapshot, then sent and freed). The /metrics listener owns
- * its socket, a wake-up pipe and its thread.
+ * server/backend.h's per-backend snapshot, then sent and freed).
  *
- * Threads: the route (admin_stats_route) runs on the admin thread; the documents can be built on any
- * thread (the listener thread renders /metrics). Nothing here blocks the admin loop beyond
- * one LMDB read transaction over the stats database (history, SLA).
+ * Threads: the route (admin_stats_route) runs on the admin thread; the documents can be
+ * built on any thread. Nothing here blocks the admin loop beyond one LMDB read transaction
+ * over the stats database (history, SLA).
  *
  * Query values are untrusted: they are percent-decoded into bounded buffers and parsed
  * strictly; anything unexpected is a 400 naming the parameter.
  */
-#include <arpa/inet.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <math.h>
-#include <poll.h>
-#include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
-#include <unistd.h>
 #include "admin-api/admin_int.h"
 #include "admin-api/stats_api.h"
 #include "admin-api/admin_ext.h"
+#include "admin-api/metrics_int.h"
 #include "server/backend.h"
-#include "server/listen.h"
 #include "server/stats.h"
 
 #define MAX_HISTORY_BUCKETS 100000
-#define MAX_BACKENDS_SHOWN 256
-#define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
 /* ---------------------------------------------------------------- small helpers */
 
@@ -190,12 +180,12 @@ static json_t *latency_json(const uint64_t counts[STATS_LAT_BUCKETS], uint64_t s
 
 static json_t *backends_json(void)
 {
-    backend_stat_t *bs = calloc(MAX_BACKENDS_SHOWN, sizeof(*bs));
+    backend_stat_t *bs = calloc(ADMIN_MAX_BACKENDS_SHOWN, sizeof(*bs));
     if (bs == NULL)
         abort();
-    size_t n = backend_stats_snapshot(bs, MAX_BACKENDS_SHOWN);
+    size_t n = backend_stats_snapshot(bs, ADMIN_MAX_BACKENDS_SHOWN);
     json_t *arr = json_array();
-    for (size_t i = 0; i < n && i < MAX_BACKENDS_SHOWN; i++) {
+    for (size_t i = 0; i < n && i < ADMIN_MAX_BACKENDS_SHOWN; i++) {
         json_t *o = json_object();
         json_object_set_new(o, "name", json_string(bs[i].name));
         json_object_set_new(o, "address", json_string(bs[i].address));
@@ -496,249 +486,6 @@ json_t *admin_stats_sla_json(int year, int month, int64_t now, char *detail, siz
     return o;
 }
 
-/* ---------------------------------------------------------------- Prometheus */
-
-size_t admin_prom_escape_label(const char *in, size_t len, char *out, size_t cap)
-{
-    size_t o = 0;
-    if (cap == 0)
-        return 0;
-    for (size_t i = 0; i < len; i++) {
-        const char *rep = NULL;
-        char c = in[i];
-        if (c == '\\')
-            rep = "\\\\";
-        else if (c == '"')
-            rep = "\\\"";
-        else if (c == '\n')
-            rep = "\\n";
-        size_t need = rep != NULL ? 2 : 1;
-        if (o + need >= cap)
-            break;
-        if (rep != NULL) {
-            out[o++] = rep[0];
-            out[o++] = rep[1];
-        } else {
-            out[o++] = c;
-        }
-    }
-    out[o] = '\0';
-    return o;
-}
-
-void admin_prom_format_value(double v, char *buf, size_t cap)
-{
-    if (isnan(v))
-        snprintf(buf, cap, "NaN");
-    else if (isinf(v))
-        snprintf(buf, cap, v > 0 ? "+Inf" : "-Inf");
-    else if (v == floor(v) && fabs(v) < 9007199254740992.0) /* 2^53: exact as an integer */
-        snprintf(buf, cap, "%.0f", v);
-    else
-        snprintf(buf, cap, "%.17g", v);
-}
-
-typedef struct text {
-    char *p;
-    size_t len, cap;
-} text_t;
-
-static void text_printf(text_t *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void text_printf(text_t *t, const char *fmt, ...)
-{
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(t->p + t->len, t->cap - t->len, fmt, ap);
-        va_end(ap);
-        if (n < 0)
-            abort();
-        if ((size_t)n < t->cap - t->len) {
-            t->len += (size_t)n;
-            return;
-        }
-        t->cap = 2 * t->cap + (size_t)n + 1;
-        t->p = realloc(t->p, t->cap);
-        if (t->p == NULL)
-            abort();
-    }
-}
-
-static void prom_head(text_t *t, const char *name, const char *type, const char *help)
-{
-    text_printf(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
-static void prom_u64(text_t *t, const char *name, const char *type, const char *help, uint64_t v)
-{
-    prom_head(t, name, type, help);
-    text_printf(t, "%s %llu\n", name, (unsigned long long)v);
-}
-
-static void prom_histogram(text_t *t, const char *label, const uint64_t counts[STATS_LAT_BUCKETS], uint64_t sum_us)
-{
-    uint64_t cum = 0;
-    char le[32];
-    for (unsigned i = 0; i < STATS_LAT_BUCKETS - 1; i++) {
-        cum += counts[i];
-        snprintf(le, sizeof(le), "%.9g", (double)stats_lat_bounds_us[i] / 1e6);
-        text_printf(t, "edgecache_request_duration_seconds_bucket{cache=\"%s\",le=\"%s\"} %llu\n", label, le,
-                    (unsigned long long)cum);
-    }
-    cum += counts[STATS_LAT_BUCKETS - 1];
-    text_printf(t, "edgecache_request_duration_seconds_bucket{cache=\"%s\",le=\"+Inf\"} %llu\n", label,
-                (unsigned long long)cum);
-    char v[64];
-    admin_prom_format_value((double)sum_us / 1e6, v, sizeof(v));
-    text_printf(t, "edgecache_request_duration_seconds_sum{cache=\"%s\"} %s\n", label, v);
-    text_printf(t, "edgecache_request_duration_seconds_count{cache=\"%s\"} %llu\n", label, (unsigned long long)cum);
-}
-
-char *admin_metrics_render(size_t *len)
-{
-    stats_totals_t s;
-    mem_stats_t ms = {0};
-    store_stats_t ss = {0};
-    text_t t = {.p = malloc(16384), .len = 0, .cap = 16384};
-    char v[64];
-    if (t.p == NULL)
-        abort();
-    stats_snapshot(&s);
-    if (stats_mem() != NULL)
-        mem_get_stats(stats_mem(), &ms);
-    if (stats_store() != NULL)
-        store_get_stats(stats_store(), &ss);
-
-    static const struct {
-        const char *name, *help;
-        size_t off;
-    } counters[] = {
-#define C(field, name, help) {name, help, offsetof(stats_totals_t, field)}
-        C(requests, "edgecache_requests_total", "Requests received on the proxy listener."),
-        C(hits, "edgecache_hits_total", "Requests answered from the cache."),
-        C(miss, "edgecache_misses_total", "Requests fetched from an origin and stored."),
-        C(pass, "edgecache_passes_total", "Requests passed to an origin without storing the response."),
-        C(errors, "edgecache_errors_total", "Requests that ended in an error (origin unreachable, timed out, invalid)."),
-        C(synth, "edgecache_synthetic_responses_total", "Responses generated by edgecache itself."),
-        C(synth_5xx, "edgecache_errors_not_origin_total", "5xx responses generated by edgecache, not by an origin."),
-        C(uncacheable, "edgecache_uncacheable_total", "GET/HEAD requests whose response could not be cached."),
-        C(stale_served, "edgecache_stale_served_total", "Stale objects served (stale-while-revalidate, stale-if-error)."),
-        C(revalidations, "edgecache_revalidations_total", "Conditional requests sent to an origin."),
-        C(revalidated_304, "edgecache_revalidated_304_total", "Revalidations answered 304 Not Modified."),
-        C(collapsed, "edgecache_collapsed_total", "Requests that waited on a fetch already in flight."),
-        C(origin_fetches, "edgecache_origin_fetches_total", "Fetches started towards an origin."),
-        C(origin_bytes, "edgecache_origin_bytes_total", "Body bytes received from origins."),
-        C(bandwidth, "edgecache_bandwidth_bytes_total", "Header and body bytes sent to clients."),
-        C(body_size, "edgecache_body_bytes_total", "Body bytes sent to clients."),
-        C(header_size, "edgecache_header_bytes_total", "Header bytes sent to clients."),
-        C(purge_requests, "edgecache_purge_requests_total", "PURGE requests received on the proxy listener."),
-        C(stalled_clients_closed, "edgecache_stalled_clients_closed_total", "Connections closed because the client stopped reading."),
-#undef C
-    };
-    for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++)
-        prom_u64(&t, counters[i].name, "counter", counters[i].help, *(const uint64_t *)((const char *)&s + counters[i].off));
-
-    prom_head(&t, "edgecache_responses_total", "counter", "Responses sent to clients, by status class.");
-    for (int k = 1; k <= 5; k++)
-        text_printf(&t, "edgecache_responses_total{class=\"%dxx\"} %llu\n", k, (unsigned long long)s.status_class[k]);
-    prom_head(&t, "edgecache_responses_by_code_total", "counter", "Responses sent to clients, by status code (common codes).");
-    for (int k = 0; k < STATS_NUM_CODES; k++)
-        text_printf(&t, "edgecache_responses_by_code_total{code=\"%d\"} %llu\n", stats_codes[k],
-                    (unsigned long long)s.status_code[k]);
-
-    prom_head(&t, "edgecache_request_duration_seconds", "histogram",
-              "Time from the start of a request to the end of its response, by cache status.");
-    prom_histogram(&t, "hit", s.lat_count[STATS_LAT_HIT], s.lat_sum_us[STATS_LAT_HIT]);
-    prom_histogram(&t, "miss", s.lat_count[STATS_LAT_MISS], s.lat_sum_us[STATS_LAT_MISS]);
-    prom_histogram(&t, "pass", s.lat_count[STATS_LAT_PASS], s.lat_sum_us[STATS_LAT_PASS]);
-
-    prom_head(&t, "edgecache_purges_total", "counter", "Purges acknowledged, by kind.");
-    for (int k = 0; k < STATS_PURGE_KINDS; k++)
-        text_printf(&t, "edgecache_purges_total{kind=\"%s\"} %llu\n", stats_purge_kind_name((stats_purge_kind_t)k),
-                    (unsigned long long)s.purges[k]);
-    prom_head(&t, "edgecache_purge_duration_seconds", "summary", "Time from a purge request to its acknowledgement.");
-    for (int k = 0; k < STATS_PURGE_KINDS; k++) {
-        admin_prom_format_value((double)s.purge_latency_sum_us[k] / 1e6, v, sizeof(v));
-        text_printf(&t, "edgecache_purge_duration_seconds_sum{kind=\"%s\"} %s\n", stats_purge_kind_name((stats_purge_kind_t)k),
-                    v);
-        text_printf(&t, "edgecache_purge_duration_seconds_count{kind=\"%s\"} %llu\n",
-                    stats_purge_kind_name((stats_purge_kind_t)k), (unsigned long long)s.purges[k]);
-    }
-
-    prom_u64(&t, "edgecache_memory_objects", "gauge", "Objects in the memory tier.", ms.objects);
-    prom_u64(&t, "edgecache_memory_bytes", "gauge", "Bytes of the objects in the memory tier.", ms.bytes);
-    prom_u64(&t, "edgecache_memory_budget_bytes", "gauge", "Byte budget of the memory tier.", ms.budget);
-    prom_u64(&t, "edgecache_disk_objects", "gauge", "Objects in the disk store.", ss.objects);
-    prom_u64(&t, "edgecache_disk_bytes", "gauge", "Bytes in use in the disk store.", ss.bytes_used);
-    prom_u64(&t, "edgecache_disk_map_bytes", "gauge", "Size of the disk store's map (--disk-size).", ss.map_size);
-    prom_u64(&t, "edgecache_disk_budget_bytes", "gauge",
-             "Bytes the disk store may fill: the map, or less when the file system has less room.", ss.budget);
-    prom_u64(&t, "edgecache_disk_enospc_total", "counter",
-             "Times the file system had no room for the disk store (a budget short of the map, a write refused).",
-             ss.enospc);
-    prom_u64(&t, "edgecache_disk_memory_only_objects", "gauge",
-             "Objects kept in the memory tier that the disk had no room for.", ss.memory_only);
-    prom_head(&t, "edgecache_evictions_total", "counter", "Objects evicted to stay within budget, by tier.");
-    text_printf(&t, "edgecache_evictions_total{tier=\"memory\"} %llu\n", (unsigned long long)ms.evictions);
-    text_printf(&t, "edgecache_evictions_total{tier=\"disk\"} %llu\n", (unsigned long long)ss.evictions);
-    prom_u64(&t, "edgecache_purge_journal_commits_total", "counter",
-             "Purge journal segments written and synced (one per batch of purges).", ss.journal_commits);
-    prom_head(&t, "edgecache_purge_journal_write_seconds", "summary",
-              "Time the synced purge journal writes took: what the disk adds to a durable purge.");
-    admin_prom_format_value((double)ss.journal_write_us / 1e6, v, sizeof(v));
-    text_printf(&t, "edgecache_purge_journal_write_seconds_sum %s\n", v);
-    text_printf(&t, "edgecache_purge_journal_write_seconds_count %llu\n", (unsigned long long)ss.journal_commits);
-    prom_head(&t, "edgecache_purge_journal_write_max_seconds", "gauge", "The longest synced purge journal write.");
-    admin_prom_format_value((double)ss.journal_write_max_us / 1e6, v, sizeof(v));
-    text_printf(&t, "edgecache_purge_journal_write_max_seconds %s\n", v);
-    prom_u64(&t, "edgecache_disk_checkpoints_total", "counter", "Background syncs of the disk store.", ss.checkpoints);
-    prom_u64(&t, "edgecache_disk_syncs_total", "counter", "Syncs of the disk store made on the write path (config, tokens).",
-             ss.syncs);
-    prom_u64(&t, "edgecache_purges_awaiting_checkpoint", "gauge",
-             "Purges durable in the journal whose deletes the disk store has not synced yet.", ss.journal_unsynced);
-
-    backend_stat_t *bs = calloc(MAX_BACKENDS_SHOWN, sizeof(*bs));
-    if (bs == NULL)
-        abort();
-    size_t nb = backend_stats_snapshot(bs, MAX_BACKENDS_SHOWN);
-    if (nb > MAX_BACKENDS_SHOWN)
-        nb = MAX_BACKENDS_SHOWN;
-    static const char *const bnames[] = {"edgecache_backend_requests_total", "edgecache_backend_errors_total",
-                                         "edgecache_backend_healthy", "edgecache_backend_probe_latency_seconds"};
-    static const char *const btypes[] = {"counter", "counter", "gauge", "gauge"};
-    static const char *const bhelp[] = {"Fetches started towards the backend.", "Failed fetches from the backend.",
-                                        "1 when the backend takes traffic.",
-                                        "Response time of the backend's last health probe."};
-    for (int m = 0; m < 4; m++) {
-        prom_head(&t, bnames[m], btypes[m], bhelp[m]);
-        for (size_t i = 0; i < nb; i++) {
-            char name[3 * sizeof(bs[i].name)], addr[3 * sizeof(bs[i].address)];
-            admin_prom_escape_label(bs[i].name, strlen(bs[i].name), name, sizeof(name));
-            admin_prom_escape_label(bs[i].address, strlen(bs[i].address), addr, sizeof(addr));
-            double val = m == 0 ? (double)bs[i].requests
-                         : m == 1 ? (double)bs[i].errors
-                         : m == 2 ? (double)(bs[i].healthy != 0)
-                                  : (double)bs[i].probe_latency_us / 1e6;
-            if (m == 3 && bs[i].last_probe_ms == 0)
-                continue; /* no probe yet: no sample */
-            admin_prom_format_value(val, v, sizeof(v));
-            text_printf(&t, "%s{backend=\"%s\",address=\"%s\"} %s\n", bnames[m], name, addr, v);
-        }
-    }
-    free(bs);
-
-    int64_t now = (int64_t)time(NULL), start = stats_start_time();
-    prom_u64(&t, "edgecache_start_time_seconds", "gauge", "Unix time the process started.", (uint64_t)start);
-    prom_u64(&t, "edgecache_uptime_seconds", "gauge", "Seconds since the process started.",
-             now > start ? (uint64_t)(now - start) : 0);
-    prom_head(&t, "edgecache_build_info", "gauge", "The running version (always 1).");
-    text_printf(&t, "edgecache_build_info{version=\"%s\"} 1\n", EDGECACHE_VERSION);
-
-    *len = t.len;
-    return t.p;
-}
-
 /* ---------------------------------------------------------------- the admin route */
 
 /* the decoded value of query parameter `name` into buf; 1 found, 0 absent, -1 malformed */
@@ -771,19 +518,6 @@ static int query_param(h2o_req_t *req, const char *name, char *buf, size_t cap)
         p = e + 1;
     }
     return 0;
-}
-
-static void send_metrics(h2o_req_t *req)
-{
-    size_t len;
-    char *text = admin_metrics_render(&len);
-    req->res.status = 200;
-    req->res.reason = "OK";
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT(METRICS_CONTENT_TYPE));
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
-    req->res.content_length = len;
-    h2o_send_inline(req, text, len); /* copies into the request's pool */
-    free(text);
 }
 
 static void handle_stats(h2o_req_t *req)
@@ -897,7 +631,7 @@ static void stats_handle(admin_t *admin, h2o_req_t *req, unsigned method, const 
         handle_sla(req);
         break;
     case EP_METRICS:
-        send_metrics(req);
+        admin_metrics_send(req);
         break;
     case EP_NONE:
         admin_send_json_error(req, 404, "Not found", "no such endpoint");
@@ -906,172 +640,3 @@ static void stats_handle(admin_t *admin, h2o_req_t *req, unsigned method, const 
 }
 
 const admin_ext_route_t admin_stats_route = {"stats", stats_match, stats_scopes, stats_handle};
-
-/* ---------------------------------------------------------------- the token-free /metrics listener */
-
-static struct {
-    int fd;
-    int wake[2];
-    pthread_t thread;
-    int running;
-    uint16_t port;
-} ml = {.fd = -1, .wake = {-1, -1}};
-
-static void ml_send(int fd, const char *p, size_t n)
-{
-    while (n != 0) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-        if (w <= 0) {
-            if (w < 0 && errno == EINTR)
-                continue;
-            return;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-}
-
-/* This listener serves one connection at a time, so the whole request head must arrive
- * within ML_HEAD_DEADLINE_MS of the accept: a timeout per recv() alone let a client that
- * sends one byte a second hold the listener, and every scrape behind it, for ever. */
-#define ML_HEAD_DEADLINE_MS 2000
-
-static int64_t ml_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void ml_serve(int fd)
-{
-    char req[8192];
-    size_t got = 0;
-    int64_t deadline = ml_now_ms() + ML_HEAD_DEADLINE_MS;
-    struct timeval tv = {.tv_sec = 2, .tv_usec = 0};
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    while (got < sizeof(req) - 1) {
-        int64_t left = deadline - ml_now_ms();
-        if (left <= 0)
-            return;
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        int pr = poll(&pfd, 1, (int)left);
-        if (pr < 0 && errno == EINTR)
-            continue;
-        if (pr <= 0)
-            return;
-        ssize_t r = recv(fd, req + got, sizeof(req) - 1 - got, MSG_DONTWAIT);
-        if (r < 0 && (errno == EINTR || errno == EAGAIN))
-            continue;
-        if (r <= 0)
-            return;
-        got += (size_t)r;
-        req[got] = '\0';
-        if (strstr(req, "\r\n\r\n") != NULL || strstr(req, "\n\n") != NULL)
-            break;
-    }
-    req[got] = '\0';
-    int head = strncmp(req, "HEAD ", 5) == 0;
-    const char *target = strncmp(req, "GET ", 4) == 0 ? req + 4 : head ? req + 5 : NULL;
-    size_t tl = target != NULL ? strcspn(target, " ?\r\n") : 0;
-    char hdr[256];
-    if (target != NULL && tl == 8 && memcmp(target, "/metrics", 8) == 0) {
-        size_t len;
-        char *text = admin_metrics_render(&len);
-        int n = snprintf(hdr, sizeof(hdr),
-                         "HTTP/1.1 200 OK\r\nContent-Type: " METRICS_CONTENT_TYPE "\r\nContent-Length: %zu\r\n"
-                         "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
-                         len);
-        ml_send(fd, hdr, (size_t)n);
-        if (!head)
-            ml_send(fd, text, len);
-        free(text);
-    } else {
-        static const char body[] = "not found: this listener serves GET /metrics only\n";
-        int n = snprintf(hdr, sizeof(hdr),
-                         "HTTP/1.1 %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
-                         target != NULL ? "404 Not Found" : "405 Method Not Allowed", sizeof(body) - 1);
-        ml_send(fd, hdr, (size_t)n);
-        ml_send(fd, body, sizeof(body) - 1);
-    }
-    shutdown(fd, SHUT_WR);
-}
-
-static void *ml_main(void *arg)
-{
-    (void)arg;
-    pthread_setname_np(pthread_self(), "ec-metrics"); /* shown by top -H, ps -L, perf */
-    for (;;) {
-        struct pollfd pfd[2] = {{.fd = ml.fd, .events = POLLIN}, {.fd = ml.wake[0], .events = POLLIN}};
-        int r = poll(pfd, 2, -1);
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            break;
-        }
-        if (pfd[1].revents != 0)
-            break;
-        if (pfd[0].revents & POLLIN) {
-            int c = accept4(ml.fd, NULL, NULL, SOCK_CLOEXEC);
-            if (c >= 0) {
-                ml_serve(c);
-                close(c);
-            }
-        }
-    }
-    return NULL;
-}
-
-int admin_metrics_listener_start(const config_t *cfg, char *err, size_t errlen)
-{
-    const config_addr_t *a = &cfg->metrics_listen;
-    int rc;
-
-    if (a->host[0] == '\0')
-        return 0;
-    if (listen_open(a, "--metrics-listen", a->port, LISTEN_ALONE, &ml.fd, &ml.port, err, errlen) != 0)
-        return -1;
-    if (pipe2(ml.wake, O_CLOEXEC) != 0) {
-        snprintf(err, errlen, "--metrics-listen %s:%u: %s", a->host, (unsigned)a->port, strerror(errno));
-        goto fail;
-    }
-    rc = pthread_create(&ml.thread, NULL, ml_main, NULL);
-    if (rc != 0) {
-        snprintf(err, errlen, "--metrics-listen: cannot start its thread: %s", strerror(rc));
-        goto fail;
-    }
-    ml.running = 1;
-    fprintf(stderr, "edgecache: metrics listener on %s:%u (GET /metrics, no token)\n", a->host, (unsigned)ml.port);
-    return 0;
-fail:
-    if (ml.fd >= 0)
-        close(ml.fd);
-    for (int i = 0; i < 2; i++)
-        if (ml.wake[i] >= 0)
-            close(ml.wake[i]);
-    ml.fd = ml.wake[0] = ml.wake[1] = -1;
-    ml.port = 0;
-    return -1;
-}
-
-uint16_t admin_metrics_listener_port(void)
-{
-    return ml.running ? ml.port : 0;
-}
-
-void admin_metrics_listener_stop(void)
-{
-    if (!ml.running)
-        return;
-    ssize_t w;
-    do
-        w = write(ml.wake[1], "x", 1);
-    while (w < 0 && errno == EINTR);
-    pthread_join(ml.thread, NULL);
-    close(ml.fd);
-    close(ml.wake[0]);
-    close(ml.wake[1]);
-    ml.fd = ml.wake[0] = ml.wake[1] = -1;
-    ml.running = 0;
-    ml.port = 0;
-}

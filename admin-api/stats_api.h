@@ -8,7 +8,8 @@
  *
  * All need a `global` or `global:read` token (401 without a valid one, 403 for other
  * scopes). Optionally GET /metrics is also served without a token on its own address
- * (--metrics-listen), by a small blocking listener thread of its own.
+ * (--metrics-listen), by an h2o listener of its own (one thread and event loop, serving its
+ * connections concurrently; admin-api/metrics_listener.c).
  */
 #ifndef EDGECACHE_STATS_API_H
 #define EDGECACHE_STATS_API_H

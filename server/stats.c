@@ -1,14 +1,13 @@
 /*
- * server/stats.c — request statistics: per-thread counters, the h2o logger that feeds
- * them (and the access log), the sampler thread that keeps the per-minute history and the
- * SLA bandwidth samples in the store, and the SLA arithmetic.
+ * server/stats.c — request statistics: per-thread counters and their sums, the h2o logger
+ * that feeds them (and the access log), the readers, and the module's life cycle. The
+ * history kept in the store and its sampler thread are stats_history.c; the SLA arithmetic
+ * is stats_sla.c.
  *
  * What it owns: one stats_worker_t per worker thread (an array allocated by stats_init,
  * 64-byte aligned entries), the table of the workers it has seen (filled by the logger's
  * on_context_init on each worker's own thread, published with a release store), the purge
- * counters (shared atomics: purges are rare), the sampler thread and its state (the totals
- * at the last closed minute and at the last closed bandwidth interval). cfg, store and mem
- * are borrowed.
+ * counters (shared atomics: purges are rare). cfg, store and mem are borrowed.
  *
  * Invariants. A stats_worker_t is written only by its own worker thread, with a relaxed
  * load and a relaxed store (no read-modify-write, so no lock prefix on the hit path); any
@@ -16,18 +15,11 @@
  * snapshot of many counters is not one instant: readers must not assume that, e.g., the
  * status classes add up to `responses` at every moment (they do once traffic stops).
  *
- * Threads: stats_record_request and the note_* helpers run on worker threads; the sampler
- * thread runs stats_tick once per closed period; readers (the admin thread) call
- * stats_snapshot and stats_history_load; stats_init/start/stop run on the main thread.
- * stats_tick's state is guarded by tick_lock (the sampler and, in unit tests, the caller).
- *
- * Records in the store are validated on every read (the store is untrusted input): a
- * record with a wrong magic, version or length is skipped, never asserted on.
+ * Threads: stats_record_request and the note_* helpers run on worker threads; readers (the
+ * admin thread, the metrics listener, the sampler) call stats_snapshot and the getters;
+ * stats_init/start/stop run on the main thread.
  */
 #include <assert.h>
-#include <errno.h>
-#include <inttypes.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,15 +27,8 @@
 #include <time.h>
 #include "server/accesslog.h"
 #include "server/stats.h"
+#include "server/stats_int.h"
 #include "server/worker.h"
-#include "storage/le.h"
-
-#define STATS_SAMPLE_MAGIC 0x4543534du /* "ECSM" */
-#define STATS_BW_MAGIC 0x45435342u     /* "ECSB" */
-#define STATS_RECORD_VERSION 1
-#define STATS_RECORD_HEAD 24 /* magic u32, version u16, nfields u16, start i64, duration/interval u64 */
-#define STATS_RETENTION_BATCH 256
-#define STATS_KEY_LEN 18 /* prefix, 16 hex digits, NUL */
 
 static const char ENV_BACKEND[] = "edgecache.backend";
 static const char ENV_SYNTH[] = "edgecache.synth";
@@ -61,16 +46,6 @@ const uint64_t stats_lat_bounds_us[STATS_LAT_BUCKETS - 1] = {
 
 const int stats_codes[STATS_NUM_CODES] = {200, 204, 206, 301, 302, 304, 307, 308, 400, 401, 403, 404,
                                           405, 410, 412, 413, 416, 429, 500, 501, 502, 503, 504, 505};
-
-#define SF(name) {#name, offsetof(stats_sample_t, name)}
-const stats_sample_field_t stats_sample_fields[] = {
-    SF(requests),   SF(hits),       SF(miss),       SF(pass),           SF(errors),         SF(synth),
-    SF(synth_5xx),  SF(uncacheable), SF(bandwidth), SF(body_size),      SF(header_size),    SF(status_1xx),
-    SF(status_2xx), SF(status_3xx), SF(status_4xx), SF(status_5xx),     SF(origin_fetches), SF(origin_bytes),
-    SF(stale_served), SF(purges),   SF(hits_time_us), SF(miss_time_us), SF(pass_time_us),
-};
-#undef SF
-const size_t stats_num_sample_fields = sizeof(stats_sample_fields) / sizeof(stats_sample_fields[0]);
 
 /* per-worker state the logger keeps besides the counters */
 typedef struct stats_thread {
@@ -91,23 +66,10 @@ static struct {
     worker_t *_Atomic *seen; /* worker_t of each index, once its loop has started */
     stats_thread_t *threads;
     int64_t start_time;
-    uint32_t minute_seconds, sample_interval, retention_days, degraded_ppm;
+    uint32_t minute_seconds, sample_interval, degraded_ppm;
 
     _Atomic uint64_t purges[STATS_PURGE_KINDS], purge_sum_us[STATS_PURGE_KINDS], purge_max_us[STATS_PURGE_KINDS];
-
-    /* the sampler */
-    pthread_t thread;
-    int thread_started;
-    pthread_mutex_t lock; /* guards `stopping` for the condition variable */
-    pthread_cond_t cond;
-    int stopping;
-    pthread_mutex_t tick_lock; /* guards everything below */
-    stats_totals_t min_prev;
-    int64_t min_open, min_covered_from;
-    uint64_t bw_prev;
-    int64_t bw_open;
-    int write_error_reported;
-} g = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER, .tick_lock = PTHREAD_MUTEX_INITIALIZER};
+} g;
 
 /* set (release) once stats_init has filled `g`, cleared by stats_stop before it frees: readers on
  * threads started before stats_init (the admin thread) check it with acquire before touching `g` */
@@ -129,21 +91,6 @@ static inline void bump(_Atomic uint64_t *c, uint64_t n)
 static inline uint64_t rd(_Atomic uint64_t *c)
 {
     return atomic_load_explicit(c, memory_order_relaxed);
-}
-
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n != 0 ? n : 1);
-    if (p == NULL) {
-        fprintf(stderr, "fatal: out of memory\n");
-        abort();
-    }
-    return p;
-}
-
-static uint64_t *sample_field(stats_sample_t *s, size_t i)
-{
-    return (uint64_t *)((char *)s + stats_sample_fields[i].offset);
 }
 
 /* ---------------------------------------------------------------- histograms, codes */
@@ -230,160 +177,6 @@ const char *stats_purge_kind_name(stats_purge_kind_t kind)
     return "unknown";
 }
 
-/* ---------------------------------------------------------------- SLA arithmetic */
-
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-uint64_t stats_p95_standard(uint64_t *vals, size_t n)
-{
-    if (n == 0)
-        return 0;
-    qsort(vals, n, sizeof(*vals), cmp_u64);
-    size_t drop = n / 20; /* the top 5%, rounded down */
-    return vals[n - 1 - drop];
-}
-
-int stats_minute_degraded(uint64_t requests, uint64_t synth_5xx, uint32_t share_ppm)
-{
-    if (requests == 0)
-        return 0;
-    /* synth_5xx / requests > share_ppm / 1e6, without division; 128-bit against overflow */
-    return (unsigned __int128)synth_5xx * 1000000u > (unsigned __int128)share_ppm * requests;
-}
-
-stats_sla_band_t stats_sla_band(uint64_t total, uint64_t degraded)
-{
-    if (total == 0 || degraded == 0)
-        return STATS_SLA_100_9999;
-    if (degraded > total)
-        degraded = total;
-    unsigned __int128 up = (unsigned __int128)(total - degraded), t = total;
-    /* availability >= X% <=> up * 10000 >= X*100 * total */
-    if (up * 10000 >= t * 9999)
-        return STATS_SLA_100_9999;
-    if (up * 1000 >= t * 999)
-        return STATS_SLA_9999_999;
-    if (up * 100 >= t * 99)
-        return STATS_SLA_999_990;
-    if (up * 100 >= t * 98)
-        return STATS_SLA_990_980;
-    return STATS_SLA_BELOW_980;
-}
-
-const char *stats_sla_band_name(stats_sla_band_t band)
-{
-    switch (band) {
-    case STATS_SLA_100_9999: return "100%-99.99%";
-    case STATS_SLA_9999_999: return "99.99%-99.9%";
-    case STATS_SLA_999_990: return "99.9%-99.0%";
-    case STATS_SLA_990_980: return "99.0%-98.0%";
-    case STATS_SLA_BELOW_980: return "below 98.0%";
-    }
-    return "unknown";
-}
-
-/* ---------------------------------------------------------------- records */
-
-void *stats_sample_encode(const stats_sample_t *s, size_t *len)
-{
-    size_t n = stats_num_sample_fields;
-    uint8_t *rec = xmalloc(STATS_RECORD_HEAD + 8 * n);
-    le_put_u32(rec, STATS_SAMPLE_MAGIC);
-    le_put_u16(rec + 4, STATS_RECORD_VERSION);
-    le_put_u16(rec + 6, (uint16_t)n);
-    le_put_u64(rec + 8, (uint64_t)s->start);
-    le_put_u64(rec + 16, s->duration);
-    for (size_t i = 0; i < n; i++)
-        le_put_u64(rec + STATS_RECORD_HEAD + 8 * i, *sample_field((stats_sample_t *)s, i));
-    *len = STATS_RECORD_HEAD + 8 * n;
-    return rec;
-}
-
-int stats_sample_decode(const void *rec_, size_t len, stats_sample_t *out)
-{
-    const uint8_t *rec = rec_;
-    memset(out, 0, sizeof(*out));
-    if (rec == NULL || len < STATS_RECORD_HEAD || le_get_u32(rec) != STATS_SAMPLE_MAGIC || le_get_u16(rec + 4) != STATS_RECORD_VERSION)
-        return -1;
-    size_t n = le_get_u16(rec + 6);
-    if (len != STATS_RECORD_HEAD + 8 * n)
-        return -1;
-    out->start = (int64_t)le_get_u64(rec + 8);
-    out->duration = le_get_u64(rec + 16);
-    for (size_t i = 0; i < n && i < stats_num_sample_fields; i++)
-        *sample_field(out, i) = le_get_u64(rec + STATS_RECORD_HEAD + 8 * i);
-    return 0;
-}
-
-void stats_sample_add(stats_sample_t *a, const stats_sample_t *b)
-{
-    a->duration += b->duration;
-    for (size_t i = 0; i < stats_num_sample_fields; i++)
-        *sample_field(a, i) += *sample_field((stats_sample_t *)b, i);
-}
-
-void *stats_bw_encode(const stats_bw_sample_t *s, size_t *len)
-{
-    uint8_t *rec = xmalloc(STATS_RECORD_HEAD + 8);
-    le_put_u32(rec, STATS_BW_MAGIC);
-    le_put_u16(rec + 4, STATS_RECORD_VERSION);
-    le_put_u16(rec + 6, 1);
-    le_put_u64(rec + 8, (uint64_t)s->start);
-    le_put_u64(rec + 16, s->interval);
-    le_put_u64(rec + 24, s->bytes);
-    *len = STATS_RECORD_HEAD + 8;
-    return rec;
-}
-
-int stats_bw_decode(const void *rec_, size_t len, stats_bw_sample_t *out)
-{
-    const uint8_t *rec = rec_;
-    memset(out, 0, sizeof(*out));
-    if (rec == NULL || len < STATS_RECORD_HEAD + 8 || le_get_u32(rec) != STATS_BW_MAGIC || le_get_u16(rec + 4) != STATS_RECORD_VERSION)
-        return -1;
-    size_t n = le_get_u16(rec + 6);
-    if (n < 1 || len != STATS_RECORD_HEAD + 8 * n)
-        return -1;
-    out->start = (int64_t)le_get_u64(rec + 8);
-    out->interval = le_get_u64(rec + 16);
-    out->bytes = le_get_u64(rec + 24);
-    if (out->interval == 0)
-        return -1;
-    return 0;
-}
-
-/* "m" or "b" + 16 lower-case hex digits of the start */
-static void record_key(char key[STATS_KEY_LEN], char prefix, int64_t start)
-{
-    snprintf(key, STATS_KEY_LEN, "%c%016" PRIx64, prefix, (uint64_t)start);
-}
-
-/* parse a key written by record_key; 0 or -1 */
-static int parse_key(const char *key, size_t len, char *prefix, int64_t *start)
-{
-    uint64_t v = 0;
-    if (len != STATS_KEY_LEN - 1)
-        return -1;
-    for (size_t i = 1; i < len; i++) {
-        char c = key[i];
-        unsigned d;
-        if (c >= '0' && c <= '9')
-            d = (unsigned)(c - '0');
-        else if (c >= 'a' && c <= 'f')
-            d = (unsigned)(c - 'a' + 10);
-        else
-            return -1;
-        v = (v << 4) | d;
-    }
-    *prefix = key[0];
-    *start = (int64_t)v;
-    return 0;
-}
-
 /* ---------------------------------------------------------------- life cycle */
 
 int stats_init(const config_t *cfg, store_t *store, mem_tier_t *mem, char *err, size_t errlen)
@@ -403,10 +196,10 @@ int stats_init(const config_t *cfg, store_t *store, mem_tier_t *mem, char *err, 
         abort();
     }
     memset(g.workers, 0, sizeof(stats_worker_t) * g.nthreads);
-    g.seen = xmalloc(sizeof(*g.seen) * g.nthreads);
+    g.seen = stats_xmalloc(sizeof(*g.seen) * g.nthreads);
     for (unsigned i = 0; i < g.nthreads; i++)
         atomic_init(&g.seen[i], NULL);
-    g.threads = xmalloc(sizeof(*g.threads) * g.nthreads);
+    g.threads = stats_xmalloc(sizeof(*g.threads) * g.nthreads);
     memset(g.threads, 0, sizeof(*g.threads) * g.nthreads);
     for (int k = 0; k < STATS_PURGE_KINDS; k++) {
         atomic_store(&g.purges[k], 0);
@@ -415,73 +208,26 @@ int stats_init(const config_t *cfg, store_t *store, mem_tier_t *mem, char *err, 
     }
     g.minute_seconds = cfg->stats_minute_seconds != 0 ? cfg->stats_minute_seconds : 60;
     g.sample_interval = cfg->stats_sample_interval != 0 ? cfg->stats_sample_interval : 300;
-    g.retention_days = cfg->stats_retention_days != 0 ? cfg->stats_retention_days : 31;
+    uint32_t retention_days = cfg->stats_retention_days != 0 ? cfg->stats_retention_days : 31;
     g.degraded_ppm = cfg->sla_degraded_ppm;
     g.start_time = (int64_t)time(NULL);
 
-    pthread_mutex_lock(&g.tick_lock);
-    memset(&g.min_prev, 0, sizeof(g.min_prev));
-    g.min_open = g.start_time - g.start_time % g.minute_seconds;
-    g.min_covered_from = g.start_time;
-    g.bw_prev = 0;
-    g.bw_open = g.start_time - g.start_time % g.sample_interval;
-    g.write_error_reported = 0;
-    pthread_mutex_unlock(&g.tick_lock);
-    g.stopping = 0;
+    stats_history_init(store, g.start_time, g.minute_seconds, g.sample_interval, retention_days);
     atomic_store_explicit(&g_ready, 1, memory_order_release);
     return 0;
 }
 
-/* the sampler: sleep until the next period boundary (wall clock), close what ended */
-static void *sampler_main(void *arg)
-{
-    (void)arg;
-    pthread_setname_np(pthread_self(), "ec-stats"); /* shown by top -H, ps -L, perf */
-    pthread_mutex_lock(&g.lock);
-    while (!g.stopping) {
-        int64_t now = (int64_t)time(NULL);
-        int64_t next_min = now - now % g.minute_seconds + g.minute_seconds;
-        int64_t next_bw = now - now % g.sample_interval + g.sample_interval;
-        struct timespec until = {.tv_sec = (time_t)(next_min < next_bw ? next_min : next_bw), .tv_nsec = 0};
-        int rc = 0;
-        while (!g.stopping && rc != ETIMEDOUT)
-            rc = pthread_cond_timedwait(&g.cond, &g.lock, &until);
-        if (g.stopping)
-            break;
-        pthread_mutex_unlock(&g.lock);
-        stats_tick((int64_t)time(NULL), 0);
-        pthread_mutex_lock(&g.lock);
-    }
-    pthread_mutex_unlock(&g.lock);
-    return NULL;
-}
-
 int stats_start(char *err, size_t errlen)
 {
-    assert(g.workers != NULL && !g.thread_started);
-    int rc = pthread_create(&g.thread, NULL, sampler_main, NULL);
-    if (rc != 0) {
-        snprintf(err, errlen, "stats: cannot start the sampler thread: %s", strerror(rc));
-        return -1;
-    }
-    g.thread_started = 1;
-    return 0;
+    assert(g.workers != NULL);
+    return stats_sampler_start(err, errlen);
 }
 
 void stats_stop(void)
 {
     if (g.workers == NULL)
         return;
-    if (g.thread_started) {
-        pthread_mutex_lock(&g.lock);
-        g.stopping = 1;
-        pthread_cond_signal(&g.cond);
-        pthread_mutex_unlock(&g.lock);
-        pthread_join(g.thread, NULL);
-        g.thread_started = 0;
-    }
-    if (g.store != NULL)
-        stats_tick((int64_t)time(NULL), 1);
+    stats_history_stop();
     atomic_store_explicit(&g_ready, 0, memory_order_release);
     free(g.workers);
     g.workers = NULL;
@@ -808,229 +554,4 @@ mem_tier_t *stats_mem(void)
 store_t *stats_store(void)
 {
     return ready() ? g.store : NULL;
-}
-
-/* ---------------------------------------------------------------- history: reading */
-
-typedef struct load_ctx {
-    int64_t from, to;
-    stats_sample_t *mins;
-    size_t nmins, capmins;
-    stats_bw_sample_t *bws;
-    size_t nbws, capbws;
-    int want_mins, want_bws;
-} load_ctx_t;
-
-static int load_one(void *arg, const char *key, size_t key_len, const void *val, size_t val_len)
-{
-    load_ctx_t *c = arg;
-    char prefix;
-    int64_t start;
-    if (parse_key(key, key_len, &prefix, &start) != 0)
-        return 0; /* not ours */
-    if (prefix == 'm' && start >= c->to)
-        return 1; /* keys are in time order and 'm' sorts after 'b': nothing later is wanted */
-    if (start < c->from || start >= c->to)
-        return 0;
-    if (prefix == 'm' && c->want_mins) {
-        stats_sample_t s;
-        if (stats_sample_decode(val, val_len, &s) != 0 || s.start != start)
-            return 0;
-        if (c->nmins == c->capmins) {
-            c->capmins = c->capmins != 0 ? 2 * c->capmins : 64;
-            c->mins = realloc(c->mins, c->capmins * sizeof(*c->mins));
-            if (c->mins == NULL)
-                abort();
-        }
-        c->mins[c->nmins++] = s;
-    } else if (prefix == 'b' && c->want_bws) {
-        stats_bw_sample_t b;
-        if (stats_bw_decode(val, val_len, &b) != 0 || b.start != start)
-            return 0;
-        if (c->nbws == c->capbws) {
-            c->capbws = c->capbws != 0 ? 2 * c->capbws : 64;
-            c->bws = realloc(c->bws, c->capbws * sizeof(*c->bws));
-            if (c->bws == NULL)
-                abort();
-        }
-        c->bws[c->nbws++] = b;
-    }
-    return 0;
-}
-
-int stats_history_load(int64_t from, int64_t to, stats_sample_t **mins, size_t *nmins, stats_bw_sample_t **bws,
-                       size_t *nbws)
-{
-    load_ctx_t c = {.from = from, .to = to, .want_mins = mins != NULL, .want_bws = bws != NULL};
-    if (mins != NULL)
-        *mins = NULL, *nmins = 0;
-    if (bws != NULL)
-        *bws = NULL, *nbws = 0;
-    if (!ready() || g.store == NULL)
-        return STORE_EIO;
-    int ret = store_kv_foreach(g.store, "stats", load_one, &c);
-    if (ret != 0) {
-        free(c.mins);
-        free(c.bws);
-        return ret;
-    }
-    if (mins != NULL)
-        *mins = c.mins, *nmins = c.nmins;
-    if (bws != NULL)
-        *bws = c.bws, *nbws = c.nbws;
-    return 0;
-}
-
-/* ---------------------------------------------------------------- history: writing */
-
-static void report_write_error(int ret)
-{
-    if (!g.write_error_reported) {
-        fprintf(stderr, "edgecache: stats: could not write the history (store error %d); will keep trying\n", ret);
-        g.write_error_reported = 1;
-    }
-}
-
-/* write a minute sample, adding to a record already there for the same start */
-static void write_minute(const stats_sample_t *s)
-{
-    char key[STATS_KEY_LEN], *old = NULL;
-    size_t old_len = 0, len;
-    stats_sample_t merged = *s;
-    record_key(key, 'm', s->start);
-    if (store_kv_get(g.store, "stats", key, &old, &old_len) == 0) {
-        stats_sample_t prev;
-        if (stats_sample_decode(old, old_len, &prev) == 0 && prev.start == s->start)
-            stats_sample_add(&merged, &prev);
-        free(old);
-    }
-    void *rec = stats_sample_encode(&merged, &len);
-    int ret = store_kv_put_sync(g.store, "stats", key, rec, len);
-    free(rec);
-    if (ret != 0)
-        report_write_error(ret);
-}
-
-static void write_bw(const stats_bw_sample_t *b)
-{
-    char key[STATS_KEY_LEN], *old = NULL;
-    size_t old_len = 0, len;
-    stats_bw_sample_t merged = *b;
-    record_key(key, 'b', b->start);
-    if (store_kv_get(g.store, "stats", key, &old, &old_len) == 0) {
-        stats_bw_sample_t prev;
-        if (stats_bw_decode(old, old_len, &prev) == 0 && prev.start == b->start)
-            merged.bytes += prev.bytes;
-        free(old);
-    }
-    void *rec = stats_bw_encode(&merged, &len);
-    int ret = store_kv_put_sync(g.store, "stats", key, rec, len);
-    free(rec);
-    if (ret != 0)
-        report_write_error(ret);
-}
-
-static void sample_from_delta(stats_sample_t *s, const stats_totals_t *now, const stats_totals_t *prev)
-{
-#define D(field) (now->field - prev->field)
-    s->requests = D(requests);
-    s->hits = D(hits);
-    s->miss = D(miss);
-    s->pass = D(pass);
-    s->errors = D(errors);
-    s->synth = D(synth);
-    s->synth_5xx = D(synth_5xx);
-    s->uncacheable = D(uncacheable);
-    s->bandwidth = D(bandwidth);
-    s->body_size = D(body_size);
-    s->header_size = D(header_size);
-    s->status_1xx = D(status_class[1]);
-    s->status_2xx = D(status_class[2]);
-    s->status_3xx = D(status_class[3]);
-    s->status_4xx = D(status_class[4]);
-    s->status_5xx = D(status_class[5]);
-    s->origin_fetches = D(origin_fetches);
-    s->origin_bytes = D(origin_bytes);
-    s->stale_served = D(stale_served);
-    s->purges = 0;
-    for (int k = 0; k < STATS_PURGE_KINDS; k++)
-        s->purges += D(purges[k]);
-    s->hits_time_us = D(lat_sum_us[STATS_LAT_HIT]);
-    s->miss_time_us = D(lat_sum_us[STATS_LAT_MISS]);
-    s->pass_time_us = D(lat_sum_us[STATS_LAT_PASS]);
-#undef D
-}
-
-typedef struct retention_ctx {
-    int64_t cutoff;
-    char keys[STATS_RETENTION_BATCH][STATS_KEY_LEN];
-    size_t n;
-} retention_ctx_t;
-
-static int collect_old(void *arg, const char *key, size_t key_len, const void *val, size_t val_len)
-{
-    retention_ctx_t *c = arg;
-    char prefix;
-    int64_t start;
-    (void)val, (void)val_len;
-    if (parse_key(key, key_len, &prefix, &start) != 0 || (prefix != 'm' && prefix != 'b'))
-        return 0;
-    if (start >= c->cutoff)
-        return prefix == 'm'; /* the rest of 'm' is newer; 'b' keys are followed by the 'm' ones */
-    memcpy(c->keys[c->n], key, key_len);
-    c->keys[c->n][key_len] = '\0';
-    return ++c->n == STATS_RETENTION_BATCH;
-}
-
-static void apply_retention(int64_t now)
-{
-    retention_ctx_t *c = xmalloc(sizeof(*c));
-    c->cutoff = now - (int64_t)g.retention_days * 86400;
-    c->n = 0;
-    if (store_kv_foreach(g.store, "stats", collect_old, c) == 0)
-        for (size_t i = 0; i < c->n; i++)
-            (void)store_kv_put_sync(g.store, "stats", c->keys[i], NULL, 0);
-    free(c);
-}
-
-void stats_tick(int64_t now, int final)
-{
-    if (g.store == NULL)
-        return;
-    pthread_mutex_lock(&g.tick_lock);
-    int64_t ms = g.minute_seconds, bi = g.sample_interval;
-    int64_t cur_min = now - now % ms, cur_bw = now - now % bi;
-    int closed_minute = 0;
-
-    if (cur_min > g.min_open || final) {
-        stats_totals_t snap;
-        stats_sample_t s = {0};
-        stats_snapshot(&snap);
-        sample_from_delta(&s, &snap, &g.min_prev);
-        s.start = g.min_open;
-        int64_t end = cur_min > g.min_open ? g.min_open + ms : now;
-        s.duration = end > g.min_covered_from ? (uint64_t)(end - g.min_covered_from) : 0;
-        write_minute(&s);
-        g.min_prev = snap;
-        if (cur_min > g.min_open) {
-            g.min_open = cur_min;
-            g.min_covered_from = cur_min;
-        } else {
-            g.min_covered_from = now;
-        }
-        closed_minute = 1;
-    }
-    if (cur_bw > g.bw_open || final) {
-        stats_totals_t snap;
-        stats_snapshot(&snap);
-        stats_bw_sample_t b = {.start = g.bw_open, .interval = (uint64_t)bi, .bytes = snap.bandwidth - g.bw_prev};
-        if (cur_bw > g.bw_open || b.bytes != 0)
-            write_bw(&b);
-        g.bw_prev = snap.bandwidth;
-        if (cur_bw > g.bw_open)
-            g.bw_open = cur_bw;
-    }
-    if (closed_minute && !final)
-        apply_retention(now);
-    pthread_mutex_unlock(&g.tick_lock);
 }

@@ -16,7 +16,7 @@
  * key/value API takes C strings): "m" + 16 hex digits of the period's start in unix
  * seconds for minutes, "b" + 16 hex digits for bandwidth samples, so that LMDB's key order
  * is time order. Values are small binary records (magic, version, field count, then
- * little-endian u64 fields; see stats.c) validated on every read.
+ * little-endian u64 fields; see stats_history.c) validated on every read.
  */
 #ifndef EDGECACHE_STATS_H
 #define EDGECACHE_STATS_H

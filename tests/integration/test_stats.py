@@ -556,9 +556,10 @@ class PublicMetrics(StatsCase):
         self.assertEqual(self.admin("/metrics").status, 401)
 
     def test_a_trickling_client_cannot_hold_the_metrics_listener(self):
-        # The listener serves one connection at a time. A client that sends its request one
-        # byte at a time used to hold it for as long as it kept trickling (a timeout per
-        # read only), so every scrape queued behind it. Now the head has one deadline.
+        # The listener once served one connection at a time, and a client that sent its
+        # request one byte at a time held it for as long as it kept trickling (a timeout per
+        # read only), so every scrape queued behind it. Now an h2o event loop serves the
+        # connections concurrently, and the head still has one deadline (2 s).
         m = re.search(r"metrics listener on 127\.0\.0\.1:(\d+)", self.e.stderr_text())
         port = int(m.group(1))
         slow = socket.create_connection(("127.0.0.1", port))
@@ -579,7 +580,7 @@ class PublicMetrics(StatsCase):
         self.addCleanup(t.join)
         self.addCleanup(stop.set)
         slow.send(b"G")  # accepted before the scrape below connects
-        # the scrape waits behind the trickler at most its head deadline (2 s); 30 s would
-        # mean the trickler still held the listener after 100 bytes
+        # the scrape never waits behind the trickler; 30 s would mean the trickler still
+        # held the listener after 100 bytes
         r = request(port, "GET", "/metrics", timeout=30)
         self.assertEqual(r.status, 200)
