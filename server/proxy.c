@@ -122,6 +122,23 @@ static inline const header_rules_t *live_rules(void)
 typedef struct fetch fetch_t;
 typedef struct fetch_stream fetch_stream_t;
 
+/*
+ * Where the origin's body stands, for a fetch's own client (fetch_link_t) and for the stream
+ * collapsed requests read (fetch_stream_t): it is being received, then it ends once,
+ * complete or failed. No state is left again.
+ */
+typedef enum fetch_upstream {
+    FETCH_UPSTREAM_RECEIVING,
+    FETCH_UPSTREAM_COMPLETE,
+    FETCH_UPSTREAM_FAILED,
+} fetch_upstream_t;
+
+/* 1 when a body may move from `from` to `to`: only from receiving, only to an end */
+static int proxy_fetch_upstream_transition_ok(fetch_upstream_t from, fetch_upstream_t to)
+{
+    return from == FETCH_UPSTREAM_RECEIVING && to != FETCH_UPSTREAM_RECEIVING;
+}
+
 /* the client side of a fetch: lives in the request pool */
 typedef struct fetch_link {
     h2o_generator_t super; /* first: h2o calls proceed/stop with this pointer */
@@ -130,7 +147,7 @@ typedef struct fetch_link {
     h2o_buffer_t *pending; /* received from the origin, not yet handed to h2o */
     h2o_buffer_t *sending; /* handed to h2o, waiting for proceed */
     int send_inflight;
-    int upstream_state;    /* 0 in progress, 1 complete, 2 failed */
+    fetch_upstream_t upstream; /* the body as far as this client is concerned */
     int final_sent;
 } fetch_link_t;
 
@@ -197,7 +214,7 @@ struct fetch_stream {
     pthread_mutex_t lock;
     atomic_int refs;
     stream_chunk_t *head, *tail; /* under lock */
-    int state;                   /* under lock: 0 body in progress, 1 complete, 2 failed */
+    fetch_upstream_t state;      /* under lock: the body being received or how it ended */
     stream_reader_t *readers;    /* under lock: readers to notify */
     /* the response head: immutable once the stream is shared */
     int status;
@@ -1171,8 +1188,9 @@ static void stream_unref(fetch_stream_t *st)
     free(st);
 }
 
-/* the fetch's side: append body bytes and/or end the body (1 complete, 2 failed); wakes the readers */
-static void stream_publish(fetch_stream_t *st, const void *data, size_t len, int end_state)
+/* the fetch's side: append body bytes and/or end the body (end: COMPLETE or FAILED; RECEIVING
+ * does not end it); wakes the readers. Once the body ended, a publish does nothing. */
+static void stream_publish(fetch_stream_t *st, const void *data, size_t len, fetch_upstream_t end)
 {
     stream_chunk_t *c = NULL;
     if (len != 0) {
@@ -1184,7 +1202,7 @@ static void stream_publish(fetch_stream_t *st, const void *data, size_t len, int
     }
     stream_reader_t *notify = NULL;
     pthread_mutex_lock(&st->lock);
-    if (st->state != 0) { /* already ended */
+    if (st->state != FETCH_UPSTREAM_RECEIVING) { /* already ended */
         pthread_mutex_unlock(&st->lock);
         free(c);
         return;
@@ -1196,8 +1214,10 @@ static void stream_publish(fetch_stream_t *st, const void *data, size_t len, int
             st->head = c;
         st->tail = c;
     }
-    if (end_state != 0)
-        st->state = end_state;
+    if (end != FETCH_UPSTREAM_RECEIVING) {
+        assert(proxy_fetch_upstream_transition_ok(st->state, end));
+        st->state = end;
+    }
     for (stream_reader_t *r = st->readers; r != NULL; r = r->next) {
         if (!r->notify_pending) {
             r->notify_pending = 1; /* from here the reader is not freed before it sees the message */
@@ -1228,8 +1248,8 @@ static void stream_reader_pump(stream_reader_t *r)
     fetch_stream_t *st = r->stream;
     pthread_mutex_lock(&st->lock);
     stream_chunk_t *next = r->cursor != NULL ? r->cursor->next : st->head;
-    int state = st->state;
-    int last = next != NULL && next->next == NULL && state == 1;
+    fetch_upstream_t state = st->state;
+    int last = next != NULL && next->next == NULL && state == FETCH_UPSTREAM_COMPLETE;
     pthread_mutex_unlock(&st->lock);
     h2o_req_t *req = r->req;
     if (next != NULL) {
@@ -1242,9 +1262,9 @@ static void stream_reader_pump(stream_reader_t *r)
             r->send_inflight = 1;
             h2o_send(req, &buf, 1, H2O_SEND_STATE_IN_PROGRESS);
         }
-    } else if (state != 0) {
+    } else if (state != FETCH_UPSTREAM_RECEIVING) {
         r->final_sent = 1;
-        h2o_send(req, NULL, 0, state == 1 ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_ERROR);
+        h2o_send(req, NULL, 0, state == FETCH_UPSTREAM_COMPLETE ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_ERROR);
     }
 }
 
@@ -1348,7 +1368,7 @@ static void link_do_send(fetch_link_t *link)
 {
     if (link->send_inflight || link->final_sent)
         return;
-    if (link->pending->size == 0 && link->upstream_state == 0)
+    if (link->pending->size == 0 && link->upstream == FETCH_UPSTREAM_RECEIVING)
         return;
 
     /* swap: what was pending is now being sent */
@@ -1356,9 +1376,9 @@ static void link_do_send(fetch_link_t *link)
     link->sending = link->pending;
     link->pending = t;
 
-    h2o_send_state_t state = link->upstream_state == 0   ? H2O_SEND_STATE_IN_PROGRESS
-                             : link->upstream_state == 1 ? H2O_SEND_STATE_FINAL
-                                                         : H2O_SEND_STATE_ERROR;
+    h2o_send_state_t state = link->upstream == FETCH_UPSTREAM_RECEIVING  ? H2O_SEND_STATE_IN_PROGRESS
+                             : link->upstream == FETCH_UPSTREAM_COMPLETE ? H2O_SEND_STATE_FINAL
+                                                                         : H2O_SEND_STATE_ERROR;
     h2o_iovec_t buf = h2o_iovec_init(link->sending->bytes, link->sending->size);
     if (state == H2O_SEND_STATE_IN_PROGRESS) {
         link->send_inflight = 1;
@@ -1431,7 +1451,7 @@ static void fetch_free(fetch_t *f)
     /* anyone still waiting must not wait forever */
     fetch_wake_waiters(f, WAKE_ERROR, NULL, 502);
     if (f->stream != NULL) {
-        stream_publish(f->stream, NULL, 0, 2); /* no-op when it already ended */
+        stream_publish(f->stream, NULL, 0, FETCH_UPSTREAM_FAILED); /* no-op when it already ended */
         stream_unref(f->stream);
         f->stream = NULL;
     }
@@ -1453,11 +1473,22 @@ static void fetch_free(fetch_t *f)
     free(f);
 }
 
+/*
+ * Does anyone still want the rest of the origin's body? The fetch's own client (the link),
+ * the store (the builder: a collapsed request reads the stream only of a response being
+ * stored) or requests queued on the fetch (owns_inflight). When nobody does, the exchange is
+ * cut short. The one test of it, wherever the fetch asks.
+ */
+static int fetch_body_wanted(const fetch_t *f)
+{
+    return f->link != NULL || f->builder != NULL || f->owns_inflight;
+}
+
 static void fetch_on_client_gone(fetch_t *f)
 {
     assert(f->magic == FETCH_MAGIC);
     f->link = NULL;
-    if (f->builder != NULL || f->owns_inflight)
+    if (fetch_body_wanted(f))
         return; /* keep fetching: the response is being stored, or others wait for it */
     if (f->in_callback) {
         f->cancel_requested = 1;
@@ -1614,14 +1645,15 @@ static void invalidate_location(fetch_t *f, const char *v, size_t vlen)
  * Hand the end of the response to the client. The link is detached first: h2o may
  * dispose of the request synchronously when it gets a final or error send.
  */
-static void fetch_end_link(fetch_t *f, int upstream_state)
+static void fetch_end_link(fetch_t *f, fetch_upstream_t end)
 {
     fetch_link_t *link = f->link;
     if (link == NULL)
         return;
     link->fetch = NULL;
     f->link = NULL;
-    link->upstream_state = upstream_state;
+    assert(proxy_fetch_upstream_transition_ok(link->upstream, end));
+    link->upstream = end;
     link_do_send(link);
 }
 
@@ -1645,7 +1677,7 @@ static int on_body(origin_client_t *client, const char *errstr)
                 if (f->stream != NULL) {
                     /* the shared stream holds the whole body: it must not grow past the cache's limit
                      * either, so its readers are cut here (the only bounded choice) */
-                    stream_publish(f->stream, NULL, 0, 2);
+                    stream_publish(f->stream, NULL, 0, FETCH_UPSTREAM_FAILED);
                     stream_unref(f->stream);
                     f->stream = NULL;
                 }
@@ -1659,7 +1691,7 @@ static int on_body(origin_client_t *client, const char *errstr)
             f->link->pending->size += len;
         }
         if (f->stream != NULL)
-            stream_publish(f->stream, (*input)->bytes, len, 0);
+            stream_publish(f->stream, (*input)->bytes, len, FETCH_UPSTREAM_RECEIVING);
         h2o_buffer_consume(input, len);
     }
 
@@ -1673,7 +1705,7 @@ static int on_body(origin_client_t *client, const char *errstr)
             }
         }
         f->in_callback = 0;
-        if (f->cancel_requested || (f->link == NULL && f->builder == NULL && !f->owns_inflight)) {
+        if (f->cancel_requested || !fetch_body_wanted(f)) {
             /* nobody wants the rest: returning non-zero closes the connection */
             f->client = NULL;
             fetch_free(f);
@@ -1688,8 +1720,8 @@ static int on_body(origin_client_t *client, const char *errstr)
         if (f->builder != NULL)
             fetch_finish_object(f);
         if (f->stream != NULL)
-            stream_publish(f->stream, NULL, 0, 1);
-        fetch_end_link(f, 1);
+            stream_publish(f->stream, NULL, 0, FETCH_UPSTREAM_COMPLETE);
+        fetch_end_link(f, FETCH_UPSTREAM_COMPLETE);
     } else {
         /* truncated, timed out or malformed: never store, abort the client's response */
         if (f->builder != NULL) {
@@ -1700,7 +1732,7 @@ static int on_body(origin_client_t *client, const char *errstr)
         backend_report(f->backend, 0);
         if (f->link != NULL)
             atomic_fetch_add_explicit(&f->w->counters.errors, 1, memory_order_relaxed);
-        fetch_end_link(f, 2);
+        fetch_end_link(f, FETCH_UPSTREAM_FAILED);
     }
     fetch_free(f);
     return 0;
@@ -1956,7 +1988,7 @@ static origin_client_body_cb on_head(origin_client_t *client, const char *errstr
         h2o_start_response(req, &link->super);
         if (f->client_is_head && !is_eos) {
             /* the client asked HEAD, we fetched GET to fill the cache: answer now, keep reading to store */
-            fetch_end_link(f, 1);
+            fetch_end_link(f, FETCH_UPSTREAM_COMPLETE);
         }
     }
     hr_list_dispose(&list);
@@ -1965,11 +1997,12 @@ static origin_client_body_cb on_head(origin_client_t *client, const char *errstr
         f->client = NULL;
         if (f->builder != NULL)
             fetch_finish_object(f);
-        fetch_end_link(f, 1);
+        fetch_end_link(f, FETCH_UPSTREAM_COMPLETE);
         fetch_free(f);
         return NULL;
     }
-    if (f->link == NULL && f->builder == NULL) {
+    /* (a response not stored woke its waiters above: no builder means no waiters either) */
+    if (!fetch_body_wanted(f)) {
         f->client = NULL;
         fetch_free(f);
         return NULL; /* nobody needs the body */
