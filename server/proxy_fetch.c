@@ -1,5 +1,5 @@
 /*
- * server/proxy.c — the proxy handler.
+ * server/proxy_fetch.c — the proxy handler (the pieces leave for their own files next).
  *
  * Runs on the worker threads (one h2o event loop each). For a request:
  *
@@ -74,39 +74,16 @@
 #include "server/http_fields.h"
 #include "server/origin_client.h"
 #include "server/proxy.h"
+#include "server/proxy_int.h"
 #include "server/stats.h"
 #include "server/worker.h"
 #include "storage/object.h"
 
-#define FETCH_MAGIC 0xfe7c4a11u
 #define WAITER_MAGIC 0x3a17e4u
-#define MAX_ORIGIN_HEADERS 100
-#define VARY_KEY_MAX 2048
 #define HIT_FOR_PASS_MS 120000
 #define VARY_INDEX_TTL (365u * 86400u)
-#define STALL_CHECK_MS 8000
-#define BACKPRESSURE_BYTES (1024 * 1024) /* unsent bytes for a client after which the origin is paused */ /* a client whose socket send queue does not move for this long is dropped */
 
-enum fetch_mode { FETCH_CACHE, FETCH_PASS };
-
-/* the semantics settings a request sees: a consistent snapshot */
-typedef struct proxy_settings {
-    policy_settings_t policy;
-    int cookie_policy_strip;
-    int obey_client_no_cache;
-    int keep_surrogate_headers;
-} proxy_settings_t;
-
-static struct {
-    const config_t *cfg;
-    store_t *store;
-    mem_tier_t *mem;
-    admin_t *admin;
-    uint64_t max_object_size;
-    policy_settings_t policy;
-    cache_key_rules_t key_rules; /* from cfg: fixed for the process's life */
-    const char *key_ignore_params[CONFIG_MAX_IGNORED_PARAMS];
-} g;
+proxy_globals_t proxy_globals;
 
 /* the live header rules: swapped whole by the admin API; replaced sets are retired, not freed */
 static _Atomic(header_rules_t *) g_rules;
@@ -114,87 +91,15 @@ static header_rules_t **g_retired_rules;
 static size_t g_num_retired_rules;
 static pthread_mutex_t g_rules_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static inline const header_rules_t *live_rules(void)
+const header_rules_t *proxy_live_rules(void)
 {
     return atomic_load_explicit(&g_rules, memory_order_acquire);
 }
 
-typedef struct fetch fetch_t;
-typedef struct fetch_stream fetch_stream_t;
-
-/*
- * Where the origin's body stands, for a fetch's own client (fetch_link_t) and for the stream
- * collapsed requests read (fetch_stream_t): it is being received, then it ends once,
- * complete or failed. No state is left again.
- */
-typedef enum fetch_upstream {
-    FETCH_UPSTREAM_RECEIVING,
-    FETCH_UPSTREAM_COMPLETE,
-    FETCH_UPSTREAM_FAILED,
-} fetch_upstream_t;
-
-/* 1 when a body may move from `from` to `to`: only from receiving, only to an end */
-static int proxy_fetch_upstream_transition_ok(fetch_upstream_t from, fetch_upstream_t to)
+int proxy_fetch_upstream_transition_ok(fetch_upstream_t from, fetch_upstream_t to)
 {
     return from == FETCH_UPSTREAM_RECEIVING && to != FETCH_UPSTREAM_RECEIVING;
 }
-
-/* the client side of a fetch: lives in the request pool */
-typedef struct fetch_link {
-    h2o_generator_t super; /* first: h2o calls proceed/stop with this pointer */
-    h2o_req_t *req;
-    fetch_t *fetch;        /* NULL once the origin exchange is over or detached */
-    h2o_buffer_t *pending; /* received from the origin, not yet handed to h2o */
-    h2o_buffer_t *sending; /* handed to h2o, waiting for proceed */
-    int send_inflight;
-    fetch_upstream_t upstream; /* the body as far as this client is concerned */
-    int final_sent;
-} fetch_link_t;
-
-/* what a fetch keeps of its request: it may outlive it */
-typedef struct req_copy {
-    char *path;
-    size_t path_len;
-    char *authority;
-    size_t authority_len;
-    obj_header_t *headers; /* names lower-case */
-    size_t num_headers;
-    char *buf;
-} req_copy_t;
-
-struct fetch {
-    uint32_t magic;
-    worker_t *w;
-    h2o_linklist_t node; /* in w->fetches */
-    fetch_link_t *link;
-    origin_client_t *client;
-    int paused;               /* origin reading stopped: the client is slower than the origin */
-    enum fetch_mode mode;
-    int client_is_head;
-    int in_callback;
-    int cancel_requested;
-    int invalidate_on_success; /* unsafe method: purge the URL on 2xx/3xx */
-    int owns_inflight;         /* registered in the collapsing table; must wake its waiters */
-    char *key;
-    size_t key_len;
-    uint8_t hash[CACHE_HASH_LEN]; /* of the URL (the collapsing and purge key) */
-    cache_obj_t *stale;       /* stale copy for revalidation / stale-if-error (own ref) */
-    uint64_t epoch, generation;
-    int64_t request_time_ms;
-    obj_builder_t *builder;   /* non-NULL while the response is being stored */
-    char *vary_names;         /* the Vary field of what is being stored (malloc'd), NULL when none */
-    h2o_iovec_t reqbufs[4];   /* request line, Host line, other headers (into head / hostline), body (the request's
-                                 req->entity, borrowed: only a passed fetch sends one, see build_origin_request) */
-    char *head;               /* the request head without its Host line (malloc'd) */
-    char *hostline;           /* "host: ...\r\n" for the backend in use (malloc'd) */
-    backend_t *backend;       /* the backend of this exchange (a reference; backend_release at the end) */
-    int retried;              /* a failed connect was retried on another backend once */
-    int idempotent_read;      /* the client asked GET or HEAD: a failed connect may be retried */
-    int revalidating;         /* request carried our own validators */
-    req_copy_t rc;
-    proxy_settings_t settings;
-    fetch_stream_t *stream;   /* shared with collapsed requests while the body arrives (a reference) */
-};
 
 /*
  * A response being fetched, shared with the requests collapsed onto it: its head, and its
@@ -241,14 +146,6 @@ struct stream_reader {
     int send_inflight, final_sent;
 };
 
-/*
- * A request waiting for another request's fetch of the same URL. It wakes with the object,
- * with the stream being received, with an error, or told to fetch for itself: WAKE_PASS when
- * the URL is not storable (hit-for-pass), WAKE_MISS when that fetch's response was not stored
- * for a reason of its own (its request, its error status), so this request's answer may be.
- */
-typedef enum { WAKE_OBJECT, WAKE_PASS, WAKE_MISS, WAKE_ERROR, WAKE_STREAM } wake_kind_t;
-
 typedef struct waiter {
     h2o_multithread_message_t super;
     uint32_t magic;
@@ -282,8 +179,6 @@ static struct hfp_slot {
 } g_hfp[HFP_SLOTS];
 static pthread_mutex_t g_hfp_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static void serve_cacheable(h2o_req_t *req, const char *key, size_t key_len, const uint8_t hash[CACHE_HASH_LEN]);
-static void stream_unref(fetch_stream_t *st);
 static void stream_reader_start(h2o_req_t *req, fetch_stream_t *st);
 
 /*
@@ -303,15 +198,15 @@ static atomic_int g_tombstones_pending; /* invalidations not yet committed: 0 ke
 /* ---------------------------------------------------------------- settings */
 
 /* the live settings: the admin API may change them at any time (seqlock snapshot) */
-static void current_settings(proxy_settings_t *out)
+void proxy_current_settings(proxy_settings_t *out)
 {
-    out->policy = g.policy;
-    out->cookie_policy_strip = g.cfg->cookie_policy_strip;
-    out->obey_client_no_cache = g.cfg->obey_client_no_cache;
-    out->keep_surrogate_headers = g.cfg->keep_surrogate_headers;
-    if (g.admin != NULL) {
+    out->policy = proxy_globals.policy;
+    out->cookie_policy_strip = proxy_globals.cfg->cookie_policy_strip;
+    out->obey_client_no_cache = proxy_globals.cfg->obey_client_no_cache;
+    out->keep_surrogate_headers = proxy_globals.cfg->keep_surrogate_headers;
+    if (proxy_globals.admin != NULL) {
         admin_settings_t s;
-        admin_settings_snapshot(g.admin, &s);
+        admin_settings_snapshot(proxy_globals.admin, &s);
         out->policy.default_ttl = s.default_ttl;
         out->policy.default_grace = s.default_grace;
         out->policy.max_heuristic_ttl = s.max_heuristic_ttl;
@@ -325,7 +220,7 @@ static void current_settings(proxy_settings_t *out)
 static uint32_t stale_if_error_window(const cache_obj_t *obj)
 {
     proxy_settings_t s;
-    current_settings(&s);
+    proxy_current_settings(&s);
     return obj->meta.stale_if_error > s.policy.default_grace ? obj->meta.stale_if_error : s.policy.default_grace;
 }
 
@@ -339,7 +234,7 @@ static struct hfp_slot *hfp_slot_of(const uint8_t hash[CACHE_HASH_LEN])
 }
 
 /* remember that this URL's responses are not storable: later requests skip collapsing */
-static void hfp_mark(const uint8_t hash[CACHE_HASH_LEN])
+void proxy_hfp_mark(const uint8_t hash[CACHE_HASH_LEN])
 {
     struct hfp_slot *s = hfp_slot_of(hash);
     pthread_mutex_lock(&g_hfp_lock);
@@ -348,7 +243,7 @@ static void hfp_mark(const uint8_t hash[CACHE_HASH_LEN])
     pthread_mutex_unlock(&g_hfp_lock);
 }
 
-static void hfp_clear(const uint8_t hash[CACHE_HASH_LEN])
+void proxy_hfp_clear(const uint8_t hash[CACHE_HASH_LEN])
 {
     struct hfp_slot *s = hfp_slot_of(hash);
     pthread_mutex_lock(&g_hfp_lock);
@@ -357,7 +252,7 @@ static void hfp_clear(const uint8_t hash[CACHE_HASH_LEN])
     pthread_mutex_unlock(&g_hfp_lock);
 }
 
-static int hfp_active(const uint8_t hash[CACHE_HASH_LEN])
+int proxy_hfp_active(const uint8_t hash[CACHE_HASH_LEN])
 {
     struct hfp_slot *s = hfp_slot_of(hash);
     if (atomic_load_explicit(&s->expires_ms, memory_order_relaxed) < obj_now_ms())
@@ -400,8 +295,13 @@ static void tombstone_on_committed(void *arg, const store_purge_result_t *res)
     free(hash);
 }
 
+int proxy_tombstones_pending(void)
+{
+    return atomic_load_explicit(&g_tombstones_pending, memory_order_acquire) != 0;
+}
+
 /* 1 when an object read from LMDB may be one an uncommitted invalidation is about to delete */
-static int tombstone_blocks(const uint8_t hash[CACHE_HASH_LEN], uint64_t epoch)
+int proxy_tombstone_blocks(const uint8_t hash[CACHE_HASH_LEN], uint64_t epoch)
 {
     struct tombstone *t = tombstone_slot(hash);
     (void)epoch;
@@ -413,7 +313,7 @@ static int tombstone_blocks(const uint8_t hash[CACHE_HASH_LEN], uint64_t epoch)
 
 /* ---------------------------------------------------------------- request copies and header lookups */
 
-static void req_copy_init(req_copy_t *rc, h2o_req_t *req)
+void proxy_req_copy_init(req_copy_t *rc, h2o_req_t *req)
 {
     size_t size = req->path.len + req->authority.len + 2;
     for (size_t i = 0; i != req->headers.size; ++i)
@@ -446,7 +346,7 @@ static void req_copy_init(req_copy_t *rc, h2o_req_t *req)
     }
 }
 
-static void req_copy_dispose(req_copy_t *rc)
+void proxy_req_copy_dispose(req_copy_t *rc)
 {
     free(rc->buf);
     free(rc->headers);
@@ -454,7 +354,7 @@ static void req_copy_dispose(req_copy_t *rc)
 }
 
 /* hr_lookup_cb over a request copy */
-static const char *lookup_in_copy(void *ctx, const char *name, size_t name_len, size_t *value_len)
+const char *proxy_lookup_in_copy(void *ctx, const char *name, size_t name_len, size_t *value_len)
 {
     const req_copy_t *rc = ctx;
     for (size_t i = 0; i != rc->num_headers; ++i) {
@@ -467,14 +367,14 @@ static const char *lookup_in_copy(void *ctx, const char *name, size_t name_len, 
 }
 
 /* hr_lookup_cb that finds nothing: the Vary key of the names alone */
-static const char *lookup_none(void *ctx, const char *name, size_t name_len, size_t *value_len)
+const char *proxy_lookup_none(void *ctx, const char *name, size_t name_len, size_t *value_len)
 {
     (void)ctx, (void)name, (void)name_len, (void)value_len;
     return NULL;
 }
 
 /* hr_lookup_cb over a live h2o request */
-static const char *lookup_in_req(void *ctx, const char *name, size_t name_len, size_t *value_len)
+const char *proxy_lookup_in_req(void *ctx, const char *name, size_t name_len, size_t *value_len)
 {
     h2o_req_t *req = ctx;
     ssize_t i = h2o_find_header_by_str(&req->headers, name, name_len, -1);
@@ -489,7 +389,7 @@ static const char *lookup_in_req(void *ctx, const char *name, size_t name_len, s
  * `sep` in order: one field however many lines it came on (RFC 9110 5.3). Returns a new
  * NUL-terminated string (the caller frees it) and its length, or NULL when there is none.
  */
-static char *join_field_lines(const obj_header_t *headers, size_t n, const char *name, char sep, size_t *len_out)
+char *proxy_join_field_lines(const obj_header_t *headers, size_t n, const char *name, char sep, size_t *len_out)
 {
     size_t name_len = strlen(name), total = 0, count = 0;
     for (size_t i = 0; i != n; ++i)
@@ -522,7 +422,7 @@ static char *join_field_lines(const obj_header_t *headers, size_t n, const char 
  * is normalized to br, gzip or nothing, so the thousand spellings browsers send fall
  * into three variants. Returns the length, or SIZE_MAX when it does not fit (not cached).
  */
-static size_t vary_key(const char *names, size_t names_len, hr_lookup_cb lookup, void *ctx, char *buf, size_t cap)
+size_t proxy_vary_key(const char *names, size_t names_len, hr_lookup_cb lookup, void *ctx, char *buf, size_t cap)
 {
     size_t out = 0, i = 0;
     while (i < names_len) {
@@ -569,6 +469,12 @@ static size_t vary_key(const char *names, size_t names_len, hr_lookup_cb lookup,
 
 /* ---------------------------------------------------------------- collapsing */
 
+void proxy_inflight_init(void)
+{
+    for (size_t i = 0; i != INFLIGHT_SHARDS; ++i)
+        pthread_mutex_init(&g_inflight[i].lock, NULL);
+}
+
 static struct inflight_shard *inflight_shard_of(const uint8_t hash[CACHE_HASH_LEN])
 {
     return &g_inflight[hash[0] % INFLIGHT_SHARDS];
@@ -580,7 +486,7 @@ static void waiter_unref(waiter_t *wt)
     if (--wt->refs == 0) {
         obj_unref(&wt->obj);
         if (wt->stream != NULL)
-            stream_unref(wt->stream);
+            proxy_stream_unref(wt->stream);
         wt->magic = 0;
         free(wt);
     }
@@ -598,7 +504,7 @@ static void waiter_on_req_dispose(void *p)
  * later call inflight_wake) or queue req as a waiter on the fetch in flight (returns 0).
  * With req NULL (background refresh) only registers, returning 0 if a fetch is in flight.
  */
-static int inflight_join_or_own(const uint8_t hash[CACHE_HASH_LEN], h2o_req_t *req)
+int proxy_inflight_join_or_own(const uint8_t hash[CACHE_HASH_LEN], h2o_req_t *req)
 {
     struct inflight_shard *shard = inflight_shard_of(hash);
     pthread_mutex_lock(&shard->lock);
@@ -660,7 +566,7 @@ static void inflight_wake(const uint8_t hash[CACHE_HASH_LEN], wake_kind_t kind, 
         return;
     waiter_t *wt = found->waiters;
     if (found->stream != NULL)
-        stream_unref(found->stream);
+        proxy_stream_unref(found->stream);
     free(found);
     while (wt != NULL) {
         waiter_t *next = wt->next;
@@ -674,7 +580,7 @@ static void inflight_wake(const uint8_t hash[CACHE_HASH_LEN], wake_kind_t kind, 
     }
 }
 
-static void fetch_wake_waiters(fetch_t *f, wake_kind_t kind, cache_obj_t *obj, int status)
+void proxy_fetch_wake_waiters(fetch_t *f, wake_kind_t kind, cache_obj_t *obj, int status)
 {
     if (!f->owns_inflight)
         return;
@@ -683,7 +589,7 @@ static void fetch_wake_waiters(fetch_t *f, wake_kind_t kind, cache_obj_t *obj, i
 }
 
 /* the response streams: the waiters so far, and everyone who comes before it ends, read `st` */
-static void inflight_stream_start(const uint8_t hash[CACHE_HASH_LEN], fetch_stream_t *st)
+void proxy_inflight_stream_start(const uint8_t hash[CACHE_HASH_LEN], fetch_stream_t *st)
 {
     struct inflight_shard *shard = inflight_shard_of(hash);
     waiter_t *wt = NULL;
@@ -743,22 +649,11 @@ static const char *reason_phrase(int status)
     }
 }
 
-static int name_is(const char *name, size_t len, const char *lit)
+/* stored headers the client does not get from us as-is (Date goes through proxy_add_date; we compute Age) */
+int proxy_is_not_delivered(const char *name, size_t len, int keep_surrogate)
 {
-    size_t l = strlen(lit);
-    return len == l && memcmp(name, lit, l) == 0;
-}
-
-/* stored headers the client does not get from us as-is (Date goes through add_date; we compute Age) */
-static int is_not_delivered(const char *name, size_t len, int keep_surrogate)
-{
-    return name_is(name, len, "date") || name_is(name, len, "age") ||
-           (!keep_surrogate && (name_is(name, len, "surrogate-control") || name_is(name, len, "surrogate-key")));
-}
-
-static int method_is(h2o_req_t *req, const char *m)
-{
-    return h2o_memis(req->method.base, req->method.len, m, strlen(m));
+    return proxy_name_is(name, len, "date") || proxy_name_is(name, len, "age") ||
+           (!keep_surrogate && (proxy_name_is(name, len, "surrogate-control") || proxy_name_is(name, len, "surrogate-key")));
 }
 
 /* the key rules before proxy_init (admin unit tests build URL-purge keys without a proxy) */
@@ -766,11 +661,11 @@ static const cache_key_rules_t default_key_rules = {.include_host = 1};
 
 size_t proxy_cache_key(char *buf, size_t cap, const char *host, size_t host_len, const char *path, size_t path_len)
 {
-    return cache_key_build(g.cfg != NULL ? &g.key_rules : &default_key_rules, host, host_len, path, path_len, buf, cap);
+    return cache_key_build(proxy_globals.cfg != NULL ? &proxy_globals.key_rules : &default_key_rules, host, host_len, path, path_len, buf, cap);
 }
 
 /* the cache key of a request whose authority and target request_target_or_respond settled (in its pool) */
-static char *request_cache_key(h2o_req_t *req, size_t *key_len)
+char *proxy_request_cache_key(h2o_req_t *req, size_t *key_len)
 {
     size_t cap = cache_key_max_len(req->authority.len, req->path.len);
     char *key = h2o_mem_alloc_pool(&req->pool, cap + 1);
@@ -779,7 +674,7 @@ static char *request_cache_key(h2o_req_t *req, size_t *key_len)
     return key;
 }
 
-static void add_header_str(h2o_req_t *req, const char *name, const char *value, size_t value_len)
+void proxy_add_header_str(h2o_req_t *req, const char *name, const char *value, size_t value_len)
 {
     h2o_add_header_by_str(&req->pool, &req->res.headers, name, strlen(name), 1, NULL, value, value_len);
 }
@@ -790,7 +685,7 @@ static void add_header_str(h2o_req_t *req, const char *name, const char *value, 
  * response was received stands in (`received_ms`, unix ms). server/date_header.c makes h2o
  * send this header instead of its own clock.
  */
-static void add_date(h2o_req_t *req, const char *value, size_t value_len, int64_t received_ms)
+void proxy_add_date(h2o_req_t *req, const char *value, size_t value_len, int64_t received_ms)
 {
     int64_t t;
     if (value == NULL || policy_parse_http_date(value, value_len, &t) != 0)
@@ -800,23 +695,23 @@ static void add_date(h2o_req_t *req, const char *value, size_t value_len, int64_
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_DATE, NULL, buf, n);
 }
 
-static void add_age_and_xcache(h2o_req_t *req, uint32_t age, const char *xcache)
+void proxy_add_age_and_xcache(h2o_req_t *req, uint32_t age, const char *xcache)
 {
     char *buf = h2o_mem_alloc_pool(&req->pool, 16);
     int n = snprintf(buf, 16, "%" PRIu32, age);
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_AGE, NULL, buf, (size_t)n);
-    add_header_str(req, "x-cache", xcache, strlen(xcache));
+    proxy_add_header_str(req, "x-cache", xcache, strlen(xcache));
 }
 
 /* a short plain-text error that names no internals */
-static void send_error(h2o_req_t *req, int status, const char *body)
+void proxy_send_error(h2o_req_t *req, int status, const char *body)
 {
     worker_t *w = worker_of_req(req);
     atomic_fetch_add_explicit(&w->counters.errors, 1, memory_order_relaxed);
     stats_note_synthetic(req);
     req->res.status = status;
     req->res.reason = reason_phrase(status);
-    add_age_and_xcache(req, 0, "MISS");
+    proxy_add_age_and_xcache(req, 0, "MISS");
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("text/plain; charset=utf-8"));
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
     h2o_send_inline(req, body, strlen(body));
@@ -836,7 +731,7 @@ static void pin_obj_to_req(h2o_req_t *req, cache_obj_t *obj)
     *slot = obj;
 }
 
-static int etag_matches(const char *list, size_t list_len, const char *etag, size_t etag_len)
+int proxy_etag_matches(const char *list, size_t list_len, const char *etag, size_t etag_len)
 {
     /* weak comparison (RFC 9110 13.1.2): strip W/ from both sides */
     if (etag_len > 2 && etag[0] == 'W' && etag[1] == '/')
@@ -870,7 +765,7 @@ static int etag_matches(const char *list, size_t list_len, const char *etag, siz
 }
 
 /* RFC 9110 13.2.2: If-None-Match first, else If-Modified-Since; only for GET/HEAD on 200 */
-static int client_conditional_matches(h2o_req_t *req, const cache_obj_t *obj)
+int proxy_client_conditional_matches(h2o_req_t *req, const cache_obj_t *obj)
 {
     if (obj->meta.status != 200)
         return 0;
@@ -880,7 +775,7 @@ static int client_conditional_matches(h2o_req_t *req, const cache_obj_t *obj)
         if (etag == NULL)
             return 0;
         const h2o_iovec_t *v = &req->headers.entries[inm].value;
-        return etag_matches(v->base, v->len, etag->value, etag->value_len);
+        return proxy_etag_matches(v->base, v->len, etag->value, etag->value_len);
     }
     ssize_t ims = h2o_find_header(&req->headers, H2O_TOKEN_IF_MODIFIED_SINCE, -1);
     if (ims != -1) {
@@ -936,7 +831,7 @@ static void stall_watch_dispose(void *p)
 }
 
 /* watch this response until its request is done */
-static void stall_watch_start(h2o_req_t *req)
+void proxy_stall_watch_start(h2o_req_t *req)
 {
     worker_t *w = worker_of_req(req);
     stall_watch_t *sw = h2o_mem_alloc_shared(&req->pool, sizeof(*sw), stall_watch_dispose);
@@ -949,14 +844,14 @@ static void stall_watch_start(h2o_req_t *req)
 }
 
 /* apply the deliver-phase header rules to the response about to be sent */
-static void apply_deliver_rules(h2o_req_t *req)
+void proxy_apply_deliver_rules(h2o_req_t *req)
 {
-    const header_rules_t *rules = live_rules();
+    const header_rules_t *rules = proxy_live_rules();
     if (rules == NULL || rules->count_by_phase[HR_PHASE_DELIVER] == 0)
         return;
     for (size_t i = 0; i != rules->count; ++i) {
         const header_rule_t *r = &rules->rules[i];
-        if (r->phase != HR_PHASE_DELIVER || !header_rule_matches(r, req->path.base, req->path.len, lookup_in_req, req))
+        if (r->phase != HR_PHASE_DELIVER || !header_rule_matches(r, req->path.base, req->path.len, proxy_lookup_in_req, req))
             continue;
         if (r->action == HR_SET || r->action == HR_UNSET) {
             ssize_t c;
@@ -988,13 +883,13 @@ static int if_range_allows(h2o_req_t *req, const cache_obj_t *obj)
 }
 
 /* send a stored object; takes over the caller's reference to obj */
-static void send_object(h2o_req_t *req, cache_obj_t *obj, uint32_t age, const char *xcache)
+void proxy_send_object(h2o_req_t *req, cache_obj_t *obj, uint32_t age, const char *xcache)
 {
     static h2o_generator_t generator = {NULL, NULL};
-    int not_modified = client_conditional_matches(req, obj);
-    int is_head = method_is(req, "HEAD");
+    int not_modified = proxy_client_conditional_matches(req, obj);
+    int is_head = proxy_method_is(req, "HEAD");
     proxy_settings_t settings;
-    current_settings(&settings); /* a seqlock read: no lock, no shared write */
+    proxy_current_settings(&settings); /* a seqlock read: no lock, no shared write */
     int keep_surrogate = settings.keep_surrogate_headers;
     uint64_t first = 0, last = 0;
     int range = 0;
@@ -1010,19 +905,19 @@ static void send_object(h2o_req_t *req, cache_obj_t *obj, uint32_t age, const ch
     req->res.reason = reason_phrase(req->res.status);
     for (uint32_t i = 0; i != obj->num_headers; ++i) {
         const obj_header_t *h = &obj->headers[i];
-        if (is_not_delivered(h->name, h->name_len, keep_surrogate))
+        if (proxy_is_not_delivered(h->name, h->name_len, keep_surrogate))
             continue;
         if ((not_modified || range == -1) && h->name_len > 8 && memcmp(h->name, "content-", 8) == 0)
             continue;
-        if (obj->meta.status == 200 && !not_modified && name_is(h->name, h->name_len, "accept-ranges"))
+        if (obj->meta.status == 200 && !not_modified && proxy_name_is(h->name, h->name_len, "accept-ranges"))
             continue; /* ours below: the cache answers ranges whatever the origin does */
         h2o_add_header_by_str(&req->pool, &req->res.headers, h->name, h->name_len, 1, NULL, h->value, h->value_len);
     }
     if (obj->meta.status == 200 && !not_modified)
-        add_header_str(req, "accept-ranges", H2O_STRLIT("bytes"));
+        proxy_add_header_str(req, "accept-ranges", H2O_STRLIT("bytes"));
     const obj_header_t *date = obj_find_header(obj, H2O_STRLIT("date"));
-    add_date(req, date != NULL ? date->value : NULL, date != NULL ? date->value_len : 0, obj->meta.response_time_ms);
-    add_age_and_xcache(req, age, xcache);
+    proxy_add_date(req, date != NULL ? date->value : NULL, date != NULL ? date->value_len : 0, obj->meta.response_time_ms);
+    proxy_add_age_and_xcache(req, age, xcache);
 
     h2o_iovec_t body = h2o_iovec_init(obj->body, (size_t)obj->body_len);
     if (not_modified) {
@@ -1045,10 +940,10 @@ static void send_object(h2o_req_t *req, cache_obj_t *obj, uint32_t age, const ch
         if (is_head)
             body.len = 0;
     }
-    apply_deliver_rules(req);
+    proxy_apply_deliver_rules(req);
     pin_obj_to_req(req, obj);
     if (body.len > 64 * 1024)
-        stall_watch_start(req); /* smaller bodies fit in the socket buffers */
+        proxy_stall_watch_start(req); /* smaller bodies fit in the socket buffers */
     h2o_start_response(req, &generator);
     h2o_send(req, &body, body.len != 0 ? 1 : 0, H2O_SEND_STATE_FINAL);
 }
@@ -1061,25 +956,25 @@ static int obj_key_equals(const cache_obj_t *obj, const char *key, size_t key_le
 /* memory tier, then LMDB; returns a new reference or NULL */
 static cache_obj_t *lookup_hash(const uint8_t hash[CACHE_HASH_LEN], const char *key, size_t key_len)
 {
-    cache_obj_t *obj = mem_lookup(g.mem, hash);
-    uint64_t generation = store_generation(g.store);
+    cache_obj_t *obj = mem_lookup(proxy_globals.mem, hash);
+    uint64_t generation = store_generation(proxy_globals.store);
 
     if (obj != NULL && (!obj_key_equals(obj, key, key_len) || obj->meta.generation < generation)) {
         if (obj->meta.generation < generation)
-            mem_remove_if_same(g.mem, hash, obj);
+            mem_remove_if_same(proxy_globals.mem, hash, obj);
         obj_unref(&obj);
     }
     if (obj == NULL) {
-        uint64_t epoch = store_purge_epoch(g.store);
-        if (store_get(g.store, hash, key, key_len, &obj) == 0) {
-            if (tombstone_blocks(hash, epoch)) {
+        uint64_t epoch = store_purge_epoch(proxy_globals.store);
+        if (store_get(proxy_globals.store, hash, key, key_len, &obj) == 0) {
+            if (proxy_tombstone_blocks(hash, epoch)) {
                 obj_unref(&obj);
                 return NULL;
             }
-            mem_insert(g.mem, obj);
-            if (store_purge_epoch(g.store) != epoch || store_generation(g.store) != generation) {
+            mem_insert(proxy_globals.mem, obj);
+            if (store_purge_epoch(proxy_globals.store) != epoch || store_generation(proxy_globals.store) != generation) {
                 /* a purge committed while we read: what we read may be purged */
-                mem_remove_if_same(g.mem, hash, obj);
+                mem_remove_if_same(proxy_globals.mem, hash, obj);
                 obj_unref(&obj);
             }
         }
@@ -1095,14 +990,14 @@ static cache_obj_t *lookup(h2o_req_t *req, const uint8_t hash[CACHE_HASH_LEN], c
      * variants may still be in memory (only the writer knows their hashes). Until then the
      * URL is a miss, whatever memory holds.
      */
-    if (atomic_load_explicit(&g_tombstones_pending, memory_order_acquire) != 0 && tombstone_blocks(hash, 0))
+    if (proxy_tombstones_pending() && proxy_tombstone_blocks(hash, 0))
         return NULL;
     cache_obj_t *obj = lookup_hash(hash, key, key_len);
     if (obj == NULL || !(atomic_load(&obj->flags) & OBJ_F_VARY_INDEX))
         return obj;
     const obj_header_t *names = obj_find_header(obj, H2O_STRLIT("vary"));
     char vbuf[VARY_KEY_MAX];
-    size_t vlen = names != NULL ? vary_key(names->value, names->value_len, lookup_in_req, req, vbuf, sizeof(vbuf)) : SIZE_MAX;
+    size_t vlen = names != NULL ? proxy_vary_key(names->value, names->value_len, proxy_lookup_in_req, req, vbuf, sizeof(vbuf)) : SIZE_MAX;
     obj_unref(&obj);
     if (vlen == SIZE_MAX)
         return NULL;
@@ -1115,14 +1010,14 @@ static cache_obj_t *lookup(h2o_req_t *req, const uint8_t hash[CACHE_HASH_LEN], c
 }
 
 /* does the object fit this request (same variant)? used for collapsed waiters */
-static int object_fits_request(h2o_req_t *req, const cache_obj_t *obj)
+int proxy_object_fits_request(h2o_req_t *req, const cache_obj_t *obj)
 {
     if (obj->vary_len == 0)
         return 1;
     size_t names_len;
-    char *names = join_field_lines(obj->headers, obj->num_headers, "vary", ',', &names_len);
+    char *names = proxy_join_field_lines(obj->headers, obj->num_headers, "vary", ',', &names_len);
     char vbuf[VARY_KEY_MAX];
-    size_t vlen = names != NULL ? vary_key(names, names_len, lookup_in_req, req, vbuf, sizeof(vbuf)) : SIZE_MAX;
+    size_t vlen = names != NULL ? proxy_vary_key(names, names_len, proxy_lookup_in_req, req, vbuf, sizeof(vbuf)) : SIZE_MAX;
     free(names);
     return vlen == obj->vary_len && memcmp(vbuf, obj->vary, vlen) == 0;
 }
@@ -1130,7 +1025,7 @@ static int object_fits_request(h2o_req_t *req, const cache_obj_t *obj)
 /* ---------------------------------------------------------------- streaming to collapsed requests */
 
 /* the shared head: what the fetch's own client receives (before deliver rules, Age, X-Cache) */
-static fetch_stream_t *stream_create(int status, h2o_iovec_t reason, const hr_list_t *list, int keep_surrogate,
+fetch_stream_t *proxy_stream_create(int status, h2o_iovec_t reason, const hr_list_t *list, int keep_surrogate,
                                      size_t content_length, uint32_t initial_age, int64_t response_time_ms)
 {
     size_t size = reason.len + 1;
@@ -1153,13 +1048,13 @@ static fetch_stream_t *stream_create(int status, h2o_iovec_t reason, const hr_li
     p += reason.len + 1;
     for (size_t i = 0; i != list->size; ++i) {
         const obj_header_t *h = &list->entries[i];
-        if (name_is(h->name, h->name_len, "date")) {
+        if (proxy_name_is(h->name, h->name_len, "date")) {
             int64_t date;
             if (!date_seen++ && policy_parse_http_date(h->value, h->value_len, &date) == 0)
-                st->date_ms = date * 1000; /* the first one, as add_date takes it */
+                st->date_ms = date * 1000; /* the first one, as proxy_add_date takes it */
             continue;
         }
-        if (is_not_delivered(h->name, h->name_len, keep_surrogate))
+        if (proxy_is_not_delivered(h->name, h->name_len, keep_surrogate))
             continue;
         obj_header_t *o = &st->headers[st->num_headers++];
         memcpy(p, h->name, h->name_len);
@@ -1174,7 +1069,7 @@ static fetch_stream_t *stream_create(int status, h2o_iovec_t reason, const hr_li
     return st;
 }
 
-static void stream_unref(fetch_stream_t *st)
+void proxy_stream_unref(fetch_stream_t *st)
 {
     if (atomic_fetch_sub(&st->refs, 1) != 1)
         return;
@@ -1190,7 +1085,7 @@ static void stream_unref(fetch_stream_t *st)
 
 /* the fetch's side: append body bytes and/or end the body (end: COMPLETE or FAILED; RECEIVING
  * does not end it); wakes the readers. Once the body ended, a publish does nothing. */
-static void stream_publish(fetch_stream_t *st, const void *data, size_t len, fetch_upstream_t end)
+void proxy_stream_publish(fetch_stream_t *st, const void *data, size_t len, fetch_upstream_t end)
 {
     stream_chunk_t *c = NULL;
     if (len != 0) {
@@ -1237,7 +1132,7 @@ static void stream_reader_free(stream_reader_t *r)
 {
     fetch_stream_t *st = r->stream;
     free(r);
-    stream_unref(st);
+    proxy_stream_unref(st);
 }
 
 /* hand the next chunk (or the end) to h2o; r may be gone when this returns after a final send */
@@ -1303,7 +1198,7 @@ static void stream_reader_on_dispose(void *p)
         stream_reader_free(r);
 }
 
-static void on_stream_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+void proxy_on_stream_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
 {
     (void)receiver;
     while (!h2o_linklist_is_empty(messages)) {
@@ -1330,17 +1225,17 @@ static void stream_reader_start(h2o_req_t *req, fetch_stream_t *st)
     for (size_t i = 0; i != st->num_headers; ++i)
         h2o_add_header_by_str(&req->pool, &req->res.headers, st->headers[i].name, st->headers[i].name_len, 1, NULL,
                               st->headers[i].value, st->headers[i].value_len);
-    add_date(req, NULL, 0, st->date_ms);
-    add_age_and_xcache(req, st->initial_age, "HIT");
-    apply_deliver_rules(req);
+    proxy_add_date(req, NULL, 0, st->date_ms);
+    proxy_add_age_and_xcache(req, st->initial_age, "HIT");
+    proxy_apply_deliver_rules(req);
     req->res.content_length = st->content_length;
     atomic_fetch_add_explicit(&w->counters.hits, 1, memory_order_relaxed);
-    if (method_is(req, "HEAD")) {
+    if (proxy_method_is(req, "HEAD")) {
         /* h2o flattens the headers on this send: the stream's bytes need not outlive it */
         static h2o_generator_t generator = {NULL, NULL};
         h2o_start_response(req, &generator);
         h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
-        stream_unref(st);
+        proxy_stream_unref(st);
         return;
     }
     stream_reader_t *r = calloc(1, sizeof(*r));
@@ -1357,7 +1252,7 @@ static void stream_reader_start(h2o_req_t *req, fetch_stream_t *st)
     r->next = st->readers;
     st->readers = r;
     pthread_mutex_unlock(&st->lock);
-    stall_watch_start(req);
+    proxy_stall_watch_start(req);
     h2o_start_response(req, &r->super);
     stream_reader_pump(r);
 }
@@ -1445,14 +1340,14 @@ static fetch_link_t *link_create(h2o_req_t *req, fetch_t *f)
 /* ---------------------------------------------------------------- fetch: lifecycle */
 /* ---------------------------------------------------------------- fetch: lifecycle */
 
-static void fetch_free(fetch_t *f)
+void proxy_fetch_free(fetch_t *f)
 {
     assert(f->magic == FETCH_MAGIC);
     /* anyone still waiting must not wait forever */
-    fetch_wake_waiters(f, WAKE_ERROR, NULL, 502);
+    proxy_fetch_wake_waiters(f, WAKE_ERROR, NULL, 502);
     if (f->stream != NULL) {
-        stream_publish(f->stream, NULL, 0, FETCH_UPSTREAM_FAILED); /* no-op when it already ended */
-        stream_unref(f->stream);
+        proxy_stream_publish(f->stream, NULL, 0, FETCH_UPSTREAM_FAILED); /* no-op when it already ended */
+        proxy_stream_unref(f->stream);
         f->stream = NULL;
     }
     if (f->link != NULL) {
@@ -1467,7 +1362,7 @@ static void fetch_free(fetch_t *f)
     free(f->hostline);
     backend_release(&f->backend);
     free(f->vary_names);
-    req_copy_dispose(&f->rc);
+    proxy_req_copy_dispose(&f->rc);
     h2o_linklist_unlink(&f->node);
     f->magic = 0;
     free(f);
@@ -1498,11 +1393,11 @@ static void fetch_on_client_gone(fetch_t *f)
         origin_client_cancel(f->client);
         f->client = NULL;
     }
-    fetch_free(f);
+    proxy_fetch_free(f);
 }
 
 /* may this stale copy stand in for an origin failure now? */
-static int stale_usable_on_error(const cache_obj_t *stale, int64_t now_ms, uint32_t *age_out)
+int proxy_stale_usable_on_error(const cache_obj_t *stale, int64_t now_ms, uint32_t *age_out)
 {
     /* must-revalidate and no-cache (RFC 9111 5.2.2.2, 5.2.2.4): never without successful validation */
     if (stale == NULL || (atomic_load(&stale->flags) & (OBJ_F_MUST_REVALIDATE | OBJ_F_NO_CACHE)))
@@ -1512,24 +1407,24 @@ static int stale_usable_on_error(const cache_obj_t *stale, int64_t now_ms, uint3
     return (uint64_t)age < (uint64_t)stale->meta.ttl + stale_if_error_window(stale);
 }
 
-static const char no_backend_error[] = "no healthy backend";
+const char proxy_no_backend_error[] = "no healthy backend";
 
 /* the origin exchange failed before a usable response head (or no backend could take it):
  * stale copy, or an error */
-static void fetch_fail_before_head(fetch_t *f, const char *errstr)
+void proxy_fetch_fail_before_head(fetch_t *f, const char *errstr)
 {
     worker_t *w = f->w;
     fetch_link_t *link = f->link;
     uint32_t age = 0;
-    int status = errstr == no_backend_error                            ? 503
+    int status = errstr == proxy_no_backend_error                            ? 503
                  : errstr != NULL && strstr(errstr, "timeout") != NULL ? 504
                                                                        : 502;
-    int use_stale = f->mode == FETCH_CACHE && stale_usable_on_error(f->stale, obj_now_ms(), &age);
+    int use_stale = f->mode == FETCH_CACHE && proxy_stale_usable_on_error(f->stale, obj_now_ms(), &age);
 
     if (use_stale)
-        fetch_wake_waiters(f, WAKE_OBJECT, f->stale, 0);
+        proxy_fetch_wake_waiters(f, WAKE_OBJECT, f->stale, 0);
     else
-        fetch_wake_waiters(f, WAKE_ERROR, NULL, status);
+        proxy_fetch_wake_waiters(f, WAKE_ERROR, NULL, status);
     if (link == NULL || link->final_sent)
         return;
     h2o_req_t *req = link->req;
@@ -1539,13 +1434,13 @@ static void fetch_fail_before_head(fetch_t *f, const char *errstr)
     if (use_stale) {
         /* stale-if-error: the copy we have beats an error */
         atomic_fetch_add_explicit(&w->counters.stale_served, 1, memory_order_relaxed);
-        send_object(req, obj_ref(f->stale), age, "HIT");
+        proxy_send_object(req, obj_ref(f->stale), age, "HIT");
     } else if (status == 504) {
-        send_error(req, 504, "origin timed out\n");
+        proxy_send_error(req, 504, "origin timed out\n");
     } else if (status == 503) {
-        send_error(req, 503, "no origin available\n");
+        proxy_send_error(req, 503, "no origin available\n");
     } else {
-        send_error(req, 502, "origin unreachable or invalid response\n");
+        proxy_send_error(req, 502, "origin unreachable or invalid response\n");
     }
 }
 
@@ -1555,16 +1450,16 @@ static void fetch_fail_before_head(fetch_t *f, const char *errstr)
  * purge still queued ahead of the put is caught by the writer (store_put_since), which then
  * drops the put and the memory copy.
  */
-static int publish_object(fetch_t *f, cache_obj_t *obj)
+int proxy_publish_object(fetch_t *f, cache_obj_t *obj)
 {
-    if (store_generation(g.store) != f->generation ||
-        store_purged_since(g.store, f->epoch, f->key, f->key_len, obj->skeys, obj->skeys_len))
+    if (store_generation(proxy_globals.store) != f->generation ||
+        store_purged_since(proxy_globals.store, f->epoch, f->key, f->key_len, obj->skeys, obj->skeys_len))
         return 0;
-    mem_insert(g.mem, obj);
-    store_put_since(g.store, obj, f->epoch);
+    mem_insert(proxy_globals.mem, obj);
+    store_put_since(proxy_globals.store, obj, f->epoch);
     /* a purge that committed between the check and the insert must still win */
-    if (store_purged_since(g.store, f->epoch, f->key, f->key_len, obj->skeys, obj->skeys_len)) {
-        mem_remove_if_same(g.mem, obj->hash, obj);
+    if (store_purged_since(proxy_globals.store, f->epoch, f->key, f->key_len, obj->skeys, obj->skeys_len)) {
+        mem_remove_if_same(proxy_globals.mem, obj->hash, obj);
         return 0;
     }
     return 1;
@@ -1582,7 +1477,7 @@ static void publish_vary_index(fetch_t *f, int64_t now_ms)
     obj_header_t h = {"vary", 4, f->vary_names, (uint32_t)strlen(f->vary_names)};
     obj_builder_t *b = obj_builder_begin(&meta, f->key, f->key_len, NULL, 0, "", 0, &h, 1, 0);
     cache_obj_t *index = obj_builder_finish(b);
-    publish_object(f, index);
+    proxy_publish_object(f, index);
     obj_unref(&index);
 }
 
@@ -1592,8 +1487,8 @@ static void fetch_finish_object(fetch_t *f)
     f->builder = NULL;
     if (f->vary_names != NULL)
         publish_vary_index(f, obj->meta.response_time_ms);
-    publish_object(f, obj);
-    fetch_wake_waiters(f, WAKE_OBJECT, obj, 0);
+    proxy_publish_object(f, obj);
+    proxy_fetch_wake_waiters(f, WAKE_OBJECT, obj, 0);
     obj_unref(&obj);
 }
 
@@ -1602,13 +1497,13 @@ static void invalidate_key(const char *key, size_t key_len)
 {
     uint8_t hash[CACHE_HASH_LEN];
     obj_key_hash(key, key_len, hash);
-    tombstone_mark(hash, store_purge_epoch(g.store));
-    mem_remove(g.mem, hash);
+    tombstone_mark(hash, store_purge_epoch(proxy_globals.store));
+    mem_remove(proxy_globals.mem, hash);
     uint8_t *arg = malloc(CACHE_HASH_LEN);
     if (arg == NULL)
         abort();
     memcpy(arg, hash, CACHE_HASH_LEN);
-    store_purge_key_url(g.store, key, key_len, 0, tombstone_on_committed, arg);
+    store_purge_key_url(proxy_globals.store, key, key_len, 0, tombstone_on_committed, arg);
 }
 
 /* Location / Content-Location naming a URL of the same host (absolute path or absolute URL) */
@@ -1641,6 +1536,15 @@ static void invalidate_location(fetch_t *f, const char *v, size_t vlen)
     free(key);
 }
 
+void proxy_invalidate_after_unsafe(fetch_t *f, const h2o_header_t *headers, size_t num_headers)
+{
+    invalidate_key(f->key, f->key_len);
+    for (size_t i = 0; i != num_headers; ++i)
+        if (proxy_name_is(headers[i].name->base, headers[i].name->len, "location") ||
+            proxy_name_is(headers[i].name->base, headers[i].name->len, "content-location"))
+            invalidate_location(f, headers[i].value.base, headers[i].value.len);
+}
+
 /*
  * Hand the end of the response to the client. The link is detached first: h2o may
  * dispose of the request synchronously when it gets a final or error send.
@@ -1669,16 +1573,16 @@ static int on_body(origin_client_t *client, const char *errstr)
     if (len != 0) {
         stats_note_origin_bytes(f->w->index, len);
         if (f->builder != NULL) {
-            if (obj_builder_body_len(f->builder) + len > g.max_object_size) {
+            if (obj_builder_body_len(f->builder) + len > proxy_globals.max_object_size) {
                 /* too big to cache: keep streaming, stop collecting; waiters fetch for themselves */
                 obj_builder_discard(f->builder);
                 f->builder = NULL;
-                fetch_wake_waiters(f, WAKE_PASS, NULL, 0);
+                proxy_fetch_wake_waiters(f, WAKE_PASS, NULL, 0);
                 if (f->stream != NULL) {
                     /* the shared stream holds the whole body: it must not grow past the cache's limit
                      * either, so its readers are cut here (the only bounded choice) */
-                    stream_publish(f->stream, NULL, 0, FETCH_UPSTREAM_FAILED);
-                    stream_unref(f->stream);
+                    proxy_stream_publish(f->stream, NULL, 0, FETCH_UPSTREAM_FAILED);
+                    proxy_stream_unref(f->stream);
                     f->stream = NULL;
                 }
             } else {
@@ -1691,7 +1595,7 @@ static int on_body(origin_client_t *client, const char *errstr)
             f->link->pending->size += len;
         }
         if (f->stream != NULL)
-            stream_publish(f->stream, (*input)->bytes, len, FETCH_UPSTREAM_RECEIVING);
+            proxy_stream_publish(f->stream, (*input)->bytes, len, FETCH_UPSTREAM_RECEIVING);
         h2o_buffer_consume(input, len);
     }
 
@@ -1708,7 +1612,7 @@ static int on_body(origin_client_t *client, const char *errstr)
         if (f->cancel_requested || !fetch_body_wanted(f)) {
             /* nobody wants the rest: returning non-zero closes the connection */
             f->client = NULL;
-            fetch_free(f);
+            proxy_fetch_free(f);
             return -1;
         }
         return 0;
@@ -1720,7 +1624,7 @@ static int on_body(origin_client_t *client, const char *errstr)
         if (f->builder != NULL)
             fetch_finish_object(f);
         if (f->stream != NULL)
-            stream_publish(f->stream, NULL, 0, FETCH_UPSTREAM_COMPLETE);
+            proxy_stream_publish(f->stream, NULL, 0, FETCH_UPSTREAM_COMPLETE);
         fetch_end_link(f, FETCH_UPSTREAM_COMPLETE);
     } else {
         /* truncated, timed out or malformed: never store, abort the client's response */
@@ -1728,44 +1632,44 @@ static int on_body(origin_client_t *client, const char *errstr)
             obj_builder_discard(f->builder);
             f->builder = NULL;
         }
-        fetch_wake_waiters(f, WAKE_ERROR, NULL, 502);
+        proxy_fetch_wake_waiters(f, WAKE_ERROR, NULL, 502);
         backend_report(f->backend, 0);
         if (f->link != NULL)
             atomic_fetch_add_explicit(&f->w->counters.errors, 1, memory_order_relaxed);
         fetch_end_link(f, FETCH_UPSTREAM_FAILED);
     }
-    fetch_free(f);
+    proxy_fetch_free(f);
     return 0;
 }
 
 /* the origin's headers as we keep them: no per-hop fields (the fixed ones and those its Connection
  * names, RFC 9110 7.6.1), no length, no Age; fetch rules applied */
-static void origin_headers_to_list(fetch_t *f, const h2o_header_t *headers, size_t num_headers, hr_list_t *list)
+void proxy_origin_headers_to_list(fetch_t *f, const h2o_header_t *headers, size_t num_headers, hr_list_t *list)
 {
     for (size_t i = 0; i != num_headers; ++i) {
         const h2o_iovec_t *name = headers[i].name;
-        if (http_fields_is_hop_by_hop(name->base, name->len) || name_is(name->base, name->len, "content-length") ||
-            name_is(name->base, name->len, "age") || http_fields_listed_in_connection(headers, num_headers, name->base, name->len))
+        if (http_fields_is_hop_by_hop(name->base, name->len) || proxy_name_is(name->base, name->len, "content-length") ||
+            proxy_name_is(name->base, name->len, "age") || http_fields_listed_in_connection(headers, num_headers, name->base, name->len))
             continue;
         hr_list_push(list, name->base, name->len, headers[i].value.base, headers[i].value.len);
     }
-    header_rules_apply(live_rules(), HR_PHASE_FETCH, list, f->rc.path, f->rc.path_len, lookup_in_copy, &f->rc);
+    header_rules_apply(proxy_live_rules(), HR_PHASE_FETCH, list, f->rc.path, f->rc.path_len, proxy_lookup_in_copy, &f->rc);
 }
 
 /* run the policy over a header list (+ the origin's Age, which the list does not keep) */
-static void decide(fetch_t *f, int status, const hr_list_t *list, const h2o_header_t *origin, size_t num_origin,
+void proxy_fetch_decide(fetch_t *f, int status, const hr_list_t *list, const h2o_header_t *origin, size_t num_origin,
                    int64_t response_time_ms, policy_decision_t *dec)
 {
     policy_header_t ph[MAX_ORIGIN_HEADERS + 4];
     size_t n = 0;
     for (size_t i = 0; i != list->size && n < MAX_ORIGIN_HEADERS; ++i) {
         const obj_header_t *h = &list->entries[i];
-        if (f->settings.cookie_policy_strip && name_is(h->name, h->name_len, "set-cookie"))
+        if (f->settings.cookie_policy_strip && proxy_name_is(h->name, h->name_len, "set-cookie"))
             continue; /* stripped before storing: it does not stop storing */
         ph[n++] = (policy_header_t){h->name, h->name_len, h->value, h->value_len};
     }
     for (size_t i = 0; i != num_origin && n < MAX_ORIGIN_HEADERS + 4; ++i)
-        if (name_is(origin[i].name->base, origin[i].name->len, "age"))
+        if (proxy_name_is(origin[i].name->base, origin[i].name->len, "age"))
             ph[n++] = (policy_header_t){"age", 3, origin[i].value.base, origin[i].value.len};
     /* the policy works in whole seconds; its response_delay (the fetch's duration) is taken from the
      * milliseconds, not from two truncated clocks: a fetch of a few ms across a second boundary would
@@ -1773,13 +1677,13 @@ static void decide(fetch_t *f, int status, const hr_list_t *list, const h2o_head
     int64_t response_time = response_time_ms / 1000;
     int64_t took_ms = response_time_ms > f->request_time_ms ? response_time_ms - f->request_time_ms : 0;
     policy_request_info_t ri = {.method_is_get_or_head = 1,
-                                .has_authorization = lookup_in_copy(&f->rc, H2O_STRLIT("authorization"), &(size_t){0}) != NULL,
+                                .has_authorization = proxy_lookup_in_copy(&f->rc, H2O_STRLIT("authorization"), &(size_t){0}) != NULL,
                                 .request_time = response_time - took_ms / 1000,
                                 .response_time = response_time};
     policy_decide(status, ph, n, &ri, &f->settings.policy, dec);
 }
 
-static obj_meta_t meta_from_decision(fetch_t *f, int status, const policy_decision_t *dec, int64_t response_time_ms)
+obj_meta_t proxy_meta_from_decision(fetch_t *f, int status, const policy_decision_t *dec, int64_t response_time_ms)
 {
     return (obj_meta_t){.status = (uint16_t)status,
                         .flags = (dec->no_cache ? OBJ_F_NO_CACHE : 0) | (dec->must_revalidate ? OBJ_F_MUST_REVALIDATE : 0),
@@ -1793,13 +1697,13 @@ static obj_meta_t meta_from_decision(fetch_t *f, int status, const policy_decisi
 }
 
 /* 304 to our conditional request: refresh the stored copy's headers and TTL, keep its body */
-static void fetch_on_revalidated(fetch_t *f, const h2o_header_t *headers, size_t num_headers, int64_t response_time_ms)
+void proxy_fetch_on_revalidated(fetch_t *f, const h2o_header_t *headers, size_t num_headers, int64_t response_time_ms)
 {
     cache_obj_t *stale = f->stale;
     hr_list_t updates = {0}, merged = {0};
 
     /* RFC 9111 4.3.4: the stored headers, with those the 304 carries replacing them */
-    origin_headers_to_list(f, headers, num_headers, &updates);
+    proxy_origin_headers_to_list(f, headers, num_headers, &updates);
     for (uint32_t i = 0; i != stale->num_headers; ++i) {
         const obj_header_t *h = &stale->headers[i];
         int replaced = 0;
@@ -1816,8 +1720,8 @@ static void fetch_on_revalidated(fetch_t *f, const h2o_header_t *headers, size_t
 
     /* freshness from the merged headers and the stored status, as if the full response had come again */
     policy_decision_t dec;
-    decide(f, stale->meta.status, &merged, headers, num_headers, response_time_ms, &dec);
-    obj_meta_t meta = meta_from_decision(f, stale->meta.status, &dec, response_time_ms);
+    proxy_fetch_decide(f, stale->meta.status, &merged, headers, num_headers, response_time_ms, &dec);
+    obj_meta_t meta = proxy_meta_from_decision(f, stale->meta.status, &dec, response_time_ms);
     cache_obj_t *fresh = obj_rebuild(stale, &meta, merged.entries, merged.size);
     hr_list_dispose(&updates);
     hr_list_dispose(&merged);
@@ -1826,8 +1730,8 @@ static void fetch_on_revalidated(fetch_t *f, const h2o_header_t *headers, size_t
     /* not storable (the 304 sets a cookie, says no-store, or answers this request's Authorization):
      * it is this request's answer, not the waiters', who fetch for themselves */
     if (dec.storable)
-        publish_object(f, fresh);
-    fetch_wake_waiters(f, dec.storable ? WAKE_OBJECT : WAKE_MISS, dec.storable ? fresh : NULL, 0);
+        proxy_publish_object(f, fresh);
+    proxy_fetch_wake_waiters(f, dec.storable ? WAKE_OBJECT : WAKE_MISS, dec.storable ? fresh : NULL, 0);
     if (f->link != NULL && !f->link->final_sent) {
         fetch_link_t *link = f->link;
         link->fetch = NULL;
@@ -1835,12 +1739,12 @@ static void fetch_on_revalidated(fetch_t *f, const h2o_header_t *headers, size_t
         link->final_sent = 1;
         atomic_fetch_add_explicit(&f->w->counters.hits, 1, memory_order_relaxed);
         /* the stored body, but only after the origin confirmed it: not a plain HIT (nginx's label) */
-        send_object(link->req, obj_ref(fresh), dec.initial_age, "REVALIDATED");
+        proxy_send_object(link->req, obj_ref(fresh), dec.initial_age, "REVALIDATED");
     }
     obj_unref(&fresh);
 }
 
-static origin_client_body_cb on_head(origin_client_t *client, const char *errstr, int minor_version, int status,
+origin_client_body_cb proxy_fetch_on_head(origin_client_t *client, const char *errstr, int minor_version, int status,
                                      h2o_iovec_t msg, h2o_header_t *headers, size_t num_headers)
 {
     fetch_t *f = origin_client_data(client);
@@ -1852,33 +1756,28 @@ static origin_client_body_cb on_head(origin_client_t *client, const char *errstr
     if (errstr != NULL && errstr != origin_client_error_is_eos) {
         f->client = NULL;
         backend_report(f->backend, 0);
-        fetch_fail_before_head(f, errstr);
-        fetch_free(f);
+        proxy_fetch_fail_before_head(f, errstr);
+        proxy_fetch_free(f);
         return NULL;
     }
     int is_eos = errstr == origin_client_error_is_eos;
 
-    if (f->invalidate_on_success && status >= 200 && status < 400) {
-        invalidate_key(f->key, f->key_len);
-        for (size_t i = 0; i != num_headers; ++i)
-            if (name_is(headers[i].name->base, headers[i].name->len, "location") ||
-                name_is(headers[i].name->base, headers[i].name->len, "content-location"))
-                invalidate_location(f, headers[i].value.base, headers[i].value.len);
-    }
+    if (f->invalidate_on_success && status >= 200 && status < 400)
+        proxy_invalidate_after_unsafe(f, headers, num_headers);
 
     if (f->mode == FETCH_CACHE && status == 304 && f->stale != NULL && f->revalidating) {
         f->client = NULL; /* we return NULL: the client closes itself */
-        fetch_on_revalidated(f, headers, num_headers, response_time_ms);
-        fetch_free(f);
+        proxy_fetch_on_revalidated(f, headers, num_headers, response_time_ms);
+        proxy_fetch_free(f);
         return NULL;
     }
     if (f->mode == FETCH_CACHE && status >= 500 && f->stale != NULL) {
         /* stale-if-error also covers an origin that answers with a server error */
         uint32_t age;
-        if (stale_usable_on_error(f->stale, response_time_ms, &age)) {
+        if (proxy_stale_usable_on_error(f->stale, response_time_ms, &age)) {
             f->client = NULL;
-            fetch_fail_before_head(f, "origin 5xx");
-            fetch_free(f);
+            proxy_fetch_fail_before_head(f, "origin 5xx");
+            proxy_fetch_free(f);
             return NULL;
         }
     }
@@ -1890,55 +1789,55 @@ static origin_client_body_cb on_head(origin_client_t *client, const char *errstr
         content_length = SIZE_MAX;
         /* a HEAD answered by the origin: its Content-Length describes the GET, pass it on */
         for (size_t i = 0; f->client_is_head && status != 304 && i != num_headers; ++i)
-            if (name_is(headers[i].name->base, headers[i].name->len, "content-length"))
+            if (proxy_name_is(headers[i].name->base, headers[i].name->len, "content-length"))
                 content_length = h2o_strtosize(headers[i].value.base, headers[i].value.len);
     }
-    origin_headers_to_list(f, headers, num_headers, &list);
+    proxy_origin_headers_to_list(f, headers, num_headers, &list);
 
     /* a passed response too: its Age is the origin's corrected initial age, not 0 (RFC 9111 4.2.3) */
     policy_decision_t dec;
-    decide(f, status, &list, headers, num_headers, response_time_ms, &dec);
+    proxy_fetch_decide(f, status, &list, headers, num_headers, response_time_ms, &dec);
     int storable = f->mode == FETCH_CACHE && dec.storable;
 
     /* what is stored: the list without Set-Cookie under the strip policy */
     /* every line of Vary and Surrogate-Key counts (RFC 9110 5.3; the policy refused Vary: * already) */
     size_t skeys_len = 0, vary_len = 0;
-    char *skeys = join_field_lines(list.entries, list.size, "surrogate-key", ' ', &skeys_len);
-    char *vary = join_field_lines(list.entries, list.size, "vary", ',', &vary_len);
+    char *skeys = proxy_join_field_lines(list.entries, list.size, "surrogate-key", ' ', &skeys_len);
+    char *vary = proxy_join_field_lines(list.entries, list.size, "vary", ',', &vary_len);
     /* not storable because of this request (not of the response): nothing is remembered about the URL */
     int not_stored_by_request = f->mode == FETCH_CACHE && !storable && dec.not_stored_by_request;
     char vbuf[VARY_KEY_MAX];
     size_t vlen = 0;
     if (storable && vary != NULL) {
-        vlen = vary_key(vary, vary_len, lookup_in_copy, &f->rc, vbuf, sizeof(vbuf));
+        vlen = proxy_vary_key(vary, vary_len, proxy_lookup_in_copy, &f->rc, vbuf, sizeof(vbuf));
         if (vlen == SIZE_MAX) {
             storable = 0;
             /* too long with this request's values, or with the response's Vary names alone? */
-            not_stored_by_request = vary_key(vary, vary_len, lookup_none, NULL, vbuf, sizeof(vbuf)) != SIZE_MAX;
+            not_stored_by_request = proxy_vary_key(vary, vary_len, proxy_lookup_none, NULL, vbuf, sizeof(vbuf)) != SIZE_MAX;
         } else {
-            f->vary_names = vary; /* the fetch's from here (fetch_free) */
+            f->vary_names = vary; /* the fetch's from here (proxy_fetch_free) */
         }
     }
-    if (storable && content_length != SIZE_MAX && content_length > g.max_object_size)
+    if (storable && content_length != SIZE_MAX && content_length > proxy_globals.max_object_size)
         storable = 0;
     if (storable) {
-        obj_meta_t meta = meta_from_decision(f, status, &dec, response_time_ms);
+        obj_meta_t meta = proxy_meta_from_decision(f, status, &dec, response_time_ms);
         hr_list_t stored = {0};
         for (size_t i = 0; i != list.size; ++i)
-            if (!(f->settings.cookie_policy_strip && name_is(list.entries[i].name, list.entries[i].name_len, "set-cookie")))
+            if (!(f->settings.cookie_policy_strip && proxy_name_is(list.entries[i].name, list.entries[i].name_len, "set-cookie")))
                 hr_list_push(&stored, list.entries[i].name, list.entries[i].name_len, list.entries[i].value,
                              list.entries[i].value_len);
         f->builder = obj_builder_begin(&meta, f->key, f->key_len, skeys, skeys_len, vary != NULL ? vbuf : "",
                                        vary != NULL ? vlen : 0, stored.entries, stored.size,
                                        content_length == SIZE_MAX ? 0 : content_length);
-        hfp_clear(f->hash);
+        proxy_hfp_clear(f->hash);
         atomic_fetch_add_explicit(&w->counters.misses, 1, memory_order_relaxed);
         if (f->owns_inflight && vary == NULL && !is_eos) {
             /* requests collapsed onto this fetch read the body as it arrives: other clients, so
              * they get what is stored (no Set-Cookie under the strip policy), not this one's head */
-            f->stream = stream_create(status, msg, &stored, f->settings.keep_surrogate_headers, content_length,
+            f->stream = proxy_stream_create(status, msg, &stored, f->settings.keep_surrogate_headers, content_length,
                                       dec.initial_age, response_time_ms);
-            inflight_stream_start(f->hash, f->stream);
+            proxy_inflight_stream_start(f->hash, f->stream);
         }
         hr_list_dispose(&stored);
     } else {
@@ -1951,8 +1850,8 @@ static origin_client_body_cb on_head(origin_client_t *client, const char *errstr
          */
         int url_uncacheable = f->mode == FETCH_CACHE && !not_stored_by_request && status < 400;
         if (url_uncacheable)
-            hfp_mark(f->hash);
-        fetch_wake_waiters(f, url_uncacheable ? WAKE_PASS : WAKE_MISS, NULL, 0);
+            proxy_hfp_mark(f->hash);
+        proxy_fetch_wake_waiters(f, url_uncacheable ? WAKE_PASS : WAKE_MISS, NULL, 0);
         atomic_fetch_add_explicit(&w->counters.passes, 1, memory_order_relaxed);
     }
     free(skeys);
@@ -1968,8 +1867,8 @@ static origin_client_body_cb on_head(origin_client_t *client, const char *errstr
         req->res.reason = h2o_strdup(&req->pool, msg.base, msg.len).base;
         for (size_t i = 0; i != list.size; ++i) {
             const obj_header_t *h = &list.entries[i];
-            if (name_is(h->name, h->name_len, "date") ||
-                (f->mode == FETCH_CACHE && is_not_delivered(h->name, h->name_len, f->settings.keep_surrogate_headers)))
+            if (proxy_name_is(h->name, h->name_len, "date") ||
+                (f->mode == FETCH_CACHE && proxy_is_not_delivered(h->name, h->name_len, f->settings.keep_surrogate_headers)))
                 continue;
             /* the origin's bytes live in the client's buffer: copy them into the request pool */
             h2o_iovec_t value = h2o_strdup(&req->pool, h->value, h->value_len);
@@ -1978,13 +1877,13 @@ static origin_client_body_cb on_head(origin_client_t *client, const char *errstr
         }
         const obj_header_t *date = NULL;
         for (size_t i = 0; i != list.size && date == NULL; ++i)
-            if (name_is(list.entries[i].name, list.entries[i].name_len, "date"))
+            if (proxy_name_is(list.entries[i].name, list.entries[i].name_len, "date"))
                 date = &list.entries[i];
-        add_date(req, date != NULL ? date->value : NULL, date != NULL ? date->value_len : 0, response_time_ms);
-        add_age_and_xcache(req, dec.initial_age, storable ? "MISS" : "PASS");
-        apply_deliver_rules(req);
+        proxy_add_date(req, date != NULL ? date->value : NULL, date != NULL ? date->value_len : 0, response_time_ms);
+        proxy_add_age_and_xcache(req, dec.initial_age, storable ? "MISS" : "PASS");
+        proxy_apply_deliver_rules(req);
         req->res.content_length = content_length;
-        stall_watch_start(req);
+        proxy_stall_watch_start(req);
         h2o_start_response(req, &link->super);
         if (f->client_is_head && !is_eos) {
             /* the client asked HEAD, we fetched GET to fill the cache: answer now, keep reading to store */
@@ -1998,13 +1897,13 @@ static origin_client_body_cb on_head(origin_client_t *client, const char *errstr
         if (f->builder != NULL)
             fetch_finish_object(f);
         fetch_end_link(f, FETCH_UPSTREAM_COMPLETE);
-        fetch_free(f);
+        proxy_fetch_free(f);
         return NULL;
     }
     /* (a response not stored woke its waiters above: no builder means no waiters either) */
     if (!fetch_body_wanted(f)) {
         f->client = NULL;
-        fetch_free(f);
+        proxy_fetch_free(f);
         return NULL; /* nobody needs the body */
     }
     return on_body;
@@ -2014,7 +1913,7 @@ static origin_client_head_cb on_connect(origin_client_t *client, const char *err
                                         size_t *reqbufcnt, int *method_is_head);
 
 /* start the exchange with the backend picked (takes over its reference) */
-static void fetch_connect(fetch_t *f, backend_pick_t *pick)
+void proxy_fetch_connect(fetch_t *f, backend_pick_t *pick)
 {
     const char *host = pick->host_header != NULL ? pick->host_header : f->rc.authority;
     size_t host_len = pick->host_header != NULL ? pick->host_header_len : f->rc.authority_len;
@@ -2047,37 +1946,37 @@ static origin_client_head_cb on_connect(origin_client_t *client, const char *err
             if (backend_pick(f->w, f->hash, f->backend, &pick) == 0) {
                 f->retried = 1;
                 backend_release(&f->backend);
-                fetch_connect(f, &pick);
+                proxy_fetch_connect(f, &pick);
                 return NULL;
             }
         }
-        fetch_fail_before_head(f, errstr);
-        fetch_free(f);
+        proxy_fetch_fail_before_head(f, errstr);
+        proxy_fetch_free(f);
         return NULL;
     }
     f->request_time_ms = obj_now_ms();
     *reqbufs = f->reqbufs;
     *reqbufcnt = f->reqbufs[3].len != 0 ? 4 : 3;
     *method_is_head = f->mode == FETCH_PASS && f->client_is_head;
-    return on_head;
+    return proxy_fetch_on_head;
 }
 
 /* request headers we do not forward as they are (those the client's Connection named are gone already: on_req) */
 static int skip_request_header(const obj_header_t *h, enum fetch_mode mode)
 {
-    if (http_fields_is_hop_by_hop(h->name, h->name_len) || name_is(h->name, h->name_len, "host") ||
-        name_is(h->name, h->name_len, "content-length") || name_is(h->name, h->name_len, "x-forwarded-for"))
+    if (http_fields_is_hop_by_hop(h->name, h->name_len) || proxy_name_is(h->name, h->name_len, "host") ||
+        proxy_name_is(h->name, h->name_len, "content-length") || proxy_name_is(h->name, h->name_len, "x-forwarded-for"))
         return 1;
     /* a cache fill fetches the whole object; client conditionals and ranges are answered from the cache */
     if (mode == FETCH_CACHE &&
-        (name_is(h->name, h->name_len, "if-none-match") || name_is(h->name, h->name_len, "if-modified-since") ||
-         name_is(h->name, h->name_len, "if-match") || name_is(h->name, h->name_len, "if-unmodified-since") ||
-         name_is(h->name, h->name_len, "range") || name_is(h->name, h->name_len, "if-range")))
+        (proxy_name_is(h->name, h->name_len, "if-none-match") || proxy_name_is(h->name, h->name_len, "if-modified-since") ||
+         proxy_name_is(h->name, h->name_len, "if-match") || proxy_name_is(h->name, h->name_len, "if-unmodified-since") ||
+         proxy_name_is(h->name, h->name_len, "range") || proxy_name_is(h->name, h->name_len, "if-range")))
         return 1;
     return 0;
 }
 
-static void build_origin_request(fetch_t *f, h2o_req_t *req)
+void proxy_build_origin_request(fetch_t *f, h2o_req_t *req)
 {
     hr_list_t list = {0};
     char xff[INET6_ADDRSTRLEN + 256];
@@ -2086,7 +1985,7 @@ static void build_origin_request(fetch_t *f, h2o_req_t *req)
         const obj_header_t *h = &f->rc.headers[i];
         if (skip_request_header(h, f->mode))
             continue;
-        if (f->mode == FETCH_CACHE && name_is(h->name, h->name_len, "accept-encoding")) {
+        if (f->mode == FETCH_CACHE && proxy_name_is(h->name, h->name_len, "accept-encoding")) {
             /* the origin chooses from what the cache keys on, so a stored variant always matches its key */
             const char *norm = policy_normalize_accept_encoding(h->value, h->value_len);
             if (norm[0] != '\0')
@@ -2112,14 +2011,14 @@ static void build_origin_request(fetch_t *f, h2o_req_t *req)
         socklen_t sl = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
         char host[NI_MAXHOST];
         size_t prev_len = 0;
-        const char *prev = lookup_in_copy(&f->rc, H2O_STRLIT("x-forwarded-for"), &prev_len);
+        const char *prev = proxy_lookup_in_copy(&f->rc, H2O_STRLIT("x-forwarded-for"), &prev_len);
         if (sl != 0 && getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), NULL, 0, NI_NUMERICHOST) == 0) {
             int n = prev != NULL && prev_len < 200 ? snprintf(xff, sizeof(xff), "%.*s, %s", (int)prev_len, prev, host)
                                                    : snprintf(xff, sizeof(xff), "%s", host);
             hr_list_push(&list, H2O_STRLIT("x-forwarded-for"), xff, (size_t)n);
         }
     }
-    header_rules_apply(live_rules(), HR_PHASE_REQUEST, &list, f->rc.path, f->rc.path_len, lookup_in_copy, &f->rc);
+    header_rules_apply(proxy_live_rules(), HR_PHASE_REQUEST, &list, f->rc.path, f->rc.path_len, proxy_lookup_in_copy, &f->rc);
 
     const char *method = f->mode == FETCH_CACHE ? "GET" : NULL;
     size_t method_len = method != NULL ? 3 : req->method.len;
@@ -2134,7 +2033,7 @@ static void build_origin_request(fetch_t *f, h2o_req_t *req)
     APPEND(" ", 1);
     APPEND(f->rc.path, f->rc.path_len);
     APPEND(" HTTP/1.1\r\n", 11);
-    size_t request_line_len = (size_t)(p - buf); /* the Host line goes here: see fetch_connect */
+    size_t request_line_len = (size_t)(p - buf); /* the Host line goes here: see proxy_fetch_connect */
     for (size_t i = 0; i != list.size; ++i) {
         APPEND(list.entries[i].name, list.entries[i].name_len);
         APPEND(": ", 2);
@@ -2164,7 +2063,7 @@ static void build_origin_request(fetch_t *f, h2o_req_t *req)
  * attach: stream the response to req (else a background refresh). owns_inflight: the
  * caller registered this URL in the collapsing table and the fetch must wake its waiters.
  */
-static void fetch_start(h2o_req_t *req, enum fetch_mode mode, const char *key, size_t key_len,
+void proxy_fetch_start(h2o_req_t *req, enum fetch_mode mode, const char *key, size_t key_len,
                         const uint8_t hash[CACHE_HASH_LEN], cache_obj_t *stale, int attach, int owns_inflight)
 {
     worker_t *w = worker_of_req(req);
@@ -2177,10 +2076,10 @@ static void fetch_start(h2o_req_t *req, enum fetch_mode mode, const char *key, s
     h2o_linklist_insert(&w->fetches, &f->node);
     f->mode = mode;
     f->owns_inflight = owns_inflight;
-    f->client_is_head = method_is(req, "HEAD");
+    f->client_is_head = proxy_method_is(req, "HEAD");
     /* RFC 9111 4.4: every method not known to be safe, unknown ones included (RFC 9110 9.2.1) */
-    f->invalidate_on_success = mode == FETCH_PASS && !(method_is(req, "GET") || method_is(req, "HEAD") ||
-                                                       method_is(req, "OPTIONS") || method_is(req, "TRACE"));
+    f->invalidate_on_success = mode == FETCH_PASS && !(proxy_method_is(req, "GET") || proxy_method_is(req, "HEAD") ||
+                                                       proxy_method_is(req, "OPTIONS") || proxy_method_is(req, "TRACE"));
     f->key = malloc(key_len + 1);
     if (f->key == NULL)
         abort();
@@ -2189,31 +2088,31 @@ static void fetch_start(h2o_req_t *req, enum fetch_mode mode, const char *key, s
     f->key_len = key_len;
     memcpy(f->hash, hash, CACHE_HASH_LEN);
     f->stale = stale;
-    f->epoch = store_purge_epoch(g.store);
-    f->generation = store_generation(g.store);
+    f->epoch = store_purge_epoch(proxy_globals.store);
+    f->generation = store_generation(proxy_globals.store);
     f->request_time_ms = obj_now_ms();
-    current_settings(&f->settings);
-    req_copy_init(&f->rc, req);
-    f->idempotent_read = method_is(req, "GET") || method_is(req, "HEAD");
+    proxy_current_settings(&f->settings);
+    proxy_req_copy_init(&f->rc, req);
+    f->idempotent_read = proxy_method_is(req, "GET") || proxy_method_is(req, "HEAD");
     assert(mode != FETCH_PASS || attach); /* a passed fetch borrows its request's body */
-    build_origin_request(f, req);
+    proxy_build_origin_request(f, req);
     if (attach)
         f->link = link_create(req, f);
 
     backend_pick_t pick;
     if (backend_pick(w, f->hash, NULL, &pick) != 0) {
         /* none healthy: a stale copy within grace, else 503 */
-        fetch_fail_before_head(f, no_backend_error);
-        fetch_free(f);
+        proxy_fetch_fail_before_head(f, proxy_no_backend_error);
+        proxy_fetch_free(f);
         return;
     }
     atomic_fetch_add_explicit(&w->counters.origin_fetches, 1, memory_order_relaxed);
-    fetch_connect(f, &pick);
+    proxy_fetch_connect(f, &pick);
 }
 
 /* ---------------------------------------------------------------- collapsed requests wake up */
 
-static void on_wake_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+void proxy_on_wake_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
 {
     (void)receiver;
     while (!h2o_linklist_is_empty(messages)) {
@@ -2223,32 +2122,32 @@ static void on_wake_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_
         h2o_req_t *req = wt->req;
         if (req != NULL) {
             size_t key_len;
-            char *key = request_cache_key(req, &key_len);
+            char *key = proxy_request_cache_key(req, &key_len);
             uint8_t hash[CACHE_HASH_LEN];
             obj_key_hash(key, key_len, hash);
             switch (wt->kind) {
             case WAKE_OBJECT:
-                if (wt->obj != NULL && object_fits_request(req, wt->obj)) {
+                if (wt->obj != NULL && proxy_object_fits_request(req, wt->obj)) {
                     uint32_t age = policy_current_age(wt->obj->meta.initial_age, wt->obj->meta.response_time_ms, obj_now_ms());
                     atomic_fetch_add_explicit(&wt->w->counters.hits, 1, memory_order_relaxed);
-                    send_object(req, obj_ref(wt->obj), age, "HIT");
+                    proxy_send_object(req, obj_ref(wt->obj), age, "HIT");
                 } else {
-                    serve_cacheable(req, key, key_len, hash); /* another variant: look again */
+                    proxy_serve_cacheable(req, key, key_len, hash); /* another variant: look again */
                 }
                 break;
             case WAKE_PASS:
-                fetch_start(req, FETCH_PASS, key, key_len, hash, NULL, 1, 0);
+                proxy_fetch_start(req, FETCH_PASS, key, key_len, hash, NULL, 1, 0);
                 break;
             case WAKE_MISS:
                 /* not collapsed again: a crowd of such requests must not queue one behind another */
-                fetch_start(req, FETCH_CACHE, key, key_len, hash, NULL, 1, 0);
+                proxy_fetch_start(req, FETCH_CACHE, key, key_len, hash, NULL, 1, 0);
                 break;
             case WAKE_STREAM:
                 stream_reader_start(req, wt->stream);
                 wt->stream = NULL; /* handed over */
                 break;
             case WAKE_ERROR:
-                send_error(req, wt->status, wt->status == 504 ? "origin timed out\n" : wt->status == 503 ? "no origin available\n"
+                proxy_send_error(req, wt->status, wt->status == 504 ? "origin timed out\n" : wt->status == 503 ? "no origin available\n"
                                                                                                     : "origin unreachable or invalid response\n");
                 break;
             }
@@ -2294,7 +2193,7 @@ static void proxy_purge_done(void *arg, const store_purge_result_t *res)
     h2o_multithread_send_message(&pp->w->purge_receiver, &pp->super);
 }
 
-static void on_purge_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+void proxy_on_purge_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
 {
     (void)receiver;
     while (!h2o_linklist_is_empty(messages)) {
@@ -2318,7 +2217,7 @@ static void on_purge_messages(h2o_multithread_receiver_t *receiver, h2o_linklist
                 admin_send_json_error(req, 503, "Purge failed", "the store could not commit the purge");
             } else {
                 char id[96], body[160];
-                admin_next_purge_id(g.admin, id, sizeof(id));
+                admin_next_purge_id(proxy_globals.admin, id, sizeof(id));
                 stats_note_purge_req(admin_request_wants_soft_purge(req) ? STATS_PURGE_SOFT : STATS_PURGE_URL, req, 1);
                 int n = snprintf(body, sizeof(body), "{\"status\":\"ok\",\"id\":\"%s\"}", id);
                 admin_send_json(req, 200, body, (size_t)n);
@@ -2328,10 +2227,10 @@ static void on_purge_messages(h2o_multithread_receiver_t *receiver, h2o_linklist
     }
 }
 
-static void handle_purge(h2o_req_t *req, const char *key, size_t key_len)
+void proxy_handle_purge(h2o_req_t *req, const char *key, size_t key_len)
 {
     worker_t *w = worker_of_req(req);
-    if (g.admin != NULL && admin_authorize_proxy_purge_or_respond(g.admin, req) != 0)
+    if (proxy_globals.admin != NULL && admin_authorize_proxy_purge_or_respond(proxy_globals.admin, req) != 0)
         return;
     int soft = admin_request_wants_soft_purge(req);
     proxy_purge_t *pp = calloc(1, sizeof(*pp));
@@ -2356,7 +2255,7 @@ static void handle_purge(h2o_req_t *req, const char *key, size_t key_len)
     proxy_purge_t **slot = h2o_mem_alloc_shared(&req->pool, sizeof(*slot), proxy_purge_dispose);
     *slot = pp;
     atomic_fetch_add_explicit(&w->counters.purges, 1, memory_order_relaxed);
-    store_purge_key_url(g.store, key, key_len, soft, proxy_purge_done, pp);
+    store_purge_key_url(proxy_globals.store, key, key_len, soft, proxy_purge_done, pp);
 }
 
 /* ---------------------------------------------------------------- the handler */
@@ -2378,12 +2277,12 @@ static int client_wants_reload(h2o_req_t *req)
 }
 
 /* GET or HEAD: hit, stale-while-revalidate, or a (collapsed) fetch */
-static void serve_cacheable(h2o_req_t *req, const char *key, size_t key_len, const uint8_t hash[CACHE_HASH_LEN])
+void proxy_serve_cacheable(h2o_req_t *req, const char *key, size_t key_len, const uint8_t hash[CACHE_HASH_LEN])
 {
     worker_t *w = worker_of_req(req);
     cache_obj_t *obj = lookup(req, hash, key, key_len);
     proxy_settings_t settings;
-    current_settings(&settings);
+    proxy_current_settings(&settings);
     int reload = settings.obey_client_no_cache && client_wants_reload(req);
 
     if (obj != NULL) {
@@ -2392,7 +2291,7 @@ static void serve_cacheable(h2o_req_t *req, const char *key, size_t key_len, con
         unsigned flags = atomic_load_explicit(&obj->flags, memory_order_acquire);
         if (!reload && age < obj->meta.ttl && !(flags & (OBJ_F_NO_CACHE | OBJ_F_SOFT_PURGED))) {
             atomic_fetch_add_explicit(&w->counters.hits, 1, memory_order_relaxed);
-            send_object(req, obj, age, "HIT");
+            proxy_send_object(req, obj, age, "HIT");
             return;
         }
         if (!reload && !(flags & (OBJ_F_NO_CACHE | OBJ_F_MUST_REVALIDATE)) && obj->meta.stale_while_revalidate != 0 &&
@@ -2400,29 +2299,29 @@ static void serve_cacheable(h2o_req_t *req, const char *key, size_t key_len, con
             /* stale-while-revalidate: answer now, refresh once in the background */
             atomic_fetch_add_explicit(&w->counters.stale_served, 1, memory_order_relaxed);
             atomic_fetch_add_explicit(&w->counters.hits, 1, memory_order_relaxed);
-            send_object(req, obj_ref(obj), age, "HIT");
-            if (inflight_join_or_own(hash, NULL))
-                fetch_start(req, FETCH_CACHE, key, key_len, hash, obj, 0, 1);
+            proxy_send_object(req, obj_ref(obj), age, "HIT");
+            if (proxy_inflight_join_or_own(hash, NULL))
+                proxy_fetch_start(req, FETCH_CACHE, key, key_len, hash, obj, 0, 1);
             else
                 obj_unref(&obj);
             return;
         }
         /* stale: revalidate if it has validators, keep it for stale-if-error either way */
     }
-    if (hfp_active(hash)) {
+    if (proxy_hfp_active(hash)) {
         obj_unref(&obj);
-        fetch_start(req, FETCH_PASS, key, key_len, hash, NULL, 1, 0);
+        proxy_fetch_start(req, FETCH_PASS, key, key_len, hash, NULL, 1, 0);
         return;
     }
-    if (!inflight_join_or_own(hash, req)) {
+    if (!proxy_inflight_join_or_own(hash, req)) {
         obj_unref(&obj); /* queued behind the fetch in flight */
         return;
     }
-    fetch_start(req, FETCH_CACHE, key, key_len, hash, obj, 1, 1);
+    proxy_fetch_start(req, FETCH_CACHE, key, key_len, hash, obj, 1, 1);
 }
 
 /* a 400 for a request we will not serve: not an error of ours, so not counted as one */
-static void send_bad_request(h2o_req_t *req, const char *body)
+void proxy_send_bad_request(h2o_req_t *req, const char *body)
 {
     stats_note_synthetic(req);
     req->res.status = 400;
@@ -2451,12 +2350,12 @@ static int request_target_or_respond(h2o_req_t *req)
 {
     int has_host = !(req->hostconf != NULL && req->authority.base == req->hostconf->authority.hostport.base);
     if (has_host && !cache_key_authority_valid(req->authority.base, req->authority.len)) {
-        send_bad_request(req, "invalid Host\n");
+        proxy_send_bad_request(req, "invalid Host\n");
         return -1;
     }
     if (!has_host) {
         if (req->version >= 0x101 && req->version < 0x200) {
-            send_bad_request(req, "missing Host\n");
+            proxy_send_bad_request(req, "missing Host\n");
             return -1;
         }
         req->authority = h2o_iovec_init("", 0);
@@ -2467,7 +2366,7 @@ static int request_target_or_respond(h2o_req_t *req)
         return 0;
     if (cache_key_split_absolute(t, len, &auth_off, &auth_len, &path_off) == 0) {
         if (!cache_key_authority_valid(t + auth_off, auth_len)) {
-            send_bad_request(req, "invalid authority in the request target\n");
+            proxy_send_bad_request(req, "invalid authority in the request target\n");
             return -1;
         }
         req->authority = h2o_iovec_init(t + auth_off, auth_len);
@@ -2482,9 +2381,9 @@ static int request_target_or_respond(h2o_req_t *req)
         }
         return 0;
     }
-    if (len == 1 && t[0] == '*' && method_is(req, "OPTIONS"))
+    if (len == 1 && t[0] == '*' && proxy_method_is(req, "OPTIONS"))
         return 0;
-    send_bad_request(req, "invalid request target\n");
+    proxy_send_bad_request(req, "invalid request target\n");
     return -1;
 }
 
@@ -2512,10 +2411,10 @@ static int request_body_take_or_respond(h2o_req_t *req)
 {
     uint64_t len = req->entity.len;
     uint64_t held = atomic_fetch_add(&g_request_body_bytes, len) + len;
-    if (held > g.cfg->request_body_memory) {
+    if (held > proxy_globals.cfg->request_body_memory) {
         atomic_fetch_sub(&g_request_body_bytes, len);
-        add_header_str(req, "retry-after", H2O_STRLIT("1"));
-        send_error(req, 503, "too many request bodies in progress, retry later\n");
+        proxy_add_header_str(req, "retry-after", H2O_STRLIT("1"));
+        proxy_send_error(req, 503, "too many request bodies in progress, retry later\n");
         return -1;
     }
     uint64_t *slot = h2o_mem_alloc_shared(&req->pool, sizeof(*slot), request_body_release);
@@ -2538,7 +2437,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
      * Connection names (RFC 9110 7.6.1), so that it neither reaches the origin nor keys a variant.
      */
     if (!http_fields_all_named(&req->headers)) {
-        send_bad_request(req, "obsolete line folding\n");
+        proxy_send_bad_request(req, "obsolete line folding\n");
         return 0;
     }
     http_fields_combine(&req->pool, &req->headers);
@@ -2547,18 +2446,18 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         return 0;
 
     size_t key_len;
-    char *key = request_cache_key(req, &key_len);
+    char *key = proxy_request_cache_key(req, &key_len);
     uint8_t hash[CACHE_HASH_LEN];
     obj_key_hash(key, key_len, hash);
 
     if (req->entity.len != 0 && request_body_take_or_respond(req) != 0)
         return 0;
-    if (method_is(req, "PURGE")) {
-        handle_purge(req, key, key_len);
-    } else if (method_is(req, "GET") || method_is(req, "HEAD")) {
-        serve_cacheable(req, key, key_len, hash);
+    if (proxy_method_is(req, "PURGE")) {
+        proxy_handle_purge(req, key, key_len);
+    } else if (proxy_method_is(req, "GET") || proxy_method_is(req, "HEAD")) {
+        proxy_serve_cacheable(req, key, key_len, hash);
     } else {
-        fetch_start(req, FETCH_PASS, key, key_len, hash, NULL, 1, 0);
+        proxy_fetch_start(req, FETCH_PASS, key, key_len, hash, NULL, 1, 0);
     }
     return 0;
 }
@@ -2567,23 +2466,22 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 
 int proxy_init(const config_t *cfg, store_t *store, mem_tier_t *mem, struct admin *admin, char *err, size_t errlen)
 {
-    g.cfg = cfg;
-    g.store = store;
-    g.mem = mem;
-    g.admin = admin;
-    g.policy.default_ttl = cfg->default_ttl;
-    g.policy.max_heuristic_ttl = cfg->max_heuristic_ttl;
-    g.policy.default_grace = cfg->default_grace;
+    proxy_globals.cfg = cfg;
+    proxy_globals.store = store;
+    proxy_globals.mem = mem;
+    proxy_globals.admin = admin;
+    proxy_globals.policy.default_ttl = cfg->default_ttl;
+    proxy_globals.policy.max_heuristic_ttl = cfg->max_heuristic_ttl;
+    proxy_globals.policy.default_grace = cfg->default_grace;
     for (size_t i = 0; i != cfg->num_cache_key_ignore_params; ++i)
-        g.key_ignore_params[i] = cfg->cache_key_ignore_params[i];
-    g.key_rules = (cache_key_rules_t){.include_host = cfg->cache_key_include_host,
+        proxy_globals.key_ignore_params[i] = cfg->cache_key_ignore_params[i];
+    proxy_globals.key_rules = (cache_key_rules_t){.include_host = cfg->cache_key_include_host,
                                       .sort_query = cfg->cache_key_sort_query,
-                                      .ignore_params = g.key_ignore_params,
+                                      .ignore_params = proxy_globals.key_ignore_params,
                                       .num_ignore_params = cfg->num_cache_key_ignore_params};
     /* an object must fit the memory tier's admission limit and a small share of the disk */
-    g.max_object_size = cfg->memory_size / 4 < cfg->disk_size / 8 ? cfg->memory_size / 4 : cfg->disk_size / 8;
-    for (size_t i = 0; i != INFLIGHT_SHARDS; ++i)
-        pthread_mutex_init(&g_inflight[i].lock, NULL);
+    proxy_globals.max_object_size = cfg->memory_size / 4 < cfg->disk_size / 8 ? cfg->memory_size / 4 : cfg->disk_size / 8;
+    proxy_inflight_init();
     /* header rules: the store's copy (changed over the admin API) wins; the config file seeds a fresh store */
     {
         char *text = NULL;
@@ -2612,12 +2510,12 @@ int proxy_init(const config_t *cfg, store_t *store, mem_tier_t *mem, struct admi
 
 void proxy_set_admin(struct admin *admin)
 {
-    g.admin = admin;
+    proxy_globals.admin = admin;
 }
 
 const struct header_rules *proxy_header_rules(void)
 {
-    return live_rules();
+    return proxy_live_rules();
 }
 
 void proxy_header_rules_replace(struct header_rules *rules)
@@ -2645,9 +2543,9 @@ void proxy_worker_init(worker_t *w)
     h2o_timeout_init(w->loop, &w->stall_timeout, STALL_CHECK_MS);
     h2o_linklist_init_anchor(&w->fetches);
     backend_worker_init(w);
-    h2o_multithread_register_receiver(w->ctx.queue, &w->purge_receiver, on_purge_messages);
-    h2o_multithread_register_receiver(w->ctx.queue, &w->wake_receiver, on_wake_messages);
-    h2o_multithread_register_receiver(w->ctx.queue, &w->stream_receiver, on_stream_messages);
+    h2o_multithread_register_receiver(w->ctx.queue, &w->purge_receiver, proxy_on_purge_messages);
+    h2o_multithread_register_receiver(w->ctx.queue, &w->wake_receiver, proxy_on_wake_messages);
+    h2o_multithread_register_receiver(w->ctx.queue, &w->stream_receiver, proxy_on_stream_messages);
 }
 
 void proxy_worker_dispose(worker_t *w)
@@ -2663,7 +2561,7 @@ void proxy_worker_dispose(worker_t *w)
             origin_client_cancel(f->client);
             f->client = NULL;
         }
-        fetch_free(f);
+        proxy_fetch_free(f);
     }
     /* socket pools hold idle keep-alive connections to the origins */
     backend_worker_dispose(w);
