@@ -83,19 +83,6 @@
 #define HIT_FOR_PASS_MS 120000
 #define VARY_INDEX_TTL (365u * 86400u)
 
-proxy_globals_t proxy_globals;
-
-/* the live header rules: swapped whole by the admin API; replaced sets are retired, not freed */
-static _Atomic(header_rules_t *) g_rules;
-static header_rules_t **g_retired_rules;
-static size_t g_num_retired_rules;
-static pthread_mutex_t g_rules_lock = PTHREAD_MUTEX_INITIALIZER;
-
-const header_rules_t *proxy_live_rules(void)
-{
-    return atomic_load_explicit(&g_rules, memory_order_acquire);
-}
-
 int proxy_fetch_upstream_transition_ok(fetch_upstream_t from, fetch_upstream_t to)
 {
     return from == FETCH_UPSTREAM_RECEIVING && to != FETCH_UPSTREAM_RECEIVING;
@@ -194,27 +181,6 @@ static struct tombstone {
 } g_tombstones[TOMBSTONE_SLOTS];
 static pthread_mutex_t g_tombstone_lock = PTHREAD_MUTEX_INITIALIZER;
 static atomic_int g_tombstones_pending; /* invalidations not yet committed: 0 keeps lookups lock-free */
-
-/* ---------------------------------------------------------------- settings */
-
-/* the live settings: the admin API may change them at any time (seqlock snapshot) */
-void proxy_current_settings(proxy_settings_t *out)
-{
-    out->policy = proxy_globals.policy;
-    out->cookie_policy_strip = proxy_globals.cfg->cookie_policy_strip;
-    out->obey_client_no_cache = proxy_globals.cfg->obey_client_no_cache;
-    out->keep_surrogate_headers = proxy_globals.cfg->keep_surrogate_headers;
-    if (proxy_globals.admin != NULL) {
-        admin_settings_t s;
-        admin_settings_snapshot(proxy_globals.admin, &s);
-        out->policy.default_ttl = s.default_ttl;
-        out->policy.default_grace = s.default_grace;
-        out->policy.max_heuristic_ttl = s.max_heuristic_ttl;
-        out->cookie_policy_strip = s.cookie_policy_strip;
-        out->obey_client_no_cache = s.obey_client_no_cache;
-        out->keep_surrogate_headers = s.keep_surrogate_headers;
-    }
-}
 
 /* how long past its TTL a stale copy may stand in for an origin error */
 static uint32_t stale_if_error_window(const cache_obj_t *obj)
@@ -791,7 +757,6 @@ int proxy_client_conditional_matches(h2o_req_t *req, const cache_obj_t *obj)
     }
     return 0;
 }
-
 
 /*
  * Stalled clients. h2o 2.2 has no send timeout: a client that stops reading keeps its
@@ -2460,76 +2425,6 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         proxy_fetch_start(req, FETCH_PASS, key, key_len, hash, NULL, 1, 0);
     }
     return 0;
-}
-
-/* ---------------------------------------------------------------- set-up */
-
-int proxy_init(const config_t *cfg, store_t *store, mem_tier_t *mem, struct admin *admin, char *err, size_t errlen)
-{
-    proxy_globals.cfg = cfg;
-    proxy_globals.store = store;
-    proxy_globals.mem = mem;
-    proxy_globals.admin = admin;
-    proxy_globals.policy.default_ttl = cfg->default_ttl;
-    proxy_globals.policy.max_heuristic_ttl = cfg->max_heuristic_ttl;
-    proxy_globals.policy.default_grace = cfg->default_grace;
-    for (size_t i = 0; i != cfg->num_cache_key_ignore_params; ++i)
-        proxy_globals.key_ignore_params[i] = cfg->cache_key_ignore_params[i];
-    proxy_globals.key_rules = (cache_key_rules_t){.include_host = cfg->cache_key_include_host,
-                                      .sort_query = cfg->cache_key_sort_query,
-                                      .ignore_params = proxy_globals.key_ignore_params,
-                                      .num_ignore_params = cfg->num_cache_key_ignore_params};
-    /* an object must fit the memory tier's admission limit and a small share of the disk */
-    proxy_globals.max_object_size = cfg->memory_size / 4 < cfg->disk_size / 8 ? cfg->memory_size / 4 : cfg->disk_size / 8;
-    proxy_inflight_init();
-    /* header rules: the store's copy (changed over the admin API) wins; the config file seeds a fresh store */
-    {
-        char *text = NULL;
-        size_t text_len = 0;
-        header_rules_t *rules = NULL;
-        if (store_kv_get(store, "config", "header_rules", &text, &text_len) == 0) {
-            if (header_rules_parse_text(text, &rules, err, errlen) != 0) {
-                free(text);
-                return -1;
-            }
-            free(text);
-        } else if (cfg->header_rules_json != NULL) {
-            if (header_rules_parse_text(cfg->header_rules_json, &rules, err, errlen) != 0)
-                return -1;
-            if (store_kv_put_sync(store, "config", "header_rules", cfg->header_rules_json, strlen(cfg->header_rules_json)) != 0) {
-                snprintf(err, errlen, "cannot store the header rules");
-                header_rules_free(&rules);
-                return -1;
-            }
-        }
-        atomic_store(&g_rules, rules);
-    }
-
-    return 0;
-}
-
-void proxy_set_admin(struct admin *admin)
-{
-    proxy_globals.admin = admin;
-}
-
-const struct header_rules *proxy_header_rules(void)
-{
-    return proxy_live_rules();
-}
-
-void proxy_header_rules_replace(struct header_rules *rules)
-{
-    pthread_mutex_lock(&g_rules_lock);
-    header_rules_t *old = atomic_exchange_explicit(&g_rules, rules, memory_order_acq_rel);
-    if (old != NULL) {
-        header_rules_t **grown = realloc(g_retired_rules, (g_num_retired_rules + 1) * sizeof(*grown));
-        if (grown == NULL)
-            abort();
-        g_retired_rules = grown;
-        g_retired_rules[g_num_retired_rules++] = old;
-    }
-    pthread_mutex_unlock(&g_rules_lock);
 }
 
 void proxy_register(h2o_pathconf_t *pathconf)
