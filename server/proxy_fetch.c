@@ -231,6 +231,8 @@ static void fetch_finish_object(fetch_t *f)
     obj_unref(&obj);
 }
 
+/* ---------------------------------------------------------------- fetch: the origin's head and body */
+
 /*
  * Hand the end of the response to the client. The link is detached first: h2o may
  * dispose of the request synchronously when it gets a final or error send.
@@ -546,6 +548,8 @@ origin_client_body_cb proxy_fetch_on_head(origin_client_t *client, const char *e
     }
     return on_body;
 }
+
+/* ---------------------------------------------------------------- fetch: start */
 
 /*
  * Start an origin exchange for req; takes over the reference to stale (may be NULL).
