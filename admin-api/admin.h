@@ -68,6 +68,8 @@ typedef struct admin_settings {
     uint32_t default_ttl;       /* seconds, 0..ADMIN_SETTINGS_MAX_SECONDS */
     uint32_t default_grace;     /* seconds, 0..ADMIN_SETTINGS_MAX_SECONDS */
     uint32_t max_heuristic_ttl; /* seconds, 0..ADMIN_SETTINGS_MAX_SECONDS */
+    uint32_t negative_ttl;      /* seconds, 0..ADMIN_SETTINGS_MAX_SECONDS: TTL of a 4xx/5xx without freshness
+                                   of its own; 0: not stored (config_t's field of the same name) */
     int purge_requires_auth;    /* 1 (default): PURGE on the proxy needs a token once any token exists */
     /* caching semantics, same meaning as the config_t fields of the same names (server/config.h);
      * JSON: "cookie_policy": "pass"|"strip", "obey_client_no_cache" and "keep_surrogate_headers":

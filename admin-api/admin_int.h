@@ -169,7 +169,7 @@ int admin_addr_is_loopback(const uint8_t addr[16]);
 typedef struct admin_settings_cell {
     pthread_mutex_t wlock;
     atomic_uint seq;
-    atomic_uint default_ttl, default_grace, max_heuristic_ttl, purge_requires_auth;
+    atomic_uint default_ttl, default_grace, max_heuristic_ttl, negative_ttl, purge_requires_auth;
     atomic_uint cookie_policy_strip, obey_client_no_cache, keep_surrogate_headers;
 } admin_settings_cell_t;
 
@@ -180,9 +180,10 @@ void admin_settings_cell_get(admin_settings_cell_t *c, admin_settings_t *out);
 
 /**
  * Apply a JSON object of changes (any subset of default_ttl, default_grace, max_heuristic_ttl,
- * purge_requires_auth, cookie_policy, obey_client_no_cache, keep_surrogate_headers) to *s.
- * All or nothing: on error *s is untouched and `detail` says "<field>: why" (a wrong type, a
- * value out of range, an unknown cookie policy or an unknown field). Returns 0 or ADMIN_EINVAL.
+ * negative_ttl, purge_requires_auth, cookie_policy, obey_client_no_cache,
+ * keep_surrogate_headers) to *s. All or nothing: on error *s is untouched and `detail` says
+ * "<field>: why" (a wrong type, a value out of range, an unknown cookie policy or an unknown
+ * field). Returns 0 or ADMIN_EINVAL.
  */
 int admin_settings_apply_json(admin_settings_t *s, const json_t *obj, char *detail, size_t detail_len);
 

@@ -1,8 +1,9 @@
 /*
- * admin-api/settings.c — the live settings (default TTL, grace, heuristic cap, whether a
- * PURGE on the proxy needs a token, and the caching-semantics switches: cookie policy,
- * obeying a client's no-cache, keeping surrogate headers downstream): their validation,
- * their JSON form and the seqlock that publishes them to every thread.
+ * admin-api/settings.c — the live settings (default TTL, grace, heuristic cap, the TTL of an
+ * error without freshness, whether a PURGE on the proxy needs a token, and the
+ * caching-semantics switches: cookie policy, obeying a client's no-cache, keeping surrogate
+ * headers downstream): their validation, their JSON form and the seqlock that publishes
+ * them to every thread.
  *
  * Invariants: the cell always holds a complete, validated settings value. There is one
  * writer at a time (wlock; in practice the admin thread, or admin_start before the thread
@@ -27,6 +28,7 @@ void admin_settings_cell_init(admin_settings_cell_t *c, const admin_settings_t *
     atomic_init(&c->default_ttl, s->default_ttl);
     atomic_init(&c->default_grace, s->default_grace);
     atomic_init(&c->max_heuristic_ttl, s->max_heuristic_ttl);
+    atomic_init(&c->negative_ttl, s->negative_ttl);
     atomic_init(&c->purge_requires_auth, s->purge_requires_auth ? 1u : 0u);
     atomic_init(&c->cookie_policy_strip, s->cookie_policy_strip ? 1u : 0u);
     atomic_init(&c->obey_client_no_cache, s->obey_client_no_cache ? 1u : 0u);
@@ -48,6 +50,7 @@ void admin_settings_cell_set(admin_settings_cell_t *c, const admin_settings_t *s
     atomic_store_explicit(&c->default_ttl, s->default_ttl, memory_order_relaxed);
     atomic_store_explicit(&c->default_grace, s->default_grace, memory_order_relaxed);
     atomic_store_explicit(&c->max_heuristic_ttl, s->max_heuristic_ttl, memory_order_relaxed);
+    atomic_store_explicit(&c->negative_ttl, s->negative_ttl, memory_order_relaxed);
     atomic_store_explicit(&c->purge_requires_auth, s->purge_requires_auth ? 1u : 0u, memory_order_relaxed);
     atomic_store_explicit(&c->cookie_policy_strip, s->cookie_policy_strip ? 1u : 0u, memory_order_relaxed);
     atomic_store_explicit(&c->obey_client_no_cache, s->obey_client_no_cache ? 1u : 0u, memory_order_relaxed);
@@ -64,6 +67,7 @@ void admin_settings_cell_get(admin_settings_cell_t *c, admin_settings_t *out)
         out->default_ttl = atomic_load_explicit(&c->default_ttl, memory_order_relaxed);
         out->default_grace = atomic_load_explicit(&c->default_grace, memory_order_relaxed);
         out->max_heuristic_ttl = atomic_load_explicit(&c->max_heuristic_ttl, memory_order_relaxed);
+        out->negative_ttl = atomic_load_explicit(&c->negative_ttl, memory_order_relaxed);
         out->purge_requires_auth = (int)atomic_load_explicit(&c->purge_requires_auth, memory_order_relaxed);
         out->cookie_policy_strip = (int)atomic_load_explicit(&c->cookie_policy_strip, memory_order_relaxed);
         out->obey_client_no_cache = (int)atomic_load_explicit(&c->obey_client_no_cache, memory_order_relaxed);
@@ -86,6 +90,7 @@ void admin_settings_from_config(admin_settings_t *s, const config_t *cfg)
     s->default_grace = cfg->default_grace > ADMIN_SETTINGS_MAX_SECONDS ? ADMIN_SETTINGS_MAX_SECONDS : cfg->default_grace;
     s->max_heuristic_ttl =
         cfg->max_heuristic_ttl > ADMIN_SETTINGS_MAX_SECONDS ? ADMIN_SETTINGS_MAX_SECONDS : cfg->max_heuristic_ttl;
+    s->negative_ttl = cfg->negative_ttl > ADMIN_SETTINGS_MAX_SECONDS ? ADMIN_SETTINGS_MAX_SECONDS : cfg->negative_ttl;
     s->purge_requires_auth = 1;
     s->cookie_policy_strip = cfg->cookie_policy_strip ? 1 : 0;
     s->obey_client_no_cache = cfg->obey_client_no_cache ? 1 : 0;
@@ -136,9 +141,9 @@ static int cookie_policy_field(const char *name, const json_t *v, int *strip, ch
 }
 
 /* every field admin_settings_to_json writes, in its order */
-static const char *const setting_names[] = {"default_ttl",         "default_grace", "max_heuristic_ttl",
-                                            "purge_requires_auth", "cookie_policy", "obey_client_no_cache",
-                                            "keep_surrogate_headers"};
+static const char *const setting_names[] = {"default_ttl",          "default_grace",         "max_heuristic_ttl",
+                                            "negative_ttl",         "purge_requires_auth",   "cookie_policy",
+                                            "obey_client_no_cache", "keep_surrogate_headers"};
 #define NUM_SETTINGS (sizeof(setting_names) / sizeof(setting_names[0]))
 
 int admin_settings_json_is_complete(const json_t *obj)
@@ -171,6 +176,9 @@ int admin_settings_apply_json(admin_settings_t *s, const json_t *obj, char *deta
         } else if (strcmp(key, "max_heuristic_ttl") == 0) {
             if (seconds_field(key, v, &next.max_heuristic_ttl, detail, detail_len) != 0)
                 return ADMIN_EINVAL;
+        } else if (strcmp(key, "negative_ttl") == 0) {
+            if (seconds_field(key, v, &next.negative_ttl, detail, detail_len) != 0)
+                return ADMIN_EINVAL;
         } else if (strcmp(key, "purge_requires_auth") == 0) {
             if (bool_field(key, v, &next.purge_requires_auth, detail, detail_len) != 0)
                 return ADMIN_EINVAL;
@@ -188,8 +196,8 @@ int admin_settings_apply_json(admin_settings_t *s, const json_t *obj, char *deta
             char shown[72];
             text_escape(shown, sizeof(shown), key, strlen(key));
             snprintf(detail, detail_len,
-                     "%s: unknown field (known: default_ttl, default_grace, max_heuristic_ttl, purge_requires_auth, "
-                     "cookie_policy, obey_client_no_cache, keep_surrogate_headers)",
+                     "%s: unknown field (known: default_ttl, default_grace, max_heuristic_ttl, negative_ttl, "
+                     "purge_requires_auth, cookie_policy, obey_client_no_cache, keep_surrogate_headers)",
                      shown);
             return ADMIN_EINVAL;
         }
@@ -200,8 +208,9 @@ int admin_settings_apply_json(admin_settings_t *s, const json_t *obj, char *deta
 
 json_t *admin_settings_to_json(const admin_settings_t *s)
 {
-    json_t *o = json_pack("{s:I, s:I, s:I, s:b, s:s, s:b, s:b}", "default_ttl", (json_int_t)s->default_ttl, "default_grace",
-                          (json_int_t)s->default_grace, "max_heuristic_ttl", (json_int_t)s->max_heuristic_ttl,
+    json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:b, s:s, s:b, s:b}", "default_ttl", (json_int_t)s->default_ttl,
+                          "default_grace", (json_int_t)s->default_grace, "max_heuristic_ttl",
+                          (json_int_t)s->max_heuristic_ttl, "negative_ttl", (json_int_t)s->negative_ttl,
                           "purge_requires_auth", s->purge_requires_auth ? 1 : 0, "cookie_policy",
                           s->cookie_policy_strip ? "strip" : "pass", "obey_client_no_cache", s->obey_client_no_cache ? 1 : 0,
                           "keep_surrogate_headers", s->keep_surrogate_headers ? 1 : 0);

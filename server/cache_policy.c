@@ -61,6 +61,12 @@
  *    or responses marked public get the Last-Modified heuristic (10% of Date -
  *    Last-Modified, capped at max_heuristic_ttl; a Last-Modified after Date is ignored) or
  *    else settings->default_ttl. Anything else (a 500 with no freshness) is not stored.
+ *  - Negative caching: a 4xx/5xx without explicit freshness and not marked public (a 404,
+ *    405, 410, 414 or 501 that would get the heuristic) lives settings->negative_ttl at
+ *    most, the Last-Modified heuristic included (frameworks send Last-Modified on error
+ *    pages too), and is not stored when negative_ttl is 0: a client that makes the origin
+ *    fail with a header the key ignores must not replace the URL for everyone (CPDoS). An
+ *    error with explicit freshness, or public, is the origin's choice and keeps its lifetime.
  *  - Stale windows: explicit must-revalidate / proxy-revalidate / no-cache forbid serving
  *    stale: both windows are 0. The proxy-revalidate implied by s-maxage keeps explicit
  *    stale-while-revalidate / stale-if-error (the origin opted in; the common
@@ -1279,7 +1285,15 @@ void policy_decide(int status, const policy_header_t *headers, size_t num_header
 
     if (!explicit_freshness) {
         /* RFC 9111 4.2.2: heuristics only for heuristically cacheable statuses or "public" */
-        if (!status_heuristically_cacheable(status) && !eff->public_ && !sc.public_) {
+        int marked_public = eff->public_ || sc.public_;
+        if (!status_heuristically_cacheable(status) && !marked_public) {
+            out->not_stored_reason = "status";
+            goto not_stored;
+        }
+        /* An error the origin did not mark cacheable may answer only this request (a header we do
+         * not key on provoked it): it lives negative_ttl at most, and is not stored at 0 (CPDoS) */
+        int negative = status >= 400 && !marked_public;
+        if (negative && settings->negative_ttl == 0) {
             out->not_stored_reason = "status";
             goto not_stored;
         }
@@ -1288,8 +1302,10 @@ void policy_decide(int status, const policy_header_t *headers, size_t num_header
             if (ttl > (int64_t)settings->max_heuristic_ttl)
                 ttl = settings->max_heuristic_ttl;
         } else {
-            ttl = settings->default_ttl;
+            ttl = negative ? settings->negative_ttl : settings->default_ttl;
         }
+        if (negative && ttl > (int64_t)settings->negative_ttl)
+            ttl = settings->negative_ttl;
     }
     out->storable = 1;
     out->ttl = (uint32_t)clamp_delta(ttl);

@@ -114,6 +114,8 @@ typedef struct policy_settings {
     uint32_t default_ttl;       /* used when nothing else gives a lifetime */
     uint32_t max_heuristic_ttl; /* cap of the Last-Modified heuristic */
     uint32_t default_grace;     /* stale-if-error when the response gives none */
+    uint32_t negative_ttl;      /* lifetime (and heuristic cap) of a 4xx/5xx without explicit freshness or
+                                   public; 0: such a response is not stored */
 } policy_settings_t;
 
 typedef struct policy_request_info {
@@ -156,7 +158,10 @@ typedef struct policy_decision {
  * Decide whether and for how long to store a response (status + headers, names lower-case).
  * Freshness precedence: Surrogate-Control max-age > CDN-Cache-Control > Cache-Control
  * s-maxage > max-age > Expires - Date > heuristic (10% of Date - Last-Modified, capped,
- * heuristically cacheable statuses only) > settings->default_ttl.
+ * heuristically cacheable statuses only) > settings->default_ttl. A 4xx/5xx that has no
+ * explicit freshness and is not public gets settings->negative_ttl instead of default_ttl,
+ * its heuristic is capped at negative_ttl too, and it is not stored (reason "status") when
+ * negative_ttl is 0.
  */
 void policy_decide(int status, const policy_header_t *headers, size_t num_headers, const policy_request_info_t *req,
                    const policy_settings_t *settings, policy_decision_t *out);

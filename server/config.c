@@ -49,6 +49,7 @@ typedef enum opt_id {
     OPT_SERVICE_ID,
     OPT_DEFAULT_GRACE,
     OPT_MAX_HEURISTIC_TTL,
+    OPT_NEGATIVE_TTL,
     OPT_ORIGIN_TIMEOUT,
     OPT_SHUTDOWN_TIMEOUT,
     OPT_MAX_REQUEST_BODY,
@@ -93,6 +94,8 @@ static const opt_def_t opt_defs[] = {
      "serve stale this long on origin errors, absent stale-if-error"},
     {OPT_MAX_HEURISTIC_TTL, "--max-heuristic-ttl", "max_heuristic_ttl", "SECONDS",
      "cap of the Last-Modified heuristic TTL"},
+    {OPT_NEGATIVE_TTL, "--negative-ttl", "negative_ttl", "SECONDS",
+     "TTL of a 4xx/5xx that gives no freshness (0: not stored)"},
     {OPT_ORIGIN_TIMEOUT, "--origin-timeout", "origin_timeout", "MS", "timeouts of the backends --backend seeds (fresh store)"},
     {OPT_SHUTDOWN_TIMEOUT, "--shutdown-timeout", "shutdown_timeout", "MS",
      "how long to drain connections on SIGTERM"},
@@ -257,6 +260,7 @@ void config_defaults(config_t *cfg)
     strcpy(cfg->service_id, "edgecache");
     cfg->max_heuristic_ttl = 86400;
     cfg->default_grace = 0;
+    cfg->negative_ttl = 0;
     cfg->origin_timeout_ms = 15000;
     cfg->shutdown_timeout_ms = 5000;
     cfg->max_request_body = (uint64_t)8 << 20;
@@ -289,6 +293,7 @@ static void format_default(const config_t *d, opt_id_t id, char *buf, size_t cap
     case OPT_SERVICE_ID: snprintf(buf, cap, "%.100s", d->service_id); break;
     case OPT_DEFAULT_GRACE: snprintf(buf, cap, "%u", d->default_grace); break;
     case OPT_MAX_HEURISTIC_TTL: snprintf(buf, cap, "%u", d->max_heuristic_ttl); break;
+    case OPT_NEGATIVE_TTL: snprintf(buf, cap, "%u", d->negative_ttl); break;
     case OPT_ORIGIN_TIMEOUT: snprintf(buf, cap, "%u", d->origin_timeout_ms); break;
     case OPT_SHUTDOWN_TIMEOUT: snprintf(buf, cap, "%u", d->shutdown_timeout_ms); break;
     case OPT_MAX_REQUEST_BODY: snprintf(buf, cap, "8M"); break;
@@ -337,8 +342,8 @@ void config_print_help(void *stream)
     }
     fputs("\nConfig file keys (JSON object): listen, admin_listen, backends (array of \"HOST:PORT\"),\n"
           "data_dir, memory_size (bytes or \"256M\"), disk_size, disk_reserve, default_ttl, threads,\n"
-          "service_id, max_heuristic_ttl, default_grace, origin_timeout, shutdown_timeout, max_request_body,\n"
-          "request_body_memory, load_balancing, shield,\n"
+          "service_id, max_heuristic_ttl, default_grace, negative_ttl, origin_timeout, shutdown_timeout,\n"
+          "max_request_body, request_body_memory, load_balancing, shield,\n"
           "shield_admin, shield_token, access_log, stats_sample_interval, stats_retention_days,\n"
           "stats_minute_seconds, sla_degraded_percent, metrics_public_listen.\n",
           f);
@@ -425,13 +430,15 @@ static int apply_value(config_t *cfg, const opt_def_t *o, const char *who, const
     case OPT_DEFAULT_TTL:
     case OPT_DEFAULT_GRACE:
     case OPT_MAX_HEURISTIC_TTL:
+    case OPT_NEGATIVE_TTL:
         if (parse_uint(val, CONFIG_TTL_MAX, &n) != 0) {
             set_err(err, errlen, "%s: invalid value '%s' (expected seconds 0-%u)", who, val, CONFIG_TTL_MAX);
             return -1;
         }
-        *(o->id == OPT_DEFAULT_TTL     ? &cfg->default_ttl
-          : o->id == OPT_DEFAULT_GRACE ? &cfg->default_grace
-                                       : &cfg->max_heuristic_ttl) = (uint32_t)n;
+        *(o->id == OPT_DEFAULT_TTL         ? &cfg->default_ttl
+          : o->id == OPT_DEFAULT_GRACE     ? &cfg->default_grace
+          : o->id == OPT_MAX_HEURISTIC_TTL ? &cfg->max_heuristic_ttl
+                                           : &cfg->negative_ttl) = (uint32_t)n;
         return 0;
     case OPT_ORIGIN_TIMEOUT:
         if (parse_uint(val, CONFIG_TTL_MAX, &n) != 0 || n < 1) {
@@ -593,6 +600,7 @@ static const char *json_expected(opt_id_t id)
     case OPT_DEFAULT_TTL:
     case OPT_DEFAULT_GRACE:
     case OPT_MAX_HEURISTIC_TTL:
+    case OPT_NEGATIVE_TTL:
     case OPT_ORIGIN_TIMEOUT:
     case OPT_SHUTDOWN_TIMEOUT:
     case OPT_STATS_SAMPLE_INTERVAL:
@@ -740,7 +748,7 @@ int config_load_file(config_t *cfg, const char *path, char *err, size_t errlen)
 
         const char *text;
         int is_number_key = o->id == OPT_THREADS || o->id == OPT_ADMIN_THREADS || o->id == OPT_DEFAULT_TTL ||
-                            o->id == OPT_DEFAULT_GRACE ||
+                            o->id == OPT_DEFAULT_GRACE || o->id == OPT_NEGATIVE_TTL ||
                             o->id == OPT_MAX_HEURISTIC_TTL || o->id == OPT_ORIGIN_TIMEOUT ||
                             o->id == OPT_SHUTDOWN_TIMEOUT || o->id == OPT_STATS_SAMPLE_INTERVAL ||
                             o->id == OPT_STATS_RETENTION_DAYS || o->id == OPT_STATS_MINUTE_SECONDS ||

@@ -34,6 +34,8 @@ typedef struct config {
     char service_id[128];       /* --service-id, default "edgecache" */
     uint32_t max_heuristic_ttl; /* config "max_heuristic_ttl", default 86400 */
     uint32_t default_grace;     /* --default-grace / "default_grace", seconds, default 0 */
+    uint32_t negative_ttl;      /* --negative-ttl / "negative_ttl": TTL of a 4xx/5xx without freshness of its
+                                   own, seconds, default 0 (not stored) */
     uint32_t origin_timeout_ms; /* --origin-timeout MS / "origin_timeout", default 15000 */
     uint32_t shutdown_timeout_ms; /* --shutdown-timeout MS, default 5000 */
     uint64_t max_request_body;    /* --max-request-body BYTES / "max_request_body": larger bodies get 413 from h2o,
@@ -90,7 +92,7 @@ int config_parse_args(config_t *cfg, int argc, char **argv, int first, char *err
 /**
  * Load a JSON config file into cfg (keys: listen, admin_listen, backends [array of
  * "HOST:PORT"], data_dir, memory_size [number or "256M"], disk_size, default_ttl, threads,
- * service_id, max_heuristic_ttl, default_grace, origin_timeout, load_balancing, shield, shield_admin,
+ * service_id, max_heuristic_ttl, default_grace, negative_ttl, origin_timeout, load_balancing, shield, shield_admin,
  * shield_token). Unknown keys and wrong types are errors. Returns 0 or -1 with a message naming the key in err.
  */
 int config_load_file(config_t *cfg, const char *path, char *err, size_t errlen);

@@ -50,6 +50,7 @@ void proxy_current_settings(proxy_settings_t *out)
         out->policy.default_ttl = s.default_ttl;
         out->policy.default_grace = s.default_grace;
         out->policy.max_heuristic_ttl = s.max_heuristic_ttl;
+        out->policy.negative_ttl = s.negative_ttl;
         out->cookie_policy_strip = s.cookie_policy_strip;
         out->obey_client_no_cache = s.obey_client_no_cache;
         out->keep_surrogate_headers = s.keep_surrogate_headers;
@@ -65,6 +66,7 @@ int proxy_init(const config_t *cfg, store_t *store, mem_tier_t *mem, struct admi
     proxy_globals.mem = mem;
     proxy_globals.admin = admin;
     proxy_globals.policy.default_ttl = cfg->default_ttl;
+    proxy_globals.policy.negative_ttl = cfg->negative_ttl;
     proxy_globals.policy.max_heuristic_ttl = cfg->max_heuristic_ttl;
     proxy_globals.policy.default_grace = cfg->default_grace;
     for (size_t i = 0; i != cfg->num_cache_key_ignore_params; ++i)

@@ -20,7 +20,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (doc == NULL)
         return 0;
 
-    admin_settings_t s = {.default_ttl = 120, .default_grace = 7, .max_heuristic_ttl = 86400, .purge_requires_auth = 1};
+    admin_settings_t s = {.default_ttl = 120, .default_grace = 7, .max_heuristic_ttl = 86400, .negative_ttl = 5,
+                          .purge_requires_auth = 1};
     admin_settings_t before = s;
     char detail[256];
     memset(detail, 0x5a, sizeof(detail));
@@ -34,6 +35,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(s.default_ttl <= ADMIN_SETTINGS_MAX_SECONDS);
         FUZZ_CHECK(s.default_grace <= ADMIN_SETTINGS_MAX_SECONDS);
         FUZZ_CHECK(s.max_heuristic_ttl <= ADMIN_SETTINGS_MAX_SECONDS);
+        FUZZ_CHECK(s.negative_ttl <= ADMIN_SETTINGS_MAX_SECONDS);
         FUZZ_CHECK(s.purge_requires_auth == 0 || s.purge_requires_auth == 1);
         json_t *out = admin_settings_to_json(&s);
         admin_settings_t back = {0};

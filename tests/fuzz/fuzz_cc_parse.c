@@ -84,7 +84,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(t == 0 ? with.no_store : with.private_);
         policy_header_t sh = {"surrogate-control", 17, buf, size + tlen};
         policy_request_info_t r = {.method_is_get_or_head = 1, .request_time = 1700000000, .response_time = 1700000001};
-        policy_settings_t st = {.default_ttl = 120, .max_heuristic_ttl = 86400, .default_grace = 30};
+        policy_settings_t st = {.default_ttl = 120, .max_heuristic_ttl = 86400, .default_grace = 30, .negative_ttl = 0};
         policy_decision_t sd;
         policy_decide(200, &sh, 1, &r, &st, &sd);
         FUZZ_CHECK(!sd.storable);
@@ -93,7 +93,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     static const char *const names[] = {"cache-control", "cdn-cache-control", "surrogate-control"};
     policy_request_info_t req = {.method_is_get_or_head = 1, .request_time = 1700000000, .response_time = 1700000001};
-    policy_settings_t settings = {.default_ttl = 120, .max_heuristic_ttl = 86400, .default_grace = 30};
+    policy_settings_t settings = {.default_ttl = 120, .max_heuristic_ttl = 86400, .default_grace = 30,
+                                  .negative_ttl = 0};
     for (size_t k = 0; k < 3; k++) {
         policy_header_t h = {names[k], strlen(names[k]), s, size};
         policy_decision_t d;

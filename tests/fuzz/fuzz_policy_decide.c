@@ -2,12 +2,14 @@
  * tests/fuzz/fuzz_policy_decide.c — policy_decide over a whole response header block.
  *
  * Input: byte 0-1 the status (mod 700), byte 2 flags (bit 0: the request had
- * Authorization, bit 1: not GET/HEAD), then "name: value" lines separated by '\n' (a
- * line without ':' is a name with an empty value). Names are lower-cased as the proxy
- * does before it asks; values are passed as they are. At most 100 headers, the proxy's
- * own limit.
+ * Authorization, bit 1: not GET/HEAD, bit 2: default_grace 60, bit 3: negative_ttl 30),
+ * then "name: value" lines separated by '\n' (a line without ':' is a name with an empty
+ * value). Names are lower-cased as the proxy does before it asks; values are passed as
+ * they are. At most 100 headers, the proxy's own limit.
  *
- * Invariants: those of the decision's contract in server/cache_policy.h.
+ * Invariants: those of the decision's contract in server/cache_policy.h; and for a 4xx/5xx,
+ * negative_ttl changes nothing about a response stored without it (explicit freshness or
+ * public), and bounds the lifetime of one stored only with it.
  */
 #include <string.h>
 #include "server/cache_policy.h"
@@ -58,9 +60,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                  .has_authorization = (flags & 1) != 0,
                                  .request_time = 1700000000,
                                  .response_time = 1700000002};
-    policy_settings_t settings = {.default_ttl = 120, .max_heuristic_ttl = 86400, .default_grace = (flags & 4) ? 60 : 0};
+    policy_settings_t settings = {.default_ttl = 120,
+                                  .max_heuristic_ttl = 86400,
+                                  .default_grace = (flags & 4) ? 60 : 0,
+                                  .negative_ttl = (flags & 8) ? 30 : 0};
     policy_decision_t d;
     policy_decide(status, headers, n, &req, &settings, &d);
+
+    if (status >= 400) {
+        policy_settings_t without = settings, with = settings;
+        without.negative_ttl = 0;
+        with.negative_ttl = 30;
+        policy_decision_t d0, d30;
+        policy_decide(status, headers, n, &req, &without, &d0);
+        policy_decide(status, headers, n, &req, &with, &d30);
+        if (d0.storable)
+            FUZZ_CHECK(d30.storable && d30.ttl == d0.ttl);
+        else if (d30.storable)
+            FUZZ_CHECK(d30.ttl <= 30 && strcmp(d0.not_stored_reason, "status") == 0);
+    }
 
     if (!d.storable) {
         int known = 0;

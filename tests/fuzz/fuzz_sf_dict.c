@@ -217,7 +217,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     h[nh++] = (policy_header_t){"cache-control", 13, "no-store", 8};
     policy_request_info_t req = {.method_is_get_or_head = 1, .request_time = 1700000000, .response_time = 1700000001};
-    policy_settings_t settings = {.default_ttl = 120, .max_heuristic_ttl = 86400, .default_grace = 30};
+    policy_settings_t settings = {.default_ttl = 120, .max_heuristic_ttl = 86400, .default_grace = 30,
+                                  .negative_ttl = 0};
     policy_decision_t d;
     policy_decide(200, h, nh, &req, &settings, &d);
     FUZZ_CHECK(d.ttl <= DELTA_CAP && d.stale_while_revalidate <= DELTA_CAP && d.stale_if_error <= DELTA_CAP);

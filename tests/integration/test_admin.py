@@ -549,12 +549,16 @@ class Settings(AdminCase):
         self.assertEqual(r.status, 200)
         before = self.js(r)
         self.assertEqual(before["default_ttl"], 120, "seeded from --default-ttl on a fresh store")
-        r = self.admin("PUT", "/config/settings", token=tok, body={"default_ttl": 33, "default_grace": 5})
+        self.assertEqual(before["negative_ttl"], 0, "errors without freshness are not stored by default")
+        r = self.admin("PUT", "/config/settings", token=tok, body={"default_ttl": 33, "default_grace": 5, "negative_ttl": 9})
         self.assertEqual(r.status, 200, r.describe())
         self.assertEqual(self.js(r)["default_ttl"], 33)
+        self.assertEqual(self.js(r)["negative_ttl"], 9)
         for bad, field in ((b"{", "body"), ({"default_ttl": "1"}, "default_ttl"), ({"default_ttl": -1}, "default_ttl"),
                            ({"default_ttl": 1, "nope": 2}, "nope"), ({"max_heuristic_ttl": 99999999999}, "max_heuristic_ttl"),
-                           ({"default_ttl": 7, "default_grace": 1.5}, "default_grace"), ([1, 2], "body")):
+                           ({"default_ttl": 7, "default_grace": 1.5}, "default_grace"), ([1, 2], "body"),
+                           ({"default_ttl": 7, "negative_ttl": 31536001}, "negative_ttl"),
+                           ({"negative_ttl": "60"}, "negative_ttl")):
             r = self.admin("PUT", "/config/settings", token=tok, body=bad)
             self.assertEqual(r.status, 400, bad)
             body = self.js(r)
@@ -563,6 +567,7 @@ class Settings(AdminCase):
         after = self.js(self.admin("GET", "/config/settings", token=tok))
         self.assertEqual(after["default_ttl"], 33, "nothing half-applied")
         self.assertEqual(after["default_grace"], 5)
+        self.assertEqual(after["negative_ttl"], 9)
         self.e.kill9()
         self.e.args = ["--default-ttl", "77"]  # the flag seeds only a fresh store
         self.e.start()
@@ -670,7 +675,8 @@ class AdminThreads(AdminCase):
     def test_concurrent_settings_updates_lose_nothing(self):
         tok = self.token("global")
         rounds = 100
-        fields = {"default_ttl": 1000, "default_grace": 2000, "max_heuristic_ttl": 90000}  # each above its default
+        fields = {"default_ttl": 1000, "default_grace": 2000, "max_heuristic_ttl": 90000,
+                  "negative_ttl": 3000}  # each above its default
         seen = {(f, o): [] for f in fields for o in fields if o != f}  # what f's writer saw of o
         errors = []
 

@@ -3,7 +3,8 @@ tests/integration/test_response_path.py — issue 19, the response side: what a 
 make the cache remember about a URL for everybody (hit-for-pass, collapsing), request bodies
 (413 limit, no second copy, the budget of bodies held at once), the origin's Date on what
 the cache serves (RFC 9110 6.6.1), interim 1xx responses, invalidation by unsafe and
-unknown methods (RFC 9111 4.4), and the REVALIDATED label.
+unknown methods (RFC 9111 4.4), the REVALIDATED label, and negative caching (an error
+without freshness is stored only for negative_ttl).
 
 Every wait is an event (origin request counts, a threading.Event the origin handler blocks
 on, /stats counters) or a bounded poll; the few sleeps only let a lifetime of 1 s run out or
@@ -42,12 +43,21 @@ class Case(harness.TestCase):
     def get(self, edge, path, headers=None, **kw):
         return request(edge.proxy_port, "GET", path, headers=headers, **kw)
 
-    def stats(self, edge):
+    def token(self, edge):
         if not hasattr(edge, "test_token"):
             p = harness.run_binary(["token", "create", "--data-dir", edge.data_dir, "--scope", "global"])
             self.assertEqual(p.returncode, 0, p.stderr)
             edge.test_token = p.stdout.strip()
-        r = request(edge.admin_port, "GET", "/stats", headers={"Fastly-Key": edge.test_token})
+        return edge.test_token
+
+    def stats(self, edge):
+        r = request(edge.admin_port, "GET", "/stats", headers={"Fastly-Key": self.token(edge)})
+        self.assertEqual(r.status, 200, r.describe())
+        return json.loads(r.body)
+
+    def put_settings(self, edge, changes):
+        r = request(edge.admin_port, "PUT", "/config/settings", body=json.dumps(changes).encode(),
+                    headers={"Fastly-Key": self.token(edge), "Content-Type": "application/json"})
         self.assertEqual(r.status, 200, r.describe())
         return json.loads(r.body)
 
@@ -186,6 +196,120 @@ def raw_exchange(port, data, timeout=5):
             if b"\r\n\r\n" in out and b"HTTP/1.1 413" in out:
                 break
         return out
+
+
+# ======================================================================================
+# negative caching (CPDoS, Nguyen et al. 2019): an error the origin gives no lifetime is not
+# stored unless negative_ttl says for how long
+
+
+class NegativeCaching(Case):
+
+    def test_error_provoked_by_an_unkeyed_header_does_not_replace_the_url(self):
+        # frameworks honour X-HTTP-Method-Override; the cache does not key on it. A 405 without
+        # freshness used to be stored for default_ttl and served to every client (HMO attack)
+        o = self.origin()
+        o.route("/page", handler=lambda req: (405, {"Content-Type": "text/plain", "Allow": "GET"}, b"no DELETE here")
+                if "x-http-method-override" in req.headers else (200, cc("max-age=60"), b"the page"))
+        e = self.edgecache([o])
+        r = self.get(e, "/page", {"X-HTTP-Method-Override": "DELETE"})
+        self.assertEqual(r.status, 405, r.describe())
+        self.assertXCache(r, "PASS", "an error without freshness is not stored (negative_ttl 0)")
+        r = self.get(e, "/page")
+        self.assertEqual((r.status, r.body), (200, b"the page"), "the next plain client gets the page\n" + r.describe())
+        self.assertXCache(r, "MISS", "and it is stored: the 405 did not mark the URL hit-for-pass either")
+        r = self.get(e, "/page")
+        self.assertXCache(r, "HIT")
+        self.assertEqual(r.body, b"the page")
+        self.assertEqual(o.hits("/page"), 2)
+
+    def test_clients_collapsed_on_a_provoked_error_get_the_page(self):
+        # plain requests that collapsed onto the attacker's fetch: its 405 is not theirs
+        o = self.origin()
+        release = threading.Event()
+        self.addCleanup(release.set)
+
+        def handler(req):
+            if "x-http-method-override" in req.headers:
+                release.wait(scaled(10))
+                return 405, {"Content-Type": "text/plain"}, b"no DELETE here"
+            return 200, cc("max-age=60"), b"the page"
+
+        o.route("/hmo", handler=handler)
+        e = self.edgecache([o])
+        results = {}
+
+        def fetch(name, headers):
+            results[name] = self.get(e, "/hmo", headers, timeout=15)
+
+        first = threading.Thread(target=fetch, args=("attacker", {"X-HTTP-Method-Override": "DELETE"}), daemon=True)
+        first.start()
+        wait_until(lambda: o.hits("/hmo") == 1, what="the attacker's request at the origin")
+        base = self.stats(e)["collapsed"]
+        plain = [threading.Thread(target=fetch, args=("plain%d" % i, None), daemon=True) for i in range(3)]
+        for t in plain:
+            t.start()
+        wait_until(lambda: self.stats(e)["collapsed"] >= base + 3, what="three requests collapsed on the fetch")
+        release.set()
+        for t in [first] + plain:
+            t.join(scaled(15))
+        for i in range(3):
+            r = results["plain%d" % i]
+            self.assertEqual((r.status, r.body), (200, b"the page"), r.describe())
+        self.assertEqual(results["attacker"].status, 405, results["attacker"].describe())
+        self.assertXCache(results["attacker"], "PASS")
+        r = self.get(e, "/hmo")
+        self.assertXCache(r, "HIT")
+        self.assertEqual((r.status, r.body), (200, b"the page"))
+
+    def test_errors_without_freshness_pass_and_with_freshness_are_stored(self):
+        o = self.origin()
+        o.route("/gone", status=404, headers={"Content-Type": "text/plain"}, body=b"not here")
+        o.route("/gone-lm", status=410, body=b"gone",
+                headers={"Content-Type": "text/plain", "Last-Modified": "Mon, 01 Jan 2001 00:00:00 GMT"})
+        o.route("/gone-max-age", status=404, headers=cc("max-age=60"), body=b"not here, for a minute")
+        e = self.edgecache([o])
+        for path in ("/gone", "/gone-lm"):
+            with self.subTest(path=path):
+                for _ in range(2):
+                    r = self.get(e, path)
+                    self.assertXCache(r, "PASS", "no freshness of its own, Last-Modified heuristic or not")
+                self.assertEqual(o.hits(path), 2)
+        self.assertXCache(self.get(e, "/gone-max-age"), "MISS")
+        r = self.get(e, "/gone-max-age")
+        self.assertXCache(r, "HIT", "an error the origin gives a lifetime keeps it")
+        self.assertEqual((r.status, r.body), (404, b"not here, for a minute"))
+
+    def test_negative_ttl_set_at_run_time_stores_a_plain_404_for_that_long(self):
+        o = self.origin()
+        o.route("/missing", status=404, headers={"Content-Type": "text/plain"}, body=b"not here")
+        o.route("/missing-2", status=404, headers={"Content-Type": "text/plain"}, body=b"not here either")
+        e = self.edgecache([o], args=["--default-ttl", "3600"])
+        self.assertXCache(self.get(e, "/missing"), "PASS")
+        settings = self.put_settings(e, {"negative_ttl": 1})
+        self.assertEqual(settings["negative_ttl"], 1)
+        r = self.get(e, "/missing")
+        self.assertEqual(r.status, 404, r.describe())
+        self.assertXCache(r, "MISS", "stored once negative_ttl is set")
+        r = self.get(e, "/missing")
+        self.assertXCache(r, "HIT")
+        self.assertEqual((r.status, r.body), (404, b"not here"))
+        # for negative_ttl (1 s), not default_ttl (an hour): it goes to the origin again
+        wait_until(lambda: (self.get(e, "/missing").x_cache or "").split(",")[0].strip().upper() != "HIT",
+                   timeout=10, interval=0.1, what="the stored 404 to outlive negative_ttl 1")
+        self.assertEqual(o.hits("/missing"), 3)
+        # back to 0: not stored any more
+        self.put_settings(e, {"negative_ttl": 0})
+        for _ in range(2):
+            self.assertXCache(self.get(e, "/missing-2"), "PASS")
+
+    def test_negative_ttl_flag(self):
+        o = self.origin()
+        o.route("/nf", status=404, headers={"Content-Type": "text/plain"}, body=b"not found")
+        e = self.edgecache([o], args=["--negative-ttl", "60"])
+        self.assertXCache(self.get(e, "/nf"), "MISS")
+        self.assertXCache(self.get(e, "/nf"), "HIT")
+        self.assertEqual(o.hits("/nf"), 1)
 
 
 class RequestBodies(Case):

@@ -341,6 +341,17 @@ START_TEST(settings_apply_subset)
     json_decref(j);
     ck_assert_uint_eq(s.default_grace, 31536000);
     ck_assert_uint_eq(s.max_heuristic_ttl, 0);
+    ck_assert_uint_eq(s.negative_ttl, 0); /* not named: unchanged */
+
+    j = parse("{\"negative_ttl\":30}");
+    ck_assert_int_eq(admin_settings_apply_json(&s, j, detail, sizeof(detail)), 0);
+    json_decref(j);
+    ck_assert_uint_eq(s.negative_ttl, 30);
+    ck_assert_uint_eq(s.default_grace, 31536000);
+    j = parse("{\"negative_ttl\":31536000}");
+    ck_assert_int_eq(admin_settings_apply_json(&s, j, detail, sizeof(detail)), 0);
+    json_decref(j);
+    ck_assert_uint_eq(s.negative_ttl, 31536000);
 }
 END_TEST
 
@@ -385,6 +396,11 @@ START_TEST(settings_reject_and_never_half_apply)
     expect_rejected("{\"default_ttl\":10,\"default_grace\":-1}", "default_grace: must be between 0 and 31536000");
     expect_rejected("{\"max_heuristic_ttl\":31536001}", "max_heuristic_ttl: must be between");
     expect_rejected("{\"max_heuristic_ttl\":99999999999999}", "max_heuristic_ttl: must be between");
+    expect_rejected("{\"negative_ttl\":-1}", "negative_ttl: must be between 0 and 31536000");
+    expect_rejected("{\"default_ttl\":10,\"negative_ttl\":31536001}", "negative_ttl: must be between");
+    expect_rejected("{\"negative_ttl\":\"60\"}", "negative_ttl: must be an integer");
+    expect_rejected("{\"negative_ttl\":1.5}", "negative_ttl: must be an integer");
+    expect_rejected("{\"negative_ttl\":null}", "negative_ttl: must be an integer");
     expect_rejected("{\"purge_requires_auth\":1}", "purge_requires_auth: must be true or false");
     expect_rejected("[1]", "body: must be a JSON object");
     /* the caching-semantics fields: wrong type or unknown value, and nothing half-applied */
@@ -413,7 +429,7 @@ START_TEST(settings_unknown_field_detail_names_the_new_fields)
     ck_assert_int_eq(admin_settings_apply_json(&s, j, detail, sizeof(detail)), ADMIN_EINVAL);
     json_decref(j);
     ck_assert_msg(strstr(detail, "cookie_policy") != NULL && strstr(detail, "obey_client_no_cache") != NULL &&
-                      strstr(detail, "keep_surrogate_headers)") != NULL,
+                      strstr(detail, "negative_ttl") != NULL && strstr(detail, "keep_surrogate_headers)") != NULL,
                   "detail lists the known fields, untruncated: %s", detail);
 }
 END_TEST
@@ -424,6 +440,7 @@ START_TEST(settings_json_round_trip)
     admin_settings_t s = {.default_ttl = 7,
                           .default_grace = 8,
                           .max_heuristic_ttl = 9,
+                          .negative_ttl = 10,
                           .purge_requires_auth = 0,
                           .cookie_policy_strip = 1,
                           .obey_client_no_cache = 1,
@@ -434,7 +451,8 @@ START_TEST(settings_json_round_trip)
     ck_assert_str_eq(json_string_value(json_object_get(j, "cookie_policy")), "strip");
     ck_assert(json_is_true(json_object_get(j, "obey_client_no_cache")));
     ck_assert(json_is_true(json_object_get(j, "keep_surrogate_headers")));
-    ck_assert_int_eq(json_object_size(j), 7);
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "negative_ttl")), 10);
+    ck_assert_int_eq(json_object_size(j), 8);
     ck_assert(admin_settings_json_is_complete(j));
     ck_assert_int_eq(admin_settings_apply_json(&back, j, detail, sizeof(detail)), 0);
     json_decref(j);
@@ -461,6 +479,8 @@ START_TEST(settings_json_completeness)
     json_object_set_new(j, "obey_client_no_cache", json_false());
     ck_assert(!admin_settings_json_is_complete(j));
     json_object_set_new(j, "keep_surrogate_headers", json_false());
+    ck_assert(!admin_settings_json_is_complete(j)); /* what the second version stored */
+    json_object_set_new(j, "negative_ttl", json_integer(0));
     ck_assert(admin_settings_json_is_complete(j));
     json_decref(j);
     j = parse("[1]");
@@ -480,6 +500,7 @@ static void *cell_writer(void *arg)
         admin_settings_t s = {.default_ttl = i,
                               .default_grace = i * 2,
                               .max_heuristic_ttl = i * 3,
+                              .negative_ttl = i * 5,
                               .purge_requires_auth = (int)(i & 1),
                               .cookie_policy_strip = (int)((i >> 1) & 1),
                               .obey_client_no_cache = (int)((i >> 2) & 1),
@@ -491,7 +512,7 @@ static void *cell_writer(void *arg)
 
 START_TEST(settings_seqlock_never_torn)
 {
-    admin_settings_t init = {0, 0, 0, 0, 0, 0, 1}, got;
+    admin_settings_t init = {.keep_surrogate_headers = 1}, got;
     pthread_t w;
     admin_settings_cell_init(&cell, &init);
     atomic_store(&cell_stop, 0);
@@ -501,6 +522,7 @@ START_TEST(settings_seqlock_never_torn)
         uint32_t i = got.default_ttl;
         ck_assert_uint_eq(got.default_grace, i * 2);
         ck_assert_uint_eq(got.max_heuristic_ttl, i * 3);
+        ck_assert_uint_eq(got.negative_ttl, i * 5);
         ck_assert_int_eq(got.purge_requires_auth, (int)(i & 1));
         ck_assert_int_eq(got.cookie_policy_strip, (int)((i >> 1) & 1));
         ck_assert_int_eq(got.obey_client_no_cache, (int)((i >> 2) & 1));
@@ -520,7 +542,9 @@ START_TEST(settings_seed_from_config)
     cfg.default_ttl = 300;
     cfg.default_grace = 60;
     cfg.max_heuristic_ttl = 4000000000u; /* clamped to the API's range */
+    cfg.negative_ttl = 45;
     admin_settings_from_config(&s, &cfg);
+    ck_assert_uint_eq(s.negative_ttl, 45);
     ck_assert_uint_eq(s.default_ttl, 300);
     ck_assert_uint_eq(s.default_grace, 60);
     ck_assert_uint_eq(s.max_heuristic_ttl, ADMIN_SETTINGS_MAX_SECONDS);
@@ -532,7 +556,9 @@ START_TEST(settings_seed_from_config)
     cfg.cookie_policy_strip = 1;
     cfg.obey_client_no_cache = 1;
     cfg.keep_surrogate_headers = 7; /* any true value becomes 1 */
+    cfg.negative_ttl = 4000000000u;  /* clamped to the API's range */
     admin_settings_from_config(&s, &cfg);
+    ck_assert_uint_eq(s.negative_ttl, ADMIN_SETTINGS_MAX_SECONDS);
     ck_assert_int_eq(s.cookie_policy_strip, 1);
     ck_assert_int_eq(s.obey_client_no_cache, 1);
     ck_assert_int_eq(s.keep_surrogate_headers, 1);
@@ -939,6 +965,60 @@ START_TEST(live_settings_stored_by_an_older_version)
 }
 END_TEST
 
+static void cfg_negative_ttl_45(config_t *cfg)
+{
+    cfg->negative_ttl = 45;
+}
+
+/* a store written before negative_ttl existed: every other field kept, negative_ttl from the
+ * configuration (its default, 0, unless configured), then stored and no longer seeded */
+START_TEST(live_settings_stored_before_negative_ttl)
+{
+    static const char before[] = "{\"default_ttl\":7,\"default_grace\":3,\"max_heuristic_ttl\":600,"
+                                 "\"purge_requires_auth\":false,\"cookie_policy\":\"strip\","
+                                 "\"obey_client_no_cache\":true,\"keep_surrogate_headers\":false}";
+    for (int configured = 0; configured < 2; configured++) {
+        live_t l;
+        admin_settings_t s;
+        store_t *store = NULL;
+        store_options_t so;
+        char dir[64], err[256], *val = NULL;
+        size_t len = 0;
+
+        snprintf(dir, sizeof(dir), "/tmp/test_admin.XXXXXX");
+        ck_assert_ptr_nonnull(mkdtemp(dir));
+        memset(&so, 0, sizeof(so));
+        so.dir = dir;
+        so.map_size = 64u << 20;
+        ck_assert_msg(store_open(&store, &so, err, sizeof(err)) == 0, "store_open: %s", err);
+        ck_assert_int_eq(store_kv_put_sync(store, "config", "settings", before, strlen(before)), 0);
+        store_close(&store);
+
+        live_start_with(&l, dir, 99, configured ? cfg_negative_ttl_45 : NULL);
+        admin_settings_snapshot(l.admin, &s);
+        ck_assert_uint_eq(s.negative_ttl, configured ? 45 : 0);
+        ck_assert_uint_eq(s.default_ttl, 7);
+        ck_assert_uint_eq(s.max_heuristic_ttl, 600);
+        ck_assert_int_eq(s.cookie_policy_strip, 1);
+        ck_assert_int_eq(s.obey_client_no_cache, 1);
+        ck_assert_int_eq(store_kv_get(l.store, "config", "settings", &val, &len), 0);
+        json_t *j = json_loadb(val, len, 0, NULL);
+        free(val);
+        ck_assert_ptr_nonnull(j);
+        ck_assert(admin_settings_json_is_complete(j));
+        ck_assert_int_eq(json_integer_value(json_object_get(j, "negative_ttl")), configured ? 45 : 0);
+        json_decref(j);
+        live_stop(&l, 0);
+
+        /* stored now: a config without it no longer changes it */
+        live_start(&l, dir, 99);
+        admin_settings_snapshot(l.admin, &s);
+        ck_assert_uint_eq(s.negative_ttl, configured ? 45 : 0);
+        live_stop(&l, 1);
+    }
+}
+END_TEST
+
 /* ---- shutdown with connections open ---- */
 
 static int conn_open(live_t *l)
@@ -1091,6 +1171,7 @@ static Suite *admin_suite(void)
     tcase_add_test(t, live_settings_seed_put_and_snapshot);
     tcase_add_test(t, live_settings_semantics_put_validate_persist);
     tcase_add_test(t, live_settings_stored_by_an_older_version);
+    tcase_add_test(t, live_settings_stored_before_negative_ttl);
     tcase_add_test(t, live_stop_with_open_connections);
     suite_add_tcase(s, t);
     return s;

@@ -95,6 +95,7 @@ START_TEST(defaults)
     ck_assert_str_eq(c.service_id, "edgecache");
     ck_assert_uint_eq(c.max_heuristic_ttl, 86400);
     ck_assert_uint_eq(c.default_grace, 0);
+    ck_assert_uint_eq(c.negative_ttl, 0); /* an error without freshness is not stored */
     ck_assert_uint_eq(c.origin_timeout_ms, 15000);
     ck_assert_uint_eq(c.shutdown_timeout_ms, 5000);
 }
@@ -209,7 +210,7 @@ START_TEST(flags_both_syntaxes)
                            "10.0.0.1:80", "--backend=[::1]:8081", "--data-dir", "/var/cache/ec", "--memory-size=1g",
                            "--disk-size", "10G", "--default-ttl", "0", "--threads=3", "--service-id", "svc-1",
                            "--default-grace=600", "--max-heuristic-ttl", "7200", "--origin-timeout", "2500",
-                           "--shutdown-timeout=0", NULL),
+                           "--shutdown-timeout=0", "--negative-ttl", "30", NULL),
                      0);
     ck_assert_str_eq(c.listen.host, "0.0.0.0");
     ck_assert_uint_eq(c.listen.port, 0);
@@ -228,6 +229,7 @@ START_TEST(flags_both_syntaxes)
     ck_assert_str_eq(c.service_id, "svc-1");
     ck_assert_uint_eq(c.default_grace, 600);
     ck_assert_uint_eq(c.max_heuristic_ttl, 7200);
+    ck_assert_uint_eq(c.negative_ttl, 30);
     ck_assert_uint_eq(c.origin_timeout_ms, 2500);
     ck_assert_uint_eq(c.shutdown_timeout_ms, 0);
     ck_assert_str_eq(c.config_file, "");
@@ -290,7 +292,8 @@ START_TEST(help)
         "edgecache [OPTIONS]", "edgecache migrate --status --data-dir DIR", "edgecache token create|list|revoke",
         "--listen HOST:PORT", "--admin-listen HOST:PORT", "--backend HOST:PORT", "--data-dir DIR",
         "--memory-size SIZE", "--disk-size SIZE", "--default-ttl SECONDS", "--threads N", "--config FILE",
-        "--service-id ID", "--default-grace SECONDS", "--max-heuristic-ttl SECONDS", "--origin-timeout MS",
+        "--service-id ID", "--default-grace SECONDS", "--max-heuristic-ttl SECONDS", "--negative-ttl SECONDS",
+        "--origin-timeout MS",
         "--shutdown-timeout MS", "--help", "(default: 127.0.0.1:8080)", "(default: 127.0.0.1:8081)",
         "(default: ./edgecache-data)", "(default: 256M)", "(default: 1G)", "(default: 120)", "(default: edgecache)",
         "(default: 86400)", "(default: 15000)", "(default: 5000)",
@@ -319,6 +322,7 @@ START_TEST(file_load)
                                   "  \"service_id\": \"site\",\n"
                                   "  \"max_heuristic_ttl\": 600,\n"
                                   "  \"default_grace\": 60,\n"
+                                  "  \"negative_ttl\": 15,\n"
                                   "  \"origin_timeout\": 3000,\n"
                                   "  \"shutdown_timeout\": 100\n"
                                   "}\n");
@@ -341,6 +345,7 @@ START_TEST(file_load)
     ck_assert_str_eq(c.service_id, "site");
     ck_assert_uint_eq(c.max_heuristic_ttl, 600);
     ck_assert_uint_eq(c.default_grace, 60);
+    ck_assert_uint_eq(c.negative_ttl, 15);
     ck_assert_uint_eq(c.origin_timeout_ms, 3000);
     ck_assert_uint_eq(c.shutdown_timeout_ms, 100);
 
@@ -419,6 +424,9 @@ START_TEST(flag_errors)
     EXPECT_ERR("--default-ttl: invalid value '1h' (expected seconds 0-2147483647)", "--default-ttl", "1h");
     EXPECT_ERR("--default-grace: invalid value '-5' (expected seconds 0-2147483647)", "--default-grace=-5");
     EXPECT_ERR("--max-heuristic-ttl: invalid value 'x' (expected seconds 0-2147483647)", "--max-heuristic-ttl", "x");
+    EXPECT_ERR("--negative-ttl: invalid value '-1' (expected seconds 0-2147483647)", "--negative-ttl=-1");
+    EXPECT_ERR("--negative-ttl: invalid value '2147483648' (expected seconds 0-2147483647)", "--negative-ttl",
+               "2147483648");
     EXPECT_ERR("--origin-timeout: invalid value '0' (expected milliseconds 1-2147483647)", "--origin-timeout", "0");
     EXPECT_ERR("--shutdown-timeout: invalid value '1.5' (expected milliseconds 0-2147483647)", "--shutdown-timeout",
                "1.5");
@@ -478,6 +486,8 @@ START_TEST(file_errors)
     FILE_ERR("{\"admin_threads\": \"2\"}", "%s: key 'admin_threads': expected an integer, got a string");
     FILE_ERR("{\"default_ttl\": -1}", "%s: key 'default_ttl': invalid value '-1' (expected seconds 0-2147483647)");
     FILE_ERR("{\"default_ttl\": true}", "%s: key 'default_ttl': expected an integer, got a boolean");
+    FILE_ERR("{\"negative_ttl\": \"60\"}", "%s: key 'negative_ttl': expected an integer, got a string");
+    FILE_ERR("{\"negative_ttl\": -1}", "%s: key 'negative_ttl': invalid value '-1' (expected seconds 0-2147483647)");
     FILE_ERR("{\"listen\": 8080}", "%s: key 'listen': expected a string, got an integer");
     FILE_ERR("{\"listen\": \"localhost\"}", "%s: key 'listen': invalid address 'localhost' (expected HOST:PORT, e.g. "
                                             "127.0.0.1:8080 or [::1]:8080)");

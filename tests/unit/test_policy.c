@@ -707,9 +707,11 @@ static const store_case_t store_cases[] = {
     {"500 marked public", 500, {"cache-control: public"}, 0, 0, NULL},
     {"302 without freshness", 302, {D0}, 0, 0, "status"},
     {"302 with max-age", 302, {"cache-control: max-age=5"}, 0, 0, NULL},
-    {"404 heuristic", 404, {LM1000, D0}, 0, 0, NULL},
-    {"404 default", 404, {D0}, 0, 0, NULL},
-    {"410 default", 410, {NULL}, 0, 0, NULL},
+    /* negative_ttl is 0 in these settings: an error without freshness is not stored (CPDoS) */
+    {"404 heuristic, negative_ttl 0", 404, {LM1000, D0}, 0, 0, "status"},
+    {"404 without freshness, negative_ttl 0", 404, {D0}, 0, 0, "status"},
+    {"410 without freshness, negative_ttl 0", 410, {NULL}, 0, 0, "status"},
+    {"404 with max-age", 404, {"cache-control: max-age=60"}, 0, 0, NULL},
     {"206 partial", 206, {"cache-control: max-age=60"}, 0, 0, "partial"},
     {"304", 304, {"cache-control: max-age=60"}, 0, 0, "status"},
     {"1xx", 103, {"cache-control: max-age=60"}, 0, 0, "status"},
@@ -765,12 +767,93 @@ START_TEST(storability_details)
 {
     policy_decision_t d = decide(500, L("cache-control: public", D0));
     ck_assert_uint_eq(d.ttl, 120);
-    d = decide(404, L(LM1000, D0));
+    d = decide(200, L(LM1000, D0));
     ck_assert_uint_eq(d.ttl, 100);
     d = decide(500, L("cache-control: max-age=x"));
     ck_assert_uint_eq(d.ttl, 0);
     d = decide(200, L("cache-control: no-store, must-understand, max-age=60"));
     ck_assert_uint_eq(d.ttl, 60);
+}
+END_TEST
+
+/* ================================================================ negative caching (CPDoS) */
+
+typedef struct negative_case {
+    const char *what;
+    int status;
+    const char *lines[4];
+    uint32_t negative_ttl;
+    int storable;
+    uint32_t ttl;
+} negative_case_t;
+
+#define SC60 "surrogate-control: max-age=60"
+#define CDN60 "cdn-cache-control: max-age=60"
+
+static const negative_case_t negative_cases[] = {
+    /* no freshness of their own: not stored at negative_ttl 0, stored negative_ttl when set */
+    {"404, 0", 404, {D0}, 0, 0, 0},
+    {"405, 0", 405, {D0}, 0, 0, 0},
+    {"410, 0", 410, {D0}, 0, 0, 0},
+    {"414, 0", 414, {D0}, 0, 0, 0},
+    {"501, 0", 501, {D0}, 0, 0, 0},
+    {"500, 0", 500, {D0}, 0, 0, 0},
+    {"400, 0", 400, {D0}, 0, 0, 0},
+    {"404, 15", 404, {D0}, 15, 1, 15},
+    {"405, 15", 405, {D0}, 15, 1, 15},
+    {"410, 15", 410, {NULL}, 15, 1, 15},
+    {"414, 15", 414, {D0}, 15, 1, 15},
+    {"501, 15", 501, {D0}, 15, 1, 15},
+    {"404 above default_ttl, 600", 404, {D0}, 600, 1, 600},
+    /* not heuristically cacheable (RFC 9111 4.2.2): negative_ttl does not make them storable */
+    {"500, 15", 500, {D0}, 15, 0, 0},
+    {"400, 15", 400, {D0}, 15, 0, 0},
+    {"431, 15", 431, {D0}, 15, 0, 0},
+    /* the Last-Modified heuristic on an error is capped at negative_ttl (and not stored at 0) */
+    {"404 heuristic 100, 0", 404, {LM1000, D0}, 0, 0, 0},
+    {"404 heuristic 100, 15", 404, {LM1000, D0}, 15, 1, 15},
+    {"404 heuristic 100, 500", 404, {LM1000, D0}, 500, 1, 100},
+    /* explicit freshness is the origin's choice, whatever the status and negative_ttl */
+    {"404 max-age, 0", 404, {"cache-control: max-age=60", D0}, 0, 1, 60},
+    {"404 max-age, 15", 404, {"cache-control: max-age=60", D0}, 15, 1, 60},
+    {"405 s-maxage, 0", 405, {"cache-control: s-maxage=60", D0}, 0, 1, 60},
+    {"410 expires, 0", 410, {EXP50, D0}, 0, 1, 50},
+    {"404 surrogate-control, 0", 404, {SC60, "cache-control: no-cache", D0}, 0, 1, 60},
+    {"404 cdn-cache-control, 0", 404, {CDN60, D0}, 0, 1, 60},
+    {"500 max-age, 0", 500, {"cache-control: max-age=10", D0}, 0, 1, 10},
+    {"404 invalid max-age is stored stale, 0", 404, {"cache-control: max-age=x", D0}, 0, 1, 0},
+    {"404 public, 0", 404, {"cache-control: public", D0}, 0, 1, 120},
+    {"500 public, 0", 500, {"cache-control: public", D0}, 0, 1, 120},
+    {"404 cdn-cc public, 0", 404, {"cdn-cache-control: public", D0}, 0, 1, 120},
+    /* no lifetime: no-cache is not freshness */
+    {"404 no-cache, 0", 404, {"cache-control: no-cache", D0}, 0, 0, 0},
+    {"404 no-cache, 15", 404, {"cache-control: no-cache", D0}, 15, 1, 15},
+    /* success statuses are not affected */
+    {"200, 0", 200, {D0}, 0, 1, 120},
+    {"200 heuristic, 0", 200, {LM1000, D0}, 0, 1, 100},
+    {"301, 15", 301, {D0}, 15, 1, 120},
+};
+
+START_TEST(negative_caching)
+{
+    const negative_case_t *c = &negative_cases[_i];
+    policy_settings_t st = settings;
+    st.negative_ttl = c->negative_ttl;
+    policy_header_t h[8];
+    size_t n = make_headers(c->lines, h, 8);
+    policy_request_info_t req = {1, 0, T0, T0};
+    policy_decision_t d;
+    memset(&d, 0xa5, sizeof(d));
+    policy_decide(c->status, h, n, &req, &st, &d);
+    ck_assert_msg(d.storable == c->storable, "%s: storable %d, expected %d", c->what, d.storable, c->storable);
+    if (c->storable) {
+        ck_assert_msg(d.ttl == c->ttl, "%s: ttl %u, expected %u", c->what, d.ttl, c->ttl);
+    } else {
+        ck_assert_msg(strcmp(d.not_stored_reason, "status") == 0, "%s: reason %s", c->what, d.not_stored_reason);
+        /* a response reason: the proxy decides hit-for-pass on it (and skips it for errors) */
+        ck_assert(!d.not_stored_by_request);
+        ck_assert_uint_eq(d.ttl, 0);
+    }
 }
 END_TEST
 
@@ -989,6 +1072,7 @@ static Suite *policy_suite(void)
     tcase_add_loop_test(tc, ttl_precedence, 0, (int)(sizeof(ttl_cases) / sizeof(ttl_cases[0])));
     tcase_add_loop_test(tc, storability, 0, (int)(sizeof(store_cases) / sizeof(store_cases[0])));
     tcase_add_test(tc, storability_details);
+    tcase_add_loop_test(tc, negative_caching, 0, (int)(sizeof(negative_cases) / sizeof(negative_cases[0])));
     tcase_add_test(tc, revalidation_flags);
     tcase_add_test(tc, initial_age);
     tcase_add_test(tc, current_age);
