@@ -1,5 +1,5 @@
 /*
- * server/proxy.c — the proxy handler.
+ * server/proxy.c — the proxy handler: request entry and lookup.
  *
  * Runs on the worker threads (one h2o event loop each). For a request:
  *
@@ -7,1035 +7,64 @@
  *             the memory tier, then in LMDB (promoting into memory). A URL whose
  *             responses vary has a small "vary index" object under its hash that names
  *             the varying request headers; the variant is then looked up under
- *             obj_variant_hash(key, normalized values). A fresh object is a HIT: its
- *             stored headers and body go out in one h2o_send (one writev), ranges and
- *             client conditionals answered from it. A stale one within
+ *             obj_variant_hash(key, normalized values) (server/proxy_vary.c). A fresh
+ *             object is a HIT (server/proxy_deliver.c). A stale one within
  *             stale-while-revalidate is served at once and refreshed in the background.
- *             Otherwise the origin is asked — conditionally when a stale copy has
- *             validators — and the response is streamed to the client while an
- *             obj_builder collects it; when the body is complete and untruncated it goes
- *             into the memory tier and to the store's writer thread (MISS). A response
- *             the policy refuses to store is only streamed (PASS); the URL is remembered
- *             as hit-for-pass for a while only when the refusal is the response's own
- *             (never the request's: Authorization, a 206 or 304, an over-long varied
- *             value; nor an error status), so no client can keep a URL out of the cache.
- *             Every response carries the origin's Date (server/date_header.c).
- *   PURGE     a job of the purge module (server/purge.c), which authorises it (the
- *             callback main wires), purges it through the store's writer, forwards it to
- *             the shield and answers once it is durable.
+ *             A URL marked hit-for-pass is passed (server/proxy_invalidate.c). Otherwise
+ *             the request joins the fetch in flight for the URL, or starts one
+ *             (server/proxy_busy.c, server/proxy_fetch.c), which keeps a stale copy for
+ *             revalidation and stale-if-error (server/proxy_revalidate.c).
+ *   PURGE     server/proxy_purge.c: a job of the purge module (server/purge.c).
  *   others    passed to the origin unchanged (PASS); a 2xx/3xx answer to a method not
- *             known to be safe (anything but GET, HEAD, OPTIONS, TRACE) invalidates the URL
- *             and same-host Location/Content-Location.
+ *             known to be safe invalidates the URL (server/proxy_invalidate.c).
  *
  * Before any of that (on_req): repeated header lines become one line and the fields the
  * client's Connection names are dropped (server/http_fields.c), so the key, the variant and
  * the origin all see the same request; Host, or an absolute-form target's authority, must be
  * RFC 3986 host[:port] (else 400) and is the authority of the key and of the origin request
- * (server/cache_key.c, whose key keeps host and path apart).
+ * (server/cache_key.c, whose key keeps host and path apart). A request body counts against
+ * request_body_memory until its request is disposed (else 503).
  *
- * Collapsing. Concurrent fetches of one URL (by the URL's hash) are collapsed process
- * wide: the first request registers an in-flight entry and fetches; later ones, on any
- * worker thread, queue a waiter on the entry. When the fetch knows its fate it takes
- * the entry out of the table and wakes every waiter with a message to the waiter's own
- * loop: the object (served as it is), "pass" (fetch for yourself, the URL is not storable),
- * "miss" (fetch for yourself: that answer was not storable for its own request's sake) or
- * an error status. Waiters are therefore served once the object is complete, not byte by
- * byte. No waiter is ever given a head that was not stored (a Set-Cookie meant for the
- * fetching client).
+ * Purges race reads: the purge epoch and the store generation are taken before an LMDB read
+ * and compared after inserting the result into memory; if a purge committed in between, the
+ * result is taken out again (it may be the purged content). An invalidation not yet committed
+ * makes its URL a miss (a tombstone).
  *
- * Lifetimes. A `fetch_t` lives as long as the origin exchange (malloc'd, freed when
- * the HTTP client finishes or is cancelled). A `fetch_link_t` lives as long as the
- * client's request (allocated in the request pool with a dispose callback) and owns
- * the buffers being sent. The two point at each other while both exist; whichever
- * ends first clears the other's pointer. A fetch whose client went away keeps going
- * while its response is being stored or others wait on it, so the work is not wasted.
- * A fetch copies what it needs of the request (path, headers) at its start; only the body
- * of a passed request is borrowed, as a passed fetch ends with its request.
- *
- * Purges race reads and fetches: the purge epoch is taken before an LMDB read or an
- * origin request and compared before inserting the result; if a purge committed in
- * between, the result is not inserted or stored (it may be the purged content).
+ * Also the registration of the handler and each worker's set-up and tear-down.
  */
-#include <ctype.h>
-#include <inttypes.h>
-#include <netdb.h>
-#include <pthread.h>
-#include <stdio.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
-#include <sys/socket.h>
-#include <linux/sockios.h>
 #include <h2o.h>
 #include "server/backend.h"
 #include "server/cache_key.h"
 #include "server/cache_policy.h"
-#include "server/header_rules.h"
 #include "server/http_fields.h"
-#include "server/origin_client.h"
 #include "server/proxy.h"
+#include "server/proxy_int.h"
 #include "server/purge.h"
 #include "server/stats.h"
 #include "server/worker.h"
 #include "storage/object.h"
 
-#define FETCH_MAGIC 0xfe7c4a11u
-#define WAITER_MAGIC 0x3a17e4u
-#define MAX_ORIGIN_HEADERS 100
-#define VARY_KEY_MAX 2048
-#define HIT_FOR_PASS_MS 120000
-#define VARY_INDEX_TTL (365u * 86400u)
-#define STALL_CHECK_MS 8000
-#define BACKPRESSURE_BYTES (1024 * 1024) /* unsent bytes for a client after which the origin is paused */ /* a client whose socket send queue does not move for this long is dropped */
-
-enum fetch_mode { FETCH_CACHE, FETCH_PASS };
-
-/* the semantics settings a request sees: a consistent snapshot */
-typedef struct proxy_settings {
-    policy_settings_t policy;
-    int cookie_policy_strip;
-    int obey_client_no_cache;
-    int keep_surrogate_headers;
-} proxy_settings_t;
-
-static struct {
-    const config_t *cfg;
-    store_t *store;
-    mem_tier_t *mem;
-    proxy_live_settings_fn live_settings; /* NULL: the config's values only */
-    void *live_settings_arg;
-    uint64_t max_object_size;
-    policy_settings_t policy;
-    cache_key_rules_t key_rules; /* from cfg: fixed for the process's life */
-    const char *key_ignore_params[CONFIG_MAX_IGNORED_PARAMS];
-} g;
-
-/* the live header rules: swapped whole by the admin API; replaced sets are retired, not freed */
-static _Atomic(header_rules_t *) g_rules;
-static header_rules_t **g_retired_rules;
-static size_t g_num_retired_rules;
-static pthread_mutex_t g_rules_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static inline const header_rules_t *live_rules(void)
-{
-    return atomic_load_explicit(&g_rules, memory_order_acquire);
-}
-
-typedef struct fetch fetch_t;
-typedef struct fetch_stream fetch_stream_t;
-
-/* the client side of a fetch: lives in the request pool */
-typedef struct fetch_link {
-    h2o_generator_t super; /* first: h2o calls proceed/stop with this pointer */
-    h2o_req_t *req;
-    fetch_t *fetch;        /* NULL once the origin exchange is over or detached */
-    h2o_buffer_t *pending; /* received from the origin, not yet handed to h2o */
-    h2o_buffer_t *sending; /* handed to h2o, waiting for proceed */
-    int send_inflight;
-    int upstream_state;    /* 0 in progress, 1 complete, 2 failed */
-    int final_sent;
-} fetch_link_t;
-
-/* what a fetch keeps of its request: it may outlive it */
-typedef struct req_copy {
-    char *path;
-    size_t path_len;
-    char *authority;
-    size_t authority_len;
-    obj_header_t *headers; /* names lower-case */
-    size_t num_headers;
-    char *buf;
-} req_copy_t;
-
-struct fetch {
-    uint32_t magic;
-    worker_t *w;
-    h2o_linklist_t node; /* in w->fetches */
-    fetch_link_t *link;
-    origin_client_t *client;
-    int paused;               /* origin reading stopped: the client is slower than the origin */
-    enum fetch_mode mode;
-    int client_is_head;
-    int in_callback;
-    int cancel_requested;
-    int invalidate_on_success; /* unsafe method: purge the URL on 2xx/3xx */
-    int owns_inflight;         /* registered in the collapsing table; must wake its waiters */
-    char *key;
-    size_t key_len;
-    uint8_t hash[CACHE_HASH_LEN]; /* of the URL (the collapsing and purge key) */
-    cache_obj_t *stale;       /* stale copy for revalidation / stale-if-error (own ref) */
-    uint64_t epoch, generation;
-    int64_t request_time_ms;
-    obj_builder_t *builder;   /* non-NULL while the response is being stored */
-    char *vary_names;         /* the Vary field of what is being stored (malloc'd), NULL when none */
-    h2o_iovec_t reqbufs[4];   /* request line, Host line, other headers (into head / hostline), body (the request's
-                                 req->entity, borrowed: only a passed fetch sends one, see build_origin_request) */
-    char *head;               /* the request head without its Host line (malloc'd) */
-    char *hostline;           /* "host: ...\r\n" for the backend in use (malloc'd) */
-    backend_t *backend;       /* the backend of this exchange (a reference; backend_release at the end) */
-    int retried;              /* a failed connect was retried on another backend once */
-    int idempotent_read;      /* the client asked GET or HEAD: a failed connect may be retried */
-    int revalidating;         /* request carried our own validators */
-    req_copy_t rc;
-    proxy_settings_t settings;
-    fetch_stream_t *stream;   /* shared with collapsed requests while the body arrives (a reference) */
-};
-
-/*
- * A response being fetched, shared with the requests collapsed onto it: its head, and its
- * body as an append-only list of chunks. The fetch (on its worker) appends; each reader
- * (on its own worker) sends the chunks it has not sent yet, at its client's pace. Chunks
- * are freed with the stream, when the fetch and every reader have let go.
- */
-typedef struct stream_chunk {
-    struct stream_chunk *next;
-    size_t len;
-    char data[];
-} stream_chunk_t;
-
-typedef struct stream_reader stream_reader_t;
-
-struct fetch_stream {
-    pthread_mutex_t lock;
-    atomic_int refs;
-    stream_chunk_t *head, *tail; /* under lock */
-    int state;                   /* under lock: 0 body in progress, 1 complete, 2 failed */
-    stream_reader_t *readers;    /* under lock: readers to notify */
-    /* the response head: immutable once the stream is shared */
-    int status;
-    char *reason;
-    obj_header_t *headers; /* what a client receives (before deliver rules, Age, X-Cache) */
-    size_t num_headers;
-    size_t content_length;
-    uint32_t initial_age;
-    int64_t date_ms; /* the response's Date (or when it came, without a valid one), unix ms */
-    char *buf;
-};
-
-struct stream_reader {
-    h2o_generator_t super; /* first: h2o calls proceed/stop with this pointer */
-    h2o_multithread_message_t msg;
-    fetch_stream_t *stream; /* a reference */
-    worker_t *w;
-    h2o_req_t *req;          /* NULL once the client went away */
-    stream_reader_t *next;   /* in stream->readers */
-    stream_chunk_t *cursor;  /* the last chunk handed to h2o */
-    int notify_pending;      /* under stream->lock: msg is posted */
-    stream_reader_t *notify_next; /* scratch list while the writer posts notifications */
-    int orphaned;            /* under stream->lock: the request went while msg was posted */
-    int send_inflight, final_sent;
-};
-
-/*
- * A request waiting for another request's fetch of the same URL. It wakes with the object,
- * with the stream being received, with an error, or told to fetch for itself: WAKE_PASS when
- * the URL is not storable (hit-for-pass), WAKE_MISS when that fetch's response was not stored
- * for a reason of its own (its request, its error status), so this request's answer may be.
- */
-typedef enum { WAKE_OBJECT, WAKE_PASS, WAKE_MISS, WAKE_ERROR, WAKE_STREAM } wake_kind_t;
-
-typedef struct waiter {
-    h2o_multithread_message_t super;
-    uint32_t magic;
-    struct waiter *next;
-    worker_t *w;
-    h2o_req_t *req; /* NULL once the client went away */
-    int refs;       /* the request pool and the table/message; both released on w's thread */
-    wake_kind_t kind;
-    cache_obj_t *obj; /* WAKE_OBJECT: a reference */
-    int status;       /* WAKE_ERROR */
-    fetch_stream_t *stream; /* WAKE_STREAM: a reference */
-} waiter_t;
-
-typedef struct inflight {
-    uint8_t hash[CACHE_HASH_LEN];
-    struct inflight *next;
-    waiter_t *waiters;
-    fetch_stream_t *stream; /* set once the response streams: later requests read it (a reference) */
-} inflight_t;
-
-#define INFLIGHT_SHARDS 64
-static struct inflight_shard {
-    pthread_mutex_t lock;
-    inflight_t *head;
-} g_inflight[INFLIGHT_SHARDS];
-
-#define HFP_SLOTS 4096
-static struct hfp_slot {
-    uint8_t hash[CACHE_HASH_LEN];
-    _Atomic int64_t expires_ms;
-} g_hfp[HFP_SLOTS];
-static pthread_mutex_t g_hfp_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static void serve_cacheable(h2o_req_t *req, const char *key, size_t key_len, const uint8_t hash[CACHE_HASH_LEN]);
-static void stream_unref(fetch_stream_t *st);
-static void stream_reader_start(h2o_req_t *req, fetch_stream_t *st);
-
-/*
- * Invalidations by unsafe methods are not waited for: until the writer commits one (the
- * purge epoch moves), a read of LMDB may still find the old object. A tombstone per hash,
- * holding the epoch at invalidation time, keeps such a read from re-entering memory.
- */
-#define TOMBSTONE_SLOTS 1024
-static struct tombstone {
-    uint8_t hash[CACHE_HASH_LEN];
-    uint64_t epoch;
-    int64_t expires_ms;
-} g_tombstones[TOMBSTONE_SLOTS];
-static pthread_mutex_t g_tombstone_lock = PTHREAD_MUTEX_INITIALIZER;
-static atomic_int g_tombstones_pending; /* invalidations not yet committed: 0 keeps lookups lock-free */
-
-/* ---------------------------------------------------------------- settings */
-
-/* the live settings: the admin API may change them at any time (seqlock snapshot) */
-static void current_settings(proxy_settings_t *out)
-{
-    out->policy = g.policy;
-    out->cookie_policy_strip = g.cfg->cookie_policy_strip;
-    out->obey_client_no_cache = g.cfg->obey_client_no_cache;
-    out->keep_surrogate_headers = g.cfg->keep_surrogate_headers;
-    proxy_live_settings_t s;
-    if (g.live_settings != NULL && g.live_settings(g.live_settings_arg, &s) == 0) {
-        out->policy.default_ttl = s.default_ttl;
-        out->policy.default_grace = s.default_grace;
-        out->policy.max_heuristic_ttl = s.max_heuristic_ttl;
-        out->policy.negative_ttl = s.negative_ttl;
-        out->cookie_policy_strip = s.cookie_policy_strip;
-        out->obey_client_no_cache = s.obey_client_no_cache;
-        out->keep_surrogate_headers = s.keep_surrogate_headers;
-    }
-}
-
-/* how long past its TTL a stale copy may stand in for an origin error */
-static uint32_t stale_if_error_window(const cache_obj_t *obj)
-{
-    proxy_settings_t s;
-    current_settings(&s);
-    return obj->meta.stale_if_error > s.policy.default_grace ? obj->meta.stale_if_error : s.policy.default_grace;
-}
-
-/* ---------------------------------------------------------------- hit-for-pass */
-
-static struct hfp_slot *hfp_slot_of(const uint8_t hash[CACHE_HASH_LEN])
-{
-    uint32_t i;
-    memcpy(&i, hash + 4, sizeof(i));
-    return &g_hfp[i % HFP_SLOTS];
-}
-
-/* remember that this URL's responses are not storable: later requests skip collapsing */
-static void hfp_mark(const uint8_t hash[CACHE_HASH_LEN])
-{
-    struct hfp_slot *s = hfp_slot_of(hash);
-    pthread_mutex_lock(&g_hfp_lock);
-    memcpy(s->hash, hash, CACHE_HASH_LEN);
-    atomic_store(&s->expires_ms, obj_now_ms() + HIT_FOR_PASS_MS);
-    pthread_mutex_unlock(&g_hfp_lock);
-}
-
-static void hfp_clear(const uint8_t hash[CACHE_HASH_LEN])
-{
-    struct hfp_slot *s = hfp_slot_of(hash);
-    pthread_mutex_lock(&g_hfp_lock);
-    if (memcmp(s->hash, hash, CACHE_HASH_LEN) == 0)
-        atomic_store(&s->expires_ms, 0);
-    pthread_mutex_unlock(&g_hfp_lock);
-}
-
-static int hfp_active(const uint8_t hash[CACHE_HASH_LEN])
-{
-    struct hfp_slot *s = hfp_slot_of(hash);
-    if (atomic_load_explicit(&s->expires_ms, memory_order_relaxed) < obj_now_ms())
-        return 0; /* the common case: no lock */
-    pthread_mutex_lock(&g_hfp_lock);
-    int active = memcmp(s->hash, hash, CACHE_HASH_LEN) == 0 && atomic_load(&s->expires_ms) >= obj_now_ms();
-    pthread_mutex_unlock(&g_hfp_lock);
-    return active;
-}
-
-static struct tombstone *tombstone_slot(const uint8_t hash[CACHE_HASH_LEN])
-{
-    uint32_t i;
-    memcpy(&i, hash + 8, sizeof(i));
-    return &g_tombstones[i % TOMBSTONE_SLOTS];
-}
-
-static void tombstone_mark(const uint8_t hash[CACHE_HASH_LEN], uint64_t epoch)
-{
-    struct tombstone *t = tombstone_slot(hash);
-    pthread_mutex_lock(&g_tombstone_lock);
-    memcpy(t->hash, hash, CACHE_HASH_LEN);
-    t->epoch = epoch;
-    t->expires_ms = obj_now_ms() + 10000; /* a bound in case the commit never comes */
-    pthread_mutex_unlock(&g_tombstone_lock);
-    atomic_fetch_add(&g_tombstones_pending, 1);
-}
-
-/* writer thread, after the invalidation committed: LMDB no longer has the object */
-static void tombstone_on_committed(void *arg, const store_purge_result_t *res)
-{
-    uint8_t *hash = arg;
-    (void)res;
-    struct tombstone *t = tombstone_slot(hash);
-    pthread_mutex_lock(&g_tombstone_lock);
-    if (memcmp(t->hash, hash, CACHE_HASH_LEN) == 0)
-        t->expires_ms = 0;
-    pthread_mutex_unlock(&g_tombstone_lock);
-    atomic_fetch_sub(&g_tombstones_pending, 1);
-    free(hash);
-}
-
-/* 1 when an object read from LMDB may be one an uncommitted invalidation is about to delete */
-static int tombstone_blocks(const uint8_t hash[CACHE_HASH_LEN], uint64_t epoch)
-{
-    struct tombstone *t = tombstone_slot(hash);
-    (void)epoch;
-    pthread_mutex_lock(&g_tombstone_lock);
-    int blocks = memcmp(t->hash, hash, CACHE_HASH_LEN) == 0 && t->expires_ms > obj_now_ms();
-    pthread_mutex_unlock(&g_tombstone_lock);
-    return blocks;
-}
-
-/* ---------------------------------------------------------------- request copies and header lookups */
-
-static void req_copy_init(req_copy_t *rc, h2o_req_t *req)
-{
-    size_t size = req->path.len + req->authority.len + 2;
-    for (size_t i = 0; i != req->headers.size; ++i)
-        size += req->headers.entries[i].name->len + req->headers.entries[i].value.len;
-    rc->buf = malloc(size);
-    rc->headers = malloc(sizeof(*rc->headers) * (req->headers.size + 1));
-    if (rc->buf == NULL || rc->headers == NULL)
-        abort();
-    char *p = rc->buf;
-    memcpy(p, req->path.base, req->path.len);
-    rc->path = p;
-    rc->path_len = req->path.len;
-    p += req->path.len;
-    memcpy(p, req->authority.base, req->authority.len);
-    rc->authority = p;
-    rc->authority_len = req->authority.len;
-    p += req->authority.len;
-    rc->num_headers = 0;
-    for (size_t i = 0; i != req->headers.size; ++i) {
-        const h2o_header_t *h = &req->headers.entries[i];
-        obj_header_t *o = &rc->headers[rc->num_headers++];
-        memcpy(p, h->name->base, h->name->len);
-        o->name = p;
-        o->name_len = (uint32_t)h->name->len;
-        p += h->name->len;
-        memcpy(p, h->value.base, h->value.len);
-        o->value = p;
-        o->value_len = (uint32_t)h->value.len;
-        p += h->value.len;
-    }
-}
-
-static void req_copy_dispose(req_copy_t *rc)
-{
-    free(rc->buf);
-    free(rc->headers);
-    memset(rc, 0, sizeof(*rc));
-}
-
-/* hr_lookup_cb over a request copy */
-static const char *lookup_in_copy(void *ctx, const char *name, size_t name_len, size_t *value_len)
-{
-    const req_copy_t *rc = ctx;
-    for (size_t i = 0; i != rc->num_headers; ++i) {
-        if (rc->headers[i].name_len == name_len && memcmp(rc->headers[i].name, name, name_len) == 0) {
-            *value_len = rc->headers[i].value_len;
-            return rc->headers[i].value;
-        }
-    }
-    return NULL;
-}
-
-/* hr_lookup_cb that finds nothing: the Vary key of the names alone */
-static const char *lookup_none(void *ctx, const char *name, size_t name_len, size_t *value_len)
-{
-    (void)ctx, (void)name, (void)name_len, (void)value_len;
-    return NULL;
-}
-
-/* hr_lookup_cb over a live h2o request */
-static const char *lookup_in_req(void *ctx, const char *name, size_t name_len, size_t *value_len)
-{
-    h2o_req_t *req = ctx;
-    ssize_t i = h2o_find_header_by_str(&req->headers, name, name_len, -1);
-    if (i == -1)
-        return NULL;
-    *value_len = req->headers.entries[i].value.len;
-    return req->headers.entries[i].value.base;
-}
-
-/*
- * The non-empty values of every `name` line among headers (lower-case names), joined by
- * `sep` in order: one field however many lines it came on (RFC 9110 5.3). Returns a new
- * NUL-terminated string (the caller frees it) and its length, or NULL when there is none.
- */
-static char *join_field_lines(const obj_header_t *headers, size_t n, const char *name, char sep, size_t *len_out)
-{
-    size_t name_len = strlen(name), total = 0, count = 0;
-    for (size_t i = 0; i != n; ++i)
-        if (headers[i].name_len == name_len && memcmp(headers[i].name, name, name_len) == 0 && headers[i].value_len != 0)
-            total += headers[i].value_len + 1, ++count;
-    *len_out = 0;
-    if (count == 0)
-        return NULL;
-    char *out = malloc(total), *p = out;
-    if (out == NULL)
-        abort();
-    for (size_t i = 0; i != n; ++i) {
-        if (headers[i].name_len != name_len || memcmp(headers[i].name, name, name_len) != 0 || headers[i].value_len == 0)
-            continue;
-        if (p != out)
-            *p++ = sep;
-        memcpy(p, headers[i].value, headers[i].value_len);
-        p += headers[i].value_len;
-    }
-    *p = '\0';
-    *len_out = (size_t)(p - out);
-    return out;
-}
-
-/* ---------------------------------------------------------------- Vary */
-
-/*
- * The secondary key of a request for a response that varies on `names` (the Vary
- * field value): "name:value\n" per named header, in the order named. Accept-Encoding
- * is normalized to br, gzip or nothing, so the thousand spellings browsers send fall
- * into three variants. Returns the length, or SIZE_MAX when it does not fit (not cached).
- */
-static size_t vary_key(const char *names, size_t names_len, hr_lookup_cb lookup, void *ctx, char *buf, size_t cap)
-{
-    size_t out = 0, i = 0;
-    while (i < names_len) {
-        while (i < names_len && (names[i] == ' ' || names[i] == '\t' || names[i] == ','))
-            ++i;
-        size_t start = i;
-        while (i < names_len && names[i] != ',' && names[i] != ' ' && names[i] != '\t')
-            ++i;
-        size_t len = i - start;
-        if (len == 0)
-            continue;
-        char lname[128];
-        if (len >= sizeof(lname))
-            return SIZE_MAX;
-        for (size_t k = 0; k != len; ++k)
-            lname[k] = (char)tolower((unsigned char)names[start + k]);
-        size_t vlen = 0;
-        const char *v = lookup(ctx, lname, len, &vlen);
-        const char *norm = v;
-        size_t norm_len = vlen;
-        if (v != NULL) {
-            while (norm_len > 0 && (norm[0] == ' ' || norm[0] == '\t'))
-                ++norm, --norm_len;
-            while (norm_len > 0 && (norm[norm_len - 1] == ' ' || norm[norm_len - 1] == '\t'))
-                --norm_len;
-        }
-        if (len == 15 && memcmp(lname, "accept-encoding", 15) == 0) {
-            norm = v != NULL ? policy_normalize_accept_encoding(v, vlen) : "";
-            norm_len = strlen(norm);
-        }
-        if (out + len + norm_len + 3 > cap)
-            return SIZE_MAX;
-        memcpy(buf + out, lname, len);
-        out += len;
-        /* absent differs from empty, except for the normalized Accept-Encoding */
-        buf[out++] = v != NULL || len == 15 ? ':' : '!';
-        if (norm_len != 0)
-            memcpy(buf + out, norm, norm_len);
-        out += norm_len;
-        buf[out++] = '\n';
-    }
-    return out;
-}
-
-/* ---------------------------------------------------------------- collapsing */
-
-static struct inflight_shard *inflight_shard_of(const uint8_t hash[CACHE_HASH_LEN])
-{
-    return &g_inflight[hash[0] % INFLIGHT_SHARDS];
-}
-
-static void waiter_unref(waiter_t *wt)
-{
-    assert(wt->magic == WAITER_MAGIC);
-    if (--wt->refs == 0) {
-        obj_unref(&wt->obj);
-        if (wt->stream != NULL)
-            stream_unref(wt->stream);
-        wt->magic = 0;
-        free(wt);
-    }
-}
-
-static void waiter_on_req_dispose(void *p)
-{
-    waiter_t **slot = p;
-    (*slot)->req = NULL;
-    waiter_unref(*slot);
-}
-
-/*
- * Either register as the fetcher of this URL (returns 1: the caller must fetch and
- * later call inflight_wake) or queue req as a waiter on the fetch in flight (returns 0).
- * With req NULL (background refresh) only registers, returning 0 if a fetch is in flight.
- */
-static int inflight_join_or_own(const uint8_t hash[CACHE_HASH_LEN], h2o_req_t *req)
-{
-    struct inflight_shard *shard = inflight_shard_of(hash);
-    pthread_mutex_lock(&shard->lock);
-    for (inflight_t *e = shard->head; e != NULL; e = e->next) {
-        if (memcmp(e->hash, hash, CACHE_HASH_LEN) != 0)
-            continue;
-        if (req != NULL && e->stream != NULL) {
-            /* the response is already arriving: read along */
-            fetch_stream_t *st = e->stream;
-            atomic_fetch_add(&st->refs, 1);
-            pthread_mutex_unlock(&shard->lock);
-            atomic_fetch_add_explicit(&worker_of_req(req)->counters.collapsed, 1, memory_order_relaxed);
-            stream_reader_start(req, st);
-            return 0;
-        }
-        if (req != NULL) {
-            worker_t *w = worker_of_req(req);
-            waiter_t *wt = calloc(1, sizeof(*wt));
-            if (wt == NULL)
-                abort();
-            wt->magic = WAITER_MAGIC;
-            wt->w = w;
-            wt->req = req;
-            wt->refs = 2;
-            waiter_t **slot = h2o_mem_alloc_shared(&req->pool, sizeof(*slot), waiter_on_req_dispose);
-            *slot = wt;
-            wt->next = e->waiters;
-            e->waiters = wt;
-            atomic_fetch_add_explicit(&w->counters.collapsed, 1, memory_order_relaxed);
-        }
-        pthread_mutex_unlock(&shard->lock);
-        return 0;
-    }
-    inflight_t *e = calloc(1, sizeof(*e));
-    if (e == NULL)
-        abort();
-    memcpy(e->hash, hash, CACHE_HASH_LEN);
-    e->next = shard->head;
-    shard->head = e;
-    pthread_mutex_unlock(&shard->lock);
-    return 1;
-}
-
-/* take the URL out of the table and wake everyone who waited on it (obj borrowed) */
-static void inflight_wake(const uint8_t hash[CACHE_HASH_LEN], wake_kind_t kind, cache_obj_t *obj, int status)
-{
-    struct inflight_shard *shard = inflight_shard_of(hash);
-    inflight_t *found = NULL;
-    pthread_mutex_lock(&shard->lock);
-    for (inflight_t **p = &shard->head; *p != NULL; p = &(*p)->next) {
-        if (memcmp((*p)->hash, hash, CACHE_HASH_LEN) == 0) {
-            found = *p;
-            *p = found->next;
-            break;
-        }
-    }
-    pthread_mutex_unlock(&shard->lock);
-    if (found == NULL)
-        return;
-    waiter_t *wt = found->waiters;
-    if (found->stream != NULL)
-        stream_unref(found->stream);
-    free(found);
-    while (wt != NULL) {
-        waiter_t *next = wt->next;
-        wt->kind = kind;
-        wt->obj = kind == WAKE_OBJECT && obj != NULL ? obj_ref(obj) : NULL;
-        if (kind == WAKE_OBJECT && obj == NULL)
-            wt->kind = WAKE_PASS;
-        wt->status = status;
-        h2o_multithread_send_message(&wt->w->wake_receiver, &wt->super);
-        wt = next;
-    }
-}
-
-static void fetch_wake_waiters(fetch_t *f, wake_kind_t kind, cache_obj_t *obj, int status)
-{
-    if (!f->owns_inflight)
-        return;
-    f->owns_inflight = 0;
-    inflight_wake(f->hash, kind, obj, status);
-}
-
-/* the response streams: the waiters so far, and everyone who comes before it ends, read `st` */
-static void inflight_stream_start(const uint8_t hash[CACHE_HASH_LEN], fetch_stream_t *st)
-{
-    struct inflight_shard *shard = inflight_shard_of(hash);
-    waiter_t *wt = NULL;
-    pthread_mutex_lock(&shard->lock);
-    for (inflight_t *e = shard->head; e != NULL; e = e->next) {
-        if (memcmp(e->hash, hash, CACHE_HASH_LEN) == 0 && e->stream == NULL) {
-            atomic_fetch_add(&st->refs, 1);
-            e->stream = st;
-            wt = e->waiters;
-            e->waiters = NULL;
-            break;
-        }
-    }
-    pthread_mutex_unlock(&shard->lock);
-    while (wt != NULL) {
-        waiter_t *next = wt->next;
-        wt->kind = WAKE_STREAM;
-        atomic_fetch_add(&st->refs, 1);
-        wt->stream = st;
-        h2o_multithread_send_message(&wt->w->wake_receiver, &wt->super);
-        wt = next;
-    }
-}
-
-/* ---------------------------------------------------------------- helpers */
-
-static const char *reason_phrase(int status)
-{
-    switch (status) {
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 203: return "Non-Authoritative Information";
-    case 204: return "No Content";
-    case 206: return "Partial Content";
-    case 300: return "Multiple Choices";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 303: return "See Other";
-    case 304: return "Not Modified";
-    case 307: return "Temporary Redirect";
-    case 308: return "Permanent Redirect";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 410: return "Gone";
-    case 414: return "URI Too Long";
-    case 416: return "Range Not Satisfiable";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return "Unknown";
-    }
-}
-
-static int name_is(const char *name, size_t len, const char *lit)
-{
-    size_t l = strlen(lit);
-    return len == l && memcmp(name, lit, l) == 0;
-}
-
-/* stored headers the client does not get from us as-is (Date goes through add_date; we compute Age) */
-static int is_not_delivered(const char *name, size_t len, int keep_surrogate)
-{
-    return name_is(name, len, "date") || name_is(name, len, "age") ||
-           (!keep_surrogate && (name_is(name, len, "surrogate-control") || name_is(name, len, "surrogate-key")));
-}
-
-static int method_is(h2o_req_t *req, const char *m)
-{
-    return h2o_memis(req->method.base, req->method.len, m, strlen(m));
-}
+/* ---------------------------------------------------------------- the cache key and the lookup */
 
 /* the key rules before proxy_init (admin unit tests build URL-purge keys without a proxy) */
 static const cache_key_rules_t default_key_rules = {.include_host = 1};
 
 size_t proxy_cache_key(char *buf, size_t cap, const char *host, size_t host_len, const char *path, size_t path_len)
 {
-    return cache_key_build(g.cfg != NULL ? &g.key_rules : &default_key_rules, host, host_len, path, path_len, buf, cap);
+    return cache_key_build(proxy_globals.cfg != NULL ? &proxy_globals.key_rules : &default_key_rules, host, host_len, path, path_len, buf, cap);
 }
 
 /* the cache key of a request whose authority and target request_target_or_respond settled (in its pool) */
-static char *request_cache_key(h2o_req_t *req, size_t *key_len)
+char *proxy_request_cache_key(h2o_req_t *req, size_t *key_len)
 {
     size_t cap = cache_key_max_len(req->authority.len, req->path.len);
     char *key = h2o_mem_alloc_pool(&req->pool, cap + 1);
     *key_len = proxy_cache_key(key, cap, req->authority.base, req->authority.len, req->path.base, req->path.len);
     assert(*key_len <= cap);
     return key;
-}
-
-static void add_header_str(h2o_req_t *req, const char *name, const char *value, size_t value_len)
-{
-    h2o_add_header_by_str(&req->pool, &req->res.headers, name, strlen(name), 1, NULL, value, value_len);
-}
-
-/*
- * The response's Date (RFC 9110 6.6.1): a cache keeps the origin's, on hits too. `value` is the
- * origin's field (NULL when it sent none); when it is absent or not an HTTP-date, the time the
- * response was received stands in (`received_ms`, unix ms). server/date_header.c makes h2o
- * send this header instead of its own clock.
- */
-static void add_date(h2o_req_t *req, const char *value, size_t value_len, int64_t received_ms)
-{
-    int64_t t;
-    if (value == NULL || policy_parse_http_date(value, value_len, &t) != 0)
-        t = received_ms / 1000;
-    char *buf = h2o_mem_alloc_pool(&req->pool, 30);
-    size_t n = policy_format_http_date(t, buf);
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_DATE, NULL, buf, n);
-}
-
-static void add_age_and_xcache(h2o_req_t *req, uint32_t age, const char *xcache)
-{
-    char *buf = h2o_mem_alloc_pool(&req->pool, 16);
-    int n = snprintf(buf, 16, "%" PRIu32, age);
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_AGE, NULL, buf, (size_t)n);
-    add_header_str(req, "x-cache", xcache, strlen(xcache));
-}
-
-/* a short plain-text error that names no internals */
-static void send_error(h2o_req_t *req, int status, const char *body)
-{
-    worker_t *w = worker_of_req(req);
-    atomic_fetch_add_explicit(&w->counters.errors, 1, memory_order_relaxed);
-    stats_note_synthetic(req);
-    req->res.status = status;
-    req->res.reason = reason_phrase(status);
-    add_age_and_xcache(req, 0, "MISS");
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("text/plain; charset=utf-8"));
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
-    h2o_send_inline(req, body, strlen(body));
-}
-
-/* ---------------------------------------------------------------- hits */
-static void dispose_obj_slot(void *p)
-{
-    cache_obj_t **slot = p;
-    obj_unref(slot);
-}
-
-/* keep obj alive for as long as the request: takes over the caller's reference */
-static void pin_obj_to_req(h2o_req_t *req, cache_obj_t *obj)
-{
-    cache_obj_t **slot = h2o_mem_alloc_shared(&req->pool, sizeof(*slot), dispose_obj_slot);
-    *slot = obj;
-}
-
-static int etag_matches(const char *list, size_t list_len, const char *etag, size_t etag_len)
-{
-    /* weak comparison (RFC 9110 13.1.2): strip W/ from both sides */
-    if (etag_len > 2 && etag[0] == 'W' && etag[1] == '/')
-        etag += 2, etag_len -= 2;
-    size_t i = 0;
-    while (i < list_len) {
-        while (i < list_len && (list[i] == ' ' || list[i] == '\t' || list[i] == ','))
-            ++i;
-        size_t start = i;
-        if (i < list_len && list[i] == '*')
-            return 1;
-        if (i + 1 < list_len && list[i] == 'W' && list[i + 1] == '/')
-            start = i += 2;
-        if (i < list_len && list[i] == '"') {
-            ++i;
-            while (i < list_len && list[i] != '"')
-                ++i;
-            if (i < list_len)
-                ++i;
-        } else {
-            while (i < list_len && list[i] != ',')
-                ++i;
-        }
-        size_t len = i - start;
-        while (len > 0 && (list[start + len - 1] == ' ' || list[start + len - 1] == '\t'))
-            --len;
-        if (len == etag_len && memcmp(list + start, etag, len) == 0)
-            return 1;
-    }
-    return 0;
-}
-
-/* RFC 9110 13.2.2: If-None-Match first, else If-Modified-Since; only for GET/HEAD on 200 */
-static int client_conditional_matches(h2o_req_t *req, const cache_obj_t *obj)
-{
-    if (obj->meta.status != 200)
-        return 0;
-    ssize_t inm = h2o_find_header(&req->headers, H2O_TOKEN_IF_NONE_MATCH, -1);
-    if (inm != -1) {
-        const obj_header_t *etag = obj_find_header(obj, H2O_STRLIT("etag"));
-        if (etag == NULL)
-            return 0;
-        const h2o_iovec_t *v = &req->headers.entries[inm].value;
-        return etag_matches(v->base, v->len, etag->value, etag->value_len);
-    }
-    ssize_t ims = h2o_find_header(&req->headers, H2O_TOKEN_IF_MODIFIED_SINCE, -1);
-    if (ims != -1) {
-        const obj_header_t *lm = obj_find_header(obj, H2O_STRLIT("last-modified"));
-        int64_t since, modified;
-        if (lm == NULL)
-            return 0;
-        const h2o_iovec_t *v = &req->headers.entries[ims].value;
-        if (policy_parse_http_date(v->base, v->len, &since) != 0 ||
-            policy_parse_http_date(lm->value, lm->value_len, &modified) != 0)
-            return 0;
-        return modified <= since;
-    }
-    return 0;
-}
-
-
-/*
- * Stalled clients. h2o 2.2 has no send timeout: a client that stops reading keeps its
- * connection, the response buffers and (for a miss) the origin fetch forever. A watchdog
- * per response, in the request pool, looks at the kernel send queue every STALL_CHECK_MS:
- * non-empty and unchanged since the last look means nobody reads, and the socket is shut
- * down, which makes h2o fail the write and release everything through its normal path.
- */
-typedef struct stall_watch {
-    h2o_timeout_entry_t entry;
-    h2o_req_t *req;
-    worker_t *w;
-    int last_outq;
-} stall_watch_t;
-
-static void stall_watch_on_timeout(h2o_timeout_entry_t *entry)
-{
-    stall_watch_t *sw = H2O_STRUCT_FROM_MEMBER(stall_watch_t, entry, entry);
-    h2o_socket_t *sock = sw->req->conn->callbacks->get_socket != NULL ? sw->req->conn->callbacks->get_socket(sw->req->conn) : NULL;
-    int outq = 0;
-    if (sock == NULL || ioctl(h2o_socket_get_fd(sock), SIOCOUTQ, &outq) != 0)
-        return;
-    if (outq > 0 && outq == sw->last_outq) {
-        atomic_fetch_add_explicit(&sw->w->counters.stalled_clients_closed, 1, memory_order_relaxed);
-        shutdown(h2o_socket_get_fd(sock), SHUT_RDWR);
-        return;
-    }
-    sw->last_outq = outq;
-    h2o_timeout_link(sw->w->loop, &sw->w->stall_timeout, &sw->entry);
-}
-
-static void stall_watch_dispose(void *p)
-{
-    stall_watch_t *sw = p;
-    if (h2o_timeout_is_linked(&sw->entry))
-        h2o_timeout_unlink(&sw->entry);
-}
-
-/* watch this response until its request is done */
-static void stall_watch_start(h2o_req_t *req)
-{
-    worker_t *w = worker_of_req(req);
-    stall_watch_t *sw = h2o_mem_alloc_shared(&req->pool, sizeof(*sw), stall_watch_dispose);
-    memset(sw, 0, sizeof(*sw));
-    sw->entry.cb = stall_watch_on_timeout;
-    sw->req = req;
-    sw->w = w;
-    sw->last_outq = -1;
-    h2o_timeout_link(w->loop, &w->stall_timeout, &sw->entry);
-}
-
-/* apply the deliver-phase header rules to the response about to be sent */
-static void apply_deliver_rules(h2o_req_t *req)
-{
-    const header_rules_t *rules = live_rules();
-    if (rules == NULL || rules->count_by_phase[HR_PHASE_DELIVER] == 0)
-        return;
-    for (size_t i = 0; i != rules->count; ++i) {
-        const header_rule_t *r = &rules->rules[i];
-        if (r->phase != HR_PHASE_DELIVER || !header_rule_matches(r, req->path.base, req->path.len, lookup_in_req, req))
-            continue;
-        if (r->action == HR_SET || r->action == HR_UNSET) {
-            ssize_t c;
-            while ((c = h2o_find_header_by_str(&req->res.headers, r->name, r->name_len, -1)) != -1)
-                h2o_delete_header(&req->res.headers, c);
-        }
-        if (r->action == HR_SET || r->action == HR_APPEND)
-            h2o_add_header_by_str(&req->pool, &req->res.headers, r->name, r->name_len, 1, NULL, r->value, r->value_len);
-    }
-}
-
-/* If-Range (RFC 9110 13.1.5): 1 when the range may be served from this object */
-static int if_range_allows(h2o_req_t *req, const cache_obj_t *obj)
-{
-    ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_IF_RANGE, -1);
-    if (i == -1)
-        return 1;
-    const h2o_iovec_t *v = &req->headers.entries[i].value;
-    if (v->len > 0 && (v->base[0] == '"' || (v->len > 1 && v->base[0] == 'W'))) {
-        const obj_header_t *etag = obj_find_header(obj, H2O_STRLIT("etag"));
-        /* strong comparison: weak validators never match */
-        return etag != NULL && v->base[0] == '"' && etag->value_len == v->len && etag->value[0] == '"' &&
-               memcmp(etag->value, v->base, v->len) == 0;
-    }
-    const obj_header_t *lm = obj_find_header(obj, H2O_STRLIT("last-modified"));
-    int64_t a, b;
-    return lm != NULL && policy_parse_http_date(v->base, v->len, &a) == 0 &&
-           policy_parse_http_date(lm->value, lm->value_len, &b) == 0 && a == b;
-}
-
-/* send a stored object; takes over the caller's reference to obj */
-static void send_object(h2o_req_t *req, cache_obj_t *obj, uint32_t age, const char *xcache)
-{
-    static h2o_generator_t generator = {NULL, NULL};
-    int not_modified = client_conditional_matches(req, obj);
-    int is_head = method_is(req, "HEAD");
-    proxy_settings_t settings;
-    current_settings(&settings); /* a seqlock read: no lock, no shared write */
-    int keep_surrogate = settings.keep_surrogate_headers;
-    uint64_t first = 0, last = 0;
-    int range = 0;
-
-    if (!not_modified && !is_head && obj->meta.status == 200) {
-        ssize_t ri = h2o_find_header(&req->headers, H2O_TOKEN_RANGE, -1);
-        if (ri != -1 && if_range_allows(req, obj))
-            range = policy_parse_range(req->headers.entries[ri].value.base, req->headers.entries[ri].value.len,
-                                       obj->body_len, &first, &last);
-    }
-
-    req->res.status = not_modified ? 304 : range == 1 ? 206 : range == -1 ? 416 : obj->meta.status;
-    req->res.reason = reason_phrase(req->res.status);
-    for (uint32_t i = 0; i != obj->num_headers; ++i) {
-        const obj_header_t *h = &obj->headers[i];
-        if (is_not_delivered(h->name, h->name_len, keep_surrogate))
-            continue;
-        if ((not_modified || range == -1) && h->name_len > 8 && memcmp(h->name, "content-", 8) == 0)
-            continue;
-        if (obj->meta.status == 200 && !not_modified && name_is(h->name, h->name_len, "accept-ranges"))
-            continue; /* ours below: the cache answers ranges whatever the origin does */
-        h2o_add_header_by_str(&req->pool, &req->res.headers, h->name, h->name_len, 1, NULL, h->value, h->value_len);
-    }
-    if (obj->meta.status == 200 && !not_modified)
-        add_header_str(req, "accept-ranges", H2O_STRLIT("bytes"));
-    const obj_header_t *date = obj_find_header(obj, H2O_STRLIT("date"));
-    add_date(req, date != NULL ? date->value : NULL, date != NULL ? date->value_len : 0, obj->meta.response_time_ms);
-    add_age_and_xcache(req, age, xcache);
-
-    h2o_iovec_t body = h2o_iovec_init(obj->body, (size_t)obj->body_len);
-    if (not_modified) {
-        req->res.content_length = SIZE_MAX;
-        body.len = 0;
-    } else if (range == 1) {
-        char *cr = h2o_mem_alloc_pool(&req->pool, 80);
-        int n = snprintf(cr, 80, "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, first, last, obj->body_len);
-        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_RANGE, NULL, cr, (size_t)n);
-        body = h2o_iovec_init(obj->body + first, (size_t)(last - first + 1));
-        req->res.content_length = body.len;
-    } else if (range == -1) {
-        char *cr = h2o_mem_alloc_pool(&req->pool, 48);
-        int n = snprintf(cr, 48, "bytes */%" PRIu64, obj->body_len);
-        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_RANGE, NULL, cr, (size_t)n);
-        body.len = 0;
-        req->res.content_length = 0;
-    } else {
-        req->res.content_length = (size_t)obj->body_len;
-        if (is_head)
-            body.len = 0;
-    }
-    apply_deliver_rules(req);
-    pin_obj_to_req(req, obj);
-    if (body.len > 64 * 1024)
-        stall_watch_start(req); /* smaller bodies fit in the socket buffers */
-    h2o_start_response(req, &generator);
-    h2o_send(req, &body, body.len != 0 ? 1 : 0, H2O_SEND_STATE_FINAL);
 }
 
 static int obj_key_equals(const cache_obj_t *obj, const char *key, size_t key_len)
@@ -1046,25 +75,25 @@ static int obj_key_equals(const cache_obj_t *obj, const char *key, size_t key_le
 /* memory tier, then LMDB; returns a new reference or NULL */
 static cache_obj_t *lookup_hash(const uint8_t hash[CACHE_HASH_LEN], const char *key, size_t key_len)
 {
-    cache_obj_t *obj = mem_lookup(g.mem, hash);
-    uint64_t generation = store_generation(g.store);
+    cache_obj_t *obj = mem_lookup(proxy_globals.mem, hash);
+    uint64_t generation = store_generation(proxy_globals.store);
 
     if (obj != NULL && (!obj_key_equals(obj, key, key_len) || obj->meta.generation < generation)) {
         if (obj->meta.generation < generation)
-            mem_remove_if_same(g.mem, hash, obj);
+            mem_remove_if_same(proxy_globals.mem, hash, obj);
         obj_unref(&obj);
     }
     if (obj == NULL) {
-        uint64_t epoch = store_purge_epoch(g.store);
-        if (store_get(g.store, hash, key, key_len, &obj) == 0) {
-            if (tombstone_blocks(hash, epoch)) {
+        uint64_t epoch = store_purge_epoch(proxy_globals.store);
+        if (store_get(proxy_globals.store, hash, key, key_len, &obj) == 0) {
+            if (proxy_tombstone_blocks(hash, epoch)) {
                 obj_unref(&obj);
                 return NULL;
             }
-            mem_insert(g.mem, obj);
-            if (store_purge_epoch(g.store) != epoch || store_generation(g.store) != generation) {
+            mem_insert(proxy_globals.mem, obj);
+            if (store_purge_epoch(proxy_globals.store) != epoch || store_generation(proxy_globals.store) != generation) {
                 /* a purge committed while we read: what we read may be purged */
-                mem_remove_if_same(g.mem, hash, obj);
+                mem_remove_if_same(proxy_globals.mem, hash, obj);
                 obj_unref(&obj);
             }
         }
@@ -1080,14 +109,14 @@ static cache_obj_t *lookup(h2o_req_t *req, const uint8_t hash[CACHE_HASH_LEN], c
      * variants may still be in memory (only the writer knows their hashes). Until then the
      * URL is a miss, whatever memory holds.
      */
-    if (atomic_load_explicit(&g_tombstones_pending, memory_order_acquire) != 0 && tombstone_blocks(hash, 0))
+    if (proxy_tombstones_pending() && proxy_tombstone_blocks(hash, 0))
         return NULL;
     cache_obj_t *obj = lookup_hash(hash, key, key_len);
     if (obj == NULL || !(atomic_load(&obj->flags) & OBJ_F_VARY_INDEX))
         return obj;
     const obj_header_t *names = obj_find_header(obj, H2O_STRLIT("vary"));
     char vbuf[VARY_KEY_MAX];
-    size_t vlen = names != NULL ? vary_key(names->value, names->value_len, lookup_in_req, req, vbuf, sizeof(vbuf)) : SIZE_MAX;
+    size_t vlen = names != NULL ? proxy_vary_key(names->value, names->value_len, proxy_lookup_in_req, req, vbuf, sizeof(vbuf)) : SIZE_MAX;
     obj_unref(&obj);
     if (vlen == SIZE_MAX)
         return NULL;
@@ -1097,1155 +126,6 @@ static cache_obj_t *lookup(h2o_req_t *req, const uint8_t hash[CACHE_HASH_LEN], c
     if (obj != NULL && (obj->vary_len != vlen || memcmp(obj->vary, vbuf, vlen) != 0))
         obj_unref(&obj);
     return obj;
-}
-
-/* does the object fit this request (same variant)? used for collapsed waiters */
-static int object_fits_request(h2o_req_t *req, const cache_obj_t *obj)
-{
-    if (obj->vary_len == 0)
-        return 1;
-    size_t names_len;
-    char *names = join_field_lines(obj->headers, obj->num_headers, "vary", ',', &names_len);
-    char vbuf[VARY_KEY_MAX];
-    size_t vlen = names != NULL ? vary_key(names, names_len, lookup_in_req, req, vbuf, sizeof(vbuf)) : SIZE_MAX;
-    free(names);
-    return vlen == obj->vary_len && memcmp(vbuf, obj->vary, vlen) == 0;
-}
-
-/* ---------------------------------------------------------------- streaming to collapsed requests */
-
-/* the shared head: what the fetch's own client receives (before deliver rules, Age, X-Cache) */
-static fetch_stream_t *stream_create(int status, h2o_iovec_t reason, const hr_list_t *list, int keep_surrogate,
-                                     size_t content_length, uint32_t initial_age, int64_t response_time_ms)
-{
-    size_t size = reason.len + 1;
-    for (size_t i = 0; i != list->size; ++i)
-        size += list->entries[i].name_len + list->entries[i].value_len;
-    fetch_stream_t *st = calloc(1, sizeof(*st));
-    if (st == NULL || (st->buf = malloc(size)) == NULL || (st->headers = malloc(sizeof(*st->headers) * (list->size + 1))) == NULL)
-        abort();
-    pthread_mutex_init(&st->lock, NULL);
-    atomic_init(&st->refs, 1);
-    st->status = status;
-    st->content_length = content_length;
-    st->initial_age = initial_age;
-    st->date_ms = response_time_ms;
-    int date_seen = 0;
-    char *p = st->buf;
-    memcpy(p, reason.base, reason.len);
-    p[reason.len] = '\0';
-    st->reason = p;
-    p += reason.len + 1;
-    for (size_t i = 0; i != list->size; ++i) {
-        const obj_header_t *h = &list->entries[i];
-        if (name_is(h->name, h->name_len, "date")) {
-            int64_t date;
-            if (!date_seen++ && policy_parse_http_date(h->value, h->value_len, &date) == 0)
-                st->date_ms = date * 1000; /* the first one, as add_date takes it */
-            continue;
-        }
-        if (is_not_delivered(h->name, h->name_len, keep_surrogate))
-            continue;
-        obj_header_t *o = &st->headers[st->num_headers++];
-        memcpy(p, h->name, h->name_len);
-        o->name = p;
-        o->name_len = h->name_len;
-        p += h->name_len;
-        memcpy(p, h->value, h->value_len);
-        o->value = p;
-        o->value_len = h->value_len;
-        p += h->value_len;
-    }
-    return st;
-}
-
-static void stream_unref(fetch_stream_t *st)
-{
-    if (atomic_fetch_sub(&st->refs, 1) != 1)
-        return;
-    for (stream_chunk_t *c = st->head, *next; c != NULL; c = next) {
-        next = c->next;
-        free(c);
-    }
-    pthread_mutex_destroy(&st->lock);
-    free(st->buf);
-    free(st->headers);
-    free(st);
-}
-
-/* the fetch's side: append body bytes and/or end the body (1 complete, 2 failed); wakes the readers */
-static void stream_publish(fetch_stream_t *st, const void *data, size_t len, int end_state)
-{
-    stream_chunk_t *c = NULL;
-    if (len != 0) {
-        if ((c = malloc(sizeof(*c) + len)) == NULL)
-            abort();
-        c->next = NULL;
-        c->len = len;
-        memcpy(c->data, data, len);
-    }
-    stream_reader_t *notify = NULL;
-    pthread_mutex_lock(&st->lock);
-    if (st->state != 0) { /* already ended */
-        pthread_mutex_unlock(&st->lock);
-        free(c);
-        return;
-    }
-    if (c != NULL) {
-        if (st->tail != NULL)
-            st->tail->next = c;
-        else
-            st->head = c;
-        st->tail = c;
-    }
-    if (end_state != 0)
-        st->state = end_state;
-    for (stream_reader_t *r = st->readers; r != NULL; r = r->next) {
-        if (!r->notify_pending) {
-            r->notify_pending = 1; /* from here the reader is not freed before it sees the message */
-            r->notify_next = notify;
-            notify = r;
-        }
-    }
-    pthread_mutex_unlock(&st->lock);
-    while (notify != NULL) {
-        stream_reader_t *next = notify->notify_next;
-        h2o_multithread_send_message(&notify->w->stream_receiver, &notify->msg);
-        notify = next;
-    }
-}
-
-static void stream_reader_free(stream_reader_t *r)
-{
-    fetch_stream_t *st = r->stream;
-    free(r);
-    stream_unref(st);
-}
-
-/* hand the next chunk (or the end) to h2o; r may be gone when this returns after a final send */
-static void stream_reader_pump(stream_reader_t *r)
-{
-    if (r->req == NULL || r->send_inflight || r->final_sent)
-        return;
-    fetch_stream_t *st = r->stream;
-    pthread_mutex_lock(&st->lock);
-    stream_chunk_t *next = r->cursor != NULL ? r->cursor->next : st->head;
-    int state = st->state;
-    int last = next != NULL && next->next == NULL && state == 1;
-    pthread_mutex_unlock(&st->lock);
-    h2o_req_t *req = r->req;
-    if (next != NULL) {
-        h2o_iovec_t buf = h2o_iovec_init(next->data, next->len);
-        r->cursor = next;
-        if (last) {
-            r->final_sent = 1;
-            h2o_send(req, &buf, 1, H2O_SEND_STATE_FINAL);
-        } else {
-            r->send_inflight = 1;
-            h2o_send(req, &buf, 1, H2O_SEND_STATE_IN_PROGRESS);
-        }
-    } else if (state != 0) {
-        r->final_sent = 1;
-        h2o_send(req, NULL, 0, state == 1 ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_ERROR);
-    }
-}
-
-static void stream_reader_on_proceed(h2o_generator_t *gen, h2o_req_t *req)
-{
-    stream_reader_t *r = (void *)gen;
-    (void)req;
-    r->send_inflight = 0;
-    stream_reader_pump(r);
-}
-
-static void stream_reader_on_stop(h2o_generator_t *gen, h2o_req_t *req)
-{
-    stream_reader_t *r = (void *)gen;
-    (void)req;
-    r->final_sent = 1;
-}
-
-static void stream_reader_on_dispose(void *p)
-{
-    stream_reader_t *r = *(stream_reader_t **)p;
-    fetch_stream_t *st = r->stream;
-    pthread_mutex_lock(&st->lock);
-    for (stream_reader_t **q = &st->readers; *q != NULL; q = &(*q)->next) {
-        if (*q == r) {
-            *q = r->next;
-            break;
-        }
-    }
-    r->req = NULL;
-    int pending = r->notify_pending;
-    if (pending)
-        r->orphaned = 1; /* the posted message frees it */
-    pthread_mutex_unlock(&st->lock);
-    if (!pending)
-        stream_reader_free(r);
-}
-
-static void on_stream_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
-{
-    (void)receiver;
-    while (!h2o_linklist_is_empty(messages)) {
-        stream_reader_t *r = H2O_STRUCT_FROM_MEMBER(stream_reader_t, msg.link, messages->next);
-        h2o_linklist_unlink(&r->msg.link);
-        fetch_stream_t *st = r->stream;
-        pthread_mutex_lock(&st->lock);
-        r->notify_pending = 0;
-        int orphaned = r->orphaned;
-        pthread_mutex_unlock(&st->lock);
-        if (orphaned)
-            stream_reader_free(r);
-        else
-            stream_reader_pump(r);
-    }
-}
-
-/* serve req from a response still arriving for another request; takes over the reference to st */
-static void stream_reader_start(h2o_req_t *req, fetch_stream_t *st)
-{
-    worker_t *w = worker_of_req(req);
-    req->res.status = st->status;
-    req->res.reason = st->reason;
-    for (size_t i = 0; i != st->num_headers; ++i)
-        h2o_add_header_by_str(&req->pool, &req->res.headers, st->headers[i].name, st->headers[i].name_len, 1, NULL,
-                              st->headers[i].value, st->headers[i].value_len);
-    add_date(req, NULL, 0, st->date_ms);
-    add_age_and_xcache(req, st->initial_age, "HIT");
-    apply_deliver_rules(req);
-    req->res.content_length = st->content_length;
-    atomic_fetch_add_explicit(&w->counters.hits, 1, memory_order_relaxed);
-    if (method_is(req, "HEAD")) {
-        /* h2o flattens the headers on this send: the stream's bytes need not outlive it */
-        static h2o_generator_t generator = {NULL, NULL};
-        h2o_start_response(req, &generator);
-        h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
-        stream_unref(st);
-        return;
-    }
-    stream_reader_t *r = calloc(1, sizeof(*r));
-    if (r == NULL)
-        abort();
-    r->super.proceed = stream_reader_on_proceed;
-    r->super.stop = stream_reader_on_stop;
-    r->stream = st;
-    r->w = w;
-    r->req = req;
-    stream_reader_t **slot = h2o_mem_alloc_shared(&req->pool, sizeof(*slot), stream_reader_on_dispose);
-    *slot = r;
-    pthread_mutex_lock(&st->lock);
-    r->next = st->readers;
-    st->readers = r;
-    pthread_mutex_unlock(&st->lock);
-    stall_watch_start(req);
-    h2o_start_response(req, &r->super);
-    stream_reader_pump(r);
-}
-
-/* ---------------------------------------------------------------- fetch: client side */
-
-static void link_do_send(fetch_link_t *link)
-{
-    if (link->send_inflight || link->final_sent)
-        return;
-    if (link->pending->size == 0 && link->upstream_state == 0)
-        return;
-
-    /* swap: what was pending is now being sent */
-    h2o_buffer_t *t = link->sending;
-    link->sending = link->pending;
-    link->pending = t;
-
-    h2o_send_state_t state = link->upstream_state == 0   ? H2O_SEND_STATE_IN_PROGRESS
-                             : link->upstream_state == 1 ? H2O_SEND_STATE_FINAL
-                                                         : H2O_SEND_STATE_ERROR;
-    h2o_iovec_t buf = h2o_iovec_init(link->sending->bytes, link->sending->size);
-    if (state == H2O_SEND_STATE_IN_PROGRESS) {
-        link->send_inflight = 1;
-    } else {
-        link->final_sent = 1;
-    }
-    h2o_send(link->req, &buf, buf.len != 0 ? 1 : 0, state);
-}
-
-static void fetch_on_client_gone(fetch_t *f);
-
-static void link_on_proceed(h2o_generator_t *gen, h2o_req_t *req)
-{
-    fetch_link_t *link = (void *)gen;
-    (void)req;
-    link->send_inflight = 0;
-    h2o_buffer_consume(&link->sending, link->sending->size);
-    link_do_send(link);
-    /* the client caught up: read the origin again */
-    fetch_t *f = link->fetch;
-    if (f != NULL && f->paused && f->client != NULL && link->pending->size < BACKPRESSURE_BYTES / 2) {
-        f->paused = 0;
-        origin_client_resume(f->client);
-    }
-}
-
-static void link_on_stop(h2o_generator_t *gen, h2o_req_t *req)
-{
-    fetch_link_t *link = (void *)gen;
-    (void)req;
-    link->final_sent = 1; /* nothing more may be sent */
-    if (link->fetch != NULL) {
-        fetch_t *f = link->fetch;
-        link->fetch = NULL;
-        fetch_on_client_gone(f);
-    }
-}
-
-static void link_dispose(void *p)
-{
-    fetch_link_t *link = p;
-    if (link->fetch != NULL) {
-        fetch_t *f = link->fetch;
-        link->fetch = NULL;
-        fetch_on_client_gone(f);
-    }
-    h2o_buffer_dispose(&link->pending);
-    h2o_buffer_dispose(&link->sending);
-}
-
-static fetch_link_t *link_create(h2o_req_t *req, fetch_t *f)
-{
-    fetch_link_t *link = h2o_mem_alloc_shared(&req->pool, sizeof(*link), link_dispose);
-    memset(link, 0, sizeof(*link));
-    link->super.proceed = link_on_proceed;
-    link->super.stop = link_on_stop;
-    link->req = req;
-    link->fetch = f;
-    h2o_buffer_init(&link->pending, &h2o_socket_buffer_prototype);
-    h2o_buffer_init(&link->sending, &h2o_socket_buffer_prototype);
-    return link;
-}
-
-/* ---------------------------------------------------------------- fetch: lifecycle */
-/* ---------------------------------------------------------------- fetch: lifecycle */
-
-static void fetch_free(fetch_t *f)
-{
-    assert(f->magic == FETCH_MAGIC);
-    /* anyone still waiting must not wait forever */
-    fetch_wake_waiters(f, WAKE_ERROR, NULL, 502);
-    if (f->stream != NULL) {
-        stream_publish(f->stream, NULL, 0, 2); /* no-op when it already ended */
-        stream_unref(f->stream);
-        f->stream = NULL;
-    }
-    if (f->link != NULL) {
-        f->link->fetch = NULL;
-        f->link = NULL;
-    }
-    if (f->builder != NULL)
-        obj_builder_discard(f->builder);
-    obj_unref(&f->stale);
-    free(f->key);
-    free(f->head);
-    free(f->hostline);
-    backend_release(&f->backend);
-    free(f->vary_names);
-    req_copy_dispose(&f->rc);
-    h2o_linklist_unlink(&f->node);
-    f->magic = 0;
-    free(f);
-}
-
-static void fetch_on_client_gone(fetch_t *f)
-{
-    assert(f->magic == FETCH_MAGIC);
-    f->link = NULL;
-    if (f->builder != NULL || f->owns_inflight)
-        return; /* keep fetching: the response is being stored, or others wait for it */
-    if (f->in_callback) {
-        f->cancel_requested = 1;
-        return;
-    }
-    if (f->client != NULL) {
-        origin_client_cancel(f->client);
-        f->client = NULL;
-    }
-    fetch_free(f);
-}
-
-/* may this stale copy stand in for an origin failure now? */
-static int stale_usable_on_error(const cache_obj_t *stale, int64_t now_ms, uint32_t *age_out)
-{
-    /* must-revalidate and no-cache (RFC 9111 5.2.2.2, 5.2.2.4): never without successful validation */
-    if (stale == NULL || (atomic_load(&stale->flags) & (OBJ_F_MUST_REVALIDATE | OBJ_F_NO_CACHE)))
-        return 0;
-    uint32_t age = policy_current_age(stale->meta.initial_age, stale->meta.response_time_ms, now_ms);
-    *age_out = age;
-    return (uint64_t)age < (uint64_t)stale->meta.ttl + stale_if_error_window(stale);
-}
-
-static const char no_backend_error[] = "no healthy backend";
-
-/* the origin exchange failed before a usable response head (or no backend could take it):
- * stale copy, or an error */
-static void fetch_fail_before_head(fetch_t *f, const char *errstr)
-{
-    worker_t *w = f->w;
-    fetch_link_t *link = f->link;
-    uint32_t age = 0;
-    int status = errstr == no_backend_error                            ? 503
-                 : errstr != NULL && strstr(errstr, "timeout") != NULL ? 504
-                                                                       : 502;
-    int use_stale = f->mode == FETCH_CACHE && stale_usable_on_error(f->stale, obj_now_ms(), &age);
-
-    if (use_stale)
-        fetch_wake_waiters(f, WAKE_OBJECT, f->stale, 0);
-    else
-        fetch_wake_waiters(f, WAKE_ERROR, NULL, status);
-    if (link == NULL || link->final_sent)
-        return;
-    h2o_req_t *req = link->req;
-    link->fetch = NULL;
-    f->link = NULL;
-    link->final_sent = 1;
-    if (use_stale) {
-        /* stale-if-error: the copy we have beats an error */
-        atomic_fetch_add_explicit(&w->counters.stale_served, 1, memory_order_relaxed);
-        send_object(req, obj_ref(f->stale), age, "HIT");
-    } else if (status == 504) {
-        send_error(req, 504, "origin timed out\n");
-    } else if (status == 503) {
-        send_error(req, 503, "no origin available\n");
-    } else {
-        send_error(req, 502, "origin unreachable or invalid response\n");
-    }
-}
-
-/*
- * Insert into memory and queue for disk, unless a purge that names this URL or one of its
- * surrogate keys was applied since the fetch began (unrelated purges do not matter). A
- * purge still queued ahead of the put is caught by the writer (store_put_since), which then
- * drops the put and the memory copy.
- */
-static int publish_object(fetch_t *f, cache_obj_t *obj)
-{
-    if (store_generation(g.store) != f->generation ||
-        store_purged_since(g.store, f->epoch, f->key, f->key_len, obj->skeys, obj->skeys_len))
-        return 0;
-    mem_insert(g.mem, obj);
-    store_put_since(g.store, obj, f->epoch);
-    /* a purge that committed between the check and the insert must still win */
-    if (store_purged_since(g.store, f->epoch, f->key, f->key_len, obj->skeys, obj->skeys_len)) {
-        mem_remove_if_same(g.mem, obj->hash, obj);
-        return 0;
-    }
-    return 1;
-}
-
-/* the URL's responses vary: a small index object names the headers (see lookup) */
-static void publish_vary_index(fetch_t *f, int64_t now_ms)
-{
-    obj_meta_t meta = {.status = 200,
-                       .flags = OBJ_F_VARY_INDEX,
-                       .generation = f->generation,
-                       .request_time_ms = now_ms,
-                       .response_time_ms = now_ms,
-                       .ttl = VARY_INDEX_TTL};
-    obj_header_t h = {"vary", 4, f->vary_names, (uint32_t)strlen(f->vary_names)};
-    obj_builder_t *b = obj_builder_begin(&meta, f->key, f->key_len, NULL, 0, "", 0, &h, 1, 0);
-    cache_obj_t *index = obj_builder_finish(b);
-    publish_object(f, index);
-    obj_unref(&index);
-}
-
-static void fetch_finish_object(fetch_t *f)
-{
-    cache_obj_t *obj = obj_builder_finish(f->builder);
-    f->builder = NULL;
-    if (f->vary_names != NULL)
-        publish_vary_index(f, obj->meta.response_time_ms);
-    publish_object(f, obj);
-    fetch_wake_waiters(f, WAKE_OBJECT, obj, 0);
-    obj_unref(&obj);
-}
-
-/* RFC 9111 4.4: the cached responses for this key are no longer trustworthy */
-static void invalidate_key(const char *key, size_t key_len)
-{
-    uint8_t hash[CACHE_HASH_LEN];
-    obj_key_hash(key, key_len, hash);
-    tombstone_mark(hash, store_purge_epoch(g.store));
-    mem_remove(g.mem, hash);
-    uint8_t *arg = malloc(CACHE_HASH_LEN);
-    if (arg == NULL)
-        abort();
-    memcpy(arg, hash, CACHE_HASH_LEN);
-    store_purge_key_url(g.store, key, key_len, 0, tombstone_on_committed, arg);
-}
-
-/* Location / Content-Location naming a URL of the same host (absolute path or absolute URL) */
-static void invalidate_location(fetch_t *f, const char *v, size_t vlen)
-{
-    const char *path = NULL;
-    size_t path_len = 0;
-    if (vlen > 0 && v[0] == '/' && !(vlen > 1 && v[1] == '/')) {
-        path = v;
-        path_len = vlen;
-    } else {
-        size_t skip = vlen > 7 && strncasecmp(v, "http://", 7) == 0 ? 7 : vlen > 8 && strncasecmp(v, "https://", 8) == 0 ? 8 : 0;
-        if (skip == 0)
-            return;
-        const char *host = v + skip;
-        const char *slash = memchr(host, '/', vlen - skip);
-        size_t host_len = slash != NULL ? (size_t)(slash - host) : vlen - skip;
-        if (host_len != f->rc.authority_len || strncasecmp(host, f->rc.authority, host_len) != 0)
-            return;
-        path = slash != NULL ? slash : "/";
-        path_len = slash != NULL ? vlen - skip - host_len : 1;
-    }
-    size_t cap = cache_key_max_len(f->rc.authority_len, path_len);
-    char *key = malloc(cap + 1);
-    if (key == NULL)
-        abort();
-    size_t key_len = proxy_cache_key(key, cap, f->rc.authority, f->rc.authority_len, path, path_len);
-    if (key_len <= cap && (key_len != f->key_len || memcmp(key, f->key, key_len) != 0))
-        invalidate_key(key, key_len);
-    free(key);
-}
-
-/*
- * Hand the end of the response to the client. The link is detached first: h2o may
- * dispose of the request synchronously when it gets a final or error send.
- */
-static void fetch_end_link(fetch_t *f, int upstream_state)
-{
-    fetch_link_t *link = f->link;
-    if (link == NULL)
-        return;
-    link->fetch = NULL;
-    f->link = NULL;
-    link->upstream_state = upstream_state;
-    link_do_send(link);
-}
-
-static int on_body(origin_client_t *client, const char *errstr)
-{
-    fetch_t *f = origin_client_data(client);
-    assert(f->magic == FETCH_MAGIC);
-    h2o_buffer_t **input = origin_client_body_buffer(client);
-    size_t len = (*input)->size;
-
-    /* while set, a client that goes away only marks the fetch (see fetch_on_client_gone) */
-    f->in_callback = 1;
-    if (len != 0) {
-        stats_note_origin_bytes(f->w->index, len);
-        if (f->builder != NULL) {
-            if (obj_builder_body_len(f->builder) + len > g.max_object_size) {
-                /* too big to cache: keep streaming, stop collecting; waiters fetch for themselves */
-                obj_builder_discard(f->builder);
-                f->builder = NULL;
-                fetch_wake_waiters(f, WAKE_PASS, NULL, 0);
-                if (f->stream != NULL) {
-                    /* the shared stream holds the whole body: it must not grow past the cache's limit
-                     * either, so its readers are cut here (the only bounded choice) */
-                    stream_publish(f->stream, NULL, 0, 2);
-                    stream_unref(f->stream);
-                    f->stream = NULL;
-                }
-            } else {
-                obj_builder_append(f->builder, (*input)->bytes, len);
-            }
-        }
-        if (f->link != NULL && !f->link->final_sent) {
-            h2o_iovec_t dst = h2o_buffer_reserve(&f->link->pending, len);
-            memcpy(dst.base, (*input)->bytes, len);
-            f->link->pending->size += len;
-        }
-        if (f->stream != NULL)
-            stream_publish(f->stream, (*input)->bytes, len, 0);
-        h2o_buffer_consume(input, len);
-    }
-
-    if (errstr == NULL) {
-        if (f->link != NULL) {
-            link_do_send(f->link);
-            /* back-pressure: not storing, and the client is behind: stop reading the origin */
-            if (f->link != NULL && f->builder == NULL && f->link->pending->size > BACKPRESSURE_BYTES) {
-                f->paused = 1;
-                origin_client_pause(client);
-            }
-        }
-        f->in_callback = 0;
-        if (f->cancel_requested || (f->link == NULL && f->builder == NULL && !f->owns_inflight)) {
-            /* nobody wants the rest: returning non-zero closes the connection */
-            f->client = NULL;
-            fetch_free(f);
-            return -1;
-        }
-        return 0;
-    }
-
-    /* the exchange is over; the client closes itself after we return */
-    f->client = NULL;
-    if (errstr == origin_client_error_is_eos) {
-        if (f->builder != NULL)
-            fetch_finish_object(f);
-        if (f->stream != NULL)
-            stream_publish(f->stream, NULL, 0, 1);
-        fetch_end_link(f, 1);
-    } else {
-        /* truncated, timed out or malformed: never store, abort the client's response */
-        if (f->builder != NULL) {
-            obj_builder_discard(f->builder);
-            f->builder = NULL;
-        }
-        fetch_wake_waiters(f, WAKE_ERROR, NULL, 502);
-        backend_report(f->backend, 0);
-        if (f->link != NULL)
-            atomic_fetch_add_explicit(&f->w->counters.errors, 1, memory_order_relaxed);
-        fetch_end_link(f, 2);
-    }
-    fetch_free(f);
-    return 0;
-}
-
-/* the origin's headers as we keep them: no per-hop fields (the fixed ones and those its Connection
- * names, RFC 9110 7.6.1), no length, no Age; fetch rules applied */
-static void origin_headers_to_list(fetch_t *f, const h2o_header_t *headers, size_t num_headers, hr_list_t *list)
-{
-    for (size_t i = 0; i != num_headers; ++i) {
-        const h2o_iovec_t *name = headers[i].name;
-        if (http_fields_is_hop_by_hop(name->base, name->len) || name_is(name->base, name->len, "content-length") ||
-            name_is(name->base, name->len, "age") || http_fields_listed_in_connection(headers, num_headers, name->base, name->len))
-            continue;
-        hr_list_push(list, name->base, name->len, headers[i].value.base, headers[i].value.len);
-    }
-    header_rules_apply(live_rules(), HR_PHASE_FETCH, list, f->rc.path, f->rc.path_len, lookup_in_copy, &f->rc);
-}
-
-/* run the policy over a header list (+ the origin's Age, which the list does not keep) */
-static void decide(fetch_t *f, int status, const hr_list_t *list, const h2o_header_t *origin, size_t num_origin,
-                   int64_t response_time_ms, policy_decision_t *dec)
-{
-    policy_header_t ph[MAX_ORIGIN_HEADERS + 4];
-    size_t n = 0;
-    for (size_t i = 0; i != list->size && n < MAX_ORIGIN_HEADERS; ++i) {
-        const obj_header_t *h = &list->entries[i];
-        if (f->settings.cookie_policy_strip && name_is(h->name, h->name_len, "set-cookie"))
-            continue; /* stripped before storing: it does not stop storing */
-        ph[n++] = (policy_header_t){h->name, h->name_len, h->value, h->value_len};
-    }
-    for (size_t i = 0; i != num_origin && n < MAX_ORIGIN_HEADERS + 4; ++i)
-        if (name_is(origin[i].name->base, origin[i].name->len, "age"))
-            ph[n++] = (policy_header_t){"age", 3, origin[i].value.base, origin[i].value.len};
-    /* the policy works in whole seconds; its response_delay (the fetch's duration) is taken from the
-     * milliseconds, not from two truncated clocks: a fetch of a few ms across a second boundary would
-     * otherwise start its object's life a second old, and stale at once with s-maxage=1 */
-    int64_t response_time = response_time_ms / 1000;
-    int64_t took_ms = response_time_ms > f->request_time_ms ? response_time_ms - f->request_time_ms : 0;
-    policy_request_info_t ri = {.method_is_get_or_head = 1,
-                                .has_authorization = lookup_in_copy(&f->rc, H2O_STRLIT("authorization"), &(size_t){0}) != NULL,
-                                .request_time = response_time - took_ms / 1000,
-                                .response_time = response_time};
-    policy_decide(status, ph, n, &ri, &f->settings.policy, dec);
-}
-
-static obj_meta_t meta_from_decision(fetch_t *f, int status, const policy_decision_t *dec, int64_t response_time_ms)
-{
-    return (obj_meta_t){.status = (uint16_t)status,
-                        .flags = (dec->no_cache ? OBJ_F_NO_CACHE : 0) | (dec->must_revalidate ? OBJ_F_MUST_REVALIDATE : 0),
-                        .generation = f->generation,
-                        .request_time_ms = f->request_time_ms,
-                        .response_time_ms = response_time_ms,
-                        .initial_age = dec->initial_age,
-                        .ttl = dec->ttl,
-                        .stale_while_revalidate = dec->stale_while_revalidate,
-                        .stale_if_error = dec->stale_if_error};
-}
-
-/* 304 to our conditional request: refresh the stored copy's headers and TTL, keep its body */
-static void fetch_on_revalidated(fetch_t *f, const h2o_header_t *headers, size_t num_headers, int64_t response_time_ms)
-{
-    cache_obj_t *stale = f->stale;
-    hr_list_t updates = {0}, merged = {0};
-
-    /* RFC 9111 4.3.4: the stored headers, with those the 304 carries replacing them */
-    origin_headers_to_list(f, headers, num_headers, &updates);
-    for (uint32_t i = 0; i != stale->num_headers; ++i) {
-        const obj_header_t *h = &stale->headers[i];
-        int replaced = 0;
-        for (size_t j = 0; j != updates.size && !replaced; ++j)
-            replaced = updates.entries[j].name_len == h->name_len && memcmp(updates.entries[j].name, h->name, h->name_len) == 0;
-        if (!replaced)
-            hr_list_push(&merged, h->name, h->name_len, h->value, h->value_len);
-    }
-    for (size_t j = 0; j != updates.size; ++j)
-        hr_list_push(&merged, updates.entries[j].name, updates.entries[j].name_len, updates.entries[j].value,
-                     updates.entries[j].value_len);
-    if (f->settings.cookie_policy_strip)
-        hr_list_unset(&merged, H2O_STRLIT("set-cookie"));
-
-    /* freshness from the merged headers and the stored status, as if the full response had come again */
-    policy_decision_t dec;
-    decide(f, stale->meta.status, &merged, headers, num_headers, response_time_ms, &dec);
-    obj_meta_t meta = meta_from_decision(f, stale->meta.status, &dec, response_time_ms);
-    cache_obj_t *fresh = obj_rebuild(stale, &meta, merged.entries, merged.size);
-    hr_list_dispose(&updates);
-    hr_list_dispose(&merged);
-
-    atomic_fetch_add_explicit(&f->w->counters.revalidated_304, 1, memory_order_relaxed);
-    /* not storable (the 304 sets a cookie, says no-store, or answers this request's Authorization):
-     * it is this request's answer, not the waiters', who fetch for themselves */
-    if (dec.storable)
-        publish_object(f, fresh);
-    fetch_wake_waiters(f, dec.storable ? WAKE_OBJECT : WAKE_MISS, dec.storable ? fresh : NULL, 0);
-    if (f->link != NULL && !f->link->final_sent) {
-        fetch_link_t *link = f->link;
-        link->fetch = NULL;
-        f->link = NULL;
-        link->final_sent = 1;
-        atomic_fetch_add_explicit(&f->w->counters.hits, 1, memory_order_relaxed);
-        /* the stored body, but only after the origin confirmed it: not a plain HIT (nginx's label) */
-        send_object(link->req, obj_ref(fresh), dec.initial_age, "REVALIDATED");
-    }
-    obj_unref(&fresh);
-}
-
-static origin_client_body_cb on_head(origin_client_t *client, const char *errstr, int minor_version, int status,
-                                     h2o_iovec_t msg, h2o_header_t *headers, size_t num_headers)
-{
-    fetch_t *f = origin_client_data(client);
-    assert(f->magic == FETCH_MAGIC);
-    (void)minor_version;
-    int64_t response_time_ms = obj_now_ms();
-    worker_t *w = f->w;
-
-    if (errstr != NULL && errstr != origin_client_error_is_eos) {
-        f->client = NULL;
-        backend_report(f->backend, 0);
-        fetch_fail_before_head(f, errstr);
-        fetch_free(f);
-        return NULL;
-    }
-    int is_eos = errstr == origin_client_error_is_eos;
-
-    if (f->invalidate_on_success && status >= 200 && status < 400) {
-        invalidate_key(f->key, f->key_len);
-        for (size_t i = 0; i != num_headers; ++i)
-            if (name_is(headers[i].name->base, headers[i].name->len, "location") ||
-                name_is(headers[i].name->base, headers[i].name->len, "content-location"))
-                invalidate_location(f, headers[i].value.base, headers[i].value.len);
-    }
-
-    if (f->mode == FETCH_CACHE && status == 304 && f->stale != NULL && f->revalidating) {
-        f->client = NULL; /* we return NULL: the client closes itself */
-        fetch_on_revalidated(f, headers, num_headers, response_time_ms);
-        fetch_free(f);
-        return NULL;
-    }
-    if (f->mode == FETCH_CACHE && status >= 500 && f->stale != NULL) {
-        /* stale-if-error also covers an origin that answers with a server error */
-        uint32_t age;
-        if (stale_usable_on_error(f->stale, response_time_ms, &age)) {
-            f->client = NULL;
-            fetch_fail_before_head(f, "origin 5xx");
-            fetch_free(f);
-            return NULL;
-        }
-    }
-
-    hr_list_t list = {0};
-    /* validated by the origin client: SIZE_MAX for chunked or close-delimited bodies */
-    size_t content_length = is_eos ? 0 : origin_client_content_length(client);
-    if (is_eos && (status == 204 || status == 304 || f->client_is_head)) {
-        content_length = SIZE_MAX;
-        /* a HEAD answered by the origin: its Content-Length describes the GET, pass it on */
-        for (size_t i = 0; f->client_is_head && status != 304 && i != num_headers; ++i)
-            if (name_is(headers[i].name->base, headers[i].name->len, "content-length"))
-                content_length = h2o_strtosize(headers[i].value.base, headers[i].value.len);
-    }
-    origin_headers_to_list(f, headers, num_headers, &list);
-
-    /* a passed response too: its Age is the origin's corrected initial age, not 0 (RFC 9111 4.2.3) */
-    policy_decision_t dec;
-    decide(f, status, &list, headers, num_headers, response_time_ms, &dec);
-    int storable = f->mode == FETCH_CACHE && dec.storable;
-
-    /* what is stored: the list without Set-Cookie under the strip policy */
-    /* every line of Vary and Surrogate-Key counts (RFC 9110 5.3; the policy refused Vary: * already) */
-    size_t skeys_len = 0, vary_len = 0;
-    char *skeys = join_field_lines(list.entries, list.size, "surrogate-key", ' ', &skeys_len);
-    char *vary = join_field_lines(list.entries, list.size, "vary", ',', &vary_len);
-    /* not storable because of this request (not of the response): nothing is remembered about the URL */
-    int not_stored_by_request = f->mode == FETCH_CACHE && !storable && dec.not_stored_by_request;
-    char vbuf[VARY_KEY_MAX];
-    size_t vlen = 0;
-    if (storable && vary != NULL) {
-        vlen = vary_key(vary, vary_len, lookup_in_copy, &f->rc, vbuf, sizeof(vbuf));
-        if (vlen == SIZE_MAX) {
-            storable = 0;
-            /* too long with this request's values, or with the response's Vary names alone? */
-            not_stored_by_request = vary_key(vary, vary_len, lookup_none, NULL, vbuf, sizeof(vbuf)) != SIZE_MAX;
-        } else {
-            f->vary_names = vary; /* the fetch's from here (fetch_free) */
-        }
-    }
-    if (storable && content_length != SIZE_MAX && content_length > g.max_object_size)
-        storable = 0;
-    if (storable) {
-        obj_meta_t meta = meta_from_decision(f, status, &dec, response_time_ms);
-        hr_list_t stored = {0};
-        for (size_t i = 0; i != list.size; ++i)
-            if (!(f->settings.cookie_policy_strip && name_is(list.entries[i].name, list.entries[i].name_len, "set-cookie")))
-                hr_list_push(&stored, list.entries[i].name, list.entries[i].name_len, list.entries[i].value,
-                             list.entries[i].value_len);
-        f->builder = obj_builder_begin(&meta, f->key, f->key_len, skeys, skeys_len, vary != NULL ? vbuf : "",
-                                       vary != NULL ? vlen : 0, stored.entries, stored.size,
-                                       content_length == SIZE_MAX ? 0 : content_length);
-        hfp_clear(f->hash);
-        atomic_fetch_add_explicit(&w->counters.misses, 1, memory_order_relaxed);
-        if (f->owns_inflight && vary == NULL && !is_eos) {
-            /* requests collapsed onto this fetch read the body as it arrives: other clients, so
-             * they get what is stored (no Set-Cookie under the strip policy), not this one's head */
-            f->stream = stream_create(status, msg, &stored, f->settings.keep_surrogate_headers, content_length,
-                                      dec.initial_age, response_time_ms);
-            inflight_stream_start(f->hash, f->stream);
-        }
-        hr_list_dispose(&stored);
-    } else {
-        /*
-         * Hit-for-pass: later requests pass straight through, without queueing. Only when the
-         * response says so about the URL: a reason of this request (Authorization, an over-long
-         * varied value) or an error status (a 4xx answers this request; a client provokes a 400
-         * with a header the origin dislikes) would let any client keep the URL out of the cache.
-         * Then the waiters each fetch for themselves, and may store what they get.
-         */
-        int url_uncacheable = f->mode == FETCH_CACHE && !not_stored_by_request && status < 400;
-        if (url_uncacheable)
-            hfp_mark(f->hash);
-        fetch_wake_waiters(f, url_uncacheable ? WAKE_PASS : WAKE_MISS, NULL, 0);
-        atomic_fetch_add_explicit(&w->counters.passes, 1, memory_order_relaxed);
-    }
-    free(skeys);
-    if (vary != f->vary_names)
-        free(vary);
-    obj_unref(&f->stale); /* a full response replaces it */
-
-    /* the client's response */
-    fetch_link_t *link = f->link;
-    if (link != NULL && !link->final_sent) {
-        h2o_req_t *req = link->req;
-        req->res.status = status;
-        req->res.reason = h2o_strdup(&req->pool, msg.base, msg.len).base;
-        for (size_t i = 0; i != list.size; ++i) {
-            const obj_header_t *h = &list.entries[i];
-            if (name_is(h->name, h->name_len, "date") ||
-                (f->mode == FETCH_CACHE && is_not_delivered(h->name, h->name_len, f->settings.keep_surrogate_headers)))
-                continue;
-            /* the origin's bytes live in the client's buffer: copy them into the request pool */
-            h2o_iovec_t value = h2o_strdup(&req->pool, h->value, h->value_len);
-            h2o_iovec_t name = h2o_strdup(&req->pool, h->name, h->name_len);
-            h2o_add_header_by_str(&req->pool, &req->res.headers, name.base, name.len, 1, NULL, value.base, value.len);
-        }
-        const obj_header_t *date = NULL;
-        for (size_t i = 0; i != list.size && date == NULL; ++i)
-            if (name_is(list.entries[i].name, list.entries[i].name_len, "date"))
-                date = &list.entries[i];
-        add_date(req, date != NULL ? date->value : NULL, date != NULL ? date->value_len : 0, response_time_ms);
-        add_age_and_xcache(req, dec.initial_age, storable ? "MISS" : "PASS");
-        apply_deliver_rules(req);
-        req->res.content_length = content_length;
-        stall_watch_start(req);
-        h2o_start_response(req, &link->super);
-        if (f->client_is_head && !is_eos) {
-            /* the client asked HEAD, we fetched GET to fill the cache: answer now, keep reading to store */
-            fetch_end_link(f, 1);
-        }
-    }
-    hr_list_dispose(&list);
-
-    if (is_eos) {
-        f->client = NULL;
-        if (f->builder != NULL)
-            fetch_finish_object(f);
-        fetch_end_link(f, 1);
-        fetch_free(f);
-        return NULL;
-    }
-    if (f->link == NULL && f->builder == NULL) {
-        f->client = NULL;
-        fetch_free(f);
-        return NULL; /* nobody needs the body */
-    }
-    return on_body;
-}
-
-static origin_client_head_cb on_connect(origin_client_t *client, const char *errstr, h2o_iovec_t **reqbufs,
-                                        size_t *reqbufcnt, int *method_is_head);
-
-/* start the exchange with the backend picked (takes over its reference) */
-static void fetch_connect(fetch_t *f, backend_pick_t *pick)
-{
-    const char *host = pick->host_header != NULL ? pick->host_header : f->rc.authority;
-    size_t host_len = pick->host_header != NULL ? pick->host_header_len : f->rc.authority_len;
-    f->backend = pick->backend;
-    pick->backend = NULL;
-    if (f->link != NULL)
-        stats_note_backend(f->link->req, backend_name(f->backend));
-    free(f->hostline);
-    f->hostline = malloc(host_len + 9);
-    if (f->hostline == NULL)
-        abort();
-    memcpy(f->hostline, "host: ", 6);
-    memcpy(f->hostline + 6, host, host_len);
-    memcpy(f->hostline + 6 + host_len, "\r\n", 2);
-    f->reqbufs[1] = h2o_iovec_init(f->hostline, host_len + 8);
-    origin_client_connect(&f->client, f, f->w->loop, pick->pool, pick->timeouts, on_connect);
-}
-
-static origin_client_head_cb on_connect(origin_client_t *client, const char *errstr, h2o_iovec_t **reqbufs,
-                                        size_t *reqbufcnt, int *method_is_head)
-{
-    fetch_t *f = origin_client_data(client);
-    assert(f->magic == FETCH_MAGIC);
-    if (errstr != NULL) {
-        f->client = NULL;
-        backend_report(f->backend, 0);
-        if (!f->retried && f->idempotent_read) {
-            /* GET/HEAD: once more, on another healthy backend (this client frees itself on return) */
-            backend_pick_t pick;
-            if (backend_pick(f->w, f->hash, f->backend, &pick) == 0) {
-                f->retried = 1;
-                backend_release(&f->backend);
-                fetch_connect(f, &pick);
-                return NULL;
-            }
-        }
-        fetch_fail_before_head(f, errstr);
-        fetch_free(f);
-        return NULL;
-    }
-    f->request_time_ms = obj_now_ms();
-    *reqbufs = f->reqbufs;
-    *reqbufcnt = f->reqbufs[3].len != 0 ? 4 : 3;
-    *method_is_head = f->mode == FETCH_PASS && f->client_is_head;
-    return on_head;
-}
-
-/* request headers we do not forward as they are (those the client's Connection named are gone already: on_req) */
-static int skip_request_header(const obj_header_t *h, enum fetch_mode mode)
-{
-    if (http_fields_is_hop_by_hop(h->name, h->name_len) || name_is(h->name, h->name_len, "host") ||
-        name_is(h->name, h->name_len, "content-length") || name_is(h->name, h->name_len, "x-forwarded-for"))
-        return 1;
-    /* a cache fill fetches the whole object; client conditionals and ranges are answered from the cache */
-    if (mode == FETCH_CACHE &&
-        (name_is(h->name, h->name_len, "if-none-match") || name_is(h->name, h->name_len, "if-modified-since") ||
-         name_is(h->name, h->name_len, "if-match") || name_is(h->name, h->name_len, "if-unmodified-since") ||
-         name_is(h->name, h->name_len, "range") || name_is(h->name, h->name_len, "if-range")))
-        return 1;
-    return 0;
-}
-
-static void build_origin_request(fetch_t *f, h2o_req_t *req)
-{
-    hr_list_t list = {0};
-    char xff[INET6_ADDRSTRLEN + 256];
-
-    for (size_t i = 0; i != f->rc.num_headers; ++i) {
-        const obj_header_t *h = &f->rc.headers[i];
-        if (skip_request_header(h, f->mode))
-            continue;
-        if (f->mode == FETCH_CACHE && name_is(h->name, h->name_len, "accept-encoding")) {
-            /* the origin chooses from what the cache keys on, so a stored variant always matches its key */
-            const char *norm = policy_normalize_accept_encoding(h->value, h->value_len);
-            if (norm[0] != '\0')
-                hr_list_push(&list, h->name, h->name_len, norm, strlen(norm));
-            continue;
-        }
-        hr_list_push(&list, h->name, h->name_len, h->value, h->value_len);
-    }
-    if (f->stale != NULL && f->mode == FETCH_CACHE) {
-        const obj_header_t *etag = obj_find_header(f->stale, H2O_STRLIT("etag"));
-        const obj_header_t *lm = obj_find_header(f->stale, H2O_STRLIT("last-modified"));
-        if (etag != NULL)
-            hr_list_push(&list, H2O_STRLIT("if-none-match"), etag->value, etag->value_len);
-        if (lm != NULL)
-            hr_list_push(&list, H2O_STRLIT("if-modified-since"), lm->value, lm->value_len);
-        if (etag != NULL || lm != NULL) {
-            f->revalidating = 1;
-            atomic_fetch_add_explicit(&f->w->counters.revalidations, 1, memory_order_relaxed);
-        }
-    }
-    { /* X-Forwarded-For: the client's address appended to what came in */
-        struct sockaddr_storage ss;
-        socklen_t sl = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
-        char host[NI_MAXHOST];
-        size_t prev_len = 0;
-        const char *prev = lookup_in_copy(&f->rc, H2O_STRLIT("x-forwarded-for"), &prev_len);
-        if (sl != 0 && getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), NULL, 0, NI_NUMERICHOST) == 0) {
-            int n = prev != NULL && prev_len < 200 ? snprintf(xff, sizeof(xff), "%.*s, %s", (int)prev_len, prev, host)
-                                                   : snprintf(xff, sizeof(xff), "%s", host);
-            hr_list_push(&list, H2O_STRLIT("x-forwarded-for"), xff, (size_t)n);
-        }
-    }
-    header_rules_apply(live_rules(), HR_PHASE_REQUEST, &list, f->rc.path, f->rc.path_len, lookup_in_copy, &f->rc);
-
-    const char *method = f->mode == FETCH_CACHE ? "GET" : NULL;
-    size_t method_len = method != NULL ? 3 : req->method.len;
-    size_t cap = 64 + method_len + f->rc.path_len;
-    for (size_t i = 0; i != list.size; ++i)
-        cap += list.entries[i].name_len + list.entries[i].value_len + 4;
-    char *buf = malloc(cap), *p = buf;
-    if (buf == NULL)
-        abort();
-#define APPEND(s, l) (memcpy(p, (s), (l)), p += (l))
-    APPEND(method != NULL ? method : req->method.base, method_len);
-    APPEND(" ", 1);
-    APPEND(f->rc.path, f->rc.path_len);
-    APPEND(" HTTP/1.1\r\n", 11);
-    size_t request_line_len = (size_t)(p - buf); /* the Host line goes here: see fetch_connect */
-    for (size_t i = 0; i != list.size; ++i) {
-        APPEND(list.entries[i].name, list.entries[i].name_len);
-        APPEND(": ", 2);
-        APPEND(list.entries[i].value, list.entries[i].value_len);
-        APPEND("\r\n", 2);
-    }
-    if (f->mode == FETCH_PASS && req->entity.base != NULL) {
-        char cl[40];
-        int n = snprintf(cl, sizeof(cl), "content-length: %zu\r\n", req->entity.len);
-        APPEND(cl, (size_t)n);
-        /* borrowed, not copied: h2o holds the body until the request is disposed, and a passed
-         * fetch never outlives its request before the origin's head (after which the origin
-         * client never sends it again); see fetch_on_client_gone */
-        f->reqbufs[3] = h2o_iovec_init(req->entity.base, req->entity.len);
-    }
-    APPEND("\r\n", 2);
-#undef APPEND
-    assert((size_t)(p - buf) <= cap);
-    f->head = buf;
-    f->reqbufs[0] = h2o_iovec_init(buf, request_line_len);
-    f->reqbufs[2] = h2o_iovec_init(buf + request_line_len, (size_t)(p - buf) - request_line_len);
-    hr_list_dispose(&list);
-}
-
-/*
- * Start an origin exchange for req; takes over the reference to stale (may be NULL).
- * attach: stream the response to req (else a background refresh). owns_inflight: the
- * caller registered this URL in the collapsing table and the fetch must wake its waiters.
- */
-static void fetch_start(h2o_req_t *req, enum fetch_mode mode, const char *key, size_t key_len,
-                        const uint8_t hash[CACHE_HASH_LEN], cache_obj_t *stale, int attach, int owns_inflight)
-{
-    worker_t *w = worker_of_req(req);
-
-    fetch_t *f = calloc(1, sizeof(*f));
-    if (f == NULL)
-        abort();
-    f->magic = FETCH_MAGIC;
-    f->w = w;
-    h2o_linklist_insert(&w->fetches, &f->node);
-    f->mode = mode;
-    f->owns_inflight = owns_inflight;
-    f->client_is_head = method_is(req, "HEAD");
-    /* RFC 9111 4.4: every method not known to be safe, unknown ones included (RFC 9110 9.2.1) */
-    f->invalidate_on_success = mode == FETCH_PASS && !(method_is(req, "GET") || method_is(req, "HEAD") ||
-                                                       method_is(req, "OPTIONS") || method_is(req, "TRACE"));
-    f->key = malloc(key_len + 1);
-    if (f->key == NULL)
-        abort();
-    memcpy(f->key, key, key_len);
-    f->key[key_len] = '\0';
-    f->key_len = key_len;
-    memcpy(f->hash, hash, CACHE_HASH_LEN);
-    f->stale = stale;
-    f->epoch = store_purge_epoch(g.store);
-    f->generation = store_generation(g.store);
-    f->request_time_ms = obj_now_ms();
-    current_settings(&f->settings);
-    req_copy_init(&f->rc, req);
-    f->idempotent_read = method_is(req, "GET") || method_is(req, "HEAD");
-    assert(mode != FETCH_PASS || attach); /* a passed fetch borrows its request's body */
-    build_origin_request(f, req);
-    if (attach)
-        f->link = link_create(req, f);
-
-    backend_pick_t pick;
-    if (backend_pick(w, f->hash, NULL, &pick) != 0) {
-        /* none healthy: a stale copy within grace, else 503 */
-        fetch_fail_before_head(f, no_backend_error);
-        fetch_free(f);
-        return;
-    }
-    atomic_fetch_add_explicit(&w->counters.origin_fetches, 1, memory_order_relaxed);
-    fetch_connect(f, &pick);
-}
-
-/* ---------------------------------------------------------------- collapsed requests wake up */
-
-static void on_wake_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
-{
-    (void)receiver;
-    while (!h2o_linklist_is_empty(messages)) {
-        waiter_t *wt = H2O_STRUCT_FROM_MEMBER(waiter_t, super.link, messages->next);
-        h2o_linklist_unlink(&wt->super.link);
-        assert(wt->magic == WAITER_MAGIC);
-        h2o_req_t *req = wt->req;
-        if (req != NULL) {
-            size_t key_len;
-            char *key = request_cache_key(req, &key_len);
-            uint8_t hash[CACHE_HASH_LEN];
-            obj_key_hash(key, key_len, hash);
-            switch (wt->kind) {
-            case WAKE_OBJECT:
-                if (wt->obj != NULL && object_fits_request(req, wt->obj)) {
-                    uint32_t age = policy_current_age(wt->obj->meta.initial_age, wt->obj->meta.response_time_ms, obj_now_ms());
-                    atomic_fetch_add_explicit(&wt->w->counters.hits, 1, memory_order_relaxed);
-                    send_object(req, obj_ref(wt->obj), age, "HIT");
-                } else {
-                    serve_cacheable(req, key, key_len, hash); /* another variant: look again */
-                }
-                break;
-            case WAKE_PASS:
-                fetch_start(req, FETCH_PASS, key, key_len, hash, NULL, 1, 0);
-                break;
-            case WAKE_MISS:
-                /* not collapsed again: a crowd of such requests must not queue one behind another */
-                fetch_start(req, FETCH_CACHE, key, key_len, hash, NULL, 1, 0);
-                break;
-            case WAKE_STREAM:
-                stream_reader_start(req, wt->stream);
-                wt->stream = NULL; /* handed over */
-                break;
-            case WAKE_ERROR:
-                send_error(req, wt->status, wt->status == 504 ? "origin timed out\n" : wt->status == 503 ? "no origin available\n"
-                                                                                                    : "origin unreachable or invalid response\n");
-                break;
-            }
-        }
-        waiter_unref(wt);
-    }
-}
-
-/* ---------------------------------------------------------------- PURGE on the proxy listener */
-
-/* the purge module (server/purge.c) does the work and the answer; what is the proxy's is the
- * cache key (computed before any method is looked at) and the shield's name for this URL */
-static void handle_purge(h2o_req_t *req, const char *key, size_t key_len)
-{
-    worker_t *w = worker_of_req(req);
-    purge_job_t *job = purge_job_new(PURGE_URL, purge_request_wants_soft(req), PURGE_FROM_PROXY);
-    purge_job_add_key(job, key, key_len);
-    /* the scheme is spelled out: the shield reads a leading "http:/" or "http%3a%2f%2f" as one,
-     * so a Host of "http:" with a path of "/victim.example/x" would purge another URL there */
-    static const char prefix[] = "/purge/http://";
-    size_t plen = sizeof(prefix) - 1, forward_path_len = plen + req->authority.len + req->path.len;
-    char *forward_path = h2o_mem_alloc_pool(&req->pool, forward_path_len);
-    memcpy(forward_path, prefix, plen);
-    memcpy(forward_path + plen, req->authority.base, req->authority.len);
-    memcpy(forward_path + plen + req->authority.len, req->path.base, req->path.len);
-    purge_job_forward(job, PURGE_FORWARD_AFTER_LOCAL, forward_path, forward_path_len, NULL, 0, NULL, 0);
-    if (purge_request_submit(job, &w->purge_loop, req) == 0)
-        atomic_fetch_add_explicit(&w->counters.purges, 1, memory_order_relaxed);
 }
 
 /* ---------------------------------------------------------------- the handler */
@@ -2267,12 +147,12 @@ static int client_wants_reload(h2o_req_t *req)
 }
 
 /* GET or HEAD: hit, stale-while-revalidate, or a (collapsed) fetch */
-static void serve_cacheable(h2o_req_t *req, const char *key, size_t key_len, const uint8_t hash[CACHE_HASH_LEN])
+void proxy_serve_cacheable(h2o_req_t *req, const char *key, size_t key_len, const uint8_t hash[CACHE_HASH_LEN])
 {
     worker_t *w = worker_of_req(req);
     cache_obj_t *obj = lookup(req, hash, key, key_len);
     proxy_settings_t settings;
-    current_settings(&settings);
+    proxy_current_settings(&settings);
     int reload = settings.obey_client_no_cache && client_wants_reload(req);
 
     if (obj != NULL) {
@@ -2281,7 +161,7 @@ static void serve_cacheable(h2o_req_t *req, const char *key, size_t key_len, con
         unsigned flags = atomic_load_explicit(&obj->flags, memory_order_acquire);
         if (!reload && age < obj->meta.ttl && !(flags & (OBJ_F_NO_CACHE | OBJ_F_SOFT_PURGED))) {
             atomic_fetch_add_explicit(&w->counters.hits, 1, memory_order_relaxed);
-            send_object(req, obj, age, "HIT");
+            proxy_send_object(req, obj, age, "HIT");
             return;
         }
         if (!reload && !(flags & (OBJ_F_NO_CACHE | OBJ_F_MUST_REVALIDATE)) && obj->meta.stale_while_revalidate != 0 &&
@@ -2289,36 +169,25 @@ static void serve_cacheable(h2o_req_t *req, const char *key, size_t key_len, con
             /* stale-while-revalidate: answer now, refresh once in the background */
             atomic_fetch_add_explicit(&w->counters.stale_served, 1, memory_order_relaxed);
             atomic_fetch_add_explicit(&w->counters.hits, 1, memory_order_relaxed);
-            send_object(req, obj_ref(obj), age, "HIT");
-            if (inflight_join_or_own(hash, NULL))
-                fetch_start(req, FETCH_CACHE, key, key_len, hash, obj, 0, 1);
+            proxy_send_object(req, obj_ref(obj), age, "HIT");
+            if (proxy_inflight_join_or_own(hash, NULL))
+                proxy_fetch_start(req, FETCH_CACHE, key, key_len, hash, obj, 0, 1);
             else
                 obj_unref(&obj);
             return;
         }
         /* stale: revalidate if it has validators, keep it for stale-if-error either way */
     }
-    if (hfp_active(hash)) {
+    if (proxy_hfp_active(hash)) {
         obj_unref(&obj);
-        fetch_start(req, FETCH_PASS, key, key_len, hash, NULL, 1, 0);
+        proxy_fetch_start(req, FETCH_PASS, key, key_len, hash, NULL, 1, 0);
         return;
     }
-    if (!inflight_join_or_own(hash, req)) {
+    if (!proxy_inflight_join_or_own(hash, req)) {
         obj_unref(&obj); /* queued behind the fetch in flight */
         return;
     }
-    fetch_start(req, FETCH_CACHE, key, key_len, hash, obj, 1, 1);
-}
-
-/* a 400 for a request we will not serve: not an error of ours, so not counted as one */
-static void send_bad_request(h2o_req_t *req, const char *body)
-{
-    stats_note_synthetic(req);
-    req->res.status = 400;
-    req->res.reason = reason_phrase(400);
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("text/plain; charset=utf-8"));
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
-    h2o_send_inline(req, body, strlen(body));
+    proxy_fetch_start(req, FETCH_CACHE, key, key_len, hash, obj, 1, 1);
 }
 
 /*
@@ -2340,12 +209,12 @@ static int request_target_or_respond(h2o_req_t *req)
 {
     int has_host = !(req->hostconf != NULL && req->authority.base == req->hostconf->authority.hostport.base);
     if (has_host && !cache_key_authority_valid(req->authority.base, req->authority.len)) {
-        send_bad_request(req, "invalid Host\n");
+        proxy_send_bad_request(req, "invalid Host\n");
         return -1;
     }
     if (!has_host) {
         if (req->version >= 0x101 && req->version < 0x200) {
-            send_bad_request(req, "missing Host\n");
+            proxy_send_bad_request(req, "missing Host\n");
             return -1;
         }
         req->authority = h2o_iovec_init("", 0);
@@ -2356,7 +225,7 @@ static int request_target_or_respond(h2o_req_t *req)
         return 0;
     if (cache_key_split_absolute(t, len, &auth_off, &auth_len, &path_off) == 0) {
         if (!cache_key_authority_valid(t + auth_off, auth_len)) {
-            send_bad_request(req, "invalid authority in the request target\n");
+            proxy_send_bad_request(req, "invalid authority in the request target\n");
             return -1;
         }
         req->authority = h2o_iovec_init(t + auth_off, auth_len);
@@ -2371,9 +240,9 @@ static int request_target_or_respond(h2o_req_t *req)
         }
         return 0;
     }
-    if (len == 1 && t[0] == '*' && method_is(req, "OPTIONS"))
+    if (len == 1 && t[0] == '*' && proxy_method_is(req, "OPTIONS"))
         return 0;
-    send_bad_request(req, "invalid request target\n");
+    proxy_send_bad_request(req, "invalid request target\n");
     return -1;
 }
 
@@ -2401,10 +270,10 @@ static int request_body_take_or_respond(h2o_req_t *req)
 {
     uint64_t len = req->entity.len;
     uint64_t held = atomic_fetch_add(&g_request_body_bytes, len) + len;
-    if (held > g.cfg->request_body_memory) {
+    if (held > proxy_globals.cfg->request_body_memory) {
         atomic_fetch_sub(&g_request_body_bytes, len);
-        add_header_str(req, "retry-after", H2O_STRLIT("1"));
-        send_error(req, 503, "too many request bodies in progress, retry later\n");
+        proxy_add_header_str(req, "retry-after", H2O_STRLIT("1"));
+        proxy_send_error(req, 503, "too many request bodies in progress, retry later\n");
         return -1;
     }
     uint64_t *slot = h2o_mem_alloc_shared(&req->pool, sizeof(*slot), request_body_release);
@@ -2427,7 +296,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
      * Connection names (RFC 9110 7.6.1), so that it neither reaches the origin nor keys a variant.
      */
     if (!http_fields_all_named(&req->headers)) {
-        send_bad_request(req, "obsolete line folding\n");
+        proxy_send_bad_request(req, "obsolete line folding\n");
         return 0;
     }
     http_fields_combine(&req->pool, &req->headers);
@@ -2436,89 +305,20 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         return 0;
 
     size_t key_len;
-    char *key = request_cache_key(req, &key_len);
+    char *key = proxy_request_cache_key(req, &key_len);
     uint8_t hash[CACHE_HASH_LEN];
     obj_key_hash(key, key_len, hash);
 
     if (req->entity.len != 0 && request_body_take_or_respond(req) != 0)
         return 0;
-    if (method_is(req, "PURGE")) {
-        handle_purge(req, key, key_len);
-    } else if (method_is(req, "GET") || method_is(req, "HEAD")) {
-        serve_cacheable(req, key, key_len, hash);
+    if (proxy_method_is(req, "PURGE")) {
+        proxy_handle_purge(req, key, key_len);
+    } else if (proxy_method_is(req, "GET") || proxy_method_is(req, "HEAD")) {
+        proxy_serve_cacheable(req, key, key_len, hash);
     } else {
-        fetch_start(req, FETCH_PASS, key, key_len, hash, NULL, 1, 0);
+        proxy_fetch_start(req, FETCH_PASS, key, key_len, hash, NULL, 1, 0);
     }
     return 0;
-}
-
-/* ---------------------------------------------------------------- set-up */
-
-int proxy_init(const config_t *cfg, store_t *store, mem_tier_t *mem, proxy_live_settings_fn live_settings,
-               void *live_settings_arg, char *err, size_t errlen)
-{
-    g.cfg = cfg;
-    g.store = store;
-    g.mem = mem;
-    g.live_settings = live_settings;
-    g.live_settings_arg = live_settings_arg;
-    g.policy.default_ttl = cfg->default_ttl;
-    g.policy.negative_ttl = cfg->negative_ttl;
-    g.policy.max_heuristic_ttl = cfg->max_heuristic_ttl;
-    g.policy.default_grace = cfg->default_grace;
-    for (size_t i = 0; i != cfg->num_cache_key_ignore_params; ++i)
-        g.key_ignore_params[i] = cfg->cache_key_ignore_params[i];
-    g.key_rules = (cache_key_rules_t){.include_host = cfg->cache_key_include_host,
-                                      .sort_query = cfg->cache_key_sort_query,
-                                      .ignore_params = g.key_ignore_params,
-                                      .num_ignore_params = cfg->num_cache_key_ignore_params};
-    /* an object must fit the memory tier's admission limit and a small share of the disk */
-    g.max_object_size = cfg->memory_size / 4 < cfg->disk_size / 8 ? cfg->memory_size / 4 : cfg->disk_size / 8;
-    for (size_t i = 0; i != INFLIGHT_SHARDS; ++i)
-        pthread_mutex_init(&g_inflight[i].lock, NULL);
-    /* header rules: the store's copy (changed over the admin API) wins; the config file seeds a fresh store */
-    {
-        char *text = NULL;
-        size_t text_len = 0;
-        header_rules_t *rules = NULL;
-        if (store_kv_get(store, "config", "header_rules", &text, &text_len) == 0) {
-            if (header_rules_parse_text(text, &rules, err, errlen) != 0) {
-                free(text);
-                return -1;
-            }
-            free(text);
-        } else if (cfg->header_rules_json != NULL) {
-            if (header_rules_parse_text(cfg->header_rules_json, &rules, err, errlen) != 0)
-                return -1;
-            if (store_kv_put_sync(store, "config", "header_rules", cfg->header_rules_json, strlen(cfg->header_rules_json)) != 0) {
-                snprintf(err, errlen, "cannot store the header rules");
-                header_rules_free(&rules);
-                return -1;
-            }
-        }
-        atomic_store(&g_rules, rules);
-    }
-
-    return 0;
-}
-
-const struct header_rules *proxy_header_rules(void)
-{
-    return live_rules();
-}
-
-void proxy_header_rules_replace(struct header_rules *rules)
-{
-    pthread_mutex_lock(&g_rules_lock);
-    header_rules_t *old = atomic_exchange_explicit(&g_rules, rules, memory_order_acq_rel);
-    if (old != NULL) {
-        header_rules_t **grown = realloc(g_retired_rules, (g_num_retired_rules + 1) * sizeof(*grown));
-        if (grown == NULL)
-            abort();
-        g_retired_rules = grown;
-        g_retired_rules[g_num_retired_rules++] = old;
-    }
-    pthread_mutex_unlock(&g_rules_lock);
 }
 
 void proxy_register(h2o_pathconf_t *pathconf)
@@ -2533,8 +333,8 @@ void proxy_worker_init(worker_t *w)
     h2o_linklist_init_anchor(&w->fetches);
     backend_worker_init(w);
     purge_loop_init(&w->purge_loop, w->ctx.queue);
-    h2o_multithread_register_receiver(w->ctx.queue, &w->wake_receiver, on_wake_messages);
-    h2o_multithread_register_receiver(w->ctx.queue, &w->stream_receiver, on_stream_messages);
+    h2o_multithread_register_receiver(w->ctx.queue, &w->wake_receiver, proxy_on_wake_messages);
+    h2o_multithread_register_receiver(w->ctx.queue, &w->stream_receiver, proxy_on_stream_messages);
 }
 
 void proxy_worker_dispose(worker_t *w)
@@ -2550,7 +350,7 @@ void proxy_worker_dispose(worker_t *w)
             origin_client_cancel(f->client);
             f->client = NULL;
         }
-        fetch_free(f);
+        proxy_fetch_free(f);
     }
     /* socket pools hold idle keep-alive connections to the origins */
     backend_worker_dispose(w);

@@ -1,7 +1,7 @@
 /*
  * server/worker.h — one worker thread: its h2o event loop, context, listener,
  * origin client context and per-backend socket pools, and its counters.
- * Internal to server/ (frontend.c owns the threads, proxy.c serves on them).
+ * Internal to server/ (frontend.c owns the threads, the proxy (server/proxy*.c) serves on them).
  */
 #ifndef EDGECACHE_WORKER_H
 #define EDGECACHE_WORKER_H
@@ -35,7 +35,7 @@ typedef struct worker {
     purge_loop_t purge_loop;                   /* completions of the PURGEs it submitted (server/purge.h) */
     h2o_multithread_receiver_t wake_receiver;  /* collapsed requests woken by a fetch on any thread */
     h2o_multithread_receiver_t stream_receiver; /* new body bytes for requests reading another's fetch */
-    h2o_linklist_t fetches;      /* origin exchanges running on this worker (proxy.c's fetch_t) */
+    h2o_linklist_t fetches;      /* origin exchanges running on this worker (server/proxy_int.h's fetch_t) */
     worker_counters_t counters;
 } worker_t;
 

@@ -1,0 +1,216 @@
+/*
+ * server/proxy_origin.c — the origin request: what a fetch sends, and to whom.
+ *
+ * A fetch copies what it needs of its request (path, authority, headers: proxy_req_copy_init)
+ * at its start, so it may outlive the request; only the body of a passed request is borrowed,
+ * as a passed fetch ends with its request. From the copy it builds the request head once:
+ *   - no per-hop fields (those the client's Connection named are gone already: on_req), no
+ *     Host (added per backend), no Content-Length (ours, for a passed body); X-Forwarded-For
+ *     gets the client's address appended;
+ *   - a cache fill asks GET for the whole object, without the client's conditionals and
+ *     ranges (answered from the cache), with Accept-Encoding folded as the Vary key folds it,
+ *     and with the stale copy's validators when it has them (a revalidation);
+ *   - the request-phase header rules run last.
+ * The Host line is made per backend (a backend may override it), so a failed connect of a GET
+ * or HEAD is retried once, on another healthy backend, with the same head.
+ *
+ * Worker threads only.
+ */
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <h2o.h>
+#include "server/backend.h"
+#include "server/cache_policy.h"
+#include "server/header_rules.h"
+#include "server/http_fields.h"
+#include "server/proxy_int.h"
+#include "server/stats.h"
+
+void proxy_req_copy_init(req_copy_t *rc, h2o_req_t *req)
+{
+    size_t size = req->path.len + req->authority.len + 2;
+    for (size_t i = 0; i != req->headers.size; ++i)
+        size += req->headers.entries[i].name->len + req->headers.entries[i].value.len;
+    rc->buf = malloc(size);
+    rc->headers = malloc(sizeof(*rc->headers) * (req->headers.size + 1));
+    if (rc->buf == NULL || rc->headers == NULL)
+        abort();
+    char *p = rc->buf;
+    memcpy(p, req->path.base, req->path.len);
+    rc->path = p;
+    rc->path_len = req->path.len;
+    p += req->path.len;
+    memcpy(p, req->authority.base, req->authority.len);
+    rc->authority = p;
+    rc->authority_len = req->authority.len;
+    p += req->authority.len;
+    rc->num_headers = 0;
+    for (size_t i = 0; i != req->headers.size; ++i) {
+        const h2o_header_t *h = &req->headers.entries[i];
+        obj_header_t *o = &rc->headers[rc->num_headers++];
+        memcpy(p, h->name->base, h->name->len);
+        o->name = p;
+        o->name_len = (uint32_t)h->name->len;
+        p += h->name->len;
+        memcpy(p, h->value.base, h->value.len);
+        o->value = p;
+        o->value_len = (uint32_t)h->value.len;
+        p += h->value.len;
+    }
+}
+
+void proxy_req_copy_dispose(req_copy_t *rc)
+{
+    free(rc->buf);
+    free(rc->headers);
+    memset(rc, 0, sizeof(*rc));
+}
+
+static origin_client_head_cb on_connect(origin_client_t *client, const char *errstr, h2o_iovec_t **reqbufs,
+                                        size_t *reqbufcnt, int *method_is_head)
+{
+    fetch_t *f = origin_client_data(client);
+    assert(f->magic == FETCH_MAGIC);
+    if (errstr != NULL) {
+        f->client = NULL;
+        backend_report(f->backend, 0);
+        if (!f->retried && f->idempotent_read) {
+            /* GET/HEAD: once more, on another healthy backend (this client frees itself on return) */
+            backend_pick_t pick;
+            if (backend_pick(f->w, f->hash, f->backend, &pick) == 0) {
+                f->retried = 1;
+                backend_release(&f->backend);
+                proxy_fetch_connect(f, &pick);
+                return NULL;
+            }
+        }
+        proxy_fetch_fail_before_head(f, errstr);
+        proxy_fetch_free(f);
+        return NULL;
+    }
+    f->request_time_ms = obj_now_ms();
+    *reqbufs = f->reqbufs;
+    *reqbufcnt = f->reqbufs[3].len != 0 ? 4 : 3;
+    *method_is_head = f->mode == FETCH_PASS && f->client_is_head;
+    return proxy_fetch_on_head;
+}
+
+/* start the exchange with the backend picked (takes over its reference) */
+void proxy_fetch_connect(fetch_t *f, backend_pick_t *pick)
+{
+    const char *host = pick->host_header != NULL ? pick->host_header : f->rc.authority;
+    size_t host_len = pick->host_header != NULL ? pick->host_header_len : f->rc.authority_len;
+    f->backend = pick->backend;
+    pick->backend = NULL;
+    if (f->link != NULL)
+        stats_note_backend(f->link->req, backend_name(f->backend));
+    free(f->hostline);
+    f->hostline = malloc(host_len + 9);
+    if (f->hostline == NULL)
+        abort();
+    memcpy(f->hostline, "host: ", 6);
+    memcpy(f->hostline + 6, host, host_len);
+    memcpy(f->hostline + 6 + host_len, "\r\n", 2);
+    f->reqbufs[1] = h2o_iovec_init(f->hostline, host_len + 8);
+    origin_client_connect(&f->client, f, f->w->loop, pick->pool, pick->timeouts, on_connect);
+}
+
+/* request headers we do not forward as they are (those the client's Connection named are gone already: on_req) */
+static int skip_request_header(const obj_header_t *h, enum fetch_mode mode)
+{
+    if (http_fields_is_hop_by_hop(h->name, h->name_len) || proxy_name_is(h->name, h->name_len, "host") ||
+        proxy_name_is(h->name, h->name_len, "content-length") || proxy_name_is(h->name, h->name_len, "x-forwarded-for"))
+        return 1;
+    /* a cache fill fetches the whole object; client conditionals and ranges are answered from the cache */
+    if (mode == FETCH_CACHE &&
+        (proxy_name_is(h->name, h->name_len, "if-none-match") || proxy_name_is(h->name, h->name_len, "if-modified-since") ||
+         proxy_name_is(h->name, h->name_len, "if-match") || proxy_name_is(h->name, h->name_len, "if-unmodified-since") ||
+         proxy_name_is(h->name, h->name_len, "range") || proxy_name_is(h->name, h->name_len, "if-range")))
+        return 1;
+    return 0;
+}
+
+void proxy_build_origin_request(fetch_t *f, h2o_req_t *req)
+{
+    hr_list_t list = {0};
+    char xff[INET6_ADDRSTRLEN + 256];
+
+    for (size_t i = 0; i != f->rc.num_headers; ++i) {
+        const obj_header_t *h = &f->rc.headers[i];
+        if (skip_request_header(h, f->mode))
+            continue;
+        if (f->mode == FETCH_CACHE && proxy_name_is(h->name, h->name_len, "accept-encoding")) {
+            /* the origin chooses from what the cache keys on, so a stored variant always matches its key */
+            const char *norm = policy_normalize_accept_encoding(h->value, h->value_len);
+            if (norm[0] != '\0')
+                hr_list_push(&list, h->name, h->name_len, norm, strlen(norm));
+            continue;
+        }
+        hr_list_push(&list, h->name, h->name_len, h->value, h->value_len);
+    }
+    if (f->stale != NULL && f->mode == FETCH_CACHE) {
+        const obj_header_t *etag = obj_find_header(f->stale, H2O_STRLIT("etag"));
+        const obj_header_t *lm = obj_find_header(f->stale, H2O_STRLIT("last-modified"));
+        if (etag != NULL)
+            hr_list_push(&list, H2O_STRLIT("if-none-match"), etag->value, etag->value_len);
+        if (lm != NULL)
+            hr_list_push(&list, H2O_STRLIT("if-modified-since"), lm->value, lm->value_len);
+        if (etag != NULL || lm != NULL) {
+            f->revalidating = 1;
+            atomic_fetch_add_explicit(&f->w->counters.revalidations, 1, memory_order_relaxed);
+        }
+    }
+    { /* X-Forwarded-For: the client's address appended to what came in */
+        struct sockaddr_storage ss;
+        socklen_t sl = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
+        char host[NI_MAXHOST];
+        size_t prev_len = 0;
+        const char *prev = proxy_lookup_in_copy(&f->rc, H2O_STRLIT("x-forwarded-for"), &prev_len);
+        if (sl != 0 && getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), NULL, 0, NI_NUMERICHOST) == 0) {
+            int n = prev != NULL && prev_len < 200 ? snprintf(xff, sizeof(xff), "%.*s, %s", (int)prev_len, prev, host)
+                                                   : snprintf(xff, sizeof(xff), "%s", host);
+            hr_list_push(&list, H2O_STRLIT("x-forwarded-for"), xff, (size_t)n);
+        }
+    }
+    header_rules_apply(proxy_live_rules(), HR_PHASE_REQUEST, &list, f->rc.path, f->rc.path_len, proxy_lookup_in_copy, &f->rc);
+
+    const char *method = f->mode == FETCH_CACHE ? "GET" : NULL;
+    size_t method_len = method != NULL ? 3 : req->method.len;
+    size_t cap = 64 + method_len + f->rc.path_len;
+    for (size_t i = 0; i != list.size; ++i)
+        cap += list.entries[i].name_len + list.entries[i].value_len + 4;
+    char *buf = malloc(cap), *p = buf;
+    if (buf == NULL)
+        abort();
+#define APPEND(s, l) (memcpy(p, (s), (l)), p += (l))
+    APPEND(method != NULL ? method : req->method.base, method_len);
+    APPEND(" ", 1);
+    APPEND(f->rc.path, f->rc.path_len);
+    APPEND(" HTTP/1.1\r\n", 11);
+    size_t request_line_len = (size_t)(p - buf); /* the Host line goes here: see proxy_fetch_connect */
+    for (size_t i = 0; i != list.size; ++i) {
+        APPEND(list.entries[i].name, list.entries[i].name_len);
+        APPEND(": ", 2);
+        APPEND(list.entries[i].value, list.entries[i].value_len);
+        APPEND("\r\n", 2);
+    }
+    if (f->mode == FETCH_PASS && req->entity.base != NULL) {
+        char cl[40];
+        int n = snprintf(cl, sizeof(cl), "content-length: %zu\r\n", req->entity.len);
+        APPEND(cl, (size_t)n);
+        /* borrowed, not copied: h2o holds the body until the request is disposed, and a passed
+         * fetch never outlives its request before the origin's head (after which the origin
+         * client never sends it again); see fetch_on_client_gone */
+        f->reqbufs[3] = h2o_iovec_init(req->entity.base, req->entity.len);
+    }
+    APPEND("\r\n", 2);
+#undef APPEND
+    assert((size_t)(p - buf) <= cap);
+    f->head = buf;
+    f->reqbufs[0] = h2o_iovec_init(buf, request_line_len);
+    f->reqbufs[2] = h2o_iovec_init(buf + request_line_len, (size_t)(p - buf) - request_line_len);
+    hr_list_dispose(&list);
+}
