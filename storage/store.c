@@ -55,29 +55,23 @@
  * queue is idle it reclaims objects of old generations. A store
  * opened read-only has neither; store_kv_put_sync then writes directly.
  */
-#include "storage/store.h"
+#include "storage/store_int.h"
 
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <lmdb.h>
-#include <pthread.h>
 #include <sched.h>
 #include <sodium.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 #include "migrations/mig.h"
 #include "migrations/mig_int.h"
-#include "storage/journal_int.h"
 #include "storage/le.h"
 #include "storage/store_check.h"
-#include "storage/store_space_int.h"
 
 #define STORE_MAGIC 0x5170e7c1u
 #define STORE_DEFAULT_MAP_SIZE ((size_t)1 << 30)
@@ -159,11 +153,6 @@ static void store_msg(char *errbuf, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
-typedef struct store_hashvec {
-    uint8_t (*v)[CACHE_HASH_LEN];
-    size_t n, cap;
-} store_hashvec_t;
-
 static void store_hashvec_push(store_hashvec_t *hv, const uint8_t hash[CACHE_HASH_LEN])
 {
     if (hv->n == hv->cap) {
@@ -178,199 +167,6 @@ static void store_hashvec_free(store_hashvec_t *hv)
     free(hv->v);
     memset(hv, 0, sizeof(*hv));
 }
-
-/* ---- the store ---- */
-
-typedef enum store_op_kind {
-    STORE_OP_PUT,
-    STORE_OP_DELETE,
-    STORE_OP_DELETE_CORRUPT, /* delete only if the record still fails validation */
-    STORE_OP_PURGE_URL,
-    STORE_OP_PURGE_SKEY,
-    STORE_OP_PURGE_ALL,
-    STORE_OP_KV,
-    STORE_OP_FLUSH,
-} store_op_kind_t;
-
-enum { STORE_PUT_KEPT = 0, STORE_PUT_OLD_GENERATION, STORE_PUT_TOO_LARGE, STORE_PUT_MAP_FULL, STORE_PUT_PURGED };
-
-/*
- * The purge log: what each purge named (the URL's hash, or the hash of a surrogate key),
- * tagged with the purge epoch its commit produces. Appended by the writer when it applies
- * a purge, before the commit; read by the writer for puts and by fetches (any thread).
- */
-#define PURGE_LOG_SIZE 8192
-typedef struct purge_log_entry {
-    uint64_t epoch;
-    uint8_t tag[CACHE_HASH_LEN];
-} purge_log_entry_t;
-
-typedef struct store_op {
-    store_op_kind_t kind;
-    struct store_op *next;
-    cache_obj_t *obj;             /* PUT: our reference */
-    uint8_t hash[CACHE_HASH_LEN]; /* DELETE, DELETE_CORRUPT; PURGE_URL: obj_key_hash of the URL */
-    char *key;                    /* PURGE_SKEY, KV (owned, NUL-terminated) */
-    size_t key_len;
-    void *val; /* KV: value (owned); NULL deletes */
-    size_t val_len;
-    MDB_dbi dbi; /* KV */
-    int soft;
-    store_purge_cb cb;
-    void *cb_arg;
-    /* completion of a waited op (store_flush, store_kv_put_sync): the caller owns the op */
-    int waited, done;
-    pthread_cond_t done_cond;
-    int rc;      /* KV, FLUSH */
-    int dropped; /* PUT: STORE_PUT_* */
-    int has_since;        /* PUT: since_epoch is set (store_put_since) */
-    uint64_t since_epoch; /* PUT: the purge epoch when the object's fetch began */
-    uint64_t journal_seq; /* PURGE_*: its purge journal record; 0 = not journaled (nothing to do) */
-    int journal_failed;   /* PURGE_*: the journal write failed: not applied, answered STORE_EIO */
-    int acked;            /* PURGE_*: answered before its transaction committed (store_batch_ack_early) */
-    store_hashvec_t pended; /* acked: what it holds in the pending set until its transaction commits */
-    uint64_t order;         /* position in the stream the journal thread hands the writer (from 1) */
-    store_purge_result_t res;
-} store_op_t;
-
-/* a put the journal thread handed the writer, not yet committed (see store_batch_ack_early) */
-typedef struct store_inflight {
-    uint64_t order;
-    int has_since;    /* its fetch's start is known (store_put_since) */
-    cache_obj_t *obj;     /* a reference */
-    store_hashvec_t tags; /* store_obj_tags */
-} store_inflight_t;
-
-/* a slot of the pending set: refs = 0 is free */
-typedef struct store_pend_ent {
-    uint8_t hash[CACHE_HASH_LEN];
-    uint32_t refs; /* answered purges holding it */
-} store_pend_ent_t;
-
-struct store {
-    uint32_t magic;
-    uint64_t serial; /* unique per open: keys the per-thread read transactions */
-    MDB_env *env;
-    MDB_dbi dbi_meta, dbi_objects, dbi_skeys, dbi_variants, dbi_evict, dbi_config, dbi_tokens, dbi_stats;
-    mem_tier_t *mem;
-    int read_only;
-    size_t map_size; /* the map actually in use */
-    size_t psize, max_keysize;
-    double high_water, low_water;
-    _Atomic uint64_t generation;
-    _Atomic uint64_t purge_epoch;
-    pthread_mutex_t plog_lock;
-    purge_log_entry_t *plog; /* ring of PURGE_LOG_SIZE */
-    uint64_t plog_count;     /* entries ever appended */
-
-    /*
-     * The objects of purges answered before the transaction that deletes them commits
-     * (store_batch_ack_early): store_get treats them as gone. The journal thread adds
-     * to it when it answers; the writer takes each purge's objects out once the
-     * transaction that applied it commits; both under pend_lock, and readers skip the
-     * lock while pend_n is 0. pend_gen counts the removals: a read that overlapped one
-     * retries, since its snapshot may predate the commit.
-     */
-    pthread_mutex_t pend_lock;
-    store_pend_ent_t *pend; /* open addressing, linear probing */
-    size_t pend_cap;
-    _Atomic size_t pend_n;
-    _Atomic uint64_t pend_gen;
-    store_op_t *unapplied;     /* writer-private: answered purges whose transaction failed, retried first */
-    _Atomic int apply_failing; /* unapplied is not empty: the journal thread answers after commits again */
-
-    /*
-     * Two threads write. The journal thread (store_front_main) takes the queue (head),
-     * writes the purges' journal records, answers the purges it can at once, and hands
-     * everything on, in order, to the writer (ahead), which applies it to LMDB in
-     * transactions as large as what waits allows. applied_order is the order of the last
-     * op the writer has finished: the journal thread's view of which puts are committed.
-     */
-    store_op_t *transit;       /* the batch the journal thread has taken from head (guarded by lock) */
-    store_op_t *ahead, *atail; /* guarded by lock */
-    size_t an;                 /* ops in ahead */
-    size_t a_urgent;           /* of them, ops someone waits for (see store_op_urgent) */
-    int64_t ahead_since_ms;    /* when the oldest op in ahead was handed on */
-    int applying, front_done;  /* the writer is in a batch; the journal thread has exited */
-    pthread_cond_t apply_wake, apply_room;
-    pthread_t front;
-    int front_started, applier_started;
-    _Atomic uint64_t applied_order;
-    /* journal-thread-private */
-    uint64_t front_order;
-    store_inflight_t *infl; /* FIFO: [infl_head, infl_n) */
-    size_t infl_head, infl_n, infl_cap;
-
-    /* the purge journal (NULL for a read-only store); see journal_int.h */
-    journal_t *journal;
-    uint64_t journal_next;          /* journal-thread-private: seq of the next record */
-    uint64_t writer_seq;            /* writer-private: highest journaled purge it answered after a failure */
-    _Atomic uint64_t committed_seq; /* highest journaled purge committed to the main store */
-    _Atomic uint64_t durable_seq;   /* highest journaled purge the main store has synced */
-    /* the checkpointer: syncs the main store in the background (guarded by lock) */
-    pthread_t checkpointer;
-    int checkpointer_started, checkpointer_stopping;
-    store_state_t state; /* <dir>/store.state, held shared while open (storage/store_check.h) */
-    pthread_cond_t checkpoint_wake;
-    unsigned checkpoint_ms;
-    _Atomic uint64_t journal_sectors; /* journal_sectors_written after the writer's last append */
-    _Atomic uint64_t checkpoint_from; /* journal_sectors when the running or last checkpoint began */
-    _Atomic int checkpoint_asked;     /* the writer wants one now: a quarter of the ring is unsynced */
-
-    /* queue: guarded by lock */
-    pthread_mutex_t lock;
-    pthread_cond_t wake;
-    store_op_t *head, *tail;
-    int stopping;
-    pthread_t writer;
-    int writer_started;
-
-    /* writer-private */
-    uint64_t reclaim_gen; /* generation of the running reclaim pass; 0 = none */
-    uint8_t reclaim_pos[CACHE_HASH_LEN];
-    int reclaim_has_pos;
-    size_t reclaim_chunk;      /* old objects one reclaim transaction deletes; smaller after one failed for room */
-    int64_t reclaim_retry_ms;  /* a step that failed for room is tried again from then on */
-
-    /* the room on the file system (store_space_int.h): the budget replaces the map size in every fill figure */
-    store_space_t space;
-
-    /*
-     * Objects whose put the disk could not take (no room) stay in the memory tier, and are
-     * listed here with what names them (store_obj_tags): a purge finds objects through the
-     * disk's indexes, so both writing threads also match the purges they apply or answer
-     * against this list and take what matches out of the memory tier. A ring of
-     * STORE_MEMONLY_MAX; the oldest entry that falls off leaves the memory tier too.
-     */
-    pthread_mutex_t memonly_lock;
-    struct store_memonly *memonly; /* ring, allocated on first use */
-    size_t memonly_head, memonly_n;
-    _Atomic size_t memonly_count; /* = memonly_n, read without the lock */
-
-    /* counters */
-    _Atomic uint64_t st_objects, st_bytes_used;
-    _Atomic uint64_t st_puts, st_deletes, st_evictions, st_commits, st_syncs, st_map_full, st_corrupt;
-    _Atomic uint64_t st_journal_commits, st_checkpoints;
-    _Atomic uint64_t st_journal_write_us, st_journal_write_max_us; /* the synced journal writes that worked */
-};
-
-/* one group commit */
-typedef struct store_batch {
-    store_op_t *ops;
-    size_t put_cost; /* estimated bytes the puts take in the map */
-    int has_puts;
-    /* per attempt */
-    uint64_t gen;
-    int need_sync, any_purge, purge_all, any_removal;
-    int applying_acked; /* the purge being applied was answered already: purge log and memory tier done */
-    store_hashvec_t plog_tags; /* what this attempt's unanswered purges named: published at its commit */
-    uint64_t journal_seq; /* highest journal seq applied by this attempt (0: none) */
-    uint64_t soft_marked; /* objects this attempt marked soft-purged */
-    store_hashvec_t mem_remove, mem_soft;
-    uint64_t puts, deletes;
-    size_t kv_cost;
-    uint64_t put_room; /* bytes puts may still add in this batch */
-} store_batch_t;
 
 static void store_purge_epoch_bump(store_t *s)
 {
@@ -803,6 +599,7 @@ static pthread_once_t store_slots_once = PTHREAD_ONCE_INIT;
 static pthread_key_t store_slots_key;
 static pthread_mutex_t store_slots_lock = PTHREAD_MUTEX_INITIALIZER;
 static store_rtxn_slot_t *store_slots_all;
+
 static _Atomic uint64_t store_next_serial = 1;
 
 static void store_slot_unlink_all(store_rtxn_slot_t *slot)
