@@ -225,4 +225,17 @@ typedef struct store_batch {
 
 /* ---- the store ---- */
 
+/* ---- store.c ---- */
+
+/* calloc that aborts on out-of-memory (never NULL). */
+void *store_xcalloc(size_t n, size_t size);
+
+/* ---- store_rtxn.c ---- */
+
+/* store_close: abort every thread's read transaction on s; the slots stay with their threads. */
+void store_slots_orphan(store_t *s);
+
+/* This thread's read-only transaction on s, renewed (a fresh snapshot); mdb_txn_reset it after; NULL on error. */
+MDB_txn *store_rtxn_begin(store_t *s);
+
 #endif
