@@ -132,7 +132,7 @@ static void *store_xrealloc(void *p, size_t n)
     return q;
 }
 
-static void *store_xmemdup(const void *src, size_t len, int nul)
+void *store_xmemdup(const void *src, size_t len, int nul)
 {
     char *p = store_xrealloc(NULL, len + (nul ? 1 : 0));
     if (len)
@@ -153,7 +153,7 @@ static void store_msg(char *errbuf, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
-static void store_hashvec_push(store_hashvec_t *hv, const uint8_t hash[CACHE_HASH_LEN])
+void store_hashvec_push(store_hashvec_t *hv, const uint8_t hash[CACHE_HASH_LEN])
 {
     if (hv->n == hv->cap) {
         hv->cap = hv->cap ? hv->cap * 2 : 16;
@@ -162,7 +162,7 @@ static void store_hashvec_push(store_hashvec_t *hv, const uint8_t hash[CACHE_HAS
     memcpy(hv->v[hv->n++], hash, CACHE_HASH_LEN);
 }
 
-static void store_hashvec_free(store_hashvec_t *hv)
+void store_hashvec_free(store_hashvec_t *hv)
 {
     free(hv->v);
     memset(hv, 0, sizeof(*hv));
@@ -205,7 +205,7 @@ static void store_skey_tag(const char *ikey, size_t len, uint8_t tag[CACHE_HASH_
  * URL's hash, then the tag of each surrogate key (the two are apart: see
  * store_skey_tag). Replaces out's contents.
  */
-static void store_obj_tags(const char *key, size_t key_len, const char *skeys, size_t skeys_len, store_hashvec_t *out)
+void store_obj_tags(const char *key, size_t key_len, const char *skeys, size_t skeys_len, store_hashvec_t *out)
 {
     uint8_t tag[CACHE_HASH_LEN];
     size_t pos = 0, len;
@@ -246,7 +246,7 @@ static uint64_t store_plog_publish(store_t *s, const store_hashvec_t *tags)
     return epoch;
 }
 
-static int store_tag_cmp(const void *a, const void *b)
+int store_tag_cmp(const void *a, const void *b)
 {
     return memcmp(a, b, CACHE_HASH_LEN);
 }
@@ -426,93 +426,6 @@ static void store_pend_release(store_t *s, store_op_t *ops)
         s->pend_cap = 0;
     }
     pthread_mutex_unlock(&s->pend_lock);
-}
-
-/* ---- objects only the memory tier holds: the disk had no room for them ---- */
-
-#define STORE_MEMONLY_MAX 16384
-
-typedef struct store_memonly {
-    uint8_t hash[CACHE_HASH_LEN];
-    store_hashvec_t tags; /* store_obj_tags; n == 0: taken out already */
-} store_memonly_t;
-
-/*
- * The writer dropped obj's put for want of room: keep it in the memory tier and list it.
- * Called before applied_order passes the put, so that an early answer (which looks at
- * the puts in flight first, then at this list) never misses it.
- */
-static void store_memonly_add(store_t *s, const cache_obj_t *obj)
-{
-    store_hashvec_t tags = {0};
-    uint8_t fell_off[CACHE_HASH_LEN];
-    int falls = 0;
-    store_obj_tags(obj->key, obj->key_len, obj->skeys, obj->skeys_len, &tags);
-    pthread_mutex_lock(&s->memonly_lock);
-    if (s->memonly == NULL)
-        s->memonly = store_xcalloc(STORE_MEMONLY_MAX, sizeof(*s->memonly));
-    if (s->memonly_n == STORE_MEMONLY_MAX) {
-        store_memonly_t *old = &s->memonly[s->memonly_head];
-        if (old->tags.n > 0) {
-            memcpy(fell_off, old->hash, CACHE_HASH_LEN);
-            falls = 1;
-            atomic_fetch_sub_explicit(&s->memonly_count, 1, memory_order_relaxed);
-        }
-        store_hashvec_free(&old->tags);
-        s->memonly_head = (s->memonly_head + 1) % STORE_MEMONLY_MAX;
-        s->memonly_n--;
-    }
-    store_memonly_t *e = &s->memonly[(s->memonly_head + s->memonly_n) % STORE_MEMONLY_MAX];
-    memcpy(e->hash, obj->hash, CACHE_HASH_LEN);
-    e->tags = tags;
-    s->memonly_n++;
-    atomic_fetch_add_explicit(&s->memonly_count, 1, memory_order_release);
-    pthread_mutex_unlock(&s->memonly_lock);
-    if (falls) /* no purge could find it any more */
-        mem_remove(s->mem, fell_off);
-}
-
-/*
- * Take out of the memory tier the listed objects that purges naming `tags` (URL hashes,
- * store_skey_tag) cover; all of them with `all` (purge-all). Either writing thread, before
- * it answers those purges. Taking out more than a purge named is harmless: a miss.
- */
-static void store_memonly_purge(store_t *s, const store_hashvec_t *tags, int all)
-{
-    if (s->mem == NULL || (tags->n == 0 && !all) || atomic_load_explicit(&s->memonly_count, memory_order_acquire) == 0)
-        return;
-    uint8_t(*sorted)[CACHE_HASH_LEN] = NULL;
-    if (!all) {
-        sorted = store_xmemdup(tags->v, tags->n * CACHE_HASH_LEN, 0);
-        qsort(sorted, tags->n, CACHE_HASH_LEN, store_tag_cmp);
-    }
-    store_hashvec_t gone = {0};
-    pthread_mutex_lock(&s->memonly_lock);
-    for (size_t i = 0; i < s->memonly_n; i++) {
-        store_memonly_t *e = &s->memonly[(s->memonly_head + i) % STORE_MEMONLY_MAX];
-        int named = all && e->tags.n > 0;
-        for (size_t t = 0; !named && t < e->tags.n; t++)
-            named = bsearch(e->tags.v[t], sorted, tags->n, CACHE_HASH_LEN, store_tag_cmp) != NULL;
-        if (named) {
-            store_hashvec_push(&gone, e->hash);
-            store_hashvec_free(&e->tags);
-            atomic_fetch_sub_explicit(&s->memonly_count, 1, memory_order_relaxed);
-        }
-    }
-    pthread_mutex_unlock(&s->memonly_lock);
-    for (size_t i = 0; i < gone.n; i++)
-        mem_remove(s->mem, gone.v[i]);
-    store_hashvec_free(&gone);
-    free(sorted);
-}
-
-static void store_memonly_free(store_t *s)
-{
-    for (size_t i = 0; s->memonly != NULL && i < s->memonly_n; i++)
-        store_hashvec_free(&s->memonly[(s->memonly_head + i) % STORE_MEMONLY_MAX].tags);
-    free(s->memonly);
-    s->memonly = NULL;
-    s->memonly_n = 0;
 }
 
 static int store_lmdb_err(int rc)

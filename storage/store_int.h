@@ -223,12 +223,25 @@ typedef struct store_batch {
     uint64_t put_room; /* bytes puts may still add in this batch */
 } store_batch_t;
 
-/* ---- the store ---- */
-
 /* ---- store.c ---- */
 
 /* calloc that aborts on out-of-memory (never NULL). */
 void *store_xcalloc(size_t n, size_t size);
+
+/* A new copy of src[0..len) (NUL-terminated when nul); aborts on out-of-memory. */
+void *store_xmemdup(const void *src, size_t len, int nul);
+
+/* Append one hash to hv, growing it. */
+void store_hashvec_push(store_hashvec_t *hv, const uint8_t hash[CACHE_HASH_LEN]);
+
+/* Free hv's array and zero it. */
+void store_hashvec_free(store_hashvec_t *hv);
+
+/* What names an object in the purge log (its URL hash, its surrogate keys' tags), into out. */
+void store_obj_tags(const char *key, size_t key_len, const char *skeys, size_t skeys_len, store_hashvec_t *out);
+
+/* qsort/bsearch order of CACHE_HASH_LEN-byte tags. */
+int store_tag_cmp(const void *a, const void *b);
 
 /* ---- store_rtxn.c ---- */
 
@@ -237,5 +250,16 @@ void store_slots_orphan(store_t *s);
 
 /* This thread's read-only transaction on s, renewed (a fresh snapshot); mdb_txn_reset it after; NULL on error. */
 MDB_txn *store_rtxn_begin(store_t *s);
+
+/* ---- store_memonly.c ---- */
+
+/* The writer dropped obj's put for want of room: keep it in the memory tier and list it. */
+void store_memonly_add(store_t *s, const cache_obj_t *obj);
+
+/* Take the listed memory-only objects that tags name (all with all) out of the memory tier. */
+void store_memonly_purge(store_t *s, const store_hashvec_t *tags, int all);
+
+/* Free the memory-only list (store_close). */
+void store_memonly_free(store_t *s);
 
 #endif
