@@ -42,8 +42,8 @@ enum { STORE_PUT_KEPT = 0, STORE_PUT_OLD_GENERATION, STORE_PUT_TOO_LARGE, STORE_
 
 /*
  * The purge log: what each purge named (the URL's hash, or the hash of a surrogate key),
- * tagged with the purge epoch its commit produces. Appended by the writer when it applies
- * a purge, before the commit; read by the writer for puts and by fetches (any thread).
+ * tagged with the purge epoch that publishes it (store_plog_publish: the writer after the
+ * commit, the journal thread for early answers); read by the writer for puts and by fetches.
  */
 #define PURGE_LOG_SIZE 8192
 typedef struct purge_log_entry {
@@ -228,6 +228,9 @@ typedef struct store_batch {
 /* calloc that aborts on out-of-memory (never NULL). */
 void *store_xcalloc(size_t n, size_t size);
 
+/* realloc that aborts on out-of-memory (never NULL). */
+void *store_xrealloc(void *p, size_t n);
+
 /* A new copy of src[0..len) (NUL-terminated when nul); aborts on out-of-memory. */
 void *store_xmemdup(const void *src, size_t len, int nul);
 
@@ -237,11 +240,8 @@ void store_hashvec_push(store_hashvec_t *hv, const uint8_t hash[CACHE_HASH_LEN])
 /* Free hv's array and zero it. */
 void store_hashvec_free(store_hashvec_t *hv);
 
-/* What names an object in the purge log (its URL hash, its surrogate keys' tags), into out. */
-void store_obj_tags(const char *key, size_t key_len, const char *skeys, size_t skeys_len, store_hashvec_t *out);
-
-/* qsort/bsearch order of CACHE_HASH_LEN-byte tags. */
-int store_tag_cmp(const void *a, const void *b);
+/* 1 when hv holds hash (a linear search). */
+int store_hashvec_has(const store_hashvec_t *hv, const uint8_t hash[CACHE_HASH_LEN]);
 
 /* ---- store_rtxn.c ---- */
 
@@ -261,5 +261,37 @@ void store_memonly_purge(store_t *s, const store_hashvec_t *tags, int all);
 
 /* Free the memory-only list (store_close). */
 void store_memonly_free(store_t *s);
+
+/* ---- store_plog.c ---- */
+
+/* Bump the purge epoch with nothing logged (objects left the disk: eviction). */
+void store_purge_epoch_bump(store_t *s);
+
+/* The purge-log tag of the surrogate key whose index key is ikey[0..len). */
+void store_skey_tag(const char *ikey, size_t len, uint8_t tag[CACHE_HASH_LEN]);
+
+/* What names an object in the purge log (its URL hash, its surrogate keys' tags), into out. */
+void store_obj_tags(const char *key, size_t key_len, const char *skeys, size_t skeys_len, store_hashvec_t *out);
+
+/* Bump the purge epoch and log tags under it, as one step; returns the new epoch. */
+uint64_t store_plog_publish(store_t *s, const store_hashvec_t *tags);
+
+/* qsort/bsearch order of CACHE_HASH_LEN-byte tags. */
+int store_tag_cmp(const void *a, const void *b);
+
+/* Take queued puts that tags name (fetched before epoch) out of the memory tier; head_only: the queue alone. */
+void store_hide_queued_puts(store_t *s, const store_hashvec_t *tags, uint64_t epoch, int head_only);
+
+/* 1 when a purge published after epoch since named one of obj_tags (or the log no longer reaches back). */
+int store_plog_purged(store_t *s, uint64_t since, const store_hashvec_t *obj_tags);
+
+/* Take a reference on hash in the pending set (pend_lock held); 1 if it was not pending yet. */
+int store_pend_add_locked(store_t *s, const uint8_t hash[CACHE_HASH_LEN]);
+
+/* 1 when hash is in the pending set (answered purge not committed yet): a miss for store_get. */
+int store_pend_has(store_t *s, const uint8_t hash[CACHE_HASH_LEN]);
+
+/* After the commit that applied them: drop the pending-set references of ops' answered purges. */
+void store_pend_release(store_t *s, store_op_t *ops);
 
 #endif
