@@ -22,6 +22,8 @@
 #include "storage/store_check.h"
 #include "storage/store_space_int.h"
 
+#define STORE_EVICT_KEY_LEN (8 + CACHE_HASH_LEN)
+
 typedef struct store_hashvec {
     uint8_t (*v)[CACHE_HASH_LEN];
     size_t n, cap;
@@ -243,6 +245,12 @@ void store_hashvec_free(store_hashvec_t *hv);
 /* 1 when hv holds hash (a linear search). */
 int store_hashvec_has(const store_hashvec_t *hv, const uint8_t hash[CACHE_HASH_LEN]);
 
+/* The bytes the store may fill now: the map size, or less when the file system has less room. */
+uint64_t store_budget(store_t *s);
+
+/* 1 when extra more bytes of kv records stay under STORE_KV_FILL_MAX of the budget. */
+int store_kv_fits(store_t *s, size_t extra);
+
 /* ---- store_rtxn.c ---- */
 
 /* store_close: abort every thread's read transaction on s; the slots stay with their threads. */
@@ -293,5 +301,43 @@ int store_pend_has(store_t *s, const uint8_t hash[CACHE_HASH_LEN]);
 
 /* After the commit that applied them: drop the pending-set references of ops' answered purges. */
 void store_pend_release(store_t *s, store_op_t *ops);
+
+/* ---- store_txn.c ---- */
+
+/* Bytes a record of len bytes takes in the map (big records go to overflow pages). */
+size_t store_rec_cost(const store_t *s, size_t len);
+
+/* The evict index key of a record: u64 BE time ms (clamped at 0) | hash. */
+void store_evict_key(uint8_t out[STORE_EVICT_KEY_LEN], int64_t time_ms, const uint8_t hash[CACHE_HASH_LEN]);
+
+/* Read meta u64 name in txn; *present = 0 when absent (then 0 returned); MDB_CORRUPTED when not 8 bytes. */
+int store_meta_get_u64(store_t *s, MDB_txn *txn, const char *name, uint64_t *out, int *present);
+
+/* Write meta u64 name in the write transaction txn; an LMDB code. */
+int store_meta_put_u64(store_t *s, MDB_txn *txn, const char *name, uint64_t val);
+
+/* Remove the index entries of the decoded record obj stored under hash (its evict entry too unless keep_evict). */
+int store_txn_unindex(store_t *s, MDB_txn *txn, const uint8_t hash[CACHE_HASH_LEN], const cache_obj_t *obj,
+                      int keep_evict);
+
+/* Load and decode the record under hash: *obj a new reference or NULL (corrupt), *present whether one exists. */
+int store_txn_load(store_t *s, MDB_txn *txn, const uint8_t hash[CACHE_HASH_LEN], cache_obj_t **obj, int *present);
+
+/* Delete the object under hash with its index entries; *found = 1 if there was one. */
+int store_txn_delete_object(store_t *s, MDB_txn *txn, const uint8_t hash[CACHE_HASH_LEN], int *found);
+
+/* Append the hashes stored under key in the dupsort index dbi to out. */
+int store_txn_collect_dups(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t key_len, store_hashvec_t *out);
+
+/* Purge (hard or soft) every variant of the URL whose cache-key hash is url; *objects counts them. */
+int store_txn_purge_url_hash(store_t *s, MDB_txn *txn, store_batch_t *b, const uint8_t url[CACHE_HASH_LEN], int soft,
+                             uint64_t *objects);
+
+/* Purge every object under the surrogate key whose index key is skey[0..len); *objects counts them. */
+int store_txn_purge_skey_bytes(store_t *s, MDB_txn *txn, store_batch_t *b, const char *skey, size_t len, int soft,
+                               uint64_t *objects);
+
+/* Apply one op in the write transaction txn, recording its effects in b; an LMDB code aborts the attempt. */
+int store_txn_apply(store_t *s, MDB_txn *txn, store_batch_t *b, store_op_t *op, int with_puts);
 
 #endif
