@@ -22,6 +22,7 @@
 #include "storage/store_check.h"
 #include "storage/store_space_int.h"
 
+#define STORE_RECLAIM_DELETE_MAX 1000   /* old objects deleted per reclaim transaction */
 #define STORE_EVICT_KEY_LEN (8 + CACHE_HASH_LEN)
 
 typedef struct store_hashvec {
@@ -245,11 +246,8 @@ void store_hashvec_free(store_hashvec_t *hv);
 /* 1 when hv holds hash (a linear search). */
 int store_hashvec_has(const store_hashvec_t *hv, const uint8_t hash[CACHE_HASH_LEN]);
 
-/* The bytes the store may fill now: the map size, or less when the file system has less room. */
-uint64_t store_budget(store_t *s);
-
-/* 1 when extra more bytes of kv records stay under STORE_KV_FILL_MAX of the budget. */
-int store_kv_fits(store_t *s, size_t extra);
+/* CLOCK_MONOTONIC in milliseconds. */
+int64_t store_now_ms(void);
 
 /* ---- store_rtxn.c ---- */
 
@@ -339,5 +337,34 @@ int store_txn_purge_skey_bytes(store_t *s, MDB_txn *txn, store_batch_t *b, const
 
 /* Apply one op in the write transaction txn, recording its effects in b; an LMDB code aborts the attempt. */
 int store_txn_apply(store_t *s, MDB_txn *txn, store_batch_t *b, store_op_t *op, int with_puts);
+
+/* ---- store_evict.c ---- */
+
+/* A write failed with rc: 1 when the file system refused it for room (the budget is then cut). */
+int store_write_refused(store_t *s, int rc);
+
+/* The bytes the store may fill now: the map size, or less when the file system has less room. */
+uint64_t store_budget(store_t *s);
+
+/* 1 when extra more bytes of kv records stay under STORE_KV_FILL_MAX of the budget. */
+int store_kv_fits(store_t *s, size_t extra);
+
+/* Bytes in use (into *used_out when not NULL), refreshing st_bytes_used and st_objects; an LMDB code. */
+int store_measure(store_t *s, uint64_t *used_out);
+
+/* Writer thread: delete the oldest objects until the bytes in use are at most target. */
+void store_evict_to(store_t *s, uint64_t target);
+
+/* Writer thread: commit a tiny transaction so that the pages the last one freed can be reused. */
+void store_advance_txnid(store_t *s);
+
+/* The high water mark in bytes (eviction starts above it). */
+uint64_t store_high_bytes(store_t *s);
+
+/* The low water mark in bytes (eviction stops at it). */
+uint64_t store_low_bytes(store_t *s);
+
+/* Writer thread: one transaction of the background reclaim of old-generation objects. */
+void store_reclaim_step(store_t *s);
 
 #endif
