@@ -237,6 +237,9 @@ void *store_xrealloc(void *p, size_t n);
 /* A new copy of src[0..len) (NUL-terminated when nul); aborts on out-of-memory. */
 void *store_xmemdup(const void *src, size_t len, int nul);
 
+/* Format an error message into errbuf (nothing when errbuf is NULL or errlen 0). */
+void store_msg(char *errbuf, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* Append one hash to hv, growing it. */
 void store_hashvec_push(store_hashvec_t *hv, const uint8_t hash[CACHE_HASH_LEN]);
 
@@ -248,6 +251,9 @@ int store_hashvec_has(const store_hashvec_t *hv, const uint8_t hash[CACHE_HASH_L
 
 /* CLOCK_MONOTONIC in milliseconds. */
 int64_t store_now_ms(void);
+
+/* *ts = now + ms on CLOCK_MONOTONIC, the clock of the store's condition variables. */
+void store_deadline(struct timespec *ts, int64_t ms);
 
 /* ---- store_rtxn.c ---- */
 
@@ -366,5 +372,28 @@ uint64_t store_low_bytes(store_t *s);
 
 /* Writer thread: one transaction of the background reclaim of old-generation objects. */
 void store_reclaim_step(store_t *s);
+
+/* ---- store_checkpoint.c ---- */
+
+/* Raise *a to at least v. */
+void store_atomic_max(_Atomic uint64_t *a, uint64_t v);
+
+/* Sync the main environment now: every purge committed so far becomes durable there. */
+int store_sync_main(store_t *s);
+
+/* The size of a new purge journal for a map of map_size bytes. */
+size_t store_journal_size(size_t map_size);
+
+/* The checkpointer thread (arg: the store_t): syncs the main environment in the background. */
+void *store_checkpoint_main(void *arg);
+
+/* At open, before the writer starts: apply the journaled purges the main store lacks, sync, and empty the journal. */
+int store_journal_recover(store_t *s, char *errbuf, size_t errlen);
+
+/* Read the journal's checksum key from meta, and whether the journal is written under it yet. */
+int store_journal_key(store_t *s, uint8_t key[JOURNAL_KEY_BYTES], int *keyed);
+
+/* Mark the journal keyed in meta, sync, then write the journal under key (after recovery). */
+int store_journal_rekey(store_t *s, const uint8_t key[JOURNAL_KEY_BYTES]);
 
 #endif
