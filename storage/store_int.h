@@ -22,6 +22,8 @@
 #include "storage/store_check.h"
 #include "storage/store_space_int.h"
 
+#define STORE_BATCH_MAX_OPS 4096
+#define STORE_APPLY_GROUP 4096      /* answered purges the writer gathers into one transaction */
 #define STORE_RECLAIM_DELETE_MAX 1000   /* old objects deleted per reclaim transaction */
 #define STORE_EVICT_KEY_LEN (8 + CACHE_HASH_LEN)
 
@@ -249,6 +251,9 @@ void store_hashvec_free(store_hashvec_t *hv);
 /* 1 when hv holds hash (a linear search). */
 int store_hashvec_has(const store_hashvec_t *hv, const uint8_t hash[CACHE_HASH_LEN]);
 
+/* CLOCK_MONOTONIC in microseconds. */
+int64_t store_now_us(void);
+
 /* CLOCK_MONOTONIC in milliseconds. */
 int64_t store_now_ms(void);
 
@@ -395,5 +400,13 @@ int store_journal_key(store_t *s, uint8_t key[JOURNAL_KEY_BYTES], int *keyed);
 
 /* Mark the journal keyed in meta, sync, then write the journal under key (after recovery). */
 int store_journal_rekey(store_t *s, const uint8_t key[JOURNAL_KEY_BYTES]);
+
+/* ---- store_journal_thread.c ---- */
+
+/* 1 when the writer should apply op without waiting for more (all but an answered purge). */
+int store_op_urgent(const store_op_t *op);
+
+/* The journal thread (arg: the store_t): journals the queued purges, answers them early, hands all on to the writer. */
+void *store_front_main(void *arg);
 
 #endif
