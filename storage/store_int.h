@@ -22,6 +22,7 @@
 #include "storage/store_check.h"
 #include "storage/store_space_int.h"
 
+#define STORE_MAGIC 0x5170e7c1u
 #define STORE_BATCH_MAX_OPS 4096
 #define STORE_APPLY_GROUP 4096      /* answered purges the writer gathers into one transaction */
 #define STORE_RECLAIM_DELETE_MAX 1000   /* old objects deleted per reclaim transaction */
@@ -408,5 +409,25 @@ int store_op_urgent(const store_op_t *op);
 
 /* The journal thread (arg: the store_t): journals the queued purges, answers them early, hands all on to the writer. */
 void *store_front_main(void *arg);
+
+/* ---- store_writer.c ---- */
+
+/* Free an op the store owns, with its references. */
+void store_op_free(store_op_t *op);
+
+/* The writer thread (arg: the store_t): applies what the journal thread hands it, reclaims when idle. */
+void *store_writer_main(void *arg);
+
+/* A new zeroed op of kind; the caller owns it until it is queued. */
+store_op_t *store_op_new(store_op_kind_t kind);
+
+/* Queue an op nobody waits for (takes it); -1 when the store takes no writes (op still the caller's). */
+int store_enqueue(store_t *s, store_op_t *op);
+
+/* Queue op (on the caller's stack) and wait until the writer finished it; returns op->rc. */
+int store_submit_wait(store_t *s, store_op_t *op);
+
+/* An op the store did not take: a purge's callback hears STORE_EIO; frees op. */
+void store_refuse(store_op_t *op);
 
 #endif
