@@ -1,45 +1,27 @@
 /*
- * storage/store.c — the LMDB store: objects, their indexes, the purge-all
- * generation, config/tokens/stats key-value records, and the writer thread.
+ * storage/store.c — the LMDB store's public API (storage/store.h) and its lifecycle:
+ * open and close, reads, the write entry points, stats, and the config/tokens/stats
+ * key-value records. The rest of the store lives beside it, sharing storage/store_int.h:
+ *   store_txn.c             records and their indexes inside one write transaction
+ *                           (the LMDB layout is described there)
+ *   store_writer.c          the write queue and the writer thread (group commit)
+ *   store_journal_thread.c  the journal thread: journals purges, answers them early
+ *   store_checkpoint.c      the checkpointer, and replay of the purge journal at open
+ *   store_plog.c            the purge log ("purged since") and the pending set
+ *   store_memonly.c         objects only the memory tier holds (the disk had no room)
+ *   store_evict.c           the budget, eviction, reclaim of old generations
+ *   store_rtxn.c            per-thread read transactions
+ *   journal.c, store_space.c, store_check.c, store_state.c: the purge journal's file,
+ *                           the room on the file system, the soundness checks
  *
- * Layout (created by migrations/0001_initial.c; names in migrations/mig_int.h):
- *   meta      "schema_version" u32 LE, "generation" u64 LE,
- *             "reclaimed_generation" u64 LE (no object older than it is left),
- *             "writer_tick" u64 LE (scratch; see store_advance_txnid),
- *             "journal_seq" u64 LE (the purge journal applied so far, v2),
- *             "journal_key" 16 bytes (the journal's checksum key, v3),
- *             "journal_keyed" u64 LE 1 (the journal is written under it)
- *   objects   16-byte hash -> record (storage/object.h encoding)
- *   skeys     index key of a surrogate key -> 16-byte hash (sorted duplicates, fixed
- *             size). The index key (obj_skey_index_key) is the key itself up to 511
- *             bytes, else NUL + BLAKE2b-256 of it: every key the API accepts (up to
- *             OBJ_SKEY_MAX_LEN) fits an LMDB key. A key purge names its index key from
- *             submission on (the op, the purge journal's record, the purge-log tag).
- *   variants  obj_key_hash(key) -> variant hash, for records with a non-empty vary
- *   evict     u64 BE time ms | 16-byte hash -> empty. The time is the record's
- *             response_time_ms (clamped at 0): the record alone tells where its
- *             eviction entry is, so replacing or deleting an object finds it.
- *   config, tokens, stats   opaque key -> value
- *
- * Invariants:
- *   - Every index entry of a record is written and removed in the same write
- *     transaction as the record. An entry whose record is gone (after a corrupt
- *     record was deleted) is harmless: readers check, writers clean it up.
- *   - The memory tier never holds an object that the disk no longer indexes:
- *     after a commit that removes objects (purges, deletes, evictions) the
- *     writer bumps the purge epoch and then removes them from the memory tier,
- *     and a put the writer drops is removed from the memory tier too. Otherwise
- *     a surrogate-key purge, which finds objects through the disk index, could
- *     miss a resident copy. The one exception: a put dropped for want of room
- *     (map or file system full) stays in memory, listed in the memory-only set,
- *     which every purge is matched against as well (store_memonly_purge).
- *   - The fill figures are fractions of the budget (store_budget), which is the
- *     map size unless the file system has less room (storage/store_space_int.h);
- *     a write the file system refuses cuts it and is handled like MDB_MAP_FULL.
+ * Invariants (the readers here check the last two):
+ *   - The memory tier never holds an object that the disk no longer indexes
+ *     (store_writer.c), except the memory-only set, which every purge is matched
+ *     against as well (store_memonly.c).
+ *   - The fill figures are fractions of the budget (store_evict.c).
  *   - An object whose generation is below the current generation is a miss.
  *   - An object in the pending set (a purge of it was answered, the transaction
- *     deleting it has not committed) is a miss; a purge's references in the set
- *     are dropped only by the commit that applied it.
+ *     deleting it has not committed) is a miss (store_plog.c).
  *
  * Threads: any thread reads (store_get, kv reads) through read-only transactions
  * (MDB_NOTLS, so a transaction is not tied to its thread; store_get keeps one per
@@ -52,8 +34,9 @@
  * answered purges may wait up to STORE_APPLY_DELAY_MS for more), commits, syncs
  * when one of the operations needs durability, then bumps the purge epoch, updates
  * the memory tier, and finally runs the other callbacks and wakes waiters. When its
- * queue is idle it reclaims objects of old generations. A store
- * opened read-only has neither; store_kv_put_sync then writes directly.
+ * queue is idle it reclaims objects of old generations. store_open starts both and
+ * the checkpointer; store_close drains and joins them. A store opened read-only has
+ * none of them; store_kv_put_sync then writes directly.
  */
 #include "storage/store_int.h"
 
@@ -148,25 +131,6 @@ int store_hashvec_has(const store_hashvec_t *hv, const uint8_t hash[CACHE_HASH_L
     return 0;
 }
 
-static _Atomic uint64_t store_next_serial = 1;
-
-/* ---- LMDB plumbing ---- */
-
-static int store_dbi_for_kv(store_t *s, const char *db, MDB_dbi *dbi)
-{
-    if (db == NULL)
-        return STORE_EIO;
-    if (strcmp(db, MIG_DB_CONFIG) == 0)
-        *dbi = s->dbi_config;
-    else if (strcmp(db, MIG_DB_TOKENS) == 0)
-        *dbi = s->dbi_tokens;
-    else if (strcmp(db, MIG_DB_STATS) == 0)
-        *dbi = s->dbi_stats;
-    else
-        return STORE_EIO;
-    return 0;
-}
-
 int64_t store_now_us(void)
 {
     struct timespec ts;
@@ -192,6 +156,9 @@ void store_deadline(struct timespec *ts, int64_t ms)
 }
 
 /* ---- open / close ---- */
+
+/* unique per open: keys the per-thread read transactions (store_rtxn.c) */
+static _Atomic uint64_t store_next_serial = 1;
 
 static int store_mkdir_p(const char *dir)
 {
@@ -725,6 +692,21 @@ void store_get_stats(store_t *s, store_stats_t *out)
 }
 
 /* ---- key/value records ---- */
+
+static int store_dbi_for_kv(store_t *s, const char *db, MDB_dbi *dbi)
+{
+    if (db == NULL)
+        return STORE_EIO;
+    if (strcmp(db, MIG_DB_CONFIG) == 0)
+        *dbi = s->dbi_config;
+    else if (strcmp(db, MIG_DB_TOKENS) == 0)
+        *dbi = s->dbi_tokens;
+    else if (strcmp(db, MIG_DB_STATS) == 0)
+        *dbi = s->dbi_stats;
+    else
+        return STORE_EIO;
+    return 0;
+}
 
 int store_kv_get(store_t *s, const char *db, const char *key, char **val, size_t *val_len)
 {
