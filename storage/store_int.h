@@ -125,11 +125,11 @@ struct store {
     _Atomic uint64_t purge_epoch;   /* both writing threads (store_plog_publish), eviction */
     _Atomic uint64_t applied_order; /* the writer: the order of the last op it has finished */
     _Atomic uint64_t committed_seq; /* the writer: highest journaled purge committed to the main store */
-    _Atomic uint64_t durable_seq;   /* store_sync_main, the checkpointer: highest journaled purge the main store has synced */
+    _Atomic uint64_t durable_seq;   /* store_sync_main, checkpointer: highest journaled purge the main store synced */
     _Atomic uint64_t journal_sectors; /* the journal thread: journal_sectors_written after its last append */
     _Atomic uint64_t checkpoint_from; /* the checkpointer: journal_sectors when the running or last checkpoint began */
     _Atomic int checkpoint_asked;     /* the journal thread wants one now: a quarter of the ring is unsynced */
-    _Atomic int apply_failing;        /* the writer: unapplied is not empty: the journal thread answers after commits again */
+    _Atomic int apply_failing;        /* the writer: unapplied is not empty; the journal thread answers after commits */
 
     /* The purge log (store_plog.c): guarded by plog_lock. */
     pthread_mutex_t plog_lock;
