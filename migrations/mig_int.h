@@ -1,8 +1,8 @@
 /*
  * migrations/mig_int.h — internals of the migration runner: the numbered steps
  * (one file each, NNNN_name.c) that mig_builtin() lists, and the names and
- * encodings of the databases they create, shared with storage/store.c.
- * Not a public interface: only migrations/ and storage/store.c include it.
+ * encodings of the databases they create, shared with the store (storage/store*.c).
+ * Not a public interface: only migrations/ and storage/store*.c include it.
  */
 #ifndef EDGECACHE_MIG_INT_H
 #define EDGECACHE_MIG_INT_H

@@ -341,7 +341,7 @@ int journal_append(journal_t *j, const journal_rec_t *recs, size_t n, uint64_t s
         assert(journal_rec_valid(recs[i].kind, recs[i].payload_len));
         bytes += 4 + recs[i].payload_len;
     }
-    assert(bytes <= JOURNAL_MAX_SEGMENT_BYTES); /* callers bound their batches (store.c) */
+    assert(bytes <= JOURNAL_MAX_SEGMENT_BYTES); /* callers bound their batches (store_journal_thread.c) */
     size_t sectors = (JOURNAL_HEADER + bytes + JOURNAL_SECTOR - 1) / JOURNAL_SECTOR;
     size_t pos = j->pos + sectors > j->sectors ? 0 : j->pos;
     for (size_t k = 0; k < sectors; k++)

@@ -1,8 +1,8 @@
 /*
  * storage/journal_int.h — the purge journal: a small preallocated ring file
  * (<data dir>/journal.log) in which every purge is recorded, and synced, before it is
- * acknowledged. Internal to storage/: store.c owns the only journal of a store; its
- * unit test uses it directly to simulate a main store that lost writes.
+ * acknowledged. Internal to storage/: the store (store_int.h) owns the only journal of
+ * a store; its unit test uses it directly to simulate a main store that lost writes.
  *
  * Why it exists: syncing the main LMDB environment makes every page dirtied since the
  * last sync reach the disk; a purge of one object dirties about five random pages there

@@ -1,7 +1,7 @@
 /*
  * storage/store_space_int.h — the room the disk store may use on its file system
- * (storage/store_space.c). Internal to storage/: store.c owns the only store_space_t
- * of a store; its unit test calls the pure budget function directly.
+ * (storage/store_space.c). Internal to storage/: the store (store_int.h) owns the only
+ * store_space_t of a store; its unit test calls the pure budget function directly.
  *
  * Why it exists: LMDB's data file grows as pages are used, and every write transaction,
  * a delete or an eviction included, needs fresh pages for copy-on-write. On a file
