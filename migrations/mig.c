@@ -17,10 +17,10 @@
  */
 #include "migrations/mig.h"
 
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include "common/errbuf.h"
 #include "migrations/mig_int.h"
 
 static const mig_step_t mig_steps[] = {
@@ -39,18 +39,6 @@ const mig_step_t *mig_builtin(size_t *count)
 unsigned mig_latest(void)
 {
     return mig_steps[sizeof(mig_steps) / sizeof(mig_steps[0]) - 1].version;
-}
-
-static void mig_msg(char *errbuf, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void mig_msg(char *errbuf, size_t errlen, const char *fmt, ...)
-{
-    if (errbuf == NULL || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(errbuf, errlen, fmt, ap);
-    va_end(ap);
 }
 
 /* A step may return an LMDB code, an errno or its own negative code. */
@@ -110,15 +98,15 @@ int mig_run(MDB_env *env, const mig_step_t *steps, size_t count, unsigned *from,
         *from = 0;
     for (size_t i = 0; i < count; i++) {
         if (steps[i].version != i + 1 || steps[i].up == NULL) {
-            mig_msg(errbuf, errlen, "migration table is invalid at entry %zu (version %u, expected %zu)", i,
-                    steps[i].version, i + 1);
+            errbuf_printf(errbuf, errlen, "migration table is invalid at entry %zu (version %u, expected %zu)", i,
+                          steps[i].version, i + 1);
             rc = MIG_EFAIL;
             goto fail;
         }
     }
 
     if ((rc = mdb_txn_begin(env, NULL, 0, &txn)) != 0) {
-        mig_msg(errbuf, errlen, "cannot begin migration transaction: %s", mdb_strerror(rc));
+        errbuf_printf(errbuf, errlen, "cannot begin migration transaction: %s", mdb_strerror(rc));
         rc = MIG_EFAIL;
         goto fail;
     }
@@ -126,22 +114,22 @@ int mig_run(MDB_env *env, const mig_step_t *steps, size_t count, unsigned *from,
     rc = mdb_dbi_open(txn, MIG_DB_META, 0, &meta);
     int have_meta = rc == 0;
     if (rc != 0 && rc != MDB_NOTFOUND) {
-        mig_msg(errbuf, errlen, "cannot open the meta database: %s", mdb_strerror(rc));
+        errbuf_printf(errbuf, errlen, "cannot open the meta database: %s", mdb_strerror(rc));
         rc = MIG_EFAIL;
         goto fail;
     }
     if ((rc = mig_read_version(txn, meta, have_meta, &cur)) != 0) {
         if (rc == MIG_EFAIL)
-            mig_msg(errbuf, errlen, "stored schema_version is malformed (not a u32)");
+            errbuf_printf(errbuf, errlen, "stored schema_version is malformed (not a u32)");
         else
-            mig_msg(errbuf, errlen, "cannot read schema_version: %s", mdb_strerror(rc));
+            errbuf_printf(errbuf, errlen, "cannot read schema_version: %s", mdb_strerror(rc));
         rc = MIG_EFAIL;
         goto fail;
     }
     if (from != NULL)
         *from = cur;
     if (cur > last) {
-        mig_msg(errbuf, errlen, "store schema version %u is newer than this binary's latest schema version %u", cur, last);
+        errbuf_printf(errbuf, errlen, "store schema version %u is newer than this binary's latest schema version %u", cur, last);
         rc = MIG_ENEWER;
         goto fail;
     }
@@ -156,15 +144,15 @@ int mig_run(MDB_env *env, const mig_step_t *steps, size_t count, unsigned *from,
         rc = steps[i].up(txn);
         if (rc != 0) {
             char ebuf[32];
-            mig_msg(errbuf, errlen, "migration %u (%s) failed: %s", steps[i].version, steps[i].name,
-                    mig_errstr(rc, ebuf, sizeof(ebuf)));
+            errbuf_printf(errbuf, errlen, "migration %u (%s) failed: %s", steps[i].version, steps[i].name,
+                          mig_errstr(rc, ebuf, sizeof(ebuf)));
             rc = MIG_EFAIL;
             goto fail;
         }
     }
 
     if (!have_meta && (rc = mdb_dbi_open(txn, MIG_DB_META, MDB_CREATE, &meta)) != 0) {
-        mig_msg(errbuf, errlen, "cannot create the meta database: %s", mdb_strerror(rc));
+        errbuf_printf(errbuf, errlen, "cannot create the meta database: %s", mdb_strerror(rc));
         rc = MIG_EFAIL;
         goto fail;
     }
@@ -172,19 +160,19 @@ int mig_run(MDB_env *env, const mig_step_t *steps, size_t count, unsigned *from,
     MDB_val k = {sizeof(MIG_META_SCHEMA_VERSION) - 1, (void *)MIG_META_SCHEMA_VERSION};
     MDB_val v = {sizeof(vbuf), vbuf};
     if ((rc = mdb_put(txn, meta, &k, &v, 0)) != 0) {
-        mig_msg(errbuf, errlen, "cannot record schema version %u: %s", last, mdb_strerror(rc));
+        errbuf_printf(errbuf, errlen, "cannot record schema version %u: %s", last, mdb_strerror(rc));
         rc = MIG_EFAIL;
         goto fail;
     }
     rc = mdb_txn_commit(txn);
     txn = NULL;
     if (rc != 0) {
-        mig_msg(errbuf, errlen, "cannot commit migrations %u..%u: %s", cur + 1, last, mdb_strerror(rc));
+        errbuf_printf(errbuf, errlen, "cannot commit migrations %u..%u: %s", cur + 1, last, mdb_strerror(rc));
         rc = MIG_EFAIL;
         goto fail;
     }
     if ((rc = mdb_env_sync(env, 1)) != 0) {
-        mig_msg(errbuf, errlen, "cannot sync after migrating to %u: %s", last, mdb_strerror(rc));
+        errbuf_printf(errbuf, errlen, "cannot sync after migrating to %u: %s", last, mdb_strerror(rc));
         rc = MIG_EFAIL;
         goto fail;
     }

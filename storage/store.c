@@ -43,7 +43,6 @@
 #include <assert.h>
 #include <errno.h>
 #include <sodium.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,16 +95,6 @@ void *store_xmemdup(const void *src, size_t len, int nul)
     if (nul)
         p[len] = '\0';
     return p;
-}
-
-void store_msg(char *errbuf, size_t errlen, const char *fmt, ...)
-{
-    if (errbuf == NULL || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(errbuf, errlen, fmt, ap);
-    va_end(ap);
 }
 
 void store_hashvec_push(store_hashvec_t *hv, const uint8_t hash[CACHE_HASH_LEN])
@@ -211,13 +200,13 @@ static int store_open_dbis(store_t *s, char *errbuf, size_t errlen)
     MDB_txn *txn;
     int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
     if (rc != 0) {
-        store_msg(errbuf, errlen, "store: cannot begin a read transaction: %s", mdb_strerror(rc));
+        errbuf_printf(errbuf, errlen, "store: cannot begin a read transaction: %s", mdb_strerror(rc));
         return STORE_EIO;
     }
     for (size_t i = 0; i < sizeof(dbs) / sizeof(dbs[0]); i++) {
         MDB_dbi *dbi = (MDB_dbi *)((char *)s + dbs[i].off);
         if ((rc = mdb_dbi_open(txn, dbs[i].name, dbs[i].flags, dbi)) != 0) {
-            store_msg(errbuf, errlen, "store: cannot open database '%s': %s", dbs[i].name, mdb_strerror(rc));
+            errbuf_printf(errbuf, errlen, "store: cannot open database '%s': %s", dbs[i].name, mdb_strerror(rc));
             mdb_txn_abort(txn);
             return STORE_EIO;
         }
@@ -228,12 +217,12 @@ static int store_open_dbis(store_t *s, char *errbuf, size_t errlen)
     if (rc == 0)
         rc = store_meta_get_u64(s, txn, MIG_META_RECLAIMED, &reclaimed, &present_r);
     if (rc != 0 || !present || gen == 0) {
-        store_msg(errbuf, errlen, "store: meta 'generation' is %s", rc != 0 ? mdb_strerror(rc) : "missing or zero");
+        errbuf_printf(errbuf, errlen, "store: meta 'generation' is %s", rc != 0 ? mdb_strerror(rc) : "missing or zero");
         mdb_txn_abort(txn);
         return STORE_EIO;
     }
     if ((rc = mdb_txn_commit(txn)) != 0) { /* commit keeps the handles open for the environment */
-        store_msg(errbuf, errlen, "store: cannot open databases: %s", mdb_strerror(rc));
+        errbuf_printf(errbuf, errlen, "store: cannot open databases: %s", mdb_strerror(rc));
         return STORE_EIO;
     }
     atomic_store(&s->generation, gen);
@@ -250,11 +239,11 @@ int store_open(store_t **out, const store_options_t *opt, char *errbuf, size_t e
     if (errbuf != NULL && errlen > 0)
         errbuf[0] = '\0';
     if (opt == NULL || opt->dir == NULL || opt->dir[0] == '\0') {
-        store_msg(errbuf, errlen, "store: no data directory given");
+        errbuf_printf(errbuf, errlen, "store: no data directory given");
         return STORE_EIO;
     }
     if ((rc = store_mkdir_p(opt->dir)) != 0) {
-        store_msg(errbuf, errlen, "store: cannot create data directory %s: %s", opt->dir, strerror(-rc));
+        errbuf_printf(errbuf, errlen, "store: cannot create data directory %s: %s", opt->dir, strerror(-rc));
         return STORE_EIO;
     }
     /* nothing maps data.mdb before it passes the checks (storage/store_check.h) */
@@ -263,10 +252,10 @@ int store_open(store_t **out, const store_options_t *opt, char *errbuf, size_t e
     if (store_check_secure_dir(opt->dir, cerr, sizeof(cerr)) != 0 ||
         (rc = store_check_at_open(opt->dir, !opt->read_only, &state, cerr, sizeof(cerr))) != 0) {
         int damaged = rc == STORE_CHECK_EDAMAGED;
-        store_msg(errbuf, errlen, "store %s: %s%s", opt->dir, cerr,
-                  damaged ? "; refusing to open it (see `edgecache check --data-dir DIR`; restore a backup or move "
-                            "the directory away to start empty)"
-                          : "");
+        errbuf_printf(errbuf, errlen, "store %s: %s%s", opt->dir, cerr,
+                      damaged ? "; refusing to open it (see `edgecache check --data-dir DIR`; restore a backup or move "
+                                "the directory away to start empty)"
+                              : "");
         return damaged ? STORE_EDAMAGED : STORE_EIO;
     }
 
@@ -311,13 +300,13 @@ int store_open(store_t **out, const store_options_t *opt, char *errbuf, size_t e
     unsigned flags = MDB_NOSYNC | MDB_NOTLS;
     for (int attempt = 0; attempt < 2; attempt++) {
         if ((rc = mdb_env_create(&s->env)) != 0) {
-            store_msg(errbuf, errlen, "store: mdb_env_create: %s", mdb_strerror(rc));
+            errbuf_printf(errbuf, errlen, "store: mdb_env_create: %s", mdb_strerror(rc));
             goto fail;
         }
         mdb_env_set_maxdbs(s->env, 16);
         mdb_env_set_maxreaders(s->env, 256);
         if (want != 0 && (rc = mdb_env_set_mapsize(s->env, want)) != 0) {
-            store_msg(errbuf, errlen, "store: map size %zu: %s", want, mdb_strerror(rc));
+            errbuf_printf(errbuf, errlen, "store: map size %zu: %s", want, mdb_strerror(rc));
             goto fail;
         }
         rc = mdb_env_open(s->env, opt->dir, flags, 0600);
@@ -329,11 +318,11 @@ int store_open(store_t **out, const store_options_t *opt, char *errbuf, size_t e
             flags |= MDB_RDONLY; /* a CLI status command on a directory it may only read */
             continue;
         }
-        store_msg(errbuf, errlen, "store: cannot open LMDB environment in %s: %s", opt->dir, mdb_strerror(rc));
+        errbuf_printf(errbuf, errlen, "store: cannot open LMDB environment in %s: %s", opt->dir, mdb_strerror(rc));
         goto fail;
     }
     if (s->env == NULL) {
-        store_msg(errbuf, errlen, "store: cannot open LMDB environment in %s", opt->dir);
+        errbuf_printf(errbuf, errlen, "store: cannot open LMDB environment in %s", opt->dir);
         goto fail;
     }
 
@@ -361,24 +350,23 @@ int store_open(store_t **out, const store_options_t *opt, char *errbuf, size_t e
         const mig_step_t *steps = mig_builtin(&nsteps);
         rc = mig_run(s->env, steps, nsteps, &from, &to, merr, sizeof(merr));
         if (rc == MIG_ENEWER) {
-            store_msg(errbuf, errlen, "store %s: %s; refusing to open it (upgrade edgecache)", opt->dir, merr);
+            errbuf_printf(errbuf, errlen, "store %s: %s; refusing to open it (upgrade edgecache)", opt->dir, merr);
             ret = STORE_ESCHEMA;
             goto fail;
         }
         if (rc != 0) {
-            store_msg(errbuf, errlen, "store %s: %s", opt->dir, merr);
+            errbuf_printf(errbuf, errlen, "store %s: %s", opt->dir, merr);
             goto fail;
         }
     } else {
         if ((rc = mig_current_version(s->env, &from)) != 0) {
-            store_msg(errbuf, errlen, "store %s: cannot read schema version: %s", opt->dir, mdb_strerror(rc));
+            errbuf_printf(errbuf, errlen, "store %s: cannot read schema version: %s", opt->dir, mdb_strerror(rc));
             goto fail;
         }
         if (from != mig_latest()) {
-            store_msg(errbuf, errlen,
-                      "store %s: schema version %u, this binary needs %u (%s); read-only open does not migrate", opt->dir,
-                      from, mig_latest(),
-                      from > mig_latest() ? "the store is newer" : "open it read-write once to migrate");
+            errbuf_printf(errbuf, errlen,
+                          "store %s: schema version %u, this binary needs %u (%s); read-only open does not migrate", opt->dir,
+                          from, mig_latest(), from > mig_latest() ? "the store is newer" : "open it read-write once to migrate");
             ret = STORE_ESCHEMA;
             goto fail;
         }
@@ -387,7 +375,7 @@ int store_open(store_t **out, const store_options_t *opt, char *errbuf, size_t e
         goto fail;
     ret = STORE_EIO;
     if ((rc = store_measure(s, NULL)) != 0) {
-        store_msg(errbuf, errlen, "store %s: cannot read database statistics: %s", opt->dir, mdb_strerror(rc));
+        errbuf_printf(errbuf, errlen, "store %s: cannot read database statistics: %s", opt->dir, mdb_strerror(rc));
         goto fail;
     }
 
@@ -396,20 +384,20 @@ int store_open(store_t **out, const store_options_t *opt, char *errbuf, size_t e
         uint8_t jkey[JOURNAL_KEY_BYTES];
         int keyed;
         if ((rc = store_journal_key(s, jkey, &keyed)) != 0) {
-            store_msg(errbuf, errlen, "store %s: cannot read the purge journal's key: %s", opt->dir,
-                      rc == MDB_NOTFOUND ? "missing" : mdb_strerror(rc));
+            errbuf_printf(errbuf, errlen, "store %s: cannot read the purge journal's key: %s", opt->dir,
+                          rc == MDB_NOTFOUND ? "missing" : mdb_strerror(rc));
             goto fail;
         }
         if (journal_open(&s->journal, opt->dir, store_journal_size(s->map_size), keyed ? jkey : NULL, jerr,
                          sizeof(jerr)) != 0) {
-            store_msg(errbuf, errlen, "store %s: %s", opt->dir, jerr);
+            errbuf_printf(errbuf, errlen, "store %s: %s", opt->dir, jerr);
             goto fail;
         }
         if ((ret = store_journal_recover(s, errbuf, errlen)) != 0)
             goto fail;
         ret = STORE_EIO;
         if (!keyed && (rc = store_journal_rekey(s, jkey)) != 0) {
-            store_msg(errbuf, errlen, "store %s: cannot key the purge journal: %s", opt->dir, mdb_strerror(rc));
+            errbuf_printf(errbuf, errlen, "store %s: cannot key the purge journal: %s", opt->dir, mdb_strerror(rc));
             goto fail;
         }
         sodium_memzero(jkey, sizeof(jkey));
@@ -418,13 +406,13 @@ int store_open(store_t **out, const store_options_t *opt, char *errbuf, size_t e
         if (mdb_env_get_fd(s->env, &data_fd) == 0)
             store_space_open(&s->space, opt->space_mode, data_fd, s->map_size, s->psize);
         if ((rc = pthread_create(&s->writer, NULL, store_writer_main, s)) != 0) {
-            store_msg(errbuf, errlen, "store: cannot start the writer thread: %s", strerror(rc));
+            errbuf_printf(errbuf, errlen, "store: cannot start the writer thread: %s", strerror(rc));
             goto fail;
         }
         s->applier_started = 1;
         if ((rc = pthread_create(&s->front, NULL, store_front_main, s)) != 0) {
             store_close(&s); /* the writer is running: stop it the normal way */
-            store_msg(errbuf, errlen, "store: cannot start the journal thread: %s", strerror(rc));
+            errbuf_printf(errbuf, errlen, "store: cannot start the journal thread: %s", strerror(rc));
             return STORE_EIO;
         }
         s->front_started = 1;
@@ -432,7 +420,7 @@ int store_open(store_t **out, const store_options_t *opt, char *errbuf, size_t e
         if ((rc = pthread_create(&s->checkpointer, NULL, store_checkpoint_main, s)) != 0) {
             /* the writer is running: stop it the normal way */
             store_close(&s);
-            store_msg(errbuf, errlen, "store: cannot start the checkpoint thread: %s", strerror(rc));
+            errbuf_printf(errbuf, errlen, "store: cannot start the checkpoint thread: %s", strerror(rc));
             return STORE_EIO;
         }
         s->checkpointer_started = 1;

@@ -34,7 +34,6 @@
 #include <fcntl.h>
 #include <lmdb.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -42,6 +41,8 @@
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include "common/errbuf.h"
+#include "common/path.h"
 #include "migrations/mig_int.h"
 #include "storage/le.h"
 #include "storage/object.h"
@@ -69,31 +70,6 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "LMDB writes native by
 #define CHK_MAX_DEPTH 32    /* LMDB's CURSOR_STACK */
 #define CHK_INVALID UINT64_MAX
 #define CHK_HEAD_LEN (2 * CHK_MAX_PSIZE)
-
-static void chk_msg(char *errbuf, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void chk_msg(char *errbuf, size_t errlen, const char *fmt, ...)
-{
-    if (errbuf == NULL || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(errbuf, errlen, fmt, ap);
-    va_end(ap);
-}
-
-static char *chk_path(const char *dir, const char *name)
-{
-    size_t dlen = strlen(dir), nlen = strlen(name);
-    char *p = malloc(dlen + nlen + 2);
-    if (p == NULL) {
-        fprintf(stderr, "edgecache: out of memory (store check)\n");
-        abort();
-    }
-    memcpy(p, dir, dlen);
-    p[dlen] = '/';
-    memcpy(p + dlen + 1, name, nlen + 1);
-    return p;
-}
 
 /* ---- the meta check (pure) ---- */
 
@@ -133,7 +109,7 @@ static int chk_meta_one(const uint8_t *p, size_t avail, unsigned pgno, uint32_t 
                         char *errbuf, size_t errlen)
 {
     if (avail < CHK_META_OFF + CHK_META_LEN) {
-        chk_msg(errbuf, errlen, "meta page %u is cut short (the file ends inside it)", pgno);
+        errbuf_printf(errbuf, errlen, "meta page %u is cut short (the file ends inside it)", pgno);
         return STORE_CHECK_EDAMAGED;
     }
     uint64_t page_no = le_get_u64(p);
@@ -141,17 +117,17 @@ static int chk_meta_one(const uint8_t *p, size_t avail, unsigned pgno, uint32_t 
     const uint8_t *meta = p + CHK_META_OFF;
     uint32_t magic = le_get_u32(meta), version = le_get_u32(meta + 4);
     if (page_no != pgno || flags != CHK_P_META) {
-        chk_msg(errbuf, errlen, "page %u is not an LMDB meta page (page number %llu, flags 0x%x)", pgno,
-                (unsigned long long)page_no, flags);
+        errbuf_printf(errbuf, errlen, "page %u is not an LMDB meta page (page number %llu, flags 0x%x)", pgno,
+                      (unsigned long long)page_no, flags);
         return STORE_CHECK_EDAMAGED;
     }
     if (magic != CHK_MAGIC) {
-        chk_msg(errbuf, errlen, "meta page %u has magic 0x%08x, not LMDB's 0x%08x", pgno, magic, CHK_MAGIC);
+        errbuf_printf(errbuf, errlen, "meta page %u has magic 0x%08x, not LMDB's 0x%08x", pgno, magic, CHK_MAGIC);
         return STORE_CHECK_EDAMAGED;
     }
     if (version != CHK_VERSION) {
-        chk_msg(errbuf, errlen, "meta page %u has data format version %u, this build reads %u", pgno, version,
-                CHK_VERSION);
+        errbuf_printf(errbuf, errlen, "meta page %u has data format version %u, this build reads %u", pgno, version,
+                      CHK_VERSION);
         return STORE_CHECK_EDAMAGED;
     }
     chk_db_t fdb, mdb;
@@ -163,21 +139,21 @@ static int chk_meta_one(const uint8_t *p, size_t avail, unsigned pgno, uint32_t 
     uint64_t txnid = le_get_u64(meta + 32 + 2 * CHK_DB_LEN);
     if (psize < CHK_MIN_PSIZE || psize > CHK_MAX_PSIZE || (psize & (psize - 1)) != 0 ||
         (psize_expected != 0 && psize != psize_expected)) {
-        chk_msg(errbuf, errlen, "meta page %u has page size %u (expected a power of two from %u to %u%s)", pgno, psize,
-                CHK_MIN_PSIZE, CHK_MAX_PSIZE, psize_expected != 0 ? ", the same in both meta pages" : "");
+        errbuf_printf(errbuf, errlen, "meta page %u has page size %u (expected a power of two from %u to %u%s)", pgno, psize,
+                      CHK_MIN_PSIZE, CHK_MAX_PSIZE, psize_expected != 0 ? ", the same in both meta pages" : "");
         return STORE_CHECK_EDAMAGED;
     }
     /* last_pg bounds every page number below. (The recorded map size is not checked
      * against it: LMDB raises a map size that is too small, as files of old versions
      * have, so it decides nothing.) */
     if (last_pg < 1 || last_pg > (UINT64_MAX / 2) / psize) {
-        chk_msg(errbuf, errlen, "meta page %u has last page %llu, which does not fit any file", pgno,
-                (unsigned long long)last_pg);
+        errbuf_printf(errbuf, errlen, "meta page %u has last page %llu, which does not fit any file", pgno,
+                      (unsigned long long)last_pg);
         return STORE_CHECK_EDAMAGED;
     }
     if (!chk_db_ok(&fdb, last_pg) || !chk_db_ok(&mdb, last_pg)) {
-        chk_msg(errbuf, errlen, "meta page %u describes a tree outside pages 2..%llu (free root %llu, main root %llu)",
-                pgno, (unsigned long long)last_pg, (unsigned long long)fdb.root, (unsigned long long)mdb.root);
+        errbuf_printf(errbuf, errlen, "meta page %u describes a tree outside pages 2..%llu (free root %llu, main root %llu)",
+                      pgno, (unsigned long long)last_pg, (unsigned long long)fdb.root, (unsigned long long)mdb.root);
         return STORE_CHECK_EDAMAGED;
     }
     m->psize = psize;
@@ -212,28 +188,28 @@ int store_check_meta(const uint8_t *head, size_t head_len, uint64_t file_size, s
     /* each commit writes the meta page of its transaction's parity, one after the other:
      * two transactions apart means a damaged id, and LMDB would trust the wrong snapshot */
     if (m->txnid - older->txnid > 1) {
-        chk_msg(errbuf, errlen, "the meta pages name transactions %llu and %llu, which are not consecutive",
-                (unsigned long long)m0.txnid, (unsigned long long)m1.txnid);
+        errbuf_printf(errbuf, errlen, "the meta pages name transactions %llu and %llu, which are not consecutive",
+                      (unsigned long long)m0.txnid, (unsigned long long)m1.txnid);
         return STORE_CHECK_EDAMAGED;
     }
     if (older->last_pg > m->last_pg) {
-        chk_msg(errbuf, errlen, "the older meta page uses pages up to %llu, the newer only up to %llu",
-                (unsigned long long)older->last_pg, (unsigned long long)m->last_pg);
+        errbuf_printf(errbuf, errlen, "the older meta page uses pages up to %llu, the newer only up to %llu",
+                      (unsigned long long)older->last_pg, (unsigned long long)m->last_pg);
         return STORE_CHECK_EDAMAGED;
     }
     uint64_t psize = m->psize;
     if (file_size % psize != 0) {
-        chk_msg(errbuf, errlen, "the file is %llu bytes, not a whole number of %llu-byte pages (truncated?)",
-                (unsigned long long)file_size, (unsigned long long)psize);
+        errbuf_printf(errbuf, errlen, "the file is %llu bytes, not a whole number of %llu-byte pages (truncated?)",
+                      (unsigned long long)file_size, (unsigned long long)psize);
         return STORE_CHECK_EDAMAGED;
     }
     uint64_t file_pages = file_size / psize;
     uint64_t roots[2] = {m->free_root, m->main_root};
     for (int i = 0; i < 2; i++) {
         if (roots[i] != CHK_INVALID && roots[i] >= file_pages) {
-            chk_msg(errbuf, errlen,
-                    "the file is %llu bytes (%llu pages) but its newest meta page needs page %llu (truncated?)",
-                    (unsigned long long)file_size, (unsigned long long)file_pages, (unsigned long long)roots[i]);
+            errbuf_printf(errbuf, errlen,
+                          "the file is %llu bytes (%llu pages) but its newest meta page needs page %llu (truncated?)",
+                          (unsigned long long)file_size, (unsigned long long)file_pages, (unsigned long long)roots[i]);
             return STORE_CHECK_EDAMAGED;
         }
     }
@@ -258,8 +234,9 @@ typedef struct chk_free_walk {
 static int chk_read_pages(chk_free_walk_t *w, uint64_t pgno, uint64_t n, uint8_t *buf)
 {
     if (pgno < 2 || pgno > w->last_pg || n > w->last_pg - pgno + 1 || pgno + n > w->file_pages) {
-        chk_msg(w->errbuf, w->errlen, "the free-page list refers to page %llu (+%llu), past the end of the file (%llu pages)",
-                (unsigned long long)pgno, (unsigned long long)n, (unsigned long long)w->file_pages);
+        errbuf_printf(w->errbuf, w->errlen,
+                      "the free-page list refers to page %llu (+%llu), past the end of the file (%llu pages)",
+                      (unsigned long long)pgno, (unsigned long long)n, (unsigned long long)w->file_pages);
         return STORE_CHECK_EDAMAGED;
     }
     size_t len = (size_t)(n * w->psize), done = 0;
@@ -268,15 +245,15 @@ static int chk_read_pages(chk_free_walk_t *w, uint64_t pgno, uint64_t n, uint8_t
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0) {
-            chk_msg(w->errbuf, w->errlen, "cannot read page %llu: %s", (unsigned long long)pgno,
-                    r < 0 ? strerror(errno) : "end of file");
+            errbuf_printf(w->errbuf, w->errlen, "cannot read page %llu: %s", (unsigned long long)pgno,
+                          r < 0 ? strerror(errno) : "end of file");
             return r < 0 ? STORE_CHECK_EIO : STORE_CHECK_EDAMAGED;
         }
         done += (size_t)r;
     }
     if (le_get_u64(buf) != pgno) {
-        chk_msg(w->errbuf, w->errlen, "page %llu says it is page %llu", (unsigned long long)pgno,
-                (unsigned long long)le_get_u64(buf));
+        errbuf_printf(w->errbuf, w->errlen, "page %llu says it is page %llu", (unsigned long long)pgno,
+                      (unsigned long long)le_get_u64(buf));
         return STORE_CHECK_EDAMAGED;
     }
     return 0;
@@ -286,15 +263,15 @@ static int chk_read_pages(chk_free_walk_t *w, uint64_t pgno, uint64_t n, uint8_t
 static int chk_free_idl(chk_free_walk_t *w, const uint8_t *idl, size_t len)
 {
     if (len < 8 || le_get_u64(idl) > (len - 8) / 8) {
-        chk_msg(w->errbuf, w->errlen, "a free-page list record is malformed");
+        errbuf_printf(w->errbuf, w->errlen, "a free-page list record is malformed");
         return STORE_CHECK_EDAMAGED;
     }
     uint64_t n = le_get_u64(idl);
     for (uint64_t i = 0; i < n; i++) {
         uint64_t pg = le_get_u64(idl + 8 + 8 * i);
         if (pg < 2 || pg > w->last_pg) {
-            chk_msg(w->errbuf, w->errlen, "the free-page list names page %llu, outside 2..%llu", (unsigned long long)pg,
-                    (unsigned long long)w->last_pg);
+            errbuf_printf(w->errbuf, w->errlen, "the free-page list names page %llu, outside 2..%llu", (unsigned long long)pg,
+                          (unsigned long long)w->last_pg);
             return STORE_CHECK_EDAMAGED;
         }
         if (pg >= w->file_pages) {
@@ -312,7 +289,7 @@ static int chk_free_page(chk_free_walk_t *w, uint64_t pgno, unsigned depth_left)
 {
     uint32_t ps = w->psize;
     if (depth_left == 0 || ++w->pages_read > w->last_pg) {
-        chk_msg(w->errbuf, w->errlen, "the free-page tree is deeper or larger than its meta page says");
+        errbuf_printf(w->errbuf, w->errlen, "the free-page tree is deeper or larger than its meta page says");
         return STORE_CHECK_EDAMAGED;
     }
     uint8_t *page = malloc(ps);
@@ -324,8 +301,8 @@ static int chk_free_page(chk_free_walk_t *w, uint64_t pgno, unsigned depth_left)
     uint16_t flags = le_get_u16(page + 10), lower = le_get_u16(page + 12), upper = le_get_u16(page + 14);
     int branch = flags == CHK_P_BRANCH, leaf = flags == CHK_P_LEAF;
     if ((!branch && !leaf) || lower < CHK_PAGEHDR || lower > upper || upper > ps || (lower - CHK_PAGEHDR) % 2 != 0) {
-        chk_msg(w->errbuf, w->errlen, "free-page tree page %llu is not a branch or leaf page (flags 0x%x)",
-                (unsigned long long)pgno, flags);
+        errbuf_printf(w->errbuf, w->errlen, "free-page tree page %llu is not a branch or leaf page (flags 0x%x)",
+                      (unsigned long long)pgno, flags);
         rc = STORE_CHECK_EDAMAGED;
         goto out;
     }
@@ -358,8 +335,8 @@ static int chk_free_page(chk_free_walk_t *w, uint64_t pgno, unsigned depth_left)
             uint64_t npages = ((uint64_t)CHK_PAGEHDR + dsize + ps - 1) / ps;
             /* before allocating: a list cannot name more pages than there are, nor lie outside the file */
             if (dsize > 8 * (w->last_pg + 2) || ov < 2 || ov >= w->file_pages || npages > w->file_pages - ov) {
-                chk_msg(w->errbuf, w->errlen, "a free-page list record of %zu bytes at page %llu does not fit the file",
-                        dsize, (unsigned long long)ov);
+                errbuf_printf(w->errbuf, w->errlen, "a free-page list record of %zu bytes at page %llu does not fit the file",
+                              dsize, (unsigned long long)ov);
                 rc = STORE_CHECK_EDAMAGED;
                 break;
             }
@@ -381,7 +358,7 @@ static int chk_free_page(chk_free_walk_t *w, uint64_t pgno, unsigned depth_left)
         }
     }
     if (rc == STORE_CHECK_EDAMAGED && w->errbuf != NULL && w->errbuf[0] == '\0')
-        chk_msg(w->errbuf, w->errlen, "free-page tree page %llu is malformed", (unsigned long long)pgno);
+        errbuf_printf(w->errbuf, w->errlen, "free-page tree page %llu is malformed", (unsigned long long)pgno);
 out:
     free(page);
     return rc;
@@ -389,7 +366,7 @@ out:
 
 int store_check_file(const char *dir, int allow_empty, store_check_meta_t *out, char *errbuf, size_t errlen)
 {
-    char *path = chk_path(dir, "data.mdb");
+    char *path = path_join(dir, "data.mdb", "store check");
     uint8_t *head = NULL;
     int rc = STORE_CHECK_EIO;
     if (errbuf != NULL && errlen > 0)
@@ -401,11 +378,11 @@ int store_check_file(const char *dir, int allow_empty, store_check_meta_t *out, 
         goto out;
     }
     if (fd < 0 || fstat(fd, &st) != 0) {
-        chk_msg(errbuf, errlen, "cannot read %s: %s", path, strerror(errno));
+        errbuf_printf(errbuf, errlen, "cannot read %s: %s", path, strerror(errno));
         goto out;
     }
     if (!S_ISREG(st.st_mode)) {
-        chk_msg(errbuf, errlen, "%s is not a regular file", path);
+        errbuf_printf(errbuf, errlen, "%s is not a regular file", path);
         rc = STORE_CHECK_EDAMAGED;
         goto out;
     }
@@ -415,7 +392,7 @@ int store_check_file(const char *dir, int allow_empty, store_check_meta_t *out, 
             rc = 1;
             goto out;
         }
-        chk_msg(errbuf, errlen, "%s is empty (truncated?)", path);
+        errbuf_printf(errbuf, errlen, "%s is empty (truncated?)", path);
         rc = STORE_CHECK_EDAMAGED;
         goto out;
     }
@@ -428,7 +405,7 @@ int store_check_file(const char *dir, int allow_empty, store_check_meta_t *out, 
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0) {
-            chk_msg(errbuf, errlen, "cannot read %s: %s", path, strerror(errno));
+            errbuf_printf(errbuf, errlen, "cannot read %s: %s", path, strerror(errno));
             goto out;
         }
         if (r == 0)
@@ -438,7 +415,7 @@ int store_check_file(const char *dir, int allow_empty, store_check_meta_t *out, 
     store_check_meta_t m;
     char why[256];
     if ((rc = store_check_meta(head, got, (uint64_t)st.st_size, &m, why, sizeof(why))) != 0) {
-        chk_msg(errbuf, errlen, "%s is damaged: %s", path, why);
+        errbuf_printf(errbuf, errlen, "%s is damaged: %s", path, why);
         goto out;
     }
     uint64_t file_pages = (uint64_t)st.st_size / m.psize;
@@ -447,8 +424,9 @@ int store_check_file(const char *dir, int allow_empty, store_check_meta_t *out, 
         uint64_t tail = m.last_pg + 1 - file_pages;
         if (tail > (uint64_t)st.st_size / 8) {
             /* the free-page lists that would have to name them (8 bytes each) do not fit in the file */
-            chk_msg(errbuf, errlen, "%s is damaged: the file is %llu bytes (%llu pages) but pages up to %llu are in use (truncated?)",
-                    path, (unsigned long long)st.st_size, (unsigned long long)file_pages, (unsigned long long)m.last_pg);
+            errbuf_printf(errbuf, errlen,
+                          "%s is damaged: the file is %llu bytes (%llu pages) but pages up to %llu are in use (truncated?)",
+                          path, (unsigned long long)st.st_size, (unsigned long long)file_pages, (unsigned long long)m.last_pg);
             rc = STORE_CHECK_EDAMAGED;
             goto out;
         }
@@ -460,14 +438,14 @@ int store_check_file(const char *dir, int allow_empty, store_check_meta_t *out, 
             abort();
         rc = m.free_root == CHK_INVALID ? 0 : chk_free_page(&w, m.free_root, m.free_depth);
         if (rc == 0 && w.tail_found != tail) {
-            chk_msg(why, sizeof(why), "pages %llu..%llu are in use but past the end of the file",
-                    (unsigned long long)file_pages, (unsigned long long)m.last_pg);
+            errbuf_printf(why, sizeof(why), "pages %llu..%llu are in use but past the end of the file",
+                          (unsigned long long)file_pages, (unsigned long long)m.last_pg);
             rc = STORE_CHECK_EDAMAGED;
         }
         free(w.tail);
         if (rc != 0) {
-            chk_msg(errbuf, errlen, "%s is damaged: the file is %llu bytes (%llu pages), %s (truncated?)", path,
-                    (unsigned long long)st.st_size, (unsigned long long)file_pages, why);
+            errbuf_printf(errbuf, errlen, "%s is damaged: the file is %llu bytes (%llu pages), %s (truncated?)", path,
+                          (unsigned long long)st.st_size, (unsigned long long)file_pages, why);
             goto out;
         }
     }
@@ -625,7 +603,7 @@ static int chk_child_main(const char *dir, int full, FILE *out)
     MDB_txn *txn = NULL;
     MDB_cursor *cur = NULL;
     struct stat st;
-    char *path = chk_path(dir, "data.mdb");
+    char *path = path_join(dir, "data.mdb", "store check");
     int rc = stat(path, &st);
     free(path);
     if (rc != 0) {
@@ -718,13 +696,13 @@ int store_check_tree(const char *dir, int full, FILE *log, store_check_report_t 
     if (errbuf != NULL && errlen > 0)
         errbuf[0] = '\0';
     if (pipe2(fds, O_CLOEXEC) != 0) {
-        chk_msg(errbuf, errlen, "store check: pipe: %s", strerror(errno));
+        errbuf_printf(errbuf, errlen, "store check: pipe: %s", strerror(errno));
         return STORE_CHECK_EIO;
     }
     fflush(NULL); /* the child must not write out our buffered output again */
     pid_t pid = fork();
     if (pid < 0) {
-        chk_msg(errbuf, errlen, "store check: fork: %s", strerror(errno));
+        errbuf_printf(errbuf, errlen, "store check: fork: %s", strerror(errno));
         close(fds[0]);
         close(fds[1]);
         return STORE_CHECK_EIO;
@@ -768,7 +746,7 @@ int store_check_tree(const char *dir, int full, FILE *log, store_check_report_t 
     int status = 0;
     while (waitpid(pid, &status, 0) < 0) {
         if (errno != EINTR) {
-            chk_msg(errbuf, errlen, "store check: waitpid: %s", strerror(errno));
+            errbuf_printf(errbuf, errlen, "store check: waitpid: %s", strerror(errno));
             return STORE_CHECK_EIO;
         }
     }
@@ -791,18 +769,18 @@ int store_check_tree(const char *dir, int full, FILE *log, store_check_report_t 
         int sig = WTERMSIG(status);
         if (sig != SIGSEGV && sig != SIGBUS && sig != SIGABRT && sig != SIGILL && sig != SIGFPE) {
             /* killed from outside (the OOM killer, an operator): no verdict on the file */
-            chk_msg(errbuf, errlen, "store check: the walking process was killed (%s)", strsignal(sig));
+            errbuf_printf(errbuf, errlen, "store check: the walking process was killed (%s)", strsignal(sig));
             return STORE_CHECK_EIO;
         }
-        chk_msg(errbuf, errlen, "walking its B-tree hit %s (a page is damaged or past the end of the file)",
-                strsignal(sig));
+        errbuf_printf(errbuf, errlen, "walking its B-tree hit %s (a page is damaged or past the end of the file)",
+                      strsignal(sig));
     } else if (strncmp(last, "damaged: ", 9) == 0)
-        chk_msg(errbuf, errlen, "%s", last + 9);
+        errbuf_printf(errbuf, errlen, "%s", last + 9);
     else if (strncmp(last, "error: ", 7) == 0) {
-        chk_msg(errbuf, errlen, "store check: %s", last + 7);
+        errbuf_printf(errbuf, errlen, "store check: %s", last + 7);
         return STORE_CHECK_EIO;
     } else
-        chk_msg(errbuf, errlen, "walking its B-tree failed (exit status %d; a page is damaged)",
-                WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+        errbuf_printf(errbuf, errlen, "walking its B-tree failed (exit status %d; a page is damaged)",
+                      WIFEXITED(status) ? WEXITSTATUS(status) : -1);
     return STORE_CHECK_EDAMAGED;
 }

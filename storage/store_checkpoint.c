@@ -171,7 +171,7 @@ int store_journal_recover(store_t *s, char *errbuf, size_t errlen)
     if (rc != 0) {
         if (txn != NULL)
             mdb_txn_abort(txn);
-        store_msg(errbuf, errlen, "store: cannot read the purge journal position: %s", mdb_strerror(rc));
+        errbuf_printf(errbuf, errlen, "store: cannot read the purge journal position: %s", mdb_strerror(rc));
         return STORE_EIO;
     }
     uint64_t last = journal_last_seq(s->journal);
@@ -190,8 +190,8 @@ int store_journal_recover(store_t *s, char *errbuf, size_t errlen)
         if (txn != NULL)
             mdb_txn_abort(txn);
         if (rc != 0) {
-            store_msg(errbuf, errlen, "store: cannot apply the purge journal's %llu unapplied purge(s): %s",
-                      (unsigned long long)(last - applied), rc < 0 ? "a journal record is invalid" : mdb_strerror(rc));
+            errbuf_printf(errbuf, errlen, "store: cannot apply the purge journal's %llu unapplied purge(s): %s",
+                          (unsigned long long)(last - applied), rc < 0 ? "a journal record is invalid" : mdb_strerror(rc));
             store_hashvec_free(&r.b.mem_remove);
             store_hashvec_free(&r.b.mem_soft);
             store_hashvec_free(&r.b.plog_tags);

@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
+#include "common/errbuf.h"
 #include "storage/journal_int.h"
 #include "storage/store.h"
 #include "storage/store_check.h"
@@ -239,9 +240,6 @@ void *store_xrealloc(void *p, size_t n);
 
 /* A new copy of src[0..len) (NUL-terminated when nul); aborts on out-of-memory. */
 void *store_xmemdup(const void *src, size_t len, int nul);
-
-/* Format an error message into errbuf (nothing when errbuf is NULL or errlen 0). */
-void store_msg(char *errbuf, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Append one hash to hv, growing it. */
 void store_hashvec_push(store_hashvec_t *hv, const uint8_t hash[CACHE_HASH_LEN]);

@@ -17,37 +17,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static void state_msg(char *errbuf, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void state_msg(char *errbuf, size_t errlen, const char *fmt, ...)
-{
-    if (errbuf == NULL || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(errbuf, errlen, fmt, ap);
-    va_end(ap);
-}
-
-static char *state_path(const char *dir, const char *name)
-{
-    size_t dlen = strlen(dir), nlen = strlen(name);
-    char *p = malloc(dlen + nlen + 2);
-    if (p == NULL) {
-        fprintf(stderr, "edgecache: out of memory (store state)\n");
-        abort();
-    }
-    memcpy(p, dir, dlen);
-    p[dlen] = '/';
-    memcpy(p + dlen + 1, name, nlen + 1);
-    return p;
-}
+#include "common/errbuf.h"
+#include "common/path.h"
 
 /* ---- file modes ---- */
 
@@ -56,11 +32,11 @@ int store_check_secure_dir(const char *dir, char *errbuf, size_t errlen)
     struct stat st;
     if (stat(dir, &st) != 0) {
         int err = errno;
-        state_msg(errbuf, errlen, "%s: %s", dir, strerror(err));
+        errbuf_printf(errbuf, errlen, "%s: %s", dir, strerror(err));
         return -err;
     }
     if (!S_ISDIR(st.st_mode)) {
-        state_msg(errbuf, errlen, "%s is not a directory", dir);
+        errbuf_printf(errbuf, errlen, "%s is not a directory", dir);
         return -ENOTDIR;
     }
     if (st.st_mode & 077)
@@ -70,7 +46,7 @@ int store_check_secure_dir(const char *dir, char *errbuf, size_t errlen)
                 dir, (st.st_mode & 007) ? "all users" : "its group", (unsigned)(st.st_mode & 0777));
     static const char *const files[] = {"data.mdb", "lock.mdb", "journal.log", STORE_CHECK_STATE_FILE};
     for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
-        char *path = state_path(dir, files[i]);
+        char *path = path_join(dir, files[i], "store state");
         /* lstat: never follow a link someone put there to a file we would then chmod */
         if (lstat(path, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 077) && chmod(path, st.st_mode & 0700) != 0)
             fprintf(stderr, "edgecache: warning: cannot make %s private: %s\n", path, strerror(errno));
@@ -102,7 +78,7 @@ static void chk_state_write(int fd, const char *state)
 
 int store_check_at_open(const char *dir, int read_write, store_state_t *st, char *errbuf, size_t errlen)
 {
-    char *path = state_path(dir, STORE_CHECK_STATE_FILE);
+    char *path = path_join(dir, STORE_CHECK_STATE_FILE, "store state");
     char state[32] = "";
     int first = 1, rc;
     st->fd = -1;
@@ -121,7 +97,7 @@ int store_check_at_open(const char *dir, int read_write, store_state_t *st, char
     }
     if (!first && strcmp(state, chk_state_damaged) == 0) {
         /* the process we waited for refused it */
-        state_msg(errbuf, errlen, "the store was found damaged by the process that opened it before");
+        errbuf_printf(errbuf, errlen, "the store was found damaged by the process that opened it before");
         close(fd);
         return STORE_CHECK_EDAMAGED;
     }
@@ -138,7 +114,9 @@ int store_check_at_open(const char *dir, int read_write, store_state_t *st, char
         walked = 1;
     }
     if (rc != 0) {
-        state_msg(errbuf, errlen, "%s%s", walked && rc == STORE_CHECK_EDAMAGED ? "data.mdb is damaged (checked after an unclean shutdown): " : "", why);
+        errbuf_printf(errbuf, errlen, "%s%s",
+                      walked && rc == STORE_CHECK_EDAMAGED ? "data.mdb is damaged (checked after an unclean shutdown): " : "",
+                      why);
         if (rc == STORE_CHECK_EDAMAGED && first && read_write && fd >= 0)
             chk_state_write(fd, chk_state_damaged);
         if (fd >= 0)
