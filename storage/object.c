@@ -37,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "common/skey.h"
 
 /*
  * The fixed SipHash key of the record checksum. It is part of the on-disk format
@@ -156,20 +157,7 @@ static void obj_storage_hash(const char *key, size_t key_len, const char *vary, 
 
 const char *obj_skeys_next(const char *skeys, size_t len, size_t *pos, size_t *tok_len)
 {
-    size_t i = *pos;
-    while (i < len && (skeys[i] == ' ' || skeys[i] == '\t'))
-        i++;
-    size_t start = i;
-    while (i < len && skeys[i] != ' ' && skeys[i] != '\t')
-        i++;
-    *tok_len = 0;
-    if (i == start || i - start > OBJ_SKEY_MAX_LEN || i > OBJ_SKEYS_MAX_LEN) {
-        *pos = len; /* the list ends here, whatever follows */
-        return NULL;
-    }
-    *pos = i;
-    *tok_len = i - start;
-    return skeys + start;
+    return skey_next(skeys, len, pos, tok_len, OBJ_SKEY_MAX_LEN, OBJ_SKEYS_MAX_LEN);
 }
 
 size_t obj_skey_index_key(const char *skey, size_t len, uint8_t out[OBJ_SKEY_INDEX_KEY_MAX])

@@ -34,25 +34,11 @@
 #include "storage/store_int.h"
 
 #include <assert.h>
+#include <stdint.h>
 #include <string.h>
+#include "common/skey.h"
 #include "migrations/mig_int.h"
 #include "storage/le.h"
-
-/* The next surrogate key of the space-separated list skeys[0..len) from *pos on, or NULL at
- * its end: every token, whatever its length or place (unlike obj_skeys_next), for removing
- * the index entries of records that older versions indexed by other rules. */
-static const char *store_skey_next(const char *skeys, size_t len, size_t *pos, size_t *tok_len)
-{
-    size_t i = *pos;
-    while (i < len && (skeys[i] == ' ' || skeys[i] == '\t'))
-        i++;
-    size_t start = i;
-    while (i < len && skeys[i] != ' ' && skeys[i] != '\t')
-        i++;
-    *pos = i;
-    *tok_len = i - start;
-    return i > start ? skeys + start : NULL;
-}
 
 /* Bytes a record of `len` bytes takes in the map: big records go to overflow pages. */
 size_t store_rec_cost(const store_t *s, size_t len)
@@ -106,7 +92,7 @@ typedef int (*store_skey_fn)(store_t *s, MDB_txn *txn, const char *ikey, size_t 
 
 /*
  * Call fn with the index key of each surrogate key of skeys[0..len): the keys that count
- * (obj_skeys_next) to index a record, every token (all_tokens) to unindex one, so that the
+ * (obj_skeys_next) to index a record, every token (all_tokens: skey_next without limits) to unindex one, so that the
  * entries an older version wrote by other rules go too (deleting one that is not there is
  * harmless).
  */
@@ -115,7 +101,7 @@ static int store_skeys_each(store_t *s, MDB_txn *txn, const char *skeys, size_t 
 {
     size_t pos = 0, tok_len;
     uint8_t ikey[OBJ_SKEY_INDEX_KEY_MAX];
-    for (const char *tok; (tok = all_tokens ? store_skey_next(skeys, len, &pos, &tok_len)
+    for (const char *tok; (tok = all_tokens ? skey_next(skeys, len, &pos, &tok_len, SIZE_MAX, SIZE_MAX)
                                             : obj_skeys_next(skeys, len, &pos, &tok_len)) != NULL;) {
         size_t ilen = obj_skey_index_key(tok, tok_len, ikey);
         int rc = fn(s, txn, (const char *)ikey, ilen, hash);
