@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include "common/ascii.h"
 #include "server/cache_policy.h"
 
 #define POLICY_DELTA_SECONDS_CAP 2147483648u /* RFC 9111 1.2.2 */
@@ -39,12 +40,6 @@ static inline int policy_is_ows(unsigned char c)
     return c == ' ' || c == '\t';
 }
 
-/** ASCII A-Z to a-z; every other byte unchanged. */
-static inline unsigned char policy_ascii_lower(unsigned char c)
-{
-    return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : c;
-}
-
 /** 1 when s[0..len) equals the lower-case literal lit, ignoring ASCII case. */
 static inline int policy_eq_ci(const char *s, size_t len, const char *lit)
 {
@@ -52,7 +47,7 @@ static inline int policy_eq_ci(const char *s, size_t len, const char *lit)
     if (n != len)
         return 0;
     for (size_t i = 0; i < n; i++)
-        if (policy_ascii_lower((unsigned char)s[i]) != (unsigned char)lit[i])
+        if ((unsigned char)ascii_lower(s[i]) != (unsigned char)lit[i])
             return 0;
     return 1;
 }

@@ -37,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "common/ascii.h"
 #include "common/skey.h"
 
 /*
@@ -54,12 +55,6 @@ _Static_assert(OBJ_REC_OFF_CHECKSUM + 8 == OBJ_RECORD_FIXED_LEN, "the checksum i
 #define OBJ_BODY_HINT_MAX ((size_t)16 << 20)
 
 /* ---- small helpers ---- */
-
-/* HTTP header names are ASCII; lower-case without consulting the locale */
-static char ascii_lower(char c)
-{
-    return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
-}
 
 static void obj_oom(size_t n)
 {
