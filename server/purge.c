@@ -42,6 +42,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <jansson.h>
+#include "common/reason.h"
 #include "server/backend.h"
 #include "server/purge.h"
 #include "server/proxy.h"
@@ -418,28 +419,6 @@ int purge_request_submit(purge_job_t *job, purge_loop_t *loop, h2o_req_t *req)
 
 /* ---------------------------------------------------------------- the answer */
 
-const char *purge_reason_phrase(int status)
-{
-    switch (status) {
-    case 200:
-        return "OK";
-    case 400:
-        return "Bad Request";
-    case 401:
-        return "Unauthorized";
-    case 403:
-        return "Forbidden";
-    case 500:
-        return "Internal Server Error";
-    case 502:
-        return "Bad Gateway";
-    case 503:
-        return "Service Unavailable";
-    default:
-        return "Unknown";
-    }
-}
-
 static const char *store_err_text(int err)
 {
     switch (err) {
@@ -457,7 +436,7 @@ static const char *store_err_text(int err)
 static void answer_set(purge_answer_t *out, int status, const char *body, size_t len)
 {
     out->status = status;
-    out->reason = purge_reason_phrase(status);
+    out->reason = reason_phrase(status);
     out->body = xmemdup(body, len);
     out->body_len = len;
 }
@@ -511,11 +490,11 @@ void purge_answer_build(const purge_result_t *res, purge_answer_t *out)
         char *s = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
         json_decref(body);
         if (s == NULL) {
-            answer_error(out, 500, purge_reason_phrase(500), "the answer could not be encoded");
+            answer_error(out, 500, reason_phrase(500), "the answer could not be encoded");
             return;
         }
         out->status = 200;
-        out->reason = purge_reason_phrase(200);
+        out->reason = reason_phrase(200);
         out->body = s;
         out->body_len = strlen(s);
         return;

@@ -152,9 +152,6 @@ void purge_answer_build(const purge_result_t *res, purge_answer_t *out);
 /** Free an answer's body. */
 void purge_answer_free(purge_answer_t *a);
 
-/** The reason phrase of a status a purge can answer with ("Unknown" for others). */
-const char *purge_reason_phrase(int status);
-
 /** Send a purge answer on req (Content-Type: application/json, Cache-Control: no-store). */
 void purge_answer_send(h2o_req_t *req, const purge_answer_t *a);
 

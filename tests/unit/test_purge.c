@@ -1,7 +1,7 @@
 /*
  * tests/unit/test_purge.c — the purge module's pure parts: purge ids and the node name,
  * the Fastly-Soft-Purge value, and the one answer a purge gets (each kind, each failure,
- * the batch answer, reason phrases), plus a job run against a real store without any
+ * the batch answer), plus a job run against a real store without any
  * HTTP request (as the cluster bus will submit one).
  */
 #include <check.h>
@@ -170,17 +170,6 @@ START_TEST(answer_shield_failure_is_502_bad_gateway)
 }
 END_TEST
 
-START_TEST(reason_phrases)
-{
-    ck_assert_str_eq(purge_reason_phrase(200), "OK");
-    ck_assert_str_eq(purge_reason_phrase(401), "Unauthorized");
-    ck_assert_str_eq(purge_reason_phrase(403), "Forbidden");
-    ck_assert_str_eq(purge_reason_phrase(500), "Internal Server Error");
-    ck_assert_str_eq(purge_reason_phrase(502), "Bad Gateway");
-    ck_assert_str_eq(purge_reason_phrase(503), "Service Unavailable");
-}
-END_TEST
-
 /* ---- a job without a loop or a request (the cluster bus's way) ---- */
 
 typedef struct {
@@ -272,7 +261,6 @@ static Suite *purge_suite(void)
     tcase_add_test(t, answer_batch_maps_each_key_to_its_id);
     tcase_add_test(t, answer_store_failure_is_503);
     tcase_add_test(t, answer_shield_failure_is_502_bad_gateway);
-    tcase_add_test(t, reason_phrases);
     suite_add_tcase(s, t);
     TCase *j = tcase_create("jobs");
     tcase_add_test(j, job_without_a_loop_completes_once_with_its_ids);
