@@ -53,6 +53,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "common/alloc.h"
 #include <unistd.h>
 
 #define MEM_TIER_MAGIC 0x3e3071e4u
@@ -85,17 +86,11 @@ struct mem_tier {
     atomic_uint evict_cursor;         /* where the next global eviction pass starts */
 };
 
-static void mem_oom(size_t n)
-{
-    fprintf(stderr, "edgecache: out of memory allocating %zu bytes\n", n);
-    abort();
-}
-
 static mem_slot_t *mem_alloc_slots(size_t cap)
 {
     mem_slot_t *s = calloc(cap, sizeof(*s));
     if (s == NULL)
-        mem_oom(cap * sizeof(*s));
+        alloc_die(NULL, cap * sizeof(*s));
     return s;
 }
 
@@ -163,7 +158,7 @@ static void shard_grow(mem_shard_t *s)
     mem_slot_t *old = s->slots;
     size_t old_cap = s->cap;
     if (old_cap > SIZE_MAX / 2 / sizeof(mem_slot_t))
-        mem_oom(SIZE_MAX);
+        alloc_die(NULL, SIZE_MAX);
     s->cap = old_cap * 2;
     s->slots = mem_alloc_slots(s->cap);
     for (size_t i = 0; i < old_cap; i++)
@@ -260,7 +255,7 @@ mem_tier_t *mem_create(size_t budget_bytes, unsigned nshards)
 
     mem_tier_t *t = calloc(1, sizeof(*t));
     if (t == NULL)
-        mem_oom(sizeof(*t));
+        alloc_die(NULL, sizeof(*t));
     t->magic = MEM_TIER_MAGIC;
     t->nshards = nshards;
     t->shard_mask = nshards - 1;
@@ -273,7 +268,7 @@ mem_tier_t *mem_create(size_t budget_bytes, unsigned nshards)
     size_t size = (size_t)nshards * sizeof(mem_shard_t);
     t->shards = aligned_alloc(_Alignof(mem_shard_t), size);
     if (t->shards == NULL)
-        mem_oom(size);
+        alloc_die(NULL, size);
     memset(t->shards, 0, size);
     for (unsigned i = 0; i < nshards; i++) {
         mem_shard_t *s = &t->shards[i];

@@ -37,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "common/alloc.h"
 #include "common/ascii.h"
 #include "common/skey.h"
 
@@ -55,28 +56,6 @@ _Static_assert(OBJ_REC_OFF_CHECKSUM + 8 == OBJ_RECORD_FIXED_LEN, "the checksum i
 #define OBJ_BODY_HINT_MAX ((size_t)16 << 20)
 
 /* ---- small helpers ---- */
-
-static void obj_oom(size_t n)
-{
-    fprintf(stderr, "edgecache: out of memory allocating %zu bytes\n", n);
-    abort();
-}
-
-static void *obj_xmalloc(size_t n)
-{
-    void *p = malloc(n == 0 ? 1 : n);
-    if (p == NULL)
-        obj_oom(n);
-    return p;
-}
-
-static void *obj_xrealloc(void *p, size_t n)
-{
-    void *q = realloc(p, n == 0 ? 1 : n);
-    if (q == NULL)
-        obj_oom(n);
-    return q;
-}
 
 static pthread_once_t obj_sodium_once = PTHREAD_ONCE_INIT;
 
@@ -275,7 +254,7 @@ static int obj_verify_checksum_inplace(uint8_t *rec, size_t rec_len)
 static cache_obj_t *obj_from_record(uint8_t *rec, size_t rec_len, const obj_layout_t *lo, const uint8_t hash[CACHE_HASH_LEN])
 {
     size_t headers_size = (size_t)lo->num_headers * sizeof(obj_header_t);
-    cache_obj_t *obj = obj_xmalloc(sizeof(*obj) + headers_size);
+    cache_obj_t *obj = alloc_xmalloc(sizeof(*obj) + headers_size, NULL);
     memset(obj, 0, sizeof(*obj));
     obj->headers = (obj_header_t *)(obj + 1);
 
@@ -326,7 +305,7 @@ int obj_record_validate(const void *rec, size_t rec_len)
      * libsodium's SipHash has no streaming interface, so the checksum (computed with
      * its own field zeroed) needs a writable copy. Validation is off the hit path.
      */
-    uint8_t *copy = obj_xmalloc(rec_len);
+    uint8_t *copy = alloc_xmalloc(rec_len, NULL);
     memcpy(copy, rec, rec_len);
     int rc = obj_verify_checksum_inplace(copy, rec_len);
     free(copy);
@@ -341,7 +320,7 @@ cache_obj_t *obj_decode(const uint8_t hash[CACHE_HASH_LEN], const void *rec, siz
     if (rec == NULL || rec_len < OBJ_RECORD_FIXED_LEN)
         goto fail;
     /* copy first and check the copy, so the bytes validated are the bytes kept */
-    copy = obj_xmalloc(rec_len);
+    copy = alloc_xmalloc(rec_len, NULL);
     memcpy(copy, rec, rec_len);
     if (obj_parse(copy, rec_len, &lo, NULL) != 0)
         goto fail;
@@ -370,14 +349,14 @@ struct obj_builder {
 static void builder_reserve(obj_builder_t *b, size_t more)
 {
     if (more > SIZE_MAX - b->len)
-        obj_oom(SIZE_MAX);
+        alloc_die(NULL, SIZE_MAX);
     size_t need = b->len + more;
     if (need <= b->cap)
         return;
     size_t cap = b->cap < 256 ? 256 : b->cap;
     while (cap < need)
         cap = cap > SIZE_MAX / 2 ? need : cap * 2;
-    b->buf = obj_xrealloc(b->buf, cap);
+    b->buf = alloc_xrealloc(b->buf, cap, NULL);
     b->cap = cap;
 }
 
@@ -400,7 +379,7 @@ obj_builder_t *obj_builder_begin(const obj_meta_t *meta, const char *key, size_t
     assert(vary != NULL || vary_len == 0);
     assert(headers != NULL || num_headers == 0);
 
-    obj_builder_t *b = obj_xmalloc(sizeof(*b));
+    obj_builder_t *b = alloc_xmalloc(sizeof(*b), NULL);
     memset(b, 0, sizeof(*b));
 
     size_t head_len = OBJ_RECORD_FIXED_LEN + key_len + skeys_len + vary_len;
@@ -472,7 +451,7 @@ cache_obj_t *obj_builder_finish(obj_builder_t *b)
     le_put_u64(b->buf + OBJ_REC_OFF_BODY_LEN, (uint64_t)(b->len - b->body_off));
     /* give back a capacity hint that was too generous; mem_size charges rec_len only */
     if (b->cap - b->len > 4096) {
-        b->buf = obj_xrealloc(b->buf, b->len);
+        b->buf = alloc_xrealloc(b->buf, b->len, NULL);
         b->cap = b->len;
     }
     obj_record_seal(b->buf, b->len);

@@ -65,43 +65,11 @@
 
 /* ---- small helpers ---- */
 
-static void store_oom(size_t n)
-{
-    fprintf(stderr, "edgecache: out of memory (store, %zu bytes)\n", n);
-    abort();
-}
-
-void *store_xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n ? n : 1, size ? size : 1);
-    if (p == NULL)
-        store_oom(n * size);
-    return p;
-}
-
-void *store_xrealloc(void *p, size_t n)
-{
-    void *q = realloc(p, n ? n : 1);
-    if (q == NULL)
-        store_oom(n);
-    return q;
-}
-
-void *store_xmemdup(const void *src, size_t len, int nul)
-{
-    char *p = store_xrealloc(NULL, len + (nul ? 1 : 0));
-    if (len)
-        memcpy(p, src, len);
-    if (nul)
-        p[len] = '\0';
-    return p;
-}
-
 void store_hashvec_push(store_hashvec_t *hv, const uint8_t hash[CACHE_HASH_LEN])
 {
     if (hv->n == hv->cap) {
         hv->cap = hv->cap ? hv->cap * 2 : 16;
-        hv->v = store_xrealloc(hv->v, hv->cap * CACHE_HASH_LEN);
+        hv->v = alloc_xrealloc(hv->v, hv->cap * CACHE_HASH_LEN, "store");
     }
     memcpy(hv->v[hv->n++], hash, CACHE_HASH_LEN);
 }
@@ -154,7 +122,7 @@ static int store_mkdir_p(const char *dir)
     size_t len = strlen(dir);
     while (len > 1 && dir[len - 1] == '/')
         len--; /* "data/" names "data": the last component is the one made private */
-    char *path = store_xmemdup(dir, len, 1);
+    char *path = alloc_xmemdup(dir, len, 1, "store");
     int rc = 0;
     for (char *p = path + 1;; p++) {
         if (*p == '/' || *p == '\0') {
@@ -259,7 +227,7 @@ int store_open(store_t **out, const store_options_t *opt, char *errbuf, size_t e
         return damaged ? STORE_EDAMAGED : STORE_EIO;
     }
 
-    s = store_xcalloc(1, sizeof(*s));
+    s = alloc_xcalloc(1, sizeof(*s), "store");
     s->magic = STORE_MAGIC;
     s->state = state;
     s->serial = atomic_fetch_add(&store_next_serial, 1);
@@ -289,7 +257,7 @@ int store_open(store_t **out, const store_options_t *opt, char *errbuf, size_t e
     size_t want = opt->map_size;
     if (want == 0) {
         size_t dlen = strlen(opt->dir);
-        char *path = store_xcalloc(1, dlen + sizeof("/data.mdb"));
+        char *path = alloc_xcalloc(1, dlen + sizeof("/data.mdb"), "store");
         memcpy(path, opt->dir, dlen);
         memcpy(path + dlen, "/data.mdb", sizeof("/data.mdb"));
         struct stat st;
@@ -616,10 +584,10 @@ static void store_purge_submit(store_t *s, store_op_kind_t kind, const char *key
          * the skeys index and a journal record whatever the key's length) */
         uint8_t ikey[OBJ_SKEY_INDEX_KEY_MAX];
         size_t ilen = key != NULL ? obj_skey_index_key(key, key_len, ikey) : 0;
-        op->key = store_xmemdup(ikey, ilen, 1);
+        op->key = alloc_xmemdup(ikey, ilen, 1, "store");
         op->key_len = ilen;
     } else if (key != NULL) {
-        op->key = store_xmemdup(key, key_len, 1);
+        op->key = alloc_xmemdup(key, key_len, 1, "store");
         op->key_len = key_len;
     }
     op->soft = soft;
@@ -712,7 +680,7 @@ int store_kv_get(store_t *s, const char *db, const char *key, char **val, size_t
     MDB_val k = {klen, (void *)key}, v;
     int rc = mdb_get(txn, dbi, &k, &v), ret;
     if (rc == 0) {
-        *val = store_xmemdup(v.mv_data, v.mv_size, 1);
+        *val = alloc_xmemdup(v.mv_data, v.mv_size, 1, "store");
         if (val_len != NULL)
             *val_len = v.mv_size;
         ret = 0;

@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
+#include "common/alloc.h"
 #include "common/errbuf.h"
 #include "storage/journal_int.h"
 #include "storage/store.h"
@@ -231,15 +232,6 @@ typedef struct store_batch {
 } store_batch_t;
 
 /* ---- store.c ---- */
-
-/* calloc that aborts on out-of-memory (never NULL). */
-void *store_xcalloc(size_t n, size_t size);
-
-/* realloc that aborts on out-of-memory (never NULL). */
-void *store_xrealloc(void *p, size_t n);
-
-/* A new copy of src[0..len) (NUL-terminated when nul); aborts on out-of-memory. */
-void *store_xmemdup(const void *src, size_t len, int nul);
 
 /* Append one hash to hv, growing it. */
 void store_hashvec_push(store_hashvec_t *hv, const uint8_t hash[CACHE_HASH_LEN]);

@@ -64,7 +64,7 @@ static void store_batch_journal(store_t *s, store_batch_t *b)
         cap += store_op_is_purge(op);
     if (cap == 0)
         return;
-    journal_rec_t *recs = store_xcalloc(cap, sizeof(*recs));
+    journal_rec_t *recs = alloc_xcalloc(cap, sizeof(*recs), "store");
     for (store_op_t *op = b->ops; op != NULL; op = op->next) {
         if (!store_op_is_purge(op))
             continue;
@@ -152,7 +152,7 @@ static void store_inflight_add(store_t *s, const store_op_t *op)
         }
         if (s->infl_n == s->infl_cap) {
             s->infl_cap = s->infl_cap ? s->infl_cap * 2 : 64;
-            s->infl = store_xrealloc(s->infl, s->infl_cap * sizeof(*s->infl));
+            s->infl = alloc_xrealloc(s->infl, s->infl_cap * sizeof(*s->infl), "store");
         }
     }
     store_inflight_t *f = &s->infl[s->infl_n++];

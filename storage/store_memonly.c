@@ -40,7 +40,7 @@ void store_memonly_add(store_t *s, const cache_obj_t *obj)
     store_obj_tags(obj->key, obj->key_len, obj->skeys, obj->skeys_len, &tags);
     pthread_mutex_lock(&s->memonly_lock);
     if (s->memonly == NULL)
-        s->memonly = store_xcalloc(STORE_MEMONLY_MAX, sizeof(*s->memonly));
+        s->memonly = alloc_xcalloc(STORE_MEMONLY_MAX, sizeof(*s->memonly), "store");
     if (s->memonly_n == STORE_MEMONLY_MAX) {
         store_memonly_t *old = &s->memonly[s->memonly_head];
         if (old->tags.n > 0) {
@@ -73,7 +73,7 @@ void store_memonly_purge(store_t *s, const store_hashvec_t *tags, int all)
         return;
     uint8_t(*sorted)[CACHE_HASH_LEN] = NULL;
     if (!all) {
-        sorted = store_xmemdup(tags->v, tags->n * CACHE_HASH_LEN, 0);
+        sorted = alloc_xmemdup(tags->v, tags->n * CACHE_HASH_LEN, 0, "store");
         qsort(sorted, tags->n, CACHE_HASH_LEN, store_tag_cmp);
     }
     store_hashvec_t gone = {0};

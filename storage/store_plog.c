@@ -98,7 +98,7 @@ static void store_puts_before(const store_op_t *ops, uint64_t epoch, cache_obj_t
             continue;
         if (*n == *cap) {
             *cap = *cap ? *cap * 2 : 64;
-            *v = store_xrealloc(*v, *cap * sizeof(**v));
+            *v = alloc_xrealloc(*v, *cap * sizeof(**v), "store");
         }
         (*v)[(*n)++] = obj_ref(op->obj);
     }
@@ -130,7 +130,7 @@ void store_hide_queued_puts(store_t *s, const store_hashvec_t *tags, uint64_t ep
     pthread_mutex_unlock(&s->lock);
     if (n == 0)
         return;
-    uint8_t(*sorted)[CACHE_HASH_LEN] = store_xmemdup(tags->v, tags->n * CACHE_HASH_LEN, 0);
+    uint8_t(*sorted)[CACHE_HASH_LEN] = alloc_xmemdup(tags->v, tags->n * CACHE_HASH_LEN, 0, "store");
     qsort(sorted, tags->n, CACHE_HASH_LEN, store_tag_cmp);
     store_hashvec_t obj_tags = {0};
     for (size_t i = 0; i < n; i++) {
@@ -194,7 +194,7 @@ int store_pend_add_locked(store_t *s, const uint8_t hash[CACHE_HASH_LEN])
     if ((n + 1) * 2 > s->pend_cap) { /* keep it at most half full */
         size_t old_cap = s->pend_cap, cap = old_cap < 256 ? 256 : old_cap * 2;
         store_pend_ent_t *old = s->pend;
-        s->pend = store_xcalloc(cap, sizeof(*s->pend));
+        s->pend = alloc_xcalloc(cap, sizeof(*s->pend), "store");
         s->pend_cap = cap;
         for (size_t i = 0; i < old_cap; i++)
             if (old[i].refs != 0 && !store_pend_find_locked(s, old[i].hash, &slot))

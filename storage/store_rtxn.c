@@ -85,7 +85,7 @@ static store_rtxn_slot_t *store_slot_get(store_t *s)
             pp = &slot->thread_next;
         }
     }
-    store_rtxn_slot_t *slot = store_xcalloc(1, sizeof(*slot));
+    store_rtxn_slot_t *slot = alloc_xcalloc(1, sizeof(*slot), "store");
     slot->serial = s->serial;
     slot->store = s;
     slot->thread_next = head;

@@ -374,7 +374,7 @@ void *store_writer_main(void *arg)
 
 store_op_t *store_op_new(store_op_kind_t kind)
 {
-    store_op_t *op = store_xcalloc(1, sizeof(*op));
+    store_op_t *op = alloc_xcalloc(1, sizeof(*op), "store");
     op->kind = kind;
     return op;
 }
