@@ -23,6 +23,7 @@
 #include <unistd.h>
 #include <h2o.h>
 #include <h2o/socket/evloop.h>
+#include "common/now.h"
 #include "server/date_header.h"
 #include "server/frontend.h"
 #include "server/listen.h"
@@ -106,7 +107,7 @@ static void *worker_main(void *arg)
     h2o_socket_read_stop(w->listener);
     h2o_socket_close(w->listener);
     w->listener = NULL;
-    while (w->inflight != 0 && obj_now_ms() < atomic_load(&g_deadline_ms))
+    while (w->inflight != 0 && now_wall_ms() < atomic_load(&g_deadline_ms))
         h2o_evloop_run(w->loop, 50);
 
     proxy_worker_dispose(w);
@@ -173,7 +174,7 @@ uint16_t frontend_bound_port(void)
 
 void frontend_stop(uint32_t timeout_ms)
 {
-    atomic_store(&g_deadline_ms, obj_now_ms() + (int64_t)timeout_ms);
+    atomic_store(&g_deadline_ms, now_wall_ms() + (int64_t)timeout_ms);
     atomic_store(&g_stopping, 1);
     for (unsigned i = 0; i != g_num_workers; ++i)
         pthread_join(g_workers[i].thread, NULL);

@@ -36,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <h2o.h>
+#include "common/now.h"
 #include "server/backend.h"
 #include "server/cache_key.h"
 #include "server/cache_policy.h"
@@ -156,7 +157,7 @@ void proxy_serve_cacheable(h2o_req_t *req, const char *key, size_t key_len, cons
     int reload = settings.obey_client_no_cache && client_wants_reload(req);
 
     if (obj != NULL) {
-        int64_t now = obj_now_ms();
+        int64_t now = now_wall_ms();
         uint32_t age = policy_current_age(obj->meta.initial_age, obj->meta.response_time_ms, now);
         unsigned flags = atomic_load_explicit(&obj->flags, memory_order_acquire);
         if (!reload && age < obj->meta.ttl && !(flags & (OBJ_F_NO_CACHE | OBJ_F_SOFT_PURGED))) {

@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <h2o.h>
+#include "common/now.h"
 #include "server/cache_policy.h"
 #include "server/proxy_int.h"
 
@@ -510,7 +511,7 @@ void proxy_on_wake_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_t
             switch (wt->kind) {
             case WAKE_OBJECT:
                 if (wt->obj != NULL && proxy_object_fits_request(req, wt->obj)) {
-                    uint32_t age = policy_current_age(wt->obj->meta.initial_age, wt->obj->meta.response_time_ms, obj_now_ms());
+                    uint32_t age = policy_current_age(wt->obj->meta.initial_age, wt->obj->meta.response_time_ms, now_wall_ms());
                     atomic_fetch_add_explicit(&wt->w->counters.hits, 1, memory_order_relaxed);
                     proxy_send_object(req, obj_ref(wt->obj), age, "HIT");
                 } else {

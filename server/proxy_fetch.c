@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <h2o.h>
+#include "common/now.h"
 #include "server/backend.h"
 #include "server/cache_policy.h"
 #include "server/header_rules.h"
@@ -390,7 +391,7 @@ origin_client_body_cb proxy_fetch_on_head(origin_client_t *client, const char *e
     fetch_t *f = origin_client_data(client);
     assert(f->magic == FETCH_MAGIC);
     (void)minor_version;
-    int64_t response_time_ms = obj_now_ms();
+    int64_t response_time_ms = now_wall_ms();
     worker_t *w = f->w;
 
     if (errstr != NULL && errstr != origin_client_error_is_eos) {
@@ -583,7 +584,7 @@ void proxy_fetch_start(h2o_req_t *req, enum fetch_mode mode, const char *key, si
     f->stale = stale;
     f->epoch = store_purge_epoch(proxy_globals.store);
     f->generation = store_generation(proxy_globals.store);
-    f->request_time_ms = obj_now_ms();
+    f->request_time_ms = now_wall_ms();
     proxy_current_settings(&f->settings);
     proxy_req_copy_init(&f->rc, req);
     f->idempotent_read = proxy_method_is(req, "GET") || proxy_method_is(req, "HEAD");

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include "common/now.h"
 #include "server/cache_key.h"
 #include "server/proxy.h"
 #include "server/proxy_int.h"
@@ -63,7 +64,7 @@ void proxy_hfp_mark(const uint8_t hash[CACHE_HASH_LEN])
     struct hfp_slot *s = hfp_slot_of(hash);
     pthread_mutex_lock(&g_hfp_lock);
     memcpy(s->hash, hash, CACHE_HASH_LEN);
-    atomic_store(&s->expires_ms, obj_now_ms() + HIT_FOR_PASS_MS);
+    atomic_store(&s->expires_ms, now_wall_ms() + HIT_FOR_PASS_MS);
     pthread_mutex_unlock(&g_hfp_lock);
 }
 
@@ -79,10 +80,10 @@ void proxy_hfp_clear(const uint8_t hash[CACHE_HASH_LEN])
 int proxy_hfp_active(const uint8_t hash[CACHE_HASH_LEN])
 {
     struct hfp_slot *s = hfp_slot_of(hash);
-    if (atomic_load_explicit(&s->expires_ms, memory_order_relaxed) < obj_now_ms())
+    if (atomic_load_explicit(&s->expires_ms, memory_order_relaxed) < now_wall_ms())
         return 0; /* the common case: no lock */
     pthread_mutex_lock(&g_hfp_lock);
-    int active = memcmp(s->hash, hash, CACHE_HASH_LEN) == 0 && atomic_load(&s->expires_ms) >= obj_now_ms();
+    int active = memcmp(s->hash, hash, CACHE_HASH_LEN) == 0 && atomic_load(&s->expires_ms) >= now_wall_ms();
     pthread_mutex_unlock(&g_hfp_lock);
     return active;
 }
@@ -100,7 +101,7 @@ static void tombstone_mark(const uint8_t hash[CACHE_HASH_LEN], uint64_t epoch)
     pthread_mutex_lock(&g_tombstone_lock);
     memcpy(t->hash, hash, CACHE_HASH_LEN);
     t->epoch = epoch;
-    t->expires_ms = obj_now_ms() + 10000; /* a bound in case the commit never comes */
+    t->expires_ms = now_wall_ms() + 10000; /* a bound in case the commit never comes */
     pthread_mutex_unlock(&g_tombstone_lock);
     atomic_fetch_add(&g_tombstones_pending, 1);
 }
@@ -130,7 +131,7 @@ int proxy_tombstone_blocks(const uint8_t hash[CACHE_HASH_LEN], uint64_t epoch)
     struct tombstone *t = tombstone_slot(hash);
     (void)epoch;
     pthread_mutex_lock(&g_tombstone_lock);
-    int blocks = memcmp(t->hash, hash, CACHE_HASH_LEN) == 0 && t->expires_ms > obj_now_ms();
+    int blocks = memcmp(t->hash, hash, CACHE_HASH_LEN) == 0 && t->expires_ms > now_wall_ms();
     pthread_mutex_unlock(&g_tombstone_lock);
     return blocks;
 }

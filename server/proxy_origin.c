@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <h2o.h>
+#include "common/now.h"
 #include "server/backend.h"
 #include "server/cache_policy.h"
 #include "server/header_rules.h"
@@ -91,7 +92,7 @@ static origin_client_head_cb on_connect(origin_client_t *client, const char *err
         proxy_fetch_free(f);
         return NULL;
     }
-    f->request_time_ms = obj_now_ms();
+    f->request_time_ms = now_wall_ms();
     *reqbufs = f->reqbufs;
     *reqbufcnt = f->reqbufs[3].len != 0 ? 4 : 3;
     *method_is_head = f->mode == FETCH_PASS && f->client_is_head;

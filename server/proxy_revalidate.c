@@ -18,6 +18,7 @@
 #include <stdatomic.h>
 #include <string.h>
 #include <h2o.h>
+#include "common/now.h"
 #include "server/cache_policy.h"
 #include "server/header_rules.h"
 #include "server/proxy_int.h"
@@ -53,7 +54,7 @@ void proxy_fetch_fail_before_head(fetch_t *f, const char *errstr)
     int status = errstr == proxy_no_backend_error                            ? 503
                  : errstr != NULL && strstr(errstr, "timeout") != NULL ? 504
                                                                        : 502;
-    int use_stale = f->mode == FETCH_CACHE && proxy_stale_usable_on_error(f->stale, obj_now_ms(), &age);
+    int use_stale = f->mode == FETCH_CACHE && proxy_stale_usable_on_error(f->stale, now_wall_ms(), &age);
 
     if (use_stale)
         proxy_fetch_wake_waiters(f, WAKE_OBJECT, f->stale, 0);

@@ -148,13 +148,6 @@ size_t obj_skey_index_key(const char *skey, size_t len, uint8_t out[OBJ_SKEY_IND
     return OBJ_SKEY_HASHED_LEN;
 }
 
-int64_t obj_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ---- parsing ---- */
 
 /* Where the variable parts of a structurally valid record are. */

@@ -123,9 +123,6 @@ const char *obj_skeys_next(const char *skeys, size_t len, size_t *pos, size_t *t
 /** Write the index key of skey[0..len) (see above) into out; returns its length (1..511), or 0 for an empty key. */
 size_t obj_skey_index_key(const char *skey, size_t len, uint8_t out[OBJ_SKEY_INDEX_KEY_MAX]);
 
-/** Milliseconds since the Unix epoch (CLOCK_REALTIME). */
-int64_t obj_now_ms(void);
-
 /**
  * Decode a record (e.g. read from LMDB). The bytes are copied: `rec` need only be
  * valid during the call. Returns a new object with refcount 1, or NULL and sets
@@ -142,7 +139,6 @@ int obj_record_validate(const void *rec, size_t rec_len);
  * or OBJ_ECORRUPT when the record is malformed. For scans of the whole store (migrations).
  */
 int obj_record_skeys(const void *rec, size_t rec_len, const char **skeys, size_t *skeys_len);
-
 
 /* Builder: a response streamed from the origin becomes an object without a second copy of its body. */
 typedef struct obj_builder obj_builder_t;

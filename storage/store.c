@@ -88,18 +88,6 @@ int store_hashvec_has(const store_hashvec_t *hv, const uint8_t hash[CACHE_HASH_L
     return 0;
 }
 
-int64_t store_now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-int64_t store_now_ms(void)
-{
-    return store_now_us() / 1000;
-}
-
 /* *ts = now + ms on CLOCK_MONOTONIC, the clock of the store's condition variables */
 void store_deadline(struct timespec *ts, int64_t ms)
 {

@@ -50,7 +50,7 @@ int store_write_refused(store_t *s, int rc)
 {
     if (rc == 0 || rc == MDB_MAP_FULL || rc < 0) /* LMDB's own codes are negative; the file system's are errno */
         return 0;
-    return store_space_full(&s->space, rc, store_data_end(s), store_now_ms());
+    return store_space_full(&s->space, rc, store_data_end(s), now_mono_ms());
 }
 
 /*
@@ -310,7 +310,7 @@ fail:
             fprintf(stderr, "edgecache: store: reclaim of old generations paused, no room: %s; retrying\n",
                     mdb_strerror(rc));
         s->reclaim_chunk = s->reclaim_chunk > 8 ? s->reclaim_chunk / 8 : 1;
-        s->reclaim_retry_ms = store_now_ms() + STORE_SPACE_RETRY_MS;
+        s->reclaim_retry_ms = now_mono_ms() + STORE_SPACE_RETRY_MS;
         uint64_t used;
         if (store_measure(s, &used) == 0 && used > store_high_bytes(s))
             store_evict_to(s, store_low_bytes(s));

@@ -19,6 +19,7 @@
 #include <time.h>
 #include "common/alloc.h"
 #include "common/errbuf.h"
+#include "common/now.h"
 #include "storage/journal_int.h"
 #include "storage/store.h"
 #include "storage/store_check.h"
@@ -241,12 +242,6 @@ void store_hashvec_free(store_hashvec_t *hv);
 
 /* 1 when hv holds hash (a linear search). */
 int store_hashvec_has(const store_hashvec_t *hv, const uint8_t hash[CACHE_HASH_LEN]);
-
-/* CLOCK_MONOTONIC in microseconds. */
-int64_t store_now_us(void);
-
-/* CLOCK_MONOTONIC in milliseconds. */
-int64_t store_now_ms(void);
 
 /* *ts = now + ms on CLOCK_MONOTONIC, the clock of the store's condition variables. */
 void store_deadline(struct timespec *ts, int64_t ms);

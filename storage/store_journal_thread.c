@@ -41,10 +41,10 @@ static void store_front_drain(store_t *s);
  */
 static int store_journal_append(store_t *s, const journal_rec_t *recs, size_t n)
 {
-    int64_t start = store_now_us();
+    int64_t start = now_mono_us();
     int rc = journal_append(s->journal, recs, n, atomic_load(&s->durable_seq));
     if (rc == 0) {
-        uint64_t us = (uint64_t)(store_now_us() - start);
+        uint64_t us = (uint64_t)(now_mono_us() - start);
         atomic_fetch_add_explicit(&s->st_journal_write_us, us, memory_order_relaxed);
         store_atomic_max(&s->st_journal_write_max_us, us);
     }
@@ -353,7 +353,7 @@ void *store_front_main(void *arg)
             s->atail->next = b.ops;
         } else {
             s->ahead = b.ops;
-            s->ahead_since_ms = store_now_ms();
+            s->ahead_since_ms = now_mono_ms();
         }
         s->atail = last;
         s->an += n;

@@ -135,7 +135,7 @@ static void store_op_finish(store_t *s, store_op_t *op)
 
 static void store_batch_process(store_t *s, store_batch_t *b)
 {
-    store_space_grow(&s->space, store_now_ms()); /* a budget the file system cut: has space come back? */
+    store_space_grow(&s->space, now_mono_ms()); /* a budget the file system cut: has space come back? */
     uint64_t high = store_high_bytes(s), low = store_low_bytes(s);
     uint64_t used = atomic_load_explicit(&s->st_bytes_used, memory_order_relaxed);
 
@@ -320,9 +320,9 @@ void *store_writer_main(void *arg)
                     store_batch_t b = {0}; /* empty: store_batch_process puts them in */
                     store_writer_run(s, &b);
                 }
-            } else if (s->reclaim_gen != 0 && store_now_ms() < s->reclaim_retry_ms) {
+            } else if (s->reclaim_gen != 0 && now_mono_ms() < s->reclaim_retry_ms) {
                 struct timespec ts; /* a step failed for room: wait a little, or for work */
-                store_deadline(&ts, s->reclaim_retry_ms - store_now_ms());
+                store_deadline(&ts, s->reclaim_retry_ms - now_mono_ms());
                 pthread_cond_timedwait(&s->apply_wake, &s->lock, &ts);
             } else if (s->reclaim_gen != 0) {
                 pthread_mutex_unlock(&s->lock);
@@ -336,7 +336,7 @@ void *store_writer_main(void *arg)
         /* only answered purges: wait a little for more, so that they share a transaction */
         int64_t due = s->ahead_since_ms + STORE_APPLY_DELAY_MS, now;
         if (s->a_urgent == 0 && s->an < STORE_APPLY_GROUP && !s->front_done && s->unapplied == NULL &&
-            (now = store_now_ms()) < due) {
+            (now = now_mono_ms()) < due) {
             struct timespec ts;
             store_deadline(&ts, due - now);
             pthread_cond_timedwait(&s->apply_wake, &s->lock, &ts);
@@ -363,7 +363,7 @@ void *store_writer_main(void *arg)
         if (s->ahead == NULL)
             s->atail = NULL;
         else
-            s->ahead_since_ms = store_now_ms(); /* roughly: what is left waits no longer than that */
+            s->ahead_since_ms = now_mono_ms(); /* roughly: what is left waits no longer than that */
         s->an -= n;
         pthread_cond_broadcast(&s->apply_room);
         store_writer_run(s, &b);

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "common/now.h"
 #include "migrations/mig.h"
 #include "storage/journal_int.h"
 #include "storage/store.h"
@@ -442,7 +443,7 @@ START_TEST(test_upgrade_v3_indexes_long_keys)
     make_store_at(dir, 3);
 
     obj_meta_t meta = {.status = 200, .generation = 1, .ttl = 300};
-    meta.request_time_ms = meta.response_time_ms = obj_now_ms();
+    meta.request_time_ms = meta.response_time_ms = now_wall_ms();
     obj_builder_t *b = obj_builder_begin(&meta, "example.com/old", 15, list, strlen(list), "", 0, NULL, 0, 2);
     obj_builder_append(b, "ok", 2);
     cache_obj_t *old = obj_builder_finish(b);

@@ -19,6 +19,7 @@
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
+#include "common/now.h"
 #include "storage/mem.h"
 #include "storage/object.h"
 #include "storage/store.h"
@@ -43,7 +44,7 @@ static cache_obj_t *make_obj(const char *key, const char *skeys, const char *var
     /* eviction is FIFO by response time in ms; keep it strictly increasing however fast we go */
     static int64_t last_ms;
     obj_meta_t meta = {.status = 200, .generation = generation, .ttl = 300};
-    meta.request_time_ms = obj_now_ms();
+    meta.request_time_ms = now_wall_ms();
     if (meta.request_time_ms <= last_ms)
         meta.request_time_ms = last_ms + 1;
     last_ms = meta.request_time_ms;

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "common/now.h"
 #include "storage/le.h"
 #include "storage/store.h"
 #include "storage/store_check.h"
@@ -33,8 +34,11 @@ static void make_store(const char *dir, int n, size_t body)
     for (int i = 0; i < n; i++) {
         char key[64];
         int kl = snprintf(key, sizeof(key), "example.com/o/%d", i);
-        obj_meta_t meta = {.status = 200, .generation = store_generation(s), .ttl = 300,
-                           .request_time_ms = obj_now_ms() + i, .response_time_ms = obj_now_ms() + i};
+        obj_meta_t meta = {.status = 200,
+                           .generation = store_generation(s),
+                           .ttl = 300,
+                           .request_time_ms = now_wall_ms() + i,
+                           .response_time_ms = now_wall_ms() + i};
         obj_header_t hdr = {"content-type", 12, "text/plain", 10};
         obj_builder_t *b = obj_builder_begin(&meta, key, (size_t)kl, "all", 3, "", 0, &hdr, 1, body);
         obj_builder_append(b, buf, body);

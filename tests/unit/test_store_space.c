@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "common/now.h"
 #include "storage/mem.h"
 #include "storage/object.h"
 #include "storage/store.h"
@@ -169,7 +170,7 @@ END_TEST
 static cache_obj_t *make_obj(const char *key, const char *skeys, const char *vary, size_t body_len, uint64_t generation)
 {
     obj_meta_t meta = {.status = 200, .generation = generation, .ttl = 300};
-    meta.request_time_ms = meta.response_time_ms = obj_now_ms();
+    meta.request_time_ms = meta.response_time_ms = now_wall_ms();
     obj_header_t hdr = {"content-type", 12, "text/plain", 10};
     obj_builder_t *b =
         obj_builder_begin(&meta, key, strlen(key), skeys, strlen(skeys), vary, strlen(vary), &hdr, 1, body_len);
