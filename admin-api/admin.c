@@ -47,6 +47,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <sodium.h>
+#include "common/now.h"
 #include "server/frontend.h"
 #include "server/listen.h"
 #include "admin-api/admin_int.h"
@@ -120,13 +121,6 @@ static void on_control(h2o_multithread_receiver_t *receiver, h2o_linklist_t *mes
         h2o_linklist_unlink(messages->next);
 }
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /*
  * One turn of the loop. The purges its requests queue reach the store's writer
  * together when the turn ends: one lock and one wake-up for the dozen or so requests
@@ -143,7 +137,7 @@ static void run_once(admin_loop_t *loop, int32_t max_wait)
 static void run_until(admin_loop_t *loop, int (*cond)(admin_loop_t *), uint64_t deadline)
 {
     while (!cond(loop)) {
-        uint64_t now = now_ms();
+        uint64_t now = (uint64_t)now_mono_ms();
         if (now >= deadline)
             return;
         uint64_t wait = deadline - now;
@@ -245,12 +239,12 @@ static void *admin_thread_main(void *arg)
     loop->listener = NULL;
     h2o_context_request_shutdown(&loop->ctx); /* no keep-alive for requests parsed from now on */
     admin_auth_flush_delayed_401s(loop);
-    run_until(loop, no_purges, now_ms() + grace);
+    run_until(loop, no_purges, (uint64_t)now_mono_ms() + grace);
     shutdown_conns(loop, SHUT_RD);
-    run_until(loop, no_conns_no_purges, now_ms() + 1000);
+    run_until(loop, no_conns_no_purges, (uint64_t)now_mono_ms() + 1000);
     if (!no_conns_no_purges(loop)) {
         shutdown_conns(loop, SHUT_RDWR);
-        run_until(loop, no_conns_no_purges, now_ms() + 1000);
+        run_until(loop, no_conns_no_purges, (uint64_t)now_mono_ms() + 1000);
     }
     if (!no_conns_no_purges(loop)) {
         fprintf(stderr, "edgecache: admin: %zu purge(s) and %zu connection(s) still open at shutdown; leaving them\n",

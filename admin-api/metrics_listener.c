@@ -39,6 +39,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include "common/now.h"
 #include "admin-api/metrics_int.h"
 #include "admin-api/stats_api.h"
 #include "server/frontend.h"
@@ -154,18 +155,11 @@ static void on_control(h2o_multithread_receiver_t *receiver, h2o_linklist_t *mes
         h2o_linklist_unlink(messages->next);
 }
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* run the loop until no connection is left or the deadline */
 static void run_until_no_conns(uint64_t deadline)
 {
     while (ml.num_conns != 0) {
-        uint64_t now = now_ms();
+        uint64_t now = (uint64_t)now_mono_ms();
         if (now >= deadline)
             return;
         uint64_t wait = deadline - now;
@@ -202,10 +196,10 @@ static void *metrics_thread_main(void *arg)
     h2o_socket_close(ml.listener);
     ml.listener = NULL;
     shutdown_conns(SHUT_RD);
-    run_until_no_conns(now_ms() + 1000);
+    run_until_no_conns((uint64_t)now_mono_ms() + 1000);
     if (ml.num_conns != 0) {
         shutdown_conns(SHUT_RDWR);
-        run_until_no_conns(now_ms() + 1000);
+        run_until_no_conns((uint64_t)now_mono_ms() + 1000);
     }
     if (ml.num_conns != 0) {
         fprintf(stderr, "edgecache: metrics listener: %zu connection(s) still open at shutdown; leaving them\n",

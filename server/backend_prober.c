@@ -35,35 +35,13 @@
 #include <time.h>
 #include <h2o.h>
 #include <h2o/socketpool.h>
+#include "common/now.h"
 #include "server/backend.h"
 #include "server/backend_int.h"
 #include "server/frontend.h"
 
 #define PROBER_WAIT_MS 10              /* the prober loop's longest sleep (it polls its job list) */
 #define FORWARD_TIMEOUT_MS 10000       /* a purge forwarded to the shield must be answered within this */
-
-/* ================================================================ clocks */
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ================================================================ health window */
 
@@ -178,7 +156,7 @@ static void probe_record(probe_t *p, int ok, uint64_t latency_us)
     if (!ok)
         atomic_fetch_add_explicit(&st->probe_failures, 1, memory_order_relaxed);
     atomic_store_explicit(&st->probe_latency_us, latency_us, memory_order_relaxed);
-    atomic_store_explicit(&st->last_probe_ms, wall_ms(), memory_order_relaxed);
+    atomic_store_explicit(&st->last_probe_ms, now_wall_ms(), memory_order_relaxed);
     if (was != now)
         fprintf(stderr, "edgecache: backend '%s' is now %s (%u of the last %u probes ok)\n", st->name,
                 now ? "healthy" : "unhealthy", successes, window);
@@ -194,7 +172,7 @@ static void job_finish(probe_t *p, int status, const char *errstr)
     h2o_timeout_unlink(&p->watchdog);
     h2o_linklist_unlink(&p->link);
     h2o_linklist_insert(&P.finished, &p->link);
-    uint64_t latency = status != 0 ? (uint64_t)(mono_us() - p->started_us) : 0;
+    uint64_t latency = status != 0 ? (uint64_t)(now_mono_us() - p->started_us) : 0;
     if (p->is_forward) {
         store_purge_result_t res = {0};
         if (status < 200 || status > 299) {
@@ -260,7 +238,7 @@ static void job_start(probe_t *p, const struct sockaddr_storage *sa, socklen_t s
     p->watchdog.cb = job_on_watchdog;
     h2o_timeout_link(P.loop, t, &p->watchdog);
     h2o_linklist_insert(&P.active, &p->link);
-    p->started_us = mono_us();
+    p->started_us = now_mono_us();
     origin_client_connect(&p->client, p, P.loop, &p->pool, &p->timeouts, job_on_connect);
 }
 
@@ -316,7 +294,7 @@ static void prober_schedule(void)
     }
     if (P.set == NULL)
         return;
-    int64_t now = mono_ms();
+    int64_t now = now_mono_ms();
     for (size_t i = 0; i != P.set->n; ++i) {
         backend_t *b = P.set->b[i];
         backend_state_t *st = b->state;
