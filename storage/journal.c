@@ -27,6 +27,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "common/alloc.h"
+#include "common/path.h"
 #include "storage/le.h"
 
 #define JOURNAL_MAGIC 0x6a6f7572u
@@ -58,33 +60,12 @@ typedef struct journal_seg {
     uint32_t records, bytes;
 } journal_seg_t;
 
-static void *journal_xalloc(size_t n)
-{
-    void *p = calloc(1, n);
-    if (p == NULL) {
-        fprintf(stderr, "fatal: out of memory\n");
-        abort();
-    }
-    return p;
-}
-
 /* the kinds and payload lengths a record may have (journal_int.h) */
 static int journal_rec_valid(int kind, size_t payload_len)
 {
     return (kind == JOURNAL_URL && payload_len == 16) ||
            (kind == JOURNAL_SKEY && payload_len >= 1 && payload_len <= JOURNAL_MAX_PAYLOAD) ||
            (kind == JOURNAL_ALL && payload_len == 0);
-}
-
-/* malloc'd "<dir>/<name>" */
-static char *journal_path(const char *dir, const char *name)
-{
-    size_t dlen = strlen(dir), nlen = strlen(name);
-    char *path = journal_xalloc(dlen + 1 + nlen + 1);
-    memcpy(path, dir, dlen);
-    path[dlen] = '/';
-    memcpy(path + dlen + 1, name, nlen + 1);
-    return path;
 }
 
 /* The checksum of a segment of `len` bytes at p, its checksum field taken as zero. */
@@ -149,9 +130,9 @@ static int journal_read_all(int fd, uint8_t *ring, size_t size)
 /* Read the ring and list its intact segments (*segs malloc'd, caller frees). */
 static int journal_scan(journal_t *j, uint8_t **ring_out, journal_seg_t **segs_out, size_t *nsegs_out)
 {
-    uint8_t *ring = journal_xalloc(j->sectors * JOURNAL_SECTOR);
+    uint8_t *ring = alloc_xcalloc(1, j->sectors * JOURNAL_SECTOR, "purge journal");
     size_t n = 0, cap = 64;
-    journal_seg_t *segs = journal_xalloc(cap * sizeof(*segs));
+    journal_seg_t *segs = alloc_xcalloc(1, cap * sizeof(*segs), "purge journal");
     if (journal_read_all(j->fd, ring, j->sectors * JOURNAL_SECTOR) != 0) {
         free(ring);
         free(segs);
@@ -165,12 +146,7 @@ static int journal_scan(journal_t *j, uint8_t **ring_out, journal_seg_t **segs_o
         }
         if (n == cap) {
             cap *= 2;
-            journal_seg_t *grown = realloc(segs, cap * sizeof(*segs));
-            if (grown == NULL) {
-                fprintf(stderr, "fatal: out of memory\n");
-                abort();
-            }
-            segs = grown;
+            segs = alloc_xrealloc(segs, cap * sizeof(*segs), "purge journal");
         }
         segs[n++] = seg;
         sector += (JOURNAL_HEADER + seg.bytes + JOURNAL_SECTOR - 1) / JOURNAL_SECTOR;
@@ -184,8 +160,8 @@ static int journal_scan(journal_t *j, uint8_t **ring_out, journal_seg_t **segs_o
 /* Create the zero-filled journal under a temporary name, sync it, rename it into place. */
 static int journal_create(const char *dir, const char *path, size_t size, char *errbuf, size_t errlen)
 {
-    char *tmp = journal_path(dir, JOURNAL_FILE ".tmp");
-    uint8_t *zeros = journal_xalloc(1 << 20);
+    char *tmp = path_join(dir, JOURNAL_FILE ".tmp", "purge journal");
+    uint8_t *zeros = alloc_xcalloc(1, 1 << 20, "purge journal");
     /* private like data.mdb (a leftover .tmp may predate that: fchmod it too) */
     int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600), ok = fd >= 0 && fchmod(fd, 0600) == 0;
     for (size_t done = 0; ok && done < size; done += (size_t)1 << 20) {
@@ -239,8 +215,8 @@ static void journal_reserve(int fd, off_t size, const char *path)
 int journal_open(journal_t **out, const char *dir, size_t size_if_new, const uint8_t key[JOURNAL_KEY_BYTES],
                  char *errbuf, size_t errlen)
 {
-    char *path = journal_path(dir, JOURNAL_FILE);
-    journal_t *j = journal_xalloc(sizeof(*j));
+    char *path = path_join(dir, JOURNAL_FILE, "purge journal");
+    journal_t *j = alloc_xcalloc(1, sizeof(*j), "purge journal");
     j->fd = -1;
     memcpy(j->key, key != NULL ? key : journal_legacy_key, JOURNAL_KEY_BYTES);
     *out = NULL;
@@ -279,7 +255,7 @@ int journal_open(journal_t **out, const char *dir, size_t size_if_new, const uin
         snprintf(errbuf, errlen, "purge journal: cannot read %s: %s", path, strerror(errno));
         goto fail;
     }
-    j->sector_seq = journal_xalloc(j->sectors * sizeof(*j->sector_seq));
+    j->sector_seq = alloc_xcalloc(1, j->sectors * sizeof(*j->sector_seq), "purge journal");
     for (size_t i = 0; i < nsegs; i++) {
         uint64_t last = segs[i].first_seq + segs[i].records - 1;
         size_t sectors = (JOURNAL_HEADER + segs[i].bytes + JOURNAL_SECTOR - 1) / JOURNAL_SECTOR;
@@ -352,7 +328,7 @@ int journal_append(journal_t *j, const journal_rec_t *recs, size_t n, uint64_t s
     size_t len = sectors * JOURNAL_SECTOR;
     if (len > j->buf_cap) {
         free(j->buf);
-        j->buf = journal_xalloc(len);
+        j->buf = alloc_xcalloc(1, len, "purge journal");
         j->buf_cap = len;
     }
     uint8_t *p = j->buf;
