@@ -8,7 +8,7 @@
 
 /** Print one line on stderr and abort: "edgecache: out of memory (WHAT, N bytes)", without
  *  ", N bytes" when n is 0; with what NULL, "edgecache: out of memory allocating N bytes". */
-_Noreturn void alloc_die(const char *what, size_t n);
+__attribute__((noreturn)) void alloc_die(const char *what, size_t n);
 
 /** malloc, calloc and realloc that die (alloc_die(what, ...)) instead of returning NULL; a
  *  size of 0 allocates 1 byte, so the result is never NULL. */
