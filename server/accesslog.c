@@ -28,6 +28,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include "common/alloc.h"
 #include "server/accesslog.h"
 
 #define MAX_PATH_OUT 4096  /* escaped bytes of the request target kept in a line */
@@ -63,16 +64,6 @@ static struct {
     accesslog_buf_t *free_list;
     int stopping, reopen;
 } g = {.fd = -1, .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
-
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n);
-    if (p == NULL) {
-        fprintf(stderr, "fatal: out of memory\n");
-        abort();
-    }
-    return p;
-}
 
 /* ---------------------------------------------------------------- formatting */
 
@@ -225,7 +216,7 @@ static accesslog_buf_t *buf_get(void)
         g.free_list = b->next;
     pthread_mutex_unlock(&g.lock);
     if (b == NULL)
-        b = xmalloc(sizeof(*b));
+        b = alloc_xmalloc(sizeof(*b), "access log");
     b->next = NULL;
     b->len = 0;
     b->lines = 0;

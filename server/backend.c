@@ -39,24 +39,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include "common/alloc.h"
 #include "server/backend.h"
 #include "server/backend_int.h"
 
 /* ================================================================ small helpers */
-
-void backend_fatal_oom(void)
-{
-    fprintf(stderr, "edgecache: fatal: out of memory\n");
-    abort();
-}
-
-void *backend_xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n, size);
-    if (p == NULL)
-        backend_fatal_oom();
-    return p;
-}
 
 void backend_set_detail(char *detail, size_t cap, const char *fmt, ...)
 {
@@ -184,7 +171,7 @@ static void state_reset_health(backend_state_t *st, const backend_t *b)
 static int set_build(const backend_config_t *c, backend_set_t *old, int strict, backend_set_t **out, backend_t **resets,
                      size_t *num_resets, char *detail, size_t detail_len)
 {
-    backend_set_t *s = backend_xcalloc(1, sizeof(*s));
+    backend_set_t *s = alloc_xcalloc(1, sizeof(*s), "backend");
     atomic_init(&s->refs, 1);
     s->lb = c->load_balancing;
     *num_resets = 0;
@@ -196,7 +183,7 @@ static int set_build(const backend_config_t *c, backend_set_t *old, int strict, 
             s->b[s->n++] = backend_ref(prev); /* unchanged: the same object, pools and all */
             continue;
         }
-        backend_t *b = backend_xcalloc(1, sizeof(*b));
+        backend_t *b = alloc_xcalloc(1, sizeof(*b), "backend");
         b->magic = BACKEND_MAGIC;
         atomic_init(&b->refs, 1);
         b->id = ++backend_g.next_id;
@@ -228,7 +215,7 @@ static int set_build(const backend_config_t *c, backend_set_t *old, int strict, 
             if (!same_address || !hc_equal(prev, c, bc))
                 resets[(*num_resets)++] = b;
         } else {
-            backend_state_t *st = backend_xcalloc(1, sizeof(*st));
+            backend_state_t *st = alloc_xcalloc(1, sizeof(*st), "backend");
             atomic_init(&st->refs, 1);
             pthread_mutex_init(&st->lock, NULL);
             snprintf(st->name, sizeof(st->name), "%s", bc->name);
@@ -265,7 +252,7 @@ static int persist(const backend_config_t *c)
     char *text = json_dumps(doc, JSON_COMPACT);
     json_decref(doc);
     if (text == NULL)
-        backend_fatal_oom();
+        alloc_die("backend", 0);
     int rc = store_kv_put_sync(backend_g.store, "config", BACKEND_STORE_KEY, text, strlen(text));
     free(text);
     return rc == 0 ? 0 : BACKEND_EIO;
@@ -275,7 +262,7 @@ backend_config_t *backend_config_get(void)
 {
     backend_config_t *c = malloc(sizeof(*c));
     if (c == NULL)
-        backend_fatal_oom();
+        alloc_die("backend", 0);
     pthread_mutex_lock(&backend_g.lock);
     if (backend_g.config != NULL)
         *c = *backend_g.config;
@@ -348,7 +335,7 @@ static int shield_admin_resolve(const config_t *cfg, char *err, size_t errlen)
 
 int backend_module_init(const config_t *cfg, store_t *store, char *err, size_t errlen)
 {
-    backend_config_t *c = backend_xcalloc(1, sizeof(*c));
+    backend_config_t *c = alloc_xcalloc(1, sizeof(*c), "backend");
     backend_set_t *s = NULL;
     backend_t *resets[BACKEND_MAX];
     size_t num_resets;
@@ -409,7 +396,7 @@ int backend_module_init(const config_t *cfg, store_t *store, char *err, size_t e
     pthread_mutex_lock(&backend_g.commit_lock);
     rc = set_build(c, NULL, 0, &s, resets, &num_resets, detail, sizeof(detail));
     assert(rc == 0); /* not strict: cannot fail */
-    backend_g.config = backend_xcalloc(1, sizeof(*backend_g.config));
+    backend_g.config = alloc_xcalloc(1, sizeof(*backend_g.config), "backend");
     backend_workers_alloc(cfg->threads);
     publish(s, c, resets, num_resets);
     backend_g.initialised = 1;

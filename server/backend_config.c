@@ -25,6 +25,7 @@
 #include <string.h>
 #include <sys/types.h>
 #include <jansson.h>
+#include "common/alloc.h"
 #include "server/backend.h"
 #include "server/backend_int.h"
 #include "server/text.h"
@@ -372,7 +373,7 @@ json_t *backend_conf_to_json(const backend_conf_t *c)
 {
     json_t *o = json_object();
     if (o == NULL)
-        backend_fatal_oom();
+        alloc_die("backend", 0);
     json_object_set_new(o, "name", json_string(c->name));
     json_object_set_new(o, "address", json_string(c->address));
     json_object_set_new(o, "port", json_integer(c->port));
@@ -392,7 +393,7 @@ json_t *backend_healthcheck_to_json(const backend_healthcheck_conf_t *h)
 {
     json_t *o = json_object();
     if (o == NULL)
-        backend_fatal_oom();
+        alloc_die("backend", 0);
     json_object_set_new(o, "name", json_string(h->name));
     json_object_set_new(o, "path", json_string(h->path));
     json_object_set_new(o, "host", str_or_null(h->host));
@@ -451,7 +452,7 @@ int backend_form_to_json(const char *body, size_t len, json_t **out, char *detai
     int rc = BACKEND_EINVAL;
 
     if (o == NULL || buf == NULL || val == NULL)
-        backend_fatal_oom();
+        alloc_die("backend", 0);
     while (p < end) {
         const char *amp = memchr(p, '&', (size_t)(end - p));
         const char *field_end = amp != NULL ? amp : end;
@@ -576,7 +577,7 @@ json_t *backend_config_to_json(const backend_config_t *c)
 {
     json_t *doc = json_object(), *bs = json_array(), *hs = json_array();
     if (doc == NULL || bs == NULL || hs == NULL)
-        backend_fatal_oom();
+        alloc_die("backend", 0);
     json_object_set_new(doc, "format", json_integer(1));
     if (c->load_balancing_stored)
         json_object_set_new(doc, "load_balancing", json_string(backend_lb_name(c->load_balancing)));

@@ -145,12 +145,6 @@ size_t backend_rendezvous_pick(const uint8_t hash[CACHE_HASH_LEN], const uint64_
 
 /* ---- helpers shared by the pieces (defined in server/backend.c) ---- */
 
-/** Report out of memory on stderr and abort: the module never continues without memory. */
-void backend_fatal_oom(void);
-
-/** calloc that calls backend_fatal_oom on failure: never returns NULL. */
-void *backend_xcalloc(size_t n, size_t size);
-
 /** vsnprintf into detail[0..cap) (a message for the caller); nothing when detail is NULL or cap 0. */
 void backend_set_detail(char *detail, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 

@@ -33,6 +33,7 @@
 #include <string.h>
 #include <h2o.h>
 #include <h2o/socketpool.h>
+#include "common/alloc.h"
 #include "server/backend.h"
 #include "server/backend_int.h"
 #include "server/worker.h"
@@ -165,7 +166,7 @@ static _Thread_local backend_worker_t *t_worker;
 void backend_workers_alloc(unsigned n)
 {
     backend_g.num_workers = n;
-    backend_g.workers = backend_xcalloc(backend_g.num_workers + 1, sizeof(*backend_g.workers));
+    backend_g.workers = alloc_xcalloc(backend_g.num_workers + 1, sizeof(*backend_g.workers), "backend");
 }
 
 /* ================================================================ workers */
@@ -177,7 +178,7 @@ static worker_timeout_t *worker_timeout_get(backend_worker_t *ws, uint32_t ms)
         if (t->ms == ms)
             break;
     if (t == NULL) {
-        t = backend_xcalloc(1, sizeof(*t));
+        t = alloc_xcalloc(1, sizeof(*t), "backend");
         t->ms = ms;
         h2o_timeout_init(ws->loop, &t->t, ms);
         t->next = ws->timeouts;
@@ -194,7 +195,7 @@ static worker_pool_t *worker_pool_get(backend_worker_t *ws, const backend_t *b)
         if (p->key == b->pool_key)
             break;
     if (p == NULL) {
-        p = backend_xcalloc(1, sizeof(*p));
+        p = alloc_xcalloc(1, sizeof(*p), "backend");
         p->key = b->pool_key;
         h2o_socketpool_init_by_address(&p->pool, (struct sockaddr *)&b->sa, b->salen, 0, b->conf.max_conn);
         h2o_socketpool_set_timeout(&p->pool, ws->loop, POOL_IDLE_TIMEOUT_MS);
@@ -215,7 +216,7 @@ static worker_inst_t *worker_inst_find(backend_worker_t *ws, uint64_t id)
 
 static worker_inst_t *worker_inst_create(backend_worker_t *ws, backend_t *b)
 {
-    worker_inst_t *in = backend_xcalloc(1, sizeof(*in));
+    worker_inst_t *in = alloc_xcalloc(1, sizeof(*in), "backend");
     in->b = backend_ref(b);
     if (b->resolved)
         in->pool = worker_pool_get(ws, b);

@@ -35,6 +35,7 @@
 #include <time.h>
 #include <h2o.h>
 #include <h2o/socketpool.h>
+#include "common/alloc.h"
 #include "common/now.h"
 #include "server/backend.h"
 #include "server/backend_int.h"
@@ -126,7 +127,7 @@ static h2o_timeout_t *prober_timeout(uint32_t ms)
     for (t = P.timeouts; t != NULL; t = t->next)
         if (t->ms == ms)
             return &t->t;
-    t = backend_xcalloc(1, sizeof(*t));
+    t = alloc_xcalloc(1, sizeof(*t), "backend");
     t->ms = ms;
     h2o_timeout_init(P.loop, &t->t, ms);
     t->next = P.timeouts;
@@ -255,7 +256,7 @@ static void job_free(probe_t *p)
 static void probe_start(backend_t *b)
 {
     backend_state_t *st = b->state;
-    probe_t *p = backend_xcalloc(1, sizeof(*p));
+    probe_t *p = alloc_xcalloc(1, sizeof(*p), "backend");
     char host[BACKEND_HOST_MAX + 16];
 
     p->b = backend_ref(b);
@@ -278,7 +279,7 @@ static void probe_start(backend_t *b)
     size_t cap = strlen(b->hc.method) + strlen(b->hc.path) + strlen(host) + 128;
     p->reqbuf.base = malloc(cap);
     if (p->reqbuf.base == NULL)
-        backend_fatal_oom();
+        alloc_die("backend", 0);
     int n = snprintf(p->reqbuf.base, cap, "%s %s HTTP/1.1\r\nhost: %s\r\nuser-agent: edgecache-healthcheck\r\nconnection: close\r\n\r\n",
                      b->hc.method, b->hc.path, host);
     assert(n > 0 && (size_t)n < cap);
@@ -443,14 +444,14 @@ int backend_forward_purge(const char *path, size_t path_len, const char *surroga
     if (body == NULL)
         body_len = 0;
 
-    probe_t *p = backend_xcalloc(1, sizeof(*p));
+    probe_t *p = alloc_xcalloc(1, sizeof(*p), "backend");
     p->is_forward = 1;
     p->cb = cb;
     p->arg = arg;
     size_t cap = path_len + surrogate_key_len + body_len + sizeof(cfg->shield_token) + sizeof(cfg->shield_admin.host) + 256;
     char *buf = malloc(cap), *w = buf;
     if (buf == NULL)
-        backend_fatal_oom();
+        alloc_die("backend", 0);
     w += sprintf(w, "POST %.*s HTTP/1.1\r\nhost: %s%s%s:%u\r\n", (int)path_len, path,
                  strchr(cfg->shield_admin.host, ':') != NULL ? "[" : "", cfg->shield_admin.host,
                  strchr(cfg->shield_admin.host, ':') != NULL ? "]" : "", (unsigned)cfg->shield_admin.port);

@@ -42,6 +42,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <jansson.h>
+#include "common/alloc.h"
 #include "common/reason.h"
 #include "server/backend.h"
 #include "server/purge.h"
@@ -90,19 +91,9 @@ struct purge_job {
     void *done_arg;
 };
 
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n != 0 ? n : 1);
-    if (p == NULL) {
-        fprintf(stderr, "fatal: out of memory\n");
-        abort();
-    }
-    return p;
-}
-
 static char *xmemdup(const char *s, size_t len)
 {
-    char *p = xmalloc(len + 1);
+    char *p = alloc_xmalloc(len + 1, "purge");
     if (len != 0)
         memcpy(p, s, len);
     p[len] = '\0';
@@ -131,7 +122,7 @@ static void next_id(char *buf, size_t cap)
 
 purge_job_t *purge_job_new(purge_kind_t kind, int soft, purge_source_t source)
 {
-    purge_job_t *job = xmalloc(sizeof(*job));
+    purge_job_t *job = alloc_xmalloc(sizeof(*job), "purge");
     memset(job, 0, sizeof(*job));
     job->magic = PURGE_JOB_MAGIC;
     job->kind = kind;
@@ -146,12 +137,7 @@ static purge_item_t *job_add_item(purge_job_t *job)
     assert(job->magic == PURGE_JOB_MAGIC && job->ops == NULL);
     if (job->num_items == job->items_cap) {
         size_t cap = job->items_cap != 0 ? job->items_cap * 2 : 1;
-        purge_item_t *grown = realloc(job->items, cap * sizeof(*grown));
-        if (grown == NULL) {
-            fprintf(stderr, "fatal: out of memory\n");
-            abort();
-        }
-        job->items = grown;
+        job->items = alloc_xrealloc(job->items, cap * sizeof(*job->items), "purge");
         job->items_cap = cap;
     }
     purge_item_t *it = &job->items[job->num_items++];
@@ -170,7 +156,7 @@ int purge_job_add_url(purge_job_t *job, const char *host, size_t host_len, const
 {
     /* the proxy's own key function and rules, so that the purge names what a request stored */
     size_t cap = cache_key_max_len(host_len, path_len);
-    char *key = xmalloc(cap + 1);
+    char *key = alloc_xmalloc(cap + 1, "purge");
     size_t key_len = proxy_cache_key(key, cap, host, host_len, path, path_len);
     if (key_len > cap) {
         free(key);
@@ -295,7 +281,7 @@ void purge_job_submit(purge_job_t *job, purge_loop_t *loop, purge_done_cb done, 
     assert(job->num_items > 0 || job->kind == PURGE_ALL);
     if (job->kind == PURGE_ALL && job->num_items == 0)
         purge_job_add_key(job, "", 0);
-    job->ops = xmalloc(job->num_items * sizeof(*job->ops));
+    job->ops = alloc_xmalloc(job->num_items * sizeof(*job->ops), "purge");
     memset(job->ops, 0, job->num_items * sizeof(*job->ops));
     job->loop = loop;
     job->done = done;
@@ -408,7 +394,7 @@ int purge_request_submit(purge_job_t *job, purge_loop_t *loop, h2o_req_t *req)
         job_free(job);
         return -1;
     }
-    request_link_t *l = xmalloc(sizeof(*l));
+    request_link_t *l = alloc_xmalloc(sizeof(*l), "purge");
     l->req = req;
     l->refs = 2;
     request_link_t **slot = h2o_mem_alloc_shared(&req->pool, sizeof(*slot), request_link_dispose);

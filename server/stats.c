@@ -191,15 +191,13 @@ int stats_init(const config_t *cfg, store_t *store, mem_tier_t *mem, char *err, 
     g.mem = mem;
     g.nthreads = cfg->threads;
     g.workers = aligned_alloc(64, sizeof(stats_worker_t) * g.nthreads);
-    if (g.workers == NULL) {
-        fprintf(stderr, "fatal: out of memory\n");
-        abort();
-    }
+    if (g.workers == NULL)
+        alloc_die("stats", sizeof(stats_worker_t) * g.nthreads);
     memset(g.workers, 0, sizeof(stats_worker_t) * g.nthreads);
-    g.seen = stats_xmalloc(sizeof(*g.seen) * g.nthreads);
+    g.seen = alloc_xmalloc(sizeof(*g.seen) * g.nthreads, "stats");
     for (unsigned i = 0; i < g.nthreads; i++)
         atomic_init(&g.seen[i], NULL);
-    g.threads = stats_xmalloc(sizeof(*g.threads) * g.nthreads);
+    g.threads = alloc_xmalloc(sizeof(*g.threads) * g.nthreads, "stats");
     memset(g.threads, 0, sizeof(*g.threads) * g.nthreads);
     for (int k = 0; k < STATS_PURGE_KINDS; k++) {
         atomic_store(&g.purges[k], 0);

@@ -78,7 +78,7 @@ static uint64_t *sample_field(stats_sample_t *s, size_t i)
 void *stats_sample_encode(const stats_sample_t *s, size_t *len)
 {
     size_t n = stats_num_sample_fields;
-    uint8_t *rec = stats_xmalloc(STATS_RECORD_HEAD + 8 * n);
+    uint8_t *rec = alloc_xmalloc(STATS_RECORD_HEAD + 8 * n, "stats");
     le_put_u32(rec, STATS_SAMPLE_MAGIC);
     le_put_u16(rec + 4, STATS_RECORD_VERSION);
     le_put_u16(rec + 6, (uint16_t)n);
@@ -115,7 +115,7 @@ void stats_sample_add(stats_sample_t *a, const stats_sample_t *b)
 
 void *stats_bw_encode(const stats_bw_sample_t *s, size_t *len)
 {
-    uint8_t *rec = stats_xmalloc(STATS_RECORD_HEAD + 8);
+    uint8_t *rec = alloc_xmalloc(STATS_RECORD_HEAD + 8, "stats");
     le_put_u32(rec, STATS_BW_MAGIC);
     le_put_u16(rec + 4, STATS_RECORD_VERSION);
     le_put_u16(rec + 6, 1);
@@ -417,7 +417,7 @@ static int collect_old(void *arg, const char *key, size_t key_len, const void *v
 
 static void apply_retention(int64_t now)
 {
-    retention_ctx_t *c = stats_xmalloc(sizeof(*c));
+    retention_ctx_t *c = alloc_xmalloc(sizeof(*c), "stats");
     c->cutoff = now - (int64_t)hist.retention_days * 86400;
     c->n = 0;
     if (store_kv_foreach(hist.store, "stats", collect_old, c) == 0)

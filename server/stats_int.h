@@ -10,18 +10,8 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include "common/alloc.h"
 #include "storage/store.h"
-
-/** malloc that ends the process on out-of-memory (never returns NULL; n == 0 gets 1 byte). */
-static inline void *stats_xmalloc(size_t n)
-{
-    void *p = malloc(n != 0 ? n : 1);
-    if (p == NULL) {
-        fprintf(stderr, "fatal: out of memory\n");
-        abort();
-    }
-    return p;
-}
 
 /** The history's state at start_time, for these periods (stats_init; main thread, before
  * any stats_tick or sampler). Borrows store, which must outlive stats_history_stop. */
