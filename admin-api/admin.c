@@ -47,6 +47,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <sodium.h>
+#include "common/alloc.h"
 #include "common/now.h"
 #include "server/frontend.h"
 #include "server/listen.h"
@@ -82,11 +83,7 @@ static void on_accept(h2o_socket_t *listener, const char *err)
         return;
     if ((sock = h2o_evloop_socket_accept(listener)) == NULL)
         return;
-    admin_conn_t *c = calloc(1, sizeof(*c));
-    if (c == NULL) {
-        fprintf(stderr, "fatal: out of memory\n");
-        abort();
-    }
+    admin_conn_t *c = alloc_xcalloc(1, sizeof(*c), "admin");
     c->loop = loop;
     c->fd = h2o_socket_get_fd(sock);
     h2o_linklist_insert(&loop->conns, &c->link);
@@ -347,10 +344,8 @@ int admin_start(admin_t **out, const config_t *cfg, store_t *store, mem_tier_t *
         snprintf(err, errlen, "libsodium failed to initialise");
         return -1;
     }
-    if ((admin = calloc(1, sizeof(*admin))) == NULL || (admin->loops = calloc(n, sizeof(*admin->loops))) == NULL) {
-        fprintf(stderr, "fatal: out of memory\n");
-        abort();
-    }
+    admin = alloc_xcalloc(1, sizeof(*admin), "admin");
+    admin->loops = alloc_xcalloc(n, sizeof(*admin->loops), "admin");
     admin->magic = ADMIN_MAGIC;
     admin->cfg = cfg;
     admin->store = store;

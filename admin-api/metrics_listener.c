@@ -39,6 +39,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include "common/alloc.h"
 #include "common/now.h"
 #include "admin-api/metrics_int.h"
 #include "admin-api/stats_api.h"
@@ -126,11 +127,7 @@ static void on_accept(h2o_socket_t *listener, const char *err)
         return;
     if ((sock = h2o_evloop_socket_accept(listener)) == NULL)
         return;
-    metrics_conn_t *c = calloc(1, sizeof(*c));
-    if (c == NULL) {
-        fprintf(stderr, "fatal: out of memory\n");
-        abort();
-    }
+    metrics_conn_t *c = alloc_xcalloc(1, sizeof(*c), "metrics");
     c->fd = h2o_socket_get_fd(sock);
     h2o_linklist_insert(&ml.conns, &c->link);
     ml.num_conns++;
