@@ -33,7 +33,6 @@
 #include <assert.h>
 #include <netdb.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,16 +43,6 @@
 #include "server/backend_int.h"
 
 /* ================================================================ small helpers */
-
-void backend_set_detail(char *detail, size_t cap, const char *fmt, ...)
-{
-    va_list ap;
-    if (detail == NULL || cap == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(detail, cap, fmt, ap);
-    va_end(ap);
-}
 
 /* ================================================================ runtime objects */
 
@@ -123,7 +112,7 @@ static int resolve(const char *host, uint16_t port, struct sockaddr_storage *sa,
     hints.ai_flags = AI_NUMERICSERV;
     snprintf(portstr, sizeof(portstr), "%u", (unsigned)port);
     if ((rc = getaddrinfo(host, portstr, &hints, &res)) != 0) {
-        backend_set_detail(why, why_len, "%s", gai_strerror(rc));
+        errbuf_printf(why, why_len, "%s", gai_strerror(rc));
         return -1;
     }
     memcpy(sa, res->ai_addr, res->ai_addrlen);
@@ -199,7 +188,7 @@ static int set_build(const backend_config_t *c, backend_set_t *old, int strict, 
         if (resolve(bc->address, bc->port, &b->sa, &b->salen, why, sizeof(why)) == 0) {
             b->resolved = 1;
         } else if (strict) {
-            backend_set_detail(detail, detail_len, "address: cannot resolve '%s': %s", bc->address, why);
+            errbuf_printf(detail, detail_len, "address: cannot resolve '%s': %s", bc->address, why);
             free(b);
             backend_set_unref(s);
             return BACKEND_EINVAL;
@@ -282,7 +271,7 @@ int backend_config_commit(const backend_config_t *next, char *detail, size_t det
     int rc;
 
     if (!backend_g.initialised) {
-        backend_set_detail(detail, detail_len, "backends: not initialised");
+        errbuf_printf(detail, detail_len, "backends: not initialised");
         return BACKEND_EIO;
     }
     if ((rc = backend_config_validate(next, detail, detail_len)) != 0)
@@ -296,7 +285,7 @@ int backend_config_commit(const backend_config_t *next, char *detail, size_t det
     if (rc != 0)
         goto done;
     if ((rc = persist(next)) != 0) {
-        backend_set_detail(detail, detail_len, "store: write failed; nothing was changed");
+        errbuf_printf(detail, detail_len, "store: write failed; nothing was changed");
         backend_set_unref(s);
         goto done;
     }
@@ -326,7 +315,7 @@ static int shield_admin_resolve(const config_t *cfg, char *err, size_t errlen)
         return 0;
     if (resolve(cfg->shield_admin.host, cfg->shield_admin.port, &backend_g.shield_admin_sa, &backend_g.shield_admin_salen, why,
                 sizeof(why)) != 0) {
-        backend_set_detail(err, errlen, "--shield-admin: cannot resolve '%s': %s", cfg->shield_admin.host, why);
+        errbuf_printf(err, errlen, "--shield-admin: cannot resolve '%s': %s", cfg->shield_admin.host, why);
         return -1;
     }
     backend_g.have_shield_admin = 1;
@@ -353,13 +342,13 @@ int backend_module_init(const config_t *cfg, store_t *store, char *err, size_t e
         json_t *doc = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
         free(text);
         if (doc == NULL) {
-            backend_set_detail(err, errlen, "the stored backend configuration is not JSON: %s", jerr.text);
+            errbuf_printf(err, errlen, "the stored backend configuration is not JSON: %s", jerr.text);
             goto fail;
         }
         rc = backend_config_from_json(c, doc, detail, sizeof(detail));
         json_decref(doc);
         if (rc != 0) {
-            backend_set_detail(err, errlen, "the stored backend configuration is invalid: %s", detail);
+            errbuf_printf(err, errlen, "the stored backend configuration is invalid: %s", detail);
             goto fail;
         }
         warn_ignored_flags(c, cfg);
@@ -367,7 +356,7 @@ int backend_module_init(const config_t *cfg, store_t *store, char *err, size_t e
         backend_config_seed(c, cfg); /* a fresh store: --backend flags / the config file */
         dirty = 1;
     } else {
-        backend_set_detail(err, errlen, "cannot read the backend configuration from the store");
+        errbuf_printf(err, errlen, "cannot read the backend configuration from the store");
         goto fail;
     }
     if (!c->load_balancing_stored)
@@ -375,13 +364,13 @@ int backend_module_init(const config_t *cfg, store_t *store, char *err, size_t e
     if (cfg->shield.port != 0) {
         int forced = backend_config_force_shield(c, &cfg->shield);
         if (forced < 0) {
-            backend_set_detail(err, errlen, "--shield: no room for one more backend (at most %d)", BACKEND_MAX);
+            errbuf_printf(err, errlen, "--shield: no room for one more backend (at most %d)", BACKEND_MAX);
             goto fail;
         }
         dirty |= forced;
     }
     if (backend_config_validate(c, detail, sizeof(detail)) != 0) {
-        backend_set_detail(err, errlen, "--backend: %s", detail);
+        errbuf_printf(err, errlen, "--backend: %s", detail);
         goto fail;
     }
     if (shield_admin_resolve(cfg, err, errlen) != 0)
@@ -390,7 +379,7 @@ int backend_module_init(const config_t *cfg, store_t *store, char *err, size_t e
         fprintf(stderr, "edgecache: warning: no backends configured; misses will get 503 (give --backend on a fresh store, "
                         "or add one with the admin API)\n");
     if (dirty && persist(c) != 0) {
-        backend_set_detail(err, errlen, "cannot save the backend configuration in the store");
+        errbuf_printf(err, errlen, "cannot save the backend configuration in the store");
         goto fail;
     }
     pthread_mutex_lock(&backend_g.commit_lock);

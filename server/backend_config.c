@@ -181,8 +181,8 @@ static int get_uint(const json_t *v, const char *field, uint64_t min, uint64_t m
     *out = n;
     return 0;
 bad:
-    backend_set_detail(detail, detail_len, "%s: must be an integer %llu-%llu", field, (unsigned long long)min,
-                       (unsigned long long)max);
+    errbuf_printf(detail, detail_len, "%s: must be an integer %llu-%llu", field, (unsigned long long)min,
+                  (unsigned long long)max);
     return BACKEND_EINVAL;
 }
 
@@ -196,7 +196,7 @@ static int get_str(const json_t *v, const char *field, int nullable, int (*ok)(c
         return 0;
     }
     if (!json_is_string(v)) {
-        backend_set_detail(detail, detail_len, "%s: must be a string%s", field, nullable ? " or null" : "");
+        errbuf_printf(detail, detail_len, "%s: must be a string%s", field, nullable ? " or null" : "");
         return BACKEND_EINVAL;
     }
     const char *s = json_string_value(v);
@@ -206,7 +206,7 @@ static int get_str(const json_t *v, const char *field, int nullable, int (*ok)(c
         return 0;
     }
     if (strlen(s) != len || len >= cap || !ok(s, len)) {
-        backend_set_detail(detail, detail_len, "%s: must be %s", field, what);
+        errbuf_printf(detail, detail_len, "%s: must be %s", field, what);
         return BACKEND_EINVAL;
     }
     memset(out, 0, cap);
@@ -237,7 +237,7 @@ int backend_conf_apply_json(backend_conf_t *c, const json_t *obj, char *detail, 
     int rc;
 
     if (!json_is_object(obj)) {
-        backend_set_detail(detail, detail_len, "body: must be an object");
+        errbuf_printf(detail, detail_len, "body: must be an object");
         return BACKEND_EINVAL;
     }
     json_object_foreach ((json_t *)obj, key, v) {
@@ -282,10 +282,10 @@ int backend_conf_apply_json(backend_conf_t *c, const json_t *obj, char *detail, 
             rc = 0;
         } else {
             char shown[72]; /* a bounded prefix of the untrusted name, cut between characters */
-            backend_set_detail(detail, detail_len,
-                               "%s: unknown field (known: name, address, port, weight, connect_timeout, first_byte_timeout, "
-                               "between_bytes_timeout, max_conn, override_host, healthcheck, shield, comment)",
-                               text_escape(shown, sizeof(shown), key, strlen(key)));
+            errbuf_printf(detail, detail_len,
+                          "%s: unknown field (known: name, address, port, weight, connect_timeout, first_byte_timeout, "
+                          "between_bytes_timeout, max_conn, override_host, healthcheck, shield, comment)",
+                          text_escape(shown, sizeof(shown), key, strlen(key)));
             rc = BACKEND_EINVAL;
         }
         if (rc != 0)
@@ -304,7 +304,7 @@ int backend_healthcheck_apply_json(backend_healthcheck_conf_t *h, const json_t *
     int rc;
 
     if (!json_is_object(obj)) {
-        backend_set_detail(detail, detail_len, "body: must be an object");
+        errbuf_printf(detail, detail_len, "body: must be an object");
         return BACKEND_EINVAL;
     }
     json_object_foreach ((json_t *)obj, key, v) {
@@ -343,21 +343,21 @@ int backend_healthcheck_apply_json(backend_healthcheck_conf_t *h, const json_t *
             rc = 0;
         } else {
             char shown[72];
-            backend_set_detail(detail, detail_len,
-                               "%s: unknown field (known: name, path, host, method, expected_response, check_interval, timeout, "
-                               "window, threshold, initial, comment)",
-                               text_escape(shown, sizeof(shown), key, strlen(key)));
+            errbuf_printf(detail, detail_len,
+                          "%s: unknown field (known: name, path, host, method, expected_response, check_interval, timeout, "
+                          "window, threshold, initial, comment)",
+                          text_escape(shown, sizeof(shown), key, strlen(key)));
             rc = BACKEND_EINVAL;
         }
         if (rc != 0)
             return rc;
     }
     if (next.threshold > next.window) {
-        backend_set_detail(detail, detail_len, "threshold: must not exceed window (%u)", next.window);
+        errbuf_printf(detail, detail_len, "threshold: must not exceed window (%u)", next.window);
         return BACKEND_EINVAL;
     }
     if (next.initial > next.window) {
-        backend_set_detail(detail, detail_len, "initial: must not exceed window (%u)", next.window);
+        errbuf_printf(detail, detail_len, "initial: must not exceed window (%u)", next.window);
         return BACKEND_EINVAL;
     }
     *h = next;
@@ -465,33 +465,33 @@ int backend_form_to_json(const char *body, size_t len, json_t **out, char *detai
         char shown[72];
         const char *eq = memchr(p, '=', (size_t)(field_end - p));
         if (eq == NULL || eq == p) {
-            backend_set_detail(detail, detail_len, "body: malformed form field '%s'",
-                               text_escape(shown, sizeof(shown), p, (size_t)(field_end - p)));
+            errbuf_printf(detail, detail_len, "body: malformed form field '%s'",
+                          text_escape(shown, sizeof(shown), p, (size_t)(field_end - p)));
             goto done;
         }
         ssize_t kn = form_decode(p, (size_t)(eq - p), buf);
         ssize_t vn = kn < 0 ? -1 : form_decode(eq + 1, (size_t)(field_end - eq - 1), val);
         if (kn <= 0 || vn < 0) {
-            backend_set_detail(detail, detail_len, "body: malformed escape in form field '%s'",
-                               text_escape(shown, sizeof(shown), p, (size_t)(eq - p)));
+            errbuf_printf(detail, detail_len, "body: malformed escape in form field '%s'",
+                          text_escape(shown, sizeof(shown), p, (size_t)(eq - p)));
             goto done;
         }
         text_escape(shown, sizeof(shown), buf, (size_t)kn);
         if (!text_utf8_valid(buf, (size_t)kn)) { /* a JSON object cannot hold the name */
-            backend_set_detail(detail, detail_len, "%s: field name not valid UTF-8", shown);
+            errbuf_printf(detail, detail_len, "%s: field name not valid UTF-8", shown);
             goto done;
         }
         if (json_object_get(o, buf) != NULL) {
-            backend_set_detail(detail, detail_len, "%s: given twice", shown);
+            errbuf_printf(detail, detail_len, "%s: given twice", shown);
             goto done;
         }
         json_t *s = json_stringn(val, (size_t)vn);
         if (s == NULL) {
-            backend_set_detail(detail, detail_len, "%s: not valid UTF-8", shown);
+            errbuf_printf(detail, detail_len, "%s: not valid UTF-8", shown);
             goto done;
         }
         if (json_object_set_new(o, buf, s) != 0) {
-            backend_set_detail(detail, detail_len, "%s: could not be read", shown);
+            errbuf_printf(detail, detail_len, "%s: could not be read", shown);
             goto done;
         }
         p = field_end + (amp != NULL ? 1 : 0);
@@ -520,53 +520,53 @@ const backend_healthcheck_conf_t *backend_config_find_healthcheck(const backend_
 int backend_config_validate(const backend_config_t *c, char *detail, size_t detail_len)
 {
     if (c->num_backends > BACKEND_MAX || c->num_healthchecks > BACKEND_MAX_HEALTHCHECKS) {
-        backend_set_detail(detail, detail_len, "name: too many objects");
+        errbuf_printf(detail, detail_len, "name: too many objects");
         return BACKEND_EINVAL;
     }
     for (size_t i = 0; i != c->num_healthchecks; ++i) {
         const backend_healthcheck_conf_t *h = &c->healthchecks[i];
         if (!name_ok(h->name, strlen(h->name))) {
-            backend_set_detail(detail, detail_len, "name: required (" NAME_WHAT ")");
+            errbuf_printf(detail, detail_len, "name: required (" NAME_WHAT ")");
             return BACKEND_EINVAL;
         }
         for (size_t j = 0; j != i; ++j)
             if (strcmp(c->healthchecks[j].name, h->name) == 0) {
-                backend_set_detail(detail, detail_len, "name: a health check named '%s' already exists", h->name);
+                errbuf_printf(detail, detail_len, "name: a health check named '%s' already exists", h->name);
                 return BACKEND_EINVAL;
             }
         if (h->window < 1 || h->window > BACKEND_WINDOW_MAX || h->threshold < 1 || h->threshold > h->window ||
             h->initial > h->window || h->check_interval < 10 || h->timeout < 1 || !method_ok(h->method, strlen(h->method)) ||
             !probe_path_ok(h->path, strlen(h->path))) {
-            backend_set_detail(detail, detail_len,
-                               "healthcheck '%s': inconsistent values (window, threshold, initial, path, method)", h->name);
+            errbuf_printf(detail, detail_len,
+                          "healthcheck '%s': inconsistent values (window, threshold, initial, path, method)", h->name);
             return BACKEND_EINVAL;
         }
     }
     for (size_t i = 0; i != c->num_backends; ++i) {
         const backend_conf_t *b = &c->backends[i];
         if (!name_ok(b->name, strlen(b->name))) {
-            backend_set_detail(detail, detail_len, "name: required (" NAME_WHAT ")");
+            errbuf_printf(detail, detail_len, "name: required (" NAME_WHAT ")");
             return BACKEND_EINVAL;
         }
         if (!address_ok(b->address, strlen(b->address))) {
-            backend_set_detail(detail, detail_len, "address: required (a host name or IP address)");
+            errbuf_printf(detail, detail_len, "address: required (a host name or IP address)");
             return BACKEND_EINVAL;
         }
         if (b->port == 0) {
-            backend_set_detail(detail, detail_len, "port: must be an integer 1-65535");
+            errbuf_printf(detail, detail_len, "port: must be an integer 1-65535");
             return BACKEND_EINVAL;
         }
         if (b->connect_timeout == 0 || b->first_byte_timeout == 0 || b->between_bytes_timeout == 0 || b->max_conn == 0) {
-            backend_set_detail(detail, detail_len, "backend '%s': timeouts and max_conn must be positive", b->name);
+            errbuf_printf(detail, detail_len, "backend '%s': timeouts and max_conn must be positive", b->name);
             return BACKEND_EINVAL;
         }
         for (size_t j = 0; j != i; ++j)
             if (strcmp(c->backends[j].name, b->name) == 0) {
-                backend_set_detail(detail, detail_len, "name: a backend named '%s' already exists", b->name);
+                errbuf_printf(detail, detail_len, "name: a backend named '%s' already exists", b->name);
                 return BACKEND_EINVAL;
             }
         if (b->healthcheck[0] != '\0' && backend_config_find_healthcheck(c, b->healthcheck) == NULL) {
-            backend_set_detail(detail, detail_len, "healthcheck: no health check named '%s'", b->healthcheck);
+            errbuf_printf(detail, detail_len, "healthcheck: no health check named '%s'", b->healthcheck);
             return BACKEND_EINVAL;
         }
     }
@@ -599,19 +599,19 @@ int backend_config_from_json(backend_config_t *c, const json_t *doc, char *detai
     memset(c, 0, sizeof(*c));
     if (!json_is_object(doc) || (fmt = json_object_get(doc, "format")) == NULL || !json_is_integer(fmt) ||
         json_integer_value(fmt) != 1) {
-        backend_set_detail(detail, detail_len, "not a format-1 backend document");
+        errbuf_printf(detail, detail_len, "not a format-1 backend document");
         return BACKEND_EINVAL;
     }
     bs = json_object_get(doc, "backends");
     hs = json_object_get(doc, "healthchecks");
     if (!json_is_array(bs) || !json_is_array(hs) || json_array_size(bs) > BACKEND_MAX ||
         json_array_size(hs) > BACKEND_MAX_HEALTHCHECKS) {
-        backend_set_detail(detail, detail_len, "backends/healthchecks: must be arrays of at most %d", BACKEND_MAX);
+        errbuf_printf(detail, detail_len, "backends/healthchecks: must be arrays of at most %d", BACKEND_MAX);
         return BACKEND_EINVAL;
     }
     if ((lb = json_object_get(doc, "load_balancing")) != NULL) {
         if (!json_is_string(lb) || backend_lb_parse(json_string_value(lb), &c->load_balancing) != 0) {
-            backend_set_detail(detail, detail_len, "load_balancing: unknown mode");
+            errbuf_printf(detail, detail_len, "load_balancing: unknown mode");
             return BACKEND_EINVAL;
         }
         c->load_balancing_stored = 1;
@@ -620,7 +620,7 @@ int backend_config_from_json(backend_config_t *c, const json_t *doc, char *detai
         backend_healthcheck_conf_t *h = &c->healthchecks[c->num_healthchecks++];
         backend_healthcheck_defaults(h);
         if (backend_healthcheck_apply_json(h, item, sub, sizeof(sub)) != 0) {
-            backend_set_detail(detail, detail_len, "healthchecks[%zu]: %s", i, sub);
+            errbuf_printf(detail, detail_len, "healthchecks[%zu]: %s", i, sub);
             return BACKEND_EINVAL;
         }
     }
@@ -628,7 +628,7 @@ int backend_config_from_json(backend_config_t *c, const json_t *doc, char *detai
         backend_conf_t *b = &c->backends[c->num_backends++];
         backend_conf_defaults(b);
         if (backend_conf_apply_json(b, item, sub, sizeof(sub)) != 0) {
-            backend_set_detail(detail, detail_len, "backends[%zu]: %s", i, sub);
+            errbuf_printf(detail, detail_len, "backends[%zu]: %s", i, sub);
             return BACKEND_EINVAL;
         }
     }

@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 #include <jansson.h>
+#include "common/errbuf.h"
 #include "server/backend.h"
 
 /* the key of the persisted document in the store's `config` database */
@@ -144,9 +145,6 @@ size_t backend_rendezvous_pick(const uint8_t hash[CACHE_HASH_LEN], const uint64_
                                const unsigned char *eligible, size_t n);
 
 /* ---- helpers shared by the pieces (defined in server/backend.c) ---- */
-
-/** vsnprintf into detail[0..cap) (a message for the caller); nothing when detail is NULL or cap 0. */
-void backend_set_detail(char *detail, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* ---- configuration (server/backend_config.c) ---- */
 

@@ -390,7 +390,7 @@ int backend_module_start(char *err, size_t errlen)
     P.accepting = 1;
     pthread_mutex_unlock(&P.lock);
     if ((errno = pthread_create(&P.thread, NULL, prober_main, NULL)) != 0) {
-        backend_set_detail(err, errlen, "cannot start the health-check thread: %s", strerror(errno));
+        errbuf_printf(err, errlen, "cannot start the health-check thread: %s", strerror(errno));
         pthread_mutex_lock(&P.lock);
         P.accepting = 0;
         pthread_mutex_unlock(&P.lock);
