@@ -164,12 +164,22 @@ static void unlink_leftover_timers(admin_loop_t *loop)
 {
     h2o_context_t *ctx = &loop->ctx;
     /* every timeout h2o_context_dispose disposes (h2o 2.2 lib/core/context.c) */
-    h2o_timeout_t *const timeouts[] = {&ctx->zero_timeout,      &ctx->one_sec_timeout,   &ctx->hundred_ms_timeout,
-                                       &ctx->handshake_timeout, &ctx->http1.req_timeout, &ctx->http2.idle_timeout,
-                                       &ctx->http2.graceful_shutdown_timeout, &ctx->proxy.io_timeout};
-    static const char *const names[] = {"zero_timeout",      "one_sec_timeout",   "hundred_ms_timeout",
-                                        "handshake_timeout", "http1.req_timeout", "http2.idle_timeout",
-                                        "http2.graceful_shutdown_timeout", "proxy.io_timeout"};
+    h2o_timeout_t *const timeouts[] = {&ctx->zero_timeout,
+                                       &ctx->one_sec_timeout,
+                                       &ctx->hundred_ms_timeout,
+                                       &ctx->handshake_timeout,
+                                       &ctx->http1.req_timeout,
+                                       &ctx->http2.idle_timeout,
+                                       &ctx->http2.graceful_shutdown_timeout,
+                                       &ctx->proxy.io_timeout};
+    static const char *const names[] = {"zero_timeout",
+                                        "one_sec_timeout",
+                                        "hundred_ms_timeout",
+                                        "handshake_timeout",
+                                        "http1.req_timeout",
+                                        "http2.idle_timeout",
+                                        "http2.graceful_shutdown_timeout",
+                                        "proxy.io_timeout"};
     _Static_assert(sizeof(timeouts) / sizeof(timeouts[0]) == sizeof(names) / sizeof(names[0]), "one name per timeout");
     const h2o_timeout_entry_t *graceful = &ctx->http2._graceful_shutdown_timeout;
 

@@ -17,19 +17,19 @@
 #include "server/purge.h"
 
 #define ADMIN_MAGIC 0xad31a5e1u
-#define ADMIN_MAX_BODY (64 * 1024)        /* request bodies above this get 413 */
-#define ADMIN_MAX_BATCH_KEYS 256          /* Fastly's limit for one batch purge */
+#define ADMIN_MAX_BODY (64 * 1024)          /* request bodies above this get 413 */
+#define ADMIN_MAX_BATCH_KEYS 256            /* Fastly's limit for one batch purge */
 #define ADMIN_MAX_SKEY_LEN OBJ_SKEY_MAX_LEN /* one surrogate key: the longest the store indexes */
 /* a batch purge's body: room for ADMIN_MAX_BATCH_KEYS keys of ADMIN_MAX_SKEY_LEN bytes even
  * when every byte is JSON-escaped to two ('"', '\\'), and for whitespace; with the general
  * 64 KiB limit a JSON batch could hold only about 60 of the keys the header form takes */
 #define ADMIN_MAX_BATCH_BODY (ADMIN_MAX_BATCH_KEYS * (2 * ADMIN_MAX_SKEY_LEN + 8) + 64 * 1024)
-#define ADMIN_MAX_TOKEN_LEN 512           /* a presented token longer than this is refused outright */
-#define ADMIN_TOKEN_RAW_LEN 32            /* random bytes in a new token */
-#define ADMIN_TOKEN_HASH_LEN 32           /* BLAKE2b-256 of the token */
+#define ADMIN_MAX_TOKEN_LEN 512 /* a presented token longer than this is refused outright */
+#define ADMIN_TOKEN_RAW_LEN 32  /* random bytes in a new token */
+#define ADMIN_TOKEN_HASH_LEN 32 /* BLAKE2b-256 of the token */
 #define ADMIN_TOKEN_HASH_HEX (2 * ADMIN_TOKEN_HASH_LEN + 1)
-#define ADMIN_TOKEN_ID_HEX 17             /* 8 random bytes, hex, NUL */
-#define ADMIN_TOKEN_STR_CAP 64            /* base64url of 32 bytes is 43 chars + NUL */
+#define ADMIN_TOKEN_ID_HEX 17  /* 8 random bytes, hex, NUL */
+#define ADMIN_TOKEN_STR_CAP 64 /* base64url of 32 bytes is 43 chars + NUL */
 #define ADMIN_MAX_NAME_LEN 128
 
 /* errors (negative, outside errno's range) */
@@ -236,8 +236,8 @@ struct admin_loop {
     h2o_accept_ctx_t accept_ctx;
     h2o_socket_t *listener;
     h2o_multithread_receiver_t control_receiver; /* woken by admin_stop */
-    purge_loop_t purges;     /* completions of the purges this loop submitted (server/purge.h) */
-    h2o_linklist_t conns;    /* struct admin_conn: accepted sockets still open */
+    purge_loop_t purges;                         /* completions of the purges this loop submitted (server/purge.h) */
+    h2o_linklist_t conns;                        /* struct admin_conn: accepted sockets still open */
     size_t num_conns;
     h2o_linklist_t delayed_401s; /* auth.c's delayed 401s of this loop's requests */
     int leaked;                  /* the thread gave up waiting at shutdown; the admin stays allocated */

@@ -39,28 +39,17 @@ typedef struct admin_handler {
 static const char *reason_of(int status)
 {
     switch (status) {
-    case 200:
-        return "OK";
-    case 204:
-        return "No Content";
-    case 400:
-        return "Bad Request";
-    case 401:
-        return "Unauthorized";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 413:
-        return "Payload Too Large";
-    case 500:
-        return "Internal Server Error";
-    case 503:
-        return "Service Unavailable";
-    default:
-        return "Unknown";
+    case 200: return "OK";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 413: return "Payload Too Large";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+    default: return "Unknown";
     }
 }
 
@@ -79,8 +68,7 @@ void admin_send_json(h2o_req_t *req, int status, const char *json, size_t len)
 static void send_fixed_error(h2o_req_t *req, int status)
 {
     char body[160];
-    int n = snprintf(body, sizeof(body), "{\"msg\":\"%s\",\"detail\":\"the answer could not be encoded\"}",
-                     reason_of(status));
+    int n = snprintf(body, sizeof(body), "{\"msg\":\"%s\",\"detail\":\"the answer could not be encoded\"}", reason_of(status));
     assert(n > 0 && (size_t)n < sizeof(body));
     admin_send_json(req, status, body, (size_t)n);
 }
@@ -225,21 +213,15 @@ static unsigned route_scopes(route_id_t id, unsigned method)
 {
     switch (id) {
     case R_HEALTH:
-    case R_OPENID:
-        return 0;
+    case R_OPENID: return 0;
     case R_PURGE_KEY:
     case R_PURGE_BATCH:
-    case R_PURGE_URL:
-        return ADMIN_SCOPE_PURGE_SELECT | ADMIN_SCOPE_GLOBAL;
-    case R_PURGE_ALL:
-        return ADMIN_SCOPE_PURGE_ALL | ADMIN_SCOPE_GLOBAL;
-    case R_TOKEN_SELF:
-        return ~0u;
+    case R_PURGE_URL: return ADMIN_SCOPE_PURGE_SELECT | ADMIN_SCOPE_GLOBAL;
+    case R_PURGE_ALL: return ADMIN_SCOPE_PURGE_ALL | ADMIN_SCOPE_GLOBAL;
+    case R_TOKEN_SELF: return ~0u;
     case R_TOKENS:
-    case R_TOKEN_ONE:
-        return ADMIN_SCOPE_GLOBAL;
-    case R_SETTINGS:
-        return method == M_GET ? (ADMIN_SCOPE_GLOBAL | ADMIN_SCOPE_GLOBAL_READ) : ADMIN_SCOPE_GLOBAL;
+    case R_TOKEN_ONE: return ADMIN_SCOPE_GLOBAL;
+    case R_SETTINGS: return method == M_GET ? (ADMIN_SCOPE_GLOBAL | ADMIN_SCOPE_GLOBAL_READ) : ADMIN_SCOPE_GLOBAL;
     }
     return ADMIN_SCOPE_GLOBAL;
 }
@@ -497,14 +479,9 @@ static void handle_config_route(admin_t *admin, h2o_req_t *req, const route_t *r
         else
             handle_token_create(admin, req);
         break;
-    case R_TOKEN_ONE:
-        handle_token_delete(admin, req, r->rest);
-        break;
-    case R_SETTINGS:
-        handle_settings(admin, req, method);
-        break;
-    default:
-        abort(); /* on_req sends only these here */
+    case R_TOKEN_ONE: handle_token_delete(admin, req, r->rest); break;
+    case R_SETTINGS: handle_settings(admin, req, method); break;
+    default: abort(); /* on_req sends only these here */
     }
     pthread_mutex_unlock(&admin->config_lock);
 }
@@ -629,28 +606,16 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     }
 
     switch (r.id) {
-    case R_HEALTH:
-        admin_send_json(req, 200, H2O_STRLIT("{\"status\":\"ok\"}"));
-        return 0;
-    case R_OPENID:
-        send_openid(req);
-        return 0;
-    case R_PURGE_KEY:
-        return admin_purge_key(admin, req, r.rest.base, r.rest.len);
-    case R_PURGE_BATCH:
-        return admin_purge_batch(admin, req);
-    case R_PURGE_ALL:
-        return admin_purge_everything(admin, req);
-    case R_PURGE_URL:
-        return admin_purge_url(admin, req, r.rest.base, r.rest.len);
+    case R_HEALTH: admin_send_json(req, 200, H2O_STRLIT("{\"status\":\"ok\"}")); return 0;
+    case R_OPENID: send_openid(req); return 0;
+    case R_PURGE_KEY: return admin_purge_key(admin, req, r.rest.base, r.rest.len);
+    case R_PURGE_BATCH: return admin_purge_batch(admin, req);
+    case R_PURGE_ALL: return admin_purge_everything(admin, req);
+    case R_PURGE_URL: return admin_purge_url(admin, req, r.rest.base, r.rest.len);
     case R_TOKENS:
     case R_TOKEN_ONE:
-    case R_SETTINGS:
-        handle_config_route(admin, req, &r, method);
-        return 0;
-    case R_TOKEN_SELF:
-        admin_send_json_value(req, 200, admin_token_rec_to_json(&rec));
-        return 0;
+    case R_SETTINGS: handle_config_route(admin, req, &r, method); return 0;
+    case R_TOKEN_SELF: admin_send_json_value(req, 200, admin_token_rec_to_json(&rec)); return 0;
     }
     admin_send_json_error(req, 404, "Not found", NULL);
     return 0;

@@ -158,8 +158,8 @@ int admin_token_name_validate(const char *name, size_t len)
 
 char *admin_token_rec_dump(const admin_token_rec_t *rec)
 {
-    json_t *o = json_pack("{s:s, s:s, s:o, s:I}", "id", rec->id, "name", rec->name, "scopes", admin_scopes_to_json(rec->scopes),
-                          "created", (json_int_t)rec->created);
+    json_t *o = json_pack("{s:s, s:s, s:o, s:I}", "id", rec->id, "name", rec->name, "scopes",
+                          admin_scopes_to_json(rec->scopes), "created", (json_int_t)rec->created);
     if (o == NULL)
         abort();
     char *s = json_dumps(o, JSON_COMPACT);
@@ -206,8 +206,8 @@ json_t *admin_token_rec_to_json(const admin_token_rec_t *rec)
     struct tm tm;
     if (gmtime_r(&t, &tm) != NULL)
         strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-    json_t *o = json_pack("{s:s, s:s, s:o, s:s}", "id", rec->id, "name", rec->name, "scopes", admin_scopes_to_json(rec->scopes),
-                          "created_at", when);
+    json_t *o = json_pack("{s:s, s:s, s:o, s:s}", "id", rec->id, "name", rec->name, "scopes",
+                          admin_scopes_to_json(rec->scopes), "created_at", when);
     if (o == NULL)
         abort();
     return o;

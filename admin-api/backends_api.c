@@ -27,7 +27,7 @@ enum { M_GET = ADMIN_M_GET, M_POST = ADMIN_M_POST, M_PUT = ADMIN_M_PUT, M_DELETE
 
 typedef struct api_route {
     api_kind_t kind;
-    int item;          /* .../<name> */
+    int item;            /* .../<name> */
     h2o_iovec_t sid;     /* raw */
     h2o_iovec_t version; /* raw */
     h2o_iovec_t name;    /* raw (percent-encoded) */
@@ -452,15 +452,9 @@ static void serve(admin_t *admin, h2o_req_t *req, unsigned method, const api_rou
         return;
     }
     switch (r->kind) {
-    case KIND_BACKEND:
-        handle_list(admin, req, method, r, name, c, &backends_list);
-        break;
-    case KIND_HEALTHCHECK:
-        handle_list(admin, req, method, r, name, c, &healthchecks_list);
-        break;
-    case KIND_LB:
-        handle_lb(req, method, c);
-        break;
+    case KIND_BACKEND: handle_list(admin, req, method, r, name, c, &backends_list); break;
+    case KIND_HEALTHCHECK: handle_list(admin, req, method, r, name, c, &healthchecks_list); break;
+    case KIND_LB: handle_lb(req, method, c); break;
     }
     free(c);
 }

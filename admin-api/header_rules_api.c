@@ -111,7 +111,8 @@ static void rules_handle(admin_t *admin, h2o_req_t *req, unsigned method, const 
 
     /* POST and PUT take a JSON body */
     json_error_t jerr;
-    json_t *body = req->entity.base != NULL ? json_loadb(req->entity.base, req->entity.len, JSON_REJECT_DUPLICATES, &jerr) : NULL;
+    json_t *body = req->entity.base != NULL ? json_loadb(req->entity.base, req->entity.len, JSON_REJECT_DUPLICATES, &jerr)
+                                            : NULL;
     if (body == NULL) {
         char detail[200];
         snprintf(detail, sizeof(detail), "body: invalid JSON%s%s", req->entity.base != NULL ? ": " : "",

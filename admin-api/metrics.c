@@ -116,8 +116,7 @@ static void prom_histogram(text_t *t, const char *label, const uint64_t counts[S
                     (unsigned long long)cum);
     }
     cum += counts[STATS_LAT_BUCKETS - 1];
-    text_printf(t, "edgecache_request_duration_seconds_bucket{cache=\"%s\",le=\"+Inf\"} %llu\n", label,
-                (unsigned long long)cum);
+    text_printf(t, "edgecache_request_duration_seconds_bucket{cache=\"%s\",le=\"+Inf\"} %llu\n", label, (unsigned long long)cum);
     char v[64];
     admin_prom_format_value((double)sum_us / 1e6, v, sizeof(v));
     text_printf(t, "edgecache_request_duration_seconds_sum{cache=\"%s\"} %s\n", label, v);
@@ -162,7 +161,8 @@ char *admin_metrics_render(size_t *len)
         C(body_size, "edgecache_body_bytes_total", "Body bytes sent to clients."),
         C(header_size, "edgecache_header_bytes_total", "Header bytes sent to clients."),
         C(purge_requests, "edgecache_purge_requests_total", "PURGE requests received on the proxy listener."),
-        C(stalled_clients_closed, "edgecache_stalled_clients_closed_total", "Connections closed because the client stopped reading."),
+        C(stalled_clients_closed, "edgecache_stalled_clients_closed_total",
+          "Connections closed because the client stopped reading."),
 #undef C
     };
     for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++)
@@ -204,8 +204,7 @@ char *admin_metrics_render(size_t *len)
     prom_u64(&t, "edgecache_disk_budget_bytes", "gauge",
              "Bytes the disk store may fill: the map, or less when the file system has less room.", ss.budget);
     prom_u64(&t, "edgecache_disk_enospc_total", "counter",
-             "Times the file system had no room for the disk store (a budget short of the map, a write refused).",
-             ss.enospc);
+             "Times the file system had no room for the disk store (a budget short of the map, a write refused).", ss.enospc);
     prom_u64(&t, "edgecache_disk_memory_only_objects", "gauge",
              "Objects kept in the memory tier that the disk had no room for.", ss.memory_only);
     prom_head(&t, "edgecache_evictions_total", "counter", "Objects evicted to stay within budget, by tier.");
@@ -245,7 +244,7 @@ char *admin_metrics_render(size_t *len)
             char name[3 * sizeof(bs[i].name)], addr[3 * sizeof(bs[i].address)];
             admin_prom_escape_label(bs[i].name, strlen(bs[i].name), name, sizeof(name));
             admin_prom_escape_label(bs[i].address, strlen(bs[i].address), addr, sizeof(addr));
-            double val = m == 0 ? (double)bs[i].requests
+            double val = m == 0   ? (double)bs[i].requests
                          : m == 1 ? (double)bs[i].errors
                          : m == 2 ? (double)(bs[i].healthy != 0)
                                   : (double)bs[i].probe_latency_us / 1e6;
@@ -282,4 +281,3 @@ void admin_metrics_send(h2o_req_t *req)
     h2o_send_inline(req, text, len); /* copies into the request's pool */
     free(text);
 }
-

@@ -199,8 +199,7 @@ static void *metrics_thread_main(void *arg)
         run_until_no_conns((uint64_t)now_mono_ms() + 1000);
     }
     if (ml.num_conns != 0) {
-        fprintf(stderr, "edgecache: metrics listener: %zu connection(s) still open at shutdown; leaving them\n",
-                ml.num_conns);
+        fprintf(stderr, "edgecache: metrics listener: %zu connection(s) still open at shutdown; leaving them\n", ml.num_conns);
         ml.leaked = 1;
         return NULL;
     }

@@ -124,7 +124,8 @@ int admin_purge_batch(admin_t *admin, h2o_req_t *req)
         size_t idx;
 
         if (req->entity.base == NULL || req->entity.len == 0) {
-            snprintf(detail, sizeof(detail), "surrogate_keys: give a Surrogate-Key header or a JSON body {\"surrogate_keys\":[...]}");
+            snprintf(detail, sizeof(detail),
+                     "surrogate_keys: give a Surrogate-Key header or a JSON body {\"surrogate_keys\":[...]}");
             goto bad;
         }
         if ((doc = json_loadb(req->entity.base, req->entity.len, JSON_REJECT_DUPLICATES, &jerr)) == NULL) {

@@ -88,8 +88,8 @@ void admin_settings_from_config(admin_settings_t *s, const config_t *cfg)
     memset(s, 0, sizeof(*s));
     s->default_ttl = cfg->default_ttl > ADMIN_SETTINGS_MAX_SECONDS ? ADMIN_SETTINGS_MAX_SECONDS : cfg->default_ttl;
     s->default_grace = cfg->default_grace > ADMIN_SETTINGS_MAX_SECONDS ? ADMIN_SETTINGS_MAX_SECONDS : cfg->default_grace;
-    s->max_heuristic_ttl =
-        cfg->max_heuristic_ttl > ADMIN_SETTINGS_MAX_SECONDS ? ADMIN_SETTINGS_MAX_SECONDS : cfg->max_heuristic_ttl;
+    s->max_heuristic_ttl = cfg->max_heuristic_ttl > ADMIN_SETTINGS_MAX_SECONDS ? ADMIN_SETTINGS_MAX_SECONDS
+                                                                               : cfg->max_heuristic_ttl;
     s->negative_ttl = cfg->negative_ttl > ADMIN_SETTINGS_MAX_SECONDS ? ADMIN_SETTINGS_MAX_SECONDS : cfg->negative_ttl;
     s->purge_requires_auth = 1;
     s->cookie_policy_strip = cfg->cookie_policy_strip ? 1 : 0;
@@ -209,11 +209,10 @@ int admin_settings_apply_json(admin_settings_t *s, const json_t *obj, char *deta
 json_t *admin_settings_to_json(const admin_settings_t *s)
 {
     json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:b, s:s, s:b, s:b}", "default_ttl", (json_int_t)s->default_ttl,
-                          "default_grace", (json_int_t)s->default_grace, "max_heuristic_ttl",
-                          (json_int_t)s->max_heuristic_ttl, "negative_ttl", (json_int_t)s->negative_ttl,
-                          "purge_requires_auth", s->purge_requires_auth ? 1 : 0, "cookie_policy",
-                          s->cookie_policy_strip ? "strip" : "pass", "obey_client_no_cache", s->obey_client_no_cache ? 1 : 0,
-                          "keep_surrogate_headers", s->keep_surrogate_headers ? 1 : 0);
+                          "default_grace", (json_int_t)s->default_grace, "max_heuristic_ttl", (json_int_t)s->max_heuristic_ttl,
+                          "negative_ttl", (json_int_t)s->negative_ttl, "purge_requires_auth", s->purge_requires_auth ? 1 : 0,
+                          "cookie_policy", s->cookie_policy_strip ? "strip" : "pass", "obey_client_no_cache",
+                          s->obey_client_no_cache ? 1 : 0, "keep_surrogate_headers", s->keep_surrogate_headers ? 1 : 0);
     if (o == NULL)
         abort();
     return o;

@@ -118,7 +118,8 @@ int admin_stats_parse_time(const char *s, int64_t now, int64_t *out)
         static const struct {
             const char *name;
             int64_t secs;
-        } units[] = {{"second", 1}, {"minute", 60}, {"hour", 3600}, {"day", 86400}, {"week", 7 * 86400}, {"month", 30 * 86400}};
+        } units[] = {{"second", 1},  {"minute", 60},      {"hour", 3600},
+                     {"day", 86400}, {"week", 7 * 86400}, {"month", 30 * 86400}};
         for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
             size_t ul = strlen(units[i].name);
             if (strncmp(unit, units[i].name, ul) != 0)
@@ -528,7 +529,10 @@ static void handle_stats(h2o_req_t *req)
     int ht = query_param(req, "to", to_s, sizeof(to_s));
     int hb = query_param(req, "by", by, sizeof(by));
     if (hf < 0 || ht < 0 || hb < 0) {
-        admin_send_json_error(req, 400, "Bad request", hf < 0 ? "from: malformed" : ht < 0 ? "to: malformed" : "by: malformed");
+        admin_send_json_error(req, 400, "Bad request",
+                              hf < 0   ? "from: malformed"
+                              : ht < 0 ? "to: malformed"
+                                       : "by: malformed");
         return;
     }
     if (!hf && !ht && !hb) {
@@ -543,7 +547,8 @@ static void handle_stats(h2o_req_t *req)
     }
     to = now;
     if (ht && admin_stats_parse_time(to_s, now, &to) != 0) {
-        admin_send_json_error(req, 400, "Bad request", "to: expected unix seconds, YYYY-MM-DD[ HH:MM[:SS]], now or 'N units ago'");
+        admin_send_json_error(req, 400, "Bad request",
+                              "to: expected unix seconds, YYYY-MM-DD[ HH:MM[:SS]], now or 'N units ago'");
         return;
     }
     /* Fastly's defaults: a month of days, a day of hours, 30 minutes of minutes */
@@ -579,8 +584,8 @@ static void handle_sla(h2o_req_t *req)
         m = tm.tm_mon + 1;
     } else {
         const char *p = month;
-        if (parse_digits(&p, 4, &y) != 0 || *p++ != '-' || parse_digits(&p, 2, &m) != 0 || *p != '\0' || y < 1970 ||
-            m < 1 || m > 12) {
+        if (parse_digits(&p, 4, &y) != 0 || *p++ != '-' || parse_digits(&p, 2, &m) != 0 || *p != '\0' || y < 1970 || m < 1 ||
+            m > 12) {
             admin_send_json_error(req, 400, "Bad request", "month: expected YYYY-MM");
             return;
         }
@@ -624,18 +629,10 @@ static void stats_handle(admin_t *admin, h2o_req_t *req, unsigned method, const 
 {
     (void)admin, (void)method;
     switch (stats_endpoint_of(path, len)) {
-    case EP_STATS:
-        handle_stats(req);
-        break;
-    case EP_SLA:
-        handle_sla(req);
-        break;
-    case EP_METRICS:
-        admin_metrics_send(req);
-        break;
-    case EP_NONE:
-        admin_send_json_error(req, 404, "Not found", "no such endpoint");
-        break;
+    case EP_STATS: handle_stats(req); break;
+    case EP_SLA: handle_sla(req); break;
+    case EP_METRICS: admin_metrics_send(req); break;
+    case EP_NONE: admin_send_json_error(req, 404, "Not found", "no such endpoint"); break;
     }
 }
 

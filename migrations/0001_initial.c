@@ -17,9 +17,14 @@ int mig_0001_initial_up(MDB_txn *txn)
         const char *name;
         unsigned flags;
     } dbs[] = {
-        {MIG_DB_META, 0},    {MIG_DB_OBJECTS, 0}, {MIG_DB_SKEYS, MIG_INDEX_DB_FLAGS},
-        {MIG_DB_VARIANTS, MIG_INDEX_DB_FLAGS},    {MIG_DB_EVICT, 0},
-        {MIG_DB_CONFIG, 0},  {MIG_DB_TOKENS, 0},  {MIG_DB_STATS, 0},
+        {MIG_DB_META, 0},
+        {MIG_DB_OBJECTS, 0},
+        {MIG_DB_SKEYS, MIG_INDEX_DB_FLAGS},
+        {MIG_DB_VARIANTS, MIG_INDEX_DB_FLAGS},
+        {MIG_DB_EVICT, 0},
+        {MIG_DB_CONFIG, 0},
+        {MIG_DB_TOKENS, 0},
+        {MIG_DB_STATS, 0},
     };
     MDB_dbi meta = 0;
     for (size_t i = 0; i < sizeof(dbs) / sizeof(dbs[0]); i++) {

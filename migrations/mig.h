@@ -15,7 +15,7 @@
 #define MIG_EFAIL (-30971)  /* a migration step failed (message in errbuf) */
 
 typedef struct mig_step {
-    unsigned version;   /* 1, 2, 3, ... consecutive */
+    unsigned version; /* 1, 2, 3, ... consecutive */
     const char *name;
     /** Apply the step inside txn. Return 0 or an LMDB/negative error. */
     int (*up)(MDB_txn *txn);

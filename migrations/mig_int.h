@@ -21,13 +21,13 @@
 #define MIG_INDEX_DB_FLAGS (MDB_DUPSORT | MDB_DUPFIXED) /* skeys, variants */
 
 /* keys in `meta` */
-#define MIG_META_SCHEMA_VERSION "schema_version" /* u32 LE */
-#define MIG_META_GENERATION "generation"         /* u64 LE, purge-all generation (>= 1) */
+#define MIG_META_SCHEMA_VERSION "schema_version"  /* u32 LE */
+#define MIG_META_GENERATION "generation"          /* u64 LE, purge-all generation (>= 1) */
 #define MIG_META_RECLAIMED "reclaimed_generation" /* u64 LE: no object older than this is left */
-#define MIG_META_WRITER_TICK "writer_tick"       /* u64 LE scratch the writer rewrites to advance the txn id */
-#define MIG_META_JOURNAL_SEQ "journal_seq"       /* u64 LE: highest purge journal record applied (v2) */
-#define MIG_META_JOURNAL_KEY "journal_key"       /* 16 random bytes: the purge journal's checksum key (v3) */
-#define MIG_META_JOURNAL_KEYED "journal_keyed"   /* u64 LE 1: the journal is written under journal_key */
+#define MIG_META_WRITER_TICK "writer_tick"        /* u64 LE scratch the writer rewrites to advance the txn id */
+#define MIG_META_JOURNAL_SEQ "journal_seq"        /* u64 LE: highest purge journal record applied (v2) */
+#define MIG_META_JOURNAL_KEY "journal_key"        /* 16 random bytes: the purge journal's checksum key (v3) */
+#define MIG_META_JOURNAL_KEYED "journal_keyed"    /* u64 LE 1: the journal is written under journal_key */
 #define MIG_JOURNAL_KEY_BYTES 16
 
 /** Migration 1, "initial": create every database above and set generation = 1. */

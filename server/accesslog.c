@@ -31,7 +31,7 @@
 #include "common/alloc.h"
 #include "server/accesslog.h"
 
-#define MAX_PATH_OUT 4096  /* escaped bytes of the request target kept in a line */
+#define MAX_PATH_OUT 4096   /* escaped bytes of the request target kept in a line */
 #define MAX_HEADER_OUT 1024 /* of the referer and of the user agent */
 #define MAX_BACKEND_OUT 256
 
@@ -44,7 +44,7 @@ typedef struct accesslog_buf {
 
 typedef struct accesslog_slot {
     _Alignas(64) accesslog_buf_t *cur;
-    time_t date_sec;  /* the second date_str shows */
+    time_t date_sec;   /* the second date_str shows */
     char date_str[32]; /* "22/Nov/2025:06:21:00 +0000" */
 } accesslog_slot_t;
 
@@ -124,8 +124,8 @@ static void format_date(time_t sec, char *buf, size_t cap)
     static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
     struct tm tm;
     gmtime_r(&sec, &tm);
-    snprintf(buf, cap, "%02d/%s/%04d:%02d:%02d:%02d +0000", tm.tm_mday, months[tm.tm_mon % 12], tm.tm_year + 1900,
-             tm.tm_hour, tm.tm_min, tm.tm_sec);
+    snprintf(buf, cap, "%02d/%s/%04d:%02d:%02d:%02d +0000", tm.tm_mday, months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour,
+             tm.tm_min, tm.tm_sec);
 }
 
 static size_t format_line(char *buf, size_t cap, h2o_req_t *req, const accesslog_entry_t *e, const char *date)

@@ -51,7 +51,7 @@ typedef struct accesslog_entry {
     const char *cache_status; /* "HIT", "REVALIDATED", "MISS", "PASS" or NULL */
     const char *backend;      /* NULL for none */
     size_t backend_len;
-    int64_t ttfb_us;          /* -1 when no response was started */
+    int64_t ttfb_us; /* -1 when no response was started */
     int64_t total_us;
 } accesslog_entry_t;
 

@@ -123,8 +123,8 @@ static int resolve(const char *host, uint16_t port, struct sockaddr_storage *sa,
 
 static int hc_equal(const backend_t *old, const backend_config_t *c, const backend_conf_t *bc)
 {
-    const backend_healthcheck_conf_t *h =
-        bc->healthcheck[0] != '\0' ? backend_config_find_healthcheck(c, bc->healthcheck) : NULL;
+    const backend_healthcheck_conf_t *h = bc->healthcheck[0] != '\0' ? backend_config_find_healthcheck(c, bc->healthcheck)
+                                                                     : NULL;
     if ((h != NULL) != (old->has_hc != 0))
         return 0;
     return h == NULL || memcmp(h, &old->hc, sizeof(*h)) == 0;
@@ -178,8 +178,8 @@ static int set_build(const backend_config_t *c, backend_set_t *old, int strict, 
         b->id = ++backend_g.next_id;
         b->conf = *bc;
         b->name_hash = backend_name_hash(bc->name, strlen(bc->name));
-        const backend_healthcheck_conf_t *h =
-            bc->healthcheck[0] != '\0' ? backend_config_find_healthcheck(c, bc->healthcheck) : NULL;
+        const backend_healthcheck_conf_t *h = bc->healthcheck[0] != '\0' ? backend_config_find_healthcheck(c, bc->healthcheck)
+                                                                         : NULL;
         if (h != NULL) {
             b->has_hc = 1;
             b->hc = *h;
@@ -433,8 +433,8 @@ size_t backend_stats_snapshot(backend_stat_t *out, size_t max)
         backend_stat_t *o = &out[i];
         memset(o, 0, sizeof(*o));
         snprintf(o->name, sizeof(o->name), "%s", b->conf.name);
-        snprintf(o->address, sizeof(o->address), strchr(b->conf.address, ':') != NULL ? "[%s]:%u" : "%s:%u",
-                 b->conf.address, (unsigned)b->conf.port);
+        snprintf(o->address, sizeof(o->address), strchr(b->conf.address, ':') != NULL ? "[%s]:%u" : "%s:%u", b->conf.address,
+                 (unsigned)b->conf.port);
         o->requests = atomic_load_explicit(&st->requests, memory_order_relaxed);
         o->errors = atomic_load_explicit(&st->errors, memory_order_relaxed);
         o->inflight = atomic_load_explicit(&st->inflight, memory_order_relaxed);

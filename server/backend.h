@@ -66,7 +66,7 @@ const char *backend_name(const backend_t *b);
 /* ---------------------------------------------------------------- additions (helper, issue 5) */
 
 /* errors: negative, outside errno's range */
-#define BACKEND_EINVAL (-30970)   /* a value failed validation; the detail names the field */
+#define BACKEND_EINVAL (-30970) /* a value failed validation; the detail names the field */
 #define BACKEND_ENOTFOUND (-30971)
 #define BACKEND_EIO (-30972)      /* the store could not persist the change; nothing was applied */
 #define BACKEND_EFORWARD (-30973) /* a purge could not be forwarded to the shield (or it refused it) */
@@ -88,13 +88,13 @@ typedef enum backend_lb {
 /* one backend as configured, with Fastly's field names (times in milliseconds) */
 typedef struct backend_conf {
     char name[BACKEND_NAME_MAX + 1];
-    char address[BACKEND_HOST_MAX + 1]; /* host name or numeric address */
-    uint16_t port;                      /* default 80 */
-    uint32_t weight;                    /* default 100; 0 = no traffic while another is usable */
-    uint32_t connect_timeout;           /* default 1000 */
-    uint32_t first_byte_timeout;        /* default 15000 */
-    uint32_t between_bytes_timeout;     /* default 10000 */
-    uint32_t max_conn;                  /* default 200: fetches in flight at once (all threads); a backend at
+    char address[BACKEND_HOST_MAX + 1];       /* host name or numeric address */
+    uint16_t port;                            /* default 80 */
+    uint32_t weight;                          /* default 100; 0 = no traffic while another is usable */
+    uint32_t connect_timeout;                 /* default 1000 */
+    uint32_t first_byte_timeout;              /* default 15000 */
+    uint32_t between_bytes_timeout;           /* default 10000 */
+    uint32_t max_conn;                        /* default 200: fetches in flight at once (all threads); a backend at
                                            its limit is skipped like an unhealthy one */
     char override_host[BACKEND_HOST_MAX + 1]; /* "" = send the client's Host */
     char healthcheck[BACKEND_NAME_MAX + 1];   /* name of a health check, "" = none (always healthy) */
@@ -105,15 +105,15 @@ typedef struct backend_conf {
 /* one health check as configured (Fastly's field names; times in milliseconds) */
 typedef struct backend_healthcheck_conf {
     char name[BACKEND_NAME_MAX + 1];
-    char path[BACKEND_PATH_MAX + 1];    /* default "/" */
-    char host[BACKEND_HOST_MAX + 1];    /* "" = the backend's override_host, else its address */
-    char method[16];                    /* default "HEAD" */
-    uint32_t expected_response;         /* default 200 */
-    uint32_t check_interval;            /* default 5000 */
-    uint32_t timeout;                   /* default 500 */
-    uint32_t window;                    /* default 5, 1..BACKEND_WINDOW_MAX */
-    uint32_t threshold;                 /* default 3, 1..window */
-    uint32_t initial;                   /* default 2, 0..window: successes assumed at start */
+    char path[BACKEND_PATH_MAX + 1]; /* default "/" */
+    char host[BACKEND_HOST_MAX + 1]; /* "" = the backend's override_host, else its address */
+    char method[16];                 /* default "HEAD" */
+    uint32_t expected_response;      /* default 200 */
+    uint32_t check_interval;         /* default 5000 */
+    uint32_t timeout;                /* default 500 */
+    uint32_t window;                 /* default 5, 1..BACKEND_WINDOW_MAX */
+    uint32_t threshold;              /* default 3, 1..window */
+    uint32_t initial;                /* default 2, 0..window: successes assumed at start */
     char comment[BACKEND_COMMENT_MAX + 1];
 } backend_healthcheck_conf_t;
 
@@ -183,14 +183,14 @@ int backend_config_commit(const backend_config_t *next, char *detail, size_t det
 typedef struct backend_stat {
     char name[BACKEND_NAME_MAX + 1];
     char address[BACKEND_HOST_MAX + 16]; /* "host:port" */
-    uint64_t requests;        /* fetches started (picks) */
-    uint64_t errors;          /* backend_report(b, 0) */
-    uint64_t inflight;        /* fetches in flight now (bounded by max_conn) */
-    int healthy;              /* 1 when it takes traffic */
+    uint64_t requests;                   /* fetches started (picks) */
+    uint64_t errors;                     /* backend_report(b, 0) */
+    uint64_t inflight;                   /* fetches in flight now (bounded by max_conn) */
+    int healthy;                         /* 1 when it takes traffic */
     int has_healthcheck;
-    int shield;               /* 1 for a shield backend */
-    int64_t last_probe_ms;    /* wall clock (unix ms) of the last finished probe, 0 = none yet */
-    uint64_t probe_latency_us;/* response time of that probe (0 when it failed before an answer) */
+    int shield;                /* 1 for a shield backend */
+    int64_t last_probe_ms;     /* wall clock (unix ms) of the last finished probe, 0 = none yet */
+    uint64_t probe_latency_us; /* response time of that probe (0 when it failed before an answer) */
     uint64_t probes, probe_failures;
 } backend_stat_t;
 

@@ -74,12 +74,9 @@ int backend_lb_parse(const char *s, backend_lb_t *out)
 const char *backend_lb_name(backend_lb_t lb)
 {
     switch (lb) {
-    case BACKEND_LB_ROUND_ROBIN:
-        return "round_robin";
-    case BACKEND_LB_HASH:
-        return "hash";
-    case BACKEND_LB_FIRST:
-        return "first";
+    case BACKEND_LB_ROUND_ROBIN: return "round_robin";
+    case BACKEND_LB_HASH: return "hash";
+    case BACKEND_LB_FIRST: return "first";
     }
     return "round_robin";
 }
@@ -102,8 +99,8 @@ static int address_ok(const char *s, size_t len)
         return 0;
     for (size_t i = 0; i != len; ++i) {
         char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '-' ||
-              c == '_' || c == ':'))
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '-' || c == '_' ||
+              c == ':'))
             return 0;
     }
     return 1;
@@ -255,8 +252,9 @@ int backend_conf_apply_json(backend_conf_t *c, const json_t *obj, char *detail, 
         } else if (strcmp(key, "connect_timeout") == 0 || strcmp(key, "first_byte_timeout") == 0 ||
                    strcmp(key, "between_bytes_timeout") == 0) {
             if ((rc = get_uint(v, key, 1, 3600000, &n, detail, detail_len)) == 0)
-                *(key[0] == 'c' ? &next.connect_timeout : key[0] == 'f' ? &next.first_byte_timeout
-                                                                         : &next.between_bytes_timeout) = (uint32_t)n;
+                *(key[0] == 'c'   ? &next.connect_timeout
+                  : key[0] == 'f' ? &next.first_byte_timeout
+                                  : &next.between_bytes_timeout) = (uint32_t)n;
         } else if (strcmp(key, "max_conn") == 0) {
             if ((rc = get_uint(v, key, 1, 100000, &n, detail, detail_len)) == 0)
                 next.max_conn = (uint32_t)n;
@@ -272,12 +270,12 @@ int backend_conf_apply_json(backend_conf_t *c, const json_t *obj, char *detail, 
                     memcpy(next.shield, SHIELD_NAME, strlen(SHIELD_NAME));
                 rc = 0;
             } else {
-                rc = get_str(v, key, 1, name_ok, NAME_WHAT " (or true/false/null)", next.shield, sizeof(next.shield),
-                             detail, detail_len);
+                rc = get_str(v, key, 1, name_ok, NAME_WHAT " (or true/false/null)", next.shield, sizeof(next.shield), detail,
+                             detail_len);
             }
         } else if (strcmp(key, "comment") == 0) {
-            rc = get_str(v, key, 1, comment_ok, "printable text of at most 255 characters", next.comment,
-                         sizeof(next.comment), detail, detail_len);
+            rc = get_str(v, key, 1, comment_ok, "printable text of at most 255 characters", next.comment, sizeof(next.comment),
+                         detail, detail_len);
         } else if (ignored_field(key)) {
             rc = 0;
         } else {
@@ -337,8 +335,8 @@ int backend_healthcheck_apply_json(backend_healthcheck_conf_t *h, const json_t *
             if ((rc = get_uint(v, key, 0, BACKEND_WINDOW_MAX, &n, detail, detail_len)) == 0)
                 next.initial = (uint32_t)n;
         } else if (strcmp(key, "comment") == 0) {
-            rc = get_str(v, key, 1, comment_ok, "printable text of at most 255 characters", next.comment,
-                         sizeof(next.comment), detail, detail_len);
+            rc = get_str(v, key, 1, comment_ok, "printable text of at most 255 characters", next.comment, sizeof(next.comment),
+                         detail, detail_len);
         } else if (ignored_field(key)) {
             rc = 0;
         } else {
@@ -653,7 +651,6 @@ void backend_config_seed(backend_config_t *c, const config_t *cfg)
             b->connect_timeout = cfg->origin_timeout_ms;
     }
 }
-
 
 int backend_config_force_shield(backend_config_t *c, const config_addr_t *shield)
 {

@@ -49,14 +49,14 @@ typedef struct backend_state {
     atomic_uint refs;
     char name[BACKEND_NAME_MAX + 1];
     _Atomic uint64_t requests, errors, probes, probe_failures, probe_latency_us;
-    atomic_uint inflight;       /* fetches holding a pick (all workers): max_conn bounds it */
+    atomic_uint inflight; /* fetches holding a pick (all workers): max_conn bounds it */
     _Atomic int64_t last_probe_ms;
-    atomic_int healthy;         /* the window's verdict; meaningless without a health check */
+    atomic_int healthy;            /* the window's verdict; meaningless without a health check */
     _Atomic int64_t next_probe_at; /* monotonic ms; 0 = probe at once */
-    pthread_mutex_t lock;       /* window and health_gen */
+    pthread_mutex_t lock;          /* window and health_gen */
     backend_window_t window;
     uint64_t health_gen;
-    int probe_inflight;         /* prober thread only */
+    int probe_inflight; /* prober thread only */
 } backend_state_t;
 
 struct backend {
@@ -91,8 +91,8 @@ typedef struct backend_module_state {
     pthread_mutex_t commit_lock; /* one commit at a time (held across resolution and the sync) */
     backend_set_t *current;
     _Atomic uint64_t gen;
-    backend_config_t *config;    /* the live configuration */
-    uint64_t next_id;            /* under commit_lock */
+    backend_config_t *config; /* the live configuration */
+    uint64_t next_id;         /* under commit_lock */
     unsigned num_workers;
     struct backend_worker *workers; /* [num_workers + 1]: server/backend_pick.c's */
     int have_shield_admin;

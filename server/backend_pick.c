@@ -38,8 +38,8 @@
 #include "server/backend_int.h"
 #include "server/worker.h"
 
-#define POOL_IDLE_TIMEOUT_MS 2000      /* keep-alive connections to origins idle this long are closed */
-#define WORKER_TICK_MS 1000            /* how often a worker picks up a new set and frees old instances */
+#define POOL_IDLE_TIMEOUT_MS 2000 /* keep-alive connections to origins idle this long are closed */
+#define WORKER_TICK_MS 1000       /* how often a worker picks up a new set and frees old instances */
 
 /* ================================================================ balancing */
 
@@ -142,8 +142,8 @@ typedef struct worker_inst {
     worker_pool_t *pool;
     worker_timeout_t *t_connect, *t_first_byte, *t_between_bytes;
     origin_client_timeouts_t timeouts;
-    size_t users;  /* picks not released yet */
-    int current;   /* in the worker's current set */
+    size_t users; /* picks not released yet */
+    int current;  /* in the worker's current set */
 } worker_inst_t;
 
 typedef struct backend_worker {
@@ -374,9 +374,7 @@ int backend_pick(struct worker *w, const uint8_t hash[CACHE_HASH_LEN], const bac
         idx = hash != NULL ? backend_rendezvous_pick(hash, name_hashes, weights, eligible, s->n)
                            : backend_wrr_pick(ws->wrr, weights, eligible, s->n);
         break;
-    case BACKEND_LB_ROUND_ROBIN:
-        idx = backend_wrr_pick(ws->wrr, weights, eligible, s->n);
-        break;
+    case BACKEND_LB_ROUND_ROBIN: idx = backend_wrr_pick(ws->wrr, weights, eligible, s->n); break;
     case BACKEND_LB_FIRST:
         for (size_t i = 0; i != s->n && idx == SIZE_MAX; ++i)
             if (eligible[i])

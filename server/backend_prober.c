@@ -41,8 +41,8 @@
 #include "server/backend_int.h"
 #include "server/frontend.h"
 
-#define PROBER_WAIT_MS 10              /* the prober loop's longest sleep (it polls its job list) */
-#define FORWARD_TIMEOUT_MS 10000       /* a purge forwarded to the shield must be answered within this */
+#define PROBER_WAIT_MS 10        /* the prober loop's longest sleep (it polls its job list) */
+#define FORWARD_TIMEOUT_MS 10000 /* a purge forwarded to the shield must be answered within this */
 
 /* ================================================================ health window */
 
@@ -280,7 +280,8 @@ static void probe_start(backend_t *b)
     p->reqbuf.base = malloc(cap);
     if (p->reqbuf.base == NULL)
         alloc_die("backend", 0);
-    int n = snprintf(p->reqbuf.base, cap, "%s %s HTTP/1.1\r\nhost: %s\r\nuser-agent: edgecache-healthcheck\r\nconnection: close\r\n\r\n",
+    int n = snprintf(p->reqbuf.base, cap,
+                     "%s %s HTTP/1.1\r\nhost: %s\r\nuser-agent: edgecache-healthcheck\r\nconnection: close\r\n\r\n",
                      b->hc.method, b->hc.path, host);
     assert(n > 0 && (size_t)n < cap);
     p->reqbuf.len = (size_t)n;

@@ -110,8 +110,7 @@ static void merge_min(uint32_t *slot, int ok, uint32_t value)
         *slot = value;
 }
 
-static void cc_apply(policy_cc_t *cc, const char *name, size_t name_len, const cc_arg_t *arg, int well_formed,
-                     int surrogate)
+static void cc_apply(policy_cc_t *cc, const char *name, size_t name_len, const cc_arg_t *arg, int well_formed, int surrogate)
 {
     uint32_t v = 0;
     int ok = well_formed && arg_delta(arg, surrogate, &v) == 0;
@@ -318,8 +317,19 @@ void policy_cc_parse(policy_cc_t *cc, const char *value, size_t len)
 
 /* the directives RFC 9213 2.1 lets us read from a Dictionary (in cdn_directives[] order) */
 enum {
-    CDN_MAX_AGE, CDN_S_MAXAGE, CDN_SWR, CDN_SIE, CDN_NO_STORE, CDN_MUST_REVALIDATE, CDN_PROXY_REVALIDATE,
-    CDN_PUBLIC, CDN_IMMUTABLE, CDN_NO_TRANSFORM, CDN_MUST_UNDERSTAND, CDN_NO_CACHE, CDN_PRIVATE,
+    CDN_MAX_AGE,
+    CDN_S_MAXAGE,
+    CDN_SWR,
+    CDN_SIE,
+    CDN_NO_STORE,
+    CDN_MUST_REVALIDATE,
+    CDN_PROXY_REVALIDATE,
+    CDN_PUBLIC,
+    CDN_IMMUTABLE,
+    CDN_NO_TRANSFORM,
+    CDN_MUST_UNDERSTAND,
+    CDN_NO_CACHE,
+    CDN_PRIVATE,
     CDN_NUM_DIRECTIVES
 };
 
@@ -394,8 +404,8 @@ int policy_cdn_cc_parse(const char *value, size_t len, policy_cc_t *cc)
     for (size_t k = 0; k < CDN_NUM_DIRECTIVES; k++) {
         if (!fold.present[k])
             continue;
-        uint32_t delta =
-            fold.number[k] > (int64_t)POLICY_DELTA_SECONDS_CAP ? POLICY_DELTA_SECONDS_CAP : (uint32_t)fold.number[k];
+        uint32_t delta = fold.number[k] > (int64_t)POLICY_DELTA_SECONDS_CAP ? POLICY_DELTA_SECONDS_CAP
+                                                                            : (uint32_t)fold.number[k];
         switch (k) {
         case CDN_MAX_AGE: cc->max_age = delta; break;
         case CDN_S_MAXAGE: cc->s_maxage = delta; break;

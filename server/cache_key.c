@@ -39,9 +39,9 @@ static int is_hex(unsigned char c)
 /* RFC 3986 unreserved / sub-delims: the bytes a reg-name holds besides pct-encoded */
 static int is_reg_name_byte(unsigned char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
-           c == '_' || c == '~' || c == '!' || c == '$' || c == '&' || c == '\'' || c == '(' || c == ')' || c == '*' ||
-           c == '+' || c == ',' || c == ';' || c == '=';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' ||
+           c == '~' || c == '!' || c == '$' || c == '&' || c == '\'' || c == '(' || c == ')' || c == '*' || c == '+' ||
+           c == ',' || c == ';' || c == '=';
 }
 
 /* "[" IPv6address "]" at the start of a; returns the length taken, 0 when not one */
@@ -110,8 +110,7 @@ int cache_key_authority_valid(const char *a, size_t len)
     return port <= 65535;
 }
 
-int cache_key_split_absolute(const char *target, size_t len, size_t *authority_off, size_t *authority_len,
-                             size_t *path_off)
+int cache_key_split_absolute(const char *target, size_t len, size_t *authority_off, size_t *authority_len, size_t *path_off)
 {
     size_t start;
     if (len >= 7 && strncasecmp(target, "http://", 7) == 0)
@@ -207,8 +206,8 @@ static int is_key_host_byte(unsigned char c)
     return c != '%' && (is_reg_name_byte(c) || c == ':' || c == '[' || c == ']');
 }
 
-size_t cache_key_build(const cache_key_rules_t *rules, const char *host, size_t host_len, const char *path,
-                       size_t path_len, char *buf, size_t cap)
+size_t cache_key_build(const cache_key_rules_t *rules, const char *host, size_t host_len, const char *path, size_t path_len,
+                       char *buf, size_t cap)
 {
     static const char hex[] = "0123456789ABCDEF";
     if (!rules->include_host)

@@ -12,8 +12,8 @@
 
 /** The cache-key rules of the configuration ("cache_key" in the config file). */
 typedef struct cache_key_rules {
-    int include_host;                /* 0: the host is left out (one site behind the cache) */
-    int sort_query;                  /* sort the query's parameters */
+    int include_host;                 /* 0: the host is left out (one site behind the cache) */
+    int sort_query;                   /* sort the query's parameters */
     const char *const *ignore_params; /* parameter names dropped from the query (borrowed) */
     size_t num_ignore_params;
 } cache_key_rules_t;
@@ -35,8 +35,7 @@ int cache_key_authority_valid(const char *authority, size_t len);
  * with '?' when the target names no path (the origin-form is then "/" followed by it).
  * Returns -1 when the target is not absolute-form http(s).
  */
-int cache_key_split_absolute(const char *target, size_t len, size_t *authority_off, size_t *authority_len,
-                             size_t *path_off);
+int cache_key_split_absolute(const char *target, size_t len, size_t *authority_off, size_t *authority_len, size_t *path_off);
 
 /** The largest key cache_key_build can produce for these lengths (the buffer to give it). */
 static inline size_t cache_key_max_len(size_t host_len, size_t path_len)
@@ -54,7 +53,7 @@ static inline size_t cache_key_max_len(size_t host_len, size_t path_len)
  * length, which is > cap when buf was too small (the key must then not be used);
  * cache_key_max_len(host_len, path_len) is always enough. Bytes are borrowed.
  */
-size_t cache_key_build(const cache_key_rules_t *rules, const char *host, size_t host_len, const char *path,
-                       size_t path_len, char *buf, size_t cap);
+size_t cache_key_build(const cache_key_rules_t *rules, const char *host, size_t host_len, const char *path, size_t path_len,
+                       char *buf, size_t cap);
 
 #endif

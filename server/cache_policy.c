@@ -65,11 +65,19 @@
 static int status_heuristically_cacheable(int status)
 {
     switch (status) {
-    case 200: case 203: case 204: case 206: case 300: case 301: case 308:
-    case 404: case 405: case 410: case 414: case 501:
-        return 1;
-    default:
-        return 0;
+    case 200:
+    case 203:
+    case 204:
+    case 206:
+    case 300:
+    case 301:
+    case 308:
+    case 404:
+    case 405:
+    case 410:
+    case 414:
+    case 501: return 1;
+    default: return 0;
     }
 }
 
@@ -77,15 +85,46 @@ static int status_heuristically_cacheable(int status)
 static int status_understood(int status)
 {
     switch (status) {
-    case 200: case 201: case 202: case 203: case 204: case 205:
-    case 300: case 301: case 302: case 303: case 307: case 308:
-    case 400: case 401: case 402: case 403: case 404: case 405: case 406: case 407: case 408:
-    case 409: case 410: case 411: case 412: case 413: case 414: case 415: case 416: case 417:
-    case 421: case 422: case 426:
-    case 500: case 501: case 502: case 503: case 504: case 505:
-        return 1;
-    default:
-        return 0;
+    case 200:
+    case 201:
+    case 202:
+    case 203:
+    case 204:
+    case 205:
+    case 300:
+    case 301:
+    case 302:
+    case 303:
+    case 307:
+    case 308:
+    case 400:
+    case 401:
+    case 402:
+    case 403:
+    case 404:
+    case 405:
+    case 406:
+    case 407:
+    case 408:
+    case 409:
+    case 410:
+    case 411:
+    case 412:
+    case 413:
+    case 414:
+    case 415:
+    case 416:
+    case 417:
+    case 421:
+    case 422:
+    case 426:
+    case 500:
+    case 501:
+    case 502:
+    case 503:
+    case 504:
+    case 505: return 1;
+    default: return 0;
     }
 }
 
@@ -280,8 +319,7 @@ void policy_decide(int status, const policy_header_t *headers, size_t num_header
         out->not_stored_reason = "vary";
         goto not_stored;
     }
-    if (req->has_authorization &&
-        !(eff->public_ || eff->s_maxage != POLICY_UNSET || eff->must_revalidate)) {
+    if (req->has_authorization && !(eff->public_ || eff->s_maxage != POLICY_UNSET || eff->must_revalidate)) {
         out->not_stored_reason = "authorization"; /* RFC 9111 3.5 */
         out->not_stored_by_request = 1;
         goto not_stored;
@@ -337,8 +375,8 @@ void policy_decide(int status, const policy_header_t *headers, size_t num_header
     /* --- revalidation and stale windows. When Surrogate-Control sets the lifetime, plain
      * Cache-Control's revalidation directives are for downstream caches. */
     const policy_cc_t *rv = cdn_valid ? &cdn : (sc_fresh ? NULL : &cc);
-    int explicit_revalidate =
-        sc.must_revalidate || sc.proxy_revalidate || (rv != NULL && (rv->must_revalidate || rv->proxy_revalidate));
+    int explicit_revalidate = sc.must_revalidate || sc.proxy_revalidate ||
+                              (rv != NULL && (rv->must_revalidate || rv->proxy_revalidate));
     int smaxage_revalidate = rv != NULL && (rv->s_maxage != POLICY_UNSET || rv->s_maxage_invalid);
     out->no_cache = sc.no_cache || (rv != NULL && rv->no_cache);
     out->must_revalidate = explicit_revalidate || smaxage_revalidate;
@@ -418,7 +456,8 @@ const char *policy_normalize_accept_encoding(const char *v, size_t len)
             continue;
         if (clen == 2 && strncasecmp(v + start, "br", 2) == 0)
             br = 1;
-        else if ((clen == 4 && strncasecmp(v + start, "gzip", 4) == 0) || (clen == 6 && strncasecmp(v + start, "x-gzip", 6) == 0))
+        else if ((clen == 4 && strncasecmp(v + start, "gzip", 4) == 0) ||
+                 (clen == 6 && strncasecmp(v + start, "x-gzip", 6) == 0))
             gzip = 1;
     }
     return br ? "br" : gzip ? "gzip" : "";

@@ -24,9 +24,9 @@ typedef struct policy_cc {
     uint32_t stale_if_error;         /* POLICY_UNSET if absent */
     unsigned no_store : 1, no_cache : 1, private_ : 1, public_ : 1, must_revalidate : 1, proxy_revalidate : 1,
         no_transform : 1, immutable : 1, only_if_cached : 1;
-    unsigned max_age_invalid : 1;    /* max-age present but malformed or duplicated with different values */
-    unsigned s_maxage_invalid : 1;   /* the same for s-maxage (s_maxage is then POLICY_UNSET) */
-    unsigned must_understand : 1;    /* RFC 9111 5.2.2.3: no-store may be ignored for understood statuses */
+    unsigned max_age_invalid : 1;  /* max-age present but malformed or duplicated with different values */
+    unsigned s_maxage_invalid : 1; /* the same for s-maxage (s_maxage is then POLICY_UNSET) */
+    unsigned must_understand : 1;  /* RFC 9111 5.2.2.3: no-store may be ignored for understood statuses */
 } policy_cc_t;
 
 /**
@@ -45,9 +45,9 @@ typedef enum policy_sf_type {
     POLICY_SF_DECIMAL,     /* up to 12 integer and 3 fractional digits */
     POLICY_SF_STRING,
     POLICY_SF_TOKEN,
-    POLICY_SF_BYTES,       /* :base64: */
-    POLICY_SF_BOOLEAN,     /* ?0 / ?1, and a key without "=" (true) */
-    POLICY_SF_INNER_LIST,  /* ( item item ... ) */
+    POLICY_SF_BYTES,      /* :base64: */
+    POLICY_SF_BOOLEAN,    /* ?0 / ?1, and a key without "=" (true) */
+    POLICY_SF_INNER_LIST, /* ( item item ... ) */
 } policy_sf_type_t;
 
 /* One member of a Dictionary. Every pointer points into the parsed value (borrowed). */
@@ -130,17 +130,17 @@ typedef struct policy_request_info {
 } policy_request_info_t;
 
 typedef struct policy_decision {
-    int storable;              /* 1: store it; 0: pass it on without storing */
+    int storable;                  /* 1: store it; 0: pass it on without storing */
     const char *not_stored_reason; /* static string when !storable, e.g. "no-store" */
-    int not_stored_by_request; /* !storable because of this request ("method", "authorization", a 206 or
+    int not_stored_by_request;     /* !storable because of this request ("method", "authorization", a 206 or
                                   304, which answer a range or conditional request), not of the response:
                                   says nothing about other requests for the URL */
-    uint32_t ttl;              /* freshness lifetime, seconds */
-    uint32_t initial_age;      /* corrected_initial_age, seconds (RFC 9111 4.2.3) */
+    uint32_t ttl;                  /* freshness lifetime, seconds */
+    uint32_t initial_age;          /* corrected_initial_age, seconds (RFC 9111 4.2.3) */
     uint32_t stale_while_revalidate;
     uint32_t stale_if_error;
-    int no_cache;              /* store, but revalidate before each use */
-    int must_revalidate;       /* never serve stale */
+    int no_cache;        /* store, but revalidate before each use */
+    int must_revalidate; /* never serve stale */
 } policy_decision_t;
 
 /*

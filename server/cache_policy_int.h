@@ -18,7 +18,7 @@
 #define POLICY_DELTA_SECONDS_CAP 2147483648u /* RFC 9111 1.2.2 */
 
 #define POLICY_TIME_MIN (-62135596800LL) /* 0001-01-01T00:00:00Z */
-#define POLICY_TIME_MAX 253402300799LL    /* 9999-12-31T23:59:59Z */
+#define POLICY_TIME_MAX 253402300799LL   /* 9999-12-31T23:59:59Z */
 
 /** t within [POLICY_TIME_MIN, POLICY_TIME_MAX]: keeps date arithmetic far from int64 overflow. */
 static inline int64_t policy_clamp_time(int64_t t)

@@ -28,7 +28,7 @@
 #define CONFIG_THREADS_MAX 256
 #define CONFIG_ADMIN_THREADS_MAX 64    /* = ADMIN_MAX_THREADS */
 #define CONFIG_ADMIN_THREADS_DEFAULT 4 /* at most this many by default: purges need few */
-#define CONFIG_TTL_MAX 2147483647u /* 2^31 - 1 */
+#define CONFIG_TTL_MAX 2147483647u     /* 2^31 - 1 */
 #define CONFIG_SIZE_MIN ((uint64_t)1 << 20)
 #define CONFIG_DISK_MAX ((uint64_t)1 << 40)
 #define CONFIG_BODY_MAX ((uint64_t)1 << 30) /* h2o's own default limit: a body is held in memory whole */
@@ -78,8 +78,7 @@ typedef struct opt_def {
 static const opt_def_t opt_defs[] = {
     {OPT_LISTEN, "--listen", "listen", "HOST:PORT", "address of the proxy listener"},
     {OPT_ADMIN_LISTEN, "--admin-listen", "admin_listen", "HOST:PORT", "address of the admin API listener"},
-    {OPT_BACKEND, "--backend", "backends", "HOST:PORT",
-     "origin server; repeatable, at most 64; replaces the file's list"},
+    {OPT_BACKEND, "--backend", "backends", "HOST:PORT", "origin server; repeatable, at most 64; replaces the file's list"},
     {OPT_DATA_DIR, "--data-dir", "data_dir", "DIR", "directory of the LMDB store"},
     {OPT_MEMORY_SIZE, "--memory-size", "memory_size", "SIZE", "memory tier budget, e.g. 256M (K/M/G/T, min 1M)"},
     {OPT_DISK_SIZE, "--disk-size", "disk_size", "SIZE", "disk store budget (LMDB map size), 1M to 1T"},
@@ -92,13 +91,10 @@ static const opt_def_t opt_defs[] = {
     {OPT_SERVICE_ID, "--service-id", "service_id", "ID", "service id of the Fastly-compatible purge API"},
     {OPT_DEFAULT_GRACE, "--default-grace", "default_grace", "SECONDS",
      "serve stale this long on origin errors, absent stale-if-error"},
-    {OPT_MAX_HEURISTIC_TTL, "--max-heuristic-ttl", "max_heuristic_ttl", "SECONDS",
-     "cap of the Last-Modified heuristic TTL"},
-    {OPT_NEGATIVE_TTL, "--negative-ttl", "negative_ttl", "SECONDS",
-     "TTL of a 4xx/5xx that gives no freshness (0: not stored)"},
+    {OPT_MAX_HEURISTIC_TTL, "--max-heuristic-ttl", "max_heuristic_ttl", "SECONDS", "cap of the Last-Modified heuristic TTL"},
+    {OPT_NEGATIVE_TTL, "--negative-ttl", "negative_ttl", "SECONDS", "TTL of a 4xx/5xx that gives no freshness (0: not stored)"},
     {OPT_ORIGIN_TIMEOUT, "--origin-timeout", "origin_timeout", "MS", "timeouts of the backends --backend seeds (fresh store)"},
-    {OPT_SHUTDOWN_TIMEOUT, "--shutdown-timeout", "shutdown_timeout", "MS",
-     "how long to drain connections on SIGTERM"},
+    {OPT_SHUTDOWN_TIMEOUT, "--shutdown-timeout", "shutdown_timeout", "MS", "how long to drain connections on SIGTERM"},
     {OPT_MAX_REQUEST_BODY, "--max-request-body", "max_request_body", "SIZE",
      "largest request body accepted (413 above), 0 to 1G"},
     {OPT_REQUEST_BODY_MEMORY, "--request-body-memory", "request_body_memory", "SIZE",
@@ -179,10 +175,26 @@ int config_parse_size(const char *s, uint64_t *out)
         v = v * 10 + d;
     }
     switch (*p) {
-    case 'k': case 'K': mult = (uint64_t)1 << 10; p++; break;
-    case 'm': case 'M': mult = (uint64_t)1 << 20; p++; break;
-    case 'g': case 'G': mult = (uint64_t)1 << 30; p++; break;
-    case 't': case 'T': mult = (uint64_t)1 << 40; p++; break;
+    case 'k':
+    case 'K':
+        mult = (uint64_t)1 << 10;
+        p++;
+        break;
+    case 'm':
+    case 'M':
+        mult = (uint64_t)1 << 20;
+        p++;
+        break;
+    case 'g':
+    case 'G':
+        mult = (uint64_t)1 << 30;
+        p++;
+        break;
+    case 't':
+    case 'T':
+        mult = (uint64_t)1 << 40;
+        p++;
+        break;
     default: break;
     }
     if (*p == 'b' || *p == 'B') /* "256MB", "4096B" */
@@ -365,8 +377,7 @@ static int apply_value(config_t *cfg, const opt_def_t *o, const char *who, const
     case OPT_LISTEN:
     case OPT_ADMIN_LISTEN:
         if (config_parse_addr(val, &addr) != 0) {
-            set_err(err, errlen, "%s: invalid address '%s' (expected HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080)",
-                    who, val);
+            set_err(err, errlen, "%s: invalid address '%s' (expected HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080)", who, val);
             return -1;
         }
         *(o->id == OPT_LISTEN ? &cfg->listen : &cfg->admin_listen) = addr;
@@ -392,8 +403,7 @@ static int apply_value(config_t *cfg, const opt_def_t *o, const char *who, const
     case OPT_MEMORY_SIZE:
     case OPT_DISK_SIZE:
         if (config_parse_size(val, &n) != 0) {
-            set_err(err, errlen, "%s: invalid size '%s' (use e.g. %s)", who, val,
-                    o->id == OPT_MEMORY_SIZE ? "256M" : "1G");
+            set_err(err, errlen, "%s: invalid size '%s' (use e.g. %s)", who, val, o->id == OPT_MEMORY_SIZE ? "256M" : "1G");
             return -1;
         }
         if (n < CONFIG_SIZE_MIN) {
@@ -460,8 +470,8 @@ static int apply_value(config_t *cfg, const opt_def_t *o, const char *who, const
         for (size_t i = 0; ok && i < len; i++)
             ok = val[i] > 0x20 && val[i] < 0x7f && val[i] != '/' && val[i] != '?' && val[i] != '#';
         if (!ok) {
-            set_err(err, errlen, "%s: invalid service id '%.64s' (expected 1-%zu printable characters, no '/')", who,
-                    val, sizeof(cfg->service_id) - 1);
+            set_err(err, errlen, "%s: invalid service id '%.64s' (expected 1-%zu printable characters, no '/')", who, val,
+                    sizeof(cfg->service_id) - 1);
             return -1;
         }
         memcpy(cfg->service_id, val, len + 1);
@@ -525,7 +535,7 @@ static int apply_value(config_t *cfg, const opt_def_t *o, const char *who, const
             set_err(err, errlen, "%s: invalid value '%s' (expected an integer 1-%u)", who, val, (unsigned)max);
             return -1;
         }
-        *(o->id == OPT_STATS_SAMPLE_INTERVAL   ? &cfg->stats_sample_interval
+        *(o->id == OPT_STATS_SAMPLE_INTERVAL  ? &cfg->stats_sample_interval
           : o->id == OPT_STATS_RETENTION_DAYS ? &cfg->stats_retention_days
                                               : &cfg->stats_minute_seconds) = (uint32_t)n;
         return 0;
@@ -563,8 +573,7 @@ static int apply_value(config_t *cfg, const opt_def_t *o, const char *who, const
         cfg->metrics_listen = addr; /* on when the host is set; port 0 picks one (printed at start) */
         return 0;
     case OPT_CONFIG:
-    case OPT_HELP:
-        break;
+    case OPT_HELP: break;
     }
     return 0;
 }
@@ -628,8 +637,8 @@ static int load_semantics_key(config_t *cfg, const char *path, const char *key, 
             set_err(err, errlen, "%s: key '%s': expected true or false, got %s", path, key, json_type_name(val));
             return -1;
         }
-        *(strcmp(key, "obey_client_no_cache") == 0 ? &cfg->obey_client_no_cache : &cfg->keep_surrogate_headers) =
-            json_is_true(val);
+        *(strcmp(key, "obey_client_no_cache") == 0 ? &cfg->obey_client_no_cache
+                                                   : &cfg->keep_surrogate_headers) = json_is_true(val);
         return 1;
     }
     if (strcmp(key, "cache_key") == 0) {
@@ -639,7 +648,7 @@ static int load_semantics_key(config_t *cfg, const char *path, const char *key, 
             set_err(err, errlen, "%s: key 'cache_key': expected an object, got %s", path, json_type_name(val));
             return -1;
         }
-        json_object_foreach(val, k, v) {
+        json_object_foreach (val, k, v) {
             if (strcmp(k, "include_host") == 0 || strcmp(k, "sort_query") == 0) {
                 if (!json_is_boolean(v)) {
                     set_err(err, errlen, "%s: key 'cache_key.%s': expected true or false, got %s", path, k, json_type_name(v));
@@ -650,12 +659,12 @@ static int load_semantics_key(config_t *cfg, const char *path, const char *key, 
                 size_t i;
                 json_t *item;
                 if (!json_is_array(v) || json_array_size(v) > CONFIG_MAX_IGNORED_PARAMS) {
-                    set_err(err, errlen, "%s: key 'cache_key.ignore_query_params': expected an array of at most %d names", path,
-                            CONFIG_MAX_IGNORED_PARAMS);
+                    set_err(err, errlen, "%s: key 'cache_key.ignore_query_params': expected an array of at most %d names",
+                            path, CONFIG_MAX_IGNORED_PARAMS);
                     return -1;
                 }
                 cfg->num_cache_key_ignore_params = 0;
-                json_array_foreach(v, i, item) {
+                json_array_foreach (v, i, item) {
                     const char *name = json_is_string(item) ? json_string_value(item) : NULL;
                     if (name == NULL || name[0] == '\0' || strlen(name) >= sizeof(cfg->cache_key_ignore_params[0]) ||
                         strpbrk(name, "&=") != NULL) {
@@ -710,7 +719,7 @@ int config_load_file(config_t *cfg, const char *path, char *err, size_t errlen)
         goto fail;
     }
 
-    json_object_foreach(root, key, val) {
+    json_object_foreach (root, key, val) {
         const opt_def_t *o = NULL;
         int handled = load_semantics_key(cfg, path, key, val, err, errlen);
         if (handled < 0)
@@ -734,7 +743,7 @@ int config_load_file(config_t *cfg, const char *path, char *err, size_t errlen)
                 goto fail;
             }
             cfg->num_backends = 0;
-            json_array_foreach(val, i, item) {
+            json_array_foreach (val, i, item) {
                 if (!json_is_string(item)) {
                     set_err(err, errlen, "%s: element %zu: expected a \"HOST:PORT\" string, got %s", who, i,
                             json_type_name(item));
@@ -748,11 +757,10 @@ int config_load_file(config_t *cfg, const char *path, char *err, size_t errlen)
 
         const char *text;
         int is_number_key = o->id == OPT_THREADS || o->id == OPT_ADMIN_THREADS || o->id == OPT_DEFAULT_TTL ||
-                            o->id == OPT_DEFAULT_GRACE || o->id == OPT_NEGATIVE_TTL ||
-                            o->id == OPT_MAX_HEURISTIC_TTL || o->id == OPT_ORIGIN_TIMEOUT ||
-                            o->id == OPT_SHUTDOWN_TIMEOUT || o->id == OPT_STATS_SAMPLE_INTERVAL ||
-                            o->id == OPT_STATS_RETENTION_DAYS || o->id == OPT_STATS_MINUTE_SECONDS ||
-                            o->id == OPT_SLA_DEGRADED_PERCENT;
+                            o->id == OPT_DEFAULT_GRACE || o->id == OPT_NEGATIVE_TTL || o->id == OPT_MAX_HEURISTIC_TTL ||
+                            o->id == OPT_ORIGIN_TIMEOUT || o->id == OPT_SHUTDOWN_TIMEOUT ||
+                            o->id == OPT_STATS_SAMPLE_INTERVAL || o->id == OPT_STATS_RETENTION_DAYS ||
+                            o->id == OPT_STATS_MINUTE_SECONDS || o->id == OPT_SLA_DEGRADED_PERCENT;
         int is_size_key = o->id == OPT_MEMORY_SIZE || o->id == OPT_DISK_SIZE || o->id == OPT_MAX_REQUEST_BODY ||
                           o->id == OPT_REQUEST_BODY_MEMORY;
         if (json_is_integer(val) && (is_number_key || is_size_key)) {

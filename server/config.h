@@ -14,29 +14,29 @@
 #define CONFIG_MAX_IGNORED_PARAMS 32
 
 typedef struct config_addr {
-    char host[256];  /* numeric address or name, e.g. "127.0.0.1" */
+    char host[256]; /* numeric address or name, e.g. "127.0.0.1" */
     uint16_t port;
 } config_addr_t;
 
 typedef struct config {
-    config_addr_t listen;       /* --listen, default 127.0.0.1:8080 */
-    config_addr_t admin_listen; /* --admin-listen, default 127.0.0.1:8081 */
+    config_addr_t listen;                        /* --listen, default 127.0.0.1:8080 */
+    config_addr_t admin_listen;                  /* --admin-listen, default 127.0.0.1:8081 */
     config_addr_t backends[CONFIG_MAX_BACKENDS]; /* --backend HOST:PORT, repeatable */
     size_t num_backends;
-    char data_dir[4096];        /* --data-dir, default "./edgecache-data" */
-    uint64_t memory_size;       /* --memory-size BYTES (K/M/G suffixes), default 256M */
-    uint64_t disk_size;         /* --disk-size BYTES, default 1G */
-    int disk_reserve;           /* --disk-reserve preallocate|free-space: CONFIG_DISK_* (default preallocate) */
-    uint32_t default_ttl;       /* --default-ttl SECONDS, default 120 */
-    unsigned threads;           /* --threads N, default: number of online cores */
-    unsigned admin_threads;     /* --admin-threads N, default: online cores, at most 4 */
-    char config_file[4096];     /* --config FILE, "" when none */
-    char service_id[128];       /* --service-id, default "edgecache" */
-    uint32_t max_heuristic_ttl; /* config "max_heuristic_ttl", default 86400 */
-    uint32_t default_grace;     /* --default-grace / "default_grace", seconds, default 0 */
-    uint32_t negative_ttl;      /* --negative-ttl / "negative_ttl": TTL of a 4xx/5xx without freshness of its
+    char data_dir[4096];          /* --data-dir, default "./edgecache-data" */
+    uint64_t memory_size;         /* --memory-size BYTES (K/M/G suffixes), default 256M */
+    uint64_t disk_size;           /* --disk-size BYTES, default 1G */
+    int disk_reserve;             /* --disk-reserve preallocate|free-space: CONFIG_DISK_* (default preallocate) */
+    uint32_t default_ttl;         /* --default-ttl SECONDS, default 120 */
+    unsigned threads;             /* --threads N, default: number of online cores */
+    unsigned admin_threads;       /* --admin-threads N, default: online cores, at most 4 */
+    char config_file[4096];       /* --config FILE, "" when none */
+    char service_id[128];         /* --service-id, default "edgecache" */
+    uint32_t max_heuristic_ttl;   /* config "max_heuristic_ttl", default 86400 */
+    uint32_t default_grace;       /* --default-grace / "default_grace", seconds, default 0 */
+    uint32_t negative_ttl;        /* --negative-ttl / "negative_ttl": TTL of a 4xx/5xx without freshness of its
                                    own, seconds, default 0 (not stored) */
-    uint32_t origin_timeout_ms; /* --origin-timeout MS / "origin_timeout", default 15000 */
+    uint32_t origin_timeout_ms;   /* --origin-timeout MS / "origin_timeout", default 15000 */
     uint32_t shutdown_timeout_ms; /* --shutdown-timeout MS, default 5000 */
     uint64_t max_request_body;    /* --max-request-body BYTES / "max_request_body": larger bodies get 413 from h2o,
                                      which holds a whole body in memory before the proxy sees it; default 8M */
@@ -44,20 +44,20 @@ typedef struct config {
                                      once by the proxy, across all requests; a body beyond it gets 503; default
                                      256M, at least max_request_body */
     /* caching semantics: config file keys only (the admin API changes some at run time) */
-    int cookie_policy_strip;       /* "cookie_policy": "pass" (0, default: Set-Cookie responses pass) | "strip" (1) */
-    int obey_client_no_cache;      /* "obey_client_no_cache": false (ignore client no-cache/max-age=0, as Fastly) */
-    int keep_surrogate_headers;    /* "keep_surrogate_headers": false (strip Surrogate-Control/-Key downstream) */
-    int cache_key_include_host;    /* "cache_key": {"include_host": true} */
-    int cache_key_sort_query;      /* "cache_key": {"sort_query": false} */
+    int cookie_policy_strip;    /* "cookie_policy": "pass" (0, default: Set-Cookie responses pass) | "strip" (1) */
+    int obey_client_no_cache;   /* "obey_client_no_cache": false (ignore client no-cache/max-age=0, as Fastly) */
+    int keep_surrogate_headers; /* "keep_surrogate_headers": false (strip Surrogate-Control/-Key downstream) */
+    int cache_key_include_host; /* "cache_key": {"include_host": true} */
+    int cache_key_sort_query;   /* "cache_key": {"sort_query": false} */
     char cache_key_ignore_params[CONFIG_MAX_IGNORED_PARAMS][64]; /* "cache_key": {"ignore_query_params": [...]} */
     size_t num_cache_key_ignore_params;
-    char *header_rules_json;       /* "header_rules": the array as JSON text (malloc'd, validated); NULL when none */
+    char *header_rules_json; /* "header_rules": the array as JSON text (malloc'd, validated); NULL when none */
     /* origins (server/backend.h) */
-    int load_balancing;            /* --load-balancing / "load_balancing": CONFIG_LB_* (default round_robin); applies at
+    int load_balancing;         /* --load-balancing / "load_balancing": CONFIG_LB_* (default round_robin); applies at
                                       every start unless the admin API stored another value */
-    config_addr_t shield;          /* --shield / "shield": another edgecache node to fetch misses through; port 0 = none */
-    config_addr_t shield_admin;    /* --shield-admin / "shield_admin": that node's admin listener, for forwarding purges */
-    char shield_token[512];        /* --shield-token / "shield_token": a purge (or global) token of the shield's admin API */
+    config_addr_t shield;       /* --shield / "shield": another edgecache node to fetch misses through; port 0 = none */
+    config_addr_t shield_admin; /* --shield-admin / "shield_admin": that node's admin listener, for forwarding purges */
+    char shield_token[512];     /* --shield-token / "shield_token": a purge (or global) token of the shield's admin API */
     /* stats and observability (server/stats.h, server/accesslog.h) */
     char access_log[4096];          /* --access-log FILE / "access_log": "-" = stdout; "" = off (default) */
     uint32_t stats_sample_interval; /* --stats-sample-interval SECONDS: SLA bandwidth sample period, default 300 */

@@ -141,8 +141,8 @@ int frontend_start(const config_t *cfg, char *err, size_t errlen)
         w->magic = WORKER_MAGIC;
         w->index = i;
         /* the first socket may pick an ephemeral port; every other thread joins it */
-        if (listen_open(&cfg->listen, "--listen", port, i == 0 ? LISTEN_GROUP_FIRST : LISTEN_GROUP_JOIN, &w->listen_fd,
-                        &port, err, errlen) != 0)
+        if (listen_open(&cfg->listen, "--listen", port, i == 0 ? LISTEN_GROUP_FIRST : LISTEN_GROUP_JOIN, &w->listen_fd, &port,
+                        err, errlen) != 0)
             goto fail;
     }
     g_bound_port = port;

@@ -52,8 +52,7 @@ static int is_field_value(const char *s, size_t len)
     return 1;
 }
 
-static int get_string(const json_t *obj, const char *field, const char **out, size_t *len, size_t index, char *err,
-                      size_t errlen)
+static int get_string(const json_t *obj, const char *field, const char **out, size_t *len, size_t index, char *err, size_t errlen)
 {
     const json_t *v = json_object_get(obj, field);
     if (v == NULL) {
@@ -90,7 +89,7 @@ int header_rules_parse(const json_t *array, header_rules_t **out, char *err, siz
     if (rules->rules == NULL)
         abort();
 
-    json_array_foreach(array, index, item) {
+    json_array_foreach (array, index, item) {
         header_rule_t *r = &rules->rules[rules->count];
         const char *s, *key;
         size_t len = 0;
@@ -99,7 +98,7 @@ int header_rules_parse(const json_t *array, header_rules_t **out, char *err, siz
             snprintf(err, errlen, "header_rules[%zu]: expected an object", index);
             goto fail;
         }
-        json_object_foreach((json_t *)item, key, v) {
+        json_object_foreach ((json_t *)item, key, v) {
             if (strcmp(key, "phase") != 0 && strcmp(key, "action") != 0 && strcmp(key, "header") != 0 &&
                 strcmp(key, "value") != 0 && strcmp(key, "condition") != 0) {
                 char shown[72]; /* a bounded prefix of the untrusted name, cut between characters */
@@ -151,7 +150,7 @@ int header_rules_parse(const json_t *array, header_rules_t **out, char *err, siz
                 snprintf(err, errlen, "header_rules[%zu].condition: expected an object", index);
                 goto fail;
             }
-            json_object_foreach((json_t *)cond, key, v) {
+            json_object_foreach ((json_t *)cond, key, v) {
                 if (strcmp(key, "path_prefix") != 0 && strcmp(key, "header") != 0 && strcmp(key, "equals") != 0) {
                     char shown[72];
                     snprintf(err, errlen, "header_rules[%zu].condition: unknown field '%s'", index,
@@ -319,12 +318,8 @@ void header_rules_apply(const header_rules_t *rules, hr_phase_t phase, hr_list_t
             hr_list_unset(list, r->name, r->name_len);
             hr_list_push(list, r->name, r->name_len, r->value, r->value_len);
             break;
-        case HR_APPEND:
-            hr_list_push(list, r->name, r->name_len, r->value, r->value_len);
-            break;
-        case HR_UNSET:
-            hr_list_unset(list, r->name, r->name_len);
-            break;
+        case HR_APPEND: hr_list_push(list, r->name, r->name_len, r->value, r->value_len); break;
+        case HR_UNSET: hr_list_unset(list, r->name, r->name_len); break;
         }
     }
 }

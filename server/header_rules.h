@@ -19,15 +19,15 @@ typedef enum { HR_SET, HR_APPEND, HR_UNSET } hr_action_t;
 typedef struct header_rule {
     hr_phase_t phase;
     hr_action_t action;
-    char *name;          /* lower-case */
+    char *name; /* lower-case */
     size_t name_len;
-    char *value;         /* NULL for unset */
+    char *value; /* NULL for unset */
     size_t value_len;
     char *cond_path_prefix; /* NULL: any path */
     size_t cond_path_prefix_len;
-    char *cond_header;   /* lower-case; NULL: no header condition */
+    char *cond_header; /* lower-case; NULL: no header condition */
     size_t cond_header_len;
-    char *cond_equals;   /* NULL: the header only has to be present */
+    char *cond_equals; /* NULL: the header only has to be present */
     size_t cond_equals_len;
 } header_rule_t;
 

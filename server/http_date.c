@@ -21,10 +21,9 @@
 /* ---------------------------------------------------------------- HTTP dates */
 
 static const char *const month_names[12] = {"jan", "feb", "mar", "apr", "may", "jun",
-                                             "jul", "aug", "sep", "oct", "nov", "dec"};
+                                            "jul", "aug", "sep", "oct", "nov", "dec"};
 static const char *const day_names_short[7] = {"sun", "mon", "tue", "wed", "thu", "fri", "sat"};
-static const char *const day_names_long[7] = {"sunday",   "monday", "tuesday", "wednesday",
-                                              "thursday", "friday", "saturday"};
+static const char *const day_names_long[7] = {"sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday"};
 
 /* days since 1970-01-01 of a proleptic Gregorian date (the civil-from-days inverse) */
 static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
@@ -114,8 +113,8 @@ static int cur_word(date_cur_t *c, const char *const *table, size_t n)
 /* time-of-day = hour ":" minute ":" second */
 static int cur_time(date_cur_t *c, unsigned *h, unsigned *mi, unsigned *sec)
 {
-    return cur_digits(c, 2, h) && cur_char(c, ':') && cur_digits(c, 2, mi) && cur_char(c, ':') &&
-           cur_digits(c, 2, sec) && *h <= 23 && *mi <= 59 && *sec <= 60;
+    return cur_digits(c, 2, h) && cur_char(c, ':') && cur_digits(c, 2, mi) && cur_char(c, ':') && cur_digits(c, 2, sec) &&
+           *h <= 23 && *mi <= 59 && *sec <= 60;
 }
 
 static int cur_gmt(date_cur_t *c)
@@ -185,8 +184,7 @@ int policy_parse_http_date_at(const char *s, size_t len, int64_t now, int64_t *o
         } else if (!cur_digits(&c, 2, &day)) {
             return -1;
         }
-        if (!cur_char(&c, ' ') || !cur_time(&c, &hour, &minute, &second) || !cur_char(&c, ' ') ||
-            !cur_digits(&c, 4, &y))
+        if (!cur_char(&c, ' ') || !cur_time(&c, &hour, &minute, &second) || !cur_char(&c, ' ') || !cur_digits(&c, 4, &y))
             return -1;
         year = y;
     }
@@ -207,8 +205,7 @@ int policy_parse_http_date(const char *s, size_t len, int64_t *out)
 
 size_t policy_format_http_date(int64_t t, char *buf)
 {
-    static const char *const mon[12] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                        "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    static const char *const mon[12] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
     static const char *const wdays[7] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
     int64_t y;
     unsigned m, d;
@@ -221,8 +218,8 @@ size_t policy_format_http_date(int64_t t, char *buf)
     if (wd < 0)
         wd += 7;
     assert(secs >= 0 && secs < 86400 && y >= 1 && y <= 9999);
-    int n = snprintf(buf, 30, "%s, %02u %s %04d %02d:%02d:%02d GMT", wdays[wd], d, mon[m - 1], (int)y,
-                     (int)(secs / 3600), (int)(secs / 60 % 60), (int)(secs % 60));
+    int n = snprintf(buf, 30, "%s, %02u %s %04d %02d:%02d:%02d GMT", wdays[wd], d, mon[m - 1], (int)y, (int)(secs / 3600),
+                     (int)(secs / 60 % 60), (int)(secs % 60));
     assert(n == 29);
     return (size_t)n;
 }

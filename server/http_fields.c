@@ -114,8 +114,8 @@ int http_fields_all_named(const h2o_headers_t *headers)
 
 int http_fields_is_hop_by_hop(const char *name, size_t len)
 {
-    static const char *const hop[] = {"connection", "keep-alive",         "proxy-connection",   "transfer-encoding", "te",
-                                      "trailer",    "upgrade",            "proxy-authenticate", "proxy-authorization"};
+    static const char *const hop[] = {"connection", "keep-alive", "proxy-connection",   "transfer-encoding",  "te",
+                                      "trailer",    "upgrade",    "proxy-authenticate", "proxy-authorization"};
     for (size_t i = 0; i != sizeof(hop) / sizeof(hop[0]); ++i)
         if (name_eq(name, len, hop[i]))
             return 1;

@@ -40,8 +40,8 @@ static int listen_claim_port(struct sockaddr *addr, socklen_t addr_len)
     return 0;
 }
 
-int listen_open(const config_addr_t *a, const char *flag, uint16_t port, listen_mode_t mode, int *fd_out,
-                uint16_t *port_out, char *err, size_t errlen)
+int listen_open(const config_addr_t *a, const char *flag, uint16_t port, listen_mode_t mode, int *fd_out, uint16_t *port_out,
+                char *err, size_t errlen)
 {
     struct addrinfo hints = {0}, *res = NULL;
     struct sockaddr_storage ss;

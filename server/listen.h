@@ -27,7 +27,7 @@ typedef enum listen_mode {
  * silently take a share of the connections. For port 0 that also picks the port the
  * group then binds.
  */
-int listen_open(const config_addr_t *a, const char *flag, uint16_t port, listen_mode_t mode, int *fd_out,
-                uint16_t *port_out, char *err, size_t errlen);
+int listen_open(const config_addr_t *a, const char *flag, uint16_t port, listen_mode_t mode, int *fd_out, uint16_t *port_out,
+                char *err, size_t errlen);
 
 #endif

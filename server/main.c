@@ -88,8 +88,8 @@ static int check_main(int argc, char **argv)
         printf("%s: %s: %s\n", dir, rc == STORE_CHECK_EDAMAGED ? "DAMAGED" : "cannot check", err);
         return rc == STORE_CHECK_EDAMAGED ? 2 : 1;
     }
-    printf("%s: meta pages ok: page size %u, last page %llu, transaction %llu\n", dir, m.psize,
-           (unsigned long long)m.last_pg, (unsigned long long)m.txnid);
+    printf("%s: meta pages ok: page size %u, last page %llu, transaction %llu\n", dir, m.psize, (unsigned long long)m.last_pg,
+           (unsigned long long)m.txnid);
     fflush(stdout);
     store_check_report_t rep;
     rc = store_check_tree(dir, !quick, stdout, &rep, err, sizeof(err));
@@ -156,7 +156,7 @@ static int migrate_main(int argc, char **argv)
             return 1;
         }
         printf("schema version: %u\nlatest version: %u\n%s\n", current, mig_latest(),
-               current == mig_latest() ? "up to date"
+               current == mig_latest()  ? "up to date"
                : current > mig_latest() ? "store is NEWER than this binary: refusing to use it"
                                         : "pending migrations run at the next start (or `edgecache migrate --data-dir DIR`)");
         return current > mig_latest() ? 1 : 0;
@@ -241,7 +241,9 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
     mem = mem_create(cfg.memory_size, 0);
-    store_options_t sopt = {.dir = cfg.data_dir, .map_size = cfg.disk_size, .mem = mem,
+    store_options_t sopt = {.dir = cfg.data_dir,
+                            .map_size = cfg.disk_size,
+                            .mem = mem,
                             .space_mode = cfg.disk_reserve == CONFIG_DISK_FREE_SPACE ? STORE_SPACE_FREE
                                                                                      : STORE_SPACE_PREALLOCATE};
     if ((rc = store_open(&store, &sopt, err, sizeof(err))) != 0) {
@@ -261,7 +263,8 @@ int main(int argc, char **argv)
         goto fail;
     }
     /* before any thread that reads the stats (admin, sampler, metrics listener, workers) starts */
-    if (stats_init(&cfg, store, mem, err, sizeof(err)) != 0 || accesslog_open(cfg.access_log, cfg.threads, err, sizeof(err)) != 0) {
+    if (stats_init(&cfg, store, mem, err, sizeof(err)) != 0 ||
+        accesslog_open(cfg.access_log, cfg.threads, err, sizeof(err)) != 0) {
         fprintf(stderr, "edgecache: %s\n", err);
         goto fail;
     }

@@ -88,7 +88,7 @@ struct origin_client {
     int sock_is_reused;     /* the socket came out of the pool */
     int got_response_bytes; /* some byte of a response was read on this socket */
     h2o_timeout_entry_t timer;
-    int paused;             /* the caller asked us to stop reading the body (back-pressure) */
+    int paused; /* the caller asked us to stop reading the body (back-pressure) */
 
     h2o_iovec_t *reqbufs; /* copy of the caller's array; the bytes are the caller's */
     size_t reqbufcnt;
@@ -186,18 +186,10 @@ static void on_timer(h2o_timeout_entry_t *entry)
     origin_client_t *c = H2O_STRUCT_FROM_MEMBER(origin_client_t, timer, entry);
     assert(c->magic == ORIGIN_CLIENT_MAGIC);
     switch (c->state) {
-    case ST_CONNECTING:
-        fail_before_head(c, "connect timeout");
-        break;
-    case ST_SENDING:
-        fail_before_head(c, "send timeout");
-        break;
-    case ST_HEAD:
-        fail_before_head(c, "first byte timeout");
-        break;
-    case ST_BODY:
-        fail_body(c, "between bytes timeout");
-        break;
+    case ST_CONNECTING: fail_before_head(c, "connect timeout"); break;
+    case ST_SENDING: fail_before_head(c, "send timeout"); break;
+    case ST_HEAD: fail_before_head(c, "first byte timeout"); break;
+    case ST_BODY: fail_body(c, "between bytes timeout"); break;
     }
 }
 
@@ -552,8 +544,7 @@ static int process_body_bytes(origin_client_t *c)
         }
         break;
     }
-    case FRAMING_CLOSE:
-        break;
+    case FRAMING_CLOSE: break;
     }
     if (c->sock->input->size == 0 && final == NULL)
         return 0; /* only chunk framing arrived */

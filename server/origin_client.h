@@ -62,8 +62,7 @@ typedef int (*origin_client_body_cb)(origin_client_t *client, const char *errstr
  * one; orig_name is NULL; values have surrounding whitespace removed.
  */
 typedef origin_client_body_cb (*origin_client_head_cb)(origin_client_t *client, const char *errstr, int minor_version,
-                                                       int status, h2o_iovec_t msg, h2o_header_t *headers,
-                                                       size_t num_headers);
+                                                       int status, h2o_iovec_t msg, h2o_header_t *headers, size_t num_headers);
 
 /**
  * Connect callback. errstr non-NULL: no connection could be made (refused, "connect timeout");

@@ -55,7 +55,8 @@ static const cache_key_rules_t default_key_rules = {.include_host = 1};
 
 size_t proxy_cache_key(char *buf, size_t cap, const char *host, size_t host_len, const char *path, size_t path_len)
 {
-    return cache_key_build(proxy_globals.cfg != NULL ? &proxy_globals.key_rules : &default_key_rules, host, host_len, path, path_len, buf, cap);
+    return cache_key_build(proxy_globals.cfg != NULL ? &proxy_globals.key_rules : &default_key_rules, host, host_len, path,
+                           path_len, buf, cap);
 }
 
 /* the cache key of a request whose authority and target request_target_or_respond settled (in its pool) */
@@ -117,7 +118,8 @@ static cache_obj_t *lookup(h2o_req_t *req, const uint8_t hash[CACHE_HASH_LEN], c
         return obj;
     const obj_header_t *names = obj_find_header(obj, H2O_STRLIT("vary"));
     char vbuf[VARY_KEY_MAX];
-    size_t vlen = names != NULL ? proxy_vary_key(names->value, names->value_len, proxy_lookup_in_req, req, vbuf, sizeof(vbuf)) : SIZE_MAX;
+    size_t vlen = names != NULL ? proxy_vary_key(names->value, names->value_len, proxy_lookup_in_req, req, vbuf, sizeof(vbuf))
+                                : SIZE_MAX;
     obj_unref(&obj);
     if (vlen == SIZE_MAX)
         return NULL;

@@ -25,7 +25,7 @@ size_t proxy_cache_key(char *buf, size_t cap, const char *host, size_t host_len,
 
 /** The settings that can change at run time (the admin API's live settings), as the proxy reads them. */
 typedef struct proxy_live_settings {
-    uint32_t default_ttl, default_grace, max_heuristic_ttl, negative_ttl; /* seconds */
+    uint32_t default_ttl, default_grace, max_heuristic_ttl, negative_ttl;  /* seconds */
     int cookie_policy_strip, obey_client_no_cache, keep_surrogate_headers; /* 0 or 1, as in config_t */
 } proxy_live_settings_t;
 

@@ -74,12 +74,12 @@ struct stream_reader {
     h2o_multithread_message_t msg;
     fetch_stream_t *stream; /* a reference */
     worker_t *w;
-    h2o_req_t *req;          /* NULL once the client went away */
-    stream_reader_t *next;   /* in stream->readers */
-    stream_chunk_t *cursor;  /* the last chunk handed to h2o */
-    int notify_pending;      /* under stream->lock: msg is posted */
+    h2o_req_t *req;               /* NULL once the client went away */
+    stream_reader_t *next;        /* in stream->readers */
+    stream_chunk_t *cursor;       /* the last chunk handed to h2o */
+    int notify_pending;           /* under stream->lock: msg is posted */
     stream_reader_t *notify_next; /* scratch list while the writer posts notifications */
-    int orphaned;            /* under stream->lock: the request went while msg was posted */
+    int orphaned;                 /* under stream->lock: the request went while msg was posted */
     int send_inflight, final_sent;
 };
 
@@ -91,8 +91,8 @@ typedef struct waiter {
     h2o_req_t *req; /* NULL once the client went away */
     int refs;       /* the request pool and the table/message; both released on w's thread */
     wake_kind_t kind;
-    cache_obj_t *obj; /* WAKE_OBJECT: a reference */
-    int status;       /* WAKE_ERROR */
+    cache_obj_t *obj;       /* WAKE_OBJECT: a reference */
+    int status;             /* WAKE_ERROR */
     fetch_stream_t *stream; /* WAKE_STREAM: a reference */
 } waiter_t;
 
@@ -262,7 +262,7 @@ void proxy_inflight_stream_start(const uint8_t hash[CACHE_HASH_LEN], fetch_strea
 
 /* the shared head: what the fetch's own client receives (before deliver rules, Age, X-Cache) */
 fetch_stream_t *proxy_stream_create(int status, h2o_iovec_t reason, const hr_list_t *list, int keep_surrogate,
-                                     size_t content_length, uint32_t initial_age, int64_t response_time_ms)
+                                    size_t content_length, uint32_t initial_age, int64_t response_time_ms)
 {
     size_t size = reason.len + 1;
     for (size_t i = 0; i != list->size; ++i)
@@ -518,9 +518,7 @@ void proxy_on_wake_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_t
                     proxy_serve_cacheable(req, key, key_len, hash); /* another variant: look again */
                 }
                 break;
-            case WAKE_PASS:
-                proxy_fetch_start(req, FETCH_PASS, key, key_len, hash, NULL, 1, 0);
-                break;
+            case WAKE_PASS: proxy_fetch_start(req, FETCH_PASS, key, key_len, hash, NULL, 1, 0); break;
             case WAKE_MISS:
                 /* not collapsed again: a crowd of such requests must not queue one behind another */
                 proxy_fetch_start(req, FETCH_CACHE, key, key_len, hash, NULL, 1, 0);
@@ -530,8 +528,10 @@ void proxy_on_wake_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_t
                 wt->stream = NULL; /* handed over */
                 break;
             case WAKE_ERROR:
-                proxy_send_error(req, wt->status, wt->status == 504 ? "origin timed out\n" : wt->status == 503 ? "no origin available\n"
-                                                                                                    : "origin unreachable or invalid response\n");
+                proxy_send_error(req, wt->status,
+                                 wt->status == 504   ? "origin timed out\n"
+                                 : wt->status == 503 ? "no origin available\n"
+                                                     : "origin unreachable or invalid response\n");
                 break;
             }
         }

@@ -177,7 +177,8 @@ typedef struct stall_watch {
 static void stall_watch_on_timeout(h2o_timeout_entry_t *entry)
 {
     stall_watch_t *sw = H2O_STRUCT_FROM_MEMBER(stall_watch_t, entry, entry);
-    h2o_socket_t *sock = sw->req->conn->callbacks->get_socket != NULL ? sw->req->conn->callbacks->get_socket(sw->req->conn) : NULL;
+    h2o_socket_t *sock = sw->req->conn->callbacks->get_socket != NULL ? sw->req->conn->callbacks->get_socket(sw->req->conn)
+                                                                      : NULL;
     int outq = 0;
     if (sock == NULL || ioctl(h2o_socket_get_fd(sock), SIOCOUTQ, &outq) != 0)
         return;
@@ -264,8 +265,8 @@ void proxy_send_object(h2o_req_t *req, cache_obj_t *obj, uint32_t age, const cha
     if (!not_modified && !is_head && obj->meta.status == 200) {
         ssize_t ri = h2o_find_header(&req->headers, H2O_TOKEN_RANGE, -1);
         if (ri != -1 && if_range_allows(req, obj))
-            range = policy_parse_range(req->headers.entries[ri].value.base, req->headers.entries[ri].value.len,
-                                       obj->body_len, &first, &last);
+            range = policy_parse_range(req->headers.entries[ri].value.base, req->headers.entries[ri].value.len, obj->body_len,
+                                       &first, &last);
     }
 
     req->res.status = not_modified ? 304 : range == 1 ? 206 : range == -1 ? 416 : obj->meta.status;

@@ -338,7 +338,8 @@ void proxy_origin_headers_to_list(fetch_t *f, const h2o_header_t *headers, size_
     for (size_t i = 0; i != num_headers; ++i) {
         const h2o_iovec_t *name = headers[i].name;
         if (http_fields_is_hop_by_hop(name->base, name->len) || proxy_name_is(name->base, name->len, "content-length") ||
-            proxy_name_is(name->base, name->len, "age") || http_fields_listed_in_connection(headers, num_headers, name->base, name->len))
+            proxy_name_is(name->base, name->len, "age") ||
+            http_fields_listed_in_connection(headers, num_headers, name->base, name->len))
             continue;
         hr_list_push(list, name->base, name->len, headers[i].value.base, headers[i].value.len);
     }
@@ -347,7 +348,7 @@ void proxy_origin_headers_to_list(fetch_t *f, const h2o_header_t *headers, size_
 
 /* run the policy over a header list (+ the origin's Age, which the list does not keep) */
 void proxy_fetch_decide(fetch_t *f, int status, const hr_list_t *list, const h2o_header_t *origin, size_t num_origin,
-                   int64_t response_time_ms, policy_decision_t *dec)
+                        int64_t response_time_ms, policy_decision_t *dec)
 {
     policy_header_t ph[MAX_ORIGIN_HEADERS + 4];
     size_t n = 0;
@@ -366,7 +367,8 @@ void proxy_fetch_decide(fetch_t *f, int status, const hr_list_t *list, const h2o
     int64_t response_time = response_time_ms / 1000;
     int64_t took_ms = response_time_ms > f->request_time_ms ? response_time_ms - f->request_time_ms : 0;
     policy_request_info_t ri = {.method_is_get_or_head = 1,
-                                .has_authorization = proxy_lookup_in_copy(&f->rc, H2O_STRLIT("authorization"), &(size_t){0}) != NULL,
+                                .has_authorization = proxy_lookup_in_copy(&f->rc, H2O_STRLIT("authorization"), &(size_t){0}) !=
+                                                     NULL,
                                 .request_time = response_time - took_ms / 1000,
                                 .response_time = response_time};
     policy_decide(status, ph, n, &ri, &f->settings.policy, dec);
@@ -386,7 +388,7 @@ obj_meta_t proxy_meta_from_decision(fetch_t *f, int status, const policy_decisio
 }
 
 origin_client_body_cb proxy_fetch_on_head(origin_client_t *client, const char *errstr, int minor_version, int status,
-                                     h2o_iovec_t msg, h2o_header_t *headers, size_t num_headers)
+                                          h2o_iovec_t msg, h2o_header_t *headers, size_t num_headers)
 {
     fetch_t *f = origin_client_data(client);
     assert(f->magic == FETCH_MAGIC);
@@ -477,7 +479,7 @@ origin_client_body_cb proxy_fetch_on_head(origin_client_t *client, const char *e
             /* requests collapsed onto this fetch read the body as it arrives: other clients, so
              * they get what is stored (no Set-Cookie under the strip policy), not this one's head */
             f->stream = proxy_stream_create(status, msg, &stored, f->settings.keep_surrogate_headers, content_length,
-                                      dec.initial_age, response_time_ms);
+                                            dec.initial_age, response_time_ms);
             proxy_inflight_stream_start(f->hash, f->stream);
         }
         hr_list_dispose(&stored);
@@ -558,7 +560,7 @@ origin_client_body_cb proxy_fetch_on_head(origin_client_t *client, const char *e
  * caller registered this URL in the collapsing table and the fetch must wake its waiters.
  */
 void proxy_fetch_start(h2o_req_t *req, enum fetch_mode mode, const char *key, size_t key_len,
-                        const uint8_t hash[CACHE_HASH_LEN], cache_obj_t *stale, int attach, int owns_inflight)
+                       const uint8_t hash[CACHE_HASH_LEN], cache_obj_t *stale, int attach, int owns_inflight)
 {
     worker_t *w = worker_of_req(req);
 

@@ -121,7 +121,7 @@ struct fetch {
     h2o_linklist_t node; /* in w->fetches */
     fetch_link_t *link;
     origin_client_t *client;
-    int paused;               /* origin reading stopped: the client is slower than the origin */
+    int paused; /* origin reading stopped: the client is slower than the origin */
     enum fetch_mode mode;
     int client_is_head;
     int in_callback;
@@ -131,22 +131,22 @@ struct fetch {
     char *key;
     size_t key_len;
     uint8_t hash[CACHE_HASH_LEN]; /* of the URL (the collapsing and purge key) */
-    cache_obj_t *stale;       /* stale copy for revalidation / stale-if-error (own ref) */
+    cache_obj_t *stale;           /* stale copy for revalidation / stale-if-error (own ref) */
     uint64_t epoch, generation;
     int64_t request_time_ms;
-    obj_builder_t *builder;   /* non-NULL while the response is being stored */
-    char *vary_names;         /* the Vary field of what is being stored (malloc'd), NULL when none */
-    h2o_iovec_t reqbufs[4];   /* request line, Host line, other headers (into head / hostline), body (the request's
+    obj_builder_t *builder; /* non-NULL while the response is being stored */
+    char *vary_names;       /* the Vary field of what is being stored (malloc'd), NULL when none */
+    h2o_iovec_t reqbufs[4]; /* request line, Host line, other headers (into head / hostline), body (the request's
                                  req->entity, borrowed: only a passed fetch sends one, see proxy_build_origin_request) */
-    char *head;               /* the request head without its Host line (malloc'd) */
-    char *hostline;           /* "host: ...\r\n" for the backend in use (malloc'd) */
-    backend_t *backend;       /* the backend of this exchange (a reference; backend_release at the end) */
-    int retried;              /* a failed connect was retried on another backend once */
-    int idempotent_read;      /* the client asked GET or HEAD: a failed connect may be retried */
-    int revalidating;         /* request carried our own validators */
+    char *head;             /* the request head without its Host line (malloc'd) */
+    char *hostline;         /* "host: ...\r\n" for the backend in use (malloc'd) */
+    backend_t *backend;     /* the backend of this exchange (a reference; backend_release at the end) */
+    int retried;            /* a failed connect was retried on another backend once */
+    int idempotent_read;    /* the client asked GET or HEAD: a failed connect may be retried */
+    int revalidating;       /* request carried our own validators */
     req_copy_t rc;
     proxy_settings_t settings;
-    fetch_stream_t *stream;   /* shared with collapsed requests while the body arrives (a reference) */
+    fetch_stream_t *stream; /* shared with collapsed requests while the body arrives (a reference) */
 };
 
 /** 1 when the header name (len bytes) is exactly the literal `lit`. */

@@ -159,7 +159,9 @@ static void invalidate_location(fetch_t *f, const char *v, size_t vlen)
         path = v;
         path_len = vlen;
     } else {
-        size_t skip = vlen > 7 && strncasecmp(v, "http://", 7) == 0 ? 7 : vlen > 8 && strncasecmp(v, "https://", 8) == 0 ? 8 : 0;
+        size_t skip = vlen > 7 && strncasecmp(v, "http://", 7) == 0    ? 7
+                      : vlen > 8 && strncasecmp(v, "https://", 8) == 0 ? 8
+                                                                       : 0;
         if (skip == 0)
             return;
         const char *host = v + skip;

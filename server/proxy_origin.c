@@ -70,8 +70,8 @@ void proxy_req_copy_dispose(req_copy_t *rc)
     memset(rc, 0, sizeof(*rc));
 }
 
-static origin_client_head_cb on_connect(origin_client_t *client, const char *errstr, h2o_iovec_t **reqbufs,
-                                        size_t *reqbufcnt, int *method_is_head)
+static origin_client_head_cb on_connect(origin_client_t *client, const char *errstr, h2o_iovec_t **reqbufs, size_t *reqbufcnt,
+                                        int *method_is_head)
 {
     fetch_t *f = origin_client_data(client);
     assert(f->magic == FETCH_MAGIC);

@@ -51,9 +51,7 @@ void proxy_fetch_fail_before_head(fetch_t *f, const char *errstr)
     worker_t *w = f->w;
     fetch_link_t *link = f->link;
     uint32_t age = 0;
-    int status = errstr == proxy_no_backend_error                            ? 503
-                 : errstr != NULL && strstr(errstr, "timeout") != NULL ? 504
-                                                                       : 502;
+    int status = errstr == proxy_no_backend_error ? 503 : errstr != NULL && strstr(errstr, "timeout") != NULL ? 504 : 502;
     int use_stale = f->mode == FETCH_CACHE && proxy_stale_usable_on_error(f->stale, now_wall_ms(), &age);
 
     if (use_stale)

@@ -72,9 +72,9 @@ int proxy_init(const config_t *cfg, store_t *store, mem_tier_t *mem, proxy_live_
     for (size_t i = 0; i != cfg->num_cache_key_ignore_params; ++i)
         proxy_globals.key_ignore_params[i] = cfg->cache_key_ignore_params[i];
     proxy_globals.key_rules = (cache_key_rules_t){.include_host = cfg->cache_key_include_host,
-                                      .sort_query = cfg->cache_key_sort_query,
-                                      .ignore_params = proxy_globals.key_ignore_params,
-                                      .num_ignore_params = cfg->num_cache_key_ignore_params};
+                                                  .sort_query = cfg->cache_key_sort_query,
+                                                  .ignore_params = proxy_globals.key_ignore_params,
+                                                  .num_ignore_params = cfg->num_cache_key_ignore_params};
     /* an object must fit the memory tier's admission limit and a small share of the disk */
     proxy_globals.max_object_size = cfg->memory_size / 4 < cfg->disk_size / 8 ? cfg->memory_size / 4 : cfg->disk_size / 8;
     proxy_inflight_init();

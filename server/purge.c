@@ -250,8 +250,8 @@ static void forward_start(purge_job_t *job)
 /* every op is back: forward now if the shield waits for the local purge, else complete */
 static void job_settle(purge_job_t *job)
 {
-    purge_result_t res = {.kind = job->kind, .soft = job->soft, .source = job->source, .items = job->items,
-                          .num_items = job->num_items};
+    purge_result_t res = {
+        .kind = job->kind, .soft = job->soft, .source = job->source, .items = job->items, .num_items = job->num_items};
     for (size_t i = 0; i < job->num_items && res.store_err == 0; i++)
         res.store_err = job->ops[i].res.err;
     if (job->forward == FORWARD_WAITING_FOR_LOCAL && res.store_err == 0) {
@@ -300,15 +300,9 @@ void purge_job_submit(purge_job_t *job, purge_loop_t *loop, purge_done_cb done, 
             loop->in_flight++;
         switch (job->kind) {
         case PURGE_KEY:
-        case PURGE_KEYS:
-            store_purge_surrogate_key(g.store, it->key, it->key_len, job->soft, op_done, op);
-            break;
-        case PURGE_URL:
-            store_purge_key_url(g.store, it->key, it->key_len, job->soft, op_done, op);
-            break;
-        case PURGE_ALL:
-            store_purge_all(g.store, op_done, op);
-            break;
+        case PURGE_KEYS: store_purge_surrogate_key(g.store, it->key, it->key_len, job->soft, op_done, op); break;
+        case PURGE_URL: store_purge_key_url(g.store, it->key, it->key_len, job->soft, op_done, op); break;
+        case PURGE_ALL: store_purge_all(g.store, op_done, op); break;
         }
     }
     job_release(job); /* with a loop, never the last: the ops come back through its queue later */
@@ -367,8 +361,8 @@ static void request_link_dispose(void *p)
 
 static void note_acknowledged(const purge_result_t *res, h2o_req_t *req)
 {
-    stats_note_purge_req(res->kind == PURGE_ALL ? STATS_PURGE_ALL
-                         : res->soft           ? STATS_PURGE_SOFT
+    stats_note_purge_req(res->kind == PURGE_ALL   ? STATS_PURGE_ALL
+                         : res->soft              ? STATS_PURGE_SOFT
                          : res->kind == PURGE_URL ? STATS_PURGE_URL
                                                   : STATS_PURGE_KEY,
                          req, res->kind == PURGE_ALL ? 1 : (unsigned)res->num_items);
@@ -408,14 +402,10 @@ int purge_request_submit(purge_job_t *job, purge_loop_t *loop, h2o_req_t *req)
 static const char *store_err_text(int err)
 {
     switch (err) {
-    case STORE_EIO:
-        return "store: I/O error (the purge was not acknowledged)";
-    case STORE_EFULL:
-        return "store: full (the purge was not acknowledged)";
-    case STORE_ECORRUPT:
-        return "store: corrupt record";
-    default:
-        return "store: purge failed";
+    case STORE_EIO: return "store: I/O error (the purge was not acknowledged)";
+    case STORE_EFULL: return "store: full (the purge was not acknowledged)";
+    case STORE_ECORRUPT: return "store: corrupt record";
+    default: return "store: purge failed";
     }
 }
 
@@ -460,9 +450,7 @@ void purge_answer_build(const purge_result_t *res, purge_answer_t *out)
         answer_set(out, 200, json, (size_t)n);
         return;
     }
-    case PURGE_ALL:
-        answer_set(out, 200, H2O_STRLIT("{\"status\":\"ok\"}"));
-        return;
+    case PURGE_ALL: answer_set(out, 200, H2O_STRLIT("{\"status\":\"ok\"}")); return;
     case PURGE_KEYS: {
         /* the admin API checks every batch key to be UTF-8 before anything is purged, so each
          * one can name its id here; a failure is memory, answered as an error */
@@ -501,7 +489,7 @@ void purge_answer_send(h2o_req_t *req, const purge_answer_t *a)
     req->res.reason = a->reason;
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
-    req->res.content_length = a->body_len; /* h2o_send_inline leaves it unset: no chunking */
+    req->res.content_length = a->body_len;      /* h2o_send_inline leaves it unset: no chunking */
     h2o_send_inline(req, a->body, a->body_len); /* copies into req's pool */
 }
 

@@ -34,14 +34,14 @@ static const char ENV_BACKEND[] = "edgecache.backend";
 static const char ENV_SYNTH[] = "edgecache.synth";
 
 const uint64_t stats_lat_bounds_us[STATS_LAT_BUCKETS - 1] = {
-    1,        2,        3,        5,        7,                                 /* µs */
-    10,       15,       20,       30,       50,       70,                      /* */
-    100,      150,      200,      300,      500,      700,                     /* */
-    1000,     1500,     2000,     3000,     5000,     7000,                    /* ms */
-    10000,    15000,    20000,    30000,    50000,    70000,                   /* */
-    100000,   150000,   200000,   300000,   500000,   700000,                  /* */
-    1000000,  1500000,  2000000,  3000000,  5000000,  7000000,                 /* s */
-    10000000, 15000000, 20000000, 30000000, 50000000, 60000000,                /* */
+    1,        2,        3,        5,        7,                  /* µs */
+    10,       15,       20,       30,       50,       70,       /* */
+    100,      150,      200,      300,      500,      700,      /* */
+    1000,     1500,     2000,     3000,     5000,     7000,     /* ms */
+    10000,    15000,    20000,    30000,    50000,    70000,    /* */
+    100000,   150000,   200000,   300000,   500000,   700000,   /* */
+    1000000,  1500000,  2000000,  3000000,  5000000,  7000000,  /* s */
+    10000000, 15000000, 20000000, 30000000, 50000000, 60000000, /* */
 };
 
 const int stats_codes[STATS_NUM_CODES] = {200, 204, 206, 301, 302, 304, 307, 308, 400, 401, 403, 404,
@@ -459,9 +459,8 @@ void stats_note_purge(stats_purge_kind_t kind, uint64_t latency_us)
     atomic_fetch_add_explicit(&g.purges[kind], 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&g.purge_sum_us[kind], latency_us, memory_order_relaxed);
     uint64_t cur = atomic_load_explicit(&g.purge_max_us[kind], memory_order_relaxed);
-    while (latency_us > cur &&
-           !atomic_compare_exchange_weak_explicit(&g.purge_max_us[kind], &cur, latency_us, memory_order_relaxed,
-                                                  memory_order_relaxed))
+    while (latency_us > cur && !atomic_compare_exchange_weak_explicit(&g.purge_max_us[kind], &cur, latency_us,
+                                                                      memory_order_relaxed, memory_order_relaxed))
         ;
 }
 

@@ -77,12 +77,12 @@ typedef struct stats_worker {
     _Alignas(64) _Atomic uint64_t responses; /* requests that got a status (100..599) */
     _Atomic uint64_t status_class[6];        /* [1] = 1xx ... [5] = 5xx; [0] unused */
     _Atomic uint64_t status_code[STATS_NUM_CODES];
-    _Atomic uint64_t bandwidth;   /* header + body bytes to clients */
-    _Atomic uint64_t body_size;   /* body bytes to clients */
-    _Atomic uint64_t header_size; /* header bytes to clients (as HTTP/1.1 serializes them) */
-    _Atomic uint64_t synth;       /* responses we generated ourselves (stats_note_synthetic) */
-    _Atomic uint64_t synth_5xx;   /* ... with a 5xx status: errors not from the origin */
-    _Atomic uint64_t uncacheable; /* GET/HEAD answered PASS: the response could not be cached */
+    _Atomic uint64_t bandwidth;    /* header + body bytes to clients */
+    _Atomic uint64_t body_size;    /* body bytes to clients */
+    _Atomic uint64_t header_size;  /* header bytes to clients (as HTTP/1.1 serializes them) */
+    _Atomic uint64_t synth;        /* responses we generated ourselves (stats_note_synthetic) */
+    _Atomic uint64_t synth_5xx;    /* ... with a 5xx status: errors not from the origin */
+    _Atomic uint64_t uncacheable;  /* GET/HEAD answered PASS: the response could not be cached */
     _Atomic uint64_t origin_bytes; /* body bytes received from origins (stats_note_origin_bytes) */
     _Atomic uint64_t lat_count[STATS_LAT_KINDS][STATS_LAT_BUCKETS];
     _Atomic uint64_t lat_sum_us[STATS_LAT_KINDS];
@@ -257,8 +257,7 @@ store_t *stats_store(void);
  * NULL when the count is 0); either output may be NULL when not wanted. Malformed records
  * are skipped. Returns 0 or STORE_EIO.
  */
-int stats_history_load(int64_t from, int64_t to, stats_sample_t **mins, size_t *nmins, stats_bw_sample_t **bws,
-                       size_t *nbws);
+int stats_history_load(int64_t from, int64_t to, stats_sample_t **mins, size_t *nmins, stats_bw_sample_t **bws, size_t *nbws);
 
 /**
  * One sampler step at wall-clock time now (unix seconds): close every minute and

@@ -58,12 +58,15 @@ static struct {
     int write_error_reported;
 } hist = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER, .tick_lock = PTHREAD_MUTEX_INITIALIZER};
 
-#define SF(name) {#name, offsetof(stats_sample_t, name)}
+#define SF(name)                              \
+    {                                         \
+#name, offsetof(stats_sample_t, name) \
+    }
 const stats_sample_field_t stats_sample_fields[] = {
-    SF(requests),   SF(hits),       SF(miss),       SF(pass),           SF(errors),         SF(synth),
-    SF(synth_5xx),  SF(uncacheable), SF(bandwidth), SF(body_size),      SF(header_size),    SF(status_1xx),
-    SF(status_2xx), SF(status_3xx), SF(status_4xx), SF(status_5xx),     SF(origin_fetches), SF(origin_bytes),
-    SF(stale_served), SF(purges),   SF(hits_time_us), SF(miss_time_us), SF(pass_time_us),
+    SF(requests),     SF(hits),        SF(miss),         SF(pass),         SF(errors),         SF(synth),
+    SF(synth_5xx),    SF(uncacheable), SF(bandwidth),    SF(body_size),    SF(header_size),    SF(status_1xx),
+    SF(status_2xx),   SF(status_3xx),  SF(status_4xx),   SF(status_5xx),   SF(origin_fetches), SF(origin_bytes),
+    SF(stale_served), SF(purges),      SF(hits_time_us), SF(miss_time_us), SF(pass_time_us),
 };
 #undef SF
 const size_t stats_num_sample_fields = sizeof(stats_sample_fields) / sizeof(stats_sample_fields[0]);
@@ -94,7 +97,8 @@ int stats_sample_decode(const void *rec_, size_t len, stats_sample_t *out)
 {
     const uint8_t *rec = rec_;
     memset(out, 0, sizeof(*out));
-    if (rec == NULL || len < STATS_RECORD_HEAD || le_get_u32(rec) != STATS_SAMPLE_MAGIC || le_get_u16(rec + 4) != STATS_RECORD_VERSION)
+    if (rec == NULL || len < STATS_RECORD_HEAD || le_get_u32(rec) != STATS_SAMPLE_MAGIC ||
+        le_get_u16(rec + 4) != STATS_RECORD_VERSION)
         return -1;
     size_t n = le_get_u16(rec + 6);
     if (len != STATS_RECORD_HEAD + 8 * n)
@@ -130,7 +134,8 @@ int stats_bw_decode(const void *rec_, size_t len, stats_bw_sample_t *out)
 {
     const uint8_t *rec = rec_;
     memset(out, 0, sizeof(*out));
-    if (rec == NULL || len < STATS_RECORD_HEAD + 8 || le_get_u32(rec) != STATS_BW_MAGIC || le_get_u16(rec + 4) != STATS_RECORD_VERSION)
+    if (rec == NULL || len < STATS_RECORD_HEAD + 8 || le_get_u32(rec) != STATS_BW_MAGIC ||
+        le_get_u16(rec + 4) != STATS_RECORD_VERSION)
         return -1;
     size_t n = le_get_u16(rec + 6);
     if (n < 1 || len != STATS_RECORD_HEAD + 8 * n)
@@ -241,7 +246,6 @@ void stats_history_stop(void)
         stats_tick((int64_t)time(NULL), 1);
 }
 
-
 /* ---------------------------------------------------------------- history: reading */
 
 typedef struct load_ctx {
@@ -290,8 +294,7 @@ static int load_one(void *arg, const char *key, size_t key_len, const void *val,
     return 0;
 }
 
-int stats_history_load(int64_t from, int64_t to, stats_sample_t **mins, size_t *nmins, stats_bw_sample_t **bws,
-                       size_t *nbws)
+int stats_history_load(int64_t from, int64_t to, stats_sample_t **mins, size_t *nmins, stats_bw_sample_t **bws, size_t *nbws)
 {
     load_ctx_t c = {.from = from, .to = to, .want_mins = mins != NULL, .want_bws = bws != NULL};
     if (mins != NULL)

@@ -30,12 +30,12 @@ typedef struct worker {
     h2o_accept_ctx_t accept_ctx;
     int listen_fd;
     h2o_socket_t *listener;
-    h2o_timeout_t stall_timeout; /* checks responses whose client stopped reading */
-    uint64_t inflight;           /* requests being handled (handler entered, pool not yet disposed) */
-    purge_loop_t purge_loop;                   /* completions of the PURGEs it submitted (server/purge.h) */
-    h2o_multithread_receiver_t wake_receiver;  /* collapsed requests woken by a fetch on any thread */
+    h2o_timeout_t stall_timeout;                /* checks responses whose client stopped reading */
+    uint64_t inflight;                          /* requests being handled (handler entered, pool not yet disposed) */
+    purge_loop_t purge_loop;                    /* completions of the PURGEs it submitted (server/purge.h) */
+    h2o_multithread_receiver_t wake_receiver;   /* collapsed requests woken by a fetch on any thread */
     h2o_multithread_receiver_t stream_receiver; /* new body bytes for requests reading another's fetch */
-    h2o_linklist_t fetches;      /* origin exchanges running on this worker (server/proxy_int.h's fetch_t) */
+    h2o_linklist_t fetches;                     /* origin exchanges running on this worker (server/proxy_int.h's fetch_t) */
     worker_counters_t counters;
 } worker_t;
 

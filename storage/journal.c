@@ -45,12 +45,12 @@ struct journal {
     uint32_t magic;
     int fd;
     uint8_t key[JOURNAL_KEY_BYTES]; /* of the segments' checksums */
-    size_t sectors;       /* the ring's size in sectors (the file's size / JOURNAL_SECTOR) */
-    uint64_t *sector_seq; /* `sectors` entries: last seq of the segment there, 0 = none */
-    size_t pos;           /* next sector to write */
-    uint64_t last_seq;    /* highest seq in the ring */
-    uint64_t written;     /* sectors used by appends since open (a wrap's skipped end included) */
-    uint8_t *buf;         /* segment being written */
+    size_t sectors;                 /* the ring's size in sectors (the file's size / JOURNAL_SECTOR) */
+    uint64_t *sector_seq;           /* `sectors` entries: last seq of the segment there, 0 = none */
+    size_t pos;                     /* next sector to write */
+    uint64_t last_seq;              /* highest seq in the ring */
+    uint64_t written;               /* sectors used by appends since open (a wrap's skipped end included) */
+    uint8_t *buf;                   /* segment being written */
     size_t buf_cap;
 };
 
@@ -207,13 +207,12 @@ static int journal_size_ok(uintmax_t size)
 static void journal_reserve(int fd, off_t size, const char *path)
 {
     if (fallocate(fd, 0, 0, size) != 0 && errno != EOPNOTSUPP && errno != ENOSYS)
-        fprintf(stderr,
-                "edgecache: purge journal: cannot reserve the room of %s (%s): a purge may fail on a full disk\n",
+        fprintf(stderr, "edgecache: purge journal: cannot reserve the room of %s (%s): a purge may fail on a full disk\n",
                 path, strerror(errno));
 }
 
-int journal_open(journal_t **out, const char *dir, size_t size_if_new, const uint8_t key[JOURNAL_KEY_BYTES],
-                 char *errbuf, size_t errlen)
+int journal_open(journal_t **out, const char *dir, size_t size_if_new, const uint8_t key[JOURNAL_KEY_BYTES], char *errbuf,
+                 size_t errlen)
 {
     char *path = path_join(dir, JOURNAL_FILE, "purge journal");
     journal_t *j = alloc_xcalloc(1, sizeof(*j), "purge journal");

@@ -86,8 +86,8 @@ typedef struct journal_rec {
  * store's, from meta); NULL for the public key of journals written before schema
  * version 3. On error writes a one-line message into errbuf.
  */
-int journal_open(journal_t **out, const char *dir, size_t size_if_new, const uint8_t key[JOURNAL_KEY_BYTES],
-                 char *errbuf, size_t errlen);
+int journal_open(journal_t **out, const char *dir, size_t size_if_new, const uint8_t key[JOURNAL_KEY_BYTES], char *errbuf,
+                 size_t errlen);
 
 /**
  * Write every later segment under `key`. Every segment already in the ring fails its

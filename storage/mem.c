@@ -62,8 +62,8 @@
 #define MEM_DROP_BATCH 32
 
 typedef struct mem_slot {
-    uint64_t h;        /* mem_mix(obj->hash); meaningless when obj == NULL */
-    cache_obj_t *obj;  /* the tier's reference; NULL = empty slot */
+    uint64_t h;         /* mem_mix(obj->hash); meaningless when obj == NULL */
+    cache_obj_t *obj;   /* the tier's reference; NULL = empty slot */
     uint8_t referenced; /* CLOCK bit: looked up since the hand last passed */
 } mem_slot_t;
 

@@ -12,7 +12,7 @@ typedef struct mem_tier mem_tier_t;
 
 typedef struct mem_stats {
     uint64_t objects;
-    uint64_t bytes;     /* sum of obj->mem_size of resident objects */
+    uint64_t bytes; /* sum of obj->mem_size of resident objects */
     uint64_t budget;
     uint64_t evictions; /* objects dropped to stay within the budget */
     uint64_t lookups, hits;

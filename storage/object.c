@@ -188,12 +188,12 @@ static int obj_parse(const uint8_t *rec, size_t rec_len, obj_layout_t *lo, obj_h
 
     size_t off = OBJ_RECORD_FIXED_LEN, remaining = rec_len - OBJ_RECORD_FIXED_LEN;
 
-#define TAKE(len)                                                                                                              \
-    do {                                                                                                                       \
-        if ((uint64_t)(len) > remaining)                                                                                       \
-            return OBJ_ECORRUPT;                                                                                               \
-        off += (size_t)(len);                                                                                                  \
-        remaining -= (size_t)(len);                                                                                            \
+#define TAKE(len)                        \
+    do {                                 \
+        if ((uint64_t)(len) > remaining) \
+            return OBJ_ECORRUPT;         \
+        off += (size_t)(len);            \
+        remaining -= (size_t)(len);      \
     } while (0)
 
     lo->key_off = off;
@@ -262,7 +262,8 @@ static cache_obj_t *obj_from_record(uint8_t *rec, size_t rec_len, const obj_layo
     if (hash != NULL)
         memcpy(obj->hash, hash, CACHE_HASH_LEN);
     else
-        obj_storage_hash((const char *)rec + lo->key_off, lo->key_len, (const char *)rec + lo->vary_off, lo->vary_len, obj->hash);
+        obj_storage_hash((const char *)rec + lo->key_off, lo->key_len, (const char *)rec + lo->vary_off, lo->vary_len,
+                         obj->hash);
     obj->meta = lo->meta;
     obj->key = (const char *)rec + lo->key_off;
     obj->key_len = lo->key_len;

@@ -27,10 +27,10 @@
 #include <stdint.h>
 
 #define CACHE_HASH_LEN 16
-#define OBJ_MAGIC 0x0bec0b1eu          /* in-memory magic, checked at entry */
-#define OBJ_RECORD_MAGIC 0x31524345u   /* "ECR1" on disk */
+#define OBJ_MAGIC 0x0bec0b1eu        /* in-memory magic, checked at entry */
+#define OBJ_RECORD_MAGIC 0x31524345u /* "ECR1" on disk */
 #define OBJ_RECORD_VERSION 1
-#define OBJ_RECORD_FIXED_LEN 84        /* bytes before the key */
+#define OBJ_RECORD_FIXED_LEN 84 /* bytes before the key */
 
 /* errors (negative, outside errno's range) */
 #define OBJ_ECORRUPT (-30900)
@@ -39,7 +39,8 @@
 #define OBJ_F_NO_CACHE 0x1        /* stored, but must be revalidated before every use */
 #define OBJ_F_MUST_REVALIDATE 0x2 /* never served stale */
 #define OBJ_F_SOFT_PURGED 0x4     /* soft purge: treat as stale; may be revalidated / served in grace */
-#define OBJ_F_VARY_INDEX 0x8      /* not a response: marks a URL whose responses vary; its "vary" header
+#define OBJ_F_VARY_INDEX \
+    0x8 /* not a response: marks a URL whose responses vary; its "vary" header
                                      names the request headers, the variants live under obj_variant_hash */
 
 typedef struct obj_header {
@@ -53,13 +54,13 @@ typedef struct obj_header {
 typedef struct obj_meta {
     uint16_t status;
     uint32_t flags;
-    uint64_t generation;       /* purge-all generation the object belongs to */
-    int64_t request_time_ms;   /* unix ms when the request to the origin was sent */
-    int64_t response_time_ms;  /* unix ms when the response head arrived */
-    uint32_t initial_age;      /* corrected_initial_age, seconds (RFC 9111 4.2.3) */
-    uint32_t ttl;              /* freshness lifetime, seconds */
+    uint64_t generation;             /* purge-all generation the object belongs to */
+    int64_t request_time_ms;         /* unix ms when the request to the origin was sent */
+    int64_t response_time_ms;        /* unix ms when the response head arrived */
+    uint32_t initial_age;            /* corrected_initial_age, seconds (RFC 9111 4.2.3) */
+    uint32_t ttl;                    /* freshness lifetime, seconds */
     uint32_t stale_while_revalidate; /* seconds */
-    uint32_t stale_if_error;   /* seconds */
+    uint32_t stale_if_error;         /* seconds */
 } obj_meta_t;
 
 typedef struct cache_obj {
@@ -67,20 +68,20 @@ typedef struct cache_obj {
     atomic_uint refcnt;
     atomic_uint flags; /* OBJ_F_*; starts as meta.flags, may gain OBJ_F_SOFT_PURGED later */
     uint8_t hash[CACHE_HASH_LEN];
-    obj_meta_t meta;   /* meta.flags is the value as stored; read `flags` for the live value */
-    const char *key;   /* full cache key (not NUL terminated) */
+    obj_meta_t meta; /* meta.flags is the value as stored; read `flags` for the live value */
+    const char *key; /* full cache key (not NUL terminated) */
     uint32_t key_len;
     const char *skeys; /* surrogate keys, space separated, as received */
     uint32_t skeys_len;
-    const char *vary;  /* secondary key (normalized Vary values); empty when none */
+    const char *vary; /* secondary key (normalized Vary values); empty when none */
     uint32_t vary_len;
     uint32_t num_headers;
     obj_header_t *headers; /* points into `rec` (array owned by the object) */
     const uint8_t *body;   /* points into `rec` */
     uint64_t body_len;
-    uint8_t *rec;          /* the encoded record, owned */
+    uint8_t *rec; /* the encoded record, owned */
     size_t rec_len;
-    size_t mem_size;       /* bytes charged to the memory tier for this object */
+    size_t mem_size; /* bytes charged to the memory tier for this object */
 } cache_obj_t;
 
 /** BLAKE2b-128 of the cache key (libsodium crypto_generichash). */

@@ -344,8 +344,7 @@ int store_open(store_t **out, const store_options_t *opt, char *errbuf, size_t e
                           rc == MDB_NOTFOUND ? "missing" : mdb_strerror(rc));
             goto fail;
         }
-        if (journal_open(&s->journal, opt->dir, store_journal_size(s->map_size), keyed ? jkey : NULL, jerr,
-                         sizeof(jerr)) != 0) {
+        if (journal_open(&s->journal, opt->dir, store_journal_size(s->map_size), keyed ? jkey : NULL, jerr, sizeof(jerr)) != 0) {
             errbuf_printf(errbuf, errlen, "store %s: %s", opt->dir, jerr);
             goto fail;
         }
@@ -560,8 +559,8 @@ void store_delete(store_t *s, const uint8_t hash[CACHE_HASH_LEN])
         store_op_free(op);
 }
 
-static void store_purge_submit(store_t *s, store_op_kind_t kind, const char *key, size_t key_len, int soft,
-                               store_purge_cb cb, void *arg)
+static void store_purge_submit(store_t *s, store_op_kind_t kind, const char *key, size_t key_len, int soft, store_purge_cb cb,
+                               void *arg)
 {
     assert(s != NULL && s->magic == STORE_MAGIC);
     store_op_t *op = store_op_new(kind);
@@ -719,8 +718,12 @@ int store_kv_put_sync(store_t *s, const char *db, const char *key, const void *v
         return STORE_EIO;
     if (s->read_only)
         return store_kv_write_direct(s, dbi, key, klen, val, val_len);
-    store_op_t op = {.kind = STORE_OP_KV, .dbi = dbi, .key = (char *)key, .key_len = klen,
-                     .val = val != NULL ? (void *)val : NULL, .val_len = val_len};
+    store_op_t op = {.kind = STORE_OP_KV,
+                     .dbi = dbi,
+                     .key = (char *)key,
+                     .key_len = klen,
+                     .val = val != NULL ? (void *)val : NULL,
+                     .val_len = val_len};
     if (val != NULL && val_len == 0)
         op.val = (void *)""; /* an empty value is a value, not a delete */
     return store_submit_wait(s, &op);

@@ -46,10 +46,10 @@ enum {
 };
 
 typedef struct store_options {
-    const char *dir;       /* data directory; created if missing */
-    size_t map_size;       /* LMDB map size in bytes (the disk budget) */
-    mem_tier_t *mem;       /* memory tier to keep coherent on purges (may be NULL) */
-    int read_only;         /* open without a writer thread (CLI status commands) */
+    const char *dir;         /* data directory; created if missing */
+    size_t map_size;         /* LMDB map size in bytes (the disk budget) */
+    mem_tier_t *mem;         /* memory tier to keep coherent on purges (may be NULL) */
+    int read_only;           /* open without a writer thread (CLI status commands) */
     double evict_high_water; /* start evicting at this fraction of the map (default 0.85 when 0) */
     double evict_low_water;  /* evict down to this fraction (default 0.75 when 0) */
     unsigned checkpoint_ms;  /* background sync interval (default 5000 when 0; tests set it) */
@@ -57,26 +57,26 @@ typedef struct store_options {
 } store_options_t;
 
 typedef struct store_stats {
-    uint64_t objects;       /* entries in `objects` */
-    uint64_t bytes_used;    /* pages in use * page size */
+    uint64_t objects;    /* entries in `objects` */
+    uint64_t bytes_used; /* pages in use * page size */
     uint64_t map_size;
     uint64_t puts, deletes, evictions, commits, syncs, map_full_errors, corrupt_records;
     uint64_t generation;
-    uint64_t journal_commits;  /* purge journal segments written (each synced: one per purge batch) */
-    uint64_t checkpoints;      /* background syncs of the main store */
-    uint64_t journal_unsynced; /* journaled purges the main store has committed but not yet synced */
+    uint64_t journal_commits;      /* purge journal segments written (each synced: one per purge batch) */
+    uint64_t checkpoints;          /* background syncs of the main store */
+    uint64_t journal_unsynced;     /* journaled purges the main store has committed but not yet synced */
     uint64_t journal_write_us;     /* time spent in those synced segment writes (the ones that worked), in all */
     uint64_t journal_write_max_us; /* the longest of them */
-    uint64_t budget;          /* bytes the store may fill: the map size, or less when the file system has less room */
-    uint64_t enospc;          /* times the file system had no room: a budget short of the map, a write refused */
-    uint64_t memory_only;     /* objects kept in the memory tier although the disk could not take them */
+    uint64_t budget;               /* bytes the store may fill: the map size, or less when the file system has less room */
+    uint64_t enospc;               /* times the file system had no room: a budget short of the map, a write refused */
+    uint64_t memory_only;          /* objects kept in the memory tier although the disk could not take them */
 } store_stats_t;
 
 /* what a purge did */
 typedef struct store_purge_result {
-    int err;              /* 0 or STORE_E* */
-    uint64_t objects;     /* objects removed or marked stale */
-    uint64_t generation;  /* generation after the purge (purge_all) */
+    int err;             /* 0 or STORE_E* */
+    uint64_t objects;    /* objects removed or marked stale */
+    uint64_t generation; /* generation after the purge (purge_all) */
 } store_purge_result_t;
 
 /**
@@ -197,6 +197,7 @@ int store_kv_put_sync(store_t *store, const char *db, const char *key, const voi
  * Call fn for every key/value in `db` in key order (read transaction held during the walk;
  * the pointers are valid only during the call). Stop when fn returns non-zero.
  */
-int store_kv_foreach(store_t *store, const char *db, int (*fn)(void *arg, const char *key, size_t key_len, const void *val, size_t val_len), void *arg);
+int store_kv_foreach(store_t *store, const char *db,
+                     int (*fn)(void *arg, const char *key, size_t key_len, const void *val, size_t val_len), void *arg);
 
 #endif

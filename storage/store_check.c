@@ -100,8 +100,8 @@ static int chk_db_ok(const chk_db_t *db, uint64_t last_pg)
         return 0;
     /* the pages a tree counts must fit between the meta pages and last_pg */
     uint64_t room = last_pg - 1;
-    return db->branch <= room && db->leaf <= room && db->overflow <= room &&
-           db->branch + db->leaf + db->overflow <= room && db->leaf >= 1;
+    return db->branch <= room && db->leaf <= room && db->overflow <= room && db->branch + db->leaf + db->overflow <= room &&
+           db->leaf >= 1;
 }
 
 /* One meta page at p (page `pgno`), `avail` bytes of it present. */
@@ -179,8 +179,8 @@ int store_check_meta(const uint8_t *head, size_t head_len, uint64_t file_size, s
         return rc;
     /* page 1 sits one page size in */
     size_t off1 = m0.psize;
-    rc = chk_meta_one(head + (off1 < head_len ? off1 : head_len), off1 < head_len ? head_len - off1 : 0, 1, m0.psize,
-                      &m1, errbuf, errlen);
+    rc = chk_meta_one(head + (off1 < head_len ? off1 : head_len), off1 < head_len ? head_len - off1 : 0, 1, m0.psize, &m1,
+                      errbuf, errlen);
     if (rc != 0)
         return rc;
     const store_check_meta_t *m = m1.txnid > m0.txnid ? &m1 : &m0; /* LMDB's choice */
@@ -430,8 +430,8 @@ int store_check_file(const char *dir, int allow_empty, store_check_meta_t *out, 
             rc = STORE_CHECK_EDAMAGED;
             goto out;
         }
-        chk_free_walk_t w = {.fd = fd, .psize = m.psize, .file_pages = file_pages, .last_pg = m.last_pg,
-                             .errbuf = why, .errlen = sizeof(why)};
+        chk_free_walk_t w = {
+            .fd = fd, .psize = m.psize, .file_pages = file_pages, .last_pg = m.last_pg, .errbuf = why, .errlen = sizeof(why)};
         why[0] = '\0';
         w.tail = calloc((size_t)(tail / 8 + 1), 1);
         if (w.tail == NULL)
@@ -485,8 +485,8 @@ static int chk_meta_value_ok(const MDB_val *k, const MDB_val *v)
         const char *name;
         size_t len;
     } known[] = {
-        {MIG_META_SCHEMA_VERSION, 4}, {MIG_META_GENERATION, 8},   {MIG_META_RECLAIMED, 8},
-        {MIG_META_WRITER_TICK, 8},    {MIG_META_JOURNAL_SEQ, 8},  {MIG_META_JOURNAL_KEY, MIG_JOURNAL_KEY_BYTES},
+        {MIG_META_SCHEMA_VERSION, 4}, {MIG_META_GENERATION, 8},  {MIG_META_RECLAIMED, 8},
+        {MIG_META_WRITER_TICK, 8},    {MIG_META_JOURNAL_SEQ, 8}, {MIG_META_JOURNAL_KEY, MIG_JOURNAL_KEY_BYTES},
         {MIG_META_JOURNAL_KEYED, 8},
     };
     for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
@@ -752,8 +752,8 @@ int store_check_tree(const char *dir, int full, FILE *log, store_check_report_t 
     }
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && strncmp(last, "ok ", 3) == 0) {
         unsigned long long dbs, recs, objs, dec, bytes;
-        if (sscanf(last, "ok databases %llu records %llu objects %llu decoded %llu value_bytes %llu", &dbs, &recs,
-                   &objs, &dec, &bytes) == 5 &&
+        if (sscanf(last, "ok databases %llu records %llu objects %llu decoded %llu value_bytes %llu", &dbs, &recs, &objs, &dec,
+                   &bytes) == 5 &&
             rep != NULL) {
             rep->databases = dbs;
             rep->records = recs;

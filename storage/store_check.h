@@ -83,10 +83,10 @@ int store_check_file(const char *dir, int allow_empty, store_check_meta_t *out, 
 
 /* What the tree check found (for `edgecache check`). */
 typedef struct store_check_report {
-    uint64_t databases; /* named databases walked */
-    uint64_t records;   /* records (duplicates counted) in them */
-    uint64_t objects;   /* records in `objects` */
-    uint64_t decoded;   /* object records that passed the decoder (full check) */
+    uint64_t databases;   /* named databases walked */
+    uint64_t records;     /* records (duplicates counted) in them */
+    uint64_t objects;     /* records in `objects` */
+    uint64_t decoded;     /* object records that passed the decoder (full check) */
     uint64_t value_bytes; /* bytes of values read (full check) */
 } store_check_report_t;
 

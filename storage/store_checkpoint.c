@@ -28,7 +28,7 @@
 #include "migrations/mig_int.h"
 
 #define STORE_JOURNAL_MAX_BYTES ((size_t)32 << 20) /* the largest new purge journal */
-#define STORE_CHECKPOINT_SLICE ((off_t)256 << 10) /* bytes of the file written back at a time */
+#define STORE_CHECKPOINT_SLICE ((off_t)256 << 10)  /* bytes of the file written back at a time */
 
 /* raise *a to at least v (two threads advance durable_seq) */
 void store_atomic_max(_Atomic uint64_t *a, uint64_t v)
@@ -144,8 +144,7 @@ static int store_replay_one(void *arg, const journal_rec_t *rec)
     int soft = (rec->flags & JOURNAL_F_SOFT) != 0;
     r->records++;
     switch (rec->kind) {
-    case JOURNAL_URL:
-        return store_txn_purge_url_hash(r->s, r->txn, &r->b, rec->payload, soft, &r->objects);
+    case JOURNAL_URL: return store_txn_purge_url_hash(r->s, r->txn, &r->b, rec->payload, soft, &r->objects);
     case JOURNAL_SKEY:
         return store_txn_purge_skey_bytes(r->s, r->txn, &r->b, rec->payload, rec->payload_len, soft, &r->objects);
     case JOURNAL_ALL:

@@ -24,9 +24,9 @@
 #include <string.h>
 #include "migrations/mig_int.h"
 
-#define STORE_EVICT_CHUNK 1000          /* objects per eviction transaction */
+#define STORE_EVICT_CHUNK 1000 /* objects per eviction transaction */
 #define STORE_EVICT_MAX_ROUNDS 64
-#define STORE_RECLAIM_SCAN_MAX 20000    /* records looked at per reclaim transaction */
+#define STORE_RECLAIM_SCAN_MAX 20000 /* records looked at per reclaim transaction */
 #define STORE_RECLAIM_SCAN_BYTES ((size_t)32 << 20)
 /* kv writes (not deletes) stop at this fill: eviction cannot free kv records, and a
  * completely full LMDB map cannot even delete (a delete copies pages too) */
@@ -77,8 +77,9 @@ int store_measure(store_t *s, uint64_t *used_out)
     int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
     if (rc != 0)
         return rc;
-    MDB_dbi dbis[] = {0, 1, s->dbi_meta, s->dbi_objects, s->dbi_skeys, s->dbi_variants,
-                      s->dbi_evict, s->dbi_config, s->dbi_tokens, s->dbi_stats};
+    MDB_dbi dbis[] = {
+        0,           1, s->dbi_meta, s->dbi_objects, s->dbi_skeys, s->dbi_variants, s->dbi_evict, s->dbi_config, s->dbi_tokens,
+        s->dbi_stats};
     uint64_t pages = 0;
     for (size_t i = 0; i < sizeof(dbis) / sizeof(dbis[0]); i++) {
         MDB_stat st;
@@ -246,8 +247,7 @@ void store_reclaim_step(store_t *s)
     } else {
         rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
     }
-    while (rc == 0 && scanned < STORE_RECLAIM_SCAN_MAX && old.n < s->reclaim_chunk &&
-           bytes < STORE_RECLAIM_SCAN_BYTES) {
+    while (rc == 0 && scanned < STORE_RECLAIM_SCAN_MAX && old.n < s->reclaim_chunk && bytes < STORE_RECLAIM_SCAN_BYTES) {
         if (k.mv_size == CACHE_HASH_LEN) {
             memcpy(pos, k.mv_data, sizeof(pos));
             has_pos = 1;
@@ -307,8 +307,7 @@ fail:
          * which frees the oldest objects, old generations first, make room meanwhile.
          */
         if (s->reclaim_chunk == STORE_RECLAIM_DELETE_MAX)
-            fprintf(stderr, "edgecache: store: reclaim of old generations paused, no room: %s; retrying\n",
-                    mdb_strerror(rc));
+            fprintf(stderr, "edgecache: store: reclaim of old generations paused, no room: %s; retrying\n", mdb_strerror(rc));
         s->reclaim_chunk = s->reclaim_chunk > 8 ? s->reclaim_chunk / 8 : 1;
         s->reclaim_retry_ms = now_mono_ms() + STORE_SPACE_RETRY_MS;
         uint64_t used;

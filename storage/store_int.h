@@ -27,8 +27,8 @@
 
 #define STORE_MAGIC 0x5170e7c1u
 #define STORE_BATCH_MAX_OPS 4096
-#define STORE_APPLY_GROUP 4096      /* answered purges the writer gathers into one transaction */
-#define STORE_RECLAIM_DELETE_MAX 1000   /* old objects deleted per reclaim transaction */
+#define STORE_APPLY_GROUP 4096        /* answered purges the writer gathers into one transaction */
+#define STORE_RECLAIM_DELETE_MAX 1000 /* old objects deleted per reclaim transaction */
 #define STORE_EVICT_KEY_LEN (8 + CACHE_HASH_LEN)
 
 typedef struct store_hashvec {
@@ -76,13 +76,13 @@ typedef struct store_op {
     /* completion of a waited op (store_flush, store_kv_put_sync): the caller owns the op */
     int waited, done;
     pthread_cond_t done_cond;
-    int rc;      /* KV, FLUSH */
-    int dropped; /* PUT: STORE_PUT_* */
-    int has_since;        /* PUT: since_epoch is set (store_put_since) */
-    uint64_t since_epoch; /* PUT: the purge epoch when the object's fetch began */
-    uint64_t journal_seq; /* PURGE_*: its purge journal record; 0 = not journaled (nothing to do) */
-    int journal_failed;   /* PURGE_*: the journal write failed: not applied, answered STORE_EIO */
-    int acked;            /* PURGE_*: answered before its transaction committed (store_batch_ack_early) */
+    int rc;                 /* KV, FLUSH */
+    int dropped;            /* PUT: STORE_PUT_* */
+    int has_since;          /* PUT: since_epoch is set (store_put_since) */
+    uint64_t since_epoch;   /* PUT: the purge epoch when the object's fetch began */
+    uint64_t journal_seq;   /* PURGE_*: its purge journal record; 0 = not journaled (nothing to do) */
+    int journal_failed;     /* PURGE_*: the journal write failed: not applied, answered STORE_EIO */
+    int acked;              /* PURGE_*: answered before its transaction committed (store_batch_ack_early) */
     store_hashvec_t pended; /* acked: what it holds in the pending set until its transaction commits */
     uint64_t order;         /* position in the stream the journal thread hands the writer (from 1) */
     store_purge_result_t res;
@@ -91,7 +91,7 @@ typedef struct store_op {
 /* a put the journal thread handed the writer, not yet committed (see store_batch_ack_early) */
 typedef struct store_inflight {
     uint64_t order;
-    int has_since;    /* its fetch's start is known (store_put_since) */
+    int has_since;        /* its fetch's start is known (store_put_since) */
     cache_obj_t *obj;     /* a reference */
     store_hashvec_t tags; /* store_obj_tags */
 } store_inflight_t;
@@ -124,11 +124,11 @@ struct store {
     int front_started, applier_started, checkpointer_started; /* store_open sets them, store_close reads them */
 
     /* Atomics, each written by the thread(s) named, read by any thread. */
-    _Atomic uint64_t generation;    /* the writer (a purge-all's commit); recovery at open */
-    _Atomic uint64_t purge_epoch;   /* both writing threads (store_plog_publish), eviction */
-    _Atomic uint64_t applied_order; /* the writer: the order of the last op it has finished */
-    _Atomic uint64_t committed_seq; /* the writer: highest journaled purge committed to the main store */
-    _Atomic uint64_t durable_seq;   /* store_sync_main, checkpointer: highest journaled purge the main store synced */
+    _Atomic uint64_t generation;      /* the writer (a purge-all's commit); recovery at open */
+    _Atomic uint64_t purge_epoch;     /* both writing threads (store_plog_publish), eviction */
+    _Atomic uint64_t applied_order;   /* the writer: the order of the last op it has finished */
+    _Atomic uint64_t committed_seq;   /* the writer: highest journaled purge committed to the main store */
+    _Atomic uint64_t durable_seq;     /* store_sync_main, checkpointer: highest journaled purge the main store synced */
     _Atomic uint64_t journal_sectors; /* the journal thread: journal_sectors_written after its last append */
     _Atomic uint64_t checkpoint_from; /* the checkpointer: journal_sectors when the running or last checkpoint began */
     _Atomic int checkpoint_asked;     /* the journal thread wants one now: a quarter of the ring is unsynced */
@@ -178,13 +178,13 @@ struct store {
     pthread_cond_t wake;
     store_op_t *head, *tail;
     int stopping;
-    int writer_started;        /* the store takes writes */
-    store_op_t *transit;       /* the batch the journal thread has taken from head */
+    int writer_started;  /* the store takes writes */
+    store_op_t *transit; /* the batch the journal thread has taken from head */
     store_op_t *ahead, *atail;
-    size_t an;                 /* ops in ahead */
-    size_t a_urgent;           /* of them, ops someone waits for (see store_op_urgent) */
-    int64_t ahead_since_ms;    /* when the oldest op in ahead was handed on */
-    int applying, front_done;  /* the writer is in a batch; the journal thread has exited */
+    size_t an;                /* ops in ahead */
+    size_t a_urgent;          /* of them, ops someone waits for (see store_op_urgent) */
+    int64_t ahead_since_ms;   /* when the oldest op in ahead was handed on */
+    int applying, front_done; /* the writer is in a batch; the journal thread has exited */
     pthread_cond_t apply_wake, apply_room;
     int checkpointer_stopping; /* the checkpointer waits on checkpoint_wake under lock */
     pthread_cond_t checkpoint_wake;
@@ -222,10 +222,10 @@ typedef struct store_batch {
     /* per attempt */
     uint64_t gen;
     int need_sync, any_purge, purge_all, any_removal;
-    int applying_acked; /* the purge being applied was answered already: purge log and memory tier done */
+    int applying_acked;        /* the purge being applied was answered already: purge log and memory tier done */
     store_hashvec_t plog_tags; /* what this attempt's unanswered purges named: published at its commit */
-    uint64_t journal_seq; /* highest journal seq applied by this attempt (0: none) */
-    uint64_t soft_marked; /* objects this attempt marked soft-purged */
+    uint64_t journal_seq;      /* highest journal seq applied by this attempt (0: none) */
+    uint64_t soft_marked;      /* objects this attempt marked soft-purged */
     store_hashvec_t mem_remove, mem_soft;
     uint64_t puts, deletes;
     size_t kv_cost;
@@ -312,8 +312,7 @@ int store_meta_get_u64(store_t *s, MDB_txn *txn, const char *name, uint64_t *out
 int store_meta_put_u64(store_t *s, MDB_txn *txn, const char *name, uint64_t val);
 
 /* Remove the index entries of the decoded record obj stored under hash (its evict entry too unless keep_evict). */
-int store_txn_unindex(store_t *s, MDB_txn *txn, const uint8_t hash[CACHE_HASH_LEN], const cache_obj_t *obj,
-                      int keep_evict);
+int store_txn_unindex(store_t *s, MDB_txn *txn, const uint8_t hash[CACHE_HASH_LEN], const cache_obj_t *obj, int keep_evict);
 
 /* Load and decode the record under hash: *obj a new reference or NULL (corrupt), *present whether one exists. */
 int store_txn_load(store_t *s, MDB_txn *txn, const uint8_t hash[CACHE_HASH_LEN], cache_obj_t **obj, int *present);

@@ -23,8 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define STORE_ACK_EARLY_MAX 4096 /* objects a purge may name and be answered before its commit */
-#define STORE_PEND_MAX 65536     /* objects the pending set holds at most (2.5 MiB) */
+#define STORE_ACK_EARLY_MAX 4096    /* objects a purge may name and be answered before its commit */
+#define STORE_PEND_MAX 65536        /* objects the pending set holds at most (2.5 MiB) */
 #define STORE_APPLY_AHEAD_MAX 16384 /* ops the journal thread may hand the writer before it waits */
 #define STORE_INFLIGHT_MAX 1024     /* queued puts an early answer looks through; more: answered after the commit */
 
@@ -107,8 +107,7 @@ static void store_batch_journal(store_t *s, store_batch_t *b)
         atomic_fetch_add_explicit(&s->st_journal_commits, 1, memory_order_relaxed);
         uint64_t written = journal_sectors_written(s->journal);
         atomic_store_explicit(&s->journal_sectors, written, memory_order_release);
-        if (written - atomic_load_explicit(&s->checkpoint_from, memory_order_acquire) >
-                journal_ring_sectors(s->journal) / 4 &&
+        if (written - atomic_load_explicit(&s->checkpoint_from, memory_order_acquire) > journal_ring_sectors(s->journal) / 4 &&
             !atomic_exchange(&s->checkpoint_asked, 1)) {
             pthread_mutex_lock(&s->lock); /* the checkpointer tests the flag under it before waiting */
             pthread_cond_signal(&s->checkpoint_wake);
@@ -285,7 +284,7 @@ static void store_batch_ack_early(store_t *s, store_batch_t *b)
         uint64_t epoch = store_plog_publish(s, &tags); /* as after a commit: the memory tier next */
         for (size_t i = 0; s->mem != NULL && i < mem.n; i++)
             mem_remove(s->mem, mem.v[i]);
-        store_memonly_purge(s, &tags, 0); /* after the puts in flight: one the writer dropped since is listed */
+        store_memonly_purge(s, &tags, 0);           /* after the puts in flight: one the writer dropped since is listed */
         store_hide_queued_puts(s, &tags, epoch, 1); /* puts queued since this batch was taken */
         for (store_op_t *op = b->ops; op != NULL; op = op->next) {
             if (op->acked && op->cb != NULL) {

@@ -27,7 +27,9 @@
 uint64_t store_space_slack(uint64_t fs_size)
 {
     uint64_t slack = fs_size / 64;
-    return slack < STORE_SPACE_SLACK_MIN ? STORE_SPACE_SLACK_MIN : slack > STORE_SPACE_SLACK_MAX ? STORE_SPACE_SLACK_MAX : slack;
+    return slack < STORE_SPACE_SLACK_MIN   ? STORE_SPACE_SLACK_MIN
+           : slack > STORE_SPACE_SLACK_MAX ? STORE_SPACE_SLACK_MAX
+                                           : slack;
 }
 
 uint64_t store_space_budget(uint64_t map_size, uint64_t have, uint64_t fs_avail, uint64_t fs_size, uint64_t psize)

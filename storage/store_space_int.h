@@ -34,8 +34,8 @@
 #define STORE_SPACE_RETRY_MS 1000 /* how often a short budget tries to grow */
 
 typedef struct store_space {
-    int mode;                /* STORE_SPACE_*; PREALLOCATE falls back to FREE where fallocate is not supported */
-    int fd;                  /* the data file (LMDB's descriptor, borrowed) */
+    int mode; /* STORE_SPACE_*; PREALLOCATE falls back to FREE where fallocate is not supported */
+    int fd;   /* the data file (LMDB's descriptor, borrowed) */
     uint64_t map_size, psize;
     _Atomic uint64_t budget; /* bytes of the data file the store may fill: <= map_size, a multiple of psize */
     uint64_t reserved;       /* PREALLOCATE: [0, reserved) of the file is allocated */

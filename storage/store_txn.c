@@ -124,8 +124,7 @@ static int store_skey_del(store_t *s, MDB_txn *txn, const char *tok, size_t len,
 }
 
 /* Remove the index entries of a decoded record stored under `hash`. */
-int store_txn_unindex(store_t *s, MDB_txn *txn, const uint8_t hash[CACHE_HASH_LEN], const cache_obj_t *obj,
-                      int keep_evict)
+int store_txn_unindex(store_t *s, MDB_txn *txn, const uint8_t hash[CACHE_HASH_LEN], const cache_obj_t *obj, int keep_evict)
 {
     int rc = store_skeys_each(s, txn, obj->skeys, obj->skeys_len, hash, 1, store_skey_del);
     if (rc == 0 && obj->vary_len > 0) {
@@ -430,9 +429,7 @@ int store_txn_apply(store_t *s, MDB_txn *txn, store_batch_t *b, store_op_t *op, 
         }
         return rc;
     }
-    case STORE_OP_FLUSH:
-        b->need_sync = 1;
-        return 0;
+    case STORE_OP_FLUSH: b->need_sync = 1; return 0;
     }
     assert(!"unknown store op");
     return 0;

@@ -33,8 +33,8 @@
 #include <string.h>
 #include "migrations/mig_int.h"
 
-#define STORE_APPLY_DELAY_MS 50     /* how long the writer may wait for STORE_APPLY_GROUP of them */
-#define STORE_YIELD_EVERY 64        /* ops a transaction applies between two sched_yield()s */
+#define STORE_APPLY_DELAY_MS 50 /* how long the writer may wait for STORE_APPLY_GROUP of them */
+#define STORE_YIELD_EVERY 64    /* ops a transaction applies between two sched_yield()s */
 #define STORE_BATCH_MAX_BYTES ((size_t)64 << 20)
 /* puts stop at this fill (or at the high water mark when that is set higher), whatever
  * eviction managed: the rest of the map stays for purges, deletes and kv records */

@@ -20,12 +20,12 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /** Abort (a "crash" for the fuzzer) when an invariant of the code under test does not hold. */
-#define FUZZ_CHECK(cond)                                                                                \
-    do {                                                                                                \
-        if (!(cond)) {                                                                                  \
-            fprintf(stderr, "fuzz: invariant failed: %s (%s:%d)\n", #cond, __FILE__, __LINE__);         \
-            abort();                                                                                    \
-        }                                                                                               \
+#define FUZZ_CHECK(cond)                                                                        \
+    do {                                                                                        \
+        if (!(cond)) {                                                                          \
+            fprintf(stderr, "fuzz: invariant failed: %s (%s:%d)\n", #cond, __FILE__, __LINE__); \
+            abort();                                                                            \
+        }                                                                                       \
     } while (0)
 
 #endif

@@ -20,8 +20,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (doc == NULL)
         return 0;
 
-    admin_settings_t s = {.default_ttl = 120, .default_grace = 7, .max_heuristic_ttl = 86400, .negative_ttl = 5,
-                          .purge_requires_auth = 1};
+    admin_settings_t s = {
+        .default_ttl = 120, .default_grace = 7, .max_heuristic_ttl = 86400, .negative_ttl = 5, .purge_requires_auth = 1};
     admin_settings_t before = s;
     char detail[256];
     memset(detail, 0x5a, sizeof(detail));

@@ -30,8 +30,7 @@ static char *xmalloc(size_t n)
 }
 
 /* the key with the largest buffer it may need; *out is malloc'd (caller frees) */
-static size_t key_of(const cache_key_rules_t *r, const char *host, size_t host_len, const char *path, size_t path_len,
-                     char **out)
+static size_t key_of(const cache_key_rules_t *r, const char *host, size_t host_len, const char *path, size_t path_len, char **out)
 {
     size_t cap = cache_key_max_len(host_len, path_len);
     *out = xmalloc(cap);

@@ -28,8 +28,8 @@ static void check_delta(uint32_t v)
 
 static void check_decision(const policy_decision_t *d)
 {
-    static const char *const reasons[] = {"method", "status", "partial", "no-store", "private",
-                                          "set-cookie", "vary", "authorization"};
+    static const char *const reasons[] = {"method",  "status",     "partial", "no-store",
+                                          "private", "set-cookie", "vary",    "authorization"};
     if (!d->storable) {
         int known = 0;
         FUZZ_CHECK(d->not_stored_reason != NULL);
@@ -93,8 +93,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     static const char *const names[] = {"cache-control", "cdn-cache-control", "surrogate-control"};
     policy_request_info_t req = {.method_is_get_or_head = 1, .request_time = 1700000000, .response_time = 1700000001};
-    policy_settings_t settings = {.default_ttl = 120, .max_heuristic_ttl = 86400, .default_grace = 30,
-                                  .negative_ttl = 0};
+    policy_settings_t settings = {.default_ttl = 120, .max_heuristic_ttl = 86400, .default_grace = 30, .negative_ttl = 0};
     for (size_t k = 0; k < 3; k++) {
         policy_header_t h = {names[k], strlen(names[k]), s, size};
         policy_decision_t d;

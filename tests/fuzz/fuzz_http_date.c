@@ -13,7 +13,7 @@
 #include "tests/fuzz/fuzz.h"
 
 #define FUZZ_TIME_MIN (-62135596800LL) /* 0001-01-01T00:00:00Z */
-#define FUZZ_TIME_MAX 253402300799LL    /* 9999-12-31T23:59:59Z */
+#define FUZZ_TIME_MAX 253402300799LL   /* 9999-12-31T23:59:59Z */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

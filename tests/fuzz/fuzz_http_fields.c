@@ -100,7 +100,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     http_fields_combine(&pool, &headers);
     FUZZ_CHECK(headers.size == before);
     for (size_t i = 0; i < before; i++)
-        FUZZ_CHECK(headers.entries[i].value.base == snapshot[i].value.base && headers.entries[i].value.len == snapshot[i].value.len);
+        FUZZ_CHECK(headers.entries[i].value.base == snapshot[i].value.base &&
+                   headers.entries[i].value.len == snapshot[i].value.len);
 
     /* Connection-listed fields */
     http_fields_remove_connection_listed(&headers);

@@ -34,10 +34,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(m.psize >= 512 && m.psize <= 32768 && (m.psize & (m.psize - 1)) == 0);
         FUZZ_CHECK(file_size % m.psize == 0);
         FUZZ_CHECK(m.last_pg >= 1 && m.last_pg <= (UINT64_MAX / 2) / m.psize);
-        FUZZ_CHECK(m.main_root == UINT64_MAX || (m.main_root >= 2 && m.main_root <= m.last_pg &&
-                                                 m.main_root < file_size / m.psize));
-        FUZZ_CHECK(m.free_root == UINT64_MAX || (m.free_root >= 2 && m.free_root <= m.last_pg &&
-                                                 m.free_root < file_size / m.psize));
+        FUZZ_CHECK(m.main_root == UINT64_MAX ||
+                   (m.main_root >= 2 && m.main_root <= m.last_pg && m.main_root < file_size / m.psize));
+        FUZZ_CHECK(m.free_root == UINT64_MAX ||
+                   (m.free_root >= 2 && m.free_root <= m.last_pg && m.free_root < file_size / m.psize));
         FUZZ_CHECK(m.newest == 0 || m.newest == 1);
     } else {
         FUZZ_CHECK(err[0] != '\0' && strchr(err, '\n') == NULL);

@@ -20,8 +20,8 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static const char *const reasons[] = {"method", "status", "partial", "no-store", "private",
-                                          "set-cookie", "vary", "authorization"};
+    static const char *const reasons[] = {"method",  "status",     "partial", "no-store",
+                                          "private", "set-cookie", "vary",    "authorization"};
     policy_header_t headers[MAX_HEADERS];
     size_t n = 0;
 

@@ -103,9 +103,7 @@ static void check_member(const policy_sf_member_t *m, const char *base, size_t s
     size_t n = m->item_len;
     switch (m->type) {
     case POLICY_SF_INTEGER:
-    case POLICY_SF_DECIMAL:
-        check_number(m);
-        break;
+    case POLICY_SF_DECIMAL: check_number(m); break;
     case POLICY_SF_STRING:
         FUZZ_CHECK(n >= 2 && it[0] == '"' && it[n - 1] == '"');
         for (size_t k = 1; k + 1 < n; k++)
@@ -114,9 +112,7 @@ static void check_member(const policy_sf_member_t *m, const char *base, size_t s
     case POLICY_SF_TOKEN:
         FUZZ_CHECK(n >= 1 && (it[0] == '*' || (it[0] >= 'a' && it[0] <= 'z') || (it[0] >= 'A' && it[0] <= 'Z')));
         break;
-    case POLICY_SF_BYTES:
-        FUZZ_CHECK(n >= 2 && it[0] == ':' && it[n - 1] == ':' && memchr(it + 1, ':', n - 2) == NULL);
-        break;
+    case POLICY_SF_BYTES: FUZZ_CHECK(n >= 2 && it[0] == ':' && it[n - 1] == ':' && memchr(it + 1, ':', n - 2) == NULL); break;
     case POLICY_SF_BOOLEAN:
         FUZZ_CHECK(m->number == 0 || m->number == 1);
         if (n == 0)
@@ -127,8 +123,7 @@ static void check_member(const policy_sf_member_t *m, const char *base, size_t s
     case POLICY_SF_INNER_LIST:
         FUZZ_CHECK(n >= 2 && it[0] == '(' && it[n - 1] == ')' && m->number >= 0 && (size_t)m->number <= n);
         break;
-    default:
-        FUZZ_CHECK(0);
+    default: FUZZ_CHECK(0);
     }
 }
 
@@ -217,8 +212,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     h[nh++] = (policy_header_t){"cache-control", 13, "no-store", 8};
     policy_request_info_t req = {.method_is_get_or_head = 1, .request_time = 1700000000, .response_time = 1700000001};
-    policy_settings_t settings = {.default_ttl = 120, .max_heuristic_ttl = 86400, .default_grace = 30,
-                                  .negative_ttl = 0};
+    policy_settings_t settings = {.default_ttl = 120, .max_heuristic_ttl = 86400, .default_grace = 30, .negative_ttl = 0};
     policy_decision_t d;
     policy_decide(200, h, nh, &req, &settings, &d);
     FUZZ_CHECK(d.ttl <= DELTA_CAP && d.stale_while_revalidate <= DELTA_CAP && d.stale_if_error <= DELTA_CAP);

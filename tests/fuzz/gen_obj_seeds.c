@@ -25,9 +25,15 @@ static void write_seed(const char *dir, const char *name, const cache_obj_t *o)
 static cache_obj_t *make(const char *key, const char *skeys, const char *vary, const obj_header_t *h, size_t nh,
                          const char *body, size_t body_len, uint32_t flags)
 {
-    obj_meta_t meta = {.status = 200, .flags = flags, .generation = 3, .request_time_ms = 1700000000000,
-                       .response_time_ms = 1700000000123, .initial_age = 5, .ttl = 3600,
-                       .stale_while_revalidate = 30, .stale_if_error = 86400};
+    obj_meta_t meta = {.status = 200,
+                       .flags = flags,
+                       .generation = 3,
+                       .request_time_ms = 1700000000000,
+                       .response_time_ms = 1700000000123,
+                       .initial_age = 5,
+                       .ttl = 3600,
+                       .stale_while_revalidate = 30,
+                       .stale_if_error = 86400};
     obj_builder_t *b = obj_builder_begin(&meta, key, strlen(key), skeys, strlen(skeys), vary, strlen(vary), h, nh, body_len);
     obj_builder_append(b, body, body_len);
     return obj_builder_finish(b);
@@ -40,10 +46,12 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *dir = argv[1];
-    obj_header_t h1[] = {{"content-type", 12, "text/html", 9}, {"etag", 4, "\"abc\"", 5},
-                         {"cache-control", 13, "max-age=3600", 12}};
-    obj_header_t h2[] = {{"surrogate-key", 13, "a b c", 5}, {"vary", 4, "accept-encoding", 15},
-                         {"last-modified", 13, "Tue, 14 Nov 2023 22:13:20 GMT", 29}, {"x-empty", 7, "", 0}};
+    obj_header_t h1[] = {
+        {"content-type", 12, "text/html", 9}, {"etag", 4, "\"abc\"", 5}, {"cache-control", 13, "max-age=3600", 12}};
+    obj_header_t h2[] = {{"surrogate-key", 13, "a b c", 5},
+                         {"vary", 4, "accept-encoding", 15},
+                         {"last-modified", 13, "Tue, 14 Nov 2023 22:13:20 GMT", 29},
+                         {"x-empty", 7, "", 0}};
     char big[1500];
     for (size_t i = 0; i < sizeof(big); i++)
         big[i] = (char)('a' + i % 26);

@@ -163,10 +163,10 @@ START_TEST(token_record_rejects_corrupt)
         "",
         "{",
         "[]",
-        "{\"id\":\"0123456789abcdef\",\"name\":\"x\",\"scopes\":[\"global\"]}",                    /* no created */
-        "{\"id\":\"0123\",\"name\":\"x\",\"scopes\":[\"global\"],\"created\":1}",                  /* short id */
-        "{\"id\":\"0123456789abcdef\",\"name\":5,\"scopes\":[\"global\"],\"created\":1}",          /* name type */
-        "{\"id\":\"0123456789abcdef\",\"name\":\"x\",\"scopes\":\"global\",\"created\":1}",        /* scopes type */
+        "{\"id\":\"0123456789abcdef\",\"name\":\"x\",\"scopes\":[\"global\"]}",                     /* no created */
+        "{\"id\":\"0123\",\"name\":\"x\",\"scopes\":[\"global\"],\"created\":1}",                   /* short id */
+        "{\"id\":\"0123456789abcdef\",\"name\":5,\"scopes\":[\"global\"],\"created\":1}",           /* name type */
+        "{\"id\":\"0123456789abcdef\",\"name\":\"x\",\"scopes\":\"global\",\"created\":1}",         /* scopes type */
         "{\"id\":\"0123456789abcdef\",\"name\":\"x\",\"scopes\":[\"global\"],\"created\":\"now\"}", /* created type */
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
@@ -537,7 +537,7 @@ START_TEST(settings_seed_from_config)
     cfg.cookie_policy_strip = 1;
     cfg.obey_client_no_cache = 1;
     cfg.keep_surrogate_headers = 7; /* any true value becomes 1 */
-    cfg.negative_ttl = 4000000000u;  /* clamped to the API's range */
+    cfg.negative_ttl = 4000000000u; /* clamped to the API's range */
     admin_settings_from_config(&s, &cfg);
     ck_assert_uint_eq(s.negative_ttl, ADMIN_SETTINGS_MAX_SECONDS);
     ck_assert_int_eq(s.cookie_policy_strip, 1);
@@ -611,12 +611,10 @@ START_TEST(url_targets)
                      ADMIN_EINVAL);
     ck_assert_int_eq(admin_parse_url_target(H2O_STRLIT("http://"), &host, &hl, path, sizeof(path), &pl, detail, sizeof(detail)),
                      ADMIN_EINVAL);
-    ck_assert_int_eq(
-        admin_parse_url_target(H2O_STRLIT("ho\"st/x"), &host, &hl, path, sizeof(path), &pl, detail, sizeof(detail)),
-        ADMIN_EINVAL);
-    ck_assert_int_eq(
-        admin_parse_url_target(H2O_STRLIT("h/a b"), &host, &hl, path, sizeof(path), &pl, detail, sizeof(detail)),
-        ADMIN_EINVAL);
+    ck_assert_int_eq(admin_parse_url_target(H2O_STRLIT("ho\"st/x"), &host, &hl, path, sizeof(path), &pl, detail, sizeof(detail)),
+                     ADMIN_EINVAL);
+    ck_assert_int_eq(admin_parse_url_target(H2O_STRLIT("h/a b"), &host, &hl, path, sizeof(path), &pl, detail, sizeof(detail)),
+                     ADMIN_EINVAL);
     ck_assert_int_eq(
         admin_parse_url_target(H2O_STRLIT("h/longer-than-8"), &host, &hl, path, sizeof(path), &pl, detail, sizeof(detail)),
         ADMIN_EINVAL);
@@ -747,8 +745,8 @@ START_TEST(live_routes_auth_and_async_purge)
     ck_assert_ptr_nonnull(strstr(body, "{\"status\":\"ok\",\"id\":\""));
     ck_assert_int_eq(http(&l, "POST", "/service/other/purge/k", hdr, NULL, body, sizeof(body)), 404);
     ck_assert_int_eq(http(&l, "POST", "/service/edgecache/purge_all", hdr, NULL, body, sizeof(body)), 403);
-    ck_assert_int_eq(http(&l, "POST", "/service/edgecache/purge", hdr, "{\"surrogate_keys\":[\"a\",\"b\"]}", body,
-                          sizeof(body)), 200);
+    ck_assert_int_eq(
+        http(&l, "POST", "/service/edgecache/purge", hdr, "{\"surrogate_keys\":[\"a\",\"b\"]}", body, sizeof(body)), 200);
     ck_assert_ptr_nonnull(strstr(body, "\"a\":\""));
     ck_assert_ptr_nonnull(strstr(body, "\"b\":\""));
     ck_assert_int_eq(http(&l, "POST", "/purge/example.com/x", hdr, NULL, body, sizeof(body)), 200);
@@ -840,8 +838,8 @@ START_TEST(live_settings_semantics_put_validate_persist)
     ck_assert_ptr_nonnull(strstr(body, "\"keep_surrogate_headers\":true"));
 
     /* validation: 400 naming the field, nothing applied */
-    ck_assert_int_eq(http(&l, "PUT", "/config/settings", hdr, "{\"obey_client_no_cache\":false,\"cookie_policy\":\"eat\"}", body,
-                          sizeof(body)),
+    ck_assert_int_eq(http(&l, "PUT", "/config/settings", hdr, "{\"obey_client_no_cache\":false,\"cookie_policy\":\"eat\"}",
+                          body, sizeof(body)),
                      400);
     ck_assert_ptr_nonnull(strstr(body, "\"detail\":\"cookie_policy: must be"));
     ck_assert_int_eq(http(&l, "PUT", "/config/settings", hdr, "{\"keep_surrogate_headers\":\"no\"}", body, sizeof(body)), 400);
@@ -884,7 +882,8 @@ START_TEST(live_settings_stored_by_an_older_version)
     store_options_t so;
     char dir[64], err[256], *val = NULL;
     size_t len = 0;
-    static const char old[] = "{\"default_ttl\":7,\"default_grace\":3,\"max_heuristic_ttl\":600,\"purge_requires_auth\":false}";
+    static const char old[] =
+        "{\"default_ttl\":7,\"default_grace\":3,\"max_heuristic_ttl\":600,\"purge_requires_auth\":false}";
 
     snprintf(dir, sizeof(dir), "/tmp/test_admin.XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(dir));

@@ -397,8 +397,7 @@ START_TEST(form_bodies)
     static const char *bad[] = {"port", "=1", "a=%4", "a=%zz", "a=1&a=2", "a=%00"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); ++i) {
         o = NULL;
-        ck_assert_msg(backend_form_to_json(bad[i], strlen(bad[i]), &o, detail, sizeof(detail)) == BACKEND_EINVAL, "%s",
-                      bad[i]);
+        ck_assert_msg(backend_form_to_json(bad[i], strlen(bad[i]), &o, detail, sizeof(detail)) == BACKEND_EINVAL, "%s", bad[i]);
         ck_assert_ptr_null(o);
     }
     /* a numeric field from a form must still be a number */
@@ -466,7 +465,9 @@ START_TEST(config_validate_and_round_trip)
 
     /* stored garbage is refused, never trusted */
     static const char *bad_docs[] = {
-        "[]", "{\"format\":2,\"backends\":[],\"healthchecks\":[]}", "{\"format\":1,\"backends\":{},\"healthchecks\":[]}",
+        "[]",
+        "{\"format\":2,\"backends\":[],\"healthchecks\":[]}",
+        "{\"format\":1,\"backends\":{},\"healthchecks\":[]}",
         "{\"format\":1,\"backends\":[{\"name\":\"x\",\"address\":\"h\",\"port\":-4}],\"healthchecks\":[]}",
         "{\"format\":1,\"backends\":[{\"name\":\"x\"}],\"healthchecks\":[]}",
         "{\"format\":1,\"backends\":[],\"healthchecks\":[],\"load_balancing\":\"random\"}",
@@ -522,8 +523,8 @@ START_TEST(config_flags_and_keys)
 {
     config_t cfg;
     char err[300];
-    char *ok[] = {"edgecache", "--load-balancing", "hash", "--shield", "127.0.0.1:9001", "--shield-admin=[::1]:9002",
-                  "--shield-token", "t0k-en"};
+    char *ok[] = {"edgecache",      "--load-balancing",          "hash",           "--shield",
+                  "127.0.0.1:9001", "--shield-admin=[::1]:9002", "--shield-token", "t0k-en"};
     config_defaults(&cfg);
     ck_assert_int_eq(cfg.load_balancing, CONFIG_LB_ROUND_ROBIN);
     ck_assert_uint_eq(cfg.shield.port, 0);
@@ -1073,9 +1074,8 @@ START_TEST(purge_forwarding)
     strcpy(e.cfg.shield_token, "tok-123");
     env_init_module(&e);
     ck_assert_int_eq(backend_module_start(err, sizeof(err)), 0);
-    ck_assert_int_eq(backend_forward_purge(H2O_STRLIT("/service/sid/purge"), H2O_STRLIT("a b"), H2O_STRLIT("{}"), 1,
-                                           on_forwarded, &r),
-                     0);
+    ck_assert_int_eq(
+        backend_forward_purge(H2O_STRLIT("/service/sid/purge"), H2O_STRLIT("a b"), H2O_STRLIT("{}"), 1, on_forwarded, &r), 0);
     ck_assert_int_eq(wait_calls(&r, 1), 1);
     ck_assert_int_eq(r.err, 0);
     pthread_mutex_lock(&s.lock);

@@ -37,17 +37,17 @@ static int valid(const char *s, size_t n)
 
 START_TEST(test_authority_valid)
 {
-    const char *ok[] = {"example.com",     "EXAMPLE.com:8080", "127.0.0.1",        "127.0.0.1:80", "[::1]",
-                        "[::1]:8080",      "[2001:db8::1]",    "[::ffff:1.2.3.4]", "a-b_c~d.e",    "a!$&'()*+,;=b",
-                        "xn--bcher-kva.ch", "a%41b",           "a:",               "a:0",          "a:65535",
-                        "localhost",       "999.1.1.1"};
+    const char *ok[] = {
+        "example.com",      "EXAMPLE.com:8080", "127.0.0.1",     "127.0.0.1:80",     "[::1]", "[::1]:8080", "[2001:db8::1]",
+        "[::ffff:1.2.3.4]", "a-b_c~d.e",        "a!$&'()*+,;=b", "xn--bcher-kva.ch", "a%41b", "a:",         "a:0",
+        "a:65535",          "localhost",        "999.1.1.1"};
     for (size_t i = 0; i != sizeof(ok) / sizeof(ok[0]); ++i)
         ck_assert_msg(valid(ok[i], strlen(ok[i])) == 1, "should be valid: %s", ok[i]);
 
-    const char *bad[] = {"",       "a/b",     "a?b",     "a#b",       "user@a", "a b",    "a\tb",   ":80",
-                         "a:8o",   "a:65536", "a:123456", "a:-1",     "[::1",   "[::1]x", "[zz::1]", "[]",
-                         "[::1%25eth0]", "[v1.x]", "a\\b", "a\"b",    "a%2",    "a%zz",   "a%",     "\xc3\xa9",
-                         "a:b:c",  "a\x7f",   "a\r\nb",  "a<b",       "a|b",    "[1.2.3.4]", " a",  "a "};
+    const char *bad[] = {"",        "a/b",      "a?b",       "a#b",  "user@a", "a b",      "a\tb",  ":80",          "a:8o",
+                         "a:65536", "a:123456", "a:-1",      "[::1", "[::1]x", "[zz::1]",  "[]",    "[::1%25eth0]", "[v1.x]",
+                         "a\\b",    "a\"b",     "a%2",       "a%zz", "a%",     "\xc3\xa9", "a:b:c", "a\x7f",        "a\r\nb",
+                         "a<b",     "a|b",      "[1.2.3.4]", " a",   "a "};
     for (size_t i = 0; i != sizeof(bad) / sizeof(bad[0]); ++i)
         ck_assert_msg(valid(bad[i], strlen(bad[i])) == 0, "should be invalid: %s", bad[i]);
 
@@ -125,8 +125,7 @@ static void expect_key(const cache_key_rules_t *rules, const char *host, const c
 {
     size_t n;
     char *k = key_of(rules, host, strlen(host), path, strlen(path), &n);
-    ck_assert_msg(n == strlen(want) && memcmp(k, want, n) == 0, "key of (%s, %s): got \"%s\", want \"%s\"", host, path, k,
-                  want);
+    ck_assert_msg(n == strlen(want) && memcmp(k, want, n) == 0, "key of (%s, %s): got \"%s\", want \"%s\"", host, path, k, want);
     free(k);
 }
 
@@ -185,8 +184,8 @@ END_TEST
 /* ---------------------------------------------------------------- the property */
 
 /* bytes the generator draws from: separators of every kind, NUL, high bytes, case, ":80" */
-static const unsigned char alphabet[] = {'/', ':', '\0', 0x80, 0xff, '?', '&', '=', '%', '\n', 'A', 'a', 'b', '8',
-                                         '0', '.', '[', ']', '@', ' ', 'B', '#', 0xc3, 'u'};
+static const unsigned char alphabet[] = {'/', ':', '\0', 0x80, 0xff, '?', '&', '=', '%', '\n', 'A',  'a',
+                                         'b', '8', '0',  '.',  '[',  ']', '@', ' ', 'B', '#',  0xc3, 'u'};
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 

@@ -66,12 +66,12 @@ static int parse(config_t *cfg, char *err, size_t errlen, ...)
 }
 
 /* expect failure with exactly this message */
-#define EXPECT_ERR(msg, ...)                                                                                          \
-    do {                                                                                                              \
-        config_t c_;                                                                                                  \
-        char e_[512];                                                                                                 \
-        ck_assert_int_eq(parse(&c_, e_, sizeof(e_), __VA_ARGS__, NULL), -1);                                         \
-        ck_assert_str_eq(e_, msg);                                                                                    \
+#define EXPECT_ERR(msg, ...)                                                 \
+    do {                                                                     \
+        config_t c_;                                                         \
+        char e_[512];                                                        \
+        ck_assert_int_eq(parse(&c_, e_, sizeof(e_), __VA_ARGS__, NULL), -1); \
+        ck_assert_str_eq(e_, msg);                                           \
     } while (0)
 
 START_TEST(defaults)
@@ -116,8 +116,8 @@ START_TEST(request_body_limits)
     EXPECT_ERR("--max-request-body: invalid size '2G' (expected 0 to 1G, e.g. 8M)", "--max-request-body", "2G");
     EXPECT_ERR("--request-body-memory: invalid size 'x' (expected 0 to 1T, e.g. 256M)", "--request-body-memory", "x");
     /* a budget smaller than one allowed body could never take that body */
-    EXPECT_ERR("--request-body-memory: 1048576 bytes is less than --max-request-body (2097152)", "--max-request-body",
-               "2M", "--request-body-memory", "1M");
+    EXPECT_ERR("--request-body-memory: 1048576 bytes is less than --max-request-body (2097152)", "--max-request-body", "2M",
+               "--request-body-memory", "1M");
     const char *path = write_file("{\"max_request_body\": \"1M\", \"request_body_memory\": 4194304}");
     ck_assert_int_eq(parse(&c, err, sizeof(err), "--config", path, NULL), 0);
     ck_assert_uint_eq(c.max_request_body, 1ull << 20);
@@ -152,9 +152,24 @@ START_TEST(sizes)
         ck_assert_msg(config_parse_size(ok[i].s, &v) == 0, "'%s' should parse", ok[i].s);
         ck_assert_msg(v == ok[i].v, "'%s' gave %llu", ok[i].s, (unsigned long long)v);
     }
-    static const char *const bad[] = {"",     "M",    "abc",  "-1",   "+5",  " 5",   "5 ",   "1.5G",
-                                      "10X",  "10MM", "10BB", "0x10", "1e9", "5MiB", "16777216T",
-                                      "18446744073709551616", "99999999999999999999999", "17179869184G"};
+    static const char *const bad[] = {"",
+                                      "M",
+                                      "abc",
+                                      "-1",
+                                      "+5",
+                                      " 5",
+                                      "5 ",
+                                      "1.5G",
+                                      "10X",
+                                      "10MM",
+                                      "10BB",
+                                      "0x10",
+                                      "1e9",
+                                      "5MiB",
+                                      "16777216T",
+                                      "18446744073709551616",
+                                      "99999999999999999999999",
+                                      "17179869184G"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         uint64_t v = 7;
         ck_assert_msg(config_parse_size(bad[i], &v) == -1, "'%s' should be invalid", bad[i]);
@@ -192,10 +207,9 @@ START_TEST(addrs)
     strcpy(longest + 256, ":1");
     ck_assert_int_eq(config_parse_addr(longest, &a), -1);
 
-    static const char *const bad[] = {"",          "127.0.0.1",  ":80",        "host:",     "host:65536",
-                                      "host:-1",   "host:+80",   "host:8o",    "::1:80",    "[::1]80",
-                                      "[::1]",     "[]:80",      "[::1]:",     "ho st:80",  "host:080000",
-                                      "h/x:80",    "a@b:80",     "host:80 ",   "host:99999"};
+    static const char *const bad[] = {
+        "",      "127.0.0.1", ":80",    "host:",    "host:65536",  "host:-1", "host:+80", "host:8o",  "::1:80",    "[::1]80",
+        "[::1]", "[]:80",     "[::1]:", "ho st:80", "host:080000", "h/x:80",  "a@b:80",   "host:80 ", "host:99999"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         ck_assert_msg(config_parse_addr(bad[i], &a) == -1, "'%s' should be invalid", bad[i]);
     ck_assert_int_eq(config_parse_addr(NULL, &a), -1);
@@ -240,8 +254,8 @@ START_TEST(flags_both_syntaxes)
     ck_assert_int_eq(parse(&c, err, sizeof(err), NULL), 0);
     ck_assert_uint_eq(c.listen.port, 8080);
     /* range edges */
-    ck_assert_int_eq(parse(&c, err, sizeof(err), "--threads", "256", "--default-ttl", "2147483647",
-                           "--memory-size", "1M", "--disk-size", "1T", "--admin-threads", "64", NULL),
+    ck_assert_int_eq(parse(&c, err, sizeof(err), "--threads", "256", "--default-ttl", "2147483647", "--memory-size", "1M",
+                           "--disk-size", "1T", "--admin-threads", "64", NULL),
                      0);
     ck_assert_uint_eq(c.threads, 256);
     ck_assert_uint_eq(c.admin_threads, 64);
@@ -289,14 +303,35 @@ START_TEST(help)
     ck_assert_uint_eq(fread(text, 1, (size_t)n, f), (size_t)n);
     fclose(f);
     static const char *const must[] = {
-        "edgecache [OPTIONS]", "edgecache migrate --status --data-dir DIR", "edgecache token create|list|revoke",
-        "--listen HOST:PORT", "--admin-listen HOST:PORT", "--backend HOST:PORT", "--data-dir DIR",
-        "--memory-size SIZE", "--disk-size SIZE", "--default-ttl SECONDS", "--threads N", "--config FILE",
-        "--service-id ID", "--default-grace SECONDS", "--max-heuristic-ttl SECONDS", "--negative-ttl SECONDS",
+        "edgecache [OPTIONS]",
+        "edgecache migrate --status --data-dir DIR",
+        "edgecache token create|list|revoke",
+        "--listen HOST:PORT",
+        "--admin-listen HOST:PORT",
+        "--backend HOST:PORT",
+        "--data-dir DIR",
+        "--memory-size SIZE",
+        "--disk-size SIZE",
+        "--default-ttl SECONDS",
+        "--threads N",
+        "--config FILE",
+        "--service-id ID",
+        "--default-grace SECONDS",
+        "--max-heuristic-ttl SECONDS",
+        "--negative-ttl SECONDS",
         "--origin-timeout MS",
-        "--shutdown-timeout MS", "--help", "(default: 127.0.0.1:8080)", "(default: 127.0.0.1:8081)",
-        "(default: ./edgecache-data)", "(default: 256M)", "(default: 1G)", "(default: 120)", "(default: edgecache)",
-        "(default: 86400)", "(default: 15000)", "(default: 5000)",
+        "--shutdown-timeout MS",
+        "--help",
+        "(default: 127.0.0.1:8080)",
+        "(default: 127.0.0.1:8081)",
+        "(default: ./edgecache-data)",
+        "(default: 256M)",
+        "(default: 1G)",
+        "(default: 120)",
+        "(default: edgecache)",
+        "(default: 86400)",
+        "(default: 15000)",
+        "(default: 5000)",
     };
     for (size_t i = 0; i < sizeof(must) / sizeof(must[0]); i++)
         ck_assert_msg(strstr(text, must[i]) != NULL, "help lacks '%s'", must[i]);
@@ -405,33 +440,26 @@ START_TEST(flag_errors)
     EXPECT_ERR("--listen: missing value", "--listen=");
     EXPECT_ERR("--listen: missing value", "--listen", "--threads", "2");
     EXPECT_ERR("--help: does not take a value", "--help=yes");
-    EXPECT_ERR("--listen: invalid address 'nope' (expected HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080)", "--listen",
-               "nope");
+    EXPECT_ERR("--listen: invalid address 'nope' (expected HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080)", "--listen", "nope");
     EXPECT_ERR("--admin-listen: invalid address '1.2.3.4:70000' (expected HOST:PORT, e.g. 127.0.0.1:8080 or "
                "[::1]:8080)",
                "--admin-listen=1.2.3.4:70000");
-    EXPECT_ERR("--backend: invalid address 'origin:0' (expected HOST:PORT with a port 1-65535)", "--backend",
-               "origin:0");
+    EXPECT_ERR("--backend: invalid address 'origin:0' (expected HOST:PORT with a port 1-65535)", "--backend", "origin:0");
     EXPECT_ERR("--backend: invalid address 'origin' (expected HOST:PORT with a port 1-65535)", "--backend", "origin");
     EXPECT_ERR("--memory-size: invalid size 'abc' (use e.g. 256M)", "--memory-size", "abc");
     EXPECT_ERR("--memory-size: invalid size '512K' (must be at least 1M)", "--memory-size", "512K");
-    EXPECT_ERR("--disk-size: invalid size '99999999999999999999' (use e.g. 1G)", "--disk-size",
-               "99999999999999999999");
+    EXPECT_ERR("--disk-size: invalid size '99999999999999999999' (use e.g. 1G)", "--disk-size", "99999999999999999999");
     EXPECT_ERR("--disk-size: invalid size '2T' (must be between 1M and 1T)", "--disk-size", "2T");
     EXPECT_ERR("--disk-size: invalid size '1048575' (must be at least 1M)", "--disk-size", "1048575");
-    EXPECT_ERR("--default-ttl: invalid value '2147483648' (expected seconds 0-2147483647)", "--default-ttl",
-               "2147483648");
+    EXPECT_ERR("--default-ttl: invalid value '2147483648' (expected seconds 0-2147483647)", "--default-ttl", "2147483648");
     EXPECT_ERR("--default-ttl: invalid value '1h' (expected seconds 0-2147483647)", "--default-ttl", "1h");
     EXPECT_ERR("--default-grace: invalid value '-5' (expected seconds 0-2147483647)", "--default-grace=-5");
     EXPECT_ERR("--max-heuristic-ttl: invalid value 'x' (expected seconds 0-2147483647)", "--max-heuristic-ttl", "x");
     EXPECT_ERR("--negative-ttl: invalid value '-1' (expected seconds 0-2147483647)", "--negative-ttl=-1");
-    EXPECT_ERR("--negative-ttl: invalid value '2147483648' (expected seconds 0-2147483647)", "--negative-ttl",
-               "2147483648");
+    EXPECT_ERR("--negative-ttl: invalid value '2147483648' (expected seconds 0-2147483647)", "--negative-ttl", "2147483648");
     EXPECT_ERR("--origin-timeout: invalid value '0' (expected milliseconds 1-2147483647)", "--origin-timeout", "0");
-    EXPECT_ERR("--shutdown-timeout: invalid value '1.5' (expected milliseconds 0-2147483647)", "--shutdown-timeout",
-               "1.5");
-    EXPECT_ERR("--service-id: invalid service id 'a/b' (expected 1-127 printable characters, no '/')",
-               "--service-id", "a/b");
+    EXPECT_ERR("--shutdown-timeout: invalid value '1.5' (expected milliseconds 0-2147483647)", "--shutdown-timeout", "1.5");
+    EXPECT_ERR("--service-id: invalid service id 'a/b' (expected 1-127 printable characters, no '/')", "--service-id", "a/b");
     /* errors come in argv order: the first bad flag is named */
     EXPECT_ERR("--threads: invalid value 'x' (expected an integer 1-256)", "--threads", "x", "--bogus");
     EXPECT_ERR("unknown option '--bogus' (see --help)", "--bogus", "--threads", "x");
@@ -470,13 +498,13 @@ START_TEST(file_errors)
     char err[512], want[700];
     const char *p;
 
-#define FILE_ERR(content, fmt)                                                                                        \
-    do {                                                                                                              \
-        p = write_file(content);                                                                                      \
-        config_defaults(&c);                                                                                          \
-        ck_assert_int_eq(config_load_file(&c, p, err, sizeof(err)), -1);                                             \
-        snprintf(want, sizeof(want), fmt, p);                                                                         \
-        ck_assert_str_eq(err, want);                                                                                  \
+#define FILE_ERR(content, fmt)                                           \
+    do {                                                                 \
+        p = write_file(content);                                         \
+        config_defaults(&c);                                             \
+        ck_assert_int_eq(config_load_file(&c, p, err, sizeof(err)), -1); \
+        snprintf(want, sizeof(want), fmt, p);                            \
+        ck_assert_str_eq(err, want);                                     \
     } while (0)
 
     FILE_ERR("{\"thread\": 4}", "%s: unknown key 'thread'");

@@ -31,8 +31,8 @@ static void expect(size_t i, const char *name, const char *value)
 {
     ck_assert_uint_lt(i, headers.size);
     const h2o_header_t *h = &headers.entries[i];
-    ck_assert_msg(h->name->len == strlen(name) && memcmp(h->name->base, name, h->name->len) == 0, "line %zu: name %.*s, want %s",
-                  i, (int)h->name->len, h->name->base, name);
+    ck_assert_msg(h->name->len == strlen(name) && memcmp(h->name->base, name, h->name->len) == 0,
+                  "line %zu: name %.*s, want %s", i, (int)h->name->len, h->name->base, name);
     ck_assert_msg(h->value.len == strlen(value) && memcmp(h->value.base, value, h->value.len) == 0,
                   "line %zu: value \"%.*s\", want \"%s\"", i, (int)h->value.len, h->value.base, value);
 }

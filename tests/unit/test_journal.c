@@ -220,12 +220,11 @@ static int collect(void *arg, const journal_rec_t *rec)
 static void assert_rec_eq(const journal_rec_t *got, const journal_rec_t *want)
 {
     ck_assert_uint_eq(got->seq, want->seq);
-    ck_assert_msg(got->kind == want->kind, "seq %llu: kind %d, want %d", (unsigned long long)want->seq, got->kind,
-                  want->kind);
+    ck_assert_msg(got->kind == want->kind, "seq %llu: kind %d, want %d", (unsigned long long)want->seq, got->kind, want->kind);
     ck_assert_msg(got->flags == want->flags, "seq %llu: flags %u, want %u", (unsigned long long)want->seq, got->flags,
                   want->flags);
-    ck_assert_msg(got->payload_len == want->payload_len, "seq %llu: payload_len %zu, want %zu",
-                  (unsigned long long)want->seq, got->payload_len, want->payload_len);
+    ck_assert_msg(got->payload_len == want->payload_len, "seq %llu: payload_len %zu, want %zu", (unsigned long long)want->seq,
+                  got->payload_len, want->payload_len);
     if (want->payload_len)
         ck_assert_msg(memcmp(got->payload, want->payload, want->payload_len) == 0, "seq %llu: payload differs",
                       (unsigned long long)want->seq);
@@ -499,8 +498,7 @@ START_TEST(test_ring_full_then_wraps)
         }
         free(before);
         ck_assert_int_eq(rc, 0);
-        ck_assert_msg(used + secs <= RING_SECTORS, "append wrapped over unsynced records (used %zu, segment %zu)",
-                      used, secs);
+        ck_assert_msg(used + secs <= RING_SECTORS, "append wrapped over unsynced records (used %zu, segment %zu)", used, secs);
         ck_assert_uint_lt(nseg, MAXSEG);
         seg_sector[nseg] = used;
         seg_first[nseg] = seq;
@@ -709,8 +707,7 @@ END_TEST
 
 START_TEST(test_wrong_size_refused)
 {
-    static const size_t sizes[] = {0, 1000, JOURNAL_MIN_SIZE - JOURNAL_SECTOR, JOURNAL_MIN_SIZE + 1,
-                                   2 * JOURNAL_MIN_SIZE - 1};
+    static const size_t sizes[] = {0, 1000, JOURNAL_MIN_SIZE - JOURNAL_SECTOR, JOURNAL_MIN_SIZE + 1, 2 * JOURNAL_MIN_SIZE - 1};
     for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
         char *dir = tmpdir_new();
         char *path = path_in(dir, JOURNAL_FILE), *tmp = path_in(dir, JOURNAL_FILE ".tmp");
@@ -850,13 +847,13 @@ START_TEST(test_hand_written_segments)
         size_t next = 9 + write_segment(path, 9, 103, bb, 2);
         rec_list_t want = {0};
         for (size_t i = 0; i < 3; i++) {
-            journal_rec_t r = {.seq = 100 + i, .kind = a[i].kind, .flags = a[i].flags, .payload = a[i].payload,
-                               .payload_len = a[i].len};
+            journal_rec_t r = {
+                .seq = 100 + i, .kind = a[i].kind, .flags = a[i].flags, .payload = a[i].payload, .payload_len = a[i].len};
             rec_list_push(&want, &r);
         }
         for (size_t i = 0; i < 2; i++) {
-            journal_rec_t r = {.seq = 103 + i, .kind = bb[i].kind, .flags = bb[i].flags, .payload = bb[i].payload,
-                               .payload_len = bb[i].len};
+            journal_rec_t r = {
+                .seq = 103 + i, .kind = bb[i].kind, .flags = bb[i].flags, .payload = bb[i].payload, .payload_len = bb[i].len};
             rec_list_push(&want, &r);
         }
         journal_t *j = open_journal(dir);
@@ -902,11 +899,11 @@ START_TEST(test_hand_written_segments)
 
     /* an intact record this version does not know: never half-apply a journal */
     static const hand_rec_t bad[] = {
-        {'Z', 0, "abc", 3},            /* unknown kind */
-        {0, 0, "", 0},                 /* kind 0 */
-        {JOURNAL_URL, 0, url, 15},     /* a URL hash of the wrong length */
-        {JOURNAL_SKEY, 0, "", 0},      /* an empty surrogate key */
-        {JOURNAL_ALL, 0, "x", 1},      /* purge-all with a payload */
+        {'Z', 0, "abc", 3},        /* unknown kind */
+        {0, 0, "", 0},             /* kind 0 */
+        {JOURNAL_URL, 0, url, 15}, /* a URL hash of the wrong length */
+        {JOURNAL_SKEY, 0, "", 0},  /* an empty surrogate key */
+        {JOURNAL_ALL, 0, "x", 1},  /* purge-all with a payload */
     };
     for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
         char *dir = tmpdir_new();

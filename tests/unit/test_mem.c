@@ -339,8 +339,7 @@ START_TEST(test_table_model)
             ck_assert_int_eq(mem_remove(t, objs[i]->hash), in[i]);
             in[i] = 0;
             break;
-        default:
-            ck_assert_int_eq(resident(t, objs[i]), in[i]);
+        default: ck_assert_int_eq(resident(t, objs[i]), in[i]);
         }
         if (op % 1000 == 0) {
             uint64_t n = 0, bytes = 0;

@@ -313,7 +313,7 @@ START_TEST(test_lying_lengths)
         expect_rejected32(obj, h0, values[v]);
         expect_rejected32(obj, h0 + 4, values[v] + 24);
     }
-    expect_rejected32(obj, OBJ_REC_OFF_MAGIC, 0x32524345u);   /* "ECR2" */
+    expect_rejected32(obj, OBJ_REC_OFF_MAGIC, 0x32524345u);      /* "ECR2" */
     expect_rejected32(obj, OBJ_REC_OFF_VERSION, 2 | 203u << 16); /* version 2, same status */
 
     /* body_len: huge, off by one either way */

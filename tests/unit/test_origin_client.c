@@ -146,13 +146,9 @@ static void origin_serve(origin_t *o, int fd, unsigned index)
             }
         }
         switch (ex->after) {
-        case AFTER_KEEP:
-            continue;
-        case AFTER_CLOSE:
-            return;
-        case AFTER_HOLD:
-            origin_wait_close(o, fd);
-            return;
+        case AFTER_KEEP: continue;
+        case AFTER_CLOSE: return;
+        case AFTER_HOLD: origin_wait_close(o, fd); return;
         case AFTER_RST: {
             struct linger l = {1, 0};
             setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
@@ -213,9 +209,9 @@ typedef struct result {
     h2o_iovec_t req;
     int method_is_head;
     /* behaviour */
-    size_t cancel_after;  /* cancel from the body callback once this many bytes arrived */
-    int keep_unconsumed;  /* consume only at the end */
-    int stop_body;        /* return non-zero from the first body call */
+    size_t cancel_after; /* cancel from the body callback once this many bytes arrived */
+    int keep_unconsumed; /* consume only at the end */
+    int stop_body;       /* return non-zero from the first body call */
     int connect_returns_null, cancel_in_connect, cancel_in_head;
     /* what happened */
     int connect_calls, head_calls, body_calls, calls_after_end;
@@ -329,8 +325,8 @@ static int on_body(origin_client_t *client, const char *errstr)
     return 0;
 }
 
-static origin_client_body_cb on_head(origin_client_t *client, const char *errstr, int minor_version, int status, h2o_iovec_t msg,
-                                     h2o_header_t *headers, size_t num_headers)
+static origin_client_body_cb on_head(origin_client_t *client, const char *errstr, int minor_version, int status,
+                                     h2o_iovec_t msg, h2o_header_t *headers, size_t num_headers)
 {
     result_t *r = origin_client_data(client);
     ++r->head_calls;
@@ -479,8 +475,7 @@ static void assert_ok(const result_t *r, int status, const char *body)
 
 START_TEST(test_content_length_body)
 {
-    script1(0, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\nX-Custom:  v v  \r\n\r\nhello",
-            AFTER_KEEP);
+    script1(0, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\nX-Custom:  v v  \r\n\r\nhello", AFTER_KEEP);
     origin_start();
     result_t *r = request(GET_REQ, 0);
     assert_ok(r, 200, "hello");
@@ -503,8 +498,9 @@ START_TEST(test_chunked_awkward_splits)
     E.origin.nscripts = 1;
     s->n = 2;
     /* pieces cut inside the header name, the size line, the data, the CRLFs and the trailer */
-    const char *p[] = {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chu", "nked\r\n\r\n5", "\r\nhel", "lo\r", "\n6;ext=1\r\n world\r\n1",
-                       "0\r\n0123456789abcdef\r\n0\r\nTrai", "ler: x\r\n\r", "\n", NULL};
+    const char *p[] = {
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chu", "nked\r\n\r\n5", "\r\nhel", "lo\r", "\n6;ext=1\r\n world\r\n1",
+        "0\r\n0123456789abcdef\r\n0\r\nTrai",        "ler: x\r\n\r",  "\n",      NULL};
     memcpy(s->ex[0].pieces, p, sizeof(p));
     s->ex[0].delay_ms = 5;
     s->ex[0].after = AFTER_KEEP;
@@ -531,8 +527,12 @@ START_TEST(test_body_left_unconsumed_accumulates)
     conn_script_t *s = &E.origin.scripts[0];
     E.origin.nscripts = 1;
     s->n = 1;
-    const char *p[] = {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", "4\r\naaaa\r\n", "4\r\nbbbb\r\n", "4\r\ncccc\r\n",
-                       "0\r\n\r\n", NULL};
+    const char *p[] = {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                       "4\r\naaaa\r\n",
+                       "4\r\nbbbb\r\n",
+                       "4\r\ncccc\r\n",
+                       "0\r\n\r\n",
+                       NULL};
     memcpy(s->ex[0].pieces, p, sizeof(p));
     s->ex[0].delay_ms = 10;
     origin_start();

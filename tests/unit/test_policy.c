@@ -78,8 +78,8 @@ START_TEST(cc_basic_and_case)
                "Immutable, Only-If-Cached, NO-CACHE");
     ck_assert_uint_eq(cc.max_age, 61);
     ck_assert_uint_eq(cc.s_maxage, 7);
-    ck_assert(cc.no_store && cc.private_ && cc.must_revalidate && cc.proxy_revalidate && cc.no_transform &&
-              cc.immutable && cc.only_if_cached && cc.no_cache);
+    ck_assert(cc.no_store && cc.private_ && cc.must_revalidate && cc.proxy_revalidate && cc.no_transform && cc.immutable &&
+              cc.only_if_cached && cc.no_cache);
     ck_assert(!cc.public_);
 
     cc = cc_of("stale-while-revalidate=30, stale-if-error=600");
@@ -158,7 +158,7 @@ END_TEST
 START_TEST(cc_invalid_values)
 {
     static const char *const bad[] = {
-        "max-age=abc", "max-age=\"\"", "max-age=", "max-age", "max-age=-1", "max-age=1.5", "max-age=10 junk",
+        "max-age=abc",    "max-age=\"\"", "max-age=",     "max-age",          "max-age=-1", "max-age=1.5", "max-age=10 junk",
         "max-age=10junk", "max-age=0x10", "max-age=\"10", "max-age= \"1 0\"", "max-age=+5", "max-age=5;x",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -276,15 +276,14 @@ static void sf_expect(const sf_seen_t *seen, size_t i, const char *key, policy_s
 {
     ck_assert_uint_lt(i, seen->n);
     const policy_sf_member_t *m = &seen->m[i];
-    ck_assert_msg(sf_span_is(m->key, m->key_len, key), "member %zu: key '%.*s', expected '%s'", i, (int)m->key_len,
-                  m->key, key);
+    ck_assert_msg(sf_span_is(m->key, m->key_len, key), "member %zu: key '%.*s', expected '%s'", i, (int)m->key_len, m->key, key);
     ck_assert_msg(m->type == type, "member %zu (%s): type %d, expected %d", i, key, (int)m->type, (int)type);
     ck_assert_msg(m->number == number, "member %zu (%s): number %lld, expected %lld", i, key, (long long)m->number,
                   (long long)number);
     ck_assert_msg(sf_span_is(m->item, m->item_len, item), "member %zu (%s): item '%.*s', expected '%s'", i, key,
                   (int)m->item_len, m->item, item);
-    ck_assert_msg(sf_span_is(m->params, m->params_len, params), "member %zu (%s): params '%.*s', expected '%s'", i,
-                  key, (int)m->params_len, m->params, params);
+    ck_assert_msg(sf_span_is(m->params, m->params_len, params), "member %zu (%s): params '%.*s', expected '%s'", i, key,
+                  (int)m->params_len, m->params, params);
 }
 
 START_TEST(sf_dict_rfc8941_examples)
@@ -348,25 +347,79 @@ START_TEST(sf_dict_invalid)
 {
     static const char *const bad[] = {
         /* list syntax */
-        "a=1, ,", "a=1,", ",a=1", "a=1,,b=2", "a=1 b=2", "a=1;", "a ;x", "\ta=1", "=1", "a=", "a==1",
+        "a=1, ,",
+        "a=1,",
+        ",a=1",
+        "a=1,,b=2",
+        "a=1 b=2",
+        "a=1;",
+        "a ;x",
+        "\ta=1",
+        "=1",
+        "a=",
+        "a==1",
         /* keys: lower-case only, no leading digit or "_" */
-        "Max-Age=60", "max-Age=60", "1a=1", "_a=1", "-a=1", "a@b=1", "a;X=1",
+        "Max-Age=60",
+        "max-Age=60",
+        "1a=1",
+        "_a=1",
+        "-a=1",
+        "a@b=1",
+        "a;X=1",
         /* integers and decimals */
-        "a=1000000000000000", "a=-1000000000000000", "a=1234567890123.1", "a=1.1234", "a=1.", "a=-", "a=-.5",
-        "a=.5", "a=+5", "a=1.2.3", "a=--1", "a=1e3", "a=0x10",
+        "a=1000000000000000",
+        "a=-1000000000000000",
+        "a=1234567890123.1",
+        "a=1.1234",
+        "a=1.",
+        "a=-",
+        "a=-.5",
+        "a=.5",
+        "a=+5",
+        "a=1.2.3",
+        "a=--1",
+        "a=1e3",
+        "a=0x10",
         /* strings */
-        "a=\"abc", "a=\"\\x\"", "a=\"tab\there\"", "a=\"\xc3\xa9\"", "a=\"a\\\"", "a='x'",
+        "a=\"abc",
+        "a=\"\\x\"",
+        "a=\"tab\there\"",
+        "a=\"\xc3\xa9\"",
+        "a=\"a\\\"",
+        "a='x'",
         /* tokens and byte sequences */
-        "a=1foo", "a=:aGVsbG8=", "a=:aGVsbG!8=:", "a=:a:", "a=:aGVsbG8=x:", "a=:aGVs===:", "a=:aGVsbG8=.:",
+        "a=1foo",
+        "a=:aGVsbG8=",
+        "a=:aGVsbG!8=:",
+        "a=:a:",
+        "a=:aGVsbG8=x:",
+        "a=:aGVs===:",
+        "a=:aGVsbG8=.:",
         "a=:aGVsbA=:",
         /* booleans */
-        "a=?", "a=?2", "a=?01", "a=?true",
+        "a=?",
+        "a=?2",
+        "a=?01",
+        "a=?true",
         /* inner lists */
-        "a=(1", "a=(1,2)", "a=((1))", "a=(1)(2)", "a=(1;)", "a=(1\t2)", "a=( 1 2 ) x",
+        "a=(1",
+        "a=(1,2)",
+        "a=((1))",
+        "a=(1)(2)",
+        "a=(1;)",
+        "a=(1\t2)",
+        "a=( 1 2 ) x",
         /* parameters */
-        "a;=1", "a;b=", "a;b=(1)", "a=1;b=?2",
+        "a;=1",
+        "a;b=",
+        "a;b=(1)",
+        "a=1;b=?2",
         /* non-ASCII and control bytes */
-        "a=1, b=\xff", "\xef\xbb\xbf" "a=1", "a=1\r\n", "a=1\x01",
+        "a=1, b=\xff",
+        "\xef\xbb\xbf"
+        "a=1",
+        "a=1\r\n",
+        "a=1\x01",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         sf_seen_t s;
@@ -430,17 +483,42 @@ START_TEST(cdn_cc_types)
     ck_assert(!cc.only_if_cached);
 
     static const char *const ignored[] = {
-        "", " ",
+        "",
+        " ",
         /* not a dictionary */
-        "max-age=60, ,", "Max-Age=60", "max-age=60 junk", "max-age = 60", "max-age=60,", "max-age=\"60",
-        "max-age=60, no-store junk", "=x",
+        "max-age=60, ,",
+        "Max-Age=60",
+        "max-age=60 junk",
+        "max-age = 60",
+        "max-age=60,",
+        "max-age=\"60",
+        "max-age=60, no-store junk",
+        "=x",
         /* a known directive of the wrong type (RFC 9213 2.1's inferred constraints) */
-        "max-age=\"60\"", "max-age=-1", "max-age=1.5", "max-age=60.0", "max-age=(60)", "max-age=?1", "max-age",
-        "max-age=abc", "max-age=:AAAA:", "s-maxage=\"1\"", "stale-while-revalidate=-5", "stale-if-error=1.0",
-        "no-store=?0", "no-store=1", "no-store=\"x\"", "must-revalidate=yes", "public=?0", "private=?0",
-        "private=token", "no-cache=1", "no-cache=(a b)",
+        "max-age=\"60\"",
+        "max-age=-1",
+        "max-age=1.5",
+        "max-age=60.0",
+        "max-age=(60)",
+        "max-age=?1",
+        "max-age",
+        "max-age=abc",
+        "max-age=:AAAA:",
+        "s-maxage=\"1\"",
+        "stale-while-revalidate=-5",
+        "stale-if-error=1.0",
+        "no-store=?0",
+        "no-store=1",
+        "no-store=\"x\"",
+        "must-revalidate=yes",
+        "public=?0",
+        "private=?0",
+        "private=token",
+        "no-cache=1",
+        "no-cache=(a b)",
         /* the last value of a repeated key is the one judged */
-        "max-age=10, max-age=1.5", "max-age=10, public, max-age=\"10\"",
+        "max-age=10, max-age=1.5",
+        "max-age=10, public, max-age=\"10\"",
     };
     for (size_t i = 0; i < sizeof(ignored) / sizeof(ignored[0]); i++) {
         ck_assert_msg(cdn_of(ignored[i], &cc) == -1, "CDN-Cache-Control '%s' should be ignored", ignored[i]);
@@ -490,14 +568,11 @@ START_TEST(date_two_digit_year)
     /* RFC 9110 5.6.7: more than 50 years in the future → the previous century */
     ck_assert_int_eq(date_or_fail("Sunday, 06-Nov-94 08:49:37 GMT", now), T0);
     ck_assert_int_eq(date_or_fail("Saturday, 01-Jan-00 00:00:00 GMT", now), 946684800);
-    ck_assert_int_eq(date_or_fail("Wednesday, 01-Jan-75 00:00:00 GMT", now),
-                     date_or_fail("Tue, 01 Jan 2075 00:00:00 GMT", 0));
-    ck_assert_int_eq(date_or_fail("Thursday, 01-Jan-76 00:00:00 GMT", now),
-                     date_or_fail("Thu, 01 Jan 1976 00:00:00 GMT", 0));
+    ck_assert_int_eq(date_or_fail("Wednesday, 01-Jan-75 00:00:00 GMT", now), date_or_fail("Tue, 01 Jan 2075 00:00:00 GMT", 0));
+    ck_assert_int_eq(date_or_fail("Thursday, 01-Jan-76 00:00:00 GMT", now), date_or_fail("Thu, 01 Jan 1976 00:00:00 GMT", 0));
     /* near the end of a century the next one is nearer */
     int64_t late = date_or_fail("Thu, 01 Jan 2099 00:00:00 GMT", 0);
-    ck_assert_int_eq(date_or_fail("Saturday, 01-Jan-01 00:00:00 GMT", late),
-                     date_or_fail("Sat, 01 Jan 2101 00:00:00 GMT", 0));
+    ck_assert_int_eq(date_or_fail("Saturday, 01-Jan-01 00:00:00 GMT", late), date_or_fail("Sat, 01 Jan 2101 00:00:00 GMT", 0));
 }
 END_TEST
 
@@ -534,8 +609,7 @@ START_TEST(date_invalid)
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         int64_t t = 12345;
-        ck_assert_msg(policy_parse_http_date_at(bad[i], strlen(bad[i]), T0, &t) == -1, "'%s' should be invalid",
-                      bad[i]);
+        ck_assert_msg(policy_parse_http_date_at(bad[i], strlen(bad[i]), T0, &t) == -1, "'%s' should be invalid", bad[i]);
     }
     int64_t t;
     ck_assert_int_eq(policy_parse_http_date_at(NULL, 0, T0, &t), -1);
@@ -580,21 +654,20 @@ typedef struct ttl_case {
 } ttl_case_t;
 
 #define D0 "date: Sun, 06 Nov 1994 08:49:37 GMT"
-#define EXP50 "expires: Sun, 06 Nov 1994 08:50:27 GMT"   /* T0 + 50 */
-#define EXPM10 "expires: Sun, 06 Nov 1994 08:49:27 GMT"  /* T0 - 10 */
+#define EXP50 "expires: Sun, 06 Nov 1994 08:50:27 GMT"        /* T0 + 50 */
+#define EXPM10 "expires: Sun, 06 Nov 1994 08:49:27 GMT"       /* T0 - 10 */
 #define LM1000 "last-modified: Sun, 06 Nov 1994 08:32:57 GMT" /* T0 - 1000 */
 
 static const ttl_case_t ttl_cases[] = {
     /* each source wins over every later one */
     {"surrogate-control wins",
-     {"surrogate-control: max-age=10", "cdn-cache-control: max-age=20, s-maxage=25",
-      "cache-control: s-maxage=30, max-age=40", EXP50, LM1000, D0},
+     {"surrogate-control: max-age=10", "cdn-cache-control: max-age=20, s-maxage=25", "cache-control: s-maxage=30, max-age=40",
+      EXP50, LM1000, D0},
      10},
     {"cdn-cache-control s-maxage next",
      {"cdn-cache-control: max-age=20, s-maxage=25", "cache-control: s-maxage=30, max-age=40", EXP50, LM1000, D0},
      25},
-    {"cdn-cache-control max-age", {"cdn-cache-control: max-age=20", "cache-control: s-maxage=30, max-age=40", EXP50, D0},
-     20},
+    {"cdn-cache-control max-age", {"cdn-cache-control: max-age=20", "cache-control: s-maxage=30, max-age=40", EXP50, D0}, 20},
     {"cache-control s-maxage", {"cache-control: max-age=40, s-maxage=30", EXP50, LM1000, D0}, 30},
     {"cache-control max-age", {"cache-control: max-age=40", EXP50, LM1000, D0}, 40},
     {"expires - date", {EXP50, LM1000, D0}, 50},
@@ -623,11 +696,21 @@ static const ttl_case_t ttl_cases[] = {
     {"cdn-cc wrong type falls to default", {"cdn-cache-control: no-store=?0", D0}, 120},
     {"cdn-cc parameters are fine", {"cdn-cache-control: max-age=60;a=1", "cache-control: max-age=40", D0}, 60},
     /* RFC 8941 4.2: several lines are one comma-joined field */
-    {"cdn-cc lines combined", {"cdn-cache-control: max-age=60", "cdn-cache-control: s-maxage=25", "cache-control: max-age=40", D0}, 25},
-    {"cdn-cc repeated key across lines: last wins", {"cdn-cache-control: max-age=60", "cdn-cache-control: max-age=20", "cache-control: max-age=40", D0}, 20},
-    {"cdn-cc bad second line spoils the field", {"cdn-cache-control: max-age=60", "cdn-cache-control: s-maxage=1.5", "cache-control: max-age=40", D0}, 40},
-    {"cdn-cc lines joined before parsing", {"cdn-cache-control: max-age=60, x=\"a", "cdn-cache-control: b\"", "cache-control: max-age=40", D0}, 60},
-    {"cdn-cc empty line adds nothing", {"cdn-cache-control: ", "cdn-cache-control: max-age=20", "cache-control: max-age=40", D0}, 20},
+    {"cdn-cc lines combined",
+     {"cdn-cache-control: max-age=60", "cdn-cache-control: s-maxage=25", "cache-control: max-age=40", D0},
+     25},
+    {"cdn-cc repeated key across lines: last wins",
+     {"cdn-cache-control: max-age=60", "cdn-cache-control: max-age=20", "cache-control: max-age=40", D0},
+     20},
+    {"cdn-cc bad second line spoils the field",
+     {"cdn-cache-control: max-age=60", "cdn-cache-control: s-maxage=1.5", "cache-control: max-age=40", D0},
+     40},
+    {"cdn-cc lines joined before parsing",
+     {"cdn-cache-control: max-age=60, x=\"a", "cdn-cache-control: b\"", "cache-control: max-age=40", D0},
+     60},
+    {"cdn-cc empty line adds nothing",
+     {"cdn-cache-control: ", "cdn-cache-control: max-age=20", "cache-control: max-age=40", D0},
+     20},
 
     /* invalid freshness information means stale (RFC 9111 4.2.1) */
     {"invalid max-age is stale", {"cache-control: max-age=abc", EXP50, D0}, 0},
@@ -646,8 +729,7 @@ static const ttl_case_t ttl_cases[] = {
     /* Date absent or invalid: response_time (T0) stands in */
     {"expires without date", {EXP50}, 50},
     {"expires with invalid date", {EXP50, "date: yesterday"}, 50},
-    {"expires - date, not - response_time", {"expires: Sun, 06 Nov 1994 08:50:27 GMT",
-                                             "date: Sun, 06 Nov 1994 08:47:57 GMT"}, 150},
+    {"expires - date, not - response_time", {"expires: Sun, 06 Nov 1994 08:50:27 GMT", "date: Sun, 06 Nov 1994 08:47:57 GMT"}, 150},
     {"heuristic without date", {LM1000}, 100},
     {"last-modified after date", {"last-modified: Mon, 07 Nov 1994 00:00:00 GMT", D0}, 120},
     {"last-modified equals date", {"last-modified: Sun, 06 Nov 1994 08:49:37 GMT", D0}, 0},
@@ -657,7 +739,8 @@ static const ttl_case_t ttl_cases[] = {
     {"targeted surrogate directive skipped", {"surrogate-control: max-age=60;edge1", "cache-control: max-age=40", D0}, 40},
     {"surrogate max-age=N+M", {"surrogate-control: max-age=60+30", D0}, 60},
     {"surrogate max-age after an unterminated quote is stale",
-     {"surrogate-control: max-age=60;edge1=\"x, max-age=5", "cache-control: max-age=40", D0}, 0},
+     {"surrogate-control: max-age=60;edge1=\"x, max-age=5", "cache-control: max-age=40", D0},
+     0},
     {"surrogate without max-age falls through", {"surrogate-control: content=\"ESI/1.0\"", "cache-control: max-age=40", D0}, 40},
     {"capped lifetime", {"cache-control: max-age=99999999999", D0}, CAP},
     {"expires far future capped", {"expires: Fri, 31 Dec 9999 23:59:59 GMT", D0}, CAP},
@@ -718,8 +801,12 @@ static const store_case_t store_cases[] = {
     {"600", 600, {"cache-control: max-age=60"}, 0, 0, "status"},
     {"0", 0, {NULL}, 0, 0, "status"},
     {"surrogate no-store", 200, {"surrogate-control: no-store", "cache-control: max-age=60"}, 0, 0, "no-store"},
-    {"surrogate no-store after an unterminated quote", 200,
-     {"surrogate-control: max-age=60;edge1=\"x, no-store", "cache-control: max-age=40"}, 0, 0, "no-store"},
+    {"surrogate no-store after an unterminated quote",
+     200,
+     {"surrogate-control: max-age=60;edge1=\"x, no-store", "cache-control: max-age=40"},
+     0,
+     0,
+     "no-store"},
     {"cc private after an unterminated quote", 200, {"cache-control: max-age=60, community=\"UCI, private"}, 0, 0, "private"},
     {"surrogate no-store-remote", 200, {"surrogate-control: no-store-remote"}, 0, 0, "no-store"},
     {"cdn-cc no-store", 200, {"cdn-cache-control: no-store", "cache-control: max-age=60"}, 0, 0, "no-store"},
@@ -729,14 +816,21 @@ static const store_case_t store_cases[] = {
     {"ignored cdn-cc no-store: cc applies", 200, {"cdn-cache-control: no-store=?0", "cache-control: max-age=60"}, 0, 0, NULL},
     {"cdn-cc overrides cc no-store", 200, {"cdn-cache-control: max-age=60", "cache-control: no-store"}, 0, 0, NULL},
     {"cdn-cc overrides cc private", 200, {"cdn-cache-control: max-age=60", "cache-control: private"}, 0, 0, NULL},
-    {"surrogate max-age does not override cc private", 200,
-     {"surrogate-control: max-age=60", "cache-control: private"}, 0, 0, "private"},
-    {"surrogate max-age does not override cc no-store", 200,
-     {"surrogate-control: max-age=60", "cache-control: no-store"}, 0, 0, "no-store"},
+    {"surrogate max-age does not override cc private", 200, {"surrogate-control: max-age=60", "cache-control: private"}, 0, 0, "private"},
+    {"surrogate max-age does not override cc no-store",
+     200,
+     {"surrogate-control: max-age=60", "cache-control: no-store"},
+     0,
+     0,
+     "no-store"},
     {"must-understand, understood status", 200, {"cache-control: no-store, must-understand, max-age=60"}, 0, 0, NULL},
     {"must-understand, unknown status", 299, {"cache-control: no-store, must-understand, max-age=60"}, 0, 0, "status"},
-    {"must-understand does not lift surrogate no-store", 200,
-     {"cache-control: no-store, must-understand, max-age=60", "surrogate-control: no-store"}, 0, 0, "no-store"},
+    {"must-understand does not lift surrogate no-store",
+     200,
+     {"cache-control: no-store, must-understand, max-age=60", "surrogate-control: no-store"},
+     0,
+     0,
+     "no-store"},
     {"unknown final status with freshness", 299, {"cache-control: max-age=60"}, 0, 0, NULL},
     {"invalid max-age on a 500 is stored stale", 500, {"cache-control: max-age=x"}, 0, 0, NULL},
 };
@@ -755,8 +849,7 @@ START_TEST(storability)
         /* only the request's own reasons may be told apart from the response's (hit-for-pass) */
         int by_request = strcmp(c->reason, "method") == 0 || strcmp(c->reason, "authorization") == 0 ||
                          strcmp(c->reason, "partial") == 0 || c->status == 304;
-        ck_assert_msg(d.not_stored_by_request == by_request, "%s: not_stored_by_request %d", c->what,
-                      d.not_stored_by_request);
+        ck_assert_msg(d.not_stored_by_request == by_request, "%s: not_stored_by_request %d", c->what, d.not_stored_by_request);
         ck_assert_uint_eq(d.ttl, 0);
         ck_assert_uint_eq(d.stale_if_error, 0);
     }
@@ -910,8 +1003,7 @@ START_TEST(revalidation_flags)
     ck_assert(d.must_revalidate);
     d = decide(200, L("cdn-cache-control: max-age=60", "cache-control: no-cache, must-revalidate"));
     ck_assert(!d.no_cache && !d.must_revalidate);
-    d = decide(200, L("cdn-cache-control: max-age=60, stale-while-revalidate=7",
-                      "cache-control: stale-while-revalidate=70"));
+    d = decide(200, L("cdn-cache-control: max-age=60, stale-while-revalidate=7", "cache-control: stale-while-revalidate=70"));
     ck_assert_uint_eq(d.stale_while_revalidate, 7);
 }
 END_TEST
@@ -1014,9 +1106,14 @@ END_TEST
 START_TEST(parsers_bounded)
 {
     static const char *const fields[] = {
-        "max-age=\"12\\", "no-cache=\"a,b\\\"c\", max-age=1", "Sun, 06 Nov 1994 08:49:37 GMT",
-        "Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994", "s-maxage = \"9\" ;x, , private=\"",
-        "a=(1 \"x\\\"\";p=:aGk=:);q=?1, b=-1.250, c=*t/k:n", "max-age=60;a, no-cache=\"x\", z=(",
+        "max-age=\"12\\",
+        "no-cache=\"a,b\\\"c\", max-age=1",
+        "Sun, 06 Nov 1994 08:49:37 GMT",
+        "Sunday, 06-Nov-94 08:49:37 GMT",
+        "Sun Nov  6 08:49:37 1994",
+        "s-maxage = \"9\" ;x, , private=\"",
+        "a=(1 \"x\\\"\";p=:aGk=:);q=?1, b=-1.250, c=*t/k:n",
+        "max-age=60;a, no-cache=\"x\", z=(",
     };
     for (size_t f = 0; f < sizeof(fields) / sizeof(fields[0]); f++) {
         size_t len = strlen(fields[f]);
@@ -1030,9 +1127,14 @@ START_TEST(parsers_bounded)
             (void)policy_parse_http_date_at(copy, n, T0, &t);
             (void)policy_sf_dict_parse(copy, n, NULL, NULL);
             (void)policy_cdn_cc_parse(copy, n, &cc);
-            policy_header_t h[] = {{"cache-control", 13, copy, n}, {"expires", 7, copy, n}, {"age", 3, copy, n},
-                                   {"vary", 4, copy, n},           {"date", 4, copy, n},    {"surrogate-control", 17, copy, n},
-                                   {"cdn-cache-control", 17, copy, n}, {"cdn-cache-control", 17, copy, n}};
+            policy_header_t h[] = {{"cache-control", 13, copy, n},
+                                   {"expires", 7, copy, n},
+                                   {"age", 3, copy, n},
+                                   {"vary", 4, copy, n},
+                                   {"date", 4, copy, n},
+                                   {"surrogate-control", 17, copy, n},
+                                   {"cdn-cache-control", 17, copy, n},
+                                   {"cdn-cache-control", 17, copy, n}};
             policy_request_info_t req = {1, 0, T0, T0};
             policy_decision_t d;
             policy_decide(200, h, 8, &req, &settings, &d);

@@ -21,7 +21,8 @@ static req_copy_t copy_of(const char *const *pairs)
 {
     req_copy_t rc = {0};
     for (size_t i = 0; pairs[i] != NULL; i += 2) {
-        hdrs[rc.num_headers] = (obj_header_t){pairs[i], (uint32_t)strlen(pairs[i]), pairs[i + 1], (uint32_t)strlen(pairs[i + 1])};
+        hdrs[rc.num_headers] = (obj_header_t){pairs[i], (uint32_t)strlen(pairs[i]), pairs[i + 1],
+                                              (uint32_t)strlen(pairs[i + 1])};
         ++rc.num_headers;
     }
     rc.headers = hdrs;

@@ -56,9 +56,19 @@ END_TEST
 START_TEST(test_range_ignored)
 {
     uint64_t a, b;
-    const char *ignored[] = {"",           "bytes",         "bytes=",       "bytes=-",      "bytes=5-4",    "bytes=a-b",
-                             "items=0-1",  "bytes=0-1,3-4", "bytes=1-2-3",  "bytes=0-9x",   "bytes 0-9",
-                             "bytes=99999999999999999999999-", "bytes=0-99999999999999999999999"};
+    const char *ignored[] = {"",
+                             "bytes",
+                             "bytes=",
+                             "bytes=-",
+                             "bytes=5-4",
+                             "bytes=a-b",
+                             "items=0-1",
+                             "bytes=0-1,3-4",
+                             "bytes=1-2-3",
+                             "bytes=0-9x",
+                             "bytes 0-9",
+                             "bytes=99999999999999999999999-",
+                             "bytes=0-99999999999999999999999"};
     for (size_t i = 0; i != sizeof(ignored) / sizeof(ignored[0]); ++i)
         ck_assert_msg(range(ignored[i], 100, &a, &b) == 0, "'%s' must be ignored", ignored[i]);
 }

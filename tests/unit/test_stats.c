@@ -339,8 +339,14 @@ START_TEST(test_history_by_hour)
     /* 3 minutes in hour 14, 2 in hour 15 */
     int64_t starts[5] = {h0, h0 + 60, h0 + 59 * 60, h0 + 3600, h0 + 3660};
     for (int i = 0; i < 5; i++) {
-        stats_sample_t m = {.start = starts[i], .duration = 60, .requests = 10u * (unsigned)(i + 1), .hits = 6,
-                            .miss = 2, .bandwidth = 1000, .status_2xx = 9, .synth_5xx = i == 4 ? 5 : 0};
+        stats_sample_t m = {.start = starts[i],
+                            .duration = 60,
+                            .requests = 10u * (unsigned)(i + 1),
+                            .hits = 6,
+                            .miss = 2,
+                            .bandwidth = 1000,
+                            .status_2xx = 9,
+                            .synth_5xx = i == 4 ? 5 : 0};
         put_minute(s, &m);
     }
     char detail[200];
@@ -444,8 +450,8 @@ START_TEST(test_parse_time)
     ck_assert_int_eq(t, now - 86400);
     ck_assert_int_eq(admin_stats_parse_time("30 minutes ago", now, &t), 0);
     ck_assert_int_eq(t, now - 1800);
-    const char *bad[] = {"", "yesterday", "2024-13-01", "2024-01-02 25:00", "2 fortnights ago", "2 hours", "-5",
-                         "2024-01-02x", "99999999999999999999", "1 hour ago!"};
+    const char *bad[] = {"",        "yesterday", "2024-13-01",  "2024-01-02 25:00",     "2 fortnights ago",
+                         "2 hours", "-5",        "2024-01-02x", "99999999999999999999", "1 hour ago!"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         ck_assert_msg(admin_stats_parse_time(bad[i], now, &t) == -1, "accepted '%s'", bad[i]);
 }
@@ -494,7 +500,8 @@ START_TEST(test_metrics_render_format)
 
     regex_t help, type, sample;
     ck_assert_int_eq(regcomp(&help, "^# HELP [a-zA-Z_:][a-zA-Z0-9_:]* [^\n]+$", REG_EXTENDED), 0);
-    ck_assert_int_eq(regcomp(&type, "^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram|summary|untyped)$", REG_EXTENDED), 0);
+    ck_assert_int_eq(
+        regcomp(&type, "^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram|summary|untyped)$", REG_EXTENDED), 0);
     ck_assert_int_eq(regcomp(&sample,
                              "^([a-zA-Z_:][a-zA-Z0-9_:]*)(\\{([a-zA-Z_][a-zA-Z0-9_]*=\"([^\"\\\\]|\\\\.)*\",?)*\\})? "
                              "(-?[0-9]+(\\.[0-9]+)?([eE][-+]?[0-9]+)?|\\+Inf|-Inf|NaN)$",
@@ -597,8 +604,9 @@ START_TEST(test_accesslog_line)
     char buf[ACCESSLOG_MAX_LINE];
     size_t n = accesslog_format(buf, sizeof(buf), &req, &e);
     buf[n] = '\0';
-    ck_assert_str_eq(buf, "127.0.0.1 - - [14/Nov/2023:22:13:20 +0000] \"GET /a b?\\x22q\\x22=\\x01\\xc3\\xa9 HTTP/1.1\" 200 1234 "
-                          "\"-\" \"curl/8 \\x22x\\x22\" HIT origin-1 0.001500 2.000250\n");
+    ck_assert_str_eq(buf,
+                     "127.0.0.1 - - [14/Nov/2023:22:13:20 +0000] \"GET /a b?\\x22q\\x22=\\x01\\xc3\\xa9 HTTP/1.1\" 200 1234 "
+                     "\"-\" \"curl/8 \\x22x\\x22\" HIT origin-1 0.001500 2.000250\n");
 
     /* nothing sent, no cache status, no backend, no first byte */
     req.bytes_sent = 0;

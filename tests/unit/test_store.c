@@ -1391,9 +1391,9 @@ START_TEST(test_purge_log_put_since)
     /* queued before the puts, not yet committed: the writer applies it first */
     store_purge_key_url(s, "example.com/a", 13, 0, on_purge, &pr);
     store_purge_surrogate_key(s, "kb", 2, 0, on_purge, &pr);
-    cache_obj_t *a = make_obj("example.com/a", "x", "", 10, 'a', 1);  /* its URL was purged */
+    cache_obj_t *a = make_obj("example.com/a", "x", "", 10, 'a', 1);    /* its URL was purged */
     cache_obj_t *b = make_obj("example.com/b", "y kb", "", 10, 'b', 1); /* one of its keys was purged */
-    cache_obj_t *c = make_obj("example.com/c", "kc", "", 10, 'c', 1);  /* unrelated: must be stored */
+    cache_obj_t *c = make_obj("example.com/c", "kc", "", 10, 'c', 1);   /* unrelated: must be stored */
     mem_insert(mem, a);
     mem_insert(mem, b);
     store_put_since(s, a, e0);
@@ -1710,10 +1710,10 @@ START_TEST(test_answer_covers_queued_puts)
     ck_assert_int_eq(qu.calls, 1);
     ck_assert_msg(!qa.committed_before_answer && !qu.committed_before_answer, "not answered before the commit");
     ck_assert_int_eq(qa.res.err, 0);
-    ck_assert_msg(!qa.in_mem && !qa.on_disk, "queued put served after its key purge was answered (mem %d, disk %d)",
-                  qa.in_mem, qa.on_disk);
-    ck_assert_msg(!qu.in_mem && !qu.on_disk, "queued put served after its URL purge was answered (mem %d, disk %d)",
-                  qu.in_mem, qu.on_disk);
+    ck_assert_msg(!qa.in_mem && !qa.on_disk, "queued put served after its key purge was answered (mem %d, disk %d)", qa.in_mem,
+                  qa.on_disk);
+    ck_assert_msg(!qu.in_mem && !qu.on_disk, "queued put served after its URL purge was answered (mem %d, disk %d)", qu.in_mem,
+                  qu.on_disk);
     ck_assert_msg(!qa.also_in_mem, "a fetch that began before the purge is in memory after its answer");
     ck_assert_uint_eq(qa.res.objects, 3); /* old, from the snapshot; the queued a and racing */
     ck_assert_uint_eq(qu.res.objects, 1);
@@ -1901,8 +1901,8 @@ typedef struct race {
     _Atomic uint64_t ticket;
     _Atomic int stop;
     cache_obj_t *obj[RACE_FETCHES];
-    _Atomic uint64_t began[RACE_FETCHES];      /* the fetch's ticket; 0: not begun */
-    _Atomic uint64_t submitted[RACE_KEYS];     /* the purge's ticket; 0: not submitted */
+    _Atomic uint64_t began[RACE_FETCHES];  /* the fetch's ticket; 0: not begun */
+    _Atomic uint64_t submitted[RACE_KEYS]; /* the purge's ticket; 0: not submitted */
     _Atomic int answered[RACE_KEYS];
     _Atomic int violations, checks;
     char where[160];
@@ -2149,7 +2149,7 @@ START_TEST(test_failed_journal_write_is_not_replayed)
         ck_assert_int_eq(pr.calls, 1);
         ck_assert_int_eq(pr.last.err, STORE_EIO);
         ck_assert(present(s, a)); /* not applied */
-        if (!same_batch) { /* stored after the failed purge was answered, under the same key */
+        if (!same_batch) {        /* stored after the failed purge was answered, under the same key */
             store_put_since(s, b, store_purge_epoch(s));
             ck_assert_int_eq(store_flush(s), 0);
         }

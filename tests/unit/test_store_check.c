@@ -197,8 +197,8 @@ START_TEST(test_meta_every_byte_flipped)
             size_t at = page * ps + must[i];
             head[at] ^= 0x40;
             store_check_meta_t m;
-            ck_assert_msg(store_check_meta(head, n, size, &m, err, sizeof(err)) == STORE_CHECK_EDAMAGED,
-                          "page %d byte %zu", page, must[i]);
+            ck_assert_msg(store_check_meta(head, n, size, &m, err, sizeof(err)) == STORE_CHECK_EDAMAGED, "page %d byte %zu",
+                          page, must[i]);
             head[at] ^= 0x40;
         }
     }

@@ -33,9 +33,9 @@
 
 START_TEST(test_slack_bounds)
 {
-    ck_assert_uint_eq(store_space_slack(0), MiB);              /* at least 1 MiB */
+    ck_assert_uint_eq(store_space_slack(0), MiB); /* at least 1 MiB */
     ck_assert_uint_eq(store_space_slack(32 * MiB), MiB);
-    ck_assert_uint_eq(store_space_slack(640 * MiB), 10 * MiB); /* 1/64 */
+    ck_assert_uint_eq(store_space_slack(640 * MiB), 10 * MiB);          /* 1/64 */
     ck_assert_uint_eq(store_space_slack((uint64_t)1 << 40), 256 * MiB); /* at most 256 MiB */
 }
 END_TEST
@@ -172,8 +172,7 @@ static cache_obj_t *make_obj(const char *key, const char *skeys, const char *var
     obj_meta_t meta = {.status = 200, .generation = generation, .ttl = 300};
     meta.request_time_ms = meta.response_time_ms = now_wall_ms();
     obj_header_t hdr = {"content-type", 12, "text/plain", 10};
-    obj_builder_t *b =
-        obj_builder_begin(&meta, key, strlen(key), skeys, strlen(skeys), vary, strlen(vary), &hdr, 1, body_len);
+    obj_builder_t *b = obj_builder_begin(&meta, key, strlen(key), skeys, strlen(skeys), vary, strlen(vary), &hdr, 1, body_len);
     char buf[4096];
     memset(buf, 'x', sizeof(buf));
     for (size_t off = 0; off < body_len; off += sizeof(buf))

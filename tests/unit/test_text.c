@@ -18,21 +18,21 @@ START_TEST(utf8_validation)
     } cases[] = {
         {"", 0, 1},
         {"plain", 5, 1},
-        {"\xc3\xa9", 2, 1},          /* é */
-        {"\xe2\x82\xac", 3, 1},      /* € */
-        {"\xf0\x9f\x98\x80", 4, 1},  /* U+1F600 */
-        {"\xf4\x8f\xbf\xbf", 4, 1},  /* U+10FFFF */
-        {"\xc3", 1, 0},              /* cut */
-        {"\xe2\x82", 2, 0},          /* cut */
-        {"\xf0\x9f\x98", 3, 0},      /* cut */
+        {"\xc3\xa9", 2, 1},         /* é */
+        {"\xe2\x82\xac", 3, 1},     /* € */
+        {"\xf0\x9f\x98\x80", 4, 1}, /* U+1F600 */
+        {"\xf4\x8f\xbf\xbf", 4, 1}, /* U+10FFFF */
+        {"\xc3", 1, 0},             /* cut */
+        {"\xe2\x82", 2, 0},         /* cut */
+        {"\xf0\x9f\x98", 3, 0},     /* cut */
         {"\xff\xfe", 2, 0},
-        {"\xc0\xaf", 2, 0},          /* overlong '/' */
-        {"\xe0\x80\xaf", 3, 0},      /* overlong */
-        {"\xf0\x80\x80\xaf", 4, 0},  /* overlong */
-        {"\xed\xa0\x80", 3, 0},      /* surrogate D800 */
-        {"\xf4\x90\x80\x80", 4, 0},  /* above U+10FFFF */
-        {"\x80", 1, 0},              /* lone continuation */
-        {"a\0b", 3, 1},              /* NUL is a character (callers check controls) */
+        {"\xc0\xaf", 2, 0},         /* overlong '/' */
+        {"\xe0\x80\xaf", 3, 0},     /* overlong */
+        {"\xf0\x80\x80\xaf", 4, 0}, /* overlong */
+        {"\xed\xa0\x80", 3, 0},     /* surrogate D800 */
+        {"\xf4\x90\x80\x80", 4, 0}, /* above U+10FFFF */
+        {"\x80", 1, 0},             /* lone continuation */
+        {"a\0b", 3, 1},             /* NUL is a character (callers check controls) */
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         ck_assert_msg(text_utf8_valid(cases[i].s, cases[i].len) == cases[i].valid, "case %zu", i);
