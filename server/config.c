@@ -1,5 +1,7 @@
 /*
- * server/config.c — settings from the command line and the JSON config file.
+ * server/config.c — settings from the command line and the JSON config file: the option
+ * table, defaults and help, the validators, and the command line (the file itself is read by
+ * server/config_file.c).
  *
  * What it owns: nothing beyond the caller's config_t. It runs once, on the main thread,
  * before any worker exists; nothing here is thread-safe and nothing needs to be.
@@ -13,7 +15,8 @@
  * error is a single line that names the flag or key and quotes the bad value. On error cfg
  * may be partly updated; the caller exits (status 2) without using it.
  */
-#include "server/config.h"
+#include "common/errbuf.h"
+#include "server/config_int.h"
 #include "server/header_rules.h"
 
 #include <errno.h>
@@ -33,49 +36,7 @@
 #define CONFIG_DISK_MAX ((uint64_t)1 << 40)
 #define CONFIG_BODY_MAX ((uint64_t)1 << 30) /* h2o's own default limit: a body is held in memory whole */
 
-/* the flags; `file_key` is the JSON name (NULL: flag only) */
-typedef enum opt_id {
-    OPT_LISTEN,
-    OPT_ADMIN_LISTEN,
-    OPT_BACKEND,
-    OPT_DATA_DIR,
-    OPT_MEMORY_SIZE,
-    OPT_DISK_SIZE,
-    OPT_DISK_RESERVE,
-    OPT_DEFAULT_TTL,
-    OPT_THREADS,
-    OPT_ADMIN_THREADS,
-    OPT_CONFIG,
-    OPT_SERVICE_ID,
-    OPT_DEFAULT_GRACE,
-    OPT_MAX_HEURISTIC_TTL,
-    OPT_NEGATIVE_TTL,
-    OPT_ORIGIN_TIMEOUT,
-    OPT_SHUTDOWN_TIMEOUT,
-    OPT_MAX_REQUEST_BODY,
-    OPT_REQUEST_BODY_MEMORY,
-    OPT_LOAD_BALANCING,
-    OPT_SHIELD,
-    OPT_SHIELD_ADMIN,
-    OPT_SHIELD_TOKEN,
-    OPT_ACCESS_LOG,
-    OPT_STATS_SAMPLE_INTERVAL,
-    OPT_STATS_RETENTION_DAYS,
-    OPT_STATS_MINUTE_SECONDS,
-    OPT_SLA_DEGRADED_PERCENT,
-    OPT_METRICS_LISTEN,
-    OPT_HELP,
-} opt_id_t;
-
-typedef struct opt_def {
-    opt_id_t id;
-    const char *flag;     /* "--listen" */
-    const char *file_key; /* "listen", or NULL */
-    const char *arg;      /* placeholder in --help, NULL: takes no value */
-    const char *help;
-} opt_def_t;
-
-static const opt_def_t opt_defs[] = {
+const opt_def_t config_opt_defs[] = {
     {OPT_LISTEN, "--listen", "listen", "HOST:PORT", "address of the proxy listener"},
     {OPT_ADMIN_LISTEN, "--admin-listen", "admin_listen", "HOST:PORT", "address of the admin API listener"},
     {OPT_BACKEND, "--backend", "backends", "HOST:PORT", "origin server; repeatable, at most 64; replaces the file's list"},
@@ -117,19 +78,8 @@ static const opt_def_t opt_defs[] = {
      "also serve GET /metrics here, without a token"},
     {OPT_HELP, "--help", NULL, NULL, "print this help and exit"},
 };
-#define NUM_OPTS (sizeof(opt_defs) / sizeof(opt_defs[0]))
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    if (err == NULL || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
+#define NUM_OPTS (sizeof(config_opt_defs) / sizeof(config_opt_defs[0]))
+const size_t config_num_opts = NUM_OPTS;
 
 /* bounded copy; 0 or -1 if it does not fit */
 static int copy_str(char *dst, size_t cap, const char *src)
@@ -343,7 +293,7 @@ void config_print_help(void *stream)
           "Options:\n",
           f);
     for (size_t k = 0; k < NUM_OPTS; k++) {
-        const opt_def_t *o = &opt_defs[k];
+        const opt_def_t *o = &config_opt_defs[k];
         snprintf(left, sizeof(left), "%s%s%s%s", o->id == OPT_HELP ? "-h, " : "", o->flag, o->arg != NULL ? " " : "",
                  o->arg != NULL ? o->arg : "");
         format_default(&d, o->id, def, sizeof(def));
@@ -368,7 +318,7 @@ void config_print_help(void *stream)
  * "edgecache.json: key 'threads'"). For --backend, the caller has decided whether the
  * list was reset.
  */
-static int apply_value(config_t *cfg, const opt_def_t *o, const char *who, const char *val, char *err, size_t errlen)
+int config_apply_value(config_t *cfg, const opt_def_t *o, const char *who, const char *val, char *err, size_t errlen)
 {
     uint64_t n;
     config_addr_t addr;
@@ -377,41 +327,43 @@ static int apply_value(config_t *cfg, const opt_def_t *o, const char *who, const
     case OPT_LISTEN:
     case OPT_ADMIN_LISTEN:
         if (config_parse_addr(val, &addr) != 0) {
-            set_err(err, errlen, "%s: invalid address '%s' (expected HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080)", who, val);
+            errbuf_printf(err, errlen, "%s: invalid address '%s' (expected HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080)", who,
+                          val);
             return -1;
         }
         *(o->id == OPT_LISTEN ? &cfg->listen : &cfg->admin_listen) = addr;
         return 0;
     case OPT_BACKEND:
         if (config_parse_addr(val, &addr) != 0 || addr.port == 0) {
-            set_err(err, errlen, "%s: invalid address '%s' (expected HOST:PORT with a port 1-65535)", who, val);
+            errbuf_printf(err, errlen, "%s: invalid address '%s' (expected HOST:PORT with a port 1-65535)", who, val);
             return -1;
         }
         if (cfg->num_backends >= CONFIG_MAX_BACKENDS) {
-            set_err(err, errlen, "%s: too many backends (at most %d)", who, CONFIG_MAX_BACKENDS);
+            errbuf_printf(err, errlen, "%s: too many backends (at most %d)", who, CONFIG_MAX_BACKENDS);
             return -1;
         }
         cfg->backends[cfg->num_backends++] = addr;
         return 0;
     case OPT_DATA_DIR:
         if (val[0] == '\0' || copy_str(cfg->data_dir, sizeof(cfg->data_dir), val) != 0) {
-            set_err(err, errlen, "%s: invalid directory '%.64s%s' (expected a path of 1-%zu bytes)", who, val,
-                    strlen(val) > 64 ? "..." : "", sizeof(cfg->data_dir) - 1);
+            errbuf_printf(err, errlen, "%s: invalid directory '%.64s%s' (expected a path of 1-%zu bytes)", who, val,
+                          strlen(val) > 64 ? "..." : "", sizeof(cfg->data_dir) - 1);
             return -1;
         }
         return 0;
     case OPT_MEMORY_SIZE:
     case OPT_DISK_SIZE:
         if (config_parse_size(val, &n) != 0) {
-            set_err(err, errlen, "%s: invalid size '%s' (use e.g. %s)", who, val, o->id == OPT_MEMORY_SIZE ? "256M" : "1G");
+            errbuf_printf(err, errlen, "%s: invalid size '%s' (use e.g. %s)", who, val,
+                          o->id == OPT_MEMORY_SIZE ? "256M" : "1G");
             return -1;
         }
         if (n < CONFIG_SIZE_MIN) {
-            set_err(err, errlen, "%s: invalid size '%s' (must be at least 1M)", who, val);
+            errbuf_printf(err, errlen, "%s: invalid size '%s' (must be at least 1M)", who, val);
             return -1;
         }
         if (o->id == OPT_DISK_SIZE && n > CONFIG_DISK_MAX) {
-            set_err(err, errlen, "%s: invalid size '%s' (must be between 1M and 1T)", who, val);
+            errbuf_printf(err, errlen, "%s: invalid size '%s' (must be between 1M and 1T)", who, val);
             return -1;
         }
         *(o->id == OPT_MEMORY_SIZE ? &cfg->memory_size : &cfg->disk_size) = n;
@@ -420,8 +372,8 @@ static int apply_value(config_t *cfg, const opt_def_t *o, const char *who, const
     case OPT_REQUEST_BODY_MEMORY: {
         uint64_t max = o->id == OPT_MAX_REQUEST_BODY ? CONFIG_BODY_MAX : CONFIG_DISK_MAX;
         if (config_parse_size(val, &n) != 0 || n > max) {
-            set_err(err, errlen, "%s: invalid size '%s' (expected 0 to %s, e.g. %s)", who, val,
-                    o->id == OPT_MAX_REQUEST_BODY ? "1G" : "1T", o->id == OPT_MAX_REQUEST_BODY ? "8M" : "256M");
+            errbuf_printf(err, errlen, "%s: invalid size '%s' (expected 0 to %s, e.g. %s)", who, val,
+                          o->id == OPT_MAX_REQUEST_BODY ? "1G" : "1T", o->id == OPT_MAX_REQUEST_BODY ? "8M" : "256M");
             return -1;
         }
         *(o->id == OPT_MAX_REQUEST_BODY ? &cfg->max_request_body : &cfg->request_body_memory) = n;
@@ -431,7 +383,7 @@ static int apply_value(config_t *cfg, const opt_def_t *o, const char *who, const
     case OPT_ADMIN_THREADS: {
         unsigned max = o->id == OPT_THREADS ? CONFIG_THREADS_MAX : CONFIG_ADMIN_THREADS_MAX;
         if (parse_uint(val, max, &n) != 0 || n < 1) {
-            set_err(err, errlen, "%s: invalid value '%s' (expected an integer 1-%u)", who, val, max);
+            errbuf_printf(err, errlen, "%s: invalid value '%s' (expected an integer 1-%u)", who, val, max);
             return -1;
         }
         *(o->id == OPT_THREADS ? &cfg->threads : &cfg->admin_threads) = (unsigned)n;
@@ -442,7 +394,7 @@ static int apply_value(config_t *cfg, const opt_def_t *o, const char *who, const
     case OPT_MAX_HEURISTIC_TTL:
     case OPT_NEGATIVE_TTL:
         if (parse_uint(val, CONFIG_TTL_MAX, &n) != 0) {
-            set_err(err, errlen, "%s: invalid value '%s' (expected seconds 0-%u)", who, val, CONFIG_TTL_MAX);
+            errbuf_printf(err, errlen, "%s: invalid value '%s' (expected seconds 0-%u)", who, val, CONFIG_TTL_MAX);
             return -1;
         }
         *(o->id == OPT_DEFAULT_TTL         ? &cfg->default_ttl
@@ -452,14 +404,14 @@ static int apply_value(config_t *cfg, const opt_def_t *o, const char *who, const
         return 0;
     case OPT_ORIGIN_TIMEOUT:
         if (parse_uint(val, CONFIG_TTL_MAX, &n) != 0 || n < 1) {
-            set_err(err, errlen, "%s: invalid value '%s' (expected milliseconds 1-%u)", who, val, CONFIG_TTL_MAX);
+            errbuf_printf(err, errlen, "%s: invalid value '%s' (expected milliseconds 1-%u)", who, val, CONFIG_TTL_MAX);
             return -1;
         }
         cfg->origin_timeout_ms = (uint32_t)n;
         return 0;
     case OPT_SHUTDOWN_TIMEOUT:
         if (parse_uint(val, CONFIG_TTL_MAX, &n) != 0) {
-            set_err(err, errlen, "%s: invalid value '%s' (expected milliseconds 0-%u)", who, val, CONFIG_TTL_MAX);
+            errbuf_printf(err, errlen, "%s: invalid value '%s' (expected milliseconds 0-%u)", who, val, CONFIG_TTL_MAX);
             return -1;
         }
         cfg->shutdown_timeout_ms = (uint32_t)n;
@@ -470,8 +422,8 @@ static int apply_value(config_t *cfg, const opt_def_t *o, const char *who, const
         for (size_t i = 0; ok && i < len; i++)
             ok = val[i] > 0x20 && val[i] < 0x7f && val[i] != '/' && val[i] != '?' && val[i] != '#';
         if (!ok) {
-            set_err(err, errlen, "%s: invalid service id '%.64s' (expected 1-%zu printable characters, no '/')", who, val,
-                    sizeof(cfg->service_id) - 1);
+            errbuf_printf(err, errlen, "%s: invalid service id '%.64s' (expected 1-%zu printable characters, no '/')", who,
+                          val, sizeof(cfg->service_id) - 1);
             return -1;
         }
         memcpy(cfg->service_id, val, len + 1);
@@ -483,7 +435,7 @@ static int apply_value(config_t *cfg, const opt_def_t *o, const char *who, const
         } else if (strcmp(val, "free-space") == 0) {
             cfg->disk_reserve = CONFIG_DISK_FREE_SPACE;
         } else {
-            set_err(err, errlen, "%s: invalid mode '%.64s' (expected preallocate or free-space)", who, val);
+            errbuf_printf(err, errlen, "%s: invalid mode '%.64s' (expected preallocate or free-space)", who, val);
             return -1;
         }
         return 0;
@@ -495,14 +447,14 @@ static int apply_value(config_t *cfg, const opt_def_t *o, const char *who, const
         } else if (strcmp(val, "first") == 0) {
             cfg->load_balancing = CONFIG_LB_FIRST;
         } else {
-            set_err(err, errlen, "%s: invalid mode '%.64s' (expected round_robin, hash or first)", who, val);
+            errbuf_printf(err, errlen, "%s: invalid mode '%.64s' (expected round_robin, hash or first)", who, val);
             return -1;
         }
         return 0;
     case OPT_SHIELD:
     case OPT_SHIELD_ADMIN:
         if (config_parse_addr(val, &addr) != 0 || addr.port == 0) {
-            set_err(err, errlen, "%s: invalid address '%s' (expected HOST:PORT with a port 1-65535)", who, val);
+            errbuf_printf(err, errlen, "%s: invalid address '%s' (expected HOST:PORT with a port 1-65535)", who, val);
             return -1;
         }
         *(o->id == OPT_SHIELD ? &cfg->shield : &cfg->shield_admin) = addr;
@@ -513,8 +465,8 @@ static int apply_value(config_t *cfg, const opt_def_t *o, const char *who, const
         for (size_t i = 0; ok && i < len; i++)
             ok = val[i] > 0x20 && val[i] < 0x7f;
         if (!ok) {
-            set_err(err, errlen, "%s: invalid token (expected 1-%zu printable characters without spaces)", who,
-                    sizeof(cfg->shield_token) - 1);
+            errbuf_printf(err, errlen, "%s: invalid token (expected 1-%zu printable characters without spaces)", who,
+                          sizeof(cfg->shield_token) - 1);
             return -1;
         }
         memcpy(cfg->shield_token, val, len + 1);
@@ -522,8 +474,8 @@ static int apply_value(config_t *cfg, const opt_def_t *o, const char *who, const
     }
     case OPT_ACCESS_LOG:
         if (val[0] == '\0' || copy_str(cfg->access_log, sizeof(cfg->access_log), val) != 0) {
-            set_err(err, errlen, "%s: invalid path '%.64s%s' (expected a path of 1-%zu bytes, or \"-\")", who, val,
-                    strlen(val) > 64 ? "..." : "", sizeof(cfg->access_log) - 1);
+            errbuf_printf(err, errlen, "%s: invalid path '%.64s%s' (expected a path of 1-%zu bytes, or \"-\")", who, val,
+                          strlen(val) > 64 ? "..." : "", sizeof(cfg->access_log) - 1);
             return -1;
         }
         return 0;
@@ -532,7 +484,7 @@ static int apply_value(config_t *cfg, const opt_def_t *o, const char *who, const
     case OPT_STATS_MINUTE_SECONDS: {
         uint64_t max = o->id == OPT_STATS_SAMPLE_INTERVAL ? 86400 : o->id == OPT_STATS_RETENTION_DAYS ? 3660 : 60;
         if (parse_uint(val, max, &n) != 0 || n < 1) {
-            set_err(err, errlen, "%s: invalid value '%s' (expected an integer 1-%u)", who, val, (unsigned)max);
+            errbuf_printf(err, errlen, "%s: invalid value '%s' (expected an integer 1-%u)", who, val, (unsigned)max);
             return -1;
         }
         *(o->id == OPT_STATS_SAMPLE_INTERVAL  ? &cfg->stats_sample_interval
@@ -559,7 +511,7 @@ static int apply_value(config_t *cfg, const opt_def_t *o, const char *who, const
         }
         uint64_t ppm = whole * 10000 + frac;
         if (!ok || digits == 0 || *p != '\0' || ppm > 1000000) {
-            set_err(err, errlen, "%s: invalid percentage '%.64s' (expected a number 0-100, e.g. 5 or 0.5)", who, val);
+            errbuf_printf(err, errlen, "%s: invalid percentage '%.64s' (expected a number 0-100, e.g. 5 or 0.5)", who, val);
             return -1;
         }
         cfg->sla_degraded_ppm = (uint32_t)ppm;
@@ -567,7 +519,7 @@ static int apply_value(config_t *cfg, const opt_def_t *o, const char *who, const
     }
     case OPT_METRICS_LISTEN:
         if (config_parse_addr(val, &addr) != 0) {
-            set_err(err, errlen, "%s: invalid address '%s' (expected HOST:PORT, e.g. 127.0.0.1:9100)", who, val);
+            errbuf_printf(err, errlen, "%s: invalid address '%s' (expected HOST:PORT, e.g. 127.0.0.1:9100)", who, val);
             return -1;
         }
         cfg->metrics_listen = addr; /* on when the host is set; port 0 picks one (printed at start) */
@@ -576,219 +528,6 @@ static int apply_value(config_t *cfg, const opt_def_t *o, const char *who, const
     case OPT_HELP: break;
     }
     return 0;
-}
-
-/* ---------------------------------------------------------------- the JSON file */
-
-static const char *json_type_name(const json_t *v)
-{
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a number with a fraction";
-    case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    case JSON_NULL: return "null";
-    }
-    return "something else";
-}
-
-/* what each key wants, for the wrong-type message */
-static const char *json_expected(opt_id_t id)
-{
-    switch (id) {
-    case OPT_BACKEND: return "an array of \"HOST:PORT\" strings";
-    case OPT_MEMORY_SIZE:
-    case OPT_DISK_SIZE:
-    case OPT_MAX_REQUEST_BODY:
-    case OPT_REQUEST_BODY_MEMORY: return "a number of bytes or a size string like \"256M\"";
-    case OPT_THREADS:
-    case OPT_ADMIN_THREADS:
-    case OPT_DEFAULT_TTL:
-    case OPT_DEFAULT_GRACE:
-    case OPT_MAX_HEURISTIC_TTL:
-    case OPT_NEGATIVE_TTL:
-    case OPT_ORIGIN_TIMEOUT:
-    case OPT_SHUTDOWN_TIMEOUT:
-    case OPT_STATS_SAMPLE_INTERVAL:
-    case OPT_STATS_RETENTION_DAYS:
-    case OPT_STATS_MINUTE_SECONDS: return "an integer";
-    case OPT_SLA_DEGRADED_PERCENT: return "a number";
-    default: return "a string";
-    }
-}
-
-/* the caching-semantics keys: 1 handled, 0 not one of them, -1 error (message in err) */
-static int load_semantics_key(config_t *cfg, const char *path, const char *key, json_t *val, char *err, size_t errlen)
-{
-    if (strcmp(key, "cookie_policy") == 0) {
-        const char *v = json_is_string(val) ? json_string_value(val) : NULL;
-        if (v == NULL || (strcmp(v, "pass") != 0 && strcmp(v, "strip") != 0)) {
-            set_err(err, errlen, "%s: key 'cookie_policy': expected \"pass\" or \"strip\"", path);
-            return -1;
-        }
-        cfg->cookie_policy_strip = strcmp(v, "strip") == 0;
-        return 1;
-    }
-    if (strcmp(key, "obey_client_no_cache") == 0 || strcmp(key, "keep_surrogate_headers") == 0) {
-        if (!json_is_boolean(val)) {
-            set_err(err, errlen, "%s: key '%s': expected true or false, got %s", path, key, json_type_name(val));
-            return -1;
-        }
-        *(strcmp(key, "obey_client_no_cache") == 0 ? &cfg->obey_client_no_cache
-                                                   : &cfg->keep_surrogate_headers) = json_is_true(val);
-        return 1;
-    }
-    if (strcmp(key, "cache_key") == 0) {
-        const char *k;
-        json_t *v;
-        if (!json_is_object(val)) {
-            set_err(err, errlen, "%s: key 'cache_key': expected an object, got %s", path, json_type_name(val));
-            return -1;
-        }
-        json_object_foreach (val, k, v) {
-            if (strcmp(k, "include_host") == 0 || strcmp(k, "sort_query") == 0) {
-                if (!json_is_boolean(v)) {
-                    set_err(err, errlen, "%s: key 'cache_key.%s': expected true or false, got %s", path, k, json_type_name(v));
-                    return -1;
-                }
-                *(strcmp(k, "include_host") == 0 ? &cfg->cache_key_include_host : &cfg->cache_key_sort_query) = json_is_true(v);
-            } else if (strcmp(k, "ignore_query_params") == 0) {
-                size_t i;
-                json_t *item;
-                if (!json_is_array(v) || json_array_size(v) > CONFIG_MAX_IGNORED_PARAMS) {
-                    set_err(err, errlen, "%s: key 'cache_key.ignore_query_params': expected an array of at most %d names",
-                            path, CONFIG_MAX_IGNORED_PARAMS);
-                    return -1;
-                }
-                cfg->num_cache_key_ignore_params = 0;
-                json_array_foreach (v, i, item) {
-                    const char *name = json_is_string(item) ? json_string_value(item) : NULL;
-                    if (name == NULL || name[0] == '\0' || strlen(name) >= sizeof(cfg->cache_key_ignore_params[0]) ||
-                        strpbrk(name, "&=") != NULL) {
-                        set_err(err, errlen, "%s: key 'cache_key.ignore_query_params': element %zu: expected a parameter name",
-                                path, i);
-                        return -1;
-                    }
-                    strcpy(cfg->cache_key_ignore_params[cfg->num_cache_key_ignore_params++], name);
-                }
-            } else {
-                set_err(err, errlen, "%s: key 'cache_key': unknown field '%.64s'", path, k);
-                return -1;
-            }
-        }
-        return 1;
-    }
-    if (strcmp(key, "header_rules") == 0) {
-        header_rules_t *rules = NULL;
-        char msg[256];
-        if (header_rules_parse(val, &rules, msg, sizeof(msg)) != 0) {
-            set_err(err, errlen, "%s: key %s", path, msg);
-            return -1;
-        }
-        header_rules_free(&rules);
-        free(cfg->header_rules_json);
-        cfg->header_rules_json = json_dumps(val, JSON_COMPACT);
-        if (cfg->header_rules_json == NULL)
-            abort();
-        return 1;
-    }
-    return 0;
-}
-
-int config_load_file(config_t *cfg, const char *path, char *err, size_t errlen)
-{
-    json_error_t jerr;
-    json_t *root = NULL;
-    const char *key;
-    json_t *val;
-    char who[512], num[32];
-
-    root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
-    if (root == NULL) {
-        if (jerr.line > 0)
-            set_err(err, errlen, "%s:%d:%d: %s", path, jerr.line, jerr.column, jerr.text);
-        else
-            set_err(err, errlen, "%s: %s", path, jerr.text);
-        goto fail;
-    }
-    if (!json_is_object(root)) {
-        set_err(err, errlen, "%s: expected a JSON object at the top level, got %s", path, json_type_name(root));
-        goto fail;
-    }
-
-    json_object_foreach (root, key, val) {
-        const opt_def_t *o = NULL;
-        int handled = load_semantics_key(cfg, path, key, val, err, errlen);
-        if (handled < 0)
-            goto fail;
-        if (handled > 0)
-            continue;
-        for (size_t k = 0; k < NUM_OPTS; k++)
-            if (opt_defs[k].file_key != NULL && strcmp(opt_defs[k].file_key, key) == 0)
-                o = &opt_defs[k];
-        if (o == NULL) {
-            set_err(err, errlen, "%s: unknown key '%.64s'", path, key);
-            goto fail;
-        }
-        snprintf(who, sizeof(who), "%s: key '%s'", path, key);
-
-        if (o->id == OPT_BACKEND) {
-            size_t i;
-            json_t *item;
-            if (!json_is_array(val)) {
-                set_err(err, errlen, "%s: expected %s, got %s", who, json_expected(o->id), json_type_name(val));
-                goto fail;
-            }
-            cfg->num_backends = 0;
-            json_array_foreach (val, i, item) {
-                if (!json_is_string(item)) {
-                    set_err(err, errlen, "%s: element %zu: expected a \"HOST:PORT\" string, got %s", who, i,
-                            json_type_name(item));
-                    goto fail;
-                }
-                if (apply_value(cfg, o, who, json_string_value(item), err, errlen) != 0)
-                    goto fail;
-            }
-            continue;
-        }
-
-        const char *text;
-        int is_number_key = o->id == OPT_THREADS || o->id == OPT_ADMIN_THREADS || o->id == OPT_DEFAULT_TTL ||
-                            o->id == OPT_DEFAULT_GRACE || o->id == OPT_NEGATIVE_TTL || o->id == OPT_MAX_HEURISTIC_TTL ||
-                            o->id == OPT_ORIGIN_TIMEOUT || o->id == OPT_SHUTDOWN_TIMEOUT ||
-                            o->id == OPT_STATS_SAMPLE_INTERVAL || o->id == OPT_STATS_RETENTION_DAYS ||
-                            o->id == OPT_STATS_MINUTE_SECONDS || o->id == OPT_SLA_DEGRADED_PERCENT;
-        int is_size_key = o->id == OPT_MEMORY_SIZE || o->id == OPT_DISK_SIZE || o->id == OPT_MAX_REQUEST_BODY ||
-                          o->id == OPT_REQUEST_BODY_MEMORY;
-        if (json_is_integer(val) && (is_number_key || is_size_key)) {
-            snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(val));
-            text = num;
-        } else if (json_is_real(val) && o->id == OPT_SLA_DEGRADED_PERCENT) {
-            snprintf(num, sizeof(num), "%.4f", json_real_value(val));
-            text = num;
-        } else if (json_is_string(val) && !is_number_key) {
-            text = json_string_value(val);
-            if (strlen(text) != json_string_length(val)) {
-                set_err(err, errlen, "%s: the string contains a NUL byte", who);
-                goto fail;
-            }
-        } else {
-            set_err(err, errlen, "%s: expected %s, got %s", who, json_expected(o->id), json_type_name(val));
-            goto fail;
-        }
-        if (apply_value(cfg, o, who, text, err, errlen) != 0)
-            goto fail;
-    }
-    json_decref(root);
-    return 0;
-
-fail:
-    if (root != NULL)
-        json_decref(root);
-    return -1;
 }
 
 /* ---------------------------------------------------------------- the command line */
@@ -809,20 +548,20 @@ static const opt_def_t *next_option(int argc, char **argv, int *i, const char **
         a = "--help";
     if (strncmp(a, "--", 2) != 0 || a[2] == '\0') {
         if (a[0] == '-' && a[1] != '\0')
-            set_err(err, errlen, "unknown option '%s' (see --help)", a);
+            errbuf_printf(err, errlen, "unknown option '%s' (see --help)", a);
         else
-            set_err(err, errlen, "unexpected argument '%s' (see --help)", a);
+            errbuf_printf(err, errlen, "unexpected argument '%s' (see --help)", a);
         return NULL;
     }
     eq = strchr(a, '=');
     name_len = eq != NULL ? (size_t)(eq - a) : strlen(a);
     for (size_t k = 0; k < NUM_OPTS; k++) {
-        const opt_def_t *o = &opt_defs[k];
+        const opt_def_t *o = &config_opt_defs[k];
         if (strlen(o->flag) != name_len || strncmp(o->flag, a, name_len) != 0)
             continue;
         if (o->arg == NULL) {
             if (eq != NULL) {
-                set_err(err, errlen, "%s: does not take a value", o->flag);
+                errbuf_printf(err, errlen, "%s: does not take a value", o->flag);
                 return NULL;
             }
             return o;
@@ -833,12 +572,12 @@ static const opt_def_t *next_option(int argc, char **argv, int *i, const char **
             *val = argv[++*i];
         }
         if (*val == NULL || (*val)[0] == '\0') {
-            set_err(err, errlen, "%s: missing value", o->flag);
+            errbuf_printf(err, errlen, "%s: missing value", o->flag);
             return NULL;
         }
         return o;
     }
-    set_err(err, errlen, "unknown option '%.*s' (see --help)", (int)name_len, a);
+    errbuf_printf(err, errlen, "unknown option '%.*s' (see --help)", (int)name_len, a);
     return NULL;
 }
 
@@ -863,7 +602,7 @@ int config_parse_args(config_t *cfg, int argc, char **argv, int first, char *err
     }
     if (config_path != NULL) {
         if (copy_str(cfg->config_file, sizeof(cfg->config_file), config_path) != 0) {
-            set_err(err, errlen, "--config: path too long");
+            errbuf_printf(err, errlen, "--config: path too long");
             return -1;
         }
         if (config_load_file(cfg, config_path, err, errlen) != 0)
@@ -880,13 +619,13 @@ int config_parse_args(config_t *cfg, int argc, char **argv, int first, char *err
             cfg->num_backends = 0; /* flags replace the file's list */
             backends_reset = 1;
         }
-        if (apply_value(cfg, o, o->flag, val, err, errlen) != 0)
+        if (config_apply_value(cfg, o, o->flag, val, err, errlen) != 0)
             return -1;
     }
     if (cfg->request_body_memory < cfg->max_request_body) {
         /* else a body within the limit could never be taken */
-        set_err(err, errlen, "--request-body-memory: %" PRIu64 " bytes is less than --max-request-body (%" PRIu64 ")",
-                cfg->request_body_memory, cfg->max_request_body);
+        errbuf_printf(err, errlen, "--request-body-memory: %" PRIu64 " bytes is less than --max-request-body (%" PRIu64 ")",
+                      cfg->request_body_memory, cfg->max_request_body);
         return -1;
     }
     return 0;

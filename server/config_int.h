@@ -1,0 +1,64 @@
+/*
+ * server/config_int.h — what the two halves of the configuration share: the option table
+ * (server/config.c: defaults, help, validators, the command line) and the JSON file reader
+ * (server/config_file.c). Main thread only, before any worker exists.
+ */
+#ifndef EDGECACHE_CONFIG_INT_H
+#define EDGECACHE_CONFIG_INT_H
+
+#include <stddef.h>
+#include "server/config.h"
+
+/* the flags; `file_key` is the JSON name (NULL: flag only) */
+typedef enum opt_id {
+    OPT_LISTEN,
+    OPT_ADMIN_LISTEN,
+    OPT_BACKEND,
+    OPT_DATA_DIR,
+    OPT_MEMORY_SIZE,
+    OPT_DISK_SIZE,
+    OPT_DISK_RESERVE,
+    OPT_DEFAULT_TTL,
+    OPT_THREADS,
+    OPT_ADMIN_THREADS,
+    OPT_CONFIG,
+    OPT_SERVICE_ID,
+    OPT_DEFAULT_GRACE,
+    OPT_MAX_HEURISTIC_TTL,
+    OPT_NEGATIVE_TTL,
+    OPT_ORIGIN_TIMEOUT,
+    OPT_SHUTDOWN_TIMEOUT,
+    OPT_MAX_REQUEST_BODY,
+    OPT_REQUEST_BODY_MEMORY,
+    OPT_LOAD_BALANCING,
+    OPT_SHIELD,
+    OPT_SHIELD_ADMIN,
+    OPT_SHIELD_TOKEN,
+    OPT_ACCESS_LOG,
+    OPT_STATS_SAMPLE_INTERVAL,
+    OPT_STATS_RETENTION_DAYS,
+    OPT_STATS_MINUTE_SECONDS,
+    OPT_SLA_DEGRADED_PERCENT,
+    OPT_METRICS_LISTEN,
+    OPT_HELP,
+} opt_id_t;
+
+typedef struct opt_def {
+    opt_id_t id;
+    const char *flag;     /* "--listen" */
+    const char *file_key; /* "listen", or NULL */
+    const char *arg;      /* placeholder in --help, NULL: takes no value */
+    const char *help;
+} opt_def_t;
+
+/** The option table, in --help order; CONFIG_NUM_OPTS entries. */
+extern const opt_def_t config_opt_defs[];
+extern const size_t config_num_opts;
+
+/**
+ * Validate `val` for option `o` and store it in cfg; `who` names the flag or key in the
+ * error. 0, or -1 with one line in err. The one path every value takes, flag or file.
+ */
+int config_apply_value(config_t *cfg, const opt_def_t *o, const char *who, const char *val, char *err, size_t errlen);
+
+#endif
