@@ -106,6 +106,14 @@ int policy_parse_http_date_at(const char *s, size_t len, int64_t now, int64_t *o
 /** Format unix seconds as IMF-fixdate into buf (at least 30 bytes). Returns the length (29). */
 size_t policy_format_http_date(int64_t t, char *buf);
 
+/**
+ * An HTTP-date field in IMF-fixdate form: 0 and the 29 bytes plus a NUL in out, or -1 when
+ * the field is not an HTTP-date. The same result as policy_format_http_date of
+ * policy_parse_http_date; each thread remembers the last IMF-fixdate it read, so a hit that
+ * sends the same stored Date again costs a comparison.
+ */
+int policy_http_date_fixdate(const char *s, size_t len, char out[30]);
+
 /** A response header as the policy sees it (name lower-case). */
 typedef struct policy_header {
     const char *name;

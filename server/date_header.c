@@ -58,11 +58,11 @@ static void date_on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostrea
     ssize_t i;
     while ((i = h2o_find_header(&req->res.headers, H2O_TOKEN_DATE, -1)) != -1) {
         const h2o_iovec_t *v = &req->res.headers.entries[i].value;
-        int64_t t;
-        if (date == NULL && policy_parse_http_date(v->base, v->len, &t) == 0) {
+        char fixdate[30];
+        if (date == NULL && policy_http_date_fixdate(v->base, v->len, fixdate) == 0) {
             date = h2o_mem_alloc_shared(&req->pool, sizeof(*date), NULL);
             memset(date, 0, sizeof(*date));
-            policy_format_http_date(t, date->rfc1123); /* IMF-fixdate: the 29 bytes h2o writes */
+            memcpy(date->rfc1123, fixdate, sizeof(date->rfc1123)); /* IMF-fixdate: the 29 bytes h2o writes */
         }
         h2o_delete_header(&req->res.headers, i);
     }

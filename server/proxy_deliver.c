@@ -44,12 +44,10 @@ void proxy_add_header_str(h2o_req_t *req, const char *name, const char *value, s
  */
 void proxy_add_date(h2o_req_t *req, const char *value, size_t value_len, int64_t received_ms)
 {
-    int64_t t;
-    if (value == NULL || policy_parse_http_date(value, value_len, &t) != 0)
-        t = received_ms / 1000;
     char *buf = h2o_mem_alloc_pool(&req->pool, 30);
-    size_t n = policy_format_http_date(t, buf);
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_DATE, NULL, buf, n);
+    if (value == NULL || policy_http_date_fixdate(value, value_len, buf) != 0)
+        policy_format_http_date(received_ms / 1000, buf);
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_DATE, NULL, buf, 29);
 }
 
 void proxy_add_age_and_xcache(h2o_req_t *req, uint32_t age, const char *xcache)

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define T0 ((int64_t)784111777) /* Sun, 06 Nov 1994 08:49:37 GMT */
 #define CAP 2147483648u         /* RFC 9111 1.2.2 */
@@ -65,6 +66,45 @@ static policy_decision_t decide(int status, const char *const *lines)
 #define L(...) ((const char *const[]){__VA_ARGS__, NULL})
 
 /* ================================================================ Cache-Control parser */
+
+/* the hand-written formatter writes what snprintf wrote, and the per-thread memo of the last
+ * IMF-fixdate gives what parse + format give, whatever came before it */
+START_TEST(http_date_fast_paths_agree)
+{
+    static const char *const mon[12] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    static const char *const wdays[7] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    char got[30], want[40];
+    for (int64_t t = -62135596800LL; t < 253402300799LL; t += 86400LL * 365 / 7 + 3671) {
+        ck_assert_uint_eq(policy_format_http_date(t, got), 29);
+        struct tm tm;
+        time_t tt = (time_t)t;
+        gmtime_r(&tt, &tm);
+        snprintf(want, sizeof(want), "%s, %02d %s %04d %02d:%02d:%02d GMT", wdays[tm.tm_wday], tm.tm_mday, mon[tm.tm_mon],
+                 tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+        ck_assert_str_eq(got, want);
+    }
+    static const char *const fields[] = {
+        "Sun, 06 Nov 1994 08:49:37 GMT", /* canonical */
+        "Mon, 06 Nov 1994 08:49:37 GMT", /* wrong weekday: the canonical form corrects it */
+        "Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994",
+        "Sun, 06 Nov 1994 08:49:37 GMT",  "Sun, 06 Nov 1994 08:49:99 GMT", /* 29 bytes, not a date */
+        "Sun, 06 Nov 1994 08:49:37 GMT",  "not a date",
+        "Thu, 01 Jan 1970 00:00:00 GMT",  "Sun, 06 Nov 1994 08:49:37 GMT",
+    };
+    for (int round = 0; round < 2; round++) {
+        for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+            int64_t t;
+            int want_rc = policy_parse_http_date(fields[i], strlen(fields[i]), &t) == 0 ? 0 : -1;
+            memset(got, 0, sizeof(got));
+            ck_assert_int_eq(policy_http_date_fixdate(fields[i], strlen(fields[i]), got), want_rc);
+            if (want_rc == 0) {
+                policy_format_http_date(t, want);
+                ck_assert_str_eq(got, want);
+            }
+        }
+    }
+}
+END_TEST
 
 START_TEST(cc_basic_and_case)
 {
@@ -1149,6 +1189,7 @@ static Suite *policy_suite(void)
     Suite *s = suite_create("cache_policy");
     TCase *tc = tcase_create("cc");
     tcase_add_test(tc, cc_basic_and_case);
+    tcase_add_test(tc, http_date_fast_paths_agree);
     tcase_add_test(tc, cc_whitespace_and_empty_elements);
     tcase_add_test(tc, cc_quoted_strings);
     tcase_add_test(tc, cc_invalid_values);
