@@ -173,10 +173,22 @@ void proxy_serve_cacheable(h2o_req_t *req, const char *key, size_t key_len, cons
             atomic_fetch_add_explicit(&w->counters.stale_served, 1, memory_order_relaxed);
             atomic_fetch_add_explicit(&w->counters.hits, 1, memory_order_relaxed);
             proxy_send_object(req, obj_ref(obj), age, "HIT");
-            if (proxy_inflight_join_or_own(hash, NULL))
+            if (proxy_inflight_join_or_own(hash, NULL)) {
+                /* the refresh that ended between our lookup and this may have published a newer
+                 * copy already: then there is nothing to refresh (and no second origin fetch) */
+                cache_obj_t *cur = mem_lookup(proxy_globals.mem, hash);
+                if (cur != NULL && cur != obj && obj_key_equals(cur, key, key_len) &&
+                    cur->meta.response_time_ms > obj->meta.response_time_ms) {
+                    proxy_inflight_give_up(hash, cur);
+                    obj_unref(&cur);
+                    obj_unref(&obj);
+                    return;
+                }
+                obj_unref(&cur);
                 proxy_fetch_start(req, FETCH_CACHE, key, key_len, hash, obj, 0, 1);
-            else
+            } else {
                 obj_unref(&obj);
+            }
             return;
         }
         /* stale: revalidate if it has validators, keep it for stale-if-error either way */

@@ -224,6 +224,11 @@ static void inflight_wake(const uint8_t hash[CACHE_HASH_LEN], wake_kind_t kind, 
     }
 }
 
+void proxy_inflight_give_up(const uint8_t hash[CACHE_HASH_LEN], cache_obj_t *obj)
+{
+    inflight_wake(hash, obj != NULL ? WAKE_OBJECT : WAKE_MISS, obj, 0);
+}
+
 void proxy_fetch_wake_waiters(fetch_t *f, wake_kind_t kind, cache_obj_t *obj, int status)
 {
     if (!f->owns_inflight)

@@ -258,6 +258,10 @@ int proxy_inflight_join_or_own(const uint8_t hash[CACHE_HASH_LEN], h2o_req_t *re
 void proxy_fetch_wake_waiters(fetch_t *f, wake_kind_t kind, cache_obj_t *obj, int status);
 
 /** The response streams: the waiters so far, and everyone who comes before it ends, read st (borrowed). */
+/** Leave the fetcher's place taken with proxy_inflight_join_or_own without fetching: waiters
+ * get obj (borrowed), or fetch for themselves when it is NULL. */
+void proxy_inflight_give_up(const uint8_t hash[CACHE_HASH_LEN], cache_obj_t *obj);
+
 void proxy_inflight_stream_start(const uint8_t hash[CACHE_HASH_LEN], fetch_stream_t *st);
 
 /** A shared stream with this head (copied; what the fetch's own client receives); returns its first reference. */
