@@ -263,16 +263,7 @@ static void *admin_thread_main(void *arg)
     purge_loop_dispose(&loop->purges);
     h2o_multithread_unregister_receiver(loop->ctx.queue, &loop->control_receiver);
     unlink_leftover_timers(loop);
-    h2o_evloop_t *evloop = loop->ctx.loop;
-    h2o_multithread_queue_t *queue = loop->ctx.queue;
-    h2o_context_dispose(&loop->ctx);
-#if H2O_VERSION_MAJOR == 2 && H2O_VERSION_MINOR == 2
-    free(queue); /* h2o 2.2's h2o_multithread_destroy_queue (evloop) closes it but never frees it */
-#else
-    (void)queue;
-#endif
-    h2o_evloop_destroy(evloop);
-    frontend_drain_thread_caches();
+    frontend_context_destroy(&loop->ctx);
     return NULL;
 }
 

@@ -204,16 +204,7 @@ static void *metrics_thread_main(void *arg)
         return NULL;
     }
     h2o_multithread_unregister_receiver(ml.ctx.queue, &ml.control_receiver);
-    h2o_evloop_t *evloop = ml.ctx.loop;
-    h2o_multithread_queue_t *queue = ml.ctx.queue;
-    h2o_context_dispose(&ml.ctx);
-#if H2O_VERSION_MAJOR == 2 && H2O_VERSION_MINOR == 2
-    free(queue); /* h2o 2.2's h2o_multithread_destroy_queue (evloop) closes it but never frees it */
-#else
-    (void)queue;
-#endif
-    h2o_evloop_destroy(evloop);
-    frontend_drain_thread_caches();
+    frontend_context_destroy(&ml.ctx);
     return NULL;
 }
 

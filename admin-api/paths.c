@@ -7,19 +7,9 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include "common/ascii.h"
 #include "admin-api/admin_int.h"
 #include "server/cache_key.h"
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 ssize_t admin_percent_decode(const char *src, size_t len, char *dst, size_t cap)
 {
@@ -30,8 +20,8 @@ ssize_t admin_percent_decode(const char *src, size_t len, char *dst, size_t cap)
             int hi, lo;
             if (i + 2 >= len)
                 return -1;
-            hi = hexval(src[i + 1]);
-            lo = hexval(src[i + 2]);
+            hi = ascii_hexval(src[i + 1]);
+            lo = ascii_hexval(src[i + 2]);
             if (hi < 0 || lo < 0)
                 return -1;
             c = (char)(hi * 16 + lo);

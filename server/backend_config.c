@@ -25,6 +25,7 @@
 #include <string.h>
 #include <sys/types.h>
 #include <jansson.h>
+#include "common/ascii.h"
 #include "common/alloc.h"
 #include "server/backend.h"
 #include "server/backend_int.h"
@@ -406,17 +407,6 @@ json_t *backend_healthcheck_to_json(const backend_healthcheck_conf_t *h)
     return o;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* decode one form component ('+' is a space); returns the length or -1 */
 static ssize_t form_decode(const char *s, size_t len, char *out)
 {
@@ -429,7 +419,7 @@ static ssize_t form_decode(const char *s, size_t len, char *out)
             int hi, lo;
             if (i + 2 >= len)
                 return -1;
-            if ((hi = hexval(s[i + 1])) < 0 || (lo = hexval(s[i + 2])) < 0)
+            if ((hi = ascii_hexval(s[i + 1])) < 0 || (lo = ascii_hexval(s[i + 2])) < 0)
                 return -1;
             c = (char)(hi * 16 + lo);
             i += 2;

@@ -69,6 +69,20 @@ static void on_accept(h2o_socket_t *listener, const char *err)
  * h2o 2.2 keeps per-thread caches of recycled socket buffers and pool chunks that are
  * never released when a thread exits; give them back so LeakSanitizer sees a clean exit.
  */
+void frontend_context_destroy(h2o_context_t *ctx)
+{
+    h2o_evloop_t *evloop = ctx->loop;
+    h2o_multithread_queue_t *queue = ctx->queue;
+    h2o_context_dispose(ctx);
+#if H2O_VERSION_MAJOR == 2 && H2O_VERSION_MINOR == 2
+    free(queue); /* h2o 2.2's h2o_multithread_destroy_queue (evloop) closes it but never frees it */
+#else
+    (void)queue;
+#endif
+    h2o_evloop_destroy(evloop);
+    frontend_drain_thread_caches();
+}
+
 void frontend_drain_thread_caches(void)
 {
 #if H2O_VERSION_MAJOR == 2 && H2O_VERSION_MINOR == 2

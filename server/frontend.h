@@ -6,6 +6,7 @@
 #define EDGECACHE_FRONTEND_H
 
 #include <stdint.h>
+#include <h2o.h>
 #include "server/config.h"
 
 /**
@@ -29,5 +30,12 @@ void frontend_stop(uint32_t timeout_ms);
  * every thread that ran an h2o loop calls it just before it exits (LeakSanitizer).
  */
 void frontend_drain_thread_caches(void);
+
+/**
+ * End a loop thread's own h2o context: dispose of ctx, its queue and its event loop, then
+ * frontend_drain_thread_caches. For the threads that made a context of their own (the admin
+ * and metrics listeners), as their last step; ctx is unusable after it.
+ */
+void frontend_context_destroy(h2o_context_t *ctx);
 
 #endif
