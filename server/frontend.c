@@ -23,6 +23,7 @@
 #include <unistd.h>
 #include <h2o.h>
 #include <h2o/socket/evloop.h>
+#include "common/alloc.h"
 #include "common/now.h"
 #include "server/date_header.h"
 #include "server/frontend.h"
@@ -145,9 +146,7 @@ int frontend_start(const config_t *cfg, char *err, size_t errlen)
     stats_register_logger(pathconf);
 
     g_num_workers = cfg->threads;
-    g_workers = calloc(g_num_workers, sizeof(*g_workers));
-    if (g_workers == NULL)
-        abort();
+    g_workers = alloc_xcalloc(g_num_workers, sizeof(*g_workers), "front end");
 
     uint16_t port = cfg->listen.port;
     for (unsigned i = 0; i != g_num_workers; ++i) {

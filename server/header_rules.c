@@ -14,14 +14,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "common/alloc.h"
 #include "server/header_rules.h"
 #include "server/text.h"
 
 static char *dup_lower(const char *s, size_t len, int lower)
 {
-    char *p = malloc(len + 1);
-    if (p == NULL)
-        abort();
+    char *p = alloc_xmalloc(len + 1, "header rules");
     for (size_t i = 0; i != len; ++i)
         p[i] = lower ? (char)tolower((unsigned char)s[i]) : s[i];
     p[len] = '\0';
@@ -82,12 +81,8 @@ int header_rules_parse(const json_t *array, header_rules_t **out, char *err, siz
         snprintf(err, errlen, "header_rules: at most 256 rules");
         return -1;
     }
-    rules = calloc(1, sizeof(*rules));
-    if (rules == NULL)
-        abort();
-    rules->rules = calloc(json_array_size(array) + 1, sizeof(*rules->rules));
-    if (rules->rules == NULL)
-        abort();
+    rules = alloc_xcalloc(1, sizeof(*rules), "header rules");
+    rules->rules = alloc_xcalloc(json_array_size(array) + 1, sizeof(*rules->rules), "header rules");
 
     json_array_foreach (array, index, item) {
         header_rule_t *r = &rules->rules[rules->count];
@@ -279,9 +274,7 @@ void hr_list_push(hr_list_t *list, const char *name, size_t name_len, const char
 {
     if (list->size == list->capacity) {
         list->capacity = list->capacity < 16 ? 16 : list->capacity * 2;
-        list->entries = realloc(list->entries, list->capacity * sizeof(*list->entries));
-        if (list->entries == NULL)
-            abort();
+        list->entries = alloc_xrealloc(list->entries, list->capacity * sizeof(*list->entries), "header rules");
     }
     list->entries[list->size++] = (obj_header_t){name, (uint32_t)name_len, value, (uint32_t)value_len};
 }

@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <h2o.h>
+#include "common/alloc.h"
 #include "common/now.h"
 #include "server/cache_policy.h"
 #include "server/proxy_int.h"
@@ -166,9 +167,7 @@ int proxy_inflight_join_or_own(const uint8_t hash[CACHE_HASH_LEN], h2o_req_t *re
         }
         if (req != NULL) {
             worker_t *w = worker_of_req(req);
-            waiter_t *wt = calloc(1, sizeof(*wt));
-            if (wt == NULL)
-                abort();
+            waiter_t *wt = alloc_xcalloc(1, sizeof(*wt), "proxy");
             wt->magic = WAITER_MAGIC;
             wt->w = w;
             wt->req = req;
@@ -182,9 +181,7 @@ int proxy_inflight_join_or_own(const uint8_t hash[CACHE_HASH_LEN], h2o_req_t *re
         pthread_mutex_unlock(&shard->lock);
         return 0;
     }
-    inflight_t *e = calloc(1, sizeof(*e));
-    if (e == NULL)
-        abort();
+    inflight_t *e = alloc_xcalloc(1, sizeof(*e), "proxy");
     memcpy(e->hash, hash, CACHE_HASH_LEN);
     e->next = shard->head;
     shard->head = e;
@@ -479,9 +476,7 @@ static void stream_reader_start(h2o_req_t *req, fetch_stream_t *st)
         proxy_stream_unref(st);
         return;
     }
-    stream_reader_t *r = calloc(1, sizeof(*r));
-    if (r == NULL)
-        abort();
+    stream_reader_t *r = alloc_xcalloc(1, sizeof(*r), "proxy");
     r->super.proceed = stream_reader_on_proceed;
     r->super.stop = stream_reader_on_stop;
     r->stream = st;

@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <h2o.h>
+#include "common/alloc.h"
 #include "common/now.h"
 #include "server/backend.h"
 #include "server/cache_policy.h"
@@ -564,9 +565,7 @@ void proxy_fetch_start(h2o_req_t *req, enum fetch_mode mode, const char *key, si
 {
     worker_t *w = worker_of_req(req);
 
-    fetch_t *f = calloc(1, sizeof(*f));
-    if (f == NULL)
-        abort();
+    fetch_t *f = alloc_xcalloc(1, sizeof(*f), "proxy");
     f->magic = FETCH_MAGIC;
     f->w = w;
     h2o_linklist_insert(&w->fetches, &f->node);
@@ -576,9 +575,7 @@ void proxy_fetch_start(h2o_req_t *req, enum fetch_mode mode, const char *key, si
     /* RFC 9111 4.4: every method not known to be safe, unknown ones included (RFC 9110 9.2.1) */
     f->invalidate_on_success = mode == FETCH_PASS && !(proxy_method_is(req, "GET") || proxy_method_is(req, "HEAD") ||
                                                        proxy_method_is(req, "OPTIONS") || proxy_method_is(req, "TRACE"));
-    f->key = malloc(key_len + 1);
-    if (f->key == NULL)
-        abort();
+    f->key = alloc_xmalloc(key_len + 1, "proxy");
     memcpy(f->key, key, key_len);
     f->key[key_len] = '\0';
     f->key_len = key_len;

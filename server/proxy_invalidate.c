@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include "common/alloc.h"
 #include "common/now.h"
 #include "server/cache_key.h"
 #include "server/proxy.h"
@@ -143,9 +144,7 @@ static void invalidate_key(const char *key, size_t key_len)
     obj_key_hash(key, key_len, hash);
     tombstone_mark(hash, store_purge_epoch(proxy_globals.store));
     mem_remove(proxy_globals.mem, hash);
-    uint8_t *arg = malloc(CACHE_HASH_LEN);
-    if (arg == NULL)
-        abort();
+    uint8_t *arg = alloc_xmalloc(CACHE_HASH_LEN, "proxy");
     memcpy(arg, hash, CACHE_HASH_LEN);
     store_purge_key_url(proxy_globals.store, key, key_len, 0, tombstone_on_committed, arg);
 }
@@ -173,9 +172,7 @@ static void invalidate_location(fetch_t *f, const char *v, size_t vlen)
         path_len = slash != NULL ? vlen - skip - host_len : 1;
     }
     size_t cap = cache_key_max_len(f->rc.authority_len, path_len);
-    char *key = malloc(cap + 1);
-    if (key == NULL)
-        abort();
+    char *key = alloc_xmalloc(cap + 1, "proxy");
     size_t key_len = proxy_cache_key(key, cap, f->rc.authority, f->rc.authority_len, path, path_len);
     if (key_len <= cap && (key_len != f->key_len || memcmp(key, f->key, key_len) != 0))
         invalidate_key(key, key_len);

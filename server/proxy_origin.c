@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <h2o.h>
+#include "common/alloc.h"
 #include "common/now.h"
 #include "server/backend.h"
 #include "server/cache_policy.h"
@@ -109,9 +110,7 @@ void proxy_fetch_connect(fetch_t *f, backend_pick_t *pick)
     if (f->link != NULL)
         stats_note_backend(f->link->req, backend_name(f->backend));
     free(f->hostline);
-    f->hostline = malloc(host_len + 9);
-    if (f->hostline == NULL)
-        abort();
+    f->hostline = alloc_xmalloc(host_len + 9, "proxy");
     memcpy(f->hostline, "host: ", 6);
     memcpy(f->hostline + 6, host, host_len);
     memcpy(f->hostline + 6 + host_len, "\r\n", 2);

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "common/alloc.h"
 #include "server/header_rules.h"
 #include "server/proxy.h"
 #include "server/proxy_int.h"
@@ -114,9 +115,7 @@ void proxy_header_rules_replace(struct header_rules *rules)
     pthread_mutex_lock(&g_rules_lock);
     header_rules_t *old = atomic_exchange_explicit(&g_rules, rules, memory_order_acq_rel);
     if (old != NULL) {
-        header_rules_t **grown = realloc(g_retired_rules, (g_num_retired_rules + 1) * sizeof(*grown));
-        if (grown == NULL)
-            abort();
+        header_rules_t **grown = alloc_xrealloc(g_retired_rules, (g_num_retired_rules + 1) * sizeof(*grown), "proxy");
         g_retired_rules = grown;
         g_retired_rules[g_num_retired_rules++] = old;
     }

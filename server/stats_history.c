@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "common/alloc.h"
 #include "server/stats.h"
 #include "server/stats_int.h"
 #include "storage/le.h"
@@ -274,9 +275,7 @@ static int load_one(void *arg, const char *key, size_t key_len, const void *val,
             return 0;
         if (c->nmins == c->capmins) {
             c->capmins = c->capmins != 0 ? 2 * c->capmins : 64;
-            c->mins = realloc(c->mins, c->capmins * sizeof(*c->mins));
-            if (c->mins == NULL)
-                abort();
+            c->mins = alloc_xrealloc(c->mins, c->capmins * sizeof(*c->mins), "stats");
         }
         c->mins[c->nmins++] = s;
     } else if (prefix == 'b' && c->want_bws) {
@@ -285,9 +284,7 @@ static int load_one(void *arg, const char *key, size_t key_len, const void *val,
             return 0;
         if (c->nbws == c->capbws) {
             c->capbws = c->capbws != 0 ? 2 * c->capbws : 64;
-            c->bws = realloc(c->bws, c->capbws * sizeof(*c->bws));
-            if (c->bws == NULL)
-                abort();
+            c->bws = alloc_xrealloc(c->bws, c->capbws * sizeof(*c->bws), "stats");
         }
         c->bws[c->nbws++] = b;
     }
