@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include "common/alloc.h"
 #include "server/cache_key.h"
 
 #define MAX_REWRITTEN_PARAMS 64
@@ -227,9 +228,7 @@ size_t cache_key_build(const cache_key_rules_t *rules, const char *host, size_t 
     char stackbuf[2048], *tmp = NULL;
     if (q != NULL && (rules->num_ignore_params != 0 || rules->sort_query)) {
         /* rewrite first, so that the length checked against cap is the key's real length */
-        tmp = path_len <= sizeof(stackbuf) ? stackbuf : malloc(path_len);
-        if (tmp == NULL)
-            abort(); /* out of memory: fatal, as everywhere in the process */
+        tmp = path_len <= sizeof(stackbuf) ? stackbuf : alloc_xmalloc(path_len, "cache key");
         path_len = rewrite_query(rules, path, path_len, q, tmp);
         path = tmp;
     }
