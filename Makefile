@@ -11,7 +11,7 @@ CFLAGS   += -std=c11 -D_GNU_SOURCE -DH2O_USE_LIBUV=0 $(OPT) -g $(WARN) -I. -pthr
 # each object records the headers it includes (BUILD/obj/x.d), so a header change rebuilds only those
 DEPFLAGS  = -MMD -MP
 LDFLAGS  += -pthread $(SANITIZE)
-LIBS      = -lh2o-evloop -lssl -lcrypto -lz -llmdb -ljansson -lsodium -lm
+LIBS      = -lh2o-evloop -lssl -lcrypto -lz -llmdb -ljansson -lsodium -lnats -lm
 CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt)
 
 # every .c in the modules is part of the program; main.c only of the binary
