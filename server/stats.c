@@ -28,6 +28,7 @@
 #include "server/accesslog.h"
 #include "server/stats.h"
 #include "server/stats_int.h"
+#include "server/stats_realtime.h"
 #include "server/worker.h"
 
 static const char ENV_BACKEND[] = "edgecache.backend";
@@ -218,13 +219,16 @@ int stats_init(const config_t *cfg, store_t *store, mem_tier_t *mem, char *err, 
 int stats_start(char *err, size_t errlen)
 {
     assert(g.workers != NULL);
-    return stats_sampler_start(err, errlen);
+    if (stats_sampler_start(err, errlen) != 0)
+        return -1;
+    return stats_rt_start(err, errlen);
 }
 
 void stats_stop(void)
 {
     if (g.workers == NULL)
         return;
+    stats_rt_stop();
     stats_history_stop();
     atomic_store_explicit(&g_ready, 0, memory_order_release);
     free(g.workers);
@@ -402,6 +406,8 @@ void stats_record_request(h2o_req_t *req)
     if (kind >= 0) {
         bump(&s->lat_count[kind][stats_lat_bucket((uint64_t)total)], 1);
         bump(&s->lat_sum_us[kind], (uint64_t)total);
+        if (kind == STATS_LAT_MISS)
+            bump(&s->miss_hist[stats_miss_hist_bucket((uint64_t)total)], 1);
         if (kind == STATS_LAT_PASS && (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) ||
                                        h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"))))
             bump(&s->uncacheable, 1);
@@ -520,6 +526,8 @@ void stats_snapshot(stats_totals_t *out)
                 out->lat_count[k][b] += rd(&s->lat_count[k][b]);
             out->lat_sum_us[k] += rd(&s->lat_sum_us[k]);
         }
+        for (int b = 0; b < STATS_MISS_HIST_BUCKETS; b++)
+            out->miss_hist[b] += rd(&s->miss_hist[b]);
     }
 }
 
