@@ -9,6 +9,8 @@
  * relaxed loads. The call is made by an h2o logger (stats_register_logger), which h2o runs
  * when a request is disposed, before the request's pool is freed, so the final status,
  * the response headers (X-Cache), the timestamps and bytes_sent are all still readable.
+ * Latency is the request's own monotonic time, in microseconds, from the proxy handler's
+ * entry (stats_note_request_start) to that moment, the completion of the last write.
  *
  * A sampler thread (stats_start / stats_stop) turns the running totals into one record per
  * minute and one bandwidth record per sample interval (default 5 minutes), written with
@@ -224,6 +226,13 @@ int stats_start(char *err, size_t errlen);
 void stats_stop(void);
 
 /* ---- the request path (worker threads) ---- */
+
+/**
+ * Note req's start: one monotonic clock read (vDSO) kept in req's pool. The proxy handler
+ * calls it first thing; stats_record_request measures the request's latency from here to
+ * the completion of its last write to the socket. Worker thread of req.
+ */
+void stats_note_request_start(h2o_req_t *req);
 
 /**
  * Account one finished request: status class and code, bytes to the client, latency into

@@ -105,6 +105,7 @@ class Shape(RealtimeCase):
         self.assertEqual(t["resp_body_bytes"], 4 * len(b"cached body") + 2 * len(b"private") + 2)
         self.assertEqual(t["resp_body_bytes"], t["body_size"])
         self.assertGreater(t["resp_header_bytes"], 7 * 50)
+        self.assertGreater(t["hits_time"], 0)
         self.assertGreater(t["miss_time"], 0)
         self.assertGreater(t["pass_time"], 0)
         misses = sum(sum(rec["aggregated"]["miss_histogram"].values()) for rec in doc["Data"])
