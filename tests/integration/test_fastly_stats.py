@@ -25,15 +25,76 @@ How the clients are pointed at edgecache (nothing in them is changed):
   test CA and forwards to the admin listener: the CLI's own requests, unchanged.
 """
 
+import fcntl
 import json
+import os
+import shutil
+import subprocess
+import tempfile
 import time
+import unittest
 
 import harness
-from harness import request, run_binary, scaled, wait_until
+from harness import ROOT, request, run_binary, scaled, wait_until
 
 SID = "edgecache"
 HOST = "www.example.test"
 FAST = ["--stats-minute-seconds", "1", "--stats-sample-interval", "1"]
+
+JS_PACKAGE = "fastly"
+JS_DIR = os.path.join(ROOT, "build", "fastly-js")
+JS_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fastly_js_stats.js")
+
+_js = {"skip": None}
+
+
+def fastly_js():
+    """The directory holding node_modules/fastly, installed on first use; SkipTest only when
+    node, npm or the registry cannot be had."""
+    if _js["skip"] is not None:
+        raise unittest.SkipTest(_js["skip"])
+    try:
+        return _install_js()
+    except unittest.SkipTest as exc:
+        _js["skip"] = str(exc)
+        raise
+
+
+def _install_js():
+    installed = os.path.join(JS_DIR, "node_modules", JS_PACKAGE, "package.json")
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        raise unittest.SkipTest("node or npm is not installed, so the %s npm client cannot be run" % JS_PACKAGE)
+    if os.path.isfile(installed):
+        return JS_DIR
+    os.makedirs(os.path.dirname(JS_DIR), exist_ok=True)
+    with open(JS_DIR + ".lock", "w") as lock:  # one installer at a time (plain and sanitizer runs)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if os.path.isfile(installed):
+            return JS_DIR
+        version = os.environ.get("EDGECACHE_FASTLY_JS_VERSION")
+        spec = JS_PACKAGE + ("@" + version if version else "")
+        tmp = tempfile.mkdtemp(prefix="fastly-js.", dir=os.path.dirname(JS_DIR))
+        try:
+            try:
+                p = subprocess.run([npm, "install", "--no-save", "--no-audit", "--no-fund", "--no-package-lock",
+                                    "--ignore-scripts", "--prefix", tmp, spec],
+                                   stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace",
+                                   timeout=300, cwd=tmp)
+            except subprocess.TimeoutExpired:
+                raise unittest.SkipTest("npm install %s did not finish in 300 s" % spec)
+            if p.returncode != 0 or not os.path.isfile(os.path.join(tmp, "node_modules", JS_PACKAGE, "package.json")):
+                errors = [l for l in (p.stdout + p.stderr).splitlines() if "error" in l.lower()]
+                raise unittest.SkipTest("npm install %s failed (exit %d): %s" % (
+                    spec, p.returncode, "; ".join(errors[:3]) or "no error message"))
+            shutil.rmtree(JS_DIR, ignore_errors=True)
+            os.rename(tmp, JS_DIR)
+            tmp = None
+        finally:
+            if tmp:
+                shutil.rmtree(tmp, ignore_errors=True)
+    return JS_DIR
+
 
 # the scripted sequence: what each figure must be after it
 EXPECT = {"requests": 8, "hits": 4, "miss": 1, "pass": 3, "errors": 0, "status_2xx": 7, "status_4xx": 1,
@@ -157,3 +218,74 @@ class Historical(FastlyStatsCase):
             self.admin(q, status=404)
         r = request(self.e.admin_port, "GET", "/stats/aggregate")
         self.assertEqual(r.status, 401)
+
+
+class NpmClient(FastlyStatsCase):
+    """The official npm client's HistoricalApi and RealtimeApi, pointed at the admin listener
+    through ApiClient.plugins (its per-operation base URLs override ApiClient.basePath)."""
+
+    @classmethod
+    def setUpClass(cls):
+        try:  # fetched once per process, outside any single test's deadline
+            fastly_js()
+        except unittest.SkipTest:
+            pass
+
+    def setUp(self):
+        self.js_dir = fastly_js()
+        super().setUp()
+
+    def wait_realtime(self):
+        def done():
+            doc = self.admin("/v1/channel/%s/ts/h" % SID)
+            return sum(r["aggregated"]["requests"] for r in doc["Data"]) >= EXPECT["requests"]
+
+        wait_until(done, timeout=scaled(10), what="the sequence in the real-time records")
+
+    def test_historical_and_realtime_api(self):
+        self.script()
+        self.wait_history()
+        self.wait_realtime()
+        to = int(time.time()) + 5
+        p = subprocess.run(["node", JS_SCRIPT, self.js_dir, "http://127.0.0.1:%d" % self.e.admin_port, self.tok, SID,
+                            str(self.t0), str(to)],
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=scaled(60))
+        self.assertEqual(p.returncode, 0, p.stderr + p.stdout[:2000])
+        out = json.loads(p.stdout)
+
+        self.assertEqual(out["stats"]["status"], "success")
+        self.assertEqual(out["stats"]["meta"]["by"], "minute")
+        self.assertEqual(list(out["stats"]["data"]), [SID])
+        self.assertSums(out["stats"]["data"][SID], "getHistStats")
+        self.assertSums(out["service"]["data"], "getHistStatsService")
+        self.assertSums(out["aggregate"]["data"], "getHistStatsAggregated")
+        self.assertSums(out["region_local"]["data"], "getHistStatsService region=local")
+        self.assertEqual(sum(d["hits"] for d in out["field"]["data"][SID]), EXPECT["hits"])
+        self.assertEqual(sum(d["miss"] for d in out["service_field"]["data"]), EXPECT["miss"])
+        self.assertEqual(out["regions"]["data"], ["local"])
+        row = next(d for d in out["service"]["data"] if d["requests"])
+        self.assertEqual(row["service_id"], SID)
+        self.assertGreater(sum(d["hits_time"] for d in out["service"]["data"]), 0)
+        self.assertEqual(out["wrong_service"], 404)
+
+        h = out["rt_h"]
+        self.assertLessEqual(len(h["Data"]), 120)
+        t = {}
+        for rec in h["Data"]:
+            for k, v in rec["aggregated"].items():
+                if isinstance(v, (int, float)):
+                    t[k] = t.get(k, 0) + v
+        for k, v in EXPECT.items():
+            if k in ("requests", "hits", "miss", "pass", "errors") or k.startswith("status_"):
+                self.assertEqual(t.get(k, 0), v, "getStatsLast120Seconds: " + k)
+        misses = sum(sum(r["aggregated"].get("miss_histogram", {}).values()) for r in h["Data"])
+        self.assertEqual(misses, EXPECT["miss"])
+        node = list(h["Data"][-1]["datacenter"])
+        self.assertEqual(len(node), 1)
+        self.assertEqual(h["Data"][-1]["datacenter"][node[0]]["requests"], h["Data"][-1]["aggregated"]["requests"])
+        raw = out["rt_h_raw"]
+        self.assertEqual(raw["Timestamp"], raw["Data"][-1]["recorded"])
+        self.assertEqual(h["Timestamp"], raw["Timestamp"])
+        self.assertEqual(len(out["rt_last"]["Data"]), 1)
+        self.assertLessEqual(len(out["rt_limit"]["Data"]), 3)
+        self.assertGreater(out["rt_after"]["Timestamp"], h["Timestamp"], "ts/<Timestamp> goes on from there")
