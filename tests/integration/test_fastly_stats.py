@@ -28,14 +28,21 @@ How the clients are pointed at edgecache (nothing in them is changed):
 import fcntl
 import json
 import os
+import queue
+import re
 import shutil
+import socket
+import ssl
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 
 import harness
-from harness import ROOT, request, run_binary, scaled, wait_until
+from certs import TestCA
+from harness import ROOT, closed_port, request, run_binary, scaled, wait_until
+from test_fastly_cli import fastly_cli
 
 SID = "edgecache"
 HOST = "www.example.test"
@@ -289,3 +296,180 @@ class NpmClient(FastlyStatsCase):
         self.assertEqual(len(out["rt_last"]["Data"]), 1)
         self.assertLessEqual(len(out["rt_limit"]["Data"]), 3)
         self.assertGreater(out["rt_after"]["Timestamp"], h["Timestamp"], "ts/<Timestamp> goes on from there")
+
+
+class RealtimeTunnel:
+    """An HTTPS proxy for the Fastly CLI's real-time client: it answers `CONNECT
+    rt.fastly.com:443`, terminates TLS there with a certificate for rt.fastly.com issued by a
+    test CA (the CLI trusts it through SSL_CERT_FILE), and passes the bytes on to the admin
+    listener. Any other CONNECT (the CLI's check for a newer release) is refused."""
+
+    def __init__(self, directory, upstream_port):
+        self.upstream_port = upstream_port
+        self.ca = TestCA(directory)
+        cert, key = self.ca.issue("rt.fastly.com", names=["rt.fastly.com"])
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(cert, key)
+        self.connects = []
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.closed:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
+        try:
+            c.settimeout(scaled(30))
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = c.recv(4096)
+                if not chunk:
+                    return
+                head += chunk
+            line = head.split(b"\r\n", 1)[0].decode("latin-1")
+            self.connects.append(line)
+            if line.split()[:2] != ["CONNECT", "rt.fastly.com:443"]:
+                c.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+                return
+            c.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            tls = self.ctx.wrap_socket(c, server_side=True)
+            up = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=scaled(30))
+
+            def pump(src, dst):
+                try:
+                    while True:
+                        data = src.recv(65536)
+                        if not data:
+                            break
+                        dst.sendall(data)
+                except OSError:
+                    pass
+                for s in (src, dst):
+                    try:
+                        s.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+
+            threading.Thread(target=pump, args=(up, tls), daemon=True).start()
+            pump(tls, up)
+        except (OSError, ssl.SSLError):
+            pass
+        finally:
+            c.close()
+
+    def close(self):
+        self.closed = True
+        self.sock.close()
+
+
+class FastlyCLIStats(FastlyStatsCase):
+    """`fastly stats historical` (FASTLY_API_ENDPOINT) and `fastly stats realtime` (through
+    RealtimeTunnel: the CLI's real-time host cannot be set)."""
+
+    @classmethod
+    def setUpClass(cls):
+        try:
+            fastly_cli()
+        except unittest.SkipTest:
+            pass
+
+    def setUp(self):
+        self.cli = fastly_cli()
+        super().setUp()
+        self.home = tempfile.mkdtemp(prefix="fastly-home-")
+        self.addCleanup(shutil.rmtree, self.home, True)
+
+    def env(self, https_proxy=None):
+        endpoint = "http://127.0.0.1:%d" % self.e.admin_port
+        dead = "http://127.0.0.1:%d" % closed_port()
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": self.home,
+            "XDG_CONFIG_HOME": os.path.join(self.home, ".config"),
+            "XDG_CACHE_HOME": os.path.join(self.home, ".cache"),
+            "FASTLY_API_ENDPOINT": endpoint,
+            "FASTLY_ACCOUNT_ENDPOINT": endpoint,
+            "HTTPS_PROXY": https_proxy or dead, "HTTP_PROXY": dead, "https_proxy": https_proxy or dead,
+            "http_proxy": dead, "NO_PROXY": "", "no_proxy": "",
+            "TERM": "dumb", "NO_COLOR": "1",
+        }
+        return env
+
+    def fastly(self, *args):
+        cmd = [self.cli] + list(args) + ["--token=" + self.tok, "--non-interactive"]
+        p = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace",
+                           env=self.env(), cwd=self.home, timeout=scaled(60))
+        self.assertEqual(p.returncode, 0, "fastly %s\nstdout: %s\nstderr: %s" % (" ".join(args), p.stdout, p.stderr))
+        return p.stdout
+
+    def test_stats_historical(self):
+        self.script()
+        self.wait_history()
+        window = ["--from", str(self.t0), "--to", str(int(time.time()) + 5), "--by", "minute"]
+        out = self.fastly("stats", "historical", "-s", SID, "--json", *window)
+        rows = [json.loads(l) for l in out.splitlines() if l.strip()]
+        self.assertSums(rows, "fastly stats historical --json")
+        # the text form: one block a minute, Fastly's layout
+        out = self.fastly("stats", "historical", "-s", SID, *window)
+        self.assertIn("By: minute", out)
+        requests = [int(m) for m in re.findall(r"(?m)^Requests:\s+(\d+)$", out)]
+        self.assertEqual(sum(requests), EXPECT["requests"], out)
+        hits = [int(m) for m in re.findall(r"(?m)^  Hit:\s+(\d+)$", out)]
+        self.assertEqual(sum(hits), EXPECT["hits"], out)
+        # one field
+        out = self.fastly("stats", "historical", "-s", SID, "--field", "miss", *window)
+        self.assertEqual(sum(int(m) for m in re.findall(r"\tmiss: (\d+)$", out, re.M)), EXPECT["miss"], out)
+
+    def realtime(self, tunnel, *args):
+        cmd = [self.cli, "stats", "realtime", "-s", SID] + list(args) + ["--token=" + self.tok, "--non-interactive"]
+        env = self.env("http://127.0.0.1:%d" % tunnel.port)
+        env["SSL_CERT_FILE"] = tunnel.ca.cert
+        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             env=env, cwd=self.home)
+        self.addCleanup(lambda: (p.kill(), p.wait()))
+        lines, errs = queue.Queue(), []
+        threading.Thread(target=lambda: [lines.put(l.decode(errors="replace")) for l in p.stdout], daemon=True).start()
+        threading.Thread(target=lambda: errs.extend(l.decode(errors="replace") for l in p.stderr), daemon=True).start()
+        return p, lines, errs
+
+    def next_line(self, p, lines, errs, tunnel):
+        try:
+            return lines.get(timeout=scaled(15))
+        except queue.Empty:
+            self.fail("fastly stats realtime printed nothing for 15 s (exit %s)\nstderr: %s\nCONNECTs: %s" % (
+                p.poll(), "".join(errs), tunnel.connects))
+
+    def test_stats_realtime_through_an_https_proxy(self):
+        tunnel = RealtimeTunnel(tempfile.mkdtemp(dir=self.home), self.e.admin_port)
+        self.addCleanup(tunnel.close)
+        p, lines, errs = self.realtime(tunnel, "--json")
+        first = json.loads(self.next_line(p, lines, errs, tunnel))  # connected: the last second
+        self.assertIn("aggregated", first)
+        self.assertIn("recorded", first)
+        self.script()
+        total = {}
+        while total.get("requests", 0) < EXPECT["requests"]:
+            rec = json.loads(self.next_line(p, lines, errs, tunnel))
+            for k, v in rec["aggregated"].items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    total[k] = total.get(k, 0) + v
+        for k in ("requests", "hits", "miss", "pass", "errors", "status_200", "status_206", "status_404"):
+            self.assertEqual(total.get(k, 0), EXPECT[k], k)
+        self.assertIn("CONNECT rt.fastly.com:443 HTTP/1.1", tunnel.connects)
+        p.kill()
+
+        # the text form prints one block a second
+        p, lines, errs = self.realtime(tunnel)
+        block = ""
+        while "Requests:" not in block:
+            block += self.next_line(p, lines, errs, tunnel)
+        self.assertNotIn("failed to type assert", "".join(errs))
