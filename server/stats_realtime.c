@@ -98,6 +98,13 @@ const char *stats_rt_node_name(void)
     return rt.node;
 }
 
+void stats_rt_set_node_name(const char *name)
+{
+    pthread_once(&rt.node_once, node_init);
+    if (name != NULL && name[0] != '\0')
+        snprintf(rt.node, sizeof(rt.node), "%s", name);
+}
+
 /* the increase of every counter from p to n into d (a counter that went down, which only a
  * reset could do, counts as 0) */
 static void totals_delta(stats_totals_t *d, const stats_totals_t *n, const stats_totals_t *p)

@@ -68,8 +68,12 @@ int64_t stats_rt_latest(void);
  */
 size_t stats_rt_read(int64_t after, stats_rt_sample_t *out, size_t max);
 
-/** The datacenter key of this node's figures: purge_node_name's (the node name). Any thread;
- * the text is static. */
+/** The datacenter key of this node's figures: the name given to stats_rt_set_node_name, else
+ * purge_node_name's (the host name). Any thread; the text is static. */
 const char *stats_rt_node_name(void);
+
+/** Name this node's figures (--node-name; copied, at most 63 bytes). Main thread, before
+ * stats_start; NULL or "" keeps the host name. */
+void stats_rt_set_node_name(const char *name);
 
 #endif

@@ -164,6 +164,13 @@ START_TEST(test_document_shape)
     ck_assert(json_is_true(json_object_get(b, "healthy")));
     ck_assert_int_eq(json_integer_value(json_object_get(b, "requests")), 2);
     json_decref(doc);
+
+    /* --node-name names the datacenter */
+    stats_rt_set_node_name("edge_7");
+    doc = admin_realtime_json(s, 1, 100);
+    rec = json_array_get(json_object_get(doc, "Data"), 0);
+    ck_assert_ptr_nonnull(json_object_get(json_object_get(rec, "datacenter"), "edge_7"));
+    json_decref(doc);
 }
 END_TEST
 
