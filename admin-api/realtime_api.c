@@ -17,7 +17,8 @@
  * ts/<t> with nothing newer than t yet is a long poll, as Fastly's is: the answer waits on
  * the admin loop's 100 ms timer for the next second's record (at most RT_WAIT_POLLS ticks),
  * so a client that asks again at once with the Timestamp it got (the Fastly CLI does, with
- * no pause of its own) gets one answer a second instead of spinning. Nothing blocks the loop.
+ * no pause of its own) gets one answer a second instead of spinning. Nothing blocks the loop,
+ * and a listener that is stopping has its waiting requests answered at the next tick.
  *
  * What it owns: a waiting request's state, in the request's pool (its timer is unlinked
  * when the pool goes). The figures are server/stats_realtime.h's. Admin threads only.
@@ -179,6 +180,7 @@ static void send_samples(h2o_req_t *req, int64_t after, size_t max)
 
 typedef struct rt_wait {
     h2o_timeout_entry_t timer;
+    admin_t *admin;
     h2o_req_t *req;
     int64_t after; /* answer with what is newer than this; -1: the newest one second (ts/0) */
     unsigned polls;
@@ -203,7 +205,8 @@ static void on_wait_tick(h2o_timeout_entry_t *entry)
 {
     rt_wait_t *w = H2O_STRUCT_FROM_MEMBER(rt_wait_t, timer, entry);
     int64_t latest = stats_rt_latest();
-    if ((latest >= 0 && latest > w->after) || ++w->polls >= RT_WAIT_POLLS) {
+    /* a stopping admin listener waits for its connections to close: answer now */
+    if ((latest >= 0 && latest > w->after) || ++w->polls >= RT_WAIT_POLLS || atomic_load(&w->admin->stopping)) {
         wait_answer(w);
         return;
     }
@@ -212,7 +215,7 @@ static void on_wait_tick(h2o_timeout_entry_t *entry)
 }
 
 /* answer now when there is something newer than `after`, else wait for it */
-static void answer_or_wait(h2o_req_t *req, int64_t after)
+static void answer_or_wait(admin_t *admin, h2o_req_t *req, int64_t after)
 {
     int64_t latest = stats_rt_latest();
     /* a t ahead of the newest second by more than the one being gathered: the client's
@@ -224,6 +227,7 @@ static void answer_or_wait(h2o_req_t *req, int64_t after)
     rt_wait_t *w = h2o_mem_alloc_shared(&req->pool, sizeof(*w), wait_dispose);
     memset(w, 0, sizeof(*w));
     w->timer.cb = on_wait_tick;
+    w->admin = admin;
     w->req = req;
     w->after = after;
     h2o_context_t *ctx = req->conn->ctx;
@@ -308,7 +312,7 @@ static void rt_handle(admin_t *admin, h2o_req_t *req, unsigned method, const cha
         admin_send_json_error(req, 400, "Bad request", "timestamp: expected unix seconds, 0, h or h/limit/<N>");
         return;
     }
-    answer_or_wait(req, v == 0 ? -1 : v);
+    answer_or_wait(admin, req, v == 0 ? -1 : v);
 }
 
 const admin_ext_route_t admin_realtime_route = {"realtime", rt_match, rt_scopes, rt_handle};

@@ -9,6 +9,7 @@ count exactly.
 
 import json
 import socket
+import threading
 import time
 
 import harness
@@ -177,3 +178,34 @@ class Shape(RealtimeCase):
         # the server is still there and answers
         self.rt("h")
         self.assertTrue(self.e.running)
+
+    def test_shutdown_answers_a_waiting_long_poll(self):
+        latest = self.rt("0")["Timestamp"]
+        s = socket.create_connection(("127.0.0.1", self.e.admin_port), timeout=scaled(10))
+        self.addCleanup(s.close)
+        # a second far enough ahead that only the shutdown can end the wait early
+        s.sendall(("GET /v1/channel/%s/ts/%d HTTP/1.1\r\nHost: a\r\nFastly-Key: %s\r\n\r\n"
+                   % (SID, latest + 1, self.tok)).encode())
+        got = {}
+
+        def read_answer():
+            data = b""
+            try:
+                while True:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+            except OSError:
+                pass
+            got["data"] = data
+
+        t = threading.Thread(target=read_answer)
+        t.start()
+        self.assertEqual(self.e.stop(), 0)
+        t.join(scaled(10))
+        self.assertNotIn("still armed", self.e.stderr_text())
+        # answered at once, not cut off when the listener gave up on the connection
+        self.assertTrue(got.get("data", b"").startswith(b"HTTP/1.1 200"), got)
+        body = json.loads(got["data"].split(b"\r\n\r\n", 1)[1])
+        self.assertEqual(sorted(body), ["AggregateDelay", "Data", "Timestamp"])
