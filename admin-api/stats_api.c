@@ -496,23 +496,10 @@ static enum stats_endpoint stats_endpoint_of(const char *path, size_t len)
     return EP_NONE;
 }
 
-/* Fastly's stats APIs, in their own files, reached through this one route (so the router's
- * table has one stats entry); all of them GET (and HEAD) with global or global:read */
-static const admin_ext_route_t *const fastly_routes[] = {&admin_stats_fastly_route, &admin_realtime_route};
-
-static const admin_ext_route_t *fastly_route_of(const char *path, size_t len)
-{
-    unsigned methods;
-    for (size_t i = 0; i < sizeof(fastly_routes) / sizeof(fastly_routes[0]); i++)
-        if (fastly_routes[i]->match(path, len, &methods))
-            return fastly_routes[i];
-    return NULL;
-}
-
 static int stats_match(const char *path, size_t len, unsigned *methods)
 {
     *methods = ADMIN_M_GET; /* and HEAD */
-    return stats_endpoint_of(path, len) != EP_NONE || fastly_route_of(path, len) != NULL;
+    return stats_endpoint_of(path, len) != EP_NONE;
 }
 
 static unsigned stats_scopes(const char *path, size_t len, unsigned method)
@@ -523,11 +510,7 @@ static unsigned stats_scopes(const char *path, size_t len, unsigned method)
 
 static void stats_handle(admin_t *admin, h2o_req_t *req, unsigned method, const char *path, size_t len)
 {
-    const admin_ext_route_t *x = fastly_route_of(path, len);
-    if (x != NULL) {
-        x->handle(admin, req, method, path, len);
-        return;
-    }
+    (void)method;
     switch (stats_endpoint_of(path, len)) {
     case EP_STATS: handle_stats(admin, req); break;
     case EP_SLA: handle_sla(req); break;

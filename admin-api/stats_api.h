@@ -33,9 +33,8 @@ extern const admin_ext_route_t admin_stats_route;
 
 /**
  * Fastly's historical stats API: GET /stats/service/<sid>[/field/<f>], /stats/aggregate,
- * /stats/field/<f>, /stats/regions, as an admin_ext.h route (global or global:read) that
- * admin_stats_route hands these paths to; GET /stats with from/to/by/region goes to
- * admin_stats_fastly_send too. admin-api/stats_fastly.c.
+ * /stats/field/<f>, /stats/regions, as an admin_ext.h route (global or global:read); GET
+ * /stats with from/to/by/region goes to admin_stats_fastly_send too. admin-api/stats_fastly.c.
  */
 extern const admin_ext_route_t admin_stats_fastly_route;
 
@@ -58,8 +57,7 @@ void admin_stats_fastly_send(admin_t *admin, h2o_req_t *req, admin_stats_fastly_
 /**
  * Fastly's real-time analytics API, GET /v1/channel/<sid>/ts/<0|h|h/limit/N|t> (the
  * service id must be --service-id's, else 404), as an admin_ext.h route (global or
- * global:read) that admin_stats_route hands these paths to. admin-api/realtime_api.c.
- * Admin thread.
+ * global:read). admin-api/realtime_api.c. Admin thread.
  */
 extern const admin_ext_route_t admin_realtime_route;
 
