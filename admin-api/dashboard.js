@@ -1,0 +1,580 @@
+/*
+ * admin-api/dashboard.js: the live dashboard's code (the page is dashboard.html; both are
+ * served from the binary by dashboard.c under a Content-Security-Policy that allows only
+ * this listener, so nothing here is inline and nothing comes from elsewhere).
+ *
+ * Once a second it reads two endpoints with the tab's token (Fastly-Key):
+ *   GET /v1/channel/<sid>/ts/<t>  Fastly's real-time shape: one record per second
+ *                                 ({recorded, aggregated, datacenter}); the first read asks
+ *                                 for the last 120 s (ts/h), later ones for what followed
+ *                                 the Timestamp of the previous answer;
+ *   GET /stats                    what the real-time records lack: purges, memory and disk,
+ *                                 the backends' health, counters since start.
+ * and once a minute the history of the last 24 h (GET /stats/service/<sid>?from=&to=&by=).
+ *
+ * Invariants: the token lives in sessionStorage (this tab) and nowhere else; every failure
+ * (network, 401, 403, 5xx, a body that is not JSON) ends as a message in the page, never as
+ * an exception or a console error; answers that arrive after the token changed are dropped
+ * (`epoch`). All text from the server is put in the page with textContent, never as HTML.
+ */
+'use strict';
+
+(function () {
+  const WINDOW_S = 120;            /* the real-time charts' span */
+  const POLL_MS = 1000;
+  const HISTORY_MS = 60000;        /* how often the 24 h history is read again */
+  const TOKEN_KEY = 'edgecache.dashboard.token';
+  const COLORS = { requests: '#2458d3', hits: '#1b7f3b', miss: '#d97706', pass: '#7c3aed',
+                   errors: '#b42318', bandwidth: '#0e7490', ratio: '#1b7f3b' };
+
+  const $ = (id) => document.getElementById(id);
+  const meta = document.querySelector('meta[name="edgecache-service"]');
+  const SERVICE = meta ? meta.content : 'edgecache';
+  const SID = encodeURIComponent(SERVICE);
+
+  let token = null;
+  let epoch = 0;                   /* bumped when the token changes: late answers are dropped */
+  let timer = null;
+  let rtTimestamp = null;          /* the real-time API's Timestamp to ask from next */
+  let records = [];                /* real-time records of the last WINDOW_S seconds, oldest first */
+  let prevStats = null;            /* the previous /stats answer and when it came: rates */
+  let purgeRate = null, purgeLatency = null;
+  let history = null, historyAt = 0;
+
+  /* ---------------------------------------------------------------- small helpers */
+
+  function store(get, value) {
+    try {
+      if (get) return window.sessionStorage.getItem(TOKEN_KEY);
+      if (value === null) window.sessionStorage.removeItem(TOKEN_KEY);
+      else window.sessionStorage.setItem(TOKEN_KEY, value);
+    } catch (e) { /* storage disabled: the token lives in this page only */ }
+    return null;
+  }
+
+  function num(v) { return typeof v === 'number' && isFinite(v) ? v : 0; }
+
+  function setText(id, text) { const el = $(id); if (el && el.textContent !== text) el.textContent = text; }
+
+  function fmtInt(v) {
+    if (v === null || v === undefined || !isFinite(v)) return '–';
+    return Math.round(v).toLocaleString('en-US');
+  }
+
+  function fmtRate(v) {
+    if (v === null || !isFinite(v)) return '–';
+    if (v >= 100 || Number.isInteger(v)) return fmtInt(v);
+    return v.toFixed(1);
+  }
+
+  function fmtBytes(v) {
+    if (v === null || v === undefined || !isFinite(v)) return '–';
+    const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+    let i = 0;
+    while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+    return (i === 0 ? String(Math.round(v)) : v.toFixed(v >= 100 ? 0 : 1)) + ' ' + units[i];
+  }
+
+  function fmtPct(part, whole) {
+    if (!whole) return '–';
+    return (100 * part / whole).toFixed(1) + '%';
+  }
+
+  function fmtMs(v) {
+    if (v === null || v === undefined || !isFinite(v)) return '–';
+    if (v >= 100) return Math.round(v) + ' ms';
+    if (v >= 1) return v.toFixed(1) + ' ms';
+    return v.toFixed(3) + ' ms';
+  }
+
+  function fmtDuration(s) {
+    s = Math.max(0, Math.floor(num(s)));
+    const d = Math.floor(s / 86400), h = Math.floor(s % 86400 / 3600), m = Math.floor(s % 3600 / 60);
+    if (d) return d + 'd ' + h + 'h';
+    if (h) return h + 'h ' + m + 'm';
+    return m + 'm ' + (s % 60) + 's';
+  }
+
+  function element(tag, text, cls) {
+    const el = document.createElement(tag);
+    if (text !== undefined) el.textContent = text;
+    if (cls) el.className = cls;
+    return el;
+  }
+
+  function row(cells) {
+    const tr = document.createElement('tr');
+    cells.forEach((c, i) => {
+      const cell = element(i === 0 ? 'th' : 'td');
+      if (c instanceof Node) cell.appendChild(c);
+      else cell.textContent = c;
+      tr.appendChild(cell);
+    });
+    return tr;
+  }
+
+  function fillRows(id, rows) {
+    const body = $(id);
+    if (!body) return;
+    body.replaceChildren(...rows);
+  }
+
+  /* ---------------------------------------------------------------- messages and state */
+
+  function showMessage(text, kind) {
+    const m = $('msg');
+    m.textContent = text;
+    m.className = kind === 'info' ? 'msg info' : 'msg';
+    m.hidden = !text;
+  }
+
+  function setConn(text, cls) {
+    const c = $('conn');
+    c.textContent = text;
+    c.className = 'conn ' + cls;
+  }
+
+  function showLogin(message) {
+    stop();
+    token = null;
+    store(false, null);
+    $('main').hidden = true;
+    $('signout').hidden = true;
+    $('login').hidden = false;
+    setConn('not connected', message ? 'conn-err' : 'conn-off');
+    showMessage(message || '', 'error');
+    $('token').value = '';
+    $('token').focus();
+  }
+
+  function start(newToken) {
+    stop();
+    token = newToken;
+    epoch++;
+    rtTimestamp = null;
+    records = [];
+    prevStats = null;
+    purgeRate = purgeLatency = null;
+    history = null;
+    historyAt = 0;
+    $('login').hidden = true;
+    $('main').hidden = false;
+    $('signout').hidden = false;
+    showMessage('', 'error');
+    setConn('connecting', 'conn-off');
+    poll(epoch);
+  }
+
+  function stop() {
+    if (timer !== null) clearTimeout(timer);
+    timer = null;
+    epoch++;
+  }
+
+  /* ---------------------------------------------------------------- the API */
+
+  class ApiError extends Error {
+    constructor(status, path, body) {
+      super('HTTP ' + status);
+      this.status = status;
+      this.path = path;
+      this.body = body;
+    }
+  }
+
+  async function api(path) {
+    let res;
+    try {
+      res = await fetch(path, { headers: { 'Fastly-Key': token }, cache: 'no-store', credentials: 'omit',
+                                redirect: 'error' });
+    } catch (e) {
+      throw new ApiError(0, path, null);
+    }
+    let body = null;
+    try { body = await res.json(); } catch (e) { body = null; }
+    if (!res.ok) throw new ApiError(res.status, path, body);
+    if (body === null || typeof body !== 'object') throw new ApiError(-1, path, null);
+    return body;
+  }
+
+  function describe(err) {
+    if (!(err instanceof ApiError)) return String(err && err.message || err);
+    const detail = err.body && typeof err.body === 'object'
+      ? [err.body.msg, err.body.detail].filter((s) => typeof s === 'string').join(': ') : '';
+    if (err.status === 0) return 'cannot reach the admin API (' + err.path + ')';
+    if (err.status === -1) return 'the answer to ' + err.path + ' is not a JSON object';
+    return err.path + ' answered ' + err.status + (detail ? ' (' + detail + ')' : '');
+  }
+
+  /* One poll: real-time records and /stats together, then the history when it is due.
+   * 401 and 403 end polling with the login form and a message; anything else is shown and
+   * retried on the next tick. */
+  async function poll(my) {
+    try {
+      const rtPath = '/v1/channel/' + SID + '/ts/' + (rtTimestamp === null ? 'h' : String(rtTimestamp));
+      const [rt, stats] = await Promise.all([api(rtPath), api('/stats')]);
+      if (my !== epoch) return;
+      takeRealtime(rt);
+      takeStats(stats);
+      if (Date.now() - historyAt >= HISTORY_MS) {
+        historyAt = Date.now();
+        try {
+          const h = await api('/stats/service/' + SID + '?' + historyQuery());
+          if (my !== epoch) return;
+          history = historyRows(h);
+        } catch (e) {
+          if (my !== epoch) return;
+          historyAt = Date.now() - HISTORY_MS + 5000; /* try again in 5 s */
+          throw e;
+        }
+      }
+      render();
+      showMessage('', 'error');
+      setConn('live', 'conn-on');
+    } catch (err) {
+      if (my !== epoch) return;
+      if (err instanceof ApiError && err.status === 401) {
+        showLogin('The token was not accepted (401 Unauthorized): it is unknown, revoked or mistyped. Enter a valid token.');
+        return;
+      }
+      if (err instanceof ApiError && err.status === 403) {
+        showLogin('This token may not read statistics (403 Forbidden): the dashboard needs a token with the global or ' +
+                  'global:read scope.');
+        return;
+      }
+      setConn(err instanceof ApiError && err.status === 0 ? 'offline' : 'error', 'conn-err');
+      showMessage('No new figures: ' + describe(err) + '. Retrying every second.', 'error');
+      render();
+    }
+    if (my === epoch) timer = setTimeout(() => poll(my), POLL_MS);
+  }
+
+  function historyQuery() {
+    const to = Math.floor(Date.now() / 1000);
+    return 'from=' + (to - 86400) + '&to=' + to + '&by=minute';
+  }
+
+  /* ---------------------------------------------------------------- the figures */
+
+  function takeRealtime(rt) {
+    if (typeof rt.Timestamp === 'number') rtTimestamp = rt.Timestamp;
+    const data = Array.isArray(rt.Data) ? rt.Data : [];
+    const byTime = new Map(records.map((r) => [r.recorded, r]));
+    for (const r of data) {
+      if (r && typeof r.recorded === 'number' && r.aggregated && typeof r.aggregated === 'object')
+        byTime.set(r.recorded, r);
+    }
+    const all = Array.from(byTime.values()).sort((a, b) => a.recorded - b.recorded);
+    const newest = all.length ? all[all.length - 1].recorded : 0;
+    records = all.filter((r) => r.recorded > newest - WINDOW_S);
+  }
+
+  function purgeTotals(s) {
+    let count = 0, latencySum = 0;
+    const p = s && s.purges && typeof s.purges === 'object' ? s.purges : {};
+    for (const k of Object.keys(p)) {
+      const c = num(p[k] && p[k].count);
+      count += c;
+      latencySum += c * num(p[k] && p[k].avg_latency_ms);
+    }
+    return { count, latencySum };
+  }
+
+  function takeStats(s) {
+    const now = performance.now();
+    const cur = purgeTotals(s);
+    if (prevStats) {
+      const dt = (now - prevStats.at) / 1000;
+      const dc = cur.count - prevStats.purges.count;
+      if (dt > 0 && dc >= 0) purgeRate = dc / dt;
+      if (dc > 0) purgeLatency = (cur.latencySum - prevStats.purges.latencySum) / dc;
+    }
+    if (purgeLatency === null && cur.count > 0) purgeLatency = cur.latencySum / cur.count;
+    prevStats = { at: now, doc: s, purges: cur };
+  }
+
+  function sum(rs, field, pick) {
+    let t = 0;
+    for (const r of rs) t += num((pick ? pick(r) : r.aggregated)[field]);
+    return t;
+  }
+
+  /* a histogram {"<upper bound, ms>": count, ...} summed over records */
+  function mergedHistogram(rs, names) {
+    const out = new Map();
+    for (const r of rs) {
+      for (const name of names) {
+        const h = r.aggregated[name];
+        if (!h || typeof h !== 'object') continue;
+        for (const k of Object.keys(h)) {
+          const ub = Number(k), c = num(h[k]);
+          if (isFinite(ub) && c > 0) out.set(ub, (out.get(ub) || 0) + c);
+        }
+        break;
+      }
+    }
+    return Array.from(out.entries()).sort((a, b) => a[0] - b[0]);
+  }
+
+  function percentile(buckets, q) {
+    let total = 0;
+    for (const [, c] of buckets) total += c;
+    if (!total) return null;
+    let acc = 0;
+    for (const [ub, c] of buckets) {
+      acc += c;
+      if (acc >= q * total) return ub;
+    }
+    return buckets[buckets.length - 1][0];
+  }
+
+  function renderLatency(kind, histNames, timeField, countField) {
+    const buckets = mergedHistogram(records, histNames);
+    for (const q of [50, 95, 99]) {
+      const v = percentile(buckets, q / 100);
+      setText('lat-' + kind + '-p' + q, v === null ? '–' : '≤ ' + fmtMs(v));
+    }
+    const n = sum(records, countField);
+    setText('lat-' + kind + '-mean', n ? fmtMs(1000 * sum(records, timeField) / n) : '–');
+  }
+
+  function render() {
+    const last = records.length ? records[records.length - 1] : null;
+    const la = last ? last.aggregated : {};
+    const s = prevStats ? prevStats.doc : null;
+
+    setText('rps', last ? fmtRate(num(la.requests)) : '–');
+    const wh = sum(records, 'hits'), wm = sum(records, 'miss');
+    setText('hit-ratio', fmtPct(wh, wh + wm));
+    setText('bandwidth', last ? fmtBytes(num(la.bandwidth)) + '/s' : '–');
+    setText('eps', last ? fmtRate(num(la.errors)) : '–');
+    setText('purges-rate', purgeRate === null ? '–' : fmtRate(Math.round(purgeRate * 10) / 10));
+    setText('purge-latency', purgeLatency === null ? '–' : fmtMs(purgeLatency));
+
+    for (const f of ['requests', 'hits', 'miss', 'pass', 'errors']) {
+      setText('sec-' + f, last ? fmtInt(num(la[f])) : '–');
+      setText('win-' + f, records.length ? fmtInt(sum(records, f)) : '–');
+      setText('total-' + f, s ? fmtInt(num(s[f])) : '–');
+    }
+    const statusRows = [];
+    for (let k = 1; k <= 5; k++) {
+      const f = 'status_' + k + 'xx';
+      statusRows.push(row([k + 'xx', last ? fmtInt(num(la[f])) : '–', records.length ? fmtInt(sum(records, f)) : '–',
+                           s ? fmtInt(num(s[f])) : '–']));
+      statusRows[k - 1].id = 'status-' + k + 'xx';
+    }
+    fillRows('status-rows', statusRows);
+
+    renderLatency('hit', ['hits_histogram', 'hit_histogram'], 'hits_time', 'hits');
+    renderLatency('miss', ['miss_histogram'], 'miss_time', 'miss');
+
+    if (s) {
+      const mem = s.memory || {}, disk = s.disk || {};
+      setText('mem-objects', fmtInt(num(mem.objects)));
+      setText('mem-bytes', fmtBytes(num(mem.bytes)));
+      setText('mem-budget', fmtBytes(num(mem.budget)));
+      setText('disk-objects', fmtInt(num(disk.objects)));
+      setText('disk-bytes', fmtBytes(num(disk.bytes)));
+      setText('disk-budget', fmtBytes(num(disk.budget)));
+      renderBackends(Array.isArray(s.backends) ? s.backends : []);
+      const node = [typeof s.version === 'string' ? 'version ' + s.version : '', 'service ' + SERVICE,
+                    'up ' + fmtDuration(s.uptime)].filter(Boolean).join(' · ');
+      setText('node', node);
+    }
+    renderNodes();
+    renderCharts();
+    setText('foot', last ? 'last full second: ' + new Date(last.recorded * 1000).toISOString().replace('.000Z', 'Z') : '');
+  }
+
+  function renderBackends(list) {
+    const rows = list.map((b) => {
+      const healthy = b && b.healthy === true;
+      const probe = b && typeof b.last_probe_latency_ms === 'number' ? fmtMs(b.last_probe_latency_ms) : '–';
+      const health = element('span', healthy ? 'healthy' : 'unhealthy', healthy ? 'up' : 'down');
+      const tr = row([String(b && b.name || '?'), String(b && b.address || ''), health, fmtInt(num(b && b.requests)),
+                      fmtInt(num(b && b.errors)), b && b.healthcheck ? probe : 'no check']);
+      return tr;
+    });
+    if (!rows.length) rows.push(row(['no backends', '', '', '', '', '']));
+    fillRows('backend-rows', rows);
+  }
+
+  function renderNodes() {
+    const names = new Set();
+    for (const r of records) {
+      if (r.datacenter && typeof r.datacenter === 'object') for (const k of Object.keys(r.datacenter)) names.add(k);
+    }
+    $('nodes').hidden = names.size < 2;
+    if (names.size < 2) return;
+    const last = records[records.length - 1];
+    const rows = Array.from(names).sort().map((n) => {
+      const pick = (r) => (r.datacenter && r.datacenter[n]) || {};
+      const cur = pick(last);
+      const h = sum(records, 'hits', pick), m = sum(records, 'miss', pick);
+      return row([n, fmtRate(num(cur.requests)), fmtPct(h, h + m), fmtInt(sum(records, 'errors', pick)),
+                  fmtBytes(num(cur.bandwidth)) + '/s']);
+    });
+    fillRows('node-rows', rows);
+  }
+
+  /* ---------------------------------------------------------------- history */
+
+  function historyRows(doc) {
+    let data = doc && doc.data;
+    if (data && !Array.isArray(data) && typeof data === 'object') data = data[SERVICE]; /* keyed by service id */
+    if (!Array.isArray(data)) return [];
+    return data.filter((b) => b && typeof b.start_time === 'number').sort((a, b) => a.start_time - b.start_time);
+  }
+
+  /* ---------------------------------------------------------------- charts */
+
+  function niceMax(v) {
+    if (!(v > 0)) return 1;
+    const p = Math.pow(10, Math.floor(Math.log10(v)));
+    for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= v) return m * p;
+    return 10 * p;
+  }
+
+  /* A line chart on a canvas: xs are Unix seconds from x0 to x1; each series {label, color,
+   * values}. The canvas's data-points attribute says how many points were drawn. */
+  function drawChart(canvas, xs, series, opt) {
+    const legend = document.querySelector('.legend[data-for="' + canvas.id + '"]');
+    if (legend && legend.childElementCount !== series.length) {
+      legend.replaceChildren(...series.map((s) => {
+        const item = element('span');
+        const sw = element('span', undefined, 'swatch');
+        sw.style.background = s.color;
+        item.append(sw, s.label);
+        return item;
+      }));
+    }
+    const dpr = window.devicePixelRatio || 1;
+    const w = Math.max(1, Math.round(canvas.clientWidth * dpr)), h = Math.max(1, Math.round(canvas.clientHeight * dpr));
+    if (canvas.width !== w) canvas.width = w;
+    if (canvas.height !== h) canvas.height = h;
+    const g = canvas.getContext('2d');
+    if (!g) return;
+    g.clearRect(0, 0, w, h);
+    const font = Math.round(11 * dpr);
+    g.font = font + 'px system-ui, sans-serif';
+    let top = 0;
+    for (const s of series) for (const v of s.values) if (isFinite(v) && v > top) top = v;
+    top = opt.max !== undefined ? opt.max : niceMax(top);
+    const padL = Math.ceil(g.measureText(opt.fmtY(top)).width) + 8 * dpr, padR = 6 * dpr;
+    const padT = 6 * dpr, padB = font + 8 * dpr;
+    const pw = w - padL - padR, ph = h - padT - padB;
+    if (pw <= 0 || ph <= 0) return;
+    const x0 = opt.x0, x1 = opt.x1;
+    const X = (t) => padL + (x1 > x0 ? (t - x0) / (x1 - x0) : 1) * pw;
+    const Y = (v) => padT + ph - Math.min(1, v / top) * ph;
+
+    g.strokeStyle = '#dfe3ea';
+    g.fillStyle = '#5d6576';
+    g.lineWidth = 1;
+    g.textBaseline = 'middle';
+    g.textAlign = 'right';
+    for (let i = 0; i <= 4; i++) {
+      const v = top * i / 4, y = Math.round(Y(v)) + 0.5;
+      g.beginPath();
+      g.moveTo(padL, y);
+      g.lineTo(w - padR, y);
+      g.stroke();
+      g.fillText(opt.fmtY(v), padL - 4 * dpr, y);
+    }
+    g.textBaseline = 'top';
+    for (let i = 0; i <= 4; i++) {
+      const t = x0 + (x1 - x0) * i / 4;
+      g.textAlign = i === 0 ? 'left' : i === 4 ? 'right' : 'center';
+      g.fillText(opt.fmtX(t), X(t), h - padB + 4 * dpr);
+    }
+
+    let points = 0;
+    g.lineWidth = 2 * dpr;
+    g.lineJoin = 'round';
+    for (const s of series) {
+      g.strokeStyle = s.color;
+      g.beginPath();
+      let open = false;
+      for (let i = 0; i < xs.length; i++) {
+        const v = s.values[i];
+        if (!isFinite(v)) { open = false; continue; }
+        const px = X(xs[i]), py = Y(v);
+        if (open) g.lineTo(px, py);
+        else g.moveTo(px, py);
+        open = true;
+        points++;
+      }
+      g.stroke();
+    }
+    canvas.dataset.points = String(points);
+  }
+
+  function clock(t) {
+    const d = new Date(t * 1000);
+    return String(d.getHours()).padStart(2, '0') + ':' + String(d.getMinutes()).padStart(2, '0');
+  }
+
+  function renderCharts() {
+    const newest = records.length ? records[records.length - 1].recorded : Math.floor(Date.now() / 1000) - 1;
+    const xs = records.map((r) => r.recorded);
+    const col = (f) => records.map((r) => num(r.aggregated[f]));
+    const rt = { x0: newest - WINDOW_S + 1, x1: newest, fmtX: (t) => (t >= newest ? 'now' : '−' + (newest - t) + ' s') };
+    drawChart($('chart-requests'), xs, [
+      { label: 'requests', color: COLORS.requests, values: col('requests') },
+      { label: 'hits', color: COLORS.hits, values: col('hits') },
+      { label: 'misses', color: COLORS.miss, values: col('miss') },
+      { label: 'passes', color: COLORS.pass, values: col('pass') },
+    ], Object.assign({ fmtY: (v) => fmtRate(v) }, rt));
+    drawChart($('chart-bandwidth'), xs, [{ label: 'bytes/s', color: COLORS.bandwidth, values: col('bandwidth') }],
+              Object.assign({ fmtY: (v) => fmtBytes(v) }, rt));
+    const mean = (tf, cf) => records.map((r) => {
+      const n = num(r.aggregated[cf]);
+      return n ? 1000 * num(r.aggregated[tf]) / n : NaN;
+    });
+    drawChart($('chart-latency'), xs, [
+      { label: 'hits', color: COLORS.hits, values: mean('hits_time', 'hits') },
+      { label: 'misses', color: COLORS.miss, values: mean('miss_time', 'miss') },
+    ], Object.assign({ fmtY: (v) => (v >= 10 ? Math.round(v) : v.toFixed(v >= 1 ? 1 : 2)) }, rt));
+
+    const hs = history || [];
+    const now = Math.floor(Date.now() / 1000);
+    const day = { x0: now - 86400, x1: now, fmtX: clock };
+    const hx = hs.map((b) => b.start_time);
+    drawChart($('chart-day-requests'), hx, [
+      { label: 'requests', color: COLORS.requests, values: hs.map((b) => num(b.requests)) },
+      { label: 'hits', color: COLORS.hits, values: hs.map((b) => num(b.hits)) },
+      { label: 'misses', color: COLORS.miss, values: hs.map((b) => num(b.miss)) },
+    ], Object.assign({ fmtY: (v) => fmtRate(v) }, day));
+    drawChart($('chart-day-ratio'), hx, [{
+      label: 'hit ratio', color: COLORS.ratio,
+      values: hs.map((b) => (num(b.hits) + num(b.miss) ? num(b.hits) / (num(b.hits) + num(b.miss)) : NaN)),
+    }], Object.assign({ max: 1, fmtY: (v) => Math.round(v * 100) + '%' }, day));
+  }
+
+  /* ---------------------------------------------------------------- start */
+
+  function init() {
+    $('login').addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      const t = $('token').value.trim();
+      if (!t) return;
+      store(false, t);
+      start(t);
+    });
+    $('signout').addEventListener('click', () => showLogin(''));
+    let resizeTimer = null;
+    window.addEventListener('resize', () => {
+      clearTimeout(resizeTimer);
+      resizeTimer = setTimeout(() => { if (token) renderCharts(); }, 100);
+    });
+    const saved = store(true);
+    if (saved) start(saved);
+    else showLogin('');
+  }
+
+  window.addEventListener('unhandledrejection', (ev) => {
+    ev.preventDefault();
+    showMessage('Unexpected error: ' + (ev.reason && ev.reason.message || ev.reason), 'error');
+  });
+  init();
+})();
