@@ -5,11 +5,12 @@
  *
  * Once a second it reads two endpoints with the tab's token (Fastly-Key):
  *   GET /v1/channel/<sid>/ts/<t>  Fastly's real-time shape: one record per second
- *                                 ({recorded, aggregated, datacenter}); the first read asks
- *                                 for the last 120 s (ts/h), later ones for what followed
- *                                 the Timestamp of the previous answer;
- *   GET /stats                    what the real-time records lack: purges, memory and disk,
- *                                 the backends' health, counters since start.
+ *                                 ({recorded, aggregated, datacenter: {<node>: ...}}); the
+ *                                 first read asks for the last 120 s (ts/h), later ones for
+ *                                 what followed the Timestamp of the previous answer (a long
+ *                                 poll: it answers when the next second is complete);
+ *   GET /stats                    what the records lack: counters since start, budgets, the
+ *                                 backends' addresses and probes.
  * and once a minute the history of the last 24 h (GET /stats/service/<sid>?from=&to=&by=).
  *
  * Invariants: the token lives in sessionStorage (this tab) and nowhere else; every failure
@@ -37,8 +38,7 @@
   let timer = null;
   let rtTimestamp = null;          /* the real-time API's Timestamp to ask from next */
   let records = [];                /* real-time records of the last WINDOW_S seconds, oldest first */
-  let prevStats = null;            /* the previous /stats answer and when it came: rates */
-  let purgeRate = null, purgeLatency = null;
+  let statsDoc = null;             /* the latest /stats answer */
   let history = null, historyAt = 0;
 
   /* ---------------------------------------------------------------- small helpers */
@@ -65,6 +65,11 @@
     if (v === null || !isFinite(v)) return '–';
     if (v >= 100 || Number.isInteger(v)) return fmtInt(v);
     return v.toFixed(1);
+  }
+
+  /* an axis label: whole numbers grouped, fractions to two places at most */
+  function fmtAxis(v) {
+    return Number.isInteger(v) ? fmtInt(v) : String(Math.round(v * 100) / 100);
   }
 
   function fmtBytes(v) {
@@ -153,8 +158,7 @@
     epoch++;
     rtTimestamp = null;
     records = [];
-    prevStats = null;
-    purgeRate = purgeLatency = null;
+    statsDoc = null;
     history = null;
     historyAt = 0;
     $('login').hidden = true;
@@ -210,10 +214,18 @@
    * 401 and 403 end polling with the login form and a message; anything else is shown and
    * retried on the next tick. */
   async function poll(my) {
+    const began = Date.now();
     try {
       const rtPath = '/v1/channel/' + SID + '/ts/' + (rtTimestamp === null ? 'h' : String(rtTimestamp));
-      const [rt, stats] = await Promise.all([api(rtPath), api('/stats')]);
+      /* both answers, then the failure that matters most: a refused token first */
+      const got = await Promise.allSettled([api(rtPath), api('/stats')]);
       if (my !== epoch) return;
+      const failed = got.filter((g) => g.status === 'rejected').map((g) => g.reason);
+      if (failed.length) {
+        const rank = (e) => (e instanceof ApiError && e.status === 401 ? 0 : e instanceof ApiError && e.status === 403 ? 1 : 2);
+        throw failed.sort((a, b) => rank(a) - rank(b))[0];
+      }
+      const rt = got[0].value, stats = got[1].value;
       takeRealtime(rt);
       takeStats(stats);
       if (Date.now() - historyAt >= HISTORY_MS) {
@@ -246,7 +258,8 @@
       showMessage('No new figures: ' + describe(err) + '. Retrying every second.', 'error');
       render();
     }
-    if (my === epoch) timer = setTimeout(() => poll(my), POLL_MS);
+    /* at most one poll a second; a long-polled answer that took the second already goes on at once */
+    if (my === epoch) timer = setTimeout(() => poll(my), Math.max(0, POLL_MS - (Date.now() - began)));
   }
 
   function historyQuery() {
@@ -269,28 +282,8 @@
     records = all.filter((r) => r.recorded > newest - WINDOW_S);
   }
 
-  function purgeTotals(s) {
-    let count = 0, latencySum = 0;
-    const p = s && s.purges && typeof s.purges === 'object' ? s.purges : {};
-    for (const k of Object.keys(p)) {
-      const c = num(p[k] && p[k].count);
-      count += c;
-      latencySum += c * num(p[k] && p[k].avg_latency_ms);
-    }
-    return { count, latencySum };
-  }
-
   function takeStats(s) {
-    const now = performance.now();
-    const cur = purgeTotals(s);
-    if (prevStats) {
-      const dt = (now - prevStats.at) / 1000;
-      const dc = cur.count - prevStats.purges.count;
-      if (dt > 0 && dc >= 0) purgeRate = dc / dt;
-      if (dc > 0) purgeLatency = (cur.latencySum - prevStats.purges.latencySum) / dc;
-    }
-    if (purgeLatency === null && cur.count > 0) purgeLatency = cur.latencySum / cur.count;
-    prevStats = { at: now, doc: s, purges: cur };
+    statsDoc = s;
   }
 
   function sum(rs, field, pick) {
@@ -299,16 +292,19 @@
     return t;
   }
 
-  /* a histogram {"<upper bound, ms>": count, ...} summed over records */
-  function mergedHistogram(rs, names) {
+  /* A histogram {"<upper bound>": count, ..., "+Inf": count} summed over records, as
+   * [[upper bound in ms, count], ...] sorted. `specs` are [field, ms per unit] in order of
+   * preference: edgecache's µs histograms, then Fastly's miss_histogram (10 ms buckets);
+   * the first field a record has is the one read. */
+  function mergedHistogram(rs, specs) {
     const out = new Map();
     for (const r of rs) {
-      for (const name of names) {
+      for (const [name, scale] of specs) {
         const h = r.aggregated[name];
         if (!h || typeof h !== 'object') continue;
         for (const k of Object.keys(h)) {
-          const ub = Number(k), c = num(h[k]);
-          if (isFinite(ub) && c > 0) out.set(ub, (out.get(ub) || 0) + c);
+          const ub = k === '+Inf' ? Infinity : Number(k) * scale, c = num(h[k]);
+          if (!isNaN(ub) && ub >= 0 && c > 0) out.set(ub, (out.get(ub) || 0) + c);
         }
         break;
       }
@@ -316,23 +312,29 @@
     return Array.from(out.entries()).sort((a, b) => a[0] - b[0]);
   }
 
+  /* the q-quantile, linear within its bucket (as Prometheus's histogram_quantile); in the
+   * open last bucket, that bucket's lower bound */
   function percentile(buckets, q) {
     let total = 0;
     for (const [, c] of buckets) total += c;
     if (!total) return null;
-    let acc = 0;
+    let acc = 0, lower = 0;
     for (const [ub, c] of buckets) {
+      if (acc + c >= q * total) {
+        if (!isFinite(ub)) return lower;
+        return lower + (ub - lower) * ((q * total - acc) / c);
+      }
       acc += c;
-      if (acc >= q * total) return ub;
+      lower = ub;
     }
-    return buckets[buckets.length - 1][0];
+    return lower;
   }
 
-  function renderLatency(kind, histNames, timeField, countField) {
-    const buckets = mergedHistogram(records, histNames);
+  function renderLatency(kind, specs, timeField, countField) {
+    const buckets = mergedHistogram(records, specs);
     for (const q of [50, 95, 99]) {
       const v = percentile(buckets, q / 100);
-      setText('lat-' + kind + '-p' + q, v === null ? '–' : '≤ ' + fmtMs(v));
+      setText('lat-' + kind + '-p' + q, v === null ? '–' : fmtMs(v));
     }
     const n = sum(records, countField);
     setText('lat-' + kind + '-mean', n ? fmtMs(1000 * sum(records, timeField) / n) : '–');
@@ -341,20 +343,27 @@
   function render() {
     const last = records.length ? records[records.length - 1] : null;
     const la = last ? last.aggregated : {};
-    const s = prevStats ? prevStats.doc : null;
+    const s = statsDoc;
 
     setText('rps', last ? fmtRate(num(la.requests)) : '–');
     const wh = sum(records, 'hits'), wm = sum(records, 'miss');
     setText('hit-ratio', fmtPct(wh, wh + wm));
     setText('bandwidth', last ? fmtBytes(num(la.bandwidth)) + '/s' : '–');
     setText('eps', last ? fmtRate(num(la.errors)) : '–');
-    setText('purges-rate', purgeRate === null ? '–' : fmtRate(Math.round(purgeRate * 10) / 10));
-    setText('purge-latency', purgeLatency === null ? '–' : fmtMs(purgeLatency));
+    /* edgecache's records count purges and their time (seconds) in each second */
+    const purges = sum(records, 'purges');
+    setText('purges-rate', last ? fmtRate(num(la.purges)) : '–');
+    setText('purge-latency', purges ? fmtMs(1000 * sum(records, 'purge_time') / purges) : '–');
 
-    for (const f of ['requests', 'hits', 'miss', 'pass', 'errors']) {
+    for (const f of ['requests', 'hits', 'miss', 'pass', 'errors', 'purges']) {
       setText('sec-' + f, last ? fmtInt(num(la[f])) : '–');
       setText('win-' + f, records.length ? fmtInt(sum(records, f)) : '–');
-      setText('total-' + f, s ? fmtInt(num(s[f])) : '–');
+    }
+    for (const f of ['requests', 'hits', 'miss', 'pass', 'errors']) setText('total-' + f, s ? fmtInt(num(s[f])) : '–');
+    if (s && s.purges && typeof s.purges === 'object') {
+      let n = 0;
+      for (const k of Object.keys(s.purges)) n += num(s.purges[k] && s.purges[k].count);
+      setText('total-purges', fmtInt(n));
     }
     const statusRows = [];
     for (let k = 1; k <= 5; k++) {
@@ -365,8 +374,8 @@
     }
     fillRows('status-rows', statusRows);
 
-    renderLatency('hit', ['hits_histogram', 'hit_histogram'], 'hits_time', 'hits');
-    renderLatency('miss', ['miss_histogram'], 'miss_time', 'miss');
+    renderLatency('hit', [['hits_histogram_us', 0.001]], 'hits_time', 'hits');
+    renderLatency('miss', [['miss_histogram_us', 0.001], ['miss_histogram', 1]], 'miss_time', 'miss');
 
     if (s) {
       const mem = s.memory || {}, disk = s.disk || {};
@@ -411,8 +420,13 @@
       const pick = (r) => (r.datacenter && r.datacenter[n]) || {};
       const cur = pick(last);
       const h = sum(records, 'hits', pick), m = sum(records, 'miss', pick);
+      const backends = cur.backends && typeof cur.backends === 'object' ? cur.backends : {};
+      const down = Object.keys(backends).filter((b) => !(backends[b] && backends[b].healthy === true));
+      const health = element('span', Object.keys(backends).length === 0 ? '–' : down.length ? 'down: ' + down.join(', ')
+        : 'all ' + Object.keys(backends).length + ' healthy', down.length ? 'down' : 'up');
       return row([n, fmtRate(num(cur.requests)), fmtPct(h, h + m), fmtInt(sum(records, 'errors', pick)),
-                  fmtBytes(num(cur.bandwidth)) + '/s']);
+                  fmtBytes(num(cur.bandwidth)) + '/s', fmtInt(num(cur.objects_in_memory)),
+                  fmtInt(num(cur.objects_on_disk)), health]);
     });
     fillRows('node-rows', rows);
   }
@@ -459,8 +473,15 @@
     g.font = font + 'px system-ui, sans-serif';
     let top = 0;
     for (const s of series) for (const v of s.values) if (isFinite(v) && v > top) top = v;
-    top = opt.max !== undefined ? opt.max : niceMax(top);
-    const padL = Math.ceil(g.measureText(opt.fmtY(top)).width) + 8 * dpr, padR = 6 * dpr;
+    if (opt.max !== undefined) top = opt.max;
+    else if (opt.bytes) {
+      /* a round number of the unit the labels use: 16 KiB, not 19.5 KiB */
+      const unit = Math.pow(1024, Math.max(0, Math.min(4, Math.floor(Math.log(Math.max(top, 1)) / Math.log(1024)))));
+      top = niceMax(top / unit) * unit;
+    } else top = niceMax(top);
+    const ticks = [0, 1, 2, 3, 4].map((i) => top * i / 4);
+    const padL = Math.ceil(Math.max(...ticks.map((v) => g.measureText(opt.fmtY(v)).width))) + 8 * dpr;
+    const padR = 8 * dpr;
     const padT = 6 * dpr, padB = font + 8 * dpr;
     const pw = w - padL - padR, ph = h - padT - padB;
     if (pw <= 0 || ph <= 0) return;
@@ -473,8 +494,8 @@
     g.lineWidth = 1;
     g.textBaseline = 'middle';
     g.textAlign = 'right';
-    for (let i = 0; i <= 4; i++) {
-      const v = top * i / 4, y = Math.round(Y(v)) + 0.5;
+    for (const v of ticks) {
+      const y = Math.round(Y(v)) + 0.5;
       g.beginPath();
       g.moveTo(padL, y);
       g.lineTo(w - padR, y);
@@ -493,18 +514,32 @@
     g.lineJoin = 'round';
     for (const s of series) {
       g.strokeStyle = s.color;
+      g.fillStyle = s.color;
       g.beginPath();
-      let open = false;
       for (let i = 0; i < xs.length; i++) {
         const v = s.values[i];
-        if (!isFinite(v)) { open = false; continue; }
+        if (!isFinite(v)) continue;
         const px = X(xs[i]), py = Y(v);
-        if (open) g.lineTo(px, py);
+        const joined = i > 0 && isFinite(s.values[i - 1]);
+        if (joined) g.lineTo(px, py);
         else g.moveTo(px, py);
-        open = true;
         points++;
+        if (!joined && !(i + 1 < xs.length && isFinite(s.values[i + 1]))) {
+          /* a point alone (one second of traffic, one history bucket) is a dot, not nothing */
+          g.stroke();
+          g.beginPath();
+          g.arc(px, py, 2.5 * dpr, 0, 2 * Math.PI);
+          g.fill();
+          g.beginPath();
+        }
       }
       g.stroke();
+    }
+    if (!points) {
+      g.fillStyle = '#5d6576';
+      g.textAlign = 'center';
+      g.textBaseline = 'middle';
+      g.fillText(opt.empty || 'no data yet', padL + pw / 2, padT + ph / 2);
     }
     canvas.dataset.points = String(points);
   }
@@ -518,15 +553,15 @@
     const newest = records.length ? records[records.length - 1].recorded : Math.floor(Date.now() / 1000) - 1;
     const xs = records.map((r) => r.recorded);
     const col = (f) => records.map((r) => num(r.aggregated[f]));
-    const rt = { x0: newest - WINDOW_S + 1, x1: newest, fmtX: (t) => (t >= newest ? 'now' : '−' + (newest - t) + ' s') };
+    const rt = { x0: newest - WINDOW_S, x1: newest, fmtX: (t) => (t >= newest ? 'now' : '−' + Math.round(newest - t) + ' s') };
     drawChart($('chart-requests'), xs, [
       { label: 'requests', color: COLORS.requests, values: col('requests') },
       { label: 'hits', color: COLORS.hits, values: col('hits') },
       { label: 'misses', color: COLORS.miss, values: col('miss') },
       { label: 'passes', color: COLORS.pass, values: col('pass') },
-    ], Object.assign({ fmtY: (v) => fmtRate(v) }, rt));
+    ], Object.assign({ fmtY: fmtAxis }, rt));
     drawChart($('chart-bandwidth'), xs, [{ label: 'bytes/s', color: COLORS.bandwidth, values: col('bandwidth') }],
-              Object.assign({ fmtY: (v) => fmtBytes(v) }, rt));
+              Object.assign({ fmtY: (v) => fmtBytes(v), bytes: true }, rt));
     const mean = (tf, cf) => records.map((r) => {
       const n = num(r.aggregated[cf]);
       return n ? 1000 * num(r.aggregated[tf]) / n : NaN;
@@ -534,7 +569,7 @@
     drawChart($('chart-latency'), xs, [
       { label: 'hits', color: COLORS.hits, values: mean('hits_time', 'hits') },
       { label: 'misses', color: COLORS.miss, values: mean('miss_time', 'miss') },
-    ], Object.assign({ fmtY: (v) => (v >= 10 ? Math.round(v) : v.toFixed(v >= 1 ? 1 : 2)) }, rt));
+    ], Object.assign({ fmtY: (v) => (v >= 10 ? String(Math.round(v)) : v.toFixed(v >= 1 ? 1 : 2)), empty: 'no hits or misses' }, rt));
 
     const hs = history || [];
     const now = Math.floor(Date.now() / 1000);
@@ -544,7 +579,7 @@
       { label: 'requests', color: COLORS.requests, values: hs.map((b) => num(b.requests)) },
       { label: 'hits', color: COLORS.hits, values: hs.map((b) => num(b.hits)) },
       { label: 'misses', color: COLORS.miss, values: hs.map((b) => num(b.miss)) },
-    ], Object.assign({ fmtY: (v) => fmtRate(v) }, day));
+    ], Object.assign({ fmtY: fmtAxis }, day));
     drawChart($('chart-day-ratio'), hx, [{
       label: 'hit ratio', color: COLORS.ratio,
       values: hs.map((b) => (num(b.hits) + num(b.miss) ? num(b.hits) / (num(b.hits) + num(b.miss)) : NaN)),
