@@ -21,12 +21,29 @@
 #include "admin-api/admin.h"
 #include "admin-api/admin_ext.h"
 #include "server/config.h"
+#include "server/stats_realtime.h"
 
 /**
  * GET /stats, /stats/sla and /metrics as an admin_ext.h route for the router's table (the
  * router answers 405, 401 and 403; global or global:read). Admin thread.
  */
 extern const admin_ext_route_t admin_stats_route;
+
+/**
+ * Fastly's real-time analytics API, GET /v1/channel/<sid>/ts/<0|h|h/limit/N|t> (the
+ * service id must be --service-id's, else 404), as an admin_ext.h route (global or
+ * global:read). admin-api/realtime_api.c. Admin thread.
+ */
+extern const admin_ext_route_t admin_realtime_route;
+
+/** One second's measurements as Fastly's real-time API names them, plus edgecache's own
+ * (new reference). Any thread. */
+json_t *admin_realtime_measurements_json(const stats_rt_sample_t *s);
+
+/** The real-time document {"Timestamp", "AggregateDelay", "Data": [...]} for n samples
+ * (borrowed), each under "aggregated" and under "datacenter" keyed by this node's name
+ * (new reference). Any thread. */
+json_t *admin_realtime_json(const stats_rt_sample_t *samples, size_t n, int64_t timestamp);
 
 /* ---- the documents (any thread; new references / malloc'd text) ---- */
 

@@ -299,6 +299,7 @@ static int request_body_take_or_respond(h2o_req_t *req)
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     (void)self;
+    stats_note_request_start(req); /* the latency's start: before any of our own work */
     worker_t *w = worker_of_req(req);
     worker_t **slot = h2o_mem_alloc_shared(&req->pool, sizeof(*slot), on_req_disposed);
     *slot = w;
