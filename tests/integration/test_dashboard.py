@@ -15,7 +15,8 @@ What the page must do, checked in the DOM (Runtime.evaluate) and on its canvases
   * say clearly when the token is refused (401) or lacks the read scope (403), and when the
     node cannot be reached, with no exception and no console error of its own;
   * fit a phone's width.
-Screenshots are written under the test's temporary directory.
+Screenshots are written under the test's temporary directory, removed at the end unless
+EDGECACHE_KEEP_SCREENSHOTS is set (its path is printed then).
 """
 
 import json
@@ -83,8 +84,11 @@ class DashboardTest(harness.TestCase):
         if cls.browser is not None:
             cls.browser.close()
         if cls.tmp is not None:
-            shutil.rmtree(os.path.join(cls.tmp, "chromium-profile"), ignore_errors=True)
-            print("dashboard screenshots: %s" % cls.tmp)
+            if os.environ.get("EDGECACHE_KEEP_SCREENSHOTS"):
+                shutil.rmtree(os.path.join(cls.tmp, "chromium-profile"), ignore_errors=True)
+                print("dashboard screenshots kept in %s" % cls.tmp)
+            else:
+                shutil.rmtree(cls.tmp, ignore_errors=True)
 
     def setUp(self):
         self.o = self.origin()
@@ -229,6 +233,7 @@ class DashboardTest(harness.TestCase):
         self.wait_text("mem-objects", "0")
         self.wait_text("disk-objects", "0")
         self.wait_text("mem-budget", "64.0 MiB")
+        self.assertFalse(self.shown("nodes"), "one node: no per-node table")
         backend = self.js("document.querySelector('#backend-rows tr').textContent")
         self.assertIn(self.o.address, backend)
         self.assertIn("healthy", backend)
@@ -242,13 +247,24 @@ class DashboardTest(harness.TestCase):
                    timeout=15, what="the requests chart to draw its line")
         self.assertGreater(self.points("chart-bandwidth"), 0)
         self.assertGreater(self.points("chart-latency"), 0)
-        desktop = self.screenshot("dashboard-desktop.png")
+        self.screenshot("dashboard-desktop.png")
+        self.assertEqual(self.errors(), [], "console errors or exceptions in the page")
+
+        # a phone: nothing wider than the screen, the charts drawn again at its width
+        b.call("Emulation.setDeviceMetricsOverride", width=390, height=844, deviceScaleFactor=2, mobile=True)
+        wait_until(lambda: self.js("innerWidth") == 390, timeout=10, what="the phone's viewport")
+        width = lambda: self.js("[document.documentElement.scrollWidth, innerWidth]")
+        wait_until(lambda: width()[0] <= width()[1], timeout=10, what="the page to fit a 390 px wide screen")
+        wait_until(lambda: self.js("document.getElementById('chart-requests').width") == 2 * self.js(
+            "document.getElementById('chart-requests').clientWidth") and self.ink("chart-requests", REQUESTS_BLUE) > 20,
+            timeout=15, what="the requests chart redrawn at the phone's width")
+        self.screenshot("dashboard-phone.png")
+        b.call("Emulation.clearDeviceMetricsOverride")
 
         # the token is kept for the tab: a reload shows figures without asking; the 24 h
         # history (minute buckets) is read when the page starts
         wait_until(lambda: sum(b_["requests"] for b_ in self.history()) == 10, timeout=15,
                    what="the history to hold the 10 requests")
-        mark = len(b.events)
         b.call("Page.reload")
         wait_until(lambda: self.js("document.readyState") == "complete" and self.text("conn") == "live", timeout=15,
                    what="the reloaded page to go live with the kept token")
@@ -256,22 +272,30 @@ class DashboardTest(harness.TestCase):
         wait_until(lambda: self.points("chart-day-requests") > 0 and self.ink("chart-day-requests", REQUESTS_BLUE) > 0,
                    timeout=15, what="the 24 h requests chart to draw")
         wait_until(lambda: self.ink("chart-day-ratio", HITS_GREEN) > 0, timeout=15, what="the 24 h hit-ratio chart")
+        self.screenshot("dashboard-desktop-24h.png")
         self.assertEqual(self.errors(), [], "console errors or exceptions in the page")
-
-        # a phone: nothing wider than the screen, the charts still drawn
-        b.call("Emulation.setDeviceMetricsOverride", width=390, height=844, deviceScaleFactor=2, mobile=True)
-        wait_until(lambda: self.js("document.documentElement.scrollWidth <= window.innerWidth"), timeout=10,
-                   what="the page to fit a 390 px wide screen (scrollWidth %s)" %
-                   self.js("document.documentElement.scrollWidth"))
-        wait_until(lambda: self.ink("chart-requests", REQUESTS_BLUE) > 20, timeout=15, what="the chart on a phone")
-        self.screenshot("dashboard-phone.png")
-        self.assertEqual(self.errors(mark), [])
-        self.assertTrue(os.path.exists(desktop))
 
     def history(self):
         to = int(time.time()) + 1
         doc = self.admin_json("/stats/service/%s?from=%d&to=%d&by=minute" % (SERVICE, to - 3600, to))
         return doc["data"]
+
+    def test_hostile_service_id_is_text(self):
+        """A service id is any printable text but spaces, '/', '?' and '#': in the page it is
+        an attribute's text, and in the API paths it is percent-encoded ('%41' stays '%41')."""
+        sid = "x\"><b>&'<i>%41"
+        self.e.stop()
+        self.e.args = FAST + ["--service-id", sid]
+        self.e.start()
+        page = request(self.e.admin_port, "GET", "/dashboard").body.decode()
+        self.assertIn('content="x&quot;&gt;&lt;b&gt;&amp;&#39;&lt;i&gt;%41"', page)
+        self.open_dashboard()
+        self.assertEqual(self.js("document.querySelector('meta[name=\"edgecache-service\"]').content"), sid)
+        self.assertEqual(self.js("document.querySelectorAll('b, i').length"), 0)
+        self.enter_token(self.reader)
+        wait_until(lambda: self.text("conn") == "live", timeout=15, what="the page to go live")
+        self.assertIn("service " + sid, self.text("node"))
+        self.assertEqual(self.errors(), [])
 
     def test_token_refused_or_without_read_scope(self):
         b = self.b
