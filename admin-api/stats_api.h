@@ -2,7 +2,9 @@
  * admin-api/stats_api.h — the stats endpoints of the admin listener:
  *
  *   GET /stats                          current totals (JSON)
- *   GET /stats?from=&to=&by=            history, Fastly's historical-stats shape
+ *   GET /stats?from=&to=&by=&region=    history, Fastly's historical-stats shape (stats_fastly.c,
+ *                                       with /stats/service/<sid>, /stats/aggregate, /stats/field/..)
+ *   GET /v1/channel/<sid>/ts/...        Fastly's real-time analytics (realtime_api.c)
  *   GET /stats/sla?month=YYYY-MM        SLA figures for a month (default: this month)
  *   GET /metrics                        Prometheus text exposition format 0.0.4
  *
@@ -28,6 +30,29 @@
  * router answers 405, 401 and 403; global or global:read). Admin thread.
  */
 extern const admin_ext_route_t admin_stats_route;
+
+/**
+ * Fastly's historical stats API: GET /stats/service/<sid>[/field/<f>], /stats/aggregate,
+ * /stats/field/<f>, /stats/regions, as an admin_ext.h route (global or global:read); GET
+ * /stats with from/to/by/region goes to admin_stats_fastly_send too. admin-api/stats_fastly.c.
+ */
+extern const admin_ext_route_t admin_stats_fastly_route;
+
+typedef enum admin_stats_fastly_kind {
+    ADMIN_STATS_ALL,           /* /stats?...: data keyed by service id */
+    ADMIN_STATS_SERVICE,       /* /stats/service/<sid>: data an array */
+    ADMIN_STATS_AGGREGATE,     /* /stats/aggregate: an array, without service_id */
+    ADMIN_STATS_FIELD,         /* /stats/field/<f>: keyed by service id, one field a sample */
+    ADMIN_STATS_SERVICE_FIELD, /* /stats/service/<sid>/field/<f> */
+    ADMIN_STATS_REGIONS,       /* /stats/regions */
+} admin_stats_fastly_kind_t;
+
+/**
+ * Answer req with the history in Fastly's shape for `kind` (not ADMIN_STATS_REGIONS), read
+ * from req's query (from, to, by, region; 400 naming the parameter when one is wrong);
+ * `field` (borrowed) for the field kinds, else NULL. Admin thread.
+ */
+void admin_stats_fastly_send(admin_t *admin, h2o_req_t *req, admin_stats_fastly_kind_t kind, const char *field);
 
 /**
  * Fastly's real-time analytics API, GET /v1/channel/<sid>/ts/<0|h|h/limit/N|t> (the
@@ -66,9 +91,10 @@ char *admin_metrics_render(size_t *len);
 /* ---- parsing and formatting helpers (pure; exposed for the unit tests) ---- */
 
 /**
- * Parse a from/to value as Fastly accepts them: "now", unix seconds, "YYYY-MM-DD" (00:00 UTC),
- * "YYYY-MM-DD HH:MM[:SS]" or with a 'T' (UTC), and "N minute(s)|hour(s)|day(s)|week(s) ago".
- * Returns 0 or -1.
+ * Parse a from/to value as Fastly accepts them: "now", "today" and "yesterday" (00:00 UTC),
+ * unix seconds, "YYYY-MM-DD" (00:00 UTC), "YYYY-MM-DD HH:MM[:SS]" or with a 'T' (UTC), and
+ * "N second(s)|minute(s)|hour(s)|day(s)|week(s)|month(s) ago" where N is digits, "a", "an"
+ * or a number word up to "twelve". Returns 0 or -1.
  */
 int admin_stats_parse_time(const char *s, int64_t now, int64_t *out);
 

@@ -142,6 +142,10 @@ typedef struct stats_sample {
     uint64_t status_1xx, status_2xx, status_3xx, status_4xx, status_5xx;
     uint64_t origin_fetches, origin_bytes, stale_served, purges;
     uint64_t hits_time_us, miss_time_us, pass_time_us;
+    /* added after the first records: a record without them reads them as 0 */
+    uint64_t revalidations;
+    uint64_t status_200, status_204, status_206, status_301, status_302, status_304, status_400, status_401, status_403,
+        status_404, status_416, status_429, status_500, status_501, status_502, status_503, status_504, status_505;
 } stats_sample_t;
 
 /* one SLA bandwidth sample: bytes sent to clients during one sample interval */

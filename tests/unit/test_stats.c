@@ -450,8 +450,18 @@ START_TEST(test_parse_time)
     ck_assert_int_eq(t, now - 86400);
     ck_assert_int_eq(admin_stats_parse_time("30 minutes ago", now, &t), 0);
     ck_assert_int_eq(t, now - 1800);
-    const char *bad[] = {"",        "yesterday", "2024-13-01",  "2024-01-02 25:00",     "2 fortnights ago",
-                         "2 hours", "-5",        "2024-01-02x", "99999999999999999999", "1 hour ago!"};
+    /* Fastly's (Chronic's) words: today and yesterday from midnight UTC, numbers in words */
+    ck_assert_int_eq(admin_stats_parse_time("yesterday", now, &t), 0);
+    ck_assert_int_eq(t, now - now % 86400 - 86400);
+    ck_assert_int_eq(admin_stats_parse_time("today", now, &t), 0);
+    ck_assert_int_eq(t, now - now % 86400);
+    ck_assert_int_eq(admin_stats_parse_time("two weeks ago", now, &t), 0);
+    ck_assert_int_eq(t, now - 14 * 86400);
+    ck_assert_int_eq(admin_stats_parse_time("an hour ago", now, &t), 0);
+    ck_assert_int_eq(t, now - 3600);
+    const char *bad[] = {"",    "tomorrow",    "2024-13-01",           "2024-01-02 25:00", "2 fortnights ago", "2 hours",
+                         "-5",  "2024-01-02x", "99999999999999999999", "1 hour ago!",      "twenty hours ago", "ahour ago",
+                         "two", "an"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         ck_assert_msg(admin_stats_parse_time(bad[i], now, &t) == -1, "accepted '%s'", bad[i]);
 }
