@@ -89,7 +89,7 @@
     if (v === null || v === undefined || !isFinite(v)) return '–';
     if (v >= 100) return Math.round(v) + ' ms';
     if (v >= 1) return v.toFixed(1) + ' ms';
-    return v.toFixed(3) + ' ms';
+    return (v * 1000).toFixed(v >= 0.01 ? 0 : 1) + ' µs';
   }
 
   function fmtDuration(s) {
@@ -569,7 +569,7 @@
     drawChart($('chart-latency'), xs, [
       { label: 'hits', color: COLORS.hits, values: mean('hits_time', 'hits') },
       { label: 'misses', color: COLORS.miss, values: mean('miss_time', 'miss') },
-    ], Object.assign({ fmtY: (v) => (v >= 10 ? String(Math.round(v)) : v.toFixed(v >= 1 ? 1 : 2)), empty: 'no hits or misses' }, rt));
+    ], Object.assign({ fmtY: fmtAxis, empty: 'no hits or misses' }, rt));
 
     const hs = history || [];
     const now = Math.floor(Date.now() / 1000);
