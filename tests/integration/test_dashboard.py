@@ -144,7 +144,8 @@ class DashboardTest(harness.TestCase):
         return self.js(INK_JS % ((json.dumps(canvas_id),) + rgb))
 
     def points(self, canvas_id):
-        return int(self.js("Number(document.getElementById(%s).dataset.points || 0)" % json.dumps(canvas_id)))
+        return int(self.js("Number((document.getElementById(%s) || {dataset: {}}).dataset.points || 0)"
+                           % json.dumps(canvas_id)))
 
     def open_dashboard(self):
         self.b.call("Page.navigate", url=self.admin_url("/dashboard"))
@@ -271,9 +272,10 @@ class DashboardTest(harness.TestCase):
         # history (minute buckets) is read when the page starts
         wait_until(lambda: sum(b_["requests"] for b_ in self.history()) == 10, timeout=15,
                    what="the history to hold the 10 requests")
+        self.js("window.beforeReload = true")
         b.call("Page.reload")
-        wait_until(lambda: self.js("document.readyState") == "complete" and self.text("conn") == "live", timeout=15,
-                   what="the reloaded page to go live with the kept token")
+        wait_until(lambda: self.js("!window.beforeReload && document.readyState === 'complete'") and
+                   self.text("conn") == "live", timeout=15, what="the reloaded page to go live with the kept token")
         self.assertFalse(self.shown("login"))
         wait_until(lambda: self.points("chart-day-requests") > 0 and self.ink("chart-day-requests", REQUESTS_BLUE) > 0,
                    timeout=15, what="the 24 h requests chart to draw")
