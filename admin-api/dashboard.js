@@ -3,15 +3,17 @@
  * served from the binary by dashboard.c under a Content-Security-Policy that allows only
  * this listener, so nothing here is inline and nothing comes from elsewhere).
  *
- * Once a second it reads two endpoints with the tab's token (Fastly-Key):
- *   GET /v1/channel/<sid>/ts/<t>  Fastly's real-time shape: one record per second
- *                                 ({recorded, aggregated, datacenter: {<node>: ...}}); the
- *                                 first read asks for the last 120 s (ts/h), later ones for
- *                                 what followed the Timestamp of the previous answer (a long
- *                                 poll: it answers when the next second is complete);
- *   GET /stats                    what the records lack: counters since start, budgets, the
- *                                 backends' addresses and probes.
- * and once a minute the history of the last 24 h (GET /stats/service/<sid>?from=&to=&by=).
+ * It reads, with the tab's token (Fastly-Key):
+ *   GET /v1/channel/<sid>/ts/<t>  once a second: Fastly's real-time shape, one record per
+ *                                 second ({recorded, aggregated, datacenter: {<node>: ...}});
+ *                                 the first read asks for the last 120 s (ts/h), later ones
+ *                                 for what followed the Timestamp of the previous answer (a
+ *                                 long poll: it answers when the next second is complete).
+ *                                 Every figure that moves comes from these records;
+ *   GET /stats                    every 10 s: what the records lack (counters since start,
+ *                                 budgets, the backends' addresses and probes). Not each
+ *                                 second: its SLA summary reads the month's history;
+ *   GET /stats/service/<sid>      once a minute: the last 24 h, by minute.
  *
  * Invariants: the token lives in sessionStorage (this tab) and nowhere else; every failure
  * (network, 401, 403, 5xx, a body that is not JSON) ends as a message in the page, never as
@@ -23,6 +25,7 @@
 (function () {
   const WINDOW_S = 120;            /* the real-time charts' span */
   const POLL_MS = 1000;
+  const STATS_MS = 10000;          /* how often /stats is read again */
   const HISTORY_MS = 60000;        /* how often the 24 h history is read again */
   const TOKEN_KEY = 'edgecache.dashboard.token';
   const COLORS = { requests: '#2458d3', hits: '#1b7f3b', miss: '#d97706', pass: '#7c3aed',
@@ -38,7 +41,7 @@
   let timer = null;
   let rtTimestamp = null;          /* the real-time API's Timestamp to ask from next */
   let records = [];                /* real-time records of the last WINDOW_S seconds, oldest first */
-  let statsDoc = null;             /* the latest /stats answer */
+  let statsDoc = null, statsAt = 0; /* the latest /stats answer, and when it was asked for */
   let history = null, historyAt = 0;
 
   /* ---------------------------------------------------------------- small helpers */
@@ -159,6 +162,7 @@
     rtTimestamp = null;
     records = [];
     statsDoc = null;
+    statsAt = 0;
     history = null;
     historyAt = 0;
     $('login').hidden = true;
@@ -210,7 +214,8 @@
     return err.path + ' answered ' + err.status + (detail ? ' (' + detail + ')' : '');
   }
 
-  /* One poll: real-time records and /stats together, then the history when it is due.
+  /* One poll: the real-time records (and /stats when it is due) together, then the history
+   * when it is due.
    * 401 and 403 end polling with the login form and a message; anything else is shown and
    * retried on the next tick. */
   async function poll(my) {
@@ -218,16 +223,19 @@
     try {
       const rtPath = '/v1/channel/' + SID + '/ts/' + (rtTimestamp === null ? 'h' : String(rtTimestamp));
       /* both answers, then the failure that matters most: a refused token first */
-      const got = await Promise.allSettled([api(rtPath), api('/stats')]);
+      const wantStats = Date.now() - statsAt >= STATS_MS;
+      const got = await Promise.allSettled(wantStats ? [api(rtPath), api('/stats')] : [api(rtPath)]);
       if (my !== epoch) return;
       const failed = got.filter((g) => g.status === 'rejected').map((g) => g.reason);
       if (failed.length) {
         const rank = (e) => (e instanceof ApiError && e.status === 401 ? 0 : e instanceof ApiError && e.status === 403 ? 1 : 2);
         throw failed.sort((a, b) => rank(a) - rank(b))[0];
       }
-      const rt = got[0].value, stats = got[1].value;
-      takeRealtime(rt);
-      takeStats(stats);
+      takeRealtime(got[0].value);
+      if (wantStats) {
+        statsDoc = got[1].value;
+        statsAt = Date.now();
+      }
       if (Date.now() - historyAt >= HISTORY_MS) {
         historyAt = Date.now();
         try {
@@ -280,10 +288,6 @@
     const all = Array.from(byTime.values()).sort((a, b) => a.recorded - b.recorded);
     const newest = all.length ? all[all.length - 1].recorded : 0;
     records = all.filter((r) => r.recorded > newest - WINDOW_S);
-  }
-
-  function takeStats(s) {
-    statsDoc = s;
   }
 
   function sum(rs, field, pick) {
@@ -377,13 +381,15 @@
     renderLatency('hit', [['hits_histogram_us', 0.001]], 'hits_time', 'hits');
     renderLatency('miss', [['miss_histogram_us', 0.001], ['miss_histogram', 1]], 'miss_time', 'miss');
 
+    /* memory and disk: the newest second's gauges, else /stats's */
+    const mem = (s && s.memory) || {}, disk = (s && s.disk) || {};
+    const gauge = (rtField, doc, field) => (typeof la[rtField] === 'number' ? la[rtField] : s ? num(doc[field]) : null);
+    setText('mem-objects', fmtInt(gauge('objects_in_memory', mem, 'objects')));
+    setText('mem-bytes', fmtBytes(gauge('bytes_in_memory', mem, 'bytes')));
+    setText('disk-objects', fmtInt(gauge('objects_on_disk', disk, 'objects')));
+    setText('disk-bytes', fmtBytes(gauge('bytes_on_disk', disk, 'bytes')));
     if (s) {
-      const mem = s.memory || {}, disk = s.disk || {};
-      setText('mem-objects', fmtInt(num(mem.objects)));
-      setText('mem-bytes', fmtBytes(num(mem.bytes)));
       setText('mem-budget', fmtBytes(num(mem.budget)));
-      setText('disk-objects', fmtInt(num(disk.objects)));
-      setText('disk-bytes', fmtBytes(num(disk.bytes)));
       setText('disk-budget', fmtBytes(num(disk.budget)));
       renderBackends(Array.isArray(s.backends) ? s.backends : []);
       const node = [typeof s.version === 'string' ? 'version ' + s.version : '', 'service ' + SERVICE,
@@ -395,16 +401,23 @@
     setText('foot', last ? 'last full second: ' + new Date(last.recorded * 1000).toISOString().replace('.000Z', 'Z') : '');
   }
 
+  /* the backends /stats lists, with the health and traffic of the newest seconds when the
+   * records carry them (edgecache's `backends`: {<name>: {healthy, requests, errors}}) */
   function renderBackends(list) {
+    const live = (r) => (r && r.aggregated.backends && typeof r.aggregated.backends === 'object' ? r.aggregated.backends : {});
+    const last = records.length ? live(records[records.length - 1]) : {};
     const rows = list.map((b) => {
-      const healthy = b && b.healthy === true;
+      const name = String(b && b.name || '?');
+      const now = Object.prototype.hasOwnProperty.call(last, name) ? last[name] || {} : null;
+      const healthy = now ? now.healthy === true : b && b.healthy === true;
       const probe = b && typeof b.last_probe_latency_ms === 'number' ? fmtMs(b.last_probe_latency_ms) : '–';
       const health = element('span', healthy ? 'healthy' : 'unhealthy', healthy ? 'up' : 'down');
-      const tr = row([String(b && b.name || '?'), String(b && b.address || ''), health, fmtInt(num(b && b.requests)),
-                      fmtInt(num(b && b.errors)), b && b.healthcheck ? probe : 'no check']);
-      return tr;
+      let errors = 0;
+      for (const r of records) errors += num((live(r)[name] || {}).errors);
+      return row([name, String(b && b.address || ''), health, now ? fmtRate(num(now.requests)) : '–',
+                  records.length ? fmtInt(errors) : '–', fmtInt(num(b && b.requests)), b && b.healthcheck ? probe : 'no check']);
     });
-    if (!rows.length) rows.push(row(['no backends', '', '', '', '', '']));
+    if (!rows.length) rows.push(row(['no backends', '', '', '', '', '', '']));
     fillRows('backend-rows', rows);
   }
 

@@ -241,6 +241,10 @@ class DashboardTest(harness.TestCase):
         self.wait_text("disk-objects", "0")
         self.wait_text("mem-budget", "64.0 MiB")
         self.assertFalse(self.shown("nodes"), "one node: no per-node table")
+        # the origin: healthy, with the 5 requests that reached it (3 misses, 2 passes)
+        wait_until(lambda: self.js("document.querySelector('#backend-rows tr td:nth-child(6)').textContent") == "5",
+                   timeout=15, what="the origin's 5 requests")
+        self.assertEqual(self.o.hits(), 5)
         backend = self.js("document.querySelector('#backend-rows tr').textContent")
         self.assertIn(self.o.address, backend)
         self.assertIn("healthy", backend)
