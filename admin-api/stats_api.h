@@ -102,8 +102,13 @@ int admin_stats_parse_time(const char *s, int64_t now, int64_t *out);
  * truncated when it does not fit). Returns the length written. */
 size_t admin_prom_escape_label(const char *in, size_t len, char *out, size_t cap);
 
-/** Format a sample value: integers exactly, others with %.17g, "+Inf", "-Inf", "NaN". */
+/** Format a sample value: integers exactly, others with the fewest significant digits (6 to
+ * 17) that read back as the same double, "+Inf", "-Inf", "NaN". */
 void admin_prom_format_value(double v, char *buf, size_t cap);
+
+/** Format microseconds as seconds in exact decimal, without trailing zeros ("0.046739", "60",
+ * "0.0015"): what the duration sums and bucket bounds are kept in. */
+void admin_prom_format_us(uint64_t us, char *buf, size_t cap);
 
 /* ---- the token-free /metrics listener ---- */
 
