@@ -33,6 +33,14 @@ $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(DEPFLAGS) -c $< -o $@
 
+# the dashboard's page, script and style are files of admin-api/, compiled in as C arrays
+DASHBOARD_ASSETS = admin-api/dashboard.html admin-api/dashboard.js admin-api/dashboard.css
+$(BUILD)/gen/dashboard_assets.h: $(DASHBOARD_ASSETS) scripts/embed-assets
+	@mkdir -p $(@D)
+	scripts/embed-assets $@ $(foreach f,$(DASHBOARD_ASSETS),$(subst .,_,$(notdir $(f)))=$(f))
+$(BUILD)/obj/admin-api/dashboard.o: $(BUILD)/gen/dashboard_assets.h
+$(BUILD)/obj/admin-api/dashboard.o: CFLAGS += -I$(BUILD)/gen
+
 $(BUILD)/edgecache: $(LIB_OBJ) $(MAIN_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 

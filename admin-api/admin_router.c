@@ -498,8 +498,13 @@ static int sid_matches(admin_t *admin, h2o_iovec_t raw)
 }
 
 /* routes served by other files (admin_ext.h), tried after the table above */
-static const admin_ext_route_t *const ext_routes[] = {&admin_header_rules_route, &admin_backends_route,     &admin_stats_route,
-                                                      &admin_realtime_route,     &admin_stats_fastly_route, NULL};
+static const admin_ext_route_t *const ext_routes[] = {&admin_header_rules_route,
+                                                      &admin_backends_route,
+                                                      &admin_stats_route,
+                                                      &admin_realtime_route,
+                                                      &admin_stats_fastly_route,
+                                                      &admin_dashboard_route,
+                                                      NULL};
 
 /* an extension route: the same 405 / auth / scope checks as the built-in routes */
 static int handle_ext_route(admin_t *admin, h2o_req_t *req, const char *path, size_t path_len)
