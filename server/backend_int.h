@@ -72,6 +72,7 @@ struct backend {
     socklen_t salen;
     uint64_t name_hash;
     backend_state_t *state; /* own reference */
+    origin_tls_t *tls;      /* own reference; NULL without use_ssl */
 };
 
 typedef struct backend_set {

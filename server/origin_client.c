@@ -82,6 +82,8 @@ struct origin_client {
     origin_client_head_cb on_head; /* non-NULL once on_connect gave the request */
     origin_client_body_cb on_body;
 
+    origin_tls_t *tls;                             /* own reference; NULL for cleartext */
+    char tls_error[160];                           /* a TLS error string handed to a callback */
     h2o_socketpool_connect_request_t *connect_req; /* while a new connection is being made */
     int *called_back_early;                        /* see start_connect */
     h2o_socket_t *sock;
@@ -112,6 +114,8 @@ struct origin_client {
 const char *const origin_client_error_is_eos = "end of stream";
 
 static void on_pool_connect(h2o_socket_t *sock, const char *errstr, void *data);
+static void on_handshake(h2o_socket_t *sock, const char *err);
+static void on_connection_ready(origin_client_t *c);
 static void on_request_written(h2o_socket_t *sock, const char *err);
 static void on_head_readable(h2o_socket_t *sock, const char *err);
 static void on_body_readable(h2o_socket_t *sock, const char *err);
@@ -152,6 +156,7 @@ static void client_destroy(origin_client_t *c, int keepalive)
         c->sock = NULL;
     }
     h2o_buffer_dispose(&c->body);
+    origin_tls_unref(&c->tls);
     free(c->reqbufs);
     memset(c, 0, sizeof(*c));
     free(c);
@@ -251,7 +256,32 @@ static void on_pool_connect(h2o_socket_t *sock, const char *errstr, void *data)
     sock->data = c;
     c->sock_is_reused = early;
     timer_stop(c);
+    /* pools are per TLS identity (server/backend_pick.c): a pooled socket is TLS exactly when we are */
+    assert(!early || (sock->ssl != NULL) == (c->tls != NULL));
+    if (c->tls != NULL && sock->ssl == NULL) {
+        timer_start(c, c->timeouts.connect); /* the handshake is part of connecting */
+        origin_tls_handshake(c->tls, sock, on_handshake);
+        return;
+    }
+    on_connection_ready(c);
+}
 
+static void on_handshake(h2o_socket_t *sock, const char *err)
+{
+    origin_client_t *c = sock->data;
+    assert(c->magic == ORIGIN_CLIENT_MAGIC && c->state == ST_CONNECTING);
+    timer_stop(c);
+    const char *errstr = origin_tls_handshake_verdict(c->tls, err, c->tls_error, sizeof(c->tls_error));
+    if (errstr != NULL) {
+        fail_before_head(c, errstr);
+        return;
+    }
+    on_connection_ready(c);
+}
+
+/* a connection to send on: get the request from the caller (the first time) and send it */
+static void on_connection_ready(origin_client_t *c)
+{
     if (c->on_head == NULL) {
         h2o_iovec_t *bufs = NULL;
         size_t cnt = 0;
@@ -288,6 +318,10 @@ static void fail_connection_before_head(origin_client_t *c, const char *errstr)
         start_connect(c);
         return;
     }
+    /* a new TLS connection lost before the response: the origin's refusal after the handshake (a
+     * TLS 1.3 origin refuses a missing client certificate so), said and logged as a TLS failure */
+    if (c->tls != NULL && !c->sock_is_reused)
+        errstr = origin_tls_io_error(c->tls, errstr, NULL, c->tls_error, sizeof(c->tls_error));
     fail_before_head(c, errstr);
 }
 
@@ -695,7 +729,9 @@ static void on_head_readable(h2o_socket_t *sock, const char *err)
     origin_client_t *c = sock->data;
     assert(c->magic == ORIGIN_CLIENT_MAGIC && c->state == ST_HEAD);
     if (err != NULL) {
-        if (sock->input->size == 0 && c->informational_size == 0)
+        if (c->tls != NULL && err == h2o_socket_error_ssl_decode) /* e.g. the origin's alert */
+            fail_before_head(c, origin_tls_io_error(c->tls, "reading the response", err, c->tls_error, sizeof(c->tls_error)));
+        else if (sock->input->size == 0 && c->informational_size == 0)
             fail_connection_before_head(c, err == h2o_socket_error_closed ? "connection closed before the response"
                                                                           : "I/O error reading the response head");
         else
@@ -721,9 +757,9 @@ static void on_head_readable(h2o_socket_t *sock, const char *err)
 /* ---------------------------------------------------------------- public */
 
 void origin_client_connect(origin_client_t **client, void *data, h2o_loop_t *loop, h2o_socketpool_t *pool,
-                           const origin_client_timeouts_t *timeouts, origin_client_connect_cb cb)
+                           const origin_client_timeouts_t *timeouts, origin_tls_t *tls, origin_client_connect_cb cb)
 {
-    assert(pool->type == H2O_SOCKETPOOL_TYPE_SOCKADDR && !pool->is_ssl);
+    assert(pool->type == H2O_SOCKETPOOL_TYPE_SOCKADDR && pool->is_ssl == (tls != NULL));
     /* h2o 2.2's h2o_socketpool_connect reads the clock of the loop given to
      * h2o_socketpool_set_timeout, and crashes without one */
     assert(pool->_interval_cb.loop != NULL);
@@ -738,6 +774,7 @@ void origin_client_connect(origin_client_t **client, void *data, h2o_loop_t *loo
     if (timeouts != NULL)
         c->timeouts = *timeouts;
     c->on_connect = cb;
+    c->tls = tls != NULL ? origin_tls_ref(tls) : NULL;
     c->content_length = SIZE_MAX;
     c->timer.cb = on_timer;
     h2o_buffer_init(&c->body, &h2o_socket_buffer_prototype);
