@@ -4,7 +4,7 @@
  * tests: the health window, the runtime objects and the module state, the two balancing
  * algorithms, the persisted document, and the helpers the pieces share.
  * Not a public interface: nothing outside server/backend*.c and tests/unit/test_backend.c
- * includes it.
+ * (and test_origin_tls.c, for the stored document) includes it.
  */
 #ifndef EDGECACHE_BACKEND_INT_H
 #define EDGECACHE_BACKEND_INT_H
