@@ -146,6 +146,13 @@ void backend_healthcheck_defaults(backend_healthcheck_conf_t *h);
 int backend_conf_apply_json(backend_conf_t *c, const json_t *obj, char *detail, size_t detail_len);
 int backend_healthcheck_apply_json(backend_healthcheck_conf_t *h, const json_t *obj, char *detail, size_t detail_len);
 
+/**
+ * Check a backend object of the config file's "backends" list: Fastly's defaults, then its
+ * fields (backend_conf_apply_json), and an address. Copies the address and port out (host
+ * cap bytes). Returns 0 or BACKEND_EINVAL with detail naming the field. Borrows obj.
+ */
+int backend_conf_check_object(const json_t *obj, char *host, size_t cap, uint16_t *port, char *detail, size_t detail_len);
+
 /** A new JSON object with every field (Fastly's shape; "" strings as null; a client key shown as
  * ORIGIN_TLS_KEY_REDACTED). New reference. */
 json_t *backend_conf_to_json(const backend_conf_t *c);

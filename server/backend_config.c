@@ -378,6 +378,23 @@ int backend_healthcheck_apply_json(backend_healthcheck_conf_t *h, const json_t *
     return 0;
 }
 
+int backend_conf_check_object(const json_t *obj, char *host, size_t cap, uint16_t *port, char *detail, size_t detail_len)
+{
+    backend_conf_t *c = alloc_xcalloc(1, sizeof(*c), "backend");
+    backend_conf_defaults(c);
+    int rc = backend_conf_apply_json(c, obj, detail, detail_len);
+    if (rc == 0 && c->address[0] == '\0') {
+        errbuf_printf(detail, detail_len, "address: required");
+        rc = BACKEND_EINVAL;
+    }
+    if (rc == 0) {
+        snprintf(host, cap, "%s", c->address);
+        *port = c->port;
+    }
+    free(c);
+    return rc;
+}
+
 static json_t *str_or_null(const char *s)
 {
     return s[0] != '\0' ? json_string(s) : json_null();
@@ -648,6 +665,7 @@ int backend_config_from_json(backend_config_t *c, const json_t *doc, char *detai
 
 void backend_config_seed(backend_config_t *c, const config_t *cfg)
 {
+    json_t *objects = cfg->backends_json != NULL ? json_loads(cfg->backends_json, 0, NULL) : NULL;
     memset(c, 0, sizeof(*c));
     c->load_balancing = (backend_lb_t)cfg->load_balancing;
     for (size_t i = 0; i != cfg->num_backends && i != BACKEND_MAX; ++i) {
@@ -662,7 +680,13 @@ void backend_config_seed(backend_config_t *c, const config_t *cfg)
             b->between_bytes_timeout = cfg->origin_timeout_ms;
         if (cfg->origin_timeout_ms < b->connect_timeout)
             b->connect_timeout = cfg->origin_timeout_ms;
+        /* an object of the config file: its fields over those (checked when the file was read) */
+        const json_t *o = json_array_get(objects, i);
+        char detail[300];
+        if (json_is_object(o) && backend_conf_apply_json(b, o, detail, sizeof(detail)) != 0)
+            fprintf(stderr, "edgecache: backends[%zu]: %s\n", i, detail); /* cannot happen: config_load_file checked it */
     }
+    json_decref(objects);
 }
 
 int backend_config_force_shield(backend_config_t *c, const config_addr_t *shield)

@@ -617,6 +617,8 @@ int config_parse_args(config_t *cfg, int argc, char **argv, int first, char *err
             continue;
         if (o->id == OPT_BACKEND && !backends_reset) {
             cfg->num_backends = 0; /* flags replace the file's list */
+            free(cfg->backends_json);
+            cfg->backends_json = NULL;
             backends_reset = 1;
         }
         if (config_apply_value(cfg, o, o->flag, val, err, errlen) != 0)

@@ -23,6 +23,9 @@ typedef struct config {
     config_addr_t admin_listen;                  /* --admin-listen, default 127.0.0.1:8081 */
     config_addr_t backends[CONFIG_MAX_BACKENDS]; /* --backend HOST:PORT, repeatable */
     size_t num_backends;
+    char *backends_json; /* the file's "backends" when an element is an object of Fastly's backend fields (TLS
+                            ones included): the array as JSON text (malloc'd, checked); NULL otherwise, and
+                            when --backend flags replaced the list */
     char data_dir[4096];          /* --data-dir, default "./edgecache-data" */
     uint64_t memory_size;         /* --memory-size BYTES (K/M/G suffixes), default 256M */
     uint64_t disk_size;           /* --disk-size BYTES, default 1G */
@@ -91,7 +94,7 @@ int config_parse_args(config_t *cfg, int argc, char **argv, int first, char *err
 
 /**
  * Load a JSON config file into cfg (keys: listen, admin_listen, backends [array of
- * "HOST:PORT"], data_dir, memory_size [number or "256M"], disk_size, default_ttl, threads,
+ * "HOST:PORT" or of objects with Fastly's backend fields], data_dir, memory_size [number or "256M"], disk_size, default_ttl, threads,
  * service_id, max_heuristic_ttl, default_grace, negative_ttl, origin_timeout, load_balancing, shield, shield_admin,
  * shield_token). Unknown keys and wrong types are errors. Returns 0 or -1 with a message naming the key in err.
  */

@@ -14,6 +14,7 @@ fields, against a TLS origin in Python (harness.Origin(tls=...)) with certificat
 """
 
 import json
+import os
 import ssl
 import tempfile
 import shutil
@@ -338,6 +339,41 @@ class Api(TlsCase):
         self.assertXCache(self.get(e, "/c/r"), "HIT")
         self.assertEqual(self.get(e, "/p/r").status, 200)  # the client key came back from the store too
         self.assertEqual(o.sni_seen[-1], "sni.test")
+
+
+class ConfigFile(TlsCase):
+    def test_backend_objects_in_the_config_file(self):
+        o = self.tls_origin(self.ca.issue("origin.test", names=["127.0.0.1"]))
+        path = os.path.join(self.dir, "edge.json")
+        with open(path, "w") as f:
+            json.dump({"backends": [{"name": "tls1", "address": "127.0.0.1", "port": o.port, "use_ssl": True,
+                                     "ssl_ca_cert": pem(self.ca.cert), "ssl_sni_hostname": "sni.test"}]}, f)
+        e = self.edgecache(args=["--config", path])
+        r = self.get(e, "/c/f")
+        self.assertEqual((r.status, r.body), (200, b"cached"), r.describe())
+        self.assertEqual(o.sni_seen[-1], "sni.test")
+        self.tok = self.token(e)
+        b = json.loads(self.api(e, "GET", BASE + "/backend/tls1", expect=200).body)
+        self.assertIs(b["use_ssl"], True)
+
+    def test_bad_tls_field_in_the_config_file_is_one_line_and_exit_2(self):
+        for fields, name in (({"ssl_ciphers": "NO-SUCH-CIPHER"}, "ssl_ciphers"),
+                             ({"ssl_ca_cert": "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"},
+                              "ssl_ca_cert"),
+                             ({"max_tls_version": "1.4"}, "max_tls_version")):
+            path = os.path.join(self.dir, "bad.json")
+            obj = {"address": "127.0.0.1", "port": 8443, "use_ssl": True}
+            obj.update(fields)
+            with open(path, "w") as f:
+                json.dump({"backends": [obj]}, f)
+            data = os.path.join(self.dir, "data-" + name)
+            p = run_binary(["--config", path, "--data-dir", data, "--listen", "127.0.0.1:0", "--admin-listen",
+                            "127.0.0.1:0"])
+            self.assertEqual(p.returncode, 2, p.stderr)
+            lines = p.stderr.strip().splitlines()
+            self.assertEqual(len(lines), 1, p.stderr)
+            self.assertIn("'backends': element 0: %s:" % name, lines[0])
+            self.assertFalse(os.path.exists(data), "nothing half-started: no store made")
 
 
 if __name__ == "__main__":
