@@ -195,8 +195,7 @@ int config_load_file(config_t *cfg, const char *path, char *err, size_t errlen)
                         errbuf_printf(err, errlen, "%s: too many backends (at most %d)", who, CONFIG_MAX_BACKENDS);
                         goto fail;
                     }
-                    if (backend_conf_check_object(item, addr.host, sizeof(addr.host), &addr.port, detail, sizeof(detail)) !=
-                        0) {
+                    if (backend_conf_check_object(item, addr.host, sizeof(addr.host), &addr.port, detail, sizeof(detail)) != 0) {
                         errbuf_printf(err, errlen, "%s: element %zu: %s", who, i, detail);
                         goto fail;
                     }
