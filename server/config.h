@@ -23,9 +23,9 @@ typedef struct config {
     config_addr_t admin_listen;                  /* --admin-listen, default 127.0.0.1:8081 */
     config_addr_t backends[CONFIG_MAX_BACKENDS]; /* --backend HOST:PORT, repeatable */
     size_t num_backends;
-    char *backends_json; /* the file's "backends" when an element is an object of Fastly's backend fields (TLS
-                            ones included): the array as JSON text (malloc'd, checked); NULL otherwise, and
-                            when --backend flags replaced the list */
+    /* the file's "backends" when an element is an object of Fastly's backend fields (TLS ones included):
+     * the array as JSON text (malloc'd, checked); NULL otherwise, and when --backend flags replaced it */
+    char *backends_json;
     char data_dir[4096];          /* --data-dir, default "./edgecache-data" */
     uint64_t memory_size;         /* --memory-size BYTES (K/M/G suffixes), default 256M */
     uint64_t disk_size;           /* --disk-size BYTES, default 1G */
