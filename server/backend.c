@@ -405,7 +405,8 @@ int backend_module_init(const config_t *cfg, store_t *store, char *err, size_t e
     if (!c->load_balancing_stored)
         c->load_balancing = (backend_lb_t)cfg->load_balancing;
     if (cfg->shield.port != 0) {
-        int forced = backend_config_force_shield(c, &cfg->shield);
+        const char *tls_ca = cfg->shield_tls ? (cfg->shield_tls_ca != NULL ? cfg->shield_tls_ca : "") : NULL;
+        int forced = backend_config_force_shield(c, &cfg->shield, tls_ca);
         if (forced < 0) {
             errbuf_printf(err, errlen, "--shield: no room for one more backend (at most %d)", BACKEND_MAX);
             goto fail;

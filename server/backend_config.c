@@ -689,7 +689,12 @@ void backend_config_seed(backend_config_t *c, const config_t *cfg)
     json_decref(objects);
 }
 
-int backend_config_force_shield(backend_config_t *c, const config_addr_t *shield)
+static int shield_tls_equal(const origin_tls_conf_t *t, const char *ca)
+{
+    return t->use_ssl && t->ssl_check_cert && strcmp(t->ssl_ca_cert, ca) == 0;
+}
+
+int backend_config_force_shield(backend_config_t *c, const config_addr_t *shield, const char *tls_ca)
 {
     backend_conf_t *b = NULL;
     for (size_t i = 0; i != c->num_backends; ++i)
@@ -701,7 +706,8 @@ int backend_config_force_shield(backend_config_t *c, const config_addr_t *shield
         b = &c->backends[c->num_backends++];
         backend_conf_defaults(b);
         snprintf(b->name, sizeof(b->name), "%s", SHIELD_NAME);
-    } else if (strcmp(b->address, shield->host) == 0 && b->port == shield->port && b->shield[0] != '\0') {
+    } else if (strcmp(b->address, shield->host) == 0 && b->port == shield->port && b->shield[0] != '\0' &&
+               (tls_ca == NULL || shield_tls_equal(&b->tls, tls_ca))) {
         return 0;
     }
     memset(b->address, 0, sizeof(b->address));
@@ -709,5 +715,11 @@ int backend_config_force_shield(backend_config_t *c, const config_addr_t *shield
     b->port = shield->port;
     if (b->shield[0] == '\0')
         snprintf(b->shield, sizeof(b->shield), "%s", SHIELD_NAME);
+    if (tls_ca != NULL) { /* --shield-tls: TLS, checked, with that CA ("" = the system's store) */
+        b->tls.use_ssl = 1;
+        b->tls.ssl_check_cert = 1;
+        memset(b->tls.ssl_ca_cert, 0, sizeof(b->tls.ssl_ca_cert));
+        snprintf(b->tls.ssl_ca_cert, sizeof(b->tls.ssl_ca_cert), "%s", tls_ca);
+    }
     return 1;
 }

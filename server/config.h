@@ -61,6 +61,10 @@ typedef struct config {
     config_addr_t shield;       /* --shield / "shield": another edgecache node to fetch misses through; port 0 = none */
     config_addr_t shield_admin; /* --shield-admin / "shield_admin": that node's admin listener, for forwarding purges */
     char shield_token[512];     /* --shield-token / "shield_token": a purge (or global) token of the shield's admin API */
+    /* --shield-tls CA.pem|system / "shield_tls": the shield link over TLS, verified with that CA (the PEM, malloc'd
+     * and checked; NULL for the system's trust store); shield_tls 0: the store's settings for the shield backend */
+    int shield_tls;
+    char *shield_tls_ca;
     /* stats and observability (server/stats.h, server/accesslog.h) */
     char access_log[4096];          /* --access-log FILE / "access_log": "-" = stdout; "" = off (default) */
     uint32_t stats_sample_interval; /* --stats-sample-interval SECONDS: SLA bandwidth sample period, default 300 */

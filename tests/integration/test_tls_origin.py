@@ -341,6 +341,38 @@ class Api(TlsCase):
         self.assertEqual(o.sni_seen[-1], "sni.test")
 
 
+class Shield(TlsCase):
+    def test_shield_link_over_tls(self):
+        # the shield end is a TLS origin here: what is tested is the link (another edgecache node
+        # answers TLS with --tls-listen, which is the client side's)
+        shield = self.tls_origin(self.ca.issue("shield.test", names=["127.0.0.1"]))
+        e = self.edgecache(args=["--shield", shield.address, "--shield-tls", self.ca.cert])
+        r = self.get(e, "/c/sh")
+        self.assertEqual((r.status, r.body), (200, b"cached"), r.describe())
+        self.assertEqual(shield.tls_handshakes, 1)
+        self.assertEqual(shield.sni_seen, [None])  # an IP address: no SNI
+        e.stop()
+        # the system's store does not know the test CA: refused, and said
+        e2 = self.edgecache(args=["--shield", shield.address, "--shield-tls", "system"])
+        r = self.get(e2, "/c/sh2")
+        self.assertEqual(r.status, 502, r.describe())
+        wait_until(lambda: "backend 'shield'" in e2.stderr_text() and "unable to get local issuer" in e2.stderr_text(), 10,
+                   what="the log line")
+
+    def test_shield_tls_flag_errors(self):
+        bad = self.dir + "/bad.pem"
+        with open(bad, "w") as f:
+            f.write("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+        for args, words in ((["--shield", "127.0.0.1:1", "--shield-tls", bad], "--shield-tls: '%s'" % bad),
+                            (["--shield", "127.0.0.1:1", "--shield-tls", self.dir + "/missing.pem"], "cannot read"),
+                            (["--shield-tls", "system"], "no --shield")):
+            p = run_binary(args + ["--data-dir", self.dir + "/data", "--listen", "127.0.0.1:0", "--admin-listen",
+                                   "127.0.0.1:0"])
+            self.assertEqual(p.returncode, 2, p.stderr)
+            self.assertEqual(len(p.stderr.strip().splitlines()), 1, p.stderr)
+            self.assertIn(words, p.stderr)
+
+
 class ConfigFile(TlsCase):
     def test_backend_objects_in_the_config_file(self):
         o = self.tls_origin(self.ca.issue("origin.test", names=["127.0.0.1"]))
