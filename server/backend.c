@@ -12,8 +12,10 @@
  *     backend_set_t: one backend_t per configured backend. A change builds a new set and
  *     swaps it in under backend_g.lock, bumping backend_g.gen; nobody ever modifies a
  *     published set.
- *   - backend_t: one version of one backend (its settings, resolved address). A backend
- *     whose settings did not change is carried into the next set as the same object.
+ *   - backend_t: one version of one backend (its settings, resolved address, and with use_ssl
+ *     its TLS context, server/origin_tls.h, built with it: a new version whose TLS settings and
+ *     names did not change shares the previous one's). A backend whose settings did not change
+ *     is carried into the next set as the same object.
  *     Every version of a backend name shares one backend_state_t: counters, the health
  *     window and the prober's schedule, so an edit of the weight keeps the health state.
  *

@@ -2,7 +2,9 @@
  * server/backend_config.c — the backend configuration as values: Fastly's fields for
  * backends and health checks, read from JSON or form-encoded admin requests, checked, and
  * written back as JSON; the persisted document (the store's `config` db, key "backends");
- * the seed from --backend and the --shield backend.
+ * the seed from --backend (and the config file's backend objects) and the --shield backend.
+ * The TLS fields (use_ssl, ssl_*, min/max_tls_version) are read, checked and written by
+ * server/origin_tls.c; this file hands them over and applies Fastly's port/use_ssl coupling.
  *
  * What it owns: nothing. Every function here reads and writes the caller's backend_config_t
  * / backend_conf_t and JSON values; the live configuration and the sets built from it are
