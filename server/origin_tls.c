@@ -178,7 +178,9 @@ int origin_tls_conf_apply_field(origin_tls_conf_t *c, const char *key, const jso
     } else if (strcmp(key, "ssl_sni_hostname") == 0) {
         *rc = set_str(key, v, c->ssl_sni_hostname, sizeof(c->ssl_sni_hostname), host_ok, "a host name", detail, detail_len);
     } else if (strcmp(key, "ssl_hostname") == 0) {
-        /* Fastly's older field: both names at once */
+        /* Fastly's older field: both names at once; null (as Fastly echoes it) changes nothing */
+        if (json_is_null(v) || (json_is_string(v) && json_string_length(v) == 0))
+            return 1;
         if ((*rc = set_str(key, v, c->ssl_cert_hostname, sizeof(c->ssl_cert_hostname), host_ok, "a host name", detail,
                            detail_len)) == 0)
             memcpy(c->ssl_sni_hostname, c->ssl_cert_hostname, sizeof(c->ssl_sni_hostname));

@@ -50,7 +50,7 @@ void origin_tls_conf_defaults(origin_tls_conf_t *c);
  * (0, or BACKEND_EINVAL-style -1 with detail "<field>: why"), or returns 0 when key is not one
  * (nothing touched). Booleans accept true/false, 0/1 and "true"/"false"/"1"/"0" (form bodies);
  * strings accept null or "" for none. `ssl_hostname` (Fastly's deprecated field) sets both
- * ssl_cert_hostname and ssl_sni_hostname. Borrows v.
+ * ssl_cert_hostname and ssl_sni_hostname; its null changes nothing. Borrows v.
  */
 int origin_tls_conf_apply_field(origin_tls_conf_t *c, const char *key, const json_t *v, int *rc, char *detail,
                                 size_t detail_len);

@@ -139,6 +139,8 @@ START_TEST(booleans_versions_names)
     ck_assert_int_eq(apply1(c, "ssl_hostname", json_string("both.example"), d, sizeof(d)), 0);
     ck_assert_str_eq(c->tls.ssl_cert_hostname, "both.example");
     ck_assert_str_eq(c->tls.ssl_sni_hostname, "both.example");
+    ck_assert_int_eq(apply1(c, "ssl_hostname", json_null(), d, sizeof(d)), 0); /* as Fastly echoes it: no change */
+    ck_assert_str_eq(c->tls.ssl_sni_hostname, "both.example");
     ck_assert_int_eq(apply1(c, "ssl_cert_hostname", json_string(""), d, sizeof(d)), 0);
     ck_assert_str_eq(c->tls.ssl_cert_hostname, "");
     /* ciphers OpenSSL refuses */
