@@ -65,9 +65,9 @@ class TlsCase(harness.TestCase):
             self.assertEqual(r.status, expect, "%s %s -> %s" % (method, path, r.body))
         return r
 
-    def edge_for(self, origin, **fields):
+    def edge_for(self, origin, args=(), **fields):
         """edgecache whose backend1 is `origin` over TLS with `fields`; returns it."""
-        e = self.edgecache([origin])
+        e = self.edgecache([origin], args=args)
         self.tok = self.token(e)
         self.set_backend(e, origin, **fields)
         return e
@@ -94,7 +94,7 @@ class TlsCase(harness.TestCase):
 class Verify(TlsCase):
     def test_valid_certificate_miss_then_hit_over_one_connection(self):
         o = self.tls_origin(self.ca.issue("origin.test", names=["origin.test", "127.0.0.1"]))
-        e = self.edge_for(o, ssl_ca_cert=pem(self.ca.cert))
+        e = self.edge_for(o, args=["--threads", "1"], ssl_ca_cert=pem(self.ca.cert))  # one worker: one pool
         r = self.get(e, "/c/1")
         self.assertEqual((r.status, r.body), (200, b"cached"), r.describe())
         self.assertXCache(r, "MISS")
@@ -103,8 +103,9 @@ class Verify(TlsCase):
             r = self.get(e, "/p/%d" % i)
             self.assertEqual((r.status, r.body), (200, b"passed"))
         self.assertEqual(o.hits(), 6)
-        # the keep-alive connection was reused: one handshake per worker thread at most, not one per request
-        self.assertLessEqual(o.tls_handshakes, 2)
+        # the keep-alive connection was reused: one handshake for the six requests (two if the machine
+        # stalled past the pool's 2 s idle timeout between two of them)
+        self.assertIn(o.tls_handshakes, (1, 2))
         self.assertEqual(o.tls_failures, 0)
 
     def test_the_certificate_name_is_the_address_by_default(self):
