@@ -459,7 +459,7 @@ static void log_failure(origin_tls_t *t, const char *what, const char *reason)
     }
     unsigned more = atomic_exchange_explicit(&t->suppressed, 0, memory_order_relaxed);
     char shown[200];
-    fprintf(stderr, "edgecache: backend '%s' (%s): TLS %s failed: %s (certificate name '%s')", t->backend, t->peer, what,
+    fprintf(stderr, "edgecache: backend '%s' (%s): TLS %s: %s (certificate name '%s')", t->backend, t->peer, what,
             text_escape(shown, sizeof(shown), reason, strlen(reason)), t->name);
     if (more != 0)
         fprintf(stderr, " [%u more failures since the last line]", more);
@@ -484,7 +484,7 @@ const char *origin_tls_handshake_verdict(origin_tls_t *t, const char *err, char 
         reason = ssl_reason(); /* h2o's words say nothing: OpenSSL's say why ("tlsv1 alert protocol version") */
     errbuf_printf(buf, len, "TLS handshake failed: %s", reason);
     ERR_clear_error();
-    log_failure(t, "handshake", reason);
+    log_failure(t, "handshake failed", reason);
     return buf;
 }
 
@@ -492,12 +492,13 @@ const char *origin_tls_io_error(origin_tls_t *t, const char *what, const char *h
 {
     assert(t->magic == ORIGIN_TLS_MAGIC);
     /* a reset can come before h2o decodes the alert that preceded it: then h2o's words are all we have */
-    const char *reason = ERR_peek_last_error() != 0 ? ssl_reason()
-                         : h2o_err != NULL          ? h2o_err
-                                           : "the origin dropped the connection after the handshake (a refused client "
-                                             "certificate?)";
+    static const char lost[] = "the origin ended the connection before any response (after a TLS 1.3 handshake, "
+                               "so does a refused client certificate)";
+    const char *reason = ERR_peek_last_error() != 0 ? ssl_reason() : h2o_err != NULL ? h2o_err : lost;
     errbuf_printf(buf, len, "TLS error (%s): %s", what, reason);
     ERR_clear_error();
-    log_failure(t, what, reason);
+    char said[160];
+    errbuf_printf(said, sizeof(said), "error (%s)", what);
+    log_failure(t, said, reason);
     return buf;
 }
