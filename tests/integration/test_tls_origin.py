@@ -322,6 +322,10 @@ class Api(TlsCase):
             r = self.api(e, "PUT", BASE + "/backend/backend1", fields)
             self.assertEqual(r.status, 400, "%s -> %s" % (fields, r.body))
             self.assertTrue(json.loads(r.body)["detail"].startswith(name + ":"), "%s -> %s" % (fields, r.body))
+            if all(isinstance(v, str) for v in fields.values()):  # the same as form fields
+                r = self.api(e, "PUT", BASE + "/backend/backend1", fields, form=True)
+                self.assertEqual(r.status, 400, "form %s -> %s" % (fields, r.body))
+                self.assertTrue(json.loads(r.body)["detail"].startswith(name + ":"), "form %s -> %s" % (fields, r.body))
         self.assertEqual(self.api(e, "GET", BASE + "/backend/backend1", expect=200).body, before)
         self.assertNotIn("PRIVATE KEY", e.stderr_text())
 
