@@ -359,6 +359,10 @@ static SSL_CTX *build_ctx(const origin_tls_conf_t *c, const char *name, int syst
             errbuf_printf(detail, len, "ssl_ca_cert: the system's trust store cannot be read (%s); give one", ssl_reason());
             goto fail;
         }
+        if (name != NULL && name[0] == '\0') { /* OpenSSL takes "" as "no name to check": never that */
+            errbuf_printf(detail, len, "ssl_cert_hostname: required (override_host names no host)");
+            goto fail;
+        }
         if (name != NULL) {
             X509_VERIFY_PARAM *param = SSL_CTX_get0_param(ctx);
             X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);

@@ -239,6 +239,10 @@ START_TEST(pem_fields)
     origin_tls_unref(&t2);
     ck_assert_int_eq(origin_tls_new(&c->tls, "b", "127.0.0.1:443", "::1", &t, d, sizeof(d)), 0);
     origin_tls_unref(&t);
+    /* no name at all (an override_host of "[]"): refused, never a context that checks no name */
+    ck_assert_int_eq(origin_tls_new(&c->tls, "b", "127.0.0.1:443", "", &t, d, sizeof(d)), -1);
+    ck_assert_ptr_null(t);
+    ck_assert(strncmp(d, "ssl_cert_hostname: required", 27) == 0);
 
     free(e);
     free(c);
