@@ -113,8 +113,13 @@ class Verify(TlsCase):
         o = self.tls_origin(self.ca.issue("origin.test"))
         e = self.edge_for(o, ssl_ca_cert=pem(self.ca.cert))
         self.assert_refused(e, "/c/a", "IP address mismatch")
-        self.set_backend(e, o, ssl_cert_hostname="origin.test")
+        # override_host (without its port) is the name next, and the SNI
+        self.set_backend(e, o, override_host="origin.test:8443")
         r = self.get(e, "/c/a")
+        self.assertEqual(r.status, 200, r.describe())
+        self.assertEqual(o.sni_seen[-1], "origin.test")
+        self.set_backend(e, o, override_host=None, ssl_cert_hostname="origin.test")
+        r = self.get(e, "/c/b")
         self.assertEqual(r.status, 200, r.describe())
 
     def test_expired_certificate_is_refused(self):
