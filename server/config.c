@@ -18,6 +18,7 @@
 #include "common/errbuf.h"
 #include "server/config_int.h"
 #include "server/header_rules.h"
+#include "server/origin_tls.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -65,6 +66,8 @@ const opt_def_t config_opt_defs[] = {
     {OPT_SHIELD, "--shield", "shield", "HOST:PORT", "fetch misses through this edgecache node (origin shield)"},
     {OPT_SHIELD_ADMIN, "--shield-admin", "shield_admin", "HOST:PORT", "the shield's admin API: purges are forwarded there"},
     {OPT_SHIELD_TOKEN, "--shield-token", "shield_token", "TOKEN", "token for the shield's admin API (purge scope)"},
+    {OPT_SHIELD_TLS, "--shield-tls", "shield_tls", "CA.pem|system",
+     "reach the shield over TLS, its certificate verified with this CA file or the system's trust store"},
     {OPT_ACCESS_LOG, "--access-log", "access_log", "FILE", "access log file (\"-\" = standard output); SIGHUP reopens it"},
     {OPT_STATS_SAMPLE_INTERVAL, "--stats-sample-interval", "stats_sample_interval", "SECONDS",
      "period of the SLA bandwidth samples, 1-86400"},
@@ -263,7 +266,8 @@ static void format_default(const config_t *d, opt_id_t id, char *buf, size_t cap
     case OPT_LOAD_BALANCING: snprintf(buf, cap, "round_robin"); break;
     case OPT_SHIELD:
     case OPT_SHIELD_ADMIN:
-    case OPT_SHIELD_TOKEN: snprintf(buf, cap, "none"); break;
+    case OPT_SHIELD_TOKEN:
+    case OPT_SHIELD_TLS: snprintf(buf, cap, "none"); break;
     case OPT_ACCESS_LOG: snprintf(buf, cap, "off"); break;
     case OPT_STATS_SAMPLE_INTERVAL: snprintf(buf, cap, "%u", d->stats_sample_interval); break;
     case OPT_STATS_RETENTION_DAYS: snprintf(buf, cap, "%u", d->stats_retention_days); break;
@@ -472,6 +476,40 @@ int config_apply_value(config_t *cfg, const opt_def_t *o, const char *who, const
         memcpy(cfg->shield_token, val, len + 1);
         return 0;
     }
+    case OPT_SHIELD_TLS: {
+        /* the CA is read and checked now: a bad file is a start-up error, not a shield that never verifies */
+        origin_tls_conf_t *tls = calloc(1, sizeof(*tls));
+        char detail[300];
+        FILE *f = strcmp(val, "system") != 0 ? fopen(val, "r") : NULL;
+        size_t got = 0;
+        int rc = -1;
+        if (tls == NULL)
+            abort();
+        origin_tls_conf_defaults(tls);
+        tls->use_ssl = 1;
+        if (strcmp(val, "system") == 0) {
+            rc = 0;
+        } else if (f == NULL) {
+            errbuf_printf(err, errlen, "%s: cannot read '%.200s': %s", who, val, strerror(errno));
+        } else if ((got = fread(tls->ssl_ca_cert, 1, sizeof(tls->ssl_ca_cert), f)) == sizeof(tls->ssl_ca_cert) || got == 0 ||
+                   ferror(f) || memchr(tls->ssl_ca_cert, '\0', got) != NULL) {
+            errbuf_printf(err, errlen, "%s: '%.200s' is not a PEM file of at most %d bytes", who, val, ORIGIN_TLS_PEM_MAX);
+        } else if (origin_tls_conf_check(tls, detail, sizeof(detail)) != 0) {
+            errbuf_printf(err, errlen, "%s: '%.200s': %s", who, val,
+                          detail + (strncmp(detail, "ssl_ca_cert: ", 13) == 0 ? 13 : 0));
+        } else {
+            rc = 0;
+        }
+        if (f != NULL)
+            fclose(f);
+        if (rc == 0) {
+            free(cfg->shield_tls_ca);
+            cfg->shield_tls_ca = got != 0 ? strdup(tls->ssl_ca_cert) : NULL;
+            cfg->shield_tls = 1;
+        }
+        free(tls);
+        return rc;
+    }
     case OPT_ACCESS_LOG:
         if (val[0] == '\0' || copy_str(cfg->access_log, sizeof(cfg->access_log), val) != 0) {
             errbuf_printf(err, errlen, "%s: invalid path '%.64s%s' (expected a path of 1-%zu bytes, or \"-\")", who, val,
@@ -617,10 +655,16 @@ int config_parse_args(config_t *cfg, int argc, char **argv, int first, char *err
             continue;
         if (o->id == OPT_BACKEND && !backends_reset) {
             cfg->num_backends = 0; /* flags replace the file's list */
+            free(cfg->backends_json);
+            cfg->backends_json = NULL;
             backends_reset = 1;
         }
         if (config_apply_value(cfg, o, o->flag, val, err, errlen) != 0)
             return -1;
+    }
+    if (cfg->shield_tls && cfg->shield.port == 0) {
+        errbuf_printf(err, errlen, "--shield-tls: there is no --shield to reach over TLS");
+        return -1;
     }
     if (cfg->request_body_memory < cfg->max_request_body) {
         /* else a body within the limit could never be taken */

@@ -23,6 +23,9 @@ typedef struct config {
     config_addr_t admin_listen;                  /* --admin-listen, default 127.0.0.1:8081 */
     config_addr_t backends[CONFIG_MAX_BACKENDS]; /* --backend HOST:PORT, repeatable */
     size_t num_backends;
+    /* the file's "backends" when an element is an object of Fastly's backend fields (TLS ones included):
+     * the array as JSON text (malloc'd, checked); NULL otherwise, and when --backend flags replaced it */
+    char *backends_json;
     char data_dir[4096];          /* --data-dir, default "./edgecache-data" */
     uint64_t memory_size;         /* --memory-size BYTES (K/M/G suffixes), default 256M */
     uint64_t disk_size;           /* --disk-size BYTES, default 1G */
@@ -58,6 +61,10 @@ typedef struct config {
     config_addr_t shield;       /* --shield / "shield": another edgecache node to fetch misses through; port 0 = none */
     config_addr_t shield_admin; /* --shield-admin / "shield_admin": that node's admin listener, for forwarding purges */
     char shield_token[512];     /* --shield-token / "shield_token": a purge (or global) token of the shield's admin API */
+    /* --shield-tls CA.pem|system / "shield_tls": the shield link over TLS, verified with that CA (the PEM, malloc'd
+     * and checked; NULL for the system's trust store); shield_tls 0: the store's settings for the shield backend */
+    int shield_tls;
+    char *shield_tls_ca;
     /* stats and observability (server/stats.h, server/accesslog.h) */
     char access_log[4096];          /* --access-log FILE / "access_log": "-" = stdout; "" = off (default) */
     uint32_t stats_sample_interval; /* --stats-sample-interval SECONDS: SLA bandwidth sample period, default 300 */
@@ -91,7 +98,7 @@ int config_parse_args(config_t *cfg, int argc, char **argv, int first, char *err
 
 /**
  * Load a JSON config file into cfg (keys: listen, admin_listen, backends [array of
- * "HOST:PORT"], data_dir, memory_size [number or "256M"], disk_size, default_ttl, threads,
+ * "HOST:PORT" or of objects with Fastly's backend fields], data_dir, memory_size [number or "256M"], disk_size, default_ttl, threads,
  * service_id, max_heuristic_ttl, default_grace, negative_ttl, origin_timeout, load_balancing, shield, shield_admin,
  * shield_token). Unknown keys and wrong types are errors. Returns 0 or -1 with a message naming the key in err.
  */

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "common/errbuf.h"
+#include "server/backend.h"
 #include "server/config_int.h"
 #include "server/header_rules.h"
 
@@ -37,7 +38,7 @@ static const char *json_type_name(const json_t *v)
 static const char *json_expected(opt_id_t id)
 {
     switch (id) {
-    case OPT_BACKEND: return "an array of \"HOST:PORT\" strings";
+    case OPT_BACKEND: return "an array of \"HOST:PORT\" strings or backend objects";
     case OPT_MEMORY_SIZE:
     case OPT_DISK_SIZE:
     case OPT_MAX_REQUEST_BODY:
@@ -183,7 +184,26 @@ int config_load_file(config_t *cfg, const char *path, char *err, size_t errlen)
                 goto fail;
             }
             cfg->num_backends = 0;
+            free(cfg->backends_json);
+            cfg->backends_json = NULL;
             json_array_foreach (val, i, item) {
+                if (json_is_object(item)) {
+                    /* Fastly's backend fields, checked now (the backend module seeds a fresh store with them) */
+                    char detail[400];
+                    config_addr_t addr = {0};
+                    if (cfg->num_backends >= CONFIG_MAX_BACKENDS) {
+                        errbuf_printf(err, errlen, "%s: too many backends (at most %d)", who, CONFIG_MAX_BACKENDS);
+                        goto fail;
+                    }
+                    if (backend_conf_check_object(item, addr.host, sizeof(addr.host), &addr.port, detail, sizeof(detail)) != 0) {
+                        errbuf_printf(err, errlen, "%s: element %zu: %s", who, i, detail);
+                        goto fail;
+                    }
+                    cfg->backends[cfg->num_backends++] = addr;
+                    if (cfg->backends_json == NULL && (cfg->backends_json = json_dumps(val, JSON_COMPACT)) == NULL)
+                        abort();
+                    continue;
+                }
                 if (!json_is_string(item)) {
                     errbuf_printf(err, errlen, "%s: element %zu: expected a \"HOST:PORT\" string, got %s", who, i,
                                   json_type_name(item));

@@ -115,7 +115,7 @@ void proxy_fetch_connect(fetch_t *f, backend_pick_t *pick)
     memcpy(f->hostline + 6, host, host_len);
     memcpy(f->hostline + 6 + host_len, "\r\n", 2);
     f->reqbufs[1] = h2o_iovec_init(f->hostline, host_len + 8);
-    origin_client_connect(&f->client, f, f->w->loop, pick->pool, pick->timeouts, on_connect);
+    origin_client_connect(&f->client, f, f->w->loop, pick->pool, pick->timeouts, pick->tls, on_connect);
 }
 
 /* request headers we do not forward as they are (those the client's Connection named are gone already: on_req) */

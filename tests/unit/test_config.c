@@ -524,7 +524,13 @@ START_TEST(file_errors)
     FILE_ERR("{\"memory_size\": null}",
              "%s: key 'memory_size': expected a number of bytes or a size string like \"256M\", got null");
     FILE_ERR("{\"disk_size\": \"2T\"}", "%s: key 'disk_size': invalid size '2T' (must be between 1M and 1T)");
-    FILE_ERR("{\"backends\": \"a:1\"}", "%s: key 'backends': expected an array of \"HOST:PORT\" strings, got a string");
+    FILE_ERR("{\"backends\": \"a:1\"}",
+             "%s: key 'backends': expected an array of \"HOST:PORT\" strings or backend objects, got a string");
+    FILE_ERR("{\"backends\": [{\"address\": \"a\", \"use_ssl\": true, \"min_tls_version\": \"1.0\"}]}",
+             "%s: key 'backends': element 0: min_tls_version: TLS 1.0 is not supported (\"1.2\" or \"1.3\")");
+    FILE_ERR("{\"backends\": [{\"address\": \"a\", \"ssl_ca_cert\": \"x\"}]}",
+             "%s: key 'backends': element 0: ssl_ca_cert: must be PEM text (-----BEGIN ...), at most 16384 bytes (or null)");
+    FILE_ERR("{\"backends\": [{\"port\": 443}]}", "%s: key 'backends': element 0: address: required");
     FILE_ERR("{\"backends\": [\"a:1\", 2]}", "%s: key 'backends': element 1: expected a \"HOST:PORT\" string, got an "
                                              "integer");
     FILE_ERR("{\"backends\": [\"a:0\"]}",
