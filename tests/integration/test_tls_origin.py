@@ -17,6 +17,7 @@ import json
 import os
 import ssl
 import tempfile
+import threading
 import shutil
 import urllib.parse
 
@@ -185,6 +186,23 @@ class Verify(TlsCase):
         self.set_backend(e, o2, ssl_cert_hostname=None, ssl_sni_hostname=None)
         self.assertEqual(self.get(e, "/p/3").status, 200)
         self.assertEqual(o2.sni_seen, [None])
+
+    def test_change_during_a_fetch_keeps_its_connection(self):
+        # the fetch's connection holds its own context: a reconfiguration (new context, new pool) does not break it
+        o = self.tls_origin(self.ca.issue("origin.test", names=["127.0.0.1"]))
+        hold = harness.Hold()
+        o.route("/slow", headers={"Cache-Control": "no-store"}, body=b"slow", hold=hold)
+        e = self.edge_for(o, ssl_ca_cert=pem(self.ca.cert))
+        result = {}
+        t = threading.Thread(target=lambda: result.setdefault("r", self.get(e, "/slow")))
+        t.start()
+        wait_until(lambda: hold.waiting == 1, 10, what="the fetch held at the origin")
+        self.set_backend(e, o, ssl_sni_hostname="new.test", ssl_check_cert=False)
+        hold.release()
+        t.join(30)
+        self.assertEqual((result["r"].status, result["r"].body), (200, b"slow"))
+        self.assertEqual(self.get(e, "/p/after").status, 200)
+        self.assertEqual(o.sni_seen[-1], "new.test")  # the next fetch: a new connection, the new settings
 
     def test_cleartext_backend_to_tls_origin_and_back(self):
         # pools are per TLS identity: switching use_ssl never hands over a connection
