@@ -184,6 +184,10 @@ static SSL_CTX *cert_ctx_new(const char *setting, const config_tls_cert_t *c, ch
         errbuf_printf(err, errlen, "%s: %s: key does not match the certificate %s", who, c->key, c->cert);
         goto fail;
     }
+    if (tls_ocsp_attach(ctx) != 0) {
+        errbuf_printf(err, errlen, "%s: cannot set up OCSP stapling: %s", who, ossl_reason(why, sizeof(why)));
+        goto fail;
+    }
     ERR_clear_error();
     return ctx;
 
@@ -256,6 +260,8 @@ int tls_init(const config_t *cfg, char *err, size_t errlen)
     if (cfg->admin_tls_listen.host[0] != '\0' &&
         site_init(&g_admin, "--admin-tls-cert", &cfg->admin_tls_cert, 1, err, errlen) != 0)
         goto fail;
+    if (tls_ocsp_start(err, errlen) != 0)
+        goto fail;
     return 0;
 
 fail:
@@ -297,11 +303,12 @@ int tls_reload(size_t *count, char *err, size_t errlen)
         pthread_rwlock_unlock(&sites[i]->lock);
         certset_free(old); /* no SNI callback can still be reading it: they hold the read lock while they do */
     }
-    return 0;
+    return tls_ocsp_start(err, errlen); /* the new certificates' responders, if the thread was not running */
 }
 
 void tls_shutdown(void)
 {
+    tls_ocsp_stop();
     site_dispose(&g_proxy);
     site_dispose(&g_admin);
     tls_ticket_shutdown();

@@ -9,6 +9,7 @@ command line). Clients: Python's ssl module (peer certificates, sessions, keep-a
 curl --http2 (h2 over TLS by ALPN) and h2load.
 """
 
+import datetime
 import http.client
 import json
 import os
@@ -460,3 +461,61 @@ class AdminOverTLS(TLSTestCase):
                               "https://admin.test:%d/health" % port], capture_output=True, text=True,
                              timeout=scaled(20))
         self.assertEqual(out.stdout, "2 200", out.stderr)
+
+
+class OCSPStapling(TLSTestCase):
+    def start_responder(self, port, leaf_cert, cn):
+        """`openssl ocsp` on 127.0.0.1:port answering for leaf_cert (good), signed by its issuer."""
+        icert, ikey = self.ca.intermediate()
+
+        def field(opt):
+            out = subprocess.run(["openssl", "x509", opt, "-noout", "-in", leaf_cert], capture_output=True, text=True,
+                                 check=True)
+            return out.stdout.strip().split("=", 1)[1]
+
+        end = datetime.datetime.strptime(field("-enddate"), "%b %d %H:%M:%S %Y %Z").strftime("%y%m%d%H%M%SZ")
+        index = os.path.join(self.tmp, "ocsp-index.txt")
+        with open(index, "w") as f:
+            f.write("V\t%s\t\t%s\tunknown\t/CN=%s\n" % (end, field("-serial"), cn))
+        log = os.path.join(self.tmp, "ocsp.log")
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(["openssl", "ocsp", "-index", index, "-port", str(port), "-rsigner", icert,
+                                     "-rkey", ikey, "-CA", icert, "-ndays", "1"],
+                                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+
+        def stop():
+            proc.kill()
+            proc.wait()
+
+        self.addCleanup(stop)
+
+        def accepts():
+            # its own words, not a probe connection: it answers one connection at a time
+            with open(log, errors="replace") as f:
+                return "waiting for OCSP client connections" in f.read()
+
+        wait_until(accepts, timeout=scaled(10), what="the OCSP responder")
+        return proc
+
+    def s_client_status(self, port, name):
+        out = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % port, "-servername", name, "-status",
+                              "-CAfile", self.ca.cert], input="", capture_output=True, text=True, timeout=scaled(20))
+        return out.stdout
+
+    def test_ocsp_response_is_stapled(self):
+        port = harness.free_port()
+        stapled = self.ca.issue("d.test", via_intermediate=True, ocsp_url="http://127.0.0.1:%d" % port)
+        plain = self.ca.issue("a.test")
+        self.start_responder(port, stapled[0], "d.test")
+        e = self.tls_edge([("a.test", plain), ("d.test", stapled)])
+        tls_port = self.tls_port(e)
+        seen = {}
+
+        def stapled_now():
+            seen["out"] = self.s_client_status(tls_port, "d.test")
+            return "OCSP Response Status: successful" in seen["out"]
+
+        wait_until(stapled_now, timeout=scaled(30), interval=0.2, what="a stapled OCSP response")
+        self.assertIn("Cert Status: good", seen["out"])
+        # a certificate that names no responder gets no staple
+        self.assertIn("OCSP response: no response sent", self.s_client_status(tls_port, "a.test"))
