@@ -11,7 +11,10 @@
  * one h2o_globalconf_t with a single handler on "/" that routes by method and path
  * itself. Each loop tracks its accepted connections (so that admin_stop can close them)
  * and its purges in flight (its purge_loop). The live settings cell and failure budget
- * are shared. The store, memory tier and config are borrowed.
+ * are shared. The store, memory tier and config are borrowed. With --admin-tls-listen each
+ * loop also has a socket on that address (the same SO_REUSEPORT grouping) whose
+ * connections are accepted with server/tls.h's admin context: the same API over HTTPS,
+ * h2 or HTTP/1.1 by ALPN, tracked and closed like the others.
  *
  * Threads: admin_start/admin_stop run on the caller's thread; a request is served
  * wholly on the thread of the loop that accepted its connection. Handlers that read,
