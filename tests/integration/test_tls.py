@@ -20,6 +20,7 @@ import socket
 import ssl
 import subprocess
 import tempfile
+import threading
 
 import harness
 from certs import TestCA, self_signed
@@ -320,6 +321,47 @@ class Reload(TLSTestCase):
         os.kill(e.pid, signal.SIGHUP)
         wait_until(lambda: "key does not match" in e.stderr_text(), timeout=scaled(10), what="the refused reload")
         self.assertEqual(self.handshake(port, "a.test")[0]["serialNumber"], new_serial)
+
+
+    def test_reloads_during_handshakes_on_every_thread(self):
+        # handshakes from several client threads (so on both worker threads) while the certificate
+        # set is swapped again and again: none fails, and each sees one of the two certificates
+        first, second = self.ca.issue("a.test"), self.ca.issue("a.test")
+        cert, key = os.path.join(self.tmp, "live.crt"), os.path.join(self.tmp, "live.key")
+        shutil.copy(first[0], cert)
+        shutil.copy(first[1], key)
+        e = self.tls_edge([("a.test", (cert, key)), ("default", self.ca.issue("b.test"))])
+        port = self.tls_port(e)
+        serials = {self.handshake(port, "a.test")[0]["serialNumber"]}
+        stop, failures, seen = threading.Event(), [], set()
+
+        def client():
+            ctx = self.client_ctx()
+            while not stop.is_set():
+                try:
+                    seen.add(cn_of(self.handshake(port, "a.test", ctx)[0]))
+                except (OSError, ssl.SSLError) as exc:
+                    failures.append(repr(exc))
+
+        threads = [threading.Thread(target=client) for _ in range(4)]
+        for t in threads:
+            t.start()
+        try:
+            for i in range(6):
+                src = second if i % 2 == 0 else first
+                shutil.copy(src[0], cert)
+                shutil.copy(src[1], key)
+                os.kill(e.pid, signal.SIGHUP)
+                wait_until(lambda: e.stderr_text().count("certificates reloaded") >= i + 1, timeout=scaled(10),
+                           what="reload %d" % (i + 1))
+                serials.add(self.handshake(port, "a.test")[0]["serialNumber"])
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(scaled(30))
+        self.assertEqual(failures, [])
+        self.assertEqual(seen, {"a.test"})
+        self.assertEqual(len(serials), 2)
 
 
 class BadInput(TLSTestCase):
