@@ -245,6 +245,42 @@ class SNIAndALPN(TLSTestCase):
         self.assertEqual(o.hits("/c"), 1)
 
 
+class HostileClients(TLSTestCase):
+    def closed_by_server(self, sock, deadline):
+        sock.settimeout(deadline)
+        try:
+            while sock.recv(4096):
+                pass
+            return True
+        except ConnectionResetError:
+            return True
+        except socket.timeout:
+            return False
+
+    def test_garbage_silence_and_cut_handshakes_end_the_connection_not_the_server(self):
+        o = self.origin()
+        o.route("/ok", headers={"Cache-Control": "max-age=60"}, body=b"ok")
+        e = self.tls_edge([("a.test", self.ca.issue("a.test"))], backends=[o])
+        port = self.tls_port(e)
+        socks = []
+        for payload in (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",            # cleartext on the TLS port
+                        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 20,  # a ClientHello cut short
+                        b"\x16\x03\x01\x00\x05\xff\xff\xff\xff\xff",  # a record that is no ClientHello
+                        b""):                                               # nothing at all
+            s = socket.create_connection(("127.0.0.1", port), scaled(5))
+            socks.append(s)
+            s.sendall(payload)
+        try:
+            # h2o's handshake timeout (10 s) closes the silent and the cut ones; the others at once
+            for s in socks:
+                self.assertTrue(self.closed_by_server(s, scaled(30)), "a connection was left open")
+        finally:
+            for s in socks:
+                s.close()
+        self.assertEqual(self.https(port, "/ok").body, b"ok")
+        self.assertTrue(e.running)
+
+
 class Resumption(TLSTestCase):
     def test_session_tickets_resume_tls13_and_tls12(self):
         e = self.tls_edge([("a.test", self.ca.issue("a.test"))], backends=[self.origin()])
