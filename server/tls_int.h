@@ -6,6 +6,7 @@
 #define EDGECACHE_TLS_INT_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <openssl/ssl.h>
 
 /**
@@ -14,6 +15,14 @@
  * rotating keys. The keys are made on first use and shared by every context and thread.
  */
 void tls_ticket_install(SSL_CTX *ctx);
+
+/**
+ * The rotation as OpenSSL's callback sees it at monotonic time now_ms (for tests): with name
+ * NULL, the key new tickets get (rotated first when it is TLS_TICKET_ROTATE_S old); else the
+ * key that name names. Returns 1 (the current key), 2 (the previous one: accepted, the
+ * ticket is renewed) or 0 (unknown: a full handshake), with the key's name in name_out.
+ */
+int tls_ticket_key_at(const unsigned char name[16], int64_t now_ms, unsigned char name_out[16]);
 
 /** Free the ticket keys (tls_shutdown, after every handshake is over). */
 void tls_ticket_shutdown(void);

@@ -42,11 +42,11 @@ static void key_make(ticket_key_t *k, int64_t now)
     k->made_ms = now;
 }
 
-/* a copy of the current key (rotated if due) or of the key named `name` (NULL: none); 1 current, 2 previous, 0 none */
-static int key_get(const unsigned char *name, ticket_key_t *out)
+/* a copy of the current key (rotated if due at `now`) or of the key named `name` (NULL: the
+ * current one); 1 current, 2 previous, 0 none */
+static int key_get_at(const unsigned char *name, int64_t now, ticket_key_t *out)
 {
     int found = 0;
-    int64_t now = now_mono_ms();
     pthread_mutex_lock(&g_lock);
     if (g_current.made_ms == 0 || now - g_current.made_ms >= (int64_t)TLS_TICKET_ROTATE_S * 1000) {
         g_previous = g_current;
@@ -60,6 +60,21 @@ static int key_get(const unsigned char *name, ticket_key_t *out)
         found = 2;
     }
     pthread_mutex_unlock(&g_lock);
+    return found;
+}
+
+static int key_get(const unsigned char *name, ticket_key_t *out)
+{
+    return key_get_at(name, now_mono_ms(), out);
+}
+
+int tls_ticket_key_at(const unsigned char name[16], int64_t now_ms, unsigned char name_out[16])
+{
+    ticket_key_t k;
+    int found = key_get_at(name, now_ms, &k);
+    if (found != 0)
+        memcpy(name_out, k.name, sizeof(k.name));
+    sodium_memzero(&k, sizeof(k));
     return found;
 }
 
