@@ -5,7 +5,10 @@
  * the chain loaded with it) gets a stapling state: the request's certificate id, the
  * responder's URL, the issuer (to check the answer's signature) and the last good answer
  * in DER. One background thread (ec-ocsp) asks each responder over HTTP with OpenSSL's own
- * client (OSSL_HTTP_transfer, 10 s timeout), checks the answer (signed by the issuer or a
+ * client (OSSL_HTTP_transfer, 10 s timeout) on a socket it connects itself, so that a
+ * refused connection fails at once (OpenSSL's own connect retries until its timeout) and
+ * tls_ocsp_stop can cut a fetch short (shutdown of that socket) instead of waiting for
+ * it; it checks the answer (signed by the issuer or a
  * responder it delegated to, about this certificate, within its validity), keeps it, and
  * asks again halfway to its nextUpdate (an hour when it has none; a minute after a
  * failure). A handshake that asks for a staple (status_request) gets a copy of the last
@@ -19,12 +22,18 @@
  * thread; `lock` guards a state's answer, `g_lock` the list and the thread's start/stop.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
 #include <openssl/err.h>
 #include <openssl/http.h>
 #include <openssl/ocsp.h>
@@ -57,6 +66,7 @@ static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t g_wake = PTHREAD_COND_INITIALIZER;
 static ocsp_state_t *g_states;
 static int g_running, g_stopping;
+static int g_fetch_fd = -1; /* the socket of the fetch under way (g_lock), for tls_ocsp_stop to cut */
 static pthread_t g_thread;
 static int g_ex_index = -1;
 static pthread_once_t g_ex_once = PTHREAD_ONCE_INIT;
@@ -167,6 +177,87 @@ int tls_ocsp_attach(SSL_CTX *ctx)
     return 0;
 }
 
+static int stopping(void)
+{
+    pthread_mutex_lock(&g_lock);
+    int s = g_stopping;
+    pthread_mutex_unlock(&g_lock);
+    return s;
+}
+
+/* a connected non-blocking socket to host:port, published in g_fetch_fd; -1 with why */
+static int responder_connect(const char *host, const char *port, char *why, size_t whylen)
+{
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_family = AF_UNSPEC}, *res = NULL;
+    int gai = getaddrinfo(host, port, &hints, &res), fd = -1, err = 0;
+    if (gai != 0) {
+        errbuf_printf(why, whylen, "%s: %s", host, gai_strerror(gai));
+        return -1;
+    }
+    fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd == -1 || (connect(fd, res->ai_addr, res->ai_addrlen) != 0 && errno != EINPROGRESS)) {
+        err = errno;
+        goto fail;
+    }
+    /* wait for the connect in short steps, so that a stop is seen */
+    for (int waited_ms = 0;; waited_ms += 100) {
+        struct pollfd p = {.fd = fd, .events = POLLOUT};
+        int n = poll(&p, 1, 100);
+        if (n == 1) {
+            socklen_t len = sizeof(err);
+            if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+                err = errno;
+            if (err != 0)
+                goto fail;
+            break;
+        }
+        if (stopping()) {
+            err = ECANCELED;
+            goto fail;
+        }
+        if (waited_ms >= OCSP_TIMEOUT_S * 1000) {
+            err = ETIMEDOUT;
+            goto fail;
+        }
+    }
+    freeaddrinfo(res);
+    res = NULL;
+    /* blocking from here, bounded by socket timeouts: OpenSSL's HTTP client then simply reads,
+     * and a shutdown from tls_ocsp_stop wakes it */
+    struct timeval tv = {.tv_sec = OCSP_TIMEOUT_S, .tv_usec = 0};
+    if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) != 0) {
+        err = errno;
+        goto fail;
+    }
+    pthread_mutex_lock(&g_lock);
+    g_fetch_fd = g_stopping ? -1 : fd;
+    pthread_mutex_unlock(&g_lock);
+    if (g_fetch_fd == -1) {
+        close(fd);
+        errbuf_printf(why, whylen, "stopping");
+        return -1;
+    }
+    return fd;
+
+fail:
+    errbuf_printf(why, whylen, "cannot connect: %s", strerror(err));
+    if (fd != -1)
+        close(fd);
+    if (res != NULL)
+        freeaddrinfo(res);
+    return -1;
+}
+
+static void responder_close(int fd)
+{
+    pthread_mutex_lock(&g_lock);
+    g_fetch_fd = -1;
+    pthread_mutex_unlock(&g_lock);
+    close(fd);
+}
+
 static time_t asn1_time_to_time(const ASN1_GENERALIZEDTIME *t)
 {
     struct tm tm;
@@ -182,7 +273,8 @@ static int fetch_one(ocsp_state_t *s, char *why, size_t whylen)
     int use_ssl = 0, rc = -1, status, reason;
     OCSP_REQUEST *req = OCSP_REQUEST_new();
     OCSP_CERTID *id = OCSP_CERTID_dup(s->id);
-    BIO *req_bio = NULL, *resp_bio = NULL;
+    BIO *req_bio = NULL, *resp_bio = NULL, *sock_bio = NULL;
+    int fd = -1;
     OCSP_RESPONSE *resp = NULL;
     OCSP_BASICRESP *basic = NULL;
     X509_STORE *store = NULL;
@@ -198,11 +290,15 @@ static int fetch_one(ocsp_state_t *s, char *why, size_t whylen)
         errbuf_printf(why, whylen, "unusable responder URL (http:// only)");
         goto done;
     }
+    if ((fd = responder_connect(host, port, why, whylen)) == -1)
+        goto done;
     req_bio = ASN1_item_i2d_mem_bio(ASN1_ITEM_rptr(OCSP_REQUEST), (const ASN1_VALUE *)req);
-    resp_bio = req_bio == NULL ? NULL
-                               : OSSL_HTTP_transfer(NULL, host, port, path, 0, NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL,
-                                                    "application/ocsp-request", req_bio, "application/ocsp-response", 1,
-                                                    OCSP_MAX_RESPONSE, OCSP_TIMEOUT_S, 0);
+    sock_bio = BIO_new_socket(fd, BIO_NOCLOSE);
+    resp_bio = req_bio == NULL || sock_bio == NULL
+                   ? NULL
+                   : OSSL_HTTP_transfer(NULL, host, port, path, 0, NULL, NULL, sock_bio, sock_bio, NULL, NULL, 0, NULL,
+                                        "application/ocsp-request", req_bio, "application/ocsp-response", 1, OCSP_MAX_RESPONSE,
+                                        OCSP_TIMEOUT_S, 0);
     if (resp_bio == NULL || (resp = d2i_OCSP_RESPONSE_bio(resp_bio, NULL)) == NULL) {
         unsigned long e = ERR_peek_last_error();
         errbuf_printf(why, whylen, "no answer from the responder (%s)", e != 0 ? ERR_reason_error_string(e) : "?");
@@ -257,6 +353,9 @@ done:
     OCSP_RESPONSE_free(resp);
     BIO_free(resp_bio);
     BIO_free(req_bio);
+    BIO_free(sock_bio);
+    if (fd != -1)
+        responder_close(fd);
     OCSP_REQUEST_free(req);
     OPENSSL_free(host);
     OPENSSL_free(port);
@@ -327,6 +426,8 @@ void tls_ocsp_stop(void)
     int running = g_running;
     g_stopping = 1;
     g_running = 0;
+    if (g_fetch_fd != -1)
+        shutdown(g_fetch_fd, SHUT_RDWR); /* a fetch under way ends now, not at its timeout */
     pthread_cond_signal(&g_wake);
     pthread_mutex_unlock(&g_lock);
     if (running)

@@ -540,6 +540,22 @@ class AdminOverTLS(TLSTestCase):
                              timeout=scaled(20))
         self.assertEqual(out.stdout, "2 200", out.stderr)
 
+    def test_sighup_reloads_the_admin_certificate(self):
+        first = self.ca.issue("admin.test")
+        cert, key = os.path.join(self.tmp, "admin.crt"), os.path.join(self.tmp, "admin.key")
+        shutil.copy(first[0], cert)
+        shutil.copy(first[1], key)
+        e = self.edgecache(args=["--admin-tls-listen", "127.0.0.1:0", "--admin-tls-cert", "%s,%s" % (cert, key)])
+        port = int(ADMIN_TLS_RE.search(e.stderr_text()).group(1))
+        old = self.handshake(port, "admin.test")[0]["serialNumber"]
+        second = self.ca.issue("admin.test")
+        shutil.copy(second[0], cert)
+        shutil.copy(second[1], key)
+        os.kill(e.pid, signal.SIGHUP)
+        wait_until(lambda: "1 certificate reloaded" in e.stderr_text(), timeout=scaled(10), what="the reload")
+        self.assertNotEqual(self.handshake(port, "admin.test")[0]["serialNumber"], old)
+        self.assertEqual(self.https(port, "/health", server_name="admin.test").status, 200)
+
 
 class OCSPStapling(TLSTestCase):
     def start_responder(self, port, leaf_cert, cn):
@@ -597,3 +613,15 @@ class OCSPStapling(TLSTestCase):
         self.assertIn("Cert Status: good", seen["out"])
         # a certificate that names no responder gets no staple
         self.assertIn("OCSP response: no response sent", self.s_client_status(tls_port, "a.test"))
+
+    def test_a_responder_that_is_down_costs_no_handshake(self):
+        dead = harness.closed_port()
+        cert = self.ca.issue("d.test", via_intermediate=True, ocsp_url="http://127.0.0.1:%d/" % dead)
+        e = self.tls_edge([("d.test", cert)])
+        port = self.tls_port(e)
+        wait_until(lambda: "OCSP: http://127.0.0.1:%d/: cannot connect: Connection refused; asking again" % dead
+                   in e.stderr_text(), timeout=scaled(30), what="the failed fetch's log line")
+        out = self.s_client_status(port, "d.test")
+        self.assertIn("OCSP response: no response sent", out)
+        self.assertIn("Verify return code: 0 (ok)", out)
+
