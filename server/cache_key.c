@@ -19,6 +19,11 @@
  * line feed in a target or field value), so objects stored before the change are misses,
  * never served under a new key.
  *
+ * With cache_key.include_scheme the key is "http://" or "https://" followed by the above. The
+ * host part never holds a '/' (escaped %2F), so a key of one form can never be read as the
+ * other: the scheme, when there, ends at the first "//", and the one-to-one argument above
+ * holds for the rest.
+ *
  * Pure functions: the rules come in as an argument (cache_key_rules_t). Any thread.
  */
 #include <arpa/inet.h>
@@ -214,6 +219,12 @@ static int is_key_host_byte(unsigned char c)
 size_t cache_key_build(const cache_key_rules_t *rules, const char *host, size_t host_len, const char *path, size_t path_len,
                        char *buf, size_t cap)
 {
+    return cache_key_build_scheme(rules, 0, host, host_len, path, path_len, buf, cap);
+}
+
+size_t cache_key_build_scheme(const cache_key_rules_t *rules, int https, const char *host, size_t host_len, const char *path,
+                              size_t path_len, char *buf, size_t cap)
+{
     static const char hex[] = "0123456789ABCDEF";
     if (!rules->include_host)
         host_len = 0;
@@ -233,9 +244,13 @@ size_t cache_key_build(const cache_key_rules_t *rules, const char *host, size_t 
         path = tmp;
     }
 
-    size_t total = host_part + 1 + path_len;
+    const char *scheme = !rules->include_scheme ? "" : https ? "https://" : "http://";
+    size_t scheme_len = strlen(scheme);
+    size_t total = scheme_len + host_part + 1 + path_len;
     if (total <= cap) {
         char *o = buf;
+        memcpy(o, scheme, scheme_len);
+        o += scheme_len;
         for (size_t i = 0; i != host_len; ++i) {
             unsigned char c = lower((unsigned char)host[i]);
             if (is_key_host_byte(c)) {

@@ -79,6 +79,11 @@ const opt_def_t config_opt_defs[] = {
      "a minute with more than this share of our own 5xx is degraded, 0-100"},
     {OPT_METRICS_LISTEN, "--metrics-listen", "metrics_public_listen", "HOST:PORT",
      "also serve GET /metrics here, without a token"},
+    {OPT_TLS_LISTEN, "--tls-listen", "tls_listen", "HOST:PORT", "HTTPS listener (h2 and http/1.1 by ALPN); repeatable"},
+    {OPT_TLS_CERT, "--tls-cert", "tls_certs", "HOST=CERT,KEY",
+     "PEM certificate (chain after it) and key for SNI name HOST, *.NAME or default; repeatable"},
+    {OPT_ADMIN_TLS_LISTEN, "--admin-tls-listen", "admin_tls_listen", "HOST:PORT", "admin API over HTTPS"},
+    {OPT_ADMIN_TLS_CERT, "--admin-tls-cert", "admin_tls_cert", "CERT,KEY", "certificate and key of --admin-tls-listen"},
     {OPT_HELP, "--help", NULL, NULL, "print this help and exit"},
 };
 #define NUM_OPTS (sizeof(config_opt_defs) / sizeof(config_opt_defs[0]))
@@ -274,6 +279,10 @@ static void format_default(const config_t *d, opt_id_t id, char *buf, size_t cap
     case OPT_STATS_MINUTE_SECONDS: snprintf(buf, cap, "%u", d->stats_minute_seconds); break;
     case OPT_SLA_DEGRADED_PERCENT: snprintf(buf, cap, "%u", d->sla_degraded_ppm / 10000); break;
     case OPT_METRICS_LISTEN: snprintf(buf, cap, "off"); break;
+    case OPT_TLS_LISTEN:
+    case OPT_ADMIN_TLS_LISTEN:
+    case OPT_TLS_CERT:
+    case OPT_ADMIN_TLS_CERT: snprintf(buf, cap, "none"); break;
     case OPT_HELP: break;
     }
 }
@@ -311,7 +320,9 @@ void config_print_help(void *stream)
           "service_id, max_heuristic_ttl, default_grace, negative_ttl, origin_timeout, shutdown_timeout,\n"
           "max_request_body, request_body_memory, load_balancing, shield,\n"
           "shield_admin, shield_token, access_log, stats_sample_interval, stats_retention_days,\n"
-          "stats_minute_seconds, sla_degraded_percent, metrics_public_listen.\n",
+          "stats_minute_seconds, sla_degraded_percent, metrics_public_listen, tls_listen (a string or an\n"
+          "array), tls_certs (array of \"HOST=CERT,KEY\" or {\"host\",\"cert\",\"key\"}), admin_tls_listen,\n"
+          "admin_tls_cert.\n",
           f);
 }
 
@@ -562,6 +573,10 @@ int config_apply_value(config_t *cfg, const opt_def_t *o, const char *who, const
         }
         cfg->metrics_listen = addr; /* on when the host is set; port 0 picks one (printed at start) */
         return 0;
+    case OPT_TLS_LISTEN:
+    case OPT_TLS_CERT:
+    case OPT_ADMIN_TLS_LISTEN:
+    case OPT_ADMIN_TLS_CERT: return config_apply_tls_value(cfg, o, who, val, err, errlen);
     case OPT_CONFIG:
     case OPT_HELP: break;
     }
@@ -624,7 +639,7 @@ int config_parse_args(config_t *cfg, int argc, char **argv, int first, char *err
     const char *config_path = NULL;
     const char *val;
     const opt_def_t *o;
-    int backends_reset = 0;
+    int backends_reset = 0, tls_listen_reset = 0, tls_certs_reset = 0;
     char scratch[8];
 
     /* pass 1: find --help and --config; errors are reported in order by pass 2 */
@@ -659,6 +674,14 @@ int config_parse_args(config_t *cfg, int argc, char **argv, int first, char *err
             cfg->backends_json = NULL;
             backends_reset = 1;
         }
+        if (o->id == OPT_TLS_LISTEN && !tls_listen_reset) {
+            cfg->num_tls_listen = 0; /* as --backend: flags replace the file's list */
+            tls_listen_reset = 1;
+        }
+        if (o->id == OPT_TLS_CERT && !tls_certs_reset) {
+            cfg->num_tls_certs = 0;
+            tls_certs_reset = 1;
+        }
         if (config_apply_value(cfg, o, o->flag, val, err, errlen) != 0)
             return -1;
     }
@@ -672,5 +695,5 @@ int config_parse_args(config_t *cfg, int argc, char **argv, int first, char *err
                       cfg->request_body_memory, cfg->max_request_body);
         return -1;
     }
-    return 0;
+    return config_check_tls(cfg, err, errlen);
 }

@@ -12,11 +12,20 @@
 
 #define CONFIG_MAX_BACKENDS 64
 #define CONFIG_MAX_IGNORED_PARAMS 32
+#define CONFIG_MAX_TLS_LISTEN 8
+#define CONFIG_MAX_TLS_CERTS 32
 
 typedef struct config_addr {
     char host[256]; /* numeric address or name, e.g. "127.0.0.1" */
     uint16_t port;
 } config_addr_t;
+
+/* one --tls-cert HOST=CERT.pem,KEY.pem (--admin-tls-cert has no HOST: host is "") */
+typedef struct config_tls_cert {
+    char host[256];  /* a DNS name, "*.example.com", or "default" / "*" (the default certificate) */
+    char cert[1024]; /* PEM: the certificate, then its chain */
+    char key[1024];  /* PEM: its private key */
+} config_tls_cert_t;
 
 typedef struct config {
     config_addr_t listen;                        /* --listen, default 127.0.0.1:8080 */
@@ -76,6 +85,15 @@ typedef struct config {
                                        per million, default 5% (50000) */
     config_addr_t metrics_listen;   /* --metrics-listen / "metrics_public_listen": serve GET /metrics without a token on
                                        this address; off (default) when host is ""; port 0 picks one */
+    /* TLS (server/tls.h) */
+    config_addr_t tls_listen[CONFIG_MAX_TLS_LISTEN]; /* --tls-listen / "tls_listen", repeatable */
+    size_t num_tls_listen;
+    config_tls_cert_t tls_certs[CONFIG_MAX_TLS_CERTS]; /* --tls-cert / "tls_certs": the first, or the one named
+                                                          "default" or "*", answers names no other matches */
+    size_t num_tls_certs;
+    config_addr_t admin_tls_listen;   /* --admin-tls-listen / "admin_tls_listen": off when host is "" */
+    config_tls_cert_t admin_tls_cert; /* --admin-tls-cert CERT,KEY / "admin_tls_cert" */
+    int cache_key_include_scheme;     /* "cache_key": {"include_scheme": false}: https and http objects apart */
 } config_t;
 
 #define CONFIG_LB_ROUND_ROBIN 0 /* weighted round robin over healthy backends */
@@ -109,6 +127,15 @@ int config_parse_size(const char *s, uint64_t *out);
 
 /** Parse "HOST:PORT" (IPv6 as "[::1]:80"). Returns 0 or -1. */
 int config_parse_addr(const char *s, config_addr_t *out);
+
+/**
+ * Parse a --tls-cert value "HOST=CERT.pem,KEY.pem" (with_host) or an --admin-tls-cert value
+ * "CERT.pem,KEY.pem" (!with_host) into *out: HOST is a DNS name (letters, digits, '-', '.'),
+ * optionally "*." followed by one, or "default" or "*"; lower-cased. The key path is what
+ * follows the last ','. Does not touch the files. Returns 0, or -1 with a reason in err
+ * (no flag name: the caller adds it).
+ */
+int config_parse_tls_cert(const char *val, int with_host, config_tls_cert_t *out, char *err, size_t errlen);
 
 /** Print the --help text to the stream (FILE *). */
 void config_print_help(void *stream);

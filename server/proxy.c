@@ -55,8 +55,19 @@ static const cache_key_rules_t default_key_rules = {.include_host = 1};
 
 size_t proxy_cache_key(char *buf, size_t cap, const char *host, size_t host_len, const char *path, size_t path_len)
 {
-    return cache_key_build(proxy_globals.cfg != NULL ? &proxy_globals.key_rules : &default_key_rules, host, host_len, path,
-                           path_len, buf, cap);
+    return proxy_cache_key_scheme(buf, cap, 0, host, host_len, path, path_len);
+}
+
+size_t proxy_cache_key_scheme(char *buf, size_t cap, int https, const char *host, size_t host_len, const char *path,
+                              size_t path_len)
+{
+    return cache_key_build_scheme(proxy_globals.cfg != NULL ? &proxy_globals.key_rules : &default_key_rules, https, host,
+                                  host_len, path, path_len, buf, cap);
+}
+
+int proxy_cache_key_has_scheme(void)
+{
+    return proxy_globals.cfg != NULL && proxy_globals.key_rules.include_scheme;
 }
 
 /* the cache key of a request whose authority and target request_target_or_respond settled (in its pool) */
@@ -64,7 +75,8 @@ char *proxy_request_cache_key(h2o_req_t *req, size_t *key_len)
 {
     size_t cap = cache_key_max_len(req->authority.len, req->path.len);
     char *key = h2o_mem_alloc_pool(&req->pool, cap + 1);
-    *key_len = proxy_cache_key(key, cap, req->authority.base, req->authority.len, req->path.base, req->path.len);
+    *key_len = proxy_cache_key_scheme(key, cap, proxy_req_is_tls(req), req->authority.base, req->authority.len, req->path.base,
+                                      req->path.len);
     assert(*key_len <= cap);
     return key;
 }

@@ -154,18 +154,21 @@ void purge_job_add_key(purge_job_t *job, const char *key, size_t key_len)
 
 int purge_job_add_url(purge_job_t *job, const char *host, size_t host_len, const char *path, size_t path_len)
 {
-    /* the proxy's own key function and rules, so that the purge names what a request stored */
-    size_t cap = cache_key_max_len(host_len, path_len);
-    char *key = alloc_xmalloc(cap + 1, "purge");
-    size_t key_len = proxy_cache_key(key, cap, host, host_len, path, path_len);
-    if (key_len > cap) {
-        free(key);
-        return -1;
+    /* the proxy's own key function and rules, so that the purge names what a request stored;
+     * with the scheme in the key, a URL is two objects (http and https) and the purge takes both */
+    for (int https = 0; https <= proxy_cache_key_has_scheme(); ++https) {
+        size_t cap = cache_key_max_len(host_len, path_len);
+        char *key = alloc_xmalloc(cap + 1, "purge");
+        size_t key_len = proxy_cache_key_scheme(key, cap, https, host, host_len, path, path_len);
+        if (key_len > cap) {
+            free(key);
+            return -1;
+        }
+        key[key_len] = '\0';
+        purge_item_t *it = job_add_item(job);
+        it->key = key;
+        it->key_len = key_len;
     }
-    key[key_len] = '\0';
-    purge_item_t *it = job_add_item(job);
-    it->key = key;
-    it->key_len = key_len;
     return 0;
 }
 
@@ -443,7 +446,8 @@ void purge_answer_build(const purge_result_t *res, purge_answer_t *out)
         /* the answer to nearly every purge, written directly: an id is <node>-<time>-<seq>
          * with the node name reduced to [A-Za-z0-9._] (purge_node_name): nothing to escape;
          * building it with jansson was a tenth of the admin thread's time at load */
-        assert(res->num_items == 1);
+        /* a URL is two keys when the scheme is part of the key (http and https): one answer, the first id */
+        assert(res->num_items == 1 || (res->kind == PURGE_URL && res->num_items == 2));
         char json[PURGE_ID_CAP + 32];
         int n = snprintf(json, sizeof(json), "{\"status\":\"ok\",\"id\":\"%s\"}", res->items[0].id);
         assert(n > 0 && (size_t)n < sizeof(json));

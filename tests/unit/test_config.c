@@ -3,6 +3,7 @@
  * and the exact one-line message of every error path.
  */
 #include "server/config.h"
+#include "server/tls.h"
 
 #include <check.h>
 #include <stdarg.h>
@@ -555,6 +556,70 @@ START_TEST(file_errors)
 }
 END_TEST
 
+START_TEST(tls_cert_value)
+{
+    config_tls_cert_t c;
+    char err[256];
+    ck_assert_int_eq(config_parse_tls_cert("Example.COM=/etc/c.pem,/etc/k.pem", 1, &c, err, sizeof(err)), 0);
+    ck_assert_str_eq(c.host, "example.com");
+    ck_assert_str_eq(c.cert, "/etc/c.pem");
+    ck_assert_str_eq(c.key, "/etc/k.pem");
+    /* the key is what follows the last comma; '=' may appear in paths after HOST= */
+    ck_assert_int_eq(config_parse_tls_cert("*.a.test=/x,y/c=1.pem,/k.pem", 1, &c, err, sizeof(err)), 0);
+    ck_assert_str_eq(c.host, "*.a.test");
+    ck_assert_str_eq(c.cert, "/x,y/c=1.pem");
+    ck_assert_str_eq(c.key, "/k.pem");
+    ck_assert_int_eq(config_parse_tls_cert("default=c,k", 1, &c, err, sizeof(err)), 0);
+    ck_assert_int_eq(config_parse_tls_cert("*=c,k", 1, &c, err, sizeof(err)), 0);
+    ck_assert_int_eq(config_parse_tls_cert("/c.pem,/k.pem", 0, &c, err, sizeof(err)), 0);
+    ck_assert_str_eq(c.host, "");
+    ck_assert_str_eq(c.cert, "/c.pem");
+    const char *bad[] = {"c.pem,k.pem", "=c,k",   "a.test=c.pem", "a.test=,k", "a.test=c,", "a..test=c,k",
+                         "a test=c,k",  "*.=c,k", "a.*.test=c,k", "**.a=c,k",  ".a=c,k",    "a.=c,k"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        ck_assert_msg(config_parse_tls_cert(bad[i], 1, &c, err, sizeof(err)) != 0, "accepted '%s'", bad[i]);
+    ck_assert_int_ne(config_parse_tls_cert("c.pem", 0, &c, err, sizeof(err)), 0);
+
+    /* flags: a name twice (the default's two spellings are one name), a listener without a certificate */
+    config_t cfg;
+    ck_assert_int_eq(parse(&cfg, err, sizeof(err), "--tls-listen", "127.0.0.1:0", NULL), -1);
+    ck_assert_str_eq(err, "--tls-listen: no certificate (give at least one --tls-cert HOST=CERT.pem,KEY.pem)");
+    ck_assert_int_eq(parse(&cfg, err, sizeof(err), "--tls-cert", "a.test=c,k", "--tls-cert", "A.TEST=d,e", NULL), -1);
+    ck_assert_str_eq(err, "--tls-cert: name 'a.test' is listed twice");
+    ck_assert_int_eq(parse(&cfg, err, sizeof(err), "--tls-cert", "default=c,k", "--tls-cert", "*=d,e", NULL), -1);
+    ck_assert_int_eq(parse(&cfg, err, sizeof(err), "--tls-listen", "[::1]:8443", "--tls-listen", "127.0.0.1:443", "--tls-cert",
+                           "a.test=c,k", "--tls-cert", "*.b.test=d,e", NULL),
+                     0);
+    ck_assert_uint_eq(cfg.num_tls_listen, 2);
+    ck_assert_uint_eq(cfg.tls_listen[0].port, 8443);
+    ck_assert_uint_eq(cfg.num_tls_certs, 2);
+    ck_assert_str_eq(cfg.tls_certs[1].host, "*.b.test");
+}
+END_TEST
+
+START_TEST(tls_pick)
+{
+    config_tls_cert_t certs[4];
+    memset(certs, 0, sizeof(certs));
+    strcpy(certs[0].host, "a.test");
+    strcpy(certs[1].host, "*.w.test");
+    strcpy(certs[2].host, "x.w.test");
+    ck_assert_uint_eq(tls_pick_cert(certs, 3, "a.test"), 0);
+    ck_assert_uint_eq(tls_pick_cert(certs, 3, "A.TEST"), 0);
+    ck_assert_uint_eq(tls_pick_cert(certs, 3, "y.w.test"), 1);
+    ck_assert_uint_eq(tls_pick_cert(certs, 3, "x.w.test"), 2);   /* an exact name wins over a wildcard */
+    ck_assert_uint_eq(tls_pick_cert(certs, 3, "a.y.w.test"), 0); /* one label only */
+    ck_assert_uint_eq(tls_pick_cert(certs, 3, "w.test"), 0);
+    ck_assert_uint_eq(tls_pick_cert(certs, 3, ".w.test"), 0);
+    ck_assert_uint_eq(tls_pick_cert(certs, 3, NULL), 0);
+    ck_assert_uint_eq(tls_pick_cert(certs, 3, ""), 0);
+    strcpy(certs[3].host, "default");
+    ck_assert_uint_eq(tls_pick_cert(certs, 4, "nobody.test"), 3);
+    ck_assert_uint_eq(tls_pick_cert(certs, 4, NULL), 3);
+    ck_assert_uint_eq(tls_pick_cert(certs, 4, "a.test"), 0);
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
     Suite *s = suite_create("config");
@@ -570,6 +635,8 @@ static Suite *config_suite(void)
     tcase_add_test(tc, flags_win);
     tcase_add_test(tc, flag_errors);
     tcase_add_test(tc, file_errors);
+    tcase_add_test(tc, tls_cert_value);
+    tcase_add_test(tc, tls_pick);
     suite_add_tcase(s, tc);
     return s;
 }
