@@ -23,8 +23,9 @@ typedef struct admin admin_t;
 #define ADMIN_SCOPE_GLOBAL 0x8
 
 /**
- * Bind cfg->admin_listen (port 0 = ephemeral) and start the admin thread. Borrows cfg,
- * store and mem, which must outlive the admin. Returns 0, or -1 with a one-line message.
+ * Bind cfg->admin_listen (and cfg->admin_tls_listen when set; port 0 = ephemeral) and start the
+ * admin threads. Borrows cfg, store and mem, which must outlive the admin. Returns 0, or -1 with a
+ * one-line message that names the flag of the listener it is about ("--admin-tls-listen HOST:PORT: ...").
  */
 int admin_start(admin_t **out, const config_t *cfg, store_t *store, mem_tier_t *mem, char *err, size_t errlen);
 

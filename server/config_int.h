@@ -73,7 +73,11 @@ int config_apply_value(config_t *cfg, const opt_def_t *o, const char *who, const
  */
 int config_apply_tls_value(config_t *cfg, const opt_def_t *o, const char *who, const char *val, char *err, size_t errlen);
 
-/** The checks across TLS settings once all are read (a listener without a certificate). 0 or -1 with err. */
+/**
+ * The checks across TLS settings once all are read: a listener without a certificate, and a
+ * certificate without its listener (--tls-cert without --tls-listen, --admin-tls-cert without
+ * --admin-tls-listen). 0 or -1 with err.
+ */
 int config_check_tls(const config_t *cfg, char *err, size_t errlen);
 
 #endif

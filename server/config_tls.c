@@ -3,8 +3,9 @@
  * --admin-tls-listen, --admin-tls-cert CERT,KEY (and their config-file keys).
  *
  * Only the text is checked here (addresses, names, that a name is not given twice, that a
- * listener has a certificate); whether the files exist, are PEM and match is server/tls.c's
- * check at start-up, before anything listens. Main thread, before any worker exists.
+ * listener has a certificate and a certificate its listener); whether the files exist, are PEM
+ * and match is server/tls.c's check at start-up, before anything listens. Main thread, before
+ * any worker exists.
  */
 #include <string.h>
 #include "common/errbuf.h"
@@ -144,6 +145,18 @@ int config_check_tls(const config_t *cfg, char *err, size_t errlen)
     }
     if (cfg->admin_tls_listen.host[0] != '\0' && cfg->admin_tls_cert.cert[0] == '\0') {
         errbuf_printf(err, errlen, "--admin-tls-listen: no certificate (give --admin-tls-cert CERT.pem,KEY.pem)");
+        return -1;
+    }
+    /* a certificate no listener serves is a forgotten listener: said at start, not found out from a
+     * refused connection. The admin listener never takes --tls-cert: it has --admin-tls-cert. */
+    if (cfg->num_tls_certs != 0 && cfg->num_tls_listen == 0) {
+        errbuf_printf(err, errlen,
+                      "--tls-cert: no --tls-listen to serve it on (the admin API's HTTPS listener takes "
+                      "--admin-tls-cert)");
+        return -1;
+    }
+    if (cfg->admin_tls_cert.cert[0] != '\0' && cfg->admin_tls_listen.host[0] == '\0') {
+        errbuf_printf(err, errlen, "--admin-tls-cert: no --admin-tls-listen to serve it on");
         return -1;
     }
     return 0;

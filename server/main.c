@@ -277,7 +277,7 @@ int main(int argc, char **argv)
         goto fail;
     }
     if (admin_start(&admin, &cfg, store, mem, err, sizeof(err)) != 0) {
-        fprintf(stderr, "edgecache: --admin-listen: %s\n", err);
+        fprintf(stderr, "edgecache: %s\n", err); /* it names the listener's flag, --admin-listen or --admin-tls-listen */
         goto fail;
     }
     if (backend_module_start(err, sizeof(err)) != 0) {

@@ -446,6 +446,40 @@ class BadInput(TLSTestCase):
         self.assertIn("--admin-tls-cert", line)
         self.assertIn("key does not match", line)
 
+    def test_a_certificate_without_its_listener_is_refused(self):
+        """--tls-cert without --tls-listen served nothing and said nothing: an operator who forgot
+        the listener found out from a refused connection. The admin listener has a certificate of
+        its own (--admin-tls-cert), so --tls-cert never serves it either."""
+        cert = self.ca.issue("a.test")
+        line = self.start_fails(["--tls-cert", "a.test=%s,%s" % cert])
+        self.assertTrue(line.startswith("edgecache: --tls-cert: no --tls-listen"), line)
+        line = self.start_fails(["--admin-tls-listen", "127.0.0.1:0", "--admin-tls-cert", "%s,%s" % cert,
+                                 "--tls-cert", "a.test=%s,%s" % cert])
+        self.assertTrue(line.startswith("edgecache: --tls-cert: no --tls-listen"), line)
+        self.assertIn("--admin-tls-cert", line)  # says which certificate the admin listener takes
+        line = self.start_fails(["--admin-tls-cert", "%s,%s" % cert])
+        self.assertTrue(line.startswith("edgecache: --admin-tls-cert: no --admin-tls-listen"), line)
+        conf = os.path.join(self.tmp, "certs-only.json")
+        with open(conf, "w") as f:
+            json.dump({"tls_certs": ["a.test=%s,%s" % cert]}, f)
+        line = self.start_fails(["--config", conf])
+        self.assertIn("--tls-cert: no --tls-listen", line)
+
+    def test_admin_tls_listen_bind_failure_names_its_flag(self):
+        cert = self.ca.issue("admin.test")
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen(1)
+            port = taken.getsockname()[1]
+            out = run_binary(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir",
+                              os.path.join(self.tmp, "data"), "--admin-tls-listen", "127.0.0.1:%d" % port,
+                              "--admin-tls-cert", "%s,%s" % cert])
+        self.assertNotEqual(out.returncode, 0, out.stderr)
+        lines = [ln for ln in out.stderr.splitlines() if "in use" in ln]
+        self.assertEqual(len(lines), 1, out.stderr)
+        self.assertTrue(lines[0].startswith("edgecache: --admin-tls-listen 127.0.0.1:%d: " % port), lines[0])
+        self.assertNotIn("--admin-listen", lines[0])
+
     def test_config_file_lists(self):
         a = self.ca.issue("a.test")
         b = self.ca.issue("b.test", key="rsa")

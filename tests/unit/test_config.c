@@ -587,6 +587,16 @@ START_TEST(tls_cert_value)
     ck_assert_int_eq(parse(&cfg, err, sizeof(err), "--tls-cert", "a.test=c,k", "--tls-cert", "A.TEST=d,e", NULL), -1);
     ck_assert_str_eq(err, "--tls-cert: name 'a.test' is listed twice");
     ck_assert_int_eq(parse(&cfg, err, sizeof(err), "--tls-cert", "default=c,k", "--tls-cert", "*=d,e", NULL), -1);
+    /* a certificate without its listener: said at start, never ignored */
+    ck_assert_int_eq(parse(&cfg, err, sizeof(err), "--tls-cert", "a.test=c,k", NULL), -1);
+    ck_assert_str_eq(err,
+                     "--tls-cert: no --tls-listen to serve it on (the admin API's HTTPS listener takes --admin-tls-cert)");
+    ck_assert_int_eq(parse(&cfg, err, sizeof(err), "--admin-tls-listen", "127.0.0.1:0", "--admin-tls-cert", "c,k",
+                           "--tls-cert", "a.test=c,k", NULL),
+                     -1);
+    ck_assert_int_eq(parse(&cfg, err, sizeof(err), "--admin-tls-cert", "c,k", NULL), -1);
+    ck_assert_str_eq(err, "--admin-tls-cert: no --admin-tls-listen to serve it on");
+    ck_assert_int_eq(parse(&cfg, err, sizeof(err), "--admin-tls-listen", "127.0.0.1:0", "--admin-tls-cert", "c,k", NULL), 0);
     ck_assert_int_eq(parse(&cfg, err, sizeof(err), "--tls-listen", "[::1]:8443", "--tls-listen", "127.0.0.1:443", "--tls-cert",
                            "a.test=c,k", "--tls-cert", "*.b.test=d,e", NULL),
                      0);
