@@ -18,6 +18,8 @@
  *     is carried into the next set as the same object.
  *     Every version of a backend name shares one backend_state_t: counters, the health
  *     window and the prober's schedule, so an edit of the weight keeps the health state.
+ *   - The shield's admin API (--shield-admin): its address, and with --shield-admin-tls the TLS
+ *     context purges are forwarded with, made once at init and dropped at stop.
  *
  * Invariants.
  *   - Readers take the set cheaply: a worker (or the prober) compares backend_g.gen (one
@@ -353,15 +355,34 @@ static void warn_ignored_flags(const backend_config_t *c, const config_t *cfg)
                         "fresh store (change backends with the admin API)\n");
 }
 
+/* --shield-admin's address, and with --shield-admin-tls the context its purges are forwarded with:
+ * verified against that CA for the --shield-admin host, as --shield-tls does for the shield */
 static int shield_admin_resolve(const config_t *cfg, char *err, size_t errlen)
 {
-    char why[200];
+    char why[400];
     if (cfg->shield_admin.port == 0)
         return 0;
     if (resolve(cfg->shield_admin.host, cfg->shield_admin.port, &backend_g.shield_admin_sa, &backend_g.shield_admin_salen, why,
                 sizeof(why)) != 0) {
         errbuf_printf(err, errlen, "--shield-admin: cannot resolve '%s': %s", cfg->shield_admin.host, why);
         return -1;
+    }
+    if (cfg->shield_admin_tls) {
+        origin_tls_conf_t *conf = alloc_xcalloc(1, sizeof(*conf), "backend");
+        char peer[sizeof(cfg->shield_admin.host) + 16];
+        origin_tls_conf_defaults(conf);
+        conf->use_ssl = 1;
+        snprintf(conf->ssl_ca_cert, sizeof(conf->ssl_ca_cert), "%s",
+                 cfg->shield_admin_tls_ca != NULL ? cfg->shield_admin_tls_ca : "");
+        snprintf(peer, sizeof(peer), strchr(cfg->shield_admin.host, ':') != NULL ? "[%s]:%u" : "%s:%u", cfg->shield_admin.host,
+                 (unsigned)cfg->shield_admin.port);
+        int rc = origin_tls_new(conf, "shield-admin", peer, cfg->shield_admin.host, &backend_g.shield_admin_tls, why,
+                                sizeof(why));
+        free(conf);
+        if (rc != 0) {
+            errbuf_printf(err, errlen, "--shield-admin-tls: %s", why);
+            return -1;
+        }
     }
     backend_g.have_shield_admin = 1;
     return 0;
@@ -447,6 +468,7 @@ fail:
 void backend_module_stop(void)
 {
     backend_prober_stop();
+    origin_tls_unref(&backend_g.shield_admin_tls); /* the prober, its only user, has stopped (or a failed init made it) */
     if (!backend_g.initialised)
         return;
     /* the workers are gone: drop the module's own references */

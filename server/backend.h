@@ -214,7 +214,7 @@ size_t backend_stats_snapshot(backend_stat_t *out, size_t max);
 
 /**
  * Forward a purge received by the admin API to the shield's admin API (--shield-admin, with
- * --shield-token as Fastly-Key): a POST of `path` (as received, query included, e.g.
+ * --shield-token as Fastly-Key; over TLS with --shield-admin-tls, its certificate verified): a POST of `path` (as received, query included, e.g.
  * "/service/<sid>/purge/<key>"; for a PURGE on the proxy listener, "/purge/<host><path>"),
  * with the Surrogate-Key header value and body when given (both may be NULL / 0; the body is
  * sent as application/json) and Fastly-Soft-Purge: 1 when soft. Everything is copied.

@@ -99,6 +99,7 @@ typedef struct backend_module_state {
     int have_shield_admin;
     struct sockaddr_storage shield_admin_sa;
     socklen_t shield_admin_salen;
+    origin_tls_t *shield_admin_tls; /* --shield-admin-tls: own reference; NULL for cleartext */
 } backend_module_state_t;
 
 extern backend_module_state_t backend_g;

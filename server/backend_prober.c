@@ -337,7 +337,8 @@ static void *prober_main(void *arg)
         prober_free_finished();
         for (probe_t *p = take_pending(), *next; p != NULL; p = next) {
             next = p->next_pending;
-            job_start(p, &backend_g.shield_admin_sa, backend_g.shield_admin_salen, FORWARD_TIMEOUT_MS, NULL);
+            job_start(p, &backend_g.shield_admin_sa, backend_g.shield_admin_salen, FORWARD_TIMEOUT_MS,
+                      backend_g.shield_admin_tls); /* NULL: cleartext */
         }
         prober_schedule();
         h2o_evloop_run(P.loop, PROBER_WAIT_MS);

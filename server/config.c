@@ -68,6 +68,8 @@ const opt_def_t config_opt_defs[] = {
     {OPT_SHIELD_TOKEN, "--shield-token", "shield_token", "TOKEN", "token for the shield's admin API (purge scope)"},
     {OPT_SHIELD_TLS, "--shield-tls", "shield_tls", "CA.pem|system",
      "reach the shield over TLS, its certificate verified with this CA file or the system's trust store"},
+    {OPT_SHIELD_ADMIN_TLS, "--shield-admin-tls", "shield_admin_tls", "CA.pem|system",
+     "forward purges to --shield-admin over TLS, its certificate verified as --shield-tls's"},
     {OPT_ACCESS_LOG, "--access-log", "access_log", "FILE", "access log file (\"-\" = standard output); SIGHUP reopens it"},
     {OPT_STATS_SAMPLE_INTERVAL, "--stats-sample-interval", "stats_sample_interval", "SECONDS",
      "period of the SLA bandwidth samples, 1-86400"},
@@ -272,7 +274,8 @@ static void format_default(const config_t *d, opt_id_t id, char *buf, size_t cap
     case OPT_SHIELD:
     case OPT_SHIELD_ADMIN:
     case OPT_SHIELD_TOKEN:
-    case OPT_SHIELD_TLS: snprintf(buf, cap, "none"); break;
+    case OPT_SHIELD_TLS:
+    case OPT_SHIELD_ADMIN_TLS: snprintf(buf, cap, "none"); break;
     case OPT_ACCESS_LOG: snprintf(buf, cap, "off"); break;
     case OPT_STATS_SAMPLE_INTERVAL: snprintf(buf, cap, "%u", d->stats_sample_interval); break;
     case OPT_STATS_RETENTION_DAYS: snprintf(buf, cap, "%u", d->stats_retention_days); break;
@@ -318,8 +321,8 @@ void config_print_help(void *stream)
     fputs("\nConfig file keys (JSON object): listen, admin_listen, backends (array of \"HOST:PORT\"),\n"
           "data_dir, memory_size (bytes or \"256M\"), disk_size, disk_reserve, default_ttl, threads,\n"
           "service_id, max_heuristic_ttl, default_grace, negative_ttl, origin_timeout, shutdown_timeout,\n"
-          "max_request_body, request_body_memory, load_balancing, shield,\n"
-          "shield_admin, shield_token, access_log, stats_sample_interval, stats_retention_days,\n"
+          "max_request_body, request_body_memory, load_balancing, shield, shield_admin, shield_token,\n"
+          "shield_tls, shield_admin_tls, access_log, stats_sample_interval, stats_retention_days,\n"
           "stats_minute_seconds, sla_degraded_percent, metrics_public_listen, tls_listen (a string or an\n"
           "array), tls_certs (array of \"HOST=CERT,KEY\" or {\"host\",\"cert\",\"key\"}), admin_tls_listen,\n"
           "admin_tls_cert.\n",
@@ -327,6 +330,45 @@ void config_print_help(void *stream)
 }
 
 /* ---------------------------------------------------------------- applying one value */
+
+/*
+ * --shield-tls / --shield-admin-tls CA.pem|system: *on set and *ca the PEM (malloc'd; NULL for the
+ * system's trust store). The CA is read and checked now: a bad file is a start-up error, not a
+ * shield that never verifies. 0, or -1 with one line naming `who`.
+ */
+static int shield_tls_value(const char *who, const char *val, int *on, char **ca, char *err, size_t errlen)
+{
+    origin_tls_conf_t *tls = calloc(1, sizeof(*tls));
+    char detail[300];
+    FILE *f = strcmp(val, "system") != 0 ? fopen(val, "r") : NULL;
+    size_t got = 0;
+    int rc = -1;
+    if (tls == NULL)
+        abort();
+    origin_tls_conf_defaults(tls);
+    tls->use_ssl = 1;
+    if (strcmp(val, "system") == 0) {
+        rc = 0;
+    } else if (f == NULL) {
+        errbuf_printf(err, errlen, "%s: cannot read '%.200s': %s", who, val, strerror(errno));
+    } else if ((got = fread(tls->ssl_ca_cert, 1, sizeof(tls->ssl_ca_cert), f)) == sizeof(tls->ssl_ca_cert) || got == 0 ||
+               ferror(f) || memchr(tls->ssl_ca_cert, '\0', got) != NULL) {
+        errbuf_printf(err, errlen, "%s: '%.200s' is not a PEM file of at most %d bytes", who, val, ORIGIN_TLS_PEM_MAX);
+    } else if (origin_tls_conf_check(tls, detail, sizeof(detail)) != 0) {
+        errbuf_printf(err, errlen, "%s: '%.200s': %s", who, val, detail + (strncmp(detail, "ssl_ca_cert: ", 13) == 0 ? 13 : 0));
+    } else {
+        rc = 0;
+    }
+    if (f != NULL)
+        fclose(f);
+    if (rc == 0) {
+        free(*ca);
+        *ca = got != 0 ? strdup(tls->ssl_ca_cert) : NULL;
+        *on = 1;
+    }
+    free(tls);
+    return rc;
+}
 
 /*
  * Apply one textual value for option `o`. `who` names it in messages ("--threads" or
@@ -487,40 +529,9 @@ int config_apply_value(config_t *cfg, const opt_def_t *o, const char *who, const
         memcpy(cfg->shield_token, val, len + 1);
         return 0;
     }
-    case OPT_SHIELD_TLS: {
-        /* the CA is read and checked now: a bad file is a start-up error, not a shield that never verifies */
-        origin_tls_conf_t *tls = calloc(1, sizeof(*tls));
-        char detail[300];
-        FILE *f = strcmp(val, "system") != 0 ? fopen(val, "r") : NULL;
-        size_t got = 0;
-        int rc = -1;
-        if (tls == NULL)
-            abort();
-        origin_tls_conf_defaults(tls);
-        tls->use_ssl = 1;
-        if (strcmp(val, "system") == 0) {
-            rc = 0;
-        } else if (f == NULL) {
-            errbuf_printf(err, errlen, "%s: cannot read '%.200s': %s", who, val, strerror(errno));
-        } else if ((got = fread(tls->ssl_ca_cert, 1, sizeof(tls->ssl_ca_cert), f)) == sizeof(tls->ssl_ca_cert) || got == 0 ||
-                   ferror(f) || memchr(tls->ssl_ca_cert, '\0', got) != NULL) {
-            errbuf_printf(err, errlen, "%s: '%.200s' is not a PEM file of at most %d bytes", who, val, ORIGIN_TLS_PEM_MAX);
-        } else if (origin_tls_conf_check(tls, detail, sizeof(detail)) != 0) {
-            errbuf_printf(err, errlen, "%s: '%.200s': %s", who, val,
-                          detail + (strncmp(detail, "ssl_ca_cert: ", 13) == 0 ? 13 : 0));
-        } else {
-            rc = 0;
-        }
-        if (f != NULL)
-            fclose(f);
-        if (rc == 0) {
-            free(cfg->shield_tls_ca);
-            cfg->shield_tls_ca = got != 0 ? strdup(tls->ssl_ca_cert) : NULL;
-            cfg->shield_tls = 1;
-        }
-        free(tls);
-        return rc;
-    }
+    case OPT_SHIELD_TLS: return shield_tls_value(who, val, &cfg->shield_tls, &cfg->shield_tls_ca, err, errlen);
+    case OPT_SHIELD_ADMIN_TLS:
+        return shield_tls_value(who, val, &cfg->shield_admin_tls, &cfg->shield_admin_tls_ca, err, errlen);
     case OPT_ACCESS_LOG:
         if (val[0] == '\0' || copy_str(cfg->access_log, sizeof(cfg->access_log), val) != 0) {
             errbuf_printf(err, errlen, "%s: invalid path '%.64s%s' (expected a path of 1-%zu bytes, or \"-\")", who, val,
@@ -687,6 +698,10 @@ int config_parse_args(config_t *cfg, int argc, char **argv, int first, char *err
     }
     if (cfg->shield_tls && cfg->shield.port == 0) {
         errbuf_printf(err, errlen, "--shield-tls: there is no --shield to reach over TLS");
+        return -1;
+    }
+    if (cfg->shield_admin_tls && cfg->shield_admin.port == 0) {
+        errbuf_printf(err, errlen, "--shield-admin-tls: there is no --shield-admin to reach over TLS");
         return -1;
     }
     if (cfg->request_body_memory < cfg->max_request_body) {

@@ -74,6 +74,9 @@ typedef struct config {
      * and checked; NULL for the system's trust store); shield_tls 0: the store's settings for the shield backend */
     int shield_tls;
     char *shield_tls_ca;
+    /* --shield-admin-tls CA.pem|system / "shield_admin_tls": purges forwarded to shield_admin over TLS, as shield_tls */
+    int shield_admin_tls;
+    char *shield_admin_tls_ca;
     /* stats and observability (server/stats.h, server/accesslog.h) */
     char access_log[4096];          /* --access-log FILE / "access_log": "-" = stdout; "" = off (default) */
     uint32_t stats_sample_interval; /* --stats-sample-interval SECONDS: SLA bandwidth sample period, default 300 */

@@ -46,6 +46,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cfg.backends_json = NULL;
     free(cfg.shield_tls_ca);
     cfg.shield_tls_ca = NULL;
+    free(cfg.shield_admin_tls_ca);
+    cfg.shield_admin_tls_ca = NULL;
     if (rc != 0) {
         size_t n = strnlen(err, sizeof(err));
         FUZZ_CHECK(n > 0 && n < sizeof(err));

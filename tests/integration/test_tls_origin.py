@@ -11,10 +11,16 @@ fields, against a TLS origin in Python (harness.Origin(tls=...)) with certificat
   Health     health checks over TLS mark a backend healthy, and sick when its certificate fails.
   Api        the fields in JSON and form bodies, defaults, the client key never echoed, invalid
              values 400 naming the field with nothing changed, persisted across a restart.
+  ShieldNodeOverTLS  two edgecache processes: the edge reaches the shield's --tls-listen and
+             forwards purges to its --admin-tls-listen, both verified; a certificate that does not
+             verify is a 502 (and an unacknowledged purge) with a log line.
+  EdgecacheAsOrigin  another edgecache node's --tls-listen as a TLS origin: ssl_sni_hostname
+             picks its non-default certificate.
 """
 
 import json
 import os
+import re
 import ssl
 import tempfile
 import threading
@@ -405,6 +411,145 @@ class Shield(TlsCase):
             self.assertEqual(p.returncode, 2, p.stderr)
             self.assertEqual(len(p.stderr.strip().splitlines()), 1, p.stderr)
             self.assertIn(words, p.stderr)
+
+
+def served_as(resp):
+    """X-Cache of the node that answered: the last value (a shield's own comes first, as with Fastly)."""
+    values = [v.strip().upper() for v in ", ".join(resp.header_all("x-cache")).split(",") if v.strip()]
+    return values[-1] if values else None
+
+
+class TlsNode(TlsCase):
+    """Another edgecache process that answers on --tls-listen (and its admin API on
+    --admin-tls-listen): certs is [(host, (cert, key))]; .tls_port and .admin_tls_port are set."""
+
+    def tls_node(self, origin, certs, admin_cert=None):
+        args = ["--tls-listen", "127.0.0.1:0"]
+        for host, (cert, key) in certs:
+            args += ["--tls-cert", "%s=%s,%s" % (host, cert, key)]
+        if admin_cert is not None:
+            args += ["--admin-tls-listen", "127.0.0.1:0", "--admin-tls-cert", "%s,%s" % admin_cert]
+        n = self.edgecache([origin], args=args)
+        text = n.stderr_text()
+        n.tls_port = int(re.search(r" tls=[^ ,]+:(\d+)", text).group(1))
+        m = re.search(r" admin-tls=\S+:(\d+)", text)
+        n.admin_tls_port = int(m.group(1)) if m else None
+        return n
+
+    def scoped_token(self, edge, scope):
+        p = run_binary(["token", "create", "--data-dir", edge.data_dir, "--scope", scope])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return p.stdout.strip()
+
+    def cleartext_origin(self):
+        o = self.origin()
+        o.route_prefix("/c/", headers={"Cache-Control": "max-age=300", "Content-Type": "text/plain"}, body=b"cached")
+        return o
+
+
+class ShieldNodeOverTLS(TlsNode):
+    """The shield link end to end between two edgecache processes: the edge reaches the shield's
+    --tls-listen (--shield-tls CA.pem) and forwards purges to its --admin-tls-listen
+    (--shield-admin-tls CA.pem), both verified."""
+
+    def test_miss_through_the_shield_hit_at_the_edge_and_purge_forwarded_over_tls(self):
+        o = self.cleartext_origin()
+        cert = self.ca.issue("shield.test", names=["127.0.0.1"])
+        shield = self.tls_node(o, [("default", cert)], admin_cert=cert)
+        shield_tok = self.scoped_token(shield, "purge_select")
+        edge = self.edgecache(args=["--shield", "127.0.0.1:%d" % shield.tls_port, "--shield-tls", self.ca.cert,
+                                    "--shield-admin", "127.0.0.1:%d" % shield.admin_tls_port,
+                                    "--shield-admin-tls", self.ca.cert, "--shield-token", shield_tok])
+        r = self.get(edge, "/c/a")
+        self.assertEqual((r.status, r.body), (200, b"cached"), r.describe())
+        self.assertEqual(served_as(r), "MISS", r.describe())
+        self.assertEqual(o.hits("/c/a"), 1)
+        self.assertEqual(served_as(self.get(edge, "/c/a")), "HIT")
+        self.assertEqual(served_as(self.get(shield, "/c/a")), "HIT", "the shield filled on the edge's miss")
+        self.assertEqual(o.hits("/c/a"), 1)
+        # a purge on the edge is acknowledged once the shield applied it, over its TLS admin listener
+        self.tok = self.token(edge)
+        self.api(edge, "POST", "/purge/www.example.test/c/a", expect=200)
+        self.assertEqual(served_as(self.get(shield, "/c/a")), "MISS", "the purge reached the shield before the 200")
+        self.assertEqual(o.hits("/c/a"), 2)
+        r = self.get(edge, "/c/a")
+        self.assertEqual((r.status, served_as(r)), (200, "MISS"), "the edge's own copy went too")
+        self.assertEqual(o.hits("/c/a"), 2, "refilled from the shield's fresh copy")
+        # a PURGE on the edge's proxy listener takes the same way
+        r = request(edge.proxy_port, "PURGE", "/c/a", headers={"Host": "www.example.test", "Fastly-Key": self.tok})
+        self.assertEqual(r.status, 200, r.describe())
+        self.assertEqual(served_as(self.get(shield, "/c/a")), "MISS")
+        # cleartext to the TLS admin listener (no --shield-admin-tls) is not a purge the shield applies
+        edge2 = self.edgecache(args=["--shield", "127.0.0.1:%d" % shield.tls_port, "--shield-tls", self.ca.cert,
+                                     "--shield-admin", "127.0.0.1:%d" % shield.admin_tls_port,
+                                     "--shield-token", shield_tok])
+        self.tok = self.token(edge2)
+        self.assertEqual(self.api(edge2, "POST", "/purge/www.example.test/c/a").status, 502)
+
+    def test_a_shield_whose_certificate_does_not_verify_is_502_and_logged(self):
+        o = self.cleartext_origin()
+        wrong = self.ca.issue("elsewhere.test")  # the trusted CA's, for another name than 127.0.0.1
+        shield = self.tls_node(o, [("default", wrong)], admin_cert=wrong)
+        shield_tok = self.scoped_token(shield, "purge_select")
+        edge = self.edgecache(args=["--shield", "127.0.0.1:%d" % shield.tls_port, "--shield-tls", self.ca.cert,
+                                    "--shield-admin", "127.0.0.1:%d" % shield.admin_tls_port,
+                                    "--shield-admin-tls", self.ca.cert, "--shield-token", shield_tok])
+        r = self.get(edge, "/c/b")
+        self.assertEqual(r.status, 502, r.describe())
+        self.assertLess(len(r.body), 100)
+        self.assertEqual(o.hits("/c/b"), 0)
+        wait_until(lambda: re.search(r"backend 'shield' .*TLS handshake failed: .*mismatch", edge.stderr_text()), 10,
+                   what="the log line naming the shield backend and the reason")
+        # the purge is not acknowledged: the shield's admin certificate does not verify either
+        self.tok = self.token(edge)
+        r = self.api(edge, "POST", "/purge/www.example.test/c/b")
+        self.assertEqual(r.status, 502, r.describe())
+        wait_until(lambda: re.search(r"purge forwarded to the shield: TLS handshake failed: .*mismatch", edge.stderr_text()),
+                   10, what="the forward's log line")
+        # a CA the shield's certificate does not come from: refused alike
+        other = TestCA(os.path.join(self.dir, "other-ca"), name="another root")
+        edge2 = self.edgecache(args=["--shield", "127.0.0.1:%d" % shield.tls_port, "--shield-tls", other.cert])
+        self.assertEqual(self.get(edge2, "/c/b").status, 502)
+        wait_until(lambda: "backend 'shield'" in edge2.stderr_text() and "unable to get local issuer" in edge2.stderr_text(),
+                   10, what="the log line")
+        self.assertEqual(o.hits("/c/b"), 0)
+
+    def test_shield_admin_tls_flag_errors(self):
+        for args, words in ((["--shield-admin-tls", self.ca.cert], "--shield-admin-tls: there is no --shield-admin"),
+                            (["--shield-admin", "127.0.0.1:1", "--shield-admin-tls", self.dir + "/missing.pem"],
+                             "--shield-admin-tls: cannot read")):
+            p = run_binary(args + ["--data-dir", self.dir + "/data", "--listen", "127.0.0.1:0", "--admin-listen",
+                                   "127.0.0.1:0"])
+            self.assertEqual(p.returncode, 2, p.stderr)
+            self.assertEqual(len(p.stderr.strip().splitlines()), 1, p.stderr)
+            self.assertIn(words, p.stderr)
+        self.assertFalse(os.path.exists(self.dir + "/data"))
+
+
+class EdgecacheAsOrigin(TlsNode):
+    def test_ssl_sni_hostname_picks_a_non_default_certificate_of_an_edgecache_node(self):
+        """A backend with use_ssl at another edgecache node's --tls-listen: the SNI it sends picks
+        that node's certificate (h2o's server side), the default one answering other names."""
+        o = self.cleartext_origin()
+        node = self.tls_node(o, [("default", self.ca.issue("a.test")), ("b.test", self.ca.issue("b.test"))])
+        e = self.edgecache(["127.0.0.1:%d" % node.tls_port])
+        self.tok = self.token(e)
+        self.api(e, "PUT", BASE + "/backend/backend1", {"use_ssl": True, "ssl_ca_cert": pem(self.ca.cert),
+                                                        "ssl_cert_hostname": "b.test", "ssl_sni_hostname": "a.test"},
+                 expect=200)
+        r = self.get(e, "/c/x")  # the node answers a.test with the default certificate, not b.test's
+        self.assertEqual(r.status, 502, r.describe())
+        wait_until(lambda: re.search(r"backend 'backend1' .*TLS handshake failed: .*mismatch.*'b\.test'",
+                                     e.stderr_text()), 10, what="the name mismatch in the log")
+        self.assertEqual(o.hits("/c/x"), 0)
+        self.api(e, "PUT", BASE + "/backend/backend1", {"use_ssl": True, "ssl_ca_cert": pem(self.ca.cert),
+                                                        "ssl_cert_hostname": "b.test", "ssl_sni_hostname": "b.test"},
+                 expect=200)
+        r = self.get(e, "/c/x")
+        self.assertEqual((r.status, r.body), (200, b"cached"), r.describe())
+        self.assertEqual(served_as(r), "MISS")
+        self.assertEqual(served_as(self.get(e, "/c/x")), "HIT")
+        self.assertEqual(o.hits("/c/x"), 1)
 
 
 class ConfigFile(TlsCase):
