@@ -28,6 +28,7 @@ static const mig_step_t mig_steps[] = {
     {2, "purge_journal", mig_0002_purge_journal_up},
     {3, "journal_key", mig_0003_journal_key_up},
     {4, "long_skeys", mig_0004_long_skeys_up},
+    {5, "bus_seq", mig_0005_bus_seq_up},
 };
 
 const mig_step_t *mig_builtin(size_t *count)
