@@ -15,12 +15,12 @@ LIBS      = -lh2o-evloop -lssl -lcrypto -lz -llmdb -ljansson -lsodium -lnats -lm
 CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt)
 
 # every .c in the modules is part of the program; main.c only of the binary
-LIB_SRC  = $(filter-out server/main.c,$(wildcard common/*.c server/*.c storage/*.c migrations/*.c admin-api/*.c))
+LIB_SRC  = $(filter-out server/main.c,$(wildcard common/*.c server/*.c storage/*.c migrations/*.c admin-api/*.c cluster/*.c))
 LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 MAIN_OBJ = $(BUILD)/obj/server/main.o
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
-HDRS     = $(wildcard common/*.h server/*.h storage/*.h migrations/*.h admin-api/*.h tests/unit/*.h)
+HDRS     = $(wildcard common/*.h server/*.h storage/*.h migrations/*.h admin-api/*.h cluster/*.h tests/unit/*.h)
 
 .PHONY: all deps run test test-unit test-integration test-sanitize unit-bins clean bench fuzz format format-check lint
 
@@ -77,7 +77,7 @@ $(BUILD)/lmdb-deletes: bench/lmdb-deletes.c
 # the layout is .clang-format's: `make format` rewrites every C file of the project in place,
 # `make format-check` changes nothing and fails naming the files `make format` would change
 CLANG_FORMAT ?= clang-format
-FORMAT_SRC = $(wildcard server/*.[ch] storage/*.[ch] migrations/*.[ch] admin-api/*.[ch] common/*.[ch] purge/*.[ch] \
+FORMAT_SRC = $(wildcard server/*.[ch] cluster/*.[ch] storage/*.[ch] migrations/*.[ch] admin-api/*.[ch] common/*.[ch] purge/*.[ch] \
 	  tests/unit/*.[ch] tests/fuzz/*.[ch] bench/*.[ch])
 format:
 	$(CLANG_FORMAT) -i $(FORMAT_SRC)

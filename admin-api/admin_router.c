@@ -24,6 +24,7 @@
 #include <time.h>
 #include <sodium.h>
 #include "admin-api/admin_ext.h"
+#include "cluster/cluster.h"
 #include "server/text.h"
 #include "admin-api/admin_int.h"
 #include "admin-api/stats_api.h"
@@ -606,7 +607,12 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     }
 
     switch (r.id) {
-    case R_HEALTH: admin_send_json(req, 200, H2O_STRLIT("{\"status\":\"ok\"}")); return 0;
+    case R_HEALTH:
+        if (!cluster_cache_usable()) /* a cluster node still applying the purges it missed (cluster/cluster.h) */
+            admin_send_json(req, 503, H2O_STRLIT("{\"status\":\"catching_up\"}"));
+        else
+            admin_send_json(req, 200, H2O_STRLIT("{\"status\":\"ok\"}"));
+        return 0;
     case R_OPENID: send_openid(req); return 0;
     case R_PURGE_KEY: return admin_purge_key(admin, req, r.rest.base, r.rest.len);
     case R_PURGE_BATCH: return admin_purge_batch(admin, req);

@@ -28,6 +28,7 @@
 #include <pthread.h>
 #include "admin-api/admin.h"
 #include "admin-api/stats_api.h"
+#include "cluster/cluster.h"
 #include "server/accesslog.h"
 #include "server/stats.h"
 #include "server/backend.h"
@@ -254,6 +255,17 @@ int main(int argc, char **argv)
     /* the proxy's state and the purge module first: the admin thread uses them (cache keys
      * for URL purges, purge jobs) */
     purge_module_init(store, authorize_purge, &admin);
+    if (cfg.cluster_urls[0] != '\0') { /* before any loop can submit a purge: they all go through the stream */
+        cluster_options_t copt = {.urls = cfg.cluster_urls,
+                                  .node = cfg.node_name,
+                                  .retention_s = cfg.cluster_retention_s,
+                                  .local_on_unavailable = cfg.cluster_on_unavailable == CONFIG_CLUSTER_LOCAL,
+                                  .store = store};
+        if (cluster_start(&copt, err, sizeof(err)) != 0) {
+            fprintf(stderr, "edgecache: %s\n", err);
+            goto fail;
+        }
+    }
     if (proxy_init(&cfg, store, mem, live_settings, &admin, err, sizeof(err)) != 0) {
         fprintf(stderr, "edgecache: %s\n", err);
         goto fail;
@@ -298,6 +310,7 @@ int main(int argc, char **argv)
     }
 
     fprintf(stderr, "edgecache: %s received, shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    cluster_stop(); /* purges still waiting for the stream are answered 503 while the loops run */
     frontend_stop(cfg.shutdown_timeout_ms);
     accesslog_close();
     admin_metrics_listener_stop();
@@ -310,6 +323,7 @@ int main(int argc, char **argv)
     return 0;
 
 fail:
+    cluster_stop();
     accesslog_close();
     admin_metrics_listener_stop();
     if (admin != NULL)

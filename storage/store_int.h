@@ -230,7 +230,7 @@ typedef struct store_batch {
     uint64_t journal_seq;      /* highest journal seq applied by this attempt (0: none) */
     int bus_seq_set;           /* this attempt wrote meta bus_seq = bus_seq */
     uint64_t bus_seq;
-    uint64_t soft_marked;      /* objects this attempt marked soft-purged */
+    uint64_t soft_marked; /* objects this attempt marked soft-purged */
     store_hashvec_t mem_remove, mem_soft;
     uint64_t puts, deletes;
     size_t kv_cost;
