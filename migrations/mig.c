@@ -23,7 +23,8 @@
 #include "common/errbuf.h"
 #include "migrations/mig_int.h"
 
-/* clang-format off: one step a line */
+/* one step a line */
+/* clang-format off */
 static const mig_step_t mig_steps[] = {
     {1, "initial", mig_0001_initial_up},
     {2, "purge_journal", mig_0002_purge_journal_up},
