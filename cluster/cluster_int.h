@@ -18,9 +18,10 @@
 #include "cluster/cluster.h"
 #include "server/purge.h"
 
-#define CLUSTER_PUBLISHERS 2
-#define CLUSTER_PUBLISH_WAIT_MS 2000 /* a publish's acknowledgement: after this, no quorum (503) */
-#define CLUSTER_APPLY_WAIT_MS 10000  /* acknowledged, then applied here: after this, 503 "not yet applied" */
+#define CLUSTER_PUBLISHERS 4
+#define CLUSTER_PUBLISH_WAIT_MS 2000   /* one attempt's wait for the stream's acknowledgement */
+#define CLUSTER_PUBLISH_BUDGET_MS 6000 /* from the purge's arrival: a stream leader's failover fits; then no quorum (503) */
+#define CLUSTER_APPLY_WAIT_MS 10000    /* acknowledged, then applied here: after this, 503 "not yet applied" */
 #define CLUSTER_OUTBOX_PREFIX "cluster.outbox."
 
 /* one publish: a purge of this node's loops (job set), or an outbox entry (job NULL) */
@@ -30,6 +31,7 @@ typedef struct cluster_pub {
     size_t len;
     char msg_id[PURGE_ID_CAP];
     purge_job_t *job;
+    int64_t deadline_ms; /* job: give up publishing then (CLUSTER_PUBLISH_BUDGET_MS after it came) */
 } cluster_pub_t;
 
 /* a published purge whose answer waits until the consumer has applied seq */

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "cluster/cluster_msg.h"
 #include "common/alloc.h"
 #include "common/errbuf.h"
@@ -125,6 +126,7 @@ void cluster_pub_submit(void *arg, purge_job_t *job)
     }
     snprintf(p->msg_id, sizeof(p->msg_id), "%s", items[0].id);
     p->job = job;
+    p->deadline_ms = now_mono_ms() + CLUSTER_PUBLISH_BUDGET_MS;
     pthread_mutex_lock(&cl.lock);
     if (cl.stopping) { /* shutting down: not published, not acknowledged */
         pthread_mutex_unlock(&cl.lock);
@@ -139,8 +141,8 @@ void cluster_pub_submit(void *arg, purge_job_t *job)
     pthread_mutex_unlock(&cl.lock);
 }
 
-/* One publish, waiting for the stream's acknowledgement. 0 with *seq, or -1. */
-static int publish(const cluster_pub_t *p, uint64_t *seq)
+/* One attempt, waiting at most wait_ms for the stream's acknowledgement. 0 with *seq, or -1. */
+static int publish_once(const cluster_pub_t *p, int64_t wait_ms, uint64_t *seq)
 {
     natsMsg *m = NULL;
     jsPubAck *pa = NULL;
@@ -148,7 +150,7 @@ static int publish(const cluster_pub_t *p, uint64_t *seq)
     jsPubOptions po;
     jsPubOptions_Init(&po);
     po.MsgId = p->msg_id;
-    po.MaxWait = CLUSTER_PUBLISH_WAIT_MS;
+    po.MaxWait = wait_ms;
     po.ExpectStream = CLUSTER_STREAM;
     if (natsMsg_Create(&m, CLUSTER_SUBJECT, NULL, p->data, (int)p->len) != NATS_OK)
         return -1;
@@ -159,6 +161,27 @@ static int publish(const cluster_pub_t *p, uint64_t *seq)
     *seq = pa->Sequence;
     jsPubAck_Destroy(pa);
     return 0;
+}
+
+/*
+ * Publish until the stream acknowledges or the purge's budget is spent: a stream whose
+ * leader went away elects another within seconds, and the message id makes every attempt
+ * after the first one that was stored a duplicate the stream answers with the same sequence.
+ */
+static int publish(const cluster_pub_t *p, uint64_t *seq)
+{
+    for (;;) {
+        int64_t now = now_mono_ms(), left = p->job != NULL ? p->deadline_ms - now : CLUSTER_PUBLISH_WAIT_MS;
+        if (left <= 0)
+            return -1;
+        int64_t t0 = now;
+        if (publish_once(p, left < CLUSTER_PUBLISH_WAIT_MS ? left : CLUSTER_PUBLISH_WAIT_MS, seq) == 0)
+            return 0;
+        if (p->job == NULL)
+            return -1; /* the outbox retries on its own */
+        if (now_mono_ms() - t0 < 200)
+            usleep(200 * 1000); /* refused at once (no responders): not a busy loop */
+    }
 }
 
 static void on_local_done(void *arg, const purge_result_t *res)
