@@ -89,7 +89,7 @@ format-check:
 # checks, every finding an error; scripts/cppcheck.supp holds the false positives, each
 # with its reason. Whole-program checks (a NULL passed across files) need the build dir.
 CPPCHECK ?= cppcheck
-LINT_SRC  = $(wildcard server/*.c storage/*.c migrations/*.c admin-api/*.c common/*.c purge/*.c)
+LINT_SRC  = $(wildcard server/*.c cluster/*.c storage/*.c migrations/*.c admin-api/*.c common/*.c purge/*.c)
 lint:
 	@mkdir -p $(BUILD)/cppcheck
 	$(CPPCHECK) --quiet --std=c11 -I. -D_GNU_SOURCE -DH2O_USE_LIBUV=0 --enable=warning,portability,performance \
