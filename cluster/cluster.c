@@ -178,6 +178,8 @@ static int apply_batch(natsMsgList *list)
             if (atomic_fetch_add(&cl.n_invalid, 1) < 10)
                 fprintf(stderr, "edgecache: cluster: stream message %llu is not a purge; skipped\n", (unsigned long long)seq);
         } else {
+            for (size_t k = 0; k < m.num_items; k++)
+                cluster_recent_note(m.items[k].id, m.items[k].id_len, seq);
             jobs[n++] = job_from_msg(&m);
             cluster_msg_free(&m);
         }
@@ -202,6 +204,8 @@ static int apply_batch(natsMsgList *list)
     for (int i = 0; i < list->Count; i++)
         natsMsg_Ack(list->Msgs[i], NULL); /* a lost ack is a redelivery, skipped above */
     check_ready();
+    if (last > applied)
+        cluster_nodes_announce(); /* before the answers: a wait for all counts this node by its table entry */
     cluster_waiters_settle(atomic_load(&cl.applied_seq), now_mono_ms());
     return rc;
 }
@@ -339,6 +343,8 @@ static void tick(int64_t *next_ms)
     if (now < *next_ms)
         return;
     *next_ms = now + 1000;
+    atomic_store(&cl.connected, natsConnection_Status(cl.nc) == NATS_CONN_STATUS_CONNECTED);
+    cluster_nodes_announce();
     jsStreamInfo *si = NULL;
     jsErrCode jerr = 0;
     if (js_GetStreamInfo(&si, cl.js, CLUSTER_STREAM, NULL, &jerr) == NATS_OK) {
@@ -402,6 +408,8 @@ static void *consumer_main(void *arg)
             continue;
         }
         backoff = 100;
+        cluster_nodes_start();
+        cluster_nodes_announce();
         int failures = 0;
         while (!stopping() && failures < 20) {
             natsMsgList list = {0};
@@ -510,6 +518,9 @@ void cluster_stop(void)
     if (cl.threads_started)
         pthread_join(cl.consumer, NULL);
     cluster_pub_stop();
+    if (cl.node_sub != NULL)
+        natsSubscription_Destroy(cl.node_sub);
+    free(cl.recent);
     if (cl.nc != NULL) {
         jsCtx_Destroy(cl.js);
         natsConnection_Destroy(cl.nc);

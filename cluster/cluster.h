@@ -15,6 +15,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <jansson.h>
 #include "storage/store.h"
 
 /** The purge stream and its subject (one per NATS account). */
@@ -70,6 +71,19 @@ int cluster_enabled(void);
  * that missed purges never serves what they removed). Any thread; an atomic read.
  */
 int cluster_cache_usable(void);
+
+/**
+ * GET /cluster: this node, the stream's last sequence and every node heard, alive or not,
+ * with its applied sequence and lag. A new reference; NULL when not a cluster. Any thread.
+ */
+json_t *cluster_nodes_json(void);
+
+/**
+ * Which nodes have applied purge `id` (untrusted bytes, compared only): {"id","seq",
+ * "applied":[...],"pending":[...],"complete"}; NULL when not a cluster or the id is not among
+ * the CLUSTER_RECENT_IDS last this node applied. A new reference. Any thread.
+ */
+json_t *cluster_purge_status_json(const char *id, size_t id_len);
 
 /** A snapshot of the counters (all zero when not a cluster). Any thread. */
 void cluster_get_stats(cluster_stats_t *out);

@@ -23,6 +23,23 @@
 #define CLUSTER_PUBLISH_BUDGET_MS 6000 /* from the purge's arrival: a stream leader's failover fits; then no quorum (503) */
 #define CLUSTER_APPLY_WAIT_MS 10000    /* acknowledged, then applied here: after this, 503 "not yet applied" */
 #define CLUSTER_OUTBOX_PREFIX "cluster.outbox."
+#define CLUSTER_MAX_NODES 64
+#define CLUSTER_ALIVE_MS 10000                 /* a node not heard for this long is not alive (> CLUSTER_WAIT_ALL_MS) */
+#define CLUSTER_WAIT_ALL_MS 5000               /* Edgecache-Purge-Wait: all waits at most this long */
+#define CLUSTER_RECENT_IDS 4096                /* purge ids remembered with their stream sequence (purge status) */
+#define CLUSTER_NODE_SUBJECT "edgecache.node." /* + node name: its applied sequence, after each batch and every second */
+
+/* a node as last heard (core NATS heartbeats; this node's own entry too) */
+typedef struct cluster_node {
+    char name[33];
+    uint64_t applied;
+    int64_t heard_ms;
+} cluster_node_t;
+
+typedef struct cluster_recent {
+    char id[PURGE_ID_CAP];
+    uint64_t seq;
+} cluster_recent_t;
 
 /* one publish: a purge of this node's loops (job set), or an outbox entry (job NULL) */
 typedef struct cluster_pub {
@@ -31,6 +48,7 @@ typedef struct cluster_pub {
     size_t len;
     char msg_id[PURGE_ID_CAP];
     purge_job_t *job;
+    int wait_all;        /* Edgecache-Purge-Wait: all */
     int64_t deadline_ms; /* job: give up publishing then (CLUSTER_PUBLISH_BUDGET_MS after it came) */
 } cluster_pub_t;
 
@@ -40,6 +58,7 @@ typedef struct cluster_waiter {
     uint64_t seq;
     int64_t deadline_ms;
     purge_job_t *job;
+    int wait_all; /* then wait for every live node (cluster_nodes.c) */
 } cluster_waiter_t;
 
 typedef struct cluster_state {
@@ -66,6 +85,12 @@ typedef struct cluster_state {
     cluster_pub_t *outbox, **outbox_tail; /* publishes owed by purges applied locally only */
     size_t outbox_len;
     cluster_waiter_t *waiters; /* sorted by seq */
+    cluster_waiter_t *waitall; /* applied here, waiting for the other live nodes */
+    cluster_node_t nodes[CLUSTER_MAX_NODES];
+    size_t num_nodes;
+    cluster_recent_t *recent; /* ring of CLUSTER_RECENT_IDS */
+    size_t recent_next;
+    natsSubscription *node_sub;
 
     _Atomic uint64_t applied_seq; /* durable: the consumer sets it once store_note_bus_seq is done */
     _Atomic uint64_t stream_last;
@@ -91,5 +116,22 @@ void cluster_pub_stop(void);
 
 /** The consumer applied up to seq: answer the waiters at or below it, and those past their deadline. */
 void cluster_waiters_settle(uint64_t applied, int64_t now_ms);
+
+/* cluster_nodes.c */
+
+/** Subscribe to the other nodes' heartbeats (the consumer thread, once connected). */
+void cluster_nodes_start(void);
+
+/** Say this node's applied sequence to the others (and note it in the table). Never blocks. */
+void cluster_nodes_announce(void);
+
+/** A purge applied here that waits for every live node: answered by cluster_waitall_settle. Under cl.lock. */
+void cluster_waitall_add(purge_job_t *job, uint64_t seq, int64_t now_ms);
+
+/** Answer the wait-all purges every live node has applied, and those past their deadline (all, when stopping). */
+void cluster_waitall_settle(int64_t now_ms);
+
+/** Remember that purge `id` is stream sequence `seq` (the consumer thread). */
+void cluster_recent_note(const char *id, size_t id_len, uint64_t seq);
 
 #endif

@@ -37,7 +37,11 @@ void cluster_waiters_settle(uint64_t applied, int64_t now_ms)
     pthread_mutex_lock(&cl.lock);
     for (cluster_waiter_t **pp = &cl.waiters; *pp != NULL;) {
         cluster_waiter_t *w = *pp;
-        if (w->seq <= applied || w->deadline_ms <= now_ms || cl.stopping) {
+        if (w->seq <= applied && w->wait_all && !cl.stopping) {
+            *pp = w->next; /* applied here: now the others */
+            cluster_waitall_add(w->job, w->seq, now_ms);
+            free(w);
+        } else if (w->seq <= applied || w->deadline_ms <= now_ms || cl.stopping) {
             *pp = w->next;
             w->next = NULL;
             *tail = w;
@@ -47,26 +51,33 @@ void cluster_waiters_settle(uint64_t applied, int64_t now_ms)
         }
     }
     pthread_mutex_unlock(&cl.lock);
+    cluster_waitall_settle(now_ms);
     while (done != NULL) {
         cluster_waiter_t *w = done;
         done = w->next;
-        purge_job_bus_done(w->job, w->seq <= applied ? 0 : PURGE_BUS_ENOTAPPLIED, 0);
+        purge_job_bus_done(w->job, w->seq <= applied ? 0 : PURGE_BUS_ENOTAPPLIED, 0, NULL);
         free(w);
     }
 }
 
 /* The stream stored the job's purge as seq: answer it once the consumer has applied it. */
-static void wait_for_apply(purge_job_t *job, uint64_t seq)
+static void wait_for_apply(purge_job_t *job, uint64_t seq, int wait_all)
 {
     cluster_waiter_t *w = alloc_xmalloc(sizeof(*w), "cluster");
     w->seq = seq;
     w->deadline_ms = now_mono_ms() + CLUSTER_APPLY_WAIT_MS;
     w->job = job;
+    w->wait_all = wait_all;
     pthread_mutex_lock(&cl.lock);
     if (atomic_load(&cl.applied_seq) >= seq) { /* the consumer was quicker than our acknowledgement */
+        if (wait_all)
+            cluster_waitall_add(job, seq, now_mono_ms());
         pthread_mutex_unlock(&cl.lock);
         free(w);
-        purge_job_bus_done(job, 0, 0);
+        if (wait_all)
+            cluster_waitall_settle(now_mono_ms());
+        else
+            purge_job_bus_done(job, 0, 0, NULL);
         return;
     }
     cluster_waiter_t **pp = &cl.waiters;
@@ -121,18 +132,19 @@ void cluster_pub_submit(void *arg, purge_job_t *job)
     cluster_pub_t *p = alloc_xcalloc(1, sizeof(*p), "cluster");
     if (cluster_msg_encode(purge_job_kind(job), purge_job_soft(job), items, n, &p->data, &p->len) != 0) {
         free(p);
-        purge_job_bus_done(job, PURGE_BUS_EINVAL, 0);
+        purge_job_bus_done(job, PURGE_BUS_EINVAL, 0, NULL);
         return;
     }
     snprintf(p->msg_id, sizeof(p->msg_id), "%s", items[0].id);
     p->job = job;
+    p->wait_all = purge_job_wants_wait_all(job);
     p->deadline_ms = now_mono_ms() + CLUSTER_PUBLISH_BUDGET_MS;
     pthread_mutex_lock(&cl.lock);
     if (cl.stopping) { /* shutting down: not published, not acknowledged */
         pthread_mutex_unlock(&cl.lock);
         free(p->data);
         free(p);
-        purge_job_bus_done(job, PURGE_BUS_EUNAVAILABLE, 0);
+        purge_job_bus_done(job, PURGE_BUS_EUNAVAILABLE, 0, NULL);
         return;
     }
     *cl.queue_tail = p;
@@ -188,9 +200,9 @@ static void on_local_done(void *arg, const purge_result_t *res)
 {
     purge_job_t *orig = arg;
     if (res->store_err != 0)
-        purge_job_bus_done(orig, PURGE_BUS_EUNAVAILABLE, 0);
+        purge_job_bus_done(orig, PURGE_BUS_EUNAVAILABLE, 0, NULL);
     else
-        purge_job_bus_done(orig, 0, PURGE_BUS_F_LOCAL_ONLY);
+        purge_job_bus_done(orig, 0, PURGE_BUS_F_LOCAL_ONLY, NULL);
 }
 
 /* No quorum and cluster.on_unavailable local: apply here, keep the publish in the durable outbox. */
@@ -201,7 +213,7 @@ static void apply_locally(cluster_pub_t *p)
     outbox_key(key, sizeof(key), p->msg_id);
     if (cluster_msg_decode(p->data, p->len, &m) != 0 ||
         store_kv_put_sync(cl.store, "config", key, p->data, p->len) != 0) { /* not durable: not acknowledged */
-        purge_job_bus_done(p->job, PURGE_BUS_EUNAVAILABLE, 0);
+        purge_job_bus_done(p->job, PURGE_BUS_EUNAVAILABLE, 0, NULL);
         free(p->data);
         free(p);
         return;
@@ -257,7 +269,7 @@ static void *publisher_main(void *arg)
         if (rc == 0) {
             atomic_fetch_add(&cl.n_published, 1);
             if (p->job != NULL) {
-                wait_for_apply(p->job, seq);
+                wait_for_apply(p->job, seq, p->wait_all);
             } else {
                 char key[PURGE_ID_CAP + 32];
                 outbox_key(key, sizeof(key), p->msg_id);
@@ -275,7 +287,7 @@ static void *publisher_main(void *arg)
             } else if (cl.local_on_unavailable) {
                 apply_locally(p);
             } else {
-                purge_job_bus_done(p->job, PURGE_BUS_EUNAVAILABLE, 0);
+                purge_job_bus_done(p->job, PURGE_BUS_EUNAVAILABLE, 0, NULL);
                 free(p->data);
                 free(p);
             }
@@ -312,7 +324,7 @@ void cluster_pub_stop(void)
     while (cl.queue != NULL) {
         cluster_pub_t *p = cl.queue;
         cl.queue = p->next;
-        purge_job_bus_done(p->job, PURGE_BUS_EUNAVAILABLE, 0);
+        purge_job_bus_done(p->job, PURGE_BUS_EUNAVAILABLE, 0, NULL);
         free(p->data);
         free(p);
     }
@@ -323,4 +335,5 @@ void cluster_pub_stop(void)
         free(p);
     }
     cluster_waiters_settle(0, 0);
+    cluster_waitall_settle(0);
 }

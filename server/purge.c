@@ -89,6 +89,8 @@ struct purge_job {
     /* the cluster bus's verdict (purge_job_bus_done) */
     int bus_err;
     unsigned bus_flags;
+    char *bus_note;
+    int wait_all; /* Edgecache-Purge-Wait: all */
     /* completion */
     purge_loop_t *loop; /* NULL: counted down on the completing thread */
     atomic_size_t remaining;
@@ -239,6 +241,7 @@ static void job_free(purge_job_t *job)
     free(job->forward_path);
     free(job->forward_skey);
     free(job->forward_body);
+    free(job->bus_note);
     job->magic = 0;
     free(job);
 }
@@ -305,6 +308,7 @@ static void job_settle(purge_job_t *job)
     }
     res.bus_err = job->bus_err;
     res.bus_flags = job->bus_flags;
+    res.bus_note = job->bus_note;
     if (job->forward == FORWARD_SENT)
         res.shield_err = job->forward_op.res.err;
     else if (job->forward == FORWARD_FAILED_TO_SEND)
@@ -366,11 +370,17 @@ void purge_job_submit(purge_job_t *job, purge_loop_t *loop, purge_done_cb done, 
     job_release(job); /* with a loop, never the last: the ops come back through its queue later */
 }
 
-void purge_job_bus_done(purge_job_t *job, int err, unsigned flags)
+int purge_job_wants_wait_all(const purge_job_t *job)
+{
+    return job->wait_all;
+}
+
+void purge_job_bus_done(purge_job_t *job, int err, unsigned flags, const char *note)
 {
     assert(job->magic == PURGE_JOB_MAGIC && job->ops != NULL);
     job->bus_err = err;
     job->bus_flags = flags;
+    job->bus_note = note != NULL ? xmemdup(note, strlen(note)) : NULL;
     store_purge_result_t res = {0};
     op_done(&job->ops[0], &res); /* the one reference the bus held: back to the job's loop */
 }
@@ -455,6 +465,11 @@ int purge_request_submit(purge_job_t *job, purge_loop_t *loop, h2o_req_t *req)
         job_free(job);
         return -1;
     }
+    for (size_t i = 0; i < req->headers.size; i++) { /* Edgecache-Purge-Wait: all (a cluster waits for every node) */
+        const h2o_header_t *h = req->headers.entries + i;
+        if (h2o_lcstris(h->name->base, h->name->len, H2O_STRLIT("edgecache-purge-wait")))
+            job->wait_all = h2o_lcstris(h->value.base, h->value.len, H2O_STRLIT("all"));
+    }
     request_link_t *l = alloc_xmalloc(sizeof(*l), "purge");
     l->req = req;
     l->refs = 2;
@@ -499,6 +514,10 @@ void purge_answer_build(const purge_result_t *res, purge_answer_t *out)
 {
     answer_build(res, out);
     out->local_only = out->status == 200 && (res->bus_flags & PURGE_BUS_F_LOCAL_ONLY) != 0;
+    out->waited = out->status != 200                                 ? 0
+                  : (res->bus_flags & PURGE_BUS_F_WAIT_TIMEOUT) != 0 ? 2
+                  : (res->bus_flags & PURGE_BUS_F_WAITED_ALL) != 0   ? 1
+                                                                     : 0;
 }
 
 static void answer_build(const purge_result_t *res, purge_answer_t *out)
@@ -529,10 +548,10 @@ static void answer_build(const purge_result_t *res, purge_answer_t *out)
          * with the node name reduced to [A-Za-z0-9._] (purge_node_name): nothing to escape;
          * building it with jansson was a tenth of the admin thread's time at load */
         assert(res->num_items == 1);
-        char json[PURGE_ID_CAP + 96];
-        int n = snprintf(json, sizeof(json), "{\"status\":\"ok\",\"id\":\"%s\"%s}", res->items[0].id,
-                         res->bus_flags & PURGE_BUS_F_LOCAL_ONLY ? ",\"cluster\":\"applied on this node only; publish queued\""
-                                                                 : "");
+        const char *note = res->bus_flags & PURGE_BUS_F_LOCAL_ONLY ? "applied on this node only; publish queued" : res->bus_note;
+        char json[PURGE_ID_CAP + 1200];
+        int n = snprintf(json, sizeof(json), "{\"status\":\"ok\",\"id\":\"%s\"%s%.1000s%s}", res->items[0].id,
+                         note != NULL ? ",\"cluster\":\"" : "", note != NULL ? note : "", note != NULL ? "\"" : "");
         assert(n > 0 && (size_t)n < sizeof(json));
         answer_set(out, 200, json, (size_t)n);
         return;
@@ -583,6 +602,9 @@ void purge_answer_send(h2o_req_t *req, const purge_answer_t *a)
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
     if (a->local_only)
         h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("edgecache-cluster"), 0, NULL, H2O_STRLIT("local-only"));
+    if (a->waited != 0)
+        h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("edgecache-purge-wait"), 0, NULL,
+                              a->waited == 1 ? "all-applied" : "timeout", a->waited == 1 ? 11 : 7);
     req->res.content_length = a->body_len;      /* h2o_send_inline leaves it unset: no chunking */
     h2o_send_inline(req, a->body, a->body_len); /* copies into req's pool */
 }

@@ -197,6 +197,49 @@ class Propagation(ClusterCase):
         r2 = self.purge(a, "/service/%s/purge/k-r1" % SID)
         self.assertNotEqual(json.loads(r1.body)["id"], json.loads(r2.body)["id"])
 
+    def test_cluster_view_purge_status_and_waiting_for_every_node(self):
+        a, b, c = self.node("A"), self.node("B"), self.node("C")
+        self.cache([a, b, c], ["/obj/w1", "/obj/w2"])
+        names = {e: json.loads(request(e.admin_port, "GET", "/cluster", headers={"Fastly-Key": self.token(e)}).body)["node"]
+                 for e in (a, b, c)}
+
+        def view(e):
+            r = request(e.admin_port, "GET", "/cluster", headers={"Fastly-Key": self.token(e)})
+            self.assertEqual(r.status, 200, r.describe())
+            return {n["node"]: n for n in json.loads(r.body)["nodes"]}
+
+        wait_until(lambda: all(view(a).get(names[e], {}).get("alive") for e in (a, b, c)), timeout=30,
+                   what="every node alive in A's view")
+        self.assertEqual(request(a.admin_port, "GET", "/cluster").status, 401)
+
+        # answered once every live node has applied it: then a miss everywhere, at once
+        r = self.purge(a, "/service/%s/purge/k-w1" % SID, headers={"Edgecache-Purge-Wait": "all"})
+        self.assertEqual(r.status, 200, r.describe())
+        self.assertEqual(r.header("edgecache-purge-wait"), "all-applied")
+        pid = json.loads(r.body)["id"]
+        for e in (b, c):
+            self.assertOwnXCache(self.get(e, "/obj/w1"), "MISS")
+        st = request(b.admin_port, "GET", "/service/%s/purge/%s/status" % (SID, pid),
+                     headers={"Fastly-Key": self.token(b)})
+        self.assertEqual(st.status, 200, st.describe())
+        doc = json.loads(st.body)
+        self.assertEqual(set(doc["applied"]) >= {names[a], names[b], names[c]}, True, doc)
+        self.assertTrue(doc["complete"])
+        self.assertEqual(request(b.admin_port, "GET", "/service/%s/purge/nosuch-1-1/status" % SID,
+                                 headers={"Fastly-Key": self.token(b)}).status, 404)
+
+        # a node that stops applying: the wait ends (bounded) naming it
+        c.proc.send_signal(signal.SIGSTOP)
+        try:
+            r = self.purge(a, "/service/%s/purge/k-w2" % SID, headers={"Edgecache-Purge-Wait": "all"})
+            self.assertEqual(r.status, 200, r.describe())
+            self.assertEqual(r.header("edgecache-purge-wait"), "timeout")
+            self.assertIn(names[c], json.loads(r.body)["cluster"])
+        finally:
+            c.proc.send_signal(signal.SIGCONT)
+        self.wait_applied([c], self.cstats(a)["applied_seq"])
+        self.assertOwnXCache(self.get(c, "/obj/w2"), "MISS")
+
 
 class Failures(ClusterCase):
     def test_kill9_during_a_purge_storm_replays_before_ready(self):
