@@ -559,6 +559,7 @@ void cluster_get_stats(cluster_stats_t *out)
     out->catchup_runs = atomic_load(&cl.n_catchups);
     out->gap_invalidations = atomic_load(&cl.n_gaps);
     out->local_only = atomic_load(&cl.n_local_only);
+    out->stale_peer_not_stored = atomic_load(&cl.n_stale_peer);
     pthread_mutex_lock(&cl.lock);
     out->outbox = cl.outbox_len;
     pthread_mutex_unlock(&cl.lock);

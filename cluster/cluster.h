@@ -32,22 +32,23 @@ typedef struct cluster_options {
 
 /** Counters and state for /stats and /metrics (a snapshot; any thread). */
 typedef struct cluster_stats {
-    int enabled;                /* --cluster given */
-    int connected;              /* the NATS connection is up */
-    int ready;                  /* caught up with the stream as it was at start (cluster_cache_usable) */
-    uint64_t applied_seq;       /* the stream sequence applied here (durable) */
-    uint64_t stream_last_seq;   /* the stream's last sequence, as last seen */
-    uint64_t lag;               /* stream_last_seq - applied_seq (0 when ahead) */
-    uint64_t published;         /* purges this node published and the stream acknowledged */
-    uint64_t publish_failed;    /* publishes the stream did not acknowledge (answered 503, or applied locally) */
-    uint64_t applied;           /* purges applied from the bus (this node's own included) */
-    uint64_t redelivered;       /* messages delivered more than once */
-    uint64_t duplicates;        /* messages skipped: at or below the applied sequence */
-    uint64_t invalid;           /* messages that were not well-formed purges (skipped) */
-    uint64_t catchup_runs;      /* consumer set-ups from the applied sequence (start, reconnects) */
-    uint64_t gap_invalidations; /* whole-cache invalidations: the stream no longer held what this node missed */
-    uint64_t local_only;        /* purges applied here only (cluster.on_unavailable local) */
-    uint64_t outbox;            /* of those, publishes still queued */
+    int enabled;                    /* --cluster given */
+    int connected;                  /* the NATS connection is up */
+    int ready;                      /* caught up with the stream as it was at start (cluster_cache_usable) */
+    uint64_t applied_seq;           /* the stream sequence applied here (durable) */
+    uint64_t stream_last_seq;       /* the stream's last sequence, as last seen */
+    uint64_t lag;                   /* stream_last_seq - applied_seq (0 when ahead) */
+    uint64_t published;             /* purges this node published and the stream acknowledged */
+    uint64_t publish_failed;        /* publishes the stream did not acknowledge (answered 503, or applied locally) */
+    uint64_t applied;               /* purges applied from the bus (this node's own included) */
+    uint64_t redelivered;           /* messages delivered more than once */
+    uint64_t duplicates;            /* messages skipped: at or below the applied sequence */
+    uint64_t invalid;               /* messages that were not well-formed purges (skipped) */
+    uint64_t catchup_runs;          /* consumer set-ups from the applied sequence (start, reconnects) */
+    uint64_t gap_invalidations;     /* whole-cache invalidations: the stream no longer held what this node missed */
+    uint64_t local_only;            /* purges applied here only (cluster.on_unavailable local) */
+    uint64_t outbox;                /* of those, publishes still queued */
+    uint64_t stale_peer_not_stored; /* peer (shield) responses served but not stored: the peer was behind */
 } cluster_stats_t;
 
 /**
@@ -84,6 +85,22 @@ json_t *cluster_nodes_json(void);
  * the CLUSTER_RECENT_IDS last this node applied. A new reference. Any thread.
  */
 json_t *cluster_purge_status_json(const char *id, size_t id_len);
+
+/** The stream sequence applied here (durable); 0 when not a cluster. Any thread. */
+uint64_t cluster_applied_seq(void);
+
+/** The response header name every cluster node sends, and its value (this node's applied sequence). */
+#define CLUSTER_SEQ_HEADER "edgecache-purge-seq"
+
+/** Write this node's Edgecache-Purge-Seq value into buf (cap >= 21); its length, 0 when not a cluster. */
+size_t cluster_seq_header_value(char *buf, size_t cap);
+
+/**
+ * 1 when a peer's response with Edgecache-Purge-Seq `value` (untrusted) must not be stored by a
+ * fetch that began when this node had applied `since`: the peer was behind (counted). 0 when
+ * not a cluster, when the value is not a decimal, or when the peer was not behind.
+ */
+int cluster_peer_copy_is_stale(const char *value, size_t len, uint64_t since);
 
 /** A snapshot of the counters (all zero when not a cluster). Any thread. */
 void cluster_get_stats(cluster_stats_t *out);

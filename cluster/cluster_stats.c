@@ -30,6 +30,7 @@ json_t *cluster_stats_json(void)
     json_object_set_new(o, "gap_invalidations", json_integer((json_int_t)s.gap_invalidations));
     json_object_set_new(o, "local_only", json_integer((json_int_t)s.local_only));
     json_object_set_new(o, "outbox", json_integer((json_int_t)s.outbox));
+    json_object_set_new(o, "stale_peer_not_stored", json_integer((json_int_t)s.stale_peer_not_stored));
     return o;
 }
 

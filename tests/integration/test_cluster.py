@@ -240,6 +240,37 @@ class Propagation(ClusterCase):
         self.wait_applied([c], self.cstats(a)["applied_seq"])
         self.assertOwnXCache(self.get(c, "/obj/w2"), "MISS")
 
+    def test_an_edge_does_not_store_what_a_shield_behind_it_served(self):
+        # a scripted peer stands in for a shield: it says which purges it has applied
+        peer = self.origin()
+        seqs = {"/old": "0", "/new": "99999999999", "/bad": "12x"}
+
+        def shield(req):
+            return 200, {"Cache-Control": "max-age=300", "Edgecache-Purge-Seq": seqs[req.path]}, b"from the shield"
+
+        for path in seqs:
+            peer.route(path, handler=shield)
+        e = self.node("E", [peer])
+        r = self.purge(e, "/service/%s/purge/k-anything" % SID)  # so that this node has applied something
+        self.assertEqual(r.status, 200, r.describe())
+        self.assertGreaterEqual(self.cstats(e)["applied_seq"], 1)
+        # behind this node: served, not stored (and not remembered as uncacheable)
+        r = self.get(e, "/old")
+        self.assertEqual(r.body, b"from the shield")
+        self.assertEqual(r.header("edgecache-purge-seq"), str(self.cstats(e)["applied_seq"]), "its own, not the peer's")
+        self.assertOwnXCache(r, "PASS")
+        self.assertOwnXCache(self.get(e, "/old"), "PASS")
+        self.assertEqual(peer.hits("/old"), 2)
+        self.assertEqual(self.cstats(e)["stale_peer_not_stored"], 2)
+        # up to date, or not a sequence at all: stored as usual
+        for path in ("/new", "/bad"):
+            self.get(e, path)
+            self.assertOwnXCache(self.get(e, path), "HIT")
+        # and a real shield says how far it has applied
+        sh = self.node("S")
+        r = self.get(sh, "/obj/seq")
+        self.assertEqual(r.header("edgecache-purge-seq"), str(self.cstats(sh)["applied_seq"]))
+
 
 class Failures(ClusterCase):
     def test_kill9_during_a_purge_storm_replays_before_ready(self):
