@@ -1,5 +1,6 @@
 # edgecache — plain Makefile. The two commands a newcomer needs:
 #   make run    install missing Debian packages, build, start a demo origin + edgecache
+#   make run-cluster   the same as a cache network: 3 NATS servers, a shield and 3 edges (scripts/cluster-demo)
 #   make test   install, build, run every test (normal build, then ASan+UBSan build)
 
 BUILD    ?= build
@@ -22,7 +23,7 @@ UNIT_SRC = $(wildcard tests/unit/test_*.c)
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 HDRS     = $(wildcard common/*.h server/*.h storage/*.h migrations/*.h admin-api/*.h cluster/*.h tests/unit/*.h)
 
-.PHONY: all deps run test test-unit test-integration test-sanitize unit-bins clean bench fuzz format format-check lint
+.PHONY: all deps run run-cluster test test-unit test-integration test-sanitize unit-bins clean bench fuzz format format-check lint
 
 all: $(BUILD)/edgecache
 
@@ -47,6 +48,9 @@ unit-bins: $(UNIT_BIN)
 
 run: deps $(BUILD)/edgecache
 	@scripts/demo
+
+run-cluster: deps $(BUILD)/edgecache
+	@scripts/cluster-demo
 
 # make test: both builds, every suite; tests/run-all prints "N passed, N failed" last
 test: deps
