@@ -25,7 +25,7 @@
 #include <sodium.h>
 #include "admin-api/admin_ext.h"
 #include "cluster/cluster.h"
-#include "cluster/cluster_api.h"
+#include "admin-api/cluster_api.h"
 #include "server/text.h"
 #include "admin-api/admin_int.h"
 #include "admin-api/stats_api.h"
@@ -118,7 +118,7 @@ enum {
 
 typedef enum {
     R_HEALTH,
-    R_PURGE_STATUS, /* GET /service/<sid>/purge/<id>/status (cluster/cluster_api.c) */
+    R_PURGE_STATUS, /* GET /service/<sid>/purge/<id>/status (admin-api/cluster_api.c) */
     R_OPENID,
     R_PURGE_KEY,
     R_PURGE_BATCH,

@@ -1,5 +1,5 @@
 /*
- * cluster/cluster_api.h — the cluster's admin endpoints (see cluster_api.c).
+ * admin-api/cluster_api.h — the cluster's admin endpoints (see cluster_api.c).
  */
 #ifndef EDGECACHE_CLUSTER_API_H
 #define EDGECACHE_CLUSTER_API_H

@@ -1,10 +1,10 @@
 /*
- * cluster/cluster_api.c — the cluster's admin endpoints: GET /cluster (an admin extension
+ * admin-api/cluster_api.c — the cluster's admin endpoints: GET /cluster (an admin extension
  * route, read scope) and the purge status the router hands over for
  * GET /service/<sid>/purge/<id>/status. Only formatting: the state is cluster_nodes.c's.
  * Runs on an admin loop's thread; reads a snapshot under the cluster's lock, never NATS.
  */
-#include "cluster/cluster_api.h"
+#include "admin-api/cluster_api.h"
 
 #include <string.h>
 #include "admin-api/admin_ext.h"
