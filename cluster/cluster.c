@@ -150,16 +150,23 @@ static void check_ready(void)
     }
 }
 
+/* the consumer was just set up: its first message may be past applied + 1 (messages deleted from the stream) */
+static int fresh_consumer;
+
 /*
- * Apply one fetched batch. Returns 0 when every message is acked (applied or skipped), -1
- * when the store could not make them durable: nothing acked, they come back (nak).
+ * Apply one fetched batch, in stream order. Returns 0 when every message is acked (applied or
+ * skipped); -1 when the store could not make them durable, or a message is missing before
+ * one that came (a delivery lost on the way would otherwise be skipped for good when it came
+ * back below the applied sequence): what is past it is not acked, and the caller starts the
+ * consumer again at applied + 1.
  */
 static int apply_batch(natsMsgList *list)
 {
     purge_job_t **jobs = alloc_xcalloc((size_t)list->Count, sizeof(*jobs), "cluster batch");
     size_t n = 0;
+    int count = list->Count, gap = 0;
     uint64_t applied = atomic_load(&cl.applied_seq), last = applied;
-    for (int i = 0; i < list->Count; i++) {
+    for (int i = 0; i < count; i++) {
         jsMsgMetaData *md = NULL;
         if (natsMsg_GetMetaData(&md, list->Msgs[i]) != NATS_OK)
             continue; /* not a stream message (a status): nothing to apply or ack */
@@ -172,6 +179,12 @@ static int apply_batch(natsMsgList *list)
             atomic_fetch_add(&cl.n_duplicates, 1);
             continue;
         }
+        if (seq != last + 1 && !fresh_consumer) {
+            count = i; /* acks stop here too */
+            gap = 1;
+            break;
+        }
+        fresh_consumer = 0;
         cluster_msg_t m;
         if (cluster_msg_decode(natsMsg_GetData(list->Msgs[i]), (size_t)natsMsg_GetDataLength(list->Msgs[i]), &m) != 0) {
             /* hostile or foreign bytes on our subject: passed over, never applied */
@@ -185,7 +198,6 @@ static int apply_batch(natsMsgList *list)
         }
         last = seq;
     }
-    int rc = 0;
     if (last > applied) {
         int err = apply_durably(jobs, n, last);
         if (err != 0) {
@@ -193,21 +205,19 @@ static int apply_batch(natsMsgList *list)
                     "edgecache: cluster: the store could not apply %zu purge(s) from the stream (error %d); they will be "
                     "delivered again\n",
                     n, err);
-            for (int i = 0; i < list->Count; i++)
-                natsMsg_NakWithDelay(list->Msgs[i], 1000, NULL);
             free(jobs);
-            return -1;
+            return -1; /* nothing acked: the consumer starts again at the applied sequence */
         }
         atomic_fetch_add(&cl.n_applied, n);
     }
     free(jobs);
-    for (int i = 0; i < list->Count; i++)
+    for (int i = 0; i < count; i++)
         natsMsg_Ack(list->Msgs[i], NULL); /* a lost ack is a redelivery, skipped above */
     check_ready();
     if (last > applied)
         cluster_nodes_announce(); /* before the answers: a wait for all counts this node by its table entry */
     cluster_waiters_settle(atomic_load(&cl.applied_seq), now_mono_ms());
-    return rc;
+    return gap ? -1 : 0;
 }
 
 /* ---------------------------------------------------------------- set-up */
@@ -332,6 +342,7 @@ static natsSubscription *consumer_setup(void)
         return NULL;
     }
     atomic_fetch_add(&cl.n_catchups, 1);
+    fresh_consumer = 1;
     check_ready();
     return sub;
 }
@@ -416,7 +427,12 @@ static void *consumer_main(void *arg)
             jsErrCode jerr = 0;
             natsStatus s = natsSubscription_Fetch(&list, sub, FETCH_BATCH, FETCH_WAIT_MS, &jerr);
             if (s == NATS_OK) {
-                failures = apply_batch(&list) == 0 ? 0 : failures + 1;
+                if (apply_batch(&list) == 0) {
+                    failures = 0;
+                } else {
+                    failures = 20; /* set the consumer up again at applied + 1 */
+                    sleep_or_stop(100);
+                }
             } else if (s != NATS_TIMEOUT) {
                 failures++; /* disconnected, no leader: cnats reconnects; a consumer lost for long is set up again */
                 sleep_or_stop(100);
