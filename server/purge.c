@@ -127,6 +127,13 @@ void purge_module_set_bus(purge_bus_submit_fn fn, void *arg)
 void purge_module_set_node(const char *node)
 {
     snprintf(g.node, sizeof(g.node), "%s", node);
+    /* ids are the stream's message ids, deduplicated for minutes: a node restarted within the
+     * same second must not issue an id it issued before. The counter starts at the start's
+     * wall clock in microseconds, which no earlier run of this node can have counted up to
+     * (that would take more than one purge per microsecond). */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    atomic_store(&g.seq, ((uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u) % 1000000000000u);
 }
 
 static void next_id(char *buf, size_t cap)

@@ -177,7 +177,11 @@ void purge_answer_send(h2o_req_t *req, const purge_answer_t *a);
 typedef void (*purge_bus_submit_fn)(void *arg, purge_job_t *job);
 void purge_module_set_bus(purge_bus_submit_fn fn, void *arg);
 
-/** Use `node` (validated by the caller: [A-Za-z0-9_], at most 63 bytes) in purge ids, not the host name. */
+/**
+ * Use `node` (validated by the caller: [A-Za-z0-9_], at most 63 bytes) in purge ids, not the
+ * host name, and make the ids of this run unlike any of an earlier run (the cluster's message
+ * ids). Call before any loop submits a job.
+ */
 void purge_module_set_node(const char *node);
 
 /** A submitted job's kind, softness and items with their ids (borrowed until it completes). */
