@@ -355,7 +355,6 @@ static void tick(int64_t *next_ms)
         return;
     *next_ms = now + 1000;
     atomic_store(&cl.connected, natsConnection_Status(cl.nc) == NATS_CONN_STATUS_CONNECTED);
-    cluster_nodes_announce();
     jsStreamInfo *si = NULL;
     jsErrCode jerr = 0;
     if (js_GetStreamInfo(&si, cl.js, CLUSTER_STREAM, NULL, &jerr) == NATS_OK) {

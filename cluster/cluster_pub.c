@@ -234,13 +234,22 @@ static void apply_locally(cluster_pub_t *p)
 
 static void *publisher_main(void *arg)
 {
-    (void)arg;
+    /* the first publisher also says every second how far this node has applied (a heartbeat
+     * that does not depend on the consumer thread, which may wait on the store or a set-up) */
+    int heartbeats = arg != NULL;
     pthread_setname_np(pthread_self(), "ec-cluster-pub");
-    int64_t outbox_retry_ms = 0;
+    int64_t outbox_retry_ms = 0, next_heartbeat_ms = 0;
     pthread_mutex_lock(&cl.lock);
     for (;;) {
         cluster_pub_t *p = NULL;
         int from_outbox = 0;
+        if (heartbeats && cl.connected_once && !cl.stopping && now_mono_ms() >= next_heartbeat_ms) {
+            next_heartbeat_ms = now_mono_ms() + 1000;
+            pthread_mutex_unlock(&cl.lock);
+            cluster_nodes_announce();
+            pthread_mutex_lock(&cl.lock);
+            continue;
+        }
         if (cl.connected_once && cl.queue != NULL) {
             p = cl.queue;
             cl.queue = p->next;
@@ -251,15 +260,18 @@ static void *publisher_main(void *arg)
             cl.outbox = p->next;
             if (cl.outbox == NULL)
                 cl.outbox_tail = &cl.outbox;
-            cl.outbox_len--;
-            from_outbox = 1;
+            from_outbox = 1; /* still counted in outbox_len until the stream has it */
         } else if (cl.stopping) {
             break;
         } else {
             /* nothing to do (or not connected yet): wake on new work, or to retry the outbox */
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_sec += 1;
+            ts.tv_nsec += 250 * 1000000L; /* the heartbeat's clock */
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
             pthread_cond_timedwait(&cl.wake, &cl.lock, &ts);
             continue;
         }
@@ -274,6 +286,9 @@ static void *publisher_main(void *arg)
                 char key[PURGE_ID_CAP + 32];
                 outbox_key(key, sizeof(key), p->msg_id);
                 store_kv_put_sync(cl.store, "config", key, NULL, 0); /* published: no longer owed */
+                pthread_mutex_lock(&cl.lock);
+                cl.outbox_len--;
+                pthread_mutex_unlock(&cl.lock);
             }
             free(p->data);
             free(p);
@@ -282,6 +297,7 @@ static void *publisher_main(void *arg)
             if (from_outbox) {
                 outbox_retry_ms = now_mono_ms() + 1000;
                 pthread_mutex_lock(&cl.lock);
+                cl.outbox_len--; /* counted again as it goes back */
                 outbox_push_locked(p);
                 pthread_mutex_unlock(&cl.lock);
             } else if (cl.local_on_unavailable) {
@@ -306,7 +322,7 @@ int cluster_pub_start(char *err, size_t errlen)
         fprintf(stderr, "edgecache: cluster: %zu purge(s) applied here only are still to be published\n", cl.outbox_len);
     pthread_mutex_unlock(&cl.lock);
     for (int i = 0; i < CLUSTER_PUBLISHERS; i++) {
-        int rc = pthread_create(&cl.publishers[i], NULL, publisher_main, NULL);
+        int rc = pthread_create(&cl.publishers[i], NULL, publisher_main, i == 0 ? &cl : NULL);
         if (rc != 0) {
             errbuf_printf(err, errlen, "--cluster: cannot start a publisher thread: %s", strerror(rc));
             return -1;

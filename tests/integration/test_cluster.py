@@ -233,7 +233,7 @@ class Propagation(ClusterCase):
         try:
             r = self.purge(a, "/service/%s/purge/k-w2" % SID, headers={"Edgecache-Purge-Wait": "all"})
             self.assertEqual(r.status, 200, r.describe())
-            self.assertEqual(r.header("edgecache-purge-wait"), "timeout")
+            self.assertEqual(r.header("edgecache-purge-wait"), "timeout", r.body)
             self.assertIn(names[c], json.loads(r.body)["cluster"])
         finally:
             c.proc.send_signal(signal.SIGCONT)
@@ -333,8 +333,9 @@ class Failures(ClusterCase):
         n3.start()
         self.nats.wait_ready()
         wait_until(lambda: self.cstats(loc)["outbox"] == 0, timeout=60, what="the outbox published")
+        wait_until(lambda: self.cstats(b)["connected"], timeout=30, what="B connected")
         r = self.purge(b, "/service/%s/purge/k-q4" % SID)
-        self.assertEqual(r.status, 200, r.describe())
+        self.assertEqual(r.status, 200, r.describe() + repr(r.body) + repr(self.cstats(b)))
         self.wait_applied([a, b, loc], self.cstats(b)["applied_seq"])
         for e in (a, b, loc):
             for p in ("/obj/q1", "/obj/q3", "/obj/q4"):
