@@ -271,6 +271,23 @@ class Propagation(ClusterCase):
         r = self.get(sh, "/obj/seq")
         self.assertEqual(r.header("edgecache-purge-seq"), str(self.cstats(sh)["applied_seq"]))
 
+    def test_shields_with_hash_balancing_are_a_sharded_tier(self):
+        s1, s2 = self.node("S1"), self.node("S2")
+        shards = ["127.0.0.1:%d" % s1.proxy_port, "127.0.0.1:%d" % s2.proxy_port]
+        e1 = self.node("E1", shards, ["--load-balancing", "hash"])
+        e2 = self.node("E2", shards, ["--load-balancing", "hash"])
+        paths = ["/obj/h%d" % i for i in range(8)]
+        for p in paths:
+            self.body(e1, p)
+        for p in paths:  # the other edge asks the same shield for the same key: a hit there
+            r = self.get(e2, p)
+            self.assertEqual(r.header_all("x-cache")[0].split(",")[0].strip(), "HIT", r.describe())
+            self.assertIn(" v1", r.body.decode())
+            self.assertEqual(self.fetches[p], 1, "one origin fetch per key for the whole tier")
+        served = [sum(1 for p in paths if self.get(s, p).header_all("x-cache")[-1].strip() == "HIT") for s in (s1, s2)]
+        self.assertEqual(sum(served), len(paths), "each key stored on exactly one shield: %r" % served)
+        self.assertTrue(all(n > 0 for n in served), "both shards used: %r" % served)
+
 
 class Failures(ClusterCase):
     def test_kill9_during_a_purge_storm_replays_before_ready(self):
