@@ -4,7 +4,8 @@
  *
  * Threads: the consumer thread (cluster.c) sets up the stream and applies it; the publisher
  * threads (cluster_pub.c) publish the purges of this node's loops and wait for their
- * acknowledgements; cnats runs its own threads for the connection. They meet under cl.lock:
+ * acknowledgements (the first one also sends the heartbeats, cluster_nodes.c); cnats runs
+ * its own threads for the connection and delivers the other nodes' heartbeats on one. They meet under cl.lock:
  * the publish queue, the outbox and the waiters (purges published, to be answered when the
  * consumer has applied their sequence). Counters are atomics, read by any thread.
  */

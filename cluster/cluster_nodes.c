@@ -12,7 +12,8 @@
  * costs nothing but a late answer.
  *
  * Threads: the table, the wait-all list and the recent ids are under cl.lock; heartbeats
- * arrive on a cnats thread, announcements go out from the consumer thread.
+ * arrive on a cnats thread; announcements go out from the consumer thread (after a batch)
+ * and from the first publisher thread (every second, whatever the consumer is waiting on).
  */
 #include "cluster/cluster_int.h"
 
