@@ -191,6 +191,11 @@ static int publish(const cluster_pub_t *p, uint64_t *seq)
             return 0;
         if (p->job == NULL)
             return -1; /* the outbox retries on its own */
+        pthread_mutex_lock(&cl.lock);
+        int stop = cl.stopping;
+        pthread_mutex_unlock(&cl.lock);
+        if (stop)
+            return -1; /* shutting down: answered 503, not acknowledged */
         if (now_mono_ms() - t0 < 200)
             usleep(200 * 1000); /* refused at once (no responders): not a busy loop */
     }
