@@ -405,6 +405,22 @@ class Configuration(ClusterCase):
             self.assertEqual(len(p.stderr.strip().splitlines()), 1, p.stderr)
             self.assertIn(flag, p.stderr)
 
+    def test_the_config_file_keys(self):
+        d = self.o_dir()
+        conf = os.path.join(d, "node.json")
+        with open(conf, "w") as f:
+            json.dump({"cluster": self.nats.urls, "node_name": "from_file", "cluster_retention": "2d",
+                       "cluster_on_unavailable": "local"}, f)
+        e = self.edgecache([self.o], args=["--config", conf])
+        self.wait_ready(e)
+        r = request(e.admin_port, "GET", "/cluster", headers={"Fastly-Key": self.token(e)})
+        self.assertEqual(json.loads(r.body)["node"], "from_file")
+        with open(conf, "w") as f:
+            json.dump({"cluster": self.nats.urls, "node_name": "no.dots"}, f)
+        p = run_binary(["--config", conf, "--data-dir", "/nonexistent/never"])
+        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertIn("node_name", p.stderr)
+
     def test_a_single_node_touches_no_nats(self):
         e = self.edgecache([self.o])
         r = request(e.admin_port, "GET", "/stats", headers={"Fastly-Key": self.token(e)})
