@@ -19,7 +19,7 @@
 #include "cluster/cluster.h"
 #include "server/purge.h"
 
-#define CLUSTER_PUBLISHERS 4
+#define CLUSTER_PUBLISHERS 16
 #define CLUSTER_PUBLISH_WAIT_MS 2000   /* one attempt's wait for the stream's acknowledgement */
 #define CLUSTER_PUBLISH_BUDGET_MS 6000 /* from the purge's arrival: a stream leader's failover fits; then no quorum (503) */
 #define CLUSTER_APPLY_WAIT_MS 10000    /* acknowledged, then applied here: after this, 503 "not yet applied" */
