@@ -24,6 +24,7 @@
 #include <time.h>
 #include "admin-api/metrics_int.h"
 #include "admin-api/stats_api.h"
+#include "cluster/cluster_stats.h"
 #include "server/backend.h"
 #include "server/stats.h"
 
@@ -276,6 +277,11 @@ char *admin_metrics_render(size_t *len)
     }
     free(bs);
 
+    {
+        char cbuf[4096]; /* the cluster's lines (cluster/cluster_stats.c); none when not a cluster */
+        if (cluster_metrics_format(cbuf, sizeof(cbuf)) > 0)
+            text_printf(&t, "%s", cbuf);
+    }
     int64_t now = (int64_t)time(NULL), start = stats_start_time();
     prom_u64(&t, "edgecache_start_time_seconds", "gauge", "Unix time the process started.", (uint64_t)start);
     prom_u64(&t, "edgecache_uptime_seconds", "gauge", "Seconds since the process started.",

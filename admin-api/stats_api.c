@@ -24,6 +24,7 @@
 #include "admin-api/stats_api.h"
 #include "admin-api/admin_ext.h"
 #include "admin-api/metrics_int.h"
+#include "cluster/cluster_stats.h"
 #include "server/backend.h"
 #include "server/stats.h"
 
@@ -319,6 +320,7 @@ json_t *admin_stats_current_json(int64_t now)
     set_u64(o, "evictions", ms.evictions + ss.evictions);
 
     json_object_set_new(o, "backends", backends_json());
+    json_object_set_new(o, "cluster", cluster_stats_json()); /* null when not a cluster (cluster/cluster_stats.c) */
 
     int y, m;
     char detail[64];

@@ -86,6 +86,13 @@ const opt_def_t config_opt_defs[] = {
      "PEM certificate (chain after it) and key for SNI name HOST, *.NAME or default; repeatable"},
     {OPT_ADMIN_TLS_LISTEN, "--admin-tls-listen", "admin_tls_listen", "HOST:PORT", "admin API over HTTPS"},
     {OPT_ADMIN_TLS_CERT, "--admin-tls-cert", "admin_tls_cert", "CERT,KEY", "certificate and key of --admin-tls-listen"},
+    {OPT_CLUSTER, "--cluster", "cluster", "nats://HOST:PORT[,...]",
+     "join a cache network: every purge goes through this NATS JetStream cluster to every node"},
+    {OPT_NODE_NAME, "--node-name", "node_name", "NAME", "this node's name in the cluster: 1-32 of [A-Za-z0-9_]"},
+    {OPT_CLUSTER_RETENTION, "--cluster-retention", "cluster_retention", "DURATION",
+     "how long the purge stream keeps a purge (a node down longer purges all): e.g. 7d, 12h, 3600s"},
+    {OPT_CLUSTER_ON_UNAVAILABLE, "--cluster-on-unavailable", "cluster_on_unavailable", "reject|local",
+     "when the stream cannot store a purge: answer 503, or apply it here and queue its publish"},
     {OPT_HELP, "--help", NULL, NULL, "print this help and exit"},
 };
 #define NUM_OPTS (sizeof(config_opt_defs) / sizeof(config_opt_defs[0]))
@@ -242,6 +249,7 @@ void config_defaults(config_t *cfg)
     cfg->stats_retention_days = 31;
     cfg->stats_minute_seconds = 60;
     cfg->sla_degraded_ppm = 50000;
+    cfg->cluster_retention_s = 7 * 86400;
 }
 
 /* the default of one option as --help shows it */
@@ -286,6 +294,10 @@ static void format_default(const config_t *d, opt_id_t id, char *buf, size_t cap
     case OPT_ADMIN_TLS_LISTEN:
     case OPT_TLS_CERT:
     case OPT_ADMIN_TLS_CERT: snprintf(buf, cap, "none"); break;
+    case OPT_CLUSTER: snprintf(buf, cap, "none: a single node"); break;
+    case OPT_NODE_NAME: snprintf(buf, cap, "none"); break;
+    case OPT_CLUSTER_RETENTION: snprintf(buf, cap, "7d"); break;
+    case OPT_CLUSTER_ON_UNAVAILABLE: snprintf(buf, cap, "reject"); break;
     case OPT_HELP: break;
     }
 }
@@ -375,6 +387,34 @@ static int shield_tls_value(const char *who, const char *val, int *on, char **ca
  * "edgecache.json: key 'threads'"). For --backend, the caller has decided whether the
  * list was reset.
  */
+/* "nats://HOST:PORT[,nats://HOST:PORT...]": each URL checked, so that cnats gets nothing it would choke on */
+static int apply_cluster_urls(config_t *cfg, const char *who, const char *val, char *err, size_t errlen)
+{
+    size_t len = strlen(val);
+    int ok = len > 0 && len < sizeof(cfg->cluster_urls);
+    for (const char *p = val; ok && *p != '\0';) {
+        const char *end = strchr(p, ',');
+        size_t n = end != NULL ? (size_t)(end - p) : strlen(p);
+        char host[300];
+        config_addr_t addr;
+        ok = n > 7 && strncmp(p, "nats://", 7) == 0 && n - 7 < sizeof(host);
+        if (ok) {
+            memcpy(host, p + 7, n - 7);
+            host[n - 7] = '\0';
+            ok = config_parse_addr(host, &addr) == 0 && addr.port != 0;
+        }
+        p += n;
+        if (*p == ',')
+            ok = ok && *++p != '\0';
+    }
+    if (!ok) {
+        errbuf_printf(err, errlen, "%s: invalid cluster '%.64s' (expected nats://HOST:PORT[,nats://HOST:PORT...])", who, val);
+        return -1;
+    }
+    memcpy(cfg->cluster_urls, val, len + 1);
+    return 0;
+}
+
 int config_apply_value(config_t *cfg, const opt_def_t *o, const char *who, const char *val, char *err, size_t errlen)
 {
     uint64_t n;
@@ -588,6 +628,49 @@ int config_apply_value(config_t *cfg, const opt_def_t *o, const char *who, const
     case OPT_TLS_CERT:
     case OPT_ADMIN_TLS_LISTEN:
     case OPT_ADMIN_TLS_CERT: return config_apply_tls_value(cfg, o, who, val, err, errlen);
+    case OPT_CLUSTER: return apply_cluster_urls(cfg, who, val, err, errlen);
+    case OPT_NODE_NAME: {
+        size_t len = strlen(val);
+        int ok = len >= 1 && len < sizeof(cfg->node_name);
+        for (size_t i = 0; ok && i < len; i++)
+            ok = (val[i] >= 'a' && val[i] <= 'z') || (val[i] >= 'A' && val[i] <= 'Z') || (val[i] >= '0' && val[i] <= '9') ||
+                 val[i] == '_';
+        if (!ok) { /* it names a NATS durable consumer and is a field of purge ids: no '.', '-', '*' or '>' */
+            errbuf_printf(err, errlen, "%s: invalid node name '%.40s' (expected 1-%zu of A-Z a-z 0-9 _)", who, val,
+                          sizeof(cfg->node_name) - 1);
+            return -1;
+        }
+        memcpy(cfg->node_name, val, len + 1);
+        return 0;
+    }
+    case OPT_CLUSTER_RETENTION: {
+        size_t len = strlen(val);
+        uint64_t unit = 1;
+        char num[24];
+        if (len > 0 && strchr("smhd", val[len - 1]) != NULL) {
+            unit = val[len - 1] == 'm' ? 60 : val[len - 1] == 'h' ? 3600 : val[len - 1] == 'd' ? 86400 : 1;
+            len--;
+        }
+        if (len == 0 || len >= sizeof(num)) {
+            errbuf_printf(err, errlen, "%s: invalid duration '%.40s' (expected e.g. 7d, 12h, 30m or 3600s)", who, val);
+            return -1;
+        }
+        memcpy(num, val, len);
+        num[len] = '\0';
+        if (parse_uint(num, 3660 * 86400 / unit, &n) != 0 || n * unit < 60) {
+            errbuf_printf(err, errlen, "%s: invalid duration '%.40s' (expected 60s to 3660d, e.g. 7d)", who, val);
+            return -1;
+        }
+        cfg->cluster_retention_s = n * unit;
+        return 0;
+    }
+    case OPT_CLUSTER_ON_UNAVAILABLE:
+        if (strcmp(val, "reject") != 0 && strcmp(val, "local") != 0) {
+            errbuf_printf(err, errlen, "%s: invalid value '%.40s' (expected reject or local)", who, val);
+            return -1;
+        }
+        cfg->cluster_on_unavailable = strcmp(val, "local") == 0 ? CONFIG_CLUSTER_LOCAL : CONFIG_CLUSTER_REJECT;
+        return 0;
     case OPT_CONFIG:
     case OPT_HELP: break;
     }
@@ -702,6 +785,10 @@ int config_parse_args(config_t *cfg, int argc, char **argv, int first, char *err
     }
     if (cfg->shield_admin_tls && cfg->shield_admin.port == 0) {
         errbuf_printf(err, errlen, "--shield-admin-tls: there is no --shield-admin to reach over TLS");
+        return -1;
+    }
+    if (cfg->cluster_urls[0] != '\0' && cfg->node_name[0] == '\0') {
+        errbuf_printf(err, errlen, "--node-name: required with --cluster (each node's own name, e.g. edge1)");
         return -1;
     }
     if (cfg->request_body_memory < cfg->max_request_body) {

@@ -97,7 +97,15 @@ typedef struct config {
     config_addr_t admin_tls_listen;   /* --admin-tls-listen / "admin_tls_listen": off when host is "" */
     config_tls_cert_t admin_tls_cert; /* --admin-tls-cert CERT,KEY / "admin_tls_cert" */
     int cache_key_include_scheme;     /* "cache_key": {"include_scheme": false}: https and http objects apart */
+    /* the cluster (cluster/cluster.h): on when cluster_urls is not empty */
+    char cluster_urls[1024];      /* --cluster / "cluster": "nats://HOST:PORT[,nats://...]"; "" = a single node */
+    char node_name[33];           /* --node-name / "node_name": [A-Za-z0-9_]{1,32}, required with --cluster */
+    uint64_t cluster_retention_s; /* --cluster-retention / "cluster_retention": the purge stream's MaxAge, default 7d */
+    int cluster_on_unavailable;   /* --cluster-on-unavailable / "cluster_on_unavailable": CONFIG_CLUSTER_* */
 } config_t;
+
+#define CONFIG_CLUSTER_REJECT 0 /* no quorum: the purge is answered 503, nothing applied */
+#define CONFIG_CLUSTER_LOCAL 1  /* no quorum: applied here, its publish queued, the answer says so */
 
 #define CONFIG_LB_ROUND_ROBIN 0 /* weighted round robin over healthy backends */
 #define CONFIG_LB_HASH 1        /* consistent (rendezvous) hash of the cache key */

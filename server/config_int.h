@@ -46,6 +46,10 @@ typedef enum opt_id {
     OPT_TLS_CERT,
     OPT_ADMIN_TLS_LISTEN,
     OPT_ADMIN_TLS_CERT,
+    OPT_CLUSTER,
+    OPT_NODE_NAME,
+    OPT_CLUSTER_RETENTION,
+    OPT_CLUSTER_ON_UNAVAILABLE,
     OPT_HELP,
 } opt_id_t;
 

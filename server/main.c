@@ -29,8 +29,10 @@
 #include <pthread.h>
 #include "admin-api/admin.h"
 #include "admin-api/stats_api.h"
+#include "cluster/cluster.h"
 #include "server/accesslog.h"
 #include "server/stats.h"
+#include "server/stats_realtime.h"
 #include "server/backend.h"
 #include "migrations/mig.h"
 #include "server/config.h"
@@ -262,6 +264,17 @@ int main(int argc, char **argv)
     /* the proxy's state and the purge module first: the admin thread uses them (cache keys
      * for URL purges, purge jobs) */
     purge_module_init(store, authorize_purge, &admin);
+    if (cfg.cluster_urls[0] != '\0') { /* before any loop can submit a purge: they all go through the stream */
+        cluster_options_t copt = {.urls = cfg.cluster_urls,
+                                  .node = cfg.node_name,
+                                  .retention_s = cfg.cluster_retention_s,
+                                  .local_on_unavailable = cfg.cluster_on_unavailable == CONFIG_CLUSTER_LOCAL,
+                                  .store = store};
+        if (cluster_start(&copt, err, sizeof(err)) != 0) {
+            fprintf(stderr, "edgecache: %s\n", err);
+            goto fail;
+        }
+    }
     if (proxy_init(&cfg, store, mem, live_settings, &admin, err, sizeof(err)) != 0) {
         fprintf(stderr, "edgecache: %s\n", err);
         goto fail;
@@ -284,6 +297,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "edgecache: %s\n", err);
         goto fail;
     }
+    if (cfg.node_name[0] != '\0') /* the real-time figures' datacenter key; the host name without one */
+        stats_rt_set_node_name(cfg.node_name);
     if (stats_start(err, sizeof(err)) != 0 || admin_metrics_listener_start(&cfg, err, sizeof(err)) != 0) {
         fprintf(stderr, "edgecache: %s\n", err);
         goto fail;
@@ -318,6 +333,7 @@ int main(int argc, char **argv)
     }
 
     fprintf(stderr, "edgecache: %s received, shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    cluster_stop(); /* purges still waiting for the stream are answered 503 while the loops run */
     frontend_stop(cfg.shutdown_timeout_ms);
     accesslog_close();
     admin_metrics_listener_stop();
@@ -331,6 +347,7 @@ int main(int argc, char **argv)
     return 0;
 
 fail:
+    cluster_stop();
     accesslog_close();
     admin_metrics_listener_stop();
     if (admin != NULL)

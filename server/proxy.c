@@ -37,6 +37,7 @@
 #include <string.h>
 #include <h2o.h>
 #include "common/now.h"
+#include "cluster/cluster.h"
 #include "server/backend.h"
 #include "server/cache_key.h"
 #include "server/cache_policy.h"
@@ -341,7 +342,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         return 0;
     if (proxy_method_is(req, "PURGE")) {
         proxy_handle_purge(req, key, key_len);
-    } else if (proxy_method_is(req, "GET") || proxy_method_is(req, "HEAD")) {
+    } else if ((proxy_method_is(req, "GET") || proxy_method_is(req, "HEAD")) && cluster_cache_usable()) {
+        /* (a cluster node that has not caught up with the purge stream passes: it may hold what was purged) */
         proxy_serve_cacheable(req, key, key_len, hash);
     } else {
         proxy_fetch_start(req, FETCH_PASS, key, key_len, hash, NULL, 1, 0);
