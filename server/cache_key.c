@@ -205,24 +205,38 @@ static unsigned char lower(unsigned char c)
     return c >= 'A' && c <= 'Z' ? (unsigned char)(c - 'A' + 'a') : c;
 }
 
-/* a byte that stands for itself in the key's host part (after lower-casing): never '\n' or '%' */
-static int is_key_host_byte(unsigned char c)
+/* the bytes that stand for themselves in the key's host part (after lower-casing): the
+ * reg-name bytes and ':', '[', ']'; never '\n' or '%' (a table: one look-up per host byte) */
+static const unsigned char key_host_bytes[256] = {
+    ['a' ... 'z'] = 1, ['A' ... 'Z'] = 1, ['0' ... '9'] = 1, ['-'] = 1,  ['.'] = 1, ['_'] = 1, ['~'] = 1,
+    ['!'] = 1,         ['$'] = 1,         ['&'] = 1,         ['\''] = 1, ['('] = 1, [')'] = 1, ['*'] = 1,
+    ['+'] = 1,         [','] = 1,         [';'] = 1,         ['='] = 1,  [':'] = 1, ['['] = 1, [']'] = 1,
+};
+
+/* the host part of the key into o (room for 3 * host_len bytes); returns its end */
+static char *write_key_host(char *o, const char *host, size_t host_len)
 {
-    return c != '%' && (is_reg_name_byte(c) || c == ':' || c == '[' || c == ']');
+    static const char hex[] = "0123456789ABCDEF";
+    for (size_t i = 0; i != host_len; ++i) {
+        unsigned char c = lower((unsigned char)host[i]);
+        if (key_host_bytes[c]) {
+            *o++ = (char)c;
+        } else {
+            *o++ = '%';
+            *o++ = hex[c >> 4];
+            *o++ = hex[c & 15];
+        }
+    }
+    return o;
 }
 
 size_t cache_key_build(const cache_key_rules_t *rules, const char *host, size_t host_len, const char *path, size_t path_len,
                        char *buf, size_t cap)
 {
-    static const char hex[] = "0123456789ABCDEF";
     if (!rules->include_host)
         host_len = 0;
     if (host_len > 3 && memcmp(host + host_len - 3, ":80", 3) == 0)
         host_len -= 3;
-
-    size_t host_part = 0;
-    for (size_t i = 0; i != host_len; ++i)
-        host_part += is_key_host_byte(lower((unsigned char)host[i])) ? 1 : 3;
 
     const char *q = memchr(path, '?', path_len);
     char stackbuf[2048], *tmp = NULL;
@@ -233,22 +247,26 @@ size_t cache_key_build(const cache_key_rules_t *rules, const char *host, size_t 
         path = tmp;
     }
 
-    size_t total = host_part + 1 + path_len;
-    if (total <= cap) {
-        char *o = buf;
-        for (size_t i = 0; i != host_len; ++i) {
-            unsigned char c = lower((unsigned char)host[i]);
-            if (is_key_host_byte(c)) {
-                *o++ = (char)c;
-            } else {
-                *o++ = '%';
-                *o++ = hex[c >> 4];
-                *o++ = hex[c & 15];
-            }
-        }
+    size_t total;
+    if (cache_key_max_len(host_len, path_len) <= cap) {
+        /* room for the worst case (the proxy's buffers always have it): one pass */
+        char *o = write_key_host(buf, host, host_len);
+        total = (size_t)(o - buf) + 1 + path_len;
         *o++ = '\n';
         if (path_len != 0)
             memcpy(o, path, path_len);
+    } else {
+        /* a tight buffer: count first, write only when the key fits */
+        size_t host_part = 0;
+        for (size_t i = 0; i != host_len; ++i)
+            host_part += key_host_bytes[lower((unsigned char)host[i])] ? 1 : 3;
+        total = host_part + 1 + path_len;
+        if (total <= cap) {
+            char *o = write_key_host(buf, host, host_len);
+            *o++ = '\n';
+            if (path_len != 0)
+                memcpy(o, path, path_len);
+        }
     }
     if (tmp != NULL && tmp != stackbuf)
         free(tmp);
