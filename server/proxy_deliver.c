@@ -20,6 +20,7 @@
 #include <h2o.h>
 #include "common/reason.h"
 #include "server/cache_policy.h"
+#include "server/date_header.h"
 #include "server/header_rules.h"
 #include "server/proxy_int.h"
 #include "server/stats.h"
@@ -44,10 +45,10 @@ void proxy_add_header_str(h2o_req_t *req, const char *name, const char *value, s
  */
 void proxy_add_date(h2o_req_t *req, const char *value, size_t value_len, int64_t received_ms)
 {
-    char *buf = h2o_mem_alloc_pool(&req->pool, 30);
+    char buf[30];
     if (value == NULL || policy_http_date_fixdate(value, value_len, buf) != 0)
         policy_format_http_date(received_ms / 1000, buf);
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_DATE, NULL, buf, 29);
+    date_header_add(req, buf);
 }
 
 /* v in decimal at buf (room for 10 digits); returns the length (every answer has an Age:
@@ -108,6 +109,8 @@ static void dispose_obj_slot(void *p)
 /* keep obj alive for as long as the request: takes over the caller's reference */
 static void pin_obj_to_req(h2o_req_t *req, cache_obj_t *obj)
 {
+    if (proxy_hold_obj(req, obj))
+        return; /* answered inside on_req (a hit): its hold keeps the object */
     cache_obj_t **slot = h2o_mem_alloc_shared(&req->pool, sizeof(*slot), dispose_obj_slot);
     *slot = obj;
 }
