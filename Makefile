@@ -1,5 +1,6 @@
 # edgecache — plain Makefile. The two commands a newcomer needs:
 #   make run    install missing Debian packages, build, start a demo origin + edgecache
+#   make run-cluster   the same as a cache network: 3 NATS servers, a shield and 3 edges (scripts/cluster-demo)
 #   make test   install, build, run every test (normal build, then ASan+UBSan build)
 
 BUILD    ?= build
@@ -15,14 +16,14 @@ LIBS      = -lh2o-evloop -lssl -lcrypto -lz -llmdb -ljansson -lsodium -lnats -lm
 CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt)
 
 # every .c in the modules is part of the program; main.c only of the binary
-LIB_SRC  = $(filter-out server/main.c,$(wildcard common/*.c server/*.c storage/*.c migrations/*.c admin-api/*.c))
+LIB_SRC  = $(filter-out server/main.c,$(wildcard common/*.c server/*.c storage/*.c migrations/*.c admin-api/*.c cluster/*.c))
 LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 MAIN_OBJ = $(BUILD)/obj/server/main.o
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
-HDRS     = $(wildcard common/*.h server/*.h storage/*.h migrations/*.h admin-api/*.h tests/unit/*.h)
+HDRS     = $(wildcard common/*.h server/*.h storage/*.h migrations/*.h admin-api/*.h cluster/*.h tests/unit/*.h)
 
-.PHONY: all deps run test test-unit test-integration test-sanitize unit-bins clean bench fuzz format format-check lint
+.PHONY: all deps run run-cluster test test-unit test-integration test-sanitize unit-bins clean bench fuzz format format-check lint
 
 all: $(BUILD)/edgecache
 
@@ -32,6 +33,14 @@ deps:
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(DEPFLAGS) -c $< -o $@
+
+# the dashboard's page, script and style are files of admin-api/, compiled in as C arrays
+DASHBOARD_ASSETS = admin-api/dashboard.html admin-api/dashboard.js admin-api/dashboard.css
+$(BUILD)/gen/dashboard_assets.h: $(DASHBOARD_ASSETS) scripts/embed-assets
+	@mkdir -p $(@D)
+	scripts/embed-assets $@ $(foreach f,$(DASHBOARD_ASSETS),$(subst .,_,$(notdir $(f)))=$(f))
+$(BUILD)/obj/admin-api/dashboard.o: $(BUILD)/gen/dashboard_assets.h
+$(BUILD)/obj/admin-api/dashboard.o: CFLAGS += -I$(BUILD)/gen
 
 $(BUILD)/edgecache: $(LIB_OBJ) $(MAIN_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
@@ -47,6 +56,9 @@ unit-bins: $(UNIT_BIN)
 
 run: deps $(BUILD)/edgecache
 	@scripts/demo
+
+run-cluster: deps $(BUILD)/edgecache
+	@scripts/cluster-demo
 
 # make test: both builds, every suite; tests/run-all prints "N passed, N failed" last
 test: deps
@@ -77,7 +89,7 @@ $(BUILD)/lmdb-deletes: bench/lmdb-deletes.c
 # the layout is .clang-format's: `make format` rewrites every C file of the project in place,
 # `make format-check` changes nothing and fails naming the files `make format` would change
 CLANG_FORMAT ?= clang-format
-FORMAT_SRC = $(wildcard server/*.[ch] storage/*.[ch] migrations/*.[ch] admin-api/*.[ch] common/*.[ch] purge/*.[ch] \
+FORMAT_SRC = $(wildcard server/*.[ch] cluster/*.[ch] storage/*.[ch] migrations/*.[ch] admin-api/*.[ch] common/*.[ch] purge/*.[ch] \
 	  tests/unit/*.[ch] tests/fuzz/*.[ch] bench/*.[ch])
 format:
 	$(CLANG_FORMAT) -i $(FORMAT_SRC)
@@ -89,7 +101,7 @@ format-check:
 # checks, every finding an error; scripts/cppcheck.supp holds the false positives, each
 # with its reason. Whole-program checks (a NULL passed across files) need the build dir.
 CPPCHECK ?= cppcheck
-LINT_SRC  = $(wildcard server/*.c storage/*.c migrations/*.c admin-api/*.c common/*.c purge/*.c)
+LINT_SRC  = $(wildcard server/*.c cluster/*.c storage/*.c migrations/*.c admin-api/*.c common/*.c purge/*.c)
 lint:
 	@mkdir -p $(BUILD)/cppcheck
 	$(CPPCHECK) --quiet --std=c11 -I. -D_GNU_SOURCE -DH2O_USE_LIBUV=0 --enable=warning,portability,performance \

@@ -11,7 +11,10 @@
  * one h2o_globalconf_t with a single handler on "/" that routes by method and path
  * itself. Each loop tracks its accepted connections (so that admin_stop can close them)
  * and its purges in flight (its purge_loop). The live settings cell and failure budget
- * are shared. The store, memory tier and config are borrowed.
+ * are shared. The store, memory tier and config are borrowed. With --admin-tls-listen each
+ * loop also has a socket on that address (the same SO_REUSEPORT grouping) whose
+ * connections are accepted with server/tls.h's admin context: the same API over HTTPS,
+ * h2 or HTTP/1.1 by ALPN, tracked and closed like the others.
  *
  * Threads: admin_start/admin_stop run on the caller's thread; a request is served
  * wholly on the thread of the loop that accepted its connection. Handlers that read,
@@ -51,6 +54,7 @@
 #include "common/now.h"
 #include "server/frontend.h"
 #include "server/listen.h"
+#include "server/tls.h"
 #include "admin-api/admin_int.h"
 
 /* h2o buffers request bodies up to this; between ADMIN_MAX_BODY and it we answer 413 JSON,
@@ -74,7 +78,7 @@ static void on_conn_close(void *data)
     free(c);
 }
 
-static void on_accept(h2o_socket_t *listener, const char *err)
+static void accept_one(h2o_socket_t *listener, const char *err, int tls)
 {
     admin_loop_t *loop = listener->data;
     h2o_socket_t *sock;
@@ -90,7 +94,18 @@ static void on_accept(h2o_socket_t *listener, const char *err)
     loop->num_conns++;
     sock->on_close.cb = on_conn_close;
     sock->on_close.data = c;
-    h2o_accept(&loop->accept_ctx, sock);
+    h2o_accept(tls ? &loop->tls_accept_ctx : &loop->accept_ctx, sock);
+}
+
+static void on_accept(h2o_socket_t *listener, const char *err)
+{
+    accept_one(listener, err, 0);
+}
+
+/* --admin-tls-listen: the same connections, over TLS (server/tls.h's admin context) */
+static void on_accept_tls(h2o_socket_t *listener, const char *err)
+{
+    accept_one(listener, err, 1);
 }
 
 static void shutdown_conns(admin_loop_t *loop, int how)
@@ -221,6 +236,14 @@ static void loop_init(admin_t *admin, admin_loop_t *loop)
     loop->listen_fd = -1; /* the listener owns it now */
     loop->listener->data = loop;
     h2o_socket_read_start(loop->listener, on_accept);
+    if (loop->tls_listen_fd != -1) {
+        loop->tls_accept_ctx = loop->accept_ctx;
+        loop->tls_accept_ctx.ssl_ctx = tls_admin_ssl_ctx();
+        loop->tls_listener = h2o_evloop_socket_create(loop->ctx.loop, loop->tls_listen_fd, H2O_SOCKET_FLAG_DONT_READ);
+        loop->tls_listen_fd = -1;
+        loop->tls_listener->data = loop;
+        h2o_socket_read_start(loop->tls_listener, on_accept_tls);
+    }
 }
 
 static void *admin_thread_main(void *arg)
@@ -244,6 +267,11 @@ static void *admin_thread_main(void *arg)
     h2o_socket_read_stop(loop->listener);
     h2o_socket_close(loop->listener);
     loop->listener = NULL;
+    if (loop->tls_listener != NULL) {
+        h2o_socket_read_stop(loop->tls_listener);
+        h2o_socket_close(loop->tls_listener);
+        loop->tls_listener = NULL;
+    }
     h2o_context_request_shutdown(&loop->ctx); /* no keep-alive for requests parsed from now on */
     admin_auth_flush_delayed_401s(loop);
     run_until(loop, no_purges, (uint64_t)now_mono_ms() + grace);
@@ -337,7 +365,7 @@ int admin_start(admin_t **out, const config_t *cfg, store_t *store, mem_tier_t *
     admin_t *admin;
     h2o_hostconf_t *hostconf;
     h2o_pathconf_t *pathconf;
-    int fds[ADMIN_MAX_THREADS];
+    int fds[ADMIN_MAX_THREADS], tls_fds[ADMIN_MAX_THREADS];
     unsigned n = cfg->admin_threads < 1 ? 1 : cfg->admin_threads > ADMIN_MAX_THREADS ? ADMIN_MAX_THREADS : cfg->admin_threads;
 
     *out = NULL;
@@ -357,18 +385,29 @@ int admin_start(admin_t **out, const config_t *cfg, store_t *store, mem_tier_t *
     settings_load(admin);
 
     /* every socket first, so that a bind error leaves no thread behind */
-    uint16_t port = cfg->admin_listen.port;
+    uint16_t port = cfg->admin_listen.port, tls_port = cfg->admin_tls_listen.port;
+    int tls = cfg->admin_tls_listen.host[0] != '\0';
     for (unsigned i = 0; i < n; i++) {
         listen_mode_t mode = n == 1 ? LISTEN_ALONE : i == 0 ? LISTEN_GROUP_FIRST : LISTEN_GROUP_JOIN;
-        if (listen_open(&cfg->admin_listen, "--admin-listen", port, mode, &fds[i], &port, err, errlen) != 0) {
-            while (i > 0)
-                close(fds[--i]);
+        fds[i] = tls_fds[i] = -1;
+        if (listen_open(&cfg->admin_listen, "--admin-listen", port, mode, &fds[i], &port, err, errlen) != 0 ||
+            (tls && listen_open(&cfg->admin_tls_listen, "--admin-tls-listen", tls_port, mode, &tls_fds[i], &tls_port, err,
+                                errlen) != 0)) {
+            for (unsigned k = 0; k <= i; k++) {
+                if (fds[k] != -1)
+                    close(fds[k]);
+                if (tls_fds[k] != -1)
+                    close(tls_fds[k]);
+            }
             admin_free(admin);
             return -1;
         }
         fcntl(fds[i], F_SETFL, O_NONBLOCK);
+        if (tls_fds[i] != -1)
+            fcntl(tls_fds[i], F_SETFL, O_NONBLOCK);
     }
     admin->port = port;
+    admin->tls_port = tls ? tls_port : 0;
 
     h2o_config_init(&admin->globalconf);
     admin->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("edgecache"));
@@ -383,6 +422,7 @@ int admin_start(admin_t **out, const config_t *cfg, store_t *store, mem_tier_t *
         loop->admin = admin;
         loop->index = i;
         loop->listen_fd = fds[i];
+        loop->tls_listen_fd = tls_fds[i];
         h2o_linklist_init_anchor(&loop->conns);
         h2o_linklist_init_anchor(&loop->delayed_401s);
         pthread_mutex_init(&loop->wake_lock, NULL);
@@ -405,6 +445,12 @@ uint16_t admin_bound_port(admin_t *admin)
 {
     assert(admin != NULL && admin->magic == ADMIN_MAGIC);
     return admin->port;
+}
+
+uint16_t admin_tls_bound_port(admin_t *admin)
+{
+    assert(admin != NULL && admin->magic == ADMIN_MAGIC);
+    return admin->tls_port;
 }
 
 void admin_stop(admin_t **padmin)

@@ -31,6 +31,9 @@ int admin_start(admin_t **out, const config_t *cfg, store_t *store, mem_tier_t *
 /** The port the admin listener is bound to. */
 uint16_t admin_bound_port(admin_t *admin);
 
+/** The port the admin TLS listener (--admin-tls-listen) is bound to; 0 when there is none. */
+uint16_t admin_tls_bound_port(admin_t *admin);
+
 /**
  * Stop the listener, finish in-flight admin requests (bounded), join the thread; sets *admin
  * to NULL. Call it before store_close: purges in flight still call back into the admin.

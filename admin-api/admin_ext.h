@@ -31,4 +31,7 @@ typedef struct admin_ext_route {
 /** GET|POST|PUT|DELETE /config/header-rules, DELETE /config/header-rules/<index> */
 extern const admin_ext_route_t admin_header_rules_route;
 
+/** GET /dashboard, /dashboard.js, /dashboard.css: the live dashboard (dashboard.c); no token */
+extern const admin_ext_route_t admin_dashboard_route;
+
 #endif

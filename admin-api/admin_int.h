@@ -241,6 +241,9 @@ struct admin_loop {
     size_t num_conns;
     h2o_linklist_t delayed_401s; /* auth.c's delayed 401s of this loop's requests */
     int leaked;                  /* the thread gave up waiting at shutdown; the admin stays allocated */
+    int tls_listen_fd;           /* --admin-tls-listen: -1 when off or once tls_listener owns it */
+    h2o_accept_ctx_t tls_accept_ctx;
+    h2o_socket_t *tls_listener;
 
     /* start and stop handshakes. `ready`: the thread has made its loop, context and queue
      * (admin_start waits for it). `wake_sent`: the thread destroys the queue that admin_stop
@@ -266,6 +269,7 @@ struct admin {
     pthread_mutex_t config_lock;
 
     uint16_t port;
+    uint16_t tls_port;           /* --admin-tls-listen's; 0 when off */
     h2o_globalconf_t globalconf; /* shared by the loops' contexts; read-only once they run */
     atomic_int stopping;
     unsigned num_loops;

@@ -24,6 +24,8 @@
 #include <time.h>
 #include <sodium.h>
 #include "admin-api/admin_ext.h"
+#include "cluster/cluster.h"
+#include "admin-api/cluster_api.h"
 #include "server/text.h"
 #include "admin-api/admin_int.h"
 #include "admin-api/stats_api.h"
@@ -116,6 +118,7 @@ enum {
 
 typedef enum {
     R_HEALTH,
+    R_PURGE_STATUS, /* GET /service/<sid>/purge/<id>/status (admin-api/cluster_api.c) */
     R_OPENID,
     R_PURGE_KEY,
     R_PURGE_BATCH,
@@ -218,6 +221,7 @@ static unsigned route_scopes(route_id_t id, unsigned method)
     case R_PURGE_BATCH:
     case R_PURGE_URL: return ADMIN_SCOPE_PURGE_SELECT | ADMIN_SCOPE_GLOBAL;
     case R_PURGE_ALL: return ADMIN_SCOPE_PURGE_ALL | ADMIN_SCOPE_GLOBAL;
+    case R_PURGE_STATUS: return ADMIN_SCOPE_PURGE_SELECT | ADMIN_SCOPE_GLOBAL | ADMIN_SCOPE_GLOBAL_READ;
     case R_TOKEN_SELF: return ~0u;
     case R_TOKENS:
     case R_TOKEN_ONE: return ADMIN_SCOPE_GLOBAL;
@@ -498,8 +502,9 @@ static int sid_matches(admin_t *admin, h2o_iovec_t raw)
 }
 
 /* routes served by other files (admin_ext.h), tried after the table above */
-static const admin_ext_route_t *const ext_routes[] = {&admin_header_rules_route, &admin_backends_route, &admin_stats_route,
-                                                      NULL};
+static const admin_ext_route_t *const ext_routes[] = {
+    &admin_header_rules_route, &admin_backends_route,  &admin_stats_route,   &admin_realtime_route,
+    &admin_stats_fastly_route, &admin_dashboard_route, &cluster_admin_route, NULL};
 
 /* an extension route: the same 405 / auth / scope checks as the built-in routes */
 static int handle_ext_route(admin_t *admin, h2o_req_t *req, const char *path, size_t path_len)
@@ -572,6 +577,12 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         return 0;
     }
     method = method_of(req);
+    if (r.id == R_PURGE_KEY && method == M_GET && r.rest.len > 7 &&
+        memcmp(r.rest.base + r.rest.len - 7, "/status", 7) == 0) { /* a purge's status, not a purge */
+        r.id = R_PURGE_STATUS;
+        r.methods = M_GET;
+        r.rest.len -= 7;
+    }
     if ((method & r.methods) == 0) {
         send_405(req, r.methods);
         return 0;
@@ -606,12 +617,18 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     }
 
     switch (r.id) {
-    case R_HEALTH: admin_send_json(req, 200, H2O_STRLIT("{\"status\":\"ok\"}")); return 0;
+    case R_HEALTH:
+        if (!cluster_cache_usable()) /* a cluster node still applying the purges it missed (cluster/cluster.h) */
+            admin_send_json(req, 503, H2O_STRLIT("{\"status\":\"catching_up\"}"));
+        else
+            admin_send_json(req, 200, H2O_STRLIT("{\"status\":\"ok\"}"));
+        return 0;
     case R_OPENID: send_openid(req); return 0;
     case R_PURGE_KEY: return admin_purge_key(admin, req, r.rest.base, r.rest.len);
     case R_PURGE_BATCH: return admin_purge_batch(admin, req);
     case R_PURGE_ALL: return admin_purge_everything(admin, req);
     case R_PURGE_URL: return admin_purge_url(admin, req, r.rest.base, r.rest.len);
+    case R_PURGE_STATUS: cluster_api_purge_status(req, r.rest.base, r.rest.len); return 0;
     case R_TOKENS:
     case R_TOKEN_ONE:
     case R_SETTINGS: handle_config_route(admin, req, &r, method); return 0;

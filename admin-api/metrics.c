@@ -24,6 +24,7 @@
 #include <time.h>
 #include "admin-api/metrics_int.h"
 #include "admin-api/stats_api.h"
+#include "cluster/cluster_stats.h"
 #include "server/backend.h"
 #include "server/stats.h"
 
@@ -63,8 +64,27 @@ void admin_prom_format_value(double v, char *buf, size_t cap)
         snprintf(buf, cap, v > 0 ? "+Inf" : "-Inf");
     else if (v == floor(v) && fabs(v) < 9007199254740992.0) /* 2^53: exact as an integer */
         snprintf(buf, cap, "%.0f", v);
-    else
-        snprintf(buf, cap, "%.17g", v);
+    else /* the fewest digits that read back as v: 0.046739, not 0.046739000000000003 */
+        for (int prec = 6; prec <= 17; prec++) {
+            snprintf(buf, cap, "%.*g", prec, v);
+            if (strtod(buf, NULL) == v)
+                break;
+        }
+}
+
+void admin_prom_format_us(uint64_t us, char *buf, size_t cap)
+{
+    uint64_t frac = us % 1000000;
+    int digits = 6;
+    if (frac == 0) {
+        snprintf(buf, cap, "%llu", (unsigned long long)(us / 1000000));
+        return;
+    }
+    while (frac % 10 == 0) {
+        frac /= 10;
+        digits--;
+    }
+    snprintf(buf, cap, "%llu.%0*llu", (unsigned long long)(us / 1000000), digits, (unsigned long long)frac);
 }
 
 typedef struct text {
@@ -111,14 +131,14 @@ static void prom_histogram(text_t *t, const char *label, const uint64_t counts[S
     char le[32];
     for (unsigned i = 0; i < STATS_LAT_BUCKETS - 1; i++) {
         cum += counts[i];
-        snprintf(le, sizeof(le), "%.9g", (double)stats_lat_bounds_us[i] / 1e6);
+        admin_prom_format_us(stats_lat_bounds_us[i], le, sizeof(le));
         text_printf(t, "edgecache_request_duration_seconds_bucket{cache=\"%s\",le=\"%s\"} %llu\n", label, le,
                     (unsigned long long)cum);
     }
     cum += counts[STATS_LAT_BUCKETS - 1];
     text_printf(t, "edgecache_request_duration_seconds_bucket{cache=\"%s\",le=\"+Inf\"} %llu\n", label, (unsigned long long)cum);
     char v[64];
-    admin_prom_format_value((double)sum_us / 1e6, v, sizeof(v));
+    admin_prom_format_us(sum_us, v, sizeof(v));
     text_printf(t, "edgecache_request_duration_seconds_sum{cache=\"%s\"} %s\n", label, v);
     text_printf(t, "edgecache_request_duration_seconds_count{cache=\"%s\"} %llu\n", label, (unsigned long long)cum);
 }
@@ -177,7 +197,8 @@ char *admin_metrics_render(size_t *len)
                     (unsigned long long)s.status_code[k]);
 
     prom_head(&t, "edgecache_request_duration_seconds", "histogram",
-              "Time from the start of a request to the end of its response, by cache status.");
+              "Time from a request's arrival at the proxy handler to its last byte handed to the socket, by cache "
+              "status (monotonic clock, microsecond resolution; buckets from 1 us to 60 s).");
     prom_histogram(&t, "hit", s.lat_count[STATS_LAT_HIT], s.lat_sum_us[STATS_LAT_HIT]);
     prom_histogram(&t, "miss", s.lat_count[STATS_LAT_MISS], s.lat_sum_us[STATS_LAT_MISS]);
     prom_histogram(&t, "pass", s.lat_count[STATS_LAT_PASS], s.lat_sum_us[STATS_LAT_PASS]);
@@ -188,7 +209,7 @@ char *admin_metrics_render(size_t *len)
                     (unsigned long long)s.purges[k]);
     prom_head(&t, "edgecache_purge_duration_seconds", "summary", "Time from a purge request to its acknowledgement.");
     for (int k = 0; k < STATS_PURGE_KINDS; k++) {
-        admin_prom_format_value((double)s.purge_latency_sum_us[k] / 1e6, v, sizeof(v));
+        admin_prom_format_us(s.purge_latency_sum_us[k], v, sizeof(v));
         text_printf(&t, "edgecache_purge_duration_seconds_sum{kind=\"%s\"} %s\n", stats_purge_kind_name((stats_purge_kind_t)k),
                     v);
         text_printf(&t, "edgecache_purge_duration_seconds_count{kind=\"%s\"} %llu\n",
@@ -214,11 +235,11 @@ char *admin_metrics_render(size_t *len)
              "Purge journal segments written and synced (one per batch of purges).", ss.journal_commits);
     prom_head(&t, "edgecache_purge_journal_write_seconds", "summary",
               "Time the synced purge journal writes took: what the disk adds to a durable purge.");
-    admin_prom_format_value((double)ss.journal_write_us / 1e6, v, sizeof(v));
+    admin_prom_format_us(ss.journal_write_us, v, sizeof(v));
     text_printf(&t, "edgecache_purge_journal_write_seconds_sum %s\n", v);
     text_printf(&t, "edgecache_purge_journal_write_seconds_count %llu\n", (unsigned long long)ss.journal_commits);
     prom_head(&t, "edgecache_purge_journal_write_max_seconds", "gauge", "The longest synced purge journal write.");
-    admin_prom_format_value((double)ss.journal_write_max_us / 1e6, v, sizeof(v));
+    admin_prom_format_us(ss.journal_write_max_us, v, sizeof(v));
     text_printf(&t, "edgecache_purge_journal_write_max_seconds %s\n", v);
     prom_u64(&t, "edgecache_disk_checkpoints_total", "counter", "Background syncs of the disk store.", ss.checkpoints);
     prom_u64(&t, "edgecache_disk_syncs_total", "counter", "Syncs of the disk store made on the write path (config, tokens).",
@@ -256,6 +277,11 @@ char *admin_metrics_render(size_t *len)
     }
     free(bs);
 
+    {
+        char cbuf[4096]; /* the cluster's lines (cluster/cluster_stats.c); none when not a cluster */
+        if (cluster_metrics_format(cbuf, sizeof(cbuf)) > 0)
+            text_printf(&t, "%s", cbuf);
+    }
     int64_t now = (int64_t)time(NULL), start = stats_start_time();
     prom_u64(&t, "edgecache_start_time_seconds", "gauge", "Unix time the process started.", (uint64_t)start);
     prom_u64(&t, "edgecache_uptime_seconds", "gauge", "Seconds since the process started.",

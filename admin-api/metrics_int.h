@@ -19,4 +19,8 @@
  * a Content-Length (no body for HEAD). The text is copied into req's pool. Thread of req. */
 void admin_metrics_send(h2o_req_t *req);
 
+/** The percent-decoded value of query parameter `name` of req into buf (cap bytes,
+ * NUL-terminated; '+' is a space): 1 found, 0 absent, -1 malformed or too long. */
+int admin_stats_query_param(h2o_req_t *req, const char *name, char *buf, size_t cap);
+
 #endif

@@ -1,7 +1,8 @@
 /*
- * admin-api/stats_api.c — GET /stats, /stats?from=&to=&by= and /stats/sla on the admin
+ * admin-api/stats_api.c — GET /stats (edgecache's own document) and /stats/sla on the admin
  * listener, and the route that also hands GET /metrics to the Prometheus renderer
- * (metrics.c). The token-free metrics listener is metrics_listener.c.
+ * (metrics.c) and GET /stats with history parameters to Fastly's historical API
+ * (stats_fastly.c). The token-free metrics listener is metrics_listener.c.
  *
  * What it owns: nothing on the admin path (every document is built from
  * server/stats.h's snapshot and history, the memory tier's and the store's counters and
@@ -23,10 +24,9 @@
 #include "admin-api/stats_api.h"
 #include "admin-api/admin_ext.h"
 #include "admin-api/metrics_int.h"
+#include "cluster/cluster_stats.h"
 #include "server/backend.h"
 #include "server/stats.h"
-
-#define MAX_HISTORY_BUCKETS 100000
 
 /* ---------------------------------------------------------------- small helpers */
 
@@ -70,14 +70,6 @@ static json_t *ratio(uint64_t hits, uint64_t miss)
     return json_real((double)hits / (double)(hits + miss));
 }
 
-static void format_http_date(int64_t t, char *buf, size_t cap)
-{
-    time_t tt = (time_t)t;
-    struct tm tm;
-    gmtime_r(&tt, &tm);
-    strftime(buf, cap, "%a %b %d %H:%M:%S UTC %Y", &tm); /* the shape of Fastly's meta.from/to */
-}
-
 /* ---------------------------------------------------------------- time parsing */
 
 static int parse_digits(const char **p, int n, int *out)
@@ -103,6 +95,10 @@ int admin_stats_parse_time(const char *s, int64_t now, int64_t *out)
         *out = now;
         return 0;
     }
+    if (strcmp(s, "today") == 0 || strcmp(s, "yesterday") == 0) {
+        *out = now - now % 86400 - (s[0] == 'y' ? 86400 : 0);
+        return 0;
+    }
     /* unix seconds */
     size_t digits = strspn(s, "0123456789");
     if (digits == len) {
@@ -111,10 +107,25 @@ int admin_stats_parse_time(const char *s, int64_t now, int64_t *out)
         *out = (int64_t)strtoll(s, NULL, 10);
         return 0;
     }
-    /* "N unit(s) ago" */
+    /* "N unit(s) ago", N in digits or words ("two weeks ago", "an hour ago") */
+    long n = -1;
+    const char *unit = NULL;
     if (digits > 0 && digits <= 6 && s[digits] == ' ') {
-        long n = strtol(s, NULL, 10);
-        const char *unit = s + digits + 1;
+        n = strtol(s, NULL, 10);
+        unit = s + digits + 1;
+    } else {
+        static const char *const words[] = {"a",   "an",    "one",   "two",  "three", "four",   "five",
+                                            "six", "seven", "eight", "nine", "ten",   "eleven", "twelve"};
+        for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
+            size_t wl = strlen(words[i]);
+            if (strncmp(s, words[i], wl) == 0 && s[wl] == ' ') {
+                n = i < 2 ? 1 : (long)i - 1;
+                unit = s + wl + 1;
+                break;
+            }
+        }
+    }
+    if (unit != NULL) {
         static const struct {
             const char *name;
             int64_t secs;
@@ -309,6 +320,7 @@ json_t *admin_stats_current_json(int64_t now)
     set_u64(o, "evictions", ms.evictions + ss.evictions);
 
     json_object_set_new(o, "backends", backends_json());
+    json_object_set_new(o, "cluster", cluster_stats_json()); /* null when not a cluster (cluster/cluster_stats.c) */
 
     int y, m;
     char detail[64];
@@ -321,99 +333,6 @@ json_t *admin_stats_current_json(int64_t now)
     json_object_set_new(o, "version", json_string(EDGECACHE_VERSION));
     set_u64(o, "start_time", (uint64_t)start);
     return o;
-}
-
-/* ---------------------------------------------------------------- history */
-
-static json_t *bucket_json(const stats_sample_t *b, uint64_t degraded)
-{
-    json_t *o = json_object();
-    set_u64(o, "start_time", (uint64_t)b->start);
-    for (size_t i = 0; i < stats_num_sample_fields; i++) {
-        const char *name = stats_sample_fields[i].name;
-        uint64_t v = *(const uint64_t *)((const char *)b + stats_sample_fields[i].offset);
-        size_t nl = strlen(name);
-        if (nl > 3 && strcmp(name + nl - 3, "_us") == 0) {
-            /* hits_time_us -> hits_time, in seconds (Fastly's field) */
-            char key[64];
-            snprintf(key, sizeof(key), "%.*s", (int)(nl - 3), name);
-            set_real(o, key, (double)v / 1e6);
-        } else {
-            set_u64(o, name, v);
-        }
-    }
-    json_object_set_new(o, "hit_ratio", ratio(b->hits, b->miss));
-    set_u64(o, "degraded_minutes", degraded);
-    set_u64(o, "duration", b->duration);
-    return o;
-}
-
-json_t *admin_stats_history_json(int64_t from, int64_t to, const char *by, char *detail, size_t detail_len)
-{
-    int64_t size;
-    if (strcmp(by, "minute") == 0)
-        size = stats_minute_seconds();
-    else if (strcmp(by, "hour") == 0)
-        size = 3600;
-    else if (strcmp(by, "day") == 0)
-        size = 86400;
-    else {
-        snprintf(detail, detail_len, "by: expected minute, hour or day");
-        return NULL;
-    }
-    if (from >= to) {
-        snprintf(detail, detail_len, "from: must be before to");
-        return NULL;
-    }
-    if ((to - from) / size > MAX_HISTORY_BUCKETS) {
-        snprintf(detail, detail_len, "from: the window holds more than %d %s buckets; narrow it or group by a longer period",
-                 MAX_HISTORY_BUCKETS, by);
-        return NULL;
-    }
-    stats_sample_t *mins = NULL;
-    size_t n = 0;
-    if (stats_history_load(from, to, &mins, &n, NULL, NULL) != 0) {
-        snprintf(detail, detail_len, "store: could not read the history");
-        return NULL;
-    }
-    uint32_t ppm = stats_degraded_share_ppm();
-    json_t *data = json_array();
-    stats_sample_t acc;
-    uint64_t degraded = 0;
-    int open = 0;
-    for (size_t i = 0; i < n; i++) {
-        int64_t bstart = mins[i].start - mins[i].start % size;
-        if (open && bstart != acc.start) {
-            json_array_append_new(data, bucket_json(&acc, degraded));
-            open = 0;
-        }
-        if (!open) {
-            memset(&acc, 0, sizeof(acc));
-            acc.start = bstart;
-            degraded = 0;
-            open = 1;
-        }
-        stats_sample_add(&acc, &mins[i]);
-        degraded += (uint64_t)stats_minute_degraded(mins[i].requests, mins[i].synth_5xx, ppm);
-    }
-    if (open)
-        json_array_append_new(data, bucket_json(&acc, degraded));
-    free(mins);
-
-    char f[64], t[64];
-    format_http_date(from, f, sizeof(f));
-    format_http_date(to, t, sizeof(t));
-    json_t *meta = json_object();
-    json_object_set_new(meta, "from", json_string(f));
-    json_object_set_new(meta, "to", json_string(t));
-    json_object_set_new(meta, "by", json_string(by));
-    json_object_set_new(meta, "region", json_string("all"));
-    json_t *doc = json_object();
-    json_object_set_new(doc, "data", data);
-    json_object_set_new(doc, "meta", meta);
-    json_object_set_new(doc, "status", json_string("success"));
-    json_object_set_new(doc, "msg", json_null());
-    return doc;
 }
 
 /* ---------------------------------------------------------------- SLA */
@@ -489,8 +408,7 @@ json_t *admin_stats_sla_json(int year, int month, int64_t now, char *detail, siz
 
 /* ---------------------------------------------------------------- the admin route */
 
-/* the decoded value of query parameter `name` into buf; 1 found, 0 absent, -1 malformed */
-static int query_param(h2o_req_t *req, const char *name, char *buf, size_t cap)
+int admin_stats_query_param(h2o_req_t *req, const char *name, char *buf, size_t cap)
 {
     const char *q = memchr(req->path.base, '?', req->path.len);
     if (q == NULL)
@@ -521,49 +439,16 @@ static int query_param(h2o_req_t *req, const char *name, char *buf, size_t cap)
     return 0;
 }
 
-static void handle_stats(h2o_req_t *req)
+/* GET /stats: edgecache's own document; with history parameters, Fastly's GET /stats */
+static void handle_stats(admin_t *admin, h2o_req_t *req)
 {
-    char from_s[128], to_s[128], by[16], detail[200];
-    int64_t now = (int64_t)time(NULL), from, to;
-    int hf = query_param(req, "from", from_s, sizeof(from_s));
-    int ht = query_param(req, "to", to_s, sizeof(to_s));
-    int hb = query_param(req, "by", by, sizeof(by));
-    if (hf < 0 || ht < 0 || hb < 0) {
-        admin_send_json_error(req, 400, "Bad request",
-                              hf < 0   ? "from: malformed"
-                              : ht < 0 ? "to: malformed"
-                                       : "by: malformed");
+    char v[8];
+    if (admin_stats_query_param(req, "from", v, sizeof(v)) != 0 || admin_stats_query_param(req, "to", v, sizeof(v)) != 0 ||
+        admin_stats_query_param(req, "by", v, sizeof(v)) != 0 || admin_stats_query_param(req, "region", v, sizeof(v)) != 0) {
+        admin_stats_fastly_send(admin, req, ADMIN_STATS_ALL, NULL);
         return;
     }
-    if (!hf && !ht && !hb) {
-        send_doc(req, admin_stats_current_json(now));
-        return;
-    }
-    if (!hb)
-        snprintf(by, sizeof(by), "day");
-    if (strcmp(by, "minute") != 0 && strcmp(by, "hour") != 0 && strcmp(by, "day") != 0) {
-        admin_send_json_error(req, 400, "Bad request", "by: expected minute, hour or day");
-        return;
-    }
-    to = now;
-    if (ht && admin_stats_parse_time(to_s, now, &to) != 0) {
-        admin_send_json_error(req, 400, "Bad request",
-                              "to: expected unix seconds, YYYY-MM-DD[ HH:MM[:SS]], now or 'N units ago'");
-        return;
-    }
-    /* Fastly's defaults: a month of days, a day of hours, 30 minutes of minutes */
-    from = to - (strcmp(by, "day") == 0 ? 30 * 86400 : strcmp(by, "hour") == 0 ? 86400 : 30 * 60);
-    if (hf && admin_stats_parse_time(from_s, now, &from) != 0) {
-        admin_send_json_error(req, 400, "Bad request",
-                              "from: expected unix seconds, YYYY-MM-DD[ HH:MM[:SS]], now or 'N units ago'");
-        return;
-    }
-    json_t *doc = admin_stats_history_json(from, to, by, detail, sizeof(detail));
-    if (doc == NULL) {
-        admin_send_json_error(req, 400, "Bad request", detail);
-        return;
-    }
-    send_doc(req, doc);
+    send_doc(req, admin_stats_current_json((int64_t)time(NULL)));
 }
 
 static void handle_sla(h2o_req_t *req)
@@ -571,7 +456,7 @@ static void handle_sla(h2o_req_t *req)
     char month[32], detail[200];
     int64_t now = (int64_t)time(NULL);
     int y, m;
-    int hm = query_param(req, "month", month, sizeof(month));
+    int hm = admin_stats_query_param(req, "month", month, sizeof(month));
     if (hm < 0) {
         admin_send_json_error(req, 400, "Bad request", "month: malformed");
         return;
@@ -627,9 +512,9 @@ static unsigned stats_scopes(const char *path, size_t len, unsigned method)
 
 static void stats_handle(admin_t *admin, h2o_req_t *req, unsigned method, const char *path, size_t len)
 {
-    (void)admin, (void)method;
+    (void)method;
     switch (stats_endpoint_of(path, len)) {
-    case EP_STATS: handle_stats(req); break;
+    case EP_STATS: handle_stats(admin, req); break;
     case EP_SLA: handle_sla(req); break;
     case EP_METRICS: admin_metrics_send(req); break;
     case EP_NONE: admin_send_json_error(req, 404, "Not found", "no such endpoint"); break;

@@ -2,7 +2,9 @@
  * admin-api/stats_api.h — the stats endpoints of the admin listener:
  *
  *   GET /stats                          current totals (JSON)
- *   GET /stats?from=&to=&by=            history, Fastly's historical-stats shape
+ *   GET /stats?from=&to=&by=&region=    history, Fastly's historical-stats shape (stats_fastly.c,
+ *                                       with /stats/service/<sid>, /stats/aggregate, /stats/field/..)
+ *   GET /v1/channel/<sid>/ts/...        Fastly's real-time analytics (realtime_api.c)
  *   GET /stats/sla?month=YYYY-MM        SLA figures for a month (default: this month)
  *   GET /metrics                        Prometheus text exposition format 0.0.4
  *
@@ -21,12 +23,52 @@
 #include "admin-api/admin.h"
 #include "admin-api/admin_ext.h"
 #include "server/config.h"
+#include "server/stats_realtime.h"
 
 /**
  * GET /stats, /stats/sla and /metrics as an admin_ext.h route for the router's table (the
  * router answers 405, 401 and 403; global or global:read). Admin thread.
  */
 extern const admin_ext_route_t admin_stats_route;
+
+/**
+ * Fastly's historical stats API: GET /stats/service/<sid>[/field/<f>], /stats/aggregate,
+ * /stats/field/<f>, /stats/regions, as an admin_ext.h route (global or global:read); GET
+ * /stats with from/to/by/region goes to admin_stats_fastly_send too. admin-api/stats_fastly.c.
+ */
+extern const admin_ext_route_t admin_stats_fastly_route;
+
+typedef enum admin_stats_fastly_kind {
+    ADMIN_STATS_ALL,           /* /stats?...: data keyed by service id */
+    ADMIN_STATS_SERVICE,       /* /stats/service/<sid>: data an array */
+    ADMIN_STATS_AGGREGATE,     /* /stats/aggregate: an array, without service_id */
+    ADMIN_STATS_FIELD,         /* /stats/field/<f>: keyed by service id, one field a sample */
+    ADMIN_STATS_SERVICE_FIELD, /* /stats/service/<sid>/field/<f> */
+    ADMIN_STATS_REGIONS,       /* /stats/regions */
+} admin_stats_fastly_kind_t;
+
+/**
+ * Answer req with the history in Fastly's shape for `kind` (not ADMIN_STATS_REGIONS), read
+ * from req's query (from, to, by, region; 400 naming the parameter when one is wrong);
+ * `field` (borrowed) for the field kinds, else NULL. Admin thread.
+ */
+void admin_stats_fastly_send(admin_t *admin, h2o_req_t *req, admin_stats_fastly_kind_t kind, const char *field);
+
+/**
+ * Fastly's real-time analytics API, GET /v1/channel/<sid>/ts/<0|h|h/limit/N|t> (the
+ * service id must be --service-id's, else 404), as an admin_ext.h route (global or
+ * global:read). admin-api/realtime_api.c. Admin thread.
+ */
+extern const admin_ext_route_t admin_realtime_route;
+
+/** One second's measurements as Fastly's real-time API names them, plus edgecache's own
+ * (new reference). Any thread. */
+json_t *admin_realtime_measurements_json(const stats_rt_sample_t *s);
+
+/** The real-time document {"Timestamp", "AggregateDelay", "Data": [...]} for n samples
+ * (borrowed), each under "aggregated" and under "datacenter" keyed by this node's name
+ * (new reference). Any thread. */
+json_t *admin_realtime_json(const stats_rt_sample_t *samples, size_t n, int64_t timestamp);
 
 /* ---- the documents (any thread; new references / malloc'd text) ---- */
 
@@ -49,9 +91,10 @@ char *admin_metrics_render(size_t *len);
 /* ---- parsing and formatting helpers (pure; exposed for the unit tests) ---- */
 
 /**
- * Parse a from/to value as Fastly accepts them: "now", unix seconds, "YYYY-MM-DD" (00:00 UTC),
- * "YYYY-MM-DD HH:MM[:SS]" or with a 'T' (UTC), and "N minute(s)|hour(s)|day(s)|week(s) ago".
- * Returns 0 or -1.
+ * Parse a from/to value as Fastly accepts them: "now", "today" and "yesterday" (00:00 UTC),
+ * unix seconds, "YYYY-MM-DD" (00:00 UTC), "YYYY-MM-DD HH:MM[:SS]" or with a 'T' (UTC), and
+ * "N second(s)|minute(s)|hour(s)|day(s)|week(s)|month(s) ago" where N is digits, "a", "an"
+ * or a number word up to "twelve". Returns 0 or -1.
  */
 int admin_stats_parse_time(const char *s, int64_t now, int64_t *out);
 
@@ -59,8 +102,13 @@ int admin_stats_parse_time(const char *s, int64_t now, int64_t *out);
  * truncated when it does not fit). Returns the length written. */
 size_t admin_prom_escape_label(const char *in, size_t len, char *out, size_t cap);
 
-/** Format a sample value: integers exactly, others with %.17g, "+Inf", "-Inf", "NaN". */
+/** Format a sample value: integers exactly, others with the fewest significant digits (6 to
+ * 17) that read back as the same double, "+Inf", "-Inf", "NaN". */
 void admin_prom_format_value(double v, char *buf, size_t cap);
+
+/** Format microseconds as seconds in exact decimal, without trailing zeros ("0.046739", "60",
+ * "0.0015"): what the duration sums and bucket bounds are kept in. */
+void admin_prom_format_us(uint64_t us, char *buf, size_t cap);
 
 /* ---- the token-free /metrics listener ---- */
 

@@ -23,12 +23,16 @@
 #include "common/errbuf.h"
 #include "migrations/mig_int.h"
 
+/* one step a line */
+/* clang-format off */
 static const mig_step_t mig_steps[] = {
     {1, "initial", mig_0001_initial_up},
     {2, "purge_journal", mig_0002_purge_journal_up},
     {3, "journal_key", mig_0003_journal_key_up},
     {4, "long_skeys", mig_0004_long_skeys_up},
+    {5, "bus_seq", mig_0005_bus_seq_up},
 };
+/* clang-format on */
 
 const mig_step_t *mig_builtin(size_t *count)
 {

@@ -28,6 +28,7 @@
 #define MIG_META_JOURNAL_SEQ "journal_seq"        /* u64 LE: highest purge journal record applied (v2) */
 #define MIG_META_JOURNAL_KEY "journal_key"        /* 16 random bytes: the purge journal's checksum key (v3) */
 #define MIG_META_JOURNAL_KEYED "journal_keyed"    /* u64 LE 1: the journal is written under journal_key */
+#define MIG_META_BUS_SEQ "bus_seq"                /* u64 LE: the cluster bus's purges applied up to this seq (v5) */
 #define MIG_JOURNAL_KEY_BYTES 16
 
 /** Migration 1, "initial": create every database above and set generation = 1. */
@@ -41,5 +42,8 @@ int mig_0003_journal_key_up(MDB_txn *txn);
 
 /** Migration 4, "long_skeys": index the surrogate keys over 511 bytes of the stored objects by their hash. */
 int mig_0004_long_skeys_up(MDB_txn *txn);
+
+/** Migration 5, "bus_seq": meta bus_seq = 0 (the purge journal may hold JOURNAL_BUS_SEQ records from now on). */
+int mig_0005_bus_seq_up(MDB_txn *txn);
 
 #endif

@@ -12,8 +12,10 @@
  *     backend_set_t: one backend_t per configured backend. A change builds a new set and
  *     swaps it in under backend_g.lock, bumping backend_g.gen; nobody ever modifies a
  *     published set.
- *   - backend_t: one version of one backend (its settings, resolved address). A backend
- *     whose settings did not change is carried into the next set as the same object.
+ *   - backend_t: one version of one backend (its settings, resolved address, and with use_ssl
+ *     its TLS context, server/origin_tls.h, built with it: a new version whose TLS settings and
+ *     names did not change shares the previous one's). A backend whose settings did not change
+ *     is carried into the next set as the same object.
  *     Every version of a backend name shares one backend_state_t: counters, the health
  *     window and the prober's schedule, so an edit of the weight keeps the health state.
  *
@@ -66,6 +68,7 @@ void backend_unref(backend_t *b)
     assert(b->magic == BACKEND_MAGIC);
     if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1) {
         state_unref(b->state);
+        origin_tls_unref(&b->tls);
         b->magic = 0;
         free(b);
     }
@@ -130,6 +133,35 @@ static int hc_equal(const backend_t *old, const backend_config_t *c, const backe
     return h == NULL || memcmp(h, &old->hc, sizeof(*h)) == 0;
 }
 
+/* the same TLS identity: settings, and the names the defaults come from (a pooled connection
+ * verified for one name must not serve a backend that wants another) */
+static int tls_equal(const backend_conf_t *a, const backend_conf_t *b)
+{
+    return memcmp(&a->tls, &b->tls, sizeof(a->tls)) == 0 &&
+           (!a->tls.use_ssl || (strcmp(a->override_host, b->override_host) == 0 && strcmp(a->address, b->address) == 0));
+}
+
+/* b's TLS context: prev's when nothing about TLS changed, else a new one. Returns 0 or -1 (why set). */
+static int tls_build(backend_t *b, const backend_t *prev, char *why, size_t why_len)
+{
+    const backend_conf_t *bc = &b->conf;
+    if (!bc->tls.use_ssl)
+        return 0;
+    if (prev != NULL && prev->tls != NULL && tls_equal(&prev->conf, bc)) {
+        b->tls = origin_tls_ref(prev->tls);
+        return 0;
+    }
+    /* the default certificate name: override_host without its port, else the address */
+    char name[BACKEND_HOST_MAX + 1], peer[BACKEND_HOST_MAX + 16];
+    const char *src = bc->override_host[0] != '\0' ? bc->override_host : bc->address;
+    snprintf(name, sizeof(name), "%s", src[0] == '[' ? src + 1 : src);
+    char *end = src[0] == '[' ? strchr(name, ']') : bc->override_host[0] != '\0' ? strrchr(name, ':') : NULL;
+    if (end != NULL)
+        *end = '\0';
+    snprintf(peer, sizeof(peer), strchr(bc->address, ':') != NULL ? "[%s]:%u" : "%s:%u", bc->address, (unsigned)bc->port);
+    return origin_tls_new(&bc->tls, bc->name, peer, name, &b->tls, why, why_len);
+}
+
 static backend_t *find_in_set(backend_set_t *s, const char *name)
 {
     for (size_t i = 0; s != NULL && i != s->n; ++i)
@@ -184,7 +216,7 @@ static int set_build(const backend_config_t *c, backend_set_t *old, int strict, 
             b->has_hc = 1;
             b->hc = *h;
         }
-        char why[200];
+        char why[300];
         if (resolve(bc->address, bc->port, &b->sa, &b->salen, why, sizeof(why)) == 0) {
             b->resolved = 1;
         } else if (strict) {
@@ -196,8 +228,21 @@ static int set_build(const backend_config_t *c, backend_set_t *old, int strict, 
             fprintf(stderr, "edgecache: backend '%s': cannot resolve '%s' (%s); it gets no traffic until updated\n", bc->name,
                     bc->address, why);
         }
+        if (b->resolved && tls_build(b, prev, why, sizeof(why)) != 0) {
+            if (strict) {
+                errbuf_printf(detail, detail_len, "%s", why);
+                free(b);
+                backend_set_unref(s);
+                return BACKEND_EINVAL;
+            }
+            fprintf(stderr, "edgecache: backend '%s': %s; it gets no traffic until updated\n", bc->name, why);
+            b->resolved = 0;
+        }
         int same_address = prev != NULL && strcmp(prev->conf.address, bc->address) == 0 && prev->conf.port == bc->port;
-        b->pool_key = same_address && prev->conf.max_conn == bc->max_conn && prev->resolved ? prev->pool_key : b->id;
+        /* pooled connections follow an edit only to the same peer with the same TLS identity */
+        b->pool_key = same_address && prev->conf.max_conn == bc->max_conn && prev->resolved && tls_equal(&prev->conf, bc)
+                          ? prev->pool_key
+                          : b->id;
         if (prev != NULL) {
             b->state = prev->state;
             atomic_fetch_add_explicit(&b->state->refs, 1, memory_order_relaxed);
@@ -362,7 +407,8 @@ int backend_module_init(const config_t *cfg, store_t *store, char *err, size_t e
     if (!c->load_balancing_stored)
         c->load_balancing = (backend_lb_t)cfg->load_balancing;
     if (cfg->shield.port != 0) {
-        int forced = backend_config_force_shield(c, &cfg->shield);
+        const char *tls_ca = cfg->shield_tls ? (cfg->shield_tls_ca != NULL ? cfg->shield_tls_ca : "") : NULL;
+        int forced = backend_config_force_shield(c, &cfg->shield, tls_ca);
         if (forced < 0) {
             errbuf_printf(err, errlen, "--shield: no room for one more backend (at most %d)", BACKEND_MAX);
             goto fail;

@@ -15,6 +15,7 @@
 #include <jansson.h>
 #include "server/config.h"
 #include "server/origin_client.h"
+#include "server/origin_tls.h"
 #include "storage/object.h"
 #include "storage/store.h"
 
@@ -27,6 +28,7 @@ typedef struct backend_pick {
     const origin_client_timeouts_t *timeouts; /* this worker's timeouts for it; same lifetime */
     const char *host_header;                  /* override_host, or NULL to send the client's Host */
     size_t host_header_len;
+    origin_tls_t *tls; /* the backend's TLS context, NULL for cleartext; valid while the reference is held */
 } backend_pick_t;
 
 /**
@@ -100,6 +102,7 @@ typedef struct backend_conf {
     char healthcheck[BACKEND_NAME_MAX + 1];   /* name of a health check, "" = none (always healthy) */
     char shield[BACKEND_NAME_MAX + 1];        /* non-empty: this backend is a shield node (another edgecache) */
     char comment[BACKEND_COMMENT_MAX + 1];
+    origin_tls_conf_t tls; /* use_ssl, ssl_*, min/max_tls_version (server/origin_tls.h) */
 } backend_conf_t;
 
 /* one health check as configured (Fastly's field names; times in milliseconds) */
@@ -143,7 +146,15 @@ void backend_healthcheck_defaults(backend_healthcheck_conf_t *h);
 int backend_conf_apply_json(backend_conf_t *c, const json_t *obj, char *detail, size_t detail_len);
 int backend_healthcheck_apply_json(backend_healthcheck_conf_t *h, const json_t *obj, char *detail, size_t detail_len);
 
-/** A new JSON object with every field (Fastly's shape; "" strings as null). New reference. */
+/**
+ * Check a backend object of the config file's "backends" list: Fastly's defaults, then its
+ * fields (backend_conf_apply_json), and an address. Copies the address and port out (host
+ * cap bytes). Returns 0 or BACKEND_EINVAL with detail naming the field. Borrows obj.
+ */
+int backend_conf_check_object(const json_t *obj, char *host, size_t cap, uint16_t *port, char *detail, size_t detail_len);
+
+/** A new JSON object with every field (Fastly's shape; "" strings as null; a client key shown as
+ * ORIGIN_TLS_KEY_REDACTED). New reference. */
 json_t *backend_conf_to_json(const backend_conf_t *c);
 json_t *backend_healthcheck_to_json(const backend_healthcheck_conf_t *h);
 

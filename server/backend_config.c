@@ -2,7 +2,9 @@
  * server/backend_config.c — the backend configuration as values: Fastly's fields for
  * backends and health checks, read from JSON or form-encoded admin requests, checked, and
  * written back as JSON; the persisted document (the store's `config` db, key "backends");
- * the seed from --backend and the --shield backend.
+ * the seed from --backend (and the config file's backend objects) and the --shield backend.
+ * The TLS fields (use_ssl, ssl_*, min/max_tls_version) are read, checked and written by
+ * server/origin_tls.c; this file hands them over and applies Fastly's port/use_ssl coupling.
  *
  * What it owns: nothing. Every function here reads and writes the caller's backend_config_t
  * / backend_conf_t and JSON values; the live configuration and the sets built from it are
@@ -44,6 +46,7 @@ void backend_conf_defaults(backend_conf_t *c)
     c->first_byte_timeout = 15000;
     c->between_bytes_timeout = 10000;
     c->max_conn = 200;
+    origin_tls_conf_defaults(&c->tls);
 }
 
 void backend_healthcheck_defaults(backend_healthcheck_conf_t *h)
@@ -228,18 +231,20 @@ static int ignored_field(const char *key)
 
 int backend_conf_apply_json(backend_conf_t *c, const json_t *obj, char *detail, size_t detail_len)
 {
-    backend_conf_t next = *c;
+    backend_conf_t next = *c; /* about 42 KB with the PEM fields: admin and main threads have the stack */
     const char *key;
     json_t *v;
     uint64_t n;
-    int rc;
+    int rc, port_given = 0;
 
     if (!json_is_object(obj)) {
         errbuf_printf(detail, detail_len, "body: must be an object");
         return BACKEND_EINVAL;
     }
     json_object_foreach ((json_t *)obj, key, v) {
-        if (strcmp(key, "name") == 0) {
+        if (origin_tls_conf_apply_field(&next.tls, key, v, &rc, detail, detail_len)) {
+            rc = rc != 0 ? BACKEND_EINVAL : 0;
+        } else if (strcmp(key, "name") == 0) {
             rc = get_str(v, key, 0, name_ok, NAME_WHAT, next.name, sizeof(next.name), detail, detail_len);
         } else if (strcmp(key, "address") == 0 || strcmp(key, "hostname") == 0 || strcmp(key, "ipv4") == 0) {
             rc = get_str(v, key, 0, address_ok, "a host name or IP address", next.address, sizeof(next.address), detail,
@@ -247,6 +252,7 @@ int backend_conf_apply_json(backend_conf_t *c, const json_t *obj, char *detail, 
         } else if (strcmp(key, "port") == 0) {
             if ((rc = get_uint(v, key, 1, 65535, &n, detail, detail_len)) == 0)
                 next.port = (uint16_t)n;
+            port_given = 1;
         } else if (strcmp(key, "weight") == 0) {
             if ((rc = get_uint(v, key, 0, 100000, &n, detail, detail_len)) == 0)
                 next.weight = (uint32_t)n;
@@ -283,13 +289,24 @@ int backend_conf_apply_json(backend_conf_t *c, const json_t *obj, char *detail, 
             char shown[72]; /* a bounded prefix of the untrusted name, cut between characters */
             errbuf_printf(detail, detail_len,
                           "%s: unknown field (known: name, address, port, weight, connect_timeout, first_byte_timeout, "
-                          "between_bytes_timeout, max_conn, override_host, healthcheck, shield, comment)",
+                          "between_bytes_timeout, max_conn, override_host, healthcheck, shield, comment, use_ssl, "
+                          "ssl_check_cert, ssl_cert_hostname, ssl_sni_hostname, ssl_ca_cert, ssl_client_cert, "
+                          "ssl_client_key, min_tls_version, max_tls_version, ssl_ciphers)",
                           text_escape(shown, sizeof(shown), key, strlen(key)));
             rc = BACKEND_EINVAL;
         }
         if (rc != 0)
             return rc;
     }
+    /* Fastly's coupling of port and use_ssl: port 443 or 80 alone sets use_ssl, and use_ssl
+     * alone moves a default port (80 <-> 443); given together, each is as given */
+    int use_ssl_given = json_object_get(obj, "use_ssl") != NULL;
+    if (port_given && !use_ssl_given && (next.port == 443 || next.port == 80))
+        next.tls.use_ssl = next.port == 443;
+    else if (use_ssl_given && !port_given && next.port == (next.tls.use_ssl ? 80 : 443))
+        next.port = next.tls.use_ssl ? 443 : 80;
+    if (origin_tls_conf_check(&next.tls, detail, detail_len) != 0)
+        return BACKEND_EINVAL;
     *c = next;
     return 0;
 }
@@ -363,12 +380,29 @@ int backend_healthcheck_apply_json(backend_healthcheck_conf_t *h, const json_t *
     return 0;
 }
 
+int backend_conf_check_object(const json_t *obj, char *host, size_t cap, uint16_t *port, char *detail, size_t detail_len)
+{
+    backend_conf_t *c = alloc_xcalloc(1, sizeof(*c), "backend");
+    backend_conf_defaults(c);
+    int rc = backend_conf_apply_json(c, obj, detail, detail_len);
+    if (rc == 0 && c->address[0] == '\0') {
+        errbuf_printf(detail, detail_len, "address: required");
+        rc = BACKEND_EINVAL;
+    }
+    if (rc == 0) {
+        snprintf(host, cap, "%s", c->address);
+        *port = c->port;
+    }
+    free(c);
+    return rc;
+}
+
 static json_t *str_or_null(const char *s)
 {
     return s[0] != '\0' ? json_string(s) : json_null();
 }
 
-json_t *backend_conf_to_json(const backend_conf_t *c)
+static json_t *conf_to_json(const backend_conf_t *c, int with_key)
 {
     json_t *o = json_object();
     if (o == NULL)
@@ -385,7 +419,13 @@ json_t *backend_conf_to_json(const backend_conf_t *c)
     json_object_set_new(o, "healthcheck", str_or_null(c->healthcheck));
     json_object_set_new(o, "shield", str_or_null(c->shield));
     json_object_set_new(o, "comment", json_string(c->comment));
+    origin_tls_conf_to_json(&c->tls, o, with_key);
     return o;
+}
+
+json_t *backend_conf_to_json(const backend_conf_t *c)
+{
+    return conf_to_json(c, 0);
 }
 
 json_t *backend_healthcheck_to_json(const backend_healthcheck_conf_t *h)
@@ -570,7 +610,7 @@ json_t *backend_config_to_json(const backend_config_t *c)
     if (c->load_balancing_stored)
         json_object_set_new(doc, "load_balancing", json_string(backend_lb_name(c->load_balancing)));
     for (size_t i = 0; i != c->num_backends; ++i)
-        json_array_append_new(bs, backend_conf_to_json(&c->backends[i]));
+        json_array_append_new(bs, conf_to_json(&c->backends[i], 1)); /* the store keeps the client key */
     for (size_t i = 0; i != c->num_healthchecks; ++i)
         json_array_append_new(hs, backend_healthcheck_to_json(&c->healthchecks[i]));
     json_object_set_new(doc, "backends", bs);
@@ -619,12 +659,15 @@ int backend_config_from_json(backend_config_t *c, const json_t *doc, char *detai
             errbuf_printf(detail, detail_len, "backends[%zu]: %s", i, sub);
             return BACKEND_EINVAL;
         }
+        if (json_object_get(item, "use_ssl") == NULL) /* stored before TLS: port 443 there was cleartext */
+            b->tls.use_ssl = 0;
     }
     return backend_config_validate(c, detail, detail_len);
 }
 
 void backend_config_seed(backend_config_t *c, const config_t *cfg)
 {
+    json_t *objects = cfg->backends_json != NULL ? json_loads(cfg->backends_json, 0, NULL) : NULL;
     memset(c, 0, sizeof(*c));
     c->load_balancing = (backend_lb_t)cfg->load_balancing;
     for (size_t i = 0; i != cfg->num_backends && i != BACKEND_MAX; ++i) {
@@ -639,10 +682,21 @@ void backend_config_seed(backend_config_t *c, const config_t *cfg)
             b->between_bytes_timeout = cfg->origin_timeout_ms;
         if (cfg->origin_timeout_ms < b->connect_timeout)
             b->connect_timeout = cfg->origin_timeout_ms;
+        /* an object of the config file: its fields over those (checked when the file was read) */
+        const json_t *o = json_array_get(objects, i);
+        char detail[300];
+        if (json_is_object(o) && backend_conf_apply_json(b, o, detail, sizeof(detail)) != 0)
+            fprintf(stderr, "edgecache: backends[%zu]: %s\n", i, detail); /* cannot happen: config_load_file checked it */
     }
+    json_decref(objects);
 }
 
-int backend_config_force_shield(backend_config_t *c, const config_addr_t *shield)
+static int shield_tls_equal(const origin_tls_conf_t *t, const char *ca)
+{
+    return t->use_ssl && t->ssl_check_cert && strcmp(t->ssl_ca_cert, ca) == 0;
+}
+
+int backend_config_force_shield(backend_config_t *c, const config_addr_t *shield, const char *tls_ca)
 {
     backend_conf_t *b = NULL;
     for (size_t i = 0; i != c->num_backends; ++i)
@@ -654,7 +708,8 @@ int backend_config_force_shield(backend_config_t *c, const config_addr_t *shield
         b = &c->backends[c->num_backends++];
         backend_conf_defaults(b);
         snprintf(b->name, sizeof(b->name), "%s", SHIELD_NAME);
-    } else if (strcmp(b->address, shield->host) == 0 && b->port == shield->port && b->shield[0] != '\0') {
+    } else if (strcmp(b->address, shield->host) == 0 && b->port == shield->port && b->shield[0] != '\0' &&
+               (tls_ca == NULL || shield_tls_equal(&b->tls, tls_ca))) {
         return 0;
     }
     memset(b->address, 0, sizeof(b->address));
@@ -662,5 +717,11 @@ int backend_config_force_shield(backend_config_t *c, const config_addr_t *shield
     b->port = shield->port;
     if (b->shield[0] == '\0')
         snprintf(b->shield, sizeof(b->shield), "%s", SHIELD_NAME);
+    if (tls_ca != NULL) { /* --shield-tls: TLS, checked, with that CA ("" = the system's store) */
+        b->tls.use_ssl = 1;
+        b->tls.ssl_check_cert = 1;
+        memset(b->tls.ssl_ca_cert, 0, sizeof(b->tls.ssl_ca_cert));
+        snprintf(b->tls.ssl_ca_cert, sizeof(b->tls.ssl_ca_cert), "%s", tls_ca);
+    }
     return 1;
 }

@@ -4,7 +4,7 @@
  * tests: the health window, the runtime objects and the module state, the two balancing
  * algorithms, the persisted document, and the helpers the pieces share.
  * Not a public interface: nothing outside server/backend*.c and tests/unit/test_backend.c
- * includes it.
+ * (and test_origin_tls.c, for the stored document) includes it.
  */
 #ifndef EDGECACHE_BACKEND_INT_H
 #define EDGECACHE_BACKEND_INT_H
@@ -72,6 +72,7 @@ struct backend {
     socklen_t salen;
     uint64_t name_hash;
     backend_state_t *state; /* own reference */
+    origin_tls_t *tls;      /* own reference; NULL without use_ssl */
 };
 
 typedef struct backend_set {
@@ -167,9 +168,10 @@ void backend_config_seed(backend_config_t *c, const config_t *cfg);
 
 /**
  * Apply --shield HOST:PORT to c: a backend named "shield" with shield "shield" and that address
- * (added, or updated when it differs). Returns 1 when c changed, 0 when not, -1 when there is no
- * room for one more backend.
+ * (added, or updated when it differs). tls_ca non-NULL (--shield-tls): use_ssl and ssl_check_cert
+ * on, ssl_ca_cert tls_ca ("" = the system's store); NULL leaves its TLS fields as stored.
+ * Returns 1 when c changed, 0 when not, -1 when there is no room for one more backend.
  */
-int backend_config_force_shield(backend_config_t *c, const config_addr_t *shield);
+int backend_config_force_shield(backend_config_t *c, const config_addr_t *shield, const char *tls_ca);
 
 #endif

@@ -7,8 +7,9 @@
  *   - Per worker (backend_g.workers[w->index], touched only by that worker's thread): its
  *     reference to the set it last saw, one instance per backend version (socket pool and
  *     timeouts for it), socket pools keyed by pool_key (shared by versions with the same
- *     address, port and max_conn, so edits keep pooled connections), and h2o_timeout_t
- *     objects per distinct duration, shared by value.
+ *     address, port, max_conn and TLS identity, so edits keep pooled connections, and a TLS
+ *     connection never serves a cleartext backend nor one that checks another name), and
+ *     h2o_timeout_t objects per distinct duration, shared by value.
  *
  * Invariants.
  *   - A fetch holds a backend_t reference (backend_pick .. backend_release) and its worker
@@ -197,7 +198,8 @@ static worker_pool_t *worker_pool_get(backend_worker_t *ws, const backend_t *b)
     if (p == NULL) {
         p = alloc_xcalloc(1, sizeof(*p), "backend");
         p->key = b->pool_key;
-        h2o_socketpool_init_by_address(&p->pool, (struct sockaddr *)&b->sa, b->salen, 0, b->conf.max_conn);
+        /* is_ssl marks the pool: origin_client checks that its connections get a TLS context */
+        h2o_socketpool_init_by_address(&p->pool, (struct sockaddr *)&b->sa, b->salen, b->tls != NULL, b->conf.max_conn);
         h2o_socketpool_set_timeout(&p->pool, ws->loop, POOL_IDLE_TIMEOUT_MS);
         p->next = ws->pools;
         ws->pools = p;
@@ -395,6 +397,7 @@ int backend_pick(struct worker *w, const uint8_t hash[CACHE_HASH_LEN], const bac
     out->timeouts = &in->timeouts;
     out->host_header = b->conf.override_host[0] != '\0' ? b->conf.override_host : NULL;
     out->host_header_len = out->host_header != NULL ? strlen(out->host_header) : 0;
+    out->tls = b->tls;
     return 0;
 }
 

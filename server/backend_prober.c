@@ -227,9 +227,9 @@ static void job_on_watchdog(h2o_timeout_entry_t *entry)
     job_finish(p, 0, "timeout");
 }
 
-static void job_start(probe_t *p, const struct sockaddr_storage *sa, socklen_t salen, uint32_t timeout_ms)
+static void job_start(probe_t *p, const struct sockaddr_storage *sa, socklen_t salen, uint32_t timeout_ms, origin_tls_t *tls)
 {
-    h2o_socketpool_init_by_address(&p->pool, (struct sockaddr *)sa, salen, 0, 1);
+    h2o_socketpool_init_by_address(&p->pool, (struct sockaddr *)sa, salen, tls != NULL, 1);
     h2o_socketpool_set_timeout(&p->pool, P.loop, 1000);
     p->pool_ready = 1;
     h2o_timeout_t *t = prober_timeout(timeout_ms);
@@ -240,7 +240,7 @@ static void job_start(probe_t *p, const struct sockaddr_storage *sa, socklen_t s
     h2o_timeout_link(P.loop, t, &p->watchdog);
     h2o_linklist_insert(&P.active, &p->link);
     p->started_us = now_mono_us();
-    origin_client_connect(&p->client, p, P.loop, &p->pool, &p->timeouts, job_on_connect);
+    origin_client_connect(&p->client, p, P.loop, &p->pool, &p->timeouts, tls, job_on_connect);
 }
 
 static void job_free(probe_t *p)
@@ -285,7 +285,7 @@ static void probe_start(backend_t *b)
                      b->hc.method, b->hc.path, host);
     assert(n > 0 && (size_t)n < cap);
     p->reqbuf.len = (size_t)n;
-    job_start(p, &b->sa, b->salen, b->hc.timeout);
+    job_start(p, &b->sa, b->salen, b->hc.timeout, b->tls); /* a TLS backend is probed over TLS, verified alike */
 }
 
 static void prober_schedule(void)
@@ -337,7 +337,7 @@ static void *prober_main(void *arg)
         prober_free_finished();
         for (probe_t *p = take_pending(), *next; p != NULL; p = next) {
             next = p->next_pending;
-            job_start(p, &backend_g.shield_admin_sa, backend_g.shield_admin_salen, FORWARD_TIMEOUT_MS);
+            job_start(p, &backend_g.shield_admin_sa, backend_g.shield_admin_salen, FORWARD_TIMEOUT_MS, NULL);
         }
         prober_schedule();
         h2o_evloop_run(P.loop, PROBER_WAIT_MS);

@@ -19,6 +19,11 @@
  * line feed in a target or field value), so objects stored before the change are misses,
  * never served under a new key.
  *
+ * With cache_key.include_scheme the key is "http://" or "https://" followed by the above. The
+ * host part never holds a '/' (escaped %2F), so a key of one form can never be read as the
+ * other: the scheme, when there, ends at the first "//", and the one-to-one argument above
+ * holds for the rest.
+ *
  * Pure functions: the rules come in as an argument (cache_key_rules_t). Any thread.
  */
 #include <arpa/inet.h>
@@ -230,8 +235,26 @@ static char *write_key_host(char *o, const char *host, size_t host_len)
     return o;
 }
 
+/* scheme, host part, '\n', path at buf (which has room for all of it); returns the length */
+static size_t write_key(char *buf, const char *scheme, size_t scheme_len, const char *host, size_t host_len, const char *path,
+                        size_t path_len)
+{
+    memcpy(buf, scheme, scheme_len);
+    char *o = write_key_host(buf + scheme_len, host, host_len);
+    *o++ = '\n';
+    if (path_len != 0)
+        memcpy(o, path, path_len);
+    return (size_t)(o - buf) + path_len;
+}
+
 size_t cache_key_build(const cache_key_rules_t *rules, const char *host, size_t host_len, const char *path, size_t path_len,
                        char *buf, size_t cap)
+{
+    return cache_key_build_scheme(rules, 0, host, host_len, path, path_len, buf, cap);
+}
+
+size_t cache_key_build_scheme(const cache_key_rules_t *rules, int https, const char *host, size_t host_len, const char *path,
+                              size_t path_len, char *buf, size_t cap)
 {
     if (!rules->include_host)
         host_len = 0;
@@ -247,26 +270,20 @@ size_t cache_key_build(const cache_key_rules_t *rules, const char *host, size_t 
         path = tmp;
     }
 
+    const char *scheme = !rules->include_scheme ? "" : https ? "https://" : "http://";
+    size_t scheme_len = strlen(scheme);
     size_t total;
-    if (cache_key_max_len(host_len, path_len) <= cap) {
+    if (scheme_len + 3 * host_len + 1 + path_len <= cap) {
         /* room for the worst case (the proxy's buffers always have it): one pass */
-        char *o = write_key_host(buf, host, host_len);
-        total = (size_t)(o - buf) + 1 + path_len;
-        *o++ = '\n';
-        if (path_len != 0)
-            memcpy(o, path, path_len);
+        total = write_key(buf, scheme, scheme_len, host, host_len, path, path_len);
     } else {
         /* a tight buffer: count first, write only when the key fits */
         size_t host_part = 0;
         for (size_t i = 0; i != host_len; ++i)
             host_part += key_host_bytes[lower((unsigned char)host[i])] ? 1 : 3;
-        total = host_part + 1 + path_len;
-        if (total <= cap) {
-            char *o = write_key_host(buf, host, host_len);
-            *o++ = '\n';
-            if (path_len != 0)
-                memcpy(o, path, path_len);
-        }
+        total = scheme_len + host_part + 1 + path_len;
+        if (total <= cap)
+            write_key(buf, scheme, scheme_len, host, host_len, path, path_len);
     }
     if (tmp != NULL && tmp != stackbuf)
         free(tmp);

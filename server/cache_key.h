@@ -13,6 +13,7 @@
 /** The cache-key rules of the configuration ("cache_key" in the config file). */
 typedef struct cache_key_rules {
     int include_host;                 /* 0: the host is left out (one site behind the cache) */
+    int include_scheme;               /* 1: "http://" or "https://" leads the key: the two never share an object */
     int sort_query;                   /* sort the query's parameters */
     const char *const *ignore_params; /* parameter names dropped from the query (borrowed) */
     size_t num_ignore_params;
@@ -40,14 +41,15 @@ int cache_key_split_absolute(const char *target, size_t len, size_t *authority_o
 /** The largest key cache_key_build can produce for these lengths (the buffer to give it). */
 static inline size_t cache_key_max_len(size_t host_len, size_t path_len)
 {
-    return 3 * host_len + 1 + path_len;
+    return 8 + 3 * host_len + 1 + path_len; /* 8: "https://" */
 }
 
 /**
  * Build the cache key of (host, path-with-query) under `rules` into buf: the host
  * lower-cased, without a ":80" port, with every byte outside the authority alphabet
  * (and '%') written as %XX, then '\n', then the path with its query rewritten by the
- * rules. Two pairs get the same key only when they are equal after that normalisation
+ * rules (preceded by the scheme when rules->include_scheme: see cache_key_build_scheme, of
+ * which this is the "http" case). Two pairs get the same key only when they are equal after that normalisation
  * (host case, ":80", the query rules), whatever bytes they hold; without include_host
  * the key is "\n" and the path. Writes at most cap bytes (no NUL); returns the key's full
  * length, which is > cap when buf was too small (the key must then not be used);
@@ -55,5 +57,14 @@ static inline size_t cache_key_max_len(size_t host_len, size_t path_len)
  */
 size_t cache_key_build(const cache_key_rules_t *rules, const char *host, size_t host_len, const char *path, size_t path_len,
                        char *buf, size_t cap);
+
+/**
+ * cache_key_build for a request that came over TLS (https != 0) or not. With
+ * rules->include_scheme the key starts with "https://" or "http://"; neither can start a key
+ * without it, whose host part writes '/' as %2F, so keys stay one-to-one across both rules.
+ * Without include_scheme, `https` is ignored and the key is cache_key_build's.
+ */
+size_t cache_key_build_scheme(const cache_key_rules_t *rules, int https, const char *host, size_t host_len, const char *path,
+                              size_t path_len, char *buf, size_t cap);
 
 #endif

@@ -18,6 +18,7 @@
 #include "common/errbuf.h"
 #include "server/config_int.h"
 #include "server/header_rules.h"
+#include "server/origin_tls.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -65,6 +66,8 @@ const opt_def_t config_opt_defs[] = {
     {OPT_SHIELD, "--shield", "shield", "HOST:PORT", "fetch misses through this edgecache node (origin shield)"},
     {OPT_SHIELD_ADMIN, "--shield-admin", "shield_admin", "HOST:PORT", "the shield's admin API: purges are forwarded there"},
     {OPT_SHIELD_TOKEN, "--shield-token", "shield_token", "TOKEN", "token for the shield's admin API (purge scope)"},
+    {OPT_SHIELD_TLS, "--shield-tls", "shield_tls", "CA.pem|system",
+     "reach the shield over TLS, its certificate verified with this CA file or the system's trust store"},
     {OPT_ACCESS_LOG, "--access-log", "access_log", "FILE", "access log file (\"-\" = standard output); SIGHUP reopens it"},
     {OPT_STATS_SAMPLE_INTERVAL, "--stats-sample-interval", "stats_sample_interval", "SECONDS",
      "period of the SLA bandwidth samples, 1-86400"},
@@ -76,6 +79,18 @@ const opt_def_t config_opt_defs[] = {
      "a minute with more than this share of our own 5xx is degraded, 0-100"},
     {OPT_METRICS_LISTEN, "--metrics-listen", "metrics_public_listen", "HOST:PORT",
      "also serve GET /metrics here, without a token"},
+    {OPT_TLS_LISTEN, "--tls-listen", "tls_listen", "HOST:PORT", "HTTPS listener (h2 and http/1.1 by ALPN); repeatable"},
+    {OPT_TLS_CERT, "--tls-cert", "tls_certs", "HOST=CERT,KEY",
+     "PEM certificate (chain after it) and key for SNI name HOST, *.NAME or default; repeatable"},
+    {OPT_ADMIN_TLS_LISTEN, "--admin-tls-listen", "admin_tls_listen", "HOST:PORT", "admin API over HTTPS"},
+    {OPT_ADMIN_TLS_CERT, "--admin-tls-cert", "admin_tls_cert", "CERT,KEY", "certificate and key of --admin-tls-listen"},
+    {OPT_CLUSTER, "--cluster", "cluster", "nats://HOST:PORT[,...]",
+     "join a cache network: every purge goes through this NATS JetStream cluster to every node"},
+    {OPT_NODE_NAME, "--node-name", "node_name", "NAME", "this node's name in the cluster: 1-32 of [A-Za-z0-9_]"},
+    {OPT_CLUSTER_RETENTION, "--cluster-retention", "cluster_retention", "DURATION",
+     "how long the purge stream keeps a purge (a node down longer purges all): e.g. 7d, 12h, 3600s"},
+    {OPT_CLUSTER_ON_UNAVAILABLE, "--cluster-on-unavailable", "cluster_on_unavailable", "reject|local",
+     "when the stream cannot store a purge: answer 503, or apply it here and queue its publish"},
     {OPT_HELP, "--help", NULL, NULL, "print this help and exit"},
 };
 #define NUM_OPTS (sizeof(config_opt_defs) / sizeof(config_opt_defs[0]))
@@ -232,6 +247,7 @@ void config_defaults(config_t *cfg)
     cfg->stats_retention_days = 31;
     cfg->stats_minute_seconds = 60;
     cfg->sla_degraded_ppm = 50000;
+    cfg->cluster_retention_s = 7 * 86400;
 }
 
 /* the default of one option as --help shows it */
@@ -263,13 +279,22 @@ static void format_default(const config_t *d, opt_id_t id, char *buf, size_t cap
     case OPT_LOAD_BALANCING: snprintf(buf, cap, "round_robin"); break;
     case OPT_SHIELD:
     case OPT_SHIELD_ADMIN:
-    case OPT_SHIELD_TOKEN: snprintf(buf, cap, "none"); break;
+    case OPT_SHIELD_TOKEN:
+    case OPT_SHIELD_TLS: snprintf(buf, cap, "none"); break;
     case OPT_ACCESS_LOG: snprintf(buf, cap, "off"); break;
     case OPT_STATS_SAMPLE_INTERVAL: snprintf(buf, cap, "%u", d->stats_sample_interval); break;
     case OPT_STATS_RETENTION_DAYS: snprintf(buf, cap, "%u", d->stats_retention_days); break;
     case OPT_STATS_MINUTE_SECONDS: snprintf(buf, cap, "%u", d->stats_minute_seconds); break;
     case OPT_SLA_DEGRADED_PERCENT: snprintf(buf, cap, "%u", d->sla_degraded_ppm / 10000); break;
     case OPT_METRICS_LISTEN: snprintf(buf, cap, "off"); break;
+    case OPT_TLS_LISTEN:
+    case OPT_ADMIN_TLS_LISTEN:
+    case OPT_TLS_CERT:
+    case OPT_ADMIN_TLS_CERT: snprintf(buf, cap, "none"); break;
+    case OPT_CLUSTER: snprintf(buf, cap, "none: a single node"); break;
+    case OPT_NODE_NAME: snprintf(buf, cap, "none"); break;
+    case OPT_CLUSTER_RETENTION: snprintf(buf, cap, "7d"); break;
+    case OPT_CLUSTER_ON_UNAVAILABLE: snprintf(buf, cap, "reject"); break;
     case OPT_HELP: break;
     }
 }
@@ -307,7 +332,9 @@ void config_print_help(void *stream)
           "service_id, max_heuristic_ttl, default_grace, negative_ttl, origin_timeout, shutdown_timeout,\n"
           "max_request_body, request_body_memory, load_balancing, shield,\n"
           "shield_admin, shield_token, access_log, stats_sample_interval, stats_retention_days,\n"
-          "stats_minute_seconds, sla_degraded_percent, metrics_public_listen.\n",
+          "stats_minute_seconds, sla_degraded_percent, metrics_public_listen, tls_listen (a string or an\n"
+          "array), tls_certs (array of \"HOST=CERT,KEY\" or {\"host\",\"cert\",\"key\"}), admin_tls_listen,\n"
+          "admin_tls_cert.\n",
           f);
 }
 
@@ -318,6 +345,34 @@ void config_print_help(void *stream)
  * "edgecache.json: key 'threads'"). For --backend, the caller has decided whether the
  * list was reset.
  */
+/* "nats://HOST:PORT[,nats://HOST:PORT...]": each URL checked, so that cnats gets nothing it would choke on */
+static int apply_cluster_urls(config_t *cfg, const char *who, const char *val, char *err, size_t errlen)
+{
+    size_t len = strlen(val);
+    int ok = len > 0 && len < sizeof(cfg->cluster_urls);
+    for (const char *p = val; ok && *p != '\0';) {
+        const char *end = strchr(p, ',');
+        size_t n = end != NULL ? (size_t)(end - p) : strlen(p);
+        char host[300];
+        config_addr_t addr;
+        ok = n > 7 && strncmp(p, "nats://", 7) == 0 && n - 7 < sizeof(host);
+        if (ok) {
+            memcpy(host, p + 7, n - 7);
+            host[n - 7] = '\0';
+            ok = config_parse_addr(host, &addr) == 0 && addr.port != 0;
+        }
+        p += n;
+        if (*p == ',')
+            ok = ok && *++p != '\0';
+    }
+    if (!ok) {
+        errbuf_printf(err, errlen, "%s: invalid cluster '%.64s' (expected nats://HOST:PORT[,nats://HOST:PORT...])", who, val);
+        return -1;
+    }
+    memcpy(cfg->cluster_urls, val, len + 1);
+    return 0;
+}
+
 int config_apply_value(config_t *cfg, const opt_def_t *o, const char *who, const char *val, char *err, size_t errlen)
 {
     uint64_t n;
@@ -472,6 +527,40 @@ int config_apply_value(config_t *cfg, const opt_def_t *o, const char *who, const
         memcpy(cfg->shield_token, val, len + 1);
         return 0;
     }
+    case OPT_SHIELD_TLS: {
+        /* the CA is read and checked now: a bad file is a start-up error, not a shield that never verifies */
+        origin_tls_conf_t *tls = calloc(1, sizeof(*tls));
+        char detail[300];
+        FILE *f = strcmp(val, "system") != 0 ? fopen(val, "r") : NULL;
+        size_t got = 0;
+        int rc = -1;
+        if (tls == NULL)
+            abort();
+        origin_tls_conf_defaults(tls);
+        tls->use_ssl = 1;
+        if (strcmp(val, "system") == 0) {
+            rc = 0;
+        } else if (f == NULL) {
+            errbuf_printf(err, errlen, "%s: cannot read '%.200s': %s", who, val, strerror(errno));
+        } else if ((got = fread(tls->ssl_ca_cert, 1, sizeof(tls->ssl_ca_cert), f)) == sizeof(tls->ssl_ca_cert) || got == 0 ||
+                   ferror(f) || memchr(tls->ssl_ca_cert, '\0', got) != NULL) {
+            errbuf_printf(err, errlen, "%s: '%.200s' is not a PEM file of at most %d bytes", who, val, ORIGIN_TLS_PEM_MAX);
+        } else if (origin_tls_conf_check(tls, detail, sizeof(detail)) != 0) {
+            errbuf_printf(err, errlen, "%s: '%.200s': %s", who, val,
+                          detail + (strncmp(detail, "ssl_ca_cert: ", 13) == 0 ? 13 : 0));
+        } else {
+            rc = 0;
+        }
+        if (f != NULL)
+            fclose(f);
+        if (rc == 0) {
+            free(cfg->shield_tls_ca);
+            cfg->shield_tls_ca = got != 0 ? strdup(tls->ssl_ca_cert) : NULL;
+            cfg->shield_tls = 1;
+        }
+        free(tls);
+        return rc;
+    }
     case OPT_ACCESS_LOG:
         if (val[0] == '\0' || copy_str(cfg->access_log, sizeof(cfg->access_log), val) != 0) {
             errbuf_printf(err, errlen, "%s: invalid path '%.64s%s' (expected a path of 1-%zu bytes, or \"-\")", who, val,
@@ -523,6 +612,53 @@ int config_apply_value(config_t *cfg, const opt_def_t *o, const char *who, const
             return -1;
         }
         cfg->metrics_listen = addr; /* on when the host is set; port 0 picks one (printed at start) */
+        return 0;
+    case OPT_TLS_LISTEN:
+    case OPT_TLS_CERT:
+    case OPT_ADMIN_TLS_LISTEN:
+    case OPT_ADMIN_TLS_CERT: return config_apply_tls_value(cfg, o, who, val, err, errlen);
+    case OPT_CLUSTER: return apply_cluster_urls(cfg, who, val, err, errlen);
+    case OPT_NODE_NAME: {
+        size_t len = strlen(val);
+        int ok = len >= 1 && len < sizeof(cfg->node_name);
+        for (size_t i = 0; ok && i < len; i++)
+            ok = (val[i] >= 'a' && val[i] <= 'z') || (val[i] >= 'A' && val[i] <= 'Z') || (val[i] >= '0' && val[i] <= '9') ||
+                 val[i] == '_';
+        if (!ok) { /* it names a NATS durable consumer and is a field of purge ids: no '.', '-', '*' or '>' */
+            errbuf_printf(err, errlen, "%s: invalid node name '%.40s' (expected 1-%zu of A-Z a-z 0-9 _)", who, val,
+                          sizeof(cfg->node_name) - 1);
+            return -1;
+        }
+        memcpy(cfg->node_name, val, len + 1);
+        return 0;
+    }
+    case OPT_CLUSTER_RETENTION: {
+        size_t len = strlen(val);
+        uint64_t unit = 1;
+        char num[24];
+        if (len > 0 && strchr("smhd", val[len - 1]) != NULL) {
+            unit = val[len - 1] == 'm' ? 60 : val[len - 1] == 'h' ? 3600 : val[len - 1] == 'd' ? 86400 : 1;
+            len--;
+        }
+        if (len == 0 || len >= sizeof(num)) {
+            errbuf_printf(err, errlen, "%s: invalid duration '%.40s' (expected e.g. 7d, 12h, 30m or 3600s)", who, val);
+            return -1;
+        }
+        memcpy(num, val, len);
+        num[len] = '\0';
+        if (parse_uint(num, 3660 * 86400 / unit, &n) != 0 || n * unit < 60) {
+            errbuf_printf(err, errlen, "%s: invalid duration '%.40s' (expected 60s to 3660d, e.g. 7d)", who, val);
+            return -1;
+        }
+        cfg->cluster_retention_s = n * unit;
+        return 0;
+    }
+    case OPT_CLUSTER_ON_UNAVAILABLE:
+        if (strcmp(val, "reject") != 0 && strcmp(val, "local") != 0) {
+            errbuf_printf(err, errlen, "%s: invalid value '%.40s' (expected reject or local)", who, val);
+            return -1;
+        }
+        cfg->cluster_on_unavailable = strcmp(val, "local") == 0 ? CONFIG_CLUSTER_LOCAL : CONFIG_CLUSTER_REJECT;
         return 0;
     case OPT_CONFIG:
     case OPT_HELP: break;
@@ -586,7 +722,7 @@ int config_parse_args(config_t *cfg, int argc, char **argv, int first, char *err
     const char *config_path = NULL;
     const char *val;
     const opt_def_t *o;
-    int backends_reset = 0;
+    int backends_reset = 0, tls_listen_reset = 0, tls_certs_reset = 0;
     char scratch[8];
 
     /* pass 1: find --help and --config; errors are reported in order by pass 2 */
@@ -617,10 +753,28 @@ int config_parse_args(config_t *cfg, int argc, char **argv, int first, char *err
             continue;
         if (o->id == OPT_BACKEND && !backends_reset) {
             cfg->num_backends = 0; /* flags replace the file's list */
+            free(cfg->backends_json);
+            cfg->backends_json = NULL;
             backends_reset = 1;
+        }
+        if (o->id == OPT_TLS_LISTEN && !tls_listen_reset) {
+            cfg->num_tls_listen = 0; /* as --backend: flags replace the file's list */
+            tls_listen_reset = 1;
+        }
+        if (o->id == OPT_TLS_CERT && !tls_certs_reset) {
+            cfg->num_tls_certs = 0;
+            tls_certs_reset = 1;
         }
         if (config_apply_value(cfg, o, o->flag, val, err, errlen) != 0)
             return -1;
+    }
+    if (cfg->shield_tls && cfg->shield.port == 0) {
+        errbuf_printf(err, errlen, "--shield-tls: there is no --shield to reach over TLS");
+        return -1;
+    }
+    if (cfg->cluster_urls[0] != '\0' && cfg->node_name[0] == '\0') {
+        errbuf_printf(err, errlen, "--node-name: required with --cluster (each node's own name, e.g. edge1)");
+        return -1;
     }
     if (cfg->request_body_memory < cfg->max_request_body) {
         /* else a body within the limit could never be taken */
@@ -628,5 +782,5 @@ int config_parse_args(config_t *cfg, int argc, char **argv, int first, char *err
                       cfg->request_body_memory, cfg->max_request_body);
         return -1;
     }
-    return 0;
+    return config_check_tls(cfg, err, errlen);
 }

@@ -12,17 +12,29 @@
 
 #define CONFIG_MAX_BACKENDS 64
 #define CONFIG_MAX_IGNORED_PARAMS 32
+#define CONFIG_MAX_TLS_LISTEN 8
+#define CONFIG_MAX_TLS_CERTS 32
 
 typedef struct config_addr {
     char host[256]; /* numeric address or name, e.g. "127.0.0.1" */
     uint16_t port;
 } config_addr_t;
 
+/* one --tls-cert HOST=CERT.pem,KEY.pem (--admin-tls-cert has no HOST: host is "") */
+typedef struct config_tls_cert {
+    char host[256];  /* a DNS name, "*.example.com", or "default" / "*" (the default certificate) */
+    char cert[1024]; /* PEM: the certificate, then its chain */
+    char key[1024];  /* PEM: its private key */
+} config_tls_cert_t;
+
 typedef struct config {
     config_addr_t listen;                        /* --listen, default 127.0.0.1:8080 */
     config_addr_t admin_listen;                  /* --admin-listen, default 127.0.0.1:8081 */
     config_addr_t backends[CONFIG_MAX_BACKENDS]; /* --backend HOST:PORT, repeatable */
     size_t num_backends;
+    /* the file's "backends" when an element is an object of Fastly's backend fields (TLS ones included):
+     * the array as JSON text (malloc'd, checked); NULL otherwise, and when --backend flags replaced it */
+    char *backends_json;
     char data_dir[4096];          /* --data-dir, default "./edgecache-data" */
     uint64_t memory_size;         /* --memory-size BYTES (K/M/G suffixes), default 256M */
     uint64_t disk_size;           /* --disk-size BYTES, default 1G */
@@ -58,6 +70,10 @@ typedef struct config {
     config_addr_t shield;       /* --shield / "shield": another edgecache node to fetch misses through; port 0 = none */
     config_addr_t shield_admin; /* --shield-admin / "shield_admin": that node's admin listener, for forwarding purges */
     char shield_token[512];     /* --shield-token / "shield_token": a purge (or global) token of the shield's admin API */
+    /* --shield-tls CA.pem|system / "shield_tls": the shield link over TLS, verified with that CA (the PEM, malloc'd
+     * and checked; NULL for the system's trust store); shield_tls 0: the store's settings for the shield backend */
+    int shield_tls;
+    char *shield_tls_ca;
     /* stats and observability (server/stats.h, server/accesslog.h) */
     char access_log[4096];          /* --access-log FILE / "access_log": "-" = stdout; "" = off (default) */
     uint32_t stats_sample_interval; /* --stats-sample-interval SECONDS: SLA bandwidth sample period, default 300 */
@@ -69,7 +85,24 @@ typedef struct config {
                                        per million, default 5% (50000) */
     config_addr_t metrics_listen;   /* --metrics-listen / "metrics_public_listen": serve GET /metrics without a token on
                                        this address; off (default) when host is ""; port 0 picks one */
+    /* TLS (server/tls.h) */
+    config_addr_t tls_listen[CONFIG_MAX_TLS_LISTEN]; /* --tls-listen / "tls_listen", repeatable */
+    size_t num_tls_listen;
+    config_tls_cert_t tls_certs[CONFIG_MAX_TLS_CERTS]; /* --tls-cert / "tls_certs": the first, or the one named
+                                                          "default" or "*", answers names no other matches */
+    size_t num_tls_certs;
+    config_addr_t admin_tls_listen;   /* --admin-tls-listen / "admin_tls_listen": off when host is "" */
+    config_tls_cert_t admin_tls_cert; /* --admin-tls-cert CERT,KEY / "admin_tls_cert" */
+    int cache_key_include_scheme;     /* "cache_key": {"include_scheme": false}: https and http objects apart */
+    /* the cluster (cluster/cluster.h): on when cluster_urls is not empty */
+    char cluster_urls[1024];      /* --cluster / "cluster": "nats://HOST:PORT[,nats://...]"; "" = a single node */
+    char node_name[33];           /* --node-name / "node_name": [A-Za-z0-9_]{1,32}, required with --cluster */
+    uint64_t cluster_retention_s; /* --cluster-retention / "cluster_retention": the purge stream's MaxAge, default 7d */
+    int cluster_on_unavailable;   /* --cluster-on-unavailable / "cluster_on_unavailable": CONFIG_CLUSTER_* */
 } config_t;
+
+#define CONFIG_CLUSTER_REJECT 0 /* no quorum: the purge is answered 503, nothing applied */
+#define CONFIG_CLUSTER_LOCAL 1  /* no quorum: applied here, its publish queued, the answer says so */
 
 #define CONFIG_LB_ROUND_ROBIN 0 /* weighted round robin over healthy backends */
 #define CONFIG_LB_HASH 1        /* consistent (rendezvous) hash of the cache key */
@@ -91,7 +124,7 @@ int config_parse_args(config_t *cfg, int argc, char **argv, int first, char *err
 
 /**
  * Load a JSON config file into cfg (keys: listen, admin_listen, backends [array of
- * "HOST:PORT"], data_dir, memory_size [number or "256M"], disk_size, default_ttl, threads,
+ * "HOST:PORT" or of objects with Fastly's backend fields], data_dir, memory_size [number or "256M"], disk_size, default_ttl, threads,
  * service_id, max_heuristic_ttl, default_grace, negative_ttl, origin_timeout, load_balancing, shield, shield_admin,
  * shield_token). Unknown keys and wrong types are errors. Returns 0 or -1 with a message naming the key in err.
  */
@@ -102,6 +135,15 @@ int config_parse_size(const char *s, uint64_t *out);
 
 /** Parse "HOST:PORT" (IPv6 as "[::1]:80"). Returns 0 or -1. */
 int config_parse_addr(const char *s, config_addr_t *out);
+
+/**
+ * Parse a --tls-cert value "HOST=CERT.pem,KEY.pem" (with_host) or an --admin-tls-cert value
+ * "CERT.pem,KEY.pem" (!with_host) into *out: HOST is a DNS name (letters, digits, '-', '.'),
+ * optionally "*." followed by one, or "default" or "*"; lower-cased. The key path is what
+ * follows the last ','. Does not touch the files. Returns 0, or -1 with a reason in err
+ * (no flag name: the caller adds it).
+ */
+int config_parse_tls_cert(const char *val, int with_host, config_tls_cert_t *out, char *err, size_t errlen);
 
 /** Print the --help text to the stream (FILE *). */
 void config_print_help(void *stream);

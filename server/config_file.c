@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "common/errbuf.h"
+#include "server/backend.h"
 #include "server/config_int.h"
 #include "server/header_rules.h"
 
@@ -37,7 +38,8 @@ static const char *json_type_name(const json_t *v)
 static const char *json_expected(opt_id_t id)
 {
     switch (id) {
-    case OPT_BACKEND: return "an array of \"HOST:PORT\" strings";
+    case OPT_BACKEND: return "an array of \"HOST:PORT\" strings or backend objects";
+    case OPT_TLS_CERT: return "an array of \"HOST=CERT,KEY\" strings or {\"host\", \"cert\", \"key\"} objects";
     case OPT_MEMORY_SIZE:
     case OPT_DISK_SIZE:
     case OPT_MAX_REQUEST_BODY:
@@ -56,6 +58,16 @@ static const char *json_expected(opt_id_t id)
     case OPT_SLA_DEGRADED_PERCENT: return "a number";
     default: return "a string";
     }
+}
+
+/* a tls_certs element {"host": ..., "cert": ..., "key": ...} as the flag's text, or NULL */
+static const char *tls_cert_object_text(json_t *obj, char *buf, size_t cap)
+{
+    json_t *host = json_object_get(obj, "host"), *cert = json_object_get(obj, "cert"), *key = json_object_get(obj, "key");
+    if (json_object_size(obj) != 3 || !json_is_string(host) || !json_is_string(cert) || !json_is_string(key))
+        return NULL;
+    int n = snprintf(buf, cap, "%s=%s,%s", json_string_value(host), json_string_value(cert), json_string_value(key));
+    return n > 0 && (size_t)n < cap ? buf : NULL;
 }
 
 /* the caching-semantics keys: 1 handled, 0 not one of them, -1 error (message in err) */
@@ -87,7 +99,14 @@ static int load_semantics_key(config_t *cfg, const char *path, const char *key, 
             return -1;
         }
         json_object_foreach (val, k, v) {
-            if (strcmp(k, "include_host") == 0 || strcmp(k, "sort_query") == 0) {
+            if (strcmp(k, "include_scheme") == 0) {
+                if (!json_is_boolean(v)) {
+                    errbuf_printf(err, errlen, "%s: key 'cache_key.include_scheme': expected true or false, got %s", path,
+                                  json_type_name(v));
+                    return -1;
+                }
+                cfg->cache_key_include_scheme = json_is_true(v);
+            } else if (strcmp(k, "include_host") == 0 || strcmp(k, "sort_query") == 0) {
                 if (!json_is_boolean(v)) {
                     errbuf_printf(err, errlen, "%s: key 'cache_key.%s': expected true or false, got %s", path, k,
                                   json_type_name(v));
@@ -175,21 +194,54 @@ int config_load_file(config_t *cfg, const char *path, char *err, size_t errlen)
         }
         snprintf(who, sizeof(who), "%s: key '%s'", path, key);
 
-        if (o->id == OPT_BACKEND) {
+        if (o->id == OPT_BACKEND || o->id == OPT_TLS_CERT || (o->id == OPT_TLS_LISTEN && json_is_array(val))) {
             size_t i;
             json_t *item;
             if (!json_is_array(val)) {
                 errbuf_printf(err, errlen, "%s: expected %s, got %s", who, json_expected(o->id), json_type_name(val));
                 goto fail;
             }
-            cfg->num_backends = 0;
+            if (o->id == OPT_BACKEND) {
+                cfg->num_backends = 0;
+                free(cfg->backends_json);
+                cfg->backends_json = NULL;
+            } else if (o->id == OPT_TLS_CERT)
+                cfg->num_tls_certs = 0;
+            else
+                cfg->num_tls_listen = 0;
             json_array_foreach (val, i, item) {
-                if (!json_is_string(item)) {
-                    errbuf_printf(err, errlen, "%s: element %zu: expected a \"HOST:PORT\" string, got %s", who, i,
-                                  json_type_name(item));
+                char certbuf[2400];
+                const char *text = json_is_string(item) ? json_string_value(item) : NULL;
+                if (o->id == OPT_BACKEND && json_is_object(item)) {
+                    /* Fastly's backend fields, checked now (the backend module seeds a fresh store with them) */
+                    char detail[400];
+                    config_addr_t addr = {0};
+                    if (cfg->num_backends >= CONFIG_MAX_BACKENDS) {
+                        errbuf_printf(err, errlen, "%s: too many backends (at most %d)", who, CONFIG_MAX_BACKENDS);
+                        goto fail;
+                    }
+                    if (backend_conf_check_object(item, addr.host, sizeof(addr.host), &addr.port, detail, sizeof(detail)) != 0) {
+                        errbuf_printf(err, errlen, "%s: element %zu: %s", who, i, detail);
+                        goto fail;
+                    }
+                    cfg->backends[cfg->num_backends++] = addr;
+                    if (cfg->backends_json == NULL && (cfg->backends_json = json_dumps(val, JSON_COMPACT)) == NULL)
+                        abort();
+                    continue;
+                }
+                if (o->id == OPT_TLS_CERT && json_is_object(item)) {
+                    text = tls_cert_object_text(item, certbuf, sizeof(certbuf));
+                    if (text == NULL) {
+                        errbuf_printf(err, errlen, "%s: element %zu: expected {\"host\", \"cert\", \"key\"} strings", who, i);
+                        goto fail;
+                    }
+                }
+                if (text == NULL) {
+                    errbuf_printf(err, errlen, "%s: element %zu: expected a %s string, got %s", who, i,
+                                  o->id == OPT_TLS_CERT ? "\"HOST=CERT,KEY\"" : "\"HOST:PORT\"", json_type_name(item));
                     goto fail;
                 }
-                if (config_apply_value(cfg, o, who, json_string_value(item), err, errlen) != 0)
+                if (config_apply_value(cfg, o, who, text, err, errlen) != 0)
                     goto fail;
             }
             continue;

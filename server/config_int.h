@@ -34,12 +34,21 @@ typedef enum opt_id {
     OPT_SHIELD,
     OPT_SHIELD_ADMIN,
     OPT_SHIELD_TOKEN,
+    OPT_SHIELD_TLS,
     OPT_ACCESS_LOG,
     OPT_STATS_SAMPLE_INTERVAL,
     OPT_STATS_RETENTION_DAYS,
     OPT_STATS_MINUTE_SECONDS,
     OPT_SLA_DEGRADED_PERCENT,
     OPT_METRICS_LISTEN,
+    OPT_TLS_LISTEN,
+    OPT_TLS_CERT,
+    OPT_ADMIN_TLS_LISTEN,
+    OPT_ADMIN_TLS_CERT,
+    OPT_CLUSTER,
+    OPT_NODE_NAME,
+    OPT_CLUSTER_RETENTION,
+    OPT_CLUSTER_ON_UNAVAILABLE,
     OPT_HELP,
 } opt_id_t;
 
@@ -60,5 +69,15 @@ extern const size_t config_num_opts;
  * error. 0, or -1 with one line in err. The one path every value takes, flag or file.
  */
 int config_apply_value(config_t *cfg, const opt_def_t *o, const char *who, const char *val, char *err, size_t errlen);
+
+/**
+ * config_apply_value for the TLS options (server/config_tls.c): --tls-listen and --tls-cert
+ * append (a name given twice is an error), --admin-tls-listen and --admin-tls-cert set.
+ * 0, or -1 with one line naming `who` in err.
+ */
+int config_apply_tls_value(config_t *cfg, const opt_def_t *o, const char *who, const char *val, char *err, size_t errlen);
+
+/** The checks across TLS settings once all are read (a listener without a certificate). 0 or -1 with err. */
+int config_check_tls(const config_t *cfg, char *err, size_t errlen);
 
 #endif

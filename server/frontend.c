@@ -3,7 +3,10 @@
  *
  * Each worker owns one h2o evloop, one h2o_context_t and one listening socket bound
  * to the proxy address with SO_REUSEPORT, so the kernel spreads connections over the
- * threads and no accept lock is shared. Nothing here is touched by two threads at
+ * threads and no accept lock is shared. Each --tls-listen address gets the same: one
+ * socket per worker in a SO_REUSEPORT group, accepted with an h2o_accept_ctx_t whose
+ * ssl_ctx is server/tls.c's front context (which never changes; SIGHUP swaps what its SNI
+ * callback picks from), so h2o does the handshake and picks h2 or HTTP/1.1 by ALPN. Nothing here is touched by two threads at
  * once except `g_stopping` (set by the main thread, polled by each loop every 100 ms)
  * and the workers' counters (read racily by stats).
  *
@@ -30,6 +33,7 @@
 #include "server/listen.h"
 #include "server/proxy.h"
 #include "server/stats.h"
+#include "server/tls.h"
 #include "server/worker.h"
 #include "storage/object.h"
 
@@ -37,6 +41,7 @@ static h2o_globalconf_t g_globalconf;
 static worker_t *g_workers;
 static unsigned g_num_workers;
 static uint16_t g_bound_port;
+static uint16_t g_tls_bound_ports[CONFIG_MAX_TLS_LISTEN];
 static atomic_int g_stopping;
 static _Atomic int64_t g_deadline_ms;
 
@@ -49,11 +54,8 @@ worker_t *frontend_workers(unsigned *count)
     return g_workers;
 }
 
-static void on_accept(h2o_socket_t *listener, const char *err)
+static void accept_batch(h2o_socket_t *listener, h2o_accept_ctx_t *accept_ctx)
 {
-    worker_t *w = listener->data;
-    if (err != NULL)
-        return;
     /* accept a bounded batch per wake-up so one busy listener cannot starve the loop */
     for (int i = 0; i < 32; ++i) {
         h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
@@ -62,8 +64,22 @@ static void on_accept(h2o_socket_t *listener, const char *err)
         int one = 1;
         int fd = h2o_socket_get_fd(sock);
         (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        h2o_accept(&w->accept_ctx, sock);
+        h2o_accept(accept_ctx, sock);
     }
+}
+
+static void on_accept(h2o_socket_t *listener, const char *err)
+{
+    worker_t *w = listener->data;
+    if (err == NULL)
+        accept_batch(listener, &w->accept_ctx);
+}
+
+static void on_accept_tls(h2o_socket_t *listener, const char *err)
+{
+    worker_t *w = listener->data;
+    if (err == NULL)
+        accept_batch(listener, &w->tls_accept_ctx);
 }
 
 /*
@@ -114,6 +130,14 @@ static void *worker_main(void *arg)
     w->listener = h2o_evloop_socket_create(w->loop, w->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
     w->listener->data = w;
     h2o_socket_read_start(w->listener, on_accept);
+    w->tls_accept_ctx = w->accept_ctx;
+    w->tls_accept_ctx.ssl_ctx = tls_proxy_ssl_ctx();
+    for (size_t i = 0; i != w->num_tls_listeners; ++i) {
+        w->tls_listeners[i] = h2o_evloop_socket_create(w->loop, w->tls_listen_fds[i], H2O_SOCKET_FLAG_DONT_READ);
+        w->tls_listen_fds[i] = -1; /* the listener owns it now */
+        w->tls_listeners[i]->data = w;
+        h2o_socket_read_start(w->tls_listeners[i], on_accept_tls);
+    }
 
     while (!atomic_load(&g_stopping))
         h2o_evloop_run(w->loop, 100);
@@ -122,6 +146,11 @@ static void *worker_main(void *arg)
     h2o_socket_read_stop(w->listener);
     h2o_socket_close(w->listener);
     w->listener = NULL;
+    for (size_t i = 0; i != w->num_tls_listeners; ++i) {
+        h2o_socket_read_stop(w->tls_listeners[i]);
+        h2o_socket_close(w->tls_listeners[i]);
+        w->tls_listeners[i] = NULL;
+    }
     while (w->inflight != 0 && now_wall_ms() < atomic_load(&g_deadline_ms))
         h2o_evloop_run(w->loop, 50);
 
@@ -149,10 +178,22 @@ int frontend_start(const config_t *cfg, char *err, size_t errlen)
     g_workers = alloc_xcalloc(g_num_workers, sizeof(*g_workers), "front end");
 
     uint16_t port = cfg->listen.port;
+    for (unsigned i = 0; i != g_num_workers; ++i)
+        for (size_t k = 0; k != CONFIG_MAX_TLS_LISTEN; ++k)
+            g_workers[i].tls_listen_fds[k] = -1;
+    for (size_t k = 0; k != cfg->num_tls_listen; ++k)
+        g_tls_bound_ports[k] = cfg->tls_listen[k].port;
     for (unsigned i = 0; i != g_num_workers; ++i) {
         worker_t *w = &g_workers[i];
         w->magic = WORKER_MAGIC;
         w->index = i;
+        for (size_t k = 0; k != cfg->num_tls_listen; ++k) {
+            if (listen_open(&cfg->tls_listen[k], "--tls-listen", g_tls_bound_ports[k],
+                            i == 0 ? LISTEN_GROUP_FIRST : LISTEN_GROUP_JOIN, &w->tls_listen_fds[k], &g_tls_bound_ports[k], err,
+                            errlen) != 0)
+                goto fail;
+            w->num_tls_listeners = k + 1;
+        }
         /* the first socket may pick an ephemeral port; every other thread joins it */
         if (listen_open(&cfg->listen, "--listen", port, i == 0 ? LISTEN_GROUP_FIRST : LISTEN_GROUP_JOIN, &w->listen_fd, &port,
                         err, errlen) != 0)
@@ -171,9 +212,12 @@ int frontend_start(const config_t *cfg, char *err, size_t errlen)
     return 0;
 
 fail:
-    for (unsigned i = 0; i != g_num_workers; ++i)
+    for (unsigned i = 0; i != g_num_workers; ++i) {
         if (g_workers[i].listen_fd > 0)
             close(g_workers[i].listen_fd);
+        for (size_t k = 0; k != g_workers[i].num_tls_listeners; ++k)
+            close(g_workers[i].tls_listen_fds[k]);
+    }
     free(g_workers);
     g_workers = NULL;
     g_num_workers = 0;
@@ -183,6 +227,11 @@ fail:
 uint16_t frontend_bound_port(void)
 {
     return g_bound_port;
+}
+
+uint16_t frontend_tls_bound_port(size_t i)
+{
+    return i < CONFIG_MAX_TLS_LISTEN ? g_tls_bound_ports[i] : 0;
 }
 
 void frontend_stop(uint32_t timeout_ms)

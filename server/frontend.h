@@ -19,6 +19,9 @@ int frontend_start(const config_t *cfg, char *err, size_t errlen);
 /** The proxy port actually bound. */
 uint16_t frontend_bound_port(void);
 
+/** The port the i-th --tls-listen address actually bound (0 when there is no such listener). */
+uint16_t frontend_tls_bound_port(size_t i);
+
 /**
  * Stop accepting, let in-flight requests finish for at most timeout_ms, then stop the
  * loops and join the threads. Call once, from the main thread.

@@ -1,7 +1,8 @@
 /*
  * server/main.c — the edgecache process.
  *
- * Start-up order: settings (flags over config file) → memory tier → LMDB store
+ * Start-up order: settings (flags over config file) → TLS certificates (read and checked:
+ * a bad one is exit status 2 before anything listens or the store opens) → memory tier → LMDB store
  * (migrations, writer thread; no scan) → proxy state → admin listener → worker
  * threads. The main thread then only waits for SIGTERM/SIGINT (blocked in every
  * other thread) and shuts down in the reverse order: stop accepting, let in-flight
@@ -28,14 +29,17 @@
 #include <pthread.h>
 #include "admin-api/admin.h"
 #include "admin-api/stats_api.h"
+#include "cluster/cluster.h"
 #include "server/accesslog.h"
 #include "server/stats.h"
+#include "server/stats_realtime.h"
 #include "server/backend.h"
 #include "migrations/mig.h"
 #include "server/config.h"
 #include "server/frontend.h"
 #include "server/proxy.h"
 #include "server/purge.h"
+#include "server/tls.h"
 #include "storage/mem.h"
 #include "storage/store.h"
 #include "storage/store_check.h"
@@ -240,6 +244,11 @@ int main(int argc, char **argv)
     sigaddset(&sigs, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
+    if (tls_init(&cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "edgecache: %s\n", err);
+        return 2;
+    }
+
     mem = mem_create(cfg.memory_size, 0);
     store_options_t sopt = {.dir = cfg.data_dir,
                             .map_size = cfg.disk_size,
@@ -249,11 +258,23 @@ int main(int argc, char **argv)
     if ((rc = store_open(&store, &sopt, err, sizeof(err))) != 0) {
         fprintf(stderr, "edgecache: --data-dir: %s\n", err);
         mem_destroy(&mem);
+        tls_shutdown();
         return rc == STORE_EDAMAGED ? 2 : 1;
     }
     /* the proxy's state and the purge module first: the admin thread uses them (cache keys
      * for URL purges, purge jobs) */
     purge_module_init(store, authorize_purge, &admin);
+    if (cfg.cluster_urls[0] != '\0') { /* before any loop can submit a purge: they all go through the stream */
+        cluster_options_t copt = {.urls = cfg.cluster_urls,
+                                  .node = cfg.node_name,
+                                  .retention_s = cfg.cluster_retention_s,
+                                  .local_on_unavailable = cfg.cluster_on_unavailable == CONFIG_CLUSTER_LOCAL,
+                                  .store = store};
+        if (cluster_start(&copt, err, sizeof(err)) != 0) {
+            fprintf(stderr, "edgecache: %s\n", err);
+            goto fail;
+        }
+    }
     if (proxy_init(&cfg, store, mem, live_settings, &admin, err, sizeof(err)) != 0) {
         fprintf(stderr, "edgecache: %s\n", err);
         goto fail;
@@ -276,6 +297,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "edgecache: %s\n", err);
         goto fail;
     }
+    if (cfg.node_name[0] != '\0') /* the real-time figures' datacenter key; the host name without one */
+        stats_rt_set_node_name(cfg.node_name);
     if (stats_start(err, sizeof(err)) != 0 || admin_metrics_listener_start(&cfg, err, sizeof(err)) != 0) {
         fprintf(stderr, "edgecache: %s\n", err);
         goto fail;
@@ -285,9 +308,16 @@ int main(int argc, char **argv)
         goto fail;
     }
 
-    fprintf(stderr, "edgecache: ready proxy=%s:%u admin=%s:%u threads=%u data-dir=%s\n", cfg.listen.host,
+    char tls_ready[CONFIG_MAX_TLS_LISTEN * 280 + 300] = "";
+    for (size_t i = 0, n = 0; i != cfg.num_tls_listen; ++i)
+        n += (size_t)snprintf(tls_ready + n, sizeof(tls_ready) - n, "%s%s:%u", i == 0 ? " tls=" : ",", cfg.tls_listen[i].host,
+                              (unsigned)frontend_tls_bound_port(i));
+    if (cfg.admin_tls_listen.host[0] != '\0')
+        snprintf(tls_ready + strlen(tls_ready), sizeof(tls_ready) - strlen(tls_ready), " admin-tls=%s:%u",
+                 cfg.admin_tls_listen.host, (unsigned)admin_tls_bound_port(admin));
+    fprintf(stderr, "edgecache: ready proxy=%s:%u admin=%s:%u threads=%u data-dir=%s%s\n", cfg.listen.host,
             (unsigned)frontend_bound_port(), cfg.admin_listen.host, (unsigned)admin_bound_port(admin), cfg.threads,
-            cfg.data_dir);
+            cfg.data_dir, tls_ready);
 
     for (;;) {
         if (sigwait(&sigs, &sig) != 0)
@@ -295,9 +325,15 @@ int main(int argc, char **argv)
         if (sig != SIGHUP)
             break;
         accesslog_reopen();
+        size_t loaded;
+        if (tls_reload(&loaded, err, sizeof(err)) != 0)
+            fprintf(stderr, "edgecache: SIGHUP: certificates not reloaded, the old ones keep serving: %s\n", err);
+        else if (loaded != 0)
+            fprintf(stderr, "edgecache: SIGHUP: %zu certificate%s reloaded\n", loaded, loaded == 1 ? "" : "s");
     }
 
     fprintf(stderr, "edgecache: %s received, shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    cluster_stop(); /* purges still waiting for the stream are answered 503 while the loops run */
     frontend_stop(cfg.shutdown_timeout_ms);
     accesslog_close();
     admin_metrics_listener_stop();
@@ -306,10 +342,12 @@ int main(int argc, char **argv)
     stats_stop(); /* after the admin: nothing reads the stats any more; before the store: it writes the last minute */
     store_close(&store);
     mem_destroy(&mem);
+    tls_shutdown(); /* every listener thread is gone: no handshake can use a context */
     fprintf(stderr, "edgecache: stopped\n");
     return 0;
 
 fail:
+    cluster_stop();
     accesslog_close();
     admin_metrics_listener_stop();
     if (admin != NULL)
@@ -318,5 +356,6 @@ fail:
     stats_stop();
     store_close(&store);
     mem_destroy(&mem);
+    tls_shutdown();
     return 1;
 }

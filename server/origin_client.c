@@ -15,7 +15,13 @@
  * linked to the timeout of the current phase: connect, first_byte (while sending, then again
  * from the end of the write to the complete head), between_bytes (reset by every read that
  * brings bytes). The head is searched for its end over newly arrived bytes only and parsed
- * once, when complete, so an origin trickling bytes costs linear time.
+ * once, when complete, so an origin trickling bytes costs linear time (the head's pure parts:
+ * server/origin_head.c).
+ *
+ * TLS. With an origin_tls_t, a new connection is handshaken (origin_tls_handshake) before the
+ * request is asked for; the connect timeout covers the handshake, and a refused one fails the
+ * exchange with origin_tls's verdict. A pooled connection comes back already established: its
+ * pool holds TLS connections of one identity only (asserted at connect).
  *
  * Untrusted bytes. Nothing the origin sends is asserted on: every malformed, oversized or
  * ambiguous input becomes an error string passed to the head callback (before the head) or
@@ -46,6 +52,7 @@
 #include <h2o.h>
 #include <h2o/socketpool.h>
 #include "server/origin_client.h"
+#include "server/origin_head.h"
 
 /* picohttpparser's public API; libh2o-evloop exports these symbols without a header */
 struct phr_header {
@@ -82,6 +89,8 @@ struct origin_client {
     origin_client_head_cb on_head; /* non-NULL once on_connect gave the request */
     origin_client_body_cb on_body;
 
+    origin_tls_t *tls;                             /* own reference; NULL for cleartext */
+    char tls_error[160];                           /* a TLS error string handed to a callback */
     h2o_socketpool_connect_request_t *connect_req; /* while a new connection is being made */
     int *called_back_early;                        /* see start_connect */
     h2o_socket_t *sock;
@@ -112,6 +121,8 @@ struct origin_client {
 const char *const origin_client_error_is_eos = "end of stream";
 
 static void on_pool_connect(h2o_socket_t *sock, const char *errstr, void *data);
+static void on_handshake(h2o_socket_t *sock, const char *err);
+static void on_connection_ready(origin_client_t *c);
 static void on_request_written(h2o_socket_t *sock, const char *err);
 static void on_head_readable(h2o_socket_t *sock, const char *err);
 static void on_body_readable(h2o_socket_t *sock, const char *err);
@@ -152,6 +163,7 @@ static void client_destroy(origin_client_t *c, int keepalive)
         c->sock = NULL;
     }
     h2o_buffer_dispose(&c->body);
+    origin_tls_unref(&c->tls);
     free(c->reqbufs);
     memset(c, 0, sizeof(*c));
     free(c);
@@ -251,7 +263,32 @@ static void on_pool_connect(h2o_socket_t *sock, const char *errstr, void *data)
     sock->data = c;
     c->sock_is_reused = early;
     timer_stop(c);
+    /* pools are per TLS identity (server/backend_pick.c): a pooled socket is TLS exactly when we are */
+    assert(!early || (sock->ssl != NULL) == (c->tls != NULL));
+    if (c->tls != NULL && sock->ssl == NULL) {
+        timer_start(c, c->timeouts.connect); /* the handshake is part of connecting */
+        origin_tls_handshake(c->tls, sock, on_handshake);
+        return;
+    }
+    on_connection_ready(c);
+}
 
+static void on_handshake(h2o_socket_t *sock, const char *err)
+{
+    origin_client_t *c = sock->data;
+    assert(c->magic == ORIGIN_CLIENT_MAGIC && c->state == ST_CONNECTING);
+    timer_stop(c);
+    const char *errstr = origin_tls_handshake_verdict(c->tls, err, c->tls_error, sizeof(c->tls_error));
+    if (errstr != NULL) {
+        fail_before_head(c, errstr);
+        return;
+    }
+    on_connection_ready(c);
+}
+
+/* a connection to send on: get the request from the caller (the first time) and send it */
+static void on_connection_ready(origin_client_t *c)
+{
     if (c->on_head == NULL) {
         h2o_iovec_t *bufs = NULL;
         size_t cnt = 0;
@@ -288,6 +325,10 @@ static void fail_connection_before_head(origin_client_t *c, const char *errstr)
         start_connect(c);
         return;
     }
+    /* a new TLS connection lost before the response: the origin's refusal after the handshake (a
+     * TLS 1.3 origin refuses a missing client certificate so), said and logged as a TLS failure */
+    if (c->tls != NULL && !c->sock_is_reused)
+        errstr = origin_tls_io_error(c->tls, errstr, NULL, c->tls_error, sizeof(c->tls_error));
     fail_before_head(c, errstr);
 }
 
@@ -307,164 +348,6 @@ static void on_request_written(h2o_socket_t *sock, const char *err)
 }
 
 /* ---------------------------------------------------------------- the response head */
-
-/* end offset of the head (just past its empty line) in buf, or 0 when it is not complete yet */
-static size_t find_head_end(const char *buf, size_t len, size_t *scan)
-{
-    size_t i = *scan;
-    while (i < len) {
-        const char *lf = memchr(buf + i, '\n', len - i);
-        if (lf == NULL) {
-            i = len;
-            break;
-        }
-        i = (size_t)(lf - buf);
-        if (i + 1 == len)
-            break;
-        if (buf[i + 1] == '\n')
-            return i + 2;
-        if (buf[i + 1] == '\r') {
-            if (i + 2 == len)
-                break;
-            if (buf[i + 2] == '\n')
-                return i + 3;
-        }
-        ++i;
-    }
-    *scan = i; /* resume at the last LF seen near the end, or at the end */
-    return 0;
-}
-
-/* "HTTP/1.x SP 3DIGIT [SP reason] (CR)LF"; the reason may be missing, as some servers do.
- * Returns the line's length with its line end, or 0 when malformed. */
-static size_t parse_status_line(const char *buf, size_t len, int *minor_version, int *status, h2o_iovec_t *msg)
-{
-    if (len < 13 || memcmp(buf, "HTTP/1.", 7) != 0 || buf[7] < '0' || buf[7] > '9' || buf[8] != ' ')
-        return 0;
-    int code = 0;
-    for (size_t i = 9; i != 12; ++i) {
-        if (buf[i] < '0' || buf[i] > '9')
-            return 0;
-        code = code * 10 + (buf[i] - '0');
-    }
-    size_t i = 12;
-    *msg = h2o_iovec_init(buf + i, 0);
-    if (buf[i] == ' ') {
-        size_t start = ++i;
-        for (; i < len; ++i) {
-            unsigned char ch = (unsigned char)buf[i];
-            if (ch == '\r' || ch == '\n')
-                break;
-            if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
-                return 0;
-        }
-        size_t end = i;
-        while (end > start && (buf[end - 1] == ' ' || buf[end - 1] == '\t'))
-            --end;
-        *msg = h2o_iovec_init(buf + start, end - start);
-    }
-    if (i < len && buf[i] == '\r')
-        ++i;
-    if (i >= len || buf[i] != '\n')
-        return 0;
-    *minor_version = buf[7] - '0';
-    *status = code;
-    return i + 1;
-}
-
-/* next element of a comma-separated list, whitespace around it removed; 0 at the end */
-static int list_next(const char **pos, const char *end, h2o_iovec_t *element)
-{
-    const char *p = *pos;
-    if (p == NULL)
-        return 0;
-    const char *comma = memchr(p, ',', (size_t)(end - p));
-    const char *elem_end = comma != NULL ? comma : end;
-    while (p < elem_end && (*p == ' ' || *p == '\t'))
-        ++p;
-    const char *q = elem_end;
-    while (q > p && (q[-1] == ' ' || q[-1] == '\t'))
-        --q;
-    *element = h2o_iovec_init(p, (size_t)(q - p));
-    *pos = comma != NULL ? comma + 1 : NULL;
-    return 1;
-}
-
-/* 1*DIGIT without overflow; -1 otherwise */
-static int parse_decimal(h2o_iovec_t s, uint64_t *out)
-{
-    uint64_t v = 0;
-    if (s.len == 0)
-        return -1;
-    for (size_t i = 0; i != s.len; ++i) {
-        if (s.base[i] < '0' || s.base[i] > '9')
-            return -1;
-        unsigned digit = (unsigned)(s.base[i] - '0');
-        if (v > (UINT64_MAX - digit) / 10)
-            return -1;
-        v = v * 10 + digit;
-    }
-    *out = v;
-    return 0;
-}
-
-/* what the framing headers say; errstr set when they are unacceptable for a message with a body */
-typedef struct framing_info {
-    int has_te, te_chunked, has_cl, keepalive;
-    uint64_t content_length;
-    const char *errstr;
-} framing_info_t;
-
-static void read_framing(const h2o_header_t *headers, size_t num_headers, int minor_version, framing_info_t *fi)
-{
-    int conn_close = 0, conn_keepalive = 0, cl_present = 0, te_codings = 0, te_chunked_last = 0;
-    *fi = (framing_info_t){0};
-    for (size_t i = 0; i != num_headers; ++i) {
-        const h2o_iovec_t *name = headers[i].name;
-        const char *pos = headers[i].value.base, *end = pos + headers[i].value.len;
-        h2o_iovec_t el;
-        if (name == &H2O_TOKEN_CONNECTION->buf) {
-            while (list_next(&pos, end, &el)) {
-                if (h2o_lcstris(el.base, el.len, H2O_STRLIT("close")))
-                    conn_close = 1;
-                else if (h2o_lcstris(el.base, el.len, H2O_STRLIT("keep-alive")))
-                    conn_keepalive = 1;
-            }
-        } else if (name == &H2O_TOKEN_TRANSFER_ENCODING->buf) {
-            fi->has_te = 1;
-            while (list_next(&pos, end, &el)) {
-                if (el.len == 0 || h2o_lcstris(el.base, el.len, H2O_STRLIT("identity")))
-                    continue; /* empty list element; RFC 2616's no-op coding */
-                ++te_codings;
-                te_chunked_last = h2o_lcstris(el.base, el.len, H2O_STRLIT("chunked"));
-            }
-        } else if (name == &H2O_TOKEN_CONTENT_LENGTH->buf) {
-            cl_present = 1;
-            while (list_next(&pos, end, &el)) {
-                uint64_t v;
-                if (parse_decimal(el, &v) != 0 || v >= SIZE_MAX || (fi->has_cl && v != fi->content_length)) {
-                    fi->errstr = "invalid content-length";
-                    break;
-                }
-                fi->has_cl = 1;
-                fi->content_length = v;
-            }
-        }
-    }
-    if (fi->errstr != NULL)
-        fi->has_cl = 0;
-    if (te_codings != 0) {
-        /* Transfer-Encoding decides the framing whatever Content-Length says (RFC 9112 6.3); we
-         * decode chunked only, and chunked must be the one and final coding */
-        fi->te_chunked = te_codings == 1 && te_chunked_last;
-        fi->errstr = fi->te_chunked ? NULL : "unsupported transfer-encoding";
-    }
-    fi->keepalive = !conn_close && (minor_version >= 1 || conn_keepalive);
-    /* a message framed two ways, TE in HTTP/1.0 (RFC 9112 6.1), or only legacy identity codings:
-     * we can read it, but must not trust the connection afterwards */
-    if (fi->has_te && (cl_present || minor_version == 0 || !fi->te_chunked))
-        fi->keepalive = 0;
-}
 
 /* moves the decoded bytes at the front of sock->input to the body buffer */
 static void move_to_body(origin_client_t *c)
@@ -582,7 +465,7 @@ static int handle_head(origin_client_t *c, size_t head_len)
     char *buf = c->sock->input->bytes;
     int minor_version = 0, status = 0;
     h2o_iovec_t msg;
-    size_t line_len = parse_status_line(buf, head_len, &minor_version, &status, &msg);
+    size_t line_len = origin_head_status_line(buf, head_len, &minor_version, &status, &msg);
     if (line_len == 0 || status < 100 || status > 599) {
         fail_before_head(c, "invalid response head");
         return -1;
@@ -640,8 +523,8 @@ static int handle_head(origin_client_t *c, size_t head_len)
         return 1;
     }
 
-    framing_info_t fi;
-    read_framing(headers, num_headers, minor_version, &fi);
+    origin_head_framing_t fi;
+    origin_head_framing(headers, num_headers, minor_version, &fi);
     int bodyless = c->method_is_head || status == 204 || status == 304;
     if (!bodyless) {
         if (fi.errstr != NULL) {
@@ -695,7 +578,9 @@ static void on_head_readable(h2o_socket_t *sock, const char *err)
     origin_client_t *c = sock->data;
     assert(c->magic == ORIGIN_CLIENT_MAGIC && c->state == ST_HEAD);
     if (err != NULL) {
-        if (sock->input->size == 0 && c->informational_size == 0)
+        if (c->tls != NULL && err == h2o_socket_error_ssl_decode) /* e.g. the origin's alert */
+            fail_before_head(c, origin_tls_io_error(c->tls, "reading the response", err, c->tls_error, sizeof(c->tls_error)));
+        else if (sock->input->size == 0 && c->informational_size == 0)
             fail_connection_before_head(c, err == h2o_socket_error_closed ? "connection closed before the response"
                                                                           : "I/O error reading the response head");
         else
@@ -705,7 +590,7 @@ static void on_head_readable(h2o_socket_t *sock, const char *err)
     }
     while (sock->input->size != 0) {
         c->got_response_bytes = 1;
-        size_t head_len = find_head_end(sock->input->bytes, sock->input->size, &c->head_scan);
+        size_t head_len = origin_head_find_end(sock->input->bytes, sock->input->size, &c->head_scan);
         size_t limit = HEAD_MAX_BYTES - (c->informational_size < HEAD_MAX_BYTES ? c->informational_size : HEAD_MAX_BYTES);
         if (head_len == 0 ? sock->input->size > limit : head_len > limit) {
             fail_before_head(c, "response head too large");
@@ -721,9 +606,9 @@ static void on_head_readable(h2o_socket_t *sock, const char *err)
 /* ---------------------------------------------------------------- public */
 
 void origin_client_connect(origin_client_t **client, void *data, h2o_loop_t *loop, h2o_socketpool_t *pool,
-                           const origin_client_timeouts_t *timeouts, origin_client_connect_cb cb)
+                           const origin_client_timeouts_t *timeouts, origin_tls_t *tls, origin_client_connect_cb cb)
 {
-    assert(pool->type == H2O_SOCKETPOOL_TYPE_SOCKADDR && !pool->is_ssl);
+    assert(pool->type == H2O_SOCKETPOOL_TYPE_SOCKADDR && pool->is_ssl == (tls != NULL));
     /* h2o 2.2's h2o_socketpool_connect reads the clock of the loop given to
      * h2o_socketpool_set_timeout, and crashes without one */
     assert(pool->_interval_cb.loop != NULL);
@@ -738,6 +623,7 @@ void origin_client_connect(origin_client_t **client, void *data, h2o_loop_t *loo
     if (timeouts != NULL)
         c->timeouts = *timeouts;
     c->on_connect = cb;
+    c->tls = tls != NULL ? origin_tls_ref(tls) : NULL;
     c->content_length = SIZE_MAX;
     c->timer.cb = on_timer;
     h2o_buffer_init(&c->body, &h2o_socket_buffer_prototype);

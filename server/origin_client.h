@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <h2o.h>
 #include <h2o/socketpool.h>
+#include "server/origin_tls.h"
 
 typedef struct origin_client origin_client_t;
 
@@ -81,10 +82,14 @@ typedef origin_client_head_cb (*origin_client_connect_cb)(origin_client_t *clien
  * one), calls `cb`, sends the request and reads the response. *client is set before
  * anything else happens — `cb` may run before this function returns (a pooled connection is
  * ready at once, a failing socket() fails at once).
- * `pool` must have been made with h2o_socketpool_init_by_address (no name resolution, no
- * TLS) and given an idle timeout with h2o_socketpool_set_timeout (h2o 2.2 crashes without
- * one); it and `loop` are borrowed and must outlive the client. `data` is the caller's, see
- * origin_client_data. `timeouts` is copied (see origin_client_timeouts_t).
+ * `pool` must have been made with h2o_socketpool_init_by_address (no name resolution), its
+ * is_ssl set exactly when `tls` is given, and given an idle timeout with
+ * h2o_socketpool_set_timeout (h2o 2.2 crashes without one); it and `loop` are borrowed and
+ * must outlive the client. `data` is the caller's, see origin_client_data. `timeouts` is copied
+ * (see origin_client_timeouts_t). `tls` (NULL: cleartext; the client takes its own reference):
+ * a new connection is a TLS one made with it, its handshake bounded by the connect timeout, a
+ * failed one reported as "TLS handshake failed: <reason>" (and logged by origin_tls); the pool
+ * keeps TLS connections for reuse like cleartext ones, so a pool must serve one TLS identity.
  * The connection goes back to the pool only after a complete, cleanly framed response that
  * allows keep-alive (HTTP/1.1 without "Connection: close", or HTTP/1.0 with keep-alive),
  * with no bytes beyond its end. When a pooled connection turns out to be dead (writing fails,
@@ -94,7 +99,7 @@ typedef origin_client_head_cb (*origin_client_connect_cb)(origin_client_t *clien
  * The process must ignore SIGPIPE (as every h2o program does).
  */
 void origin_client_connect(origin_client_t **client, void *data, h2o_loop_t *loop, h2o_socketpool_t *pool,
-                           const origin_client_timeouts_t *timeouts, origin_client_connect_cb cb);
+                           const origin_client_timeouts_t *timeouts, origin_tls_t *tls, origin_client_connect_cb cb);
 
 /**
  * Ends the exchange now: no callback is called afterwards, the connection is closed (never

@@ -37,6 +37,7 @@
 #include <string.h>
 #include <h2o.h>
 #include "common/now.h"
+#include "cluster/cluster.h"
 #include "server/backend.h"
 #include "server/cache_key.h"
 #include "server/cache_policy.h"
@@ -56,8 +57,19 @@ static const cache_key_rules_t default_key_rules = {.include_host = 1};
 
 size_t proxy_cache_key(char *buf, size_t cap, const char *host, size_t host_len, const char *path, size_t path_len)
 {
-    return cache_key_build(proxy_globals.cfg != NULL ? &proxy_globals.key_rules : &default_key_rules, host, host_len, path,
-                           path_len, buf, cap);
+    return proxy_cache_key_scheme(buf, cap, 0, host, host_len, path, path_len);
+}
+
+size_t proxy_cache_key_scheme(char *buf, size_t cap, int https, const char *host, size_t host_len, const char *path,
+                              size_t path_len)
+{
+    return cache_key_build_scheme(proxy_globals.cfg != NULL ? &proxy_globals.key_rules : &default_key_rules, https, host,
+                                  host_len, path, path_len, buf, cap);
+}
+
+int proxy_cache_key_has_scheme(void)
+{
+    return proxy_globals.cfg != NULL && proxy_globals.key_rules.include_scheme;
 }
 
 /* the cache key of a request whose authority and target request_target_or_respond settled (in its pool) */
@@ -65,7 +77,8 @@ char *proxy_request_cache_key(h2o_req_t *req, size_t *key_len)
 {
     size_t cap = cache_key_max_len(req->authority.len, req->path.len);
     char *key = h2o_mem_alloc_pool(&req->pool, cap + 1);
-    *key_len = proxy_cache_key(key, cap, req->authority.base, req->authority.len, req->path.base, req->path.len);
+    *key_len = proxy_cache_key_scheme(key, cap, proxy_req_is_tls(req), req->authority.base, req->authority.len, req->path.base,
+                                      req->path.len);
     assert(*key_len <= cap);
     return key;
 }
@@ -323,6 +336,7 @@ static int request_body_take_or_respond(h2o_req_t *req)
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     (void)self;
+    stats_note_request_start(req); /* the latency's start: before any of our own work */
     worker_t *w = worker_of_req(req);
     req_hold_t *hold = h2o_mem_alloc_shared(&req->pool, sizeof(*hold), on_req_disposed);
     hold->w = w;
@@ -357,7 +371,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     current_hold = hold;
     if (proxy_method_is(req, "PURGE")) {
         proxy_handle_purge(req, key, key_len);
-    } else if (proxy_method_is(req, "GET") || proxy_method_is(req, "HEAD")) {
+    } else if ((proxy_method_is(req, "GET") || proxy_method_is(req, "HEAD")) && cluster_cache_usable()) {
+        /* (a cluster node that has not caught up with the purge stream passes: it may hold what was purged) */
         proxy_serve_cacheable(req, key, key_len, hash);
     } else {
         proxy_fetch_start(req, FETCH_PASS, key, key_len, hash, NULL, 1, 0);

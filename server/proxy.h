@@ -23,6 +23,26 @@ struct worker;
  */
 size_t proxy_cache_key(char *buf, size_t cap, const char *host, size_t host_len, const char *path, size_t path_len);
 
+/**
+ * proxy_cache_key for a request that came over TLS (https) or not: the two differ only when
+ * the config's cache_key.include_scheme is on (proxy_cache_key is the http case).
+ */
+size_t proxy_cache_key_scheme(char *buf, size_t cap, int https, const char *host, size_t host_len, const char *path,
+                              size_t path_len);
+
+/** 1 when cache keys carry the scheme (cache_key.include_scheme): a URL then has an http and an https key. */
+int proxy_cache_key_has_scheme(void);
+
+/**
+ * 1 when the request came over a TLS connection (not what a client's :scheme or
+ * X-Forwarded-Proto claims: the connection's own socket).
+ */
+static inline int proxy_req_is_tls(h2o_req_t *req)
+{
+    h2o_socket_t *sock = req->conn->callbacks->get_socket != NULL ? req->conn->callbacks->get_socket(req->conn) : NULL;
+    return sock != NULL && sock->ssl != NULL;
+}
+
 /** The settings that can change at run time (the admin API's live settings), as the proxy reads them. */
 typedef struct proxy_live_settings {
     uint32_t default_ttl, default_grace, max_heuristic_ttl, negative_ttl;  /* seconds */

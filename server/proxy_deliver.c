@@ -19,6 +19,7 @@
 #include <linux/sockios.h>
 #include <h2o.h>
 #include "common/reason.h"
+#include "cluster/cluster.h"
 #include "server/cache_policy.h"
 #include "server/date_header.h"
 #include "server/header_rules.h"
@@ -72,6 +73,11 @@ void proxy_add_age_and_xcache(h2o_req_t *req, uint32_t age, const char *xcache)
     size_t n = format_u32(buf, age);
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_AGE, NULL, buf, n);
     proxy_add_header_str(req, "x-cache", xcache, strlen(xcache));
+    if (cluster_enabled()) { /* a cluster node says how far it has applied purges (cluster/cluster_shield.c) */
+        char *seq = h2o_mem_alloc_pool(&req->pool, 24); /* the header keeps pointing at it */
+        size_t seq_len = cluster_seq_header_value(seq, 24);
+        proxy_add_header_str(req, CLUSTER_SEQ_HEADER, seq, seq_len);
+    }
 }
 
 /* a short plain-text error that names no internals */

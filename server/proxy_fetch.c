@@ -35,6 +35,7 @@
 #include <h2o.h>
 #include "common/alloc.h"
 #include "common/now.h"
+#include "cluster/cluster.h"
 #include "server/backend.h"
 #include "server/cache_policy.h"
 #include "server/header_rules.h"
@@ -339,7 +340,7 @@ void proxy_origin_headers_to_list(fetch_t *f, const h2o_header_t *headers, size_
     for (size_t i = 0; i != num_headers; ++i) {
         const h2o_iovec_t *name = headers[i].name;
         if (http_fields_is_hop_by_hop(name->base, name->len) || proxy_name_is(name->base, name->len, "content-length") ||
-            proxy_name_is(name->base, name->len, "age") ||
+            proxy_name_is(name->base, name->len, "age") || proxy_name_is(name->base, name->len, CLUSTER_SEQ_HEADER) ||
             http_fields_listed_in_connection(headers, num_headers, name->base, name->len))
             continue;
         hr_list_push(list, name->base, name->len, headers[i].value.base, headers[i].value.len);
@@ -441,7 +442,11 @@ origin_client_body_cb proxy_fetch_on_head(origin_client_t *client, const char *e
     /* a passed response too: its Age is the origin's corrected initial age, not 0 (RFC 9111 4.2.3) */
     policy_decision_t dec;
     proxy_fetch_decide(f, status, &list, headers, num_headers, response_time_ms, &dec);
-    int storable = f->mode == FETCH_CACHE && dec.storable;
+    int storable = f->mode == FETCH_CACHE && dec.storable, stale_peer = 0;
+    for (size_t i = 0; storable && i != num_headers; ++i) /* a shield behind a purge this node applied: serve, not store */
+        if (proxy_name_is(headers[i].name->base, headers[i].name->len, CLUSTER_SEQ_HEADER) &&
+            cluster_peer_copy_is_stale(headers[i].value.base, headers[i].value.len, f->bus_seq))
+            storable = 0, stale_peer = 1;
 
     /* what is stored: the list without Set-Cookie under the strip policy */
     /* every line of Vary and Surrogate-Key counts (RFC 9110 5.3; the policy refused Vary: * already) */
@@ -449,7 +454,7 @@ origin_client_body_cb proxy_fetch_on_head(origin_client_t *client, const char *e
     char *skeys = proxy_join_field_lines(list.entries, list.size, "surrogate-key", ' ', &skeys_len);
     char *vary = proxy_join_field_lines(list.entries, list.size, "vary", ',', &vary_len);
     /* not storable because of this request (not of the response): nothing is remembered about the URL */
-    int not_stored_by_request = f->mode == FETCH_CACHE && !storable && dec.not_stored_by_request;
+    int not_stored_by_request = f->mode == FETCH_CACHE && !storable && (dec.not_stored_by_request || stale_peer);
     char vbuf[VARY_KEY_MAX];
     size_t vlen = 0;
     if (storable && vary != NULL) {
@@ -582,6 +587,7 @@ void proxy_fetch_start(h2o_req_t *req, enum fetch_mode mode, const char *key, si
     memcpy(f->hash, hash, CACHE_HASH_LEN);
     f->stale = stale;
     f->epoch = store_purge_epoch(proxy_globals.store);
+    f->bus_seq = cluster_applied_seq();
     f->generation = store_generation(proxy_globals.store);
     f->request_time_ms = now_wall_ms();
     proxy_current_settings(&f->settings);

@@ -133,6 +133,7 @@ struct fetch {
     uint8_t hash[CACHE_HASH_LEN]; /* of the URL (the collapsing and purge key) */
     cache_obj_t *stale;           /* stale copy for revalidation / stale-if-error (own ref) */
     uint64_t epoch, generation;
+    uint64_t bus_seq; /* the cluster's applied sequence when the fetch began (cluster_peer_copy_is_stale) */
     int64_t request_time_ms;
     obj_builder_t *builder; /* non-NULL while the response is being stored */
     char *vary_names;       /* the Vary field of what is being stored (malloc'd), NULL when none */

@@ -173,15 +173,19 @@ static void invalidate_location(fetch_t *f, const char *v, size_t vlen)
     }
     size_t cap = cache_key_max_len(f->rc.authority_len, path_len);
     char *key = alloc_xmalloc(cap + 1, "proxy");
-    size_t key_len = proxy_cache_key(key, cap, f->rc.authority, f->rc.authority_len, path, path_len);
-    if (key_len <= cap && (key_len != f->key_len || memcmp(key, f->key, key_len) != 0))
-        invalidate_key(key, key_len);
+    for (int https = 0; https <= proxy_cache_key_has_scheme(); ++https) { /* with the scheme in the key: both objects */
+        size_t key_len = proxy_cache_key_scheme(key, cap, https, f->rc.authority, f->rc.authority_len, path, path_len);
+        if (key_len <= cap && (key_len != f->key_len || memcmp(key, f->key, key_len) != 0))
+            invalidate_key(key, key_len);
+    }
     free(key);
 }
 
 void proxy_invalidate_after_unsafe(fetch_t *f, const h2o_header_t *headers, size_t num_headers)
 {
     invalidate_key(f->key, f->key_len);
+    if (proxy_cache_key_has_scheme()) /* the URL's object under the other scheme changed as well */
+        invalidate_location(f, f->rc.path, f->rc.path_len);
     for (size_t i = 0; i != num_headers; ++i)
         if (proxy_name_is(headers[i].name->base, headers[i].name->len, "location") ||
             proxy_name_is(headers[i].name->base, headers[i].name->len, "content-location"))

@@ -6,7 +6,9 @@
  * as a passed fetch ends with its request. From the copy it builds the request head once:
  *   - no per-hop fields (those the client's Connection named are gone already: on_req), no
  *     Host (added per backend), no Content-Length (ours, for a passed body); X-Forwarded-For
- *     gets the client's address appended;
+ *     gets the client's address appended; X-Forwarded-Proto and Forwarded (RFC 7239) are
+ *     ours alone, whatever the client sent: the scheme of the client's connection (https
+ *     when it came over TLS), and Forwarded's host and for;
  *   - a cache fill asks GET for the whole object, without the client's conditionals and
  *     ranges (answered from the cache), with Accept-Encoding folded as the Vary key folds it,
  *     and with the stale copy's validators when it has them (a revalidation);
@@ -115,14 +117,15 @@ void proxy_fetch_connect(fetch_t *f, backend_pick_t *pick)
     memcpy(f->hostline + 6, host, host_len);
     memcpy(f->hostline + 6 + host_len, "\r\n", 2);
     f->reqbufs[1] = h2o_iovec_init(f->hostline, host_len + 8);
-    origin_client_connect(&f->client, f, f->w->loop, pick->pool, pick->timeouts, on_connect);
+    origin_client_connect(&f->client, f, f->w->loop, pick->pool, pick->timeouts, pick->tls, on_connect);
 }
 
 /* request headers we do not forward as they are (those the client's Connection named are gone already: on_req) */
 static int skip_request_header(const obj_header_t *h, enum fetch_mode mode)
 {
     if (http_fields_is_hop_by_hop(h->name, h->name_len) || proxy_name_is(h->name, h->name_len, "host") ||
-        proxy_name_is(h->name, h->name_len, "content-length") || proxy_name_is(h->name, h->name_len, "x-forwarded-for"))
+        proxy_name_is(h->name, h->name_len, "content-length") || proxy_name_is(h->name, h->name_len, "x-forwarded-for") ||
+        proxy_name_is(h->name, h->name_len, "x-forwarded-proto") || proxy_name_is(h->name, h->name_len, "forwarded"))
         return 1;
     /* a cache fill fetches the whole object; client conditionals and ranges are answered from the cache */
     if (mode == FETCH_CACHE &&
@@ -133,10 +136,31 @@ static int skip_request_header(const obj_header_t *h, enum fetch_mode mode)
     return 0;
 }
 
+/*
+ * Forwarded (RFC 7239) for this request: proto, host (quoted: an authority's ':' is no token
+ * character; it holds no '"' or '\\', the proxy checked it), for (an IPv6 address quoted in
+ * brackets). Into buf (cap bytes); returns the length.
+ */
+static size_t forwarded_value(char *buf, size_t cap, int tls, const char *authority, size_t authority_len, const char *peer)
+{
+    int n = snprintf(buf, cap, "proto=%s;host=\"%.*s\"", tls ? "https" : "http", (int)authority_len, authority);
+    if (n < 0 || (size_t)n >= cap)
+        return 0;
+    if (peer != NULL) {
+        int m = strchr(peer, ':') != NULL ? snprintf(buf + n, cap - (size_t)n, ";for=\"[%s]\"", peer)
+                                          : snprintf(buf + n, cap - (size_t)n, ";for=%s", peer);
+        if (m > 0 && (size_t)m < cap - (size_t)n)
+            n += m;
+    }
+    return (size_t)n;
+}
+
 void proxy_build_origin_request(fetch_t *f, h2o_req_t *req)
 {
     hr_list_t list = {0};
     char xff[INET6_ADDRSTRLEN + 256];
+    char *fwd = NULL;
+    int tls = proxy_req_is_tls(req);
 
     for (size_t i = 0; i != f->rc.num_headers; ++i) {
         const obj_header_t *h = &f->rc.headers[i];
@@ -169,11 +193,18 @@ void proxy_build_origin_request(fetch_t *f, h2o_req_t *req)
         char host[NI_MAXHOST];
         size_t prev_len = 0;
         const char *prev = proxy_lookup_in_copy(&f->rc, H2O_STRLIT("x-forwarded-for"), &prev_len);
-        if (sl != 0 && getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), NULL, 0, NI_NUMERICHOST) == 0) {
+        int have_peer = sl != 0 && getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), NULL, 0, NI_NUMERICHOST) == 0;
+        if (have_peer) {
             int n = prev != NULL && prev_len < 200 ? snprintf(xff, sizeof(xff), "%.*s, %s", (int)prev_len, prev, host)
                                                    : snprintf(xff, sizeof(xff), "%s", host);
             hr_list_push(&list, H2O_STRLIT("x-forwarded-for"), xff, (size_t)n);
         }
+        hr_list_push(&list, H2O_STRLIT("x-forwarded-proto"), tls ? "https" : "http", tls ? 5 : 4);
+        size_t fwd_cap = f->rc.authority_len + NI_MAXHOST + 64;
+        fwd = alloc_xmalloc(fwd_cap, "proxy");
+        size_t fwd_len = forwarded_value(fwd, fwd_cap, tls, f->rc.authority, f->rc.authority_len, have_peer ? host : NULL);
+        if (fwd_len != 0)
+            hr_list_push(&list, H2O_STRLIT("forwarded"), fwd, fwd_len);
     }
     header_rules_apply(proxy_live_rules(), HR_PHASE_REQUEST, &list, f->rc.path, f->rc.path_len, proxy_lookup_in_copy, &f->rc);
 
@@ -213,4 +244,5 @@ void proxy_build_origin_request(fetch_t *f, h2o_req_t *req)
     f->reqbufs[0] = h2o_iovec_init(buf, request_line_len);
     f->reqbufs[2] = h2o_iovec_init(buf + request_line_len, (size_t)(p - buf) - request_line_len);
     hr_list_dispose(&list);
+    free(fwd);
 }

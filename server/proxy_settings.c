@@ -73,6 +73,7 @@ int proxy_init(const config_t *cfg, store_t *store, mem_tier_t *mem, proxy_live_
     for (size_t i = 0; i != cfg->num_cache_key_ignore_params; ++i)
         proxy_globals.key_ignore_params[i] = cfg->cache_key_ignore_params[i];
     proxy_globals.key_rules = (cache_key_rules_t){.include_host = cfg->cache_key_include_host,
+                                                  .include_scheme = cfg->cache_key_include_scheme,
                                                   .sort_query = cfg->cache_key_sort_query,
                                                   .ignore_params = proxy_globals.key_ignore_params,
                                                   .num_ignore_params = cfg->num_cache_key_ignore_params};

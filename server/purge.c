@@ -58,6 +58,8 @@ static struct {
     void *authorize_arg;
     char node[64]; /* purge-id node name */
     atomic_uint_fast64_t seq;
+    purge_bus_submit_fn bus; /* the cluster bus, or NULL */
+    void *bus_arg;
 } g;
 
 /* one store purge (or the shield forward) of a job: posted back to the job's loop when done */
@@ -84,6 +86,11 @@ struct purge_job {
     int forward_err; /* FORWARD_FAILED_TO_SEND: why */
     char *forward_path, *forward_skey, *forward_body;
     size_t forward_path_len, forward_skey_len, forward_body_len;
+    /* the cluster bus's verdict (purge_job_bus_done) */
+    int bus_err;
+    unsigned bus_flags;
+    char *bus_note;
+    int wait_all; /* Edgecache-Purge-Wait: all */
     /* completion */
     purge_loop_t *loop; /* NULL: counted down on the completing thread */
     atomic_size_t remaining;
@@ -109,6 +116,24 @@ void purge_module_init(store_t *store, purge_authorize_or_respond_fn authorize, 
     g.authorize_arg = authorize_arg;
     purge_node_name(g.node, sizeof(g.node));
     atomic_init(&g.seq, 0);
+}
+
+void purge_module_set_bus(purge_bus_submit_fn fn, void *arg)
+{
+    g.bus = fn;
+    g.bus_arg = arg;
+}
+
+void purge_module_set_node(const char *node)
+{
+    snprintf(g.node, sizeof(g.node), "%s", node);
+    /* ids are the stream's message ids, deduplicated for minutes: a node restarted within the
+     * same second must not issue an id it issued before. The counter starts at the start's
+     * wall clock in microseconds, which no earlier run of this node can have counted up to
+     * (that would take more than one purge per microsecond). */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    atomic_store(&g.seq, ((uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u) % 1000000000000u);
 }
 
 static void next_id(char *buf, size_t cap)
@@ -152,20 +177,49 @@ void purge_job_add_key(purge_job_t *job, const char *key, size_t key_len)
     it->key_len = key_len;
 }
 
+void purge_job_add_key_with_id(purge_job_t *job, const char *key, size_t key_len, const char *id, size_t id_len)
+{
+    purge_job_add_key(job, key, key_len);
+    purge_item_t *it = &job->items[job->num_items - 1];
+    if (id_len >= sizeof(it->id))
+        id_len = sizeof(it->id) - 1;
+    memcpy(it->id, id, id_len);
+    it->id[id_len] = '\0';
+}
+
+purge_kind_t purge_job_kind(const purge_job_t *job)
+{
+    return job->kind;
+}
+
+int purge_job_soft(const purge_job_t *job)
+{
+    return job->soft;
+}
+
+const purge_item_t *purge_job_items(const purge_job_t *job, size_t *num_items)
+{
+    *num_items = job->num_items;
+    return job->items;
+}
+
 int purge_job_add_url(purge_job_t *job, const char *host, size_t host_len, const char *path, size_t path_len)
 {
-    /* the proxy's own key function and rules, so that the purge names what a request stored */
-    size_t cap = cache_key_max_len(host_len, path_len);
-    char *key = alloc_xmalloc(cap + 1, "purge");
-    size_t key_len = proxy_cache_key(key, cap, host, host_len, path, path_len);
-    if (key_len > cap) {
-        free(key);
-        return -1;
+    /* the proxy's own key function and rules, so that the purge names what a request stored;
+     * with the scheme in the key, a URL is two objects (http and https) and the purge takes both */
+    for (int https = 0; https <= proxy_cache_key_has_scheme(); ++https) {
+        size_t cap = cache_key_max_len(host_len, path_len);
+        char *key = alloc_xmalloc(cap + 1, "purge");
+        size_t key_len = proxy_cache_key_scheme(key, cap, https, host, host_len, path, path_len);
+        if (key_len > cap) {
+            free(key);
+            return -1;
+        }
+        key[key_len] = '\0';
+        purge_item_t *it = job_add_item(job);
+        it->key = key;
+        it->key_len = key_len;
     }
-    key[key_len] = '\0';
-    purge_item_t *it = job_add_item(job);
-    it->key = key;
-    it->key_len = key_len;
     return 0;
 }
 
@@ -197,6 +251,7 @@ static void job_free(purge_job_t *job)
     free(job->forward_path);
     free(job->forward_skey);
     free(job->forward_body);
+    free(job->bus_note);
     job->magic = 0;
     free(job);
 }
@@ -261,6 +316,9 @@ static void job_settle(purge_job_t *job)
         if (atomic_fetch_sub_explicit(&job->remaining, 1, memory_order_acq_rel) != 1)
             return; /* settles again when the shield's answer is in */
     }
+    res.bus_err = job->bus_err;
+    res.bus_flags = job->bus_flags;
+    res.bus_note = job->bus_note;
     if (job->forward == FORWARD_SENT)
         res.shield_err = job->forward_op.res.err;
     else if (job->forward == FORWARD_FAILED_TO_SEND)
@@ -288,6 +346,19 @@ void purge_job_submit(purge_job_t *job, purge_loop_t *loop, purge_done_cb done, 
     job->done_arg = arg;
     /* one reference for this function, so that ops completing on other threads (no loop)
      * cannot finish the job before every op has been handed out */
+    if (g.bus != NULL && job->source != PURGE_FROM_BUS) {
+        /* a cluster node: the purge goes through the stream and comes back to this node's
+         * store like every other node's (cluster/cluster.c); the shield hears it there too */
+        for (size_t i = 0; i < job->num_items; i++)
+            next_id(job->items[i].id, sizeof(job->items[i].id));
+        job->forward = FORWARD_NONE;
+        job->ops[0].job = job; /* the one op purge_job_bus_done completes */
+        atomic_store_explicit(&job->remaining, 1, memory_order_relaxed);
+        if (loop != NULL)
+            loop->in_flight++;
+        g.bus(g.bus_arg, job);
+        return;
+    }
     atomic_store_explicit(&job->remaining, 1 + job->num_items, memory_order_relaxed);
     if (job->forward == FORWARD_WAITING_FOR_LOCAL && job->forward_when == PURGE_FORWARD_WITH_LOCAL)
         forward_start(job); /* the shield must forget it too before we acknowledge */
@@ -295,7 +366,8 @@ void purge_job_submit(purge_job_t *job, purge_loop_t *loop, purge_done_cb done, 
         purge_op_t *op = &job->ops[i];
         purge_item_t *it = &job->items[i];
         op->job = job;
-        next_id(it->id, sizeof(it->id));
+        if (it->id[0] == '\0') /* a purge from the bus keeps the id its node gave it */
+            next_id(it->id, sizeof(it->id));
         if (loop != NULL)
             loop->in_flight++;
         switch (job->kind) {
@@ -306,6 +378,21 @@ void purge_job_submit(purge_job_t *job, purge_loop_t *loop, purge_done_cb done, 
         }
     }
     job_release(job); /* with a loop, never the last: the ops come back through its queue later */
+}
+
+int purge_job_wants_wait_all(const purge_job_t *job)
+{
+    return job->wait_all;
+}
+
+void purge_job_bus_done(purge_job_t *job, int err, unsigned flags, const char *note)
+{
+    assert(job->magic == PURGE_JOB_MAGIC && job->ops != NULL);
+    job->bus_err = err;
+    job->bus_flags = flags;
+    job->bus_note = note != NULL ? xmemdup(note, strlen(note)) : NULL;
+    store_purge_result_t res = {0};
+    op_done(&job->ops[0], &res); /* the one reference the bus held: back to the job's loop */
 }
 
 /* ---------------------------------------------------------------- loops */
@@ -388,6 +475,11 @@ int purge_request_submit(purge_job_t *job, purge_loop_t *loop, h2o_req_t *req)
         job_free(job);
         return -1;
     }
+    for (size_t i = 0; i < req->headers.size; i++) { /* Edgecache-Purge-Wait: all (a cluster waits for every node) */
+        const h2o_header_t *h = req->headers.entries + i;
+        if (h2o_lcstris(h->name->base, h->name->len, H2O_STRLIT("edgecache-purge-wait")))
+            job->wait_all = h2o_lcstris(h->value.base, h->value.len, H2O_STRLIT("all"));
+    }
     request_link_t *l = alloc_xmalloc(sizeof(*l), "purge");
     l->req = req;
     l->refs = 2;
@@ -426,11 +518,33 @@ static void answer_error(purge_answer_t *out, int status, const char *msg, const
     answer_set(out, status, body, (size_t)n);
 }
 
+static void answer_build(const purge_result_t *res, purge_answer_t *out);
+
 void purge_answer_build(const purge_result_t *res, purge_answer_t *out)
+{
+    answer_build(res, out);
+    out->local_only = out->status == 200 && (res->bus_flags & PURGE_BUS_F_LOCAL_ONLY) != 0;
+    out->waited = out->status != 200                                 ? 0
+                  : (res->bus_flags & PURGE_BUS_F_WAIT_TIMEOUT) != 0 ? 2
+                  : (res->bus_flags & PURGE_BUS_F_WAITED_ALL) != 0   ? 1
+                                                                     : 0;
+}
+
+static void answer_build(const purge_result_t *res, purge_answer_t *out)
 {
     if (res->store_err != 0) {
         /* not durable, so not done: 503, for the client to retry (a full or failing disk passes) */
         answer_error(out, 503, "Purge failed", store_err_text(res->store_err));
+        return;
+    }
+    if (res->bus_err != 0) {
+        /* not stored in the stream (or not applied here in time): nothing acknowledged, retry */
+        answer_error(out, 503, "Purge failed",
+                     res->bus_err == PURGE_BUS_ENOTAPPLIED
+                         ? "cluster: stored in the purge stream, not yet applied on this node"
+                     : res->bus_err == PURGE_BUS_EINVAL ? "cluster: the purge is too large for the purge stream"
+                                                        : "cluster: the purge stream did not store the purge (no quorum or "
+                                                          "no connection); nothing was acknowledged");
         return;
     }
     if (res->shield_err != 0) {
@@ -443,14 +557,22 @@ void purge_answer_build(const purge_result_t *res, purge_answer_t *out)
         /* the answer to nearly every purge, written directly: an id is <node>-<time>-<seq>
          * with the node name reduced to [A-Za-z0-9._] (purge_node_name): nothing to escape;
          * building it with jansson was a tenth of the admin thread's time at load */
-        assert(res->num_items == 1);
-        char json[PURGE_ID_CAP + 32];
-        int n = snprintf(json, sizeof(json), "{\"status\":\"ok\",\"id\":\"%s\"}", res->items[0].id);
+        /* a URL is two keys when the scheme is part of the key (http and https): one answer, the first id */
+        assert(res->num_items == 1 || (res->kind == PURGE_URL && res->num_items == 2));
+        const char *note = res->bus_flags & PURGE_BUS_F_LOCAL_ONLY ? "applied on this node only; publish queued" : res->bus_note;
+        char json[PURGE_ID_CAP + 1200];
+        int n = snprintf(json, sizeof(json), "{\"status\":\"ok\",\"id\":\"%s\"%s%.1000s%s}", res->items[0].id,
+                         note != NULL ? ",\"cluster\":\"" : "", note != NULL ? note : "", note != NULL ? "\"" : "");
         assert(n > 0 && (size_t)n < sizeof(json));
         answer_set(out, 200, json, (size_t)n);
         return;
     }
-    case PURGE_ALL: answer_set(out, 200, H2O_STRLIT("{\"status\":\"ok\"}")); return;
+    case PURGE_ALL:
+        if (res->bus_flags & PURGE_BUS_F_LOCAL_ONLY)
+            answer_set(out, 200, H2O_STRLIT("{\"status\":\"ok\",\"cluster\":\"applied on this node only; publish queued\"}"));
+        else
+            answer_set(out, 200, H2O_STRLIT("{\"status\":\"ok\"}"));
+        return;
     case PURGE_KEYS: {
         /* the admin API checks every batch key to be UTF-8 before anything is purged, so each
          * one can name its id here; a failure is memory, answered as an error */
@@ -489,6 +611,11 @@ void purge_answer_send(h2o_req_t *req, const purge_answer_t *a)
     req->res.reason = a->reason;
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
+    if (a->local_only)
+        h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("edgecache-cluster"), 0, NULL, H2O_STRLIT("local-only"));
+    if (a->waited != 0)
+        h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("edgecache-purge-wait"), 0, NULL,
+                              a->waited == 1 ? "all-applied" : "timeout", a->waited == 1 ? 11 : 7);
     req->res.content_length = a->body_len;      /* h2o_send_inline leaves it unset: no chunking */
     h2o_send_inline(req, a->body, a->body_len); /* copies into req's pool */
 }

@@ -59,10 +59,23 @@ typedef struct purge_result {
     size_t num_items;
     int store_err;
     int shield_err;
+    int bus_err;          /* the cluster bus (cluster/cluster.h): 0, or PURGE_BUS_E* (answered 503) */
+    unsigned bus_flags;   /* PURGE_BUS_F* */
+    const char *bus_note; /* NULL, or what the bus says about it (JSON-safe ASCII), e.g. the nodes still pending */
 } purge_result_t;
+
+/* why the cluster bus could not take a purge (purge_job_bus_done) */
+#define PURGE_BUS_EUNAVAILABLE (-30970) /* the stream did not acknowledge it (no quorum, no connection) */
+#define PURGE_BUS_ENOTAPPLIED (-30971)  /* stored in the stream, not applied here in time */
+#define PURGE_BUS_EINVAL (-30972)       /* the purge cannot be carried on the bus (too large) */
+#define PURGE_BUS_F_LOCAL_ONLY 0x1u     /* applied here only; its publish is queued (cluster.on_unavailable local) */
+#define PURGE_BUS_F_WAITED_ALL 0x2u     /* Edgecache-Purge-Wait: all: every live node has applied it */
+#define PURGE_BUS_F_WAIT_TIMEOUT 0x4u   /* Edgecache-Purge-Wait: all: some live node had not in time (bus_note) */
 
 /** The answer to a purge over HTTP: status, its reason phrase (static) and the JSON body. */
 typedef struct purge_answer {
+    int local_only; /* PURGE_BUS_F_LOCAL_ONLY: also said in an Edgecache-Cluster header */
+    int waited;     /* Edgecache-Purge-Wait: all was asked: 1 all applied, 2 not in time (said in a header too) */
     int status;
     const char *reason;
     char *body; /* malloc'd, NUL-terminated; free with purge_answer_free */
@@ -154,6 +167,40 @@ void purge_answer_free(purge_answer_t *a);
 
 /** Send a purge answer on req (Content-Type: application/json, Cache-Control: no-store). */
 void purge_answer_send(h2o_req_t *req, const purge_answer_t *a);
+
+/**
+ * The cluster bus: with one set (before any loop submits a job), every job but those from
+ * the bus is handed to `fn` once its ids are given, instead of the store and the shield;
+ * fn (on the submitting thread; must not block) owns nothing: it ends the job with
+ * purge_job_bus_done, exactly once, from any thread.
+ */
+typedef void (*purge_bus_submit_fn)(void *arg, purge_job_t *job);
+void purge_module_set_bus(purge_bus_submit_fn fn, void *arg);
+
+/**
+ * Use `node` (validated by the caller: [A-Za-z0-9_], at most 63 bytes) in purge ids, not the
+ * host name, and make the ids of this run unlike any of an earlier run (the cluster's message
+ * ids). Call before any loop submits a job.
+ */
+void purge_module_set_node(const char *node);
+
+/** A submitted job's kind, softness and items with their ids (borrowed until it completes). */
+purge_kind_t purge_job_kind(const purge_job_t *job);
+int purge_job_soft(const purge_job_t *job);
+const purge_item_t *purge_job_items(const purge_job_t *job, size_t *num_items);
+
+/**
+ * End a job handed to the bus: err 0 when the stream stored it and it is applied here, else
+ * PURGE_BUS_E*; flags PURGE_BUS_F*; note (copied; may be NULL) JSON-safe ASCII for the answer. Any thread; the job's completion then runs as usual (on
+ * its loop). The job must not be touched afterwards.
+ */
+void purge_job_bus_done(purge_job_t *job, int err, unsigned flags, const char *note);
+
+/** 1 when the request asked (Edgecache-Purge-Wait: all) to be answered once every live node has applied it. */
+int purge_job_wants_wait_all(const purge_job_t *job);
+
+/** Add an item (as purge_job_add_key) that keeps the purge id it was given on another node. */
+void purge_job_add_key_with_id(purge_job_t *job, const char *key, size_t key_len, const char *id, size_t id_len);
 
 /** Format "<node>-<unix time>-<sequence>" into buf. Returns the length, or -1 if it does not fit. */
 int purge_format_id(char *buf, size_t cap, const char *node, int64_t unix_time, uint64_t seq);

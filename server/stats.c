@@ -28,10 +28,13 @@
 #include "server/accesslog.h"
 #include "server/stats.h"
 #include "server/stats_int.h"
+#include "server/stats_realtime.h"
 #include "server/worker.h"
+#include "common/now.h"
 
 static const char ENV_BACKEND[] = "edgecache.backend";
 static const char ENV_SYNTH[] = "edgecache.synth";
+static const char ENV_START[] = "edgecache.start"; /* the monotonic µs at the handler's entry, 8 bytes */
 
 const uint64_t stats_lat_bounds_us[STATS_LAT_BUCKETS - 1] = {
     1,        2,        3,        5,        7,                  /* µs */
@@ -218,13 +221,16 @@ int stats_init(const config_t *cfg, store_t *store, mem_tier_t *mem, char *err, 
 int stats_start(char *err, size_t errlen)
 {
     assert(g.workers != NULL);
-    return stats_sampler_start(err, errlen);
+    if (stats_sampler_start(err, errlen) != 0)
+        return -1;
+    return stats_rt_start(err, errlen);
 }
 
 void stats_stop(void)
 {
     if (g.workers == NULL)
         return;
+    stats_rt_stop();
     stats_history_stop();
     atomic_store_explicit(&g_ready, 0, memory_order_release);
     free(g.workers);
@@ -374,6 +380,25 @@ static int64_t elapsed_us(struct timeval *from, struct timeval *until)
     return d < 0 ? 0 : d;
 }
 
+void stats_note_request_start(h2o_req_t *req)
+{
+    int64_t now = now_mono_us();
+    char *p = h2o_mem_alloc_pool(&req->pool, sizeof(now));
+    memcpy(p, &now, sizeof(now)); /* the pool promises no alignment */
+    *h2o_req_getenv(req, ENV_START, sizeof(ENV_START) - 1, 1) = h2o_iovec_init(p, sizeof(now));
+}
+
+/* the monotonic µs stats_note_request_start noted for req, or -1 */
+static int64_t request_start_us(h2o_req_t *req)
+{
+    int64_t t;
+    const h2o_iovec_t *v = req->env.size != 0 ? h2o_req_getenv(req, ENV_START, sizeof(ENV_START) - 1, 0) : NULL;
+    if (v == NULL || v->len != sizeof(t))
+        return -1;
+    memcpy(&t, v->base, sizeof(t));
+    return t;
+}
+
 void stats_record_request(h2o_req_t *req)
 {
     if (g.workers == NULL)
@@ -385,7 +410,15 @@ void stats_record_request(h2o_req_t *req)
     const h2o_iovec_t *xc = last_header(&req->res.headers, H2O_STRLIT("x-cache"));
     int kind = cache_kind(xc);
 
-    int64_t total = elapsed_us(&req->timestamps.request_begin_at, &req->timestamps.response_end_at);
+    /* the handler's own monotonic start to now, the last byte's write completion (h2o runs the
+     * loggers as it disposes of a finished request); h2o's timestamps are the event loop's
+     * cached millisecond clock, which makes every hit 0, so they are only the fallback for a
+     * request the handler never saw */
+    int64_t total = request_start_us(req);
+    if (total >= 0)
+        total = now_mono_us() - total;
+    else
+        total = elapsed_us(&req->timestamps.request_begin_at, &req->timestamps.response_end_at);
     if (total < 0) {
         /* no end (the client went away): up to now */
         struct timeval now;
@@ -395,6 +428,8 @@ void stats_record_request(h2o_req_t *req)
             total = 0;
     }
     int64_t ttfb = elapsed_us(&req->timestamps.request_begin_at, &req->timestamps.response_start_at);
+    if (ttfb > total) /* h2o's millisecond loop clock, against our own microseconds: never past the end */
+        ttfb = total;
 
     uint64_t body = req->bytes_sent, head = 0;
     if (status >= 100 && status <= 599) {
@@ -412,6 +447,8 @@ void stats_record_request(h2o_req_t *req)
     if (kind >= 0) {
         bump(&s->lat_count[kind][stats_lat_bucket((uint64_t)total)], 1);
         bump(&s->lat_sum_us[kind], (uint64_t)total);
+        if (kind == STATS_LAT_MISS)
+            bump(&s->miss_hist[stats_miss_hist_bucket((uint64_t)total)], 1);
         if (kind == STATS_LAT_PASS && (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) ||
                                        h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"))))
             bump(&s->uncacheable, 1);
@@ -476,9 +513,14 @@ void stats_note_purge(stats_purge_kind_t kind, uint64_t latency_us)
 
 void stats_note_purge_req(stats_purge_kind_t kind, h2o_req_t *req, unsigned count)
 {
-    struct timeval now;
-    gettimeofday(&now, NULL);
-    int64_t us = elapsed_us(&req->timestamps.request_begin_at, &now);
+    int64_t us = request_start_us(req);
+    if (us >= 0) {
+        us = now_mono_us() - us;
+    } else {
+        struct timeval now;
+        gettimeofday(&now, NULL);
+        us = elapsed_us(&req->timestamps.request_begin_at, &now);
+    }
     for (unsigned i = 0; i < count; i++)
         stats_note_purge(kind, us < 0 ? 0 : (uint64_t)us);
 }
@@ -530,6 +572,8 @@ void stats_snapshot(stats_totals_t *out)
                 out->lat_count[k][b] += rd(&s->lat_count[k][b]);
             out->lat_sum_us[k] += rd(&s->lat_sum_us[k]);
         }
+        for (int b = 0; b < STATS_MISS_HIST_BUCKETS; b++)
+            out->miss_hist[b] += rd(&s->miss_hist[b]);
     }
 }
 

@@ -9,6 +9,8 @@
  * relaxed loads. The call is made by an h2o logger (stats_register_logger), which h2o runs
  * when a request is disposed, before the request's pool is freed, so the final status,
  * the response headers (X-Cache), the timestamps and bytes_sent are all still readable.
+ * Latency is the request's own monotonic time, in microseconds, from the proxy handler's
+ * entry (stats_note_request_start) to that moment, the completion of the last write.
  *
  * A sampler thread (stats_start / stats_stop) turns the running totals into one record per
  * minute and one bandwidth record per sample interval (default 5 minutes), written with
@@ -58,6 +60,18 @@ unsigned stats_lat_bucket(uint64_t us);
  */
 double stats_hist_percentile(const uint64_t counts[STATS_LAT_BUCKETS], double q);
 
+/* Fastly's miss_histogram: upper bounds in milliseconds, 1..10 by 1, ..250 by 10, ..1000 by 50,
+ * ..3000 by 100, ..10000 by 500, ..20000 by 1000, ..60000 by 5000; a miss over 60 s counts in
+ * the 60000 bucket, as Fastly's real-time API documents. */
+#define STATS_MISS_HIST_BUCKETS 101
+
+/** The miss_histogram bucket (0..STATS_MISS_HIST_BUCKETS-1) of a latency in microseconds
+ * (rounded up to whole milliseconds, at least 1). */
+unsigned stats_miss_hist_bucket(uint64_t us);
+
+/** The upper bound in milliseconds of a miss_histogram bucket: Fastly's key for it. */
+uint32_t stats_miss_hist_bound_ms(unsigned bucket);
+
 /* ---- per-code counters ---- */
 
 #define STATS_NUM_CODES 24
@@ -86,6 +100,7 @@ typedef struct stats_worker {
     _Atomic uint64_t origin_bytes; /* body bytes received from origins (stats_note_origin_bytes) */
     _Atomic uint64_t lat_count[STATS_LAT_KINDS][STATS_LAT_BUCKETS];
     _Atomic uint64_t lat_sum_us[STATS_LAT_KINDS];
+    _Atomic uint64_t miss_hist[STATS_MISS_HIST_BUCKETS]; /* misses by Fastly's miss_histogram bucket */
 } stats_worker_t;
 
 /* ---- purges ---- */
@@ -112,6 +127,7 @@ typedef struct stats_totals {
     uint64_t bandwidth, body_size, header_size, synth, synth_5xx, uncacheable, origin_bytes;
     uint64_t lat_count[STATS_LAT_KINDS][STATS_LAT_BUCKETS];
     uint64_t lat_sum_us[STATS_LAT_KINDS];
+    uint64_t miss_hist[STATS_MISS_HIST_BUCKETS];
     /* purges acknowledged, by kind */
     uint64_t purges[STATS_PURGE_KINDS], purge_latency_sum_us[STATS_PURGE_KINDS], purge_latency_max_us[STATS_PURGE_KINDS];
 } stats_totals_t;
@@ -126,6 +142,10 @@ typedef struct stats_sample {
     uint64_t status_1xx, status_2xx, status_3xx, status_4xx, status_5xx;
     uint64_t origin_fetches, origin_bytes, stale_served, purges;
     uint64_t hits_time_us, miss_time_us, pass_time_us;
+    /* added after the first records: a record without them reads them as 0 */
+    uint64_t revalidations;
+    uint64_t status_200, status_204, status_206, status_301, status_302, status_304, status_400, status_401, status_403,
+        status_404, status_416, status_429, status_500, status_501, status_502, status_503, status_504, status_505;
 } stats_sample_t;
 
 /* one SLA bandwidth sample: bytes sent to clients during one sample interval */
@@ -210,6 +230,13 @@ int stats_start(char *err, size_t errlen);
 void stats_stop(void);
 
 /* ---- the request path (worker threads) ---- */
+
+/**
+ * Note req's start: one monotonic clock read (vDSO) kept in req's pool. The proxy handler
+ * calls it first thing; stats_record_request measures the request's latency from here to
+ * the completion of its last write to the socket. Worker thread of req.
+ */
+void stats_note_request_start(h2o_req_t *req);
 
 /**
  * Account one finished request: status class and code, bytes to the client, latency into

@@ -63,11 +63,15 @@ static struct {
     {                                         \
 #name, offsetof(stats_sample_t, name) \
     }
+/* fields after pass_time_us were appended later: older records have fewer, which decode as 0 */
 const stats_sample_field_t stats_sample_fields[] = {
     SF(requests),     SF(hits),        SF(miss),         SF(pass),         SF(errors),         SF(synth),
     SF(synth_5xx),    SF(uncacheable), SF(bandwidth),    SF(body_size),    SF(header_size),    SF(status_1xx),
     SF(status_2xx),   SF(status_3xx),  SF(status_4xx),   SF(status_5xx),   SF(origin_fetches), SF(origin_bytes),
-    SF(stale_served), SF(purges),      SF(hits_time_us), SF(miss_time_us), SF(pass_time_us),
+    SF(stale_served), SF(purges),      SF(hits_time_us), SF(miss_time_us), SF(pass_time_us),   SF(revalidations),
+    SF(status_200),   SF(status_204),  SF(status_206),   SF(status_301),   SF(status_302),     SF(status_304),
+    SF(status_400),   SF(status_401),  SF(status_403),   SF(status_404),   SF(status_416),     SF(status_429),
+    SF(status_500),   SF(status_501),  SF(status_502),   SF(status_503),   SF(status_504),     SF(status_505),
 };
 #undef SF
 const size_t stats_num_sample_fields = sizeof(stats_sample_fields) / sizeof(stats_sample_fields[0]);
@@ -391,6 +395,15 @@ static void sample_from_delta(stats_sample_t *s, const stats_totals_t *now, cons
     s->hits_time_us = D(lat_sum_us[STATS_LAT_HIT]);
     s->miss_time_us = D(lat_sum_us[STATS_LAT_MISS]);
     s->pass_time_us = D(lat_sum_us[STATS_LAT_PASS]);
+    s->revalidations = D(revalidations);
+    /* the per-code counters Fastly's historical stats name, by their index in stats_codes */
+#define C(code) D(status_code[stats_code_index(code)])
+    s->status_200 = C(200), s->status_204 = C(204), s->status_206 = C(206), s->status_301 = C(301);
+    s->status_302 = C(302), s->status_304 = C(304), s->status_400 = C(400), s->status_401 = C(401);
+    s->status_403 = C(403), s->status_404 = C(404), s->status_416 = C(416), s->status_429 = C(429);
+    s->status_500 = C(500), s->status_501 = C(501), s->status_502 = C(502), s->status_503 = C(503);
+    s->status_504 = C(504), s->status_505 = C(505);
+#undef C
 #undef D
 }
 

@@ -37,6 +37,10 @@ typedef struct worker {
     h2o_multithread_receiver_t stream_receiver; /* new body bytes for requests reading another's fetch */
     h2o_linklist_t fetches;                     /* origin exchanges running on this worker (server/proxy_int.h's fetch_t) */
     worker_counters_t counters;
+    h2o_accept_ctx_t tls_accept_ctx;           /* accept_ctx with the TLS front context (server/tls.h) */
+    int tls_listen_fds[CONFIG_MAX_TLS_LISTEN]; /* one per --tls-listen; -1 once its listener owns it */
+    h2o_socket_t *tls_listeners[CONFIG_MAX_TLS_LISTEN];
+    size_t num_tls_listeners;
 } worker_t;
 
 /** The worker whose event loop serves this request. */

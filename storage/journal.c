@@ -65,7 +65,7 @@ static int journal_rec_valid(int kind, size_t payload_len)
 {
     return (kind == JOURNAL_URL && payload_len == 16) ||
            (kind == JOURNAL_SKEY && payload_len >= 1 && payload_len <= JOURNAL_MAX_PAYLOAD) ||
-           (kind == JOURNAL_ALL && payload_len == 0);
+           (kind == JOURNAL_ALL && payload_len == 0) || (kind == JOURNAL_BUS_SEQ && payload_len == 8);
 }
 
 /* The checksum of a segment of `len` bytes at p, its checksum field taken as zero. */

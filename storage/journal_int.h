@@ -32,6 +32,9 @@
  *   JOURNAL_SKEY  payload = the surrogate key's index key (1 .. 511 bytes: the key
  *                 itself, or NUL + BLAKE2b-256 of a longer one; obj_skey_index_key)
  *   JOURNAL_ALL   payload = empty (one purge-all: one generation bump)
+ *   JOURNAL_BUS_SEQ payload = u64 LE: the cluster bus's purges up to this stream sequence
+ *                 are applied (every one of them was queued, so journaled, before it;
+ *                 schema version 5, cluster/cluster.h)
  * flags: JOURNAL_F_SOFT for a soft purge.
  *
  * The rule that makes it correct: the main store's `meta` records, in each transaction
@@ -58,7 +61,7 @@
 /* the most record bytes one segment may carry; callers bound their batches by it */
 #define JOURNAL_MAX_SEGMENT_BYTES (JOURNAL_MIN_SIZE / 4 - 512)
 
-enum { JOURNAL_URL = 'U', JOURNAL_SKEY = 'K', JOURNAL_ALL = 'A' };
+enum { JOURNAL_URL = 'U', JOURNAL_SKEY = 'K', JOURNAL_ALL = 'A', JOURNAL_BUS_SEQ = 'S' };
 #define JOURNAL_F_SOFT 0x01
 
 typedef struct journal journal_t;

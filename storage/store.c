@@ -187,6 +187,8 @@ static int store_open_dbis(store_t *s, char *errbuf, size_t errlen)
     return 0;
 }
 
+static int store_load_bus_seq(store_t *s);
+
 int store_open(store_t **out, const store_options_t *opt, char *errbuf, size_t errlen)
 {
     store_t *s = NULL;
@@ -357,6 +359,10 @@ int store_open(store_t **out, const store_options_t *opt, char *errbuf, size_t e
         if ((ret = store_journal_recover(s, errbuf, errlen)) != 0)
             goto fail;
         ret = STORE_EIO;
+        if ((rc = store_load_bus_seq(s)) != 0) {
+            errbuf_printf(errbuf, errlen, "store %s: cannot read meta 'bus_seq': %s", opt->dir, mdb_strerror(rc));
+            goto fail;
+        }
         if (!keyed && (rc = store_journal_rekey(s, jkey)) != 0) {
             errbuf_printf(errbuf, errlen, "store %s: cannot key the purge journal: %s", opt->dir, mdb_strerror(rc));
             goto fail;
@@ -509,6 +515,37 @@ int store_get(store_t *s, const uint8_t hash[CACHE_HASH_LEN], const char *key, s
         if (attempt == 2)
             return STORE_ENOTFOUND; /* a miss is always safe */
     }
+}
+
+/* After the journal's recovery (which may have moved it): the bus sequence the store holds. */
+static int store_load_bus_seq(store_t *s)
+{
+    MDB_txn *txn;
+    uint64_t seq = 0;
+    int present, rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    if (rc != 0)
+        return rc;
+    rc = store_meta_get_u64(s, txn, MIG_META_BUS_SEQ, &seq, &present);
+    mdb_txn_abort(txn);
+    if (rc == 0)
+        atomic_store(&s->bus_seq, seq);
+    return rc;
+}
+
+uint64_t store_bus_seq(store_t *s)
+{
+    return atomic_load_explicit(&s->bus_seq, memory_order_acquire);
+}
+
+void store_note_bus_seq(store_t *s, uint64_t seq, store_purge_cb cb, void *arg)
+{
+    assert(s != NULL && s->magic == STORE_MAGIC);
+    store_op_t *op = store_op_new(STORE_OP_BUS_SEQ);
+    op->bus_seq = seq;
+    op->cb = cb;
+    op->cb_arg = arg;
+    if (store_enqueue(s, op) != 0)
+        store_refuse(op);
 }
 
 uint64_t store_generation(store_t *s)

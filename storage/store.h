@@ -160,6 +160,19 @@ void store_purge_surrogate_key(store_t *store, const char *skey, size_t skey_len
 /** Purge everything: bump the generation (O(1)); old objects are reclaimed in the background. */
 void store_purge_all(store_t *store, store_purge_cb cb, void *arg);
 
+/**
+ * The cluster bus (cluster/cluster.h): record that its purges up to stream sequence `seq`
+ * are applied. Journaled, and committed to meta "bus_seq", behind every purge queued before
+ * it (by any thread, and under store_hold_begin in the same journal segment as the calling
+ * thread's held purges): once durable, they are too. A later call may record a lower seq
+ * (the stream was recreated). cb as for a purge (res->err 0 once durable and committed, else
+ * STORE_EIO: nothing recorded). Asynchronous.
+ */
+void store_note_bus_seq(store_t *store, uint64_t seq, store_purge_cb cb, void *arg);
+
+/** The bus sequence the store has committed (meta "bus_seq", 0 when never recorded). Any thread. */
+uint64_t store_bus_seq(store_t *store);
+
 /** Block until everything queued before the call is committed and synced. Returns 0 or STORE_EIO. */
 int store_flush(store_t *store);
 

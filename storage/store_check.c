@@ -487,7 +487,7 @@ static int chk_meta_value_ok(const MDB_val *k, const MDB_val *v)
     } known[] = {
         {MIG_META_SCHEMA_VERSION, 4}, {MIG_META_GENERATION, 8},  {MIG_META_RECLAIMED, 8},
         {MIG_META_WRITER_TICK, 8},    {MIG_META_JOURNAL_SEQ, 8}, {MIG_META_JOURNAL_KEY, MIG_JOURNAL_KEY_BYTES},
-        {MIG_META_JOURNAL_KEYED, 8},
+        {MIG_META_JOURNAL_KEYED, 8},  {MIG_META_BUS_SEQ, 8},
     };
     for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
         if (k->mv_size == strlen(known[i].name) && memcmp(k->mv_data, known[i].name, k->mv_size) == 0)

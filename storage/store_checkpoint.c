@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "migrations/mig_int.h"
+#include "storage/le.h"
 
 #define STORE_JOURNAL_MAX_BYTES ((size_t)32 << 20) /* the largest new purge journal */
 #define STORE_CHECKPOINT_SLICE ((off_t)256 << 10)  /* bytes of the file written back at a time */
@@ -151,6 +152,7 @@ static int store_replay_one(void *arg, const journal_rec_t *rec)
         r->b.gen++;
         r->b.purge_all = 1;
         return store_meta_put_u64(r->s, r->txn, MIG_META_GENERATION, r->b.gen);
+    case JOURNAL_BUS_SEQ: return store_meta_put_u64(r->s, r->txn, MIG_META_BUS_SEQ, le_get_u64(rec->payload));
     }
     return MDB_CORRUPTED; /* journal_foreach validated the kind */
 }

@@ -45,6 +45,7 @@ typedef enum store_op_kind {
     STORE_OP_PURGE_ALL,
     STORE_OP_KV,
     STORE_OP_FLUSH,
+    STORE_OP_BUS_SEQ, /* the cluster bus's purges up to bus_seq are applied (store_note_bus_seq) */
 } store_op_kind_t;
 
 enum { STORE_PUT_KEPT = 0, STORE_PUT_OLD_GENERATION, STORE_PUT_TOO_LARGE, STORE_PUT_MAP_FULL, STORE_PUT_PURGED };
@@ -80,7 +81,8 @@ typedef struct store_op {
     int dropped;            /* PUT: STORE_PUT_* */
     int has_since;          /* PUT: since_epoch is set (store_put_since) */
     uint64_t since_epoch;   /* PUT: the purge epoch when the object's fetch began */
-    uint64_t journal_seq;   /* PURGE_*: its purge journal record; 0 = not journaled (nothing to do) */
+    uint64_t journal_seq;   /* PURGE_*, BUS_SEQ: its purge journal record; 0 = not journaled (nothing to do) */
+    uint64_t bus_seq;       /* BUS_SEQ: the stream sequence it records (its journal payload is in hash, LE) */
     int journal_failed;     /* PURGE_*: the journal write failed: not applied, answered STORE_EIO */
     int acked;              /* PURGE_*: answered before its transaction committed (store_batch_ack_early) */
     store_hashvec_t pended; /* acked: what it holds in the pending set until its transaction commits */
@@ -125,6 +127,7 @@ struct store {
 
     /* Atomics, each written by the thread(s) named, read by any thread. */
     _Atomic uint64_t generation;      /* the writer (a purge-all's commit); recovery at open */
+    _Atomic uint64_t bus_seq;         /* the writer (a BUS_SEQ op's commit); store_open: meta bus_seq */
     _Atomic uint64_t purge_epoch;     /* both writing threads (store_plog_publish), eviction */
     _Atomic uint64_t applied_order;   /* the writer: the order of the last op it has finished */
     _Atomic uint64_t committed_seq;   /* the writer: highest journaled purge committed to the main store */
@@ -225,7 +228,9 @@ typedef struct store_batch {
     int applying_acked;        /* the purge being applied was answered already: purge log and memory tier done */
     store_hashvec_t plog_tags; /* what this attempt's unanswered purges named: published at its commit */
     uint64_t journal_seq;      /* highest journal seq applied by this attempt (0: none) */
-    uint64_t soft_marked;      /* objects this attempt marked soft-purged */
+    int bus_seq_set;           /* this attempt wrote meta bus_seq = bus_seq */
+    uint64_t bus_seq;
+    uint64_t soft_marked; /* objects this attempt marked soft-purged */
     store_hashvec_t mem_remove, mem_soft;
     uint64_t puts, deletes;
     size_t kv_cost;

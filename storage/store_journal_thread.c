@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "storage/le.h"
 
 #define STORE_ACK_EARLY_MAX 4096    /* objects a purge may name and be answered before its commit */
 #define STORE_PEND_MAX 65536        /* objects the pending set holds at most (2.5 MiB) */
@@ -30,7 +31,8 @@
 
 static int store_op_is_purge(const store_op_t *op)
 {
-    return op->kind == STORE_OP_PURGE_URL || op->kind == STORE_OP_PURGE_SKEY || op->kind == STORE_OP_PURGE_ALL;
+    return op->kind == STORE_OP_PURGE_URL || op->kind == STORE_OP_PURGE_SKEY || op->kind == STORE_OP_PURGE_ALL ||
+           op->kind == STORE_OP_BUS_SEQ; /* journaled like a purge, so that it is durable in order with them */
 }
 
 static void store_front_drain(store_t *s);
@@ -84,6 +86,13 @@ static void store_batch_journal(store_t *s, store_batch_t *b)
             r->kind = JOURNAL_SKEY;
             r->payload = op->key;
             r->payload_len = op->key_len;
+            break;
+        case STORE_OP_BUS_SEQ:
+            r->kind = JOURNAL_BUS_SEQ;
+            r->flags = 0;
+            le_put_u64(op->hash, op->bus_seq); /* the op outlives the append */
+            r->payload = op->hash;
+            r->payload_len = 8;
             break;
         default: /* STORE_OP_PURGE_ALL */
             r->kind = JOURNAL_ALL;
@@ -326,6 +335,7 @@ void *store_front_main(void *arg)
             size_t jcost = op->kind == STORE_OP_PURGE_URL    ? 4 + CACHE_HASH_LEN
                            : op->kind == STORE_OP_PURGE_SKEY ? 4 + op->key_len
                            : op->kind == STORE_OP_PURGE_ALL  ? 4
+                           : op->kind == STORE_OP_BUS_SEQ    ? 4 + 8
                                                              : 0;
             if (n > 0 && journal_bytes + jcost > JOURNAL_MAX_SEGMENT_BYTES)
                 break; /* (a key too long for the journal is never journaled: see store_batch_journal) */

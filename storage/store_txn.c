@@ -11,6 +11,8 @@
  *             "journal_seq" u64 LE (the purge journal applied so far, v2),
  *             "journal_key" 16 bytes (the journal's checksum key, v3),
  *             "journal_keyed" u64 LE 1 (the journal is written under it)
+ *             "bus_seq" u64 LE (the cluster bus's purges applied up to this stream
+ *             sequence, v5)
  *   objects   16-byte hash -> record (storage/object.h encoding)
  *   skeys     index key of a surrogate key -> 16-byte hash (sorted duplicates, fixed
  *             size). The index key (obj_skey_index_key) is the key itself up to 511
@@ -430,6 +432,15 @@ int store_txn_apply(store_t *s, MDB_txn *txn, store_batch_t *b, store_op_t *op, 
         return rc;
     }
     case STORE_OP_FLUSH: b->need_sync = 1; return 0;
+    case STORE_OP_BUS_SEQ:
+        /* in the transaction of the purges queued before it (or a later one): never ahead of them */
+        if (op->journal_failed)
+            return 0;
+        if (op->journal_seq > b->journal_seq)
+            b->journal_seq = op->journal_seq;
+        b->bus_seq_set = 1;
+        b->bus_seq = op->bus_seq;
+        return store_meta_put_u64(s, txn, MIG_META_BUS_SEQ, op->bus_seq);
     }
     assert(!"unknown store op");
     return 0;

@@ -54,6 +54,7 @@ static int store_batch_attempt(store_t *s, store_batch_t *b, int with_puts)
     b->gen = atomic_load_explicit(&s->generation, memory_order_acquire);
     b->need_sync = b->any_purge = b->purge_all = b->any_removal = 0;
     b->journal_seq = 0;
+    b->bus_seq_set = 0;
     b->soft_marked = 0;
     b->mem_remove.n = b->mem_soft.n = b->plog_tags.n = 0;
     b->puts = b->deletes = 0;
@@ -99,7 +100,7 @@ static int store_batch_attempt(store_t *s, store_batch_t *b, int with_puts)
     uint64_t seq = atomic_load_explicit(&s->committed_seq, memory_order_acquire);
     seq = b->journal_seq > seq ? b->journal_seq : seq;
     seq = s->writer_seq > seq ? s->writer_seq : seq;
-    if (s->journal != NULL && seq > 0 && (b->puts || b->deletes || b->soft_marked || b->purge_all) &&
+    if (s->journal != NULL && seq > 0 && (b->puts || b->deletes || b->soft_marked || b->purge_all || b->bus_seq_set) &&
         (rc = store_meta_put_u64(s, txn, MIG_META_JOURNAL_SEQ, seq)) != 0) {
         mdb_txn_abort(txn);
         return rc;
@@ -194,6 +195,8 @@ static void store_batch_process(store_t *s, store_batch_t *b)
     if (rc == 0) {
         atomic_fetch_add_explicit(&s->st_puts, b->puts, memory_order_relaxed);
         atomic_fetch_add_explicit(&s->st_deletes, b->deletes, memory_order_relaxed);
+        if (b->bus_seq_set)
+            atomic_store_explicit(&s->bus_seq, b->bus_seq, memory_order_release);
         if (b->purge_all) {
             atomic_store_explicit(&s->generation, b->gen, memory_order_release);
             s->reclaim_gen = b->gen; /* start (or restart) the background pass */

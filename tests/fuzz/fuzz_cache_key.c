@@ -13,7 +13,9 @@
  * determinism; the key reads back: its first '\n' ends the host part, which unescapes to the
  * host lower-cased without ":80" (nothing without include_host), and the rest is the path
  * (rewritten by the query rules, when they apply, with no ignored parameter left); so moving
- * one byte between host and path changes the key; the host's case never matters.
+ * one byte between host and path changes the key; the host's case never matters. With
+ * include_scheme (bit 4 picks https, bit 5 http) the key is "https://" or "http://" followed
+ * by the key without it, so the two schemes never share a key.
  */
 #include <string.h>
 #include "server/cache_key.h"
@@ -168,6 +170,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         free(again);
     }
     free(other);
+
+    /* include_scheme: the scheme, then exactly the key without it */
+    if (data[0] & 0x30) {
+        int https = (data[0] & 0x10) != 0;
+        cache_key_rules_t rs = r;
+        rs.include_scheme = 1;
+        size_t cap = cache_key_max_len(host_len, path_len);
+        char *with = xmalloc(cap);
+        size_t w = cache_key_build_scheme(&rs, https, host, host_len, path, path_len, with, cap);
+        const char *scheme = https ? "https://" : "http://";
+        size_t sl = strlen(scheme);
+        FUZZ_CHECK(w <= cap && w == sl + n && memcmp(with, scheme, sl) == 0 && memcmp(with + sl, big, n) == 0);
+        /* and never the other scheme's key, nor a key without a scheme */
+        char *twin = xmalloc(cap);
+        size_t t = cache_key_build_scheme(&rs, !https, host, host_len, path, path_len, twin, cap);
+        FUZZ_CHECK(!(t == w && memcmp(twin, with, w) == 0));
+        FUZZ_CHECK(memchr(big, '/', host_part) == NULL); /* no key without a scheme has "//" before its '\n' */
+        free(twin);
+        free(with);
+    }
     free(big);
     free(host);
     free(path);

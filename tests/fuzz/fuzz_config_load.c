@@ -39,9 +39,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(err, 0x5a, sizeof(err));
     int rc = config_load_file(&cfg, g_path, err, sizeof(err));
     FUZZ_CHECK(rc == 0 || rc == -1);
-    /* the one allocation a config owns (config.h has no dispose function) */
+    /* the allocations a config owns (config.h has no dispose function) */
     free(cfg.header_rules_json);
     cfg.header_rules_json = NULL;
+    free(cfg.backends_json);
+    cfg.backends_json = NULL;
+    free(cfg.shield_tls_ca);
+    cfg.shield_tls_ca = NULL;
     if (rc != 0) {
         size_t n = strnlen(err, sizeof(err));
         FUZZ_CHECK(n > 0 && n < sizeof(err));

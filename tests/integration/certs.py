@@ -8,6 +8,8 @@ tests/integration/certs.py — a test certificate authority made with openssl's 
     old = ca.issue("old.test", expired=True)             # validity ended in 2021
     chained = ca.issue("c.test", via_intermediate=True)  # cert file = leaf + intermediate
     alone = self_signed(tmpdir, "self.test")             # not issued by any CA
+    stapled = ca.issue("d.test", via_intermediate=True,   # names an OCSP responder (AIA)
+                       ocsp_url="http://127.0.0.1:%d" % port)
     ca.cert                                              # the root, for a client's trust store
 
 Every key and certificate is made fresh in the test's own directory, so no test depends on
@@ -42,7 +44,7 @@ def _san(names):
     return ",".join(parts)
 
 
-def _ext_file(path, names, ca):
+def _ext_file(path, names, ca, ocsp_url=None):
     with open(path, "w") as f:
         if ca:
             f.write("basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n")
@@ -51,6 +53,8 @@ def _ext_file(path, names, ca):
             f.write("extendedKeyUsage=serverAuth,clientAuth\n")
             if names:
                 f.write("subjectAltName=" + _san(names) + "\n")
+            if ocsp_url:
+                f.write("authorityInfoAccess=OCSP;URI:" + ocsp_url + "\n")
         f.write("subjectKeyIdentifier=hash\n")
 
 
@@ -115,6 +119,10 @@ class TestCA:
             _openssl("x509", "-req", "-in", csr, "-out", out, "-CA", issuer_cert, "-CAkey", issuer_key,
                      "-set_serial", str(self._serial), "-days", "30", "-extfile", ext, "-sha256")
 
+    def intermediate(self):
+        """The intermediate CA's (cert, key), made on first use."""
+        return self._intermediate()
+
     def _intermediate(self):
         if self._inter is None:
             key = os.path.join(self.dir, "inter.key")
@@ -128,15 +136,16 @@ class TestCA:
             self._inter = (cert, key)
         return self._inter
 
-    def issue(self, cn, names=None, key="ec", expired=False, via_intermediate=False):
+    def issue(self, cn, names=None, key="ec", expired=False, via_intermediate=False, ocsp_url=None):
         """A leaf certificate for `names` (default [cn]); returns (cert_path, key_path). With
-        via_intermediate the cert file holds the leaf then the intermediate (a chain)."""
+        via_intermediate the cert file holds the leaf then the intermediate (a chain). With
+        ocsp_url its authorityInfoAccess names that OCSP responder."""
         names = names or [cn]
         tag = "%s-%d" % (cn.replace("*", "star"), self._serial + 1)
         base = os.path.join(self.dir, tag)
         _newkey(base + ".key", key)
         _openssl("req", "-new", "-key", base + ".key", "-out", base + ".csr", "-subj", "/CN=" + cn)
-        _ext_file(base + ".ext", names, ca=False)
+        _ext_file(base + ".ext", names, ca=False, ocsp_url=ocsp_url)
         if via_intermediate:
             icert, ikey = self._intermediate()
             self._sign(base + ".csr", base + ".leaf", base + ".ext", icert, ikey, expired)

@@ -36,6 +36,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -414,8 +415,9 @@ class _OriginServer(ThreadingHTTPServer):
     request_queue_size = 128
 
     def handle_error(self, request, client_address):
-        # a held or slow answer written after the proxy gave up on it is expected, not news
-        if isinstance(sys.exc_info()[1], ConnectionError):
+        # a held or slow answer written after the proxy gave up on it is expected, not news;
+        # so is a TLS handshake a test makes fail (origin.tls_failures counts them)
+        if isinstance(sys.exc_info()[1], (ConnectionError, ssl.SSLError)):
             return
         super().handle_error(request, client_address)
 
@@ -429,6 +431,16 @@ class _OriginHandler(BaseHTTPRequestHandler):
         return self.server_version
 
     def setup(self):
+        if isinstance(self.request, ssl.SSLSocket):
+            # in this connection's thread: a refused handshake must not stall the accept loop
+            self.request.settimeout(scaled(10))
+            try:
+                self.request.do_handshake()
+            except (ssl.SSLError, OSError):
+                self.server.origin._tls_event(False, self.request)
+                raise
+            self.request.settimeout(None)
+            self.server.origin._tls_event(True, self.request)
         super().setup()
         # head and body go out in separate writes: without NODELAY each miss waits ~40 ms on a delayed ACK
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -536,8 +548,18 @@ class Origin:
     anything else gets 404 "no route". Every request is recorded in .requests.
     """
 
-    def __init__(self, port=0, start=True):
+    def __init__(self, port=0, start=True, tls=None):
+        """tls: an ssl.SSLContext (see tls_server_context) to answer over TLS; .sni_seen lists
+        the SNI names of handshakes (None: none sent), .tls_handshakes / .tls_failures count
+        them, .tls_versions the protocol of each."""
         self.port = port
+        self.tls = tls
+        self.sni_seen = []
+        self.tls_handshakes = 0
+        self.tls_failures = 0
+        self.tls_versions = []
+        if tls is not None:
+            tls.sni_callback = self._on_sni
         self.requests = []
         self._routes = {}
         self._prefix_routes = {}
@@ -608,6 +630,19 @@ class Origin:
         with self._lock:
             self.requests = []
 
+    # --- TLS
+    def _on_sni(self, sslobj, name, ctx):
+        with self._lock:
+            self.sni_seen.append(name)
+
+    def _tls_event(self, ok, sock):
+        with self._lock:
+            if ok:
+                self.tls_handshakes += 1
+                self.tls_versions.append(sock.version())
+            else:
+                self.tls_failures += 1
+
     # --- connections (so that stop() also drops keep-alive connections)
     def _conn_opened(self, sock):
         with self._lock:
@@ -639,6 +674,8 @@ class Origin:
                     raise
                 time.sleep(0.05)
         server.origin = self
+        if self.tls is not None:
+            server.socket = self.tls.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
         self.port = server.server_address[1]
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
@@ -670,6 +707,21 @@ class Origin:
             h.release()
         self.stop()
         _registry.discard(self)
+
+
+def tls_server_context(cert, key, client_ca=None, max_version=None, min_version=None):
+    """A server context for Origin(tls=...): certificate and key files; client_ca: require a
+    client certificate issued by that CA file; max/min_version: ssl.TLSVersion bounds."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    if client_ca is not None:
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(client_ca)
+    if max_version is not None:
+        ctx.maximum_version = max_version
+    if min_version is not None:
+        ctx.minimum_version = min_version
+    return ctx
 
 
 # --------------------------------------------------------------------------------------

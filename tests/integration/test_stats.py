@@ -188,7 +188,7 @@ class StatsCase(harness.TestCase):
         return out["s"]
 
     def history_requests(self, since, edge=None):
-        doc = self.stats("/stats?by=minute&from=%d&to=%d" % (since, int(time.time()) + 5), edge=edge)
+        doc = self.stats("/stats/service/edgecache?by=minute&from=%d&to=%d" % (since, int(time.time()) + 5), edge=edge)
         return sum(d["requests"] for d in doc["data"]), doc
 
 
@@ -378,7 +378,7 @@ class Auth(StatsCase):
         self.assertIn("GET", r.header("allow"))
 
     def test_bad_parameters(self):
-        for q in ("by=week", "from=yesterday", "to=2024-13-01", "from=2024-01-02&to=2024-01-01",
+        for q in ("by=week", "from=tomorrow", "to=2024-13-01", "region=mars", "from=2024-01-02&to=2024-01-01",
                   "from=0&by=minute"):
             r = self.admin("/stats?" + q, self.tok)
             self.assertEqual(r.status, 400, q)
@@ -426,12 +426,13 @@ class History(StatsCase):
         raw_get(self.e.proxy_port, "/h/0")
         wait_until(history_has(6), timeout=scaled(6), what="6 requests in the history")
         self.assertEqual(got["n"], 6)
-        # by hour and by day the same requests are grouped
+        # by hour and by day the same requests are grouped; GET /stats keys them by service id
         doc = self.stats("/stats?by=hour&from=%d" % (t0 - 7200))
-        self.assertEqual(sum(d["requests"] for d in doc["data"]), 6)
+        self.assertEqual(list(doc["data"]), ["edgecache"])
+        self.assertEqual(sum(d["requests"] for d in doc["data"]["edgecache"]), 6)
         doc = self.stats("/stats?by=day&from=%d" % (t0 - 2 * 86400))
-        self.assertEqual(sum(d["requests"] for d in doc["data"]), 6)
-        self.assertLessEqual(len(doc["data"]), 2)
+        self.assertEqual(sum(d["requests"] for d in doc["data"]["edgecache"]), 6)
+        self.assertLessEqual(len(doc["data"]["edgecache"]), 2)
 
 
 class Sla(StatsCase):

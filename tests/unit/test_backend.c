@@ -505,13 +505,13 @@ START_TEST(seed_and_force_shield)
     ck_assert_uint_eq(c->backends[0].connect_timeout, 700);
 
     config_addr_t sh = {.host = "127.0.0.9", .port = 9999};
-    ck_assert_int_eq(backend_config_force_shield(c, &sh), 1);
+    ck_assert_int_eq(backend_config_force_shield(c, &sh, NULL), 1);
     ck_assert_uint_eq(c->num_backends, 3);
     ck_assert_str_eq(c->backends[2].name, "shield");
     ck_assert_str_ne(c->backends[2].shield, "");
-    ck_assert_int_eq(backend_config_force_shield(c, &sh), 0); /* already there */
+    ck_assert_int_eq(backend_config_force_shield(c, &sh, NULL), 0); /* already there */
     sh.port = 9998;
-    ck_assert_int_eq(backend_config_force_shield(c, &sh), 1);
+    ck_assert_int_eq(backend_config_force_shield(c, &sh, NULL), 1);
     ck_assert_uint_eq(c->backends[2].port, 9998);
     ck_assert_uint_eq(c->num_backends, 3);
     free(c);

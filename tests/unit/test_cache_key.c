@@ -95,30 +95,36 @@ START_TEST(test_split_absolute)
 END_TEST
 
 /* the key as a malloc'd string (NUL-terminated for the assertions), with the buffer contract checked */
-static char *key_of(const cache_key_rules_t *rules, const char *host, size_t host_len, const char *path, size_t path_len,
-                    size_t *len_out)
+static char *key_of_scheme(const cache_key_rules_t *rules, int https, const char *host, size_t host_len, const char *path,
+                           size_t path_len, size_t *len_out)
 {
     char *h = dup_exact(host, host_len), *p = dup_exact(path, path_len);
     size_t cap = cache_key_max_len(host_len, path_len);
     char *buf = malloc(cap + 1);
     ck_assert_ptr_nonnull(buf);
-    size_t n = cache_key_build(rules, h, host_len, p, path_len, buf, cap);
+    size_t n = cache_key_build_scheme(rules, https, h, host_len, p, path_len, buf, cap);
     ck_assert_uint_le(n, cap);
     buf[n] = '\0';
     /* an exact buffer gives the same bytes; one byte less is reported as too small */
     char *exact = malloc(n ? n : 1);
-    ck_assert_uint_eq(cache_key_build(rules, h, host_len, p, path_len, exact, n), n);
+    ck_assert_uint_eq(cache_key_build_scheme(rules, https, h, host_len, p, path_len, exact, n), n);
     ck_assert(n == 0 || memcmp(exact, buf, n) == 0);
     free(exact);
     if (n > 0) {
         char *small = malloc(n - 1 ? n - 1 : 1);
-        ck_assert_uint_gt(cache_key_build(rules, h, host_len, p, path_len, small, n - 1), n - 1);
+        ck_assert_uint_gt(cache_key_build_scheme(rules, https, h, host_len, p, path_len, small, n - 1), n - 1);
         free(small);
     }
     free(h);
     free(p);
     *len_out = n;
     return buf;
+}
+
+static char *key_of(const cache_key_rules_t *rules, const char *host, size_t host_len, const char *path, size_t path_len,
+                    size_t *len_out)
+{
+    return key_of_scheme(rules, 0, host, host_len, path, path_len, len_out);
 }
 
 static void expect_key(const cache_key_rules_t *rules, const char *host, const char *path, const char *want)
@@ -144,6 +150,28 @@ START_TEST(test_key_format)
     const cache_key_rules_t no_host = {.include_host = 0};
     expect_key(&no_host, "example.com", "/a", "\n/a");
     expect_key(&no_host, "other.example", "/a", "\n/a");
+}
+END_TEST
+
+START_TEST(test_key_scheme)
+{
+    const cache_key_rules_t with_scheme = {.include_host = 1, .include_scheme = 1};
+    size_t n;
+    char *k = key_of_scheme(&with_scheme, 1, "Example.com", 11, "/a", 2, &n);
+    ck_assert_uint_eq(n, strlen("https://example.com\n/a"));
+    ck_assert(memcmp(k, "https://example.com\n/a", n) == 0);
+    free(k);
+    expect_key(&with_scheme, "example.com", "/a", "http://example.com\n/a"); /* cache_key_build: the http case */
+    /* without the rule the scheme changes nothing */
+    k = key_of_scheme(&plain_rules, 1, "example.com", 11, "/a", 2, &n);
+    ck_assert(n == strlen("example.com\n/a") && memcmp(k, "example.com\n/a", n) == 0);
+    free(k);
+    /* a host that spells a scheme cannot forge a key of the other form: its '/' is escaped */
+    expect_key(&plain_rules, "https://example.com", "/a", "https:%2F%2Fexample.com\n/a");
+    const cache_key_rules_t no_host = {.include_scheme = 1};
+    k = key_of_scheme(&no_host, 1, "example.com", 11, "/a", 2, &n);
+    ck_assert(n == strlen("https://\n/a") && memcmp(k, "https://\n/a", n) == 0);
+    free(k);
 }
 END_TEST
 
@@ -269,10 +297,12 @@ static int span_cmp(const void *a, const void *b)
  * include_host; then the path with its query as it is, or, when the rules rewrite queries,
  * the path before '?' and the list of non-empty, not ignored parameters (sorted when asked).
  */
-static void oracle(const cache_key_rules_t *rules, const char *host, size_t host_len, const char *path, size_t path_len,
-                   buf_t *out)
+static void oracle(const cache_key_rules_t *rules, int https, const char *host, size_t host_len, const char *path,
+                   size_t path_len, buf_t *out)
 {
     out->len = 0;
+    if (rules->include_scheme)
+        put_field(out, https ? "https" : "http", https ? 5 : 4);
     if (!rules->include_host)
         host_len = 0;
     if (host_len > 3 && memcmp(host + host_len - 3, ":80", 3) == 0)
@@ -325,9 +355,10 @@ static char *describe(const char *host, size_t host_len, const char *path, size_
 static void add_pair(const cache_key_rules_t *rules, entry_t *e, const char *host, size_t host_len, const char *path,
                      size_t path_len)
 {
-    e->key = key_of(rules, host, host_len, path, path_len, &e->key_len);
+    int https = rules->include_scheme ? rand() & 1 : 0;
+    e->key = key_of_scheme(rules, https, host, host_len, path, path_len, &e->key_len);
     buf_t b = {0};
-    oracle(rules, host, host_len, path, path_len, &b);
+    oracle(rules, https, host, host_len, path, path_len, &b);
     e->norm = b.p != NULL ? b.p : calloc(1, 1);
     e->norm_len = b.len;
     e->desc = describe(host, host_len, path, path_len);
@@ -415,6 +446,18 @@ START_TEST(test_no_two_pairs_share_a_key_with_query_rules)
 }
 END_TEST
 
+/* with the scheme in the key, http and https objects of one URL never share a key, and no pair of one scheme takes another's */
+START_TEST(test_no_two_pairs_share_a_key_with_scheme)
+{
+    const cache_key_rules_t with_scheme = {.include_host = 1, .include_scheme = 1};
+    check_no_collision(&with_scheme);
+    static const char *const ignore[] = {"a"};
+    const cache_key_rules_t rewritten = {
+        .include_host = 1, .include_scheme = 1, .sort_query = 1, .ignore_params = ignore, .num_ignore_params = 1};
+    check_no_collision(&rewritten);
+}
+END_TEST
+
 static Suite *cache_key_suite(void)
 {
     Suite *s = suite_create("cache_key");
@@ -426,6 +469,8 @@ static Suite *cache_key_suite(void)
     tcase_add_test(tc, test_key_query_rules);
     tcase_add_test(tc, test_no_two_pairs_share_a_key);
     tcase_add_test(tc, test_no_two_pairs_share_a_key_with_query_rules);
+    tcase_add_test(tc, test_key_scheme);
+    tcase_add_test(tc, test_no_two_pairs_share_a_key_with_scheme);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -3,6 +3,7 @@
  * and the exact one-line message of every error path.
  */
 #include "server/config.h"
+#include "server/tls.h"
 
 #include <check.h>
 #include <stdarg.h>
@@ -524,7 +525,13 @@ START_TEST(file_errors)
     FILE_ERR("{\"memory_size\": null}",
              "%s: key 'memory_size': expected a number of bytes or a size string like \"256M\", got null");
     FILE_ERR("{\"disk_size\": \"2T\"}", "%s: key 'disk_size': invalid size '2T' (must be between 1M and 1T)");
-    FILE_ERR("{\"backends\": \"a:1\"}", "%s: key 'backends': expected an array of \"HOST:PORT\" strings, got a string");
+    FILE_ERR("{\"backends\": \"a:1\"}",
+             "%s: key 'backends': expected an array of \"HOST:PORT\" strings or backend objects, got a string");
+    FILE_ERR("{\"backends\": [{\"address\": \"a\", \"use_ssl\": true, \"min_tls_version\": \"1.0\"}]}",
+             "%s: key 'backends': element 0: min_tls_version: TLS 1.0 is not supported (\"1.2\" or \"1.3\")");
+    FILE_ERR("{\"backends\": [{\"address\": \"a\", \"ssl_ca_cert\": \"x\"}]}",
+             "%s: key 'backends': element 0: ssl_ca_cert: must be PEM text (-----BEGIN ...), at most 16384 bytes (or null)");
+    FILE_ERR("{\"backends\": [{\"port\": 443}]}", "%s: key 'backends': element 0: address: required");
     FILE_ERR("{\"backends\": [\"a:1\", 2]}", "%s: key 'backends': element 1: expected a \"HOST:PORT\" string, got an "
                                              "integer");
     FILE_ERR("{\"backends\": [\"a:0\"]}",
@@ -549,6 +556,70 @@ START_TEST(file_errors)
 }
 END_TEST
 
+START_TEST(tls_cert_value)
+{
+    config_tls_cert_t c;
+    char err[256];
+    ck_assert_int_eq(config_parse_tls_cert("Example.COM=/etc/c.pem,/etc/k.pem", 1, &c, err, sizeof(err)), 0);
+    ck_assert_str_eq(c.host, "example.com");
+    ck_assert_str_eq(c.cert, "/etc/c.pem");
+    ck_assert_str_eq(c.key, "/etc/k.pem");
+    /* the key is what follows the last comma; '=' may appear in paths after HOST= */
+    ck_assert_int_eq(config_parse_tls_cert("*.a.test=/x,y/c=1.pem,/k.pem", 1, &c, err, sizeof(err)), 0);
+    ck_assert_str_eq(c.host, "*.a.test");
+    ck_assert_str_eq(c.cert, "/x,y/c=1.pem");
+    ck_assert_str_eq(c.key, "/k.pem");
+    ck_assert_int_eq(config_parse_tls_cert("default=c,k", 1, &c, err, sizeof(err)), 0);
+    ck_assert_int_eq(config_parse_tls_cert("*=c,k", 1, &c, err, sizeof(err)), 0);
+    ck_assert_int_eq(config_parse_tls_cert("/c.pem,/k.pem", 0, &c, err, sizeof(err)), 0);
+    ck_assert_str_eq(c.host, "");
+    ck_assert_str_eq(c.cert, "/c.pem");
+    const char *bad[] = {"c.pem,k.pem", "=c,k",   "a.test=c.pem", "a.test=,k", "a.test=c,", "a..test=c,k",
+                         "a test=c,k",  "*.=c,k", "a.*.test=c,k", "**.a=c,k",  ".a=c,k",    "a.=c,k"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        ck_assert_msg(config_parse_tls_cert(bad[i], 1, &c, err, sizeof(err)) != 0, "accepted '%s'", bad[i]);
+    ck_assert_int_ne(config_parse_tls_cert("c.pem", 0, &c, err, sizeof(err)), 0);
+
+    /* flags: a name twice (the default's two spellings are one name), a listener without a certificate */
+    config_t cfg;
+    ck_assert_int_eq(parse(&cfg, err, sizeof(err), "--tls-listen", "127.0.0.1:0", NULL), -1);
+    ck_assert_str_eq(err, "--tls-listen: no certificate (give at least one --tls-cert HOST=CERT.pem,KEY.pem)");
+    ck_assert_int_eq(parse(&cfg, err, sizeof(err), "--tls-cert", "a.test=c,k", "--tls-cert", "A.TEST=d,e", NULL), -1);
+    ck_assert_str_eq(err, "--tls-cert: name 'a.test' is listed twice");
+    ck_assert_int_eq(parse(&cfg, err, sizeof(err), "--tls-cert", "default=c,k", "--tls-cert", "*=d,e", NULL), -1);
+    ck_assert_int_eq(parse(&cfg, err, sizeof(err), "--tls-listen", "[::1]:8443", "--tls-listen", "127.0.0.1:443", "--tls-cert",
+                           "a.test=c,k", "--tls-cert", "*.b.test=d,e", NULL),
+                     0);
+    ck_assert_uint_eq(cfg.num_tls_listen, 2);
+    ck_assert_uint_eq(cfg.tls_listen[0].port, 8443);
+    ck_assert_uint_eq(cfg.num_tls_certs, 2);
+    ck_assert_str_eq(cfg.tls_certs[1].host, "*.b.test");
+}
+END_TEST
+
+START_TEST(tls_pick)
+{
+    config_tls_cert_t certs[4];
+    memset(certs, 0, sizeof(certs));
+    strcpy(certs[0].host, "a.test");
+    strcpy(certs[1].host, "*.w.test");
+    strcpy(certs[2].host, "x.w.test");
+    ck_assert_uint_eq(tls_pick_cert(certs, 3, "a.test"), 0);
+    ck_assert_uint_eq(tls_pick_cert(certs, 3, "A.TEST"), 0);
+    ck_assert_uint_eq(tls_pick_cert(certs, 3, "y.w.test"), 1);
+    ck_assert_uint_eq(tls_pick_cert(certs, 3, "x.w.test"), 2);   /* an exact name wins over a wildcard */
+    ck_assert_uint_eq(tls_pick_cert(certs, 3, "a.y.w.test"), 0); /* one label only */
+    ck_assert_uint_eq(tls_pick_cert(certs, 3, "w.test"), 0);
+    ck_assert_uint_eq(tls_pick_cert(certs, 3, ".w.test"), 0);
+    ck_assert_uint_eq(tls_pick_cert(certs, 3, NULL), 0);
+    ck_assert_uint_eq(tls_pick_cert(certs, 3, ""), 0);
+    strcpy(certs[3].host, "default");
+    ck_assert_uint_eq(tls_pick_cert(certs, 4, "nobody.test"), 3);
+    ck_assert_uint_eq(tls_pick_cert(certs, 4, NULL), 3);
+    ck_assert_uint_eq(tls_pick_cert(certs, 4, "a.test"), 0);
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
     Suite *s = suite_create("config");
@@ -564,6 +635,8 @@ static Suite *config_suite(void)
     tcase_add_test(tc, flags_win);
     tcase_add_test(tc, flag_errors);
     tcase_add_test(tc, file_errors);
+    tcase_add_test(tc, tls_cert_value);
+    tcase_add_test(tc, tls_pick);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -149,20 +149,21 @@ START_TEST(test_fresh_gets_latest)
     size_t n;
     const mig_step_t *steps = mig_builtin(&n);
 
-    ck_assert_uint_eq(n, 4);
-    ck_assert_uint_eq(mig_latest(), 4);
+    ck_assert_uint_eq(n, 5);
+    ck_assert_uint_eq(mig_latest(), 5);
     ck_assert_str_eq(steps[0].name, "initial");
     ck_assert_str_eq(steps[1].name, "purge_journal");
     ck_assert_str_eq(steps[2].name, "journal_key");
     ck_assert_str_eq(steps[3].name, "long_skeys");
+    ck_assert_str_eq(steps[4].name, "bus_seq");
     ck_assert_int_eq(mig_current_version(env, &v), 0);
     ck_assert_uint_eq(v, 0);
 
     ck_assert_int_eq(mig_run(env, steps, n, &from, &to, err, sizeof(err)), 0);
     ck_assert_uint_eq(from, 0);
-    ck_assert_uint_eq(to, 4);
+    ck_assert_uint_eq(to, 5);
     ck_assert_int_eq(mig_current_version(env, &v), 0);
-    ck_assert_uint_eq(v, 4);
+    ck_assert_uint_eq(v, 5);
 
     static const char *names[] = {"meta", "objects", "skeys", "variants", "evict", "config", "tokens", "stats"};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
@@ -181,7 +182,7 @@ START_TEST(test_fresh_gets_latest)
         ck_assert_uint_eq(gen[i], 0);
     uint8_t ver[4];
     ck_assert_int_eq(meta_get(env, "schema_version", ver, sizeof(ver)), 4);
-    ck_assert(ver[0] == 4 && ver[1] == 0 && ver[2] == 0 && ver[3] == 0);
+    ck_assert(ver[0] == 5 && ver[1] == 0 && ver[2] == 0 && ver[3] == 0);
     uint8_t jseq[8] = {1, 1, 1, 1, 1, 1, 1, 1};
     ck_assert_int_eq(meta_get(env, "journal_seq", jseq, sizeof(jseq)), 8);
     for (int i = 0; i < 8; i++)
@@ -192,9 +193,13 @@ START_TEST(test_fresh_gets_latest)
 
     /* up to date: nothing is written */
     size_t txnid = last_txnid(env);
+    uint8_t bseq[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+    ck_assert_int_eq(meta_get(env, "bus_seq", bseq, sizeof(bseq)), 8);
+    for (int i = 0; i < 8; i++)
+        ck_assert_uint_eq(bseq[i], 0);
     ck_assert_int_eq(mig_run(env, steps, n, &from, &to, err, sizeof(err)), 0);
-    ck_assert_uint_eq(from, 4);
-    ck_assert_uint_eq(to, 4);
+    ck_assert_uint_eq(from, 5);
+    ck_assert_uint_eq(to, 5);
     ck_assert_uint_eq(last_txnid(env), txnid);
 
     mdb_env_close(env);
@@ -279,23 +284,23 @@ START_TEST(test_upgrade_to_test_step_once)
     mig_step_t *steps = steps_with(v2_up, &count);
 
     ck_assert_int_eq(mig_run(env, builtin, n, &from, &to, err, sizeof(err)), 0);
-    ck_assert_uint_eq(to, 4);
+    ck_assert_uint_eq(to, 5);
     v2_runs = 0;
     ck_assert_int_eq(mig_run(env, steps, count, &from, &to, err, sizeof(err)), 0);
-    ck_assert_uint_eq(from, 4);
-    ck_assert_uint_eq(to, 5);
+    ck_assert_uint_eq(from, 5);
+    ck_assert_uint_eq(to, 6);
     ck_assert_int_eq(v2_runs, 1);
     ck_assert_int_eq(mig_current_version(env, &v), 0);
-    ck_assert_uint_eq(v, 5);
+    ck_assert_uint_eq(v, 6);
     ck_assert(db_exists(env, "v2extra", NULL));
 
-    /* again: already at 5, the step does not run */
+    /* again: already at 6, the step does not run */
     ck_assert_int_eq(mig_run(env, steps, count, &from, &to, err, sizeof(err)), 0);
-    ck_assert_uint_eq(from, 5);
-    ck_assert_uint_eq(to, 5);
+    ck_assert_uint_eq(from, 6);
+    ck_assert_uint_eq(to, 6);
     ck_assert_int_eq(v2_runs, 1);
 
-    /* a binary that only knows v4 now refuses it */
+    /* a binary that only knows v5 now refuses it */
     ck_assert_int_eq(mig_run(env, builtin, n, &from, &to, err, sizeof(err)), MIG_ENEWER);
     mdb_env_close(env);
 
@@ -311,7 +316,7 @@ START_TEST(test_upgrade_to_test_step_once)
     v2_runs = 0;
     ck_assert_int_eq(mig_run(env, steps, count, &from, &to, err, sizeof(err)), 0);
     ck_assert_uint_eq(from, 0);
-    ck_assert_uint_eq(to, 5);
+    ck_assert_uint_eq(to, 6);
     ck_assert_int_eq(v2_runs, 1);
     ck_assert(db_exists(env, "objects", NULL));
     mdb_env_close(env);
@@ -337,11 +342,11 @@ START_TEST(test_failing_step_changes_nothing)
     v2_runs = 0;
     ck_assert_int_eq(mig_run(env, steps, count, &from, &to, err, sizeof(err)), MIG_EFAIL);
     ck_assert_int_eq(v2_runs, 1);
-    ck_assert_uint_eq(from, 4);
-    ck_assert_uint_eq(to, 4);
-    ck_assert_ptr_nonnull(strstr(err, "migration 5 (test-step) failed"));
+    ck_assert_uint_eq(from, 5);
+    ck_assert_uint_eq(to, 5);
+    ck_assert_ptr_nonnull(strstr(err, "migration 6 (test-step) failed"));
     ck_assert_int_eq(mig_current_version(env, &v), 0);
-    ck_assert_uint_eq(v, 4);
+    ck_assert_uint_eq(v, 5);
     ck_assert(!db_exists(env, "v2extra", NULL));
     ck_assert_uint_eq(last_txnid(env), txnid);
     mdb_env_close(env);
@@ -393,7 +398,7 @@ START_TEST(test_newer_refused_untouched)
     ck_assert_int_eq(mig_run(env, builtin, n, &from, &to, err, sizeof(err)), MIG_ENEWER);
     ck_assert_uint_eq(from, 99);
     ck_assert_ptr_nonnull(strstr(err, "99"));
-    ck_assert_ptr_nonnull(strstr(err, "version 4"));
+    ck_assert_ptr_nonnull(strstr(err, "version 5"));
     ck_assert_uint_eq(last_txnid(env), txnid);
     ck_assert_int_eq(mig_current_version(env, &v), 0);
     ck_assert_uint_eq(v, 99);
@@ -501,7 +506,7 @@ START_TEST(test_upgrade_v3_indexes_long_keys)
     env = env_open(dir);
     unsigned v;
     ck_assert_int_eq(mig_current_version(env, &v), 0);
-    ck_assert_uint_eq(v, 4);
+    ck_assert_uint_eq(v, mig_latest());
     mdb_env_close(env);
     obj_unref(&old);
     obj_unref(&huge);

@@ -412,7 +412,7 @@ static void start(result_t *r)
 {
     /* timers count from the loop's cached clock: refresh it after the test's own blocking work */
     h2o_evloop_run(E.loop, 0);
-    origin_client_connect(&r->client, r, E.loop, &E.pool, &E.timeouts, on_connect);
+    origin_client_connect(&r->client, r, E.loop, &E.pool, &E.timeouts, NULL, on_connect);
 }
 
 /* runs the loop until the result is final (bounded), then a little more to catch stray callbacks */

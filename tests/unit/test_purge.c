@@ -170,6 +170,40 @@ START_TEST(answer_shield_failure_is_502_bad_gateway)
 }
 END_TEST
 
+START_TEST(answer_of_the_cluster_bus)
+{
+    purge_item_t it = item("edge1-1-1", "k");
+    purge_result_t r = {.kind = PURGE_KEY, .items = &it, .num_items = 1, .bus_err = PURGE_BUS_EUNAVAILABLE};
+    expect_answer(&r, 503, "Service Unavailable",
+                  "{\"msg\":\"Purge failed\",\"detail\":\"cluster: the purge stream did not store the purge (no quorum or "
+                  "no connection); nothing was acknowledged\"}");
+    r.bus_err = PURGE_BUS_ENOTAPPLIED;
+    expect_answer(
+        &r, 503, "Service Unavailable",
+        "{\"msg\":\"Purge failed\",\"detail\":\"cluster: stored in the purge stream, not yet applied on this node\"}");
+    r.bus_err = 0;
+    r.bus_flags = PURGE_BUS_F_LOCAL_ONLY;
+    expect_answer(&r, 200, "OK",
+                  "{\"status\":\"ok\",\"id\":\"edge1-1-1\",\"cluster\":\"applied on this node only; publish queued\"}");
+    purge_answer_t a;
+    purge_answer_build(&r, &a);
+    ck_assert_int_eq(a.local_only, 1);
+    ck_assert_int_eq(a.waited, 0);
+    purge_answer_free(&a);
+    r.bus_flags = PURGE_BUS_F_WAIT_TIMEOUT;
+    r.bus_note = "not yet applied on: edge3";
+    expect_answer(&r, 200, "OK", "{\"status\":\"ok\",\"id\":\"edge1-1-1\",\"cluster\":\"not yet applied on: edge3\"}");
+    purge_answer_build(&r, &a);
+    ck_assert_int_eq(a.waited, 2);
+    ck_assert_int_eq(a.local_only, 0);
+    purge_answer_free(&a);
+    r.kind = PURGE_ALL;
+    r.bus_flags = PURGE_BUS_F_LOCAL_ONLY;
+    r.bus_note = NULL;
+    expect_answer(&r, 200, "OK", "{\"status\":\"ok\",\"cluster\":\"applied on this node only; publish queued\"}");
+}
+END_TEST
+
 /* ---- a job without a loop or a request (the cluster bus's way) ---- */
 
 typedef struct {
@@ -250,6 +284,62 @@ START_TEST(job_without_a_loop_completes_once_with_its_ids)
 }
 END_TEST
 
+/* the cluster bus takes every job of a door (not those from the bus) once its ids are given */
+static purge_job_t *bus_taken;
+
+static void take_job(void *arg, purge_job_t *job)
+{
+    (void)arg;
+    bus_taken = job;
+}
+
+START_TEST(jobs_go_to_the_bus_when_there_is_one)
+{
+    char *dir = tmpdir_new(), err[256];
+    store_options_t so = {.dir = dir, .map_size = 64u << 20};
+    store_t *store = NULL;
+    ck_assert_msg(store_open(&store, &so, err, sizeof(err)) == 0, "store_open: %s", err);
+    purge_module_init(store, NULL, NULL);
+    purge_module_set_node("edge7");
+    purge_module_set_bus(take_job, NULL);
+
+    waiter_t w = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+    purge_job_t *job = purge_job_new(PURGE_KEYS, 0, PURGE_FROM_ADMIN);
+    purge_job_add_key(job, H2O_STRLIT("a"));
+    purge_job_add_key(job, H2O_STRLIT("b"));
+    purge_job_submit(job, NULL, on_done, &w);
+    ck_assert_ptr_eq(bus_taken, job);
+    ck_assert_int_eq(w.done, 0); /* nothing applied or answered until the bus says so */
+    size_t n;
+    const purge_item_t *items = purge_job_items(job, &n);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_int_eq(strncmp(items[0].id, "edge7-", 6), 0);
+    /* the counter starts from the start's clock: a restart within the second gives other ids */
+    ck_assert_uint_gt(strtoull(strrchr(items[0].id, '-') + 1, NULL, 10), 1000000);
+    ck_assert_str_ne(items[0].id, items[1].id);
+    ck_assert_int_eq(purge_job_kind(job), PURGE_KEYS);
+    ck_assert_int_eq(purge_job_wants_wait_all(job), 0);
+    purge_job_bus_done(job, PURGE_BUS_EUNAVAILABLE, 0, NULL);
+    wait_done(&w);
+    ck_assert_int_eq(w.done, 1);
+
+    /* a job from the bus is applied here, keeping the id its node gave it */
+    bus_taken = NULL;
+    waiter_t w2 = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+    purge_job_t *bus_job = purge_job_new(PURGE_KEY, 0, PURGE_FROM_BUS);
+    purge_job_add_key_with_id(bus_job, H2O_STRLIT("k"), H2O_STRLIT("other-1-9"));
+    purge_job_submit(bus_job, NULL, on_done, &w2);
+    wait_done(&w2);
+    ck_assert_ptr_null(bus_taken);
+    ck_assert_int_eq(w2.store_err, 0);
+    ck_assert_str_eq(w2.ids[0], "other-1-9");
+
+    purge_module_set_bus(NULL, NULL);
+    store_close(&store);
+    tmpdir_free(dir);
+}
+END_TEST
+
 static Suite *purge_suite(void)
 {
     Suite *s = suite_create("purge");
@@ -261,9 +351,11 @@ static Suite *purge_suite(void)
     tcase_add_test(t, answer_batch_maps_each_key_to_its_id);
     tcase_add_test(t, answer_store_failure_is_503);
     tcase_add_test(t, answer_shield_failure_is_502_bad_gateway);
+    tcase_add_test(t, answer_of_the_cluster_bus);
     suite_add_tcase(s, t);
     TCase *j = tcase_create("jobs");
     tcase_add_test(j, job_without_a_loop_completes_once_with_its_ids);
+    tcase_add_test(j, jobs_go_to_the_bus_when_there_is_one);
     suite_add_tcase(s, j);
     return s;
 }

@@ -450,8 +450,18 @@ START_TEST(test_parse_time)
     ck_assert_int_eq(t, now - 86400);
     ck_assert_int_eq(admin_stats_parse_time("30 minutes ago", now, &t), 0);
     ck_assert_int_eq(t, now - 1800);
-    const char *bad[] = {"",        "yesterday", "2024-13-01",  "2024-01-02 25:00",     "2 fortnights ago",
-                         "2 hours", "-5",        "2024-01-02x", "99999999999999999999", "1 hour ago!"};
+    /* Fastly's (Chronic's) words: today and yesterday from midnight UTC, numbers in words */
+    ck_assert_int_eq(admin_stats_parse_time("yesterday", now, &t), 0);
+    ck_assert_int_eq(t, now - now % 86400 - 86400);
+    ck_assert_int_eq(admin_stats_parse_time("today", now, &t), 0);
+    ck_assert_int_eq(t, now - now % 86400);
+    ck_assert_int_eq(admin_stats_parse_time("two weeks ago", now, &t), 0);
+    ck_assert_int_eq(t, now - 14 * 86400);
+    ck_assert_int_eq(admin_stats_parse_time("an hour ago", now, &t), 0);
+    ck_assert_int_eq(t, now - 3600);
+    const char *bad[] = {"",    "tomorrow",    "2024-13-01",           "2024-01-02 25:00", "2 fortnights ago", "2 hours",
+                         "-5",  "2024-01-02x", "99999999999999999999", "1 hour ago!",      "twenty hours ago", "ahour ago",
+                         "two", "an"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         ck_assert_msg(admin_stats_parse_time(bad[i], now, &t) == -1, "accepted '%s'", bad[i]);
 }
@@ -474,6 +484,28 @@ START_TEST(test_prom_formatting)
     ck_assert_str_eq(buf, "0.25");
     admin_prom_format_value(1e-6, buf, sizeof(buf));
     ck_assert_double_eq(strtod(buf, NULL), 1e-6);
+    /* the fewest digits that read back: not 0.046739000000000003 */
+    admin_prom_format_value(0.046739, buf, sizeof(buf));
+    ck_assert_str_eq(buf, "0.046739");
+    admin_prom_format_value(0.1 + 0.2, buf, sizeof(buf));
+    ck_assert_double_eq(strtod(buf, NULL), 0.1 + 0.2);
+    admin_prom_format_value(1.0 / 3.0, buf, sizeof(buf));
+    ck_assert_double_eq(strtod(buf, NULL), 1.0 / 3.0);
+    /* microseconds as exact decimal seconds */
+    static const struct {
+        uint64_t us;
+        const char *text;
+    } us_cases[] = {{0, "0"},
+                    {1, "0.000001"},
+                    {1500, "0.0015"},
+                    {46739, "0.046739"},
+                    {60000000, "60"},
+                    {1234567, "1.234567"},
+                    {10000000001, "10000.000001"}};
+    for (size_t i = 0; i < sizeof(us_cases) / sizeof(us_cases[0]); i++) {
+        admin_prom_format_us(us_cases[i].us, buf, sizeof(buf));
+        ck_assert_str_eq(buf, us_cases[i].text);
+    }
     admin_prom_format_value(INFINITY, buf, sizeof(buf));
     ck_assert_str_eq(buf, "+Inf");
     admin_prom_format_value(-INFINITY, buf, sizeof(buf));
@@ -562,7 +594,7 @@ START_TEST(test_metrics_render_format)
     text = admin_metrics_render(&len);
     ck_assert_ptr_nonnull(strstr(text, "\nedgecache_purges_total{kind=\"key\"} 2\n"));
     ck_assert_ptr_nonnull(strstr(text, "\nedgecache_purge_duration_seconds_sum{kind=\"key\"} 0.002\n"));
-    ck_assert_ptr_nonnull(strstr(text, "\nedgecache_request_duration_seconds_bucket{cache=\"hit\",le=\"1e-06\"} 0\n"));
+    ck_assert_ptr_nonnull(strstr(text, "\nedgecache_request_duration_seconds_bucket{cache=\"hit\",le=\"0.000001\"} 0\n"));
     ck_assert_ptr_nonnull(strstr(text, "\nedgecache_request_duration_seconds_bucket{cache=\"miss\",le=\"60\"} 0\n"));
     free(text);
     regfree(&help);

@@ -1459,6 +1459,55 @@ static char *path_in(const char *dir, const char *name)
  * hold it) while journal.log keeps what it had. Reopening must apply those purges
  * again, once, and must not undo anything stored after them.
  */
+/*
+ * The cluster's bus sequence (store_note_bus_seq) lives with the purges it covers: it is
+ * durable when they are, committed in their transaction, and a crash that loses the main
+ * store's unsynced writes gets it back from the journal together with them.
+ */
+START_TEST(test_bus_seq_replays_with_purges)
+{
+    char *dir = tmpdir_new();
+    char *data = path_in(dir, "data.mdb"), *image = path_in(dir, "image.mdb"), *lock = path_in(dir, "lock.mdb");
+    store_t *s = open_store(dir, 64 << 20, NULL);
+    ck_assert_uint_eq(store_bus_seq(s), 0);
+    cache_obj_t *a = make_obj("example.com/a", "ka", "", 100, 'a', 1);
+    store_put(s, a);
+    store_close(&s);
+    copy_file(data, image);
+
+    s = open_store(dir, 64 << 20, NULL);
+    purge_record_t pr = {0};
+    store_hold_begin(s);
+    store_purge_surrogate_key(s, "ka", 2, 0, on_purge, &pr);
+    store_note_bus_seq(s, 41, on_purge, &pr);
+    store_hold_end(s);
+    ck_assert_int_eq(store_flush(s), 0);
+    ck_assert_int_eq(pr.calls, 2);
+    ck_assert_int_eq(pr.last.err, 0);
+    ck_assert_uint_eq(store_bus_seq(s), 41);
+    store_close(&s);
+
+    copy_file(image, data); /* the crash: the main store lost both, the journal kept both */
+    unlink(lock);
+    s = open_store(dir, 64 << 20, NULL);
+    ck_assert_uint_eq(store_bus_seq(s), 41);
+    ck_assert(!present(s, a));
+    /* a lower one may be recorded (a stream made anew) and survives a clean reopen */
+    store_note_bus_seq(s, 3, on_purge, &pr);
+    ck_assert_int_eq(store_flush(s), 0);
+    ck_assert_uint_eq(store_bus_seq(s), 3);
+    store_close(&s);
+    s = open_store(dir, 64 << 20, NULL);
+    ck_assert_uint_eq(store_bus_seq(s), 3);
+    store_close(&s);
+    obj_unref(&a);
+    free(data);
+    free(image);
+    free(lock);
+    tmpdir_free(dir);
+}
+END_TEST
+
 START_TEST(test_journal_replays_lost_purges)
 {
     char *dir = tmpdir_new();
@@ -2301,6 +2350,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_answered_purge_is_never_served);
     tcase_add_test(tc, test_answered_purge_outlives_a_failed_commit);
     tcase_add_test(tc, test_journal_replays_lost_purges);
+    tcase_add_test(tc, test_bus_seq_replays_with_purges);
     tcase_add_test(tc, test_failed_journal_write_is_not_replayed);
     tcase_add_test(tc, test_journal_absent_and_full);
     tcase_add_test(tc, test_journal_write_time_is_counted);

@@ -1,0 +1,138 @@
+/*
+ * cluster/cluster_int.h — what the cluster's files share: the one cluster state (cl), its
+ * threads' hand-over structures and the counters. Internal to cluster/.
+ *
+ * Threads: the consumer thread (cluster.c) sets up the stream and applies it; the publisher
+ * threads (cluster_pub.c) publish the purges of this node's loops and wait for their
+ * acknowledgements (the first one also sends the heartbeats, cluster_nodes.c); cnats runs
+ * its own threads for the connection and delivers the other nodes' heartbeats on one. They meet under cl.lock:
+ * the publish queue, the outbox and the waiters (purges published, to be answered when the
+ * consumer has applied their sequence). Counters are atomics, read by any thread.
+ */
+#ifndef EDGECACHE_CLUSTER_INT_H
+#define EDGECACHE_CLUSTER_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <nats/nats.h>
+#include "cluster/cluster.h"
+#include "server/purge.h"
+
+#define CLUSTER_PUBLISHERS 16
+#define CLUSTER_PUBLISH_WAIT_MS 2000   /* one attempt's wait for the stream's acknowledgement */
+#define CLUSTER_PUBLISH_BUDGET_MS 6000 /* from the purge's arrival: a stream leader's failover fits; then no quorum (503) */
+#define CLUSTER_APPLY_WAIT_MS 10000    /* acknowledged, then applied here: after this, 503 "not yet applied" */
+#define CLUSTER_OUTBOX_PREFIX "cluster.outbox."
+#define CLUSTER_MAX_NODES 64
+#define CLUSTER_ALIVE_MS 10000                 /* a node not heard for this long is not alive (> CLUSTER_WAIT_ALL_MS) */
+#define CLUSTER_WAIT_ALL_MS 5000               /* Edgecache-Purge-Wait: all waits at most this long */
+#define CLUSTER_RECENT_IDS 4096                /* purge ids remembered with their stream sequence (purge status) */
+#define CLUSTER_NODE_SUBJECT "edgecache.node." /* + node name: its applied sequence, after each batch and every second */
+
+/* a node as last heard (core NATS heartbeats; this node's own entry too) */
+typedef struct cluster_node {
+    char name[33];
+    uint64_t applied;
+    int64_t heard_ms;
+} cluster_node_t;
+
+typedef struct cluster_recent {
+    char id[PURGE_ID_CAP];
+    uint64_t seq;
+} cluster_recent_t;
+
+/* one publish: a purge of this node's loops (job set), or an outbox entry (job NULL) */
+typedef struct cluster_pub {
+    struct cluster_pub *next;
+    char *data; /* the encoded purge (cluster_msg.h), owned */
+    size_t len;
+    char msg_id[PURGE_ID_CAP];
+    purge_job_t *job;
+    int wait_all;        /* Edgecache-Purge-Wait: all */
+    int64_t deadline_ms; /* job: give up publishing then (CLUSTER_PUBLISH_BUDGET_MS after it came) */
+} cluster_pub_t;
+
+/* a published purge whose answer waits until the consumer has applied seq */
+typedef struct cluster_waiter {
+    struct cluster_waiter *next;
+    uint64_t seq;
+    int64_t deadline_ms;
+    purge_job_t *job;
+    int wait_all; /* then wait for every live node (cluster_nodes.c) */
+} cluster_waiter_t;
+
+typedef struct cluster_state {
+    int on;
+    char node[33];
+    char durable[64]; /* the node's consumer */
+    store_t *store;
+    int local_on_unavailable;
+    uint64_t retention_s;
+    int num_urls;
+
+    natsOptions *opts;
+    natsConnection *nc; /* set once by the consumer thread's first connect; cnats reconnects it */
+    jsCtx *js;
+
+    pthread_t consumer, publishers[CLUSTER_PUBLISHERS];
+    int threads_started, publishers_started;
+
+    pthread_mutex_t lock;
+    pthread_cond_t wake; /* publishers: work queued, or stopping; the consumer sleeps on it between retries */
+    int stopping;
+    int connected_once; /* nc and js are set (under lock) */
+    cluster_pub_t *queue, **queue_tail;
+    cluster_pub_t *outbox, **outbox_tail; /* publishes owed by purges applied locally only */
+    size_t outbox_len;
+    cluster_waiter_t *waiters; /* sorted by seq */
+    cluster_waiter_t *waitall; /* applied here, waiting for the other live nodes */
+    cluster_node_t nodes[CLUSTER_MAX_NODES];
+    size_t num_nodes;
+    cluster_recent_t *recent; /* ring of CLUSTER_RECENT_IDS */
+    size_t recent_next;
+    natsSubscription *node_sub;
+
+    _Atomic uint64_t applied_seq; /* durable: the consumer sets it once store_note_bus_seq is done */
+    _Atomic uint64_t stream_last;
+    _Atomic uint64_t start_target; /* the stream's last sequence when this process first set up */
+    _Atomic int ready, connected, target_known;
+
+    _Atomic uint64_t n_published, n_publish_failed, n_applied, n_redelivered, n_duplicates, n_invalid, n_catchups, n_gaps,
+        n_local_only, n_stale_peer;
+} cluster_state_t;
+
+extern cluster_state_t cl;
+
+/* cluster_pub.c */
+
+/** The purge module's bus hook: encode, queue for a publisher (a loop's thread; never blocks). */
+void cluster_pub_submit(void *arg, purge_job_t *job);
+
+/** Start the publisher threads (and load the durable outbox). 0 or -1 with err. */
+int cluster_pub_start(char *err, size_t errlen);
+
+/** Stop them (after cl.stopping is set and broadcast); answer whatever still waits. */
+void cluster_pub_stop(void);
+
+/** The consumer applied up to seq: answer the waiters at or below it, and those past their deadline. */
+void cluster_waiters_settle(uint64_t applied, int64_t now_ms);
+
+/* cluster_nodes.c */
+
+/** Subscribe to the other nodes' heartbeats (the consumer thread, once connected). */
+void cluster_nodes_start(void);
+
+/** Say this node's applied sequence to the others (and note it in the table). Never blocks. */
+void cluster_nodes_announce(void);
+
+/** A purge applied here that waits for every live node: answered by cluster_waitall_settle. Under cl.lock. */
+void cluster_waitall_add(purge_job_t *job, uint64_t seq, int64_t now_ms);
+
+/** Answer the wait-all purges every live node has applied, and those past their deadline (all, when stopping). */
+void cluster_waitall_settle(int64_t now_ms);
+
+/** Remember that purge `id` is stream sequence `seq` (the consumer thread). */
+void cluster_recent_note(const char *id, size_t id_len, uint64_t seq);
+
+#endif

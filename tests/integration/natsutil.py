@@ -1,0 +1,167 @@
+"""
+tests/integration/natsutil.py — real nats-server processes for the cluster tests: one server,
+or three as a JetStream cluster, on ephemeral loopback ports with temporary store dirs.
+
+NatsCluster(n).start() waits until JetStream is usable (the meta leader is elected, read from
+each server's monitoring port /jsz), never for a fixed time. Servers can be stopped (SIGTERM
+or SIGKILL), paused (SIGSTOP) and started again on the same ports and store dirs. cleanup()
+kills them all and removes their dirs. Also: a tiny raw NATS client (publish_raw) that
+publishes with a Nats-Msg-Id header, to put a retried or a hostile message on the stream.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+
+from harness import free_port, scaled, wait_until
+
+NATS_SERVER = shutil.which("nats-server") or "/usr/bin/nats-server"
+
+
+class NatsServer:
+    def __init__(self, name, root):
+        self.name = name
+        self.port = free_port()
+        self.http_port = free_port()
+        self.cluster_port = free_port()
+        self.dir = os.path.join(root, name)
+        os.makedirs(os.path.join(self.dir, "js"), exist_ok=True)
+        self.conf = os.path.join(self.dir, "nats.conf")
+        self.proc = None
+        self.log = os.path.join(self.dir, "log")
+
+    @property
+    def url(self):
+        return "nats://127.0.0.1:%d" % self.port
+
+    def write_conf(self, peers):
+        lines = ["server_name: %s" % self.name, "listen: 127.0.0.1:%d" % self.port,
+                 "http: 127.0.0.1:%d" % self.http_port,
+                 "jetstream { store_dir: %s, max_memory_store: 64MB, max_file_store: 1GB }" % json.dumps(
+                     os.path.join(self.dir, "js"))]
+        if peers:
+            routes = ", ".join("nats-route://127.0.0.1:%d" % p.cluster_port for p in peers if p is not self)
+            lines.append("cluster { name: edgecache_test, listen: 127.0.0.1:%d, routes: [%s] }" % (
+                self.cluster_port, routes))
+        with open(self.conf, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+    def start(self):
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen([NATS_SERVER, "-c", self.conf], stdin=subprocess.DEVNULL, stdout=log,
+                                         stderr=log)
+
+    @property
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=scaled(10))
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def jsz(self):
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:%d/jsz" % self.http_port, timeout=2) as r:
+                return json.loads(r.read())
+        except (OSError, ValueError):
+            return None
+
+
+class NatsCluster:
+    """n nats-server processes with JetStream; n > 1: one cluster (routes between all)."""
+
+    def __init__(self, n=3):
+        self.root = tempfile.mkdtemp(prefix="edgecache-nats-")
+        self.servers = [NatsServer("n%d" % (i + 1), self.root) for i in range(n)]
+        for s in self.servers:
+            s.write_conf(self.servers if n > 1 else None)
+
+    @property
+    def urls(self):
+        return ",".join(s.url for s in self.servers)
+
+    def start(self):
+        for s in self.servers:
+            s.start()
+        self.wait_ready()
+        return self
+
+    def _has_leader(self, s):
+        j = s.jsz()
+        if j is None:
+            return False
+        if len(self.servers) == 1:
+            return True
+        meta = j.get("meta_cluster") or {}
+        return bool(meta.get("leader"))
+
+    def wait_ready(self, servers=None):
+        """Every running server (or those given) answers /jsz and knows a meta leader."""
+        for s in servers or [s for s in self.servers if s.running]:
+            wait_until(lambda s=s: self._has_leader(s), timeout=30, what="JetStream meta leader on %s" % s.name)
+
+    def cleanup(self):
+        for s in self.servers:
+            try:
+                s.stop(signal.SIGKILL)
+            except OSError:
+                pass
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def publish_raw(port, subject, payload, msg_id=None, timeout=5.0):
+    """Publish one message over the NATS text protocol (HPUB with a Nats-Msg-Id header when
+    msg_id is given) with a reply inbox; returns the JetStream publish acknowledgement (a dict)."""
+    inbox = "_INBOX.edgecache_test_%d" % os.getpid()
+    s = socket.create_connection(("127.0.0.1", port), timeout=scaled(timeout))
+    try:
+        f = s.makefile("rb")
+        f.readline()  # INFO
+        s.sendall(b'CONNECT {"verbose":false,"pedantic":false,"headers":true,"no_responders":true}\r\n')
+        s.sendall(("SUB %s 1\r\n" % inbox).encode())
+        if msg_id is not None:
+            hdr = ("NATS/1.0\r\nNats-Msg-Id: %s\r\n\r\n" % msg_id).encode()
+            s.sendall(("HPUB %s %s %d %d\r\n" % (subject, inbox, len(hdr), len(hdr) + len(payload))).encode() + hdr +
+                      payload + b"\r\n")
+        else:
+            s.sendall(("PUB %s %s %d\r\n" % (subject, inbox, len(payload))).encode() + payload + b"\r\n")
+        s.sendall(b"PING\r\n")
+        while True:
+            line = f.readline()
+            if not line:
+                raise OSError("connection closed")
+            if line.startswith(b"PING"):
+                s.sendall(b"PONG\r\n")
+            elif line.startswith(b"MSG") or line.startswith(b"HMSG"):
+                parts = line.split()
+                total = int(parts[-1])
+                data = f.read(total + 2)[:total]
+                if line.startswith(b"HMSG"):
+                    data = data[int(parts[-2]):]
+                return json.loads(data) if data else {}
+    finally:
+        s.close()
+
+
+def encode_purge(kind, items, soft=False):
+    """The bus format of cluster/cluster_msg.h: kind 'key'|'keys'|'url'|'all'; items [(id, key bytes)]."""
+    code = {"key": 1, "keys": 2, "url": 3, "all": 4}[kind]
+    out = b"ECP1" + bytes([code, 1 if soft else 0]) + len(items).to_bytes(2, "big")
+    for pid, key in items:
+        pid = pid.encode()
+        out += bytes([len(pid)]) + pid + len(key).to_bytes(4, "big") + key
+    return out
