@@ -210,10 +210,41 @@ static unsigned char lower(unsigned char c)
     return c >= 'A' && c <= 'Z' ? (unsigned char)(c - 'A' + 'a') : c;
 }
 
-/* a byte that stands for itself in the key's host part (after lower-casing): never '\n' or '%' */
-static int is_key_host_byte(unsigned char c)
+/* the bytes that stand for themselves in the key's host part (after lower-casing): the
+ * reg-name bytes and ':', '[', ']'; never '\n' or '%' (a table: one look-up per host byte) */
+static const unsigned char key_host_bytes[256] = {
+    ['a' ... 'z'] = 1, ['A' ... 'Z'] = 1, ['0' ... '9'] = 1, ['-'] = 1,  ['.'] = 1, ['_'] = 1, ['~'] = 1,
+    ['!'] = 1,         ['$'] = 1,         ['&'] = 1,         ['\''] = 1, ['('] = 1, [')'] = 1, ['*'] = 1,
+    ['+'] = 1,         [','] = 1,         [';'] = 1,         ['='] = 1,  [':'] = 1, ['['] = 1, [']'] = 1,
+};
+
+/* the host part of the key into o (room for 3 * host_len bytes); returns its end */
+static char *write_key_host(char *o, const char *host, size_t host_len)
 {
-    return c != '%' && (is_reg_name_byte(c) || c == ':' || c == '[' || c == ']');
+    static const char hex[] = "0123456789ABCDEF";
+    for (size_t i = 0; i != host_len; ++i) {
+        unsigned char c = lower((unsigned char)host[i]);
+        if (key_host_bytes[c]) {
+            *o++ = (char)c;
+        } else {
+            *o++ = '%';
+            *o++ = hex[c >> 4];
+            *o++ = hex[c & 15];
+        }
+    }
+    return o;
+}
+
+/* scheme, host part, '\n', path at buf (which has room for all of it); returns the length */
+static size_t write_key(char *buf, const char *scheme, size_t scheme_len, const char *host, size_t host_len, const char *path,
+                        size_t path_len)
+{
+    memcpy(buf, scheme, scheme_len);
+    char *o = write_key_host(buf + scheme_len, host, host_len);
+    *o++ = '\n';
+    if (path_len != 0)
+        memcpy(o, path, path_len);
+    return (size_t)(o - buf) + path_len;
 }
 
 size_t cache_key_build(const cache_key_rules_t *rules, const char *host, size_t host_len, const char *path, size_t path_len,
@@ -225,15 +256,10 @@ size_t cache_key_build(const cache_key_rules_t *rules, const char *host, size_t 
 size_t cache_key_build_scheme(const cache_key_rules_t *rules, int https, const char *host, size_t host_len, const char *path,
                               size_t path_len, char *buf, size_t cap)
 {
-    static const char hex[] = "0123456789ABCDEF";
     if (!rules->include_host)
         host_len = 0;
     if (host_len > 3 && memcmp(host + host_len - 3, ":80", 3) == 0)
         host_len -= 3;
-
-    size_t host_part = 0;
-    for (size_t i = 0; i != host_len; ++i)
-        host_part += is_key_host_byte(lower((unsigned char)host[i])) ? 1 : 3;
 
     const char *q = memchr(path, '?', path_len);
     char stackbuf[2048], *tmp = NULL;
@@ -246,24 +272,18 @@ size_t cache_key_build_scheme(const cache_key_rules_t *rules, int https, const c
 
     const char *scheme = !rules->include_scheme ? "" : https ? "https://" : "http://";
     size_t scheme_len = strlen(scheme);
-    size_t total = scheme_len + host_part + 1 + path_len;
-    if (total <= cap) {
-        char *o = buf;
-        memcpy(o, scheme, scheme_len);
-        o += scheme_len;
-        for (size_t i = 0; i != host_len; ++i) {
-            unsigned char c = lower((unsigned char)host[i]);
-            if (is_key_host_byte(c)) {
-                *o++ = (char)c;
-            } else {
-                *o++ = '%';
-                *o++ = hex[c >> 4];
-                *o++ = hex[c & 15];
-            }
-        }
-        *o++ = '\n';
-        if (path_len != 0)
-            memcpy(o, path, path_len);
+    size_t total;
+    if (scheme_len + 3 * host_len + 1 + path_len <= cap) {
+        /* room for the worst case (the proxy's buffers always have it): one pass */
+        total = write_key(buf, scheme, scheme_len, host, host_len, path, path_len);
+    } else {
+        /* a tight buffer: count first, write only when the key fits */
+        size_t host_part = 0;
+        for (size_t i = 0; i != host_len; ++i)
+            host_part += key_host_bytes[lower((unsigned char)host[i])] ? 1 : 3;
+        total = scheme_len + host_part + 1 + path_len;
+        if (total <= cap)
+            write_key(buf, scheme, scheme_len, host, host_len, path, path_len);
     }
     if (tmp != NULL && tmp != stackbuf)
         free(tmp);

@@ -21,6 +21,12 @@
  *
  * An empty in-progress send does not reach the final stream (h2o defers it), so the head goes
  * out with a later send; the swap waits for that one.
+ *
+ * date_header_add hands a checked date to the filter directly (the proxy's every response):
+ * the header's value points into the shared timestamp block the filter would otherwise parse
+ * the value into. A thread-local reference to the last such block, until the filter takes it
+ * (or the next one replaces it), keeps its address from being reused, so a pointer comparison
+ * is proof the value is that block's.
  */
 #include <string.h>
 #include "server/cache_policy.h"
@@ -51,6 +57,31 @@ static void date_on_send(h2o_ostream_t *ostr, h2o_req_t *req, h2o_iovec_t *bufs,
     h2o_mem_release_shared(date);
 }
 
+/*
+ * The last date date_header_add made on this thread, with a reference of ours: while we hold
+ * it its bytes cannot be reused, so a Date header whose value points at them is that one.
+ */
+static _Thread_local h2o_timestamp_string_t *added;
+
+void date_header_add(h2o_req_t *req, const char fixdate[29])
+{
+    h2o_timestamp_string_t *date = h2o_mem_alloc_shared(&req->pool, sizeof(*date), NULL);
+    memcpy(date->rfc1123, fixdate, 29);
+    date->rfc1123[29] = '\0';
+    if (added != NULL)
+        h2o_mem_release_shared(added);
+    h2o_mem_addref_shared(date);
+    added = date;
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_DATE, NULL, date->rfc1123, 29);
+}
+
+void date_header_thread_done(void)
+{
+    if (added != NULL)
+        h2o_mem_release_shared(added);
+    added = NULL;
+}
+
 static void date_on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
 {
     (void)self;
@@ -59,7 +90,11 @@ static void date_on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostrea
     while ((i = h2o_find_header(&req->res.headers, H2O_TOKEN_DATE, -1)) != -1) {
         const h2o_iovec_t *v = &req->res.headers.entries[i].value;
         char fixdate[30];
-        if (date == NULL && policy_http_date_fixdate(v->base, v->len, fixdate) == 0) {
+        if (date == NULL && added != NULL && v->base == added->rfc1123 && v->len == 29) {
+            date = added; /* date_header_add's, checked when it was made: no second parse */
+            added = NULL;
+            h2o_mem_release_shared(date); /* ours; the pool's reference keeps it */
+        } else if (date == NULL && policy_http_date_fixdate(v->base, v->len, fixdate) == 0) {
             date = h2o_mem_alloc_shared(&req->pool, sizeof(*date), NULL);
             memset(date, 0, sizeof(*date));
             memcpy(date->rfc1123, fixdate, sizeof(date->rfc1123)); /* IMF-fixdate: the 29 bytes h2o writes */

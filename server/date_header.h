@@ -21,4 +21,14 @@
  */
 void date_header_register(h2o_pathconf_t *pathconf);
 
+/**
+ * Give the response the Date `fixdate` (29 bytes, an IMF-fixdate the caller has checked, e.g.
+ * with policy_http_date_fixdate) for the filter to send without parsing it again. The header
+ * and the block its value points into belong to req's pool. Worker threads (any h2o loop).
+ */
+void date_header_add(h2o_req_t *req, const char fixdate[29]);
+
+/** Drop this thread's reference to the last date date_header_add made (a worker's tear-down). */
+void date_header_thread_done(void);
+
 #endif

@@ -41,6 +41,7 @@
 #include "server/backend.h"
 #include "server/cache_key.h"
 #include "server/cache_policy.h"
+#include "server/date_header.h"
 #include "server/http_fields.h"
 #include "server/proxy.h"
 #include "server/proxy_int.h"
@@ -274,10 +275,33 @@ static int request_target_or_respond(h2o_req_t *req)
     return -1;
 }
 
+/*
+ * What a request holds until h2o disposes of it: its place in its worker's in-flight count
+ * and, once it is answered from an object, a reference to that object (proxy_hold_obj). One
+ * shared allocation for both: each is a malloc, a free and a pool link, and a hit made two.
+ */
+typedef struct req_hold {
+    worker_t *w;
+    cache_obj_t *obj;
+} req_hold_t;
+
+/* the hold of the request on_req is running for on this thread (on_req is synchronous) */
+static _Thread_local h2o_req_t *current_req;
+static _Thread_local req_hold_t *current_hold;
+
 static void on_req_disposed(void *p)
 {
-    worker_t **slot = p;
-    --(*slot)->inflight;
+    req_hold_t *hold = p;
+    --hold->w->inflight;
+    obj_unref(&hold->obj);
+}
+
+int proxy_hold_obj(h2o_req_t *req, cache_obj_t *obj)
+{
+    if (current_req != req || current_hold->obj != NULL)
+        return 0;
+    current_hold->obj = obj;
+    return 1;
 }
 
 /*
@@ -314,8 +338,9 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     (void)self;
     stats_note_request_start(req); /* the latency's start: before any of our own work */
     worker_t *w = worker_of_req(req);
-    worker_t **slot = h2o_mem_alloc_shared(&req->pool, sizeof(*slot), on_req_disposed);
-    *slot = w;
+    req_hold_t *hold = h2o_mem_alloc_shared(&req->pool, sizeof(*hold), on_req_disposed);
+    hold->w = w;
+    hold->obj = NULL;
     ++w->inflight;
     atomic_fetch_add_explicit(&w->counters.requests, 1, memory_order_relaxed);
 
@@ -340,6 +365,10 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 
     if (req->entity.len != 0 && request_body_take_or_respond(req) != 0)
         return 0;
+    h2o_req_t *outer_req = current_req;
+    req_hold_t *outer_hold = current_hold;
+    current_req = req;
+    current_hold = hold;
     if (proxy_method_is(req, "PURGE")) {
         proxy_handle_purge(req, key, key_len);
     } else if ((proxy_method_is(req, "GET") || proxy_method_is(req, "HEAD")) && cluster_cache_usable()) {
@@ -348,6 +377,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     } else {
         proxy_fetch_start(req, FETCH_PASS, key, key_len, hash, NULL, 1, 0);
     }
+    current_req = outer_req;
+    current_hold = outer_hold;
     return 0;
 }
 
@@ -384,4 +415,5 @@ void proxy_worker_dispose(worker_t *w)
     }
     /* socket pools hold idle keep-alive connections to the origins */
     backend_worker_dispose(w);
+    date_header_thread_done();
 }

@@ -214,6 +214,13 @@ void proxy_apply_deliver_rules(h2o_req_t *req);
 /** Send a stored object (a hit: conditionals and ranges answered from it); takes over the caller's reference to obj. */
 void proxy_send_object(h2o_req_t *req, cache_obj_t *obj, uint32_t age, const char *xcache);
 
+/**
+ * Called from inside on_req for req (an answer made synchronously, a hit): let the request's
+ * own hold keep obj until the request is disposed, taking over the caller's reference, and
+ * return 1. Returns 0 (obj untouched) for any other request, or when its hold has one already.
+ */
+int proxy_hold_obj(h2o_req_t *req, cache_obj_t *obj);
+
 /* ---- proxy_vary.c: header lookups and the Vary key */
 
 /** hr_lookup_cb over a req_copy_t (ctx). */

@@ -340,6 +340,17 @@ static int cache_kind(const h2o_iovec_t *v)
     return -1;
 }
 
+/* how many decimal digits v takes (not snprintf: this runs for every response) */
+static uint64_t decimal_digits(size_t v)
+{
+    uint64_t n = 1;
+    while (v >= 10) {
+        v /= 10;
+        ++n;
+    }
+    return n;
+}
+
 /*
  * The size of the response header block exactly as h2o 2.2's HTTP/1.1 writer (flatten_headers)
  * lays it out: "HTTP/1.1 <status> <reason>", "Date: <29 bytes>", "Connection: keep-alive|close",
@@ -349,12 +360,11 @@ static int cache_kind(const h2o_iovec_t *v)
  */
 static uint64_t header_bytes(h2o_req_t *req)
 {
-    char digits[24];
     uint64_t n = sizeof("HTTP/1.1 200 \r\n") - 1 + (req->res.reason != NULL ? strlen(req->res.reason) : 0);
     n += sizeof("Date: Sun, 22 Nov 2026 06:35:53 GMT\r\n") - 1;
     n += req->http1_is_persistent ? sizeof("Connection: keep-alive\r\n") - 1 : sizeof("Connection: close\r\n") - 1;
     if (req->res.content_length != SIZE_MAX)
-        n += sizeof("Content-Length: \r\n") - 1 + (uint64_t)snprintf(digits, sizeof(digits), "%zu", req->res.content_length);
+        n += sizeof("Content-Length: \r\n") - 1 + decimal_digits(req->res.content_length);
     if (req->conn->ctx->globalconf->server_name.len != 0)
         n += sizeof("Server: \r\n") - 1 + req->conn->ctx->globalconf->server_name.len;
     for (size_t i = 0; i != req->res.headers.size; ++i)

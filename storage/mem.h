@@ -16,6 +16,7 @@ typedef struct mem_stats {
     uint64_t budget;
     uint64_t evictions; /* objects dropped to stay within the budget */
     uint64_t lookups, hits;
+    uint64_t shift_steps; /* slots the backward shifts of removals stepped over (a cluster-length probe) */
 } mem_stats_t;
 
 /**

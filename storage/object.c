@@ -381,7 +381,10 @@ obj_builder_t *obj_builder_begin(const obj_meta_t *meta, const char *key, size_t
         head_len += 8 + headers[i].name_len + headers[i].value_len;
     /* the hint may come from an origin's Content-Length: believe it only so far */
     size_t hint = expected_body_len < OBJ_BODY_HINT_MAX ? expected_body_len : OBJ_BODY_HINT_MAX;
-    builder_reserve(b, head_len + hint);
+    /* exactly that, not builder_reserve's next power of two: with a right Content-Length
+     * the record is then one block of its own size (a 1 KiB object took a 2 KiB block) */
+    b->cap = head_len + hint;
+    b->buf = alloc_xmalloc(b->cap, NULL);
 
     uint8_t *p = b->buf;
     memset(p, 0, OBJ_RECORD_FIXED_LEN);
@@ -443,8 +446,9 @@ cache_obj_t *obj_builder_finish(obj_builder_t *b)
 {
     assert(b != NULL);
     le_put_u64(b->buf + OBJ_REC_OFF_BODY_LEN, (uint64_t)(b->len - b->body_off));
-    /* give back a capacity hint that was too generous; mem_size charges rec_len only */
-    if (b->cap - b->len > 4096) {
+    /* give back what the hint or the doubling left over: the memory tier charges rec_len
+     * only, so slack would be memory it does not count (shrinking splits the block in place) */
+    if (b->cap != b->len) {
         b->buf = alloc_xrealloc(b->buf, b->len, NULL);
         b->cap = b->len;
     }

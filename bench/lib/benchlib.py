@@ -12,9 +12,11 @@ Subcommands (each prints plain text for bench/run to read):
   pids MODE PID           the pids of that server (MODE as for mem), space separated
   mem MODE PID            processes of the server rooted at PID (MODE tree: PID and all its
                           descendants; children: descendants only, e.g. Varnish's worker)
-                          and the sum of their RSS and PSS: "<nprocs> <rss_kib> <pss_kib>"
+                          and the sums of their RSS, PSS and PSS by kind of page:
+                          "<nprocs> <rss> <pss> <pss anon> <pss file> <pss shmem>" (KiB)
   wrk ...                 one timed wrk run with CPU accounting, one TSV line on stdout
-  table RESULTS MEM       format the collected TSV rows as the final report
+  table RESULTS MEM       format the collected TSV rows (one per round, server and
+                          workload) as the final report: medians, spreads, ratios
 
 Subcommands for bench/purge (objects /o/0 .. /o/N-1; object i has surrogate key k<i>;
 objects 0..1999 also carry g0..g9, 200 each, and 2000..3999 carry b0, b1, 1,000 each):
@@ -217,23 +219,30 @@ def server_pids(mode, root):
 
 
 def _mem_kib(pid):
-    rss = pss = 0
+    """(rss, pss, pss_anon, pss_file, pss_shmem) in KiB from /proc/PID/smaps_rollup (the
+    Pss_* split needs Linux 5.7; without it, anon/file/shmem come from /proc/PID/status'
+    RssAnon/RssFile/RssShmem)"""
+    v = {}
     try:
         with open("/proc/%d/smaps_rollup" % pid) as f:
             for line in f:
-                if line.startswith("Rss:"):
-                    rss = int(line.split()[1])
-                elif line.startswith("Pss:"):
-                    pss = int(line.split()[1])
+                k, _, rest = line.partition(":")
+                if k in ("Rss", "Pss", "Pss_Anon", "Pss_File", "Pss_Shmem"):
+                    v[k] = int(rest.split()[0])
     except OSError:
+        pass
+    if "Pss_Anon" not in v:
         try:
             with open("/proc/%d/status" % pid) as f:
                 for line in f:
-                    if line.startswith("VmRSS:"):
-                        rss = pss = int(line.split()[1])
+                    k, _, rest = line.partition(":")
+                    if k in ("VmRSS", "RssAnon", "RssFile", "RssShmem"):
+                        v[{"VmRSS": "Rss", "RssAnon": "Pss_Anon", "RssFile": "Pss_File",
+                           "RssShmem": "Pss_Shmem"}[k]] = int(rest.split()[0])
         except OSError:
             pass
-    return rss, pss
+        v.setdefault("Pss", v.get("Rss", 0))
+    return tuple(v.get(k, 0) for k in ("Rss", "Pss", "Pss_Anon", "Pss_File", "Pss_Shmem"))
 
 
 def cmd_pids(argv):
@@ -242,14 +251,14 @@ def cmd_pids(argv):
 
 
 def cmd_mem(argv):
+    """mem MODE PID: "<nprocs> <rss> <pss> <pss anon> <pss file> <pss shmem>" in KiB, summed"""
     mode, root = argv[0], int(argv[1])
     pids = server_pids(mode, root)
-    rss = pss = 0
+    tot = [0, 0, 0, 0, 0]
     for p in pids:
-        r, s = _mem_kib(p)
-        rss += r
-        pss += s
-    print("%d %d %d" % (len(pids), rss, pss))
+        for i, x in enumerate(_mem_kib(p)):
+            tot[i] += x
+    print("%d %s" % (len(pids), " ".join(str(x) for x in tot)))
     return 0
 
 
@@ -341,40 +350,82 @@ def _fmt_mib(kib):
     return "%.1f" % (kib / 1024.0)
 
 
+def _spread(xs, fmt):
+    """'median (min-max)' of xs, or the one value"""
+    xs = [x for x in xs if not math.isnan(x)]
+    if not xs:
+        return "-"
+    if len(xs) == 1:
+        return fmt % xs[0]
+    return (fmt + " (" + fmt + "-" + fmt + ")") % (_median(xs), min(xs), max(xs))
+
+
+# the peers edgecache is compared with, in the ratio lines: ceiling = the h2o file server
+RATIO_PEERS = (("ceiling", "h2o"), ("varnish", "Varnish"), ("nginx", "nginx"))
+
+
 def cmd_table(argv):
+    """table RESULTS MEM: RESULTS rows are 'round server workload rps p99 errors srv other
+    busy' (one per wrk run); per server and workload the median over rounds and the spread
+    (min-max), then edgecache's ratio to each peer, one ratio per round (both runs of a
+    pair come from the same round, a minute apart at most), median and spread."""
     results, memfile = argv[0], argv[1]
-    rows = []
+    runs = {}  # (server, workload) -> {round: (rps, p99, errors, srv, other)}
+    order, workloads = [], []
     with open(results) as f:
         for line in f:
             parts = line.rstrip("\n").split("\t")
-            if len(parts) == 8:
-                rows.append(parts)
-    varnish = {r[1]: float(r[2]) for r in rows if r[0] == "varnish"}
-    head = "%-10s %-9s %12s %9s %10s %6s %8s %8s" % (
-        "server", "workload", "requests/s", "p99 ms", "vs varnish", "errors",
-        "srv cpu", "other")
-    lines = [head, "-" * len(head)]
-    for server, workload, rps, p99, errors, srv, other, _busy in rows:
-        base = varnish.get(workload)
-        ratio = "%.2fx" % (float(rps) / base) if base and server != "varnish" else (
-            "1.00x" if server == "varnish" else "-")
-        lines.append("%-10s %-9s %12s %9s %10s %6s %8s %8s" % (
-            server, workload, "%.0f" % float(rps), "%.2f" % float(p99), ratio, errors,
-            srv, other))
+            if len(parts) != 9:
+                continue
+            rnd, server, workload = int(parts[0]), parts[1], parts[2]
+            runs.setdefault((server, workload), {})[rnd] = (
+                float(parts[3]), float(parts[4]), int(parts[5]), float(parts[6]), float(parts[7]))
+            if server not in order:
+                order.append(server)
+            if workload not in workloads:
+                workloads.append(workload)
+    nrounds = max([max(r) for r in runs.values()] or [0])
+    head = "%-10s %-9s %-24s %-22s %6s %7s %7s" % (
+        "server", "workload", "requests/s med (min-max)", "p99 ms med (min-max)", "errors", "srv cpu", "other")
+    lines = ["%d round%s; each round runs every server once per workload, in alternating order" %
+             (nrounds, "" if nrounds == 1 else "s"), "", head, "-" * len(head)]
+    for workload in workloads:
+        for server in order:
+            r = runs.get((server, workload))
+            if not r:
+                continue
+            vals = list(r.values())
+            lines.append("%-10s %-9s %-24s %-22s %6d %7.2f %7.2f" % (
+                server, workload, _spread([v[0] for v in vals], "%.0f"), _spread([v[1] for v in vals], "%.2f"),
+                sum(v[2] for v in vals), _median([v[3] for v in vals]), _median([v[4] for v in vals])))
+    if "edgecache" in order:
+        lines += ["", "edgecache / peer, per round (median, min-max over rounds; p99: edgecache's over the peer's,"
+                  " below 1 is better)"]
+        head = "%-9s %-8s %-26s %-26s" % ("workload", "peer", "requests/s ratio", "p99 ratio")
+        lines += [head, "-" * len(head)]
+        for workload in workloads:
+            mine = runs.get(("edgecache", workload), {})
+            for peer, label in RATIO_PEERS:
+                theirs = runs.get((peer, workload), {})
+                common = sorted(set(mine) & set(theirs))
+                if not common:
+                    continue
+                rr = [mine[i][0] / theirs[i][0] for i in common if theirs[i][0] > 0]
+                pr = [mine[i][1] / theirs[i][1] for i in common if theirs[i][1] > 0]
+                lines.append("%-9s %-8s %-26s %-26s" % (workload, label, _spread(rr, "%.2fx"), _spread(pr, "%.2fx")))
     lines.append("")
     mem = []
     if os.path.exists(memfile):
         with open(memfile) as f:
             mem = [l.rstrip("\n").split("\t") for l in f if l.strip()]
     if mem:
-        head = "%-10s %-34s %6s %12s %12s %12s" % (
-            "server", "processes counted", "procs", "RSS idle MiB", "RSS warm MiB",
-            "PSS warm MiB")
-        lines += [head, "-" * len(head)]
-        for server, what, nprocs, rss0, rss1, pss1 in mem:
-            lines.append("%-10s %-34s %6s %12s %12s %12s" % (
-                server, what, nprocs, _fmt_mib(int(rss0)), _fmt_mib(int(rss1)),
-                _fmt_mib(int(pss1))))
+        head = "%-10s %-34s %5s %9s %9s %9s %9s %9s %9s" % (
+            "server", "processes counted", "procs", "RSS idle", "RSS warm", "PSS warm", "anon", "file", "shmem")
+        lines += ["memory, MiB (anon, file, shmem: the warm PSS split by kind of page)", head, "-" * len(head)]
+        for row in mem:
+            server, what, nprocs = row[:3]
+            lines.append("%-10s %-34s %5s %9s %9s %9s %9s %9s %9s" % (
+                (server, what, nprocs) + tuple(_fmt_mib(int(x)) for x in row[3:9])))
     print("\n".join(lines))
     return 0
 
