@@ -34,7 +34,6 @@
 #include "admin-api/stats_api.h"
 #include "server/stats.h"
 
-#define MAX_HISTORY_BUCKETS 100000
 #define REGION "local"
 
 static const char *const fastly_regions[] = {
@@ -184,9 +183,9 @@ json_t *admin_stats_history_json(int64_t from, int64_t to, const char *by, char 
         snprintf(detail, detail_len, "from: must be before to");
         return NULL;
     }
-    if ((to - from) / size > MAX_HISTORY_BUCKETS) {
+    if ((to - from) / size > ADMIN_STATS_MAX_BUCKETS) {
         snprintf(detail, detail_len, "from: the window holds more than %d %s buckets; narrow it or group by a longer period",
-                 MAX_HISTORY_BUCKETS, by);
+                 ADMIN_STATS_MAX_BUCKETS, by);
         return NULL;
     }
     json_t *data = history_samples(from, to, size, NULL, NULL, detail, detail_len);
@@ -249,9 +248,9 @@ void admin_stats_fastly_send(admin_t *admin, h2o_req_t *req, admin_stats_fastly_
         admin_send_json_error(req, 400, "Bad request", "from: must be before to");
         return;
     }
-    if ((to - from) / size > MAX_HISTORY_BUCKETS) {
+    if ((to - from) / size > ADMIN_STATS_MAX_BUCKETS) {
         snprintf(detail, sizeof(detail), "from: the window holds more than %d %s buckets; narrow it or group by a longer period",
-                 MAX_HISTORY_BUCKETS, by);
+                 ADMIN_STATS_MAX_BUCKETS, by);
         admin_send_json_error(req, 400, "Bad request", detail);
         return;
     }
