@@ -105,6 +105,21 @@ char *admin_metrics_render(size_t *len);
  */
 int admin_stats_parse_time(const char *s, int64_t now, int64_t *out);
 
+/* what the part of a real-time path after "/ts/" asks for */
+typedef enum admin_rt_ask {
+    ADMIN_RT_LAST,  /* "0": the last complete second */
+    ADMIN_RT_HOUR,  /* "h" or "h/limit/<N>": the newest `limit` of the seconds kept */
+    ADMIN_RT_AFTER, /* "<t>": every second after t (unix seconds), a long poll when none is yet */
+} admin_rt_ask_t;
+
+/**
+ * Parse the part of GET /v1/channel/<sid>/ts/<rest> after "/ts/" (untrusted, not NUL-
+ * terminated): sets *ask, *after (ADMIN_RT_AFTER) and *limit (ADMIN_RT_HOUR: 1..STATS_RT_KEEP,
+ * a larger N is the whole ring). Returns 0, or -1 with a 400's detail in *detail (static text).
+ */
+int admin_realtime_parse_ts(const char *rest, size_t len, admin_rt_ask_t *ask, int64_t *after, size_t *limit,
+                            const char **detail);
+
 /** Escape a Prometheus label value (\ " and newline) into out (cap bytes, NUL-terminated,
  * truncated when it does not fit). Returns the length written. */
 size_t admin_prom_escape_label(const char *in, size_t len, char *out, size_t cap);
