@@ -75,16 +75,17 @@ json_t *admin_realtime_json(const stats_rt_sample_t *samples, size_t n, int64_t 
 /** The current totals as GET /stats returns them (new reference). */
 json_t *admin_stats_current_json(int64_t now);
 
-/* The most samples one historical answer holds (3 days by minute, 180 by hour): a sample is
- * ~900 bytes of JSON and ~9 KB of jansson tree while it is built, so 31 days by minute
- * (44,640 samples) took 40 MB of text, 450 MB of memory and most of a second of the admin
- * thread. Fastly too "will not process exceedingly large queries". */
+/* The most samples one historical answer holds (3 days of minutes with data, 180 days of
+ * hours): a sample is ~900 bytes of JSON and ~9 KB of jansson tree while it is built, so 31
+ * days by minute (44,640 samples) took 40 MB of text, 450 MB of memory and most of a second
+ * of the admin thread. Counted on the records read, before any JSON is built. Fastly too
+ * "will not process exceedingly large queries". */
 #define ADMIN_STATS_MAX_BUCKETS 4320
 
 /**
  * The history document for [from, to) grouped by `by` ("minute", "hour" or "day"): a new
- * reference, or NULL with a message in detail when the window is invalid or holds more than
- * ADMIN_STATS_MAX_BUCKETS periods.
+ * reference, or NULL with a message in detail when the window is invalid or its data would
+ * make more than ADMIN_STATS_MAX_BUCKETS samples.
  */
 json_t *admin_stats_history_json(int64_t from, int64_t to, const char *by, char *detail, size_t detail_len);
 
