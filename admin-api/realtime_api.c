@@ -310,8 +310,7 @@ static void rt_handle(admin_t *admin, h2o_req_t *req, unsigned method, const cha
     }
 }
 
-int admin_realtime_parse_ts(const char *rest, size_t len, admin_rt_ask_t *ask, int64_t *after, size_t *limit,
-                            const char **detail)
+int admin_realtime_parse_ts(const char *rest, size_t len, admin_rt_ask_t *ask, int64_t *after, size_t *limit, const char **detail)
 {
     int64_t v;
     *after = 0;

@@ -15,9 +15,9 @@
 #include "server/origin_tls.h"
 #include "tests/fuzz/fuzz.h"
 
-static const char *const fields[] = {"use_ssl",         "ssl_check_cert", "ssl_cert_hostname", "ssl_sni_hostname",
-                                     "ssl_hostname",    "min_tls_version", "max_tls_version",  "ssl_ciphers",
-                                     "ssl_ca_cert",     "ssl_client_cert", "ssl_client_key"};
+static const char *const fields[] = {"use_ssl",      "ssl_check_cert",  "ssl_cert_hostname", "ssl_sni_hostname",
+                                     "ssl_hostname", "min_tls_version", "max_tls_version",   "ssl_ciphers",
+                                     "ssl_ca_cert",  "ssl_client_cert", "ssl_client_key"};
 #define NFIELDS (sizeof(fields) / sizeof(fields[0]))
 
 static void apply_one(origin_tls_conf_t *c, const uint8_t *p, size_t n)
@@ -71,8 +71,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     origin_tls_conf_defaults(&back);
     const char *k;
     json_t *v;
-    json_object_foreach(o, k, v)
-    {
+    json_object_foreach (o, k, v) {
         int rc = 0;
         char detail[256];
         FUZZ_CHECK(origin_tls_conf_apply_field(&back, k, v, &rc, detail, sizeof(detail)) == 1 && rc == 0);
