@@ -103,3 +103,43 @@ class AdminHostile(harness.TestCase):
         after = request(self.e.admin_port, "GET", BASE + "/backend/backend1", headers={"Fastly-Key": self.tok}).body
         self.assertEqual(after, before)
         self.assertTrue(self.e.running)
+
+    def test_stats_query_abuse_is_4xx(self):
+        h = {"Fastly-Key": self.tok}
+
+        def get(path):
+            return request(self.e.admin_port, "GET", path, headers=h, timeout=30)
+
+        bad = [
+            "/stats?from=99999999999999&by=minute",       # 14 digits: not a time
+            "/stats?from=0&by=minute",                    # 29 million minutes
+            "/stats/aggregate?from=999999+months+ago&by=day",
+            "/stats/aggregate?from=now&to=1",             # to before from
+            "/stats/aggregate?from=-5",
+            "/stats/aggregate?from=%00",
+            "/stats/aggregate?from=" + "9" * 300,
+            "/stats/aggregate?by=" + "m" * 300,
+            "/stats/aggregate?region=" + "%41" * 200,
+            "/stats/aggregate?from=2024-02-30+25:61",
+            "/stats/sla?month=2024-13",
+            "/stats/sla?month=99999-01",
+            "/stats/sla?month=" + "1" * 300,
+            "/v1/channel/%s/ts/%s" % (SID, "9" * 40),
+            "/v1/channel/%s/ts/h/limit/%s" % (SID, "9" * 40),
+            "/v1/channel/%s/ts/-1" % SID,
+        ]
+        for path in bad:
+            r = get(path)
+            self.assertEqual(r.status, 400, "%s -> %d %s" % (path[:80], r.status, r.body[:200]))
+            self.assertIn("detail", json.loads(r.body))
+        # the largest limit there is: the ring, not an allocation of the number asked for
+        r = get("/v1/channel/%s/ts/h/limit/999999999999" % SID)
+        self.assertEqual(r.status, 200, r.body[:200])
+        self.assertLessEqual(len(json.loads(r.body)["Data"]), 120)
+        # a window far in the past or far ahead is an empty answer, not an error
+        for path in ("/stats/aggregate?from=1&to=86400&by=hour", "/stats/aggregate?from=1&to=86400&by=minute",
+                     "/stats/aggregate?to=999999999999&by=minute"):
+            r = get(path)
+            self.assertEqual(r.status, 200, "%s -> %s" % (path, r.body[:200]))
+            self.assertEqual(json.loads(r.body)["data"], [])
+        self.assertTrue(self.e.running)
