@@ -21,6 +21,10 @@
  * region Fastly names (usa, europe, ...) gives no samples, as Fastly answers for a region
  * without traffic; any other name is a 400.
  *
+ * Bounds: a window may span at most MAX_HISTORY_WINDOW periods, and the records it holds may
+ * make at most ADMIN_STATS_MAX_BUCKETS samples (counted before any JSON is built): beyond
+ * either, a 400 asks to narrow it or group by a longer period.
+ *
  * What it owns: nothing beyond a call. Threads: the route runs on the admin thread, under the
  * router's config_lock; one LMDB read transaction over the stats database per answer.
  */
