@@ -4,7 +4,11 @@ misbehave during the TLS handshake (the attacker-minded review): one that accept
 answers (the connect timeout bounds the handshake, not the much longer first-byte one), one
 that answers in cleartext, one that resets the connection after reading the ClientHello, and
 one whose certificate chain is larger than OpenSSL takes (100 KiB). Each is a 5xx with a short
-body, the process keeps serving, and a valid origin afterwards works.
+body, the process keeps serving, and a valid origin afterwards works. And after the handshake
+(openssl s_server, driven through its stdin): a TLS 1.2 origin that renegotiates before its
+response (h2o 2.2.5 does not renegotiate: a 502 whose log line says so, never a crash), and a
+TLS 1.3 origin that sends a KeyUpdate asking for ours (known: the fetch stalls until its
+first-byte timeout, see the test; bounded, nothing else harmed).
 """
 
 import json
@@ -12,6 +16,7 @@ import os
 import shutil
 import socket
 import struct
+import subprocess
 import tempfile
 import threading
 
@@ -81,7 +86,7 @@ def reset(conn):
     conn.close()  # RST instead of FIN
 
 
-class Hostile(harness.TestCase):
+class HostileCase(harness.TestCase):
     def setUp(self):
         self.dir = tempfile.mkdtemp(prefix="edgecache-tls-hostile-")
         self.addCleanup(shutil.rmtree, self.dir, True)
@@ -119,6 +124,9 @@ class Hostile(harness.TestCase):
         r = request(self.e.proxy_port, "GET", "/after", headers=HOST)
         self.assertEqual((r.status, r.body), (200, b"fine"), r.describe())
 
+
+
+class Hostile(HostileCase):
     def test_a_silent_handshake_ends_at_the_connect_timeout(self):
         o = self.raw(silent)
         # the first-byte timeout is far beyond the client's patience: only the connect timeout
@@ -158,4 +166,91 @@ class Hostile(harness.TestCase):
         wait_until(lambda: "TLS handshake failed: excessive message size" in self.e.stderr_text(), 10,
                    what="a TLS log line")
         self.assertEqual(good_origin.hits(), 0)
+        self.back_to_the_good_origin()
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class AfterTheHandshake(HostileCase):
+    def s_server(self, version):
+        ca = TestCA(self.dir)
+        cert, key = ca.issue("origin.test", names=["127.0.0.1"])
+        port = free_port()
+        p = subprocess.Popen(["openssl", "s_server", "-accept", "127.0.0.1:%d" % port, "-cert", cert, "-key", key,
+                              version, "-naccept", "1"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT)
+        self.addCleanup(p.wait)
+        self.addCleanup(p.kill)
+        self.out = b""
+        self.read_until(p, b"ACCEPT")
+        return p, port
+
+    def read_until(self, p, what):
+        box = {}
+
+        def reader():
+            while what not in self.out:
+                chunk = os.read(p.stdout.fileno(), 4096)
+                if not chunk:
+                    break
+                self.out += chunk
+            box["done"] = what in self.out
+
+        t = threading.Thread(target=reader, daemon=True)
+        t.start()
+        t.join(harness.scaled(20))
+        self.assertTrue(box.get("done"), "s_server never said %r: %r" % (what, self.out[-500:]))
+
+    def exchange(self, version, command, path, ack=None, **backend_fields):
+        """s_server's `command` once it has the request, then (after it printed `ack`, so that
+        its stdin is not read as one piece with the command, which would drop the response) the
+        response."""
+        p, port = self.s_server(version)
+        self.put_backend(port, **backend_fields)
+        box = {}
+
+        def fetch():
+            box["r"] = request(self.e.proxy_port, "GET", path, headers=HOST, timeout=30)
+
+        t = threading.Thread(target=fetch, daemon=True)
+        t.start()
+        self.read_until(p, b"GET " + path.encode())
+        try:  # s_server may be gone already: our side ended the connection at the renegotiation
+            p.stdin.write(command + b"\n")
+            p.stdin.flush()
+            if ack is not None:
+                self.read_until(p, ack)
+            p.stdin.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nCache-Control: no-store\r\n\r\nok")
+            p.stdin.flush()
+        except BrokenPipeError:
+            pass
+        t.join(harness.scaled(40))
+        self.assertIn("r", box, "the fetch was answered")
+        self.assertTrue(self.e.running)
+        return box["r"]
+
+    def test_a_renegotiating_tls12_origin(self):
+        r = self.exchange("-tls1_2", b"r", "/renegotiate")
+        self.assertIn(r.status, (502, 503), r.describe())
+        self.assertLess(len(r.body), 200)
+        # the log line says why, not that the origin hung up
+        wait_until(lambda: "ssl renegotiation not supported" in self.e.stderr_text(), 10, what="the reason logged")
+        self.back_to_the_good_origin()
+
+    def test_a_tls13_key_update_that_asks_for_ours_is_bounded(self):
+        # KNOWN (review of issue 21): a KeyUpdate with update_requested makes OpenSSL answer with
+        # its own inside SSL_read, which h2o 2.2.5's socket layer forbids (its renegotiation
+        # guard); the response that follows is never decoded and the fetch ends at the first-byte
+        # timeout, a 504. What must hold meanwhile: it ends, and nothing else is harmed.
+        r = self.exchange("-tls1_3", b"K", "/keyupdate", ack=b"SSL_do_handshake -> 1",
+                          first_byte_timeout=2000)
+        self.assertIn(r.status, (200, 502, 504), r.describe())
+        if r.status == 200:
+            self.assertEqual(r.body, b"ok")
         self.back_to_the_good_origin()
