@@ -10,9 +10,10 @@
  *                                 for what followed the Timestamp of the previous answer (a
  *                                 long poll: it answers when the next second is complete).
  *                                 Every figure that moves comes from these records;
- *   GET /stats                    every 10 s: what the records lack (counters since start,
- *                                 budgets, the backends' addresses and probes). Not each
- *                                 second: its SLA summary reads the month's history;
+ *   GET /stats                    each second, with the records: what they lack (counters
+ *                                 since start, budgets, the backends' addresses and probes;
+ *                                 its SLA summary of the month is kept by the server until
+ *                                 the history changes, so the call is cheap);
  *   GET /stats/service/<sid>      once a minute: the last 24 h, by minute.
  *
  * Invariants: the token lives in sessionStorage (this tab) and nowhere else; every failure
@@ -25,7 +26,7 @@
 (function () {
   const WINDOW_S = 120;            /* the real-time charts' span */
   const POLL_MS = 1000;
-  const STATS_MS = 10000;          /* how often /stats is read again */
+  const STATS_MS = POLL_MS;        /* how often /stats is read again */
   const HISTORY_MS = 60000;        /* how often the 24 h history is read again */
   const TOKEN_KEY = 'edgecache.dashboard.token';
   const COLORS = { requests: '#2458d3', hits: '#1b7f3b', miss: '#d97706', pass: '#7c3aed',

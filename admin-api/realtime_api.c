@@ -286,7 +286,6 @@ static void rt_handle(admin_t *admin, h2o_req_t *req, unsigned method, const cha
     (void)method;
     h2o_iovec_t sid, rest;
     char decoded[sizeof(admin->cfg->service_id)];
-    int64_t v;
     if (split_path(path, len, &sid, &rest) != 0) {
         admin_send_json_error(req, 404, "Not found", "no such endpoint");
         return;
@@ -296,23 +295,47 @@ static void rt_handle(admin_t *admin, h2o_req_t *req, unsigned method, const cha
         admin_send_json_error(req, 404, "Record not found", "no such service: this node serves its --service-id only");
         return;
     }
-    if (h2o_memis(rest.base, rest.len, H2O_STRLIT("h"))) {
-        send_samples(req, INT64_MIN, STATS_RT_KEEP);
+    admin_rt_ask_t ask;
+    int64_t after;
+    size_t limit;
+    const char *detail;
+    if (admin_realtime_parse_ts(rest.base, rest.len, &ask, &after, &limit, &detail) != 0) {
+        admin_send_json_error(req, 400, "Bad request", detail);
         return;
     }
-    if (rest.len > 8 && memcmp(rest.base, "h/limit/", 8) == 0) {
-        if (parse_decimal(rest.base + 8, rest.len - 8, &v) != 0 || v < 1) {
-            admin_send_json_error(req, 400, "Bad request", "limit: expected a positive whole number of entries");
-            return;
+    switch (ask) {
+    case ADMIN_RT_HOUR: send_samples(req, INT64_MIN, limit); break;
+    case ADMIN_RT_LAST: answer_or_wait(admin, req, -1); break;
+    case ADMIN_RT_AFTER: answer_or_wait(admin, req, after); break;
+    }
+}
+
+int admin_realtime_parse_ts(const char *rest, size_t len, admin_rt_ask_t *ask, int64_t *after, size_t *limit, const char **detail)
+{
+    int64_t v;
+    *after = 0;
+    *limit = STATS_RT_KEEP;
+    if (h2o_memis(rest, len, H2O_STRLIT("h"))) {
+        *ask = ADMIN_RT_HOUR;
+        return 0;
+    }
+    if (len > 8 && memcmp(rest, "h/limit/", 8) == 0) {
+        /* 12 digits at most: a "limit" of 10^40 is refused, never wrapped */
+        if (parse_decimal(rest + 8, len - 8, &v) != 0 || v < 1) {
+            *detail = "limit: expected a positive whole number of entries";
+            return -1;
         }
-        send_samples(req, INT64_MIN, v > STATS_RT_KEEP ? STATS_RT_KEEP : (size_t)v);
-        return;
+        *ask = ADMIN_RT_HOUR;
+        *limit = v > STATS_RT_KEEP ? STATS_RT_KEEP : (size_t)v;
+        return 0;
     }
-    if (parse_decimal(rest.base, rest.len, &v) != 0) {
-        admin_send_json_error(req, 400, "Bad request", "timestamp: expected unix seconds, 0, h or h/limit/<N>");
-        return;
+    if (parse_decimal(rest, len, &v) != 0) {
+        *detail = "timestamp: expected unix seconds, 0, h or h/limit/<N>";
+        return -1;
     }
-    answer_or_wait(admin, req, v == 0 ? -1 : v);
+    *ask = v == 0 ? ADMIN_RT_LAST : ADMIN_RT_AFTER;
+    *after = v;
+    return 0;
 }
 
 const admin_ext_route_t admin_realtime_route = {"realtime", rt_match, rt_scopes, rt_handle};

@@ -4,18 +4,21 @@
  * (metrics.c) and GET /stats with history parameters to Fastly's historical API
  * (stats_fastly.c). The token-free metrics listener is metrics_listener.c.
  *
- * What it owns: nothing on the admin path (every document is built from
- * server/stats.h's snapshot and history, the memory tier's and the store's counters and
- * server/backend.h's per-backend snapshot, then sent and freed).
+ * What it owns: the SLA summary of the last month asked for (sla_cache); nothing else
+ * (every document is built from server/stats.h's snapshot and history, the memory tier's
+ * and the store's counters and server/backend.h's per-backend snapshot, then sent and freed).
  *
  * Threads: the route (admin_stats_route) runs on the admin thread; the documents can be
  * built on any thread. Nothing here blocks the admin loop beyond one LMDB read transaction
- * over the stats database (history, SLA).
+ * over the stats database (history, SLA). The SLA's summary of a month's history is kept
+ * (sla_cache) until the history changes, about once a minute, so that GET /stats costs the
+ * same with a month of history as with none and can be polled every second.
  *
  * Query values are untrusted: they are percent-decoded into bounded buffers and parsed
  * strictly; anything unexpected is a 400 naming the parameter.
  */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -337,24 +340,43 @@ json_t *admin_stats_current_json(int64_t now)
 
 /* ---------------------------------------------------------------- SLA */
 
-json_t *admin_stats_sla_json(int year, int month, int64_t now, char *detail, size_t detail_len)
+/* what the SLA of a month takes from its history: all of it but what depends on the clock */
+typedef struct sla_summary {
+    size_t nm, nb;
+    uint64_t degraded, p95, max;
+    double avg;
+} sla_summary_t;
+
+/* The last month summarised, for the history generation it was read at: GET /stats carries
+ * the current month's SLA, and a month of history is ~44,000 minute records to read and
+ * decode (milliseconds of the admin thread per call), while the history changes once a
+ * minute. Any admin thread: under `lock`. */
+static struct {
+    pthread_mutex_t lock;
+    int valid, year, month;
+    uint32_t ppm;
+    uint64_t generation;
+    sla_summary_t s;
+} sla_cache = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static int sla_summary(int year, int month, int64_t from, int64_t to, uint32_t ppm, sla_summary_t *out)
 {
-    struct tm a = {.tm_year = year - 1900, .tm_mon = month - 1, .tm_mday = 1};
-    struct tm b = {.tm_year = (month == 12 ? year + 1 : year) - 1900, .tm_mon = month == 12 ? 0 : month, .tm_mday = 1};
-    int64_t from = (int64_t)timegm(&a), to = (int64_t)timegm(&b);
-    if (from > now) {
-        snprintf(detail, detail_len, "month: %04d-%02d has not begun", year, month);
-        return NULL;
-    }
-    int64_t end = to < now ? to : now;
+    /* read before the history: a write during the read moves it, and the next call reads again */
+    uint64_t gen = stats_history_generation();
+    pthread_mutex_lock(&sla_cache.lock);
+    int hit = sla_cache.valid && sla_cache.year == year && sla_cache.month == month && sla_cache.ppm == ppm &&
+              sla_cache.generation == gen;
+    if (hit)
+        *out = sla_cache.s;
+    pthread_mutex_unlock(&sla_cache.lock);
+    if (hit)
+        return 0;
+
     stats_sample_t *mins = NULL;
     stats_bw_sample_t *bws = NULL;
     size_t nm = 0, nb = 0;
-    if (stats_history_load(from, to, &mins, &nm, &bws, &nb) != 0) {
-        snprintf(detail, detail_len, "store: could not read the history");
-        return NULL;
-    }
-
+    if (stats_history_load(from, to, &mins, &nm, &bws, &nb) != 0)
+        return -1;
     /* utilization, bits per second per sample */
     uint64_t *bps = malloc((nb != 0 ? nb : 1) * sizeof(*bps));
     if (bps == NULL)
@@ -367,15 +389,47 @@ json_t *admin_stats_sla_json(int year, int month, int64_t now, char *detail, siz
         if (bps[i] > max)
             max = bps[i];
     }
-    double avg = nb != 0 ? sum / (double)nb : 0;
-    uint64_t p95 = stats_p95_standard(bps, nb);
-    double permitted = 5 * avg;
-
-    /* availability */
-    uint32_t ppm = stats_degraded_share_ppm();
-    uint64_t minute = stats_minute_seconds(), degraded = 0;
+    sla_summary_t s = {.nm = nm, .nb = nb, .max = max, .avg = nb != 0 ? sum / (double)nb : 0};
+    s.p95 = stats_p95_standard(bps, nb);
     for (size_t i = 0; i < nm; i++)
-        degraded += (uint64_t)stats_minute_degraded(mins[i].requests, mins[i].synth_5xx, ppm);
+        s.degraded += (uint64_t)stats_minute_degraded(mins[i].requests, mins[i].synth_5xx, ppm);
+    free(bps);
+    free(mins);
+    free(bws);
+    pthread_mutex_lock(&sla_cache.lock);
+    sla_cache.valid = 1;
+    sla_cache.year = year;
+    sla_cache.month = month;
+    sla_cache.ppm = ppm;
+    sla_cache.generation = gen;
+    sla_cache.s = s;
+    pthread_mutex_unlock(&sla_cache.lock);
+    *out = s;
+    return 0;
+}
+
+json_t *admin_stats_sla_json(int year, int month, int64_t now, char *detail, size_t detail_len)
+{
+    struct tm a = {.tm_year = year - 1900, .tm_mon = month - 1, .tm_mday = 1};
+    struct tm b = {.tm_year = (month == 12 ? year + 1 : year) - 1900, .tm_mon = month == 12 ? 0 : month, .tm_mday = 1};
+    int64_t from = (int64_t)timegm(&a), to = (int64_t)timegm(&b);
+    if (from > now) {
+        snprintf(detail, detail_len, "month: %04d-%02d has not begun", year, month);
+        return NULL;
+    }
+    int64_t end = to < now ? to : now;
+    uint32_t ppm = stats_degraded_share_ppm();
+    sla_summary_t sum;
+    if (sla_summary(year, month, from, to, ppm, &sum) != 0) {
+        snprintf(detail, detail_len, "store: could not read the history");
+        return NULL;
+    }
+    size_t nm = sum.nm, nb = sum.nb;
+    uint64_t max = sum.max, p95 = sum.p95, degraded = sum.degraded;
+    double avg = sum.avg, permitted = 5 * avg;
+
+    /* availability: the minutes of the month so far (the clock's part, never cached) */
+    uint64_t minute = stats_minute_seconds();
     uint64_t total = end > from ? (uint64_t)(end - from + (int64_t)minute - 1) / minute : 0;
     if (degraded > total)
         total = degraded;
@@ -400,9 +454,6 @@ json_t *admin_stats_sla_json(int year, int month, int64_t now, char *detail, siz
     set_real(o, "degraded_threshold_percent", (double)ppm / 10000.0);
     set_real(o, "availability_percent", round(avail * 10000.0) / 10000.0);
     json_object_set_new(o, "sla_band", json_string(stats_sla_band_name(stats_sla_band(total, degraded))));
-    free(bps);
-    free(mins);
-    free(bws);
     return o;
 }
 

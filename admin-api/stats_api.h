@@ -75,9 +75,17 @@ json_t *admin_realtime_json(const stats_rt_sample_t *samples, size_t n, int64_t 
 /** The current totals as GET /stats returns them (new reference). */
 json_t *admin_stats_current_json(int64_t now);
 
+/* The most samples one historical answer holds (3 days of minutes with data, 180 days of
+ * hours): a sample is ~900 bytes of JSON and ~9 KB of jansson tree while it is built, so 31
+ * days by minute (44,640 samples) took 40 MB of text, 450 MB of memory and most of a second
+ * of the admin thread. Counted on the records read, before any JSON is built. Fastly too
+ * "will not process exceedingly large queries". */
+#define ADMIN_STATS_MAX_BUCKETS 4320
+
 /**
  * The history document for [from, to) grouped by `by` ("minute", "hour" or "day"): a new
- * reference, or NULL with a message in detail when the window is invalid or too large.
+ * reference, or NULL with a message in detail when the window is invalid or its data would
+ * make more than ADMIN_STATS_MAX_BUCKETS samples.
  */
 json_t *admin_stats_history_json(int64_t from, int64_t to, const char *by, char *detail, size_t detail_len);
 
@@ -97,6 +105,21 @@ char *admin_metrics_render(size_t *len);
  * or a number word up to "twelve". Returns 0 or -1.
  */
 int admin_stats_parse_time(const char *s, int64_t now, int64_t *out);
+
+/* what the part of a real-time path after "/ts/" asks for */
+typedef enum admin_rt_ask {
+    ADMIN_RT_LAST,  /* "0": the last complete second */
+    ADMIN_RT_HOUR,  /* "h" or "h/limit/<N>": the newest `limit` of the seconds kept */
+    ADMIN_RT_AFTER, /* "<t>": every second after t (unix seconds), a long poll when none is yet */
+} admin_rt_ask_t;
+
+/**
+ * Parse the part of GET /v1/channel/<sid>/ts/<rest> after "/ts/" (untrusted, not NUL-
+ * terminated): sets *ask, *after (ADMIN_RT_AFTER) and *limit (ADMIN_RT_HOUR: 1..STATS_RT_KEEP,
+ * a larger N is the whole ring). Returns 0, or -1 with a 400's detail in *detail (static text).
+ */
+int admin_realtime_parse_ts(const char *rest, size_t len, admin_rt_ask_t *ask, int64_t *after, size_t *limit,
+                            const char **detail);
 
 /** Escape a Prometheus label value (\ " and newline) into out (cap bytes, NUL-terminated,
  * truncated when it does not fit). Returns the length written. */

@@ -21,6 +21,10 @@
  * region Fastly names (usa, europe, ...) gives no samples, as Fastly answers for a region
  * without traffic; any other name is a 400.
  *
+ * Bounds: a window may span at most MAX_HISTORY_WINDOW periods, and the records it holds may
+ * make at most ADMIN_STATS_MAX_BUCKETS samples (counted before any JSON is built): beyond
+ * either, a 400 asks to narrow it or group by a longer period.
+ *
  * What it owns: nothing beyond a call. Threads: the route runs on the admin thread, under the
  * router's config_lock; one LMDB read transaction over the stats database per answer.
  */
@@ -34,8 +38,9 @@
 #include "admin-api/stats_api.h"
 #include "server/stats.h"
 
-#define MAX_HISTORY_BUCKETS 100000
 #define REGION "local"
+/* periods a window may span (most hold no data: the answer is bounded by ADMIN_STATS_MAX_BUCKETS) */
+#define MAX_HISTORY_WINDOW 100000
 
 static const char *const fastly_regions[] = {
     "usa", "europe", "anzac", "asia", "asia_india", "asia_southkorea", "africa_std", "mexico", "southamerica_std"};
@@ -95,13 +100,24 @@ static int field_known(const char *field)
 }
 
 /* the history of [from, to) grouped by `size` seconds as samples (new array), or NULL with detail */
-static json_t *history_samples(int64_t from, int64_t to, int64_t size, const char *sid, const char *field, char *detail,
-                               size_t detail_len)
+static json_t *history_samples(int64_t from, int64_t to, int64_t size, const char *sid, const char *field, int *status,
+                               char *detail, size_t detail_len)
 {
     stats_sample_t *mins = NULL;
-    size_t n = 0;
+    size_t n = 0, buckets = 0;
+    *status = 500;
     if (stats_history_load(from, to, &mins, &n, NULL, NULL) != 0) {
         snprintf(detail, detail_len, "store: could not read the history");
+        return NULL;
+    }
+    /* the samples there will be (one per period with data), before a byte of JSON is built */
+    for (size_t i = 0; i < n; i++)
+        buckets += i == 0 || mins[i].start - mins[i].start % size != mins[i - 1].start - mins[i - 1].start % size;
+    if (buckets > ADMIN_STATS_MAX_BUCKETS) {
+        free(mins);
+        *status = 400;
+        snprintf(detail, detail_len, "from: the window holds more than %d samples; narrow it or group by a longer period",
+                 ADMIN_STATS_MAX_BUCKETS);
         return NULL;
     }
     uint32_t ppm = stats_degraded_share_ppm();
@@ -184,12 +200,13 @@ json_t *admin_stats_history_json(int64_t from, int64_t to, const char *by, char 
         snprintf(detail, detail_len, "from: must be before to");
         return NULL;
     }
-    if ((to - from) / size > MAX_HISTORY_BUCKETS) {
-        snprintf(detail, detail_len, "from: the window holds more than %d %s buckets; narrow it or group by a longer period",
-                 MAX_HISTORY_BUCKETS, by);
+    if ((to - from) / size > MAX_HISTORY_WINDOW) {
+        snprintf(detail, detail_len, "from: the window holds more than %d %s periods; narrow it or group by a longer period",
+                 MAX_HISTORY_WINDOW, by);
         return NULL;
     }
-    json_t *data = history_samples(from, to, size, NULL, NULL, detail, detail_len);
+    int status;
+    json_t *data = history_samples(from, to, size, NULL, NULL, &status, detail, detail_len);
     return data != NULL ? envelope(data, from, to, by, "all") : NULL;
 }
 
@@ -249,18 +266,19 @@ void admin_stats_fastly_send(admin_t *admin, h2o_req_t *req, admin_stats_fastly_
         admin_send_json_error(req, 400, "Bad request", "from: must be before to");
         return;
     }
-    if ((to - from) / size > MAX_HISTORY_BUCKETS) {
-        snprintf(detail, sizeof(detail), "from: the window holds more than %d %s buckets; narrow it or group by a longer period",
-                 MAX_HISTORY_BUCKETS, by);
+    if ((to - from) / size > MAX_HISTORY_WINDOW) {
+        snprintf(detail, sizeof(detail), "from: the window holds more than %d %s periods; narrow it or group by a longer period",
+                 MAX_HISTORY_WINDOW, by);
         admin_send_json_error(req, 400, "Bad request", detail);
         return;
     }
 
+    int status = 500;
     json_t *samples = elsewhere ? json_array()
-                                : history_samples(from, to, size, kind == ADMIN_STATS_AGGREGATE ? NULL : sid, field, detail,
-                                                  sizeof(detail));
+                                : history_samples(from, to, size, kind == ADMIN_STATS_AGGREGATE ? NULL : sid, field, &status,
+                                                  detail, sizeof(detail));
     if (samples == NULL) {
-        admin_send_json_error(req, 500, "Internal error", detail);
+        admin_send_json_error(req, status, status == 400 ? "Bad request" : "Internal error", detail);
         return;
     }
     json_t *data = samples;

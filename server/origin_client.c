@@ -315,7 +315,17 @@ static void on_connection_ready(origin_client_t *c)
 }
 
 /* the connection failed before any response byte: a dead pooled connection is retried once */
-static void fail_connection_before_head(origin_client_t *c, const char *errstr)
+/* h2o's error when it says more than that the connection was lost (a closed or reset connection
+ * after a TLS 1.3 handshake is how an origin refuses a client certificate: origin_tls says so):
+ * "ssl renegotiation not supported", which h2o 2.2.5 answers an origin's renegotiation with */
+static const char *h2o_err_said(const char *err)
+{
+    return err == h2o_socket_error_closed || err == h2o_socket_error_io ? NULL : err;
+}
+
+/* errstr says what was being done; h2o_err is h2o's error (NULL: none, or one that says nothing
+ * more than the connection's loss) */
+static void fail_connection_before_head(origin_client_t *c, const char *errstr, const char *h2o_err)
 {
     if (c->sock_is_reused && !c->got_response_bytes && c->may_retry) {
         c->may_retry = 0;
@@ -328,7 +338,7 @@ static void fail_connection_before_head(origin_client_t *c, const char *errstr)
     /* a new TLS connection lost before the response: the origin's refusal after the handshake (a
      * TLS 1.3 origin refuses a missing client certificate so), said and logged as a TLS failure */
     if (c->tls != NULL && !c->sock_is_reused)
-        errstr = origin_tls_io_error(c->tls, errstr, NULL, c->tls_error, sizeof(c->tls_error));
+        errstr = origin_tls_io_error(c->tls, errstr, h2o_err, c->tls_error, sizeof(c->tls_error));
     fail_before_head(c, errstr);
 }
 
@@ -337,7 +347,7 @@ static void on_request_written(h2o_socket_t *sock, const char *err)
     origin_client_t *c = sock->data;
     assert(c->magic == ORIGIN_CLIENT_MAGIC && c->state == ST_SENDING);
     if (err != NULL) {
-        fail_connection_before_head(c, "I/O error sending the request");
+        fail_connection_before_head(c, "I/O error sending the request", h2o_err_said(err));
         return;
     }
     c->state = ST_HEAD;
@@ -581,8 +591,10 @@ static void on_head_readable(h2o_socket_t *sock, const char *err)
         if (c->tls != NULL && err == h2o_socket_error_ssl_decode) /* e.g. the origin's alert */
             fail_before_head(c, origin_tls_io_error(c->tls, "reading the response", err, c->tls_error, sizeof(c->tls_error)));
         else if (sock->input->size == 0 && c->informational_size == 0)
-            fail_connection_before_head(c, err == h2o_socket_error_closed ? "connection closed before the response"
-                                                                          : "I/O error reading the response head");
+            fail_connection_before_head(c,
+                                        err == h2o_socket_error_closed ? "connection closed before the response"
+                                                                       : "I/O error reading the response head",
+                                        h2o_err_said(err));
         else
             fail_before_head(c, err == h2o_socket_error_closed ? "connection closed in the response head"
                                                                : "I/O error reading the response head");

@@ -286,6 +286,15 @@ store_t *stats_store(void);
  */
 int stats_history_load(int64_t from, int64_t to, stats_sample_t **mins, size_t *nmins, stats_bw_sample_t **bws, size_t *nbws);
 
+/** A number that changes whenever the history may have changed (every stats_tick, and
+ * stats_init): a summary of the history computed at one value stays true while it holds.
+ * Any thread. */
+uint64_t stats_history_generation(void);
+
+/** How many times stats_history_load has read the store since the process started (the
+ * cost of the stats endpoints, for tests). Any thread. */
+uint64_t stats_history_loads(void);
+
 /**
  * One sampler step at wall-clock time now (unix seconds): close every minute and
  * bandwidth interval that ended at or before now, write their records, apply retention.

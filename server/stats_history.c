@@ -13,7 +13,10 @@
  * Invariants. A closed period is added to any record already there for the same start, so
  * that the final partial write of stats_stop and a later run's write of the same period
  * add up. Records in the store are validated on every read (the store is untrusted input):
- * a record with a wrong magic, version or length is skipped, never asserted on.
+ * a record with a wrong magic, version or length is skipped, never asserted on. Every change
+ * of the history goes through stats_tick (or stats_history_init), which bumps the history's
+ * generation after it: a summary computed at one generation holds until it moves. A read
+ * walks from the window's first key, never from the first record.
  *
  * Threads: the sampler thread runs stats_tick once per closed period; readers (the admin
  * thread) call stats_history_load; stats_history_init, stats_sampler_start and
@@ -24,6 +27,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,6 +83,21 @@ const size_t stats_num_sample_fields = sizeof(stats_sample_fields) / sizeof(stat
 static uint64_t *sample_field(stats_sample_t *s, size_t i)
 {
     return (uint64_t *)((char *)s + stats_sample_fields[i].offset);
+}
+
+/* bumped after every change of the history (a write, retention, a new store): readers that
+ * summarise it (the SLA of GET /stats) keep their result until it moves */
+static atomic_uint_fast64_t history_generation;
+static atomic_uint_fast64_t history_loads;
+
+uint64_t stats_history_generation(void)
+{
+    return atomic_load_explicit(&history_generation, memory_order_acquire);
+}
+
+uint64_t stats_history_loads(void)
+{
+    return atomic_load_explicit(&history_loads, memory_order_relaxed);
 }
 
 /* ---------------------------------------------------------------- records */
@@ -197,6 +216,7 @@ void stats_history_init(store_t *store, int64_t start_time, uint32_t minute_seco
     hist.bw_prev = 0;
     hist.bw_open = start_time - start_time % hist.sample_interval;
     hist.write_error_reported = 0;
+    atomic_fetch_add_explicit(&history_generation, 1, memory_order_release);
     pthread_mutex_unlock(&hist.tick_lock);
     hist.stopping = 0;
 }
@@ -254,6 +274,7 @@ void stats_history_stop(void)
 /* ---------------------------------------------------------------- history: reading */
 
 typedef struct load_ctx {
+    char prefix; /* the kind of record this walk reads: 'm' or 'b' */
     int64_t from, to;
     stats_sample_t *mins;
     size_t nmins, capmins;
@@ -267,11 +288,13 @@ static int load_one(void *arg, const char *key, size_t key_len, const void *val,
     load_ctx_t *c = arg;
     char prefix;
     int64_t start;
+    if (key_len == 0 || key[0] != c->prefix)
+        return 1; /* the walk began at this kind's first wanted key: its keys are all behind us */
     if (parse_key(key, key_len, &prefix, &start) != 0)
         return 0; /* not ours */
-    if (prefix == 'm' && start >= c->to)
-        return 1; /* keys are in time order and 'm' sorts after 'b': nothing later is wanted */
-    if (start < c->from || start >= c->to)
+    if (start >= c->to)
+        return 1; /* keys are in time order: nothing later is wanted */
+    if (start < c->from)
         return 0;
     if (prefix == 'm' && c->want_mins) {
         stats_sample_t s;
@@ -297,7 +320,9 @@ static int load_one(void *arg, const char *key, size_t key_len, const void *val,
 
 int stats_history_load(int64_t from, int64_t to, stats_sample_t **mins, size_t *nmins, stats_bw_sample_t **bws, size_t *nbws)
 {
-    load_ctx_t c = {.from = from, .to = to, .want_mins = mins != NULL, .want_bws = bws != NULL};
+    /* keys hold the start as an unsigned number: a window reaching before 1970 starts there */
+    load_ctx_t c = {.from = from > 0 ? from : 0, .to = to, .want_mins = mins != NULL, .want_bws = bws != NULL};
+    char key[STATS_KEY_LEN];
     if (mins != NULL)
         *mins = NULL, *nmins = 0;
     if (bws != NULL)
@@ -305,7 +330,20 @@ int stats_history_load(int64_t from, int64_t to, stats_sample_t **mins, size_t *
     store_t *store = stats_store(); /* NULL before stats_init and after stats_stop */
     if (store == NULL)
         return STORE_EIO;
-    int ret = store_kv_foreach(store, "stats", load_one, &c);
+    atomic_fetch_add_explicit(&history_loads, 1, memory_order_relaxed);
+    /* one walk per kind, each from the window's first key (a month of minutes is ~44,000
+     * records: a window of 30 minutes must not read them all) */
+    int ret = 0;
+    if (c.want_bws && c.from < c.to) {
+        c.prefix = 'b';
+        record_key(key, 'b', c.from);
+        ret = store_kv_foreach_from(store, "stats", key, load_one, &c);
+    }
+    if (ret == 0 && c.want_mins && c.from < c.to) {
+        c.prefix = 'm';
+        record_key(key, 'm', c.from);
+        ret = store_kv_foreach_from(store, "stats", key, load_one, &c);
+    }
     if (ret != 0) {
         free(c.mins);
         free(c.bws);
@@ -478,5 +516,7 @@ void stats_tick(int64_t now, int final)
     }
     if (closed_minute && !final)
         apply_retention(now);
+    /* after the writes: a reader that saw the old generation reads again and finds them */
+    atomic_fetch_add_explicit(&history_generation, 1, memory_order_release);
     pthread_mutex_unlock(&hist.tick_lock);
 }

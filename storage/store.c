@@ -775,6 +775,12 @@ int store_kv_put_sync(store_t *s, const char *db, const char *key, const void *v
 int store_kv_foreach(store_t *s, const char *db,
                      int (*fn)(void *arg, const char *key, size_t key_len, const void *val, size_t val_len), void *arg)
 {
+    return store_kv_foreach_from(s, db, NULL, fn, arg);
+}
+
+int store_kv_foreach_from(store_t *s, const char *db, const char *from,
+                          int (*fn)(void *arg, const char *key, size_t key_len, const void *val, size_t val_len), void *arg)
+{
     assert(s != NULL && s->magic == STORE_MAGIC);
     MDB_dbi dbi;
     MDB_txn *txn;
@@ -785,8 +791,9 @@ int store_kv_foreach(store_t *s, const char *db,
         return STORE_EIO;
     int rc = mdb_cursor_open(txn, dbi, &c);
     if (rc == 0) {
-        MDB_val k, v;
-        rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+        MDB_val k = {.mv_size = from != NULL ? strlen(from) : 0, .mv_data = (void *)from}, v;
+        /* MDB_SET_RANGE: the first key >= from, so a walk over a time range skips what is older */
+        rc = mdb_cursor_get(c, &k, &v, from != NULL && from[0] != '\0' ? MDB_SET_RANGE : MDB_FIRST);
         while (rc == 0) {
             if (fn(arg, k.mv_data, k.mv_size, v.mv_data, v.mv_size) != 0)
                 break;

@@ -213,4 +213,12 @@ int store_kv_put_sync(store_t *store, const char *db, const char *key, const voi
 int store_kv_foreach(store_t *store, const char *db,
                      int (*fn)(void *arg, const char *key, size_t key_len, const void *val, size_t val_len), void *arg);
 
+/**
+ * store_kv_foreach starting at the first key >= `from` (NULL or "": the first key), so that a
+ * walk over a range of ordered keys (the stats history's time-ordered ones) does not pay for
+ * what comes before it. Same contract otherwise.
+ */
+int store_kv_foreach_from(store_t *store, const char *db, const char *from,
+                          int (*fn)(void *arg, const char *key, size_t key_len, const void *val, size_t val_len), void *arg);
+
 #endif

@@ -429,6 +429,120 @@ START_TEST(test_sla_document)
 }
 END_TEST
 
+/* GET /stats carries the month's SLA: its summary of the history is read once per change of
+ * the history (stats_tick), not on every call */
+START_TEST(test_sla_summary_read_once_per_history_change)
+{
+    config_t cfg;
+    store_t *s = open_store();
+    char err[256];
+    config_defaults(&cfg);
+    cfg.threads = 2;
+    cfg.stats_retention_days = 36500; /* the sampler step below must not drop 2024 */
+    ck_assert_int_eq(stats_init(&cfg, s, NULL, err, sizeof(err)), 0);
+    int64_t feb = utc(2024, 2, 1, 0, 0), now = utc(2024, 2, 10, 12, 0);
+    for (int i = 0; i < 30; i++) {
+        stats_sample_t m = {.start = feb + 60 * i, .duration = 60, .requests = 100, .synth_5xx = i < 3 ? 50 : 0};
+        put_minute(s, &m);
+    }
+    put_bw(s, feb, 300, 1000000);
+    uint64_t loads = stats_history_loads();
+    json_t *a = admin_stats_current_json(now);
+    json_t *b = admin_stats_current_json(now);
+    ck_assert_uint_eq(stats_history_loads() - loads, 1);
+    ck_assert(json_equal(json_object_get(a, "sla"), json_object_get(b, "sla")));
+    ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(a, "sla"), "degraded_minutes")), 3);
+    json_decref(a);
+    json_decref(b);
+    /* the clock's part is never kept: later in the month, more minutes */
+    a = admin_stats_current_json(now + 3600);
+    ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(a, "sla"), "minutes")), (9 * 1440 + 13 * 60));
+    ck_assert_uint_eq(stats_history_loads() - loads, 1);
+    json_decref(a);
+
+    /* a change of the history (a sampler step) is seen by the next call */
+    stats_sample_t m = {.start = feb + 3600, .duration = 60, .requests = 10, .synth_5xx = 10};
+    put_minute(s, &m);
+    stats_tick((int64_t)time(NULL) + 120, 0);
+    a = admin_stats_current_json(now);
+    ck_assert_uint_eq(stats_history_loads() - loads, 2);
+    ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(a, "sla"), "degraded_minutes")), 4);
+    json_decref(a);
+    /* another month evicts it and is itself exact */
+    char detail[200];
+    a = admin_stats_sla_json(2024, 1, now, detail, sizeof(detail));
+    ck_assert_int_eq(json_integer_value(json_object_get(a, "degraded_minutes")), 0);
+    json_decref(a);
+    stats_stop();
+    close_store(&s);
+}
+END_TEST
+
+/* a read walks from the window's first record: what lies before it, other kinds of keys and a
+ * window reaching before 1970 */
+START_TEST(test_history_window_reads)
+{
+    config_t cfg;
+    store_t *s = open_store();
+    init_stats(&cfg, s);
+    int64_t t0 = utc(2024, 5, 1, 0, 0);
+    for (int i = 0; i < 20; i++) {
+        stats_sample_t m = {.start = t0 + 60 * i, .duration = 60, .requests = (uint64_t)i};
+        put_minute(s, &m);
+        put_bw(s, t0 + 60 * i, 60, (uint64_t)i);
+    }
+    ck_assert_int_eq(store_kv_put_sync(s, "stats", "a-not-ours", "x", 1), 0);
+    ck_assert_int_eq(store_kv_put_sync(s, "stats", "c-not-ours", "x", 1), 0);
+    ck_assert_int_eq(store_kv_put_sync(s, "stats", "z-not-ours", "x", 1), 0);
+    stats_sample_t *mins;
+    stats_bw_sample_t *bws;
+    size_t nm, nb;
+    ck_assert_int_eq(stats_history_load(t0 + 300, t0 + 600, &mins, &nm, &bws, &nb), 0);
+    ck_assert_uint_eq(nm, 5);
+    ck_assert_uint_eq(nb, 5);
+    ck_assert_int_eq(mins[0].start, t0 + 300);
+    ck_assert_uint_eq(mins[4].requests, 9);
+    ck_assert_int_eq(bws[0].start, t0 + 300);
+    ck_assert_uint_eq(bws[4].bytes, 9);
+    free(mins);
+    free(bws);
+    ck_assert_int_eq(stats_history_load(-(INT64_C(1) << 40), t0 + 120, &mins, &nm, NULL, NULL), 0);
+    ck_assert_uint_eq(nm, 2);
+    free(mins);
+    ck_assert_int_eq(stats_history_load(t0 + 600, t0 + 300, &mins, &nm, &bws, &nb), 0);
+    ck_assert_uint_eq(nm + nb, 0);
+    stats_stop();
+    close_store(&s);
+}
+END_TEST
+
+/* an answer is bounded: 3 days of minutes, not a month (44,640 samples, 40 MB of JSON) */
+START_TEST(test_history_answer_is_bounded)
+{
+    config_t cfg;
+    store_t *s = open_store();
+    init_stats(&cfg, s);
+    int64_t now = utc(2024, 5, 20, 0, 0), first = now - (ADMIN_STATS_MAX_BUCKETS + 1) * 60;
+    for (int64_t t = first; t < now; t += 60) {
+        stats_sample_t m = {.start = t, .duration = 60, .requests = 1};
+        put_minute(s, &m);
+    }
+    char detail[200];
+    json_t *doc = admin_stats_history_json(first + 60, now, "minute", detail, sizeof(detail));
+    ck_assert_msg(doc != NULL, "%s", detail);
+    ck_assert_uint_eq(json_array_size(json_object_get(doc, "data")), ADMIN_STATS_MAX_BUCKETS);
+    json_decref(doc);
+    ck_assert_ptr_null(admin_stats_history_json(first, now, "minute", detail, sizeof(detail)));
+    ck_assert_msg(strstr(detail, "narrow it") != NULL, "%s", detail);
+    doc = admin_stats_history_json(first, now, "hour", detail, sizeof(detail));
+    ck_assert_msg(doc != NULL, "%s", detail);
+    ck_assert_uint_eq(json_array_size(json_object_get(doc, "data")), 73); /* 72 h and a minute */
+    json_decref(doc);
+    stats_stop();
+    close_store(&s);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- time parsing */
 
 START_TEST(test_parse_time)
@@ -743,6 +857,9 @@ static Suite *stats_suite(void)
     tcase_add_test(tc, test_sampler_history_and_retention);
     tcase_add_test(tc, test_history_by_hour);
     tcase_add_test(tc, test_sla_document);
+    tcase_add_test(tc, test_sla_summary_read_once_per_history_change);
+    tcase_add_test(tc, test_history_window_reads);
+    tcase_add_test(tc, test_history_answer_is_bounded);
     tcase_add_test(tc, test_parse_time);
     tcase_add_test(tc, test_prom_formatting);
     tcase_add_test(tc, test_metrics_render_format);

@@ -1,0 +1,145 @@
+"""
+tests/integration/test_admin_hostile.py — the attacker-minded review of issues 21 and 23's
+admin endpoints: many concurrent long polls of the real-time API (each answered, nothing left
+behind: the process's descriptors come back to where they were), and Fastly's TLS fields of a
+backend with oversized values and NUL bytes (JSON and form), each a 400 naming the field with
+the backend unchanged, and a body over the admin limit a 413.
+"""
+
+import json
+import os
+import socket
+import urllib.parse
+
+import harness
+from harness import request, run_binary, scaled, wait_until
+
+SID = "edgecache"
+BASE = "/service/%s/version/1" % SID
+CERT = ("-----BEGIN CERTIFICATE-----\n" + "MIIB" * 16 + "\n-----END CERTIFICATE-----\n")
+
+
+class AdminHostile(harness.TestCase):
+    def setUp(self):
+        self.o = self.origin()
+        self.o.route_prefix("/", body=b"x", headers={"Cache-Control": "no-store"})
+        self.e = self.edgecache([self.o])
+        p = run_binary(["token", "create", "--data-dir", self.e.data_dir, "--scope", "global"])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.tok = p.stdout.strip()
+
+    def fds(self):
+        return len(os.listdir("/proc/%d/fd" % self.e.pid))
+
+    def test_many_concurrent_long_polls_are_answered_and_leave_nothing(self):
+        def latest():
+            r = request(self.e.admin_port, "GET", "/v1/channel/%s/ts/0" % SID, headers={"Fastly-Key": self.tok},
+                        timeout=10)
+            return json.loads(r.body)["Timestamp"] if r.status == 200 else 0
+
+        wait_until(lambda: latest() > 0, scaled(10), what="a first real-time second")
+        base = self.fds()
+        t = latest()
+        n = 300
+        socks = []
+        for _ in range(n):
+            s = socket.create_connection(("127.0.0.1", self.e.admin_port))
+            s.sendall(("GET /v1/channel/%s/ts/%d HTTP/1.1\r\nHost: x\r\nFastly-Key: %s\r\nConnection: close\r\n\r\n"
+                       % (SID, t, self.tok)).encode())
+            socks.append(s)
+        answered = 0
+        for s in socks:
+            s.settimeout(scaled(30))
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            s.close()
+            head, _, body = data.partition(b"\r\n\r\n")
+            self.assertTrue(head.startswith(b"HTTP/1.1 200"), head[:100])
+            doc = json.loads(body)
+            self.assertGreaterEqual(doc["Timestamp"], t)
+            answered += 1
+        self.assertEqual(answered, n)
+        # every waiting request's connection is gone from the process
+        wait_until(lambda: self.fds() <= base, scaled(10), what="descriptors back to %d (now %d)" % (base, self.fds()))
+        self.assertTrue(self.e.running)
+
+    def put(self, fields, form=False):
+        h = {"Fastly-Key": self.tok}
+        if form:
+            body = urllib.parse.urlencode(fields)
+            h["Content-Type"] = "application/x-www-form-urlencoded"
+        else:
+            body = json.dumps(fields)
+            h["Content-Type"] = "application/json"
+        return request(self.e.admin_port, "PUT", BASE + "/backend/backend1", headers=h, body=body)
+
+    def test_tls_fields_oversized_or_with_nul_bytes(self):
+        before = request(self.e.admin_port, "GET", BASE + "/backend/backend1", headers={"Fastly-Key": self.tok}).body
+        huge = CERT * (20000 // len(CERT) + 1)  # over the 16 KiB a PEM field holds
+        bad = [
+            ({"ssl_ca_cert": huge}, "ssl_ca_cert"),
+            ({"ssl_client_cert": huge}, "ssl_client_cert"),
+            ({"ssl_client_key": huge[:9000]}, "ssl_client_key"),
+            ({"ssl_ca_cert": CERT[:30] + "\u0000" + CERT[30:]}, "ssl_ca_cert"),
+            ({"ssl_cert_hostname": "origin.test\u0000.evil.test"}, "ssl_cert_hostname"),
+            ({"ssl_sni_hostname": "a" * 300}, "ssl_sni_hostname"),
+            ({"ssl_ciphers": "HIGH\u0000:aNULL"}, "ssl_ciphers"),
+            ({"ssl_ciphers": "A" * 2000}, "ssl_ciphers"),
+            ({"min_tls_version": "1.2\u0000"}, "min_tls_version"),
+        ]
+        for fields, name in bad:
+            for form in (False, True):
+                r = self.put(fields, form=form)
+                self.assertEqual(r.status, 400, "%s form=%s -> %s" % (list(fields), form, r.body[:200]))
+                # a NUL byte (JSON \u0000, form %00) is refused whole by the body's reader, before any field
+                nul = any("\u0000" in v for v in fields.values())
+                self.assertTrue(json.loads(r.body)["detail"].startswith("body:" if nul else name + ":"), r.body[:200])
+        r = self.put({"ssl_ca_cert": CERT * (70000 // len(CERT) + 1)})
+        self.assertEqual(r.status, 413, r.body[:200])
+        after = request(self.e.admin_port, "GET", BASE + "/backend/backend1", headers={"Fastly-Key": self.tok}).body
+        self.assertEqual(after, before)
+        self.assertTrue(self.e.running)
+
+    def test_stats_query_abuse_is_4xx(self):
+        h = {"Fastly-Key": self.tok}
+
+        def get(path):
+            return request(self.e.admin_port, "GET", path, headers=h, timeout=30)
+
+        bad = [
+            "/stats?from=99999999999999&by=minute",       # 14 digits: not a time
+            "/stats?from=0&by=minute",                    # 29 million minutes
+            "/stats/aggregate?from=999999+months+ago&by=day",
+            "/stats/aggregate?from=now&to=1",             # to before from
+            "/stats/aggregate?from=-5",
+            "/stats/aggregate?from=%00",
+            "/stats/aggregate?from=" + "9" * 300,
+            "/stats/aggregate?by=" + "m" * 300,
+            "/stats/aggregate?region=" + "%41" * 200,
+            "/stats/aggregate?from=2024-02-30+25:61",
+            "/stats/sla?month=2024-13",
+            "/stats/sla?month=99999-01",
+            "/stats/sla?month=" + "1" * 300,
+            "/v1/channel/%s/ts/%s" % (SID, "9" * 40),
+            "/v1/channel/%s/ts/h/limit/%s" % (SID, "9" * 40),
+            "/v1/channel/%s/ts/-1" % SID,
+        ]
+        for path in bad:
+            r = get(path)
+            self.assertEqual(r.status, 400, "%s -> %d %s" % (path[:80], r.status, r.body[:200]))
+            self.assertIn("detail", json.loads(r.body))
+        # the largest limit there is: the ring, not an allocation of the number asked for
+        r = get("/v1/channel/%s/ts/h/limit/999999999999" % SID)
+        self.assertEqual(r.status, 200, r.body[:200])
+        self.assertLessEqual(len(json.loads(r.body)["Data"]), 120)
+        # a window far in the past or far ahead is an empty answer, not an error
+        for path in ("/stats/aggregate?from=1&to=86400&by=hour", "/stats/aggregate?from=1&to=86400&by=minute",
+                     "/stats/aggregate?to=999999999999&by=minute"):
+            r = get(path)
+            self.assertEqual(r.status, 200, "%s -> %s" % (path, r.body[:200]))
+            self.assertEqual(json.loads(r.body)["data"], [])
+        self.assertTrue(self.e.running)
