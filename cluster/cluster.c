@@ -18,6 +18,14 @@
  * (cluster_cache_usable) once it has applied the stream's last sequence as it was at its
  * first set-up; until then the proxy does not serve from the cache.
  *
+ * A sequence means something only in the stream it counts in: the store keeps that stream's
+ * identity (its creation time, config record CLUSTER_STREAM_ID_KEY) beside bus_seq. A stream
+ * deleted and made anew restarts at 1, so a node that finds another identity invalidates
+ * everything (as for a gap) and counts from the new stream's last sequence; the record is
+ * written only after that purge-all is durable. While running, the tick notices a stream or a
+ * durable consumer deleted under it (a pull consumer that is gone may only time out) and sets
+ * the consumer up again.
+ *
  * Threads: the consumer thread owns the subscription and the set-up; cnats owns the
  * connection's threads (its reconnects, forever, with backoff). Nothing here runs on an
  * event loop except cluster_cache_usable and cluster_get_stats (atomic reads).
@@ -247,8 +255,8 @@ static int stream_replicas(void)
     return n >= 3 ? 3 : n >= 1 ? n : 1;
 }
 
-/* The stream's first and last sequences, making the stream when it is missing. */
-static int stream_bind(uint64_t *first, uint64_t *last)
+/* The stream's first and last sequences and its creation time (its identity), making the stream when it is missing. */
+static int stream_bind(uint64_t *first, uint64_t *last, int64_t *created)
 {
     jsStreamInfo *si = NULL;
     jsErrCode jerr = 0;
@@ -279,8 +287,39 @@ static int stream_bind(uint64_t *first, uint64_t *last)
     }
     *first = si->State.FirstSeq;
     *last = si->State.LastSeq;
+    *created = si->Created;
     jsStreamInfo_Destroy(si);
     return 0;
+}
+
+/*
+ * The stream the applied sequence counts in: config record CLUSTER_STREAM_ID_KEY, the stream's
+ * creation time in decimal nanoseconds (the same on every NATS server: it is the stream's
+ * assignment's). 0 when never recorded (a store from before it, or a first start).
+ */
+static int64_t stream_id_load(void)
+{
+    char *val = NULL;
+    size_t len = 0;
+    int64_t id = 0;
+    if (store_kv_get(cl.store, "config", CLUSTER_STREAM_ID_KEY, &val, &len) != 0)
+        return 0;
+    for (size_t i = 0; i < len && len <= 19; i++) { /* untrusted disk bytes: a decimal, or nothing */
+        if (val[i] < '0' || val[i] > '9') {
+            id = 0;
+            break;
+        }
+        id = id * 10 + (val[i] - '0');
+    }
+    free(val);
+    return id;
+}
+
+static int stream_id_save(int64_t created)
+{
+    char buf[24];
+    int n = snprintf(buf, sizeof(buf), "%lld", (long long)created);
+    return store_kv_put_sync(cl.store, "config", CLUSTER_STREAM_ID_KEY, buf, (size_t)n);
 }
 
 /* This node missed purges the stream no longer holds: invalidate everything, once, durably. */
@@ -301,15 +340,37 @@ static int invalidate_all(uint64_t upto, uint64_t first)
 static natsSubscription *consumer_setup(void)
 {
     uint64_t first = 0, last = 0;
-    if (stream_bind(&first, &last) != 0)
+    int64_t created = 0;
+    if (stream_bind(&first, &last, &created) != 0)
         return NULL;
-    note_stream_last(last);
     uint64_t applied = atomic_load(&cl.applied_seq);
-    if (applied > last || (last > applied && first > applied + 1)) {
+    int64_t known = stream_id_load();
+    /*
+     * A stream made anew (an operator deleted it; every node's sequences restart at 1) is not
+     * the one our applied sequence counts in: starting at applied + 1 would skip its first
+     * purges, and what the old stream held past our sequence is gone. Both are covered by
+     * invalidating everything and counting from the new stream's last sequence. A store that
+     * never recorded an identity (first start, or written by an older edgecache) keeps the
+     * sequence checks below.
+     */
+    int new_stream = known != 0 && created != 0 && known != created;
+    if (new_stream) {
+        atomic_store(&cl.stream_last, last); /* the old stream's figure means nothing now */
+        fprintf(stderr, "edgecache: cluster: the purge stream %s was made anew since this node last applied it\n",
+                CLUSTER_STREAM);
+    }
+    note_stream_last(last);
+    if (new_stream || applied > last || (last > applied && first > applied + 1)) {
         if (invalidate_all(last, first) != 0)
             return NULL;
         applied = last;
     }
+    /* after the purges it covers are durable: a crash before this invalidates once more, never less */
+    if (created != 0 && known != created && stream_id_save(created) != 0) {
+        fprintf(stderr, "edgecache: cluster: cannot record the purge stream's identity in the store; retrying\n");
+        return NULL;
+    }
+    cl.stream_created = created;
     if (!atomic_load(&cl.target_known)) {
         atomic_store(&cl.start_target, last);
         atomic_store(&cl.target_known, 1);
@@ -347,21 +408,46 @@ static natsSubscription *consumer_setup(void)
     return sub;
 }
 
-/* Every second or so: the stream's last sequence (for the lag), and answers past their deadline. */
-static void tick(int64_t *next_ms)
+/*
+ * Every second or so: the stream's last sequence (for the lag), and answers past their
+ * deadline. Returns 1 when the consumer must be set up again: the stream was deleted or made
+ * anew (its creation time changed), or the node's durable consumer was deleted. A pull
+ * consumer that is gone may only ever time out, so the fetch loop alone would not notice.
+ */
+static int tick(int64_t *next_ms)
 {
     int64_t now = now_mono_ms();
     if (now < *next_ms)
-        return;
+        return 0;
     *next_ms = now + 1000;
     atomic_store(&cl.connected, natsConnection_Status(cl.nc) == NATS_CONN_STATUS_CONNECTED);
+    int again = 0;
     jsStreamInfo *si = NULL;
     jsErrCode jerr = 0;
-    if (js_GetStreamInfo(&si, cl.js, CLUSTER_STREAM, NULL, &jerr) == NATS_OK) {
-        note_stream_last(si->State.LastSeq);
+    natsStatus s = js_GetStreamInfo(&si, cl.js, CLUSTER_STREAM, NULL, &jerr);
+    if (s == NATS_OK) {
+        if (cl.stream_created != 0 && si->Created != cl.stream_created)
+            again = 1;
+        else
+            note_stream_last(si->State.LastSeq);
         jsStreamInfo_Destroy(si);
+    } else if (s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr) {
+        again = 1;
     }
+    if (!again) {
+        jsConsumerInfo *ci = NULL;
+        jerr = 0;
+        s = js_GetConsumerInfo(&ci, cl.js, CLUSTER_STREAM, cl.durable, NULL, &jerr);
+        if (s == NATS_OK)
+            jsConsumerInfo_Destroy(ci);
+        else if (s == NATS_NOT_FOUND || jerr == JSConsumerNotFoundErr)
+            again = 1;
+    }
+    if (again)
+        fprintf(stderr, "edgecache: cluster: the purge stream or this node's consumer was deleted or made anew: setting up "
+                        "again from the applied sequence\n");
     cluster_waiters_settle(atomic_load(&cl.applied_seq), now);
+    return again;
 }
 
 static void on_disconnected(natsConnection *nc, void *closure)
@@ -437,7 +523,8 @@ static void *consumer_main(void *arg)
                 sleep_or_stop(100);
             }
             natsMsgList_Destroy(&list);
-            tick(&next_tick);
+            if (tick(&next_tick))
+                failures = 20;
         }
         natsSubscription_Destroy(sub);
     }

@@ -29,6 +29,7 @@
 #define CLUSTER_WAIT_ALL_MS 5000               /* Edgecache-Purge-Wait: all waits at most this long */
 #define CLUSTER_RECENT_IDS 4096                /* purge ids remembered with their stream sequence (purge status) */
 #define CLUSTER_NODE_SUBJECT "edgecache.node." /* + node name: its applied sequence, after each batch and every second */
+#define CLUSTER_STREAM_ID_KEY "cluster.stream_created" /* config record: the stream bus_seq counts in (cluster.c) */
 
 /* a node as last heard (core NATS heartbeats; this node's own entry too) */
 typedef struct cluster_node {
@@ -92,6 +93,7 @@ typedef struct cluster_state {
     cluster_recent_t *recent; /* ring of CLUSTER_RECENT_IDS */
     size_t recent_next;
     natsSubscription *node_sub;
+    int64_t stream_created; /* the bound stream's identity (the consumer thread's) */
 
     _Atomic uint64_t applied_seq; /* durable: the consumer sets it once store_note_bus_seq is done */
     _Atomic uint64_t stream_last;
