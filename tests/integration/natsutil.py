@@ -157,6 +157,27 @@ def publish_raw(port, subject, payload, msg_id=None, timeout=5.0):
         s.close()
 
 
+def publish_core(port, messages, timeout=5.0):
+    """Publish [(subject, payload)] on core NATS (no reply expected), in order on one connection;
+    returns once the server has read them all (its PONG to the PING sent after them)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=scaled(timeout))
+    try:
+        f = s.makefile("rb")
+        f.readline()  # INFO
+        out = b'CONNECT {"verbose":false,"pedantic":false}\r\n'
+        for subject, payload in messages:
+            out += ("PUB %s %d\r\n" % (subject, len(payload))).encode() + payload + b"\r\n"
+        s.sendall(out + b"PING\r\n")
+        while True:
+            line = f.readline()
+            if not line or line.startswith(b"-ERR"):
+                raise OSError("nats: %r" % line)
+            if line.startswith(b"PONG"):
+                return
+    finally:
+        s.close()
+
+
 def encode_purge(kind, items, soft=False):
     """The bus format of cluster/cluster_msg.h: kind 'key'|'keys'|'url'|'all'; items [(id, key bytes)]."""
     code = {"key": 1, "keys": 2, "url": 3, "all": 4}[kind]
