@@ -450,16 +450,49 @@ static int tick(int64_t *next_ms)
     return again;
 }
 
+/*
+ * Note why NATS cannot be reached or said no (for /stats), and log it once per different
+ * reason. The text is cnats' (a status, or the server's -ERR such as "Authorization
+ * Violation"): it never holds a URL's password, a token or a seed.
+ */
+static void note_connect_error(const char *why)
+{
+    int changed;
+    if (why[0] == '(' && strstr(why, "): ") != NULL) /* cnats' "(conn.c:1905): " source position */
+        why = strstr(why, "): ") + 3;
+    pthread_mutex_lock(&cl.lock);
+    changed = strncmp(cl.connect_error, why, sizeof(cl.connect_error) - 1) != 0;
+    if (changed)
+        snprintf(cl.connect_error, sizeof(cl.connect_error), "%s", why);
+    pthread_mutex_unlock(&cl.lock);
+    if (changed && why[0] != '\0')
+        fprintf(stderr, "edgecache: cluster: NATS: %s; purges are refused (503) until it works, retrying\n", why);
+}
+
 static void on_disconnected(natsConnection *nc, void *closure)
 {
-    (void)nc, (void)closure;
+    (void)closure;
     atomic_store(&cl.connected, 0);
+    const char *why = NULL;
+    if (natsConnection_GetLastError(nc, &why) != NATS_OK && why != NULL && why[0] != '\0')
+        note_connect_error(why);
 }
 
 static void on_reconnected(natsConnection *nc, void *closure)
 {
     (void)nc, (void)closure;
     atomic_store(&cl.connected, 1);
+    note_connect_error("");
+}
+
+/* asynchronous errors: a permission the server refused (a subject this user may not use), a slow consumer */
+static void on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *closure)
+{
+    (void)sub, (void)closure;
+    const char *why = NULL;
+    if (natsConnection_GetLastError(nc, &why) == NATS_OK || why == NULL || why[0] == '\0')
+        why = natsStatus_GetText(err);
+    note_connect_error(why);
 }
 
 static int connect_once(void)
@@ -467,8 +500,13 @@ static int connect_once(void)
     natsConnection *nc = NULL;
     jsCtx *js = NULL;
     natsStatus s = natsConnection_Connect(&nc, cl.opts);
-    if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED)
+    if (s != NATS_OK) {
+        natsStatus ls;
+        const char *why = nats_GetLastError(&ls);
+        note_connect_error(why != NULL && why[0] != '\0' ? why : natsStatus_GetText(s));
         return -1;
+    }
+    note_connect_error("");
     jsOptions jo;
     jsOptions_Init(&jo);
     jo.Wait = CLUSTER_PUBLISH_WAIT_MS;
@@ -583,18 +621,23 @@ int cluster_start(const cluster_options_t *opt, char *err, size_t errlen)
         s = natsOptions_SetReconnectWait(cl.opts, 250);
     if (s == NATS_OK)
         s = natsOptions_SetReconnectJitter(cl.opts, 250, 1000);
-    if (s == NATS_OK)
-        s = natsOptions_SetRetryOnFailedConnect(cl.opts, true, NULL, NULL); /* the first connect retries in the background */
+    /* no natsOptions_SetRetryOnFailedConnect: without a callback cnats retries inside Connect, forever here
+     * and deaf to cluster_stop (a node that NATS refused could not be stopped); consumer_main retries
+     * instead, between attempts that each end, with its own backoff */
     if (s == NATS_OK)
         s = natsOptions_SetTimeout(cl.opts, 2000);
     if (s == NATS_OK)
         s = natsOptions_SetDisconnectedCB(cl.opts, on_disconnected, NULL);
     if (s == NATS_OK)
         s = natsOptions_SetReconnectedCB(cl.opts, on_reconnected, NULL);
+    if (s == NATS_OK)
+        s = natsOptions_SetErrorHandler(cl.opts, on_async_error, NULL);
     if (s != NATS_OK) {
         errbuf_printf(err, errlen, "--cluster: cannot set up the NATS client: %s", natsStatus_GetText(s));
         return -1;
     }
+    if (cluster_auth_setup(cl.opts, opt, err, errlen) != 0)
+        return -1;
     cl.on = 1;
     purge_module_set_node(cl.node);
     purge_module_set_bus(cluster_pub_submit, NULL);
@@ -664,5 +707,6 @@ void cluster_get_stats(cluster_stats_t *out)
     out->stale_peer_not_stored = atomic_load(&cl.n_stale_peer);
     pthread_mutex_lock(&cl.lock);
     out->outbox = cl.outbox_len;
+    memcpy(out->connect_error, cl.connect_error, sizeof(out->connect_error));
     pthread_mutex_unlock(&cl.lock);
 }

@@ -82,7 +82,8 @@ typedef struct cluster_state {
     pthread_mutex_t lock;
     pthread_cond_t wake; /* publishers: work queued, or stopping; the consumer sleeps on it between retries */
     int stopping;
-    int connected_once; /* nc and js are set (under lock) */
+    int connected_once;      /* nc and js are set (under lock) */
+    char connect_error[160]; /* the last reason NATS could not be reached or refused us; "" once connected */
     cluster_pub_t *queue, **queue_tail;
     cluster_pub_t *outbox, **outbox_tail; /* publishes owed by purges applied locally only */
     size_t outbox_len;
@@ -105,6 +106,11 @@ typedef struct cluster_state {
 } cluster_state_t;
 
 extern cluster_state_t cl;
+
+/* cluster_auth.c */
+
+/** Set the credentials and TLS of opt on opts (files read now). 0, or -1 with one line in err (no secret in it). */
+int cluster_auth_setup(natsOptions *opts, const cluster_options_t *opt, char *err, size_t errlen);
 
 /* cluster_pub.c */
 

@@ -255,7 +255,9 @@ static void *publisher_main(void *arg)
             pthread_mutex_lock(&cl.lock);
             continue;
         }
-        if (cl.connected_once && cl.queue != NULL) {
+        /* never connected yet (NATS unreachable, or refusing our credentials): a purge still gets its
+         * answer when its budget is spent (publish fails at once, no connection touched) */
+        if (cl.queue != NULL && (cl.connected_once || now_mono_ms() >= cl.queue->deadline_ms)) {
             p = cl.queue;
             cl.queue = p->next;
             if (cl.queue == NULL)

@@ -25,8 +25,9 @@ NATS_SERVER = shutil.which("nats-server") or "/usr/bin/nats-server"
 
 
 class NatsServer:
-    def __init__(self, name, root):
+    def __init__(self, name, root, extra_conf=""):
         self.name = name
+        self.extra_conf = extra_conf  # more nats-server configuration (authorization, tls) for this server
         self.port = free_port()
         self.http_port = free_port()
         self.cluster_port = free_port()
@@ -49,6 +50,8 @@ class NatsServer:
             routes = ", ".join("nats-route://127.0.0.1:%d" % p.cluster_port for p in peers if p is not self)
             lines.append("cluster { name: edgecache_test, listen: 127.0.0.1:%d, routes: [%s] }" % (
                 self.cluster_port, routes))
+        if self.extra_conf:
+            lines.append(self.extra_conf)
         with open(self.conf, "w") as f:
             f.write("\n".join(lines) + "\n")
 
@@ -84,9 +87,9 @@ class NatsServer:
 class NatsCluster:
     """n nats-server processes with JetStream; n > 1: one cluster (routes between all)."""
 
-    def __init__(self, n=3):
+    def __init__(self, n=3, extra_conf=""):
         self.root = tempfile.mkdtemp(prefix="edgecache-nats-")
-        self.servers = [NatsServer("n%d" % (i + 1), self.root) for i in range(n)]
+        self.servers = [NatsServer("n%d" % (i + 1), self.root, extra_conf) for i in range(n)]
         for s in self.servers:
             s.write_conf(self.servers if n > 1 else None)
 
@@ -176,6 +179,31 @@ def publish_core(port, messages, timeout=5.0):
                 return
     finally:
         s.close()
+
+
+def user_nkey():
+    """A fresh NATS user NKey: (seed "SU...", public key "U..."), made as the nkeys library does
+    (Ed25519; base32 of prefix bytes, key and CRC16)."""
+    import base64
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    def crc16(data):
+        crc = 0
+        for b in data:
+            crc ^= b << 8
+            for _ in range(8):
+                crc = ((crc << 1) ^ 0x1021) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
+        return crc
+
+    def b32(raw):
+        return base64.b32encode(raw + crc16(raw).to_bytes(2, "little")).decode().rstrip("=")
+
+    seed = os.urandom(32)
+    pub = Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    user = 20 << 3
+    return b32(bytes([(18 << 3) | (user >> 5), (user & 31) << 3]) + seed), b32(bytes([user]) + pub)
 
 
 def encode_purge(kind, items, soft=False):

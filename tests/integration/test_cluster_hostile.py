@@ -7,10 +7,14 @@ on an event (/health, /stats counters), never on elapsed time.
 """
 
 import json
+import os
+import tempfile
+import shutil
 
+import certs
 import natsutil
 import test_cluster
-from harness import request, wait_until
+from harness import request, run_binary, wait_until
 
 SID = test_cluster.SID
 STREAM_API = "$JS.API.STREAM."
@@ -172,3 +176,130 @@ class HostileBus(test_cluster.ClusterCase):
         info = natsutil.publish_raw(port, CONSUMER_API + "INFO.EDGECACHE_PURGES." + durable, b"")
         self.assertEqual(info["num_ack_pending"], 0, info)
         self.assertEqual(info["num_redelivered"], 0, info)
+
+
+PASSWORD = "pw-Secret-4815162342"
+
+
+class Credentials(test_cluster.ClusterCase):
+    """NATS over TLS (client certificates required) with users: a password in the URL, an NKey."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp(prefix="edgecache-nats-auth-")
+        cls.ca = certs.TestCA(os.path.join(cls.dir, "ca"))
+        cls.server_cert = cls.ca.issue("nats.test", names=["nats.test", "127.0.0.1"])
+        cls.client_cert = cls.ca.issue("edge.test")
+        cls.seed, cls.pub = natsutil.user_nkey()
+        cls.seed_file = os.path.join(cls.dir, "edge.nk")
+        with open(cls.seed_file, "w") as f:
+            f.write(cls.seed + "\n")
+        extra = ('tls { cert_file: %s, key_file: %s, ca_file: %s, verify: true, timeout: 5 }\n'
+                 'authorization { users: [ {user: edge, password: "%s"}, {nkey: %s} ] }') % (
+            json.dumps(cls.server_cert[0]), json.dumps(cls.server_cert[1]), json.dumps(cls.ca.cert), PASSWORD, cls.pub)
+        cls.nats = natsutil.NatsCluster(1, extra_conf=extra).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.nats.cleanup()
+        shutil.rmtree(cls.dir, ignore_errors=True)
+
+    def url(self, userinfo=None):
+        port = self.nats.servers[0].port
+        return "nats://%s127.0.0.1:%d" % (userinfo + "@" if userinfo else "", port)
+
+    def tls_args(self):
+        return ["--cluster-tls-ca", self.ca.cert, "--cluster-tls-cert", "%s,%s" % self.client_cert]
+
+    def secure_node(self, name, cluster_args, ready=True):
+        e = self.edgecache([self.o], args=["--cluster"] + cluster_args + ["--node-name", "%s_%s" % (
+            name, self._testMethodName[-12:]), "--origin-timeout", "5000"])
+        if ready:
+            self.wait_ready(e)
+        return e
+
+    def assertNoSecret(self, e):
+        shown = [e.stderr_text()]
+        for path in ("/stats", "/cluster", "/metrics"):
+            r = request(e.admin_port, "GET", path, headers={"Fastly-Key": self.token(e)})
+            shown.append(r.body.decode(errors="replace"))
+        for text in shown:
+            self.assertNotIn(PASSWORD, text)
+            self.assertNotIn(self.seed, text)
+
+    def test_password_and_nkey_over_tls_carry_purges(self):
+        a = self.secure_node("A", [self.url("edge:" + PASSWORD)] + self.tls_args())
+        b = self.secure_node("B", [self.url(), "--cluster-nkey", self.seed_file] + self.tls_args())
+        self.cache([a, b], ["/obj/t1"])
+        r = self.purge(a, "/service/%s/purge/k-t1" % SID)
+        self.assertEqual(r.status, 200, r.describe())
+        self.wait_applied([b], self.cstats(a)["applied_seq"])
+        for e in (a, b):
+            self.assertOwnXCache(self.get(e, "/obj/t1"), "MISS")
+            self.assertTrue(self.cstats(e)["connected"])
+            self.assertIsNone(self.cstats(e)["connect_error"])
+            self.assertNoSecret(e)
+        # and someone without credentials cannot put a purge on the bus: that is what protects it
+        with self.assertRaises(OSError):
+            natsutil.publish_core(self.nats.servers[0].port, [("edgecache.purge", b"x")])
+
+    def test_a_wrong_password_starts_reports_and_refuses_purges(self):
+        e = self.secure_node("W", [self.url("edge:not-" + PASSWORD)] + self.tls_args(), ready=False)
+        wait_until(lambda: "Authorization" in (self.cstats(e)["connect_error"] or ""), timeout=30,
+                   what="the refusal in /stats")
+        st = self.cstats(e)
+        self.assertFalse(st["connected"])
+        self.assertFalse(st["ready"])
+        self.assertEqual(request(e.admin_port, "GET", "/health").status, 503)
+        self.assertIn("Authorization", e.stderr_text())
+        self.assertEqual(e.stderr_text().count("Authorization"), 1, "said once, not at every retry")
+        self.assertNotIn(PASSWORD, e.stderr_text())
+        # the node serves (from the origin, not the cache it cannot keep in step) ...
+        self.assertEqual(self.body(e, "/obj/w1"), "/obj/w1 v1")
+        # ... and a purge is refused: nothing is acknowledged that the stream did not store
+        r = self.purge(e, "/service/%s/purge/k-w1" % SID)
+        self.assertEqual(r.status, 503, r.describe())
+
+    def test_a_server_the_ca_did_not_sign_is_refused(self):
+        other = certs.TestCA(os.path.join(self.o_dir(), "other"))
+        e = self.secure_node("X", [self.url("edge:" + PASSWORD), "--cluster-tls-ca", other.cert], ready=False)
+        wait_until(lambda: self.cstats(e)["connect_error"] is not None, timeout=30, what="the TLS failure in /stats")
+        self.assertFalse(self.cstats(e)["connected"])
+        self.assertNoSecret(e)
+
+    def test_a_server_certificate_for_another_name_is_refused(self):
+        e = self.secure_node("H", [self.url("edge:" + PASSWORD)] + self.tls_args() +
+                             ["--cluster-tls-hostname", "other.test"], ready=False)
+        wait_until(lambda: self.cstats(e)["connect_error"] is not None, timeout=30, what="the name mismatch in /stats")
+        self.assertFalse(self.cstats(e)["connected"])
+        ok = self.secure_node("N", [self.url("edge:" + PASSWORD)] + self.tls_args() +
+                              ["--cluster-tls-hostname", "nats.test"])
+        self.assertTrue(self.cstats(ok)["connected"])
+
+    def test_bad_credential_settings_exit_2_with_one_line_and_no_secret(self):
+        d = self.o_dir()
+        junk = os.path.join(d, "junk")
+        with open(junk, "w") as f:
+            f.write("not a seed\n")
+        url = self.url("edge:" + PASSWORD)
+        for args, flag in (([url, "--cluster-tls-ca", os.path.join(d, "missing.pem")], "--cluster-tls-ca"),
+                           ([url, "--cluster-tls-ca", junk], "--cluster-tls-ca"),
+                           ([url, "--cluster-nkey", junk], "--cluster-nkey"),
+                           ([url, "--cluster-creds", junk], "--cluster-creds"),
+                           ([url, "--cluster-creds", junk, "--cluster-nkey", self.seed_file], "--cluster-nkey"),
+                           (["tls://edge:%s@127.0.0.1:1" % PASSWORD], "--cluster-tls-ca"),
+                           (["nats://edge:%s@127.0.0.1" % PASSWORD], "--cluster"),
+                           (["nats://edge:%s@" % PASSWORD], "--cluster"),
+                           (["nats://ed ge:%s@127.0.0.1:1" % PASSWORD], "--cluster")):
+            p = run_binary(["--cluster"] + args + ["--node-name", "x", "--data-dir", self.o_dir()])
+            self.assertEqual(p.returncode, 2, (args, p.stderr))
+            self.assertEqual(len(p.stderr.strip().splitlines()), 1, p.stderr)
+            self.assertIn(flag, p.stderr)
+            self.assertNotIn(PASSWORD, p.stderr)
+        p = run_binary(["--cluster-tls-ca", self.ca.cert, "--data-dir", self.o_dir()])
+        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertIn("no --cluster", p.stderr)
+        p = run_binary(["--help"])
+        for flag in ("--cluster-creds", "--cluster-nkey", "--cluster-tls-ca", "--cluster-tls-cert",
+                     "--cluster-tls-hostname"):
+            self.assertIn(flag, p.stdout + p.stderr)
