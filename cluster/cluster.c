@@ -161,12 +161,15 @@ static void check_ready(void)
 /* the consumer was just set up: its first message may be past applied + 1 (messages deleted from the stream) */
 static int fresh_consumer;
 
+/* the last batch could not be made durable (a full disk, an I/O error): said once, retried with backoff */
+static int store_failing;
+
 /*
  * Apply one fetched batch, in stream order. Returns 0 when every message is acked (applied or
- * skipped); -1 when the store could not make them durable, or a message is missing before
- * one that came (a delivery lost on the way would otherwise be skipped for good when it came
- * back below the applied sequence): what is past it is not acked, and the caller starts the
- * consumer again at applied + 1.
+ * skipped); -2 when the store could not make them durable (nothing acked); -1 when a message
+ * is missing before one that came (a delivery lost on the way would otherwise be skipped for
+ * good when it came back below the applied sequence): what is past it is not acked. On either,
+ * the caller starts the consumer again at applied + 1.
  */
 static int apply_batch(natsMsgList *list)
 {
@@ -209,14 +212,19 @@ static int apply_batch(natsMsgList *list)
     if (last > applied) {
         int err = apply_durably(jobs, n, last);
         if (err != 0) {
-            fprintf(stderr,
-                    "edgecache: cluster: the store could not apply %zu purge(s) from the stream (error %d); they will be "
-                    "delivered again\n",
-                    n, err);
+            if (!store_failing) /* once per episode: a full disk fails every retry */
+                fprintf(stderr,
+                        "edgecache: cluster: the store could not apply %zu purge(s) from the stream (error %d); they will "
+                        "be delivered again (retrying with backoff)\n",
+                        n, err);
+            store_failing = 1;
             free(jobs);
-            return -1; /* nothing acked: the consumer starts again at the applied sequence */
+            return -2; /* nothing acked: the consumer starts again at the applied sequence */
         }
         atomic_fetch_add(&cl.n_applied, n);
+        if (store_failing)
+            fprintf(stderr, "edgecache: cluster: the store applies the stream's purges again\n");
+        store_failing = 0;
     }
     free(jobs);
     for (int i = 0; i < count; i++)
@@ -528,7 +536,7 @@ static void *consumer_main(void *arg)
 {
     (void)arg;
     pthread_setname_np(pthread_self(), "ec-cluster");
-    int64_t backoff = 100, next_tick = 0;
+    int64_t backoff = 100, next_tick = 0, store_backoff = 100;
     while (!stopping() && connect_once() != 0) {
         sleep_or_stop(backoff);
         backoff = backoff < 5000 ? backoff * 2 : 5000;
@@ -550,11 +558,15 @@ static void *consumer_main(void *arg)
             jsErrCode jerr = 0;
             natsStatus s = natsSubscription_Fetch(&list, sub, FETCH_BATCH, FETCH_WAIT_MS, &jerr);
             if (s == NATS_OK) {
-                if (apply_batch(&list) == 0) {
+                int rc = apply_batch(&list);
+                if (rc == 0) {
                     failures = 0;
+                    store_backoff = 100;
                 } else {
                     failures = 20; /* set the consumer up again at applied + 1 */
-                    sleep_or_stop(100);
+                    sleep_or_stop(rc == -2 ? store_backoff : 100);
+                    if (rc == -2)
+                        store_backoff = store_backoff < 5000 ? store_backoff * 2 : 5000;
                 }
             } else if (s != NATS_TIMEOUT) {
                 failures++; /* disconnected, no leader: cnats reconnects; a consumer lost for long is set up again */
