@@ -523,13 +523,39 @@ static int connect_once(void)
         return -1;
     }
     atomic_store(&cl.connected, natsConnection_Status(nc) == NATS_CONN_STATUS_CONNECTED);
+    pthread_rwlock_wrlock(&cl.conn_lock);
     pthread_mutex_lock(&cl.lock);
     cl.nc = nc;
     cl.js = js;
     cl.connected_once = 1;
     pthread_cond_broadcast(&cl.wake);
     pthread_mutex_unlock(&cl.lock);
+    pthread_rwlock_unlock(&cl.conn_lock);
     return 0;
+}
+
+/*
+ * cnats gives a connection up for good when a server refuses its reconnects twice for the same
+ * reason (credentials revoked or rotated on the servers' side): drop it, so that the loop below
+ * connects anew and the node comes back by itself once NATS takes it again.
+ */
+static void drop_closed_connection(void)
+{
+    if (cl.nc == NULL || !natsConnection_IsClosed(cl.nc))
+        return;
+    fprintf(stderr, "edgecache: cluster: NATS closed the connection for good; connecting anew\n");
+    atomic_store(&cl.connected, 0);
+    pthread_rwlock_wrlock(&cl.conn_lock);
+    if (cl.node_sub != NULL)
+        natsSubscription_Destroy(cl.node_sub);
+    cl.node_sub = NULL;
+    jsCtx_Destroy(cl.js);
+    natsConnection_Destroy(cl.nc);
+    pthread_mutex_lock(&cl.lock);
+    cl.js = NULL;
+    cl.nc = NULL;
+    pthread_mutex_unlock(&cl.lock);
+    pthread_rwlock_unlock(&cl.conn_lock);
 }
 
 static void *consumer_main(void *arg)
@@ -537,11 +563,13 @@ static void *consumer_main(void *arg)
     (void)arg;
     pthread_setname_np(pthread_self(), "ec-cluster");
     int64_t backoff = 100, next_tick = 0, store_backoff = 100;
-    while (!stopping() && connect_once() != 0) {
-        sleep_or_stop(backoff);
-        backoff = backoff < 5000 ? backoff * 2 : 5000;
-    }
     while (!stopping()) {
+        drop_closed_connection();
+        if (cl.nc == NULL && connect_once() != 0) {
+            sleep_or_stop(backoff);
+            backoff = backoff < 5000 ? backoff * 2 : 5000;
+            continue;
+        }
         natsSubscription *sub = consumer_setup();
         if (sub == NULL) {
             cluster_waiters_settle(atomic_load(&cl.applied_seq), now_mono_ms());
@@ -619,6 +647,7 @@ int cluster_start(const cluster_options_t *opt, char *err, size_t errlen)
     atomic_store(&cl.applied_seq, store_bus_seq(opt->store));
     pthread_mutex_init(&cl.lock, NULL);
     pthread_cond_init(&cl.wake, NULL);
+    pthread_rwlock_init(&cl.conn_lock, NULL);
 
     natsStatus s = nats_Open(-1);
     if (s == NATS_OK)

@@ -73,7 +73,11 @@ typedef struct cluster_state {
     int num_urls;
 
     natsOptions *opts;
-    natsConnection *nc; /* set once by the consumer thread's first connect; cnats reconnects it */
+    /* set by the consumer thread when it connects; cnats reconnects it; replaced (the consumer thread, under
+     * conn_lock held for writing) only when cnats closed it for good. Other threads use nc and js under
+     * conn_lock held for reading, and find them NULL between a close and the next connection. */
+    pthread_rwlock_t conn_lock;
+    natsConnection *nc;
     jsCtx *js;
 
     pthread_t consumer, publishers[CLUSTER_PUBLISHERS];

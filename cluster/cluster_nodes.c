@@ -106,7 +106,10 @@ void cluster_nodes_announce(void)
     pthread_mutex_lock(&cl.lock);
     node_heard_locked(cl.node, strlen(cl.node), applied, now_mono_ms());
     pthread_mutex_unlock(&cl.lock);
-    natsConnection_PublishString(cl.nc, subject, payload); /* buffered by cnats; lost while disconnected */
+    pthread_rwlock_rdlock(&cl.conn_lock);
+    if (cl.nc != NULL)
+        natsConnection_PublishString(cl.nc, subject, payload); /* buffered by cnats; lost while disconnected */
+    pthread_rwlock_unlock(&cl.conn_lock);
 }
 
 /* ---------------------------------------------------------------- wait for all */

@@ -166,7 +166,9 @@ static int publish_once(const cluster_pub_t *p, int64_t wait_ms, uint64_t *seq)
     po.ExpectStream = CLUSTER_STREAM;
     if (natsMsg_Create(&m, CLUSTER_SUBJECT, NULL, p->data, (int)p->len) != NATS_OK)
         return -1;
-    natsStatus s = js_PublishMsg(&pa, cl.js, m, &po, &jerr);
+    pthread_rwlock_rdlock(&cl.conn_lock);
+    natsStatus s = cl.js != NULL ? js_PublishMsg(&pa, cl.js, m, &po, &jerr) : NATS_CONNECTION_CLOSED;
+    pthread_rwlock_unlock(&cl.conn_lock);
     natsMsg_Destroy(m);
     if (s != NATS_OK)
         return -1;

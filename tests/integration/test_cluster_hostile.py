@@ -8,8 +8,9 @@ on an event (/health, /stats counters), never on elapsed time.
 
 import json
 import os
-import tempfile
 import shutil
+import signal
+import tempfile
 
 import certs
 import natsutil
@@ -259,6 +260,31 @@ class Credentials(test_cluster.ClusterCase):
         # ... and a purge is refused: nothing is acknowledged that the stream did not store
         r = self.purge(e, "/service/%s/purge/k-w1" % SID)
         self.assertEqual(r.status, 503, r.describe())
+
+    def test_credentials_revoked_then_restored_the_node_comes_back_by_itself(self):
+        a = self.secure_node("R", [self.url("edge:" + PASSWORD)] + self.tls_args())
+        server = self.nats.servers[0]
+        with open(server.conf) as f:
+            conf = f.read()
+
+        def reload(text):
+            with open(server.conf, "w") as f:
+                f.write(text)
+            server.proc.send_signal(signal.SIGHUP)
+
+        self.addCleanup(reload, conf)
+        reload(conf.replace(PASSWORD, "rotated-" + PASSWORD))  # the server drops us, and refuses our reconnects
+        wait_until(lambda: not self.cstats(a)["connected"] and "Authorization" in (self.cstats(a)["connect_error"] or ""),
+                   timeout=30, what="the refusal in /stats")
+        # cnats gives such a connection up for good: the node must not
+        wait_until(lambda: "closed the connection" in a.stderr_text(), timeout=30, what="the closed connection noticed")
+        reload(conf)
+        wait_until(lambda: self.cstats(a)["connected"], timeout=60, what="connected again")
+        self.cache([a], ["/obj/r1"])
+        r = self.purge(a, "/service/%s/purge/k-r1" % SID)
+        self.assertEqual(r.status, 200, r.describe())
+        self.assertOwnXCache(self.get(a, "/obj/r1"), "MISS")
+        self.assertNoSecret(a)
 
     def test_a_server_the_ca_did_not_sign_is_refused(self):
         other = certs.TestCA(os.path.join(self.o_dir(), "other"))
