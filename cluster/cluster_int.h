@@ -98,7 +98,8 @@ typedef struct cluster_state {
     cluster_recent_t *recent; /* ring of CLUSTER_RECENT_IDS */
     size_t recent_next;
     natsSubscription *node_sub;
-    int64_t stream_created; /* the bound stream's identity (the consumer thread's) */
+    int64_t stream_created;  /* the bound stream's identity (the consumer thread's) */
+    int64_t fetch_max_bytes; /* a fetch's byte bound, 0 for none (the consumer thread's; cluster.c) */
 
     _Atomic uint64_t applied_seq; /* durable: the consumer sets it once store_note_bus_seq is done */
     _Atomic uint64_t stream_last;

@@ -155,8 +155,8 @@ class HostileBus(test_cluster.ClusterCase):
             key[:8] + bytes([len("poison-ok-1")]) + b"poison-ok-1" + b"\xff\xff\xff\xff" + b"k-p1",  # a key length past the end
             natsutil.encode_purge("all", [("poison-all-1", b"x")]),  # "all" carries no key
             natsutil.encode_purge("keys", [("p%d" % i, b"k") for i in range(4097)]),  # too many items
-            b"\x00" * (900 * 1024),  # large (under the server's max_payload)
-        ]
+        ] + [b"\x00" * (900 * 1024)] * 24  # large (under max_payload): more than one fetch's byte bound together
+
         last = 0
         for i, p in enumerate(poison):
             last = natsutil.publish_raw(port, "edgecache.purge", p, msg_id="poison-%d" % i)["seq"]
@@ -177,6 +177,9 @@ class HostileBus(test_cluster.ClusterCase):
         info = natsutil.publish_raw(port, CONSUMER_API + "INFO.EDGECACHE_PURGES." + durable, b"")
         self.assertEqual(info["num_ack_pending"], 0, info)
         self.assertEqual(info["num_redelivered"], 0, info)
+        # the stream the nodes made refuses messages over 1 MiB, which bounds what one fetch holds
+        info = natsutil.publish_raw(port, STREAM_API + "INFO.EDGECACHE_PURGES", b"")
+        self.assertEqual(info["config"]["max_msg_size"], 1 << 20, info)
 
 
 PASSWORD = "pw-Secret-4815162342"
