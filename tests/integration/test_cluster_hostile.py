@@ -332,3 +332,33 @@ class Credentials(test_cluster.ClusterCase):
         for flag in ("--cluster-creds", "--cluster-nkey", "--cluster-tls-ca", "--cluster-tls-cert",
                      "--cluster-tls-hostname"):
             self.assertIn(flag, p.stdout + p.stderr)
+
+
+class DecentralizedAuth(test_cluster.ClusterCase):
+    """NATS in operator mode (JWTs): a node with a .creds file."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp(prefix="edgecache-nats-jwt-")
+        conf, cls.creds = natsutil.operator_setup(cls.dir)
+        cls.nats = natsutil.NatsCluster(1, extra_conf=conf).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.nats.cleanup()
+        shutil.rmtree(cls.dir, ignore_errors=True)
+
+    def test_a_creds_file_carries_purges_and_none_is_refused(self):
+        a = self.node("A", args=["--cluster-creds", self.creds])
+        b = self.node("B", args=["--cluster-creds", self.creds])
+        self.cache([b], ["/obj/j1"])
+        r = self.purge(a, "/service/%s/purge/k-j1" % SID)
+        self.assertEqual(r.status, 200, r.describe())
+        self.wait_applied([b], self.cstats(a)["applied_seq"])
+        self.assertOwnXCache(self.get(b, "/obj/j1"), "MISS")
+        with open(self.creds) as f:
+            seed = [line for line in f.read().splitlines() if line.startswith("SU")][0]
+        self.assertNotIn(seed, a.stderr_text())
+        c = self.edgecache([self.o], args=["--cluster", self.nats.urls, "--node-name", "nocreds"])
+        wait_until(lambda: self.cstats(c)["connect_error"] is not None, timeout=30, what="refused without credentials")
+        self.assertFalse(self.cstats(c)["connected"])
