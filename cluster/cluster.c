@@ -16,7 +16,9 @@
  * made anew), the node invalidates its whole cache (a purge-all, which covers everything
  * published until now) and records the stream's last sequence as applied. The node is ready
  * (cluster_cache_usable) once it has applied the stream's last sequence as it was at its
- * first set-up; until then the proxy does not serve from the cache.
+ * first set-up; until then the proxy does not serve from the cache. A store that cannot apply
+ * a batch (a full disk) makes the node not ready again, with the stream's last sequence as it
+ * is then as the target: its cache still holds what the batch removes.
  *
  * A sequence means something only in the stream it counts in: the store keeps that stream's
  * identity (its creation time, config record CLUSTER_STREAM_ID_KEY) beside bus_seq. A stream
@@ -214,11 +216,19 @@ static int apply_batch(natsMsgList *list)
     if (last > applied) {
         int err = apply_durably(jobs, n, last);
         if (err != 0) {
-            if (!store_failing) /* once per episode: a full disk fails every retry */
+            if (!store_failing) { /* once per episode: a full disk fails every retry */
                 fprintf(stderr,
                         "edgecache: cluster: the store could not apply %zu purge(s) from the stream (error %d); they will "
-                        "be delivered again (retrying with backoff)\n",
+                        "be delivered again (retrying with backoff); not serving the cache until they are applied\n",
                         n, err);
+                /* the cache still holds what those purges remove: pass requests to the origin (as at start)
+                 * until the node has applied the stream as far as it is now */
+                uint64_t target = atomic_load(&cl.stream_last);
+                if (target < last)
+                    target = last;
+                atomic_store(&cl.start_target, target);
+                atomic_store(&cl.ready, 0);
+            }
             store_failing = 1;
             free(jobs);
             return -2; /* nothing acked: the consumer starts again at the applied sequence */
@@ -379,6 +389,8 @@ static natsSubscription *consumer_setup(void)
         if (invalidate_all(last, first) != 0)
             return NULL;
         applied = last;
+        if (new_stream && atomic_load(&cl.target_known))
+            atomic_store(&cl.start_target, last); /* a target counted in the old stream means nothing now */
     }
     /* after the purges it covers are durable: a crash before this invalidates once more, never less */
     if (created != 0 && known != created && stream_id_save(created) != 0) {

@@ -78,8 +78,9 @@ int cluster_enabled(void);
 
 /**
  * 1 when the cache may be served: not a cluster, or caught up with the purge stream as it was
- * when this node started (until then the proxy passes requests to the origin, so that a node
- * that missed purges never serves what they removed). Any thread; an atomic read.
+ * when this node started, or when its store last failed to apply it (a full disk) (until then
+ * the proxy passes requests to the origin, so that a node that missed purges never serves what
+ * they removed). Any thread; an atomic read.
  */
 int cluster_cache_usable(void);
 

@@ -103,7 +103,8 @@ typedef struct cluster_state {
 
     _Atomic uint64_t applied_seq; /* durable: the consumer sets it once store_note_bus_seq is done */
     _Atomic uint64_t stream_last;
-    _Atomic uint64_t start_target; /* the stream's last sequence when this process first set up */
+    _Atomic uint64_t start_target; /* ready once applied up to it: the stream's last sequence at the first set-up (or
+                                      when the store last failed to apply, or when the stream was made anew) */
     _Atomic int ready, connected, target_known;
 
     _Atomic uint64_t n_published, n_publish_failed, n_applied, n_redelivered, n_duplicates, n_invalid, n_catchups, n_gaps,

@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import tempfile
 
 import certs
@@ -22,8 +23,8 @@ STREAM_API = "$JS.API.STREAM."
 CONSUMER_API = "$JS.API.CONSUMER."
 
 
-class OperatorDeletes(test_cluster.ClusterCase):
-    """An operator deletes the stream or a node's consumer while the nodes run."""
+class OperatorAndDisk(test_cluster.ClusterCase):
+    """An operator deletes the stream or a node's consumer while the nodes run; a node's disk fills up."""
 
     def test_a_stream_made_anew_is_not_skipped_by_a_node_that_was_ahead(self):
         a, b = self.node("A"), self.node("B")
@@ -72,6 +73,36 @@ class OperatorDeletes(test_cluster.ClusterCase):
         self.wait_ready(b)
         self.assertGreaterEqual(self.cstats(b)["gap_invalidations"], 1)
         self.assertOwnXCache(self.get(b, "/obj/d1"), "MISS")
+
+    def test_a_full_disk_stops_the_cache_until_the_purges_are_applied(self):
+        mnt = tempfile.mkdtemp(prefix="edgecache-full-")
+        self.addCleanup(shutil.rmtree, mnt, True)
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", mnt], capture_output=True).returncode != 0:
+            self.skipTest("needs a small file system of its own (mount tmpfs: root)")
+        self.addCleanup(subprocess.run, ["umount", "-l", mnt])
+        a = self.node("A")
+        b = self.node("B", data_dir=os.path.join(mnt, "b"), args=["--disk-reserve", "free-space"])
+        self.assertEqual(self.body(b, "/obj/f1"), "/obj/f1 v1")
+        self.assertOwnXCache(self.get(b, "/obj/f1"), "HIT")
+        with open(os.path.join(mnt, "fill"), "wb") as f:  # the disk is full
+            try:
+                while True:
+                    f.write(b"\0" * (1 << 20))
+                    f.flush()
+            except OSError:
+                pass
+        r = self.purge(a, "/service/%s/purge/k-f1" % SID)
+        self.assertEqual(r.status, 200, r.describe())
+        wait_until(lambda: not self.cstats(b)["ready"], timeout=30, what="B not ready: its store cannot apply the purge")
+        self.assertLess(self.cstats(b)["applied_seq"], self.cstats(a)["applied_seq"])
+        self.assertEqual(request(b.admin_port, "GET", "/health").status, 503)
+        # the purged object is not served from B's cache: B passes to the origin
+        self.assertEqual(self.body(b, "/obj/f1"), "/obj/f1 v2")
+        os.unlink(os.path.join(mnt, "fill"))
+        self.wait_ready(b)
+        self.wait_applied([b], self.cstats(a)["applied_seq"])
+        self.assertEqual(self.body(b, "/obj/f1"), "/obj/f1 v3")
+        self.assertIn("not serving the cache", b.stderr_text())
 
     def test_a_deleted_consumer_is_made_again(self):
         a, b = self.node("A"), self.node("B")
