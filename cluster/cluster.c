@@ -208,6 +208,7 @@ static int apply_batch(natsMsgList *list)
         } else {
             for (size_t k = 0; k < m.num_items; k++)
                 cluster_recent_note(m.items[k].id, m.items[k].id_len, seq);
+            cluster_msg_applied_note(m.items[0].id, m.items[0].id_len, seq); /* its message id */
             jobs[n++] = job_from_msg(&m);
             cluster_msg_free(&m);
         }
@@ -358,6 +359,7 @@ static int invalidate_all(uint64_t upto, uint64_t first)
     if (apply_durably(&job, 1, upto) != 0)
         return -1;
     atomic_fetch_add(&cl.n_gaps, 1);
+    atomic_fetch_add(&cl.stream_epoch, 1); /* what waits on a sequence of a stream made anew is covered now */
     return 0;
 }
 
@@ -730,6 +732,7 @@ void cluster_stop(void)
     if (cl.node_sub != NULL)
         natsSubscription_Destroy(cl.node_sub);
     free(cl.recent);
+    free(cl.applied_msgs);
     if (cl.nc != NULL) {
         jsCtx_Destroy(cl.js);
         natsConnection_Destroy(cl.nc);

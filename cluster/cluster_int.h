@@ -60,7 +60,9 @@ typedef struct cluster_waiter {
     uint64_t seq;
     int64_t deadline_ms;
     purge_job_t *job;
-    int wait_all; /* then wait for every live node (cluster_nodes.c) */
+    int wait_all;          /* then wait for every live node (cluster_nodes.c) */
+    uint64_t epoch_needed; /* 0, or seq may count in a stream made anew: applied once stream_epoch reaches this */
+    int applied;           /* scratch for cluster_waiters_settle */
 } cluster_waiter_t;
 
 typedef struct cluster_state {
@@ -97,11 +99,14 @@ typedef struct cluster_state {
     size_t num_nodes;
     cluster_recent_t *recent; /* ring of CLUSTER_RECENT_IDS */
     size_t recent_next;
+    cluster_recent_t *applied_msgs; /* ring of CLUSTER_RECENT_IDS: the message ids applied lately, one per message */
+    size_t applied_msgs_next;
     natsSubscription *node_sub;
     int64_t stream_created;  /* the bound stream's identity (the consumer thread's) */
     int64_t fetch_max_bytes; /* a fetch's byte bound, 0 for none (the consumer thread's; cluster.c) */
 
-    _Atomic uint64_t applied_seq; /* durable: the consumer sets it once store_note_bus_seq is done */
+    _Atomic uint64_t stream_epoch; /* moves on each time the consumer invalidates everything (a new stream, a gap) */
+    _Atomic uint64_t applied_seq;  /* durable: the consumer sets it once store_note_bus_seq is done */
     _Atomic uint64_t stream_last;
     _Atomic uint64_t start_target; /* ready once applied up to it: the stream's last sequence at the first set-up (or
                                       when the store last failed to apply, or when the stream was made anew) */
@@ -148,5 +153,11 @@ void cluster_waitall_settle(int64_t now_ms);
 
 /** Remember that purge `id` is stream sequence `seq` (the consumer thread). */
 void cluster_recent_note(const char *id, size_t id_len, uint64_t seq);
+
+/** Remember that message `id` (its first purge id) is stream sequence `seq`, applied here (the consumer thread). */
+void cluster_msg_applied_note(const char *id, size_t id_len, uint64_t seq);
+
+/** 1 when message `id` was applied here as sequence `seq` (among the CLUSTER_RECENT_IDS last). Under cl.lock. */
+int cluster_msg_applied_locked(const char *id, uint64_t seq);
 
 #endif

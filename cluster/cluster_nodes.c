@@ -192,6 +192,28 @@ void cluster_recent_note(const char *id, size_t id_len, uint64_t seq)
     pthread_mutex_unlock(&cl.lock);
 }
 
+void cluster_msg_applied_note(const char *id, size_t id_len, uint64_t seq)
+{
+    if (id_len >= PURGE_ID_CAP)
+        return;
+    pthread_mutex_lock(&cl.lock);
+    if (cl.applied_msgs == NULL)
+        cl.applied_msgs = alloc_xcalloc(CLUSTER_RECENT_IDS, sizeof(*cl.applied_msgs), "cluster");
+    cluster_recent_t *r = &cl.applied_msgs[cl.applied_msgs_next++ % CLUSTER_RECENT_IDS];
+    memcpy(r->id, id, id_len);
+    r->id[id_len] = '\0';
+    r->seq = seq;
+    pthread_mutex_unlock(&cl.lock);
+}
+
+int cluster_msg_applied_locked(const char *id, uint64_t seq)
+{
+    for (size_t i = 0; cl.applied_msgs != NULL && i < CLUSTER_RECENT_IDS; i++)
+        if (cl.applied_msgs[i].seq == seq && strcmp(cl.applied_msgs[i].id, id) == 0)
+            return 1;
+    return 0;
+}
+
 /* ---------------------------------------------------------------- for the admin API */
 
 json_t *cluster_nodes_json(void)

@@ -34,11 +34,15 @@ class OperatorAndDisk(test_cluster.ClusterCase):
         self.wait_applied([b], old)
         self.cache([b], ["/obj/n1"])
         gaps = self.cstats(b)["gap_invalidations"]
+        a_gaps = self.cstats(a)["gap_invalidations"]
         r = natsutil.publish_raw(self.nats.servers[0].port, STREAM_API + "DELETE.EDGECACHE_PURGES", b"")
         self.assertTrue(r.get("success"), r)
         # the nodes notice, one of them makes the stream again; a purge lands at its sequence 1
         r = self.purge(a, "/service/%s/purge/k-n1" % SID)
         self.assertEqual(r.status, 200, r.describe())
+        # answered only once A applied it: A's old sequence (above the new one) does not count, A
+        # had to bind the new stream (whose purge-all covers it) first
+        self.assertGreater(self.cstats(a)["gap_invalidations"], a_gaps)
         new_seq = self.cstats(a)["applied_seq"]
         self.assertLess(new_seq, old, "the purge counts in a new stream")
         wait_until(lambda: self.cstats(b)["gap_invalidations"] > gaps, timeout=30,
