@@ -98,7 +98,7 @@ const opt_def_t config_opt_defs[] = {
     {OPT_CLUSTER_TLS_CERT, "--cluster-tls-cert", "cluster_tls_cert", "CERT,KEY",
      "client certificate and key for NATS (TLS client authentication)"},
     {OPT_CLUSTER_TLS_HOSTNAME, "--cluster-tls-hostname", "cluster_tls_hostname", "NAME",
-     "the name NATS servers' certificates must carry (default: each server's host)"},
+     "the name NATS servers' certificates must carry"},
     {OPT_HELP, "--help", NULL, NULL, "print this help and exit"},
 };
 #define NUM_OPTS (sizeof(config_opt_defs) / sizeof(config_opt_defs[0]))
@@ -306,8 +306,8 @@ static void format_default(const config_t *d, opt_id_t id, char *buf, size_t cap
     case OPT_CLUSTER_CREDS:
     case OPT_CLUSTER_NKEY:
     case OPT_CLUSTER_TLS_CERT: snprintf(buf, cap, "none"); break;
-    case OPT_CLUSTER_TLS_CA: snprintf(buf, cap, "none: plain TCP (or tls:// URLs)"); break;
-    case OPT_CLUSTER_TLS_HOSTNAME: snprintf(buf, cap, "each server's host"); break;
+    case OPT_CLUSTER_TLS_CA: snprintf(buf, cap, "none: plain TCP"); break;
+    case OPT_CLUSTER_TLS_HOSTNAME: snprintf(buf, cap, "each server's host in --cluster"); break;
     case OPT_HELP: break;
     }
 }
