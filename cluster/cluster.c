@@ -24,9 +24,9 @@
  * identity (its creation time, config record CLUSTER_STREAM_ID_KEY) beside bus_seq. A stream
  * deleted and made anew restarts at 1, so a node that finds another identity invalidates
  * everything (as for a gap) and counts from the new stream's last sequence; the record is
- * written only after that purge-all is durable. While running, the tick notices a stream or a
- * durable consumer deleted under it (a pull consumer that is gone may only time out) and sets
- * the consumer up again.
+ * written only after that purge-all is durable. While running, the tick notices a stream made
+ * anew at once, and a stream or a durable consumer deleted under it after three ticks (a pull
+ * consumer that is gone may only time out), and sets the consumer up again.
  *
  * Threads: the consumer thread owns the subscription and the set-up; cnats owns the
  * connection's threads (its reconnects, forever, with backoff). Nothing here runs on an
@@ -450,27 +450,35 @@ static int tick(int64_t *next_ms)
         return 0;
     *next_ms = now + 1000;
     atomic_store(&cl.connected, natsConnection_Status(cl.nc) == NATS_CONN_STATUS_CONNECTED);
-    int again = 0;
+    /* "not found" three ticks in a row, not once: NATS servers that are recovering (a quorum
+     * coming back) may say so for a moment about a stream that is there */
+    static int not_found;
+    int again = 0, missing = 0;
     jsStreamInfo *si = NULL;
     jsErrCode jerr = 0;
     natsStatus s = js_GetStreamInfo(&si, cl.js, CLUSTER_STREAM, NULL, &jerr);
     if (s == NATS_OK) {
         if (cl.stream_created != 0 && si->Created != cl.stream_created)
-            again = 1;
+            again = 1; /* another stream: certain at once */
         else
             note_stream_last(si->State.LastSeq);
         jsStreamInfo_Destroy(si);
     } else if (s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr) {
-        again = 1;
+        missing = 1;
     }
-    if (!again) {
+    if (!again && !missing) {
         jsConsumerInfo *ci = NULL;
         jerr = 0;
         s = js_GetConsumerInfo(&ci, cl.js, CLUSTER_STREAM, cl.durable, NULL, &jerr);
         if (s == NATS_OK)
             jsConsumerInfo_Destroy(ci);
         else if (s == NATS_NOT_FOUND || jerr == JSConsumerNotFoundErr)
-            again = 1;
+            missing = 1;
+    }
+    not_found = missing ? not_found + 1 : 0;
+    if (not_found >= 3) {
+        again = 1;
+        not_found = 0;
     }
     if (again)
         fprintf(stderr, "edgecache: cluster: the purge stream or this node's consumer was deleted or made anew: setting up "
