@@ -46,9 +46,8 @@
 
 #define FETCH_BATCH 256
 #define FETCH_WAIT_MS 250
-#define DUPLICATE_WINDOW_S 600           /* the stream's msg-id dedupe window: a publish retried within it is stored once */
-#define STREAM_MAX_MSG (1 << 20)         /* the stream refuses larger messages (NATS' default max_payload too) */
-#define FETCH_MAX_BYTES (16 * (1 << 20)) /* one fetch holds at most this much (else FETCH_BATCH * max_payload) */
+#define DUPLICATE_WINDOW_S 600   /* the stream's msg-id dedupe window: a publish retried within it is stored once */
+#define STREAM_MAX_MSG (1 << 20) /* the stream refuses larger messages (NATS' default max_payload too) */
 
 cluster_state_t cl;
 
@@ -295,7 +294,7 @@ static int stream_bind(uint64_t *first, uint64_t *last, int64_t *created)
         sc.Replicas = stream_replicas();
         sc.MaxAge = (int64_t)cl.retention_s * 1000000000LL;
         sc.Duplicates = (int64_t)DUPLICATE_WINDOW_S * 1000000000LL;
-        sc.MaxMsgSize = STREAM_MAX_MSG; /* bounds what one fetch can hold (FETCH_MAX_BYTES) */
+        sc.MaxMsgSize = STREAM_MAX_MSG; /* one fetch holds at most FETCH_BATCH of them, whatever max_payload is */
         s = js_AddStream(&si, cl.js, &sc, NULL, &jerr);
         if (s == NATS_OK)
             fprintf(stderr, "edgecache: cluster: made the purge stream %s (%lld replica(s), file storage, retention %llus)\n",
@@ -310,10 +309,6 @@ static int stream_bind(uint64_t *first, uint64_t *last, int64_t *created)
     *first = si->State.FirstSeq;
     *last = si->State.LastSeq;
     *created = si->Created;
-    /* a fetch may stop at FETCH_MAX_BYTES only if no message can be larger: else one that is
-     * would never be delivered (the server answers such a request with an error, every time) */
-    int32_t max_msg = si->Config != NULL ? si->Config->MaxMsgSize : -1;
-    cl.fetch_max_bytes = max_msg > 0 && max_msg <= FETCH_MAX_BYTES ? FETCH_MAX_BYTES : 0;
     jsStreamInfo_Destroy(si);
     return 0;
 }
@@ -612,12 +607,8 @@ static void *consumer_main(void *arg)
         int failures = 0;
         while (!stopping() && failures < 20) {
             natsMsgList list = {0};
-            jsFetchRequest fr;
-            jsFetchRequest_Init(&fr);
-            fr.Batch = FETCH_BATCH;
-            fr.MaxBytes = cl.fetch_max_bytes; /* 0: no limit but the batch's (a stream made without a size bound) */
-            fr.Expires = (int64_t)FETCH_WAIT_MS * 1000000LL;
-            natsStatus s = natsSubscription_FetchRequest(&list, sub, &fr);
+            jsErrCode jerr = 0;
+            natsStatus s = natsSubscription_Fetch(&list, sub, FETCH_BATCH, FETCH_WAIT_MS, &jerr);
             if (s == NATS_OK) {
                 int rc = apply_batch(&list);
                 if (rc == 0) {

@@ -102,8 +102,7 @@ typedef struct cluster_state {
     cluster_recent_t *applied_msgs; /* ring of CLUSTER_RECENT_IDS: the message ids applied lately, one per message */
     size_t applied_msgs_next;
     natsSubscription *node_sub;
-    int64_t stream_created;  /* the bound stream's identity (the consumer thread's) */
-    int64_t fetch_max_bytes; /* a fetch's byte bound, 0 for none (the consumer thread's; cluster.c) */
+    int64_t stream_created; /* the bound stream's identity (the consumer thread's) */
 
     _Atomic uint64_t stream_epoch; /* moves on each time the consumer invalidates everything (a new stream, a gap) */
     _Atomic uint64_t applied_seq;  /* durable: the consumer sets it once store_note_bus_seq is done */
