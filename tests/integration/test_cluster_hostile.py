@@ -88,6 +88,7 @@ class OperatorAndDisk(test_cluster.ClusterCase):
         b = self.node("B", data_dir=os.path.join(mnt, "b"), args=["--disk-reserve", "free-space"])
         self.assertEqual(self.body(b, "/obj/f1"), "/obj/f1 v1")
         self.assertOwnXCache(self.get(b, "/obj/f1"), "HIT")
+        self.assertTrue(self.cstats(b)["ready"])  # (its admin token is made now: not on a full disk)
         with open(os.path.join(mnt, "fill"), "wb") as f:  # the disk is full
             try:
                 while True:
