@@ -16,7 +16,17 @@
  * made anew), the node invalidates its whole cache (a purge-all, which covers everything
  * published until now) and records the stream's last sequence as applied. The node is ready
  * (cluster_cache_usable) once it has applied the stream's last sequence as it was at its
- * first set-up; until then the proxy does not serve from the cache.
+ * first set-up; until then the proxy does not serve from the cache. A store that cannot apply
+ * a batch (a full disk) makes the node not ready again, with the stream's last sequence as it
+ * is then as the target: its cache still holds what the batch removes.
+ *
+ * A sequence means something only in the stream it counts in: the store keeps that stream's
+ * identity (its creation time, config record CLUSTER_STREAM_ID_KEY) beside bus_seq. A stream
+ * deleted and made anew restarts at 1, so a node that finds another identity invalidates
+ * everything (as for a gap) and counts from the new stream's last sequence; the record is
+ * written only after that purge-all is durable. While running, the tick notices a stream made
+ * anew at once, and a stream or a durable consumer deleted under it after three ticks (a pull
+ * consumer that is gone may only time out), and sets the consumer up again.
  *
  * Threads: the consumer thread owns the subscription and the set-up; cnats owns the
  * connection's threads (its reconnects, forever, with backoff). Nothing here runs on an
@@ -36,7 +46,8 @@
 
 #define FETCH_BATCH 256
 #define FETCH_WAIT_MS 250
-#define DUPLICATE_WINDOW_S 600 /* the stream's msg-id dedupe window: a publish retried within it is stored once */
+#define DUPLICATE_WINDOW_S 600   /* the stream's msg-id dedupe window: a publish retried within it is stored once */
+#define STREAM_MAX_MSG (1 << 20) /* the stream refuses larger messages (NATS' default max_payload too) */
 
 cluster_state_t cl;
 
@@ -153,12 +164,15 @@ static void check_ready(void)
 /* the consumer was just set up: its first message may be past applied + 1 (messages deleted from the stream) */
 static int fresh_consumer;
 
+/* the last batch could not be made durable (a full disk, an I/O error): said once, retried with backoff */
+static int store_failing;
+
 /*
  * Apply one fetched batch, in stream order. Returns 0 when every message is acked (applied or
- * skipped); -1 when the store could not make them durable, or a message is missing before
- * one that came (a delivery lost on the way would otherwise be skipped for good when it came
- * back below the applied sequence): what is past it is not acked, and the caller starts the
- * consumer again at applied + 1.
+ * skipped); -2 when the store could not make them durable (nothing acked); -1 when a message
+ * is missing before one that came (a delivery lost on the way would otherwise be skipped for
+ * good when it came back below the applied sequence): what is past it is not acked. On either,
+ * the caller starts the consumer again at applied + 1.
  */
 static int apply_batch(natsMsgList *list)
 {
@@ -193,6 +207,7 @@ static int apply_batch(natsMsgList *list)
         } else {
             for (size_t k = 0; k < m.num_items; k++)
                 cluster_recent_note(m.items[k].id, m.items[k].id_len, seq);
+            cluster_msg_applied_note(m.items[0].id, m.items[0].id_len, seq); /* its message id */
             jobs[n++] = job_from_msg(&m);
             cluster_msg_free(&m);
         }
@@ -201,14 +216,27 @@ static int apply_batch(natsMsgList *list)
     if (last > applied) {
         int err = apply_durably(jobs, n, last);
         if (err != 0) {
-            fprintf(stderr,
-                    "edgecache: cluster: the store could not apply %zu purge(s) from the stream (error %d); they will be "
-                    "delivered again\n",
-                    n, err);
+            if (!store_failing) { /* once per episode: a full disk fails every retry */
+                fprintf(stderr,
+                        "edgecache: cluster: the store could not apply %zu purge(s) from the stream (error %d); they will "
+                        "be delivered again (retrying with backoff); not serving the cache until they are applied\n",
+                        n, err);
+                /* the cache still holds what those purges remove: pass requests to the origin (as at start)
+                 * until the node has applied the stream as far as it is now */
+                uint64_t target = atomic_load(&cl.stream_last);
+                if (target < last)
+                    target = last;
+                atomic_store(&cl.start_target, target);
+                atomic_store(&cl.ready, 0);
+            }
+            store_failing = 1;
             free(jobs);
-            return -1; /* nothing acked: the consumer starts again at the applied sequence */
+            return -2; /* nothing acked: the consumer starts again at the applied sequence */
         }
         atomic_fetch_add(&cl.n_applied, n);
+        if (store_failing)
+            fprintf(stderr, "edgecache: cluster: the store applies the stream's purges again\n");
+        store_failing = 0;
     }
     free(jobs);
     for (int i = 0; i < count; i++)
@@ -247,8 +275,8 @@ static int stream_replicas(void)
     return n >= 3 ? 3 : n >= 1 ? n : 1;
 }
 
-/* The stream's first and last sequences, making the stream when it is missing. */
-static int stream_bind(uint64_t *first, uint64_t *last)
+/* The stream's first and last sequences and its creation time (its identity), making the stream when it is missing. */
+static int stream_bind(uint64_t *first, uint64_t *last, int64_t *created)
 {
     jsStreamInfo *si = NULL;
     jsErrCode jerr = 0;
@@ -266,6 +294,7 @@ static int stream_bind(uint64_t *first, uint64_t *last)
         sc.Replicas = stream_replicas();
         sc.MaxAge = (int64_t)cl.retention_s * 1000000000LL;
         sc.Duplicates = (int64_t)DUPLICATE_WINDOW_S * 1000000000LL;
+        sc.MaxMsgSize = STREAM_MAX_MSG; /* one fetch holds at most FETCH_BATCH of them, whatever max_payload is */
         s = js_AddStream(&si, cl.js, &sc, NULL, &jerr);
         if (s == NATS_OK)
             fprintf(stderr, "edgecache: cluster: made the purge stream %s (%lld replica(s), file storage, retention %llus)\n",
@@ -279,8 +308,39 @@ static int stream_bind(uint64_t *first, uint64_t *last)
     }
     *first = si->State.FirstSeq;
     *last = si->State.LastSeq;
+    *created = si->Created;
     jsStreamInfo_Destroy(si);
     return 0;
+}
+
+/*
+ * The stream the applied sequence counts in: config record CLUSTER_STREAM_ID_KEY, the stream's
+ * creation time in decimal nanoseconds (the same on every NATS server: it is the stream's
+ * assignment's). 0 when never recorded (a store from before it, or a first start).
+ */
+static int64_t stream_id_load(void)
+{
+    char *val = NULL;
+    size_t len = 0;
+    int64_t id = 0;
+    if (store_kv_get(cl.store, "config", CLUSTER_STREAM_ID_KEY, &val, &len) != 0)
+        return 0;
+    for (size_t i = 0; i < len && len <= 19; i++) { /* untrusted disk bytes: a decimal, or nothing */
+        if (val[i] < '0' || val[i] > '9') {
+            id = 0;
+            break;
+        }
+        id = id * 10 + (val[i] - '0');
+    }
+    free(val);
+    return id;
+}
+
+static int stream_id_save(int64_t created)
+{
+    char buf[24];
+    int n = snprintf(buf, sizeof(buf), "%lld", (long long)created);
+    return store_kv_put_sync(cl.store, "config", CLUSTER_STREAM_ID_KEY, buf, (size_t)n);
 }
 
 /* This node missed purges the stream no longer holds: invalidate everything, once, durably. */
@@ -294,6 +354,7 @@ static int invalidate_all(uint64_t upto, uint64_t first)
     if (apply_durably(&job, 1, upto) != 0)
         return -1;
     atomic_fetch_add(&cl.n_gaps, 1);
+    atomic_fetch_add(&cl.stream_epoch, 1); /* what waits on a sequence of a stream made anew is covered now */
     return 0;
 }
 
@@ -301,15 +362,39 @@ static int invalidate_all(uint64_t upto, uint64_t first)
 static natsSubscription *consumer_setup(void)
 {
     uint64_t first = 0, last = 0;
-    if (stream_bind(&first, &last) != 0)
+    int64_t created = 0;
+    if (stream_bind(&first, &last, &created) != 0)
         return NULL;
-    note_stream_last(last);
     uint64_t applied = atomic_load(&cl.applied_seq);
-    if (applied > last || (last > applied && first > applied + 1)) {
+    int64_t known = stream_id_load();
+    /*
+     * A stream made anew (an operator deleted it; every node's sequences restart at 1) is not
+     * the one our applied sequence counts in: starting at applied + 1 would skip its first
+     * purges, and what the old stream held past our sequence is gone. Both are covered by
+     * invalidating everything and counting from the new stream's last sequence. A store that
+     * never recorded an identity (first start, or written by an older edgecache) keeps the
+     * sequence checks below.
+     */
+    int new_stream = known != 0 && created != 0 && known != created;
+    if (new_stream) {
+        atomic_store(&cl.stream_last, last); /* the old stream's figure means nothing now */
+        fprintf(stderr, "edgecache: cluster: the purge stream %s was made anew since this node last applied it\n",
+                CLUSTER_STREAM);
+    }
+    note_stream_last(last);
+    if (new_stream || applied > last || (last > applied && first > applied + 1)) {
         if (invalidate_all(last, first) != 0)
             return NULL;
         applied = last;
+        if (new_stream && atomic_load(&cl.target_known))
+            atomic_store(&cl.start_target, last); /* a target counted in the old stream means nothing now */
     }
+    /* after the purges it covers are durable: a crash before this invalidates once more, never less */
+    if (created != 0 && known != created && stream_id_save(created) != 0) {
+        fprintf(stderr, "edgecache: cluster: cannot record the purge stream's identity in the store; retrying\n");
+        return NULL;
+    }
+    cl.stream_created = created;
     if (!atomic_load(&cl.target_known)) {
         atomic_store(&cl.start_target, last);
         atomic_store(&cl.target_known, 1);
@@ -347,33 +432,99 @@ static natsSubscription *consumer_setup(void)
     return sub;
 }
 
-/* Every second or so: the stream's last sequence (for the lag), and answers past their deadline. */
-static void tick(int64_t *next_ms)
+/*
+ * Every second or so: the stream's last sequence (for the lag), and answers past their
+ * deadline. Returns 1 when the consumer must be set up again: the stream was deleted or made
+ * anew (its creation time changed), or the node's durable consumer was deleted. A pull
+ * consumer that is gone may only ever time out, so the fetch loop alone would not notice.
+ */
+static int tick(int64_t *next_ms)
 {
     int64_t now = now_mono_ms();
     if (now < *next_ms)
-        return;
+        return 0;
     *next_ms = now + 1000;
     atomic_store(&cl.connected, natsConnection_Status(cl.nc) == NATS_CONN_STATUS_CONNECTED);
+    /* "not found" three ticks in a row, not once: NATS servers that are recovering (a quorum
+     * coming back) may say so for a moment about a stream that is there */
+    static int not_found;
+    int again = 0, missing = 0;
     jsStreamInfo *si = NULL;
     jsErrCode jerr = 0;
-    if (js_GetStreamInfo(&si, cl.js, CLUSTER_STREAM, NULL, &jerr) == NATS_OK) {
-        note_stream_last(si->State.LastSeq);
+    natsStatus s = js_GetStreamInfo(&si, cl.js, CLUSTER_STREAM, NULL, &jerr);
+    if (s == NATS_OK) {
+        if (cl.stream_created != 0 && si->Created != cl.stream_created)
+            again = 1; /* another stream: certain at once */
+        else
+            note_stream_last(si->State.LastSeq);
         jsStreamInfo_Destroy(si);
+    } else if (s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr) {
+        missing = 1;
     }
+    if (!again && !missing) {
+        jsConsumerInfo *ci = NULL;
+        jerr = 0;
+        s = js_GetConsumerInfo(&ci, cl.js, CLUSTER_STREAM, cl.durable, NULL, &jerr);
+        if (s == NATS_OK)
+            jsConsumerInfo_Destroy(ci);
+        else if (s == NATS_NOT_FOUND || jerr == JSConsumerNotFoundErr)
+            missing = 1;
+    }
+    not_found = missing ? not_found + 1 : 0;
+    if (not_found >= 3) {
+        again = 1;
+        not_found = 0;
+    }
+    if (again)
+        fprintf(stderr, "edgecache: cluster: the purge stream or this node's consumer was deleted or made anew: setting up "
+                        "again from the applied sequence\n");
     cluster_waiters_settle(atomic_load(&cl.applied_seq), now);
+    return again;
+}
+
+/*
+ * Note why NATS cannot be reached or said no (for /stats), and log it once per different
+ * reason. The text is cnats' (a status, or the server's -ERR such as "Authorization
+ * Violation"): it never holds a URL's password, a token or a seed.
+ */
+static void note_connect_error(const char *why)
+{
+    int changed;
+    if (why[0] == '(' && strstr(why, "): ") != NULL) /* cnats' "(conn.c:1905): " source position */
+        why = strstr(why, "): ") + 3;
+    pthread_mutex_lock(&cl.lock);
+    changed = strncmp(cl.connect_error, why, sizeof(cl.connect_error) - 1) != 0;
+    if (changed)
+        snprintf(cl.connect_error, sizeof(cl.connect_error), "%s", why);
+    pthread_mutex_unlock(&cl.lock);
+    if (changed && why[0] != '\0')
+        fprintf(stderr, "edgecache: cluster: NATS: %s; purges are refused (503) until it works, retrying\n", why);
 }
 
 static void on_disconnected(natsConnection *nc, void *closure)
 {
-    (void)nc, (void)closure;
+    (void)closure;
     atomic_store(&cl.connected, 0);
+    const char *why = NULL;
+    if (natsConnection_GetLastError(nc, &why) != NATS_OK && why != NULL && why[0] != '\0')
+        note_connect_error(why);
 }
 
 static void on_reconnected(natsConnection *nc, void *closure)
 {
     (void)nc, (void)closure;
     atomic_store(&cl.connected, 1);
+    note_connect_error("");
+}
+
+/* asynchronous errors: a permission the server refused (a subject this user may not use), a slow consumer */
+static void on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *closure)
+{
+    (void)sub, (void)closure;
+    const char *why = NULL;
+    if (natsConnection_GetLastError(nc, &why) == NATS_OK || why == NULL || why[0] == '\0')
+        why = natsStatus_GetText(err);
+    note_connect_error(why);
 }
 
 static int connect_once(void)
@@ -381,8 +532,13 @@ static int connect_once(void)
     natsConnection *nc = NULL;
     jsCtx *js = NULL;
     natsStatus s = natsConnection_Connect(&nc, cl.opts);
-    if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED)
+    if (s != NATS_OK) {
+        natsStatus ls;
+        const char *why = nats_GetLastError(&ls);
+        note_connect_error(why != NULL && why[0] != '\0' ? why : natsStatus_GetText(s));
         return -1;
+    }
+    note_connect_error("");
     jsOptions jo;
     jsOptions_Init(&jo);
     jo.Wait = CLUSTER_PUBLISH_WAIT_MS;
@@ -391,25 +547,53 @@ static int connect_once(void)
         return -1;
     }
     atomic_store(&cl.connected, natsConnection_Status(nc) == NATS_CONN_STATUS_CONNECTED);
+    pthread_rwlock_wrlock(&cl.conn_lock);
     pthread_mutex_lock(&cl.lock);
     cl.nc = nc;
     cl.js = js;
     cl.connected_once = 1;
     pthread_cond_broadcast(&cl.wake);
     pthread_mutex_unlock(&cl.lock);
+    pthread_rwlock_unlock(&cl.conn_lock);
     return 0;
+}
+
+/*
+ * cnats gives a connection up for good when a server refuses its reconnects twice for the same
+ * reason (credentials revoked or rotated on the servers' side): drop it, so that the loop below
+ * connects anew and the node comes back by itself once NATS takes it again.
+ */
+static void drop_closed_connection(void)
+{
+    if (cl.nc == NULL || !natsConnection_IsClosed(cl.nc))
+        return;
+    fprintf(stderr, "edgecache: cluster: NATS closed the connection for good; connecting anew\n");
+    atomic_store(&cl.connected, 0);
+    pthread_rwlock_wrlock(&cl.conn_lock);
+    if (cl.node_sub != NULL)
+        natsSubscription_Destroy(cl.node_sub);
+    cl.node_sub = NULL;
+    jsCtx_Destroy(cl.js);
+    natsConnection_Destroy(cl.nc);
+    pthread_mutex_lock(&cl.lock);
+    cl.js = NULL;
+    cl.nc = NULL;
+    pthread_mutex_unlock(&cl.lock);
+    pthread_rwlock_unlock(&cl.conn_lock);
 }
 
 static void *consumer_main(void *arg)
 {
     (void)arg;
     pthread_setname_np(pthread_self(), "ec-cluster");
-    int64_t backoff = 100, next_tick = 0;
-    while (!stopping() && connect_once() != 0) {
-        sleep_or_stop(backoff);
-        backoff = backoff < 5000 ? backoff * 2 : 5000;
-    }
+    int64_t backoff = 100, next_tick = 0, store_backoff = 100;
     while (!stopping()) {
+        drop_closed_connection();
+        if (cl.nc == NULL && connect_once() != 0) {
+            sleep_or_stop(backoff);
+            backoff = backoff < 5000 ? backoff * 2 : 5000;
+            continue;
+        }
         natsSubscription *sub = consumer_setup();
         if (sub == NULL) {
             cluster_waiters_settle(atomic_load(&cl.applied_seq), now_mono_ms());
@@ -426,18 +610,23 @@ static void *consumer_main(void *arg)
             jsErrCode jerr = 0;
             natsStatus s = natsSubscription_Fetch(&list, sub, FETCH_BATCH, FETCH_WAIT_MS, &jerr);
             if (s == NATS_OK) {
-                if (apply_batch(&list) == 0) {
+                int rc = apply_batch(&list);
+                if (rc == 0) {
                     failures = 0;
+                    store_backoff = 100;
                 } else {
                     failures = 20; /* set the consumer up again at applied + 1 */
-                    sleep_or_stop(100);
+                    sleep_or_stop(rc == -2 ? store_backoff : 100);
+                    if (rc == -2)
+                        store_backoff = store_backoff < 5000 ? store_backoff * 2 : 5000;
                 }
             } else if (s != NATS_TIMEOUT) {
                 failures++; /* disconnected, no leader: cnats reconnects; a consumer lost for long is set up again */
                 sleep_or_stop(100);
             }
             natsMsgList_Destroy(&list);
-            tick(&next_tick);
+            if (tick(&next_tick))
+                failures = 20;
         }
         natsSubscription_Destroy(sub);
     }
@@ -482,6 +671,7 @@ int cluster_start(const cluster_options_t *opt, char *err, size_t errlen)
     atomic_store(&cl.applied_seq, store_bus_seq(opt->store));
     pthread_mutex_init(&cl.lock, NULL);
     pthread_cond_init(&cl.wake, NULL);
+    pthread_rwlock_init(&cl.conn_lock, NULL);
 
     natsStatus s = nats_Open(-1);
     if (s == NATS_OK)
@@ -496,18 +686,23 @@ int cluster_start(const cluster_options_t *opt, char *err, size_t errlen)
         s = natsOptions_SetReconnectWait(cl.opts, 250);
     if (s == NATS_OK)
         s = natsOptions_SetReconnectJitter(cl.opts, 250, 1000);
-    if (s == NATS_OK)
-        s = natsOptions_SetRetryOnFailedConnect(cl.opts, true, NULL, NULL); /* the first connect retries in the background */
+    /* no natsOptions_SetRetryOnFailedConnect: without a callback cnats retries inside Connect, forever here
+     * and deaf to cluster_stop (a node that NATS refused could not be stopped); consumer_main retries
+     * instead, between attempts that each end, with its own backoff */
     if (s == NATS_OK)
         s = natsOptions_SetTimeout(cl.opts, 2000);
     if (s == NATS_OK)
         s = natsOptions_SetDisconnectedCB(cl.opts, on_disconnected, NULL);
     if (s == NATS_OK)
         s = natsOptions_SetReconnectedCB(cl.opts, on_reconnected, NULL);
+    if (s == NATS_OK)
+        s = natsOptions_SetErrorHandler(cl.opts, on_async_error, NULL);
     if (s != NATS_OK) {
         errbuf_printf(err, errlen, "--cluster: cannot set up the NATS client: %s", natsStatus_GetText(s));
         return -1;
     }
+    if (cluster_auth_setup(cl.opts, opt, err, errlen) != 0)
+        return -1;
     cl.on = 1;
     purge_module_set_node(cl.node);
     purge_module_set_bus(cluster_pub_submit, NULL);
@@ -536,6 +731,7 @@ void cluster_stop(void)
     if (cl.node_sub != NULL)
         natsSubscription_Destroy(cl.node_sub);
     free(cl.recent);
+    free(cl.applied_msgs);
     if (cl.nc != NULL) {
         jsCtx_Destroy(cl.js);
         natsConnection_Destroy(cl.nc);
@@ -577,5 +773,6 @@ void cluster_get_stats(cluster_stats_t *out)
     out->stale_peer_not_stored = atomic_load(&cl.n_stale_peer);
     pthread_mutex_lock(&cl.lock);
     out->outbox = cl.outbox_len;
+    memcpy(out->connect_error, cl.connect_error, sizeof(out->connect_error));
     pthread_mutex_unlock(&cl.lock);
 }

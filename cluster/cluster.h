@@ -28,12 +28,20 @@ typedef struct cluster_options {
     uint64_t retention_s;     /* the stream's MaxAge when this node creates it */
     int local_on_unavailable; /* 1: cluster.on_unavailable local; 0: reject */
     store_t *store;           /* borrowed; must outlive cluster_stop */
+    /* how the node proves itself and checks NATS; NULL or "" = not used (all borrowed, read during cluster_start) */
+    const char *creds;        /* a .creds file: user JWT and NKey seed */
+    const char *nkey_seed;    /* a user NKey seed file */
+    const char *tls_ca;       /* TLS to NATS, servers verified with this CA file */
+    const char *tls_cert;     /* client certificate (with tls_key) */
+    const char *tls_key;      /* its private key */
+    const char *tls_hostname; /* the name the servers' certificates must carry */
 } cluster_options_t;
 
 /** Counters and state for /stats and /metrics (a snapshot; any thread). */
 typedef struct cluster_stats {
     int enabled;                    /* --cluster given */
     int connected;                  /* the NATS connection is up */
+    char connect_error[160];        /* why the last connection attempt failed or the server said no, "" if none */
     int ready;                      /* caught up with the stream as it was at start (cluster_cache_usable) */
     uint64_t applied_seq;           /* the stream sequence applied here (durable) */
     uint64_t stream_last_seq;       /* the stream's last sequence, as last seen */
@@ -55,7 +63,9 @@ typedef struct cluster_stats {
  * Start the cluster: register with the purge module (purge_module_set_bus, the node name in
  * purge ids) and start the threads that connect to NATS (retrying forever, with backoff), make
  * or bind the purge stream, and apply it. Returns at once: nothing here waits for NATS.
- * Returns 0, or -1 with one line in err (the NATS options could not be set up).
+ * Returns 0, or -1 with one line in err (the NATS options could not be set up, or a credentials,
+ * seed, CA or certificate file could not be read: a configuration error). err never holds a
+ * password, token or seed.
  * Call once, after purge_module_init and before any loop submits a purge.
  */
 int cluster_start(const cluster_options_t *opt, char *err, size_t errlen);
@@ -68,8 +78,9 @@ int cluster_enabled(void);
 
 /**
  * 1 when the cache may be served: not a cluster, or caught up with the purge stream as it was
- * when this node started (until then the proxy passes requests to the origin, so that a node
- * that missed purges never serves what they removed). Any thread; an atomic read.
+ * when this node started, or when its store last failed to apply it (a full disk) (until then
+ * the proxy passes requests to the origin, so that a node that missed purges never serves what
+ * they removed). Any thread; an atomic read.
  */
 int cluster_cache_usable(void);
 

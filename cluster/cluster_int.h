@@ -29,6 +29,7 @@
 #define CLUSTER_WAIT_ALL_MS 5000               /* Edgecache-Purge-Wait: all waits at most this long */
 #define CLUSTER_RECENT_IDS 4096                /* purge ids remembered with their stream sequence (purge status) */
 #define CLUSTER_NODE_SUBJECT "edgecache.node." /* + node name: its applied sequence, after each batch and every second */
+#define CLUSTER_STREAM_ID_KEY "cluster.stream_created" /* config record: the stream bus_seq counts in (cluster.c) */
 
 /* a node as last heard (core NATS heartbeats; this node's own entry too) */
 typedef struct cluster_node {
@@ -59,7 +60,9 @@ typedef struct cluster_waiter {
     uint64_t seq;
     int64_t deadline_ms;
     purge_job_t *job;
-    int wait_all; /* then wait for every live node (cluster_nodes.c) */
+    int wait_all;          /* then wait for every live node (cluster_nodes.c) */
+    uint64_t epoch_needed; /* 0, or seq may count in a stream made anew: applied once stream_epoch reaches this */
+    int applied;           /* scratch for cluster_waiters_settle */
 } cluster_waiter_t;
 
 typedef struct cluster_state {
@@ -72,7 +75,11 @@ typedef struct cluster_state {
     int num_urls;
 
     natsOptions *opts;
-    natsConnection *nc; /* set once by the consumer thread's first connect; cnats reconnects it */
+    /* set by the consumer thread when it connects; cnats reconnects it; replaced (the consumer thread, under
+     * conn_lock held for writing) only when cnats closed it for good. Other threads use nc and js under
+     * conn_lock held for reading, and find them NULL between a close and the next connection. */
+    pthread_rwlock_t conn_lock;
+    natsConnection *nc;
     jsCtx *js;
 
     pthread_t consumer, publishers[CLUSTER_PUBLISHERS];
@@ -81,7 +88,8 @@ typedef struct cluster_state {
     pthread_mutex_t lock;
     pthread_cond_t wake; /* publishers: work queued, or stopping; the consumer sleeps on it between retries */
     int stopping;
-    int connected_once; /* nc and js are set (under lock) */
+    int connected_once;      /* nc and js are set (under lock) */
+    char connect_error[160]; /* the last reason NATS could not be reached or refused us; "" once connected */
     cluster_pub_t *queue, **queue_tail;
     cluster_pub_t *outbox, **outbox_tail; /* publishes owed by purges applied locally only */
     size_t outbox_len;
@@ -91,11 +99,16 @@ typedef struct cluster_state {
     size_t num_nodes;
     cluster_recent_t *recent; /* ring of CLUSTER_RECENT_IDS */
     size_t recent_next;
+    cluster_recent_t *applied_msgs; /* ring of CLUSTER_RECENT_IDS: the message ids applied lately, one per message */
+    size_t applied_msgs_next;
     natsSubscription *node_sub;
+    int64_t stream_created; /* the bound stream's identity (the consumer thread's) */
 
-    _Atomic uint64_t applied_seq; /* durable: the consumer sets it once store_note_bus_seq is done */
+    _Atomic uint64_t stream_epoch; /* moves on each time the consumer invalidates everything (a new stream, a gap) */
+    _Atomic uint64_t applied_seq;  /* durable: the consumer sets it once store_note_bus_seq is done */
     _Atomic uint64_t stream_last;
-    _Atomic uint64_t start_target; /* the stream's last sequence when this process first set up */
+    _Atomic uint64_t start_target; /* ready once applied up to it: the stream's last sequence at the first set-up (or
+                                      when the store last failed to apply, or when the stream was made anew) */
     _Atomic int ready, connected, target_known;
 
     _Atomic uint64_t n_published, n_publish_failed, n_applied, n_redelivered, n_duplicates, n_invalid, n_catchups, n_gaps,
@@ -103,6 +116,11 @@ typedef struct cluster_state {
 } cluster_state_t;
 
 extern cluster_state_t cl;
+
+/* cluster_auth.c */
+
+/** Set the credentials and TLS of opt on opts (files read now). 0, or -1 with one line in err (no secret in it). */
+int cluster_auth_setup(natsOptions *opts, const cluster_options_t *opt, char *err, size_t errlen);
 
 /* cluster_pub.c */
 
@@ -134,5 +152,11 @@ void cluster_waitall_settle(int64_t now_ms);
 
 /** Remember that purge `id` is stream sequence `seq` (the consumer thread). */
 void cluster_recent_note(const char *id, size_t id_len, uint64_t seq);
+
+/** Remember that message `id` (its first purge id) is stream sequence `seq`, applied here (the consumer thread). */
+void cluster_msg_applied_note(const char *id, size_t id_len, uint64_t seq);
+
+/** 1 when message `id` was applied here as sequence `seq` (among the CLUSTER_RECENT_IDS last). Under cl.lock. */
+int cluster_msg_applied_locked(const char *id, uint64_t seq);
 
 #endif

@@ -8,8 +8,11 @@
  * after CLUSTER_WAIT_ALL_MS naming those that had not).
  *
  * Heartbeats are untrusted network bytes: the subject's last token must be a valid node name
- * and the payload a decimal sequence, else they are ignored. They carry no purge: losing one
- * costs nothing but a late answer.
+ * and the payload a decimal sequence (at most INT64_MAX), else they are ignored; one that
+ * claims this node's own name is ignored too. They carry no purge: losing one costs nothing
+ * but a late answer. A forged one can only make a node look further or less far than it is
+ * until that node's next heartbeat (the last word wins); what stops forgery is the NATS
+ * account's permissions, not this file.
  *
  * Threads: the table, the wait-all list and the recent ids are under cl.lock; heartbeats
  * arrive on a cnats thread; announcements go out from the consumer thread (after a batch)
@@ -54,8 +57,11 @@ static void node_heard_locked(const char *name, size_t len, uint64_t applied, in
         n->name[len] = '\0';
         n->applied = 0;
     }
-    if (applied > n->applied || now_ms - n->heard_ms > CLUSTER_ALIVE_MS)
-        n->applied = applied; /* (a node that came back from a wiped disk may report less) */
+    /* the last word wins, not the highest: a forged heartbeat (anyone who may publish on the
+     * subject) with a huge sequence then lasts until the node's own next one, a second at most,
+     * instead of passing the node off as caught up for good (a node back from a wiped disk
+     * reports less too). Its own two announcers may cross: a second late, never wrong for long. */
+    n->applied = applied;
     n->heard_ms = now_ms;
 }
 
@@ -72,6 +78,9 @@ static void on_heartbeat(natsConnection *nc, natsSubscription *sub, natsMsg *msg
         ok = data[i] >= '0' && data[i] <= '9' && applied <= (UINT64_MAX - 9) / 10;
         applied = applied * 10 + (uint64_t)(data[i] - '0');
     }
+    /* beyond INT64_MAX no stream gets (and JSON would show it negative); this node's own entry
+     * is noted by cluster_nodes_announce, never from the network (where anyone may claim it) */
+    ok = ok && applied <= (uint64_t)INT64_MAX && strcmp(subject + plen, cl.node) != 0;
     if (ok) {
         int64_t now = now_mono_ms();
         pthread_mutex_lock(&cl.lock);
@@ -97,7 +106,10 @@ void cluster_nodes_announce(void)
     pthread_mutex_lock(&cl.lock);
     node_heard_locked(cl.node, strlen(cl.node), applied, now_mono_ms());
     pthread_mutex_unlock(&cl.lock);
-    natsConnection_PublishString(cl.nc, subject, payload); /* buffered by cnats; lost while disconnected */
+    pthread_rwlock_rdlock(&cl.conn_lock);
+    if (cl.nc != NULL)
+        natsConnection_PublishString(cl.nc, subject, payload); /* buffered by cnats; lost while disconnected */
+    pthread_rwlock_unlock(&cl.conn_lock);
 }
 
 /* ---------------------------------------------------------------- wait for all */
@@ -178,6 +190,28 @@ void cluster_recent_note(const char *id, size_t id_len, uint64_t seq)
     r->id[id_len] = '\0';
     r->seq = seq;
     pthread_mutex_unlock(&cl.lock);
+}
+
+void cluster_msg_applied_note(const char *id, size_t id_len, uint64_t seq)
+{
+    if (id_len >= PURGE_ID_CAP)
+        return;
+    pthread_mutex_lock(&cl.lock);
+    if (cl.applied_msgs == NULL)
+        cl.applied_msgs = alloc_xcalloc(CLUSTER_RECENT_IDS, sizeof(*cl.applied_msgs), "cluster");
+    cluster_recent_t *r = &cl.applied_msgs[cl.applied_msgs_next++ % CLUSTER_RECENT_IDS];
+    memcpy(r->id, id, id_len);
+    r->id[id_len] = '\0';
+    r->seq = seq;
+    pthread_mutex_unlock(&cl.lock);
+}
+
+int cluster_msg_applied_locked(const char *id, uint64_t seq)
+{
+    for (size_t i = 0; cl.applied_msgs != NULL && i < CLUSTER_RECENT_IDS; i++)
+        if (cl.applied_msgs[i].seq == seq && strcmp(cl.applied_msgs[i].id, id) == 0)
+            return 1;
+    return 0;
 }
 
 /* ---------------------------------------------------------------- for the admin API */

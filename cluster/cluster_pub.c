@@ -31,17 +31,25 @@
 
 /* ---------------------------------------------------------------- waiters */
 
+/* Has this node applied the waiter's purge? Its sequence alone says so, unless the sequence may
+ * count in another stream than the one applied_seq counts in (epoch_needed: see wait_for_apply). */
+static int waiter_applied(const cluster_waiter_t *w, uint64_t applied)
+{
+    return w->seq <= applied && (w->epoch_needed == 0 || atomic_load(&cl.stream_epoch) >= w->epoch_needed);
+}
+
 void cluster_waiters_settle(uint64_t applied, int64_t now_ms)
 {
     cluster_waiter_t *done = NULL, **tail = &done;
     pthread_mutex_lock(&cl.lock);
     for (cluster_waiter_t **pp = &cl.waiters; *pp != NULL;) {
         cluster_waiter_t *w = *pp;
-        if (w->seq <= applied && w->wait_all && !cl.stopping) {
+        w->applied = waiter_applied(w, applied);
+        if (w->applied && w->wait_all && !cl.stopping) {
             *pp = w->next; /* applied here: now the others */
             cluster_waitall_add(w->job, w->seq, now_ms);
             free(w);
-        } else if (w->seq <= applied || w->deadline_ms <= now_ms || cl.stopping) {
+        } else if (w->applied || w->deadline_ms <= now_ms || cl.stopping) {
             *pp = w->next;
             w->next = NULL;
             *tail = w;
@@ -55,21 +63,30 @@ void cluster_waiters_settle(uint64_t applied, int64_t now_ms)
     while (done != NULL) {
         cluster_waiter_t *w = done;
         done = w->next;
-        purge_job_bus_done(w->job, w->seq <= applied ? 0 : PURGE_BUS_ENOTAPPLIED, 0, NULL);
+        purge_job_bus_done(w->job, w->applied ? 0 : PURGE_BUS_ENOTAPPLIED, 0, NULL);
         free(w);
     }
 }
 
-/* The stream stored the job's purge as seq: answer it once the consumer has applied it. */
-static void wait_for_apply(purge_job_t *job, uint64_t seq, int wait_all)
+/*
+ * The stream stored the job's purge (message id msg_id) as seq: answer it once the consumer has
+ * applied it. An acknowledged sequence at or below the applied one is either the consumer being
+ * quicker than our acknowledgement (then it noted the message id with that sequence), or a
+ * stream made anew that this node has not noticed yet (its sequences restarted below ours):
+ * then the purge is applied only once the consumer has bound the new stream, whose purge-all
+ * covers it (the stream epoch moves on).
+ */
+static void wait_for_apply(purge_job_t *job, const char *msg_id, uint64_t seq, int wait_all)
 {
-    cluster_waiter_t *w = alloc_xmalloc(sizeof(*w), "cluster");
+    cluster_waiter_t *w = alloc_xcalloc(1, sizeof(*w), "cluster");
     w->seq = seq;
     w->deadline_ms = now_mono_ms() + CLUSTER_APPLY_WAIT_MS;
     w->job = job;
     w->wait_all = wait_all;
     pthread_mutex_lock(&cl.lock);
-    if (atomic_load(&cl.applied_seq) >= seq) { /* the consumer was quicker than our acknowledgement */
+    if (atomic_load(&cl.applied_seq) >= seq && !cluster_msg_applied_locked(msg_id, seq))
+        w->epoch_needed = atomic_load(&cl.stream_epoch) + 1;
+    if (waiter_applied(w, atomic_load(&cl.applied_seq))) { /* the consumer was quicker than our acknowledgement */
         if (wait_all)
             cluster_waitall_add(job, seq, now_mono_ms());
         pthread_mutex_unlock(&cl.lock);
@@ -166,7 +183,9 @@ static int publish_once(const cluster_pub_t *p, int64_t wait_ms, uint64_t *seq)
     po.ExpectStream = CLUSTER_STREAM;
     if (natsMsg_Create(&m, CLUSTER_SUBJECT, NULL, p->data, (int)p->len) != NATS_OK)
         return -1;
-    natsStatus s = js_PublishMsg(&pa, cl.js, m, &po, &jerr);
+    pthread_rwlock_rdlock(&cl.conn_lock);
+    natsStatus s = cl.js != NULL ? js_PublishMsg(&pa, cl.js, m, &po, &jerr) : NATS_CONNECTION_CLOSED;
+    pthread_rwlock_unlock(&cl.conn_lock);
     natsMsg_Destroy(m);
     if (s != NATS_OK)
         return -1;
@@ -255,7 +274,9 @@ static void *publisher_main(void *arg)
             pthread_mutex_lock(&cl.lock);
             continue;
         }
-        if (cl.connected_once && cl.queue != NULL) {
+        /* never connected yet (NATS unreachable, or refusing our credentials): a purge still gets its
+         * answer when its budget is spent (publish fails at once, no connection touched) */
+        if (cl.queue != NULL && (cl.connected_once || now_mono_ms() >= cl.queue->deadline_ms)) {
             p = cl.queue;
             cl.queue = p->next;
             if (cl.queue == NULL)
@@ -286,7 +307,7 @@ static void *publisher_main(void *arg)
         if (rc == 0) {
             atomic_fetch_add(&cl.n_published, 1);
             if (p->job != NULL) {
-                wait_for_apply(p->job, seq, p->wait_all);
+                wait_for_apply(p->job, p->msg_id, seq, p->wait_all);
             } else {
                 char key[PURGE_ID_CAP + 32];
                 outbox_key(key, sizeof(key), p->msg_id);

@@ -16,6 +16,7 @@ json_t *cluster_stats_json(void)
         return json_null();
     json_t *o = json_object();
     json_object_set_new(o, "connected", json_boolean(s.connected));
+    json_object_set_new(o, "connect_error", s.connect_error[0] != '\0' ? json_string(s.connect_error) : json_null());
     json_object_set_new(o, "ready", json_boolean(s.ready));
     json_object_set_new(o, "applied_seq", json_integer((json_int_t)s.applied_seq));
     json_object_set_new(o, "stream_last_seq", json_integer((json_int_t)s.stream_last_seq));

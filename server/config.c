@@ -93,6 +93,14 @@ const opt_def_t config_opt_defs[] = {
      "how long the purge stream keeps a purge (a node down longer purges all): e.g. 7d, 12h, 3600s"},
     {OPT_CLUSTER_ON_UNAVAILABLE, "--cluster-on-unavailable", "cluster_on_unavailable", "reject|local",
      "when the stream cannot store a purge: answer 503, or apply it here and queue its publish"},
+    {OPT_CLUSTER_CREDS, "--cluster-creds", "cluster_creds", "FILE", "NATS credentials file (.creds: user JWT and NKey seed)"},
+    {OPT_CLUSTER_NKEY, "--cluster-nkey", "cluster_nkey", "FILE", "NATS user NKey seed file (nkey authentication)"},
+    {OPT_CLUSTER_TLS_CA, "--cluster-tls-ca", "cluster_tls_ca", "CA.pem",
+     "talk to NATS over TLS, its servers' certificates verified with this CA"},
+    {OPT_CLUSTER_TLS_CERT, "--cluster-tls-cert", "cluster_tls_cert", "CERT,KEY",
+     "client certificate and key for NATS (TLS client authentication)"},
+    {OPT_CLUSTER_TLS_HOSTNAME, "--cluster-tls-hostname", "cluster_tls_hostname", "NAME",
+     "the name NATS servers' certificates must carry"},
     {OPT_HELP, "--help", NULL, NULL, "print this help and exit"},
 };
 #define NUM_OPTS (sizeof(config_opt_defs) / sizeof(config_opt_defs[0]))
@@ -298,6 +306,11 @@ static void format_default(const config_t *d, opt_id_t id, char *buf, size_t cap
     case OPT_NODE_NAME: snprintf(buf, cap, "none"); break;
     case OPT_CLUSTER_RETENTION: snprintf(buf, cap, "7d"); break;
     case OPT_CLUSTER_ON_UNAVAILABLE: snprintf(buf, cap, "reject"); break;
+    case OPT_CLUSTER_CREDS:
+    case OPT_CLUSTER_NKEY:
+    case OPT_CLUSTER_TLS_CERT: snprintf(buf, cap, "none"); break;
+    case OPT_CLUSTER_TLS_CA: snprintf(buf, cap, "none: plain TCP"); break;
+    case OPT_CLUSTER_TLS_HOSTNAME: snprintf(buf, cap, "each server's host in --cluster"); break;
     case OPT_HELP: break;
     }
 }
@@ -387,34 +400,6 @@ static int shield_tls_value(const char *who, const char *val, int *on, char **ca
  * "edgecache.json: key 'threads'"). For --backend, the caller has decided whether the
  * list was reset.
  */
-/* "nats://HOST:PORT[,nats://HOST:PORT...]": each URL checked, so that cnats gets nothing it would choke on */
-static int apply_cluster_urls(config_t *cfg, const char *who, const char *val, char *err, size_t errlen)
-{
-    size_t len = strlen(val);
-    int ok = len > 0 && len < sizeof(cfg->cluster_urls);
-    for (const char *p = val; ok && *p != '\0';) {
-        const char *end = strchr(p, ',');
-        size_t n = end != NULL ? (size_t)(end - p) : strlen(p);
-        char host[300];
-        config_addr_t addr;
-        ok = n > 7 && strncmp(p, "nats://", 7) == 0 && n - 7 < sizeof(host);
-        if (ok) {
-            memcpy(host, p + 7, n - 7);
-            host[n - 7] = '\0';
-            ok = config_parse_addr(host, &addr) == 0 && addr.port != 0;
-        }
-        p += n;
-        if (*p == ',')
-            ok = ok && *++p != '\0';
-    }
-    if (!ok) {
-        errbuf_printf(err, errlen, "%s: invalid cluster '%.64s' (expected nats://HOST:PORT[,nats://HOST:PORT...])", who, val);
-        return -1;
-    }
-    memcpy(cfg->cluster_urls, val, len + 1);
-    return 0;
-}
-
 int config_apply_value(config_t *cfg, const opt_def_t *o, const char *who, const char *val, char *err, size_t errlen)
 {
     uint64_t n;
@@ -628,7 +613,12 @@ int config_apply_value(config_t *cfg, const opt_def_t *o, const char *who, const
     case OPT_TLS_CERT:
     case OPT_ADMIN_TLS_LISTEN:
     case OPT_ADMIN_TLS_CERT: return config_apply_tls_value(cfg, o, who, val, err, errlen);
-    case OPT_CLUSTER: return apply_cluster_urls(cfg, who, val, err, errlen);
+    case OPT_CLUSTER:
+    case OPT_CLUSTER_CREDS:
+    case OPT_CLUSTER_NKEY:
+    case OPT_CLUSTER_TLS_CA:
+    case OPT_CLUSTER_TLS_CERT:
+    case OPT_CLUSTER_TLS_HOSTNAME: return config_apply_cluster_value(cfg, o, who, val, err, errlen);
     case OPT_NODE_NAME: {
         size_t len = strlen(val);
         int ok = len >= 1 && len < sizeof(cfg->node_name);
@@ -791,6 +781,8 @@ int config_parse_args(config_t *cfg, int argc, char **argv, int first, char *err
         errbuf_printf(err, errlen, "--node-name: required with --cluster (each node's own name, e.g. edge1)");
         return -1;
     }
+    if (config_check_cluster(cfg, err, errlen) != 0)
+        return -1;
     if (cfg->request_body_memory < cfg->max_request_body) {
         /* else a body within the limit could never be taken */
         errbuf_printf(err, errlen, "--request-body-memory: %" PRIu64 " bytes is less than --max-request-body (%" PRIu64 ")",

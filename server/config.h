@@ -102,6 +102,14 @@ typedef struct config {
     char node_name[33];           /* --node-name / "node_name": [A-Za-z0-9_]{1,32}, required with --cluster */
     uint64_t cluster_retention_s; /* --cluster-retention / "cluster_retention": the purge stream's MaxAge, default 7d */
     int cluster_on_unavailable;   /* --cluster-on-unavailable / "cluster_on_unavailable": CONFIG_CLUSTER_* */
+    /* how the node proves itself to NATS and checks NATS (server/config_cluster.c); "" = not given. A user and
+     * password or a token can also be in the --cluster URLs (nats://USER:PASS@HOST:PORT), never shown again */
+    char cluster_creds[1024];           /* --cluster-creds / "cluster_creds": a NATS .creds file (user JWT and seed) */
+    char cluster_nkey[1024];            /* --cluster-nkey / "cluster_nkey": a user NKey seed file */
+    char cluster_tls_ca[1024];          /* --cluster-tls-ca / "cluster_tls_ca": TLS to NATS, servers verified with it */
+    config_tls_cert_t cluster_tls_cert; /* --cluster-tls-cert CERT,KEY / "cluster_tls_cert": client certificate */
+    char cluster_tls_hostname[256];     /* --cluster-tls-hostname / "cluster_tls_hostname": the name the servers'
+                                           certificates must carry; "" = each server's host in --cluster */
 } config_t;
 
 #define CONFIG_CLUSTER_REJECT 0 /* no quorum: the purge is answered 503, nothing applied */

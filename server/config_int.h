@@ -50,6 +50,11 @@ typedef enum opt_id {
     OPT_NODE_NAME,
     OPT_CLUSTER_RETENTION,
     OPT_CLUSTER_ON_UNAVAILABLE,
+    OPT_CLUSTER_CREDS,
+    OPT_CLUSTER_NKEY,
+    OPT_CLUSTER_TLS_CA,
+    OPT_CLUSTER_TLS_CERT,
+    OPT_CLUSTER_TLS_HOSTNAME,
     OPT_HELP,
 } opt_id_t;
 
@@ -84,5 +89,14 @@ int config_apply_tls_value(config_t *cfg, const opt_def_t *o, const char *who, c
  * --admin-tls-listen). 0 or -1 with err.
  */
 int config_check_tls(const config_t *cfg, char *err, size_t errlen);
+
+/**
+ * config_apply_value for --cluster and the NATS credentials and TLS options
+ * (server/config_cluster.c). Error messages never echo a password or token given in a URL.
+ */
+int config_apply_cluster_value(config_t *cfg, const opt_def_t *o, const char *who, const char *val, char *err, size_t errlen);
+
+/** After all values: the cluster options that only make sense together. 0 or -1 with err. */
+int config_check_cluster(const config_t *cfg, char *err, size_t errlen);
 
 #endif

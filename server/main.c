@@ -219,7 +219,7 @@ int main(int argc, char **argv)
     store_t *store = NULL;
     admin_t *admin = NULL;
     sigset_t sigs;
-    int sig, rc;
+    int sig, rc, exit_code = 1;
 
     if (argc > 1 && strcmp(argv[1], "migrate") == 0)
         return migrate_main(argc - 1, argv + 1);
@@ -269,9 +269,16 @@ int main(int argc, char **argv)
                                   .node = cfg.node_name,
                                   .retention_s = cfg.cluster_retention_s,
                                   .local_on_unavailable = cfg.cluster_on_unavailable == CONFIG_CLUSTER_LOCAL,
-                                  .store = store};
+                                  .store = store,
+                                  .creds = cfg.cluster_creds,
+                                  .nkey_seed = cfg.cluster_nkey,
+                                  .tls_ca = cfg.cluster_tls_ca,
+                                  .tls_cert = cfg.cluster_tls_cert.cert,
+                                  .tls_key = cfg.cluster_tls_cert.key,
+                                  .tls_hostname = cfg.cluster_tls_hostname};
         if (cluster_start(&copt, err, sizeof(err)) != 0) {
             fprintf(stderr, "edgecache: %s\n", err);
+            exit_code = 2; /* a file named by a --cluster-* setting: a configuration error */
             goto fail;
         }
     }
@@ -357,5 +364,5 @@ fail:
     store_close(&store);
     mem_destroy(&mem);
     tls_shutdown();
-    return 1;
+    return exit_code;
 }

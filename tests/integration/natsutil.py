@@ -25,8 +25,9 @@ NATS_SERVER = shutil.which("nats-server") or "/usr/bin/nats-server"
 
 
 class NatsServer:
-    def __init__(self, name, root):
+    def __init__(self, name, root, extra_conf=""):
         self.name = name
+        self.extra_conf = extra_conf  # more nats-server configuration (authorization, tls) for this server
         self.port = free_port()
         self.http_port = free_port()
         self.cluster_port = free_port()
@@ -49,6 +50,8 @@ class NatsServer:
             routes = ", ".join("nats-route://127.0.0.1:%d" % p.cluster_port for p in peers if p is not self)
             lines.append("cluster { name: edgecache_test, listen: 127.0.0.1:%d, routes: [%s] }" % (
                 self.cluster_port, routes))
+        if self.extra_conf:
+            lines.append(self.extra_conf)
         with open(self.conf, "w") as f:
             f.write("\n".join(lines) + "\n")
 
@@ -84,9 +87,9 @@ class NatsServer:
 class NatsCluster:
     """n nats-server processes with JetStream; n > 1: one cluster (routes between all)."""
 
-    def __init__(self, n=3):
+    def __init__(self, n=3, extra_conf=""):
         self.root = tempfile.mkdtemp(prefix="edgecache-nats-")
-        self.servers = [NatsServer("n%d" % (i + 1), self.root) for i in range(n)]
+        self.servers = [NatsServer("n%d" % (i + 1), self.root, extra_conf) for i in range(n)]
         for s in self.servers:
             s.write_conf(self.servers if n > 1 else None)
 
@@ -155,6 +158,103 @@ def publish_raw(port, subject, payload, msg_id=None, timeout=5.0):
                 return json.loads(data) if data else {}
     finally:
         s.close()
+
+
+def publish_core(port, messages, timeout=5.0):
+    """Publish [(subject, payload)] on core NATS (no reply expected), in order on one connection;
+    returns once the server has read them all (its PONG to the PING sent after them)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=scaled(timeout))
+    try:
+        f = s.makefile("rb")
+        f.readline()  # INFO
+        out = b'CONNECT {"verbose":false,"pedantic":false}\r\n'
+        for subject, payload in messages:
+            out += ("PUB %s %d\r\n" % (subject, len(payload))).encode() + payload + b"\r\n"
+        s.sendall(out + b"PING\r\n")
+        while True:
+            line = f.readline()
+            if not line or line.startswith(b"-ERR"):
+                raise OSError("nats: %r" % line)
+            if line.startswith(b"PONG"):
+                return
+    finally:
+        s.close()
+
+
+NKEY_PREFIX = {"operator": 14 << 3, "account": 0, "user": 20 << 3}
+
+
+def _crc16(data):
+    crc = 0
+    for b in data:
+        crc ^= b << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
+    return crc
+
+
+def _b32(raw):
+    import base64
+    return base64.b32encode(raw + _crc16(raw).to_bytes(2, "little")).decode().rstrip("=")
+
+
+def nkey(kind="user"):
+    """A fresh NATS NKey of `kind`: (seed "S..", public key, Ed25519 private key), made as the
+    nkeys library does (Ed25519; base32 of prefix bytes, key and CRC16)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    raw = os.urandom(32)
+    key = Ed25519PrivateKey.from_private_bytes(raw)
+    pub = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    p = NKEY_PREFIX[kind]
+    return _b32(bytes([(18 << 3) | (p >> 5), (p & 31) << 3]) + raw), _b32(bytes([p]) + pub), key
+
+
+def user_nkey():
+    """A fresh user NKey: (seed "SU...", public key "U...")."""
+    seed, pub, _ = nkey("user")
+    return seed, pub
+
+
+def jwt(claims, signer_pub, signer_key):
+    """A NATS JWT (ed25519-nkey) of claims, issued by signer."""
+    import base64
+    import hashlib
+
+    def enc(b):
+        return base64.urlsafe_b64encode(b).decode().rstrip("=")
+
+    claims = dict(claims, iss=signer_pub, iat=int(time.time()))
+    body = json.dumps(claims, separators=(",", ":")).encode()
+    claims["jti"] = base64.b32encode(hashlib.sha256(body).digest()).decode().rstrip("=")
+    head = enc(json.dumps({"typ": "JWT", "alg": "ed25519-nkey"}).encode()) + "." + enc(
+        json.dumps(claims, separators=(",", ":")).encode())
+    return head + "." + enc(signer_key.sign(head.encode()))
+
+
+def operator_setup(directory):
+    """Decentralized auth: an operator, one account with JetStream, one user. Returns (the
+    nats-server configuration lines, the path of the user's .creds file)."""
+    _, op_pub, op_key = nkey("operator")
+    _, acc_pub, acc_key = nkey("account")
+    u_seed, u_pub, _ = nkey("user")
+    op_jwt = jwt({"sub": op_pub, "name": "op", "nats": {"type": "operator", "version": 2}}, op_pub, op_key)
+    unlimited = {"subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1, "wildcards": True, "conn": -1,
+                 "leaf": -1, "mem_storage": -1, "disk_storage": -1, "streams": -1, "consumer": -1}
+    acc_jwt = jwt({"sub": acc_pub, "name": "edge", "nats": {"type": "account", "version": 2, "limits": unlimited}},
+                  op_pub, op_key)
+    u_jwt = jwt({"sub": u_pub, "name": "edge1", "nats": {"type": "user", "version": 2, "pub": {}, "sub": {},
+                                                         "subs": -1, "data": -1, "payload": -1}}, acc_pub, acc_key)
+    creds = os.path.join(directory, "edge1.creds")
+    with open(creds, "w") as f:
+        f.write("-----BEGIN NATS USER JWT-----\n%s\n------END NATS USER JWT------\n\n"
+                "-----BEGIN USER NKEY SEED-----\n%s\n------END USER NKEY SEED------\n" % (u_jwt, u_seed))
+    _, sys_pub, _ = nkey("account")  # JetStream wants a system account
+    sys_jwt = jwt({"sub": sys_pub, "name": "SYS", "nats": {"type": "account", "version": 2}}, op_pub, op_key)
+    conf = "operator: %s\nsystem_account: %s\nresolver: MEMORY\nresolver_preload: { %s: %s, %s: %s }" % (
+        op_jwt, sys_pub, acc_pub, acc_jwt, sys_pub, sys_jwt)
+    return conf, creds
 
 
 def encode_purge(kind, items, soft=False):
