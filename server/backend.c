@@ -276,7 +276,7 @@ static void publish(backend_set_t *s, const backend_config_t *c, backend_t **res
     backend_set_t *old = backend_g.current;
     s->gen = atomic_load(&backend_g.gen) + 1;
     backend_g.current = s;
-    *backend_g.config = *c;
+    backend_config_copy(backend_g.config, c); /* the entries in use only: the rest stays untouched pages */
     atomic_store(&backend_g.gen, s->gen);
     pthread_mutex_unlock(&backend_g.lock);
     backend_set_unref(old);
@@ -296,12 +296,10 @@ static int persist(const backend_config_t *c)
 
 backend_config_t *backend_config_get(void)
 {
-    backend_config_t *c = malloc(sizeof(*c));
-    if (c == NULL)
-        alloc_die("backend", 0);
+    backend_config_t *c = alloc_xcalloc(1, sizeof(*c), "backend"); /* ~2.9 MB, mmap'd: only what is copied is touched */
     pthread_mutex_lock(&backend_g.lock);
     if (backend_g.config != NULL)
-        *c = *backend_g.config;
+        backend_config_copy(c, backend_g.config);
     pthread_mutex_unlock(&backend_g.lock);
     if (!backend_g.initialised) {
         free(c);
