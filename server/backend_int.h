@@ -154,12 +154,13 @@ size_t backend_rendezvous_pick(const uint8_t hash[CACHE_HASH_LEN], const uint64_
 const backend_healthcheck_conf_t *backend_config_find_healthcheck(const backend_config_t *c, const char *name);
 
 /**
- * Make c an empty configuration (no backends, no health checks, round robin not stored)
- * without writing its unused entries: a calloc'd one stays mostly untouched pages.
+ * Make c an empty configuration (no backends, no health checks, round robin not stored),
+ * releasing the PEM strings of its entries in use, without writing its unused entries (a
+ * calloc'd one stays mostly untouched pages). c: calloc'd, or a configuration.
  */
 void backend_config_clear(backend_config_t *c);
 
-/** Copy src's settings and the entries it uses into dst (dst's unused entries are left as they are). */
+/** Make dst (calloc'd, or a configuration: cleared first) a copy of src: its settings and the entries in use, deep. */
 void backend_config_copy(backend_config_t *dst, const backend_config_t *src);
 
 /* ---- the persisted document ---- */
