@@ -15,7 +15,9 @@
  *   - backend_t: one version of one backend (its settings, resolved address, and with use_ssl
  *     its TLS context, server/origin_tls.h, built with it: a new version whose TLS settings and
  *     names did not change shares the previous one's). A backend whose settings did not change
- *     is carried into the next set as the same object.
+ *     is carried into the next set as the same object ("did not change": backend_conf_equal,
+ *     the TLS PEM fields compared by content). Each backend_t owns its copy of the settings
+ *     (backend_conf_copy; released when its last reference goes).
  *     Every version of a backend name shares one backend_state_t: counters, the health
  *     window and the prober's schedule, so an edit of the weight keeps the health state.
  *   - The shield's admin API (--shield-admin): its address, and with --shield-admin-tls the TLS
