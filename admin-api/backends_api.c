@@ -176,8 +176,11 @@ typedef struct api_list {
     const char *noun;   /* in a 400: "a <noun> named ... already exists", "too many <noun>s" */
     size_t max, count_off, items_off, item_size, name_off; /* where in backend_config_t */
     json_t *(*to_json)(const void *item);
-    /* defaults (item_or_null NULL) or a copy of the item, with doc applied, into scratch; 0 or a 400 detail */
+    /* defaults (item_or_null NULL) or a copy of the item, with doc applied, into scratch; 0 or a 400 detail
+     * (scratch then owns nothing) */
     int (*apply)(const void *item_or_null, const json_t *doc, void *scratch, char *detail, size_t len);
+    /* free what an item owns (a backend's PEM strings; NULL: items own nothing) */
+    void (*release)(void *item);
     /* before the item at i is renamed to new_name (NULL: nothing follows a rename) */
     void (*renaming)(backend_config_t *c, size_t i, const char *new_name);
     /* 0, or a 400 detail: the item at i may not go (NULL: always may) */
@@ -213,14 +216,22 @@ static int backend_item_apply(const void *item_or_null, const json_t *doc, void 
     if (item_or_null == NULL)
         backend_conf_defaults(conf);
     else
-        *conf = *(const backend_conf_t *)item_or_null;
-    if (backend_conf_apply_json(conf, doc, detail, len) != 0)
+        backend_conf_copy(conf, item_or_null);
+    if (backend_conf_apply_json(conf, doc, detail, len) != 0) {
+        backend_conf_release(conf);
         return -1;
+    }
     if (conf->name[0] != '\0' && conf->address[0] == '\0') { /* (a missing name is reported first) */
         snprintf(detail, len, "address: required");
+        backend_conf_release(conf);
         return -1;
     }
     return 0;
+}
+
+static void backend_item_release(void *item)
+{
+    backend_conf_release(item);
 }
 
 static json_t *healthcheck_item_to_json(const void *item)
@@ -267,6 +278,7 @@ static const api_list_t backends_list = {
     .name_off = offsetof(backend_conf_t, name),
     .to_json = backend_item_to_json,
     .apply = backend_item_apply,
+    .release = backend_item_release,
 };
 
 static const api_list_t healthchecks_list = {
@@ -328,27 +340,31 @@ static void handle_list(admin_t *admin, h2o_req_t *req, unsigned method, const a
         }
         json_decref(doc);
         const char *new_name = (const char *)&scratch + l->name_off;
+        size_t other = new_name[0] != '\0' ? list_find(l, c, new_name) : SIZE_MAX;
         if (new_name[0] == '\0') {
-            send_bad(req, "name: required");
-            return;
-        }
-        size_t other = list_find(l, c, new_name);
-        if (other != SIZE_MAX && other != i) {
+            snprintf(detail, sizeof(detail), "name: required");
+        } else if (other != SIZE_MAX && other != i) {
             snprintf(detail, sizeof(detail), "name: a %s named '%s' already exists", l->noun, new_name);
+        } else if (method == M_POST && *count == l->max) {
+            snprintf(detail, sizeof(detail), "name: too many %ss (at most %zu)", l->noun, l->max);
+        } else {
+            detail[0] = '\0';
+        }
+        if (detail[0] != '\0') {
             send_bad(req, detail);
+            if (l->release != NULL)
+                l->release(&scratch);
             return;
         }
         if (method == M_POST) {
-            if (*count == l->max) {
-                snprintf(detail, sizeof(detail), "name: too many %ss (at most %zu)", l->noun, l->max);
-                send_bad(req, detail);
-                return;
-            }
             i = (*count)++;
-        } else if (l->renaming != NULL && strcmp(list_item(l, c, i) + l->name_off, new_name) != 0) {
-            l->renaming(c, i, new_name);
+        } else {
+            if (l->renaming != NULL && strcmp(list_item(l, c, i) + l->name_off, new_name) != 0)
+                l->renaming(c, i, new_name);
+            if (l->release != NULL)
+                l->release(list_item(l, c, i)); /* replaced by scratch, which owns its own copies */
         }
-        memcpy(list_item(l, c, i), &scratch, l->item_size);
+        memcpy(list_item(l, c, i), &scratch, l->item_size); /* scratch's strings move into c */
         if (commit_or_respond(req, c) == 0)
             admin_send_json_value(req, 200, decorate(l->to_json(list_item(l, c, i)), admin, r));
         return;
@@ -357,7 +373,9 @@ static void handle_list(admin_t *admin, h2o_req_t *req, unsigned method, const a
             send_bad(req, detail);
             return;
         }
-        memmove(list_item(l, c, i), list_item(l, c, i + 1), (*count - i - 1) * l->item_size);
+        if (l->release != NULL)
+            l->release(list_item(l, c, i));
+        memmove(list_item(l, c, i), list_item(l, c, i + 1), (*count - i - 1) * l->item_size); /* ownership moves down */
         (*count)--;
         if (commit_or_respond(req, c) == 0)
             admin_send_json(req, 200, H2O_STRLIT("{\"status\":\"ok\"}"));
@@ -456,7 +474,7 @@ static void serve(admin_t *admin, h2o_req_t *req, unsigned method, const api_rou
     case KIND_HEALTHCHECK: handle_list(admin, req, method, r, name, c, &healthchecks_list); break;
     case KIND_LB: handle_lb(req, method, c); break;
     }
-    free(c);
+    backend_config_free(c);
 }
 
 /* ---- the admin_ext.h route (the router does 405, auth and scopes) ---- */

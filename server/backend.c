@@ -15,7 +15,9 @@
  *   - backend_t: one version of one backend (its settings, resolved address, and with use_ssl
  *     its TLS context, server/origin_tls.h, built with it: a new version whose TLS settings and
  *     names did not change shares the previous one's). A backend whose settings did not change
- *     is carried into the next set as the same object.
+ *     is carried into the next set as the same object ("did not change": backend_conf_equal,
+ *     the TLS PEM fields compared by content). Each backend_t owns its copy of the settings
+ *     (backend_conf_copy; released when its last reference goes).
  *     Every version of a backend name shares one backend_state_t: counters, the health
  *     window and the prober's schedule, so an edit of the weight keeps the health state.
  *   - The shield's admin API (--shield-admin): its address, and with --shield-admin-tls the TLS
@@ -71,6 +73,7 @@ void backend_unref(backend_t *b)
     if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1) {
         state_unref(b->state);
         origin_tls_unref(&b->tls);
+        backend_conf_release(&b->conf);
         b->magic = 0;
         free(b);
     }
@@ -139,7 +142,7 @@ static int hc_equal(const backend_t *old, const backend_config_t *c, const backe
  * verified for one name must not serve a backend that wants another) */
 static int tls_equal(const backend_conf_t *a, const backend_conf_t *b)
 {
-    return memcmp(&a->tls, &b->tls, sizeof(a->tls)) == 0 &&
+    return origin_tls_conf_equal(&a->tls, &b->tls) &&
            (!a->tls.use_ssl || (strcmp(a->override_host, b->override_host) == 0 && strcmp(a->address, b->address) == 0));
 }
 
@@ -202,7 +205,7 @@ static int set_build(const backend_config_t *c, backend_set_t *old, int strict, 
     for (size_t i = 0; i != c->num_backends; ++i) {
         const backend_conf_t *bc = &c->backends[i];
         backend_t *prev = find_in_set(old, bc->name);
-        if (prev != NULL && memcmp(&prev->conf, bc, sizeof(*bc)) == 0 && hc_equal(prev, c, bc) && prev->resolved) {
+        if (prev != NULL && backend_conf_equal(&prev->conf, bc) && hc_equal(prev, c, bc) && prev->resolved) {
             s->b[s->n++] = backend_ref(prev); /* unchanged: the same object, pools and all */
             continue;
         }
@@ -210,7 +213,7 @@ static int set_build(const backend_config_t *c, backend_set_t *old, int strict, 
         b->magic = BACKEND_MAGIC;
         atomic_init(&b->refs, 1);
         b->id = ++backend_g.next_id;
-        b->conf = *bc;
+        backend_conf_copy(&b->conf, bc); /* released with b (backend_unref) */
         b->name_hash = backend_name_hash(bc->name, strlen(bc->name));
         const backend_healthcheck_conf_t *h = bc->healthcheck[0] != '\0' ? backend_config_find_healthcheck(c, bc->healthcheck)
                                                                          : NULL;
@@ -223,6 +226,7 @@ static int set_build(const backend_config_t *c, backend_set_t *old, int strict, 
             b->resolved = 1;
         } else if (strict) {
             errbuf_printf(detail, detail_len, "address: cannot resolve '%s': %s", bc->address, why);
+            backend_conf_release(&b->conf);
             free(b);
             backend_set_unref(s);
             return BACKEND_EINVAL;
@@ -233,6 +237,7 @@ static int set_build(const backend_config_t *c, backend_set_t *old, int strict, 
         if (b->resolved && tls_build(b, prev, why, sizeof(why)) != 0) {
             if (strict) {
                 errbuf_printf(detail, detail_len, "%s", why);
+                backend_conf_release(&b->conf);
                 free(b);
                 backend_set_unref(s);
                 return BACKEND_EINVAL;
@@ -276,7 +281,7 @@ static void publish(backend_set_t *s, const backend_config_t *c, backend_t **res
     backend_set_t *old = backend_g.current;
     s->gen = atomic_load(&backend_g.gen) + 1;
     backend_g.current = s;
-    *backend_g.config = *c;
+    backend_config_copy(backend_g.config, c); /* the entries in use only: the rest stays untouched pages */
     atomic_store(&backend_g.gen, s->gen);
     pthread_mutex_unlock(&backend_g.lock);
     backend_set_unref(old);
@@ -296,12 +301,10 @@ static int persist(const backend_config_t *c)
 
 backend_config_t *backend_config_get(void)
 {
-    backend_config_t *c = malloc(sizeof(*c));
-    if (c == NULL)
-        alloc_die("backend", 0);
+    backend_config_t *c = alloc_xcalloc(1, sizeof(*c), "backend"); /* ~2.9 MB, mmap'd: only what is copied is touched */
     pthread_mutex_lock(&backend_g.lock);
     if (backend_g.config != NULL)
-        *c = *backend_g.config;
+        backend_config_copy(c, backend_g.config);
     pthread_mutex_unlock(&backend_g.lock);
     if (!backend_g.initialised) {
         free(c);
@@ -372,12 +375,13 @@ static int shield_admin_resolve(const config_t *cfg, char *err, size_t errlen)
         char peer[sizeof(cfg->shield_admin.host) + 16];
         origin_tls_conf_defaults(conf);
         conf->use_ssl = 1;
-        snprintf(conf->ssl_ca_cert, sizeof(conf->ssl_ca_cert), "%s",
-                 cfg->shield_admin_tls_ca != NULL ? cfg->shield_admin_tls_ca : "");
+        if (cfg->shield_admin_tls_ca != NULL) /* else the system's trust store */
+            origin_tls_conf_set_pem(&conf->ssl_ca_cert, cfg->shield_admin_tls_ca, strlen(cfg->shield_admin_tls_ca));
         snprintf(peer, sizeof(peer), strchr(cfg->shield_admin.host, ':') != NULL ? "[%s]:%u" : "%s:%u", cfg->shield_admin.host,
                  (unsigned)cfg->shield_admin.port);
         int rc = origin_tls_new(conf, "shield-admin", peer, cfg->shield_admin.host, &backend_g.shield_admin_tls, why,
                                 sizeof(why));
+        origin_tls_conf_release(conf);
         free(conf);
         if (rc != 0) {
             errbuf_printf(err, errlen, "--shield-admin-tls: %s", why);
@@ -457,11 +461,11 @@ int backend_module_init(const config_t *cfg, store_t *store, char *err, size_t e
     publish(s, c, resets, num_resets);
     backend_g.initialised = 1;
     pthread_mutex_unlock(&backend_g.commit_lock);
-    free(c);
+    backend_config_free(c);
     return 0;
 
 fail:
-    free(c);
+    backend_config_free(c);
     return -1;
 }
 
@@ -476,7 +480,7 @@ void backend_module_stop(void)
     pthread_mutex_lock(&backend_g.lock);
     backend_set_t *s = backend_g.current;
     backend_g.current = NULL;
-    free(backend_g.config);
+    backend_config_free(backend_g.config);
     backend_g.config = NULL;
     backend_g.initialised = 0;
     pthread_mutex_unlock(&backend_g.lock);

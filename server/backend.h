@@ -120,7 +120,9 @@ typedef struct backend_healthcheck_conf {
     char comment[BACKEND_COMMENT_MAX + 1];
 } backend_healthcheck_conf_t;
 
-/* the whole origin configuration: what is persisted (config db, key "backends") and swapped in */
+/* the whole origin configuration: what is persisted (config db, key "backends") and swapped in; it owns
+ * the PEM strings of backends[0 .. num_backends - 1] (backend_config_free), the entries past those are
+ * unused room (never read, never released) */
 typedef struct backend_config {
     backend_lb_t load_balancing;
     int load_balancing_stored; /* set through the API: wins over the config file's value */
@@ -130,8 +132,17 @@ typedef struct backend_config {
     backend_healthcheck_conf_t healthchecks[BACKEND_MAX_HEALTHCHECKS];
 } backend_config_t;
 
-/** Fill in Fastly's defaults (name and address empty). */
+/** Fill in Fastly's defaults (name and address empty). *c must own no PEM strings (fresh, or released). */
 void backend_conf_defaults(backend_conf_t *c);
+
+/** Make *dst a copy of *src with its own TLS PEM strings. *dst must own none (fresh, or released). */
+void backend_conf_copy(backend_conf_t *dst, const backend_conf_t *src);
+
+/** Free the TLS PEM strings *c owns (set to NULL); the rest of *c is left as it is. */
+void backend_conf_release(backend_conf_t *c);
+
+/** 1 when a and b are the same configuration (the PEM fields compared by content), else 0. */
+int backend_conf_equal(const backend_conf_t *a, const backend_conf_t *b);
 void backend_healthcheck_defaults(backend_healthcheck_conf_t *h);
 
 /**
@@ -176,8 +187,11 @@ const char *backend_lb_name(backend_lb_t lb);
  */
 int backend_config_validate(const backend_config_t *c, char *detail, size_t detail_len);
 
-/** A new malloc'd copy of the live configuration (caller frees). Any thread. */
+/** A new copy of the live configuration (the caller owns it: backend_config_free), or NULL before init. Any thread. */
 backend_config_t *backend_config_get(void);
+
+/** Free a configuration and the PEM strings of its entries in use (c may be NULL). */
+void backend_config_free(backend_config_t *c);
 
 /**
  * Make `next` the live configuration: validate it, resolve every address, persist it

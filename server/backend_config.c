@@ -15,13 +15,18 @@
  *   - All or nothing: an apply that fails leaves the target unchanged, with a detail that
  *     names the field ("<field>: why"); a detail quotes client bytes only through text_escape.
  *   - Whole buffers are cleared before a string is copied in: configurations are compared
- *     with memcmp (server/backend.c keeps a backend whose configuration did not change).
+ *     with memcmp (server/backend.c keeps a backend whose configuration did not change), all
+ *     but the TLS PEM fields, which are malloc'd and compared by content (backend_conf_equal).
+ *   - Ownership: a backend_conf_t owns its PEM strings; copies are made with backend_conf_copy
+ *     and dropped with backend_conf_release; a backend_config_t owns those of the entries in
+ *     use (num_backends), and is dropped with backend_config_free.
  *   - backend_config_validate is the one check of a whole configuration (unique names,
  *     health check references, ranges): a commit, a stored document and the seed all pass it.
  *
  * Threads. Pure functions over their arguments: the admin thread (API requests, commits)
  * and the main thread (backend_module_init) call them.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +41,22 @@
 #define SHIELD_NAME "shield"
 
 /* ================================================================ configuration: values */
+
+void backend_conf_copy(backend_conf_t *dst, const backend_conf_t *src)
+{
+    *dst = *src;
+    origin_tls_conf_copy(&dst->tls, &src->tls);
+}
+
+void backend_conf_release(backend_conf_t *c)
+{
+    origin_tls_conf_release(&c->tls);
+}
+
+int backend_conf_equal(const backend_conf_t *a, const backend_conf_t *b)
+{
+    return memcmp(a, b, offsetof(backend_conf_t, tls)) == 0 && origin_tls_conf_equal(&a->tls, &b->tls);
+}
 
 void backend_conf_defaults(backend_conf_t *c)
 {
@@ -231,7 +252,7 @@ static int ignored_field(const char *key)
 
 int backend_conf_apply_json(backend_conf_t *c, const json_t *obj, char *detail, size_t detail_len)
 {
-    backend_conf_t next = *c; /* about 42 KB with the PEM fields: admin and main threads have the stack */
+    backend_conf_t next;
     const char *key;
     json_t *v;
     uint64_t n;
@@ -241,6 +262,7 @@ int backend_conf_apply_json(backend_conf_t *c, const json_t *obj, char *detail, 
         errbuf_printf(detail, detail_len, "body: must be an object");
         return BACKEND_EINVAL;
     }
+    backend_conf_copy(&next, c); /* its own PEM strings: changed there, and *c's freed only on success */
     json_object_foreach ((json_t *)obj, key, v) {
         if (origin_tls_conf_apply_field(&next.tls, key, v, &rc, detail, detail_len)) {
             rc = rc != 0 ? BACKEND_EINVAL : 0;
@@ -296,7 +318,7 @@ int backend_conf_apply_json(backend_conf_t *c, const json_t *obj, char *detail, 
             rc = BACKEND_EINVAL;
         }
         if (rc != 0)
-            return rc;
+            goto fail;
     }
     /* Fastly's coupling of port and use_ssl: port 443 or 80 alone sets use_ssl, and use_ssl
      * alone moves a default port (80 <-> 443); given together, each is as given */
@@ -305,10 +327,16 @@ int backend_conf_apply_json(backend_conf_t *c, const json_t *obj, char *detail, 
         next.tls.use_ssl = next.port == 443;
     else if (use_ssl_given && !port_given && next.port == (next.tls.use_ssl ? 80 : 443))
         next.port = next.tls.use_ssl ? 443 : 80;
-    if (origin_tls_conf_check(&next.tls, detail, detail_len) != 0)
-        return BACKEND_EINVAL;
-    *c = next;
+    if (origin_tls_conf_check(&next.tls, detail, detail_len) != 0) {
+        rc = BACKEND_EINVAL;
+        goto fail;
+    }
+    backend_conf_release(c);
+    *c = next; /* next's PEM strings move to *c */
     return 0;
+fail:
+    backend_conf_release(&next);
+    return rc;
 }
 
 int backend_healthcheck_apply_json(backend_healthcheck_conf_t *h, const json_t *obj, char *detail, size_t detail_len)
@@ -393,6 +421,7 @@ int backend_conf_check_object(const json_t *obj, char *host, size_t cap, uint16_
         snprintf(host, cap, "%s", c->address);
         *port = c->port;
     }
+    backend_conf_release(c);
     free(c);
     return rc;
 }
@@ -537,6 +566,41 @@ done:
 
 /* ================================================================ configuration: documents */
 
+/*
+ * A backend_config_t has room for BACKEND_MAX entries; a configuration uses a few. Clearing
+ * or copying all of it wrote every page (~2.8 MiB when the PEM fields were inline, ~230 KB
+ * now), anonymous memory for the process's life: only the entries in use are.
+ */
+void backend_config_clear(backend_config_t *c)
+{
+    for (size_t i = 0; i != c->num_backends; ++i)
+        backend_conf_release(&c->backends[i]);
+    c->load_balancing = BACKEND_LB_ROUND_ROBIN;
+    c->load_balancing_stored = 0;
+    c->num_backends = 0;
+    c->num_healthchecks = 0;
+}
+
+void backend_config_copy(backend_config_t *dst, const backend_config_t *src)
+{
+    backend_config_clear(dst);
+    dst->load_balancing = src->load_balancing;
+    dst->load_balancing_stored = src->load_balancing_stored;
+    dst->num_backends = src->num_backends;
+    for (size_t i = 0; i != src->num_backends; ++i)
+        backend_conf_copy(&dst->backends[i], &src->backends[i]);
+    dst->num_healthchecks = src->num_healthchecks;
+    memcpy(dst->healthchecks, src->healthchecks, src->num_healthchecks * sizeof(src->healthchecks[0]));
+}
+
+void backend_config_free(backend_config_t *c)
+{
+    if (c == NULL)
+        return;
+    backend_config_clear(c);
+    free(c);
+}
+
 const backend_healthcheck_conf_t *backend_config_find_healthcheck(const backend_config_t *c, const char *name)
 {
     for (size_t i = 0; i != c->num_healthchecks; ++i)
@@ -624,7 +688,7 @@ int backend_config_from_json(backend_config_t *c, const json_t *doc, char *detai
     size_t i;
     char sub[256];
 
-    memset(c, 0, sizeof(*c));
+    backend_config_clear(c);
     if (!json_is_object(doc) || (fmt = json_object_get(doc, "format")) == NULL || !json_is_integer(fmt) ||
         json_integer_value(fmt) != 1) {
         errbuf_printf(detail, detail_len, "not a format-1 backend document");
@@ -668,7 +732,7 @@ int backend_config_from_json(backend_config_t *c, const json_t *doc, char *detai
 void backend_config_seed(backend_config_t *c, const config_t *cfg)
 {
     json_t *objects = cfg->backends_json != NULL ? json_loads(cfg->backends_json, 0, NULL) : NULL;
-    memset(c, 0, sizeof(*c));
+    backend_config_clear(c);
     c->load_balancing = (backend_lb_t)cfg->load_balancing;
     for (size_t i = 0; i != cfg->num_backends && i != BACKEND_MAX; ++i) {
         backend_conf_t *b = &c->backends[c->num_backends++];
@@ -693,7 +757,7 @@ void backend_config_seed(backend_config_t *c, const config_t *cfg)
 
 static int shield_tls_equal(const origin_tls_conf_t *t, const char *ca)
 {
-    return t->use_ssl && t->ssl_check_cert && strcmp(t->ssl_ca_cert, ca) == 0;
+    return t->use_ssl && t->ssl_check_cert && strcmp(t->ssl_ca_cert != NULL ? t->ssl_ca_cert : "", ca) == 0;
 }
 
 int backend_config_force_shield(backend_config_t *c, const config_addr_t *shield, const char *tls_ca)
@@ -720,8 +784,7 @@ int backend_config_force_shield(backend_config_t *c, const config_addr_t *shield
     if (tls_ca != NULL) { /* --shield-tls: TLS, checked, with that CA ("" = the system's store) */
         b->tls.use_ssl = 1;
         b->tls.ssl_check_cert = 1;
-        memset(b->tls.ssl_ca_cert, 0, sizeof(b->tls.ssl_ca_cert));
-        snprintf(b->tls.ssl_ca_cert, sizeof(b->tls.ssl_ca_cert), "%s", tls_ca);
+        origin_tls_conf_set_pem(&b->tls.ssl_ca_cert, tls_ca, strlen(tls_ca));
     }
     return 1;
 }

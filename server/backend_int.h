@@ -153,14 +153,24 @@ size_t backend_rendezvous_pick(const uint8_t hash[CACHE_HASH_LEN], const uint64_
 /** The health check of c named `name`, or NULL. Borrowed from c. */
 const backend_healthcheck_conf_t *backend_config_find_healthcheck(const backend_config_t *c, const char *name);
 
+/**
+ * Make c an empty configuration (no backends, no health checks, round robin not stored),
+ * releasing the PEM strings of its entries in use, without writing its unused entries (a
+ * calloc'd one stays mostly untouched pages). c: calloc'd, or a configuration.
+ */
+void backend_config_clear(backend_config_t *c);
+
+/** Make dst (calloc'd, or a configuration: cleared first) a copy of src: its settings and the entries in use, deep. */
+void backend_config_copy(backend_config_t *dst, const backend_config_t *src);
+
 /* ---- the persisted document ---- */
 
 /** A new JSON document of the whole configuration (new reference). */
 json_t *backend_config_to_json(const backend_config_t *c);
 
 /**
- * Read a stored document (untrusted bytes) into *c: every object is defaults + its fields,
- * then the whole is validated. Returns 0 or BACKEND_EINVAL with detail.
+ * Read a stored document (untrusted bytes) into *c (cleared first, backend_config_clear):
+ * every object is defaults + its fields, then the whole is validated. Returns 0 or BACKEND_EINVAL with detail.
  */
 int backend_config_from_json(backend_config_t *c, const json_t *doc, char *detail, size_t detail_len);
 

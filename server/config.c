@@ -364,11 +364,11 @@ void config_print_help(void *stream)
 static int shield_tls_value(const char *who, const char *val, int *on, char **ca, char *err, size_t errlen)
 {
     origin_tls_conf_t *tls = calloc(1, sizeof(*tls));
-    char detail[300];
+    char detail[300], *text = calloc(1, ORIGIN_TLS_PEM_MAX + 1);
     FILE *f = strcmp(val, "system") != 0 ? fopen(val, "r") : NULL;
     size_t got = 0;
     int rc = -1;
-    if (tls == NULL)
+    if (tls == NULL || text == NULL)
         abort();
     origin_tls_conf_defaults(tls);
     tls->use_ssl = 1;
@@ -376,22 +376,28 @@ static int shield_tls_value(const char *who, const char *val, int *on, char **ca
         rc = 0;
     } else if (f == NULL) {
         errbuf_printf(err, errlen, "%s: cannot read '%.200s': %s", who, val, strerror(errno));
-    } else if ((got = fread(tls->ssl_ca_cert, 1, sizeof(tls->ssl_ca_cert), f)) == sizeof(tls->ssl_ca_cert) || got == 0 ||
-               ferror(f) || memchr(tls->ssl_ca_cert, '\0', got) != NULL) {
+    } else if ((got = fread(text, 1, ORIGIN_TLS_PEM_MAX + 1, f)) == ORIGIN_TLS_PEM_MAX + 1 || got == 0 || ferror(f) ||
+               memchr(text, '\0', got) != NULL) {
         errbuf_printf(err, errlen, "%s: '%.200s' is not a PEM file of at most %d bytes", who, val, ORIGIN_TLS_PEM_MAX);
-    } else if (origin_tls_conf_check(tls, detail, sizeof(detail)) != 0) {
-        errbuf_printf(err, errlen, "%s: '%.200s': %s", who, val, detail + (strncmp(detail, "ssl_ca_cert: ", 13) == 0 ? 13 : 0));
     } else {
-        rc = 0;
+        origin_tls_conf_set_pem(&tls->ssl_ca_cert, text, got);
+        if (origin_tls_conf_check(tls, detail, sizeof(detail)) != 0)
+            errbuf_printf(err, errlen, "%s: '%.200s': %s", who, val,
+                          detail + (strncmp(detail, "ssl_ca_cert: ", 13) == 0 ? 13 : 0));
+        else
+            rc = 0;
     }
     if (f != NULL)
         fclose(f);
     if (rc == 0) {
         free(*ca);
-        *ca = got != 0 ? strdup(tls->ssl_ca_cert) : NULL;
+        *ca = tls->ssl_ca_cert; /* NULL for "system" */
+        tls->ssl_ca_cert = NULL;
         *on = 1;
     }
+    origin_tls_conf_release(tls);
     free(tls);
+    free(text);
     return rc;
 }
 

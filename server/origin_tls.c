@@ -30,6 +30,7 @@
 #include <arpa/inet.h>
 #include <assert.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +66,50 @@ void origin_tls_conf_defaults(origin_tls_conf_t *c)
 {
     memset(c, 0, sizeof(*c));
     c->ssl_check_cert = 1;
+}
+
+static char *pem_dup(const char *pem, size_t len)
+{
+    if (pem == NULL || len == 0)
+        return NULL;
+    char *p = alloc_xmalloc(len + 1, "origin tls");
+    memcpy(p, pem, len);
+    p[len] = '\0';
+    return p;
+}
+
+void origin_tls_conf_set_pem(char **field, const char *pem, size_t len)
+{
+    char *p = pem_dup(pem, len); /* before the free: pem may be *field's own text */
+    free(*field);
+    *field = p;
+}
+
+void origin_tls_conf_copy(origin_tls_conf_t *dst, const origin_tls_conf_t *src)
+{
+    *dst = *src;
+    dst->ssl_ca_cert = src->ssl_ca_cert != NULL ? pem_dup(src->ssl_ca_cert, strlen(src->ssl_ca_cert)) : NULL;
+    dst->ssl_client_cert = src->ssl_client_cert != NULL ? pem_dup(src->ssl_client_cert, strlen(src->ssl_client_cert)) : NULL;
+    dst->ssl_client_key = src->ssl_client_key != NULL ? pem_dup(src->ssl_client_key, strlen(src->ssl_client_key)) : NULL;
+}
+
+void origin_tls_conf_release(origin_tls_conf_t *c)
+{
+    free(c->ssl_ca_cert);
+    free(c->ssl_client_cert);
+    free(c->ssl_client_key);
+    c->ssl_ca_cert = c->ssl_client_cert = c->ssl_client_key = NULL;
+}
+
+static int pem_equal(const char *a, const char *b)
+{
+    return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+int origin_tls_conf_equal(const origin_tls_conf_t *a, const origin_tls_conf_t *b)
+{
+    return memcmp(a, b, offsetof(origin_tls_conf_t, ssl_ca_cert)) == 0 && pem_equal(a->ssl_ca_cert, b->ssl_ca_cert) &&
+           pem_equal(a->ssl_client_cert, b->ssl_client_cert) && pem_equal(a->ssl_client_key, b->ssl_client_key);
 }
 
 static int get_bool(const json_t *v, int *out)
@@ -141,6 +186,23 @@ static int set_str(const char *field, const json_t *v, char *out, size_t cap, in
     return 0;
 }
 
+/* a nullable PEM field: checked as set_str does, then a malloc'd copy (NULL when none) */
+static int set_pem(const char *field, const json_t *v, char **out, size_t max, const char *what, char *detail, size_t detail_len)
+{
+    if (json_is_null(v) || (json_is_string(v) && json_string_length(v) == 0)) {
+        origin_tls_conf_set_pem(out, NULL, 0);
+        return 0;
+    }
+    const char *s = json_is_string(v) ? json_string_value(v) : NULL;
+    size_t len = s != NULL ? json_string_length(v) : 0;
+    if (s == NULL || strlen(s) != len || len > max || !pem_ok(s, len)) {
+        errbuf_printf(detail, detail_len, "%s: must be %s (or null)", field, what);
+        return -1;
+    }
+    origin_tls_conf_set_pem(out, s, len);
+    return 0;
+}
+
 static int set_version(const char *field, const json_t *v, uint8_t *out, char *detail, size_t detail_len)
 {
     const char *s = json_is_string(v) ? json_string_value(v) : NULL;
@@ -192,21 +254,18 @@ int origin_tls_conf_apply_field(origin_tls_conf_t *c, const char *key, const jso
         *rc = set_str(key, v, c->ssl_ciphers, sizeof(c->ssl_ciphers), ciphers_ok,
                       "an OpenSSL cipher list without spaces (at most 1024 characters)", detail, detail_len);
     } else if (strcmp(key, "ssl_ca_cert") == 0) {
-        *rc = set_str(key, v, c->ssl_ca_cert, sizeof(c->ssl_ca_cert), pem_ok, PEM_WHAT ", at most 16384 bytes", detail,
-                      detail_len);
+        *rc = set_pem(key, v, &c->ssl_ca_cert, ORIGIN_TLS_PEM_MAX, PEM_WHAT ", at most 16384 bytes", detail, detail_len);
     } else if (strcmp(key, "ssl_client_cert") == 0) {
-        *rc = set_str(key, v, c->ssl_client_cert, sizeof(c->ssl_client_cert), pem_ok, PEM_WHAT ", at most 16384 bytes", detail,
-                      detail_len);
+        *rc = set_pem(key, v, &c->ssl_client_cert, ORIGIN_TLS_PEM_MAX, PEM_WHAT ", at most 16384 bytes", detail, detail_len);
     } else if (strcmp(key, "ssl_client_key") == 0) {
         if (json_is_string(v) && strcmp(json_string_value(v), ORIGIN_TLS_KEY_REDACTED) == 0) {
             /* a GET answer sent back as it was: the key stays */
-            if (c->ssl_client_key[0] == '\0') {
+            if (c->ssl_client_key == NULL) {
                 errbuf_printf(detail, detail_len, "ssl_client_key: no key is set to keep; send the key's PEM text");
                 *rc = -1;
             }
         } else {
-            *rc = set_str(key, v, c->ssl_client_key, sizeof(c->ssl_client_key), pem_ok, PEM_WHAT ", at most 8192 bytes",
-                          detail, detail_len);
+            *rc = set_pem(key, v, &c->ssl_client_key, ORIGIN_TLS_KEY_MAX, PEM_WHAT ", at most 8192 bytes", detail, detail_len);
         }
     } else {
         return 0;
@@ -217,7 +276,7 @@ int origin_tls_conf_apply_field(origin_tls_conf_t *c, const char *key, const jso
 
 static json_t *str_or_null(const char *s)
 {
-    return s[0] != '\0' ? json_string(s) : json_null();
+    return s != NULL && s[0] != '\0' ? json_string(s) : json_null();
 }
 
 static json_t *version_json(uint8_t v)
@@ -237,8 +296,8 @@ void origin_tls_conf_to_json(const origin_tls_conf_t *c, json_t *o, int with_key
     json_object_set_new(o, "ssl_ca_cert", str_or_null(c->ssl_ca_cert));
     json_object_set_new(o, "ssl_client_cert", str_or_null(c->ssl_client_cert));
     json_object_set_new(o, "ssl_client_key",
-                        with_key || c->ssl_client_key[0] == '\0' ? str_or_null(c->ssl_client_key)
-                                                                 : json_string(ORIGIN_TLS_KEY_REDACTED));
+                        with_key || c->ssl_client_key == NULL ? str_or_null(c->ssl_client_key)
+                                                              : json_string(ORIGIN_TLS_KEY_REDACTED));
 }
 
 /* ================================================================ the context */
@@ -323,16 +382,16 @@ static SSL_CTX *build_ctx(const origin_tls_conf_t *c, const char *name, int syst
         errbuf_printf(detail, len, "ssl_ciphers: OpenSSL takes no cipher from this list (%s)", ssl_reason());
         goto fail;
     }
-    if (c->ssl_ca_cert[0] != '\0' && pem_certs(c->ssl_ca_cert, add_trust_anchor, ctx) < 0) {
+    if (c->ssl_ca_cert != NULL && pem_certs(c->ssl_ca_cert, add_trust_anchor, ctx) < 0) {
         errbuf_printf(detail, len, "ssl_ca_cert: not PEM certificates (%s)", ssl_reason());
         goto fail;
     }
-    if ((c->ssl_client_cert[0] != '\0') != (c->ssl_client_key[0] != '\0')) {
-        errbuf_printf(detail, len, "%s: required with %s", c->ssl_client_cert[0] != '\0' ? "ssl_client_key" : "ssl_client_cert",
-                      c->ssl_client_cert[0] != '\0' ? "ssl_client_cert" : "ssl_client_key");
+    if ((c->ssl_client_cert != NULL) != (c->ssl_client_key != NULL)) {
+        errbuf_printf(detail, len, "%s: required with %s", c->ssl_client_cert != NULL ? "ssl_client_key" : "ssl_client_cert",
+                      c->ssl_client_cert != NULL ? "ssl_client_cert" : "ssl_client_key");
         goto fail;
     }
-    if (c->ssl_client_cert[0] != '\0') {
+    if (c->ssl_client_cert != NULL) {
         if (pem_certs(c->ssl_client_cert, add_client_cert, ctx) < 0) {
             errbuf_printf(detail, len, "ssl_client_cert: not a PEM certificate chain (%s)", ssl_reason());
             goto fail;
@@ -355,7 +414,7 @@ static SSL_CTX *build_ctx(const origin_tls_conf_t *c, const char *name, int syst
     }
     if (c->ssl_check_cert) {
         SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-        if (c->ssl_ca_cert[0] == '\0' && system_store && SSL_CTX_set_default_verify_paths(ctx) != 1) {
+        if (c->ssl_ca_cert == NULL && system_store && SSL_CTX_set_default_verify_paths(ctx) != 1) {
             errbuf_printf(detail, len, "ssl_ca_cert: the system's trust store cannot be read (%s); give one", ssl_reason());
             goto fail;
         }
@@ -385,7 +444,7 @@ fail:
 
 int origin_tls_conf_check(const origin_tls_conf_t *c, char *detail, size_t detail_len)
 {
-    if (!c->use_ssl && c->ssl_ca_cert[0] == '\0' && c->ssl_client_cert[0] == '\0' && c->ssl_client_key[0] == '\0' &&
+    if (!c->use_ssl && c->ssl_ca_cert == NULL && c->ssl_client_cert == NULL && c->ssl_client_key == NULL &&
         c->ssl_ciphers[0] == '\0' && c->min_tls_version == 0 && c->max_tls_version == 0)
         return 0;
     /* the same build the connections use, without the system store (a check need not read it) */

@@ -367,9 +367,13 @@ void *store_front_main(void *arg)
         s->atail = last;
         s->an += n;
         s->a_urgent += urgent;
-        /* a writer gathering answered purges wakes at its deadline anyway: wake it only to change that */
-        if (was_empty || urgent > 0 || s->an >= STORE_APPLY_GROUP)
+        /* a writer gathering answered purges wakes at its deadline anyway: wake it only to change that;
+         * and without the lock, or it wakes only to wait for it */
+        if (was_empty || urgent > 0 || s->an >= STORE_APPLY_GROUP) {
+            pthread_mutex_unlock(&s->lock);
             pthread_cond_signal(&s->apply_wake);
+            pthread_mutex_lock(&s->lock);
+        }
         while (s->an > STORE_APPLY_AHEAD_MAX) /* the writer is far behind: let it catch up */
             pthread_cond_wait(&s->apply_room, &s->lock);
     }

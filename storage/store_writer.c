@@ -389,15 +389,23 @@ typedef struct store_held {
 } store_held_t;
 static __thread store_held_t store_held;
 
-/* Append the chain head..tail to the queue and wake the writer (s->lock held). */
-static void store_queue_locked(store_t *s, store_op_t *head, store_op_t *tail)
+/*
+ * Append the chain head..tail to the queue (s->lock held). Returns 1 when the queue was
+ * empty: the journal thread may be waiting, and the caller signals s->wake once it has
+ * let go of the lock (signalled under it, the thread woke only to wait for the lock:
+ * two more futex calls and a task switch per purge). A queue that was not empty needs
+ * no signal: the journal thread waits only on an empty one, and whoever filled it
+ * signals.
+ */
+static int store_queue_locked(store_t *s, store_op_t *head, store_op_t *tail)
 {
+    int was_empty = s->head == NULL;
     if (s->tail != NULL)
         s->tail->next = head;
     else
         s->head = head;
     s->tail = tail;
-    pthread_cond_signal(&s->wake);
+    return was_empty;
 }
 
 /* Queue an op the caller does not wait for. Returns 0, or -1 when the store takes no writes (op not queued). */
@@ -416,8 +424,10 @@ int store_enqueue(store_t *s, store_op_t *op)
         pthread_mutex_unlock(&s->lock);
         return -1;
     }
-    store_queue_locked(s, op, op);
+    int wake = store_queue_locked(s, op, op);
     pthread_mutex_unlock(&s->lock);
+    if (wake)
+        pthread_cond_signal(&s->wake);
     return 0;
 }
 
@@ -445,8 +455,10 @@ void store_hold_end(store_t *s)
         }
         return;
     }
-    store_queue_locked(s, head, tail);
+    int wake = store_queue_locked(s, head, tail);
     pthread_mutex_unlock(&s->lock);
+    if (wake)
+        pthread_cond_signal(&s->wake);
 }
 
 /* Queue an op on the caller's stack and wait until the writer finished it. Returns op->rc. */
@@ -464,7 +476,11 @@ int store_submit_wait(store_t *s, store_op_t *op)
         pthread_cond_destroy(&op->done_cond);
         return STORE_EIO;
     }
-    store_queue_locked(s, op, op);
+    if (store_queue_locked(s, op, op)) { /* signalled without the lock, as store_enqueue */
+        pthread_mutex_unlock(&s->lock);
+        pthread_cond_signal(&s->wake);
+        pthread_mutex_lock(&s->lock);
+    }
     while (!op->done)
         pthread_cond_wait(&op->done_cond, &s->lock);
     pthread_mutex_unlock(&s->lock);

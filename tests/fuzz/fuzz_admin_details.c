@@ -60,6 +60,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         backend_conf_defaults(&c);
         if (backend_conf_apply_json(&c, form, detail, sizeof(detail)) != 0)
             check_detail(detail, sizeof(detail));
+        backend_conf_release(&c); /* the PEM fields it may have taken */
         json_decref(form);
     } else {
         check_detail(detail, sizeof(detail));
@@ -75,6 +76,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         backend_conf_defaults(&c);
         if (backend_conf_apply_json(&c, doc, detail, sizeof(detail)) != 0)
             check_detail(detail, sizeof(detail));
+        backend_conf_release(&c);
         backend_healthcheck_conf_t hc;
         backend_healthcheck_defaults(&hc);
         if (backend_healthcheck_apply_json(&hc, doc, detail, sizeof(detail)) != 0)

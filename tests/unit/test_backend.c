@@ -477,8 +477,8 @@ START_TEST(config_validate_and_round_trip)
         ck_assert_msg(backend_config_from_json(d, doc, detail, sizeof(detail)) == BACKEND_EINVAL, "%s", bad_docs[i]);
         json_decref(doc);
     }
-    free(c);
-    free(d);
+    backend_config_free(c);
+    backend_config_free(d);
 }
 END_TEST
 
@@ -514,7 +514,7 @@ START_TEST(seed_and_force_shield)
     ck_assert_int_eq(backend_config_force_shield(c, &sh, NULL), 1);
     ck_assert_uint_eq(c->backends[2].port, 9998);
     ck_assert_uint_eq(c->num_backends, 3);
-    free(c);
+    backend_config_free(c);
 }
 END_TEST
 
@@ -675,7 +675,7 @@ START_TEST(module_seeds_persists_and_reloads)
     c->num_backends++;
     char detail[300];
     ck_assert_int_eq(backend_config_commit(c, detail, sizeof(detail)), 0);
-    free(c);
+    backend_config_free(c);
     env_stop_module(&e);
 
     /* a restart with other --backend flags: the store wins */
@@ -687,7 +687,7 @@ START_TEST(module_seeds_persists_and_reloads)
     ck_assert_uint_eq(c->backends[0].port, 9101);
     ck_assert_uint_eq(c->backends[1].weight, 3);
     ck_assert_str_eq(c->backends[2].name, "extra");
-    free(c);
+    backend_config_free(c);
     const char *names[3] = {"backend1", "backend2", "extra"};
     unsigned counts[3];
     pick_counts(&e, 400, names, counts, 3);
@@ -717,17 +717,17 @@ START_TEST(module_commit_is_all_or_nothing)
     strcpy(c->backends[0].address, "no-such-host.invalid");
     ck_assert_int_eq(backend_config_commit(c, detail, sizeof(detail)), BACKEND_EINVAL);
     ck_assert_msg(strncmp(detail, "address:", 8) == 0, "%s", detail);
-    free(c);
+    backend_config_free(c);
     c = backend_config_get();
     ck_assert_str_eq(c->backends[0].address, "127.0.0.1"); /* nothing half-applied */
-    free(c);
+    backend_config_free(c);
     /* and nothing reached the store: a reload sees the seeded configuration */
     env_stop_module(&e);
     env_init_module(&e);
     c = backend_config_get();
     ck_assert_str_eq(c->backends[0].address, "127.0.0.1");
     ck_assert_str_eq(c->backends[0].healthcheck, "");
-    free(c);
+    backend_config_free(c);
     env_close(&e);
 }
 END_TEST
@@ -778,7 +778,7 @@ START_TEST(module_pick_exclude_shield_first_and_swap)
     ck_assert_int_eq(backend_conf_apply_json(&same->backends[0], addr, detail, sizeof(detail)), 0);
     json_decref(addr);
     ck_assert_int_eq(backend_config_commit(same, detail, sizeof(detail)), 0);
-    free(same);
+    backend_config_free(same);
     ck_assert_int_eq(backend_pick(&e.w, NULL, NULL, &p), 0);
     ck_assert_ptr_eq(p.backend, before);
     ck_assert_ptr_eq(p.pool, before_pool);
@@ -856,7 +856,7 @@ START_TEST(module_pick_exclude_shield_first_and_swap)
     c->num_backends = 0;
     ck_assert_int_eq(backend_config_commit(c, detail, sizeof(detail)), 0);
     ck_assert_int_eq(backend_pick(&e.w, NULL, NULL, &p), -1);
-    free(c);
+    backend_config_free(c);
     env_close(&e);
 }
 END_TEST
@@ -1029,7 +1029,7 @@ START_TEST(prober_marks_down_and_up)
     ck_assert_int_eq(backend_config_commit(c, detail, sizeof(detail)), 0);
     ck_assert_int_eq(stat_of("b1", &st), 0);
     ck_assert_int_eq(st.healthy, 1);
-    free(c);
+    backend_config_free(c);
     env_close(&e);
     tiny_stop(&s);
 }

@@ -176,6 +176,47 @@ START_TEST(port_and_use_ssl_coupling)
 }
 END_TEST
 
+/* the PEM fields are malloc'd and owned by their backend_conf_t: a copy is its own, and
+ * configurations compare by content (a backend whose settings did not change is kept) */
+START_TEST(pem_fields_copy_compare_release)
+{
+    char d[300];
+    backend_conf_t *c = fresh(), *copy = calloc(1, sizeof(*copy)), *other = fresh();
+    EVP_PKEY *k1 = new_key(), *k2 = new_key();
+    char *cert1 = cert_pem(k1, "ca1"), *cert2 = cert_pem(k2, "ca2");
+
+    ck_assert_ptr_null(c->tls.ssl_ca_cert);
+    ck_assert_int_eq(apply1(c, "ssl_ca_cert", json_string(cert1), d, sizeof(d)), 0);
+    ck_assert_int_eq(apply1(other, "ssl_ca_cert", json_string(cert1), d, sizeof(d)), 0);
+    ck_assert_ptr_ne(c->tls.ssl_ca_cert, other->tls.ssl_ca_cert);
+    ck_assert(backend_conf_equal(c, other)); /* the same text in two places */
+    backend_conf_copy(copy, c);
+    ck_assert_ptr_ne(copy->tls.ssl_ca_cert, c->tls.ssl_ca_cert);
+    ck_assert(backend_conf_equal(copy, c));
+    ck_assert_int_eq(apply1(other, "ssl_ca_cert", json_string(cert2), d, sizeof(d)), 0);
+    ck_assert(!backend_conf_equal(c, other)); /* another certificate */
+    ck_assert_int_eq(apply1(other, "ssl_ca_cert", json_null(), d, sizeof(d)), 0);
+    ck_assert_ptr_null(other->tls.ssl_ca_cert);
+    ck_assert(!backend_conf_equal(c, other)); /* none against one */
+    /* an apply that fails leaves the field as it was (and frees what it made) */
+    ck_assert_int_eq(apply1(c, "ssl_ca_cert", json_string("not pem"), d, sizeof(d)), BACKEND_EINVAL);
+    ck_assert_str_eq(c->tls.ssl_ca_cert, cert1);
+    /* released, the original leaves the copy whole (ASan: no use after free, no leak) */
+    backend_conf_release(c);
+    ck_assert_ptr_null(c->tls.ssl_ca_cert);
+    ck_assert_str_eq(copy->tls.ssl_ca_cert, cert1);
+    backend_conf_release(copy);
+    backend_conf_release(other);
+    free(c);
+    free(copy);
+    free(other);
+    free(cert1);
+    free(cert2);
+    EVP_PKEY_free(k1);
+    EVP_PKEY_free(k2);
+}
+END_TEST
+
 START_TEST(pem_fields)
 {
     char d[300];
@@ -203,7 +244,7 @@ START_TEST(pem_fields)
     ck_assert_int_eq(backend_conf_apply_json(c, o, d, sizeof(d)), BACKEND_EINVAL);
     ck_assert(strncmp(d, "ssl_client_key: not an unencrypted PEM private key", 50) == 0);
     json_decref(o);
-    ck_assert_str_eq(c->tls.ssl_client_cert, "");
+    ck_assert_ptr_null(c->tls.ssl_client_cert); /* all or nothing: not half applied */
     o = json_pack("{s:s, s:s}", "ssl_client_cert", cert1, "ssl_client_key", key1);
     ck_assert_int_eq(backend_conf_apply_json(c, o, d, sizeof(d)), 0);
     json_decref(o);
@@ -215,14 +256,14 @@ START_TEST(pem_fields)
     ck_assert_str_eq(c->tls.ssl_client_key, key1);
     json_decref(o);
     backend_config_t *cfg = calloc(1, sizeof(*cfg));
-    cfg->backends[0] = *c;
+    backend_conf_copy(&cfg->backends[0], c);
     cfg->num_backends = 1;
     o = backend_config_to_json(cfg);
     char *text = json_dumps(o, 0);
     ck_assert_ptr_nonnull(strstr(text, "PRIVATE KEY"));
     free(text);
     json_decref(o);
-    free(cfg);
+    backend_config_free(cfg);
     /* with no key set, the redacted value is an error */
     ck_assert_int_eq(apply1(c, "ssl_client_key", json_null(), d, sizeof(d)), BACKEND_EINVAL); /* cert left alone */
     backend_conf_t *e = fresh();
@@ -245,6 +286,7 @@ START_TEST(pem_fields)
     ck_assert(strncmp(d, "ssl_cert_hostname: required", 27) == 0);
 
     free(e);
+    backend_conf_release(c);
     free(c);
     free(cert1);
     free(key1);
@@ -281,6 +323,7 @@ static Suite *origin_tls_suite(void)
     tcase_add_test(tc, booleans_versions_names);
     tcase_add_test(tc, port_and_use_ssl_coupling);
     tcase_add_test(tc, pem_fields);
+    tcase_add_test(tc, pem_fields_copy_compare_release);
     tcase_add_test(tc, form_body_fields);
     suite_add_tcase(s, tc);
     return s;

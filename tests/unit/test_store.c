@@ -1294,6 +1294,60 @@ START_TEST(test_answered_purge_is_never_served)
 END_TEST
 
 /*
+ * The journal thread is woken only when its queue was empty, by the thread that filled it,
+ * after it let go of the lock (store_queue_locked). Several threads, each submitting one
+ * purge and waiting for its answer before the next (as admin clients do), make the queue go
+ * empty and non-empty thousands of times from both sides: a lost wake-up would leave one of
+ * them waiting, and this fails (within 10 s) instead of hanging.
+ */
+typedef struct {
+    store_t *s;
+    int id, n, answered_all;
+    _Atomic int answered;
+} waker_t;
+
+static void on_waker_answer(void *arg, const store_purge_result_t *res)
+{
+    waker_t *w = arg;
+    if (res->err == 0)
+        atomic_fetch_add(&w->answered, 1);
+}
+
+static void *waker_main(void *arg)
+{
+    waker_t *w = arg;
+    for (int i = 0; i < w->n; i++) {
+        char skey[48];
+        int len = snprintf(skey, sizeof(skey), "waker-%d-%d", w->id, i);
+        store_purge_surrogate_key(w->s, skey, (size_t)len, 0, on_waker_answer, w);
+        if (!wait_atomic_at_least(&w->answered, i + 1))
+            return NULL; /* answered_all stays 0 */
+    }
+    w->answered_all = 1;
+    return NULL;
+}
+
+START_TEST(test_one_at_a_time_purges_from_many_threads_are_all_answered)
+{
+    char *dir = tmpdir_new();
+    store_t *s = open_store(dir, 16 << 20, NULL);
+    enum { T = 4, N = 500 };
+    static waker_t w[T];
+    pthread_t th[T];
+    for (int t = 0; t < T; t++) {
+        w[t] = (waker_t){.s = s, .id = t, .n = N};
+        ck_assert_int_eq(pthread_create(&th[t], NULL, waker_main, &w[t]), 0);
+    }
+    for (int t = 0; t < T; t++) {
+        pthread_join(th[t], NULL);
+        ck_assert_msg(w[t].answered_all, "thread %d: purge %d of %d never answered", t, atomic_load(&w[t].answered), N);
+    }
+    store_close(&s);
+    tmpdir_free(dir);
+}
+END_TEST
+
+/*
  * The transaction after an answered purge fails (here: the file size limit stops the
  * main store's page writes; the journal record was written before it). The object stays
  * hidden, every later transaction fails with it rather than pass it by, and once writes
@@ -2360,6 +2414,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_writer_answers_cover_queued_puts);
     tcase_add_test(tc, test_writer_answer_covers_the_batch_in_transit);
     tcase_add_test(tc, test_purge_races_fetches_and_promotions);
+    tcase_add_test(tc, test_one_at_a_time_purges_from_many_threads_are_all_answered);
     tcase_add_test(tc, test_checkpoint_when_a_quarter_of_the_journal_waits);
     suite_add_tcase(s, tc);
     return s;
