@@ -61,9 +61,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(strnlen(c.ssl_cert_hostname, sizeof(c.ssl_cert_hostname)) < sizeof(c.ssl_cert_hostname));
     FUZZ_CHECK(strnlen(c.ssl_sni_hostname, sizeof(c.ssl_sni_hostname)) < sizeof(c.ssl_sni_hostname));
     FUZZ_CHECK(strnlen(c.ssl_ciphers, sizeof(c.ssl_ciphers)) < sizeof(c.ssl_ciphers));
-    FUZZ_CHECK(strnlen(c.ssl_ca_cert, sizeof(c.ssl_ca_cert)) < sizeof(c.ssl_ca_cert));
-    FUZZ_CHECK(strnlen(c.ssl_client_cert, sizeof(c.ssl_client_cert)) < sizeof(c.ssl_client_cert));
-    FUZZ_CHECK(strnlen(c.ssl_client_key, sizeof(c.ssl_client_key)) < sizeof(c.ssl_client_key));
+    /* the PEM fields are malloc'd (NULL = not set) and bounded */
+    FUZZ_CHECK(c.ssl_ca_cert == NULL || strlen(c.ssl_ca_cert) <= ORIGIN_TLS_PEM_MAX);
+    FUZZ_CHECK(c.ssl_client_cert == NULL || strlen(c.ssl_client_cert) <= ORIGIN_TLS_PEM_MAX);
+    FUZZ_CHECK(c.ssl_client_key == NULL || strlen(c.ssl_client_key) <= ORIGIN_TLS_KEY_MAX);
 
     /* the JSON form (with the key) read back is the same configuration */
     json_t *o = json_object();
@@ -77,10 +78,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(origin_tls_conf_apply_field(&back, k, v, &rc, detail, sizeof(detail)) == 1 && rc == 0);
     }
     json_decref(o);
-    FUZZ_CHECK(memcmp(&c, &back, sizeof(c)) == 0);
+    FUZZ_CHECK(origin_tls_conf_equal(&c, &back));
 
     char detail[256] = "";
     int rc = origin_tls_conf_check(&c, detail, sizeof(detail));
     FUZZ_CHECK(rc == 0 || (rc == -1 && detail[0] != '\0'));
+    origin_tls_conf_release(&c);
+    origin_tls_conf_release(&back);
     return 0;
 }
