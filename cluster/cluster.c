@@ -275,48 +275,7 @@ static int stream_replicas(void)
     return n >= 3 ? 3 : n >= 1 ? n : 1;
 }
 
-/*
- * Is the stream's "not found" to be believed enough to make it? NATS servers recovering a
- * quorum answer "not found" (10059) for a stream that is there: a meta leader elected while it
- * still replays its metadata has not got the stream's assignment back yet, and a stream made
- * then replaces the old one, with the purges that this node or another has not applied yet
- * (and a queued publish acknowledged by it counts in a stream the others never see). So the
- * answer is believed only from a meta layer that says it is not recovering (the account
- * information request is refused, 503, while it is), asked again after that, and, by a node
- * that has bound a stream before, only on STREAM_ABSENT_CONFIRM set-ups in a row.
- */
-#define STREAM_ABSENT_CONFIRM 3
 static int64_t stream_id_load(void);
-static int stream_absent_confirmed(void)
-{
-    static int seen;
-    jsAccountInfo *ai = NULL;
-    jsStreamInfo *si = NULL;
-    jsErrCode jerr = 0;
-    natsStatus s = js_GetAccountInfo(&ai, cl.js, NULL, &jerr);
-    if (s != NATS_OK) {
-        setup_failed("the purge stream is not found, and JetStream cannot say it is settled", s, jerr);
-        seen = 0;
-        return 0;
-    }
-    jsAccountInfo_Destroy(ai);
-    jerr = 0;
-    s = js_GetStreamInfo(&si, cl.js, CLUSTER_STREAM, NULL, &jerr);
-    if (si != NULL)
-        jsStreamInfo_Destroy(si);
-    if (s != NATS_NOT_FOUND && jerr != JSStreamNotFoundErr) {
-        seen = 0;
-        return 0; /* there after all, or another answer: bound at the next set-up */
-    }
-    int knew = cl.stream_created != 0 || stream_id_load() != 0;
-    if (knew && ++seen < STREAM_ABSENT_CONFIRM) {
-        fprintf(stderr, "edgecache: cluster: the purge stream %s is not found (%d of %d times); not making it yet\n",
-                CLUSTER_STREAM, seen, STREAM_ABSENT_CONFIRM);
-        return 0;
-    }
-    seen = 0;
-    return 1;
-}
 
 /* The stream's first and last sequences and its creation time (its identity), making the stream when it is missing. */
 static int stream_bind(uint64_t *first, uint64_t *last, int64_t *created)
@@ -324,7 +283,10 @@ static int stream_bind(uint64_t *first, uint64_t *last, int64_t *created)
     jsStreamInfo *si = NULL;
     jsErrCode jerr = 0;
     natsStatus s = js_GetStreamInfo(&si, cl.js, CLUSTER_STREAM, NULL, &jerr);
-    if ((s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr) && !stream_absent_confirmed())
+    /* servers recovering a quorum say "not found" for a moment about a stream that is there: a
+     * stream made then would replace it (cluster_absent.c) */
+    if ((s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr) &&
+        !cluster_stream_absent(cl.stream_created != 0 || stream_id_load() != 0))
         return -1;
     if (s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr) {
         jsStreamConfig sc;
