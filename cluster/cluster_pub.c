@@ -175,10 +175,10 @@ void cluster_pub_submit(void *arg, purge_job_t *job)
  *
  * An acknowledgement with sequence 0 is not one. A NATS stream leader (2.9) notes a message id
  * (with sequence 0, "pending") before it proposes the message to its replicas; when that
- * proposal is lost (the leader lost its quorum: two of three servers killed) the note stays
- * for the whole duplicate window, and every later publish with that id is answered
- * "duplicate" with sequence 0 although the stream never stored it. Believed, the purge would
- * be answered (or dropped from the outbox) and reach no other node. So the attempt fails and
+ * proposal is not committed yet (or is lost with the leader's quorum) a retry with that id is
+ * answered "duplicate" with sequence 0 although the stream has not stored it (newer servers
+ * refuse it instead). Believed, the purge would be answered at once (sequence 0 is at or below
+ * any applied sequence), or dropped from the outbox, before any node has it. So the attempt fails and
  * the next one uses a new message id (msg_id.rN): stored twice at worst, if the lost proposal
  * is committed after all, and a purge applied twice removes nothing it should not.
  */
