@@ -275,12 +275,19 @@ static int stream_replicas(void)
     return n >= 3 ? 3 : n >= 1 ? n : 1;
 }
 
+static int64_t stream_id_load(void);
+
 /* The stream's first and last sequences and its creation time (its identity), making the stream when it is missing. */
 static int stream_bind(uint64_t *first, uint64_t *last, int64_t *created)
 {
     jsStreamInfo *si = NULL;
     jsErrCode jerr = 0;
     natsStatus s = js_GetStreamInfo(&si, cl.js, CLUSTER_STREAM, NULL, &jerr);
+    /* servers recovering a quorum say "not found" for a moment about a stream that is there: a
+     * stream made then would replace it (cluster_absent.c) */
+    if ((s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr) &&
+        !cluster_stream_absent(cl.stream_created != 0 || stream_id_load() != 0))
+        return -1;
     if (s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr) {
         jsStreamConfig sc;
         const char *subjects[] = {CLUSTER_SUBJECT};

@@ -49,6 +49,7 @@ typedef struct cluster_pub {
     char *data; /* the encoded purge (cluster_msg.h), owned */
     size_t len;
     char msg_id[PURGE_ID_CAP];
+    int renewed; /* the stream's message id is msg_id, or msg_id.rN after N answers of "duplicate" with no sequence */
     purge_job_t *job;
     int wait_all;        /* Edgecache-Purge-Wait: all */
     int64_t deadline_ms; /* job: give up publishing then (CLUSTER_PUBLISH_BUDGET_MS after it came) */
@@ -135,6 +136,15 @@ void cluster_pub_stop(void);
 
 /** The consumer applied up to seq: answer the waiters at or below it, and those past their deadline. */
 void cluster_waiters_settle(uint64_t applied, int64_t now_ms);
+
+/* cluster_absent.c */
+
+/**
+ * The stream info request said "not found": is the stream really gone? 1 only when every NATS
+ * server that answered within a moment says "not found" (and, when knew_stream, on three calls
+ * in a row); 0 when it may be there (do not make it; set up again later). The consumer thread.
+ */
+int cluster_stream_absent(int knew_stream);
 
 /* cluster_nodes.c */
 

@@ -170,15 +170,31 @@ void cluster_pub_submit(void *arg, purge_job_t *job)
     pthread_mutex_unlock(&cl.lock);
 }
 
-/* One attempt, waiting at most wait_ms for the stream's acknowledgement. 0 with *seq, or -1. */
-static int publish_once(const cluster_pub_t *p, int64_t wait_ms, uint64_t *seq)
+/*
+ * One attempt, waiting at most wait_ms for the stream's acknowledgement. 0 with *seq, or -1.
+ *
+ * An acknowledgement with sequence 0 is not one. A NATS stream leader (2.9) notes a message id
+ * (with sequence 0, "pending") before it proposes the message to its replicas; when that
+ * proposal is not committed yet (or is lost with the leader's quorum) a retry with that id is
+ * answered "duplicate" with sequence 0 although the stream has not stored it (newer servers
+ * refuse it instead). Believed, the purge would be answered at once (sequence 0 is at or below
+ * any applied sequence), or dropped from the outbox, before any node has it. So the attempt fails and
+ * the next one uses a new message id (msg_id.rN): stored twice at worst, if the lost proposal
+ * is committed after all, and a purge applied twice removes nothing it should not.
+ */
+static int publish_once(cluster_pub_t *p, int64_t wait_ms, uint64_t *seq)
 {
     natsMsg *m = NULL;
     jsPubAck *pa = NULL;
     jsErrCode jerr = 0;
     jsPubOptions po;
+    char id[PURGE_ID_CAP + 16];
+    if (p->renewed == 0)
+        snprintf(id, sizeof(id), "%s", p->msg_id);
+    else
+        snprintf(id, sizeof(id), "%s.r%d", p->msg_id, p->renewed);
     jsPubOptions_Init(&po);
-    po.MsgId = p->msg_id;
+    po.MsgId = id;
     po.MaxWait = wait_ms;
     po.ExpectStream = CLUSTER_STREAM;
     if (natsMsg_Create(&m, CLUSTER_SUBJECT, NULL, p->data, (int)p->len) != NATS_OK)
@@ -191,6 +207,14 @@ static int publish_once(const cluster_pub_t *p, int64_t wait_ms, uint64_t *seq)
         return -1;
     *seq = pa->Sequence;
     jsPubAck_Destroy(pa);
+    if (*seq == 0) {
+        fprintf(stderr,
+                "edgecache: cluster: the stream answered purge message %s as a duplicate with no sequence (a publish "
+                "it lost without a quorum): publishing it again under a new message id\n",
+                id);
+        p->renewed++;
+        return -1;
+    }
     return 0;
 }
 
@@ -199,7 +223,7 @@ static int publish_once(const cluster_pub_t *p, int64_t wait_ms, uint64_t *seq)
  * leader went away elects another within seconds, and the message id makes every attempt
  * after the first one that was stored a duplicate the stream answers with the same sequence.
  */
-static int publish(const cluster_pub_t *p, uint64_t *seq)
+static int publish(cluster_pub_t *p, uint64_t *seq)
 {
     for (;;) {
         int64_t now = now_mono_ms(), left = p->job != NULL ? p->deadline_ms - now : CLUSTER_PUBLISH_WAIT_MS;
