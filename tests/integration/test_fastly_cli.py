@@ -31,6 +31,7 @@ import http.client
 
 import harness
 from harness import ROOT, closed_port, run_binary, scaled
+from npmutil import npm_install
 
 SID = "edgecache"
 HOST = "www.example.test"
@@ -55,38 +56,10 @@ def _install():
             PACKAGE, platform.system(), platform.machine()))
     if os.access(INSTALLED, os.X_OK):
         return INSTALLED
-    npm = shutil.which("npm")
-    if npm is None:
-        raise unittest.SkipTest("npm is not installed, so %s cannot be fetched" % PACKAGE)
-    os.makedirs(os.path.dirname(CACHE_DIR), exist_ok=True)
-    # one installer at a time (the plain and the sanitizer runs may start together)
-    with open(CACHE_DIR + ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if os.access(INSTALLED, os.X_OK):
-            return INSTALLED
-        version = os.environ.get("EDGECACHE_FASTLY_CLI_VERSION")
-        spec = PACKAGE + ("@" + version if version else "")
-        tmp = tempfile.mkdtemp(prefix="fastly-cli.", dir=os.path.dirname(CACHE_DIR))
-        try:
-            try:
-                p = subprocess.run([npm, "install", "--no-save", "--no-audit", "--no-fund", "--no-package-lock",
-                                    "--ignore-scripts", "--prefix", tmp, spec],
-                                   stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace",
-                                   timeout=300, cwd=tmp)
-            except subprocess.TimeoutExpired:
-                raise unittest.SkipTest("npm install %s did not finish in 300 s" % spec)
-            binary = os.path.join(tmp, "node_modules", "@fastly", "cli-linux-x64", "fastly")
-            if p.returncode != 0 or not os.path.isfile(binary):
-                errors = [l for l in (p.stdout + p.stderr).splitlines() if "error" in l.lower()]
-                raise unittest.SkipTest("npm install %s failed (exit %d): %s" % (
-                    spec, p.returncode, "; ".join(errors[:3]) or "no error message"))
-            os.chmod(binary, 0o755)
-            shutil.rmtree(CACHE_DIR, ignore_errors=True)
-            os.rename(tmp, CACHE_DIR)
-            tmp = None
-        finally:
-            if tmp:
-                shutil.rmtree(tmp, ignore_errors=True)
+    version = os.environ.get("EDGECACHE_FASTLY_CLI_VERSION")
+    binary = npm_install(PACKAGE + ("@" + version if version else ""), CACHE_DIR,
+                         os.path.relpath(INSTALLED, CACHE_DIR))
+    os.chmod(binary, 0o755)
     return INSTALLED
 
 

@@ -42,6 +42,7 @@ import unittest
 import harness
 from certs import TestCA
 from harness import ROOT, closed_port, request, run_binary, scaled, wait_until
+from npmutil import npm_install
 from test_fastly_cli import fastly_cli
 
 SID = "edgecache"
@@ -68,38 +69,11 @@ def fastly_js():
 
 
 def _install_js():
-    installed = os.path.join(JS_DIR, "node_modules", JS_PACKAGE, "package.json")
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        raise unittest.SkipTest("node or npm is not installed, so the %s npm client cannot be run" % JS_PACKAGE)
-    if os.path.isfile(installed):
-        return JS_DIR
-    os.makedirs(os.path.dirname(JS_DIR), exist_ok=True)
-    with open(JS_DIR + ".lock", "w") as lock:  # one installer at a time (plain and sanitizer runs)
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if os.path.isfile(installed):
-            return JS_DIR
-        version = os.environ.get("EDGECACHE_FASTLY_JS_VERSION")
-        spec = JS_PACKAGE + ("@" + version if version else "")
-        tmp = tempfile.mkdtemp(prefix="fastly-js.", dir=os.path.dirname(JS_DIR))
-        try:
-            try:
-                p = subprocess.run([npm, "install", "--no-save", "--no-audit", "--no-fund", "--no-package-lock",
-                                    "--ignore-scripts", "--prefix", tmp, spec],
-                                   stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace",
-                                   timeout=300, cwd=tmp)
-            except subprocess.TimeoutExpired:
-                raise unittest.SkipTest("npm install %s did not finish in 300 s" % spec)
-            if p.returncode != 0 or not os.path.isfile(os.path.join(tmp, "node_modules", JS_PACKAGE, "package.json")):
-                errors = [l for l in (p.stdout + p.stderr).splitlines() if "error" in l.lower()]
-                raise unittest.SkipTest("npm install %s failed (exit %d): %s" % (
-                    spec, p.returncode, "; ".join(errors[:3]) or "no error message"))
-            shutil.rmtree(JS_DIR, ignore_errors=True)
-            os.rename(tmp, JS_DIR)
-            tmp = None
-        finally:
-            if tmp:
-                shutil.rmtree(tmp, ignore_errors=True)
+    if shutil.which("node") is None:
+        raise unittest.SkipTest("node is not installed, so the %s npm client cannot be run" % JS_PACKAGE)
+    version = os.environ.get("EDGECACHE_FASTLY_JS_VERSION")
+    npm_install(JS_PACKAGE + ("@" + version if version else ""), JS_DIR,
+                os.path.join("node_modules", JS_PACKAGE, "package.json"))
     return JS_DIR
 
 
