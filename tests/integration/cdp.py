@@ -27,7 +27,7 @@ import subprocess
 import time
 import urllib.request
 
-from harness import scaled
+from harness import Reader, scaled
 
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome")
 
@@ -52,25 +52,15 @@ class WebSocket:
         key = base64.b64encode(os.urandom(16)).decode()
         self.sock.sendall(("GET /%s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                            "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % (path, hostport, key)).encode())
-        self.buf = b""
-        while b"\r\n\r\n" not in self.buf:
-            self._fill()
-        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
-        status = head.split(b"\r\n", 1)[0]
+        self.reader = Reader(self.sock)
+        status = self.reader.line()
+        while self.reader.line():  # the rest of the head, up to its empty line
+            pass
         if b" 101 " not in status + b" ":
-            raise AssertionError("websocket upgrade refused: %r" % head[:200])
-
-    def _fill(self):
-        data = self.sock.recv(1 << 20)
-        if not data:
-            raise ConnectionError("websocket closed by the browser")
-        self.buf += data
+            raise AssertionError("websocket upgrade refused: %r" % status[:200])
 
     def _take(self, n):
-        while len(self.buf) < n:
-            self._fill()
-        out, self.buf = self.buf[:n], self.buf[n:]
-        return out
+        return self.reader.exactly(n)
 
     def send_text(self, text):
         payload = text.encode()

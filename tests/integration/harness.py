@@ -31,6 +31,7 @@ run.py driver raises it for sanitizer builds whose binary name contains "asan").
 import atexit
 import errno
 import http.client
+import json
 import os
 import re
 import shutil
@@ -43,6 +44,7 @@ import tempfile
 import threading
 import time
 import unittest
+import urllib.parse
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -225,8 +227,9 @@ class Session:
         self.close()
 
 
-class _Reader:
-    """Buffered reader over a socket for the raw HTTP/1.1 response parser."""
+class Reader:
+    """Buffered reader over a socket: the raw HTTP/1.1 response parser's, and any test's that
+    reads a byte stream by lines and counts (websocket frames, exact header bytes)."""
 
     def __init__(self, sock):
         self.sock = sock
@@ -266,7 +269,7 @@ class _Reader:
 
 
 def read_raw_response(reader, method="GET"):
-    """Parse one HTTP/1.x response from a _Reader (Content-Length, chunked or close-delimited)."""
+    """Parse one HTTP/1.x response from a Reader (Content-Length, chunked or close-delimited)."""
     status_line = reader.line().decode("latin-1")
     m = re.match(r"HTTP/1\.[01] (\d{3})(?: (.*))?$", status_line)
     if not m:
@@ -325,7 +328,7 @@ def pipeline(port, requests, timeout=5, host="127.0.0.1"):
         methods.append(method)
     with socket.create_connection((host, port), timeout=scaled(timeout)) as sock:
         sock.sendall(raw)
-        reader = _Reader(sock)
+        reader = Reader(sock)
         return [read_raw_response(reader, m) for m in methods]
 
 
@@ -978,6 +981,17 @@ def run_binary(args, timeout=10, cwd=None, binary=None, env=None):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def create_token(edge_or_dir, scope="global", name=None):
+    """A new API token made by `edgecache token create` for a node (or its data directory);
+    AssertionError with the CLI's stderr when it fails."""
+    data_dir = getattr(edge_or_dir, "data_dir", edge_or_dir)
+    args = ["token", "create", "--data-dir", data_dir, "--scope", scope] + (["--name", name] if name else [])
+    p = run_binary(args)
+    if p.returncode != 0 or not p.stdout.strip():
+        raise AssertionError("edgecache token create --scope %s failed: %s" % (scope, p.stderr))
+    return p.stdout.strip().splitlines()[0].strip()
+
+
 # --------------------------------------------------------------------------------------
 # registry: nothing outlives the test process
 
@@ -1041,6 +1055,22 @@ class TestCase(unittest.TestCase):
 
     def get(self, edge, path, headers=None, **kw):
         return request(edge.proxy_port, "GET", path, headers=headers, **kw)
+
+    def admin_api(self, edge, method, path, body=None, token=None, form=False, expect=None):
+        """One admin API request with Fastly-Key `token`; a dict body goes as JSON, or as a form
+        with form=True; `expect`: the status it must answer."""
+        h = {"Fastly-Key": token} if token is not None else {}
+        if isinstance(body, dict):
+            if form:
+                body = urllib.parse.urlencode(body)
+                h["Content-Type"] = "application/x-www-form-urlencoded"
+            else:
+                body = json.dumps(body)
+                h["Content-Type"] = "application/json"
+        r = request(edge.admin_port, method, path, headers=h, body=body)
+        if expect is not None:
+            self.assertEqual(r.status, expect, "%s %s -> %s" % (method, path, r.body))
+        return r
 
     def assertXCache(self, resp, expected, msg=None):
         got = resp.header("x-cache")

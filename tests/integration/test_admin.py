@@ -41,11 +41,7 @@ class AdminCase(harness.TestCase):
     # --- helpers
     def token(self, scope, name=None, edge=None):
         edge = edge or self.e
-        args = ["token", "create", "--data-dir", edge.data_dir, "--scope", scope]
-        if name:
-            args += ["--name", name]
-        p = run_binary(args)
-        self.assertEqual(p.returncode, 0, "token create failed: %s" % p.stderr)
+        return harness.create_token(edge, scope, name)
         tok = p.stdout.strip()
         self.assertRegex(tok, r"^[A-Za-z0-9_-]{43}$", "the token alone on stdout")
         return tok
@@ -757,7 +753,7 @@ class Shutdown(AdminCase):
                 self.assertNotIn("still open at shutdown", err, "round %d: the admin gave up on its connections" % rnd)
                 self.assertNotIn("still armed", err, "round %d" % rnd)
                 if delayed is not None:
-                    resp = harness.read_raw_response(harness._Reader(delayed))
+                    resp = harness.read_raw_response(harness.Reader(delayed))
                     self.assertEqual(resp.status, 401, "the held-back 401 is answered at shutdown")
             finally:
                 for c in opened:

@@ -12,7 +12,7 @@ import socket
 import urllib.parse
 
 import harness
-from harness import request, run_binary, scaled, wait_until
+from harness import request, scaled, wait_until
 
 SID = "edgecache"
 BASE = "/service/%s/version/1" % SID
@@ -24,9 +24,7 @@ class AdminHostile(harness.TestCase):
         self.o = self.origin()
         self.o.route_prefix("/", body=b"x", headers={"Cache-Control": "no-store"})
         self.e = self.edgecache([self.o])
-        p = run_binary(["token", "create", "--data-dir", self.e.data_dir, "--scope", "global"])
-        self.assertEqual(p.returncode, 0, p.stderr)
-        self.tok = p.stdout.strip()
+        self.tok = harness.create_token(self.e)
 
     def fds(self):
         return len(os.listdir("/proc/%d/fd" % self.e.pid))

@@ -21,7 +21,7 @@ rule), and the API refuses such a key with 400.
 import json
 
 import harness
-from harness import request, run_binary
+from harness import request
 
 SID = "edgecache"
 HOST = {"Host": "www.example.test"}
@@ -36,9 +36,7 @@ class AdminInputCase(harness.TestCase):
         self.e = self.edgecache([self.o])
 
     def token(self, scope):
-        p = run_binary(["token", "create", "--data-dir", self.e.data_dir, "--scope", scope])
-        self.assertEqual(p.returncode, 0, p.stderr)
-        return p.stdout.strip()
+        return harness.create_token(self.e, scope)
 
     def send(self, method, path, token, headers=None, body=None):
         h = {"Fastly-Key": token}
@@ -193,9 +191,7 @@ class SurrogateKeyCase(harness.TestCase):
     def setUp(self):
         self.o = self.origin()
         self.e = self.edgecache([self.o])
-        p = run_binary(["token", "create", "--data-dir", self.e.data_dir, "--scope", "purge_select"])
-        self.assertEqual(p.returncode, 0, p.stderr)
-        self.tok = p.stdout.strip()
+        self.tok = harness.create_token(self.e, "purge_select")
 
     def get(self, path):
         return request(self.e.proxy_port, "GET", path, headers=HOST)
@@ -277,9 +273,7 @@ class LayerLimitsCase(harness.TestCase):
     """Limits that differed between two layers: what the admin API takes, the next layer takes."""
 
     def token(self, edge, scope):
-        p = run_binary(["token", "create", "--data-dir", edge.data_dir, "--scope", scope])
-        self.assertEqual(p.returncode, 0, p.stderr)
-        return p.stdout.strip()
+        return harness.create_token(edge, scope)
 
     def test_purges_of_long_keys_and_urls_are_forwarded_to_the_shield(self):
         o = self.origin()

@@ -18,10 +18,9 @@ and scripted origins.
 import json
 import threading
 import time
-import urllib.parse
 
 import harness
-from harness import closed_port, request, run_binary, scaled, wait_until
+from harness import closed_port, request, scaled, wait_until
 
 HOST = {"Host": "www.example.test"}  # fixed: the cache key must not depend on the proxy's port
 SID = "edgecache"
@@ -30,25 +29,11 @@ BASE = "/service/%s/version/1" % SID
 
 class BackendCase(harness.TestCase):
     def token(self, edge, scope="global"):
-        p = run_binary(["token", "create", "--data-dir", edge.data_dir, "--scope", scope])
-        self.assertEqual(p.returncode, 0, p.stderr)
-        return p.stdout.strip()
+        return harness.create_token(edge, scope)
 
     def api(self, edge, method, path, body=None, token=None, form=False, expect=None):
-        h = {}
-        if token is not None:
-            h["Fastly-Key"] = token
-        if isinstance(body, dict):
-            if form:
-                body = urllib.parse.urlencode(body)
-                h["Content-Type"] = "application/x-www-form-urlencoded"
-            else:
-                body = json.dumps(body)
-                h["Content-Type"] = "application/json"
-        r = request(edge.admin_port, method, path, headers=h, body=body)
+        r = self.admin_api(edge, method, path, body, token, form, expect)
         self.assertEqual(r.header("content-type"), "application/json", r.describe())
-        if expect is not None:
-            self.assertEqual(r.status, expect, "%s %s -> %s" % (method, path, r.body))
         return r
 
     def js(self, r):

@@ -75,9 +75,7 @@ class ClusterCase(harness.TestCase):
 
     def token(self, e):
         if e.data_dir not in self.tokens:
-            p = run_binary(["token", "create", "--data-dir", e.data_dir, "--scope", "global"])
-            self.assertEqual(p.returncode, 0, p.stderr)
-            self.tokens[e.data_dir] = p.stdout.strip()
+            self.tokens[e.data_dir] = harness.create_token(e)
         return self.tokens[e.data_dir]
 
     def wait_ready(self, e):

@@ -25,11 +25,10 @@ import shutil
 import tempfile
 import time
 import unittest
-import urllib.request
 
 import cdp
 import harness
-from harness import request, run_binary, wait_until
+from harness import request, wait_until
 
 FAST = ["--stats-minute-seconds", "1", "--stats-sample-interval", "1"]
 REQUESTS_BLUE = (0x24, 0x58, 0xd3)  # dashboard.js COLORS.requests
@@ -117,9 +116,7 @@ class DashboardTest(harness.TestCase):
 
     # --- helpers
     def token(self, scope):
-        p = run_binary(["token", "create", "--data-dir", self.e.data_dir, "--scope", scope])
-        self.assertEqual(p.returncode, 0, p.stderr)
-        return p.stdout.strip()
+        return harness.create_token(self.e, scope)
 
     def admin_url(self, path):
         return "http://127.0.0.1:%d%s" % (self.e.admin_port, path)

@@ -41,7 +41,7 @@ import unittest
 
 import harness
 from certs import TestCA
-from harness import ROOT, closed_port, request, run_binary, scaled, wait_until
+from harness import ROOT, closed_port, request, scaled, wait_until
 from npmutil import npm_install
 from test_fastly_cli import fastly_cli
 
@@ -88,9 +88,7 @@ class FastlyStatsCase(harness.TestCase):
     def setUp(self):
         self.o = self.origin()
         self.e = self.edgecache([self.o], args=list(self.ARGS))
-        p = run_binary(["token", "create", "--data-dir", self.e.data_dir, "--scope", "global:read"])
-        self.assertEqual(p.returncode, 0, p.stderr)
-        self.tok = p.stdout.strip()
+        self.tok = harness.create_token(self.e, "global:read")
         self.t0 = int(time.time()) - 1
 
     def get(self, path, headers=None):

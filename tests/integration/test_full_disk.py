@@ -33,7 +33,7 @@ import subprocess
 import tempfile
 
 import harness
-from harness import request, run_binary, scaled, wait_until
+from harness import request, scaled, wait_until
 
 TMPFS_SIZE = "32m"
 DISK_SIZE = "128M"  # more than the tmpfs; its purge journal is 8 MiB (a sixteenth, at least 8 MiB)
@@ -88,9 +88,7 @@ class FullDiskCase(harness.TestCase):
     def start(self, *args):
         self.e = self.edgecache([self.o], data_dir=self.data_dir,
                                 args=["--disk-size", DISK_SIZE, "--memory-size", "64M"] + list(args))
-        p = run_binary(["token", "create", "--data-dir", self.data_dir, "--scope", "global"])
-        self.assertEqual(p.returncode, 0, p.stderr)
-        self.token = p.stdout.strip().splitlines()[0].strip()
+        self.token = harness.create_token(self.data_dir)
         return self.e
 
     # --- helpers

@@ -13,7 +13,7 @@ import json
 import threading
 
 import harness
-from harness import Hold, request, run_binary, scaled, wait_until
+from harness import Hold, request, scaled, wait_until
 from test_stats import parse_metrics
 
 HOST = "www.example.test"
@@ -24,9 +24,7 @@ class Latency(harness.TestCase):
     def setUp(self):
         self.o = self.origin()
         self.e = self.edgecache([self.o])
-        p = run_binary(["token", "create", "--data-dir", self.e.data_dir, "--scope", "global"])
-        self.assertEqual(p.returncode, 0, p.stderr)
-        self.tok = p.stdout.strip()
+        self.tok = harness.create_token(self.e)
 
     def admin(self, path):
         r = request(self.e.admin_port, "GET", path, headers={"Fastly-Key": self.tok})

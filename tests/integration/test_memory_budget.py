@@ -52,7 +52,7 @@ import threading
 import time
 
 import harness
-from harness import Session, request, run_binary, scaled, wait_until
+from harness import Session, request, scaled, wait_until
 
 MIB = 1 << 20
 KIB = 1 << 10
@@ -146,9 +146,7 @@ class Catalog:
 class MemoryBudget(harness.TestCase):
 
     def token(self, edge):
-        p = run_binary(["token", "create", "--data-dir", edge.data_dir, "--scope", "global"])
-        self.assertEqual(p.returncode, 0, p.stderr)
-        return p.stdout.strip()
+        return harness.create_token(edge)
 
     def stats(self, edge, tok):
         r = request(edge.admin_port, "GET", "/stats", headers={"Fastly-Key": tok}, timeout=10)

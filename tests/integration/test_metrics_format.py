@@ -12,7 +12,7 @@ import subprocess
 import unittest
 
 import harness
-from harness import request, run_binary, scaled, wait_until
+from harness import request, scaled, wait_until
 from test_stats import parse_metrics
 
 HOST = "www.example.test"
@@ -30,9 +30,7 @@ class MetricsFormat(harness.TestCase):
     def setUp(self):
         self.o = self.origin()
         self.e = self.edgecache([self.o])
-        p = run_binary(["token", "create", "--data-dir", self.e.data_dir, "--scope", "global"])
-        self.assertEqual(p.returncode, 0, p.stderr)
-        self.tok = p.stdout.strip()
+        self.tok = harness.create_token(self.e)
         self.o.route("/c", body=b"x" * 5000, headers={"Cache-Control": "max-age=300"})
         self.o.route("/p", body=b"p", headers={"Cache-Control": "private"})
         for path in ("/c", "/c", "/c", "/p"):

@@ -13,7 +13,7 @@ import threading
 import time
 
 import harness
-from harness import request, run_binary, scaled, wait_until
+from harness import request, scaled, wait_until
 
 SID = "edgecache"
 HOST = "www.example.test"
@@ -28,9 +28,7 @@ class RealtimeCase(harness.TestCase):
         self.tok = self.token("global")
 
     def token(self, scope):
-        p = run_binary(["token", "create", "--data-dir", self.e.data_dir, "--scope", scope])
-        self.assertEqual(p.returncode, 0, p.stderr)
-        return p.stdout.strip()
+        return harness.create_token(self.e, scope)
 
     def rt(self, rest, token=None, sid=SID, status=200):
         r = request(self.e.admin_port, "GET", "/v1/channel/%s/ts/%s" % (sid, rest),

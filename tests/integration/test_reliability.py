@@ -34,7 +34,7 @@ import threading
 import time
 
 import harness
-from harness import request, run_binary, scaled
+from harness import request, scaled
 from hostile_origin import HostileOrigin
 
 HOST = "www.example.test"  # fixed: the proxy's port changes at every restart, the cache key must not
@@ -79,11 +79,7 @@ def check_body(path, body, size=None):
     return version
 
 
-def create_token(edge, scope="global"):
-    p = run_binary(["token", "create", "--data-dir", edge.data_dir, "--scope", scope])
-    if p.returncode != 0:
-        raise AssertionError("edgecache token create failed: %s" % p.stderr)
-    return p.stdout.strip()
+create_token = harness.create_token
 
 
 def server_socket_fds(pid):

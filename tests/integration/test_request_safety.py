@@ -14,7 +14,7 @@ import subprocess
 import unittest
 
 import harness
-from harness import _Reader, read_raw_response, request, run_binary, scaled
+from harness import Reader, read_raw_response, request, scaled
 
 LONG = {"Cache-Control": "max-age=300", "Content-Type": "text/plain"}
 HOST = {"Host": "www.example.test"}  # the default Host names the proxy's port, which a restart changes
@@ -24,7 +24,7 @@ def raw(port, data, timeout=5):
     """Send raw request bytes on a fresh connection; return the parsed response."""
     with socket.create_connection(("127.0.0.1", port), timeout=scaled(timeout)) as s:
         s.sendall(data)
-        return read_raw_response(_Reader(s))
+        return read_raw_response(Reader(s))
 
 
 def echo(req):
@@ -35,9 +35,7 @@ def echo(req):
 
 class RequestCase(harness.TestCase):
     def token(self, edge, scope="global"):
-        p = run_binary(["token", "create", "--data-dir", edge.data_dir, "--scope", scope])
-        self.assertEqual(p.returncode, 0, p.stderr)
-        return p.stdout.strip()
+        return harness.create_token(edge, scope)
 
 
 class HostPoisoning(RequestCase):

@@ -45,9 +45,7 @@ class Case(harness.TestCase):
 
     def token(self, edge):
         if not hasattr(edge, "test_token"):
-            p = harness.run_binary(["token", "create", "--data-dir", edge.data_dir, "--scope", "global"])
-            self.assertEqual(p.returncode, 0, p.stderr)
-            edge.test_token = p.stdout.strip()
+            edge.test_token = harness.create_token(edge)
         return edge.test_token
 
     def stats(self, edge):
@@ -486,7 +484,7 @@ class InterimResponses(Case):
         with socket.create_connection(("127.0.0.1", e.proxy_port), timeout=scaled(5)) as s:
             s.sendall(b"POST /form HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n")
             s.sendall(b"data")
-            reader = harness._Reader(s)
+            reader = harness.Reader(s)
             r = harness.read_raw_response(reader, "POST")
             while 100 <= r.status < 200:
                 r = harness.read_raw_response(reader, "POST")

@@ -26,7 +26,7 @@ import time
 from email.utils import formatdate, parsedate_to_datetime
 
 import harness
-from harness import request, run_binary, scaled, wait_until
+from harness import request, scaled, wait_until
 
 NO_DATE = {"Date": None}
 
@@ -130,9 +130,7 @@ class SemanticsCase(harness.TestCase):
         """/stats "collapsed": requests that waited on another's fetch, counted as each joins
         it. Reading /stats takes a token: a global:read one is made on first use."""
         if getattr(edge, "stats_token", None) is None:
-            p = run_binary(["token", "create", "--data-dir", edge.data_dir, "--scope", "global:read"])
-            self.assertEqual(p.returncode, 0, p.stderr)
-            edge.stats_token = p.stdout.strip()
+            edge.stats_token = harness.create_token(edge, "global:read")
         r = request(edge.admin_port, "GET", "/stats", headers={"Fastly-Key": edge.stats_token})
         self.assertEqual(r.status, 200, r.describe())
         return json.loads(r.body)["collapsed"]

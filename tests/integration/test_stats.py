@@ -19,7 +19,7 @@ import threading
 import time
 
 import harness
-from harness import request, run_binary, scaled, wait_until
+from harness import Reader, request, scaled, wait_until
 
 HOST = "www.example.test"
 FAST = ["--stats-minute-seconds", "1", "--stats-sample-interval", "1"]
@@ -65,48 +65,31 @@ class KeepAlive:
 
     def __init__(self, port):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=scaled(5))
-        self.buf = b""
-
-    def _fill(self):
-        data = self.sock.recv(65536)
-        if not data:
-            raise ConnectionError("closed")
-        self.buf += data
-
-    def _take(self, n):
-        while len(self.buf) < n:
-            self._fill()
-        out, self.buf = self.buf[:n], self.buf[n:]
-        return out
-
-    def _line(self):
-        while b"\r\n" not in self.buf:
-            self._fill()
-        line, self.buf = self.buf.split(b"\r\n", 1)
-        return line
+        self.reader = Reader(self.sock)
 
     def request(self, method, path):
         self.sock.sendall(("%s %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (method, path, HOST)).encode())
-        while b"\r\n\r\n" not in self.buf:
-            self._fill()
-        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        lines = [self.reader.line()]
+        while lines[-1]:
+            lines.append(self.reader.line())
+        head_bytes = sum(len(line) + 2 for line in lines)
         hdrs = {}
-        for line in head.split(b"\r\n")[1:]:
+        for line in lines[1:-1]:
             name, _, value = line.decode("latin-1").partition(":")
             hdrs[name.strip().lower()] = value.strip()
         body = b""
         if method != "HEAD":
             if hdrs.get("transfer-encoding", "").lower() == "chunked":
                 while True:
-                    size = int(self._line().split(b";")[0], 16)
+                    size = int(self.reader.line().split(b";")[0], 16)
                     if size == 0:
-                        self._line()
+                        self.reader.line()
                         break
-                    body += self._take(size)
-                    self._take(2)
+                    body += self.reader.exactly(size)
+                    self.reader.exactly(2)
             else:
-                body = self._take(int(hdrs["content-length"]))
-        return int(head.split(b" ", 2)[1]), hdrs, body, len(head) + 4
+                body = self.reader.exactly(int(hdrs["content-length"]))
+        return int(lines[0].split(b" ", 2)[1]), hdrs, body, head_bytes
 
     def close(self):
         self.sock.close()
@@ -157,9 +140,7 @@ class StatsCase(harness.TestCase):
 
     # --- helpers
     def token(self, scope, edge=None):
-        p = run_binary(["token", "create", "--data-dir", (edge or self.e).data_dir, "--scope", scope])
-        self.assertEqual(p.returncode, 0, p.stderr)
-        return p.stdout.strip()
+        return harness.create_token(edge or self.e, scope)
 
     def admin(self, path, token=None, method="GET", edge=None):
         h = {"Fastly-Key": token} if token else {}

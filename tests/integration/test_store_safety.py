@@ -142,7 +142,7 @@ class DamagedStore(StoreCase):
         self.fill(e)
         # committed before the kill: a clean stop of a copy-less run is not what we want here,
         # so wait for the writer through the stats
-        tok = run_binary(["token", "create", "--data-dir", e.data_dir, "--scope", "global"]).stdout.strip()
+        tok = harness.create_token(e)
         harness.wait_until(lambda: json.loads(request(e.admin_port, "GET", "/stats", headers={"Fastly-Key": tok}).body)
                            ["disk"]["objects"] >= N_OBJECTS, timeout=10, what="the objects to be committed")
         e.kill9()

@@ -25,7 +25,6 @@ import ssl
 import tempfile
 import threading
 import shutil
-import urllib.parse
 
 import harness
 from certs import TestCA, self_signed
@@ -54,23 +53,10 @@ class TlsCase(harness.TestCase):
         return o
 
     def token(self, edge):
-        p = run_binary(["token", "create", "--data-dir", edge.data_dir, "--scope", "global"])
-        self.assertEqual(p.returncode, 0, p.stderr)
-        return p.stdout.strip()
+        return harness.create_token(edge)
 
     def api(self, edge, method, path, body=None, form=False, expect=None):
-        h = {"Fastly-Key": self.tok}
-        if isinstance(body, dict):
-            if form:
-                body = urllib.parse.urlencode(body)
-                h["Content-Type"] = "application/x-www-form-urlencoded"
-            else:
-                body = json.dumps(body)
-                h["Content-Type"] = "application/json"
-        r = request(edge.admin_port, method, path, headers=h, body=body)
-        if expect is not None:
-            self.assertEqual(r.status, expect, "%s %s -> %s" % (method, path, r.body))
-        return r
+        return self.admin_api(edge, method, path, body, self.tok, form, expect)
 
     def edge_for(self, origin, args=(), **fields):
         """edgecache whose backend1 is `origin` over TLS with `fields`; returns it."""
@@ -437,9 +423,7 @@ class TlsNode(TlsCase):
         return n
 
     def scoped_token(self, edge, scope):
-        p = run_binary(["token", "create", "--data-dir", edge.data_dir, "--scope", scope])
-        self.assertEqual(p.returncode, 0, p.stderr)
-        return p.stdout.strip()
+        return harness.create_token(edge, scope)
 
     def cleartext_origin(self):
         o = self.origin()

@@ -93,9 +93,7 @@ class HostileCase(harness.TestCase):
         self.good = self.origin()
         self.good.route_prefix("/", headers={"Cache-Control": "no-store"}, body=b"fine")
         self.e = self.edgecache([self.good])
-        p = harness.run_binary(["token", "create", "--data-dir", self.e.data_dir, "--scope", "global"])
-        self.assertEqual(p.returncode, 0, p.stderr)
-        self.tok = p.stdout.strip()
+        self.tok = harness.create_token(self.e)
 
     def put_backend(self, port, **fields):
         body = {"use_ssl": True, "port": port, "ssl_check_cert": False}
