@@ -268,6 +268,54 @@ class Reader:
         return out
 
 
+class RawListener:
+    """A TCP listener on 127.0.0.1:<ephemeral> for a test's hand-made peer: each accepted
+    connection goes to self.serve(conn) on a thread of its own (an OSError there ends only that
+    connection). Counts connections; close() stops the accept loop and closes every connection."""
+
+    def __init__(self, backlog=64):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(backlog)
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+        self.conns = []
+        self.closed = False
+        threading.Thread(target=self._accept, name="raw-listener-%d" % self.port, daemon=True).start()
+
+    def _accept(self):
+        while not self.closed:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            self.conns.append(c)
+            threading.Thread(target=self._serve_one, args=(c,), daemon=True).start()
+
+    def _serve_one(self, c):
+        try:
+            self.serve(c)
+        except OSError:
+            pass
+
+    def serve(self, conn):
+        raise NotImplementedError
+
+    def close(self):
+        self.closed = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept() (Linux)
+        except OSError:
+            pass
+        self.sock.close()
+        for c in self.conns:
+            try:
+                c.close()
+            except OSError:
+                pass
+
+
 def read_raw_response(reader, method="GET"):
     """Parse one HTTP/1.x response from a Reader (Content-Length, chunked or close-delimited)."""
     status_line = reader.line().decode("latin-1")

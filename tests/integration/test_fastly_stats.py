@@ -41,7 +41,7 @@ import unittest
 
 import harness
 from certs import TestCA
-from harness import ROOT, closed_port, request, scaled, wait_until
+from harness import ROOT, RawListener, closed_port, request, scaled, wait_until
 from npmutil import npm_install
 from test_fastly_cli import fastly_cli
 
@@ -270,7 +270,7 @@ class NpmClient(FastlyStatsCase):
         self.assertGreater(out["rt_after"]["Timestamp"], h["Timestamp"], "ts/<Timestamp> goes on from there")
 
 
-class RealtimeTunnel:
+class RealtimeTunnel(RawListener):
     """An HTTPS proxy for the Fastly CLI's real-time client: it answers `CONNECT
     rt.fastly.com:443`, terminates TLS there with a certificate for rt.fastly.com issued by a
     test CA (the CLI trusts it through SSL_CERT_FILE), and passes the bytes on to the admin
@@ -283,22 +283,9 @@ class RealtimeTunnel:
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.load_cert_chain(cert, key)
         self.connects = []
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__()
 
-    def _accept(self):
-        while not self.closed:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
-
-    def _serve(self, c):
+    def serve(self, c):
         try:
             c.settimeout(scaled(30))
             head = b""
@@ -337,10 +324,6 @@ class RealtimeTunnel:
             pass
         finally:
             c.close()
-
-    def close(self):
-        self.closed = True
-        self.sock.close()
 
 
 class FastlyCLIStats(FastlyStatsCase):

@@ -12,32 +12,17 @@ import harness
 from harness import request
 
 
-class SlowOrigin:
+class SlowOrigin(harness.RawListener):
     """Answers every request with a 20-byte body: 10 bytes at once, 10 more after `pause` s,
     or, with pause=None, once release() is called (or close(); 30 s at most)."""
 
     def __init__(self, pause=1.5):
         self.pause = pause
         self.released = threading.Event()
-        self.connections = 0
         self.requests = 0
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__()
 
-    def _accept(self):
-        while not self.closed:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn):
+    def serve(self, conn):
         with conn:
             buf = b""
             while b"\r\n\r\n" not in buf:
@@ -59,9 +44,8 @@ class SlowOrigin:
         self.released.set()
 
     def close(self):
-        self.closed = True
         self.released.set()
-        self.sock.close()
+        super().close()
 
 
 class Streaming(harness.TestCase):
