@@ -153,19 +153,28 @@ def describe(exchanges):
     return "\n".join(lines) or "  (no requests)"
 
 
-class FastlyCLI(harness.TestCase):
+class FastlyCLIUser:
+    """Mixin of a test case that runs the Fastly CLI: fetched once per process in setUpClass,
+    outside any single test's deadline; use_fastly_cli() sets self.cli (or skips) and a fresh
+    self.home for the CLI's configuration."""
+
     @classmethod
     def setUpClass(cls):
-        # fetched once per process, outside any single test's deadline
+        super().setUpClass()
         try:
             fastly_cli()
         except unittest.SkipTest:
             pass
 
-    def setUp(self):
+    def use_fastly_cli(self):
         self.cli = fastly_cli()
         self.home = tempfile.mkdtemp(prefix="fastly-home-")
         self.addCleanup(shutil.rmtree, self.home, True)
+
+
+class FastlyCLI(FastlyCLIUser, harness.TestCase):
+    def setUp(self):
+        self.use_fastly_cli()
         self.o = self.origin()
         self.e = self.edgecache([self.o])
         self.proxy = RecordingProxy(self.e.admin_port)

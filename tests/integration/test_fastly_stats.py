@@ -43,7 +43,7 @@ import harness
 from certs import TestCA
 from harness import ROOT, RawListener, closed_port, request, scaled, wait_until
 from npmutil import npm_install
-from test_fastly_cli import fastly_cli
+from test_fastly_cli import FastlyCLIUser
 
 SID = "edgecache"
 HOST = "www.example.test"
@@ -326,22 +326,13 @@ class RealtimeTunnel(RawListener):
             c.close()
 
 
-class FastlyCLIStats(FastlyStatsCase):
+class FastlyCLIStats(FastlyCLIUser, FastlyStatsCase):
     """`fastly stats historical` (FASTLY_API_ENDPOINT) and `fastly stats realtime` (through
     RealtimeTunnel: the CLI's real-time host cannot be set)."""
 
-    @classmethod
-    def setUpClass(cls):
-        try:
-            fastly_cli()
-        except unittest.SkipTest:
-            pass
-
     def setUp(self):
-        self.cli = fastly_cli()
+        self.use_fastly_cli()
         super().setUp()
-        self.home = tempfile.mkdtemp(prefix="fastly-home-")
-        self.addCleanup(shutil.rmtree, self.home, True)
 
     def env(self, https_proxy=None):
         endpoint = "http://127.0.0.1:%d" % self.e.admin_port
