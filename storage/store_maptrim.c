@@ -1,0 +1,121 @@
+/*
+ * storage/store_maptrim.c — keeps the data file's pages out of the process's resident set.
+ *
+ * LMDB reads through a read-only shared map of data.mdb (the store does not use
+ * MDB_WRITEMAP): every page a read or the writer's B-tree descent (mdb_page_touch copies
+ * a leaf out of the map before changing it) has touched stays mapped in this process and
+ * counts in its RSS, although the memory tier holds its own copy of every object it
+ * serves and the kernel's page cache holds the page whether we map it or not. bench/run
+ * with 10,000 x 1 KiB objects: 26.7 MiB of the map resident, half of the process's RSS.
+ *
+ * madvise(MADV_DONTNEED) on a shared file map only takes the pages out of this process's
+ * page tables: they stay in the page cache (the data is the file's; a read-only map holds
+ * no dirty page, so nothing is lost), and the next access maps them again from the page
+ * cache (a minor fault, no I/O). So a trim changes what the process maps, not what the
+ * machine caches: bench/run reports the page cache of each server's data files beside its
+ * RSS for that reason.
+ *
+ * When: the writer trims when it has nothing to do and pages may have been mapped since
+ * the last trim (a commit, or STORE_MAP_TRIM_READS reads), at most once per
+ * STORE_MAP_TRIM_GAP_MS (each trim flushes the TLB of every thread of the process, the
+ * ones serving hits too). So the map is trimmed at most that long after the last write;
+ * readers (store_rtxn_begin) wake the writer every STORE_MAP_TRIM_READS reads, so reads
+ * alone (a restart serving from disk) leave at most about that many records' pages mapped.
+ *
+ * Threads: the writer trims (store_map_trim_idle, under s->lock; the madvise outside it);
+ * store_map_note_read runs on any reading thread.
+ */
+#include "storage/store_int.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define STORE_MAP_TRIM_GAP_MS 200
+#define STORE_MAP_TRIM_READS 256
+
+int store_map_locate(store_t *s)
+{
+    /* LMDB does not say where it mapped the file (MDB_envinfo's me_mapaddr is the fixed
+     * address of MDB_FIXEDMAP only), but a read returns a pointer into the map: the
+     * mapping of /proc/self/maps that holds it is the map */
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    uintptr_t inside = 0;
+    if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) != 0)
+        return -1;
+    if (mdb_cursor_open(txn, s->dbi_meta, &cur) == 0) {
+        if (mdb_cursor_get(cur, &k, &v, MDB_FIRST) == 0)
+            inside = (uintptr_t)v.mv_data;
+        mdb_cursor_close(cur);
+    }
+    mdb_txn_abort(txn);
+    FILE *f = inside != 0 ? fopen("/proc/self/maps", "re") : NULL;
+    if (f == NULL)
+        return -1;
+    char line[512];
+    unsigned long lo, hi;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        if (sscanf(line, "%lx-%lx", &lo, &hi) == 2 && lo <= inside && inside < hi) {
+            s->map_addr = (void *)lo;
+            s->map_len = hi - lo;
+            break;
+        }
+    }
+    fclose(f);
+    return s->map_addr != NULL ? 0 : -1;
+}
+
+/* Unmap every page of the data file's map from this process (they stay in the page cache). */
+static void store_map_trim(store_t *s)
+{
+    MDB_envinfo info;
+    if (s->map_addr == NULL || mdb_env_info(s->env, &info) != 0)
+        return;
+    size_t len = (size_t)(info.me_last_pgno + 1) * s->psize;
+    long page = sysconf(_SC_PAGESIZE);
+    if (page > 0)
+        len = (len + (size_t)page - 1) / (size_t)page * (size_t)page;
+    if (len > s->map_len)
+        len = s->map_len;
+    /* cannot fail on a mapped, page-aligned range; if it did, the pages simply stay mapped */
+    if (madvise(s->map_addr, len, MADV_DONTNEED) == 0)
+        atomic_fetch_add_explicit(&s->st_map_trims, 1, memory_order_relaxed);
+}
+
+int64_t store_map_trim_idle(store_t *s)
+{
+    uint64_t commits = atomic_load_explicit(&s->st_commits, memory_order_relaxed);
+    uint64_t reads = atomic_load_explicit(&s->map_reads, memory_order_relaxed);
+    /* reads since the last trim count only in STORE_MAP_TRIM_READS steps: a trickle of
+     * reads does not make the writer trim (and shoot down TLBs) for each one */
+    if (s->trimmed_once && commits == s->trim_commits && reads - s->trim_reads < STORE_MAP_TRIM_READS)
+        return 0;
+    int64_t now = now_mono_ms(), due = s->trim_last_ms + STORE_MAP_TRIM_GAP_MS;
+    if (s->trimmed_once && now < due)
+        return due - now;
+    pthread_mutex_unlock(&s->lock);
+    store_map_trim(s);
+    pthread_mutex_lock(&s->lock);
+    s->trimmed_once = 1;
+    s->trim_commits = commits;
+    s->trim_reads = reads;
+    s->trim_last_ms = now_mono_ms();
+    return -1;
+}
+
+void store_map_note_read(store_t *s)
+{
+    uint64_t n = atomic_fetch_add_explicit(&s->map_reads, 1, memory_order_relaxed) + 1;
+    if (n % STORE_MAP_TRIM_READS != 0 || s->read_only)
+        return;
+    /* under the lock, so that the wake-up cannot fall between the writer's check and its
+     * wait; tried only: a reader never waits on the store's lock (nor deadlocks on its own),
+     * and a wake-up missed is sent again STORE_MAP_TRIM_READS reads later */
+    if (pthread_mutex_trylock(&s->lock) != 0)
+        return;
+    pthread_cond_signal(&s->apply_wake);
+    pthread_mutex_unlock(&s->lock);
+}
