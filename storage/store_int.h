@@ -221,6 +221,7 @@ struct store {
     _Atomic uint64_t st_puts, st_deletes, st_evictions, st_commits, st_syncs, st_map_full, st_corrupt;
     _Atomic uint64_t st_journal_commits, st_checkpoints;
     _Atomic uint64_t map_reads, st_map_trims; /* read transactions begun; trims of the map (store_maptrim.c) */
+    _Atomic int map_clean; /* the writer has trimmed the map and no read has woken it since (store_maptrim.c) */
     _Atomic uint64_t st_journal_write_us, st_journal_write_max_us; /* the synced journal writes that worked */
 };
 
@@ -279,7 +280,7 @@ int64_t store_map_trim_idle(store_t *s);
 /* store_open, before the writer starts: find where LMDB mapped the data file (s->map_addr). 0, or -1: unknown (no trims). */
 int store_map_locate(store_t *s);
 
-/* A read transaction is about to read the map: every STORE_MAP_TRIM_READS of them wake the writer to trim. */
+/* A read transaction is about to read the map (the caller does not hold s->lock): the first since a trim wakes the writer. */
 void store_map_note_read(store_t *s);
 
 /* ---- store_memonly.c ---- */

@@ -16,11 +16,13 @@
  * RSS for that reason.
  *
  * When: the writer trims when it has nothing to do and pages may have been mapped since
- * the last trim (a commit, or STORE_MAP_TRIM_READS reads), at most once per
- * STORE_MAP_TRIM_GAP_MS (each trim flushes the TLB of every thread of the process, the
- * ones serving hits too). So the map is trimmed at most that long after the last write;
- * readers (store_rtxn_begin) wake the writer every STORE_MAP_TRIM_READS reads, so reads
- * alone (a restart serving from disk) leave at most about that many records' pages mapped.
+ * the last trim (a commit or a read since), at most once per STORE_MAP_TRIM_GAP_MS (each
+ * trim flushes the TLB of every thread of the process, the ones serving hits too). So
+ * the map is trimmed within that gap of the last write or read. A reader has to wake the
+ * writer, which may be waiting for work with no timeout: the first read after a trim
+ * (map_clean, set by the trim) does, under s->lock so that the wake-up cannot fall between
+ * the writer's look at the counters and its wait; later reads only count, until the next
+ * trim.
  *
  * Threads: the writer trims (store_map_trim_idle, under s->lock; the madvise outside it);
  * store_map_note_read runs on any reading thread.
@@ -33,7 +35,6 @@
 #include <unistd.h>
 
 #define STORE_MAP_TRIM_GAP_MS 200
-#define STORE_MAP_TRIM_READS 256
 
 int store_map_locate(store_t *s)
 {
@@ -89,9 +90,7 @@ int64_t store_map_trim_idle(store_t *s)
 {
     uint64_t commits = atomic_load_explicit(&s->st_commits, memory_order_relaxed);
     uint64_t reads = atomic_load_explicit(&s->map_reads, memory_order_relaxed);
-    /* reads since the last trim count only in STORE_MAP_TRIM_READS steps: a trickle of
-     * reads does not make the writer trim (and shoot down TLBs) for each one */
-    if (s->trimmed_once && commits == s->trim_commits && reads - s->trim_reads < STORE_MAP_TRIM_READS)
+    if (s->trimmed_once && commits == s->trim_commits && reads == s->trim_reads)
         return 0;
     int64_t now = now_mono_ms(), due = s->trim_last_ms + STORE_MAP_TRIM_GAP_MS;
     if (s->trimmed_once && now < due)
@@ -101,21 +100,21 @@ int64_t store_map_trim_idle(store_t *s)
     pthread_mutex_lock(&s->lock);
     s->trimmed_once = 1;
     s->trim_commits = commits;
-    s->trim_reads = reads;
+    s->trim_reads = reads; /* read before the trim: a read during it is trimmed next time */
     s->trim_last_ms = now_mono_ms();
+    atomic_store_explicit(&s->map_clean, 1, memory_order_release);
     return -1;
 }
 
 void store_map_note_read(store_t *s)
 {
-    uint64_t n = atomic_fetch_add_explicit(&s->map_reads, 1, memory_order_relaxed) + 1;
-    if (n % STORE_MAP_TRIM_READS != 0 || s->read_only)
+    atomic_fetch_add_explicit(&s->map_reads, 1, memory_order_relaxed);
+    if (s->read_only || !atomic_load_explicit(&s->map_clean, memory_order_relaxed) ||
+        !atomic_exchange_explicit(&s->map_clean, 0, memory_order_acq_rel))
         return;
-    /* under the lock, so that the wake-up cannot fall between the writer's check and its
-     * wait; tried only: a reader never waits on the store's lock (nor deadlocks on its own),
-     * and a wake-up missed is sent again STORE_MAP_TRIM_READS reads later */
-    if (pthread_mutex_trylock(&s->lock) != 0)
-        return;
+    /* the first read since the trim: the writer may be waiting with no timeout. Readers
+     * never hold s->lock (store_rtxn_begin's callers), and it is held only briefly */
+    pthread_mutex_lock(&s->lock);
     pthread_cond_signal(&s->apply_wake);
     pthread_mutex_unlock(&s->lock);
 }
