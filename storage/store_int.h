@@ -211,10 +211,11 @@ struct store {
     /* the room on the file system (store_space_int.h): the budget replaces the map size in every fill figure.
      * The writer grows and cuts it (store_open sets it up); any thread reads the budget */
     store_space_t space;
-    /* the map trim (store_maptrim.c): what the last trim had seen, and when it ran */
+    /* the map trim (store_maptrim.c): what the last trim had seen, and when it ran; what
+     * the writer saw when it last looked, and when that last changed */
     int trimmed_once;
-    uint64_t trim_commits, trim_reads;
-    int64_t trim_last_ms;
+    uint64_t trim_commits, trim_reads, trim_seen_commits, trim_seen_reads;
+    int64_t trim_last_ms, trim_active_ms;
 
     /* counters: atomics, any thread */
     _Atomic uint64_t st_objects, st_bytes_used;

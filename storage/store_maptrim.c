@@ -16,13 +16,16 @@
  * RSS for that reason.
  *
  * When: the writer trims when it has nothing to do and pages may have been mapped since
- * the last trim (a commit or a read since), at most once per STORE_MAP_TRIM_GAP_MS (each
- * trim flushes the TLB of every thread of the process, the ones serving hits too). So
- * the map is trimmed within that gap of the last write or read. A reader has to wake the
- * writer, which may be waiting for work with no timeout: the first read after a trim
- * (map_clean, set by the trim) does, under s->lock so that the wake-up cannot fall between
- * the writer's look at the counters and its wait; later reads only count, until the next
- * trim.
+ * the last trim (a commit or a read since): once nothing has been committed or read for
+ * STORE_MAP_TRIM_QUIET_MS, or, under load that never pauses that long, once
+ * STORE_MAP_TRIM_MAX_MS have passed since the last trim. A trim costs the threads serving
+ * hits a TLB flush, and the next transactions their first touch of each page again (a
+ * minor fault each): a purge storm pays that once per STORE_MAP_TRIM_MAX_MS, not after
+ * each of its transactions, and the map holds at most what that long a time touched.
+ * A reader has to wake the writer, which may be waiting for work with no timeout: the
+ * first read after a trim (map_clean, set by the trim) does, under s->lock so that the
+ * wake-up cannot fall between the writer's look at the counters and its wait; later
+ * reads only count, until the next trim.
  *
  * Threads: the writer trims (store_map_trim_idle, under s->lock; the madvise outside it);
  * store_map_note_read runs on any reading thread.
@@ -34,7 +37,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#define STORE_MAP_TRIM_GAP_MS 200
+#define STORE_MAP_TRIM_QUIET_MS 200
+#define STORE_MAP_TRIM_MAX_MS 2000
 
 int store_map_locate(store_t *s)
 {
@@ -90,11 +94,20 @@ int64_t store_map_trim_idle(store_t *s)
 {
     uint64_t commits = atomic_load_explicit(&s->st_commits, memory_order_relaxed);
     uint64_t reads = atomic_load_explicit(&s->map_reads, memory_order_relaxed);
+    int64_t now = now_mono_ms();
+    if (commits != s->trim_seen_commits || reads != s->trim_seen_reads) {
+        s->trim_seen_commits = commits; /* activity since the writer last looked */
+        s->trim_seen_reads = reads;
+        s->trim_active_ms = now;
+    }
     if (s->trimmed_once && commits == s->trim_commits && reads == s->trim_reads)
         return 0;
-    int64_t now = now_mono_ms(), due = s->trim_last_ms + STORE_MAP_TRIM_GAP_MS;
-    if (s->trimmed_once && now < due)
-        return due - now;
+    if (s->trimmed_once) {
+        int64_t quiet = s->trim_active_ms + STORE_MAP_TRIM_QUIET_MS, overdue = s->trim_last_ms + STORE_MAP_TRIM_MAX_MS;
+        int64_t due = quiet < overdue ? quiet : overdue;
+        if (now < due)
+            return due - now;
+    }
     pthread_mutex_unlock(&s->lock);
     store_map_trim(s);
     pthread_mutex_lock(&s->lock);

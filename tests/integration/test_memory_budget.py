@@ -428,7 +428,7 @@ class MemoryBudget(harness.TestCase):
         self.assertEqual(served, n)
         self.assertEqual(o.hits(), n, "every object after the restart came from LMDB, none from the origin")
         # reads alone (nothing written): the first read after a trim wakes the writer, which
-        # trims again (at most every 200 ms) until no read has come since
+        # trims once no read has come for 200 ms (or 2 s after its last trim, under steady reads)
         wait_until(lambda: mapped_kib(e.pid, data_mdb) <= 256, timeout=scaled(30), interval=0.05,
                    what="data.mdb unmapped after %d reads (%d KiB mapped)" % (n, mapped_kib(e.pid, data_mdb)))
         log("data.mdb after %d reads from disk: %d KiB mapped; RSS %s", n, mapped_kib(e.pid, data_mdb),
