@@ -8,7 +8,9 @@
  * its header array, which lives in the same allocation as the object itself
  * (cache_obj_t followed by num_headers obj_header_t), so an object is exactly two
  * heap blocks. Every pointer of the decoded view (key, skeys, vary, header names
- * and values, body) points into `rec`.
+ * and values, body) points into `rec`, except the names a version 2 record gives as an
+ * index into obj_header_names (static strings). The builder writes version 2; records of
+ * version 1 (written before it) are read as they are.
  *
  * Invariants: an object with magic OBJ_MAGIC and refcnt > 0 is immutable except
  * for the atomic `flags`; its `rec` always holds a record that passes
@@ -101,6 +103,114 @@ void obj_record_seal(void *rec, size_t rec_len)
     memcpy(p + OBJ_REC_OFF_CHECKSUM, sum, 8);
 }
 
+/* ---- the header encoding of version 2 ----
+ *
+ * Version 1 spent 8 bytes of lengths and the whole name on every header: a 1 KiB object
+ * with nginx's seven headers was a 1,379-byte record, two to an LMDB page. Version 2
+ * writes each length as a LEB128 varint and the common names as an index into this
+ * table, which is part of the on-disk format: entries are only ever appended.
+ */
+static const char *const obj_header_names[] = {
+    "accept-ranges",
+    "access-control-allow-origin",
+    "age",
+    "cache-control",
+    "cdn-cache-control",
+    "content-disposition",
+    "content-encoding",
+    "content-language",
+    "content-length",
+    "content-location",
+    "content-range",
+    "content-security-policy",
+    "content-type",
+    "date",
+    "etag",
+    "expires",
+    "last-modified",
+    "link",
+    "location",
+    "referrer-policy",
+    "server",
+    "set-cookie",
+    "strict-transport-security",
+    "surrogate-control",
+    "surrogate-key",
+    "timing-allow-origin",
+    "vary",
+    "via",
+    "x-content-type-options",
+    "x-frame-options",
+    "x-powered-by",
+    "x-xss-protection",
+};
+#define OBJ_HEADER_NAMES (sizeof(obj_header_names) / sizeof(obj_header_names[0]))
+
+/* The table index of a name (any case), or -1. */
+static int obj_header_name_index(const char *name, size_t len)
+{
+    for (size_t i = 0; i < OBJ_HEADER_NAMES; i++) {
+        const char *t = obj_header_names[i];
+        size_t j = 0;
+        while (j < len && t[j] != '\0' && t[j] == ascii_lower(name[j]))
+            j++;
+        if (j == len && t[j] == '\0')
+            return (int)i;
+    }
+    return -1;
+}
+
+static size_t obj_varint_len(uint32_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+/* Read a LEB128 u32 at rec[*off] within *remaining bytes; advances both. 0, or OBJ_ECORRUPT
+ * when it runs past the bytes or past 32 bits. */
+static int obj_varint_get(const uint8_t *rec, size_t *off, size_t *remaining, uint32_t *out)
+{
+    uint64_t v = 0;
+    for (unsigned shift = 0; shift < 35; shift += 7) {
+        if (*remaining == 0)
+            return OBJ_ECORRUPT;
+        uint8_t b = rec[*off];
+        (*off)++;
+        (*remaining)--;
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if ((b & 0x80) == 0) {
+            /* one encoding per value (no padded 0x80 0x00 ...): what decodes re-encodes alike */
+            if (v > UINT32_MAX || (b == 0 && shift > 0))
+                return OBJ_ECORRUPT;
+            *out = (uint32_t)v;
+            return 0;
+        }
+    }
+    return OBJ_ECORRUPT;
+}
+
+int obj_header_name_indexed(const char *name)
+{
+    for (size_t i = 0; i < OBJ_HEADER_NAMES; i++)
+        if (name == obj_header_names[i])
+            return 1;
+    return 0;
+}
+
+size_t obj_header_record_len(unsigned version, const obj_header_t *h)
+{
+    if (version == 1)
+        return 8 + (size_t)h->name_len + h->value_len;
+    size_t n = obj_varint_len(h->value_len) + h->value_len;
+    if (obj_header_name_indexed(h->name))
+        return n + 1;
+    return n + obj_varint_len(h->name_len * 2) + h->name_len;
+}
+
 /* ---- hashing and time ---- */
 
 void obj_key_hash(const char *key, size_t key_len, uint8_t out[CACHE_HASH_LEN])
@@ -168,7 +278,8 @@ static int obj_parse(const uint8_t *rec, size_t rec_len, obj_layout_t *lo, obj_h
 {
     if (rec == NULL || rec_len < OBJ_RECORD_FIXED_LEN)
         return OBJ_ECORRUPT;
-    if (le_get_u32(rec + OBJ_REC_OFF_MAGIC) != OBJ_RECORD_MAGIC || le_get_u16(rec + OBJ_REC_OFF_VERSION) != OBJ_RECORD_VERSION)
+    uint16_t version = le_get_u16(rec + OBJ_REC_OFF_VERSION);
+    if (le_get_u32(rec + OBJ_REC_OFF_MAGIC) != OBJ_RECORD_MAGIC || version < 1 || version > OBJ_RECORD_VERSION)
         return OBJ_ECORRUPT;
 
     lo->meta.status = le_get_u16(rec + OBJ_REC_OFF_STATUS);
@@ -203,19 +314,41 @@ static int obj_parse(const uint8_t *rec, size_t rec_len, obj_layout_t *lo, obj_h
     lo->vary_off = off;
     TAKE(lo->vary_len);
     lo->headers_off = off;
-    /* each header needs at least its two lengths: bounds the loop and the header array */
-    if (lo->num_headers > remaining / 8)
+    /* each header needs at least its two lengths (8 bytes in version 1, two 1-byte varints
+     * in version 2): bounds the loop and the header array */
+    if (lo->num_headers > remaining / (version == 1 ? 8 : 2))
         return OBJ_ECORRUPT;
     for (uint32_t i = 0; i < lo->num_headers; i++) {
-        const uint8_t *h = rec + off;
-        TAKE(8);
-        uint32_t name_len = le_get_u32(h), value_len = le_get_u32(h + 4);
-        size_t name_off = off;
-        TAKE(name_len);
+        const char *name;
+        uint32_t name_len, value_len;
+        if (version == 1) {
+            const uint8_t *h = rec + off;
+            TAKE(8);
+            name_len = le_get_u32(h);
+            value_len = le_get_u32(h + 4);
+            name = (const char *)rec + off;
+            TAKE(name_len);
+        } else {
+            uint32_t code;
+            if (obj_varint_get(rec, &off, &remaining, &code) != 0)
+                return OBJ_ECORRUPT;
+            if (code & 1) { /* an index into obj_header_names */
+                if ((code >> 1) >= OBJ_HEADER_NAMES)
+                    return OBJ_ECORRUPT;
+                name = obj_header_names[code >> 1];
+                name_len = (uint32_t)strlen(name);
+            } else {
+                name_len = code >> 1;
+                name = (const char *)rec + off;
+                TAKE(name_len);
+            }
+            if (obj_varint_get(rec, &off, &remaining, &value_len) != 0)
+                return OBJ_ECORRUPT;
+        }
         size_t value_off = off;
         TAKE(value_len);
         if (headers != NULL) {
-            headers[i].name = (const char *)rec + name_off;
+            headers[i].name = name;
             headers[i].name_len = name_len;
             headers[i].value = (const char *)rec + value_off;
             headers[i].value_len = value_len;
@@ -363,6 +496,18 @@ static void builder_put(obj_builder_t *b, const void *data, size_t len)
     b->len += len;
 }
 
+static void builder_put_varint(obj_builder_t *b, uint32_t v)
+{
+    uint8_t out[5];
+    size_t n = 0;
+    while (v >= 0x80) {
+        out[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    out[n++] = (uint8_t)v;
+    builder_put(b, out, n);
+}
+
 obj_builder_t *obj_builder_begin(const obj_meta_t *meta, const char *key, size_t key_len, const char *skeys, size_t skeys_len,
                                  const char *vary, size_t vary_len, const obj_header_t *headers, size_t num_headers,
                                  size_t expected_body_len)
@@ -377,8 +522,14 @@ obj_builder_t *obj_builder_begin(const obj_meta_t *meta, const char *key, size_t
     memset(b, 0, sizeof(*b));
 
     size_t head_len = OBJ_RECORD_FIXED_LEN + key_len + skeys_len + vary_len;
-    for (size_t i = 0; i < num_headers; i++)
-        head_len += 8 + headers[i].name_len + headers[i].value_len;
+    for (size_t i = 0; i < num_headers; i++) {
+        uint32_t name_len = obj_len32(headers[i].name_len, "header name"), value_len = headers[i].value_len;
+        if (obj_header_name_index(headers[i].name, name_len) < 0)
+            head_len += obj_varint_len(obj_len32((size_t)name_len * 2, "header name")) + name_len;
+        else
+            head_len += 1; /* the table has fewer than 64 entries */
+        head_len += obj_varint_len(value_len) + value_len;
+    }
     /* the hint may come from an origin's Content-Length: believe it only so far */
     size_t hint = expected_body_len < OBJ_BODY_HINT_MAX ? expected_body_len : OBJ_BODY_HINT_MAX;
     /* exactly that, not builder_reserve's next power of two: with a right Content-Length
@@ -413,14 +564,17 @@ obj_builder_t *obj_builder_begin(const obj_meta_t *meta, const char *key, size_t
         const obj_header_t *h = &headers[i];
         assert(h->name != NULL || h->name_len == 0);
         assert(h->value != NULL || h->value_len == 0);
-        uint8_t lens[8];
-        le_put_u32(lens, h->name_len);
-        le_put_u32(lens + 4, h->value_len);
-        builder_put(b, lens, 8);
-        uint8_t *name = b->buf + b->len;
-        builder_put(b, h->name, h->name_len);
-        for (uint32_t j = 0; j < h->name_len; j++)
-            name[j] = (uint8_t)ascii_lower((char)name[j]);
+        int index = obj_header_name_index(h->name, h->name_len);
+        if (index >= 0) {
+            builder_put_varint(b, (uint32_t)index * 2 + 1);
+        } else {
+            builder_put_varint(b, h->name_len * 2);
+            uint8_t *name = b->buf + b->len;
+            builder_put(b, h->name, h->name_len);
+            for (uint32_t j = 0; j < h->name_len; j++)
+                name[j] = (uint8_t)ascii_lower((char)name[j]);
+        }
+        builder_put_varint(b, h->value_len);
         builder_put(b, h->value, h->value_len);
     }
     assert(b->len == head_len);

@@ -34,4 +34,10 @@
  */
 void obj_record_seal(void *rec, size_t rec_len);
 
+/** 1 when a decoded header's name is an entry of the table of common names (version 2), not bytes of the record. */
+int obj_header_name_indexed(const char *name);
+
+/** The bytes a decoded header takes in a record of `version` (1 or 2), for checks that the parts add up. */
+size_t obj_header_record_len(unsigned version, const obj_header_t *h);
+
 #endif

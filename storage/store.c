@@ -11,6 +11,7 @@
  *   store_memonly.c         objects only the memory tier holds (the disk had no room)
  *   store_evict.c           the budget, eviction, reclaim of old generations
  *   store_rtxn.c            per-thread read transactions
+ *   store_maptrim.c         unmaps the data file's pages from the process when the writer is idle
  *   journal.c, store_space.c, store_check.c, store_state.c: the purge journal's file,
  *                           the room on the file system, the soundness checks
  *
@@ -337,6 +338,8 @@ int store_open(store_t **out, const store_options_t *opt, char *errbuf, size_t e
     }
     if ((ret = store_open_dbis(s, errbuf, errlen)) != 0)
         goto fail;
+    if (!opt->read_only && store_map_locate(s) != 0)
+        fprintf(stderr, "edgecache: store: cannot find the data file's map in /proc/self/maps; its pages stay mapped\n");
     ret = STORE_EIO;
     if ((rc = store_measure(s, NULL)) != 0) {
         errbuf_printf(errbuf, errlen, "store %s: cannot read database statistics: %s", opt->dir, mdb_strerror(rc));
@@ -675,6 +678,7 @@ void store_get_stats(store_t *s, store_stats_t *out)
     out->budget = store_budget(s);
     out->enospc = atomic_load_explicit(&s->space.enospc, memory_order_relaxed);
     out->memory_only = atomic_load_explicit(&s->memonly_count, memory_order_relaxed);
+    out->map_trims = atomic_load_explicit(&s->st_map_trims, memory_order_relaxed);
 }
 
 /* ---- key/value records ---- */

@@ -70,6 +70,7 @@ typedef struct store_stats {
     uint64_t budget;               /* bytes the store may fill: the map size, or less when the file system has less room */
     uint64_t enospc;               /* times the file system had no room: a budget short of the map, a write refused */
     uint64_t memory_only;          /* objects kept in the memory tier although the disk could not take them */
+    uint64_t map_trims;            /* times the data file's pages were unmapped from the process (store_maptrim.c) */
 } store_stats_t;
 
 /* what a purge did */

@@ -117,6 +117,8 @@ struct store {
     int read_only;
     size_t map_size; /* the map actually in use */
     size_t psize, max_keysize;
+    void *map_addr; /* where LMDB mapped the data file (store_map_locate); NULL: unknown, never trimmed */
+    size_t map_len;
     double high_water, low_water;
     unsigned checkpoint_ms;
     store_state_t state; /* <dir>/store.state, held shared while open (storage/store_check.h) */
@@ -209,11 +211,18 @@ struct store {
     /* the room on the file system (store_space_int.h): the budget replaces the map size in every fill figure.
      * The writer grows and cuts it (store_open sets it up); any thread reads the budget */
     store_space_t space;
+    /* the map trim (store_maptrim.c): what the last trim had seen, and when it ran; what
+     * the writer saw when it last looked, and when that last changed */
+    int trimmed_once;
+    uint64_t trim_commits, trim_reads, trim_seen_commits, trim_seen_reads;
+    int64_t trim_last_ms, trim_active_ms;
 
     /* counters: atomics, any thread */
     _Atomic uint64_t st_objects, st_bytes_used;
     _Atomic uint64_t st_puts, st_deletes, st_evictions, st_commits, st_syncs, st_map_full, st_corrupt;
     _Atomic uint64_t st_journal_commits, st_checkpoints;
+    _Atomic uint64_t map_reads, st_map_trims; /* read transactions begun; trims of the map (store_maptrim.c) */
+    _Atomic int map_clean; /* the writer has trimmed the map and no read has woken it since (store_maptrim.c) */
     _Atomic uint64_t st_journal_write_us, st_journal_write_max_us; /* the synced journal writes that worked */
 };
 
@@ -258,6 +267,22 @@ void store_slots_orphan(store_t *s);
 
 /* This thread's read-only transaction on s, renewed (a fresh snapshot); mdb_txn_reset it after; NULL on error. */
 MDB_txn *store_rtxn_begin(store_t *s);
+
+/* ---- store_maptrim.c ---- */
+
+/*
+ * The writer, idle, with s->lock held (dropped around the trim): unmap the data file's
+ * pages from the process when pages may have been mapped since the last trim. Returns 0
+ * when there is nothing to trim (wait for work), > 0 the ms until a trim is due (wait at
+ * most that long), < 0 when it trimmed (look at the queue again).
+ */
+int64_t store_map_trim_idle(store_t *s);
+
+/* store_open, before the writer starts: find where LMDB mapped the data file (s->map_addr). 0, or -1: unknown (no trims). */
+int store_map_locate(store_t *s);
+
+/* A read transaction is about to read the map (the caller does not hold s->lock): the first since a trim wakes the writer. */
+void store_map_note_read(store_t *s);
 
 /* ---- store_memonly.c ---- */
 

@@ -118,6 +118,7 @@ MDB_txn *store_rtxn_begin(store_t *s)
 {
     store_rtxn_slot_t *slot = store_slot_get(s);
     int rc;
+    store_map_note_read(s);
     if (slot->txn == NULL) {
         rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &slot->txn);
         if (rc != 0)

@@ -10,7 +10,7 @@
  * purge epoch, updates the memory tier, and finally runs the other callbacks and
  * wakes waiters. A batch that hits a full map or a full file system evicts and tries
  * again, then drops its puts. When its queue is idle it reclaims objects of old
- * generations (store_evict.c).
+ * generations (store_evict.c), then unmaps the data file's pages (store_maptrim.c).
  *
  * Invariant: the memory tier never holds an object that the disk no longer indexes:
  * after a commit that removes objects (purges, deletes, evictions) the writer bumps
@@ -332,7 +332,14 @@ void *store_writer_main(void *arg)
                 store_reclaim_step(s);
                 pthread_mutex_lock(&s->lock);
             } else {
-                pthread_cond_wait(&s->apply_wake, &s->lock);
+                int64_t trim_in = store_map_trim_idle(s); /* nothing to apply: unmap the data file's pages */
+                if (trim_in > 0) {
+                    struct timespec ts;
+                    store_deadline(&ts, trim_in);
+                    pthread_cond_timedwait(&s->apply_wake, &s->lock, &ts);
+                } else if (trim_in == 0) {
+                    pthread_cond_wait(&s->apply_wake, &s->lock);
+                }
             }
             continue;
         }

@@ -12,8 +12,11 @@ Subcommands (each prints plain text for bench/run to read):
   pids MODE PID           the pids of that server (MODE as for mem), space separated
   mem MODE PID            processes of the server rooted at PID (MODE tree: PID and all its
                           descendants; children: descendants only, e.g. Varnish's worker)
-                          and the sums of their RSS, PSS and PSS by kind of page:
-                          "<nprocs> <rss> <pss> <pss anon> <pss file> <pss shmem>" (KiB)
+                          and the sums of their RSS, PSS, PSS by kind of page and RSS by kind
+                          of page: "<nprocs> <rss> <pss> <pss anon> <pss file> <pss shmem>
+                          <rss anon> <rss file> <rss shmem>" (KiB)
+  pagecache PATH...       "<files> <KiB>": page cache held by the files at PATH (directories
+                          walked), by mincore(2), whether a process maps them or not
   wrk ...                 one timed wrk run with CPU accounting, one TSV line on stdout
   table RESULTS MEM       format the collected TSV rows (one per round, server and
                           workload) as the final report: medians, spreads, ratios
@@ -245,18 +248,88 @@ def _mem_kib(pid):
     return tuple(v.get(k, 0) for k in ("Rss", "Pss", "Pss_Anon", "Pss_File", "Pss_Shmem"))
 
 
+def _rss_split_kib(pid):
+    """(rss anon, rss file, rss shmem) in KiB from /proc/PID/status: what the process has
+    resident, by kind of page, counted in full (PSS divides shared pages among sharers)"""
+    v = {}
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                k, _, rest = line.partition(":")
+                if k in ("RssAnon", "RssFile", "RssShmem"):
+                    v[k] = int(rest.split()[0])
+    except OSError:
+        pass
+    return tuple(v.get(k, 0) for k in ("RssAnon", "RssFile", "RssShmem"))
+
+
+def _mincore_kib(path):
+    """KiB of the file at path resident in the page cache (mincore(2) over a read-only map
+    of it), whether any process maps it or not; 0 for an empty or unreadable file"""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long)
+    libc.munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
+    libc.mincore.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return 0
+    try:
+        size = os.fstat(fd).st_size
+        if size == 0:
+            return 0
+        prot_read, map_shared = 1, 1
+        addr = libc.mmap(None, size, prot_read, map_shared, fd, 0)
+        if addr is None or addr == ctypes.c_void_p(-1).value:
+            return 0
+        try:
+            page = os.sysconf("SC_PAGE_SIZE")
+            vec = (ctypes.c_ubyte * ((size + page - 1) // page))()
+            if libc.mincore(addr, size, vec) != 0:
+                return 0
+            return sum(b & 1 for b in vec) * page // 1024
+        finally:
+            libc.munmap(addr, size)
+    finally:
+        os.close(fd)
+
+
+def cmd_pagecache(argv):
+    """pagecache PATH...: "<files> <KiB> <per path>": the page cache held by the regular
+    files at PATH (files, or directories walked whole), in all and per PATH
+    ("name=KiB,name=KiB" with each PATH's last component)"""
+    files = kib = 0
+    each = []
+    for root in argv:
+        paths = [root]
+        if os.path.isdir(root):
+            paths = [os.path.join(d, n) for d, _, names in os.walk(root) for n in names]
+        mine = 0
+        for path in paths:
+            if os.path.isfile(path) and not os.path.islink(path):
+                files += 1
+                mine += _mincore_kib(path)
+        kib += mine
+        each.append("%s=%d" % (os.path.basename(root.rstrip("/")) or root, mine))
+    print("%d %d %s" % (files, kib, ",".join(each)))
+    return 0
+
+
 def cmd_pids(argv):
     print(" ".join(str(p) for p in server_pids(argv[0], int(argv[1]))))
     return 0
 
 
 def cmd_mem(argv):
-    """mem MODE PID: "<nprocs> <rss> <pss> <pss anon> <pss file> <pss shmem>" in KiB, summed"""
+    """mem MODE PID: "<nprocs> <rss> <pss> <pss anon> <pss file> <pss shmem> <rss anon>
+    <rss file> <rss shmem>" in KiB, summed over the processes"""
     mode, root = argv[0], int(argv[1])
     pids = server_pids(mode, root)
-    tot = [0, 0, 0, 0, 0]
+    tot = [0] * 8
     for p in pids:
-        for i, x in enumerate(_mem_kib(p)):
+        for i, x in enumerate(_mem_kib(p) + _rss_split_kib(p)):
             tot[i] += x
     print("%d %s" % (len(pids), " ".join(str(x) for x in tot)))
     return 0
@@ -419,13 +492,37 @@ def cmd_table(argv):
         with open(memfile) as f:
             mem = [l.rstrip("\n").split("\t") for l in f if l.strip()]
     if mem:
-        head = "%-10s %-34s %5s %9s %9s %9s %9s %9s %9s" % (
-            "server", "processes counted", "procs", "RSS idle", "RSS warm", "PSS warm", "anon", "file", "shmem")
-        lines += ["memory, MiB (anon, file, shmem: the warm PSS split by kind of page)", head, "-" * len(head)]
+        # row: server, what, nprocs, rss idle, rss warm, pss warm, pss anon, pss file, pss shmem,
+        #      rss anon, rss file, rss shmem, page-cache files, page-cache KiB, what the files are,
+        #      page-cache KiB per path ("name=KiB,...")
+        head = "%-10s %-34s %5s %8s %8s %8s %8s %8s %8s %10s" % (
+            "server", "processes counted", "procs", "RSS idle", "RSS warm", "anon", "file", "shmem", "PSS warm",
+            "page cache")
+        lines += ["memory, MiB (anon, file, shmem: the warm RSS split by kind of page; page cache: the kernel's",
+                  "cache of the server's data files, mapped or not, see the notes below)", head, "-" * len(head)]
+        notes, rss = [], {}
         for row in mem:
+            row = row + [""] * (16 - len(row))
             server, what, nprocs = row[:3]
-            lines.append("%-10s %-34s %5s %9s %9s %9s %9s %9s %9s" % (
-                (server, what, nprocs) + tuple(_fmt_mib(int(x)) for x in row[3:9])))
+            kib = [int(x) if x.strip().isdigit() else 0 for x in row[3:14]]
+            rss[server] = kib[1]
+            pc = _fmt_mib(kib[10]) if row[13].strip() else "-"
+            lines.append("%-10s %-34s %5s %8s %8s %8s %8s %8s %8s %10s" % (
+                server, what, nprocs, _fmt_mib(kib[0]), _fmt_mib(kib[1]), _fmt_mib(kib[6]), _fmt_mib(kib[7]),
+                _fmt_mib(kib[8]), _fmt_mib(kib[2]), pc))
+            if row[14]:
+                split = ""
+                if "," in row[15]:
+                    split = ": " + ", ".join("%s %s" % (n, _fmt_mib(int(k))) for n, _, k in
+                                             (x.partition("=") for x in row[15].split(",")))
+                notes.append("  %-9s page cache of %s%s" % (server, row[14], split))
+        lines += notes
+        cached = int(os.environ.get("BENCH_CACHED_BYTES", "0"))
+        if "edgecache" in rss and "nginx" in rss and cached > 0:
+            limit = rss["nginx"] + cached // 1024
+            lines.append("target (issue 24): edgecache RSS warm %s MiB <= nginx RSS warm %s + bytes cached %s = %s MiB: %s" % (
+                _fmt_mib(rss["edgecache"]), _fmt_mib(rss["nginx"]), _fmt_mib(cached // 1024), _fmt_mib(limit),
+                "met" if rss["edgecache"] <= limit else "NOT met"))
     print("\n".join(lines))
     return 0
 
@@ -862,7 +959,7 @@ def main():
         print(__doc__, file=sys.stderr)
         return 2
     cmds = {"ports": cmd_ports, "mkdocroot": cmd_mkdocroot, "warm": cmd_warm,
-            "mem": cmd_mem, "pids": cmd_pids, "wrk": cmd_wrk, "table": cmd_table,
+            "mem": cmd_mem, "pagecache": cmd_pagecache, "pids": cmd_pids, "wrk": cmd_wrk, "table": cmd_table,
             "purge-map": cmd_purge_map, "purge-step": cmd_purge_step,
             "purge-fill": cmd_purge_fill, "purge-probe": cmd_purge_probe,
             "purge-sample": cmd_purge_sample, "purge-wrk": cmd_purge_wrk,

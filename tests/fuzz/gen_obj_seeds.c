@@ -1,10 +1,11 @@
 /*
  * tests/fuzz/gen_obj_seeds.c — writes the seed corpus of fuzz_obj_decode: real records
  * made with obj_builder_*, the way the proxy makes them. Not part of any build; rerun
- * it only when the record format changes:
+ * it only when the record format changes (keeping the older version's seeds under a
+ * prefix, v1-*, as long as that version is read):
  *
- *   gcc -std=c11 -D_GNU_SOURCE -I. tests/fuzz/gen_obj_seeds.c storage/object.c -lsodium \
- *       -o /tmp/gen_obj_seeds && /tmp/gen_obj_seeds tests/fuzz/corpus/obj_decode
+ *   gcc -std=c11 -D_GNU_SOURCE -I. tests/fuzz/gen_obj_seeds.c storage/object.c common/alloc.c \
+ *       common/skey.c -lsodium -o /tmp/gen_obj_seeds && /tmp/gen_obj_seeds tests/fuzz/corpus/obj_decode
  */
 #include <stdio.h>
 #include <stdlib.h>

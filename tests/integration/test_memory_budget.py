@@ -37,6 +37,12 @@ under load, measured against the real binary, and the process RSS the README quo
       1 KiB objects, each fetched once (MISS) and then all resident in memory. Printed: VmRSS
       before, after, VmHWM, memory.bytes and objects.
 
+  MemoryBudget.test_data_file_not_kept_mapped
+      2,000 x 4 KiB objects (one LMDB page each): once they are on disk the process maps at
+      most 256 KiB of data.mdb (/proc/PID/smaps; the writer unmapped it when idle) and
+      disk.map_trims > 0; after a restart all 2,000 are served byte-identical from LMDB (no
+      origin request) and the reads leave at most 256 KiB mapped once they stop.
+
 Every server response body is verified. Figures are printed with the prefix "membudget:" so
 they can be picked out of a run's output (python3 tests/integration/run.py -v -k
 test_memory_budget).
@@ -81,6 +87,22 @@ def proc_rss(pid):
     except OSError:
         pass
     return out
+
+
+def mapped_kib(pid, path):
+    """KiB of the file at path resident in the process's maps of it (/proc/PID/smaps Rss)."""
+    total, inside = 0, False
+    try:
+        with open("/proc/%d/smaps" % pid) as f:
+            for line in f:
+                head = line.split()
+                if head and "-" in head[0] and len(head) >= 5 and not head[0].endswith(":"):
+                    inside = len(head) >= 6 and line.rstrip("\n").endswith(path)
+                elif inside and head[:1] == ["Rss:"]:
+                    total += int(head[1])
+    except OSError:
+        pass
+    return total
 
 
 def rss_text(r):
@@ -368,3 +390,44 @@ class MemoryBudget(harness.TestCase):
             catalog.check(path, r)
             self.assertXCache(r, "HIT")
         self.assertEqual(o.hits(), n, "each object fetched from the origin exactly once")
+
+    def test_data_file_not_kept_mapped(self):
+        """storage/store_maptrim.c: once the writer is idle, the process maps none of
+        data.mdb's pages (they stay in the page cache); after a restart every object is
+        served from LMDB through pages that had been unmapped, and the reads do not leave
+        the file mapped either."""
+        n = 2000
+        paths = ["/mapped/%d" % i for i in range(n)]
+        catalog = Catalog(paths, {p: 4 * KIB for p in paths})  # one record a page: ~8 MiB of the map
+        o = self.origin()
+        o.route_prefix("/mapped/", handler=catalog.serve)
+        e = self.edgecache([o], args=["--memory-size", "64M"])
+        tok = self.token(e)
+        errors = []
+        served = self.fetch_all(e, [paths[k::2] for k in range(2)], catalog, 2, time.monotonic() + scaled(60), errors)
+        self.assertFalse(errors, "client errors: %s" % errors[:3])
+        self.assertEqual(served, n)
+        wait_until(lambda: self.stats(e, tok)["disk"]["objects"] >= n, timeout=scaled(30), interval=0.1,
+                   what="all objects to reach LMDB")
+        data_mdb = os.path.join(e.data_dir, "data.mdb")
+        # the puts mapped every leaf page they touched; the writer's trim when idle unmaps them
+        wait_until(lambda: mapped_kib(e.pid, data_mdb) <= 256, timeout=scaled(30), interval=0.05,
+                   what="data.mdb unmapped from the process (%d KiB mapped)" % mapped_kib(e.pid, data_mdb))
+        st = self.stats(e, tok)
+        self.assertGreater(st["disk"]["map_trims"], 0)
+        log("data.mdb after %d puts: %.1f MiB used, %d KiB mapped, %d trims; RSS %s", n, st["disk"]["bytes"] / MIB,
+            mapped_kib(e.pid, data_mdb), st["disk"]["map_trims"], rss_text(proc_rss(e.pid)))
+
+        # restart: the memory tier starts empty, so each GET reads LMDB through the map
+        e.restart()
+        errors = []
+        served = self.fetch_all(e, [paths[k::2] for k in range(2)], catalog, 2, time.monotonic() + scaled(60), errors)
+        self.assertFalse(errors, "client errors: %s" % errors[:3])
+        self.assertEqual(served, n)
+        self.assertEqual(o.hits(), n, "every object after the restart came from LMDB, none from the origin")
+        # reads alone (nothing written): the first read after a trim wakes the writer, which
+        # trims once no read has come for 200 ms (or 2 s after its last trim, under steady reads)
+        wait_until(lambda: mapped_kib(e.pid, data_mdb) <= 256, timeout=scaled(30), interval=0.05,
+                   what="data.mdb unmapped after %d reads (%d KiB mapped)" % (n, mapped_kib(e.pid, data_mdb)))
+        log("data.mdb after %d reads from disk: %d KiB mapped; RSS %s", n, mapped_kib(e.pid, data_mdb),
+            rss_text(proc_rss(e.pid)))

@@ -122,9 +122,17 @@ START_TEST(test_fixed_len)
     ck_assert_uint_eq(r[6] | r[7] << 8, 203);
     ck_assert_uint_eq(r[OBJ_REC_OFF_KEY_LEN], strlen(test_key));
     size_t expect = OBJ_RECORD_FIXED_LEN + strlen(test_key) + strlen(test_skeys) + strlen(test_vary);
+    /* version 2: content-type, etag and cache-control are in the table of names (a 1-byte
+     * code), x-empty is not (a 1-byte code and its 7 bytes); each value length is 1 byte */
     for (size_t i = 0; i < TEST_NUM_HEADERS; i++)
-        expect += 8 + test_headers[i].name_len + test_headers[i].value_len;
+        expect += 1 + (i == 2 ? test_headers[i].name_len : 0) + 1 + test_headers[i].value_len;
     ck_assert_uint_eq(obj->rec_len, expect);
+    const uint8_t *h = r + OBJ_RECORD_FIXED_LEN + strlen(test_key) + strlen(test_skeys) + strlen(test_vary);
+    ck_assert_uint_eq(h[0] & 1, 1); /* content-type: a table index */
+    ck_assert_uint_eq(h[1], 24);
+    h += 2 + 24 + 2 + 5;
+    ck_assert_uint_eq(h[0], 7 * 2); /* x-empty: a literal name of 7 bytes, lower-cased */
+    ck_assert(memcmp(h + 1, "x-empty", 7) == 0);
     obj_unref(&obj);
 }
 END_TEST
@@ -307,14 +315,32 @@ START_TEST(test_lying_lengths)
                 expect_rejected32(obj, len_fields[f], values[v]);
             expect_rejected32(obj, len_fields[f], orig + values[v]);
         }
-    /* the first header's name and value lengths */
+    /* the first header (content-type: code, then the value's length, 24): a name index
+     * past the table, a literal name or a value longer than the record, one a byte off,
+     * varints that never end or pass 32 bits */
     size_t h0 = OBJ_RECORD_FIXED_LEN + obj->key_len + obj->skeys_len + obj->vary_len;
-    for (size_t v = 0; v < sizeof(values) / sizeof(values[0]); v++) {
-        expect_rejected32(obj, h0, values[v]);
-        expect_rejected32(obj, h0 + 4, values[v] + 24);
+    static const uint8_t lies[][6] = {
+        {2, 81, 24},                       /* index 40: past the table */
+        {2, 0xff, 0x7f},                   /* a name of 8,191 bytes */
+        {1, 23},                           /* value one byte short */
+        {1, 25},                           /* value one byte long */
+        {1, 0x7f},                         /* value longer than what is left */
+        {5, 0xff, 0xff, 0xff, 0xff, 0xff}, /* a varint that does not end within 5 bytes */
+        {5, 0x98, 0x80, 0x80, 0x80, 0x10}, /* 24 + 2^32: past 32 bits */
+    };
+    for (size_t l = 0; l < sizeof(lies) / sizeof(lies[0]); l++) {
+        uint8_t *rec2 = malloc(obj->rec_len);
+        memcpy(rec2, obj->rec, obj->rec_len);
+        size_t at = lies[l][0] == 1 ? h0 + 1 : h0;
+        memcpy(rec2 + at, &lies[l][1], lies[l][0]);
+        obj_record_seal(rec2, obj->rec_len);
+        ck_assert_msg(obj_decode(obj->hash, rec2, obj->rec_len, NULL) == NULL, "lie %zu accepted", l);
+        ck_assert_int_eq(obj_record_validate(rec2, obj->rec_len), OBJ_ECORRUPT);
+        free(rec2);
     }
     expect_rejected32(obj, OBJ_REC_OFF_MAGIC, 0x32524345u);      /* "ECR2" */
-    expect_rejected32(obj, OBJ_REC_OFF_VERSION, 2 | 203u << 16); /* version 2, same status */
+    expect_rejected32(obj, OBJ_REC_OFF_VERSION, 3 | 203u << 16); /* version 3, same status */
+    expect_rejected32(obj, OBJ_REC_OFF_VERSION, 0 | 203u << 16); /* version 0 */
 
     /* body_len: huge, off by one either way */
     uint64_t blens[] = {UINT64_MAX, UINT64_MAX - 49, 1ull << 63, 49, 51, 0};
@@ -327,9 +353,11 @@ START_TEST(test_lying_lengths)
         free(rec);
     }
 
-    /* a record claiming 2^32-1 headers in a short record: rejected without a huge allocation */
+    /* a record claiming 2^32-1 headers in a short record: rejected without a huge
+     * allocation; version 1 (8 bytes a header at least), then version 2 (2 bytes) */
     uint8_t small[OBJ_RECORD_FIXED_LEN + 16];
     memcpy(small, obj->rec, OBJ_RECORD_FIXED_LEN);
+    small[OBJ_REC_OFF_VERSION] = 1;
     memset(small + OBJ_RECORD_FIXED_LEN, 0, 16);
     put32(small + OBJ_REC_OFF_KEY_LEN, 0);
     put32(small + OBJ_REC_OFF_SKEYS_LEN, 0);
@@ -348,6 +376,73 @@ START_TEST(test_lying_lengths)
     put32(small + OBJ_REC_OFF_NUM_HEADERS, 3);
     obj_record_seal(small, sizeof(small));
     ck_assert_ptr_null(obj_decode(obj->hash, small, sizeof(small), NULL));
+    uint8_t small2[OBJ_RECORD_FIXED_LEN + 4];
+    memcpy(small2, small, OBJ_RECORD_FIXED_LEN);
+    small2[OBJ_REC_OFF_VERSION] = 2;
+    memset(small2 + OBJ_RECORD_FIXED_LEN, 0, 4);
+    put32(small2 + OBJ_REC_OFF_NUM_HEADERS, 2);
+    obj_record_seal(small2, sizeof(small2));
+    two = obj_decode(obj->hash, small2, sizeof(small2), NULL);
+    ck_assert_ptr_nonnull(two);
+    ck_assert_uint_eq(two->num_headers, 2);
+    ck_assert_uint_eq(two->headers[1].name_len, 0);
+    obj_unref(&two);
+    put32(small2 + OBJ_REC_OFF_NUM_HEADERS, 0xffffffffu);
+    obj_record_seal(small2, sizeof(small2));
+    ck_assert_ptr_null(obj_decode(obj->hash, small2, sizeof(small2), NULL));
+    put32(small2 + OBJ_REC_OFF_NUM_HEADERS, 3);
+    obj_record_seal(small2, sizeof(small2));
+    ck_assert_ptr_null(obj_decode(obj->hash, small2, sizeof(small2), NULL));
+    obj_unref(&obj);
+}
+END_TEST
+
+/* obj's record re-encoded in version 1 (lengths as u32, names spelled out), sealed */
+static uint8_t *encode_v1(const cache_obj_t *obj, size_t *len)
+{
+    size_t n = OBJ_RECORD_FIXED_LEN + obj->key_len + obj->skeys_len + obj->vary_len + obj->body_len;
+    for (uint32_t i = 0; i < obj->num_headers; i++)
+        n += 8 + obj->headers[i].name_len + obj->headers[i].value_len;
+    uint8_t *rec = malloc(n), *p = rec + OBJ_RECORD_FIXED_LEN;
+    memcpy(rec, obj->rec, OBJ_RECORD_FIXED_LEN);
+    rec[OBJ_REC_OFF_VERSION] = 1;
+    memcpy(p, obj->key, obj->key_len), p += obj->key_len;
+    memcpy(p, obj->skeys, obj->skeys_len), p += obj->skeys_len;
+    memcpy(p, obj->vary, obj->vary_len), p += obj->vary_len;
+    for (uint32_t i = 0; i < obj->num_headers; i++) {
+        const obj_header_t *h = &obj->headers[i];
+        put32(p, h->name_len), put32(p + 4, h->value_len), p += 8;
+        memcpy(p, h->name, h->name_len), p += h->name_len;
+        memcpy(p, h->value, h->value_len), p += h->value_len;
+    }
+    memcpy(p, obj->body, obj->body_len);
+    obj_record_seal(rec, n);
+    *len = n;
+    return rec;
+}
+
+START_TEST(test_reads_version_1)
+{
+    /* records written before version 2 stay readable, field for field */
+    cache_obj_t *obj = build_test_obj(1000, 0);
+    size_t len;
+    uint8_t *v1 = encode_v1(obj, &len);
+    ck_assert_uint_eq(len, obj->rec_len + 121 - 68); /* the same headers, 53 bytes longer in version 1 */
+    ck_assert_int_eq(obj_record_validate(v1, len), 0);
+    int err = -1;
+    cache_obj_t *dec = obj_decode(NULL, v1, len, &err);
+    ck_assert_ptr_nonnull(dec);
+    ck_assert_int_eq(err, 0);
+    check_test_obj(dec, 1000);
+    ck_assert(memcmp(dec->hash, obj->hash, CACHE_HASH_LEN) == 0);
+    /* a 304's rebuild of it writes version 2 */
+    cache_obj_t *re = obj_rebuild(dec, &dec->meta, dec->headers, dec->num_headers);
+    ck_assert_uint_eq(re->rec[OBJ_REC_OFF_VERSION], 2);
+    ck_assert_uint_eq(re->rec_len, obj->rec_len);
+    check_test_obj(re, 1000);
+    obj_unref(&re);
+    obj_unref(&dec);
+    free(v1);
     obj_unref(&obj);
 }
 END_TEST
@@ -511,6 +606,7 @@ static Suite *object_suite(void)
     tcase_add_test(tc, test_every_byte_flip_rejected);
     tcase_add_test(tc, test_truncated_and_extended);
     tcase_add_test(tc, test_lying_lengths);
+    tcase_add_test(tc, test_reads_version_1);
     tcase_add_test(tc, test_random_mutations);
     tcase_add_test(tc, test_hashes);
     tcase_add_test(tc, test_now_ms);

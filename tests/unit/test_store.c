@@ -22,6 +22,7 @@
 #include "common/now.h"
 #include "storage/mem.h"
 #include "storage/object.h"
+#include "storage/object_int.h"
 #include "storage/store.h"
 #include "tests/unit/unit_tmp.h"
 
@@ -2375,6 +2376,74 @@ START_TEST(test_journal_absent_and_full)
 }
 END_TEST
 
+/* obj's record re-encoded in version 1 (u32 lengths, names spelled out) and decoded:
+ * an object as a binary from before version 2 stored it */
+static cache_obj_t *as_version_1(const cache_obj_t *obj)
+{
+    size_t n = OBJ_RECORD_FIXED_LEN + obj->key_len + obj->skeys_len + obj->vary_len + obj->body_len;
+    for (uint32_t i = 0; i < obj->num_headers; i++)
+        n += 8 + obj->headers[i].name_len + obj->headers[i].value_len;
+    uint8_t *rec = malloc(n), *p = rec + OBJ_RECORD_FIXED_LEN;
+    memcpy(rec, obj->rec, OBJ_RECORD_FIXED_LEN);
+    rec[OBJ_REC_OFF_VERSION] = 1;
+    memcpy(p, obj->key, obj->key_len);
+    p += obj->key_len;
+    memcpy(p, obj->skeys, obj->skeys_len);
+    p += obj->skeys_len;
+    memcpy(p, obj->vary, obj->vary_len);
+    p += obj->vary_len;
+    for (uint32_t i = 0; i < obj->num_headers; i++) {
+        const obj_header_t *h = &obj->headers[i];
+        for (int k = 0; k < 4; k++) {
+            p[k] = (uint8_t)(h->name_len >> (8 * k));
+            p[4 + k] = (uint8_t)(h->value_len >> (8 * k));
+        }
+        memcpy(p + 8, h->name, h->name_len);
+        memcpy(p + 8 + h->name_len, h->value, h->value_len);
+        p += 8 + h->name_len + h->value_len;
+    }
+    memcpy(p, obj->body, obj->body_len);
+    obj_record_seal(rec, n);
+    int err;
+    cache_obj_t *v1 = obj_decode(obj->hash, rec, n, &err);
+    ck_assert_ptr_nonnull(v1);
+    free(rec);
+    return v1;
+}
+
+START_TEST(test_reads_records_of_version_1)
+{
+    /* a store written by a binary from before record version 2, reopened by this one */
+    char *dir = tmpdir_new();
+    store_t *s = open_store(dir, 64 << 20, NULL);
+    cache_obj_t *o = make_obj("example.com/old", "k1 k2", "", 3000, 'v', store_generation(s));
+    cache_obj_t *v1 = as_version_1(o);
+    ck_assert_uint_eq(v1->rec[OBJ_REC_OFF_VERSION], 1);
+    ck_assert_uint_gt(v1->rec_len, o->rec_len);
+    store_put(s, v1);
+    ck_assert_int_eq(store_flush(s), 0);
+    store_close(&s);
+
+    s = open_store(dir, 64 << 20, NULL);
+    cache_obj_t *got = NULL;
+    ck_assert_int_eq(get_obj(s, o, &got), 0);
+    ck_assert_uint_eq(got->rec[OBJ_REC_OFF_VERSION], 1);
+    ck_assert_uint_eq(got->num_headers, 1);
+    ck_assert_mem_eq(got->headers[0].name, "content-type", 12);
+    ck_assert_mem_eq(got->headers[0].value, "text/plain", 10);
+    ck_assert_uint_eq(got->body_len, 3000);
+    ck_assert_mem_eq(got->body, o->body, 3000);
+    obj_unref(&got);
+    /* its surrogate keys were indexed from the version 1 record: a key purge finds it */
+    ck_assert_uint_eq(purge_key_now(s, "k2"), 1);
+    ck_assert(!present(s, o));
+    obj_unref(&v1);
+    obj_unref(&o);
+    store_close(&s);
+    tmpdir_free(dir);
+}
+END_TEST
+
 static Suite *store_suite(void)
 {
     Suite *s = suite_create("store");
@@ -2398,6 +2467,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_kv);
     tcase_add_test(tc, test_reopen);
     tcase_add_test(tc, test_reopen_smaller_map);
+    tcase_add_test(tc, test_reads_records_of_version_1);
     tcase_add_test(tc, test_read_only);
     tcase_add_test(tc, test_corrupt_record);
     tcase_add_test(tc, test_concurrent_readers);
