@@ -14,6 +14,17 @@
  * still need are never overwritten. Segments are written whole, at sector boundaries;
  * a write that fails or is torn leaves sectors whose checksum fails, which readers skip.
  *
+ * Page cache: the ring is read whole at each open (and at replay), and was zero-filled when
+ * created, so all of it would sit in the kernel's page cache for as long as nothing else
+ * wants the memory: 32 MiB by default, more than the rest of a small cache's data. Only
+ * the pages the next appends write into are worth keeping: a 512-byte write into a page
+ * the cache does not hold makes the kernel read that page first, inside the synced write a
+ * purge waits for. So the journal keeps a window of JOURNAL_CACHE_WINDOW bytes from the
+ * write position cached (POSIX_FADV_WILLNEED: read ahead, asynchronously) and drops the
+ * rest (POSIX_FADV_DONTNEED: every page is clean, the writes being O_DSYNC), once at open
+ * and at replay, then each time the writer has gone JOURNAL_CACHE_STEP further. Advice
+ * only: where it is not taken (tmpfs, whose pages are the file) nothing changes.
+ *
  * Threads: one thread at a time (the store's writer, or store_open before it starts).
  */
 #include "storage/journal_int.h"
@@ -35,6 +46,9 @@
 #define JOURNAL_SEG_MAGIC 0x314a4345u /* "ECJ1" little-endian */
 #define JOURNAL_HEADER 32
 #define JOURNAL_OFF_CHECKSUM 24
+#define JOURNAL_CACHE_WINDOW ((size_t)1 << 20) /* bytes kept cached from the write position on */
+#define JOURNAL_CACHE_STEP ((size_t)256 << 10) /* how far the writer goes between two adjustments */
+#define JOURNAL_PAGE ((size_t)4096)
 
 /* the key of journals written before schema version 3: public, so a segment could be forged */
 static const uint8_t journal_legacy_key[JOURNAL_KEY_BYTES] = {'e', 'd', 'g', 'e', 'c', 'a', 'c', 'h',
@@ -52,6 +66,7 @@ struct journal {
     uint64_t written;               /* sectors used by appends since open (a wrap's skipped end included) */
     uint8_t *buf;                   /* segment being written */
     size_t buf_cap;
+    size_t cache_at; /* byte offset (a page's) where the cached window began when last set */
 };
 
 typedef struct journal_seg {
@@ -155,6 +170,42 @@ static int journal_scan(journal_t *j, uint8_t **ring_out, journal_seg_t **segs_o
     *segs_out = segs;
     *nsegs_out = n;
     return 0;
+}
+
+/* posix_fadvise over len bytes of the ring from off, going on at its start past its end */
+static void journal_advise(const journal_t *j, size_t off, size_t len, int advice)
+{
+    size_t size = j->sectors * JOURNAL_SECTOR;
+    size_t first = len < size - off ? len : size - off;
+    if (first > 0) /* a length of 0 would mean "to the end of the file" */
+        (void)posix_fadvise(j->fd, (off_t)off, (off_t)first, advice);
+    if (first < len)
+        (void)posix_fadvise(j->fd, 0, (off_t)(len - first), advice);
+}
+
+/*
+ * Keep only the window from the write position cached (see the essay): each time the
+ * writer has gone JOURNAL_CACHE_STEP further (or at once when `whole`), drop everything
+ * outside the window and read the window ahead. Everything, not only what the writer went
+ * past since the last time: the page cache holds the file in folios of up to a few MiB
+ * (ext4 makes large ones), and POSIX_FADV_DONTNEED leaves a folio the range does not wholly
+ * cover, so one that straddled the window's edge goes at the next step. `whole` (at open and
+ * after a replay, which read the ring whole) first drops the whole file, folios and all.
+ */
+static void journal_cache_follow(journal_t *j, int whole)
+{
+    size_t size = j->sectors * JOURNAL_SECTOR;
+    if (size <= JOURNAL_CACHE_WINDOW + JOURNAL_CACHE_STEP)
+        return; /* a ring this small stays cached whole */
+    size_t at = j->pos * JOURNAL_SECTOR / JOURNAL_PAGE * JOURNAL_PAGE % size;
+    if (!whole && (at + size - j->cache_at) % size < JOURNAL_CACHE_STEP)
+        return;
+    if (whole)
+        (void)posix_fadvise(j->fd, 0, 0, POSIX_FADV_DONTNEED);
+    else
+        journal_advise(j, (at + JOURNAL_CACHE_WINDOW) % size, size - JOURNAL_CACHE_WINDOW, POSIX_FADV_DONTNEED);
+    journal_advise(j, at, JOURNAL_CACHE_WINDOW, POSIX_FADV_WILLNEED);
+    j->cache_at = at;
 }
 
 /* Create the zero-filled journal under a temporary name, sync it, rename it into place. */
@@ -269,6 +320,7 @@ int journal_open(journal_t **out, const char *dir, size_t size_if_new, const uin
     free(segs);
     if (j->pos >= j->sectors)
         j->pos = 0;
+    journal_cache_follow(j, 1);
     free(path);
     j->magic = JOURNAL_MAGIC;
     *out = j;
@@ -369,6 +421,7 @@ int journal_append(journal_t *j, const journal_rec_t *recs, size_t n, uint64_t s
     j->pos = pos + sectors;
     j->last_seq = last;
     j->written += used;
+    journal_cache_follow(j, 0);
     return 0;
 }
 
@@ -406,6 +459,7 @@ int journal_foreach(journal_t *j, uint64_t after, int (*fn)(void *arg, const jou
     }
     free(ring);
     free(segs);
+    journal_cache_follow(j, 1); /* the scan read the whole ring into the page cache again */
     return ret;
 }
 

@@ -15,7 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 #include "storage/journal_int.h"
 #include "tests/unit/unit_tmp.h"
@@ -1197,6 +1199,74 @@ START_TEST(test_rekey)
 }
 END_TEST
 
+/* Bytes of the file at path that the kernel's page cache holds (mincore over a map of it). */
+static size_t cached_bytes(const char *path)
+{
+    int fd = open(path, O_RDONLY);
+    ck_assert_int_ge(fd, 0);
+    struct stat st;
+    ck_assert_int_eq(fstat(fd, &st), 0);
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), pages = ((size_t)st.st_size + page - 1) / page, n = 0;
+    void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    ck_assert(map != MAP_FAILED);
+    unsigned char *vec = malloc(pages);
+    ck_assert_int_eq(mincore(map, (size_t)st.st_size, vec), 0);
+    for (size_t i = 0; i < pages; i++)
+        n += vec[i] & 1;
+    free(vec);
+    munmap(map, (size_t)st.st_size);
+    close(fd);
+    return n * page;
+}
+
+/* The journal keeps cached only a window from its write position (1 MiB, moved every 256 KiB
+ * the writer goes), not the ring (32 MiB here, the default size) its opens, replays and
+ * creation read or wrote whole. */
+START_TEST(test_page_cache_holds_only_the_window)
+{
+    /* the window, a step, and the folios that straddle the window's edges (whole folios of
+     * up to 2 MiB: ext4's large folios; what the ring's creation wrote may be of that size) */
+    const size_t most = (size_t)4 << 20;
+    char *dir = tmpdir_new();
+    struct statfs fs;
+    ck_assert_int_eq(statfs(dir, &fs), 0);
+    if (fs.f_type == 0x01021994 /* TMPFS_MAGIC */ || fs.f_type == 0x794c7630 /* OVERLAYFS_SUPER_MAGIC */) {
+        fprintf(stderr, "test_page_cache_holds_only_the_window: skipped: %s is tmpfs or overlayfs\n", dir);
+        tmpdir_free(dir);
+        return;
+    }
+    char *path = path_in(dir, JOURNAL_FILE);
+    char err[512] = "";
+    journal_t *j = NULL; /* created zero-filled: every page was written */
+    ck_assert_msg(journal_open(&j, dir, (size_t)32 << 20, NULL, err, sizeof(err)) == 0, "journal_open: %s", err);
+    ck_assert_msg(cached_bytes(path) <= most, "after creation: %zu bytes cached", cached_bytes(path));
+    batch_t *b = batch_new();
+    rec_list_t want = {0};
+    uint64_t seq = 1;
+    /* 100 records of 515 bytes a segment (~50 KiB): 800 of them go round the 32 MiB ring once and more */
+    for (int i = 0; i < 800; i++) {
+        batch_big(b, seq, 100);
+        ck_assert_int_eq(append_batch(j, b, seq - 1, &want), 0);
+        seq += b->n;
+        size_t c = cached_bytes(path);
+        ck_assert_msg(c <= most, "after %d appends: %zu bytes cached", i + 1, c);
+    }
+    rec_list_t tail = {0}; /* records still in the ring: the last 30 MiB's worth */
+    for (size_t i = want.n - 600 * 100; i < want.n; i++)
+        rec_list_push(&tail, &want.v[i]);
+    reopen(&j, dir);
+    ck_assert_msg(cached_bytes(path) <= most, "after reopening: %zu bytes cached", cached_bytes(path));
+    expect_foreach(j, tail.v[0].seq - 1, &tail);
+    ck_assert_msg(cached_bytes(path) <= most, "after a replay: %zu bytes cached", cached_bytes(path));
+    journal_close(&j);
+    rec_list_free(&tail);
+    rec_list_free(&want);
+    free(b);
+    free(path);
+    tmpdir_free(dir);
+}
+END_TEST
+
 static Suite *journal_suite(void)
 {
     Suite *s = suite_create("journal");
@@ -1214,6 +1284,7 @@ static Suite *journal_suite(void)
     tcase_add_test(tc, test_size_chosen_at_creation_and_kept);
     tcase_add_test(tc, test_forged_segment_needs_the_key);
     tcase_add_test(tc, test_rekey);
+    tcase_add_test(tc, test_page_cache_holds_only_the_window);
     suite_add_tcase(s, tc);
     return s;
 }
