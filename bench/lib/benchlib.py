@@ -796,13 +796,18 @@ def cmd_purge_targets(argv):
     if big:
         out.append("1,000-object key < 20 ms: %s (slowest of %d: %.2f ms)" % (
             verdict(big[-1] < 20), len(big), big[-1]))
+    alt = [e / v for e, v in rates("edgecache-alt")]
+    if alt:
+        out.append("(edgecache-alt, another build: %s Varnish's rate%s)" % (
+            "%.2fx" % alt[0] if n == 1 else "median of %d rounds %.2fx" % (len(alt), _median(alt)),
+            "" if n == 1 else "; each round: " + " ".join("%.2fx" % x for x in alt)))
     ref = [e / v for e, v in rates("edgecache-tmpfs")]
     if ref:
         out.append("(reference, not a target: edgecache-tmpfs, not durable, %s Varnish's rate%s)" % (
             "%.2fx" % ref[0] if n == 1 else "median of %d rounds %.2fx" % (len(ref), _median(ref)),
             "" if n == 1 else "; each round: " + " ".join("%.2fx" % x for x in ref)))
     costs = []
-    for system in ("edgecache", "edgecache-tmpfs", "varnish"):
+    for system in ("edgecache", "edgecache-alt", "edgecache-tmpfs", "varnish"):
         cpu = [float(r[system][12]) for r, _ in rounds if system in r and float(r[system][12]) >= 0]
         sw = [float(r[system][13]) for r, _ in rounds if system in r and float(r[system][13]) >= 0]
         if cpu:
