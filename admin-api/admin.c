@@ -134,17 +134,15 @@ static void on_control(h2o_multithread_receiver_t *receiver, h2o_linklist_t *mes
 }
 
 /*
- * One turn of the loop. The purges its requests queue reach the store together when
- * the turn ends: one lock for the dozen or so requests a turn takes under load, not one
- * per purge. When the journal thread is idle, this thread journals them itself
- * (store_hold_end_lead), so that the purges it answers at once are posted to this very
- * loop, without a wake-up of the journal thread and one of this loop back.
+ * One turn of the loop. The purges its requests queue reach the store's writer
+ * together when the turn ends: one lock and one wake-up for the dozen or so requests
+ * a turn takes under load, not one per purge.
  */
 static void run_once(admin_loop_t *loop, int32_t max_wait)
 {
     store_hold_begin(loop->admin->store);
     h2o_evloop_run(loop->ctx.loop, max_wait);
-    store_hold_end_lead(loop->admin->store);
+    store_hold_end(loop->admin->store);
 }
 
 /* run the loop until cond() or the deadline */

@@ -6,10 +6,8 @@
  * A job names what it purges (one surrogate key, a batch of them, one URL's cache key, or
  * everything), hard or soft, and who asked. Submitting it gives each item its id
  * ("<node>-<unix time>-<sequence>", one counter for the process) and hands each item to the
- * store with store_purge_*; the store runs op_done once that purge is durable (its journal
- * record synced) and hidden (gone from the memory tier, and from every read until its commit):
- * on its journal thread, on its writer thread, or on the admin loop's own thread when that
- * thread wrote the journal itself (store_hold_end_lead). The same
+ * store with store_purge_*; the store runs op_done on its writer thread once that purge is
+ * durable (its journal record synced), committed and gone from the memory tier. The same
  * purge is forwarded to the shield's admin API (backend_forward_purge) either alongside the
  * local purge (the admin API's doors) or once it is durable (PURGE on the proxy listener);
  * its answer comes back through op_done too, on the forwarding thread. op_done only posts
@@ -30,7 +28,7 @@
  * request link (two references, the request's pool and the job; both dropped on the loop's
  * thread) then sees req NULL and the job finishes silently.
  *
- * Threads: op_done runs on a store thread (see above) or the shield-forwarding thread and
+ * Threads: op_done runs on the store's writer thread or the shield-forwarding thread and
  * touches only its own op and the loop's queue (or, without a loop, the job's atomic count).
  * Everything else runs on the thread of the loop that submitted the job. The id counter is
  * atomic; the module's configuration is written once by purge_module_init before any loop
@@ -268,7 +266,7 @@ void purge_job_discard(purge_job_t **job)
 
 static void job_release(purge_job_t *job);
 
-/* a store thread (or the shield-forwarding thread): hand the op back to the job's loop; nothing else */
+/* the writer thread (or the shield-forwarding thread): hand the op back to the job's loop; nothing else */
 static void op_done(void *arg, const store_purge_result_t *res)
 {
     purge_op_t *op = arg;

@@ -188,18 +188,6 @@ int store_flush(store_t *store);
 void store_hold_begin(store_t *store);
 void store_hold_end(store_t *store);
 
-/**
- * As store_hold_end, and then, when no thread is taking the queue (the journal thread
- * idle), the calling thread takes it itself, as the journal thread would: the purges'
- * journal records written with one synced write, the hard URL and key purges answered
- * (their callbacks run on this thread, before it returns), everything handed on to the
- * writer. For an event loop whose purges wait for that write anyway: it saves two task
- * switches per group (waking the journal thread, and being woken back by its answers),
- * and blocks the loop for the write. Else as store_hold_end. Like every store call, it returns
- * before store_close may be called.
- */
-void store_hold_end_lead(store_t *store);
-
 /** Counters (approximate, any thread). */
 void store_get_stats(store_t *store, store_stats_t *out);
 

@@ -182,8 +182,7 @@ struct store {
     store_op_t *head, *tail;
     int stopping;
     int writer_started;  /* the store takes writes */
-    store_op_t *transit; /* the batch the journal thread (or a leading thread) has taken from head */
-    int front_busy;      /* a thread is taking the queue: the journal thread, or one leading (store_front_lead_locked) */
+    store_op_t *transit; /* the batch the journal thread has taken from head */
     store_op_t *ahead, *atail;
     size_t an;                /* ops in ahead */
     size_t a_urgent;          /* of them, ops someone waits for (see store_op_urgent) */
@@ -193,8 +192,7 @@ struct store {
     int checkpointer_stopping; /* the checkpointer waits on checkpoint_wake under lock */
     pthread_cond_t checkpoint_wake;
 
-    /* Private to the thread that set front_busy (the journal thread, or a leading thread: the handover is under
-     * lock; store_journal_thread.c; store_open's recovery sets journal_next first). */
+    /* Journal-thread-private (store_journal_thread.c; store_open's recovery sets journal_next first). */
     uint64_t front_order;
     store_inflight_t *infl; /* FIFO: [infl_head, infl_n) */
     size_t infl_head, infl_n, infl_cap;
@@ -400,16 +398,6 @@ int store_op_urgent(const store_op_t *op);
 
 /* The journal thread (arg: the store_t): journals the queued purges, answers them early, hands all on to the writer. */
 void *store_front_main(void *arg);
-
-/*
- * s->lock held: when no thread is taking the queue and it holds something, take one batch
- * on the calling thread as the journal thread would (its purges journaled with one synced
- * write, the hard ones answered, their callbacks run on this thread), then return with
- * the lock held. Returns 1 when it did; the caller then signals s->wake (without the lock)
- * if the queue is not empty or the store is stopping, since the journal thread waited for
- * it. Returns 0 when another thread is taking it or the queue is empty.
- */
-int store_front_lead_locked(store_t *s);
 
 /* ---- store_writer.c ---- */
 

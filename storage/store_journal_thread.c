@@ -9,21 +9,12 @@
  * (s->ahead). It keeps the puts it handed on and the writer has not finished as
  * "in flight" (s->infl), so that an early answer covers them too.
  *
- * An admin loop's thread may do one such step in its place (store_front_lead_locked,
- * from store_hold_end_lead) when nobody is taking the queue: its purges wait for that
- * synced write anyway, and done on its own thread their answers reach its loop
- * without two task switches (waking this thread, and this thread waking the loop back).
- *
  * Invariants: a purge is applied only once its journal record is durable; a purge
  * whose record could not be written is never applied and is answered STORE_EIO; ops
- * reach the writer in the order they were queued, numbered from 1 (op->order). One
- * thread at a time takes the queue: the one that set s->front_busy under s->lock.
+ * reach the writer in the order they were queued, numbered from 1 (op->order).
  *
- * Threads: only the thread that set front_busy (this thread, or a leading one) touches
- * front_order, infl and journal_next and appends to the journal; front_busy, the queue
- * and the hand-over (ahead) are under s->lock, which also orders one taker's writes
- * before the next one's reads. This thread waits while another leads, and is woken by
- * it if anything was queued meanwhile.
+ * Threads: the journal thread alone (store_front_main) touches front_order, infl and
+ * journal_next and appends to the journal; the hand-over (ahead) is under s->lock.
  */
 #include "storage/store_int.h"
 
@@ -325,90 +316,66 @@ static void store_front_drain(store_t *s)
     pthread_mutex_unlock(&s->lock);
 }
 
-/*
- * Take one batch from the queue and pass it on: its purges written to the journal (one
- * synced write), the hard URL and key purges among them answered, everything handed to
- * the writer in order. Called with s->lock held and s->front_busy set by the caller (the
- * journal thread, or a thread leading in store_front_lead_locked); returns with it held.
- */
-static void store_front_step(store_t *s)
-{
-    /* take what is queued: the batch's purges go to the journal as one segment, which has a size limit */
-    store_batch_t b = {0};
-    store_op_t **tailp = &b.ops, *last = NULL;
-    size_t n = 0, journal_bytes = 0;
-    while (s->head != NULL && n < STORE_BATCH_MAX_OPS) {
-        store_op_t *op = s->head;
-        size_t jcost = op->kind == STORE_OP_PURGE_URL    ? 4 + CACHE_HASH_LEN
-                       : op->kind == STORE_OP_PURGE_SKEY ? 4 + op->key_len
-                       : op->kind == STORE_OP_PURGE_ALL  ? 4
-                       : op->kind == STORE_OP_BUS_SEQ    ? 4 + 8
-                                                         : 0;
-        if (n > 0 && journal_bytes + jcost > JOURNAL_MAX_SEGMENT_BYTES)
-            break; /* (a key too long for the journal is never journaled: see store_batch_journal) */
-        journal_bytes += jcost;
-        s->head = op->next;
-        op->next = NULL;
-        *tailp = last = op;
-        tailp = &op->next;
-        n++;
-    }
-    if (s->head == NULL)
-        s->tail = NULL;
-    s->transit = b.ops; /* its puts stay visible to store_hide_queued_puts */
-    pthread_mutex_unlock(&s->lock);
-    store_batch_journal(s, &b);
-    store_batch_ack_early(s, &b);
-    size_t urgent = 0;
-    for (store_op_t *op = b.ops; op != NULL; op = op->next)
-        urgent += store_op_urgent(op);
-    pthread_mutex_lock(&s->lock);
-    s->transit = NULL;
-    int was_empty = s->ahead == NULL;
-    if (s->atail != NULL) {
-        s->atail->next = b.ops;
-    } else {
-        s->ahead = b.ops;
-        s->ahead_since_ms = now_mono_ms();
-    }
-    s->atail = last;
-    s->an += n;
-    s->a_urgent += urgent;
-    /* a writer gathering answered purges wakes at its deadline anyway: wake it only to change that;
-     * and without the lock, or it wakes only to wait for it */
-    if (was_empty || urgent > 0 || s->an >= STORE_APPLY_GROUP) {
-        pthread_mutex_unlock(&s->lock);
-        pthread_cond_signal(&s->apply_wake);
-        pthread_mutex_lock(&s->lock);
-    }
-    while (s->an > STORE_APPLY_AHEAD_MAX) /* the writer is far behind: let it catch up */
-        pthread_cond_wait(&s->apply_room, &s->lock);
-}
-
-int store_front_lead_locked(store_t *s)
-{
-    if (s->front_busy || s->head == NULL || !s->front_started)
-        return 0;
-    s->front_busy = 1;
-    store_front_step(s);
-    s->front_busy = 0;
-    return 1;
-}
-
 void *store_front_main(void *arg)
 {
     store_t *s = arg;
     pthread_setname_np(pthread_self(), "ec-journal"); /* shown by top -H, ps -L, perf */
     pthread_mutex_lock(&s->lock);
     for (;;) {
-        /* a thread leading (store_front_lead_locked) signals once done, if anything is left or the store stops */
-        while (s->front_busy || (s->head == NULL && !s->stopping))
+        while (s->head == NULL && !s->stopping)
             pthread_cond_wait(&s->wake, &s->lock);
         if (s->head == NULL)
             break; /* stopping, and all of it handed on */
-        s->front_busy = 1;
-        store_front_step(s);
-        s->front_busy = 0;
+        /* take what is queued: the batch's purges go to the journal as one segment, which has a size limit */
+        store_batch_t b = {0};
+        store_op_t **tailp = &b.ops, *last = NULL;
+        size_t n = 0, journal_bytes = 0;
+        while (s->head != NULL && n < STORE_BATCH_MAX_OPS) {
+            store_op_t *op = s->head;
+            size_t jcost = op->kind == STORE_OP_PURGE_URL    ? 4 + CACHE_HASH_LEN
+                           : op->kind == STORE_OP_PURGE_SKEY ? 4 + op->key_len
+                           : op->kind == STORE_OP_PURGE_ALL  ? 4
+                           : op->kind == STORE_OP_BUS_SEQ    ? 4 + 8
+                                                             : 0;
+            if (n > 0 && journal_bytes + jcost > JOURNAL_MAX_SEGMENT_BYTES)
+                break; /* (a key too long for the journal is never journaled: see store_batch_journal) */
+            journal_bytes += jcost;
+            s->head = op->next;
+            op->next = NULL;
+            *tailp = last = op;
+            tailp = &op->next;
+            n++;
+        }
+        if (s->head == NULL)
+            s->tail = NULL;
+        s->transit = b.ops; /* its puts stay visible to store_hide_queued_puts */
+        pthread_mutex_unlock(&s->lock);
+        store_batch_journal(s, &b);
+        store_batch_ack_early(s, &b);
+        size_t urgent = 0;
+        for (store_op_t *op = b.ops; op != NULL; op = op->next)
+            urgent += store_op_urgent(op);
+        pthread_mutex_lock(&s->lock);
+        s->transit = NULL;
+        int was_empty = s->ahead == NULL;
+        if (s->atail != NULL) {
+            s->atail->next = b.ops;
+        } else {
+            s->ahead = b.ops;
+            s->ahead_since_ms = now_mono_ms();
+        }
+        s->atail = last;
+        s->an += n;
+        s->a_urgent += urgent;
+        /* a writer gathering answered purges wakes at its deadline anyway: wake it only to change that;
+         * and without the lock, or it wakes only to wait for it */
+        if (was_empty || urgent > 0 || s->an >= STORE_APPLY_GROUP) {
+            pthread_mutex_unlock(&s->lock);
+            pthread_cond_signal(&s->apply_wake);
+            pthread_mutex_lock(&s->lock);
+        }
+        while (s->an > STORE_APPLY_AHEAD_MAX) /* the writer is far behind: let it catch up */
+            pthread_cond_wait(&s->apply_room, &s->lock);
     }
     s->front_done = 1;
     pthread_cond_signal(&s->apply_wake);

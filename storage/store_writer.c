@@ -3,8 +3,7 @@
  *
  * Every write is an op, queued under s->lock by the caller's thread (store_enqueue,
  * or store_submit_wait for the callers that wait; store_hold_begin/end gathers a
- * thread's ops and queues them in one go, and store_hold_end_lead then journals them on
- * that thread when the journal thread is idle). The journal thread passes them on; the one
+ * thread's ops and queues them in one go). The journal thread passes them on; the one
  * writer thread owns every write transaction: it applies what it was handed in one
  * transaction (group commit; answered purges may wait up to STORE_APPLY_DELAY_MS for
  * more), commits, syncs when one of the operations needs durability, then bumps the
@@ -391,13 +390,12 @@ typedef struct store_held {
 static __thread store_held_t store_held;
 
 /*
- * Append the chain head..tail to the queue (s->lock held). Returns 1 when the journal
- * thread must be woken: the queue was empty and no thread is taking it. The caller
- * signals s->wake once it has let go of the lock (signalled under it, the thread woke
- * only to wait for the lock: two more futex calls and a task switch per purge). Else no
- * signal is needed: the journal thread waits only on an empty queue that nobody takes;
- * whoever filled it signalled, and a thread taking it looks at the queue again when done
- * (the journal thread loops; a leading thread signals, store_hold_release).
+ * Append the chain head..tail to the queue (s->lock held). Returns 1 when the queue was
+ * empty: the journal thread may be waiting, and the caller signals s->wake once it has
+ * let go of the lock (signalled under it, the thread woke only to wait for the lock:
+ * two more futex calls and a task switch per purge). A queue that was not empty needs
+ * no signal: the journal thread waits only on an empty one, and whoever filled it
+ * signals.
  */
 static int store_queue_locked(store_t *s, store_op_t *head, store_op_t *tail)
 {
@@ -407,7 +405,7 @@ static int store_queue_locked(store_t *s, store_op_t *head, store_op_t *tail)
     else
         s->head = head;
     s->tail = tail;
-    return was_empty && !s->front_busy;
+    return was_empty;
 }
 
 /* Queue an op the caller does not wait for. Returns 0, or -1 when the store takes no writes (op not queued). */
@@ -439,7 +437,7 @@ void store_hold_begin(store_t *s)
     store_held.s = s;
 }
 
-static void store_hold_release(store_t *s, int lead)
+void store_hold_end(store_t *s)
 {
     assert(store_held.s == s);
     store_op_t *head = store_held.head, *tail = store_held.tail;
@@ -458,21 +456,9 @@ static void store_hold_release(store_t *s, int lead)
         return;
     }
     int wake = store_queue_locked(s, head, tail);
-    if (lead && store_front_lead_locked(s))
-        wake = s->head != NULL || s->stopping; /* the journal thread waited while this thread led */
     pthread_mutex_unlock(&s->lock);
     if (wake)
         pthread_cond_signal(&s->wake);
-}
-
-void store_hold_end(store_t *s)
-{
-    store_hold_release(s, 0);
-}
-
-void store_hold_end_lead(store_t *s)
-{
-    store_hold_release(s, 1);
 }
 
 /* Queue an op on the caller's stack and wait until the writer finished it. Returns op->rc. */

@@ -458,10 +458,9 @@ class Durability(AdminCase):
         self.assertXCache(self.get("/d3"), "MISS", "purge_all survived kill -9")
 
     def test_concurrent_purge_burst_answered_and_durable_after_kill9(self):
-        """Purges from many connections at once share the admin loops' turns and the synced
-        journal writes, which an admin loop's own thread makes when the journal thread is idle
-        (store_hold_end_lead) and the journal thread makes for what comes meanwhile. Every one
-        is answered 200, and every answered one survives kill -9."""
+        """Purges from many connections at once share the admin loops' turns and the journal
+        thread's synced writes (group commit). Every one is answered 200, and every answered
+        one survives kill -9."""
         tok, glob = self.token("purge_select"), self.token("global")
         n, conns = 96, 8
         for i in range(n):

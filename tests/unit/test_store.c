@@ -1741,120 +1741,6 @@ START_TEST(test_hold_batches_a_threads_ops)
 }
 END_TEST
 
-/* a purge's callback: the thread it ran on, what it was told, whether its object was still readable */
-typedef struct lead_seen {
-    store_t *s;
-    cache_obj_t *obj;
-    _Atomic int calls;
-    pthread_t thread;
-    int still_present;
-    store_purge_result_t res;
-} lead_seen_t;
-
-static void on_lead_purge(void *arg, const store_purge_result_t *res)
-{
-    lead_seen_t *l = arg;
-    l->thread = pthread_self();
-    l->still_present = present(l->s, l->obj);
-    l->res = *res;
-    atomic_fetch_add(&l->calls, 1);
-}
-
-/*
- * store_hold_end_lead with the journal thread idle: the calling thread journals its
- * purges itself, so that their answers come on it, before it returns (durable: one
- * synced journal write for both; hidden already), with no wake-up of the journal thread.
- */
-START_TEST(test_hold_end_lead_answers_on_the_calling_thread)
-{
-    char *dir = tmpdir_new();
-    mem_tier_t *mem = mem_create(16 << 20, 4);
-    store_t *s = open_store(dir, 64 << 20, mem);
-    cache_obj_t *o1 = make_obj("example.com/l1", "l1", "", 100, '1', 1);
-    cache_obj_t *o2 = make_obj("example.com/l2", "l2", "", 100, '2', 1);
-    store_put(s, o1);
-    store_put(s, o2);
-    ck_assert_int_eq(store_flush(s), 0); /* the journal thread is idle: nothing queued */
-    store_stats_t before, after;
-    store_get_stats(s, &before);
-
-    static lead_seen_t l1, l2;
-    l1 = (lead_seen_t){.s = s, .obj = o1};
-    l2 = (lead_seen_t){.s = s, .obj = o2};
-    store_hold_begin(s);
-    store_purge_surrogate_key(s, "l1", 2, 0, on_lead_purge, &l1);
-    store_purge_surrogate_key(s, "l2", 2, 0, on_lead_purge, &l2);
-    store_hold_end_lead(s);
-    ck_assert_int_eq(atomic_load(&l1.calls), 1);
-    ck_assert_int_eq(atomic_load(&l2.calls), 1);
-    ck_assert(pthread_equal(l1.thread, pthread_self()) && pthread_equal(l2.thread, pthread_self()));
-    ck_assert_int_eq(l1.res.err, 0);
-    ck_assert_uint_eq(l1.res.objects + l2.res.objects, 2);
-    ck_assert(!l1.still_present && !l2.still_present);
-    store_get_stats(s, &after);
-    ck_assert_uint_eq(after.journal_commits, before.journal_commits + 1);
-
-    /* and they are applied, as if the journal thread had taken them */
-    ck_assert_int_eq(store_flush(s), 0);
-    ck_assert(!present(s, o1) && !present(s, o2));
-    store_close(&s);
-    obj_unref(&o1);
-    obj_unref(&o2);
-    mem_destroy(&mem);
-    tmpdir_free(dir);
-}
-END_TEST
-
-static void *lead_thread(void *arg)
-{
-    lead_seen_t *l = arg;
-    store_hold_begin(l->s);
-    store_purge_surrogate_key(l->s, "l1", 2, 0, on_lead_purge, l);
-    store_hold_end_lead(l->s);
-    return NULL;
-}
-
-/*
- * While a thread leads (here held inside its journal write), what others queue is not
- * signalled to the journal thread, which would only wait for the leader: the leader
- * wakes it once done, and it journals and answers the rest.
- */
-START_TEST(test_hold_end_lead_hands_the_rest_to_the_journal_thread)
-{
-    char *dir = tmpdir_new();
-    store_t *s = open_store(dir, 64 << 20, NULL);
-    cache_obj_t *o1 = make_obj("example.com/l1", "l1", "", 100, '1', 1);
-    cache_obj_t *o2 = make_obj("example.com/l2", "l2", "", 100, '2', 1);
-    store_put(s, o1);
-    store_put(s, o2);
-    ck_assert_int_eq(store_flush(s), 0);
-
-    static lead_seen_t l1, l2;
-    l1 = (lead_seen_t){.s = s, .obj = o1};
-    l2 = (lead_seen_t){.s = s, .obj = o2};
-    atomic_store(&pwrite_gate_arrived, 0);
-    atomic_store(&pwrite_gate_passes, 0);
-    atomic_store(&pwrite_gate_on, 1);
-    pthread_t leader;
-    ck_assert_int_eq(pthread_create(&leader, NULL, lead_thread, &l1), 0);
-    ck_assert(wait_atomic_at_least(&pwrite_gate_arrived, 1)); /* the leader is in its journal write */
-    store_purge_surrogate_key(s, "l2", 2, 0, on_lead_purge, &l2);
-    atomic_store(&pwrite_gate_on, 0);
-    ck_assert_int_eq(pthread_join(leader, NULL), 0);
-    ck_assert_int_eq(atomic_load(&l1.calls), 1);
-    ck_assert(pthread_equal(l1.thread, leader));
-    ck_assert(wait_atomic_at_least(&l2.calls, 1));
-    ck_assert(!pthread_equal(l2.thread, leader) && !pthread_equal(l2.thread, pthread_self()));
-    ck_assert_int_eq(l2.res.err, 0);
-    ck_assert_uint_eq(l2.res.objects, 1);
-    ck_assert(!present(s, o1) && !present(s, o2));
-    store_close(&s);
-    obj_unref(&o1);
-    obj_unref(&o2);
-    tmpdir_free(dir);
-}
-END_TEST
-
 /* what a purge's callback saw of one object, and whether anything had committed since `commits` */
 typedef struct queued_seen {
     store_t *s;
@@ -2516,8 +2402,6 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_corrupt_record);
     tcase_add_test(tc, test_concurrent_readers);
     tcase_add_test(tc, test_answered_purge_is_never_served);
-    tcase_add_test(tc, test_hold_end_lead_answers_on_the_calling_thread);
-    tcase_add_test(tc, test_hold_end_lead_hands_the_rest_to_the_journal_thread);
     tcase_add_test(tc, test_answered_purge_outlives_a_failed_commit);
     tcase_add_test(tc, test_journal_replays_lost_purges);
     tcase_add_test(tc, test_bus_seq_replays_with_purges);
