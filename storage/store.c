@@ -24,8 +24,8 @@
  *     deleting it has not committed) is a miss (store_plog.c).
  *
  * Threads: any thread reads (store_get, kv reads) through read-only transactions
- * (MDB_NOTLS, so a transaction is not tied to its thread; store_get keeps one per
- * (thread, store), reset between reads). Writes pass two threads in turn. The
+ * (MDB_NOTLS, so a transaction is not tied to its thread; store_get and store_kv_get
+ * keep one per (thread, store), reset between reads). Writes pass two threads in turn. The
  * journal thread takes all queued operations, writes their purges to the journal
  * (one synced write), answers the hard URL and key purges among them at once
  * (store_batch_ack_early: their objects join the pending set that store_get
