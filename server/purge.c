@@ -35,6 +35,7 @@
  * starts.
  */
 #include <assert.h>
+#include <limits.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -520,6 +521,13 @@ static void answer_error(purge_answer_t *out, int status, const char *msg, const
 
 static void answer_build(const purge_result_t *res, purge_answer_t *out);
 
+/* the answer to a single purge, by hand rather than with snprintf (one per purge): the caller sized buf */
+static void json_append(char *buf, size_t *n, const char *s, size_t len)
+{
+    memcpy(buf + *n, s, len);
+    *n += len;
+}
+
 void purge_answer_build(const purge_result_t *res, purge_answer_t *out)
 {
     answer_build(res, out);
@@ -561,10 +569,16 @@ static void answer_build(const purge_result_t *res, purge_answer_t *out)
         assert(res->num_items == 1 || (res->kind == PURGE_URL && res->num_items == 2));
         const char *note = res->bus_flags & PURGE_BUS_F_LOCAL_ONLY ? "applied on this node only; publish queued" : res->bus_note;
         char json[PURGE_ID_CAP + 1200];
-        int n = snprintf(json, sizeof(json), "{\"status\":\"ok\",\"id\":\"%s\"%s%.1000s%s}", res->items[0].id,
-                         note != NULL ? ",\"cluster\":\"" : "", note != NULL ? note : "", note != NULL ? "\"" : "");
-        assert(n > 0 && (size_t)n < sizeof(json));
-        answer_set(out, 200, json, (size_t)n);
+        size_t n = 0;
+        json_append(json, &n, H2O_STRLIT("{\"status\":\"ok\",\"id\":\""));
+        json_append(json, &n, res->items[0].id, strnlen(res->items[0].id, PURGE_ID_CAP - 1));
+        if (note != NULL) {
+            json_append(json, &n, H2O_STRLIT("\",\"cluster\":\""));
+            json_append(json, &n, note, strnlen(note, 1000));
+        }
+        json_append(json, &n, H2O_STRLIT("\"}"));
+        assert(n < sizeof(json));
+        answer_set(out, 200, json, n);
         return;
     }
     case PURGE_ALL:
@@ -622,12 +636,36 @@ void purge_answer_send(h2o_req_t *req, const purge_answer_t *a)
 
 /* ---------------------------------------------------------------- ids and soft purges */
 
+/* the decimal digits of v, written backwards to end at `end`: returns where they begin */
+static char *decimal_digits(char *end, uint64_t v)
+{
+    char *p = end;
+    do {
+        *--p = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    return p;
+}
+
 int purge_format_id(char *buf, size_t cap, const char *node, int64_t unix_time, uint64_t seq)
 {
-    int n = snprintf(buf, cap, "%s-%lld-%llu", node, (long long)unix_time, (unsigned long long)seq);
-    if (n < 0 || (size_t)n >= cap)
+    /* by hand: one per purge, and snprintf's format machinery was a visible share of the admin thread */
+    char tbuf[21], sbuf[20]; /* '-' and 20 digits; 20 digits */
+    char *t = decimal_digits(tbuf + sizeof(tbuf), unix_time < 0 ? (uint64_t)0 - (uint64_t)unix_time : (uint64_t)unix_time);
+    if (unix_time < 0)
+        *--t = '-';
+    char *q = decimal_digits(sbuf + sizeof(sbuf), seq);
+    size_t node_len = strlen(node), t_len = (size_t)(tbuf + sizeof(tbuf) - t), q_len = (size_t)(sbuf + sizeof(sbuf) - q);
+    size_t n = node_len + 1 + t_len + 1 + q_len;
+    if (n >= cap || n > INT_MAX)
         return -1;
-    return n;
+    memcpy(buf, node, node_len);
+    buf[node_len] = '-';
+    memcpy(buf + node_len + 1, t, t_len);
+    buf[node_len + 1 + t_len] = '-';
+    memcpy(buf + node_len + 2 + t_len, q, q_len);
+    buf[n] = '\0';
+    return (int)n;
 }
 
 void purge_node_name(char *buf, size_t cap)

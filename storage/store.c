@@ -25,8 +25,8 @@
  *     deleting it has not committed) is a miss (store_plog.c).
  *
  * Threads: any thread reads (store_get, kv reads) through read-only transactions
- * (MDB_NOTLS, so a transaction is not tied to its thread; store_get keeps one per
- * (thread, store), reset between reads). Writes pass two threads in turn. The
+ * (MDB_NOTLS, so a transaction is not tied to its thread; store_get and store_kv_get
+ * keep one per (thread, store), reset between reads). Writes pass two threads in turn. The
  * journal thread takes all queued operations, writes their purges to the journal
  * (one synced write), answers the hard URL and key purges among them at once
  * (store_batch_ack_early: their objects join the pending set that store_get
@@ -709,7 +709,10 @@ int store_kv_get(store_t *s, const char *db, const char *key, char **val, size_t
     size_t klen = key != NULL ? strlen(key) : 0;
     if (store_dbi_for_kv(s, db, &dbi) != 0 || klen == 0 || klen > s->max_keysize)
         return STORE_EIO;
-    if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) != 0)
+    /* this thread's read transaction, renewed: the admin API reads a token on every request,
+     * and a transaction begun afresh (a calloc and a reader slot taken and given back) was
+     * most of that read */
+    if ((txn = store_rtxn_begin(s)) == NULL)
         return STORE_EIO;
     MDB_val k = {klen, (void *)key}, v;
     int rc = mdb_get(txn, dbi, &k, &v), ret;
@@ -721,7 +724,7 @@ int store_kv_get(store_t *s, const char *db, const char *key, char **val, size_t
     } else {
         ret = rc == MDB_NOTFOUND ? STORE_ENOTFOUND : STORE_EIO;
     }
-    mdb_txn_abort(txn);
+    mdb_txn_reset(txn);
     return ret;
 }
 

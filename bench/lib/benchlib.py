@@ -697,10 +697,11 @@ def cmd_disk_probe(argv):
 
 
 def _perf_syncs_start(pids, outfile):
-    """perf stat counting the sync calls of pids, or None when perf cannot do it."""
+    """perf stat counting the sync calls and the task switches of pids, or None when perf
+    cannot do it."""
     if subprocess.run(["sh", "-c", "command -v perf"], capture_output=True).returncode != 0:
         return None
-    events = "syscalls:sys_enter_fdatasync,syscalls:sys_enter_fsync,syscalls:sys_enter_msync"
+    events = "syscalls:sys_enter_fdatasync,syscalls:sys_enter_fsync,syscalls:sys_enter_msync,context-switches"
     try:
         p = subprocess.Popen(["perf", "stat", "-x,", "-o", outfile, "-e", events, "-p", ",".join(str(p) for p in pids)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -713,26 +714,30 @@ def _perf_syncs_start(pids, outfile):
 
 
 def _perf_syncs_stop(p, outfile):
+    """(sync calls, task switches) perf counted; -1 for what it could not count."""
     if p is None:
-        return -1
+        return -1, -1
     p.send_signal(signal.SIGINT)
     try:
         p.wait(timeout=10)
     except subprocess.TimeoutExpired:
         p.kill()
         p.wait()
-        return -1
-    total, seen = 0, False
+        return -1, -1
+    total, seen, switches = 0, False, -1
     try:
         with open(outfile) as f:
             for line in f:
                 parts = line.split(",")
-                if len(parts) > 2 and parts[2].startswith("syscalls:") and parts[0].strip().isdigit():
-                    total += int(parts[0])
-                    seen = True
+                if len(parts) > 2 and parts[0].strip().isdigit():
+                    if parts[2].startswith("syscalls:"):
+                        total += int(parts[0])
+                        seen = True
+                    elif parts[2].startswith("context-switches"):
+                        switches = int(parts[0])
     except OSError:
-        return -1
-    return total if seen else -1
+        return -1, -1
+    return (total if seen else -1), switches
 
 
 def cmd_purge_wrk(argv):
@@ -761,7 +766,7 @@ def cmd_purge_wrk(argv):
     mu1, _mb1 = _machine_ticks()
     su1, ss1 = _cpu_ticks(pids)
     dw1 = _disk_write_bytes()
-    syncs = _perf_syncs_stop(perf, rawfile + ".perf")
+    syncs, switches = _perf_syncs_stop(perf, rawfile + ".perf")
     try:
         os.unlink(rawfile + ".perf")
     except OSError:
@@ -787,10 +792,16 @@ def cmd_purge_wrk(argv):
     srv_cores = ((su1 - su0) + (ss1 - ss0)) / hz / elapsed
     wrk_user = ru1.ru_utime - ru0.ru_utime
     other_cores = max(0.0, ((mu1 - mu0) - (su1 - su0)) / hz - wrk_user) / elapsed
+    # per answered purge: the server's CPU time, and its task switches (both hold better than
+    # a rate when other jobs share the machine); -1 when there were none, or perf could not count
+    nreq = int(reqs.group(1)) if reqs else 0
+    cpu_us = ((su1 - su0) + (ss1 - ss0)) / hz * 1e6 / nreq if nreq else -1
+    per_switch = switches / nreq if nreq and switches >= 0 else -1
     print("\t".join([server, "%.1f" % rps, "%.3f" % (_ms(p50.group(1)) if p50 else float("nan")),
                      "%.3f" % p99, str(errors), "%.2f" % srv_cores, "%.2f" % other_cores,
                      reqs.group(1) if reqs else "0", "%.1f" % live_rate, str(syncs),
-                     "%.1f" % quiet_rate, "%.1f" % ((dw1 - dw0) / 1e6 / elapsed)]))
+                     "%.1f" % quiet_rate, "%.1f" % ((dw1 - dw0) / 1e6 / elapsed),
+                     "%.1f" % cpu_us, "%.3f" % per_switch]))
     return 0
 
 
@@ -812,7 +823,9 @@ def _purge_load(results, groups_file):
         with open(results) as f:
             for line in f:
                 parts = line.rstrip("\n").split("\t")
-                if len(parts) == 12:
+                if len(parts) == 12:  # from before the CPU and task-switch figures
+                    parts += ["-1", "-1"]
+                if len(parts) == 14:
                     rows[parts[0]] = parts
                     name = parts[0].split(":")[0]
                     if name not in order:
@@ -880,11 +893,25 @@ def cmd_purge_targets(argv):
     if big:
         out.append("1,000-object key < 20 ms: %s (slowest of %d: %.2f ms)" % (
             verdict(big[-1] < 20), len(big), big[-1]))
+    alt = [e / v for e, v in rates("edgecache-alt")]
+    if alt:
+        out.append("(edgecache-alt, another build: %s Varnish's rate%s)" % (
+            "%.2fx" % alt[0] if n == 1 else "median of %d rounds %.2fx" % (len(alt), _median(alt)),
+            "" if n == 1 else "; each round: " + " ".join("%.2fx" % x for x in alt)))
     ref = [e / v for e, v in rates("edgecache-tmpfs")]
     if ref:
         out.append("(reference, not a target: edgecache-tmpfs, not durable, %s Varnish's rate%s)" % (
             "%.2fx" % ref[0] if n == 1 else "median of %d rounds %.2fx" % (len(ref), _median(ref)),
             "" if n == 1 else "; each round: " + " ".join("%.2fx" % x for x in ref)))
+    costs = []
+    for system in ("edgecache", "edgecache-alt", "edgecache-tmpfs", "varnish"):
+        cpu = [float(r[system][12]) for r, _ in rounds if system in r and float(r[system][12]) >= 0]
+        sw = [float(r[system][13]) for r, _ in rounds if system in r and float(r[system][13]) >= 0]
+        if cpu:
+            costs.append("%s %.1f us%s" % (system, _median(cpu), ", %.2f switches" % _median(sw) if sw else ""))
+    if costs:
+        out.append("(per single-key purge, server CPU and task switches%s: %s)" % (
+            "" if n == 1 else ", medians", "; ".join(costs)))
     print("targets (issue 4): " + "\n                   ".join(out))
     return 0
 
@@ -942,6 +969,9 @@ def cmd_purge_table(argv):
             extra.append("%d sync calls (%s)" % (
                 syncs, "%.1f purges per sync" % (int(r[7]) / syncs) if syncs else "none: not durable"))
         extra.append("disk writes %s MB/s during the run (%s MB/s in the second before it)" % (r[11], r[10]))
+        if float(r[12]) >= 0:
+            extra.append("server CPU %s us per purge" % r[12] + (
+                ", %.2f task switches per purge" % float(r[13]) if float(r[13]) >= 0 else ""))
         lines.append("%-24s %s" % (label.replace(":", ", ") + ":", "; ".join(extra)))
     for system in order:
         g = groups.get(system, [])

@@ -7,6 +7,7 @@ server runs on the same data dir, which is itself part of the contract: a new to
 at once, a revoked one fails at once.
 """
 
+import http.client
 import json
 import os
 import re
@@ -451,6 +452,45 @@ class Durability(AdminCase):
         self.e.kill9()
         self.e.start()
         self.assertXCache(self.get("/d3"), "MISS", "purge_all survived kill -9")
+
+    def test_concurrent_purge_burst_answered_and_durable_after_kill9(self):
+        """Purges from many connections at once share the admin loops' turns and the journal
+        thread's synced writes (group commit). Every one is answered 200, and every answered
+        one survives kill -9."""
+        tok, glob = self.token("purge_select"), self.token("global")
+        n, conns = 96, 8
+        for i in range(n):
+            self.o.route("/b%d" % i, headers=cached("bk%d" % i), body=b"b%d" % i)
+            self.warm("/b%d" % i)
+        harness.wait_until(lambda: self.js(self.admin("GET", "/stats", token=glob))["disk"]["objects"] >= n,
+                           timeout=10, what="the objects to be committed")
+        results, start = {}, threading.Barrier(conns)
+
+        def purge_some(first):
+            conn = http.client.HTTPConnection("127.0.0.1", self.e.admin_port, timeout=scaled(30))
+            try:
+                start.wait(scaled(30))
+                for i in range(first, n, conns):  # one keep-alive connection: many purges per loop turn
+                    conn.request("POST", "/service/%s/purge/bk%d" % (SID, i), headers={"Fastly-Key": tok})
+                    r = conn.getresponse()
+                    results[i] = (r.status, r.read())
+            finally:
+                conn.close()
+
+        threads = [threading.Thread(target=purge_some, args=(t,)) for t in range(conns)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(scaled(60))
+            self.assertFalse(t.is_alive(), "a purging connection did not finish")
+        self.assertEqual(sorted(results), list(range(n)), "every purge was answered")
+        for i, (status, body) in sorted(results.items()):
+            self.assertEqual(status, 200, "purge of bk%d: %r" % (i, body))
+            self.assertRegex(json.loads(body)["id"], PURGE_ID_RE)
+        self.e.kill9()
+        self.e.start()
+        for i in range(n):
+            self.assertXCache(self.get("/b%d" % i), "MISS", "answered purge of bk%d survived kill -9" % i)
 
     def test_purges_survive_loss_of_unsynced_store_writes(self):
         """A purge is acknowledged once its journal record is synced; the main store is

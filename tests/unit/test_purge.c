@@ -22,6 +22,14 @@ START_TEST(id_format)
     ck_assert_int_eq(purge_format_id(buf, sizeof(buf), "edge1", 1700000000, 42), 19);
     ck_assert_str_eq(buf, "edge1-1700000000-42");
     ck_assert_int_eq(purge_format_id(buf, 10, "edge1", 1700000000, 42), -1);
+    ck_assert_int_eq(purge_format_id(buf, 20, "edge1", 1700000000, 42), 19); /* just fits, with its NUL */
+    ck_assert_int_eq(purge_format_id(buf, 19, "edge1", 1700000000, 42), -1);
+    ck_assert_int_eq(purge_format_id(buf, sizeof(buf), "n", 0, 0), 5);
+    ck_assert_str_eq(buf, "n-0-0");
+    ck_assert_int_eq(purge_format_id(buf, sizeof(buf), "n", -5, UINT64_MAX), 25);
+    ck_assert_str_eq(buf, "n--5-18446744073709551615");
+    ck_assert_int_gt(purge_format_id(buf, sizeof(buf), "n", INT64_MIN, 1), 0);
+    ck_assert_str_eq(buf, "n--9223372036854775808-1");
 
     purge_node_name(node, sizeof(node));
     ck_assert_uint_gt(strlen(node), 0);
@@ -197,6 +205,13 @@ START_TEST(answer_of_the_cluster_bus)
     ck_assert_int_eq(a.waited, 2);
     ck_assert_int_eq(a.local_only, 0);
     purge_answer_free(&a);
+    /* a note is cut at 1,000 bytes */
+    char note[1500], want[1100];
+    memset(note, 'x', sizeof(note) - 1);
+    note[sizeof(note) - 1] = '\0';
+    r.bus_note = note;
+    snprintf(want, sizeof(want), "{\"status\":\"ok\",\"id\":\"edge1-1-1\",\"cluster\":\"%.1000s\"}", note);
+    expect_answer(&r, 200, "OK", want);
     r.kind = PURGE_ALL;
     r.bus_flags = PURGE_BUS_F_LOCAL_ONLY;
     r.bus_note = NULL;
