@@ -128,9 +128,26 @@ class NatsCluster:
 
 def publish_raw(port, subject, payload, msg_id=None, timeout=5.0):
     """Publish one message over the NATS text protocol (HPUB with a Nats-Msg-Id header when
-    msg_id is given) with a reply inbox; returns the JetStream publish acknowledgement (a dict)."""
+    msg_id is given) with a reply inbox; returns the JetStream publish acknowledgement (a dict).
+    With a msg_id, a publish left unanswered for 10 s is sent again with the same id until
+    `timeout` (as JetStream clients do: a stream whose leader is being elected drops a
+    publish without a word, and the duplicates window keeps a resent one from being stored
+    twice)."""
+    if msg_id is None:
+        return _publish_once(port, subject, payload, None, scaled(timeout))
+    deadline = time.monotonic() + scaled(timeout)
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            return _publish_once(port, subject, payload, msg_id, min(scaled(10), max(left, 0.1)))
+        except socket.timeout:
+            if time.monotonic() >= deadline:
+                raise
+
+
+def _publish_once(port, subject, payload, msg_id, timeout):
     inbox = "_INBOX.edgecache_test_%d" % os.getpid()
-    s = socket.create_connection(("127.0.0.1", port), timeout=scaled(timeout))
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     try:
         f = s.makefile("rb")
         f.readline()  # INFO

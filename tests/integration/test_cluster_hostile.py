@@ -195,7 +195,7 @@ class HostileBus(test_cluster.ClusterCase):
 
         last = 0
         for i, p in enumerate(poison):
-            last = natsutil.publish_raw(port, "edgecache.purge", p, msg_id="poison-%d" % i, timeout=30)["seq"]
+            last = natsutil.publish_raw(port, "edgecache.purge", p, msg_id="poison-%d" % i, timeout=60)["seq"]
         good = natsutil.publish_raw(port, "edgecache.purge", key, msg_id="poison-ok-1")["seq"]
         self.assertGreater(good, last)
         self.wait_applied([a, b], good)
