@@ -9,7 +9,6 @@ the backend unchanged, and a body over the admin limit a 413.
 import json
 import os
 import socket
-import urllib.parse
 
 import harness
 from harness import request, scaled, wait_until
@@ -66,14 +65,7 @@ class AdminHostile(harness.TestCase):
         self.assertTrue(self.e.running)
 
     def put(self, fields, form=False):
-        h = {"Fastly-Key": self.tok}
-        if form:
-            body = urllib.parse.urlencode(fields)
-            h["Content-Type"] = "application/x-www-form-urlencoded"
-        else:
-            body = json.dumps(fields)
-            h["Content-Type"] = "application/json"
-        return request(self.e.admin_port, "PUT", BASE + "/backend/backend1", headers=h, body=body)
+        return self.admin_api(self.e, "PUT", BASE + "/backend/backend1", fields, self.tok, form)
 
     def test_tls_fields_oversized_or_with_nul_bytes(self):
         before = request(self.e.admin_port, "GET", BASE + "/backend/backend1", headers={"Fastly-Key": self.tok}).body

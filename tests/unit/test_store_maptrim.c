@@ -89,16 +89,22 @@ static void check_all_read_back(store_t *s, cache_obj_t **objs)
     }
 }
 
-START_TEST(test_writes_leave_the_map_unmapped)
+/* N_OBJECTS objects made and put into s (objs holds a reference to each), and flushed */
+static void put_all(store_t *s, cache_obj_t **objs)
 {
-    char *dir = tmpdir_new();
-    store_t *s = open_store(dir);
-    cache_obj_t *objs[N_OBJECTS];
     for (int i = 0; i < N_OBJECTS; i++) {
         objs[i] = make_obj(i);
         store_put(s, objs[i]);
     }
     ck_assert_int_eq(store_flush(s), 0);
+}
+
+START_TEST(test_writes_leave_the_map_unmapped)
+{
+    char *dir = tmpdir_new();
+    store_t *s = open_store(dir);
+    cache_obj_t *objs[N_OBJECTS];
+    put_all(s, objs);
     store_stats_t st;
     store_get_stats(s, &st);
     ck_assert_uint_eq(st.objects, N_OBJECTS);
@@ -123,11 +129,7 @@ START_TEST(test_reads_alone_are_unmapped)
     char *dir = tmpdir_new();
     store_t *s = open_store(dir);
     cache_obj_t *objs[N_OBJECTS];
-    for (int i = 0; i < N_OBJECTS; i++) {
-        objs[i] = make_obj(i);
-        store_put(s, objs[i]);
-    }
-    ck_assert_int_eq(store_flush(s), 0);
+    put_all(s, objs);
     store_close(&s);
 
     /* a restart that only reads: nothing is written, so only the reads can wake the writer */
