@@ -1,9 +1,13 @@
 /*
- * common/ascii.h — ASCII case and hex digits without the locale (HTTP names, tokens and
- * percent-encoding are ASCII).
+ * common/ascii.h — ASCII case, hex digits and decimal numbers without the locale (HTTP
+ * names, tokens and percent-encoding are ASCII) and without snprintf's format machinery
+ * (where a number is written on every request).
  */
 #ifndef COMMON_ASCII_H
 #define COMMON_ASCII_H
+
+#include <stddef.h>
+#include <stdint.h>
 
 /** A-Z to a-z; every other byte unchanged. */
 static inline char ascii_lower(char c)
@@ -21,6 +25,20 @@ static inline int ascii_hexval(char c)
     if (c >= 'A' && c <= 'F')
         return c - 'A' + 10;
     return -1;
+}
+
+/** v in decimal at buf, which has room for 20 digits (10 when v fits 32 bits); returns the length (no NUL). */
+static inline size_t ascii_decimal(char *buf, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    for (size_t i = 0; i != n; ++i)
+        buf[i] = tmp[n - 1 - i];
+    return n;
 }
 
 #endif

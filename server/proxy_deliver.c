@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <linux/sockios.h>
 #include <h2o.h>
+#include "common/ascii.h"
 #include "common/reason.h"
 #include "cluster/cluster.h"
 #include "server/cache_policy.h"
@@ -52,25 +53,11 @@ void proxy_add_date(h2o_req_t *req, const char *value, size_t value_len, int64_t
     date_header_add(req, buf);
 }
 
-/* v in decimal at buf (room for 10 digits); returns the length (every answer has an Age:
- * snprintf cost ~600 instructions of a ~13k-instruction hit) */
-static size_t format_u32(char *buf, uint32_t v)
-{
-    char tmp[10];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    for (size_t i = 0; i != n; ++i)
-        buf[i] = tmp[n - 1 - i];
-    return n;
-}
-
 void proxy_add_age_and_xcache(h2o_req_t *req, uint32_t age, const char *xcache)
 {
+    /* every answer has an Age: snprintf cost ~600 instructions of a ~13k-instruction hit */
     char *buf = h2o_mem_alloc_pool(&req->pool, 10);
-    size_t n = format_u32(buf, age);
+    size_t n = ascii_decimal(buf, age);
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_AGE, NULL, buf, n);
     proxy_add_header_str(req, "x-cache", xcache, strlen(xcache));
     if (cluster_enabled()) { /* a cluster node says how far it has applied purges (cluster/cluster_shield.c) */

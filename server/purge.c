@@ -44,6 +44,7 @@
 #include <unistd.h>
 #include <jansson.h>
 #include "common/alloc.h"
+#include "common/ascii.h"
 #include "common/reason.h"
 #include "server/backend.h"
 #include "server/purge.h"
@@ -636,26 +637,15 @@ void purge_answer_send(h2o_req_t *req, const purge_answer_t *a)
 
 /* ---------------------------------------------------------------- ids and soft purges */
 
-/* the decimal digits of v, written backwards to end at `end`: returns where they begin */
-static char *decimal_digits(char *end, uint64_t v)
-{
-    char *p = end;
-    do {
-        *--p = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    return p;
-}
-
 int purge_format_id(char *buf, size_t cap, const char *node, int64_t unix_time, uint64_t seq)
 {
     /* by hand: one per purge, and snprintf's format machinery was a visible share of the admin thread */
-    char tbuf[21], sbuf[20]; /* '-' and 20 digits; 20 digits */
-    char *t = decimal_digits(tbuf + sizeof(tbuf), unix_time < 0 ? (uint64_t)0 - (uint64_t)unix_time : (uint64_t)unix_time);
+    char t[21], q[20]; /* '-' and 20 digits; 20 digits */
+    size_t t_len = 0;
     if (unix_time < 0)
-        *--t = '-';
-    char *q = decimal_digits(sbuf + sizeof(sbuf), seq);
-    size_t node_len = strlen(node), t_len = (size_t)(tbuf + sizeof(tbuf) - t), q_len = (size_t)(sbuf + sizeof(sbuf) - q);
+        t[t_len++] = '-';
+    t_len += ascii_decimal(t + t_len, unix_time < 0 ? (uint64_t)0 - (uint64_t)unix_time : (uint64_t)unix_time);
+    size_t q_len = ascii_decimal(q, seq), node_len = strlen(node);
     size_t n = node_len + 1 + t_len + 1 + q_len;
     if (n >= cap || n > INT_MAX)
         return -1;
