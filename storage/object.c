@@ -145,6 +145,7 @@ static const char *const obj_header_names[] = {
     "x-xss-protection",
 };
 #define OBJ_HEADER_NAMES (sizeof(obj_header_names) / sizeof(obj_header_names[0]))
+_Static_assert(OBJ_HEADER_NAMES < 64, "an indexed name's code (index * 2 + 1) is a one-byte varint");
 
 /* The table index of a name (any case), or -1. */
 static int obj_header_name_index(const char *name, size_t len)
@@ -193,6 +194,14 @@ static int obj_varint_get(const uint8_t *rec, size_t *off, size_t *remaining, ui
     return OBJ_ECORRUPT;
 }
 
+/* The bytes a header takes in a version 2 record: its name's code (and the name itself when
+ * it is not in the table), the value's length and the value. name_len * 2 fits 32 bits. */
+static size_t obj_header_v2_len(int indexed, uint32_t name_len, uint32_t value_len)
+{
+    size_t name = indexed ? 1 : obj_varint_len(name_len * 2) + name_len;
+    return name + obj_varint_len(value_len) + value_len;
+}
+
 int obj_header_name_indexed(const char *name)
 {
     for (size_t i = 0; i < OBJ_HEADER_NAMES; i++)
@@ -205,10 +214,7 @@ size_t obj_header_record_len(unsigned version, const obj_header_t *h)
 {
     if (version == 1)
         return 8 + (size_t)h->name_len + h->value_len;
-    size_t n = obj_varint_len(h->value_len) + h->value_len;
-    if (obj_header_name_indexed(h->name))
-        return n + 1;
-    return n + obj_varint_len(h->name_len * 2) + h->name_len;
+    return obj_header_v2_len(obj_header_name_indexed(h->name), h->name_len, h->value_len);
 }
 
 /* ---- hashing and time ---- */
@@ -523,12 +529,9 @@ obj_builder_t *obj_builder_begin(const obj_meta_t *meta, const char *key, size_t
 
     size_t head_len = OBJ_RECORD_FIXED_LEN + key_len + skeys_len + vary_len;
     for (size_t i = 0; i < num_headers; i++) {
-        uint32_t name_len = obj_len32(headers[i].name_len, "header name"), value_len = headers[i].value_len;
-        if (obj_header_name_index(headers[i].name, name_len) < 0)
-            head_len += obj_varint_len(obj_len32((size_t)name_len * 2, "header name")) + name_len;
-        else
-            head_len += 1; /* the table has fewer than 64 entries */
-        head_len += obj_varint_len(value_len) + value_len;
+        uint32_t name_len = headers[i].name_len;
+        (void)obj_len32((size_t)name_len * 2, "header name"); /* a name's code, its length * 2, is a u32 */
+        head_len += obj_header_v2_len(obj_header_name_index(headers[i].name, name_len) >= 0, name_len, headers[i].value_len);
     }
     /* the hint may come from an origin's Content-Length: believe it only so far */
     size_t hint = expected_body_len < OBJ_BODY_HINT_MAX ? expected_body_len : OBJ_BODY_HINT_MAX;
