@@ -13,6 +13,7 @@
 
 #include "storage/object.h"
 #include "storage/object_int.h"
+#include "tests/unit/unit_obj_v1.h"
 
 /* the refcount, as a plain number for readable failure messages */
 static unsigned refs(const cache_obj_t *o)
@@ -397,36 +398,12 @@ START_TEST(test_lying_lengths)
 }
 END_TEST
 
-/* obj's record re-encoded in version 1 (lengths as u32, names spelled out), sealed */
-static uint8_t *encode_v1(const cache_obj_t *obj, size_t *len)
-{
-    size_t n = OBJ_RECORD_FIXED_LEN + obj->key_len + obj->skeys_len + obj->vary_len + obj->body_len;
-    for (uint32_t i = 0; i < obj->num_headers; i++)
-        n += 8 + obj->headers[i].name_len + obj->headers[i].value_len;
-    uint8_t *rec = malloc(n), *p = rec + OBJ_RECORD_FIXED_LEN;
-    memcpy(rec, obj->rec, OBJ_RECORD_FIXED_LEN);
-    rec[OBJ_REC_OFF_VERSION] = 1;
-    memcpy(p, obj->key, obj->key_len), p += obj->key_len;
-    memcpy(p, obj->skeys, obj->skeys_len), p += obj->skeys_len;
-    memcpy(p, obj->vary, obj->vary_len), p += obj->vary_len;
-    for (uint32_t i = 0; i < obj->num_headers; i++) {
-        const obj_header_t *h = &obj->headers[i];
-        put32(p, h->name_len), put32(p + 4, h->value_len), p += 8;
-        memcpy(p, h->name, h->name_len), p += h->name_len;
-        memcpy(p, h->value, h->value_len), p += h->value_len;
-    }
-    memcpy(p, obj->body, obj->body_len);
-    obj_record_seal(rec, n);
-    *len = n;
-    return rec;
-}
-
 START_TEST(test_reads_version_1)
 {
     /* records written before version 2 stay readable, field for field */
     cache_obj_t *obj = build_test_obj(1000, 0);
     size_t len;
-    uint8_t *v1 = encode_v1(obj, &len);
+    uint8_t *v1 = unit_obj_encode_v1(obj, &len);
     ck_assert_uint_eq(len, obj->rec_len + 121 - 68); /* the same headers, 53 bytes longer in version 1 */
     ck_assert_int_eq(obj_record_validate(v1, len), 0);
     int err = -1;

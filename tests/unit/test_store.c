@@ -24,6 +24,7 @@
 #include "storage/object.h"
 #include "storage/object_int.h"
 #include "storage/store.h"
+#include "tests/unit/unit_obj_v1.h"
 #include "tests/unit/unit_tmp.h"
 
 /* ---- helpers ---- */
@@ -2380,30 +2381,8 @@ END_TEST
  * an object as a binary from before version 2 stored it */
 static cache_obj_t *as_version_1(const cache_obj_t *obj)
 {
-    size_t n = OBJ_RECORD_FIXED_LEN + obj->key_len + obj->skeys_len + obj->vary_len + obj->body_len;
-    for (uint32_t i = 0; i < obj->num_headers; i++)
-        n += 8 + obj->headers[i].name_len + obj->headers[i].value_len;
-    uint8_t *rec = malloc(n), *p = rec + OBJ_RECORD_FIXED_LEN;
-    memcpy(rec, obj->rec, OBJ_RECORD_FIXED_LEN);
-    rec[OBJ_REC_OFF_VERSION] = 1;
-    memcpy(p, obj->key, obj->key_len);
-    p += obj->key_len;
-    memcpy(p, obj->skeys, obj->skeys_len);
-    p += obj->skeys_len;
-    memcpy(p, obj->vary, obj->vary_len);
-    p += obj->vary_len;
-    for (uint32_t i = 0; i < obj->num_headers; i++) {
-        const obj_header_t *h = &obj->headers[i];
-        for (int k = 0; k < 4; k++) {
-            p[k] = (uint8_t)(h->name_len >> (8 * k));
-            p[4 + k] = (uint8_t)(h->value_len >> (8 * k));
-        }
-        memcpy(p + 8, h->name, h->name_len);
-        memcpy(p + 8 + h->name_len, h->value, h->value_len);
-        p += 8 + h->name_len + h->value_len;
-    }
-    memcpy(p, obj->body, obj->body_len);
-    obj_record_seal(rec, n);
+    size_t n;
+    uint8_t *rec = unit_obj_encode_v1(obj, &n);
     int err;
     cache_obj_t *v1 = obj_decode(obj->hash, rec, n, &err);
     ck_assert_ptr_nonnull(v1);
