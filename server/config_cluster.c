@@ -12,16 +12,6 @@
 #include "common/errbuf.h"
 #include "server/config_int.h"
 
-/* [s, s+n) into dst (cap bytes with the NUL); -1 if it does not fit */
-static int copy_span(char *dst, size_t cap, const char *s, size_t n)
-{
-    if (n >= cap)
-        return -1;
-    memcpy(dst, s, n);
-    dst[n] = '\0';
-    return 0;
-}
-
 /* val with each URL's user information replaced by "***", cut to fit buf */
 static void redact_urls(const char *val, char *buf, size_t cap)
 {
@@ -84,7 +74,7 @@ static int apply_urls(config_t *cfg, const char *who, const char *val, char *err
             ok = userinfo_ok(p + skip, (size_t)(at - (p + skip)));
             skip = (size_t)(at + 1 - p);
         }
-        ok = ok && n > skip && copy_span(host, sizeof(host), p + skip, n - skip) == 0;
+        ok = ok && n > skip && config_copy_span(host, sizeof(host), p + skip, n - skip) == 0;
         ok = ok && config_parse_addr(host, &addr) == 0 && addr.port != 0;
         p += n;
         if (*p == ',')
@@ -132,7 +122,7 @@ int config_apply_cluster_value(config_t *cfg, const opt_def_t *o, const char *wh
         return 0;
     default: return 0;
     }
-    if (val[0] == '\0' || copy_span(dst, cap, val, strlen(val)) != 0) {
+    if (val[0] == '\0' || config_copy_span(dst, cap, val, strlen(val)) != 0) {
         errbuf_printf(err, errlen, "%s: invalid file name (empty, or longer than %zu bytes)", who, cap - 1);
         return -1;
     }

@@ -7,6 +7,7 @@
 #define EDGECACHE_CONFIG_INT_H
 
 #include <stddef.h>
+#include <string.h>
 #include "server/config.h"
 
 /* the flags; `file_key` is the JSON name (NULL: flag only) */
@@ -65,6 +66,16 @@ typedef struct opt_def {
     const char *arg;      /* placeholder in --help, NULL: takes no value */
     const char *help;
 } opt_def_t;
+
+/** [s, s+n) into dst (cap bytes with the NUL); -1 if it does not fit. */
+static inline int config_copy_span(char *dst, size_t cap, const char *s, size_t n)
+{
+    if (n >= cap)
+        return -1;
+    memcpy(dst, s, n);
+    dst[n] = '\0';
+    return 0;
+}
 
 /** The option table, in --help order; CONFIG_NUM_OPTS entries. */
 extern const opt_def_t config_opt_defs[];

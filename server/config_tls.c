@@ -11,16 +11,6 @@
 #include "common/errbuf.h"
 #include "server/config_int.h"
 
-/* bounded copy of [s, s+n) into dst (cap bytes with the NUL); -1 if it does not fit */
-static int copy_span(char *dst, size_t cap, const char *s, size_t n)
-{
-    if (n >= cap)
-        return -1;
-    memcpy(dst, s, n);
-    dst[n] = '\0';
-    return 0;
-}
-
 /* a DNS name: labels of letters, digits and '-', joined by single dots; lower-cased in place */
 static int dns_name_ok(char *name)
 {
@@ -54,7 +44,7 @@ int config_parse_tls_cert(const char *val, int with_host, config_tls_cert_t *out
             errbuf_printf(err, errlen, "expected HOST=CERT.pem,KEY.pem, got '%.64s'", val);
             return -1;
         }
-        if (copy_span(out->host, sizeof(out->host), val, (size_t)(eq - val)) != 0) {
+        if (config_copy_span(out->host, sizeof(out->host), val, (size_t)(eq - val)) != 0) {
             errbuf_printf(err, errlen, "host name too long");
             return -1;
         }
@@ -71,8 +61,8 @@ int config_parse_tls_cert(const char *val, int with_host, config_tls_cert_t *out
         errbuf_printf(err, errlen, "expected %sCERT.pem,KEY.pem, got '%.64s'", with_host ? "HOST=" : "", val);
         return -1;
     }
-    if (copy_span(out->cert, sizeof(out->cert), paths, (size_t)(comma - paths)) != 0 ||
-        copy_span(out->key, sizeof(out->key), comma + 1, strlen(comma + 1)) != 0) {
+    if (config_copy_span(out->cert, sizeof(out->cert), paths, (size_t)(comma - paths)) != 0 ||
+        config_copy_span(out->key, sizeof(out->key), comma + 1, strlen(comma + 1)) != 0) {
         errbuf_printf(err, errlen, "path too long (at most %zu bytes)", sizeof(out->cert) - 1);
         return -1;
     }
