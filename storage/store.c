@@ -794,6 +794,8 @@ int store_kv_foreach_from(store_t *s, const char *db, const char *from,
     MDB_cursor *c;
     if (store_dbi_for_kv(s, db, &dbi) != 0)
         return STORE_EIO;
+    /* its own transaction, not this thread's (fn may read through that one); it maps pages too */
+    store_map_note_read(s);
     if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) != 0)
         return STORE_EIO;
     int rc = mdb_cursor_open(txn, dbi, &c);
