@@ -41,7 +41,7 @@ typedef struct config {
     int disk_reserve;             /* --disk-reserve preallocate|free-space: CONFIG_DISK_* (default preallocate) */
     uint32_t default_ttl;         /* --default-ttl SECONDS, default 120 */
     unsigned threads;             /* --threads N, default: number of online cores */
-    unsigned admin_threads;       /* --admin-threads N, default: online cores, at most 4 */
+    unsigned admin_threads;       /* --admin-threads N, default 1 */
     char config_file[4096];       /* --config FILE, "" when none */
     char service_id[128];         /* --service-id, default "edgecache" */
     uint32_t max_heuristic_ttl;   /* config "max_heuristic_ttl", default 86400 */

@@ -91,7 +91,7 @@ START_TEST(defaults)
     ck_assert_uint_eq(c.default_ttl, 120);
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     ck_assert_uint_eq(c.threads, cores < 1 ? 1 : cores > 256 ? 256 : (unsigned)cores);
-    ck_assert_uint_eq(c.admin_threads, cores < 1 ? 1 : cores > 4 ? 4 : (unsigned)cores);
+    ck_assert_uint_eq(c.admin_threads, 1);
     ck_assert_str_eq(c.config_file, "");
     ck_assert_str_eq(c.service_id, "edgecache");
     ck_assert_uint_eq(c.max_heuristic_ttl, 86400);
