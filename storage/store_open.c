@@ -145,6 +145,22 @@ static int store_load_bus_seq(store_t *s)
     return rc;
 }
 
+/* The last step of a failed open and of a close: s's threads are joined and its environment closed. */
+static void store_free(store_t *s)
+{
+    pthread_cond_destroy(&s->checkpoint_wake);
+    pthread_cond_destroy(&s->apply_room);
+    pthread_cond_destroy(&s->apply_wake);
+    pthread_cond_destroy(&s->wake);
+    pthread_mutex_destroy(&s->lock);
+    free(s->plog);
+    s->plog = NULL;
+    free(s->pend);
+    s->pend = NULL;
+    s->magic = 0;
+    free(s);
+}
+
 int store_open(store_t **out, const store_options_t *opt, char *errbuf, size_t errlen)
 {
     store_t *s = NULL;
@@ -360,17 +376,7 @@ fail:
     if (s->env != NULL)
         mdb_env_close(s->env);
     store_check_at_close(&s->state, 0); /* not clean: it stays "open" and the next open checks it */
-    pthread_cond_destroy(&s->checkpoint_wake);
-    pthread_cond_destroy(&s->apply_room);
-    pthread_cond_destroy(&s->apply_wake);
-    pthread_cond_destroy(&s->wake);
-    pthread_mutex_destroy(&s->lock);
-    free(s->plog);
-    s->plog = NULL;
-    free(s->pend);
-    s->pend = NULL;
-    s->magic = 0;
-    free(s);
+    store_free(s);
     return ret;
 }
 
@@ -413,15 +419,5 @@ void store_close(store_t **storep)
     store_slots_orphan(s);
     mdb_env_close(s->env);
     store_check_at_close(&s->state, synced); /* a clean close spares the next open its tree check */
-    pthread_cond_destroy(&s->checkpoint_wake);
-    pthread_cond_destroy(&s->apply_room);
-    pthread_cond_destroy(&s->apply_wake);
-    pthread_cond_destroy(&s->wake);
-    pthread_mutex_destroy(&s->lock);
-    free(s->plog);
-    s->plog = NULL;
-    free(s->pend);
-    s->pend = NULL;
-    s->magic = 0;
-    free(s);
+    store_free(s);
 }
