@@ -1,7 +1,9 @@
 /*
- * server/config_int.h — what the two halves of the configuration share: the option table
- * (server/config.c: defaults, help, validators, the command line) and the JSON file reader
- * (server/config_file.c). Main thread only, before any worker exists.
+ * server/config_int.h — what the parts of the configuration share: the option table,
+ * defaults and help (server/config_options.c), the validators and the command line
+ * (server/config.c), the JSON file reader (server/config_file.c), and the TLS and cluster
+ * options (server/config_tls.c, server/config_cluster.c). Main thread only, before any
+ * worker exists.
  */
 #ifndef EDGECACHE_CONFIG_INT_H
 #define EDGECACHE_CONFIG_INT_H
@@ -9,6 +11,9 @@
 #include <stddef.h>
 #include <string.h>
 #include "server/config.h"
+
+/** The most worker threads --threads takes; the default (one per online core) is capped there too. */
+#define CONFIG_THREADS_MAX 256
 
 /* the flags; `file_key` is the JSON name (NULL: flag only) */
 typedef enum opt_id {
@@ -77,7 +82,7 @@ static inline int config_copy_span(char *dst, size_t cap, const char *s, size_t 
     return 0;
 }
 
-/** The option table, in --help order; CONFIG_NUM_OPTS entries. */
+/** The option table (server/config_options.c), in --help order; config_num_opts entries. */
 extern const opt_def_t config_opt_defs[];
 extern const size_t config_num_opts;
 
