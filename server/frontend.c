@@ -1,20 +1,34 @@
 /*
  * server/frontend.c — the worker threads and their listeners.
  *
- * Each worker owns one h2o evloop, one h2o_context_t and one listening socket bound
- * to the proxy address with SO_REUSEPORT, so the kernel spreads connections over the
- * threads and no accept lock is shared. Each --tls-listen address gets the same: one
- * socket per worker in a SO_REUSEPORT group, accepted with an h2o_accept_ctx_t whose
- * ssl_ctx is server/tls.c's front context (which never changes; SIGHUP swaps what its SNI
- * callback picks from), so h2o does the handshake and picks h2 or HTTP/1.1 by ALPN. Nothing here is touched by two threads at
- * once except `g_stopping` (set by the main thread, polled by each loop every 100 ms)
- * and the workers' counters (read racily by stats).
+ * Each worker owns one h2o evloop and one h2o_context_t. The proxy address has ONE
+ * listening socket, and every worker's loop watches its own dup of it, as h2o's own
+ * server does: a new connection goes to whichever worker accepts it first, which is
+ * one that was idle (woken at once) before one that was busy (it looks at the
+ * listener only at its next turn). Each --tls-listen address is the same, accepted
+ * with an h2o_accept_ctx_t whose ssl_ctx is server/tls.c's front context (which never
+ * changes; SIGHUP swaps what its SNI callback picks from), so h2o does the handshake and
+ * picks h2 or HTTP/1.1 by ALPN.
+ *
+ * Why not a SO_REUSEPORT socket per worker (as until issue 24): the kernel then hashes
+ * connections evenly over the workers whatever each one is doing. With more busy
+ * threads than cores (a 2-core machine, 2 workers and the client), two busy workers
+ * share a core and each waits for the scheduler's tick (4 ms) while the other runs:
+ * bench/run's hot 1 KiB p99 was 3.6-4.2 ms in every round. Accepted by whoever is free,
+ * the same connections mostly went to one worker: p99 0.6-0.9 ms, and 10-15% more hits/s.
+ * The costs: a new connection wakes every idle worker (all but one find nothing to
+ * accept), and a burst of connections may land on one worker (at most 32 per turn).
+ *
+ * Nothing here is touched by two threads at once except `g_stopping` (set by the main
+ * thread, polled by each loop every 100 ms) and the workers' counters (read racily by
+ * stats).
  *
  * Shutdown: the main thread sets g_stopping; each worker closes its listener, keeps
  * its loop running until its in-flight requests are done or the deadline passes, and
  * returns. Idle keep-alive connections are simply closed with the process.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -184,20 +198,34 @@ int frontend_start(const config_t *cfg, char *err, size_t errlen)
     for (size_t k = 0; k != cfg->num_tls_listen; ++k)
         g_tls_bound_ports[k] = cfg->tls_listen[k].port;
     for (unsigned i = 0; i != g_num_workers; ++i) {
+        g_workers[i].magic = WORKER_MAGIC;
+        g_workers[i].index = i;
+        g_workers[i].listen_fd = -1;
+    }
+    /* one socket per address (the first worker's), plain: a second edgecache on it fails with EADDRINUSE */
+    worker_t *first = &g_workers[0];
+    for (size_t k = 0; k != cfg->num_tls_listen; ++k) {
+        if (listen_open(&cfg->tls_listen[k], "--tls-listen", g_tls_bound_ports[k], LISTEN_ALONE, &first->tls_listen_fds[k],
+                        &g_tls_bound_ports[k], err, errlen) != 0)
+            goto fail;
+        first->num_tls_listeners = k + 1;
+    }
+    if (listen_open(&cfg->listen, "--listen", port, LISTEN_ALONE, &first->listen_fd, &port, err, errlen) != 0)
+        goto fail;
+    /* every other worker watches a dup of it (its loop's h2o_socket_t owns and closes the fd it is given) */
+    for (unsigned i = 1; i != g_num_workers; ++i) {
         worker_t *w = &g_workers[i];
-        w->magic = WORKER_MAGIC;
-        w->index = i;
         for (size_t k = 0; k != cfg->num_tls_listen; ++k) {
-            if (listen_open(&cfg->tls_listen[k], "--tls-listen", g_tls_bound_ports[k],
-                            i == 0 ? LISTEN_GROUP_FIRST : LISTEN_GROUP_JOIN, &w->tls_listen_fds[k], &g_tls_bound_ports[k], err,
-                            errlen) != 0)
+            if ((w->tls_listen_fds[k] = fcntl(first->tls_listen_fds[k], F_DUPFD_CLOEXEC, 0)) == -1) {
+                snprintf(err, errlen, "--tls-listen: cannot share the listening socket with worker %u: %s", i, strerror(errno));
                 goto fail;
+            }
             w->num_tls_listeners = k + 1;
         }
-        /* the first socket may pick an ephemeral port; every other thread joins it */
-        if (listen_open(&cfg->listen, "--listen", port, i == 0 ? LISTEN_GROUP_FIRST : LISTEN_GROUP_JOIN, &w->listen_fd, &port,
-                        err, errlen) != 0)
+        if ((w->listen_fd = fcntl(first->listen_fd, F_DUPFD_CLOEXEC, 0)) == -1) {
+            snprintf(err, errlen, "--listen: cannot share the listening socket with worker %u: %s", i, strerror(errno));
             goto fail;
+        }
     }
     g_bound_port = port;
 
@@ -213,7 +241,7 @@ int frontend_start(const config_t *cfg, char *err, size_t errlen)
 
 fail:
     for (unsigned i = 0; i != g_num_workers; ++i) {
-        if (g_workers[i].listen_fd > 0)
+        if (g_workers[i].listen_fd != -1)
             close(g_workers[i].listen_fd);
         for (size_t k = 0; k != g_workers[i].num_tls_listeners; ++k)
             close(g_workers[i].tls_listen_fds[k]);

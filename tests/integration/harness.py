@@ -99,6 +99,23 @@ def free_port():
         return s.getsockname()[1]
 
 
+def listening_sockets(port):
+    """How many TCP sockets listen on `port` (any address, IPv4 and IPv6), read from
+    /proc/net/tcp and tcp6: a SO_REUSEPORT group counts each of its sockets."""
+    count = 0
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(path) as f:
+                lines = f.read().splitlines()[1:]
+        except FileNotFoundError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 3 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                count += 1
+    return count
+
+
 def closed_port():
     """A loopback port with nothing listening on it (connections are refused)."""
     return free_port()

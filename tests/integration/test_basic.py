@@ -429,6 +429,26 @@ class CommandLine(harness.TestCase):
                 self.assertEqual(len(lines), 1, "one line on stderr for %s, got:\n%s" % (args, p.stderr))
                 self.assertIn(name, lines[0], "the message names the setting")
 
+    def test_workers_share_one_listening_socket_and_each_serves(self):
+        """The proxy address has one listening socket, whose dups every worker's loop
+        watches: a connection goes to whichever worker accepts it first (an idle one before
+        a busy one), not to a worker chosen by a SO_REUSEPORT hash whatever it is doing.
+        24 connections held open at once over it are all answered (which worker took each
+        is the kernel's choice, so it is not asserted)."""
+        o = self.origin()
+        o.route("/one", headers={"Content-Type": "text/plain", "Cache-Control": "max-age=60"}, body=b"one")
+        e = self.edgecache([o], args=["--threads", "3"])
+        self.assertEqual(harness.listening_sockets(e.proxy_port), 1)
+        sessions = [Session(e.proxy_port) for _ in range(24)]
+        try:
+            for s in sessions:
+                r = s.request("GET", "/one")
+                self.assertEqual((r.status, r.body), (200, b"one"), r.describe())
+        finally:
+            for s in sessions:
+                s.close()
+        self.assertEqual(len(o.requests_for("/one")), 1, "one fetch; every other answer a hit")
+
     def test_second_instance_on_the_same_address_is_refused(self):
         """SO_REUSEPORT shares the proxy (and a several-thread admin) address between one
         process's threads; a second edgecache on that address must fail to start, not join

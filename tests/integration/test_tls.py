@@ -182,6 +182,7 @@ class SNIAndALPN(TLSTestCase):
         o.route("/h", headers={"Cache-Control": "max-age=60"}, body=b"over tls")
         e = self.tls_edge([("a.test", self.ca.issue("a.test"))], backends=[o])
         port = self.tls_port(e)
+        self.assertEqual(harness.listening_sockets(port), 1, "the workers share one TLS listening socket")
         version, status, headers, body = self.curl_h2(port, "/h")
         self.assertEqual((version, status, body), ("HTTP/2", 200, b"over tls"))
         self.assertEqual(headers.get("x-cache"), "MISS")
