@@ -1382,11 +1382,14 @@ static size_t status_kib(const char *field)
     return kib;
 }
 
+/* Counts the records it is given, as long as they come in seq order from 1 with the biggest
+ * payloads; no ck_assert in it (each allocates in check, which would be counted as the
+ * journal's memory under ASan, whose quarantine keeps freed blocks resident). */
 static int count_rec(void *arg, const journal_rec_t *rec)
 {
     uint64_t *n = arg;
-    ck_assert_uint_eq(rec->seq, *n + 1);
-    ck_assert_uint_eq(rec->payload_len, JOURNAL_MAX_PAYLOAD);
+    if (rec->seq != *n + 1 || rec->payload_len != JOURNAL_MAX_PAYLOAD)
+        return 1;
     (*n)++;
     return 0;
 }
