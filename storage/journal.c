@@ -90,7 +90,7 @@ struct journal {
     size_t buf_cap;
     size_t cache_at;            /* byte offset (a page's) where the cached window began when last set */
     journal_unknown_t *unknown; /* segments with a record this version does not know, normally none */
-    size_t n_unknown;
+    size_t n_unknown, unknown_cap;
 };
 
 /* the kinds and payload lengths a record may have (journal_int.h) */
@@ -195,7 +195,10 @@ static void journal_scan_found(journal_t *j, const uint8_t *p, const journal_seg
         j->pos = seg->sector + sectors; /* go on after the newest segment */
     }
     if (!journal_seg_known(p, seg, &bad)) {
-        j->unknown = alloc_xrealloc(j->unknown, (j->n_unknown + 1) * sizeof(*j->unknown), "purge journal");
+        if (j->n_unknown == j->unknown_cap) {
+            j->unknown_cap = j->unknown_cap == 0 ? 4 : 2 * j->unknown_cap;
+            j->unknown = alloc_xrealloc(j->unknown, j->unknown_cap * sizeof(*j->unknown), "purge journal");
+        }
         j->unknown[j->n_unknown++] = (journal_unknown_t){.sector = seg->sector, .last = last, .seq = bad};
     }
 }
