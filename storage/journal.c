@@ -14,7 +14,12 @@
  * still need are never overwritten. Segments are written whole, at sector boundaries;
  * a write that fails or is torn leaves sectors whose checksum fails, which readers skip.
  *
- * Page cache: the ring is read whole at each open (and at replay), and was zero-filled when
+ * Reading: each open reads the ring once, in pieces of a MiB (journal_scan: a few MiB of
+ * memory whatever the ring's size), and notes in the sector table where the intact segments
+ * are; a replay (journal_foreach) then reads only the segments holding records it needs,
+ * each on its own, and checks each again (the file is not trusted to stay as it was).
+ *
+ * Page cache: the ring is read whole at each open, and was zero-filled when
  * created, so all of it would sit in the kernel's page cache for as long as nothing else
  * wants the memory: 32 MiB by default, more than the rest of a small cache's data. Only
  * the pages the next appends write into are worth keeping: a 512-byte write into a page
@@ -49,11 +54,28 @@
 #define JOURNAL_CACHE_WINDOW ((size_t)1 << 20) /* bytes kept cached from the write position on */
 #define JOURNAL_CACHE_STEP ((size_t)256 << 10) /* how far the writer goes between two adjustments */
 #define JOURNAL_PAGE ((size_t)4096)
+#define JOURNAL_SCAN_PIECE ((size_t)1 << 20) /* bytes the open's scan looks for segment starts in at a time */
+/* the sectors of the biggest segment there is, in bytes */
+#define JOURNAL_SEG_MAX_LEN \
+    (((size_t)JOURNAL_HEADER + JOURNAL_MAX_SEGMENT_BYTES + JOURNAL_SECTOR - 1) / JOURNAL_SECTOR * JOURNAL_SECTOR)
 
 /* the key of journals written before schema version 3: public, so a segment could be forged */
 static const uint8_t journal_legacy_key[JOURNAL_KEY_BYTES] = {'e', 'd', 'g', 'e', 'c', 'a', 'c', 'h',
                                                               'e', '-', 'j', 'o', 'u', 'r', 'n', 'l'};
 _Static_assert(JOURNAL_KEY_BYTES == crypto_shorthash_KEYBYTES, "the journal's key is a SipHash-2-4 key");
+
+typedef struct journal_seg {
+    size_t sector;
+    uint64_t first_seq;
+    uint32_t records, bytes;
+} journal_seg_t;
+
+/* An intact segment holding a record this version does not know (journal_open's scan found it). */
+typedef struct journal_unknown {
+    size_t sector;
+    uint64_t last; /* the segment's last seq: it is still there while sector_seq[sector] says so */
+    uint64_t seq;  /* the record's */
+} journal_unknown_t;
 
 struct journal {
     uint32_t magic;
@@ -66,14 +88,10 @@ struct journal {
     uint64_t written;               /* sectors used by appends since open (a wrap's skipped end included) */
     uint8_t *buf;                   /* segment being written */
     size_t buf_cap;
-    size_t cache_at; /* byte offset (a page's) where the cached window began when last set */
+    size_t cache_at;            /* byte offset (a page's) where the cached window began when last set */
+    journal_unknown_t *unknown; /* segments with a record this version does not know, normally none */
+    size_t n_unknown, unknown_cap;
 };
-
-typedef struct journal_seg {
-    size_t sector;
-    uint64_t first_seq;
-    uint32_t records, bytes;
-} journal_seg_t;
 
 /* the kinds and payload lengths a record may have (journal_int.h) */
 static int journal_rec_valid(int kind, size_t payload_len)
@@ -95,19 +113,21 @@ static uint64_t journal_checksum(const journal_t *j, uint8_t *p, size_t len)
 }
 
 /*
- * Is there an intact segment at sector `sector` of ring (a copy of the whole file)?
- * Fills *seg. Untrusted bytes: every field is checked before it is used.
+ * Is there an intact segment at sector `sector` of the ring, whose bytes from there on
+ * (`avail` of them, read from the file) are at p? Fills *seg. Untrusted bytes: every field
+ * is checked before it is used. No segment carries more than JOURNAL_MAX_SEGMENT_BYTES
+ * (journal_append asserts it), so none needs more than JOURNAL_SEG_MAX_LEN bytes at p;
+ * one that says it does is not one.
  */
-static int journal_seg_at(const journal_t *j, uint8_t *ring, size_t ring_sectors, size_t sector, journal_seg_t *seg)
+static int journal_seg_at(const journal_t *j, uint8_t *p, size_t avail, size_t sector, journal_seg_t *seg)
 {
-    uint8_t *p = ring + sector * JOURNAL_SECTOR;
-    if (le_get_u32(p) != JOURNAL_SEG_MAGIC || le_get_u16(p + 4) != JOURNAL_VERSION)
+    if (avail < JOURNAL_HEADER || le_get_u32(p) != JOURNAL_SEG_MAGIC || le_get_u16(p + 4) != JOURNAL_VERSION)
         return 0;
     size_t sectors = le_get_u16(p + 6);
     uint64_t first = le_get_u64(p + 8);
     uint32_t records = le_get_u32(p + 16), bytes = le_get_u32(p + 20);
-    if (sectors == 0 || sector + sectors > ring_sectors || first == 0 || records == 0 ||
-        (size_t)JOURNAL_HEADER + bytes > sectors * JOURNAL_SECTOR)
+    if (sectors == 0 || sector + sectors > j->sectors || first == 0 || records == 0 || bytes > JOURNAL_MAX_SEGMENT_BYTES ||
+        (size_t)JOURNAL_HEADER + bytes > sectors * JOURNAL_SECTOR || (size_t)JOURNAL_HEADER + bytes > avail)
         return 0;
     if (journal_checksum(j, p, JOURNAL_HEADER + bytes) != le_get_u64(p + JOURNAL_OFF_CHECKSUM))
         return 0;
@@ -128,11 +148,32 @@ static int journal_seg_at(const journal_t *j, uint8_t *ring, size_t ring_sectors
     return 1;
 }
 
-static int journal_read_all(int fd, uint8_t *ring, size_t size)
+static size_t journal_seg_sectors(const journal_seg_t *seg)
+{
+    return (JOURNAL_HEADER + seg->bytes + JOURNAL_SECTOR - 1) / JOURNAL_SECTOR;
+}
+
+/* Does every record of the intact segment at p have a kind and length this version knows?
+ * If not, *seq is the first that does not. */
+static int journal_seg_known(const uint8_t *p, const journal_seg_t *seg, uint64_t *seq)
+{
+    const uint8_t *q = p + JOURNAL_HEADER;
+    for (uint32_t r = 0; r < seg->records; r++) {
+        size_t len = le_get_u16(q + 2);
+        if (!journal_rec_valid(q[0], len)) {
+            *seq = seg->first_seq + r;
+            return 0;
+        }
+        q += 4 + len;
+    }
+    return 1;
+}
+
+static int journal_read_at(int fd, uint8_t *buf, size_t len, size_t off)
 {
     size_t done = 0;
-    while (done < size) {
-        ssize_t r = pread(fd, ring + done, size - done, (off_t)done);
+    while (done < len) {
+        ssize_t r = pread(fd, buf + done, len - done, (off_t)(off + done));
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0)
@@ -142,34 +183,95 @@ static int journal_read_all(int fd, uint8_t *ring, size_t size)
     return 0;
 }
 
-/* Read the ring and list its intact segments (*segs malloc'd, caller frees). */
-static int journal_scan(journal_t *j, uint8_t **ring_out, journal_seg_t **segs_out, size_t *nsegs_out)
+/* An intact segment was found at seg->sector (p: its bytes): note where it is and what it holds. */
+static void journal_scan_found(journal_t *j, const uint8_t *p, const journal_seg_t *seg)
 {
-    uint8_t *ring = alloc_xcalloc(1, j->sectors * JOURNAL_SECTOR, "purge journal");
-    size_t n = 0, cap = 64;
-    journal_seg_t *segs = alloc_xcalloc(1, cap * sizeof(*segs), "purge journal");
-    if (journal_read_all(j->fd, ring, j->sectors * JOURNAL_SECTOR) != 0) {
-        free(ring);
-        free(segs);
-        return JOURNAL_EIO;
+    uint64_t last = seg->first_seq + seg->records - 1, bad;
+    size_t sectors = journal_seg_sectors(seg);
+    for (size_t k = 0; k < sectors; k++)
+        j->sector_seq[seg->sector + k] = last;
+    if (last > j->last_seq) {
+        j->last_seq = last;
+        j->pos = seg->sector + sectors; /* go on after the newest segment */
     }
+    if (!journal_seg_known(p, seg, &bad)) {
+        if (j->n_unknown == j->unknown_cap) {
+            j->unknown_cap = j->unknown_cap == 0 ? 4 : 2 * j->unknown_cap;
+            j->unknown = alloc_xrealloc(j->unknown, j->unknown_cap * sizeof(*j->unknown), "purge journal");
+        }
+        j->unknown[j->n_unknown++] = (journal_unknown_t){.sector = seg->sector, .last = last, .seq = bad};
+    }
+}
+
+/*
+ * Find the ring's intact segments and fill sector_seq, last_seq, pos and the unknown list
+ * from them (what journal_foreach goes by later). The ring is read once, in pieces: the
+ * buffer holds JOURNAL_SCAN_PIECE bytes where segments may start and JOURNAL_SEG_MAX_LEN
+ * more, so a segment that starts in a piece is whole in the buffer however far it runs
+ * past the piece's end; the next piece starts where the scan got to, the bytes already
+ * read past it moved to the buffer's start. A few MiB at most, whatever the ring's size
+ * (reading it whole took 32 MiB at every start). Segments never wrap round the ring's end.
+ */
+static int journal_scan(journal_t *j)
+{
+    size_t size = j->sectors * JOURNAL_SECTOR, cap = JOURNAL_SCAN_PIECE + JOURNAL_SEG_MAX_LEN;
+    if (cap > size)
+        cap = size;
+    uint8_t *buf = alloc_xmalloc(cap, "purge journal");
+    size_t base = 0, len = 0; /* buf holds the file's bytes [base, base + len) */
     for (size_t sector = 0; sector < j->sectors;) {
+        size_t off = sector * JOURNAL_SECTOR; /* never past base + len: a segment found ends in the buffer */
+        if (len == 0 || off - base >= JOURNAL_SCAN_PIECE) {
+            size_t keep = base + len - off, want = size - off < cap ? size - off : cap;
+            memmove(buf, buf + (off - base), keep);
+            if (journal_read_at(j->fd, buf + keep, want - keep, off + keep) != 0) {
+                free(buf);
+                return JOURNAL_EIO;
+            }
+            base = off;
+            len = want;
+        }
         journal_seg_t seg;
-        if (!journal_seg_at(j, ring, j->sectors, sector, &seg)) {
+        uint8_t *p = buf + (off - base);
+        if (!journal_seg_at(j, p, len - (off - base), sector, &seg)) {
             sector++;
             continue;
         }
-        if (n == cap) {
-            cap *= 2;
-            segs = alloc_xrealloc(segs, cap * sizeof(*segs), "purge journal");
-        }
-        segs[n++] = seg;
-        sector += (JOURNAL_HEADER + seg.bytes + JOURNAL_SECTOR - 1) / JOURNAL_SECTOR;
+        journal_scan_found(j, p, &seg);
+        sector += journal_seg_sectors(&seg);
     }
-    *ring_out = ring;
-    *segs_out = segs;
-    *nsegs_out = n;
+    free(buf);
     return 0;
+}
+
+/*
+ * Read the segment at `sector` into *buf (grown as needed; *cap its size): its first
+ * sector, then as many more as its header says (no more than the biggest segment). 1 if
+ * an intact segment is there (*seg), 0 if not (the file changed since the scan, or the
+ * sectors were overwritten: skipped like any damaged segment), JOURNAL_EIO if a read failed.
+ */
+static int journal_read_seg(journal_t *j, size_t sector, uint8_t **buf, size_t *cap, journal_seg_t *seg)
+{
+    size_t off = sector * JOURNAL_SECTOR, len = JOURNAL_SECTOR;
+    if (*cap < JOURNAL_SECTOR) {
+        *buf = alloc_xrealloc(*buf, JOURNAL_SECTOR, "purge journal");
+        *cap = JOURNAL_SECTOR;
+    }
+    if (journal_read_at(j->fd, *buf, JOURNAL_SECTOR, off) != 0)
+        return JOURNAL_EIO;
+    uint32_t bytes = le_get_u32(*buf + 20); /* untrusted: only how much to read; journal_seg_at checks it */
+    if (bytes <= JOURNAL_MAX_SEGMENT_BYTES && JOURNAL_HEADER + bytes > JOURNAL_SECTOR) {
+        len = (JOURNAL_HEADER + bytes + JOURNAL_SECTOR - 1) / JOURNAL_SECTOR * JOURNAL_SECTOR;
+        if (len > (j->sectors - sector) * JOURNAL_SECTOR)
+            len = (j->sectors - sector) * JOURNAL_SECTOR;
+        if (len > *cap) {
+            *buf = alloc_xrealloc(*buf, len, "purge journal");
+            *cap = len;
+        }
+        if (journal_read_at(j->fd, *buf + JOURNAL_SECTOR, len - JOURNAL_SECTOR, off + JOURNAL_SECTOR) != 0)
+            return JOURNAL_EIO;
+    }
+    return journal_seg_at(j, *buf, len, sector, seg);
 }
 
 /* posix_fadvise over len bytes of the ring from off, going on at its start past its end */
@@ -189,8 +291,8 @@ static void journal_advise(const journal_t *j, size_t off, size_t len, int advic
  * outside the window and read the window ahead. Everything, not only what the writer went
  * past since the last time: the page cache holds the file in folios of up to a few MiB
  * (ext4 makes large ones), and POSIX_FADV_DONTNEED leaves a folio the range does not wholly
- * cover, so one that straddled the window's edge goes at the next step. `whole` (at open and
- * after a replay, which read the ring whole) first drops the whole file, folios and all.
+ * cover, so one that straddled the window's edge goes at the next step. `whole` (at open, which
+ * read the ring whole, and after a replay) first drops the whole file, folios and all.
  */
 static void journal_cache_follow(journal_t *j, int whole)
 {
@@ -298,26 +400,11 @@ int journal_open(journal_t **out, const char *dir, size_t size_if_new, const uin
     j->sectors = (size_t)st.st_size / JOURNAL_SECTOR; /* checked above, or just created */
     journal_reserve(j->fd, (off_t)st.st_size, path);
 
-    uint8_t *ring;
-    journal_seg_t *segs;
-    size_t nsegs;
-    if (journal_scan(j, &ring, &segs, &nsegs) != 0) {
+    j->sector_seq = alloc_xcalloc(1, j->sectors * sizeof(*j->sector_seq), "purge journal");
+    if (journal_scan(j) != 0) {
         snprintf(errbuf, errlen, "purge journal: cannot read %s: %s", path, strerror(errno));
         goto fail;
     }
-    j->sector_seq = alloc_xcalloc(1, j->sectors * sizeof(*j->sector_seq), "purge journal");
-    for (size_t i = 0; i < nsegs; i++) {
-        uint64_t last = segs[i].first_seq + segs[i].records - 1;
-        size_t sectors = (JOURNAL_HEADER + segs[i].bytes + JOURNAL_SECTOR - 1) / JOURNAL_SECTOR;
-        for (size_t k = 0; k < sectors; k++)
-            j->sector_seq[segs[i].sector + k] = last;
-        if (last > j->last_seq) {
-            j->last_seq = last;
-            j->pos = segs[i].sector + sectors; /* go on after the newest segment */
-        }
-    }
-    free(ring);
-    free(segs);
     if (j->pos >= j->sectors)
         j->pos = 0;
     journal_cache_follow(j, 1);
@@ -330,6 +417,7 @@ fail:
     if (j->fd >= 0)
         close(j->fd);
     free(j->sector_seq);
+    free(j->unknown);
     free(j);
     free(path);
     return JOURNAL_EIO;
@@ -352,6 +440,7 @@ void journal_close(journal_t **jp)
     *jp = NULL;
     close(j->fd);
     free(j->sector_seq);
+    free(j->unknown);
     free(j->buf);
     j->magic = 0;
     free(j);
@@ -434,17 +523,49 @@ static int journal_seg_cmp(const void *a, const void *b)
 int journal_foreach(journal_t *j, uint64_t after, int (*fn)(void *arg, const journal_rec_t *rec), void *arg)
 {
     assert(j->magic == JOURNAL_MAGIC);
-    uint8_t *ring;
-    journal_seg_t *segs;
-    size_t nsegs;
+    /* an intact record this version does not know, in a segment still there: never half-apply a journal.
+     * Those at or below `after` are not read again: the scan saw them; the others are, below. */
+    for (size_t i = 0; i < j->n_unknown; i++) {
+        const journal_unknown_t *u = &j->unknown[i];
+        if (u->last <= after && u->last != 0 && j->sector_seq[u->sector] == u->last) {
+            fprintf(stderr, "edgecache: purge journal: record %llu has an unknown kind or length\n", (unsigned long long)u->seq);
+            return JOURNAL_EIO;
+        }
+    }
+    /* the segments holding records above `after`: sector_seq (the scan's, and the appends' since) says where */
+    journal_seg_t *segs = NULL;
+    size_t nsegs = 0, cap = 0, buf_cap = 0;
+    uint8_t *buf = NULL;
     int ret = 0;
-    if (journal_scan(j, &ring, &segs, &nsegs) != 0)
-        return JOURNAL_EIO;
-    qsort(segs, nsegs, sizeof(*segs), journal_seg_cmp);
+    for (size_t sector = 0; sector < j->sectors && ret == 0;) {
+        journal_seg_t seg;
+        int rc = j->sector_seq[sector] > after ? journal_read_seg(j, sector, &buf, &buf_cap, &seg) : 0;
+        if (rc < 0) {
+            ret = JOURNAL_EIO;
+        } else if (rc == 0) {
+            sector++;
+        } else {
+            if (nsegs == cap) {
+                cap = cap == 0 ? 16 : cap * 2;
+                segs = alloc_xrealloc(segs, cap * sizeof(*segs), "purge journal");
+            }
+            segs[nsegs++] = seg;
+            sector += journal_seg_sectors(&seg);
+        }
+    }
+    if (nsegs > 1)
+        qsort(segs, nsegs, sizeof(*segs), journal_seg_cmp);
+    /* each read again on its own, in seq order; one that changed since is skipped like any damaged one */
     for (size_t i = 0; i < nsegs && ret == 0; i++) {
-        const uint8_t *q = ring + segs[i].sector * JOURNAL_SECTOR + JOURNAL_HEADER;
-        for (uint32_t r = 0; r < segs[i].records && ret == 0; r++) {
-            journal_rec_t rec = {.seq = segs[i].first_seq + r, .kind = q[0], .flags = q[1]};
+        journal_seg_t seg;
+        int rc = journal_read_seg(j, segs[i].sector, &buf, &buf_cap, &seg);
+        if (rc < 0)
+            ret = JOURNAL_EIO;
+        if (rc <= 0 || seg.first_seq != segs[i].first_seq || seg.records != segs[i].records || seg.bytes != segs[i].bytes)
+            continue;
+        const uint8_t *q = buf + JOURNAL_HEADER;
+        for (uint32_t r = 0; r < seg.records && ret == 0; r++) {
+            journal_rec_t rec = {.seq = seg.first_seq + r, .kind = q[0], .flags = q[1]};
             rec.payload_len = le_get_u16(q + 2);
             rec.payload = q + 4;
             q += 4 + rec.payload_len;
@@ -457,9 +578,9 @@ int journal_foreach(journal_t *j, uint64_t after, int (*fn)(void *arg, const jou
             }
         }
     }
-    free(ring);
+    free(buf);
     free(segs);
-    journal_cache_follow(j, 1); /* the scan read the whole ring into the page cache again */
+    journal_cache_follow(j, 1); /* what the scan read is in the page cache: keep only the window */
     return ret;
 }
 

@@ -115,8 +115,11 @@ int journal_append(journal_t *j, const journal_rec_t *recs, size_t n, uint64_t s
 
 /**
  * Call fn for each record with seq > after in the ring, in seq order (rec is valid only
- * during the call). Reads the whole ring once. fn returning non-zero stops the walk and
- * is returned; a read error, or an intact record of an unknown kind, gives JOURNAL_EIO.
+ * during the call). Reads only the segments that hold such records (journal_open's scan,
+ * and the appends since, noted where they are), each on its own and checked again: one
+ * that changed since is skipped like any damaged segment. fn returning non-zero stops the
+ * walk and is returned; a read error, or an intact record of an unknown kind anywhere in
+ * the ring, gives JOURNAL_EIO.
  */
 int journal_foreach(journal_t *j, uint64_t after, int (*fn)(void *arg, const journal_rec_t *rec), void *arg);
 

@@ -56,6 +56,9 @@ _Static_assert(OBJ_REC_OFF_CHECKSUM + 8 == OBJ_RECORD_FIXED_LEN, "the checksum i
 
 /* the most body capacity obj_builder_begin reserves up front from its hint */
 #define OBJ_BODY_HINT_MAX ((size_t)16 << 20)
+/* headers whose table index obj_builder_begin's size pass keeps for its write pass (on its
+ * stack); a response with more has the names after these looked up again */
+#define OBJ_BUILDER_KEPT_INDEXES 64
 
 /* ---- small helpers ---- */
 
@@ -527,11 +530,16 @@ obj_builder_t *obj_builder_begin(const obj_meta_t *meta, const char *key, size_t
     obj_builder_t *b = alloc_xmalloc(sizeof(*b), NULL);
     memset(b, 0, sizeof(*b));
 
+    /* each name is looked up in the table once: a scan of its 32 entries per header */
+    signed char kept[OBJ_BUILDER_KEPT_INDEXES]; /* an index is below 64 (the _Static_assert by the table) */
     size_t head_len = OBJ_RECORD_FIXED_LEN + key_len + skeys_len + vary_len;
     for (size_t i = 0; i < num_headers; i++) {
         uint32_t name_len = headers[i].name_len;
         (void)obj_len32((size_t)name_len * 2, "header name"); /* a name's code, its length * 2, is a u32 */
-        head_len += obj_header_v2_len(obj_header_name_index(headers[i].name, name_len) >= 0, name_len, headers[i].value_len);
+        int index = obj_header_name_index(headers[i].name, name_len);
+        if (i < OBJ_BUILDER_KEPT_INDEXES)
+            kept[i] = (signed char)index;
+        head_len += obj_header_v2_len(index >= 0, name_len, headers[i].value_len);
     }
     /* the hint may come from an origin's Content-Length: believe it only so far */
     size_t hint = expected_body_len < OBJ_BODY_HINT_MAX ? expected_body_len : OBJ_BODY_HINT_MAX;
@@ -567,7 +575,7 @@ obj_builder_t *obj_builder_begin(const obj_meta_t *meta, const char *key, size_t
         const obj_header_t *h = &headers[i];
         assert(h->name != NULL || h->name_len == 0);
         assert(h->value != NULL || h->value_len == 0);
-        int index = obj_header_name_index(h->name, h->name_len);
+        int index = i < OBJ_BUILDER_KEPT_INDEXES ? kept[i] : obj_header_name_index(h->name, h->name_len);
         if (index >= 0) {
             builder_put_varint(b, (uint32_t)index * 2 + 1);
         } else {

@@ -1,9 +1,10 @@
 /*
  * tests/unit/test_object.c — storage/object.c: record round trip, header
- * lower-casing, defensive decoding of corrupt / truncated / lying records,
+ * lower-casing, many headers encoded exactly as one alone, defensive decoding of corrupt / truncated / lying records,
  * hashing, rebuild and the refcount.
  */
 #include <check.h>
+#include <ctype.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -207,6 +208,79 @@ START_TEST(test_headers_lower_and_find)
     ck_assert_ptr_null(obj_find_header(obj, "vary", 4));
     /* the builder did not modify the caller's headers */
     ck_assert(memcmp(test_headers[0].name, "Content-Type", 12) == 0);
+    obj_unref(&obj);
+}
+END_TEST
+
+/* The header section of obj's record: the bytes between the vary key and the body. */
+static const uint8_t *header_bytes(const cache_obj_t *obj, size_t *len)
+{
+    size_t off = OBJ_RECORD_FIXED_LEN + obj->key_len + obj->skeys_len + obj->vary_len;
+    *len = obj->rec_len - (size_t)obj->body_len - off;
+    return obj->rec + off;
+}
+
+/*
+ * A response with many headers (more than the builder keeps the table index of between
+ * its two passes: 64), names of the table in any case, names that are not (some a prefix
+ * or an extension of one), values whose length takes one varint byte or two: each header
+ * is encoded exactly as alone in a record (the concatenation of the one-header records'
+ * sections is the many-header record's section), the record decodes back to the same
+ * headers, and obj_header_record_len adds up to its header section.
+ */
+START_TEST(test_many_headers_byte_exact)
+{
+    static const char *const names[] = {"Content-Type", "X-Custom", "ETAG",   "content-typ", "Vary",   "x-powered-BY",
+                                        "etags",        "Age",      "X-Long", "via",         "Server", "x-request-id"};
+    enum { N = 150 };
+    obj_header_t hs[N];
+    char values[N][300];
+    for (size_t i = 0; i < N; i++) {
+        size_t vlen = (i * 37) % 300; /* 0 .. 299: one varint byte below 128, two from it */
+        for (size_t k = 0; k < vlen; k++)
+            values[i][k] = (char)('a' + (i + k) % 26);
+        const char *name = names[i % (sizeof(names) / sizeof(names[0]))];
+        hs[i] = (obj_header_t){name, (uint32_t)strlen(name), values[i], (uint32_t)vlen};
+    }
+    cache_obj_t *obj = obj_builder_finish(obj_builder_begin(&test_meta, test_key, strlen(test_key), test_skeys,
+                                                            strlen(test_skeys), test_vary, strlen(test_vary), hs, N, 0));
+    ck_assert_uint_eq(obj->num_headers, N);
+    size_t all_len, at = 0, sum = 0;
+    const uint8_t *all = header_bytes(obj, &all_len);
+    for (size_t i = 0; i < N; i++) {
+        cache_obj_t *one = obj_builder_finish(obj_builder_begin(&test_meta, test_key, strlen(test_key), test_skeys,
+                                                                strlen(test_skeys), test_vary, strlen(test_vary), &hs[i], 1, 0));
+        size_t one_len;
+        const uint8_t *bytes = header_bytes(one, &one_len);
+        ck_assert_msg(at + one_len <= all_len && memcmp(all + at, bytes, one_len) == 0, "header %zu (%s) encoded otherwise", i,
+                      hs[i].name);
+        at += one_len;
+        ck_assert_uint_eq(obj_header_record_len(OBJ_RECORD_VERSION, &obj->headers[i]), one_len);
+        sum += one_len;
+        obj_unref(&one);
+    }
+    ck_assert_uint_eq(at, all_len);
+    ck_assert_uint_eq(sum, all_len);
+
+    int err = -1;
+    cache_obj_t *dec = obj_decode(obj->hash, obj->rec, obj->rec_len, &err);
+    ck_assert_ptr_nonnull(dec);
+    ck_assert_int_eq(err, 0);
+    ck_assert_uint_eq(dec->num_headers, N);
+    for (size_t i = 0; i < N; i++) {
+        const obj_header_t *h = &dec->headers[i];
+        ck_assert_uint_eq(h->name_len, hs[i].name_len);
+        for (size_t k = 0; k < h->name_len; k++)
+            ck_assert_int_eq(h->name[k], tolower((unsigned char)hs[i].name[k]));
+        ck_assert_uint_eq(h->value_len, hs[i].value_len);
+        ck_assert(memcmp(h->value, hs[i].value, h->value_len) == 0);
+        /* the names of the table are indexes, the others bytes of the record */
+        int in_table = strcmp(hs[i].name, "X-Custom") != 0 && strcmp(hs[i].name, "content-typ") != 0 &&
+                       strcmp(hs[i].name, "etags") != 0 && strcmp(hs[i].name, "X-Long") != 0 &&
+                       strcmp(hs[i].name, "x-request-id") != 0;
+        ck_assert_int_eq(obj_header_name_indexed(h->name), in_table);
+    }
+    obj_unref(&dec);
     obj_unref(&obj);
 }
 END_TEST
@@ -580,6 +654,7 @@ static Suite *object_suite(void)
     tcase_add_test(tc, test_round_trip);
     tcase_add_test(tc, test_empty_object);
     tcase_add_test(tc, test_headers_lower_and_find);
+    tcase_add_test(tc, test_many_headers_byte_exact);
     tcase_add_test(tc, test_every_byte_flip_rejected);
     tcase_add_test(tc, test_truncated_and_extended);
     tcase_add_test(tc, test_lying_lengths);
