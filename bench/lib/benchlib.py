@@ -936,20 +936,40 @@ def cmd_purge_targets(argv):
     print("targets (issue 4): " + "\n                   ".join(out))
     # issue 24's, stricter: 1.2x Varnish's rate, durable; the p99 of the tmpfs reference (the path
     # without the disk) at most 1.5x Varnish's, per round; a 1,000-object key under 10 ms
+    def quiet(r, systems):
+        """did the host take less than 0.1 cores from each of these runs of the round?"""
+        return all(system in r and r[system][14] != "nan" and float(r[system][14]) < 0.1 for system in systems)
+
+    def over_quiet(systems, ratio, ok):
+        """the same check over the rounds the host left alone, when some were not"""
+        vals = [ratio(r) for r, _ in rounds if all(x in r for x in systems) and float(r["varnish"][3]) > 0
+                and float(r["varnish"][1]) > 0 and quiet(r, systems)]
+        shown = [r for r, _ in rounds if all(x in r for x in systems)]
+        if n == 1 or len(vals) == len(shown):
+            return ""
+        if not vals:
+            return "; no round had steal under 0.1 cores"
+        return "; over the %d round%s with steal under 0.1 cores: %.2fx, %s" % (
+            len(vals), "" if len(vals) == 1 else "s", _median(vals), verdict(ok(_median(vals))))
+
     out = []
     if pairs:
         ratios = [e / v for e, v in pairs]
         m = _median(ratios)
-        out.append("purge rate >= 1.2x Varnish's, durable: %s (%s%.2fx%s)" % (
+        out.append("purge rate >= 1.2x Varnish's, durable: %s (%s%.2fx%s%s)" % (
             verdict(m >= 1.2), "" if n == 1 else "median of %d rounds " % len(ratios), m,
-            each_round(ratios, "%.2fx", lambda x: x >= 1.2)))
+            each_round(ratios, "%.2fx", lambda x: x >= 1.2),
+            over_quiet(("edgecache", "varnish"), lambda r: float(r["edgecache"][1]) / float(r["varnish"][1]),
+                       lambda x: x >= 1.2)))
     tails = [float(r["edgecache-tmpfs"][3]) / float(r["varnish"][3]) for r, _ in rounds
              if "edgecache-tmpfs" in r and "varnish" in r and float(r["varnish"][3]) > 0]
     if tails:
         m = _median(tails)
-        out.append("p99 of edgecache-tmpfs <= 1.5x Varnish's: %s (%s%.2fx%s)" % (
+        out.append("p99 of edgecache-tmpfs <= 1.5x Varnish's: %s (%s%.2fx%s%s)" % (
             verdict(m <= 1.5), "" if n == 1 else "median of %d rounds " % len(tails), m,
-            each_round(tails, "%.2fx", lambda x: x <= 1.5)))
+            each_round(tails, "%.2fx", lambda x: x <= 1.5),
+            over_quiet(("edgecache-tmpfs", "varnish"),
+                       lambda r: float(r["edgecache-tmpfs"][3]) / float(r["varnish"][3]), lambda x: x <= 1.5)))
     if big:
         out.append("1,000-object key < 10 ms: %s (slowest of %d: %.2f ms)" % (
             verdict(big[-1] < 10), len(big), big[-1]))
