@@ -49,8 +49,8 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(DEPFLAGS) -Wno-missing-prototypes -o $@ $< $(LIB_OBJ) $(LDFLAGS) $(LIBS) $(CHECK_LIBS)
 
-# test_store makes the purge journal's writes fail on demand (__wrap_pwrite there)
-$(BUILD)/tests/test_store: LDFLAGS += -Wl,--wrap=pwrite
+# test_store_journal makes the purge journal's writes fail on demand (__wrap_pwrite there)
+$(BUILD)/tests/test_store_journal: LDFLAGS += -Wl,--wrap=pwrite
 
 unit-bins: $(UNIT_BIN)
 
