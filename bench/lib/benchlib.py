@@ -351,20 +351,16 @@ def _cpu_ticks(pids):
 
 
 def _machine_ticks():
+    """(user, busy, steal) ticks of the whole machine (/proc/stat). Steal is the time the
+    hypervisor gave this VM's runnable CPUs to someone else: other tenants of the host,
+    invisible in any process's figures; anything but ~0 during a run makes its rates and
+    tails noise."""
     with open("/proc/stat") as f:
         fields = [int(x) for x in f.readline().split()[1:]]
     user = fields[0] + fields[1]  # user + nice (guest is already inside user)
-    busy = user + fields[2] + fields[5] + fields[6] + (fields[7] if len(fields) > 7 else 0)
-    return user, busy
-
-
-def _steal_ticks():
-    """the machine's steal time in ticks (/proc/stat): time the hypervisor gave this VM's
-    runnable CPUs to someone else. Other tenants of the host, invisible in any process's
-    figures; anything but ~0 during a run makes its rates and tails noise."""
-    with open("/proc/stat") as f:
-        fields = f.readline().split()[1:]
-    return int(fields[7]) if len(fields) > 7 else 0
+    steal = fields[7] if len(fields) > 7 else 0
+    busy = user + fields[2] + fields[5] + fields[6] + steal
+    return user, busy, steal
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0, "h": 3600000.0}
@@ -400,8 +396,7 @@ def cmd_wrk(argv):
     pids = server_pids(mode, int(root))
     hz = os.sysconf("SC_CLK_TCK")
     su0, ss0 = _cpu_ticks(pids)
-    mu0, mb0 = _machine_ticks()
-    st0 = _steal_ticks()
+    mu0, mb0, st0 = _machine_ticks()
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
     try:
@@ -411,8 +406,7 @@ def cmd_wrk(argv):
         out, rc = (e.stdout or b"").decode(errors="replace") + "\nwrk timed out\n", 124
     elapsed = time.monotonic() - t0
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    mu1, mb1 = _machine_ticks()
-    st1 = _steal_ticks()
+    mu1, mb1, st1 = _machine_ticks()
     su1, ss1 = _cpu_ticks(pids)
     with open(rawfile, "w") as f:
         f.write("$ %s\n%s" % (" ".join(cmd), out))
@@ -769,8 +763,7 @@ def cmd_purge_wrk(argv):
     time.sleep(1.0)
     quiet_rate = (_disk_write_bytes() - qw0) / 1e6 / (time.monotonic() - qt0)
     su0, ss0 = _cpu_ticks(pids)
-    mu0, _mb0 = _machine_ticks()
-    st0 = _steal_ticks()
+    mu0, _mb0, st0 = _machine_ticks()
     dw0 = _disk_write_bytes()
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
@@ -781,8 +774,7 @@ def cmd_purge_wrk(argv):
         out, rc = (e.stdout or b"").decode(errors="replace") + "\nwrk timed out\n", 124
     elapsed = time.monotonic() - t0
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    mu1, _mb1 = _machine_ticks()
-    st1 = _steal_ticks()
+    mu1, _mb1, st1 = _machine_ticks()
     su1, ss1 = _cpu_ticks(pids)
     dw1 = _disk_write_bytes()
     syncs, switches = _perf_syncs_stop(perf, rawfile + ".perf")
