@@ -2,7 +2,8 @@
  * admin-api/admin_int.h — internals shared by the admin-api files and its unit tests:
  * tokens (hashing, scopes, records), the per-address failure budget, the settings
  * seqlock and validator and the admin request-path parsers. Not a public
- * interface: nothing outside admin-api/ and tests/unit/test_admin.c includes it.
+ * interface: nothing outside admin-api/, tests/unit/test_admin_*.c and
+ * tests/fuzz/fuzz_admin_*.c includes it.
  */
 #ifndef EDGECACHE_ADMIN_INT_H
 #define EDGECACHE_ADMIN_INT_H

@@ -3,7 +3,7 @@
  * (server/backend.c, backend_config.c, backend_pick.c, backend_prober.c) and its unit
  * tests: the health window, the runtime objects and the module state, the two balancing
  * algorithms, the persisted document, and the helpers the pieces share.
- * Not a public interface: nothing outside server/backend*.c and tests/unit/test_backend.c
+ * Not a public interface: nothing outside server/backend*.c and tests/unit/test_backend_*.c
  * (and test_origin_tls.c, for the stored document) includes it.
  */
 #ifndef EDGECACHE_BACKEND_INT_H
