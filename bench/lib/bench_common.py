@@ -1,0 +1,112 @@
+"""Low-level helpers shared by benchlib.py's commands, bench/run's and bench/purge's alike.
+
+- /proc readers: the processes of a server (server_pids: the tree under a pid), the CPU
+  ticks of a set of processes (_cpu_ticks) and of the whole machine, with the hypervisor's
+  steal (_machine_ticks).
+- wrk's output: requests/s, p99 and errors (parse_wrk); wrk's latency units in ms (_ms).
+- _median; _is_hit: whether an answer was a cache hit, the way each kind of server says so.
+
+Nothing here prints or reads a command line, and nothing imports the other bench modules.
+"""
+
+import os
+import re
+
+
+def _is_hit(kind, resp):
+    if kind == "edgecache":
+        return (resp.getheader("X-Cache") or "").strip().upper().startswith("HIT")
+    if kind == "varnish":
+        return len((resp.getheader("X-Varnish") or "").split()) == 2
+    if kind == "nginx":
+        return (resp.getheader("X-Cache-Status") or "").strip().upper() == "HIT"
+    return True  # ceiling: a plain file server has no cache to check
+
+
+def _all_ppids():
+    out = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                s = f.read()
+        except OSError:
+            continue
+        # the command name is in parentheses and may contain spaces
+        rest = s[s.rindex(")") + 2:].split()
+        out[int(d)] = int(rest[1])
+    return out
+
+
+def server_pids(mode, root):
+    ppids = _all_ppids()
+    tree = {root}
+    changed = True
+    while changed:
+        changed = False
+        for pid, ppid in ppids.items():
+            if ppid in tree and pid not in tree:
+                tree.add(pid)
+                changed = True
+    if mode == "children":
+        tree.discard(root)
+    return sorted(p for p in tree if p in ppids)
+
+
+def _cpu_ticks(pids):
+    """utime, stime ticks summed over pids (threads included)."""
+    u = s = 0
+    for p in pids:
+        try:
+            with open("/proc/%d/stat" % p) as f:
+                st = f.read()
+        except OSError:
+            continue
+        rest = st[st.rindex(")") + 2:].split()
+        u += int(rest[11])
+        s += int(rest[12])
+    return u, s
+
+
+def _machine_ticks():
+    """(user, busy, steal) ticks of the whole machine (/proc/stat). Steal is the time the
+    hypervisor gave this VM's runnable CPUs to someone else: other tenants of the host,
+    invisible in any process's figures; anything but ~0 during a run makes its rates and
+    tails noise."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    user = fields[0] + fields[1]  # user + nice (guest is already inside user)
+    steal = fields[7] if len(fields) > 7 else 0
+    busy = user + fields[2] + fields[5] + fields[6] + steal
+    return user, busy, steal
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0, "h": 3600000.0}
+
+
+def _ms(text):
+    m = re.match(r"([\d.]+)(us|ms|s|m|h)$", text)
+    if not m:
+        return float("nan")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def parse_wrk(out):
+    rps = re.search(r"^Requests/sec:\s+([\d.]+)", out, re.M)
+    p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M)
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors = int(non2xx.group(1)) if non2xx else 0
+    if sock:
+        errors += sum(int(x) for x in sock.groups())
+    return (float(rps.group(1)) if rps else float("nan"),
+            _ms(p99.group(1)) if p99 else float("nan"), errors)
+
+
+def _median(xs):
+    xs = sorted(xs)
+    if not xs:
+        return float("nan")
+    mid = len(xs) // 2
+    return xs[mid] if len(xs) % 2 else (xs[mid - 1] + xs[mid]) / 2.0
