@@ -41,6 +41,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sodium.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,7 +85,7 @@ struct journal {
     uint32_t magic;
     int fd;
     int dfd;                        /* the same file opened O_DIRECT, for appends, or -1 (journal_direct_open) */
-    int direct;                     /* appends go to dfd; cleared for good if the device refuses one */
+    _Atomic int direct;             /* appends go to dfd; cleared for good if the device refuses one (read by /stats) */
     uint8_t key[JOURNAL_KEY_BYTES]; /* of the segments' checksums */
     size_t sectors;                 /* the ring's size in sectors (the file's size / JOURNAL_SECTOR) */
     uint64_t *sector_seq;           /* `sectors` entries: last seq of the segment there, 0 = none */
@@ -302,7 +303,7 @@ static void journal_advise(const journal_t *j, size_t off, size_t len, int advic
 static void journal_cache_follow(journal_t *j, int whole)
 {
     size_t size = j->sectors * JOURNAL_SECTOR;
-    if (j->direct) { /* direct appends read no page first: none is worth keeping */
+    if (atomic_load_explicit(&j->direct, memory_order_relaxed)) { /* direct appends read no page first: none is worth keeping */
         if (whole)
             (void)posix_fadvise(j->fd, 0, 0, POSIX_FADV_DONTNEED);
         return;
@@ -432,7 +433,7 @@ int journal_open(journal_t **out, const char *dir, size_t size_if_new, const uin
     if (j->pos >= j->sectors)
         j->pos = 0;
     j->dfd = journal_direct_open(path);
-    j->direct = j->dfd >= 0;
+    atomic_init(&j->direct, j->dfd >= 0);
     journal_cache_follow(j, 1);
     free(path);
     j->magic = JOURNAL_MAGIC;
@@ -535,13 +536,14 @@ int journal_append(journal_t *j, const journal_rec_t *recs, size_t n, uint64_t s
     /* O_DSYNC: the write returns once the sectors are on stable storage */
     size_t done = 0;
     while (done < len) {
-        ssize_t w = pwrite(j->direct ? j->dfd : j->fd, p + done, len - done, (off_t)(pos * JOURNAL_SECTOR + done));
+        int direct = atomic_load_explicit(&j->direct, memory_order_relaxed);
+        ssize_t w = pwrite(direct ? j->dfd : j->fd, p + done, len - done, (off_t)(pos * JOURNAL_SECTOR + done));
         if (w < 0 && errno == EINTR)
             continue;
-        if (w < 0 && errno == EINVAL && j->direct) { /* the device wants more alignment than a sector */
+        if (w < 0 && errno == EINVAL && direct) { /* the device wants more alignment than a sector */
             fprintf(stderr, "edgecache: purge journal: direct writes refused (%s); writing through the page cache\n",
                     strerror(errno));
-            j->direct = 0;
+            atomic_store_explicit(&j->direct, 0, memory_order_relaxed);
             journal_cache_follow(j, 1);
             continue;
         }
@@ -636,7 +638,7 @@ int journal_foreach(journal_t *j, uint64_t after, int (*fn)(void *arg, const jou
 int journal_is_direct(journal_t *j)
 {
     assert(j->magic == JOURNAL_MAGIC);
-    return j->direct;
+    return atomic_load_explicit(&j->direct, memory_order_relaxed);
 }
 
 uint64_t journal_last_seq(journal_t *j)

@@ -123,7 +123,7 @@ int journal_append(journal_t *j, const journal_rec_t *recs, size_t n, uint64_t s
  */
 int journal_foreach(journal_t *j, uint64_t after, int (*fn)(void *arg, const journal_rec_t *rec), void *arg);
 
-/** Do appends go to the device directly (O_DIRECT), rather than through the page cache? */
+/** Do appends go to the device directly (O_DIRECT), rather than through the page cache? Any thread. */
 int journal_is_direct(journal_t *j);
 
 /** The highest seq in the ring (found by journal_open, then kept), 0 when there is none. */

@@ -59,6 +59,16 @@ def raw_get(port, path, method="GET", host=HOST, headers=()):
     return status, hdrs, body, head_bytes, len(data)
 
 
+def journal_takes_o_direct(data_dir):
+    """Whether the purge journal in data_dir opens with O_DIRECT (what its file system allows)."""
+    try:
+        fd = os.open(os.path.join(data_dir, "journal.log"), os.O_RDWR | os.O_DIRECT)
+    except OSError:
+        return False
+    os.close(fd)
+    return True
+
+
 class KeepAlive:
     """Sequential requests on one keep-alive connection, counting the exact header bytes and
     the decoded body bytes of each response (Content-Length, chunked, or none for HEAD)."""
@@ -243,6 +253,8 @@ class Counters(StatsCase):
         self.assertEqual(d["journal_write_max_ms"], d["journal_write_ms"])
         self.assertEqual(d["journal_write_avg_ms"], d["journal_write_ms"])
         self.assertLessEqual(d["journal_write_ms"], s["purges"]["url"]["max_latency_ms"], "the write is part of the purge")
+        # direct exactly where the journal's file system takes O_DIRECT
+        self.assertIs(d["journal_direct"], journal_takes_o_direct(self.e.data_dir))
         # objects, the rest of the document
         self.assertGreaterEqual(s["memory"]["objects"], n_miss - 1)
         self.assertEqual(s["objects_in_memory"], s["memory"]["objects"])
@@ -330,6 +342,8 @@ class Counters(StatsCase):
         self.assertEqual(families["edgecache_purge_journal_write_seconds"], "summary")
         self.assertEqual(value("edgecache_purge_journal_write_seconds_count"), s["disk"]["journal_commits"])
         self.assertEqual(value("edgecache_purge_journal_write_seconds_count"), 1)
+        self.assertEqual(families["edgecache_purge_journal_direct"], "gauge")
+        self.assertEqual(value("edgecache_purge_journal_direct"), int(s["disk"]["journal_direct"]))
         self.assertAlmostEqual(value("edgecache_purge_journal_write_seconds_sum"), s["disk"]["journal_write_ms"] / 1000,
                                delta=1e-6)
         self.assertEqual(value("edgecache_purge_journal_write_max_seconds"),
