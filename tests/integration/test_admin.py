@@ -44,9 +44,8 @@ class AdminCase(harness.TestCase):
     # --- helpers
     def token(self, scope, name=None, edge=None):
         edge = edge or self.e
-        return harness.create_token(edge, scope, name)
-        tok = p.stdout.strip()
-        self.assertRegex(tok, r"^[A-Za-z0-9_-]{43}$", "the token alone on stdout")
+        tok = harness.create_token(edge, scope, name)
+        self.assertRegex(tok, r"^[A-Za-z0-9_-]{43}$", "a token is 32 random bytes in unpadded base64url")
         return tok
 
     def admin(self, method, path, token=None, headers=None, body=None, edge=None, bearer=False):
