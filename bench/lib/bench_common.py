@@ -4,13 +4,18 @@
   ticks of a set of processes (_cpu_ticks) and of the whole machine, with the hypervisor's
   steal (_machine_ticks).
 - wrk's output: requests/s, p99 and errors (parse_wrk); wrk's latency units in ms (_ms).
+- wrk_measured: one wrk run, with the server's and the machine's CPU measured around it.
 - _median; _is_hit: whether an answer was a cache hit, the way each kind of server says so.
 
-Nothing here prints or reads a command line, and nothing imports the other bench modules.
+Nothing here prints or reads a command line (but wrk_measured runs wrk), and nothing imports
+the other bench modules.
 """
 
 import os
 import re
+import resource
+import subprocess
+import time
 
 
 def _is_hit(kind, resp):
@@ -110,3 +115,31 @@ def _median(xs):
         return float("nan")
     mid = len(xs) // 2
     return xs[mid] if len(xs) % 2 else (xs[mid - 1] + xs[mid]) / 2.0
+
+
+def wrk_measured(cmd, pids, timeout):
+    """Run wrk's command line `cmd` (killed after `timeout` seconds) and measure around it.
+    Returns (out, rc, elapsed, srv_ticks, other_cores, busy_cores, steal_cores): wrk's stdout
+    then stderr (rc 124 and a line saying so when it overran), the run's seconds, the user and
+    system ticks of the server's `pids`, and, in cores over the run: the user time of everything
+    that is neither the server nor wrk, the machine's busy time, and the hypervisor's steal."""
+    hz = os.sysconf("SC_CLK_TCK")
+    su0, ss0 = _cpu_ticks(pids)
+    mu0, mb0, st0 = _machine_ticks()
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.monotonic()
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        out, rc = p.stdout + p.stderr, p.returncode
+    except subprocess.TimeoutExpired as e:
+        out, rc = (e.stdout or b"").decode(errors="replace") + "\nwrk timed out\n", 124
+    elapsed = time.monotonic() - t0
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    mu1, mb1, st1 = _machine_ticks()
+    su1, ss1 = _cpu_ticks(pids)
+    wrk_user = ru1.ru_utime - ru0.ru_utime
+    # user time of everything that is neither the server nor wrk: compilers, other jobs.
+    # (kernel time is left out on purpose: loopback softirq work lands there unattributed)
+    other_cores = max(0.0, ((mu1 - mu0) - (su1 - su0)) / hz - wrk_user) / elapsed
+    return (out, rc, elapsed, (su1 - su0) + (ss1 - ss0), other_cores, (mb1 - mb0) / hz / elapsed,
+            (st1 - st0) / hz / elapsed)

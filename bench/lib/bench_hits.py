@@ -11,13 +11,11 @@
 import http.client
 import math
 import os
-import resource
-import subprocess
 import sys
 import threading
 import time
 
-from bench_common import _cpu_ticks, _is_hit, _machine_ticks, _median, parse_wrk, server_pids
+from bench_common import _is_hit, _median, parse_wrk, server_pids, wrk_measured
 
 
 HOT_OBJECTS = (("/hot-1k", 1024), ("/hot-64k", 65536))
@@ -130,31 +128,13 @@ def cmd_wrk(argv):
     cmd.append(url)
     pids = server_pids(mode, int(root))
     hz = os.sysconf("SC_CLK_TCK")
-    su0, ss0 = _cpu_ticks(pids)
-    mu0, mb0, st0 = _machine_ticks()
-    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.monotonic()
-    try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=float(duration) + 30)
-        out, rc = p.stdout + p.stderr, p.returncode
-    except subprocess.TimeoutExpired as e:
-        out, rc = (e.stdout or b"").decode(errors="replace") + "\nwrk timed out\n", 124
-    elapsed = time.monotonic() - t0
-    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    mu1, mb1, st1 = _machine_ticks()
-    su1, ss1 = _cpu_ticks(pids)
+    out, rc, elapsed, srv_ticks, other_cores, busy_cores, steal_cores = wrk_measured(cmd, pids, float(duration) + 30)
     with open(rawfile, "w") as f:
         f.write("$ %s\n%s" % (" ".join(cmd), out))
     rps, p99, errors = parse_wrk(out)
     if rc != 0:
         errors = max(errors, 1)
-    srv_cores = ((su1 - su0) + (ss1 - ss0)) / hz / elapsed
-    wrk_user = ru1.ru_utime - ru0.ru_utime
-    # user time of everything that is neither the server nor wrk: compilers, other jobs.
-    # (kernel time is left out on purpose: loopback softirq work lands there unattributed)
-    other_cores = max(0.0, ((mu1 - mu0) - (su1 - su0)) / hz - wrk_user) / elapsed
-    busy_cores = (mb1 - mb0) / hz / elapsed
-    steal_cores = (st1 - st0) / hz / elapsed
+    srv_cores = srv_ticks / hz / elapsed
     print("\t".join([server, workload, "%.1f" % rps, "%.3f" % p99, str(errors),
                      "%.2f" % srv_cores, "%.2f" % other_cores, "%.2f" % busy_cores, "%.2f" % steal_cores]))
     return 0

@@ -15,13 +15,12 @@ import http.client
 import math
 import os
 import re
-import resource
 import signal
 import subprocess
 import sys
 import time
 
-from bench_common import _cpu_ticks, _is_hit, _machine_ticks, _median, _ms, parse_wrk, server_pids
+from bench_common import _is_hit, _median, _ms, parse_wrk, server_pids, wrk_measured
 
 
 PURGE_GROUPS = (("g", 0, 200, 10), ("b", 2000, 1000, 2))  # prefix, first object, size, count
@@ -246,20 +245,8 @@ def cmd_purge_wrk(argv):
     qw0, qt0 = _disk_write_bytes(), time.monotonic()
     time.sleep(1.0)
     quiet_rate = (_disk_write_bytes() - qw0) / 1e6 / (time.monotonic() - qt0)
-    su0, ss0 = _cpu_ticks(pids)
-    mu0, _mb0, st0 = _machine_ticks()
     dw0 = _disk_write_bytes()
-    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.monotonic()
-    try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=float(duration) + 60)
-        out, rc = p.stdout + p.stderr, p.returncode
-    except subprocess.TimeoutExpired as e:
-        out, rc = (e.stdout or b"").decode(errors="replace") + "\nwrk timed out\n", 124
-    elapsed = time.monotonic() - t0
-    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    mu1, _mb1, st1 = _machine_ticks()
-    su1, ss1 = _cpu_ticks(pids)
+    out, rc, elapsed, srv_ticks, other_cores, _busy, steal_cores = wrk_measured(cmd, pids, float(duration) + 60)
     dw1 = _disk_write_bytes()
     syncs, switches = _perf_syncs_stop(perf, rawfile + ".perf")
     try:
@@ -284,19 +271,17 @@ def cmd_purge_wrk(argv):
             pass
         if live_rate != live_rate and reqs and int(reqs.group(1)) < int(live.group(1)):
             live_rate = rps  # the whole run was inside the first pass
-    srv_cores = ((su1 - su0) + (ss1 - ss0)) / hz / elapsed
-    wrk_user = ru1.ru_utime - ru0.ru_utime
-    other_cores = max(0.0, ((mu1 - mu0) - (su1 - su0)) / hz - wrk_user) / elapsed
+    srv_cores = srv_ticks / hz / elapsed
     # per answered purge: the server's CPU time, and its task switches (both hold better than
     # a rate when other jobs share the machine); -1 when there were none, or perf could not count
     nreq = int(reqs.group(1)) if reqs else 0
-    cpu_us = ((su1 - su0) + (ss1 - ss0)) / hz * 1e6 / nreq if nreq else -1
+    cpu_us = srv_ticks / hz * 1e6 / nreq if nreq else -1
     per_switch = switches / nreq if nreq and switches >= 0 else -1
     print("\t".join([server, "%.1f" % rps, "%.3f" % (_ms(p50.group(1)) if p50 else float("nan")),
                      "%.3f" % p99, str(errors), "%.2f" % srv_cores, "%.2f" % other_cores,
                      reqs.group(1) if reqs else "0", "%.1f" % live_rate, str(syncs),
                      "%.1f" % quiet_rate, "%.1f" % ((dw1 - dw0) / 1e6 / elapsed),
-                     "%.1f" % cpu_us, "%.3f" % per_switch, "%.2f" % ((st1 - st0) / hz / elapsed)]))
+                     "%.1f" % cpu_us, "%.3f" % per_switch, "%.2f" % steal_cores]))
     return 0
 
 
