@@ -379,6 +379,11 @@ class Failures(ClusterCase):
         self.nats.wait_ready()
         wait_until(lambda: self.cstats(loc)["outbox"] == 0, timeout=60, what="the outbox published")
         wait_until(lambda: self.cstats(b)["connected"], timeout=30, what="B connected")
+        # and every node reads the stream again: a consumer whose raft group is still electing a
+        # leader delivers nothing, and a purge made through its node waits for that node to apply
+        # it (10 s, then 503 "not yet applied", which is true); seen once under a loaded CI run
+        wait_until(lambda: all(self.cstats(e)["lag"] == 0 for e in (a, b, loc)), timeout=60,
+                   what="every node caught up with the stream")
         r = self.purge(b, "/service/%s/purge/k-q4" % SID)
         self.assertEqual(r.status, 200, r.describe() + repr(r.body) + repr(self.cstats(b)))
         self.wait_applied([a, b, loc], self.cstats(b)["applied_seq"])
