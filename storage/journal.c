@@ -33,7 +33,8 @@
  * direct appends (journal_direct_open) no page is read for a write: the whole ring is
  * dropped, and no window kept.
  *
- * Threads: one thread at a time (the store's writer, or store_open before it starts).
+ * Threads: one thread at a time (the store's journal thread, or store_open before it starts),
+ * but for journal_is_direct, which any thread may call (`direct` is the one atomic).
  */
 #include "storage/journal_int.h"
 
@@ -154,9 +155,10 @@ static int journal_seg_at(const journal_t *j, uint8_t *p, size_t avail, size_t s
     return 1;
 }
 
-static size_t journal_seg_sectors(const journal_seg_t *seg)
+/* The sectors a segment whose records take `bytes` occupies: its header and them, rounded up. */
+static size_t journal_seg_sectors(size_t bytes)
 {
-    return (JOURNAL_HEADER + seg->bytes + JOURNAL_SECTOR - 1) / JOURNAL_SECTOR;
+    return (JOURNAL_HEADER + bytes + JOURNAL_SECTOR - 1) / JOURNAL_SECTOR;
 }
 
 /* Does every record of the intact segment at p have a kind and length this version knows?
@@ -193,7 +195,7 @@ static int journal_read_at(int fd, uint8_t *buf, size_t len, size_t off)
 static void journal_scan_found(journal_t *j, const uint8_t *p, const journal_seg_t *seg)
 {
     uint64_t last = seg->first_seq + seg->records - 1, bad;
-    size_t sectors = journal_seg_sectors(seg);
+    size_t sectors = journal_seg_sectors(seg->bytes);
     for (size_t k = 0; k < sectors; k++)
         j->sector_seq[seg->sector + k] = last;
     if (last > j->last_seq) {
@@ -244,7 +246,7 @@ static int journal_scan(journal_t *j)
             continue;
         }
         journal_scan_found(j, p, &seg);
-        sector += journal_seg_sectors(&seg);
+        sector += journal_seg_sectors(seg.bytes);
     }
     free(buf);
     return 0;
@@ -267,7 +269,7 @@ static int journal_read_seg(journal_t *j, size_t sector, uint8_t **buf, size_t *
         return JOURNAL_EIO;
     uint32_t bytes = le_get_u32(*buf + 20); /* untrusted: only how much to read; journal_seg_at checks it */
     if (bytes <= JOURNAL_MAX_SEGMENT_BYTES && JOURNAL_HEADER + bytes > JOURNAL_SECTOR) {
-        len = (JOURNAL_HEADER + bytes + JOURNAL_SECTOR - 1) / JOURNAL_SECTOR * JOURNAL_SECTOR;
+        len = journal_seg_sectors(bytes) * JOURNAL_SECTOR;
         if (len > (j->sectors - sector) * JOURNAL_SECTOR)
             len = (j->sectors - sector) * JOURNAL_SECTOR;
         if (len > *cap) {
@@ -501,7 +503,7 @@ int journal_append(journal_t *j, const journal_rec_t *recs, size_t n, uint64_t s
         bytes += 4 + recs[i].payload_len;
     }
     assert(bytes <= JOURNAL_MAX_SEGMENT_BYTES); /* callers bound their batches (store_journal_thread.c) */
-    size_t sectors = (JOURNAL_HEADER + bytes + JOURNAL_SECTOR - 1) / JOURNAL_SECTOR;
+    size_t sectors = journal_seg_sectors(bytes);
     size_t pos = j->pos + sectors > j->sectors ? 0 : j->pos;
     for (size_t k = 0; k < sectors; k++)
         if (j->sector_seq[pos + k] > synced_upto)
@@ -601,7 +603,7 @@ int journal_foreach(journal_t *j, uint64_t after, int (*fn)(void *arg, const jou
                 segs = alloc_xrealloc(segs, cap * sizeof(*segs), "purge journal");
             }
             segs[nsegs++] = seg;
-            sector += journal_seg_sectors(&seg);
+            sector += journal_seg_sectors(seg.bytes);
         }
     }
     if (nsegs > 1)

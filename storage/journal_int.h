@@ -44,7 +44,8 @@
  * it may have lost, and store_open applies them again. Applying one twice is harmless:
  * no object stored after it is in the main store, or the value would be higher.
  *
- * Threads: one writer (the store's writer thread, or store_open before it starts).
+ * Threads: one writer (the store's journal thread, or store_open before it starts);
+ * journal_is_direct from any thread.
  */
 #ifndef EDGECACHE_JOURNAL_INT_H
 #define EDGECACHE_JOURNAL_INT_H
