@@ -369,10 +369,14 @@ static int journal_size_ok(uintmax_t size)
  * project's virtio disk (write-back cache, no FUA; four alternations, idle), and the
  * device gets the segment's sectors rather than whole 4 KiB pages. Where the file system
  * refuses direct I/O the appends stay on the buffered O_DSYNC descriptor, as durable.
+ * Opened through /proc/self/fd, not by the journal's name: the file fd has open (and the
+ * scan read), even if the name was replaced meanwhile. Without /proc, no direct appends.
  */
-static int journal_direct_open(const char *path)
+static int journal_direct_open(int fd)
 {
-    return open(path, O_RDWR | O_DSYNC | O_DIRECT | O_CLOEXEC);
+    char self[64];
+    snprintf(self, sizeof(self), "/proc/self/fd/%d", fd);
+    return open(self, O_RDWR | O_DSYNC | O_DIRECT | O_CLOEXEC);
 }
 
 /*
@@ -434,7 +438,7 @@ int journal_open(journal_t **out, const char *dir, size_t size_if_new, const uin
     }
     if (j->pos >= j->sectors)
         j->pos = 0;
-    j->dfd = journal_direct_open(path);
+    j->dfd = journal_direct_open(j->fd);
     atomic_init(&j->direct, j->dfd >= 0);
     journal_cache_follow(j, 1);
     free(path);
