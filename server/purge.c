@@ -47,6 +47,7 @@
 #include "common/ascii.h"
 #include "common/reason.h"
 #include "server/backend.h"
+#include "server/h1park.h"
 #include "server/purge.h"
 #include "server/proxy.h"
 #include "server/stats.h"
@@ -433,6 +434,7 @@ void purge_loop_dispose(purge_loop_t *pl)
 typedef struct request_link {
     h2o_req_t *req; /* NULL once the request is gone */
     int refs;
+    h1park_t park; /* its connection, polled for input while the purge waits */
 } request_link_t;
 
 static void request_link_unref(request_link_t *l)
@@ -444,6 +446,7 @@ static void request_link_unref(request_link_t *l)
 static void request_link_dispose(void *p)
 {
     request_link_t *l = *(request_link_t **)p;
+    h1park_end(&l->park, NULL); /* disposed unanswered: the connection is closing */
     l->req = NULL;
     request_link_unref(l);
 }
@@ -461,6 +464,7 @@ static void request_done(void *arg, const purge_result_t *res)
 {
     request_link_t *l = arg;
     if (l->req != NULL) {
+        h1park_end(&l->park, l->req);
         purge_answer_t a;
         purge_answer_build(res, &a);
         if (a.status == 200)
@@ -485,9 +489,12 @@ int purge_request_submit(purge_job_t *job, purge_loop_t *loop, h2o_req_t *req)
     request_link_t *l = alloc_xmalloc(sizeof(*l), "purge");
     l->req = req;
     l->refs = 2;
+    l->park.sock = NULL;
     request_link_t **slot = h2o_mem_alloc_shared(&req->pool, sizeof(*slot), request_link_dispose);
     *slot = l;
     purge_job_submit(job, loop, request_done, l);
+    if (l->refs == 2) /* not answered yet */
+        h1park_begin(&l->park, req);
     return 0;
 }
 

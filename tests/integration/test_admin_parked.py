@@ -1,0 +1,163 @@
+"""
+tests/integration/test_admin_parked.py — a waiting purge's connection (server/h1park.c): while a
+purge waits for its answer, its HTTP/1 connection stays polled for input, into a buffer of its own.
+Whatever comes meanwhile must reach h2o intact once the purge is answered, or end the connection
+cleanly after the answer; a client that leaves meanwhile costs nothing.
+
+To hold a purge deterministically, the edge forwards purges to a hand-made shield admin API
+(--shield-admin) that answers only when the test opens its gate: a purge is acknowledged only once
+the shield answered, so from the moment the shield holds the forwarded request until the gate opens
+the client's purge is waiting, its connection parked.
+"""
+
+import json
+import signal
+import socket
+import threading
+
+import harness
+from harness import RawListener, Reader, read_raw_response, request, scaled, wait_until
+from test_admin import PURGE_ID_RE, SID
+
+
+class GatedShield(RawListener):
+    """A shield admin API that answers every forwarded purge 200 once `gate` is set; `held`
+    counts the forwarded requests read so far (each comes on its own connection)."""
+
+    def __init__(self):
+        super().__init__()
+        self.gate = threading.Event()
+        self.cond = threading.Condition()
+        self.held = 0
+
+    def serve(self, conn):
+        conn.settimeout(scaled(20))
+        r = Reader(conn)
+        head = []
+        while True:
+            line = r.line()
+            if not line:
+                break
+            head.append(line)
+        for h in head:
+            name, _, value = h.partition(b":")
+            if name.strip().lower() == b"content-length":
+                r.exactly(int(value))
+        with self.cond:
+            self.held += 1
+            self.cond.notify_all()
+        if not self.gate.wait(scaled(20)):
+            return
+        body = json.dumps({"status": "ok", "id": "shield-1"}).encode()
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+                     b"Connection: close\r\n\r\n%s" % (len(body), body))
+
+    def wait_held(self, n):
+        with self.cond:
+            if not self.cond.wait_for(lambda: self.held >= n, scaled(10)):
+                raise AssertionError("the shield got %d forwarded purges, expected %d" % (self.held, n))
+
+
+class ParkedPurge(harness.TestCase):
+    def setUp(self):
+        self.shield = GatedShield()
+        self.addCleanup(self.shield.close)
+        self.addCleanup(self.shield.gate.set)  # never leave a forward hanging
+        self.e = self.edgecache([], args=["--shield", "127.0.0.1:%d" % harness.closed_port(),
+                                          "--shield-admin", "127.0.0.1:%d" % self.shield.port,
+                                          "--shield-token", "t" * 43])
+        self.tok = harness.create_token(self.e, "purge_select")
+
+    def purge_bytes(self, key):
+        return ("POST /service/%s/purge/%s HTTP/1.1\r\nHost: admin\r\nFastly-Key: %s\r\n"
+                "Content-Length: 0\r\n\r\n" % (SID, key, self.tok)).encode()
+
+    def connect(self):
+        s = socket.create_connection(("127.0.0.1", self.e.admin_port), timeout=scaled(20))
+        self.addCleanup(s.close)
+        return s
+
+    def assertPurged(self, resp):
+        self.assertEqual(resp.status, 200, resp.describe())
+        self.assertRegex(json.loads(resp.body)["id"], PURGE_ID_RE)
+
+    def assertServing(self):
+        """The process is alive and answers a new purge (the gate is open by then)."""
+        self.assertPurged(request(self.e.admin_port, "POST", "/service/%s/purge/after" % SID,
+                                  headers={"Fastly-Key": self.tok}))
+
+    def test_a_request_pipelined_while_a_purge_waits_is_answered_after_it(self):
+        s = self.connect()
+        s.sendall(self.purge_bytes("first"))
+        self.shield.wait_held(1)
+        # the first purge waits for the shield: this one arrives on the parked connection
+        s.sendall(self.purge_bytes("second") + b"GET /health HTTP/1.1\r\nHost: admin\r\n\r\n")
+        self.shield.gate.set()
+        r = Reader(s)
+        first, second = read_raw_response(r), read_raw_response(r)
+        self.assertPurged(first)
+        self.assertPurged(second)
+        self.assertNotEqual(json.loads(first.body)["id"], json.loads(second.body)["id"])
+        self.assertNotEqual(first.header("connection", "").lower(), "close", first.describe())
+        third = read_raw_response(r)
+        self.assertEqual(third.status, 200, third.describe())
+        self.assertEqual(self.shield.held, 2, "each purge was forwarded once")
+
+    def test_more_than_fits_while_a_purge_waits_closes_after_its_answer(self):
+        s = self.connect()
+        s.sendall(self.purge_bytes("flooded"))
+        self.shield.wait_held(1)
+        # far more than the request's buffer has room for, and more than a parked read takes
+        s.sendall(self.purge_bytes("never") + b"X" * (256 * 1024))
+        self.shield.gate.set()
+        r = Reader(s)
+        resp = read_raw_response(r)
+        self.assertPurged(resp)
+        self.assertEqual(resp.header("connection", "").lower(), "close", resp.describe())
+        self.assertEqual(r.until_close(), b"", "nothing after the answer: the connection ends")
+        self.assertEqual(self.shield.held, 1, "what came after was not taken as a request")
+        self.assertServing()
+
+    def test_a_client_that_closes_its_writing_side_still_gets_its_answer(self):
+        s = self.connect()
+        s.sendall(self.purge_bytes("halfclosed"))
+        self.shield.wait_held(1)
+        s.shutdown(socket.SHUT_WR)
+        self.shield.gate.set()
+        r = Reader(s)
+        self.assertPurged(read_raw_response(r))
+        self.assertEqual(r.until_close(), b"")
+        self.assertServing()
+
+    def test_clients_that_leave_while_their_purges_wait(self):
+        socks = []
+        for i in range(8):
+            s = socket.create_connection(("127.0.0.1", self.e.admin_port), timeout=scaled(20))
+            s.sendall(self.purge_bytes("gone%d" % i) + (b"Y" * (i * 4096)))
+            socks.append(s)
+        self.shield.wait_held(8)
+        for i, s in enumerate(socks):
+            if i % 2:  # a reset
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            s.close()
+        self.shield.gate.set()
+        self.assertServing()
+        r = request(self.e.admin_port, "GET", "/stats", headers={"Fastly-Key": harness.create_token(self.e, "global")})
+        self.assertEqual(r.status, 200, r.describe())
+
+    def test_a_stop_while_purges_wait(self):
+        socks = []
+        for i in range(4):
+            s = self.connect()
+            s.sendall(self.purge_bytes("stopping%d" % i) + (b"Z" * (i * 8192)))
+            socks.append(s)
+        self.shield.wait_held(4)
+        # the shield answers once the stop has begun: the purges are answered during the drain
+        self.e.proc.send_signal(signal.SIGTERM)
+        wait_until(lambda: "shutting down" in self.e.stderr_text(), what="the stop to begin")
+        self.shield.gate.set()
+        for s in socks:
+            self.assertPurged(read_raw_response(Reader(s)))
+        self.assertEqual(self.e.stop(), 0, self.e.stderr_tail())
+        self.assertIsNone(self.e.sanitizer_report(), self.e.stderr_tail())
+        self.assertNotIn("still open at shutdown", self.e.stderr_text())
