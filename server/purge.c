@@ -446,7 +446,7 @@ static void request_link_unref(request_link_t *l)
 static void request_link_dispose(void *p)
 {
     request_link_t *l = *(request_link_t **)p;
-    h1park_end(&l->park, NULL); /* disposed unanswered: the connection is closing */
+    h1park_end(&l->park); /* disposed unanswered: the connection is closing */
     l->req = NULL;
     request_link_unref(l);
 }
@@ -464,7 +464,7 @@ static void request_done(void *arg, const purge_result_t *res)
 {
     request_link_t *l = arg;
     if (l->req != NULL) {
-        h1park_end(&l->park, l->req);
+        h1park_end(&l->park);
         purge_answer_t a;
         purge_answer_build(res, &a);
         if (a.status == 200)
@@ -493,7 +493,7 @@ int purge_request_submit(purge_job_t *job, purge_loop_t *loop, h2o_req_t *req)
     request_link_t **slot = h2o_mem_alloc_shared(&req->pool, sizeof(*slot), request_link_dispose);
     *slot = l;
     purge_job_submit(job, loop, request_done, l);
-    if (l->refs == 2) /* not answered yet */
+    if (l->refs == 2) /* not answered in submit (a job with a loop never is): answered in a later loop turn */
         h1park_begin(&l->park, req);
     return 0;
 }
