@@ -17,7 +17,7 @@ void h1park_begin(h1park_t *p, h2o_req_t *req)
         return;
     h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
     /* h2o stopped reading before the handler; a socket still reading is not one we know */
-    if (sock == NULL || sock->ssl != NULL || h2o_socket_is_reading(sock))
+    if (sock == NULL || h2o_socket_is_reading(sock))
         return;
     p->sock = sock;
     h2o_socket_dont_read(sock, 1);

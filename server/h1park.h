@@ -15,8 +15,10 @@
  * answer, the socket is as h2o left it; h2o's read start after the answer falls in the same
  * loop turn as the stop, so the registration never changed.
  *
- * Only HTTP/1 connections without TLS park: an HTTP/2 stream shares its connection's socket,
- * which h2o keeps reading; TLS connections are left to h2o (nothing here needs them to be).
+ * Only HTTP/1 connections park (with TLS or without): an HTTP/2 stream shares its
+ * connection's socket, which h2o keeps reading. With TLS, the don't-read flag also skips the
+ * decryption (evloop's read_on_ready reads and decrypts nothing before it notifies), and h2o
+ * decrypts everything a read brought, so no record waits inside the TLS state meanwhile.
  * No libh2o 2.2 code sets the don't-read flag, so clearing it at the end restores h2o's state.
  *
  * Threads: the loop thread of the request's connection only.

@@ -11,11 +11,17 @@ the client's purge is waiting, its connection parked.
 """
 
 import json
+import os
+import re
+import shutil
 import signal
 import socket
+import ssl
+import tempfile
 import threading
 
 import harness
+from certs import TestCA
 from harness import RawListener, Reader, read_raw_response, request, scaled, wait_until
 from test_admin import PURGE_ID_RE, SID
 
@@ -199,3 +205,40 @@ class ParkedPurge(harness.TestCase):
         self.assertEqual(self.e.stop(), 0, self.e.stderr_tail())
         self.assertIsNone(self.e.sanitizer_report(), self.e.stderr_tail())
         self.assertNotIn("still open at shutdown", self.e.stderr_text())
+
+
+class ParkedPurgeOverTLS(ParkedPurge):
+    """The same, on the admin API's TLS listener: a parked TLS connection reads and decrypts nothing
+    until its purge is answered, and then h2o gets every record that came meanwhile."""
+
+    def setUp(self):
+        tmp = tempfile.mkdtemp(prefix="edgecache-parked-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        self.ca = TestCA(os.path.join(tmp, "ca"))
+        cert = self.ca.issue("admin.test")
+        self.shield = GatedShield()
+        self.addCleanup(self.shield.close)
+        self.addCleanup(self.shield.gate.set)
+        self.e = self.edgecache([], args=["--shield", "127.0.0.1:%d" % harness.closed_port(),
+                                          "--shield-admin", "127.0.0.1:%d" % self.shield.port,
+                                          "--shield-token", "t" * 43,
+                                          "--admin-tls-listen", "127.0.0.1:0", "--admin-tls-cert", "%s,%s" % cert])
+        m = re.search(r" admin-tls=\S+:(\d+)", self.e.stderr_text())
+        self.assertIsNotNone(m, self.e.stderr_tail())
+        self.tls_port = int(m.group(1))
+        self.tok = harness.create_token(self.e, "purge_select")
+
+    def connect(self):
+        ctx = ssl.create_default_context(cafile=self.ca.cert)
+        ctx.check_hostname = False
+        raw = socket.create_connection(("127.0.0.1", self.tls_port), timeout=scaled(20))
+        s = ctx.wrap_socket(raw, server_hostname="admin.test")
+        self.addCleanup(s.close)
+        return s
+
+    # the tests that need a plaintext peer (half-close, HTTP/1.0 over a raw socket, the proxy
+    # listener, resets) are the parent's; these run the pipelining ones over TLS
+    test_a_client_that_closes_its_writing_side_still_gets_its_answer = None
+    test_clients_that_leave_while_their_purges_wait = None
+    test_purge_on_the_proxy_listener_then_a_pipelined_get = None
+    test_a_stop_while_purges_wait = None
