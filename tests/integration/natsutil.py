@@ -3,7 +3,8 @@ tests/integration/natsutil.py — real nats-server processes for the cluster tes
 or three as a JetStream cluster, on ephemeral loopback ports with temporary store dirs.
 
 NatsCluster(n).start() waits until JetStream is usable (the meta leader is elected, read from
-each server's monitoring port /jsz), never for a fixed time. Servers can be stopped (SIGTERM
+each server's monitoring port /jsz), never for a fixed time; a server that could not bind a port
+another test took meanwhile makes it start them all again on fresh ports. Servers can be stopped (SIGTERM
 or SIGKILL), paused (SIGSTOP) and started again on the same ports and store dirs. cleanup()
 kills them all and removes their dirs. Also: a tiny raw NATS client (publish_raw) that
 publishes with a Nats-Msg-Id header, to put a retried or a hostile message on the stream.
@@ -28,14 +29,17 @@ class NatsServer:
     def __init__(self, name, root, extra_conf=""):
         self.name = name
         self.extra_conf = extra_conf  # more nats-server configuration (authorization, tls) for this server
-        self.port = free_port()
-        self.http_port = free_port()
-        self.cluster_port = free_port()
+        self.new_ports()
         self.dir = os.path.join(root, name)
         os.makedirs(os.path.join(self.dir, "js"), exist_ok=True)
         self.conf = os.path.join(self.dir, "nats.conf")
         self.proc = None
         self.log = os.path.join(self.dir, "log")
+
+    def new_ports(self):
+        self.port = free_port()
+        self.http_port = free_port()
+        self.cluster_port = free_port()
 
     @property
     def url(self):
@@ -84,6 +88,10 @@ class NatsServer:
             return None
 
 
+class NatsServerDied(AssertionError):
+    """A nats-server that should be running has exited."""
+
+
 class NatsCluster:
     """n nats-server processes with JetStream; n > 1: one cluster (routes between all)."""
 
@@ -97,13 +105,34 @@ class NatsCluster:
     def urls(self):
         return ",".join(s.url for s in self.servers)
 
-    def start(self):
-        for s in self.servers:
-            s.start()
-        self.wait_ready()
+    def start(self, attempts=3):
+        """Start every server and wait until JetStream is usable. A port that free_port() gave
+        may be taken by another test before nats-server binds it (it then exits: "address
+        already in use"): then every server gets fresh ports and empty store dirs, and all start
+        again, up to `attempts` times."""
+        for attempt in range(attempts):
+            for s in self.servers:
+                s.start()
+            try:
+                self.wait_ready(self.servers)
+                return self
+            except NatsServerDied:
+                if attempt == attempts - 1:
+                    raise
+            for s in self.servers:
+                s.stop(signal.SIGKILL)
+                s.new_ports()
+                shutil.rmtree(os.path.join(s.dir, "js"), ignore_errors=True)
+                os.makedirs(os.path.join(s.dir, "js"))
+            for s in self.servers:
+                s.write_conf(self.servers if len(self.servers) > 1 else None)
         return self
 
     def _has_leader(self, s):
+        if not s.running:
+            with open(s.log, "rb") as f:
+                tail = f.read()[-600:].decode("utf-8", "replace")
+            raise NatsServerDied("nats-server %s exited:\n%s" % (s.name, tail))
         j = s.jsz()
         if j is None:
             return False
