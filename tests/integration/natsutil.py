@@ -109,7 +109,7 @@ class NatsCluster:
         """Start every server and wait until JetStream is usable. A port that free_port() gave
         may be taken by another test before nats-server binds it (it then exits: "address
         already in use"): then every server gets fresh ports and empty store dirs, and all start
-        again, up to `attempts` times."""
+        again, up to `attempts` times. When it fails, it kills what it started."""
         for attempt in range(attempts):
             for s in self.servers:
                 s.start()
@@ -118,7 +118,11 @@ class NatsCluster:
                 return self
             except NatsServerDied:
                 if attempt == attempts - 1:
+                    self.cleanup()
                     raise
+            except BaseException:
+                self.cleanup()  # the caller gets no cluster to clean up (setUpClass failed: no tearDownClass)
+                raise
             for s in self.servers:
                 s.stop(signal.SIGKILL)
                 s.new_ports()
