@@ -55,6 +55,7 @@
 #include "server/frontend.h"
 #include "server/listen.h"
 #include "server/tls.h"
+#include "server/h1park.h"
 #include "admin-api/admin_int.h"
 
 /* h2o buffers request bodies up to this; between ADMIN_MAX_BODY and it we answer 413 JSON,
@@ -415,6 +416,7 @@ int admin_start(admin_t **out, const config_t *cfg, store_t *store, mem_tier_t *
     hostconf = h2o_config_register_host(&admin->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     pathconf = h2o_config_register_path(hostconf, "/", 0);
     admin_router_register(admin, pathconf);
+    h1park_register(pathconf); /* a waiting purge's connection is unparked when its answer starts */
 
     admin->num_loops = n;
     for (unsigned i = 0; i < n; i++) {

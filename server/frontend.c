@@ -42,6 +42,7 @@
 #include <h2o/socket/evloop.h>
 #include "common/alloc.h"
 #include "common/now.h"
+#include "server/h1park.h"
 #include "server/date_header.h"
 #include "server/frontend.h"
 #include "server/listen.h"
@@ -186,6 +187,7 @@ int frontend_start(const config_t *cfg, char *err, size_t errlen)
     h2o_pathconf_t *pathconf = h2o_config_register_path(hostconf, "/", 0);
     proxy_register(pathconf);
     date_header_register(pathconf); /* the origin's Date, not h2o's clock, on what the proxy serves */
+    h1park_register(pathconf);      /* a waiting miss's or purge's connection is unparked when its answer starts */
     stats_register_logger(pathconf);
 
     g_num_workers = cfg->threads;

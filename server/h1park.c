@@ -3,32 +3,53 @@
  */
 #include "server/h1park.h"
 
-/* The parked socket is readable: nothing was read; leave it to h2o, and stop being told. */
+/* The parked socket is readable: nothing was read; put it back as h2o left it, for h2o. */
 static void on_parked_readable(h2o_socket_t *sock, const char *err)
 {
     (void)err;
+    h2o_socket_dont_read(sock, 0);
     h2o_socket_read_stop(sock);
 }
 
-void h1park_begin(h1park_t *p, h2o_req_t *req)
+static h2o_socket_t *http1_socket(h2o_req_t *req)
 {
-    p->sock = NULL;
     if (req->version >= 0x200 || req->conn->callbacks->get_socket == NULL)
+        return NULL;
+    return req->conn->callbacks->get_socket(req->conn);
+}
+
+void h1park_begin(h2o_req_t *req)
+{
+    /* its response started already (h2o_start_response ran the filters: h2o's reset_response zeroes the
+     * index, each filter run advances it): the filter that unparks has run, so it may not park */
+    if (req->_next_filter_index != 0)
         return;
-    h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
-    /* h2o stopped reading before the handler; a socket still reading is not one we know */
+    h2o_socket_t *sock = http1_socket(req);
+    /* h2o stopped reading before the handler; a socket still reading is parked already, or not one we know */
     if (sock == NULL || h2o_socket_is_reading(sock))
         return;
-    p->sock = sock;
     h2o_socket_dont_read(sock, 1);
     h2o_socket_read_start(sock, on_parked_readable);
 }
 
-void h1park_end(h1park_t *p)
+void h1park_end(h2o_req_t *req)
 {
-    if (p->sock == NULL)
+    h2o_socket_t *sock = http1_socket(req);
+    if (sock == NULL || sock->_cb.read != on_parked_readable)
         return;
-    h2o_socket_dont_read(p->sock, 0);
-    h2o_socket_read_stop(p->sock);
-    p->sock = NULL;
+    h2o_socket_dont_read(sock, 0);
+    h2o_socket_read_stop(sock);
+}
+
+static void h1park_on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
+{
+    (void)self;
+    h1park_end(req);
+    h2o_setup_next_ostream(req, slot);
+}
+
+void h1park_register(h2o_pathconf_t *pathconf)
+{
+    h2o_filter_t *filter = h2o_create_filter(pathconf, sizeof(*filter));
+    filter->on_setup_ostream = h1park_on_setup_ostream;
 }

@@ -1,6 +1,7 @@
 /*
  * server/h1park.h — an HTTP/1 connection whose request waits (a purge waiting for its
- * journal write) stays registered with epoll, so that waiting costs no epoll_ctl.
+ * journal write, a miss waiting for its origin) stays registered with epoll, so that
+ * waiting costs no epoll_ctl.
  *
  * h2o 2.2's HTTP/1 code stops reading a connection while its request is in a handler
  * (h2o_socket_read_stop before process_request) and starts again once the answer is sent.
@@ -10,16 +11,21 @@
  * loop. Parked, the socket stays "reading" for the event loop, with h2o_socket_dont_read
  * set: the loop reads nothing from it (the request's parsed fields point into its input
  * buffer, which stays as it is) and only tells h1park when the socket becomes readable
- * (a pipelined request, a close). h1park then stops reading, as h2o had: the bytes wait in
- * the kernel for h2o, and that connection pays the two calls as before. Unparked, before the
- * answer, the socket is as h2o left it; h2o's read start after the answer falls in the same
- * loop turn as the stop, so the registration never changed.
+ * (a pipelined request, a close). h1park then puts the socket back as h2o left it (not
+ * reading, flag clear): the bytes wait in the kernel for h2o, and that connection pays the
+ * two calls as before.
+ *
+ * Unparking is h1park_filter's: every response starts with h2o_start_response, which runs
+ * each filter's on_setup_ostream, so whichever path answers a parked request (an error, a
+ * hit after a collapsed fetch, a purge's answer) unparks it first. h2o's read start after
+ * the answer then falls in the same loop turn as the unpark's stop: the registration never
+ * changed. A socket is parked exactly while its read callback is h1park's.
  *
  * Only HTTP/1 connections park (with TLS or without): an HTTP/2 stream shares its
- * connection's socket, which h2o keeps reading. With TLS, the don't-read flag also skips the
- * decryption (evloop's read_on_ready reads and decrypts nothing before it notifies), and h2o
- * decrypts everything a read brought, so no record waits inside the TLS state meanwhile.
- * No libh2o 2.2 code sets the don't-read flag, so clearing it at the end restores h2o's state.
+ * connection's socket, which h2o keeps reading. With TLS, the don't-read flag also skips
+ * the decryption (evloop's read_on_ready reads and decrypts nothing before it notifies),
+ * and h2o decrypts everything a read brought, so no record waits inside the TLS state
+ * meanwhile. No libh2o 2.2 code sets the don't-read flag, so clearing it restores h2o's state.
  *
  * Threads: the loop thread of the request's connection only.
  */
@@ -28,16 +34,15 @@
 
 #include <h2o.h>
 
-typedef struct h1park {
-    h2o_socket_t *sock; /* NULL: not parked */
-} h1park_t;
+/* Park req's connection if it may (see above); does nothing otherwise, nor for a request
+ * whose response has started (the filter that unparks has run). Call when the handler has
+ * done its part; the pathconf must have h1park_register's filter. */
+void h1park_begin(h2o_req_t *req);
 
-/* Park req's connection if it may (see above); does nothing otherwise. Call right after the
- * handler has handed the request to whatever answers it in a later loop turn. */
-void h1park_begin(h1park_t *p, h2o_req_t *req);
+/* Unpark req's connection, if parked. The filter calls it; so may a request's dispose. */
+void h1park_end(h2o_req_t *req);
 
-/* Unpark, if parked: before the request is answered, and when it is disposed (its socket
- * is still open then: h2o disposes a connection's request before it closes the socket). */
-void h1park_end(h1park_t *p);
+/* The filter that unparks every response's connection before the response starts. */
+void h1park_register(h2o_pathconf_t *pathconf);
 
 #endif

@@ -38,6 +38,7 @@
 #include <h2o.h>
 #include "common/now.h"
 #include "cluster/cluster.h"
+#include "server/h1park.h"
 #include "server/backend.h"
 #include "server/cache_key.h"
 #include "server/cache_policy.h"
@@ -379,6 +380,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     }
     current_req = outer_req;
     current_hold = outer_hold;
+    h1park_begin(req); /* not answered yet (a miss, a collapsed request): answered in a later loop turn */
     return 0;
 }
 

@@ -434,7 +434,6 @@ void purge_loop_dispose(purge_loop_t *pl)
 typedef struct request_link {
     h2o_req_t *req; /* NULL once the request is gone */
     int refs;
-    h1park_t park; /* its connection, polled for input while the purge waits */
 } request_link_t;
 
 static void request_link_unref(request_link_t *l)
@@ -446,7 +445,8 @@ static void request_link_unref(request_link_t *l)
 static void request_link_dispose(void *p)
 {
     request_link_t *l = *(request_link_t **)p;
-    h1park_end(&l->park); /* disposed unanswered: the connection is closing */
+    if (l->req != NULL)
+        h1park_end(l->req); /* disposed unanswered: the connection is closing */
     l->req = NULL;
     request_link_unref(l);
 }
@@ -464,7 +464,6 @@ static void request_done(void *arg, const purge_result_t *res)
 {
     request_link_t *l = arg;
     if (l->req != NULL) {
-        h1park_end(&l->park);
         purge_answer_t a;
         purge_answer_build(res, &a);
         if (a.status == 200)
@@ -489,12 +488,11 @@ int purge_request_submit(purge_job_t *job, purge_loop_t *loop, h2o_req_t *req)
     request_link_t *l = alloc_xmalloc(sizeof(*l), "purge");
     l->req = req;
     l->refs = 2;
-    l->park.sock = NULL;
     request_link_t **slot = h2o_mem_alloc_shared(&req->pool, sizeof(*slot), request_link_dispose);
     *slot = l;
     purge_job_submit(job, loop, request_done, l);
-    if (l->refs == 2) /* not answered in submit (a job with a loop never is): answered in a later loop turn */
-        h1park_begin(&l->park, req);
+    if (l->refs == 2)      /* not answered in submit (a job with a loop never is): answered in a later loop turn */
+        h1park_begin(req); /* unparked by the filter when the answer starts */
     return 0;
 }
 

@@ -109,6 +109,17 @@ class ParkedPurge(harness.TestCase):
         self.assertEqual(third.status, 200, third.describe())
         self.assertEqual(self.shield.held, 2, "each purge was forwarded once")
 
+    def test_purges_one_after_another_on_one_connection(self):
+        """Each purge waits parked with nothing behind it; the next is sent once its answer is in."""
+        self.shield.gate.set()
+        s = self.connect()
+        r = Reader(s)
+        for i in range(5):
+            s.sendall(self.purge_bytes("seq%d" % i))
+            self.assertPurged(read_raw_response(r))
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: admin\r\n\r\n")
+        self.assertEqual(read_raw_response(r).status, 200)
+
     def test_many_requests_pipelined_while_a_purge_waits_are_answered_in_order(self):
         s = self.connect()
         s.sendall(self.purge_bytes("head"))
@@ -242,3 +253,91 @@ class ParkedPurgeOverTLS(ParkedPurge):
     test_clients_that_leave_while_their_purges_wait = None
     test_purge_on_the_proxy_listener_then_a_pipelined_get = None
     test_a_stop_while_purges_wait = None
+
+
+class ParkedMiss(harness.TestCase):
+    """A miss waits for its origin with its connection parked (server/proxy.c); whatever answers it
+    (the fetch, a collapsed request's fetch, an error) unparks it first (h1park's filter)."""
+
+    def setUp(self):
+        self.gate = threading.Event()
+        self.cond = threading.Condition()
+        self.held = 0
+        self.addCleanup(self.gate.set)
+        self.o = self.origin()
+
+        def slow(req):
+            with self.cond:
+                self.held += 1
+                self.cond.notify_all()
+            self.gate.wait(scaled(20))
+            return 200, {"Cache-Control": "max-age=60", "Content-Type": "text/plain"}, b"slow " + req.path.encode()
+
+        self.o.route_prefix("/slow/", handler=slow)
+        self.o.route("/fast", headers={"Cache-Control": "max-age=60"}, body=b"fast")
+        self.o.route("/gone", status=404, headers={"Cache-Control": "no-store"}, body=b"gone")
+        self.e = self.edgecache([self.o])
+
+    def wait_held(self, n):
+        with self.cond:
+            if not self.cond.wait_for(lambda: self.held >= n, scaled(10)):
+                raise AssertionError("the origin holds %d requests, expected %d" % (self.held, n))
+
+    def connect(self):
+        s = socket.create_connection(("127.0.0.1", self.e.proxy_port), timeout=scaled(20))
+        self.addCleanup(s.close)
+        return s
+
+    @staticmethod
+    def get(path):
+        return ("GET %s HTTP/1.1\r\nHost: www.example.test\r\n\r\n" % path).encode()
+
+    def test_requests_pipelined_behind_a_waiting_miss_are_answered_in_order(self):
+        s = self.connect()
+        s.sendall(self.get("/slow/1"))
+        self.wait_held(1)
+        s.sendall(self.get("/fast") + self.get("/gone") + self.get("/fast"))
+        self.gate.set()
+        r = Reader(s)
+        answers = [read_raw_response(r) for _ in range(4)]
+        self.assertEqual([a.status for a in answers], [200, 200, 404, 200])
+        self.assertEqual([a.body for a in answers], [b"slow /slow/1", b"fast", b"gone", b"fast"])
+        # the same connection goes on: a miss again, then a hit
+        s.sendall(self.get("/slow/2") + self.get("/slow/1"))
+        answers = [read_raw_response(r) for _ in range(2)]
+        self.assertEqual([a.body for a in answers], [b"slow /slow/2", b"slow /slow/1"])
+
+    def test_misses_one_after_another_on_one_connection(self):
+        """Each miss waits parked with nothing behind it; the next is sent once its answer is in."""
+        self.gate.set()
+        s = self.connect()
+        r = Reader(s)
+        for i in range(5):
+            s.sendall(self.get("/slow/seq%d" % i))
+            self.assertEqual(read_raw_response(r).body, b"slow /slow/seq%d" % i)
+        s.sendall(self.get("/slow/seq0"))
+        self.assertEqual(read_raw_response(r).body, b"slow /slow/seq0", "a hit on the same connection")
+
+    def test_collapsed_requests_on_kept_alive_connections(self):
+        socks = [self.connect() for _ in range(4)]
+        for s in socks:
+            s.sendall(self.get("/slow/c"))
+        self.wait_held(1)
+        for s in socks:
+            s.sendall(self.get("/fast"))  # behind each waiting (collapsed) miss
+        self.gate.set()
+        for s in socks:
+            r = Reader(s)
+            self.assertEqual(read_raw_response(r).body, b"slow /slow/c")
+            self.assertEqual(read_raw_response(r).body, b"fast")
+        self.assertEqual(self.o.hits("/slow/c"), 1, "one fetch for the four")
+
+    def test_a_client_that_leaves_while_its_miss_waits(self):
+        s = socket.create_connection(("127.0.0.1", self.e.proxy_port), timeout=scaled(20))
+        s.sendall(self.get("/slow/left"))
+        self.wait_held(1)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        s.close()
+        self.gate.set()
+        r = harness.request(self.e.proxy_port, "GET", "/fast", headers={"Host": "www.example.test"})
+        self.assertEqual(r.status, 200, r.describe())
