@@ -18,6 +18,19 @@ static h2o_socket_t *http1_socket(h2o_req_t *req)
     return req->conn->callbacks->get_socket(req->conn);
 }
 
+static void h1park_on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot);
+
+/* 1 when req's pathconf has the filter that unparks (a handler on another pathconf must not park) */
+static int h1park_filtered(h2o_req_t *req)
+{
+    if (req->pathconf == NULL)
+        return 0;
+    for (size_t i = 0; i < req->pathconf->filters.size; i++)
+        if (req->pathconf->filters.entries[i]->on_setup_ostream == h1park_on_setup_ostream)
+            return 1;
+    return 0;
+}
+
 void h1park_begin(h2o_req_t *req)
 {
     /* its response started already (h2o_start_response ran the filters: h2o's reset_response zeroes the
@@ -26,7 +39,7 @@ void h1park_begin(h2o_req_t *req)
         return;
     h2o_socket_t *sock = http1_socket(req);
     /* h2o stopped reading before the handler; a socket still reading is parked already, or not one we know */
-    if (sock == NULL || h2o_socket_is_reading(sock))
+    if (sock == NULL || h2o_socket_is_reading(sock) || !h1park_filtered(req))
         return;
     h2o_socket_dont_read(sock, 1);
     h2o_socket_read_start(sock, on_parked_readable);

@@ -17,9 +17,11 @@
  *
  * Unparking is h1park_filter's: every response starts with h2o_start_response, which runs
  * each filter's on_setup_ostream, so whichever path answers a parked request (an error, a
- * hit after a collapsed fetch, a purge's answer) unparks it first. h2o's read start after
- * the answer then falls in the same loop turn as the unpark's stop: the registration never
- * changed. A socket is parked exactly while its read callback is h1park's.
+ * hit after a collapsed fetch, a purge's answer) unparks it first. For an answer sent whole
+ * in the turn it starts (a purge's, a small object's), h2o's read start after it falls in the
+ * same loop turn as the unpark's stop: the registration never changed. (A response whose body
+ * follows in later turns still pays the two calls.) A socket is parked exactly while its
+ * read callback is h1park's; a request whose pathconf lacks the filter is never parked.
  *
  * Only HTTP/1 connections park (with TLS or without): an HTTP/2 stream shares its
  * connection's socket, which h2o keeps reading. With TLS, the don't-read flag also skips

@@ -446,7 +446,7 @@ static void request_link_dispose(void *p)
 {
     request_link_t *l = *(request_link_t **)p;
     if (l->req != NULL)
-        h1park_end(l->req); /* disposed unanswered: the connection is closing */
+        h1park_end(l->req); /* a guard: the filter unparked an answered one already (none is disposed unanswered) */
     l->req = NULL;
     request_link_unref(l);
 }
