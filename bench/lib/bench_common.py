@@ -28,19 +28,25 @@ def _is_hit(kind, resp):
     return True  # ceiling: a plain file server has no cache to check
 
 
+def _stat_fields(pid):
+    """The fields of /proc/PID/stat after the command name (state first), or None when the
+    process is gone. The name is in parentheses and may contain spaces and parentheses."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            st = f.read()
+    except OSError:
+        return None
+    return st[st.rindex(")") + 2:].split()
+
+
 def _all_ppids():
     out = {}
     for d in os.listdir("/proc"):
         if not d.isdigit():
             continue
-        try:
-            with open("/proc/%s/stat" % d) as f:
-                s = f.read()
-        except OSError:
-            continue
-        # the command name is in parentheses and may contain spaces
-        rest = s[s.rindex(")") + 2:].split()
-        out[int(d)] = int(rest[1])
+        rest = _stat_fields(int(d))
+        if rest is not None:
+            out[int(d)] = int(rest[1])
     return out
 
 
@@ -63,14 +69,10 @@ def _cpu_ticks(pids):
     """utime, stime ticks summed over pids (threads included)."""
     u = s = 0
     for p in pids:
-        try:
-            with open("/proc/%d/stat" % p) as f:
-                st = f.read()
-        except OSError:
-            continue
-        rest = st[st.rindex(")") + 2:].split()
-        u += int(rest[11])
-        s += int(rest[12])
+        rest = _stat_fields(p)
+        if rest is not None:
+            u += int(rest[11])
+            s += int(rest[12])
     return u, s
 
 
