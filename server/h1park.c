@@ -45,7 +45,8 @@ void h1park_begin(h2o_req_t *req)
     h2o_socket_read_start(sock, on_parked_readable);
 }
 
-void h1park_end(h2o_req_t *req)
+/* Unpark req's connection, if parked: the filter, whenever a response starts. */
+static void h1park_end(h2o_req_t *req)
 {
     h2o_socket_t *sock = http1_socket(req);
     if (sock == NULL || sock->_cb.read != on_parked_readable)

@@ -41,9 +41,6 @@
  * done its part; the pathconf must have h1park_register's filter. */
 void h1park_begin(h2o_req_t *req);
 
-/* Unpark req's connection, if parked. The filter calls it; so may a request's dispose. */
-void h1park_end(h2o_req_t *req);
-
 /* The filter that unparks every response's connection before the response starts. */
 void h1park_register(h2o_pathconf_t *pathconf);
 

@@ -445,8 +445,6 @@ static void request_link_unref(request_link_t *l)
 static void request_link_dispose(void *p)
 {
     request_link_t *l = *(request_link_t **)p;
-    if (l->req != NULL)
-        h1park_end(l->req); /* a guard: the filter unparked an answered one already (none is disposed unanswered) */
     l->req = NULL;
     request_link_unref(l);
 }
@@ -491,8 +489,7 @@ int purge_request_submit(purge_job_t *job, purge_loop_t *loop, h2o_req_t *req)
     request_link_t **slot = h2o_mem_alloc_shared(&req->pool, sizeof(*slot), request_link_dispose);
     *slot = l;
     purge_job_submit(job, loop, request_done, l);
-    if (l->refs == 2)      /* not answered in submit (a job with a loop never is): answered in a later loop turn */
-        h1park_begin(req); /* unparked by the filter when the answer starts */
+    h1park_begin(req); /* answered in a later loop turn; the filter unparks when the answer starts */
     return 0;
 }
 
