@@ -228,6 +228,11 @@ char *admin_metrics_render(size_t *len)
              "Times the file system had no room for the disk store (a budget short of the map, a write refused).", ss.enospc);
     prom_u64(&t, "edgecache_disk_memory_only_objects", "gauge",
              "Objects kept in the memory tier that the disk had no room for.", ss.memory_only);
+    prom_u64(&t, "edgecache_disk_put_backlog_bytes", "gauge", "Bytes of the objects queued for the disk store.",
+             ss.put_backlog_bytes);
+    prom_u64(&t, "edgecache_disk_puts_refused_total", "counter",
+             "Objects not cached because the queue for the disk store was full (a disk behind the origin).",
+             ss.puts_refused_backlog);
     prom_head(&t, "edgecache_evictions_total", "counter", "Objects evicted to stay within budget, by tier.");
     text_printf(&t, "edgecache_evictions_total{tier=\"memory\"} %llu\n", (unsigned long long)ms.evictions);
     text_printf(&t, "edgecache_evictions_total{tier=\"disk\"} %llu\n", (unsigned long long)ss.evictions);

@@ -190,7 +190,10 @@ static void fetch_on_client_gone(fetch_t *f)
  * Insert into memory and queue for disk, unless a purge that names this URL or one of its
  * surrogate keys was applied since the fetch began (unrelated purges do not matter). A
  * purge still queued ahead of the put is caught by the writer (store_put_since), which then
- * drops the put and the memory copy.
+ * drops the put and the memory copy. A put the store refuses (its queue for disk is full:
+ * STORE_EBACKLOG) takes the memory copy out again: a purge finds objects through the disk's
+ * index, so the memory tier must not keep one the disk will never index. The client has its
+ * response either way; the object is just not cached.
  */
 int proxy_publish_object(fetch_t *f, cache_obj_t *obj)
 {
@@ -198,7 +201,10 @@ int proxy_publish_object(fetch_t *f, cache_obj_t *obj)
         store_purged_since(proxy_globals.store, f->epoch, f->key, f->key_len, obj->skeys, obj->skeys_len))
         return 0;
     mem_insert(proxy_globals.mem, obj);
-    store_put_since(proxy_globals.store, obj, f->epoch);
+    if (store_put_since(proxy_globals.store, obj, f->epoch) != 0) {
+        mem_remove_if_same(proxy_globals.mem, obj->hash, obj);
+        return 0;
+    }
     /* a purge that committed between the check and the insert must still win */
     if (store_purged_since(proxy_globals.store, f->epoch, f->key, f->key_len, obj->skeys, obj->skeys_len)) {
         mem_remove_if_same(proxy_globals.mem, obj->hash, obj);

@@ -162,24 +162,45 @@ uint64_t store_purge_epoch(store_t *s)
 
 /* ---- writes ---- */
 
-void store_put(store_t *s, cache_obj_t *obj)
+/*
+ * A put holds its object until the writer is done with it, and the queue has no other
+ * bound: behind a disk that stalls, or slower than the origin, queued puts would pin
+ * ever more memory (objects the memory tier already evicted included) until the process
+ * is killed. So they are counted in bytes, from the queue to the op's free, and a put
+ * that would take the count past put_backlog_max is refused. The count is taken before
+ * the check, so that two threads never both pass it on the same room.
+ */
+static int store_put_op(store_t *s, cache_obj_t *obj, int has_since, uint64_t since_epoch)
 {
     assert(s != NULL && s->magic == STORE_MAGIC && obj != NULL && obj->magic == OBJ_MAGIC);
+    size_t bytes = obj->rec_len; /* the record holds the body */
+    uint64_t before = atomic_fetch_add_explicit(&s->put_backlog, bytes, memory_order_relaxed);
+    if (before != 0 && before + bytes > s->put_backlog_max) {
+        atomic_fetch_sub_explicit(&s->put_backlog, bytes, memory_order_relaxed);
+        atomic_fetch_add_explicit(&s->st_puts_refused_backlog, 1, memory_order_relaxed);
+        return STORE_EBACKLOG;
+    }
     store_op_t *op = store_op_new(STORE_OP_PUT);
     op->obj = obj_ref(obj);
-    if (store_enqueue(s, op) != 0)
+    op->has_since = has_since;
+    op->since_epoch = since_epoch;
+    op->charged = s;
+    op->backlog_bytes = bytes;
+    if (store_enqueue(s, op) != 0) {
         store_op_free(op);
+        return STORE_EIO;
+    }
+    return 0;
 }
 
-void store_put_since(store_t *s, cache_obj_t *obj, uint64_t since_epoch)
+int store_put(store_t *s, cache_obj_t *obj)
 {
-    assert(s != NULL && s->magic == STORE_MAGIC && obj != NULL && obj->magic == OBJ_MAGIC);
-    store_op_t *op = store_op_new(STORE_OP_PUT);
-    op->obj = obj_ref(obj);
-    op->has_since = 1;
-    op->since_epoch = since_epoch;
-    if (store_enqueue(s, op) != 0)
-        store_op_free(op);
+    return store_put_op(s, obj, 0, 0);
+}
+
+int store_put_since(store_t *s, cache_obj_t *obj, uint64_t since_epoch)
+{
+    return store_put_op(s, obj, 1, since_epoch);
 }
 
 int store_purged_since(store_t *s, uint64_t since_epoch, const char *key, size_t key_len, const char *skeys, size_t skeys_len)
@@ -279,6 +300,8 @@ void store_get_stats(store_t *s, store_stats_t *out)
     out->enospc = atomic_load_explicit(&s->space.enospc, memory_order_relaxed);
     out->memory_only = atomic_load_explicit(&s->memonly_count, memory_order_relaxed);
     out->map_trims = atomic_load_explicit(&s->st_map_trims, memory_order_relaxed);
+    out->put_backlog_bytes = atomic_load_explicit(&s->put_backlog, memory_order_relaxed);
+    out->puts_refused_backlog = atomic_load_explicit(&s->st_puts_refused_backlog, memory_order_relaxed);
 }
 
 /* ---- key/value records ---- */

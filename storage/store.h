@@ -37,6 +37,7 @@ typedef struct store store_t;
 #define STORE_EIO (-30953)       /* LMDB error; see the message */
 #define STORE_EFULL (-30954)     /* the map (or the file system) is full even after eviction */
 #define STORE_EDAMAGED (-30958)  /* store_open: the data file is not sound (truncated, damaged pages); refused */
+#define STORE_EBACKLOG (-30959)  /* store_put: the puts queued for disk already hold the backlog's bytes */
 
 /* how the store makes sure of its room on the file system (storage/store_space_int.h) */
 enum {
@@ -54,7 +55,11 @@ typedef struct store_options {
     double evict_low_water;  /* evict down to this fraction (default 0.75 when 0) */
     unsigned checkpoint_ms;  /* background sync interval (default 5000 when 0; tests set it) */
     int space_mode;          /* STORE_SPACE_*: 0 = STORE_SPACE_MAP */
+    size_t put_backlog;      /* bytes of objects queued for disk at most (default STORE_PUT_BACKLOG_DEFAULT when 0) */
 } store_options_t;
+
+/* 256 MiB: several seconds of a fast disk's writes; what a stalled disk may pin in memory */
+#define STORE_PUT_BACKLOG_DEFAULT ((size_t)256 << 20)
 
 typedef struct store_stats {
     uint64_t objects;    /* entries in `objects` */
@@ -72,6 +77,8 @@ typedef struct store_stats {
     uint64_t enospc;               /* times the file system had no room: a budget short of the map, a write refused */
     uint64_t memory_only;          /* objects kept in the memory tier although the disk could not take them */
     uint64_t map_trims;            /* times the data file's pages were unmapped from the process (store_maptrim.c) */
+    uint64_t put_backlog_bytes;    /* bytes of objects queued for disk now */
+    uint64_t puts_refused_backlog; /* puts refused because that backlog was full (STORE_EBACKLOG) */
 } store_stats_t;
 
 /* what a purge did */
@@ -126,16 +133,21 @@ uint64_t store_purge_epoch(store_t *store);
  * Queue an object for writing (object record, surrogate-key index entries and eviction
  * index in one transaction). Takes its own reference. Objects whose generation is older
  * than the current one when the writer gets to them are dropped.
+ *
+ * Returns 0 (queued), STORE_EBACKLOG (refused, nothing queued: the objects queued for disk
+ * already hold the backlog's bytes, see store_options_t.put_backlog; a writer that falls
+ * behind, as behind a stalled disk, must not pin ever more objects in memory) or STORE_EIO
+ * (the store takes no writes). An object alone in the queue is never refused, whatever its size.
  */
-void store_put(store_t *store, cache_obj_t *obj);
+int store_put(store_t *store, cache_obj_t *obj);
 
 /**
  * store_put for an object fetched from the origin: `since_epoch` is store_purge_epoch()
  * taken when its fetch began. The writer drops the put (and the object's memory-tier copy)
  * if a purge naming the object's URL or one of its surrogate keys was applied after that
- * epoch, including a purge queued before this put but not yet committed.
+ * epoch, including a purge queued before this put but not yet committed. Returns as store_put.
  */
-void store_put_since(store_t *store, cache_obj_t *obj, uint64_t since_epoch);
+int store_put_since(store_t *store, cache_obj_t *obj, uint64_t since_epoch);
 
 /**
  * 1 when a purge naming this URL (the full cache key) or one of `skeys` (space separated,

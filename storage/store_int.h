@@ -87,6 +87,8 @@ typedef struct store_op {
     int acked;              /* PURGE_*: answered before its transaction committed (store_batch_ack_early) */
     store_hashvec_t pended; /* acked: what it holds in the pending set until its transaction commits */
     uint64_t order;         /* position in the stream the journal thread hands the writer (from 1) */
+    struct store *charged;  /* PUT: the store whose put backlog counts backlog_bytes until the op is freed */
+    size_t backlog_bytes;
     store_purge_result_t res;
 } store_op_t;
 
@@ -222,6 +224,9 @@ struct store {
     _Atomic uint64_t st_puts, st_deletes, st_evictions, st_commits, st_syncs, st_map_full, st_corrupt;
     _Atomic uint64_t st_journal_commits, st_checkpoints;
     _Atomic uint64_t map_reads, st_map_trims; /* read transactions begun; trims of the map (store_maptrim.c) */
+    _Atomic uint64_t put_backlog;             /* bytes of the objects of the puts queued and not yet freed */
+    _Atomic uint64_t st_puts_refused_backlog; /* puts refused because put_backlog was at put_backlog_max */
+    uint64_t put_backlog_max;                 /* store_options_t.put_backlog */
     _Atomic int map_clean; /* the writer has trimmed the map and no read has woken it since (store_maptrim.c) */
     _Atomic uint64_t st_journal_write_us, st_journal_write_max_us; /* the synced journal writes that worked */
 };

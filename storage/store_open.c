@@ -196,6 +196,7 @@ int store_open(store_t **out, const store_options_t *opt, char *errbuf, size_t e
     s->mem = opt->mem;
     s->read_only = opt->read_only;
     s->checkpoint_ms = opt->checkpoint_ms != 0 ? opt->checkpoint_ms : STORE_CHECKPOINT_MS;
+    s->put_backlog_max = opt->put_backlog != 0 ? opt->put_backlog : STORE_PUT_BACKLOG_DEFAULT;
     s->high_water = opt->evict_high_water > 0 && opt->evict_high_water < 1 ? opt->evict_high_water : 0.85;
     s->low_water = opt->evict_low_water > 0 && opt->evict_low_water < s->high_water ? opt->evict_low_water : 0.75;
     if (s->low_water >= s->high_water)

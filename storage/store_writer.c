@@ -113,6 +113,8 @@ static int store_batch_attempt(store_t *s, store_batch_t *b, int with_puts)
 
 void store_op_free(store_op_t *op)
 {
+    if (op->charged != NULL)
+        atomic_fetch_sub_explicit(&op->charged->put_backlog, op->backlog_bytes, memory_order_relaxed);
     store_hashvec_free(&op->pended);
     obj_unref(&op->obj);
     free(op->key);

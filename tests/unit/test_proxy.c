@@ -2,7 +2,8 @@
  * tests/unit/test_proxy.c — the proxy's pure parts, reached without an h2o loop: the Vary
  * secondary key over header lists and the variant match of a collapsed waiter, one field
  * from its many lines, client conditionals (If-None-Match's weak comparison,
- * If-Modified-Since) against a stored object, and the busy object's body-state transitions.
+ * If-Modified-Since) against a stored object, the busy object's body-state transitions, and
+ * what publishing a fetched object does when the store refuses its put.
  * Requests are h2o_req_t with only their pool and headers set: all these functions read.
  */
 #include <check.h>
@@ -12,6 +13,9 @@
 #include <h2o.h>
 #include "server/proxy_int.h"
 #include "storage/object.h"
+#include "storage/store.h"
+#include "tests/unit/unit_store.h"
+#include "tests/unit/unit_tmp.h"
 
 /* ---- a request copy (what a fetch keeps) over name/value pairs, names lower-case */
 
@@ -304,6 +308,74 @@ START_TEST(test_stream_ends_once)
 }
 END_TEST
 
+/* a fetch as proxy_publish_object reads it: its key, and the store's epoch and generation when it began */
+static fetch_t *fetch_for(const char *key)
+{
+    fetch_t *f = calloc(1, sizeof(*f));
+    f->key = strdup(key);
+    f->key_len = strlen(key);
+    f->epoch = store_purge_epoch(proxy_globals.store);
+    f->generation = store_generation(proxy_globals.store);
+    return f;
+}
+
+static void fetch_done(fetch_t *f)
+{
+    free(f->key);
+    free(f);
+}
+
+/* a put the store refuses (its queue for disk is full) leaves no copy in the memory tier */
+START_TEST(test_publish_refused_put_is_not_kept_in_memory)
+{
+    char *dir = tmpdir_new();
+    mem_tier_t *mem = mem_create(64 << 20, 0);
+    store_options_t opt = {.dir = dir, .map_size = 64 << 20, .mem = mem, .put_backlog = 64 << 10};
+    char err[256];
+    store_t *s = NULL;
+    ck_assert_int_eq(store_open(&s, &opt, err, sizeof(err)), 0);
+    proxy_globals.store = s;
+    proxy_globals.mem = mem;
+
+    /* hold the store's thread in a purge's callback: the puts behind it stay queued */
+    cache_obj_t *held = make_obj("example.com/held", "kheld", "", 10, 'h', store_generation(s));
+    ck_assert_int_eq(store_put(s, held), 0);
+    ck_assert_int_eq(store_flush(s), 0);
+    gate_t g = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+    store_purge_surrogate_key(s, "kheld", 5, 0, on_purge_hold, &g);
+    gate_wait_entered(&g);
+
+    fetch_t *fa = fetch_for("example.com/a"), *fb = fetch_for("example.com/b");
+    cache_obj_t *a = make_obj("example.com/a", "", "", 48 << 10, 'a', store_generation(s));
+    cache_obj_t *b = make_obj("example.com/b", "", "", 48 << 10, 'b', store_generation(s));
+    ck_assert_int_eq(proxy_publish_object(fa, a), 1); /* alone in the queue: taken */
+    ck_assert_int_eq(proxy_publish_object(fb, b), 0); /* 96 KiB > 64 KiB: refused */
+    cache_obj_t *in_mem = mem_lookup(mem, a->hash);
+    ck_assert_ptr_eq(in_mem, a);
+    obj_unref(&in_mem);
+    ck_assert_ptr_null(mem_lookup(mem, b->hash));
+
+    gate_open(&g);
+    ck_assert_int_eq(store_flush(s), 0);
+    ck_assert(present(s, a));
+    ck_assert(!present(s, b));
+    store_stats_t st;
+    store_get_stats(s, &st);
+    ck_assert_uint_eq(st.puts_refused_backlog, 1);
+
+    store_close(&s);
+    proxy_globals.store = NULL;
+    proxy_globals.mem = NULL;
+    mem_destroy(&mem);
+    fetch_done(fa);
+    fetch_done(fb);
+    obj_unref(&a);
+    obj_unref(&b);
+    obj_unref(&held);
+    tmpdir_free(dir);
+}
+END_TEST
+
 static Suite *proxy_suite(void)
 {
     Suite *s = suite_create("proxy");
@@ -326,14 +398,21 @@ static Suite *proxy_suite(void)
     tcase_add_test(busy, test_upstream_transitions);
     tcase_add_test(busy, test_stream_ends_once);
     suite_add_tcase(s, busy);
+    TCase *publish = tcase_create("publish");
+    tcase_set_timeout(publish, 60);
+    tcase_add_test(publish, test_publish_refused_put_is_not_kept_in_memory);
+    suite_add_tcase(s, publish);
     return s;
 }
 
 int main(void)
 {
+    if (unit_tmp_base_make("proxy") != 0)
+        return 1;
     SRunner *sr = srunner_create(proxy_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
+    unit_rm_tree(unit_tmp_base);
     return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -1,7 +1,8 @@
 /*
  * tests/unit/test_store_threads.c — the store under many threads: concurrent readers while
  * the writer writes, one-at-a-time purges from many threads that must all be answered,
- * and purges racing fetches and memory-tier promotions. Every test works in its own
+ * purges racing fetches and memory-tier promotions, and the bound on puts queued behind a
+ * writer that cannot go on. Every test works in its own
  * directory under the suite's /tmp base.
  */
 #include <check.h>
@@ -296,6 +297,85 @@ START_TEST(test_purge_races_fetches_and_promotions)
 }
 END_TEST
 
+static store_stats_t stats_of(store_t *s)
+{
+    store_stats_t st;
+    store_get_stats(s, &st);
+    return st;
+}
+
+/* a put gives its bytes back when the writer frees it, which may come just after the flush that waited for it */
+static int backlog_drains(store_t *s)
+{
+    for (int i = 0; i < 10000; i++) {
+        if (stats_of(s).put_backlog_bytes == 0)
+            return 1;
+        sleep_ms(1);
+    }
+    return 0;
+}
+
+/* puts queued behind a writer that cannot go on hold at most put_backlog bytes; the rest are refused */
+START_TEST(test_put_backlog_is_bounded)
+{
+    char *dir = tmpdir_new();
+    store_options_t opt = {.dir = dir, .map_size = 64 << 20, .put_backlog = 1 << 20};
+    char err[256];
+    store_t *s = NULL;
+    ck_assert_int_eq(store_open(&s, &opt, err, sizeof(err)), 0);
+    cache_obj_t *held = make_obj("example.com/backlog/held", "kheld", "", 100, 'h', store_generation(s));
+    ck_assert_int_eq(store_put(s, held), 0);
+    ck_assert_int_eq(store_flush(s), 0);
+    ck_assert(present(s, held));
+    ck_assert(backlog_drains(s));
+
+    gate_t g = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+    store_purge_surrogate_key(s, "kheld", 5, 0, on_purge_hold, &g);
+    gate_wait_entered(&g);
+
+    /* 300 KiB each: three fit in 1 MiB, the fourth does not */
+    cache_obj_t *o[5];
+    char key[64];
+    for (int i = 0; i < 5; i++) {
+        snprintf(key, sizeof(key), "example.com/backlog/%d", i);
+        o[i] = make_obj(key, "", "", 300 << 10, (char)('a' + i), store_generation(s));
+    }
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(store_put(s, o[i]), 0);
+    uint64_t queued = stats_of(s).put_backlog_bytes;
+    ck_assert_uint_eq(queued, o[0]->rec_len + o[1]->rec_len + o[2]->rec_len);
+    ck_assert_int_eq(store_put_since(s, o[3], store_purge_epoch(s)), STORE_EBACKLOG);
+    ck_assert_int_eq(store_put(s, o[4]), STORE_EBACKLOG);
+    store_stats_t st = stats_of(s);
+    ck_assert_uint_eq(st.puts_refused_backlog, 2);
+    ck_assert_uint_eq(st.put_backlog_bytes, queued); /* a refused put charges nothing */
+
+    gate_open(&g);
+    ck_assert_int_eq(store_flush(s), 0);
+    ck_assert(!present(s, held));
+    for (int i = 0; i < 3; i++)
+        ck_assert(present(s, o[i]));
+    ck_assert(!present(s, o[3]));
+    ck_assert(!present(s, o[4]));
+    ck_assert(backlog_drains(s)); /* every written put gave its bytes back */
+
+    /* an object larger than the whole backlog is taken when the queue is empty */
+    cache_obj_t *big = make_obj("example.com/backlog/big", "", "", 2 << 20, 'B', store_generation(s));
+    ck_assert_int_eq(store_put(s, big), 0);
+    ck_assert_int_eq(store_flush(s), 0);
+    ck_assert(present(s, big));
+    ck_assert(backlog_drains(s));
+    ck_assert_uint_eq(stats_of(s).puts_refused_backlog, 2);
+
+    store_close(&s);
+    obj_unref(&big);
+    for (int i = 0; i < 5; i++)
+        obj_unref(&o[i]);
+    obj_unref(&held);
+    tmpdir_free(dir);
+}
+END_TEST
+
 static Suite *store_threads_suite(void)
 {
     Suite *s = suite_create("store_threads");
@@ -304,6 +384,7 @@ static Suite *store_threads_suite(void)
     tcase_add_test(tc, test_concurrent_readers);
     tcase_add_test(tc, test_purge_races_fetches_and_promotions);
     tcase_add_test(tc, test_one_at_a_time_purges_from_many_threads_are_all_answered);
+    tcase_add_test(tc, test_put_backlog_is_bounded);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -3,13 +3,15 @@
  * _answer, _threads, _journal) share: a store opened or the test fails, objects built with
  * strictly increasing response times (eviction is FIFO by them), presence checks, the
  * purge callback that records its result, a wait on an atomic counter, long surrogate keys
- * purged and waited for, and what a purge's callback saw of an object queued before it.
+ * purged and waited for, what a purge's callback saw of an object queued before it, and a
+ * purge callback that holds the store's thread until the test opens its gate.
  * Header-only: static inline functions, one copy per suite.
  */
 #ifndef EDGECACHE_UNIT_STORE_H
 #define EDGECACHE_UNIT_STORE_H
 
 #include <check.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -151,6 +153,43 @@ static inline void on_queued_purge(void *arg, const store_purge_result_t *res)
     q->committed_before_answer = st.commits != q->commits;
     q->res = *res;
     q->calls++;
+}
+
+/* A purge callback that holds the store's thread it runs on (the journal thread, or the
+ * writer for a purge answered after its commit) until the test lets it go: nothing queued
+ * behind it reaches the disk meanwhile, as behind a stalled disk. */
+typedef struct gate {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int entered, open;
+} gate_t;
+
+static inline void on_purge_hold(void *arg, const store_purge_result_t *res)
+{
+    gate_t *g = arg;
+    (void)res;
+    pthread_mutex_lock(&g->lock);
+    g->entered = 1;
+    pthread_cond_broadcast(&g->cond);
+    while (!g->open)
+        pthread_cond_wait(&g->cond, &g->lock);
+    pthread_mutex_unlock(&g->lock);
+}
+
+static inline void gate_wait_entered(gate_t *g)
+{
+    pthread_mutex_lock(&g->lock);
+    while (!g->entered)
+        pthread_cond_wait(&g->cond, &g->lock);
+    pthread_mutex_unlock(&g->lock);
+}
+
+static inline void gate_open(gate_t *g)
+{
+    pthread_mutex_lock(&g->lock);
+    g->open = 1;
+    pthread_cond_broadcast(&g->cond);
+    pthread_mutex_unlock(&g->lock);
 }
 
 #endif
