@@ -74,6 +74,7 @@ const char *backend_name(const backend_t *b);
 #define BACKEND_EFORWARD (-30973) /* a purge could not be forwarded to the shield (or it refused it) */
 
 #define BACKEND_MAX CONFIG_MAX_BACKENDS
+#define BACKEND_POOL_IDLE_MS 2000 /* keep-alive connections to origins idle this long are closed */
 #define BACKEND_MAX_HEALTHCHECKS 64
 #define BACKEND_NAME_MAX 128
 #define BACKEND_HOST_MAX 255

@@ -37,10 +37,10 @@
 #include "common/alloc.h"
 #include "server/backend.h"
 #include "server/backend_int.h"
+#include "server/origin_idle.h"
 #include "server/worker.h"
 
-#define POOL_IDLE_TIMEOUT_MS 2000 /* keep-alive connections to origins idle this long are closed */
-#define WORKER_TICK_MS 1000       /* how often a worker picks up a new set and frees old instances */
+#define WORKER_TICK_MS 1000 /* how often a worker picks up a new set and frees old instances */
 
 /* ================================================================ balancing */
 
@@ -200,7 +200,7 @@ static worker_pool_t *worker_pool_get(backend_worker_t *ws, const backend_t *b)
         p->key = b->pool_key;
         /* is_ssl marks the pool: origin_client checks that its connections get a TLS context */
         h2o_socketpool_init_by_address(&p->pool, (struct sockaddr *)&b->sa, b->salen, b->tls != NULL, b->conf.max_conn);
-        h2o_socketpool_set_timeout(&p->pool, ws->loop, POOL_IDLE_TIMEOUT_MS);
+        h2o_socketpool_set_timeout(&p->pool, ws->loop, BACKEND_POOL_IDLE_MS);
         p->next = ws->pools;
         ws->pools = p;
     }
@@ -283,6 +283,7 @@ static void worker_gc(backend_worker_t *ws)
             continue;
         }
         *pp = p->next;
+        origin_idle_forget_pool(&p->pool); /* they count as lent out: h2o's dispose would crash on them */
         h2o_socketpool_dispose(&p->pool);
         free(p);
     }

@@ -53,6 +53,7 @@
 #include <h2o/socketpool.h>
 #include "server/origin_client.h"
 #include "server/origin_head.h"
+#include "server/origin_idle.h"
 
 /* picohttpparser's public API; libh2o-evloop exports these symbols without a header */
 struct phr_header {
@@ -126,6 +127,8 @@ static void on_connection_ready(origin_client_t *c);
 static void on_request_written(h2o_socket_t *sock, const char *err);
 static void on_head_readable(h2o_socket_t *sock, const char *err);
 static void on_body_readable(h2o_socket_t *sock, const char *err);
+static const char *h2o_err_said(const char *err);
+static void fail_connection_before_head(origin_client_t *c, const char *errstr, const char *h2o_err);
 
 /* ---------------------------------------------------------------- lifetime */
 
@@ -156,7 +159,8 @@ static void client_destroy(origin_client_t *c, int keepalive)
         if (keepalive && c->can_keepalive && !c->cancelled) {
             /* no pipelining: nothing on this connection is ours any more */
             h2o_buffer_consume(&c->sock->input, c->sock->input->size);
-            h2o_socketpool_return(c->pool, c->sock);
+            if (origin_idle_put(c->pool, c->sock) != 0) /* kept on this loop, or back to h2o's pool */
+                h2o_socketpool_return(c->pool, c->sock);
         } else {
             h2o_socket_close(c->sock);
         }
@@ -207,6 +211,19 @@ static void on_timer(h2o_timeout_entry_t *entry)
 
 /* ---------------------------------------------------------------- connect and send */
 
+/*
+ * A connection kept on this loop (origin_idle.c) is still reading. Until the request is
+ * written, what it reads waits in sock->input for on_request_written; a close or an error
+ * fails the exchange at once, which retries a reused connection once.
+ */
+static void on_readable_while_sending(h2o_socket_t *sock, const char *err)
+{
+    origin_client_t *c = sock->data;
+    assert(c->magic == ORIGIN_CLIENT_MAGIC && c->state == ST_SENDING);
+    if (err != NULL)
+        fail_connection_before_head(c, "connection closed before the response", h2o_err_said(err));
+}
+
 static void start_connect(origin_client_t *c)
 {
     /* h2o_socketpool_connect calls back before returning for a pooled connection (and for a
@@ -214,6 +231,14 @@ static void start_connect(origin_client_t *c)
      * whether `c` may already be gone */
     int called_back = 0;
     c->state = ST_CONNECTING;
+    h2o_socket_t *kept = c->tls == NULL ? origin_idle_take(c->pool) : NULL;
+    if (kept != NULL) { /* called back before returning, as for h2o's pooled connection; `c` may be gone after */
+        kept->data = c;
+        h2o_socket_read_start(kept, on_readable_while_sending);
+        c->called_back_early = &called_back;
+        on_pool_connect(kept, NULL, c);
+        return;
+    }
     timer_start(c, c->timeouts.connect);
     c->called_back_early = &called_back;
     h2o_socketpool_connect(&c->connect_req, c->pool, c->loop, NULL, on_pool_connect, c);
@@ -355,6 +380,8 @@ static void on_request_written(h2o_socket_t *sock, const char *err)
     c->informational_size = 0;
     timer_start(c, c->timeouts.first_byte);
     h2o_socket_read_start(sock, on_head_readable);
+    if (sock->input->size != 0) /* read while sending, on a kept connection */
+        on_head_readable(sock, NULL);
 }
 
 /* ---------------------------------------------------------------- the response head */

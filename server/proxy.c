@@ -44,6 +44,7 @@
 #include "server/cache_policy.h"
 #include "server/date_header.h"
 #include "server/http_fields.h"
+#include "server/origin_idle.h"
 #include "server/proxy.h"
 #include "server/proxy_int.h"
 #include "server/purge.h"
@@ -395,6 +396,7 @@ void proxy_worker_init(worker_t *w)
     h2o_timeout_init(w->loop, &w->stall_timeout, STALL_CHECK_MS);
     h2o_linklist_init_anchor(&w->fetches);
     backend_worker_init(w);
+    origin_idle_thread_init(w->loop, BACKEND_POOL_IDLE_MS);
     purge_loop_init(&w->purge_loop, w->ctx.queue);
     h2o_multithread_register_receiver(w->ctx.queue, &w->wake_receiver, proxy_on_wake_messages);
     h2o_multithread_register_receiver(w->ctx.queue, &w->stream_receiver, proxy_on_stream_messages);
@@ -417,5 +419,6 @@ void proxy_worker_dispose(worker_t *w)
     }
     /* socket pools hold idle keep-alive connections to the origins */
     backend_worker_dispose(w);
+    origin_idle_thread_dispose(); /* what pools left over by fetches that outlived the drain kept */
     date_header_thread_done();
 }

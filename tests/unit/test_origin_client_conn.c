@@ -4,7 +4,10 @@
  * first-byte and between-bytes timeouts, keep-alive reuse and Connection: close, a dead
  * pooled connection retried (only for a request that may be), cancels from outside and from
  * inside each callback, and callbacks that stop the exchange: no callback after the end, and
- * the connection closed whenever it cannot be reused.
+ * the connection closed whenever it cannot be reused. The connection tests run twice: with
+ * finished connections handed back to h2o's pool, and kept on the loop (server/origin_idle.c,
+ * as in the proxy's workers), which has tests of its own: a kept connection the origin
+ * closes, one left idle too long, and those of a pool that goes away.
  */
 #include <check.h>
 #include <poll.h>
@@ -105,7 +108,9 @@ START_TEST(test_between_bytes_timeout)
     free_result(r);
 
     /* the connection is pooled: the next one runs on a new connection only because the origin's
-     * script for connection 0 ends; make the pool forget it */
+     * script for connection 0 ends; make the pool forget it (and the loop, where it is kept) */
+    if (E.kept)
+        origin_idle_forget_pool(&E.pool);
     h2o_socketpool_dispose(&E.pool);
     pool_init_port(E.origin.port);
     r = request(GET_REQ, 0);
@@ -334,6 +339,107 @@ START_TEST(test_callbacks_stopping)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- connections kept on the loop */
+
+/* runs the loop until this thread keeps `n` connections (or 3 s) */
+static void wait_kept(size_t n)
+{
+    int64_t deadline = now_ms() + 3000;
+    while (origin_idle_count() != n && now_ms() < deadline)
+        h2o_evloop_run(E.loop, 10);
+    ck_assert_uint_eq(origin_idle_count(), n);
+}
+
+START_TEST(test_kept_connection_closed_by_origin)
+{
+    conn_script_t *s = &E.origin.scripts[0];
+    E.origin.nscripts = 2;
+    s->n = 1;
+    s->ex[0].pieces[0] = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none";
+    s->ex[0].after = AFTER_CLOSE_WHEN_TOLD;
+    script1(1, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\ntwo", AFTER_KEEP);
+    origin_start();
+    result_t *r = request(GET_REQ, 0);
+    assert_ok(r, 200, "one");
+    free_result(r);
+    ck_assert_uint_eq(origin_idle_count(), 1);
+    atomic_store(&E.origin.close_now, 1);
+    wait_kept(0); /* the close was seen while idle: the socket is gone before any request needs it */
+    r = request(GET_REQ, 0);
+    assert_ok(r, 200, "two");
+    ck_assert_int_eq(r->connect_calls, 1);
+    ck_assert_int_eq(r->head_calls, 1);
+    free_result(r);
+    ck_assert_int_eq(atomic_load(&E.origin.accepts), 2);
+    ck_assert_int_eq(atomic_load(&E.origin.requests), 2); /* nothing was sent on the dead one */
+}
+END_TEST
+
+/*
+ * The response to a request on a kept connection is in before the loop runs again: the
+ * socket, still reading, takes it in before the loop reports the request written (h2o runs
+ * a socket's read before its write notice). It must be answered, not left waiting.
+ */
+START_TEST(test_kept_connection_response_before_write_notice)
+{
+    conn_script_t *s = &E.origin.scripts[0];
+    E.origin.nscripts = 1;
+    s->n = 2;
+    s->ex[0].pieces[0] = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none";
+    s->ex[1].pieces[0] = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\ntwo";
+    set_timeouts(2000, 1000, 1000);
+    origin_start();
+    result_t *r = request(GET_REQ, 0);
+    assert_ok(r, 200, "one");
+    free_result(r);
+    ck_assert_uint_eq(origin_idle_count(), 1);
+    r = new_result(GET_REQ);
+    start(r); /* the request is written at once; its notice waits for the loop */
+    int64_t deadline = now_ms() + 3000;
+    while (atomic_load(&E.origin.responses) < 2 && now_ms() < deadline)
+        sleep_ms(1);
+    ck_assert_int_eq(atomic_load(&E.origin.responses), 2);
+    wait_done(r);
+    assert_ok(r, 200, "two");
+    free_result(r);
+    ck_assert_int_eq(atomic_load(&E.origin.accepts), 1);
+}
+END_TEST
+
+START_TEST(test_kept_connection_times_out)
+{
+    origin_idle_thread_dispose();
+    origin_idle_thread_init(E.loop, 50);
+    script1(0, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none", AFTER_KEEP);
+    E.origin.nscripts = 1;
+    origin_start();
+    result_t *r = request(GET_REQ, 0);
+    assert_ok(r, 200, "one");
+    free_result(r);
+    ck_assert_uint_eq(origin_idle_count(), 1);
+    wait_kept(0);
+    wait_client_closed(1);
+}
+END_TEST
+
+START_TEST(test_kept_connections_go_with_their_pool)
+{
+    script1(0, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none", AFTER_KEEP);
+    E.origin.nscripts = 1;
+    origin_start();
+    result_t *r = request(GET_REQ, 0);
+    assert_ok(r, 200, "one");
+    free_result(r);
+    ck_assert_uint_eq(origin_idle_count(), 1);
+    origin_idle_forget_pool(&E.pool);
+    ck_assert_uint_eq(origin_idle_count(), 0);
+    wait_client_closed(1);
+    /* the pool counts it as given back: disposing the pool now must not trip over it */
+    h2o_socketpool_dispose(&E.pool);
+    E.pool_ready = 0;
+}
+END_TEST
+
 static Suite *origin_client_conn_suite(void)
 {
     Suite *s = suite_create("origin_client_conn");
@@ -354,6 +460,26 @@ static Suite *origin_client_conn_suite(void)
     tcase_add_test(tc, test_cancel_from_outside_and_in_callbacks);
     tcase_add_test(tc, test_callbacks_stopping);
     suite_add_tcase(s, tc);
+    TCase *kept = tcase_create("kept");
+    tcase_add_checked_fixture(kept, env_setup_kept, env_teardown);
+    tcase_set_timeout(kept, 30);
+    tcase_add_test(kept, test_connect_refused);
+    tcase_add_test(kept, test_first_byte_timeout);
+    tcase_add_test(kept, test_between_bytes_timeout);
+    tcase_add_test(kept, test_keepalive_reuse_and_close);
+    tcase_add_test(kept, test_dead_pooled_connection_closed_retried);
+    tcase_add_test(kept, test_dead_pooled_connection_reset_retried);
+    tcase_add_test(kept, test_dead_pooled_connection_post_not_retried);
+    tcase_add_test(kept, test_fresh_connection_closed_not_retried);
+    tcase_add_test(kept, test_cancel_mid_body);
+    tcase_add_test(kept, test_cancel_while_connecting);
+    tcase_add_test(kept, test_cancel_from_outside_and_in_callbacks);
+    tcase_add_test(kept, test_callbacks_stopping);
+    tcase_add_test(kept, test_kept_connection_closed_by_origin);
+    tcase_add_test(kept, test_kept_connection_response_before_write_notice);
+    tcase_add_test(kept, test_kept_connection_times_out);
+    tcase_add_test(kept, test_kept_connections_go_with_their_pool);
+    suite_add_tcase(s, kept);
     return s;
 }
 

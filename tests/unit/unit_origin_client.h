@@ -13,6 +13,7 @@
 #define EDGECACHE_UNIT_ORIGIN_CLIENT_H
 
 #include "server/origin_client.h"
+#include "server/origin_idle.h"
 
 #include <arpa/inet.h>
 #include <check.h>
@@ -33,7 +34,7 @@
 
 /* ---------------------------------------------------------------- the scripted origin */
 
-enum after { AFTER_KEEP, AFTER_CLOSE, AFTER_HOLD, AFTER_RST };
+enum after { AFTER_KEEP, AFTER_CLOSE, AFTER_HOLD, AFTER_RST, AFTER_CLOSE_WHEN_TOLD };
 
 typedef struct exchange {
     const char *pieces[10]; /* written in order; NULL ends the list */
@@ -57,6 +58,8 @@ typedef struct origin {
     pthread_t thread;
     int running;
     atomic_int accepts, requests, client_closed, stop;
+    atomic_int close_now; /* AFTER_CLOSE_WHEN_TOLD: the test says when */
+    atomic_int responses; /* exchanges whose response was written whole */
     conn_script_t scripts[MAX_SCRIPTS];
     size_t nscripts;
     char last_request[4096];
@@ -149,9 +152,15 @@ static inline void origin_serve(origin_t *o, int fd, unsigned index)
                 origin_send(fd, ex->pieces[k] + off, len - off < step ? len - off : step);
             }
         }
+        if (!ex->no_response)
+            atomic_fetch_add(&o->responses, 1);
         switch (ex->after) {
         case AFTER_KEEP: continue;
         case AFTER_CLOSE: return;
+        case AFTER_CLOSE_WHEN_TOLD:
+            while (!atomic_load(&o->close_now) && !atomic_load(&o->stop))
+                sleep_ms(1);
+            return;
         case AFTER_HOLD: origin_wait_close(o, fd); return;
         case AFTER_RST: {
             struct linger l = {1, 0};
@@ -205,6 +214,7 @@ static struct {
     origin_client_timeouts_t timeouts;
     h2o_socketpool_t pool;
     int pool_ready;
+    int kept; /* finished connections wait on the loop (server/origin_idle.c), as in a proxy worker */
     origin_t origin;
 } E;
 
@@ -244,6 +254,14 @@ static inline void env_setup(void)
     E.origin.listen_fd = -1;
 }
 
+/* env_setup, and finished connections kept on the loop as the proxy's workers keep them */
+static inline void env_setup_kept(void)
+{
+    env_setup();
+    origin_idle_thread_init(E.loop, 2000);
+    E.kept = 1;
+}
+
 static inline void set_timeouts(uint64_t connect, uint64_t first, uint64_t between)
 {
     E.t_connect.timeout = connect;
@@ -278,6 +296,8 @@ static inline void run_loop_ms(int ms)
 static inline void env_teardown(void)
 {
     run_loop_ms(20);
+    if (E.kept && E.pool_ready)
+        origin_idle_forget_pool(&E.pool);
     if (E.pool_ready)
         h2o_socketpool_dispose(&E.pool);
     run_loop_ms(20);
@@ -290,6 +310,8 @@ static inline void env_teardown(void)
     h2o_timeout_dispose(E.loop, &E.t_connect);
     h2o_timeout_dispose(E.loop, &E.t_first);
     h2o_timeout_dispose(E.loop, &E.t_between);
+    if (E.kept)
+        origin_idle_thread_dispose();
     h2o_evloop_destroy(E.loop);
 }
 
