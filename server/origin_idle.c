@@ -6,7 +6,8 @@
  * first) and the rest on a free list, and one h2o_timeout_t of the pool's idle time. A
  * kept socket's `data` is its slot; it reads with on_idle_readable, and anything it reads
  * (bytes no request asked for, the origin's close, an error) closes it: no response can be
- * owed on a connection that carried a complete one. The timeout closes one left unused.
+ * owed on a connection that carried a complete one; a notice with nothing read changes
+ * nothing. The timeout closes one left unused.
  *
  * A kept socket is still counted as taken by its pool (h2o's pool counts what it lent
  * out), and closing it gives that back through the pool's on_close callback: so the pool
@@ -49,7 +50,10 @@ static void slot_close(idle_slot_t *s)
 
 static void on_idle_readable(h2o_socket_t *sock, const char *err)
 {
-    (void)err; /* closed, reset, or bytes nobody asked for: either way the connection is done */
+    /* h2o may notify without new bytes (read_on_ready): nothing happened */
+    if (err == NULL && sock->input->size == 0)
+        return;
+    /* closed, reset, or bytes nobody asked for: either way the connection is done */
     slot_close(sock->data);
 }
 
