@@ -350,6 +350,15 @@ static void wait_kept(size_t n)
     ck_assert_uint_eq(origin_idle_count(), n);
 }
 
+/* the first exchange, answered "one": its connection is kept */
+static void first_exchange_kept(void)
+{
+    result_t *r = request(GET_REQ, 0);
+    assert_ok(r, 200, "one");
+    free_result(r);
+    ck_assert_uint_eq(origin_idle_count(), 1);
+}
+
 START_TEST(test_kept_connection_closed_by_origin)
 {
     conn_script_t *s = &E.origin.scripts[0];
@@ -359,13 +368,10 @@ START_TEST(test_kept_connection_closed_by_origin)
     s->ex[0].after = AFTER_CLOSE_WHEN_TOLD;
     script1(1, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\ntwo", AFTER_KEEP);
     origin_start();
-    result_t *r = request(GET_REQ, 0);
-    assert_ok(r, 200, "one");
-    free_result(r);
-    ck_assert_uint_eq(origin_idle_count(), 1);
+    first_exchange_kept();
     atomic_store(&E.origin.close_now, 1);
     wait_kept(0); /* the close was seen while idle: the socket is gone before any request needs it */
-    r = request(GET_REQ, 0);
+    result_t *r = request(GET_REQ, 0);
     assert_ok(r, 200, "two");
     ck_assert_int_eq(r->connect_calls, 1);
     ck_assert_int_eq(r->head_calls, 1);
@@ -389,11 +395,8 @@ START_TEST(test_kept_connection_response_before_write_notice)
     s->ex[1].pieces[0] = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\ntwo";
     set_timeouts(2000, 1000, 1000);
     origin_start();
-    result_t *r = request(GET_REQ, 0);
-    assert_ok(r, 200, "one");
-    free_result(r);
-    ck_assert_uint_eq(origin_idle_count(), 1);
-    r = new_result(GET_REQ);
+    first_exchange_kept();
+    result_t *r = new_result(GET_REQ);
     start(r); /* the request is written at once; its notice waits for the loop */
     int64_t deadline = now_ms() + 3000;
     while (atomic_load(&E.origin.responses) < 2 && now_ms() < deadline)
@@ -413,10 +416,7 @@ START_TEST(test_kept_connection_times_out)
     script1(0, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none", AFTER_KEEP);
     E.origin.nscripts = 1;
     origin_start();
-    result_t *r = request(GET_REQ, 0);
-    assert_ok(r, 200, "one");
-    free_result(r);
-    ck_assert_uint_eq(origin_idle_count(), 1);
+    first_exchange_kept();
     wait_kept(0);
     wait_client_closed(1);
 }
@@ -427,10 +427,7 @@ START_TEST(test_kept_connections_go_with_their_pool)
     script1(0, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none", AFTER_KEEP);
     E.origin.nscripts = 1;
     origin_start();
-    result_t *r = request(GET_REQ, 0);
-    assert_ok(r, 200, "one");
-    free_result(r);
-    ck_assert_uint_eq(origin_idle_count(), 1);
+    first_exchange_kept();
     origin_idle_forget_pool(&E.pool);
     ck_assert_uint_eq(origin_idle_count(), 0);
     wait_client_closed(1);
