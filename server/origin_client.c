@@ -233,8 +233,7 @@ static void start_connect(origin_client_t *c)
     c->state = ST_CONNECTING;
     h2o_socket_t *kept = c->tls == NULL ? origin_idle_take(c->pool) : NULL;
     if (kept != NULL) { /* called back before returning, as for h2o's pooled connection; `c` may be gone after */
-        kept->data = c;
-        h2o_socket_read_start(kept, on_readable_while_sending);
+        h2o_socket_read_start(kept, on_readable_while_sending); /* on_pool_connect sets its data */
         c->called_back_early = &called_back;
         on_pool_connect(kept, NULL, c);
         return;

@@ -35,17 +35,23 @@ static _Thread_local struct {
     idle_slot_t *slots;
 } T;
 
-static void slot_close(idle_slot_t *s)
+/* the slot back to the free list; its socket, no longer kept, to the caller */
+static h2o_socket_t *slot_release(idle_slot_t *s)
 {
+    h2o_socket_t *sock = s->sock;
     h2o_timeout_unlink(&s->timer);
     h2o_linklist_unlink(&s->link);
-    h2o_socket_t *sock = s->sock;
     s->sock = NULL;
     s->pool = NULL;
     h2o_linklist_insert(&T.free_slots, &s->link);
     T.count--;
     sock->data = NULL;
-    h2o_socket_close(sock); /* the pool's on_close gives its count back */
+    return sock;
+}
+
+static void slot_close(idle_slot_t *s)
+{
+    h2o_socket_close(slot_release(s)); /* the pool's on_close gives its count back */
 }
 
 static void on_idle_readable(h2o_socket_t *sock, const char *err)
@@ -112,17 +118,8 @@ h2o_socket_t *origin_idle_take(h2o_socketpool_t *pool)
         return NULL;
     for (h2o_linklist_t *l = T.kept.next; l != &T.kept; l = l->next) {
         idle_slot_t *s = H2O_STRUCT_FROM_MEMBER(idle_slot_t, link, l);
-        if (s->pool != pool)
-            continue;
-        h2o_socket_t *sock = s->sock;
-        h2o_timeout_unlink(&s->timer);
-        h2o_linklist_unlink(&s->link);
-        s->sock = NULL;
-        s->pool = NULL;
-        h2o_linklist_insert(&T.free_slots, &s->link);
-        T.count--;
-        sock->data = NULL;
-        return sock;
+        if (s->pool == pool)
+            return slot_release(s);
     }
     return NULL;
 }

@@ -201,12 +201,9 @@ int proxy_publish_object(fetch_t *f, cache_obj_t *obj)
         store_purged_since(proxy_globals.store, f->epoch, f->key, f->key_len, obj->skeys, obj->skeys_len))
         return 0;
     mem_insert(proxy_globals.mem, obj);
-    if (store_put_since(proxy_globals.store, obj, f->epoch) != 0) {
-        mem_remove_if_same(proxy_globals.mem, obj->hash, obj);
-        return 0;
-    }
-    /* a purge that committed between the check and the insert must still win */
-    if (store_purged_since(proxy_globals.store, f->epoch, f->key, f->key_len, obj->skeys, obj->skeys_len)) {
+    /* refused, or a purge that committed between the check and the insert, which must still win */
+    if (store_put_since(proxy_globals.store, obj, f->epoch) != 0 ||
+        store_purged_since(proxy_globals.store, f->epoch, f->key, f->key_len, obj->skeys, obj->skeys_len)) {
         mem_remove_if_same(proxy_globals.mem, obj->hash, obj);
         return 0;
     }
