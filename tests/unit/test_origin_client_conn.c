@@ -359,18 +359,20 @@ static void first_exchange_kept(void)
     ck_assert_uint_eq(origin_idle_count(), 1);
 }
 
-START_TEST(test_kept_connection_closed_by_origin)
+static void kept_connection_dropped(enum after how)
 {
+    origin_idle_thread_dispose(); /* an idle time far past wait_kept's bound: only what the origin did can close it */
+    origin_idle_thread_init(E.loop, 60000);
     conn_script_t *s = &E.origin.scripts[0];
     E.origin.nscripts = 2;
     s->n = 1;
     s->ex[0].pieces[0] = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none";
-    s->ex[0].after = AFTER_CLOSE_WHEN_TOLD;
+    s->ex[0].after = how;
     script1(1, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\ntwo", AFTER_KEEP);
     origin_start();
     first_exchange_kept();
     atomic_store(&E.origin.close_now, 1);
-    wait_kept(0); /* the close was seen while idle: the socket is gone before any request needs it */
+    wait_kept(0); /* seen while idle: the socket is gone before any request needs it */
     result_t *r = request(GET_REQ, 0);
     assert_ok(r, 200, "two");
     ck_assert_int_eq(r->connect_calls, 1);
@@ -378,6 +380,18 @@ START_TEST(test_kept_connection_closed_by_origin)
     free_result(r);
     ck_assert_int_eq(atomic_load(&E.origin.accepts), 2);
     ck_assert_int_eq(atomic_load(&E.origin.requests), 2); /* nothing was sent on the dead one */
+}
+
+START_TEST(test_kept_connection_closed_by_origin)
+{
+    kept_connection_dropped(AFTER_CLOSE_WHEN_TOLD);
+}
+END_TEST
+
+/* a hostile or broken origin writes on an idle connection: nothing of it is read as a response */
+START_TEST(test_kept_connection_stray_bytes)
+{
+    kept_connection_dropped(AFTER_STRAY_WHEN_TOLD);
 }
 END_TEST
 
@@ -473,6 +487,7 @@ static Suite *origin_client_conn_suite(void)
     tcase_add_test(kept, test_cancel_from_outside_and_in_callbacks);
     tcase_add_test(kept, test_callbacks_stopping);
     tcase_add_test(kept, test_kept_connection_closed_by_origin);
+    tcase_add_test(kept, test_kept_connection_stray_bytes);
     tcase_add_test(kept, test_kept_connection_response_before_write_notice);
     tcase_add_test(kept, test_kept_connection_times_out);
     tcase_add_test(kept, test_kept_connections_go_with_their_pool);

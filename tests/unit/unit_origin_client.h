@@ -34,7 +34,7 @@
 
 /* ---------------------------------------------------------------- the scripted origin */
 
-enum after { AFTER_KEEP, AFTER_CLOSE, AFTER_HOLD, AFTER_RST, AFTER_CLOSE_WHEN_TOLD };
+enum after { AFTER_KEEP, AFTER_CLOSE, AFTER_HOLD, AFTER_RST, AFTER_CLOSE_WHEN_TOLD, AFTER_STRAY_WHEN_TOLD };
 
 typedef struct exchange {
     const char *pieces[10]; /* written in order; NULL ends the list */
@@ -58,7 +58,7 @@ typedef struct origin {
     pthread_t thread;
     int running;
     atomic_int accepts, requests, client_closed, stop;
-    atomic_int close_now; /* AFTER_CLOSE_WHEN_TOLD: the test says when */
+    atomic_int close_now; /* AFTER_CLOSE_WHEN_TOLD, AFTER_STRAY_WHEN_TOLD: the test says when */
     atomic_int responses; /* exchanges whose response was written whole */
     conn_script_t scripts[MAX_SCRIPTS];
     size_t nscripts;
@@ -158,8 +158,13 @@ static inline void origin_serve(origin_t *o, int fd, unsigned index)
         case AFTER_KEEP: continue;
         case AFTER_CLOSE: return;
         case AFTER_CLOSE_WHEN_TOLD:
+        case AFTER_STRAY_WHEN_TOLD: /* bytes no request asked for, then the connection stays open */
             while (!atomic_load(&o->close_now) && !atomic_load(&o->stop))
                 sleep_ms(1);
+            if (ex->after == AFTER_CLOSE_WHEN_TOLD)
+                return;
+            origin_send(fd, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstray", 43);
+            origin_wait_close(o, fd);
             return;
         case AFTER_HOLD: origin_wait_close(o, fd); return;
         case AFTER_RST: {
