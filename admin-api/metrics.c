@@ -249,6 +249,9 @@ char *admin_metrics_render(size_t *len)
     prom_u64(&t, "edgecache_purge_journal_direct", "gauge",
              "1 when the purge journal's writes go to the device directly (O_DIRECT), 0 through the page cache.",
              (uint64_t)(ss.journal_direct != 0));
+    prom_u64(&t, "edgecache_disk_writemap", "gauge",
+             "1 when the disk store's data file is mapped writable (its whole map allocated on disk), 0 read-only.",
+             (uint64_t)(ss.writemap != 0));
     prom_u64(&t, "edgecache_disk_checkpoints_total", "counter", "Background syncs of the disk store.", ss.checkpoints);
     prom_u64(&t, "edgecache_disk_syncs_total", "counter", "Syncs of the disk store made on the write path (config, tokens).",
              ss.syncs);

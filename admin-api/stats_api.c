@@ -315,6 +315,7 @@ json_t *admin_stats_current_json(int64_t now)
              ss.journal_commits != 0 ? round3((double)ss.journal_write_us / (double)ss.journal_commits / 1000.0) : 0);
     set_real(disk, "journal_write_max_ms", round3((double)ss.journal_write_max_us / 1000.0));
     json_object_set_new(disk, "journal_direct", json_boolean(ss.journal_direct));
+    json_object_set_new(disk, "writemap", json_boolean(ss.writemap));
     set_u64(disk, "checkpoints", ss.checkpoints);
     set_u64(disk, "map_trims", ss.map_trims);
     set_u64(disk, "syncs", ss.syncs);

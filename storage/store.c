@@ -291,6 +291,7 @@ void store_get_stats(store_t *s, store_stats_t *out)
     out->journal_write_us = atomic_load_explicit(&s->st_journal_write_us, memory_order_relaxed);
     out->journal_write_max_us = atomic_load_explicit(&s->st_journal_write_max_us, memory_order_relaxed);
     out->journal_direct = s->journal != NULL && journal_is_direct(s->journal);
+    out->writemap = s->writemap;
     uint64_t committed = atomic_load(&s->committed_seq), durable = atomic_load(&s->durable_seq);
     out->journal_unsynced = committed > durable ? committed - durable : 0;
     out->map_full_errors = atomic_load_explicit(&s->st_map_full, memory_order_relaxed);

@@ -73,6 +73,7 @@ typedef struct store_stats {
     uint64_t journal_write_us;     /* time spent in those synced segment writes (the ones that worked), in all */
     uint64_t journal_write_max_us; /* the longest of them */
     int journal_direct;            /* those writes go to the device directly (O_DIRECT), not through the page cache */
+    int writemap;                  /* the data file is mapped writable (MDB_WRITEMAP): its whole map is allocated */
     uint64_t budget;               /* bytes the store may fill: the map size, or less when the file system has less room */
     uint64_t enospc;               /* times the file system had no room: a budget short of the map, a write refused */
     uint64_t memory_only;          /* objects kept in the memory tier although the disk could not take them */

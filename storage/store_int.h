@@ -117,6 +117,7 @@ struct store {
     MDB_dbi dbi_meta, dbi_objects, dbi_skeys, dbi_variants, dbi_evict, dbi_config, dbi_tokens, dbi_stats;
     mem_tier_t *mem;
     int read_only;
+    int writemap;    /* LMDB maps the data file writable (MDB_WRITEMAP: store_open.c says when) */
     size_t map_size; /* the map actually in use */
     size_t psize, max_keysize;
     void *map_addr; /* where LMDB mapped the data file (store_map_locate); NULL: unknown, never trimmed */

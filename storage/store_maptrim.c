@@ -1,19 +1,19 @@
 /*
  * storage/store_maptrim.c — keeps the data file's pages out of the process's resident set.
  *
- * LMDB reads through a read-only shared map of data.mdb (the store does not use
- * MDB_WRITEMAP): every page a read or the writer's B-tree descent (mdb_page_touch copies
- * a leaf out of the map before changing it) has touched stays mapped in this process and
- * counts in its RSS, although the memory tier holds its own copy of every object it
- * serves and the kernel's page cache holds the page whether we map it or not. bench/run
- * with 10,000 x 1 KiB objects: 26.7 MiB of the map resident, half of the process's RSS.
+ * LMDB reads through a shared map of data.mdb (read-only, or writable where store_open
+ * chose MDB_WRITEMAP): every page a read, the writer's B-tree descent or (writable) its
+ * copy-on-write has touched stays mapped in this process and counts in its RSS,
+ * although the memory tier holds its own copy of every object it serves and the
+ * kernel's page cache holds the page whether we map it or not. bench/run with 10,000 x
+ * 1 KiB objects: 26.7 MiB of the map resident, half of the process's RSS.
  *
  * madvise(MADV_DONTNEED) on a shared file map only takes the pages out of this process's
- * page tables: they stay in the page cache (the data is the file's; a read-only map holds
- * no dirty page, so nothing is lost), and the next access maps them again from the page
- * cache (a minor fault, no I/O). So a trim changes what the process maps, not what the
- * machine caches: bench/run reports the page cache of each server's data files beside its
- * RSS for that reason.
+ * page tables: they stay in the page cache (the data is the file's, and a writable map's
+ * dirty pages stay dirty there, so nothing is lost), and the next access maps them
+ * again from the page cache (a minor fault, no I/O). So a trim changes what the process
+ * maps, not what the machine caches: bench/run reports the page cache of each server's
+ * data files beside its RSS for that reason.
  *
  * When: the writer trims when it has nothing to do and pages may have been mapped since
  * the last trim (a commit or a read since): once nothing has been committed or read for

@@ -17,6 +17,12 @@ file system itself (not LMDB's map) runs out.
                      and a key purge still takes it out, purges are answered 200, and once
                      the filler is deleted the budget grows back and the store fills past
                      where it was cut, with no restart.
+  WriteMap           --disk-size well inside the tmpfs: the store allocates its whole map and maps
+                     its data file writable (disk.writemap); with the file system then 100% full it
+                     stores, evicts and purges without a fault (a write through the map to a block
+                     the file system had not allocated would be SIGBUS, not an error), and a
+                     restart on the full disk keeps the writable map and the objects. A map that
+                     would leave the purge journal short of room is not mapped writable.
   JournalRoom        the purge journal's room: a journal with holes gets its blocks at open
                      (purges then answer 200 on a full disk); with no room even then, a
                      purge or purge_all is a 503 and is not applied, and works once room
@@ -85,9 +91,9 @@ class FullDiskCase(harness.TestCase):
             subprocess.run(["umount", "-l", self.mnt])
         os.rmdir(self.mnt)
 
-    def start(self, *args):
+    def start(self, *args, disk_size=DISK_SIZE):
         self.e = self.edgecache([self.o], data_dir=self.data_dir,
-                                args=["--disk-size", DISK_SIZE, "--memory-size", "64M"] + list(args))
+                                args=["--disk-size", disk_size, "--memory-size", "64M"] + list(args))
         self.token = harness.create_token(self.data_dir)
         return self.e
 
@@ -200,6 +206,7 @@ class ReservedStore(FullDiskCase):
         self.assertEqual(st["memory_only"], 0, "the reservation should leave the disk room for every put: %s" % st)
 
         self.assertGreaterEqual(start["enospc"], 1, "a file system smaller than --disk-size is not reported: %s" % start)
+        self.assertIs(start["writemap"], False, "a map the file system cannot hold is mapped writable: %s" % start)
         self.assertLess(budget, map_size, "the budget is the map, on a file system that cannot hold it: %s" % start)
         self.assertGreater(budget, 8 << 20, "the budget left out the tmpfs's free space: %s" % start)
 
@@ -207,6 +214,49 @@ class ReservedStore(FullDiskCase):
         print("\n      reserved: budget %d of a %d map on a %s tmpfs (filler %d bytes); %d objects of %d KiB "
               "stored before the first eviction" % (budget, map_size, TMPFS_SIZE, filler, stored_before_evicting,
                                                      OBJ_SIZE >> 10), flush=True)
+
+
+class WriteMap(FullDiskCase):
+    def test_writable_map_on_a_full_disk(self):
+        self.start(disk_size="16M")  # 16 MiB map + 8 MiB journal + 1 MiB slack: room on the 32 MiB tmpfs
+        start = self.stats()
+        self.assertIs(start["writemap"], True, "the whole map fits, on a tmpfs: %s" % start)
+        self.assertEqual(start["budget"], start["map_size"], start)
+        self.assertEqual(start["enospc"], 0, start)
+        data = os.stat(os.path.join(self.data_dir, "data.mdb"))
+        self.assertGreaterEqual(data.st_blocks * 512, start["map_size"], "the map is not all allocated")
+        self.fill_filesystem()
+
+        st = self.fetch_until(lambda s: s["evictions"] > 0, 3 * start["map_size"] // OBJ_SIZE,
+                              "the store never reached its budget (no eviction)")
+        puts = st["puts"]
+        paths = [self.new_object() for _ in range(30)]
+        for path in paths:
+            self.assert_hit_twice(path)
+        st = wait_until(lambda: (lambda s: s if s["puts"] >= puts + 30 else None)(self.stats()), timeout=30,
+                        what="puts through the writable map on a full file system")
+        self.assertEqual((st["memory_only"], st["enospc"]), (0, 0), st)
+        self.assertTrue(self.e.running, "edgecache died writing through its map:\n%s" % self.e.stderr_tail())
+
+        # killed and started again on the full disk: the map is allocated already, so it is mapped writable
+        # again, and what was written through it is there
+        self.e.kill9()
+        self.e.start()
+        st = self.stats()
+        self.assertIs(st["writemap"], True, st)
+        for path in paths[-5:]:
+            self.assertXCache(self.get(path), "HIT", "an object written through the map is lost on restart")
+        self.assert_purges_work()
+        self.assertTrue(self.e.running, "edgecache died writing through its map:\n%s" % self.e.stderr_tail())
+
+    def test_no_writable_map_that_would_leave_the_journal_short(self):
+        self.start(disk_size="24M")  # 24 MiB map + 8 MiB journal + 1 MiB slack: more than the tmpfs
+        st = self.stats()
+        self.assertIs(st["writemap"], False, st)
+        path = self.new_object()
+        self.assert_hit_twice(path)
+        self.purge_key(surrogate_keys(path).split()[1])  # the journal had its room
+        self.assertXCache(self.get(path), "MISS", "the key purge left its object cached")
 
 
 class FreeSpaceBudget(FullDiskCase):

@@ -14,6 +14,7 @@ import re
 import shutil
 import signal
 import socket
+import subprocess
 import tempfile
 import threading
 import time
@@ -57,6 +58,12 @@ def raw_get(port, path, method="GET", host=HOST, headers=()):
         name, _, value = line.decode("latin-1").partition(":")
         hdrs[name.strip().lower()] = value.strip()
     return status, hdrs, body, head_bytes, len(data)
+
+
+def writes_in_place(data_dir):
+    """Whether data_dir's file system is one the store maps its data file writable on (ext4, tmpfs)."""
+    kind = subprocess.run(["stat", "-f", "-c", "%t", data_dir], stdout=subprocess.PIPE, check=True).stdout
+    return kind.strip() in (b"ef53", b"1021994")
 
 
 def journal_takes_o_direct(data_dir):
@@ -255,6 +262,9 @@ class Counters(StatsCase):
         self.assertLessEqual(d["journal_write_ms"], s["purges"]["url"]["max_latency_ms"], "the write is part of the purge")
         # direct exactly where the journal's file system takes O_DIRECT
         self.assertIs(d["journal_direct"], journal_takes_o_direct(self.e.data_dir))
+        # the data file is mapped writable where it is all allocated on ext4 or tmpfs (test_full_disk: the rest)
+        allocated = os.stat(os.path.join(self.e.data_dir, "data.mdb")).st_blocks * 512 >= d["map_size"]
+        self.assertIs(d["writemap"], writes_in_place(self.e.data_dir) and allocated, d)
         # objects, the rest of the document
         self.assertGreaterEqual(s["memory"]["objects"], n_miss - 1)
         self.assertEqual(s["objects_in_memory"], s["memory"]["objects"])
@@ -344,6 +354,8 @@ class Counters(StatsCase):
         self.assertEqual(value("edgecache_purge_journal_write_seconds_count"), 1)
         self.assertEqual(families["edgecache_purge_journal_direct"], "gauge")
         self.assertEqual(value("edgecache_purge_journal_direct"), int(s["disk"]["journal_direct"]))
+        self.assertEqual(families["edgecache_disk_writemap"], "gauge")
+        self.assertEqual(value("edgecache_disk_writemap"), int(s["disk"]["writemap"]))
         self.assertAlmostEqual(value("edgecache_purge_journal_write_seconds_sum"), s["disk"]["journal_write_ms"] / 1000,
                                delta=1e-6)
         self.assertEqual(value("edgecache_purge_journal_write_max_seconds"),

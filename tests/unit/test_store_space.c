@@ -6,7 +6,9 @@
  * a refused write cutting the budget and the budget growing back; and, through the
  * store, objects the disk has no room for: they stay in the memory tier and every kind
  * of purge (hard key purges answered early, soft purges, URL purges of a variant,
- * purge-all) still takes them out of it.
+ * purge-all) still takes them out of it. And where the store maps its data file writable
+ * (MDB_WRITEMAP: only with the whole map allocated, on ext4 or tmpfs): data written that
+ * way and read back the other way, across closes, with evictions cycling the whole map.
  * The full-disk behaviour end to end (a real tmpfs) is tests/integration/test_full_disk.py.
  * Every test works in its own mkdtemp directory under /tmp; main() removes them all.
  */
@@ -17,7 +19,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 #include "common/now.h"
 #include "storage/mem.h"
@@ -325,6 +330,149 @@ START_TEST(test_purge_all_clears_memory_only)
 }
 END_TEST
 
+/* ---- the writable map (store_open.c: store_writemap_ready) ---- */
+
+#define WM_MAP (8 * MiB)
+#define WM_BODY 4000
+
+static store_t *wm_open(const char *dir, int space_mode, int read_only)
+{
+    store_options_t opt = {.dir = dir, .map_size = WM_MAP, .space_mode = space_mode, .read_only = read_only};
+    char err[256];
+    store_t *s = NULL;
+    ck_assert_msg(store_open(&s, &opt, err, sizeof(err)) == 0, "store_open: %s", err);
+    return s;
+}
+
+static int wm_mapped_writable(store_t *s)
+{
+    store_stats_t st;
+    store_get_stats(s, &st);
+    return st.writemap;
+}
+
+static void wm_put(store_t *s, int i)
+{
+    char key[32];
+    snprintf(key, sizeof(key), "/wm/%d", i);
+    cache_obj_t *obj = make_obj(key, "wm", "", WM_BODY, store_generation(s));
+    ck_assert_int_eq(store_put(s, obj), 0);
+    obj_unref(&obj);
+}
+
+/* objects first..last-1 are all on disk */
+static void wm_check(store_t *s, int first, int last)
+{
+    for (int i = first; i < last; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "/wm/%d", i);
+        uint8_t hash[CACHE_HASH_LEN];
+        obj_key_hash(key, strlen(key), hash);
+        cache_obj_t *got = NULL;
+        ck_assert_msg(store_get(s, hash, key, strlen(key), &got) == 0, "%s is gone", key);
+        ck_assert_uint_eq(got->body_len, WM_BODY);
+        obj_unref(&got);
+    }
+}
+
+/*
+ * In a fresh directory under base: does the store there map its file writable exactly
+ * when it should, and does what it writes either way read back the other way?
+ */
+static void wm_roundtrip(const char *base)
+{
+    char dir[128];
+    snprintf(dir, sizeof(dir), "%s/wm-XXXXXX", base);
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    struct statfs fs;
+    struct statvfs vfs;
+    ck_assert_int_eq(statfs(dir, &fs), 0);
+    ck_assert_int_eq(statvfs(dir, &vfs), 0);
+    /* the map, the journal (8 MiB at least) and the slack (1 MiB at least) must fit */
+    int in_place = fs.f_type == EXT4_SUPER_MAGIC || fs.f_type == TMPFS_MAGIC;
+    int want = in_place && (uint64_t)vfs.f_bavail * vfs.f_frsize >
+                               WM_MAP + 8 * MiB + store_space_slack((uint64_t)vfs.f_blocks * vfs.f_frsize);
+    if (!want)
+        fprintf(stderr, "test_store_space: %s is not ext4 or tmpfs with room: checked that it stays read-only\n", base);
+
+    store_t *s = wm_open(dir, STORE_SPACE_PREALLOCATE, 0);
+    ck_assert_int_eq(wm_mapped_writable(s), want);
+    char path[160];
+    snprintf(path, sizeof(path), "%s/data.mdb", dir);
+    struct stat st;
+    ck_assert_int_eq(stat(path, &st), 0);
+    if (want) {
+        ck_assert_uint_ge((uint64_t)st.st_blocks * 512, WM_MAP); /* every page LMDB may write is allocated */
+        ck_assert_int_eq(st.st_size, WM_MAP);                    /* LMDB sized the file to the map */
+    }
+    for (int i = 0; i < 300; i++)
+        wm_put(s, i);
+    ck_assert_int_eq(store_flush(s), 0);
+    store_close(&s);
+
+    /* read-only map (no preallocation asked): reads what the writable one wrote, and writes */
+    s = wm_open(dir, STORE_SPACE_FREE, 0);
+    ck_assert_int_eq(wm_mapped_writable(s), 0);
+    wm_check(s, 0, 300);
+    for (int i = 300; i < 400; i++)
+        wm_put(s, i);
+    ck_assert_int_eq(store_flush(s), 0);
+    store_close(&s);
+    s = wm_open(dir, STORE_SPACE_PREALLOCATE, 1); /* a read-only open (CLI) never maps writable */
+    ck_assert_int_eq(wm_mapped_writable(s), 0);
+    wm_check(s, 0, 400);
+    store_close(&s);
+
+    /* writable again: everything is there, and 3x the map of new objects cycle the map through eviction */
+    s = wm_open(dir, STORE_SPACE_PREALLOCATE, 0);
+    ck_assert_int_eq(wm_mapped_writable(s), want);
+    wm_check(s, 0, 400);
+    int last = 400 + (int)(3 * WM_MAP / WM_BODY);
+    for (int i = 400; i < last; i++) {
+        wm_put(s, i);
+        if (i % 200 == 0)
+            ck_assert_int_eq(store_flush(s), 0);
+    }
+    ck_assert_int_eq(store_flush(s), 0);
+    store_stats_t ss;
+    store_get_stats(s, &ss);
+    ck_assert_uint_gt(ss.evictions, 0);
+    ck_assert_uint_le(ss.bytes_used, WM_MAP);
+    wm_check(s, last - 100, last); /* the newest are kept */
+    store_close(&s);
+    s = wm_open(dir, STORE_SPACE_FREE, 0);
+    wm_check(s, last - 100, last);
+    store_close(&s);
+    unit_rm_tree(dir);
+}
+
+START_TEST(test_writemap_on_tmp)
+{
+    wm_roundtrip(unit_tmp_base);
+}
+END_TEST
+
+START_TEST(test_writemap_on_shm)
+{
+    struct statfs fs;
+    if (statfs("/dev/shm", &fs) != 0 || fs.f_type != TMPFS_MAGIC) {
+        fprintf(stderr, "test_store_space: no tmpfs at /dev/shm; the writable map is checked on /tmp only\n");
+        return;
+    }
+    wm_roundtrip("/dev/shm");
+}
+END_TEST
+
+START_TEST(test_writemap_not_in_map_mode)
+{
+    char *dir = tmpdir_new();
+    store_t *s = wm_open(dir, STORE_SPACE_MAP, 0); /* the budget is the map: nothing allocated ahead */
+    ck_assert_int_eq(wm_mapped_writable(s), 0);
+    store_close(&s);
+    tmpdir_free(dir);
+}
+END_TEST
+
 static Suite *store_space_suite(void)
 {
     Suite *s = suite_create("store_space");
@@ -342,6 +490,9 @@ static Suite *store_space_suite(void)
     tcase_add_test(tc, test_key_purge_finds_memory_only);
     tcase_add_test(tc, test_url_purge_finds_memory_only_variant);
     tcase_add_test(tc, test_purge_all_clears_memory_only);
+    tcase_add_test(tc, test_writemap_on_tmp);
+    tcase_add_test(tc, test_writemap_on_shm);
+    tcase_add_test(tc, test_writemap_not_in_map_mode);
     suite_add_tcase(s, tc);
     return s;
 }
