@@ -452,14 +452,16 @@ START_TEST(test_writemap_on_tmp)
 }
 END_TEST
 
+/* main() makes it when /dev/shm is a tmpfs, and removes it whatever a test left there */
+static char shm_base[64];
+
 START_TEST(test_writemap_on_shm)
 {
-    struct statfs fs;
-    if (statfs("/dev/shm", &fs) != 0 || fs.f_type != TMPFS_MAGIC) {
+    if (shm_base[0] == '\0') {
         fprintf(stderr, "test_store_space: no tmpfs at /dev/shm; the writable map is checked on /tmp only\n");
         return;
     }
-    wm_roundtrip("/dev/shm");
+    wm_roundtrip(shm_base);
 }
 END_TEST
 
@@ -501,10 +503,16 @@ int main(void)
 {
     if (unit_tmp_base_make("store_space") != 0)
         return 1;
+    struct statfs fs;
+    snprintf(shm_base, sizeof(shm_base), "/dev/shm/ec-store_space-XXXXXX");
+    if (statfs("/dev/shm", &fs) != 0 || fs.f_type != TMPFS_MAGIC || mkdtemp(shm_base) == NULL)
+        shm_base[0] = '\0';
     SRunner *sr = srunner_create(store_space_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
     unit_rm_tree(unit_tmp_base);
+    if (shm_base[0] != '\0')
+        unit_rm_tree(shm_base);
     return failed == 0 ? 0 : 1;
 }
