@@ -168,3 +168,27 @@ void http_fields_remove_connection_listed(h2o_headers_t *headers)
     }
     headers->size = kept;
 }
+
+size_t http_fields_head_count(const char *head, size_t len, const char *lname, size_t lname_len)
+{
+    size_t count = 0, pos = 0, lineno = 0;
+    while (pos < len) {
+        const char *nl = memchr(head + pos, '\n', len - pos);
+        size_t end = nl != NULL ? (size_t)(nl - head) : len, line_len = end - pos;
+        if (line_len != 0 && head[end - 1] == '\r')
+            line_len--;
+        const char *line = head + pos;
+        pos = nl != NULL ? end + 1 : len;
+        if (line_len == 0) {
+            if (lineno == 0)
+                continue; /* before the request line */
+            break;        /* the end of the head */
+        }
+        if (lineno++ == 0)
+            continue; /* the request line */
+        /* lname holds no ':', so a line whose first ':' ends lname's bytes is named lname */
+        if (line_len > lname_len && line[lname_len] == ':' && name_cmp(line, lname_len, lname, lname_len) == 0)
+            count++;
+    }
+    return count;
+}

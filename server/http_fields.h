@@ -49,4 +49,15 @@ int http_fields_listed_in_connection(const h2o_header_t *headers, size_t num_hea
  */
 void http_fields_remove_connection_listed(h2o_headers_t *headers);
 
+/**
+ * The number of field lines named `lname` (lower-case; names compared case-insensitively)
+ * in the HTTP/1 request head at the start of `head` (`len` bytes): the request line, the
+ * field lines, up to the first empty line (what follows, a body or the next request, is not
+ * looked at). Lines end in LF, CR LF or not at all (the end of `head`); empty lines before
+ * the request line are skipped (picohttpparser allows one). A line's name is everything
+ * before its first ':'. For what h2o 2.2.5 does not show: it hands over the last Host line
+ * only (RFC 9112 3.2 wants a 400 for more than one). Never reads past `len`.
+ */
+size_t http_fields_head_count(const char *head, size_t len, const char *lname, size_t lname_len);
+
 #endif

@@ -10,7 +10,10 @@
  * the first line of each name, in their original order; each holds the values of all lines of
  * its name in order, joined by ", " ("; " for cookie); combining again changes nothing. Of
  * http_fields_remove_connection_listed: no line left (but Connection) is named by a Connection
- * line, every line removed was, and the order of the rest is kept.
+ * line, every line removed was, and the order of the rest is kept. Of http_fields_head_count:
+ * it reads the raw input without going past it, and on a request head made of the same lines
+ * (a request line, "name:value" CR LF each, an empty line, then a Host line that is not part
+ * of the head) it counts exactly the lines named host.
  */
 #include <ctype.h>
 #include <string.h>
@@ -45,6 +48,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     h2o_headers_t headers = {NULL, 0, 0};
     line_t lines[MAX_LINES];
     size_t n = 0;
+    (void)http_fields_head_count((const char *)data, size, "host", 4); /* hostile bytes: in bounds (ASan) */
     char *copy = h2o_mem_alloc_pool(&pool, size + 1);
     memcpy(copy, data, size);
     for (size_t i = 0; i < size && n < MAX_LINES;) {
@@ -61,6 +65,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         i += len + 1;
     }
+
+    /* the same lines as a request head */
+    static const char reqline[] = "GET / HTTP/1.1\r\n", tail[] = "\r\nHost: after.example\r\n";
+    size_t head_cap = sizeof(reqline) + sizeof(tail), hosts = 0;
+    for (size_t i = 0; i < n; i++)
+        head_cap += lines[i].name_len + lines[i].value_len + 3;
+    char *head = h2o_mem_alloc_pool(&pool, head_cap), *hp = head;
+    memcpy(hp, reqline, sizeof(reqline) - 1);
+    hp += sizeof(reqline) - 1;
+    for (size_t i = 0; i < n; i++) {
+        memcpy(hp, lines[i].name, lines[i].name_len);
+        hp += lines[i].name_len;
+        *hp++ = ':';
+        memcpy(hp, lines[i].value, lines[i].value_len);
+        hp += lines[i].value_len;
+        *hp++ = '\r';
+        *hp++ = '\n';
+        hosts += same_name(&lines[i], "host", 4);
+    }
+    memcpy(hp, tail, sizeof(tail) - 1);
+    hp += sizeof(tail) - 1;
+    FUZZ_CHECK(http_fields_head_count(head, (size_t)(hp - head), "host", 4) == hosts);
 
     http_fields_combine(&pool, &headers);
 

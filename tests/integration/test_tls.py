@@ -282,6 +282,25 @@ class HostileClients(TLSTestCase):
         self.assertTrue(e.running)
 
 
+    def test_two_host_lines_over_tls_are_400(self):
+        """The Host lines are counted in the decrypted head too (test_request_safety: the cleartext cases)."""
+        o = self.origin()
+        o.route("/h", headers={"Cache-Control": "max-age=60"}, body=b"h")
+        e = self.tls_edge([("a.test", self.ca.issue("a.test"))], backends=[o])
+        port = self.tls_port(e)
+        ctx = self.client_ctx()
+        ctx.set_alpn_protocols(["http/1.1"])
+        with socket.create_connection(("127.0.0.1", port), scaled(5)) as sock:
+            with ctx.wrap_socket(sock, server_hostname="a.test") as s:
+                s.sendall(b"GET /h HTTP/1.1\r\nHost: a.test\r\n\r\n"
+                          b"GET /h HTTP/1.1\r\nHost: a.test\r\nHost: evil.test\r\nConnection: close\r\n\r\n")
+                reader = harness.Reader(s)
+                first, second = harness.read_raw_response(reader), harness.read_raw_response(reader)
+        self.assertEqual((first.status, first.body), (200, b"h"), first.describe())
+        self.assertEqual(second.status, 400, second.describe())
+        self.assertEqual(o.hits("/h"), 1)
+
+
 class Resumption(TLSTestCase):
     def test_session_tickets_resume_tls13_and_tls12(self):
         e = self.tls_edge([("a.test", self.ca.issue("a.test"))], backends=[self.origin()])

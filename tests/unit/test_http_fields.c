@@ -132,6 +132,29 @@ START_TEST(test_remove_connection_listed)
 }
 END_TEST
 
+#define HEAD_HOSTS(lit) http_fields_head_count(lit, sizeof(lit) - 1, "host", 4)
+
+START_TEST(test_head_count)
+{
+    ck_assert_uint_eq(HEAD_HOSTS("GET / HTTP/1.1\r\nHost: a\r\n\r\n"), 1);
+    ck_assert_uint_eq(HEAD_HOSTS("GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\nHOST: b\r\n\r\n"), 2); /* any case */
+    ck_assert_uint_eq(HEAD_HOSTS("GET / HTTP/1.1\r\nhost:a\r\nhost:a\r\nhost:a\r\n\r\n"), 3);
+    ck_assert_uint_eq(HEAD_HOSTS("GET / HTTP/1.1\nHost: a\nHost: b\n\n"), 2);             /* bare LF */
+    ck_assert_uint_eq(HEAD_HOSTS("\r\nGET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"), 2); /* a leading empty line */
+    ck_assert_uint_eq(HEAD_HOSTS("GET / HTTP/1.1\r\n\r\n"), 0);
+    ck_assert_uint_eq(HEAD_HOSTS("GET /?Host: HTTP/1.1\r\nHost: a\r\n\r\n"), 1);      /* the request line is no field */
+    ck_assert_uint_eq(HEAD_HOSTS("GET / HTTP/1.1\r\nHost: a\r\n\r\nHost: b\r\n"), 1); /* a body, the next request */
+    ck_assert_uint_eq(HEAD_HOSTS("GET / HTTP/1.1\r\nX-Host: a\r\nHosts: b\r\nHos: c\r\nHost\r\n\r\n"), 0);
+    ck_assert_uint_eq(HEAD_HOSTS("GET / HTTP/1.1\r\nHost : a\r\n Host: b\r\n\r\n"), 0);    /* not the name host */
+    ck_assert_uint_eq(HEAD_HOSTS("GET / HTTP/1.1\r\nX: a:b\r\nHost: x:80\r\nHost: y"), 2); /* no end: the last line counts */
+    ck_assert_uint_eq(http_fields_head_count("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n", 20, "host", 4), 0); /* cut */
+    ck_assert_uint_eq(http_fields_head_count("", 0, "host", 4), 0);
+    ck_assert_uint_eq(HEAD_HOSTS("GET / HTTP/1.1\r\nContent-Length: 1\r\ncontent-length: 2\r\n\r\n"), 0);
+    static const char cl[] = "GET / HTTP/1.1\r\nContent-Length: 1\r\ncontent-length: 2\r\n\r\n";
+    ck_assert_uint_eq(http_fields_head_count(cl, sizeof(cl) - 1, "content-length", 14), 2);
+}
+END_TEST
+
 static Suite *http_fields_suite(void)
 {
     Suite *s = suite_create("http_fields");
@@ -143,6 +166,7 @@ static Suite *http_fields_suite(void)
     tcase_add_test(tc, test_connection_names);
     tcase_add_test(tc, test_remove_connection_listed);
     tcase_add_test(tc, test_all_named);
+    tcase_add_test(tc, test_head_count);
     suite_add_tcase(s, tc);
     return s;
 }
