@@ -230,6 +230,8 @@ char *admin_metrics_render(size_t *len)
              "Objects kept in the memory tier that the disk had no room for.", ss.memory_only);
     prom_u64(&t, "edgecache_disk_put_backlog_bytes", "gauge", "Bytes of the objects queued for the disk store.",
              ss.put_backlog_bytes);
+    prom_u64(&t, "edgecache_disk_put_backlog_limit_bytes", "gauge",
+             "Bytes of objects that may be queued for the disk store (--disk-put-backlog).", ss.put_backlog_limit);
     prom_u64(&t, "edgecache_disk_puts_refused_total", "counter",
              "Objects not cached because the queue for the disk store was full (a disk behind the origin).",
              ss.puts_refused_backlog);

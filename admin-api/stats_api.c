@@ -306,6 +306,7 @@ json_t *admin_stats_current_json(int64_t now)
     set_u64(disk, "enospc", ss.enospc);
     set_u64(disk, "memory_only", ss.memory_only);
     set_u64(disk, "put_backlog_bytes", ss.put_backlog_bytes);
+    set_u64(disk, "put_backlog_limit", ss.put_backlog_limit);
     set_u64(disk, "puts_refused_backlog", ss.puts_refused_backlog);
     set_u64(disk, "puts", ss.puts);
     set_u64(disk, "evictions", ss.evictions);

@@ -64,6 +64,14 @@ static int parse_uint(const char *s, uint64_t max, uint64_t *out)
     return 0;
 }
 
+uint64_t config_put_backlog(const config_t *cfg)
+{
+    const uint64_t fallback = (uint64_t)256 << 20;
+    if (cfg->disk_put_backlog != 0)
+        return cfg->disk_put_backlog;
+    return cfg->memory_size < fallback ? cfg->memory_size : fallback;
+}
+
 int config_parse_size(const char *s, uint64_t *out)
 {
     uint64_t v = 0, mult = 1;
@@ -253,6 +261,13 @@ int config_apply_value(config_t *cfg, const opt_def_t *o, const char *who, const
             return -1;
         }
         *(o->id == OPT_MEMORY_SIZE ? &cfg->memory_size : &cfg->disk_size) = n;
+        return 0;
+    case OPT_DISK_PUT_BACKLOG:
+        if (config_parse_size(val, &n) != 0 || n < CONFIG_SIZE_MIN || n > CONFIG_DISK_MAX) {
+            errbuf_printf(err, errlen, "%s: invalid size '%s' (expected 1M to 1T, e.g. 256M)", who, val);
+            return -1;
+        }
+        cfg->disk_put_backlog = n;
         return 0;
     case OPT_MAX_REQUEST_BODY:
     case OPT_REQUEST_BODY_MEMORY: {

@@ -39,6 +39,7 @@ typedef struct config {
     uint64_t memory_size;         /* --memory-size BYTES (K/M/G suffixes), default 256M */
     uint64_t disk_size;           /* --disk-size BYTES, default 1G */
     int disk_reserve;             /* --disk-reserve preallocate|free-space: CONFIG_DISK_* (default preallocate) */
+    uint64_t disk_put_backlog;    /* --disk-put-backlog BYTES; 0 (not given): config_put_backlog's default */
     uint32_t default_ttl;         /* --default-ttl SECONDS, default 120 */
     unsigned threads;             /* --threads N, default: number of online cores */
     unsigned admin_threads;       /* --admin-threads N, default 1 */
@@ -143,6 +144,14 @@ int config_load_file(config_t *cfg, const char *path, char *err, size_t errlen);
 
 /** Parse "256M", "1G", "4096", "64k" into bytes. Returns 0 or -1. */
 int config_parse_size(const char *s, uint64_t *out);
+
+/**
+ * Bytes of objects that may wait for the disk's writer (store_options_t.put_backlog):
+ * --disk-put-backlog, or else 256 MiB, or --memory-size if that is less. Objects queued
+ * for the disk may have left the memory tier already, so a backlog as large as the memory
+ * tier at most doubles what objects can take; a small node is not sized for 256 MiB more.
+ */
+uint64_t config_put_backlog(const config_t *cfg);
 
 /** Parse "HOST:PORT" (IPv6 as "[::1]:80"). Returns 0 or -1. */
 int config_parse_addr(const char *s, config_addr_t *out);

@@ -42,6 +42,7 @@ static const char *json_expected(opt_id_t id)
     case OPT_TLS_CERT: return "an array of \"HOST=CERT,KEY\" strings or {\"host\", \"cert\", \"key\"} objects";
     case OPT_MEMORY_SIZE:
     case OPT_DISK_SIZE:
+    case OPT_DISK_PUT_BACKLOG:
     case OPT_MAX_REQUEST_BODY:
     case OPT_REQUEST_BODY_MEMORY: return "a number of bytes or a size string like \"256M\"";
     case OPT_THREADS:
@@ -253,8 +254,8 @@ int config_load_file(config_t *cfg, const char *path, char *err, size_t errlen)
                             o->id == OPT_ORIGIN_TIMEOUT || o->id == OPT_SHUTDOWN_TIMEOUT ||
                             o->id == OPT_STATS_SAMPLE_INTERVAL || o->id == OPT_STATS_RETENTION_DAYS ||
                             o->id == OPT_STATS_MINUTE_SECONDS || o->id == OPT_SLA_DEGRADED_PERCENT;
-        int is_size_key = o->id == OPT_MEMORY_SIZE || o->id == OPT_DISK_SIZE || o->id == OPT_MAX_REQUEST_BODY ||
-                          o->id == OPT_REQUEST_BODY_MEMORY;
+        int is_size_key = o->id == OPT_MEMORY_SIZE || o->id == OPT_DISK_SIZE || o->id == OPT_DISK_PUT_BACKLOG ||
+                          o->id == OPT_MAX_REQUEST_BODY || o->id == OPT_REQUEST_BODY_MEMORY;
         if (json_is_integer(val) && (is_number_key || is_size_key)) {
             snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(val));
             text = num;

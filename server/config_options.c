@@ -29,6 +29,8 @@ const opt_def_t config_opt_defs[] = {
     {OPT_DISK_SIZE, "--disk-size", "disk_size", "SIZE", "disk store budget (LMDB map size), 1M to 1T"},
     {OPT_DISK_RESERVE, "--disk-reserve", "disk_reserve", "MODE",
      "preallocate (reserve the data file's room) or free-space (the budget follows the free space)"},
+    {OPT_DISK_PUT_BACKLOG, "--disk-put-backlog", "disk_put_backlog", "SIZE",
+     "objects queued for the disk at most (more: served, not cached)"},
     {OPT_DEFAULT_TTL, "--default-ttl", "default_ttl", "SECONDS", "TTL when a response gives no freshness"},
     {OPT_THREADS, "--threads", "threads", "N", "worker threads, 1-256"},
     {OPT_ADMIN_THREADS, "--admin-threads", "admin_threads", "N", "admin API threads, 1-64"},
@@ -140,6 +142,7 @@ static void format_default(const config_t *d, opt_id_t id, char *buf, size_t cap
     case OPT_MEMORY_SIZE: snprintf(buf, cap, "256M"); break;
     case OPT_DISK_SIZE: snprintf(buf, cap, "1G"); break;
     case OPT_DISK_RESERVE: snprintf(buf, cap, "preallocate"); break;
+    case OPT_DISK_PUT_BACKLOG: snprintf(buf, cap, "256M or --memory-size, the less"); break;
     case OPT_DEFAULT_TTL: snprintf(buf, cap, "%u", d->default_ttl); break;
     case OPT_THREADS: snprintf(buf, cap, "number of online cores, %u here", d->threads); break;
     case OPT_ADMIN_THREADS: snprintf(buf, cap, "%u", d->admin_threads); break;
@@ -210,7 +213,7 @@ void config_print_help(void *stream)
             fprintf(f, "  %-32s %s\n", left, o->help);
     }
     fputs("\nConfig file keys (JSON object): listen, admin_listen, backends (array of \"HOST:PORT\"),\n"
-          "data_dir, memory_size (bytes or \"256M\"), disk_size, disk_reserve, default_ttl, threads,\n"
+          "data_dir, memory_size (bytes or \"256M\"), disk_size, disk_reserve, disk_put_backlog, default_ttl, threads,\n"
           "service_id, max_heuristic_ttl, default_grace, negative_ttl, origin_timeout, shutdown_timeout,\n"
           "max_request_body, request_body_memory, load_balancing, shield, shield_admin, shield_token,\n"
           "shield_tls, shield_admin_tls, access_log, stats_sample_interval, stats_retention_days,\n"

@@ -253,6 +253,7 @@ int main(int argc, char **argv)
     store_options_t sopt = {.dir = cfg.data_dir,
                             .map_size = cfg.disk_size,
                             .mem = mem,
+                            .put_backlog = (size_t)config_put_backlog(&cfg),
                             .space_mode = cfg.disk_reserve == CONFIG_DISK_FREE_SPACE ? STORE_SPACE_FREE
                                                                                      : STORE_SPACE_PREALLOCATE};
     if ((rc = store_open(&store, &sopt, err, sizeof(err))) != 0) {

@@ -302,6 +302,7 @@ void store_get_stats(store_t *s, store_stats_t *out)
     out->memory_only = atomic_load_explicit(&s->memonly_count, memory_order_relaxed);
     out->map_trims = atomic_load_explicit(&s->st_map_trims, memory_order_relaxed);
     out->put_backlog_bytes = atomic_load_explicit(&s->put_backlog, memory_order_relaxed);
+    out->put_backlog_limit = s->put_backlog_max;
     out->puts_refused_backlog = atomic_load_explicit(&s->st_puts_refused_backlog, memory_order_relaxed);
 }
 

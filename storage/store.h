@@ -79,6 +79,7 @@ typedef struct store_stats {
     uint64_t memory_only;          /* objects kept in the memory tier although the disk could not take them */
     uint64_t map_trims;            /* times the data file's pages were unmapped from the process (store_maptrim.c) */
     uint64_t put_backlog_bytes;    /* bytes of objects queued for disk now */
+    uint64_t put_backlog_limit;    /* ... at most (store_options_t.put_backlog) */
     uint64_t puts_refused_backlog; /* puts refused because that backlog was full (STORE_EBACKLOG) */
 } store_stats_t;
 

@@ -265,6 +265,8 @@ class Counters(StatsCase):
         # the data file is mapped writable where it is all allocated on ext4 or tmpfs (test_full_disk: the rest)
         allocated = os.stat(os.path.join(self.e.data_dir, "data.mdb")).st_blocks * 512 >= d["map_size"]
         self.assertIs(d["writemap"], writes_in_place(self.e.data_dir) and allocated, d)
+        # objects waiting for the writer, at most: --memory-size 64M is less than the 256M default
+        self.assertEqual(d["put_backlog_limit"], 64 << 20, d)
         # objects, the rest of the document
         self.assertGreaterEqual(s["memory"]["objects"], n_miss - 1)
         self.assertEqual(s["objects_in_memory"], s["memory"]["objects"])
@@ -355,6 +357,7 @@ class Counters(StatsCase):
         self.assertEqual(families["edgecache_purge_journal_direct"], "gauge")
         self.assertEqual(value("edgecache_purge_journal_direct"), int(s["disk"]["journal_direct"]))
         self.assertEqual(families["edgecache_disk_writemap"], "gauge")
+        self.assertEqual(value("edgecache_disk_put_backlog_limit_bytes"), s["disk"]["put_backlog_limit"])
         self.assertEqual(value("edgecache_disk_writemap"), int(s["disk"]["writemap"]))
         self.assertAlmostEqual(value("edgecache_purge_journal_write_seconds_sum"), s["disk"]["journal_write_ms"] / 1000,
                                delta=1e-6)
@@ -547,6 +550,13 @@ class AccessLog(StatsCase):
         with open(rotated) as f:
             self.assertEqual(len(f.read().splitlines()), 2)
         self.assertTrue(self.e.running)
+
+
+class PutBacklog(StatsCase):
+    ARGS = FAST + ["--disk-put-backlog", "3M"]
+
+    def test_the_option_sets_the_limit(self):
+        self.assertEqual(self.stats()["disk"]["put_backlog_limit"], 3 << 20)
 
 
 class PublicMetrics(StatsCase):

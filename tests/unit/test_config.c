@@ -126,6 +126,35 @@ START_TEST(request_body_limits)
 }
 END_TEST
 
+START_TEST(put_backlog)
+{
+    config_t c;
+    char err[512];
+    /* not given: 256M, or --memory-size when that is less */
+    ck_assert_int_eq(parse(&c, err, sizeof(err), NULL), 0);
+    ck_assert_uint_eq(c.disk_put_backlog, 0);
+    ck_assert_uint_eq(config_put_backlog(&c), 256ull << 20);
+    ck_assert_int_eq(parse(&c, err, sizeof(err), "--memory-size", "64M", NULL), 0);
+    ck_assert_uint_eq(config_put_backlog(&c), 64ull << 20);
+    ck_assert_int_eq(parse(&c, err, sizeof(err), "--memory-size", "4G", NULL), 0);
+    ck_assert_uint_eq(config_put_backlog(&c), 256ull << 20);
+    /* given: whatever the memory tier's size */
+    ck_assert_int_eq(parse(&c, err, sizeof(err), "--memory-size", "64M", "--disk-put-backlog", "1G", NULL), 0);
+    ck_assert_uint_eq(config_put_backlog(&c), 1ull << 30);
+    ck_assert_int_eq(parse(&c, err, sizeof(err), "--disk-put-backlog=1M", NULL), 0);
+    ck_assert_uint_eq(config_put_backlog(&c), 1ull << 20);
+    EXPECT_ERR("--disk-put-backlog: invalid size '0' (expected 1M to 1T, e.g. 256M)", "--disk-put-backlog", "0");
+    EXPECT_ERR("--disk-put-backlog: invalid size '2T' (expected 1M to 1T, e.g. 256M)", "--disk-put-backlog", "2T");
+    EXPECT_ERR("--disk-put-backlog: invalid size 'lots' (expected 1M to 1T, e.g. 256M)", "--disk-put-backlog", "lots");
+    const char *path = write_file("{\"disk_put_backlog\": \"32M\", \"memory_size\": 16777216}");
+    ck_assert_int_eq(parse(&c, err, sizeof(err), "--config", path, NULL), 0);
+    ck_assert_uint_eq(config_put_backlog(&c), 32ull << 20);
+    path = write_file("{\"disk_put_backlog\": 8388608}");
+    ck_assert_int_eq(parse(&c, err, sizeof(err), "--config", path, NULL), 0);
+    ck_assert_uint_eq(config_put_backlog(&c), 8ull << 20);
+}
+END_TEST
+
 START_TEST(sizes)
 {
     static const struct {
@@ -638,6 +667,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, defaults);
     tcase_add_test(tc, sizes);
     tcase_add_test(tc, request_body_limits);
+    tcase_add_test(tc, put_backlog);
     tcase_add_test(tc, addrs);
     tcase_add_test(tc, flags_both_syntaxes);
     tcase_add_test(tc, help);
