@@ -19,6 +19,7 @@
 #include "server/config_int.h"
 #include "server/header_rules.h"
 #include "server/origin_tls.h"
+#include "storage/store.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -66,10 +67,9 @@ static int parse_uint(const char *s, uint64_t max, uint64_t *out)
 
 uint64_t config_put_backlog(const config_t *cfg)
 {
-    const uint64_t fallback = (uint64_t)256 << 20;
     if (cfg->disk_put_backlog != 0)
         return cfg->disk_put_backlog;
-    return cfg->memory_size < fallback ? cfg->memory_size : fallback;
+    return cfg->memory_size < STORE_PUT_BACKLOG_DEFAULT ? cfg->memory_size : STORE_PUT_BACKLOG_DEFAULT;
 }
 
 int config_parse_size(const char *s, uint64_t *out)

@@ -24,14 +24,12 @@
 
 #include <assert.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <linux/magic.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/statvfs.h>
 #include <sys/vfs.h>
 #include <time.h>
 #include "migrations/mig.h"
@@ -199,23 +197,12 @@ static int store_writemap_ready(MDB_env *env, const store_options_t *opt)
         return 0;
     int fd;
     struct statfs fs;
-    struct statvfs vfs;
-    struct stat st;
     MDB_envinfo info;
-    if (mdb_env_get_fd(env, &fd) != 0 || fstatfs(fd, &fs) != 0 || fstatvfs(fd, &vfs) != 0 || fstat(fd, &st) != 0 ||
-        mdb_env_info(env, &info) != 0)
+    if (mdb_env_get_fd(env, &fd) != 0 || fstatfs(fd, &fs) != 0 || mdb_env_info(env, &info) != 0)
         return 0;
     if (fs.f_type != EXT4_SUPER_MAGIC && fs.f_type != TMPFS_MAGIC)
         return 0;
-    uint64_t map = info.me_mapsize, have = (uint64_t)st.st_blocks * 512;
-    uint64_t avail = (uint64_t)vfs.f_bavail * vfs.f_frsize, fs_size = (uint64_t)vfs.f_blocks * vfs.f_frsize;
-    uint64_t need = (have < map ? map - have : 0) + store_journal_size(map) + store_space_slack(fs_size);
-    if (have < map && avail < need)
-        return 0;
-    while (fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)map) != 0)
-        if (errno != EINTR)
-            return 0; /* what it allocated before failing stays; store_space counts it */
-    return 1;
+    return store_space_allocate_all(fd, info.me_mapsize, store_journal_size(info.me_mapsize));
 }
 
 int store_open(store_t **out, const store_options_t *opt, char *errbuf, size_t errlen)

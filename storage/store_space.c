@@ -145,6 +145,19 @@ static void store_space_measure(store_space_t *sp)
         store_space_set(sp, want);
 }
 
+int store_space_allocate_all(int fd, uint64_t map_size, uint64_t also)
+{
+    uint64_t have, avail, fs_size;
+    if (store_space_probe(fd, &have, &avail, &fs_size) != 0)
+        return 0;
+    if (have < map_size && avail < map_size - have + also + store_space_slack(fs_size))
+        return 0;
+    while (fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)map_size) != 0)
+        if (errno != EINTR)
+            return 0;
+    return 1;
+}
+
 void store_space_open(store_space_t *sp, int mode, int fd, uint64_t map_size, uint64_t psize)
 {
     memset(sp, 0, sizeof(*sp));

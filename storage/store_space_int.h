@@ -72,6 +72,14 @@ int store_space_refused(int rc, uint64_t fs_avail, uint64_t fs_avail_low);
  */
 void store_space_open(store_space_t *sp, int mode, int fd, uint64_t map_size, uint64_t psize);
 
+/**
+ * Allocate all of [0, map_size) of the data file fd, when its file system has room for
+ * what is not allocated yet, plus `also` bytes (another file's room: the purge journal's)
+ * and store_space_slack. 1 when the whole map is allocated, else 0 (what a failing
+ * fallocate allocated stays the file's; store_space_open counts it).
+ */
+int store_space_allocate_all(int fd, uint64_t map_size, uint64_t also);
+
 /** While the budget is below the map size: at most every STORE_SPACE_RETRY_MS, try to raise it. */
 void store_space_grow(store_space_t *sp, int64_t now_ms);
 
