@@ -26,6 +26,7 @@
 #include "admin-api/stats_api.h"
 #include "cluster/cluster_stats.h"
 #include "server/backend.h"
+#include "server/frontend.h"
 #include "server/stats.h"
 
 size_t admin_prom_escape_label(const char *in, size_t len, char *out, size_t cap)
@@ -289,6 +290,30 @@ char *admin_metrics_render(size_t *len)
         }
     }
     free(bs);
+
+    unsigned nw = frontend_worker_info(NULL, 0);
+    frontend_worker_info_t *wi = calloc(nw + 1, sizeof(*wi));
+    if (wi == NULL)
+        abort();
+    nw = frontend_worker_info(wi, nw);
+    static const char *const wnames[] = {"edgecache_worker_accepting", "edgecache_worker_connections_accepted_total",
+                                         "edgecache_worker_connections_open", "edgecache_worker_cpu_share"};
+    static const char *const wtypes[] = {"gauge", "counter", "gauge", "gauge"};
+    static const char *const whelp[] = {"1 when the worker takes new connections (--accept-spread).",
+                                        "Connections the worker accepted.", "Connections of the worker not closed yet.",
+                                        "Share of a core the worker used over its last window (100 ms or more)."};
+    for (int m = 0; m < 4; m++) {
+        prom_head(&t, wnames[m], wtypes[m], whelp[m]);
+        for (unsigned i = 0; i < nw; i++) {
+            double val = m == 0   ? (double)(wi[i].accepting != 0)
+                         : m == 1 ? (double)wi[i].accepted
+                         : m == 2 ? (double)wi[i].open
+                                  : wi[i].cpu_permille / 1000.0;
+            admin_prom_format_value(val, v, sizeof(v));
+            text_printf(&t, "%s{worker=\"%u\"} %s\n", wnames[m], i, v);
+        }
+    }
+    free(wi);
 
     {
         char cbuf[4096]; /* the cluster's lines (cluster/cluster_stats.c); none when not a cluster */

@@ -29,6 +29,7 @@
 #include "admin-api/metrics_int.h"
 #include "cluster/cluster_stats.h"
 #include "server/backend.h"
+#include "server/frontend.h"
 #include "server/stats.h"
 
 /* ---------------------------------------------------------------- small helpers */
@@ -224,6 +225,27 @@ static json_t *backends_json(void)
     return arr;
 }
 
+/* the proxy's workers: which take new connections (--accept-spread), how many each took, and its CPU share */
+static json_t *workers_json(void)
+{
+    unsigned n = frontend_worker_info(NULL, 0);
+    frontend_worker_info_t *wi = calloc(n + 1, sizeof(*wi));
+    if (wi == NULL)
+        abort();
+    n = frontend_worker_info(wi, n);
+    json_t *a = json_array();
+    for (unsigned i = 0; i != n; ++i) {
+        json_t *w = json_object();
+        json_object_set_new(w, "accepting", json_boolean(wi[i].accepting));
+        set_u64(w, "connections_accepted", wi[i].accepted);
+        set_u64(w, "connections_open", wi[i].open);
+        set_real(w, "cpu_percent", (double)wi[i].cpu_permille / 10.0);
+        json_array_append_new(a, w);
+    }
+    free(wi);
+    return a;
+}
+
 static void month_of(int64_t t, int *year, int *month)
 {
     time_t tt = (time_t)t;
@@ -329,6 +351,7 @@ json_t *admin_stats_current_json(int64_t now)
     set_u64(o, "evictions", ms.evictions + ss.evictions);
 
     json_object_set_new(o, "backends", backends_json());
+    json_object_set_new(o, "workers", workers_json());
     json_object_set_new(o, "cluster", cluster_stats_json()); /* null when not a cluster (cluster/cluster_stats.c) */
 
     int y, m;

@@ -290,6 +290,13 @@ int config_apply_value(config_t *cfg, const opt_def_t *o, const char *who, const
         *(o->id == OPT_THREADS ? &cfg->threads : &cfg->admin_threads) = (unsigned)n;
         return 0;
     }
+    case OPT_ACCEPT_SPREAD:
+        if (parse_uint(val, 100, &n) != 0) {
+            errbuf_printf(err, errlen, "%s: invalid value '%s' (expected a percentage 0-100)", who, val);
+            return -1;
+        }
+        cfg->accept_spread = (unsigned)n;
+        return 0;
     case OPT_DEFAULT_TTL:
     case OPT_DEFAULT_GRACE:
     case OPT_MAX_HEURISTIC_TTL:

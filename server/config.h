@@ -43,6 +43,9 @@ typedef struct config {
     uint32_t default_ttl;         /* --default-ttl SECONDS, default 120 */
     unsigned threads;             /* --threads N, default: number of online cores */
     unsigned admin_threads;       /* --admin-threads N, default 1 */
+    unsigned accept_spread;       /* --accept-spread PERCENT, default 50: a worker after the first accepts new
+                                     connections only while each one before it uses this share of a core (0: all,
+                                     always); server/frontend.c */
     char config_file[4096];       /* --config FILE, "" when none */
     char service_id[128];         /* --service-id, default "edgecache" */
     uint32_t max_heuristic_ttl;   /* config "max_heuristic_ttl", default 86400 */

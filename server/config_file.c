@@ -47,6 +47,7 @@ static const char *json_expected(opt_id_t id)
     case OPT_REQUEST_BODY_MEMORY: return "a number of bytes or a size string like \"256M\"";
     case OPT_THREADS:
     case OPT_ADMIN_THREADS:
+    case OPT_ACCEPT_SPREAD:
     case OPT_DEFAULT_TTL:
     case OPT_DEFAULT_GRACE:
     case OPT_MAX_HEURISTIC_TTL:
@@ -249,9 +250,9 @@ int config_load_file(config_t *cfg, const char *path, char *err, size_t errlen)
         }
 
         const char *text;
-        int is_number_key = o->id == OPT_THREADS || o->id == OPT_ADMIN_THREADS || o->id == OPT_DEFAULT_TTL ||
-                            o->id == OPT_DEFAULT_GRACE || o->id == OPT_NEGATIVE_TTL || o->id == OPT_MAX_HEURISTIC_TTL ||
-                            o->id == OPT_ORIGIN_TIMEOUT || o->id == OPT_SHUTDOWN_TIMEOUT ||
+        int is_number_key = o->id == OPT_THREADS || o->id == OPT_ADMIN_THREADS || o->id == OPT_ACCEPT_SPREAD ||
+                            o->id == OPT_DEFAULT_TTL || o->id == OPT_DEFAULT_GRACE || o->id == OPT_NEGATIVE_TTL ||
+                            o->id == OPT_MAX_HEURISTIC_TTL || o->id == OPT_ORIGIN_TIMEOUT || o->id == OPT_SHUTDOWN_TIMEOUT ||
                             o->id == OPT_STATS_SAMPLE_INTERVAL || o->id == OPT_STATS_RETENTION_DAYS ||
                             o->id == OPT_STATS_MINUTE_SECONDS || o->id == OPT_SLA_DEGRADED_PERCENT;
         int is_size_key = o->id == OPT_MEMORY_SIZE || o->id == OPT_DISK_SIZE || o->id == OPT_DISK_PUT_BACKLOG ||

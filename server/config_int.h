@@ -28,6 +28,7 @@ typedef enum opt_id {
     OPT_DEFAULT_TTL,
     OPT_THREADS,
     OPT_ADMIN_THREADS,
+    OPT_ACCEPT_SPREAD,
     OPT_CONFIG,
     OPT_SERVICE_ID,
     OPT_DEFAULT_GRACE,

@@ -34,6 +34,8 @@ const opt_def_t config_opt_defs[] = {
     {OPT_DEFAULT_TTL, "--default-ttl", "default_ttl", "SECONDS", "TTL when a response gives no freshness"},
     {OPT_THREADS, "--threads", "threads", "N", "worker threads, 1-256"},
     {OPT_ADMIN_THREADS, "--admin-threads", "admin_threads", "N", "admin API threads, 1-64"},
+    {OPT_ACCEPT_SPREAD, "--accept-spread", "accept_spread", "PERCENT",
+     "a worker past the first takes new connections while all before it use PERCENT of a core (0: always)"},
     {OPT_CONFIG, "--config", NULL, "FILE", "JSON config file; flags override its values"},
     {OPT_SERVICE_ID, "--service-id", "service_id", "ID", "service id of the Fastly-compatible purge API"},
     {OPT_DEFAULT_GRACE, "--default-grace", "default_grace", "SECONDS",
@@ -113,6 +115,7 @@ void config_defaults(config_t *cfg)
      * thread behind it); two busy loops stacked on one core wait up to a scheduler tick (4 ms) for each other
      * (bench/purge's p99: 3-4 ms with two, 1.1 ms with one), and every extra loop competes with the workers */
     cfg->admin_threads = 1;
+    cfg->accept_spread = 50; /* server/frontend.c: the first worker takes new connections until it is half busy */
     cfg->config_file[0] = '\0';
     strcpy(cfg->service_id, "edgecache");
     cfg->max_heuristic_ttl = 86400;
@@ -146,6 +149,7 @@ static void format_default(const config_t *d, opt_id_t id, char *buf, size_t cap
     case OPT_DEFAULT_TTL: snprintf(buf, cap, "%u", d->default_ttl); break;
     case OPT_THREADS: snprintf(buf, cap, "number of online cores, %u here", d->threads); break;
     case OPT_ADMIN_THREADS: snprintf(buf, cap, "%u", d->admin_threads); break;
+    case OPT_ACCEPT_SPREAD: snprintf(buf, cap, "%u", d->accept_spread); break;
     case OPT_CONFIG: snprintf(buf, cap, "none"); break;
     case OPT_SERVICE_ID: snprintf(buf, cap, "%.100s", d->service_id); break;
     case OPT_DEFAULT_GRACE: snprintf(buf, cap, "%u", d->default_grace); break;
@@ -214,8 +218,9 @@ void config_print_help(void *stream)
     }
     fputs("\nConfig file keys (JSON object): listen, admin_listen, backends (array of \"HOST:PORT\"),\n"
           "data_dir, memory_size (bytes or \"256M\"), disk_size, disk_reserve, disk_put_backlog, default_ttl, threads,\n"
-          "service_id, max_heuristic_ttl, default_grace, negative_ttl, origin_timeout, shutdown_timeout,\n"
-          "max_request_body, request_body_memory, load_balancing, shield, shield_admin, shield_token,\n"
+          "admin_threads, accept_spread, service_id, max_heuristic_ttl, default_grace, negative_ttl,\n"
+          "origin_timeout, shutdown_timeout, max_request_body, request_body_memory, load_balancing, shield,\n"
+          "shield_admin, shield_token,\n"
           "shield_tls, shield_admin_tls, access_log, stats_sample_interval, stats_retention_days,\n"
           "stats_minute_seconds, sla_degraded_percent, metrics_public_listen, tls_listen (a string or an\n"
           "array), tls_certs (array of \"HOST=CERT,KEY\" or {\"host\",\"cert\",\"key\"}), admin_tls_listen,\n"

@@ -2,26 +2,46 @@
  * server/frontend.c — the worker threads and their listeners.
  *
  * Each worker owns one h2o evloop and one h2o_context_t. The proxy address has ONE
- * listening socket, and every worker's loop watches its own dup of it, as h2o's own
- * server does: a new connection goes to whichever worker accepts it first, which is
- * one that was idle (woken at once) before one that was busy (it looks at the
- * listener only at its next turn). Each --tls-listen address is the same, accepted
- * with an h2o_accept_ctx_t whose ssl_ctx is server/tls.c's front context (which never
- * changes; SIGHUP swaps what its SNI callback picks from), so h2o does the handshake and
- * picks h2 or HTTP/1.1 by ALPN.
+ * listening socket, and each worker's loop has its own dup of it, as h2o's own server
+ * does. Each --tls-listen address is the same, accepted with an h2o_accept_ctx_t whose
+ * ssl_ctx is server/tls.c's front context (which never changes; SIGHUP swaps what its
+ * SNI callback picks from), so h2o does the handshake and picks h2 or HTTP/1.1 by ALPN.
  *
- * Why not a SO_REUSEPORT socket per worker (as until issue 24): the kernel then hashes
- * connections evenly over the workers whatever each one is doing. With more busy
- * threads than cores (a 2-core machine, 2 workers and the client), two busy workers
- * share a core and each waits for the scheduler's tick (4 ms) while the other runs:
- * bench/run's hot 1 KiB p99 was 3.6-4.2 ms in every round. Accepted by whoever is free,
- * the same connections mostly went to one worker: p99 0.6-0.9 ms, and 10-15% more hits/s.
- * The costs: a new connection wakes every idle worker (all but one find nothing to
- * accept), and a burst of connections may land on one worker (at most 32 per turn).
+ * Who watches the listeners (--accept-spread PERCENT, default 50): the first worker
+ * always; each worker after it only while every worker before it is busy: it has
+ * connections open and used at least PERCENT of a core over its last window (100 ms or
+ * more), or it has not closed a window for 300 ms (stuck in one turn: a page fault on a
+ * cold disk read, say). So a node under little load takes its new connections on the
+ * first worker, and the second joins in once the first is half busy; workers are added
+ * as the ones before them fill, and one that the load has left stops watching again.
+ * Each worker measures its own thread's CPU time (CLOCK_THREAD_CPUTIME_ID) and decides
+ * for itself, at the end of its window (every 100 ms while idle: the loop wakes that
+ * often), with no lock: one monotonic clock read per loop turn. Two refinements:
+ *  - when a worker's last connection closes, its window starts afresh at 0: the CPU it
+ *    holds was the load of connections that are gone (wrk run after wrk run);
+ *  - a worker after the first, woken for a new connection, checks the rule again before
+ *    it accepts, and leaves the connection to the others (and stops watching) when those
+ *    before it are no longer busy. Every watching worker is woken for a new connection,
+ *    so the first one accepts it.
+ * With 0, every worker watches always, and a new connection goes to whichever accepts
+ * it first, an idle one before a busy one.
+ *
+ * Why: with more busy threads than cores (a 2-core machine, 2 workers and the client),
+ * two busy workers take turns on one core, and each waits for the scheduler's tick (4 ms)
+ * while the other runs. bench/run's hot 1 KiB p99 (wrk's 50 connections): 3.6-4.2 ms in
+ * every round with a SO_REUSEPORT socket per worker (until issue 24), which hashes
+ * connections evenly whatever each worker is doing; 0.6-4.3 ms with every worker
+ * watching one socket (0), as the connections happened to split or not; 0.55-0.99 ms in
+ * six rounds of seven with the cascade, and 10-40% more hits/s.
+ *
+ * The costs: a connection stays on the worker that accepted it, so load that grows on
+ * connections made while the node was idle stays on the first worker (as with any choice
+ * made at accept time); a burst may land on one worker (at most 32 per turn of its
+ * loop); and a worker past the first wakes for each new connection while it watches.
  *
  * Nothing here is touched by two threads at once except `g_stopping` (set by the main
- * thread, polled by each loop every 100 ms) and the workers' counters (read racily by
- * stats).
+ * thread, polled by each loop every 100 ms) and the workers' load and counters (relaxed
+ * atomics, written by their own worker, read by the workers after it and by stats).
  *
  * Shutdown: the main thread sets g_stopping; each worker closes its listener, keeps
  * its loop running until its in-flight requests are done or the deadline passes, and
@@ -29,6 +49,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <time.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -59,18 +80,105 @@ static uint16_t g_bound_port;
 static uint16_t g_tls_bound_ports[CONFIG_MAX_TLS_LISTEN];
 static atomic_int g_stopping;
 static _Atomic int64_t g_deadline_ms;
+static unsigned g_accept_spread;         /* --accept-spread, percent of a core */
+static _Atomic unsigned g_workers_shown; /* how many of g_workers stats may read (the admin API runs before them) */
 
-worker_t *frontend_workers(unsigned *count);
+#define ACCEPT_WINDOW_MS 100 /* a worker measures its share of a core over windows at least this long */
+#define ACCEPT_STALE_MS 300  /* a worker that closed no window for this long is stuck in one turn */
 
-/** All workers (for stats); borrowed, valid while the front end runs. */
-worker_t *frontend_workers(unsigned *count)
+int frontend_load_is_busy(frontend_load_t load, int64_t now_ms, unsigned spread_pct)
 {
-    *count = g_num_workers;
-    return g_workers;
+    if (spread_pct == 0 || now_ms - load.at_ms > ACCEPT_STALE_MS)
+        return 1;
+    return load.open != 0 && load.cpu_permille >= spread_pct * 10;
 }
 
-static void accept_batch(h2o_socket_t *listener, h2o_accept_ctx_t *accept_ctx)
+static int64_t thread_cpu_ns(void)
 {
+    struct timespec ts;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0)
+        return 0;
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* close w's window (its owner thread only): publish its share of a core since the window started, start the next */
+static void window_close(worker_t *w, int64_t now, int64_t cpu)
+{
+    int64_t permille = now > w->window_start_ms ? (cpu - w->window_cpu_ns) / ((now - w->window_start_ms) * 1000) : 0;
+    atomic_store_explicit(&w->cpu_permille,
+                          (uint32_t)(permille < 0      ? 0
+                                     : permille > 1000 ? 1000
+                                                       : permille),
+                          memory_order_relaxed);
+    atomic_store_explicit(&w->cpu_at_ms, now, memory_order_relaxed);
+    w->window_start_ms = now;
+    w->window_cpu_ns = cpu;
+}
+
+/* a worker after the first: whether every worker before it is busy (now) */
+static int accept_wanted(const worker_t *w, int64_t now)
+{
+    for (unsigned j = 0; j != w->index; ++j) {
+        frontend_load_t load = {atomic_load_explicit(&g_workers[j].cpu_permille, memory_order_relaxed),
+                                atomic_load_explicit(&g_workers[j].cpu_at_ms, memory_order_relaxed),
+                                atomic_load_explicit(&g_workers[j].open, memory_order_relaxed)};
+        if (!frontend_load_is_busy(load, now, g_accept_spread))
+            return 0;
+    }
+    return 1;
+}
+
+static void on_accept(h2o_socket_t *listener, const char *err);
+static void on_accept_tls(h2o_socket_t *listener, const char *err);
+
+static void accept_watch(worker_t *w, int on)
+{
+    if (on) {
+        h2o_socket_read_start(w->listener, on_accept);
+        for (size_t i = 0; i != w->num_tls_listeners; ++i)
+            h2o_socket_read_start(w->tls_listeners[i], on_accept_tls);
+    } else {
+        h2o_socket_read_stop(w->listener);
+        for (size_t i = 0; i != w->num_tls_listeners; ++i)
+            h2o_socket_read_stop(w->tls_listeners[i]);
+    }
+    atomic_store_explicit(&w->accepting, on, memory_order_relaxed);
+}
+
+/* After each turn of w's loop: close the window when it is long enough, then (a worker after the first)
+ * watch the listeners exactly while every worker before it is busy. */
+static void accept_turn(worker_t *w)
+{
+    int64_t now = now_mono_ms();
+    if (now - w->window_start_ms < ACCEPT_WINDOW_MS)
+        return;
+    window_close(w, now, thread_cpu_ns());
+    if (w->index == 0 || g_accept_spread == 0)
+        return;
+    int wanted = accept_wanted(w, now);
+    if (wanted != atomic_load_explicit(&w->accepting, memory_order_relaxed))
+        accept_watch(w, wanted);
+}
+
+static void on_connection_close(void *data)
+{
+    worker_t *w = data;
+    uint32_t open = atomic_load_explicit(&w->open, memory_order_relaxed) - 1;
+    atomic_store_explicit(&w->open, open, memory_order_relaxed);
+    if (open == 0) { /* what the window holds is the load of connections that are gone: start afresh, idle */
+        window_close(w, now_mono_ms(), thread_cpu_ns());
+        atomic_store_explicit(&w->cpu_permille, 0, memory_order_relaxed);
+    }
+}
+
+static void accept_batch(worker_t *w, h2o_socket_t *listener, h2o_accept_ctx_t *accept_ctx)
+{
+    /* a worker after the first was woken with the others: when those before it are no longer busy (the last
+     * connection of one closed since this worker's window), it leaves the connection to them and stops watching */
+    if (w->index != 0 && g_accept_spread != 0 && !accept_wanted(w, now_mono_ms())) {
+        accept_watch(w, 0);
+        return;
+    }
     /* accept a bounded batch per wake-up so one busy listener cannot starve the loop */
     for (int i = 0; i < 32; ++i) {
         h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
@@ -79,6 +187,10 @@ static void accept_batch(h2o_socket_t *listener, h2o_accept_ctx_t *accept_ctx)
         int one = 1;
         int fd = h2o_socket_get_fd(sock);
         (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        atomic_store_explicit(&w->accepted, atomic_load_explicit(&w->accepted, memory_order_relaxed) + 1, memory_order_relaxed);
+        atomic_store_explicit(&w->open, atomic_load_explicit(&w->open, memory_order_relaxed) + 1, memory_order_relaxed);
+        sock->on_close.cb = on_connection_close; /* as h2o's own server counts them: nothing in libh2o sets it */
+        sock->on_close.data = w;
         h2o_accept(accept_ctx, sock);
     }
 }
@@ -87,14 +199,27 @@ static void on_accept(h2o_socket_t *listener, const char *err)
 {
     worker_t *w = listener->data;
     if (err == NULL)
-        accept_batch(listener, &w->accept_ctx);
+        accept_batch(w, listener, &w->accept_ctx);
 }
 
 static void on_accept_tls(h2o_socket_t *listener, const char *err)
 {
     worker_t *w = listener->data;
     if (err == NULL)
-        accept_batch(listener, &w->tls_accept_ctx);
+        accept_batch(w, listener, &w->tls_accept_ctx);
+}
+
+unsigned frontend_worker_info(frontend_worker_info_t *out, unsigned cap)
+{
+    unsigned shown = atomic_load_explicit(&g_workers_shown, memory_order_acquire);
+    for (unsigned n = 0; n != shown && n != cap; ++n) {
+        const worker_t *w = &g_workers[n];
+        out[n].accepting = atomic_load_explicit(&w->accepting, memory_order_relaxed);
+        out[n].accepted = atomic_load_explicit(&w->accepted, memory_order_relaxed);
+        out[n].open = atomic_load_explicit(&w->open, memory_order_relaxed);
+        out[n].cpu_permille = atomic_load_explicit(&w->cpu_permille, memory_order_relaxed);
+    }
+    return shown;
 }
 
 /*
@@ -144,18 +269,21 @@ static void *worker_main(void *arg)
 
     w->listener = h2o_evloop_socket_create(w->loop, w->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
     w->listener->data = w;
-    h2o_socket_read_start(w->listener, on_accept);
     w->tls_accept_ctx = w->accept_ctx;
     w->tls_accept_ctx.ssl_ctx = tls_proxy_ssl_ctx();
     for (size_t i = 0; i != w->num_tls_listeners; ++i) {
         w->tls_listeners[i] = h2o_evloop_socket_create(w->loop, w->tls_listen_fds[i], H2O_SOCKET_FLAG_DONT_READ);
         w->tls_listen_fds[i] = -1; /* the listener owns it now */
         w->tls_listeners[i]->data = w;
-        h2o_socket_read_start(w->tls_listeners[i], on_accept_tls);
     }
+    w->window_start_ms = now_mono_ms();
+    w->window_cpu_ns = thread_cpu_ns();
+    accept_watch(w, w->index == 0 || g_accept_spread == 0); /* the others join when the first is busy */
 
-    while (!atomic_load(&g_stopping))
+    while (!atomic_load(&g_stopping)) {
         h2o_evloop_run(w->loop, 100);
+        accept_turn(w);
+    }
 
     /* drain: no new connections; let in-flight requests finish, bounded by the deadline */
     h2o_socket_read_stop(w->listener);
@@ -192,6 +320,7 @@ int frontend_start(const config_t *cfg, char *err, size_t errlen)
 
     g_num_workers = cfg->threads;
     g_workers = alloc_xcalloc(g_num_workers, sizeof(*g_workers), "front end");
+    g_accept_spread = cfg->accept_spread;
 
     uint16_t port = cfg->listen.port;
     for (unsigned i = 0; i != g_num_workers; ++i)
@@ -203,6 +332,7 @@ int frontend_start(const config_t *cfg, char *err, size_t errlen)
         g_workers[i].magic = WORKER_MAGIC;
         g_workers[i].index = i;
         g_workers[i].listen_fd = -1;
+        atomic_init(&g_workers[i].cpu_at_ms, now_mono_ms()); /* idle, not stuck, until its first window closes */
     }
     /* one socket per address (the first worker's), plain: a second edgecache on it fails with EADDRINUSE */
     worker_t *first = &g_workers[0];
@@ -230,6 +360,7 @@ int frontend_start(const config_t *cfg, char *err, size_t errlen)
         }
     }
     g_bound_port = port;
+    atomic_store_explicit(&g_workers_shown, g_num_workers, memory_order_release); /* past every way to fail */
 
     for (unsigned i = 0; i != g_num_workers; ++i) {
         if (pthread_create(&g_workers[i].thread, NULL, worker_main, &g_workers[i]) != 0) {

@@ -1,6 +1,7 @@
 /*
  * server/frontend.h — the h2o front end: N worker threads, each with its own event
- * loop and its own SO_REUSEPORT listening socket on the proxy address.
+ * loop, sharing one listening socket per proxy address; which of them watch it follows
+ * their load (--accept-spread, server/frontend.c).
  */
 #ifndef EDGECACHE_FRONTEND_H
 #define EDGECACHE_FRONTEND_H
@@ -15,6 +16,33 @@
  * Returns 0 or -1 with a message in err.
  */
 int frontend_start(const config_t *cfg, char *err, size_t errlen);
+
+/** A worker's load as the workers after it see it: its share of a core over its last window, when that window
+ * closed (CLOCK_MONOTONIC ms), and its open connections. */
+typedef struct frontend_load {
+    uint32_t cpu_permille;
+    int64_t at_ms;
+    uint32_t open;
+} frontend_load_t;
+
+/**
+ * 1 when a worker with this load leaves new connections to the workers after it as well: it has connections open
+ * and used at least spread_pct percent of a core over its last window (the CPU of connections that have all closed
+ * is no load), or it closed no window for too long (stuck in one turn), or spread_pct is 0. A worker after the
+ * first watches the listeners exactly while every worker before it is busy.
+ */
+int frontend_load_is_busy(frontend_load_t load, int64_t now_ms, unsigned spread_pct);
+
+/** What stats show of one worker. */
+typedef struct frontend_worker_info {
+    int accepting;         /* it watches the listeners */
+    uint64_t accepted;     /* connections it accepted */
+    uint32_t open;         /* of them, not closed yet */
+    uint32_t cpu_permille; /* its share of a core over its last window */
+} frontend_worker_info_t;
+
+/** Fill out[] with the first cap workers (racy reads); returns how many workers there are (0 before frontend_start). */
+unsigned frontend_worker_info(frontend_worker_info_t *out, unsigned cap);
 
 /** The proxy port actually bound. */
 uint16_t frontend_bound_port(void);

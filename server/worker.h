@@ -41,6 +41,15 @@ typedef struct worker {
     int tls_listen_fds[CONFIG_MAX_TLS_LISTEN]; /* one per --tls-listen; -1 once its listener owns it */
     h2o_socket_t *tls_listeners[CONFIG_MAX_TLS_LISTEN];
     size_t num_tls_listeners;
+    /* who accepts new connections (server/frontend.c): written by the owning thread; read by the workers after it
+     * and by stats, as relaxed atomics */
+    _Atomic uint32_t cpu_permille; /* share of a core the thread used over its last window */
+    _Atomic int64_t cpu_at_ms;     /* when that window closed (monotonic); a worker stuck in one turn stops updating it */
+    _Atomic int accepting;         /* its listeners are watched */
+    _Atomic uint64_t accepted;     /* connections it accepted */
+    _Atomic uint32_t open;         /* of them, not closed yet */
+    int64_t window_start_ms;       /* the window being measured: since when, and the thread's CPU time then */
+    int64_t window_cpu_ns;
 } worker_t;
 
 /** The worker whose event loop serves this request. */

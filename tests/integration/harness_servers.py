@@ -235,12 +235,17 @@ class Edgecache:
     backends: Origins, ports (int) or "HOST:PORT" strings.  data_dir: None = a fresh temp
     dir removed at cleanup (kept across restart()).  args: extra flags; a flag given in args
     replaces the harness default of the same name (--threads 2 --admin-threads 2
-    --memory-size 64M --disk-size 256M --default-ttl 120, listen/admin on 127.0.0.1:0).  defaults=False
-    passes only args (plus nothing else) — for --config tests.
+    --accept-spread 0 --memory-size 64M --disk-size 256M --default-ttl 120, listen/admin on
+    127.0.0.1:0).  defaults=False passes only args (plus nothing else) — for --config tests.
+
+    --accept-spread 0: every worker takes new connections, whichever is free first. The
+    default (50) would put a test's few connections all on the first worker, and the paths
+    between workers (a request collapsed on another worker's fetch, a stream read from it)
+    would go untested; test_accept_spread.py tests the default's behaviour.
     """
 
     DEFAULTS = [("--listen", "127.0.0.1:0"), ("--admin-listen", "127.0.0.1:0"), ("--threads", "2"),
-                ("--admin-threads", "2"), ("--memory-size", "64M"), ("--disk-size", "256M"),
+                ("--admin-threads", "2"), ("--accept-spread", "0"), ("--memory-size", "64M"), ("--disk-size", "256M"),
                 ("--default-ttl", "120")]
 
     def __init__(self, backends=(), data_dir=None, args=(), binary=None, defaults=True, env=None):

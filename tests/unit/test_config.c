@@ -155,6 +155,28 @@ START_TEST(put_backlog)
 }
 END_TEST
 
+START_TEST(accept_spread)
+{
+    config_t c;
+    char err[512];
+    ck_assert_int_eq(parse(&c, err, sizeof(err), NULL), 0);
+    ck_assert_uint_eq(c.accept_spread, 50);
+    ck_assert_int_eq(parse(&c, err, sizeof(err), "--accept-spread", "0", NULL), 0);
+    ck_assert_uint_eq(c.accept_spread, 0);
+    ck_assert_int_eq(parse(&c, err, sizeof(err), "--accept-spread=100", NULL), 0);
+    ck_assert_uint_eq(c.accept_spread, 100);
+    EXPECT_ERR("--accept-spread: invalid value '101' (expected a percentage 0-100)", "--accept-spread", "101");
+    EXPECT_ERR("--accept-spread: invalid value '-1' (expected a percentage 0-100)", "--accept-spread", "-1");
+    EXPECT_ERR("--accept-spread: invalid value '50%' (expected a percentage 0-100)", "--accept-spread", "50%");
+    EXPECT_ERR("--accept-spread: missing value", "--accept-spread=");
+    const char *path = write_file("{\"accept_spread\": 75}");
+    ck_assert_int_eq(parse(&c, err, sizeof(err), "--config", path, NULL), 0);
+    ck_assert_uint_eq(c.accept_spread, 75);
+    ck_assert_int_eq(parse(&c, err, sizeof(err), "--config", path, "--accept-spread", "10", NULL), 0);
+    ck_assert_uint_eq(c.accept_spread, 10);
+}
+END_TEST
+
 START_TEST(sizes)
 {
     static const struct {
@@ -542,6 +564,8 @@ START_TEST(file_errors)
     FILE_ERR("{\"threads\": 4.5}", "%s: key 'threads': expected an integer, got a number with a fraction");
     FILE_ERR("{\"threads\": 0}", "%s: key 'threads': invalid value '0' (expected an integer 1-256)");
     FILE_ERR("{\"admin_threads\": \"2\"}", "%s: key 'admin_threads': expected an integer, got a string");
+    FILE_ERR("{\"accept_spread\": \"50\"}", "%s: key 'accept_spread': expected an integer, got a string");
+    FILE_ERR("{\"accept_spread\": 200}", "%s: key 'accept_spread': invalid value '200' (expected a percentage 0-100)");
     FILE_ERR("{\"default_ttl\": -1}", "%s: key 'default_ttl': invalid value '-1' (expected seconds 0-2147483647)");
     FILE_ERR("{\"default_ttl\": true}", "%s: key 'default_ttl': expected an integer, got a boolean");
     FILE_ERR("{\"negative_ttl\": \"60\"}", "%s: key 'negative_ttl': expected an integer, got a string");
@@ -668,6 +692,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, sizes);
     tcase_add_test(tc, request_body_limits);
     tcase_add_test(tc, put_backlog);
+    tcase_add_test(tc, accept_spread);
     tcase_add_test(tc, addrs);
     tcase_add_test(tc, flags_both_syntaxes);
     tcase_add_test(tc, help);
