@@ -8,17 +8,18 @@
  * SNI callback picks from), so h2o does the handshake and picks h2 or HTTP/1.1 by ALPN.
  *
  * Who watches the listeners (--accept-spread PERCENT, default 50): the first worker
- * always; each worker after it only while every worker before it is busy: it has
- * connections open and used at least PERCENT of a core over its last window (100 ms or
- * more), or it has not closed a window for 300 ms (stuck in one turn: a page fault on a
- * cold disk read, say). So a node under little load takes its new connections on the
+ * always; each worker after it only while every worker before it is busy: it used at
+ * least PERCENT of a core over its last window (100 ms or more), or it has not closed a
+ * window for 300 ms (stuck in one turn: a page fault on a cold disk read, say). So a node under little load takes its new connections on the
  * first worker, and the second joins in once the first is half busy; workers are added
  * as the ones before them fill, and one that the load has left stops watching again.
  * Each worker measures its own thread's CPU time (CLOCK_THREAD_CPUTIME_ID) and decides
  * for itself, at the end of its window (every 100 ms while idle: the loop wakes that
  * often), with no lock: one monotonic clock read per loop turn. Two refinements:
- *  - when a worker's last connection closes, its window starts afresh at 0: the CPU it
- *    holds was the load of connections that are gone (wrk run after wrk run);
+ *  - a worker that has had no connection for 20 ms is not busy, and its window starts
+ *    afresh at 0 with its next connection: the CPU it holds was the load of connections
+ *    that are gone (wrk run after wrk run). A shorter gap, as between the short
+ *    connections of a handshake storm, is not idleness;
  *  - a worker after the first, woken for a new connection, checks the rule again before
  *    it accepts, and leaves the connection to the others (and stops watching) when those
  *    before it are no longer busy. Every watching worker is woken for a new connection,
@@ -85,12 +86,15 @@ static _Atomic unsigned g_workers_shown; /* how many of g_workers stats may read
 
 #define ACCEPT_WINDOW_MS 100 /* a worker measures its share of a core over windows at least this long */
 #define ACCEPT_STALE_MS 300  /* a worker that closed no window for this long is stuck in one turn */
+#define ACCEPT_IDLE_MS 20    /* a worker without connections for this long is idle, whatever its last window says */
 
 int frontend_load_is_busy(frontend_load_t load, int64_t now_ms, unsigned spread_pct)
 {
     if (spread_pct == 0 || now_ms - load.at_ms > ACCEPT_STALE_MS)
         return 1;
-    return load.open != 0 && load.cpu_permille >= spread_pct * 10;
+    if (load.open == 0 && now_ms - load.idle_since_ms >= ACCEPT_IDLE_MS)
+        return 0;
+    return load.cpu_permille >= spread_pct * 10;
 }
 
 static int64_t thread_cpu_ns(void)
@@ -119,9 +123,11 @@ static void window_close(worker_t *w, int64_t now, int64_t cpu)
 static int accept_wanted(const worker_t *w, int64_t now)
 {
     for (unsigned j = 0; j != w->index; ++j) {
-        frontend_load_t load = {atomic_load_explicit(&g_workers[j].cpu_permille, memory_order_relaxed),
-                                atomic_load_explicit(&g_workers[j].cpu_at_ms, memory_order_relaxed),
-                                atomic_load_explicit(&g_workers[j].open, memory_order_relaxed)};
+        frontend_load_t load;
+        load.open = atomic_load_explicit(&g_workers[j].open, memory_order_acquire); /* then what was stored before it */
+        load.idle_since_ms = atomic_load_explicit(&g_workers[j].idle_since_ms, memory_order_relaxed);
+        load.cpu_permille = atomic_load_explicit(&g_workers[j].cpu_permille, memory_order_relaxed);
+        load.at_ms = atomic_load_explicit(&g_workers[j].cpu_at_ms, memory_order_relaxed);
         if (!frontend_load_is_busy(load, now, g_accept_spread))
             return 0;
     }
@@ -164,11 +170,24 @@ static void on_connection_close(void *data)
 {
     worker_t *w = data;
     uint32_t open = atomic_load_explicit(&w->open, memory_order_relaxed) - 1;
-    atomic_store_explicit(&w->open, open, memory_order_relaxed);
-    if (open == 0) { /* what the window holds is the load of connections that are gone: start afresh, idle */
-        window_close(w, now_mono_ms(), thread_cpu_ns());
-        atomic_store_explicit(&w->cpu_permille, 0, memory_order_relaxed);
+    if (open == 0)
+        atomic_store_explicit(&w->idle_since_ms, now_mono_ms(), memory_order_relaxed);
+    atomic_store_explicit(&w->open, open, memory_order_release);
+}
+
+/* one more connection on w: after an idle spell, the window starts afresh at 0 (what it holds was the load of
+ * connections that are gone), published before the connection count that readers look at first */
+static void connection_opened(worker_t *w)
+{
+    uint32_t open = atomic_load_explicit(&w->open, memory_order_relaxed);
+    if (open == 0) {
+        int64_t now = now_mono_ms();
+        if (now - atomic_load_explicit(&w->idle_since_ms, memory_order_relaxed) >= ACCEPT_IDLE_MS) {
+            window_close(w, now, thread_cpu_ns());
+            atomic_store_explicit(&w->cpu_permille, 0, memory_order_relaxed);
+        }
     }
+    atomic_store_explicit(&w->open, open + 1, memory_order_release);
 }
 
 static void accept_batch(worker_t *w, h2o_socket_t *listener, h2o_accept_ctx_t *accept_ctx)
@@ -188,7 +207,7 @@ static void accept_batch(worker_t *w, h2o_socket_t *listener, h2o_accept_ctx_t *
         int fd = h2o_socket_get_fd(sock);
         (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         atomic_store_explicit(&w->accepted, atomic_load_explicit(&w->accepted, memory_order_relaxed) + 1, memory_order_relaxed);
-        atomic_store_explicit(&w->open, atomic_load_explicit(&w->open, memory_order_relaxed) + 1, memory_order_relaxed);
+        connection_opened(w);
         sock->on_close.cb = on_connection_close; /* as h2o's own server counts them: nothing in libh2o sets it */
         sock->on_close.data = w;
         h2o_accept(accept_ctx, sock);
@@ -333,6 +352,7 @@ int frontend_start(const config_t *cfg, char *err, size_t errlen)
         g_workers[i].index = i;
         g_workers[i].listen_fd = -1;
         atomic_init(&g_workers[i].cpu_at_ms, now_mono_ms()); /* idle, not stuck, until its first window closes */
+        atomic_init(&g_workers[i].idle_since_ms, now_mono_ms());
     }
     /* one socket per address (the first worker's), plain: a second edgecache on it fails with EADDRINUSE */
     worker_t *first = &g_workers[0];

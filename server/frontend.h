@@ -18,18 +18,20 @@
 int frontend_start(const config_t *cfg, char *err, size_t errlen);
 
 /** A worker's load as the workers after it see it: its share of a core over its last window, when that window
- * closed (CLOCK_MONOTONIC ms), and its open connections. */
+ * closed, its open connections and, when it has none, since when (CLOCK_MONOTONIC ms). */
 typedef struct frontend_load {
     uint32_t cpu_permille;
     int64_t at_ms;
     uint32_t open;
+    int64_t idle_since_ms;
 } frontend_load_t;
 
 /**
- * 1 when a worker with this load leaves new connections to the workers after it as well: it has connections open
- * and used at least spread_pct percent of a core over its last window (the CPU of connections that have all closed
- * is no load), or it closed no window for too long (stuck in one turn), or spread_pct is 0. A worker after the
- * first watches the listeners exactly while every worker before it is busy.
+ * 1 when a worker with this load leaves new connections to the workers after it as well: it used at least
+ * spread_pct percent of a core over its last window, unless it has had no connection for 20 ms (the CPU of
+ * connections that are all gone is no load; a gap between short connections is not idleness); or it closed no
+ * window for 300 ms (stuck in one turn); or spread_pct is 0. A worker after the first watches the listeners
+ * exactly while every worker before it is busy.
  */
 int frontend_load_is_busy(frontend_load_t load, int64_t now_ms, unsigned spread_pct);
 

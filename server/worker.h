@@ -48,6 +48,7 @@ typedef struct worker {
     _Atomic int accepting;         /* its listeners are watched */
     _Atomic uint64_t accepted;     /* connections it accepted */
     _Atomic uint32_t open;         /* of them, not closed yet */
+    _Atomic int64_t idle_since_ms; /* when open last fell to 0 (monotonic) */
     int64_t window_start_ms;       /* the window being measured: since when, and the thread's CPU time then */
     int64_t window_cpu_ns;
 } worker_t;

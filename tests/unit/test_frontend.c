@@ -12,7 +12,7 @@
 /* a worker with 10 connections open */
 static frontend_load_t load(uint32_t permille, int64_t at_ms)
 {
-    frontend_load_t l = {permille, at_ms, 10};
+    frontend_load_t l = {permille, at_ms, 10, 0};
     return l;
 }
 
@@ -34,19 +34,27 @@ START_TEST(busy_from_its_share_of_a_core)
 }
 END_TEST
 
-START_TEST(no_load_without_open_connections)
+START_TEST(no_load_without_connections_for_20_ms)
 {
-    /* the CPU of connections that have all closed is no load: a client that closes its connections and opens
-     * new ones at once (wrk run after wrk run) finds the first worker free */
+    /* the CPU of connections that are all gone is no load: a client that closes its connections and opens new
+     * ones a moment later (wrk run after wrk run) finds the first worker free */
     int64_t now = 1000000;
-    frontend_load_t idle = {1000, now, 0};
-    ck_assert_int_eq(frontend_load_is_busy(idle, now, 50), 0);
-    idle.open = 1;
-    ck_assert_int_eq(frontend_load_is_busy(idle, now, 50), 1);
+    frontend_load_t l = {1000, now, 0, now - 20};
+    ck_assert_int_eq(frontend_load_is_busy(l, now, 50), 0);
+    /* a shorter gap is one between short connections (a handshake storm): the worker is as busy as its CPU */
+    l.idle_since_ms = now - 19;
+    ck_assert_int_eq(frontend_load_is_busy(l, now, 50), 1);
+    l.cpu_permille = 100;
+    ck_assert_int_eq(frontend_load_is_busy(l, now, 50), 0);
+    /* with connections open, the CPU decides, however long ago the last idle spell was */
+    l.cpu_permille = 1000;
+    l.open = 1;
+    l.idle_since_ms = now - 60000;
+    ck_assert_int_eq(frontend_load_is_busy(l, now, 50), 1);
     /* but stuck is stuck, and 0% is every worker */
-    idle.open = 0;
-    ck_assert_int_eq(frontend_load_is_busy(idle, now + 301, 50), 1);
-    ck_assert_int_eq(frontend_load_is_busy(idle, now, 0), 1);
+    l.open = 0;
+    ck_assert_int_eq(frontend_load_is_busy(l, now + 301, 50), 1);
+    ck_assert_int_eq(frontend_load_is_busy(l, now, 0), 1);
 }
 END_TEST
 
@@ -77,7 +85,7 @@ static Suite *frontend_suite(void)
     Suite *s = suite_create("frontend");
     TCase *tc = tcase_create("accept_spread");
     tcase_add_test(tc, busy_from_its_share_of_a_core);
-    tcase_add_test(tc, no_load_without_open_connections);
+    tcase_add_test(tc, no_load_without_connections_for_20_ms);
     tcase_add_test(tc, busy_when_stuck_in_one_turn);
     tcase_add_test(tc, no_workers_before_start);
     suite_add_tcase(s, tc);
