@@ -76,6 +76,39 @@ def _cpu_ticks(pids):
     return u, s
 
 
+def thread_ticks(pids):
+    """{(pid, tid): (name, utime + stime ticks)} for every thread of pids."""
+    out = {}
+    for p in pids:
+        try:
+            tids = os.listdir("/proc/%d/task" % p)
+        except OSError:
+            continue
+        for t in tids:
+            try:
+                with open("/proc/%d/task/%s/stat" % (p, t)) as f:
+                    st = f.read()
+            except OSError:
+                continue
+            name = st[st.index("(") + 1:st.rindex(")")]
+            rest = st[st.rindex(")") + 2:].split()
+            out[(p, int(t))] = (name, int(rest[11]) + int(rest[12]))
+    return out
+
+
+def thread_split(before, after):
+    """What each thread of the server used between two thread_ticks readings, busiest first:
+    "busiest 0.97 of the server's CPU: ec-worker 486, ec-worker 12, ..." (threads that used
+    nothing left out). Says whether a run's connections landed on one worker or several."""
+    used = sorted(((after[k][1] - before.get(k, (None, 0))[1], after[k][0]) for k in after), reverse=True)
+    used = [(n, name) for n, name in used if n > 0]
+    total = sum(n for n, _ in used)
+    if total == 0:
+        return "threads: no CPU used"
+    return "threads: busiest %.2f of the server's CPU: %s" % (
+        used[0][0] / total, ", ".join("%s %d" % (name, n) for n, name in used[:6]))
+
+
 def _machine_ticks():
     """(user, busy, steal) ticks of the whole machine (/proc/stat). Steal is the time the
     hypervisor gave this VM's runnable CPUs to someone else: other tenants of the host,

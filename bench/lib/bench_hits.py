@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 
-from bench_common import _is_hit, _median, parse_wrk, server_pids, wrk_measured
+from bench_common import _is_hit, _median, parse_wrk, server_pids, thread_split, thread_ticks, wrk_measured
 
 
 HOT_OBJECTS = (("/hot-1k", 1024), ("/hot-64k", 65536))
@@ -128,9 +128,11 @@ def cmd_wrk(argv):
     cmd.append(url)
     pids = server_pids(mode, int(root))
     hz = os.sysconf("SC_CLK_TCK")
+    threads0 = thread_ticks(pids)
     out, rc, elapsed, srv_ticks, other_cores, busy_cores, steal_cores = wrk_measured(cmd, pids, float(duration) + 30)
+    split = thread_split(threads0, thread_ticks(pids))
     with open(rawfile, "w") as f:
-        f.write("$ %s\n%s" % (" ".join(cmd), out))
+        f.write("$ %s\n%s\n%s\n" % (" ".join(cmd), out, split))
     rps, p99, errors = parse_wrk(out)
     if rc != 0:
         errors = max(errors, 1)
