@@ -32,8 +32,9 @@
  * while the other runs. bench/run's hot 1 KiB p99 (wrk's 50 connections): 3.6-4.2 ms in
  * every round with a SO_REUSEPORT socket per worker (until issue 24), which hashes
  * connections evenly whatever each worker is doing; 0.6-4.3 ms with every worker
- * watching one socket (0), as the connections happened to split or not; 0.55-0.99 ms in
- * six rounds of seven with the cascade, and 10-40% more hits/s.
+ * watching one socket (0), as the connections happened to split or not; 0.51-0.90 ms in
+ * all 17 rounds of three runs with the cascade (all 50 on the first worker each time),
+ * and 40% more hits/s (157k against 111k, medians of two runs the same morning).
  *
  * The costs: a connection stays on the worker that accepted it, so load that grows on
  * connections made while the node was idle stays on the first worker (as with any choice
