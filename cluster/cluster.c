@@ -46,6 +46,7 @@
 
 #define FETCH_BATCH 256
 #define FETCH_WAIT_MS 250
+#define STALL_TICKS 3            /* ticks (about 1 s each) behind the stream with nothing applied: the consumer is stuck */
 #define DUPLICATE_WINDOW_S 600   /* the stream's msg-id dedupe window: a publish retried within it is stored once */
 #define STREAM_MAX_MSG (1 << 20) /* the stream refuses larger messages (NATS' default max_payload too) */
 
@@ -442,8 +443,12 @@ static natsSubscription *consumer_setup(void)
 /*
  * Every second or so: the stream's last sequence (for the lag), and answers past their
  * deadline. Returns 1 when the consumer must be set up again: the stream was deleted or made
- * anew (its creation time changed), or the node's durable consumer was deleted. A pull
- * consumer that is gone may only ever time out, so the fetch loop alone would not notice.
+ * anew (its creation time changed), or the node's durable consumer was deleted, or it has
+ * delivered nothing for STALL_TICKS ticks while the stream holds purges this node has not
+ * applied. A pull consumer that is gone or stuck may only ever time out, so the fetch loop
+ * alone would not notice. (Stuck was seen after a NATS quorum came back: the stream had
+ * two more purges than the node had applied, every fetch timed out, and a purge made through
+ * that node waited its 10 s for itself and was answered 503.)
  */
 static int tick(int64_t *next_ms)
 {
@@ -454,16 +459,36 @@ static int tick(int64_t *next_ms)
     atomic_store(&cl.connected, natsConnection_Status(cl.nc) == NATS_CONN_STATUS_CONNECTED);
     /* "not found" three ticks in a row, not once: NATS servers that are recovering (a quorum
      * coming back) may say so for a moment about a stream that is there */
-    static int not_found;
+    static int not_found, stalled, stall_limit = STALL_TICKS;
+    static uint64_t applied_before;
     int again = 0, missing = 0;
     jsStreamInfo *si = NULL;
     jsErrCode jerr = 0;
     natsStatus s = js_GetStreamInfo(&si, cl.js, CLUSTER_STREAM, NULL, &jerr);
     if (s == NATS_OK) {
-        if (cl.stream_created != 0 && si->Created != cl.stream_created)
+        uint64_t applied = atomic_load(&cl.applied_seq);
+        if (cl.stream_created != 0 && si->Created != cl.stream_created) {
             again = 1; /* another stream: certain at once */
-        else
+        } else {
             note_stream_last(si->State.LastSeq);
+            /* behind the stream and not a purge further than a tick ago: the consumer delivers nothing. Each set-up
+             * that does not help doubles the wait for the next (to a minute): a stream whose last messages were
+             * deleted by hand stays "ahead" with nothing to deliver */
+            if (applied != applied_before)
+                stall_limit = STALL_TICKS;
+            stalled = si->State.LastSeq > applied && applied == applied_before && !store_failing ? stalled + 1 : 0;
+            if (stalled >= stall_limit) {
+                fprintf(stderr,
+                        "edgecache: cluster: this node's consumer delivered nothing for %d s while the stream holds %llu "
+                        "purge(s) past sequence %llu: setting it up again\n",
+                        stalled, (unsigned long long)(si->State.LastSeq - applied), (unsigned long long)applied);
+                atomic_fetch_add(&cl.n_stalls, 1);
+                stalled = 0;
+                stall_limit = stall_limit < 60 ? stall_limit * 2 : 60;
+                again = 2;
+            }
+        }
+        applied_before = applied;
         jsStreamInfo_Destroy(si);
     } else if (s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr) {
         missing = 1;
@@ -482,7 +507,7 @@ static int tick(int64_t *next_ms)
         again = 1;
         not_found = 0;
     }
-    if (again)
+    if (again == 1)
         fprintf(stderr, "edgecache: cluster: the purge stream or this node's consumer was deleted or made anew: setting up "
                         "again from the applied sequence\n");
     cluster_waiters_settle(atomic_load(&cl.applied_seq), now);
@@ -775,6 +800,7 @@ void cluster_get_stats(cluster_stats_t *out)
     out->duplicates = atomic_load(&cl.n_duplicates);
     out->invalid = atomic_load(&cl.n_invalid);
     out->catchup_runs = atomic_load(&cl.n_catchups);
+    out->consumer_stalls = atomic_load(&cl.n_stalls);
     out->gap_invalidations = atomic_load(&cl.n_gaps);
     out->local_only = atomic_load(&cl.n_local_only);
     out->stale_peer_not_stored = atomic_load(&cl.n_stale_peer);

@@ -113,7 +113,7 @@ typedef struct cluster_state {
     _Atomic int ready, connected, target_known;
 
     _Atomic uint64_t n_published, n_publish_failed, n_applied, n_redelivered, n_duplicates, n_invalid, n_catchups, n_gaps,
-        n_local_only, n_stale_peer;
+        n_local_only, n_stale_peer, n_stalls;
 } cluster_state_t;
 
 extern cluster_state_t cl;

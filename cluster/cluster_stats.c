@@ -28,6 +28,7 @@ json_t *cluster_stats_json(void)
     json_object_set_new(o, "duplicates_skipped", json_integer((json_int_t)s.duplicates));
     json_object_set_new(o, "invalid_skipped", json_integer((json_int_t)s.invalid));
     json_object_set_new(o, "catchup_runs", json_integer((json_int_t)s.catchup_runs));
+    json_object_set_new(o, "consumer_stalls", json_integer((json_int_t)s.consumer_stalls));
     json_object_set_new(o, "gap_invalidations", json_integer((json_int_t)s.gap_invalidations));
     json_object_set_new(o, "local_only", json_integer((json_int_t)s.local_only));
     json_object_set_new(o, "outbox", json_integer((json_int_t)s.outbox));
@@ -58,13 +59,15 @@ size_t cluster_metrics_format(char *buf, size_t cap)
         {"edgecache_cluster_duplicates_total", "counter", "Stream messages skipped: already applied."},
         {"edgecache_cluster_invalid_total", "counter", "Stream messages that were not purges (skipped)."},
         {"edgecache_cluster_catchup_runs_total", "counter", "Consumer set-ups from the applied sequence."},
+        {"edgecache_cluster_consumer_stalls_total", "counter",
+         "Consumer set-ups because it delivered nothing for 3 s while this node was behind the stream."},
         {"edgecache_cluster_gap_invalidations_total", "counter",
          "Whole-cache invalidations: the stream no longer held what this node missed."},
         {"edgecache_cluster_local_only_total", "counter", "Purges applied on this node only (no quorum)."},
     };
-    uint64_t v[] = {(uint64_t)s.connected, (uint64_t)s.ready,   s.applied_seq, s.lag,        s.published,
-                    s.publish_failed,      s.applied,           s.redelivered, s.duplicates, s.invalid,
-                    s.catchup_runs,        s.gap_invalidations, s.local_only};
+    uint64_t v[] = {(uint64_t)s.connected, (uint64_t)s.ready, s.applied_seq,       s.lag,        s.published,
+                    s.publish_failed,      s.applied,         s.redelivered,       s.duplicates, s.invalid,
+                    s.catchup_runs,        s.consumer_stalls, s.gap_invalidations, s.local_only};
     size_t len = 0;
     for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++) {
         int n = snprintf(buf + len, cap - len, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", m[i].name, m[i].help, m[i].name,

@@ -210,6 +210,37 @@ def _publish_once(port, subject, payload, msg_id, timeout):
         s.close()
 
 
+def pull_one(port, stream, durable, timeout=5.0):
+    """Pull one message from a JetStream pull consumer over the text protocol, and do not
+    acknowledge it. Returns the open socket (closing it does not acknowledge either): the
+    message stays pending on the consumer until its ack wait passes."""
+    inbox = "_INBOX.edgecache_pull_%d" % os.getpid()
+    s = socket.create_connection(("127.0.0.1", port), timeout=scaled(timeout))
+    try:
+        f = s.makefile("rb")
+        f.readline()  # INFO
+        s.sendall(b'CONNECT {"verbose":false,"pedantic":false,"headers":true}\r\n')
+        s.sendall(("SUB %s 1\r\n" % inbox).encode())
+        body = b'{"batch":1}'
+        s.sendall(("PUB $JS.API.CONSUMER.MSG.NEXT.%s.%s %s %d\r\n" % (stream, durable, inbox, len(body))).encode() +
+                  body + b"\r\n")
+        while True:
+            line = f.readline()
+            if not line:
+                raise OSError("connection closed")
+            if line.startswith(b"PING"):
+                s.sendall(b"PONG\r\n")
+            elif line.startswith(b"MSG") or line.startswith(b"HMSG"):
+                parts = line.split()
+                data = f.read(int(parts[-1]) + 2)
+                if line.startswith(b"HMSG") and int(parts[-2]) == int(parts[-1]):
+                    raise AssertionError("pull answered with a status, not a message: %r" % data[:200])
+                return s
+    except BaseException:
+        s.close()
+        raise
+
+
 def publish_core(port, messages, timeout=5.0):
     """Publish [(subject, payload)] on core NATS (no reply expected), in order on one connection;
     returns once the server has read them all (its PONG to the PING sent after them)."""

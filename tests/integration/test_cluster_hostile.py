@@ -123,6 +123,43 @@ class OperatorAndDisk(test_cluster.ClusterCase):
         self.wait_applied([b], self.cstats(a)["applied_seq"])
         self.assertOwnXCache(self.get(b, "/obj/c1"), "MISS")
 
+    def test_a_consumer_that_delivers_nothing_is_set_up_again(self):
+        """B's durable consumer is there but delivers nothing (as one was seen stuck after a
+        NATS quorum came back). Made so: while B is stopped (SIGSTOP), its consumer is made
+        again under its name with at most one message unacknowledged, and a pull of the test's
+        own takes that one and never acknowledges it. A purge that A stores must still reach
+        B: B sees itself behind the stream with nothing applied for 3 s and sets its consumer
+        up again from its applied sequence."""
+        a, b = self.node("A"), self.node("B")
+        self.assertEqual(self.purge(a, "/service/%s/purge/k-s0" % SID).status, 200)
+        self.wait_applied([b], self.cstats(a)["applied_seq"])
+        self.cache([b], ["/obj/s1"])
+        durable = "edgecache_B_%s" % self._testMethodName[-12:]
+        port = self.nats.servers[0].port
+        stalls, runs = self.cstats(b)["consumer_stalls"], self.cstats(b)["catchup_runs"]
+        b.proc.send_signal(signal.SIGSTOP)
+        try:
+            r = natsutil.publish_raw(port, CONSUMER_API + "DELETE.EDGECACHE_PURGES." + durable, b"")
+            self.assertTrue(r.get("success"), r)
+            config = {"stream_name": "EDGECACHE_PURGES",
+                      "config": {"durable_name": durable, "deliver_policy": "all", "ack_policy": "explicit",
+                                 "ack_wait": 3600 * 10**9, "max_ack_pending": 1}}
+            r = natsutil.publish_raw(port, CONSUMER_API + "DURABLE.CREATE.EDGECACHE_PURGES." + durable,
+                                     json.dumps(config).encode())
+            self.assertNotIn("error", r, r)
+            thief = natsutil.pull_one(port, "EDGECACHE_PURGES", durable)  # held, never acknowledged
+            self.addCleanup(thief.close)
+        finally:
+            b.proc.send_signal(signal.SIGCONT)
+        r = self.purge(a, "/service/%s/purge/k-s1" % SID)
+        self.assertEqual(r.status, 200, r.describe())
+        self.wait_applied([b], self.cstats(a)["applied_seq"])
+        self.assertOwnXCache(self.get(b, "/obj/s1"), "MISS")
+        st = self.cstats(b)
+        self.assertGreater(st["consumer_stalls"], stalls, st)
+        self.assertGreater(st["catchup_runs"], runs, st)
+        self.assertIn("delivered nothing", b.stderr_text())
+
 
 class HostileBus(test_cluster.ClusterCase):
     """Whoever may publish on the subjects: what the nodes themselves must withstand."""
