@@ -178,14 +178,37 @@ def publish_raw(port, subject, payload, msg_id=None, timeout=5.0):
                 raise
 
 
+def _connect(port, inbox, timeout, no_responders):
+    """A text-protocol connection subscribed to inbox: (socket, its reader)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    f = s.makefile("rb")
+    f.readline()  # INFO
+    s.sendall(b'CONNECT {"verbose":false,"pedantic":false,"headers":true%s}\r\n' %
+              (b',"no_responders":true' if no_responders else b""))
+    s.sendall(("SUB %s 1\r\n" % inbox).encode())
+    return s, f
+
+
+def _first_reply(s, f):
+    """The first message the connection receives: (its headers, its body) as bytes."""
+    while True:
+        line = f.readline()
+        if not line:
+            raise OSError("connection closed")
+        if line.startswith(b"PING"):
+            s.sendall(b"PONG\r\n")
+        elif line.startswith(b"MSG") or line.startswith(b"HMSG"):
+            parts = line.split()
+            total = int(parts[-1])
+            data = f.read(total + 2)[:total]
+            hdr_len = int(parts[-2]) if line.startswith(b"HMSG") else 0
+            return data[:hdr_len], data[hdr_len:]
+
+
 def _publish_once(port, subject, payload, msg_id, timeout):
     inbox = "_INBOX.edgecache_test_%d" % os.getpid()
-    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    s, f = _connect(port, inbox, timeout, True)
     try:
-        f = s.makefile("rb")
-        f.readline()  # INFO
-        s.sendall(b'CONNECT {"verbose":false,"pedantic":false,"headers":true,"no_responders":true}\r\n')
-        s.sendall(("SUB %s 1\r\n" % inbox).encode())
         if msg_id is not None:
             hdr = ("NATS/1.0\r\nNats-Msg-Id: %s\r\n\r\n" % msg_id).encode()
             s.sendall(("HPUB %s %s %d %d\r\n" % (subject, inbox, len(hdr), len(hdr) + len(payload))).encode() + hdr +
@@ -193,19 +216,8 @@ def _publish_once(port, subject, payload, msg_id, timeout):
         else:
             s.sendall(("PUB %s %s %d\r\n" % (subject, inbox, len(payload))).encode() + payload + b"\r\n")
         s.sendall(b"PING\r\n")
-        while True:
-            line = f.readline()
-            if not line:
-                raise OSError("connection closed")
-            if line.startswith(b"PING"):
-                s.sendall(b"PONG\r\n")
-            elif line.startswith(b"MSG") or line.startswith(b"HMSG"):
-                parts = line.split()
-                total = int(parts[-1])
-                data = f.read(total + 2)[:total]
-                if line.startswith(b"HMSG"):
-                    data = data[int(parts[-2]):]
-                return json.loads(data) if data else {}
+        _, data = _first_reply(s, f)
+        return json.loads(data) if data else {}
     finally:
         s.close()
 
@@ -215,27 +227,15 @@ def pull_one(port, stream, durable, timeout=5.0):
     acknowledge it. Returns the open socket (closing it does not acknowledge either): the
     message stays pending on the consumer until its ack wait passes."""
     inbox = "_INBOX.edgecache_pull_%d" % os.getpid()
-    s = socket.create_connection(("127.0.0.1", port), timeout=scaled(timeout))
+    s, f = _connect(port, inbox, scaled(timeout), False)
     try:
-        f = s.makefile("rb")
-        f.readline()  # INFO
-        s.sendall(b'CONNECT {"verbose":false,"pedantic":false,"headers":true}\r\n')
-        s.sendall(("SUB %s 1\r\n" % inbox).encode())
         body = b'{"batch":1}'
         s.sendall(("PUB $JS.API.CONSUMER.MSG.NEXT.%s.%s %s %d\r\n" % (stream, durable, inbox, len(body))).encode() +
                   body + b"\r\n")
-        while True:
-            line = f.readline()
-            if not line:
-                raise OSError("connection closed")
-            if line.startswith(b"PING"):
-                s.sendall(b"PONG\r\n")
-            elif line.startswith(b"MSG") or line.startswith(b"HMSG"):
-                parts = line.split()
-                data = f.read(int(parts[-1]) + 2)
-                if line.startswith(b"HMSG") and int(parts[-2]) == int(parts[-1]):
-                    raise AssertionError("pull answered with a status, not a message: %r" % data[:200])
-                return s
+        hdr, data = _first_reply(s, f)
+        if hdr and not data:
+            raise AssertionError("pull answered with a status, not a message: %r" % hdr[:200])
+        return s
     except BaseException:
         s.close()
         raise
