@@ -200,6 +200,29 @@ class SNIAndALPN(TLSTestCase):
         self.assertRegex(out.stdout, r"20 succeeded")
         self.assertEqual(o.hits("/h"), 2)  # its authority is 127.0.0.1:port, another key: one more fetch, collapsed
 
+    def test_tls_listener_follows_accept_spread(self):
+        """The TLS listener is watched as the cleartext one is (--accept-spread, default 50):
+        on an idle node, new HTTPS connections (each a full handshake) all go to the first
+        worker, and the second does not watch."""
+        o = self.origin()
+        o.route("/s", headers={"Cache-Control": "max-age=60"}, body=b"spread")
+        e = self.tls_edge([("a.test", self.ca.issue("a.test"))], backends=[o], args=["--accept-spread", "50"])
+        port = self.tls_port(e)
+        tok = harness.create_token(e, "global")
+
+        def workers():
+            r = request(e.admin_port, "GET", "/stats", headers={"Fastly-Key": tok})
+            self.assertEqual(r.status, 200, r.describe())
+            return json.loads(r.body)["workers"]
+
+        wait_until(lambda: workers()[0]["accepting"], what="the first worker watching")
+        for _ in range(6):
+            r = self.https(port, "/s")
+            self.assertEqual((r.status, r.body), (200, b"spread"))
+        w = workers()
+        self.assertEqual([x["connections_accepted"] for x in w], [6, 0], w)
+        self.assertEqual([x["accepting"] for x in w], [True, False], w)
+
     def test_range_304_purge_and_streaming_over_h2(self):
         o = self.origin()
         o.route("/r", headers={"Cache-Control": "max-age=60", "ETag": '"v1"'}, body=b"0123456789")
