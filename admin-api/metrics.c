@@ -291,11 +291,8 @@ char *admin_metrics_render(size_t *len)
     }
     free(bs);
 
-    unsigned nw = frontend_worker_info(NULL, 0);
-    frontend_worker_info_t *wi = calloc(nw + 1, sizeof(*wi));
-    if (wi == NULL)
-        abort();
-    nw = frontend_worker_info(wi, nw);
+    unsigned nw;
+    frontend_worker_info_t *wi = frontend_worker_snapshot(&nw);
     static const char *const wnames[] = {"edgecache_worker_accepting", "edgecache_worker_connections_accepted_total",
                                          "edgecache_worker_connections_open", "edgecache_worker_cpu_share"};
     static const char *const wtypes[] = {"gauge", "counter", "gauge", "gauge"};

@@ -228,11 +228,8 @@ static json_t *backends_json(void)
 /* the proxy's workers: which take new connections (--accept-spread), how many each took, and its CPU share */
 static json_t *workers_json(void)
 {
-    unsigned n = frontend_worker_info(NULL, 0);
-    frontend_worker_info_t *wi = calloc(n + 1, sizeof(*wi));
-    if (wi == NULL)
-        abort();
-    n = frontend_worker_info(wi, n);
+    unsigned n;
+    frontend_worker_info_t *wi = frontend_worker_snapshot(&n);
     json_t *a = json_array();
     for (unsigned i = 0; i != n; ++i) {
         json_t *w = json_object();

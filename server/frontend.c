@@ -10,12 +10,13 @@
  * Who watches the listeners (--accept-spread PERCENT, default 50): the first worker
  * always; each worker after it only while every worker before it is busy: it used at
  * least PERCENT of a core over its last window (100 ms or more), or it has not closed a
- * window for 300 ms (stuck in one turn: a page fault on a cold disk read, say). So a node under little load takes its new connections on the
- * first worker, and the second joins in once the first is half busy; workers are added
- * as the ones before them fill, and one that the load has left stops watching again.
- * Each worker measures its own thread's CPU time (CLOCK_THREAD_CPUTIME_ID) and decides
- * for itself, at the end of its window (every 100 ms while idle: the loop wakes that
- * often), with no lock: one monotonic clock read per loop turn. Two refinements:
+ * window for 300 ms (stuck in one turn: a page fault on a cold disk read, say). So a
+ * node under little load takes its new connections on the first worker, and the second
+ * joins in once the first is half busy; workers are added as the ones before them
+ * fill, and one that the load has left stops watching again. Each worker measures its
+ * own thread's CPU time (CLOCK_THREAD_CPUTIME_ID) and decides for itself, at the end of
+ * its window (every 100 ms while idle: the loop wakes that often), with no lock: one
+ * monotonic clock read per loop turn. Three refinements:
  *  - a worker that has had no connection for 20 ms is not busy, and its window starts
  *    afresh at 0 with its next connection: the CPU it holds was the load of connections
  *    that are gone (wrk run after wrk run). A shorter gap, as between the short
@@ -23,7 +24,10 @@
  *  - a worker after the first, woken for a new connection, checks the rule again before
  *    it accepts, and leaves the connection to the others (and stops watching) when those
  *    before it are no longer busy. Every watching worker is woken for a new connection,
- *    so the first one accepts it.
+ *    so the first one accepts it;
+ *  - a worker that watches already keeps on while those before it use half of PERCENT:
+ *    once it takes its share, theirs falls, and without the margin it would stop and
+ *    start again every window (accept_wanted).
  * With 0, every worker watches always, and a new connection goes to whichever accepts
  * it first, an idle one before a busy one.
  *
@@ -106,10 +110,9 @@ static int64_t thread_cpu_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* close w's window (its owner thread only): publish its share of a core since the window started, start the next */
-static void window_close(worker_t *w, int64_t now, int64_t cpu)
+/* publish w's share of a core as of now and start its next window there (its owner thread only) */
+static void window_publish(worker_t *w, int64_t now, int64_t cpu, int64_t permille)
 {
-    int64_t permille = now > w->window_start_ms ? (cpu - w->window_cpu_ns) / ((now - w->window_start_ms) * 1000) : 0;
     atomic_store_explicit(&w->cpu_permille,
                           (uint32_t)(permille < 0      ? 0
                                      : permille > 1000 ? 1000
@@ -118,6 +121,12 @@ static void window_close(worker_t *w, int64_t now, int64_t cpu)
     atomic_store_explicit(&w->cpu_at_ms, now, memory_order_relaxed);
     w->window_start_ms = now;
     w->window_cpu_ns = cpu;
+}
+
+/* close w's window: its share of a core since the window started */
+static void window_close(worker_t *w, int64_t now, int64_t cpu)
+{
+    window_publish(w, now, cpu, now > w->window_start_ms ? (cpu - w->window_cpu_ns) / ((now - w->window_start_ms) * 1000) : 0);
 }
 
 /* a worker after the first: whether every worker before it is busy (now). One that watches already keeps on while
@@ -187,10 +196,8 @@ static void connection_opened(worker_t *w)
     uint32_t open = atomic_load_explicit(&w->open, memory_order_relaxed);
     if (open == 0) {
         int64_t now = now_mono_ms();
-        if (now - atomic_load_explicit(&w->idle_since_ms, memory_order_relaxed) >= ACCEPT_IDLE_MS) {
-            window_close(w, now, thread_cpu_ns());
-            atomic_store_explicit(&w->cpu_permille, 0, memory_order_relaxed);
-        }
+        if (now - atomic_load_explicit(&w->idle_since_ms, memory_order_relaxed) >= ACCEPT_IDLE_MS)
+            window_publish(w, now, thread_cpu_ns(), 0);
     }
     atomic_store_explicit(&w->open, open + 1, memory_order_release);
 }
@@ -233,17 +240,19 @@ static void on_accept_tls(h2o_socket_t *listener, const char *err)
         accept_batch(w, listener, &w->tls_accept_ctx);
 }
 
-unsigned frontend_worker_info(frontend_worker_info_t *out, unsigned cap)
+frontend_worker_info_t *frontend_worker_snapshot(unsigned *n)
 {
     unsigned shown = atomic_load_explicit(&g_workers_shown, memory_order_acquire);
-    for (unsigned n = 0; n != shown && n != cap; ++n) {
-        const worker_t *w = &g_workers[n];
-        out[n].accepting = atomic_load_explicit(&w->accepting, memory_order_relaxed);
-        out[n].accepted = atomic_load_explicit(&w->accepted, memory_order_relaxed);
-        out[n].open = atomic_load_explicit(&w->open, memory_order_relaxed);
-        out[n].cpu_permille = atomic_load_explicit(&w->cpu_permille, memory_order_relaxed);
+    frontend_worker_info_t *out = alloc_xcalloc(shown + 1, sizeof(*out), "worker stats");
+    for (unsigned i = 0; i != shown; ++i) {
+        const worker_t *w = &g_workers[i];
+        out[i].accepting = atomic_load_explicit(&w->accepting, memory_order_relaxed);
+        out[i].accepted = atomic_load_explicit(&w->accepted, memory_order_relaxed);
+        out[i].open = atomic_load_explicit(&w->open, memory_order_relaxed);
+        out[i].cpu_permille = atomic_load_explicit(&w->cpu_permille, memory_order_relaxed);
     }
-    return shown;
+    *n = shown;
+    return out;
 }
 
 /*

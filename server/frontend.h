@@ -43,8 +43,9 @@ typedef struct frontend_worker_info {
     uint32_t cpu_permille; /* its share of a core over its last window */
 } frontend_worker_info_t;
 
-/** Fill out[] with the first cap workers (racy reads); returns how many workers there are (0 before frontend_start). */
-unsigned frontend_worker_info(frontend_worker_info_t *out, unsigned cap);
+/** Every worker as stats show it (racy reads), in a malloc'd array the caller frees; *n is how many (0 before
+ * frontend_start). Never NULL. */
+frontend_worker_info_t *frontend_worker_snapshot(unsigned *n);
 
 /** The proxy port actually bound. */
 uint16_t frontend_bound_port(void);
