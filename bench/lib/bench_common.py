@@ -28,15 +28,22 @@ def _is_hit(kind, resp):
     return True  # ceiling: a plain file server has no cache to check
 
 
-def _stat_fields(pid):
-    """The fields of /proc/PID/stat after the command name (state first), or None when the
-    process is gone. The name is in parentheses and may contain spaces and parentheses."""
+def _stat_name_fields(path):
+    """(command name, the fields after it (state first)) of a /proc/.../stat file, or None when
+    the process or thread is gone. The name is in parentheses and may contain spaces and
+    parentheses."""
     try:
-        with open("/proc/%d/stat" % pid) as f:
+        with open(path) as f:
             st = f.read()
     except OSError:
         return None
-    return st[st.rindex(")") + 2:].split()
+    return st[st.index("(") + 1:st.rindex(")")], st[st.rindex(")") + 2:].split()
+
+
+def _stat_fields(pid):
+    """The fields of /proc/PID/stat after the command name, or None when the process is gone."""
+    nf = _stat_name_fields("/proc/%d/stat" % pid)
+    return nf[1] if nf is not None else None
 
 
 def _all_ppids():
@@ -85,14 +92,9 @@ def thread_ticks(pids):
         except OSError:
             continue
         for t in tids:
-            try:
-                with open("/proc/%d/task/%s/stat" % (p, t)) as f:
-                    st = f.read()
-            except OSError:
-                continue
-            name = st[st.index("(") + 1:st.rindex(")")]
-            rest = st[st.rindex(")") + 2:].split()
-            out[(p, int(t))] = (name, int(rest[11]) + int(rest[12]))
+            nf = _stat_name_fields("/proc/%d/task/%s/stat" % (p, t))
+            if nf is not None:
+                out[(p, int(t))] = (nf[0], int(nf[1][11]) + int(nf[1][12]))
     return out
 
 

@@ -181,11 +181,15 @@ def publish_raw(port, subject, payload, msg_id=None, timeout=5.0):
 def _connect(port, inbox, timeout, no_responders):
     """A text-protocol connection subscribed to inbox: (socket, its reader)."""
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-    f = s.makefile("rb")
-    f.readline()  # INFO
-    s.sendall(b'CONNECT {"verbose":false,"pedantic":false,"headers":true%s}\r\n' %
-              (b',"no_responders":true' if no_responders else b""))
-    s.sendall(("SUB %s 1\r\n" % inbox).encode())
+    try:
+        f = s.makefile("rb")
+        f.readline()  # INFO
+        s.sendall(b'CONNECT {"verbose":false,"pedantic":false,"headers":true%s}\r\n' %
+                  (b',"no_responders":true' if no_responders else b""))
+        s.sendall(("SUB %s 1\r\n" % inbox).encode())
+    except BaseException:
+        s.close()
+        raise
     return s, f
 
 
