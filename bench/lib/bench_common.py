@@ -111,6 +111,30 @@ def thread_split(before, after):
         used[0][0] / total, ", ".join("%s %d" % (name, n) for n, name in used[:6]))
 
 
+def _read(path):
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def machine_line():
+    """The machine line of every bench report: cores, kernel, and how an idle CPU waits.
+    The last matters in a VM: with the cpuidle driver haltpoll and a guest halt-poll of 0 ns
+    (this project's VMs boot with haltpoll.guest_halt_poll_ns=0) an idle vCPU halts at once,
+    and waking a thread on it goes through the host. Work that waits on a device (a durable
+    purge waits for its synced journal write) leaves CPUs idle and pays that on every
+    wake-up; work that keeps both CPUs busy (Varnish's in-memory purges) does not."""
+    u = os.uname()
+    line = "%d cores, %s %s" % (os.cpu_count() or 0, u.sysname, u.release)
+    driver = _read("/sys/devices/system/cpu/cpuidle/current_driver")
+    if driver:
+        poll = _read("/sys/module/haltpoll/parameters/guest_halt_poll_ns") if driver == "haltpoll" else None
+        line += "; cpuidle %s%s" % (driver, ", guest halt-poll %s ns" % poll if poll is not None else "")
+    return line
+
+
 def _machine_ticks():
     """(user, busy, steal) ticks of the whole machine (/proc/stat). Steal is the time the
     hypervisor gave this VM's runnable CPUs to someone else: other tenants of the host,

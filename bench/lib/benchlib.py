@@ -3,6 +3,8 @@
 
 Subcommands (each prints plain text for bench/run to read):
 
+  machine                 the machine line of a report: cores, kernel, cpuidle driver (and
+                          haltpoll's guest halt-poll time: how an idle vCPU waits)
   ports N                 print N distinct free TCP ports on 127.0.0.1
   mkdocroot DIR N         write the bench objects under DIR: hot-1k, hot-64k, set/0..N-1
   warm PORT KIND N        request every object twice over keep-alive connections and
@@ -57,7 +59,7 @@ Everything talks to 127.0.0.1 only and every network call has a timeout.
 # holds): bench_hits.py (mkdocroot, warm, wrk, table) and bench_mem.py (mem, pagecache) for
 # bench/run, bench_purge.py (purge-*, disk-probe) for bench/purge, and bench_common.py the
 # /proc readers, wrk parsing and medians they share. This file is the command line: the
-# dispatch, and the two commands both scripts use (ports, pids).
+# dispatch, and the commands both scripts use (machine, ports, pids).
 
 import os
 import socket
@@ -68,7 +70,7 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
-from bench_common import server_pids  # noqa: E402
+from bench_common import machine_line, server_pids  # noqa: E402
 from bench_hits import cmd_mkdocroot, cmd_table, cmd_warm, cmd_wrk  # noqa: E402
 from bench_mem import cmd_mem, cmd_pagecache  # noqa: E402
 from bench_purge import (cmd_disk_probe, cmd_purge_fill, cmd_purge_map, cmd_purge_probe,  # noqa: E402
@@ -91,6 +93,11 @@ def cmd_ports(argv):
     return 0
 
 
+def cmd_machine(argv):
+    print(machine_line())
+    return 0
+
+
 def cmd_pids(argv):
     print(" ".join(str(p) for p in server_pids(argv[0], int(argv[1]))))
     return 0
@@ -100,7 +107,7 @@ def main():
     if len(sys.argv) < 2:
         print(__doc__, file=sys.stderr)
         return 2
-    cmds = {"ports": cmd_ports, "mkdocroot": cmd_mkdocroot, "warm": cmd_warm,
+    cmds = {"machine": cmd_machine, "ports": cmd_ports, "mkdocroot": cmd_mkdocroot, "warm": cmd_warm,
             "mem": cmd_mem, "pagecache": cmd_pagecache, "pids": cmd_pids, "wrk": cmd_wrk, "table": cmd_table,
             "purge-map": cmd_purge_map, "purge-step": cmd_purge_step,
             "purge-fill": cmd_purge_fill, "purge-probe": cmd_purge_probe,
