@@ -91,13 +91,21 @@ class ClusterCase(harness.TestCase):
 
     def stream_leader(self):
         """The name of the purge stream's raft leader, as the running servers report it."""
+        return self._leader("$JS.API.STREAM.INFO.EDGECACHE_PURGES", "the purge stream's leader")
+
+    def consumer_server(self, e):
+        """The NATS server that holds node e's consumer (its raft leader)."""
+        durable = "edgecache_" + e.args[e.args.index("--node-name") + 1]
+        return self._leader("$JS.API.CONSUMER.INFO.EDGECACHE_PURGES." + durable, "the consumer of " + durable)
+
+    def _leader(self, subject, what):
         found = []
 
         def ask():
             for srv in self.nats.servers:
                 if srv.running:
                     try:
-                        info = natsutil.publish_raw(srv.port, "$JS.API.STREAM.INFO.EDGECACHE_PURGES", b"")
+                        info = natsutil.publish_raw(srv.port, subject, b"")
                     except OSError:
                         continue
                     name = (info.get("cluster") or {}).get("leader")
@@ -106,7 +114,7 @@ class ClusterCase(harness.TestCase):
                         return True
             return False
 
-        wait_until(ask, timeout=30, what="the purge stream's leader")
+        wait_until(ask, timeout=30, what=what)
         return found[-1]
 
     def wait_applied(self, nodes, seq):
@@ -350,10 +358,13 @@ class Failures(ClusterCase):
         # log uncommitted, and nats-server 2.9.10 was seen (1 run in 8) keeping it at the sequence
         # where the two returning servers then commit another purge, so that nodes reading that
         # replica apply the wrong purge at that sequence (README: Cluster, what NATS 2.9 can do).
-        # A follower goes first: no leader election, so "purges go on" without a failover's wait.
-        leader = self.stream_leader()
+        # A follower goes first: no election for the stream, so "purges go on" without a failover's
+        # wait; and not the one that leads A's consumer, whose raft group would have to elect
+        # another leader before A applies anything (5-7.5 s measured, against the 10 s a purge made
+        # through A waits for A: test_a_node_whose_consumer_leader_dies_catches_up).
+        leader, held_a = self.stream_leader(), self.consumer_server(a)
         n2 = [s for s in self.nats.servers if s.name == leader][0]
-        n3 = [s for s in self.nats.servers if s.name != leader][0]
+        n3 = [s for s in self.nats.servers if s.name not in (leader, held_a)][0]
         # one of three down: purges go on
         n3.stop(signal.SIGKILL)
         r = self.purge(a, "/service/%s/purge/k-q1" % SID)
@@ -399,6 +410,33 @@ class Failures(ClusterCase):
             for p in ("/obj/q1", "/obj/q3", "/obj/q4"):
                 self.assertNotEqual(self.body(e, p), held[(e.proxy_port, p)],
                                     "%s on node %d\n%s" % (p, e.proxy_port, e.stderr_text()))
+
+    def test_a_node_whose_consumer_leader_dies_catches_up(self):
+        a, b = self.node("A"), self.node("B")
+        self.cache([a, b], ["/obj/c1"])
+        # the server that leads A's consumer, and not the stream (this is about the consumer), goes:
+        # that raft group elects another leader (or A sets its consumer up again), and A applies
+        # what it missed meanwhile
+        leader, held_a = self.stream_leader(), self.consumer_server(a)
+        durable = "edgecache_" + a.args[a.args.index("--node-name") + 1]
+        for _ in range(20):
+            if held_a != leader:
+                break
+            port = [s for s in self.nats.servers if s.name == held_a][0].port
+            natsutil.publish_raw(port, "$JS.API.CONSUMER.LEADER.STEPDOWN.EDGECACHE_PURGES." + durable, b"")
+            wait_until(lambda: self.consumer_server(a) != leader, timeout=30, what="another leader for A's consumer")
+            held_a = self.consumer_server(a)
+        self.assertNotEqual(held_a, leader)
+        before = self.cstats(a)["applied_seq"]
+        [s for s in self.nats.servers if s.name == held_a][0].stop(signal.SIGKILL)
+        # made through B: its answer is 200, or 503 "not yet applied" if the same server led B's
+        # consumer; either way the purge is in the stream (a 503 for no quorum would not be)
+        r = self.purge(b, "/service/%s/purge/k-c1" % SID)
+        self.assertIn(r.status, (200, 503), r.describe())
+        if r.status == 503:
+            self.assertIn("not yet applied", r.body.decode(), r.describe())
+        self.wait_applied([a, b], before + 1)
+        self.assertOwnXCache(self.get(a, "/obj/c1"), "MISS")
 
     def test_a_stopped_node_catches_up(self):
         a, b = self.node("A"), self.node("B")
