@@ -93,9 +93,17 @@ class ClusterCase(harness.TestCase):
         """The name of the purge stream's raft leader, as the running servers report it."""
         return self._leader("$JS.API.STREAM.INFO.EDGECACHE_PURGES", "the purge stream's leader")
 
+    @staticmethod
+    def durable(e):
+        """Node e's durable consumer: edgecache_<its --node-name>."""
+        return "edgecache_" + e.args[e.args.index("--node-name") + 1]
+
+    def nats_server(self, name):
+        return [s for s in self.nats.servers if s.name == name][0]
+
     def consumer_server(self, e):
         """The NATS server that holds node e's consumer (its raft leader)."""
-        durable = "edgecache_" + e.args[e.args.index("--node-name") + 1]
+        durable = self.durable(e)
         return self._leader("$JS.API.CONSUMER.INFO.EDGECACHE_PURGES." + durable, "the consumer of " + durable)
 
     def _leader(self, subject, what):
@@ -363,7 +371,7 @@ class Failures(ClusterCase):
         # another leader before A applies anything (5-7.5 s measured, against the 10 s a purge made
         # through A waits for A: test_a_node_whose_consumer_leader_dies_catches_up).
         leader, held_a = self.stream_leader(), self.consumer_server(a)
-        n2 = [s for s in self.nats.servers if s.name == leader][0]
+        n2 = self.nats_server(leader)
         n3 = [s for s in self.nats.servers if s.name not in (leader, held_a)][0]
         # one of three down: purges go on
         n3.stop(signal.SIGKILL)
@@ -418,17 +426,14 @@ class Failures(ClusterCase):
         # that raft group elects another leader (or A sets its consumer up again), and A applies
         # what it missed meanwhile
         leader, held_a = self.stream_leader(), self.consumer_server(a)
-        durable = "edgecache_" + a.args[a.args.index("--node-name") + 1]
-        for _ in range(20):
-            if held_a != leader:
-                break
-            port = [s for s in self.nats.servers if s.name == held_a][0].port
-            natsutil.publish_raw(port, "$JS.API.CONSUMER.LEADER.STEPDOWN.EDGECACHE_PURGES." + durable, b"")
+        if held_a == leader:
+            natsutil.publish_raw(self.nats_server(held_a).port,
+                                 "$JS.API.CONSUMER.LEADER.STEPDOWN.EDGECACHE_PURGES." + self.durable(a), b"")
             wait_until(lambda: self.consumer_server(a) != leader, timeout=30, what="another leader for A's consumer")
             held_a = self.consumer_server(a)
         self.assertNotEqual(held_a, leader)
         before = self.cstats(a)["applied_seq"]
-        [s for s in self.nats.servers if s.name == held_a][0].stop(signal.SIGKILL)
+        self.nats_server(held_a).stop(signal.SIGKILL)
         # made through B: its answer is 200, or 503 "not yet applied" if the same server led B's
         # consumer; either way the purge is in the stream (a 503 for no quorum would not be)
         r = self.purge(b, "/service/%s/purge/k-c1" % SID)
