@@ -46,7 +46,6 @@
 
 #define FETCH_BATCH 256
 #define FETCH_WAIT_MS 250
-#define STALL_TICKS 3            /* ticks (about 1 s each) behind the stream with nothing applied: the consumer is stuck */
 #define DUPLICATE_WINDOW_S 600   /* the stream's msg-id dedupe window: a publish retried within it is stored once */
 #define STREAM_MAX_MSG (1 << 20) /* the stream refuses larger messages (NATS' default max_payload too) */
 
@@ -442,13 +441,9 @@ static natsSubscription *consumer_setup(void)
 
 /*
  * Every second or so: the stream's last sequence (for the lag), and answers past their
- * deadline. Returns 1 when the consumer must be set up again: the stream was deleted or made
- * anew (its creation time changed), or the node's durable consumer was deleted, or it has
- * delivered nothing for STALL_TICKS ticks while the stream holds purges this node has not
- * applied. A pull consumer that is gone or stuck may only ever time out, so the fetch loop
- * alone would not notice. (Stuck was seen after a NATS quorum came back: the stream had
- * two more purges than the node had applied, every fetch timed out, and a purge made through
- * that node waited its 10 s for itself and was answered 503.)
+ * deadline. Returns 1 when the consumer must be set up again because the stream was
+ * deleted or made anew (its creation time changed), or the node's durable consumer was
+ * deleted; 2 when it is stuck (cluster_stall.c says when).
  */
 static int tick(int64_t *next_ms)
 {
@@ -459,36 +454,37 @@ static int tick(int64_t *next_ms)
     atomic_store(&cl.connected, natsConnection_Status(cl.nc) == NATS_CONN_STATUS_CONNECTED);
     /* "not found" three ticks in a row, not once: NATS servers that are recovering (a quorum
      * coming back) may say so for a moment about a stream that is there */
-    static int not_found, stalled, stall_limit = STALL_TICKS;
-    static uint64_t applied_before;
+    static int not_found;
+    static cluster_stall_t stall;
     int again = 0, missing = 0;
     jsStreamInfo *si = NULL;
     jsErrCode jerr = 0;
     natsStatus s = js_GetStreamInfo(&si, cl.js, CLUSTER_STREAM, NULL, &jerr);
     if (s == NATS_OK) {
-        uint64_t applied = atomic_load(&cl.applied_seq);
+        uint64_t applied = atomic_load(&cl.applied_seq), last = si->State.LastSeq;
         if (cl.stream_created != 0 && si->Created != cl.stream_created) {
             again = 1; /* another stream: certain at once */
+            stall.applied_before = applied;
         } else {
-            note_stream_last(si->State.LastSeq);
-            /* behind the stream and not a purge further than a tick ago: the consumer delivers nothing. Each set-up
-             * that does not help doubles the wait for the next (to a minute): a stream whose last messages were
-             * deleted by hand stays "ahead" with nothing to deliver */
-            if (applied != applied_before)
-                stall_limit = STALL_TICKS;
-            stalled = si->State.LastSeq > applied && applied == applied_before && !store_failing ? stalled + 1 : 0;
-            if (stalled >= stall_limit) {
+            note_stream_last(last);
+            switch (cluster_stall_tick(&stall, last, applied, store_failing, now)) {
+            case CLUSTER_STALL_WAIT_LEADER:
+                fprintf(stderr,
+                        "edgecache: cluster: this node's consumer has no leader (a NATS server gone?): waiting up to %d s "
+                        "for NATS to elect one before setting it up again\n",
+                        CLUSTER_STALL_LEADERLESS_MS / 1000);
+                break;
+            case CLUSTER_STALL_SETUP:
                 fprintf(stderr,
                         "edgecache: cluster: this node's consumer delivered nothing for %d s while the stream holds %llu "
                         "purge(s) past sequence %llu: setting it up again\n",
-                        stalled, (unsigned long long)(si->State.LastSeq - applied), (unsigned long long)applied);
+                        (int)((now - stall.since_ms) / 1000) + 1, (unsigned long long)(last - applied),
+                        (unsigned long long)applied);
                 atomic_fetch_add(&cl.n_stalls, 1);
-                stalled = 0;
-                stall_limit = stall_limit < 60 ? stall_limit * 2 : 60;
                 again = 2;
+                break;
             }
         }
-        applied_before = applied;
         jsStreamInfo_Destroy(si);
     } else if (s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr) {
         missing = 1;
@@ -497,10 +493,15 @@ static int tick(int64_t *next_ms)
         jsConsumerInfo *ci = NULL;
         jerr = 0;
         s = js_GetConsumerInfo(&ci, cl.js, CLUSTER_STREAM, cl.durable, NULL, &jerr);
+        /* no answer in the wait, or a cluster's answer naming no leader: an election (a lone server has no Cluster) */
+        stall.leaderless = s == NATS_TIMEOUT || (s == NATS_OK && ci->Cluster != NULL &&
+                                                 (ci->Cluster->Leader == NULL || ci->Cluster->Leader[0] == '\0'));
         if (s == NATS_OK)
             jsConsumerInfo_Destroy(ci);
         else if (s == NATS_NOT_FOUND || jerr == JSConsumerNotFoundErr)
             missing = 1;
+    } else {
+        stall.leaderless = 0;
     }
     not_found = missing ? not_found + 1 : 0;
     if (not_found >= 3) {

@@ -53,7 +53,7 @@ typedef struct cluster_stats {
     uint64_t duplicates;            /* messages skipped: at or below the applied sequence */
     uint64_t invalid;               /* messages that were not well-formed purges (skipped) */
     uint64_t catchup_runs;          /* consumer set-ups from the applied sequence (start, reconnects) */
-    uint64_t consumer_stalls;       /* of them, because it delivered nothing for 3 s while the node was behind */
+    uint64_t consumer_stalls;       /* of them, because it delivered nothing for 3 s (15 s without a leader) while behind */
     uint64_t gap_invalidations;     /* whole-cache invalidations: the stream no longer held what this node missed */
     uint64_t local_only;            /* purges applied here only (cluster.on_unavailable local) */
     uint64_t outbox;                /* of those, publishes still queued */

@@ -146,6 +146,31 @@ void cluster_waiters_settle(uint64_t applied, int64_t now_ms);
  */
 int cluster_stream_absent(int knew_stream);
 
+/* cluster_stall.c */
+
+#define CLUSTER_STALL_TICKS 3             /* ticks (about 1 s each) behind the stream with nothing applied: a stall */
+#define CLUSTER_STALL_LEADERLESS_MS 15000 /* so long, while NATS names no leader for the consumer (an election) */
+
+enum { CLUSTER_STALL_NONE, CLUSTER_STALL_WAIT_LEADER, CLUSTER_STALL_SETUP };
+
+/* whether this node's consumer is stuck: the consumer thread's (zeroed to begin) */
+typedef struct cluster_stall {
+    int stalled;             /* ticks in a row behind the stream with nothing applied */
+    int limit;               /* ticks that make a stall: CLUSTER_STALL_TICKS, doubled after each set-up, to 60 */
+    int leaderless;          /* set by the caller: the consumer's last info timed out or named no leader */
+    int said_leaderless;     /* this stall's wait for a leader was said */
+    int64_t since_ms;        /* this stall's first tick */
+    uint64_t applied_before; /* the applied sequence the tick before */
+} cluster_stall_t;
+
+/**
+ * One tick: the stream's last sequence, what the node has applied, and whether the store is
+ * failing (then nothing is a stall). CLUSTER_STALL_SETUP: set the consumer up again (say why);
+ * CLUSTER_STALL_WAIT_LEADER: a stall, but waiting for NATS to elect the consumer a leader
+ * (say so: once per stall); CLUSTER_STALL_NONE otherwise.
+ */
+int cluster_stall_tick(cluster_stall_t *st, uint64_t stream_last, uint64_t applied, int store_failing, int64_t now_ms);
+
 /* cluster_nodes.c */
 
 /** Subscribe to the other nodes' heartbeats (the consumer thread, once connected). */

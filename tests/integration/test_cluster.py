@@ -368,7 +368,7 @@ class Failures(ClusterCase):
         # replica apply the wrong purge at that sequence (README: Cluster, what NATS 2.9 can do).
         # A follower goes first: no election for the stream, so "purges go on" without a failover's
         # wait; and not the one that leads A's consumer, whose raft group would have to elect
-        # another leader before A applies anything (5-7.5 s measured, against the 10 s a purge made
+        # another leader before A applies anything (about 5-8 s measured, against the 10 s a purge made
         # through A waits for A: test_a_node_whose_consumer_leader_dies_catches_up).
         leader, held_a = self.stream_leader(), self.consumer_server(a)
         n2 = self.nats_server(leader)
@@ -432,7 +432,7 @@ class Failures(ClusterCase):
             wait_until(lambda: self.consumer_server(a) != leader, timeout=30, what="another leader for A's consumer")
             held_a = self.consumer_server(a)
         self.assertNotEqual(held_a, leader)
-        before = self.cstats(a)["applied_seq"]
+        before, stalls = self.cstats(a)["applied_seq"], self.cstats(a)["consumer_stalls"]
         self.nats_server(held_a).stop(signal.SIGKILL)
         # made through B: its answer is 200, or 503 "not yet applied" if the same server led B's
         # consumer; either way the purge is in the stream (a 503 for no quorum would not be)
@@ -442,6 +442,9 @@ class Failures(ClusterCase):
             self.assertIn("not yet applied", r.body.decode(), r.describe())
         self.wait_applied([a, b], before + 1)
         self.assertOwnXCache(self.get(a, "/obj/c1"), "MISS")
+        # A waited for the election rather than setting its consumer up again (which raced it:
+        # delete and add of a consumer without a leader time out, 7.5-20 s instead of ~5)
+        self.assertEqual(self.cstats(a)["consumer_stalls"], stalls, a.stderr_text()[-2000:])
 
     def test_a_stopped_node_catches_up(self):
         a, b = self.node("A"), self.node("B")
