@@ -65,7 +65,7 @@ test: deps
 	@scripts/test-all
 
 test-unit: $(UNIT_BIN)
-	@tests/run-unit $(BUILD)
+	@tests/run-unit $(UNIT_BIN)
 
 test-integration: $(BUILD)/edgecache
 	@python3 tests/integration/run.py --binary $(BUILD)/edgecache
