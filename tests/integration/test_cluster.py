@@ -368,7 +368,7 @@ class Failures(ClusterCase):
         # replica apply the wrong purge at that sequence (README: Cluster, what NATS 2.9 can do).
         # A follower goes first: no election for the stream, so "purges go on" without a failover's
         # wait; and not the one that leads A's consumer, whose raft group would have to elect
-        # another leader before A applies anything (about 5-8 s measured, against the 10 s a purge made
+        # another leader before A applies anything (5.1-8.9 s measured, against the 10 s a purge made
         # through A waits for A: test_a_node_whose_consumer_leader_dies_catches_up).
         leader, held_a = self.stream_leader(), self.consumer_server(a)
         n2 = self.nats_server(leader)
