@@ -24,6 +24,16 @@ static int ticks(cluster_stall_t *st, int n, int64_t *now)
     return ticks_at(st, n, now, 10, 4);
 }
 
+/* a fresh stall, a second a tick, without a leader: past its third tick, waiting for one */
+static void waiting_for_a_leader(cluster_stall_t *st, int64_t *now)
+{
+    memset(st, 0, sizeof(*st));
+    *now = 0;
+    cluster_stall_tick(st, 10, 4, 0, *now);
+    st->leaderless = 1;
+    ck_assert_int_eq(ticks(st, 3, now), CLUSTER_STALL_WAIT_LEADER);
+}
+
 START_TEST(three_ticks_with_nothing_applied_are_a_stall)
 {
     cluster_stall_t st;
@@ -80,11 +90,7 @@ START_TEST(without_a_leader_it_waits_for_the_election)
     ck_assert_int_eq(cluster_stall_tick(&st, 10, 4, 0, now), CLUSTER_STALL_SETUP);
 
     /* a leader elected, and it delivers: no stall, and the next wait is said again */
-    memset(&st, 0, sizeof(st));
-    now = 0;
-    cluster_stall_tick(&st, 10, 4, 0, now);
-    st.leaderless = 1;
-    ck_assert_int_eq(ticks(&st, 3, &now), CLUSTER_STALL_WAIT_LEADER);
+    waiting_for_a_leader(&st, &now);
     st.leaderless = 0;
     ck_assert_int_eq(cluster_stall_tick(&st, 10, 10, 0, now += 1000), CLUSTER_STALL_NONE);
     st.leaderless = 1;
@@ -92,11 +98,7 @@ START_TEST(without_a_leader_it_waits_for_the_election)
     ck_assert_int_eq(ticks_at(&st, 1, &now, 12, 10), CLUSTER_STALL_WAIT_LEADER);
 
     /* a leader elected that still delivers nothing: stuck, set up at the next tick */
-    memset(&st, 0, sizeof(st));
-    now = 0;
-    cluster_stall_tick(&st, 10, 4, 0, now);
-    st.leaderless = 1;
-    ck_assert_int_eq(ticks(&st, 3, &now), CLUSTER_STALL_WAIT_LEADER);
+    waiting_for_a_leader(&st, &now);
     st.leaderless = 0;
     ck_assert_int_eq(ticks(&st, 1, &now), CLUSTER_STALL_SETUP);
 }
