@@ -78,13 +78,18 @@ int tls_ticket_key_at(const unsigned char name[16], int64_t now_ms, unsigned cha
     return found;
 }
 
-/* OpenSSL's ticket callback: 1 done, 2 accepted but renew the ticket, 0 unknown key (full handshake), -1 error */
+/*
+ * OpenSSL's ticket callback: 1 done, 2 accepted but renew the ticket, 0 unknown key (full
+ * handshake), -1 error. A TLS 1.3 ticket is always renewed: OpenSSL sends a TLS 1.3 client
+ * that resumed a new ticket only then, and clients that use each ticket once (as RFC 8446 C.4
+ * asks; browsers do) had two resumptions from a full handshake, then a full one again. So
+ * every resumption now hands the client its next ticket (nginx does the same).
+ */
 static int on_ticket_key(SSL *ssl, unsigned char key_name[16], unsigned char iv[EVP_MAX_IV_LENGTH], EVP_CIPHER_CTX *cctx,
                          EVP_MAC_CTX *hctx, int enc)
 {
     ticket_key_t k;
     int rc;
-    (void)ssl;
     if (enc) {
         key_get(NULL, &k);
         memcpy(key_name, k.name, sizeof(k.name));
@@ -92,6 +97,8 @@ static int on_ticket_key(SSL *ssl, unsigned char key_name[16], unsigned char iv[
         rc = 1;
     } else if ((rc = key_get(key_name, &k)) == 0) {
         return 0;
+    } else if (SSL_version(ssl) == TLS1_3_VERSION) {
+        rc = 2;
     }
     OSSL_PARAM params[] = {
         OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, k.hmac, sizeof(k.hmac)),

@@ -342,6 +342,25 @@ class Resumption(TLSTestCase):
             _, _, _, reused = self.handshake(port, "a.test", ctx, session=session)
             self.assertTrue(reused, "no resumption with %s" % max_version)
 
+    def test_each_tls13_resumption_hands_out_the_next_ticket(self):
+        """A client that uses each TLS 1.3 ticket once (RFC 8446 C.4; browsers do) keeps resuming:
+        every resumed connection brings the next ticket, not only the full handshake's two."""
+        e = self.tls_edge([("a.test", self.ca.issue("a.test"))], backends=[self.origin()])
+        port = self.tls_port(e)
+        ctx = self.client_ctx(max_version=ssl.TLSVersion.TLSv1_3)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+        session = None
+        for i in range(5):
+            with socket.create_connection(("127.0.0.1", port), scaled(5)) as raw:
+                with ctx.wrap_socket(raw, server_hostname="a.test", session=session) as s:
+                    s.sendall(b"GET /nothing HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+                    while s.recv(65536):  # the tickets come after the handshake
+                        pass
+                    self.assertEqual(s.session_reused, i > 0, "connection %d" % i)
+                    if session is not None:
+                        self.assertNotEqual(s.session.id, session.id, "connection %d brought no new ticket" % i)
+                    session = s.session
+
     def test_openssl_s_client_reuses_a_session(self):
         e = self.tls_edge([("a.test", self.ca.issue("a.test"))])
         port = self.tls_port(e)
