@@ -325,18 +325,24 @@ class HostileClients(TLSTestCase):
 
 
 class Resumption(TLSTestCase):
+    @staticmethod
+    def exchange(port, ctx, session=None):
+        """One request on a connection of its own, read to the close: (the session it ends with,
+        whether it resumed `session`). TLS 1.3 tickets come after the handshake: the exchange
+        makes sure they are read."""
+        with socket.create_connection(("127.0.0.1", port), scaled(5)) as raw:
+            with ctx.wrap_socket(raw, server_hostname="a.test", session=session) as s:
+                s.sendall(b"GET /nothing HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+                while s.recv(65536):
+                    pass
+                return s.session, s.session_reused
+
     def test_session_tickets_resume_tls13_and_tls12(self):
         e = self.tls_edge([("a.test", self.ca.issue("a.test"))], backends=[self.origin()])
         port = self.tls_port(e)
         for max_version in (ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2):
             ctx = self.client_ctx(max_version=max_version)
-            with socket.create_connection(("127.0.0.1", port), scaled(5)) as raw:
-                with ctx.wrap_socket(raw, server_hostname="a.test") as s:
-                    # TLS 1.3 tickets come after the handshake: an exchange makes sure we read them
-                    s.sendall(b"GET /nothing HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
-                    while s.recv(65536):
-                        pass
-                    session = s.session
+            session, _ = self.exchange(port, ctx)
             self.assertIsNotNone(session)
             self.assertTrue(session.has_ticket, max_version)
             _, _, _, reused = self.handshake(port, "a.test", ctx, session=session)
@@ -351,15 +357,11 @@ class Resumption(TLSTestCase):
         ctx.minimum_version = ssl.TLSVersion.TLSv1_3
         session = None
         for i in range(5):
-            with socket.create_connection(("127.0.0.1", port), scaled(5)) as raw:
-                with ctx.wrap_socket(raw, server_hostname="a.test", session=session) as s:
-                    s.sendall(b"GET /nothing HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
-                    while s.recv(65536):  # the tickets come after the handshake
-                        pass
-                    self.assertEqual(s.session_reused, i > 0, "connection %d" % i)
-                    if session is not None:
-                        self.assertNotEqual(s.session.id, session.id, "connection %d brought no new ticket" % i)
-                    session = s.session
+            ended, reused = self.exchange(port, ctx, session)
+            self.assertEqual(reused, i > 0, "connection %d" % i)
+            if session is not None:
+                self.assertNotEqual(ended.id, session.id, "connection %d brought no new ticket" % i)
+            session = ended
 
     def test_openssl_s_client_reuses_a_session(self):
         e = self.tls_edge([("a.test", self.ca.issue("a.test"))])
