@@ -8,11 +8,20 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /** A-Z to a-z; every other byte unchanged. */
 static inline char ascii_lower(char c)
 {
     return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+}
+
+/** Is c a token character (RFC 9110 5.6.2: methods, field names)? */
+static inline int ascii_is_tchar(unsigned char c)
+{
+    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
+        return 1;
+    return c != 0 && memchr("!#$%&'*+-.^_`|~", c, 15) != NULL;
 }
 
 /** The value of a hex digit (either case), or -1 when c is not one. */

@@ -36,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <h2o.h>
+#include "common/ascii.h"
 #include "common/now.h"
 #include "cluster/cluster.h"
 #include "server/h1park.h"
@@ -250,6 +251,28 @@ static size_t http1_host_lines(h2o_req_t *req)
 }
 
 /*
+ * The method and the target go into the origin's request line as they came. HTTP/1's parser
+ * ends each at a space, but h2o 2.2.5 takes HTTP/2's :method and :path with spaces and tabs
+ * in them (only CR, LF, NUL and a few others are refused): ":path: /a HTTP/1.0" would reach
+ * the origin as "GET /a HTTP/1.0 HTTP/1.1", a request line an origin may read as another
+ * request than the one checked and keyed here. RFC 9113 8.3.1 makes both malformed.
+ */
+static int request_line_valid(const h2o_req_t *req)
+{
+    if (req->method.len == 0)
+        return 0;
+    for (size_t i = 0; i != req->method.len; ++i)
+        if (!ascii_is_tchar((unsigned char)req->method.base[i]))
+            return 0;
+    for (size_t i = 0; i != req->path.len; ++i) {
+        unsigned char c = (unsigned char)req->path.base[i];
+        if (c <= 0x20 || c == 0x7f) /* bytes past 0x7f are left to the origin, as nginx does */
+            return 0;
+    }
+    return 1;
+}
+
+/*
  * Settle the authority and the target the key and the origin request are made of, or
  * answer 400 (RFC 9112 3.2, 3.2.2, 3.2.4). h2o 2.2.5 hands us the last Host line (HTTP/1;
  * earlier ones are dropped unseen, so we count them in the raw head) or :authority (HTTP/2,
@@ -269,6 +292,10 @@ static size_t http1_host_lines(h2o_req_t *req)
  */
 static int request_target_or_respond(h2o_req_t *req)
 {
+    if (!request_line_valid(req)) {
+        proxy_send_bad_request(req, "invalid method or request target\n");
+        return -1;
+    }
     if (http1_host_lines(req) > 1) {
         proxy_send_bad_request(req, "more than one Host\n");
         return -1;

@@ -212,8 +212,8 @@ def curl_has_http2():
 class Http2(RequestCase):
     """The same rules over HTTP/2, where Host is :authority and cookies come in crumbs."""
 
-    def curl(self, edge, path, *headers):
-        args = ["curl", "-s", "-i", "--http2-prior-knowledge", "--max-time", str(scaled(5))]
+    def curl(self, edge, path, *headers, extra=()):
+        args = ["curl", "-s", "-i", "--http2-prior-knowledge", "--max-time", str(scaled(5))] + list(extra)
         for h in headers:
             args += ["-H", h]
         out = subprocess.run(args + ["http://127.0.0.1:%d%s" % (edge.proxy_port, path)], capture_output=True,
@@ -232,6 +232,23 @@ class Http2(RequestCase):
         self.assertEqual(status.split()[:2], ["HTTP/2", "200"], body)
         self.assertEqual(body, "host=Good.Example cookie=['a=1; b=2']", "crumbs joined with '; ' (RFC 9113 8.2.3)")
         self.assertEqual(o.hits(), 1)
+
+
+    def test_a_method_or_target_with_spaces_is_refused(self):
+        # h2o 2.2.5 takes :method and :path with spaces and tabs; copied into the origin's
+        # request line, ":path: /a HTTP/1.0" became "GET /a HTTP/1.0 HTTP/1.1"
+        o = self.origin()
+        o.route_prefix("/", headers=LONG, body=b"ok")
+        e = self.edgecache([o])
+        for what, extra in (("a target with a space", ["--request-target", "/a HTTP/1.0"]),
+                            ("a target with a tab", ["--request-target", "/a\tb"]),
+                            ("a method with spaces", ["-X", "GET /b HTTP/1.0 "])):
+            status, body = self.curl(e, "/x", extra=extra)
+            self.assertEqual(status.split()[:2], ["HTTP/2", "400"], "%s: %s" % (what, body))
+            self.assertIn("invalid method or request target", body, what)
+        self.assertEqual(o.hits(), 0, "nothing reached the origin")
+        status, body = self.curl(e, "/x", extra=["-X", "GET"])
+        self.assertEqual((status.split()[:2], body), (["HTTP/2", "200"], "ok"))
 
 
 class RepeatedLines(RequestCase):
