@@ -17,7 +17,10 @@
  * consumer without a leader goes unanswered and the add of the same name times out behind
  * it, which took the node from 5-7 s to 7.5-20 s without applying. So while the last info
  * asked timed out or named no leader (st->leaderless, set by the tick), a stall waits
- * until CLUSTER_STALL_LEADERLESS_MS from its first tick, and is said once.
+ * until CLUSTER_STALL_LEADERLESS_MS from its first tick, and is said once. Once a leader is
+ * named again, the stall counts its ticks afresh: a fetch still waiting on the old leader
+ * must time out before the next one reaches the new, and a set-up at the very next tick
+ * (as before session 21) raced that too, once in a CI run.
  *
  * Threads: the consumer thread only (its one cluster_stall_t).
  */
@@ -35,6 +38,13 @@ int cluster_stall_tick(cluster_stall_t *st, uint64_t stream_last, uint64_t appli
     }
     if (st->stalled == 1)
         st->since_ms = now_ms;
+    if (st->said_leaderless && !st->leaderless) {
+        /* the election is over: the new leader delivers once the next fetch reaches it, so it
+         * gets the ticks of a fresh stall (the wait's bound still counts from since_ms) */
+        st->said_leaderless = 0;
+        st->stalled = 1;
+        return CLUSTER_STALL_NONE;
+    }
     if (st->stalled < st->limit)
         return CLUSTER_STALL_NONE;
     if (st->leaderless && now_ms - st->since_ms < CLUSTER_STALL_LEADERLESS_MS) {

@@ -97,9 +97,20 @@ START_TEST(without_a_leader_it_waits_for_the_election)
     ck_assert_int_eq(ticks_at(&st, 2, &now, 12, 10), CLUSTER_STALL_NONE);
     ck_assert_int_eq(ticks_at(&st, 1, &now, 12, 10), CLUSTER_STALL_WAIT_LEADER);
 
-    /* a leader elected that still delivers nothing: stuck, set up at the next tick */
+    /* a leader elected that still delivers nothing: the ticks of a fresh stall, then set up */
     waiting_for_a_leader(&st, &now);
     st.leaderless = 0;
+    ck_assert_int_eq(ticks(&st, CLUSTER_STALL_TICKS - 1, &now), CLUSTER_STALL_NONE);
+    ck_assert_int_eq(ticks(&st, 1, &now), CLUSTER_STALL_SETUP);
+
+    /* a leader elected, then gone again past the wait's bound: set up, not waited for again */
+    waiting_for_a_leader(&st, &now);
+    st.leaderless = 0;
+    ck_assert_int_eq(ticks(&st, 1, &now), CLUSTER_STALL_NONE);
+    st.leaderless = 1;
+    ck_assert_int_eq(ticks(&st, CLUSTER_STALL_TICKS - 2, &now), CLUSTER_STALL_NONE);
+    ck_assert_int_eq(ticks(&st, 1, &now), CLUSTER_STALL_WAIT_LEADER);
+    now += CLUSTER_STALL_LEADERLESS_MS;
     ck_assert_int_eq(ticks(&st, 1, &now), CLUSTER_STALL_SETUP);
 }
 END_TEST
