@@ -14,7 +14,15 @@
  * are shared. The store, memory tier and config are borrowed. With --admin-tls-listen each
  * loop also has a socket on that address (the same SO_REUSEPORT grouping) whose
  * connections are accepted with server/tls.h's admin context: the same API over HTTPS,
- * h2 or HTTP/1.1 by ALPN, tracked and closed like the others.
+ * tracked and closed like the others.
+ *
+ * HTTP/1.1 only, in cleartext and over TLS, and a bounded number of connections: h2o 2.2.5
+ * reads a request's whole body (up to ADMIN_H2O_MAX_ENTITY) before any handler sees the
+ * request, so before its token is looked at. Over h2 one connection held 100 such bodies at
+ * once: 8 connections without a token took the process from 8 MB to 870 MB. Now a
+ * connection holds one body at most, a loop at most ADMIN_MAX_CONNS connections, and one
+ * address other than loopback at most ADMIN_MAX_CONNS_PER_ADDR of them, so that one client
+ * can neither hold more than that nor take every slot; the rest are closed at accept.
  *
  * Threads: admin_start/admin_stop run on the caller's thread; a request is served
  * wholly on the thread of the loop that accepted its connection. Handlers that read,
@@ -43,6 +51,7 @@
  */
 #include <assert.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,6 +76,7 @@ typedef struct admin_conn {
     h2o_linklist_t link;
     admin_loop_t *loop;
     int fd;
+    uint8_t addr[16]; /* the peer, as admin_socket_addr gives it */
 } admin_conn_t;
 
 /* ---- connections ---- */
@@ -79,18 +89,44 @@ static void on_conn_close(void *data)
     free(c);
 }
 
+/* may one more connection from addr be taken? (the limits are this loop's; see the top) */
+static int conn_slot_free(const admin_loop_t *loop, const uint8_t addr[16])
+{
+    if (loop->num_conns >= ADMIN_MAX_CONNS)
+        return 0;
+    if (admin_addr_is_loopback(addr))
+        return 1; /* the host's own clients: bench/purge keeps 50 */
+    size_t same = 0;
+    for (const h2o_linklist_t *l = loop->conns.next; l != &loop->conns; l = l->next)
+        same += memcmp(H2O_STRUCT_FROM_MEMBER(admin_conn_t, link, l)->addr, addr, 16) == 0;
+    return same < ADMIN_MAX_CONNS_PER_ADDR;
+}
+
 static void accept_one(h2o_socket_t *listener, const char *err, int tls)
 {
     admin_loop_t *loop = listener->data;
     h2o_socket_t *sock;
+    uint8_t addr[16];
 
     if (err != NULL || atomic_load(&loop->admin->stopping))
         return;
     if ((sock = h2o_evloop_socket_accept(listener)) == NULL)
         return;
+    admin_socket_addr(sock, addr);
+    if (!conn_slot_free(loop, addr)) {
+        uint64_t n = ++loop->refused_conns;
+        if ((n & (n - 1)) == 0) /* the 1st, 2nd, 4th, 8th...: said, but never a line per connection */
+            fprintf(stderr,
+                    "edgecache: admin: connection refused at accept (%" PRIu64 " so far on this thread): %zu open, "
+                    "at most %d, and %d from one address but loopback\n",
+                    n, loop->num_conns, ADMIN_MAX_CONNS, ADMIN_MAX_CONNS_PER_ADDR);
+        h2o_socket_close(sock);
+        return;
+    }
     admin_conn_t *c = alloc_xcalloc(1, sizeof(*c), "admin");
     c->loop = loop;
     c->fd = h2o_socket_get_fd(sock);
+    memcpy(c->addr, addr, 16);
     h2o_linklist_insert(&loop->conns, &c->link);
     loop->num_conns++;
     sock->on_close.cb = on_conn_close;
@@ -413,6 +449,7 @@ int admin_start(admin_t **out, const config_t *cfg, store_t *store, mem_tier_t *
     h2o_config_init(&admin->globalconf);
     admin->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("edgecache"));
     admin->globalconf.max_request_entity_size = ADMIN_H2O_MAX_ENTITY;
+    admin->globalconf.http1.upgrade_to_http2 = 0; /* no h2c, by Upgrade or prior knowledge: see the top */
     hostconf = h2o_config_register_host(&admin->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     pathconf = h2o_config_register_path(hostconf, "/", 0);
     admin_router_register(admin, pathconf);

@@ -19,6 +19,8 @@
 
 #define ADMIN_MAGIC 0xad31a5e1u
 #define ADMIN_MAX_BODY (64 * 1024)          /* request bodies above this get 413 */
+#define ADMIN_MAX_CONNS 1024                /* connections one admin loop keeps open (more: closed at accept) */
+#define ADMIN_MAX_CONNS_PER_ADDR 64         /* of them from one address other than loopback */
 #define ADMIN_MAX_BATCH_KEYS 256            /* Fastly's limit for one batch purge */
 #define ADMIN_MAX_SKEY_LEN OBJ_SKEY_MAX_LEN /* one surrogate key: the longest the store indexes */
 /* a batch purge's body: room for ADMIN_MAX_BATCH_KEYS keys of ADMIN_MAX_SKEY_LEN bytes even
@@ -160,6 +162,8 @@ int admin_budget_fail(admin_budget_t *b, const uint8_t addr[16], int64_t now);
 
 /** The request's peer address as 16 bytes (IPv4 mapped into IPv6; zeros when unknown). */
 void admin_request_addr(h2o_req_t *req, uint8_t addr[16]);
+/** The same for an accepted socket (zeros when its peer cannot be read). */
+void admin_socket_addr(h2o_socket_t *sock, uint8_t addr[16]);
 /** Is addr (as admin_request_addr fills it: IPv4 as v4-mapped IPv6) a loopback address,
  * 127.0.0.0/8 or ::1? The all-zero address of a connection with no peer is not. */
 int admin_addr_is_loopback(const uint8_t addr[16]);
@@ -240,6 +244,7 @@ struct admin_loop {
     purge_loop_t purges;                         /* completions of the purges this loop submitted (server/purge.h) */
     h2o_linklist_t conns;                        /* struct admin_conn: accepted sockets still open */
     size_t num_conns;
+    uint64_t refused_conns;      /* closed at accept: over ADMIN_MAX_CONNS or ADMIN_MAX_CONNS_PER_ADDR */
     h2o_linklist_t delayed_401s; /* auth.c's delayed 401s of this loop's requests */
     int leaked;                  /* the thread gave up waiting at shutdown; the admin stays allocated */
     int tls_listen_fd;           /* --admin-tls-listen: -1 when off or once tls_listener owns it */

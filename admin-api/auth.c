@@ -480,26 +480,39 @@ int admin_budget_fail(admin_budget_t *b, const uint8_t addr[16], int64_t now)
     return over;
 }
 
+/* a peer address as 16 bytes: IPv6 as it is, IPv4 v4-mapped; zeros for anything else */
+static void addr_from_sockaddr(const struct sockaddr_storage *ss, socklen_t sl, uint8_t addr[16])
+{
+    memset(addr, 0, 16);
+    if (sl == 0)
+        return;
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)ss;
+        addr[10] = 0xff, addr[11] = 0xff;
+        memcpy(addr + 12, &sin->sin_addr, 4);
+    } else if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)ss;
+        memcpy(addr, &sin6->sin6_addr, 16);
+    }
+}
+
 void admin_request_addr(h2o_req_t *req, uint8_t addr[16])
 {
     struct sockaddr_storage ss;
-    socklen_t sl;
 
     memset(addr, 0, 16);
     if (req->conn == NULL || req->conn->callbacks->get_peername == NULL)
         return;
     memset(&ss, 0, sizeof(ss));
-    sl = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
-    if (sl == 0)
-        return;
-    if (ss.ss_family == AF_INET) {
-        const struct sockaddr_in *sin = (const struct sockaddr_in *)&ss;
-        addr[10] = 0xff, addr[11] = 0xff;
-        memcpy(addr + 12, &sin->sin_addr, 4);
-    } else if (ss.ss_family == AF_INET6) {
-        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&ss;
-        memcpy(addr, &sin6->sin6_addr, 16);
-    }
+    addr_from_sockaddr(&ss, req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss), addr);
+}
+
+void admin_socket_addr(h2o_socket_t *sock, uint8_t addr[16])
+{
+    struct sockaddr_storage ss;
+
+    memset(&ss, 0, sizeof(ss));
+    addr_from_sockaddr(&ss, h2o_socket_getpeername(sock, (struct sockaddr *)&ss), addr);
 }
 
 int admin_addr_is_loopback(const uint8_t addr[16])

@@ -7,7 +7,7 @@
  * protocol settings (TLS 1.2 and 1.3, Mozilla's intermediate ciphers), the session-ticket
  * callback (server/tls_ticket.c) and the SNI callback, but no certificate. The certificates
  * live in the site's current set: one SSL_CTX per certificate, each with the same protocol
- * settings, the ALPN callback (h2, http/1.1) and, when the certificate names a responder,
+ * settings, the ALPN callback (h2, http/1.1; the admin site's http/1.1 only) and, when the certificate names a responder,
  * the OCSP stapling callback (server/tls_ocsp.c).
  *
  * The SNI callback runs for every handshake, with or without a server name, on the loop
@@ -55,6 +55,7 @@ typedef struct tls_site {
     const char *setting; /* "--tls-cert", "--admin-tls-cert": names it in messages */
     const config_tls_cert_t *certs;
     size_t num_certs;
+    int http1_only; /* the admin site: no h2 by ALPN */
     SSL_CTX *front;
     pthread_rwlock_t lock; /* readers: SNI callbacks; writer: the swap of `set` */
     tls_certset_t *set;
@@ -108,8 +109,12 @@ static int on_servername(SSL *ssl, int *alert, void *arg)
 
 /* ---------------------------------------------------------------- contexts */
 
+/* the admin site's ALPN: h2 would let one connection hold 100 request bodies at once (h2o
+ * 2.2.5 reads each whole before the token is looked at); see admin-api/admin.c */
+static const h2o_iovec_t http1_alpn[] = {{H2O_STRLIT("http/1.1")}, {NULL}};
+
 /* what every context of ours shares: protocols, ciphers, no compression, one session id context */
-static SSL_CTX *ctx_new_common(void)
+static SSL_CTX *ctx_new_common(int http1_only)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (ctx == NULL)
@@ -124,7 +129,7 @@ static SSL_CTX *ctx_new_common(void)
     /* resumption is by tickets only (keys shared by every thread): no per-process session cache to bound */
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-    h2o_ssl_register_alpn_protocols(ctx, h2o_http2_alpn_protocols);
+    h2o_ssl_register_alpn_protocols(ctx, http1_only ? http1_alpn : h2o_http2_alpn_protocols);
     return ctx;
 }
 
@@ -153,7 +158,7 @@ static int readable(const char *path, const char *who, char *err, size_t errlen)
 }
 
 /* one certificate's context: chain, key, their match, OCSP; NULL with err */
-static SSL_CTX *cert_ctx_new(const char *setting, const config_tls_cert_t *c, char *err, size_t errlen)
+static SSL_CTX *cert_ctx_new(const char *setting, const config_tls_cert_t *c, int http1_only, char *err, size_t errlen)
 {
     char who[1200], why[256];
     if (c->host[0] != '\0')
@@ -162,7 +167,7 @@ static SSL_CTX *cert_ctx_new(const char *setting, const config_tls_cert_t *c, ch
         snprintf(who, sizeof(who), "%s", setting);
     if (readable(c->cert, who, err, errlen) != 0 || readable(c->key, who, err, errlen) != 0)
         return NULL;
-    SSL_CTX *ctx = ctx_new_common();
+    SSL_CTX *ctx = ctx_new_common(http1_only);
     if (ctx == NULL) {
         errbuf_printf(err, errlen, "%s: cannot create a TLS context: %s", who, ossl_reason(why, sizeof(why)));
         return NULL;
@@ -213,7 +218,7 @@ static tls_certset_t *certset_load(const tls_site_t *site, char *err, size_t err
     set->ctxs = alloc_xcalloc(site->num_certs, sizeof(*set->ctxs), "tls");
     set->certs = site->certs;
     for (size_t i = 0; i != site->num_certs; ++i) {
-        if ((set->ctxs[i] = cert_ctx_new(site->setting, &site->certs[i], err, errlen)) == NULL) {
+        if ((set->ctxs[i] = cert_ctx_new(site->setting, &site->certs[i], site->http1_only, err, errlen)) == NULL) {
             certset_free(set);
             return NULL;
         }
@@ -222,16 +227,18 @@ static tls_certset_t *certset_load(const tls_site_t *site, char *err, size_t err
     return set;
 }
 
-static int site_init(tls_site_t *site, const char *setting, const config_tls_cert_t *certs, size_t n, char *err, size_t errlen)
+static int site_init(tls_site_t *site, const char *setting, const config_tls_cert_t *certs, size_t n, int http1_only,
+                     char *err, size_t errlen)
 {
     char why[256];
     site->setting = setting;
+    site->http1_only = http1_only;
     site->certs = certs;
     site->num_certs = n;
     pthread_rwlock_init(&site->lock, NULL);
     if ((site->set = certset_load(site, err, errlen)) == NULL)
         return -1;
-    if ((site->front = ctx_new_common()) == NULL) {
+    if ((site->front = ctx_new_common(http1_only)) == NULL) {
         errbuf_printf(err, errlen, "%s: cannot create a TLS context: %s", setting, ossl_reason(why, sizeof(why)));
         return -1;
     }
@@ -255,10 +262,10 @@ static void site_dispose(tls_site_t *site)
 
 int tls_init(const config_t *cfg, char *err, size_t errlen)
 {
-    if (cfg->num_tls_listen != 0 && site_init(&g_proxy, "--tls-cert", cfg->tls_certs, cfg->num_tls_certs, err, errlen) != 0)
+    if (cfg->num_tls_listen != 0 && site_init(&g_proxy, "--tls-cert", cfg->tls_certs, cfg->num_tls_certs, 0, err, errlen) != 0)
         goto fail;
     if (cfg->admin_tls_listen.host[0] != '\0' &&
-        site_init(&g_admin, "--admin-tls-cert", &cfg->admin_tls_cert, 1, err, errlen) != 0)
+        site_init(&g_admin, "--admin-tls-cert", &cfg->admin_tls_cert, 1, 1, err, errlen) != 0)
         goto fail;
     if (tls_ocsp_start(err, errlen) != 0)
         goto fail;

@@ -133,3 +133,79 @@ class AdminHostile(harness.TestCase):
             self.assertEqual(r.status, 200, "%s -> %s" % (path, r.body[:200]))
             self.assertEqual(json.loads(r.body)["data"], [])
         self.assertTrue(self.e.running)
+
+
+def host_address():
+    """This machine's address on its default route (a UDP connect sends nothing), or None."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.connect(("192.0.2.1", 9))
+        addr = s.getsockname()[0]
+    except OSError:
+        return None
+    finally:
+        s.close()
+    return None if addr.startswith("127.") else addr
+
+
+class AdminBodies(harness.TestCase):
+    """h2o 2.2.5 reads a request's whole body before the token is looked at: over h2 one
+    connection without a token made the admin hold 100 bodies of up to 1 MiB at once (8 such
+    connections: 8 MB to 870 MB). The admin is HTTP/1.1 only, and one address but loopback
+    keeps at most 64 connections on a loop."""
+
+    def test_cleartext_h2_is_not_spoken(self):
+        e = self.edgecache([])
+        s = socket.create_connection(("127.0.0.1", e.admin_port), timeout=scaled(10))
+        # the h2 preface (prior knowledge) and an empty SETTINGS frame
+        s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        s.close()
+        self.assertTrue(data == b"" or data.startswith(b"HTTP/1.1 4"), data[:80])
+        r = request(e.admin_port, "GET", "/health", headers={"Upgrade": "h2c", "Connection": "Upgrade, HTTP2-Settings",
+                                                              "HTTP2-Settings": "AAMAAABkAARAAAAAAAIAAAAA"})
+        self.assertEqual(r.status, 200, "an Upgrade: h2c is answered in HTTP/1.1\n" + r.describe())
+        self.assertTrue(e.running)
+
+    def test_one_address_keeps_at_most_64_connections(self):
+        addr = host_address()
+        if addr is None:
+            self.skipTest("no address but loopback to connect from")
+        e = self.edgecache([], args=["--admin-listen", "0.0.0.0:0", "--admin-threads", "1"])  # the limits are per thread
+        held = []
+        try:
+            for _ in range(64):  # each holds a body it never finishes: what the limit bounds
+                s = socket.create_connection((addr, e.admin_port), timeout=scaled(10))
+                s.sendall(b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n" + b"a" * 100000)
+                held.append(s)
+            # one request on a held connection's neighbour slot proves they were all accepted
+            extra = socket.create_connection((addr, e.admin_port), timeout=scaled(10))
+            try:
+                extra.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+                got = extra.recv(65536)
+            except ConnectionResetError:  # closed with our request unread
+                got = b""
+            self.assertEqual(got, b"", "the 65th connection from one address is closed at accept")
+            extra.close()
+            wait_until(lambda: "connection refused at accept" in e.stderr_text(), scaled(10), what="the refusal said")
+            # loopback is not limited per address, and the address gets its slots back
+            self.assertEqual(request(e.admin_port, "GET", "/health").status, 200)
+            held.pop().close()
+            r = None
+            for _ in range(50):
+                s = socket.create_connection((addr, e.admin_port), timeout=scaled(10))
+                s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                r = s.recv(65536)
+                s.close()
+                if r:
+                    break
+            self.assertTrue(r.startswith(b"HTTP/1.1 200"), r[:80])
+        finally:
+            for s in held:
+                s.close()
+        self.assertTrue(e.running)

@@ -636,7 +636,9 @@ class AdminOverTLS(TLSTestCase):
                               "admin.test:%d:127.0.0.1" % port, "-o", "/dev/null", "-w", "%{http_version} %{http_code}",
                               "https://admin.test:%d/health" % port], capture_output=True, text=True,
                              timeout=scaled(20))
-        self.assertEqual(out.stdout, "2 200", out.stderr)
+        # HTTP/1.1 even when h2 is offered: over h2 one connection without a token could make
+        # the admin hold 100 request bodies at once (admin-api/admin.c)
+        self.assertEqual(out.stdout, "1.1 200", out.stderr)
 
     def test_sighup_reloads_the_admin_certificate(self):
         first = self.ca.issue("admin.test")
