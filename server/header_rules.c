@@ -9,13 +9,23 @@
  * Conditions are evaluated against the client's request (its path and headers) in
  * every phase, so one rule can say "for /api/ responses, unset Set-Cookie before
  * storing" without depending on what the origin sent.
+ *
+ * Invariant: no parsed rule names a header edgecache writes itself for the message's framing
+ * or the connection (header_rules_refused_name), in any phase or action. The rules are added
+ * after the filters that drop those headers, so such a rule would put a second, conflicting
+ * line beside ours: two Content-Lengths and a Transfer-Encoding before a plain body, or a
+ * chunked request with a second Host on a pooled origin connection (a desync).
  */
+#include <assert.h>
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include "common/alloc.h"
+#include "cluster/cluster.h"
 #include "server/header_rules.h"
+#include "server/http_fields.h"
 #include "server/text.h"
 
 static char *dup_lower(const char *s, size_t len, int lower)
@@ -51,6 +61,24 @@ static int is_field_value(const char *s, size_t len)
     return 1;
 }
 
+static int name_is(const char *name, size_t len, const char *lit)
+{
+    return len == strlen(lit) && strncasecmp(name, lit, len) == 0;
+}
+
+const char *header_rules_refused_name(const char *name, size_t len)
+{
+    if (name_is(name, len, "host"))
+        return "the origin's Host is the client's, or the backend's override_host: set that instead";
+    if (name_is(name, len, "content-length") || name_is(name, len, "transfer-encoding"))
+        return "edgecache frames every message itself";
+    if (http_fields_is_hop_by_hop(name, len)) /* compares case-insensitively */
+        return "a hop-by-hop header, which edgecache removes in both directions";
+    if (name_is(name, len, CLUSTER_SEQ_HEADER))
+        return "edgecache sends it (a cluster node's applied purge sequence, which its peers trust)";
+    return NULL;
+}
+
 static int get_string(const json_t *obj, const char *field, const char **out, size_t *len, size_t index, char *err, size_t errlen)
 {
     const json_t *v = json_object_get(obj, field);
@@ -67,7 +95,8 @@ static int get_string(const json_t *obj, const char *field, const char **out, si
     return 0;
 }
 
-int header_rules_parse(const json_t *array, header_rules_t **out, char *err, size_t errlen)
+/* with skip_log != NULL, a rule naming a refused header is left out (one line there each) instead of failing */
+static int parse_rules(const json_t *array, FILE *skip_log, size_t *skipped, header_rules_t **out, char *err, size_t errlen)
 {
     header_rules_t *rules = NULL;
     size_t index;
@@ -121,6 +150,21 @@ int header_rules_parse(const json_t *array, header_rules_t **out, char *err, siz
         if (s == NULL || !is_token(s, len) || len > 128) {
             snprintf(err, errlen, "header_rules[%zu].header: expected a header name", index);
             goto fail;
+        }
+        const char *why = header_rules_refused_name(s, len);
+        if (why != NULL) {
+            char *name = dup_lower(s, len, 1); /* a token, and one of a few names: safe to show */
+            if (skip_log == NULL) {
+                snprintf(err, errlen, "header_rules[%zu].header: \"%s\" is not allowed: %s", index, name, why);
+                free(name);
+                goto fail;
+            }
+            fprintf(skip_log, "edgecache: header_rules[%zu]: the stored rule for \"%s\" is skipped: %s\n", index, name, why);
+            free(name);
+            memset(r, 0, sizeof(*r)); /* nothing of it was allocated yet: the slot goes to the next rule */
+            if (skipped != NULL)
+                ++*skipped;
+            continue;
         }
         r->name = dup_lower(s, len, 1);
         r->name_len = len;
@@ -196,7 +240,12 @@ fail:
     return -1;
 }
 
-int header_rules_parse_text(const char *text, header_rules_t **out, char *err, size_t errlen)
+int header_rules_parse(const json_t *array, header_rules_t **out, char *err, size_t errlen)
+{
+    return parse_rules(array, NULL, NULL, out, err, errlen);
+}
+
+static int parse_text(const char *text, FILE *skip_log, size_t *skipped, header_rules_t **out, char *err, size_t errlen)
 {
     json_error_t jerr;
     json_t *root = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
@@ -204,9 +253,22 @@ int header_rules_parse_text(const char *text, header_rules_t **out, char *err, s
         snprintf(err, errlen, "header_rules: invalid JSON: %s", jerr.text);
         return -1;
     }
-    int rc = header_rules_parse(root, out, err, errlen);
+    int rc = parse_rules(root, skip_log, skipped, out, err, errlen);
     json_decref(root);
     return rc;
+}
+
+int header_rules_parse_text(const char *text, header_rules_t **out, char *err, size_t errlen)
+{
+    return parse_text(text, NULL, NULL, out, err, errlen);
+}
+
+int header_rules_parse_stored(const char *text, FILE *log, size_t *skipped, header_rules_t **out, char *err, size_t errlen)
+{
+    assert(log != NULL);
+    if (skipped != NULL)
+        *skipped = 0;
+    return parse_text(text, log, skipped, out, err, errlen);
 }
 
 json_t *header_rules_to_json(const header_rules_t *rules)

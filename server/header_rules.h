@@ -11,6 +11,7 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include <stdio.h>
 #include "storage/object.h"
 
 typedef enum { HR_PHASE_REQUEST, HR_PHASE_FETCH, HR_PHASE_DELIVER } hr_phase_t;
@@ -47,13 +48,32 @@ typedef struct hr_list {
 typedef const char *(*hr_lookup_cb)(void *ctx, const char *name, size_t name_len, size_t *value_len);
 
 /**
+ * Why no rule may name the header `name` (`len` bytes, any case), or NULL when a rule may.
+ * Refused: what edgecache writes itself for the message's framing and the connection, and
+ * what a second line of would corrupt: Host (the backend's override_host sets it),
+ * Content-Length, Transfer-Encoding, the hop-by-hop headers (http_fields_is_hop_by_hop:
+ * Connection, Keep-Alive, Proxy-Connection, TE, Trailer, Upgrade, Proxy-Authenticate,
+ * Proxy-Authorization) and Edgecache-Purge-Seq. The reason is a static string.
+ */
+const char *header_rules_refused_name(const char *name, size_t len);
+
+/**
  * Parse a JSON array of rules. Returns 0 and a new list in *out (free with
- * header_rules_free), or -1 with a message naming the rule index and field in err.
+ * header_rules_free), or -1 with a message naming the rule index and field in err
+ * (a refused header name: the name and why).
  */
 int header_rules_parse(const json_t *array, header_rules_t **out, char *err, size_t errlen);
 
 /** Parse from JSON text (an array). Same contract as header_rules_parse. */
 int header_rules_parse_text(const char *text, header_rules_t **out, char *err, size_t errlen);
+
+/**
+ * Parse the rules the store kept, which an older edgecache (before names were refused) may
+ * have written: as header_rules_parse_text, except that a rule naming a refused header is
+ * left out, with one line on `log` naming its index, the header and why, instead of failing
+ * the list; *skipped (unless NULL) says how many. Any other error fails the whole list, as before.
+ */
+int header_rules_parse_stored(const char *text, FILE *log, size_t *skipped, header_rules_t **out, char *err, size_t errlen);
 
 /** Serialize the rules back to a JSON array (new reference). */
 json_t *header_rules_to_json(const header_rules_t *rules);

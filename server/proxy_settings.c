@@ -86,7 +86,9 @@ int proxy_init(const config_t *cfg, store_t *store, mem_tier_t *mem, proxy_live_
         size_t text_len = 0;
         header_rules_t *rules = NULL;
         if (store_kv_get(store, "config", "header_rules", &text, &text_len) == 0) {
-            if (header_rules_parse_text(text, &rules, err, errlen) != 0) {
+            /* a rule an older version stored and this one refuses is skipped (a line on stderr), not
+             * fatal; the stored copy keeps it until the list is next changed over the admin API */
+            if (header_rules_parse_stored(text, stderr, NULL, &rules, err, errlen) != 0) {
                 free(text);
                 return -1;
             }

@@ -3,8 +3,9 @@
  * the admin API's /config/header-rules body): header_rules_parse_text, then the rules
  * applied to a small header list in every phase.
  *
- * Invariants: a parsed rule's header name is a non-empty lower-case token and its value
- * (when it has one) holds no CR, LF or NUL — what would let a rule inject a header; the
+ * Invariants: a parsed rule's header name is a non-empty lower-case token, none that
+ * edgecache writes itself for framing or the connection (header_rules_refused_name), and its
+ * value (when it has one) holds no CR, LF or NUL — what would let a rule inject a header; the
  * rules serialized with header_rules_to_json parse back to as many rules; applying them
  * leaves every list entry with such a name and value.
  */
@@ -52,6 +53,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(r->name != NULL && r->name_len > 0);
         for (size_t k = 0; k < r->name_len; k++)
             FUZZ_CHECK(!(r->name[k] >= 'A' && r->name[k] <= 'Z') && (unsigned char)r->name[k] > 0x20);
+        FUZZ_CHECK(header_rules_refused_name(r->name, r->name_len) == NULL);
         if (r->value != NULL)
             check_value(r->value, r->value_len);
     }

@@ -80,6 +80,50 @@ class HeaderRulesApi(AdminCase):
         self.assertEqual(self.admin("DELETE", "/config/header-rules", tok).status, 200)
         self.assertEqual(self.rules(tok), [])
 
+    # the headers edgecache writes itself for framing and the connection: a rule's copy would be
+    # a second, conflicting line (two Content-Lengths, a chunked GET with a second Host)
+    REFUSED = ("Content-Length", "transfer-encoding", "CONNECTION", "keep-alive", "proxy-connection", "te",
+               "Trailer", "upgrade", "proxy-authenticate", "proxy-authorization", "Host", "edgecache-purge-seq")
+
+    def test_framing_and_hop_by_hop_names_are_refused_in_every_phase(self):
+        tok = self.token("global")
+        kept = {"phase": "deliver", "action": "set", "header": "X-Kept", "value": "1"}
+        self.assertEqual(self.admin("PUT", "/config/header-rules", tok, body=[kept]).status, 200)
+        for phase in ("request", "fetch", "deliver"):
+            for name in self.REFUSED:
+                for action, value in (("set", "chunked"), ("append", "99999"), ("unset", None)):
+                    bad = {"phase": phase, "action": action, "header": name}
+                    if value is not None:
+                        bad["value"] = value
+                    for method, body in (("POST", bad), ("PUT", [kept, bad])):
+                        r = self.admin(method, "/config/header-rules", tok, body=body)
+                        self.assertEqual(r.status, 400, "%s %r\n%s" % (method, bad, r.describe()))
+                        detail = self.js(r)["detail"]  # index 1: after the kept rule, appended or listed
+                        self.assertIn('header_rules[1].header: "%s" is not allowed: ' % name.lower(), detail)
+                        if name == "Host":
+                            self.assertIn("override_host", detail)
+        # nothing was stored: the list is the one rule, here and after a restart
+        self.assertEqual(self.rules(tok), [{"phase": "deliver", "action": "set", "header": "x-kept", "value": "1"}])
+        self.e.restart()
+        self.assertEqual(self.rules(tok), [{"phase": "deliver", "action": "set", "header": "x-kept", "value": "1"}])
+
+    def test_an_ordinary_header_still_works_in_every_phase(self):
+        tok = self.token("global")
+        self.o.route("/hr/foo", headers={"Cache-Control": "max-age=300"}, body=b"abc")
+        r = self.admin("PUT", "/config/header-rules", tok,
+                       body=[{"phase": "request", "action": "set", "header": "X-Foo", "value": "to-origin"},
+                             {"phase": "fetch", "action": "set", "header": "x-foo-stored", "value": "kept"},
+                             {"phase": "deliver", "action": "append", "header": "X-Foo", "value": "to-client"}])
+        self.assertEqual(r.status, 200, r.describe())
+        for expected in ("MISS", "HIT"):
+            resp = request(self.e.proxy_port, "GET", "/hr/foo")
+            self.assertEqual((resp.status, resp.x_cache, resp.body), (200, expected, b"abc"), resp.describe())
+            self.assertEqual(resp.header("x-foo-stored"), "kept", resp.describe())
+            self.assertEqual(resp.header("x-foo"), "to-client", resp.describe())
+            self.assertEqual(resp.header_all("content-length"), ["3"], resp.describe())
+            self.assertEqual(resp.header_all("transfer-encoding"), [], resp.describe())
+        self.assertEqual([req.headers.get("x-foo") for req in self.o.requests], ["to-origin"])
+
 
 if __name__ == "__main__":
     import unittest
