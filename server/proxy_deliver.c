@@ -24,14 +24,19 @@
 #include "server/cache_policy.h"
 #include "server/date_header.h"
 #include "server/header_rules.h"
+#include "server/http_fields.h"
 #include "server/proxy_int.h"
 #include "server/stats.h"
 
-/* stored headers the client does not get from us as-is (Date goes through proxy_add_date; we compute Age) */
+/* stored headers the client does not get from us as-is (Date goes through proxy_add_date; we compute Age;
+ * the framing and hop-by-hop lines are h2o's: an object stored under a header rule of an older version
+ * may hold one, e.g. a second Content-Length) */
 int proxy_is_not_delivered(const char *name, size_t len, int keep_surrogate)
 {
     return proxy_name_is(name, len, "date") || proxy_name_is(name, len, "age") ||
-           (!keep_surrogate && (proxy_name_is(name, len, "surrogate-control") || proxy_name_is(name, len, "surrogate-key")));
+           (!keep_surrogate && (proxy_name_is(name, len, "surrogate-control") || proxy_name_is(name, len, "surrogate-key"))) ||
+           proxy_name_is(name, len, "content-length") || proxy_name_is(name, len, "transfer-encoding") ||
+           http_fields_is_hop_by_hop(name, len);
 }
 
 void proxy_add_header_str(h2o_req_t *req, const char *name, const char *value, size_t value_len)

@@ -181,7 +181,10 @@ const header_rules_t *proxy_live_rules(void);
 
 /* ---- proxy_deliver.c: delivery */
 
-/** 1 for a stored header the client does not get from us as-is (Date goes through proxy_add_date; we compute Age). */
+/**
+ * 1 for a stored header the client does not get from us as-is: Date (proxy_add_date), Age (we compute it),
+ * Surrogate-* unless kept, and the framing and hop-by-hop fields (h2o writes its own).
+ */
 int proxy_is_not_delivered(const char *name, size_t len, int keep_surrogate);
 
 /** Add a response header; name is a C string, value is copied by reference (must live as long as req). */

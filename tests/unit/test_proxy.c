@@ -206,6 +206,19 @@ START_TEST(test_variant_fits_request)
 }
 END_TEST
 
+/* an object stored under an older version's header rule may hold framing lines: never delivered */
+START_TEST(test_stored_framing_is_not_delivered)
+{
+    static const char *const dropped[] = {"content-length", "transfer-encoding", "connection", "keep-alive", "te",
+                                          "trailer",        "upgrade",           "date",       "age"};
+    for (size_t i = 0; i < sizeof(dropped) / sizeof(dropped[0]); i++)
+        ck_assert_msg(proxy_is_not_delivered(dropped[i], strlen(dropped[i]), 1), "%s", dropped[i]);
+    static const char *const kept[] = {"content-type", "content-encoding", "etag", "x-foo", "surrogate-key"};
+    for (size_t i = 0; i < sizeof(kept) / sizeof(kept[0]); i++)
+        ck_assert_msg(!proxy_is_not_delivered(kept[i], strlen(kept[i]), 1), "%s", kept[i]);
+}
+END_TEST
+
 START_TEST(test_etag_matches_weak_comparison)
 {
 #define M(list, etag) proxy_etag_matches(list, strlen(list), etag, strlen(etag))
@@ -391,6 +404,7 @@ static Suite *proxy_suite(void)
     TCase *deliver = tcase_create("requests");
     tcase_add_checked_fixture(deliver, setup, teardown);
     tcase_add_test(deliver, test_variant_fits_request);
+    tcase_add_test(deliver, test_stored_framing_is_not_delivered);
     tcase_add_test(deliver, test_etag_matches_weak_comparison);
     tcase_add_test(deliver, test_client_conditionals);
     suite_add_tcase(s, deliver);
