@@ -135,8 +135,12 @@ static cache_obj_t *lookup(h2o_req_t *req, const uint8_t hash[CACHE_HASH_LEN], c
         return obj;
     const obj_header_t *names = obj_find_header(obj, H2O_STRLIT("vary"));
     char vbuf[VARY_KEY_MAX];
-    size_t vlen = names != NULL ? proxy_vary_key(names->value, names->value_len, proxy_lookup_in_req, req, vbuf, sizeof(vbuf))
-                                : SIZE_MAX;
+    proxy_sent_view_t view; /* the variant of what a fill would send the origin, as it was stored */
+    proxy_sent_view_of_req(&view, req);
+    size_t vlen = names != NULL
+                      ? proxy_vary_key(names->value, names->value_len, proxy_lookup_as_sent, &view, vbuf, sizeof(vbuf))
+                      : SIZE_MAX;
+    proxy_sent_view_dispose(&view);
     obj_unref(&obj);
     if (vlen == SIZE_MAX)
         return NULL;

@@ -461,7 +461,11 @@ origin_client_body_cb proxy_fetch_on_head(origin_client_t *client, const char *e
     char vbuf[VARY_KEY_MAX];
     size_t vlen = 0;
     if (storable && vary != NULL) {
-        vlen = proxy_vary_key(vary, vary_len, proxy_lookup_in_copy, &f->rc, vbuf, sizeof(vbuf));
+        /* keyed on what the origin was sent, which may not be what the client sent (RFC 9111 4.1) */
+        proxy_sent_view_t view;
+        proxy_sent_view_of_copy(&view, &f->rc, f->request_rules);
+        vlen = proxy_vary_key(vary, vary_len, proxy_lookup_as_sent, &view, vbuf, sizeof(vbuf));
+        proxy_sent_view_dispose(&view);
         if (vlen == SIZE_MAX) {
             storable = 0;
             /* too long with this request's values, or with the response's Vary names alone? */

@@ -20,6 +20,7 @@
 #ifndef EDGECACHE_PROXY_INT_H
 #define EDGECACHE_PROXY_INT_H
 
+#include <netdb.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
@@ -104,6 +105,13 @@ typedef struct fetch_link {
     int final_sent;
 } fetch_link_t;
 
+/* what of the client's connection goes into the fields edgecache writes for the origin */
+typedef struct proxy_conn_facts {
+    int tls;               /* the connection came over TLS (proxy_req_is_tls) */
+    int have_peer;         /* peer holds the client's address */
+    char peer[NI_MAXHOST]; /* numeric, NUL-terminated */
+} proxy_conn_facts_t;
+
 /* what a fetch keeps of its request: it may outlive it */
 typedef struct req_copy {
     char *path;
@@ -113,7 +121,27 @@ typedef struct req_copy {
     obj_header_t *headers; /* names lower-case */
     size_t num_headers;
     char *buf;
+    proxy_conn_facts_t conn;
 } req_copy_t;
+
+/*
+ * A request's headers as a cache fill sends them to the origin (proxy_lookup_as_sent): what the
+ * Vary secondary key is made of. Over a fetch's copy (proxy_sent_view_of_copy) or over a live
+ * request (proxy_sent_view_of_req: its connection is read on first need). Values returned through
+ * it are valid until the next lookup through the same view or proxy_sent_view_dispose.
+ */
+typedef struct proxy_sent_view {
+    hr_lookup_cb client; /* the client's own headers, after on_req's clean-up */
+    void *client_ctx;
+    const char *path, *authority;
+    size_t path_len, authority_len;
+    const header_rules_t *rules; /* the request-phase rules of the fill (borrowed; NULL: none) */
+    h2o_req_t *req;              /* a live request whose connection is read on first need, or NULL */
+    const proxy_conn_facts_t *conn;
+    proxy_conn_facts_t conn_buf;
+    char *written, *joined; /* the values returned (malloc'd on need) */
+    size_t written_cap, joined_cap;
+} proxy_sent_view_t;
 
 struct fetch {
     uint32_t magic;
@@ -135,16 +163,17 @@ struct fetch {
     uint64_t epoch, generation;
     uint64_t bus_seq; /* the cluster's applied sequence when the fetch began (cluster_peer_copy_is_stale) */
     int64_t request_time_ms;
-    obj_builder_t *builder; /* non-NULL while the response is being stored */
-    char *vary_names;       /* the Vary field of what is being stored (malloc'd), NULL when none */
-    h2o_iovec_t reqbufs[4]; /* request line, Host line, other headers (into head / hostline), body (the request's
+    obj_builder_t *builder;              /* non-NULL while the response is being stored */
+    char *vary_names;                    /* the Vary field of what is being stored (malloc'd), NULL when none */
+    const header_rules_t *request_rules; /* the request-phase rules the origin request was built with (borrowed) */
+    h2o_iovec_t reqbufs[4];              /* request line, Host line, other headers (into head / hostline), body (the request's
                                  req->entity, borrowed: only a passed fetch sends one, see proxy_build_origin_request) */
-    char *head;             /* the request head without its Host line (malloc'd) */
-    char *hostline;         /* "host: ...\r\n" for the backend in use (malloc'd) */
-    backend_t *backend;     /* the backend of this exchange (a reference; backend_release at the end) */
-    int retried;            /* a failed connect was retried on another backend once */
-    int idempotent_read;    /* the client asked GET or HEAD: a failed connect may be retried */
-    int revalidating;       /* request carried our own validators */
+    char *head;                          /* the request head without its Host line (malloc'd) */
+    char *hostline;                      /* "host: ...\r\n" for the backend in use (malloc'd) */
+    backend_t *backend;                  /* the backend of this exchange (a reference; backend_release at the end) */
+    int retried;                         /* a failed connect was retried on another backend once */
+    int idempotent_read;                 /* the client asked GET or HEAD: a failed connect may be retried */
+    int revalidating;                    /* request carried our own validators */
     req_copy_t rc;
     proxy_settings_t settings;
     fetch_stream_t *stream; /* shared with collapsed requests while the body arrives (a reference) */
@@ -235,6 +264,23 @@ const char *proxy_lookup_none(void *ctx, const char *name, size_t name_len, size
 /** hr_lookup_cb over a live h2o_req_t (ctx). */
 const char *proxy_lookup_in_req(void *ctx, const char *name, size_t name_len, size_t *value_len);
 
+/** A view of a fetch's copy as sent with `rules` (borrowed: rc and rules outlive the view). */
+void proxy_sent_view_of_copy(proxy_sent_view_t *v, const req_copy_t *rc, const header_rules_t *rules);
+
+/** A view of a live request as a cache fill started now would send it (req borrowed; the live rules). */
+void proxy_sent_view_of_req(proxy_sent_view_t *v, h2o_req_t *req);
+
+/** Free what the view allocated. */
+void proxy_sent_view_dispose(proxy_sent_view_t *v);
+
+/**
+ * hr_lookup_cb over a proxy_sent_view_t (ctx): the value of the field (lower-case name) the origin
+ * gets on a cache fill of this request, its lines joined by ", ", or NULL when it gets none: the
+ * fields edgecache writes (proxy_written_field), Host as the authority, none of those a fill drops,
+ * Accept-Encoding folded, then the request-phase rules. Valid until the next call on the view.
+ */
+const char *proxy_lookup_as_sent(void *ctx, const char *name, size_t name_len, size_t *value_len);
+
 /**
  * The non-empty values of every `name` line among headers (lower-case names), joined by `sep`:
  * a new NUL-terminated string (the caller frees it) and its length, or NULL when there is none.
@@ -323,7 +369,41 @@ origin_client_body_cb proxy_fetch_on_head(origin_client_t *client, const char *e
 
 /* ---- proxy_origin.c: the origin request */
 
-/** Copy what a fetch needs of req (path, authority, headers) into rc; proxy_req_copy_dispose frees it. */
+/** What of req's connection the written fields are made of, into *out. */
+void proxy_conn_facts_init(proxy_conn_facts_t *out, h2o_req_t *req);
+
+/** Room proxy_written_field needs for a request with this authority. */
+#define PROXY_WRITTEN_FIELD_CAP(authority_len) ((authority_len) + NI_MAXHOST + 256)
+
+/** 1 for a field edgecache writes itself, whatever the client sent (proxy_written_field). Pure. */
+int proxy_field_is_written(const char *name, size_t name_len);
+
+/** What edgecache sends for a field it writes itself (proxy_written_field). */
+typedef enum { PROXY_FIELD_NOT_WRITTEN, PROXY_FIELD_WRITTEN, PROXY_FIELD_WRITTEN_NONE } proxy_field_written_t;
+
+/**
+ * The one place that says what edgecache sends the origin for a field it writes itself, whatever
+ * the client sent: X-Forwarded-For (the client's value, `prev` or NULL, with the client's address
+ * appended; the address alone after a long one), X-Forwarded-Proto (the connection's scheme) and
+ * Forwarded (RFC 7239: proto, host, for). `name` lower-case. Returns PROXY_FIELD_WRITTEN with the
+ * value in buf (cap >= PROXY_WRITTEN_FIELD_CAP(authority_len)) and its length in *len,
+ * PROXY_FIELD_WRITTEN_NONE when edgecache writes the field but sends none this time (no peer
+ * address), or PROXY_FIELD_NOT_WRITTEN for any other field. Pure.
+ */
+proxy_field_written_t proxy_written_field(const char *name, size_t name_len, const proxy_conn_facts_t *conn,
+                                          const char *authority, size_t authority_len, const char *prev, size_t prev_len,
+                                          char *buf, size_t cap, size_t *len);
+
+/**
+ * How a fetch in `mode` forwards a client's field that edgecache does not write: returns 0 when it
+ * does not forward it (per-hop, Host, Content-Length, the written fields; a fill's conditionals and
+ * ranges, and an Accept-Encoding folded to nothing), else 1 with the value sent in *out (the
+ * client's bytes, or a static string: the folded Accept-Encoding of a fill). Pure.
+ */
+int proxy_forwarded_client_field(const char *name, size_t name_len, const char *value, size_t value_len, enum fetch_mode mode,
+                                 const char **out, size_t *out_len);
+
+/** Copy what a fetch needs of req (path, authority, headers, connection) into rc; proxy_req_copy_dispose frees it. */
 void proxy_req_copy_init(req_copy_t *rc, h2o_req_t *req);
 
 /** Free what proxy_req_copy_init allocated, and zero rc. */

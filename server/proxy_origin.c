@@ -1,14 +1,18 @@
 /*
  * server/proxy_origin.c — the origin request: what a fetch sends, and to whom.
  *
- * A fetch copies what it needs of its request (path, authority, headers: proxy_req_copy_init)
- * at its start, so it may outlive the request; only the body of a passed request is borrowed,
- * as a passed fetch ends with its request. From the copy it builds the request head once:
+ * A fetch copies what it needs of its request (path, authority, headers, the connection's
+ * scheme and address: proxy_req_copy_init) at its start, so it may outlive the request; only the
+ * body of a passed request is borrowed, as a passed fetch ends with its request. From the copy
+ * it builds the request head once:
  *   - no per-hop fields (those the client's Connection named are gone already: on_req), no
  *     Host (added per backend), no Content-Length (ours, for a passed body); X-Forwarded-For
  *     gets the client's address appended; X-Forwarded-Proto and Forwarded (RFC 7239) are
  *     ours alone, whatever the client sent: the scheme of the client's connection (https
- *     when it came over TLS), and Forwarded's host and for;
+ *     when it came over TLS), and Forwarded's host and for. proxy_written_field is the one
+ *     place these values are made, and proxy_forwarded_client_field says what of the client's
+ *     goes as it is: the Vary key reads the request through both (proxy_lookup_as_sent), so a
+ *     variant is keyed on what the origin was sent, not on what the client sent (RFC 9111 4.1);
  *   - a cache fill asks GET for the whole object, without the client's conditionals and
  *     ranges (answered from the cache), with Accept-Encoding folded as the Vary key folds it,
  *     and with the stale copy's validators when it has them (a revalidation);
@@ -64,6 +68,7 @@ void proxy_req_copy_init(req_copy_t *rc, h2o_req_t *req)
         o->value_len = (uint32_t)h->value.len;
         p += h->value.len;
     }
+    proxy_conn_facts_init(&rc->conn, req);
 }
 
 void proxy_req_copy_dispose(req_copy_t *rc)
@@ -120,20 +125,57 @@ void proxy_fetch_connect(fetch_t *f, backend_pick_t *pick)
     origin_client_connect(&f->client, f, f->w->loop, pick->pool, pick->timeouts, pick->tls, on_connect);
 }
 
-/* request headers we do not forward as they are (those the client's Connection named are gone already: on_req) */
-static int skip_request_header(const obj_header_t *h, enum fetch_mode mode)
+void proxy_conn_facts_init(proxy_conn_facts_t *out, h2o_req_t *req)
 {
-    if (http_fields_is_hop_by_hop(h->name, h->name_len) || proxy_name_is(h->name, h->name_len, "host") ||
-        proxy_name_is(h->name, h->name_len, "content-length") || proxy_name_is(h->name, h->name_len, "x-forwarded-for") ||
-        proxy_name_is(h->name, h->name_len, "x-forwarded-proto") || proxy_name_is(h->name, h->name_len, "forwarded"))
+    struct sockaddr_storage ss;
+    socklen_t sl = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
+    out->tls = proxy_req_is_tls(req);
+    out->have_peer = sl != 0 &&
+                     getnameinfo((struct sockaddr *)&ss, sl, out->peer, sizeof(out->peer), NULL, 0, NI_NUMERICHOST) == 0;
+    if (!out->have_peer)
+        out->peer[0] = '\0';
+}
+
+/* the fields edgecache writes itself (proxy_written_field), in the order they go to the origin */
+static const char *const written_fields[] = {"x-forwarded-for", "x-forwarded-proto", "forwarded"};
+
+int proxy_field_is_written(const char *name, size_t name_len)
+{
+    for (size_t k = 0; k != sizeof(written_fields) / sizeof(written_fields[0]); ++k)
+        if (proxy_name_is(name, name_len, written_fields[k]))
+            return 1;
+    return 0;
+}
+
+/* request headers we do not forward as they are (those the client's Connection named are gone already: on_req) */
+static int skip_request_header(const char *name, size_t name_len, enum fetch_mode mode)
+{
+    if (http_fields_is_hop_by_hop(name, name_len) || proxy_name_is(name, name_len, "host") ||
+        proxy_name_is(name, name_len, "content-length") || proxy_field_is_written(name, name_len))
         return 1;
     /* a cache fill fetches the whole object; client conditionals and ranges are answered from the cache */
     if (mode == FETCH_CACHE &&
-        (proxy_name_is(h->name, h->name_len, "if-none-match") || proxy_name_is(h->name, h->name_len, "if-modified-since") ||
-         proxy_name_is(h->name, h->name_len, "if-match") || proxy_name_is(h->name, h->name_len, "if-unmodified-since") ||
-         proxy_name_is(h->name, h->name_len, "range") || proxy_name_is(h->name, h->name_len, "if-range")))
+        (proxy_name_is(name, name_len, "if-none-match") || proxy_name_is(name, name_len, "if-modified-since") ||
+         proxy_name_is(name, name_len, "if-match") || proxy_name_is(name, name_len, "if-unmodified-since") ||
+         proxy_name_is(name, name_len, "range") || proxy_name_is(name, name_len, "if-range")))
         return 1;
     return 0;
+}
+
+int proxy_forwarded_client_field(const char *name, size_t name_len, const char *value, size_t value_len, enum fetch_mode mode,
+                                 const char **out, size_t *out_len)
+{
+    if (skip_request_header(name, name_len, mode))
+        return 0;
+    if (mode == FETCH_CACHE && proxy_name_is(name, name_len, "accept-encoding")) {
+        /* the origin chooses from what the cache keys on, so a stored variant always matches its key */
+        *out = policy_normalize_accept_encoding(value, value_len);
+        *out_len = strlen(*out);
+        return *out_len != 0;
+    }
+    *out = value;
+    *out_len = value_len;
+    return 1;
 }
 
 /*
@@ -155,25 +197,46 @@ static size_t forwarded_value(char *buf, size_t cap, int tls, const char *author
     return (size_t)n;
 }
 
+proxy_field_written_t proxy_written_field(const char *name, size_t name_len, const proxy_conn_facts_t *conn,
+                                          const char *authority, size_t authority_len, const char *prev, size_t prev_len,
+                                          char *buf, size_t cap, size_t *len)
+{
+    assert(cap >= PROXY_WRITTEN_FIELD_CAP(authority_len));
+    *len = 0;
+    if (proxy_name_is(name, name_len, "x-forwarded-for")) {
+        /* the client's address appended to what came in */
+        if (!conn->have_peer)
+            return PROXY_FIELD_WRITTEN_NONE;
+        int n = prev != NULL && prev_len < 200 ? snprintf(buf, cap, "%.*s, %s", (int)prev_len, prev, conn->peer)
+                                               : snprintf(buf, cap, "%s", conn->peer);
+        assert(n > 0 && (size_t)n < cap);
+        *len = (size_t)n;
+        return PROXY_FIELD_WRITTEN;
+    }
+    if (proxy_name_is(name, name_len, "x-forwarded-proto")) {
+        *len = conn->tls ? 5 : 4;
+        memcpy(buf, conn->tls ? "https" : "http", *len);
+        return PROXY_FIELD_WRITTEN;
+    }
+    if (proxy_name_is(name, name_len, "forwarded")) {
+        *len = forwarded_value(buf, cap, conn->tls, authority, authority_len, conn->have_peer ? conn->peer : NULL);
+        return *len != 0 ? PROXY_FIELD_WRITTEN : PROXY_FIELD_WRITTEN_NONE;
+    }
+    return PROXY_FIELD_NOT_WRITTEN;
+}
+
 void proxy_build_origin_request(fetch_t *f, h2o_req_t *req)
 {
     hr_list_t list = {0};
-    char xff[INET6_ADDRSTRLEN + 256];
-    char *fwd = NULL;
-    int tls = proxy_req_is_tls(req);
+    size_t written_cap = PROXY_WRITTEN_FIELD_CAP(f->rc.authority_len);
+    char *written = alloc_xmalloc(written_cap * 3, "proxy");
 
     for (size_t i = 0; i != f->rc.num_headers; ++i) {
         const obj_header_t *h = &f->rc.headers[i];
-        if (skip_request_header(h, f->mode))
-            continue;
-        if (f->mode == FETCH_CACHE && proxy_name_is(h->name, h->name_len, "accept-encoding")) {
-            /* the origin chooses from what the cache keys on, so a stored variant always matches its key */
-            const char *norm = policy_normalize_accept_encoding(h->value, h->value_len);
-            if (norm[0] != '\0')
-                hr_list_push(&list, h->name, h->name_len, norm, strlen(norm));
-            continue;
-        }
-        hr_list_push(&list, h->name, h->name_len, h->value, h->value_len);
+        const char *v;
+        size_t vlen;
+        if (proxy_forwarded_client_field(h->name, h->name_len, h->value, h->value_len, f->mode, &v, &vlen))
+            hr_list_push(&list, h->name, h->name_len, v, vlen);
     }
     if (f->stale != NULL && f->mode == FETCH_CACHE) {
         const obj_header_t *etag = obj_find_header(f->stale, H2O_STRLIT("etag"));
@@ -187,26 +250,18 @@ void proxy_build_origin_request(fetch_t *f, h2o_req_t *req)
             atomic_fetch_add_explicit(&f->w->counters.revalidations, 1, memory_order_relaxed);
         }
     }
-    { /* X-Forwarded-For: the client's address appended to what came in */
-        struct sockaddr_storage ss;
-        socklen_t sl = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
-        char host[NI_MAXHOST];
-        size_t prev_len = 0;
-        const char *prev = proxy_lookup_in_copy(&f->rc, H2O_STRLIT("x-forwarded-for"), &prev_len);
-        int have_peer = sl != 0 && getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), NULL, 0, NI_NUMERICHOST) == 0;
-        if (have_peer) {
-            int n = prev != NULL && prev_len < 200 ? snprintf(xff, sizeof(xff), "%.*s, %s", (int)prev_len, prev, host)
-                                                   : snprintf(xff, sizeof(xff), "%s", host);
-            hr_list_push(&list, H2O_STRLIT("x-forwarded-for"), xff, (size_t)n);
-        }
-        hr_list_push(&list, H2O_STRLIT("x-forwarded-proto"), tls ? "https" : "http", tls ? 5 : 4);
-        size_t fwd_cap = f->rc.authority_len + NI_MAXHOST + 64;
-        fwd = alloc_xmalloc(fwd_cap, "proxy");
-        size_t fwd_len = forwarded_value(fwd, fwd_cap, tls, f->rc.authority, f->rc.authority_len, have_peer ? host : NULL);
-        if (fwd_len != 0)
-            hr_list_push(&list, H2O_STRLIT("forwarded"), fwd, fwd_len);
+    for (size_t k = 0; k != sizeof(written_fields) / sizeof(written_fields[0]); ++k) {
+        const char *name = written_fields[k];
+        char *buf = written + k * written_cap;
+        size_t name_len = strlen(name), prev_len = 0, len;
+        const char *prev = proxy_lookup_in_copy(&f->rc, name, name_len, &prev_len);
+        if (proxy_written_field(name, name_len, &f->rc.conn, f->rc.authority, f->rc.authority_len, prev, prev_len, buf,
+                                written_cap, &len) == PROXY_FIELD_WRITTEN)
+            hr_list_push(&list, name, name_len, buf, len);
     }
-    header_rules_apply(proxy_live_rules(), HR_PHASE_REQUEST, &list, f->rc.path, f->rc.path_len, proxy_lookup_in_copy, &f->rc);
+    /* kept for the Vary key of the response (proxy_fetch_on_head): the rules this request went out under */
+    f->request_rules = proxy_live_rules();
+    header_rules_apply(f->request_rules, HR_PHASE_REQUEST, &list, f->rc.path, f->rc.path_len, proxy_lookup_in_copy, &f->rc);
 
     const char *method = f->mode == FETCH_CACHE ? "GET" : NULL;
     size_t method_len = method != NULL ? 3 : req->method.len;
@@ -244,5 +299,5 @@ void proxy_build_origin_request(fetch_t *f, h2o_req_t *req)
     f->reqbufs[0] = h2o_iovec_init(buf, request_line_len);
     f->reqbufs[2] = h2o_iovec_init(buf + request_line_len, (size_t)(p - buf) - request_line_len);
     hr_list_dispose(&list);
-    free(fwd);
+    free(written);
 }

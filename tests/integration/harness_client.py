@@ -68,10 +68,12 @@ def _response_from_http_client(resp):
     return Response(resp.status, resp.reason, list(resp.getheaders()), body)
 
 
-def request(port, method, path, headers=None, body=None, timeout=5, host="127.0.0.1"):
+def request(port, method, path, headers=None, body=None, timeout=5, host="127.0.0.1", source=None):
     """One request on a fresh connection; returns a Response. `headers` is a dict or a list
-    of (name, value); a "Host" entry replaces the default "127.0.0.1:<port>"."""
-    conn = http.client.HTTPConnection(host, port, timeout=scaled(timeout))
+    of (name, value); a "Host" entry replaces the default "127.0.0.1:<port>". `source`: the
+    client's address (another loopback one, "127.0.0.2", is another client to the proxy)."""
+    conn = http.client.HTTPConnection(host, port, timeout=scaled(timeout),
+                                      source_address=(source, 0) if source is not None else None)
     try:
         _send(conn, method, path, headers, body)
         return _response_from_http_client(conn.getresponse())

@@ -7,7 +7,7 @@ are in semanticsutil.py.
 """
 
 import harness
-from harness import wait_until
+from harness import request, wait_until
 from semanticsutil import Counter, SemanticsCase, cc, run_concurrently
 
 
@@ -67,6 +67,26 @@ class Collapsing(SemanticsCase):
         for ae in ("gzip", "br"):
             r = self.get(e, "/cv", {"Accept-Encoding": ae})
             self.assertOk(r, b"variant " + ae.encode())
+            self.assertXCache(r, "HIT")
+
+    def test_collapsed_waiters_respect_vary_on_a_field_edgecache_writes(self):
+        # X-Forwarded-For is what edgecache writes: waiters from other addresses sent none of
+        # their own, like the fetcher, and still may not get its answer
+        o = self.origin()
+        held = harness.Hold()
+        o.route("/cx", hold=held, handler=lambda req: (200, cc("max-age=60", Vary="X-Forwarded-For"),
+                                                        req.headers.get("x-forwarded-for", "-").encode()))
+        e = self.edge(o)
+        sources = ["127.0.0.2", "127.0.0.2", "127.0.0.3", "127.0.0.4"]
+        results = run_concurrently(len(sources), lambda i: request(e.proxy_port, "GET", "/cx", source=sources[i],
+                                                                   timeout=10),
+                                   while_running=self.release_when_collapsed(e, o, "/cx", held, len(sources) - 1))
+        for source, r in zip(sources, results):
+            self.assertOk(r, source.encode(), "the client at %s" % source)
+        self.assertLessEqual(o.hits("/cx"), 4, o.hits("/cx"))
+        for source in ("127.0.0.2", "127.0.0.3", "127.0.0.4"):
+            r = request(e.proxy_port, "GET", "/cx", source=source)
+            self.assertOk(r, source.encode())
             self.assertXCache(r, "HIT")
 
     def test_uncacheable_response_releases_waiters_then_hit_for_pass(self):

@@ -1,13 +1,21 @@
 """
 tests/integration/test_semantics_vary_range.py — issue 3, which stored response answers a
 request: Vary variants (Accept-Encoding normalized, custom headers, several Vary lines,
-Vary: *, a purge removing every variant) and Range requests served from the cached object
-(206, 416, If-Range). The shared helpers are in semanticsutil.py.
+Vary: *, a purge removing every variant, the fields edgecache writes for the origin keyed as
+the origin got them) and Range requests served from the cached object (206, 416, If-Range).
+The shared helpers are in semanticsutil.py.
 """
 
+import http.client
+import re
+import shutil
+import ssl
+import tempfile
 import time
 
-from harness import request
+import harness
+from certs import self_signed
+from harness import request, scaled
 from semanticsutil import SemanticsCase, cc, hdrs, http_date
 
 
@@ -114,6 +122,123 @@ class VaryVariants(SemanticsCase):
             self.assertOk(r, b"never the same")
             self.assertXCache(r, "PASS", "Vary: * is not stored")
             self.assertEqual(o.hits("/star"), i + 1)
+
+
+class VaryOnWrittenFields(SemanticsCase):
+    """X-Forwarded-For, X-Forwarded-Proto and Forwarded are written by edgecache for the
+    origin, whatever the client sent: a response that varies on one is keyed on the value the
+    origin got (RFC 9111 4.1), or one client's answer is every client's."""
+
+    def echo(self, field):
+        def handler(req):
+            return 200, cc("max-age=100", Vary=field), ("%s=%s" % (field, req.headers.get(field.lower(), "-"))).encode()
+        return handler
+
+    def from_(self, e, source, path, headers=None):
+        return request(e.proxy_port, "GET", path, headers=headers, source=source)
+
+    def test_x_forwarded_for_is_keyed_as_the_origin_got_it(self):
+        o = self.origin()
+        o.route("/xff", handler=self.echo("X-Forwarded-For"))
+        e = self.edge(o)
+        steps = [  # (client address, its X-Forwarded-For or None, body, X-Cache, origin hits after)
+            ("127.0.0.2", None, "127.0.0.2", "MISS", 1),
+            ("127.0.0.2", None, "127.0.0.2", "HIT", 1),
+            ("127.0.0.3", None, "127.0.0.3", "MISS", 2),  # not client 127.0.0.2's answer
+            ("127.0.0.3", None, "127.0.0.3", "HIT", 2),
+            ("127.0.0.2", None, "127.0.0.2", "HIT", 2),
+            # the client's value is extended: one value from two addresses is two variants
+            ("127.0.0.2", "10.0.0.1", "10.0.0.1, 127.0.0.2", "MISS", 3),
+            ("127.0.0.3", "10.0.0.1", "10.0.0.1, 127.0.0.3", "MISS", 4),
+            ("127.0.0.2", "10.0.0.1", "10.0.0.1, 127.0.0.2", "HIT", 4),
+            # nor can a client name itself into another's variant
+            ("127.0.0.3", "127.0.0.2", "127.0.0.2, 127.0.0.3", "MISS", 5),
+        ]
+        for source, xff, got, xcache, hits in steps:
+            with self.subTest(source=source, xff=xff):
+                r = self.from_(e, source, "/xff", {"X-Forwarded-For": xff} if xff is not None else None)
+                self.assertOk(r, b"X-Forwarded-For=" + got.encode())
+                self.assertXCache(r, xcache)
+                self.assertEqual(o.hits("/xff"), hits)
+
+        # Forwarded names the client's address too
+        o.route("/fwd", handler=self.echo("Forwarded"))
+        for source, xcache, hits in [("127.0.0.2", "MISS", 1), ("127.0.0.3", "MISS", 2), ("127.0.0.2", "HIT", 2),
+                                     ("127.0.0.3", "HIT", 2)]:
+            with self.subTest(forwarded_from=source):
+                r = self.from_(e, source, "/fwd", {"Forwarded": "for=6.6.6.6"})
+                self.assertOk(r)
+                self.assertIn(b";for=" + source.encode(), r.body)
+                self.assertXCache(r, xcache)
+                self.assertEqual(o.hits("/fwd"), hits)
+
+    def test_x_forwarded_proto_is_keyed_as_the_origin_got_it(self):
+        # an http-only answer (a redirect to https) must not reach an HTTPS client
+        o = self.origin()
+
+        def handler(req):
+            vary = cc("max-age=100", Vary="X-Forwarded-Proto")
+            if req.headers.get("x-forwarded-proto") == "https":
+                return 200, vary, b"secure"
+            return 301, dict(vary, Location="https://site.test/p"), b"use https"
+
+        o.route("/p", handler=handler)
+        tmp = tempfile.mkdtemp(prefix="edgecache-vary-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        cert, key = self_signed(tmp, "site.test")
+        e = self.edge(o, args=["--tls-listen", "127.0.0.1:0", "--tls-cert", "site.test=%s,%s" % (cert, key)])
+        m = re.search(r" tls=(\S+)", e.stderr_text())  # the listener's address, as test_tls.py reads it
+        self.assertIsNotNone(m, e.stderr_tail())
+        tls_port = int(m.group(1).split(",")[0].rsplit(":", 1)[1])
+
+        def https(headers=None):
+            ctx = ssl.create_default_context(cafile=cert)
+            ctx.check_hostname = False
+            conn = http.client.HTTPSConnection("127.0.0.1", tls_port, context=ctx, timeout=scaled(5))
+            try:
+                conn.request("GET", "/p", headers=dict(headers or {}, Host="site.test"))
+                resp = conn.getresponse()
+                return harness.Response(resp.status, resp.reason, list(resp.getheaders()), resp.read())
+            finally:
+                conn.close()
+
+        def plain(headers=None):
+            return self.get(e, "/p", dict(headers or {}, Host="site.test"))
+
+        steps = [  # (client, its X-Forwarded-Proto, status, X-Cache, origin hits after)
+            (plain, "https", 301, "MISS", 1),  # the client's claim is not what the origin got
+            (plain, None, 301, "HIT", 1),
+            (https, None, 200, "MISS", 2),  # not the plain client's redirect
+            (https, "http", 200, "HIT", 2),
+            (plain, None, 301, "HIT", 2),
+        ]
+        for client, xfp, status, xcache, hits in steps:
+            with self.subTest(client=client.__name__, xfp=xfp):
+                r = client({"X-Forwarded-Proto": xfp} if xfp is not None else None)
+                self.assertEqual(r.status, status, r.describe())
+                self.assertXCache(r, xcache)
+                self.assertEqual(o.hits("/p"), hits)
+
+    def test_request_rules_count_in_the_key(self):
+        # a request-phase rule sets a field the response varies on: the key is what the origin got
+        o = self.origin()
+        o.route("/lang", handler=self.echo("X-Lang"))
+        rules = [{"phase": "request", "action": "set", "header": "X-Lang", "value": "en",
+                  "condition": {"header": "X-Geo", "equals": "uk"}}]
+        e = self.edge(o, {"header_rules": rules})
+        steps = [  # (client's headers, body, X-Cache, origin hits after)
+            ({"X-Geo": "uk"}, "en", "MISS", 1),
+            ({}, "-", "MISS", 2),  # not the X-Lang the rule gave the first request
+            ({"X-Lang": "en"}, "en", "HIT", 2),  # what the origin got for the first
+            ({"X-Geo": "uk", "X-Lang": "fr"}, "en", "HIT", 2),  # the rule replaces the client's
+            ({}, "-", "HIT", 2),
+        ]
+        for headers, got, xcache, hits in steps:
+            with self.subTest(headers=headers):
+                r = self.get(e, "/lang", headers)
+                self.assertOk(r, b"X-Lang=" + got.encode())
+                self.assertXCache(r, xcache)
+                self.assertEqual(o.hits("/lang"), hits)
 
 
 # ======================================================================================
