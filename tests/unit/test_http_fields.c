@@ -94,9 +94,16 @@ START_TEST(test_connection_names)
     ck_assert(!http_fields_connection_names(v, strlen(v), H2O_STRLIT("x-secre")));
     ck_assert(!http_fields_connection_names(v, strlen(v), H2O_STRLIT("secret")));
     ck_assert(!http_fields_connection_names("", 0, H2O_STRLIT("x")));
-    ck_assert(http_fields_is_hop_by_hop(H2O_STRLIT("te")));
-    ck_assert(http_fields_is_hop_by_hop(H2O_STRLIT("proxy-connection")));
+    static const char *const hop[] = {"connection", "keep-alive", "proxy-connection",   "transfer-encoding",  "te",
+                                      "trailer",    "upgrade",    "proxy-authenticate", "proxy-authorization"};
+    for (size_t i = 0; i != sizeof(hop) / sizeof(hop[0]); ++i) {
+        ck_assert_msg(http_fields_is_hop_by_hop(hop[i], strlen(hop[i])), "%s", hop[i]);
+        ck_assert_msg(!http_fields_is_hop_by_hop(hop[i], strlen(hop[i]) - 1), "%s cut short", hop[i]);
+    }
+    ck_assert(http_fields_is_hop_by_hop(H2O_STRLIT("Keep-Alive")));
     ck_assert(!http_fields_is_hop_by_hop(H2O_STRLIT("cookie")));
+    ck_assert(!http_fields_is_hop_by_hop(H2O_STRLIT("tf")));
+    ck_assert(!http_fields_is_hop_by_hop(H2O_STRLIT("x-upgrade")));
 }
 END_TEST
 
