@@ -277,6 +277,29 @@ static int request_line_valid(const h2o_req_t *req)
 }
 
 /*
+ * An HTTP/1 request whose end two readers may see in two places: Content-Length beside
+ * Transfer-Encoding, or more than one Content-Length line. h2o 2.2.5 takes chunked in the
+ * first case and the first line in the second; a front end before edgecache that reads it
+ * the other way would take the rest of the body for a second request of its own, or ours
+ * for part of its (request smuggling, RFC 9112 6.3 and 11.2). nginx refuses both; so do we,
+ * and close the connection, so that nothing after them on it is read as a request.
+ */
+static int framing_ambiguous(h2o_req_t *req)
+{
+    /* HTTP/2 frames the body itself; and a request without a body had neither line (h2o reads
+     * one for either), so hits pay nothing. h2o keeps neither line among req->headers: they
+     * are counted in the head, which is still at the start of the socket's input (see above) */
+    if (req->version >= 0x200 || req->entity.base == NULL || req->conn->callbacks->get_socket == NULL)
+        return 0;
+    h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
+    if (sock == NULL || sock->input == NULL)
+        return 0;
+    size_t cl = http_fields_head_count(sock->input->bytes, sock->input->size, "content-length", 14);
+    size_t te = http_fields_head_count(sock->input->bytes, sock->input->size, "transfer-encoding", 17);
+    return cl > 1 || (cl != 0 && te != 0);
+}
+
+/*
  * Settle the authority and the target the key and the origin request are made of, or
  * answer 400 (RFC 9112 3.2, 3.2.2, 3.2.4). h2o 2.2.5 hands us the last Host line (HTTP/1;
  * earlier ones are dropped unseen, so we count them in the raw head) or :authority (HTTP/2,
@@ -298,6 +321,11 @@ static int request_target_or_respond(h2o_req_t *req)
 {
     if (!request_line_valid(req)) {
         proxy_send_bad_request(req, "invalid method or request target\n");
+        return -1;
+    }
+    if (framing_ambiguous(req)) {
+        req->http1_is_persistent = 0;
+        proxy_send_bad_request(req, "ambiguous message framing: Content-Length with Transfer-Encoding, or twice\n");
         return -1;
     }
     if (http1_host_lines(req) > 1) {

@@ -327,6 +327,47 @@ class LineFolding(RequestCase):
         self.assertEqual(r.status, 200, r.describe())
 
 
+class AmbiguousFraming(RequestCase):
+    """h2o 2.2.5 takes chunked over Content-Length and the first of two Content-Length lines.
+    A front end that reads such a request the other way takes part of it, or the next one on
+    the connection, for another request (smuggling, RFC 9112 6.3): a 400, and the connection
+    closed, so that what follows is never read as a request."""
+
+    def exchange(self, port, data):
+        with socket.create_connection(("127.0.0.1", port), timeout=scaled(5)) as s:
+            s.sendall(data)
+            got = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    return got  # closed by the server: a timeout here fails the test
+                got += chunk
+
+    def test_two_lengths_or_a_length_beside_chunked_is_refused_and_the_connection_closed(self):
+        o = self.origin()
+        o.route_prefix("/", handler=echo)
+        e = self.edgecache([o])
+        smuggled = b"GET /smuggled HTTP/1.1\r\nHost: a.example\r\n\r\n"
+        for what, head, body in (
+                ("two Content-Length lines", b"Content-Length: 5\r\nContent-Length: 6\r\n", b"hello"),
+                ("Content-Length beside chunked", b"Content-Length: 4\r\nTransfer-Encoding: chunked\r\n",
+                 b"0\r\n\r\n"),
+                ("chunked beside Content-Length", b"Transfer-Encoding: chunked\r\nContent-Length: 4\r\n",
+                 b"0\r\n\r\n")):
+            got = self.exchange(e.proxy_port, b"POST /p HTTP/1.1\r\nHost: a.example\r\n" + head + b"\r\n" + body + smuggled)
+            self.assertTrue(got.startswith(b"HTTP/1.1 400 "), "%s: %r" % (what, got[:200]))
+            self.assertEqual(got.count(b"HTTP/1.1 "), 1, "%s: one answer, then the close" % what)
+            self.assertIn(b"ambiguous message framing", got, what)
+        self.assertEqual(o.hits(), 0, "neither the request nor what followed it reached the origin")
+        # one length, or chunked alone, and the next request on the connection: both served
+        for i, (head, body) in enumerate(((b"Content-Length: 5\r\n", b"hello"),
+                                          (b"Transfer-Encoding: chunked\r\n", b"5\r\nhello\r\n0\r\n\r\n"))):
+            got = self.exchange(e.proxy_port, b"POST /p HTTP/1.1\r\nHost: a.example\r\n" + head + b"\r\n" + body +
+                                b"GET /next%d HTTP/1.1\r\nHost: a.example\r\nConnection: close\r\n\r\n" % i)
+            self.assertEqual(got.count(b"HTTP/1.1 200 "), 2, got[:300])
+        self.assertEqual(o.hits(), 4)
+
+
 class ConnectionListed(RequestCase):
     """Item 7: fields named in Connection belong to one hop (RFC 9110 7.6.1)."""
 
