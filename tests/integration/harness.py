@@ -44,7 +44,8 @@ import urllib.parse
 import harness_servers
 from harness_base import (ROOT, closed_port, free_port, listening_sockets, scaled, sleep_until,  # noqa: F401
                           timeout_scale, wait_until)
-from harness_client import RawListener, Reader, Response, Session, pipeline, read_raw_response, request  # noqa: F401
+from harness_client import (RawListener, Reader, Response, Session, pipeline, read_raw_response,  # noqa: F401
+                            read_to_close, request)
 from harness_origin import Hold, OriginRequest, _OriginHandler, tls_server_context  # noqa: F401
 from harness_servers import (READY_RE, SANITIZER_RE, Edgecache, EdgecacheError, Origin, _registry,  # noqa: F401
                              create_token, run_binary, set_binary)

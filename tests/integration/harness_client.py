@@ -260,6 +260,16 @@ def read_raw_response(reader, method="GET"):
     return resp
 
 
+def read_to_close(sock):
+    """Every byte the peer sends until it closes (the socket's own timeout bounds the wait)."""
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
 def pipeline(port, requests, timeout=5, host="127.0.0.1"):
     """Send every request in one write on one connection (HTTP/1.1 pipelining), then read the
     responses in order. requests: list of (method, path) or (method, path, headers[, body]).

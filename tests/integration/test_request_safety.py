@@ -336,12 +336,7 @@ class AmbiguousFraming(RequestCase):
     def exchange(self, port, data):
         with socket.create_connection(("127.0.0.1", port), timeout=scaled(5)) as s:
             s.sendall(data)
-            got = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    return got  # closed by the server: a timeout here fails the test
-                got += chunk
+            return harness.read_to_close(s)  # closed by the server: a timeout here fails the test
 
     def test_two_lengths_or_a_length_beside_chunked_is_refused_and_the_connection_closed(self):
         o = self.origin()
