@@ -23,6 +23,7 @@
 #include <string.h>
 #include <strings.h>
 #include "common/alloc.h"
+#include "common/ascii.h"
 #include "cluster/cluster.h"
 #include "server/header_rules.h"
 #include "server/http_fields.h"
@@ -37,16 +38,14 @@ static char *dup_lower(const char *s, size_t len, int lower)
     return p;
 }
 
-/* RFC 9110 token characters for field names */
+/* RFC 9110 token characters for field names (without the locale: common/ascii.h) */
 static int is_token(const char *s, size_t len)
 {
     if (len == 0)
         return 0;
-    for (size_t i = 0; i != len; ++i) {
-        unsigned char c = (unsigned char)s[i];
-        if (!(isalnum(c) || strchr("!#$%&'*+-.^_`|~", c) != NULL) || c == 0)
+    for (size_t i = 0; i != len; ++i)
+        if (!ascii_is_tchar((unsigned char)s[i]))
             return 0;
-    }
     return 1;
 }
 
