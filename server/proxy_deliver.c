@@ -35,8 +35,7 @@ int proxy_is_not_delivered(const char *name, size_t len, int keep_surrogate)
 {
     return proxy_name_is(name, len, "date") || proxy_name_is(name, len, "age") ||
            (!keep_surrogate && (proxy_name_is(name, len, "surrogate-control") || proxy_name_is(name, len, "surrogate-key"))) ||
-           proxy_name_is(name, len, "content-length") || proxy_name_is(name, len, "transfer-encoding") ||
-           http_fields_is_hop_by_hop(name, len);
+           proxy_name_is(name, len, "content-length") || http_fields_is_hop_by_hop(name, len); /* Transfer-Encoding too */
 }
 
 void proxy_add_header_str(h2o_req_t *req, const char *name, const char *value, size_t value_len)
