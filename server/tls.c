@@ -111,7 +111,7 @@ static int on_servername(SSL *ssl, int *alert, void *arg)
 
 /* the admin site's ALPN: h2 would let one connection hold 100 request bodies at once (h2o
  * 2.2.5 reads each whole before the token is looked at); see admin-api/admin.c */
-static const h2o_iovec_t http1_alpn[] = {{H2O_STRLIT("http/1.1")}, {NULL}};
+static const h2o_iovec_t http1_alpn[] = {{H2O_STRLIT("http/1.1")}, {NULL, 0}};
 
 /* what every context of ours shares: protocols, ciphers, no compression, one session id context */
 static SSL_CTX *ctx_new_common(int http1_only)
