@@ -27,6 +27,7 @@
 #include "cluster/cluster_stats.h"
 #include "server/backend.h"
 #include "server/frontend.h"
+#include "server/inflow.h"
 #include "server/stats.h"
 
 size_t admin_prom_escape_label(const char *in, size_t len, char *out, size_t cap)
@@ -236,6 +237,14 @@ char *admin_metrics_render(size_t *len)
     prom_u64(&t, "edgecache_disk_puts_refused_total", "counter",
              "Objects not cached because the queue for the disk store was full (a disk behind the origin).",
              ss.puts_refused_backlog);
+    prom_u64(&t, "edgecache_request_body_arriving_bytes", "gauge",
+             "Bytes of request bodies still arriving, beyond each connection's allowance.", inflow_arriving_bytes());
+    prom_u64(&t, "edgecache_request_body_held_bytes", "gauge", "Bytes of request bodies held while origins answer.",
+             inflow_held_bytes());
+    prom_u64(&t, "edgecache_request_body_budget_bytes", "gauge",
+             "Bytes of request bodies that may be in memory, arriving and held (--request-body-memory).", inflow_budget());
+    prom_u64(&t, "edgecache_request_body_budget_closed_total", "counter",
+             "Client connections closed because their request bodies would pass the budget.", s.body_budget_closed);
     prom_head(&t, "edgecache_evictions_total", "counter", "Objects evicted to stay within budget, by tier.");
     text_printf(&t, "edgecache_evictions_total{tier=\"memory\"} %llu\n", (unsigned long long)ms.evictions);
     text_printf(&t, "edgecache_evictions_total{tier=\"disk\"} %llu\n", (unsigned long long)ss.evictions);

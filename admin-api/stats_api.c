@@ -30,6 +30,7 @@
 #include "cluster/cluster_stats.h"
 #include "server/backend.h"
 #include "server/frontend.h"
+#include "server/inflow.h"
 #include "server/stats.h"
 
 /* ---------------------------------------------------------------- small helpers */
@@ -341,6 +342,12 @@ json_t *admin_stats_current_json(int64_t now)
     set_u64(disk, "syncs", ss.syncs);
     set_u64(disk, "purges_awaiting_checkpoint", ss.journal_unsynced);
     json_object_set_new(o, "disk", disk);
+    json_t *bodies = json_object(); /* request bodies in memory (server/inflow.h) */
+    set_u64(bodies, "arriving_bytes", inflow_arriving_bytes());
+    set_u64(bodies, "held_bytes", inflow_held_bytes());
+    set_u64(bodies, "budget", inflow_budget());
+    set_u64(bodies, "connections_closed", t.body_budget_closed);
+    json_object_set_new(o, "request_bodies", bodies);
     set_u64(o, "objects_in_memory", ms.objects);
     set_u64(o, "bytes_in_memory", ms.bytes);
     set_u64(o, "objects_on_disk", ss.objects);

@@ -56,9 +56,10 @@ typedef struct config {
     uint32_t shutdown_timeout_ms; /* --shutdown-timeout MS, default 5000 */
     uint64_t max_request_body;    /* --max-request-body BYTES / "max_request_body": larger bodies get 413 from h2o,
                                      which holds a whole body in memory before the proxy sees it; default 8M */
-    uint64_t request_body_memory; /* --request-body-memory BYTES / "request_body_memory": request bodies held at
-                                     once by the proxy, across all requests; a body beyond it gets 503; default
-                                     256M, at least max_request_body */
+    uint64_t request_body_memory; /* --request-body-memory BYTES / "request_body_memory": request bodies still
+                                     arriving, all connections together (server/inflow.c closes a connection that
+                                     would pass it), and apart from them those the proxy holds while origins
+                                     answer (a body beyond it gets 503); default 256M, at least max_request_body */
     /* caching semantics: config file keys only (the admin API changes some at run time) */
     int cookie_policy_strip;    /* "cookie_policy": "pass" (0, default: Set-Cookie responses pass) | "strip" (1) */
     int obey_client_no_cache;   /* "obey_client_no_cache": false (ignore client no-cache/max-age=0, as Fastly) */

@@ -47,7 +47,7 @@ const opt_def_t config_opt_defs[] = {
     {OPT_MAX_REQUEST_BODY, "--max-request-body", "max_request_body", "SIZE",
      "largest request body accepted (413 above), 0 to 1G"},
     {OPT_REQUEST_BODY_MEMORY, "--request-body-memory", "request_body_memory", "SIZE",
-     "request bodies held at once, all requests together (503 above)"},
+     "request bodies in memory: arriving (connection closed above) and held while origins answer (503 above)"},
     {OPT_LOAD_BALANCING, "--load-balancing", "load_balancing", "MODE",
      "round_robin (weighted), hash (of the cache key) or first (first healthy backend)"},
     {OPT_SHIELD, "--shield", "shield", "HOST:PORT", "fetch misses through this edgecache node (origin shield)"},

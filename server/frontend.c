@@ -71,6 +71,7 @@
 #include "common/now.h"
 #include "server/h1park.h"
 #include "server/date_header.h"
+#include "server/inflow.h"
 #include "server/frontend.h"
 #include "server/listen.h"
 #include "server/proxy.h"
@@ -180,9 +181,8 @@ static void accept_turn(worker_t *w)
         accept_watch(w, wanted);
 }
 
-static void on_connection_close(void *data)
+static void on_connection_close(worker_t *w)
 {
-    worker_t *w = data;
     uint32_t open = atomic_load_explicit(&w->open, memory_order_relaxed) - 1;
     if (open == 0)
         atomic_store_explicit(&w->idle_since_ms, now_mono_ms(), memory_order_relaxed);
@@ -220,9 +220,8 @@ static void accept_batch(worker_t *w, h2o_socket_t *listener, h2o_accept_ctx_t *
         (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         atomic_store_explicit(&w->accepted, atomic_load_explicit(&w->accepted, memory_order_relaxed) + 1, memory_order_relaxed);
         connection_opened(w);
-        sock->on_close.cb = on_connection_close; /* as h2o's own server counts them: nothing in libh2o sets it */
-        sock->on_close.data = w;
         h2o_accept(accept_ctx, sock);
+        inflow_accepted(w, sock); /* its on_close calls on_connection_close, as h2o's own server counts them */
     }
 }
 
@@ -299,6 +298,7 @@ static void *worker_main(void *arg)
     w->accept_ctx.ctx = &w->ctx;
     w->accept_ctx.hosts = g_globalconf.hosts;
     proxy_worker_init(w);
+    inflow_worker_init(w);
 
     w->listener = h2o_evloop_socket_create(w->loop, w->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
     w->listener->data = w;
@@ -315,6 +315,7 @@ static void *worker_main(void *arg)
 
     while (!atomic_load(&g_stopping)) {
         h2o_evloop_run(w->loop, 100);
+        inflow_turn(w);
         accept_turn(w);
     }
 
@@ -344,6 +345,8 @@ int frontend_start(const config_t *cfg, char *err, size_t errlen)
      * Content-Length is refused with 413 before a byte of the body is read, a chunked body when
      * it grows past it */
     g_globalconf.max_request_entity_size = (size_t)cfg->max_request_body;
+    /* and server/inflow.c bounds the bodies still arriving, all connections together */
+    inflow_configure(cfg->max_request_body, cfg->request_body_memory, on_connection_close);
     h2o_hostconf_t *hostconf = h2o_config_register_host(&g_globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *pathconf = h2o_config_register_path(hostconf, "/", 0);
     proxy_register(pathconf);

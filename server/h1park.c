@@ -11,6 +11,11 @@ static void on_parked_readable(h2o_socket_t *sock, const char *err)
     h2o_socket_read_stop(sock);
 }
 
+int h1park_is_parked(const h2o_socket_t *sock)
+{
+    return sock->_cb.read == on_parked_readable;
+}
+
 static h2o_socket_t *http1_socket(h2o_req_t *req)
 {
     if (req->version >= 0x200 || req->conn->callbacks->get_socket == NULL)
@@ -49,7 +54,7 @@ void h1park_begin(h2o_req_t *req)
 static void h1park_end(h2o_req_t *req)
 {
     h2o_socket_t *sock = http1_socket(req);
-    if (sock == NULL || sock->_cb.read != on_parked_readable)
+    if (sock == NULL || !h1park_is_parked(sock))
         return;
     h2o_socket_dont_read(sock, 0);
     h2o_socket_read_stop(sock);

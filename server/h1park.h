@@ -41,6 +41,9 @@
  * done its part; the pathconf must have h1park_register's filter. */
 void h1park_begin(h2o_req_t *req);
 
+/* 1 while sock is parked (its read callback is h1park's). */
+int h1park_is_parked(const h2o_socket_t *sock);
+
 /* The filter that unparks every response's connection before the response starts. */
 void h1park_register(h2o_pathconf_t *pathconf);
 

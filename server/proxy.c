@@ -23,7 +23,8 @@
  * the origin all see the same request; Host, or an absolute-form target's authority, must be
  * RFC 3986 host[:port] (else 400) and is the authority of the key and of the origin request
  * (server/cache_key.c, whose key keeps host and path apart). A request body counts against
- * request_body_memory until its request is disposed (else 503).
+ * request_body_memory until its request is disposed (else 503; server/inflow.c, which also
+ * counts the bodies still arriving).
  *
  * Purges race reads: the purge epoch and the store generation are taken before an LMDB read
  * and compared after inserting the result into memory; if a purge committed in between, the
@@ -45,6 +46,7 @@
 #include "server/cache_policy.h"
 #include "server/date_header.h"
 #include "server/http_fields.h"
+#include "server/inflow.h"
 #include "server/origin_idle.h"
 #include "server/proxy.h"
 #include "server/proxy_int.h"
@@ -372,13 +374,15 @@ static int request_target_or_respond(h2o_req_t *req)
 }
 
 /*
- * What a request holds until h2o disposes of it: its place in its worker's in-flight count
- * and, once it is answered from an object, a reference to that object (proxy_hold_obj). One
- * shared allocation for both: each is a malloc, a free and a pool link, and a hit made two.
+ * What a request holds until h2o disposes of it: its place in its worker's in-flight count,
+ * once it is answered from an object a reference to that object (proxy_hold_obj), and an
+ * HTTP/1 request's place in its connection's count of bytes (server/inflow.c). One shared
+ * allocation for all: each is a malloc, a free and a pool link, and a hit made two.
  */
 typedef struct req_hold {
     worker_t *w;
     cache_obj_t *obj;
+    inflow_conn_t *inflow;
 } req_hold_t;
 
 /* the hold of the request on_req is running for on this thread (on_req is synchronous) */
@@ -388,6 +392,8 @@ static _Thread_local req_hold_t *current_hold;
 static void on_req_disposed(void *p)
 {
     req_hold_t *hold = p;
+    if (hold->inflow != NULL)
+        inflow_request_done(hold->inflow);
     --hold->w->inflight;
     obj_unref(&hold->obj);
 }
@@ -400,33 +406,14 @@ int proxy_hold_obj(h2o_req_t *req, cache_obj_t *obj)
     return 1;
 }
 
-/*
- * Request bodies held at once. h2o has read the whole body into memory before on_req runs and
- * frees it with the request; this budget bounds what the proxy keeps while origins answer (a
- * slow origin and many uploads would otherwise hold max_request_body each, without limit).
- * Bodies still being received are h2o's, and bounded only by max_request_body each.
- */
-static atomic_uint_fast64_t g_request_body_bytes;
-
-static void request_body_release(void *p)
-{
-    atomic_fetch_sub(&g_request_body_bytes, *(uint64_t *)p);
-}
-
 /* 0: the body is counted until the request is disposed; -1: over the budget, 503 sent */
 static int request_body_take_or_respond(h2o_req_t *req)
 {
-    uint64_t len = req->entity.len;
-    uint64_t held = atomic_fetch_add(&g_request_body_bytes, len) + len;
-    if (held > proxy_globals.cfg->request_body_memory) {
-        atomic_fetch_sub(&g_request_body_bytes, len);
-        proxy_add_header_str(req, "retry-after", H2O_STRLIT("1"));
-        proxy_send_error(req, 503, "too many request bodies in progress, retry later\n");
-        return -1;
-    }
-    uint64_t *slot = h2o_mem_alloc_shared(&req->pool, sizeof(*slot), request_body_release);
-    *slot = len;
-    return 0;
+    if (inflow_body_hold(req) == 0)
+        return 0;
+    proxy_add_header_str(req, "retry-after", H2O_STRLIT("1"));
+    proxy_send_error(req, 503, "too many request bodies in progress, retry later\n");
+    return -1;
 }
 
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
@@ -437,6 +424,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     req_hold_t *hold = h2o_mem_alloc_shared(&req->pool, sizeof(*hold), on_req_disposed);
     hold->w = w;
     hold->obj = NULL;
+    hold->inflow = inflow_request_taken(req); /* its bytes are ours now, not still arriving */
     ++w->inflight;
     atomic_fetch_add_explicit(&w->counters.requests, 1, memory_order_relaxed);
 

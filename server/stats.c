@@ -553,6 +553,7 @@ void stats_snapshot(stats_totals_t *out)
             out->revalidations += rd(&c->revalidations);
             out->revalidated_304 += rd(&c->revalidated_304);
             out->stalled_clients_closed += rd(&c->stalled_clients_closed);
+            out->body_budget_closed += rd(&c->body_budget_closed);
         }
         stats_worker_t *s = &g.workers[i];
         out->responses += rd(&s->responses);

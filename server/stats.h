@@ -121,7 +121,7 @@ const char *stats_purge_kind_name(stats_purge_kind_t kind);
 typedef struct stats_totals {
     /* from the workers' counters (server/worker.h) */
     uint64_t requests, hits, miss, pass, errors, purge_requests, origin_fetches, stale_served, collapsed, revalidations,
-        revalidated_304, stalled_clients_closed;
+        revalidated_304, stalled_clients_closed, body_budget_closed;
     /* from stats_worker_t */
     uint64_t responses, status_class[6], status_code[STATS_NUM_CODES];
     uint64_t bandwidth, body_size, header_size, synth, synth_5xx, uncacheable, origin_bytes;

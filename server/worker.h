@@ -18,7 +18,7 @@
 /* per-thread counters: written only by the owning thread, read (racily, as relaxed atomics) by stats */
 typedef struct worker_counters {
     _Atomic uint64_t requests, hits, misses, passes, errors, purges, origin_fetches, stale_served, collapsed, revalidations,
-        revalidated_304, stalled_clients_closed;
+        revalidated_304, stalled_clients_closed, body_budget_closed;
 } worker_counters_t;
 
 typedef struct worker {
@@ -51,6 +51,10 @@ typedef struct worker {
     _Atomic int64_t idle_since_ms; /* when open last fell to 0 (monotonic) */
     int64_t window_start_ms;       /* the window being measured: since when, and the thread's CPU time then */
     int64_t window_cpu_ns;
+    /* client connections whose read callback h2o may have put back in place of server/inflow.c's: looked at after
+     * each loop turn (fresh), and every millisecond while h2o does not read them (watch) */
+    h2o_linklist_t inflow_fresh, inflow_watch;
+    int64_t inflow_watch_ms;
 } worker_t;
 
 /** The worker whose event loop serves this request. */

@@ -1,0 +1,71 @@
+/*
+ * server/inflow.h — what each client connection of the proxy listener has sent that no
+ * handler has taken yet, and the budget that bounds it.
+ *
+ * h2o 2.2.5 reads a request's whole body into memory before the handler runs, and an
+ * HTTP/2 connection carries 100 streams: bodies being received were held with no bound but
+ * --max-request-body each (two h2c connections sending 100 unfinished 4 MB bodies took the
+ * process from 7 MB to 812 MB). This module counts those bytes per connection as they are
+ * read, takes them off when the request reaches the handler, and closes a connection that
+ * would take them past --request-body-memory or that holds more than INFLOW_CONN_BODIES
+ * request bodies' worth. Apart from them, the bodies the proxy holds while origins answer
+ * are bounded by the same figure (inflow_body_hold: 503 beyond it): at most twice it in all.
+ * See server/inflow.c for how.
+ *
+ * Threads: each function runs on the worker thread whose loop owns the connection, but for
+ * inflow_arriving_bytes (any thread).
+ */
+#ifndef EDGECACHE_INFLOW_H
+#define EDGECACHE_INFLOW_H
+
+#include <stdint.h>
+#include <h2o.h>
+
+struct worker;
+
+/* What one connection may hold before it counts against the budget: a request's head and
+ * what h2o's own buffers hold anyway, so GETs never touch the shared counter. */
+#define INFLOW_ALLOWANCE (16 * 1024)
+/* A connection is closed once it holds this many bodies of --max-request-body (HTTP/2
+ * uploads in parallel), whatever the budget says. */
+#define INFLOW_CONN_BODIES 4
+
+/** Set the limits (before the workers start): one body's limit, and the budget of the bodies
+ * arriving and, apart, of those the proxy holds. `closed` is called when a counted connection closes, with its worker. */
+void inflow_configure(uint64_t max_request_body, uint64_t budget, void (*closed)(struct worker *w));
+
+/** Set up w's lists (its thread, before it accepts). */
+void inflow_worker_init(struct worker *w);
+
+/** Count sock, just accepted by w and handed to h2o_accept: its on_close is this module's
+ * from now on (it calls `closed`). Allocates the connection's record, freed at its close. */
+void inflow_accepted(struct worker *w, h2o_socket_t *sock);
+
+/** After each turn of w's loop: count again the connections h2o started reading with its
+ * own callback since (see server/inflow.c). */
+void inflow_turn(struct worker *w);
+
+typedef struct inflow_conn inflow_conn_t;
+
+/** req reached the handler: its bytes are the handler's from now on. Call first thing in
+ * the handler, for every request (one not of a counted connection is ignored). Returns the
+ * record of an HTTP/1 request's connection, to be given to inflow_request_done when req is
+ * disposed (h2o disposes a request before it closes its connection), or NULL. */
+inflow_conn_t *inflow_request_taken(h2o_req_t *req);
+
+/** The HTTP/1 request that inflow_request_taken returned c for is being disposed. */
+void inflow_request_done(inflow_conn_t *c);
+
+/** Count req's body as held by the handler until req is disposed: 0, or -1 (nothing counted)
+ * when that would take the bodies the handler holds past the budget. */
+int inflow_body_hold(h2o_req_t *req);
+
+/** Bytes of request bodies counted against the budget: still arriving (beyond each
+ * connection's allowance), and held by the handler. Relaxed reads; any thread. */
+uint64_t inflow_arriving_bytes(void);
+uint64_t inflow_held_bytes(void);
+
+/** --request-body-memory, as inflow_configure was given it. */
+uint64_t inflow_budget(void);
+
+#endif

@@ -1,0 +1,252 @@
+"""
+tests/integration/test_request_bodies.py — request bodies still arriving are bounded
+(server/inflow.c): h2o 2.2.5 holds a request's whole body before the handler runs, and two h2c
+connections sending 100 unfinished 4 MB bodies each took edgecache to 812 MB. Now the bodies
+still arriving on all connections stay within --request-body-memory: a connection that would pass
+it (or holds more than 4 bodies of --max-request-body) is closed, and counted in /stats. (The
+bodies held while origins answer have their own check: test_response_path.RequestBodies.)
+
+Every attack is raw bytes on real sockets (HTTP/2 frames written here, HPACK literals without
+Huffman coding); the legitimate uploads around them must still pass, whole, to the origin.
+"""
+
+import json
+import os
+import re
+import shutil
+import socket
+import ssl
+import struct
+import subprocess
+import tempfile
+import threading
+import unittest
+
+import certs
+import harness
+from harness import create_token, request, scaled, wait_until
+
+MAX_BODY = 1 << 20  # --max-request-body
+BUDGET = 8 << 20  # --request-body-memory
+ARGS = ["--max-request-body", str(MAX_BODY), "--request-body-memory", str(BUDGET)]
+TLS_RE = re.compile(r" tls=(\S+)")  # as test_tls.py reads the bound address
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+def hpack_int(value, prefix_bits, flags=0):
+    """RFC 7541 5.1."""
+    top = (1 << prefix_bits) - 1
+    if value < top:
+        return bytes([flags | value])
+    out, value = [flags | top], value - top
+    while value >= 128:
+        out.append((value & 127) | 128)
+        value >>= 7
+    return bytes(out + [value])
+
+
+def hpack_field(name_index, value):
+    """A literal field without indexing, its name from the static table (RFC 7541 6.2.2)."""
+    return hpack_int(name_index, 4) + hpack_int(len(value), 7) + value
+
+
+def frame(ftype, flags, stream, payload=b""):
+    return struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) + struct.pack(">I", stream) + payload
+
+
+def post_headers(stream, path, length, end_stream=False):
+    """HEADERS for a POST of `length` body bytes (END_HEADERS; END_STREAM when there is no body)."""
+    block = (b"\x83"  # :method POST
+             + b"\x86"  # :scheme http
+             + hpack_field(4, path.encode())  # :path
+             + hpack_field(1, b"example.test")  # :authority
+             + hpack_field(28, str(length).encode()))  # content-length
+    return frame(0x1, 0x4 | (0x1 if end_stream else 0), stream, block)
+
+
+def data_frames(stream, nbytes, end_stream):
+    out, left = [], nbytes
+    while left > 0:
+        n = min(left, 16384)
+        left -= n
+        out.append(frame(0x0, 0x1 if end_stream and left == 0 else 0, stream, b"u" * n))
+    return b"".join(out)
+
+
+def rss_kib(pid, field="VmRSS"):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def closed_by_server(sock, timeout):
+    """Read (and drop) what the server sends until it closes the connection; True if it did."""
+    sock.settimeout(scaled(timeout))
+    try:
+        while sock.recv(65536):
+            pass
+        return True
+    except ConnectionResetError:
+        return True
+    except socket.timeout:
+        return False
+
+
+class RequestBodies(harness.TestCase):
+    def setUp(self):
+        self.o = self.origin()
+        self.received = []  # body lengths the origin got
+        lock = threading.Lock()
+
+        def upload(req):
+            with lock:
+                self.received.append(len(req.body or b""))
+            return 200, {"Content-Type": "text/plain"}, b"got %d" % len(req.body or b"")
+
+        self.o.route_prefix("/", handler=upload)
+        self.e = self.edgecache([self.o], args=ARGS)
+        self.tok = create_token(self.e, "global:read")
+
+    def bodies(self):
+        r = request(self.e.admin_port, "GET", "/stats", headers={"Fastly-Key": self.tok})
+        self.assertEqual(r.status, 200, r.describe())
+        return json.loads(r.body)["request_bodies"]
+
+    def assert_uploads_pass(self, what):
+        """An HTTP/1 upload of a whole --max-request-body still reaches the origin whole."""
+        body = b"b" * MAX_BODY
+        r = request(self.e.proxy_port, "POST", "/after", body=body, headers={"Content-Type": "text/plain"})
+        self.assertEqual((r.status, r.body), (200, b"got %d" % MAX_BODY), what + "\n" + r.describe())
+
+    def attack(self, connect, nconn, streams, per_stream):
+        """nconn connections, each opening `streams` POSTs of MAX_BODY and sending per_stream bytes of each,
+        never the end. Returns the connections' sockets, after every sender is done (or was cut off)."""
+        socks = [connect() for _ in range(nconn)]
+
+        def send(s):
+            try:
+                s.sendall(PREFACE + frame(0x4, 0, 0))
+                for k in range(streams):
+                    sid = 1 + 2 * k
+                    s.sendall(post_headers(sid, "/up%d" % k, MAX_BODY) + data_frames(sid, per_stream, False))
+            except OSError:
+                pass  # closed by the server: what is wanted
+
+        threads = [threading.Thread(target=send, args=(s,)) for s in socks]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(scaled(60))
+        return socks
+
+    def check_bounded(self, socks, before_kib, what):
+        for i, s in enumerate(socks):
+            self.assertTrue(closed_by_server(s, 10), "%s: connection %d was closed" % (what, i))
+            s.close()
+        grown = rss_kib(self.e.proc.pid, "VmHWM") - before_kib
+        sent = len(socks) * 100 * 900 * 1024 // 1024
+        self.assertLess(grown, 64 * 1024, "%s: peak memory grew by %d KiB while %d KiB of bodies were sent" % (
+            what, grown, sent))
+        b = wait_until(lambda: (lambda v: v if v["arriving_bytes"] == 0 else None)(self.bodies()),
+                       what="arriving bytes back to 0 once the connections are gone")
+        self.assertGreaterEqual(b["connections_closed"], len(socks), b)
+        self.assertEqual(b["budget"], BUDGET)
+        self.assert_uploads_pass(what)
+        self.assertEqual(self.received, [MAX_BODY], "no unfinished body reached the origin")
+
+    def test_unfinished_h2c_bodies_are_bounded(self):
+        before = rss_kib(self.e.proc.pid)
+        socks = self.attack(lambda: socket.create_connection(("127.0.0.1", self.e.proxy_port)), 3, 100, 900 * 1024)
+        self.check_bounded(socks, before, "h2c")
+
+    def test_unfinished_h2_bodies_over_tls_are_bounded(self):
+        tmp = tempfile.mkdtemp(prefix="edgecache-bodies-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        ca = certs.TestCA(os.path.join(tmp, "ca"))
+        cert, key = ca.issue("localhost")
+        self.e.stop()
+        e = self.edgecache([self.o], args=ARGS + ["--tls-listen", "127.0.0.1:0", "--tls-cert",
+                                                  "localhost=%s,%s" % (cert, key)])
+        self.e, self.tok = e, create_token(e, "global:read")
+        m = TLS_RE.search(e.stderr_text())
+        self.assertIsNotNone(m, e.stderr_tail())
+        port = int(m.group(1).split(",")[0].rsplit(":", 1)[1])
+        ctx = ssl.create_default_context(cafile=ca.cert)
+        ctx.set_alpn_protocols(["h2"])
+
+        def connect():
+            s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="localhost")
+            self.assertEqual(s.selected_alpn_protocol(), "h2")
+            return s
+
+        before = rss_kib(e.proc.pid)
+        socks = self.attack(connect, 3, 100, 900 * 1024)
+        self.check_bounded(socks, before, "h2 over TLS")
+
+    def test_unfinished_http1_bodies_are_bounded(self):
+        before = rss_kib(self.e.proc.pid)
+        socks = []
+        head = b"POST /up HTTP/1.1\r\nHost: example.test\r\nContent-Length: %d\r\n\r\n" % MAX_BODY
+        for i in range(96):
+            s = socket.create_connection(("127.0.0.1", self.e.proxy_port))
+            try:
+                s.sendall(head + b"u" * (900 * 1024))
+            except OSError:
+                pass
+            socks.append(s)
+        wait_until(lambda: self.bodies()["connections_closed"] > 0, what="a connection closed for the budget")
+        grown = rss_kib(self.e.proc.pid, "VmHWM") - before
+        self.assertLess(grown, 48 * 1024, "peak memory grew by %d KiB while 86,400 KiB of bodies were sent" % grown)
+        for s in socks:
+            s.close()
+        wait_until(lambda: self.bodies()["arriving_bytes"] == 0, what="arriving bytes back to 0")
+        self.assert_uploads_pass("HTTP/1")
+        self.assertEqual(self.received, [MAX_BODY])
+
+    def test_uploads_within_the_budget_pass(self):
+        # more bytes over one connection than its limit (4 bodies), one request after another: what the handler
+        # took is taken off, over HTTP/1 keep-alive and over h2c
+        body = b"k" * (256 << 10)
+        s = socket.create_connection(("127.0.0.1", self.e.proxy_port))
+        self.addCleanup(s.close)
+        reader = harness.Reader(s)
+        for i in range(24):
+            s.sendall(b"POST /k%d HTTP/1.1\r\nHost: example.test\r\nContent-Length: %d\r\n\r\n" % (i, len(body)) + body)
+            r = harness.read_raw_response(reader)
+            self.assertEqual((r.status, r.body), (200, b"got %d" % len(body)), r.describe())
+        h2 = socket.create_connection(("127.0.0.1", self.e.proxy_port))
+        self.addCleanup(h2.close)
+        h2.sendall(PREFACE + frame(0x4, 0, 0))
+        for k in range(24):
+            sid = 1 + 2 * k
+            h2.sendall(post_headers(sid, "/h%d" % k, len(body)) + data_frames(sid, len(body), True))
+            wait_until(lambda: len(self.received) == 25 + k, what="upload %d at the origin" % k)
+        # and four whole bodies at once on one HTTP/2 connection (within its limit and the budget)
+        h2.sendall(b"".join(post_headers(101 + 2 * k, "/p%d" % k, 900 << 10) for k in range(4)))
+        h2.sendall(b"".join(data_frames(101 + 2 * k, 900 << 10, True) for k in range(4)))
+        wait_until(lambda: len(self.received) == 52, what="the four parallel uploads at the origin")
+        self.assertEqual(self.received, [len(body)] * 48 + [900 << 10] * 4)
+        self.assertEqual(self.bodies()["connections_closed"], 0)
+
+    @unittest.skipUnless(shutil.which("curl"), "needs curl")
+    def test_uploads_over_an_upgraded_connection_are_taken_off(self):
+        # Upgrade: h2c (curl --http2 on http://) turns an HTTP/1 connection into HTTP/2 after its first request:
+        # bodies sent on it afterwards are counted as HTTP/2 DATA and taken off as each request is handled
+        path = os.path.join(tempfile.mkdtemp(prefix="edgecache-bodies-"), "body")
+        self.addCleanup(shutil.rmtree, os.path.dirname(path), True)
+        with open(path, "wb") as f:
+            f.write(b"c" * (512 << 10))
+        url = "http://127.0.0.1:%d/c" % self.e.proxy_port
+        args = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_version} %{http_code}\\n", "--http2", url]
+        for i in range(16):
+            args += ["--next", "-s", "-o", "/dev/null", "-w", "%{http_version} %{http_code}\\n", "--http2",
+                     "--data-binary", "@" + path, "%s%d" % (url, i)]
+        out = subprocess.run(args, capture_output=True, timeout=scaled(60)).stdout.decode().split()
+        if out[:2] != ["2", "200"]:
+            self.skipTest("this curl did not upgrade to h2c: %r" % out[:2])
+        self.assertEqual(out, ["2", "200"] * 17)
+        self.assertEqual(self.received, [0] + [512 << 10] * 16)
+        self.assertEqual(self.bodies()["connections_closed"], 0)
+        self.assertEqual(self.bodies()["arriving_bytes"], 0)
