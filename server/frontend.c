@@ -168,9 +168,8 @@ static void accept_watch(worker_t *w, int on)
 
 /* After each turn of w's loop: close the window when it is long enough, then (a worker after the first)
  * watch the listeners exactly while every worker before it is busy. */
-static void accept_turn(worker_t *w)
+static void accept_turn(worker_t *w, int64_t now)
 {
-    int64_t now = now_mono_ms();
     if (now - w->window_start_ms < ACCEPT_WINDOW_MS)
         return;
     window_close(w, now, thread_cpu_ns());
@@ -315,8 +314,9 @@ static void *worker_main(void *arg)
 
     while (!atomic_load(&g_stopping)) {
         h2o_evloop_run(w->loop, 100);
-        inflow_turn(w);
-        accept_turn(w);
+        int64_t now = now_mono_ms();
+        inflow_turn(w, now);
+        accept_turn(w, now);
     }
 
     /* drain: no new connections; let in-flight requests finish, bounded by the deadline */

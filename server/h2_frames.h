@@ -20,8 +20,25 @@ typedef enum h2_frames_start {
     H2_FRAMES_START_PREFACE, /* in starts with the whole preface */
 } h2_frames_start_t;
 
+#define H2_FRAMES_TYPE_DATA 0x0
+#define H2_FRAMES_TYPE_RST_STREAM 0x3
+#define H2_FRAMES_FLAG_END_STREAM 0x1
+#define H2_FRAMES_MAX_PARTIAL (H2_FRAMES_PREFACE_LEN + 9 + 16384) /* the preface, then a frame cut short */
+
+/* one whole frame, as its header says */
+typedef struct h2_frame {
+    uint8_t type, flags;
+    uint32_t stream_id; /* without the reserved bit */
+    size_t size;        /* header and payload: where the next frame starts */
+    uint64_t body;      /* a DATA frame's request-body bytes: its payload less padding; 0 for other frames */
+} h2_frame_t;
+
 /** How in's len bytes start, against the HTTP/2 client connection preface. */
 h2_frames_start_t h2_frames_preface(const uint8_t *in, size_t len);
+
+/** The frame at the start of in: 1 with *f filled when in holds all of it, 0 when it holds
+ * less (its header or payload cut short). in must start at a frame's first byte. */
+int h2_frames_next(const uint8_t *in, size_t len, h2_frame_t *f);
 
 /** The request-body bytes that the complete frames at the start of in carry: the payloads of
  * its DATA frames, less their padding (a PADDED frame's pad length byte and pad bytes). A

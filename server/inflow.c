@@ -8,44 +8,53 @@
  * request is disposed: inflow_body_hold, 503 beyond it). Apart, so that an upload arriving
  * while others wait for their origin gets a clear 503 at the handler, not a closed
  * connection. The second kind is known exactly. The first is counted here, because h2o
- * 2.2.5 gives no figure for it:
+ * 2.2.5 gives no figure for it.
  *
- *  - Each connection's read callback is wrapped (on_read_counted): before h2o's callback
- *    parses what a read brought, the connection's `pending` grows by the request-body bytes
- *    in it. HTTP/1: every byte (h2o keeps the head and the body in its input buffer until
- *    the answer is done). HTTP/2 (the client preface at the start, "h2" by ALPN, or from
- *    the first stream of a connection h2o upgraded from HTTP/1 by Upgrade: h2c): the
- *    DATA payloads, less padding, of the complete frames at the start of the input buffer
- *    (server/h2_frames.c). h2o's HTTP/2 parser consumes every complete frame of its input
- *    in the same call, so the buffer starts at a frame each time and no frame is counted
- *    twice; headers and control frames are never counted (h2o bounds what they hold).
- *  - A request reaching the handler takes its bytes off. HTTP/1: h2o reads one request at a
- *    time and stops reading while it is answered, so what its input buffer holds beyond the
- *    body (the head, anything pipelined) is what stays pending. HTTP/2: its body. What stays
- *    counted on an HTTP/2 connection is then the bodies not yet complete, and those of
- *    streams the client reset or h2o refused (their DATA is dropped by h2o but was counted
- *    here: the connection is closed sooner, never later).
+ * Counting. Each connection's read callback is wrapped (on_read_counted): before h2o's
+ * callback parses what a read brought, the connection's `pending` grows by the request-body
+ * bytes in it, and a request reaching the handler takes its own off.
+ *  - HTTP/1: every byte read. h2o reads one request at a time, keeps its head and body in
+ *    its input buffer, and stops reading while it is answered; so when the handler takes a
+ *    request, what that buffer holds beyond the body (the head, anything pipelined) is what
+ *    stays pending.
+ *  - HTTP/2: the DATA frames of each stream (server/h2_frames.c reads the frames' headers),
+ *    in a small table of streams with body bytes. A stream's bytes leave it when its request
+ *    reaches the handler (matched by its body's length), when the client resets it
+ *    (RST_STREAM), or when it passes --max-request-body (h2o refuses it). h2o's parser
+ *    consumes every whole frame of its input in the same call, so the input starts at a
+ *    frame each time we look and no frame is counted twice; what h2o leaves unparsed beyond
+ *    one frame cut short (a connection that stopped parsing while it closes) counts too.
+ *  - Which protocol a connection speaks is told by h2o's own read callback (probed once per
+ *    worker at start: inflow_worker_init), so a switch to HTTP/2 is seen wherever it happens
+ *    (prior knowledge at the start or after HTTP/1 requests, Upgrade: h2c, "h2" by ALPN);
+ *    a read that starts with the client preface is counted as HTTP/2 already.
  *  - What a connection holds beyond INFLOW_ALLOWANCE counts in g_arriving. A read that takes
- *    a connection past INFLOW_CONN_BODIES bodies, or the process past the budget, closes that
- *    connection: h2o's callback is called with an error, as when the client goes away, and
- *    h2o frees what its streams hold. A connection within its allowance never touches the
- *    shared counter (GETs do not).
+ *    a connection past its limit (INFLOW_CONN_BODIES bodies, INFLOW_MAX_STREAMS streams with
+ *    bytes) or the process past the budget closes that connection: h2o's callback is called
+ *    with an error, as when the client goes away, and h2o frees what its streams hold. A
+ *    connection within its allowance never touches the shared counter (GETs do not).
  *
- * h2o sets a connection's read callback each time it starts reading (h2o_socket_read_start
- * replaces ours), so the wrapper is put back whenever h2o put its own:
+ * Keeping the wrapper in place. h2o sets a connection's read callback each time it starts
+ * reading (h2o_socket_read_start replaces ours). Its event loop reads a socket only when
+ * epoll, at the start of a turn, said it was readable and it was being read then, so a
+ * callback h2o put back during a turn reads nothing before the next: looking at the right
+ * connections after each turn (inflow_turn) misses no read. Ours is put back:
  *  - right after one of ours returns, if h2o's callback changed it (TLS handshake done,
  *    HTTP/1 to HTTP/2);
- *  - at the end of the loop turn, for an HTTP/1 connection whose request was disposed
- *    (h2o reads the next request from there: its cleanup_connection; `fresh` list);
- *  - every INFLOW_WATCH_MS, for a connection h2o stopped reading with no request in the
- *    handler (waiting to write a 100 Continue, or closing; `watch` list).
- * While h2o's own callback is in place, what its reads bring is not counted; when ours is put
- * back, the connection's pending is at least what its input buffer holds (all of an HTTP/1
- * request's bytes are there). HTTP/2 connections are never stopped by h2o 2.2.5 until they
- * close, so theirs is put back once, at the switch. What is not counted is bounded per
- * connection: the allowance, and over TLS the first flight after the handshake (h2o decrypts
- * and parses it inside its handshake callback), which the client's TCP window at the start
- * of a connection bounds.
+ *  - after the turn in which an HTTP/1 request was disposed (h2o reads the next request
+ *    from there: its cleanup_connection; the `fresh` list);
+ *  - after every turn, for connections h2o stopped reading with no request in the handler
+ *    (a 100 Continue being written, an Upgrade's 101, an HTTP/2 connection whose unsent
+ *    output passed 512 KB: Debian's h2o stops reading it until that drains; the `watch`
+ *    list);
+ *  - every INFLOW_SWEEP_MS, for every HTTP/2 connection (the `h2` list): an HTTP/2
+ *    connection can also be stopped outside any callback of ours (a response's headers
+ *    pushing its output past 512 KB); the sweep finds it stopped and watches it, or finds
+ *    h2o's callback back and wraps it.
+ * What is not counted is bounded per connection: its allowance; over TLS, the first flight
+ * after the handshake (h2o decrypts and parses it inside its handshake callback), which the
+ * client's TCP window at the start of a connection bounds; and the reads of an HTTP/2
+ * connection stopped and started again outside our callbacks within one sweep.
  *
  * h1park's callback (a parked HTTP/1 connection) is never wrapped: h1park tells its own
  * apart by it, and a parked connection reads nothing.
@@ -58,39 +67,58 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+#include <h2o.h>
+#include <h2o/http1.h>
+#include <h2o/http2.h>
 #include "common/alloc.h"
-#include "common/now.h"
 #include "server/h1park.h"
 #include "server/h2_frames.h"
 #include "server/inflow.h"
 #include "server/worker.h"
 
 #define INFLOW_MAGIC 0x1f10c0a5u
-#define INFLOW_WATCH_MS 1 /* how often connections stopped outside the handler are looked at */
+#define INFLOW_SWEEP_MS 10     /* how often every HTTP/2 connection is looked at */
+#define INFLOW_MAX_STREAMS 256 /* streams with body bytes on one connection: h2o opens 100 at once */
 
 typedef enum inflow_proto {
-    INFLOW_UNDECIDED, /* nothing read yet, or a strict prefix of the HTTP/2 client preface */
-    INFLOW_HTTP1,
+    INFLOW_HTTP1, /* also a TLS connection in its handshake (whose reads bring no plaintext) */
     INFLOW_HTTP2,
 } inflow_proto_t;
+
+/* an HTTP/2 stream whose DATA was counted */
+typedef struct inflow_stream {
+    uint32_t id;
+    uint8_t complete; /* END_STREAM seen: the request waits for the handler */
+    uint8_t refused;  /* past --max-request-body: h2o dropped it, and drops what follows */
+    uint64_t bytes;
+} inflow_stream_t;
 
 struct inflow_conn {
     uint32_t magic;
     inflow_proto_t proto;
     worker_t *w;
     h2o_socket_t *sock;
-    h2o_socket_cb h2o_read;  /* h2o's read callback, while ours stands in its place */
-    uint64_t pending;        /* bytes read that no handler has taken */
-    uint64_t charged;        /* of them, counted in g_arriving: pending beyond INFLOW_ALLOWANCE */
+    h2o_socket_cb h2o_read;   /* h2o's read callback, while ours stands in its place */
+    uint64_t pending;         /* body bytes read that no handler has taken */
+    uint64_t unparsed;        /* HTTP/2: what h2o left in its input beyond H2_FRAMES_MAX_PARTIAL */
+    uint64_t charged;         /* counted in g_arriving: pending + unparsed beyond INFLOW_ALLOWANCE */
+    inflow_stream_t *streams; /* HTTP/2: the streams with counted bytes */
+    uint32_t num_streams, streams_cap;
     h2o_linklist_t link;     /* on w->inflow_fresh or w->inflow_watch, or on neither */
+    h2o_linklist_t h2_link;  /* HTTP/2: on w->inflow_h2 */
     unsigned in_handler : 1; /* an HTTP/1 request of it is in the handler (taken, not yet disposed) */
     unsigned in_read : 1;    /* h2o's read callback is running under ours */
     unsigned closed : 1;     /* it closed while in_read: freed when that returns */
+    unsigned refused : 1;    /* we closed it: nothing more to watch */
 };
 
 static _Atomic uint64_t g_arriving; /* sum of the connections' charged */
 static _Atomic uint64_t g_held;     /* bodies the handler holds (inflow_body_hold) */
 static uint64_t g_budget = UINT64_MAX;
+static uint64_t g_max_body = UINT64_MAX;
 static uint64_t g_conn_limit = UINT64_MAX;
 static void (*g_closed)(worker_t *w);
 static const char inflow_refused[] = "request bodies beyond the budget";
@@ -98,17 +126,43 @@ static const char inflow_refused[] = "request bodies beyond the budget";
 void inflow_configure(uint64_t max_request_body, uint64_t budget, void (*closed)(worker_t *w))
 {
     g_budget = budget;
+    g_max_body = max_request_body;
     g_conn_limit = max_request_body > (UINT64_MAX - INFLOW_ALLOWANCE) / INFLOW_CONN_BODIES
                        ? UINT64_MAX
                        : max_request_body * INFLOW_CONN_BODIES + INFLOW_ALLOWANCE;
     g_closed = closed;
 }
 
+/* The read callback h2o gives a connection of one protocol: accepted on one end of a socket pair, then closed at once
+ * through that callback, as when a client goes away at once. */
+static h2o_socket_cb probe_read_callback(worker_t *w, int http2)
+{
+    int fds[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) != 0)
+        return NULL;
+    h2o_socket_t *sock = h2o_evloop_socket_create(w->loop, fds[0], 0);
+    struct timeval now;
+    gettimeofday(&now, NULL);
+    if (http2)
+        h2o_http2_accept(&w->accept_ctx, sock, now);
+    else
+        h2o_http1_accept(&w->accept_ctx, sock, now);
+    h2o_socket_cb cb = sock->_cb.read;
+    if (cb != NULL)
+        cb(sock, "probe"); /* h2o closes the connection and the socket (its fd with it) */
+    close(fds[1]);
+    return cb;
+}
+
 void inflow_worker_init(worker_t *w)
 {
     h2o_linklist_init_anchor(&w->inflow_fresh);
     h2o_linklist_init_anchor(&w->inflow_watch);
-    w->inflow_watch_ms = 0;
+    h2o_linklist_init_anchor(&w->inflow_h2);
+    w->inflow_sweep_ms = 0;
+    w->inflow_http1_read = probe_read_callback(w, 0);
+    w->inflow_http2_read = probe_read_callback(w, 1);
+    assert(w->inflow_http1_read != NULL && w->inflow_http2_read != NULL && w->inflow_http1_read != w->inflow_http2_read);
 }
 
 uint64_t inflow_arriving_bytes(void)
@@ -126,31 +180,144 @@ uint64_t inflow_budget(void)
     return g_budget;
 }
 
-/* c holds `pending` bytes now: its charge follows; returns g_arriving after it (0 when the charge did not change) */
-static uint64_t set_pending(inflow_conn_t *c, uint64_t pending)
+/* c's pending or unparsed changed: its charge follows. Returns g_arriving after it, or 0 when the charge did not grow */
+static inline uint64_t charge(inflow_conn_t *c)
 {
-    c->pending = pending;
-    uint64_t charged = pending > INFLOW_ALLOWANCE ? pending - INFLOW_ALLOWANCE : 0;
-    uint64_t arriving;
+    uint64_t basis = c->pending + c->unparsed;
+    if (basis <= INFLOW_ALLOWANCE && c->charged == 0)
+        return 0; /* a connection within its allowance: no shared counter */
+    uint64_t charged = basis > INFLOW_ALLOWANCE ? basis - INFLOW_ALLOWANCE : 0;
+    uint64_t arriving = 0;
     if (charged > c->charged)
         arriving = atomic_fetch_add_explicit(&g_arriving, charged - c->charged, memory_order_relaxed) + (charged - c->charged);
     else if (charged < c->charged)
-        arriving = atomic_fetch_sub_explicit(&g_arriving, c->charged - charged, memory_order_relaxed) - (c->charged - charged);
-    else
-        return 0; /* unchanged: nothing was added */
+        atomic_fetch_sub_explicit(&g_arriving, c->charged - charged, memory_order_relaxed);
     c->charged = charged;
     return arriving;
 }
 
+/* ---------------------------------------------------------------- HTTP/2 streams */
+
+static inflow_stream_t *stream_find(inflow_conn_t *c, uint32_t id)
+{
+    for (uint32_t i = 0; i != c->num_streams; ++i)
+        if (c->streams[i].id == id)
+            return &c->streams[i];
+    return NULL;
+}
+
+static void stream_remove(inflow_conn_t *c, inflow_stream_t *s)
+{
+    c->pending -= s->bytes;
+    *s = c->streams[--c->num_streams];
+}
+
+/* the record of stream id, added if new; NULL when the connection has INFLOW_MAX_STREAMS already (refused ones are
+ * forgotten first) */
+static inflow_stream_t *stream_get(inflow_conn_t *c, uint32_t id)
+{
+    inflow_stream_t *s = stream_find(c, id);
+    if (s != NULL)
+        return s;
+    if (c->num_streams == INFLOW_MAX_STREAMS)
+        for (uint32_t i = c->num_streams; i-- != 0;)
+            if (c->streams[i].refused)
+                stream_remove(c, &c->streams[i]);
+    if (c->num_streams == INFLOW_MAX_STREAMS)
+        return NULL;
+    if (c->num_streams == c->streams_cap) {
+        c->streams_cap = c->streams_cap == 0 ? 4 : c->streams_cap * 2;
+        c->streams = alloc_xrealloc(c->streams, c->streams_cap * sizeof(*c->streams), "HTTP/2 streams");
+    }
+    s = &c->streams[c->num_streams++];
+    *s = (inflow_stream_t){.id = id};
+    return s;
+}
+
+/* count the whole frames of in (an HTTP/2 connection's input, from a frame or the preface); 0, or -1 when the
+ * connection has more streams with bytes than INFLOW_MAX_STREAMS */
+static int count_frames(inflow_conn_t *c, const uint8_t *in, size_t len)
+{
+    switch (h2_frames_preface(in, len)) {
+    case H2_FRAMES_START_PREFACE:
+        in += H2_FRAMES_PREFACE_LEN;
+        len -= H2_FRAMES_PREFACE_LEN;
+        break;
+    case H2_FRAMES_START_PARTIAL: return 0;
+    default: break;
+    }
+    h2_frame_t f;
+    for (size_t at = 0; h2_frames_next(in + at, len - at, &f); at += f.size) {
+        if (f.type == H2_FRAMES_TYPE_RST_STREAM) {
+            inflow_stream_t *s = stream_find(c, f.stream_id);
+            if (s != NULL)
+                stream_remove(c, s); /* h2o drops the stream and its body */
+        } else if (f.type == H2_FRAMES_TYPE_DATA) {
+            inflow_stream_t *s = stream_get(c, f.stream_id);
+            if (s == NULL)
+                return -1;
+            if (s->refused)
+                continue;
+            s->bytes += f.body;
+            c->pending += f.body;
+            if (s->bytes > g_max_body) { /* h2o refuses the stream (REFUSED_STREAM) and drops its body */
+                c->pending -= s->bytes;
+                s->bytes = 0;
+                s->refused = 1;
+            } else if (f.flags & H2_FRAMES_FLAG_END_STREAM) {
+                s->complete = 1;
+            }
+        }
+    }
+    return 0;
+}
+
+/* an HTTP/2 request of c reached the handler: its stream's bytes are taken off (the first whole stream whose body has
+ * its length; failing that, the first whole one) */
+static void stream_taken(inflow_conn_t *c, uint64_t body_len)
+{
+    inflow_stream_t *first = NULL;
+    for (uint32_t i = 0; i != c->num_streams; ++i) {
+        inflow_stream_t *s = &c->streams[i];
+        if (!s->complete)
+            continue;
+        if (s->bytes == body_len) {
+            stream_remove(c, s);
+            return;
+        }
+        if (first == NULL)
+            first = s;
+    }
+    if (first != NULL && body_len != 0)
+        stream_remove(c, first);
+}
+
+/* ---------------------------------------------------------------- the wrapper */
+
 static void on_read_counted(h2o_socket_t *sock, const char *err);
+
+static void relink(inflow_conn_t *c, h2o_linklist_t *list)
+{
+    if (h2o_linklist_is_linked(&c->link))
+        h2o_linklist_unlink(&c->link);
+    h2o_linklist_insert(list, &c->link);
+}
 
 /* h2o reads c's socket with its own callback: put ours in its place */
 static void wrap(inflow_conn_t *c)
 {
-    c->h2o_read = c->sock->_cb.read;
+    h2o_socket_cb cb = c->sock->_cb.read;
+    c->h2o_read = cb;
     c->sock->_cb.read = on_read_counted;
-    if (c->sock->input != NULL && c->sock->input->size > c->pending)
-        (void)set_pending(c, c->sock->input->size);
+    if (cb == c->w->inflow_http2_read) {
+        if (c->proto != INFLOW_HTTP2) {
+            c->proto = INFLOW_HTTP2;
+            h2o_linklist_insert(&c->w->inflow_h2, &c->h2_link);
+        }
+    } else if (c->proto == INFLOW_HTTP1 && c->sock->input != NULL && c->sock->input->size > c->pending) {
+        c->pending = c->sock->input->size; /* all that h2o read meanwhile is there */
+        (void)charge(c);
+    }
 }
 
 /* 1 when h2o reads c's socket through our callback (put back now if h2o had put its own); 0 while h2o does not
@@ -166,37 +333,16 @@ static int rewrapped(inflow_conn_t *c)
     return 1;
 }
 
-static void relink(inflow_conn_t *c, h2o_linklist_t *list)
-{
-    if (h2o_linklist_is_linked(&c->link))
-        h2o_linklist_unlink(&c->link);
-    h2o_linklist_insert(list, &c->link);
-}
-
-/* the request-body bytes that the read which brought sock->bytes_read bytes added (see above) */
-static uint64_t arrived(inflow_conn_t *c, h2o_socket_t *sock)
+/* what a read brought (sock->bytes_read bytes, at the end of the input), counted; -1 when c has too many streams */
+static int count_read(inflow_conn_t *c, h2o_socket_t *sock)
 {
     const uint8_t *in = (const uint8_t *)sock->input->bytes;
     size_t len = sock->input->size;
-    if (c->proto == INFLOW_UNDECIDED) {
-        h2o_iovec_t alpn = sock->ssl != NULL ? h2o_socket_ssl_get_selected_protocol(sock) : h2o_iovec_init(NULL, 0);
-        h2_frames_start_t start = h2_frames_preface(in, len);
-        if ((alpn.len == 2 && memcmp(alpn.base, "h2", 2) == 0) || start == H2_FRAMES_START_PREFACE) {
-            c->proto = INFLOW_HTTP2;
-        } else if (start == H2_FRAMES_START_PARTIAL) {
-            return 0;
-        } else {
-            c->proto = INFLOW_HTTP1;
-            return len; /* all of it is new to this count */
-        }
-    }
-    if (c->proto == INFLOW_HTTP1)
-        return sock->bytes_read;
-    switch (h2_frames_preface(in, len)) {
-    case H2_FRAMES_START_PREFACE: return h2_frames_data_bytes(in + H2_FRAMES_PREFACE_LEN, len - H2_FRAMES_PREFACE_LEN);
-    case H2_FRAMES_START_PARTIAL: return 0;
-    default: return h2_frames_data_bytes(in, len);
-    }
+    /* the client preface on an HTTP/1 connection: h2o's HTTP/1 parser hands it to HTTP/2 in this very call */
+    if (c->proto == INFLOW_HTTP2 || (len != 0 && in[0] == 'P' && h2_frames_preface(in, len) != H2_FRAMES_START_OTHER))
+        return count_frames(c, in, len);
+    c->pending += sock->bytes_read;
+    return 0;
 }
 
 static void on_read_counted(h2o_socket_t *sock, const char *err)
@@ -205,9 +351,11 @@ static void on_read_counted(h2o_socket_t *sock, const char *err)
     assert(c->magic == INFLOW_MAGIC && c->sock == sock);
     h2o_socket_cb h2o_read = c->h2o_read;
     if (err == NULL && sock->bytes_read != 0) {
-        uint64_t total = set_pending(c, c->pending + arrived(c, sock));
-        if (c->charged != 0 && (c->pending > g_conn_limit || total > g_budget)) {
+        int too_many = count_read(c, sock) != 0;
+        uint64_t arriving = charge(c);
+        if (too_many || (c->charged != 0 && (c->pending + c->unparsed > g_conn_limit || arriving > g_budget))) {
             atomic_fetch_add_explicit(&c->w->counters.body_budget_closed, 1, memory_order_relaxed);
+            c->refused = 1;
             err = inflow_refused; /* h2o closes the connection and frees its streams */
         }
     }
@@ -215,13 +363,21 @@ static void on_read_counted(h2o_socket_t *sock, const char *err)
     h2o_read(sock, err);
     if (c->closed) {
         c->magic = 0;
+        free(c->streams);
         free(c);
         return;
     }
     c->in_read = 0;
-    /* stopped with no request in the handler to say when h2o reads again (a 100 Continue being written, an
-     * Upgrade's 101, a close): at the end of the turn, then every INFLOW_WATCH_MS */
-    if (!rewrapped(c) && !c->in_handler)
+    if (c->proto == INFLOW_HTTP2) {
+        size_t left = sock->input->size;
+        uint64_t unparsed = left > H2_FRAMES_MAX_PARTIAL ? left - H2_FRAMES_MAX_PARTIAL : 0;
+        if (unparsed != c->unparsed) { /* checked at the next read, which the connection gets as long as h2o reads it */
+            c->unparsed = unparsed;
+            (void)charge(c);
+        }
+    }
+    /* stopped with no request in the handler to say when h2o reads again: after each turn */
+    if (!rewrapped(c) && !c->in_handler && !c->refused)
         relink(c, &c->w->inflow_fresh);
 }
 
@@ -230,13 +386,17 @@ static void on_close(void *data)
     inflow_conn_t *c = data;
     assert(c->magic == INFLOW_MAGIC);
     worker_t *w = c->w;
-    (void)set_pending(c, 0);
+    c->pending = c->unparsed = 0;
+    (void)charge(c);
     if (h2o_linklist_is_linked(&c->link))
         h2o_linklist_unlink(&c->link);
+    if (h2o_linklist_is_linked(&c->h2_link))
+        h2o_linklist_unlink(&c->h2_link);
     if (c->in_read) {
         c->closed = 1;
     } else {
         c->magic = 0;
+        free(c->streams);
         free(c);
     }
     g_closed(w);
@@ -255,27 +415,32 @@ void inflow_accepted(worker_t *w, h2o_socket_t *sock)
         wrap(c);
 }
 
-void inflow_turn(worker_t *w)
+void inflow_turn(worker_t *w, int64_t now_ms)
 {
+    /* fresh: looked at once; those still stopped with no request in the handler are watched */
     while (!h2o_linklist_is_empty(&w->inflow_fresh)) {
         inflow_conn_t *c = H2O_STRUCT_FROM_MEMBER(inflow_conn_t, link, w->inflow_fresh.next);
         h2o_linklist_unlink(&c->link);
-        if (!rewrapped(c) && !c->in_handler)
+        if (!rewrapped(c) && !c->in_handler && !c->refused)
             h2o_linklist_insert(&w->inflow_watch, &c->link);
     }
-    if (h2o_linklist_is_empty(&w->inflow_watch))
-        return;
-    int64_t now = now_mono_ms();
-    if (now - w->inflow_watch_ms < INFLOW_WATCH_MS)
-        return;
-    w->inflow_watch_ms = now;
     for (h2o_linklist_t *l = w->inflow_watch.next, *next; l != &w->inflow_watch; l = next) {
         next = l->next;
         inflow_conn_t *c = H2O_STRUCT_FROM_MEMBER(inflow_conn_t, link, l);
-        if (rewrapped(c) || c->in_handler)
+        if (rewrapped(c) || c->in_handler || c->refused)
             h2o_linklist_unlink(&c->link);
     }
+    if (now_ms - w->inflow_sweep_ms < INFLOW_SWEEP_MS)
+        return;
+    w->inflow_sweep_ms = now_ms;
+    for (h2o_linklist_t *l = w->inflow_h2.next; l != &w->inflow_h2; l = l->next) {
+        inflow_conn_t *c = H2O_STRUCT_FROM_MEMBER(inflow_conn_t, h2_link, l);
+        if (!rewrapped(c) && !c->refused && !h2o_linklist_is_linked(&c->link))
+            h2o_linklist_insert(&w->inflow_watch, &c->link);
+    }
 }
+
+/* ---------------------------------------------------------------- the handler's side */
 
 inflow_conn_t *inflow_request_taken(h2o_req_t *req)
 {
@@ -287,17 +452,16 @@ inflow_conn_t *inflow_request_taken(h2o_req_t *req)
     inflow_conn_t *c = sock->on_close.data;
     assert(c->magic == INFLOW_MAGIC);
     if (req->version >= 0x200) {
-        if (c->proto != INFLOW_HTTP2) {
-            /* an HTTP/1 connection that h2o upgraded (Upgrade: h2c): this is its first stream, the upgrading request
-             * itself; what follows is HTTP/2, from the client preface on (h2o's input buffer starts afresh there) */
-            c->proto = INFLOW_HTTP2;
-            (void)set_pending(c, 0);
+        (void)rewrapped(c); /* an upgraded connection's first stream comes before its first read as HTTP/2 */
+        if (c->num_streams != 0) {
+            stream_taken(c, req->entity.len);
+            (void)charge(c);
         }
-        (void)set_pending(c, c->pending > req->entity.len ? c->pending - req->entity.len : 0);
         return NULL;
     }
     uint64_t in = sock->input != NULL ? sock->input->size : 0;
-    (void)set_pending(c, in > req->entity.len ? in - req->entity.len : 0);
+    c->pending = in > req->entity.len ? in - req->entity.len : 0;
+    (void)charge(c);
     c->in_handler = 1;
     return c;
 }

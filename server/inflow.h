@@ -34,16 +34,17 @@ struct worker;
  * arriving and, apart, of those the proxy holds. `closed` is called when a counted connection closes, with its worker. */
 void inflow_configure(uint64_t max_request_body, uint64_t budget, void (*closed)(struct worker *w));
 
-/** Set up w's lists (its thread, before it accepts). */
+/** Set up w's lists and learn h2o's read callbacks (its thread, before it accepts, once
+ * w->loop and w->accept_ctx are ready). */
 void inflow_worker_init(struct worker *w);
 
 /** Count sock, just accepted by w and handed to h2o_accept: its on_close is this module's
  * from now on (it calls `closed`). Allocates the connection's record, freed at its close. */
 void inflow_accepted(struct worker *w, h2o_socket_t *sock);
 
-/** After each turn of w's loop: count again the connections h2o started reading with its
- * own callback since (see server/inflow.c). */
-void inflow_turn(struct worker *w);
+/** After each turn of w's loop (now_ms: the monotonic clock): put the counting back on the
+ * connections h2o started reading with its own callback since (see server/inflow.c). */
+void inflow_turn(struct worker *w, int64_t now_ms);
 
 typedef struct inflow_conn inflow_conn_t;
 

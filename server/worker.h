@@ -52,9 +52,11 @@ typedef struct worker {
     int64_t window_start_ms;       /* the window being measured: since when, and the thread's CPU time then */
     int64_t window_cpu_ns;
     /* client connections whose read callback h2o may have put back in place of server/inflow.c's: looked at after
-     * each loop turn (fresh), and every millisecond while h2o does not read them (watch) */
-    h2o_linklist_t inflow_fresh, inflow_watch;
-    int64_t inflow_watch_ms;
+     * the next loop turn (fresh), after every turn while h2o does not read them (watch); and every HTTP/2 connection,
+     * every few milliseconds (h2, swept at inflow_sweep_ms). h2o's own read callbacks for HTTP/1 and HTTP/2. */
+    h2o_linklist_t inflow_fresh, inflow_watch, inflow_h2;
+    int64_t inflow_sweep_ms;
+    h2o_socket_cb inflow_http1_read, inflow_http2_read;
 } worker_t;
 
 /** The worker whose event loop serves this request. */

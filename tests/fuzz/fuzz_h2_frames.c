@@ -9,7 +9,8 @@
  * it agrees with a second reading written here (frame by frame, each whole frame's DATA payload
  * less its padding, padding that does not fit counting nothing); a shorter input never counts
  * more, and the count of the whole input is that of its first complete frame plus that of the
- * rest (what h2o leaves after consuming it). The preface test agrees with memcmp.
+ * rest (what h2o leaves after consuming it). h2_frames_next reads the first frame as the second
+ * reading does, and no stream id has the reserved bit. The preface test agrees with memcmp.
  */
 #include <string.h>
 #include "server/h2_frames.h"
@@ -59,5 +60,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint64_t first = one_frame(data, size, &n);
     if (n != 0)
         FUZZ_CHECK(got == first + h2_frames_data_bytes(data + n, size - n));
+    h2_frame_t f;
+    int whole = h2_frames_next(data, size, &f);
+    FUZZ_CHECK(whole == (n != 0));
+    if (whole) {
+        FUZZ_CHECK(f.size == n && f.body == first && f.type == data[3] && f.flags == data[4]);
+        FUZZ_CHECK((f.stream_id & 0x80000000u) == 0);
+    }
     return 0;
 }

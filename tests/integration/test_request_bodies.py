@@ -31,6 +31,9 @@ BUDGET = 8 << 20  # --request-body-memory
 ARGS = ["--max-request-body", str(MAX_BODY), "--request-body-memory", str(BUDGET)]
 TLS_RE = re.compile(r" tls=(\S+)")  # as test_tls.py reads the bound address
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+# A sanitizer build's allocator keeps freed memory in quarantine (ASan: 256 MiB), so its peak RSS says nothing of
+# what edgecache holds; its runs (slower: EDGECACHE_TIMEOUT_SCALE above 1) check the rest but not that figure.
+MEASURE_RSS = harness.timeout_scale() == 1
 
 
 def hpack_int(value, prefix_bits, flags=0):
@@ -62,6 +65,12 @@ def post_headers(stream, path, length, end_stream=False):
              + hpack_field(1, b"example.test")  # :authority
              + hpack_field(28, str(length).encode()))  # content-length
     return frame(0x1, 0x4 | (0x1 if end_stream else 0), stream, block)
+
+
+def get_headers(stream, path):
+    """HEADERS for a GET (END_HEADERS, END_STREAM)."""
+    block = b"\x82" + b"\x86" + hpack_field(4, path.encode()) + hpack_field(1, b"example.test")  # GET, http
+    return frame(0x1, 0x5, stream, block)
 
 
 def data_frames(stream, nbytes, end_stream):
@@ -101,8 +110,9 @@ class RequestBodies(harness.TestCase):
         lock = threading.Lock()
 
         def upload(req):
-            with lock:
-                self.received.append(len(req.body or b""))
+            if req.method != "GET":
+                with lock:
+                    self.received.append(len(req.body or b""))
             return 200, {"Content-Type": "text/plain"}, b"got %d" % len(req.body or b"")
 
         self.o.route_prefix("/", handler=upload)
@@ -147,8 +157,9 @@ class RequestBodies(harness.TestCase):
             s.close()
         grown = rss_kib(self.e.proc.pid, "VmHWM") - before_kib
         sent = len(socks) * 100 * 900 * 1024 // 1024
-        self.assertLess(grown, 64 * 1024, "%s: peak memory grew by %d KiB while %d KiB of bodies were sent" % (
-            what, grown, sent))
+        if MEASURE_RSS:
+            self.assertLess(grown, 64 * 1024, "%s: peak memory grew by %d KiB while %d KiB of bodies were sent" % (
+                what, grown, sent))
         b = wait_until(lambda: (lambda v: v if v["arriving_bytes"] == 0 else None)(self.bodies()),
                        what="arriving bytes back to 0 once the connections are gone")
         self.assertGreaterEqual(b["connections_closed"], len(socks), b)
@@ -185,6 +196,51 @@ class RequestBodies(harness.TestCase):
         socks = self.attack(connect, 3, 100, 900 * 1024)
         self.check_bounded(socks, before, "h2 over TLS")
 
+    def test_http2_after_http1_requests_is_counted(self):
+        # h2o turns an HTTP/1 connection into HTTP/2 whenever a request starts with the client preface, also after
+        # HTTP/1 requests on it. An early version went on counting it as HTTP/1 and, at its first HTTP/2 request,
+        # started its count afresh: four unfinished bodies (under the connection's limit of four), a GET, and a
+        # fifth was kept open, with the first four no longer counted
+        before = rss_kib(self.e.proc.pid)
+        socks = []
+        for n in range(3):
+            s = socket.create_connection(("127.0.0.1", self.e.proxy_port))
+            socks.append(s)
+            reader = harness.Reader(s)
+            for i in range(3):
+                s.sendall(b"GET /first%d HTTP/1.1\r\nHost: example.test\r\n\r\n" % i)
+                self.assertEqual(harness.read_raw_response(reader).status, 200)
+            try:
+                s.sendall(PREFACE + frame(0x4, 0, 0))
+                for sid in (1, 3, 5, 7, 11):  # and a GET on 9, before the fifth
+                    if sid == 11:
+                        s.sendall(get_headers(9, "/get"))
+                    s.sendall(post_headers(sid, "/up%d" % sid, MAX_BODY) + data_frames(sid, 900 << 10, False))
+            except OSError:
+                pass  # closed by the server: what is wanted
+        self.check_bounded(socks, before, "HTTP/2 after HTTP/1")
+
+    def test_reset_and_refused_streams_leave_nothing_counted(self):
+        # uploads the client gives up (RST_STREAM) and bodies h2o refuses (past --max-request-body) are dropped by
+        # h2o: so are their counts, or a long-lived connection would reach its limit on bytes nobody holds
+        s = socket.create_connection(("127.0.0.1", self.e.proxy_port))
+        self.addCleanup(s.close)
+        s.sendall(PREFACE + frame(0x4, 0, 0))
+        sid = 1
+        for k in range(24):  # 12 MiB given up, three times the connection's limit
+            s.sendall(post_headers(sid, "/gone%d" % k, MAX_BODY) + data_frames(sid, 512 << 10, False)
+                      + frame(0x3, 0, sid, struct.pack(">I", 0x8)))  # RST_STREAM CANCEL
+            sid += 2
+        for k in range(6):  # 7.5 MiB refused by h2o
+            s.sendall(post_headers(sid, "/big%d" % k, 0) + data_frames(sid, MAX_BODY + (256 << 10), True))
+            sid += 2
+        body = b"w" * (700 << 10)
+        s.sendall(post_headers(sid, "/whole", len(body)) + data_frames(sid, len(body), True))
+        wait_until(lambda: len(self.received) == 1, what="the whole upload at the origin")
+        self.assertEqual(self.received, [len(body)], "only the whole upload reached the origin")
+        b = self.bodies()
+        self.assertEqual((b["connections_closed"], b["arriving_bytes"]), (0, 0), b)
+
     def test_unfinished_http1_bodies_are_bounded(self):
         before = rss_kib(self.e.proc.pid)
         socks = []
@@ -198,7 +254,8 @@ class RequestBodies(harness.TestCase):
             socks.append(s)
         wait_until(lambda: self.bodies()["connections_closed"] > 0, what="a connection closed for the budget")
         grown = rss_kib(self.e.proc.pid, "VmHWM") - before
-        self.assertLess(grown, 48 * 1024, "peak memory grew by %d KiB while 86,400 KiB of bodies were sent" % grown)
+        if MEASURE_RSS:
+            self.assertLess(grown, 48 * 1024, "peak memory grew by %d KiB while 86,400 KiB of bodies were sent" % grown)
         for s in socks:
             s.close()
         wait_until(lambda: self.bodies()["arriving_bytes"] == 0, what="arriving bytes back to 0")
@@ -247,6 +304,6 @@ class RequestBodies(harness.TestCase):
         if out[:2] != ["2", "200"]:
             self.skipTest("this curl did not upgrade to h2c: %r" % out[:2])
         self.assertEqual(out, ["2", "200"] * 17)
-        self.assertEqual(self.received, [0] + [512 << 10] * 16)
+        self.assertEqual(self.received, [512 << 10] * 16)
         self.assertEqual(self.bodies()["connections_closed"], 0)
         self.assertEqual(self.bodies()["arriving_bytes"], 0)

@@ -90,6 +90,29 @@ START_TEST(test_a_huge_length_waits)
 }
 END_TEST
 
+START_TEST(test_next_reads_the_header)
+{
+    len = 0;
+    frame(0x3, 0, 4, -1); /* RST_STREAM on stream 1 */
+    buf[5] = 0x80;        /* the reserved bit set: not part of the stream id */
+    buf[8] = 7;
+    frame(0x0, 0x9, 30, 4); /* DATA, PADDED and END_STREAM: 25 bytes of body */
+    h2_frame_t f;
+    ck_assert_int_eq(h2_frames_next(buf, len, &f), 1);
+    ck_assert_uint_eq(f.type, H2_FRAMES_TYPE_RST_STREAM);
+    ck_assert_uint_eq(f.stream_id, 7);
+    ck_assert_uint_eq(f.size, 13);
+    ck_assert_uint_eq(f.body, 0);
+    ck_assert_int_eq(h2_frames_next(buf + f.size, len - f.size, &f), 1);
+    ck_assert_uint_eq(f.type, H2_FRAMES_TYPE_DATA);
+    ck_assert_uint_eq(f.flags & H2_FRAMES_FLAG_END_STREAM, H2_FRAMES_FLAG_END_STREAM);
+    ck_assert_uint_eq(f.stream_id, 1);
+    ck_assert_uint_eq(f.body, 25);
+    ck_assert_int_eq(h2_frames_next(buf + 13, len - 14, &f), 0); /* one byte short */
+    ck_assert_int_eq(h2_frames_next(buf, 8, &f), 0);             /* not even the header */
+}
+END_TEST
+
 static Suite *h2_frames_suite(void)
 {
     Suite *s = suite_create("h2_frames");
@@ -99,6 +122,7 @@ static Suite *h2_frames_suite(void)
     tcase_add_test(tc, test_padding_is_not_body);
     tcase_add_test(tc, test_a_frame_cut_short_counts_once_whole);
     tcase_add_test(tc, test_a_huge_length_waits);
+    tcase_add_test(tc, test_next_reads_the_header);
     suite_add_tcase(s, tc);
     return s;
 }
