@@ -328,8 +328,10 @@ static void *worker_main(void *arg)
         h2o_socket_close(w->tls_listeners[i]);
         w->tls_listeners[i] = NULL;
     }
-    while (w->inflight != 0 && now_wall_ms() < atomic_load(&g_deadline_ms))
+    while (w->inflight != 0 && now_wall_ms() < atomic_load(&g_deadline_ms)) {
         h2o_evloop_run(w->loop, 50);
+        inflow_turn(w, now_mono_ms());
+    }
 
     proxy_worker_dispose(w);
     frontend_drain_thread_caches();

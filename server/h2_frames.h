@@ -21,6 +21,7 @@ typedef enum h2_frames_start {
 } h2_frames_start_t;
 
 #define H2_FRAMES_TYPE_DATA 0x0
+#define H2_FRAMES_TYPE_HEADERS 0x1
 #define H2_FRAMES_TYPE_RST_STREAM 0x3
 #define H2_FRAMES_FLAG_END_STREAM 0x1
 #define H2_FRAMES_MAX_PARTIAL (H2_FRAMES_PREFACE_LEN + 9 + 16384) /* the preface, then a frame cut short */

@@ -2,13 +2,14 @@
  * server/inflow.c — what each client connection of the proxy listener has sent that no
  * handler has taken yet (see server/inflow.h), and the request-body budget.
  *
- * The budget (--request-body-memory) bounds the bytes of request bodies in memory, twice:
- * those still arriving (h2o holds them, in its HTTP/1 input buffer or its HTTP/2 streams),
- * and apart from them those the proxy holds while origins answer (from the handler until the
- * request is disposed: inflow_body_hold, 503 beyond it). Apart, so that an upload arriving
- * while others wait for their origin gets a clear 503 at the handler, not a closed
- * connection. The second kind is known exactly. The first is counted here, because h2o
- * 2.2.5 gives no figure for it.
+ * The budget (--request-body-memory, B) bounds the bytes of request bodies in memory: those
+ * still arriving (h2o holds them, in its HTTP/1 input buffer or its HTTP/2 streams) at most
+ * B; those past the handler (held from inflow_request_taken until the request is disposed,
+ * whatever its answer, while origins answer or while a client is slow to take a 400) are
+ * answered 503 beyond B; and both together at most 2B, or arriving connections are closed.
+ * Apart, so that an upload arriving while others wait for their origin gets a clear 503 at
+ * the handler, not a closed connection. The bodies held are known exactly. Those arriving
+ * are counted here, because h2o 2.2.5 gives no figure for them.
  *
  * Counting. Each connection's read callback is wrapped (on_read_counted): before h2o's
  * callback parses what a read brought, the connection's `pending` grows by the request-body
@@ -20,17 +21,21 @@
  *  - HTTP/2: the DATA frames of each stream (server/h2_frames.c reads the frames' headers),
  *    in a small table of streams with body bytes. A stream's bytes leave it when its request
  *    reaches the handler (matched by its body's length), when the client resets it
- *    (RST_STREAM), or when it passes --max-request-body (h2o refuses it). h2o's parser
- *    consumes every whole frame of its input in the same call, so the input starts at a
- *    frame each time we look and no frame is counted twice; what h2o leaves unparsed beyond
- *    one frame cut short (a connection that stopped parsing while it closes) counts too.
+ *    (RST_STREAM), or when it passes --max-request-body (h2o refuses it); the last two only
+ *    once h2o has parsed that frame (a frame h2o refuses before it ends the parsing, and the
+ *    connection may linger while it closes). DATA h2o drops (a stream done, refused, or made
+ *    to exist by a PRIORITY frame and not opened) is not counted, or stays counted against
+ *    the connection alone. h2o's parser consumes every whole frame of its input in the same
+ *    call, so the input starts at a frame each time we look and no frame is counted twice;
+ *    what h2o leaves unparsed beyond one frame cut short (a connection that stopped parsing
+ *    while it closes) counts too.
  *  - Which protocol a connection speaks is told by h2o's own read callback (probed once per
  *    worker at start: inflow_worker_init), so a switch to HTTP/2 is seen wherever it happens
  *    (prior knowledge at the start or after HTTP/1 requests, Upgrade: h2c, "h2" by ALPN);
  *    a read that starts with the client preface is counted as HTTP/2 already.
  *  - What a connection holds beyond INFLOW_ALLOWANCE counts in g_arriving. A read that takes
  *    a connection past its limit (INFLOW_CONN_BODIES bodies, INFLOW_MAX_STREAMS streams with
- *    bytes) or the process past the budget closes that connection: h2o's callback is called
+ *    bytes) or the process past the budget (above) closes that connection: h2o's callback is called
  *    with an error, as when the client goes away, and h2o frees what its streams hold. A
  *    connection within its allowance never touches the shared counter (GETs do not).
  *
@@ -88,11 +93,19 @@ typedef enum inflow_proto {
     INFLOW_HTTP2,
 } inflow_proto_t;
 
+/* a stream's bytes taken off for a frame of the read being parsed (RST_STREAM, or the DATA that passes
+ * --max-request-body), counted again if h2o did not parse that frame: a frame after one that h2o refuses is never
+ * parsed, and the connection may linger while it closes (a write in flight) with the stream's body still held */
+typedef struct inflow_drop {
+    uint64_t bytes;
+    size_t end; /* where the frame ends in the input as h2o had it */
+} inflow_drop_t;
+
 /* an HTTP/2 stream whose DATA was counted */
 typedef struct inflow_stream {
     uint32_t id;
     uint8_t complete; /* END_STREAM seen: the request waits for the handler */
-    uint8_t refused;  /* past --max-request-body: h2o dropped it, and drops what follows */
+    uint8_t refused;  /* past --max-request-body (or DATA before its HEADERS): h2o drops what follows */
     uint64_t bytes;
 } inflow_stream_t;
 
@@ -104,9 +117,12 @@ struct inflow_conn {
     h2o_socket_cb h2o_read;   /* h2o's read callback, while ours stands in its place */
     uint64_t pending;         /* body bytes read that no handler has taken */
     uint64_t unparsed;        /* HTTP/2: what h2o left in its input beyond H2_FRAMES_MAX_PARTIAL */
+    uint64_t completing;      /* HTTP/2, while a read is parsed: of pending, the bodies it completes */
     uint64_t charged;         /* counted in g_arriving: pending + unparsed beyond INFLOW_ALLOWANCE */
     inflow_stream_t *streams; /* HTTP/2: the streams with counted bytes */
     uint32_t num_streams, streams_cap;
+    inflow_drop_t *drops; /* HTTP/2: found in the read being parsed */
+    uint32_t num_drops, drops_cap;
     h2o_linklist_t link;     /* on w->inflow_fresh or w->inflow_watch, or on neither */
     h2o_linklist_t h2_link;  /* HTTP/2: on w->inflow_h2 */
     unsigned in_handler : 1; /* an HTTP/1 request of it is in the handler (taken, not yet disposed) */
@@ -184,6 +200,7 @@ uint64_t inflow_budget(void)
 static inline uint64_t charge(inflow_conn_t *c)
 {
     uint64_t basis = c->pending + c->unparsed;
+    basis = basis > c->completing ? basis - c->completing : 0; /* h2o hands those over as it parses the read */
     if (basis <= INFLOW_ALLOWANCE && c->charged == 0)
         return 0; /* a connection within its allowance: no shared counter */
     uint64_t charged = basis > INFLOW_ALLOWANCE ? basis - INFLOW_ALLOWANCE : 0;
@@ -234,39 +251,75 @@ static inflow_stream_t *stream_get(inflow_conn_t *c, uint32_t id)
     return s;
 }
 
-/* count the whole frames of in (an HTTP/2 connection's input, from a frame or the preface); 0, or -1 when the
- * connection has more streams with bytes than INFLOW_MAX_STREAMS */
+/* h2o drops stream s at the frame ending at `end`: take its bytes off now, noted in case h2o stops before that frame;
+ * whatever else comes for it h2o drops too, and a HEADERS that opens it again starts afresh */
+static void drop(inflow_conn_t *c, inflow_stream_t *s, size_t end)
+{
+    if (c->num_drops == c->drops_cap) {
+        c->drops_cap = c->drops_cap == 0 ? 4 : c->drops_cap * 2;
+        c->drops = alloc_xrealloc(c->drops, c->drops_cap * sizeof(*c->drops), "HTTP/2 stream drops");
+    }
+    c->drops[c->num_drops++] = (inflow_drop_t){.bytes = s->bytes, .end = end};
+    c->pending -= s->bytes;
+    s->bytes = 0;
+    s->refused = 1;
+}
+
+/* h2o parsed the first `consumed` bytes of what count_frames saw: what it dropped past them is still held */
+static void undo_unparsed_drops(inflow_conn_t *c, size_t consumed)
+{
+    for (uint32_t i = 0; i != c->num_drops; ++i)
+        if (c->drops[i].end > consumed)
+            c->pending += c->drops[i].bytes;
+    c->num_drops = 0;
+}
+
+/* Count the whole frames of in (an HTTP/2 connection's input, from a frame or the preface), in order, as h2o will
+ * parse them: before it does, so that a request it hands the handler meanwhile finds its bytes. 0, or -1 when the
+ * connection has more streams with bytes than INFLOW_MAX_STREAMS. */
 static int count_frames(inflow_conn_t *c, const uint8_t *in, size_t len)
 {
+    size_t at = 0;
     switch (h2_frames_preface(in, len)) {
-    case H2_FRAMES_START_PREFACE:
-        in += H2_FRAMES_PREFACE_LEN;
-        len -= H2_FRAMES_PREFACE_LEN;
-        break;
+    case H2_FRAMES_START_PREFACE: at = H2_FRAMES_PREFACE_LEN; break;
     case H2_FRAMES_START_PARTIAL: return 0;
     default: break;
     }
+    c->num_drops = 0;
+    c->completing = 0;
     h2_frame_t f;
-    for (size_t at = 0; h2_frames_next(in + at, len - at, &f); at += f.size) {
-        if (f.type == H2_FRAMES_TYPE_RST_STREAM) {
-            inflow_stream_t *s = stream_find(c, f.stream_id);
-            if (s != NULL)
-                stream_remove(c, s); /* h2o drops the stream and its body */
-        } else if (f.type == H2_FRAMES_TYPE_DATA) {
-            inflow_stream_t *s = stream_get(c, f.stream_id);
-            if (s == NULL)
+    for (; h2_frames_next(in + at, len - at, &f); at += f.size) {
+        inflow_stream_t *s;
+        switch (f.type) {
+        case H2_FRAMES_TYPE_RST_STREAM:
+            if ((s = stream_find(c, f.stream_id)) != NULL && !s->refused)
+                drop(c, s, at + f.size);
+            break;
+        case H2_FRAMES_TYPE_HEADERS:
+            if ((s = stream_find(c, f.stream_id)) == NULL)
+                break;
+            if (s->refused) /* h2o opens it as a new stream (a PRIORITY frame made it exist before) */
+                *s = (inflow_stream_t){.id = f.stream_id};
+            else if (f.flags & H2_FRAMES_FLAG_END_STREAM) { /* trailers: h2o hands the request over */
+                s->complete = 1;
+                c->completing += s->bytes;
+            }
+            break;
+        case H2_FRAMES_TYPE_DATA:
+            if ((s = stream_get(c, f.stream_id)) == NULL)
                 return -1;
-            if (s->refused)
-                continue;
+            if (s->refused || s->complete)
+                break; /* h2o drops DATA on a stream refused or done */
             s->bytes += f.body;
             c->pending += f.body;
-            if (s->bytes > g_max_body) { /* h2o refuses the stream (REFUSED_STREAM) and drops its body */
-                c->pending -= s->bytes;
-                s->bytes = 0;
-                s->refused = 1;
-            } else if (f.flags & H2_FRAMES_FLAG_END_STREAM) {
+            if (s->bytes > g_max_body) /* h2o refuses the stream (REFUSED_STREAM) and drops its body */
+                drop(c, s, at + f.size);
+            else if (f.flags & H2_FRAMES_FLAG_END_STREAM) {
                 s->complete = 1;
+                c->completing += s->bytes;
             }
+            break;
+        default: break;
         }
     }
     return 0;
@@ -279,7 +332,7 @@ static void stream_taken(inflow_conn_t *c, uint64_t body_len)
     inflow_stream_t *first = NULL;
     for (uint32_t i = 0; i != c->num_streams; ++i) {
         inflow_stream_t *s = &c->streams[i];
-        if (!s->complete)
+        if (!s->complete || s->refused)
             continue;
         if (s->bytes == body_len) {
             stream_remove(c, s);
@@ -311,8 +364,14 @@ static void wrap(inflow_conn_t *c)
     c->sock->_cb.read = on_read_counted;
     if (cb == c->w->inflow_http2_read) {
         if (c->proto != INFLOW_HTTP2) {
+            /* HTTP/2 from here: its count is its streams' (what the HTTP/1 part counted was its last request, which
+             * h2o hands over as stream 1 after an Upgrade: h2c, or the client preface read) */
             c->proto = INFLOW_HTTP2;
             h2o_linklist_insert(&c->w->inflow_h2, &c->h2_link);
+            c->pending = 0;
+            for (uint32_t i = 0; i != c->num_streams; ++i)
+                c->pending += c->streams[i].bytes;
+            (void)charge(c);
         }
     } else if (c->proto == INFLOW_HTTP1 && c->sock->input != NULL && c->sock->input->size > c->pending) {
         c->pending = c->sock->input->size; /* all that h2o read meanwhile is there */
@@ -350,10 +409,13 @@ static void on_read_counted(h2o_socket_t *sock, const char *err)
     inflow_conn_t *c = sock->on_close.data;
     assert(c->magic == INFLOW_MAGIC && c->sock == sock);
     h2o_socket_cb h2o_read = c->h2o_read;
+    size_t seen = 0;
     if (err == NULL && sock->bytes_read != 0) {
+        seen = sock->input->size;
         int too_many = count_read(c, sock) != 0;
         uint64_t arriving = charge(c);
-        if (too_many || (c->charged != 0 && (c->pending + c->unparsed > g_conn_limit || arriving > g_budget))) {
+        if (too_many || (c->charged != 0 && (c->charged > g_conn_limit - INFLOW_ALLOWANCE || arriving > g_budget ||
+                                             arriving + atomic_load_explicit(&g_held, memory_order_relaxed) > 2 * g_budget))) {
             atomic_fetch_add_explicit(&c->w->counters.body_budget_closed, 1, memory_order_relaxed);
             c->refused = 1;
             err = inflow_refused; /* h2o closes the connection and frees its streams */
@@ -364,17 +426,21 @@ static void on_read_counted(h2o_socket_t *sock, const char *err)
     if (c->closed) {
         c->magic = 0;
         free(c->streams);
+        free(c->drops);
         free(c);
         return;
     }
     c->in_read = 0;
-    if (c->proto == INFLOW_HTTP2) {
+    if (c->proto == INFLOW_HTTP2 || c->num_drops != 0 || c->completing != 0) { /* or the read that switches to it */
+        /* what h2o parsed of it is settled: the bodies it completed were handed over (or wait, and count); what it
+         * dropped past where it stopped is still held; what it left unparsed beyond a frame cut short counts (checked
+         * at the next read, which the connection gets as long as h2o reads it) */
         size_t left = sock->input->size;
-        uint64_t unparsed = left > H2_FRAMES_MAX_PARTIAL ? left - H2_FRAMES_MAX_PARTIAL : 0;
-        if (unparsed != c->unparsed) { /* checked at the next read, which the connection gets as long as h2o reads it */
-            c->unparsed = unparsed;
-            (void)charge(c);
-        }
+        if (c->num_drops != 0)
+            undo_unparsed_drops(c, seen > left ? seen - left : 0);
+        c->completing = 0;
+        c->unparsed = left > H2_FRAMES_MAX_PARTIAL ? left - H2_FRAMES_MAX_PARTIAL : 0;
+        (void)charge(c);
     }
     /* stopped with no request in the handler to say when h2o reads again: after each turn */
     if (!rewrapped(c) && !c->in_handler && !c->refused)
@@ -397,6 +463,7 @@ static void on_close(void *data)
     } else {
         c->magic = 0;
         free(c->streams);
+        free(c->drops);
         free(c);
     }
     g_closed(w);
@@ -442,8 +509,18 @@ void inflow_turn(worker_t *w, int64_t now_ms)
 
 /* ---------------------------------------------------------------- the handler's side */
 
+static void body_release(void *p)
+{
+    atomic_fetch_sub_explicit(&g_held, *(uint64_t *)p, memory_order_relaxed);
+}
+
 inflow_conn_t *inflow_request_taken(h2o_req_t *req)
 {
+    if (req->entity.len != 0) { /* held from here until the request is gone, whatever its answer */
+        uint64_t *slot = h2o_mem_alloc_shared(&req->pool, sizeof(*slot), body_release);
+        *slot = req->entity.len;
+        atomic_fetch_add_explicit(&g_held, *slot, memory_order_relaxed);
+    }
     if (req->conn->callbacks->get_socket == NULL)
         return NULL;
     h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
@@ -475,20 +552,7 @@ void inflow_request_done(inflow_conn_t *c)
         relink(c, &c->w->inflow_fresh);
 }
 
-static void body_release(void *p)
+int inflow_bodies_over_budget(void)
 {
-    atomic_fetch_sub_explicit(&g_held, *(uint64_t *)p, memory_order_relaxed);
-}
-
-int inflow_body_hold(h2o_req_t *req)
-{
-    uint64_t len = req->entity.len;
-    uint64_t held = atomic_fetch_add_explicit(&g_held, len, memory_order_relaxed) + len;
-    if (held > g_budget) {
-        atomic_fetch_sub_explicit(&g_held, len, memory_order_relaxed);
-        return -1;
-    }
-    uint64_t *slot = h2o_mem_alloc_shared(&req->pool, sizeof(*slot), body_release);
-    *slot = len;
-    return 0;
+    return atomic_load_explicit(&g_held, memory_order_relaxed) > g_budget;
 }

@@ -48,8 +48,9 @@ void inflow_turn(struct worker *w, int64_t now_ms);
 
 typedef struct inflow_conn inflow_conn_t;
 
-/** req reached the handler: its bytes are the handler's from now on. Call first thing in
- * the handler, for every request (one not of a counted connection is ignored). Returns the
+/** req reached the handler: its bytes are the handler's from now on, and its body counts as
+ * held until req is disposed, whatever its answer. Call first thing in the handler, for every
+ * request (one not of a counted connection is only held). Returns the
  * record of an HTTP/1 request's connection, to be given to inflow_request_done when req is
  * disposed (h2o disposes a request before it closes its connection), or NULL. */
 inflow_conn_t *inflow_request_taken(h2o_req_t *req);
@@ -57,9 +58,9 @@ inflow_conn_t *inflow_request_taken(h2o_req_t *req);
 /** The HTTP/1 request that inflow_request_taken returned c for is being disposed. */
 void inflow_request_done(inflow_conn_t *c);
 
-/** Count req's body as held by the handler until req is disposed: 0, or -1 (nothing counted)
- * when that would take the bodies the handler holds past the budget. */
-int inflow_body_hold(h2o_req_t *req);
+/** 1 when the bodies the handler holds (inflow_request_taken) are past the budget: a request
+ * with a body is then answered 503 (its body still counts until it is gone). */
+int inflow_bodies_over_budget(void);
 
 /** Bytes of request bodies counted against the budget: still arriving (beyond each
  * connection's allowance), and held by the handler. Relaxed reads; any thread. */

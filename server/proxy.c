@@ -406,10 +406,11 @@ int proxy_hold_obj(h2o_req_t *req, cache_obj_t *obj)
     return 1;
 }
 
-/* 0: the body is counted until the request is disposed; -1: over the budget, 503 sent */
-static int request_body_take_or_respond(h2o_req_t *req)
+/* 0: within the budget; -1: the bodies held are past it, 503 sent (this one counts until it is disposed all the
+ * same: inflow_request_taken) */
+static int request_body_budget_or_respond(h2o_req_t *req)
 {
-    if (inflow_body_hold(req) == 0)
+    if (!inflow_bodies_over_budget())
         return 0;
     proxy_add_header_str(req, "retry-after", H2O_STRLIT("1"));
     proxy_send_error(req, 503, "too many request bodies in progress, retry later\n");
@@ -447,7 +448,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     uint8_t hash[CACHE_HASH_LEN];
     obj_key_hash(key, key_len, hash);
 
-    if (req->entity.len != 0 && request_body_take_or_respond(req) != 0)
+    if (req->entity.len != 0 && request_body_budget_or_respond(req) != 0)
         return 0;
     h2o_req_t *outer_req = current_req;
     req_hold_t *outer_hold = current_hold;

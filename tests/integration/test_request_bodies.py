@@ -157,8 +157,10 @@ class RequestBodies(harness.TestCase):
             s.close()
         grown = rss_kib(self.e.proc.pid, "VmHWM") - before_kib
         sent = len(socks) * 100 * 900 * 1024 // 1024
+        # the budget (8 MiB), and what reads bring before they are counted: h2o reads until the socket is empty,
+        # doubling its buffer, so one read of a fast sender on loopback can bring several MB per connection
         if MEASURE_RSS:
-            self.assertLess(grown, 64 * 1024, "%s: peak memory grew by %d KiB while %d KiB of bodies were sent" % (
+            self.assertLess(grown, 128 * 1024, "%s: peak memory grew by %d KiB while %d KiB of bodies were sent" % (
                 what, grown, sent))
         b = wait_until(lambda: (lambda v: v if v["arriving_bytes"] == 0 else None)(self.bodies()),
                        what="arriving bytes back to 0 once the connections are gone")
@@ -169,7 +171,7 @@ class RequestBodies(harness.TestCase):
 
     def test_unfinished_h2c_bodies_are_bounded(self):
         before = rss_kib(self.e.proc.pid)
-        socks = self.attack(lambda: socket.create_connection(("127.0.0.1", self.e.proxy_port)), 3, 100, 900 * 1024)
+        socks = self.attack(lambda: socket.create_connection(("127.0.0.1", self.e.proxy_port)), 4, 100, 900 * 1024)
         self.check_bounded(socks, before, "h2c")
 
     def test_unfinished_h2_bodies_over_tls_are_bounded(self):
@@ -193,7 +195,7 @@ class RequestBodies(harness.TestCase):
             return s
 
         before = rss_kib(e.proc.pid)
-        socks = self.attack(connect, 3, 100, 900 * 1024)
+        socks = self.attack(connect, 4, 100, 900 * 1024)
         self.check_bounded(socks, before, "h2 over TLS")
 
     def test_http2_after_http1_requests_is_counted(self):
@@ -239,6 +241,46 @@ class RequestBodies(harness.TestCase):
         wait_until(lambda: len(self.received) == 1, what="the whole upload at the origin")
         self.assertEqual(self.received, [len(body)], "only the whole upload reached the origin")
         b = self.bodies()
+        self.assertEqual((b["connections_closed"], b["arriving_bytes"]), (0, 0), b)
+
+    def test_a_stream_made_to_exist_by_priority_is_counted_once_opened(self):
+        # PRIORITY makes a stream exist (idle) in h2o, which drops DATA sent on it. An early version counted that
+        # DATA until past --max-request-body, marked the stream refused, and then skipped the real body sent after
+        # HEADERS opened it: any number of bodies held uncounted
+        before = rss_kib(self.e.proc.pid)
+
+        def connect():
+            return socket.create_connection(("127.0.0.1", self.e.proxy_port))
+
+        socks = [connect() for _ in range(3)]
+        for s in socks:
+            try:
+                s.sendall(PREFACE + frame(0x4, 0, 0))
+                for k in range(8):
+                    sid = 1 + 2 * k
+                    # PRIORITY (depends on 0, weight 17) opens the idle stream, a DATA frame on it makes h2o reset it:
+                    # once per frame, past --max-request-body
+                    priority = frame(0x2, 0, sid, b"\x00\x00\x00\x00\x10")
+                    s.sendall(b"".join(priority + frame(0x0, 0, sid, b"p" * 16384) for _ in range(MAX_BODY // 16384 + 4))
+                              + post_headers(sid, "/p%d" % sid, MAX_BODY) + data_frames(sid, 900 << 10, False))
+            except OSError:
+                pass  # closed by the server: what is wanted
+        self.check_bounded(socks, before, "PRIORITY first")
+
+    def test_uploads_with_trailers_are_taken_off(self):
+        # a request ended by trailers (HEADERS with END_STREAM after its DATA) is handed over like any other: its
+        # bytes leave the count, or 24 of them on one connection would pass its limit
+        s = socket.create_connection(("127.0.0.1", self.e.proxy_port))
+        self.addCleanup(s.close)
+        s.sendall(PREFACE + frame(0x4, 0, 0))
+        trailer = b"\x00" + hpack_int(9, 7) + b"x-trailer" + hpack_int(1, 7) + b"1"
+        for k in range(24):
+            sid = 1 + 2 * k
+            s.sendall(post_headers(sid, "/t%d" % k, 256 << 10) + data_frames(sid, 256 << 10, False)
+                      + frame(0x1, 0x5, sid, trailer))
+        wait_until(lambda: len(self.received) == 24, what="the 24 uploads at the origin")
+        self.assertEqual(self.received, [256 << 10] * 24)
+        b = wait_until(lambda: (lambda v: v if v["held_bytes"] == 0 else None)(self.bodies()), what="nothing held")
         self.assertEqual((b["connections_closed"], b["arriving_bytes"]), (0, 0), b)
 
     def test_unfinished_http1_bodies_are_bounded(self):
