@@ -67,6 +67,9 @@ def post_headers(stream, path, length, end_stream=False):
     return frame(0x1, 0x4 | (0x1 if end_stream else 0), stream, block)
 
 
+START = PREFACE + frame(0x4, 0, 0)  # the client preface, then an empty SETTINGS
+
+
 def get_headers(stream, path):
     """HEADERS for a GET (END_HEADERS, END_STREAM)."""
     block = b"\x82" + b"\x86" + hpack_field(4, path.encode()) + hpack_field(1, b"example.test")  # GET, http
@@ -94,13 +97,12 @@ def closed_by_server(sock, timeout):
     """Read (and drop) what the server sends until it closes the connection; True if it did."""
     sock.settimeout(scaled(timeout))
     try:
-        while sock.recv(65536):
-            pass
-        return True
+        harness.read_to_close(sock)
     except ConnectionResetError:
-        return True
+        pass
     except socket.timeout:
         return False
+    return True
 
 
 class RequestBodies(harness.TestCase):
@@ -118,6 +120,13 @@ class RequestBodies(harness.TestCase):
         self.o.route_prefix("/", handler=upload)
         self.e = self.edgecache([self.o], args=ARGS)
         self.tok = create_token(self.e, "global:read")
+
+    def h2c(self):
+        """A cleartext HTTP/2 connection to the proxy (prior knowledge), closed with the test."""
+        s = socket.create_connection(("127.0.0.1", self.e.proxy_port))
+        self.addCleanup(s.close)
+        s.sendall(START)
+        return s
 
     def bodies(self):
         r = request(self.e.admin_port, "GET", "/stats", headers={"Fastly-Key": self.tok})
@@ -137,7 +146,7 @@ class RequestBodies(harness.TestCase):
 
         def send(s):
             try:
-                s.sendall(PREFACE + frame(0x4, 0, 0))
+                s.sendall(START)
                 for k in range(streams):
                     sid = 1 + 2 * k
                     s.sendall(post_headers(sid, "/up%d" % k, MAX_BODY) + data_frames(sid, per_stream, False))
@@ -213,7 +222,7 @@ class RequestBodies(harness.TestCase):
                 s.sendall(b"GET /first%d HTTP/1.1\r\nHost: example.test\r\n\r\n" % i)
                 self.assertEqual(harness.read_raw_response(reader).status, 200)
             try:
-                s.sendall(PREFACE + frame(0x4, 0, 0))
+                s.sendall(START)
                 for sid in (1, 3, 5, 7, 11):  # and a GET on 9, before the fifth
                     if sid == 11:
                         s.sendall(get_headers(9, "/get"))
@@ -225,9 +234,7 @@ class RequestBodies(harness.TestCase):
     def test_reset_and_refused_streams_leave_nothing_counted(self):
         # uploads the client gives up (RST_STREAM) and bodies h2o refuses (past --max-request-body) are dropped by
         # h2o: so are their counts, or a long-lived connection would reach its limit on bytes nobody holds
-        s = socket.create_connection(("127.0.0.1", self.e.proxy_port))
-        self.addCleanup(s.close)
-        s.sendall(PREFACE + frame(0x4, 0, 0))
+        s = self.h2c()
         sid = 1
         for k in range(24):  # 12 MiB given up, three times the connection's limit
             s.sendall(post_headers(sid, "/gone%d" % k, MAX_BODY) + data_frames(sid, 512 << 10, False)
@@ -255,7 +262,7 @@ class RequestBodies(harness.TestCase):
         socks = [connect() for _ in range(3)]
         for s in socks:
             try:
-                s.sendall(PREFACE + frame(0x4, 0, 0))
+                s.sendall(START)
                 for k in range(8):
                     sid = 1 + 2 * k
                     # PRIORITY (depends on 0, weight 17) opens the idle stream, a DATA frame on it makes h2o reset it:
@@ -270,9 +277,7 @@ class RequestBodies(harness.TestCase):
     def test_uploads_with_trailers_are_taken_off(self):
         # a request ended by trailers (HEADERS with END_STREAM after its DATA) is handed over like any other: its
         # bytes leave the count, or 24 of them on one connection would pass its limit
-        s = socket.create_connection(("127.0.0.1", self.e.proxy_port))
-        self.addCleanup(s.close)
-        s.sendall(PREFACE + frame(0x4, 0, 0))
+        s = self.h2c()
         trailer = b"\x00" + hpack_int(9, 7) + b"x-trailer" + hpack_int(1, 7) + b"1"
         for k in range(24):
             sid = 1 + 2 * k
@@ -315,9 +320,7 @@ class RequestBodies(harness.TestCase):
             s.sendall(b"POST /k%d HTTP/1.1\r\nHost: example.test\r\nContent-Length: %d\r\n\r\n" % (i, len(body)) + body)
             r = harness.read_raw_response(reader)
             self.assertEqual((r.status, r.body), (200, b"got %d" % len(body)), r.describe())
-        h2 = socket.create_connection(("127.0.0.1", self.e.proxy_port))
-        self.addCleanup(h2.close)
-        h2.sendall(PREFACE + frame(0x4, 0, 0))
+        h2 = self.h2c()
         for k in range(24):
             sid = 1 + 2 * k
             h2.sendall(post_headers(sid, "/h%d" % k, len(body)) + data_frames(sid, len(body), True))
