@@ -198,10 +198,11 @@ void proxy_serve_cacheable(h2o_req_t *req, const char *key, size_t key_len, cons
             proxy_send_object(req, obj_ref(obj), age, "HIT");
             if (proxy_inflight_join_or_own(hash, NULL)) {
                 /* the refresh that ended between our lookup and this may have published a newer
-                 * copy already: then there is nothing to refresh (and no second origin fetch) */
-                cache_obj_t *cur = mem_lookup(proxy_globals.mem, hash);
-                if (cur != NULL && cur != obj && obj_key_equals(cur, key, key_len) &&
-                    cur->meta.response_time_ms > obj->meta.response_time_ms) {
+                 * copy already: then there is nothing to refresh (and no second origin fetch). The
+                 * copy for this request: under a varying URL's hash is its vary index, which a
+                 * fetch of another variant stores anew, and which once stopped this refresh */
+                cache_obj_t *cur = lookup(req, hash, key, key_len);
+                if (cur != NULL && cur != obj && cur->meta.response_time_ms > obj->meta.response_time_ms) {
                     proxy_inflight_give_up(hash, cur);
                     obj_unref(&cur);
                     obj_unref(&obj);

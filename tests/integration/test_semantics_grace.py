@@ -117,6 +117,37 @@ class StaleWhileRevalidate(SemanticsCase):
         self.assertXCache(self.get(e, "/swr-short"), "HIT")
 
 
+    def test_a_variant_is_refreshed_when_another_was_fetched_since(self):
+        # a fetch of one variant stores the URL's vary index anew; the background refresh of another variant asked
+        # whether "the object" had been refreshed meanwhile by looking at that index, found it newer, and gave up:
+        # the stale variant was served until its window ran out
+        o = self.origin()
+        lock = threading.Lock()
+        fetched = []
+
+        def handler(req):
+            v = req.headers.get("x-v", "")
+            with lock:
+                fetched.append(v)
+                n = fetched.count(v)
+            # stale on arrival (Age past max-age), well within stale-while-revalidate
+            return 200, cc("max-age=10, stale-while-revalidate=600", Vary="X-V", Age="20", **NO_DATE), (
+                "%s %d" % (v, n)).encode()
+
+        o.route("/var", handler=handler)
+        e = self.edge(o)
+        self.assertOk(self.get(e, "/var", headers={"X-V": "a"}), b"a 1")
+        self.assertOk(self.get(e, "/var", headers={"X-V": "b"}), b"b 1")  # republishes the vary index
+        r = self.get(e, "/var", headers={"X-V": "a"})
+        self.assertOk(r, b"a 1", "the stale variant at once")
+        self.assertXCache(r, "HIT")
+        wait_until(lambda: fetched.count("a") == 2, 5, what="the background refresh of variant a at the origin")
+        got = wait_until(lambda: (lambda x: x if x.body == b"a 2" else None)(self.get(e, "/var", headers={"X-V": "a"})),
+                         5, interval=0.05, what="the refreshed variant a")
+        self.assertXCache(got, "HIT")
+        self.assertEqual(fetched.count("b"), 1, "variant b was not fetched again")
+
+
 class StaleIfError(SemanticsCase):
 
     def test_origin_stopped(self):
