@@ -117,6 +117,7 @@ struct inflow_conn {
     h2o_socket_cb h2o_read;   /* h2o's read callback, while ours stands in its place */
     uint64_t pending;         /* body bytes read that no handler has taken */
     uint64_t unparsed;        /* HTTP/2: what h2o left in its input beyond H2_FRAMES_MAX_PARTIAL */
+    uint64_t residue;         /* HTTP/2: of pending, bytes counted as HTTP/1 before the switch (see wrap) */
     uint64_t completing;      /* HTTP/2, while a read is parsed: of pending, the bodies it completes */
     uint64_t charged;         /* counted in g_arriving: pending + unparsed beyond INFLOW_ALLOWANCE */
     inflow_stream_t *streams; /* HTTP/2: the streams with counted bytes */
@@ -325,24 +326,21 @@ static int count_frames(inflow_conn_t *c, const uint8_t *in, size_t len)
     return 0;
 }
 
-/* an HTTP/2 request of c reached the handler: its stream's bytes are taken off (the first whole stream whose body has
- * its length; failing that, the first whole one) */
-static void stream_taken(inflow_conn_t *c, uint64_t body_len)
+/* An HTTP/2 request of c reached the handler: its stream's bytes are taken off. h2o's request does not say its stream
+ * id (that is in h2o's private stream record), so it is the first whole stream whose body has its length: another
+ * whole stream of the same length taken instead leaves the same total counted, and that one is taken off when its
+ * own request comes. No match takes nothing off: a whole stream of another length may be one h2o still holds (its
+ * trailers waiting for a CONTINUATION), and taking it would leave a body held uncounted. */
+static int stream_taken(inflow_conn_t *c, uint64_t body_len)
 {
-    inflow_stream_t *first = NULL;
     for (uint32_t i = 0; i != c->num_streams; ++i) {
         inflow_stream_t *s = &c->streams[i];
-        if (!s->complete || s->refused)
-            continue;
-        if (s->bytes == body_len) {
+        if (s->complete && !s->refused && s->bytes == body_len) {
             stream_remove(c, s);
-            return;
+            return 1;
         }
-        if (first == NULL)
-            first = s;
     }
-    if (first != NULL && body_len != 0)
-        stream_remove(c, first);
+    return 0;
 }
 
 /* ---------------------------------------------------------------- the wrapper */
@@ -364,13 +362,17 @@ static void wrap(inflow_conn_t *c)
     c->sock->_cb.read = on_read_counted;
     if (cb == c->w->inflow_http2_read) {
         if (c->proto != INFLOW_HTTP2) {
-            /* HTTP/2 from here: its count is its streams' (what the HTTP/1 part counted was its last request, which
-             * h2o hands over as stream 1 after an Upgrade: h2c, or the client preface read) */
+            /* HTTP/2 from here. What the HTTP/1 part counted beyond the streams' bytes stays counted until the
+             * connection closes (`residue`): bytes behind its last request that h2o parsed as HTTP/2 outside our
+             * callback (after an Upgrade: h2c's 101, or a client preface behind a request) may be bodies it holds.
+             * The upgrading request's own body leaves it as it reaches the handler (inflow_request_taken). */
+            uint64_t streams = 0;
+            for (uint32_t i = 0; i != c->num_streams; ++i)
+                streams += c->streams[i].bytes;
             c->proto = INFLOW_HTTP2;
             h2o_linklist_insert(&c->w->inflow_h2, &c->h2_link);
-            c->pending = 0;
-            for (uint32_t i = 0; i != c->num_streams; ++i)
-                c->pending += c->streams[i].bytes;
+            c->residue = c->pending > streams ? c->pending - streams : 0;
+            c->pending = streams + c->residue;
             (void)charge(c);
         }
     } else if (c->proto == INFLOW_HTTP1 && c->sock->input != NULL && c->sock->input->size > c->pending) {
@@ -529,9 +531,16 @@ inflow_conn_t *inflow_request_taken(h2o_req_t *req)
     inflow_conn_t *c = sock->on_close.data;
     assert(c->magic == INFLOW_MAGIC);
     if (req->version >= 0x200) {
+        int switching = c->proto != INFLOW_HTTP2;
         (void)rewrapped(c); /* an upgraded connection's first stream comes before its first read as HTTP/2 */
-        if (c->num_streams != 0) {
-            stream_taken(c, req->entity.len);
+        if (c->num_streams != 0 && stream_taken(c, req->entity.len)) {
+            (void)charge(c);
+        } else if (switching && c->proto == INFLOW_HTTP2) {
+            /* a request h2o parsed in the switch, outside our callback: its body was among the HTTP/1 bytes (the
+             * upgrading request's, or one behind a client preface), so it leaves the residue */
+            uint64_t take = c->residue < req->entity.len ? c->residue : req->entity.len;
+            c->residue -= take;
+            c->pending -= take;
             (void)charge(c);
         }
         return NULL;

@@ -128,10 +128,16 @@ class RequestBodies(harness.TestCase):
         s.sendall(START)
         return s
 
-    def bodies(self):
+    def stats(self):
         r = request(self.e.admin_port, "GET", "/stats", headers={"Fastly-Key": self.tok})
         self.assertEqual(r.status, 200, r.describe())
-        return json.loads(r.body)["request_bodies"]
+        return json.loads(r.body)
+
+    def bodies(self):
+        return self.stats()["request_bodies"]
+
+    def arriving_at_least(self, n, what):
+        wait_until(lambda: self.bodies()["arriving_bytes"] >= n, what=what)
 
     def assert_uploads_pass(self, what):
         """An HTTP/1 upload of a whole --max-request-body still reaches the origin whole."""
@@ -287,6 +293,32 @@ class RequestBodies(harness.TestCase):
         self.assertEqual(self.received, [256 << 10] * 24)
         b = wait_until(lambda: (lambda v: v if v["held_bytes"] == 0 else None)(self.bodies()), what="nothing held")
         self.assertEqual((b["connections_closed"], b["arriving_bytes"]), (0, 0), b)
+
+    def test_a_request_takes_off_only_its_own_stream(self):
+        # stream 1's body is arriving; in one read: a whole 10-byte upload on stream 3, its RST_STREAM, and stream 1's
+        # trailers begun (END_STREAM, no END_HEADERS: h2o holds stream 1 until a CONTINUATION). An early version,
+        # finding no whole stream of 10 bytes to take off for stream 3's request, took the first whole one: stream 1,
+        # whose 900 KiB h2o still held, then uncounted
+        s = self.h2c()
+        s.sendall(post_headers(1, "/b", MAX_BODY) + data_frames(1, 900 << 10, False))
+        self.arriving_at_least((900 << 10) - (16 << 10), "stream 1's body counted")
+        requests = self.stats()["requests"]
+        trailer = b"\x00" + hpack_int(9, 7) + b"x-trailer" + hpack_int(1, 7) + b"1"
+        s.sendall(post_headers(3, "/a", 10) + data_frames(3, 10, True) + frame(0x3, 0, 3, struct.pack(">I", 0x8))
+                  + frame(0x1, 0x1, 1, trailer))
+        wait_until(lambda: self.stats()["requests"] > requests, what="stream 3's request at the handler")
+        self.assertGreaterEqual(self.bodies()["arriving_bytes"], (900 << 10) - (16 << 10), "stream 1 still counted")
+
+    def test_frames_behind_the_last_http1_request_are_counted(self):
+        # a GET, then in the same write the client preface and an unfinished upload: h2o turns the connection into
+        # HTTP/2 after answering the GET and parses those frames from its own callback. An early version counted them
+        # as HTTP/1 bytes, then started the HTTP/2 count at 0
+        s = socket.create_connection(("127.0.0.1", self.e.proxy_port))
+        self.addCleanup(s.close)
+        s.sendall(b"GET /g HTTP/1.1\r\nHost: example.test\r\n\r\n" + START + post_headers(1, "/up", MAX_BODY)
+                  + data_frames(1, 200 << 10, False))
+        self.arriving_at_least((200 << 10) - (16 << 10), "the upload behind the GET counted")
+        self.assertEqual(self.bodies()["connections_closed"], 0)
 
     def test_unfinished_http1_bodies_are_bounded(self):
         before = rss_kib(self.e.proc.pid)
