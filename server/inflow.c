@@ -293,7 +293,10 @@ static int count_frames(inflow_conn_t *c, const uint8_t *in, size_t len)
         inflow_stream_t *s;
         switch (f.type) {
         case H2_FRAMES_TYPE_RST_STREAM:
-            if ((s = stream_find(c, f.stream_id)) != NULL && !s->refused)
+            /* not a whole stream's: h2o hands its request over all the same (its END_STREAM came first), or drops it
+             * from its queue; counted on, it is taken off by its own request or stays an over-count. Dropped, its
+             * request would take off another stream of its length, perhaps one h2o still holds */
+            if ((s = stream_find(c, f.stream_id)) != NULL && !s->refused && !s->complete)
                 drop(c, s, at + f.size);
             break;
         case H2_FRAMES_TYPE_HEADERS:

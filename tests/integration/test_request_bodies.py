@@ -309,6 +309,21 @@ class RequestBodies(harness.TestCase):
         wait_until(lambda: self.stats()["requests"] > requests, what="stream 3's request at the handler")
         self.assertGreaterEqual(self.bodies()["arriving_bytes"], (900 << 10) - (16 << 10), "stream 1 still counted")
 
+    def test_a_whole_stream_reset_keeps_its_count_for_its_request(self):
+        # the same with a stream of the same length (a fourth review): stream 3 is completed and reset in the read
+        # that begins stream 1's trailers. An early version dropped stream 3's count at the reset; its request then
+        # took off stream 1's, of the same length, which h2o still held
+        s = self.h2c()
+        n = 600 << 10
+        s.sendall(post_headers(1, "/b", MAX_BODY) + data_frames(1, n, False)
+                  + post_headers(3, "/a", n) + data_frames(3, n - 1, False))
+        self.arriving_at_least(2 * n - 1 - (16 << 10), "both bodies counted")
+        requests = self.stats()["requests"]
+        trailer = b"\x00" + hpack_int(9, 7) + b"x-trailer" + hpack_int(1, 7) + b"1"
+        s.sendall(frame(0x0, 0x1, 3, b"z") + frame(0x3, 0, 3, struct.pack(">I", 0x8)) + frame(0x1, 0x1, 1, trailer))
+        wait_until(lambda: self.stats()["requests"] > requests, what="stream 3's request at the handler")
+        self.assertGreaterEqual(self.bodies()["arriving_bytes"], n - (16 << 10), "stream 1 still counted")
+
     def test_frames_behind_the_last_http1_request_are_counted(self):
         # a GET, then in the same write the client preface and an unfinished upload: h2o turns the connection into
         # HTTP/2 after answering the GET and parses those frames from its own callback. An early version counted them
