@@ -122,6 +122,7 @@ struct inflow_conn {
     uint64_t charged;         /* counted in g_arriving: pending + unparsed beyond INFLOW_ALLOWANCE */
     inflow_stream_t *streams; /* HTTP/2: the streams with counted bytes */
     uint32_t num_streams, streams_cap;
+    uint32_t max_open;    /* HTTP/2: the greatest stream id a HEADERS we saw opened */
     inflow_drop_t *drops; /* HTTP/2: found in the read being parsed */
     uint32_t num_drops, drops_cap;
     h2o_linklist_t link;     /* on w->inflow_fresh or w->inflow_watch, or on neither */
@@ -300,9 +301,21 @@ static int count_frames(inflow_conn_t *c, const uint8_t *in, size_t len)
                 drop(c, s, at + f.size);
             break;
         case H2_FRAMES_TYPE_HEADERS:
+            if (f.stream_id > c->max_open) {
+                /* h2o opens a new stream, its body empty. DATA counted for the id before was DATA h2o dropped (a
+                 * stream a PRIORITY frame made idle: h2o resets it at its first DATA), or is a stream's that h2o
+                 * opened where we could not see (the TLS first flight): it stays counted, as the connection's
+                 * residue, and the stream counts afresh, as h2o does for --max-request-body */
+                c->max_open = f.stream_id;
+                if ((s = stream_find(c, f.stream_id)) != NULL) {
+                    c->residue += s->bytes;
+                    *s = (inflow_stream_t){.id = f.stream_id};
+                }
+                break;
+            }
             if ((s = stream_find(c, f.stream_id)) == NULL)
                 break;
-            if (s->refused) /* h2o opens it as a new stream (a PRIORITY frame made it exist before) */
+            if (s->refused)
                 *s = (inflow_stream_t){.id = f.stream_id};
             else if (f.flags & H2_FRAMES_FLAG_END_STREAM) { /* trailers: h2o hands the request over */
                 s->complete = 1;

@@ -280,6 +280,23 @@ class RequestBodies(harness.TestCase):
                 pass  # closed by the server: what is wanted
         self.check_bounded(socks, before, "PRIORITY first")
 
+    def test_data_on_an_idle_stream_does_not_count_towards_its_body(self):
+        # a fifth review: one DATA frame on a stream PRIORITY made idle (h2o drops it), then HEADERS opening it and
+        # a body one byte short of --max-request-body. Counted together they passed the limit, the stream was taken
+        # for refused by h2o and its body skipped, while h2o held all of it
+        before = rss_kib(self.e.proc.pid)
+        socks = [socket.create_connection(("127.0.0.1", self.e.proxy_port)) for _ in range(3)]
+        for s in socks:
+            try:
+                s.sendall(START)
+                for k in range(8):
+                    sid = 1 + 2 * k
+                    s.sendall(frame(0x2, 0, sid, b"\x00\x00\x00\x00\x10") + frame(0x0, 0, sid, b"p" * 16384)
+                              + post_headers(sid, "/p%d" % sid, MAX_BODY) + data_frames(sid, MAX_BODY - 1, False))
+            except OSError:
+                pass  # closed by the server: what is wanted
+        self.check_bounded(socks, before, "DATA on an idle stream first")
+
     def test_uploads_with_trailers_are_taken_off(self):
         # a request ended by trailers (HEADERS with END_STREAM after its DATA) is handed over like any other: its
         # bytes leave the count, or 24 of them on one connection would pass its limit
