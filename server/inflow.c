@@ -105,7 +105,9 @@ typedef struct inflow_drop {
 typedef struct inflow_stream {
     uint32_t id;
     uint8_t complete; /* END_STREAM seen: the request waits for the handler */
-    uint8_t refused;  /* past --max-request-body (or DATA before its HEADERS): h2o drops what follows */
+    uint8_t refused;  /* past --max-request-body, or reset: h2o drops what follows */
+    uint8_t opened;   /* a HEADERS we saw opened it: its DATA is its body (before that: DATA h2o drops, or a stream
+                       * opened where we could not see; counted as the connection's residue) */
     uint64_t bytes;
 } inflow_stream_t;
 
@@ -122,7 +124,6 @@ struct inflow_conn {
     uint64_t charged;         /* counted in g_arriving: pending + unparsed beyond INFLOW_ALLOWANCE */
     inflow_stream_t *streams; /* HTTP/2: the streams with counted bytes */
     uint32_t num_streams, streams_cap;
-    uint32_t max_open;    /* HTTP/2: the greatest stream id a HEADERS we saw opened */
     inflow_drop_t *drops; /* HTTP/2: found in the read being parsed */
     uint32_t num_drops, drops_cap;
     h2o_linklist_t link;     /* on w->inflow_fresh or w->inflow_watch, or on neither */
@@ -301,23 +302,19 @@ static int count_frames(inflow_conn_t *c, const uint8_t *in, size_t len)
                 drop(c, s, at + f.size);
             break;
         case H2_FRAMES_TYPE_HEADERS:
-            if (f.stream_id > c->max_open) {
-                /* h2o opens a new stream, its body empty. DATA counted for the id before was DATA h2o dropped (a
-                 * stream a PRIORITY frame made idle: h2o resets it at its first DATA), or is a stream's that h2o
-                 * opened where we could not see (the TLS first flight): it stays counted, as the connection's
-                 * residue, and the stream counts afresh, as h2o does for --max-request-body */
-                c->max_open = f.stream_id;
-                if ((s = stream_find(c, f.stream_id)) != NULL) {
+            s = stream_find(c, f.stream_id);
+            if (s == NULL || !s->opened || s->refused) {
+                /* h2o opens a stream, its body empty: an id it has not seen, or one a PRIORITY frame made idle (even
+                 * below the greatest opened). What was counted for the id before stays counted, as residue */
+                if (s != NULL) {
                     c->residue += s->bytes;
                     *s = (inflow_stream_t){.id = f.stream_id};
+                } else if (!(f.flags & H2_FRAMES_FLAG_END_STREAM) && (s = stream_get(c, f.stream_id)) == NULL) {
+                    return -1;
                 }
-                break;
-            }
-            if ((s = stream_find(c, f.stream_id)) == NULL)
-                break;
-            if (s->refused)
-                *s = (inflow_stream_t){.id = f.stream_id};
-            else if (f.flags & H2_FRAMES_FLAG_END_STREAM) { /* trailers: h2o hands the request over */
+                if (s != NULL)
+                    s->opened = 1;
+            } else if (f.flags & H2_FRAMES_FLAG_END_STREAM) { /* trailers: h2o hands the request over */
                 s->complete = 1;
                 c->completing += s->bytes;
             }
@@ -327,8 +324,12 @@ static int count_frames(inflow_conn_t *c, const uint8_t *in, size_t len)
                 return -1;
             if (s->refused || s->complete)
                 break; /* h2o drops DATA on a stream refused or done */
-            s->bytes += f.body;
             c->pending += f.body;
+            if (!s->opened) { /* dropped by h2o (an idle stream), or a stream's we could not see open: residue */
+                c->residue += f.body;
+                break;
+            }
+            s->bytes += f.body;
             if (s->bytes > g_max_body) /* h2o refuses the stream (REFUSED_STREAM) and drops its body */
                 drop(c, s, at + f.size);
             else if (f.flags & H2_FRAMES_FLAG_END_STREAM) {

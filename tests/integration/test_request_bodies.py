@@ -297,6 +297,19 @@ class RequestBodies(harness.TestCase):
                 pass  # closed by the server: what is wanted
         self.check_bounded(socks, before, "DATA on an idle stream first")
 
+    def test_a_stream_opened_below_the_greatest_id_counts_afresh(self):
+        # a sixth review: PRIORITY makes stream 1 idle again after stream 3 was opened, and h2o opens it from a
+        # HEADERS although its id is below 3. An early version took that HEADERS for trailers, kept the 1 MiB of DATA
+        # h2o had dropped on the idle stream, took the stream for refused at its first real frame, and skipped a body
+        # h2o held whole
+        s = self.h2c()
+        priority = frame(0x2, 0, 1, b"\x00\x00\x00\x00\x10")
+        s.sendall(b"".join(priority + frame(0x0, 0, 1, b"p" * 16384) for _ in range(MAX_BODY // 16384)))
+        s.sendall(priority + post_headers(3, "/three", MAX_BODY) + post_headers(1, "/one", MAX_BODY)
+                  + data_frames(1, MAX_BODY - 1, False))
+        # what h2o dropped stays counted (an over-count), and stream 1's own body is counted on top of it
+        self.arriving_at_least(2 * MAX_BODY - 1 - (16 << 10), "stream 1's body counted")
+
     def test_uploads_with_trailers_are_taken_off(self):
         # a request ended by trailers (HEADERS with END_STREAM after its DATA) is handed over like any other: its
         # bytes leave the count, or 24 of them on one connection would pass its limit
