@@ -219,8 +219,8 @@ static void accept_batch(worker_t *w, h2o_socket_t *listener, h2o_accept_ctx_t *
         (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         atomic_store_explicit(&w->accepted, atomic_load_explicit(&w->accepted, memory_order_relaxed) + 1, memory_order_relaxed);
         connection_opened(w);
-        h2o_accept(accept_ctx, sock);
-        inflow_accepted(w, sock); /* its on_close calls on_connection_close, as h2o's own server counts them */
+        inflow_accept(w, accept_ctx,
+                      sock); /* h2o_accept; its on_close calls on_connection_close, as h2o's own server counts them */
     }
 }
 

@@ -129,8 +129,8 @@ struct inflow_conn {
     h2o_linklist_t link;     /* on w->inflow_fresh or w->inflow_watch, or on neither */
     h2o_linklist_t h2_link;  /* HTTP/2: on w->inflow_h2 */
     unsigned in_handler : 1; /* an HTTP/1 request of it is in the handler (taken, not yet disposed) */
-    unsigned in_read : 1;    /* h2o's read callback is running under ours */
-    unsigned closed : 1;     /* it closed while in_read: freed when that returns */
+    unsigned in_h2o : 1;     /* h2o runs under us (its read callback under ours, or h2o_accept) */
+    unsigned closed : 1;     /* it closed while in_h2o: freed when that returns */
     unsigned refused : 1;    /* we closed it: nothing more to watch */
 };
 
@@ -362,6 +362,14 @@ static int stream_taken(inflow_conn_t *c, uint64_t body_len)
 
 /* ---------------------------------------------------------------- the wrapper */
 
+static void conn_free(inflow_conn_t *c)
+{
+    c->magic = 0;
+    free(c->streams);
+    free(c->drops);
+    free(c);
+}
+
 static void on_read_counted(h2o_socket_t *sock, const char *err);
 
 static void relink(inflow_conn_t *c, h2o_linklist_t *list)
@@ -440,16 +448,13 @@ static void on_read_counted(h2o_socket_t *sock, const char *err)
             err = inflow_refused; /* h2o closes the connection and frees its streams */
         }
     }
-    c->in_read = 1;
+    c->in_h2o = 1;
     h2o_read(sock, err);
+    c->in_h2o = 0;
     if (c->closed) {
-        c->magic = 0;
-        free(c->streams);
-        free(c->drops);
-        free(c);
+        conn_free(c);
         return;
     }
-    c->in_read = 0;
     if (c->proto == INFLOW_HTTP2 || c->num_drops != 0 || c->completing != 0) { /* or the read that switches to it */
         /* what h2o parsed of it is settled: the bodies it completed were handed over (or wait, and count); what it
          * dropped past where it stopped is still held; what it left unparsed beyond a frame cut short counts (checked
@@ -477,25 +482,28 @@ static void on_close(void *data)
         h2o_linklist_unlink(&c->link);
     if (h2o_linklist_is_linked(&c->h2_link))
         h2o_linklist_unlink(&c->h2_link);
-    if (c->in_read) {
+    if (c->in_h2o)
         c->closed = 1;
-    } else {
-        c->magic = 0;
-        free(c->streams);
-        free(c->drops);
-        free(c);
-    }
+    else
+        conn_free(c);
     g_closed(w);
 }
 
-void inflow_accepted(worker_t *w, h2o_socket_t *sock)
+void inflow_accept(worker_t *w, h2o_accept_ctx_t *accept_ctx, h2o_socket_t *sock)
 {
     inflow_conn_t *c = alloc_xcalloc(1, sizeof(*c), "client connection");
     c->magic = INFLOW_MAGIC;
     c->w = w;
     c->sock = sock;
-    sock->on_close.cb = on_close; /* nothing in libh2o sets it */
+    sock->on_close.cb = on_close; /* before h2o_accept, which may close it (a TLS set-up that fails at once) */
     sock->on_close.data = c;
+    c->in_h2o = 1;
+    h2o_accept(accept_ctx, sock);
+    c->in_h2o = 0;
+    if (c->closed) {
+        conn_free(c);
+        return;
+    }
     /* h2o_accept has set its callback: HTTP/1's, or the TLS handshake's */
     if (sock->_cb.read != NULL)
         wrap(c);

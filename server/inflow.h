@@ -38,9 +38,10 @@ void inflow_configure(uint64_t max_request_body, uint64_t budget, void (*closed)
  * w->loop and w->accept_ctx are ready). */
 void inflow_worker_init(struct worker *w);
 
-/** Count sock, just accepted by w and handed to h2o_accept: its on_close is this module's
- * from now on (it calls `closed`). Allocates the connection's record, freed at its close. */
-void inflow_accepted(struct worker *w, h2o_socket_t *sock);
+/** Hand sock, just accepted by w, to h2o_accept(accept_ctx, sock), counted: its on_close is
+ * this module's (it calls `closed`, also for a close inside h2o_accept). Allocates the
+ * connection's record, freed at its close. */
+void inflow_accept(struct worker *w, h2o_accept_ctx_t *accept_ctx, h2o_socket_t *sock);
 
 /** After each turn of w's loop (now_ms: the monotonic clock): put the counting back on the
  * connections h2o started reading with its own callback since (see server/inflow.c). */
